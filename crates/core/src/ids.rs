@@ -1,0 +1,108 @@
+//! ID newtypes. Ids chosen by frameworks (task, executor) are validated with
+//! the rules Mesos applies, because they end up as path components of sandboxes.
+
+use std::fmt;
+
+use agora_proto::v1 as pb;
+use serde::Serialize;
+
+/// Longest id accepted: NAME_MAX, since ids become directory names.
+pub const MAX_ID_LEN: usize = 255;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("id is empty")]
+    Empty,
+    #[error("id is longer than {MAX_ID_LEN} bytes")]
+    TooLong,
+    #[error("id must not be '.' or '..'")]
+    Dots,
+    #[error("id contains a '/', '\\' or control character")]
+    BadCharacter,
+}
+
+/// Checks an id that will be used as a single path component.
+pub fn validate_id(value: &str) -> Result<(), IdError> {
+    if value.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if value.len() > MAX_ID_LEN {
+        return Err(IdError::TooLong);
+    }
+    if value == "." || value == ".." {
+        return Err(IdError::Dots);
+    }
+    if value
+        .chars()
+        .any(|c| c == '/' || c == '\\' || c.is_control())
+    {
+        return Err(IdError::BadCharacter);
+    }
+    Ok(())
+}
+
+macro_rules! id_type {
+    ($name:ident, $proto:ident) => {
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a value that is already known to be valid (generated
+            /// here, or read back from our own state).
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+
+            /// Wraps a value that came from outside, checking it first.
+            pub fn parse(value: impl Into<String>) -> Result<Self, IdError> {
+                let value = value.into();
+                validate_id(&value)?;
+                Ok(Self(value))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn to_proto(&self) -> pb::$proto {
+                pb::$proto {
+                    value: self.0.clone(),
+                }
+            }
+
+            pub fn from_proto(id: &pb::$proto) -> Result<Self, IdError> {
+                Self::parse(id.value.clone())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(FrameworkId, FrameworkId);
+id_type!(AgentId, AgentId);
+id_type!(OfferId, OfferId);
+id_type!(TaskId, TaskId);
+id_type!(ExecutorId, ExecutorId);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_ids_that_are_not_single_path_components() {
+        assert_eq!(TaskId::parse(""), Err(IdError::Empty));
+        assert_eq!(TaskId::parse("."), Err(IdError::Dots));
+        assert_eq!(TaskId::parse(".."), Err(IdError::Dots));
+        assert_eq!(TaskId::parse("a/b"), Err(IdError::BadCharacter));
+        assert_eq!(TaskId::parse("a\\b"), Err(IdError::BadCharacter));
+        assert_eq!(TaskId::parse("a\nb"), Err(IdError::BadCharacter));
+        assert_eq!(TaskId::parse("x".repeat(256)), Err(IdError::TooLong));
+        assert_eq!(TaskId::parse("smoke-1").map(|t| t.to_string()), Ok("smoke-1".into()));
+    }
+}

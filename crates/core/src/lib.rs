@@ -1,0 +1,12 @@
+//! Agora's domain model, free of I/O: no tokio, no sockets, no clocks.
+//!
+//! Everything here is deterministic so that the master's and agent's state
+//! machines, which are built on it, can be tested by simulation.
+
+pub mod ids;
+pub mod resources;
+pub mod task;
+
+pub use ids::{AgentId, ExecutorId, FrameworkId, IdError, OfferId, TaskId};
+pub use resources::{Resources, ResourcesError};
+pub use task::{TaskState, TaskStateError};

@@ -1,0 +1,489 @@
+//! Resources arithmetic: scalars, ranges and sets, unreserved or reserved for a role.
+//!
+//! Invariants kept by every operation:
+//! - scalars are fixed-point with three decimals (Mesos' precision), stored as
+//!   integer thousandths, so that adding and subtracting never drifts;
+//! - no entry is empty (zero scalar, no ranges, empty set) — empty entries are removed;
+//! - ranges are sorted, non-overlapping and non-adjacent;
+//! - a resource name has one type across all roles.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use agora_proto::v1 as pb;
+
+/// The role of unreserved resources.
+pub const UNRESERVED: &str = "*";
+
+/// Largest scalar accepted (in whole units), far above any real machine, so
+/// that fixed-point sums can never overflow.
+const MAX_SCALAR: f64 = 1e12;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourcesError {
+    #[error("resource '{0}' is not of the form name:value or name(role):value")]
+    Syntax(String),
+    #[error("resource '{name}' has an invalid value '{value}': {why}")]
+    BadValue {
+        name: String,
+        value: String,
+        why: &'static str,
+    },
+    #[error("resource name '{0}' is invalid")]
+    BadName(String),
+    #[error("role '{0}' is invalid")]
+    BadRole(String),
+    #[error("resource '{0}' is given with two different types")]
+    TypeMismatch(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// Thousandths of a unit.
+    Scalar(i64),
+    Ranges(Vec<(u64, u64)>),
+    Set(BTreeSet<String>),
+}
+
+impl Value {
+    fn kind(&self) -> u8 {
+        match self {
+            Value::Scalar(_) => 0,
+            Value::Ranges(_) => 1,
+            Value::Set(_) => 2,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Value::Scalar(v) => *v == 0,
+            Value::Ranges(r) => r.is_empty(),
+            Value::Set(s) => s.is_empty(),
+        }
+    }
+}
+
+/// A bag of resources keyed by (name, role).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    entries: BTreeMap<(String, String), Value>,
+}
+
+fn to_millis(value: f64) -> Option<i64> {
+    if !value.is_finite() || !(0.0..=MAX_SCALAR).contains(&value) {
+        return None;
+    }
+    Some((value * 1000.0).round() as i64)
+}
+
+fn from_millis(millis: i64) -> f64 {
+    millis as f64 / 1000.0
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+}
+
+/// A role is `*` or a `/`-separated path of non-empty components without
+/// whitespace, `.`/`..` or a leading `-` (Mesos' rules).
+pub fn valid_role(role: &str) -> bool {
+    if role == UNRESERVED {
+        return true;
+    }
+    !role.is_empty()
+        && role.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && !part.starts_with('-')
+                && part
+                    .chars()
+                    .all(|c| !c.is_whitespace() && !c.is_control() && c != '*' && c != '\\')
+        })
+}
+
+fn normalize_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (begin, end) in ranges {
+        match out.last_mut() {
+            Some(last) if begin <= last.1.saturating_add(1) => last.1 = last.1.max(end),
+            _ => out.push((begin, end)),
+        }
+    }
+    out
+}
+
+fn subtract_ranges(have: &[(u64, u64)], take: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for &(mut begin, end) in have {
+        let mut alive = true;
+        for &(tb, te) in take {
+            if te < begin || tb > end || !alive {
+                continue;
+            }
+            if tb > begin {
+                out.push((begin, tb - 1));
+            }
+            if te >= end {
+                alive = false;
+            } else {
+                begin = te + 1;
+            }
+        }
+        if alive {
+            out.push((begin, end));
+        }
+    }
+    normalize_ranges(out)
+}
+
+fn ranges_contain(have: &[(u64, u64)], want: &[(u64, u64)]) -> bool {
+    want.iter()
+        .all(|&(b, e)| have.iter().any(|&(hb, he)| hb <= b && e <= he))
+}
+
+fn parse_value(name: &str, text: &str) -> Result<Value, ResourcesError> {
+    let bad = |why| ResourcesError::BadValue {
+        name: name.to_string(),
+        value: text.to_string(),
+        why,
+    };
+    if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        let mut ranges = Vec::new();
+        for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (b, e) = part.split_once('-').ok_or_else(|| bad("a range is begin-end"))?;
+            let b: u64 = b.trim().parse().map_err(|_| bad("range bounds are integers"))?;
+            let e: u64 = e.trim().parse().map_err(|_| bad("range bounds are integers"))?;
+            if b > e {
+                return Err(bad("a range's begin is above its end"));
+            }
+            ranges.push((b, e));
+        }
+        return Ok(Value::Ranges(normalize_ranges(ranges)));
+    }
+    if let Some(inner) = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+        let items: BTreeSet<String> = inner
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(str::to_string)
+            .collect();
+        return Ok(Value::Set(items));
+    }
+    let number: f64 = text.parse().map_err(|_| bad("not a number"))?;
+    to_millis(number)
+        .map(Value::Scalar)
+        .ok_or_else(|| bad("must be a finite number between 0 and 1e12"))
+}
+
+impl Resources {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses Mesos' text form: `cpus:4;mem:8192;ports:[31000-32000];cpus(ops):2;zones:{a,b}`.
+    pub fn parse(text: &str) -> Result<Self, ResourcesError> {
+        let mut out = Resources::new();
+        for item in text.split(';').map(str::trim).filter(|i| !i.is_empty()) {
+            let (key, value) = item
+                .split_once(':')
+                .ok_or_else(|| ResourcesError::Syntax(item.to_string()))?;
+            let key = key.trim();
+            let (name, role) = match key.split_once('(') {
+                Some((name, rest)) => {
+                    let role = rest
+                        .strip_suffix(')')
+                        .ok_or_else(|| ResourcesError::Syntax(item.to_string()))?;
+                    (name.trim(), role.trim())
+                }
+                None => (key, UNRESERVED),
+            };
+            if !valid_name(name) {
+                return Err(ResourcesError::BadName(name.to_string()));
+            }
+            if !valid_role(role) {
+                return Err(ResourcesError::BadRole(role.to_string()));
+            }
+            let value = parse_value(name, value.trim())?;
+            out.add_entry(name, role, value)?;
+        }
+        Ok(out)
+    }
+
+    pub fn scalar(name: &str, value: f64) -> Result<Self, ResourcesError> {
+        Self::parse(&format!("{name}:{value}"))
+    }
+
+    fn type_of(&self, name: &str) -> Option<u8> {
+        self.entries
+            .iter()
+            .find(|((n, _), _)| n == name)
+            .map(|(_, v)| v.kind())
+    }
+
+    fn add_entry(&mut self, name: &str, role: &str, value: Value) -> Result<(), ResourcesError> {
+        if let Some(kind) = self.type_of(name)
+            && kind != value.kind()
+        {
+            return Err(ResourcesError::TypeMismatch(name.to_string()));
+        }
+        if value.is_empty() {
+            return Ok(());
+        }
+        let key = (name.to_string(), role.to_string());
+        let merged = match (self.entries.remove(&key), value) {
+            (None, v) => v,
+            (Some(Value::Scalar(a)), Value::Scalar(b)) => Value::Scalar(a + b),
+            (Some(Value::Ranges(mut a)), Value::Ranges(b)) => {
+                a.extend(b);
+                Value::Ranges(normalize_ranges(a))
+            }
+            (Some(Value::Set(mut a)), Value::Set(b)) => {
+                a.extend(b);
+                Value::Set(a)
+            }
+            (Some(old), _) => {
+                self.entries.insert(key, old);
+                return Err(ResourcesError::TypeMismatch(name.to_string()));
+            }
+        };
+        self.entries.insert(key, merged);
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds `other` into `self`. Entries whose type conflicts are skipped:
+    /// `Resources` built by `parse`/`from_proto` of one agent never conflict.
+    pub fn add(&mut self, other: &Resources) {
+        for ((name, role), value) in &other.entries {
+            // A conflict is impossible for resources of one agent; ignore rather than panic.
+            let _ = self.add_entry(name, role, value.clone());
+        }
+    }
+
+    /// Whether every entry of `other` is available in `self`, role by role.
+    pub fn contains(&self, other: &Resources) -> bool {
+        other.entries.iter().all(|(key, want)| match (self.entries.get(key), want) {
+            (Some(Value::Scalar(have)), Value::Scalar(want)) => have >= want,
+            (Some(Value::Ranges(have)), Value::Ranges(want)) => ranges_contain(have, want),
+            (Some(Value::Set(have)), Value::Set(want)) => want.is_subset(have),
+            _ => false,
+        })
+    }
+
+    /// Removes `other` from `self`, as far as it is there (saturating).
+    pub fn subtract(&mut self, other: &Resources) {
+        for (key, take) in &other.entries {
+            let Some(have) = self.entries.get_mut(key) else {
+                continue;
+            };
+            match (have, take) {
+                (Value::Scalar(h), Value::Scalar(t)) => *h = (*h - t).max(0),
+                (Value::Ranges(h), Value::Ranges(t)) => *h = subtract_ranges(h, t),
+                (Value::Set(h), Value::Set(t)) => h.retain(|i| !t.contains(i)),
+                _ => {}
+            }
+            if self.entries.get(key).is_some_and(Value::is_empty) {
+                self.entries.remove(key);
+            }
+        }
+    }
+
+    /// The resources a framework in `role` may use: unreserved ones and those
+    /// reserved for exactly that role.
+    pub fn allocatable_to(&self, role: &str) -> Resources {
+        Resources {
+            entries: self
+                .entries
+                .iter()
+                .filter(|((_, r), _)| r == UNRESERVED || r == role)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// The sum of a scalar resource over all roles, in units.
+    pub fn scalar_value(&self, name: &str) -> f64 {
+        from_millis(
+            self.entries
+                .iter()
+                .filter_map(|((n, _), v)| match v {
+                    Value::Scalar(m) if n == name => Some(*m),
+                    _ => None,
+                })
+                .sum(),
+        )
+    }
+
+    /// Names of the resources present, each once.
+    pub fn names(&self) -> BTreeSet<&str> {
+        self.entries.keys().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// A flat summary by name, as Mesos' `/state` shows resources: scalars as
+    /// numbers summed over roles, ranges and sets in their text form.
+    pub fn summary(&self) -> BTreeMap<String, SummaryValue> {
+        let mut merged = Resources::new();
+        for ((name, _), value) in &self.entries {
+            // Same name means same type, so merging across roles cannot conflict.
+            let _ = merged.add_entry(name, UNRESERVED, value.clone());
+        }
+        merged
+            .entries
+            .into_iter()
+            .map(|((name, _), value)| {
+                let summary = match value {
+                    Value::Scalar(m) => SummaryValue::Number(from_millis(m)),
+                    other => SummaryValue::Text(format_value(&other)),
+                };
+                (name, summary)
+            })
+            .collect()
+    }
+
+    pub fn to_proto(&self, allocation_role: Option<&str>) -> Vec<pb::Resource> {
+        self.entries
+            .iter()
+            .map(|((name, role), value)| {
+                let mut r = pb::Resource {
+                    name: name.clone(),
+                    ..Default::default()
+                };
+                match value {
+                    Value::Scalar(m) => {
+                        r.r#type = pb::value::Type::Scalar as i32;
+                        r.scalar = Some(pb::value::Scalar {
+                            value: from_millis(*m),
+                        });
+                    }
+                    Value::Ranges(ranges) => {
+                        r.r#type = pb::value::Type::Ranges as i32;
+                        r.ranges = Some(pb::value::Ranges {
+                            range: ranges
+                                .iter()
+                                .map(|&(begin, end)| pb::value::Range { begin, end })
+                                .collect(),
+                        });
+                    }
+                    Value::Set(items) => {
+                        r.r#type = pb::value::Type::Set as i32;
+                        r.set = Some(pb::value::Set {
+                            item: items.iter().cloned().collect(),
+                        });
+                    }
+                }
+                if role != UNRESERVED {
+                    r.reservations = vec![pb::resource::ReservationInfo {
+                        r#type: Some(pb::resource::reservation_info::Type::Static as i32),
+                        role: Some(role.clone()),
+                        principal: None,
+                    }];
+                }
+                if let Some(alloc) = allocation_role {
+                    r.allocation_info = Some(pb::resource::AllocationInfo {
+                        role: Some(alloc.to_string()),
+                    });
+                }
+                r
+            })
+            .collect()
+    }
+
+    pub fn from_proto(resources: &[pb::Resource]) -> Result<Self, ResourcesError> {
+        let mut out = Resources::new();
+        for r in resources {
+            if !valid_name(&r.name) {
+                return Err(ResourcesError::BadName(r.name.clone()));
+            }
+            let role = r
+                .reservations
+                .last()
+                .and_then(|res| res.role.clone())
+                .or_else(|| r.role.clone())
+                .unwrap_or_else(|| UNRESERVED.to_string());
+            if !valid_role(&role) {
+                return Err(ResourcesError::BadRole(role));
+            }
+            let bad = |why| ResourcesError::BadValue {
+                name: r.name.clone(),
+                value: String::new(),
+                why,
+            };
+            let value = match pb::value::Type::try_from(r.r#type) {
+                Ok(pb::value::Type::Scalar) => {
+                    let v = r.scalar.as_ref().ok_or_else(|| bad("scalar value missing"))?;
+                    Value::Scalar(
+                        to_millis(v.value)
+                            .ok_or_else(|| bad("must be a finite number between 0 and 1e12"))?,
+                    )
+                }
+                Ok(pb::value::Type::Ranges) => {
+                    let v = r.ranges.as_ref().ok_or_else(|| bad("ranges value missing"))?;
+                    if v.range.iter().any(|x| x.begin > x.end) {
+                        return Err(bad("a range's begin is above its end"));
+                    }
+                    Value::Ranges(normalize_ranges(
+                        v.range.iter().map(|x| (x.begin, x.end)).collect(),
+                    ))
+                }
+                Ok(pb::value::Type::Set) => {
+                    let v = r.set.as_ref().ok_or_else(|| bad("set value missing"))?;
+                    Value::Set(v.item.iter().cloned().collect())
+                }
+                _ => return Err(bad("unsupported resource type")),
+            };
+            out.add_entry(&r.name, &role, value)?;
+        }
+        Ok(out)
+    }
+}
+
+/// One value of [`Resources::summary`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum SummaryValue {
+    Number(f64),
+    Text(String),
+}
+
+fn format_value(value: &Value) -> String {
+    match value {
+        Value::Scalar(m) => format!("{}", from_millis(*m)),
+        Value::Ranges(ranges) => {
+            let parts: Vec<String> = ranges.iter().map(|(b, e)| format!("{b}-{e}")).collect();
+            format!("[{}]", parts.join(","))
+        }
+        Value::Set(items) => {
+            let parts: Vec<&str> = items.iter().map(String::as_str).collect();
+            format!("{{{}}}", parts.join(","))
+        }
+    }
+}
+
+impl fmt::Display for Resources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for ((name, role), value) in &self.entries {
+            if !first {
+                f.write_str(";")?;
+            }
+            first = false;
+            if role == UNRESERVED {
+                write!(f, "{name}:{}", format_value(value))?;
+            } else {
+                write!(f, "{name}({role}):{}", format_value(value))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn r(text: &str) -> Resources {
+    Resources::parse(text).expect("valid resources text")
+}
+
+#[test]
+fn parses_the_mesos_text_form() {
+    let res = r("cpus:2;mem:1024.5;disk:20000;ports:[31000-31009,31010-32000];cpus(ops):1;zones:{a, b}");
+    assert_eq!(res.scalar_value("cpus"), 3.0);
+    assert_eq!(res.scalar_value("mem"), 1024.5);
+    assert_eq!(
+        res.to_string(),
+        "cpus:2;cpus(ops):1;disk:20000;mem:1024.5;ports:[31000-32000];zones:{a,b}"
+    );
+    assert_eq!(res.allocatable_to("dev").scalar_value("cpus"), 2.0);
+    assert_eq!(res.allocatable_to("ops").scalar_value("cpus"), 3.0);
+}
+
+#[test]
+fn rejects_malformed_text_with_a_reason() {
+    for bad in [
+        "cpus",
+        "cpus:abc",
+        "cpus:-1",
+        "cpus:NaN",
+        "cpus:inf",
+        "ports:[5-1]",
+        "ports:[1-x]",
+        "cpus(ops:1",
+        "cpus(a b):1",
+        ":1",
+        "cpus:1;cpus:[1-2]",
+        "cpus:1e13",
+    ] {
+        assert!(Resources::parse(bad).is_err(), "{bad} should be rejected");
+    }
+    let err = Resources::parse("cpus:abc").expect_err("not a number");
+    assert!(err.to_string().contains("cpus"), "{err}");
+}
+
+#[test]
+fn range_arithmetic_splits_and_merges() {
+    let mut ports = r("ports:[31000-32000]");
+    ports.subtract(&r("ports:[31005-31010]"));
+    assert_eq!(ports.to_string(), "ports:[31000-31004,31011-32000]");
+    assert!(ports.contains(&r("ports:[31000-31004]")));
+    assert!(!ports.contains(&r("ports:[31004-31005]")));
+    ports.add(&r("ports:[31005-31010]"));
+    assert_eq!(ports.to_string(), "ports:[31000-32000]");
+}
+
+#[test]
+fn reserved_resources_are_not_unreserved_ones() {
+    let have = r("cpus(ops):2");
+    assert!(!have.contains(&r("cpus:1")));
+    assert!(have.contains(&r("cpus(ops):1")));
+}
+
+#[test]
+fn proto_round_trip_keeps_roles() {
+    let res = r("cpus:2;cpus(ops):1;ports:[1-5];zones:{a}");
+    let back = Resources::from_proto(&res.to_proto(Some("dev"))).expect("round trip");
+    assert_eq!(back, res);
+}
+
+fn arb_resources() -> impl Strategy<Value = Resources> {
+    (
+        0u32..10_000,
+        0u32..100_000,
+        proptest::collection::vec((0u64..2_000, 0u64..50), 0..5),
+        prop::bool::ANY,
+    )
+        .prop_map(|(cpus, mem, ranges, reserved)| {
+            let mut res = Resources::new();
+            let role = if reserved { "ops" } else { UNRESERVED };
+            res.add_entry("cpus", role, Value::Scalar(i64::from(cpus)))
+                .expect("same type");
+            res.add_entry("mem", UNRESERVED, Value::Scalar(i64::from(mem)))
+                .expect("same type");
+            let ranges = ranges.into_iter().map(|(b, len)| (b, b + len)).collect();
+            res.add_entry("ports", UNRESERVED, Value::Ranges(normalize_ranges(ranges)))
+                .expect("same type");
+            res
+        })
+}
+
+proptest! {
+    #[test]
+    fn add_then_subtract_is_identity(a in arb_resources(), b in arb_resources()) {
+        let mut sum = a.clone();
+        sum.add(&b);
+        prop_assert!(sum.contains(&a));
+        prop_assert!(sum.contains(&b));
+        // Ranges of a and b may overlap, so only the scalar part is exactly invertible.
+        let mut back = sum.clone();
+        back.subtract(&b);
+        prop_assert_eq!(back.scalar_value("cpus"), a.scalar_value("cpus"));
+        prop_assert_eq!(back.scalar_value("mem"), a.scalar_value("mem"));
+    }
+
+    #[test]
+    fn subtract_of_contained_then_add_restores(a in arb_resources(), b in arb_resources()) {
+        let mut whole = a.clone();
+        whole.add(&b);
+        let mut rest = whole.clone();
+        rest.subtract(&b);
+        rest.add(&b);
+        prop_assert_eq!(rest, whole);
+    }
+
+    #[test]
+    fn text_round_trip(a in arb_resources()) {
+        let text = a.to_string();
+        prop_assert_eq!(Resources::parse(&text).expect("own output parses"), a);
+    }
+
+    #[test]
+    fn proto_round_trip(a in arb_resources()) {
+        prop_assert_eq!(Resources::from_proto(&a.to_proto(None)).expect("own output decodes"), a);
+    }
+
+    #[test]
+    fn subtract_never_goes_negative_nor_leaves_empty_entries(a in arb_resources(), b in arb_resources()) {
+        let mut rest = a.clone();
+        rest.subtract(&b);
+        prop_assert!(rest.scalar_value("cpus") >= 0.0);
+        prop_assert!(a.contains(&rest));
+        prop_assert!(rest.entries.values().all(|v| !v.is_empty()));
+    }
+
+    #[test]
+    fn ranges_stay_normalized(ranges in proptest::collection::vec((0u64..1000, 0u64..20), 0..20)) {
+        let ranges: Vec<(u64, u64)> = ranges.into_iter().map(|(b, l)| (b, b + l)).collect();
+        let n = normalize_ranges(ranges.clone());
+        prop_assert!(n.windows(2).all(|w| w[0].1 + 1 < w[1].0));
+        for (b, e) in ranges {
+            prop_assert!(ranges_contain(&n, &[(b, e)]));
+        }
+    }
+}
