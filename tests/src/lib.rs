@@ -1,1 +1,303 @@
-//! End-to-end tests live in `tests/`; see `tests/README` in docs.
+//! Harness for end-to-end tests: builds the `agora` binary once, starts real
+//! master and agent processes on 127.0.0.1 with free ports, and waits on
+//! conditions with deadlines (never on bare sleeps).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The `agora` binary, built once per test process with the same cargo
+/// that runs the tests.
+pub fn agora_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "agora-cli", "--bin", "agora"])
+            .status()
+            .expect("cargo can be run");
+        assert!(status.success(), "building the agora binary failed");
+        let exe = std::env::current_exe().expect("test binary path");
+        // target/<profile>/deps/<test> -> target/<profile>/agora
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary lives in target/<profile>/deps");
+        let bin = profile_dir.join("agora");
+        assert!(bin.exists(), "{} was not built", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("an ephemeral port is available")
+}
+
+/// A process this test started; killed (by its pid) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(args: &[&str], log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).expect("log file can be created");
+        let child = Command::new(agora_bin())
+            .args(args)
+            .env("AGORA_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file clone"))
+            .stderr(file)
+            .spawn()
+            .expect("agora starts");
+        Proc { child, log }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` until it returns `Some` or the deadline passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(value) = check() {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns (status code, body).
+pub fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").context("no http header end")?;
+    let code: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status code")?
+        .parse()?;
+    Ok((code, body.to_string()))
+}
+
+pub fn get_json(port: u16, path: &str) -> anyhow::Result<serde_json::Value> {
+    let (code, body) = http_get(port, path)?;
+    if code != 200 {
+        bail!("GET {path} answered {code}: {body}");
+    }
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// A master and agents, each a real `agora` process.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub master_port: u16,
+    pub master: Proc,
+    pub agents: Vec<Proc>,
+    pub agent_dirs: Vec<PathBuf>,
+}
+
+impl Cluster {
+    pub fn start(agents: usize, resources: &str) -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let master_port = free_port();
+        let master = start_master(dir.path(), master_port);
+        let mut cluster = Cluster {
+            dir,
+            master_port,
+            master,
+            agents: Vec::new(),
+            agent_dirs: Vec::new(),
+        };
+        wait_for("master /health", Duration::from_secs(30), || {
+            http_get(master_port, "/health").ok().filter(|(c, _)| *c == 200)
+        })?;
+        for n in 0..agents {
+            cluster.add_agent(n, resources);
+        }
+        cluster.wait_agents(agents)?;
+        Ok(cluster)
+    }
+
+    pub fn master_address(&self) -> String {
+        format!("127.0.0.1:{}", self.master_port)
+    }
+
+    pub fn add_agent(&mut self, n: usize, resources: &str) {
+        let work_dir = self.dir.path().join(format!("agent-{n}"));
+        let port = free_port().to_string();
+        let agent = Proc::spawn(
+            &[
+                "agent",
+                "--master",
+                &self.master_address(),
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--work-dir",
+                work_dir.to_str().expect("utf-8 temp path"),
+                "--resources",
+                resources,
+            ],
+            self.dir.path().join(format!("agent-{n}.log")),
+        );
+        self.agents.push(agent);
+        self.agent_dirs.push(work_dir);
+    }
+
+    pub fn state(&self) -> anyhow::Result<serde_json::Value> {
+        get_json(self.master_port, "/state")
+    }
+
+    pub fn wait_agents(&self, count: usize) -> anyhow::Result<serde_json::Value> {
+        wait_for(&format!("{count} active agents"), Duration::from_secs(30), || {
+            let state = self.state().ok()?;
+            let active = state["agents"].as_array()?.iter().filter(|a| a["active"] == true).count();
+            (active == count).then_some(state)
+        })
+    }
+
+    pub fn restart_master(&mut self) {
+        self.master.kill();
+        self.master = start_master(self.dir.path(), self.master_port);
+    }
+
+    /// Runs `agora run` with these extra arguments against the cluster.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(agora_bin());
+        command.arg("run").arg("--master").arg(self.master_address()).args(args);
+        run_with_deadline(command, Duration::from_secs(120))
+    }
+
+    /// Every sandbox `stdout` of a task with this id, on any agent.
+    pub fn sandbox_files(&self, task_id: &str, file: &str) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for dir in &self.agent_dirs {
+            collect(dir, &mut |path| {
+                let parts: Vec<String> = path.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+                let n = parts.len();
+                if n >= 5 && parts[n - 1] == file && parts[n - 3] == "runs" && parts[n - 4] == task_id {
+                    found.push(path.to_path_buf());
+                }
+            });
+        }
+        found
+    }
+}
+
+fn start_master(dir: &Path, port: u16) -> Proc {
+    let port = port.to_string();
+    let work_dir = dir.join("master");
+    Proc::spawn(
+        &[
+            "master",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--work-dir",
+            work_dir.to_str().expect("utf-8 temp path"),
+        ],
+        dir.join("master.log"),
+    )
+}
+
+fn collect(dir: &Path, found: &mut dyn FnMut(&Path)) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(&path, found);
+        } else {
+            found(&path);
+        }
+    }
+}
+
+/// Runs a command to completion, killing it (by pid) if it outlives the deadline.
+pub fn run_with_deadline(mut command: Command, deadline: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("command starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || read_all(stdout));
+    let err_reader = std::thread::spawn(move || read_all(stderr));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait works") {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            break child.wait().expect("wait after kill works");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
+}
+
+fn read_all(mut source: impl Read) -> Vec<u8> {
+    let mut buffer = Vec::new();
+    let _ = source.read_to_end(&mut buffer);
+    buffer
+}
+
+/// All tasks in `/state`, from active and completed frameworks.
+pub fn all_tasks(state: &serde_json::Value) -> Vec<serde_json::Value> {
+    let mut tasks = Vec::new();
+    for list in ["frameworks", "completed_frameworks"] {
+        for framework in state[list].as_array().into_iter().flatten() {
+            for key in ["tasks", "completed_tasks"] {
+                tasks.extend(framework[key].as_array().into_iter().flatten().cloned());
+            }
+        }
+    }
+    tasks
+}

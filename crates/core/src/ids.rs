@@ -74,6 +74,16 @@ macro_rules! id_type {
             pub fn from_proto(id: &pb::$proto) -> Result<Self, IdError> {
                 Self::parse(id.value.clone())
             }
+
+            /// For a message field (optional in proto3): a missing id is empty.
+            pub fn from_field(id: &Option<pb::$proto>) -> Result<Self, IdError> {
+                id.as_ref().map_or(Err(IdError::Empty), Self::from_proto)
+            }
+
+            /// As a message field.
+            pub fn to_field(&self) -> Option<pb::$proto> {
+                Some(self.to_proto())
+            }
         }
 
         impl fmt::Display for $name {

@@ -1,0 +1,16 @@
+//! The Agora agent and the executor it runs tasks under.
+//!
+//! [`state`] is the agent's pure state machine: tasks and executors it runs,
+//! and the status-update manager that delivers every update to the master
+//! in order, at least once, until acknowledged. [`shell`] runs it: the
+//! session with the master, the executor endpoint on the agent's port, and
+//! the executor processes. [`executor`] is `agora executor`, the small
+//! per-task supervisor that starts the task's process in its sandbox and
+//! reports its states.
+
+pub mod executor;
+pub mod resources;
+pub mod shell;
+pub mod state;
+
+pub use shell::{AgentOptions, run_agent};

@@ -1,0 +1,573 @@
+//! The agent's I/O shell: one tokio task owns the [`AgentState`]; a session
+//! task keeps the connection to the master; the executor endpoint and the
+//! HTTP API share the agent's port; executor processes are started and
+//! reaped here.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use agora_core::{AgentId, ExecutorId, FrameworkId, Resources};
+use agora_proto::v1 as pb;
+use agora_proto::v1::agent::agent_session_client::AgentSessionClient;
+use agora_proto::v1::agent::{AgentMessage, MasterMessage, master_message};
+use agora_proto::v1::executor::executor_server::{Executor, ExecutorServer};
+use agora_proto::v1::executor::{self as exec, call};
+use axum::Json;
+use axum::extract::State;
+use axum::routing::get;
+use futures::Stream;
+use rand::Rng;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::executor::{ENV_AGENT_ENDPOINT, ENV_AGENT_ID, ENV_EXECUTOR_ID, ENV_FRAMEWORK_ID, ENV_SANDBOX, sandbox_path};
+use crate::state::{AgentState, Effect, ExecutorConn};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// `host:port` (or `http://host:port`) of the master.
+    pub master: String,
+    /// The address executors reach this agent at; also advertised to the master.
+    pub advertise: SocketAddr,
+    pub hostname: String,
+    pub work_dir: PathBuf,
+    pub resources: Resources,
+    pub attributes: Vec<pb::Attribute>,
+    /// The `agora` binary, run as `agora executor`.
+    pub executor_program: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot prepare work dir {path}: {source}")]
+    WorkDir { path: PathBuf, source: std::io::Error },
+    #[error("http server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+enum AgentCommand {
+    MasterConnected { session: u64, tx: mpsc::Sender<AgentMessage> },
+    MasterMessage { session: u64, message: MasterMessage },
+    MasterDisconnected { session: u64 },
+    ExecutorSubscribe {
+        conn: ExecutorConn,
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        unacknowledged: Vec<pb::TaskStatus>,
+        events: mpsc::Sender<Result<exec::Event, Status>>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    ExecutorUpdate {
+        conn: ExecutorConn,
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        status: pb::TaskStatus,
+    },
+    ExecutorGone { conn: ExecutorConn },
+    ExecutorExited {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        description: String,
+    },
+}
+
+/// What `/state` on the agent shows.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct AgentSnapshot {
+    pub id: Option<String>,
+    pub hostname: String,
+    pub master: String,
+    pub registered: bool,
+    pub resources: std::collections::BTreeMap<String, agora_core::resources::SummaryValue>,
+    pub tasks: Vec<TaskView>,
+    pub completed_tasks: Vec<TaskView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    pub id: String,
+    pub framework_id: String,
+    pub state: &'static str,
+    pub sandbox: Option<String>,
+}
+
+struct Actor {
+    state: AgentState,
+    options: AgentOptions,
+    started: Instant,
+    session: u64,
+    master_tx: Option<mpsc::Sender<AgentMessage>>,
+    executors: HashMap<ExecutorConn, mpsc::Sender<Result<exec::Event, Status>>>,
+    /// Executor process ids, for killing executors that have not subscribed.
+    processes: HashMap<(FrameworkId, ExecutorId), Option<u32>>,
+    sandboxes: HashMap<(FrameworkId, ExecutorId), PathBuf>,
+    commands: mpsc::UnboundedSender<AgentCommand>,
+    snapshot: watch::Sender<Arc<AgentSnapshot>>,
+}
+
+impl Actor {
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn handle(&mut self, command: AgentCommand, out: &mut Vec<Effect>) {
+        let now = self.now();
+        match command {
+            AgentCommand::MasterConnected { session, tx } => {
+                self.session = session;
+                self.state.on_master_disconnected();
+                let _ = tx.try_send(self.state.register_message());
+                self.master_tx = Some(tx);
+            }
+            AgentCommand::MasterMessage { session, message } => {
+                if session != self.session {
+                    return;
+                }
+                self.master_message(now, message, out);
+            }
+            AgentCommand::MasterDisconnected { session } => {
+                if session == self.session {
+                    self.master_tx = None;
+                    self.state.on_master_disconnected();
+                }
+            }
+            AgentCommand::ExecutorSubscribe {
+                conn,
+                framework_id,
+                executor_id,
+                unacknowledged,
+                events,
+                reply,
+            } => {
+                self.executors.insert(conn, events);
+                let result =
+                    self.state
+                        .on_executor_subscribe(now, conn, &framework_id, &executor_id, unacknowledged, out);
+                if result.is_err() {
+                    self.executors.remove(&conn);
+                }
+                let _ = reply.send(result);
+            }
+            AgentCommand::ExecutorUpdate {
+                conn,
+                framework_id,
+                executor_id,
+                status,
+            } => self.state.on_executor_update(now, conn, &framework_id, &executor_id, status, out),
+            AgentCommand::ExecutorGone { conn } => {
+                self.executors.remove(&conn);
+                self.state.on_executor_disconnected(conn);
+            }
+            AgentCommand::ExecutorExited {
+                framework_id,
+                executor_id,
+                description,
+            } => {
+                self.processes.remove(&(framework_id.clone(), executor_id.clone()));
+                self.state.on_executor_exited(now, &framework_id, &executor_id, description, out);
+            }
+        }
+    }
+
+    fn master_message(&mut self, now: Duration, message: MasterMessage, out: &mut Vec<Effect>) {
+        let Some(kind) = message.kind else {
+            return;
+        };
+        match kind {
+            master_message::Kind::Registered(registered) => match AgentId::from_field(&registered.agent_id) {
+                Ok(agent_id) => {
+                    tracing::info!(agent_id = %agent_id, "registered with the master");
+                    self.state.on_registered(now, agent_id, out);
+                }
+                Err(e) => tracing::warn!(error = %e, "master sent an invalid agent id"),
+            },
+            master_message::Kind::RunTask(run) => self.state.on_run_task(now, run, out),
+            master_message::Kind::KillTask(kill) => self.state.on_kill_task(now, kill, out),
+            master_message::Kind::StatusUpdateAck(ack) => self.state.on_status_ack(now, ack, out),
+            master_message::Kind::ShutdownFramework(shutdown) => {
+                if let Ok(framework_id) = FrameworkId::from_field(&shutdown.framework_id) {
+                    self.state.on_shutdown_framework(now, &framework_id, out);
+                }
+            }
+            master_message::Kind::Ping(ping) => {
+                out.push(Effect::ToMaster(AgentMessage {
+                    kind: Some(pb::agent::agent_message::Kind::Pong(pb::agent::agent_message::Pong {
+                        seq: ping.seq,
+                    })),
+                }));
+            }
+            master_message::Kind::FrameworkMessage(_) => {
+                tracing::debug!("framework message for a command executor dropped");
+            }
+            master_message::Kind::Refused(refused) => {
+                tracing::error!(reason = %refused.message, "the master refused this agent");
+            }
+        }
+    }
+
+    fn execute(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::ToMaster(message) => {
+                    if let Some(tx) = &self.master_tx
+                        && tx.try_send(message).is_err()
+                    {
+                        tracing::warn!("master session is stuck; the update will be retried");
+                    }
+                }
+                Effect::LaunchExecutor {
+                    framework_id,
+                    executor_id,
+                } => self.launch_executor(framework_id, executor_id),
+                Effect::ToExecutor { conn, event } => {
+                    if let Some(tx) = self.executors.get(&conn) {
+                        let _ = tx.try_send(Ok(event));
+                    }
+                }
+                Effect::DestroyExecutor {
+                    framework_id,
+                    executor_id,
+                } => {
+                    if let Some(pid) = self
+                        .processes
+                        .get(&(framework_id, executor_id))
+                        .copied()
+                        .flatten()
+                        .and_then(|p| i32::try_from(p).ok())
+                        .and_then(rustix::process::Pid::from_raw)
+                    {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                }
+            }
+        }
+    }
+
+    fn launch_executor(&mut self, framework_id: FrameworkId, executor_id: ExecutorId) {
+        let agent_id = self.state.agent_id.as_ref().map(|a| a.to_string()).unwrap_or_default();
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let sandbox = sandbox_path(
+            &self.options.work_dir,
+            &agent_id,
+            framework_id.as_str(),
+            executor_id.as_str(),
+            &run_id,
+        );
+        let key = (framework_id.clone(), executor_id.clone());
+        let spawned = std::fs::create_dir_all(&sandbox)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(sandbox.join("executor.log"))
+            })
+            .and_then(|log| {
+                let log2 = log.try_clone()?;
+                Command::new(&self.options.executor_program)
+                    .arg("executor")
+                    .env(ENV_AGENT_ENDPOINT, format!("http://{}", self.options.advertise))
+                    .env(ENV_FRAMEWORK_ID, framework_id.as_str())
+                    .env(ENV_EXECUTOR_ID, executor_id.as_str())
+                    .env(ENV_AGENT_ID, &agent_id)
+                    .env(ENV_SANDBOX, &sandbox)
+                    .current_dir(&sandbox)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(log)
+                    .stderr(log2)
+                    .kill_on_drop(false)
+                    .spawn()
+            });
+        self.sandboxes.insert(key.clone(), sandbox.clone());
+        match spawned {
+            Ok(mut child) => {
+                tracing::debug!(executor_id = %executor_id, sandbox = %sandbox.display(), "executor started");
+                self.processes.insert(key, child.id());
+                let commands = self.commands.clone();
+                tokio::spawn(async move {
+                    let description = match child.wait().await {
+                        Ok(status) => status.to_string(),
+                        Err(e) => format!("wait failed: {e}"),
+                    };
+                    let _ = commands.send(AgentCommand::ExecutorExited {
+                        framework_id,
+                        executor_id,
+                        description,
+                    });
+                });
+            }
+            Err(e) => {
+                tracing::warn!(executor_id = %executor_id, error = %e, "cannot start executor");
+                let mut out = Vec::new();
+                let now = self.now();
+                self.state.on_executor_launch_failed(
+                    now,
+                    &framework_id,
+                    &executor_id,
+                    format!("cannot start the executor: {e}"),
+                    &mut out,
+                );
+                self.execute(out);
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let view = |t: &crate::state::TaskRecord| TaskView {
+            id: t.info.task_id.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
+            framework_id: t.framework_id.to_string(),
+            state: agora_core::task::name(t.state),
+            sandbox: self
+                .sandboxes
+                .get(&(t.framework_id.clone(), t.executor_id.clone()))
+                .map(|p| p.display().to_string()),
+        };
+        let snapshot = AgentSnapshot {
+            id: self.state.agent_id.as_ref().map(|a| a.to_string()),
+            hostname: self.options.hostname.clone(),
+            master: self.options.master.clone(),
+            registered: self.state.registered(),
+            resources: self.options.resources.summary(),
+            tasks: self.state.tasks.values().map(view).collect(),
+            completed_tasks: self.state.completed.iter().map(view).collect(),
+        };
+        self.snapshot.send_replace(Arc::new(snapshot));
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<AgentCommand>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let mut out = Vec::new();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    self.handle(command, &mut out);
+                    while let Ok(command) = commands.try_recv() {
+                        self.handle(command, &mut out);
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = self.now();
+                    self.state.on_tick(now, &mut out);
+                }
+            }
+            self.execute(out);
+            self.publish();
+        }
+    }
+}
+
+fn jitter(base: Duration) -> Duration {
+    let factor: f64 = rand::rng().random_range(0.5..1.0);
+    base.mul_f64(factor)
+}
+
+fn master_endpoint(master: &str) -> String {
+    if master.starts_with("http://") || master.starts_with("https://") {
+        master.to_string()
+    } else {
+        format!("http://{master}")
+    }
+}
+
+/// Keeps a session with the master open, re-registering with backoff.
+async fn master_session(master: String, commands: mpsc::UnboundedSender<AgentCommand>, shutdown: CancellationToken) {
+    let endpoint = master_endpoint(&master);
+    let mut backoff = BACKOFF_MIN;
+    let mut session = 0u64;
+    while !shutdown.is_cancelled() {
+        session += 1;
+        let mut heard_from_master = false;
+        match AgentSessionClient::connect(endpoint.clone()).await {
+            Ok(mut client) => {
+                let (tx, rx) = mpsc::channel(4096);
+                if commands.send(AgentCommand::MasterConnected { session, tx }).is_err() {
+                    return;
+                }
+                match client.open(ReceiverStream::new(rx)).await {
+                    Ok(response) => {
+                        let mut inbound = response.into_inner();
+                        loop {
+                            tokio::select! {
+                                _ = shutdown.cancelled() => return,
+                                message = inbound.message() => match message {
+                                    Ok(Some(message)) => {
+                                        heard_from_master = true;
+                                        if commands.send(AgentCommand::MasterMessage { session, message }).is_err() {
+                                            return;
+                                        }
+                                    }
+                                    Ok(None) => break,
+                                    Err(status) => {
+                                        tracing::warn!(code = ?status.code(), message = %status.message(), "master session ended");
+                                        break;
+                                    }
+                                },
+                            }
+                        }
+                    }
+                    Err(status) => {
+                        tracing::warn!(code = ?status.code(), message = %status.message(), "master refused the session");
+                    }
+                }
+                let _ = commands.send(AgentCommand::MasterDisconnected { session });
+            }
+            Err(e) => tracing::debug!(master = %master, error = %e, "master unreachable"),
+        }
+        if heard_from_master {
+            backoff = BACKOFF_MIN;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(jitter(backoff)) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+#[derive(Clone)]
+struct ExecutorService {
+    commands: mpsc::UnboundedSender<AgentCommand>,
+    next_conn: Arc<AtomicU64>,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<exec::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Executor for ExecutorService {
+    type OpenStream = EventStream;
+
+    async fn open(&self, request: Request<Streaming<exec::Call>>) -> Result<Response<Self::OpenStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(SUBSCRIBE_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no subscription received"))??
+            .ok_or_else(|| Status::invalid_argument("stream closed before subscribing"))?;
+        if first.r#type != call::Type::Subscribe as i32 {
+            return Err(Status::invalid_argument("the first call must be SUBSCRIBE"));
+        }
+        let framework_id = FrameworkId::from_field(&first.framework_id)
+            .map_err(|e| Status::invalid_argument(format!("framework id: {e}")))?;
+        let executor_id = ExecutorId::from_field(&first.executor_id)
+            .map_err(|e| Status::invalid_argument(format!("executor id: {e}")))?;
+        let unacknowledged = first
+            .subscribe
+            .map(|s| s.unacknowledged_updates.into_iter().filter_map(|u| u.status).collect())
+            .unwrap_or_default();
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (events, rx) = mpsc::channel(256);
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(AgentCommand::ExecutorSubscribe {
+                conn,
+                framework_id: framework_id.clone(),
+                executor_id: executor_id.clone(),
+                unacknowledged,
+                events,
+                reply,
+            })
+            .map_err(|_| Status::unavailable("agent is shutting down"))?;
+        answer
+            .await
+            .map_err(|_| Status::unavailable("agent is shutting down"))?
+            .map_err(Status::not_found)?;
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(call)) = inbound.message().await {
+                if call.r#type == call::Type::Update as i32
+                    && let Some(status) = call.update.and_then(|u| u.status)
+                {
+                    let update = AgentCommand::ExecutorUpdate {
+                        conn,
+                        framework_id: framework_id.clone(),
+                        executor_id: executor_id.clone(),
+                        status,
+                    };
+                    if commands.send(update).is_err() {
+                        break;
+                    }
+                }
+            }
+            let _ = commands.send(AgentCommand::ExecutorGone { conn });
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+async fn state(State(snapshot): State<watch::Receiver<Arc<AgentSnapshot>>>) -> Json<AgentSnapshot> {
+    let current = snapshot.borrow().clone();
+    Json(current.as_ref().clone())
+}
+
+/// Runs the agent on `listener` until `shutdown` is cancelled. Tasks keep
+/// running when the agent stops: they live under their own executors.
+pub async fn run_agent(listener: TcpListener, options: AgentOptions, shutdown: CancellationToken) -> Result<(), AgentError> {
+    std::fs::create_dir_all(&options.work_dir).map_err(|source| AgentError::WorkDir {
+        path: options.work_dir.clone(),
+        source,
+    })?;
+    let info = pb::AgentInfo {
+        hostname: options.hostname.clone(),
+        port: Some(i32::from(options.advertise.port())),
+        resources: options.resources.to_proto(None),
+        attributes: options.attributes.clone(),
+        id: None,
+    };
+    let seed: u64 = rand::rng().random();
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
+    let actor = Actor {
+        state: AgentState::new(info, seed),
+        options: options.clone(),
+        started: Instant::now(),
+        session: 0,
+        master_tx: None,
+        executors: HashMap::new(),
+        processes: HashMap::new(),
+        sandboxes: HashMap::new(),
+        commands: commands.clone(),
+        snapshot: snapshot_tx,
+    };
+    let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
+    let session_task = tokio::spawn(master_session(options.master.clone(), commands.clone(), shutdown.clone()));
+    let service = ExecutorService {
+        commands,
+        next_conn: Arc::new(AtomicU64::new(1)),
+    };
+    let app = axum::Router::new()
+        .route("/health", get(health))
+        .route("/state", get(state))
+        .with_state(snapshot_rx)
+        .route_service(
+            &format!("/{}/{{*method}}", <ExecutorServer<ExecutorService> as tonic::server::NamedService>::NAME),
+            ExecutorServer::new(service),
+        );
+    tracing::info!(address = %options.advertise, master = %options.master, "agent serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+    shutdown.cancel();
+    let _ = actor_task.await;
+    let _ = session_task.await;
+    Ok(())
+}

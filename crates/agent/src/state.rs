@@ -1,0 +1,590 @@
+//! The agent's state machine. Pure: the shell passes time and connections in
+//! and carries out the effects.
+//!
+//! Invariants:
+//! - per task, status updates reach the master in the order the executor
+//!   sent them; only the head of a task's queue is in flight, and it is
+//!   re-sent (with backoff) until the master acknowledges its uuid;
+//! - an update is acknowledged to the executor only once it is queued here,
+//!   so the executor may forget it;
+//! - a task leaves the agent's books only when terminal and every update
+//!   for it has been acknowledged.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use agora_core::{AgentId, ExecutorId, FrameworkId, Resources, TaskId};
+use agora_proto::v1 as pb;
+use agora_proto::v1::agent::{AgentMessage, agent_message, master_message};
+use agora_proto::v1::executor as exec;
+
+/// First retry of an unacknowledged update, doubling up to the max (Mesos'
+/// STATUS_UPDATE_RETRY_INTERVAL_MIN/MAX).
+pub const RETRY_MIN: Duration = Duration::from_secs(10);
+pub const RETRY_MAX: Duration = Duration::from_secs(600);
+
+/// Identifies one executor's stream; assigned by the shell.
+pub type ExecutorConn = u64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    ToMaster(AgentMessage),
+    /// Start `agora executor` for this task (the command executor: executor id = task id).
+    LaunchExecutor {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+    },
+    ToExecutor { conn: ExecutorConn, event: exec::Event },
+    /// Kill the executor process (it has not subscribed, or must go).
+    DestroyExecutor {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskRecord {
+    pub info: pb::TaskInfo,
+    pub framework_id: FrameworkId,
+    pub executor_id: ExecutorId,
+    pub resources: Resources,
+    /// The latest state reported by the executor (or generated here).
+    pub state: pb::TaskState,
+    /// Updates not yet acknowledged by the master; the head is in flight.
+    pub pending: VecDeque<pb::TaskStatus>,
+    pub next_retry: Option<Duration>,
+    pub backoff: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecutorRecord {
+    pub framework_id: FrameworkId,
+    pub executor_id: ExecutorId,
+    pub task_id: TaskId,
+    pub conn: Option<ExecutorConn>,
+    pub launched: bool,
+    pub kill_requested: Option<Option<pb::KillPolicy>>,
+}
+
+pub struct AgentState {
+    pub info: pb::AgentInfo,
+    pub agent_id: Option<AgentId>,
+    registered: bool,
+    pub frameworks: BTreeMap<FrameworkId, pb::FrameworkInfo>,
+    pub executors: BTreeMap<(FrameworkId, ExecutorId), ExecutorRecord>,
+    pub tasks: BTreeMap<(FrameworkId, TaskId), TaskRecord>,
+    /// Finished tasks, newest last, bounded.
+    pub completed: VecDeque<TaskRecord>,
+    uuid_seed: u64,
+    uuid_counter: u64,
+}
+
+const MAX_COMPLETED: usize = 1000;
+
+fn status_update_message(framework_id: &FrameworkId, status: &pb::TaskStatus, latest: pb::TaskState) -> AgentMessage {
+    AgentMessage {
+        kind: Some(agent_message::Kind::StatusUpdate(agent_message::StatusUpdate {
+            framework_id: framework_id.to_field(),
+            status: Some(status.clone()),
+            latest_state: Some(latest as i32),
+        })),
+    }
+}
+
+impl AgentState {
+    /// `uuid_seed` makes the uuids of updates the agent generates itself
+    /// unique across agent runs; the shell draws it at random.
+    pub fn new(info: pb::AgentInfo, uuid_seed: u64) -> Self {
+        Self {
+            info,
+            agent_id: None,
+            registered: false,
+            frameworks: BTreeMap::new(),
+            executors: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            completed: VecDeque::new(),
+            uuid_seed,
+            uuid_counter: 0,
+        }
+    }
+
+    pub fn registered(&self) -> bool {
+        self.registered
+    }
+
+    fn next_uuid(&mut self) -> Vec<u8> {
+        self.uuid_counter += 1;
+        let mut bytes = Vec::with_capacity(16);
+        bytes.extend_from_slice(&self.uuid_seed.to_be_bytes());
+        bytes.extend_from_slice(&self.uuid_counter.to_be_bytes());
+        bytes
+    }
+
+    /// The first message of a master session: who we are and what we run.
+    pub fn register_message(&self) -> AgentMessage {
+        let mut info = self.info.clone();
+        info.id = self.agent_id.as_ref().and_then(AgentId::to_field);
+        let tasks = self
+            .tasks
+            .values()
+            .map(|t| pb::Task {
+                name: t.info.name.clone(),
+                task_id: t.info.task_id.clone(),
+                framework_id: t.framework_id.to_field(),
+                executor_id: t.executor_id.to_field(),
+                agent_id: info.id.clone(),
+                state: t.state as i32,
+                resources: t.info.resources.clone(),
+                statuses: Vec::new(),
+                status_update_state: t.pending.front().map(|s| s.state),
+                status_update_uuid: t.pending.front().and_then(|s| s.uuid.clone()),
+            })
+            .collect();
+        AgentMessage {
+            kind: Some(agent_message::Kind::Register(agent_message::Register {
+                agent_info: Some(info),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                tasks,
+                frameworks: self.frameworks.values().cloned().collect(),
+            })),
+        }
+    }
+
+    /// The master accepted our registration.
+    pub fn on_registered(&mut self, now: Duration, agent_id: AgentId, out: &mut Vec<Effect>) {
+        if let Some(previous) = &self.agent_id
+            && previous != &agent_id
+        {
+            tracing::warn!(previous = %previous, new = %agent_id, "master assigned a new agent id");
+        }
+        self.agent_id = Some(agent_id);
+        self.registered = true;
+        // Everything in flight was sent on an older session: send it again now.
+        let keys: Vec<_> = self.tasks.keys().cloned().collect();
+        for key in keys {
+            self.send_head(now, &key, out);
+        }
+    }
+
+    pub fn on_master_disconnected(&mut self) {
+        self.registered = false;
+    }
+
+    fn send_head(&mut self, now: Duration, key: &(FrameworkId, TaskId), out: &mut Vec<Effect>) {
+        let registered = self.registered;
+        let Some(task) = self.tasks.get_mut(key) else {
+            return;
+        };
+        let Some(head) = task.pending.front() else {
+            task.next_retry = None;
+            return;
+        };
+        if registered {
+            out.push(Effect::ToMaster(status_update_message(&key.0, head, task.state)));
+        }
+        task.next_retry = Some(now + task.backoff);
+    }
+
+    /// The master asks us to run a task.
+    pub fn on_run_task(&mut self, now: Duration, run: master_message::RunTask, out: &mut Vec<Effect>) {
+        let (Some(framework), Some(task)) = (run.framework, run.task) else {
+            tracing::warn!("run task without framework or task ignored");
+            return;
+        };
+        let (Ok(framework_id), Ok(task_id)) =
+            (FrameworkId::from_field(&framework.id), TaskId::from_field(&task.task_id))
+        else {
+            tracing::warn!("run task with invalid ids ignored");
+            return;
+        };
+        let key = (framework_id.clone(), task_id.clone());
+        if self.tasks.contains_key(&key) {
+            tracing::warn!(task_id = %task_id, "duplicate run task ignored");
+            return;
+        }
+        let resources = Resources::from_proto(&task.resources).unwrap_or_default();
+        let executor_id = ExecutorId::new(task_id.as_str());
+        self.frameworks.insert(framework_id.clone(), framework);
+        self.tasks.insert(
+            key,
+            TaskRecord {
+                info: task,
+                framework_id: framework_id.clone(),
+                executor_id: executor_id.clone(),
+                resources,
+                state: pb::TaskState::TaskStaging,
+                pending: VecDeque::new(),
+                next_retry: None,
+                backoff: RETRY_MIN,
+            },
+        );
+        self.executors.insert(
+            (framework_id.clone(), executor_id.clone()),
+            ExecutorRecord {
+                framework_id: framework_id.clone(),
+                executor_id: executor_id.clone(),
+                task_id,
+                conn: None,
+                launched: false,
+                kill_requested: None,
+            },
+        );
+        let _ = now;
+        out.push(Effect::LaunchExecutor {
+            framework_id,
+            executor_id,
+        });
+    }
+
+    /// The executor process for a task could not even be started.
+    pub fn on_executor_launch_failed(
+        &mut self,
+        now: Duration,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        message: String,
+        out: &mut Vec<Effect>,
+    ) {
+        if let Some(record) = self.executors.remove(&(framework_id.clone(), executor_id.clone())) {
+            self.agent_update(
+                now,
+                framework_id,
+                &record.task_id,
+                pb::TaskState::TaskFailed,
+                pb::task_status::Reason::ContainerLaunchFailed,
+                message,
+                out,
+            );
+        }
+    }
+
+    /// Queues an update the agent generates itself (no executor to report it).
+    #[allow(clippy::too_many_arguments)]
+    fn agent_update(
+        &mut self,
+        now: Duration,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+        state: pb::TaskState,
+        reason: pb::task_status::Reason,
+        message: String,
+        out: &mut Vec<Effect>,
+    ) {
+        let uuid = self.next_uuid();
+        let status = pb::TaskStatus {
+            task_id: task_id.to_field(),
+            state: state as i32,
+            message: Some(message),
+            source: Some(pb::task_status::Source::Agent as i32),
+            reason: Some(reason as i32),
+            agent_id: self.agent_id.as_ref().and_then(AgentId::to_field),
+            uuid: Some(uuid),
+            ..Default::default()
+        };
+        self.enqueue(now, framework_id, status, out);
+    }
+
+    /// Queues an update for delivery; sends it at once if it is the head.
+    fn enqueue(&mut self, now: Duration, framework_id: &FrameworkId, mut status: pb::TaskStatus, out: &mut Vec<Effect>) -> bool {
+        let Ok(task_id) = TaskId::from_field(&status.task_id) else {
+            return false;
+        };
+        let key = (framework_id.clone(), task_id);
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return false;
+        };
+        if status.uuid.is_some() && task.pending.iter().any(|p| p.uuid == status.uuid) {
+            return true; // a retry of an update we already hold
+        }
+        let Ok(state) = agora_core::task::from_i32(status.state) else {
+            return false;
+        };
+        if agora_core::task::check_transition(task.state, state).is_err() {
+            tracing::warn!(task_id = %key.1, "update after a terminal state dropped");
+            return true;
+        }
+        status.agent_id = self.agent_id.as_ref().and_then(AgentId::to_field);
+        task.state = state;
+        task.pending.push_back(status);
+        if task.pending.len() == 1 {
+            task.backoff = RETRY_MIN;
+            self.send_head(now, &key, out);
+        }
+        true
+    }
+
+    /// The master relays a framework's acknowledgement.
+    pub fn on_status_ack(&mut self, now: Duration, ack: master_message::StatusUpdateAck, out: &mut Vec<Effect>) {
+        let (Ok(framework_id), Ok(task_id)) =
+            (FrameworkId::from_field(&ack.framework_id), TaskId::from_field(&ack.task_id))
+        else {
+            return;
+        };
+        let key = (framework_id, task_id);
+        let Some(task) = self.tasks.get_mut(&key) else {
+            return; // duplicate or unexpected: ignored, as in Mesos
+        };
+        if task.pending.front().and_then(|s| s.uuid.as_deref()) != Some(ack.uuid.as_slice()) {
+            return;
+        }
+        task.pending.pop_front();
+        task.backoff = RETRY_MIN;
+        if task.pending.is_empty() && agora_core::task::is_terminal(task.state) {
+            if let Some(done) = self.tasks.remove(&key) {
+                self.completed.push_back(done);
+                while self.completed.len() > MAX_COMPLETED {
+                    self.completed.pop_front();
+                }
+            }
+            return;
+        }
+        self.send_head(now, &key, out);
+    }
+
+    /// Re-sends heads whose retry time has come, backing off.
+    pub fn on_tick(&mut self, now: Duration, out: &mut Vec<Effect>) {
+        let due: Vec<_> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.next_retry.is_some_and(|r| r <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some(task) = self.tasks.get_mut(&key) {
+                task.backoff = (task.backoff * 2).min(RETRY_MAX);
+            }
+            self.send_head(now, &key, out);
+        }
+    }
+
+    pub fn on_kill_task(&mut self, now: Duration, kill: master_message::KillTask, out: &mut Vec<Effect>) {
+        let (Ok(framework_id), Ok(task_id)) =
+            (FrameworkId::from_field(&kill.framework_id), TaskId::from_field(&kill.task_id))
+        else {
+            return;
+        };
+        let Some(task) = self.tasks.get(&(framework_id.clone(), task_id.clone())) else {
+            tracing::info!(task_id = %task_id, "kill for a task this agent does not run");
+            return;
+        };
+        if agora_core::task::is_terminal(task.state) {
+            return;
+        }
+        let executor_key = (framework_id.clone(), task.executor_id.clone());
+        self.kill_executor_task(now, &executor_key, kill.kill_policy, out);
+    }
+
+    fn kill_executor_task(
+        &mut self,
+        now: Duration,
+        executor_key: &(FrameworkId, ExecutorId),
+        policy: Option<pb::KillPolicy>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(executor) = self.executors.get_mut(executor_key) else {
+            return;
+        };
+        executor.kill_requested = Some(policy.clone());
+        match (executor.conn, executor.launched) {
+            (Some(conn), true) => out.push(Effect::ToExecutor {
+                conn,
+                event: exec::Event {
+                    r#type: exec::event::Type::Kill as i32,
+                    kill: Some(exec::event::Kill {
+                        task_id: executor.task_id.to_field(),
+                        kill_policy: policy,
+                    }),
+                    ..Default::default()
+                },
+            }),
+            _ => {
+                // The task never started: no process to signal but the executor's.
+                let task_id = executor.task_id.clone();
+                let (framework_id, executor_id) = executor_key.clone();
+                self.executors.remove(executor_key);
+                out.push(Effect::DestroyExecutor {
+                    framework_id: framework_id.clone(),
+                    executor_id,
+                });
+                self.agent_update(
+                    now,
+                    &framework_id,
+                    &task_id,
+                    pb::TaskState::TaskKilled,
+                    pb::task_status::Reason::TaskKilledDuringLaunch,
+                    "killed before it started".into(),
+                    out,
+                );
+            }
+        }
+    }
+
+    /// The framework was removed: kill its tasks and drop its undelivered updates.
+    pub fn on_shutdown_framework(&mut self, now: Duration, framework_id: &FrameworkId, out: &mut Vec<Effect>) {
+        let executors: Vec<_> = self
+            .executors
+            .keys()
+            .filter(|(f, _)| f == framework_id)
+            .cloned()
+            .collect();
+        for key in executors {
+            self.kill_executor_task(now, &key, None, out);
+        }
+        for task in self.tasks.values_mut().filter(|t| &t.framework_id == framework_id) {
+            // Nobody will acknowledge these any more.
+            task.pending.clear();
+            task.next_retry = None;
+        }
+        self.tasks.retain(|(f, _), t| f != framework_id || !agora_core::task::is_terminal(t.state));
+    }
+
+    /// An executor subscribed on stream `conn`.
+    pub fn on_executor_subscribe(
+        &mut self,
+        now: Duration,
+        conn: ExecutorConn,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        unacknowledged: Vec<pb::TaskStatus>,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), String> {
+        let key = (framework_id.clone(), executor_id.clone());
+        let Some(executor) = self.executors.get_mut(&key) else {
+            return Err(format!("executor {executor_id} of framework {framework_id} is not known to this agent"));
+        };
+        executor.conn = Some(conn);
+        let task_id = executor.task_id.clone();
+        let launch = !executor.launched;
+        executor.launched = true;
+        let kill = executor.kill_requested.clone();
+        let framework = self.frameworks.get(framework_id).cloned().unwrap_or_default();
+        let task = self.tasks.get(&(framework_id.clone(), task_id.clone())).map(|t| t.info.clone());
+        out.push(Effect::ToExecutor {
+            conn,
+            event: exec::Event {
+                r#type: exec::event::Type::Subscribed as i32,
+                subscribed: Some(exec::event::Subscribed {
+                    executor_info: Some(pb::ExecutorInfo {
+                        executor_id: executor_id.to_field(),
+                        framework_id: framework_id.to_field(),
+                        ..Default::default()
+                    }),
+                    framework_info: Some(framework),
+                    agent_info: Some(self.info.clone()),
+                }),
+                ..Default::default()
+            },
+        });
+        for status in unacknowledged {
+            self.on_executor_update(now, conn, framework_id, executor_id, status, out);
+        }
+        if launch && let Some(task) = task {
+            out.push(Effect::ToExecutor {
+                conn,
+                event: exec::Event {
+                    r#type: exec::event::Type::Launch as i32,
+                    launch: Some(exec::event::Launch { task: Some(task) }),
+                    ..Default::default()
+                },
+            });
+        }
+        if let Some(policy) = kill {
+            out.push(Effect::ToExecutor {
+                conn,
+                event: exec::Event {
+                    r#type: exec::event::Type::Kill as i32,
+                    kill: Some(exec::event::Kill {
+                        task_id: task_id.to_field(),
+                        kill_policy: policy,
+                    }),
+                    ..Default::default()
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// An executor reports a status; it is queued, then acknowledged to the executor.
+    pub fn on_executor_update(
+        &mut self,
+        now: Duration,
+        conn: ExecutorConn,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        status: pb::TaskStatus,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(executor) = self.executors.get(&(framework_id.clone(), executor_id.clone())) else {
+            return;
+        };
+        if TaskId::from_field(&status.task_id).ok().as_ref() != Some(&executor.task_id) {
+            tracing::warn!(executor_id = %executor_id, "executor reported a task it does not run");
+            return;
+        }
+        let Some(uuid) = status.uuid.clone().filter(|u| u.len() == 16) else {
+            tracing::warn!(executor_id = %executor_id, "executor update without a valid uuid dropped");
+            return;
+        };
+        let task_id = status.task_id.clone();
+        let mut status = status;
+        status.source = Some(pb::task_status::Source::Executor as i32);
+        status.executor_id = executor_id.to_field();
+        if self.enqueue(now, framework_id, status, out) {
+            out.push(Effect::ToExecutor {
+                conn,
+                event: exec::Event {
+                    r#type: exec::event::Type::Acknowledged as i32,
+                    acknowledged: Some(exec::event::Acknowledged { task_id, uuid }),
+                    ..Default::default()
+                },
+            });
+        }
+    }
+
+    /// An executor's stream ended (it may reconnect).
+    pub fn on_executor_disconnected(&mut self, conn: ExecutorConn) {
+        for executor in self.executors.values_mut() {
+            if executor.conn == Some(conn) {
+                executor.conn = None;
+            }
+        }
+    }
+
+    /// The executor process exited. A task it left non-terminal failed with it.
+    pub fn on_executor_exited(
+        &mut self,
+        now: Duration,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        description: String,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(executor) = self.executors.remove(&(framework_id.clone(), executor_id.clone())) else {
+            return;
+        };
+        let key = (framework_id.clone(), executor.task_id.clone());
+        let Some(task) = self.tasks.get(&key) else {
+            return;
+        };
+        if agora_core::task::is_terminal(task.state) {
+            return;
+        }
+        let (state, reason) = if executor.kill_requested.is_some() {
+            (pb::TaskState::TaskKilled, pb::task_status::Reason::ExecutorTerminated)
+        } else {
+            (pb::TaskState::TaskFailed, pb::task_status::Reason::ExecutorTerminated)
+        };
+        self.agent_update(
+            now,
+            framework_id,
+            &executor.task_id,
+            state,
+            reason,
+            format!("executor exited before the task ended: {description}"),
+            out,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,276 @@
+use std::time::Duration;
+
+use agora_core::{AgentId, ExecutorId, FrameworkId};
+use agora_proto::v1 as pb;
+use agora_proto::v1::agent::{agent_message, master_message};
+use agora_proto::v1::executor as exec;
+
+use super::*;
+
+const T0: Duration = Duration::from_secs(1);
+
+fn fid() -> FrameworkId {
+    FrameworkId::new("f1")
+}
+
+fn eid(task: &str) -> ExecutorId {
+    ExecutorId::new(task)
+}
+
+fn agent() -> AgentState {
+    let mut state = AgentState::new(
+        pb::AgentInfo {
+            hostname: "h".into(),
+            ..Default::default()
+        },
+        7,
+    );
+    let mut out = Vec::new();
+    state.on_registered(T0, AgentId::new("a1"), &mut out);
+    assert!(out.is_empty());
+    state
+}
+
+fn run_task(state: &mut AgentState, task: &str) -> Vec<Effect> {
+    let mut out = Vec::new();
+    state.on_run_task(
+        T0,
+        master_message::RunTask {
+            framework: Some(pb::FrameworkInfo {
+                id: fid().to_field(),
+                name: "fw".into(),
+                user: "u".into(),
+                ..Default::default()
+            }),
+            task: Some(pb::TaskInfo {
+                name: task.into(),
+                task_id: Some(pb::TaskId { value: task.into() }),
+                agent_id: Some(pb::AgentId { value: "a1".into() }),
+                resources: agora_core::Resources::parse("cpus:1;mem:32").expect("valid").to_proto(None),
+                command: Some(pb::CommandInfo {
+                    value: Some("true".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        },
+        &mut out,
+    );
+    out
+}
+
+fn status(task: &str, state: pb::TaskState, uuid: u8) -> pb::TaskStatus {
+    pb::TaskStatus {
+        task_id: Some(pb::TaskId { value: task.into() }),
+        state: state as i32,
+        uuid: Some(vec![uuid; 16]),
+        ..Default::default()
+    }
+}
+
+fn to_master_updates(out: &[Effect]) -> Vec<(pb::TaskState, Vec<u8>)> {
+    out.iter()
+        .filter_map(|e| match e {
+            Effect::ToMaster(AgentMessage {
+                kind: Some(agent_message::Kind::StatusUpdate(u)),
+            }) => {
+                let s = u.status.as_ref()?;
+                Some((agora_core::task::from_i32(s.state).ok()?, s.uuid.clone()?))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn acks_to_executor(out: &[Effect]) -> usize {
+    out.iter()
+        .filter(|e| {
+            matches!(e, Effect::ToExecutor { event, .. } if event.r#type == exec::event::Type::Acknowledged as i32)
+        })
+        .count()
+}
+
+fn master_ack(state: &mut AgentState, task: &str, uuid: u8, now: Duration) -> Vec<Effect> {
+    let mut out = Vec::new();
+    state.on_status_ack(
+        now,
+        master_message::StatusUpdateAck {
+            framework_id: fid().to_field(),
+            task_id: Some(pb::TaskId { value: task.into() }),
+            uuid: vec![uuid; 16],
+        },
+        &mut out,
+    );
+    out
+}
+
+fn subscribe(state: &mut AgentState, task: &str, conn: ExecutorConn) -> Vec<Effect> {
+    let mut out = Vec::new();
+    state
+        .on_executor_subscribe(T0, conn, &fid(), &eid(task), Vec::new(), &mut out)
+        .expect("known executor");
+    out
+}
+
+fn update(state: &mut AgentState, task: &str, conn: ExecutorConn, s: pb::TaskStatus) -> Vec<Effect> {
+    let mut out = Vec::new();
+    state.on_executor_update(T0, conn, &fid(), &eid(task), s, &mut out);
+    out
+}
+
+#[test]
+fn a_task_launches_its_executor_which_gets_the_task_once() {
+    let mut state = agent();
+    let out = run_task(&mut state, "t1");
+    assert_eq!(
+        out,
+        vec![Effect::LaunchExecutor {
+            framework_id: fid(),
+            executor_id: eid("t1")
+        }]
+    );
+    let out = subscribe(&mut state, "t1", 1);
+    let types: Vec<i32> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::ToExecutor { event, .. } => Some(event.r#type),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(types, vec![exec::event::Type::Subscribed as i32, exec::event::Type::Launch as i32]);
+    // A reconnecting executor is not given its task a second time.
+    let again = subscribe(&mut state, "t1", 2);
+    assert!(!again.iter().any(|e| matches!(e, Effect::ToExecutor { event, .. } if event.r#type == exec::event::Type::Launch as i32)));
+    // An executor the agent does not know is refused.
+    let mut out = Vec::new();
+    assert!(state.on_executor_subscribe(T0, 3, &fid(), &eid("nope"), Vec::new(), &mut out).is_err());
+}
+
+#[test]
+fn updates_go_to_the_master_one_at_a_time_in_order() {
+    let mut state = agent();
+    run_task(&mut state, "t1");
+    subscribe(&mut state, "t1", 1);
+    let out = update(&mut state, "t1", 1, status("t1", pb::TaskState::TaskStarting, 1));
+    assert_eq!(to_master_updates(&out), vec![(pb::TaskState::TaskStarting, vec![1; 16])]);
+    assert_eq!(acks_to_executor(&out), 1, "queued, so the executor may forget it");
+    let out = update(&mut state, "t1", 1, status("t1", pb::TaskState::TaskRunning, 2));
+    assert!(to_master_updates(&out).is_empty(), "second update waits for the first's ack");
+    assert_eq!(acks_to_executor(&out), 1);
+    // A wrong or duplicate ack changes nothing.
+    assert!(master_ack(&mut state, "t1", 9, T0).is_empty());
+    let out = master_ack(&mut state, "t1", 1, T0);
+    assert_eq!(to_master_updates(&out), vec![(pb::TaskState::TaskRunning, vec![2; 16])]);
+    assert!(master_ack(&mut state, "t1", 1, T0).is_empty());
+}
+
+#[test]
+fn unacknowledged_updates_are_retried_with_backoff_and_after_reconnect() {
+    let mut state = agent();
+    run_task(&mut state, "t1");
+    subscribe(&mut state, "t1", 1);
+    update(&mut state, "t1", 1, status("t1", pb::TaskState::TaskRunning, 1));
+    let mut out = Vec::new();
+    state.on_tick(T0 + RETRY_MIN - Duration::from_millis(1), &mut out);
+    assert!(out.is_empty(), "not yet due");
+    state.on_tick(T0 + RETRY_MIN, &mut out);
+    assert_eq!(to_master_updates(&out).len(), 1, "retried when due");
+    out.clear();
+    state.on_tick(T0 + RETRY_MIN * 2, &mut out);
+    assert!(out.is_empty(), "the next retry backs off (doubling)");
+    state.on_tick(T0 + RETRY_MIN * 3, &mut out);
+    assert_eq!(to_master_updates(&out).len(), 1);
+    // While disconnected nothing is sent; a new registration resends at once.
+    state.on_master_disconnected();
+    out.clear();
+    state.on_tick(T0 + RETRY_MIN * 10, &mut out);
+    assert!(out.is_empty());
+    state.on_registered(T0 + RETRY_MIN * 10, AgentId::new("a1"), &mut out);
+    assert_eq!(to_master_updates(&out), vec![(pb::TaskState::TaskRunning, vec![1; 16])]);
+}
+
+#[test]
+fn duplicate_executor_updates_are_queued_once_and_terminal_tasks_retire() {
+    let mut state = agent();
+    run_task(&mut state, "t1");
+    subscribe(&mut state, "t1", 1);
+    update(&mut state, "t1", 1, status("t1", pb::TaskState::TaskFinished, 1));
+    let out = update(&mut state, "t1", 1, status("t1", pb::TaskState::TaskFinished, 1));
+    assert!(to_master_updates(&out).is_empty(), "a retry is not forwarded twice");
+    assert_eq!(acks_to_executor(&out), 1, "but is acknowledged again");
+    let after = update(&mut state, "t1", 1, status("t1", pb::TaskState::TaskRunning, 2));
+    assert!(to_master_updates(&after).is_empty(), "nothing follows a terminal state");
+    assert_eq!(state.tasks.len(), 1);
+    master_ack(&mut state, "t1", 1, T0);
+    assert!(state.tasks.is_empty(), "terminal and acknowledged: retired");
+    assert_eq!(state.completed.len(), 1);
+}
+
+#[test]
+fn an_executor_that_dies_fails_its_task() {
+    let mut state = agent();
+    run_task(&mut state, "t1");
+    subscribe(&mut state, "t1", 1);
+    update(&mut state, "t1", 1, status("t1", pb::TaskState::TaskRunning, 1));
+    master_ack(&mut state, "t1", 1, T0);
+    let mut out = Vec::new();
+    state.on_executor_exited(T0, &fid(), &eid("t1"), "signal: 9".into(), &mut out);
+    let updates = to_master_updates(&out);
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].0, pb::TaskState::TaskFailed);
+    assert_eq!(updates[0].1.len(), 16, "agent-made updates carry a uuid too");
+}
+
+#[test]
+fn killing_a_task_before_its_executor_subscribed_destroys_the_executor() {
+    let mut state = agent();
+    run_task(&mut state, "t1");
+    let mut out = Vec::new();
+    state.on_kill_task(
+        T0,
+        master_message::KillTask {
+            framework_id: fid().to_field(),
+            task_id: Some(pb::TaskId { value: "t1".into() }),
+            kill_policy: None,
+        },
+        &mut out,
+    );
+    assert!(out.contains(&Effect::DestroyExecutor {
+        framework_id: fid(),
+        executor_id: eid("t1")
+    }));
+    assert_eq!(to_master_updates(&out)[0].0, pb::TaskState::TaskKilled);
+}
+
+#[test]
+fn killing_a_running_task_asks_its_executor() {
+    let mut state = agent();
+    run_task(&mut state, "t1");
+    subscribe(&mut state, "t1", 4);
+    let mut out = Vec::new();
+    state.on_kill_task(
+        T0,
+        master_message::KillTask {
+            framework_id: fid().to_field(),
+            task_id: Some(pb::TaskId { value: "t1".into() }),
+            kill_policy: None,
+        },
+        &mut out,
+    );
+    assert!(matches!(
+        out.as_slice(),
+        [Effect::ToExecutor { conn: 4, event }] if event.r#type == exec::event::Type::Kill as i32
+    ));
+}
+
+#[test]
+fn registration_reports_running_tasks() {
+    let mut state = agent();
+    run_task(&mut state, "t1");
+    let Some(agent_message::Kind::Register(register)) = state.register_message().kind else {
+        panic!("register message expected");
+    };
+    assert_eq!(register.tasks.len(), 1);
+    assert_eq!(register.frameworks.len(), 1);
+    assert_eq!(register.agent_info.and_then(|i| i.id).map(|i| i.value), Some("a1".into()));
+}

@@ -1,0 +1,228 @@
+//! `agora master`, `agora agent` and `agora dev`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Listening on 127.0.0.1 unless told otherwise: whoever reaches a master
+/// can run commands on every agent, so exposing one is an explicit choice.
+const DEFAULT_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct MasterArgs {
+    /// Address to listen on (gRPC and HTTP share the port).
+    #[arg(long, default_value_t = DEFAULT_IP, env = "AGORA_IP")]
+    ip: IpAddr,
+    #[arg(long, default_value_t = 5050, env = "AGORA_PORT")]
+    port: u16,
+    /// Where the master keeps its state.
+    #[arg(long, env = "AGORA_WORK_DIR", alias = "work_dir")]
+    work_dir: Option<PathBuf>,
+    /// Name agents and frameworks are told; defaults to the IP, or this machine's name when listening on all addresses.
+    #[arg(long, env = "AGORA_HOSTNAME")]
+    hostname: Option<String>,
+    /// Seconds between periodic allocation cycles (allocation is also event-driven).
+    #[arg(long, default_value_t = 1.0, env = "AGORA_ALLOCATION_INTERVAL", alias = "allocation_interval", value_parser = parse_interval)]
+    allocation_interval: f64,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct AgentArgs {
+    /// The master, as HOST:PORT.
+    #[arg(long, env = "AGORA_MASTER")]
+    master: String,
+    #[arg(long, default_value_t = DEFAULT_IP, env = "AGORA_IP")]
+    ip: IpAddr,
+    #[arg(long, default_value_t = 5051, env = "AGORA_PORT")]
+    port: u16,
+    /// Where sandboxes (and later checkpoints) live.
+    #[arg(long, env = "AGORA_WORK_DIR", alias = "work_dir")]
+    work_dir: PathBuf,
+    /// Resources to advertise, e.g. 'cpus:4;mem:8192;disk:20000;ports:[31000-32000]'; detected when omitted.
+    #[arg(long, env = "AGORA_RESOURCES")]
+    resources: Option<String>,
+    /// Attributes, e.g. 'rack:r1;zone:a'.
+    #[arg(long, env = "AGORA_ATTRIBUTES")]
+    attributes: Option<String>,
+    #[arg(long, env = "AGORA_HOSTNAME")]
+    hostname: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct DevArgs {
+    /// The master's port (web UI and gRPC).
+    #[arg(long, default_value_t = 5050, env = "AGORA_PORT")]
+    port: u16,
+    #[arg(long, default_value_t = 2, env = "AGORA_AGENTS", value_parser = clap::value_parser!(u16).range(1..=64))]
+    agents: u16,
+    #[arg(long, default_value_t = DEFAULT_IP, env = "AGORA_IP")]
+    ip: IpAddr,
+    /// Work dirs go under here.
+    #[arg(long, default_value = ".agora", env = "AGORA_WORK_DIR", alias = "work_dir")]
+    work_dir: PathBuf,
+    /// Resources each agent advertises; detected when omitted.
+    #[arg(long, env = "AGORA_RESOURCES")]
+    resources: Option<String>,
+}
+
+fn parse_interval(text: &str) -> Result<f64, String> {
+    let value: f64 = text.parse().map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(0.001..=3600.0).contains(&value) {
+        return Err("must be between 0.001 and 3600 seconds".into());
+    }
+    Ok(value)
+}
+
+fn hostname_for(ip: IpAddr, given: Option<String>) -> String {
+    if let Some(name) = given {
+        return name;
+    }
+    if ip.is_unspecified() {
+        return rustix::system::uname().nodename().to_string_lossy().into_owned();
+    }
+    ip.to_string()
+}
+
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        trigger.cancel();
+    });
+    token
+}
+
+async fn bind(ip: IpAddr, port: u16) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind((ip, port))
+        .await
+        .with_context(|| format!("cannot listen on {ip}:{port}"))?;
+    let address = listener.local_addr().context("listener has no address")?;
+    Ok((listener, address))
+}
+
+fn master_options(address: SocketAddr, hostname: String, allocation_interval: f64) -> agora_master::MasterOptions {
+    agora_master::MasterOptions {
+        advertise: address,
+        hostname,
+        allocation_interval: Duration::from_secs_f64(allocation_interval),
+    }
+}
+
+pub(crate) async fn master(args: MasterArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.work_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create work dir {}", dir.display()))?;
+    }
+    let (listener, address) = bind(args.ip, args.port).await?;
+    let hostname = hostname_for(args.ip, args.hostname);
+    let options = master_options(address, hostname, args.allocation_interval);
+    agora_master::run_master(listener, options, shutdown_on_signal())
+        .await
+        .context("master failed")
+}
+
+fn agent_options(
+    master: String,
+    address: SocketAddr,
+    hostname: String,
+    work_dir: PathBuf,
+    resources: Option<&str>,
+    attributes: Option<&str>,
+) -> anyhow::Result<agora_agent::AgentOptions> {
+    std::fs::create_dir_all(&work_dir).with_context(|| format!("cannot create work dir {}", work_dir.display()))?;
+    let work_dir = work_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve work dir {}", work_dir.display()))?;
+    let resources = agora_agent::resources::advertised(resources, &work_dir)?;
+    let attributes = match attributes {
+        Some(text) => agora_agent::resources::parse_attributes(text)?,
+        None => Vec::new(),
+    };
+    let executor_program = std::env::current_exe().context("cannot find the agora binary")?;
+    Ok(agora_agent::AgentOptions {
+        master,
+        advertise: address,
+        hostname,
+        work_dir,
+        resources,
+        attributes,
+        executor_program,
+    })
+}
+
+pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    // Validate everything before binding, so bad flags change nothing.
+    agora_agent::resources::advertised(args.resources.as_deref(), std::path::Path::new("/"))?;
+    if let Some(text) = &args.attributes {
+        agora_agent::resources::parse_attributes(text)?;
+    }
+    let (listener, address) = bind(args.ip, args.port).await?;
+    let hostname = hostname_for(args.ip, args.hostname);
+    let options = agent_options(
+        args.master,
+        address,
+        hostname,
+        args.work_dir,
+        args.resources.as_deref(),
+        args.attributes.as_deref(),
+    )?;
+    agora_agent::run_agent(listener, options, shutdown_on_signal())
+        .await
+        .context("agent failed")
+}
+
+pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    if let Some(text) = &args.resources {
+        agora_core::Resources::parse(text).context("invalid --resources")?;
+    }
+    let shutdown = shutdown_on_signal();
+    let (listener, master_address) = bind(args.ip, args.port).await?;
+    let hostname = hostname_for(args.ip, None);
+    let master = tokio::spawn(agora_master::run_master(
+        listener,
+        master_options(master_address, hostname.clone(), 1.0),
+        shutdown.clone(),
+    ));
+    let mut agents = Vec::new();
+    for n in 0..args.agents {
+        // Agents on 5051, 5052, ... when free, else any free port.
+        let preferred = args.port.checked_add(1 + n).unwrap_or(0);
+        let (listener, address) = match bind(args.ip, preferred).await {
+            Ok(bound) => bound,
+            Err(_) => bind(args.ip, 0).await?,
+        };
+        let options = agent_options(
+            master_address.to_string(),
+            address,
+            hostname.clone(),
+            args.work_dir.join(format!("agent-{n}")),
+            args.resources.as_deref(),
+            None,
+        )?;
+        println!("agora dev: agent {n} on {address}, work dir {}", options.work_dir.display());
+        agents.push(tokio::spawn(agora_agent::run_agent(listener, options, shutdown.clone())));
+    }
+    println!("agora dev: master and web UI on http://{master_address}/ (Ctrl-C stops the cluster)");
+    println!("agora dev: try: agora run --master {master_address} --name hello --command 'echo hello' --instances 4");
+    let master_result = master.await.context("master task panicked")?;
+    shutdown.cancel();
+    for agent in agents {
+        agent.await.context("agent task panicked")?.context("agent failed")?;
+    }
+    master_result.context("master failed")
+}

@@ -1,0 +1,89 @@
+//! `agora`: one binary for every role. Thin: parses flags, sets up logging,
+//! and hands over to the crates that do the work.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod daemons;
+mod run;
+
+#[derive(Parser, Debug)]
+#[command(name = "agora", version, about = "Agora: a cluster manager in the family of Apache Mesos")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "AGORA_LOG_FORMAT", alias = "log_format")]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info` or `agora_master=debug`.
+    #[arg(long, global = true, default_value = "info", env = "AGORA_LOG", alias = "logging_level")]
+    log: String,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Commands {
+    /// Run a master: keeps the books of agents' resources and offers them to frameworks.
+    Master(daemons::MasterArgs),
+    /// Run an agent: registers with the master and runs tasks.
+    Agent(daemons::AgentArgs),
+    /// Run a master and agents on this machine in one command (web UI on :5050).
+    Dev(daemons::DevArgs),
+    /// Run a command as one or more tasks on the cluster, like mesos-execute.
+    Run(run::RunArgs),
+    /// The per-task supervisor the agent starts; not for direct use.
+    #[command(hide = true)]
+    Executor,
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log filter")?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(cli.log_format, &cli.log) {
+        eprintln!("agora: {e:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("agora: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Commands::Master(args) => daemons::master(args).await.map(|()| ExitCode::SUCCESS),
+            Commands::Agent(args) => daemons::agent(args).await.map(|()| ExitCode::SUCCESS),
+            Commands::Dev(args) => daemons::dev(args).await.map(|()| ExitCode::SUCCESS),
+            Commands::Run(args) => run::run(args).await,
+            Commands::Executor => {
+                let env = agora_agent::executor::ExecutorEnv::from_env()?;
+                agora_agent::executor::run_executor(env).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("agora: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

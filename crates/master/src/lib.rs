@@ -1,0 +1,16 @@
+//! The Agora master.
+//!
+//! [`state`] is the master's pure state machine: it owns agents, frameworks,
+//! offers and tasks, takes inputs with the current time, and returns effects
+//! (messages to send, connections to close). It never touches a socket, a
+//! clock or a thread. [`shell`] runs it: one tokio task owns the state, the
+//! gRPC services and the HTTP API turn requests into its inputs and carry out
+//! its effects, and readers (`/state`, `/metrics`, the UI) only see the
+//! snapshot it publishes.
+
+pub mod http;
+pub mod shell;
+pub mod snapshot;
+pub mod state;
+
+pub use shell::{MasterOptions, run_master};

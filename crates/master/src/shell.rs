@@ -1,0 +1,480 @@
+//! The master's I/O shell: one tokio task owns the [`Master`] state machine;
+//! gRPC services and the HTTP API talk to it through a command channel and
+//! read the snapshot it publishes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agora_allocator::FairAllocator;
+use agora_proto::v1 as pb;
+use agora_proto::v1::agent::agent_session_server::{AgentSession, AgentSessionServer};
+use agora_proto::v1::agent::{AgentMessage, MasterMessage, agent_message};
+use agora_proto::v1::scheduler as sched;
+use agora_proto::v1::scheduler::scheduler_server::{Scheduler, SchedulerServer};
+use futures::Stream;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::snapshot::StateSnapshot;
+use crate::state::{CallError, ConnId, Effect, Master, MasterConfig, Now};
+
+/// Events queued for one stream before it counts as stuck and is closed.
+const STREAM_BUFFER: usize = 4096;
+/// How long an agent has to send its registration on a new session.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Readers see state at most this stale.
+const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(20);
+/// Gives the command loop's batches a bound, so timers still run under load.
+const MAX_BATCH: usize = 512;
+
+#[derive(Debug, Clone)]
+pub struct MasterOptions {
+    /// The address agents and frameworks are told to use.
+    pub advertise: SocketAddr,
+    pub hostname: String,
+    pub allocation_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error("http server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+type EventSender = mpsc::Sender<Result<sched::Event, Status>>;
+type AgentSender = mpsc::Sender<Result<MasterMessage, Status>>;
+
+enum Command {
+    Subscribe {
+        conn: ConnId,
+        stream_id: String,
+        call: sched::Call,
+        events: EventSender,
+        reply: oneshot::Sender<Result<(), CallError>>,
+    },
+    FrameworkGone {
+        conn: ConnId,
+    },
+    Call {
+        stream_id: String,
+        call: sched::Call,
+        reply: oneshot::Sender<Result<(), CallError>>,
+    },
+    AgentRegister {
+        conn: ConnId,
+        register: agent_message::Register,
+        messages: AgentSender,
+    },
+    AgentMessage {
+        conn: ConnId,
+        kind: agent_message::Kind,
+    },
+    AgentGone {
+        conn: ConnId,
+    },
+}
+
+/// Maps the state machine's refusals to gRPC codes: the one place this happens.
+fn to_status(error: CallError) -> Status {
+    match error {
+        CallError::InvalidArgument(m) => Status::invalid_argument(m),
+        CallError::NotFound(m) => Status::not_found(m),
+        CallError::FailedPrecondition(m) => Status::failed_precondition(m),
+        CallError::PermissionDenied(m) => Status::permission_denied(m),
+    }
+}
+
+fn wall_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+struct Actor {
+    master: Master,
+    started: Instant,
+    start_wall: f64,
+    frameworks: HashMap<ConnId, EventSender>,
+    agents: HashMap<ConnId, AgentSender>,
+    snapshot: watch::Sender<Arc<StateSnapshot>>,
+    last_snapshot: Instant,
+    dirty: bool,
+}
+
+impl Actor {
+    fn now(&self) -> Now {
+        Now {
+            monotonic: self.started.elapsed(),
+            wall: wall_now(),
+        }
+    }
+
+    fn handle(&mut self, command: Command, out: &mut Vec<Effect>) {
+        let now = self.now();
+        self.dirty = true;
+        match command {
+            Command::Subscribe {
+                conn,
+                stream_id,
+                call,
+                events,
+                reply,
+            } => {
+                self.frameworks.insert(conn, events);
+                let result = self.master.subscribe(now, conn, stream_id, call, out).map(|_| ());
+                if result.is_err() {
+                    self.frameworks.remove(&conn);
+                }
+                let _ = reply.send(result);
+            }
+            Command::FrameworkGone { conn } => {
+                self.frameworks.remove(&conn);
+                self.master.framework_disconnected(now, conn, out);
+            }
+            Command::Call { stream_id, call, reply } => {
+                let result = self.master.call(now, &stream_id, call, out);
+                let _ = reply.send(result);
+            }
+            Command::AgentRegister {
+                conn,
+                register,
+                messages,
+            } => {
+                self.agents.insert(conn, messages);
+                self.master.agent_register(now, conn, register, out);
+            }
+            Command::AgentMessage { conn, kind } => self.master.agent_message(now, conn, kind, out),
+            Command::AgentGone { conn } => {
+                self.agents.remove(&conn);
+                self.master.agent_disconnected(now, conn, out);
+            }
+        }
+    }
+
+    fn execute(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::ToFramework { conn, event } => {
+                    if let Some(tx) = self.frameworks.get(&conn)
+                        && tx.try_send(Ok(event)).is_err()
+                    {
+                        tracing::warn!(conn, "framework stream is stuck or gone, closing it");
+                        self.frameworks.remove(&conn);
+                    }
+                }
+                Effect::CloseFramework { conn } => {
+                    self.frameworks.remove(&conn);
+                }
+                Effect::ToAgent { conn, message } => {
+                    if let Some(tx) = self.agents.get(&conn)
+                        && tx.try_send(Ok(message)).is_err()
+                    {
+                        tracing::warn!(conn, "agent stream is stuck or gone, closing it");
+                        self.agents.remove(&conn);
+                    }
+                }
+                Effect::CloseAgent { conn } => {
+                    self.agents.remove(&conn);
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self, force: bool) {
+        if !self.dirty || (!force && self.last_snapshot.elapsed() < SNAPSHOT_INTERVAL) {
+            return;
+        }
+        let snapshot = self.master.snapshot(self.start_wall, wall_now());
+        self.snapshot.send_replace(Arc::new(snapshot));
+        self.last_snapshot = Instant::now();
+        self.dirty = false;
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        allocation_interval: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut allocation = tokio::time::interval(allocation_interval);
+        allocation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut publish = tokio::time::interval(SNAPSHOT_INTERVAL);
+        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let mut out = Vec::new();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    self.handle(command, &mut out);
+                    for _ in 0..MAX_BATCH {
+                        match commands.try_recv() {
+                            Ok(command) => self.handle(command, &mut out),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = allocation.tick() => {
+                    let now = self.now();
+                    self.master.tick(now, &mut out);
+                    self.master.allocate(now, &mut out);
+                    self.dirty = true;
+                }
+                _ = publish.tick() => {
+                    self.publish(true);
+                    continue;
+                }
+            }
+            // Event-driven allocation: whatever freed resources or brought
+            // a new agent or framework is offered at once, batched with
+            // everything that arrived together.
+            if self.master.needs_allocation() {
+                let now = self.now();
+                self.master.allocate(now, &mut out);
+            }
+            self.execute(out);
+            self.publish(false);
+        }
+    }
+}
+
+/// Sends a "gone" command when a stream's response side is dropped (the
+/// peer went away or the stream was closed).
+struct GoneGuard {
+    commands: mpsc::UnboundedSender<Command>,
+    gone: Option<Command>,
+}
+
+impl Drop for GoneGuard {
+    fn drop(&mut self) {
+        if let Some(gone) = self.gone.take() {
+            let _ = self.commands.send(gone);
+        }
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn guarded<T: Send + 'static>(
+    rx: mpsc::Receiver<Result<T, Status>>,
+    guard: GoneGuard,
+    heartbeat: Option<(Duration, T)>,
+) -> BoxStream<T>
+where
+    T: Clone + Sync,
+{
+    let period = heartbeat.as_ref().map(|(p, _)| *p).unwrap_or(Duration::from_secs(3600));
+    let beat = heartbeat.map(|(_, b)| b);
+    let ticker = tokio::time::interval_at(Instant::now() + period, period);
+    let stream = futures::stream::unfold(
+        (rx, ticker, guard, beat),
+        |(mut rx, mut ticker, guard, beat)| async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    item = rx.recv() => return item.map(|item| (item, (rx, ticker, guard, beat))),
+                    _ = ticker.tick() => {
+                        if let Some(b) = beat.clone() {
+                            return Some((Ok(b), (rx, ticker, guard, beat)));
+                        }
+                    }
+                }
+            }
+        },
+    );
+    Box::pin(stream)
+}
+
+#[derive(Clone)]
+struct Services {
+    commands: mpsc::UnboundedSender<Command>,
+    next_conn: Arc<AtomicU64>,
+    heartbeat: Duration,
+}
+
+impl Services {
+    fn conn(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    async fn ask(&self, command: Command, reply: oneshot::Receiver<Result<(), CallError>>) -> Result<(), Status> {
+        self.commands
+            .send(command)
+            .map_err(|_| Status::unavailable("master is shutting down"))?;
+        reply
+            .await
+            .map_err(|_| Status::unavailable("master is shutting down"))?
+            .map_err(to_status)
+    }
+}
+
+#[tonic::async_trait]
+impl Scheduler for Services {
+    type SubscribeStream = BoxStream<sched::Event>;
+
+    async fn subscribe(&self, request: Request<sched::Call>) -> Result<Response<Self::SubscribeStream>, Status> {
+        let conn = self.conn();
+        let (events, rx) = mpsc::channel(STREAM_BUFFER);
+        let (reply, answer) = oneshot::channel();
+        let stream_id = uuid::Uuid::new_v4().to_string();
+        let guard = GoneGuard {
+            commands: self.commands.clone(),
+            gone: Some(Command::FrameworkGone { conn }),
+        };
+        self.ask(
+            Command::Subscribe {
+                conn,
+                stream_id,
+                call: request.into_inner(),
+                events,
+                reply,
+            },
+            answer,
+        )
+        .await?;
+        let heartbeat = sched::Event {
+            r#type: sched::event::Type::Heartbeat as i32,
+            ..Default::default()
+        };
+        Ok(Response::new(guarded(rx, guard, Some((self.heartbeat, heartbeat)))))
+    }
+
+    async fn call(&self, request: Request<sched::Call>) -> Result<Response<sched::CallResponse>, Status> {
+        let stream_id = request
+            .metadata()
+            .get("agora-stream-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| Status::invalid_argument("missing 'agora-stream-id' metadata"))?;
+        let (reply, answer) = oneshot::channel();
+        self.ask(
+            Command::Call {
+                stream_id,
+                call: request.into_inner(),
+                reply,
+            },
+            answer,
+        )
+        .await?;
+        Ok(Response::new(sched::CallResponse {}))
+    }
+}
+
+#[tonic::async_trait]
+impl AgentSession for Services {
+    type OpenStream = BoxStream<MasterMessage>;
+
+    async fn open(&self, request: Request<Streaming<AgentMessage>>) -> Result<Response<Self::OpenStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no registration received"))??
+            .ok_or_else(|| Status::invalid_argument("session closed before registering"))?;
+        let Some(agent_message::Kind::Register(register)) = first.kind else {
+            return Err(Status::invalid_argument("the first message on a session must be Register"));
+        };
+        let conn = self.conn();
+        let (messages, rx) = mpsc::channel(STREAM_BUFFER);
+        self.commands
+            .send(Command::AgentRegister {
+                conn,
+                register,
+                messages,
+            })
+            .map_err(|_| Status::unavailable("master is shutting down"))?;
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(AgentMessage { kind: Some(kind) })) => {
+                        if commands.send(Command::AgentMessage { conn, kind }).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Some(AgentMessage { kind: None })) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let _ = commands.send(Command::AgentGone { conn });
+        });
+        let guard = GoneGuard {
+            commands: self.commands.clone(),
+            gone: Some(Command::AgentGone { conn }),
+        };
+        Ok(Response::new(guarded(rx, guard, None)))
+    }
+}
+
+/// The route that carries every method of a gRPC service.
+pub fn grpc_path<S: tonic::server::NamedService>() -> String {
+    format!("/{}/{{*method}}", S::NAME)
+}
+
+/// Serves the master on `listener` (gRPC and HTTP on one port) until
+/// `shutdown` is cancelled.
+pub async fn run_master(
+    listener: TcpListener,
+    options: MasterOptions,
+    shutdown: CancellationToken,
+) -> Result<(), ShellError> {
+    let master_id = uuid::Uuid::new_v4().to_string();
+    let ip = match options.advertise.ip() {
+        std::net::IpAddr::V4(v4) => u32::from(v4),
+        std::net::IpAddr::V6(_) => 0,
+    };
+    let master_info = pb::MasterInfo {
+        id: master_id.clone(),
+        ip,
+        port: u32::from(options.advertise.port()),
+        pid: Some(format!("master@{}", options.advertise)),
+        hostname: Some(options.hostname.clone()),
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        address: Some(pb::Address {
+            hostname: Some(options.hostname.clone()),
+            ip: Some(options.advertise.ip().to_string()),
+            port: i32::from(options.advertise.port()),
+        }),
+    };
+    let config = MasterConfig::new(master_info);
+    let heartbeat = config.heartbeat_interval;
+    let master = Master::new(config, Box::new(FairAllocator::new()));
+    let start_wall = wall_now();
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(master.snapshot(start_wall, start_wall)));
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let actor = Actor {
+        master,
+        started: Instant::now(),
+        start_wall,
+        frameworks: HashMap::new(),
+        agents: HashMap::new(),
+        snapshot: snapshot_tx,
+        last_snapshot: Instant::now(),
+        dirty: false,
+    };
+    let actor_task = tokio::spawn(actor.run(command_rx, options.allocation_interval, shutdown.clone()));
+    let services = Services {
+        commands,
+        next_conn: Arc::new(AtomicU64::new(1)),
+        heartbeat,
+    };
+    // gRPC services on their own paths; everything else is the HTTP API
+    // (whose fallback answers 404 to unknown paths).
+    let app = crate::http::router(snapshot_rx)
+        .route_service(&grpc_path::<SchedulerServer<Services>>(), SchedulerServer::new(services.clone()))
+        .route_service(&grpc_path::<AgentSessionServer<Services>>(), AgentSessionServer::new(services));
+    tracing::info!(address = %options.advertise, master_id = %master_id, "master serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+    shutdown.cancel();
+    let _ = actor_task.await;
+    Ok(())
+}

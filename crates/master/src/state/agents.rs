@@ -1,0 +1,404 @@
+//! Agent registration, re-registration, disconnection and status updates.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use agora_core::{AgentId, FrameworkId, OfferId, Resources, TaskId};
+use agora_proto::v1 as pb;
+use agora_proto::v1::agent::{MasterMessage, agent_message, master_message};
+use agora_proto::v1::scheduler as sched;
+
+use super::{Agent, ConnId, Effect, Framework, Master, Now, Task};
+
+fn refuse(conn: ConnId, message: String, out: &mut Vec<Effect>) {
+    tracing::warn!(conn, reason = %message, "refusing agent registration");
+    out.push(Effect::ToAgent {
+        conn,
+        message: MasterMessage {
+            kind: Some(master_message::Kind::Refused(master_message::Refused { message })),
+        },
+    });
+    out.push(Effect::CloseAgent { conn });
+}
+
+/// A task reported by a re-registering agent, checked.
+struct ReportedTask {
+    id: TaskId,
+    framework_id: FrameworkId,
+    name: String,
+    state: pb::TaskState,
+    resources: Resources,
+}
+
+fn check_reported_task(task: &pb::Task) -> Result<ReportedTask, String> {
+    Ok(ReportedTask {
+        id: TaskId::from_field(&task.task_id).map_err(|e| format!("reported task id is invalid: {e}"))?,
+        framework_id: FrameworkId::from_field(&task.framework_id)
+            .map_err(|e| format!("reported framework id is invalid: {e}"))?,
+        name: task.name.clone(),
+        state: agora_core::task::from_i32(task.state).map_err(|e| e.to_string())?,
+        resources: Resources::from_proto(&task.resources).map_err(|e| format!("reported task resources: {e}"))?,
+    })
+}
+
+impl Master {
+    /// An agent (re-)registers on a new session stream.
+    pub fn agent_register(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        register: agent_message::Register,
+        out: &mut Vec<Effect>,
+    ) -> Option<AgentId> {
+        let Some(mut info) = register.agent_info else {
+            refuse(conn, "registration carries no agent_info".into(), out);
+            return None;
+        };
+        if info.hostname.trim().is_empty() {
+            refuse(conn, "agent_info.hostname must not be empty".into(), out);
+            return None;
+        }
+        let total = match Resources::from_proto(&info.resources) {
+            Ok(total) => total,
+            Err(e) => {
+                refuse(conn, format!("agent resources are invalid: {e}"), out);
+                return None;
+            }
+        };
+        let mut reported = Vec::new();
+        for task in &register.tasks {
+            match check_reported_task(task) {
+                Ok(task) => reported.push(task),
+                Err(message) => {
+                    refuse(conn, message, out);
+                    return None;
+                }
+            }
+        }
+        let agent_id = match &info.id {
+            Some(id) => match AgentId::from_proto(id) {
+                Ok(id) => id,
+                Err(e) => {
+                    refuse(conn, format!("agent id is invalid: {e}"), out);
+                    return None;
+                }
+            },
+            None => {
+                let id = AgentId::new(format!("{}-S{}", self.master_id(), self.next_agent));
+                self.next_agent += 1;
+                id
+            }
+        };
+        info.id = agent_id.to_field();
+
+        if let Some(existing) = self.agents.get_mut(&agent_id) {
+            if let Some(old) = existing.conn.replace(conn)
+                && old != conn
+            {
+                self.agent_conns.remove(&old);
+                out.push(Effect::CloseAgent { conn: old });
+            }
+            existing.info = info;
+            self.allocator.set_agent_active(&agent_id, true);
+            self.agent_conns.insert(conn, agent_id.clone());
+            self.reconcile_agent_tasks(now, &agent_id, &reported, out);
+            tracing::info!(agent_id = %agent_id, "agent re-registered");
+        } else {
+            // A new agent, or one this master has not met (it restarted):
+            // adopt it and everything it runs.
+            self.adopt_frameworks(now, &register.frameworks);
+            let mut used = Resources::new();
+            let mut used_by: BTreeMap<FrameworkId, Resources> = BTreeMap::new();
+            let mut orphaned = BTreeSet::new();
+            for task in &reported {
+                if agora_core::task::is_terminal(task.state) {
+                    continue;
+                }
+                if !self.frameworks.contains_key(&task.framework_id) {
+                    orphaned.insert(task.framework_id.clone());
+                    continue;
+                }
+                used.add(&task.resources);
+                used_by.entry(task.framework_id.clone()).or_default().add(&task.resources);
+            }
+            let used_list: Vec<(FrameworkId, Resources)> = used_by.into_iter().collect();
+            self.allocator.add_agent(agent_id.clone(), total.clone(), &used_list);
+            self.agents.insert(
+                agent_id.clone(),
+                Agent {
+                    id: agent_id.clone(),
+                    info,
+                    conn: Some(conn),
+                    total,
+                    used,
+                    registered_at: now.wall,
+                },
+            );
+            self.agent_conns.insert(conn, agent_id.clone());
+            for task in reported {
+                if self.frameworks.contains_key(&task.framework_id) {
+                    self.adopt_task(&agent_id, task);
+                }
+            }
+            for framework_id in orphaned {
+                self.send_to_agent(&agent_id, shutdown_framework(&framework_id), out);
+            }
+            tracing::info!(agent_id = %agent_id, hostname = %self.agents[&agent_id].info.hostname, "agent registered");
+        }
+        self.needs_allocation = true;
+        out.push(Effect::ToAgent {
+            conn,
+            message: MasterMessage {
+                kind: Some(master_message::Kind::Registered(master_message::Registered {
+                    agent_id: agent_id.to_field(),
+                    master_info: Some(self.config.master_info.clone()),
+                })),
+            },
+        });
+        Some(agent_id)
+    }
+
+    /// Frameworks an agent reports that this master does not know are
+    /// recreated inactive; they have their failover timeout to re-subscribe.
+    fn adopt_frameworks(&mut self, now: Now, frameworks: &[pb::FrameworkInfo]) {
+        for info in frameworks {
+            let Some(Ok(id)) = info.id.as_ref().map(FrameworkId::from_proto) else {
+                continue;
+            };
+            if self.frameworks.contains_key(&id) || self.removed_frameworks.contains(&id) {
+                continue;
+            }
+            let roles: BTreeSet<String> = if info.roles.is_empty() {
+                [info.role.clone().unwrap_or_else(|| "*".into())].into()
+            } else {
+                info.roles.iter().cloned().collect()
+            };
+            let timeout = info.failover_timeout.unwrap_or(0.0);
+            let timeout = if timeout.is_finite() && timeout >= 0.0 { timeout } else { 0.0 };
+            self.allocator.add_framework(id.clone(), roles.clone(), BTreeSet::new());
+            self.allocator.set_framework_active(&id, false);
+            self.frameworks.insert(
+                id.clone(),
+                Framework {
+                    id: id.clone(),
+                    info: info.clone(),
+                    roles,
+                    conn: None,
+                    stream_id: String::new(),
+                    registered_at: now.wall,
+                    failover_deadline: Some(now.monotonic + Duration::from_secs_f64(timeout.min(3.15e7))),
+                    tasks: BTreeMap::new(),
+                    completed_tasks: VecDeque::new(),
+                    offers: BTreeSet::new(),
+                },
+            );
+            tracing::info!(framework_id = %id, "framework recreated from an agent's report");
+        }
+    }
+
+    fn adopt_task(&mut self, agent_id: &AgentId, task: ReportedTask) {
+        let Some(framework) = self.frameworks.get_mut(&task.framework_id) else {
+            return;
+        };
+        framework.tasks.insert(
+            task.id.clone(),
+            Task {
+                id: task.id,
+                name: task.name,
+                framework_id: task.framework_id.clone(),
+                agent_id: agent_id.clone(),
+                resources: task.resources,
+                state: task.state,
+                last_status: None,
+                resources_released: agora_core::task::is_terminal(task.state),
+            },
+        );
+    }
+
+    /// A known agent came back: tasks it reports that we do not know are
+    /// adopted; tasks we expected there that it does not report are lost.
+    fn reconcile_agent_tasks(&mut self, now: Now, agent_id: &AgentId, reported: &[ReportedTask], out: &mut Vec<Effect>) {
+        let reported_ids: BTreeSet<(FrameworkId, TaskId)> =
+            reported.iter().map(|t| (t.framework_id.clone(), t.id.clone())).collect();
+        let missing: Vec<(FrameworkId, TaskId)> = self
+            .frameworks
+            .values()
+            .flat_map(|f| f.tasks.values())
+            .filter(|t| &t.agent_id == agent_id && !agora_core::task::is_terminal(t.state))
+            .map(|t| (t.framework_id.clone(), t.id.clone()))
+            .filter(|key| !reported_ids.contains(key))
+            .collect();
+        for (framework_id, task_id) in missing {
+            let aware = self.frameworks[&framework_id].partition_aware();
+            let state = if aware { pb::TaskState::TaskGone } else { pb::TaskState::TaskLost };
+            self.set_task_state(&framework_id, &task_id, state, now);
+            let event = Self::master_update(
+                &task_id,
+                Some(agent_id),
+                state,
+                pb::task_status::Reason::AgentRestarted,
+                "the agent re-registered without this task",
+                now,
+            );
+            self.send_to_framework(&framework_id, event, out);
+            self.complete_task(&framework_id, &task_id);
+        }
+        for task in reported {
+            let known = self
+                .frameworks
+                .get(&task.framework_id)
+                .is_some_and(|f| f.tasks.contains_key(&task.id));
+            if !known && self.frameworks.contains_key(&task.framework_id) && !agora_core::task::is_terminal(task.state) {
+                self.allocator.add_used(agent_id, &task.framework_id, &task.resources);
+                if let Some(agent) = self.agents.get_mut(agent_id) {
+                    agent.used.add(&task.resources);
+                }
+                self.adopt_task(
+                    agent_id,
+                    ReportedTask {
+                        id: task.id.clone(),
+                        framework_id: task.framework_id.clone(),
+                        name: task.name.clone(),
+                        state: task.state,
+                        resources: task.resources.clone(),
+                    },
+                );
+            }
+        }
+        // Live tasks of frameworks this master no longer knows (removed while
+        // the agent was away, when the ShutdownFramework could not reach it):
+        // tell the agent to shut them down, as for a newly met agent.
+        let orphaned: BTreeSet<FrameworkId> = reported
+            .iter()
+            .filter(|t| !agora_core::task::is_terminal(t.state) && !self.frameworks.contains_key(&t.framework_id))
+            .map(|t| t.framework_id.clone())
+            .collect();
+        for framework_id in orphaned {
+            self.send_to_agent(agent_id, shutdown_framework(&framework_id), out);
+        }
+    }
+
+    /// An agent's session stream ended. It keeps its tasks (it may come
+    /// back); its offers are rescinded and it gets no new ones.
+    pub fn agent_disconnected(&mut self, now: Now, conn: ConnId, out: &mut Vec<Effect>) {
+        let Some(agent_id) = self.agent_conns.remove(&conn) else {
+            return;
+        };
+        let Some(agent) = self.agents.get_mut(&agent_id) else {
+            return;
+        };
+        if agent.conn != Some(conn) {
+            return;
+        }
+        agent.conn = None;
+        self.allocator.set_agent_active(&agent_id, false);
+        let offers: Vec<OfferId> = self
+            .offers
+            .values()
+            .filter(|o| o.agent_id == agent_id)
+            .map(|o| o.id.clone())
+            .collect();
+        for offer_id in offers {
+            self.remove_offer(&offer_id, None, true, now, out);
+        }
+        tracing::warn!(agent_id = %agent_id, "agent disconnected");
+    }
+
+    /// A message on an agent's session after registration.
+    pub fn agent_message(&mut self, now: Now, conn: ConnId, message: agent_message::Kind, out: &mut Vec<Effect>) {
+        let Some(agent_id) = self.agent_conns.get(&conn).cloned() else {
+            tracing::warn!(conn, "message from an unregistered agent session ignored");
+            return;
+        };
+        match message {
+            agent_message::Kind::StatusUpdate(update) => self.status_update(now, &agent_id, update, out),
+            agent_message::Kind::ExecutorMessage(message) => {
+                let Ok(framework_id) = FrameworkId::from_field(&message.framework_id) else {
+                    return;
+                };
+                let event = sched::Event {
+                    r#type: sched::event::Type::Message as i32,
+                    message: Some(sched::event::Message {
+                        agent_id: agent_id.to_field(),
+                        executor_id: message.executor_id,
+                        data: message.data,
+                    }),
+                    ..Default::default()
+                };
+                self.send_to_framework(&framework_id, event, out);
+            }
+            agent_message::Kind::Pong(_) => {}
+            agent_message::Kind::Register(_) => {
+                tracing::warn!(agent_id = %agent_id, "second registration on one session ignored");
+            }
+        }
+    }
+
+    fn status_update(&mut self, now: Now, agent_id: &AgentId, update: agent_message::StatusUpdate, out: &mut Vec<Effect>) {
+        let Some(mut status) = update.status else {
+            return;
+        };
+        let (Ok(framework_id), Ok(task_id), Ok(state)) = (
+            FrameworkId::from_field(&update.framework_id),
+            TaskId::from_field(&status.task_id),
+            agora_core::task::from_i32(status.state),
+        ) else {
+            tracing::warn!(agent_id = %agent_id, "malformed status update ignored");
+            return;
+        };
+        status.agent_id = agent_id.to_field();
+        if !self.frameworks.contains_key(&framework_id) {
+            // Nobody will ever acknowledge it: do it here so the agent's
+            // queue for the task moves on.
+            if let Some(uuid) = status.uuid.clone() {
+                self.send_to_agent(
+                    agent_id,
+                    MasterMessage {
+                        kind: Some(master_message::Kind::StatusUpdateAck(master_message::StatusUpdateAck {
+                            framework_id: framework_id.to_field(),
+                            task_id: task_id.to_field(),
+                            uuid,
+                        })),
+                    },
+                    out,
+                );
+            }
+            return;
+        }
+        let latest = update
+            .latest_state
+            .and_then(|s| agora_core::task::from_i32(s).ok())
+            .unwrap_or(state);
+        if let Some(task) = self.frameworks[&framework_id].tasks.get(&task_id) {
+            if let Err(e) = agora_core::task::check_transition(task.state, latest) {
+                tracing::warn!(task_id = %task_id, error = %e, "status update would leave a terminal state; state kept");
+            } else {
+                self.set_task_state(&framework_id, &task_id, latest, now);
+            }
+            if let Some(task) = self
+                .frameworks
+                .get_mut(&framework_id)
+                .and_then(|f| f.tasks.get_mut(&task_id))
+            {
+                task.last_status = Some(status.clone());
+            }
+        }
+        self.send_to_framework(
+            &framework_id,
+            sched::Event {
+                r#type: sched::event::Type::Update as i32,
+                update: Some(sched::event::Update { status: Some(status) }),
+                ..Default::default()
+            },
+            out,
+        );
+    }
+}
+
+fn shutdown_framework(framework_id: &FrameworkId) -> MasterMessage {
+    MasterMessage {
+        kind: Some(master_message::Kind::ShutdownFramework(master_message::ShutdownFramework {
+            framework_id: framework_id.to_field(),
+        })),
+    }
+}

@@ -1,0 +1,293 @@
+//! Framework subscription, failover and removal.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use agora_core::resources::valid_role;
+use agora_core::{FrameworkId, OfferId};
+use agora_proto::v1 as pb;
+use agora_proto::v1::agent::{MasterMessage, master_message};
+use agora_proto::v1::scheduler as sched;
+
+use super::{CallError, ConnId, Effect, Framework, Master, Now};
+
+/// Longest failover timeout accepted: a year. Longer values are almost
+/// certainly unit mistakes and would keep dead frameworks around forever.
+const MAX_FAILOVER_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+fn validate_framework_info(info: &pb::FrameworkInfo) -> Result<BTreeSet<String>, CallError> {
+    let invalid = |m: String| Err(CallError::InvalidArgument(m));
+    if info.name.trim().is_empty() {
+        return invalid("framework_info.name must not be empty".into());
+    }
+    if info.user.trim().is_empty() {
+        return invalid("framework_info.user must not be empty".into());
+    }
+    let multi_role = info.capabilities.iter().any(|c| {
+        c.r#type == Some(pb::framework_info::capability::Type::MultiRole as i32)
+    });
+    let roles: Vec<String> = if !info.roles.is_empty() {
+        if info.role.is_some() {
+            return invalid("framework_info.role and framework_info.roles must not both be set".into());
+        }
+        let _ = multi_role; // Agora accepts `roles` with or without the MULTI_ROLE capability.
+        info.roles.clone()
+    } else {
+        vec![info.role.clone().unwrap_or_else(|| "*".to_string())]
+    };
+    let mut unique = BTreeSet::new();
+    for role in roles {
+        if !valid_role(&role) {
+            return invalid(format!("role '{role}' is not a valid role name"));
+        }
+        if !unique.insert(role.clone()) {
+            return invalid(format!("role '{role}' is given twice"));
+        }
+    }
+    if let Some(timeout) = info.failover_timeout
+        && !(timeout.is_finite() && (0.0..=MAX_FAILOVER_TIMEOUT_SECS).contains(&timeout))
+    {
+        return invalid(format!(
+            "framework_info.failover_timeout must be between 0 and {MAX_FAILOVER_TIMEOUT_SECS} seconds"
+        ));
+    }
+    Ok(unique)
+}
+
+impl Master {
+    /// A framework opens its event stream. `stream_id` is fresh and unique
+    /// (the shell makes it); later calls must carry it.
+    pub fn subscribe(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        stream_id: String,
+        call: sched::Call,
+        out: &mut Vec<Effect>,
+    ) -> Result<FrameworkId, CallError> {
+        if call.r#type != sched::call::Type::Subscribe as i32 {
+            return Err(CallError::InvalidArgument("expected a SUBSCRIBE call".into()));
+        }
+        let subscribe = call
+            .subscribe
+            .ok_or_else(|| CallError::InvalidArgument("expecting 'subscribe' to be present".into()))?;
+        let mut info = subscribe
+            .framework_info
+            .ok_or_else(|| CallError::InvalidArgument("expecting 'subscribe.framework_info' to be present".into()))?;
+        let roles = validate_framework_info(&info)?;
+        for role in &subscribe.suppressed_roles {
+            if !roles.contains(role) {
+                return Err(CallError::InvalidArgument(format!(
+                    "suppressed role '{role}' is not one of the framework's roles"
+                )));
+            }
+        }
+        let requested_id = match (&info.id, &call.framework_id) {
+            (Some(a), Some(b)) if a.value != b.value => {
+                return Err(CallError::InvalidArgument(
+                    "framework_id does not match subscribe.framework_info.id".into(),
+                ));
+            }
+            (Some(id), _) => Some(FrameworkId::parse(id.value.clone()).map_err(|e| {
+                CallError::InvalidArgument(format!("framework id is invalid: {e}"))
+            })?),
+            (None, _) => None,
+        };
+
+        let framework_id = match requested_id {
+            Some(id) if self.removed_frameworks.contains(&id) => {
+                return Err(CallError::FailedPrecondition(format!(
+                    "framework {id} has been removed and cannot subscribe again"
+                )));
+            }
+            Some(id) => id,
+            None => {
+                let id = FrameworkId::new(format!("{}-{:04}", self.master_id(), self.next_framework));
+                self.next_framework += 1;
+                id
+            }
+        };
+        info.id = framework_id.to_field();
+
+        if let Some(existing) = self.frameworks.get(&framework_id) {
+            // Failover: the new subscription replaces the old one. Offers made
+            // to the old stream are discarded (the new stream gets new ones).
+            if let Some(old_conn) = existing.conn {
+                out.push(Effect::ToFramework {
+                    conn: old_conn,
+                    event: error_event("framework failed over"),
+                });
+                out.push(Effect::CloseFramework { conn: old_conn });
+                self.framework_conns.remove(&old_conn);
+            }
+            let old_offers: Vec<OfferId> = existing.offers.iter().cloned().collect();
+            for offer_id in old_offers {
+                self.remove_offer(&offer_id, None, false, now, out);
+            }
+            let framework = self
+                .frameworks
+                .get_mut(&framework_id)
+                .expect("framework present: looked up above");
+            // `user` and `checkpoint` cannot change on re-subscription (Mesos' rule).
+            info.user = framework.info.user.clone();
+            info.checkpoint = framework.info.checkpoint;
+            framework.info = info;
+            framework.roles = roles.clone();
+            framework.conn = Some(conn);
+            framework.stream_id = stream_id.clone();
+            framework.failover_deadline = None;
+            tracing::info!(framework_id = %framework_id, "framework re-subscribed");
+        } else {
+            tracing::info!(framework_id = %framework_id, name = %info.name, "framework subscribed");
+            self.frameworks.insert(
+                framework_id.clone(),
+                Framework {
+                    id: framework_id.clone(),
+                    info,
+                    roles: roles.clone(),
+                    conn: Some(conn),
+                    stream_id: stream_id.clone(),
+                    registered_at: now.wall,
+                    failover_deadline: None,
+                    tasks: BTreeMap::new(),
+                    completed_tasks: VecDeque::new(),
+                    offers: BTreeSet::new(),
+                },
+            );
+        }
+        self.framework_conns.insert(conn, framework_id.clone());
+        let suppressed: BTreeSet<String> = subscribe.suppressed_roles.into_iter().collect();
+        self.allocator.add_framework(framework_id.clone(), roles, suppressed);
+        self.needs_allocation = true;
+
+        out.push(Effect::ToFramework {
+            conn,
+            event: sched::Event {
+                r#type: sched::event::Type::Subscribed as i32,
+                subscribed: Some(sched::event::Subscribed {
+                    framework_id: framework_id.to_field(),
+                    heartbeat_interval_seconds: Some(self.config.heartbeat_interval.as_secs_f64()),
+                    master_info: Some(self.config.master_info.clone()),
+                    stream_id,
+                }),
+                ..Default::default()
+            },
+        });
+        Ok(framework_id)
+    }
+
+    /// A framework's event stream ended. Its offers go back, and it has
+    /// `failover_timeout` to come back before it is removed with its tasks.
+    pub fn framework_disconnected(&mut self, now: Now, conn: ConnId, out: &mut Vec<Effect>) {
+        let Some(framework_id) = self.framework_conns.remove(&conn) else {
+            return;
+        };
+        let Some(framework) = self.frameworks.get_mut(&framework_id) else {
+            return;
+        };
+        if framework.conn != Some(conn) {
+            return;
+        }
+        framework.conn = None;
+        let timeout = framework.info.failover_timeout.unwrap_or(0.0).max(0.0);
+        framework.failover_deadline = Some(now.monotonic + Duration::from_secs_f64(timeout));
+        let offers: Vec<OfferId> = framework.offers.iter().cloned().collect();
+        self.allocator.set_framework_active(&framework_id, false);
+        for offer_id in offers {
+            self.remove_offer(&offer_id, None, false, now, out);
+        }
+        tracing::info!(framework_id = %framework_id, failover_timeout_secs = timeout, "framework disconnected");
+        // A zero timeout removes it at the next tick, as in Mesos.
+    }
+
+    /// Removes a framework for good: its offers go back, its tasks are killed
+    /// (TASK_KILLED with REASON_FRAMEWORK_REMOVED) and its id can never
+    /// subscribe again.
+    pub fn remove_framework(&mut self, framework_id: &FrameworkId, now: Now, out: &mut Vec<Effect>) {
+        let Some(framework) = self.frameworks.get(framework_id) else {
+            return;
+        };
+        if let Some(conn) = framework.conn {
+            out.push(Effect::ToFramework {
+                conn,
+                event: error_event("framework has been removed"),
+            });
+            out.push(Effect::CloseFramework { conn });
+            self.framework_conns.remove(&conn);
+        }
+        let offers: Vec<OfferId> = framework.offers.iter().cloned().collect();
+        for offer_id in offers {
+            self.remove_offer(&offer_id, None, false, now, out);
+        }
+        let framework = self
+            .frameworks
+            .get(framework_id)
+            .expect("framework present: looked up above");
+        let agents: BTreeSet<_> = framework.tasks.values().map(|t| t.agent_id.clone()).collect();
+        for agent_id in &agents {
+            self.send_to_agent(
+                agent_id,
+                MasterMessage {
+                    kind: Some(master_message::Kind::ShutdownFramework(
+                        master_message::ShutdownFramework {
+                            framework_id: framework_id.to_field(),
+                        },
+                    )),
+                },
+                out,
+            );
+        }
+        let task_ids: Vec<_> = framework.tasks.keys().cloned().collect();
+        for task_id in task_ids {
+            let state = self.frameworks[framework_id].tasks[&task_id].state;
+            if !agora_core::task::is_terminal(state) {
+                self.set_task_state(framework_id, &task_id, pb::TaskState::TaskKilled, now);
+            }
+            self.complete_task(framework_id, &task_id);
+        }
+        self.allocator.remove_framework(framework_id);
+        self.needs_allocation = true;
+        if let Some(mut framework) = self.frameworks.remove(framework_id) {
+            framework.conn = None;
+            framework.failover_deadline = None;
+            self.completed_frameworks.push_back(framework);
+            while self.completed_frameworks.len() > self.config.max_completed_frameworks {
+                self.completed_frameworks.pop_front();
+            }
+        }
+        self.removed_frameworks.insert(framework_id.clone());
+        tracing::info!(framework_id = %framework_id, "framework removed");
+    }
+
+    /// Checks that a call comes from the framework's live subscription.
+    pub(super) fn check_caller(&self, framework_id: &str, stream_id: &str) -> Result<FrameworkId, CallError> {
+        let id = FrameworkId::parse(framework_id.to_string())
+            .map_err(|e| CallError::InvalidArgument(format!("framework id is invalid: {e}")))?;
+        if self.removed_frameworks.contains(&id) {
+            return Err(CallError::FailedPrecondition(format!("framework {id} has been removed")));
+        }
+        let framework = self
+            .frameworks
+            .get(&id)
+            .ok_or_else(|| CallError::NotFound(format!("framework {id} is not known to this master")))?;
+        if framework.conn.is_none() {
+            return Err(CallError::PermissionDenied(format!("framework {id} is not subscribed")));
+        }
+        if framework.stream_id != stream_id {
+            return Err(CallError::InvalidArgument(
+                "the call's stream id does not match the framework's subscription".into(),
+            ));
+        }
+        Ok(id)
+    }
+}
+
+pub(super) fn error_event(message: &str) -> sched::Event {
+    sched::Event {
+        r#type: sched::event::Type::Error as i32,
+        error: Some(sched::event::Error {
+            message: message.to_string(),
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,252 @@
+//! ACCEPT: validating offer operations and launching tasks.
+//!
+//! An ACCEPT is all-or-nothing: if any offer or task in it is invalid, nothing
+//! is launched, the offers stay outstanding, the call fails with a message
+//! saying what was wrong, and every task in it is reported terminal through an
+//! UPDATE (so event-driven frameworks learn of it too).
+
+use std::collections::BTreeSet;
+
+use agora_core::{AgentId, FrameworkId, OfferId, Resources, TaskId};
+use agora_proto::v1 as pb;
+use agora_proto::v1::agent::{MasterMessage, master_message};
+use agora_proto::v1::scheduler as sched;
+
+use super::calls::refuse_duration;
+use super::{CallError, Effect, Master, Now, Task};
+
+/// A task that passed validation, ready to launch.
+struct Launch {
+    task_id: TaskId,
+    info: pb::TaskInfo,
+    resources: Resources,
+}
+
+/// Why a task in an ACCEPT was refused.
+struct Refusal {
+    state: pb::TaskState,
+    reason: pb::task_status::Reason,
+    error: CallError,
+}
+
+impl Master {
+    pub(super) fn accept(
+        &mut self,
+        now: Now,
+        framework_id: &FrameworkId,
+        accept: sched::call::Accept,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), CallError> {
+        let task_infos: Vec<&pb::TaskInfo> = accept
+            .operations
+            .iter()
+            .filter_map(|op| op.launch.as_ref())
+            .flat_map(|launch| launch.task_infos.iter())
+            .collect();
+        let partition_aware = self.frameworks[framework_id].partition_aware();
+        let not_launched = if partition_aware {
+            pb::TaskState::TaskDropped
+        } else {
+            pb::TaskState::TaskLost
+        };
+
+        let checked = self
+            .check_offers(framework_id, &accept.offer_ids)
+            .and_then(|ids| self.check_same_agent_and_role(ids))
+            .map_err(|error| Refusal {
+                state: not_launched,
+                reason: pb::task_status::Reason::InvalidOffers,
+                error,
+            })
+            .and_then(|(ids, agent_id, pool)| {
+                let launches = self.check_operations(framework_id, &agent_id, &pool, &accept.operations)?;
+                Ok((ids, agent_id, pool, launches))
+            });
+        let (offer_ids, agent_id, pool, launches) = match checked {
+            Ok(ok) => ok,
+            Err(refusal) => {
+                for info in task_infos {
+                    let Ok(task_id) = TaskId::from_field(&info.task_id) else {
+                        continue;
+                    };
+                    let event = Self::master_update(
+                        &task_id,
+                        None,
+                        refusal.state,
+                        refusal.reason,
+                        format!("task not launched: {}", refusal.error),
+                        now,
+                    );
+                    self.send_to_framework(framework_id, event, out);
+                }
+                return Err(refusal.error);
+            }
+        };
+
+        // Commit. The offers' resources stay allocated to the framework: the
+        // tasks' part until they end, the rest until recovered just below.
+        for offer_id in &offer_ids {
+            self.offers.remove(offer_id);
+            if let Some(framework) = self.frameworks.get_mut(framework_id) {
+                framework.offers.remove(offer_id);
+            }
+        }
+        self.counters.offers_accepted += offer_ids.len() as u64;
+        let mut remaining = pool;
+        let framework_info = self.frameworks[framework_id].info.clone();
+        for launch in launches {
+            remaining.subtract(&launch.resources);
+            if let Some(agent) = self.agents.get_mut(&agent_id) {
+                agent.used.add(&launch.resources);
+            }
+            let task = Task {
+                id: launch.task_id.clone(),
+                name: launch.info.name.clone(),
+                framework_id: framework_id.clone(),
+                agent_id: agent_id.clone(),
+                resources: launch.resources,
+                state: pb::TaskState::TaskStaging,
+                last_status: None,
+                resources_released: false,
+            };
+            if let Some(framework) = self.frameworks.get_mut(framework_id) {
+                framework.tasks.insert(launch.task_id.clone(), task);
+            }
+            *self.counters.task_transitions.entry("TASK_STAGING").or_default() += 1;
+            self.counters.tasks_launched += 1;
+            tracing::debug!(framework_id = %framework_id, task_id = %launch.task_id, agent_id = %agent_id, "launching task");
+            self.send_to_agent(
+                &agent_id,
+                MasterMessage {
+                    kind: Some(master_message::Kind::RunTask(master_message::RunTask {
+                        framework: Some(framework_info.clone()),
+                        task: Some(launch.info),
+                    })),
+                },
+                out,
+            );
+        }
+        if !remaining.is_empty() {
+            self.allocator.recover(
+                &agent_id,
+                framework_id,
+                &remaining,
+                refuse_duration(accept.filters.as_ref()),
+                now.monotonic,
+            );
+            self.needs_allocation = true;
+        }
+        Ok(())
+    }
+
+    /// Offers accepted together must be on one agent and for one role.
+    fn check_same_agent_and_role(
+        &self,
+        ids: Vec<OfferId>,
+    ) -> Result<(Vec<OfferId>, AgentId, Resources), CallError> {
+        let first = &self.offers[&ids[0]];
+        let (agent_id, role) = (first.agent_id.clone(), first.role.clone());
+        let mut pool = Resources::new();
+        for id in &ids {
+            let offer = &self.offers[id];
+            if offer.agent_id != agent_id {
+                return Err(CallError::InvalidArgument(
+                    "offers accepted together must all be on the same agent".into(),
+                ));
+            }
+            if offer.role != role {
+                return Err(CallError::InvalidArgument(
+                    "offers accepted together must all be allocated to the same role".into(),
+                ));
+            }
+            pool.add(&offer.resources);
+        }
+        Ok((ids, agent_id, pool))
+    }
+
+    fn check_operations(
+        &self,
+        framework_id: &FrameworkId,
+        agent_id: &AgentId,
+        pool: &Resources,
+        operations: &[pb::offer::Operation],
+    ) -> Result<Vec<Launch>, Refusal> {
+        let invalid = |message: String| Refusal {
+            state: pb::TaskState::TaskError,
+            reason: pb::task_status::Reason::TaskInvalid,
+            error: CallError::InvalidArgument(message),
+        };
+        let framework = &self.frameworks[framework_id];
+        let mut remaining = pool.clone();
+        let mut seen = BTreeSet::new();
+        let mut launches = Vec::new();
+        for operation in operations {
+            let kind = operation
+                .r#type
+                .and_then(|t| pb::offer::operation::Type::try_from(t).ok())
+                .unwrap_or(pb::offer::operation::Type::Unknown);
+            if kind != pb::offer::operation::Type::Launch {
+                return Err(invalid(format!(
+                    "offer operation {} is not supported yet; only LAUNCH is",
+                    kind.as_str_name()
+                )));
+            }
+            let launch = operation
+                .launch
+                .as_ref()
+                .ok_or_else(|| invalid("expecting 'launch' to be present in a LAUNCH operation".into()))?;
+            for info in &launch.task_infos {
+                let task_id = TaskId::from_field(&info.task_id)
+                    .map_err(|e| invalid(format!("task id '{}' is invalid: {e}", info.task_id.as_ref().map_or("", |t| t.value.as_str()))))?;
+                if !seen.insert(task_id.clone()) {
+                    return Err(invalid(format!("task {task_id} appears twice in this call")));
+                }
+                if framework.tasks.contains_key(&task_id) {
+                    return Err(invalid(format!(
+                        "task id {task_id} is already used by a live task of this framework"
+                    )));
+                }
+                if info.name.trim().is_empty() {
+                    return Err(invalid(format!("task {task_id} has no name")));
+                }
+                let named_agent = info.agent_id.as_ref().map_or("", |a| a.value.as_str());
+                if named_agent != agent_id.as_str() {
+                    return Err(invalid(format!(
+                        "task {task_id} names agent '{}' but the offers are for agent {agent_id}",
+                        named_agent
+                    )));
+                }
+                if info.executor.is_some() {
+                    return Err(invalid(format!(
+                        "task {task_id} asks for a custom executor, which this master does not run yet"
+                    )));
+                }
+                let has_command = info.command.as_ref().is_some_and(|c| {
+                    c.value.as_ref().is_some_and(|v| !v.trim().is_empty())
+                });
+                if !has_command {
+                    return Err(invalid(format!("task {task_id} has no command to run")));
+                }
+                let resources = Resources::from_proto(&info.resources)
+                    .map_err(|e| invalid(format!("task {task_id} has invalid resources: {e}")))?;
+                if resources.is_empty() {
+                    return Err(invalid(format!("task {task_id} uses no resources")));
+                }
+                if !remaining.contains(&resources) {
+                    return Err(invalid(format!(
+                        "task {task_id} asks for {resources} but only {remaining} remain in the offers"
+                    )));
+                }
+                remaining.subtract(&resources);
+                let mut info = info.clone();
+                info.resources = resources.to_proto(None);
+                launches.push(Launch {
+                    task_id,
+                    info,
+                    resources,
+                });
+            }
+        }
+        Ok(launches)
+    }
+}

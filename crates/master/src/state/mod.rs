@@ -1,0 +1,405 @@
+//! The master's state machine. See the crate docs for its contract.
+//!
+//! Invariants:
+//! - every outstanding offer's resources are allocated to its framework in the
+//!   allocator, and go back to it exactly once (accept remainder, decline,
+//!   rescind, or framework/agent removal);
+//! - a task's resources are allocated until the master first sees it terminal;
+//! - a connection id maps to at most one framework or agent, and each
+//!   framework or agent to at most one live connection.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use agora_allocator::Allocator;
+use agora_core::{AgentId, FrameworkId, OfferId, Resources, TaskId};
+use agora_proto::v1 as pb;
+use agora_proto::v1::agent::MasterMessage;
+use agora_proto::v1::scheduler as sched;
+
+mod agents;
+mod calls;
+mod frameworks;
+mod launch;
+#[cfg(test)]
+mod tests;
+
+/// Identifies one live stream (a framework's subscription or an agent's
+/// session); assigned by the shell.
+pub type ConnId = u64;
+
+/// The time an input happens at. `monotonic` drives timers; `wall` (seconds
+/// since the Unix epoch) only stamps what users see.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Now {
+    pub monotonic: Duration,
+    pub wall: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    ToFramework { conn: ConnId, event: sched::Event },
+    /// Ends a framework's event stream (after an ERROR event, or teardown).
+    CloseFramework { conn: ConnId },
+    ToAgent { conn: ConnId, message: MasterMessage },
+    CloseAgent { conn: ConnId },
+}
+
+/// Why a framework's call was refused. Each maps to one gRPC code in the shell.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    pub master_info: pb::MasterInfo,
+    pub heartbeat_interval: Duration,
+    pub max_completed_tasks_per_framework: usize,
+    pub max_completed_frameworks: usize,
+}
+
+impl MasterConfig {
+    pub fn new(master_info: pb::MasterInfo) -> Self {
+        Self {
+            master_info,
+            heartbeat_interval: Duration::from_secs(15),
+            max_completed_tasks_per_framework: 1000,
+            max_completed_frameworks: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub id: AgentId,
+    pub info: pb::AgentInfo,
+    pub conn: Option<ConnId>,
+    pub total: Resources,
+    /// Resources of the agent's non-terminal tasks.
+    pub used: Resources,
+    pub registered_at: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: TaskId,
+    pub name: String,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub resources: Resources,
+    /// The latest state known (what users see).
+    pub state: pb::TaskState,
+    pub last_status: Option<pb::TaskStatus>,
+    /// Whether the task's resources were already given back.
+    pub resources_released: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Framework {
+    pub id: FrameworkId,
+    pub info: pb::FrameworkInfo,
+    pub roles: BTreeSet<String>,
+    pub conn: Option<ConnId>,
+    pub stream_id: String,
+    pub registered_at: f64,
+    /// When a disconnected framework is removed for good.
+    pub failover_deadline: Option<Duration>,
+    pub tasks: BTreeMap<TaskId, Task>,
+    pub completed_tasks: VecDeque<Task>,
+    pub offers: BTreeSet<OfferId>,
+}
+
+impl Framework {
+    pub fn active(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    fn partition_aware(&self) -> bool {
+        self.info.capabilities.iter().any(|c| {
+            c.r#type == Some(pb::framework_info::capability::Type::PartitionAware as i32)
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Offer {
+    pub id: OfferId,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub role: String,
+    pub resources: Resources,
+}
+
+/// Counters exposed as metrics; only ever incremented.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub offers_sent: u64,
+    pub offers_declined: u64,
+    pub offers_rescinded: u64,
+    pub offers_accepted: u64,
+    pub tasks_launched: u64,
+    pub task_transitions: BTreeMap<&'static str, u64>,
+    pub invalid_calls: u64,
+}
+
+pub struct Master {
+    config: MasterConfig,
+    allocator: Box<dyn Allocator>,
+    next_framework: u64,
+    next_agent: u64,
+    next_offer: u64,
+    pub(crate) agents: BTreeMap<AgentId, Agent>,
+    agent_conns: HashMap<ConnId, AgentId>,
+    pub(crate) frameworks: BTreeMap<FrameworkId, Framework>,
+    framework_conns: HashMap<ConnId, FrameworkId>,
+    pub(crate) completed_frameworks: VecDeque<Framework>,
+    removed_frameworks: BTreeSet<FrameworkId>,
+    pub(crate) offers: BTreeMap<OfferId, Offer>,
+    pub(crate) counters: Counters,
+    needs_allocation: bool,
+}
+
+impl Master {
+    pub fn new(config: MasterConfig, allocator: Box<dyn Allocator>) -> Self {
+        Self {
+            config,
+            allocator,
+            next_framework: 0,
+            next_agent: 0,
+            next_offer: 0,
+            agents: BTreeMap::new(),
+            agent_conns: HashMap::new(),
+            frameworks: BTreeMap::new(),
+            framework_conns: HashMap::new(),
+            completed_frameworks: VecDeque::new(),
+            removed_frameworks: BTreeSet::new(),
+            offers: BTreeMap::new(),
+            counters: Counters::default(),
+            needs_allocation: false,
+        }
+    }
+
+    pub fn config(&self) -> &MasterConfig {
+        &self.config
+    }
+
+    pub fn master_id(&self) -> &str {
+        &self.config.master_info.id
+    }
+
+    /// Whether something happened since the last cycle that may make new
+    /// offers possible (resources freed, an agent or framework arrived).
+    pub fn needs_allocation(&self) -> bool {
+        self.needs_allocation
+    }
+
+    /// Runs one allocation cycle and sends the offers it makes, one OFFERS
+    /// event per framework.
+    pub fn allocate(&mut self, now: Now, out: &mut Vec<Effect>) {
+        self.needs_allocation = false;
+        let allocations = self.allocator.allocate(now.monotonic);
+        let mut by_framework: BTreeMap<FrameworkId, Vec<pb::Offer>> = BTreeMap::new();
+        for allocation in allocations {
+            let (Some(agent), Some(framework)) = (
+                self.agents.get(&allocation.agent_id),
+                self.frameworks.get_mut(&allocation.framework_id),
+            ) else {
+                // Cannot happen while the allocator mirrors our books; give it back.
+                self.allocator.recover(
+                    &allocation.agent_id,
+                    &allocation.framework_id,
+                    &allocation.resources,
+                    None,
+                    now.monotonic,
+                );
+                continue;
+            };
+            self.next_offer += 1;
+            let offer_id = OfferId::new(format!("{}-O{}", self.config.master_info.id, self.next_offer));
+            let proto = pb::Offer {
+                id: offer_id.to_field(),
+                framework_id: framework.id.to_field(),
+                agent_id: agent.id.to_field(),
+                hostname: agent.info.hostname.clone(),
+                resources: allocation.resources.to_proto(Some(&allocation.role)),
+                attributes: agent.info.attributes.clone(),
+                executor_ids: Vec::new(),
+                allocation_info: Some(pb::resource::AllocationInfo {
+                    role: Some(allocation.role.clone()),
+                }),
+            };
+            framework.offers.insert(offer_id.clone());
+            self.offers.insert(
+                offer_id.clone(),
+                Offer {
+                    id: offer_id,
+                    framework_id: allocation.framework_id.clone(),
+                    agent_id: allocation.agent_id,
+                    role: allocation.role,
+                    resources: allocation.resources,
+                },
+            );
+            by_framework.entry(allocation.framework_id).or_default().push(proto);
+        }
+        for (framework_id, offers) in by_framework {
+            let Some(conn) = self.frameworks.get(&framework_id).and_then(|f| f.conn) else {
+                continue;
+            };
+            self.counters.offers_sent += offers.len() as u64;
+            out.push(Effect::ToFramework {
+                conn,
+                event: sched::Event {
+                    r#type: sched::event::Type::Offers as i32,
+                    offers: Some(sched::event::Offers { offers }),
+                    ..Default::default()
+                },
+            });
+        }
+    }
+
+    /// Removes an outstanding offer and gives its resources back to the
+    /// allocator, with an optional refusal filter. With `rescind`, the
+    /// framework is told (RESCIND) if it is connected.
+    fn remove_offer(
+        &mut self,
+        offer_id: &OfferId,
+        refuse: Option<Duration>,
+        rescind: bool,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Option<Offer> {
+        let offer = self.offers.remove(offer_id)?;
+        self.allocator.recover(
+            &offer.agent_id,
+            &offer.framework_id,
+            &offer.resources,
+            refuse,
+            now.monotonic,
+        );
+        if let Some(framework) = self.frameworks.get_mut(&offer.framework_id) {
+            framework.offers.remove(offer_id);
+            if rescind && let Some(conn) = framework.conn {
+                self.counters.offers_rescinded += 1;
+                out.push(Effect::ToFramework {
+                    conn,
+                    event: sched::Event {
+                        r#type: sched::event::Type::Rescind as i32,
+                        rescind: Some(sched::event::Rescind {
+                            offer_id: offer_id.to_field(),
+                        }),
+                        ..Default::default()
+                    },
+                });
+            }
+        }
+        self.needs_allocation = true;
+        Some(offer)
+    }
+
+    /// Records a task's new state; gives its resources back the first time it
+    /// is seen terminal.
+    fn set_task_state(&mut self, framework_id: &FrameworkId, task_id: &TaskId, state: pb::TaskState, now: Now) {
+        let Some(framework) = self.frameworks.get_mut(framework_id) else {
+            return;
+        };
+        let Some(task) = framework.tasks.get_mut(task_id) else {
+            return;
+        };
+        if task.state != state {
+            *self
+                .counters
+                .task_transitions
+                .entry(agora_core::task::name(state))
+                .or_default() += 1;
+        }
+        task.state = state;
+        if agora_core::task::is_terminal(state) && !task.resources_released {
+            task.resources_released = true;
+            self.allocator.recover(&task.agent_id, framework_id, &task.resources, None, now.monotonic);
+            if let Some(agent) = self.agents.get_mut(&task.agent_id) {
+                agent.used.subtract(&task.resources);
+            }
+            self.needs_allocation = true;
+        }
+    }
+
+    /// Moves a terminal task to the framework's bounded list of completed tasks.
+    fn complete_task(&mut self, framework_id: &FrameworkId, task_id: &TaskId) {
+        let limit = self.config.max_completed_tasks_per_framework;
+        let Some(framework) = self.frameworks.get_mut(framework_id) else {
+            return;
+        };
+        if let Some(task) = framework.tasks.remove(task_id) {
+            framework.completed_tasks.push_back(task);
+            while framework.completed_tasks.len() > limit {
+                framework.completed_tasks.pop_front();
+            }
+        }
+    }
+
+    /// A status update without uuid, generated by the master.
+    fn master_update(
+        task_id: &TaskId,
+        agent_id: Option<&AgentId>,
+        state: pb::TaskState,
+        reason: pb::task_status::Reason,
+        message: impl Into<String>,
+        now: Now,
+    ) -> sched::Event {
+        sched::Event {
+            r#type: sched::event::Type::Update as i32,
+            update: Some(sched::event::Update {
+                status: Some(pb::TaskStatus {
+                    task_id: task_id.to_field(),
+                    state: state as i32,
+                    message: Some(message.into()),
+                    source: Some(pb::task_status::Source::Master as i32),
+                    reason: Some(reason as i32),
+                    agent_id: agent_id.map(AgentId::to_proto),
+                    timestamp: Some(now.wall),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn send_to_framework(&self, framework_id: &FrameworkId, event: sched::Event, out: &mut Vec<Effect>) {
+        if let Some(conn) = self.frameworks.get(framework_id).and_then(|f| f.conn) {
+            out.push(Effect::ToFramework { conn, event });
+        }
+    }
+
+    fn send_to_agent(&self, agent_id: &AgentId, message: MasterMessage, out: &mut Vec<Effect>) {
+        if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
+            out.push(Effect::ToAgent { conn, message });
+        }
+    }
+
+    /// Timers: removes frameworks whose failover timeout has passed.
+    pub fn tick(&mut self, now: Now, out: &mut Vec<Effect>) {
+        let expired: Vec<FrameworkId> = self
+            .frameworks
+            .values()
+            .filter(|f| f.failover_deadline.is_some_and(|d| d <= now.monotonic))
+            .map(|f| f.id.clone())
+            .collect();
+        for framework_id in expired {
+            tracing::info!(framework_id = %framework_id, "framework failover timeout passed, removing it");
+            self.remove_framework(&framework_id, now, out);
+        }
+    }
+
+    /// The allocator's view of free resources per agent.
+    pub fn free_resources(&self) -> BTreeMap<AgentId, Resources> {
+        self.allocator.free()
+    }
+}

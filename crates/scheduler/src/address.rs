@@ -1,0 +1,233 @@
+//! Where the master is: address parsing and the leader-detection seam.
+//!
+//! Today a master is named directly (`host:port` or `http://host:port`). A
+//! ZooKeeper-backed detector (`zk://h1:2181,h2:2181/agora`) will plug in as
+//! another [`MasterDetector`]: the SDK asks its detector for the current
+//! leader before every (re-)subscription, so following a leader change needs
+//! no other change.
+
+use std::fmt;
+use std::str::FromStr;
+
+use futures::future::BoxFuture;
+
+use crate::Error;
+
+/// Port the master listens on when an address names none.
+pub const DEFAULT_MASTER_PORT: u16 = 5050;
+
+/// Why a master address could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// Nothing but whitespace.
+    #[error("empty master address")]
+    Empty,
+    /// `zk://` addresses need the ZooKeeper detector, which is not built yet.
+    #[error("zookeeper master addresses (zk://) are not supported yet")]
+    ZooKeeperUnsupported,
+    /// A scheme other than `http://`.
+    #[error("unsupported scheme {0:?} (expected host:port or http://host:port)")]
+    UnsupportedScheme(String),
+    /// A path, query or fragment after `host:port`.
+    #[error("unexpected path {0:?} after host:port")]
+    UnexpectedPath(String),
+    /// The host part is empty or malformed.
+    #[error("invalid host {0:?}")]
+    InvalidHost(String),
+    /// The port is not a number in 1..=65535.
+    #[error("invalid port {0:?}")]
+    InvalidPort(String),
+}
+
+/// A parsed master address.
+///
+/// Accepted forms: `host:port`, `http://host:port`, `[::1]:port`, and `host`
+/// alone (port [`DEFAULT_MASTER_PORT`]). A trailing `/` is ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MasterAddress {
+    /// A single master reached directly.
+    Direct {
+        /// Host name or IP address; IPv6 addresses keep their brackets.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+}
+
+impl MasterAddress {
+    /// Parses an address; see the type documentation for the accepted forms.
+    pub fn parse(input: &str) -> Result<Self, AddressError> {
+        let input = input.trim();
+        if input.is_empty() {
+            return Err(AddressError::Empty);
+        }
+        if input.starts_with("zk://") {
+            return Err(AddressError::ZooKeeperUnsupported);
+        }
+        let rest = match input.split_once("://") {
+            Some(("http", rest)) => rest,
+            Some((scheme, _)) => return Err(AddressError::UnsupportedScheme(scheme.to_owned())),
+            None => input,
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if let Some(at) = rest.find(['/', '?', '#']) {
+            return Err(AddressError::UnexpectedPath(rest[at..].to_owned()));
+        }
+
+        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+            let (inside, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| AddressError::InvalidHost(rest.to_owned()))?;
+            if inside.is_empty() || !inside.contains(':') {
+                return Err(AddressError::InvalidHost(rest.to_owned()));
+            }
+            let port = match after {
+                "" => None,
+                _ => Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or_else(|| AddressError::InvalidHost(rest.to_owned()))?,
+                ),
+            };
+            (format!("[{inside}]"), port)
+        } else {
+            match rest.split_once(':') {
+                Some((host, port)) => (host.to_owned(), Some(port)),
+                None => (rest.to_owned(), None),
+            }
+        };
+
+        let host_ok = !host.is_empty()
+            && (host.starts_with('[')
+                || host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')));
+        if !host_ok {
+            return Err(AddressError::InvalidHost(host));
+        }
+        let port = match port {
+            None => DEFAULT_MASTER_PORT,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n != 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => return Err(AddressError::InvalidPort(p.to_owned())),
+            },
+        };
+        Ok(Self::Direct { host, port })
+    }
+
+    /// The gRPC endpoint URI, e.g. `http://127.0.0.1:5050`.
+    pub fn uri(&self) -> String {
+        match self {
+            Self::Direct { host, port } => format!("http://{host}:{port}"),
+        }
+    }
+}
+
+impl FromStr for MasterAddress {
+    type Err = AddressError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for MasterAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Direct { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// Finds the current leading master. `Display` names it in errors and logs
+/// (e.g. `host:port` or `zk://...`).
+///
+/// The SDK calls [`detect`](Self::detect) before the first subscription and
+/// before every re-subscription, so an implementation that follows leader
+/// election (ZooKeeper) makes the framework follow the leader.
+pub trait MasterDetector: fmt::Display + fmt::Debug + Send + Sync + 'static {
+    /// Returns the gRPC endpoint URI of the leader, e.g. `http://10.0.0.1:5050`.
+    ///
+    /// An error is treated as transient: the SDK retries with backoff.
+    fn detect(&self) -> BoxFuture<'_, Result<String, Error>>;
+}
+
+impl MasterDetector for MasterAddress {
+    fn detect(&self) -> BoxFuture<'_, Result<String, Error>> {
+        let uri = self.uri();
+        Box::pin(async move { Ok(uri) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn direct(host: &str, port: u16) -> MasterAddress {
+        MasterAddress::Direct {
+            host: host.to_owned(),
+            port,
+        }
+    }
+
+    #[test]
+    fn parses_accepted_forms() {
+        let cases = [
+            ("127.0.0.1:5050", direct("127.0.0.1", 5050)),
+            ("http://127.0.0.1:5050", direct("127.0.0.1", 5050)),
+            (
+                "http://master.example:6060/",
+                direct("master.example", 6060),
+            ),
+            ("  localhost:1 ", direct("localhost", 1)),
+            ("localhost", direct("localhost", DEFAULT_MASTER_PORT)),
+            ("[::1]:5050", direct("[::1]", 5050)),
+            ("http://[fe80::1]", direct("[fe80::1]", DEFAULT_MASTER_PORT)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(MasterAddress::parse(input), Ok(want), "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_addresses() {
+        let cases = [
+            ("", AddressError::Empty),
+            ("   ", AddressError::Empty),
+            ("zk://h1:2181/agora", AddressError::ZooKeeperUnsupported),
+            (
+                "https://h:5050",
+                AddressError::UnsupportedScheme("https".into()),
+            ),
+            ("h:5050/api", AddressError::UnexpectedPath("/api".into())),
+            ("h:0", AddressError::InvalidPort("0".into())),
+            ("h:65536", AddressError::InvalidPort("65536".into())),
+            ("h:+80", AddressError::InvalidPort("+80".into())),
+            ("h:", AddressError::InvalidPort("".into())),
+            (":5050", AddressError::InvalidHost("".into())),
+            ("::1:5050", AddressError::InvalidHost("".into())),
+            ("a b:5050", AddressError::InvalidHost("a b".into())),
+            ("[::1", AddressError::InvalidHost("[::1".into())),
+            ("[::1]5050", AddressError::InvalidHost("[::1]5050".into())),
+        ];
+        for (input, want) in cases {
+            assert_eq!(MasterAddress::parse(input), Err(want), "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn renders_uri_and_display() {
+        let addr = direct("10.0.0.1", 5050);
+        assert_eq!(addr.uri(), "http://10.0.0.1:5050");
+        assert_eq!(addr.to_string(), "10.0.0.1:5050");
+        let v6: MasterAddress = "[::1]:7".parse().expect("valid address");
+        assert_eq!(v6.uri(), "http://[::1]:7");
+    }
+
+    #[tokio::test]
+    async fn direct_address_detects_itself() {
+        let addr = direct("h", 1);
+        assert_eq!(addr.detect().await.expect("static detection"), "http://h:1");
+    }
+}
