@@ -84,7 +84,11 @@ impl Drop for Proc {
 }
 
 /// Polls `check` until it returns `Some` or the deadline passes.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(10);
     loop {
@@ -103,7 +107,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
 pub fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -146,7 +153,9 @@ impl Cluster {
             agent_dirs: Vec::new(),
         };
         wait_for("master /health", Duration::from_secs(30), || {
-            http_get(master_port, "/health").ok().filter(|(c, _)| *c == 200)
+            http_get(master_port, "/health")
+                .ok()
+                .filter(|(c, _)| *c == 200)
         })?;
         for n in 0..agents {
             cluster.add_agent(n, resources);
@@ -187,11 +196,19 @@ impl Cluster {
     }
 
     pub fn wait_agents(&self, count: usize) -> anyhow::Result<serde_json::Value> {
-        wait_for(&format!("{count} active agents"), Duration::from_secs(30), || {
-            let state = self.state().ok()?;
-            let active = state["agents"].as_array()?.iter().filter(|a| a["active"] == true).count();
-            (active == count).then_some(state)
-        })
+        wait_for(
+            &format!("{count} active agents"),
+            Duration::from_secs(30),
+            || {
+                let state = self.state().ok()?;
+                let active = state["agents"]
+                    .as_array()?
+                    .iter()
+                    .filter(|a| a["active"] == true)
+                    .count();
+                (active == count).then_some(state)
+            },
+        )
     }
 
     pub fn restart_master(&mut self) {
@@ -202,7 +219,11 @@ impl Cluster {
     /// Runs `agora run` with these extra arguments against the cluster.
     pub fn run(&self, args: &[&str]) -> Output {
         let mut command = Command::new(agora_bin());
-        command.arg("run").arg("--master").arg(self.master_address()).args(args);
+        command
+            .arg("run")
+            .arg("--master")
+            .arg(self.master_address())
+            .args(args);
         run_with_deadline(command, Duration::from_secs(120))
     }
 
@@ -211,9 +232,16 @@ impl Cluster {
         let mut found = Vec::new();
         for dir in &self.agent_dirs {
             collect(dir, &mut |path| {
-                let parts: Vec<String> = path.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+                let parts: Vec<String> = path
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect();
                 let n = parts.len();
-                if n >= 5 && parts[n - 1] == file && parts[n - 3] == "runs" && parts[n - 4] == task_id {
+                if n >= 5
+                    && parts[n - 1] == file
+                    && parts[n - 3] == "runs"
+                    && parts[n - 4] == task_id
+                {
                     found.push(path.to_path_buf());
                 }
             });

@@ -5,7 +5,9 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use agora_e2e::{Cluster, Proc, all_tasks, free_port, get_json, http_get, run_with_deadline, wait_for};
+use agora_e2e::{
+    Cluster, Proc, all_tasks, free_port, get_json, http_get, run_with_deadline, wait_for,
+};
 
 const AGENT_RESOURCES: &str = "cpus:2;mem:1024";
 
@@ -17,7 +19,9 @@ fn text(bytes: &[u8]) -> String {
 fn task_in_state(cluster: &Cluster, id: &str, state: &str) -> serde_json::Value {
     wait_for(&format!("{id} in {state}"), Duration::from_secs(10), || {
         let current = cluster.state().ok()?;
-        all_tasks(&current).into_iter().find(|t| t["id"] == id && t["state"] == state)
+        all_tasks(&current)
+            .into_iter()
+            .find(|t| t["id"] == id && t["state"] == state)
     })
     .unwrap_or_else(|e| panic!("{e}: {:?}", cluster.state().map(|s| all_tasks(&s))))
 }
@@ -26,20 +30,37 @@ fn task_in_state(cluster: &Cluster, id: &str, state: &str) -> serde_json::Value 
 fn twenty_echo_tasks_run_on_both_agents_and_finish() {
     let cluster = Cluster::start(2, AGENT_RESOURCES).expect("cluster starts");
     let output = cluster.run(&[
-        "--name", "smoke", "--command", "echo hi", "--instances", "20", "--cpus", "0.1", "--mem", "16",
+        "--name",
+        "smoke",
+        "--command",
+        "echo hi",
+        "--instances",
+        "20",
+        "--cpus",
+        "0.1",
+        "--mem",
+        "16",
     ]);
     let stdout = text(&output.stdout);
-    assert!(output.status.success(), "agora run failed: {stdout}\n{}", text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "agora run failed: {stdout}\n{}",
+        text(&output.stderr)
+    );
     assert_eq!(stdout.matches("TASK_FINISHED").count(), 20, "{stdout}");
 
-    let state = wait_for("20 finished tasks in /state", Duration::from_secs(10), || {
-        let state = cluster.state().ok()?;
-        let finished = all_tasks(&state)
-            .iter()
-            .filter(|t| t["state"] == "TASK_FINISHED" && t["name"] == "smoke")
-            .count();
-        (finished == 20).then_some(state)
-    })
+    let state = wait_for(
+        "20 finished tasks in /state",
+        Duration::from_secs(10),
+        || {
+            let state = cluster.state().ok()?;
+            let finished = all_tasks(&state)
+                .iter()
+                .filter(|t| t["state"] == "TASK_FINISHED" && t["name"] == "smoke")
+                .count();
+            (finished == 20).then_some(state)
+        },
+    )
     .expect("state shows the tasks");
     let agents = state["agents"].as_array().expect("agents list");
     assert_eq!(agents.len(), 2);
@@ -49,8 +70,15 @@ fn twenty_echo_tasks_run_on_both_agents_and_finish() {
         }
     }
     let tasks = all_tasks(&state);
-    let agents_used: std::collections::BTreeSet<&str> = tasks.iter().filter_map(|t| t["agent_id"].as_str()).collect();
-    assert_eq!(agents_used.len(), 2, "tasks ran on both agents: {agents_used:?}");
+    let agents_used: std::collections::BTreeSet<&str> = tasks
+        .iter()
+        .filter_map(|t| t["agent_id"].as_str())
+        .collect();
+    assert_eq!(
+        agents_used.len(),
+        2,
+        "tasks ran on both agents: {agents_used:?}"
+    );
 
     for i in 0..20 {
         let task_id = format!("smoke-{i}");
@@ -68,18 +96,38 @@ fn a_failing_command_reports_its_exit_code() {
     let stdout = text(&output.stdout);
     assert!(!output.status.success(), "agora run must fail: {stdout}");
     assert!(stdout.contains("TASK_FAILED"), "{stdout}");
-    assert!(stdout.contains("status 3"), "exit code in the message: {stdout}");
+    assert!(
+        stdout.contains("status 3"),
+        "exit code in the message: {stdout}"
+    );
     let task = task_in_state(&cluster, "fails-0", "TASK_FAILED");
-    assert!(task["message"].as_str().unwrap_or_default().contains("status 3"), "{task}");
+    assert!(
+        task["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("status 3"),
+        "{task}"
+    );
 }
 
 #[test]
 fn a_task_killed_through_the_api_ends_killed() {
     let cluster = Cluster::start(1, AGENT_RESOURCES).expect("cluster starts");
-    let output = cluster.run(&["--name", "sleeper", "--command", "sleep 60", "--kill-after", "1"]);
+    let output = cluster.run(&[
+        "--name",
+        "sleeper",
+        "--command",
+        "sleep 60",
+        "--kill-after",
+        "1",
+    ]);
     let stdout = text(&output.stdout);
     assert!(!output.status.success(), "agora run must fail: {stdout}");
-    assert!(stdout.contains("TASK_KILLED"), "{stdout}\n{}", text(&output.stderr));
+    assert!(
+        stdout.contains("TASK_KILLED"),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
     // The process is gone: nothing of the task survives its kill.
     task_in_state(&cluster, "sleeper-0", "TASK_KILLED");
 }
@@ -99,8 +147,14 @@ fn tasks_get_their_sandbox_and_ids_in_the_environment() {
     let parts: Vec<&str> = line.trim().split('|').collect();
     assert_eq!(parts[0], "envy-0");
     assert!(!parts[1].is_empty(), "agent id set: {line}");
-    assert_eq!(parts[2], parts[3], "sandbox is the working directory: {line}");
-    assert_eq!(std::path::Path::new(parts[2]), files[0].parent().expect("sandbox dir"));
+    assert_eq!(
+        parts[2], parts[3],
+        "sandbox is the working directory: {line}"
+    );
+    assert_eq!(
+        std::path::Path::new(parts[2]),
+        files[0].parent().expect("sandbox dir")
+    );
 }
 
 #[test]
@@ -117,12 +171,23 @@ fn an_unreachable_master_is_a_clear_error() {
     let port = free_port();
     let mut command = std::process::Command::new(agora_e2e::agora_bin());
     command.args([
-        "run", "--master", &format!("127.0.0.1:{port}"), "--name", "x", "--command", "true", "--timeout", "2",
+        "run",
+        "--master",
+        &format!("127.0.0.1:{port}"),
+        "--name",
+        "x",
+        "--command",
+        "true",
+        "--timeout",
+        "2",
     ]);
     let output = run_with_deadline(command, Duration::from_secs(30));
     assert!(!output.status.success());
     let stderr = text(&output.stderr);
-    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "names the master: {stderr}");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}")),
+        "names the master: {stderr}"
+    );
 }
 
 #[test]
@@ -130,8 +195,24 @@ fn bad_flags_are_refused_with_a_message() {
     let dir = tempfile::tempdir().expect("temp dir");
     let work = dir.path().join("w");
     let cases: Vec<Vec<String>> = vec![
-        vec!["agent".into(), "--master".into(), "127.0.0.1:1".into(), "--work-dir".into(), work.display().to_string(), "--resources".into(), "cpus:abc".into()],
-        vec!["agent".into(), "--master".into(), "127.0.0.1:1".into(), "--work-dir".into(), work.display().to_string(), "--resources".into(), "ports:[9-1]".into()],
+        vec![
+            "agent".into(),
+            "--master".into(),
+            "127.0.0.1:1".into(),
+            "--work-dir".into(),
+            work.display().to_string(),
+            "--resources".into(),
+            "cpus:abc".into(),
+        ],
+        vec![
+            "agent".into(),
+            "--master".into(),
+            "127.0.0.1:1".into(),
+            "--work-dir".into(),
+            work.display().to_string(),
+            "--resources".into(),
+            "ports:[9-1]".into(),
+        ],
         vec!["master".into(), "--port".into(), "notaport".into()],
         vec!["master".into(), "--allocation-interval".into(), "-1".into()],
         vec!["dev".into(), "--agents".into(), "0".into()],
@@ -178,12 +259,18 @@ fn master_http_endpoints_answer() {
     assert!(version["version"].is_string());
     let (code, metrics) = http_get(cluster.master_port, "/metrics").expect("metrics");
     assert_eq!(code, 200);
-    assert!(metrics.contains("agora_master_agents{state=\"active\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("agora_master_agents{state=\"active\"} 1"),
+        "{metrics}"
+    );
     let (code, page) = http_get(cluster.master_port, "/").expect("index");
     assert_eq!(code, 200);
     assert!(page.contains("Agents (1)"), "{page}");
     let state = cluster.state().expect("state");
-    assert_eq!(state["leader"], format!("127.0.0.1:{}", cluster.master_port));
+    assert_eq!(
+        state["leader"],
+        format!("127.0.0.1:{}", cluster.master_port)
+    );
 }
 
 #[test]
@@ -193,12 +280,23 @@ fn agents_re_register_after_a_master_restart_and_updates_are_not_lost() {
     // A task that outlives the master: its final update must still arrive.
     let mut command = std::process::Command::new(agora_e2e::agora_bin());
     command.args([
-        "run", "--master", &cluster.master_address(), "--name", "survivor", "--command", "sleep 3", "--timeout", "60",
+        "run",
+        "--master",
+        &cluster.master_address(),
+        "--name",
+        "survivor",
+        "--command",
+        "sleep 3",
+        "--timeout",
+        "60",
     ]);
     let runner = std::thread::spawn(move || run_with_deadline(command, Duration::from_secs(120)));
     wait_for("task running", Duration::from_secs(30), || {
         let state = cluster.state().ok()?;
-        all_tasks(&state).iter().any(|t| t["id"] == "survivor-0" && t["state"] == "TASK_RUNNING").then_some(())
+        all_tasks(&state)
+            .iter()
+            .any(|t| t["id"] == "survivor-0" && t["state"] == "TASK_RUNNING")
+            .then_some(())
     })
     .expect("task runs");
     cluster.restart_master();
@@ -206,7 +304,11 @@ fn agents_re_register_after_a_master_restart_and_updates_are_not_lost() {
     assert_eq!(state["agents"][0]["id"], agent_id, "the agent keeps its id");
     let output = runner.join().expect("runner thread");
     let stdout = text(&output.stdout);
-    assert!(output.status.success(), "run survives the master restart: {stdout}\n{}", text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "run survives the master restart: {stdout}\n{}",
+        text(&output.stderr)
+    );
     assert!(stdout.contains("TASK_FINISHED"), "{stdout}");
 }
 
@@ -215,7 +317,15 @@ fn the_dev_command_brings_up_a_cluster() {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     let mut dev = Proc::spawn(
-        &["dev", "--port", &port.to_string(), "--agents", "2", "--work-dir", dir.path().join("agora").to_str().expect("utf-8")],
+        &[
+            "dev",
+            "--port",
+            &port.to_string(),
+            "--agents",
+            "2",
+            "--work-dir",
+            dir.path().join("agora").to_str().expect("utf-8"),
+        ],
         dir.path().join("dev.log"),
     );
     let state = wait_for("two agents in dev", Duration::from_secs(30), || {
@@ -223,7 +333,11 @@ fn the_dev_command_brings_up_a_cluster() {
             return Some(Err(dev.log_text()));
         }
         let state = get_json(port, "/state").ok()?;
-        let active = state["agents"].as_array()?.iter().filter(|a| a["active"] == true).count();
+        let active = state["agents"]
+            .as_array()?
+            .iter()
+            .filter(|a| a["active"] == true)
+            .count();
         (active == 2).then_some(Ok(state))
     })
     .expect("dev comes up")

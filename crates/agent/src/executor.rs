@@ -56,7 +56,8 @@ pub struct ExecutorEnv {
 
 impl ExecutorEnv {
     pub fn from_env() -> Result<Self, ExecutorError> {
-        let get = |name: &'static str| std::env::var(name).map_err(|_| ExecutorError::MissingEnv(name));
+        let get =
+            |name: &'static str| std::env::var(name).map_err(|_| ExecutorError::MissingEnv(name));
         Ok(Self {
             agent_endpoint: get(ENV_AGENT_ENDPOINT)?,
             framework_id: get(ENV_FRAMEWORK_ID)?,
@@ -71,16 +72,28 @@ impl ExecutorEnv {
 fn describe_exit(status: std::process::ExitStatus, killed: bool) -> (pb::TaskState, String) {
     use std::os::unix::process::ExitStatusExt;
     if killed {
-        return (pb::TaskState::TaskKilled, "command was killed on request".into());
+        return (
+            pb::TaskState::TaskKilled,
+            "command was killed on request".into(),
+        );
     }
     match (status.code(), status.signal()) {
-        (Some(0), _) => (pb::TaskState::TaskFinished, "command exited with status 0".into()),
-        (Some(code), _) => (pb::TaskState::TaskFailed, format!("command exited with status {code}")),
+        (Some(0), _) => (
+            pb::TaskState::TaskFinished,
+            "command exited with status 0".into(),
+        ),
+        (Some(code), _) => (
+            pb::TaskState::TaskFailed,
+            format!("command exited with status {code}"),
+        ),
         (None, Some(signal)) => (
             pb::TaskState::TaskFailed,
             format!("command terminated by signal {signal}"),
         ),
-        (None, None) => (pb::TaskState::TaskFailed, "command ended in an unknown way".into()),
+        (None, None) => (
+            pb::TaskState::TaskFailed,
+            "command ended in an unknown way".into(),
+        ),
     }
 }
 
@@ -106,7 +119,11 @@ fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, Strin
             .open(env.sandbox.join(name))
             .map_err(|e| format!("cannot open sandbox file {name}: {e}"))
     };
-    let task_id = task.task_id.as_ref().map(|t| t.value.clone()).unwrap_or_default();
+    let task_id = task
+        .task_id
+        .as_ref()
+        .map(|t| t.value.clone())
+        .unwrap_or_default();
     let sandbox = env.sandbox.display().to_string();
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in [
@@ -126,7 +143,10 @@ fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, Strin
     }
     if let Some(environment) = &command.environment {
         for variable in &environment.variables {
-            vars.insert(variable.name.clone(), variable.value.clone().unwrap_or_default());
+            vars.insert(
+                variable.name.clone(),
+                variable.value.clone().unwrap_or_default(),
+            );
         }
     }
     process
@@ -142,7 +162,10 @@ fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, Strin
 }
 
 fn signal_group(pgid: Option<u32>, signal: Signal) {
-    let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()).and_then(Pid::from_raw) else {
+    let Some(pid) = pgid
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(Pid::from_raw)
+    else {
         return;
     };
     if let Err(e) = rustix::process::kill_process_group(pid, signal) {
@@ -191,7 +214,10 @@ impl Supervisor {
         }
         self.task = Some(task.clone());
         let mut updates = vec![self.update(pb::TaskState::TaskStarting, "starting the command")];
-        match task_command(&self.env, &task).and_then(|mut c| c.spawn().map_err(|e| format!("cannot start the command: {e}"))) {
+        match task_command(&self.env, &task).and_then(|mut c| {
+            c.spawn()
+                .map_err(|e| format!("cannot start the command: {e}"))
+        }) {
             Ok(child) => {
                 self.pgid = child.id();
                 self.child = Some(child);
@@ -239,7 +265,9 @@ fn call(env: &ExecutorEnv, kind: call::Type) -> Call {
 
 fn update_call(env: &ExecutorEnv, status: pb::TaskStatus) -> Call {
     let mut c = call(env, call::Type::Update);
-    c.update = Some(call::Update { status: Some(status) });
+    c.update = Some(call::Update {
+        status: Some(status),
+    });
     c
 }
 
@@ -304,7 +332,10 @@ enum SessionError {
     Refused(String),
 }
 
-async fn session(env: &ExecutorEnv, supervisor: &mut Supervisor) -> Result<SessionEnd, SessionError> {
+async fn session(
+    env: &ExecutorEnv,
+    supervisor: &mut Supervisor,
+) -> Result<SessionEnd, SessionError> {
     let mut client = ExecutorClient::connect(env.agent_endpoint.clone())
         .await
         .map_err(|_| SessionError::Unreachable)?;
@@ -315,17 +346,24 @@ async fn session(env: &ExecutorEnv, supervisor: &mut Supervisor) -> Result<Sessi
         unacknowledged_updates: supervisor
             .unacknowledged
             .iter()
-            .map(|s| call::Update { status: Some(s.clone()) })
+            .map(|s| call::Update {
+                status: Some(s.clone()),
+            })
             .collect(),
     });
     let _ = tx.send(subscribe).await;
-    let response = client.open(ReceiverStream::new(rx)).await.map_err(|status| {
-        if status.code() == tonic::Code::NotFound || status.code() == tonic::Code::InvalidArgument {
-            SessionError::Refused(status.message().to_string())
-        } else {
-            SessionError::Unreachable
-        }
-    })?;
+    let response = client
+        .open(ReceiverStream::new(rx))
+        .await
+        .map_err(|status| {
+            if status.code() == tonic::Code::NotFound
+                || status.code() == tonic::Code::InvalidArgument
+            {
+                SessionError::Refused(status.message().to_string())
+            } else {
+                SessionError::Unreachable
+            }
+        })?;
     let mut events = response.into_inner();
     let send = |status: pb::TaskStatus| {
         let tx = tx.clone();
@@ -395,7 +433,9 @@ fn handle_event(supervisor: &mut Supervisor, event: Event) -> Vec<pb::TaskStatus
         event::Type::Kill => supervisor.kill(event.kill.and_then(|k| k.kill_policy)),
         event::Type::Acknowledged => {
             if let Some(ack) = event.acknowledged {
-                supervisor.unacknowledged.retain(|s| s.uuid.as_deref() != Some(ack.uuid.as_slice()));
+                supervisor
+                    .unacknowledged
+                    .retain(|s| s.uuid.as_deref() != Some(ack.uuid.as_slice()));
             }
             Vec::new()
         }
@@ -411,7 +451,13 @@ fn handle_event(supervisor: &mut Supervisor, event: Event) -> Vec<pb::TaskStatus
 }
 
 /// The path of a sandbox for one executor run, Mesos' layout.
-pub fn sandbox_path(work_dir: &Path, agent_id: &str, framework_id: &str, executor_id: &str, run_id: &str) -> PathBuf {
+pub fn sandbox_path(
+    work_dir: &Path,
+    agent_id: &str,
+    framework_id: &str,
+    executor_id: &str,
+    run_id: &str,
+) -> PathBuf {
     work_dir
         .join("slaves")
         .join(agent_id)

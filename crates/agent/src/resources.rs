@@ -18,11 +18,21 @@ pub enum AdvertiseError {
 /// else half; disk = the work dir's file system - 5 GiB when >= 10 GiB, else
 /// half; ports 31000-32000.
 pub fn detect(work_dir: &Path) -> Resources {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
     let mem_mb = total_memory_mb().unwrap_or(1024.0);
-    let mem = if mem_mb >= 2048.0 { mem_mb - 1024.0 } else { mem_mb / 2.0 };
+    let mem = if mem_mb >= 2048.0 {
+        mem_mb - 1024.0
+    } else {
+        mem_mb / 2.0
+    };
     let disk_mb = disk_mb(work_dir).unwrap_or(10_240.0);
-    let disk = if disk_mb >= 10_240.0 { disk_mb - 5120.0 } else { disk_mb / 2.0 };
+    let disk = if disk_mb >= 10_240.0 {
+        disk_mb - 5120.0
+    } else {
+        disk_mb / 2.0
+    };
     let text = format!(
         "cpus:{cpus};mem:{};disk:{};ports:[31000-32000]",
         mem.floor(),
@@ -95,7 +105,9 @@ pub fn parse_attributes(text: &str) -> Result<Vec<pb::Attribute>, AdvertiseError
             _ => pb::Attribute {
                 name: name.to_string(),
                 r#type: pb::value::Type::Text as i32,
-                text: Some(pb::value::Text { value: value.to_string() }),
+                text: Some(pb::value::Text {
+                    value: value.to_string(),
+                }),
                 ..Default::default()
             },
         };

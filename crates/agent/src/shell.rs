@@ -31,7 +31,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::executor::{ENV_AGENT_ENDPOINT, ENV_AGENT_ID, ENV_EXECUTOR_ID, ENV_FRAMEWORK_ID, ENV_SANDBOX, sandbox_path};
+use crate::executor::{
+    ENV_AGENT_ENDPOINT, ENV_AGENT_ID, ENV_EXECUTOR_ID, ENV_FRAMEWORK_ID, ENV_SANDBOX, sandbox_path,
+};
 use crate::state::{AgentState, Effect, ExecutorConn};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -55,15 +57,28 @@ pub struct AgentOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("cannot prepare work dir {path}: {source}")]
-    WorkDir { path: PathBuf, source: std::io::Error },
+    WorkDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("http server failed: {0}")]
     Serve(#[from] std::io::Error),
 }
 
+// Sent once through a channel; boxing the master message would only add allocations.
+#[allow(clippy::large_enum_variant)]
 enum AgentCommand {
-    MasterConnected { session: u64, tx: mpsc::Sender<AgentMessage> },
-    MasterMessage { session: u64, message: MasterMessage },
-    MasterDisconnected { session: u64 },
+    MasterConnected {
+        session: u64,
+        tx: mpsc::Sender<AgentMessage>,
+    },
+    MasterMessage {
+        session: u64,
+        message: MasterMessage,
+    },
+    MasterDisconnected {
+        session: u64,
+    },
     ExecutorSubscribe {
         conn: ExecutorConn,
         framework_id: FrameworkId,
@@ -78,7 +93,9 @@ enum AgentCommand {
         executor_id: ExecutorId,
         status: pb::TaskStatus,
     },
-    ExecutorGone { conn: ExecutorConn },
+    ExecutorGone {
+        conn: ExecutorConn,
+    },
     ExecutorExited {
         framework_id: FrameworkId,
         executor_id: ExecutorId,
@@ -155,9 +172,14 @@ impl Actor {
                 reply,
             } => {
                 self.executors.insert(conn, events);
-                let result =
-                    self.state
-                        .on_executor_subscribe(now, conn, &framework_id, &executor_id, unacknowledged, out);
+                let result = self.state.on_executor_subscribe(
+                    now,
+                    conn,
+                    &framework_id,
+                    &executor_id,
+                    unacknowledged,
+                    out,
+                );
                 if result.is_err() {
                     self.executors.remove(&conn);
                 }
@@ -168,7 +190,9 @@ impl Actor {
                 framework_id,
                 executor_id,
                 status,
-            } => self.state.on_executor_update(now, conn, &framework_id, &executor_id, status, out),
+            } => self
+                .state
+                .on_executor_update(now, conn, &framework_id, &executor_id, status, out),
             AgentCommand::ExecutorGone { conn } => {
                 self.executors.remove(&conn);
                 self.state.on_executor_disconnected(conn);
@@ -178,8 +202,10 @@ impl Actor {
                 executor_id,
                 description,
             } => {
-                self.processes.remove(&(framework_id.clone(), executor_id.clone()));
-                self.state.on_executor_exited(now, &framework_id, &executor_id, description, out);
+                self.processes
+                    .remove(&(framework_id.clone(), executor_id.clone()));
+                self.state
+                    .on_executor_exited(now, &framework_id, &executor_id, description, out);
             }
         }
     }
@@ -189,13 +215,15 @@ impl Actor {
             return;
         };
         match kind {
-            master_message::Kind::Registered(registered) => match AgentId::from_field(&registered.agent_id) {
-                Ok(agent_id) => {
-                    tracing::info!(agent_id = %agent_id, "registered with the master");
-                    self.state.on_registered(now, agent_id, out);
+            master_message::Kind::Registered(registered) => {
+                match AgentId::from_field(&registered.agent_id) {
+                    Ok(agent_id) => {
+                        tracing::info!(agent_id = %agent_id, "registered with the master");
+                        self.state.on_registered(now, agent_id, out);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "master sent an invalid agent id"),
                 }
-                Err(e) => tracing::warn!(error = %e, "master sent an invalid agent id"),
-            },
+            }
             master_message::Kind::RunTask(run) => self.state.on_run_task(now, run, out),
             master_message::Kind::KillTask(kill) => self.state.on_kill_task(now, kill, out),
             master_message::Kind::StatusUpdateAck(ack) => self.state.on_status_ack(now, ack, out),
@@ -206,9 +234,9 @@ impl Actor {
             }
             master_message::Kind::Ping(ping) => {
                 out.push(Effect::ToMaster(AgentMessage {
-                    kind: Some(pb::agent::agent_message::Kind::Pong(pb::agent::agent_message::Pong {
-                        seq: ping.seq,
-                    })),
+                    kind: Some(pb::agent::agent_message::Kind::Pong(
+                        pb::agent::agent_message::Pong { seq: ping.seq },
+                    )),
                 }));
             }
             master_message::Kind::FrameworkMessage(_) => {
@@ -259,7 +287,12 @@ impl Actor {
     }
 
     fn launch_executor(&mut self, framework_id: FrameworkId, executor_id: ExecutorId) {
-        let agent_id = self.state.agent_id.as_ref().map(|a| a.to_string()).unwrap_or_default();
+        let agent_id = self
+            .state
+            .agent_id
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let run_id = uuid::Uuid::new_v4().to_string();
         let sandbox = sandbox_path(
             &self.options.work_dir,
@@ -280,7 +313,10 @@ impl Actor {
                 let log2 = log.try_clone()?;
                 Command::new(&self.options.executor_program)
                     .arg("executor")
-                    .env(ENV_AGENT_ENDPOINT, format!("http://{}", self.options.advertise))
+                    .env(
+                        ENV_AGENT_ENDPOINT,
+                        format!("http://{}", self.options.advertise),
+                    )
                     .env(ENV_FRAMEWORK_ID, framework_id.as_str())
                     .env(ENV_EXECUTOR_ID, executor_id.as_str())
                     .env(ENV_AGENT_ID, &agent_id)
@@ -328,7 +364,12 @@ impl Actor {
 
     fn publish(&self) {
         let view = |t: &crate::state::TaskRecord| TaskView {
-            id: t.info.task_id.as_ref().map(|i| i.value.clone()).unwrap_or_default(),
+            id: t
+                .info
+                .task_id
+                .as_ref()
+                .map(|i| i.value.clone())
+                .unwrap_or_default(),
             framework_id: t.framework_id.to_string(),
             state: agora_core::task::name(t.state),
             sandbox: self
@@ -348,7 +389,11 @@ impl Actor {
         self.snapshot.send_replace(Arc::new(snapshot));
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<AgentCommand>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<AgentCommand>,
+        shutdown: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -387,7 +432,11 @@ fn master_endpoint(master: &str) -> String {
 }
 
 /// Keeps a session with the master open, re-registering with backoff.
-async fn master_session(master: String, commands: mpsc::UnboundedSender<AgentCommand>, shutdown: CancellationToken) {
+async fn master_session(
+    master: String,
+    commands: mpsc::UnboundedSender<AgentCommand>,
+    shutdown: CancellationToken,
+) {
     let endpoint = master_endpoint(&master);
     let mut backoff = BACKOFF_MIN;
     let mut session = 0u64;
@@ -397,7 +446,10 @@ async fn master_session(master: String, commands: mpsc::UnboundedSender<AgentCom
         match AgentSessionClient::connect(endpoint.clone()).await {
             Ok(mut client) => {
                 let (tx, rx) = mpsc::channel(4096);
-                if commands.send(AgentCommand::MasterConnected { session, tx }).is_err() {
+                if commands
+                    .send(AgentCommand::MasterConnected { session, tx })
+                    .is_err()
+                {
                     return;
                 }
                 match client.open(ReceiverStream::new(rx)).await {
@@ -453,7 +505,10 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<exec::Event, Status>> + Send
 impl Executor for ExecutorService {
     type OpenStream = EventStream;
 
-    async fn open(&self, request: Request<Streaming<exec::Call>>) -> Result<Response<Self::OpenStream>, Status> {
+    async fn open(
+        &self,
+        request: Request<Streaming<exec::Call>>,
+    ) -> Result<Response<Self::OpenStream>, Status> {
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(SUBSCRIBE_TIMEOUT, inbound.message())
             .await
@@ -468,7 +523,12 @@ impl Executor for ExecutorService {
             .map_err(|e| Status::invalid_argument(format!("executor id: {e}")))?;
         let unacknowledged = first
             .subscribe
-            .map(|s| s.unacknowledged_updates.into_iter().filter_map(|u| u.status).collect())
+            .map(|s| {
+                s.unacknowledged_updates
+                    .into_iter()
+                    .filter_map(|u| u.status)
+                    .collect()
+            })
             .unwrap_or_default();
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (events, rx) = mpsc::channel(256);
@@ -521,7 +581,11 @@ async fn state(State(snapshot): State<watch::Receiver<Arc<AgentSnapshot>>>) -> J
 
 /// Runs the agent on `listener` until `shutdown` is cancelled. Tasks keep
 /// running when the agent stops: they live under their own executors.
-pub async fn run_agent(listener: TcpListener, options: AgentOptions, shutdown: CancellationToken) -> Result<(), AgentError> {
+pub async fn run_agent(
+    listener: TcpListener,
+    options: AgentOptions,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
     std::fs::create_dir_all(&options.work_dir).map_err(|source| AgentError::WorkDir {
         path: options.work_dir.clone(),
         source,
@@ -549,7 +613,11 @@ pub async fn run_agent(listener: TcpListener, options: AgentOptions, shutdown: C
         snapshot: snapshot_tx,
     };
     let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
-    let session_task = tokio::spawn(master_session(options.master.clone(), commands.clone(), shutdown.clone()));
+    let session_task = tokio::spawn(master_session(
+        options.master.clone(),
+        commands.clone(),
+        shutdown.clone(),
+    ));
     let service = ExecutorService {
         commands,
         next_conn: Arc::new(AtomicU64::new(1)),
@@ -559,7 +627,10 @@ pub async fn run_agent(listener: TcpListener, options: AgentOptions, shutdown: C
         .route("/state", get(state))
         .with_state(snapshot_rx)
         .route_service(
-            &format!("/{}/{{*method}}", <ExecutorServer<ExecutorService> as tonic::server::NamedService>::NAME),
+            &format!(
+                "/{}/{{*method}}",
+                <ExecutorServer<ExecutorService> as tonic::server::NamedService>::NAME
+            ),
             ExecutorServer::new(service),
         );
     tracing::info!(address = %options.advertise, master = %options.master, "agent serving");

@@ -26,6 +26,8 @@ pub const RETRY_MAX: Duration = Duration::from_secs(600);
 /// Identifies one executor's stream; assigned by the shell.
 pub type ExecutorConn = u64;
 
+// Moved once from the state machine to the shell; boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     ToMaster(AgentMessage),
@@ -34,7 +36,10 @@ pub enum Effect {
         framework_id: FrameworkId,
         executor_id: ExecutorId,
     },
-    ToExecutor { conn: ExecutorConn, event: exec::Event },
+    ToExecutor {
+        conn: ExecutorConn,
+        event: exec::Event,
+    },
     /// Kill the executor process (it has not subscribed, or must go).
     DestroyExecutor {
         framework_id: FrameworkId,
@@ -81,13 +86,19 @@ pub struct AgentState {
 
 const MAX_COMPLETED: usize = 1000;
 
-fn status_update_message(framework_id: &FrameworkId, status: &pb::TaskStatus, latest: pb::TaskState) -> AgentMessage {
+fn status_update_message(
+    framework_id: &FrameworkId,
+    status: &pb::TaskStatus,
+    latest: pb::TaskState,
+) -> AgentMessage {
     AgentMessage {
-        kind: Some(agent_message::Kind::StatusUpdate(agent_message::StatusUpdate {
-            framework_id: framework_id.to_field(),
-            status: Some(status.clone()),
-            latest_state: Some(latest as i32),
-        })),
+        kind: Some(agent_message::Kind::StatusUpdate(
+            agent_message::StatusUpdate {
+                framework_id: framework_id.to_field(),
+                status: Some(status.clone()),
+                latest_state: Some(latest as i32),
+            },
+        )),
     }
 }
 
@@ -180,20 +191,28 @@ impl AgentState {
             return;
         };
         if registered {
-            out.push(Effect::ToMaster(status_update_message(&key.0, head, task.state)));
+            out.push(Effect::ToMaster(status_update_message(
+                &key.0, head, task.state,
+            )));
         }
         task.next_retry = Some(now + task.backoff);
     }
 
     /// The master asks us to run a task.
-    pub fn on_run_task(&mut self, now: Duration, run: master_message::RunTask, out: &mut Vec<Effect>) {
+    pub fn on_run_task(
+        &mut self,
+        now: Duration,
+        run: master_message::RunTask,
+        out: &mut Vec<Effect>,
+    ) {
         let (Some(framework), Some(task)) = (run.framework, run.task) else {
             tracing::warn!("run task without framework or task ignored");
             return;
         };
-        let (Ok(framework_id), Ok(task_id)) =
-            (FrameworkId::from_field(&framework.id), TaskId::from_field(&task.task_id))
-        else {
+        let (Ok(framework_id), Ok(task_id)) = (
+            FrameworkId::from_field(&framework.id),
+            TaskId::from_field(&task.task_id),
+        ) else {
             tracing::warn!("run task with invalid ids ignored");
             return;
         };
@@ -245,7 +264,10 @@ impl AgentState {
         message: String,
         out: &mut Vec<Effect>,
     ) {
-        if let Some(record) = self.executors.remove(&(framework_id.clone(), executor_id.clone())) {
+        if let Some(record) = self
+            .executors
+            .remove(&(framework_id.clone(), executor_id.clone()))
+        {
             self.agent_update(
                 now,
                 framework_id,
@@ -285,7 +307,13 @@ impl AgentState {
     }
 
     /// Queues an update for delivery; sends it at once if it is the head.
-    fn enqueue(&mut self, now: Duration, framework_id: &FrameworkId, mut status: pb::TaskStatus, out: &mut Vec<Effect>) -> bool {
+    fn enqueue(
+        &mut self,
+        now: Duration,
+        framework_id: &FrameworkId,
+        mut status: pb::TaskStatus,
+        out: &mut Vec<Effect>,
+    ) -> bool {
         let Ok(task_id) = TaskId::from_field(&status.task_id) else {
             return false;
         };
@@ -314,10 +342,16 @@ impl AgentState {
     }
 
     /// The master relays a framework's acknowledgement.
-    pub fn on_status_ack(&mut self, now: Duration, ack: master_message::StatusUpdateAck, out: &mut Vec<Effect>) {
-        let (Ok(framework_id), Ok(task_id)) =
-            (FrameworkId::from_field(&ack.framework_id), TaskId::from_field(&ack.task_id))
-        else {
+    pub fn on_status_ack(
+        &mut self,
+        now: Duration,
+        ack: master_message::StatusUpdateAck,
+        out: &mut Vec<Effect>,
+    ) {
+        let (Ok(framework_id), Ok(task_id)) = (
+            FrameworkId::from_field(&ack.framework_id),
+            TaskId::from_field(&ack.task_id),
+        ) else {
             return;
         };
         let key = (framework_id, task_id);
@@ -357,10 +391,16 @@ impl AgentState {
         }
     }
 
-    pub fn on_kill_task(&mut self, now: Duration, kill: master_message::KillTask, out: &mut Vec<Effect>) {
-        let (Ok(framework_id), Ok(task_id)) =
-            (FrameworkId::from_field(&kill.framework_id), TaskId::from_field(&kill.task_id))
-        else {
+    pub fn on_kill_task(
+        &mut self,
+        now: Duration,
+        kill: master_message::KillTask,
+        out: &mut Vec<Effect>,
+    ) {
+        let (Ok(framework_id), Ok(task_id)) = (
+            FrameworkId::from_field(&kill.framework_id),
+            TaskId::from_field(&kill.task_id),
+        ) else {
             return;
         };
         let Some(task) = self.tasks.get(&(framework_id.clone(), task_id.clone())) else {
@@ -384,7 +424,7 @@ impl AgentState {
         let Some(executor) = self.executors.get_mut(executor_key) else {
             return;
         };
-        executor.kill_requested = Some(policy.clone());
+        executor.kill_requested = Some(policy);
         match (executor.conn, executor.launched) {
             (Some(conn), true) => out.push(Effect::ToExecutor {
                 conn,
@@ -420,7 +460,12 @@ impl AgentState {
     }
 
     /// The framework was removed: kill its tasks and drop its undelivered updates.
-    pub fn on_shutdown_framework(&mut self, now: Duration, framework_id: &FrameworkId, out: &mut Vec<Effect>) {
+    pub fn on_shutdown_framework(
+        &mut self,
+        now: Duration,
+        framework_id: &FrameworkId,
+        out: &mut Vec<Effect>,
+    ) {
         let executors: Vec<_> = self
             .executors
             .keys()
@@ -430,12 +475,17 @@ impl AgentState {
         for key in executors {
             self.kill_executor_task(now, &key, None, out);
         }
-        for task in self.tasks.values_mut().filter(|t| &t.framework_id == framework_id) {
+        for task in self
+            .tasks
+            .values_mut()
+            .filter(|t| &t.framework_id == framework_id)
+        {
             // Nobody will acknowledge these any more.
             task.pending.clear();
             task.next_retry = None;
         }
-        self.tasks.retain(|(f, _), t| f != framework_id || !agora_core::task::is_terminal(t.state));
+        self.tasks
+            .retain(|(f, _), t| f != framework_id || !agora_core::task::is_terminal(t.state));
     }
 
     /// An executor subscribed on stream `conn`.
@@ -450,15 +500,24 @@ impl AgentState {
     ) -> Result<(), String> {
         let key = (framework_id.clone(), executor_id.clone());
         let Some(executor) = self.executors.get_mut(&key) else {
-            return Err(format!("executor {executor_id} of framework {framework_id} is not known to this agent"));
+            return Err(format!(
+                "executor {executor_id} of framework {framework_id} is not known to this agent"
+            ));
         };
         executor.conn = Some(conn);
         let task_id = executor.task_id.clone();
         let launch = !executor.launched;
         executor.launched = true;
-        let kill = executor.kill_requested.clone();
-        let framework = self.frameworks.get(framework_id).cloned().unwrap_or_default();
-        let task = self.tasks.get(&(framework_id.clone(), task_id.clone())).map(|t| t.info.clone());
+        let kill = executor.kill_requested;
+        let framework = self
+            .frameworks
+            .get(framework_id)
+            .cloned()
+            .unwrap_or_default();
+        let task = self
+            .tasks
+            .get(&(framework_id.clone(), task_id.clone()))
+            .map(|t| t.info.clone());
         out.push(Effect::ToExecutor {
             conn,
             event: exec::Event {
@@ -514,7 +573,10 @@ impl AgentState {
         status: pb::TaskStatus,
         out: &mut Vec<Effect>,
     ) {
-        let Some(executor) = self.executors.get(&(framework_id.clone(), executor_id.clone())) else {
+        let Some(executor) = self
+            .executors
+            .get(&(framework_id.clone(), executor_id.clone()))
+        else {
             return;
         };
         if TaskId::from_field(&status.task_id).ok().as_ref() != Some(&executor.task_id) {
@@ -559,7 +621,10 @@ impl AgentState {
         description: String,
         out: &mut Vec<Effect>,
     ) {
-        let Some(executor) = self.executors.remove(&(framework_id.clone(), executor_id.clone())) else {
+        let Some(executor) = self
+            .executors
+            .remove(&(framework_id.clone(), executor_id.clone()))
+        else {
             return;
         };
         let key = (framework_id.clone(), executor.task_id.clone());
@@ -570,9 +635,15 @@ impl AgentState {
             return;
         }
         let (state, reason) = if executor.kill_requested.is_some() {
-            (pb::TaskState::TaskKilled, pb::task_status::Reason::ExecutorTerminated)
+            (
+                pb::TaskState::TaskKilled,
+                pb::task_status::Reason::ExecutorTerminated,
+            )
         } else {
-            (pb::TaskState::TaskFailed, pb::task_status::Reason::ExecutorTerminated)
+            (
+                pb::TaskState::TaskFailed,
+                pb::task_status::Reason::ExecutorTerminated,
+            )
         };
         self.agent_update(
             now,

@@ -68,7 +68,12 @@ impl FairAllocator {
             .fold(0.0, f64::max)
     }
 
-    fn is_filtered(framework: &FrameworkBooks, agent_id: &AgentId, candidate: &Resources, now: Duration) -> bool {
+    fn is_filtered(
+        framework: &FrameworkBooks,
+        agent_id: &AgentId,
+        candidate: &Resources,
+        now: Duration,
+    ) -> bool {
         framework
             .filters
             .iter()
@@ -81,7 +86,12 @@ impl FairAllocator {
 }
 
 impl Allocator for FairAllocator {
-    fn add_agent(&mut self, agent_id: AgentId, total: Resources, used: &[(FrameworkId, Resources)]) {
+    fn add_agent(
+        &mut self,
+        agent_id: AgentId,
+        total: Resources,
+        used: &[(FrameworkId, Resources)],
+    ) {
         let mut allocated = Resources::new();
         for (framework_id, resources) in used {
             allocated.add(resources);
@@ -117,14 +127,22 @@ impl Allocator for FairAllocator {
         }
     }
 
-    fn add_framework(&mut self, framework_id: FrameworkId, roles: BTreeSet<String>, suppressed_roles: BTreeSet<String>) {
-        let books = self.frameworks.entry(framework_id).or_insert_with(|| FrameworkBooks {
-            roles: BTreeSet::new(),
-            suppressed: BTreeSet::new(),
-            active: true,
-            allocated: BTreeMap::new(),
-            filters: Vec::new(),
-        });
+    fn add_framework(
+        &mut self,
+        framework_id: FrameworkId,
+        roles: BTreeSet<String>,
+        suppressed_roles: BTreeSet<String>,
+    ) {
+        let books = self
+            .frameworks
+            .entry(framework_id)
+            .or_insert_with(|| FrameworkBooks {
+                roles: BTreeSet::new(),
+                suppressed: BTreeSet::new(),
+                active: true,
+                allocated: BTreeMap::new(),
+                filters: Vec::new(),
+            });
         books.roles = roles;
         books.suppressed = suppressed_roles;
         books.active = true;
@@ -238,7 +256,11 @@ impl Allocator for FairAllocator {
         }
         let agent_ids: Vec<AgentId> = self.agents.keys().cloned().collect();
         for agent_id in agent_ids {
-            candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)).then_with(|| a.2.cmp(&b.2)));
+            candidates.sort_by(|a, b| {
+                a.0.total_cmp(&b.0)
+                    .then_with(|| a.1.cmp(&b.1))
+                    .then_with(|| a.2.cmp(&b.2))
+            });
             let Some(agent) = self.agents.get(&agent_id) else {
                 continue;
             };

@@ -42,7 +42,12 @@ pub trait Allocator: Send {
     /// An inactive agent keeps its books but gets no offers.
     fn set_agent_active(&mut self, agent_id: &AgentId, active: bool);
 
-    fn add_framework(&mut self, framework_id: FrameworkId, roles: BTreeSet<String>, suppressed_roles: BTreeSet<String>);
+    fn add_framework(
+        &mut self,
+        framework_id: FrameworkId,
+        roles: BTreeSet<String>,
+        suppressed_roles: BTreeSet<String>,
+    );
     /// Frees everything allocated to the framework.
     fn remove_framework(&mut self, framework_id: &FrameworkId);
     /// An inactive framework keeps its allocations but gets no offers.

@@ -62,7 +62,12 @@ pub(crate) struct DevArgs {
     #[arg(long, default_value_t = DEFAULT_IP, env = "AGORA_IP")]
     ip: IpAddr,
     /// Work dirs go under here.
-    #[arg(long, default_value = ".agora", env = "AGORA_WORK_DIR", alias = "work_dir")]
+    #[arg(
+        long,
+        default_value = ".agora",
+        env = "AGORA_WORK_DIR",
+        alias = "work_dir"
+    )]
     work_dir: PathBuf,
     /// Resources each agent advertises; detected when omitted.
     #[arg(long, env = "AGORA_RESOURCES")]
@@ -70,7 +75,9 @@ pub(crate) struct DevArgs {
 }
 
 fn parse_interval(text: &str) -> Result<f64, String> {
-    let value: f64 = text.parse().map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
     if !(0.001..=3600.0).contains(&value) {
         return Err("must be between 0.001 and 3600 seconds".into());
     }
@@ -82,7 +89,10 @@ fn hostname_for(ip: IpAddr, given: Option<String>) -> String {
         return name;
     }
     if ip.is_unspecified() {
-        return rustix::system::uname().nodename().to_string_lossy().into_owned();
+        return rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
     }
     ip.to_string()
 }
@@ -91,13 +101,14 @@ fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM");
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -116,7 +127,11 @@ async fn bind(ip: IpAddr, port: u16) -> anyhow::Result<(TcpListener, SocketAddr)
     Ok((listener, address))
 }
 
-fn master_options(address: SocketAddr, hostname: String, allocation_interval: f64) -> agora_master::MasterOptions {
+fn master_options(
+    address: SocketAddr,
+    hostname: String,
+    allocation_interval: f64,
+) -> agora_master::MasterOptions {
     agora_master::MasterOptions {
         advertise: address,
         hostname,
@@ -126,7 +141,8 @@ fn master_options(address: SocketAddr, hostname: String, allocation_interval: f6
 
 pub(crate) async fn master(args: MasterArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.work_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create work dir {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create work dir {}", dir.display()))?;
     }
     let (listener, address) = bind(args.ip, args.port).await?;
     let hostname = hostname_for(args.ip, args.hostname);
@@ -144,7 +160,8 @@ fn agent_options(
     resources: Option<&str>,
     attributes: Option<&str>,
 ) -> anyhow::Result<agora_agent::AgentOptions> {
-    std::fs::create_dir_all(&work_dir).with_context(|| format!("cannot create work dir {}", work_dir.display()))?;
+    std::fs::create_dir_all(&work_dir)
+        .with_context(|| format!("cannot create work dir {}", work_dir.display()))?;
     let work_dir = work_dir
         .canonicalize()
         .with_context(|| format!("cannot resolve work dir {}", work_dir.display()))?;
@@ -214,15 +231,27 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
             args.resources.as_deref(),
             None,
         )?;
-        println!("agora dev: agent {n} on {address}, work dir {}", options.work_dir.display());
-        agents.push(tokio::spawn(agora_agent::run_agent(listener, options, shutdown.clone())));
+        println!(
+            "agora dev: agent {n} on {address}, work dir {}",
+            options.work_dir.display()
+        );
+        agents.push(tokio::spawn(agora_agent::run_agent(
+            listener,
+            options,
+            shutdown.clone(),
+        )));
     }
     println!("agora dev: master and web UI on http://{master_address}/ (Ctrl-C stops the cluster)");
-    println!("agora dev: try: agora run --master {master_address} --name hello --command 'echo hello' --instances 4");
+    println!(
+        "agora dev: try: agora run --master {master_address} --name hello --command 'echo hello' --instances 4"
+    );
     let master_result = master.await.context("master task panicked")?;
     shutdown.cancel();
     for agent in agents {
-        agent.await.context("agent task panicked")?.context("agent failed")?;
+        agent
+            .await
+            .context("agent task panicked")?
+            .context("agent failed")?;
     }
     master_result.context("master failed")
 }

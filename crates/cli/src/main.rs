@@ -10,13 +10,30 @@ mod daemons;
 mod run;
 
 #[derive(Parser, Debug)]
-#[command(name = "agora", version, about = "Agora: a cluster manager in the family of Apache Mesos")]
+#[command(
+    name = "agora",
+    version,
+    about = "Agora: a cluster manager in the family of Apache Mesos"
+)]
 struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "AGORA_LOG_FORMAT", alias = "log_format")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "AGORA_LOG_FORMAT",
+        alias = "log_format"
+    )]
     log_format: LogFormat,
     /// Log filter, e.g. `info` or `agora_master=debug`.
-    #[arg(long, global = true, default_value = "info", env = "AGORA_LOG", alias = "logging_level")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "info",
+        env = "AGORA_LOG",
+        alias = "logging_level"
+    )]
     log: String,
     #[command(subcommand)]
     command: Commands,
@@ -45,7 +62,9 @@ enum Commands {
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log filter")?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -59,7 +78,10 @@ fn main() -> ExitCode {
         eprintln!("agora: {e:#}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("agora: cannot start the runtime: {e}");

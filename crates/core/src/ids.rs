@@ -113,6 +113,9 @@ mod tests {
         assert_eq!(TaskId::parse("a\\b"), Err(IdError::BadCharacter));
         assert_eq!(TaskId::parse("a\nb"), Err(IdError::BadCharacter));
         assert_eq!(TaskId::parse("x".repeat(256)), Err(IdError::TooLong));
-        assert_eq!(TaskId::parse("smoke-1").map(|t| t.to_string()), Ok("smoke-1".into()));
+        assert_eq!(
+            TaskId::parse("smoke-1").map(|t| t.to_string()),
+            Ok("smoke-1".into())
+        );
     }
 }

@@ -155,9 +155,17 @@ fn parse_value(name: &str, text: &str) -> Result<Value, ResourcesError> {
     if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
         let mut ranges = Vec::new();
         for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (b, e) = part.split_once('-').ok_or_else(|| bad("a range is begin-end"))?;
-            let b: u64 = b.trim().parse().map_err(|_| bad("range bounds are integers"))?;
-            let e: u64 = e.trim().parse().map_err(|_| bad("range bounds are integers"))?;
+            let (b, e) = part
+                .split_once('-')
+                .ok_or_else(|| bad("a range is begin-end"))?;
+            let b: u64 = b
+                .trim()
+                .parse()
+                .map_err(|_| bad("range bounds are integers"))?;
+            let e: u64 = e
+                .trim()
+                .parse()
+                .map_err(|_| bad("range bounds are integers"))?;
             if b > e {
                 return Err(bad("a range's begin is above its end"));
             }
@@ -270,12 +278,15 @@ impl Resources {
 
     /// Whether every entry of `other` is available in `self`, role by role.
     pub fn contains(&self, other: &Resources) -> bool {
-        other.entries.iter().all(|(key, want)| match (self.entries.get(key), want) {
-            (Some(Value::Scalar(have)), Value::Scalar(want)) => have >= want,
-            (Some(Value::Ranges(have)), Value::Ranges(want)) => ranges_contain(have, want),
-            (Some(Value::Set(have)), Value::Set(want)) => want.is_subset(have),
-            _ => false,
-        })
+        other
+            .entries
+            .iter()
+            .all(|(key, want)| match (self.entries.get(key), want) {
+                (Some(Value::Scalar(have)), Value::Scalar(want)) => have >= want,
+                (Some(Value::Ranges(have)), Value::Ranges(want)) => ranges_contain(have, want),
+                (Some(Value::Set(have)), Value::Set(want)) => want.is_subset(have),
+                _ => false,
+            })
     }
 
     /// Removes `other` from `self`, as far as it is there (saturating).
@@ -418,14 +429,20 @@ impl Resources {
             };
             let value = match pb::value::Type::try_from(r.r#type) {
                 Ok(pb::value::Type::Scalar) => {
-                    let v = r.scalar.as_ref().ok_or_else(|| bad("scalar value missing"))?;
+                    let v = r
+                        .scalar
+                        .as_ref()
+                        .ok_or_else(|| bad("scalar value missing"))?;
                     Value::Scalar(
                         to_millis(v.value)
                             .ok_or_else(|| bad("must be a finite number between 0 and 1e12"))?,
                     )
                 }
                 Ok(pb::value::Type::Ranges) => {
-                    let v = r.ranges.as_ref().ok_or_else(|| bad("ranges value missing"))?;
+                    let v = r
+                        .ranges
+                        .as_ref()
+                        .ok_or_else(|| bad("ranges value missing"))?;
                     if v.range.iter().any(|x| x.begin > x.end) {
                         return Err(bad("a range's begin is above its end"));
                     }

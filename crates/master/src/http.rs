@@ -68,7 +68,10 @@ pub fn render_metrics(s: &StateSnapshot) -> String {
         "agora_master_agents",
         "gauge",
         "Agents known to the master by state.",
-        &[("state=\"active\"", active_agents), ("state=\"inactive\"", inactive_agents)],
+        &[
+            ("state=\"active\"", active_agents),
+            ("state=\"inactive\"", inactive_agents),
+        ],
     );
     let active_frameworks = s.frameworks.iter().filter(|f| f.active).count() as f64;
     metric(
@@ -77,7 +80,10 @@ pub fn render_metrics(s: &StateSnapshot) -> String {
         "Frameworks by state.",
         &[
             ("state=\"active\"", active_frameworks),
-            ("state=\"inactive\"", s.frameworks.len() as f64 - active_frameworks),
+            (
+                "state=\"inactive\"",
+                s.frameworks.len() as f64 - active_frameworks,
+            ),
             ("state=\"completed\"", s.completed_frameworks.len() as f64),
         ],
     );
@@ -92,14 +98,20 @@ pub fn render_metrics(s: &StateSnapshot) -> String {
         .map(|(state, n)| (format!("state=\"{state}\""), *n))
         .collect();
     let label_refs: Vec<(&str, f64)> = labels.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-    metric("agora_master_tasks", "gauge", "Tasks the master knows, by current state.", &label_refs);
+    metric(
+        "agora_master_tasks",
+        "gauge",
+        "Tasks the master knows, by current state.",
+        &label_refs,
+    );
     let transitions: Vec<(String, f64)> = s
         .counters
         .task_transitions
         .iter()
         .map(|(state, n)| (format!("state=\"{state}\""), *n as f64))
         .collect();
-    let transition_refs: Vec<(&str, f64)> = transitions.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    let transition_refs: Vec<(&str, f64)> =
+        transitions.iter().map(|(l, n)| (l.as_str(), *n)).collect();
     metric(
         "agora_master_task_transitions_total",
         "counter",
@@ -107,20 +119,58 @@ pub fn render_metrics(s: &StateSnapshot) -> String {
         &transition_refs,
     );
     let c = &s.counters;
-    metric("agora_master_offers_sent_total", "counter", "Offers sent to frameworks.", &[("", c.offers_sent as f64)]);
-    metric("agora_master_offers_declined_total", "counter", "Offers declined by frameworks.", &[("", c.offers_declined as f64)]);
-    metric("agora_master_offers_accepted_total", "counter", "Offers accepted by frameworks.", &[("", c.offers_accepted as f64)]);
-    metric("agora_master_offers_rescinded_total", "counter", "Offers rescinded by the master.", &[("", c.offers_rescinded as f64)]);
-    metric("agora_master_offers_outstanding", "gauge", "Offers not yet answered.", &[("", s.outstanding_offers as f64)]);
-    metric("agora_master_tasks_launched_total", "counter", "Tasks launched.", &[("", c.tasks_launched as f64)]);
-    metric("agora_master_invalid_calls_total", "counter", "Framework calls refused as invalid.", &[("", c.invalid_calls as f64)]);
+    metric(
+        "agora_master_offers_sent_total",
+        "counter",
+        "Offers sent to frameworks.",
+        &[("", c.offers_sent as f64)],
+    );
+    metric(
+        "agora_master_offers_declined_total",
+        "counter",
+        "Offers declined by frameworks.",
+        &[("", c.offers_declined as f64)],
+    );
+    metric(
+        "agora_master_offers_accepted_total",
+        "counter",
+        "Offers accepted by frameworks.",
+        &[("", c.offers_accepted as f64)],
+    );
+    metric(
+        "agora_master_offers_rescinded_total",
+        "counter",
+        "Offers rescinded by the master.",
+        &[("", c.offers_rescinded as f64)],
+    );
+    metric(
+        "agora_master_offers_outstanding",
+        "gauge",
+        "Offers not yet answered.",
+        &[("", s.outstanding_offers as f64)],
+    );
+    metric(
+        "agora_master_tasks_launched_total",
+        "counter",
+        "Tasks launched.",
+        &[("", c.tasks_launched as f64)],
+    );
+    metric(
+        "agora_master_invalid_calls_total",
+        "counter",
+        "Framework calls refused as invalid.",
+        &[("", c.invalid_calls as f64)],
+    );
     out
 }
 
 async fn metrics(State(snapshot): State<Snapshot>) -> Response {
     let current = snapshot.borrow().clone();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         render_metrics(&current),
     )
         .into_response()
@@ -149,7 +199,11 @@ async fn index(State(snapshot): State<Snapshot>) -> Html<String> {
         escape(&s.id),
         escape(&s.version)
     );
-    let _ = write!(page, "<h2>Agents ({})</h2><table><tr><th>id</th><th>hostname</th><th>resources</th><th>used</th><th>active</th></tr>", s.agents.len());
+    let _ = write!(
+        page,
+        "<h2>Agents ({})</h2><table><tr><th>id</th><th>hostname</th><th>resources</th><th>used</th><th>active</th></tr>",
+        s.agents.len()
+    );
     for a in &s.agents {
         let _ = write!(
             page,
@@ -162,7 +216,11 @@ async fn index(State(snapshot): State<Snapshot>) -> Html<String> {
         );
     }
     page.push_str("</table>");
-    let _ = write!(page, "<h2>Frameworks ({})</h2><table><tr><th>id</th><th>name</th><th>active</th><th>tasks</th></tr>", s.frameworks.len());
+    let _ = write!(
+        page,
+        "<h2>Frameworks ({})</h2><table><tr><th>id</th><th>name</th><th>active</th><th>tasks</th></tr>",
+        s.frameworks.len()
+    );
     for f in s.frameworks.iter().chain(&s.completed_frameworks) {
         let _ = write!(
             page,

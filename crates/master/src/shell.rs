@@ -129,7 +129,10 @@ impl Actor {
                 reply,
             } => {
                 self.frameworks.insert(conn, events);
-                let result = self.master.subscribe(now, conn, stream_id, call, out).map(|_| ());
+                let result = self
+                    .master
+                    .subscribe(now, conn, stream_id, call, out)
+                    .map(|_| ());
                 if result.is_err() {
                     self.frameworks.remove(&conn);
                 }
@@ -139,7 +142,11 @@ impl Actor {
                 self.frameworks.remove(&conn);
                 self.master.framework_disconnected(now, conn, out);
             }
-            Command::Call { stream_id, call, reply } => {
+            Command::Call {
+                stream_id,
+                call,
+                reply,
+            } => {
                 let result = self.master.call(now, &stream_id, call, out);
                 let _ = reply.send(result);
             }
@@ -263,15 +270,18 @@ impl Drop for GoneGuard {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-fn guarded<T: Send + 'static>(
+fn guarded<T>(
     rx: mpsc::Receiver<Result<T, Status>>,
     guard: GoneGuard,
     heartbeat: Option<(Duration, T)>,
 ) -> BoxStream<T>
 where
-    T: Clone + Sync,
+    T: Clone + Send + Sync + 'static,
 {
-    let period = heartbeat.as_ref().map(|(p, _)| *p).unwrap_or(Duration::from_secs(3600));
+    let period = heartbeat
+        .as_ref()
+        .map(|(p, _)| *p)
+        .unwrap_or(Duration::from_secs(3600));
     let beat = heartbeat.map(|(_, b)| b);
     let ticker = tokio::time::interval_at(Instant::now() + period, period);
     let stream = futures::stream::unfold(
@@ -305,7 +315,11 @@ impl Services {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    async fn ask(&self, command: Command, reply: oneshot::Receiver<Result<(), CallError>>) -> Result<(), Status> {
+    async fn ask(
+        &self,
+        command: Command,
+        reply: oneshot::Receiver<Result<(), CallError>>,
+    ) -> Result<(), Status> {
         self.commands
             .send(command)
             .map_err(|_| Status::unavailable("master is shutting down"))?;
@@ -320,7 +334,10 @@ impl Services {
 impl Scheduler for Services {
     type SubscribeStream = BoxStream<sched::Event>;
 
-    async fn subscribe(&self, request: Request<sched::Call>) -> Result<Response<Self::SubscribeStream>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<sched::Call>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
         let conn = self.conn();
         let (events, rx) = mpsc::channel(STREAM_BUFFER);
         let (reply, answer) = oneshot::channel();
@@ -344,10 +361,17 @@ impl Scheduler for Services {
             r#type: sched::event::Type::Heartbeat as i32,
             ..Default::default()
         };
-        Ok(Response::new(guarded(rx, guard, Some((self.heartbeat, heartbeat)))))
+        Ok(Response::new(guarded(
+            rx,
+            guard,
+            Some((self.heartbeat, heartbeat)),
+        )))
     }
 
-    async fn call(&self, request: Request<sched::Call>) -> Result<Response<sched::CallResponse>, Status> {
+    async fn call(
+        &self,
+        request: Request<sched::Call>,
+    ) -> Result<Response<sched::CallResponse>, Status> {
         let stream_id = request
             .metadata()
             .get("agora-stream-id")
@@ -372,14 +396,19 @@ impl Scheduler for Services {
 impl AgentSession for Services {
     type OpenStream = BoxStream<MasterMessage>;
 
-    async fn open(&self, request: Request<Streaming<AgentMessage>>) -> Result<Response<Self::OpenStream>, Status> {
+    async fn open(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::OpenStream>, Status> {
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message())
             .await
             .map_err(|_| Status::deadline_exceeded("no registration received"))??
             .ok_or_else(|| Status::invalid_argument("session closed before registering"))?;
         let Some(agent_message::Kind::Register(register)) = first.kind else {
-            return Err(Status::invalid_argument("the first message on a session must be Register"));
+            return Err(Status::invalid_argument(
+                "the first message on a session must be Register",
+            ));
         };
         let conn = self.conn();
         let (messages, rx) = mpsc::channel(STREAM_BUFFER);
@@ -447,7 +476,8 @@ pub async fn run_master(
     let heartbeat = config.heartbeat_interval;
     let master = Master::new(config, Box::new(FairAllocator::new()));
     let start_wall = wall_now();
-    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(master.snapshot(start_wall, start_wall)));
+    let (snapshot_tx, snapshot_rx) =
+        watch::channel(Arc::new(master.snapshot(start_wall, start_wall)));
     let (commands, command_rx) = mpsc::unbounded_channel();
     let actor = Actor {
         master,
@@ -459,7 +489,8 @@ pub async fn run_master(
         last_snapshot: Instant::now(),
         dirty: false,
     };
-    let actor_task = tokio::spawn(actor.run(command_rx, options.allocation_interval, shutdown.clone()));
+    let actor_task =
+        tokio::spawn(actor.run(command_rx, options.allocation_interval, shutdown.clone()));
     let services = Services {
         commands,
         next_conn: Arc::new(AtomicU64::new(1)),
@@ -468,8 +499,14 @@ pub async fn run_master(
     // gRPC services on their own paths; everything else is the HTTP API
     // (whose fallback answers 404 to unknown paths).
     let app = crate::http::router(snapshot_rx)
-        .route_service(&grpc_path::<SchedulerServer<Services>>(), SchedulerServer::new(services.clone()))
-        .route_service(&grpc_path::<AgentSessionServer<Services>>(), AgentSessionServer::new(services));
+        .route_service(
+            &grpc_path::<SchedulerServer<Services>>(),
+            SchedulerServer::new(services.clone()),
+        )
+        .route_service(
+            &grpc_path::<AgentSessionServer<Services>>(),
+            AgentSessionServer::new(services),
+        );
     tracing::info!(address = %options.advertise, master_id = %master_id, "master serving");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

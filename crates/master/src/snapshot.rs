@@ -99,7 +99,11 @@ fn attribute_text(attribute: &agora_proto::v1::Attribute) -> String {
         return format!("{{{}}}", set.item.join(","));
     }
     if let Some(ranges) = &attribute.ranges {
-        let parts: Vec<String> = ranges.range.iter().map(|r| format!("{}-{}", r.begin, r.end)).collect();
+        let parts: Vec<String> = ranges
+            .range
+            .iter()
+            .map(|r| format!("{}-{}", r.begin, r.end))
+            .collect();
         return format!("[{}]", parts.join(","));
     }
     String::new()
@@ -134,13 +138,25 @@ impl Master {
         StateSnapshot {
             version: env!("CARGO_PKG_VERSION").to_string(),
             id: info.id.clone(),
-            leader: format!("{}:{}", info.hostname.clone().unwrap_or_default(), info.port),
+            leader: format!(
+                "{}:{}",
+                info.hostname.clone().unwrap_or_default(),
+                info.port
+            ),
             hostname: info.hostname.clone().unwrap_or_default(),
             start_time,
             snapshot_time: now_wall,
-            agents: self.agents.values().map(|a| agent_view(a, free.get(&a.id))).collect(),
+            agents: self
+                .agents
+                .values()
+                .map(|a| agent_view(a, free.get(&a.id)))
+                .collect(),
             frameworks: self.frameworks.values().map(framework_view).collect(),
-            completed_frameworks: self.completed_frameworks.iter().map(framework_view).collect(),
+            completed_frameworks: self
+                .completed_frameworks
+                .iter()
+                .map(framework_view)
+                .collect(),
             outstanding_offers: self.offers.len(),
             counters: self.counters.clone(),
         }

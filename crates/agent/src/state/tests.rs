@@ -46,7 +46,9 @@ fn run_task(state: &mut AgentState, task: &str) -> Vec<Effect> {
                 name: task.into(),
                 task_id: Some(pb::TaskId { value: task.into() }),
                 agent_id: Some(pb::AgentId { value: "a1".into() }),
-                resources: agora_core::Resources::parse("cpus:1;mem:32").expect("valid").to_proto(None),
+                resources: agora_core::Resources::parse("cpus:1;mem:32")
+                    .expect("valid")
+                    .to_proto(None),
                 command: Some(pb::CommandInfo {
                     value: Some("true".into()),
                     ..Default::default()
@@ -112,7 +114,12 @@ fn subscribe(state: &mut AgentState, task: &str, conn: ExecutorConn) -> Vec<Effe
     out
 }
 
-fn update(state: &mut AgentState, task: &str, conn: ExecutorConn, s: pb::TaskStatus) -> Vec<Effect> {
+fn update(
+    state: &mut AgentState,
+    task: &str,
+    conn: ExecutorConn,
+    s: pb::TaskStatus,
+) -> Vec<Effect> {
     let mut out = Vec::new();
     state.on_executor_update(T0, conn, &fid(), &eid(task), s, &mut out);
     out
@@ -137,13 +144,23 @@ fn a_task_launches_its_executor_which_gets_the_task_once() {
             _ => None,
         })
         .collect();
-    assert_eq!(types, vec![exec::event::Type::Subscribed as i32, exec::event::Type::Launch as i32]);
+    assert_eq!(
+        types,
+        vec![
+            exec::event::Type::Subscribed as i32,
+            exec::event::Type::Launch as i32
+        ]
+    );
     // A reconnecting executor is not given its task a second time.
     let again = subscribe(&mut state, "t1", 2);
     assert!(!again.iter().any(|e| matches!(e, Effect::ToExecutor { event, .. } if event.r#type == exec::event::Type::Launch as i32)));
     // An executor the agent does not know is refused.
     let mut out = Vec::new();
-    assert!(state.on_executor_subscribe(T0, 3, &fid(), &eid("nope"), Vec::new(), &mut out).is_err());
+    assert!(
+        state
+            .on_executor_subscribe(T0, 3, &fid(), &eid("nope"), Vec::new(), &mut out)
+            .is_err()
+    );
 }
 
 #[test]
@@ -151,16 +168,39 @@ fn updates_go_to_the_master_one_at_a_time_in_order() {
     let mut state = agent();
     run_task(&mut state, "t1");
     subscribe(&mut state, "t1", 1);
-    let out = update(&mut state, "t1", 1, status("t1", pb::TaskState::TaskStarting, 1));
-    assert_eq!(to_master_updates(&out), vec![(pb::TaskState::TaskStarting, vec![1; 16])]);
-    assert_eq!(acks_to_executor(&out), 1, "queued, so the executor may forget it");
-    let out = update(&mut state, "t1", 1, status("t1", pb::TaskState::TaskRunning, 2));
-    assert!(to_master_updates(&out).is_empty(), "second update waits for the first's ack");
+    let out = update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskStarting, 1),
+    );
+    assert_eq!(
+        to_master_updates(&out),
+        vec![(pb::TaskState::TaskStarting, vec![1; 16])]
+    );
+    assert_eq!(
+        acks_to_executor(&out),
+        1,
+        "queued, so the executor may forget it"
+    );
+    let out = update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskRunning, 2),
+    );
+    assert!(
+        to_master_updates(&out).is_empty(),
+        "second update waits for the first's ack"
+    );
     assert_eq!(acks_to_executor(&out), 1);
     // A wrong or duplicate ack changes nothing.
     assert!(master_ack(&mut state, "t1", 9, T0).is_empty());
     let out = master_ack(&mut state, "t1", 1, T0);
-    assert_eq!(to_master_updates(&out), vec![(pb::TaskState::TaskRunning, vec![2; 16])]);
+    assert_eq!(
+        to_master_updates(&out),
+        vec![(pb::TaskState::TaskRunning, vec![2; 16])]
+    );
     assert!(master_ack(&mut state, "t1", 1, T0).is_empty());
 }
 
@@ -169,7 +209,12 @@ fn unacknowledged_updates_are_retried_with_backoff_and_after_reconnect() {
     let mut state = agent();
     run_task(&mut state, "t1");
     subscribe(&mut state, "t1", 1);
-    update(&mut state, "t1", 1, status("t1", pb::TaskState::TaskRunning, 1));
+    update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskRunning, 1),
+    );
     let mut out = Vec::new();
     state.on_tick(T0 + RETRY_MIN - Duration::from_millis(1), &mut out);
     assert!(out.is_empty(), "not yet due");
@@ -186,7 +231,10 @@ fn unacknowledged_updates_are_retried_with_backoff_and_after_reconnect() {
     state.on_tick(T0 + RETRY_MIN * 10, &mut out);
     assert!(out.is_empty());
     state.on_registered(T0 + RETRY_MIN * 10, AgentId::new("a1"), &mut out);
-    assert_eq!(to_master_updates(&out), vec![(pb::TaskState::TaskRunning, vec![1; 16])]);
+    assert_eq!(
+        to_master_updates(&out),
+        vec![(pb::TaskState::TaskRunning, vec![1; 16])]
+    );
 }
 
 #[test]
@@ -194,12 +242,33 @@ fn duplicate_executor_updates_are_queued_once_and_terminal_tasks_retire() {
     let mut state = agent();
     run_task(&mut state, "t1");
     subscribe(&mut state, "t1", 1);
-    update(&mut state, "t1", 1, status("t1", pb::TaskState::TaskFinished, 1));
-    let out = update(&mut state, "t1", 1, status("t1", pb::TaskState::TaskFinished, 1));
-    assert!(to_master_updates(&out).is_empty(), "a retry is not forwarded twice");
+    update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskFinished, 1),
+    );
+    let out = update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskFinished, 1),
+    );
+    assert!(
+        to_master_updates(&out).is_empty(),
+        "a retry is not forwarded twice"
+    );
     assert_eq!(acks_to_executor(&out), 1, "but is acknowledged again");
-    let after = update(&mut state, "t1", 1, status("t1", pb::TaskState::TaskRunning, 2));
-    assert!(to_master_updates(&after).is_empty(), "nothing follows a terminal state");
+    let after = update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskRunning, 2),
+    );
+    assert!(
+        to_master_updates(&after).is_empty(),
+        "nothing follows a terminal state"
+    );
     assert_eq!(state.tasks.len(), 1);
     master_ack(&mut state, "t1", 1, T0);
     assert!(state.tasks.is_empty(), "terminal and acknowledged: retired");
@@ -211,14 +280,23 @@ fn an_executor_that_dies_fails_its_task() {
     let mut state = agent();
     run_task(&mut state, "t1");
     subscribe(&mut state, "t1", 1);
-    update(&mut state, "t1", 1, status("t1", pb::TaskState::TaskRunning, 1));
+    update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskRunning, 1),
+    );
     master_ack(&mut state, "t1", 1, T0);
     let mut out = Vec::new();
     state.on_executor_exited(T0, &fid(), &eid("t1"), "signal: 9".into(), &mut out);
     let updates = to_master_updates(&out);
     assert_eq!(updates.len(), 1);
     assert_eq!(updates[0].0, pb::TaskState::TaskFailed);
-    assert_eq!(updates[0].1.len(), 16, "agent-made updates carry a uuid too");
+    assert_eq!(
+        updates[0].1.len(),
+        16,
+        "agent-made updates carry a uuid too"
+    );
 }
 
 #[test]
@@ -272,5 +350,8 @@ fn registration_reports_running_tasks() {
     };
     assert_eq!(register.tasks.len(), 1);
     assert_eq!(register.frameworks.len(), 1);
-    assert_eq!(register.agent_info.and_then(|i| i.id).map(|i| i.value), Some("a1".into()));
+    assert_eq!(
+        register.agent_info.and_then(|i| i.id).map(|i| i.value),
+        Some("a1".into())
+    );
 }

@@ -33,7 +33,10 @@ fn each_agent_goes_to_one_framework_and_shares_even_out() {
     alloc.add_framework(framework(2), roles(&["*"]), BTreeSet::new());
     let allocations = alloc.allocate(T0);
     assert_eq!(allocations.len(), 4);
-    let to_f1 = allocations.iter().filter(|a| a.framework_id == framework(1)).count();
+    let to_f1 = allocations
+        .iter()
+        .filter(|a| a.framework_id == framework(1))
+        .count();
     assert_eq!(to_f1, 2, "two frameworks split four equal agents evenly");
     // Everything is allocated now: nothing more to offer.
     assert!(alloc.allocate(T0).is_empty());
@@ -45,7 +48,13 @@ fn declined_resources_are_filtered_until_the_refusal_expires() {
     alloc.add_agent(agent(0), res("cpus:2;mem:1024"), &[]);
     alloc.add_framework(framework(1), roles(&["*"]), BTreeSet::new());
     let offered = alloc.allocate(T0).remove(0);
-    alloc.recover(&agent(0), &framework(1), &offered.resources, Some(Duration::from_secs(5)), T0);
+    alloc.recover(
+        &agent(0),
+        &framework(1),
+        &offered.resources,
+        Some(Duration::from_secs(5)),
+        T0,
+    );
     assert!(alloc.allocate(T0 + Duration::from_secs(4)).is_empty());
     let again = alloc.allocate(T0 + Duration::from_secs(5));
     assert_eq!(again.len(), 1);
@@ -59,7 +68,13 @@ fn a_filter_does_not_hold_back_more_than_was_refused() {
     alloc.add_framework(framework(1), roles(&["*"]), BTreeSet::new());
     let offer = alloc.allocate(T0).remove(0);
     // The framework uses half and declines the rest.
-    alloc.recover(&agent(0), &framework(1), &res("cpus:1;mem:512"), Some(Duration::from_secs(5)), T0);
+    alloc.recover(
+        &agent(0),
+        &framework(1),
+        &res("cpus:1;mem:512"),
+        Some(Duration::from_secs(5)),
+        T0,
+    );
     assert!(alloc.allocate(T0).is_empty());
     // Its task ends: the freed resources break through the filter.
     let mut used = offer.resources.clone();
@@ -84,7 +99,11 @@ fn suppressed_and_inactive_frameworks_get_nothing_until_revived() {
 #[test]
 fn reserved_resources_go_only_to_their_role() {
     let mut alloc = FairAllocator::new();
-    alloc.add_agent(agent(0), res("cpus(ops):2;mem(ops):512;cpus:1;mem:256"), &[]);
+    alloc.add_agent(
+        agent(0),
+        res("cpus(ops):2;mem(ops):512;cpus:1;mem:256"),
+        &[],
+    );
     alloc.add_framework(framework(1), roles(&["dev"]), BTreeSet::new());
     alloc.add_framework(framework(2), roles(&["ops"]), BTreeSet::new());
     let allocations = alloc.allocate(T0);

@@ -8,7 +8,8 @@ fn r(text: &str) -> Resources {
 
 #[test]
 fn parses_the_mesos_text_form() {
-    let res = r("cpus:2;mem:1024.5;disk:20000;ports:[31000-31009,31010-32000];cpus(ops):1;zones:{a, b}");
+    let res =
+        r("cpus:2;mem:1024.5;disk:20000;ports:[31000-31009,31010-32000];cpus(ops):1;zones:{a, b}");
     assert_eq!(res.scalar_value("cpus"), 3.0);
     assert_eq!(res.scalar_value("mem"), 1024.5);
     assert_eq!(

@@ -15,7 +15,9 @@ fn refuse(conn: ConnId, message: String, out: &mut Vec<Effect>) {
     out.push(Effect::ToAgent {
         conn,
         message: MasterMessage {
-            kind: Some(master_message::Kind::Refused(master_message::Refused { message })),
+            kind: Some(master_message::Kind::Refused(master_message::Refused {
+                message,
+            })),
         },
     });
     out.push(Effect::CloseAgent { conn });
@@ -32,12 +34,14 @@ struct ReportedTask {
 
 fn check_reported_task(task: &pb::Task) -> Result<ReportedTask, String> {
     Ok(ReportedTask {
-        id: TaskId::from_field(&task.task_id).map_err(|e| format!("reported task id is invalid: {e}"))?,
+        id: TaskId::from_field(&task.task_id)
+            .map_err(|e| format!("reported task id is invalid: {e}"))?,
         framework_id: FrameworkId::from_field(&task.framework_id)
             .map_err(|e| format!("reported framework id is invalid: {e}"))?,
         name: task.name.clone(),
         state: agora_core::task::from_i32(task.state).map_err(|e| e.to_string())?,
-        resources: Resources::from_proto(&task.resources).map_err(|e| format!("reported task resources: {e}"))?,
+        resources: Resources::from_proto(&task.resources)
+            .map_err(|e| format!("reported task resources: {e}"))?,
     })
 }
 
@@ -119,10 +123,14 @@ impl Master {
                     continue;
                 }
                 used.add(&task.resources);
-                used_by.entry(task.framework_id.clone()).or_default().add(&task.resources);
+                used_by
+                    .entry(task.framework_id.clone())
+                    .or_default()
+                    .add(&task.resources);
             }
             let used_list: Vec<(FrameworkId, Resources)> = used_by.into_iter().collect();
-            self.allocator.add_agent(agent_id.clone(), total.clone(), &used_list);
+            self.allocator
+                .add_agent(agent_id.clone(), total.clone(), &used_list);
             self.agents.insert(
                 agent_id.clone(),
                 Agent {
@@ -149,10 +157,12 @@ impl Master {
         out.push(Effect::ToAgent {
             conn,
             message: MasterMessage {
-                kind: Some(master_message::Kind::Registered(master_message::Registered {
-                    agent_id: agent_id.to_field(),
-                    master_info: Some(self.config.master_info.clone()),
-                })),
+                kind: Some(master_message::Kind::Registered(
+                    master_message::Registered {
+                        agent_id: agent_id.to_field(),
+                        master_info: Some(self.config.master_info.clone()),
+                    },
+                )),
             },
         });
         Some(agent_id)
@@ -174,8 +184,13 @@ impl Master {
                 info.roles.iter().cloned().collect()
             };
             let timeout = info.failover_timeout.unwrap_or(0.0);
-            let timeout = if timeout.is_finite() && timeout >= 0.0 { timeout } else { 0.0 };
-            self.allocator.add_framework(id.clone(), roles.clone(), BTreeSet::new());
+            let timeout = if timeout.is_finite() && timeout >= 0.0 {
+                timeout
+            } else {
+                0.0
+            };
+            self.allocator
+                .add_framework(id.clone(), roles.clone(), BTreeSet::new());
             self.allocator.set_framework_active(&id, false);
             self.frameworks.insert(
                 id.clone(),
@@ -186,7 +201,9 @@ impl Master {
                     conn: None,
                     stream_id: String::new(),
                     registered_at: now.wall,
-                    failover_deadline: Some(now.monotonic + Duration::from_secs_f64(timeout.min(3.15e7))),
+                    failover_deadline: Some(
+                        now.monotonic + Duration::from_secs_f64(timeout.min(3.15e7)),
+                    ),
                     tasks: BTreeMap::new(),
                     completed_tasks: VecDeque::new(),
                     offers: BTreeSet::new(),
@@ -217,9 +234,17 @@ impl Master {
 
     /// A known agent came back: tasks it reports that we do not know are
     /// adopted; tasks we expected there that it does not report are lost.
-    fn reconcile_agent_tasks(&mut self, now: Now, agent_id: &AgentId, reported: &[ReportedTask], out: &mut Vec<Effect>) {
-        let reported_ids: BTreeSet<(FrameworkId, TaskId)> =
-            reported.iter().map(|t| (t.framework_id.clone(), t.id.clone())).collect();
+    fn reconcile_agent_tasks(
+        &mut self,
+        now: Now,
+        agent_id: &AgentId,
+        reported: &[ReportedTask],
+        out: &mut Vec<Effect>,
+    ) {
+        let reported_ids: BTreeSet<(FrameworkId, TaskId)> = reported
+            .iter()
+            .map(|t| (t.framework_id.clone(), t.id.clone()))
+            .collect();
         let missing: Vec<(FrameworkId, TaskId)> = self
             .frameworks
             .values()
@@ -230,7 +255,11 @@ impl Master {
             .collect();
         for (framework_id, task_id) in missing {
             let aware = self.frameworks[&framework_id].partition_aware();
-            let state = if aware { pb::TaskState::TaskGone } else { pb::TaskState::TaskLost };
+            let state = if aware {
+                pb::TaskState::TaskGone
+            } else {
+                pb::TaskState::TaskLost
+            };
             self.set_task_state(&framework_id, &task_id, state, now);
             let event = Self::master_update(
                 &task_id,
@@ -248,8 +277,12 @@ impl Master {
                 .frameworks
                 .get(&task.framework_id)
                 .is_some_and(|f| f.tasks.contains_key(&task.id));
-            if !known && self.frameworks.contains_key(&task.framework_id) && !agora_core::task::is_terminal(task.state) {
-                self.allocator.add_used(agent_id, &task.framework_id, &task.resources);
+            if !known
+                && self.frameworks.contains_key(&task.framework_id)
+                && !agora_core::task::is_terminal(task.state)
+            {
+                self.allocator
+                    .add_used(agent_id, &task.framework_id, &task.resources);
                 if let Some(agent) = self.agents.get_mut(agent_id) {
                     agent.used.add(&task.resources);
                 }
@@ -270,7 +303,10 @@ impl Master {
         // tell the agent to shut them down, as for a newly met agent.
         let orphaned: BTreeSet<FrameworkId> = reported
             .iter()
-            .filter(|t| !agora_core::task::is_terminal(t.state) && !self.frameworks.contains_key(&t.framework_id))
+            .filter(|t| {
+                !agora_core::task::is_terminal(t.state)
+                    && !self.frameworks.contains_key(&t.framework_id)
+            })
             .map(|t| t.framework_id.clone())
             .collect();
         for framework_id in orphaned {
@@ -305,13 +341,21 @@ impl Master {
     }
 
     /// A message on an agent's session after registration.
-    pub fn agent_message(&mut self, now: Now, conn: ConnId, message: agent_message::Kind, out: &mut Vec<Effect>) {
+    pub fn agent_message(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        message: agent_message::Kind,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(agent_id) = self.agent_conns.get(&conn).cloned() else {
             tracing::warn!(conn, "message from an unregistered agent session ignored");
             return;
         };
         match message {
-            agent_message::Kind::StatusUpdate(update) => self.status_update(now, &agent_id, update, out),
+            agent_message::Kind::StatusUpdate(update) => {
+                self.status_update(now, &agent_id, update, out)
+            }
             agent_message::Kind::ExecutorMessage(message) => {
                 let Ok(framework_id) = FrameworkId::from_field(&message.framework_id) else {
                     return;
@@ -334,7 +378,13 @@ impl Master {
         }
     }
 
-    fn status_update(&mut self, now: Now, agent_id: &AgentId, update: agent_message::StatusUpdate, out: &mut Vec<Effect>) {
+    fn status_update(
+        &mut self,
+        now: Now,
+        agent_id: &AgentId,
+        update: agent_message::StatusUpdate,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(mut status) = update.status else {
             return;
         };
@@ -354,11 +404,13 @@ impl Master {
                 self.send_to_agent(
                     agent_id,
                     MasterMessage {
-                        kind: Some(master_message::Kind::StatusUpdateAck(master_message::StatusUpdateAck {
-                            framework_id: framework_id.to_field(),
-                            task_id: task_id.to_field(),
-                            uuid,
-                        })),
+                        kind: Some(master_message::Kind::StatusUpdateAck(
+                            master_message::StatusUpdateAck {
+                                framework_id: framework_id.to_field(),
+                                task_id: task_id.to_field(),
+                                uuid,
+                            },
+                        )),
                     },
                     out,
                 );
@@ -387,7 +439,9 @@ impl Master {
             &framework_id,
             sched::Event {
                 r#type: sched::event::Type::Update as i32,
-                update: Some(sched::event::Update { status: Some(status) }),
+                update: Some(sched::event::Update {
+                    status: Some(status),
+                }),
                 ..Default::default()
             },
             out,
@@ -397,8 +451,10 @@ impl Master {
 
 fn shutdown_framework(framework_id: &FrameworkId) -> MasterMessage {
     MasterMessage {
-        kind: Some(master_message::Kind::ShutdownFramework(master_message::ShutdownFramework {
-            framework_id: framework_id.to_field(),
-        })),
+        kind: Some(master_message::Kind::ShutdownFramework(
+            master_message::ShutdownFramework {
+                framework_id: framework_id.to_field(),
+            },
+        )),
     }
 }

@@ -21,7 +21,7 @@ const MAX_REFUSE: Duration = Duration::from_secs(365 * 24 * 3600);
 pub(super) fn refuse_duration(filters: Option<&pb::Filters>) -> Option<Duration> {
     let seconds = filters.and_then(|f| f.refuse_seconds);
     match seconds {
-        Some(s) if s == 0.0 => None,
+        Some(0.0) => None,
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s).min(MAX_REFUSE)),
         Some(s) if s.is_infinite() && s > 0.0 => Some(MAX_REFUSE),
         _ => Some(DEFAULT_REFUSE),
@@ -33,11 +33,13 @@ fn require<T>(value: Option<T>, field: &str) -> Result<T, CallError> {
 }
 
 fn parse_task_id(id: &Option<pb::TaskId>) -> Result<TaskId, CallError> {
-    TaskId::from_field(id).map_err(|e| CallError::InvalidArgument(format!("task id is invalid: {e}")))
+    TaskId::from_field(id)
+        .map_err(|e| CallError::InvalidArgument(format!("task id is invalid: {e}")))
 }
 
 fn parse_agent_id(id: &Option<pb::AgentId>) -> Result<AgentId, CallError> {
-    AgentId::from_field(id).map_err(|e| CallError::InvalidArgument(format!("agent id is invalid: {e}")))
+    AgentId::from_field(id)
+        .map_err(|e| CallError::InvalidArgument(format!("agent id is invalid: {e}")))
 }
 
 impl Master {
@@ -51,7 +53,9 @@ impl Master {
         call: sched::Call,
         out: &mut Vec<Effect>,
     ) -> Result<(), CallError> {
-        let framework_id = require(call.framework_id.as_ref(), "framework_id")?.value.clone();
+        let framework_id = require(call.framework_id.as_ref(), "framework_id")?
+            .value
+            .clone();
         let framework_id = self.check_caller(&framework_id, stream_id)?;
         let kind = Type::try_from(call.r#type).unwrap_or(Type::Unknown);
         let result = match kind {
@@ -65,7 +69,13 @@ impl Master {
             }
             Type::Decline => {
                 let decline = require(call.decline, "decline")?;
-                self.decline(now, &framework_id, &decline.offer_ids, decline.filters.as_ref(), out)
+                self.decline(
+                    now,
+                    &framework_id,
+                    &decline.offer_ids,
+                    decline.filters.as_ref(),
+                    out,
+                )
             }
             Type::Revive => {
                 let roles = call.revive.map(|r| r.roles).unwrap_or_default();
@@ -96,7 +106,9 @@ impl Master {
                 let message = require(call.message, "message")?;
                 let agent_id = parse_agent_id(&message.agent_id)?;
                 if !self.agents.contains_key(&agent_id) {
-                    return Err(CallError::NotFound(format!("agent {agent_id} is not known")));
+                    return Err(CallError::NotFound(format!(
+                        "agent {agent_id} is not known"
+                    )));
                 }
                 self.send_to_agent(
                     &agent_id,
@@ -120,7 +132,10 @@ impl Master {
             Type::Subscribe => Err(CallError::InvalidArgument(
                 "SUBSCRIBE must be sent through the Subscribe stream".into(),
             )),
-            Type::Unknown => Err(CallError::InvalidArgument(format!("unknown call type {}", call.r#type))),
+            Type::Unknown => Err(CallError::InvalidArgument(format!(
+                "unknown call type {}",
+                call.r#type
+            ))),
         };
         if result.is_err() {
             self.counters.invalid_calls += 1;
@@ -128,7 +143,11 @@ impl Master {
         result
     }
 
-    fn check_roles(&self, framework_id: &agora_core::FrameworkId, roles: &[String]) -> Result<(), CallError> {
+    fn check_roles(
+        &self,
+        framework_id: &agora_core::FrameworkId,
+        roles: &[String],
+    ) -> Result<(), CallError> {
         let framework = &self.frameworks[framework_id];
         for role in roles {
             if !framework.roles.contains(role) {
@@ -155,7 +174,9 @@ impl Master {
         for raw in offer_ids {
             let id = OfferId::new(raw.value.clone());
             if !seen.insert(id.clone()) {
-                return Err(CallError::InvalidArgument(format!("duplicate offer {id} in offer list")));
+                return Err(CallError::InvalidArgument(format!(
+                    "duplicate offer {id} in offer list"
+                )));
             }
             match self.offers.get(&id) {
                 None => {
@@ -259,7 +280,8 @@ impl Master {
                 }
                 task.last_status.as_ref().is_some_and(|s| {
                     s.uuid.as_deref() == Some(ack.uuid.as_slice())
-                        && agora_core::task::from_i32(s.state).is_ok_and(agora_core::task::is_terminal)
+                        && agora_core::task::from_i32(s.state)
+                            .is_ok_and(agora_core::task::is_terminal)
                 })
             }
             // Already completed: the agent retried its terminal update because
@@ -280,11 +302,13 @@ impl Master {
         self.send_to_agent(
             &agent_id,
             MasterMessage {
-                kind: Some(master_message::Kind::StatusUpdateAck(master_message::StatusUpdateAck {
-                    framework_id: framework_id.to_field(),
-                    task_id: task_id.to_field(),
-                    uuid: ack.uuid,
-                })),
+                kind: Some(master_message::Kind::StatusUpdateAck(
+                    master_message::StatusUpdateAck {
+                        framework_id: framework_id.to_field(),
+                        task_id: task_id.to_field(),
+                        uuid: ack.uuid,
+                    },
+                )),
             },
             out,
         );
@@ -331,7 +355,9 @@ impl Master {
                     events.push(reply(task));
                     continue;
                 }
-                let agent_registered = agent_id.as_ref().is_some_and(|a| self.agents.contains_key(a));
+                let agent_registered = agent_id
+                    .as_ref()
+                    .is_some_and(|a| self.agents.contains_key(a));
                 let state = match (partition_aware, agent_registered) {
                     (false, _) => pb::TaskState::TaskLost,
                     (true, true) => pb::TaskState::TaskGone,

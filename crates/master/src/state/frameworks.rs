@@ -23,12 +23,15 @@ fn validate_framework_info(info: &pb::FrameworkInfo) -> Result<BTreeSet<String>,
     if info.user.trim().is_empty() {
         return invalid("framework_info.user must not be empty".into());
     }
-    let multi_role = info.capabilities.iter().any(|c| {
-        c.r#type == Some(pb::framework_info::capability::Type::MultiRole as i32)
-    });
+    let multi_role = info
+        .capabilities
+        .iter()
+        .any(|c| c.r#type == Some(pb::framework_info::capability::Type::MultiRole as i32));
     let roles: Vec<String> = if !info.roles.is_empty() {
         if info.role.is_some() {
-            return invalid("framework_info.role and framework_info.roles must not both be set".into());
+            return invalid(
+                "framework_info.role and framework_info.roles must not both be set".into(),
+            );
         }
         let _ = multi_role; // Agora accepts `roles` with or without the MULTI_ROLE capability.
         info.roles.clone()
@@ -66,14 +69,16 @@ impl Master {
         out: &mut Vec<Effect>,
     ) -> Result<FrameworkId, CallError> {
         if call.r#type != sched::call::Type::Subscribe as i32 {
-            return Err(CallError::InvalidArgument("expected a SUBSCRIBE call".into()));
+            return Err(CallError::InvalidArgument(
+                "expected a SUBSCRIBE call".into(),
+            ));
         }
-        let subscribe = call
-            .subscribe
-            .ok_or_else(|| CallError::InvalidArgument("expecting 'subscribe' to be present".into()))?;
-        let mut info = subscribe
-            .framework_info
-            .ok_or_else(|| CallError::InvalidArgument("expecting 'subscribe.framework_info' to be present".into()))?;
+        let subscribe = call.subscribe.ok_or_else(|| {
+            CallError::InvalidArgument("expecting 'subscribe' to be present".into())
+        })?;
+        let mut info = subscribe.framework_info.ok_or_else(|| {
+            CallError::InvalidArgument("expecting 'subscribe.framework_info' to be present".into())
+        })?;
         let roles = validate_framework_info(&info)?;
         for role in &subscribe.suppressed_roles {
             if !roles.contains(role) {
@@ -102,7 +107,8 @@ impl Master {
             }
             Some(id) => id,
             None => {
-                let id = FrameworkId::new(format!("{}-{:04}", self.master_id(), self.next_framework));
+                let id =
+                    FrameworkId::new(format!("{}-{:04}", self.master_id(), self.next_framework));
                 self.next_framework += 1;
                 id
             }
@@ -157,7 +163,8 @@ impl Master {
         }
         self.framework_conns.insert(conn, framework_id.clone());
         let suppressed: BTreeSet<String> = subscribe.suppressed_roles.into_iter().collect();
-        self.allocator.add_framework(framework_id.clone(), roles, suppressed);
+        self.allocator
+            .add_framework(framework_id.clone(), roles, suppressed);
         self.needs_allocation = true;
 
         out.push(Effect::ToFramework {
@@ -203,7 +210,12 @@ impl Master {
     /// Removes a framework for good: its offers go back, its tasks are killed
     /// (TASK_KILLED with REASON_FRAMEWORK_REMOVED) and its id can never
     /// subscribe again.
-    pub fn remove_framework(&mut self, framework_id: &FrameworkId, now: Now, out: &mut Vec<Effect>) {
+    pub fn remove_framework(
+        &mut self,
+        framework_id: &FrameworkId,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(framework) = self.frameworks.get(framework_id) else {
             return;
         };
@@ -223,7 +235,11 @@ impl Master {
             .frameworks
             .get(framework_id)
             .expect("framework present: looked up above");
-        let agents: BTreeSet<_> = framework.tasks.values().map(|t| t.agent_id.clone()).collect();
+        let agents: BTreeSet<_> = framework
+            .tasks
+            .values()
+            .map(|t| t.agent_id.clone())
+            .collect();
         for agent_id in &agents {
             self.send_to_agent(
                 agent_id,
@@ -260,18 +276,25 @@ impl Master {
     }
 
     /// Checks that a call comes from the framework's live subscription.
-    pub(super) fn check_caller(&self, framework_id: &str, stream_id: &str) -> Result<FrameworkId, CallError> {
+    pub(super) fn check_caller(
+        &self,
+        framework_id: &str,
+        stream_id: &str,
+    ) -> Result<FrameworkId, CallError> {
         let id = FrameworkId::parse(framework_id.to_string())
             .map_err(|e| CallError::InvalidArgument(format!("framework id is invalid: {e}")))?;
         if self.removed_frameworks.contains(&id) {
-            return Err(CallError::FailedPrecondition(format!("framework {id} has been removed")));
+            return Err(CallError::FailedPrecondition(format!(
+                "framework {id} has been removed"
+            )));
         }
-        let framework = self
-            .frameworks
-            .get(&id)
-            .ok_or_else(|| CallError::NotFound(format!("framework {id} is not known to this master")))?;
+        let framework = self.frameworks.get(&id).ok_or_else(|| {
+            CallError::NotFound(format!("framework {id} is not known to this master"))
+        })?;
         if framework.conn.is_none() {
-            return Err(CallError::PermissionDenied(format!("framework {id} is not subscribed")));
+            return Err(CallError::PermissionDenied(format!(
+                "framework {id} is not subscribed"
+            )));
         }
         if framework.stream_id != stream_id {
             return Err(CallError::InvalidArgument(

@@ -59,7 +59,8 @@ impl Master {
                 error,
             })
             .and_then(|(ids, agent_id, pool)| {
-                let launches = self.check_operations(framework_id, &agent_id, &pool, &accept.operations)?;
+                let launches =
+                    self.check_operations(framework_id, &agent_id, &pool, &accept.operations)?;
                 Ok((ids, agent_id, pool, launches))
             });
         let (offer_ids, agent_id, pool, launches) = match checked {
@@ -112,7 +113,11 @@ impl Master {
             if let Some(framework) = self.frameworks.get_mut(framework_id) {
                 framework.tasks.insert(launch.task_id.clone(), task);
             }
-            *self.counters.task_transitions.entry("TASK_STAGING").or_default() += 1;
+            *self
+                .counters
+                .task_transitions
+                .entry("TASK_STAGING")
+                .or_default() += 1;
             self.counters.tasks_launched += 1;
             tracing::debug!(framework_id = %framework_id, task_id = %launch.task_id, agent_id = %agent_id, "launching task");
             self.send_to_agent(
@@ -191,15 +196,20 @@ impl Master {
                     kind.as_str_name()
                 )));
             }
-            let launch = operation
-                .launch
-                .as_ref()
-                .ok_or_else(|| invalid("expecting 'launch' to be present in a LAUNCH operation".into()))?;
+            let launch = operation.launch.as_ref().ok_or_else(|| {
+                invalid("expecting 'launch' to be present in a LAUNCH operation".into())
+            })?;
             for info in &launch.task_infos {
-                let task_id = TaskId::from_field(&info.task_id)
-                    .map_err(|e| invalid(format!("task id '{}' is invalid: {e}", info.task_id.as_ref().map_or("", |t| t.value.as_str()))))?;
+                let task_id = TaskId::from_field(&info.task_id).map_err(|e| {
+                    invalid(format!(
+                        "task id '{}' is invalid: {e}",
+                        info.task_id.as_ref().map_or("", |t| t.value.as_str())
+                    ))
+                })?;
                 if !seen.insert(task_id.clone()) {
-                    return Err(invalid(format!("task {task_id} appears twice in this call")));
+                    return Err(invalid(format!(
+                        "task {task_id} appears twice in this call"
+                    )));
                 }
                 if framework.tasks.contains_key(&task_id) {
                     return Err(invalid(format!(
@@ -221,9 +231,10 @@ impl Master {
                         "task {task_id} asks for a custom executor, which this master does not run yet"
                     )));
                 }
-                let has_command = info.command.as_ref().is_some_and(|c| {
-                    c.value.as_ref().is_some_and(|v| !v.trim().is_empty())
-                });
+                let has_command = info
+                    .command
+                    .as_ref()
+                    .is_some_and(|c| c.value.as_ref().is_some_and(|v| !v.trim().is_empty()));
                 if !has_command {
                     return Err(invalid(format!("task {task_id} has no command to run")));
                 }

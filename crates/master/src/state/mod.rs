@@ -36,13 +36,26 @@ pub struct Now {
     pub wall: f64,
 }
 
+// Effects live for one turn of the shell's loop and are moved, never copied:
+// boxing the large messages would cost an allocation each for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    ToFramework { conn: ConnId, event: sched::Event },
+    ToFramework {
+        conn: ConnId,
+        event: sched::Event,
+    },
     /// Ends a framework's event stream (after an ERROR event, or teardown).
-    CloseFramework { conn: ConnId },
-    ToAgent { conn: ConnId, message: MasterMessage },
-    CloseAgent { conn: ConnId },
+    CloseFramework {
+        conn: ConnId,
+    },
+    ToAgent {
+        conn: ConnId,
+        message: MasterMessage,
+    },
+    CloseAgent {
+        conn: ConnId,
+    },
 }
 
 /// Why a framework's call was refused. Each maps to one gRPC code in the shell.
@@ -123,9 +136,10 @@ impl Framework {
     }
 
     fn partition_aware(&self) -> bool {
-        self.info.capabilities.iter().any(|c| {
-            c.r#type == Some(pb::framework_info::capability::Type::PartitionAware as i32)
-        })
+        self.info
+            .capabilities
+            .iter()
+            .any(|c| c.r#type == Some(pb::framework_info::capability::Type::PartitionAware as i32))
     }
 }
 
@@ -223,7 +237,10 @@ impl Master {
                 continue;
             };
             self.next_offer += 1;
-            let offer_id = OfferId::new(format!("{}-O{}", self.config.master_info.id, self.next_offer));
+            let offer_id = OfferId::new(format!(
+                "{}-O{}",
+                self.config.master_info.id, self.next_offer
+            ));
             let proto = pb::Offer {
                 id: offer_id.to_field(),
                 framework_id: framework.id.to_field(),
@@ -247,7 +264,10 @@ impl Master {
                     resources: allocation.resources,
                 },
             );
-            by_framework.entry(allocation.framework_id).or_default().push(proto);
+            by_framework
+                .entry(allocation.framework_id)
+                .or_default()
+                .push(proto);
         }
         for (framework_id, offers) in by_framework {
             let Some(conn) = self.frameworks.get(&framework_id).and_then(|f| f.conn) else {
@@ -306,7 +326,13 @@ impl Master {
 
     /// Records a task's new state; gives its resources back the first time it
     /// is seen terminal.
-    fn set_task_state(&mut self, framework_id: &FrameworkId, task_id: &TaskId, state: pb::TaskState, now: Now) {
+    fn set_task_state(
+        &mut self,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+        state: pb::TaskState,
+        now: Now,
+    ) {
         let Some(framework) = self.frameworks.get_mut(framework_id) else {
             return;
         };
@@ -323,7 +349,13 @@ impl Master {
         task.state = state;
         if agora_core::task::is_terminal(state) && !task.resources_released {
             task.resources_released = true;
-            self.allocator.recover(&task.agent_id, framework_id, &task.resources, None, now.monotonic);
+            self.allocator.recover(
+                &task.agent_id,
+                framework_id,
+                &task.resources,
+                None,
+                now.monotonic,
+            );
             if let Some(agent) = self.agents.get_mut(&task.agent_id) {
                 agent.used.subtract(&task.resources);
             }
@@ -372,7 +404,12 @@ impl Master {
         }
     }
 
-    fn send_to_framework(&self, framework_id: &FrameworkId, event: sched::Event, out: &mut Vec<Effect>) {
+    fn send_to_framework(
+        &self,
+        framework_id: &FrameworkId,
+        event: sched::Event,
+        out: &mut Vec<Effect>,
+    ) {
         if let Some(conn) = self.frameworks.get(framework_id).and_then(|f| f.conn) {
             out.push(Effect::ToFramework { conn, event });
         }

@@ -2718,7 +2718,7 @@ impl Sim {
         let id = result.expect("new framework subscribes");
         info.id = id.to_field();
         self.open_framework_conns.insert(conn);
-        let mut slot = SimFramework {
+        let slot = SimFramework {
             id,
             info,
             conn: Some(conn),
@@ -2727,7 +2727,6 @@ impl Sim {
         };
         // SUBSCRIBED is the only effect.
         assert_eq!(out.len(), 1, "{out:?}");
-        slot.seen_offers.clear();
         slot
     }
 
@@ -3577,4 +3576,100 @@ fn retried_terminal_update_after_a_lost_ack_can_still_be_acknowledged() {
     );
     assert!(h.used(&agent).is_empty());
     assert_eq!(h.master.frameworks[&fw.id].completed_tasks.len(), 1);
+}
+
+#[test]
+fn offers_for_two_roles_cannot_be_accepted_together() {
+    let mut h = Harness::new();
+    let agent = h.register_agent(1, "a1", "cpus:1;cpus(b):1;mem:512");
+    let mut info = framework_info("multi");
+    info.roles = vec!["a".into(), "b".into()];
+    let fw = h.subscribe_ok(10, info);
+    let offers = h.offers_for(&fw);
+    assert_eq!(offers.len(), 2, "one offer per role: {offers:?}");
+    let roles: Vec<Option<String>> = offers
+        .iter()
+        .map(|o| o.allocation_info.as_ref().and_then(|a| a.role.clone()))
+        .collect();
+    assert_eq!(roles, vec![Some("a".to_string()), Some("b".to_string())]);
+    assert_eq!(offer_resources(&offers[0]), res("cpus:1;mem:512"));
+    assert_eq!(offer_resources(&offers[1]), res("cpus(b):1"));
+    let ids: Vec<pb::OfferId> = offers.iter().map(offer_id).collect();
+    assert_accept_refused(
+        &mut h,
+        &fw,
+        launch_call(
+            &fw.id,
+            &ids,
+            vec![command_task("t1", &agent, "cpus:1")],
+            None,
+        ),
+        ErrKind::InvalidArgument,
+        "same role",
+        pb::TaskState::TaskLost,
+        pb::task_status::Reason::InvalidOffers,
+        &["t1"],
+    );
+    // Reserved resources can be used through the offer for their role only.
+    assert_accept_refused(
+        &mut h,
+        &fw,
+        launch_call(
+            &fw.id,
+            &[ids[0].clone()],
+            vec![command_task("t1", &agent, "cpus(b):1")],
+            None,
+        ),
+        ErrKind::InvalidArgument,
+        "asks for cpus(b):1",
+        pb::TaskState::TaskError,
+        pb::task_status::Reason::TaskInvalid,
+        &["t1"],
+    );
+    let out = h.call_ok(
+        &fw,
+        launch_call(
+            &fw.id,
+            &[ids[1].clone()],
+            vec![command_task("t1", &agent, "cpus(b):1")],
+            Some(0.0),
+        ),
+    );
+    assert_eq!(run_tasks(&out).len(), 1);
+    assert_eq!(h.used(&agent), res("cpus(b):1"));
+}
+
+#[test]
+fn decline_with_one_bad_offer_declines_nothing() {
+    let (mut h, _agent, fw, offer) = one_agent_one_offer();
+    let before = snapshot(&h);
+    let (result, out) = h.call(
+        &fw,
+        decline_call(
+            &fw.id,
+            &[
+                offer_id(&offer),
+                pb::OfferId {
+                    value: "gone".into(),
+                },
+            ],
+            Some(0.0),
+        ),
+    );
+    assert_error(result, ErrKind::NotFound, "gone");
+    assert!(out.is_empty());
+    assert_unchanged(&h, &before);
+    assert_eq!(h.master.counters.offers_declined, 0);
+}
+
+#[test]
+fn decline_with_a_negative_or_nan_refusal_uses_the_default() {
+    for refuse in [-1.0, f64::NAN] {
+        let (mut h, _agent, fw, offer) = one_agent_one_offer();
+        h.call_ok(&fw, decline_call(&fw.id, &[offer_id(&offer)], Some(refuse)));
+        h.advance(4.0);
+        assert!(h.offers_for(&fw).is_empty(), "refuse {refuse}");
+        h.advance(1.5);
+        assert_eq!(h.offers_for(&fw).len(), 1, "refuse {refuse}");
+    }
 }
