@@ -35,6 +35,30 @@ pub fn agora_bin() -> PathBuf {
     .clone()
 }
 
+/// An example program of the SDK crate, built with the same cargo.
+pub fn sdk_example(name: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "agora-scheduler",
+            "--example",
+            name,
+        ])
+        .status()
+        .expect("cargo can be run");
+    assert!(status.success(), "building example {name} failed");
+    let bin = agora_bin()
+        .parent()
+        .expect("profile dir")
+        .join("examples")
+        .join(name);
+    assert!(bin.exists(), "{} was not built", bin.display());
+    bin
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
