@@ -92,25 +92,17 @@ impl Allocator for FairAllocator {
         total: Resources,
         used: &[(FrameworkId, Resources)],
     ) {
-        let mut allocated = Resources::new();
-        for (framework_id, resources) in used {
-            allocated.add(resources);
-            if let Some(framework) = self.frameworks.get_mut(framework_id) {
-                framework
-                    .allocated
-                    .entry(agent_id.clone())
-                    .or_default()
-                    .add(resources);
-            }
-        }
         self.agents.insert(
-            agent_id,
+            agent_id.clone(),
             AgentBooks {
                 total,
-                allocated,
+                allocated: Resources::new(),
                 active: true,
             },
         );
+        for (framework_id, resources) in used {
+            self.add_used(&agent_id, framework_id, resources);
+        }
     }
 
     fn remove_agent(&mut self, agent_id: &AgentId) {

@@ -119,48 +119,53 @@ pub fn render_metrics(s: &StateSnapshot) -> String {
         &transition_refs,
     );
     let c = &s.counters;
-    metric(
-        "agora_master_offers_sent_total",
-        "counter",
-        "Offers sent to frameworks.",
-        &[("", c.offers_sent as f64)],
-    );
-    metric(
-        "agora_master_offers_declined_total",
-        "counter",
-        "Offers declined by frameworks.",
-        &[("", c.offers_declined as f64)],
-    );
-    metric(
-        "agora_master_offers_accepted_total",
-        "counter",
-        "Offers accepted by frameworks.",
-        &[("", c.offers_accepted as f64)],
-    );
-    metric(
-        "agora_master_offers_rescinded_total",
-        "counter",
-        "Offers rescinded by the master.",
-        &[("", c.offers_rescinded as f64)],
-    );
-    metric(
-        "agora_master_offers_outstanding",
-        "gauge",
-        "Offers not yet answered.",
-        &[("", s.outstanding_offers as f64)],
-    );
-    metric(
-        "agora_master_tasks_launched_total",
-        "counter",
-        "Tasks launched.",
-        &[("", c.tasks_launched as f64)],
-    );
-    metric(
-        "agora_master_invalid_calls_total",
-        "counter",
-        "Framework calls refused as invalid.",
-        &[("", c.invalid_calls as f64)],
-    );
+    let single: [(&str, &str, &str, f64); 7] = [
+        (
+            "agora_master_offers_sent_total",
+            "counter",
+            "Offers sent to frameworks.",
+            c.offers_sent as f64,
+        ),
+        (
+            "agora_master_offers_declined_total",
+            "counter",
+            "Offers declined by frameworks.",
+            c.offers_declined as f64,
+        ),
+        (
+            "agora_master_offers_accepted_total",
+            "counter",
+            "Offers accepted by frameworks.",
+            c.offers_accepted as f64,
+        ),
+        (
+            "agora_master_offers_rescinded_total",
+            "counter",
+            "Offers rescinded by the master.",
+            c.offers_rescinded as f64,
+        ),
+        (
+            "agora_master_offers_outstanding",
+            "gauge",
+            "Offers not yet answered.",
+            s.outstanding_offers as f64,
+        ),
+        (
+            "agora_master_tasks_launched_total",
+            "counter",
+            "Tasks launched.",
+            c.tasks_launched as f64,
+        ),
+        (
+            "agora_master_invalid_calls_total",
+            "counter",
+            "Framework calls refused as invalid.",
+            c.invalid_calls as f64,
+        ),
+    ];
+    for (name, kind, help, value) in single {
+        metric(name, kind, help, &[("", value)]);
+    }
     out
 }
 
