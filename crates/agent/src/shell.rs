@@ -39,6 +39,8 @@ use crate::state::{AgentState, Effect, ExecutorConn};
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Readers of `/state` see the agent at most this stale.
+const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
@@ -135,6 +137,8 @@ struct Actor {
     sandboxes: HashMap<(FrameworkId, ExecutorId), PathBuf>,
     commands: mpsc::UnboundedSender<AgentCommand>,
     snapshot: watch::Sender<Arc<AgentSnapshot>>,
+    last_snapshot: Instant,
+    dirty: bool,
 }
 
 impl Actor {
@@ -362,7 +366,25 @@ impl Actor {
         }
     }
 
-    fn publish(&self) {
+    /// Publishes the snapshot readers see, at most every [`SNAPSHOT_INTERVAL`]
+    /// (its cost grows with the tasks kept, so never once per event).
+    fn publish(&mut self, force: bool) {
+        if !self.dirty || (!force && self.last_snapshot.elapsed() < SNAPSHOT_INTERVAL) {
+            return;
+        }
+        self.dirty = false;
+        self.last_snapshot = Instant::now();
+        // Sandboxes are only kept for tasks the snapshot still shows.
+        if self.sandboxes.len() > self.state.tasks.len() + self.state.completed.len() {
+            let keep: std::collections::HashSet<(FrameworkId, ExecutorId)> = self
+                .state
+                .tasks
+                .values()
+                .chain(self.state.completed.iter())
+                .map(|t| (t.framework_id.clone(), t.executor_id.clone()))
+                .collect();
+            self.sandboxes.retain(|key, _| keep.contains(key));
+        }
         let view = |t: &crate::state::TaskRecord| TaskView {
             id: t
                 .info
@@ -396,6 +418,8 @@ impl Actor {
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut publish = tokio::time::interval(SNAPSHOT_INTERVAL);
+        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut out = Vec::new();
             tokio::select! {
@@ -411,9 +435,14 @@ impl Actor {
                     let now = self.now();
                     self.state.on_tick(now, &mut out);
                 }
+                _ = publish.tick() => {
+                    self.publish(true);
+                    continue;
+                }
             }
+            self.dirty = true;
             self.execute(out);
-            self.publish();
+            self.publish(false);
         }
     }
 }
@@ -611,6 +640,8 @@ pub async fn run_agent(
         sandboxes: HashMap::new(),
         commands: commands.clone(),
         snapshot: snapshot_tx,
+        last_snapshot: Instant::now(),
+        dirty: true,
     };
     let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
     let session_task = tokio::spawn(master_session(
@@ -634,6 +665,13 @@ pub async fn run_agent(
             ExecutorServer::new(service),
         );
     tracing::info!(address = %options.advertise, master = %options.master, "agent serving");
+    // Replies go out in several writes; without TCP_NODELAY each would wait
+    // for the peer's delayed ACK (40 ms on Linux).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;

@@ -508,6 +508,13 @@ pub async fn run_master(
             AgentSessionServer::new(services),
         );
     tracing::info!(address = %options.advertise, master_id = %master_id, "master serving");
+    // Replies go out in several writes; without TCP_NODELAY each would wait
+    // for the peer's delayed ACK (40 ms on Linux).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
