@@ -74,7 +74,12 @@ fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = init_logging(cli.log_format, &cli.log) {
+    // `agora run` prints task states on stdout; its logs stay quiet unless asked for.
+    let default_log = match cli.command {
+        Commands::Run(_) => "warn",
+        _ => "info",
+    };
+    if let Err(e) = init_logging(cli.log_format, cli.log.as_deref().unwrap_or(default_log)) {
         eprintln!("agora: {e:#}");
         return ExitCode::from(2);
     }
