@@ -26,15 +26,9 @@ struct Cli {
         alias = "log_format"
     )]
     log_format: LogFormat,
-    /// Log filter, e.g. `info` or `agora_master=debug`.
-    #[arg(
-        long,
-        global = true,
-        default_value = "info",
-        env = "AGORA_LOG",
-        alias = "logging_level"
-    )]
-    log: String,
+    /// Log filter, e.g. `info` or `agora_master=debug` [default: info; warn for `run`].
+    #[arg(long, global = true, env = "AGORA_LOG", alias = "logging_level")]
+    log: Option<String>,
     #[command(subcommand)]
     command: Commands,
 }
