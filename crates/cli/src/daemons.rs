@@ -28,6 +28,12 @@ pub(crate) struct MasterArgs {
     /// Seconds between periodic allocation cycles (allocation is also event-driven).
     #[arg(long, default_value_t = 1.0, env = "AGORA_ALLOCATION_INTERVAL", alias = "allocation_interval", value_parser = parse_interval)]
     allocation_interval: f64,
+    /// Seconds between the master's pings to each agent.
+    #[arg(long, default_value_t = 3.0, env = "AGORA_AGENT_PING_TIMEOUT", alias = "agent_ping_timeout", value_parser = parse_interval)]
+    agent_ping_timeout: f64,
+    /// Missed pings (or ping periods without a session) before an agent is unreachable; with the defaults a dead agent is noticed within 9 s.
+    #[arg(long, default_value_t = 3, env = "AGORA_MAX_AGENT_PING_TIMEOUTS", alias = "max_agent_ping_timeouts", value_parser = clap::value_parser!(u32).range(1..=100))]
+    max_agent_ping_timeouts: u32,
 }
 
 #[derive(clap::Args, Debug)]
@@ -127,15 +133,30 @@ async fn bind(ip: IpAddr, port: u16) -> anyhow::Result<(TcpListener, SocketAddr)
     Ok((listener, address))
 }
 
+/// Master settings beyond the address; `agora dev` uses the defaults.
+struct MasterTuning {
+    allocation_interval: f64,
+    agent_ping_timeout: f64,
+    max_agent_ping_timeouts: u32,
+}
+
+const DEFAULT_TUNING: MasterTuning = MasterTuning {
+    allocation_interval: 1.0,
+    agent_ping_timeout: 3.0,
+    max_agent_ping_timeouts: 3,
+};
+
 fn master_options(
     address: SocketAddr,
     hostname: String,
-    allocation_interval: f64,
+    tuning: &MasterTuning,
 ) -> agora_master::MasterOptions {
     agora_master::MasterOptions {
         advertise: address,
         hostname,
-        allocation_interval: Duration::from_secs_f64(allocation_interval),
+        allocation_interval: Duration::from_secs_f64(tuning.allocation_interval),
+        agent_ping_timeout: Duration::from_secs_f64(tuning.agent_ping_timeout),
+        max_agent_ping_timeouts: tuning.max_agent_ping_timeouts,
     }
 }
 
@@ -146,7 +167,12 @@ pub(crate) async fn master(args: MasterArgs) -> anyhow::Result<()> {
     }
     let (listener, address) = bind(args.ip, args.port).await?;
     let hostname = hostname_for(args.ip, args.hostname);
-    let options = master_options(address, hostname, args.allocation_interval);
+    let tuning = MasterTuning {
+        allocation_interval: args.allocation_interval,
+        agent_ping_timeout: args.agent_ping_timeout,
+        max_agent_ping_timeouts: args.max_agent_ping_timeouts,
+    };
+    let options = master_options(address, hostname, &tuning);
     agora_master::run_master(listener, options, shutdown_on_signal())
         .await
         .context("master failed")
@@ -212,7 +238,7 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let hostname = hostname_for(args.ip, None);
     let master = tokio::spawn(agora_master::run_master(
         listener,
-        master_options(master_address, hostname.clone(), 1.0),
+        master_options(master_address, hostname.clone(), &DEFAULT_TUNING),
         shutdown.clone(),
     ));
     let mut agents = Vec::new();

@@ -62,15 +62,15 @@ pub fn render_metrics(s: &StateSnapshot) -> String {
             }
         }
     };
-    let active_agents = s.agents.iter().filter(|a| a.active).count() as f64;
-    let inactive_agents = s.agents.len() as f64 - active_agents;
+    let agents_in = |status: &str| s.agents.iter().filter(|a| a.status == status).count() as f64;
     metric(
         "agora_master_agents",
         "gauge",
         "Agents known to the master by state.",
         &[
-            ("state=\"active\"", active_agents),
-            ("state=\"inactive\"", inactive_agents),
+            ("state=\"active\"", agents_in("active")),
+            ("state=\"disconnected\"", agents_in("disconnected")),
+            ("state=\"unreachable\"", agents_in("unreachable")),
         ],
     );
     let active_frameworks = s.frameworks.iter().filter(|f| f.active).count() as f64;
@@ -119,7 +119,7 @@ pub fn render_metrics(s: &StateSnapshot) -> String {
         &transition_refs,
     );
     let c = &s.counters;
-    let single: [(&str, &str, &str, f64); 7] = [
+    let single: [(&str, &str, &str, f64); 8] = [
         (
             "agora_master_offers_sent_total",
             "counter",
@@ -161,6 +161,12 @@ pub fn render_metrics(s: &StateSnapshot) -> String {
             "counter",
             "Framework calls refused as invalid.",
             c.invalid_calls as f64,
+        ),
+        (
+            "agora_master_agents_marked_unreachable_total",
+            "counter",
+            "Agents marked unreachable.",
+            c.agents_marked_unreachable as f64,
         ),
     ];
     for (name, kind, help, value) in single {

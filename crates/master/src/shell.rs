@@ -31,6 +31,8 @@ const STREAM_BUFFER: usize = 4096;
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Readers see state at most this stale.
 const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(20);
+/// How often the state machine's timers (pings, failover timeouts) run.
+const TIMER_INTERVAL: Duration = Duration::from_millis(250);
 /// Gives the command loop's batches a bound, so timers still run under load.
 const MAX_BATCH: usize = 512;
 
@@ -40,6 +42,9 @@ pub struct MasterOptions {
     pub advertise: SocketAddr,
     pub hostname: String,
     pub allocation_interval: Duration,
+    /// How often agents are pinged; see [`MasterConfig`].
+    pub agent_ping_timeout: Duration,
+    pub max_agent_ping_timeouts: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +220,8 @@ impl Actor {
         allocation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut publish = tokio::time::interval(SNAPSHOT_INTERVAL);
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut timers = tokio::time::interval(TIMER_INTERVAL);
+        timers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut out = Vec::new();
             tokio::select! {
@@ -231,8 +238,12 @@ impl Actor {
                 }
                 _ = allocation.tick() => {
                     let now = self.now();
-                    self.master.tick(now, &mut out);
                     self.master.allocate(now, &mut out);
+                    self.dirty = true;
+                }
+                _ = timers.tick() => {
+                    let now = self.now();
+                    self.master.tick(now, &mut out);
                     self.dirty = true;
                 }
                 _ = publish.tick() => {
@@ -472,7 +483,9 @@ pub async fn run_master(
             port: i32::from(options.advertise.port()),
         }),
     };
-    let config = MasterConfig::new(master_info);
+    let mut config = MasterConfig::new(master_info);
+    config.agent_ping_timeout = options.agent_ping_timeout;
+    config.max_agent_ping_timeouts = options.max_agent_ping_timeouts;
     let heartbeat = config.heartbeat_interval;
     let master = Master::new(config, Box::new(FairAllocator::new()));
     let start_wall = wall_now();

@@ -34,7 +34,11 @@ pub struct AgentView {
     pub used: BTreeMap<String, SummaryValue>,
     pub free: BTreeMap<String, SummaryValue>,
     pub attributes: BTreeMap<String, String>,
+    /// Connected and reachable.
     pub active: bool,
+    /// `active`, `disconnected` (session down, within its grace) or `unreachable`.
+    pub status: &'static str,
+    pub unreachable_since: Option<f64>,
     pub registered_time: f64,
 }
 
@@ -124,7 +128,13 @@ fn agent_view(agent: &Agent, free: Option<&agora_core::Resources>) -> AgentView 
             .iter()
             .map(|a| (a.name.clone(), attribute_text(a)))
             .collect(),
-        active: agent.conn.is_some(),
+        active: agent.conn.is_some() && agent.unreachable_since.is_none(),
+        status: match (agent.conn.is_some(), agent.unreachable_since.is_some()) {
+            (_, true) => "unreachable",
+            (true, false) => "active",
+            (false, false) => "disconnected",
+        },
+        unreachable_since: agent.unreachable_since,
         registered_time: agent.registered_at,
     }
 }

@@ -24,12 +24,12 @@ fn refuse(conn: ConnId, message: String, out: &mut Vec<Effect>) {
 }
 
 /// A task reported by a re-registering agent, checked.
-struct ReportedTask {
-    id: TaskId,
-    framework_id: FrameworkId,
-    name: String,
-    state: pb::TaskState,
-    resources: Resources,
+pub(super) struct ReportedTask {
+    pub(super) id: TaskId,
+    pub(super) framework_id: FrameworkId,
+    pub(super) name: String,
+    pub(super) state: pb::TaskState,
+    pub(super) resources: Resources,
 }
 
 fn check_reported_task(task: &pb::Task) -> Result<ReportedTask, String> {
@@ -103,8 +103,13 @@ impl Master {
                 out.push(Effect::CloseAgent { conn: old });
             }
             existing.info = info;
-            self.allocator.set_agent_active(&agent_id, true);
+            existing.health = super::AgentHealth::registered_at(now.monotonic);
             self.agent_conns.insert(conn, agent_id.clone());
+            if self.agents[&agent_id].unreachable_since.is_some() {
+                self.readmit(now, &agent_id, &reported, out);
+            } else {
+                self.allocator.set_agent_active(&agent_id, true);
+            }
             self.reconcile_agent_tasks(now, &agent_id, &reported, out);
             tracing::info!(agent_id = %agent_id, "agent re-registered");
         } else {
@@ -140,6 +145,8 @@ impl Master {
                     total,
                     used,
                     registered_at: now.wall,
+                    health: super::AgentHealth::registered_at(now.monotonic),
+                    unreachable_since: None,
                 },
             );
             self.agent_conns.insert(conn, agent_id.clone());
@@ -327,6 +334,7 @@ impl Master {
             return;
         }
         agent.conn = None;
+        agent.health.disconnected_at = Some(now.monotonic);
         self.allocator.set_agent_active(&agent_id, false);
         let offers: Vec<OfferId> = self
             .offers
@@ -371,7 +379,7 @@ impl Master {
                 };
                 self.send_to_framework(&framework_id, event, out);
             }
-            agent_message::Kind::Pong(_) => {}
+            agent_message::Kind::Pong(pong) => self.on_pong(&agent_id, pong.seq),
             agent_message::Kind::Register(_) => {
                 tracing::warn!(agent_id = %agent_id, "second registration on one session ignored");
             }

@@ -20,6 +20,7 @@ use agora_proto::v1::scheduler as sched;
 mod agents;
 mod calls;
 mod frameworks;
+mod health;
 mod launch;
 #[cfg(test)]
 mod tests;
@@ -77,6 +78,11 @@ pub struct MasterConfig {
     pub heartbeat_interval: Duration,
     pub max_completed_tasks_per_framework: usize,
     pub max_completed_frameworks: usize,
+    /// How often the master pings each agent (`--agent-ping-timeout`).
+    pub agent_ping_timeout: Duration,
+    /// Unanswered pings (or ping periods without a session) before an agent
+    /// is marked unreachable (`--max-agent-ping-timeouts`).
+    pub max_agent_ping_timeouts: u32,
 }
 
 impl MasterConfig {
@@ -86,6 +92,9 @@ impl MasterConfig {
             heartbeat_interval: Duration::from_secs(15),
             max_completed_tasks_per_framework: 1000,
             max_completed_frameworks: 50,
+            // 3 s x 3 = a dead agent is detected within 9 s (Mesos: 15 s x 5 = 75 s).
+            agent_ping_timeout: Duration::from_secs(3),
+            max_agent_ping_timeouts: 3,
         }
     }
 }
@@ -99,6 +108,30 @@ pub struct Agent {
     /// Resources of the agent's non-terminal tasks.
     pub used: Resources,
     pub registered_at: f64,
+    pub health: AgentHealth,
+    /// Set while the agent is unreachable (wall-clock seconds since when).
+    pub unreachable_since: Option<f64>,
+}
+
+/// The master's view of an agent's liveness.
+#[derive(Debug, Clone, Default)]
+pub struct AgentHealth {
+    pub last_ping: Option<Duration>,
+    pub awaiting_pong: bool,
+    pub missed: u32,
+    pub seq: u64,
+    /// When the agent's session ended, while it has not come back.
+    pub disconnected_at: Option<Duration>,
+}
+
+impl AgentHealth {
+    /// A fresh session: the first ping is due one period from now.
+    pub fn registered_at(now: Duration) -> Self {
+        Self {
+            last_ping: Some(now),
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +195,7 @@ pub struct Counters {
     pub tasks_launched: u64,
     pub task_transitions: BTreeMap<&'static str, u64>,
     pub invalid_calls: u64,
+    pub agents_marked_unreachable: u64,
 }
 
 pub struct Master {
@@ -421,8 +455,10 @@ impl Master {
         }
     }
 
-    /// Timers: removes frameworks whose failover timeout has passed.
+    /// Timers: pings agents and marks silent ones unreachable; removes
+    /// frameworks whose failover timeout has passed.
     pub fn tick(&mut self, now: Now, out: &mut Vec<Effect>) {
+        self.check_agents(now, out);
         let expired: Vec<FrameworkId> = self
             .frameworks
             .values()
