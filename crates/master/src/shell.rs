@@ -193,6 +193,10 @@ impl Actor {
                         self.agents.remove(&conn);
                     }
                 }
+                Effect::Registry(entry) => {
+                    // Persisted once the registry store is wired in (HA work in progress).
+                    tracing::debug!(agent_id = %entry.id, state = ?entry.state, "registry entry changed");
+                }
                 Effect::CloseAgent { conn } => {
                     self.agents.remove(&conn);
                 }

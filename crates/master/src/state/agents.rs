@@ -94,6 +94,14 @@ impl Master {
             }
         };
         info.id = agent_id.to_field();
+        if self.is_gone(&agent_id) {
+            refuse(
+                conn,
+                format!("agent {agent_id} was marked gone and may not register again"),
+                out,
+            );
+            return None;
+        }
 
         if let Some(existing) = self.agents.get_mut(&agent_id) {
             if let Some(old) = existing.conn.replace(conn)
@@ -105,12 +113,14 @@ impl Master {
             existing.info = info;
             existing.health = super::AgentHealth::registered_at(now.monotonic);
             self.agent_conns.insert(conn, agent_id.clone());
-            if self.agents[&agent_id].unreachable_since.is_some() {
+            let was_unreachable = self.agents[&agent_id].unreachable_since.is_some();
+            if was_unreachable {
                 self.readmit(now, &agent_id, &reported, out);
             } else {
                 self.allocator.set_agent_active(&agent_id, true);
             }
             self.reconcile_agent_tasks(now, &agent_id, &reported, out);
+            self.admitted(&agent_id, was_unreachable, out);
             tracing::info!(agent_id = %agent_id, "agent re-registered");
         } else {
             // A new agent, or one this master has not met (it restarted):
@@ -158,6 +168,7 @@ impl Master {
             for framework_id in orphaned {
                 self.send_to_agent(&agent_id, shutdown_framework(&framework_id), out);
             }
+            self.admitted(&agent_id, true, out);
             tracing::info!(agent_id = %agent_id, hostname = %self.agents[&agent_id].info.hostname, "agent registered");
         }
         self.needs_allocation = true;

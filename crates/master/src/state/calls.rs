@@ -355,13 +355,17 @@ impl Master {
                     events.push(reply(task));
                     continue;
                 }
-                let agent_registered = agent_id
-                    .as_ref()
-                    .is_some_and(|a| self.agents.contains_key(a));
-                let state = match (partition_aware, agent_registered) {
-                    (false, _) => pb::TaskState::TaskLost,
-                    (true, true) => pb::TaskState::TaskGone,
-                    (true, false) => pb::TaskState::TaskUnknown,
+                // Mesos' answers (reconciliation.md): silence while the
+                // task's agent may still re-register after a failover.
+                if self.is_recovering(agent_id.as_ref()) {
+                    continue;
+                }
+                let state = match agent_id.as_ref() {
+                    _ if !partition_aware => pb::TaskState::TaskLost,
+                    Some(a) if self.is_gone(a) => pb::TaskState::TaskGoneByOperator,
+                    Some(a) if self.is_known_unreachable(a) => pb::TaskState::TaskUnreachable,
+                    Some(a) if self.agents.contains_key(a) => pb::TaskState::TaskGone,
+                    _ => pb::TaskState::TaskUnknown,
                 };
                 events.push(Self::master_update(
                     &task_id,

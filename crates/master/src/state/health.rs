@@ -95,6 +95,11 @@ impl Master {
             out.push(Effect::CloseAgent { conn });
         }
         self.counters.agents_marked_unreachable += 1;
+        let entry = super::RegistryAgent::of(
+            agent,
+            super::RegistryAgentState::Unreachable { since: now.wall },
+        );
+        out.push(Effect::Registry(entry));
         let offers: Vec<OfferId> = self
             .offers
             .values()

@@ -22,6 +22,7 @@ mod calls;
 mod frameworks;
 mod health;
 mod launch;
+mod registry;
 #[cfg(test)]
 mod tests;
 
@@ -57,7 +58,12 @@ pub enum Effect {
     CloseAgent {
         conn: ConnId,
     },
+    /// Persist this agent's registry entry (admitted, unreachable or gone),
+    /// so that a new leading master knows it.
+    Registry(RegistryAgent),
 }
+
+pub use registry::{RegistryAgent, RegistryAgentState};
 
 /// Why a framework's call was refused. Each maps to one gRPC code in the shell.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -213,6 +219,13 @@ pub struct Master {
     pub(crate) offers: BTreeMap<OfferId, Offer>,
     pub(crate) counters: Counters,
     needs_allocation: bool,
+    /// After a failover: admitted agents that have not re-registered yet,
+    /// and until when they may.
+    recovery: Option<registry::Recovery>,
+    /// Agents the registry knows as unreachable that have not come back.
+    unreachable_agents: BTreeMap<AgentId, f64>,
+    /// Agents marked gone: they may never register again.
+    gone_agents: BTreeSet<AgentId>,
 }
 
 impl Master {
@@ -232,6 +245,9 @@ impl Master {
             offers: BTreeMap::new(),
             counters: Counters::default(),
             needs_allocation: false,
+            recovery: None,
+            unreachable_agents: BTreeMap::new(),
+            gone_agents: BTreeSet::new(),
         }
     }
 
@@ -459,6 +475,7 @@ impl Master {
     /// frameworks whose failover timeout has passed.
     pub fn tick(&mut self, now: Now, out: &mut Vec<Effect>) {
         self.check_agents(now, out);
+        self.check_recovery(now, out);
         let expired: Vec<FrameworkId> = self
             .frameworks
             .values()

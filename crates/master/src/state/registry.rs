@@ -1,0 +1,157 @@
+//! The registry: what a new leading master must know about agents. Only
+//! agents are persisted (admitted, unreachable, gone); frameworks and tasks
+//! are rebuilt from re-registering agents and re-subscribing frameworks.
+//!
+//! The state machine emits [`Effect::Registry`] whenever an agent's entry
+//! changes; the shell writes it to the registry store (ZooKeeper or a file).
+//! After a failover, [`Master::recover`] loads the entries; admitted agents
+//! have `agent_reregister_timeout` to come back before they are marked
+//! unreachable.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use agora_core::AgentId;
+use serde::{Deserialize, Serialize};
+
+use super::{Agent, Effect, Master, Now};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RegistryAgentState {
+    Admitted,
+    Unreachable { since: f64 },
+    Gone { since: f64 },
+}
+
+/// One agent's registry entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryAgent {
+    pub id: String,
+    pub hostname: String,
+    pub port: i32,
+    /// Resources in their text form (`cpus:4;mem:8192`).
+    pub resources: String,
+    #[serde(flatten)]
+    pub state: RegistryAgentState,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Recovery {
+    pub(super) deadline: Duration,
+    pub(super) expected: BTreeMap<AgentId, RegistryAgent>,
+}
+
+impl RegistryAgent {
+    pub(super) fn of(agent: &Agent, state: RegistryAgentState) -> Self {
+        Self {
+            id: agent.id.to_string(),
+            hostname: agent.info.hostname.clone(),
+            port: agent.info.port.unwrap_or(5051),
+            resources: agent.total.to_string(),
+            state,
+        }
+    }
+}
+
+impl Master {
+    /// Loads the registry after this master became the leader. Admitted
+    /// agents are expected to re-register within `reregister_timeout`.
+    pub fn recover(&mut self, now: Now, entries: Vec<RegistryAgent>, reregister_timeout: Duration) {
+        let mut expected = BTreeMap::new();
+        for entry in entries {
+            let Ok(id) = AgentId::parse(entry.id.clone()) else {
+                tracing::warn!(agent_id = %entry.id, "registry entry with an invalid id skipped");
+                continue;
+            };
+            match entry.state {
+                RegistryAgentState::Admitted => {
+                    expected.insert(id, entry);
+                }
+                RegistryAgentState::Unreachable { since } => {
+                    self.unreachable_agents.insert(id, since);
+                }
+                RegistryAgentState::Gone { .. } => {
+                    self.gone_agents.insert(id);
+                }
+            }
+        }
+        tracing::info!(
+            expected = expected.len(),
+            unreachable = self.unreachable_agents.len(),
+            gone = self.gone_agents.len(),
+            "registry recovered"
+        );
+        if !expected.is_empty() {
+            self.recovery = Some(Recovery {
+                deadline: now.monotonic + reregister_timeout,
+                expected,
+            });
+        }
+    }
+
+    /// Agents still expected to re-register after a failover.
+    pub fn recovering_agents(&self) -> usize {
+        self.recovery.as_ref().map_or(0, |r| r.expected.len())
+    }
+
+    pub(super) fn is_gone(&self, agent_id: &AgentId) -> bool {
+        self.gone_agents.contains(agent_id)
+    }
+
+    pub(super) fn is_recovering(&self, agent_id: Option<&AgentId>) -> bool {
+        match (&self.recovery, agent_id) {
+            (None, _) => false,
+            (Some(r), Some(id)) => r.expected.contains_key(id),
+            (Some(r), None) => !r.expected.is_empty(),
+        }
+    }
+
+    pub(super) fn is_known_unreachable(&self, agent_id: &AgentId) -> bool {
+        self.unreachable_agents.contains_key(agent_id)
+            || self
+                .agents
+                .get(agent_id)
+                .is_some_and(|a| a.unreachable_since.is_some())
+    }
+
+    /// An agent (re-)registered: it is no longer expected, nor unreachable.
+    /// Writes its entry unless the registry already says it is admitted;
+    /// `changed` says whether this master saw it as new or unreachable.
+    pub(super) fn admitted(&mut self, agent_id: &AgentId, changed: bool, out: &mut Vec<Effect>) {
+        let was_expected = self
+            .recovery
+            .as_mut()
+            .is_some_and(|r| r.expected.remove(agent_id).is_some());
+        let was_unreachable = self.unreachable_agents.remove(agent_id).is_some();
+        if (changed || was_unreachable)
+            && !was_expected
+            && let Some(agent) = self.agents.get(agent_id)
+        {
+            out.push(Effect::Registry(RegistryAgent::of(
+                agent,
+                RegistryAgentState::Admitted,
+            )));
+        }
+    }
+
+    /// Ends the re-registration window: expected agents that did not come
+    /// back are unreachable.
+    pub(super) fn check_recovery(&mut self, now: Now, out: &mut Vec<Effect>) {
+        let Some(recovery) = &self.recovery else {
+            return;
+        };
+        if now.monotonic < recovery.deadline {
+            return;
+        }
+        let Some(recovery) = self.recovery.take() else {
+            return;
+        };
+        for (id, mut entry) in recovery.expected {
+            tracing::warn!(agent_id = %id, "agent did not re-register after failover; marking it unreachable");
+            entry.state = RegistryAgentState::Unreachable { since: now.wall };
+            self.unreachable_agents.insert(id, now.wall);
+            out.push(Effect::Registry(entry));
+        }
+    }
+}
