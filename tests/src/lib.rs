@@ -87,6 +87,25 @@ impl Proc {
         Proc { child, log }
     }
 
+    /// Like [`Proc::spawn`], with extra environment variables.
+    pub fn spawn_with_env(args: &[&str], log: PathBuf, envs: &[(&str, &str)]) -> Proc {
+        let file = std::fs::File::create(&log).expect("log file can be created");
+        let child = Command::new(agora_bin())
+            .args(args)
+            .env("AGORA_LOG", "info")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file clone"))
+            .stderr(file)
+            .spawn()
+            .expect("agora starts");
+        Proc { child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -213,6 +232,44 @@ impl Cluster {
         );
         self.agents.push(agent);
         self.agent_dirs.push(work_dir);
+    }
+
+    /// Starts agent `n` (work dir `agent-<n>` in the cluster's directory) on
+    /// `port`, logging to `log_name` there, with extra environment variables.
+    /// For tests that stop an agent and start it again with the same work
+    /// dir, port and flags; the caller keeps the returned process.
+    pub fn start_agent_on(
+        &self,
+        n: usize,
+        port: u16,
+        resources: &str,
+        log_name: &str,
+        envs: &[(&str, &str)],
+    ) -> Proc {
+        let work_dir = self.agent_dir(n);
+        let port = port.to_string();
+        Proc::spawn_with_env(
+            &[
+                "agent",
+                "--master",
+                &self.master_address(),
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--work-dir",
+                work_dir.to_str().expect("utf-8 temp path"),
+                "--resources",
+                resources,
+            ],
+            self.dir.path().join(log_name),
+            envs,
+        )
+    }
+
+    /// The work dir [`Cluster::add_agent`] and [`Cluster::start_agent_on`] give agent `n`.
+    pub fn agent_dir(&self, n: usize) -> PathBuf {
+        self.dir.path().join(format!("agent-{n}"))
     }
 
     pub fn state(&self) -> anyhow::Result<serde_json::Value> {

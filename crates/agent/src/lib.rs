@@ -6,8 +6,10 @@
 //! session with the master, the executor endpoint on the agent's port, and
 //! the executor processes. [`executor`] is `agora executor`, the small
 //! per-task supervisor that starts the task's process in its sandbox and
-//! reports its states.
+//! reports its states. [`checkpoint`] is what the agent persists under
+//! `<work_dir>/meta` so that a restarted agent re-attaches to its executors.
 
+pub mod checkpoint;
 pub mod executor;
 pub mod resources;
 pub mod shell;

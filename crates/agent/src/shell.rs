@@ -22,6 +22,7 @@ use axum::extract::State;
 use axum::routing::get;
 use futures::Stream;
 use rand::Rng;
+use rustix::process::Pid;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::process::Command;
@@ -31,6 +32,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::checkpoint::{self, Checkpoint, ExecutorRun, FsStore, MetaStore, Recovered};
 use crate::executor::{
     ENV_AGENT_ENDPOINT, ENV_AGENT_ID, ENV_EXECUTOR_ID, ENV_FRAMEWORK_ID, ENV_SANDBOX, sandbox_path,
 };
@@ -65,6 +67,11 @@ pub enum AgentError {
     },
     #[error("http server failed: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("cannot prepare the checkpoint under {path}: {source}")]
+    Checkpoint {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 // Sent once through a channel; boxing the master message would only add allocations.
@@ -85,6 +92,7 @@ enum AgentCommand {
         conn: ExecutorConn,
         framework_id: FrameworkId,
         executor_id: ExecutorId,
+        has_task: bool,
         unacknowledged: Vec<pb::TaskStatus>,
         events: mpsc::Sender<Result<exec::Event, Status>>,
         reply: oneshot::Sender<Result<(), String>>,
@@ -132,13 +140,44 @@ struct Actor {
     session: u64,
     master_tx: Option<mpsc::Sender<AgentMessage>>,
     executors: HashMap<ExecutorConn, mpsc::Sender<Result<exec::Event, Status>>>,
-    /// Executor process ids, for killing executors that have not subscribed.
-    processes: HashMap<(FrameworkId, ExecutorId), Option<u32>>,
+    /// Executor processes, for killing executors that have not subscribed.
+    processes: HashMap<(FrameworkId, ExecutorId), ProcessRef>,
     sandboxes: HashMap<(FrameworkId, ExecutorId), PathBuf>,
     commands: mpsc::UnboundedSender<AgentCommand>,
     snapshot: watch::Sender<Arc<AgentSnapshot>>,
     last_snapshot: Instant,
     dirty: bool,
+    store: Box<dyn MetaStore + Send>,
+}
+
+/// A process and its start time: a pid with another start time is not ours.
+#[derive(Debug, Clone, Copy)]
+struct ProcessRef {
+    pid: u32,
+    start_time: Option<u64>,
+}
+
+impl ProcessRef {
+    /// Kills the executor and everything in its session: the executor
+    /// leads a session of its own (setsid), and its task runs in it, in a
+    /// process group of its own.
+    fn kill(self) {
+        if let Some(expected) = self.start_time
+            && checkpoint::process_start_time(self.pid) != Some(expected)
+        {
+            return; // gone, and its pid may belong to someone else now
+        }
+        let Some(pid) = i32::try_from(self.pid).ok().and_then(Pid::from_raw) else {
+            return;
+        };
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::STOP);
+        for member in checkpoint::session_members(self.pid) {
+            if let Some(member) = i32::try_from(member).ok().and_then(Pid::from_raw) {
+                let _ = rustix::process::kill_process(member, rustix::process::Signal::KILL);
+            }
+        }
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
 }
 
 impl Actor {
@@ -171,6 +210,7 @@ impl Actor {
                 conn,
                 framework_id,
                 executor_id,
+                has_task,
                 unacknowledged,
                 events,
                 reply,
@@ -181,6 +221,7 @@ impl Actor {
                     conn,
                     &framework_id,
                     &executor_id,
+                    has_task,
                     unacknowledged,
                     out,
                 );
@@ -253,8 +294,37 @@ impl Actor {
     }
 
     fn execute(&mut self, effects: Vec<Effect>) {
+        // The batch's records are written first (so each precedes whatever
+        // followed it, the executor's ack above all), fewer when one
+        // supersedes another. If a write fails, no acknowledgement of this
+        // batch reaches an executor: the executor keeps the update and sends
+        // it again, and the write is retried then.
+        let (records, effects): (Vec<Effect>, Vec<Effect>) = effects
+            .into_iter()
+            .partition(|e| matches!(e, Effect::Checkpoint(_)));
+        let records = records
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Checkpoint(record) => Some(record),
+                _ => None,
+            })
+            .collect();
+        let mut checkpoint_failed = false;
+        for record in checkpoint::coalesce(records) {
+            if let Err(e) = checkpoint::apply(self.store.as_mut(), &record) {
+                tracing::error!(error = %e, record = %record_name(&record), "checkpoint write failed");
+                checkpoint_failed = true;
+            }
+        }
         for effect in effects {
             match effect {
+                Effect::Checkpoint(_) => {}
+                Effect::ToExecutor { event, .. }
+                    if checkpoint_failed
+                        && event.r#type == exec::event::Type::Acknowledged as i32 =>
+                {
+                    tracing::warn!("acknowledgement held back: its update is not checkpointed");
+                }
                 Effect::ToMaster(message) => {
                     if let Some(tx) = &self.master_tx
                         && tx.try_send(message).is_err()
@@ -275,15 +345,9 @@ impl Actor {
                     framework_id,
                     executor_id,
                 } => {
-                    if let Some(pid) = self
-                        .processes
-                        .get(&(framework_id, executor_id))
-                        .copied()
-                        .flatten()
-                        .and_then(|p| i32::try_from(p).ok())
-                        .and_then(rustix::process::Pid::from_raw)
+                    if let Some(process) = self.processes.get(&(framework_id, executor_id)).copied()
                     {
-                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                        process.kill();
                     }
                 }
             }
@@ -336,7 +400,25 @@ impl Actor {
         match spawned {
             Ok(mut child) => {
                 tracing::debug!(executor_id = %executor_id, sandbox = %sandbox.display(), "executor started");
-                self.processes.insert(key, child.id());
+                if let Some(pid) = child.id() {
+                    // Our child is not reaped before we wait for it, so its
+                    // start time is readable now.
+                    let start_time = checkpoint::process_start_time(pid);
+                    self.processes.insert(key, ProcessRef { pid, start_time });
+                    let mut out = Vec::new();
+                    self.state.on_executor_launched(
+                        &framework_id,
+                        &executor_id,
+                        ExecutorRun {
+                            run_id,
+                            sandbox,
+                            pid,
+                            start_time: start_time.unwrap_or(0),
+                        },
+                        &mut out,
+                    );
+                    self.execute(out);
+                }
                 let commands = self.commands.clone();
                 tokio::spawn(async move {
                     let description = match child.wait().await {
@@ -411,6 +493,55 @@ impl Actor {
         self.snapshot.send_replace(Arc::new(snapshot));
     }
 
+    /// Takes over what the checkpoint holds: executors still alive are
+    /// watched until they exit (they are not our children) and given time
+    /// to re-subscribe; those already gone are reported at once.
+    fn recover(&mut self, recovered: Recovered) {
+        let executors = recovered.executors.clone();
+        let mut out = Vec::new();
+        let now = self.now();
+        self.state.recover(now, recovered, &mut out);
+        for executor in executors {
+            let key = (executor.framework_id.clone(), executor.executor_id.clone());
+            if !self.state.executors.contains_key(&key) {
+                continue;
+            }
+            let Some(run) = executor.run else {
+                // Crashed between starting it and writing its pid: if it runs,
+                // it re-subscribes in time; if not, the deadline fails its task.
+                continue;
+            };
+            self.sandboxes.insert(key.clone(), run.sandbox.clone());
+            let process = ProcessRef {
+                pid: run.pid,
+                start_time: (run.start_time != 0).then_some(run.start_time),
+            };
+            let alive = checkpoint::process_start_time(run.pid)
+                .is_some_and(|t| process.start_time.is_none_or(|s| s == t));
+            if !alive {
+                self.state.on_executor_exited(
+                    now,
+                    &executor.framework_id,
+                    &executor.executor_id,
+                    "it exited while the agent was down".into(),
+                    &mut out,
+                );
+                continue;
+            }
+            self.processes.insert(key, process);
+            let commands = self.commands.clone();
+            tokio::spawn(async move {
+                watch_process(process).await;
+                let _ = commands.send(AgentCommand::ExecutorExited {
+                    framework_id: executor.framework_id,
+                    executor_id: executor.executor_id,
+                    description: "the recovered executor process exited".into(),
+                });
+            });
+        }
+        self.execute(out);
+    }
+
     async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<AgentCommand>,
@@ -445,6 +576,111 @@ impl Actor {
             self.publish(false);
         }
     }
+}
+
+/// Names a checkpoint record for logs (without its payload).
+fn record_name(record: &Checkpoint) -> String {
+    match record {
+        Checkpoint::AgentId(id) => format!("agent id {id}"),
+        Checkpoint::Framework(info) => format!(
+            "framework {}",
+            info.id.as_ref().map(|i| i.value.as_str()).unwrap_or("")
+        ),
+        Checkpoint::RemoveFramework(id) => format!("removal of framework {id}"),
+        Checkpoint::Executor { executor_id, .. } => format!("executor {executor_id}"),
+        Checkpoint::RemoveExecutor { executor_id, .. } => {
+            format!("removal of executor {executor_id}")
+        }
+        Checkpoint::Task { info, .. } => format!(
+            "task {}",
+            info.task_id
+                .as_ref()
+                .map(|i| i.value.as_str())
+                .unwrap_or("")
+        ),
+        Checkpoint::TaskUpdates { task_id, .. } => format!("updates of task {task_id}"),
+        Checkpoint::RemoveTask { task_id, .. } => format!("removal of task {task_id}"),
+    }
+}
+
+/// Waits until the process (not our child) exits. A pidfd when the kernel
+/// has them, else a bounded poll of `/proc/<pid>/stat`; the start time
+/// guards against a reused pid.
+async fn watch_process(process: ProcessRef) {
+    let alive = move || {
+        let now = checkpoint::process_start_time(process.pid);
+        now.is_some() && (process.start_time.is_none() || now == process.start_time)
+    };
+    if let Some(pid) = i32::try_from(process.pid).ok().and_then(Pid::from_raw)
+        && let Ok(fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+    {
+        // Checked after opening: the pidfd now pins the process we verified.
+        if !alive() {
+            return;
+        }
+        // Deprecated because a generic `T` may close its fd behind tokio's
+        // back; an `OwnedFd` moved in stays open as long as the `AsyncFd`.
+        #[allow(deprecated)]
+        let registered = tokio::io::unix::AsyncFd::with_interest(fd, tokio::io::Interest::READABLE);
+        if let Ok(fd) = registered {
+            // Readable once the process has exited.
+            let _ = fd.readable().await;
+            return;
+        }
+    }
+    while alive() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Opens the checkpoint under `<work_dir>/meta`. Same boot: what it holds.
+/// Another boot (the machine rebooted, so every executor is gone): the
+/// checkpoint is discarded and the agent starts as a new one; sandboxes are
+/// left on disk.
+fn open_checkpoint(work_dir: &std::path::Path) -> Result<(FsStore, Recovered), AgentError> {
+    let meta = work_dir.join("meta");
+    let fail = |source| AgentError::Checkpoint {
+        path: meta.clone(),
+        source,
+    };
+    let boot_id = match checkpoint::current_boot_id() {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the boot id; a reboot will not be noticed");
+            "unknown".to_string()
+        }
+    };
+    let mut store = FsStore::new(meta.clone());
+    let stored = store
+        .read(std::path::Path::new(checkpoint::BOOT_ID))
+        .map_err(fail)?;
+    let stored = stored.map(|b| String::from_utf8_lossy(&b).trim().to_string());
+    let recovered = match stored {
+        Some(previous) if previous == boot_id => checkpoint::recover(&store),
+        Some(previous) => {
+            tracing::info!(
+                previous_boot_id = %previous,
+                boot_id = %boot_id,
+                "the machine rebooted since the last checkpoint: starting clean as a new agent (old sandboxes are kept, the checkpoint is discarded)"
+            );
+            std::fs::remove_dir_all(&meta).map_err(fail)?;
+            Recovered::default()
+        }
+        None => {
+            if meta.exists() {
+                tracing::warn!(dir = %meta.display(), "checkpoint without a boot id discarded");
+                std::fs::remove_dir_all(&meta).map_err(fail)?;
+            }
+            Recovered::default()
+        }
+    };
+    store
+        .write(
+            std::path::Path::new(checkpoint::BOOT_ID),
+            boot_id.as_bytes(),
+        )
+        .map_err(fail)?;
+    Ok((store, recovered))
 }
 
 fn jitter(base: Duration) -> Duration {
@@ -550,15 +786,13 @@ impl Executor for ExecutorService {
             .map_err(|e| Status::invalid_argument(format!("framework id: {e}")))?;
         let executor_id = ExecutorId::from_field(&first.executor_id)
             .map_err(|e| Status::invalid_argument(format!("executor id: {e}")))?;
-        let unacknowledged = first
-            .subscribe
-            .map(|s| {
-                s.unacknowledged_updates
-                    .into_iter()
-                    .filter_map(|u| u.status)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let subscribe = first.subscribe.unwrap_or_default();
+        let has_task = !subscribe.unacknowledged_tasks.is_empty();
+        let unacknowledged = subscribe
+            .unacknowledged_updates
+            .into_iter()
+            .filter_map(|u| u.status)
+            .collect();
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (events, rx) = mpsc::channel(256);
         let (reply, answer) = oneshot::channel();
@@ -567,6 +801,7 @@ impl Executor for ExecutorService {
                 conn,
                 framework_id: framework_id.clone(),
                 executor_id: executor_id.clone(),
+                has_task,
                 unacknowledged,
                 events,
                 reply,
@@ -626,10 +861,11 @@ pub async fn run_agent(
         attributes: options.attributes.clone(),
         id: None,
     };
+    let (store, recovered) = open_checkpoint(&options.work_dir)?;
     let seed: u64 = rand::rng().random();
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
-    let actor = Actor {
+    let mut actor = Actor {
         state: AgentState::new(info, seed),
         options: options.clone(),
         started: Instant::now(),
@@ -642,7 +878,9 @@ pub async fn run_agent(
         snapshot: snapshot_tx,
         last_snapshot: Instant::now(),
         dirty: true,
+        store: Box::new(store),
     };
+    actor.recover(recovered);
     let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
     let session_task = tokio::spawn(master_session(
         options.master.clone(),

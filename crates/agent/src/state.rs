@@ -8,7 +8,12 @@
 //! - an update is acknowledged to the executor only once it is queued here,
 //!   so the executor may forget it;
 //! - a task leaves the agent's books only when terminal and every update
-//!   for it has been acknowledged.
+//!   for it has been acknowledged;
+//! - everything a restarted agent needs is checkpointed through
+//!   [`Effect::Checkpoint`], emitted before the effects that rely on it: an
+//!   executor's update is written before it is acknowledged to the executor
+//!   (the shell runs effects in order and drops acknowledgements that follow
+//!   a failed write).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -18,10 +23,19 @@ use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{AgentMessage, agent_message, master_message};
 use agora_proto::v1::executor as exec;
 
+use crate::checkpoint::{Checkpoint, ExecutorRun, Recovered};
+
 /// First retry of an unacknowledged update, doubling up to the max (Mesos'
 /// STATUS_UPDATE_RETRY_INTERVAL_MIN/MAX).
 pub const RETRY_MIN: Duration = Duration::from_secs(10);
 pub const RETRY_MAX: Duration = Duration::from_secs(600);
+
+/// How long an executor found alive at recovery has to re-subscribe before
+/// it is killed and its task failed. Mesos uses 2 s; our executors retry
+/// with a backoff capped at 2 s, so 2 s would race a healthy executor on a
+/// busy host. Executors that died are detected at once (pid watch), so this
+/// only bounds how long a hung one holds its task; 10 s costs little.
+pub const EXECUTOR_REREGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Identifies one executor's stream; assigned by the shell.
 pub type ExecutorConn = u64;
@@ -45,6 +59,8 @@ pub enum Effect {
         framework_id: FrameworkId,
         executor_id: ExecutorId,
     },
+    /// Persist (or remove) a record before the effects that follow.
+    Checkpoint(Checkpoint),
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +85,11 @@ pub struct ExecutorRecord {
     pub conn: Option<ExecutorConn>,
     pub launched: bool,
     pub kill_requested: Option<Option<pb::KillPolicy>>,
+    /// The process, once started (or as found in the checkpoint).
+    pub run: Option<ExecutorRun>,
+    /// Set for executors recovered from the checkpoint until they
+    /// re-subscribe: past it they are killed and their task failed.
+    pub reregister_deadline: Option<Duration>,
 }
 
 pub struct AgentState {
@@ -168,6 +189,9 @@ impl AgentState {
         {
             tracing::warn!(previous = %previous, new = %agent_id, "master assigned a new agent id");
         }
+        if self.agent_id.as_ref() != Some(&agent_id) {
+            out.push(Effect::Checkpoint(Checkpoint::AgentId(agent_id.clone())));
+        }
         self.agent_id = Some(agent_id);
         self.registered = true;
         // Everything in flight was sent on an older session: send it again now.
@@ -223,7 +247,21 @@ impl AgentState {
         }
         let resources = Resources::from_proto(&task.resources).unwrap_or_default();
         let executor_id = ExecutorId::new(task_id.as_str());
-        self.frameworks.insert(framework_id.clone(), framework);
+        if self.frameworks.get(&framework_id) != Some(&framework) {
+            out.push(Effect::Checkpoint(Checkpoint::Framework(framework.clone())));
+            self.frameworks.insert(framework_id.clone(), framework);
+        }
+        out.push(Effect::Checkpoint(Checkpoint::Executor {
+            framework_id: framework_id.clone(),
+            executor_id: executor_id.clone(),
+            task_id: task_id.clone(),
+            run: None,
+        }));
+        out.push(Effect::Checkpoint(Checkpoint::Task {
+            framework_id: framework_id.clone(),
+            executor_id: executor_id.clone(),
+            info: task.clone(),
+        }));
         self.tasks.insert(
             key,
             TaskRecord {
@@ -246,6 +284,8 @@ impl AgentState {
                 conn: None,
                 launched: false,
                 kill_requested: None,
+                run: None,
+                reregister_deadline: None,
             },
         );
         let _ = now;
@@ -277,6 +317,84 @@ impl AgentState {
                 message,
                 out,
             );
+            self.executor_removed(framework_id, executor_id, out);
+        }
+    }
+
+    /// The shell started the executor's process.
+    pub fn on_executor_launched(
+        &mut self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        run: ExecutorRun,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(executor) = self
+            .executors
+            .get_mut(&(framework_id.clone(), executor_id.clone()))
+        else {
+            return;
+        };
+        executor.run = Some(run.clone());
+        out.push(Effect::Checkpoint(Checkpoint::Executor {
+            framework_id: framework_id.clone(),
+            executor_id: executor_id.clone(),
+            task_id: executor.task_id.clone(),
+            run: Some(run),
+        }));
+    }
+
+    /// Checkpoints an executor's removal, and its framework's once nothing
+    /// of it is left here.
+    fn executor_removed(
+        &mut self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        out: &mut Vec<Effect>,
+    ) {
+        out.push(Effect::Checkpoint(Checkpoint::RemoveExecutor {
+            framework_id: framework_id.clone(),
+            executor_id: executor_id.clone(),
+        }));
+        self.forget_framework_if_unused(framework_id, out);
+    }
+
+    fn forget_framework_if_unused(&mut self, framework_id: &FrameworkId, out: &mut Vec<Effect>) {
+        let used = self.executors.keys().any(|(f, _)| f == framework_id)
+            || self.tasks.keys().any(|(f, _)| f == framework_id);
+        if !used && self.frameworks.remove(framework_id).is_some() {
+            out.push(Effect::Checkpoint(Checkpoint::RemoveFramework(
+                framework_id.clone(),
+            )));
+        }
+    }
+
+    /// Checkpoints a task's state and queue as they are now.
+    fn checkpoint_updates(&self, key: &(FrameworkId, TaskId), out: &mut Vec<Effect>) {
+        if let Some(task) = self.tasks.get(key) {
+            out.push(Effect::Checkpoint(Checkpoint::TaskUpdates {
+                framework_id: key.0.clone(),
+                executor_id: task.executor_id.clone(),
+                task_id: key.1.clone(),
+                state: task.state,
+                pending: task.pending.iter().cloned().collect(),
+            }));
+        }
+    }
+
+    /// Retires a terminal task whose updates were all acknowledged.
+    fn retire(&mut self, key: &(FrameworkId, TaskId), out: &mut Vec<Effect>) {
+        if let Some(done) = self.tasks.remove(key) {
+            out.push(Effect::Checkpoint(Checkpoint::RemoveTask {
+                framework_id: key.0.clone(),
+                executor_id: done.executor_id.clone(),
+                task_id: key.1.clone(),
+            }));
+            self.completed.push_back(done);
+            while self.completed.len() > MAX_COMPLETED {
+                self.completed.pop_front();
+            }
+            self.forget_framework_if_unused(&key.0, out);
         }
     }
 
@@ -334,8 +452,13 @@ impl AgentState {
         status.agent_id = self.agent_id.as_ref().and_then(AgentId::to_field);
         task.state = state;
         task.pending.push_back(status);
-        if task.pending.len() == 1 {
-            task.backoff = RETRY_MIN;
+        let first = task.pending.len() == 1;
+        // Written before anything relies on it (the executor's ack follows).
+        self.checkpoint_updates(&key, out);
+        if first {
+            if let Some(task) = self.tasks.get_mut(&key) {
+                task.backoff = RETRY_MIN;
+            }
             self.send_head(now, &key, out);
         }
         true
@@ -364,14 +487,10 @@ impl AgentState {
         task.pending.pop_front();
         task.backoff = RETRY_MIN;
         if task.pending.is_empty() && agora_core::task::is_terminal(task.state) {
-            if let Some(done) = self.tasks.remove(&key) {
-                self.completed.push_back(done);
-                while self.completed.len() > MAX_COMPLETED {
-                    self.completed.pop_front();
-                }
-            }
+            self.retire(&key, out);
             return;
         }
+        self.checkpoint_updates(&key, out);
         self.send_head(now, &key, out);
     }
 
@@ -388,6 +507,31 @@ impl AgentState {
                 task.backoff = (task.backoff * 2).min(RETRY_MAX);
             }
             self.send_head(now, &key, out);
+        }
+        let overdue: Vec<_> = self
+            .executors
+            .iter()
+            .filter(|(_, e)| e.reregister_deadline.is_some_and(|d| d <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (framework_id, executor_id) in overdue {
+            tracing::warn!(executor_id = %executor_id, "executor did not re-subscribe after the agent restarted; killing it");
+            out.push(Effect::DestroyExecutor {
+                framework_id: framework_id.clone(),
+                executor_id: executor_id.clone(),
+            });
+            self.executor_gone(
+                now,
+                &framework_id,
+                &executor_id,
+                pb::TaskState::TaskFailed,
+                pb::task_status::Reason::ExecutorReregistrationTimeout,
+                format!(
+                    "the executor did not re-subscribe within {}s of the agent's restart",
+                    EXECUTOR_REREGISTER_TIMEOUT.as_secs()
+                ),
+                out,
+            );
         }
     }
 
@@ -444,7 +588,7 @@ impl AgentState {
                 self.executors.remove(executor_key);
                 out.push(Effect::DestroyExecutor {
                     framework_id: framework_id.clone(),
-                    executor_id,
+                    executor_id: executor_id.clone(),
                 });
                 self.agent_update(
                     now,
@@ -455,6 +599,7 @@ impl AgentState {
                     "killed before it started".into(),
                     out,
                 );
+                self.executor_removed(&framework_id, &executor_id, out);
             }
         }
     }
@@ -475,26 +620,39 @@ impl AgentState {
         for key in executors {
             self.kill_executor_task(now, &key, None, out);
         }
-        for task in self
+        let keys: Vec<_> = self
             .tasks
-            .values_mut()
-            .filter(|t| &t.framework_id == framework_id)
-        {
+            .keys()
+            .filter(|(f, _)| f == framework_id)
+            .cloned()
+            .collect();
+        for key in keys {
+            let Some(task) = self.tasks.get_mut(&key) else {
+                continue;
+            };
             // Nobody will acknowledge these any more.
             task.pending.clear();
             task.next_retry = None;
+            if agora_core::task::is_terminal(task.state) {
+                self.retire(&key, out);
+            } else {
+                self.checkpoint_updates(&key, out);
+            }
         }
-        self.tasks
-            .retain(|(f, _), t| f != framework_id || !agora_core::task::is_terminal(t.state));
     }
 
-    /// An executor subscribed on stream `conn`.
+    /// An executor subscribed on stream `conn`. `has_task` says whether it
+    /// already holds its task (it lists it in its subscription): then it is
+    /// not launched again, whether it reconnects to this agent run or to a
+    /// restarted agent.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_executor_subscribe(
         &mut self,
         now: Duration,
         conn: ExecutorConn,
         framework_id: &FrameworkId,
         executor_id: &ExecutorId,
+        has_task: bool,
         unacknowledged: Vec<pb::TaskStatus>,
         out: &mut Vec<Effect>,
     ) -> Result<(), String> {
@@ -505,9 +663,14 @@ impl AgentState {
             ));
         };
         executor.conn = Some(conn);
+        executor.reregister_deadline = None;
         let task_id = executor.task_id.clone();
-        let launch = !executor.launched;
-        executor.launched = true;
+        let live_task = self
+            .tasks
+            .get(&(framework_id.clone(), task_id.clone()))
+            .is_some_and(|t| !agora_core::task::is_terminal(t.state));
+        let launch = !has_task && live_task && executor.kill_requested.is_none();
+        executor.launched = has_task || launch;
         let kill = executor.kill_requested;
         let framework = self
             .frameworks
@@ -591,7 +754,15 @@ impl AgentState {
         let mut status = status;
         status.source = Some(pb::task_status::Source::Executor as i32);
         status.executor_id = executor_id.to_field();
-        if self.enqueue(now, framework_id, status, out) {
+        let retired = !self
+            .tasks
+            .contains_key(&(framework_id.clone(), executor.task_id.clone()));
+        if retired {
+            // The task's final update was delivered already (the executor
+            // missed our ack, e.g. across an agent restart): it may forget it.
+            tracing::debug!(executor_id = %executor_id, "update for a retired task acknowledged");
+        }
+        if retired || self.enqueue(now, framework_id, status, out) {
             out.push(Effect::ToExecutor {
                 conn,
                 event: exec::Event {
@@ -621,6 +792,38 @@ impl AgentState {
         description: String,
         out: &mut Vec<Effect>,
     ) {
+        let killed = self
+            .executors
+            .get(&(framework_id.clone(), executor_id.clone()))
+            .is_some_and(|e| e.kill_requested.is_some());
+        let state = if killed {
+            pb::TaskState::TaskKilled
+        } else {
+            pb::TaskState::TaskFailed
+        };
+        self.executor_gone(
+            now,
+            framework_id,
+            executor_id,
+            state,
+            pb::task_status::Reason::ExecutorTerminated,
+            format!("executor exited before the task ended: {description}"),
+            out,
+        );
+    }
+
+    /// Drops an executor; a task it left non-terminal ends in `state`.
+    #[allow(clippy::too_many_arguments)]
+    fn executor_gone(
+        &mut self,
+        now: Duration,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        state: pb::TaskState,
+        reason: pb::task_status::Reason,
+        message: String,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(executor) = self
             .executors
             .remove(&(framework_id.clone(), executor_id.clone()))
@@ -628,31 +831,109 @@ impl AgentState {
             return;
         };
         let key = (framework_id.clone(), executor.task_id.clone());
-        let Some(task) = self.tasks.get(&key) else {
-            return;
-        };
-        if agora_core::task::is_terminal(task.state) {
-            return;
+        if self
+            .tasks
+            .get(&key)
+            .is_some_and(|t| !agora_core::task::is_terminal(t.state))
+        {
+            self.agent_update(
+                now,
+                framework_id,
+                &executor.task_id,
+                state,
+                reason,
+                message,
+                out,
+            );
         }
-        let (state, reason) = if executor.kill_requested.is_some() {
-            (
-                pb::TaskState::TaskKilled,
-                pb::task_status::Reason::ExecutorTerminated,
-            )
-        } else {
-            (
+        self.executor_removed(framework_id, executor_id, out);
+    }
+
+    /// Restores what a previous run of the agent checkpointed (same boot).
+    /// Executors get [`EXECUTOR_REREGISTER_TIMEOUT`] to re-subscribe; the
+    /// shell reports those whose process is gone through
+    /// [`Self::on_executor_exited`]. Tasks left without an executor fail.
+    /// Their undelivered updates go out once the master accepts us.
+    pub fn recover(&mut self, now: Duration, recovered: Recovered, out: &mut Vec<Effect>) {
+        self.agent_id = recovered.agent_id;
+        for framework in recovered.frameworks {
+            if let Ok(id) = FrameworkId::from_field(&framework.id) {
+                self.frameworks.insert(id, framework);
+            }
+        }
+        for task in recovered.tasks {
+            let Ok(task_id) = TaskId::from_field(&task.info.task_id) else {
+                continue;
+            };
+            let resources = Resources::from_proto(&task.info.resources).unwrap_or_default();
+            self.frameworks
+                .entry(task.framework_id.clone())
+                .or_insert_with(|| pb::FrameworkInfo {
+                    id: task.framework_id.to_field(),
+                    ..Default::default()
+                });
+            self.tasks.insert(
+                (task.framework_id.clone(), task_id),
+                TaskRecord {
+                    info: task.info,
+                    framework_id: task.framework_id,
+                    executor_id: task.executor_id,
+                    resources,
+                    state: task.state,
+                    pending: task.pending.into(),
+                    next_retry: None,
+                    backoff: RETRY_MIN,
+                },
+            );
+        }
+        for executor in recovered.executors {
+            self.executors.insert(
+                (executor.framework_id.clone(), executor.executor_id.clone()),
+                ExecutorRecord {
+                    framework_id: executor.framework_id,
+                    executor_id: executor.executor_id,
+                    task_id: executor.task_id,
+                    conn: None,
+                    launched: false,
+                    kill_requested: None,
+                    run: executor.run,
+                    reregister_deadline: Some(now + EXECUTOR_REREGISTER_TIMEOUT),
+                },
+            );
+        }
+        let orphans: Vec<_> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| !agora_core::task::is_terminal(t.state))
+            .filter(|(k, t)| {
+                !self
+                    .executors
+                    .contains_key(&(k.0.clone(), t.executor_id.clone()))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (framework_id, task_id) in orphans {
+            self.agent_update(
+                now,
+                &framework_id,
+                &task_id,
                 pb::TaskState::TaskFailed,
                 pb::task_status::Reason::ExecutorTerminated,
-            )
-        };
-        self.agent_update(
-            now,
-            framework_id,
-            &executor.task_id,
-            state,
-            reason,
-            format!("executor exited before the task ended: {description}"),
-            out,
+                "the task's executor was lost while the agent was down".into(),
+                out,
+            );
+        }
+        let unused: Vec<_> = self.frameworks.keys().cloned().collect();
+        for framework_id in unused {
+            self.forget_framework_if_unused(&framework_id, out);
+        }
+        tracing::info!(
+            agent_id = ?self.agent_id.as_ref().map(AgentId::as_str),
+            frameworks = self.frameworks.len(),
+            executors = self.executors.len(),
+            tasks = self.tasks.len(),
+            pending_updates = self.tasks.values().map(|t| t.pending.len()).sum::<usize>(),
+            "recovered from the checkpoint"
         );
     }
 }

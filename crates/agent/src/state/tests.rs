@@ -27,7 +27,10 @@ fn agent() -> AgentState {
     );
     let mut out = Vec::new();
     state.on_registered(T0, AgentId::new("a1"), &mut out);
-    assert!(out.is_empty());
+    assert_eq!(
+        out,
+        vec![Effect::Checkpoint(Checkpoint::AgentId(AgentId::new("a1")))]
+    );
     state
 }
 
@@ -84,6 +87,15 @@ fn to_master_updates(out: &[Effect]) -> Vec<(pb::TaskState, Vec<u8>)> {
         .collect()
 }
 
+fn executor_events(out: &[Effect]) -> Vec<i32> {
+    out.iter()
+        .filter_map(|e| match e {
+            Effect::ToExecutor { event, .. } => Some(event.r#type),
+            _ => None,
+        })
+        .collect()
+}
+
 fn acks_to_executor(out: &[Effect]) -> usize {
     out.iter()
         .filter(|e| {
@@ -109,7 +121,7 @@ fn master_ack(state: &mut AgentState, task: &str, uuid: u8, now: Duration) -> Ve
 fn subscribe(state: &mut AgentState, task: &str, conn: ExecutorConn) -> Vec<Effect> {
     let mut out = Vec::new();
     state
-        .on_executor_subscribe(T0, conn, &fid(), &eid(task), Vec::new(), &mut out)
+        .on_executor_subscribe(T0, conn, &fid(), &eid(task), false, Vec::new(), &mut out)
         .expect("known executor");
     out
 }
@@ -130,20 +142,20 @@ fn a_task_launches_its_executor_which_gets_the_task_once() {
     let mut state = agent();
     let out = run_task(&mut state, "t1");
     assert_eq!(
-        out,
-        vec![Effect::LaunchExecutor {
+        out.last(),
+        Some(&Effect::LaunchExecutor {
             framework_id: fid(),
             executor_id: eid("t1")
-        }]
+        })
+    );
+    assert!(
+        out[..out.len() - 1]
+            .iter()
+            .all(|e| matches!(e, Effect::Checkpoint(_))),
+        "the task is checkpointed before its executor starts: {out:?}"
     );
     let out = subscribe(&mut state, "t1", 1);
-    let types: Vec<i32> = out
-        .iter()
-        .filter_map(|e| match e {
-            Effect::ToExecutor { event, .. } => Some(event.r#type),
-            _ => None,
-        })
-        .collect();
+    let types = executor_events(&out);
     assert_eq!(
         types,
         vec![
@@ -151,14 +163,17 @@ fn a_task_launches_its_executor_which_gets_the_task_once() {
             exec::event::Type::Launch as i32
         ]
     );
-    // A reconnecting executor is not given its task a second time.
-    let again = subscribe(&mut state, "t1", 2);
+    // A reconnecting executor that holds its task is not given it again.
+    let mut again = Vec::new();
+    state
+        .on_executor_subscribe(T0, 2, &fid(), &eid("t1"), true, Vec::new(), &mut again)
+        .expect("known executor");
     assert!(!again.iter().any(|e| matches!(e, Effect::ToExecutor { event, .. } if event.r#type == exec::event::Type::Launch as i32)));
     // An executor the agent does not know is refused.
     let mut out = Vec::new();
     assert!(
         state
-            .on_executor_subscribe(T0, 3, &fid(), &eid("nope"), Vec::new(), &mut out)
+            .on_executor_subscribe(T0, 3, &fid(), &eid("nope"), false, Vec::new(), &mut out)
             .is_err()
     );
 }
@@ -354,4 +369,339 @@ fn registration_reports_running_tasks() {
         register.agent_info.and_then(|i| i.id).map(|i| i.value),
         Some("a1".into())
     );
+}
+
+/// Writes every checkpoint effect into `store`, as the shell does.
+fn persist(store: &mut crate::checkpoint::MemStore, out: &[Effect]) {
+    for effect in out {
+        if let Effect::Checkpoint(record) = effect {
+            crate::checkpoint::apply(store, record).expect("in-memory write");
+        }
+    }
+}
+
+fn fresh() -> AgentState {
+    AgentState::new(
+        pb::AgentInfo {
+            hostname: "h".into(),
+            ..Default::default()
+        },
+        8,
+    )
+}
+
+/// A state restarted from what `store` holds, as `run_agent` does.
+fn restart(store: &crate::checkpoint::MemStore, now: Duration) -> (AgentState, Vec<Effect>) {
+    let mut state = fresh();
+    let mut out = Vec::new();
+    state.recover(now, crate::checkpoint::recover(store), &mut out);
+    (state, out)
+}
+
+fn position(out: &[Effect], what: impl Fn(&Effect) -> bool) -> usize {
+    out.iter()
+        .position(what)
+        .unwrap_or_else(|| panic!("effect missing: {out:?}"))
+}
+
+#[test]
+fn an_update_is_checkpointed_before_it_is_acknowledged_or_forwarded() {
+    let mut state = agent();
+    run_task(&mut state, "t1");
+    subscribe(&mut state, "t1", 1);
+    let out = update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskRunning, 1),
+    );
+    let written = position(&out, |e| {
+        matches!(e, Effect::Checkpoint(Checkpoint::TaskUpdates { state: pb::TaskState::TaskRunning, pending, .. })
+            if pending.len() == 1 && pending[0].uuid == Some(vec![1; 16]))
+    });
+    let acked = position(
+        &out,
+        |e| matches!(e, Effect::ToExecutor { event, .. } if event.r#type == exec::event::Type::Acknowledged as i32),
+    );
+    let forwarded = position(&out, |e| matches!(e, Effect::ToMaster(_)));
+    assert!(
+        written < acked,
+        "checkpoint before the executor's ack: {out:?}"
+    );
+    assert!(written < forwarded, "checkpoint before forwarding: {out:?}");
+
+    // The master's ack shortens the checkpointed queue.
+    let out = master_ack(&mut state, "t1", 1, T0);
+    assert!(out.iter().any(|e| matches!(e,
+        Effect::Checkpoint(Checkpoint::TaskUpdates { pending, .. }) if pending.is_empty())));
+
+    // A terminal, acknowledged task is removed; its framework goes with its executor.
+    update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskFinished, 2),
+    );
+    let out = master_ack(&mut state, "t1", 2, T0);
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, Effect::Checkpoint(Checkpoint::RemoveTask { .. })))
+    );
+    assert!(
+        !out.iter()
+            .any(|e| matches!(e, Effect::Checkpoint(Checkpoint::RemoveFramework(_)))),
+        "the executor is still running"
+    );
+    let mut out = Vec::new();
+    state.on_executor_exited(T0, &fid(), &eid("t1"), "exit status: 0".into(), &mut out);
+    assert_eq!(
+        out,
+        vec![
+            Effect::Checkpoint(Checkpoint::RemoveExecutor {
+                framework_id: fid(),
+                executor_id: eid("t1")
+            }),
+            Effect::Checkpoint(Checkpoint::RemoveFramework(fid())),
+        ]
+    );
+    assert!(state.frameworks.is_empty());
+}
+
+#[test]
+fn a_restarted_agent_recovers_its_tasks_and_resends_unacknowledged_updates() {
+    let mut store = crate::checkpoint::MemStore::default();
+    let mut state = fresh();
+    let mut out = Vec::new();
+    state.on_registered(T0, AgentId::new("a1"), &mut out);
+    persist(&mut store, &out);
+    persist(&mut store, &run_task(&mut state, "t1"));
+    let mut out = Vec::new();
+    state.on_executor_launched(
+        &fid(),
+        &eid("t1"),
+        crate::checkpoint::ExecutorRun {
+            run_id: "r1".into(),
+            sandbox: "/sandbox/t1".into(),
+            pid: 4242,
+            start_time: 99,
+        },
+        &mut out,
+    );
+    persist(&mut store, &out);
+    persist(&mut store, &subscribe(&mut state, "t1", 1));
+    let starting = update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskStarting, 1),
+    );
+    persist(&mut store, &starting);
+    persist(&mut store, &master_ack(&mut state, "t1", 1, T0));
+    persist(
+        &mut store,
+        &update(
+            &mut state,
+            "t1",
+            1,
+            status("t1", pb::TaskState::TaskRunning, 2),
+        ),
+    );
+    // The agent dies here: RUNNING was acknowledged to the executor, not yet by the master.
+
+    let later = T0 + Duration::from_secs(30);
+    let (mut state, out) = restart(&store, later);
+    assert!(out.is_empty(), "nothing to fail: {out:?}");
+    assert_eq!(state.agent_id, Some(AgentId::new("a1")));
+    let executor = &state.executors[&(fid(), eid("t1"))];
+    assert_eq!(executor.run.as_ref().map(|r| r.pid), Some(4242));
+    let task = &state.tasks[&(fid(), TaskId::new("t1"))];
+    assert_eq!(task.state, pb::TaskState::TaskRunning);
+    assert_eq!(task.pending.len(), 1);
+
+    // Re-registration uses the old id and reports the task.
+    let Some(agent_message::Kind::Register(register)) = state.register_message().kind else {
+        panic!("register message expected");
+    };
+    assert_eq!(
+        register.agent_info.and_then(|i| i.id).map(|i| i.value),
+        Some("a1".into())
+    );
+    assert_eq!(register.tasks.len(), 1);
+    assert_eq!(register.tasks[0].state, pb::TaskState::TaskRunning as i32);
+    assert_eq!(register.frameworks.len(), 1);
+
+    // Once registered, the unacknowledged update goes out again.
+    let mut out = Vec::new();
+    state.on_registered(later, AgentId::new("a1"), &mut out);
+    assert_eq!(
+        to_master_updates(&out),
+        vec![(pb::TaskState::TaskRunning, vec![2; 16])]
+    );
+
+    // The executor re-subscribes holding its task and RUNNING (it missed the ack):
+    // no second LAUNCH, no duplicate in the queue, and the ack it missed.
+    let mut out = Vec::new();
+    state
+        .on_executor_subscribe(
+            later,
+            7,
+            &fid(),
+            &eid("t1"),
+            true,
+            vec![status("t1", pb::TaskState::TaskRunning, 2)],
+            &mut out,
+        )
+        .expect("recovered executor is known");
+    assert!(
+        !executor_events(&out).contains(&(exec::event::Type::Launch as i32)),
+        "{out:?}"
+    );
+    assert_eq!(acks_to_executor(&out), 1);
+    assert_eq!(state.tasks[&(fid(), TaskId::new("t1"))].pending.len(), 1);
+    // It re-subscribed in time: the deadline no longer applies.
+    let mut out = Vec::new();
+    state.on_tick(later + EXECUTOR_REREGISTER_TIMEOUT * 2, &mut out);
+    assert!(
+        !out.iter()
+            .any(|e| matches!(e, Effect::DestroyExecutor { .. })),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_recovered_executor_that_never_comes_back_is_killed_and_its_task_failed() {
+    let mut store = crate::checkpoint::MemStore::default();
+    let mut state = agent();
+    persist(&mut store, &run_task(&mut state, "t1"));
+    persist(&mut store, &subscribe(&mut state, "t1", 1));
+    persist(
+        &mut store,
+        &update(
+            &mut state,
+            "t1",
+            1,
+            status("t1", pb::TaskState::TaskRunning, 1),
+        ),
+    );
+    persist(&mut store, &master_ack(&mut state, "t1", 1, T0));
+
+    let later = T0 + Duration::from_secs(60);
+    let (mut state, _) = restart(&store, later);
+    let mut out = Vec::new();
+    state.on_tick(
+        later + EXECUTOR_REREGISTER_TIMEOUT - Duration::from_millis(1),
+        &mut out,
+    );
+    assert!(out.is_empty(), "still within its timeout: {out:?}");
+    state.on_tick(later + EXECUTOR_REREGISTER_TIMEOUT, &mut out);
+    assert!(out.contains(&Effect::DestroyExecutor {
+        framework_id: fid(),
+        executor_id: eid("t1")
+    }));
+    let failed = out.iter().find_map(|e| match e {
+        Effect::Checkpoint(Checkpoint::TaskUpdates { pending, .. }) => pending.last().cloned(),
+        _ => None,
+    });
+    let failed = failed.expect("the failure is checkpointed");
+    assert_eq!(failed.state, pb::TaskState::TaskFailed as i32);
+    assert_eq!(
+        failed.reason,
+        Some(pb::task_status::Reason::ExecutorReregistrationTimeout as i32)
+    );
+    assert!(state.executors.is_empty());
+    // A late subscription is refused: the executor then kills its task.
+    let mut out = Vec::new();
+    assert!(
+        state
+            .on_executor_subscribe(later, 9, &fid(), &eid("t1"), true, Vec::new(), &mut out)
+            .is_err()
+    );
+}
+
+#[test]
+fn a_recovered_executor_that_exited_while_the_agent_was_down_fails_its_task() {
+    let mut store = crate::checkpoint::MemStore::default();
+    let mut state = agent();
+    persist(&mut store, &run_task(&mut state, "t1"));
+    persist(&mut store, &subscribe(&mut state, "t1", 1));
+    let (mut state, _) = restart(&store, T0);
+    let mut out = Vec::new();
+    state.on_executor_exited(T0, &fid(), &eid("t1"), "gone".into(), &mut out);
+    let updates = to_master_updates(&out);
+    assert!(updates.is_empty(), "not registered yet");
+    let task = &state.tasks[&(fid(), TaskId::new("t1"))];
+    assert_eq!(task.state, pb::TaskState::TaskFailed);
+    let mut out = Vec::new();
+    state.on_registered(T0, AgentId::new("a1"), &mut out);
+    assert_eq!(to_master_updates(&out)[0].0, pb::TaskState::TaskFailed);
+}
+
+#[test]
+fn an_executor_without_its_task_is_launched_after_recovery() {
+    // The agent died after starting the executor, before sending LAUNCH.
+    let mut store = crate::checkpoint::MemStore::default();
+    let mut state = agent();
+    persist(&mut store, &run_task(&mut state, "t1"));
+    let (mut state, _) = restart(&store, T0);
+    let mut out = Vec::new();
+    state
+        .on_executor_subscribe(T0, 1, &fid(), &eid("t1"), false, Vec::new(), &mut out)
+        .expect("known executor");
+    assert_eq!(
+        executor_events(&out),
+        vec![
+            exec::event::Type::Subscribed as i32,
+            exec::event::Type::Launch as i32
+        ]
+    );
+}
+
+#[test]
+fn a_task_whose_executor_record_is_gone_fails_at_recovery() {
+    let mut store = crate::checkpoint::MemStore::default();
+    let mut state = agent();
+    persist(&mut store, &run_task(&mut state, "t1"));
+    crate::checkpoint::apply(
+        &mut store,
+        &Checkpoint::RemoveExecutor {
+            framework_id: fid(),
+            executor_id: eid("t1"),
+        },
+    )
+    .expect("in-memory");
+    let (state, out) = restart(&store, T0);
+    assert_eq!(
+        state.tasks[&(fid(), TaskId::new("t1"))].state,
+        pb::TaskState::TaskFailed
+    );
+    assert!(out.iter().any(|e| matches!(
+        e,
+        Effect::Checkpoint(Checkpoint::TaskUpdates {
+            state: pb::TaskState::TaskFailed,
+            ..
+        })
+    )));
+}
+
+#[test]
+fn an_update_for_a_retired_task_is_acknowledged_so_the_executor_can_exit() {
+    let mut state = agent();
+    run_task(&mut state, "t1");
+    subscribe(&mut state, "t1", 1);
+    update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskFinished, 1),
+    );
+    master_ack(&mut state, "t1", 1, T0);
+    assert!(state.tasks.is_empty());
+    let out = update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskFinished, 1),
+    );
+    assert_eq!(acks_to_executor(&out), 1);
+    assert!(to_master_updates(&out).is_empty());
 }

@@ -1,0 +1,659 @@
+//! What the agent checkpoints so that a restarted agent (even after SIGKILL)
+//! finds its frameworks, executors, tasks and undelivered status updates.
+//!
+//! The state machine decides *what* to persist and emits
+//! [`Checkpoint`] records as effects, ordered before the effects that rely
+//! on them (an executor's update is written before the agent acknowledges
+//! it to the executor). This module maps records to files in a
+//! [`MetaStore`] and reads them back at start ([`recover`]);
+//! [`FsStore`] is the real one (atomic writes: temp file, fsync, rename).
+//!
+//! Layout under `<work_dir>/meta/` (after Mesos' `src/slave/paths.hpp`):
+//!
+//! ```text
+//! boot_id                                   the boot this checkpoint belongs to
+//! slaves/latest                             the agent id
+//! frameworks/<fid>/framework.info           FrameworkInfo (protobuf)
+//! frameworks/<fid>/executors/<eid>/executor.info
+//!                                           task id, run id, sandbox, pid, start time (JSON)
+//! frameworks/<fid>/executors/<eid>/tasks/<tid>/task.info     TaskInfo (protobuf)
+//! frameworks/<fid>/executors/<eid>/tasks/<tid>/task.updates  latest state and the
+//!                                           updates not yet acknowledged (protobuf)
+//! ```
+//!
+//! Unlike Mesos, frameworks are not nested under the agent id: the agent
+//! keeps running its tasks whatever id the master gives it.
+//!
+//! Files are only ever replaced whole (rename), so a reader sees the old or
+//! the new content, never a mix. A file that cannot be decoded anyway (a
+//! damaged disk, a hand edit) is skipped with a warning naming it; recovery
+//! never panics.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use agora_core::{AgentId, ExecutorId, FrameworkId, TaskId};
+use agora_proto::v1 as pb;
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+
+/// One executor run: what the agent needs to find its process again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutorRun {
+    pub run_id: String,
+    pub sandbox: PathBuf,
+    pub pid: u32,
+    /// Field 22 of `/proc/<pid>/stat` (clock ticks since boot): a pid with
+    /// another start time is another process (pid reuse).
+    pub start_time: u64,
+}
+
+/// A record the state machine asks the shell to persist (or remove).
+// Moved once from the state machine to the shell; boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Checkpoint {
+    AgentId(AgentId),
+    Framework(pb::FrameworkInfo),
+    /// The framework has no executors or tasks left here.
+    RemoveFramework(FrameworkId),
+    Executor {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        task_id: TaskId,
+        run: Option<ExecutorRun>,
+    },
+    /// The executor is gone (its task's records stay while it has any).
+    RemoveExecutor {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+    },
+    Task {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        info: pb::TaskInfo,
+    },
+    /// The task's latest state and its updates not yet acknowledged by the
+    /// master, in order (the whole queue, replacing the previous one).
+    TaskUpdates {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        task_id: TaskId,
+        state: pb::TaskState,
+        pending: Vec<pb::TaskStatus>,
+    },
+    /// The task is terminal and every update for it was acknowledged.
+    RemoveTask {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        task_id: TaskId,
+    },
+}
+
+/// What a restarted agent finds in its checkpoint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recovered {
+    pub agent_id: Option<AgentId>,
+    pub frameworks: Vec<pb::FrameworkInfo>,
+    pub executors: Vec<RecoveredExecutor>,
+    pub tasks: Vec<RecoveredTask>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveredExecutor {
+    pub framework_id: FrameworkId,
+    pub executor_id: ExecutorId,
+    pub task_id: TaskId,
+    pub run: Option<ExecutorRun>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveredTask {
+    pub framework_id: FrameworkId,
+    pub executor_id: ExecutorId,
+    pub info: pb::TaskInfo,
+    pub state: pb::TaskState,
+    pub pending: Vec<pb::TaskStatus>,
+}
+
+/// `task.updates`: the latest state and the pending queue.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TaskUpdatesRecord {
+    #[prost(int32, tag = "1")]
+    state: i32,
+    #[prost(message, repeated, tag = "2")]
+    pending: Vec<pb::TaskStatus>,
+}
+
+/// `executor.info`.
+#[derive(Debug, Serialize, Deserialize)]
+struct ExecutorRecord {
+    task_id: String,
+    run: Option<ExecutorRun>,
+}
+
+/// The files behind the checkpoint, relative to `meta/`.
+pub trait MetaStore {
+    /// Replaces `path` whole, atomically; creates parent directories.
+    fn write(&mut self, path: &Path, bytes: &[u8]) -> std::io::Result<()>;
+    /// `Ok(None)` when the file does not exist.
+    fn read(&self, path: &Path) -> std::io::Result<Option<Vec<u8>>>;
+    /// Removes a file or a directory tree; absent is fine.
+    fn remove(&mut self, path: &Path) -> std::io::Result<()>;
+    /// The names of the subdirectories of `path` (none when absent).
+    fn list_dirs(&self, path: &Path) -> std::io::Result<Vec<String>>;
+    /// Removes `path` and then its parents up to (not including) `stop`,
+    /// each only while empty.
+    fn prune(&mut self, path: &Path, stop: &Path);
+}
+
+pub const BOOT_ID: &str = "boot_id";
+const AGENT_ID: &str = "slaves/latest";
+const FRAMEWORK_INFO: &str = "framework.info";
+const EXECUTOR_INFO: &str = "executor.info";
+const TASK_INFO: &str = "task.info";
+const TASK_UPDATES: &str = "task.updates";
+
+/// An id used as one path component: never empty, `.`, `..` or with a `/`.
+fn component(id: &str) -> std::io::Result<&str> {
+    if id.is_empty() || id == "." || id == ".." || id.contains('/') || id.contains('\0') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("id {id:?} cannot name a checkpoint directory"),
+        ));
+    }
+    Ok(id)
+}
+
+fn framework_dir(framework_id: &str) -> std::io::Result<PathBuf> {
+    Ok(Path::new("frameworks").join(component(framework_id)?))
+}
+
+fn executor_dir(framework_id: &str, executor_id: &str) -> std::io::Result<PathBuf> {
+    Ok(framework_dir(framework_id)?
+        .join("executors")
+        .join(component(executor_id)?))
+}
+
+fn task_dir(framework_id: &str, executor_id: &str, task_id: &str) -> std::io::Result<PathBuf> {
+    Ok(executor_dir(framework_id, executor_id)?
+        .join("tasks")
+        .join(component(task_id)?))
+}
+
+/// Carries out one record.
+pub fn apply(store: &mut dyn MetaStore, record: &Checkpoint) -> std::io::Result<()> {
+    match record {
+        Checkpoint::AgentId(agent_id) => {
+            store.write(Path::new(AGENT_ID), agent_id.as_str().as_bytes())
+        }
+        Checkpoint::Framework(info) => {
+            let id = info.id.as_ref().map(|i| i.value.as_str()).unwrap_or("");
+            store.write(
+                &framework_dir(id)?.join(FRAMEWORK_INFO),
+                &info.encode_to_vec(),
+            )
+        }
+        Checkpoint::RemoveFramework(framework_id) => {
+            store.remove(&framework_dir(framework_id.as_str())?)
+        }
+        Checkpoint::Executor {
+            framework_id,
+            executor_id,
+            task_id,
+            run,
+        } => {
+            let record = ExecutorRecord {
+                task_id: task_id.as_str().to_string(),
+                run: run.clone(),
+            };
+            let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
+            let dir = executor_dir(framework_id.as_str(), executor_id.as_str())?;
+            store.write(&dir.join(EXECUTOR_INFO), &bytes)
+        }
+        Checkpoint::RemoveExecutor {
+            framework_id,
+            executor_id,
+        } => {
+            let dir = executor_dir(framework_id.as_str(), executor_id.as_str())?;
+            store.remove(&dir.join(EXECUTOR_INFO))?;
+            store.prune(&dir, Path::new("frameworks"));
+            Ok(())
+        }
+        Checkpoint::Task {
+            framework_id,
+            executor_id,
+            info,
+        } => {
+            let task_id = info
+                .task_id
+                .as_ref()
+                .map(|t| t.value.as_str())
+                .unwrap_or("");
+            let dir = task_dir(framework_id.as_str(), executor_id.as_str(), task_id)?;
+            store.write(&dir.join(TASK_INFO), &info.encode_to_vec())
+        }
+        Checkpoint::TaskUpdates {
+            framework_id,
+            executor_id,
+            task_id,
+            state,
+            pending,
+        } => {
+            let record = TaskUpdatesRecord {
+                state: *state as i32,
+                pending: pending.clone(),
+            };
+            let dir = task_dir(
+                framework_id.as_str(),
+                executor_id.as_str(),
+                task_id.as_str(),
+            )?;
+            store.write(&dir.join(TASK_UPDATES), &record.encode_to_vec())
+        }
+        Checkpoint::RemoveTask {
+            framework_id,
+            executor_id,
+            task_id,
+        } => {
+            let dir = task_dir(
+                framework_id.as_str(),
+                executor_id.as_str(),
+                task_id.as_str(),
+            )?;
+            store.remove(&dir)?;
+            store.prune(
+                &executor_dir(framework_id.as_str(), executor_id.as_str())?.join("tasks"),
+                Path::new("frameworks"),
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Drops records another record of the same batch makes moot: of several
+/// writes of one task's updates (or one executor's record) only the last
+/// counts, written at the first one's place. Removals keep their order.
+/// The shell writes a batch's records before sending any of the batch's
+/// messages, so every record still precedes what relies on it; this saves
+/// a write and an fsync per superseded record under load.
+pub fn coalesce(records: Vec<Checkpoint>) -> Vec<Checkpoint> {
+    #[derive(PartialEq, Eq, Hash)]
+    enum Key {
+        Updates(FrameworkId, ExecutorId, TaskId),
+        Executor(FrameworkId, ExecutorId),
+    }
+    let mut out: Vec<Checkpoint> = Vec::with_capacity(records.len());
+    let mut at: std::collections::HashMap<Key, usize> = std::collections::HashMap::new();
+    for record in records {
+        let key = match &record {
+            Checkpoint::TaskUpdates {
+                framework_id,
+                executor_id,
+                task_id,
+                ..
+            } => Some(Key::Updates(
+                framework_id.clone(),
+                executor_id.clone(),
+                task_id.clone(),
+            )),
+            Checkpoint::Executor {
+                framework_id,
+                executor_id,
+                ..
+            } => Some(Key::Executor(framework_id.clone(), executor_id.clone())),
+            Checkpoint::RemoveTask {
+                framework_id,
+                executor_id,
+                task_id,
+            } => {
+                at.remove(&Key::Updates(
+                    framework_id.clone(),
+                    executor_id.clone(),
+                    task_id.clone(),
+                ));
+                None
+            }
+            Checkpoint::RemoveExecutor {
+                framework_id,
+                executor_id,
+            } => {
+                at.retain(|key, _| match key {
+                    Key::Updates(f, e, _) | Key::Executor(f, e) => {
+                        f != framework_id || e != executor_id
+                    }
+                });
+                None
+            }
+            Checkpoint::RemoveFramework(framework_id) => {
+                at.retain(|key, _| match key {
+                    Key::Updates(f, _, _) | Key::Executor(f, _) => f != framework_id,
+                });
+                None
+            }
+            Checkpoint::AgentId(_) | Checkpoint::Framework(_) | Checkpoint::Task { .. } => None,
+        };
+        match key.and_then(|k| match at.get(&k) {
+            Some(&index) => Some(index),
+            None => {
+                at.insert(k, out.len());
+                None
+            }
+        }) {
+            Some(index) => out[index] = record,
+            None => out.push(record),
+        }
+    }
+    out
+}
+
+/// Reads one file; `None` (with a warning) when it is unreadable.
+fn read_file(store: &dyn MetaStore, path: &Path) -> Option<Vec<u8>> {
+    match store.read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "checkpoint file unreadable; skipped");
+            None
+        }
+    }
+}
+
+fn list(store: &dyn MetaStore, path: &Path) -> Vec<String> {
+    match store.list_dirs(path) {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::warn!(dir = %path.display(), error = %e, "checkpoint directory unreadable; skipped");
+            Vec::new()
+        }
+    }
+}
+
+fn corrupt(path: &Path, error: impl std::fmt::Display) {
+    tracing::warn!(file = %path.display(), error = %error, "checkpoint file is corrupt; skipped");
+}
+
+/// Reads everything back. Damaged or missing pieces are skipped with a
+/// warning; whatever can be recovered is.
+pub fn recover(store: &dyn MetaStore) -> Recovered {
+    let mut recovered = Recovered::default();
+    if let Some(bytes) = read_file(store, Path::new(AGENT_ID)) {
+        match std::str::from_utf8(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|text| AgentId::parse(text.trim()).map_err(|e| e.to_string()))
+        {
+            Ok(id) => recovered.agent_id = Some(id),
+            Err(e) => corrupt(Path::new(AGENT_ID), e),
+        }
+    }
+    for framework in list(store, Path::new("frameworks")) {
+        let Ok(framework_id) = FrameworkId::parse(&framework) else {
+            tracing::warn!(dir = %framework, "checkpoint directory is not a framework id; skipped");
+            continue;
+        };
+        let dir = Path::new("frameworks").join(&framework);
+        let info_path = dir.join(FRAMEWORK_INFO);
+        match read_file(store, &info_path).map(|b| pb::FrameworkInfo::decode(b.as_slice())) {
+            Some(Ok(info)) => recovered.frameworks.push(info),
+            Some(Err(e)) => corrupt(&info_path, e),
+            None => {
+                // Tasks without their framework's info cannot be reported; keep
+                // them with a minimal info rather than dropping their updates.
+                tracing::warn!(file = %info_path.display(), "framework info missing");
+                recovered.frameworks.push(pb::FrameworkInfo {
+                    id: framework_id.to_field(),
+                    ..Default::default()
+                });
+            }
+        }
+        for executor in list(store, &dir.join("executors")) {
+            let Ok(executor_id) = ExecutorId::parse(&executor) else {
+                tracing::warn!(dir = %executor, "checkpoint directory is not an executor id; skipped");
+                continue;
+            };
+            let executor_dir = dir.join("executors").join(&executor);
+            let info_path = executor_dir.join(EXECUTOR_INFO);
+            if let Some(bytes) = read_file(store, &info_path) {
+                match serde_json::from_slice::<ExecutorRecord>(&bytes)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| {
+                        let task_id = TaskId::parse(&r.task_id).map_err(|e| e.to_string())?;
+                        Ok((task_id, r.run))
+                    }) {
+                    Ok((task_id, run)) => recovered.executors.push(RecoveredExecutor {
+                        framework_id: framework_id.clone(),
+                        executor_id: executor_id.clone(),
+                        task_id,
+                        run,
+                    }),
+                    Err(e) => corrupt(&info_path, e),
+                }
+            }
+            for task in list(store, &executor_dir.join("tasks")) {
+                let task_dir = executor_dir.join("tasks").join(&task);
+                let info_path = task_dir.join(TASK_INFO);
+                let info = match read_file(store, &info_path)
+                    .map(|b| pb::TaskInfo::decode(b.as_slice()))
+                {
+                    Some(Ok(info)) => info,
+                    Some(Err(e)) => {
+                        corrupt(&info_path, e);
+                        continue;
+                    }
+                    None => {
+                        tracing::warn!(file = %info_path.display(), "task info missing; task skipped");
+                        continue;
+                    }
+                };
+                if info.task_id.as_ref().map(|t| t.value.as_str()) != Some(task.as_str()) {
+                    corrupt(&info_path, "task id does not match its directory");
+                    continue;
+                }
+                let updates_path = task_dir.join(TASK_UPDATES);
+                let (state, pending) = match read_file(store, &updates_path)
+                    .map(|b| TaskUpdatesRecord::decode(b.as_slice()))
+                {
+                    None => (pb::TaskState::TaskStaging, Vec::new()),
+                    Some(Ok(record)) => match agora_core::task::from_i32(record.state) {
+                        Ok(state) => (state, record.pending),
+                        Err(e) => {
+                            corrupt(&updates_path, e);
+                            (pb::TaskState::TaskStaging, Vec::new())
+                        }
+                    },
+                    Some(Err(e)) => {
+                        corrupt(&updates_path, e);
+                        (pb::TaskState::TaskStaging, Vec::new())
+                    }
+                };
+                recovered.tasks.push(RecoveredTask {
+                    framework_id: framework_id.clone(),
+                    executor_id: executor_id.clone(),
+                    info,
+                    state,
+                    pending,
+                });
+            }
+        }
+    }
+    recovered
+}
+
+/// The checkpoint on disk, under `<work_dir>/meta`.
+pub struct FsStore {
+    root: PathBuf,
+}
+
+impl FsStore {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl MetaStore for FsStore {
+    fn write(&mut self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let target = self.root.join(path);
+        let dir = target
+            .parent()
+            .ok_or_else(|| std::io::Error::other("checkpoint path has no parent"))?;
+        std::fs::create_dir_all(dir)?;
+        let mut name = target.file_name().unwrap_or_default().to_os_string();
+        name.push(".tmp");
+        let temp = dir.join(name);
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        // The directory is not synced: a checkpoint only matters while the
+        // machine has not rebooted (a new boot id discards it), and until
+        // then the kernel keeps renamed files even if this process dies.
+        file.sync_data()?;
+        drop(file);
+        std::fs::rename(&temp, &target)
+    }
+
+    fn read(&self, path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.root.join(path)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn remove(&mut self, path: &Path) -> std::io::Result<()> {
+        let target = self.root.join(path);
+        let result = match std::fs::symlink_metadata(&target) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&target),
+            Ok(_) => std::fs::remove_file(&target),
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    fn list_dirs(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        let entries = match std::fs::read_dir(self.root.join(path)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                match entry.file_name().into_string() {
+                    Ok(name) => names.push(name),
+                    Err(name) => {
+                        tracing::warn!(name = ?name, "checkpoint entry with a non-UTF-8 name skipped");
+                    }
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn prune(&mut self, path: &Path, stop: &Path) {
+        let mut current = Some(path);
+        while let Some(dir) = current {
+            if dir == stop || dir.as_os_str().is_empty() {
+                break;
+            }
+            // Fails (and stops) on the first directory that is not empty.
+            if std::fs::remove_dir(self.root.join(dir)).is_err() {
+                break;
+            }
+            current = dir.parent();
+        }
+    }
+}
+
+/// A checkpoint in memory, for tests.
+#[derive(Debug, Default, Clone)]
+pub struct MemStore {
+    pub files: std::collections::BTreeMap<PathBuf, Vec<u8>>,
+}
+
+impl MetaStore for MemStore {
+    fn write(&mut self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        self.files.insert(path.to_path_buf(), bytes.to_vec());
+        Ok(())
+    }
+
+    fn read(&self, path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+        Ok(self.files.get(path).cloned())
+    }
+
+    fn remove(&mut self, path: &Path) -> std::io::Result<()> {
+        self.files.retain(|p, _| !p.starts_with(path));
+        Ok(())
+    }
+
+    fn list_dirs(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .files
+            .keys()
+            .filter_map(|p| p.strip_prefix(path).ok())
+            .filter(|rest| rest.components().count() > 1)
+            .filter_map(|rest| rest.components().next())
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        names.dedup();
+        Ok(names)
+    }
+
+    fn prune(&mut self, _path: &Path, _stop: &Path) {}
+}
+
+/// The id of the current boot. `AGORA_TEST_BOOT_ID_FILE` (for tests only:
+/// it lets a test simulate a reboot) names a file to read it from instead
+/// of `/proc/sys/kernel/random/boot_id`.
+pub fn current_boot_id() -> std::io::Result<String> {
+    let path = std::env::var_os("AGORA_TEST_BOOT_ID_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/proc/sys/kernel/random/boot_id"));
+    Ok(std::fs::read_to_string(path)?.trim().to_string())
+}
+
+/// Field 22 of `/proc/<pid>/stat` (start time in clock ticks since boot),
+/// or `None` when there is no such live process (zombies count as dead).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // `rest` starts at field 3 (state).
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    fields.nth(22 - 4)?.parse().ok()
+}
+
+/// The pids of the processes in session `sid` (field 6 of
+/// `/proc/<pid>/stat`), found by one scan of `/proc`.
+pub fn session_members(sid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    // Fields 3 (state), 4 (ppid), 5 (pgrp), 6 (session).
+                    rest.split_whitespace().nth(3)?.parse::<u32>().ok()
+                })
+                == Some(sid)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

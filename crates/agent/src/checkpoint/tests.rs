@@ -1,0 +1,242 @@
+use std::path::Path;
+
+use agora_core::{AgentId, ExecutorId, FrameworkId, TaskId};
+use agora_proto::v1 as pb;
+
+use super::*;
+
+fn framework() -> pb::FrameworkInfo {
+    pb::FrameworkInfo {
+        id: FrameworkId::new("f1").to_field(),
+        name: "fw".into(),
+        ..Default::default()
+    }
+}
+
+fn task_info(id: &str) -> pb::TaskInfo {
+    pb::TaskInfo {
+        name: id.into(),
+        task_id: Some(pb::TaskId { value: id.into() }),
+        ..Default::default()
+    }
+}
+
+fn update(uuid: u8, state: pb::TaskState) -> pb::TaskStatus {
+    pb::TaskStatus {
+        task_id: Some(pb::TaskId { value: "t1".into() }),
+        state: state as i32,
+        uuid: Some(vec![uuid; 16]),
+        ..Default::default()
+    }
+}
+
+fn records() -> Vec<Checkpoint> {
+    let f = FrameworkId::new("f1");
+    let e = ExecutorId::new("t1");
+    vec![
+        Checkpoint::AgentId(AgentId::new("a1")),
+        Checkpoint::Framework(framework()),
+        Checkpoint::Executor {
+            framework_id: f.clone(),
+            executor_id: e.clone(),
+            task_id: TaskId::new("t1"),
+            run: Some(ExecutorRun {
+                run_id: "r".into(),
+                sandbox: "/s".into(),
+                pid: 10,
+                start_time: 20,
+            }),
+        },
+        Checkpoint::Task {
+            framework_id: f.clone(),
+            executor_id: e.clone(),
+            info: task_info("t1"),
+        },
+        Checkpoint::TaskUpdates {
+            framework_id: f,
+            executor_id: e,
+            task_id: TaskId::new("t1"),
+            state: pb::TaskState::TaskRunning,
+            pending: vec![
+                update(1, pb::TaskState::TaskStarting),
+                update(2, pb::TaskState::TaskRunning),
+            ],
+        },
+    ]
+}
+
+fn write_all(store: &mut dyn MetaStore, records: &[Checkpoint]) {
+    for record in records {
+        apply(store, record).expect("write");
+    }
+}
+
+fn check_full(recovered: &Recovered) {
+    assert_eq!(recovered.agent_id, Some(AgentId::new("a1")));
+    assert_eq!(recovered.frameworks, vec![framework()]);
+    assert_eq!(recovered.executors.len(), 1);
+    assert_eq!(recovered.executors[0].run.as_ref().map(|r| r.pid), Some(10));
+    assert_eq!(recovered.tasks.len(), 1);
+    assert_eq!(recovered.tasks[0].state, pb::TaskState::TaskRunning);
+    assert_eq!(recovered.tasks[0].pending.len(), 2);
+    assert_eq!(recovered.tasks[0].pending[1].uuid, Some(vec![2; 16]));
+}
+
+#[test]
+fn records_round_trip_in_memory_and_on_disk() {
+    let mut memory = MemStore::default();
+    write_all(&mut memory, &records());
+    check_full(&recover(&memory));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut disk = FsStore::new(dir.path().join("meta"));
+    write_all(&mut disk, &records());
+    check_full(&recover(&disk));
+    assert!(
+        dir.path()
+            .join("meta/frameworks/f1/executors/t1/tasks/t1/task.updates")
+            .exists()
+    );
+
+    // Removing the task and then the executor leaves only the framework's info.
+    let f = FrameworkId::new("f1");
+    let e = ExecutorId::new("t1");
+    apply(
+        &mut disk,
+        &Checkpoint::RemoveTask {
+            framework_id: f.clone(),
+            executor_id: e.clone(),
+            task_id: TaskId::new("t1"),
+        },
+    )
+    .expect("remove task");
+    apply(
+        &mut disk,
+        &Checkpoint::RemoveExecutor {
+            framework_id: f.clone(),
+            executor_id: e,
+        },
+    )
+    .expect("remove executor");
+    assert!(!dir.path().join("meta/frameworks/f1/executors").exists());
+    let recovered = recover(&disk);
+    assert!(recovered.tasks.is_empty() && recovered.executors.is_empty());
+    apply(&mut disk, &Checkpoint::RemoveFramework(f)).expect("remove framework");
+    assert!(!dir.path().join("meta/frameworks/f1").exists());
+}
+
+#[test]
+fn damaged_files_are_skipped_without_panicking() {
+    let mut store = MemStore::default();
+    write_all(&mut store, &records());
+    let task_dir = Path::new("frameworks/f1/executors/t1/tasks/t1");
+    // Garbage where protobuf and JSON are expected.
+    store.files.insert(
+        Path::new("frameworks/f1/executors/t1/executor.info").into(),
+        b"{not json".to_vec(),
+    );
+    store
+        .files
+        .insert(task_dir.join("task.updates"), vec![0xff; 7]);
+    store
+        .files
+        .insert(Path::new("slaves/latest").into(), vec![0xc3, 0x28]);
+    // A task directory without its info, and a stray temp file.
+    store.files.insert(
+        Path::new("frameworks/f1/executors/t1/tasks/t2/task.updates").into(),
+        Vec::new(),
+    );
+    store
+        .files
+        .insert(task_dir.join("task.info.tmp"), b"partial".to_vec());
+    let recovered = recover(&store);
+    assert_eq!(recovered.agent_id, None);
+    assert!(recovered.executors.is_empty(), "corrupt executor skipped");
+    assert_eq!(recovered.tasks.len(), 1, "the task with its info is kept");
+    assert_eq!(recovered.tasks[0].state, pb::TaskState::TaskStaging);
+
+    // A truncated protobuf task info is skipped too.
+    let mut store = MemStore::default();
+    write_all(&mut store, &records());
+    let info = store
+        .files
+        .get_mut(&task_dir.join("task.info"))
+        .expect("written");
+    info.truncate(info.len() / 2);
+    info.push(0xff);
+    assert!(recover(&store).tasks.is_empty());
+}
+
+#[test]
+fn ids_that_cannot_be_path_components_are_refused() {
+    let mut store = MemStore::default();
+    for bad in ["..", "a/b", ""] {
+        let record = Checkpoint::Framework(pb::FrameworkInfo {
+            id: Some(pb::FrameworkId { value: bad.into() }),
+            ..Default::default()
+        });
+        assert!(apply(&mut store, &record).is_err(), "{bad:?}");
+    }
+    assert!(store.files.is_empty());
+}
+
+#[test]
+fn the_start_time_of_this_process_is_readable() {
+    let me = std::process::id();
+    let first = process_start_time(me).expect("own stat readable");
+    assert_eq!(process_start_time(me), Some(first), "stable");
+    assert_eq!(process_start_time(u32::MAX), None);
+}
+
+#[test]
+fn a_batch_keeps_only_the_last_write_of_each_task_queue() {
+    let f = FrameworkId::new("f1");
+    let e = ExecutorId::new("t1");
+    let updates = |n: usize| Checkpoint::TaskUpdates {
+        framework_id: f.clone(),
+        executor_id: e.clone(),
+        task_id: TaskId::new("t1"),
+        state: pb::TaskState::TaskRunning,
+        pending: (0..n)
+            .map(|i| update(i as u8, pb::TaskState::TaskRunning))
+            .collect(),
+    };
+    let remove = Checkpoint::RemoveTask {
+        framework_id: f.clone(),
+        executor_id: e.clone(),
+        task_id: TaskId::new("t1"),
+    };
+    let agent = Checkpoint::AgentId(AgentId::new("a1"));
+    let batch = vec![
+        updates(1),
+        agent.clone(),
+        updates(2),
+        updates(3),
+        remove.clone(),
+        updates(4),
+    ];
+    assert_eq!(
+        coalesce(batch),
+        vec![updates(3), agent, remove, updates(4)],
+        "the last write before the removal takes the first one's place"
+    );
+    // Whatever the coalescing, the files end up as with every write.
+    let mut all = MemStore::default();
+    let mut fewer = MemStore::default();
+    let batch = records()
+        .into_iter()
+        .chain([updates(1), updates(2)])
+        .collect::<Vec<_>>();
+    write_all(&mut all, &batch);
+    write_all(&mut fewer, &coalesce(batch));
+    assert_eq!(all.files, fewer.files);
+}
+
+#[test]
+fn session_members_are_found_through_proc() {
+    let sid = rustix::process::getsid(None)
+        .map(|p| p.as_raw_nonzero().get())
+        .expect("own session");
+    let sid = u32::try_from(sid).expect("positive");
+    assert!(session_members(sid).contains(&std::process::id()));
+}

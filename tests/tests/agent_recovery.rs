@@ -1,0 +1,308 @@
+//! Agent recovery end to end: an agent SIGKILLed and started again with the
+//! same work dir, port and flags re-attaches to its running executors, and
+//! every task's final status still reaches the framework. After a reboot
+//! (a different boot id) the agent starts clean as a new agent.
+//!
+//! The tasks wait for a `release` file in their sandbox instead of
+//! sleeping, so the test decides when they end; every wait is a condition
+//! with a deadline.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use agora_e2e::{Cluster, Proc, all_tasks, free_port, get_json, run_with_deadline, wait_for};
+
+const RESOURCES: &str = "cpus:2;mem:1024";
+/// Records its pid, then runs until the test creates `release` in its sandbox.
+const HELD_TASK: &str = "echo $$ > task.pid; while [ ! -e release ]; do sleep 0.05; done";
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Field 22 of `/proc/<pid>/stat`, or `None` when there is no live process.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// A cluster with one agent (agent 0) on a port the test knows.
+fn cluster_with_agent(envs: &[(&str, &str)]) -> (Cluster, u16) {
+    let mut cluster = Cluster::start(0, RESOURCES).expect("master starts");
+    let port = free_port();
+    let agent = cluster.start_agent_on(0, port, RESOURCES, "agent-0.log", envs);
+    cluster.agents.push(agent);
+    cluster.agent_dirs.push(cluster.agent_dir(0));
+    cluster.wait_agents(1).expect("the agent registers");
+    (cluster, port)
+}
+
+/// Starts `agora run` for one held task in a thread.
+fn run_held_task(cluster: &Cluster, name: &str) -> JoinHandle<Output> {
+    let mut command = std::process::Command::new(agora_e2e::agora_bin());
+    command.args([
+        "run",
+        "--master",
+        &cluster.master_address(),
+        "--name",
+        name,
+        "--command",
+        HELD_TASK,
+        "--timeout",
+        "60",
+    ]);
+    std::thread::spawn(move || run_with_deadline(command, Duration::from_secs(120)))
+}
+
+/// Waits until the task runs, and returns its sandbox and its process.
+fn running_task(cluster: &Cluster, task_id: &str) -> (PathBuf, u32, u64) {
+    wait_for(
+        &format!("{task_id} running with its pid recorded"),
+        Duration::from_secs(30),
+        || {
+            let state = cluster.state().ok()?;
+            all_tasks(&state)
+                .iter()
+                .any(|t| t["id"] == task_id && t["state"] == "TASK_RUNNING")
+                .then_some(())?;
+            let file = cluster.sandbox_files(task_id, "task.pid").pop()?;
+            let pid: u32 = std::fs::read_to_string(&file).ok()?.trim().parse().ok()?;
+            let started = start_time(pid)?;
+            Some((file.parent()?.to_path_buf(), pid, started))
+        },
+    )
+    .expect("task runs")
+}
+
+fn agent_id(cluster: &Cluster) -> String {
+    cluster.state().expect("state")["agents"][0]["id"]
+        .as_str()
+        .expect("agent id")
+        .to_string()
+}
+
+/// The agent's own `/state`, once it shows `check` true.
+fn agent_state(
+    port: u16,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    wait_for(what, Duration::from_secs(30), || {
+        get_json(port, "/state").ok().filter(&check)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", get_json(port, "/state")))
+}
+
+fn release(sandbox: &Path) {
+    std::fs::write(sandbox.join("release"), b"").expect("release file");
+}
+
+fn assert_finished_cleanly(output: &Output) {
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "agora run fails: {stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("TASK_FINISHED"), "{stdout}");
+    for bad in ["TASK_LOST", "TASK_FAILED", "TASK_GONE", "TASK_KILLED"] {
+        assert!(!stdout.contains(bad), "{bad} reported: {stdout}");
+    }
+}
+
+fn sigkill(agent: &mut Proc) {
+    // Proc::kill sends SIGKILL to this pid and reaps it.
+    agent.kill();
+}
+
+#[test]
+fn a_task_survives_a_sigkilled_agent_and_finishes() {
+    let (mut cluster, port) = cluster_with_agent(&[]);
+    let id = agent_id(&cluster);
+    let runner = run_held_task(&cluster, "keeper");
+    let (sandbox, pid, started) = running_task(&cluster, "keeper-0");
+
+    sigkill(&mut cluster.agents[0]);
+    assert_eq!(
+        start_time(pid),
+        Some(started),
+        "the task outlives the agent"
+    );
+
+    cluster.agents[0] = cluster.start_agent_on(0, port, RESOURCES, "agent-0-again.log", &[]);
+    // Back, with the same id, and it re-attached to the running task.
+    agent_state(port, "the restarted agent registered", |s| {
+        s["registered"] == true
+            && s["id"] == id.as_str()
+            && s["tasks"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["id"] == "keeper-0"))
+    });
+    let state = cluster.wait_agents(1).expect("agent active again");
+    assert_eq!(state["agents"].as_array().map(Vec::len), Some(1));
+    assert_eq!(state["agents"][0]["id"], id.as_str(), "same agent id");
+    assert_eq!(
+        start_time(pid),
+        Some(started),
+        "the same task process keeps running"
+    );
+    let log = cluster.agents[0].log_text();
+    assert!(log.contains("recovered from the checkpoint"), "{log}");
+
+    release(&sandbox);
+    let output = runner.join().expect("runner thread");
+    assert_finished_cleanly(&output);
+    assert_eq!(
+        cluster.sandbox_files("keeper-0", "task.pid").len(),
+        1,
+        "the task was not launched a second time"
+    );
+    agent_state(port, "the finished task retired", |s| {
+        s["tasks"].as_array().is_some_and(Vec::is_empty)
+            && s["completed_tasks"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["id"] == "keeper-0"))
+    });
+}
+
+#[test]
+fn a_task_that_ends_while_the_agent_is_down_is_reported_when_it_returns() {
+    let (mut cluster, port) = cluster_with_agent(&[]);
+    let runner = run_held_task(&cluster, "latecomer");
+    let (sandbox, pid, started) = running_task(&cluster, "latecomer-0");
+
+    sigkill(&mut cluster.agents[0]);
+    release(&sandbox);
+    wait_for("the task ends", Duration::from_secs(30), || {
+        (start_time(pid) != Some(started)).then_some(())
+    })
+    .expect("task ends without its agent");
+    // Its executor holds the final update until the agent is back.
+    cluster.agents[0] = cluster.start_agent_on(0, port, RESOURCES, "agent-0-again.log", &[]);
+    let output = runner.join().expect("runner thread");
+    assert_finished_cleanly(&output);
+}
+
+#[test]
+fn after_a_reboot_the_agent_starts_clean_as_a_new_agent() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let boot_id_file = dir.path().join("boot_id");
+    std::fs::write(&boot_id_file, "boot-one\n").expect("boot id");
+    let boot_env = boot_id_file.to_str().expect("utf-8 path").to_string();
+    let envs = [("AGORA_TEST_BOOT_ID_FILE", boot_env.as_str())];
+    let (mut cluster, port) = cluster_with_agent(&envs);
+    let old_id = agent_id(&cluster);
+    let output = cluster.run(&["--name", "before", "--command", "echo hi"]);
+    assert!(output.status.success(), "{}", text(&output.stdout));
+    let meta = cluster.agent_dir(0).join("meta");
+    assert_eq!(
+        std::fs::read_to_string(meta.join("slaves/latest")).expect("agent id checkpointed"),
+        old_id
+    );
+
+    sigkill(&mut cluster.agents[0]);
+    std::fs::write(&boot_id_file, "boot-two\n").expect("boot id");
+    cluster.agents[0] = cluster.start_agent_on(0, port, RESOURCES, "agent-0-rebooted.log", &envs);
+    let state = agent_state(port, "the agent registered anew", |s| {
+        s["registered"] == true && s["id"].as_str().is_some_and(|id| id != old_id)
+    });
+    let new_id = state["id"].as_str().expect("new id").to_string();
+    assert!(
+        state["tasks"].as_array().is_some_and(Vec::is_empty),
+        "{state}"
+    );
+    let log = cluster.agents[0].log_text();
+    assert!(log.contains("rebooted"), "the log says why: {log}");
+    assert_eq!(
+        std::fs::read_to_string(meta.join("boot_id")).expect("boot id"),
+        "boot-two"
+    );
+    assert_eq!(
+        std::fs::read_to_string(meta.join("slaves/latest")).expect("new id checkpointed"),
+        new_id
+    );
+    assert_eq!(
+        cluster.sandbox_files("before-0", "stdout").len(),
+        1,
+        "the old sandbox is kept"
+    );
+    // The new agent takes work.
+    let output = cluster.run(&["--name", "after", "--command", "echo hi"]);
+    assert!(output.status.success(), "{}", text(&output.stdout));
+}
+
+/// Sends `signal` to `pid` if it is still the process that started at `started`.
+fn signal_if_same(pid: u32, started: u64, signal: rustix::process::Signal) {
+    if start_time(pid) == Some(started)
+        && let Some(target) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(target, signal);
+    }
+}
+
+/// Kills a process this test froze, should the test fail before the agent does.
+struct KillOnDrop(u32, u64);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        signal_if_same(self.0, self.1, rustix::process::Signal::KILL);
+    }
+}
+
+#[test]
+fn an_executor_that_does_not_come_back_is_killed_with_its_task() {
+    let (mut cluster, port) = cluster_with_agent(&[]);
+    let runner = run_held_task(&cluster, "frozen");
+    let (_sandbox, task_pid, task_started) = running_task(&cluster, "frozen-0");
+    // The executor's pid, as the agent checkpointed it.
+    let meta = cluster.agent_dir(0).join("meta/frameworks");
+    let framework = std::fs::read_dir(&meta)
+        .expect("framework checkpointed")
+        .flatten()
+        .next()
+        .expect("one framework")
+        .path();
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(framework.join("executors/frozen-0/executor.info"))
+            .expect("executor checkpointed"),
+    )
+    .expect("executor record is JSON");
+    let executor_pid = u32::try_from(record["run"]["pid"].as_u64().expect("pid")).expect("pid");
+    let executor_started = start_time(executor_pid).expect("executor alive");
+    assert_eq!(record["run"]["start_time"].as_u64(), Some(executor_started));
+    let _guard = KillOnDrop(executor_pid, executor_started);
+    let _task_guard = KillOnDrop(task_pid, task_started);
+
+    sigkill(&mut cluster.agents[0]);
+    // A hung executor: alive, but it will not re-subscribe.
+    signal_if_same(
+        executor_pid,
+        executor_started,
+        rustix::process::Signal::STOP,
+    );
+    cluster.agents[0] = cluster.start_agent_on(0, port, RESOURCES, "agent-0-again.log", &[]);
+    let output = runner.join().expect("runner thread");
+    let stdout = text(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("TASK_FAILED") && stdout.contains("re-subscribe"),
+        "fails with the reason: {stdout}\n{}",
+        text(&output.stderr)
+    );
+    wait_for("executor and task gone", Duration::from_secs(10), || {
+        (start_time(executor_pid) != Some(executor_started)
+            && start_time(task_pid) != Some(task_started))
+        .then_some(())
+    })
+    .expect("nothing of the task is left running");
+}
