@@ -34,6 +34,19 @@ pub(crate) struct MasterArgs {
     /// Missed pings (or ping periods without a session) before an agent is unreachable; with the defaults a dead agent is noticed within 9 s.
     #[arg(long, default_value_t = 3, env = "AGORA_MAX_AGENT_PING_TIMEOUTS", alias = "max_agent_ping_timeouts", value_parser = clap::value_parser!(u32).range(1..=100))]
     max_agent_ping_timeouts: u32,
+    /// Contend for leadership and keep the registry in ZooKeeper: zk://host1:2181,host2:2181/agora.
+    #[arg(long, env = "AGORA_ZK", value_parser = parse_zk)]
+    zk: Option<agora_coord::ZkUrl>,
+    /// ZooKeeper session timeout in seconds; a leader that loses its session steps down at once.
+    #[arg(long, default_value_t = 10.0, env = "AGORA_ZK_SESSION_TIMEOUT", alias = "zk_session_timeout", value_parser = parse_interval)]
+    zk_session_timeout: f64,
+    /// After a failover, seconds admitted agents have to re-register before they are marked unreachable.
+    #[arg(long, default_value_t = 600.0, env = "AGORA_AGENT_REREGISTER_TIMEOUT", alias = "agent_reregister_timeout", value_parser = parse_interval)]
+    agent_reregister_timeout: f64,
+}
+
+fn parse_zk(text: &str) -> Result<agora_coord::ZkUrl, String> {
+    agora_coord::ZkUrl::parse(text).map_err(|e| e.to_string())
 }
 
 #[derive(clap::Args, Debug)]
@@ -138,13 +151,23 @@ struct MasterTuning {
     allocation_interval: f64,
     agent_ping_timeout: f64,
     max_agent_ping_timeouts: u32,
+    zk: Option<agora_coord::ZkUrl>,
+    zk_session_timeout: f64,
+    agent_reregister_timeout: f64,
+    work_dir: Option<PathBuf>,
 }
 
-const DEFAULT_TUNING: MasterTuning = MasterTuning {
-    allocation_interval: 1.0,
-    agent_ping_timeout: 3.0,
-    max_agent_ping_timeouts: 3,
-};
+fn default_tuning(work_dir: Option<PathBuf>) -> MasterTuning {
+    MasterTuning {
+        allocation_interval: 1.0,
+        agent_ping_timeout: 3.0,
+        max_agent_ping_timeouts: 3,
+        zk: None,
+        zk_session_timeout: 10.0,
+        agent_reregister_timeout: 600.0,
+        work_dir,
+    }
+}
 
 fn master_options(
     address: SocketAddr,
@@ -157,6 +180,10 @@ fn master_options(
         allocation_interval: Duration::from_secs_f64(tuning.allocation_interval),
         agent_ping_timeout: Duration::from_secs_f64(tuning.agent_ping_timeout),
         max_agent_ping_timeouts: tuning.max_agent_ping_timeouts,
+        zk: tuning.zk.clone(),
+        zk_session_timeout: Duration::from_secs_f64(tuning.zk_session_timeout),
+        work_dir: tuning.work_dir.clone(),
+        agent_reregister_timeout: Duration::from_secs_f64(tuning.agent_reregister_timeout),
     }
 }
 
@@ -171,6 +198,10 @@ pub(crate) async fn master(args: MasterArgs) -> anyhow::Result<()> {
         allocation_interval: args.allocation_interval,
         agent_ping_timeout: args.agent_ping_timeout,
         max_agent_ping_timeouts: args.max_agent_ping_timeouts,
+        zk: args.zk,
+        zk_session_timeout: args.zk_session_timeout,
+        agent_reregister_timeout: args.agent_reregister_timeout,
+        work_dir: args.work_dir,
     };
     let options = master_options(address, hostname, &tuning);
     agora_master::run_master(listener, options, shutdown_on_signal())
@@ -238,7 +269,11 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let hostname = hostname_for(args.ip, None);
     let master = tokio::spawn(agora_master::run_master(
         listener,
-        master_options(master_address, hostname.clone(), &DEFAULT_TUNING),
+        master_options(
+            master_address,
+            hostname.clone(),
+            &default_tuning(Some(args.work_dir.join("master"))),
+        ),
         shutdown.clone(),
     ));
     let mut agents = Vec::new();

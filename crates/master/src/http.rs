@@ -12,11 +12,16 @@ use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 use tokio::sync::watch;
 
+use crate::shell::Gate;
 use crate::snapshot::StateSnapshot;
 
 type Snapshot = watch::Receiver<Arc<StateSnapshot>>;
 
-pub fn router(snapshot: Snapshot) -> Router {
+/// Paths a master serves whether or not it leads; everything else is for
+/// the leader only.
+const ANY_MASTER: [&str; 5] = ["/health", "/version", "/state", "/master/state", "/metrics"];
+
+pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/health", get(health))
@@ -26,6 +31,45 @@ pub fn router(snapshot: Snapshot) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(snapshot)
+        .layer(axum::middleware::from_fn_with_state(gate, leader_only))
+}
+
+/// A master that does not lead sends users to the leader: 307 with a
+/// protocol-relative `Location: //leader:port/path` (Mesos' form), or 503
+/// while no leader is known.
+async fn leader_only(
+    State(gate): State<watch::Receiver<Gate>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if ANY_MASTER.contains(&path) || path.starts_with("/agora.v1.") {
+        return next.run(request).await;
+    }
+    let leader = match &*gate.borrow() {
+        Gate::Leading { .. } => None,
+        Gate::Following {
+            leader: Some(leader),
+        } => Some(Ok(leader.clone())),
+        Gate::Following { leader: None } | Gate::Recovering => Some(Err(())),
+    };
+    match leader {
+        None => next.run(request).await,
+        Some(Ok(leader)) => {
+            let target = request.uri().path_and_query().map_or(path, |p| p.as_str());
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, format!("//{leader}{target}"))],
+                format!("not the leading master; the leader is {leader}\n"),
+            )
+                .into_response()
+        }
+        Some(Err(())) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no leading master is elected yet, or it is still recovering\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn not_found() -> (StatusCode, &'static str) {

@@ -9,6 +9,7 @@
 //! snapshot it publishes.
 
 pub mod http;
+mod leadership;
 pub mod shell;
 pub mod snapshot;
 pub mod state;

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use agora_allocator::FairAllocator;
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::agent_session_server::{AgentSession, AgentSessionServer};
 use agora_proto::v1::agent::{AgentMessage, MasterMessage, agent_message};
@@ -38,6 +37,14 @@ const MAX_BATCH: usize = 512;
 
 #[derive(Debug, Clone)]
 pub struct MasterOptions {
+    /// Contend for leadership and keep the registry in this ZooKeeper.
+    pub zk: Option<agora_coord::ZkUrl>,
+    pub zk_session_timeout: Duration,
+    /// Without ZooKeeper, the registry lives in a file under here (in
+    /// memory only when neither is given).
+    pub work_dir: Option<std::path::PathBuf>,
+    /// After a failover, how long admitted agents have to re-register.
+    pub agent_reregister_timeout: Duration,
     /// The address agents and frameworks are told to use.
     pub advertise: SocketAddr,
     pub hostname: String,
@@ -51,12 +58,16 @@ pub struct MasterOptions {
 pub enum ShellError {
     #[error("http server failed: {0}")]
     Serve(#[from] std::io::Error),
+    #[error(
+        "lost leadership (ZooKeeper session disconnected or expired); exiting so that this master can rejoin as a follower"
+    )]
+    LostLeadership,
 }
 
 type EventSender = mpsc::Sender<Result<sched::Event, Status>>;
 type AgentSender = mpsc::Sender<Result<MasterMessage, Status>>;
 
-enum Command {
+pub(crate) enum Command {
     Subscribe {
         conn: ConnId,
         stream_id: String,
@@ -110,6 +121,8 @@ struct Actor {
     frameworks: HashMap<ConnId, EventSender>,
     agents: HashMap<ConnId, AgentSender>,
     snapshot: watch::Sender<Arc<StateSnapshot>>,
+    /// Registry entries to persist, in order.
+    registry: mpsc::UnboundedSender<crate::state::RegistryAgent>,
     last_snapshot: Instant,
     dirty: bool,
 }
@@ -194,8 +207,7 @@ impl Actor {
                     }
                 }
                 Effect::Registry(entry) => {
-                    // Persisted once the registry store is wired in (HA work in progress).
-                    tracing::debug!(agent_id = %entry.id, state = ?entry.state, "registry entry changed");
+                    let _ = self.registry.send(entry);
                 }
                 Effect::CloseAgent { conn } => {
                     self.agents.remove(&conn);
@@ -318,9 +330,21 @@ where
     Box::pin(stream)
 }
 
+/// Whether this master may act, and where its command channel is.
+#[derive(Clone, Debug)]
+pub(crate) enum Gate {
+    /// Not the leader; `leader` is the leader's `host:port` when known.
+    Following { leader: Option<String> },
+    /// Just elected: loading the registry, not serving calls yet.
+    Recovering,
+    Leading {
+        commands: mpsc::UnboundedSender<Command>,
+    },
+}
+
 #[derive(Clone)]
-struct Services {
-    commands: mpsc::UnboundedSender<Command>,
+pub(crate) struct Services {
+    gate: watch::Receiver<Gate>,
     next_conn: Arc<AtomicU64>,
     heartbeat: Duration,
 }
@@ -330,12 +354,36 @@ impl Services {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The leader's command channel, or a status saying why there is none
+    /// here (and who leads, in the `agora-leader` metadata).
+    fn commands(&self) -> Result<mpsc::UnboundedSender<Command>, Status> {
+        match &*self.gate.borrow() {
+            Gate::Leading { commands } => Ok(commands.clone()),
+            Gate::Recovering => Err(Status::unavailable(
+                "this master was just elected and is still loading the registry",
+            )),
+            Gate::Following {
+                leader: Some(leader),
+            } => {
+                let mut status =
+                    Status::unavailable(format!("not the leading master; the leader is {leader}"));
+                if let Ok(value) = leader.parse() {
+                    status.metadata_mut().insert("agora-leader", value);
+                }
+                Err(status)
+            }
+            Gate::Following { leader: None } => {
+                Err(Status::unavailable("no leading master is elected yet"))
+            }
+        }
+    }
+
     async fn ask(
-        &self,
+        commands: &mpsc::UnboundedSender<Command>,
         command: Command,
         reply: oneshot::Receiver<Result<(), CallError>>,
     ) -> Result<(), Status> {
-        self.commands
+        commands
             .send(command)
             .map_err(|_| Status::unavailable("master is shutting down"))?;
         reply
@@ -353,15 +401,17 @@ impl Scheduler for Services {
         &self,
         request: Request<sched::Call>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let commands = self.commands()?;
         let conn = self.conn();
         let (events, rx) = mpsc::channel(STREAM_BUFFER);
         let (reply, answer) = oneshot::channel();
         let stream_id = uuid::Uuid::new_v4().to_string();
         let guard = GoneGuard {
-            commands: self.commands.clone(),
+            commands: commands.clone(),
             gone: Some(Command::FrameworkGone { conn }),
         };
-        self.ask(
+        Self::ask(
+            &commands,
             Command::Subscribe {
                 conn,
                 stream_id,
@@ -393,8 +443,10 @@ impl Scheduler for Services {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
             .ok_or_else(|| Status::invalid_argument("missing 'agora-stream-id' metadata"))?;
+        let commands = self.commands()?;
         let (reply, answer) = oneshot::channel();
-        self.ask(
+        Self::ask(
+            &commands,
             Command::Call {
                 stream_id,
                 call: request.into_inner(),
@@ -415,6 +467,7 @@ impl AgentSession for Services {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::OpenStream>, Status> {
+        let commands = self.commands()?;
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message())
             .await
@@ -427,15 +480,16 @@ impl AgentSession for Services {
         };
         let conn = self.conn();
         let (messages, rx) = mpsc::channel(STREAM_BUFFER);
-        self.commands
+        commands
             .send(Command::AgentRegister {
                 conn,
                 register,
                 messages,
             })
             .map_err(|_| Status::unavailable("master is shutting down"))?;
-        let commands = self.commands.clone();
+        let reader_commands = commands.clone();
         tokio::spawn(async move {
+            let commands = reader_commands;
             loop {
                 match inbound.message().await {
                     Ok(Some(AgentMessage { kind: Some(kind) })) => {
@@ -450,7 +504,7 @@ impl AgentSession for Services {
             let _ = commands.send(Command::AgentGone { conn });
         });
         let guard = GoneGuard {
-            commands: self.commands.clone(),
+            commands,
             gone: Some(Command::AgentGone { conn }),
         };
         Ok(Response::new(guarded(rx, guard, None)))
@@ -463,59 +517,28 @@ pub fn grpc_path<S: tonic::server::NamedService>() -> String {
 }
 
 /// Serves the master on `listener` (gRPC and HTTP on one port) until
-/// `shutdown` is cancelled.
+/// `shutdown` is cancelled, or until it loses a leadership it held (an error:
+/// the process should exit and rejoin as a follower, as Mesos masters do).
 pub async fn run_master(
     listener: TcpListener,
     options: MasterOptions,
     shutdown: CancellationToken,
 ) -> Result<(), ShellError> {
     let master_id = uuid::Uuid::new_v4().to_string();
-    let ip = match options.advertise.ip() {
-        std::net::IpAddr::V4(v4) => u32::from(v4),
-        std::net::IpAddr::V6(_) => 0,
-    };
-    let master_info = pb::MasterInfo {
-        id: master_id.clone(),
-        ip,
-        port: u32::from(options.advertise.port()),
-        pid: Some(format!("master@{}", options.advertise)),
-        hostname: Some(options.hostname.clone()),
-        version: Some(env!("CARGO_PKG_VERSION").to_string()),
-        address: Some(pb::Address {
-            hostname: Some(options.hostname.clone()),
-            ip: Some(options.advertise.ip().to_string()),
-            port: i32::from(options.advertise.port()),
-        }),
-    };
-    let mut config = MasterConfig::new(master_info);
-    config.agent_ping_timeout = options.agent_ping_timeout;
-    config.max_agent_ping_timeouts = options.max_agent_ping_timeouts;
-    let heartbeat = config.heartbeat_interval;
-    let master = Master::new(config, Box::new(FairAllocator::new()));
-    let start_wall = wall_now();
-    let (snapshot_tx, snapshot_rx) =
-        watch::channel(Arc::new(master.snapshot(start_wall, start_wall)));
-    let (commands, command_rx) = mpsc::unbounded_channel();
-    let actor = Actor {
-        master,
-        started: Instant::now(),
-        start_wall,
-        frameworks: HashMap::new(),
-        agents: HashMap::new(),
-        snapshot: snapshot_tx,
-        last_snapshot: Instant::now(),
-        dirty: false,
-    };
-    let actor_task =
-        tokio::spawn(actor.run(command_rx, options.allocation_interval, shutdown.clone()));
+    let (gate_tx, gate_rx) = watch::channel(Gate::Following { leader: None });
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(StateSnapshot::follower(
+        &master_id,
+        &options.hostname,
+        None,
+    )));
     let services = Services {
-        commands,
+        gate: gate_rx.clone(),
         next_conn: Arc::new(AtomicU64::new(1)),
-        heartbeat,
+        heartbeat: MasterConfig::new(pb::MasterInfo::default()).heartbeat_interval,
     };
     // gRPC services on their own paths; everything else is the HTTP API
     // (whose fallback answers 404 to unknown paths).
-    let app = crate::http::router(snapshot_rx)
+    let app = crate::http::router(snapshot_rx, gate_rx)
         .route_service(
             &grpc_path::<SchedulerServer<Services>>(),
             SchedulerServer::new(services.clone()),
@@ -532,10 +555,50 @@ pub async fn run_master(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
+    );
+    let terms = crate::leadership::Terms {
+        options,
+        master_id,
+        gate: gate_tx,
+        snapshot: snapshot_tx,
+        shutdown: shutdown.clone(),
+    };
+    let outcome = terms.run().await;
     shutdown.cancel();
-    let _ = actor_task.await;
-    Ok(())
+    match server.await {
+        Ok(result) => result?,
+        Err(e) => tracing::error!(error = %e, "http server task failed"),
+    }
+    outcome
+}
+
+/// Starts the actor that owns `master` for one leadership term; returns its
+/// command channel.
+pub(crate) fn start_actor(
+    master: Master,
+    allocation_interval: Duration,
+    snapshot: watch::Sender<Arc<StateSnapshot>>,
+    registry: mpsc::UnboundedSender<crate::state::RegistryAgent>,
+    shutdown: CancellationToken,
+) -> (mpsc::UnboundedSender<Command>, tokio::task::JoinHandle<()>) {
+    let start_wall = wall_now();
+    snapshot.send_replace(Arc::new(master.snapshot(start_wall, start_wall)));
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let actor = Actor {
+        master,
+        started: Instant::now(),
+        start_wall,
+        frameworks: HashMap::new(),
+        agents: HashMap::new(),
+        snapshot,
+        registry,
+        last_snapshot: Instant::now(),
+        dirty: true,
+    };
+    let task = tokio::spawn(actor.run(command_rx, allocation_interval, shutdown));
+    (commands, task)
 }

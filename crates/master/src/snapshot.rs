@@ -14,6 +14,12 @@ pub struct StateSnapshot {
     pub id: String,
     /// `host:port` of the leading master (this one, until HA arrives).
     pub leader: String,
+    /// Whether this master leads (a follower's snapshot holds little else).
+    pub elected: bool,
+    /// This term's epoch (the leader's ZooKeeper sequence number; 0 without ZooKeeper).
+    pub epoch: Option<u64>,
+    /// Admitted agents still expected to re-register after a failover.
+    pub recovering_agents: usize,
     pub hostname: String,
     pub start_time: f64,
     pub snapshot_time: f64,
@@ -64,6 +70,20 @@ pub struct TaskView {
     pub agent_id: String,
     pub resources: BTreeMap<String, SummaryValue>,
     pub message: Option<String>,
+}
+
+impl StateSnapshot {
+    /// What a master that does not lead shows: who leads, if anyone.
+    pub fn follower(id: &str, hostname: &str, leader: Option<&str>) -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            id: id.to_string(),
+            leader: leader.unwrap_or_default().to_string(),
+            elected: false,
+            hostname: hostname.to_string(),
+            ..Self::default()
+        }
+    }
 }
 
 fn task_view(task: &Task) -> TaskView {
@@ -153,6 +173,9 @@ impl Master {
                 info.hostname.clone().unwrap_or_default(),
                 info.port
             ),
+            elected: true,
+            epoch: self.epoch(),
+            recovering_agents: self.recovering_agents(),
             hostname: info.hostname.clone().unwrap_or_default(),
             start_time,
             snapshot_time: now_wall,

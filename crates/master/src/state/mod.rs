@@ -89,6 +89,8 @@ pub struct MasterConfig {
     /// Unanswered pings (or ping periods without a session) before an agent
     /// is marked unreachable (`--max-agent-ping-timeouts`).
     pub max_agent_ping_timeouts: u32,
+    /// The leadership term this master state serves (None: not elected through ZooKeeper).
+    pub epoch: Option<u64>,
 }
 
 impl MasterConfig {
@@ -101,6 +103,7 @@ impl MasterConfig {
             // 3 s x 3 = a dead agent is detected within 9 s (Mesos: 15 s x 5 = 75 s).
             agent_ping_timeout: Duration::from_secs(3),
             max_agent_ping_timeouts: 3,
+            epoch: None,
         }
     }
 }
@@ -253,6 +256,10 @@ impl Master {
 
     pub fn config(&self) -> &MasterConfig {
         &self.config
+    }
+
+    pub fn epoch(&self) -> Option<u64> {
+        self.config.epoch
     }
 
     pub fn master_id(&self) -> &str {

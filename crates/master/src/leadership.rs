@@ -1,0 +1,276 @@
+//! Leadership terms. With `--zk`, the master contends for leadership; while it
+//! follows it serves only `/health`, `/state` (naming the leader) and
+//! redirects, and refuses gRPC calls with the leader's address. Once elected
+//! it loads the registry, starts a fresh state machine for the term, and
+//! serves. The moment its ZooKeeper session is disconnected it stops acting:
+//! the gate closes at once and the process exits, to rejoin as a follower
+//! (a deposed leader can do no harm: it no longer accepts any call).
+//!
+//! Without ZooKeeper the master leads at once; its registry is a file under
+//! `--work-dir` (or memory only, when no work dir is given).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agora_allocator::FairAllocator;
+use agora_coord::{
+    Contender, FileRegistryStore, Leadership, MasterRecord, MemoryRegistryStore, RegistryError,
+    RegistryStore, Version, ZkOptions, ZkRegistryStore,
+};
+use agora_proto::v1 as pb;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::shell::{Gate, MasterOptions, ShellError, start_actor};
+use crate::snapshot::StateSnapshot;
+use crate::state::{Master, MasterConfig, Now, RegistryAgent};
+
+/// Registry keys of agents: `agent:<id>` (the store allows `[A-Za-z0-9._:-]`).
+fn agent_key(id: &str) -> String {
+    format!("agent:{id}")
+}
+
+pub(crate) struct Terms {
+    pub(crate) options: MasterOptions,
+    pub(crate) master_id: String,
+    pub(crate) gate: watch::Sender<Gate>,
+    pub(crate) snapshot: watch::Sender<Arc<StateSnapshot>>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Terms {
+    fn master_info(&self, epoch: Option<u64>) -> pb::MasterInfo {
+        let options = &self.options;
+        let ip = match options.advertise.ip() {
+            std::net::IpAddr::V4(v4) => u32::from(v4),
+            std::net::IpAddr::V6(_) => 0,
+        };
+        let _ = epoch;
+        pb::MasterInfo {
+            id: self.master_id.clone(),
+            ip,
+            port: u32::from(options.advertise.port()),
+            pid: Some(format!("master@{}", options.advertise)),
+            hostname: Some(options.hostname.clone()),
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            address: Some(pb::Address {
+                hostname: Some(options.hostname.clone()),
+                ip: Some(options.advertise.ip().to_string()),
+                port: i32::from(options.advertise.port()),
+            }),
+        }
+    }
+
+    fn store(&self) -> Arc<dyn RegistryStore> {
+        match (&self.options.zk, &self.options.work_dir) {
+            (Some(url), _) => Arc::new(ZkRegistryStore::new(url, self.zk_options())),
+            (None, Some(dir)) => Arc::new(FileRegistryStore::new(dir.join("registry"))),
+            (None, None) => {
+                tracing::warn!("no --work-dir and no --zk: the registry is kept in memory only");
+                Arc::new(MemoryRegistryStore::new())
+            }
+        }
+    }
+
+    fn zk_options(&self) -> ZkOptions {
+        ZkOptions::default().with_session_timeout(self.options.zk_session_timeout)
+    }
+
+    pub(crate) async fn run(self) -> Result<(), ShellError> {
+        let store = self.store();
+        let contender = self.options.zk.as_ref().map(|url| {
+            let record = MasterRecord::new(
+                self.master_id.clone(),
+                self.options.hostname.clone(),
+                self.options.advertise.ip(),
+                self.options.advertise.port(),
+                env!("CARGO_PKG_VERSION"),
+            );
+            Contender::zookeeper(url, record, self.zk_options())
+        });
+        // Without ZooKeeper this master leads for as long as it runs.
+        let (_always, standalone) = watch::channel(Leadership::Leading { epoch: 0 });
+        let mut leadership = contender.as_ref().map_or(standalone, Contender::leadership);
+        let outcome = self
+            .serve_terms(&mut leadership, store, contender.is_some())
+            .await;
+        if let Some(contender) = contender {
+            // Deleting our node at once hands over within moments, not after a session timeout.
+            contender.close().await;
+        }
+        outcome
+    }
+
+    async fn serve_terms(
+        &self,
+        leadership: &mut watch::Receiver<Leadership>,
+        store: Arc<dyn RegistryStore>,
+        with_zk: bool,
+    ) -> Result<(), ShellError> {
+        // Follow until elected.
+        let epoch = loop {
+            let current = leadership.borrow_and_update().clone();
+            match current {
+                Leadership::Leading { epoch } => break epoch,
+                Leadership::Follower { leader } => {
+                    let leader = leader.map(|r| r.endpoint());
+                    tracing::info!(leader = ?leader, "following");
+                    self.snapshot.send_replace(Arc::new(StateSnapshot::follower(
+                        &self.master_id,
+                        &self.options.hostname,
+                        leader.as_deref(),
+                    )));
+                    self.gate.send_replace(Gate::Following { leader });
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                changed = leadership.changed() => if changed.is_err() { return Err(ShellError::LostLeadership) },
+            }
+        };
+        tracing::info!(epoch, "elected leading master; loading the registry");
+        self.gate.send_replace(Gate::Recovering);
+        let Some(entries) = self.load_registry(&store, leadership).await? else {
+            return Ok(());
+        };
+        let mut config = MasterConfig::new(self.master_info(Some(epoch)));
+        config.agent_ping_timeout = self.options.agent_ping_timeout;
+        config.max_agent_ping_timeouts = self.options.max_agent_ping_timeouts;
+        config.epoch = with_zk.then_some(epoch);
+        let mut master = Master::new(config, Box::new(FairAllocator::new()));
+        let agents: Vec<RegistryAgent> = entries
+            .iter()
+            .filter_map(|(_, value, _)| match serde_json::from_slice(value) {
+                Ok(agent) => Some(agent),
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable registry entry skipped");
+                    None
+                }
+            })
+            .collect();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        master.recover(
+            Now {
+                monotonic: Duration::ZERO,
+                wall,
+            },
+            agents,
+            self.options.agent_reregister_timeout,
+        );
+        let versions: HashMap<String, Version> = entries
+            .into_iter()
+            .map(|(key, _, version)| (key, version))
+            .collect();
+        let (registry_tx, registry_rx) = mpsc::unbounded_channel();
+        let term = self.shutdown.child_token();
+        let writer = tokio::spawn(write_registry(store, versions, registry_rx));
+        let (commands, actor) = start_actor(
+            master,
+            self.options.allocation_interval,
+            self.snapshot.clone(),
+            registry_tx,
+            term.clone(),
+        );
+        self.gate.send_replace(Gate::Leading { commands });
+        tracing::info!(epoch, "leading");
+        // Lead until shut down or deposed.
+        let outcome = loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break Ok(()),
+                changed = leadership.changed() => {
+                    if changed.is_err() || !leadership.borrow_and_update().is_leading() {
+                        // Stop acting at once: no call gets through from here on.
+                        self.gate.send_replace(Gate::Following { leader: None });
+                        tracing::error!(epoch, "lost leadership");
+                        break Err(ShellError::LostLeadership);
+                    }
+                }
+            }
+        };
+        term.cancel();
+        let _ = actor.await;
+        // Entries queued before the end are still written (the writer ends when the actor's sender is dropped).
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        outcome
+    }
+
+    /// Loads the registry, retrying while this master still leads. `None`
+    /// when shut down meanwhile.
+    async fn load_registry(
+        &self,
+        store: &Arc<dyn RegistryStore>,
+        leadership: &mut watch::Receiver<Leadership>,
+    ) -> Result<Option<Vec<(String, Vec<u8>, Version)>>, ShellError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match store.load().await {
+                Ok(entries) => {
+                    return Ok(Some(
+                        entries
+                            .into_iter()
+                            .filter(|e| e.key.starts_with("agent:"))
+                            .map(|e| (e.key, e.value, e.version))
+                            .collect(),
+                    ));
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot load the registry; retrying"),
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(backoff) => {}
+                changed = leadership.changed() => {
+                    if changed.is_err() || !leadership.borrow_and_update().is_leading() {
+                        return Err(ShellError::LostLeadership);
+                    }
+                }
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Writes registry entries in order. On a version conflict (someone else
+/// wrote the key) it re-reads the versions and tries again; on other errors
+/// it backs off and retries, a bounded number of times per entry.
+async fn write_registry(
+    store: Arc<dyn RegistryStore>,
+    mut versions: HashMap<String, Version>,
+    mut entries: mpsc::UnboundedReceiver<RegistryAgent>,
+) {
+    while let Some(entry) = entries.recv().await {
+        let key = agent_key(&entry.id);
+        let value = match serde_json::to_vec(&entry) {
+            Ok(value) => value,
+            Err(e) => {
+                tracing::error!(agent_id = %entry.id, error = %e, "cannot encode registry entry");
+                continue;
+            }
+        };
+        let mut backoff = Duration::from_millis(50);
+        for attempt in 1..=10 {
+            match store
+                .put(&key, value.clone(), versions.get(&key).copied())
+                .await
+            {
+                Ok(version) => {
+                    versions.insert(key.clone(), version);
+                    break;
+                }
+                Err(RegistryError::Conflict { .. }) => {
+                    if let Ok(all) = store.load().await {
+                        versions = all.into_iter().map(|e| (e.key, e.version)).collect();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(agent_id = %entry.id, attempt, error = %e, "registry write failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
