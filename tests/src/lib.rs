@@ -59,12 +59,56 @@ pub fn sdk_example(name: &str) -> PathBuf {
     bin
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1, and that this test
+/// process has not handed out before (the kernel may offer a just-released
+/// port again before the process it was meant for has bound it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("an ephemeral port is available")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("an ephemeral port is available");
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
+    panic!("no fresh ephemeral port after 100 tries");
+}
+
+/// Pids of the processes whose working directory is under `dir`: the
+/// executors and tasks a test's agents started in their sandboxes.
+pub fn processes_under(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+        })
+        .collect()
+}
+
+/// Kills, when dropped, every process still working under a test's
+/// directory. Executors deliberately outlive their agents; a test must not
+/// leave them (or their tasks) behind.
+pub struct Sweeper(pub PathBuf);
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        for pid in processes_under(&self.0) {
+            if let Some(pid) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
 }
 
 /// A process this test started; killed (by its pid) when dropped.
@@ -176,6 +220,8 @@ pub fn get_json(port: u16, path: &str) -> anyhow::Result<serde_json::Value> {
 
 /// A master and agents, each a real `agora` process.
 pub struct Cluster {
+    /// Declared first so that it runs before the directory is removed.
+    _sweeper: Sweeper,
     pub dir: tempfile::TempDir,
     pub master_port: u16,
     pub master: Proc,
@@ -189,6 +235,7 @@ impl Cluster {
         let master_port = free_port();
         let master = start_master(dir.path(), master_port);
         let mut cluster = Cluster {
+            _sweeper: Sweeper(dir.path().to_path_buf()),
             dir,
             master_port,
             master,

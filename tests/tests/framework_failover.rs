@@ -9,18 +9,6 @@ use agora_e2e::{Cluster, all_tasks, wait_for};
 use agora_scheduler::proto::{Filters, TaskId, TaskState};
 use agora_scheduler::{Event, FrameworkBuilder, SchedulerClient, SubscribeOptions, TaskBuilder};
 
-/// Processes whose working directory is `dir` (a task's sandbox).
-fn processes_in(dir: &std::path::Path) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir))
-        .collect()
-}
-
 async fn next_event(events: &mut agora_scheduler::EventStream, what: &str) -> Event {
     match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
         Ok(Some(event)) => event,
@@ -169,7 +157,11 @@ async fn a_framework_that_stays_away_past_its_timeout_is_removed_with_its_tasks(
     wait_for(
         "no process left in the task's sandbox",
         Duration::from_secs(30),
-        || processes_in(&sandbox).is_empty().then_some(()),
+        || {
+            agora_e2e::processes_under(&sandbox)
+                .is_empty()
+                .then_some(())
+        },
     )
     .expect("the task's processes end");
     let info = FrameworkBuilder::new("failover-test")

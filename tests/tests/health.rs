@@ -28,6 +28,7 @@ async fn next_event(events: &mut agora_scheduler::EventStream, what: &str) -> Ev
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_agent_goes_unreachable_and_comes_back_with_its_task() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let _sweeper = agora_e2e::Sweeper(dir.path().to_path_buf());
     let master_port = free_port();
     let master_address = format!("127.0.0.1:{master_port}");
     // Fast health settings so that the test takes seconds: 0.5 s x 3.

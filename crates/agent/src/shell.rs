@@ -697,17 +697,84 @@ fn master_endpoint(master: &str) -> String {
 }
 
 /// Keeps a session with the master open, re-registering with backoff.
+/// Where the agent finds the leading master: a fixed address, or whoever
+/// leads according to ZooKeeper (`zk://host:2181/agora`).
+enum MasterSource {
+    Fixed(String),
+    ZooKeeper(agora_coord::LeaderDetector),
+}
+
+impl MasterSource {
+    fn new(master: &str) -> Self {
+        if master.starts_with("zk://") {
+            match agora_coord::ZkUrl::parse(master) {
+                Ok(url) => {
+                    return MasterSource::ZooKeeper(agora_coord::LeaderDetector::zookeeper(
+                        &url,
+                        agora_coord::ZkOptions::default(),
+                    ));
+                }
+                Err(e) => {
+                    tracing::error!(master, error = %e, "invalid zk url; using it as an address")
+                }
+            }
+        }
+        MasterSource::Fixed(master_endpoint(master))
+    }
+
+    /// The leader's endpoint, waiting (until shutdown) while none is known.
+    async fn endpoint(&self, shutdown: &CancellationToken) -> Option<String> {
+        match self {
+            MasterSource::Fixed(endpoint) => Some(endpoint.clone()),
+            MasterSource::ZooKeeper(detector) => loop {
+                if shutdown.is_cancelled() {
+                    return None;
+                }
+                if let Some(leader) = detector.wait_for_leader(Duration::from_secs(5)).await {
+                    return Some(format!("http://{}", leader.endpoint()));
+                }
+                tracing::warn!("no leading master known yet");
+            },
+        }
+    }
+
+    /// Resolves when the leader changes away from `endpoint` (never for a fixed master).
+    async fn leader_moved(&self, endpoint: &str) {
+        match self {
+            MasterSource::Fixed(_) => std::future::pending().await,
+            MasterSource::ZooKeeper(detector) => {
+                let mut leader = detector.leader();
+                loop {
+                    let current = leader
+                        .borrow_and_update()
+                        .as_ref()
+                        .map(|l| format!("http://{}", l.endpoint()));
+                    if current.is_some() && current.as_deref() != Some(endpoint) {
+                        return;
+                    }
+                    if leader.changed().await.is_err() {
+                        return std::future::pending().await;
+                    }
+                }
+            }
+        }
+    }
+}
+
 async fn master_session(
     master: String,
     commands: mpsc::UnboundedSender<AgentCommand>,
     shutdown: CancellationToken,
 ) {
-    let endpoint = master_endpoint(&master);
+    let source = MasterSource::new(&master);
     let mut backoff = BACKOFF_MIN;
     let mut session = 0u64;
     while !shutdown.is_cancelled() {
         session += 1;
         let mut heard_from_master = false;
+        let Some(endpoint) = source.endpoint(&shutdown).await else {
+            return;
+        };
         match AgentSessionClient::connect(endpoint.clone()).await {
             Ok(mut client) => {
                 let (tx, rx) = mpsc::channel(4096);
@@ -723,6 +790,10 @@ async fn master_session(
                         loop {
                             tokio::select! {
                                 _ = shutdown.cancelled() => return,
+                                _ = source.leader_moved(&endpoint) => {
+                                    tracing::info!("the leading master changed; re-registering");
+                                    break;
+                                }
                                 message = inbound.message() => match message {
                                     Ok(Some(message)) => {
                                         heard_from_master = true;

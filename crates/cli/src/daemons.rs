@@ -241,6 +241,9 @@ fn agent_options(
 
 pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     // Validate everything before binding, so bad flags change nothing.
+    if args.master.starts_with("zk://") {
+        agora_coord::ZkUrl::parse(&args.master).context("invalid --master")?;
+    }
     agora_agent::resources::advertised(args.resources.as_deref(), std::path::Path::new("/"))?;
     if let Some(text) = &args.attributes {
         agora_agent::resources::parse_attributes(text)?;

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use agora_allocator::FairAllocator;
+use agora_allocator::DrfAllocator;
 use agora_coord::{
     Contender, FileRegistryStore, Leadership, MasterRecord, MemoryRegistryStore, RegistryError,
     RegistryStore, Version, ZkOptions, ZkRegistryStore,
@@ -96,8 +96,21 @@ impl Terms {
             .serve_terms(&mut leadership, store, contender.is_some())
             .await;
         if let Some(contender) = contender {
-            // Deleting our node at once hands over within moments, not after a session timeout.
-            contender.close().await;
+            if outcome.is_ok() {
+                // Deleting our node at once hands over within moments, not
+                // after a session timeout. Bounded: ZooKeeper may be gone.
+                if tokio::time::timeout(Duration::from_secs(2), contender.close())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "could not withdraw from the election in time; the session will expire"
+                    );
+                }
+            } else {
+                // Deposed: our node is already gone or will expire with the session.
+                drop(contender);
+            }
         }
         outcome
     }
@@ -138,7 +151,8 @@ impl Terms {
         config.agent_ping_timeout = self.options.agent_ping_timeout;
         config.max_agent_ping_timeouts = self.options.max_agent_ping_timeouts;
         config.epoch = with_zk.then_some(epoch);
-        let mut master = Master::new(config, Box::new(FairAllocator::new()));
+        // Seeded from the epoch: a term's agent visiting order is reproducible from its logs.
+        let mut master = Master::new(config, Box::new(DrfAllocator::with_seed(epoch ^ 0x5eed)));
         let agents: Vec<RegistryAgent> = entries
             .iter()
             .filter_map(|(_, value, _)| match serde_json::from_slice(value) {
@@ -193,6 +207,12 @@ impl Terms {
         };
         term.cancel();
         let _ = actor.await;
+        // Readers must not see a deposed leader claim to lead.
+        self.snapshot.send_replace(Arc::new(StateSnapshot::follower(
+            &self.master_id,
+            &self.options.hostname,
+            None,
+        )));
         // Entries queued before the end are still written (the writer ends when the actor's sender is dropped).
         let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
         outcome

@@ -153,6 +153,59 @@ pub trait MasterDetector: fmt::Display + fmt::Debug + Send + Sync + 'static {
     fn detect(&self) -> BoxFuture<'_, Result<String, Error>>;
 }
 
+/// Follows the leading master elected in ZooKeeper (`zk://h1:2181,h2:2181/agora`).
+pub struct ZkMasterDetector {
+    url: String,
+    detector: agora_coord::LeaderDetector,
+}
+
+impl ZkMasterDetector {
+    /// Starts watching the election under the URL's path. Needs a tokio runtime.
+    pub fn new(url: &str) -> Result<Self, Error> {
+        let parsed = agora_coord::ZkUrl::parse(url).map_err(|e| Error::Detection(e.to_string()))?;
+        Ok(Self {
+            url: url.to_owned(),
+            detector: agora_coord::LeaderDetector::zookeeper(
+                &parsed,
+                agora_coord::ZkOptions::default(),
+            ),
+        })
+    }
+}
+
+impl fmt::Display for ZkMasterDetector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl fmt::Debug for ZkMasterDetector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZkMasterDetector")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl MasterDetector for ZkMasterDetector {
+    fn detect(&self) -> BoxFuture<'_, Result<String, Error>> {
+        Box::pin(async move {
+            // Short: the SDK retries with backoff until its own deadline.
+            match self
+                .detector
+                .wait_for_leader(std::time::Duration::from_secs(2))
+                .await
+            {
+                Some(leader) => Ok(format!("http://{}", leader.endpoint())),
+                None => Err(Error::Detection(format!(
+                    "no leading master elected in {}",
+                    self.url
+                ))),
+            }
+        })
+    }
+}
+
 impl MasterDetector for MasterAddress {
     fn detect(&self) -> BoxFuture<'_, Result<String, Error>> {
         let uri = self.uri();

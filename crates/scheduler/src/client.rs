@@ -159,8 +159,12 @@ impl SchedulerClient {
         framework: FrameworkInfo,
         options: SubscribeOptions,
     ) -> Result<(Self, EventStream), Error> {
-        let address = MasterAddress::parse(master)?;
-        Self::connect_with_detector(Arc::new(address), framework, options).await
+        let detector: Arc<dyn MasterDetector> = if master.trim().starts_with("zk://") {
+            Arc::new(crate::address::ZkMasterDetector::new(master.trim())?)
+        } else {
+            Arc::new(MasterAddress::parse(master)?)
+        };
+        Self::connect_with_detector(detector, framework, options).await
     }
 
     /// Like [`connect`](Self::connect), finding the master with `detector`

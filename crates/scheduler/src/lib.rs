@@ -45,7 +45,9 @@ mod event;
 mod framework;
 mod task;
 
-pub use address::{AddressError, DEFAULT_MASTER_PORT, MasterAddress, MasterDetector};
+pub use address::{
+    AddressError, DEFAULT_MASTER_PORT, MasterAddress, MasterDetector, ZkMasterDetector,
+};
 pub use backoff::Backoff;
 pub use client::{
     EventStream, HEARTBEAT_MISSES, STREAM_ID_METADATA, SchedulerClient, SubscribeOptions,

@@ -235,10 +235,19 @@ impl Master {
         let Some(framework) = self.frameworks.get_mut(&task.framework_id) else {
             return;
         };
+        // An agent does not report the role a task was launched under; the
+        // framework's first role is the best guess (exact for single-role ones).
+        let role = framework
+            .roles
+            .iter()
+            .next()
+            .cloned()
+            .unwrap_or_else(|| "*".into());
         framework.tasks.insert(
             task.id.clone(),
             Task {
                 id: task.id,
+                role,
                 name: task.name,
                 framework_id: task.framework_id.clone(),
                 agent_id: agent_id.clone(),

@@ -58,12 +58,12 @@ impl Master {
                 reason: pb::task_status::Reason::InvalidOffers,
                 error,
             })
-            .and_then(|(ids, agent_id, pool)| {
+            .and_then(|(ids, agent_id, role, pool)| {
                 let launches =
                     self.check_operations(framework_id, &agent_id, &pool, &accept.operations)?;
-                Ok((ids, agent_id, pool, launches))
+                Ok((ids, agent_id, role, pool, launches))
             });
-        let (offer_ids, agent_id, pool, launches) = match checked {
+        let (offer_ids, agent_id, role, pool, launches) = match checked {
             Ok(ok) => ok,
             Err(refusal) => {
                 for info in task_infos {
@@ -102,6 +102,7 @@ impl Master {
             }
             let task = Task {
                 id: launch.task_id.clone(),
+                role: role.clone(),
                 name: launch.info.name.clone(),
                 framework_id: framework_id.clone(),
                 agent_id: agent_id.clone(),
@@ -132,9 +133,10 @@ impl Master {
             );
         }
         if !remaining.is_empty() {
-            self.allocator.recover(
+            self.allocator.recover_for_role(
                 &agent_id,
                 framework_id,
+                &role,
                 &remaining,
                 refuse_duration(accept.filters.as_ref()),
                 now.monotonic,
@@ -148,7 +150,7 @@ impl Master {
     fn check_same_agent_and_role(
         &self,
         ids: Vec<OfferId>,
-    ) -> Result<(Vec<OfferId>, AgentId, Resources), CallError> {
+    ) -> Result<(Vec<OfferId>, AgentId, String, Resources), CallError> {
         let first = &self.offers[&ids[0]];
         let (agent_id, role) = (first.agent_id.clone(), first.role.clone());
         let mut pool = Resources::new();
@@ -166,7 +168,7 @@ impl Master {
             }
             pool.add(&offer.resources);
         }
-        Ok((ids, agent_id, pool))
+        Ok((ids, agent_id, role, pool))
     }
 
     fn check_operations(

@@ -146,6 +146,9 @@ impl AgentHealth {
 #[derive(Debug, Clone)]
 pub struct Task {
     pub id: TaskId,
+    /// The role whose offer the task was launched on (the allocator
+    /// accounts its resources to this role).
+    pub role: String,
     pub name: String,
     pub framework_id: FrameworkId,
     pub agent_id: AgentId,
@@ -284,9 +287,10 @@ impl Master {
                 self.frameworks.get_mut(&allocation.framework_id),
             ) else {
                 // Cannot happen while the allocator mirrors our books; give it back.
-                self.allocator.recover(
+                self.allocator.recover_for_role(
                     &allocation.agent_id,
                     &allocation.framework_id,
+                    &allocation.role,
                     &allocation.resources,
                     None,
                     now.monotonic,
@@ -354,9 +358,10 @@ impl Master {
         out: &mut Vec<Effect>,
     ) -> Option<Offer> {
         let offer = self.offers.remove(offer_id)?;
-        self.allocator.recover(
+        self.allocator.recover_for_role(
             &offer.agent_id,
             &offer.framework_id,
+            &offer.role,
             &offer.resources,
             refuse,
             now.monotonic,
@@ -406,9 +411,10 @@ impl Master {
         task.state = state;
         if agora_core::task::is_terminal(state) && !task.resources_released {
             task.resources_released = true;
-            self.allocator.recover(
+            self.allocator.recover_for_role(
                 &task.agent_id,
                 framework_id,
+                &task.role,
                 &task.resources,
                 None,
                 now.monotonic,

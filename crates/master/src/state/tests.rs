@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use agora_allocator::FairAllocator;
+use agora_allocator::DrfAllocator;
 use agora_core::{AgentId, FrameworkId, OfferId, Resources, TaskId};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{MasterMessage, agent_message, master_message};
@@ -369,7 +369,7 @@ impl Harness {
         // only add noise to the effects checked.
         config.agent_ping_timeout = Duration::from_secs(86_400);
         Self {
-            master: Master::new(config, Box::new(FairAllocator::new())),
+            master: Master::new(config, Box::new(DrfAllocator::with_seed(7))),
             now: 0.0,
         }
     }

@@ -1,0 +1,148 @@
+//! Dense scalar vectors: the allocator's fast books for shares and quota.
+//!
+//! Scalar resource names are interned into at most [`MAX_SCALARS`] slots
+//! (cpus, mem, disk, gpus first); amounts are integer thousandths like
+//! `Resources`, so sums never drift. Names beyond the slots are ignored for
+//! fair share and quota (they are still offered).
+
+use std::collections::BTreeMap;
+
+use agora_core::Resources;
+use agora_core::resources::UNRESERVED;
+
+pub(crate) const MAX_SCALARS: usize = 8;
+
+pub(crate) type Sc = [i64; MAX_SCALARS];
+
+pub(crate) const ZERO: Sc = [0; MAX_SCALARS];
+
+fn millis(v: f64) -> i64 {
+    (v * 1000.0).round() as i64
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    names: Vec<String>,
+}
+
+impl Names {
+    pub(crate) fn new() -> Self {
+        Self {
+            names: ["cpus", "mem", "disk", "gpus"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub(crate) fn name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
+    pub(crate) fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Interns the scalar names of `res` while slots are left.
+    pub(crate) fn intern(&mut self, res: &Resources) {
+        for name in res.names() {
+            if self.names.len() >= MAX_SCALARS {
+                return;
+            }
+            if self.index(name).is_none() && res.scalar_value(name) > 0.0 {
+                self.names.push(name.to_string());
+            }
+        }
+    }
+
+    /// Scalars summed over all roles.
+    pub(crate) fn of(&self, res: &Resources) -> Sc {
+        let mut out = ZERO;
+        if res.is_empty() {
+            return out;
+        }
+        for (i, n) in self.names.iter().enumerate() {
+            out[i] = millis(res.scalar_value(n));
+        }
+        out
+    }
+
+    /// Unreserved scalars only.
+    pub(crate) fn unreserved(&self, res: &Resources) -> Sc {
+        self.of(&res.allocatable_to(UNRESERVED))
+    }
+
+    pub(crate) fn to_map(&self, sc: &Sc) -> BTreeMap<String, f64> {
+        self.names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| sc[*i] != 0)
+            .map(|(i, n)| (n.clone(), sc[i] as f64 / 1000.0))
+            .collect()
+    }
+
+    /// Like `to_map`, as text for error messages.
+    pub(crate) fn text(&self, sc: &Sc) -> String {
+        self.to_map(sc)
+            .iter()
+            .map(|(n, v)| format!("{n}:{v}"))
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+}
+
+pub(crate) fn add(a: &mut Sc, b: &Sc) {
+    for i in 0..MAX_SCALARS {
+        a[i] += b[i];
+    }
+}
+
+pub(crate) fn sub(a: &mut Sc, b: &Sc) {
+    for i in 0..MAX_SCALARS {
+        a[i] -= b[i];
+    }
+}
+
+pub(crate) fn is_zero(a: &Sc) -> bool {
+    a.iter().all(|v| *v == 0)
+}
+
+/// Dominant share of `alloc` against `total`, divided by `weight`, as
+/// ordered bits (non-negative floats order like their bit patterns).
+pub(crate) fn share_bits(alloc: &Sc, total: &Sc, weight: f64) -> u64 {
+    let mut share = 0.0f64;
+    for i in 0..MAX_SCALARS {
+        if total[i] > 0 && alloc[i] > 0 {
+            share = share.max(alloc[i] as f64 / total[i] as f64);
+        }
+    }
+    (share / weight).max(0.0).to_bits()
+}
+
+/// A fast hasher for the allocator's dense `u32` slot indexes.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SlotHasher(u64);
+
+impl std::hash::Hasher for SlotHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+pub(crate) type SlotMap<V> =
+    std::collections::HashMap<u32, V, std::hash::BuildHasherDefault<SlotHasher>>;
+pub(crate) type SlotSet = std::collections::HashSet<u32, std::hash::BuildHasherDefault<SlotHasher>>;
