@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agora_e2e::{free_port, get_json, http_get, wait_for};
+use agora_e2e::{agora_binary, free_port, get_json, http_get, wait_for};
 use agora_scheduler::proto::{Filters, Offer, OfferId, TaskInfo, TaskState};
 use agora_scheduler::{
     Event, EventStream, FrameworkBuilder, SchedulerClient, SubscribeOptions, TaskBuilder,
@@ -159,52 +159,6 @@ fn run(mut config: Config) -> anyhow::Result<()> {
         println!("work dir kept: {}", dir.keep().display());
     }
     outcome
-}
-
-/// Builds (or takes from `AGORA_BENCH_BIN`) the `agora` binary the daemons
-/// run: release for the real figures, debug for the smoke run.
-fn agora_binary(release: bool) -> anyhow::Result<PathBuf> {
-    if let Ok(bin) = std::env::var("AGORA_BENCH_BIN") {
-        let bin = PathBuf::from(bin);
-        if !bin.exists() {
-            bail!("AGORA_BENCH_BIN={} does not exist", bin.display());
-        }
-        return Ok(bin);
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command.args([
-        "build",
-        "-p",
-        "agora-cli",
-        "--bin",
-        "agora",
-        "--message-format=json-render-diagnostics",
-    ]);
-    if release {
-        command.arg("--release");
-    }
-    let output = command
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo build")?;
-    if !output.status.success() {
-        bail!("building the agora binary failed");
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    for line in stdout.lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if message["reason"] == "compiler-artifact"
-            && message["target"]["name"] == "agora"
-            && let Some(exe) = message["executable"].as_str()
-        {
-            return Ok(PathBuf::from(exe));
-        }
-    }
-    bail!("cargo build reported no agora executable")
 }
 
 /// A process the bench started; killed by its pid when dropped.

@@ -35,6 +35,52 @@ pub fn agora_bin() -> PathBuf {
     .clone()
 }
 
+/// Builds (or takes from `AGORA_BENCH_BIN`) the `agora` binary the daemons
+/// run: release for the real figures, debug for the smoke run.
+pub fn agora_binary(release: bool) -> anyhow::Result<PathBuf> {
+    if let Ok(bin) = std::env::var("AGORA_BENCH_BIN") {
+        let bin = PathBuf::from(bin);
+        if !bin.exists() {
+            bail!("AGORA_BENCH_BIN={} does not exist", bin.display());
+        }
+        return Ok(bin);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args([
+        "build",
+        "-p",
+        "agora-cli",
+        "--bin",
+        "agora",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if release {
+        command.arg("--release");
+    }
+    let output = command
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo build")?;
+    if !output.status.success() {
+        bail!("building the agora binary failed");
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in stdout.lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] == "compiler-artifact"
+            && message["target"]["name"] == "agora"
+            && let Some(exe) = message["executable"].as_str()
+        {
+            return Ok(PathBuf::from(exe));
+        }
+    }
+    bail!("cargo build reported no agora executable")
+}
+
 /// An example program of the SDK crate, built with the same cargo.
 pub fn sdk_example(name: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -119,8 +165,13 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str], log: PathBuf) -> Proc {
+        Self::spawn_bin(&agora_bin(), args, log)
+    }
+
+    /// Like [`Proc::spawn`], with a given `agora` binary (e.g. a release build for benches).
+    pub fn spawn_bin(bin: &Path, args: &[&str], log: PathBuf) -> Proc {
         let file = std::fs::File::create(&log).expect("log file can be created");
-        let child = Command::new(agora_bin())
+        let child = Command::new(bin)
             .args(args)
             .env("AGORA_LOG", "info")
             .stdin(Stdio::null())

@@ -29,9 +29,9 @@ pub(crate) struct MasterArgs {
     #[arg(long, default_value_t = 1.0, env = "AGORA_ALLOCATION_INTERVAL", alias = "allocation_interval", value_parser = parse_interval)]
     allocation_interval: f64,
     /// Seconds between the master's pings to each agent.
-    #[arg(long, default_value_t = 3.0, env = "AGORA_AGENT_PING_TIMEOUT", alias = "agent_ping_timeout", value_parser = parse_interval)]
+    #[arg(long, default_value_t = 2.0, env = "AGORA_AGENT_PING_TIMEOUT", alias = "agent_ping_timeout", value_parser = parse_interval)]
     agent_ping_timeout: f64,
-    /// Missed pings (or ping periods without a session) before an agent is unreachable; with the defaults a dead agent is noticed within 9 s.
+    /// Missed pings (or ping periods without a session) before an agent is unreachable; with the defaults a dead agent is noticed within 6 to 8 s.
     #[arg(long, default_value_t = 3, env = "AGORA_MAX_AGENT_PING_TIMEOUTS", alias = "max_agent_ping_timeouts", value_parser = clap::value_parser!(u32).range(1..=100))]
     max_agent_ping_timeouts: u32,
     /// Contend for leadership and keep the registry in ZooKeeper: zk://host1:2181,host2:2181/agora.
@@ -160,7 +160,7 @@ struct MasterTuning {
 fn default_tuning(work_dir: Option<PathBuf>) -> MasterTuning {
     MasterTuning {
         allocation_interval: 1.0,
-        agent_ping_timeout: 3.0,
+        agent_ping_timeout: 2.0,
         max_agent_ping_timeouts: 3,
         zk: None,
         zk_session_timeout: 10.0,
