@@ -171,7 +171,7 @@ impl Master {
             self.admitted(&agent_id, true, out);
             tracing::info!(agent_id = %agent_id, hostname = %self.agents[&agent_id].info.hostname, "agent registered");
         }
-        self.affected_agents.insert(agent_id.clone());
+        self.needs_allocation = true;
         out.push(Effect::ToAgent {
             conn,
             message: MasterMessage {

@@ -141,7 +141,7 @@ impl Master {
                 refuse_duration(accept.filters.as_ref()),
                 now.monotonic,
             );
-            self.affected_agents.insert(agent_id.clone());
+            self.needs_allocation = true;
         }
         Ok(())
     }

@@ -22,7 +22,6 @@ mod calls;
 mod frameworks;
 mod health;
 mod launch;
-mod operator;
 mod registry;
 #[cfg(test)]
 mod tests;
@@ -62,14 +61,8 @@ pub enum Effect {
     /// Persist this agent's registry entry (admitted, unreachable or gone),
     /// so that a new leading master knows it.
     Registry(RegistryAgent),
-    /// Persist role weights or a role's quota (see [`RegistryPolicy::key`]).
-    RegistryPolicy(RegistryPolicy),
 }
 
-pub use operator::{
-    OperatorCall, OperatorError, QUOTA_KEY_PREFIX, RegistryPolicy, RegistryQuota, WEIGHTS_KEY,
-    quota_key,
-};
 pub use registry::{RegistryAgent, RegistryAgentState};
 
 /// Why a framework's call was refused. Each maps to one gRPC code in the shell.
@@ -197,17 +190,6 @@ impl Framework {
     }
 }
 
-/// The "why no offer?" answer for one (framework, role), as last computed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OfferStatusEntry {
-    /// When it last got an offer (monotonic), if ever in this term.
-    pub last_offered: Option<Duration>,
-    /// `None` while nothing holds it back.
-    pub reason: Option<&'static str>,
-    /// Agents on which it has an unexpired DECLINE filter.
-    pub filtered_agents: usize,
-}
-
 #[derive(Debug, Clone)]
 pub struct Offer {
     pub id: OfferId,
@@ -244,18 +226,7 @@ pub struct Master {
     removed_frameworks: BTreeSet<FrameworkId>,
     pub(crate) offers: BTreeMap<OfferId, Offer>,
     pub(crate) counters: Counters,
-    /// A full allocation cycle is due (a framework subscribed or revived,
-    /// weights or quotas changed, a framework or agent was removed).
     needs_allocation: bool,
-    /// Agents whose free resources grew since the last allocation (an offer
-    /// declined or rescinded, a task ended, the agent joined): event-driven
-    /// allocation offers just these.
-    affected_agents: BTreeSet<AgentId>,
-    /// When each (framework, role) last got an offer (monotonic).
-    last_offered: HashMap<(FrameworkId, String), Duration>,
-    /// "Why no offer?" as of `offer_status_at`; see [`Master::refresh_offer_status`].
-    offer_status: BTreeMap<(FrameworkId, String), OfferStatusEntry>,
-    offer_status_at: Option<Now>,
     /// After a failover: admitted agents that have not re-registered yet,
     /// and until when they may.
     recovery: Option<registry::Recovery>,
@@ -282,10 +253,6 @@ impl Master {
             offers: BTreeMap::new(),
             counters: Counters::default(),
             needs_allocation: false,
-            affected_agents: BTreeSet::new(),
-            last_offered: HashMap::new(),
-            offer_status: BTreeMap::new(),
-            offer_status_at: None,
             recovery: None,
             unreachable_agents: BTreeMap::new(),
             gone_agents: BTreeSet::new(),
@@ -307,45 +274,14 @@ impl Master {
     /// Whether something happened since the last cycle that may make new
     /// offers possible (resources freed, an agent or framework arrived).
     pub fn needs_allocation(&self) -> bool {
-        self.needs_allocation || !self.affected_agents.is_empty()
+        self.needs_allocation
     }
 
-    /// Runs one full allocation cycle over every agent and sends the offers
-    /// it makes, one OFFERS event per framework.
+    /// Runs one allocation cycle and sends the offers it makes, one OFFERS
+    /// event per framework.
     pub fn allocate(&mut self, now: Now, out: &mut Vec<Effect>) {
         self.needs_allocation = false;
-        self.affected_agents.clear();
         let allocations = self.allocator.allocate(now.monotonic);
-        self.send_offers(allocations, now, out);
-    }
-
-    /// Event-driven allocation after a batch of inputs: a full cycle when
-    /// one is due (a framework subscribed or revived, weights or quota
-    /// changed), else a cycle over just the agents whose free resources grew.
-    /// Returns how many agents it visited (`None`: all of them).
-    pub fn allocate_pending(&mut self, now: Now, out: &mut Vec<Effect>) -> Option<usize> {
-        if self.needs_allocation {
-            self.allocate(now, out);
-            return None;
-        }
-        if self.affected_agents.is_empty() {
-            return Some(0);
-        }
-        let agents: Vec<AgentId> = std::mem::take(&mut self.affected_agents)
-            .into_iter()
-            .collect();
-        let allocations = self.allocator.allocate_agents(now.monotonic, &agents);
-        self.send_offers(allocations, now, out);
-        Some(agents.len())
-    }
-
-    /// Turns allocations into offers, one OFFERS event per framework.
-    fn send_offers(
-        &mut self,
-        allocations: Vec<agora_allocator::Allocation>,
-        now: Now,
-        out: &mut Vec<Effect>,
-    ) {
         let mut by_framework: BTreeMap<FrameworkId, Vec<pb::Offer>> = BTreeMap::new();
         for allocation in allocations {
             let (Some(agent), Some(framework)) = (
@@ -381,10 +317,6 @@ impl Master {
                 }),
             };
             framework.offers.insert(offer_id.clone());
-            self.last_offered.insert(
-                (allocation.framework_id.clone(), allocation.role.clone()),
-                now.monotonic,
-            );
             self.offers.insert(
                 offer_id.clone(),
                 Offer {
@@ -452,7 +384,7 @@ impl Master {
                 });
             }
         }
-        self.affected_agents.insert(offer.agent_id.clone());
+        self.needs_allocation = true;
         Some(offer)
     }
 
@@ -492,7 +424,7 @@ impl Master {
             if let Some(agent) = self.agents.get_mut(&task.agent_id) {
                 agent.used.subtract(&task.resources);
             }
-            self.affected_agents.insert(task.agent_id.clone());
+            self.needs_allocation = true;
         }
     }
 
