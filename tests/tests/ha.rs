@@ -129,11 +129,11 @@ async fn killing_the_leader_three_times_loses_no_task() {
     assert_eq!(code, 307, "{body}");
     assert!(body.contains(&leader_address), "{body}");
 
-    let _agents: Vec<Proc> = (0..2).map(|n| start_agent(dir.path(), n, &url)).collect();
+    let _agents: Vec<Proc> = (0..3).map(|n| start_agent(dir.path(), n, &url)).collect();
     wait_for(
         "agents registered with the leader",
         Duration::from_secs(30),
-        || (active_agents(masters[leader].port) == 2).then_some(()),
+        || (active_agents(masters[leader].port) == 3).then_some(()),
     )
     .expect("agents follow the leader");
 
@@ -150,7 +150,7 @@ async fn killing_the_leader_three_times_loses_no_task() {
         "--command",
         &command,
         "--instances",
-        "6",
+        "30",
         "--cpus",
         "0.1",
         "--mem",
@@ -159,13 +159,13 @@ async fn killing_the_leader_three_times_loses_no_task() {
         "60",
     ]);
     let runner = std::thread::spawn(move || run_with_deadline(run, Duration::from_secs(240)));
-    wait_for("six tasks running", Duration::from_secs(60), || {
+    wait_for("thirty tasks running", Duration::from_secs(60), || {
         let state = get_json(masters[leader].port, "/state").ok()?;
         let running = all_tasks(&state)
             .iter()
             .filter(|t| t["state"] == "TASK_RUNNING")
             .count();
-        (running == 6).then_some(())
+        (running == 30).then_some(())
     })
     .expect("tasks run");
 
@@ -178,7 +178,7 @@ async fn killing_the_leader_three_times_loses_no_task() {
         // The killed master comes back as a follower.
         masters[killed] = start_master(dir.path(), killed, ports[killed], &url);
         wait_for("agents re-registered", Duration::from_secs(60), || {
-            (active_agents(masters[leader].port) == 2).then_some(())
+            (active_agents(masters[leader].port) == 3).then_some(())
         })
         .expect("agents follow the new leader");
         wait_for(
@@ -191,7 +191,7 @@ async fn killing_the_leader_three_times_loses_no_task() {
                     .iter()
                     .filter(|t| t["state"] == "TASK_RUNNING")
                     .count();
-                (running == 6).then_some(())
+                (running == 30).then_some(())
             },
         )
         .unwrap_or_else(|e| panic!("round {round}: {e}"));
@@ -206,7 +206,7 @@ async fn killing_the_leader_three_times_loses_no_task() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(stdout.matches("TASK_FINISHED").count(), 6, "{stdout}");
+    assert_eq!(stdout.matches("TASK_FINISHED").count(), 30, "{stdout}");
     assert!(!stdout.contains("TASK_LOST"), "{stdout}");
 }
 

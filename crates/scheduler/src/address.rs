@@ -1,10 +1,9 @@
 //! Where the master is: address parsing and the leader-detection seam.
 //!
-//! Today a master is named directly (`host:port` or `http://host:port`). A
-//! ZooKeeper-backed detector (`zk://h1:2181,h2:2181/agora`) will plug in as
-//! another [`MasterDetector`]: the SDK asks its detector for the current
-//! leader before every (re-)subscription, so following a leader change needs
-//! no other change.
+//! A master is named directly (`host:port` or `http://host:port`) or found
+//! through ZooKeeper (`zk://h1:2181,h2:2181/agora`, [`ZkMasterDetector`]):
+//! the SDK asks its detector for the current leader before every
+//! (re-)subscription, so following a leader change needs no other change.
 
 use std::fmt;
 use std::str::FromStr;
@@ -22,8 +21,9 @@ pub enum AddressError {
     /// Nothing but whitespace.
     #[error("empty master address")]
     Empty,
-    /// `zk://` addresses need the ZooKeeper detector, which is not built yet.
-    #[error("zookeeper master addresses (zk://) are not supported yet")]
+    /// `zk://` addresses name a ZooKeeper election, not a master: use
+    /// [`ZkMasterDetector`] (which `SchedulerClient::connect` does by itself).
+    #[error("zk:// addresses name a ZooKeeper election, not a master; use a ZooKeeper detector")]
     ZooKeeperUnsupported,
     /// A scheme other than `http://`.
     #[error("unsupported scheme {0:?} (expected host:port or http://host:port)")]

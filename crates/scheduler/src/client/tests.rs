@@ -489,7 +489,12 @@ async fn unreachable_master_times_out() {
 async fn invalid_address_is_reported() {
     let info = FrameworkBuilder::new("test").build();
     assert!(matches!(
-        SchedulerClient::connect("zk://h:2181/agora", info, fast()).await,
-        Err(Error::Address(AddressError::ZooKeeperUnsupported))
+        SchedulerClient::connect("ftp://h:5050", info.clone(), fast()).await,
+        Err(Error::Address(AddressError::UnsupportedScheme(_)))
+    ));
+    // A zk:// address is followed through ZooKeeper; a malformed one is refused at once.
+    assert!(matches!(
+        SchedulerClient::connect("zk://h:2181", info, fast()).await,
+        Err(Error::Detection(_))
     ));
 }
