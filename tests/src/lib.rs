@@ -261,6 +261,35 @@ pub fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
     Ok((code, body.to_string()))
 }
 
+/// A plain HTTP/1.1 request with an optional JSON body; returns (status
+/// code, body). For the master's operator endpoints (`PUT /weights`, ...).
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").context("no http header end")?;
+    let code: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status code")?
+        .parse()?;
+    Ok((code, body.to_string()))
+}
+
 pub fn get_json(port: u16, path: &str) -> anyhow::Result<serde_json::Value> {
     let (code, body) = http_get(port, path)?;
     if code != 200 {
@@ -426,6 +455,17 @@ impl Cluster {
             });
         }
         found
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Agents and master first, so that no agent starts an executor after
+        // the sweep; the sweeper (a field) then runs as the fields drop.
+        for agent in &mut self.agents {
+            agent.kill();
+        }
+        self.master.kill();
     }
 }
 

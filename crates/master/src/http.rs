@@ -1,21 +1,54 @@
 //! The master's HTTP API on the gRPC port: `/health`, `/version`, `/state`,
-//! `/metrics` and a first plain page at `/`. Every handler reads the
-//! published snapshot only.
+//! `/metrics` and a first plain page at `/`, which read the published
+//! snapshot only; and the operator endpoints (`/roles`, `/weights`,
+//! `/quota`, `/reserve`, `/unreserve`), leader only, whose changes go to the
+//! actor through its command channel like gRPC calls.
+//!
+//! Operator endpoints answer JSON; refusals are `{"error": "..."}` with 400
+//! (malformed or invalid), 404 (unknown agent, role without quota), 409
+//! (refused in the current state: over a limit without `force`, resources
+//! not free) or 503 (not serving). Request bodies are limited to 2 MB.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
+use agora_allocator::Quota;
+use agora_core::Resources;
 use axum::Router;
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{FromRef, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Response};
-use axum::routing::get;
-use tokio::sync::watch;
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use tokio::sync::{oneshot, watch};
 
-use crate::shell::Gate;
+use crate::shell::{Command, Gate};
 use crate::snapshot::StateSnapshot;
+use crate::state::{OperatorCall, OperatorError};
 
 type Snapshot = watch::Receiver<Arc<StateSnapshot>>;
+type GateRx = watch::Receiver<Gate>;
+
+#[derive(Clone)]
+struct AppState {
+    snapshot: Snapshot,
+    gate: GateRx,
+}
+
+impl FromRef<AppState> for Snapshot {
+    fn from_ref(state: &AppState) -> Self {
+        state.snapshot.clone()
+    }
+}
+
+impl FromRef<AppState> for GateRx {
+    fn from_ref(state: &AppState) -> Self {
+        state.gate.clone()
+    }
+}
 
 /// Paths a master serves whether or not it leads; everything else is for
 /// the leader only.
@@ -29,8 +62,17 @@ pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router 
         .route("/state", get(state))
         .route("/master/state", get(state))
         .route("/metrics", get(metrics))
+        .route("/roles", get(roles))
+        .route("/weights", get(get_weights).put(put_weights))
+        .route("/quota", get(get_quota).post(post_quota))
+        .route("/quota/{*role}", delete(delete_quota))
+        .route("/reserve", post(reserve))
+        .route("/unreserve", post(unreserve))
         .fallback(not_found)
-        .with_state(snapshot)
+        .with_state(AppState {
+            snapshot,
+            gate: gate.clone(),
+        })
         .layer(axum::middleware::from_fn_with_state(gate, leader_only))
 }
 
@@ -90,6 +132,211 @@ async fn version() -> Json<serde_json::Value> {
 async fn state(State(snapshot): State<Snapshot>) -> Response {
     let current = snapshot.borrow().clone();
     Json(current.as_ref().clone()).into_response()
+}
+
+// ---------------------------------------------------------------------------
+// Operator endpoints
+// ---------------------------------------------------------------------------
+
+fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// Maps the state machine's refusals to HTTP statuses: the one place this happens.
+fn operator_error(error: OperatorError) -> Response {
+    let status = match &error {
+        OperatorError::Invalid(_) => StatusCode::BAD_REQUEST,
+        OperatorError::NotFound(_) => StatusCode::NOT_FOUND,
+        OperatorError::Conflict(_) => StatusCode::CONFLICT,
+    };
+    error_response(status, error.to_string())
+}
+
+/// A request the master cannot make sense of: 400 with its reason.
+struct BadRequest(String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        error_response(StatusCode::BAD_REQUEST, self.0)
+    }
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, BadRequest> {
+    serde_json::from_slice(body).map_err(|e| {
+        BadRequest(format!(
+            "request body is not valid JSON for this endpoint: {e}"
+        ))
+    })
+}
+
+/// Sends an operator call to the actor and waits for its answer.
+async fn ask(gate: &GateRx, call: OperatorCall) -> Response {
+    let commands = match &*gate.borrow() {
+        Gate::Leading { commands } => commands.clone(),
+        _ => {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this master is not serving as the leader",
+            );
+        }
+    };
+    let (reply, answer) = oneshot::channel();
+    if commands.send(Command::Operator { call, reply }).is_err() {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "master is shutting down");
+    }
+    match answer.await {
+        Ok(Ok(())) => (StatusCode::OK, Json(serde_json::json!({}))).into_response(),
+        Ok(Err(e)) => operator_error(e),
+        Err(_) => error_response(StatusCode::SERVICE_UNAVAILABLE, "master is shutting down"),
+    }
+}
+
+/// `GET /roles`: `{"roles": [RoleView...]}`.
+async fn roles(State(snapshot): State<Snapshot>) -> Response {
+    let current = snapshot.borrow().clone();
+    Json(serde_json::json!({ "roles": current.roles })).into_response()
+}
+
+/// `GET /weights`: `[{"role": "eng", "weight": 3.0}]`, every role whose
+/// weight was set (others weigh 1).
+async fn get_weights(State(snapshot): State<Snapshot>) -> Response {
+    let current = snapshot.borrow().clone();
+    Json(&current.weights).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightBody {
+    role: String,
+    weight: f64,
+}
+
+/// `PUT /weights` with `[{"role": "eng", "weight": 3.0}, ...]`: all or nothing.
+async fn put_weights(State(gate): State<GateRx>, body: Bytes) -> Response {
+    let weights: Vec<WeightBody> = match parse_body(&body) {
+        Ok(w) => w,
+        Err(bad) => return bad.into_response(),
+    };
+    let weights = weights.into_iter().map(|w| (w.role, w.weight)).collect();
+    ask(&gate, OperatorCall::SetWeights(weights)).await
+}
+
+/// `GET /quota`: `{"quotas": [QuotaView...]}`.
+async fn get_quota(State(snapshot): State<Snapshot>) -> Response {
+    let current = snapshot.borrow().clone();
+    Json(serde_json::json!({ "quotas": current.quotas })).into_response()
+}
+
+/// Resources in a request: the text form (`"cpus:4;mem:1024"`) or a map of
+/// scalar names to numbers (`{"cpus": 4, "mem": 1024}`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ResourcesBody {
+    Text(String),
+    Map(BTreeMap<String, f64>),
+}
+
+impl ResourcesBody {
+    fn parse(&self, what: &str) -> Result<Resources, BadRequest> {
+        let text = match self {
+            ResourcesBody::Text(text) => text.clone(),
+            ResourcesBody::Map(map) => {
+                let mut parts = Vec::new();
+                for (name, value) in map {
+                    if !value.is_finite() || *value < 0.0 {
+                        return Err(BadRequest(format!(
+                            "{what}: '{name}' must be a finite number >= 0"
+                        )));
+                    }
+                    parts.push(format!("{name}:{value}"));
+                }
+                parts.join(";")
+            }
+        };
+        Resources::parse(&text).map_err(|e| BadRequest(format!("{what}: {e}")))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotaRequest {
+    role: String,
+    #[serde(default)]
+    guarantee: Option<ResourcesBody>,
+    #[serde(default)]
+    limit: Option<ResourcesBody>,
+    #[serde(default)]
+    force: bool,
+}
+
+/// `POST /quota` with `{"role": "eng", "guarantee": {"cpus": 2}, "limit":
+/// "cpus:8;mem:4096", "force": false}`: sets the role's quota (replacing
+/// the one it had). A name absent from `limit` is unlimited.
+async fn post_quota(State(gate): State<GateRx>, body: Bytes) -> Response {
+    match quota_call(&body) {
+        Ok(call) => ask(&gate, call).await,
+        Err(bad) => bad.into_response(),
+    }
+}
+
+fn quota_call(body: &Bytes) -> Result<OperatorCall, BadRequest> {
+    let request: QuotaRequest = parse_body(body)?;
+    let parse = |body: &Option<ResourcesBody>, what| match body {
+        Some(body) => body.parse(what),
+        None => Ok(Resources::new()),
+    };
+    let guarantee = parse(&request.guarantee, "guarantee")?;
+    let limit = parse(&request.limit, "limit")?;
+    Ok(OperatorCall::UpdateQuotas {
+        quotas: vec![(request.role, Quota { guarantee, limit })],
+        force: request.force,
+    })
+}
+
+/// `DELETE /quota/{role}` (the role may hold `/`): 404 if it has none.
+async fn delete_quota(State(gate): State<GateRx>, Path(role): Path<String>) -> Response {
+    ask(&gate, OperatorCall::RemoveQuota(role)).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReserveRequest {
+    agent_id: String,
+    /// Text form with roles: `cpus(ops):2;mem(ops):512`.
+    resources: String,
+}
+
+fn reserve_call(body: &Bytes, reserve: bool) -> Result<OperatorCall, BadRequest> {
+    let request: ReserveRequest = parse_body(body)?;
+    let resources =
+        Resources::parse(&request.resources).map_err(|e| BadRequest(format!("resources: {e}")))?;
+    Ok(if reserve {
+        OperatorCall::Reserve {
+            agent_id: request.agent_id,
+            resources,
+        }
+    } else {
+        OperatorCall::Unreserve {
+            agent_id: request.agent_id,
+            resources,
+        }
+    })
+}
+
+/// `POST /reserve` with `{"agent_id": "...", "resources": "cpus(ops):2;mem(ops):512"}`.
+async fn reserve(State(gate): State<GateRx>, body: Bytes) -> Response {
+    match reserve_call(&body, true) {
+        Ok(call) => ask(&gate, call).await,
+        Err(bad) => bad.into_response(),
+    }
+}
+
+/// `POST /unreserve`, same body as `/reserve`.
+async fn unreserve(State(gate): State<GateRx>, body: Bytes) -> Response {
+    match reserve_call(&body, false) {
+        Ok(call) => ask(&gate, call).await,
+        Err(bad) => bad.into_response(),
+    }
 }
 
 /// Prometheus text exposition of the counters and current totals.

@@ -22,9 +22,12 @@ use agora_proto::v1 as pb;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::shell::{Gate, MasterOptions, ShellError, start_actor};
+use crate::shell::{Gate, MasterOptions, RegistryWrite, ShellError, start_actor};
 use crate::snapshot::StateSnapshot;
-use crate::state::{Master, MasterConfig, Now, RegistryAgent};
+use crate::state::{
+    Master, MasterConfig, Now, QUOTA_KEY_PREFIX, RegistryAgent, RegistryPolicy, RegistryQuota,
+    WEIGHTS_KEY,
+};
 
 /// Registry keys of agents: `agent:<id>` (the store allows `[A-Za-z0-9._:-]`).
 fn agent_key(id: &str) -> String {
@@ -155,6 +158,7 @@ impl Terms {
         let mut master = Master::new(config, Box::new(DrfAllocator::with_seed(epoch ^ 0x5eed)));
         let agents: Vec<RegistryAgent> = entries
             .iter()
+            .filter(|(key, _, _)| key.starts_with("agent:"))
             .filter_map(|(_, value, _)| match serde_json::from_slice(value) {
                 Ok(agent) => Some(agent),
                 Err(e) => {
@@ -175,6 +179,8 @@ impl Terms {
             agents,
             self.options.agent_reregister_timeout,
         );
+        let (weights, quotas) = policy_entries(&entries);
+        master.recover_policy(weights, quotas);
         let versions: HashMap<String, Version> = entries
             .into_iter()
             .map(|(key, _, version)| (key, version))
@@ -232,7 +238,11 @@ impl Terms {
                     return Ok(Some(
                         entries
                             .into_iter()
-                            .filter(|e| e.key.starts_with("agent:"))
+                            .filter(|e| {
+                                e.key.starts_with("agent:")
+                                    || e.key == WEIGHTS_KEY
+                                    || e.key.starts_with(QUOTA_KEY_PREFIX)
+                            })
                             .map(|e| (e.key, e.value, e.version))
                             .collect(),
                     ));
@@ -253,31 +263,86 @@ impl Terms {
     }
 }
 
+/// Weights and quotas among the registry's entries (unreadable ones skipped).
+fn policy_entries(
+    entries: &[(String, Vec<u8>, Version)],
+) -> (std::collections::BTreeMap<String, f64>, Vec<RegistryQuota>) {
+    let mut weights = std::collections::BTreeMap::new();
+    let mut quotas = Vec::new();
+    for (key, value, _) in entries {
+        if key == WEIGHTS_KEY {
+            match serde_json::from_slice(value) {
+                Ok(w) => weights = w,
+                Err(e) => tracing::warn!(error = %e, "unreadable registry weights skipped"),
+            }
+        } else if key.starts_with(QUOTA_KEY_PREFIX) {
+            match serde_json::from_slice::<RegistryQuota>(value) {
+                Ok(q) => quotas.push(q),
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %e, "unreadable registry quota skipped")
+                }
+            }
+        }
+    }
+    (weights, quotas)
+}
+
 /// Writes registry entries in order. On a version conflict (someone else
 /// wrote the key) it re-reads the versions and tries again; on other errors
 /// it backs off and retries, a bounded number of times per entry.
 async fn write_registry(
     store: Arc<dyn RegistryStore>,
     mut versions: HashMap<String, Version>,
-    mut entries: mpsc::UnboundedReceiver<RegistryAgent>,
+    mut entries: mpsc::UnboundedReceiver<RegistryWrite>,
 ) {
     while let Some(entry) = entries.recv().await {
-        let key = agent_key(&entry.id);
-        let value = match serde_json::to_vec(&entry) {
+        let entry = match entry {
+            RegistryWrite::Flushed(done) => {
+                let _ = done.send(());
+                continue;
+            }
+            entry => entry,
+        };
+        // The key, and the value to put (a quota removal deletes the key).
+        let (key, value) = match &entry {
+            RegistryWrite::Flushed(_) => continue,
+            RegistryWrite::Agent(agent) => (agent_key(&agent.id), serde_json::to_vec(agent)),
+            RegistryWrite::Policy(policy) => match policy {
+                RegistryPolicy::Weights(weights) => (policy.key(), serde_json::to_vec(weights)),
+                RegistryPolicy::Quota {
+                    quota: Some(quota), ..
+                } => (policy.key(), serde_json::to_vec(quota)),
+                RegistryPolicy::Quota { quota: None, .. } => (policy.key(), Ok(Vec::new())),
+            },
+        };
+        let delete = matches!(
+            entry,
+            RegistryWrite::Policy(RegistryPolicy::Quota { quota: None, .. })
+        );
+        let value = match value {
             Ok(value) => value,
             Err(e) => {
-                tracing::error!(agent_id = %entry.id, error = %e, "cannot encode registry entry");
+                tracing::error!(key = %key, error = %e, "cannot encode registry entry");
                 continue;
             }
         };
         let mut backoff = Duration::from_millis(50);
         for attempt in 1..=10 {
-            match store
-                .put(&key, value.clone(), versions.get(&key).copied())
-                .await
-            {
-                Ok(version) => {
+            let result = if delete {
+                store.delete(&key, None).await.map(|()| None)
+            } else {
+                store
+                    .put(&key, value.clone(), versions.get(&key).copied())
+                    .await
+                    .map(Some)
+            };
+            match result {
+                Ok(Some(version)) => {
                     versions.insert(key.clone(), version);
+                    break;
+                }
+                Ok(None) => {
+                    versions.remove(&key);
                     break;
                 }
                 Err(RegistryError::Conflict { .. }) => {
@@ -286,7 +351,7 @@ async fn write_registry(
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(agent_id = %entry.id, attempt, error = %e, "registry write failed; retrying");
+                    tracing::warn!(key = %key, attempt, error = %e, "registry write failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }

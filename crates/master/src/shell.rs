@@ -22,7 +22,19 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::snapshot::StateSnapshot;
-use crate::state::{CallError, ConnId, Effect, Master, MasterConfig, Now};
+use crate::state::{
+    CallError, ConnId, Effect, Master, MasterConfig, Now, OperatorCall, OperatorError,
+    RegistryAgent, RegistryPolicy,
+};
+
+/// One write to the registry, in the order the state machine asked for it.
+#[derive(Debug)]
+pub(crate) enum RegistryWrite {
+    Agent(RegistryAgent),
+    Policy(RegistryPolicy),
+    /// Answered once every write queued before it is done (or given up).
+    Flushed(oneshot::Sender<()>),
+}
 
 /// Events queued for one stream before it counts as stuck and is closed.
 const STREAM_BUFFER: usize = 4096;
@@ -95,6 +107,11 @@ pub(crate) enum Command {
     AgentGone {
         conn: ConnId,
     },
+    /// An operator call from the HTTP API (weights, quota, reservations).
+    Operator {
+        call: OperatorCall,
+        reply: oneshot::Sender<Result<(), OperatorError>>,
+    },
 }
 
 /// Maps the state machine's refusals to gRPC codes: the one place this happens.
@@ -114,6 +131,8 @@ fn wall_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+type OperatorReply = oneshot::Sender<Result<(), OperatorError>>;
+
 struct Actor {
     master: Master,
     started: Instant,
@@ -122,9 +141,14 @@ struct Actor {
     agents: HashMap<ConnId, AgentSender>,
     snapshot: watch::Sender<Arc<StateSnapshot>>,
     /// Registry entries to persist, in order.
-    registry: mpsc::UnboundedSender<crate::state::RegistryAgent>,
+    registry: mpsc::UnboundedSender<RegistryWrite>,
     last_snapshot: Instant,
     dirty: bool,
+    /// Publish at the end of this turn whatever the interval (an operator
+    /// call changed what `/roles` shows; its caller may read it next).
+    publish_now: bool,
+    /// Operator calls answered once what they changed is in the registry.
+    operator_replies: Vec<(OperatorReply, Result<(), OperatorError>)>,
 }
 
 impl Actor {
@@ -181,6 +205,15 @@ impl Actor {
                 self.agents.remove(&conn);
                 self.master.agent_disconnected(now, conn, out);
             }
+            Command::Operator { call, reply } => {
+                let result = self.master.operator(now, call, out);
+                self.publish_now = true;
+                if result.is_ok() {
+                    self.operator_replies.push((reply, result));
+                } else {
+                    let _ = reply.send(result);
+                }
+            }
         }
     }
 
@@ -207,7 +240,10 @@ impl Actor {
                     }
                 }
                 Effect::Registry(entry) => {
-                    let _ = self.registry.send(entry);
+                    let _ = self.registry.send(RegistryWrite::Agent(entry));
+                }
+                Effect::RegistryPolicy(policy) => {
+                    let _ = self.registry.send(RegistryWrite::Policy(policy));
                 }
                 Effect::CloseAgent { conn } => {
                     self.agents.remove(&conn);
@@ -216,7 +252,26 @@ impl Actor {
         }
     }
 
+    /// Answers the operator calls of this turn once the registry writes
+    /// they caused (queued by `execute`, in order) are done: a 200 means
+    /// the change survives a failover.
+    fn answer_operators(&mut self) {
+        for (reply, result) in self.operator_replies.drain(..) {
+            let (flushed, done) = oneshot::channel();
+            let _ = self.registry.send(RegistryWrite::Flushed(flushed));
+            tokio::spawn(async move {
+                // An error here: the writer is gone with the term; answer anyway.
+                let _ = done.await;
+                let _ = reply.send(result);
+            });
+        }
+    }
+
     fn publish(&mut self, force: bool) {
+        // At most once a second: it asks the allocator about every framework.
+        if self.master.refresh_offer_status(self.now()) {
+            self.dirty = true;
+        }
         if !self.dirty || (!force && self.last_snapshot.elapsed() < SNAPSHOT_INTERVAL) {
             return;
         }
@@ -268,14 +323,17 @@ impl Actor {
                 }
             }
             // Event-driven allocation: whatever freed resources or brought
-            // a new agent or framework is offered at once, batched with
-            // everything that arrived together.
+            // a new agent is offered at once, batched with everything that
+            // arrived together: just the agents concerned, or a full cycle
+            // when a framework subscribed or revived or weights or quota changed.
             if self.master.needs_allocation() {
                 let now = self.now();
-                self.master.allocate(now, &mut out);
+                self.master.allocate_pending(now, &mut out);
             }
             self.execute(out);
-            self.publish(false);
+            self.answer_operators();
+            let force = std::mem::take(&mut self.publish_now);
+            self.publish(force);
         }
     }
 }
@@ -582,7 +640,7 @@ pub(crate) fn start_actor(
     master: Master,
     allocation_interval: Duration,
     snapshot: watch::Sender<Arc<StateSnapshot>>,
-    registry: mpsc::UnboundedSender<crate::state::RegistryAgent>,
+    registry: mpsc::UnboundedSender<RegistryWrite>,
     shutdown: CancellationToken,
 ) -> (mpsc::UnboundedSender<Command>, tokio::task::JoinHandle<()>) {
     let start_wall = wall_now();
@@ -598,6 +656,8 @@ pub(crate) fn start_actor(
         registry,
         last_snapshot: Instant::now(),
         dirty: true,
+        publish_now: false,
+        operator_replies: Vec::new(),
     };
     let task = tokio::spawn(actor.run(command_rx, allocation_interval, shutdown));
     (commands, task)

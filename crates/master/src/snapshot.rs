@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use agora_allocator::RoleSummary;
 use agora_core::resources::SummaryValue;
 use serde::Serialize;
 
-use crate::state::{Agent, Counters, Framework, Master, Task};
+use crate::state::{Agent, Counters, Framework, Master, Now, OfferStatusEntry, Task};
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct StateSnapshot {
@@ -27,8 +28,83 @@ pub struct StateSnapshot {
     pub frameworks: Vec<FrameworkView>,
     pub completed_frameworks: Vec<FrameworkView>,
     pub outstanding_offers: usize,
+    /// What `GET /roles` shows (not part of `/state`).
+    #[serde(skip)]
+    pub roles: Vec<RoleView>,
+    /// What `GET /weights` shows (not part of `/state`).
+    #[serde(skip)]
+    pub weights: Vec<WeightView>,
+    /// What `GET /quota` shows (not part of `/state`).
+    #[serde(skip)]
+    pub quotas: Vec<QuotaView>,
     #[serde(skip)]
     pub counters: Counters,
+}
+
+/// One role in `GET /roles`. Scalars by name, in units.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RoleView {
+    pub name: String,
+    pub weight: f64,
+    pub quota: Option<QuotaBody>,
+    /// Allocated to the role's subtree: offered or used by tasks.
+    pub allocated: BTreeMap<String, f64>,
+    /// The part of `allocated` held in outstanding offers to exactly this role.
+    pub offered: BTreeMap<String, f64>,
+    /// Reserved for the role or its descendants, in use or not.
+    pub reserved: BTreeMap<String, f64>,
+    /// Quota consumption: allocated unreserved plus reserved.
+    pub consumed: BTreeMap<String, f64>,
+    /// Frameworks subscribed to exactly this role.
+    pub frameworks: Vec<String>,
+    /// "Why no offer?" for each of those frameworks in this role.
+    pub offer_status: Vec<RoleOfferStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QuotaBody {
+    pub guarantee: BTreeMap<String, f64>,
+    pub limit: BTreeMap<String, f64>,
+}
+
+/// One explicitly set weight in `GET /weights`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WeightView {
+    pub role: String,
+    pub weight: f64,
+}
+
+/// One role's quota in `GET /quota`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct QuotaView {
+    pub role: String,
+    pub guarantee: BTreeMap<String, f64>,
+    pub limit: BTreeMap<String, f64>,
+    pub consumed: BTreeMap<String, f64>,
+}
+
+/// "Why no offer?" for one framework in one role (in `/state` under each
+/// framework, and in `/roles` under each role).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OfferStatusView {
+    pub role: String,
+    /// Seconds since it last got an offer in this role (`null`: never,
+    /// since this master leads).
+    pub last_offered_secs_ago: Option<f64>,
+    /// `null` while nothing holds it back; else `inactive`, `suppressed`,
+    /// `quota_limit`, `filtered`, `outranked` or `no_resources`.
+    pub reason: Option<&'static str>,
+    /// Agents on which it has an unexpired DECLINE filter in this role.
+    pub filtered_agents: usize,
+}
+
+/// As [`OfferStatusView`], naming the framework.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RoleOfferStatus {
+    pub framework_id: String,
+    pub last_offered_secs_ago: Option<f64>,
+    pub reason: Option<&'static str>,
+    pub filtered_agents: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,6 +133,8 @@ pub struct FrameworkView {
     pub active: bool,
     pub registered_time: f64,
     pub outstanding_offers: usize,
+    /// "Why no offer?" per role, recomputed at most once a second.
+    pub offer_status: Vec<OfferStatusView>,
     pub tasks: Vec<TaskView>,
     pub completed_tasks: Vec<TaskView>,
 }
@@ -98,7 +176,7 @@ fn task_view(task: &Task) -> TaskView {
     }
 }
 
-fn framework_view(framework: &Framework) -> FrameworkView {
+fn framework_view(framework: &Framework, offer_status: Vec<OfferStatusView>) -> FrameworkView {
     FrameworkView {
         id: framework.id.to_string(),
         name: framework.info.name.clone(),
@@ -107,6 +185,7 @@ fn framework_view(framework: &Framework) -> FrameworkView {
         active: framework.active(),
         registered_time: framework.registered_at,
         outstanding_offers: framework.offers.len(),
+        offer_status,
         tasks: framework.tasks.values().map(task_view).collect(),
         completed_tasks: framework.completed_tasks.iter().map(task_view).collect(),
     }
@@ -165,6 +244,8 @@ impl Master {
     pub fn snapshot(&self, start_time: f64, now_wall: f64) -> StateSnapshot {
         let info = &self.config().master_info;
         let free = self.free_resources();
+        let (statuses, at) = self.offer_status();
+        let summaries = self.role_summaries();
         StateSnapshot {
             version: env!("CARGO_PKG_VERSION").to_string(),
             id: info.id.clone(),
@@ -184,14 +265,139 @@ impl Master {
                 .values()
                 .map(|a| agent_view(a, free.get(&a.id)))
                 .collect(),
-            frameworks: self.frameworks.values().map(framework_view).collect(),
+            frameworks: self
+                .frameworks
+                .values()
+                .map(|f| {
+                    let status = f
+                        .roles
+                        .iter()
+                        .filter_map(|role| {
+                            let entry = statuses.get(&(f.id.clone(), role.clone()))?;
+                            let (ago, reason, filtered) = status_fields(entry, at, now_wall);
+                            Some(OfferStatusView {
+                                role: role.clone(),
+                                last_offered_secs_ago: ago,
+                                reason,
+                                filtered_agents: filtered,
+                            })
+                        })
+                        .collect();
+                    framework_view(f, status)
+                })
+                .collect(),
             completed_frameworks: self
                 .completed_frameworks
                 .iter()
-                .map(framework_view)
+                .map(|f| framework_view(f, Vec::new()))
                 .collect(),
             outstanding_offers: self.offers.len(),
+            roles: self.role_views(&summaries, now_wall),
+            quotas: self.quota_views(&summaries),
+            weights: self
+                .weights()
+                .into_iter()
+                .map(|(role, weight)| WeightView { role, weight })
+                .collect(),
             counters: self.counters.clone(),
         }
+    }
+}
+
+/// Seconds since last offered, reason and filtered agents of a status
+/// computed at `at`, as seen at `now_wall`.
+fn status_fields(
+    entry: &OfferStatusEntry,
+    at: Option<Now>,
+    now_wall: f64,
+) -> (Option<f64>, Option<&'static str>, usize) {
+    let ago = match (entry.last_offered, at) {
+        (Some(last), Some(at)) => {
+            let then = at.monotonic.saturating_sub(last).as_secs_f64();
+            Some((then + (now_wall - at.wall).max(0.0)).max(0.0))
+        }
+        _ => None,
+    };
+    (ago, entry.reason, entry.filtered_agents)
+}
+
+fn scalars(resources: &agora_core::Resources) -> BTreeMap<String, f64> {
+    resources
+        .names()
+        .into_iter()
+        .map(|name| (name.to_string(), resources.scalar_value(name)))
+        .filter(|(_, v)| *v > 0.0)
+        .collect()
+}
+
+impl Master {
+    /// `GET /roles`: the allocator's summaries, with the outstanding offers
+    /// per role from the master's own books and "why no offer?".
+    fn role_views(&self, summaries: &[RoleSummary], now_wall: f64) -> Vec<RoleView> {
+        let mut offered: BTreeMap<&str, agora_core::Resources> = BTreeMap::new();
+        for offer in self.offers.values() {
+            offered
+                .entry(offer.role.as_str())
+                .or_default()
+                .add(&offer.resources);
+        }
+        let (statuses, at) = self.offer_status();
+        summaries
+            .iter()
+            .cloned()
+            .map(|summary| {
+                let offer_status = summary
+                    .frameworks
+                    .iter()
+                    .filter_map(|framework_id| {
+                        let entry = statuses.get(&(framework_id.clone(), summary.role.clone()))?;
+                        let (ago, reason, filtered) = status_fields(entry, at, now_wall);
+                        Some(RoleOfferStatus {
+                            framework_id: framework_id.to_string(),
+                            last_offered_secs_ago: ago,
+                            reason,
+                            filtered_agents: filtered,
+                        })
+                    })
+                    .collect();
+                RoleView {
+                    offered: offered
+                        .get(summary.role.as_str())
+                        .map(scalars)
+                        .unwrap_or_default(),
+                    name: summary.role,
+                    weight: summary.weight,
+                    quota: summary.quota.map(|q| QuotaBody {
+                        guarantee: scalars(&q.guarantee),
+                        limit: scalars(&q.limit),
+                    }),
+                    allocated: summary.allocated,
+                    reserved: summary.reserved,
+                    consumed: summary.consumed,
+                    frameworks: summary.frameworks.iter().map(|f| f.to_string()).collect(),
+                    offer_status,
+                }
+            })
+            .collect()
+    }
+
+    /// `GET /quota`: every role with a quota.
+    fn quota_views(&self, summaries: &[RoleSummary]) -> Vec<QuotaView> {
+        let consumed: BTreeMap<&str, &BTreeMap<String, f64>> = summaries
+            .iter()
+            .map(|s| (s.role.as_str(), &s.consumed))
+            .collect();
+        self.quotas()
+            .into_iter()
+            .map(|(role, q)| QuotaView {
+                consumed: consumed
+                    .get(role.as_str())
+                    .map(|c| (*c).clone())
+                    .unwrap_or_default(),
+                role,
+                guarantee: scalars(&q.guarantee),
+                limit: scalars(&q.limit),
+            })
+            .collect()
     }
 }

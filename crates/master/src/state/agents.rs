@@ -125,6 +125,7 @@ impl Master {
         } else {
             // A new agent, or one this master has not met (it restarted):
             // adopt it and everything it runs.
+            let total = self.recovered_total(&agent_id, total);
             self.adopt_frameworks(now, &register.frameworks);
             let mut used = Resources::new();
             let mut used_by: BTreeMap<FrameworkId, Resources> = BTreeMap::new();
@@ -171,7 +172,7 @@ impl Master {
             self.admitted(&agent_id, true, out);
             tracing::info!(agent_id = %agent_id, hostname = %self.agents[&agent_id].info.hostname, "agent registered");
         }
-        self.needs_allocation = true;
+        self.affected_agents.insert(agent_id.clone());
         out.push(Effect::ToAgent {
             conn,
             message: MasterMessage {

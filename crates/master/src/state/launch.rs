@@ -141,7 +141,7 @@ impl Master {
                 refuse_duration(accept.filters.as_ref()),
                 now.monotonic,
             );
-            self.needs_allocation = true;
+            self.affected_agents.insert(agent_id.clone());
         }
         Ok(())
     }

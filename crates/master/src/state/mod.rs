@@ -22,6 +22,7 @@ mod calls;
 mod frameworks;
 mod health;
 mod launch;
+mod operator;
 mod registry;
 #[cfg(test)]
 mod tests;
@@ -61,8 +62,14 @@ pub enum Effect {
     /// Persist this agent's registry entry (admitted, unreachable or gone),
     /// so that a new leading master knows it.
     Registry(RegistryAgent),
+    /// Persist role weights or a role's quota (see [`RegistryPolicy::key`]).
+    RegistryPolicy(RegistryPolicy),
 }
 
+pub use operator::{
+    OperatorCall, OperatorError, QUOTA_KEY_PREFIX, RegistryPolicy, RegistryQuota, WEIGHTS_KEY,
+    quota_key,
+};
 pub use registry::{RegistryAgent, RegistryAgentState};
 
 /// Why a framework's call was refused. Each maps to one gRPC code in the shell.
@@ -190,6 +197,17 @@ impl Framework {
     }
 }
 
+/// The "why no offer?" answer for one (framework, role), as last computed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OfferStatusEntry {
+    /// When it last got an offer (monotonic), if ever in this term.
+    pub last_offered: Option<Duration>,
+    /// `None` while nothing holds it back.
+    pub reason: Option<&'static str>,
+    /// Agents on which it has an unexpired DECLINE filter.
+    pub filtered_agents: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Offer {
     pub id: OfferId,
@@ -226,7 +244,18 @@ pub struct Master {
     removed_frameworks: BTreeSet<FrameworkId>,
     pub(crate) offers: BTreeMap<OfferId, Offer>,
     pub(crate) counters: Counters,
+    /// A full allocation cycle is due (a framework subscribed or revived,
+    /// weights or quotas changed, a framework or agent was removed).
     needs_allocation: bool,
+    /// Agents whose free resources grew since the last allocation (an offer
+    /// declined or rescinded, a task ended, the agent joined): event-driven
+    /// allocation offers just these.
+    affected_agents: BTreeSet<AgentId>,
+    /// When each (framework, role) last got an offer (monotonic).
+    last_offered: HashMap<(FrameworkId, String), Duration>,
+    /// "Why no offer?" as of `offer_status_at`; see [`Master::refresh_offer_status`].
+    offer_status: BTreeMap<(FrameworkId, String), OfferStatusEntry>,
+    offer_status_at: Option<Now>,
     /// After a failover: admitted agents that have not re-registered yet,
     /// and until when they may.
     recovery: Option<registry::Recovery>,
@@ -253,6 +282,10 @@ impl Master {
             offers: BTreeMap::new(),
             counters: Counters::default(),
             needs_allocation: false,
+            affected_agents: BTreeSet::new(),
+            last_offered: HashMap::new(),
+            offer_status: BTreeMap::new(),
+            offer_status_at: None,
             recovery: None,
             unreachable_agents: BTreeMap::new(),
             gone_agents: BTreeSet::new(),
@@ -274,14 +307,45 @@ impl Master {
     /// Whether something happened since the last cycle that may make new
     /// offers possible (resources freed, an agent or framework arrived).
     pub fn needs_allocation(&self) -> bool {
-        self.needs_allocation
+        self.needs_allocation || !self.affected_agents.is_empty()
     }
 
-    /// Runs one allocation cycle and sends the offers it makes, one OFFERS
-    /// event per framework.
+    /// Runs one full allocation cycle over every agent and sends the offers
+    /// it makes, one OFFERS event per framework.
     pub fn allocate(&mut self, now: Now, out: &mut Vec<Effect>) {
         self.needs_allocation = false;
+        self.affected_agents.clear();
         let allocations = self.allocator.allocate(now.monotonic);
+        self.send_offers(allocations, now, out);
+    }
+
+    /// Event-driven allocation after a batch of inputs: a full cycle when
+    /// one is due (a framework subscribed or revived, weights or quota
+    /// changed), else a cycle over just the agents whose free resources grew.
+    /// Returns how many agents it visited (`None`: all of them).
+    pub fn allocate_pending(&mut self, now: Now, out: &mut Vec<Effect>) -> Option<usize> {
+        if self.needs_allocation {
+            self.allocate(now, out);
+            return None;
+        }
+        if self.affected_agents.is_empty() {
+            return Some(0);
+        }
+        let agents: Vec<AgentId> = std::mem::take(&mut self.affected_agents)
+            .into_iter()
+            .collect();
+        let allocations = self.allocator.allocate_agents(now.monotonic, &agents);
+        self.send_offers(allocations, now, out);
+        Some(agents.len())
+    }
+
+    /// Turns allocations into offers, one OFFERS event per framework.
+    fn send_offers(
+        &mut self,
+        allocations: Vec<agora_allocator::Allocation>,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) {
         let mut by_framework: BTreeMap<FrameworkId, Vec<pb::Offer>> = BTreeMap::new();
         for allocation in allocations {
             let (Some(agent), Some(framework)) = (
@@ -317,6 +381,10 @@ impl Master {
                 }),
             };
             framework.offers.insert(offer_id.clone());
+            self.last_offered.insert(
+                (allocation.framework_id.clone(), allocation.role.clone()),
+                now.monotonic,
+            );
             self.offers.insert(
                 offer_id.clone(),
                 Offer {
@@ -384,7 +452,7 @@ impl Master {
                 });
             }
         }
-        self.needs_allocation = true;
+        self.affected_agents.insert(offer.agent_id.clone());
         Some(offer)
     }
 
@@ -424,7 +492,7 @@ impl Master {
             if let Some(agent) = self.agents.get_mut(&task.agent_id) {
                 agent.used.subtract(&task.resources);
             }
-            self.needs_allocation = true;
+            self.affected_agents.insert(task.agent_id.clone());
         }
     }
 
@@ -507,4 +575,84 @@ impl Master {
     pub fn free_resources(&self) -> BTreeMap<AgentId, Resources> {
         self.allocator.free()
     }
+
+    /// Every role with frameworks, a weight, a quota or reservations.
+    pub fn role_summaries(&self) -> Vec<agora_allocator::RoleSummary> {
+        self.allocator.role_summaries()
+    }
+
+    pub fn quotas(&self) -> BTreeMap<String, agora_allocator::Quota> {
+        self.allocator.quotas()
+    }
+
+    pub fn weights(&self) -> BTreeMap<String, f64> {
+        self.allocator.weights()
+    }
+
+    /// Recomputes "why no offer?" for every framework and role, at most once
+    /// per [`OFFER_STATUS_INTERVAL`] (asking the allocator costs a pass over
+    /// the agents). A (framework, role) offered something within the last
+    /// interval is not asked about: nothing holds it back. Returns whether
+    /// it recomputed.
+    pub fn refresh_offer_status(&mut self, now: Now) -> bool {
+        if let Some(at) = self.offer_status_at
+            && now.monotonic < at.monotonic + OFFER_STATUS_INTERVAL
+        {
+            return false;
+        }
+        let mut table = BTreeMap::new();
+        for framework in self.frameworks.values() {
+            for role in &framework.roles {
+                let key = (framework.id.clone(), role.clone());
+                let ours = self.last_offered.get(&key).copied();
+                let recent =
+                    ours.is_some_and(|t| now.monotonic.saturating_sub(t) < OFFER_STATUS_INTERVAL);
+                let entry = if !framework.active() {
+                    OfferStatusEntry {
+                        last_offered: ours,
+                        reason: Some(agora_allocator::NoOfferReason::Inactive.as_str()),
+                        filtered_agents: 0,
+                    }
+                } else if recent {
+                    OfferStatusEntry {
+                        last_offered: ours,
+                        reason: None,
+                        filtered_agents: 0,
+                    }
+                } else {
+                    let status = self
+                        .allocator
+                        .offer_status(&framework.id, role, now.monotonic);
+                    OfferStatusEntry {
+                        last_offered: ours.max(status.as_ref().and_then(|s| s.last_offered)),
+                        reason: status
+                            .as_ref()
+                            .and_then(|s| s.reason)
+                            .map(agora_allocator::NoOfferReason::as_str),
+                        filtered_agents: status.map_or(0, |s| s.filtered_agents),
+                    }
+                };
+                table.insert(key, entry);
+            }
+        }
+        // Frameworks that left take their history with them.
+        self.last_offered
+            .retain(|(framework_id, _), _| self.frameworks.contains_key(framework_id));
+        self.offer_status = table;
+        self.offer_status_at = Some(now);
+        true
+    }
+
+    /// The last "why no offer?" table and when it was computed.
+    pub fn offer_status(
+        &self,
+    ) -> (
+        &BTreeMap<(FrameworkId, String), OfferStatusEntry>,
+        Option<Now>,
+    ) {
+        (&self.offer_status, self.offer_status_at)
+    }
 }
+
+/// How often "why no offer?" is recomputed at most.
+pub const OFFER_STATUS_INTERVAL: Duration = Duration::from_secs(1);

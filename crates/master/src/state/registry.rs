@@ -1,17 +1,22 @@
-//! The registry: what a new leading master must know about agents. Only
-//! agents are persisted (admitted, unreachable, gone); frameworks and tasks
-//! are rebuilt from re-registering agents and re-subscribing frameworks.
+//! The registry: what a new leading master must know. Agents are persisted
+//! (admitted, unreachable or gone, with their resources and so the operator
+//! reservations on them; key `agent:<id>`), and so are role weights (key
+//! `weights`) and quotas (key `quota:<role in hex>`), see
+//! [`super::RegistryPolicy`]; frameworks and tasks are rebuilt from
+//! re-registering agents and re-subscribing frameworks.
 //!
 //! The state machine emits [`Effect::Registry`] whenever an agent's entry
-//! changes; the shell writes it to the registry store (ZooKeeper or a file).
-//! After a failover, [`Master::recover`] loads the entries; admitted agents
-//! have `agent_reregister_timeout` to come back before they are marked
-//! unreachable.
+//! changes and [`Effect::RegistryPolicy`] when weights or a quota change;
+//! the shell writes them to the registry store (ZooKeeper or a file). After
+//! a failover, [`Master::recover`] loads the agents' entries and
+//! [`Master::recover_policy`] the weights and quotas; admitted agents have
+//! `agent_reregister_timeout` to come back before they are marked
+//! unreachable, and keep the reservations their entry holds.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use agora_core::AgentId;
+use agora_core::{AgentId, Resources};
 use serde::{Deserialize, Serialize};
 
 use super::{Agent, Effect, Master, Now};
@@ -87,6 +92,30 @@ impl Master {
                 deadline: now.monotonic + reregister_timeout,
                 expected,
             });
+        }
+    }
+
+    /// An agent expected after a failover keeps the reservations the
+    /// registry holds for it (made by operators on an earlier leader), as
+    /// long as it still advertises the same resources.
+    pub(super) fn recovered_total(&self, agent_id: &AgentId, reported: Resources) -> Resources {
+        let Some(entry) = self
+            .recovery
+            .as_ref()
+            .and_then(|r| r.expected.get(agent_id))
+        else {
+            return reported;
+        };
+        match Resources::parse(&entry.resources) {
+            Ok(known)
+                if known != reported
+                    && agora_allocator::unreserved_form(&known)
+                        == agora_allocator::unreserved_form(&reported) =>
+            {
+                tracing::info!(agent_id = %agent_id, resources = %known, "agent keeps its reservations from the registry");
+                known
+            }
+            _ => reported,
         }
     }
 

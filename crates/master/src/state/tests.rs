@@ -17,6 +17,8 @@ use sched::event::Type as EventType;
 
 use super::*;
 
+mod operator;
+
 const MASTER_ID: &str = "m1";
 const WALL_EPOCH: f64 = 1_700_000_000.0;
 
@@ -2659,6 +2661,7 @@ fn effect_label(effect: &Effect) -> &'static str {
         },
         Effect::CloseAgent { .. } => "CloseAgent",
         Effect::Registry(_) => "Registry",
+        Effect::RegistryPolicy(_) => "RegistryPolicy",
     }
 }
 
@@ -2764,6 +2767,7 @@ impl Sim {
                         "registry entry for a valid agent id: {entry:?}"
                     );
                 }
+                Effect::RegistryPolicy(_) => {}
                 Effect::ToFramework { conn, event } => {
                     assert!(
                         self.open_framework_conns.contains(&conn),
@@ -2924,8 +2928,15 @@ impl Sim {
         self.steps += 1;
         let roll = self.rng.random_range(0..100);
         match roll {
-            0..15 => {
+            0..8 => {
                 let out = self.h.allocate();
+                self.deliver(out);
+            }
+            // Event-driven: just the agents whose resources were freed.
+            8..15 => {
+                let mut out = Vec::new();
+                let now = self.h.now();
+                self.h.master.allocate_pending(now, &mut out);
                 self.deliver(out);
             }
             15..35 => self.accept_valid(),
