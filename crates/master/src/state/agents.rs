@@ -29,6 +29,8 @@ pub(super) struct ReportedTask {
     pub(super) framework_id: FrameworkId,
     pub(super) name: String,
     pub(super) state: pb::TaskState,
+    /// The state of the update the agent is still delivering, if any.
+    pub(super) update_state: Option<pb::TaskState>,
     pub(super) resources: Resources,
 }
 
@@ -40,6 +42,11 @@ fn check_reported_task(task: &pb::Task) -> Result<ReportedTask, String> {
             .map_err(|e| format!("reported framework id is invalid: {e}"))?,
         name: task.name.clone(),
         state: agora_core::task::from_i32(task.state).map_err(|e| e.to_string())?,
+        update_state: task
+            .status_update_state
+            .map(agora_core::task::from_i32)
+            .transpose()
+            .map_err(|e| e.to_string())?,
         resources: Resources::from_proto(&task.resources)
             .map_err(|e| format!("reported task resources: {e}"))?,
     })
@@ -254,6 +261,7 @@ impl Master {
                 agent_id: agent_id.clone(),
                 resources: task.resources,
                 state: task.state,
+                update_state: task.update_state,
                 last_status: None,
                 resources_released: agora_core::task::is_terminal(task.state),
             },
@@ -321,6 +329,7 @@ impl Master {
                         framework_id: task.framework_id.clone(),
                         name: task.name.clone(),
                         state: task.state,
+                        update_state: task.update_state,
                         resources: task.resources.clone(),
                     },
                 );
@@ -461,6 +470,7 @@ impl Master {
                 .get_mut(&framework_id)
                 .and_then(|f| f.tasks.get_mut(&task_id))
             {
+                task.update_state = Some(state);
                 task.last_status = Some(status.clone());
             }
         }

@@ -222,22 +222,18 @@ impl Master {
         let task_id = parse_task_id(&kill.task_id)?;
         let framework = &self.frameworks[framework_id];
         let Some(task) = framework.tasks.get(&task_id) else {
-            // Unknown to the master: tell the framework it is lost, as Mesos does.
-            let state = if framework.completed_tasks.iter().any(|t| t.id == task_id) {
+            if framework.completed_tasks.iter().any(|t| t.id == task_id) {
                 return Ok(());
-            } else {
-                pb::TaskState::TaskLost
+            }
+            // Unknown to the master: answered as an explicit reconciliation
+            // of that task (silence while its agent may still re-register).
+            let reconcile = sched::call::Reconcile {
+                tasks: vec![sched::call::reconcile::Task {
+                    task_id: kill.task_id,
+                    agent_id: kill.agent_id,
+                }],
             };
-            let event = Self::master_update(
-                &task_id,
-                None,
-                state,
-                pb::task_status::Reason::TaskUnknown,
-                "kill of a task unknown to the master",
-                now,
-            );
-            self.send_to_framework(framework_id, event, out);
-            return Ok(());
+            return self.reconcile(now, framework_id, reconcile, out);
         };
         if agora_core::task::is_terminal(task.state) {
             return Ok(());
@@ -328,10 +324,17 @@ impl Master {
         let framework = &self.frameworks[framework_id];
         let partition_aware = framework.partition_aware();
         let reply = |task: &super::Task| {
+            // The state the framework is being told (Mesos' status_update_state),
+            // not a later one the agent has not delivered yet; and TASK_LOST,
+            // not TASK_UNREACHABLE, to frameworks that are not partition-aware.
+            let mut state = task.update_state.unwrap_or(task.state);
+            if state == pb::TaskState::TaskUnreachable && !partition_aware {
+                state = pb::TaskState::TaskLost;
+            }
             Self::master_update(
                 &task.id,
                 Some(&task.agent_id),
-                task.state,
+                state,
                 pb::task_status::Reason::Reconciliation,
                 "reconciliation: latest task state",
                 now,

@@ -188,6 +188,7 @@ impl Master {
                 continue;
             }
             task.state = reported_task.state;
+            task.update_state = reported_task.update_state;
             task.resources_released = false;
             let resources = task.resources.clone();
             self.allocator.add_used(agent_id, &key.0, &resources);

@@ -70,6 +70,10 @@ impl Master {
                     let Ok(task_id) = TaskId::from_field(&info.task_id) else {
                         continue;
                     };
+                    // A retried ACCEPT must not report tasks its first copy launched.
+                    if self.frameworks[framework_id].tasks.contains_key(&task_id) {
+                        continue;
+                    }
                     let event = Self::master_update(
                         &task_id,
                         None,
@@ -108,6 +112,7 @@ impl Master {
                 agent_id: agent_id.clone(),
                 resources: launch.resources,
                 state: pb::TaskState::TaskStaging,
+                update_state: None,
                 last_status: None,
                 resources_released: false,
             };

@@ -164,6 +164,9 @@ pub struct Task {
     pub resources: Resources,
     /// The latest state known (what users see).
     pub state: pb::TaskState,
+    /// The state of the update being delivered to the framework, which the
+    /// latest `state` may be ahead of.
+    pub update_state: Option<pb::TaskState>,
     pub last_status: Option<pb::TaskStatus>,
     /// Whether the task's resources were already given back.
     pub resources_released: bool,
