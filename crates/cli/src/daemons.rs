@@ -31,7 +31,7 @@ pub(crate) struct MasterArgs {
     /// Seconds between the master's pings to each agent.
     #[arg(long, default_value_t = 2.0, env = "AGORA_AGENT_PING_TIMEOUT", alias = "agent_ping_timeout", value_parser = parse_interval)]
     agent_ping_timeout: f64,
-    /// Missed pings (or ping periods without a session) before an agent is unreachable; with the defaults a dead agent is noticed within 6 to 8 s.
+    /// Missed pings (or ping periods without a session) before an agent is unreachable; with the defaults a dead agent is noticed within about 9 s.
     #[arg(long, default_value_t = 3, env = "AGORA_MAX_AGENT_PING_TIMEOUTS", alias = "max_agent_ping_timeouts", value_parser = clap::value_parser!(u32).range(1..=100))]
     max_agent_ping_timeouts: u32,
     /// Contend for leadership and keep the registry in ZooKeeper: zk://host1:2181,host2:2181/agora.

@@ -108,7 +108,8 @@ impl MasterConfig {
             max_completed_tasks_per_framework: 1000,
             max_completed_frameworks: 50,
             // A frozen agent is noticed between max x interval and (max + 1) x
-            // interval after it stops answering: 6 to 8 s with 2 s x 3
+            // interval after it stops answering: 6 to 8 s with 2 s x 3, plus the
+            // shell's 250 ms timer
             // (Mesos: 15 s x 5 = 75 to 90 s).
             agent_ping_timeout: Duration::from_secs(2),
             max_agent_ping_timeouts: 3,
