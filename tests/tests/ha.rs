@@ -169,12 +169,24 @@ async fn killing_the_leader_three_times_loses_no_task() {
     })
     .expect("tasks run");
 
+    let epoch_of = |port: u16| {
+        get_json(port, "/state")
+            .ok()
+            .and_then(|s| s["epoch"].as_u64())
+    };
+    let mut epoch = epoch_of(masters[leader].port).expect("a leader announces its epoch");
     for round in 0..3 {
         let killed = leader;
         let started = Instant::now();
         sigkill(&mut masters[killed].proc);
         leader = wait_leader(&masters, Some(killed), Duration::from_secs(30));
         let failover = started.elapsed();
+        let new_epoch = epoch_of(masters[leader].port).expect("the new leader announces its epoch");
+        assert!(
+            new_epoch > epoch,
+            "epochs only grow: {epoch} then {new_epoch}"
+        );
+        epoch = new_epoch;
         // The killed master comes back as a follower.
         masters[killed] = start_master(dir.path(), killed, ports[killed], &url);
         wait_for("agents re-registered", Duration::from_secs(60), || {

@@ -261,6 +261,16 @@ impl Actor {
         };
         match kind {
             master_message::Kind::Registered(registered) => {
+                let epoch = registered.master_info.as_ref().and_then(|m| m.epoch);
+                if !self.state.accept_master_epoch(epoch) {
+                    tracing::warn!(epoch = ?epoch, "refusing a master from an older leadership term");
+                    // Nothing more from this session is acted on; the
+                    // session task reconnects when the leader changes.
+                    self.session = 0;
+                    self.master_tx = None;
+                    self.state.on_master_disconnected();
+                    return;
+                }
                 match AgentId::from_field(&registered.agent_id) {
                     Ok(agent_id) => {
                         tracing::info!(agent_id = %agent_id, "registered with the master");

@@ -103,6 +103,8 @@ pub struct AgentState {
     pub completed: VecDeque<TaskRecord>,
     uuid_seed: u64,
     uuid_counter: u64,
+    /// The newest leadership epoch seen from a master.
+    max_master_epoch: Option<u64>,
 }
 
 const MAX_COMPLETED: usize = 1000;
@@ -137,6 +139,21 @@ impl AgentState {
             completed: VecDeque::new(),
             uuid_seed,
             uuid_counter: 0,
+            max_master_epoch: None,
+        }
+    }
+
+    /// Leader fencing: accepts a master's registration unless its epoch is
+    /// older than one already seen (a deposed leader that still serves).
+    /// Masters without ZooKeeper have no epoch and are always accepted.
+    pub fn accept_master_epoch(&mut self, epoch: Option<u64>) -> bool {
+        match (epoch, self.max_master_epoch) {
+            (Some(epoch), Some(max)) if epoch < max => false,
+            (Some(epoch), _) => {
+                self.max_master_epoch = Some(epoch);
+                true
+            }
+            (None, _) => true,
         }
     }
 

@@ -49,8 +49,8 @@ impl Terms {
             std::net::IpAddr::V4(v4) => u32::from(v4),
             std::net::IpAddr::V6(_) => 0,
         };
-        let _ = epoch;
         pb::MasterInfo {
+            epoch,
             id: self.master_id.clone(),
             ip,
             port: u32::from(options.advertise.port()),
@@ -150,7 +150,7 @@ impl Terms {
         let Some(entries) = self.load_registry(&store, leadership).await? else {
             return Ok(());
         };
-        let mut config = MasterConfig::new(self.master_info(Some(epoch)));
+        let mut config = MasterConfig::new(self.master_info(with_zk.then_some(epoch)));
         config.agent_ping_timeout = self.options.agent_ping_timeout;
         config.max_agent_ping_timeouts = self.options.max_agent_ping_timeouts;
         config.epoch = with_zk.then_some(epoch);

@@ -104,6 +104,9 @@ struct Session {
     tearing_down: bool,
     /// The subscription is over for good; no more re-subscription.
     finished: bool,
+    /// The newest leadership epoch seen; a master from an older term
+    /// (a deposed leader) is not subscribed to.
+    max_epoch: Option<u64>,
 }
 
 /// The framework's events, in order. Ends after [`Event::Error`], after a
@@ -193,6 +196,7 @@ impl SchedulerClient {
                     &framework,
                     &options.suppressed_roles,
                     remaining,
+                    None,
                 ),
             )
             .await;
@@ -219,6 +223,11 @@ impl SchedulerClient {
                     suppressed_roles: options.suppressed_roles.iter().cloned().collect(),
                     tearing_down: false,
                     finished: false,
+                    max_epoch: subscription
+                        .subscribed
+                        .master_info
+                        .as_ref()
+                        .and_then(|m| m.epoch),
                 }),
                 options,
                 acks_in_flight: Arc::default(),
@@ -492,6 +501,12 @@ impl SchedulerClient {
         session.master = subscription.master.clone();
         session.stream_id = Some(subscription.subscribed.stream_id.clone());
         session.grpc = Some(subscription.grpc.clone());
+        let epoch = subscription
+            .subscribed
+            .master_info
+            .as_ref()
+            .and_then(|m| m.epoch);
+        session.max_epoch = session.max_epoch.max(epoch);
         heartbeat_interval(&subscription.subscribed)
     }
 
@@ -583,6 +598,7 @@ async fn subscribe_once(
     framework: &FrameworkInfo,
     suppressed_roles: &[String],
     connect_timeout: Duration,
+    min_epoch: Option<u64>,
 ) -> Result<Subscription, AttemptError> {
     let master = detector
         .detect()
@@ -666,6 +682,15 @@ async fn subscribe_once(
             "SUBSCRIBED with unusable stream id {:?}",
             subscribed.stream_id
         ))));
+    }
+    let epoch = subscribed.master_info.as_ref().and_then(|m| m.epoch);
+    if let (Some(epoch), Some(min)) = (epoch, min_epoch)
+        && epoch < min
+    {
+        // A deposed leader that still answers: wait for the current one.
+        return Err(AttemptError::Transient(format!(
+            "master at {master} leads an older term (epoch {epoch} < {min})"
+        )));
     }
     info!(framework_id = %framework_id.value, master = %master, "subscribed");
     Ok(Subscription {
@@ -824,10 +849,10 @@ async fn resubscribe(client: &SchedulerClient, tx: &mpsc::Sender<Event>) -> Opti
             () = tx.closed() => return None,
             () = tokio::time::sleep(delay) => {}
         }
-        let (framework, suppressed_roles) = {
+        let (framework, suppressed_roles, min_epoch) = {
             let session = client.session();
             let roles: Vec<String> = session.suppressed_roles.iter().cloned().collect();
-            (session.framework_info.clone(), roles)
+            (session.framework_info.clone(), roles, session.max_epoch)
         };
         let attempt = tokio::select! {
             biased;
@@ -839,6 +864,7 @@ async fn resubscribe(client: &SchedulerClient, tx: &mpsc::Sender<Event>) -> Opti
                     &framework,
                     &suppressed_roles,
                     options.connect_timeout,
+                    min_epoch,
                 ),
             ) => attempt,
         };

@@ -705,3 +705,23 @@ fn an_update_for_a_retired_task_is_acknowledged_so_the_executor_can_exit() {
     assert_eq!(acks_to_executor(&out), 1);
     assert!(to_master_updates(&out).is_empty());
 }
+
+#[test]
+fn a_master_from_an_older_leadership_term_is_refused() {
+    let mut state = agent();
+    assert!(
+        state.accept_master_epoch(None),
+        "no ZooKeeper: no epoch to check"
+    );
+    assert!(state.accept_master_epoch(Some(7)));
+    assert!(
+        state.accept_master_epoch(Some(7)),
+        "the same term again (a reconnect)"
+    );
+    assert!(state.accept_master_epoch(Some(9)), "a newer term");
+    assert!(
+        !state.accept_master_epoch(Some(8)),
+        "a deposed leader is refused"
+    );
+    assert!(state.accept_master_epoch(Some(9)));
+}

@@ -24,6 +24,8 @@ struct FakeMaster {
     /// Delay before an ACKNOWLEDGE is recorded and answered.
     ack_delay: Duration,
     subscriptions: AtomicUsize,
+    /// The leadership epoch announced by each successive subscription.
+    epochs: Vec<Option<u64>>,
     subscribes: mpsc::UnboundedSender<(pb::Call, EventTx)>,
     calls: mpsc::UnboundedSender<(pb::Call, Option<String>)>,
 }
@@ -46,7 +48,12 @@ impl Scheduler for FakeMaster {
             subscribed: Some(pb::event::Subscribed {
                 framework_id: Some(fw()),
                 heartbeat_interval_seconds: Some(self.heartbeat_seconds),
-                master_info: None,
+                master_info: self.epochs.get(n - 1).copied().flatten().map(|epoch| {
+                    agora_proto::v1::MasterInfo {
+                        epoch: Some(epoch),
+                        ..Default::default()
+                    }
+                }),
                 stream_id: format!("stream-{n}"),
             }),
             ..Default::default()
@@ -91,6 +98,15 @@ impl Harness {
         reject: Option<tonic::Code>,
         ack_delay: Duration,
     ) -> Self {
+        Self::start_full(heartbeat_seconds, reject, ack_delay, Vec::new()).await
+    }
+
+    async fn start_full(
+        heartbeat_seconds: f64,
+        reject: Option<tonic::Code>,
+        ack_delay: Duration,
+        epochs: Vec<Option<u64>>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind fake master");
@@ -102,6 +118,7 @@ impl Harness {
             reject,
             ack_delay,
             subscriptions: AtomicUsize::new(0),
+            epochs,
             subscribes: subscribes_tx,
             calls: calls_tx,
         };
@@ -497,4 +514,30 @@ async fn invalid_address_is_reported() {
         SchedulerClient::connect("zk://h:2181", info, fast()).await,
         Err(Error::Detection(_))
     ));
+}
+
+#[tokio::test]
+async fn a_master_from_an_older_leadership_term_is_not_subscribed_to() {
+    // Term 5, then (after a drop) a deposed term-3 leader, then term 6.
+    let mut h =
+        Harness::start_full(15.0, None, Duration::ZERO, vec![Some(5), Some(3), Some(6)]).await;
+    let (_client, mut events, tx) = h.connect(fast()).await;
+    drop(tx);
+    assert!(matches!(
+        next_event(&mut events).await,
+        Some(Event::Disconnected { .. })
+    ));
+    let (_, _stale) = h.next_subscribe().await;
+    let (_, _current) = h.next_subscribe().await;
+    assert_eq!(next_event(&mut events).await, Some(Event::Reconnected));
+    match next_event(&mut events).await {
+        Some(Event::Subscribed { master_info, .. }) => {
+            assert_eq!(
+                master_info.and_then(|m| m.epoch),
+                Some(6),
+                "the term-3 master was refused"
+            );
+        }
+        other => panic!("expected SUBSCRIBED, got {other:?}"),
+    }
 }
