@@ -86,6 +86,7 @@ impl Master {
                 }
             }
         }
+        let fresh_start = info.id.is_none();
         let agent_id = match &info.id {
             Some(id) => match AgentId::from_proto(id) {
                 Ok(id) => id,
@@ -131,7 +132,29 @@ impl Master {
             tracing::info!(agent_id = %agent_id, "agent re-registered");
         } else {
             // A new agent, or one this master has not met (it restarted):
-            // adopt it and everything it runs.
+            // adopt it and everything it runs. A fresh start on the address
+            // of an agent that is away means that machine rebooted (or its
+            // agent lost its checkpoint): the old agent and its tasks are gone.
+            if fresh_start {
+                let replaced: Vec<AgentId> = self
+                    .agents
+                    .values()
+                    .filter(|a| {
+                        a.conn.is_none()
+                            && a.info.hostname == info.hostname
+                            && a.info.port == info.port
+                    })
+                    .map(|a| a.id.clone())
+                    .collect();
+                for old in replaced {
+                    self.mark_gone(
+                        &old,
+                        "the agent restarted with a new id (its machine rebooted)",
+                        now,
+                        out,
+                    );
+                }
+            }
             let total = self.recovered_total(&agent_id, total);
             self.adopt_frameworks(now, &register.frameworks);
             let mut used = Resources::new();

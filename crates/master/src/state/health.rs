@@ -150,6 +150,71 @@ impl Master {
         self.needs_allocation = true;
     }
 
+    /// An agent that will never come back (it restarted clean with a new
+    /// id): its offers go, its tasks are TASK_GONE (TASK_LOST to frameworks
+    /// that are not partition-aware), and its id may never register again.
+    pub(super) fn mark_gone(
+        &mut self,
+        agent_id: &AgentId,
+        why: &str,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(agent) = self.agents.get(agent_id) else {
+            return;
+        };
+        tracing::warn!(agent_id = %agent_id, reason = why, "agent gone");
+        out.push(Effect::Registry(super::RegistryAgent::of(
+            agent,
+            super::RegistryAgentState::Gone { since: now.wall },
+        )));
+        let offers: Vec<OfferId> = self
+            .offers
+            .values()
+            .filter(|o| &o.agent_id == agent_id)
+            .map(|o| o.id.clone())
+            .collect();
+        for offer_id in offers {
+            self.remove_offer(&offer_id, None, true, now, out);
+        }
+        let tasks: Vec<(FrameworkId, TaskId)> = self
+            .frameworks
+            .values()
+            .flat_map(|f| f.tasks.values())
+            .filter(|t| &t.agent_id == agent_id && !agora_core::task::is_terminal(t.state))
+            .map(|t| (t.framework_id.clone(), t.id.clone()))
+            .collect();
+        for (framework_id, task_id) in tasks {
+            let aware = self.frameworks[&framework_id].partition_aware();
+            let state = if aware {
+                pb::TaskState::TaskGone
+            } else {
+                pb::TaskState::TaskLost
+            };
+            self.set_task_state(&framework_id, &task_id, state, now);
+            let event = Self::master_update(
+                &task_id,
+                Some(agent_id),
+                state,
+                pb::task_status::Reason::AgentRestarted,
+                format!("agent is gone: {why}"),
+                now,
+            );
+            self.send_to_framework(&framework_id, event, out);
+            self.complete_task(&framework_id, &task_id);
+        }
+        self.allocator.remove_agent(agent_id);
+        if let Some(agent) = self.agents.remove(agent_id)
+            && let Some(conn) = agent.conn
+        {
+            self.agent_conns.remove(&conn);
+            out.push(Effect::CloseAgent { conn });
+        }
+        self.unreachable_agents.remove(agent_id);
+        self.gone_agents.insert(agent_id.clone());
+        self.needs_allocation = true;
+    }
+
     /// An unreachable agent re-registered: it rejoins the allocator and the
     /// tasks it still runs are live again. Tasks it no longer reports, and
     /// tasks this master has never seen, are left to `reconcile_agent_tasks`.

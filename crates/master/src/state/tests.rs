@@ -4002,3 +4002,38 @@ fn registry_recovery_waits_for_agents_then_marks_the_missing_unreachable() {
         pb::TaskState::TaskUnreachable
     );
 }
+
+#[test]
+fn an_agent_restarting_clean_on_the_same_address_replaces_the_old_one() {
+    let (mut h, old, fw) = health_cluster(true);
+    h.agent_gone(1);
+    // Same hostname and port, no id: the machine rebooted and the agent started clean.
+    let (new, out) = h.register(2, register_msg(agent_info("a1", "cpus:2;mem:1024")));
+    let new = new.expect("registered as a new agent");
+    assert_ne!(new, old);
+    let updates = updates_to(&out, fw.conn);
+    assert_eq!(updates.len(), 1, "{out:?}");
+    assert_eq!(task_id_of(&updates[0]), "t1");
+    assert_eq!(state_of(&updates[0]), pb::TaskState::TaskGone);
+    assert!(
+        registry_writes(&out)
+            .iter()
+            .any(|w| w.id == old.as_str() && matches!(w.state, RegistryAgentState::Gone { .. }))
+    );
+    assert!(!h.master.agents.contains_key(&old), "the old agent is gone");
+    assert!(h.task(&fw.id, "t1").is_none(), "its task is completed");
+    // The old id may never come back.
+    let mut stale = register_msg(agent_info("a1", "cpus:2;mem:1024"));
+    stale.agent_info.as_mut().expect("info").id = old.to_field();
+    let (id, out) = h.register(3, stale);
+    assert_eq!(id, None);
+    assert!(matches!(
+        &agent_messages(&out, 3)[..],
+        [master_message::Kind::Refused(_)]
+    ));
+    // The whole machine is offered again, once, as the new agent.
+    let offers = h.offers_for(&fw);
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].agent_id, new.to_field());
+    assert_eq!(offer_resources(&offers[0]), res("cpus:2;mem:1024"));
+}
