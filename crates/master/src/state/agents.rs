@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use agora_core::{AgentId, FrameworkId, OfferId, Resources, TaskId};
+use agora_core::{AgentId, FrameworkId, Resources, TaskId};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{MasterMessage, agent_message, master_message};
 use agora_proto::v1::scheduler as sched;
@@ -305,31 +305,13 @@ impl Master {
             .map(|t| (t.framework_id.clone(), t.id.clone()))
             .collect();
         let missing: Vec<(FrameworkId, TaskId)> = self
-            .frameworks
-            .values()
-            .flat_map(|f| f.tasks.values())
-            .filter(|t| &t.agent_id == agent_id && !agora_core::task::is_terminal(t.state))
-            .map(|t| (t.framework_id.clone(), t.id.clone()))
+            .live_tasks_on(agent_id)
+            .into_iter()
             .filter(|key| !reported_ids.contains(key))
             .collect();
         for (framework_id, task_id) in missing {
-            let aware = self.frameworks[&framework_id].partition_aware();
-            let state = if aware {
-                pb::TaskState::TaskGone
-            } else {
-                pb::TaskState::TaskLost
-            };
-            self.set_task_state(&framework_id, &task_id, state, now);
-            let event = Self::master_update(
-                &task_id,
-                Some(agent_id),
-                state,
-                pb::task_status::Reason::AgentRestarted,
-                "the agent re-registered without this task",
-                now,
-            );
-            self.send_to_framework(&framework_id, event, out);
-            self.complete_task(&framework_id, &task_id);
+            let message = "the agent re-registered without this task".to_string();
+            self.report_gone(&framework_id, &task_id, agent_id, message, now, out);
         }
         for task in reported {
             let known = self
@@ -389,12 +371,7 @@ impl Master {
         agent.conn = None;
         agent.health.disconnected_at = Some(now.monotonic);
         self.allocator.set_agent_active(&agent_id, false);
-        let offers: Vec<OfferId> = self
-            .offers
-            .values()
-            .filter(|o| o.agent_id == agent_id)
-            .map(|o| o.id.clone())
-            .collect();
+        let offers = self.offers_on(&agent_id);
         for offer_id in offers {
             self.remove_offer(&offer_id, None, true, now, out);
         }

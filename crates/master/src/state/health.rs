@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use agora_core::{AgentId, FrameworkId, OfferId, Resources, TaskId};
+use agora_core::{AgentId, FrameworkId, Resources, TaskId};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{MasterMessage, master_message};
 
@@ -100,24 +100,13 @@ impl Master {
             super::RegistryAgentState::Unreachable { since: now.wall },
         );
         out.push(Effect::Registry(entry));
-        let offers: Vec<OfferId> = self
-            .offers
-            .values()
-            .filter(|o| &o.agent_id == agent_id)
-            .map(|o| o.id.clone())
-            .collect();
+        let offers = self.offers_on(agent_id);
         for offer_id in offers {
             self.remove_offer(&offer_id, None, true, now, out);
         }
         // Its books leave the allocator: nothing of it can be offered until it is back.
         self.allocator.remove_agent(agent_id);
-        let tasks: Vec<(FrameworkId, TaskId)> = self
-            .frameworks
-            .values()
-            .flat_map(|f| f.tasks.values())
-            .filter(|t| &t.agent_id == agent_id && !agora_core::task::is_terminal(t.state))
-            .map(|t| (t.framework_id.clone(), t.id.clone()))
-            .collect();
+        let tasks = self.live_tasks_on(agent_id);
         for (framework_id, task_id) in tasks {
             let Some(framework) = self.frameworks.get_mut(&framework_id) else {
                 continue;
@@ -168,40 +157,20 @@ impl Master {
             agent,
             super::RegistryAgentState::Gone { since: now.wall },
         )));
-        let offers: Vec<OfferId> = self
-            .offers
-            .values()
-            .filter(|o| &o.agent_id == agent_id)
-            .map(|o| o.id.clone())
-            .collect();
+        let offers = self.offers_on(agent_id);
         for offer_id in offers {
             self.remove_offer(&offer_id, None, true, now, out);
         }
-        let tasks: Vec<(FrameworkId, TaskId)> = self
-            .frameworks
-            .values()
-            .flat_map(|f| f.tasks.values())
-            .filter(|t| &t.agent_id == agent_id && !agora_core::task::is_terminal(t.state))
-            .map(|t| (t.framework_id.clone(), t.id.clone()))
-            .collect();
+        let tasks = self.live_tasks_on(agent_id);
         for (framework_id, task_id) in tasks {
-            let aware = self.frameworks[&framework_id].partition_aware();
-            let state = if aware {
-                pb::TaskState::TaskGone
-            } else {
-                pb::TaskState::TaskLost
-            };
-            self.set_task_state(&framework_id, &task_id, state, now);
-            let event = Self::master_update(
+            self.report_gone(
+                &framework_id,
                 &task_id,
-                Some(agent_id),
-                state,
-                pb::task_status::Reason::AgentRestarted,
+                agent_id,
                 format!("agent is gone: {why}"),
                 now,
+                out,
             );
-            self.send_to_framework(&framework_id, event, out);
-            self.complete_task(&framework_id, &task_id);
         }
         self.allocator.remove_agent(agent_id);
         if let Some(agent) = self.agents.remove(agent_id)

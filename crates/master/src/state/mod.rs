@@ -558,6 +558,58 @@ impl Master {
         }
     }
 
+    /// Non-terminal tasks on an agent, as (framework, task) keys.
+    fn live_tasks_on(&self, agent_id: &AgentId) -> Vec<(FrameworkId, TaskId)> {
+        self.frameworks
+            .values()
+            .flat_map(|f| f.tasks.values())
+            .filter(|t| &t.agent_id == agent_id && !agora_core::task::is_terminal(t.state))
+            .map(|t| (t.framework_id.clone(), t.id.clone()))
+            .collect()
+    }
+
+    /// Outstanding offers of an agent's resources.
+    fn offers_on(&self, agent_id: &AgentId) -> Vec<OfferId> {
+        self.offers
+            .values()
+            .filter(|o| &o.agent_id == agent_id)
+            .map(|o| o.id.clone())
+            .collect()
+    }
+
+    /// A task its agent no longer has: TASK_GONE (TASK_LOST to frameworks
+    /// that are not partition-aware), reported and completed.
+    fn report_gone(
+        &mut self,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+        agent_id: &AgentId,
+        message: String,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) {
+        let aware = self
+            .frameworks
+            .get(framework_id)
+            .is_some_and(Framework::partition_aware);
+        let state = if aware {
+            pb::TaskState::TaskGone
+        } else {
+            pb::TaskState::TaskLost
+        };
+        self.set_task_state(framework_id, task_id, state, now);
+        let event = Self::master_update(
+            task_id,
+            Some(agent_id),
+            state,
+            pb::task_status::Reason::AgentRestarted,
+            message,
+            now,
+        );
+        self.send_to_framework(framework_id, event, out);
+        self.complete_task(framework_id, task_id);
+    }
+
     /// Timers: pings agents and marks silent ones unreachable; removes
     /// frameworks whose failover timeout has passed.
     pub fn tick(&mut self, now: Now, out: &mut Vec<Effect>) {
