@@ -40,6 +40,9 @@ pub(crate) struct MasterArgs {
     /// ZooKeeper session timeout in seconds; a leader that loses its session steps down at once.
     #[arg(long, default_value_t = 10.0, env = "AGORA_ZK_SESSION_TIMEOUT", alias = "zk_session_timeout", value_parser = parse_interval)]
     zk_session_timeout: f64,
+    /// Rescind offers a framework has not answered within this many seconds (unset: offers never time out, as in Mesos).
+    #[arg(long, env = "AGORA_OFFER_TIMEOUT", alias = "offer_timeout", value_parser = parse_interval)]
+    offer_timeout: Option<f64>,
     /// After a failover, seconds admitted agents have to re-register before they are marked unreachable.
     #[arg(long, default_value_t = 600.0, env = "AGORA_AGENT_REREGISTER_TIMEOUT", alias = "agent_reregister_timeout", value_parser = parse_interval)]
     agent_reregister_timeout: f64,
@@ -154,6 +157,7 @@ struct MasterTuning {
     zk: Option<agora_coord::ZkUrl>,
     zk_session_timeout: f64,
     agent_reregister_timeout: f64,
+    offer_timeout: Option<f64>,
     work_dir: Option<PathBuf>,
 }
 
@@ -165,6 +169,7 @@ fn default_tuning(work_dir: Option<PathBuf>) -> MasterTuning {
         zk: None,
         zk_session_timeout: 10.0,
         agent_reregister_timeout: 600.0,
+        offer_timeout: None,
         work_dir,
     }
 }
@@ -184,6 +189,7 @@ fn master_options(
         zk_session_timeout: Duration::from_secs_f64(tuning.zk_session_timeout),
         work_dir: tuning.work_dir.clone(),
         agent_reregister_timeout: Duration::from_secs_f64(tuning.agent_reregister_timeout),
+        offer_timeout: tuning.offer_timeout.map(Duration::from_secs_f64),
     }
 }
 
@@ -201,6 +207,7 @@ pub(crate) async fn master(args: MasterArgs) -> anyhow::Result<()> {
         zk: args.zk,
         zk_session_timeout: args.zk_session_timeout,
         agent_reregister_timeout: args.agent_reregister_timeout,
+        offer_timeout: args.offer_timeout,
         work_dir: args.work_dir,
     };
     let options = master_options(address, hostname, &tuning);

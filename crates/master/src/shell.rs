@@ -57,6 +57,8 @@ pub struct MasterOptions {
     pub work_dir: Option<std::path::PathBuf>,
     /// After a failover, how long admitted agents have to re-register.
     pub agent_reregister_timeout: Duration,
+    /// Rescind offers not answered within this long (`--offer-timeout`).
+    pub offer_timeout: Option<Duration>,
     /// The address agents and frameworks are told to use.
     pub advertise: SocketAddr,
     pub hostname: String,

@@ -98,6 +98,9 @@ pub struct MasterConfig {
     pub max_agent_ping_timeouts: u32,
     /// The leadership term this master state serves (None: not elected through ZooKeeper).
     pub epoch: Option<u64>,
+    /// Offers not answered within this long are rescinded (`--offer-timeout`;
+    /// None, the default as in Mesos: offers never time out).
+    pub offer_timeout: Option<Duration>,
 }
 
 impl MasterConfig {
@@ -114,6 +117,7 @@ impl MasterConfig {
             agent_ping_timeout: Duration::from_secs(2),
             max_agent_ping_timeouts: 3,
             epoch: None,
+            offer_timeout: None,
         }
     }
 }
@@ -219,6 +223,8 @@ pub struct Offer {
     pub agent_id: AgentId,
     pub role: String,
     pub resources: Resources,
+    /// When it was made (monotonic), for `offer_timeout`.
+    pub made_at: Duration,
 }
 
 /// Counters exposed as metrics; only ever incremented.
@@ -397,6 +403,7 @@ impl Master {
                     agent_id: allocation.agent_id,
                     role: allocation.role,
                     resources: allocation.resources,
+                    made_at: now.monotonic,
                 },
             );
             by_framework
@@ -558,6 +565,24 @@ impl Master {
         }
     }
 
+    /// Rescinds offers older than `offer_timeout`, so that resources a
+    /// framework sits on go back to the pool.
+    fn expire_offers(&mut self, now: Now, out: &mut Vec<Effect>) {
+        let Some(timeout) = self.config.offer_timeout else {
+            return;
+        };
+        let expired: Vec<OfferId> = self
+            .offers
+            .values()
+            .filter(|o| now.monotonic.saturating_sub(o.made_at) >= timeout)
+            .map(|o| o.id.clone())
+            .collect();
+        for offer_id in expired {
+            tracing::debug!(offer_id = %offer_id, "offer timed out");
+            self.remove_offer(&offer_id, None, true, now, out);
+        }
+    }
+
     /// Non-terminal tasks on an agent, as (framework, task) keys.
     fn live_tasks_on(&self, agent_id: &AgentId) -> Vec<(FrameworkId, TaskId)> {
         self.frameworks
@@ -615,6 +640,7 @@ impl Master {
     pub fn tick(&mut self, now: Now, out: &mut Vec<Effect>) {
         self.check_agents(now, out);
         self.check_recovery(now, out);
+        self.expire_offers(now, out);
         let expired: Vec<FrameworkId> = self
             .frameworks
             .values()

@@ -4037,3 +4037,41 @@ fn an_agent_restarting_clean_on_the_same_address_replaces_the_old_one() {
     assert_eq!(offers[0].agent_id, new.to_field());
     assert_eq!(offer_resources(&offers[0]), res("cpus:2;mem:1024"));
 }
+
+#[test]
+fn offers_not_answered_within_the_offer_timeout_are_rescinded() {
+    let mut h = Harness::new();
+    h.master.config.offer_timeout = Some(Duration::from_secs(10));
+    let agent = h.register_agent(1, "a1", "cpus:2;mem:1024");
+    let fw = h.subscribe_framework(10, "fw");
+    let offer = h.one_offer(&fw);
+    h.advance(9.0);
+    assert!(rescinds_to(&h.tick(), fw.conn).is_empty(), "not yet");
+    h.advance(1.0);
+    let out = h.tick();
+    assert_eq!(rescinds_to(&out, fw.conn), vec![offer_id(&offer).value]);
+    assert!(h.master.offers.is_empty());
+    assert_eq!(
+        h.free(&agent),
+        res("cpus:2;mem:1024"),
+        "the resources are back"
+    );
+    // A rescinded offer cannot be accepted.
+    let (result, _) = h.call(
+        &fw,
+        launch_call(
+            &fw.id,
+            &[offer_id(&offer)],
+            vec![command_task("t1", &agent, "cpus:1")],
+            None,
+        ),
+    );
+    assert_error(result, ErrKind::NotFound, "no longer valid");
+    // Without a timeout (the default) offers stay.
+    let mut h = Harness::new();
+    h.register_agent(1, "a1", "cpus:2;mem:1024");
+    let fw = h.subscribe_framework(10, "fw");
+    h.one_offer(&fw);
+    h.advance(3600.0);
+    assert!(rescinds_to(&h.tick(), fw.conn).is_empty());
+}
