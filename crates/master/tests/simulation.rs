@@ -1611,6 +1611,7 @@ impl Sim {
                 operations: vec![pb::offer::Operation {
                     r#type: Some(pb::offer::operation::Type::Launch as i32),
                     launch: Some(pb::offer::operation::Launch { task_infos: tasks }),
+                    ..Default::default()
                 }],
                 filters: Some(pb::Filters {
                     refuse_seconds: Some(refuse),

@@ -288,6 +288,7 @@ impl SchedulerClient {
         let launch = offer::Operation {
             r#type: Some(offer::operation::Type::Launch as i32),
             launch: Some(offer::operation::Launch { task_infos: tasks }),
+            ..Default::default()
         };
         self.accept(offer_ids, vec![launch], filters).await
     }

@@ -59,34 +59,66 @@ impl Master {
                 error,
             })
             .and_then(|(ids, agent_id, role, pool)| {
-                let launches =
-                    self.check_operations(framework_id, &agent_id, &pool, &accept.operations)?;
-                Ok((ids, agent_id, role, pool, launches))
+                let checked = self.check_operations(
+                    framework_id,
+                    &agent_id,
+                    &role,
+                    &pool,
+                    &accept.operations,
+                )?;
+                Ok((ids, agent_id, role, checked))
             });
-        let (offer_ids, agent_id, role, pool, launches) = match checked {
+        let (offer_ids, agent_id, role, checked) = match checked {
             Ok(ok) => ok,
             Err(refusal) => {
-                for info in task_infos {
-                    let Ok(task_id) = TaskId::from_field(&info.task_id) else {
-                        continue;
-                    };
-                    // A retried ACCEPT must not report tasks its first copy launched.
-                    if self.frameworks[framework_id].tasks.contains_key(&task_id) {
-                        continue;
-                    }
-                    let event = Self::master_update(
-                        &task_id,
-                        None,
-                        refusal.state,
-                        refusal.reason,
-                        format!("task not launched: {}", refusal.error),
-                        now,
-                    );
-                    self.send_to_framework(framework_id, event, out);
-                }
+                self.report_not_launched(framework_id, &task_infos, &refusal, now, out);
                 return Err(refusal.error);
             }
         };
+
+        // Reservations first: the allocator may still refuse one (a quota
+        // limit); then everything done so far is undone and nothing changes.
+        let mut applied: Vec<&(Resources, Resources)> = Vec::new();
+        for change in &checked.reservations {
+            if let Err(e) = self.allocator.update_allocation(
+                &agent_id,
+                framework_id,
+                &role,
+                &change.0,
+                &change.1,
+            ) {
+                for done in applied.iter().rev() {
+                    let _ = self.allocator.update_allocation(
+                        &agent_id,
+                        framework_id,
+                        &role,
+                        &done.1,
+                        &done.0,
+                    );
+                }
+                let refusal = Refusal {
+                    state: pb::TaskState::TaskError,
+                    reason: pb::task_status::Reason::TaskInvalid,
+                    error: CallError::FailedPrecondition(format!("reservation refused: {e}")),
+                };
+                self.report_not_launched(framework_id, &task_infos, &refusal, now, out);
+                return Err(refusal.error);
+            }
+            applied.push(change);
+        }
+        if !checked.reservations.is_empty()
+            && let Some(agent) = self.agents.get_mut(&agent_id)
+        {
+            for (from, to) in &checked.reservations {
+                agent.total.subtract(from);
+                agent.total.add(to);
+            }
+            // Reservations are kept with the agent's registry entry.
+            out.push(Effect::Registry(super::RegistryAgent::of(
+                agent,
+                super::RegistryAgentState::Admitted,
+            )));
+        }
 
         // Commit. The offers' resources stay allocated to the framework: the
         // tasks' part until they end, the rest until recovered just below.
@@ -97,10 +129,9 @@ impl Master {
             }
         }
         self.counters.offers_accepted += offer_ids.len() as u64;
-        let mut remaining = pool;
+        let remaining = checked.remaining;
         let framework_info = self.frameworks[framework_id].info.clone();
-        for launch in launches {
-            remaining.subtract(&launch.resources);
+        for launch in checked.launches {
             if let Some(agent) = self.agents.get_mut(&agent_id) {
                 agent.used.add(&launch.resources);
             }
@@ -151,6 +182,35 @@ impl Master {
         Ok(())
     }
 
+    /// Tells the framework that the tasks of a refused ACCEPT were not
+    /// launched; a retried ACCEPT must not report tasks its first copy launched.
+    fn report_not_launched(
+        &mut self,
+        framework_id: &FrameworkId,
+        task_infos: &[&pb::TaskInfo],
+        refusal: &Refusal,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) {
+        for info in task_infos {
+            let Ok(task_id) = TaskId::from_field(&info.task_id) else {
+                continue;
+            };
+            if self.frameworks[framework_id].tasks.contains_key(&task_id) {
+                continue;
+            }
+            let event = Self::master_update(
+                &task_id,
+                None,
+                refusal.state,
+                refusal.reason,
+                format!("task not launched: {}", refusal.error),
+                now,
+            );
+            self.send_to_framework(framework_id, event, out);
+        }
+    }
+
     /// Offers accepted together must be on one agent and for one role.
     fn check_same_agent_and_role(
         &self,
@@ -180,9 +240,10 @@ impl Master {
         &self,
         framework_id: &FrameworkId,
         agent_id: &AgentId,
+        role: &str,
         pool: &Resources,
         operations: &[pb::offer::Operation],
-    ) -> Result<Vec<Launch>, Refusal> {
+    ) -> Result<Checked, Refusal> {
         let invalid = |message: String| Refusal {
             state: pb::TaskState::TaskError,
             reason: pb::task_status::Reason::TaskInvalid,
@@ -192,16 +253,28 @@ impl Master {
         let mut remaining = pool.clone();
         let mut seen = BTreeSet::new();
         let mut launches = Vec::new();
+        let mut reservations = Vec::new();
         for operation in operations {
             let kind = operation
                 .r#type
                 .and_then(|t| pb::offer::operation::Type::try_from(t).ok())
                 .unwrap_or(pb::offer::operation::Type::Unknown);
-            if kind != pb::offer::operation::Type::Launch {
-                return Err(invalid(format!(
-                    "offer operation {} is not supported yet; only LAUNCH is",
-                    kind.as_str_name()
-                )));
+            match kind {
+                pb::offer::operation::Type::Launch => {}
+                pb::offer::operation::Type::Reserve | pb::offer::operation::Type::Unreserve => {
+                    let change =
+                        check_reservation(operation, kind, role, &remaining).map_err(invalid)?;
+                    remaining.subtract(&change.0);
+                    remaining.add(&change.1);
+                    reservations.push(change);
+                    continue;
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "offer operation {} is not supported yet; LAUNCH, RESERVE and UNRESERVE are",
+                        kind.as_str_name()
+                    )));
+                }
             }
             let launch = operation.launch.as_ref().ok_or_else(|| {
                 invalid("expecting 'launch' to be present in a LAUNCH operation".into())
@@ -265,6 +338,66 @@ impl Master {
                 });
             }
         }
-        Ok(launches)
+        Ok(Checked {
+            launches,
+            reservations,
+            remaining,
+        })
     }
+}
+
+/// Checks a RESERVE or UNRESERVE against what remains of the offers; returns
+/// the resources it changes, from and to (same quantities, the reservation
+/// added or removed). A framework reserves for, and unreserves from, the
+/// role its offers were allocated to.
+fn check_reservation(
+    operation: &pb::offer::Operation,
+    kind: pb::offer::operation::Type,
+    role: &str,
+    remaining: &Resources,
+) -> Result<(Resources, Resources), String> {
+    let reserve = kind == pb::offer::operation::Type::Reserve;
+    let listed = if reserve {
+        operation.reserve.as_ref().map(|r| &r.resources)
+    } else {
+        operation.unreserve.as_ref().map(|u| &u.resources)
+    }
+    .ok_or_else(|| {
+        format!(
+            "expecting '{}' to be present",
+            if reserve { "reserve" } else { "unreserve" }
+        )
+    })?;
+    let reserved = Resources::from_proto(listed).map_err(|e| format!("invalid resources: {e}"))?;
+    if reserved.is_empty() {
+        return Err("the operation names no resources".into());
+    }
+    if role == agora_core::resources::UNRESERVED {
+        return Err("resources offered to role '*' cannot be reserved or unreserved".into());
+    }
+    if agora_allocator::reserved_for(&reserved, role) != reserved {
+        return Err(format!(
+            "{reserved} must all be reserved for role '{role}', the offers' role"
+        ));
+    }
+    let unreserved = agora_allocator::unreserved_form(&reserved);
+    let (from, to) = if reserve {
+        (unreserved, reserved)
+    } else {
+        (reserved, unreserved)
+    };
+    if !remaining.contains(&from) {
+        return Err(format!(
+            "the operation needs {from} but only {remaining} remain in the offers"
+        ));
+    }
+    Ok((from, to))
+}
+
+/// An ACCEPT's operations, checked: what to reserve or unreserve (from, to),
+/// what to launch, and what remains of the offers afterwards.
+struct Checked {
+    launches: Vec<Launch>,
+    reservations: Vec<(Resources, Resources)>,
+    remaining: Resources,
 }
