@@ -9,7 +9,6 @@
 //! of a role, with quota (guarantees and limits), reservations for a role's
 //! subtree, DECLINE filters, per-role suppress/revive, and event-driven
 //! allocation of just the agents an event touched ([`Allocator::allocate_agents`]).
-//! [`FairAllocator`] is the spine's simple policy, kept for comparison.
 //!
 //! Driving [`DrfAllocator`] from the master:
 //! - return offers and finished tasks with [`Allocator::recover_for_role`]
@@ -30,12 +29,10 @@ use std::time::Duration;
 use agora_core::{AgentId, FrameworkId, Resources};
 
 mod drf;
-mod fair;
 mod roles;
 mod scalars;
 
 pub use drf::{DrfAllocator, DrfConfig};
-pub use fair::FairAllocator;
 pub use roles::{allocatable_to_role, is_role_or_descendant, reserved_for, unreserved_form};
 
 /// A role's quota: `guarantee` is held back for the role while it has demand,
@@ -194,7 +191,7 @@ pub trait Allocator: Send {
     fn free(&self) -> BTreeMap<AgentId, Resources>;
 
     // ---- Added for the hierarchical DRF allocator. Defaults keep simpler
-    // ---- policies (the spine's FairAllocator) compiling.
+    // ---- policies (and test fakes) short.
 
     /// As [`Allocator::recover`], for resources allocated to `role` (an
     /// offer's role). The DECLINE filter is per (framework, role, agent).
