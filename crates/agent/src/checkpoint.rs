@@ -642,17 +642,17 @@ pub fn session_members(sid: u32) -> Vec<u32> {
     entries
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    let rest = &stat[stat.rfind(')')? + 1..];
-                    // Fields 3 (state), 4 (ppid), 5 (pgrp), 6 (session).
-                    rest.split_whitespace().nth(3)?.parse::<u32>().ok()
-                })
-                == Some(sid)
-        })
+        .filter(|&pid| session_of(pid) == Some(sid))
         .collect()
+}
+
+/// The session id of `pid` as `/proc` shows it. Inside a pid namespace whose
+/// session leader lives outside it, this is 0, as `getsid` would say.
+pub fn session_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // Fields 3 (state), 4 (ppid), 5 (pgrp), 6 (session).
+    rest.split_whitespace().nth(3)?.parse::<u32>().ok()
 }
 
 #[cfg(test)]
