@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod browser;
+
 /// The `agora` binary, built once per test process with the same cargo
 /// that runs the tests.
 pub fn agora_bin() -> PathBuf {
@@ -334,26 +336,37 @@ impl Cluster {
     }
 
     pub fn add_agent(&mut self, n: usize, resources: &str) {
+        self.add_agent_with(n, resources, &[]);
+    }
+
+    /// Adds agent `n` with extra flags (isolation, fetcher cache, ...).
+    /// Returns its HTTP port.
+    pub fn add_agent_with(&mut self, n: usize, resources: &str, extra: &[&str]) -> u16 {
         let work_dir = self.dir.path().join(format!("agent-{n}"));
-        let port = free_port().to_string();
-        let agent = Proc::spawn(
-            &[
-                "agent",
-                "--master",
-                &self.master_address(),
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--work-dir",
-                work_dir.to_str().expect("utf-8 temp path"),
-                "--resources",
-                resources,
-            ],
-            self.dir.path().join(format!("agent-{n}.log")),
-        );
+        let port = free_port();
+        let port_text = port.to_string();
+        let mut args = vec![
+            "agent",
+            "--master",
+            &self.master_address(),
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &port_text,
+            "--work-dir",
+            work_dir.to_str().expect("utf-8 temp path"),
+            "--resources",
+            resources,
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let agent = Proc::spawn(&args, self.dir.path().join(format!("agent-{n}.log")));
         self.agents.push(agent);
         self.agent_dirs.push(work_dir);
+        port
     }
 
     /// Starts agent `n` (work dir `agent-<n>` in the cluster's directory) on

@@ -265,7 +265,9 @@ fn master_http_endpoints_answer() {
     );
     let (code, page) = http_get(cluster.master_port, "/").expect("index");
     assert_eq!(code, 200);
-    assert!(page.contains("Agents (1)"), "{page}");
+    assert!(page.contains("<title>Agora</title>"), "{page}");
+    let overview = agora_e2e::get_json(cluster.master_port, "/api/overview").expect("overview");
+    assert!(overview.to_string().contains("active"), "{overview}");
     let state = cluster.state().expect("state");
     assert_eq!(
         state["leader"],
@@ -345,5 +347,5 @@ fn the_dev_command_brings_up_a_cluster() {
     assert_eq!(state["agents"].as_array().map(Vec::len), Some(2));
     let (code, page) = http_get(port, "/").expect("page");
     assert_eq!(code, 200);
-    assert!(page.contains("Agora master"));
+    assert!(page.contains("<title>Agora</title>"), "{page}");
 }

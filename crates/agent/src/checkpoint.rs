@@ -61,6 +61,8 @@ pub enum Checkpoint {
         framework_id: FrameworkId,
         executor_id: ExecutorId,
         task_id: TaskId,
+        /// A framework's own executor; `None` for the command executor.
+        info: Option<pb::ExecutorInfo>,
         run: Option<ExecutorRun>,
     },
     /// The executor is gone (its task's records stay while it has any).
@@ -104,6 +106,7 @@ pub struct RecoveredExecutor {
     pub framework_id: FrameworkId,
     pub executor_id: ExecutorId,
     pub task_id: TaskId,
+    pub info: Option<pb::ExecutorInfo>,
     pub run: Option<ExecutorRun>,
 }
 
@@ -130,6 +133,23 @@ struct TaskUpdatesRecord {
 struct ExecutorRecord {
     task_id: String,
     run: Option<ExecutorRun>,
+    /// A custom executor's `ExecutorInfo`, protobuf bytes in hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    info: Option<String>,
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The files behind the checkpoint, relative to `meta/`.
@@ -201,11 +221,13 @@ pub fn apply(store: &mut dyn MetaStore, record: &Checkpoint) -> std::io::Result<
             framework_id,
             executor_id,
             task_id,
+            info,
             run,
         } => {
             let record = ExecutorRecord {
                 task_id: task_id.as_str().to_string(),
                 run: run.clone(),
+                info: info.as_ref().map(|i| to_hex(&i.encode_to_vec())),
             };
             let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
             let dir = executor_dir(framework_id.as_str(), executor_id.as_str())?;
@@ -417,12 +439,21 @@ pub fn recover(store: &dyn MetaStore) -> Recovered {
                     .map_err(|e| e.to_string())
                     .and_then(|r| {
                         let task_id = TaskId::parse(&r.task_id).map_err(|e| e.to_string())?;
-                        Ok((task_id, r.run))
+                        let info = match &r.info {
+                            None => None,
+                            Some(hex) => Some(
+                                from_hex(hex)
+                                    .and_then(|b| pb::ExecutorInfo::decode(b.as_slice()).ok())
+                                    .ok_or("undecodable executor info")?,
+                            ),
+                        };
+                        Ok((task_id, info, r.run))
                     }) {
-                    Ok((task_id, run)) => recovered.executors.push(RecoveredExecutor {
+                    Ok((task_id, info, run)) => recovered.executors.push(RecoveredExecutor {
                         framework_id: framework_id.clone(),
                         executor_id: executor_id.clone(),
                         task_id,
+                        info,
                         run,
                     }),
                     Err(e) => corrupt(&info_path, e),

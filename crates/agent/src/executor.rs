@@ -8,7 +8,6 @@
 //! Every update carries a uuid and is re-sent until the agent acknowledges
 //! it; the executor exits once its terminal update is acknowledged.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -19,8 +18,17 @@ use agora_proto::v1::executor::{self as exec, Call, Event, call, event};
 use rustix::process::{Pid, Signal};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
+
+use crate::launch::{ENV_LAUNCH, LaunchConfig};
+
+mod custom;
+mod prepare;
+mod supervisor;
+
+use supervisor::Supervisor;
 
 /// Grace period between SIGTERM and SIGKILL when the kill policy names none.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
@@ -43,6 +51,10 @@ pub enum ExecutorError {
     AgentGone,
     #[error("the agent refused the executor: {0}")]
     Refused(String),
+    #[error("{0}")]
+    Launch(String),
+    #[error("invalid launch settings from the agent: {0}")]
+    Config(#[from] crate::launch::LaunchError),
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +64,8 @@ pub struct ExecutorEnv {
     pub executor_id: String,
     pub agent_id: String,
     pub sandbox: PathBuf,
+    /// How to run the container, as the agent decided it.
+    pub launch: LaunchConfig,
 }
 
 impl ExecutorEnv {
@@ -64,6 +78,10 @@ impl ExecutorEnv {
             executor_id: get(ENV_EXECUTOR_ID)?,
             agent_id: get(ENV_AGENT_ID).unwrap_or_default(),
             sandbox: PathBuf::from(get(ENV_SANDBOX)?),
+            launch: match std::env::var(ENV_LAUNCH) {
+                Ok(text) => LaunchConfig::from_json(&text)?,
+                Err(_) => LaunchConfig::default(),
+            },
         })
     }
 }
@@ -119,39 +137,15 @@ fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, Strin
             .open(env.sandbox.join(name))
             .map_err(|e| format!("cannot open sandbox file {name}: {e}"))
     };
-    let task_id = task
-        .task_id
-        .as_ref()
-        .map(|t| t.value.clone())
-        .unwrap_or_default();
-    let sandbox = env.sandbox.display().to_string();
-    let mut vars: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in [
-        ("AGORA_SANDBOX", sandbox.as_str()),
-        ("MESOS_SANDBOX", sandbox.as_str()),
-        ("MESOS_DIRECTORY", sandbox.as_str()),
-        ("AGORA_TASK_ID", task_id.as_str()),
-        ("MESOS_TASK_ID", task_id.as_str()),
-        ("AGORA_AGENT_ID", env.agent_id.as_str()),
-        ("MESOS_AGENT_ID", env.agent_id.as_str()),
-        ("AGORA_FRAMEWORK_ID", env.framework_id.as_str()),
-        ("MESOS_FRAMEWORK_ID", env.framework_id.as_str()),
-        ("AGORA_EXECUTOR_ID", env.executor_id.as_str()),
-        ("MESOS_EXECUTOR_ID", env.executor_id.as_str()),
-    ] {
-        vars.insert(name.to_string(), value.to_string());
-    }
-    if let Some(environment) = &command.environment {
-        for variable in &environment.variables {
-            vars.insert(
-                variable.name.clone(),
-                variable.value.clone().unwrap_or_default(),
-            );
-        }
+    let vars = prepare::environment(env, &env.launch, &command, Some(task));
+    if let Some(user) = &env.launch.user {
+        // std drops supplementary groups (setgroups) when it sets the uid.
+        process.uid(user.uid).gid(user.gid);
     }
     process
         .current_dir(&env.sandbox)
         .env_remove(ENV_AGENT_ENDPOINT)
+        .env_remove(ENV_LAUNCH)
         .envs(vars)
         .stdin(Stdio::null())
         .stdout(open("stdout")?)
@@ -170,83 +164,6 @@ fn signal_group(pgid: Option<u32>, signal: Signal) {
     };
     if let Err(e) = rustix::process::kill_process_group(pid, signal) {
         tracing::debug!(error = %e, "signalling the task's process group failed");
-    }
-}
-
-struct Supervisor {
-    env: ExecutorEnv,
-    task: Option<pb::TaskInfo>,
-    child: Option<Child>,
-    pgid: Option<u32>,
-    kill_requested: bool,
-    kill_deadline: Option<Instant>,
-    /// Updates sent but not yet acknowledged by the agent, by uuid.
-    unacknowledged: Vec<pb::TaskStatus>,
-    terminal_sent: bool,
-}
-
-impl Supervisor {
-    fn update(&mut self, state: pb::TaskState, message: impl Into<String>) -> pb::TaskStatus {
-        let task_id = self.task.as_ref().and_then(|t| t.task_id.clone());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        let status = pb::TaskStatus {
-            task_id,
-            state: state as i32,
-            message: Some(message.into()),
-            source: Some(pb::task_status::Source::Executor as i32),
-            timestamp: Some(now),
-            uuid: Some(uuid::Uuid::new_v4().as_bytes().to_vec()),
-            ..Default::default()
-        };
-        if agora_core::task::is_terminal(state) {
-            self.terminal_sent = true;
-        }
-        self.unacknowledged.push(status.clone());
-        status
-    }
-
-    fn launch(&mut self, task: pb::TaskInfo) -> Vec<pb::TaskStatus> {
-        if self.task.is_some() {
-            return Vec::new();
-        }
-        self.task = Some(task.clone());
-        let mut updates = vec![self.update(pb::TaskState::TaskStarting, "starting the command")];
-        match task_command(&self.env, &task).and_then(|mut c| {
-            c.spawn()
-                .map_err(|e| format!("cannot start the command: {e}"))
-        }) {
-            Ok(child) => {
-                self.pgid = child.id();
-                self.child = Some(child);
-                updates.push(self.update(pb::TaskState::TaskRunning, "command is running"));
-            }
-            Err(message) => {
-                tracing::warn!(error = %message, "task failed to start");
-                updates.push(self.update(pb::TaskState::TaskFailed, message));
-            }
-        }
-        updates
-    }
-
-    fn kill(&mut self, policy: Option<pb::KillPolicy>) -> Vec<pb::TaskStatus> {
-        if self.kill_requested || self.terminal_sent {
-            return Vec::new();
-        }
-        self.kill_requested = true;
-        if self.child.is_none() {
-            return vec![self.update(pb::TaskState::TaskKilled, "killed before it started")];
-        }
-        let grace = policy
-            .and_then(|p| p.grace_period)
-            .and_then(|g| u64::try_from(g.nanoseconds).ok())
-            .map(Duration::from_nanos)
-            .unwrap_or(DEFAULT_KILL_GRACE);
-        signal_group(self.pgid, Signal::TERM);
-        self.kill_deadline = Some(Instant::now() + grace);
-        Vec::new()
     }
 }
 
@@ -271,21 +188,16 @@ fn update_call(env: &ExecutorEnv, status: pb::TaskStatus) -> Call {
     c
 }
 
-/// Runs the executor until its task is over and reported.
+/// Runs the executor until its task is over and reported. For a
+/// framework's own executor, prepares its container and becomes it.
 pub async fn run_executor(env: ExecutorEnv) -> Result<(), ExecutorError> {
     // A session of our own: the agent's process group and terminal do not
     // reach us. Fails only if we already lead a group, which is harmless.
     let _ = rustix::process::setsid();
-    let mut supervisor = Supervisor {
-        env: env.clone(),
-        task: None,
-        child: None,
-        pgid: None,
-        kill_requested: false,
-        kill_deadline: None,
-        unacknowledged: Vec::new(),
-        terminal_sent: false,
-    };
+    if let Some(command) = env.launch.custom_command()? {
+        return Err(custom::become_custom_executor(&env, &env.launch, command).await);
+    }
+    let mut supervisor = Supervisor::new(env.clone());
     let mut disconnected_since = Instant::now();
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -293,7 +205,7 @@ pub async fn run_executor(env: ExecutorEnv) -> Result<(), ExecutorError> {
             return Ok(());
         }
         if disconnected_since.elapsed() > RECOVERY_TIMEOUT {
-            signal_group(supervisor.pgid, Signal::KILL);
+            supervisor.kill_now();
             return Err(ExecutorError::AgentGone);
         }
         match session(&env, &mut supervisor).await {
@@ -303,7 +215,7 @@ pub async fn run_executor(env: ExecutorEnv) -> Result<(), ExecutorError> {
                 backoff = Duration::from_millis(50);
             }
             Err(SessionError::Refused(m)) => {
-                signal_group(supervisor.pgid, Signal::KILL);
+                supervisor.kill_now();
                 return Err(ExecutorError::Refused(m));
             }
             Err(SessionError::Unreachable) => {}
@@ -312,10 +224,7 @@ pub async fn run_executor(env: ExecutorEnv) -> Result<(), ExecutorError> {
         if let Some(child) = supervisor.child.as_mut()
             && let Ok(Some(status)) = child.try_wait()
         {
-            let (state, message) = describe_exit(status, supervisor.kill_requested);
-            supervisor.child = None;
-            signal_group(supervisor.pgid, Signal::KILL);
-            supervisor.update(state, message);
+            supervisor.exited(Ok(status));
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -378,6 +287,8 @@ async fn session(
             return Ok(SessionEnd::Done);
         }
         let kill_deadline = supervisor.kill_deadline;
+        let next_health_check = supervisor.next_health_check();
+        let next_disk_check = supervisor.next_disk_check;
         tokio::select! {
             event = events.message() => {
                 let Ok(Some(event)) = event else { return Ok(SessionEnd::Lost) };
@@ -386,20 +297,27 @@ async fn session(
                 }
             }
             exit = wait_child(supervisor.child.as_mut()) => {
-                let (state, message) = match exit {
-                    Ok(status) => describe_exit(status, supervisor.kill_requested),
-                    Err(e) => (pb::TaskState::TaskFailed, format!("lost track of the command: {e}")),
-                };
-                supervisor.child = None;
-                supervisor.kill_deadline = None;
-                // Nothing the task started may outlive it.
-                signal_group(supervisor.pgid, Signal::KILL);
-                let status = supervisor.update(state, message);
+                let status = supervisor.exited(exit);
                 if !send(status).await { return Ok(SessionEnd::Lost) }
             }
+            fetched = wait_join(Some(&mut supervisor.fetching)) => {
+                for status in supervisor.fetched(fetched) {
+                    if !send(status).await { return Ok(SessionEnd::Lost) }
+                }
+            }
+            _ = sleep_until(next_health_check) => {
+                supervisor.start_health_probe();
+            }
+            outcome = wait_join(supervisor.health.as_mut().map(|h| &mut h.running)) => {
+                for status in supervisor.health_result(outcome) {
+                    if !send(status).await { return Ok(SessionEnd::Lost) }
+                }
+            }
+            _ = sleep_until(next_disk_check) => {
+                supervisor.check_disk();
+            }
             _ = sleep_until(kill_deadline) => {
-                signal_group(supervisor.pgid, Signal::KILL);
-                supervisor.kill_deadline = None;
+                supervisor.kill_now();
             }
             _ = retry.tick() => {
                 for status in supervisor.unacknowledged.clone() {
@@ -413,6 +331,24 @@ async fn session(
 async fn wait_child(child: Option<&mut Child>) -> std::io::Result<std::process::ExitStatus> {
     match child {
         Some(child) => child.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for a spawned job; a job that panicked or was aborted counts as
+/// failed. Never resolves without a job.
+async fn wait_join(job: Option<&mut Option<JoinHandle<Result<(), String>>>>) -> Result<(), String> {
+    match job {
+        Some(slot) => match slot.as_mut() {
+            Some(handle) => {
+                let result = handle
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the job ended abnormally: {e}")));
+                *slot = None;
+                result
+            }
+            None => std::future::pending().await,
+        },
         None => std::future::pending().await,
     }
 }

@@ -10,7 +10,12 @@
 //! `<work_dir>/meta` so that a restarted agent re-attaches to its executors.
 
 pub mod checkpoint;
+pub mod containers;
 pub mod executor;
+pub mod files;
+pub mod health_check;
+pub mod launch;
+pub mod metrics;
 pub mod resources;
 pub mod shell;
 pub mod state;

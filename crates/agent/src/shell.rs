@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use agora_core::{AgentId, ExecutorId, FrameworkId, Resources};
+use agora_core::{AgentId, ExecutorId, FrameworkId, Resources, TaskId};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::agent_session_client::AgentSessionClient;
 use agora_proto::v1::agent::{AgentMessage, MasterMessage, master_message};
@@ -33,9 +33,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::checkpoint::{self, Checkpoint, ExecutorRun, FsStore, MetaStore, Recovered};
+use crate::containers::{ContainerOptions, Containers};
 use crate::executor::{
     ENV_AGENT_ENDPOINT, ENV_AGENT_ID, ENV_EXECUTOR_ID, ENV_FRAMEWORK_ID, ENV_SANDBOX, sandbox_path,
 };
+use crate::launch::{self, LaunchConfig};
 use crate::state::{AgentState, Effect, ExecutorConn};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -56,6 +58,8 @@ pub struct AgentOptions {
     pub attributes: Vec<pb::Attribute>,
     /// The `agora` binary, run as `agora executor`.
     pub executor_program: PathBuf,
+    /// Isolation, users, fetcher and environment of containers.
+    pub containers: ContainerOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +71,8 @@ pub enum AgentError {
     },
     #[error("http server failed: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("invalid isolation settings: {0}")]
+    Isolation(#[from] agora_isolation::IsolationError),
     #[error("cannot prepare the checkpoint under {path}: {source}")]
     Checkpoint {
         path: PathBuf,
@@ -92,7 +98,7 @@ enum AgentCommand {
         conn: ExecutorConn,
         framework_id: FrameworkId,
         executor_id: ExecutorId,
-        has_task: bool,
+        held: Vec<TaskId>,
         unacknowledged: Vec<pb::TaskStatus>,
         events: mpsc::Sender<Result<exec::Event, Status>>,
         reply: oneshot::Sender<Result<(), String>>,
@@ -111,6 +117,19 @@ enum AgentCommand {
         executor_id: ExecutorId,
         description: String,
     },
+    Statistics {
+        reply: oneshot::Sender<Vec<ContainerStatistics>>,
+    },
+}
+
+/// One entry of `/monitor/statistics`, as Mesos shapes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerStatistics {
+    pub framework_id: String,
+    pub executor_id: String,
+    pub executor_name: String,
+    pub source: String,
+    pub statistics: agora_isolation::ResourceStatistics,
 }
 
 /// What `/state` on the agent shows.
@@ -148,6 +167,7 @@ struct Actor {
     last_snapshot: Instant,
     dirty: bool,
     store: Box<dyn MetaStore + Send>,
+    containers: Containers,
 }
 
 /// A process and its start time: a pid with another start time is not ours.
@@ -210,7 +230,7 @@ impl Actor {
                 conn,
                 framework_id,
                 executor_id,
-                has_task,
+                held,
                 unacknowledged,
                 events,
                 reply,
@@ -221,7 +241,7 @@ impl Actor {
                     conn,
                     &framework_id,
                     &executor_id,
-                    has_task,
+                    &held,
                     unacknowledged,
                     out,
                 );
@@ -247,10 +267,21 @@ impl Actor {
                 executor_id,
                 description,
             } => {
-                self.processes
-                    .remove(&(framework_id.clone(), executor_id.clone()));
-                self.state
-                    .on_executor_exited(now, &framework_id, &executor_id, description, out);
+                let key = (framework_id.clone(), executor_id.clone());
+                self.processes.remove(&key);
+                let (limitation, description) = self.exit_cause(&key, description);
+                self.containers.destroy(&key);
+                self.state.on_executor_exited(
+                    now,
+                    &framework_id,
+                    &executor_id,
+                    description,
+                    limitation,
+                    out,
+                );
+            }
+            AgentCommand::Statistics { reply } => {
+                let _ = reply.send(self.statistics());
             }
         }
     }
@@ -355,13 +386,143 @@ impl Actor {
                     framework_id,
                     executor_id,
                 } => {
-                    if let Some(process) = self.processes.get(&(framework_id, executor_id)).copied()
-                    {
+                    let key = (framework_id, executor_id);
+                    if let Some(process) = self.processes.get(&key).copied() {
                         process.kill();
                     }
+                    self.containers.destroy(&key);
+                }
+                Effect::UpdateContainer {
+                    framework_id,
+                    executor_id,
+                } => {
+                    let resources = self.state.container_resources(&framework_id, &executor_id);
+                    self.containers
+                        .update(&(framework_id, executor_id), &resources);
                 }
             }
         }
+    }
+
+    /// Everything before the executor process starts: the sandbox (owned
+    /// by the task user), the container with its limits, and what the
+    /// executor must do. An error fails the executor's tasks.
+    fn prepare_launch(
+        &mut self,
+        key: &(FrameworkId, ExecutorId),
+        run_id: &str,
+        sandbox: &std::path::Path,
+    ) -> Result<LaunchConfig, String> {
+        let executor = self
+            .state
+            .executors
+            .get(key)
+            .ok_or("the executor is gone")?;
+        let command_user = match &executor.info {
+            Some(info) => info.command.as_ref().and_then(|c| c.user.clone()),
+            None => self
+                .state
+                .tasks
+                .get(&(key.0.clone(), executor.task_id.clone()))
+                .and_then(|t| t.info.command.as_ref())
+                .and_then(|c| c.user.clone()),
+        };
+        let framework_user = self
+            .state
+            .frameworks
+            .get(&key.0)
+            .map(|f| f.user.clone())
+            .unwrap_or_default();
+        let options = &self.options.containers;
+        let user = launch::task_user_name(
+            options.switch_user,
+            rustix::process::geteuid().is_root(),
+            command_user.as_deref(),
+            &framework_user,
+        )
+        .map(|name| launch::lookup_user(&name))
+        .transpose()
+        .map_err(|e| format!("cannot run the task: {e}"))?;
+        let mut config = LaunchConfig {
+            cgroups: None,
+            fetcher: options.fetcher.clone(),
+            user,
+            environment: options.executor_environment.clone(),
+            disk_check_interval_secs: self
+                .containers
+                .checks_disk()
+                .then_some(options.disk_watch_interval_secs),
+            custom_command: None,
+        };
+        if let Some(info) = &executor.info {
+            config.set_custom_command(&info.command.clone().unwrap_or_default());
+        }
+        std::fs::create_dir_all(sandbox)
+            .map_err(|e| format!("cannot create the sandbox {}: {e}", sandbox.display()))?;
+        if let Some(user) = &config.user {
+            std::os::unix::fs::chown(sandbox, Some(user.uid), Some(user.gid))
+                .map_err(|e| format!("cannot give the sandbox to user '{}': {e}", user.name))?;
+        }
+        let resources = self.state.container_resources(&key.0, &key.1);
+        config.cgroups = self
+            .containers
+            .create(key.clone(), run_id, &resources)
+            .map_err(|e| format!("cannot create the container: {e}"))?;
+        Ok(config)
+    }
+
+    /// Why an executor's process ended, beyond its exit status: the memory
+    /// limit, or a failure its launch wrapper left in the sandbox.
+    fn exit_cause(
+        &self,
+        key: &(FrameworkId, ExecutorId),
+        description: String,
+    ) -> (Option<pb::task_status::Reason>, String) {
+        if self.containers.oom_killed(key) {
+            return (
+                Some(pb::task_status::Reason::ContainerLimitationMemory),
+                format!("memory limit exceeded: the container was OOM-killed ({description})"),
+            );
+        }
+        if let Some(sandbox) = self.sandboxes.get(key) {
+            let path = crate::containers::launch_failure_path(sandbox);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let _ = std::fs::remove_file(&path);
+                if let Ok(failure) = serde_json::from_str::<launch::LaunchFailure>(&text) {
+                    return (Some(failure.reason()), failure.message);
+                }
+            }
+        }
+        (None, description)
+    }
+
+    /// `/monitor/statistics`: one entry per container.
+    fn statistics(&self) -> Vec<ContainerStatistics> {
+        let mut entries = Vec::new();
+        for key in self.containers.keys() {
+            let resources = self.state.container_resources(&key.0, &key.1);
+            let name = self
+                .state
+                .executors
+                .get(&key)
+                .and_then(|e| e.info.as_ref())
+                .and_then(|i| i.name.clone())
+                .unwrap_or_else(|| format!("Command Executor (Task: {})", key.1));
+            if let Some(statistics) = self.containers.stats(
+                &key,
+                self.sandboxes.get(&key).map(PathBuf::as_path),
+                &resources,
+            ) {
+                entries.push(ContainerStatistics {
+                    framework_id: key.0.to_string(),
+                    executor_id: key.1.to_string(),
+                    executor_name: name,
+                    source: key.1.to_string(),
+                    statistics,
+                });
+            }
+        }
+        entries
     }
 
     fn launch_executor(&mut self, framework_id: FrameworkId, executor_id: ExecutorId) {
@@ -380,15 +541,20 @@ impl Actor {
             &run_id,
         );
         let key = (framework_id.clone(), executor_id.clone());
-        let spawned = std::fs::create_dir_all(&sandbox)
-            .and_then(|()| {
+        let spawned = self
+            .prepare_launch(&key, &run_id, &sandbox)
+            .and_then(|config| {
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(sandbox.join("executor.log"))
+                    .map_err(|e| format!("cannot open the executor log: {e}"))
+                    .map(|log| (config, log))
             })
-            .and_then(|log| {
-                let log2 = log.try_clone()?;
+            .and_then(|(config, log)| {
+                let log2 = log
+                    .try_clone()
+                    .map_err(|e| format!("cannot open the executor log: {e}"))?;
                 Command::new(&self.options.executor_program)
                     .arg("executor")
                     .env(
@@ -399,12 +565,14 @@ impl Actor {
                     .env(ENV_EXECUTOR_ID, executor_id.as_str())
                     .env(ENV_AGENT_ID, &agent_id)
                     .env(ENV_SANDBOX, &sandbox)
+                    .env(launch::ENV_LAUNCH, config.to_json())
                     .current_dir(&sandbox)
                     .stdin(std::process::Stdio::null())
                     .stdout(log)
                     .stderr(log2)
                     .kill_on_drop(false)
                     .spawn()
+                    .map_err(|e| format!("cannot start the executor: {e}"))
             });
         self.sandboxes.insert(key.clone(), sandbox.clone());
         match spawned {
@@ -442,15 +610,16 @@ impl Actor {
                     });
                 });
             }
-            Err(e) => {
-                tracing::warn!(executor_id = %executor_id, error = %e, "cannot start executor");
+            Err(message) => {
+                tracing::warn!(executor_id = %executor_id, error = %message, "cannot start executor");
+                self.containers.destroy(&key);
                 let mut out = Vec::new();
                 let now = self.now();
                 self.state.on_executor_launch_failed(
                     now,
                     &framework_id,
                     &executor_id,
-                    format!("cannot start the executor: {e}"),
+                    message,
                     &mut out,
                 );
                 self.execute(out);
@@ -528,12 +697,17 @@ impl Actor {
             };
             let alive = checkpoint::process_start_time(run.pid)
                 .is_some_and(|t| process.start_time.is_none_or(|s| s == t));
+            self.containers.recover(key.clone(), &run.run_id);
             if !alive {
+                let (limitation, description) =
+                    self.exit_cause(&key, "it exited while the agent was down".into());
+                self.containers.destroy(&key);
                 self.state.on_executor_exited(
                     now,
                     &executor.framework_id,
                     &executor.executor_id,
-                    "it exited while the agent was down".into(),
+                    description,
+                    limitation,
                     &mut out,
                 );
                 continue;
@@ -868,7 +1042,12 @@ impl Executor for ExecutorService {
         let executor_id = ExecutorId::from_field(&first.executor_id)
             .map_err(|e| Status::invalid_argument(format!("executor id: {e}")))?;
         let subscribe = first.subscribe.unwrap_or_default();
-        let has_task = !subscribe.unacknowledged_tasks.is_empty();
+        // Tasks the executor already holds (Mesos' "unacknowledged tasks").
+        let held = subscribe
+            .unacknowledged_tasks
+            .iter()
+            .filter_map(|t| TaskId::from_field(&t.task_id).ok())
+            .collect();
         let unacknowledged = subscribe
             .unacknowledged_updates
             .into_iter()
@@ -882,7 +1061,7 @@ impl Executor for ExecutorService {
                 conn,
                 framework_id: framework_id.clone(),
                 executor_id: executor_id.clone(),
-                has_task,
+                held,
                 unacknowledged,
                 events,
                 reply,
@@ -913,6 +1092,38 @@ impl Executor for ExecutorService {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// Mesos' `/monitor/statistics`: resource use of every container.
+async fn statistics(
+    State(commands): State<mpsc::UnboundedSender<AgentCommand>>,
+) -> Result<Json<Vec<ContainerStatistics>>, (axum::http::StatusCode, &'static str)> {
+    let (reply, answer) = oneshot::channel();
+    let unavailable = (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "agent is shutting down",
+    );
+    commands
+        .send(AgentCommand::Statistics { reply })
+        .map_err(|_| unavailable)?;
+    answer.await.map(Json).map_err(|_| unavailable)
+}
+
+/// Per-task statistics for `/metrics`, asked of the actor as `/monitor/statistics` does.
+fn task_stats_source(
+    commands: mpsc::UnboundedSender<AgentCommand>,
+) -> crate::metrics::TaskStatsSource {
+    Arc::new(move || {
+        let commands = commands.clone();
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            if commands.send(AgentCommand::Statistics { reply }).is_err() {
+                return Vec::new();
+            }
+            let entries = answer.await.unwrap_or_default();
+            entries.iter().map(crate::metrics::task_stats_of).collect()
+        })
+    })
 }
 
 async fn health() -> &'static str {
@@ -960,6 +1171,7 @@ pub async fn run_agent(
         last_snapshot: Instant::now(),
         dirty: true,
         store: Box::new(store),
+        containers: Containers::new(&options.containers)?,
     };
     actor.recover(recovered);
     let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
@@ -969,13 +1181,23 @@ pub async fn run_agent(
         shutdown.clone(),
     ));
     let service = ExecutorService {
-        commands,
+        commands: commands.clone(),
         next_conn: Arc::new(AtomicU64::new(1)),
     };
     let app = axum::Router::new()
         .route("/health", get(health))
         .route("/state", get(state))
-        .with_state(snapshot_rx)
+        .with_state(snapshot_rx.clone())
+        .merge(
+            axum::Router::new()
+                .route("/monitor/statistics", get(statistics))
+                .with_state(commands.clone()),
+        )
+        .merge(crate::files::router(&options.work_dir))
+        .merge(crate::metrics::router(
+            snapshot_rx.clone(),
+            Some(task_stats_source(commands.clone())),
+        ))
         .route_service(
             &format!(
                 "/{}/{{*method}}",

@@ -15,7 +15,7 @@
 //!   (the shell runs effects in order and drops acknowledgements that follow
 //!   a failed write).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use agora_core::{AgentId, ExecutorId, FrameworkId, Resources, TaskId};
@@ -37,6 +37,11 @@ pub const RETRY_MAX: Duration = Duration::from_secs(600);
 /// only bounds how long a hung one holds its task; 10 s costs little.
 pub const EXECUTOR_REREGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a custom executor sent SHUTDOWN has before it is destroyed,
+/// unless its `ExecutorInfo.shutdown_grace_period` says otherwise (Mesos'
+/// `--executor_shutdown_grace_period`).
+pub const EXECUTOR_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Identifies one executor's stream; assigned by the shell.
 pub type ExecutorConn = u64;
 
@@ -53,6 +58,11 @@ pub enum Effect {
     ToExecutor {
         conn: ExecutorConn,
         event: exec::Event,
+    },
+    /// A custom executor's container took a task: its limits grow.
+    UpdateContainer {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
     },
     /// Kill the executor process (it has not subscribed, or must go).
     DestroyExecutor {
@@ -81,10 +91,22 @@ pub struct TaskRecord {
 pub struct ExecutorRecord {
     pub framework_id: FrameworkId,
     pub executor_id: ExecutorId,
+    /// The task the executor was started for (the command executor's only one).
     pub task_id: TaskId,
+    /// A framework's own executor (`TaskInfo.executor`); `None` for the
+    /// command executor, which runs exactly one task.
+    pub info: Option<pb::ExecutorInfo>,
+    /// Every task given to this executor, live or not, while it exists.
+    pub tasks: BTreeSet<TaskId>,
+    /// Tasks the executor holds: LAUNCH sent on its current stream, or
+    /// listed by it when it subscribed.
+    pub delivered: BTreeSet<TaskId>,
     pub conn: Option<ExecutorConn>,
-    pub launched: bool,
+    /// Set when the executor as a whole must go (the command executor's
+    /// task is killed, or the framework is shut down).
     pub kill_requested: Option<Option<pb::KillPolicy>>,
+    /// A custom executor asked to shut down is destroyed at this time.
+    pub shutdown_deadline: Option<Duration>,
     /// The process, once started (or as found in the checkpoint).
     pub run: Option<ExecutorRun>,
     /// Set for executors recovered from the checkpoint until they
@@ -108,6 +130,25 @@ pub struct AgentState {
 }
 
 const MAX_COMPLETED: usize = 1000;
+
+fn launch_event(task: pb::TaskInfo) -> exec::Event {
+    exec::Event {
+        r#type: exec::event::Type::Launch as i32,
+        launch: Some(exec::event::Launch { task: Some(task) }),
+        ..Default::default()
+    }
+}
+
+fn kill_event(task_id: &TaskId, policy: Option<pb::KillPolicy>) -> exec::Event {
+    exec::Event {
+        r#type: exec::event::Type::Kill as i32,
+        kill: Some(exec::event::Kill {
+            task_id: task_id.to_field(),
+            kill_policy: policy,
+        }),
+        ..Default::default()
+    }
+}
 
 fn status_update_message(
     framework_id: &FrameworkId,
@@ -263,17 +304,37 @@ impl AgentState {
             return;
         }
         let resources = Resources::from_proto(&task.resources).unwrap_or_default();
-        let executor_id = ExecutorId::new(task_id.as_str());
+        let custom = task.executor.clone();
+        let executor_id = match &custom {
+            Some(info) => match ExecutorId::from_field(&info.executor_id) {
+                Ok(id) => id,
+                Err(_) => {
+                    tracing::warn!(task_id = %task_id, "run task with an invalid executor id ignored");
+                    return;
+                }
+            },
+            None => ExecutorId::new(task_id.as_str()),
+        };
         if self.frameworks.get(&framework_id) != Some(&framework) {
             out.push(Effect::Checkpoint(Checkpoint::Framework(framework.clone())));
             self.frameworks.insert(framework_id.clone(), framework);
         }
-        out.push(Effect::Checkpoint(Checkpoint::Executor {
-            framework_id: framework_id.clone(),
-            executor_id: executor_id.clone(),
-            task_id: task_id.clone(),
-            run: None,
-        }));
+        let executor_key = (framework_id.clone(), executor_id.clone());
+        // A task joins a running custom executor of the same id; it cannot
+        // join a command executor, nor one that is shutting down.
+        let existing = self
+            .executors
+            .get(&executor_key)
+            .map(|e| e.info.is_some() && custom.is_some() && e.kill_requested.is_none());
+        if existing.is_none() {
+            out.push(Effect::Checkpoint(Checkpoint::Executor {
+                framework_id: framework_id.clone(),
+                executor_id: executor_id.clone(),
+                task_id: task_id.clone(),
+                info: custom.clone(),
+                run: None,
+            }));
+        }
         out.push(Effect::Checkpoint(Checkpoint::Task {
             framework_id: framework_id.clone(),
             executor_id: executor_id.clone(),
@@ -282,7 +343,7 @@ impl AgentState {
         self.tasks.insert(
             key,
             TaskRecord {
-                info: task,
+                info: task.clone(),
                 framework_id: framework_id.clone(),
                 executor_id: executor_id.clone(),
                 resources,
@@ -292,24 +353,87 @@ impl AgentState {
                 backoff: RETRY_MIN,
             },
         );
-        self.executors.insert(
-            (framework_id.clone(), executor_id.clone()),
-            ExecutorRecord {
-                framework_id: framework_id.clone(),
-                executor_id: executor_id.clone(),
-                task_id,
-                conn: None,
-                launched: false,
-                kill_requested: None,
-                run: None,
-                reregister_deadline: None,
-            },
-        );
-        let _ = now;
-        out.push(Effect::LaunchExecutor {
-            framework_id,
-            executor_id,
-        });
+        match existing {
+            Some(false) => {
+                self.agent_update(
+                    now,
+                    &framework_id,
+                    &task_id,
+                    pb::TaskState::TaskFailed,
+                    pb::task_status::Reason::TaskInvalid,
+                    format!("executor {executor_id} cannot take this task: it is a command executor, or shutting down"),
+                    out,
+                );
+            }
+            Some(true) => {
+                let Some(executor) = self.executors.get_mut(&executor_key) else {
+                    return;
+                };
+                executor.tasks.insert(task_id.clone());
+                if let Some(conn) = executor.conn {
+                    executor.delivered.insert(task_id);
+                    out.push(Effect::ToExecutor {
+                        conn,
+                        event: launch_event(task),
+                    });
+                }
+                // Otherwise delivered when the executor subscribes.
+                out.push(Effect::UpdateContainer {
+                    framework_id,
+                    executor_id,
+                });
+            }
+            None => {
+                self.executors.insert(
+                    executor_key,
+                    ExecutorRecord {
+                        framework_id: framework_id.clone(),
+                        executor_id: executor_id.clone(),
+                        task_id: task_id.clone(),
+                        info: custom,
+                        tasks: BTreeSet::from([task_id]),
+                        delivered: BTreeSet::new(),
+                        conn: None,
+                        kill_requested: None,
+                        shutdown_deadline: None,
+                        run: None,
+                        reregister_deadline: None,
+                    },
+                );
+                out.push(Effect::LaunchExecutor {
+                    framework_id,
+                    executor_id,
+                });
+            }
+        }
+    }
+
+    /// The resources a container holds: its executor's own (custom
+    /// executors) plus those of its live tasks.
+    pub fn container_resources(
+        &self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+    ) -> Resources {
+        let Some(executor) = self
+            .executors
+            .get(&(framework_id.clone(), executor_id.clone()))
+        else {
+            return Resources::default();
+        };
+        let mut total = executor
+            .info
+            .as_ref()
+            .and_then(|i| Resources::from_proto(&i.resources).ok())
+            .unwrap_or_default();
+        for task_id in &executor.tasks {
+            if let Some(task) = self.tasks.get(&(framework_id.clone(), task_id.clone()))
+                && !agora_core::task::is_terminal(task.state)
+            {
+                total.add(&task.resources);
+            }
+        }
+        total
     }
 
     /// The executor process for a task could not even be started.
@@ -321,21 +445,15 @@ impl AgentState {
         message: String,
         out: &mut Vec<Effect>,
     ) {
-        if let Some(record) = self
-            .executors
-            .remove(&(framework_id.clone(), executor_id.clone()))
-        {
-            self.agent_update(
-                now,
-                framework_id,
-                &record.task_id,
-                pb::TaskState::TaskFailed,
-                pb::task_status::Reason::ContainerLaunchFailed,
-                message,
-                out,
-            );
-            self.executor_removed(framework_id, executor_id, out);
-        }
+        self.executor_gone(
+            now,
+            framework_id,
+            executor_id,
+            pb::TaskState::TaskFailed,
+            pb::task_status::Reason::ContainerLaunchFailed,
+            message,
+            out,
+        );
     }
 
     /// The shell started the executor's process.
@@ -357,6 +475,7 @@ impl AgentState {
             framework_id: framework_id.clone(),
             executor_id: executor_id.clone(),
             task_id: executor.task_id.clone(),
+            info: executor.info.clone(),
             run: Some(run),
         }));
     }
@@ -531,6 +650,28 @@ impl AgentState {
             .filter(|(_, e)| e.reregister_deadline.is_some_and(|d| d <= now))
             .map(|(k, _)| k.clone())
             .collect();
+        let shut_down: Vec<_> = self
+            .executors
+            .iter()
+            .filter(|(_, e)| e.shutdown_deadline.is_some_and(|d| d <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (framework_id, executor_id) in shut_down {
+            tracing::info!(executor_id = %executor_id, "executor outlived its shutdown grace period; destroying it");
+            out.push(Effect::DestroyExecutor {
+                framework_id: framework_id.clone(),
+                executor_id: executor_id.clone(),
+            });
+            self.executor_gone(
+                now,
+                &framework_id,
+                &executor_id,
+                pb::TaskState::TaskKilled,
+                pb::task_status::Reason::ExecutorTerminated,
+                "the executor was shut down".into(),
+                out,
+            );
+        }
         for (framework_id, executor_id) in overdue {
             tracing::warn!(executor_id = %executor_id, "executor did not re-subscribe after the agent restarted; killing it");
             out.push(Effect::DestroyExecutor {
@@ -572,10 +713,55 @@ impl AgentState {
             return;
         }
         let executor_key = (framework_id.clone(), task.executor_id.clone());
-        self.kill_executor_task(now, &executor_key, kill.kill_policy, out);
+        self.kill_task(now, &executor_key, &task_id, kill.kill_policy, out);
     }
 
-    fn kill_executor_task(
+    /// Kills one task. The command executor goes with its task; a custom
+    /// executor is asked to kill it, or, when it does not hold the task yet,
+    /// the task is reported killed here.
+    fn kill_task(
+        &mut self,
+        now: Duration,
+        executor_key: &(FrameworkId, ExecutorId),
+        task_id: &TaskId,
+        policy: Option<pb::KillPolicy>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(executor) = self.executors.get_mut(executor_key) else {
+            return;
+        };
+        if executor.info.is_none() {
+            self.kill_executor(now, executor_key, policy, out);
+            return;
+        }
+        match executor.conn {
+            Some(conn) if executor.delivered.contains(task_id) => out.push(Effect::ToExecutor {
+                conn,
+                event: kill_event(task_id, policy),
+            }),
+            _ => {
+                let (framework_id, _) = executor_key.clone();
+                self.agent_update(
+                    now,
+                    &framework_id,
+                    task_id,
+                    pb::TaskState::TaskKilled,
+                    pb::task_status::Reason::TaskKilledDuringLaunch,
+                    "killed before it was delivered to its executor".into(),
+                    out,
+                );
+                out.push(Effect::UpdateContainer {
+                    framework_id,
+                    executor_id: executor_key.1.clone(),
+                });
+            }
+        }
+    }
+
+    /// Stops a whole executor. The command executor is asked to kill its
+    /// task (or destroyed when it never got it); a custom executor is sent
+    /// SHUTDOWN and destroyed after its grace period.
+    fn kill_executor(
         &mut self,
         now: Duration,
         executor_key: &(FrameworkId, ExecutorId),
@@ -585,38 +771,49 @@ impl AgentState {
         let Some(executor) = self.executors.get_mut(executor_key) else {
             return;
         };
+        if executor.kill_requested.is_some() {
+            return;
+        }
         executor.kill_requested = Some(policy);
-        match (executor.conn, executor.launched) {
-            (Some(conn), true) => out.push(Effect::ToExecutor {
+        let launched = executor.delivered.contains(&executor.task_id);
+        match (executor.conn, executor.info.is_some(), launched) {
+            (Some(conn), true, _) => {
+                let grace = executor
+                    .info
+                    .as_ref()
+                    .and_then(|i| i.shutdown_grace_period)
+                    .and_then(|g| u64::try_from(g.nanoseconds).ok())
+                    .map(Duration::from_nanos)
+                    .unwrap_or(EXECUTOR_SHUTDOWN_GRACE);
+                executor.shutdown_deadline = Some(now + grace);
+                out.push(Effect::ToExecutor {
+                    conn,
+                    event: exec::Event {
+                        r#type: exec::event::Type::Shutdown as i32,
+                        ..Default::default()
+                    },
+                });
+            }
+            (Some(conn), false, true) => out.push(Effect::ToExecutor {
                 conn,
-                event: exec::Event {
-                    r#type: exec::event::Type::Kill as i32,
-                    kill: Some(exec::event::Kill {
-                        task_id: executor.task_id.to_field(),
-                        kill_policy: policy,
-                    }),
-                    ..Default::default()
-                },
+                event: kill_event(&executor.task_id, policy),
             }),
             _ => {
-                // The task never started: no process to signal but the executor's.
-                let task_id = executor.task_id.clone();
+                // Nothing started the tasks: no process to signal but the executor's.
                 let (framework_id, executor_id) = executor_key.clone();
-                self.executors.remove(executor_key);
                 out.push(Effect::DestroyExecutor {
                     framework_id: framework_id.clone(),
                     executor_id: executor_id.clone(),
                 });
-                self.agent_update(
+                self.executor_gone(
                     now,
                     &framework_id,
-                    &task_id,
+                    &executor_id,
                     pb::TaskState::TaskKilled,
                     pb::task_status::Reason::TaskKilledDuringLaunch,
                     "killed before it started".into(),
                     out,
                 );
-                self.executor_removed(&framework_id, &executor_id, out);
             }
         }
     }
@@ -635,7 +832,7 @@ impl AgentState {
             .cloned()
             .collect();
         for key in executors {
-            self.kill_executor_task(now, &key, None, out);
+            self.kill_executor(now, &key, None, out);
         }
         let keys: Vec<_> = self
             .tasks
@@ -658,10 +855,10 @@ impl AgentState {
         }
     }
 
-    /// An executor subscribed on stream `conn`. `has_task` says whether it
-    /// already holds its task (it lists it in its subscription): then it is
-    /// not launched again, whether it reconnects to this agent run or to a
-    /// restarted agent.
+    /// An executor subscribed on stream `conn`. `held` lists the tasks it
+    /// already holds (from its subscription): those are not launched again,
+    /// whether it reconnects to this agent run or to a restarted agent.
+    /// Every other live task of the executor is launched now.
     #[allow(clippy::too_many_arguments)]
     pub fn on_executor_subscribe(
         &mut self,
@@ -669,7 +866,7 @@ impl AgentState {
         conn: ExecutorConn,
         framework_id: &FrameworkId,
         executor_id: &ExecutorId,
-        has_task: bool,
+        held: &[TaskId],
         unacknowledged: Vec<pb::TaskStatus>,
         out: &mut Vec<Effect>,
     ) -> Result<(), String> {
@@ -681,33 +878,44 @@ impl AgentState {
         };
         executor.conn = Some(conn);
         executor.reregister_deadline = None;
-        let task_id = executor.task_id.clone();
-        let live_task = self
-            .tasks
-            .get(&(framework_id.clone(), task_id.clone()))
-            .is_some_and(|t| !agora_core::task::is_terminal(t.state));
-        let launch = !has_task && live_task && executor.kill_requested.is_none();
-        executor.launched = has_task || launch;
+        executor.delivered = held
+            .iter()
+            .filter(|t| executor.tasks.contains(t))
+            .cloned()
+            .collect();
         let kill = executor.kill_requested;
+        let info = executor.info.clone();
+        let first_task = executor.task_id.clone();
+        let to_launch: Vec<TaskId> = if kill.is_some() {
+            Vec::new()
+        } else {
+            executor
+                .tasks
+                .iter()
+                .filter(|t| !executor.delivered.contains(*t))
+                .filter(|t| {
+                    self.tasks
+                        .get(&(framework_id.clone(), (*t).clone()))
+                        .is_some_and(|r| !agora_core::task::is_terminal(r.state))
+                })
+                .cloned()
+                .collect()
+        };
+        executor.delivered.extend(to_launch.iter().cloned());
         let framework = self
             .frameworks
             .get(framework_id)
             .cloned()
             .unwrap_or_default();
-        let task = self
-            .tasks
-            .get(&(framework_id.clone(), task_id.clone()))
-            .map(|t| t.info.clone());
+        let mut executor_info = info.clone().unwrap_or_default();
+        executor_info.executor_id = executor_id.to_field();
+        executor_info.framework_id = framework_id.to_field();
         out.push(Effect::ToExecutor {
             conn,
             event: exec::Event {
                 r#type: exec::event::Type::Subscribed as i32,
                 subscribed: Some(exec::event::Subscribed {
-                    executor_info: Some(pb::ExecutorInfo {
-                        executor_id: executor_id.to_field(),
-                        framework_id: framework_id.to_field(),
-                        ..Default::default()
-                    }),
+                    executor_info: Some(executor_info),
                     framework_info: Some(framework),
                     agent_info: Some(self.info.clone()),
                 }),
@@ -717,28 +925,27 @@ impl AgentState {
         for status in unacknowledged {
             self.on_executor_update(now, conn, framework_id, executor_id, status, out);
         }
-        if launch && let Some(task) = task {
-            out.push(Effect::ToExecutor {
-                conn,
-                event: exec::Event {
-                    r#type: exec::event::Type::Launch as i32,
-                    launch: Some(exec::event::Launch { task: Some(task) }),
-                    ..Default::default()
-                },
-            });
+        for task_id in to_launch {
+            if let Some(task) = self.tasks.get(&(framework_id.clone(), task_id)) {
+                out.push(Effect::ToExecutor {
+                    conn,
+                    event: launch_event(task.info.clone()),
+                });
+            }
         }
-        if let Some(policy) = kill {
-            out.push(Effect::ToExecutor {
+        match (kill, info.is_some()) {
+            (Some(_), true) => out.push(Effect::ToExecutor {
                 conn,
                 event: exec::Event {
-                    r#type: exec::event::Type::Kill as i32,
-                    kill: Some(exec::event::Kill {
-                        task_id: task_id.to_field(),
-                        kill_policy: policy,
-                    }),
+                    r#type: exec::event::Type::Shutdown as i32,
                     ..Default::default()
                 },
-            });
+            }),
+            (Some(policy), false) => out.push(Effect::ToExecutor {
+                conn,
+                event: kill_event(&first_task, policy),
+            }),
+            (None, _) => {}
         }
         Ok(())
     }
@@ -759,21 +966,24 @@ impl AgentState {
         else {
             return;
         };
-        if TaskId::from_field(&status.task_id).ok().as_ref() != Some(&executor.task_id) {
+        let Some(task_id) = TaskId::from_field(&status.task_id)
+            .ok()
+            .filter(|t| executor.tasks.contains(t))
+        else {
             tracing::warn!(executor_id = %executor_id, "executor reported a task it does not run");
             return;
-        }
+        };
         let Some(uuid) = status.uuid.clone().filter(|u| u.len() == 16) else {
             tracing::warn!(executor_id = %executor_id, "executor update without a valid uuid dropped");
             return;
         };
+        let retired = !self
+            .tasks
+            .contains_key(&(framework_id.clone(), task_id.clone()));
         let task_id = status.task_id.clone();
         let mut status = status;
         status.source = Some(pb::task_status::Source::Executor as i32);
         status.executor_id = executor_id.to_field();
-        let retired = !self
-            .tasks
-            .contains_key(&(framework_id.clone(), executor.task_id.clone()));
         if retired {
             // The task's final update was delivered already (the executor
             // missed our ack, e.g. across an agent restart): it may forget it.
@@ -807,26 +1017,27 @@ impl AgentState {
         framework_id: &FrameworkId,
         executor_id: &ExecutorId,
         description: String,
+        limitation: Option<pb::task_status::Reason>,
         out: &mut Vec<Effect>,
     ) {
         let killed = self
             .executors
             .get(&(framework_id.clone(), executor_id.clone()))
             .is_some_and(|e| e.kill_requested.is_some());
-        let state = if killed {
-            pb::TaskState::TaskKilled
-        } else {
-            pb::TaskState::TaskFailed
+        let (state, reason, message) = match limitation {
+            Some(reason) => (pb::TaskState::TaskFailed, reason, description),
+            None if killed => (
+                pb::TaskState::TaskKilled,
+                pb::task_status::Reason::ExecutorTerminated,
+                format!("executor exited before the task ended: {description}"),
+            ),
+            None => (
+                pb::TaskState::TaskFailed,
+                pb::task_status::Reason::ExecutorTerminated,
+                format!("executor exited before the task ended: {description}"),
+            ),
         };
-        self.executor_gone(
-            now,
-            framework_id,
-            executor_id,
-            state,
-            pb::task_status::Reason::ExecutorTerminated,
-            format!("executor exited before the task ended: {description}"),
-            out,
-        );
+        self.executor_gone(now, framework_id, executor_id, state, reason, message, out);
     }
 
     /// Drops an executor; a task it left non-terminal ends in `state`.
@@ -847,21 +1058,22 @@ impl AgentState {
         else {
             return;
         };
-        let key = (framework_id.clone(), executor.task_id.clone());
-        if self
-            .tasks
-            .get(&key)
-            .is_some_and(|t| !agora_core::task::is_terminal(t.state))
-        {
-            self.agent_update(
-                now,
-                framework_id,
-                &executor.task_id,
-                state,
-                reason,
-                message,
-                out,
-            );
+        for task_id in &executor.tasks {
+            let live = self
+                .tasks
+                .get(&(framework_id.clone(), task_id.clone()))
+                .is_some_and(|t| !agora_core::task::is_terminal(t.state));
+            if live {
+                self.agent_update(
+                    now,
+                    framework_id,
+                    task_id,
+                    state,
+                    reason,
+                    message.clone(),
+                    out,
+                );
+            }
         }
         self.executor_removed(framework_id, executor_id, out);
     }
@@ -904,15 +1116,27 @@ impl AgentState {
             );
         }
         for executor in recovered.executors {
+            let mut tasks: BTreeSet<TaskId> = self
+                .tasks
+                .iter()
+                .filter(|((f, _), t)| {
+                    f == &executor.framework_id && t.executor_id == executor.executor_id
+                })
+                .map(|((_, t), _)| t.clone())
+                .collect();
+            tasks.insert(executor.task_id.clone());
             self.executors.insert(
                 (executor.framework_id.clone(), executor.executor_id.clone()),
                 ExecutorRecord {
                     framework_id: executor.framework_id,
                     executor_id: executor.executor_id,
                     task_id: executor.task_id,
+                    info: executor.info,
+                    tasks,
+                    delivered: BTreeSet::new(),
                     conn: None,
-                    launched: false,
                     kill_requested: None,
+                    shutdown_deadline: None,
                     run: executor.run,
                     reregister_deadline: Some(now + EXECUTOR_REREGISTER_TIMEOUT),
                 },

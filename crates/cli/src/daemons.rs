@@ -72,6 +72,8 @@ pub(crate) struct AgentArgs {
     attributes: Option<String>,
     #[arg(long, env = "AGORA_HOSTNAME")]
     hostname: Option<String>,
+    #[command(flatten)]
+    containers: crate::container_flags::ContainerArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -223,6 +225,7 @@ fn agent_options(
     work_dir: PathBuf,
     resources: Option<&str>,
     attributes: Option<&str>,
+    containers: agora_agent::containers::ContainerOptions,
 ) -> anyhow::Result<agora_agent::AgentOptions> {
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("cannot create work dir {}", work_dir.display()))?;
@@ -243,6 +246,7 @@ fn agent_options(
         resources,
         attributes,
         executor_program,
+        containers,
     })
 }
 
@@ -264,6 +268,7 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         args.work_dir,
         args.resources.as_deref(),
         args.attributes.as_deref(),
+        args.containers.options(),
     )?;
     agora_agent::run_agent(listener, options, shutdown_on_signal())
         .await
@@ -301,6 +306,7 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
             args.work_dir.join(format!("agent-{n}")),
             args.resources.as_deref(),
             None,
+            Default::default(),
         )?;
         println!(
             "agora dev: agent {n} on {address}, work dir {}",

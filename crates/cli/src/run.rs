@@ -3,7 +3,8 @@
 //!
 //! Output contract (stdout, one line per task as it ends):
 //! `task NAME-I TASK_FINISHED on agent AGENT_ID`, with `: MESSAGE (REASON)`
-//! appended for any other terminal state. Exit status: 0 iff every instance
+//! appended for any other terminal state; and with `--health-check`, one line
+//! each time a task's health changes: `task NAME-I healthy=BOOL: MESSAGE`. Exit status: 0 iff every instance
 //! ended TASK_FINISHED; 1 otherwise (a task failed or was killed, no agent can
 //! fit the task, the master ended the subscription); 2 when the master could
 //! not be reached (or the address is invalid) within `--timeout`.
@@ -14,12 +15,18 @@ use std::time::Duration;
 
 use agora_scheduler::proto::{AgentId, Filters, Offer, OfferId, TaskId, TaskState, task_status};
 use agora_scheduler::{
-    Event, EventStream, FrameworkBuilder, SchedulerClient, SubscribeOptions, TaskBuilder,
-    current_user, is_terminal, offer_cpus_mem,
+    Event, EventStream, FrameworkBuilder, SchedulerClient, SubscribeOptions, current_user,
+    is_terminal,
 };
 use anyhow::{Context, anyhow, bail};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+
+#[path = "run_options.rs"]
+mod run_options;
+
+pub(crate) use run_options::RunArgs;
+use run_options::{Capacity, plan_placement, task_info};
 
 /// If no offer has been able to fit one instance this long after the first
 /// offers arrived (and nothing of ours runs), give up.
@@ -34,83 +41,12 @@ const KILL_RETRY: Duration = Duration::from_secs(5);
 /// `agora run` is a one-off: if it dies without tearing its framework down,
 /// the master kills its tasks after this long instead of the SDK's week.
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
-/// Slack for floating-point resource arithmetic.
-const EPSILON: f64 = 1e-6;
-
-/// Run a shell command as one or more tasks and wait for them to end.
-#[derive(clap::Args, Debug)]
-pub(crate) struct RunArgs {
-    /// Master to run on: HOST:PORT or http://HOST:PORT.
-    #[arg(long, env = "AGORA_MASTER", value_name = "HOST:PORT")]
-    pub(crate) master: String,
-
-    /// Framework name; also each task's name, and the prefix of the task ids
-    /// NAME-0, NAME-1, ...
-    #[arg(long, env = "AGORA_NAME")]
-    pub(crate) name: String,
-
-    /// Shell command each instance runs (with `sh -c`).
-    #[arg(long, env = "AGORA_COMMAND", value_name = "CMD")]
-    pub(crate) command: String,
-
-    /// Number of instances (tasks) to launch.
-    #[arg(long, env = "AGORA_INSTANCES", value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub(crate) instances: u32,
-
-    /// CPUs per instance.
-    #[arg(long, env = "AGORA_CPUS", value_name = "C", default_value_t = 0.1)]
-    pub(crate) cpus: f64,
-
-    /// Memory per instance, in MB.
-    #[arg(long, env = "AGORA_MEM", value_name = "MB", default_value_t = 32.0)]
-    pub(crate) mem: f64,
-
-    /// Role to subscribe in and take resources from.
-    #[arg(long, env = "AGORA_ROLE", value_name = "ROLE", default_value = "*")]
-    pub(crate) role: String,
-
-    /// Seconds to keep trying to reach the master and subscribe before giving
-    /// up with exit status 2.
-    #[arg(
-        long,
-        env = "AGORA_TIMEOUT",
-        value_name = "SECONDS",
-        default_value_t = 30
-    )]
-    pub(crate) timeout: u64,
-
-    /// User the tasks run as [default: $USER, else root].
-    #[arg(long, env = "AGORA_USER", value_name = "USER")]
-    pub(crate) user: Option<String>,
-
-    /// Once every instance has been launched and is TASK_RUNNING (or has
-    /// already ended), wait SECONDS more, then kill, through the scheduler
-    /// API, every task that has not ended yet; those end TASK_KILLED and the
-    /// exit status is 1. 0 kills as soon as all are running. Without this
-    /// flag tasks run until they end on their own.
-    #[arg(
-        long,
-        alias = "kill_after",
-        env = "AGORA_KILL_AFTER",
-        value_name = "SECONDS"
-    )]
-    pub(crate) kill_after: Option<u64>,
-}
 
 /// Runs `agora run`. `Err` only for invalid arguments, before anything is
 /// sent; every other outcome is reported on stdout/stderr and in the exit
 /// status (see the module documentation).
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if !(args.cpus.is_finite() && args.cpus > 0.0) {
-        bail!("--cpus must be a positive number, got {}", args.cpus);
-    }
-    if !(args.mem.is_finite() && args.mem > 0.0) {
-        bail!("--mem must be a positive number of MB, got {}", args.mem);
-    }
-    if args.name.is_empty() {
-        bail!("--name must not be empty");
-    }
+    args.validate()?;
 
     let framework = FrameworkBuilder::new(args.name.clone())
         .user(args.user.clone().unwrap_or_else(current_user))
@@ -160,6 +96,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 struct Launched {
     agent_id: AgentId,
     state: TaskState,
+    /// The last `healthy` reported for it.
+    healthy: Option<bool>,
 }
 
 struct Runner<'a> {
@@ -173,8 +111,8 @@ struct Runner<'a> {
     first_offer_at: Option<Instant>,
     /// Whether any offer (one agent's offers in one event) fit an instance.
     ever_fit: bool,
-    /// The offer closest to fitting one instance, as (cpus, mem).
-    closest_offer: Option<(f64, f64)>,
+    /// The offer closest to fitting one instance.
+    closest_offer: Option<Capacity>,
     kill_at: Option<Instant>,
 }
 
@@ -241,6 +179,13 @@ impl<'a> Runner<'a> {
                 };
                 if is_terminal(task.state) {
                     return Ok(());
+                }
+                if let Some(healthy) = status.healthy.filter(|&h| task.healthy != Some(h)) {
+                    task.healthy = Some(healthy);
+                    println!(
+                        "{}",
+                        health_line(&task_id, healthy, status.message.as_deref())
+                    );
                 }
                 task.state = state;
                 debug!(task_id = %task_id, state = state.as_str_name(), "task update");
@@ -313,22 +258,16 @@ impl<'a> Runner<'a> {
             let agent = offer.agent_id.clone().unwrap_or_default().value;
             by_agent.entry(agent).or_default().push(offer);
         }
-        let capacity: Vec<(f64, f64)> = by_agent
-            .values()
-            .map(|offers| {
-                offers
-                    .iter()
-                    .map(offer_cpus_mem)
-                    .fold((0.0, 0.0), |(c, m), (oc, om)| (c + oc, m + om))
-            })
-            .collect();
-        for &(cpus, mem) in &capacity {
-            self.note_offer(cpus, mem);
+        let demand = self.args.demand();
+        let mut capacity: Vec<Capacity> = by_agent.values().map(|o| Capacity::of(o)).collect();
+        for agent in &capacity {
+            self.note_offer(agent);
         }
-        let plan = plan_placement(&capacity, self.pending.len(), self.args.cpus, self.args.mem);
+        let fits: Vec<usize> = capacity.iter().map(|c| c.fits(&demand)).collect();
+        let plan = plan_placement(&fits, self.pending.len());
 
         let mut unused: Vec<OfferId> = Vec::new();
-        for ((agent, offers), count) in by_agent.into_iter().zip(plan) {
+        for (((agent, offers), count), free) in by_agent.into_iter().zip(plan).zip(&mut capacity) {
             let ids: Vec<OfferId> = offers.iter().filter_map(|o| o.id.clone()).collect();
             if count == 0 {
                 unused.extend(ids);
@@ -338,16 +277,11 @@ impl<'a> Runner<'a> {
             let tasks = instances
                 .iter()
                 .map(|&i| {
-                    TaskBuilder::command(
-                        self.task_id(i),
-                        self.args.name.clone(),
-                        self.args.command.clone(),
-                    )
-                    .cpus(self.args.cpus)
-                    .mem(self.args.mem)
-                    .build_for_offer(&offers[0])
+                    // `fits` counted the ports, so these are there.
+                    let ports = free.take_ports(demand.ports).unwrap_or_default();
+                    task_info(self.args, self.task_id(i), &offers[0], &ports)
                 })
-                .collect::<Vec<_>>();
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let refuse = if self.pending.is_empty() {
                 REFUSE_WHEN_DONE
             } else {
@@ -367,6 +301,7 @@ impl<'a> Runner<'a> {
                                     value: agent.clone(),
                                 },
                                 state: TaskState::TaskStaging,
+                                healthy: None,
                             },
                         );
                     }
@@ -412,16 +347,17 @@ impl<'a> Runner<'a> {
     }
 
     /// Remembers whether an offer fits one instance, and the closest one.
-    fn note_offer(&mut self, cpus: f64, mem: f64) {
-        if instances_fitting(cpus, mem, self.args.cpus, self.args.mem) > 0 {
+    fn note_offer(&mut self, offered: &Capacity) {
+        let demand = self.args.demand();
+        if offered.fits(&demand) > 0 {
             self.ever_fit = true;
         }
-        let closeness = |(c, m): (f64, f64)| (c / self.args.cpus).min(m / self.args.mem);
         if self
             .closest_offer
-            .is_none_or(|best| closeness((cpus, mem)) > closeness(best))
+            .as_ref()
+            .is_none_or(|best| offered.closeness(&demand) > best.closeness(&demand))
         {
-            self.closest_offer = Some((cpus, mem));
+            self.closest_offer = Some(offered.clone());
         }
     }
 
@@ -462,11 +398,12 @@ impl<'a> Runner<'a> {
     async fn on_timer(&mut self) -> anyhow::Result<()> {
         let now = Instant::now();
         if self.unsatisfiable_at().is_some_and(|at| at <= now) {
-            let (cpus, mem) = self.closest_offer.unwrap_or_default();
+            let demand = self.args.demand();
+            let closest = self.closest_offer.clone().unwrap_or_default();
             bail!(
-                "no agent can ever fit a task of cpus:{};mem:{} (largest offer: cpus:{cpus};mem:{mem})",
-                self.args.cpus,
-                self.args.mem
+                "no agent can ever fit a task of {} (largest offer: {})",
+                demand.describe(&demand),
+                closest.describe(&demand)
             );
         }
         if self.kill_at.is_some_and(|at| at <= now) {
@@ -499,40 +436,12 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// How many instances of `cpus`/`mem` fit in `offered_cpus`/`offered_mem`.
-fn instances_fitting(offered_cpus: f64, offered_mem: f64, cpus: f64, mem: f64) -> usize {
-    let by_cpus = ((offered_cpus + EPSILON) / cpus).floor();
-    let by_mem = ((offered_mem + EPSILON) / mem).floor();
-    let n = by_cpus.min(by_mem);
-    if n.is_finite() && n > 0.0 {
-        n as usize
-    } else {
-        0
+/// The line printed when a task's health changes.
+fn health_line(task_id: &str, healthy: bool, message: Option<&str>) -> String {
+    match message.filter(|m| !m.is_empty()) {
+        Some(message) => format!("task {task_id} healthy={healthy}: {message}"),
+        None => format!("task {task_id} healthy={healthy}"),
     }
-}
-
-/// How many of `pending` instances to put on each agent, given each agent's
-/// offered (cpus, mem). When several agents can take an instance, none gets
-/// more than ceil(pending / those agents), so instances spread out.
-fn plan_placement(agents: &[(f64, f64)], pending: usize, cpus: f64, mem: f64) -> Vec<usize> {
-    let fits: Vec<usize> = agents
-        .iter()
-        .map(|&(c, m)| instances_fitting(c, m, cpus, mem))
-        .collect();
-    let usable = fits.iter().filter(|&&n| n > 0).count();
-    let cap = if usable > 1 {
-        pending.div_ceil(usable)
-    } else {
-        pending
-    };
-    let mut left = pending;
-    fits.into_iter()
-        .map(|fit| {
-            let n = fit.min(cap).min(left);
-            left -= n;
-            n
-        })
-        .collect()
 }
 
 /// The line printed when a task ends.
@@ -559,101 +468,19 @@ fn status_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(clap::Parser, Debug)]
-    struct Cli {
-        #[command(flatten)]
-        args: RunArgs,
-    }
 
     #[test]
-    fn parses_flags_defaults_and_aliases() {
-        let cli = Cli::try_parse_from([
-            "run",
-            "--master",
-            "127.0.0.1:5050",
-            "--name",
-            "smoke",
-            "--command",
-            "true",
-        ])
-        .expect("valid flags");
-        assert_eq!(cli.args.instances, 1);
-        assert_eq!(cli.args.cpus, 0.1);
-        assert_eq!(cli.args.mem, 32.0);
-        assert_eq!(cli.args.role, "*");
-        assert_eq!(cli.args.timeout, 30);
-        assert_eq!(cli.args.kill_after, None);
-
-        let cli = Cli::try_parse_from([
-            "run",
-            "--master",
-            "m:1",
-            "--name",
-            "n",
-            "--command",
-            "c",
-            "--instances",
-            "3",
-            "--kill_after",
-            "2",
-        ])
-        .expect("valid flags");
-        assert_eq!(cli.args.instances, 3);
-        assert_eq!(cli.args.kill_after, Some(2));
-
-        assert!(
-            Cli::try_parse_from([
-                "run",
-                "--master",
-                "m:1",
-                "--name",
-                "n",
-                "--command",
-                "c",
-                "--instances",
-                "0"
-            ])
-            .is_err()
-        );
-        assert!(Cli::try_parse_from(["run", "--name", "n", "--command", "c"]).is_err());
-    }
-
-    #[test]
-    fn counts_instances_that_fit() {
-        assert_eq!(instances_fitting(1.0, 1024.0, 0.1, 32.0), 10);
-        assert_eq!(instances_fitting(0.3, 1024.0, 0.1, 32.0), 3);
-        assert_eq!(instances_fitting(4.0, 100.0, 0.1, 32.0), 3);
-        assert_eq!(instances_fitting(0.05, 1024.0, 0.1, 32.0), 0);
-        assert_eq!(instances_fitting(0.0, 0.0, 0.1, 32.0), 0);
-    }
-
-    #[test]
-    fn spreads_instances_over_agents() {
-        // Two roomy agents share four instances evenly.
+    fn formats_health_lines() {
         assert_eq!(
-            plan_placement(&[(4.0, 4096.0), (4.0, 4096.0)], 4, 0.1, 32.0),
-            vec![2, 2]
+            health_line(
+                "t-0",
+                false,
+                Some("health check failed (1 of 3 consecutive): boom")
+            ),
+            "task t-0 healthy=false: health check failed (1 of 3 consecutive): boom"
         );
-        // Odd counts: no agent gets more than ceil(5 / 2) = 3.
-        assert_eq!(
-            plan_placement(&[(4.0, 4096.0), (4.0, 4096.0)], 5, 0.1, 32.0),
-            vec![3, 2]
-        );
-        // An agent that can take nothing does not count towards the spread.
-        assert_eq!(
-            plan_placement(&[(0.0, 0.0), (4.0, 4096.0)], 4, 0.1, 32.0),
-            vec![0, 4]
-        );
-        // A small agent takes what fits; the cap still holds for the other.
-        assert_eq!(
-            plan_placement(&[(0.1, 4096.0), (4.0, 4096.0), (4.0, 4096.0)], 6, 0.1, 32.0),
-            vec![1, 2, 2]
-        );
-        // A single agent takes as many as fit.
-        assert_eq!(plan_placement(&[(0.35, 4096.0)], 5, 0.1, 32.0), vec![3]);
-        assert_eq!(plan_placement(&[(4.0, 4096.0)], 0, 0.1, 32.0), vec![0]);
+        assert_eq!(health_line("t-1", true, None), "task t-1 healthy=true");
+        assert_eq!(health_line("t-1", true, Some("")), "task t-1 healthy=true");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The master's HTTP API on the gRPC port: `/health`, `/version`, `/state`,
-//! `/metrics` and a first plain page at `/`, which read the published
-//! snapshot only; and the operator endpoints (`/roles`, `/weights`,
+//! `/metrics`, the web UI (`/`, its assets under `/ui/`, and its JSON under
+//! `/api/`, see [`crate::ui_api`]), which read the published snapshot only;
+//! and the operator endpoints (`/roles`, `/weights`,
 //! `/quota`, `/reserve`, `/unreserve`), leader only, whose changes go to the
 //! actor through its command channel like gRPC calls.
 //!
@@ -9,7 +10,6 @@
 //! (refused in the current state: over a limit without `force`, resources
 //! not free) or 503 (not serving). Request bodies are limited to 2 MB.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRef, Path, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use tokio::sync::{oneshot, watch};
@@ -56,12 +56,10 @@ const ANY_MASTER: [&str; 5] = ["/health", "/version", "/state", "/master/state",
 
 pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router {
     Router::new()
-        .route("/", get(index))
         .route("/health", get(health))
         .route("/version", get(version))
         .route("/state", get(state))
         .route("/master/state", get(state))
-        .route("/metrics", get(metrics))
         .route("/roles", get(roles))
         .route("/weights", get(get_weights).put(put_weights))
         .route("/quota", get(get_quota).post(post_quota))
@@ -70,9 +68,13 @@ pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router 
         .route("/unreserve", post(unreserve))
         .fallback(not_found)
         .with_state(AppState {
-            snapshot,
+            snapshot: snapshot.clone(),
             gate: gate.clone(),
         })
+        .merge(crate::metrics::router(snapshot.clone(), gate.clone()))
+        .merge(crate::files_proxy::router(snapshot.clone()))
+        .merge(crate::ui_api::router(snapshot))
+        .merge(agora_webui::router())
         .layer(axum::middleware::from_fn_with_state(gate, leader_only))
 }
 
@@ -85,7 +87,11 @@ async fn leader_only(
     next: axum::middleware::Next,
 ) -> Response {
     let path = request.uri().path();
-    if ANY_MASTER.contains(&path) || path.starts_with("/agora.v1.") {
+    if ANY_MASTER.contains(&path)
+        || crate::ui_api::ANY_MASTER.contains(&path)
+        || path.starts_with(agora_webui::ASSETS_PREFIX)
+        || path.starts_with("/agora.v1.")
+    {
         return next.run(request).await;
     }
     let leader = match &*gate.borrow() {
@@ -97,6 +103,11 @@ async fn leader_only(
     };
     match leader {
         None => next.run(request).await,
+        // The UI's page itself, on a follower: to the leader's UI, with a
+        // page saying why for anything that does not follow redirects.
+        Some(Ok(leader)) if path == "/" => follower_page(&leader),
+        // No leader known yet: the UI says so and waits for one.
+        Some(Err(())) if path == "/" => next.run(request).await,
         Some(Ok(leader)) => {
             let target = request.uri().path_and_query().map_or(path, |p| p.as_str());
             (
@@ -339,141 +350,26 @@ async fn unreserve(State(gate): State<GateRx>, body: Bytes) -> Response {
     }
 }
 
-/// Prometheus text exposition of the counters and current totals.
-pub fn render_metrics(s: &StateSnapshot) -> String {
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            if labels.is_empty() {
-                let _ = writeln!(out, "{name} {value}");
-            } else {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
-            }
-        }
-    };
-    let agents_in = |status: &str| s.agents.iter().filter(|a| a.status == status).count() as f64;
-    metric(
-        "agora_master_agents",
-        "gauge",
-        "Agents known to the master by state.",
-        &[
-            ("state=\"active\"", agents_in("active")),
-            ("state=\"disconnected\"", agents_in("disconnected")),
-            ("state=\"unreachable\"", agents_in("unreachable")),
-        ],
-    );
-    let active_frameworks = s.frameworks.iter().filter(|f| f.active).count() as f64;
-    metric(
-        "agora_master_frameworks",
-        "gauge",
-        "Frameworks by state.",
-        &[
-            ("state=\"active\"", active_frameworks),
-            (
-                "state=\"inactive\"",
-                s.frameworks.len() as f64 - active_frameworks,
-            ),
-            ("state=\"completed\"", s.completed_frameworks.len() as f64),
-        ],
-    );
-    let mut by_state: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
-    for framework in s.frameworks.iter().chain(&s.completed_frameworks) {
-        for task in framework.tasks.iter().chain(&framework.completed_tasks) {
-            *by_state.entry(task.state).or_default() += 1.0;
-        }
-    }
-    let labels: Vec<(String, f64)> = by_state
-        .iter()
-        .map(|(state, n)| (format!("state=\"{state}\""), *n))
-        .collect();
-    let label_refs: Vec<(&str, f64)> = labels.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-    metric(
-        "agora_master_tasks",
-        "gauge",
-        "Tasks the master knows, by current state.",
-        &label_refs,
-    );
-    let transitions: Vec<(String, f64)> = s
-        .counters
-        .task_transitions
-        .iter()
-        .map(|(state, n)| (format!("state=\"{state}\""), *n as f64))
-        .collect();
-    let transition_refs: Vec<(&str, f64)> =
-        transitions.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-    metric(
-        "agora_master_task_transitions_total",
-        "counter",
-        "Task state transitions seen by the master.",
-        &transition_refs,
-    );
-    let c = &s.counters;
-    let single: [(&str, &str, &str, f64); 8] = [
-        (
-            "agora_master_offers_sent_total",
-            "counter",
-            "Offers sent to frameworks.",
-            c.offers_sent as f64,
-        ),
-        (
-            "agora_master_offers_declined_total",
-            "counter",
-            "Offers declined by frameworks.",
-            c.offers_declined as f64,
-        ),
-        (
-            "agora_master_offers_accepted_total",
-            "counter",
-            "Offers accepted by frameworks.",
-            c.offers_accepted as f64,
-        ),
-        (
-            "agora_master_offers_rescinded_total",
-            "counter",
-            "Offers rescinded by the master.",
-            c.offers_rescinded as f64,
-        ),
-        (
-            "agora_master_offers_outstanding",
-            "gauge",
-            "Offers not yet answered.",
-            s.outstanding_offers as f64,
-        ),
-        (
-            "agora_master_tasks_launched_total",
-            "counter",
-            "Tasks launched.",
-            c.tasks_launched as f64,
-        ),
-        (
-            "agora_master_invalid_calls_total",
-            "counter",
-            "Framework calls refused as invalid.",
-            c.invalid_calls as f64,
-        ),
-        (
-            "agora_master_agents_marked_unreachable_total",
-            "counter",
-            "Agents marked unreachable.",
-            c.agents_marked_unreachable as f64,
-        ),
-    ];
-    for (name, kind, help, value) in single {
-        metric(name, kind, help, &[("", value)]);
-    }
-    out
-}
+/// Moved to [`crate::metrics`]; kept here for callers of the old path.
+pub use crate::metrics::render_metrics;
 
-async fn metrics(State(snapshot): State<Snapshot>) -> Response {
-    let current = snapshot.borrow().clone();
+/// What `/` answers on a follower: 307 to the leader's UI, with a page
+/// that says so and links there.
+fn follower_page(leader: &str) -> Response {
+    let leader = escape(leader);
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Agora: not the leader</title>\
+         </head><body style=\"font-family:sans-serif;margin:3em\"><h1>Not the leading master</h1>\
+         <p>This master is a follower. The leading master is \
+         <a href=\"//{leader}/\">{leader}</a>.</p></body></html>"
+    );
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        render_metrics(&current),
+        StatusCode::TEMPORARY_REDIRECT,
+        [
+            (header::LOCATION, format!("//{leader}/")),
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),
+        ],
+        body,
     )
         .into_response()
 }
@@ -484,69 +380,4 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
-}
-
-/// A first, plain page: agents, frameworks and tasks. The real UI has its own issue.
-async fn index(State(snapshot): State<Snapshot>) -> Html<String> {
-    let s = snapshot.borrow().clone();
-    let mut page = String::new();
-    let _ = write!(
-        page,
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Agora master</title>\
-         <meta http-equiv=\"refresh\" content=\"5\">\
-         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
-         td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head><body>\
-         <h1>Agora master</h1><p>Leader: {} &middot; id {} &middot; version {}</p>",
-        escape(&s.leader),
-        escape(&s.id),
-        escape(&s.version)
-    );
-    let _ = write!(
-        page,
-        "<h2>Agents ({})</h2><table><tr><th>id</th><th>hostname</th><th>resources</th><th>used</th><th>active</th></tr>",
-        s.agents.len()
-    );
-    for a in &s.agents {
-        let _ = write!(
-            page,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&a.id),
-            escape(&a.hostname),
-            escape(&serde_json::to_string(&a.resources).unwrap_or_default()),
-            escape(&serde_json::to_string(&a.used).unwrap_or_default()),
-            a.active
-        );
-    }
-    page.push_str("</table>");
-    let _ = write!(
-        page,
-        "<h2>Frameworks ({})</h2><table><tr><th>id</th><th>name</th><th>active</th><th>tasks</th></tr>",
-        s.frameworks.len()
-    );
-    for f in s.frameworks.iter().chain(&s.completed_frameworks) {
-        let _ = write!(
-            page,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&f.id),
-            escape(&f.name),
-            f.active,
-            f.tasks.len() + f.completed_tasks.len()
-        );
-    }
-    page.push_str("</table><h2>Tasks</h2><table><tr><th>id</th><th>name</th><th>state</th><th>framework</th><th>agent</th></tr>");
-    for f in s.frameworks.iter().chain(&s.completed_frameworks) {
-        for t in f.tasks.iter().chain(&f.completed_tasks) {
-            let _ = write!(
-                page,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&t.id),
-                escape(&t.name),
-                t.state,
-                escape(&t.framework_id),
-                escape(&t.agent_id)
-            );
-        }
-    }
-    page.push_str("</table></body></html>");
-    Html(page)
 }

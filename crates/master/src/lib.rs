@@ -8,10 +8,13 @@
 //! its effects, and readers (`/state`, `/metrics`, the UI) only see the
 //! snapshot it publishes.
 
+pub mod files_proxy;
 pub mod http;
 mod leadership;
+pub mod metrics;
 pub mod shell;
 pub mod snapshot;
 pub mod state;
+mod ui_api;
 
 pub use shell::{MasterOptions, run_master};

@@ -151,6 +151,8 @@ struct Actor {
     publish_now: bool,
     /// Operator calls answered once what they changed is in the registry.
     operator_replies: Vec<(OperatorReply, Result<(), OperatorError>)>,
+    /// Status updates waiting for acknowledgement, for `/metrics`.
+    round_trips: crate::metrics::RoundTrips,
 }
 
 impl Actor {
@@ -191,7 +193,15 @@ impl Actor {
                 call,
                 reply,
             } => {
+                let acknowledged = call.acknowledge.as_ref().map(|a| a.uuid.clone());
                 let result = self.master.call(now, &stream_id, call, out);
+                if let (Some(uuid), Ok(())) = (acknowledged, &result) {
+                    self.round_trips.acknowledged(
+                        &uuid,
+                        std::time::Instant::now(),
+                        &crate::metrics::global().status_update_round_trip,
+                    );
+                }
                 let _ = reply.send(result);
             }
             Command::AgentRegister {
@@ -202,7 +212,15 @@ impl Actor {
                 self.agents.insert(conn, messages);
                 self.master.agent_register(now, conn, register, out);
             }
-            Command::AgentMessage { conn, kind } => self.master.agent_message(now, conn, kind, out),
+            Command::AgentMessage { conn, kind } => {
+                if let agent_message::Kind::StatusUpdate(update) = &kind
+                    && let Some(uuid) = update.status.as_ref().and_then(|s| s.uuid.as_ref())
+                {
+                    self.round_trips
+                        .update_arrived(uuid, std::time::Instant::now());
+                }
+                self.master.agent_message(now, conn, kind, out)
+            }
             Command::AgentGone { conn } => {
                 self.agents.remove(&conn);
                 self.master.agent_disconnected(now, conn, out);
@@ -243,9 +261,11 @@ impl Actor {
                 }
                 Effect::Registry(entry) => {
                     let _ = self.registry.send(RegistryWrite::Agent(entry));
+                    crate::metrics::time_registry_write(&self.registry);
                 }
                 Effect::RegistryPolicy(policy) => {
                     let _ = self.registry.send(RegistryWrite::Policy(policy));
+                    crate::metrics::time_registry_write(&self.registry);
                 }
                 Effect::CloseAgent { conn } => {
                     self.agents.remove(&conn);
@@ -311,7 +331,9 @@ impl Actor {
                 }
                 _ = allocation.tick() => {
                     let now = self.now();
+                    let started = std::time::Instant::now();
                     self.master.allocate(now, &mut out);
+                    crate::metrics::global().allocation_periodic.observe(started.elapsed());
                     self.dirty = true;
                 }
                 _ = timers.tick() => {
@@ -330,7 +352,11 @@ impl Actor {
             // when a framework subscribed or revived or weights or quota changed.
             if self.master.needs_allocation() {
                 let now = self.now();
+                let started = std::time::Instant::now();
                 self.master.allocate_pending(now, &mut out);
+                crate::metrics::global()
+                    .allocation_event
+                    .observe(started.elapsed());
             }
             self.execute(out);
             self.answer_operators();
@@ -660,6 +686,7 @@ pub(crate) fn start_actor(
         dirty: true,
         publish_now: false,
         operator_replies: Vec::new(),
+        round_trips: crate::metrics::RoundTrips::default(),
     };
     let task = tokio::spawn(actor.run(command_rx, allocation_interval, shutdown));
     (commands, task)

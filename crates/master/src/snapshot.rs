@@ -39,6 +39,19 @@ pub struct StateSnapshot {
     pub quotas: Vec<QuotaView>,
     #[serde(skip)]
     pub counters: Counters,
+    /// Outstanding offers, for the UI's offers pages (not part of `/state`).
+    #[serde(skip)]
+    pub offers: Vec<OfferView>,
+}
+
+/// One outstanding offer.
+#[derive(Debug, Clone, Serialize)]
+pub struct OfferView {
+    pub id: String,
+    pub framework_id: String,
+    pub agent_id: String,
+    pub role: String,
+    pub resources: BTreeMap<String, SummaryValue>,
 }
 
 /// One role in `GET /roles`. Scalars by name, in units.
@@ -129,6 +142,11 @@ pub struct FrameworkView {
     pub id: String,
     pub name: String,
     pub user: String,
+    pub principal: Option<String>,
+    /// The host the scheduler runs on, as it said when subscribing.
+    pub framework_hostname: Option<String>,
+    /// Seconds its tasks survive a disconnected scheduler.
+    pub failover_timeout: Option<f64>,
     pub roles: Vec<String>,
     pub active: bool,
     pub registered_time: f64,
@@ -146,8 +164,17 @@ pub struct TaskView {
     pub state: &'static str,
     pub framework_id: String,
     pub agent_id: String,
+    /// The executor running it (for command tasks, the task id): its
+    /// sandbox is `/frameworks/<framework_id>/executors/<executor_id>/runs/latest`.
+    pub executor_id: String,
+    /// The role whose resources it runs on.
+    pub role: String,
     pub resources: BTreeMap<String, SummaryValue>,
     pub message: Option<String>,
+    /// When its latest status was generated (wall-clock seconds), if known.
+    pub status_time: Option<f64>,
+    /// The latest health check verdict, if it has a health check.
+    pub healthy: Option<bool>,
 }
 
 impl StateSnapshot {
@@ -171,8 +198,18 @@ fn task_view(task: &Task) -> TaskView {
         state: agora_core::task::name(task.state),
         framework_id: task.framework_id.to_string(),
         agent_id: task.agent_id.to_string(),
+        executor_id: task
+            .last_status
+            .as_ref()
+            .and_then(|s| s.executor_id.as_ref())
+            .map(|e| e.value.clone())
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| task.id.to_string()),
+        role: task.role.clone(),
         resources: task.resources.summary(),
         message: task.last_status.as_ref().and_then(|s| s.message.clone()),
+        status_time: task.last_status.as_ref().and_then(|s| s.timestamp),
+        healthy: task.last_status.as_ref().and_then(|s| s.healthy),
     }
 }
 
@@ -181,6 +218,9 @@ fn framework_view(framework: &Framework, offer_status: Vec<OfferStatusView>) -> 
         id: framework.id.to_string(),
         name: framework.info.name.clone(),
         user: framework.info.user.clone(),
+        principal: framework.info.principal.clone().filter(|p| !p.is_empty()),
+        framework_hostname: framework.info.hostname.clone().filter(|h| !h.is_empty()),
+        failover_timeout: framework.info.failover_timeout,
         roles: framework.roles.iter().cloned().collect(),
         active: framework.active(),
         registered_time: framework.registered_at,
@@ -300,6 +340,17 @@ impl Master {
                 .map(|(role, weight)| WeightView { role, weight })
                 .collect(),
             counters: self.counters.clone(),
+            offers: self
+                .offers
+                .values()
+                .map(|o| OfferView {
+                    id: o.id.to_string(),
+                    framework_id: o.framework_id.to_string(),
+                    agent_id: o.agent_id.to_string(),
+                    role: o.role.clone(),
+                    resources: o.resources.summary(),
+                })
+                .collect(),
         }
     }
 }

@@ -105,6 +105,8 @@ enum Endpoint {
 }
 
 #[derive(Debug, Clone)]
+// Messages in flight in the simulation; boxing them would only add noise.
+#[allow(clippy::large_enum_variant)]
 enum Payload {
     /// Master -> agent.
     ToAgent(MasterMessage),

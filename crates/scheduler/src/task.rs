@@ -1,8 +1,8 @@
 //! Helpers that build `TaskInfo`s and read scalar resources out of offers.
 
 use agora_proto::v1::{
-    AgentId, CommandInfo, Environment, Label, Labels, Offer, Resource, TaskId, TaskInfo,
-    environment, value,
+    AgentId, CommandInfo, Environment, HealthCheck, Label, Labels, Offer, Resource, TaskId,
+    TaskInfo, command_info, environment, value,
 };
 
 /// A scalar resource, e.g. `scalar_resource("cpus", 0.5)`.
@@ -23,6 +23,38 @@ pub fn scalar_sum(resources: &[Resource], name: &str) -> f64 {
         .filter_map(|r| r.scalar.as_ref())
         .map(|s| s.value)
         .sum()
+}
+
+/// A ranges resource, e.g. `ranges_resource("ports", &[(31000, 31009)])`
+/// (each range inclusive, as in Mesos).
+fn ranges_resource(name: &str, ranges: &[(u64, u64)]) -> Resource {
+    Resource {
+        name: name.to_owned(),
+        r#type: value::Type::Ranges as i32,
+        ranges: Some(value::Ranges {
+            range: ranges
+                .iter()
+                .map(|&(begin, end)| value::Range { begin, end })
+                .collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// `ports` as inclusive ranges: sorted, duplicates dropped, neighbours
+/// merged (`[31001, 31000, 31005]` is `[(31000, 31001), (31005, 31005)]`).
+fn port_ranges(ports: &[u16]) -> Vec<(u64, u64)> {
+    let mut sorted = ports.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for port in sorted.into_iter().map(u64::from) {
+        match ranges.last_mut() {
+            Some((_, end)) if *end + 1 == port => *end = port,
+            _ => ranges.push((port, port)),
+        }
+    }
+    ranges
 }
 
 /// The `cpus` and `mem` (MB) of an offer, the two resources most frameworks
@@ -53,6 +85,7 @@ pub struct TaskBuilder {
     command: CommandInfo,
     resources: Vec<Resource>,
     labels: Vec<Label>,
+    health_check: Option<HealthCheck>,
 }
 
 impl TaskBuilder {
@@ -72,6 +105,7 @@ impl TaskBuilder {
             },
             resources: Vec::new(),
             labels: Vec::new(),
+            health_check: None,
         }
     }
 
@@ -100,6 +134,30 @@ impl TaskBuilder {
     /// Adds a resource as given (ranges, sets, reservations...).
     pub fn resource(mut self, resource: Resource) -> Self {
         self.resources.push(resource);
+        self
+    }
+
+    /// Adds `ports` as the task's `ports` ranges resource (merged into
+    /// ranges; replacing an earlier `ports` resource). No ports, no resource.
+    pub fn ports(mut self, ports: &[u16]) -> Self {
+        self.resources.retain(|r| r.name != "ports");
+        if !ports.is_empty() {
+            self.resources
+                .push(ranges_resource("ports", &port_ranges(ports)));
+        }
+        self
+    }
+
+    /// Adds a URI for the agent to fetch into the sandbox before the task
+    /// starts.
+    pub fn uri(mut self, uri: command_info::Uri) -> Self {
+        self.command.uris.push(uri);
+        self
+    }
+
+    /// Sets the task's health check (run by its executor on the agent).
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.health_check = Some(check);
         self
     }
 
@@ -144,6 +202,7 @@ impl TaskBuilder {
             labels: (!self.labels.is_empty()).then_some(Labels {
                 labels: self.labels,
             }),
+            health_check: self.health_check,
             ..Default::default()
         }
     }
@@ -236,6 +295,47 @@ mod tests {
         assert_eq!(vars[0].value.as_deref(), Some("V"));
         let labels = task.labels.expect("labels set").labels;
         assert_eq!(labels[0].key, "team");
+    }
+
+    #[test]
+    fn ports_uris_and_health_check_are_carried() {
+        let uri = command_info::Uri {
+            value: "http://h/a.tgz".into(),
+            extract: Some(true),
+            ..Default::default()
+        };
+        let check = HealthCheck {
+            consecutive_failures: Some(2),
+            ..Default::default()
+        };
+        let task = TaskBuilder::command("t", "t", "true")
+            .ports(&[31005, 31000, 31001, 31002, 31001])
+            .ports(&[31000, 31001, 31002, 31005])
+            .uri(uri.clone())
+            .health_check(check.clone())
+            .build(agent("a"));
+        assert_eq!(task.health_check, Some(check));
+        assert_eq!(task.command.expect("command set").uris, vec![uri]);
+        assert_eq!(task.resources.len(), 1, "ports replaced, not added");
+        let ports = &task.resources[0];
+        assert_eq!(ports.name, "ports");
+        assert_eq!(ports.r#type, value::Type::Ranges as i32);
+        let ranges: Vec<(u64, u64)> = ports
+            .ranges
+            .as_ref()
+            .expect("ranges")
+            .range
+            .iter()
+            .map(|r| (r.begin, r.end))
+            .collect();
+        assert_eq!(ranges, vec![(31000, 31002), (31005, 31005)]);
+
+        let task = TaskBuilder::command("t", "t", "true")
+            .ports(&[])
+            .build(agent("a"));
+        assert!(task.resources.is_empty());
+        assert!(task.health_check.is_none());
+        assert_eq!(port_ranges(&[65535, 1]), vec![(1, 1), (65535, 65535)]);
     }
 
     #[test]

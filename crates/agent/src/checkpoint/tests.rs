@@ -37,6 +37,7 @@ fn records() -> Vec<Checkpoint> {
         Checkpoint::AgentId(AgentId::new("a1")),
         Checkpoint::Framework(framework()),
         Checkpoint::Executor {
+            info: None,
             framework_id: f.clone(),
             executor_id: e.clone(),
             task_id: TaskId::new("t1"),

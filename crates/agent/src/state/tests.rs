@@ -121,7 +121,7 @@ fn master_ack(state: &mut AgentState, task: &str, uuid: u8, now: Duration) -> Ve
 fn subscribe(state: &mut AgentState, task: &str, conn: ExecutorConn) -> Vec<Effect> {
     let mut out = Vec::new();
     state
-        .on_executor_subscribe(T0, conn, &fid(), &eid(task), false, Vec::new(), &mut out)
+        .on_executor_subscribe(T0, conn, &fid(), &eid(task), &[], Vec::new(), &mut out)
         .expect("known executor");
     out
 }
@@ -166,14 +166,22 @@ fn a_task_launches_its_executor_which_gets_the_task_once() {
     // A reconnecting executor that holds its task is not given it again.
     let mut again = Vec::new();
     state
-        .on_executor_subscribe(T0, 2, &fid(), &eid("t1"), true, Vec::new(), &mut again)
+        .on_executor_subscribe(
+            T0,
+            2,
+            &fid(),
+            &eid("t1"),
+            &[TaskId::new("t1")],
+            Vec::new(),
+            &mut again,
+        )
         .expect("known executor");
     assert!(!again.iter().any(|e| matches!(e, Effect::ToExecutor { event, .. } if event.r#type == exec::event::Type::Launch as i32)));
     // An executor the agent does not know is refused.
     let mut out = Vec::new();
     assert!(
         state
-            .on_executor_subscribe(T0, 3, &fid(), &eid("nope"), false, Vec::new(), &mut out)
+            .on_executor_subscribe(T0, 3, &fid(), &eid("nope"), &[], Vec::new(), &mut out)
             .is_err()
     );
 }
@@ -303,7 +311,7 @@ fn an_executor_that_dies_fails_its_task() {
     );
     master_ack(&mut state, "t1", 1, T0);
     let mut out = Vec::new();
-    state.on_executor_exited(T0, &fid(), &eid("t1"), "signal: 9".into(), &mut out);
+    state.on_executor_exited(T0, &fid(), &eid("t1"), "signal: 9".into(), None, &mut out);
     let updates = to_master_updates(&out);
     assert_eq!(updates.len(), 1);
     assert_eq!(updates[0].0, pb::TaskState::TaskFailed);
@@ -453,7 +461,14 @@ fn an_update_is_checkpointed_before_it_is_acknowledged_or_forwarded() {
         "the executor is still running"
     );
     let mut out = Vec::new();
-    state.on_executor_exited(T0, &fid(), &eid("t1"), "exit status: 0".into(), &mut out);
+    state.on_executor_exited(
+        T0,
+        &fid(),
+        &eid("t1"),
+        "exit status: 0".into(),
+        None,
+        &mut out,
+    );
     assert_eq!(
         out,
         vec![
@@ -547,7 +562,7 @@ fn a_restarted_agent_recovers_its_tasks_and_resends_unacknowledged_updates() {
             7,
             &fid(),
             &eid("t1"),
-            true,
+            &[TaskId::new("t1")],
             vec![status("t1", pb::TaskState::TaskRunning, 2)],
             &mut out,
         )
@@ -613,7 +628,15 @@ fn a_recovered_executor_that_never_comes_back_is_killed_and_its_task_failed() {
     let mut out = Vec::new();
     assert!(
         state
-            .on_executor_subscribe(later, 9, &fid(), &eid("t1"), true, Vec::new(), &mut out)
+            .on_executor_subscribe(
+                later,
+                9,
+                &fid(),
+                &eid("t1"),
+                &[TaskId::new("t1")],
+                Vec::new(),
+                &mut out
+            )
             .is_err()
     );
 }
@@ -626,7 +649,7 @@ fn a_recovered_executor_that_exited_while_the_agent_was_down_fails_its_task() {
     persist(&mut store, &subscribe(&mut state, "t1", 1));
     let (mut state, _) = restart(&store, T0);
     let mut out = Vec::new();
-    state.on_executor_exited(T0, &fid(), &eid("t1"), "gone".into(), &mut out);
+    state.on_executor_exited(T0, &fid(), &eid("t1"), "gone".into(), None, &mut out);
     let updates = to_master_updates(&out);
     assert!(updates.is_empty(), "not registered yet");
     let task = &state.tasks[&(fid(), TaskId::new("t1"))];
@@ -645,7 +668,7 @@ fn an_executor_without_its_task_is_launched_after_recovery() {
     let (mut state, _) = restart(&store, T0);
     let mut out = Vec::new();
     state
-        .on_executor_subscribe(T0, 1, &fid(), &eid("t1"), false, Vec::new(), &mut out)
+        .on_executor_subscribe(T0, 1, &fid(), &eid("t1"), &[], Vec::new(), &mut out)
         .expect("known executor");
     assert_eq!(
         executor_events(&out),

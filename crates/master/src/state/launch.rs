@@ -306,16 +306,26 @@ impl Master {
                         named_agent
                     )));
                 }
-                if info.executor.is_some() {
-                    return Err(invalid(format!(
-                        "task {task_id} asks for a custom executor, which this master does not run yet"
-                    )));
-                }
-                let has_command = info
-                    .command
-                    .as_ref()
-                    .is_some_and(|c| c.value.as_ref().is_some_and(|v| !v.trim().is_empty()));
-                if !has_command {
+                let has_value = |c: Option<&pb::CommandInfo>| {
+                    c.is_some_and(|c| c.value.as_ref().is_some_and(|v| !v.trim().is_empty()))
+                };
+                if let Some(executor) = &info.executor {
+                    // A framework's own executor: it needs an id and a program;
+                    // its container is sized by its tasks.
+                    agora_core::ExecutorId::from_field(&executor.executor_id).map_err(|e| {
+                        invalid(format!("task {task_id} has an invalid executor id: {e}"))
+                    })?;
+                    if !has_value(executor.command.as_ref()) {
+                        return Err(invalid(format!(
+                            "task {task_id}'s custom executor has no command to run"
+                        )));
+                    }
+                    if !executor.resources.is_empty() {
+                        return Err(invalid(format!(
+                            "task {task_id}'s custom executor asks for resources of its own, which Agora does not support yet: give them to its tasks"
+                        )));
+                    }
+                } else if !has_value(info.command.as_ref()) {
                     return Err(invalid(format!("task {task_id} has no command to run")));
                 }
                 let resources = Resources::from_proto(&info.resources)

@@ -1425,7 +1425,7 @@ fn task_without_name_or_with_custom_executor_is_refused() {
         &fw,
         launch_call(&fw.id, &[offer_id(&offer)], vec![custom], None),
         ErrKind::InvalidArgument,
-        "custom executor",
+        "invalid executor id",
         pb::TaskState::TaskError,
         pb::task_status::Reason::TaskInvalid,
         &["t2"],

@@ -1,0 +1,221 @@
+//! The agent's side of containers: one per executor run. It picks the
+//! isolator at start (cgroups where usable, else posix with a warning),
+//! creates a container's cgroups with limits before its executor starts,
+//! grows them when a custom executor takes more tasks, reads statistics,
+//! and destroys the container (killing whatever is left) when the executor
+//! is gone. The executor process joins the container itself
+//! (see [`crate::launch`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use agora_core::{ExecutorId, FrameworkId, Resources};
+use agora_isolation::{Container, IsolationConfig, Isolator, Limits, ResourceStatistics};
+
+use crate::launch::{CgroupsSpec, FetcherSpec};
+
+/// Isolation and launch settings of an agent (its `--isolation`,
+/// `--switch-user`, fetcher and environment flags).
+#[derive(Debug, Clone)]
+pub struct ContainerOptions {
+    /// Mesos-style `--isolation` value.
+    pub isolation: String,
+    pub cgroups_root: String,
+    pub enable_cfs: bool,
+    /// Run tasks as their framework's (or command's) user when the agent is root.
+    pub switch_user: bool,
+    pub fetcher: FetcherSpec,
+    /// `--executor-environment-variables`.
+    pub executor_environment: BTreeMap<String, String>,
+    /// `--container-disk-watch-interval`, seconds.
+    pub disk_watch_interval_secs: f64,
+    /// `--container-pids-limit`: processes and threads a container may hold
+    /// (cgroups/pids), so that a fork bomb stays inside its container.
+    pub pids_limit: u64,
+}
+
+impl Default for ContainerOptions {
+    fn default() -> Self {
+        Self {
+            isolation: DEFAULT_ISOLATION.to_string(),
+            cgroups_root: "agora".to_string(),
+            enable_cfs: false,
+            switch_user: true,
+            fetcher: FetcherSpec {
+                cache_dir: None,
+                cache_max_bytes: 2 << 30,
+                stall_timeout_secs: 60.0,
+                max_download_bytes: None,
+                frameworks_home: None,
+            },
+            executor_environment: BTreeMap::new(),
+            disk_watch_interval_secs: 15.0,
+            pids_limit: DEFAULT_PIDS_LIMIT,
+        }
+    }
+}
+
+/// Enough for any sane task, few enough to stop a fork bomb.
+pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
+
+/// Agora isolates by default: cpu, memory and pids cgroups plus disk
+/// accounting, falling back to posix (with a warning) where cgroups are
+/// not usable (not root, not mounted).
+pub const DEFAULT_ISOLATION: &str = "cgroups/cpu,cgroups/mem,cgroups/pids,disk/du";
+
+/// Executor overhead Mesos adds to a command executor's container is not
+/// added here: the executor stays outside the container, which holds only
+/// the task's process tree.
+pub struct Containers {
+    isolator: Isolator,
+    config: IsolationConfig,
+    /// The `--isolation` value in effect (after any fallback).
+    effective: String,
+    disk: bool,
+    live: HashMap<(FrameworkId, ExecutorId), Container>,
+    pids_limit: u64,
+}
+
+impl Containers {
+    /// Picks the isolator. A bad `--isolation` value is an error (the CLI
+    /// validates it first); unusable cgroups fall back to posix.
+    pub fn new(options: &ContainerOptions) -> Result<Self, agora_isolation::IsolationError> {
+        let mut config = IsolationConfig::from_isolation(&options.isolation)?;
+        config.cgroups_root = options.cgroups_root.clone();
+        config.enable_cfs = options.enable_cfs;
+        let disk = config.isolators.disk;
+        let (isolator, effective) = if config.isolators.uses_cgroups() {
+            match Isolator::new(config.clone()) {
+                Ok(isolator) => (isolator, options.isolation.clone()),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        isolation = %options.isolation,
+                        "cgroups are not usable here; falling back to posix isolation (no cpu, memory or pids limits are enforced)"
+                    );
+                    config.isolators = config.isolators.posix_fallback();
+                    (Isolator::posix(), "posix/cpu,posix/mem".to_string())
+                }
+            }
+        } else {
+            (Isolator::posix(), options.isolation.clone())
+        };
+        tracing::info!(isolation = %effective, "container isolation");
+        Ok(Self {
+            isolator,
+            config,
+            effective,
+            disk,
+            live: HashMap::new(),
+            pids_limit: options.pids_limit,
+        })
+    }
+
+    /// Whether containers get cgroups (else the executor runs tasks plainly).
+    pub fn uses_cgroups(&self) -> bool {
+        self.config.isolators.uses_cgroups()
+    }
+
+    pub fn checks_disk(&self) -> bool {
+        self.disk
+    }
+
+    /// Creates the container of an executor run, sized for `resources`.
+    /// Returns what the executor needs to join it.
+    pub fn create(
+        &mut self,
+        key: (FrameworkId, ExecutorId),
+        container_id: &str,
+        resources: &Resources,
+    ) -> Result<Option<CgroupsSpec>, agora_isolation::IsolationError> {
+        let container = self
+            .isolator
+            .create(container_id, &limits(resources, self.pids_limit))?;
+        self.live.insert(key, container);
+        Ok(self.uses_cgroups().then(|| CgroupsSpec {
+            isolation: self.effective.clone(),
+            cgroups_root: self.config.cgroups_root.clone(),
+            enable_cfs: self.config.enable_cfs,
+            container_id: container_id.to_string(),
+        }))
+    }
+
+    /// Re-attaches to the container of an executor found alive at recovery.
+    pub fn recover(&mut self, key: (FrameworkId, ExecutorId), container_id: &str) {
+        match self.isolator.open(container_id) {
+            Ok(container) => {
+                self.live.insert(key, container);
+            }
+            Err(e) => {
+                tracing::debug!(container_id, error = %e, "no container to re-attach to")
+            }
+        }
+    }
+
+    /// New limits, when a custom executor's tasks change.
+    pub fn update(&mut self, key: &(FrameworkId, ExecutorId), resources: &Resources) {
+        if let Some(container) = self.live.get(key)
+            && let Err(e) = self
+                .isolator
+                .update(container, &limits(resources, self.pids_limit))
+        {
+            tracing::warn!(executor_id = %key.1, error = %e, "cannot update the container's limits");
+        }
+    }
+
+    /// Whether the kernel's OOM killer struck inside the container.
+    pub fn oom_killed(&self, key: &(FrameworkId, ExecutorId)) -> bool {
+        self.live.get(key).is_some_and(Container::oom_killed)
+    }
+
+    /// Kills everything in the container and removes it.
+    pub fn destroy(&mut self, key: &(FrameworkId, ExecutorId)) {
+        if let Some(container) = self.live.remove(key)
+            && let Err(e) = container.destroy()
+        {
+            tracing::warn!(executor_id = %key.1, error = %e, "cannot destroy the container");
+        }
+    }
+
+    /// Statistics of one container, with its sandbox's disk use.
+    pub fn stats(
+        &self,
+        key: &(FrameworkId, ExecutorId),
+        sandbox: Option<&Path>,
+        resources: &Resources,
+    ) -> Option<ResourceStatistics> {
+        let container = self.live.get(key)?;
+        let mut stats = container.stats();
+        if self.disk
+            && let Some(sandbox) = sandbox
+        {
+            stats.disk_used_bytes = agora_isolation::disk_usage(sandbox).ok();
+        }
+        let disk = resources.scalar_value("disk");
+        if disk > 0.0 {
+            stats.disk_limit_bytes = Some((disk * 1024.0 * 1024.0) as u64);
+        }
+        Some(stats)
+    }
+
+    pub fn keys(&self) -> Vec<(FrameworkId, ExecutorId)> {
+        self.live.keys().cloned().collect()
+    }
+}
+
+/// Limits for a container holding `resources`. Memory in MB as Mesos
+/// counts it; no memory resource means no memory limit.
+pub fn limits(resources: &Resources, pids_limit: u64) -> Limits {
+    let mem = resources.scalar_value("mem");
+    Limits {
+        cpus: resources.scalar_value("cpus"),
+        mem_bytes: (mem > 0.0).then_some((mem * 1024.0 * 1024.0) as u64),
+        pids_max: Some(pids_limit),
+    }
+}
+
+/// Where the agent keeps what a launch wrapper could not do (see
+/// `agora executor`): read once by the agent when the executor exits.
+pub fn launch_failure_path(sandbox: &Path) -> PathBuf {
+    sandbox.join(".agora-launch-failure")
+}

@@ -1,0 +1,89 @@
+//! A framework's own executor (`TaskInfo.executor`, as Spark's). The agent
+//! starts `agora executor` for it too, which joins the container, fetches
+//! the executor's URIs, and then *becomes* the framework's program (exec):
+//! the program runs in the container, as the task user, with the endpoint
+//! and ids it needs to subscribe to the agent in its environment. Nothing
+//! of Agora's keeps running beside it.
+
+use std::os::unix::process::CommandExt;
+
+use agora_proto::v1 as pb;
+
+use super::{ENV_AGENT_ENDPOINT, ExecutorEnv, ExecutorError, prepare};
+use crate::containers::launch_failure_path;
+use crate::launch::{ENV_LAUNCH, LaunchConfig, LaunchFailure};
+
+/// Only returns when the program could not be started.
+pub(crate) async fn become_custom_executor(
+    env: &ExecutorEnv,
+    config: &LaunchConfig,
+    command: pb::CommandInfo,
+) -> ExecutorError {
+    let fail = |fetcher: bool, message: String| {
+        tracing::error!(error = %message, "cannot start the custom executor");
+        let failure = LaunchFailure {
+            fetcher,
+            message: message.clone(),
+        };
+        if let Ok(text) = serde_json::to_string(&failure) {
+            let _ = std::fs::write(launch_failure_path(&env.sandbox), text);
+        }
+        ExecutorError::Launch(message)
+    };
+    match prepare::open_container(config.cgroups.as_ref()) {
+        Ok(Some(container)) => {
+            if let Err(e) = container.add_process(std::process::id()) {
+                return fail(false, format!("cannot join the container: {e}"));
+            }
+        }
+        Ok(None) => {}
+        Err(message) => return fail(false, message),
+    }
+    if let Err(message) = prepare::fetch(&env.sandbox, &command, config).await {
+        return fail(true, message);
+    }
+    let open = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(env.sandbox.join(name))
+    };
+    let (stdout, stderr) = match (open("stdout"), open("stderr")) {
+        (Ok(out), Ok(err)) => (out, err),
+        (Err(e), _) | (_, Err(e)) => {
+            return fail(
+                false,
+                format!("cannot open the sandbox's output files: {e}"),
+            );
+        }
+    };
+    let value = command.value.clone().unwrap_or_default();
+    let mut program = if command.shell.unwrap_or(true) {
+        let mut c = std::process::Command::new("/bin/sh");
+        c.arg("-c").arg(&value);
+        c
+    } else {
+        let mut c = std::process::Command::new(&value);
+        c.args(command.arguments.iter().skip(1));
+        c
+    };
+    let endpoint = env.agent_endpoint.trim_start_matches("http://").to_string();
+    program
+        .current_dir(&env.sandbox)
+        .env_remove(ENV_LAUNCH)
+        .envs(prepare::environment(env, config, &command, None))
+        .env(ENV_AGENT_ENDPOINT, &env.agent_endpoint)
+        .env("MESOS_AGENT_ENDPOINT", endpoint)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    if let Some(user) = &config.user {
+        // std drops supplementary groups (setgroups) when it sets the uid.
+        program.uid(user.uid).gid(user.gid);
+    }
+    let error = program.exec();
+    fail(
+        false,
+        format!("cannot start the executor program '{value}': {error}"),
+    )
+}

@@ -1,0 +1,293 @@
+//! Archive extraction into the sandbox (blocking: callers run it in `spawn_blocking`).
+//!
+//! Invariant: nothing is written outside `dir`. Entries with `..` or absolute paths are errors
+//! (not silently skipped), and no entry is written through a symlink: tar checks that the
+//! canonical parent of each entry is inside `dir`, and for zip we refuse any existing symlink
+//! among an entry's ancestors. Exec bits are kept.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+/// The archive formats Mesos' fetcher extracts, by file name suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArchiveKind {
+    Tar,
+    TarGz,
+    TarBz2,
+    TarXz,
+    Zip,
+    /// A single gzip-compressed file: `x.gz` becomes `x` beside it.
+    Gz,
+}
+
+impl ArchiveKind {
+    /// The kind of archive `name` is, if any (case-insensitive suffix match).
+    pub(crate) fn detect(name: &str) -> Option<Self> {
+        let lower = name.to_ascii_lowercase();
+        let ends = |suffixes: &[&str]| suffixes.iter().any(|s| lower.ends_with(s));
+        if ends(&[".tar.gz", ".tgz"]) {
+            Some(Self::TarGz)
+        } else if ends(&[".tar.bz2", ".tbz2"]) {
+            Some(Self::TarBz2)
+        } else if ends(&[".tar.xz", ".txz"]) {
+            Some(Self::TarXz)
+        } else if ends(&[".tar"]) {
+            Some(Self::Tar)
+        } else if ends(&[".zip"]) {
+            Some(Self::Zip)
+        } else if ends(&[".gz"]) {
+            Some(Self::Gz)
+        } else {
+            None
+        }
+    }
+}
+
+/// Extracts `archive` into `dir`; returns the number of entries written.
+pub(crate) fn extract(archive: &Path, dir: &Path, kind: ArchiveKind) -> Result<usize, String> {
+    let file = File::open(archive).map_err(|e| format!("opening: {e}"))?;
+    let reader = BufReader::with_capacity(1 << 16, file);
+    match kind {
+        ArchiveKind::Tar => untar(reader, dir),
+        ArchiveKind::TarGz => untar(flate2::bufread::MultiGzDecoder::new(reader), dir),
+        ArchiveKind::TarBz2 => untar(bzip2::bufread::MultiBzDecoder::new(reader), dir),
+        ArchiveKind::TarXz => untar_xz(reader, dir),
+        ArchiveKind::Zip => unzip(archive, dir),
+        ArchiveKind::Gz => gunzip(reader, archive),
+    }
+}
+
+/// Rejects absolute paths and `..` anywhere in an entry's path.
+fn check_entry_path(path: &Path) -> Result<(), String> {
+    for component in path.components() {
+        match component {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(format!("entry {} contains '..'", path.display()));
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!("entry {} is an absolute path", path.display()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn untar<R: Read>(reader: R, dir: &Path) -> Result<usize, String> {
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_overwrite(true);
+    archive.set_unpack_xattrs(false);
+    let mut count = 0;
+    for entry in archive.entries().map_err(|e| e.to_string())? {
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        check_entry_path(&path)?;
+        if let Some(target) = entry.link_name().map_err(|e| e.to_string())?
+            && entry.header().entry_type().is_hard_link()
+        {
+            check_entry_path(&target)?;
+        }
+        // `unpack_in` answers false for an entry it refuses to place inside `dir`.
+        let placed = entry
+            .unpack_in(dir)
+            .map_err(|e| format!("entry {}: {e}", path.display()))?;
+        if !placed {
+            return Err(format!(
+                "entry {} would land outside the sandbox",
+                path.display()
+            ));
+        }
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// xz has no pure-Rust `Read` adapter in lzma-rs, so one thread decompresses into a pipe that
+/// the tar reader consumes; dropping the reader on a tar error ends the writer with EPIPE.
+fn untar_xz<R: io::BufRead + Send + 'static>(reader: R, dir: &Path) -> Result<usize, String> {
+    let (pipe_reader, mut pipe_writer) = io::pipe().map_err(|e| format!("creating pipe: {e}"))?;
+    let decompressor = std::thread::Builder::new()
+        .name("xz-decompress".to_owned())
+        .spawn(move || {
+            let mut reader = reader;
+            lzma_rs::xz_decompress(&mut reader, &mut pipe_writer)
+        })
+        .map_err(|e| format!("starting decompressor: {e}"))?;
+    let untarred = untar(BufReader::with_capacity(1 << 16, pipe_reader), dir);
+    let decompressed = decompressor
+        .join()
+        .map_err(|_| "xz decompressor panicked".to_owned())?;
+    match (untarred, decompressed) {
+        (Ok(count), Ok(())) => Ok(count),
+        // A tar error closes the pipe, so the decompressor's error is only a consequence.
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(format!("xz: {e}")),
+    }
+}
+
+fn gunzip<R: io::BufRead>(reader: R, archive: &Path) -> Result<usize, String> {
+    let name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = &name[..name.len().saturating_sub(3)];
+    if stem.is_empty() || stem == "." || stem == ".." {
+        return Err(format!(
+            "no file name left after removing .gz from {name:?}"
+        ));
+    }
+    let out_path = archive.with_file_name(stem);
+    let mut out = create_fresh(&out_path)?;
+    let mut decoder = flate2::bufread::MultiGzDecoder::new(reader);
+    io::copy(&mut decoder, &mut out).map_err(|e| format!("gunzip: {e}"))?;
+    Ok(1)
+}
+
+/// Creates a new regular file at `path`, replacing (not following) whatever was there.
+fn create_fresh(path: &Path) -> Result<File, String> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(format!("{} is a directory", path.display()));
+        }
+        Ok(_) => fs::remove_file(path).map_err(|e| format!("replacing {}: {e}", path.display()))?,
+        Err(_) => {}
+    }
+    File::create_new(path).map_err(|e| format!("creating {}: {e}", path.display()))
+}
+
+/// Refuses a path under `dir` with a symlink among its ancestors (below `dir`).
+fn check_no_symlink_ancestor(dir: &Path, rel: &Path) -> Result<(), String> {
+    let mut at = dir.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for part in parts.iter().take(parts.len().saturating_sub(1)) {
+        at.push(part);
+        if let Ok(meta) = fs::symlink_metadata(&at)
+            && meta.file_type().is_symlink()
+        {
+            return Err(format!(
+                "entry {} would be written through the symlink {}",
+                rel.display(),
+                at.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn unzip(archive: &Path, dir: &Path) -> Result<usize, String> {
+    let file = File::open(archive).map_err(|e| format!("opening: {e}"))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| e.to_string())?;
+    for index in 0..zip.len() {
+        let mut entry = zip.by_index(index).map_err(|e| e.to_string())?;
+        let rel = PathBuf::from(entry.name().map_err(|e| e.to_string())?.into_owned());
+        check_entry_path(&rel)?;
+        check_no_symlink_ancestor(dir, &rel)?;
+        let out = dir.join(&rel);
+        if entry.is_dir() {
+            fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+            continue;
+        }
+        if let Some(parent) = out.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        }
+        if entry.is_symlink() {
+            let mut target = String::new();
+            entry
+                .read_to_string(&mut target)
+                .map_err(|e| format!("entry {}: {e}", rel.display()))?;
+            if fs::symlink_metadata(&out).is_ok() {
+                fs::remove_file(&out).map_err(|e| format!("replacing {}: {e}", out.display()))?;
+            }
+            std::os::unix::fs::symlink(&target, &out)
+                .map_err(|e| format!("creating symlink {}: {e}", out.display()))?;
+            continue;
+        }
+        let mut writer = create_fresh(&out)?;
+        io::copy(&mut entry, &mut writer).map_err(|e| format!("entry {}: {e}", rel.display()))?;
+        if let Some(mode) = entry.unix_mode() {
+            fs::set_permissions(&out, fs::Permissions::from_mode(mode & 0o7777))
+                .map_err(|e| format!("setting mode of {}: {e}", out.display()))?;
+        }
+    }
+    Ok(zip.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_kinds() {
+        let cases = [
+            ("a.tar", Some(ArchiveKind::Tar)),
+            ("a.tar.gz", Some(ArchiveKind::TarGz)),
+            ("a.TGZ", Some(ArchiveKind::TarGz)),
+            ("a.tar.bz2", Some(ArchiveKind::TarBz2)),
+            ("a.tbz2", Some(ArchiveKind::TarBz2)),
+            ("a.tar.xz", Some(ArchiveKind::TarXz)),
+            ("a.txz", Some(ArchiveKind::TarXz)),
+            ("a.zip", Some(ArchiveKind::Zip)),
+            ("a.gz", Some(ArchiveKind::Gz)),
+            ("a.sh", None),
+            ("tar", None),
+        ];
+        for (name, kind) in cases {
+            assert_eq!(ArchiveKind::detect(name), kind, "{name}");
+        }
+    }
+
+    #[test]
+    fn entry_paths() {
+        assert!(check_entry_path(Path::new("a/b")).is_ok());
+        assert!(check_entry_path(Path::new("./a")).is_ok());
+        assert!(check_entry_path(Path::new("../a")).is_err());
+        assert!(check_entry_path(Path::new("a/../../b")).is_err());
+        assert!(check_entry_path(Path::new("/etc/x")).is_err());
+    }
+
+    #[test]
+    fn tar_symlink_write_through_is_refused() {
+        let outside = tempfile::tempdir().expect("tempdir");
+        let sandbox = tempfile::tempdir().expect("tempdir");
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        link.set_mode(0o777);
+        builder
+            .append_link(&mut link, "escape", outside.path())
+            .expect("append link");
+        let data = b"pwned";
+        let mut file = tar::Header::new_gnu();
+        file.set_size(data.len() as u64);
+        file.set_mode(0o644);
+        builder
+            .append_data(&mut file, "escape/evil", &data[..])
+            .expect("append file");
+        let bytes = builder.into_inner().expect("finish tar");
+        let result = untar(&bytes[..], sandbox.path());
+        assert!(result.is_err(), "write through symlink accepted");
+        assert!(!outside.path().join("evil").exists());
+    }
+
+    #[test]
+    fn gunzip_strips_suffix() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let archive = dir.path().join("notes.txt.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(b"hello").expect("compress");
+        fs::write(&archive, enc.finish().expect("finish")).expect("write");
+        assert_eq!(extract(&archive, dir.path(), ArchiveKind::Gz), Ok(1));
+        assert_eq!(
+            fs::read(dir.path().join("notes.txt")).expect("read"),
+            b"hello"
+        );
+        assert!(archive.exists(), "the archive stays, as in mesos");
+    }
+}

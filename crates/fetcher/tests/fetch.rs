@@ -1,0 +1,645 @@
+//! The fetcher against a local HTTP server: formats, cache, limits, and sandbox safety.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use agora_fetcher::{FetchError, FetchUri, FetcherConfig, cache_stats, fetch_all};
+use support::{Entry, Server};
+
+const SCRIPT: &[u8] = b"#!/bin/sh\necho hello from agora\n";
+
+async fn fetch(
+    uris: &[FetchUri],
+    sandbox: &Path,
+    config: &FetcherConfig,
+) -> (Result<Vec<std::path::PathBuf>, FetchError>, String) {
+    let mut log = Vec::new();
+    let result = fetch_all(uris, sandbox, config, &mut log).await;
+    (result, String::from_utf8_lossy(&log).into_owned())
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
+}
+
+/// Names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn tar_gz_over_http_extracts_a_script_that_runs() {
+    let server = Server::start().await;
+    let archive = support::gzip(&support::tar(&[Entry {
+        path: "bin/run.sh",
+        mode: 0o755,
+        data: SCRIPT,
+    }]));
+    server.add("pkg.tar.gz", archive);
+    let sandbox = tempfile::tempdir().expect("tempdir");
+
+    let (result, log) = fetch(
+        &[FetchUri::new(server.url("pkg.tar.gz"))],
+        sandbox.path(),
+        &FetcherConfig::default(),
+    )
+    .await;
+
+    let landed = result.expect("fetch");
+    assert_eq!(landed, vec![sandbox.path().join("pkg.tar.gz")]);
+    assert!(landed[0].exists(), "the archive stays, as in mesos");
+    let script = sandbox.path().join("bin/run.sh");
+    assert_eq!(mode(&script), 0o755);
+    let output = std::process::Command::new(&script)
+        .output()
+        .expect("run the script");
+    assert!(output.status.success());
+    assert_eq!(output.stdout, b"hello from agora\n");
+    assert!(log.contains("fetching http://"), "{log}");
+    assert!(log.contains("downloaded"), "{log}");
+    assert!(log.contains("extracted 1 entries"), "{log}");
+}
+
+#[tokio::test]
+async fn every_archive_format_extracts_with_exec_bits() {
+    let server = Server::start().await;
+    let entries = [
+        Entry {
+            path: "d/run.sh",
+            mode: 0o755,
+            data: SCRIPT,
+        },
+        Entry {
+            path: "d/data.txt",
+            mode: 0o644,
+            data: b"data",
+        },
+    ];
+    let tar = support::tar(&entries);
+    let archives = [
+        ("a.tar", tar.clone()),
+        ("a.tgz", support::gzip(&tar)),
+        ("a.tar.bz2", support::bzip2(&tar)),
+        ("a.tbz2", support::bzip2(&tar)),
+        ("a.tar.xz", support::xz(&tar)),
+        ("a.txz", support::xz(&tar)),
+        ("a.zip", support::zip(&entries)),
+    ];
+    for (name, bytes) in archives {
+        server.add(name, bytes);
+        let sandbox = tempfile::tempdir().expect("tempdir");
+        let (result, log) = fetch(
+            &[FetchUri::new(server.url(name))],
+            sandbox.path(),
+            &FetcherConfig::default(),
+        )
+        .await;
+        result.unwrap_or_else(|e| panic!("{name}: {e}\n{log}"));
+        let dir = sandbox.path().join("d");
+        assert_eq!(
+            std::fs::read(dir.join("data.txt")).expect(name),
+            b"data",
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::read(dir.join("run.sh")).expect(name),
+            SCRIPT,
+            "{name}"
+        );
+        assert_eq!(mode(&dir.join("run.sh")), 0o755, "{name}");
+        assert_eq!(mode(&dir.join("data.txt")), 0o644, "{name}");
+    }
+
+    // A lone .gz is gunzipped beside itself.
+    server.add("notes.txt.gz", support::gzip(b"plain notes"));
+    let sandbox = tempfile::tempdir().expect("tempdir");
+    let (result, _) = fetch(
+        &[FetchUri::new(server.url("notes.txt.gz"))],
+        sandbox.path(),
+        &FetcherConfig::default(),
+    )
+    .await;
+    result.expect("fetch .gz");
+    assert_eq!(
+        std::fs::read(sandbox.path().join("notes.txt")).expect("gunzipped"),
+        b"plain notes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_fetchers_download_once() {
+    let server = Server::start().await;
+    let body = support::gzip(&support::tar(&[Entry {
+        path: "spark/bin/spark-class",
+        mode: 0o755,
+        data: &support::noise(256 * 1024, 7),
+    }]));
+    server.add("spark.tgz", body);
+    let cache = tempfile::tempdir().expect("cache dir");
+    let config = FetcherConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        ..FetcherConfig::default()
+    };
+    // The slow route keeps the first download going while the others queue on the lock.
+    let uri = FetchUri {
+        cache: true,
+        ..FetchUri::new(server.url_at("slow", "spark.tgz"))
+    };
+    let root = tempfile::tempdir().expect("sandboxes");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let sandbox = root.path().join(format!("s{i}"));
+        std::fs::create_dir(&sandbox).expect("sandbox");
+        let (uri, config) = (uri.clone(), config.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut log = Vec::new();
+            fetch_all(&[uri], &sandbox, &config, &mut log)
+                .await
+                .map(|_| sandbox)
+        }));
+    }
+    let mut hits = 0;
+    for task in tasks {
+        let sandbox = task.await.expect("join").expect("fetch");
+        assert_eq!(mode(&sandbox.join("spark/bin/spark-class")), 0o755);
+        assert!(sandbox.join("spark.tgz").exists());
+        hits += 1;
+    }
+    assert_eq!(hits, 20);
+    assert_eq!(
+        server.count_path("/slow/spark.tgz"),
+        1,
+        "one download for twenty fetchers"
+    );
+    assert_eq!(cache_stats(&config).entries, 1);
+}
+
+#[tokio::test]
+async fn least_recently_used_entries_are_evicted_within_the_bound() {
+    let server = Server::start().await;
+    for name in ["a.bin", "b.bin", "c.bin"] {
+        server.add(
+            name,
+            support::noise(1000, name.len() as u64 + name.as_bytes()[0] as u64),
+        );
+    }
+    server.add("huge.bin", support::noise(3000, 3));
+    let cache = tempfile::tempdir().expect("cache dir");
+    let config = FetcherConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        cache_max_bytes: 2500,
+        ..FetcherConfig::default()
+    };
+    let cached = |name: &str| FetchUri {
+        cache: true,
+        ..FetchUri::new(server.url(name))
+    };
+    let sandbox = tempfile::tempdir().expect("sandbox");
+    for name in ["a.bin", "b.bin", "c.bin"] {
+        let (result, log) = fetch(&[cached(name)], sandbox.path(), &config).await;
+        result.unwrap_or_else(|e| panic!("{e}\n{log}"));
+        assert!(cache_stats(&config).bytes <= 2500);
+    }
+    let stats = cache_stats(&config);
+    assert_eq!((stats.entries, stats.bytes), (2, 2000));
+
+    // b and c are cached, a was evicted (the oldest).
+    let (result, _) = fetch(&[cached("b.bin"), cached("c.bin")], sandbox.path(), &config).await;
+    result.expect("refetch");
+    assert_eq!((server.count("b.bin"), server.count("c.bin")), (1, 1));
+    let (result, _) = fetch(&[cached("a.bin")], sandbox.path(), &config).await;
+    result.expect("refetch a");
+    assert_eq!(server.count("a.bin"), 2);
+    assert!(cache_stats(&config).bytes <= 2500);
+
+    // An entry larger than the whole cache is delivered but not cached.
+    let before = cache_stats(&config);
+    let (result, _) = fetch(&[cached("huge.bin")], sandbox.path(), &config).await;
+    result.expect("huge");
+    assert_eq!(
+        std::fs::read(sandbox.path().join("huge.bin"))
+            .expect("huge")
+            .len(),
+        3000
+    );
+    assert_eq!(cache_stats(&config), before);
+}
+
+#[tokio::test]
+async fn corrupt_cache_entry_falls_back_to_a_download() {
+    let server = Server::start().await;
+    server.add("x.bin", b"good bytes".to_vec());
+    let cache = tempfile::tempdir().expect("cache dir");
+    let config = FetcherConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        ..FetcherConfig::default()
+    };
+    let uri = FetchUri {
+        cache: true,
+        ..FetchUri::new(server.url("x.bin"))
+    };
+    let sandbox = tempfile::tempdir().expect("sandbox");
+    fetch(std::slice::from_ref(&uri), sandbox.path(), &config)
+        .await
+        .0
+        .expect("first");
+    // Truncate every entry behind the cache's back.
+    for name in listing(&cache.path().join("entries")) {
+        if !name.contains('.') {
+            std::fs::write(cache.path().join("entries").join(name), b"bad").expect("corrupt");
+        }
+    }
+    let sandbox2 = tempfile::tempdir().expect("sandbox");
+    fetch(&[uri], sandbox2.path(), &config)
+        .await
+        .0
+        .expect("second");
+    assert_eq!(
+        std::fs::read(sandbox2.path().join("x.bin")).expect("read"),
+        b"good bytes"
+    );
+    assert_eq!(server.count("x.bin"), 2);
+}
+
+#[tokio::test]
+async fn connection_refused_names_the_uri_quickly() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let uri = format!("http://127.0.0.1:{port}/x.tgz");
+    let sandbox = tempfile::tempdir().expect("sandbox");
+    let started = Instant::now();
+    let (result, log) = fetch(
+        &[FetchUri::new(&uri)],
+        sandbox.path(),
+        &FetcherConfig::default(),
+    )
+    .await;
+    let err = result.expect_err("closed port");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        err.to_string(),
+        format!("fetching {uri}: connection refused")
+    );
+    assert_eq!(err.uri(), uri);
+    assert!(log.contains("connection refused"), "{log}");
+    assert_eq!(
+        listing(sandbox.path()),
+        Vec::<String>::new(),
+        "no partial file"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_download_fails_after_the_stall_timeout() {
+    let server = Server::start().await;
+    server.add("slow.bin", support::noise(1 << 16, 5));
+    let config = FetcherConfig {
+        stall_timeout: Duration::from_millis(300),
+        ..FetcherConfig::default()
+    };
+    let sandbox = tempfile::tempdir().expect("sandbox");
+    let started = Instant::now();
+    let (result, _) = fetch(
+        &[FetchUri::new(server.url_at("stall", "slow.bin"))],
+        sandbox.path(),
+        &config,
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let err = result.expect_err("stall");
+    assert!(matches!(err, FetchError::Stalled { .. }), "{err}");
+    assert!(err.to_string().contains("stalled"), "{err}");
+    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert_eq!(
+        listing(sandbox.path()),
+        Vec::<String>::new(),
+        "no partial file"
+    );
+}
+
+#[tokio::test]
+async fn downloads_over_the_size_limit_fail() {
+    let server = Server::start().await;
+    server.add("big.bin", support::noise(20_000, 9));
+    let config = FetcherConfig {
+        max_download_bytes: Some(10_000),
+        ..FetcherConfig::default()
+    };
+    let sandbox = tempfile::tempdir().expect("sandbox");
+    // By Content-Length, and by counting a body without one.
+    for uri in [server.url("big.bin"), server.url_at("chunked", "big.bin")] {
+        let (result, _) = fetch(&[FetchUri::new(&uri)], sandbox.path(), &config).await;
+        let err = result.expect_err("too large");
+        assert!(
+            matches!(err, FetchError::TooLarge { limit: 10_000, .. }),
+            "{err}"
+        );
+    }
+    assert_eq!(listing(sandbox.path()), Vec::<String>::new());
+    // Under the limit, the chunked route works.
+    server.add("small.bin", support::noise(5_000, 9));
+    let (result, _) = fetch(
+        &[FetchUri::new(server.url_at("chunked", "small.bin"))],
+        sandbox.path(),
+        &config,
+    )
+    .await;
+    result.expect("small");
+    assert_eq!(
+        std::fs::read(sandbox.path().join("small.bin"))
+            .expect("small")
+            .len(),
+        5_000
+    );
+}
+
+#[tokio::test]
+async fn output_file_cannot_leave_the_sandbox() {
+    let server = Server::start().await;
+    server.add("x.bin", b"x".to_vec());
+    let root = tempfile::tempdir().expect("root");
+    let sandbox = root.path().join("sandbox");
+    std::fs::create_dir(&sandbox).expect("sandbox");
+    let escape = root.path().join("escaped");
+    for output in [
+        "../escaped",
+        "a/../../escaped",
+        escape.to_str().expect("utf-8"),
+    ] {
+        let uri = FetchUri {
+            output_file: Some(output.to_owned()),
+            ..FetchUri::new(server.url("x.bin"))
+        };
+        let (result, _) = fetch(&[uri], &sandbox, &FetcherConfig::default()).await;
+        let err = result.expect_err(output);
+        assert!(matches!(err, FetchError::InvalidUri { .. }), "{err}");
+    }
+    assert_eq!(listing(root.path()), vec!["sandbox".to_owned()]);
+    assert_eq!(server.count("x.bin"), 0, "rejected before any download");
+
+    // A symlink out of the sandbox, extracted by an earlier URI, does not redirect a later one.
+    let outside = root.path().join("outside");
+    std::fs::create_dir(&outside).expect("outside dir");
+    server.add("link.tar", support::tar_symlink("lib", &outside));
+    let through = FetchUri {
+        output_file: Some("lib/sub/x.bin".to_owned()),
+        ..FetchUri::new(server.url("x.bin"))
+    };
+    let (result, _) = fetch(
+        &[FetchUri::new(server.url("link.tar")), through],
+        &sandbox,
+        &FetcherConfig::default(),
+    )
+    .await;
+    let err = result.expect_err("through a symlink");
+    assert!(err.to_string().contains("symlink"), "{err}");
+    assert_eq!(listing(&outside), Vec::<String>::new());
+
+    // A relative output_file with directories is fine.
+    let uri = FetchUri {
+        output_file: Some("conf/renamed.bin".to_owned()),
+        ..FetchUri::new(server.url("x.bin"))
+    };
+    let (result, _) = fetch(&[uri], &sandbox, &FetcherConfig::default()).await;
+    assert_eq!(
+        result.expect("renamed"),
+        vec![sandbox.join("conf/renamed.bin")]
+    );
+}
+
+#[tokio::test]
+async fn archive_entries_cannot_leave_the_sandbox() {
+    let server = Server::start().await;
+    let elsewhere = tempfile::tempdir().expect("elsewhere");
+    let absolute = elsewhere.path().join("abs-evil");
+    server.add("evil.tar", support::tar_raw_name("../evil", b"pwned"));
+    server.add(
+        "evil.tgz",
+        support::gzip(&support::tar_raw_name("../evil", b"pwned")),
+    );
+    server.add(
+        "abs.tar",
+        support::tar_raw_name(absolute.to_str().expect("utf-8 temp path"), b"pwned"),
+    );
+    server.add(
+        "evil.zip",
+        support::zip(&[Entry {
+            path: "../evil",
+            mode: 0o644,
+            data: b"pwned",
+        }]),
+    );
+    for name in ["evil.tar", "evil.tgz", "abs.tar", "evil.zip"] {
+        let root = tempfile::tempdir().expect("root");
+        let sandbox = root.path().join("sandbox");
+        std::fs::create_dir(&sandbox).expect("sandbox");
+        let (result, _) = fetch(
+            &[FetchUri::new(server.url(name))],
+            &sandbox,
+            &FetcherConfig::default(),
+        )
+        .await;
+        let err = result.expect_err(name);
+        assert!(matches!(err, FetchError::Extract { .. }), "{name}: {err}");
+        assert!(err.to_string().contains(name), "{err}");
+        assert_eq!(listing(root.path()), vec!["sandbox".to_owned()], "{name}");
+    }
+    assert!(!absolute.exists());
+}
+
+#[tokio::test]
+async fn executable_sets_0755_and_skips_extraction() {
+    let server = Server::start().await;
+    server.add(
+        "tool.tgz",
+        support::gzip(&support::tar(&[Entry {
+            path: "inner",
+            mode: 0o644,
+            data: b"i",
+        }])),
+    );
+    let sandbox = tempfile::tempdir().expect("sandbox");
+    let uri = FetchUri {
+        executable: true,
+        ..FetchUri::new(server.url("tool.tgz"))
+    };
+    let (result, _) = fetch(&[uri], sandbox.path(), &FetcherConfig::default()).await;
+    result.expect("fetch");
+    assert_eq!(mode(&sandbox.path().join("tool.tgz")), 0o755);
+    assert!(!sandbox.path().join("inner").exists());
+
+    // extract: false also leaves the archive alone.
+    let sandbox = tempfile::tempdir().expect("sandbox");
+    let uri = FetchUri {
+        extract: false,
+        ..FetchUri::new(server.url("tool.tgz"))
+    };
+    fetch(&[uri], sandbox.path(), &FetcherConfig::default())
+        .await
+        .0
+        .expect("fetch");
+    assert_eq!(listing(sandbox.path()), vec!["tool.tgz".to_owned()]);
+}
+
+#[tokio::test]
+async fn local_files_are_copied_in_order() {
+    let src = tempfile::tempdir().expect("src");
+    std::fs::write(src.path().join("a.txt"), b"a").expect("write");
+    std::fs::write(src.path().join("b.txt"), b"b").expect("write");
+    std::fs::write(
+        src.path().join("c.tgz"),
+        support::gzip(&support::tar(&[Entry {
+            path: "c",
+            mode: 0o644,
+            data: b"c",
+        }])),
+    )
+    .expect("write");
+    let sandbox = tempfile::tempdir().expect("sandbox");
+    let config = FetcherConfig {
+        frameworks_home: Some(src.path().to_owned()),
+        ..FetcherConfig::default()
+    };
+    let uris = [
+        FetchUri::new(format!("file://{}", src.path().join("a.txt").display())),
+        FetchUri::new(src.path().join("b.txt").display().to_string()),
+        FetchUri::new("c.tgz"),
+    ];
+    let (result, _) = fetch(&uris, sandbox.path(), &config).await;
+    let landed = result.expect("copy");
+    assert_eq!(landed.len(), 3);
+    assert_eq!(listing(sandbox.path()), ["a.txt", "b.txt", "c", "c.tgz"]);
+    assert_eq!(std::fs::read(sandbox.path().join("c")).expect("c"), b"c");
+
+    // Without a frameworks home a relative path is an error; so is a missing file.
+    let (result, _) = fetch(
+        &[FetchUri::new("c.tgz")],
+        sandbox.path(),
+        &FetcherConfig::default(),
+    )
+    .await;
+    assert!(matches!(result, Err(FetchError::InvalidUri { .. })));
+    let missing = src.path().join("missing.txt").display().to_string();
+    let (result, _) = fetch(&[FetchUri::new(&missing)], sandbox.path(), &config).await;
+    assert!(matches!(result, Err(FetchError::Io { .. })));
+}
+
+#[tokio::test]
+async fn bad_schemes_and_statuses_are_errors() {
+    let server = Server::start().await;
+    let sandbox = tempfile::tempdir().expect("sandbox");
+    let config = FetcherConfig::default();
+    let (result, _) = fetch(&[FetchUri::new("hdfs://nn/x.tgz")], sandbox.path(), &config).await;
+    let err = result.expect_err("hdfs");
+    assert_eq!(
+        err.to_string(),
+        "fetching hdfs://nn/x.tgz: unsupported scheme \"hdfs\""
+    );
+    let missing = server.url("nothing.tgz");
+    let (result, _) = fetch(&[FetchUri::new(&missing)], sandbox.path(), &config).await;
+    let err = result.expect_err("404");
+    assert_eq!(
+        err.to_string(),
+        format!("fetching {missing}: http status 404")
+    );
+    let (result, _) = fetch(
+        &[FetchUri::new(format!("http://{}/", server.addr))],
+        sandbox.path(),
+        &config,
+    )
+    .await;
+    assert!(matches!(result, Err(FetchError::InvalidUri { .. })));
+}
+
+const CHILD_ENV: &str = "AGORA_FETCHER_TEST_CHILD";
+
+/// The child side of `fetchers_in_other_processes_share_one_download`: a no-op unless that
+/// test started this process with the URI, cache and sandbox in the environment.
+#[tokio::test]
+async fn cross_process_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.split('\n').collect();
+    let [uri, cache, sandbox] = parts[..] else {
+        panic!("bad {CHILD_ENV}: {spec:?}");
+    };
+    let config = FetcherConfig {
+        cache_dir: Some(cache.into()),
+        ..FetcherConfig::default()
+    };
+    let uri = FetchUri {
+        cache: true,
+        ..FetchUri::new(uri)
+    };
+    let (result, log) = fetch(&[uri], Path::new(sandbox), &config).await;
+    result.unwrap_or_else(|e| panic!("{e}\n{log}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetchers_in_other_processes_share_one_download() {
+    let server = Server::start().await;
+    server.add("shared.bin", support::noise(64 * 1024, 13));
+    let cache = tempfile::tempdir().expect("cache dir");
+    let root = tempfile::tempdir().expect("sandboxes");
+    let exe = std::env::current_exe().expect("test binary");
+    let mut children = Vec::new();
+    for i in 0..4 {
+        let sandbox = root.path().join(format!("p{i}"));
+        std::fs::create_dir(&sandbox).expect("sandbox");
+        let spec = format!(
+            "{}\n{}\n{}",
+            server.url_at("slow", "shared.bin"),
+            cache.path().display(),
+            sandbox.display()
+        );
+        let child = tokio::process::Command::new(&exe)
+            .args(["--exact", "cross_process_child", "--test-threads=1"])
+            .env(CHILD_ENV, spec)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn child");
+        children.push((sandbox, child));
+    }
+    for (sandbox, child) in children {
+        let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("child finished in time")
+            .expect("child output");
+        assert!(
+            output.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            std::fs::read(sandbox.join("shared.bin"))
+                .expect("fetched")
+                .len(),
+            64 * 1024
+        );
+    }
+    assert_eq!(
+        server.count_path("/slow/shared.bin"),
+        1,
+        "one download for four processes"
+    );
+}

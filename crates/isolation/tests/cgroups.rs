@@ -1,0 +1,405 @@
+//! Real-cgroup tests: run as root on a machine with cgroups (CI: v1 controllers plus a cgroup2
+//! mount with only hugetlb). Tests are serialised, since `spawn_inside` moves the whole test
+//! process, and each uses its own cgroups root, removed at the end.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use agora_isolation::{Container, IsolationConfig, IsolationError, Isolator, Isolators, Limits};
+
+const MIB: u64 = 1024 * 1024;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn root() -> String {
+    format!("agora-test-{}", std::process::id())
+}
+
+fn isolator(isolation: &str, enable_cfs: bool) -> Isolator {
+    Isolator::new(IsolationConfig {
+        isolators: Isolators::parse(isolation).expect("valid isolation"),
+        cgroups_root: root(),
+        enable_cfs,
+    })
+    .expect("cgroups usable (the tests run as root)")
+}
+
+fn id(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+/// Destroys the container when the test ends, failed or not, then removes the test's cgroups
+/// root where it is empty.
+struct Guard {
+    container: Option<Container>,
+    roots: Vec<PathBuf>,
+}
+
+impl Guard {
+    fn new(isolator: &Isolator, container: Container) -> Guard {
+        Guard {
+            container: Some(container),
+            roots: isolator.roots(),
+        }
+    }
+
+    fn get(&self) -> &Container {
+        self.container.as_ref().expect("not yet destroyed")
+    }
+
+    fn destroy(&mut self) -> Result<(), IsolationError> {
+        match self.container.take() {
+            Some(c) => c.destroy(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Err(e) = self.destroy() {
+            eprintln!("cleanup: {e}");
+        }
+        for root in &self.roots {
+            // Fails while another container of this test still lives there; its guard retries.
+            let _ = fs::remove_dir(root);
+        }
+    }
+}
+
+fn wait_with_deadline(child: &mut Child, deadline: Duration) -> ExitStatus {
+    let start = Instant::now();
+    for _ in 0..100_000 {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "child still running after {deadline:?}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    panic!("child still running");
+}
+
+fn sleeper(container: &Container) -> Child {
+    container
+        .spawn_inside(|| Command::new("sleep").arg("60").spawn())
+        .expect("spawn sleep")
+}
+
+#[test]
+fn memory_limit_oom_kills_only_the_offender() {
+    let _serial = serial();
+    let iso = isolator("cgroups/all", false);
+    let limits = |mem| Limits {
+        cpus: 1.0,
+        mem_bytes: Some(mem),
+        pids_max: None,
+    };
+    let hog = Guard::new(
+        &iso,
+        iso.create(&id("oom"), &limits(32 * MIB)).expect("create"),
+    );
+    let calm = Guard::new(
+        &iso,
+        iso.create(&id("calm"), &limits(64 * MIB)).expect("create"),
+    );
+    let mut neighbour = sleeper(calm.get());
+
+    let mut dd = hog
+        .get()
+        .spawn_inside(|| {
+            Command::new("dd")
+                .args(["if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        })
+        .expect("spawn dd");
+    let status = wait_with_deadline(&mut dd, Duration::from_secs(30));
+    assert_eq!(status.signal(), Some(9), "dd must be SIGKILLed: {status:?}");
+    assert!(hog.get().oom_killed());
+    // Readable; recent kernels do not always count failures of a v1 limit, so not asserted > 0.
+    assert!(hog.get().mem_failcnt().is_some());
+
+    assert!(
+        neighbour.try_wait().expect("try_wait").is_none(),
+        "neighbour died"
+    );
+    assert!(!calm.get().oom_killed());
+    assert_eq!(calm.get().pids(), vec![neighbour.id()]);
+
+    drop(calm);
+    let status = wait_with_deadline(&mut neighbour, Duration::from_secs(10));
+    assert_eq!(status.signal(), Some(9));
+}
+
+#[test]
+fn cfs_quota_caps_a_busy_loop() {
+    let _serial = serial();
+    let iso = isolator("cgroups/cpu", true);
+    let limits = Limits {
+        cpus: 0.5,
+        mem_bytes: None,
+        pids_max: None,
+    };
+    let c = Guard::new(&iso, iso.create(&id("cfs"), &limits).expect("create"));
+    let mut busy = c
+        .get()
+        .spawn_inside(|| {
+            Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+        })
+        .expect("spawn busy loop");
+
+    let cpu = |c: &Container| {
+        let s = c.stats();
+        s.cpus_user_time_secs.expect("user time") + s.cpus_system_time_secs.expect("system time")
+    };
+    let start = Instant::now();
+    let used_before = cpu(c.get());
+    let mut samples = 0;
+    while start.elapsed() < Duration::from_millis(1500) && samples < 1000 {
+        thread::sleep(Duration::from_millis(20));
+        samples += 1;
+    }
+    let used = cpu(c.get()) - used_before;
+    let wall = start.elapsed().as_secs_f64();
+    let rate = used / wall;
+    let stats = c.get().stats();
+    eprintln!("busy loop: {used:.3} cpu-s over {wall:.3} s = {rate:.3} cpus; {stats:?}");
+    assert!(rate <= 0.6, "{rate} cpus used with a 0.5 quota");
+    assert!(rate > 0.05, "the loop barely ran: {rate}");
+    // Throttling is only certain on an idle machine: a loaded one may give the loop less.
+    assert!(stats.cpus_nr_throttled.is_some(), "{stats:?}");
+    assert!(stats.cpus_nr_periods.is_some_and(|n| n > 0));
+    assert_eq!(stats.cpus_limit, Some(0.5));
+
+    let mut c = c;
+    c.destroy().expect("destroy");
+    assert_eq!(
+        wait_with_deadline(&mut busy, Duration::from_secs(10)).signal(),
+        Some(9)
+    );
+}
+
+#[test]
+fn pids_limit_contains_a_fork_bomb_and_kill_all_ends_it() {
+    let _serial = serial();
+    let iso = isolator("cgroups/pids", false);
+    let limits = Limits {
+        cpus: 1.0,
+        mem_bytes: None,
+        pids_max: Some(16),
+    };
+    let container_id = id("bomb");
+    let mut c = Guard::new(&iso, iso.create(&container_id, &limits).expect("create"));
+    let paths = c.get().cgroup_paths();
+    let pids_current = paths
+        .iter()
+        .map(|p| p.join("pids.current"))
+        .find(|p| p.exists())
+        .expect("a pids cgroup");
+
+    let mut bomb = c
+        .get()
+        .spawn_inside(|| {
+            Command::new("sh")
+                .args(["-c", "f(){ f|f& }; f"])
+                .stderr(Stdio::null())
+                .spawn()
+        })
+        .expect("spawn fork bomb");
+
+    let mut seen = BTreeSet::new();
+    let mut most = 0;
+    let start = Instant::now();
+    for _ in 0..10_000 {
+        if start.elapsed() > Duration::from_millis(800) {
+            break;
+        }
+        let pids = c.get().pids();
+        let current: usize = fs::read_to_string(&pids_current)
+            .expect("pids.current")
+            .trim()
+            .parse()
+            .expect("number");
+        most = most.max(current).max(pids.len());
+        seen.extend(pids);
+        thread::sleep(Duration::from_millis(2));
+    }
+    eprintln!(
+        "fork bomb: at most {most} tasks, {} distinct pids seen",
+        seen.len()
+    );
+    assert!(most <= 16, "{most} tasks with pids.max 16");
+    assert!(seen.len() >= 2, "the bomb did not fork: {seen:?}");
+
+    c.get().kill_all(Duration::from_secs(10)).expect("kill_all");
+    assert!(c.get().pids().is_empty());
+    c.destroy().expect("destroy");
+    for p in &paths {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+    wait_with_deadline(&mut bomb, Duration::from_secs(10));
+    for pid in seen {
+        let alive = fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        });
+        // A live process with this pid must be an unrelated one that reused it.
+        let ours = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .is_ok_and(|s| s.contains(&container_id));
+        assert!(!(alive && ours), "pid {pid} of the fork bomb survived");
+    }
+}
+
+#[test]
+fn process_starts_inside_and_caller_returns() {
+    let _serial = serial();
+    let iso = isolator("cgroups/all", true);
+    let limits = Limits {
+        cpus: 1.0,
+        mem_bytes: Some(128 * MIB),
+        pids_max: Some(64),
+    };
+    let container_id = id("inside");
+    let c = Guard::new(&iso, iso.create(&container_id, &limits).expect("create"));
+    let paths = c.get().cgroup_paths();
+    let before = fs::read_to_string("/proc/self/cgroup").expect("own cgroups");
+
+    // `cat` reports its own cgroups as soon as it runs.
+    let out = c
+        .get()
+        .spawn_inside(|| {
+            Command::new("cat")
+                .arg("/proc/self/cgroup")
+                .stdout(Stdio::piped())
+                .spawn()
+        })
+        .expect("spawn cat")
+        .wait_with_output()
+        .expect("cat output");
+    let after = fs::read_to_string("/proc/self/cgroup").expect("own cgroups");
+    assert_eq!(before, after, "the caller is back in its cgroups");
+    let seen = String::from_utf8_lossy(&out.stdout);
+    let suffix = format!("/{}/{container_id}", root());
+    let inside = seen.lines().filter(|l| l.ends_with(&suffix)).count();
+    assert!(inside >= paths.len(), "cat ran in:\n{seen}");
+
+    // A failing or panicking spawn leaves the caller where it was, too.
+    let failed = c
+        .get()
+        .spawn_inside(|| Command::new("/nonexistent/agora").spawn());
+    assert!(
+        matches!(failed, Err(IsolationError::Spawn(_))),
+        "{failed:?}"
+    );
+    assert_eq!(
+        fs::read_to_string("/proc/self/cgroup").expect("own"),
+        before
+    );
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        c.get()
+            .spawn_inside(|| -> std::io::Result<()> { panic!("spawn closure panics") })
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(
+        fs::read_to_string("/proc/self/cgroup").expect("own"),
+        before
+    );
+
+    let mut child = sleeper(c.get());
+    c.get()
+        .add_process(child.id())
+        .expect("add_process of a member");
+    let cgroups = fs::read_to_string(format!("/proc/{}/cgroup", child.id())).expect("cgroup");
+    assert!(cgroups.lines().filter(|l| l.ends_with(&suffix)).count() >= paths.len());
+    assert_eq!(c.get().pids(), vec![child.id()]);
+    assert_eq!(
+        fs::read_to_string("/proc/self/cgroup").expect("own"),
+        before
+    );
+    drop(c);
+    assert_eq!(
+        wait_with_deadline(&mut child, Duration::from_secs(10)).signal(),
+        Some(9)
+    );
+    for p in &paths {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+}
+
+#[test]
+fn stats_update_open_and_list() {
+    let _serial = serial();
+    let iso = isolator("cgroups/all", true);
+    let limits = Limits {
+        cpus: 0.25,
+        mem_bytes: Some(64 * MIB),
+        pids_max: Some(32),
+    };
+    let container_id = id("stats");
+    let c = Guard::new(&iso, iso.create(&container_id, &limits).expect("create"));
+    assert!(matches!(
+        iso.create(&container_id, &limits),
+        Err(IsolationError::AlreadyExists(_))
+    ));
+    assert!(iso.create("../escape", &limits).is_err());
+    let mut child = sleeper(c.get());
+
+    let s = c.get().stats();
+    assert!(s.processes.is_some_and(|n| n >= 1), "{s:?}");
+    assert!(s.threads.is_some_and(|n| n >= 1), "{s:?}");
+    assert_eq!(s.mem_limit_bytes, Some(64 * MIB));
+    assert_eq!(s.cpus_limit, Some(0.25));
+    assert!(s.mem_total_bytes.is_some() && s.mem_rss_bytes.is_some());
+    assert!(s.cpus_user_time_secs.is_some() && s.timestamp > 0.0);
+    assert!(!c.get().oom_killed());
+
+    let bigger = Limits {
+        mem_bytes: Some(128 * MIB),
+        ..limits
+    };
+    iso.update(c.get(), &bigger).expect("update");
+    assert_eq!(c.get().stats().mem_limit_bytes, Some(128 * MIB));
+    let smaller = Limits {
+        mem_bytes: Some(48 * MIB),
+        ..limits
+    };
+    iso.update(c.get(), &smaller).expect("update");
+    assert_eq!(c.get().stats().mem_limit_bytes, Some(48 * MIB));
+
+    assert!(iso.containers().contains(&container_id));
+    let reopened = iso.open(&container_id).expect("open");
+    let s = reopened.stats();
+    assert_eq!(s.mem_limit_bytes, Some(48 * MIB));
+    assert_eq!(s.cpus_limit, Some(0.25));
+    assert_eq!(reopened.pids(), vec![child.id()]);
+    let json = serde_json::to_value(&s).expect("json");
+    assert!(json.get("mem_limit_bytes").is_some() && json.get("disk_used_bytes").is_none());
+
+    reopened.destroy().expect("destroy reopened");
+    assert_eq!(
+        wait_with_deadline(&mut child, Duration::from_secs(10)).signal(),
+        Some(9)
+    );
+    assert!(!iso.containers().contains(&container_id));
+    assert!(matches!(
+        iso.open(&container_id),
+        Err(IsolationError::NotFound(_))
+    ));
+    drop(c);
+}

@@ -1,0 +1,350 @@
+//! Snapshot figures (issue 6 §Performance), one `BENCH` line per measure:
+//!
+//! - `snapshot_build`: `Master::snapshot`, what the actor pays to publish
+//!   the read model (at most every 20 ms, whatever readers do);
+//! - `state_json`: the full `/state` body, `serde_json::to_vec` of a snapshot
+//!   (what a reader pays, on its own thread, never the actor's);
+//! - `allocation_idle` / `allocation_polled`: one full allocation cycle
+//!   (every agent offered to 100 frameworks, which decline with no filter so
+//!   the next cycle offers everything again), without and with a reader
+//!   thread serializing the published snapshot ten times a second, in
+//!   alternating blocks so that background load weighs on both alike. The
+//!   reader only ever holds an `Arc` of a published snapshot: the point is
+//!   that it never touches the master.
+//!
+//! The master is the pure state machine, in process, fed as after a
+//! failover: agents re-register with their running tasks, then the
+//! frameworks re-subscribe. `cargo bench -p agora-master --bench snapshot`
+//! measures 10,000 agents and 100,000 tasks; without `--bench` in argv (as
+//! under `cargo test --benches`) it is a smoke run of 1,000 agents and
+//! 10,000 tasks with few iterations. Knobs: `AGORA_BENCH_AGENTS`,
+//! `AGORA_BENCH_TASKS_PER_AGENT`, `AGORA_BENCH_RUNS`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use agora_allocator::DrfAllocator;
+use agora_master::snapshot::StateSnapshot;
+use agora_master::state::{Effect, Master, MasterConfig, Now, RegistryAgent, RegistryAgentState};
+use agora_proto::v1 as pb;
+use agora_proto::v1::agent::agent_message;
+use agora_proto::v1::scheduler as sched;
+use tokio::sync::watch;
+
+const FRAMEWORKS: usize = 100;
+/// How often the reader serializes `/state` in the polled phase.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn report(key: &str, mut samples: Vec<f64>, extra: &str) {
+    samples.sort_by(f64::total_cmp);
+    println!(
+        "BENCH {key} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} runs={}{extra}",
+        percentile(&samples, 50.0),
+        percentile(&samples, 99.0),
+        samples.last().copied().unwrap_or(f64::NAN),
+        samples.len()
+    );
+}
+
+fn framework_info(f: usize) -> pb::FrameworkInfo {
+    pb::FrameworkInfo {
+        user: "bench".into(),
+        name: format!("fw{f}"),
+        id: Some(pb::FrameworkId {
+            value: format!("old-{f:04}"),
+        }),
+        failover_timeout: Some(3600.0),
+        ..Default::default()
+    }
+}
+
+/// Every agent with its id, its running tasks, and their frameworks.
+fn registrations(agents: usize, per_agent: usize) -> Vec<agent_message::Register> {
+    let task_resources = agora_core::Resources::parse("cpus:0.1;mem:32")
+        .expect("valid")
+        .to_proto(None);
+    let agent_resources =
+        agora_core::Resources::parse("cpus:24;mem:65536;disk:100000;ports:[31000-32000]")
+            .expect("valid")
+            .to_proto(None);
+    (0..agents)
+        .map(|a| {
+            let agent_id = pb::AgentId {
+                value: format!("old-S{a}"),
+            };
+            let mut used = BTreeSet::new();
+            let tasks = (0..per_agent)
+                .map(|t| {
+                    let f = (a * per_agent + t) % FRAMEWORKS;
+                    used.insert(f);
+                    pb::Task {
+                        name: format!("task-{a}-{t}"),
+                        task_id: Some(pb::TaskId {
+                            value: format!("t-{a}-{t}"),
+                        }),
+                        framework_id: framework_info(f).id,
+                        agent_id: Some(agent_id.clone()),
+                        state: pb::TaskState::TaskRunning as i32,
+                        resources: task_resources.clone(),
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            agent_message::Register {
+                agent_info: Some(pb::AgentInfo {
+                    hostname: format!("host{a}"),
+                    port: Some(5051),
+                    resources: agent_resources.clone(),
+                    attributes: Vec::new(),
+                    id: Some(agent_id),
+                }),
+                version: "bench".into(),
+                tasks,
+                frameworks: used.into_iter().map(framework_info).collect(),
+            }
+        })
+        .collect()
+}
+
+fn at(ms: u64) -> Now {
+    Now {
+        monotonic: Duration::from_millis(ms),
+        wall: ms as f64 / 1000.0,
+    }
+}
+
+/// A master holding `agents` agents running `per_agent` tasks each, with
+/// [`FRAMEWORKS`] frameworks subscribed again; returns it and each
+/// framework's stream id, by framework id.
+fn loaded_master(agents: usize, per_agent: usize) -> (Master, BTreeMap<String, String>) {
+    let info = pb::MasterInfo {
+        id: "bench".into(),
+        hostname: Some("bench".into()),
+        ..Default::default()
+    };
+    let mut master = Master::new(
+        MasterConfig::new(info),
+        Box::new(DrfAllocator::with_seed(7)),
+    );
+    let entries: Vec<RegistryAgent> = (0..agents)
+        .map(|a| RegistryAgent {
+            id: format!("old-S{a}"),
+            hostname: format!("host{a}"),
+            port: 5051,
+            resources: "cpus:24;mem:65536".into(),
+            state: RegistryAgentState::Admitted,
+        })
+        .collect();
+    master.recover(at(1), entries, Duration::from_secs(600));
+    let mut out = Vec::new();
+    for (conn, register) in registrations(agents, per_agent).into_iter().enumerate() {
+        master.agent_register(at(1), conn as u64, register, &mut out);
+        out.clear();
+    }
+    let mut streams = BTreeMap::new();
+    for f in 0..FRAMEWORKS {
+        let info = framework_info(f);
+        let stream_id = format!("stream-{f}");
+        let call = sched::Call {
+            framework_id: info.id.clone(),
+            r#type: sched::call::Type::Subscribe as i32,
+            subscribe: Some(sched::call::Subscribe {
+                framework_info: Some(info),
+                suppressed_roles: Vec::new(),
+            }),
+            ..Default::default()
+        };
+        let conn = (agents + f) as u64;
+        let id = master
+            .subscribe(at(1), conn, stream_id.clone(), call, &mut out)
+            .expect("framework re-subscribes");
+        streams.insert(id.to_string(), stream_id);
+        out.clear();
+    }
+    (master, streams)
+}
+
+/// Offer ids in the effects, by framework id.
+fn offers_in(out: &[Effect]) -> BTreeMap<String, Vec<pb::OfferId>> {
+    let mut offers: BTreeMap<String, Vec<pb::OfferId>> = BTreeMap::new();
+    for effect in out {
+        let Effect::ToFramework { event, .. } = effect else {
+            continue;
+        };
+        for offer in event.offers.iter().flat_map(|o| &o.offers) {
+            let (Some(framework), Some(id)) = (&offer.framework_id, &offer.id) else {
+                continue;
+            };
+            offers
+                .entry(framework.value.clone())
+                .or_default()
+                .push(id.clone());
+        }
+    }
+    offers
+}
+
+/// `cycles` allocation cycles; each one's offers are declined (no filter)
+/// after it is timed, so that every cycle offers the whole cluster again.
+fn allocation_cycles(
+    master: &mut Master,
+    streams: &BTreeMap<String, String>,
+    clock: &mut u64,
+    cycles: usize,
+) -> (Vec<f64>, usize) {
+    let mut samples = Vec::with_capacity(cycles);
+    let mut offered = 0;
+    for _ in 0..cycles {
+        *clock += 10;
+        let mut out = Vec::new();
+        let started = Instant::now();
+        master.allocate(at(*clock), &mut out);
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+        let offers = offers_in(&out);
+        offered = offers.values().map(Vec::len).sum();
+        *clock += 1;
+        for (framework, offer_ids) in offers {
+            let Some(stream_id) = streams.get(&framework) else {
+                continue;
+            };
+            let call = sched::Call {
+                framework_id: Some(pb::FrameworkId { value: framework }),
+                r#type: sched::call::Type::Decline as i32,
+                decline: Some(sched::call::Decline {
+                    offer_ids,
+                    filters: Some(pb::Filters {
+                        refuse_seconds: Some(0.0),
+                    }),
+                }),
+                ..Default::default()
+            };
+            let mut ignored = Vec::new();
+            master
+                .call(at(*clock), stream_id, call, &mut ignored)
+                .expect("decline is valid");
+        }
+    }
+    (samples, offered)
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let agents = env_usize("AGORA_BENCH_AGENTS", if full { 10_000 } else { 1_000 });
+    let per_agent = env_usize("AGORA_BENCH_TASKS_PER_AGENT", 10);
+    let runs = env_usize("AGORA_BENCH_RUNS", if full { 50 } else { 5 });
+    let tasks = agents * per_agent;
+    let scale = format!(" agents={agents} tasks={tasks}");
+
+    let built = Instant::now();
+    let (mut master, streams) = loaded_master(agents, per_agent);
+    eprintln!(
+        "loaded {agents} agents, {tasks} tasks, {FRAMEWORKS} frameworks in {:.1}s",
+        built.elapsed().as_secs_f64()
+    );
+
+    let mut samples = Vec::new();
+    let mut snapshot = StateSnapshot::default();
+    for _ in 0..runs {
+        let started = Instant::now();
+        snapshot = master.snapshot(0.0, 1.0);
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    let seen: usize = snapshot.frameworks.iter().map(|f| f.tasks.len()).sum();
+    assert_eq!(seen, tasks, "every task is in the snapshot");
+    report("snapshot_build", samples, &scale);
+
+    let mut samples = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let body = serde_json::to_vec(&snapshot).expect("snapshot serializes");
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+        bytes = body.len();
+    }
+    report("state_json", samples, &format!("{scale} bytes={bytes}"));
+
+    let mut clock = 1_000;
+    // Warm the allocator's books once; the first cycle offers from scratch.
+    allocation_cycles(&mut master, &streams, &mut clock, 1);
+
+    // Idle and polled cycles alternate in blocks, so that whatever else the
+    // machine runs weighs on both alike. In polled blocks a reader thread
+    // serializes the published snapshot ten times a second.
+    let (publish, published) = watch::channel(Arc::new(snapshot));
+    let polling = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let polls = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (polling, stop, polls) = (polling.clone(), stop.clone(), polls.clone());
+        std::thread::spawn(move || {
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                if polling.load(Ordering::Relaxed) {
+                    let current = published.borrow().clone();
+                    let body = serde_json::to_vec(current.as_ref()).expect("snapshot serializes");
+                    std::hint::black_box(body);
+                    polls.fetch_add(1, Ordering::Relaxed);
+                }
+                next += POLL_INTERVAL;
+                // Paced, not synchronised: the reader keeps its own rhythm.
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        })
+    };
+    let block = 5.min(runs).max(1);
+    let (mut idle, mut polled, mut offered) = (Vec::new(), Vec::new(), 0);
+    let mut polled_for = Duration::ZERO;
+    while idle.len() < runs {
+        polling.store(false, Ordering::Relaxed);
+        let (samples, n) = allocation_cycles(&mut master, &streams, &mut clock, block);
+        idle.extend(samples);
+        offered = n;
+        polling.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        let (samples, _) = allocation_cycles(&mut master, &streams, &mut clock, block);
+        polled_for += started.elapsed();
+        polled.extend(samples);
+    }
+    stop.store(true, Ordering::Relaxed);
+    reader.join().expect("reader thread");
+    drop(publish);
+    let p50 = |samples: &[f64]| {
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        percentile(&s, 50.0)
+    };
+    let change = (p50(&polled) / p50(&idle) - 1.0) * 100.0;
+    report(
+        "allocation_idle",
+        idle,
+        &format!("{scale} offers_per_cycle={offered}"),
+    );
+    report(
+        "allocation_polled",
+        polled,
+        &format!(
+            "{scale} state_polls={} polled_s={:.1} p50_vs_idle_pct={change:+.1}",
+            polls.load(Ordering::Relaxed),
+            polled_for.as_secs_f64(),
+        ),
+    );
+}

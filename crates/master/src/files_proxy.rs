@@ -1,0 +1,149 @@
+//! The master's proxy of the agents' files API, so that a browser only ever
+//! talks to the master: `GET /agents/{agent_id}/files/{browse|read|download}`
+//! with the agent's own query parameters, forwarded to the agent's HTTP
+//! address from the published snapshot.
+//!
+//! The query string is passed on exactly as it came (never decoded and
+//! re-encoded here): the agent decodes it once and confines the path, so
+//! the master adds no second decoding a crafted path could exploit.
+//! Answers: the agent's (status, `Content-Type`, `Content-Length`,
+//! `Content-Disposition`, body streamed through); 404 `{"error"}` for an
+//! agent the master does not know; 502 when the agent cannot be reached;
+//! 504 when it does not answer within [`PROXY_TIMEOUT`] (the body of a
+//! download then streams for as long as it takes).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+
+use crate::snapshot::StateSnapshot;
+
+/// How long an agent has to answer (connect, and the response's head).
+pub const PROXY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The agent's files operations the master forwards.
+const OPERATIONS: [&str; 3] = ["browse", "read", "download"];
+
+/// Headers of the agent's answer passed on to the browser.
+const PASSED_HEADERS: [header::HeaderName; 3] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_DISPOSITION,
+];
+
+type Snapshot = watch::Receiver<Arc<StateSnapshot>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot connect: {0}")]
+    Connect(#[from] std::io::Error),
+    #[error("http exchange failed: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("cannot build the request: {0}")]
+    Request(#[from] axum::http::Error),
+}
+
+/// The proxy's routes, for the master's HTTP router (behind its leader-only layer).
+pub(crate) fn router(snapshot: Snapshot) -> Router {
+    Router::new()
+        .route("/agents/{agent_id}/files/{operation}", get(proxy))
+        .with_state(snapshot)
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// The `host:port` of an agent's HTTP API, from the snapshot.
+pub fn agent_address(snapshot: &StateSnapshot, agent_id: &str) -> Option<String> {
+    snapshot
+        .agents
+        .iter()
+        .find(|a| a.id == agent_id)
+        .map(|a| a.address.clone())
+}
+
+async fn proxy(
+    State(snapshot): State<Snapshot>,
+    Path((agent_id, operation)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if !OPERATIONS.contains(&operation.as_str()) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no files operation '{operation}'; use browse, read or download"),
+        );
+    }
+    let address = agent_address(&snapshot.borrow(), &agent_id);
+    let Some(address) = address else {
+        return error(StatusCode::NOT_FOUND, format!("unknown agent {agent_id}"));
+    };
+    let target = match query {
+        Some(query) => format!("/files/{operation}?{query}"),
+        None => format!("/files/{operation}"),
+    };
+    let answer = match tokio::time::timeout(PROXY_TIMEOUT, forward(&address, &target)).await {
+        Err(_) => {
+            tracing::warn!(agent_id = %agent_id, address = %address, "agent did not answer a files request in time");
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "agent {agent_id} at {address} did not answer within {}s",
+                    PROXY_TIMEOUT.as_secs()
+                ),
+            );
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(agent_id = %agent_id, address = %address, error = %e, "cannot reach agent for a files request");
+            return error(
+                StatusCode::BAD_GATEWAY,
+                format!("cannot reach agent {agent_id} at {address}: {e}"),
+            );
+        }
+        Ok(Ok(answer)) => answer,
+    };
+    let (parts, body) = answer.into_parts();
+    let mut response = Response::new(Body::new(body));
+    *response.status_mut() = parts.status;
+    for name in PASSED_HEADERS {
+        if let Some(value) = parts.headers.get(&name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// One request on a fresh HTTP/1.1 connection to the agent.
+async fn forward(
+    address: &str,
+    target: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, ProxyError> {
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    // Drives the connection until the response body is read or dropped.
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "agent files connection ended with an error");
+        }
+    });
+    let request = hyper::Request::get(target)
+        .header(header::HOST, address)
+        .header(header::CONNECTION, "close")
+        .body(Body::empty())?;
+    Ok(sender.send_request(request).await?)
+}

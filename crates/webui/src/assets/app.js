@@ -1,0 +1,902 @@
+// Agora web UI: a single-page app with hash routes, no framework, no build.
+//
+// Every view polls the master's JSON under /api/ (lists are paged on the
+// server) with back-off on errors; what could not be refreshed is marked
+// stale. Sandboxes are read through the master's /agents/{id}/files/* proxy,
+// so the browser never talks to an agent.
+'use strict';
+
+const PAGE = 50;            // rows per list page
+const LOG_CHUNK = 65536;    // bytes per log read
+const LOG_KEEP = 1 << 20;   // bytes of a log kept on screen
+const TAIL_EVERY = 500;     // ms between reads of a followed log
+const MAX_DELAY = 30000;    // longest poll back-off, ms
+
+const TASK_STATES = ['TASK_STAGING', 'TASK_STARTING', 'TASK_RUNNING', 'TASK_KILLING',
+  'TASK_UNREACHABLE', 'TASK_FINISHED', 'TASK_KILLED', 'TASK_FAILED', 'TASK_LOST',
+  'TASK_ERROR', 'TASK_DROPPED', 'TASK_GONE', 'TASK_GONE_BY_OPERATOR', 'TASK_UNKNOWN'];
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+function esc(value) {
+  return String(value == null ? '' : value).replace(/[&<>"']/g, c => ({
+    '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;',
+  }[c]));
+}
+const enc = encodeURIComponent;
+const $ = sel => document.querySelector(sel);
+
+class HttpError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+async function getJSON(url) {
+  const response = await fetch(url, { cache: 'no-store' });
+  let body = null;
+  try { body = await response.json(); } catch (_) { body = null; }
+  if (!response.ok) {
+    const why = body && body.error ? body.error : response.statusText;
+    throw new HttpError(response.status, `${response.status} ${why}`);
+  }
+  return body;
+}
+
+function query(params) {
+  const parts = Object.entries(params)
+    .filter(([, v]) => v !== undefined && v !== null && v !== '')
+    .map(([k, v]) => `${enc(k)}=${enc(v)}`);
+  return parts.length ? '?' + parts.join('&') : '';
+}
+
+function num(n, digits) {
+  if (n == null || isNaN(n)) return '–';
+  const d = digits == null ? (Number.isInteger(n) ? 0 : 1) : digits;
+  return Number(n).toLocaleString('en-US', { minimumFractionDigits: 0, maximumFractionDigits: d });
+}
+function cores(n) { return num(n, 2); }
+// Mesos' mem and disk are in MB (MiB).
+function mib(n) {
+  if (n == null || isNaN(n)) return '–';
+  if (n >= 1024 * 1024) return num(n / 1024 / 1024, 1) + ' TiB';
+  if (n >= 1024) return num(n / 1024, 1) + ' GiB';
+  return num(n, 0) + ' MiB';
+}
+function bytes(n) {
+  if (n == null || isNaN(n)) return '–';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return num(n, i === 0 ? 0 : 1) + ' ' + units[i];
+}
+function fmtRes(name, n) { return name === 'mem' || name === 'disk' ? mib(n) : cores(n); }
+function ago(seconds) {
+  if (seconds == null || isNaN(seconds)) return '–';
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
+function when(epochSeconds) {
+  if (!epochSeconds) return '–';
+  const date = new Date(epochSeconds * 1000);
+  const rel = ago(Date.now() / 1000 - epochSeconds) + ' ago';
+  return `<span title="${esc(date.toISOString())}">${esc(rel)}</span>`;
+}
+function short(id) {
+  const s = String(id || '');
+  return s.length > 18 ? `<span title="${esc(s)}">…${esc(s.slice(-12))}</span>` : esc(s);
+}
+
+function stateBadge(state) {
+  const colour = {
+    TASK_RUNNING: 'green', TASK_STAGING: 'blue', TASK_STARTING: 'blue',
+    TASK_KILLING: 'amber', TASK_UNREACHABLE: 'purple', TASK_FINISHED: '',
+    TASK_FAILED: 'red', TASK_ERROR: 'red', TASK_KILLED: 'amber', TASK_LOST: 'red',
+    TASK_DROPPED: 'red', TASK_GONE: 'red', TASK_GONE_BY_OPERATOR: 'red',
+    active: 'green', inactive: 'amber', disconnected: 'amber', unreachable: 'red',
+    completed: '',
+  }[state] || '';
+  const label = String(state || '').replace(/^TASK_/, '').replace(/_/g, ' ').toLowerCase();
+  return `<span class="badge ${colour}" data-state="${esc(state)}">${esc(label)}</span>`;
+}
+
+function bar(used, offered, total) {
+  if (!total) return '';
+  const u = Math.min(100, 100 * used / total);
+  const o = Math.min(100 - u, 100 * (offered || 0) / total);
+  return `<div class="bar"><i style="width:${u}%"></i><i class="off" style="left:${u}%;width:${o}%"></i></div>`;
+}
+
+function usedOf(name, used, total) {
+  return `${fmtRes(name, used)} <span class="muted">/ ${fmtRes(name, total)}</span>`;
+}
+
+function table(headers, rows, empty) {
+  const head = headers.map(h => {
+    const [label, cls] = Array.isArray(h) ? h : [h, ''];
+    return `<th class="${cls}">${esc(label)}</th>`;
+  }).join('');
+  const body = rows.length
+    ? rows.join('')
+    : `<tr><td class="empty" colspan="${headers.length}">${esc(empty || 'Nothing here.')}</td></tr>`;
+  return `<div class="table-wrap"><table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table></div>`;
+}
+
+function pager(page, onPage) {
+  const from = page.total ? page.offset + 1 : 0;
+  const to = page.offset + page.items.length;
+  const id = 'p' + Math.random().toString(36).slice(2);
+  setTimeout(() => {
+    const el = document.getElementById(id);
+    if (!el) return;
+    el.querySelector('[data-prev]').onclick = () => onPage(Math.max(0, page.offset - page.limit));
+    el.querySelector('[data-next]').onclick = () => onPage(page.offset + page.limit);
+  });
+  return `<div class="pager" id="${id}"><span>${num(from)}–${num(to)} of ${num(page.total)}</span>
+    <button data-prev ${page.offset > 0 ? '' : 'disabled'}>‹ Prev</button>
+    <button data-next ${to < page.total ? '' : 'disabled'}>Next ›</button></div>`;
+}
+
+// Hash routes: "#/tasks/fw/t1?state=TASK_RUNNING" -> parts and params.
+function parseHash() {
+  const raw = location.hash.replace(/^#/, '') || '/';
+  const [path, qs] = raw.split('?');
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  const params = Object.fromEntries(new URLSearchParams(qs || ''));
+  return { parts, params };
+}
+function setParams(parts, params) {
+  const path = '#/' + parts.map(enc).join('/');
+  const target = path + query(params);
+  if (location.hash !== target) location.hash = target;
+}
+
+// ---------------------------------------------------------------------------
+// Polling, staleness and the leader
+// ---------------------------------------------------------------------------
+
+const live = {
+  generation: 0,       // bumps on every route change; late answers are dropped
+  timer: null,
+  delay: 2000,
+  base: 2000,
+  lastOk: null,
+  failing: null,       // the last error, while refreshes fail
+  master: null,
+  redirecting: false,
+};
+
+function banner(kind, html) {
+  const el = $('#banner');
+  if (!kind) { el.hidden = true; el.className = 'banner'; return; }
+  el.hidden = false;
+  el.className = 'banner ' + kind;
+  el.innerHTML = html;
+}
+
+// Slower polling on big clusters, as Mesos' UI does (but never slower than 10 s).
+function baseDelay(agents) {
+  if (agents > 5000) return 10000;
+  if (agents > 1000) return 5000;
+  return 2000;
+}
+
+function showStaleness() {
+  const main = $('#view');
+  if (live.redirecting) return;
+  if (!live.failing) {
+    main.classList.remove('stale');
+    if ($('#banner').classList.contains('stale')) banner(null);
+    return;
+  }
+  main.classList.add('stale');
+  const since = live.lastOk ? `last update ${ago((Date.now() - live.lastOk) / 1000)} ago` : 'no data yet';
+  banner('stale', `Stale: ${esc(since)}. ${esc(live.failing)}; retrying with back-off.`);
+}
+
+function showMaster(m) {
+  const parts = [];
+  if (m.cluster) parts.push(`cluster <b>${esc(m.cluster)}</b>`);
+  if (m.leader) parts.push(`leader ${esc(m.leader)}`);
+  if (m.uptime_secs != null) parts.push(`up ${esc(ago(m.uptime_secs))}`);
+  parts.push(`v${esc(m.version)}`);
+  $('#master-meta').innerHTML = parts.join(' · ');
+}
+
+// A follower sends the user to the leader; with no leader known, it waits.
+function handleFollower(m) {
+  if (m.leader) {
+    live.redirecting = true;
+    banner('follower', `This master is not the leader. The leading master is
+      <a id="leader-link" href="//${esc(m.leader)}/${esc(location.hash)}">${esc(m.leader)}</a>; taking you there…`);
+    setTimeout(() => location.replace(`//${m.leader}/${location.hash}`), 1500);
+  } else {
+    banner('follower', 'This master is not the leader, and no leading master is elected yet. Waiting for one…');
+  }
+}
+
+async function refresh(gen) {
+  try {
+    const m = await getJSON('/api/master');
+    if (gen !== live.generation) return;
+    live.master = m;
+    showMaster(m);
+    if (!m.elected) {
+      handleFollower(m);
+      live.failing = null;
+      schedule(gen, live.base);
+      return;
+    }
+    if ($('#banner').classList.contains('follower')) banner(null);
+    const view = current.view;
+    const data = await view.load(current.route);
+    if (gen !== live.generation) return;
+    view.update(data, current.route);
+    live.lastOk = Date.now();
+    live.failing = null;
+    live.delay = live.base;
+  } catch (e) {
+    if (gen !== live.generation) return;
+    if (e instanceof HttpError && (e.status === 400 || e.status === 404)) {
+      // Not transient: say so where the data would be.
+      const slot = $('#view .data');
+      if (slot) slot.innerHTML = `<p class="notice err">${esc(e.message)}</p>`;
+      live.failing = null;
+    } else {
+      live.failing = e.message || String(e);
+      live.delay = Math.min(MAX_DELAY, live.delay * 2);
+    }
+  }
+  showStaleness();
+  schedule(gen, live.delay);
+}
+
+function schedule(gen, delay) {
+  clearTimeout(live.timer);
+  if (gen !== live.generation) return;
+  live.timer = setTimeout(() => refresh(gen), delay);
+}
+
+// Re-run the current view's load at once (after a filter changed).
+function refreshNow() {
+  live.generation += 1;
+  refresh(live.generation);
+}
+
+setInterval(showStaleness, 1000);
+
+// ---------------------------------------------------------------------------
+// Views: each has mount(route) (static frame), load(route) and update(data)
+// ---------------------------------------------------------------------------
+
+const views = {};
+
+// Dashboard --------------------------------------------------------------
+
+views.dashboard = {
+  nav: 'dashboard',
+  mount() {
+    return `<div class="page-head"><h1>Dashboard</h1><span class="sub" id="dash-sub"></span></div>
+      <div class="data" id="dash"></div>`;
+  },
+  async load() {
+    const [overview, util, tasks] = await Promise.all([
+      getJSON('/api/overview'),
+      getJSON('/api/utilisation'),
+      getJSON('/api/tasks?state=active&limit=10'),
+    ]);
+    return { overview, util, tasks };
+  },
+  update({ overview: o, util, tasks }) {
+    live.base = baseDelay(o.agents.active + o.agents.inactive + o.agents.unreachable);
+    const m = o.master;
+    $('#dash-sub').textContent = `${m.cluster} · leader ${m.leader}`;
+    const stat = (n, label, cls, id) =>
+      `<div class="stat ${n && cls ? cls : ''}"><div class="n" id="${id}">${num(n)}</div><div class="l">${esc(label)}</div></div>`;
+    const res = ['cpus', 'mem', 'disk', 'gpus'].map(name => {
+      const r = o.resources[name];
+      return `<tr><td>${esc({ cpus: 'CPUs', mem: 'Memory', disk: 'Disk', gpus: 'GPUs' }[name])}</td>
+        <td class="num">${fmtRes(name, r.total)}</td>
+        <td class="num">${fmtRes(name, r.allocated)}</td>
+        <td class="num">${fmtRes(name, r.offered)}</td>
+        <td class="num">${fmtRes(name, r.idle)}</td>
+        <td class="opt" style="width:22%">${bar(r.allocated, r.offered, r.total)}</td></tr>`;
+    });
+    const order = s => (TASK_STATES.indexOf(s) + 100) % 100;
+    const states = Object.entries(o.tasks).sort(([a], [b]) => order(a) - order(b))
+      .map(([s, n]) => `<span class="s">${stateBadge(s)}<b data-count="${esc(s)}">${num(n)}</b></span>`).join('');
+    const taskRows = tasks.items.map(taskRow);
+    $('#dash').innerHTML = `
+      <div class="grid">
+        <div class="card"><h2>Leading master</h2><dl class="kv">
+          <dt>Cluster</dt><dd>${esc(m.cluster)}</dd>
+          <dt>Leader</dt><dd>${esc(m.leader)}</dd>
+          <dt>Uptime</dt><dd>${esc(ago(m.uptime_secs))}</dd>
+          <dt>Started</dt><dd>${when(m.start_time)}</dd>
+          <dt>Version</dt><dd>${esc(m.version)}</dd>
+          ${m.epoch != null ? `<dt>Epoch</dt><dd>${esc(m.epoch)}</dd>` : ''}
+          ${m.recovering_agents ? `<dt>Recovering</dt><dd>${num(m.recovering_agents)} agents</dd>` : ''}
+        </dl></div>
+        <div class="card"><h2><a href="#/agents">Agents</a></h2><div class="stats">
+          ${stat(o.agents.active, 'active', '', 'agents-active')}
+          ${stat(o.agents.inactive, 'inactive', 'warn', 'agents-inactive')}
+          ${stat(o.agents.unreachable, 'unreachable', 'bad', 'agents-unreachable')}
+        </div></div>
+        <div class="card"><h2><a href="#/frameworks">Frameworks</a></h2><div class="stats">
+          ${stat(o.frameworks.active, 'active', '', 'frameworks-active')}
+          ${stat(o.frameworks.inactive, 'inactive', 'warn', 'frameworks-inactive')}
+          ${stat(o.frameworks.completed, 'completed', '', 'frameworks-completed')}
+        </div></div>
+        <div class="card"><h2><a href="#/offers">Offers</a> and <a href="#/roles">roles</a></h2><div class="stats">
+          ${stat(o.outstanding_offers, 'outstanding offers', '', 'offers-outstanding')}
+          ${stat(o.roles, 'roles', '', 'roles-count')}
+        </div></div>
+      </div>
+      <div class="card section"><h2><a href="#/tasks">Tasks</a> by state</h2><div class="states">${states}</div></div>
+      <div class="grid two">
+        <div class="card"><h2>Resources</h2>${table(['', ['Total', 'num'], ['Allocated', 'num'],
+          ['Offered', 'num'], ['Idle', 'num'], ['', 'opt']], res)}</div>
+        <div class="card chart"><h2>Allocated, last hour</h2>${chart(util)}</div>
+      </div>
+      <div class="card section"><h2>Active tasks <span class="muted">(${num(tasks.total)})</span></h2>
+        ${table(TASK_HEADERS, taskRows, 'No active tasks.')}
+        ${tasks.total > tasks.items.length ? `<p><a href="#/tasks?state=active">All ${num(tasks.total)} active tasks ›</a></p>` : ''}
+      </div>`;
+  },
+};
+
+// Utilisation over the last hour: allocated share of each resource, in %.
+function chart(util) {
+  const samples = util.samples || [];
+  const series = [['cpus', '#2563eb', 'CPUs'], ['mem', '#16a34a', 'Memory'],
+    ['disk', '#d97706', 'Disk'], ['gpus', '#9333ea', 'GPUs']]
+    .filter(([name]) => name !== 'gpus' || samples.some(s => s.resources.gpus.total > 0));
+  const W = 600, H = 170, L = 34, R = 8, T = 8, B = 22;
+  const now = Date.now() / 1000;
+  const x = t => L + (W - L - R) * Math.max(0, Math.min(1, 1 - (now - t) / 3600));
+  const y = p => T + (H - T - B) * (1 - p / 100);
+  let svg = '';
+  for (const p of [0, 25, 50, 75, 100]) {
+    svg += `<line class="axis" x1="${L}" x2="${W - R}" y1="${y(p)}" y2="${y(p)}"/>` +
+      `<text x="${L - 4}" y="${y(p) + 3}" text-anchor="end">${p}%</text>`;
+  }
+  for (const m of [60, 45, 30, 15, 0]) {
+    svg += `<text x="${x(now - m * 60)}" y="${H - 6}" text-anchor="middle">${m ? `-${m} min` : 'now'}</text>`;
+  }
+  for (const [name, colour] of series) {
+    const points = samples.map(s => {
+      const r = s.resources[name];
+      const p = r.total > 0 ? 100 * r.allocated / r.total : 0;
+      return `${x(s.time).toFixed(1)},${y(p).toFixed(1)}`;
+    });
+    if (points.length === 1) {
+      const [px, py] = points[0].split(',');
+      svg += `<circle cx="${px}" cy="${py}" r="3" fill="${colour}"/>`;
+    } else if (points.length > 1) {
+      svg += `<polyline fill="none" stroke="${colour}" stroke-width="2" points="${points.join(' ')}"/>`;
+    }
+  }
+  const legend = series.map(([, colour, label]) => `<span><i style="background:${colour}"></i>${label}</span>`).join('');
+  const note = samples.length < 2
+    ? `<span>one sample every ${esc(util.interval_secs)} s; the line grows as they come</span>` : '';
+  return `<svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none" role="img" aria-label="allocation over the last hour">${svg}</svg>
+    <div class="legend">${legend}${note}</div>`;
+}
+
+// Agents ------------------------------------------------------------------
+
+function agentCells(a) {
+  const attrs = Object.entries(a.attributes || {})
+    .map(([k, v]) => `<span class="chip">${esc(k)}: ${esc(v)}</span>`).join('');
+  return `<td class="id"><a href="#/agents/${enc(a.id)}">${short(a.id)}</a></td>
+    <td>${esc(a.hostname)}</td><td class="opt mono">${esc(a.address)}</td>
+    <td>${stateBadge(a.status)}</td>
+    <td class="num">${usedOf('cpus', a.used.cpus, a.total.cpus)}${bar(a.used.cpus, a.offered.cpus, a.total.cpus)}</td>
+    <td class="num">${usedOf('mem', a.used.mem, a.total.mem)}${bar(a.used.mem, a.offered.mem, a.total.mem)}</td>
+    <td class="num opt">${usedOf('disk', a.used.disk, a.total.disk)}</td>
+    <td class="num opt">${a.total.gpus ? usedOf('gpus', a.used.gpus, a.total.gpus) : '–'}</td>
+    <td class="num">${num(a.tasks)}</td>
+    <td class="wrap opt">${attrs || '<span class="muted">–</span>'}</td>
+    <td class="opt">${when(a.registered_time)}</td>`;
+}
+const AGENT_HEADERS = ['ID', 'Hostname', ['Address', 'opt'], 'Status', ['CPUs', 'num'], ['Memory', 'num'],
+  ['Disk', 'num opt'], ['GPUs', 'num opt'], ['Tasks', 'num'], ['Attributes', 'opt'], ['Registered', 'opt']];
+
+views.agents = {
+  nav: 'agents',
+  mount(route) {
+    const p = route.params;
+    return `<div class="page-head"><h1>Agents</h1></div>
+      <div class="filters">
+        <select id="f-status"><option value="">All states</option>
+          ${['active', 'disconnected', 'unreachable'].map(s => `<option ${p.status === s ? 'selected' : ''}>${s}</option>`).join('')}
+        </select>
+        <input type="search" id="f-q" placeholder="Search id or hostname" value="${esc(p.q || '')}">
+      </div><div class="data" id="list"></div>`;
+  },
+  bind(route) { bindFilters(route, ['status', 'q']); },
+  load(route) {
+    const p = route.params;
+    return getJSON('/api/agents' + query({ status: p.status, q: p.q, offset: p.offset, limit: PAGE }));
+  },
+  update(page, route) {
+    $('#list').innerHTML = `<div class="card">${table(AGENT_HEADERS,
+      page.items.map(a => `<tr data-agent-id="${esc(a.id)}">${agentCells(a)}</tr>`), 'No agents match.')}</div>` +
+      pager(page, offset => setParams(route.parts, { ...route.params, offset }));
+  },
+};
+
+views.agent = {
+  nav: 'agents',
+  mount(route) {
+    const id = route.parts[1];
+    return `<div class="crumbs"><a href="#/agents">Agents</a> ›</div>
+      <div class="page-head"><h1 class="mono">${esc(id)}</h1></div><div class="data" id="detail"></div>`;
+  },
+  async load(route) {
+    const id = route.parts[1];
+    const offset = route.params.offset;
+    const [detail, tasks] = await Promise.all([
+      getJSON(`/api/agents/${enc(id)}`),
+      getJSON('/api/tasks' + query({ agent_id: id, offset, limit: PAGE })),
+    ]);
+    return { detail, tasks };
+  },
+  update({ detail, tasks }, route) {
+    const a = detail.agent;
+    const resRows = ['cpus', 'mem', 'disk', 'gpus'].filter(n => n !== 'gpus' || a.total.gpus).map(n => {
+      const free = Math.max(0, a.total[n] - a.used[n] - a.offered[n]);
+      return `<tr><td>${n}</td><td class="num">${fmtRes(n, a.total[n])}</td><td class="num">${fmtRes(n, a.used[n])}</td>
+        <td class="num">${fmtRes(n, a.offered[n])}</td><td class="num">${fmtRes(n, free)}</td></tr>`;
+    });
+    const fwRows = detail.frameworks.map(f => `<tr><td class="id"><a href="#/frameworks/${enc(f.id)}">${short(f.id)}</a></td>
+      <td>${esc(f.name)}</td><td>${stateBadge(f.status)}</td><td class="num">${num(f.active_tasks)}</td>
+      <td class="num">${cores(f.used.cpus)}</td><td class="num">${mib(f.used.mem)}</td></tr>`);
+    const exRows = detail.executors.map(e => `<tr><td class="id mono">${esc(e.id)}</td>
+      <td><a href="#/tasks/${enc(e.framework_id)}/${enc(e.task_id)}">${esc(e.task_name || e.task_id)}</a></td>
+      <td>${stateBadge(e.state)}</td><td class="id opt">${short(e.framework_id)}</td>
+      <td class="num">${cores(e.resources.cpus)}</td><td class="num">${mib(e.resources.mem)}</td>
+      <td><a href="#/tasks/${enc(e.framework_id)}/${enc(e.task_id)}">Sandbox</a></td></tr>`);
+    const attrs = Object.entries(a.attributes).map(([k, v]) => `<span class="chip">${esc(k)}: ${esc(v)}</span>`).join('') || '–';
+    $('#detail').innerHTML = `
+      <div class="grid two">
+        <div class="card"><h2>Agent</h2><dl class="kv">
+          <dt>Hostname</dt><dd>${esc(a.hostname)}</dd><dt>Address</dt><dd class="mono">${esc(a.address)}</dd>
+          <dt>Status</dt><dd>${stateBadge(a.status)}${a.unreachable_since ? ` since ${when(a.unreachable_since)}` : ''}</dd>
+          <dt>Registered</dt><dd>${when(a.registered_time)}</dd><dt>Attributes</dt><dd>${attrs}</dd>
+          <dt>Tasks</dt><dd class="states">${Object.entries(detail.task_counts).map(([s, n]) => `<span class="s">${stateBadge(s)}<b>${num(n)}</b></span>`).join('') || '–'}</dd>
+        </dl></div>
+        <div class="card"><h2>Resources</h2>${table(['', ['Total', 'num'], ['Used', 'num'], ['Offered', 'num'], ['Free', 'num']], resRows)}</div>
+      </div>
+      <div class="card section"><h2>Frameworks</h2>${table(['ID', 'Name', 'Status', ['Active tasks', 'num'], ['CPUs', 'num'], ['Memory', 'num']], fwRows, 'No framework runs tasks here.')}</div>
+      <div class="card section"><h2>Executors <span class="muted">(${num(detail.executors_total)})</span></h2>${table(['Executor', 'Task', 'State', ['Framework', 'opt'], ['CPUs', 'num'], ['Memory', 'num'], ''], exRows, 'No executors.')}</div>
+      <div class="card section"><h2>Tasks</h2>${table(TASK_HEADERS, tasks.items.map(taskRow), 'No tasks on this agent.')}
+        ${pager(tasks, offset => setParams(route.parts, { ...route.params, offset }))}</div>`;
+  },
+};
+
+// Frameworks --------------------------------------------------------------
+
+const FW_HEADERS = ['ID', 'Name', 'Status', ['User', 'opt'], ['Principal', 'opt'], 'Roles', ['Active tasks', 'num'],
+  ['CPUs', 'num'], ['Memory', 'num'], ['Disk', 'num opt'], ['GPUs', 'num opt'], ['Offers', 'num opt'], ['Registered', 'opt']];
+function fwCells(f) {
+  return `<td class="id"><a href="#/frameworks/${enc(f.id)}">${short(f.id)}</a></td>
+    <td><a href="#/frameworks/${enc(f.id)}">${esc(f.name)}</a></td><td>${stateBadge(f.status)}</td>
+    <td class="opt">${esc(f.user)}</td><td class="opt">${esc(f.principal || '–')}</td>
+    <td class="wrap">${f.roles.map(r => `<span class="chip">${esc(r)}</span>`).join('')}</td>
+    <td class="num">${num(f.active_tasks)}</td><td class="num">${cores(f.used.cpus)}</td>
+    <td class="num">${mib(f.used.mem)}</td><td class="num opt">${mib(f.used.disk)}</td>
+    <td class="num opt">${cores(f.used.gpus)}</td><td class="num opt">${num(f.outstanding_offers)}</td>
+    <td class="opt">${when(f.registered_time)}</td>`;
+}
+
+views.frameworks = {
+  nav: 'frameworks',
+  mount(route) {
+    const st = route.params.status || '';
+    const tab = (value, label) => `<a href="#/frameworks${query({ status: value, q: route.params.q })}" class="${st === value ? 'active' : ''}">${label}</a>`;
+    return `<div class="page-head"><h1>Frameworks</h1></div>
+      <div class="filters"><div class="tabs">${tab('', 'All')}${tab('active', 'Active')}${tab('inactive', 'Inactive')}${tab('completed', 'Completed')}</div>
+      <input type="search" id="f-q" placeholder="Search name, id, user or role" value="${esc(route.params.q || '')}"></div>
+      <div class="data" id="list"></div>`;
+  },
+  bind(route) { bindFilters(route, ['q']); },
+  load(route) {
+    const p = route.params;
+    return getJSON('/api/frameworks' + query({ status: p.status, q: p.q, offset: p.offset, limit: PAGE }));
+  },
+  update(page, route) {
+    document.querySelectorAll('.tabs a').forEach(a => a.classList.toggle('active',
+      new URLSearchParams(a.getAttribute('href').split('?')[1] || '').get('status') === (route.params.status || null)));
+    $('#list').innerHTML = `<div class="card">${table(FW_HEADERS,
+      page.items.map(f => `<tr data-framework-id="${esc(f.id)}">${fwCells(f)}</tr>`), 'No frameworks match.')}</div>` +
+      pager(page, offset => setParams(route.parts, { ...route.params, offset }));
+  },
+};
+
+views.framework = {
+  nav: 'frameworks',
+  mount(route) {
+    return `<div class="crumbs"><a href="#/frameworks">Frameworks</a> ›</div>
+      <div class="page-head"><h1 id="fw-name">Framework</h1><span class="sub mono">${esc(route.parts[1])}</span></div>
+      <div class="data" id="detail"></div>`;
+  },
+  async load(route) {
+    const id = route.parts[1];
+    const p = route.params;
+    const [detail, active, done] = await Promise.all([
+      getJSON(`/api/frameworks/${enc(id)}`),
+      getJSON('/api/tasks' + query({ framework_id: id, state: 'active', offset: p.offset, limit: PAGE })),
+      getJSON('/api/tasks' + query({ framework_id: id, state: 'terminal', offset: p.done, limit: PAGE })),
+    ]);
+    return { detail, active, done };
+  },
+  update({ detail, active, done }, route) {
+    const f = detail.framework;
+    $('#fw-name').textContent = f.name || 'Framework';
+    const why = detail.offer_status.map(s => s.reason
+      ? `<div class="why" data-role="${esc(s.role)}"><b>${esc(s.role)}</b>: no offers because ${esc(s.explanation || s.reason)}.
+          <span class="muted">Last offered ${s.last_offered_secs_ago == null ? 'never' : esc(ago(s.last_offered_secs_ago)) + ' ago'}${s.filtered_agents ? `; filtered on ${num(s.filtered_agents)} agents` : ''}.</span></div>`
+      : `<div class="why ok" data-role="${esc(s.role)}"><b>${esc(s.role)}</b>: receiving offers.
+          <span class="muted">Last offered ${s.last_offered_secs_ago == null ? 'never' : esc(ago(s.last_offered_secs_ago)) + ' ago'}.</span></div>`).join('');
+    const offerRows = detail.offers.map(offerRow);
+    $('#detail').innerHTML = `
+      <div class="grid two">
+        <div class="card"><h2>Framework</h2><dl class="kv">
+          <dt>Status</dt><dd>${stateBadge(f.status)}</dd>
+          <dt>User</dt><dd>${esc(f.user || '–')}</dd><dt>Principal</dt><dd>${esc(f.principal || '–')}</dd>
+          <dt>Roles</dt><dd>${f.roles.map(r => `<span class="chip">${esc(r)}</span>`).join('') || '–'}</dd>
+          <dt>Host</dt><dd>${esc(f.hostname || '–')}</dd>
+          <dt>Registered</dt><dd>${when(f.registered_time)}</dd>
+          <dt>Failover timeout</dt><dd>${f.failover_timeout != null ? esc(ago(f.failover_timeout)) : '–'}</dd>
+          <dt>Tasks</dt><dd class="states">${Object.entries(detail.task_counts).map(([s, n]) => `<span class="s">${stateBadge(s)}<b>${num(n)}</b></span>`).join('') || '–'}</dd>
+        </dl></div>
+        <div class="card"><h2>Resources</h2>${table(['', ['Used', 'num'], ['Offered', 'num']],
+          ['cpus', 'mem', 'disk', 'gpus'].map(n => `<tr><td>${n}</td><td class="num">${fmtRes(n, f.used[n])}</td><td class="num">${fmtRes(n, f.offered[n])}</td></tr>`))}</div>
+      </div>
+      <div class="card section"><h2>Why no offer?</h2>${why || '<p class="muted">No role to explain (not subscribed).</p>'}</div>
+      <div class="card section"><h2>Active tasks <span class="muted">(${num(active.total)})</span></h2>${table(TASK_HEADERS, active.items.map(taskRow), 'No active tasks.')}
+        ${pager(active, offset => setParams(route.parts, { ...route.params, offset }))}</div>
+      <div class="card section"><h2>Completed tasks <span class="muted">(${num(done.total)})</span></h2>${table(TASK_HEADERS, done.items.map(taskRow), 'No completed tasks.')}
+        ${pager(done, offset => setParams(route.parts, { ...route.params, done: offset }))}</div>
+      <div class="card section"><h2>Outstanding offers <span class="muted">(${num(f.outstanding_offers)})</span></h2>${table(OFFER_HEADERS, offerRows, 'No outstanding offers.')}</div>`;
+  },
+};
+
+// Tasks -------------------------------------------------------------------
+
+const TASK_HEADERS = ['ID', 'Name', 'State', ['Framework', 'opt'], 'Agent', ['CPUs', 'num'], ['Memory', 'num'], ['Updated', 'opt'], ''];
+function taskRow(t) {
+  const link = `#/tasks/${enc(t.framework_id)}/${enc(t.id)}`;
+  return `<tr data-task-id="${esc(t.id)}"><td class="id"><a href="${link}">${short(t.id)}</a></td>
+    <td><a href="${link}">${esc(t.name)}</a></td><td>${stateBadge(t.state)}</td>
+    <td class="opt"><a href="#/frameworks/${enc(t.framework_id)}">${esc(t.framework_name || t.framework_id)}</a></td>
+    <td><a href="#/agents/${enc(t.agent_id)}">${esc(t.agent_hostname || t.agent_id)}</a></td>
+    <td class="num">${cores(t.resources.cpus)}</td><td class="num">${mib(t.resources.mem)}</td>
+    <td class="opt">${when(t.status_time)}</td><td><a href="${link}">Sandbox</a></td></tr>`;
+}
+
+views.tasks = {
+  nav: 'tasks',
+  mount(route) {
+    const p = route.params;
+    const opts = [['', 'All states'], ['active', 'Active (not terminal)'], ['terminal', 'Terminal']]
+      .concat(TASK_STATES.map(s => [s, s]))
+      .map(([v, l]) => `<option value="${v}" ${p.state === v || (!p.state && !v) ? 'selected' : ''}>${esc(l)}</option>`).join('');
+    return `<div class="page-head"><h1>Tasks</h1><span class="sub" id="tasks-total"></span></div>
+      <div class="filters">
+        <select id="f-state">${opts}</select>
+        <input type="search" id="f-q" placeholder="Search name or id" value="${esc(p.q || '')}">
+        <input type="search" id="f-framework_id" placeholder="Framework id" value="${esc(p.framework_id || '')}">
+        <input type="search" id="f-agent_id" placeholder="Agent id" value="${esc(p.agent_id || '')}">
+      </div><div class="data" id="list"></div>`;
+  },
+  bind(route) { bindFilters(route, ['state', 'q', 'framework_id', 'agent_id']); },
+  load(route) {
+    const p = route.params;
+    return getJSON('/api/tasks' + query({
+      state: p.state, q: p.q, framework_id: p.framework_id, agent_id: p.agent_id, offset: p.offset, limit: PAGE,
+    }));
+  },
+  update(page, route) {
+    $('#tasks-total').textContent = `${num(page.total)} matching`;
+    $('#list').innerHTML = `<div class="card">${table(TASK_HEADERS, page.items.map(taskRow), 'No tasks match.')}</div>` +
+      pager(page, offset => setParams(route.parts, { ...route.params, offset }));
+  },
+};
+
+// Filters: inputs write their value into the hash (debounced), which re-routes.
+function bindFilters(route, names) {
+  for (const name of names) {
+    const el = document.getElementById('f-' + name);
+    if (!el || el.dataset.bound) continue;
+    el.dataset.bound = '1';
+    let pending = null;
+    const apply = () => {
+      const params = { ...parseHash().params, [name]: el.value };
+      delete params.offset;
+      setParams(route.parts, params);
+    };
+    el.addEventListener(el.tagName === 'SELECT' ? 'change' : 'input', () => {
+      clearTimeout(pending);
+      pending = setTimeout(apply, el.tagName === 'SELECT' ? 0 : 300);
+    });
+  }
+}
+
+// Roles and offers ------------------------------------------------------------
+
+views.roles = {
+  nav: 'roles',
+  mount() { return '<div class="page-head"><h1>Roles</h1></div><div class="data" id="list"></div>'; },
+  load() { return getJSON('/api/roles'); },
+  update(data) {
+    const res = r => r ? `${cores(r.cpus)} cpus · ${mib(r.mem)}` : '–';
+    const rows = data.roles.map(r => `<tr data-role="${esc(r.name)}"><td><b>${esc(r.name)}</b></td><td class="num">${num(r.weight, 2)}</td>
+      <td class="num">${num(r.frameworks.length)}</td>
+      <td class="num">${res(r.allocated)}</td><td class="num">${res(r.offered)}</td><td class="num opt">${res(r.reserved)}</td>
+      <td class="num opt">${r.guarantee ? res(r.consumed) : '–'}</td><td class="num">${res(r.guarantee)}</td><td class="num">${res(r.limit)}</td></tr>`);
+    $('#list').innerHTML = `<div class="card">${table(['Role', ['Weight', 'num'], ['Frameworks', 'num'], ['Allocated', 'num'],
+      ['Offered', 'num'], ['Reserved', 'num opt'], ['Quota consumed', 'num opt'], ['Guarantee', 'num'], ['Limit', 'num']], rows,
+      'No roles yet: a role appears when a framework subscribes to it or it has a weight, quota or reservation.')}</div>`;
+  },
+};
+
+const OFFER_HEADERS = ['ID', 'Framework', 'Role', 'Agent', ['CPUs', 'num'], ['Memory', 'num'], ['Disk', 'num opt'], ['GPUs', 'num opt']];
+function offerRow(o) {
+  return `<tr><td class="id mono">${short(o.id)}</td>
+    <td><a href="#/frameworks/${enc(o.framework_id)}">${esc(o.framework_name || o.framework_id)}</a></td>
+    <td><span class="chip">${esc(o.role)}</span></td><td><a href="#/agents/${enc(o.agent_id)}">${esc(o.agent_hostname || o.agent_id)}</a></td>
+    <td class="num">${cores(o.resources.cpus)}</td><td class="num">${mib(o.resources.mem)}</td>
+    <td class="num opt">${mib(o.resources.disk)}</td><td class="num opt">${cores(o.resources.gpus)}</td></tr>`;
+}
+
+views.offers = {
+  nav: 'offers',
+  mount() { return '<div class="page-head"><h1>Outstanding offers</h1></div><div class="data" id="list"></div>'; },
+  load(route) { return getJSON('/api/offers' + query({ offset: route.params.offset, limit: PAGE })); },
+  update(page, route) {
+    $('#list').innerHTML = `<div class="card">${table(OFFER_HEADERS, page.items.map(offerRow), 'No outstanding offers.')}</div>` +
+      pager(page, offset => setParams(route.parts, { ...route.params, offset }));
+  },
+};
+
+// Task page: details, sandbox browser and log viewer ---------------------------
+
+views.task = {
+  nav: 'tasks',
+  mount(route) {
+    const [, fw, id] = route.parts;
+    return `<div class="crumbs"><a href="#/tasks">Tasks</a> › <a href="#/frameworks/${enc(fw)}">framework</a> ›</div>
+      <div class="page-head"><h1 id="task-title">${esc(id)}</h1><span id="task-state"></span></div>
+      <div class="data" id="detail"></div>
+      <div class="card section" id="viewer-card"><div class="log-head">
+        <div class="tabs" id="log-tabs"></div><span class="grow"></span>
+        <button id="log-earlier" disabled>Load earlier</button>
+        <label class="follow"><input type="checkbox" id="log-follow" checked> Follow <span class="dot" id="log-dot"></span></label>
+        <a id="log-download" href="#">Download</a></div>
+        <pre class="log" id="log"></pre><div class="muted" id="log-status"></div></div>
+      <div class="card section"><h2>Sandbox</h2><div id="sandbox"><p class="muted">Loading…</p></div></div>`;
+  },
+  async load(route) {
+    const [, fw, id] = route.parts;
+    return getJSON(`/api/tasks/${enc(fw)}/${enc(id)}`);
+  },
+  update(t, route) {
+    $('#task-title').textContent = t.name || t.id;
+    $('#task-state').innerHTML = stateBadge(t.state);
+    $('#detail').innerHTML = `<div class="grid two"><div class="card"><h2>Task</h2><dl class="kv">
+        <dt>ID</dt><dd class="mono">${esc(t.id)}</dd><dt>State</dt><dd>${stateBadge(t.state)}${t.healthy == null ? '' : t.healthy ? ' <span class="badge green">healthy</span>' : ' <span class="badge red">unhealthy</span>'}</dd>
+        <dt>Message</dt><dd>${esc(t.message || '–')}</dd><dt>Updated</dt><dd>${when(t.status_time)}</dd>
+        <dt>Framework</dt><dd><a href="#/frameworks/${enc(t.framework_id)}">${esc(t.framework_name || t.framework_id)}</a></dd>
+        <dt>Agent</dt><dd><a href="#/agents/${enc(t.agent_id)}">${esc(t.agent_hostname || t.agent_id)}</a></dd>
+        <dt>Executor</dt><dd class="mono">${esc(t.executor_id)}</dd><dt>Role</dt><dd>${esc(t.role || '–')}</dd></dl></div>
+      <div class="card"><h2>Resources</h2>${table(['', ['Allocated', 'num']],
+        ['cpus', 'mem', 'disk', 'gpus'].map(n => `<tr><td>${n}</td><td class="num">${fmtRes(n, t.resources[n])}</td></tr>`))}</div></div>`;
+    sandbox.open(t, route);
+  },
+  unmount() { sandbox.close(); },
+};
+
+// Reads files through the master: /agents/{agent}/files/{browse,read,download}.
+const sandbox = {
+  task: null, dir: '', file: null, gen: 0,
+  filesUrl(kind, params) { return `/agents/${enc(this.task.agent_id)}/files/${kind}` + query(params); },
+  open(task, route) {
+    const first = !this.task || this.task.id !== task.id || this.task.framework_id !== task.framework_id;
+    this.task = task;
+    if (first) {
+      this.dir = route.params.dir || '';
+      this.browse();
+      this.show(route.params.file || 'stdout');
+    } else {
+      this.browse();
+    }
+  },
+  close() { this.gen += 1; this.task = null; clearTimeout(this.timer); this.tailing = false; },
+  path(rel) { return this.task.sandbox + (rel ? '/' + rel : ''); },
+  async browse() {
+    const el = $('#sandbox');
+    if (!el || !this.task) return;
+    const gen = this.gen;
+    try {
+      const entries = await getJSON(this.filesUrl('browse', { path: this.path(this.dir) }));
+      if (gen !== this.gen) return;
+      const crumbs = ['<a href="#" data-dir="">sandbox</a>'];
+      let acc = '';
+      for (const part of this.dir.split('/').filter(Boolean)) {
+        acc = acc ? acc + '/' + part : part;
+        crumbs.push(`<a href="#" data-dir="${esc(acc)}">${esc(part)}</a>`);
+      }
+      const rows = (entries || []).map(e => {
+        const name = String(e.path).split('/').pop();
+        const rel = this.dir ? this.dir + '/' + name : name;
+        const isDir = String(e.mode || '').startsWith('d');
+        const open = isDir
+          ? `<a href="#" data-dir="${esc(rel)}">${esc(name)}/</a>`
+          : `<a href="#" data-file="${esc(rel)}">${esc(name)}</a>`;
+        return `<tr><td class="mono">${esc(e.mode || '')}</td><td>${open}</td><td class="num">${isDir ? '–' : bytes(e.size)}</td>
+          <td class="opt">${when(e.mtime)}</td>
+          <td>${isDir ? '' : `<a href="${esc(this.filesUrl('download', { path: this.path(rel) }))}" download>Download</a>`}</td></tr>`;
+      });
+      el.innerHTML = `<div class="sandbox-path">${crumbs.join(' / ')}</div>` +
+        table([['Mode', 'opt'], 'Name', ['Size', 'num'], ['Modified', 'opt'], ''], rows, 'Empty directory.');
+      el.querySelectorAll('[data-dir]').forEach(a => a.onclick = ev => { ev.preventDefault(); this.dir = a.dataset.dir; this.browse(); });
+      el.querySelectorAll('[data-file]').forEach(a => a.onclick = ev => { ev.preventDefault(); this.show(a.dataset.file); });
+    } catch (e) {
+      if (gen !== this.gen) return;
+      el.innerHTML = `<p class="notice err">The sandbox could not be listed through the master: ${esc(e.message)}</p>`;
+    }
+  },
+  // Shows a file from its end, then follows it while "Follow" is on.
+  async show(rel) {
+    this.gen += 1;
+    clearTimeout(this.timer);
+    const gen = this.gen;
+    this.file = rel;
+    this.start = 0; this.end = 0; this.tailing = false;
+    const tabs = ['stdout', 'stderr'].concat(rel === 'stdout' || rel === 'stderr' ? [] : [rel]);
+    $('#log-tabs').innerHTML = tabs.map(f => `<a href="#" data-log="${esc(f)}" class="${f === rel ? 'active' : ''}">${esc(f)}</a>`).join('');
+    $('#log-tabs').querySelectorAll('[data-log]').forEach(a => a.onclick = ev => { ev.preventDefault(); this.show(a.dataset.log); });
+    $('#log-download').href = this.filesUrl('download', { path: this.path(rel) });
+    $('#log-earlier').onclick = () => this.earlier();
+    $('#log-follow').onchange = () => { if ($('#log-follow').checked) this.tail(gen); };
+    const log = $('#log');
+    log.textContent = '';
+    try {
+      const size = (await getJSON(this.filesUrl('read', { path: this.path(rel), offset: -1 }))).offset;
+      if (gen !== this.gen) return;
+      this.start = Math.max(0, size - LOG_CHUNK);
+      this.end = this.start;
+      await this.readMore(gen);
+      this.status();
+      this.tail(gen);
+    } catch (e) {
+      if (gen !== this.gen) return;
+      log.textContent = '';
+      $('#log-status').innerHTML = `<span class="notice err">${esc(rel)} could not be read through the master: ${esc(e.message)}</span>`;
+      // The file may not exist yet (a task just starting): try again.
+      this.timer = setTimeout(() => { if (gen === this.gen) this.show(rel); }, 2000);
+    }
+  },
+  async readMore(gen) {
+    // At most 16 chunks per round, so a fast writer cannot starve the page.
+    for (let i = 0; i < 16; i += 1) {
+      const got = await getJSON(this.filesUrl('read', { path: this.path(this.file), offset: this.end, length: LOG_CHUNK }));
+      if (gen !== this.gen) return;
+      const data = got.data || '';
+      // `length`: the bytes of the file `data` stands for (Mesos' agents
+      // do not say; then count its UTF-8 bytes).
+      const n = got.length != null ? got.length : new TextEncoder().encode(data).length;
+      if (n === 0) return;
+      const log = $('#log');
+      const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+      log.append(document.createTextNode(data));
+      this.end = (got.offset != null ? got.offset : this.end) + n;
+      this.trim();
+      if (atBottom) log.scrollTop = log.scrollHeight;
+      if (n < LOG_CHUNK) return;
+    }
+  },
+  // Keep at most LOG_KEEP bytes on screen: drop from the front.
+  trim() {
+    const log = $('#log');
+    if (this.end - this.start <= LOG_KEEP) return;
+    const text = log.textContent;
+    const drop = text.length - Math.floor(LOG_KEEP / 2);
+    if (drop > 0) {
+      log.textContent = text.slice(drop);
+      this.start = this.end - new TextEncoder().encode(log.textContent).length;
+    }
+  },
+  tail(gen) {
+    clearTimeout(this.timer);
+    const follow = $('#log-follow');
+    if (!follow || !follow.checked || gen !== this.gen) { this.tailing = false; this.dot(false); return; }
+    this.tailing = true;
+    this.dot(true);
+    this.timer = setTimeout(async () => {
+      try {
+        await this.readMore(gen);
+        this.status();
+      } catch (e) {
+        if (gen !== this.gen) return;
+        $('#log-status').innerHTML = `<span class="notice">stale: ${esc(e.message)}; retrying</span>`;
+      }
+      this.tail(gen);
+    }, TAIL_EVERY);
+  },
+  async earlier() {
+    if (this.start <= 0) return;
+    const gen = this.gen;
+    const from = Math.max(0, this.start - LOG_CHUNK);
+    const got = await getJSON(this.filesUrl('read', { path: this.path(this.file), offset: from, length: this.start - from }));
+    if (gen !== this.gen) return;
+    const log = $('#log');
+    const before = log.scrollHeight;
+    log.prepend(document.createTextNode(got.data || ''));
+    log.scrollTop += log.scrollHeight - before;
+    this.start = from;
+    this.status();
+  },
+  dot(on) { const d = $('#log-dot'); if (d) d.className = on ? 'dot live' : 'dot'; },
+  status() {
+    $('#log-earlier').disabled = this.start <= 0;
+    $('#log-status').textContent = `${this.file}: bytes ${num(this.start)}–${num(this.end)} shown`;
+  },
+};
+
+// ---------------------------------------------------------------------------
+// Routing
+// ---------------------------------------------------------------------------
+
+const current = { view: null, route: null };
+
+function pick(parts) {
+  const [first, second, third] = parts;
+  if (!first) return views.dashboard;
+  if (first === 'agents') return second ? views.agent : views.agents;
+  if (first === 'frameworks') return second ? views.framework : views.frameworks;
+  if (first === 'tasks') return second && third ? views.task : views.tasks;
+  if (first === 'roles') return views.roles;
+  if (first === 'offers') return views.offers;
+  return null;
+}
+
+function route() {
+  const r = parseHash();
+  const view = pick(r.parts);
+  // Keep the frame (and the focused filter box) when only the params changed.
+  const sameFrame = view && current.view === view && current.route &&
+    current.route.parts.join('/') === r.parts.join('/');
+  if (!sameFrame && current.view && current.view.unmount) current.view.unmount();
+  live.generation += 1;
+  clearTimeout(live.timer);
+  const main = $('#view');
+  document.querySelectorAll('#nav a').forEach(a => a.classList.toggle('active', view && a.dataset.nav === view.nav));
+  if (!view) {
+    current.view = null;
+    main.innerHTML = '<div class="page-head"><h1>Not found</h1></div><p>No such page. <a href="#/">Go to the dashboard</a>.</p>';
+    return;
+  }
+  current.view = view;
+  current.route = r;
+  if (!sameFrame) main.innerHTML = view.mount(r);
+  if (view.bind) view.bind(r);
+  document.title = `Agora · ${view.nav[0].toUpperCase()}${view.nav.slice(1)}`;
+  live.delay = live.base;
+  refresh(live.generation);
+}
+
+// A bug in this page must not fail silently: say so at the top.
+function reportError(what) {
+  banner('error', `The page hit an error: ${esc(what)}. Reloading may help; the data above may be stale.`);
+}
+window.addEventListener('error', ev => reportError(ev.message || 'unknown error'));
+window.addEventListener('unhandledrejection', ev => reportError(String(ev.reason && ev.reason.message || ev.reason)));
+
+window.addEventListener('hashchange', route);
+route();
