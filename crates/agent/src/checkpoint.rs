@@ -32,6 +32,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::launch::{from_hex, to_hex};
 use agora_core::{AgentId, ExecutorId, FrameworkId, TaskId};
 use agora_proto::v1 as pb;
 use prost::Message as _;
@@ -136,20 +137,6 @@ struct ExecutorRecord {
     /// A custom executor's `ExecutorInfo`, protobuf bytes in hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     info: Option<String>,
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// The files behind the checkpoint, relative to `meta/`.

@@ -113,11 +113,12 @@ impl LaunchConfig {
     }
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+/// Protobuf bytes carried in JSON documents (launch config, checkpoint).
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn from_hex(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }

@@ -658,11 +658,7 @@ impl AgentState {
             .collect();
         for (framework_id, executor_id) in shut_down {
             tracing::info!(executor_id = %executor_id, "executor outlived its shutdown grace period; destroying it");
-            out.push(Effect::DestroyExecutor {
-                framework_id: framework_id.clone(),
-                executor_id: executor_id.clone(),
-            });
-            self.executor_gone(
+            self.destroy_executor(
                 now,
                 &framework_id,
                 &executor_id,
@@ -674,11 +670,7 @@ impl AgentState {
         }
         for (framework_id, executor_id) in overdue {
             tracing::warn!(executor_id = %executor_id, "executor did not re-subscribe after the agent restarted; killing it");
-            out.push(Effect::DestroyExecutor {
-                framework_id: framework_id.clone(),
-                executor_id: executor_id.clone(),
-            });
-            self.executor_gone(
+            self.destroy_executor(
                 now,
                 &framework_id,
                 &executor_id,
@@ -801,11 +793,7 @@ impl AgentState {
             _ => {
                 // Nothing started the tasks: no process to signal but the executor's.
                 let (framework_id, executor_id) = executor_key.clone();
-                out.push(Effect::DestroyExecutor {
-                    framework_id: framework_id.clone(),
-                    executor_id: executor_id.clone(),
-                });
-                self.executor_gone(
+                self.destroy_executor(
                     now,
                     &framework_id,
                     &executor_id,
@@ -1037,6 +1025,25 @@ impl AgentState {
                 format!("executor exited before the task ended: {description}"),
             ),
         };
+        self.executor_gone(now, framework_id, executor_id, state, reason, message, out);
+    }
+
+    /// Kills an executor's process and drops it; its non-terminal tasks end in `state`.
+    #[allow(clippy::too_many_arguments)]
+    fn destroy_executor(
+        &mut self,
+        now: Duration,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        state: pb::TaskState,
+        reason: pb::task_status::Reason,
+        message: String,
+        out: &mut Vec<Effect>,
+    ) {
+        out.push(Effect::DestroyExecutor {
+            framework_id: framework_id.clone(),
+            executor_id: executor_id.clone(),
+        });
         self.executor_gone(now, framework_id, executor_id, state, reason, message, out);
     }
 
