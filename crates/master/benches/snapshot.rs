@@ -18,7 +18,8 @@
 //! measures 10,000 agents and 100,000 tasks; without `--bench` in argv (as
 //! under `cargo test --benches`) it is a smoke run of 1,000 agents and
 //! 10,000 tasks with few iterations. Knobs: `AGORA_BENCH_AGENTS`,
-//! `AGORA_BENCH_TASKS_PER_AGENT`, `AGORA_BENCH_RUNS`.
+//! `AGORA_BENCH_TASKS_PER_AGENT`, `AGORA_BENCH_RUNS`, `AGORA_BENCH_READER`
+//! (`fresh`, the default: a new body buffer per poll; `reuse`: one buffer).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -294,12 +295,25 @@ fn main() {
     let reader = {
         let (polling, stop, polls) = (polling.clone(), stop.clone(), polls.clone());
         std::thread::spawn(move || {
+            // `fresh`: a new buffer per request, grown as it fills (what a
+            // handler serializing into a new body does); `reuse`: one buffer
+            // kept at its size, no reallocation or unmapping per poll.
+            let reuse = std::env::var("AGORA_BENCH_READER").is_ok_and(|r| r == "reuse");
+            let mut buffer = Vec::new();
             let mut next = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 if polling.load(Ordering::Relaxed) {
                     let current = published.borrow().clone();
-                    let body = serde_json::to_vec(current.as_ref()).expect("snapshot serializes");
-                    std::hint::black_box(body);
+                    if reuse {
+                        buffer.clear();
+                        serde_json::to_writer(&mut buffer, current.as_ref())
+                            .expect("snapshot serializes");
+                        std::hint::black_box(&buffer);
+                    } else {
+                        let body =
+                            serde_json::to_vec(current.as_ref()).expect("snapshot serializes");
+                        std::hint::black_box(body);
+                    }
                     polls.fetch_add(1, Ordering::Relaxed);
                 }
                 next += POLL_INTERVAL;
@@ -333,6 +347,7 @@ fn main() {
         percentile(&s, 50.0)
     };
     let change = (p50(&polled) / p50(&idle) - 1.0) * 100.0;
+    let reader_mode = std::env::var("AGORA_BENCH_READER").unwrap_or_else(|_| "fresh".into());
     report(
         "allocation_idle",
         idle,
@@ -342,7 +357,7 @@ fn main() {
         "allocation_polled",
         polled,
         &format!(
-            "{scale} state_polls={} polled_s={:.1} p50_vs_idle_pct={change:+.1}",
+            "{scale} reader={reader_mode} state_polls={} polled_s={:.1} p50_vs_idle_pct={change:+.1}",
             polls.load(Ordering::Relaxed),
             polled_for.as_secs_f64(),
         ),
