@@ -145,8 +145,11 @@ impl Container {
             }
             Err(e) => Ok(Err(e)),
         };
-        headroom.restore();
+        // Leave first, then lower the limit: the other order leaves a window
+        // in which the caller's threads still count and the new task's
+        // first forks fail with EAGAIN.
         let restored = move_back(&origins[..moved], &pid);
+        headroom.restore();
         let spawned = match spawned {
             Ok(r) => r,
             Err(payload) => panic::resume_unwind(payload),
