@@ -217,7 +217,7 @@ fn pids_limit_contains_a_fork_bomb_and_kill_all_ends_it() {
         .get()
         .spawn_inside(|| {
             Command::new("sh")
-                .args(["-c", "f(){ f|f& }; f"])
+                .args(["-c", "f(){ f|f& sleep 5; }; f"])
                 .stderr(Stdio::null())
                 .spawn()
         })
