@@ -22,7 +22,11 @@
 //! `AGORA_BENCH_DEADLINE_S` (600, for everything after the build),
 //! `AGORA_BENCH_BIN` (an absolute path: use this `agora` binary instead of
 //! building one), `AGORA_BENCH_LOG` (daemon log filter, default `info`),
-//! `AGORA_BENCH_KEEP=1` (keep the work dir and logs, printed at the end).
+//! `AGORA_BENCH_KEEP=1` (keep the work dir and logs, printed at the end),
+//! `AGORA_BENCH_ISOLATION` (the agent's `--isolation`; unset: the agent's
+//! default, cgroups where the machine allows), `AGORA_BENCH_WORK_DIR` (the
+//! directory to create the work dir in, e.g. a tmpfs to take the disk out
+//! of the figures; unset: the system's temp dir).
 //!
 //! `INFO` lines add per-run detail, among it the CPU time per task of the
 //! master, the agent, the framework (this process) and the rest of the
@@ -67,6 +71,11 @@ struct Config {
     deadline: Instant,
     log: String,
     keep: bool,
+    /// The agent's `--isolation`; `None` leaves the agent's default.
+    isolation: Option<String>,
+    /// Where the work dir (daemons' work dirs, sandboxes) is created;
+    /// `None`: the system's temp dir.
+    work_parent: Option<PathBuf>,
 }
 
 fn env_usize(name: &str, default: usize) -> anyhow::Result<usize> {
@@ -96,6 +105,10 @@ impl Config {
             deadline: Instant::now() + Duration::from_secs(deadline_s as u64),
             log: std::env::var("AGORA_BENCH_LOG").unwrap_or_else(|_| "info".into()),
             keep: std::env::var("AGORA_BENCH_KEEP").is_ok_and(|v| v == "1"),
+            isolation: std::env::var("AGORA_BENCH_ISOLATION")
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
+            work_parent: std::env::var_os("AGORA_BENCH_WORK_DIR").map(PathBuf::from),
         })
     }
 
@@ -127,12 +140,17 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     let profile = if config.full { "release" } else { "debug" };
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "BENCH-CONFIG daemons={profile} bin={} cores={cores} launches={} warmup={} batches={} batch_tasks={} task=cpus:{TASK_CPUS};mem:{TASK_MEM} agent={AGENT_RESOURCES}",
+        "BENCH-CONFIG daemons={profile} bin={} cores={cores} launches={} warmup={} batches={} batch_tasks={} task=cpus:{TASK_CPUS};mem:{TASK_MEM} agent={AGENT_RESOURCES} isolation={} work_dir={}",
         bin.display(),
         config.launches,
         config.warmup,
         config.batches,
         config.batch_tasks,
+        config.isolation.as_deref().unwrap_or("default"),
+        config
+            .work_parent
+            .as_deref()
+            .map_or("temp".into(), |p| p.display().to_string()),
     );
 
     spawn_baseline(&bin)?;
@@ -204,7 +222,11 @@ struct BenchCluster {
 
 impl BenchCluster {
     fn start(bin: &Path, config: &Config) -> anyhow::Result<BenchCluster> {
-        let dir = tempfile::tempdir()?;
+        let dir = match &config.work_parent {
+            Some(parent) => tempfile::tempdir_in(parent)
+                .with_context(|| format!("a work dir under {}", parent.display()))?,
+            None => tempfile::tempdir()?,
+        };
         let master_port = free_port();
         let port = master_port.to_string();
         let work = dir.path().join("master");
@@ -230,24 +252,23 @@ impl BenchCluster {
         let agent_port = free_port().to_string();
         let agent_work = dir.path().join("agent");
         let master_address = format!("127.0.0.1:{master_port}");
-        let agent = Daemon::spawn(
-            bin,
-            &[
-                "agent",
-                "--master",
-                &master_address,
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                &agent_port,
-                "--work-dir",
-                path_str(&agent_work)?,
-                "--resources",
-                AGENT_RESOURCES,
-            ],
-            dir.path().join("agent.log"),
-            &config.log,
-        )?;
+        let mut args = vec![
+            "agent",
+            "--master",
+            &master_address,
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &agent_port,
+            "--work-dir",
+            path_str(&agent_work)?,
+            "--resources",
+            AGENT_RESOURCES,
+        ];
+        if let Some(isolation) = &config.isolation {
+            args.extend(["--isolation", isolation.as_str()]);
+        }
+        let agent = Daemon::spawn(bin, &args, dir.path().join("agent.log"), &config.log)?;
         let cluster = BenchCluster {
             master,
             agent,

@@ -259,6 +259,100 @@ fn an_archive_is_fetched_extracted_run_and_cached_and_a_bad_uri_fails_the_task()
     assert!(out.contains("nothing.tar.gz"), "{out}");
 }
 
+/// Issue 5's fetch scenario: 100 tasks on 2 agents that all need the same
+/// archive download it once per agent (each agent has its own cache).
+/// `AGORA_TEST_FETCH_ARCHIVE_MB` sets the archive's size (default 4; the
+/// figure in `docs/benchmarks.md` was taken with 50).
+#[test]
+fn a_hundred_tasks_on_two_agents_download_a_shared_archive_once_per_agent() {
+    let megabytes: usize = std::env::var("AGORA_TEST_FETCH_ARCHIVE_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let build = tempfile::tempdir().expect("tempdir");
+    let pkg = build.path().join("pkg");
+    std::fs::create_dir_all(&pkg).expect("pkg dir");
+    std::fs::write(
+        pkg.join("run.sh"),
+        "#!/bin/sh\ntest -s pkg/blob && echo unpacked\n",
+    )
+    .expect("script");
+    std::fs::set_permissions(
+        pkg.join("run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    // Incompressible, so the archive really is about this size.
+    let mut blob = vec![0u8; megabytes << 20];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut blob))
+        .expect("random bytes");
+    std::fs::write(pkg.join("blob"), &blob).expect("blob");
+    drop(blob);
+    let archive = build.path().join("pkg.tar.gz");
+    let status = Command::new("tar")
+        .arg("czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(build.path())
+        .arg("pkg")
+        .status()
+        .expect("tar runs");
+    assert!(status.success());
+    let server = serve_file(std::fs::read(&archive).expect("archive"));
+
+    let resources = "cpus:8;mem:4096";
+    let mut cluster = Cluster::start(0, resources).expect("master starts");
+    for n in 0..2 {
+        let cache = build.path().join(format!("cache-{n}"));
+        cluster.add_agent_with(
+            n,
+            resources,
+            &["--fetcher-cache-dir", cache.to_str().expect("utf-8")],
+        );
+    }
+    cluster.wait_agents(2).expect("both agents register");
+    let uri = format!("http://127.0.0.1:{}/pkg.tar.gz;cache", server.port);
+    let out = cluster.run(&[
+        "--name",
+        "spark-like",
+        "--instances",
+        "100",
+        "--uri",
+        &uri,
+        "--command",
+        "./pkg/run.sh",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let state = cluster.state().expect("state");
+    let tasks = agora_e2e::all_tasks(&state);
+    let mut per_agent = std::collections::BTreeMap::<String, usize>::new();
+    for task in &tasks {
+        assert_eq!(task["state"], "TASK_FINISHED", "{task}");
+        *per_agent
+            .entry(task["agent_id"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(tasks.len(), 100, "{per_agent:?}");
+    assert_eq!(
+        per_agent.len(),
+        2,
+        "tasks ran on both agents: {per_agent:?}"
+    );
+    let unpacked = cluster
+        .sandbox_files("spark-like-42", "stdout")
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect::<String>();
+    assert!(unpacked.contains("unpacked"), "{unpacked}");
+    assert_eq!(
+        server.requests.load(Ordering::SeqCst),
+        2,
+        "one download per agent, {megabytes} MB archive, tasks per agent {per_agent:?}"
+    );
+}
+
 #[test]
 fn tasks_on_one_agent_get_distinct_ports_they_can_listen_on() {
     let (cluster, _) = cluster("cpus:2;mem:1024;ports:[31500-31509]", &[]);

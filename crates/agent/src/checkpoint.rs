@@ -6,7 +6,7 @@
 //! on them (an executor's update is written before the agent acknowledges
 //! it to the executor). This module maps records to files in a
 //! [`MetaStore`] and reads them back at start ([`recover`]);
-//! [`FsStore`] is the real one (atomic writes: temp file, fsync, rename).
+//! [`FsStore`] is the real one (atomic writes: temp file, rename).
 //!
 //! Layout under `<work_dir>/meta/` (after Mesos' `src/slave/paths.hpp`):
 //!
@@ -285,7 +285,7 @@ pub fn apply(store: &mut dyn MetaStore, record: &Checkpoint) -> std::io::Result<
 /// counts, written at the first one's place. Removals keep their order.
 /// The shell writes a batch's records before sending any of the batch's
 /// messages, so every record still precedes what relies on it; this saves
-/// a write and an fsync per superseded record under load.
+/// a file write (a new inode and a rename) per superseded record under load.
 pub fn coalesce(records: Vec<Checkpoint>) -> Vec<Checkpoint> {
     #[derive(PartialEq, Eq, Hash)]
     enum Key {
@@ -523,10 +523,12 @@ impl MetaStore for FsStore {
         let temp = dir.join(name);
         let mut file = std::fs::File::create(&temp)?;
         file.write_all(bytes)?;
-        // The directory is not synced: a checkpoint only matters while the
-        // machine has not rebooted (a new boot id discards it), and until
-        // then the kernel keeps renamed files even if this process dies.
-        file.sync_data()?;
+        // Neither the file nor the directory is synced, on purpose: a
+        // checkpoint only matters while the machine has not rebooted (a new
+        // boot id discards it, and the tasks died with the machine), and
+        // until then the page cache keeps every write and rename even if
+        // this process is killed. An fsync here cost a disk flush per
+        // status update on the launch path.
         drop(file);
         std::fs::rename(&temp, &target)
     }

@@ -78,10 +78,14 @@ fn main() -> ExitCode {
         eprintln!("agora: {e:#}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // An executor is started per task and supervises one process: a
+    // single-threaded runtime spares it the worker threads' start-up on the
+    // launch path. The daemons and `agora run` use all cores.
+    let mut builder = match cli.command {
+        Commands::Executor => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("agora: cannot start the runtime: {e}");

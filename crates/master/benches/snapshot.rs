@@ -4,6 +4,10 @@
 //!   the read model (at most every 20 ms, whatever readers do);
 //! - `state_json`: the full `/state` body, `serde_json::to_vec` of a snapshot
 //!   (what a reader pays, on its own thread, never the actor's);
+//! - `page_<list>`: one page of a UI list (`/api/tasks`, `/api/agents`,
+//!   `/api/frameworks`) through the real router, query parsing to the last
+//!   byte of the JSON body: first and last pages, and a filtered search that
+//!   has to look at every task;
 //! - `allocation_idle` / `allocation_polled`: one full allocation cycle
 //!   (every agent offered to 100 frameworks, which decline with no filter so
 //!   the next cycle offers everything again), without and with a reader
@@ -281,6 +285,9 @@ fn main() {
     }
     report("state_json", samples, &format!("{scale} bytes={bytes}"));
 
+    let (publish, published) = watch::channel(Arc::new(snapshot));
+    list_pages(published.clone(), agents, tasks, runs.max(50), &scale);
+
     let mut clock = 1_000;
     // Warm the allocator's books once; the first cycle offers from scratch.
     allocation_cycles(&mut master, &streams, &mut clock, 1);
@@ -288,7 +295,6 @@ fn main() {
     // Idle and polled cycles alternate in blocks, so that whatever else the
     // machine runs weighs on both alike. In polled blocks a reader thread
     // serializes the published snapshot ten times a second.
-    let (publish, published) = watch::channel(Arc::new(snapshot));
     let polling = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let polls = Arc::new(AtomicU64::new(0));
@@ -362,4 +368,72 @@ fn main() {
             polled_for.as_secs_f64(),
         ),
     );
+}
+
+/// One page of each UI list, through the master's `/api` router: what a
+/// browser's request costs a reader (never the actor).
+fn list_pages(
+    published: watch::Receiver<Arc<StateSnapshot>>,
+    agents: usize,
+    tasks: usize,
+    runs: usize,
+    scale: &str,
+) {
+    use tower::ServiceExt as _;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let last_task_page = tasks.saturating_sub(100);
+    let last_agent_page = agents.saturating_sub(100);
+    let pages = [
+        ("page_tasks_first", "/api/tasks?limit=100".to_owned(), 100),
+        (
+            "page_tasks_last",
+            format!("/api/tasks?offset={last_task_page}&limit=100"),
+            100,
+        ),
+        // Matches `task-1-*`, `task-1x-*`, `task-1xx-*`...: a search that
+        // reads every task's name and keeps the first 100 of ~11% of them.
+        (
+            "page_tasks_search",
+            "/api/tasks?state=TASK_RUNNING&q=task-1&limit=100".to_owned(),
+            100,
+        ),
+        (
+            "page_agents_last",
+            format!("/api/agents?offset={last_agent_page}&limit=100"),
+            100,
+        ),
+        (
+            "page_frameworks",
+            "/api/frameworks?limit=100".to_owned(),
+            FRAMEWORKS.min(100),
+        ),
+    ];
+    runtime.block_on(async move {
+        let router = agora_master::ui_api::router(published);
+        for (key, uri, expected) in pages {
+            let mut samples = Vec::with_capacity(runs);
+            let mut bytes = 0;
+            for _ in 0..runs {
+                let request = axum::http::Request::get(uri.as_str())
+                    .body(axum::body::Body::empty())
+                    .expect("a request");
+                let started = Instant::now();
+                let response = router.clone().oneshot(request).await.expect("infallible");
+                let status = response.status();
+                let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .expect("a body");
+                samples.push(started.elapsed().as_secs_f64() * 1e3);
+                assert!(status.is_success(), "{uri}: {status}");
+                bytes = body.len();
+                let page: serde_json::Value = serde_json::from_slice(&body).expect("a JSON page");
+                let items = page["items"].as_array().map_or(0, Vec::len);
+                assert_eq!(items, expected, "{uri}: a full page");
+            }
+            report(key, samples, &format!("{scale} bytes={bytes} uri={uri}"));
+        }
+    });
 }

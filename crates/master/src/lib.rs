@@ -15,6 +15,6 @@ pub mod metrics;
 pub mod shell;
 pub mod snapshot;
 pub mod state;
-mod ui_api;
+pub mod ui_api;
 
 pub use shell::{MasterOptions, run_master};

@@ -150,6 +150,12 @@ pub struct FrameworkView {
     pub roles: Vec<String>,
     pub active: bool,
     pub registered_time: f64,
+    /// The last re-subscription (Mesos' `reregistered_time`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reregistered_time: Option<f64>,
+    /// When its scheduler disconnected (Mesos' `unregistered_time`), while it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unregistered_time: Option<f64>,
     pub outstanding_offers: usize,
     /// "Why no offer?" per role, recomputed at most once a second.
     pub offer_status: Vec<OfferStatusView>,
@@ -178,6 +184,15 @@ pub struct TaskView {
 }
 
 impl StateSnapshot {
+    /// Every task the snapshot holds, live and completed.
+    pub fn tasks_total(&self) -> usize {
+        self.frameworks
+            .iter()
+            .chain(&self.completed_frameworks)
+            .map(|f| f.tasks.len() + f.completed_tasks.len())
+            .sum()
+    }
+
     /// What a master that does not lead shows: who leads, if anyone.
     pub fn follower(id: &str, hostname: &str, leader: Option<&str>) -> Self {
         Self {
@@ -224,6 +239,8 @@ fn framework_view(framework: &Framework, offer_status: Vec<OfferStatusView>) -> 
         roles: framework.roles.iter().cloned().collect(),
         active: framework.active(),
         registered_time: framework.registered_at,
+        reregistered_time: framework.reregistered_at,
+        unregistered_time: framework.disconnected_at,
         outstanding_offers: framework.offers.len(),
         offer_status,
         tasks: framework.tasks.values().map(task_view).collect(),

@@ -57,7 +57,7 @@ struct UiState {
 /// The UI's JSON routes. Spawns the task that samples utilisation every
 /// [`SAMPLE_EVERY`] (it ends when the snapshot's sender is gone), so it must
 /// be called inside a tokio runtime.
-pub(crate) fn router(snapshot: Snapshot) -> Router {
+pub fn router(snapshot: Snapshot) -> Router {
     let samples = Arc::new(Mutex::new(VecDeque::with_capacity(SAMPLES_KEPT)));
     tokio::spawn(sample_utilisation(snapshot.clone(), samples.clone()));
     Router::new()

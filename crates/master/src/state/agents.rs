@@ -250,6 +250,9 @@ impl Master {
                     conn: None,
                     stream_id: String::new(),
                     registered_at: now.wall,
+                    reregistered_at: None,
+                    // Known only from an agent: its scheduler has yet to come back.
+                    disconnected_at: Some(now.wall),
                     failover_deadline: Some(
                         now.monotonic + Duration::from_secs_f64(timeout.min(3.15e7)),
                     ),

@@ -142,6 +142,8 @@ impl Master {
             framework.conn = Some(conn);
             framework.stream_id = stream_id.clone();
             framework.failover_deadline = None;
+            framework.reregistered_at = Some(now.wall);
+            framework.disconnected_at = None;
             tracing::info!(framework_id = %framework_id, "framework re-subscribed");
         } else {
             tracing::info!(framework_id = %framework_id, name = %info.name, "framework subscribed");
@@ -154,6 +156,8 @@ impl Master {
                     conn: Some(conn),
                     stream_id: stream_id.clone(),
                     registered_at: now.wall,
+                    reregistered_at: None,
+                    disconnected_at: None,
                     failover_deadline: None,
                     tasks: BTreeMap::new(),
                     completed_tasks: VecDeque::new(),
@@ -196,6 +200,7 @@ impl Master {
             return;
         }
         framework.conn = None;
+        framework.disconnected_at = Some(now.wall);
         let timeout = framework.info.failover_timeout.unwrap_or(0.0).max(0.0);
         framework.failover_deadline = Some(now.monotonic + Duration::from_secs_f64(timeout));
         let offers: Vec<OfferId> = framework.offers.iter().cloned().collect();

@@ -185,6 +185,10 @@ pub struct Framework {
     pub conn: Option<ConnId>,
     pub stream_id: String,
     pub registered_at: f64,
+    /// Wall time of the last re-subscription (a scheduler failover), if any.
+    pub reregistered_at: Option<f64>,
+    /// Wall time its event stream ended, while it is disconnected.
+    pub disconnected_at: Option<f64>,
     /// When a disconnected framework is removed for good.
     pub failover_deadline: Option<Duration>,
     pub tasks: BTreeMap<TaskId, Task>,

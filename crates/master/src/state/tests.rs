@@ -2013,11 +2013,17 @@ fn framework_that_resubscribes_in_time_keeps_its_tasks() {
         &offer,
         command_task("t1", &agent, "cpus:1;mem:128"),
     );
+    let gone_at = h.now().wall;
     h.framework_gone(11);
+    assert_eq!(h.master.frameworks[&fw.id].disconnected_at, Some(gone_at));
     h.advance(8.0);
     h.tick();
+    let back_at = h.now().wall;
     let fw = h.subscribe_ok(12, info);
     assert_eq!(h.master.frameworks[&fw.id].failover_deadline, None);
+    // The UI shows when it failed over; it is connected again.
+    assert_eq!(h.master.frameworks[&fw.id].reregistered_at, Some(back_at));
+    assert_eq!(h.master.frameworks[&fw.id].disconnected_at, None);
     h.advance(100.0);
     assert!(h.tick().is_empty());
     assert!(h.task(&fw.id, "t1").is_some());

@@ -128,6 +128,8 @@ pub(super) struct FrameworkRow {
     /// timeout) or `completed`.
     pub(super) status: &'static str,
     pub(super) registered_time: f64,
+    pub(super) reregistered_time: Option<f64>,
+    pub(super) unregistered_time: Option<f64>,
     pub(super) failover_timeout: Option<f64>,
     pub(super) active_tasks: usize,
     pub(super) completed_tasks: usize,

@@ -64,6 +64,8 @@ fn framework(id: &str, active: bool, tasks: Vec<TaskView>, done: Vec<TaskView>) 
         roles: vec!["eng".to_string()],
         active,
         registered_time: 950.0,
+        reregistered_time: Some(990.0),
+        unregistered_time: None,
         outstanding_offers: 1,
         offer_status: vec![OfferStatusView {
             role: "eng".to_string(),
@@ -218,7 +220,8 @@ fn framework_row_and_detail_shapes() {
     let row = json!({
         "id": "f1", "name": "fw-f1", "user": "alice", "principal": "svc",
         "hostname": "sched-host", "roles": ["eng"], "status": "active",
-        "registered_time": 950.0, "failover_timeout": 60.0,
+        "registered_time": 950.0, "reregistered_time": 990.0, "unregistered_time": null,
+        "failover_timeout": 60.0,
         "active_tasks": 1, "completed_tasks": 1,
         "used": {"cpus": 0.5, "mem": 128.0, "disk": 0.0, "gpus": 0.0},
         "offered": {"cpus": 1.0, "mem": 1024.0, "disk": 0.0, "gpus": 0.0},

@@ -243,6 +243,8 @@ pub(super) fn framework_row(
             (false, false) => "inactive",
         },
         registered_time: f.registered_time,
+        reregistered_time: f.reregistered_time,
+        unregistered_time: f.unregistered_time,
         failover_timeout: f.failover_timeout,
         active_tasks: f.tasks.len(),
         completed_tasks: f.completed_tasks.len(),

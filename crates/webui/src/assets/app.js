@@ -551,6 +551,8 @@ views.framework = {
           <dt>Roles</dt><dd>${f.roles.map(r => `<span class="chip">${esc(r)}</span>`).join('') || '–'}</dd>
           <dt>Host</dt><dd>${esc(f.hostname || '–')}</dd>
           <dt>Registered</dt><dd>${when(f.registered_time)}</dd>
+          <dt>Failed over</dt><dd>${f.reregistered_time != null ? when(f.reregistered_time) : 'never'}</dd>
+          ${f.unregistered_time != null ? `<dt>Disconnected</dt><dd>${when(f.unregistered_time)}</dd>` : ''}
           <dt>Failover timeout</dt><dd>${f.failover_timeout != null ? esc(ago(f.failover_timeout)) : '–'}</dd>
           <dt>Tasks</dt><dd class="states">${Object.entries(detail.task_counts).map(([s, n]) => `<span class="s">${stateBadge(s)}<b>${num(n)}</b></span>`).join('') || '–'}</dd>
         </dl></div>
