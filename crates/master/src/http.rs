@@ -36,6 +36,19 @@ type GateRx = watch::Receiver<Gate>;
 struct AppState {
     snapshot: Snapshot,
     gate: GateRx,
+    state_body: StateBody,
+}
+
+/// The last `/state` body and the snapshot it was made from. Pollers of an
+/// unchanged snapshot share one serialization; a `Weak` keeps the
+/// allocation's address from being reused (so pointer equality cannot
+/// mistake a new snapshot for the old one) without keeping its contents.
+type StateBody = Arc<tokio::sync::Mutex<Option<(std::sync::Weak<StateSnapshot>, Bytes)>>>;
+
+impl FromRef<AppState> for StateBody {
+    fn from_ref(state: &AppState) -> Self {
+        state.state_body.clone()
+    }
 }
 
 impl FromRef<AppState> for Snapshot {
@@ -70,6 +83,7 @@ pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router 
         .with_state(AppState {
             snapshot: snapshot.clone(),
             gate: gate.clone(),
+            state_body: StateBody::default(),
         })
         .merge(crate::metrics::router(snapshot.clone(), gate.clone()))
         .merge(crate::files_proxy::router(snapshot.clone()))
@@ -140,9 +154,42 @@ async fn version() -> Json<serde_json::Value> {
     }))
 }
 
-async fn state(State(snapshot): State<Snapshot>) -> Response {
+/// The full state as JSON, serialized once per published snapshot (on a
+/// blocking thread: 100k tasks take tens of milliseconds), whoever polls.
+async fn state(State(snapshot): State<Snapshot>, State(cache): State<StateBody>) -> Response {
     let current = snapshot.borrow().clone();
-    Json(current.as_ref().clone()).into_response()
+    // Held across the serialization, so concurrent pollers wait for one body.
+    let mut cached = cache.lock().await;
+    if let Some((made_from, body)) = cached.as_ref()
+        && std::ptr::eq(made_from.as_ptr(), Arc::as_ptr(&current))
+    {
+        return json_body(body.clone());
+    }
+    let made_from = Arc::downgrade(&current);
+    let body = match tokio::task::spawn_blocking(move || serde_json::to_vec(current.as_ref())).await
+    {
+        Ok(Ok(body)) => Bytes::from(body),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot serialize the state");
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot serialize the state",
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "state serialization did not finish");
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot serialize the state",
+            );
+        }
+    };
+    *cached = Some((made_from, body.clone()));
+    json_body(body)
+}
+
+fn json_body(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 // ---------------------------------------------------------------------------
@@ -380,4 +427,53 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    async fn get_state(app: &Router) -> (StatusCode, Bytes) {
+        let response = app
+            .clone()
+            .oneshot(Request::get("/state").body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (status, body)
+    }
+
+    fn snapshot_named(hostname: &str) -> Arc<StateSnapshot> {
+        Arc::new(StateSnapshot {
+            hostname: hostname.to_owned(),
+            ..StateSnapshot::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn state_is_serialized_once_per_snapshot_and_follows_new_ones() {
+        let (publish, snapshot) = watch::channel(snapshot_named("first"));
+        let (_gate_tx, gate) = watch::channel(Gate::Following { leader: None });
+        let app = router(snapshot, gate);
+
+        let (status, first) = get_state(&app).await;
+        assert_eq!(status, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_slice(&first).expect("json");
+        assert_eq!(json["hostname"], "first");
+        let (_, again) = get_state(&app).await;
+        // The same allocation: served from the cache, not serialized again.
+        assert_eq!(first.as_ptr(), again.as_ptr());
+
+        publish.send_replace(snapshot_named("second"));
+        let (status, second) = get_state(&app).await;
+        assert_eq!(status, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_slice(&second).expect("json");
+        assert_eq!(json["hostname"], "second");
+    }
 }
