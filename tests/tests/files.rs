@@ -273,6 +273,11 @@ fn sandbox_files_through_the_master_and_the_agent() {
     )
     .expect("agent metrics");
     assert!(agent_metrics.contains("# TYPE agora_agent_executors_running gauge"));
+    // Known from the state machine once the agent has published.
+    assert!(
+        metric(&agent_metrics, "agora_agent_status_updates_pending").is_some(),
+        "{agent_metrics}"
+    );
 
     // An agent the master knows but cannot reach: 502.
     for agent in &mut cluster.agents {

@@ -282,7 +282,11 @@ pub fn router(
 
 async fn metrics(State(state): State<MetricsState>) -> Response {
     let current = state.snapshot.borrow().clone();
-    let mut text = render_gauges(&gauges_from_snapshot(&current));
+    let gauges = current
+        .gauges
+        .clone()
+        .unwrap_or_else(|| gauges_from_snapshot(&current));
+    let mut text = render_gauges(&gauges);
     if let Some(source) = state.task_stats {
         text.push_str(&render_task_stats(&source().await));
     }

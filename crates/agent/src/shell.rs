@@ -142,6 +142,10 @@ pub struct AgentSnapshot {
     pub resources: std::collections::BTreeMap<String, agora_core::resources::SummaryValue>,
     pub tasks: Vec<TaskView>,
     pub completed_tasks: Vec<TaskView>,
+    /// The state machine's gauges at publish time, for `/metrics` (pending
+    /// status updates are known only there); `None` before the first publish.
+    #[serde(skip)]
+    pub gauges: Option<crate::metrics::AgentGauges>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -668,6 +672,7 @@ impl Actor {
             resources: self.options.resources.summary(),
             tasks: self.state.tasks.values().map(view).collect(),
             completed_tasks: self.state.completed.iter().map(view).collect(),
+            gauges: Some(crate::metrics::gauges_from_state(&self.state)),
         };
         self.snapshot.send_replace(Arc::new(snapshot));
     }

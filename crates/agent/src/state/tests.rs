@@ -573,6 +573,10 @@ fn a_restarted_agent_recovers_its_tasks_and_resends_unacknowledged_updates() {
     );
     assert_eq!(acks_to_executor(&out), 1);
     assert_eq!(state.tasks[&(fid(), TaskId::new("t1"))].pending.len(), 1);
+    // `/metrics` reports what waits for the master's acknowledgement.
+    let gauges = crate::metrics::gauges_from_state(&state);
+    assert_eq!(gauges.status_updates_pending, Some(1));
+    assert_eq!(gauges.tasks_by_state.get("TASK_RUNNING"), Some(&1));
     // It re-subscribed in time: the deadline no longer applies.
     let mut out = Vec::new();
     state.on_tick(later + EXECUTOR_REREGISTER_TIMEOUT * 2, &mut out);
