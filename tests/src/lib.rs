@@ -172,22 +172,17 @@ impl Proc {
 
     /// Like [`Proc::spawn`], with a given `agora` binary (e.g. a release build for benches).
     pub fn spawn_bin(bin: &Path, args: &[&str], log: PathBuf) -> Proc {
-        let file = std::fs::File::create(&log).expect("log file can be created");
-        let child = Command::new(bin)
-            .args(args)
-            .env("AGORA_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log file clone"))
-            .stderr(file)
-            .spawn()
-            .expect("agora starts");
-        Proc { child, log }
+        Self::spawn_bin_with_env(bin, args, log, &[])
     }
 
     /// Like [`Proc::spawn`], with extra environment variables.
     pub fn spawn_with_env(args: &[&str], log: PathBuf, envs: &[(&str, &str)]) -> Proc {
+        Self::spawn_bin_with_env(&agora_bin(), args, log, envs)
+    }
+
+    fn spawn_bin_with_env(bin: &Path, args: &[&str], log: PathBuf, envs: &[(&str, &str)]) -> Proc {
         let file = std::fs::File::create(&log).expect("log file can be created");
-        let child = Command::new(agora_bin())
+        let child = Command::new(bin)
             .args(args)
             .env("AGORA_LOG", "info")
             .envs(envs.iter().copied())
@@ -475,6 +470,28 @@ impl Drop for Cluster {
         }
         self.master.kill();
     }
+}
+
+/// Master `n` of an HA set: its work dir `<dir>/master-<n>`, contending
+/// through ZooKeeper at `zk` with a 2 s session timeout, logging to `log`.
+pub fn spawn_zk_master(dir: &Path, n: usize, port: u16, zk: &str, log: PathBuf) -> Proc {
+    let work_dir = dir.join(format!("master-{n}"));
+    Proc::spawn(
+        &[
+            "master",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--work-dir",
+            work_dir.to_str().expect("utf-8"),
+            "--zk",
+            zk,
+            "--zk-session-timeout",
+            "2",
+        ],
+        log,
+    )
 }
 
 fn start_master(dir: &Path, port: u16) -> Proc {

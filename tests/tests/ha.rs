@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 
 use agora_coord::testing::{Proxy, ZooKeeper};
 use agora_e2e::{
-    Proc, agora_bin, all_tasks, free_port, get_json, http_get, run_with_deadline, wait_for,
+    Proc, agora_bin, all_tasks, free_port, get_json, http_get, run_with_deadline, spawn_zk_master,
+    wait_for,
 };
 use rustix::process::{Pid, Signal, kill_process};
-
-const SESSION_TIMEOUT: &str = "2";
 
 struct Master {
     port: u16,
@@ -19,26 +18,13 @@ struct Master {
 }
 
 fn start_master(dir: &Path, n: usize, port: u16, zk: &str) -> Master {
-    let work_dir = dir.join(format!("master-{n}"));
-    let proc = Proc::spawn(
-        &[
-            "master",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--work-dir",
-            work_dir.to_str().expect("utf-8"),
-            "--zk",
-            zk,
-            "--zk-session-timeout",
-            SESSION_TIMEOUT,
-        ],
-        dir.join(format!(
-            "master-{n}-{}.log",
-            Instant::now().elapsed().as_nanos()
-        )),
-    );
+    // A fresh log per start: a restarted master must not overwrite the log
+    // of the one it replaces.
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let log = dir.join(format!("master-{n}-{stamp}.log"));
+    let proc = spawn_zk_master(dir, n, port, zk, log);
     Master { port, proc }
 }
 

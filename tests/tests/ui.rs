@@ -278,23 +278,7 @@ fn assert_no_page_error(browser: &Browser) {
 }
 
 fn start_master(dir: &std::path::Path, n: usize, port: u16, zk: &str) -> Proc {
-    let work_dir = dir.join(format!("master-{n}"));
-    Proc::spawn(
-        &[
-            "master",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--work-dir",
-            work_dir.to_str().expect("utf-8"),
-            "--zk",
-            zk,
-            "--zk-session-timeout",
-            "2",
-        ],
-        dir.join(format!("master-{n}.log")),
-    )
+    agora_e2e::spawn_zk_master(dir, n, port, zk, dir.join(format!("master-{n}.log")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

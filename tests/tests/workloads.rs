@@ -199,28 +199,43 @@ fn serve_file(body: Vec<u8>) -> FileServer {
     FileServer { port, requests }
 }
 
-#[test]
-fn an_archive_is_fetched_extracted_run_and_cached_and_a_bad_uri_fails_the_task() {
-    let build = tempfile::tempdir().expect("tempdir");
-    let pkg = build.path().join("pkg");
+/// Builds `pkg.tar.gz` in `dir`: a directory `pkg/` holding an executable
+/// `run.sh` with this script and, when `blob_megabytes` > 0, a `blob` of
+/// that many megabytes of random (incompressible) bytes. Returns its bytes.
+fn package_archive(dir: &Path, script: &str, blob_megabytes: usize) -> Vec<u8> {
+    let pkg = dir.join("pkg");
     std::fs::create_dir_all(&pkg).expect("pkg dir");
-    std::fs::write(pkg.join("run.sh"), "#!/bin/sh\necho package says hello\n").expect("script");
-    let status = Command::new("chmod")
-        .args(["0755", pkg.join("run.sh").to_str().expect("utf-8")])
-        .status()
-        .expect("chmod");
-    assert!(status.success());
-    let archive = build.path().join("pkg.tar.gz");
+    std::fs::write(pkg.join("run.sh"), script).expect("script");
+    std::fs::set_permissions(
+        pkg.join("run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    if blob_megabytes > 0 {
+        let mut blob = vec![0u8; blob_megabytes << 20];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut blob))
+            .expect("random bytes");
+        std::fs::write(pkg.join("blob"), &blob).expect("blob");
+    }
+    let archive = dir.join("pkg.tar.gz");
     let status = Command::new("tar")
         .arg("czf")
         .arg(&archive)
         .arg("-C")
-        .arg(build.path())
+        .arg(dir)
         .arg("pkg")
         .status()
         .expect("tar runs");
     assert!(status.success());
-    let server = serve_file(std::fs::read(&archive).expect("archive"));
+    std::fs::read(&archive).expect("archive")
+}
+
+#[test]
+fn an_archive_is_fetched_extracted_run_and_cached_and_a_bad_uri_fails_the_task() {
+    let build = tempfile::tempdir().expect("tempdir");
+    let archive = package_archive(build.path(), "#!/bin/sh\necho package says hello\n", 0);
+    let server = serve_file(archive);
     let cache = build.path().join("cache");
     let (cluster, _) = cluster(
         "cpus:2;mem:1024",
@@ -270,36 +285,12 @@ fn a_hundred_tasks_on_two_agents_download_a_shared_archive_once_per_agent() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
     let build = tempfile::tempdir().expect("tempdir");
-    let pkg = build.path().join("pkg");
-    std::fs::create_dir_all(&pkg).expect("pkg dir");
-    std::fs::write(
-        pkg.join("run.sh"),
+    let archive = package_archive(
+        build.path(),
         "#!/bin/sh\ntest -s pkg/blob && echo unpacked\n",
-    )
-    .expect("script");
-    std::fs::set_permissions(
-        pkg.join("run.sh"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
-    // Incompressible, so the archive really is about this size.
-    let mut blob = vec![0u8; megabytes << 20];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut blob))
-        .expect("random bytes");
-    std::fs::write(pkg.join("blob"), &blob).expect("blob");
-    drop(blob);
-    let archive = build.path().join("pkg.tar.gz");
-    let status = Command::new("tar")
-        .arg("czf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(build.path())
-        .arg("pkg")
-        .status()
-        .expect("tar runs");
-    assert!(status.success());
-    let server = serve_file(std::fs::read(&archive).expect("archive"));
+        megabytes,
+    );
+    let server = serve_file(archive);
 
     let resources = "cpus:8;mem:4096";
     let mut cluster = Cluster::start(0, resources).expect("master starts");

@@ -2,11 +2,14 @@
 //! mount with only hugetlb). Tests are serialised, since `spawn_inside` moves the whole test
 //! process, and each uses its own cgroups root, removed at the end.
 
+mod common;
+use common::wait_with_deadline;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -75,21 +78,6 @@ impl Drop for Guard {
             let _ = fs::remove_dir(root);
         }
     }
-}
-
-fn wait_with_deadline(child: &mut Child, deadline: Duration) -> ExitStatus {
-    let start = Instant::now();
-    for _ in 0..100_000 {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "child still running after {deadline:?}"
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
-    panic!("child still running");
 }
 
 fn sleeper(container: &Container) -> Child {

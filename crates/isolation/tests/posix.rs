@@ -1,26 +1,14 @@
 //! Posix isolation: no enforcement, membership by registered pid and its process group.
 
+mod common;
+use common::wait_with_deadline;
+
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use agora_isolation::{IsolationConfig, Isolator, Limits};
-
-fn wait_with_deadline(child: &mut Child, deadline: Duration) -> ExitStatus {
-    let start = Instant::now();
-    for _ in 0..100_000 {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "child still running after {deadline:?}"
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
-    panic!("child still running");
-}
 
 #[test]
 fn posix_container_tracks_and_kills_its_process_group() {
