@@ -406,6 +406,27 @@ impl Cluster {
         get_json(self.master_port, "/state")
     }
 
+    /// The master's `/state` once `check` holds on it. `/state` is a
+    /// published snapshot that trails the master's books by up to one
+    /// publishing interval (`docs/operations.md`), so an assertion about
+    /// the effect of an action waits for it instead of reading once.
+    pub fn wait_state(
+        &self,
+        what: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut last = None;
+        wait_for(what, Duration::from_secs(30), || {
+            let state = self.state().ok()?;
+            if check(&state) {
+                return Some(state);
+            }
+            last = Some(state);
+            None
+        })
+        .with_context(|| format!("last /state seen: {}", last.unwrap_or_default()))
+    }
+
     pub fn wait_agents(&self, count: usize) -> anyhow::Result<serde_json::Value> {
         wait_for(
             &format!("{count} active agents"),

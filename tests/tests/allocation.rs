@@ -355,14 +355,19 @@ async fn operator_endpoints_and_why_no_offer_against_a_running_cluster() {
     .expect("suppressed in /roles");
     assert_eq!(status["framework_id"], quiet_id.as_str());
     assert!(status["last_offered_secs_ago"].is_null(), "{status}");
-    let state = cluster.state().expect("state");
-    let framework = state["frameworks"]
-        .as_array()
-        .expect("frameworks")
-        .iter()
-        .find(|f| f["id"] == quiet_id.as_str())
-        .expect("quiet in /state")
-        .clone();
+    let quiet_in = |state: &serde_json::Value| {
+        state["frameworks"]
+            .as_array()?
+            .iter()
+            .find(|f| f["id"] == quiet_id.as_str())
+            .cloned()
+    };
+    let state = cluster
+        .wait_state("quiet suppressed in /state", |state| {
+            quiet_in(state).is_some_and(|f| f["offer_status"][0]["reason"] == "suppressed")
+        })
+        .expect("state");
+    let framework = quiet_in(&state).expect("quiet in /state");
     assert_eq!(framework["offer_status"][0]["role"], "quiet");
     assert_eq!(framework["offer_status"][0]["reason"], "suppressed");
 

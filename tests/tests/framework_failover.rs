@@ -113,7 +113,13 @@ async fn a_framework_that_comes_back_in_time_finds_its_task_untouched() {
             break;
         }
     }
-    let state = cluster.state().expect("state");
+    let state = cluster
+        .wait_state("the task running in /state", |state| {
+            all_tasks(state)
+                .iter()
+                .any(|t| t["state"] == "TASK_RUNNING")
+        })
+        .expect("state");
     let tasks = all_tasks(&state);
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0]["state"], "TASK_RUNNING");

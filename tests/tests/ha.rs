@@ -109,8 +109,17 @@ async fn killing_the_leader_three_times_loses_no_task() {
     // Followers say who leads and send users there.
     let follower = (leader + 1) % 3;
     let leader_address = format!("127.0.0.1:{}", masters[leader].port);
-    let state = get_json(masters[follower].port, "/state").expect("follower state");
-    assert_eq!(state["leader"], leader_address.as_str());
+    // A follower learns the leader from its own ZooKeeper watch, which may
+    // fire after the leader already serves: wait for it.
+    wait_for(
+        "the follower names the leader",
+        Duration::from_secs(30),
+        || {
+            let state = get_json(masters[follower].port, "/state").ok()?;
+            (state["leader"] == leader_address.as_str()).then_some(())
+        },
+    )
+    .expect("follower state");
     let (code, body) = http_get(masters[follower].port, "/").expect("follower page");
     assert_eq!(code, 307, "{body}");
     assert!(body.contains(&leader_address), "{body}");

@@ -316,7 +316,12 @@ fn a_hundred_tasks_on_two_agents_download_a_shared_archive_once_per_agent() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
 
-    let state = cluster.state().expect("state");
+    let state = cluster
+        .wait_state("100 tasks finished in /state", |state| {
+            let tasks = agora_e2e::all_tasks(state);
+            tasks.len() == 100 && tasks.iter().all(|t| t["state"] == "TASK_FINISHED")
+        })
+        .expect("state");
     let tasks = agora_e2e::all_tasks(&state);
     let mut per_agent = std::collections::BTreeMap::<String, usize>::new();
     for task in &tasks {
@@ -477,10 +482,16 @@ fn a_custom_executor_runs_three_tasks_to_finished() {
     ]);
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
-    let state = cluster.state().expect("state");
-    let finished = agora_e2e::all_tasks(&state)
-        .into_iter()
-        .filter(|t| t["state"] == "TASK_FINISHED")
-        .count();
-    assert_eq!(finished, 3, "{state}");
+    // `agora run` exits on the last FINISHED it receives; the published
+    // `/state` may trail that by a publishing interval, so wait for it.
+    let finished = |state: &serde_json::Value| {
+        agora_e2e::all_tasks(state)
+            .into_iter()
+            .filter(|t| t["state"] == "TASK_FINISHED")
+            .count()
+    };
+    let state = cluster
+        .wait_state("3 tasks finished in /state", |state| finished(state) == 3)
+        .expect("state");
+    assert_eq!(finished(&state), 3, "{state}");
 }
