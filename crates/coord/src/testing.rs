@@ -118,56 +118,40 @@ impl ZooKeeper {
         );
         let cfg_path = conf.join("zoo.cfg");
         std::fs::write(&cfg_path, config).map_err(io_error("writing zoo.cfg"))?;
-        let mut class_path = format!("{}:{ZOOKEEPER_JAR}", conf.display());
-        if Path::new(SLF4J_SIMPLE_JAR).exists() {
-            class_path.push(':');
-            class_path.push_str(SLF4J_SIMPLE_JAR);
-        }
-        let log = dir.path().join("server.log");
-        let log_file = std::fs::File::create(&log).map_err(io_error("creating server.log"))?;
-        let log_err = log_file
-            .try_clone()
-            .map_err(io_error("opening server.log"))?;
-        let child = Command::new("java")
-            .args([
-                "-Xms32m",
-                "-Xmx256m",
-                "-XX:+UseSerialGC",
-                "-XX:TieredStopAtLevel=1",
-            ])
-            .arg(format!("-Dzookeeper.log.dir={}", dir.path().display()))
-            .arg("-cp")
-            .arg(class_path)
-            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-            .arg(&cfg_path)
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err)
-            .spawn()
-            .map_err(|source| match source.kind() {
-                io::ErrorKind::NotFound => TestingError::NotInstalled {
-                    what: "java is not on PATH".into(),
-                },
-                _ => TestingError::Io {
-                    what: "starting java".into(),
-                    source,
-                },
-            })?;
+        let child = spawn_server(dir.path())?;
         let mut server = Self { child, port, dir };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    /// Kills the server (SIGKILL, by pid) and starts it again on the same
+    /// port with the same data directory, as a crash and a service restart
+    /// would: znodes and unexpired sessions survive.
+    pub async fn restart(&mut self) -> Result<(), TestingError> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_server(self.dir.path())?;
+        self.wait_ready().await
+    }
+
+    /// Waits (at most 30 s) until the server answers `srvr` with
+    /// `Mode: standalone`.
+    async fn wait_ready(&mut self) -> Result<(), TestingError> {
+        let log = self.log_path();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Ok(Some(status)) = server.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(TestingError::NotReady {
                     reason: format!("server exited with {status}"),
                     log,
                 });
             }
-            if server
+            if self
                 .four_letter_word("srvr")
                 .await
                 .is_some_and(|answer| answer.contains("Mode: standalone"))
             {
-                return Ok(server);
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(TestingError::NotReady {
@@ -248,6 +232,50 @@ impl Drop for ZooKeeper {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts the server of the directory `dir` (its `conf/zoo.cfg`), logging
+/// to `dir/server.log` (appended, so a restart keeps the earlier log).
+fn spawn_server(dir: &Path) -> Result<Child, TestingError> {
+    let conf = dir.join("conf");
+    let mut class_path = format!("{}:{ZOOKEEPER_JAR}", conf.display());
+    if Path::new(SLF4J_SIMPLE_JAR).exists() {
+        class_path.push(':');
+        class_path.push_str(SLF4J_SIMPLE_JAR);
+    }
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .map_err(io_error("opening server.log"))?;
+    let log_err = log_file
+        .try_clone()
+        .map_err(io_error("opening server.log"))?;
+    Command::new("java")
+        .args([
+            "-Xms32m",
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+        ])
+        .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
+        .arg("-cp")
+        .arg(class_path)
+        .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+        .arg(conf.join("zoo.cfg"))
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(log_err)
+        .spawn()
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => TestingError::NotInstalled {
+                what: "java is not on PATH".into(),
+            },
+            _ => TestingError::Io {
+                what: "starting java".into(),
+                source,
+            },
+        })
 }
 
 /// A path unique to this process and call: `/test-<prefix>-<pid>-<n>`.
