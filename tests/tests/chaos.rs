@@ -318,7 +318,8 @@ fn led_terms(log: &Path) -> Vec<(String, u64)> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let text = strip_ansi(&text);
     text.lines()
-        .filter(|line| line.contains(" leading") && line.contains("epoch="))
+        // The one line a term's start writes: `<time> INFO <target>: leading epoch=N`.
+        .filter(|line| line.contains(": leading epoch="))
         .filter_map(|line| {
             let time = line.split_whitespace().next()?.to_string();
             let epoch = line.split("epoch=").nth(1)?;
