@@ -47,6 +47,7 @@ impl Default for ContainerOptions {
                 stall_timeout_secs: 60.0,
                 max_download_bytes: None,
                 frameworks_home: None,
+                max_extract_bytes: None,
             },
             executor_environment: BTreeMap::new(),
             disk_watch_interval_secs: 15.0,
