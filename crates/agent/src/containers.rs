@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use agora_core::{ExecutorId, FrameworkId, Resources};
 use agora_isolation::{Container, IsolationConfig, Isolator, Limits, ResourceStatistics};
@@ -47,6 +48,7 @@ impl Default for ContainerOptions {
                 stall_timeout_secs: 60.0,
                 max_download_bytes: None,
                 frameworks_home: None,
+                max_extract_bytes: None,
             },
             executor_environment: BTreeMap::new(),
             disk_watch_interval_secs: 15.0,
@@ -72,8 +74,62 @@ pub struct Containers {
     /// The `--isolation` value in effect (after any fallback).
     effective: String,
     disk: bool,
-    live: HashMap<(FrameworkId, ExecutorId), Container>,
+    /// Shared so that statistics can be read on a worker while the actor
+    /// goes on; a destroyed container is taken out of here first.
+    live: HashMap<(FrameworkId, ExecutorId), Arc<Container>>,
     pids_limit: u64,
+    /// Runs inside every [`Destroy`] before the real work: tests hold one
+    /// to model a cgroup that takes long to empty.
+    #[cfg(test)]
+    pub(crate) destroy_hook: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+/// A container taken out of service, to be destroyed off the event loop
+/// ([`Container::destroy`] can wait up to ten seconds for its processes).
+pub struct Destroy {
+    executor_id: ExecutorId,
+    container: Arc<Container>,
+    #[cfg(test)]
+    hook: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl Destroy {
+    /// Kills everything in the container and removes it (blocking).
+    pub fn run(self) {
+        #[cfg(test)]
+        if let Some(hook) = &self.hook {
+            hook();
+        }
+        if let Err(e) = self.container.destroy() {
+            tracing::warn!(executor_id = %self.executor_id, error = %e, "cannot destroy the container");
+        }
+    }
+}
+
+/// What `/monitor/statistics` needs of one container, read on a worker.
+pub struct StatsJob {
+    pub key: (FrameworkId, ExecutorId),
+    container: Arc<Container>,
+    disk: bool,
+    sandbox: Option<PathBuf>,
+    resources: Resources,
+}
+
+impl StatsJob {
+    /// Reads the container's cgroups and walks its sandbox (blocking).
+    pub fn run(&self) -> ResourceStatistics {
+        let mut stats = self.container.stats();
+        if self.disk
+            && let Some(sandbox) = &self.sandbox
+        {
+            stats.disk_used_bytes = agora_isolation::disk_usage(sandbox).ok();
+        }
+        let disk = self.resources.scalar_value("disk");
+        if disk > 0.0 {
+            stats.disk_limit_bytes = Some((disk * 1024.0 * 1024.0) as u64);
+        }
+        stats
+    }
 }
 
 impl Containers {
@@ -108,6 +164,8 @@ impl Containers {
             disk,
             live: HashMap::new(),
             pids_limit: options.pids_limit,
+            #[cfg(test)]
+            destroy_hook: None,
         })
     }
 
@@ -131,7 +189,7 @@ impl Containers {
         let container = self
             .isolator
             .create(container_id, &limits(resources, self.pids_limit))?;
-        self.live.insert(key, container);
+        self.live.insert(key, Arc::new(container));
         Ok(self.uses_cgroups().then(|| CgroupsSpec {
             isolation: self.effective.clone(),
             cgroups_root: self.config.cgroups_root.clone(),
@@ -144,7 +202,7 @@ impl Containers {
     pub fn recover(&mut self, key: (FrameworkId, ExecutorId), container_id: &str) {
         match self.isolator.open(container_id) {
             Ok(container) => {
-                self.live.insert(key, container);
+                self.live.insert(key, Arc::new(container));
             }
             Err(e) => {
                 tracing::debug!(container_id, error = %e, "no container to re-attach to")
@@ -165,37 +223,35 @@ impl Containers {
 
     /// Whether the kernel's OOM killer struck inside the container.
     pub fn oom_killed(&self, key: &(FrameworkId, ExecutorId)) -> bool {
-        self.live.get(key).is_some_and(Container::oom_killed)
+        self.live.get(key).is_some_and(|c| c.oom_killed())
     }
 
-    /// Kills everything in the container and removes it.
-    pub fn destroy(&mut self, key: &(FrameworkId, ExecutorId)) {
-        if let Some(container) = self.live.remove(key)
-            && let Err(e) = container.destroy()
-        {
-            tracing::warn!(executor_id = %key.1, error = %e, "cannot destroy the container");
-        }
+    /// Takes the container out of service; the caller runs the returned
+    /// [`Destroy`] on a worker.
+    pub fn take(&mut self, key: &(FrameworkId, ExecutorId)) -> Option<Destroy> {
+        let container = self.live.remove(key)?;
+        Some(Destroy {
+            executor_id: key.1.clone(),
+            container,
+            #[cfg(test)]
+            hook: self.destroy_hook.clone(),
+        })
     }
 
-    /// Statistics of one container, with its sandbox's disk use.
-    pub fn stats(
+    /// What reading one container's statistics needs, for a worker.
+    pub fn stats_job(
         &self,
         key: &(FrameworkId, ExecutorId),
         sandbox: Option<&Path>,
-        resources: &Resources,
-    ) -> Option<ResourceStatistics> {
-        let container = self.live.get(key)?;
-        let mut stats = container.stats();
-        if self.disk
-            && let Some(sandbox) = sandbox
-        {
-            stats.disk_used_bytes = agora_isolation::disk_usage(sandbox).ok();
-        }
-        let disk = resources.scalar_value("disk");
-        if disk > 0.0 {
-            stats.disk_limit_bytes = Some((disk * 1024.0 * 1024.0) as u64);
-        }
-        Some(stats)
+        resources: Resources,
+    ) -> Option<StatsJob> {
+        Some(StatsJob {
+            key: key.clone(),
+            container: self.live.get(key)?.clone(),
+            disk: self.disk,
+            sandbox: sandbox.map(Path::to_path_buf),
+            resources,
+        })
     }
 
     pub fn keys(&self) -> Vec<(FrameworkId, ExecutorId)> {

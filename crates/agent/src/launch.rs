@@ -50,6 +50,9 @@ pub struct FetcherSpec {
     pub stall_timeout_secs: f64,
     pub max_download_bytes: Option<u64>,
     pub frameworks_home: Option<PathBuf>,
+    /// `--fetcher-max-extract-size`; `None`: the fetcher's default cap.
+    #[serde(default)]
+    pub max_extract_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

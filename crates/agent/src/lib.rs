@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod containers;
 pub mod executor;
 pub mod files;
+pub mod gc;
 pub mod health_check;
 pub mod launch;
 pub mod metrics;

@@ -84,6 +84,8 @@ pub struct AgentGauges {
     pub executors_running: u64,
     /// Status updates not yet acknowledged by the master; `None` when unknown.
     pub status_updates_pending: Option<u64>,
+    /// The work dir's disk is full and tasks are refused.
+    pub disk_full: bool,
 }
 
 /// The gauges, from the state machine (for its owner to publish).
@@ -101,6 +103,7 @@ pub fn gauges_from_state(state: &AgentState) -> AgentGauges {
         tasks_by_state,
         executors_running: state.executors.values().filter(|e| e.run.is_some()).count() as u64,
         status_updates_pending: Some(pending),
+        disk_full: state.disk_full(),
     }
 }
 
@@ -117,6 +120,7 @@ pub fn gauges_from_snapshot(snapshot: &AgentSnapshot) -> AgentGauges {
         tasks_by_state,
         executors_running: snapshot.tasks.len() as u64,
         status_updates_pending: None,
+        disk_full: snapshot.disk_full,
     }
 }
 
@@ -177,6 +181,18 @@ pub fn render_gauges(gauges: &AgentGauges) -> String {
         "agora_agent_executors_running",
         "",
         gauges.executors_running as f64,
+    );
+    family(
+        &mut out,
+        "agora_agent_disk_full",
+        "gauge",
+        "1 while the work dir's disk is full and new tasks are refused.",
+    );
+    sample(
+        &mut out,
+        "agora_agent_disk_full",
+        "",
+        f64::from(u8::from(gauges.disk_full)),
     );
     if let Some(pending) = gauges.status_updates_pending {
         family(
@@ -315,12 +331,14 @@ mod tests {
             .into(),
             executors_running: 2,
             status_updates_pending: None,
+            disk_full: true,
         };
         let text = render_gauges(&gauges);
         assert!(text.contains("agora_agent_registered 1\n"), "{text}");
         assert!(text.contains("agora_agent_tasks{state=\"TASK_RUNNING\"} 2\n"));
         assert!(text.contains("agora_agent_tasks{state=\"TASK_FINISHED\"} 1\n"));
         assert!(text.contains("agora_agent_executors_running 2\n"));
+        assert!(text.contains("agora_agent_disk_full 1\n"), "{text}");
         assert!(!text.contains("status_updates_pending"));
         let text = render_gauges(&AgentGauges {
             status_updates_pending: Some(3),

@@ -4,12 +4,13 @@
 //! reaped here.
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use agora_core::{AgentId, ExecutorId, FrameworkId, Resources, TaskId};
 use agora_proto::v1 as pb;
@@ -37,6 +38,7 @@ use crate::containers::{ContainerOptions, Containers};
 use crate::executor::{
     ENV_AGENT_ENDPOINT, ENV_AGENT_ID, ENV_EXECUTOR_ID, ENV_FRAMEWORK_ID, ENV_SANDBOX, sandbox_path,
 };
+use crate::gc::{DiskSpace, Gc, GcPolicy};
 use crate::launch::{self, LaunchConfig};
 use crate::state::{AgentState, Effect, ExecutorConn};
 
@@ -60,6 +62,8 @@ pub struct AgentOptions {
     pub executor_program: PathBuf,
     /// Isolation, users, fetcher and environment of containers.
     pub containers: ContainerOptions,
+    /// When sandboxes of finished executors are removed.
+    pub gc: GcPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +124,16 @@ enum AgentCommand {
     Statistics {
         reply: oneshot::Sender<Vec<ContainerStatistics>>,
     },
+    /// The checkpoint writer finished batch `seq` (`failed`: some record
+    /// could not be written); the effects that waited for it may go.
+    CheckpointWritten {
+        seq: u64,
+        failed: bool,
+    },
+    /// A worker measured the work dir's filesystem.
+    DiskMeasured(Result<DiskSpace, String>),
+    /// Sandboxes found on disk at start, with their modification times.
+    SandboxesFound(Vec<(PathBuf, SystemTime)>),
 }
 
 /// One entry of `/monitor/statistics`, as Mesos shapes it.
@@ -142,6 +156,13 @@ pub struct AgentSnapshot {
     pub resources: std::collections::BTreeMap<String, agora_core::resources::SummaryValue>,
     pub tasks: Vec<TaskView>,
     pub completed_tasks: Vec<TaskView>,
+    /// The work dir's filesystem has no room for new sandboxes: tasks are
+    /// refused until it has.
+    pub disk_full: bool,
+    /// The work dir's filesystem as last measured.
+    pub disk: Option<DiskSpace>,
+    /// Sandboxes of finished executors waiting for garbage collection.
+    pub sandboxes_awaiting_gc: usize,
     /// The state machine's gauges at publish time, for `/metrics` (pending
     /// status updates are known only there); `None` before the first publish.
     #[serde(skip)]
@@ -170,8 +191,115 @@ struct Actor {
     snapshot: watch::Sender<Arc<AgentSnapshot>>,
     last_snapshot: Instant,
     dirty: bool,
-    store: Box<dyn MetaStore + Send>,
+    checkpoint: CheckpointPipeline,
     containers: Containers,
+    gc: Gc,
+    disk: Option<DiskSpace>,
+    disk_check_in_flight: bool,
+}
+
+/// Checkpoint records are written by a dedicated thread, in order; the
+/// effects of a batch wait here until its records are on disk (so an update
+/// is persisted before it is acknowledged or forwarded), and batches leave
+/// in the order they came, whether they had records or not.
+struct CheckpointPipeline {
+    writer: std::sync::mpsc::Sender<WriteJob>,
+    waiting: VecDeque<Batch>,
+    next_seq: u64,
+    /// Set while effects run, so that effects they cause queue behind.
+    draining: bool,
+}
+
+struct WriteJob {
+    seq: u64,
+    records: Vec<Checkpoint>,
+}
+
+struct Batch {
+    seq: u64,
+    effects: Vec<Effect>,
+    /// `None` while its records are being written; then whether that failed.
+    written: Option<bool>,
+}
+
+impl CheckpointPipeline {
+    /// Starts the writer thread, which owns the store and reports each
+    /// batch as a command to the actor.
+    fn start(
+        mut store: Box<dyn MetaStore + Send>,
+        commands: mpsc::UnboundedSender<AgentCommand>,
+    ) -> std::io::Result<Self> {
+        let (writer, jobs) = std::sync::mpsc::channel::<WriteJob>();
+        std::thread::Builder::new()
+            .name("agent-checkpoint".into())
+            .spawn(move || {
+                for job in jobs {
+                    let mut failed = false;
+                    for record in &job.records {
+                        if let Err(e) = checkpoint::apply(store.as_mut(), record) {
+                            tracing::error!(error = %e, record = %record_name(record), "checkpoint write failed");
+                            failed = true;
+                        }
+                    }
+                    let done = AgentCommand::CheckpointWritten {
+                        seq: job.seq,
+                        failed,
+                    };
+                    if commands.send(done).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self {
+            writer,
+            waiting: VecDeque::new(),
+            next_seq: 0,
+            draining: false,
+        })
+    }
+
+    /// Queues a batch: its records go to the writer, its other effects wait.
+    fn push(&mut self, effects: Vec<Effect>) {
+        let (records, effects): (Vec<Effect>, Vec<Effect>) = effects
+            .into_iter()
+            .partition(|e| matches!(e, Effect::Checkpoint(_)));
+        let records: Vec<Checkpoint> = records
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Checkpoint(record) => Some(record),
+                _ => None,
+            })
+            .collect();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let written = if records.is_empty() {
+            Some(false)
+        } else {
+            let records = checkpoint::coalesce(records);
+            // A writer that is gone wrote nothing: the batch counts as failed.
+            self.writer
+                .send(WriteJob { seq, records })
+                .err()
+                .map(|_| true)
+        };
+        self.waiting.push_back(Batch {
+            seq,
+            effects,
+            written,
+        });
+    }
+
+    fn written(&mut self, seq: u64, failed: bool) {
+        if let Some(batch) = self.waiting.iter_mut().find(|b| b.seq == seq) {
+            batch.written = Some(failed);
+        }
+    }
+
+    /// The next batch whose records are written, in order.
+    fn next_ready(&mut self) -> Option<(Vec<Effect>, bool)> {
+        let failed = self.waiting.front()?.written?;
+        self.waiting.pop_front().map(|b| (b.effects, failed))
+    }
 }
 
 /// A process and its start time: a pid with another start time is not ours.
@@ -205,6 +333,54 @@ impl ProcessRef {
 }
 
 impl Actor {
+    fn new(
+        options: AgentOptions,
+        store: Box<dyn MetaStore + Send>,
+        containers: Containers,
+        commands: mpsc::UnboundedSender<AgentCommand>,
+        snapshot: watch::Sender<Arc<AgentSnapshot>>,
+    ) -> std::io::Result<Self> {
+        let info = pb::AgentInfo {
+            hostname: options.hostname.clone(),
+            port: Some(i32::from(options.advertise.port())),
+            resources: options.resources.to_proto(None),
+            attributes: options.attributes.clone(),
+            id: None,
+        };
+        let seed: u64 = rand::rng().random();
+        Ok(Self {
+            state: AgentState::new(info, seed),
+            started: Instant::now(),
+            session: 0,
+            master_tx: None,
+            executors: HashMap::new(),
+            processes: HashMap::new(),
+            sandboxes: HashMap::new(),
+            checkpoint: CheckpointPipeline::start(store, commands.clone())?,
+            commands,
+            snapshot,
+            last_snapshot: Instant::now(),
+            dirty: true,
+            containers,
+            gc: Gc::new(options.gc),
+            disk: None,
+            disk_check_in_flight: false,
+            options,
+        })
+    }
+
+    /// Sandboxes left on disk by earlier runs (an agent that crashed, a
+    /// checkpoint discarded after a reboot) are found on a worker and
+    /// scheduled for collection from their modification time.
+    fn find_old_sandboxes(&self) {
+        let work_dir = self.options.work_dir.clone();
+        let commands = self.commands.clone();
+        tokio::task::spawn_blocking(move || {
+            let found = crate::gc::find_sandboxes(&work_dir);
+            let _ = commands.send(AgentCommand::SandboxesFound(found));
+        });
+    }
+
     fn now(&self) -> Duration {
         self.started.elapsed()
     }
@@ -274,7 +450,8 @@ impl Actor {
                 let key = (framework_id.clone(), executor_id.clone());
                 self.processes.remove(&key);
                 let (limitation, description) = self.exit_cause(&key, description);
-                self.containers.destroy(&key);
+                self.destroy_later(&key, None);
+                self.schedule_gc(&key);
                 self.state.on_executor_exited(
                     now,
                     &framework_id,
@@ -284,10 +461,128 @@ impl Actor {
                     out,
                 );
             }
-            AgentCommand::Statistics { reply } => {
-                let _ = reply.send(self.statistics());
+            AgentCommand::Statistics { reply } => self.statistics(reply),
+            AgentCommand::CheckpointWritten { seq, failed } => {
+                self.checkpoint.written(seq, failed);
+                self.drain();
+            }
+            AgentCommand::DiskMeasured(measured) => self.disk_measured(measured),
+            AgentCommand::SandboxesFound(found) => {
+                let live = self.live_sandboxes();
+                for (path, modified) in found {
+                    if !live.contains(&path) {
+                        self.gc.schedule(path, modified);
+                    }
+                }
             }
         }
+    }
+
+    /// Kills an executor's processes (a scan of `/proc`) and destroys its
+    /// container (up to ten seconds) on a worker: the loop goes on
+    /// answering the master and executors meanwhile.
+    fn destroy_later(&mut self, key: &(FrameworkId, ExecutorId), process: Option<ProcessRef>) {
+        let destroy = self.containers.take(key);
+        if destroy.is_none() && process.is_none() {
+            return;
+        }
+        tokio::task::spawn_blocking(move || {
+            if let Some(process) = process {
+                process.kill();
+            }
+            if let Some(destroy) = destroy {
+                destroy.run();
+            }
+        });
+    }
+
+    /// The sandboxes of executors the agent still has: never collected.
+    fn live_sandboxes(&self) -> std::collections::HashSet<PathBuf> {
+        self.state
+            .executors
+            .iter()
+            .filter_map(|(key, e)| {
+                e.run
+                    .as_ref()
+                    .map(|r| r.sandbox.clone())
+                    .or_else(|| self.sandboxes.get(key).cloned())
+            })
+            .collect()
+    }
+
+    /// An executor run is over: its sandbox goes after the gc delay.
+    fn schedule_gc(&mut self, key: &(FrameworkId, ExecutorId)) {
+        if let Some(sandbox) = self.sandboxes.get(key) {
+            self.gc.schedule(sandbox.clone(), SystemTime::now());
+        }
+    }
+
+    /// Measures the work dir's filesystem on a worker, one measure at a time.
+    fn measure_disk(&mut self) {
+        if self.disk_check_in_flight {
+            return;
+        }
+        self.disk_check_in_flight = true;
+        let work_dir = self.options.work_dir.clone();
+        let commands = self.commands.clone();
+        tokio::task::spawn_blocking(move || {
+            let measured = crate::gc::measure(&work_dir).map_err(|e| e.to_string());
+            let _ = commands.send(AgentCommand::DiskMeasured(measured));
+        });
+    }
+
+    /// A new measure: full disks refuse tasks; due sandboxes are removed on
+    /// a worker (sooner the fuller the disk).
+    fn disk_measured(&mut self, measured: Result<DiskSpace, String>) {
+        self.disk_check_in_flight = false;
+        let space = match measured {
+            Ok(space) => space,
+            Err(e) => {
+                tracing::warn!(error = %e, work_dir = %self.options.work_dir.display(), "cannot measure the work dir's disk");
+                return;
+            }
+        };
+        let full = space.is_full();
+        if full != self.state.disk_full() {
+            if full {
+                tracing::warn!(
+                    available_bytes = space.available_bytes,
+                    work_dir = %self.options.work_dir.display(),
+                    "agent disk full: new tasks are refused until space is freed"
+                );
+            } else {
+                tracing::info!(
+                    available_bytes = space.available_bytes,
+                    "agent disk has room again: taking tasks"
+                );
+            }
+            self.state.set_disk_full(full);
+        }
+        self.disk = Some(space);
+        self.gc.set_disk_usage(space.usage());
+        let live = self.live_sandboxes();
+        let due: Vec<PathBuf> = self
+            .gc
+            .due(SystemTime::now())
+            .into_iter()
+            .filter(|p| !live.contains(p))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let work_dir = self.options.work_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            for sandbox in due {
+                match crate::gc::remove_sandbox(&work_dir, &sandbox) {
+                    Ok(()) => {
+                        tracing::info!(sandbox = %sandbox.display(), "sandbox garbage-collected")
+                    }
+                    Err(e) => {
+                        tracing::warn!(sandbox = %sandbox.display(), error = %e, "cannot remove a sandbox")
+                    }
+                }
+            }
+        });
     }
 
     fn master_message(&mut self, now: Duration, message: MasterMessage, out: &mut Vec<Effect>) {
@@ -323,11 +618,18 @@ impl Actor {
                 }
             }
             master_message::Kind::Ping(ping) => {
-                out.push(Effect::ToMaster(AgentMessage {
+                // Straight out, not behind checkpoint writes in flight: a
+                // pong says the agent is alive, and is ordered with nothing.
+                let pong = AgentMessage {
                     kind: Some(pb::agent::agent_message::Kind::Pong(
                         pb::agent::agent_message::Pong { seq: ping.seq },
                     )),
-                }));
+                };
+                if let Some(tx) = &self.master_tx
+                    && tx.try_send(pong).is_err()
+                {
+                    tracing::warn!("master session is stuck; pong dropped");
+                }
             }
             master_message::Kind::FrameworkMessage(_) => {
                 tracing::debug!("framework message for a command executor dropped");
@@ -338,29 +640,28 @@ impl Actor {
         }
     }
 
+    /// Runs a batch of effects once its checkpoint records are on disk.
     fn execute(&mut self, effects: Vec<Effect>) {
-        // The batch's records are written first (so each precedes whatever
-        // followed it, the executor's ack above all), fewer when one
-        // supersedes another. If a write fails, no acknowledgement of this
-        // batch reaches an executor: the executor keeps the update and sends
-        // it again, and the write is retried then.
-        let (records, effects): (Vec<Effect>, Vec<Effect>) = effects
-            .into_iter()
-            .partition(|e| matches!(e, Effect::Checkpoint(_)));
-        let records = records
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Checkpoint(record) => Some(record),
-                _ => None,
-            })
-            .collect();
-        let mut checkpoint_failed = false;
-        for record in checkpoint::coalesce(records) {
-            if let Err(e) = checkpoint::apply(self.store.as_mut(), &record) {
-                tracing::error!(error = %e, record = %record_name(&record), "checkpoint write failed");
-                checkpoint_failed = true;
-            }
+        self.checkpoint.push(effects);
+        self.drain();
+    }
+
+    /// Runs every batch whose records are written, in order.
+    fn drain(&mut self) {
+        if self.checkpoint.draining {
+            return; // the outer drain picks up what effects add
         }
+        self.checkpoint.draining = true;
+        while let Some((effects, failed)) = self.checkpoint.next_ready() {
+            self.run_effects(effects, failed);
+        }
+        self.checkpoint.draining = false;
+    }
+
+    /// A batch's effects. If one of its records could not be written, no
+    /// acknowledgement of this batch reaches an executor: the executor keeps
+    /// the update and sends it again, and the write is retried then.
+    fn run_effects(&mut self, effects: Vec<Effect>, checkpoint_failed: bool) {
         for effect in effects {
             match effect {
                 Effect::Checkpoint(_) => {}
@@ -391,10 +692,8 @@ impl Actor {
                     executor_id,
                 } => {
                     let key = (framework_id, executor_id);
-                    if let Some(process) = self.processes.get(&key).copied() {
-                        process.kill();
-                    }
-                    self.containers.destroy(&key);
+                    let process = self.processes.get(&key).copied();
+                    self.destroy_later(&key, process);
                 }
                 Effect::UpdateContainer {
                     framework_id,
@@ -500,33 +799,40 @@ impl Actor {
         (None, description)
     }
 
-    /// `/monitor/statistics`: one entry per container.
-    fn statistics(&self) -> Vec<ContainerStatistics> {
-        let mut entries = Vec::new();
-        for key in self.containers.keys() {
-            let resources = self.state.container_resources(&key.0, &key.1);
-            let name = self
-                .state
-                .executors
-                .get(&key)
-                .and_then(|e| e.info.as_ref())
-                .and_then(|i| i.name.clone())
-                .unwrap_or_else(|| format!("Command Executor (Task: {})", key.1));
-            if let Some(statistics) = self.containers.stats(
-                &key,
-                self.sandboxes.get(&key).map(PathBuf::as_path),
-                &resources,
-            ) {
-                entries.push(ContainerStatistics {
-                    framework_id: key.0.to_string(),
-                    executor_id: key.1.to_string(),
+    /// `/monitor/statistics`: one entry per container, read (cgroup files,
+    /// sandbox walks) on a worker that answers `reply` itself.
+    fn statistics(&self, reply: oneshot::Sender<Vec<ContainerStatistics>>) {
+        let jobs: Vec<(String, crate::containers::StatsJob)> = self
+            .containers
+            .keys()
+            .into_iter()
+            .filter_map(|key| {
+                let resources = self.state.container_resources(&key.0, &key.1);
+                let name = self
+                    .state
+                    .executors
+                    .get(&key)
+                    .and_then(|e| e.info.as_ref())
+                    .and_then(|i| i.name.clone())
+                    .unwrap_or_else(|| format!("Command Executor (Task: {})", key.1));
+                let sandbox = self.sandboxes.get(&key).map(PathBuf::as_path);
+                let job = self.containers.stats_job(&key, sandbox, resources)?;
+                Some((name, job))
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let entries = jobs
+                .into_iter()
+                .map(|(name, job)| ContainerStatistics {
+                    framework_id: job.key.0.to_string(),
+                    executor_id: job.key.1.to_string(),
                     executor_name: name,
-                    source: key.1.to_string(),
-                    statistics,
-                });
-            }
-        }
-        entries
+                    source: job.key.1.to_string(),
+                    statistics: job.run(),
+                })
+                .collect();
+            let _ = reply.send(entries);
+        });
     }
 
     fn launch_executor(&mut self, framework_id: FrameworkId, executor_id: ExecutorId) {
@@ -616,7 +922,8 @@ impl Actor {
             }
             Err(message) => {
                 tracing::warn!(executor_id = %executor_id, error = %message, "cannot start executor");
-                self.containers.destroy(&key);
+                self.destroy_later(&key, None);
+                self.schedule_gc(&key);
                 let mut out = Vec::new();
                 let now = self.now();
                 self.state.on_executor_launch_failed(
@@ -672,6 +979,9 @@ impl Actor {
             resources: self.options.resources.summary(),
             tasks: self.state.tasks.values().map(view).collect(),
             completed_tasks: self.state.completed.iter().map(view).collect(),
+            disk_full: self.state.disk_full(),
+            disk: self.disk,
+            sandboxes_awaiting_gc: self.gc.scheduled(),
             gauges: Some(crate::metrics::gauges_from_state(&self.state)),
         };
         self.snapshot.send_replace(Arc::new(snapshot));
@@ -706,7 +1016,8 @@ impl Actor {
             if !alive {
                 let (limitation, description) =
                     self.exit_cause(&key, "it exited while the agent was down".into());
-                self.containers.destroy(&key);
+                self.destroy_later(&key, None);
+                self.schedule_gc(&key);
                 self.state.on_executor_exited(
                     now,
                     &executor.framework_id,
@@ -754,6 +1065,7 @@ impl Actor {
                 _ = tick.tick() => {
                     let now = self.now();
                     self.state.on_tick(now, &mut out);
+                    self.measure_disk();
                 }
                 _ = publish.tick() => {
                     self.publish(true);
@@ -1005,7 +1317,9 @@ async fn master_session(
                 }
                 let _ = commands.send(AgentCommand::MasterDisconnected { session });
             }
-            Err(e) => tracing::debug!(master = %master, error = %e, "master unreachable"),
+            Err(e) => {
+                tracing::warn!(master = %master, error = %e, retry_in_ms = backoff.as_millis() as u64, "master unreachable")
+            }
         }
         if heard_from_master {
             backoff = BACKOFF_MIN;
@@ -1131,8 +1445,31 @@ fn task_stats_source(
     })
 }
 
-async fn health() -> &'static str {
-    "ok\n"
+/// What `/health` answers.
+#[derive(Debug, Serialize)]
+struct Health {
+    /// Always `ok`: the process is alive and serving (a liveness probe must
+    /// not restart an agent because its master is away).
+    status: &'static str,
+    /// `connected` once registered with a master, else `disconnected`.
+    master: &'static str,
+    /// `full` while new tasks are refused for lack of disk.
+    disk: &'static str,
+}
+
+/// Mesos' `/health` is process liveness, so this is 200 whenever the agent
+/// serves; the body says what an operator needs to know besides.
+async fn health(State(snapshot): State<watch::Receiver<Arc<AgentSnapshot>>>) -> Json<Health> {
+    let current = snapshot.borrow().clone();
+    Json(Health {
+        status: "ok",
+        master: if current.registered {
+            "connected"
+        } else {
+            "disconnected"
+        },
+        disk: if current.disk_full { "full" } else { "ok" },
+    })
 }
 
 async fn state(State(snapshot): State<watch::Receiver<Arc<AgentSnapshot>>>) -> Json<AgentSnapshot> {
@@ -1151,34 +1488,23 @@ pub async fn run_agent(
         path: options.work_dir.clone(),
         source,
     })?;
-    let info = pb::AgentInfo {
-        hostname: options.hostname.clone(),
-        port: Some(i32::from(options.advertise.port())),
-        resources: options.resources.to_proto(None),
-        attributes: options.attributes.clone(),
-        id: None,
-    };
     let (store, recovered) = open_checkpoint(&options.work_dir)?;
-    let seed: u64 = rand::rng().random();
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
-    let mut actor = Actor {
-        state: AgentState::new(info, seed),
-        options: options.clone(),
-        started: Instant::now(),
-        session: 0,
-        master_tx: None,
-        executors: HashMap::new(),
-        processes: HashMap::new(),
-        sandboxes: HashMap::new(),
-        commands: commands.clone(),
-        snapshot: snapshot_tx,
-        last_snapshot: Instant::now(),
-        dirty: true,
-        store: Box::new(store),
-        containers: Containers::new(&options.containers)?,
-    };
+    let containers = Containers::new(&options.containers)?;
+    let mut actor = Actor::new(
+        options.clone(),
+        Box::new(store),
+        containers,
+        commands.clone(),
+        snapshot_tx,
+    )
+    .map_err(|source| AgentError::Checkpoint {
+        path: options.work_dir.join("meta"),
+        source,
+    })?;
     actor.recover(recovered);
+    actor.find_old_sandboxes();
     let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
     let session_task = tokio::spawn(master_session(
         options.master.clone(),
@@ -1226,3 +1552,6 @@ pub async fn run_agent(
     let _ = session_task.await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -127,6 +127,9 @@ pub struct AgentState {
     uuid_counter: u64,
     /// The newest leadership epoch seen from a master.
     max_master_epoch: Option<u64>,
+    /// The work dir's filesystem is full (the shell measures it): new tasks
+    /// are refused rather than started with nowhere to write.
+    disk_full: bool,
 }
 
 const MAX_COMPLETED: usize = 1000;
@@ -181,6 +184,7 @@ impl AgentState {
             uuid_seed,
             uuid_counter: 0,
             max_master_epoch: None,
+            disk_full: false,
         }
     }
 
@@ -280,6 +284,16 @@ impl AgentState {
         task.next_retry = Some(now + task.backoff);
     }
 
+    /// The shell's latest measure of the work dir: while full, every task
+    /// the master sends fails at once with `REASON_CONTAINER_LAUNCH_FAILED`.
+    pub fn set_disk_full(&mut self, full: bool) {
+        self.disk_full = full;
+    }
+
+    pub fn disk_full(&self) -> bool {
+        self.disk_full
+    }
+
     /// The master asks us to run a task.
     pub fn on_run_task(
         &mut self,
@@ -326,7 +340,20 @@ impl AgentState {
             .executors
             .get(&executor_key)
             .map(|e| e.info.is_some() && custom.is_some() && e.kill_requested.is_none());
-        if existing.is_none() {
+        let refusal = match existing {
+            Some(false) => Some((
+                pb::task_status::Reason::TaskInvalid,
+                format!(
+                    "executor {executor_id} cannot take this task: it is a command executor, or shutting down"
+                ),
+            )),
+            _ if self.disk_full => Some((
+                pb::task_status::Reason::ContainerLaunchFailed,
+                "agent disk full: the agent's work dir has no space left for a sandbox".to_string(),
+            )),
+            _ => None,
+        };
+        if existing.is_none() && refusal.is_none() {
             out.push(Effect::Checkpoint(Checkpoint::Executor {
                 framework_id: framework_id.clone(),
                 executor_id: executor_id.clone(),
@@ -353,18 +380,20 @@ impl AgentState {
                 backoff: RETRY_MIN,
             },
         );
+        if let Some((reason, message)) = refusal {
+            self.agent_update(
+                now,
+                &framework_id,
+                &task_id,
+                pb::TaskState::TaskFailed,
+                reason,
+                message,
+                out,
+            );
+            return;
+        }
         match existing {
-            Some(false) => {
-                self.agent_update(
-                    now,
-                    &framework_id,
-                    &task_id,
-                    pb::TaskState::TaskFailed,
-                    pb::task_status::Reason::TaskInvalid,
-                    format!("executor {executor_id} cannot take this task: it is a command executor, or shutting down"),
-                    out,
-                );
-            }
+            Some(false) => {} // refused above
             Some(true) => {
                 let Some(executor) = self.executors.get_mut(&executor_key) else {
                     return;

@@ -37,6 +37,10 @@ pub(crate) struct ContainerArgs {
     /// Refuse downloads larger than this (e.g. 1GB); unlimited when omitted.
     #[arg(long, env = "AGORA_FETCHER_MAX_SIZE", value_parser = parse_bytes)]
     fetcher_max_size: Option<u64>,
+    /// An archive whose extraction would write more than this fails and its partial output is
+    /// removed (a compression bomb cannot fill the disk).
+    #[arg(long, env = "AGORA_FETCHER_MAX_EXTRACT_SIZE", alias = "fetcher_max_extract_size", default_value = "10GB", value_parser = parse_bytes)]
+    fetcher_max_extract_size: u64,
     /// Relative URI paths resolve under this directory.
     #[arg(long, env = "AGORA_FRAMEWORKS_HOME", alias = "frameworks_home")]
     frameworks_home: Option<PathBuf>,
@@ -64,6 +68,7 @@ impl ContainerArgs {
                 stall_timeout_secs: self.fetcher_stall_timeout,
                 max_download_bytes: self.fetcher_max_size,
                 frameworks_home: self.frameworks_home.clone(),
+                max_extract_bytes: Some(self.fetcher_max_extract_size),
             },
             executor_environment: self
                 .executor_environment_variables

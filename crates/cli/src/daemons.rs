@@ -72,6 +72,13 @@ pub(crate) struct AgentArgs {
     attributes: Option<String>,
     #[arg(long, env = "AGORA_HOSTNAME")]
     hostname: Option<String>,
+    /// How long a finished executor's sandbox is kept, shortened as the disk fills
+    /// (delay x (1 - headroom - disk usage)): seconds, or Mesos style (1weeks, 2days, 30mins).
+    #[arg(long, env = "AGORA_GC_DELAY", alias = "gc_delay", default_value = "1weeks", value_parser = parse_duration)]
+    gc_delay: Duration,
+    /// Fraction of the work dir's disk the sandbox gc tries to keep free, in [0, 1].
+    #[arg(long, env = "AGORA_GC_DISK_HEADROOM", alias = "gc_disk_headroom", default_value_t = agora_agent::gc::DEFAULT_GC_DISK_HEADROOM, value_parser = parse_fraction)]
+    gc_disk_headroom: f64,
     #[command(flatten)]
     containers: crate::container_flags::ContainerArgs,
 }
@@ -104,6 +111,47 @@ fn parse_interval(text: &str) -> Result<f64, String> {
         .map_err(|_| format!("'{text}' is not a number of seconds"))?;
     if !(0.001..=3600.0).contains(&value) {
         return Err("must be between 0.001 and 3600 seconds".into());
+    }
+    Ok(value)
+}
+
+/// Plain seconds, or a number with a Mesos duration unit (ns, us, ms, secs, mins, hrs, days,
+/// weeks).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 30secs, 2days or 1weeks"))?;
+    let seconds_per_unit = match unit {
+        "" | "s" | "secs" => 1.0,
+        "ns" => 1e-9,
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "mins" => 60.0,
+        "hrs" => 3600.0,
+        "days" => 86_400.0,
+        "weeks" => 604_800.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' (use ns, us, ms, secs, mins, hrs, days or weeks)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(number * seconds_per_unit)
+        .map_err(|_| format!("'{text}' is not a duration this agent can wait"))
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number"))?;
+    if !(0.0..=1.0).contains(&value) {
+        return Err("must be between 0 and 1".into());
     }
     Ok(value)
 }
@@ -247,6 +295,7 @@ fn agent_options(
         attributes,
         executor_program,
         containers,
+        gc: agora_agent::gc::GcPolicy::default(),
     })
 }
 
@@ -261,7 +310,7 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     }
     let (listener, address) = bind(args.ip, args.port).await?;
     let hostname = hostname_for(args.ip, args.hostname);
-    let options = agent_options(
+    let mut options = agent_options(
         args.master,
         address,
         hostname,
@@ -270,6 +319,10 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         args.attributes.as_deref(),
         args.containers.options(),
     )?;
+    options.gc = agora_agent::gc::GcPolicy {
+        delay: args.gc_delay,
+        disk_headroom: args.gc_disk_headroom,
+    };
     agora_agent::run_agent(listener, options, shutdown_on_signal())
         .await
         .context("agent failed")
@@ -331,4 +384,24 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
             .context("agent failed")?;
     }
     master_result.context("master failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_seconds_or_mesos_units() {
+        assert_eq!(parse_duration("1weeks"), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("2days"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3fortnights").is_err());
+        assert!(parse_duration("-1secs").is_err());
+        assert!(parse_duration("1e300weeks").is_err());
+        assert_eq!(parse_fraction("0.1"), Ok(0.1));
+        assert!(parse_fraction("1.5").is_err());
+        assert!(parse_fraction("NaN").is_err());
+    }
 }

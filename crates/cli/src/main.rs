@@ -1,6 +1,7 @@
 //! `agora`: one binary for every role. Thin: parses flags, sets up logging,
 //! and hands over to the crates that do the work.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -57,8 +58,11 @@ enum Commands {
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log filter")?;
+    // Colour codes only for a person at a terminal: a redirected stderr is a
+    // log file (systemd, `2>agent.log`), where escape codes are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

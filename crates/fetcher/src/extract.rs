@@ -45,17 +45,133 @@ impl ArchiveKind {
     }
 }
 
-/// Extracts `archive` into `dir`; returns the number of entries written.
-pub(crate) fn extract(archive: &Path, dir: &Path, kind: ArchiveKind) -> Result<usize, String> {
+/// Extracts `archive` into `dir`, writing at most `max_bytes` of decompressed data; returns the
+/// number of entries written. On any failure (a bomb stopped at the cap included) whatever this
+/// extraction added to `dir` is removed again, so a failed fetch leaves no partial output behind.
+pub(crate) fn extract(
+    archive: &Path,
+    dir: &Path,
+    kind: ArchiveKind,
+    max_bytes: u64,
+) -> Result<usize, String> {
+    let before = top_level_names(dir);
+    let result = extract_capped(archive, dir, kind, &Budget::new(max_bytes));
+    if result.is_err() {
+        remove_added(dir, &before, archive);
+    }
+    result
+}
+
+fn extract_capped(
+    archive: &Path,
+    dir: &Path,
+    kind: ArchiveKind,
+    budget: &Budget,
+) -> Result<usize, String> {
     let file = File::open(archive).map_err(|e| format!("opening: {e}"))?;
     let reader = BufReader::with_capacity(1 << 16, file);
     match kind {
-        ArchiveKind::Tar => untar(reader, dir),
-        ArchiveKind::TarGz => untar(flate2::bufread::MultiGzDecoder::new(reader), dir),
-        ArchiveKind::TarBz2 => untar(bzip2::bufread::MultiBzDecoder::new(reader), dir),
-        ArchiveKind::TarXz => untar_xz(reader, dir),
-        ArchiveKind::Zip => unzip(archive, dir),
-        ArchiveKind::Gz => gunzip(reader, archive),
+        ArchiveKind::Tar => untar(budget.reader(reader), dir),
+        ArchiveKind::TarGz => untar(
+            budget.reader(flate2::bufread::MultiGzDecoder::new(reader)),
+            dir,
+        ),
+        ArchiveKind::TarBz2 => untar(
+            budget.reader(bzip2::bufread::MultiBzDecoder::new(reader)),
+            dir,
+        ),
+        ArchiveKind::TarXz => untar_xz(reader, dir, budget),
+        ArchiveKind::Zip => unzip(archive, dir, budget),
+        ArchiveKind::Gz => gunzip(reader, archive, budget),
+    }
+    .map_err(|e| budget.explain(e))
+}
+
+/// The decompressed bytes an extraction may still produce. Every byte that can reach the disk
+/// passes through a [`Capped`] reader drawing on it, so the bound holds whatever the format.
+struct Budget {
+    limit: u64,
+    used: std::sync::atomic::AtomicU64,
+}
+
+impl Budget {
+    fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            used: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn reader<R: Read>(&self, inner: R) -> Capped<'_, R> {
+        Capped {
+            inner,
+            budget: self,
+        }
+    }
+
+    fn exceeded(&self) -> bool {
+        self.used.load(std::sync::atomic::Ordering::Relaxed) > self.limit
+    }
+
+    /// The cap is the real cause when it was hit, whatever error the format reader made of it.
+    fn explain(&self, error: String) -> String {
+        if self.exceeded() {
+            format!(
+                "more than the limit of {} bytes once extracted (--fetcher-max-extract-size); partial output removed",
+                self.limit
+            )
+        } else {
+            error
+        }
+    }
+}
+
+/// A reader that fails once its [`Budget`] is spent.
+struct Capped<'a, R> {
+    inner: R,
+    budget: &'a Budget,
+}
+
+impl<R: Read> Read for Capped<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let used = self
+            .budget
+            .used
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed)
+            .saturating_add(n as u64);
+        if used > self.budget.limit {
+            return Err(io::Error::other("extraction size limit exceeded"));
+        }
+        Ok(n)
+    }
+}
+
+/// The names directly under `dir` (empty when it cannot be read).
+fn top_level_names(dir: &Path) -> std::collections::HashSet<std::ffi::OsString> {
+    fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default()
+}
+
+/// Removes what appeared directly under `dir` since `before` (never the archive itself).
+fn remove_added(
+    dir: &Path,
+    before: &std::collections::HashSet<std::ffi::OsString>,
+    archive: &Path,
+) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if before.contains(&entry.file_name()) || path == archive {
+            continue;
+        }
+        let removed = match entry.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+        if let Err(e) = removed {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a failed extraction's output");
+        }
     }
 }
 
@@ -108,7 +224,11 @@ fn untar<R: Read>(reader: R, dir: &Path) -> Result<usize, String> {
 
 /// xz has no pure-Rust `Read` adapter in lzma-rs, so one thread decompresses into a pipe that
 /// the tar reader consumes; dropping the reader on a tar error ends the writer with EPIPE.
-fn untar_xz<R: io::BufRead + Send + 'static>(reader: R, dir: &Path) -> Result<usize, String> {
+fn untar_xz<R: io::BufRead + Send + 'static>(
+    reader: R,
+    dir: &Path,
+    budget: &Budget,
+) -> Result<usize, String> {
     let (pipe_reader, mut pipe_writer) = io::pipe().map_err(|e| format!("creating pipe: {e}"))?;
     let decompressor = std::thread::Builder::new()
         .name("xz-decompress".to_owned())
@@ -117,7 +237,10 @@ fn untar_xz<R: io::BufRead + Send + 'static>(reader: R, dir: &Path) -> Result<us
             lzma_rs::xz_decompress(&mut reader, &mut pipe_writer)
         })
         .map_err(|e| format!("starting decompressor: {e}"))?;
-    let untarred = untar(BufReader::with_capacity(1 << 16, pipe_reader), dir);
+    let untarred = untar(
+        BufReader::with_capacity(1 << 16, budget.reader(pipe_reader)),
+        dir,
+    );
     let decompressed = decompressor
         .join()
         .map_err(|_| "xz decompressor panicked".to_owned())?;
@@ -129,7 +252,7 @@ fn untar_xz<R: io::BufRead + Send + 'static>(reader: R, dir: &Path) -> Result<us
     }
 }
 
-fn gunzip<R: io::BufRead>(reader: R, archive: &Path) -> Result<usize, String> {
+fn gunzip<R: io::BufRead>(reader: R, archive: &Path, budget: &Budget) -> Result<usize, String> {
     let name = archive
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -142,8 +265,13 @@ fn gunzip<R: io::BufRead>(reader: R, archive: &Path) -> Result<usize, String> {
     }
     let out_path = archive.with_file_name(stem);
     let mut out = create_fresh(&out_path)?;
-    let mut decoder = flate2::bufread::MultiGzDecoder::new(reader);
-    io::copy(&mut decoder, &mut out).map_err(|e| format!("gunzip: {e}"))?;
+    let mut decoder = budget.reader(flate2::bufread::MultiGzDecoder::new(reader));
+    if let Err(e) = io::copy(&mut decoder, &mut out) {
+        drop(out);
+        // It may have replaced a file that was there before: gone either way.
+        let _ = fs::remove_file(&out_path);
+        return Err(format!("gunzip: {e}"));
+    }
     Ok(1)
 }
 
@@ -178,7 +306,7 @@ fn check_no_symlink_ancestor(dir: &Path, rel: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn unzip(archive: &Path, dir: &Path) -> Result<usize, String> {
+fn unzip(archive: &Path, dir: &Path, budget: &Budget) -> Result<usize, String> {
     let file = File::open(archive).map_err(|e| format!("opening: {e}"))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| e.to_string())?;
     for index in 0..zip.len() {
@@ -208,7 +336,8 @@ fn unzip(archive: &Path, dir: &Path) -> Result<usize, String> {
             continue;
         }
         let mut writer = create_fresh(&out)?;
-        io::copy(&mut entry, &mut writer).map_err(|e| format!("entry {}: {e}", rel.display()))?;
+        io::copy(&mut budget.reader(&mut entry), &mut writer)
+            .map_err(|e| format!("entry {}: {e}", rel.display()))?;
         if let Some(mode) = entry.unix_mode() {
             fs::set_permissions(&out, fs::Permissions::from_mode(mode & 0o7777))
                 .map_err(|e| format!("setting mode of {}: {e}", out.display()))?;
@@ -283,7 +412,10 @@ mod tests {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         enc.write_all(b"hello").expect("compress");
         fs::write(&archive, enc.finish().expect("finish")).expect("write");
-        assert_eq!(extract(&archive, dir.path(), ArchiveKind::Gz), Ok(1));
+        assert_eq!(
+            extract(&archive, dir.path(), ArchiveKind::Gz, 1 << 20),
+            Ok(1)
+        );
         assert_eq!(
             fs::read(dir.path().join("notes.txt")).expect("read"),
             b"hello"

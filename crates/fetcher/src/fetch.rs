@@ -199,15 +199,17 @@ impl<'a> Run<'a> {
         };
         let started = Instant::now();
         let (archive, dir) = (dest.to_owned(), self.sandbox.to_owned());
-        let count = tokio::task::spawn_blocking(move || extract::extract(&archive, &dir, kind))
-            .await
-            .map_err(|e| format!("extraction task failed: {e}"))
-            .and_then(|r| r)
-            .map_err(|reason| FetchError::Extract {
-                uri: uri.to_owned(),
-                path: dest.to_owned(),
-                reason,
-            })?;
+        let max_bytes = self.config.max_extract_bytes;
+        let count =
+            tokio::task::spawn_blocking(move || extract::extract(&archive, &dir, kind, max_bytes))
+                .await
+                .map_err(|e| format!("extraction task failed: {e}"))
+                .and_then(|r| r)
+                .map_err(|reason| FetchError::Extract {
+                    uri: uri.to_owned(),
+                    path: dest.to_owned(),
+                    reason,
+                })?;
         self.log(format_args!(
             "extracted {count} entries into {} in {} ms",
             self.sandbox.display(),

@@ -61,10 +61,17 @@ pub struct FetcherConfig {
     pub max_download_bytes: Option<u64>,
     /// Relative plain paths resolve here; without it they are an error.
     pub frameworks_home: Option<PathBuf>,
+    /// An archive whose extraction would write more than this fails, and what it wrote is
+    /// removed: a small compressed bomb cannot fill the agent's disk.
+    pub max_extract_bytes: u64,
 }
 
 /// Mesos' `--fetcher_cache_size` default: 2 GiB.
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 2 << 30;
+
+/// The default extraction cap: 10 GiB, far above any sane package (a JVM distribution is a few
+/// hundred MiB) and far below what fills a typical agent disk.
+pub const DEFAULT_MAX_EXTRACT_BYTES: u64 = 10 << 30;
 
 /// Mesos' `--fetcher_stall_timeout` default: 60 s.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -77,6 +84,7 @@ impl Default for FetcherConfig {
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             max_download_bytes: None,
             frameworks_home: None,
+            max_extract_bytes: DEFAULT_MAX_EXTRACT_BYTES,
         }
     }
 }

@@ -369,6 +369,74 @@ async fn downloads_over_the_size_limit_fail() {
     );
 }
 
+/// A compression bomb (a few KiB that inflate to 16 MiB of zeros) in each format is stopped at
+/// the extraction cap, and what it had written is removed; what was in the sandbox before stays.
+#[tokio::test]
+async fn compression_bombs_stop_at_the_extract_cap_and_leave_nothing() {
+    let server = Server::start().await;
+    let zeros = vec![0u8; 16 << 20];
+    let entry = |path| Entry {
+        path,
+        mode: 0o644,
+        data: &zeros,
+    };
+    let bombs = [
+        (
+            "bomb.tar.gz",
+            support::gzip(&support::tar(&[entry("out/zeros")])),
+        ),
+        ("bomb.gz", support::gzip(&zeros)),
+        ("bomb.zip", support::zip(&[entry("out/zeros")])),
+    ];
+    let config = FetcherConfig {
+        max_extract_bytes: 1 << 20,
+        ..FetcherConfig::default()
+    };
+    for (name, body) in bombs {
+        assert!(
+            body.len() < 1 << 20,
+            "{name} is a bomb: {} bytes",
+            body.len()
+        );
+        server.add(name, body);
+        let sandbox = tempfile::tempdir().expect("sandbox");
+        std::fs::write(sandbox.path().join("stdout"), b"kept").expect("stdout");
+        let (result, log) =
+            fetch(&[FetchUri::new(server.url(name))], sandbox.path(), &config).await;
+        let err = result.expect_err("a bomb must not extract");
+        assert!(
+            matches!(err, FetchError::Extract { .. })
+                && err.to_string().contains("limit of 1048576 bytes"),
+            "{name}: {err}\n{log}"
+        );
+        // The downloaded archive stays (as Mesos keeps it); its output does not.
+        assert_eq!(
+            listing(sandbox.path()),
+            vec![name.to_string(), "stdout".to_string()],
+            "{name}"
+        );
+    }
+    // The default cap lets ordinary archives through.
+    server.add(
+        "ok.tar.gz",
+        support::gzip(&support::tar(&[entry("out/zeros")])),
+    );
+    let sandbox = tempfile::tempdir().expect("sandbox");
+    let (result, log) = fetch(
+        &[FetchUri::new(server.url("ok.tar.gz"))],
+        sandbox.path(),
+        &FetcherConfig::default(),
+    )
+    .await;
+    result.expect(&log);
+    assert_eq!(
+        std::fs::metadata(sandbox.path().join("out/zeros"))
+            .expect("extracted")
+            .len(),
+        16 << 20
+    );
+}
+
 #[tokio::test]
 async fn output_file_cannot_leave_the_sandbox() {
     let server = Server::start().await;

@@ -82,14 +82,16 @@ impl Container {
     }
 
     /// `kill_all`, then removes the container's cgroup in every hierarchy, within
-    /// `DESTROY_TIMEOUT`.
-    pub fn destroy(self) -> Result<(), IsolationError> {
+    /// `DESTROY_TIMEOUT`. Blocking (up to that long): callers with an event loop run it on a
+    /// worker. It takes `&self` so that a handle shared with a statistics reader can be
+    /// destroyed; once destroyed, the handle reads nothing.
+    pub fn destroy(&self) -> Result<(), IsolationError> {
         self.destroy_within(DESTROY_TIMEOUT)
     }
 
     /// `destroy` with an explicit overall deadline. Removing a cgroup that is still busy
     /// (processes being reaped) is retried, polling, until the deadline.
-    pub fn destroy_within(self, deadline: Duration) -> Result<(), IsolationError> {
+    pub fn destroy_within(&self, deadline: Duration) -> Result<(), IsolationError> {
         let start = Instant::now();
         self.kill_all(deadline)?;
         // v2 cgroup first doesn't matter: each hierarchy is independent.

@@ -24,6 +24,9 @@ fn fetcher_config(spec: &FetcherSpec) -> FetcherConfig {
             .unwrap_or(Duration::from_secs(60)),
         max_download_bytes: spec.max_download_bytes,
         frameworks_home: spec.frameworks_home.clone(),
+        max_extract_bytes: spec
+            .max_extract_bytes
+            .unwrap_or(agora_fetcher::DEFAULT_MAX_EXTRACT_BYTES),
     }
 }
 

@@ -752,3 +752,42 @@ fn a_master_from_an_older_leadership_term_is_refused() {
     );
     assert!(state.accept_master_epoch(Some(9)));
 }
+
+#[test]
+fn a_full_disk_fails_new_tasks_without_starting_an_executor() {
+    let mut state = agent();
+    state.set_disk_full(true);
+    let out = run_task(&mut state, "t1");
+    assert!(
+        !out.iter()
+            .any(|e| matches!(e, Effect::LaunchExecutor { .. })),
+        "{out:?}"
+    );
+    assert!(!state.executors.contains_key(&(fid(), eid("t1"))));
+    let failed = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::ToMaster(AgentMessage {
+                kind: Some(agent_message::Kind::StatusUpdate(u)),
+            }) => u.status.clone(),
+            _ => None,
+        })
+        .expect("an update to the master");
+    assert_eq!(failed.state, pb::TaskState::TaskFailed as i32);
+    assert_eq!(
+        failed.reason,
+        Some(pb::task_status::Reason::ContainerLaunchFailed as i32)
+    );
+    assert!(
+        failed.message().contains("agent disk full"),
+        "{:?}",
+        failed.message
+    );
+    // Once there is room again, tasks launch as before.
+    state.set_disk_full(false);
+    let out = run_task(&mut state, "t2");
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, Effect::LaunchExecutor { .. }))
+    );
+}

@@ -1,0 +1,271 @@
+//! The actor's loop against a fake master session: blocking work happens
+//! on workers, so the loop keeps answering while it runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_core::{ExecutorId, FrameworkId, Resources};
+use agora_proto::v1::agent::{AgentMessage, MasterMessage, agent_message, master_message};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{Actor, AgentCommand, AgentOptions, AgentSnapshot};
+use crate::checkpoint::MemStore;
+use crate::containers::{ContainerOptions, Containers};
+
+/// Guards every wait: only reached when the behaviour under test is broken.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn options(work_dir: &std::path::Path) -> AgentOptions {
+    AgentOptions {
+        master: "127.0.0.1:1".into(),
+        advertise: "127.0.0.1:1".parse().expect("address"),
+        hostname: "test".into(),
+        work_dir: work_dir.to_path_buf(),
+        resources: Resources::parse("cpus:1;mem:128").expect("resources"),
+        attributes: Vec::new(),
+        executor_program: "/nonexistent/agora".into(),
+        containers: ContainerOptions {
+            isolation: "posix/cpu,posix/mem".into(),
+            ..ContainerOptions::default()
+        },
+        gc: crate::gc::GcPolicy::default(),
+    }
+}
+
+async fn next_from_agent(rx: &mut mpsc::Receiver<AgentMessage>) -> AgentMessage {
+    tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("the agent's loop did not answer")
+        .expect("session closed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_answers_pings_while_a_container_destroy_is_stuck() {
+    let work = tempfile::tempdir().expect("work dir");
+    let options = options(work.path());
+    let mut containers = Containers::new(&options.containers).expect("posix containers");
+    // A destroy that cannot finish until the test lets it (as a cgroup
+    // whose processes take seconds to die): it reports that it started,
+    // then waits. Dropping `release` (also on a failed assertion) frees it.
+    let (started_tx, mut started) = mpsc::unbounded_channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
+    containers.destroy_hook = Some(Arc::new(move || {
+        let _ = started_tx.send(());
+        let _ = released
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .recv();
+    }));
+    let key = (FrameworkId::new("f1"), ExecutorId::new("e1"));
+    containers
+        .create(key.clone(), "run-1", &Resources::default())
+        .expect("container");
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (snapshot_tx, _snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
+    let actor = Actor::new(
+        options,
+        Box::new(MemStore::default()),
+        containers,
+        commands.clone(),
+        snapshot_tx,
+    )
+    .expect("actor");
+    let shutdown = CancellationToken::new();
+    let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
+
+    let (master_tx, mut from_agent) = mpsc::channel(16);
+    commands
+        .send(AgentCommand::MasterConnected {
+            session: 1,
+            tx: master_tx,
+        })
+        .expect("send");
+    let register = next_from_agent(&mut from_agent).await;
+    assert!(
+        matches!(register.kind, Some(agent_message::Kind::Register(_))),
+        "{register:?}"
+    );
+
+    // The executor exits: its container is destroyed, and the destroy hangs.
+    commands
+        .send(AgentCommand::ExecutorExited {
+            framework_id: key.0.clone(),
+            executor_id: key.1.clone(),
+            description: "exit status: 0".into(),
+        })
+        .expect("send");
+    tokio::time::timeout(DEADLINE, started.recv())
+        .await
+        .expect("the destroy never started")
+        .expect("hook dropped");
+
+    // Meanwhile the master pings: the loop answers.
+    commands
+        .send(AgentCommand::MasterMessage {
+            session: 1,
+            message: MasterMessage {
+                kind: Some(master_message::Kind::Ping(master_message::Ping { seq: 7 })),
+            },
+        })
+        .expect("send");
+    let pong = next_from_agent(&mut from_agent).await;
+    assert!(
+        matches!(
+            pong.kind,
+            Some(agent_message::Kind::Pong(agent_message::Pong { seq: 7 }))
+        ),
+        "{pong:?}"
+    );
+
+    drop(release);
+    shutdown.cancel();
+    actor_task.await.expect("actor");
+}
+
+/// A store whose first write under `frameworks/` waits until the test lets
+/// it (a slow disk).
+struct GatedStore {
+    inner: MemStore,
+    gate: Option<std::sync::mpsc::Receiver<()>>,
+    started: mpsc::UnboundedSender<()>,
+}
+
+impl crate::checkpoint::MetaStore for GatedStore {
+    fn write(&mut self, path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+        if path.starts_with("frameworks")
+            && let Some(gate) = self.gate.take()
+        {
+            let _ = self.started.send(());
+            let _ = gate.recv();
+        }
+        self.inner.write(path, bytes)
+    }
+    fn read(&self, path: &std::path::Path) -> std::io::Result<Option<Vec<u8>>> {
+        self.inner.read(path)
+    }
+    fn remove(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove(path)
+    }
+    fn list_dirs(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dirs(path)
+    }
+    fn prune(&mut self, path: &std::path::Path, stop: &std::path::Path) {
+        self.inner.prune(path, stop)
+    }
+}
+
+/// With the disk full, a task is refused (TASK_FAILED, "agent disk full");
+/// that update leaves only once its checkpoint is written, while pings are
+/// answered during the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_tasks_and_updates_wait_for_their_checkpoint() {
+    use agora_proto::v1 as pb;
+    let work = tempfile::tempdir().expect("work dir");
+    let options = options(work.path());
+    let containers = Containers::new(&options.containers).expect("posix containers");
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let (started_tx, mut write_started) = mpsc::unbounded_channel::<()>();
+    let store = GatedStore {
+        inner: MemStore::default(),
+        gate: Some(gate),
+        started: started_tx,
+    };
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
+    let actor = Actor::new(
+        options,
+        Box::new(store),
+        containers,
+        commands.clone(),
+        snapshot_tx,
+    )
+    .expect("actor");
+    let shutdown = CancellationToken::new();
+    let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
+    let (master_tx, mut from_agent) = mpsc::channel(16);
+    commands
+        .send(AgentCommand::MasterConnected {
+            session: 1,
+            tx: master_tx,
+        })
+        .expect("send");
+    next_from_agent(&mut from_agent).await; // Register
+    commands
+        .send(AgentCommand::MasterMessage {
+            session: 1,
+            message: MasterMessage {
+                kind: Some(master_message::Kind::Registered(
+                    master_message::Registered {
+                        agent_id: Some(pb::AgentId { value: "a1".into() }),
+                        master_info: None,
+                    },
+                )),
+            },
+        })
+        .expect("send");
+    commands
+        .send(AgentCommand::DiskMeasured(Ok(crate::gc::DiskSpace {
+            total_bytes: 10 << 30,
+            available_bytes: 0,
+            used_bytes: 10 << 30,
+        })))
+        .expect("send");
+    let run = master_message::RunTask {
+        framework: Some(pb::FrameworkInfo {
+            id: Some(pb::FrameworkId { value: "f1".into() }),
+            name: "fw".into(),
+            ..Default::default()
+        }),
+        task: Some(pb::TaskInfo {
+            name: "t1".into(),
+            task_id: Some(pb::TaskId { value: "t1".into() }),
+            command: Some(pb::CommandInfo {
+                value: Some("true".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    for kind in [
+        master_message::Kind::RunTask(run),
+        master_message::Kind::Ping(master_message::Ping { seq: 9 }),
+    ] {
+        commands
+            .send(AgentCommand::MasterMessage {
+                session: 1,
+                message: MasterMessage { kind: Some(kind) },
+            })
+            .expect("send");
+    }
+    tokio::time::timeout(DEADLINE, write_started.recv())
+        .await
+        .expect("no checkpoint write")
+        .expect("store dropped");
+    // The pong comes first: the update waits for its records.
+    let pong = next_from_agent(&mut from_agent).await;
+    assert!(
+        matches!(pong.kind, Some(agent_message::Kind::Pong(_))),
+        "{pong:?}"
+    );
+    drop(release);
+    let update = next_from_agent(&mut from_agent).await;
+    let Some(agent_message::Kind::StatusUpdate(update)) = update.kind else {
+        panic!("expected a status update, got {update:?}");
+    };
+    let status = update.status.expect("status");
+    assert_eq!(status.state, pb::TaskState::TaskFailed as i32);
+    assert!(status.message().contains("agent disk full"), "{status:?}");
+    // And it says so.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !snapshot_rx.borrow().disk_full {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "snapshot never showed the full disk"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    actor_task.await.expect("actor");
+}
