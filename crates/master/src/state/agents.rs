@@ -76,7 +76,13 @@ impl Master {
     /// An agent restarted with other resources that still hold its tasks:
     /// its offers are rescinded (they may offer what it no longer has) and
     /// the new totals replace the old in the books and the registry.
-    fn resize_agent(&mut self, now: Now, agent_id: &AgentId, total: Resources, out: &mut Vec<Effect>) {
+    fn resize_agent(
+        &mut self,
+        now: Now,
+        agent_id: &AgentId,
+        total: Resources,
+        out: &mut Vec<Effect>,
+    ) {
         for offer_id in self.offers_on(agent_id) {
             self.remove_offer(&offer_id, None, true, now, out);
         }
@@ -164,7 +170,9 @@ impl Master {
                 let was = existing.total.to_string();
                 refuse(
                     conn,
-                    format!("agent {agent_id} re-registered with resources {total} (was {was}): {message}"),
+                    format!(
+                        "agent {agent_id} re-registered with resources {total} (was {was}): {message}"
+                    ),
                     out,
                 );
                 return None;
@@ -174,9 +182,7 @@ impl Master {
             if let Some(total) = resized {
                 self.resize_agent(now, &agent_id, total, out);
             }
-            let Some(existing) = self.agents.get_mut(&agent_id) else {
-                return None;
-            };
+            let existing = self.agents.get_mut(&agent_id)?;
             if let Some(old) = existing.conn.replace(conn)
                 && old != conn
             {
@@ -529,14 +535,18 @@ impl Master {
         // on another agent once the first copy ended): the update is
         // acknowledged so the sender's queue moves on, and not applied.
         let framework = &self.frameworks[&framework_id];
-        let on = framework.tasks.get(&task_id).map(|t| &t.agent_id).or_else(|| {
-            framework
-                .completed_tasks
-                .iter()
-                .rev()
-                .find(|t| t.id == task_id)
-                .map(|t| &t.agent_id)
-        });
+        let on = framework
+            .tasks
+            .get(&task_id)
+            .map(|t| &t.agent_id)
+            .or_else(|| {
+                framework
+                    .completed_tasks
+                    .iter()
+                    .rev()
+                    .find(|t| t.id == task_id)
+                    .map(|t| &t.agent_id)
+            });
         if let Some(on) = on
             && on != agent_id
         {

@@ -130,11 +130,11 @@ impl Master {
             // What the framework was last told stays what reconciliation
             // answers, so a framework that is not partition-aware hears nothing.
             let previous = task.state;
-            task.update_state = if aware {
-                Some(pb::TaskState::TaskUnreachable)
+            if aware {
+                task.update_state = Some(pb::TaskState::TaskUnreachable);
             } else {
-                Some(task.update_state.unwrap_or(previous))
-            };
+                task.update_state.get_or_insert(previous);
+            }
             task.state = pb::TaskState::TaskUnreachable;
             // The allocator forgot the agent: nothing is to be given back.
             task.resources_released = true;
@@ -183,6 +183,7 @@ impl Master {
                     continue;
                 }
                 self.set_task_state(&framework_id, &task_id, pb::TaskState::TaskLost, now);
+                self.set_told_state(&framework_id, &task_id, pb::TaskState::TaskLost);
                 let event = Self::master_update(
                     &task_id,
                     Some(&agent_id),
@@ -302,15 +303,19 @@ impl Master {
                 self.set_task_state(&key.0, &key.1, reported_task.state, now);
             }
             if aware {
+                // The state of the update the agent is delivering, if any:
+                // a later one (even terminal) must not overtake the agent's
+                // queue, which delivers it in order.
+                let told = reported_task.update_state.unwrap_or(reported_task.state);
                 let message = if live {
-                    "agent re-registered: the task is running again"
+                    "agent re-registered: the task is live again"
                 } else {
                     "agent re-registered: the task ended while it was unreachable"
                 };
                 let event = Self::master_update(
                     &key.1,
                     Some(agent_id),
-                    reported_task.state,
+                    told,
                     pb::task_status::Reason::AgentReregistered,
                     message,
                     now,

@@ -527,6 +527,23 @@ impl Master {
         }
     }
 
+    /// Records the state a master-made update told the framework, which
+    /// reconciliation answers from then on (see `Task::update_state`).
+    fn set_told_state(
+        &mut self,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+        state: pb::TaskState,
+    ) {
+        if let Some(task) = self
+            .frameworks
+            .get_mut(framework_id)
+            .and_then(|f| f.tasks.get_mut(task_id))
+        {
+            task.update_state = Some(state);
+        }
+    }
+
     /// Moves a terminal task to the framework's bounded list of completed tasks.
     fn complete_task(&mut self, framework_id: &FrameworkId, task_id: &TaskId) {
         let limit = self.config.max_completed_tasks_per_framework;
@@ -643,6 +660,7 @@ impl Master {
             pb::TaskState::TaskLost
         };
         self.set_task_state(framework_id, task_id, state, now);
+        self.set_told_state(framework_id, task_id, state);
         let event = Self::master_update(
             task_id,
             Some(agent_id),

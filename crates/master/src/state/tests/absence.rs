@@ -34,7 +34,13 @@ fn absence_cluster() -> (Harness, AgentId, Fw, Fw) {
 }
 
 fn running(id: &str, fw: &Fw, agent: &AgentId) -> pb::Task {
-    reported_task(id, &fw.id, agent, pb::TaskState::TaskRunning, "cpus:1;mem:128")
+    reported_task(
+        id,
+        &fw.id,
+        agent,
+        pb::TaskState::TaskRunning,
+        "cpus:1;mem:128",
+    )
 }
 
 fn reregister(agent: &AgentId, resources: &str, tasks: Vec<pb::Task>) -> agent_message::Register {
@@ -92,7 +98,7 @@ fn absence_detection_tells_only_partition_aware_frameworks() {
     );
     // Nothing of the agent is offered while it is away.
     assert!(h.allocate().is_empty());
-    assert!(h.master.free_resources().get(&agent).is_none());
+    assert!(!h.master.free_resources().contains_key(&agent));
     // Still within the removal timeout: nothing more.
     h.advance(60.0);
     let out = h.tick();
@@ -157,7 +163,12 @@ fn absence_task_that_ended_while_away_reports_its_real_state() {
     // The agent's own update follows and completes the task when acknowledged.
     let out = h.agent_says(
         2,
-        status_update(&aware.id, "t-aware", pb::TaskState::TaskFinished, Some(uuid(9))),
+        status_update(
+            &aware.id,
+            "t-aware",
+            pb::TaskState::TaskFinished,
+            Some(uuid(9)),
+        ),
     );
     assert_eq!(updates_to(&out, aware.conn).len(), 1);
     h.call_ok(&aware, ack_call(&aware.id, &agent, "t-aware", uuid(9)));
@@ -215,7 +226,12 @@ fn absence_removal_loses_tasks_of_frameworks_not_partition_aware_only() {
     assert_eq!(h.free(&agent), res("cpus:2;mem:768"));
     let out = h.agent_says(
         2,
-        status_update(&plain.id, "t-plain", pb::TaskState::TaskKilled, Some(uuid(7))),
+        status_update(
+            &plain.id,
+            "t-plain",
+            pb::TaskState::TaskKilled,
+            Some(uuid(7)),
+        ),
     );
     assert_eq!(updates_to(&out, plain.conn).len(), 1);
     assert_eq!(h.used(&agent), res("cpus:1;mem:128"));
@@ -248,7 +264,12 @@ fn status_update_from_an_agent_the_task_is_not_on_is_ignored() {
     assert_ne!(other, agent);
     let out = h.agent_says(
         3,
-        status_update(&aware.id, "t-aware", pb::TaskState::TaskFailed, Some(uuid(40))),
+        status_update(
+            &aware.id,
+            "t-aware",
+            pb::TaskState::TaskFailed,
+            Some(uuid(40)),
+        ),
     );
     assert!(updates_to(&out, aware.conn).is_empty(), "{out:?}");
     assert_eq!(
@@ -265,7 +286,12 @@ fn status_update_from_an_agent_the_task_is_not_on_is_ignored() {
     // The task's own agent is still heard.
     let out = h.agent_says(
         1,
-        status_update(&aware.id, "t-aware", pb::TaskState::TaskFinished, Some(uuid(41))),
+        status_update(
+            &aware.id,
+            "t-aware",
+            pb::TaskState::TaskFinished,
+            Some(uuid(41)),
+        ),
     );
     assert_eq!(updates_to(&out, aware.conn).len(), 1);
 }
