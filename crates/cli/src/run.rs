@@ -618,6 +618,9 @@ async fn agent_totals(master: &str) -> anyhow::Result<Vec<Capacity>> {
         format!("http://{master}")
     };
     let url = format!("{base}/state");
+    // reqwest is built with TLS but no crypto provider (see the fetcher):
+    // install the process-wide one first (a second install is harmless).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(STATE_TIMEOUT)
         .build()
