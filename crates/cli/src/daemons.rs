@@ -34,6 +34,9 @@ pub(crate) struct MasterArgs {
     /// Missed pings (or ping periods without a session) before an agent is unreachable; with the defaults a dead agent is noticed within about 9 s.
     #[arg(long, default_value_t = 3, env = "AGORA_MAX_AGENT_PING_TIMEOUTS", alias = "max_agent_ping_timeouts", value_parser = clap::value_parser!(u32).range(1..=100))]
     max_agent_ping_timeouts: u32,
+    /// Seconds an unreachable agent has to come back before its tasks of frameworks that are not partition-aware are reported TASK_LOST (partition-aware ones are told TASK_UNREACHABLE as soon as it is detected); as Mesos' 75 s.
+    #[arg(long, default_value_t = 75.0, env = "AGORA_AGENT_REMOVAL_TIMEOUT", alias = "agent_removal_timeout", value_parser = parse_interval)]
+    agent_removal_timeout: f64,
     /// Contend for leadership and keep the registry in ZooKeeper: zk://host1:2181,host2:2181/agora.
     #[arg(long, env = "AGORA_ZK", value_parser = parse_zk)]
     zk: Option<agora_coord::ZkUrl>,
@@ -204,6 +207,7 @@ struct MasterTuning {
     allocation_interval: f64,
     agent_ping_timeout: f64,
     max_agent_ping_timeouts: u32,
+    agent_removal_timeout: f64,
     zk: Option<agora_coord::ZkUrl>,
     zk_session_timeout: f64,
     agent_reregister_timeout: f64,
@@ -216,6 +220,7 @@ fn default_tuning(work_dir: Option<PathBuf>) -> MasterTuning {
         allocation_interval: 1.0,
         agent_ping_timeout: 2.0,
         max_agent_ping_timeouts: 3,
+        agent_removal_timeout: agora_master::state::DEFAULT_AGENT_REMOVAL_TIMEOUT.as_secs_f64(),
         zk: None,
         zk_session_timeout: 10.0,
         agent_reregister_timeout: 600.0,
@@ -235,6 +240,7 @@ fn master_options(
         allocation_interval: Duration::from_secs_f64(tuning.allocation_interval),
         agent_ping_timeout: Duration::from_secs_f64(tuning.agent_ping_timeout),
         max_agent_ping_timeouts: tuning.max_agent_ping_timeouts,
+        agent_removal_timeout: Duration::from_secs_f64(tuning.agent_removal_timeout),
         zk: tuning.zk.clone(),
         zk_session_timeout: Duration::from_secs_f64(tuning.zk_session_timeout),
         work_dir: tuning.work_dir.clone(),
@@ -254,6 +260,7 @@ pub(crate) async fn master(args: MasterArgs) -> anyhow::Result<()> {
         allocation_interval: args.allocation_interval,
         agent_ping_timeout: args.agent_ping_timeout,
         max_agent_ping_timeouts: args.max_agent_ping_timeouts,
+        agent_removal_timeout: args.agent_removal_timeout,
         zk: args.zk,
         zk_session_timeout: args.zk_session_timeout,
         agent_reregister_timeout: args.agent_reregister_timeout,

@@ -6,19 +6,35 @@
 //! appended for any other terminal state; and with `--health-check`, one line
 //! each time a task's health changes: `task NAME-I healthy=BOOL: MESSAGE`. Exit status: 0 iff every instance
 //! ended TASK_FINISHED; 1 otherwise (a task failed or was killed, no agent can
-//! fit the task, the master ended the subscription); 2 when the master could
-//! not be reached (or the address is invalid) within `--timeout`.
+//! fit the task, the master refused the launch, the master ended the
+//! subscription, a signal); 2 when the master could not be reached (or the
+//! address is invalid) within `--timeout`.
+//!
+//! It never holds a cluster hostage: offers it cannot use are declined, a
+//! launch the master refuses for good (an invalid task) ends the job with the
+//! master's reason, "no agent can ever fit" means bigger than every agent's
+//! *total* resources (from the master's `/state`), so on a busy cluster it
+//! waits (until `--launch-timeout`, if given), and SIGINT, SIGTERM and
+//! SIGHUP tear its framework down before it exits.
+//!
+//! It is partition-aware: a task whose agent is unreachable is reported
+//! TASK_UNREACHABLE and is waited for (its real outcome comes when the agent
+//! returns); only after [`UNREACHABLE_GIVE_UP`] does the job count it lost.
+//! Its teardown happens once every task has ended, so it never kills a task
+//! that is still fine or has already finished.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use agora_scheduler::proto::framework_info::capability::Type as Capability;
 use agora_scheduler::proto::{AgentId, Filters, Offer, OfferId, TaskId, TaskState, task_status};
 use agora_scheduler::{
     Event, EventStream, FrameworkBuilder, SchedulerClient, SubscribeOptions, current_user,
     is_terminal,
 };
 use anyhow::{Context, anyhow, bail};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -28,9 +44,13 @@ mod run_options;
 pub(crate) use run_options::RunArgs;
 use run_options::{Capacity, plan_placement, task_info};
 
-/// If no offer has been able to fit one instance this long after the first
-/// offers arrived (and nothing of ours runs), give up.
-const UNSATISFIABLE_AFTER: Duration = Duration::from_secs(3);
+/// While offers cannot fit an instance, the agents' totals are checked again
+/// at most this often (agents come and go).
+const FIT_RECHECK: Duration = Duration::from_secs(30);
+/// How long the master's `/state` may take to answer.
+const STATE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A task unreachable this long counts as lost (its agent may never return).
+const UNREACHABLE_GIVE_UP: Duration = Duration::from_secs(600);
 /// While instances remain, unused offers come back this soon.
 const REFUSE_WHILE_LAUNCHING: Duration = Duration::from_secs(1);
 /// Once everything is launched, unused offers stay away this long (a revive
@@ -48,10 +68,14 @@ const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     args.validate()?;
 
+    // Before anything is sent, so that a signal during the connection is not
+    // lost and cannot kill the process before its framework is torn down.
+    let mut signals = Signals::new().context("cannot listen for signals")?;
     let framework = FrameworkBuilder::new(args.name.clone())
         .user(args.user.clone().unwrap_or_else(current_user))
         .role(args.role.clone())
         .failover_timeout(FAILOVER_TIMEOUT)
+        .capability(Capability::PartitionAware)
         .build();
     let options = SubscribeOptions {
         connect_timeout: Duration::from_secs(args.timeout),
@@ -77,7 +101,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut runner = Runner::new(&args, client.clone());
     // The event stream must outlive the teardown: dropping it ends the
     // subscription, and calls after that fail.
-    let outcome = runner.drive(&mut events).await;
+    let outcome = runner.drive(&mut events, &mut signals).await;
     if let Err(err) = client.teardown().await {
         warn!(error = %err, "failed to tear down the framework");
     }
@@ -91,6 +115,32 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// SIGINT, SIGTERM and SIGHUP, each of which ends the job with a teardown.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The name of the next signal received.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.hangup.recv() => "SIGHUP",
+        }
+    }
+}
+
 /// One launched instance.
 #[derive(Debug)]
 struct Launched {
@@ -98,6 +148,29 @@ struct Launched {
     state: TaskState,
     /// The last `healthy` reported for it.
     healthy: Option<bool>,
+    /// Since when it has been TASK_UNREACHABLE.
+    unreachable_since: Option<Instant>,
+}
+
+impl Launched {
+    fn new(agent_id: AgentId) -> Self {
+        Self {
+            agent_id,
+            state: TaskState::TaskStaging,
+            healthy: None,
+            unreachable_since: None,
+        }
+    }
+}
+
+/// Whether the master refused a launch for good: the same tasks would be
+/// refused again on any offer (an invalid task), as opposed to an offer that
+/// went away meanwhile or a call that may or may not have been applied.
+fn refused_for_good(err: &agora_scheduler::Error) -> bool {
+    matches!(
+        err.code(),
+        Some(tonic::Code::InvalidArgument | tonic::Code::PermissionDenied)
+    )
 }
 
 struct Runner<'a> {
@@ -107,12 +180,14 @@ struct Runner<'a> {
     pending: VecDeque<u32>,
     /// Launched instances by task id.
     launched: BTreeMap<String, Launched>,
+    /// Instances whose launch call failed without saying whether it was
+    /// applied (a timeout): an update for one of them means it was.
+    uncertain: BTreeSet<u32>,
     suppressed: bool,
-    first_offer_at: Option<Instant>,
-    /// Whether any offer (one agent's offers in one event) fit an instance.
-    ever_fit: bool,
-    /// The offer closest to fitting one instance.
-    closest_offer: Option<Capacity>,
+    /// When the agents' totals were last checked against one instance.
+    fit_checked_at: Option<Instant>,
+    /// Until when instances may wait for room (`--launch-timeout`).
+    launch_deadline: Option<Instant>,
     kill_at: Option<Instant>,
 }
 
@@ -123,18 +198,22 @@ impl<'a> Runner<'a> {
             client,
             pending: (0..args.instances).collect(),
             launched: BTreeMap::new(),
+            uncertain: BTreeSet::new(),
             suppressed: false,
-            first_offer_at: None,
-            ever_fit: false,
-            closest_offer: None,
+            fit_checked_at: None,
+            launch_deadline: args
+                .launch_timeout
+                .map(|secs| Instant::now() + Duration::from_secs(secs)),
             kill_at: None,
         }
     }
 
     /// Runs until every instance has ended; `Ok(true)` iff all FINISHED.
-    async fn drive(&mut self, events: &mut EventStream) -> anyhow::Result<bool> {
-        let interrupted = tokio::signal::ctrl_c();
-        tokio::pin!(interrupted);
+    async fn drive(
+        &mut self,
+        events: &mut EventStream,
+        signals: &mut Signals,
+    ) -> anyhow::Result<bool> {
         while !self.all_ended() {
             let timer = self.next_deadline();
             tokio::select! {
@@ -143,9 +222,8 @@ impl<'a> Runner<'a> {
                     self.handle(event).await?;
                 }
                 () = sleep_until(timer) => self.on_timer().await?,
-                signal = &mut interrupted => {
-                    signal.context("cannot listen for ctrl-c")?;
-                    bail!("interrupted; tearing down the framework (its tasks are killed)");
+                name = signals.recv() => {
+                    bail!("{name}: tearing down the framework (its tasks are killed)");
                 }
             }
         }
@@ -163,6 +241,9 @@ impl<'a> Runner<'a> {
         match event {
             Event::Subscribed { framework_id, .. } => {
                 info!(framework_id = %framework_id.value, "subscribed");
+                if self.fit_checked_at.is_none() {
+                    self.check_fit().await?;
+                }
             }
             Event::Offers(offers) => self.on_offers(offers).await?,
             Event::Update(status) => {
@@ -173,6 +254,7 @@ impl<'a> Runner<'a> {
                     warn!(task_id = %task_id, state = status.state, "ignoring update with unknown state");
                     return Ok(());
                 };
+                self.adopt_uncertain(&task_id, &status);
                 let Some(task) = self.launched.get_mut(&task_id) else {
                     debug!(task_id = %task_id, "update for a task we did not launch");
                     return Ok(());
@@ -189,6 +271,13 @@ impl<'a> Runner<'a> {
                 }
                 task.state = state;
                 debug!(task_id = %task_id, state = state.as_str_name(), "task update");
+                if state == TaskState::TaskUnreachable {
+                    // Not an outcome: its agent may come back with it.
+                    task.unreachable_since.get_or_insert_with(Instant::now);
+                    warn!(task_id = %task_id, message = status.message.as_deref().unwrap_or(""), "task unreachable; waiting for its agent");
+                } else {
+                    task.unreachable_since = None;
+                }
                 if is_terminal(state) {
                     let agent = status.agent_id.as_ref().unwrap_or(&task.agent_id);
                     let reason = status
@@ -250,8 +339,6 @@ impl<'a> Runner<'a> {
     }
 
     async fn on_offers(&mut self, offers: Vec<Offer>) -> anyhow::Result<()> {
-        self.first_offer_at.get_or_insert_with(Instant::now);
-
         // One agent may send several offers: pool them per agent.
         let mut by_agent: BTreeMap<String, Vec<Offer>> = BTreeMap::new();
         for offer in offers {
@@ -260,11 +347,25 @@ impl<'a> Runner<'a> {
         }
         let demand = self.args.demand();
         let mut capacity: Vec<Capacity> = by_agent.values().map(|o| Capacity::of(o)).collect();
-        for agent in &capacity {
-            self.note_offer(agent);
-        }
         let fits: Vec<usize> = capacity.iter().map(|c| c.fits(&demand)).collect();
         let plan = plan_placement(&fits, self.pending.len());
+        if !self.pending.is_empty()
+            && fits.iter().all(|&n| n == 0)
+            && self
+                .fit_checked_at
+                .is_none_or(|at| at.elapsed() >= FIT_RECHECK)
+        {
+            // Nothing offered fits: busy, or too big for every agent?
+            let all: Vec<OfferId> = by_agent
+                .values()
+                .flatten()
+                .filter_map(|o| o.id.clone())
+                .collect();
+            if let Err(err) = self.check_fit().await {
+                self.decline(all, REFUSE_WHILE_LAUNCHING).await;
+                return Err(err);
+            }
+        }
 
         let mut unused: Vec<OfferId> = Vec::new();
         for (((agent, offers), count), free) in by_agent.into_iter().zip(plan).zip(&mut capacity) {
@@ -290,28 +391,42 @@ impl<'a> Runner<'a> {
             let filters = Filters {
                 refuse_seconds: Some(refuse.as_secs_f64()),
             };
-            match self.client.launch(ids, tasks, Some(filters)).await {
+            match self.client.launch(ids.clone(), tasks, Some(filters)).await {
                 Ok(()) => {
                     info!(agent_id = %agent, count, "launched tasks");
                     for &i in &instances {
-                        self.launched.insert(
-                            self.task_id(i),
-                            Launched {
-                                agent_id: AgentId {
-                                    value: agent.clone(),
-                                },
-                                state: TaskState::TaskStaging,
-                                healthy: None,
-                            },
-                        );
+                        self.uncertain.remove(&i);
+                        let agent_id = AgentId {
+                            value: agent.clone(),
+                        };
+                        self.launched
+                            .insert(self.task_id(i), Launched::new(agent_id));
                     }
                 }
+                // The same tasks would be refused on any offer: end the job
+                // with the master's reason (unless an earlier, uncertain
+                // launch of these very tasks may be what makes them invalid).
+                Err(err)
+                    if refused_for_good(&err)
+                        && !instances.iter().any(|i| self.uncertain.contains(i)) =>
+                {
+                    self.decline(ids, REFUSE_WHILE_LAUNCHING).await;
+                    self.decline(unused, REFUSE_WHILE_LAUNCHING).await;
+                    return Err(anyhow!(err).context("the master refused to launch the tasks"));
+                }
                 Err(err) => {
-                    // The offer may have been rescinded meanwhile: put the
-                    // instances back for the next offers.
+                    // The offer may have been rescinded meanwhile, or the call
+                    // timed out: put the instances back for later offers, and
+                    // give these back (those still valid) so none is held.
                     warn!(agent_id = %agent, error = %err, "launch failed; retrying on later offers");
+                    if err.code().is_none() {
+                        self.uncertain.extend(instances.iter().copied());
+                    }
                     for &i in instances.iter().rev() {
                         self.pending.push_front(i);
+                    }
+                    for id in ids {
+                        self.decline(vec![id], REFUSE_WHILE_LAUNCHING).await;
                     }
                 }
             }
@@ -323,9 +438,7 @@ impl<'a> Runner<'a> {
             } else {
                 REFUSE_WHILE_LAUNCHING
             };
-            if let Err(err) = self.client.decline(unused, Some(refuse)).await {
-                warn!(error = %err, "failed to decline offers");
-            }
+            self.decline(unused, refuse).await;
         }
         if self.pending.is_empty() && !self.suppressed {
             match self.client.suppress(vec![self.args.role.clone()]).await {
@@ -346,19 +459,62 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    /// Remembers whether an offer fits one instance, and the closest one.
-    fn note_offer(&mut self, offered: &Capacity) {
+    /// Declines offers; one that went away meanwhile needs nothing more.
+    async fn decline(&self, offers: Vec<OfferId>, refuse: Duration) {
+        if offers.is_empty() {
+            return;
+        }
+        if let Err(err) = self.client.decline(offers, Some(refuse)).await {
+            debug!(error = %err, "failed to decline offers");
+        }
+    }
+
+    /// Fails the job if one instance is bigger than every agent's total
+    /// resources (it could never run); a busy cluster only makes it wait.
+    /// When the totals cannot be read, it waits too.
+    async fn check_fit(&mut self) -> anyhow::Result<()> {
+        self.fit_checked_at = Some(Instant::now());
+        let master = self.client.master();
+        let totals = match agent_totals(&master).await {
+            Ok(totals) => totals,
+            Err(err) => {
+                warn!(master = %master, error = format!("{err:#}"), "cannot read the agents' totals; waiting for offers");
+                return Ok(());
+            }
+        };
         let demand = self.args.demand();
-        if offered.fits(&demand) > 0 {
-            self.ever_fit = true;
+        if totals.is_empty() || totals.iter().any(|t| t.fits(&demand) > 0) {
+            return Ok(());
         }
-        if self
-            .closest_offer
-            .as_ref()
-            .is_none_or(|best| offered.closeness(&demand) > best.closeness(&demand))
-        {
-            self.closest_offer = Some(offered.clone());
+        let largest = totals
+            .iter()
+            .max_by(|a, b| a.closeness(&demand).total_cmp(&b.closeness(&demand)))
+            .cloned()
+            .unwrap_or_default();
+        bail!(
+            "no agent can ever fit a task of {} (largest agent: {})",
+            demand.describe(&demand),
+            largest.describe(&demand)
+        );
+    }
+
+    /// An update for an instance whose launch call failed uncertainly: the
+    /// call was applied after all, so the instance is launched.
+    fn adopt_uncertain(&mut self, task_id: &str, status: &agora_scheduler::proto::TaskStatus) {
+        if self.launched.contains_key(task_id) {
+            return;
         }
+        let Some(&instance) = self.uncertain.iter().find(|&&i| self.task_id(i) == task_id) else {
+            return;
+        };
+        let Some(agent_id) = status.agent_id.clone() else {
+            return;
+        };
+        self.uncertain.remove(&instance);
+        self.pending.retain(|&i| i != instance);
+        info!(task_id = %task_id, "an uncertain launch was applied");
+        self.launched
+            .insert(task_id.to_string(), Launched::new(agent_id));
     }
 
     /// Starts the `--kill-after` countdown once every instance is launched
@@ -381,15 +537,19 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn unsatisfiable_at(&self) -> Option<Instant> {
-        match (self.ever_fit, self.first_offer_at) {
-            (false, Some(first)) if self.launched.is_empty() => Some(first + UNSATISFIABLE_AFTER),
-            _ => None,
-        }
+    /// When the first unreachable task is given up on.
+    fn give_up_at(&self) -> Option<Instant> {
+        self.launched
+            .values()
+            .filter(|t| !is_terminal(t.state))
+            .filter_map(|t| t.unreachable_since)
+            .min()
+            .map(|since| since + UNREACHABLE_GIVE_UP)
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [self.unsatisfiable_at(), self.kill_at]
+        let launch_deadline = self.launch_deadline.filter(|_| !self.pending.is_empty());
+        [launch_deadline, self.give_up_at(), self.kill_at]
             .into_iter()
             .flatten()
             .min()
@@ -397,14 +557,34 @@ impl<'a> Runner<'a> {
 
     async fn on_timer(&mut self) -> anyhow::Result<()> {
         let now = Instant::now();
-        if self.unsatisfiable_at().is_some_and(|at| at <= now) {
-            let demand = self.args.demand();
-            let closest = self.closest_offer.clone().unwrap_or_default();
+        if !self.pending.is_empty() && self.launch_deadline.is_some_and(|at| at <= now) {
             bail!(
-                "no agent can ever fit a task of {} (largest offer: {})",
-                demand.describe(&demand),
-                closest.describe(&demand)
+                "{} instance(s) could not be launched within --launch-timeout: no agent had room",
+                self.pending.len()
             );
+        }
+        for (task_id, task) in &mut self.launched {
+            if !is_terminal(task.state)
+                && task
+                    .unreachable_since
+                    .is_some_and(|since| since + UNREACHABLE_GIVE_UP <= now)
+            {
+                task.state = TaskState::TaskLost;
+                let message = format!(
+                    "unreachable for {} s; given up",
+                    UNREACHABLE_GIVE_UP.as_secs()
+                );
+                println!(
+                    "{}",
+                    status_line(
+                        task_id,
+                        task.state,
+                        &task.agent_id.value,
+                        Some(&message),
+                        None
+                    )
+                );
+            }
         }
         if self.kill_at.is_some_and(|at| at <= now) {
             self.kill_at = Some(now + KILL_RETRY);
@@ -427,6 +607,81 @@ impl<'a> Runner<'a> {
     fn task_id(&self, instance: u32) -> String {
         format!("{}-{instance}", self.args.name)
     }
+}
+
+/// Every agent's total resources, from the master's `/state` (on the port
+/// the scheduler API is served on).
+async fn agent_totals(master: &str) -> anyhow::Result<Vec<Capacity>> {
+    let base = if master.starts_with("http://") || master.starts_with("https://") {
+        master.trim_end_matches('/').to_string()
+    } else {
+        format!("http://{master}")
+    };
+    let url = format!("{base}/state");
+    // reqwest is built with TLS but no crypto provider (see the fetcher):
+    // install the process-wide one first (a second install is harmless).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(STATE_TIMEOUT)
+        .build()
+        .context("cannot build an http client")?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| format!("GET {url}"))?;
+    let body = response
+        .bytes()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let state: serde_json::Value =
+        serde_json::from_slice(&body).with_context(|| format!("{url} is not JSON"))?;
+    Ok(totals_of_state(&state))
+}
+
+/// The `resources` of each agent in a `/state` document.
+fn totals_of_state(state: &serde_json::Value) -> Vec<Capacity> {
+    let agents = state
+        .get("agents")
+        .and_then(serde_json::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    agents
+        .iter()
+        .filter_map(|agent| agent.get("resources"))
+        .map(|resources| {
+            let number = |name: &str| {
+                resources
+                    .get(name)
+                    .and_then(serde_json::Value::as_f64)
+                    .unwrap_or(0.0)
+            };
+            let ports = resources
+                .get("ports")
+                .and_then(serde_json::Value::as_str)
+                .map(parse_ranges)
+                .unwrap_or_default();
+            Capacity {
+                cpus: number("cpus"),
+                mem: number("mem"),
+                disk: number("disk"),
+                ports,
+            }
+        })
+        .collect()
+}
+
+/// `[31000-32000,33000-33010]` as port ranges; what does not parse is left out.
+fn parse_ranges(text: &str) -> Vec<(u16, u16)> {
+    text.trim_matches(|c| c == '[' || c == ']')
+        .split(',')
+        .filter_map(|range| {
+            let (begin, end) = range.trim().split_once('-')?;
+            let (begin, end) = (begin.parse::<u16>().ok()?, end.parse::<u16>().ok()?);
+            (begin >= 1 && begin <= end).then_some((begin, end))
+        })
+        .collect()
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -468,6 +723,35 @@ fn status_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_agent_totals_from_state() {
+        let state = serde_json::json!({
+            "agents": [
+                {"id": "a1", "resources": {"cpus": 2.0, "mem": 1024.0, "ports": "[31000-31009,32000-32000]"}},
+                {"id": "a2", "resources": {"cpus": 8.0, "mem": 256.0, "disk": 100.0}},
+                {"id": "a3"}
+            ]
+        });
+        let totals = totals_of_state(&state);
+        assert_eq!(totals.len(), 2);
+        assert_eq!(totals[0].cpus, 2.0);
+        assert_eq!(totals[0].free_ports(), 11);
+        assert_eq!(totals[1].disk, 100.0);
+        assert!(totals_of_state(&serde_json::json!({})).is_empty());
+        assert_eq!(parse_ranges("[70000-1,5-3,x]"), Vec::<(u16, u16)>::new());
+    }
+
+    #[test]
+    fn only_invalid_tasks_are_refusals_for_good() {
+        let call = |code| agora_scheduler::Error::Call {
+            call: "ACCEPT",
+            status: tonic::Status::new(code, "x"),
+        };
+        assert!(refused_for_good(&call(tonic::Code::InvalidArgument)));
+        assert!(!refused_for_good(&call(tonic::Code::NotFound)));
+        assert!(!refused_for_good(&agora_scheduler::Error::NotSubscribed));
+    }
 
     #[test]
     fn formats_health_lines() {

@@ -74,6 +74,17 @@ pub(crate) struct RunArgs {
     )]
     pub(crate) timeout: u64,
 
+    /// Seconds instances may wait for room on the cluster before the job
+    /// fails [default: wait as long as it takes; a task bigger than every
+    /// agent fails at once].
+    #[arg(
+        long,
+        alias = "launch_timeout",
+        env = "AGORA_LAUNCH_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    pub(crate) launch_timeout: Option<u64>,
+
     /// User the tasks run as (also the framework's user) [default: the
     /// framework runs as $USER, else root, and tasks as the agent decides].
     #[arg(long, env = "AGORA_USER", value_name = "USER")]
@@ -158,7 +169,24 @@ impl RunArgs {
                 "--disk must be a positive number of MB, got {disk}"
             );
         }
-        ensure!(!self.name.is_empty(), "--name must not be empty");
+        // The master would refuse these tasks on every offer: say so now.
+        for instance in [0, self.instances.saturating_sub(1)] {
+            let task_id = format!("{}-{instance}", self.name);
+            if let Err(e) = agora_core::ids::validate_id(&task_id) {
+                bail!(
+                    "--name {:?} cannot name tasks (task id {task_id:?}: {e})",
+                    self.name
+                );
+            }
+        }
+        ensure!(!self.name.trim().is_empty(), "--name must not be empty");
+        ensure!(
+            !self.command.trim().is_empty(),
+            "--command must not be empty"
+        );
+        if let Some(executor) = &self.executor {
+            ensure!(!executor.trim().is_empty(), "--executor must not be empty");
+        }
         match &self.health_check {
             Some(check) => {
                 if let Some(index) = check.allocated_port() {

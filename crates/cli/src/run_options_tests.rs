@@ -419,3 +419,28 @@ fn builds_the_task_info_from_the_flags() {
     let args = parse(&["--health-check", "tcp:PORT0"]).expect("valid");
     assert!(task_info(&args, "n-4".into(), &offer, &[]).is_err());
 }
+
+#[test]
+fn names_and_commands_the_master_would_refuse_are_refused_before_subscribing() {
+    let err = |name: &str, command: &str| {
+        let argv = [
+            "run",
+            "--master",
+            "m:1",
+            "--name",
+            name,
+            "--command",
+            command,
+        ];
+        Cli::try_parse_from(argv)
+            .expect("parses")
+            .args
+            .validate()
+            .expect_err("invalid")
+            .to_string()
+    };
+    assert!(err("a/b", "true").contains("--name \"a/b\" cannot name tasks"));
+    assert!(err(&"n".repeat(300), "true").contains("cannot name tasks"));
+    assert!(err("ok", "").contains("--command must not be empty"));
+    assert!(err("ok", "  ").contains("--command must not be empty"));
+}

@@ -153,6 +153,7 @@ impl Terms {
         let mut config = MasterConfig::new(self.master_info(with_zk.then_some(epoch)));
         config.agent_ping_timeout = self.options.agent_ping_timeout;
         config.max_agent_ping_timeouts = self.options.max_agent_ping_timeouts;
+        config.agent_removal_timeout = self.options.agent_removal_timeout;
         config.offer_timeout = self.options.offer_timeout;
         config.epoch = with_zk.then_some(epoch);
         // Seeded from the epoch: a term's agent visiting order is reproducible from its logs.

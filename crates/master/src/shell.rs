@@ -73,6 +73,8 @@ pub struct MasterOptions {
     /// How often agents are pinged; see [`MasterConfig`].
     pub agent_ping_timeout: Duration,
     pub max_agent_ping_timeouts: u32,
+    /// How long an unreachable agent has before its tasks are lost; see [`MasterConfig`].
+    pub agent_removal_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -64,6 +64,7 @@ const FRAMEWORKS: usize = 3;
 const AGENT_RESOURCES: &str = "cpus:2;mem:512;ports:[31000-31004]";
 const WALL_EPOCH: f64 = 1_700_000_000.0;
 const REREGISTER_TIMEOUT: Duration = Duration::from_secs(15);
+const AGENT_REMOVAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Whether frameworks may retry an ACCEPT. A retried ACCEPT whose first copy
 /// launched its tasks makes the master report those live tasks TASK_DROPPED
 /// (TASK_LOST) with REASON_INVALID_OFFERS (`Master::accept` in
@@ -547,6 +548,9 @@ fn master_for(generation: u64, seed: u64) -> Master {
         ..Default::default()
     });
     config.epoch = Some(generation);
+    // Shorter than the longest freezes, so that both an agent back before
+    // its removal and one back after it happen.
+    config.agent_removal_timeout = AGENT_REMOVAL_TIMEOUT;
     Master::new(
         config,
         Box::new(DrfAllocator::with_seed(seed.wrapping_mul(31) + generation)),

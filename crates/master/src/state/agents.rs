@@ -24,6 +24,7 @@ fn refuse(conn: ConnId, message: String, out: &mut Vec<Effect>) {
 }
 
 /// A task reported by a re-registering agent, checked.
+#[derive(Clone)]
 pub(super) struct ReportedTask {
     pub(super) id: TaskId,
     pub(super) framework_id: FrameworkId,
@@ -52,7 +53,55 @@ fn check_reported_task(task: &pb::Task) -> Result<ReportedTask, String> {
     })
 }
 
+/// Refuses resources that cannot hold what the agent's live tasks use: the
+/// master would otherwise offer what the agent no longer has.
+fn holds_live_tasks(total: &Resources, reported: &[ReportedTask]) -> Result<(), String> {
+    let mut used = Resources::new();
+    for task in reported
+        .iter()
+        .filter(|t| !agora_core::task::is_terminal(t.state))
+    {
+        used.add(&task.resources);
+    }
+    if total.contains(&used) {
+        Ok(())
+    } else {
+        Err(format!(
+            "they do not hold what its running tasks use ({used}); restart it with resources that do, or once those tasks have ended"
+        ))
+    }
+}
+
 impl Master {
+    /// An agent restarted with other resources that still hold its tasks:
+    /// its offers are rescinded (they may offer what it no longer has) and
+    /// the new totals replace the old in the books and the registry.
+    fn resize_agent(
+        &mut self,
+        now: Now,
+        agent_id: &AgentId,
+        total: Resources,
+        out: &mut Vec<Effect>,
+    ) {
+        for offer_id in self.offers_on(agent_id) {
+            self.remove_offer(&offer_id, None, true, now, out);
+        }
+        let Some(agent) = self.agents.get_mut(agent_id) else {
+            return;
+        };
+        tracing::info!(agent_id = %agent_id, was = %agent.total, now = %total, "agent re-registered with other resources");
+        agent.total = total.clone();
+        // An unreachable agent is not in the allocator; it rejoins with these totals.
+        if agent.unreachable_since.is_none() {
+            self.allocator.update_agent(agent_id, total);
+        }
+        out.push(Effect::Registry(super::RegistryAgent::of(
+            agent,
+            super::RegistryAgentState::Admitted,
+        )));
+        self.affected_agents.insert(agent_id.clone());
+    }
+
     /// An agent (re-)registers on a new session stream.
     pub fn agent_register(
         &mut self,
@@ -111,7 +160,29 @@ impl Master {
             return None;
         }
 
-        if let Some(existing) = self.agents.get_mut(&agent_id) {
+        if let Some(existing) = self.agents.get(&agent_id) {
+            // Restarted with other resources: adopted only if what still runs fits them.
+            let resized = if agora_allocator::unreserved_form(&existing.total)
+                == agora_allocator::unreserved_form(&total)
+            {
+                None
+            } else if let Err(message) = holds_live_tasks(&total, &reported) {
+                let was = existing.total.to_string();
+                refuse(
+                    conn,
+                    format!(
+                        "agent {agent_id} re-registered with resources {total} (was {was}): {message}"
+                    ),
+                    out,
+                );
+                return None;
+            } else {
+                Some(total)
+            };
+            if let Some(total) = resized {
+                self.resize_agent(now, &agent_id, total, out);
+            }
+            let existing = self.agents.get_mut(&agent_id)?;
             if let Some(old) = existing.conn.replace(conn)
                 && old != conn
             {
@@ -156,6 +227,14 @@ impl Master {
                 }
             }
             let total = self.recovered_total(&agent_id, total);
+            if let Err(message) = holds_live_tasks(&total, &reported) {
+                refuse(
+                    conn,
+                    format!("agent {agent_id} advertises resources {total}: {message}"),
+                    out,
+                );
+                return None;
+            }
             self.adopt_frameworks(now, &register.frameworks);
             let mut used = Resources::new();
             let mut used_by: BTreeMap<FrameworkId, Resources> = BTreeMap::new();
@@ -188,6 +267,8 @@ impl Master {
                     registered_at: now.wall,
                     health: super::AgentHealth::registered_at(now.monotonic),
                     unreachable_since: None,
+                    removal_deadline: None,
+                    lost_tasks: BTreeSet::new(),
                 },
             );
             self.agent_conns.insert(conn, agent_id.clone());
@@ -265,7 +346,7 @@ impl Master {
         }
     }
 
-    fn adopt_task(&mut self, agent_id: &AgentId, task: ReportedTask) {
+    pub(super) fn adopt_task(&mut self, agent_id: &AgentId, task: ReportedTask) {
         let Some(framework) = self.frameworks.get_mut(&task.framework_id) else {
             return;
         };
@@ -442,19 +523,7 @@ impl Master {
             // Nobody will ever acknowledge it: do it here so the agent's
             // queue for the task moves on.
             if let Some(uuid) = status.uuid.clone() {
-                self.send_to_agent(
-                    agent_id,
-                    MasterMessage {
-                        kind: Some(master_message::Kind::StatusUpdateAck(
-                            master_message::StatusUpdateAck {
-                                framework_id: framework_id.to_field(),
-                                task_id: task_id.to_field(),
-                                uuid,
-                            },
-                        )),
-                    },
-                    out,
-                );
+                self.send_to_agent(agent_id, status_ack(&framework_id, &task_id, uuid), out);
             }
             return;
         }
@@ -462,6 +531,31 @@ impl Master {
             .latest_state
             .and_then(|s| agora_core::task::from_i32(s).ok())
             .unwrap_or(state);
+        // Only the agent a task is on speaks for it (a task id may be reused
+        // on another agent once the first copy ended): the update is
+        // acknowledged so the sender's queue moves on, and not applied.
+        let framework = &self.frameworks[&framework_id];
+        let on = framework
+            .tasks
+            .get(&task_id)
+            .map(|t| &t.agent_id)
+            .or_else(|| {
+                framework
+                    .completed_tasks
+                    .iter()
+                    .rev()
+                    .find(|t| t.id == task_id)
+                    .map(|t| &t.agent_id)
+            });
+        if let Some(on) = on
+            && on != agent_id
+        {
+            tracing::warn!(agent_id = %agent_id, task_id = %task_id, task_agent_id = %on, "status update from an agent the task is not on ignored");
+            if let Some(uuid) = status.uuid.clone() {
+                self.send_to_agent(agent_id, status_ack(&framework_id, &task_id, uuid), out);
+            }
+            return;
+        }
         if let Some(task) = self.frameworks[&framework_id].tasks.get(&task_id) {
             if let Err(e) = agora_core::task::check_transition(task.state, latest) {
                 tracing::warn!(task_id = %task_id, error = %e, "status update would leave a terminal state; state kept");
@@ -496,6 +590,18 @@ fn shutdown_framework(framework_id: &FrameworkId) -> MasterMessage {
         kind: Some(master_message::Kind::ShutdownFramework(
             master_message::ShutdownFramework {
                 framework_id: framework_id.to_field(),
+            },
+        )),
+    }
+}
+
+fn status_ack(framework_id: &FrameworkId, task_id: &TaskId, uuid: Vec<u8>) -> MasterMessage {
+    MasterMessage {
+        kind: Some(master_message::Kind::StatusUpdateAck(
+            master_message::StatusUpdateAck {
+                framework_id: framework_id.to_field(),
+                task_id: task_id.to_field(),
+                uuid,
             },
         )),
     }

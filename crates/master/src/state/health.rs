@@ -1,19 +1,24 @@
-//! Agent health: the master pings every agent; an agent that misses
-//! `max_agent_ping_timeouts` pings in a row, or whose session stays down as
-//! long, is marked unreachable. Its offers are rescinded, it leaves the
-//! allocator (so its resources can never be offered twice), and its tasks
-//! are reported TASK_UNREACHABLE (partition-aware frameworks) or TASK_LOST.
-//! When it re-registers, its tasks are adopted again with
-//! REASON_AGENT_REREGISTERED.
+//! Agent health, in two steps as in Mesos:
+//!
+//! - *detection*: the master pings every agent; an agent that misses
+//!   `max_agent_ping_timeouts` pings in a row, or whose session stays down
+//!   as long, is marked unreachable. Its offers are rescinded and it leaves
+//!   the allocator (so its resources can never be offered twice);
+//!   partition-aware frameworks are told TASK_UNREACHABLE, the others nothing.
+//! - *removal*: unreachable for `agent_removal_timeout`, its tasks of
+//!   frameworks that are not partition-aware become TASK_LOST.
+//!
+//! An agent that re-registers is readmitted with the tasks it reports: a
+//! restart or freeze shorter than the removal timeout is invisible to
+//! frameworks that are not partition-aware, and partition-aware ones learn
+//! each task's real state (REASON_AGENT_REREGISTERED).
 
-use std::collections::BTreeSet;
-
-use agora_core::{AgentId, FrameworkId, Resources, TaskId};
+use agora_core::{AgentId, Resources};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{MasterMessage, master_message};
 
 use super::agents::ReportedTask;
-use super::{Effect, Master, Now};
+use super::{Effect, Framework, Master, Now};
 
 impl Master {
     /// Sends due pings and marks silent agents unreachable.
@@ -83,12 +88,19 @@ impl Master {
         }
     }
 
+    /// Detection: the agent stopped answering (or its session stayed down).
+    /// Its offers are rescinded and it leaves the allocator, so nothing of it
+    /// is offered while it is away (its tasks' resources come back with it).
+    /// Partition-aware frameworks are told TASK_UNREACHABLE; the others are
+    /// told nothing until removal (see [`Master::check_removals`]).
     fn mark_unreachable(&mut self, agent_id: &AgentId, why: &str, now: Now, out: &mut Vec<Effect>) {
+        let removal_timeout = self.config.agent_removal_timeout;
         let Some(agent) = self.agents.get_mut(agent_id) else {
             return;
         };
         tracing::warn!(agent_id = %agent_id, reason = why, "agent unreachable");
         agent.unreachable_since = Some(now.wall);
+        agent.removal_deadline = Some(now.monotonic + removal_timeout);
         agent.used = Resources::new();
         if let Some(conn) = agent.conn.take() {
             self.agent_conns.remove(&conn);
@@ -112,31 +124,81 @@ impl Master {
                 continue;
             };
             let aware = framework.partition_aware();
-            if let Some(task) = framework.tasks.get_mut(&task_id) {
-                task.state = pb::TaskState::TaskUnreachable;
-                task.resources_released = true;
+            let Some(task) = framework.tasks.get_mut(&task_id) else {
+                continue;
+            };
+            // What the framework was last told stays what reconciliation
+            // answers, so a framework that is not partition-aware hears nothing.
+            let previous = task.state;
+            if aware {
+                task.update_state = Some(pb::TaskState::TaskUnreachable);
+            } else {
+                task.update_state.get_or_insert(previous);
             }
+            task.state = pb::TaskState::TaskUnreachable;
+            // The allocator forgot the agent: nothing is to be given back.
+            task.resources_released = true;
             *self
                 .counters
                 .task_transitions
                 .entry("TASK_UNREACHABLE")
                 .or_default() += 1;
-            let told = if aware {
-                pb::TaskState::TaskUnreachable
-            } else {
-                pb::TaskState::TaskLost
-            };
-            let event = Self::master_update(
-                &task_id,
-                Some(agent_id),
-                told,
-                pb::task_status::Reason::AgentRemoved,
-                format!("agent is unreachable: {why}"),
-                now,
-            );
-            self.send_to_framework(&framework_id, event, out);
+            if aware {
+                let event = Self::master_update(
+                    &task_id,
+                    Some(agent_id),
+                    pb::TaskState::TaskUnreachable,
+                    pb::task_status::Reason::AgentDisconnected,
+                    format!("agent is unreachable: {why}"),
+                    now,
+                );
+                self.send_to_framework(&framework_id, event, out);
+            }
         }
         self.needs_allocation = true;
+    }
+
+    /// Removal: agents unreachable for `agent_removal_timeout`. Their tasks
+    /// of frameworks that are not partition-aware become TASK_LOST (and are
+    /// killed if the agent ever returns); partition-aware frameworks were
+    /// told TASK_UNREACHABLE and keep it until the agent returns or is gone.
+    pub(super) fn check_removals(&mut self, now: Now, out: &mut Vec<Effect>) {
+        let due: Vec<AgentId> = self
+            .agents
+            .values()
+            .filter(|a| a.removal_deadline.is_some_and(|d| d <= now.monotonic))
+            .map(|a| a.id.clone())
+            .collect();
+        for agent_id in due {
+            if let Some(agent) = self.agents.get_mut(&agent_id) {
+                agent.removal_deadline = None;
+            }
+            tracing::warn!(agent_id = %agent_id, "agent unreachable past the removal timeout; its tasks are lost");
+            for (framework_id, task_id) in self.live_tasks_on(&agent_id) {
+                let aware = self
+                    .frameworks
+                    .get(&framework_id)
+                    .is_some_and(Framework::partition_aware);
+                if aware {
+                    continue;
+                }
+                self.set_task_state(&framework_id, &task_id, pb::TaskState::TaskLost, now);
+                self.set_told_state(&framework_id, &task_id, pb::TaskState::TaskLost);
+                let event = Self::master_update(
+                    &task_id,
+                    Some(&agent_id),
+                    pb::TaskState::TaskLost,
+                    pb::task_status::Reason::AgentRemoved,
+                    "agent was unreachable for longer than the agent removal timeout",
+                    now,
+                );
+                self.send_to_framework(&framework_id, event, out);
+                self.complete_task(&framework_id, &task_id);
+                if let Some(agent) = self.agents.get_mut(&agent_id) {
+                    agent.lost_tasks.insert((framework_id, task_id));
+                }
+            }
+        }
     }
 
     /// An agent that will never come back (it restarted clean with a new
@@ -185,8 +247,13 @@ impl Master {
     }
 
     /// An unreachable agent re-registered: it rejoins the allocator and the
-    /// tasks it still runs are live again. Tasks it no longer reports, and
-    /// tasks this master has never seen, are left to `reconcile_agent_tasks`.
+    /// tasks it reports take their real state again, their resources in use
+    /// again if they still run. Partition-aware frameworks are told that
+    /// state (they were told TASK_UNREACHABLE); the others were told nothing
+    /// and learn of later changes through the agent's own updates. Tasks
+    /// reported TASK_LOST at removal that still run are killed. Tasks it no
+    /// longer reports, and tasks this master has never seen, are left to
+    /// `reconcile_agent_tasks`.
     pub(super) fn readmit(
         &mut self,
         now: Now,
@@ -198,47 +265,100 @@ impl Master {
             return;
         };
         agent.unreachable_since = None;
+        agent.removal_deadline = None;
         agent.used = Resources::new();
+        let lost = std::mem::take(&mut agent.lost_tasks);
         let total = agent.total.clone();
         self.allocator.add_agent(agent_id.clone(), total, &[]);
-        let live: BTreeSet<(FrameworkId, TaskId)> = reported
-            .iter()
-            .filter(|t| !agora_core::task::is_terminal(t.state))
-            .map(|t| (t.framework_id.clone(), t.id.clone()))
-            .collect();
         for reported_task in reported {
             let key = (reported_task.framework_id.clone(), reported_task.id.clone());
-            if !live.contains(&key) {
+            let live = !agora_core::task::is_terminal(reported_task.state);
+            if lost.contains(&key) {
+                if live {
+                    self.relaunch_lost_for_kill(agent_id, reported_task, out);
+                }
                 continue;
             }
-            let Some(task) = self
-                .frameworks
-                .get_mut(&key.0)
-                .and_then(|f| f.tasks.get_mut(&key.1))
-            else {
+            let Some(framework) = self.frameworks.get_mut(&key.0) else {
                 continue;
             };
-            if task.agent_id != *agent_id {
+            let aware = framework.partition_aware();
+            let Some(task) = framework.tasks.get_mut(&key.1) else {
+                continue;
+            };
+            if task.agent_id != *agent_id || task.state != pb::TaskState::TaskUnreachable {
                 continue;
             }
-            task.state = reported_task.state;
             task.update_state = reported_task.update_state;
-            task.resources_released = false;
-            let resources = task.resources.clone();
-            self.allocator.add_used(agent_id, &key.0, &resources);
-            if let Some(agent) = self.agents.get_mut(agent_id) {
-                agent.used.add(&resources);
+            if live {
+                task.state = reported_task.state;
+                task.resources_released = false;
+                let resources = task.resources.clone();
+                self.allocator.add_used(agent_id, &key.0, &resources);
+                if let Some(agent) = self.agents.get_mut(agent_id) {
+                    agent.used.add(&resources);
+                }
+            } else {
+                // Ended while away; its resources were given back at detection.
+                self.set_task_state(&key.0, &key.1, reported_task.state, now);
             }
-            let event = Self::master_update(
-                &key.1,
-                Some(agent_id),
-                reported_task.state,
-                pb::task_status::Reason::AgentReregistered,
-                "agent re-registered: task is running again",
-                now,
-            );
-            self.send_to_framework(&key.0, event, out);
+            if aware {
+                // The state of the update the agent is delivering, if any:
+                // a later one (even terminal) must not overtake the agent's
+                // queue, which delivers it in order.
+                let told = reported_task.update_state.unwrap_or(reported_task.state);
+                let message = if live {
+                    "agent re-registered: the task is live again"
+                } else {
+                    "agent re-registered: the task ended while it was unreachable"
+                };
+                let event = Self::master_update(
+                    &key.1,
+                    Some(agent_id),
+                    told,
+                    pb::task_status::Reason::AgentReregistered,
+                    message,
+                    now,
+                );
+                self.send_to_framework(&key.0, event, out);
+            }
         }
         tracing::info!(agent_id = %agent_id, "unreachable agent is back");
+    }
+
+    /// A task reported TASK_LOST at the agent's removal still runs: its
+    /// framework may have replaced it, so it is killed. It is booked again
+    /// (its resources are in use until it ends) and its end reaches the
+    /// framework as any update does.
+    fn relaunch_lost_for_kill(
+        &mut self,
+        agent_id: &AgentId,
+        reported: &ReportedTask,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(framework) = self.frameworks.get_mut(&reported.framework_id) else {
+            return;
+        };
+        framework
+            .completed_tasks
+            .retain(|t| !(t.id == reported.id && t.agent_id == *agent_id));
+        tracing::warn!(agent_id = %agent_id, task_id = %reported.id, "killing a task reported lost while its agent was away");
+        self.allocator
+            .add_used(agent_id, &reported.framework_id, &reported.resources);
+        if let Some(agent) = self.agents.get_mut(agent_id) {
+            agent.used.add(&reported.resources);
+        }
+        self.adopt_task(agent_id, reported.clone());
+        self.send_to_agent(
+            agent_id,
+            MasterMessage {
+                kind: Some(master_message::Kind::KillTask(master_message::KillTask {
+                    framework_id: reported.framework_id.to_field(),
+                    task_id: reported.id.to_field(),
+                    kill_policy: None,
+                })),
+            },
+            out,
+        );
     }
 }

@@ -85,6 +85,9 @@ pub enum CallError {
     PermissionDenied(String),
 }
 
+/// The default of [`MasterConfig::agent_removal_timeout`].
+pub const DEFAULT_AGENT_REMOVAL_TIMEOUT: Duration = Duration::from_secs(75);
+
 #[derive(Debug, Clone)]
 pub struct MasterConfig {
     pub master_info: pb::MasterInfo,
@@ -94,8 +97,15 @@ pub struct MasterConfig {
     /// How often the master pings each agent (`--agent-ping-timeout`).
     pub agent_ping_timeout: Duration,
     /// Unanswered pings (or ping periods without a session) before an agent
-    /// is marked unreachable (`--max-agent-ping-timeouts`).
+    /// is marked unreachable (`--max-agent-ping-timeouts`). That is
+    /// *detection*: its resources stop being offered and partition-aware
+    /// frameworks are told TASK_UNREACHABLE; nobody else is told anything.
     pub max_agent_ping_timeouts: u32,
+    /// How long an agent may stay unreachable before it is *removed*: its
+    /// tasks of frameworks that are not partition-aware become TASK_LOST
+    /// (`--agent-removal-timeout`; 75 s by default, Mesos' 15 s x 5 ping
+    /// window, so a routine agent restart or a short freeze is invisible to them).
+    pub agent_removal_timeout: Duration,
     /// The leadership term this master state serves (None: not elected through ZooKeeper).
     pub epoch: Option<u64>,
     /// Offers not answered within this long are rescinded (`--offer-timeout`;
@@ -116,6 +126,7 @@ impl MasterConfig {
             // (Mesos: 15 s x 5 = 75 to 90 s).
             agent_ping_timeout: Duration::from_secs(2),
             max_agent_ping_timeouts: 3,
+            agent_removal_timeout: DEFAULT_AGENT_REMOVAL_TIMEOUT,
             epoch: None,
             offer_timeout: None,
         }
@@ -134,6 +145,11 @@ pub struct Agent {
     pub health: AgentHealth,
     /// Set while the agent is unreachable (wall-clock seconds since when).
     pub unreachable_since: Option<f64>,
+    /// While unreachable and not yet removed: when it is removed (monotonic).
+    pub removal_deadline: Option<Duration>,
+    /// Tasks reported TASK_LOST when it was removed (their frameworks are
+    /// not partition-aware and may have replaced them): killed if it returns.
+    pub lost_tasks: BTreeSet<(FrameworkId, TaskId)>,
 }
 
 /// The master's view of an agent's liveness.
@@ -511,6 +527,23 @@ impl Master {
         }
     }
 
+    /// Records the state a master-made update told the framework, which
+    /// reconciliation answers from then on (see `Task::update_state`).
+    fn set_told_state(
+        &mut self,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+        state: pb::TaskState,
+    ) {
+        if let Some(task) = self
+            .frameworks
+            .get_mut(framework_id)
+            .and_then(|f| f.tasks.get_mut(task_id))
+        {
+            task.update_state = Some(state);
+        }
+    }
+
     /// Moves a terminal task to the framework's bounded list of completed tasks.
     fn complete_task(&mut self, framework_id: &FrameworkId, task_id: &TaskId) {
         let limit = self.config.max_completed_tasks_per_framework;
@@ -627,6 +660,7 @@ impl Master {
             pb::TaskState::TaskLost
         };
         self.set_task_state(framework_id, task_id, state, now);
+        self.set_told_state(framework_id, task_id, state);
         let event = Self::master_update(
             task_id,
             Some(agent_id),
@@ -639,10 +673,11 @@ impl Master {
         self.complete_task(framework_id, task_id);
     }
 
-    /// Timers: pings agents and marks silent ones unreachable; removes
-    /// frameworks whose failover timeout has passed.
+    /// Timers: pings agents, marks silent ones unreachable and removes those
+    /// unreachable too long; removes frameworks whose failover timeout has passed.
     pub fn tick(&mut self, now: Now, out: &mut Vec<Effect>) {
         self.check_agents(now, out);
+        self.check_removals(now, out);
         self.check_recovery(now, out);
         self.expire_offers(now, out);
         let expired: Vec<FrameworkId> = self

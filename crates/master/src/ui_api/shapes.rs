@@ -67,6 +67,8 @@ pub(super) struct Usage {
     pub(super) total: f64,
     pub(super) allocated: f64,
     pub(super) offered: f64,
+    /// On agents that are disconnected or unreachable (not offered, not idle).
+    pub(super) unavailable: f64,
     pub(super) idle: f64,
 }
 

@@ -160,10 +160,11 @@ fn overview_shape() {
                 "TASK_LOST": 0
             },
             "resources": {
-                "cpus": {"total": 8.0, "allocated": 1.0, "offered": 1.0, "idle": 6.0},
-                "disk": {"total": 20000.0, "allocated": 0.0, "offered": 0.0, "idle": 20000.0},
-                "gpus": {"total": 0.0, "allocated": 0.0, "offered": 0.0, "idle": 0.0},
-                "mem": {"total": 16384.0, "allocated": 256.0, "offered": 1024.0, "idle": 15104.0}
+                // a2 is unreachable: what its tasks do not use is unavailable, not idle.
+                "cpus": {"total": 8.0, "allocated": 1.0, "offered": 1.0, "unavailable": 3.5, "idle": 2.5},
+                "disk": {"total": 20000.0, "allocated": 0.0, "offered": 0.0, "unavailable": 10000.0, "idle": 10000.0},
+                "gpus": {"total": 0.0, "allocated": 0.0, "offered": 0.0, "unavailable": 0.0, "idle": 0.0},
+                "mem": {"total": 16384.0, "allocated": 256.0, "offered": 1024.0, "unavailable": 8064.0, "idle": 7040.0}
             },
             "outstanding_offers": 1,
             "roles": 1

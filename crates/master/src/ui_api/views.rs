@@ -51,9 +51,15 @@ pub(super) fn master_info(s: &StateSnapshot, now: f64) -> MasterInfo {
 
 pub(super) fn usage(s: &StateSnapshot) -> BTreeMap<&'static str, Usage> {
     let (mut total, mut allocated, mut offered) = (Res::default(), Res::default(), Res::default());
+    // What agents that are away hold is not idle: nothing of it can be offered.
+    let (mut away, mut away_used) = (Res::default(), Res::default());
     for agent in &s.agents {
         total.add(&Res::from_summary(&agent.resources));
         allocated.add(&Res::from_summary(&agent.used));
+        if !agent.active {
+            away.add(&Res::from_summary(&agent.resources));
+            away_used.add(&Res::from_summary(&agent.used));
+        }
     }
     for offer in &s.offers {
         offered.add(&Res::from_summary(&offer.resources));
@@ -62,11 +68,13 @@ pub(super) fn usage(s: &StateSnapshot) -> BTreeMap<&'static str, Usage> {
         .iter()
         .map(|name| {
             let (t, a, o) = (total.get(name), allocated.get(name), offered.get(name));
+            let u = (away.get(name) - away_used.get(name)).max(0.0);
             let usage = Usage {
                 total: t,
                 allocated: a,
                 offered: o,
-                idle: (t - a - o).max(0.0),
+                unavailable: u,
+                idle: (t - a - o - u).max(0.0),
             };
             (*name, usage)
         })
