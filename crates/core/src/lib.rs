@@ -6,6 +6,7 @@
 pub mod ids;
 pub mod resources;
 pub mod task;
+pub mod time;
 
 pub use ids::{AgentId, ExecutorId, FrameworkId, IdError, OfferId, TaskId};
 pub use resources::{Resources, ResourcesError};

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use agora_core::resources::valid_role;
+use agora_core::time::{deadline, duration_from_secs};
 use agora_core::{FrameworkId, OfferId};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{MasterMessage, master_message};
@@ -201,8 +202,9 @@ impl Master {
         }
         framework.conn = None;
         framework.disconnected_at = Some(now.wall);
-        let timeout = framework.info.failover_timeout.unwrap_or(0.0).max(0.0);
-        framework.failover_deadline = Some(now.monotonic + Duration::from_secs_f64(timeout));
+        let timeout = framework.info.failover_timeout.unwrap_or(0.0);
+        let after = duration_from_secs(timeout).unwrap_or(Duration::ZERO);
+        framework.failover_deadline = Some(deadline(now.monotonic, after));
         let offers: Vec<OfferId> = framework.offers.iter().cloned().collect();
         self.allocator.set_framework_active(&framework_id, false);
         for offer_id in offers {

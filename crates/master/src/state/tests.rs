@@ -18,6 +18,7 @@ use sched::event::Type as EventType;
 use super::*;
 
 mod operator;
+mod validation;
 
 const MASTER_ID: &str = "m1";
 const WALL_EPOCH: f64 = 1_700_000_000.0;
@@ -30,6 +31,7 @@ fn res(text: &str) -> Resources {
     Resources::parse(text).expect("test resources parse")
 }
 
+#[allow(clippy::disallowed_methods)] // a test's own finite seconds
 fn at(secs: f64) -> Now {
     Now {
         monotonic: Duration::from_secs_f64(secs),

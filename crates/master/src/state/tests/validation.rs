@@ -1,0 +1,84 @@
+//! Validation at the edge: numbers and names from the wire that used to
+//! panic the actor or overflow its stack (issue 10, items 1, 2 and 14).
+
+use super::*;
+
+/// Refusals a hostile or buggy framework may send, and what each becomes.
+const HOSTILE_REFUSALS: [f64; 7] = [1e19, 1.8e19, 1e300, f64::MAX, f64::INFINITY, f64::NAN, -1.0];
+
+const YEAR: f64 = 365.0 * 24.0 * 3600.0;
+
+#[test]
+fn decline_with_any_refuse_seconds_never_panics_and_is_capped_at_a_year() {
+    for refuse in HOSTILE_REFUSALS {
+        let (mut h, agent, fw, offer) = one_agent_one_offer();
+        h.call_ok(&fw, decline_call(&fw.id, &[offer_id(&offer)], Some(refuse)));
+        assert_eq!(h.free(&agent), res("cpus:2;mem:1024"), "{refuse}: back");
+        h.advance(4.0);
+        assert!(h.offers_for(&fw).is_empty(), "{refuse}: filtered at +4 s");
+        // NaN and negative mean the default 5 s; huge ones are capped at a year.
+        let expires = if refuse.is_nan() || refuse < 0.0 {
+            5.0
+        } else {
+            YEAR
+        };
+        h.advance(expires - 4.0 - 1.0);
+        assert!(
+            h.offers_for(&fw).is_empty(),
+            "{refuse}: filtered until then"
+        );
+        h.advance(2.0);
+        assert_eq!(h.offers_for(&fw).len(), 1, "{refuse}: offered again");
+    }
+}
+
+#[test]
+fn accept_with_any_refuse_seconds_never_panics() {
+    for refuse in HOSTILE_REFUSALS {
+        let (mut h, agent, fw, offer) = one_agent_one_offer();
+        let task = command_task("t1", &agent, "cpus:1;mem:128");
+        let out = h.call_ok(
+            &fw,
+            launch_call(&fw.id, &[offer_id(&offer)], vec![task], Some(refuse)),
+        );
+        assert_eq!(run_tasks(&out).len(), 1, "{refuse}: launched");
+        h.advance(4.0);
+        assert!(
+            h.offers_for(&fw).is_empty(),
+            "{refuse}: the remainder is refused for at least the default 5 s"
+        );
+    }
+}
+
+#[test]
+fn subscribe_with_a_huge_or_nan_failover_timeout_is_refused_not_a_panic() {
+    let mut h = Harness::new();
+    for timeout in [1e300, f64::INFINITY, f64::NAN, -1.0, 1e19] {
+        let info = pb::FrameworkInfo {
+            failover_timeout: Some(timeout),
+            ..framework_info("x")
+        };
+        let (result, out) = h.subscribe(10, info);
+        assert!(
+            matches!(&result, Err(CallError::InvalidArgument(m)) if m.contains("failover_timeout")),
+            "{timeout}: {result:?}"
+        );
+        assert!(out.is_empty());
+    }
+    // The longest accepted timeout, then a disconnection: the deadline is
+    // computed without overflow and the framework waits for it.
+    let fw = h.subscribe_ok(
+        10,
+        pb::FrameworkInfo {
+            failover_timeout: Some(YEAR),
+            ..framework_info("x")
+        },
+    );
+    h.framework_gone(fw.conn);
+    h.advance(YEAR - 1.0);
+    h.tick();
+    assert!(h.master.frameworks.contains_key(&fw.id), "still waiting");
+    h.advance(2.0);
+    h.tick();
+    assert!(!h.master.frameworks.contains_key(&fw.id), "removed");
+}
