@@ -216,6 +216,14 @@ impl RoleNode {
     }
 }
 
+/// One role node on [`DrfAllocator::find`]'s stack: its candidate offer
+/// (none for the root) and where it is in its children's DRF order.
+struct Visit<'s> {
+    node: u32,
+    cand: Option<(Cow<'s, Resources>, Option<Resources>)>,
+    order: std::collections::btree_set::Iter<'s, Key>,
+}
+
 /// Per-find context.
 struct Ctx {
     now: Duration,
@@ -352,18 +360,32 @@ impl DrfAllocator {
             .expect("live framework slot")
     }
 
+    /// The node of `role`, created with its missing ancestors. A loop over
+    /// the role's levels, root first: no role, however deep, can exhaust
+    /// the stack (roles are validated at the edge, but the allocator does
+    /// not rely on it).
     fn node_for(&mut self, role: &str) -> u32 {
         if let Some(&n) = self.node_index.get(role) {
             return n;
         }
-        let parent = match role.rfind('/') {
-            Some(i) => self.node_for(&role[..i]),
-            None => ROOT,
-        };
-        let n = self.nodes.len() as u32;
-        self.nodes.push(RoleNode::new(role, Some(parent)));
-        self.node_index.insert(role.to_string(), n);
-        n
+        let ends = role
+            .match_indices('/')
+            .map(|(i, _)| i)
+            .chain(std::iter::once(role.len()));
+        let mut parent = ROOT;
+        for end in ends {
+            let name = &role[..end];
+            parent = match self.node_index.get(name) {
+                Some(&n) => n,
+                None => {
+                    let n = self.nodes.len() as u32;
+                    self.nodes.push(RoleNode::new(name, Some(parent)));
+                    self.node_index.insert(name.to_string(), n);
+                    n
+                }
+            };
+        }
+        parent
     }
 
     /// The node and its ancestors, excluding the root.
@@ -849,7 +871,9 @@ impl DrfAllocator {
     }
 
     /// The first eligible client in DRF order under `n`, with its offer
-    /// (`None`: the agent's whole free pool).
+    /// (`None`: the agent's whole free pool). A depth-first walk with an
+    /// explicit stack, so that the role tree's depth never touches the
+    /// thread's stack.
     fn find(
         &self,
         a: &AgentSlot,
@@ -857,11 +881,59 @@ impl DrfAllocator {
         reserved_roles: &[u32],
         ctx: &Ctx,
     ) -> Option<(u32, Option<Resources>)> {
+        let mut stack: Vec<Visit<'_>> = Vec::new();
+        stack.extend(self.visit(a, n, reserved_roles, ctx));
+        while let Some(visit) = stack.last_mut() {
+            let Some(key) = visit.order.next() else {
+                stack.pop();
+                continue;
+            };
+            if key.3 != SELF {
+                let child = self.visit(a, key.3, reserved_roles, ctx);
+                stack.extend(child);
+                continue;
+            }
+            let Some((base, capped)) = &visit.cand else {
+                continue;
+            };
+            let offer = capped.as_ref().unwrap_or(base.as_ref());
+            if !self.worth(offer) {
+                continue;
+            }
+            let node = &self.nodes[visit.node as usize];
+            for ck in &node.self_clients {
+                let c = ck.3;
+                if a.cycle_clients.contains(&c) {
+                    continue;
+                }
+                if self.is_filtered(a, c, base, ctx.now) {
+                    continue;
+                }
+                let offer = match (capped, base) {
+                    (Some(capped), _) => Some(capped.clone()),
+                    (None, Cow::Borrowed(_)) => None,
+                    (None, Cow::Owned(base)) => Some(base.clone()),
+                };
+                return Some((c, offer));
+            }
+        }
+        None
+    }
+
+    /// Starts visiting node `n` for [`Self::find`]: `None` when nothing
+    /// under it can be offered anything of this agent.
+    fn visit<'s>(
+        &'s self,
+        a: &'s AgentSlot,
+        n: u32,
+        reserved_roles: &[u32],
+        ctx: &Ctx,
+    ) -> Option<Visit<'s>> {
         let node = &self.nodes[n as usize];
         if node.active == 0 {
             return None;
         }
-        let mut cand: Option<(Cow<'_, Resources>, Option<Resources>)> = None;
+        let mut cand = None;
         if n != ROOT {
             if reserved_roles.is_empty() && !self.capped_unres_worth(a, n, ctx) {
                 return None;
@@ -873,35 +945,11 @@ impl DrfAllocator {
             }
             cand = Some((base, capped));
         }
-        for key in &node.order {
-            if key.3 == SELF {
-                let Some((base, capped)) = &cand else {
-                    continue;
-                };
-                let offer = capped.as_ref().unwrap_or(base.as_ref());
-                if !self.worth(offer) {
-                    continue;
-                }
-                for ck in &node.self_clients {
-                    let c = ck.3;
-                    if a.cycle_clients.contains(&c) {
-                        continue;
-                    }
-                    if self.is_filtered(a, c, base, ctx.now) {
-                        continue;
-                    }
-                    let offer = match (capped, base) {
-                        (Some(capped), _) => Some(capped.clone()),
-                        (None, Cow::Borrowed(_)) => None,
-                        (None, Cow::Owned(base)) => Some(base.clone()),
-                    };
-                    return Some((c, offer));
-                }
-            } else if let Some(found) = self.find(a, key.3, reserved_roles, ctx) {
-                return Some(found);
-            }
-        }
-        None
+        Some(Visit {
+            node: n,
+            cand,
+            order: node.order.iter(),
+        })
     }
 
     fn begin_agent(&mut self, a: u32) {

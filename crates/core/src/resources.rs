@@ -12,8 +12,8 @@ use std::fmt;
 
 use agora_proto::v1 as pb;
 
-/// The role of unreserved resources.
-pub const UNRESERVED: &str = "*";
+use crate::role::{RoleError, validate_role};
+pub use crate::role::{UNRESERVED, valid_role};
 
 /// Largest scalar accepted (in whole units), far above any real machine, so
 /// that fixed-point sums can never overflow.
@@ -31,8 +31,8 @@ pub enum ResourcesError {
     },
     #[error("resource name '{0}' is invalid")]
     BadName(String),
-    #[error("role '{0}' is invalid")]
-    BadRole(String),
+    #[error(transparent)]
+    BadRole(#[from] RoleError),
     #[error("resource '{0}' is given with two different types")]
     TypeMismatch(String),
 }
@@ -85,24 +85,6 @@ fn valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-}
-
-/// A role is `*` or a `/`-separated path of non-empty components without
-/// whitespace, `.`/`..` or a leading `-` (Mesos' rules).
-pub fn valid_role(role: &str) -> bool {
-    if role == UNRESERVED {
-        return true;
-    }
-    !role.is_empty()
-        && role.split('/').all(|part| {
-            !part.is_empty()
-                && part != "."
-                && part != ".."
-                && !part.starts_with('-')
-                && part
-                    .chars()
-                    .all(|c| !c.is_whitespace() && !c.is_control() && c != '*' && c != '\\')
-        })
 }
 
 fn normalize_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
@@ -213,9 +195,7 @@ impl Resources {
             if !valid_name(name) {
                 return Err(ResourcesError::BadName(name.to_string()));
             }
-            if !valid_role(role) {
-                return Err(ResourcesError::BadRole(role.to_string()));
-            }
+            validate_role(role)?;
             let value = parse_value(name, value.trim())?;
             out.add_entry(name, role, value)?;
         }
@@ -419,9 +399,7 @@ impl Resources {
                 .and_then(|res| res.role.clone())
                 .or_else(|| r.role.clone())
                 .unwrap_or_else(|| UNRESERVED.to_string());
-            if !valid_role(&role) {
-                return Err(ResourcesError::BadRole(role));
-            }
+            validate_role(&role)?;
             let bad = |why| ResourcesError::BadValue {
                 name: r.name.clone(),
                 value: String::new(),

@@ -672,3 +672,48 @@ fn a_role_at_its_limit_still_gets_its_reservations() {
     );
     alloc.check_invariants().unwrap();
 }
+
+/// Roles are validated at the edge (`agora_core::validate_role` caps their
+/// depth), but no walk over the role tree may depend on it: a role far
+/// deeper than any cap, put in directly, is allocated to and removed on a
+/// thread with a small stack.
+#[test]
+fn a_role_thousands_of_levels_deep_cannot_overflow_the_stack() {
+    const DEPTH: usize = 3_000;
+    let deep = vec!["r"; DEPTH].join("/");
+    let worker = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let mut alloc = new();
+            alloc.add_agent(agent(0), res("cpus:2;mem:1024"), &[]);
+            alloc.add_agent(agent(1), res("cpus:2;mem:1024"), &[]);
+            alloc.add_framework(framework(1), roles(&["*"]), BTreeSet::new());
+            alloc.add_framework(framework(2), roles(&["*"]), BTreeSet::new());
+            // Bypasses `add_framework`'s validation on purpose.
+            let f = alloc.framework_index[&framework(2)];
+            let c = alloc.framework(f).clients["*"];
+            alloc.drop_client(c);
+            alloc.new_client(f, &deep, false);
+            assert_eq!(alloc.nodes.len(), DEPTH + 2, "root, '*' and each level");
+            let allocations = alloc.allocate(T0);
+            assert_eq!(allocations.len(), 2, "{allocations:?}");
+            assert!(
+                allocations
+                    .iter()
+                    .any(|a| a.framework_id == framework(2) && a.role == deep)
+            );
+            alloc.check_invariants().unwrap();
+            assert_eq!(
+                alloc
+                    .offer_status(&framework(2), &deep, T0)
+                    .map(|s| s.reason),
+                Some(Some(NoOfferReason::Outranked))
+            );
+            assert_eq!(alloc.role_summaries().len(), DEPTH + 1);
+            alloc.remove_framework(&framework(2));
+            alloc.check_invariants().unwrap();
+            assert_eq!(alloc.allocate(T0).len(), 1, "its agent goes to f1");
+        })
+        .expect("spawn a thread");
+    worker.join().expect("no panic, no overflow");
+}

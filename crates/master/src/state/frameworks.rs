@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use agora_core::resources::valid_role;
 use agora_core::time::{deadline, duration_from_secs};
+use agora_core::validate_role;
 use agora_core::{FrameworkId, OfferId};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{MasterMessage, master_message};
@@ -41,8 +41,8 @@ fn validate_framework_info(info: &pb::FrameworkInfo) -> Result<BTreeSet<String>,
     };
     let mut unique = BTreeSet::new();
     for role in roles {
-        if !valid_role(&role) {
-            return invalid(format!("role '{role}' is not a valid role name"));
+        if let Err(e) = validate_role(&role) {
+            return invalid(format!("not a valid role name: {e}"));
         }
         if !unique.insert(role.clone()) {
             return invalid(format!("role '{role}' is given twice"));

@@ -82,3 +82,73 @@ fn subscribe_with_a_huge_or_nan_failover_timeout_is_refused_not_a_panic() {
     h.tick();
     assert!(!h.master.frameworks.contains_key(&fw.id), "removed");
 }
+
+#[test]
+fn subscribe_with_a_ten_thousand_level_role_is_refused_with_a_clear_error() {
+    let mut h = Harness::new();
+    let _agent = h.register_agent(1, "a1", "cpus:2;mem:1024");
+    let deep = vec!["r"; 10_000].join("/");
+    let too_deep = vec!["r"; agora_core::role::MAX_ROLE_DEPTH + 1].join("/");
+    for (role, needle) in [(&deep, "longer than 512 bytes"), (&too_deep, "levels")] {
+        for info in [
+            pb::FrameworkInfo {
+                role: Some(role.clone()),
+                ..framework_info("deep")
+            },
+            pb::FrameworkInfo {
+                roles: vec!["ok".into(), role.clone()],
+                ..framework_info("deep")
+            },
+        ] {
+            let (result, out) = h.subscribe(10, info);
+            let Err(CallError::InvalidArgument(message)) = result else {
+                panic!("refused as invalid: {result:?}");
+            };
+            assert!(message.contains(needle), "{message}");
+            assert!(
+                message.len() < 200,
+                "the error quotes the role's start only"
+            );
+            assert!(out.is_empty());
+        }
+    }
+    assert!(h.master.frameworks.is_empty());
+    // The deepest role accepted subscribes and is offered resources.
+    let deepest = vec!["r"; agora_core::role::MAX_ROLE_DEPTH].join("/");
+    let fw = h.subscribe_ok(
+        10,
+        pb::FrameworkInfo {
+            roles: vec![deepest],
+            ..framework_info("deep")
+        },
+    );
+    assert_eq!(h.offers_for(&fw).len(), 1);
+}
+
+#[test]
+fn operator_calls_and_resources_refuse_deep_roles() {
+    let mut h = Harness::new();
+    let deep = vec!["r"; 10_000].join("/");
+    let mut out = Vec::new();
+    let result = h.master.operator(
+        h.now(),
+        OperatorCall::SetWeights(vec![(deep.clone(), 2.0)]),
+        &mut out,
+    );
+    assert!(
+        matches!(&result, Err(OperatorError::Invalid(m)) if m.contains("longer than")),
+        "{result:?}"
+    );
+    let result = h
+        .master
+        .operator(h.now(), OperatorCall::RemoveQuota(deep.clone()), &mut out);
+    assert!(
+        matches!(result, Err(OperatorError::Invalid(_))),
+        "{result:?}"
+    );
+    assert!(out.is_empty());
+    // Reservations in an agent's `--resources` or a task's resources are
+    // parsed by `Resources`, which applies the same rules.
+    let err = Resources::parse(&format!("cpus({deep}):1")).expect_err("refused");
+    assert!(err.to_string().contains("longer than"), "{err}");
+}
