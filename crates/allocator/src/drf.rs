@@ -28,7 +28,7 @@ use agora_core::{AgentId, FrameworkId, Resources};
 use crate::roles::{
     allocatable_to_role, intersection, only_scalars, split_by_role, unreserved_form,
 };
-use crate::scalars::{self, MAX_SCALARS, Names, Sc, SlotMap, SlotSet, ZERO};
+use crate::scalars::{self, Amount, MAX_SCALARS, Names, Sc, SlotMap, SlotSet, UNLIMITED, ZERO};
 use crate::{
     Allocation, Allocator, AllocatorError, NoOfferReason, OfferStatus, Quota, RoleSummary,
 };
@@ -142,7 +142,7 @@ struct FrameworkSlot {
 struct QuotaBooks {
     quota: Quota,
     guarantee: Sc,
-    /// `i64::MAX` where unlimited.
+    /// [`UNLIMITED`] where unlimited.
     limit: Sc,
 }
 
@@ -209,7 +209,7 @@ impl RoleNode {
         if let Some(q) = &self.quota {
             let c = self.consumption();
             for i in 0..MAX_SCALARS {
-                out[i] = (q.guarantee[i] - c[i]).max(0);
+                out[i] = q.guarantee[i].saturating_sub(c[i]).max(0);
             }
         }
         out
@@ -237,7 +237,7 @@ struct Ctx {
 #[derive(Debug)]
 pub struct DrfAllocator {
     config: DrfConfig,
-    min_sets: Vec<Vec<(usize, i64)>>,
+    min_sets: Vec<Vec<(usize, Amount)>>,
     rng: u64,
     names: Names,
     agents: Vec<Option<AgentSlot>>,
@@ -322,7 +322,7 @@ impl DrfAllocator {
                     self.names.intern(&r);
                 }
                 if let Some(i) = self.names.index(name) {
-                    out.push((i, (amount * 1000.0).round() as i64));
+                    out.push((i, scalars::millis(*amount)));
                 }
             }
             sets.push(out);
@@ -521,10 +521,10 @@ impl DrfAllocator {
             return false;
         };
         let c = nd.consumption();
-        let mut room = [i64::MAX; MAX_SCALARS];
+        let mut room = [UNLIMITED; MAX_SCALARS];
         for i in 0..MAX_SCALARS {
-            if q.limit[i] != i64::MAX {
-                room[i] = q.limit[i] - c[i];
+            if q.limit[i] != UNLIMITED {
+                room[i] = q.limit[i].saturating_sub(c[i]);
             }
         }
         if self.worth_sc(&room) {
@@ -549,8 +549,8 @@ impl DrfAllocator {
         let mut unres = *unres;
         if sign < 0 {
             for i in 0..MAX_SCALARS {
-                sc[i] = -sc[i];
-                unres[i] = -unres[i];
+                sc[i] = sc[i].saturating_neg();
+                unres[i] = unres[i].saturating_neg();
             }
         }
         let node = {
@@ -786,15 +786,15 @@ impl DrfAllocator {
 
     /// Caps on the unreserved scalars a client of `node` may get now.
     fn caps(&self, node: u32, ctx: &Ctx) -> Sc {
-        let mut cap = [i64::MAX; MAX_SCALARS];
+        let mut cap = [UNLIMITED; MAX_SCALARS];
         let mut own_unmet = ZERO;
         for n in self.chain(node) {
             let nd = &self.nodes[n as usize];
             if let Some(q) = &nd.quota {
                 let c = nd.consumption();
                 for i in 0..MAX_SCALARS {
-                    if q.limit[i] != i64::MAX {
-                        cap[i] = cap[i].min(q.limit[i] - c[i]);
+                    if q.limit[i] != UNLIMITED {
+                        cap[i] = cap[i].min(q.limit[i].saturating_sub(c[i]));
                     }
                 }
                 if nd.active > 0 {
@@ -812,7 +812,8 @@ impl DrfAllocator {
         if let Some(required) = &ctx.headroom {
             for i in 0..MAX_SCALARS {
                 if required[i] > 0 {
-                    let allowed = self.avail_unres[i] - (required[i] - own_unmet[i]);
+                    let allowed = self.avail_unres[i]
+                        .saturating_sub(required[i].saturating_sub(own_unmet[i]));
                     cap[i] = cap[i].min(allowed);
                 }
             }
@@ -1438,7 +1439,7 @@ impl DrfAllocator {
                 let nd = &self.nodes[n as usize];
                 let q = nd.quota.as_ref().expect("quota role");
                 let c = nd.consumption();
-                (0..MAX_SCALARS).any(|i| q.limit[i] != i64::MAX && c[i] > q.limit[i])
+                (0..MAX_SCALARS).any(|i| q.limit[i] != UNLIMITED && c[i] > q.limit[i])
             })
             .map(|&n| self.nodes[n as usize].name.to_string())
             .collect()
@@ -1793,10 +1794,10 @@ impl Allocator for DrfAllocator {
             .iter()
             .map(|(role, q)| {
                 let guarantee = self.names.of(&q.guarantee);
-                let mut limit = [i64::MAX; MAX_SCALARS];
+                let mut limit = [UNLIMITED; MAX_SCALARS];
                 for name in q.limit.names() {
                     if let Some(i) = self.names.index(name) {
-                        limit[i] = (q.limit.scalar_value(name) * 1000.0).round() as i64;
+                        limit[i] = scalars::millis(q.limit.scalar_value(name));
                     }
                 }
                 (
@@ -1828,7 +1829,7 @@ impl Allocator for DrfAllocator {
                     .get(role)
                     .map(|&n| self.nodes[n as usize].consumption())
                     .unwrap_or(ZERO);
-                if (0..MAX_SCALARS).any(|i| b.limit[i] != i64::MAX && consumed[i] > b.limit[i]) {
+                if (0..MAX_SCALARS).any(|i| b.limit[i] != UNLIMITED && consumed[i] > b.limit[i]) {
                     return Err(AllocatorError::ExceedsLimit {
                         role: role.clone(),
                         consumed: self.names.text(&consumed),
@@ -1935,7 +1936,7 @@ impl Allocator for DrfAllocator {
                     if let Some(q) = &nd.quota {
                         let mut c = nd.consumption();
                         scalars::add(&mut c, &sc);
-                        if (0..MAX_SCALARS).any(|i| q.limit[i] != i64::MAX && c[i] > q.limit[i]) {
+                        if (0..MAX_SCALARS).any(|i| q.limit[i] != UNLIMITED && c[i] > q.limit[i]) {
                             return Err(AllocatorError::InvalidReservation(format!(
                                 "it would exceed the quota limit of role '{}'",
                                 nd.name
@@ -2062,14 +2063,14 @@ impl Allocator for DrfAllocator {
         }
         // At the limit: some limited resource has no room left (offers, if
         // any, lack it), or no min-allocatable set fits in the room left.
-        let mut room = [i64::MAX; MAX_SCALARS];
+        let mut room = [UNLIMITED; MAX_SCALARS];
         for n in self.chain(cl.node) {
             let nd = &self.nodes[n as usize];
             if let Some(q) = &nd.quota {
                 let used = nd.consumption();
                 for i in 0..MAX_SCALARS {
-                    if q.limit[i] != i64::MAX {
-                        room[i] = room[i].min(q.limit[i] - used[i]);
+                    if q.limit[i] != UNLIMITED {
+                        room[i] = room[i].min(q.limit[i].saturating_sub(used[i]));
                     }
                 }
             }

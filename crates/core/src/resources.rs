@@ -2,7 +2,8 @@
 //!
 //! Invariants kept by every operation:
 //! - scalars are fixed-point with three decimals (Mesos' precision), stored as
-//!   integer thousandths, so that adding and subtracting never drifts;
+//!   integer thousandths, so that adding and subtracting never drifts, and
+//!   sums saturate rather than overflow;
 //! - no entry is empty (zero scalar, no ranges, empty set) — empty entries are removed;
 //! - ranges are sorted, non-overlapping and non-adjacent;
 //! - a resource name has one type across all roles.
@@ -15,8 +16,10 @@ use agora_proto::v1 as pb;
 use crate::role::{RoleError, validate_role};
 pub use crate::role::{UNRESERVED, valid_role};
 
-/// Largest scalar accepted (in whole units), far above any real machine, so
-/// that fixed-point sums can never overflow.
+/// Largest scalar accepted (in whole units), far above any real machine.
+/// One entry is at most 1e15 thousandths, so an `i64` holds ~9,200 of them:
+/// sums saturate (a cluster-wide total may reach that, never wraps), and
+/// the allocator's books use a wider type.
 const MAX_SCALAR: f64 = 1e12;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -225,7 +228,7 @@ impl Resources {
         let key = (name.to_string(), role.to_string());
         let merged = match (self.entries.remove(&key), value) {
             (None, v) => v,
-            (Some(Value::Scalar(a)), Value::Scalar(b)) => Value::Scalar(a + b),
+            (Some(Value::Scalar(a)), Value::Scalar(b)) => Value::Scalar(a.saturating_add(b)),
             (Some(Value::Ranges(mut a)), Value::Ranges(b)) => {
                 a.extend(b);
                 Value::Ranges(normalize_ranges(a))
@@ -309,7 +312,7 @@ impl Resources {
                     Value::Scalar(m) if n == name => Some(*m),
                     _ => None,
                 })
-                .sum(),
+                .fold(0, i64::saturating_add),
         )
     }
 

@@ -717,3 +717,44 @@ fn a_role_thousands_of_levels_deep_cannot_overflow_the_stack() {
         .expect("spawn a thread");
     worker.join().expect("no panic, no overflow");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3))]
+
+    /// 10,000+ agents at the per-entry maximum (1e12 units, 1e15
+    /// thousandths): ~9,200 of them overflow an `i64` sum. The books stay
+    /// exact through adding, allocating, and removing them all.
+    #[test]
+    fn ten_thousand_agents_at_the_per_entry_maximum_do_not_overflow_the_books(
+        agents in 9_300u32..10_500,
+        below in 0u32..1_000,
+    ) {
+        let mut alloc = new();
+        let one = Resources::parse(&format!(
+            "cpus:{v};mem:{v};disk:{v};cpus(eng):{v}",
+            v = 1e12 - f64::from(below)
+        ))
+        .expect("at the maximum");
+        for n in 0..agents {
+            alloc.add_agent(agent(n), one.clone(), &[]);
+        }
+        alloc.add_framework(framework(1), roles(&["eng"]), BTreeSet::new());
+        alloc.add_framework(framework(2), roles(&["*"]), BTreeSet::new());
+        alloc
+            .update_quotas(&[("eng".into(), Quota { guarantee: res("cpus:1"), limit: Resources::new() })], false)
+            .expect("a small guarantee fits");
+        let allocations = alloc.allocate(T0);
+        // Every agent is offered, to one framework or (its reservation apart) to both.
+        let offered: BTreeSet<&AgentId> = allocations.iter().map(|a| &a.agent_id).collect();
+        proptest::prop_assert_eq!(offered.len(), agents as usize);
+        alloc.check_invariants().map_err(proptest::test_runner::TestCaseError::fail)?;
+        let summaries = alloc.role_summaries();
+        let eng = summaries.iter().find(|s| s.role == "eng").expect("eng");
+        proptest::prop_assert!(eng.reserved["cpus"] > 9e15, "{:?}", eng.reserved);
+        for n in 0..agents {
+            alloc.remove_agent(&agent(n));
+        }
+        alloc.check_invariants().map_err(proptest::test_runner::TestCaseError::fail)?;
+        proptest::prop_assert!(alloc.free().is_empty());
+    }
+}

@@ -142,3 +142,45 @@ proptest! {
         }
     }
 }
+
+/// The largest scalar an entry may hold, as text.
+const MAX_ENTRY: &str = "1000000000000";
+
+#[test]
+fn sums_at_the_per_entry_maximum_saturate_instead_of_overflowing() {
+    // 10,000 entries of one name in one text: merged by `add_entry`.
+    let text = vec![format!("cpus:{MAX_ENTRY}"); 10_000].join(";");
+    let sum = Resources::parse(&text).expect("each entry is in range");
+    assert_eq!(sum.scalar_value("cpus"), i64::MAX as f64 / 1000.0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// 10,000+ agents' totals at (or near) the per-entry maximum, summed as
+    /// the master and UI sum them: no overflow, and the sum never goes down.
+    #[test]
+    fn cluster_sums_never_overflow(agents in 9_000usize..12_000, below in 0u64..1_000, roles in 1usize..4) {
+        let mut one = Resources::new();
+        for r in 0..roles {
+            let role = if r == 0 { UNRESERVED.to_string() } else { format!("r{r}") };
+            let entry = Value::Scalar(1_000_000_000_000_000 - below as i64);
+            one.add_entry("cpus", &role, entry.clone()).expect("scalar");
+            one.add_entry("mem", &role, entry).expect("scalar");
+        }
+        let mut total = Resources::new();
+        let mut last = 0.0;
+        for _ in 0..agents {
+            total.add(&one);
+            let now = total.scalar_value("cpus");
+            prop_assert!(now >= last);
+            last = now;
+        }
+        prop_assert!(total.contains(&one));
+        prop_assert!(total.scalar_value("mem") > 0.0);
+        prop_assert!(!total.summary().is_empty());
+        let mut rest = total.clone();
+        rest.subtract(&one);
+        prop_assert!(rest.scalar_value("cpus") >= 0.0);
+    }
+}
