@@ -34,6 +34,8 @@ pub enum ResourcesError {
     },
     #[error("resource name '{0}' is invalid")]
     BadName(String),
+    #[error("unknown resource '{name}': did you mean '{meant}'?")]
+    DidYouMean { name: String, meant: &'static str },
     #[error(transparent)]
     BadRole(#[from] RoleError),
     #[error("resource '{0}' is given with two different types")]
@@ -72,11 +74,52 @@ pub struct Resources {
     entries: BTreeMap<(String, String), Value>,
 }
 
-fn to_millis(value: f64) -> Option<i64> {
+/// The smallest positive scalar: one thousandth (Mesos' precision).
+pub const MIN_SCALAR: f64 = 0.001;
+
+/// Highest port number: `ports` ranges above it are refused.
+pub const MAX_PORT: u64 = 65_535;
+
+/// Resource names people mistype, with what they meant. Refused in the
+/// text form (a flag or an operator's request), where a typo would make a
+/// custom resource nobody asks for; custom names stay allowed otherwise.
+const NEAR_MISSES: [(&str, &str); 6] = [
+    ("cpu", "cpus"),
+    ("memory", "mem"),
+    ("ram", "mem"),
+    ("port", "ports"),
+    ("gpu", "gpus"),
+    ("disks", "disk"),
+];
+
+/// A scalar in thousandths, or why it is refused: not finite, negative,
+/// above [`MAX_SCALAR`], or positive but below [`MIN_SCALAR`] (it would
+/// silently become nothing).
+fn to_millis(value: f64) -> Result<i64, &'static str> {
     if !value.is_finite() || !(0.0..=MAX_SCALAR).contains(&value) {
-        return None;
+        return Err("must be a finite number between 0 and 1e12");
     }
-    Some((value * 1000.0).round() as i64)
+    let millis = (value * 1000.0).round() as i64;
+    if millis == 0 && value > 0.0 {
+        return Err("is above 0 but below 0.001, the smallest amount");
+    }
+    Ok(millis)
+}
+
+/// Whether `value` is a scalar amount `Resources` accepts, and why not:
+/// for front ends (flags) that build resources from numbers.
+pub fn check_scalar(value: f64) -> Result<(), &'static str> {
+    to_millis(value).map(|_| ())
+}
+
+/// Checks what a value's type alone does not: port numbers fit in 16 bits.
+fn check_value(name: &str, value: &Value) -> Result<(), &'static str> {
+    match value {
+        Value::Ranges(ranges) if name == "ports" && ranges.iter().any(|&(_, e)| e > MAX_PORT) => {
+            Err("ports are at most 65535")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn from_millis(millis: i64) -> f64 {
@@ -168,9 +211,7 @@ fn parse_value(name: &str, text: &str) -> Result<Value, ResourcesError> {
         return Ok(Value::Set(items));
     }
     let number: f64 = text.parse().map_err(|_| bad("not a number"))?;
-    to_millis(number)
-        .map(Value::Scalar)
-        .ok_or_else(|| bad("must be a finite number between 0 and 1e12"))
+    to_millis(number).map(Value::Scalar).map_err(bad)
 }
 
 impl Resources {
@@ -198,8 +239,20 @@ impl Resources {
             if !valid_name(name) {
                 return Err(ResourcesError::BadName(name.to_string()));
             }
+            if let Some(&(_, meant)) = NEAR_MISSES.iter().find(|(typo, _)| *typo == name) {
+                return Err(ResourcesError::DidYouMean {
+                    name: name.to_string(),
+                    meant,
+                });
+            }
             validate_role(role)?;
-            let value = parse_value(name, value.trim())?;
+            let text = value.trim();
+            let value = parse_value(name, text)?;
+            check_value(name, &value).map_err(|why| ResourcesError::BadValue {
+                name: name.to_string(),
+                value: text.to_string(),
+                why,
+            })?;
             out.add_entry(name, role, value)?;
         }
         Ok(out)
@@ -414,10 +467,7 @@ impl Resources {
                         .scalar
                         .as_ref()
                         .ok_or_else(|| bad("scalar value missing"))?;
-                    Value::Scalar(
-                        to_millis(v.value)
-                            .ok_or_else(|| bad("must be a finite number between 0 and 1e12"))?,
-                    )
+                    Value::Scalar(to_millis(v.value).map_err(bad)?)
                 }
                 Ok(pb::value::Type::Ranges) => {
                     let v = r
@@ -437,6 +487,7 @@ impl Resources {
                 }
                 _ => return Err(bad("unsupported resource type")),
             };
+            check_value(&r.name, &value).map_err(bad)?;
             out.add_entry(&r.name, &role, value)?;
         }
         Ok(out)

@@ -184,3 +184,61 @@ proptest! {
         prop_assert!(rest.scalar_value("cpus") >= 0.0);
     }
 }
+
+#[test]
+fn amounts_that_would_become_nothing_ports_past_65535_and_typos_are_refused() {
+    let why = |text: &str| Resources::parse(text).expect_err(text).to_string();
+    assert!(
+        why("cpus:0.0001").contains("below 0.001"),
+        "{}",
+        why("cpus:0.0001")
+    );
+    assert!(why("mem:0.0004").contains("below 0.001"));
+    assert_eq!(
+        r("cpus:0.0005").scalar_value("cpus"),
+        0.001,
+        "rounds up to the smallest amount"
+    );
+    assert!(r("cpus:0").is_empty(), "zero is allowed and is nothing");
+    assert!(why("ports:[65000-65536]").contains("65535"));
+    assert!(why("ports:[70000-70001]").contains("65535"));
+    assert_eq!(r("ports:[1-65535]").to_string(), "ports:[1-65535]");
+    assert_eq!(
+        r("my_ranges:[1-70000]").to_string(),
+        "my_ranges:[1-70000]",
+        "only ports are ports"
+    );
+    for (typo, meant) in [
+        ("cpu:4", "cpus"),
+        ("memory:512", "mem"),
+        ("port:[1-2]", "ports"),
+    ] {
+        let message = why(typo);
+        assert!(
+            message.contains(&format!("did you mean '{meant}'")),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        r("cpus:1;gpus_fast:2").scalar_value("gpus_fast"),
+        2.0,
+        "custom names stay allowed"
+    );
+    // The same rules for resources from the wire.
+    let mut tiny = r("cpus:1").to_proto(None);
+    tiny[0].scalar = Some(pb::value::Scalar { value: 1e-4 });
+    assert!(Resources::from_proto(&tiny).is_err());
+    let mut ports = r("ports:[1-2]").to_proto(None);
+    ports[0].ranges = Some(pb::value::Ranges {
+        range: vec![pb::value::Range {
+            begin: 1,
+            end: 70_000,
+        }],
+    });
+    assert!(Resources::from_proto(&ports).is_err());
+    assert_eq!(
+        check_scalar(0.0001),
+        Err("is above 0 but below 0.001, the smallest amount")
+    );
+    assert_eq!(check_scalar(0.5), Ok(()));
+}
