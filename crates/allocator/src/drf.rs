@@ -265,6 +265,44 @@ impl Default for DrfAllocator {
     }
 }
 
+/// What RESERVE and UNRESERVE of free resources may name: reserved,
+/// dynamic resources only. A static reservation (an agent's
+/// `--resources`) changes only with the agent's configuration.
+fn check_dynamic(reserved: &Resources) -> Result<(), AllocatorError> {
+    if reserved.is_empty() || !reserved.allocatable_to(UNRESERVED).is_empty() {
+        return Err(AllocatorError::InvalidReservation(
+            "every resource must carry a role other than '*'".into(),
+        ));
+    }
+    if !reserved.statically_reserved().is_empty() {
+        return Err(AllocatorError::InvalidReservation(
+            "static reservations (an agent's --resources) cannot be made or removed".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What an offer operation may do to an allocation: change dynamic
+/// reservations within `role`'s reach, never quantities or static ones.
+fn check_change(role: &str, from: &Resources, to: &Resources) -> Result<(), AllocatorError> {
+    if unreserved_form(from) != unreserved_form(to) {
+        return Err(AllocatorError::InvalidReservation(
+            "an operation may change reservations, not quantities".into(),
+        ));
+    }
+    if from.statically_reserved() != to.statically_reserved() {
+        return Err(AllocatorError::InvalidReservation(
+            "static reservations (an agent's --resources) cannot be made or removed".into(),
+        ));
+    }
+    if allocatable_to_role(to, role) != *to {
+        return Err(AllocatorError::InvalidReservation(format!(
+            "role '{role}' may not hold {to}"
+        )));
+    }
+    Ok(())
+}
+
 fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
@@ -1328,6 +1366,30 @@ impl DrfAllocator {
         out
     }
 
+    /// Applies a checked allocation change (see `update_allocations`).
+    fn apply_change(&mut self, a: u32, c: u32, from: &Resources, to: &Resources) {
+        if from.is_empty() {
+            // Same quantities: `to` is empty too.
+            return;
+        }
+        // Books: the allocation leaves as `from`, the total changes, and the
+        // allocation comes back as `to`.
+        let from_sc = self.names.of(from);
+        let from_unres = self.names.unreserved(from);
+        self.alloc_delta(c, &from_sc, &from_unres, -1);
+        self.adjust_reserved(a, from, -1);
+        self.adjust_reserved(a, to, 1);
+        let agent = self.agent_mut(a);
+        agent.total.subtract(from);
+        agent.total.add(to);
+        let held = self.client_mut(c).allocs.entry(a).or_default();
+        held.subtract(from);
+        held.add(to);
+        let to_sc = self.names.of(to);
+        let to_unres = self.names.unreserved(to);
+        self.alloc_delta(c, &to_sc, &to_unres, 1);
+    }
+
     // ---- queries ------------------------------------------------------
 
     fn role_summary(&self, n: u32, frameworks: Vec<FrameworkId>) -> RoleSummary {
@@ -1400,7 +1462,6 @@ impl DrfAllocator {
                 if !self.agent(a).clients.contains(&(c as u32)) {
                     return Err(format!("client {c} allocation on agent not listed"));
                 }
-                let agent = self.agent(a);
                 for (role, _) in split_by_role(held) {
                     if role != UNRESERVED && !crate::roles::is_role_or_descendant(&cl.role, &role) {
                         return Err(format!(
@@ -1409,7 +1470,6 @@ impl DrfAllocator {
                         ));
                     }
                 }
-                let _ = agent;
                 scalars::add(&mut sum, &self.names.of(held));
             }
             if sum != cl.alloc {
@@ -1914,11 +1974,7 @@ impl Allocator for DrfAllocator {
         let Some(&a) = self.agent_index.get(agent_id) else {
             return Err(AllocatorError::UnknownAgent(agent_id.to_string()));
         };
-        if reserved.is_empty() || !reserved.allocatable_to(UNRESERVED).is_empty() {
-            return Err(AllocatorError::InvalidReservation(
-                "every resource must carry a role other than '*'".into(),
-            ));
-        }
+        check_dynamic(reserved)?;
         let unres = unreserved_form(reserved);
         if !self.agent(a).free.contains(&unres) {
             return Err(AllocatorError::NotAvailable {
@@ -1958,11 +2014,7 @@ impl Allocator for DrfAllocator {
         let Some(&a) = self.agent_index.get(agent_id) else {
             return Err(AllocatorError::UnknownAgent(agent_id.to_string()));
         };
-        if reserved.is_empty() || !reserved.allocatable_to(UNRESERVED).is_empty() {
-            return Err(AllocatorError::InvalidReservation(
-                "every resource must carry a role other than '*'".into(),
-            ));
-        }
+        check_dynamic(reserved)?;
         if !self.agent(a).free.contains(reserved) {
             return Err(AllocatorError::NotAvailable {
                 agent: agent_id.to_string(),
@@ -1981,6 +2033,16 @@ impl Allocator for DrfAllocator {
         from: &Resources,
         to: &Resources,
     ) -> Result<(), AllocatorError> {
+        self.update_allocations(agent_id, framework_id, role, &[(from.clone(), to.clone())])
+    }
+
+    fn update_allocations(
+        &mut self,
+        agent_id: &AgentId,
+        framework_id: &FrameworkId,
+        role: &str,
+        changes: &[(Resources, Resources)],
+    ) -> Result<(), AllocatorError> {
         let Some(&a) = self.agent_index.get(agent_id) else {
             return Err(AllocatorError::UnknownAgent(agent_id.to_string()));
         };
@@ -1990,43 +2052,23 @@ impl Allocator for DrfAllocator {
         let Some(&c) = self.framework(f).clients.get(role) else {
             return Err(AllocatorError::InvalidRole(role.to_string()));
         };
-        if unreserved_form(from) != unreserved_form(to) {
-            return Err(AllocatorError::InvalidReservation(
-                "an operation may change reservations, not quantities".into(),
-            ));
+        // Every change is checked against what the client will hold by
+        // then, before any is applied: nothing ever needs rolling back.
+        let mut held = self.client(c).allocs.get(&a).cloned().unwrap_or_default();
+        for (from, to) in changes {
+            check_change(role, from, to)?;
+            if !held.contains(from) {
+                return Err(AllocatorError::NotAvailable {
+                    agent: agent_id.to_string(),
+                    resources: from.to_string(),
+                });
+            }
+            held.subtract(from);
+            held.add(to);
         }
-        if allocatable_to_role(to, role) != *to {
-            return Err(AllocatorError::InvalidReservation(format!(
-                "role '{role}' may not hold {to}"
-            )));
+        for (from, to) in changes {
+            self.apply_change(a, c, from, to);
         }
-        let held_ok = self
-            .client(c)
-            .allocs
-            .get(&a)
-            .is_some_and(|held| held.contains(from));
-        if !held_ok {
-            return Err(AllocatorError::NotAvailable {
-                agent: agent_id.to_string(),
-                resources: from.to_string(),
-            });
-        }
-        // Books: the allocation leaves as `from`, the total changes, and the
-        // allocation comes back as `to`.
-        let from_sc = self.names.of(from);
-        let from_unres = self.names.unreserved(from);
-        self.alloc_delta(c, &from_sc, &from_unres, -1);
-        self.adjust_reserved(a, from, -1);
-        self.adjust_reserved(a, to, 1);
-        let agent = self.agent_mut(a);
-        agent.total.subtract(from);
-        agent.total.add(to);
-        let held = self.client_mut(c).allocs.get_mut(&a).expect("held");
-        held.subtract(from);
-        held.add(to);
-        let to_sc = self.names.of(to);
-        let to_unres = self.names.unreserved(to);
-        self.alloc_delta(c, &to_sc, &to_unres, 1);
         Ok(())
     }
 

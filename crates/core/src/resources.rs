@@ -68,10 +68,28 @@ impl Value {
     }
 }
 
-/// A bag of resources keyed by (name, role).
+/// How resources came to be reserved for a role: by the agent's
+/// `--resources` (static, only an agent restart changes them), or by an
+/// operator's or framework's RESERVE (dynamic, UNRESERVE undoes them).
+/// Unreserved resources are `Static`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Reservation {
+    #[default]
+    Static,
+    Dynamic,
+}
+
+/// The text form's mark of a dynamic reservation: `cpus(ops, dynamic):2`
+/// (a role cannot contain whitespace, so this is never part of a role).
+const DYNAMIC_MARK: &str = ", dynamic";
+
+/// (name, role, how it is reserved).
+type Key = (String, String, Reservation);
+
+/// A bag of resources keyed by (name, role, reservation kind).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resources {
-    entries: BTreeMap<(String, String), Value>,
+    entries: BTreeMap<Key, Value>,
 }
 
 /// The smallest positive scalar: one thousandth (Mesos' precision).
@@ -227,14 +245,19 @@ impl Resources {
                 .split_once(':')
                 .ok_or_else(|| ResourcesError::Syntax(item.to_string()))?;
             let key = key.trim();
-            let (name, role) = match key.split_once('(') {
+            let (name, role, kind) = match key.split_once('(') {
                 Some((name, rest)) => {
                     let role = rest
                         .strip_suffix(')')
                         .ok_or_else(|| ResourcesError::Syntax(item.to_string()))?;
-                    (name.trim(), role.trim())
+                    let (role, kind) = match role.strip_suffix(DYNAMIC_MARK) {
+                        Some(role) if role.trim() != UNRESERVED => (role, Reservation::Dynamic),
+                        Some(_) => return Err(ResourcesError::Syntax(item.to_string())),
+                        None => (role, Reservation::Static),
+                    };
+                    (name.trim(), role.trim(), kind)
                 }
-                None => (key, UNRESERVED),
+                None => (key, UNRESERVED, Reservation::Static),
             };
             if !valid_name(name) {
                 return Err(ResourcesError::BadName(name.to_string()));
@@ -253,7 +276,7 @@ impl Resources {
                 value: text.to_string(),
                 why,
             })?;
-            out.add_entry(name, role, value)?;
+            out.add_entry_as(name, role, kind, value)?;
         }
         Ok(out)
     }
@@ -265,11 +288,21 @@ impl Resources {
     fn type_of(&self, name: &str) -> Option<u8> {
         self.entries
             .iter()
-            .find(|((n, _), _)| n == name)
+            .find(|((n, _, _), _)| n == name)
             .map(|(_, v)| v.kind())
     }
 
     fn add_entry(&mut self, name: &str, role: &str, value: Value) -> Result<(), ResourcesError> {
+        self.add_entry_as(name, role, Reservation::Static, value)
+    }
+
+    fn add_entry_as(
+        &mut self,
+        name: &str,
+        role: &str,
+        kind: Reservation,
+        value: Value,
+    ) -> Result<(), ResourcesError> {
         if let Some(kind) = self.type_of(name)
             && kind != value.kind()
         {
@@ -278,7 +311,13 @@ impl Resources {
         if value.is_empty() {
             return Ok(());
         }
-        let key = (name.to_string(), role.to_string());
+        // Unreserved resources have no reservation to tell apart.
+        let kind = if role == UNRESERVED {
+            Reservation::Static
+        } else {
+            kind
+        };
+        let key = (name.to_string(), role.to_string(), kind);
         let merged = match (self.entries.remove(&key), value) {
             (None, v) => v,
             (Some(Value::Scalar(a)), Value::Scalar(b)) => Value::Scalar(a.saturating_add(b)),
@@ -306,9 +345,9 @@ impl Resources {
     /// Adds `other` into `self`. Entries whose type conflicts are skipped:
     /// `Resources` built by `parse`/`from_proto` of one agent never conflict.
     pub fn add(&mut self, other: &Resources) {
-        for ((name, role), value) in &other.entries {
+        for ((name, role, kind), value) in &other.entries {
             // A conflict is impossible for resources of one agent; ignore rather than panic.
-            let _ = self.add_entry(name, role, value.clone());
+            let _ = self.add_entry_as(name, role, *kind, value.clone());
         }
     }
 
@@ -350,7 +389,7 @@ impl Resources {
             entries: self
                 .entries
                 .iter()
-                .filter(|((_, r), _)| r == UNRESERVED || r == role)
+                .filter(|((_, r, _), _)| r == UNRESERVED || r == role)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         }
@@ -361,7 +400,7 @@ impl Resources {
         from_millis(
             self.entries
                 .iter()
-                .filter_map(|((n, _), v)| match v {
+                .filter_map(|((n, _, _), v)| match v {
                     Value::Scalar(m) if n == name => Some(*m),
                     _ => None,
                 })
@@ -369,23 +408,81 @@ impl Resources {
         )
     }
 
+    /// The same quantities with every reservation removed.
+    pub fn unreserved(&self) -> Resources {
+        let mut out = Resources::new();
+        for ((name, _, _), value) in &self.entries {
+            // Same name means same type: merging cannot conflict.
+            let _ = out.add_entry(name, UNRESERVED, value.clone());
+        }
+        out
+    }
+
+    /// The same resources with every reservation made dynamic: what an
+    /// operator's or framework's RESERVE creates and UNRESERVE may remove.
+    pub fn as_dynamic(&self) -> Resources {
+        self.with_kind(Reservation::Dynamic)
+    }
+
+    /// The same resources with every reservation made static.
+    pub fn as_static(&self) -> Resources {
+        self.with_kind(Reservation::Static)
+    }
+
+    fn with_kind(&self, kind: Reservation) -> Resources {
+        let mut out = Resources::new();
+        for ((name, role, _), value) in &self.entries {
+            let _ = out.add_entry_as(name, role, kind, value.clone());
+        }
+        out
+    }
+
+    /// Only the statically reserved entries (the agent's `--resources`).
+    pub fn statically_reserved(&self) -> Resources {
+        Resources {
+            entries: self
+                .entries
+                .iter()
+                .filter(|((_, r, k), _)| r != UNRESERVED && *k == Reservation::Static)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// The entries by reservation role (`*` for unreserved).
+    pub fn by_role(&self) -> BTreeMap<String, Resources> {
+        let mut out: BTreeMap<String, Resources> = BTreeMap::new();
+        for ((name, role, kind), value) in &self.entries {
+            out.entry(role.clone())
+                .or_default()
+                .entries
+                .insert((name.clone(), role.clone(), *kind), value.clone());
+        }
+        out
+    }
+
+    /// Whether every entry is a scalar.
+    pub fn only_scalars(&self) -> bool {
+        self.entries.values().all(|v| matches!(v, Value::Scalar(_)))
+    }
+
     /// Names of the resources present, each once.
     pub fn names(&self) -> BTreeSet<&str> {
-        self.entries.keys().map(|(n, _)| n.as_str()).collect()
+        self.entries.keys().map(|(n, _, _)| n.as_str()).collect()
     }
 
     /// A flat summary by name, as Mesos' `/state` shows resources: scalars as
     /// numbers summed over roles, ranges and sets in their text form.
     pub fn summary(&self) -> BTreeMap<String, SummaryValue> {
         let mut merged = Resources::new();
-        for ((name, _), value) in &self.entries {
+        for ((name, _, _), value) in &self.entries {
             // Same name means same type, so merging across roles cannot conflict.
             let _ = merged.add_entry(name, UNRESERVED, value.clone());
         }
         merged
             .entries
             .into_iter()
-            .map(|((name, _), value)| {
+            .map(|((name, _, _), value)| {
                 let summary = match value {
                     Value::Scalar(m) => SummaryValue::Number(from_millis(m)),
                     other => SummaryValue::Text(format_value(&other)),
@@ -398,7 +495,7 @@ impl Resources {
     pub fn to_proto(&self, allocation_role: Option<&str>) -> Vec<pb::Resource> {
         self.entries
             .iter()
-            .map(|((name, role), value)| {
+            .map(|((name, role, kind), value)| {
                 let mut r = pb::Resource {
                     name: name.clone(),
                     ..Default::default()
@@ -428,7 +525,10 @@ impl Resources {
                 }
                 if role != UNRESERVED {
                     r.reservations = vec![pb::resource::ReservationInfo {
-                        r#type: Some(pb::resource::reservation_info::Type::Static as i32),
+                        r#type: Some(match kind {
+                            Reservation::Static => pb::resource::reservation_info::Type::Static,
+                            Reservation::Dynamic => pb::resource::reservation_info::Type::Dynamic,
+                        } as i32),
                         role: Some(role.clone()),
                         principal: None,
                     }];
@@ -449,12 +549,16 @@ impl Resources {
             if !valid_name(&r.name) {
                 return Err(ResourcesError::BadName(r.name.clone()));
             }
-            let role = r
-                .reservations
-                .last()
+            let last = r.reservations.last();
+            let role = last
                 .and_then(|res| res.role.clone())
                 .or_else(|| r.role.clone())
                 .unwrap_or_else(|| UNRESERVED.to_string());
+            let dynamic = pb::resource::reservation_info::Type::Dynamic as i32;
+            let kind = match last.and_then(|res| res.r#type) {
+                Some(t) if t == dynamic => Reservation::Dynamic,
+                _ => Reservation::Static,
+            };
             validate_role(&role)?;
             let bad = |why| ResourcesError::BadValue {
                 name: r.name.clone(),
@@ -488,7 +592,7 @@ impl Resources {
                 _ => return Err(bad("unsupported resource type")),
             };
             check_value(&r.name, &value).map_err(bad)?;
-            out.add_entry(&r.name, &role, value)?;
+            out.add_entry_as(&r.name, &role, kind, value)?;
         }
         Ok(out)
     }
@@ -519,15 +623,17 @@ fn format_value(value: &Value) -> String {
 impl fmt::Display for Resources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;
-        for ((name, role), value) in &self.entries {
+        for ((name, role, kind), value) in &self.entries {
             if !first {
                 f.write_str(";")?;
             }
             first = false;
-            if role == UNRESERVED {
-                write!(f, "{name}:{}", format_value(value))?;
-            } else {
-                write!(f, "{name}({role}):{}", format_value(value))?;
+            match kind {
+                _ if role == UNRESERVED => write!(f, "{name}:{}", format_value(value))?,
+                Reservation::Static => write!(f, "{name}({role}):{}", format_value(value))?,
+                Reservation::Dynamic => {
+                    write!(f, "{name}({role}{DYNAMIC_MARK}):{}", format_value(value))?
+                }
             }
         }
         Ok(())

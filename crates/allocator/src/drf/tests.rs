@@ -9,6 +9,11 @@ fn res(text: &str) -> Resources {
     Resources::parse(text).expect("valid resources")
 }
 
+/// Reserved resources as an operator's or framework's RESERVE makes them.
+fn dynamic(text: &str) -> Resources {
+    res(text).as_dynamic()
+}
+
 fn roles(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|n| n.to_string()).collect()
 }
@@ -458,23 +463,23 @@ fn reserve_unreserve_and_offer_operations() {
     let mut alloc = new();
     alloc.add_agent(agent(0), res("cpus:4;mem:1024"), &[]);
     alloc
-        .reserve(&agent(0), &res("cpus(ops):1;mem(ops):256"))
+        .reserve(&agent(0), &dynamic("cpus(ops):1;mem(ops):256"))
         .unwrap();
-    assert!(alloc.reserve(&agent(0), &res("cpus(ops):10")).is_err());
+    assert!(alloc.reserve(&agent(0), &dynamic("cpus(ops):10")).is_err());
     assert!(alloc.reserve(&agent(0), &res("cpus:1")).is_err());
     alloc.add_framework(framework(1), roles(&["dev"]), BTreeSet::new());
     let got = alloc.allocate(T0);
     assert_eq!(got[0].resources, res("cpus:3;mem:768"));
     alloc.add_framework(framework(2), roles(&["ops"]), BTreeSet::new());
     let got = alloc.allocate(T0);
-    assert_eq!(got[0].resources, res("cpus(ops):1;mem(ops):256"));
+    assert_eq!(got[0].resources, dynamic("cpus(ops):1;mem(ops):256"));
     // ops turns part of its offer back into unreserved resources.
     alloc
         .update_allocation(
             &agent(0),
             &framework(2),
             "ops",
-            &res("cpus(ops):1"),
+            &dynamic("cpus(ops):1"),
             &res("cpus:1"),
         )
         .unwrap();
@@ -486,11 +491,13 @@ fn reserve_unreserve_and_offer_operations() {
     alloc.recover(
         &agent(0),
         &framework(2),
-        &res("cpus:1;mem(ops):256"),
+        &dynamic("cpus:1;mem(ops):256"),
         None,
         T0,
     );
-    alloc.unreserve(&agent(0), &res("mem(ops):256")).unwrap();
+    alloc
+        .unreserve(&agent(0), &dynamic("mem(ops):256"))
+        .unwrap();
     assert_eq!(alloc.free()[&agent(0)], res("cpus:1;mem:256"));
     alloc.check_invariants().unwrap();
 }
@@ -621,20 +628,20 @@ fn many_reservations_on_one_agent_each_go_to_their_role() {
     for r in 0..50 {
         text.push_str(&format!(";cpus(r{r}):0.5;mem(r{r}):64"));
     }
-    alloc.add_agent(agent(0), res(&text), &[]);
+    alloc.add_agent(agent(0), res(&text).as_dynamic(), &[]);
     for r in 0..50 {
         alloc.add_framework(framework(r), roles(&[&format!("r{r}")]), BTreeSet::new());
     }
     let got = alloc.allocate(T0);
     assert_eq!(got.len(), 50, "one offer per role");
     for a in &got {
-        let mine = res(&format!("cpus({0}):0.5;mem({0}):64", a.role));
+        let mine = dynamic(&format!("cpus({0}):0.5;mem({0}):64", a.role));
         assert!(a.resources.contains(&mine), "{a:?}");
     }
     assert!(alloc.free()[&agent(0)].is_empty());
     for r in 0..10 {
         let role = format!("r{r}");
-        let reserved = res(&format!("cpus({role}):0.5"));
+        let reserved = dynamic(&format!("cpus({role}):0.5"));
         alloc
             .update_allocation(&agent(0), &framework(r), &role, &reserved, &res("cpus:0.5"))
             .unwrap();

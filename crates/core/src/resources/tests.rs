@@ -242,3 +242,33 @@ fn amounts_that_would_become_nothing_ports_past_65535_and_typos_are_refused() {
     );
     assert_eq!(check_scalar(0.5), Ok(()));
 }
+
+#[test]
+fn dynamic_reservations_keep_their_kind_through_text_and_proto() {
+    let res = r("cpus:1;cpus(ops):2;cpus(ops, dynamic):3");
+    assert_eq!(res.to_string(), "cpus:1;cpus(ops):2;cpus(ops, dynamic):3");
+    assert_eq!(Resources::parse(&res.to_string()).expect("round trip"), res);
+    assert_eq!(
+        Resources::from_proto(&res.to_proto(None)).expect("round trip"),
+        res
+    );
+    let dynamic = pb::resource::reservation_info::Type::Dynamic as i32;
+    let kinds: Vec<Option<i32>> = res
+        .to_proto(None)
+        .iter()
+        .filter_map(|p| p.reservations.last().map(|r| r.r#type))
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == Some(dynamic)).count(), 1);
+    assert!(
+        !res.contains(&r("cpus(ops, dynamic):4")),
+        "kinds do not mix"
+    );
+    assert_eq!(res.statically_reserved(), r("cpus(ops):2"));
+    assert_eq!(res.unreserved(), r("cpus:6"));
+    assert_eq!(res.as_dynamic(), r("cpus:1;cpus(ops, dynamic):5"));
+    assert_eq!(res.allocatable_to("ops").scalar_value("cpus"), 6.0);
+    assert!(
+        Resources::parse("cpus(*, dynamic):1").is_err(),
+        "unreserved is not a reservation"
+    );
+}

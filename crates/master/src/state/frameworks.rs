@@ -24,17 +24,13 @@ fn validate_framework_info(info: &pb::FrameworkInfo) -> Result<BTreeSet<String>,
     if info.user.trim().is_empty() {
         return invalid("framework_info.user must not be empty".into());
     }
-    let multi_role = info
-        .capabilities
-        .iter()
-        .any(|c| c.r#type == Some(pb::framework_info::capability::Type::MultiRole as i32));
     let roles: Vec<String> = if !info.roles.is_empty() {
         if info.role.is_some() {
             return invalid(
                 "framework_info.role and framework_info.roles must not both be set".into(),
             );
         }
-        let _ = multi_role; // Agora accepts `roles` with or without the MULTI_ROLE capability.
+        // Agora accepts `roles` with or without the MULTI_ROLE capability.
         info.roles.clone()
     } else {
         vec![info.role.clone().unwrap_or_else(|| "*".to_string())]

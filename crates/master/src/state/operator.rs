@@ -287,6 +287,9 @@ impl Master {
                 "every resource must name the role it is reserved for, as in cpus(ops):2".into(),
             ));
         }
+        // An operator's reservations are dynamic: UNRESERVE can only ever
+        // remove those, never the agent's static `--resources` ones.
+        let resources = &resources.as_dynamic();
         let unreserved = unreserved_form(resources);
         if reserve {
             self.allocator.reserve(&agent_id, resources)?;

@@ -152,3 +152,116 @@ fn operator_calls_and_resources_refuse_deep_roles() {
     let err = Resources::parse(&format!("cpus({deep}):1")).expect_err("refused");
     assert!(err.to_string().contains("longer than"), "{err}");
 }
+
+fn reservation_types(offer: &pb::Offer) -> Vec<(String, Option<i32>)> {
+    offer
+        .resources
+        .iter()
+        .filter_map(|r| r.reservations.last())
+        .map(|r| (r.role.clone().unwrap_or_default(), r.r#type))
+        .collect()
+}
+
+#[test]
+fn a_dynamic_reservation_is_reported_as_dynamic_and_unreserve_never_removes_a_static_one() {
+    use pb::resource::reservation_info::Type as Kind;
+    let mut h = Harness::new();
+    // `cpus(ops):1` is the agent's own, static, reservation.
+    let agent = h.register_agent(1, "a1", "cpus:3;cpus(ops):1;mem:1024");
+    let mut out = Vec::new();
+    let reserve = OperatorCall::Reserve {
+        agent_id: agent.to_string(),
+        resources: res("cpus(ops):1"),
+    };
+    h.master
+        .operator(h.now(), reserve, &mut out)
+        .expect("reserved");
+    assert_eq!(
+        h.master.agents[&agent].total,
+        res("cpus:2;cpus(ops):1;cpus(ops, dynamic):1;mem:1024")
+    );
+    let ops = h.subscribe_ok(
+        10,
+        pb::FrameworkInfo {
+            roles: vec!["ops".into()],
+            ..framework_info("ops")
+        },
+    );
+    let offer = h.one_offer(&ops);
+    let mut kinds = reservation_types(&offer);
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            ("ops".to_string(), Some(Kind::Static as i32)),
+            ("ops".to_string(), Some(Kind::Dynamic as i32)),
+        ],
+        "{offer:?}"
+    );
+    // A framework's UNRESERVE of both: refused, nothing changes.
+    let (result, _) = h.call(
+        &ops,
+        accept_ops(&ops.id, &offer, vec![unreserve_op("cpus(ops):2")]),
+    );
+    assert!(result.is_err(), "only one cpus(ops) is dynamic: {result:?}");
+    h.call_ok(&ops, decline_call(&ops.id, &[offer_id(&offer)], Some(0.0)));
+    h.call_ok(&ops, base_call(&ops.id, CallType::Suppress));
+    // The operator's UNRESERVE of both: refused; of one: the dynamic one goes.
+    let unreserve = |text: &str| OperatorCall::Unreserve {
+        agent_id: agent.to_string(),
+        resources: res(text),
+    };
+    let result = h
+        .master
+        .operator(h.now(), unreserve("cpus(ops):2"), &mut out);
+    assert!(
+        matches!(result, Err(OperatorError::Conflict(_))),
+        "{result:?}"
+    );
+    h.master
+        .operator(h.now(), unreserve("cpus(ops):1"), &mut out)
+        .expect("the dynamic one");
+    let static_only = res("cpus:3;cpus(ops):1;mem:1024");
+    assert_eq!(h.master.agents[&agent].total, static_only);
+    let result = h
+        .master
+        .operator(h.now(), unreserve("cpus(ops):1"), &mut out);
+    assert!(
+        matches!(result, Err(OperatorError::Conflict(_))),
+        "the static one stays: {result:?}"
+    );
+    assert_eq!(h.master.agents[&agent].total, static_only);
+    // Even named as dynamic reservations do not touch the static one.
+    let result = h
+        .master
+        .operator(h.now(), unreserve("cpus(ops, dynamic):1"), &mut out);
+    assert!(result.is_err());
+    assert_eq!(h.free(&agent), static_only);
+}
+
+#[test]
+fn a_framework_cannot_unreserve_an_agents_static_reservation() {
+    let mut h = Harness::new();
+    let agent = h.register_agent(1, "a1", "cpus(ops):2;mem(ops):512");
+    let ops = h.subscribe_ok(
+        10,
+        pb::FrameworkInfo {
+            roles: vec!["ops".into()],
+            ..framework_info("ops")
+        },
+    );
+    let offer = h.one_offer(&ops);
+    let (result, out) = h.call(
+        &ops,
+        accept_ops(&ops.id, &offer, vec![unreserve_op("cpus(ops):1")]),
+    );
+    assert!(
+        matches!(&result, Err(CallError::InvalidArgument(m)) if m.contains("remain in the offers")),
+        "{result:?}"
+    );
+    assert!(registry_writes(&out).is_empty());
+    assert_eq!(
+        h.master.agents[&agent].total,
+        res("cpus(ops):2;mem(ops):512")
+    );
+}
