@@ -1,6 +1,7 @@
 //! What the agent advertises: resources detected on the machine, overridden
 //! by `--resources`, and `--attributes`.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use agora_core::{Resources, ResourcesError};
@@ -56,15 +57,14 @@ fn disk_mb(path: &Path) -> Option<f64> {
 /// The resources to advertise: `--resources` wins for every name it gives;
 /// detected values fill in the rest.
 pub fn advertised(flag: Option<&str>, work_dir: &Path) -> Result<Resources, AdvertiseError> {
-    let given = match flag {
-        Some(text) => Resources::parse(text)?,
-        None => Resources::new(),
+    let (given, given_names) = match flag {
+        Some(text) => (Resources::parse(text)?, names_given(text)),
+        None => (Resources::new(), BTreeSet::new()),
     };
     let detected = detect(work_dir);
-    let given_names: Vec<String> = given.names().into_iter().map(str::to_string).collect();
     let mut out = given;
     for name in detected.names() {
-        if given_names.iter().any(|g| g == name) {
+        if given_names.contains(name) {
             continue;
         }
         if let Ok(part) = Resources::parse(&only(&detected, name)) {
@@ -72,6 +72,18 @@ pub fn advertised(flag: Option<&str>, work_dir: &Path) -> Result<Resources, Adve
         }
     }
     Ok(out)
+}
+
+/// Every name a valid `--resources` text gives, zero amounts included:
+/// `cpus:0` means no cpus, not "detect them" (`Resources` itself keeps no
+/// empty entries, so the names come from the text).
+fn names_given(text: &str) -> BTreeSet<&str> {
+    text.split(';')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .filter_map(|item| item.split([':', '(']).next())
+        .map(str::trim)
+        .collect()
 }
 
 fn only(resources: &Resources, name: &str) -> String {
@@ -129,6 +141,24 @@ mod tests {
         assert!(r.scalar_value("disk") > 0.0);
         assert!(r.to_string().contains("ports:[31000-32000]"));
         assert!(advertised(Some("cpus:two"), dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_zero_given_is_zero_not_detected() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let r = advertised(Some("cpus:0;mem:512"), dir.path()).expect("valid");
+        assert_eq!(r.scalar_value("cpus"), 0.0, "{r}");
+        assert_eq!(r.scalar_value("mem"), 512.0);
+        assert!(
+            r.scalar_value("disk") > 0.0,
+            "detection fills the rest: {r}"
+        );
+        let r = advertised(Some("ports(ops):[1-0]; disk :0"), dir.path());
+        assert!(r.is_err(), "a malformed range is still refused");
+        let r = advertised(Some("disk:0"), dir.path()).expect("valid");
+        assert_eq!(r.scalar_value("disk"), 0.0, "{r}");
+        let err = advertised(Some("cpu:4"), dir.path()).expect_err("a typo");
+        assert!(err.to_string().contains("did you mean 'cpus'"), "{err}");
     }
 
     #[test]

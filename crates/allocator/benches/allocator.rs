@@ -193,7 +193,8 @@ fn reserve_ops(roles: usize, reps: usize) {
         ));
     }
     let mut alloc = DrfAllocator::with_seed(1);
-    alloc.add_agent(agent(0), res(&text), &[]);
+    // Dynamic, as RESERVE makes them: static ones cannot be unreserved.
+    alloc.add_agent(agent(0), res(&text).as_dynamic(), &[]);
     for r in 0..roles {
         alloc.add_framework(framework(r), [format!("r{r}")].into(), BTreeSet::new());
     }
@@ -211,7 +212,7 @@ fn reserve_ops(roles: usize, reps: usize) {
             // UNRESERVE part of an offer, then RESERVE it back: ten of each.
             let r = (rep * 10 + op / 2) % roles;
             let role = format!("r{r}");
-            let reserved = res(&format!("cpus({role}):0.5;mem({role}):128"));
+            let reserved = res(&format!("cpus({role}):0.5;mem({role}):128")).as_dynamic();
             let unreserved = res("cpus:0.5;mem:128");
             let (from, to) = if op % 2 == 0 {
                 (&reserved, &unreserved)

@@ -28,7 +28,7 @@ use agora_core::{AgentId, FrameworkId, Resources};
 use crate::roles::{
     allocatable_to_role, intersection, only_scalars, split_by_role, unreserved_form,
 };
-use crate::scalars::{self, MAX_SCALARS, Names, Sc, SlotMap, SlotSet, ZERO};
+use crate::scalars::{self, Amount, MAX_SCALARS, Names, Sc, SlotMap, SlotSet, UNLIMITED, ZERO};
 use crate::{
     Allocation, Allocator, AllocatorError, NoOfferReason, OfferStatus, Quota, RoleSummary,
 };
@@ -142,7 +142,7 @@ struct FrameworkSlot {
 struct QuotaBooks {
     quota: Quota,
     guarantee: Sc,
-    /// `i64::MAX` where unlimited.
+    /// [`UNLIMITED`] where unlimited.
     limit: Sc,
 }
 
@@ -209,11 +209,19 @@ impl RoleNode {
         if let Some(q) = &self.quota {
             let c = self.consumption();
             for i in 0..MAX_SCALARS {
-                out[i] = (q.guarantee[i] - c[i]).max(0);
+                out[i] = q.guarantee[i].saturating_sub(c[i]).max(0);
             }
         }
         out
     }
+}
+
+/// One role node on [`DrfAllocator::find`]'s stack: its candidate offer
+/// (none for the root) and where it is in its children's DRF order.
+struct Visit<'s> {
+    node: u32,
+    cand: Option<(Cow<'s, Resources>, Option<Resources>)>,
+    order: std::collections::btree_set::Iter<'s, Key>,
 }
 
 /// Per-find context.
@@ -229,7 +237,7 @@ struct Ctx {
 #[derive(Debug)]
 pub struct DrfAllocator {
     config: DrfConfig,
-    min_sets: Vec<Vec<(usize, i64)>>,
+    min_sets: Vec<Vec<(usize, Amount)>>,
     rng: u64,
     names: Names,
     agents: Vec<Option<AgentSlot>>,
@@ -255,6 +263,44 @@ impl Default for DrfAllocator {
     fn default() -> Self {
         Self::new(DrfConfig::default())
     }
+}
+
+/// What RESERVE and UNRESERVE of free resources may name: reserved,
+/// dynamic resources only. A static reservation (an agent's
+/// `--resources`) changes only with the agent's configuration.
+fn check_dynamic(reserved: &Resources) -> Result<(), AllocatorError> {
+    if reserved.is_empty() || !reserved.allocatable_to(UNRESERVED).is_empty() {
+        return Err(AllocatorError::InvalidReservation(
+            "every resource must carry a role other than '*'".into(),
+        ));
+    }
+    if !reserved.statically_reserved().is_empty() {
+        return Err(AllocatorError::InvalidReservation(
+            "static reservations (an agent's --resources) cannot be made or removed".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What an offer operation may do to an allocation: change dynamic
+/// reservations within `role`'s reach, never quantities or static ones.
+fn check_change(role: &str, from: &Resources, to: &Resources) -> Result<(), AllocatorError> {
+    if unreserved_form(from) != unreserved_form(to) {
+        return Err(AllocatorError::InvalidReservation(
+            "an operation may change reservations, not quantities".into(),
+        ));
+    }
+    if from.statically_reserved() != to.statically_reserved() {
+        return Err(AllocatorError::InvalidReservation(
+            "static reservations (an agent's --resources) cannot be made or removed".into(),
+        ));
+    }
+    if allocatable_to_role(to, role) != *to {
+        return Err(AllocatorError::InvalidReservation(format!(
+            "role '{role}' may not hold {to}"
+        )));
+    }
+    Ok(())
 }
 
 fn splitmix(state: &mut u64) -> u64 {
@@ -314,7 +360,7 @@ impl DrfAllocator {
                     self.names.intern(&r);
                 }
                 if let Some(i) = self.names.index(name) {
-                    out.push((i, (amount * 1000.0).round() as i64));
+                    out.push((i, scalars::millis(*amount)));
                 }
             }
             sets.push(out);
@@ -352,18 +398,32 @@ impl DrfAllocator {
             .expect("live framework slot")
     }
 
+    /// The node of `role`, created with its missing ancestors. A loop over
+    /// the role's levels, root first: no role, however deep, can exhaust
+    /// the stack (roles are validated at the edge, but the allocator does
+    /// not rely on it).
     fn node_for(&mut self, role: &str) -> u32 {
         if let Some(&n) = self.node_index.get(role) {
             return n;
         }
-        let parent = match role.rfind('/') {
-            Some(i) => self.node_for(&role[..i]),
-            None => ROOT,
-        };
-        let n = self.nodes.len() as u32;
-        self.nodes.push(RoleNode::new(role, Some(parent)));
-        self.node_index.insert(role.to_string(), n);
-        n
+        let ends = role
+            .match_indices('/')
+            .map(|(i, _)| i)
+            .chain(std::iter::once(role.len()));
+        let mut parent = ROOT;
+        for end in ends {
+            let name = &role[..end];
+            parent = match self.node_index.get(name) {
+                Some(&n) => n,
+                None => {
+                    let n = self.nodes.len() as u32;
+                    self.nodes.push(RoleNode::new(name, Some(parent)));
+                    self.node_index.insert(name.to_string(), n);
+                    n
+                }
+            };
+        }
+        parent
     }
 
     /// The node and its ancestors, excluding the root.
@@ -499,10 +559,10 @@ impl DrfAllocator {
             return false;
         };
         let c = nd.consumption();
-        let mut room = [i64::MAX; MAX_SCALARS];
+        let mut room = [UNLIMITED; MAX_SCALARS];
         for i in 0..MAX_SCALARS {
-            if q.limit[i] != i64::MAX {
-                room[i] = q.limit[i] - c[i];
+            if q.limit[i] != UNLIMITED {
+                room[i] = q.limit[i].saturating_sub(c[i]);
             }
         }
         if self.worth_sc(&room) {
@@ -527,8 +587,8 @@ impl DrfAllocator {
         let mut unres = *unres;
         if sign < 0 {
             for i in 0..MAX_SCALARS {
-                sc[i] = -sc[i];
-                unres[i] = -unres[i];
+                sc[i] = sc[i].saturating_neg();
+                unres[i] = unres[i].saturating_neg();
             }
         }
         let node = {
@@ -764,15 +824,15 @@ impl DrfAllocator {
 
     /// Caps on the unreserved scalars a client of `node` may get now.
     fn caps(&self, node: u32, ctx: &Ctx) -> Sc {
-        let mut cap = [i64::MAX; MAX_SCALARS];
+        let mut cap = [UNLIMITED; MAX_SCALARS];
         let mut own_unmet = ZERO;
         for n in self.chain(node) {
             let nd = &self.nodes[n as usize];
             if let Some(q) = &nd.quota {
                 let c = nd.consumption();
                 for i in 0..MAX_SCALARS {
-                    if q.limit[i] != i64::MAX {
-                        cap[i] = cap[i].min(q.limit[i] - c[i]);
+                    if q.limit[i] != UNLIMITED {
+                        cap[i] = cap[i].min(q.limit[i].saturating_sub(c[i]));
                     }
                 }
                 if nd.active > 0 {
@@ -790,7 +850,8 @@ impl DrfAllocator {
         if let Some(required) = &ctx.headroom {
             for i in 0..MAX_SCALARS {
                 if required[i] > 0 {
-                    let allowed = self.avail_unres[i] - (required[i] - own_unmet[i]);
+                    let allowed = self.avail_unres[i]
+                        .saturating_sub(required[i].saturating_sub(own_unmet[i]));
                     cap[i] = cap[i].min(allowed);
                 }
             }
@@ -849,7 +910,9 @@ impl DrfAllocator {
     }
 
     /// The first eligible client in DRF order under `n`, with its offer
-    /// (`None`: the agent's whole free pool).
+    /// (`None`: the agent's whole free pool). A depth-first walk with an
+    /// explicit stack, so that the role tree's depth never touches the
+    /// thread's stack.
     fn find(
         &self,
         a: &AgentSlot,
@@ -857,11 +920,59 @@ impl DrfAllocator {
         reserved_roles: &[u32],
         ctx: &Ctx,
     ) -> Option<(u32, Option<Resources>)> {
+        let mut stack: Vec<Visit<'_>> = Vec::new();
+        stack.extend(self.visit(a, n, reserved_roles, ctx));
+        while let Some(visit) = stack.last_mut() {
+            let Some(key) = visit.order.next() else {
+                stack.pop();
+                continue;
+            };
+            if key.3 != SELF {
+                let child = self.visit(a, key.3, reserved_roles, ctx);
+                stack.extend(child);
+                continue;
+            }
+            let Some((base, capped)) = &visit.cand else {
+                continue;
+            };
+            let offer = capped.as_ref().unwrap_or(base.as_ref());
+            if !self.worth(offer) {
+                continue;
+            }
+            let node = &self.nodes[visit.node as usize];
+            for ck in &node.self_clients {
+                let c = ck.3;
+                if a.cycle_clients.contains(&c) {
+                    continue;
+                }
+                if self.is_filtered(a, c, base, ctx.now) {
+                    continue;
+                }
+                let offer = match (capped, base) {
+                    (Some(capped), _) => Some(capped.clone()),
+                    (None, Cow::Borrowed(_)) => None,
+                    (None, Cow::Owned(base)) => Some(base.clone()),
+                };
+                return Some((c, offer));
+            }
+        }
+        None
+    }
+
+    /// Starts visiting node `n` for [`Self::find`]: `None` when nothing
+    /// under it can be offered anything of this agent.
+    fn visit<'s>(
+        &'s self,
+        a: &'s AgentSlot,
+        n: u32,
+        reserved_roles: &[u32],
+        ctx: &Ctx,
+    ) -> Option<Visit<'s>> {
         let node = &self.nodes[n as usize];
         if node.active == 0 {
             return None;
         }
-        let mut cand: Option<(Cow<'_, Resources>, Option<Resources>)> = None;
+        let mut cand = None;
         if n != ROOT {
             if reserved_roles.is_empty() && !self.capped_unres_worth(a, n, ctx) {
                 return None;
@@ -873,35 +984,11 @@ impl DrfAllocator {
             }
             cand = Some((base, capped));
         }
-        for key in &node.order {
-            if key.3 == SELF {
-                let Some((base, capped)) = &cand else {
-                    continue;
-                };
-                let offer = capped.as_ref().unwrap_or(base.as_ref());
-                if !self.worth(offer) {
-                    continue;
-                }
-                for ck in &node.self_clients {
-                    let c = ck.3;
-                    if a.cycle_clients.contains(&c) {
-                        continue;
-                    }
-                    if self.is_filtered(a, c, base, ctx.now) {
-                        continue;
-                    }
-                    let offer = match (capped, base) {
-                        (Some(capped), _) => Some(capped.clone()),
-                        (None, Cow::Borrowed(_)) => None,
-                        (None, Cow::Owned(base)) => Some(base.clone()),
-                    };
-                    return Some((c, offer));
-                }
-            } else if let Some(found) = self.find(a, key.3, reserved_roles, ctx) {
-                return Some(found);
-            }
-        }
-        None
+        Some(Visit {
+            node: n,
+            cand,
+            order: node.order.iter(),
+        })
     }
 
     fn begin_agent(&mut self, a: u32) {
@@ -1279,6 +1366,30 @@ impl DrfAllocator {
         out
     }
 
+    /// Applies a checked allocation change (see `update_allocations`).
+    fn apply_change(&mut self, a: u32, c: u32, from: &Resources, to: &Resources) {
+        if from.is_empty() {
+            // Same quantities: `to` is empty too.
+            return;
+        }
+        // Books: the allocation leaves as `from`, the total changes, and the
+        // allocation comes back as `to`.
+        let from_sc = self.names.of(from);
+        let from_unres = self.names.unreserved(from);
+        self.alloc_delta(c, &from_sc, &from_unres, -1);
+        self.adjust_reserved(a, from, -1);
+        self.adjust_reserved(a, to, 1);
+        let agent = self.agent_mut(a);
+        agent.total.subtract(from);
+        agent.total.add(to);
+        let held = self.client_mut(c).allocs.entry(a).or_default();
+        held.subtract(from);
+        held.add(to);
+        let to_sc = self.names.of(to);
+        let to_unres = self.names.unreserved(to);
+        self.alloc_delta(c, &to_sc, &to_unres, 1);
+    }
+
     // ---- queries ------------------------------------------------------
 
     fn role_summary(&self, n: u32, frameworks: Vec<FrameworkId>) -> RoleSummary {
@@ -1351,7 +1462,6 @@ impl DrfAllocator {
                 if !self.agent(a).clients.contains(&(c as u32)) {
                     return Err(format!("client {c} allocation on agent not listed"));
                 }
-                let agent = self.agent(a);
                 for (role, _) in split_by_role(held) {
                     if role != UNRESERVED && !crate::roles::is_role_or_descendant(&cl.role, &role) {
                         return Err(format!(
@@ -1360,7 +1470,6 @@ impl DrfAllocator {
                         ));
                     }
                 }
-                let _ = agent;
                 scalars::add(&mut sum, &self.names.of(held));
             }
             if sum != cl.alloc {
@@ -1390,7 +1499,7 @@ impl DrfAllocator {
                 let nd = &self.nodes[n as usize];
                 let q = nd.quota.as_ref().expect("quota role");
                 let c = nd.consumption();
-                (0..MAX_SCALARS).any(|i| q.limit[i] != i64::MAX && c[i] > q.limit[i])
+                (0..MAX_SCALARS).any(|i| q.limit[i] != UNLIMITED && c[i] > q.limit[i])
             })
             .map(|&n| self.nodes[n as usize].name.to_string())
             .collect()
@@ -1745,10 +1854,10 @@ impl Allocator for DrfAllocator {
             .iter()
             .map(|(role, q)| {
                 let guarantee = self.names.of(&q.guarantee);
-                let mut limit = [i64::MAX; MAX_SCALARS];
+                let mut limit = [UNLIMITED; MAX_SCALARS];
                 for name in q.limit.names() {
                     if let Some(i) = self.names.index(name) {
-                        limit[i] = (q.limit.scalar_value(name) * 1000.0).round() as i64;
+                        limit[i] = scalars::millis(q.limit.scalar_value(name));
                     }
                 }
                 (
@@ -1780,7 +1889,7 @@ impl Allocator for DrfAllocator {
                     .get(role)
                     .map(|&n| self.nodes[n as usize].consumption())
                     .unwrap_or(ZERO);
-                if (0..MAX_SCALARS).any(|i| b.limit[i] != i64::MAX && consumed[i] > b.limit[i]) {
+                if (0..MAX_SCALARS).any(|i| b.limit[i] != UNLIMITED && consumed[i] > b.limit[i]) {
                     return Err(AllocatorError::ExceedsLimit {
                         role: role.clone(),
                         consumed: self.names.text(&consumed),
@@ -1865,11 +1974,7 @@ impl Allocator for DrfAllocator {
         let Some(&a) = self.agent_index.get(agent_id) else {
             return Err(AllocatorError::UnknownAgent(agent_id.to_string()));
         };
-        if reserved.is_empty() || !reserved.allocatable_to(UNRESERVED).is_empty() {
-            return Err(AllocatorError::InvalidReservation(
-                "every resource must carry a role other than '*'".into(),
-            ));
-        }
+        check_dynamic(reserved)?;
         let unres = unreserved_form(reserved);
         if !self.agent(a).free.contains(&unres) {
             return Err(AllocatorError::NotAvailable {
@@ -1887,7 +1992,7 @@ impl Allocator for DrfAllocator {
                     if let Some(q) = &nd.quota {
                         let mut c = nd.consumption();
                         scalars::add(&mut c, &sc);
-                        if (0..MAX_SCALARS).any(|i| q.limit[i] != i64::MAX && c[i] > q.limit[i]) {
+                        if (0..MAX_SCALARS).any(|i| q.limit[i] != UNLIMITED && c[i] > q.limit[i]) {
                             return Err(AllocatorError::InvalidReservation(format!(
                                 "it would exceed the quota limit of role '{}'",
                                 nd.name
@@ -1909,11 +2014,7 @@ impl Allocator for DrfAllocator {
         let Some(&a) = self.agent_index.get(agent_id) else {
             return Err(AllocatorError::UnknownAgent(agent_id.to_string()));
         };
-        if reserved.is_empty() || !reserved.allocatable_to(UNRESERVED).is_empty() {
-            return Err(AllocatorError::InvalidReservation(
-                "every resource must carry a role other than '*'".into(),
-            ));
-        }
+        check_dynamic(reserved)?;
         if !self.agent(a).free.contains(reserved) {
             return Err(AllocatorError::NotAvailable {
                 agent: agent_id.to_string(),
@@ -1932,6 +2033,16 @@ impl Allocator for DrfAllocator {
         from: &Resources,
         to: &Resources,
     ) -> Result<(), AllocatorError> {
+        self.update_allocations(agent_id, framework_id, role, &[(from.clone(), to.clone())])
+    }
+
+    fn update_allocations(
+        &mut self,
+        agent_id: &AgentId,
+        framework_id: &FrameworkId,
+        role: &str,
+        changes: &[(Resources, Resources)],
+    ) -> Result<(), AllocatorError> {
         let Some(&a) = self.agent_index.get(agent_id) else {
             return Err(AllocatorError::UnknownAgent(agent_id.to_string()));
         };
@@ -1941,43 +2052,23 @@ impl Allocator for DrfAllocator {
         let Some(&c) = self.framework(f).clients.get(role) else {
             return Err(AllocatorError::InvalidRole(role.to_string()));
         };
-        if unreserved_form(from) != unreserved_form(to) {
-            return Err(AllocatorError::InvalidReservation(
-                "an operation may change reservations, not quantities".into(),
-            ));
+        // Every change is checked against what the client will hold by
+        // then, before any is applied: nothing ever needs rolling back.
+        let mut held = self.client(c).allocs.get(&a).cloned().unwrap_or_default();
+        for (from, to) in changes {
+            check_change(role, from, to)?;
+            if !held.contains(from) {
+                return Err(AllocatorError::NotAvailable {
+                    agent: agent_id.to_string(),
+                    resources: from.to_string(),
+                });
+            }
+            held.subtract(from);
+            held.add(to);
         }
-        if allocatable_to_role(to, role) != *to {
-            return Err(AllocatorError::InvalidReservation(format!(
-                "role '{role}' may not hold {to}"
-            )));
+        for (from, to) in changes {
+            self.apply_change(a, c, from, to);
         }
-        let held_ok = self
-            .client(c)
-            .allocs
-            .get(&a)
-            .is_some_and(|held| held.contains(from));
-        if !held_ok {
-            return Err(AllocatorError::NotAvailable {
-                agent: agent_id.to_string(),
-                resources: from.to_string(),
-            });
-        }
-        // Books: the allocation leaves as `from`, the total changes, and the
-        // allocation comes back as `to`.
-        let from_sc = self.names.of(from);
-        let from_unres = self.names.unreserved(from);
-        self.alloc_delta(c, &from_sc, &from_unres, -1);
-        self.adjust_reserved(a, from, -1);
-        self.adjust_reserved(a, to, 1);
-        let agent = self.agent_mut(a);
-        agent.total.subtract(from);
-        agent.total.add(to);
-        let held = self.client_mut(c).allocs.get_mut(&a).expect("held");
-        held.subtract(from);
-        held.add(to);
-        let to_sc = self.names.of(to);
-        let to_unres = self.names.unreserved(to);
-        self.alloc_delta(c, &to_sc, &to_unres, 1);
         Ok(())
     }
 
@@ -2014,14 +2105,14 @@ impl Allocator for DrfAllocator {
         }
         // At the limit: some limited resource has no room left (offers, if
         // any, lack it), or no min-allocatable set fits in the room left.
-        let mut room = [i64::MAX; MAX_SCALARS];
+        let mut room = [UNLIMITED; MAX_SCALARS];
         for n in self.chain(cl.node) {
             let nd = &self.nodes[n as usize];
             if let Some(q) = &nd.quota {
                 let used = nd.consumption();
                 for i in 0..MAX_SCALARS {
-                    if q.limit[i] != i64::MAX {
-                        room[i] = room[i].min(q.limit[i] - used[i]);
+                    if q.limit[i] != UNLIMITED {
+                        room[i] = room[i].min(q.limit[i].saturating_sub(used[i]));
                     }
                 }
             }

@@ -296,6 +296,22 @@ pub trait Allocator: Send {
         Err(AllocatorError::Unsupported)
     }
 
+    /// Several offer operations of one ACCEPT, all or nothing: on error
+    /// nothing changed, so the caller never has a rollback to get wrong.
+    fn update_allocations(
+        &mut self,
+        _agent_id: &AgentId,
+        _framework_id: &FrameworkId,
+        _role: &str,
+        changes: &[(Resources, Resources)],
+    ) -> Result<(), AllocatorError> {
+        if changes.is_empty() {
+            Ok(())
+        } else {
+            Err(AllocatorError::Unsupported)
+        }
+    }
+
     /// Why this (framework, role) gets no offer, and when it last got one.
     /// `None` if the framework or role is unknown.
     fn offer_status(

@@ -48,37 +48,17 @@ pub fn allocatable_to_role(resources: &Resources, role: &str) -> Resources {
 
 /// The same quantities with every reservation removed.
 pub fn unreserved_form(resources: &Resources) -> Resources {
-    let mut protos = resources.to_proto(None);
-    for p in &mut protos {
-        p.reservations.clear();
-        p.role = None;
-        p.allocation_info = None;
-    }
-    Resources::from_proto(&protos).unwrap_or_default()
+    resources.unreserved()
 }
 
 /// Splits resources by reservation role (`*` for unreserved).
 pub(crate) fn split_by_role(resources: &Resources) -> BTreeMap<String, Resources> {
-    let mut out: BTreeMap<String, Resources> = BTreeMap::new();
-    for p in resources.to_proto(None) {
-        let role = p
-            .reservations
-            .last()
-            .and_then(|r| r.role.clone())
-            .unwrap_or_else(|| UNRESERVED.to_string());
-        if let Ok(one) = Resources::from_proto(std::slice::from_ref(&p)) {
-            out.entry(role).or_default().add(&one);
-        }
-    }
-    out
+    resources.by_role()
 }
 
 /// Whether every entry is a scalar.
 pub(crate) fn only_scalars(resources: &Resources) -> bool {
-    resources
-        .to_proto(None)
-        .iter()
-        .all(|p| p.scalar.is_some() && p.ranges.is_none() && p.set.is_none())
+    resources.only_scalars()
 }
 
 /// `a ∩ b`: what of `b` is in `a`.

@@ -12,12 +12,23 @@ use agora_core::resources::UNRESERVED;
 
 pub(crate) const MAX_SCALARS: usize = 8;
 
-pub(crate) type Sc = [i64; MAX_SCALARS];
+/// Thousandths of a unit. Wider than `Resources`' `i64` entries on purpose:
+/// the books sum every agent of the cluster, and at the per-entry maximum
+/// (1e15 thousandths) ~9,200 agents would overflow an `i64`; an `i128`
+/// holds 1.7e23 of them, so the books stay exact at any size a master can
+/// hold in memory (and the arithmetic saturates besides).
+pub(crate) type Amount = i128;
+
+pub(crate) type Sc = [Amount; MAX_SCALARS];
+
+/// A quota limit's value where the resource is unlimited.
+pub(crate) const UNLIMITED: Amount = Amount::MAX;
 
 pub(crate) const ZERO: Sc = [0; MAX_SCALARS];
 
-fn millis(v: f64) -> i64 {
-    (v * 1000.0).round() as i64
+/// Units as thousandths (`as` saturates on the way: never wraps).
+pub(crate) fn millis(v: f64) -> Amount {
+    (v * 1000.0).round() as Amount
 }
 
 #[derive(Debug, Clone)]
@@ -95,15 +106,17 @@ impl Names {
     }
 }
 
+/// `a += b`, saturating (unreachable with [`Amount`], but never wrapping).
 pub(crate) fn add(a: &mut Sc, b: &Sc) {
     for i in 0..MAX_SCALARS {
-        a[i] += b[i];
+        a[i] = a[i].saturating_add(b[i]);
     }
 }
 
+/// `a -= b`, saturating.
 pub(crate) fn sub(a: &mut Sc, b: &Sc) {
     for i in 0..MAX_SCALARS {
-        a[i] -= b[i];
+        a[i] = a[i].saturating_sub(b[i]);
     }
 }
 

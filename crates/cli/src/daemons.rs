@@ -229,6 +229,12 @@ fn default_tuning(work_dir: Option<PathBuf>) -> MasterTuning {
     }
 }
 
+/// A flag's seconds as a `Duration`. The flags' parsers already bound them
+/// (`parse_interval`); the checked conversion keeps that from being the only guard.
+fn flag_duration(secs: f64) -> Duration {
+    agora_core::time::duration_from_secs(secs).unwrap_or(Duration::ZERO)
+}
+
 fn master_options(
     address: SocketAddr,
     hostname: String,
@@ -237,15 +243,15 @@ fn master_options(
     agora_master::MasterOptions {
         advertise: address,
         hostname,
-        allocation_interval: Duration::from_secs_f64(tuning.allocation_interval),
-        agent_ping_timeout: Duration::from_secs_f64(tuning.agent_ping_timeout),
+        allocation_interval: flag_duration(tuning.allocation_interval),
+        agent_ping_timeout: flag_duration(tuning.agent_ping_timeout),
         max_agent_ping_timeouts: tuning.max_agent_ping_timeouts,
         agent_removal_timeout: Duration::from_secs_f64(tuning.agent_removal_timeout),
         zk: tuning.zk.clone(),
-        zk_session_timeout: Duration::from_secs_f64(tuning.zk_session_timeout),
+        zk_session_timeout: flag_duration(tuning.zk_session_timeout),
         work_dir: tuning.work_dir.clone(),
-        agent_reregister_timeout: Duration::from_secs_f64(tuning.agent_reregister_timeout),
-        offer_timeout: tuning.offer_timeout.map(Duration::from_secs_f64),
+        agent_reregister_timeout: flag_duration(tuning.agent_reregister_timeout),
+        offer_timeout: tuning.offer_timeout.map(flag_duration),
     }
 }
 

@@ -152,22 +152,20 @@ pub(crate) struct RunArgs {
 impl RunArgs {
     /// Checks what clap cannot: numbers in range and flags that go together.
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
-        let positive = |v: f64| v.is_finite() && v > 0.0;
-        ensure!(
-            positive(self.cpus),
-            "--cpus must be a positive number, got {}",
-            self.cpus
-        );
-        ensure!(
-            positive(self.mem),
-            "--mem must be a positive number of MB, got {}",
-            self.mem
-        );
-        if let Some(disk) = self.disk {
+        // Positive, and an amount `Resources` keeps: `--cpus 0.0001` would
+        // round to nothing and launch a task with no cpus.
+        let amount = |flag: &str, unit: &str, v: f64| -> anyhow::Result<()> {
             ensure!(
-                positive(disk),
-                "--disk must be a positive number of MB, got {disk}"
+                v.is_finite() && v > 0.0,
+                "{flag} must be a positive number{unit}, got {v}"
             );
+            agora_core::resources::check_scalar(v)
+                .map_err(|why| anyhow::anyhow!("{flag} {v} {why}"))
+        };
+        amount("--cpus", "", self.cpus)?;
+        amount("--mem", " of MB", self.mem)?;
+        if let Some(disk) = self.disk {
+            amount("--disk", " of MB", disk)?;
         }
         // The master would refuse these tasks on every offer: say so now.
         for instance in [0, self.instances.saturating_sub(1)] {

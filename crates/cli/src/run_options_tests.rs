@@ -129,6 +129,18 @@ fn validation_ties_flags_together() {
     assert!(err(&["--health-failures", "2"]).contains("--health-check"));
     assert!(err(&["--disk", "0"]).contains("--disk"));
     assert!(err(&["--cpus", "0"]).contains("--cpus"));
+    // Positive but below the smallest amount: would launch a task with no cpus.
+    let tiny = err(&["--cpus", "0.0001"]);
+    assert!(
+        tiny.contains("--cpus") && tiny.contains("below 0.001"),
+        "{tiny}"
+    );
+    assert!(err(&["--mem", "0.0004"]).contains("below 0.001"));
+    assert!(err(&["--disk", "1e13"]).contains("--disk"));
+    parse(&["--cpus", "0.001"])
+        .expect("parses")
+        .validate()
+        .expect("the smallest amount is valid");
     parse(&["--ports", "1", "--health-check", "tcp:PORT0"])
         .expect("parses")
         .validate()

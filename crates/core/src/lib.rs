@@ -5,8 +5,11 @@
 
 pub mod ids;
 pub mod resources;
+pub mod role;
 pub mod task;
+pub mod time;
 
 pub use ids::{AgentId, ExecutorId, FrameworkId, IdError, OfferId, TaskId};
 pub use resources::{Resources, ResourcesError};
+pub use role::{RoleError, validate_role};
 pub use task::{TaskState, TaskStateError};

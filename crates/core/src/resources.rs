@@ -2,7 +2,8 @@
 //!
 //! Invariants kept by every operation:
 //! - scalars are fixed-point with three decimals (Mesos' precision), stored as
-//!   integer thousandths, so that adding and subtracting never drifts;
+//!   integer thousandths, so that adding and subtracting never drifts, and
+//!   sums saturate rather than overflow;
 //! - no entry is empty (zero scalar, no ranges, empty set) — empty entries are removed;
 //! - ranges are sorted, non-overlapping and non-adjacent;
 //! - a resource name has one type across all roles.
@@ -12,11 +13,13 @@ use std::fmt;
 
 use agora_proto::v1 as pb;
 
-/// The role of unreserved resources.
-pub const UNRESERVED: &str = "*";
+use crate::role::{RoleError, validate_role};
+pub use crate::role::{UNRESERVED, valid_role};
 
-/// Largest scalar accepted (in whole units), far above any real machine, so
-/// that fixed-point sums can never overflow.
+/// Largest scalar accepted (in whole units), far above any real machine.
+/// One entry is at most 1e15 thousandths, so an `i64` holds ~9,200 of them:
+/// sums saturate (a cluster-wide total may reach that, never wraps), and
+/// the allocator's books use a wider type.
 const MAX_SCALAR: f64 = 1e12;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,8 +34,10 @@ pub enum ResourcesError {
     },
     #[error("resource name '{0}' is invalid")]
     BadName(String),
-    #[error("role '{0}' is invalid")]
-    BadRole(String),
+    #[error("unknown resource '{name}': did you mean '{meant}'?")]
+    DidYouMean { name: String, meant: &'static str },
+    #[error(transparent)]
+    BadRole(#[from] RoleError),
     #[error("resource '{0}' is given with two different types")]
     TypeMismatch(String),
 }
@@ -63,17 +68,76 @@ impl Value {
     }
 }
 
-/// A bag of resources keyed by (name, role).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Resources {
-    entries: BTreeMap<(String, String), Value>,
+/// How resources came to be reserved for a role: by the agent's
+/// `--resources` (static, only an agent restart changes them), or by an
+/// operator's or framework's RESERVE (dynamic, UNRESERVE undoes them).
+/// Unreserved resources are `Static`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Reservation {
+    #[default]
+    Static,
+    Dynamic,
 }
 
-fn to_millis(value: f64) -> Option<i64> {
+/// The text form's mark of a dynamic reservation: `cpus(ops, dynamic):2`
+/// (a role cannot contain whitespace, so this is never part of a role).
+const DYNAMIC_MARK: &str = ", dynamic";
+
+/// (name, role, how it is reserved).
+type Key = (String, String, Reservation);
+
+/// A bag of resources keyed by (name, role, reservation kind).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    entries: BTreeMap<Key, Value>,
+}
+
+/// The smallest positive scalar: one thousandth (Mesos' precision).
+pub const MIN_SCALAR: f64 = 0.001;
+
+/// Highest port number: `ports` ranges above it are refused.
+pub const MAX_PORT: u64 = 65_535;
+
+/// Resource names people mistype, with what they meant. Refused in the
+/// text form (a flag or an operator's request), where a typo would make a
+/// custom resource nobody asks for; custom names stay allowed otherwise.
+const NEAR_MISSES: [(&str, &str); 6] = [
+    ("cpu", "cpus"),
+    ("memory", "mem"),
+    ("ram", "mem"),
+    ("port", "ports"),
+    ("gpu", "gpus"),
+    ("disks", "disk"),
+];
+
+/// A scalar in thousandths, or why it is refused: not finite, negative,
+/// above [`MAX_SCALAR`], or positive but below [`MIN_SCALAR`] (it would
+/// silently become nothing).
+fn to_millis(value: f64) -> Result<i64, &'static str> {
     if !value.is_finite() || !(0.0..=MAX_SCALAR).contains(&value) {
-        return None;
+        return Err("must be a finite number between 0 and 1e12");
     }
-    Some((value * 1000.0).round() as i64)
+    let millis = (value * 1000.0).round() as i64;
+    if millis == 0 && value > 0.0 {
+        return Err("is above 0 but below 0.001, the smallest amount");
+    }
+    Ok(millis)
+}
+
+/// Whether `value` is a scalar amount `Resources` accepts, and why not:
+/// for front ends (flags) that build resources from numbers.
+pub fn check_scalar(value: f64) -> Result<(), &'static str> {
+    to_millis(value).map(|_| ())
+}
+
+/// Checks what a value's type alone does not: port numbers fit in 16 bits.
+fn check_value(name: &str, value: &Value) -> Result<(), &'static str> {
+    match value {
+        Value::Ranges(ranges) if name == "ports" && ranges.iter().any(|&(_, e)| e > MAX_PORT) => {
+            Err("ports are at most 65535")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn from_millis(millis: i64) -> f64 {
@@ -85,24 +149,6 @@ fn valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-}
-
-/// A role is `*` or a `/`-separated path of non-empty components without
-/// whitespace, `.`/`..` or a leading `-` (Mesos' rules).
-pub fn valid_role(role: &str) -> bool {
-    if role == UNRESERVED {
-        return true;
-    }
-    !role.is_empty()
-        && role.split('/').all(|part| {
-            !part.is_empty()
-                && part != "."
-                && part != ".."
-                && !part.starts_with('-')
-                && part
-                    .chars()
-                    .all(|c| !c.is_whitespace() && !c.is_control() && c != '*' && c != '\\')
-        })
 }
 
 fn normalize_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
@@ -183,9 +229,7 @@ fn parse_value(name: &str, text: &str) -> Result<Value, ResourcesError> {
         return Ok(Value::Set(items));
     }
     let number: f64 = text.parse().map_err(|_| bad("not a number"))?;
-    to_millis(number)
-        .map(Value::Scalar)
-        .ok_or_else(|| bad("must be a finite number between 0 and 1e12"))
+    to_millis(number).map(Value::Scalar).map_err(bad)
 }
 
 impl Resources {
@@ -201,23 +245,38 @@ impl Resources {
                 .split_once(':')
                 .ok_or_else(|| ResourcesError::Syntax(item.to_string()))?;
             let key = key.trim();
-            let (name, role) = match key.split_once('(') {
+            let (name, role, kind) = match key.split_once('(') {
                 Some((name, rest)) => {
                     let role = rest
                         .strip_suffix(')')
                         .ok_or_else(|| ResourcesError::Syntax(item.to_string()))?;
-                    (name.trim(), role.trim())
+                    let (role, kind) = match role.strip_suffix(DYNAMIC_MARK) {
+                        Some(role) if role.trim() != UNRESERVED => (role, Reservation::Dynamic),
+                        Some(_) => return Err(ResourcesError::Syntax(item.to_string())),
+                        None => (role, Reservation::Static),
+                    };
+                    (name.trim(), role.trim(), kind)
                 }
-                None => (key, UNRESERVED),
+                None => (key, UNRESERVED, Reservation::Static),
             };
             if !valid_name(name) {
                 return Err(ResourcesError::BadName(name.to_string()));
             }
-            if !valid_role(role) {
-                return Err(ResourcesError::BadRole(role.to_string()));
+            if let Some(&(_, meant)) = NEAR_MISSES.iter().find(|(typo, _)| *typo == name) {
+                return Err(ResourcesError::DidYouMean {
+                    name: name.to_string(),
+                    meant,
+                });
             }
-            let value = parse_value(name, value.trim())?;
-            out.add_entry(name, role, value)?;
+            validate_role(role)?;
+            let text = value.trim();
+            let value = parse_value(name, text)?;
+            check_value(name, &value).map_err(|why| ResourcesError::BadValue {
+                name: name.to_string(),
+                value: text.to_string(),
+                why,
+            })?;
+            out.add_entry_as(name, role, kind, value)?;
         }
         Ok(out)
     }
@@ -229,11 +288,21 @@ impl Resources {
     fn type_of(&self, name: &str) -> Option<u8> {
         self.entries
             .iter()
-            .find(|((n, _), _)| n == name)
+            .find(|((n, _, _), _)| n == name)
             .map(|(_, v)| v.kind())
     }
 
     fn add_entry(&mut self, name: &str, role: &str, value: Value) -> Result<(), ResourcesError> {
+        self.add_entry_as(name, role, Reservation::Static, value)
+    }
+
+    fn add_entry_as(
+        &mut self,
+        name: &str,
+        role: &str,
+        kind: Reservation,
+        value: Value,
+    ) -> Result<(), ResourcesError> {
         if let Some(kind) = self.type_of(name)
             && kind != value.kind()
         {
@@ -242,10 +311,16 @@ impl Resources {
         if value.is_empty() {
             return Ok(());
         }
-        let key = (name.to_string(), role.to_string());
+        // Unreserved resources have no reservation to tell apart.
+        let kind = if role == UNRESERVED {
+            Reservation::Static
+        } else {
+            kind
+        };
+        let key = (name.to_string(), role.to_string(), kind);
         let merged = match (self.entries.remove(&key), value) {
             (None, v) => v,
-            (Some(Value::Scalar(a)), Value::Scalar(b)) => Value::Scalar(a + b),
+            (Some(Value::Scalar(a)), Value::Scalar(b)) => Value::Scalar(a.saturating_add(b)),
             (Some(Value::Ranges(mut a)), Value::Ranges(b)) => {
                 a.extend(b);
                 Value::Ranges(normalize_ranges(a))
@@ -270,9 +345,9 @@ impl Resources {
     /// Adds `other` into `self`. Entries whose type conflicts are skipped:
     /// `Resources` built by `parse`/`from_proto` of one agent never conflict.
     pub fn add(&mut self, other: &Resources) {
-        for ((name, role), value) in &other.entries {
+        for ((name, role, kind), value) in &other.entries {
             // A conflict is impossible for resources of one agent; ignore rather than panic.
-            let _ = self.add_entry(name, role, value.clone());
+            let _ = self.add_entry_as(name, role, *kind, value.clone());
         }
     }
 
@@ -314,7 +389,7 @@ impl Resources {
             entries: self
                 .entries
                 .iter()
-                .filter(|((_, r), _)| r == UNRESERVED || r == role)
+                .filter(|((_, r, _), _)| r == UNRESERVED || r == role)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         }
@@ -325,31 +400,89 @@ impl Resources {
         from_millis(
             self.entries
                 .iter()
-                .filter_map(|((n, _), v)| match v {
+                .filter_map(|((n, _, _), v)| match v {
                     Value::Scalar(m) if n == name => Some(*m),
                     _ => None,
                 })
-                .sum(),
+                .fold(0, i64::saturating_add),
         )
+    }
+
+    /// The same quantities with every reservation removed.
+    pub fn unreserved(&self) -> Resources {
+        let mut out = Resources::new();
+        for ((name, _, _), value) in &self.entries {
+            // Same name means same type: merging cannot conflict.
+            let _ = out.add_entry(name, UNRESERVED, value.clone());
+        }
+        out
+    }
+
+    /// The same resources with every reservation made dynamic: what an
+    /// operator's or framework's RESERVE creates and UNRESERVE may remove.
+    pub fn as_dynamic(&self) -> Resources {
+        self.with_kind(Reservation::Dynamic)
+    }
+
+    /// The same resources with every reservation made static.
+    pub fn as_static(&self) -> Resources {
+        self.with_kind(Reservation::Static)
+    }
+
+    fn with_kind(&self, kind: Reservation) -> Resources {
+        let mut out = Resources::new();
+        for ((name, role, _), value) in &self.entries {
+            let _ = out.add_entry_as(name, role, kind, value.clone());
+        }
+        out
+    }
+
+    /// Only the statically reserved entries (the agent's `--resources`).
+    pub fn statically_reserved(&self) -> Resources {
+        Resources {
+            entries: self
+                .entries
+                .iter()
+                .filter(|((_, r, k), _)| r != UNRESERVED && *k == Reservation::Static)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// The entries by reservation role (`*` for unreserved).
+    pub fn by_role(&self) -> BTreeMap<String, Resources> {
+        let mut out: BTreeMap<String, Resources> = BTreeMap::new();
+        for ((name, role, kind), value) in &self.entries {
+            out.entry(role.clone())
+                .or_default()
+                .entries
+                .insert((name.clone(), role.clone(), *kind), value.clone());
+        }
+        out
+    }
+
+    /// Whether every entry is a scalar.
+    pub fn only_scalars(&self) -> bool {
+        self.entries.values().all(|v| matches!(v, Value::Scalar(_)))
     }
 
     /// Names of the resources present, each once.
     pub fn names(&self) -> BTreeSet<&str> {
-        self.entries.keys().map(|(n, _)| n.as_str()).collect()
+        self.entries.keys().map(|(n, _, _)| n.as_str()).collect()
     }
 
     /// A flat summary by name, as Mesos' `/state` shows resources: scalars as
     /// numbers summed over roles, ranges and sets in their text form.
     pub fn summary(&self) -> BTreeMap<String, SummaryValue> {
         let mut merged = Resources::new();
-        for ((name, _), value) in &self.entries {
+        for ((name, _, _), value) in &self.entries {
             // Same name means same type, so merging across roles cannot conflict.
             let _ = merged.add_entry(name, UNRESERVED, value.clone());
         }
         merged
             .entries
             .into_iter()
-            .map(|((name, _), value)| {
+            .map(|((name, _, _), value)| {
                 let summary = match value {
                     Value::Scalar(m) => SummaryValue::Number(from_millis(m)),
                     other => SummaryValue::Text(format_value(&other)),
@@ -362,7 +495,7 @@ impl Resources {
     pub fn to_proto(&self, allocation_role: Option<&str>) -> Vec<pb::Resource> {
         self.entries
             .iter()
-            .map(|((name, role), value)| {
+            .map(|((name, role, kind), value)| {
                 let mut r = pb::Resource {
                     name: name.clone(),
                     ..Default::default()
@@ -392,7 +525,10 @@ impl Resources {
                 }
                 if role != UNRESERVED {
                     r.reservations = vec![pb::resource::ReservationInfo {
-                        r#type: Some(pb::resource::reservation_info::Type::Static as i32),
+                        r#type: Some(match kind {
+                            Reservation::Static => pb::resource::reservation_info::Type::Static,
+                            Reservation::Dynamic => pb::resource::reservation_info::Type::Dynamic,
+                        } as i32),
                         role: Some(role.clone()),
                         principal: None,
                     }];
@@ -413,15 +549,17 @@ impl Resources {
             if !valid_name(&r.name) {
                 return Err(ResourcesError::BadName(r.name.clone()));
             }
-            let role = r
-                .reservations
-                .last()
+            let last = r.reservations.last();
+            let role = last
                 .and_then(|res| res.role.clone())
                 .or_else(|| r.role.clone())
                 .unwrap_or_else(|| UNRESERVED.to_string());
-            if !valid_role(&role) {
-                return Err(ResourcesError::BadRole(role));
-            }
+            let dynamic = pb::resource::reservation_info::Type::Dynamic as i32;
+            let kind = match last.and_then(|res| res.r#type) {
+                Some(t) if t == dynamic => Reservation::Dynamic,
+                _ => Reservation::Static,
+            };
+            validate_role(&role)?;
             let bad = |why| ResourcesError::BadValue {
                 name: r.name.clone(),
                 value: String::new(),
@@ -433,10 +571,7 @@ impl Resources {
                         .scalar
                         .as_ref()
                         .ok_or_else(|| bad("scalar value missing"))?;
-                    Value::Scalar(
-                        to_millis(v.value)
-                            .ok_or_else(|| bad("must be a finite number between 0 and 1e12"))?,
-                    )
+                    Value::Scalar(to_millis(v.value).map_err(bad)?)
                 }
                 Ok(pb::value::Type::Ranges) => {
                     let v = r
@@ -456,7 +591,8 @@ impl Resources {
                 }
                 _ => return Err(bad("unsupported resource type")),
             };
-            out.add_entry(&r.name, &role, value)?;
+            check_value(&r.name, &value).map_err(bad)?;
+            out.add_entry_as(&r.name, &role, kind, value)?;
         }
         Ok(out)
     }
@@ -487,15 +623,17 @@ fn format_value(value: &Value) -> String {
 impl fmt::Display for Resources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;
-        for ((name, role), value) in &self.entries {
+        for ((name, role, kind), value) in &self.entries {
             if !first {
                 f.write_str(";")?;
             }
             first = false;
-            if role == UNRESERVED {
-                write!(f, "{name}:{}", format_value(value))?;
-            } else {
-                write!(f, "{name}({role}):{}", format_value(value))?;
+            match kind {
+                _ if role == UNRESERVED => write!(f, "{name}:{}", format_value(value))?,
+                Reservation::Static => write!(f, "{name}({role}):{}", format_value(value))?,
+                Reservation::Dynamic => {
+                    write!(f, "{name}({role}{DYNAMIC_MARK}):{}", format_value(value))?
+                }
             }
         }
         Ok(())

@@ -4,6 +4,7 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+#[allow(clippy::disallowed_methods)] // a test's own finite seconds
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }

@@ -233,7 +233,7 @@ impl Sim {
                 if !ids.is_empty() {
                     let id = self.pick(&ids).clone();
                     let role = *self.pick(&RESERVED_ROLES);
-                    let reserved = res(&format!("cpus({role}):1"));
+                    let reserved = res(&format!("cpus({role}):1")).as_dynamic();
                     if self.rng.chance(50) {
                         if self.alloc.reserve(&id, &reserved).is_ok() {
                             let t = self.agents.get_mut(&id).unwrap();
@@ -252,7 +252,7 @@ impl Sim {
                 let i = self.rng.below(self.held.len());
                 let a = &self.held[i];
                 if RESERVED_ROLES.contains(&a.role.as_str()) {
-                    let reserved = res(&format!("cpus({}):1", a.role));
+                    let reserved = res(&format!("cpus({}):1", a.role)).as_dynamic();
                     let unreserved = res("cpus:1");
                     let (from, to) = if a.resources.contains(&unreserved) {
                         (unreserved, reserved)

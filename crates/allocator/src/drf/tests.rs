@@ -9,6 +9,11 @@ fn res(text: &str) -> Resources {
     Resources::parse(text).expect("valid resources")
 }
 
+/// Reserved resources as an operator's or framework's RESERVE makes them.
+fn dynamic(text: &str) -> Resources {
+    res(text).as_dynamic()
+}
+
 fn roles(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|n| n.to_string()).collect()
 }
@@ -458,23 +463,23 @@ fn reserve_unreserve_and_offer_operations() {
     let mut alloc = new();
     alloc.add_agent(agent(0), res("cpus:4;mem:1024"), &[]);
     alloc
-        .reserve(&agent(0), &res("cpus(ops):1;mem(ops):256"))
+        .reserve(&agent(0), &dynamic("cpus(ops):1;mem(ops):256"))
         .unwrap();
-    assert!(alloc.reserve(&agent(0), &res("cpus(ops):10")).is_err());
+    assert!(alloc.reserve(&agent(0), &dynamic("cpus(ops):10")).is_err());
     assert!(alloc.reserve(&agent(0), &res("cpus:1")).is_err());
     alloc.add_framework(framework(1), roles(&["dev"]), BTreeSet::new());
     let got = alloc.allocate(T0);
     assert_eq!(got[0].resources, res("cpus:3;mem:768"));
     alloc.add_framework(framework(2), roles(&["ops"]), BTreeSet::new());
     let got = alloc.allocate(T0);
-    assert_eq!(got[0].resources, res("cpus(ops):1;mem(ops):256"));
+    assert_eq!(got[0].resources, dynamic("cpus(ops):1;mem(ops):256"));
     // ops turns part of its offer back into unreserved resources.
     alloc
         .update_allocation(
             &agent(0),
             &framework(2),
             "ops",
-            &res("cpus(ops):1"),
+            &dynamic("cpus(ops):1"),
             &res("cpus:1"),
         )
         .unwrap();
@@ -486,11 +491,13 @@ fn reserve_unreserve_and_offer_operations() {
     alloc.recover(
         &agent(0),
         &framework(2),
-        &res("cpus:1;mem(ops):256"),
+        &dynamic("cpus:1;mem(ops):256"),
         None,
         T0,
     );
-    alloc.unreserve(&agent(0), &res("mem(ops):256")).unwrap();
+    alloc
+        .unreserve(&agent(0), &dynamic("mem(ops):256"))
+        .unwrap();
     assert_eq!(alloc.free()[&agent(0)], res("cpus:1;mem:256"));
     alloc.check_invariants().unwrap();
 }
@@ -621,20 +628,20 @@ fn many_reservations_on_one_agent_each_go_to_their_role() {
     for r in 0..50 {
         text.push_str(&format!(";cpus(r{r}):0.5;mem(r{r}):64"));
     }
-    alloc.add_agent(agent(0), res(&text), &[]);
+    alloc.add_agent(agent(0), res(&text).as_dynamic(), &[]);
     for r in 0..50 {
         alloc.add_framework(framework(r), roles(&[&format!("r{r}")]), BTreeSet::new());
     }
     let got = alloc.allocate(T0);
     assert_eq!(got.len(), 50, "one offer per role");
     for a in &got {
-        let mine = res(&format!("cpus({0}):0.5;mem({0}):64", a.role));
+        let mine = dynamic(&format!("cpus({0}):0.5;mem({0}):64", a.role));
         assert!(a.resources.contains(&mine), "{a:?}");
     }
     assert!(alloc.free()[&agent(0)].is_empty());
     for r in 0..10 {
         let role = format!("r{r}");
-        let reserved = res(&format!("cpus({role}):0.5"));
+        let reserved = dynamic(&format!("cpus({role}):0.5"));
         alloc
             .update_allocation(&agent(0), &framework(r), &role, &reserved, &res("cpus:0.5"))
             .unwrap();
@@ -671,4 +678,90 @@ fn a_role_at_its_limit_still_gets_its_reservations() {
         "the reservation alone exceeds it"
     );
     alloc.check_invariants().unwrap();
+}
+
+/// Roles are validated at the edge (`agora_core::validate_role` caps their
+/// depth), but no walk over the role tree may depend on it: a role far
+/// deeper than any cap, put in directly, is allocated to and removed on a
+/// thread with a small stack.
+#[test]
+fn a_role_thousands_of_levels_deep_cannot_overflow_the_stack() {
+    const DEPTH: usize = 3_000;
+    let deep = vec!["r"; DEPTH].join("/");
+    let worker = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let mut alloc = new();
+            alloc.add_agent(agent(0), res("cpus:2;mem:1024"), &[]);
+            alloc.add_agent(agent(1), res("cpus:2;mem:1024"), &[]);
+            alloc.add_framework(framework(1), roles(&["*"]), BTreeSet::new());
+            alloc.add_framework(framework(2), roles(&["*"]), BTreeSet::new());
+            // Bypasses `add_framework`'s validation on purpose.
+            let f = alloc.framework_index[&framework(2)];
+            let c = alloc.framework(f).clients["*"];
+            alloc.drop_client(c);
+            alloc.new_client(f, &deep, false);
+            assert_eq!(alloc.nodes.len(), DEPTH + 2, "root, '*' and each level");
+            let allocations = alloc.allocate(T0);
+            assert_eq!(allocations.len(), 2, "{allocations:?}");
+            assert!(
+                allocations
+                    .iter()
+                    .any(|a| a.framework_id == framework(2) && a.role == deep)
+            );
+            alloc.check_invariants().unwrap();
+            assert_eq!(
+                alloc
+                    .offer_status(&framework(2), &deep, T0)
+                    .map(|s| s.reason),
+                Some(Some(NoOfferReason::Outranked))
+            );
+            assert_eq!(alloc.role_summaries().len(), DEPTH + 1);
+            alloc.remove_framework(&framework(2));
+            alloc.check_invariants().unwrap();
+            assert_eq!(alloc.allocate(T0).len(), 1, "its agent goes to f1");
+        })
+        .expect("spawn a thread");
+    worker.join().expect("no panic, no overflow");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3))]
+
+    /// 10,000+ agents at the per-entry maximum (1e12 units, 1e15
+    /// thousandths): ~9,200 of them overflow an `i64` sum. The books stay
+    /// exact through adding, allocating, and removing them all.
+    #[test]
+    fn ten_thousand_agents_at_the_per_entry_maximum_do_not_overflow_the_books(
+        agents in 9_300u32..10_500,
+        below in 0u32..1_000,
+    ) {
+        let mut alloc = new();
+        let one = Resources::parse(&format!(
+            "cpus:{v};mem:{v};disk:{v};cpus(eng):{v}",
+            v = 1e12 - f64::from(below)
+        ))
+        .expect("at the maximum");
+        for n in 0..agents {
+            alloc.add_agent(agent(n), one.clone(), &[]);
+        }
+        alloc.add_framework(framework(1), roles(&["eng"]), BTreeSet::new());
+        alloc.add_framework(framework(2), roles(&["*"]), BTreeSet::new());
+        alloc
+            .update_quotas(&[("eng".into(), Quota { guarantee: res("cpus:1"), limit: Resources::new() })], false)
+            .expect("a small guarantee fits");
+        let allocations = alloc.allocate(T0);
+        // Every agent is offered, to one framework or (its reservation apart) to both.
+        let offered: BTreeSet<&AgentId> = allocations.iter().map(|a| &a.agent_id).collect();
+        proptest::prop_assert_eq!(offered.len(), agents as usize);
+        alloc.check_invariants().map_err(proptest::test_runner::TestCaseError::fail)?;
+        let summaries = alloc.role_summaries();
+        let eng = summaries.iter().find(|s| s.role == "eng").expect("eng");
+        proptest::prop_assert!(eng.reserved["cpus"] > 9e15, "{:?}", eng.reserved);
+        for n in 0..agents {
+            alloc.remove_agent(&agent(n));
+        }
+        alloc.check_invariants().map_err(proptest::test_runner::TestCaseError::fail)?;
+        proptest::prop_assert!(alloc.free().is_empty());
+    }
 }

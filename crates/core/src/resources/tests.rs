@@ -142,3 +142,133 @@ proptest! {
         }
     }
 }
+
+/// The largest scalar an entry may hold, as text.
+const MAX_ENTRY: &str = "1000000000000";
+
+#[test]
+fn sums_at_the_per_entry_maximum_saturate_instead_of_overflowing() {
+    // 10,000 entries of one name in one text: merged by `add_entry`.
+    let text = vec![format!("cpus:{MAX_ENTRY}"); 10_000].join(";");
+    let sum = Resources::parse(&text).expect("each entry is in range");
+    assert_eq!(sum.scalar_value("cpus"), i64::MAX as f64 / 1000.0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// 10,000+ agents' totals at (or near) the per-entry maximum, summed as
+    /// the master and UI sum them: no overflow, and the sum never goes down.
+    #[test]
+    fn cluster_sums_never_overflow(agents in 9_000usize..12_000, below in 0u64..1_000, roles in 1usize..4) {
+        let mut one = Resources::new();
+        for r in 0..roles {
+            let role = if r == 0 { UNRESERVED.to_string() } else { format!("r{r}") };
+            let entry = Value::Scalar(1_000_000_000_000_000 - below as i64);
+            one.add_entry("cpus", &role, entry.clone()).expect("scalar");
+            one.add_entry("mem", &role, entry).expect("scalar");
+        }
+        let mut total = Resources::new();
+        let mut last = 0.0;
+        for _ in 0..agents {
+            total.add(&one);
+            let now = total.scalar_value("cpus");
+            prop_assert!(now >= last);
+            last = now;
+        }
+        prop_assert!(total.contains(&one));
+        prop_assert!(total.scalar_value("mem") > 0.0);
+        prop_assert!(!total.summary().is_empty());
+        let mut rest = total.clone();
+        rest.subtract(&one);
+        prop_assert!(rest.scalar_value("cpus") >= 0.0);
+    }
+}
+
+#[test]
+fn amounts_that_would_become_nothing_ports_past_65535_and_typos_are_refused() {
+    let why = |text: &str| Resources::parse(text).expect_err(text).to_string();
+    assert!(
+        why("cpus:0.0001").contains("below 0.001"),
+        "{}",
+        why("cpus:0.0001")
+    );
+    assert!(why("mem:0.0004").contains("below 0.001"));
+    assert_eq!(
+        r("cpus:0.0005").scalar_value("cpus"),
+        0.001,
+        "rounds up to the smallest amount"
+    );
+    assert!(r("cpus:0").is_empty(), "zero is allowed and is nothing");
+    assert!(why("ports:[65000-65536]").contains("65535"));
+    assert!(why("ports:[70000-70001]").contains("65535"));
+    assert_eq!(r("ports:[1-65535]").to_string(), "ports:[1-65535]");
+    assert_eq!(
+        r("my_ranges:[1-70000]").to_string(),
+        "my_ranges:[1-70000]",
+        "only ports are ports"
+    );
+    for (typo, meant) in [
+        ("cpu:4", "cpus"),
+        ("memory:512", "mem"),
+        ("port:[1-2]", "ports"),
+    ] {
+        let message = why(typo);
+        assert!(
+            message.contains(&format!("did you mean '{meant}'")),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        r("cpus:1;gpus_fast:2").scalar_value("gpus_fast"),
+        2.0,
+        "custom names stay allowed"
+    );
+    // The same rules for resources from the wire.
+    let mut tiny = r("cpus:1").to_proto(None);
+    tiny[0].scalar = Some(pb::value::Scalar { value: 1e-4 });
+    assert!(Resources::from_proto(&tiny).is_err());
+    let mut ports = r("ports:[1-2]").to_proto(None);
+    ports[0].ranges = Some(pb::value::Ranges {
+        range: vec![pb::value::Range {
+            begin: 1,
+            end: 70_000,
+        }],
+    });
+    assert!(Resources::from_proto(&ports).is_err());
+    assert_eq!(
+        check_scalar(0.0001),
+        Err("is above 0 but below 0.001, the smallest amount")
+    );
+    assert_eq!(check_scalar(0.5), Ok(()));
+}
+
+#[test]
+fn dynamic_reservations_keep_their_kind_through_text_and_proto() {
+    let res = r("cpus:1;cpus(ops):2;cpus(ops, dynamic):3");
+    assert_eq!(res.to_string(), "cpus:1;cpus(ops):2;cpus(ops, dynamic):3");
+    assert_eq!(Resources::parse(&res.to_string()).expect("round trip"), res);
+    assert_eq!(
+        Resources::from_proto(&res.to_proto(None)).expect("round trip"),
+        res
+    );
+    let dynamic = pb::resource::reservation_info::Type::Dynamic as i32;
+    let kinds: Vec<Option<i32>> = res
+        .to_proto(None)
+        .iter()
+        .filter_map(|p| p.reservations.last().map(|r| r.r#type))
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == Some(dynamic)).count(), 1);
+    assert!(
+        !res.contains(&r("cpus(ops, dynamic):4")),
+        "kinds do not mix"
+    );
+    assert_eq!(res.statically_reserved(), r("cpus(ops):2"));
+    assert_eq!(res.unreserved(), r("cpus:6"));
+    assert_eq!(res.as_dynamic(), r("cpus:1;cpus(ops, dynamic):5"));
+    assert_eq!(res.allocatable_to("ops").scalar_value("cpus"), 6.0);
+    assert!(
+        Resources::parse("cpus(*, dynamic):1").is_err(),
+        "unreserved is not a reservation"
+    );
+}

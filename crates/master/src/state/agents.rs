@@ -334,9 +334,11 @@ impl Master {
                     reregistered_at: None,
                     // Known only from an agent: its scheduler has yet to come back.
                     disconnected_at: Some(now.wall),
-                    failover_deadline: Some(
-                        now.monotonic + Duration::from_secs_f64(timeout.min(3.15e7)),
-                    ),
+                    failover_deadline: Some(agora_core::time::deadline(
+                        now.monotonic,
+                        agora_core::time::duration_from_secs(timeout.min(3.15e7))
+                            .unwrap_or(Duration::ZERO),
+                    )),
                     tasks: BTreeMap::new(),
                     completed_tasks: VecDeque::new(),
                     offers: BTreeSet::new(),

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use agora_core::time::duration_from_secs;
 use agora_core::{AgentId, OfferId, TaskId};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{MasterMessage, master_message};
@@ -17,14 +18,15 @@ pub(super) const DEFAULT_REFUSE: Duration = Duration::from_secs(5);
 const MAX_REFUSE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The refusal a `Filters` asks for: default 5 s when unset, negative or not
-/// a number; 0 means no filter; capped at a year.
+/// a number; 0 means no filter; capped at a year (infinity included).
 pub(super) fn refuse_duration(filters: Option<&pb::Filters>) -> Option<Duration> {
-    let seconds = filters.and_then(|f| f.refuse_seconds);
-    match seconds {
-        Some(0.0) => None,
-        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s).min(MAX_REFUSE)),
-        Some(s) if s.is_infinite() && s > 0.0 => Some(MAX_REFUSE),
-        _ => Some(DEFAULT_REFUSE),
+    let Some(seconds) = filters.and_then(|f| f.refuse_seconds) else {
+        return Some(DEFAULT_REFUSE);
+    };
+    match duration_from_secs(seconds) {
+        Some(Duration::ZERO) if seconds == 0.0 => None,
+        Some(refuse) => Some(refuse.min(MAX_REFUSE)),
+        None => Some(DEFAULT_REFUSE),
     }
 }
 

@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use agora_core::resources::valid_role;
+use agora_core::time::{deadline, duration_from_secs};
+use agora_core::validate_role;
 use agora_core::{FrameworkId, OfferId};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{MasterMessage, master_message};
@@ -23,25 +24,21 @@ fn validate_framework_info(info: &pb::FrameworkInfo) -> Result<BTreeSet<String>,
     if info.user.trim().is_empty() {
         return invalid("framework_info.user must not be empty".into());
     }
-    let multi_role = info
-        .capabilities
-        .iter()
-        .any(|c| c.r#type == Some(pb::framework_info::capability::Type::MultiRole as i32));
     let roles: Vec<String> = if !info.roles.is_empty() {
         if info.role.is_some() {
             return invalid(
                 "framework_info.role and framework_info.roles must not both be set".into(),
             );
         }
-        let _ = multi_role; // Agora accepts `roles` with or without the MULTI_ROLE capability.
+        // Agora accepts `roles` with or without the MULTI_ROLE capability.
         info.roles.clone()
     } else {
         vec![info.role.clone().unwrap_or_else(|| "*".to_string())]
     };
     let mut unique = BTreeSet::new();
     for role in roles {
-        if !valid_role(&role) {
-            return invalid(format!("role '{role}' is not a valid role name"));
+        if let Err(e) = validate_role(&role) {
+            return invalid(format!("not a valid role name: {e}"));
         }
         if !unique.insert(role.clone()) {
             return invalid(format!("role '{role}' is given twice"));
@@ -201,8 +198,9 @@ impl Master {
         }
         framework.conn = None;
         framework.disconnected_at = Some(now.wall);
-        let timeout = framework.info.failover_timeout.unwrap_or(0.0).max(0.0);
-        framework.failover_deadline = Some(now.monotonic + Duration::from_secs_f64(timeout));
+        let timeout = framework.info.failover_timeout.unwrap_or(0.0);
+        let after = duration_from_secs(timeout).unwrap_or(Duration::ZERO);
+        framework.failover_deadline = Some(deadline(now.monotonic, after));
         let offers: Vec<OfferId> = framework.offers.iter().cloned().collect();
         self.allocator.set_framework_active(&framework_id, false);
         for offer_id in offers {

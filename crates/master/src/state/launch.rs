@@ -76,35 +76,19 @@ impl Master {
             }
         };
 
-        // Reservations first: the allocator may still refuse one (a quota
-        // limit); then everything done so far is undone and nothing changes.
-        let mut applied: Vec<&(Resources, Resources)> = Vec::new();
-        for change in &checked.reservations {
-            if let Err(e) = self.allocator.update_allocation(
-                &agent_id,
-                framework_id,
-                &role,
-                &change.0,
-                &change.1,
-            ) {
-                for done in applied.iter().rev() {
-                    let _ = self.allocator.update_allocation(
-                        &agent_id,
-                        framework_id,
-                        &role,
-                        &done.1,
-                        &done.0,
-                    );
-                }
-                let refusal = Refusal {
-                    state: pb::TaskState::TaskError,
-                    reason: pb::task_status::Reason::TaskInvalid,
-                    error: CallError::FailedPrecondition(format!("reservation refused: {e}")),
-                };
-                self.report_not_launched(framework_id, &task_infos, &refusal, now, out);
-                return Err(refusal.error);
-            }
-            applied.push(change);
+        // Reservations first, all or nothing: the allocator may still refuse
+        // one, and then nothing changed.
+        if let Err(e) =
+            self.allocator
+                .update_allocations(&agent_id, framework_id, &role, &checked.reservations)
+        {
+            let refusal = Refusal {
+                state: pb::TaskState::TaskError,
+                reason: pb::task_status::Reason::TaskInvalid,
+                error: CallError::FailedPrecondition(format!("reservation refused: {e}")),
+            };
+            self.report_not_launched(framework_id, &task_infos, &refusal, now, out);
+            return Err(refusal.error);
         }
         if !checked.reservations.is_empty()
             && let Some(agent) = self.agents.get_mut(&agent_id)
@@ -378,7 +362,11 @@ fn check_reservation(
             if reserve { "reserve" } else { "unreserve" }
         )
     })?;
-    let reserved = Resources::from_proto(listed).map_err(|e| format!("invalid resources: {e}"))?;
+    // A framework's reservations are dynamic: its UNRESERVE can never
+    // remove the agent's static ones.
+    let reserved = Resources::from_proto(listed)
+        .map_err(|e| format!("invalid resources: {e}"))?
+        .as_dynamic();
     if reserved.is_empty() {
         return Err("the operation names no resources".into());
     }

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use agora_allocator::{AllocatorError, Quota, is_role_or_descendant, unreserved_form};
-use agora_core::resources::valid_role;
+use agora_core::resources::UNRESERVED;
+use agora_core::validate_role;
 use agora_core::{AgentId, OfferId, Resources};
 use serde::{Deserialize, Serialize};
 
@@ -125,12 +126,12 @@ fn registry_quota(role: &str, quota: &Quota) -> RegistryQuota {
 }
 
 fn check_role(role: &str) -> Result<(), OperatorError> {
-    if !valid_role(role) || role == "*" {
-        return Err(OperatorError::Invalid(format!(
-            "role '{role}' is not a valid role name"
-        )));
+    if role == UNRESERVED {
+        return Err(OperatorError::Invalid(
+            "role '*' cannot have a weight, quota or reservation".into(),
+        ));
     }
-    Ok(())
+    validate_role(role).map_err(|e| OperatorError::Invalid(format!("not a valid role name: {e}")))
 }
 
 fn scalars_only(role: &str, what: &str, resources: &Resources) -> Result<(), OperatorError> {
@@ -286,6 +287,9 @@ impl Master {
                 "every resource must name the role it is reserved for, as in cpus(ops):2".into(),
             ));
         }
+        // An operator's reservations are dynamic: UNRESERVE can only ever
+        // remove those, never the agent's static `--resources` ones.
+        let resources = &resources.as_dynamic();
         let unreserved = unreserved_form(resources);
         if reserve {
             self.allocator.reserve(&agent_id, resources)?;

@@ -19,6 +19,7 @@ use super::*;
 
 mod absence;
 mod operator;
+mod validation;
 
 const MASTER_ID: &str = "m1";
 const WALL_EPOCH: f64 = 1_700_000_000.0;
@@ -31,6 +32,7 @@ fn res(text: &str) -> Resources {
     Resources::parse(text).expect("test resources parse")
 }
 
+#[allow(clippy::disallowed_methods)] // a test's own finite seconds
 fn at(secs: f64) -> Now {
     Now {
         monotonic: Duration::from_secs_f64(secs),
@@ -4154,14 +4156,18 @@ fn a_framework_reserves_for_its_role_launches_on_the_reservation_and_unreserves(
             &offer,
             vec![
                 reserve_op("cpus(ops):1;mem(ops):256"),
-                launch_op(command_task("t1", &agent, "cpus(ops):0.5;mem(ops):128")),
+                launch_op(command_task(
+                    "t1",
+                    &agent,
+                    "cpus(ops, dynamic):0.5;mem(ops, dynamic):128",
+                )),
             ],
         ),
     );
     assert_eq!(run_tasks(&out).len(), 1);
     assert_eq!(
         h.master.agents[&agent].total,
-        res("cpus:1;mem:768;cpus(ops):1;mem(ops):256")
+        res("cpus:1;mem:768;cpus(ops, dynamic):1;mem(ops, dynamic):256")
     );
     let writes = registry_writes(&out);
     assert_eq!(
@@ -4170,7 +4176,7 @@ fn a_framework_reserves_for_its_role_launches_on_the_reservation_and_unreserves(
         "the reservation is kept with the agent's registry entry"
     );
     assert!(
-        writes[0].resources.contains("cpus(ops):1"),
+        writes[0].resources.contains("cpus(ops, dynamic):1"),
         "{}",
         writes[0].resources
     );
@@ -4180,7 +4186,7 @@ fn a_framework_reserves_for_its_role_launches_on_the_reservation_and_unreserves(
     let out = h.allocate();
     for offer in offers_to(&out, dev.conn) {
         assert!(
-            !offer_resources(&offer).to_string().contains("(ops)"),
+            !offer_resources(&offer).to_string().contains("(ops"),
             "{offer:?}"
         );
     }
@@ -4192,7 +4198,7 @@ fn a_framework_reserves_for_its_role_launches_on_the_reservation_and_unreserves(
     );
     h.call_ok(&ops, ack_call(&ops.id, &agent, "t1", uuid(1)));
     // The reservation may come back in more than one offer: accept them together.
-    let wanted = res("cpus(ops):1;mem(ops):256");
+    let wanted = res("cpus(ops, dynamic):1;mem(ops, dynamic):256");
     for _ in 0..4 {
         held.extend(offers_to(&h.allocate(), ops.conn));
         let mut pool = Resources::new();

@@ -313,7 +313,7 @@ fn operator_reservations_change_the_agents_books_and_go_only_to_their_role() {
 
     let (result, out) = h.reserve(&agent, "cpus(ops):2;mem(ops):512", true);
     result.expect("reserved");
-    let reserved_total = res("cpus:2;cpus(ops):2;mem:512;mem(ops):512");
+    let reserved_total = res("cpus:2;cpus(ops, dynamic):2;mem:512;mem(ops, dynamic):512");
     assert_eq!(h.master.agents[&agent].total, reserved_total);
     let writes = registry_writes(&out);
     assert_eq!(writes.len(), 1, "{out:?}");
@@ -526,7 +526,7 @@ fn roles_view_has_the_documented_shape() {
         &mut h,
         &fw,
         &offer,
-        command_task("t1", &agent, "cpus(a):1;mem:128"),
+        command_task("t1", &agent, "cpus(a, dynamic):1;mem:128"),
     );
     let _ = h.pending();
     h.advance(5.0);
