@@ -226,7 +226,10 @@ mod tests {
             if String::from_utf8_lossy(&read_to_close(&mut stream).await).ends_with("pong") {
                 break;
             }
-            assert!(Instant::now() < deadline, "no connection served after the cap freed up");
+            assert!(
+                Instant::now() < deadline,
+                "no connection served after the cap freed up"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

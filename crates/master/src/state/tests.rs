@@ -17,6 +17,7 @@ use sched::event::Type as EventType;
 
 use super::*;
 
+mod launch_size;
 mod operator;
 
 const MASTER_ID: &str = "m1";
