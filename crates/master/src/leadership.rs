@@ -203,6 +203,8 @@ impl Terms {
         let (mut actor, mut writer) = (actor, writer);
         let (mut actor_done, mut writer_done) = (false, false);
         let outcome = tokio::select! {
+            // First: a shutdown also ends the actor, which is no failure.
+            biased;
             _ = self.shutdown.cancelled() => Ok(()),
             lost = lost_leadership(leadership) => lost,
             ended = &mut actor => {

@@ -47,8 +47,11 @@ pub(crate) fn agent_key(id: &str) -> String {
     format!("agent:{id}")
 }
 
-/// A write's key and bytes (`None`: delete the key).
-fn encode(entry: &RegistryWrite) -> Option<(String, Result<Option<Vec<u8>>, serde_json::Error>)> {
+/// The bytes to store (`None`: delete the key), or why they cannot be made.
+type Encoded = Result<Option<Vec<u8>>, serde_json::Error>;
+
+/// A write's key and bytes; `None` for a flush marker.
+fn encode(entry: &RegistryWrite) -> Option<(String, Encoded)> {
     Some(match entry {
         RegistryWrite::Flushed(_) => return None,
         RegistryWrite::Agent(agent) => (agent_key(&agent.id), serde_json::to_vec(agent).map(Some)),

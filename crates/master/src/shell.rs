@@ -69,6 +69,26 @@ pub struct MasterOptions {
     pub max_agent_ping_timeouts: u32,
 }
 
+impl MasterOptions {
+    /// A standalone master (no ZooKeeper, registry in memory) advertising
+    /// `advertise`, with the defaults of `agora master`'s flags.
+    pub fn new(advertise: SocketAddr, hostname: impl Into<String>) -> Self {
+        let defaults = MasterConfig::new(pb::MasterInfo::default());
+        Self {
+            zk: None,
+            zk_session_timeout: Duration::from_secs(10),
+            work_dir: None,
+            agent_reregister_timeout: Duration::from_secs(600),
+            offer_timeout: None,
+            advertise,
+            hostname: hostname.into(),
+            allocation_interval: Duration::from_secs(1),
+            agent_ping_timeout: defaults.agent_ping_timeout,
+            max_agent_ping_timeouts: defaults.max_agent_ping_timeouts,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ShellError {
     #[error("http server failed: {0}")]

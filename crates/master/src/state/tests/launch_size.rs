@@ -7,7 +7,7 @@ use super::*;
 fn a_launch_too_large_for_one_message_is_refused_with_task_error() {
     let (mut h, agent, fw, offer) = one_agent_one_offer();
     let mut task = command_task("big", &agent, "cpus:1");
-    task.data = Some(vec![b'x'; agora_net::MAX_MESSAGE_BYTES].into());
+    task.data = Some(vec![b'x'; agora_net::MAX_MESSAGE_BYTES]);
     assert_accept_refused(
         &mut h,
         &fw,
@@ -27,7 +27,7 @@ fn the_launch_size_is_the_encoded_size_of_the_message_sent() {
     use prost::Message as _;
     let (mut h, agent, fw, offer) = one_agent_one_offer();
     let mut task = command_task("t1", &agent, "cpus:1");
-    task.data = Some(vec![b'x'; 300].into());
+    task.data = Some(vec![b'x'; 300]);
     let out = launch_one(&mut h, &fw, &offer, task);
     let (_, run_task) = run_tasks(&out).pop().expect("one RunTask");
     let message = MasterMessage {
