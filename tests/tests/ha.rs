@@ -307,3 +307,56 @@ async fn a_leader_cut_off_from_zookeeper_stops_acting_before_anyone_else_leads()
         "losing leadership is a failure exit: {exited:?}"
     );
 }
+
+/// A ZooKeeper master with test faults on (`POST /test/actor-panic`, debug builds only).
+fn start_master_with_faults(dir: &Path, n: usize, port: u16, zk: &str) -> Master {
+    let work_dir = dir.join(format!("master-{n}"));
+    let proc = Proc::spawn_with_env(
+        &[
+            "master",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--work-dir",
+            work_dir.to_str().expect("utf-8"),
+            "--zk",
+            zk,
+            "--zk-session-timeout",
+            "2",
+        ],
+        dir.join(format!("master-{n}.log")),
+        &[("AGORA_TEST_FAULTS", "1")],
+    );
+    Master { port, proc }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_actor_dies_exits_and_another_master_leads() {
+    let zk = ZooKeeper::start().await.expect("zookeeper starts");
+    let url = zk.unique_url("agora-actor").to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _sweeper = agora_e2e::Sweeper(dir.path().to_path_buf());
+    let mut masters: Vec<Master> = (0..2)
+        .map(|n| start_master_with_faults(dir.path(), n, free_port(), &url))
+        .collect();
+    let leader = wait_leader(&masters, None, Duration::from_secs(30));
+
+    // The actor panics, as a bug would make it.
+    let (code, body) =
+        agora_e2e::http_request(masters[leader].port, "POST", "/test/actor-panic", None)
+            .expect("request");
+    assert_eq!(code, 202, "{body}");
+
+    // The process does not linger as a leader that answers nothing: it exits
+    // non-zero, saying why, and the other master takes over.
+    let status = wait_for("the leader exits", Duration::from_secs(30), || {
+        masters[leader].proc.exited()
+    })
+    .expect("the leader exits");
+    assert!(!status.success(), "{status:?}");
+    let log = masters[leader].proc.log_text();
+    assert!(log.contains("leadership term ended"), "{log}");
+    assert!(log.contains("actor ended unexpectedly"), "{log}");
+    wait_leader(&masters, Some(leader), Duration::from_secs(30));
+}

@@ -1537,16 +1537,14 @@ pub async fn run_agent(
             ExecutorServer::new(service),
         );
     tracing::info!(address = %options.advertise, master = %options.master, "agent serving");
-    // Replies go out in several writes; without TCP_NODELAY each would wait
-    // for the peer's delayed ACK (40 ms on Linux).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+    // The shared accept loop: connection cap, header-read timeout, TCP_NODELAY.
+    agora_net::serve(
+        listener,
+        app,
+        agora_net::ServeLimits::default(),
+        shutdown.clone(),
+    )
+    .await?;
     shutdown.cancel();
     let _ = actor_task.await;
     let _ = session_task.await;

@@ -82,6 +82,20 @@ fn main() -> ExitCode {
         eprintln!("agora: {e:#}");
         return ExitCode::from(2);
     }
+    // Daemons hold a descriptor per connection: the default soft limit
+    // (often 1024) would run out long before the hard limit does.
+    if matches!(
+        cli.command,
+        Commands::Master(_) | Commands::Agent(_) | Commands::Dev(_)
+    ) {
+        match agora_net::raise_fd_limit() {
+            Ok(limit) => tracing::info!(
+                fd_limit = limit,
+                "descriptor limit raised to the hard limit"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
+        }
+    }
     // An executor is started per task and supervises one process: a
     // single-threaded runtime spares it the worker threads' start-up on the
     // launch path. The daemons and `agora run` use all cores.

@@ -66,8 +66,8 @@ pub use election::{Contender, DEFAULT_SESSION_TIMEOUT, LeaderDetector, Leadershi
 pub use memory::MemoryCoordinator;
 pub use record::{MasterAddressInfo, MasterCapability, MasterRecord, RecordError};
 pub use registry::{
-    FileRegistryStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryRegistryStore, REGISTRY_DIR,
-    REGISTRY_FILE, RegistryEntry, RegistryError, RegistryStore, Version, ZkRegistryStore,
-    validate_key,
+    FaultyRegistryStore, FileRegistryStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryRegistryStore,
+    REGISTRY_DIR, REGISTRY_FILE, RegistryEntry, RegistryError, RegistryFault, RegistryStore,
+    Version, ZkRegistryStore, validate_key,
 };
 pub use url::{DEFAULT_ZK_PORT, ZkUrl, ZkUrlError};

@@ -8,7 +8,10 @@
 //! Operator endpoints answer JSON; refusals are `{"error": "..."}` with 400
 //! (malformed or invalid), 404 (unknown agent, role without quota), 409
 //! (refused in the current state: over a limit without `force`, resources
-//! not free) or 503 (not serving). Request bodies are limited to 2 MB.
+//! not free), 507 (what it would store is larger than the registry accepts;
+//! nothing changed) or 503 (not serving, or the change could not be made
+//! durable: then this master steps down and the change is not kept). A 200
+//! means the change is in the registry. Request bodies are limited to 2 MB.
 
 use std::sync::Arc;
 
@@ -25,7 +28,7 @@ use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use tokio::sync::{oneshot, watch};
 
-use crate::shell::{Command, Gate};
+use crate::shell::{Command, Gate, OperatorFailure};
 use crate::snapshot::StateSnapshot;
 use crate::state::{OperatorCall, OperatorError};
 
@@ -79,6 +82,7 @@ pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router 
         .route("/quota/{*role}", delete(delete_quota))
         .route("/reserve", post(reserve))
         .route("/unreserve", post(unreserve))
+        .merge(test_faults())
         .fallback(not_found)
         .with_state(AppState {
             snapshot: snapshot.clone(),
@@ -200,7 +204,20 @@ fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
-/// Maps the state machine's refusals to HTTP statuses: the one place this happens.
+/// Maps an operator call's failure to an HTTP status: the one place this happens.
+fn operator_failure(failure: OperatorFailure) -> Response {
+    match failure {
+        OperatorFailure::Refused(e) => operator_error(e),
+        OperatorFailure::TooLarge(why) => error_response(StatusCode::INSUFFICIENT_STORAGE, why),
+        OperatorFailure::NotDurable(why) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the change could not be written to the registry and is not kept ({why}); this master steps down, retry with the next leader"
+            ),
+        ),
+    }
+}
+
 fn operator_error(error: OperatorError) -> Response {
     let status = match &error {
         OperatorError::Invalid(_) => StatusCode::BAD_REQUEST,
@@ -239,12 +256,43 @@ async fn ask(gate: &GateRx, call: OperatorCall) -> Response {
         }
     };
     let (reply, answer) = oneshot::channel();
-    if commands.send(Command::Operator { call, reply }).is_err() {
+    if commands
+        .send(Command::Operator { call, reply })
+        .await
+        .is_err()
+    {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "master is shutting down");
     }
     match answer.await {
         Ok(Ok(())) => (StatusCode::OK, Json(serde_json::json!({}))).into_response(),
-        Ok(Err(e)) => operator_error(e),
+        Ok(Err(failure)) => operator_failure(failure),
+        Err(_) => error_response(StatusCode::SERVICE_UNAVAILABLE, "master is shutting down"),
+    }
+}
+
+/// The environment variable that turns on test faults, in debug builds only.
+pub const TEST_FAULTS_ENV: &str = "AGORA_TEST_FAULTS";
+
+/// Test faults: `POST /test/actor-panic` makes the leading master's actor
+/// panic, as a bug would. Served only by debug builds started with
+/// `AGORA_TEST_FAULTS=1`: a release build has no such route whatever its
+/// environment, so nobody outside a test can trigger it.
+fn test_faults() -> Router<AppState> {
+    let enabled = cfg!(debug_assertions) && std::env::var(TEST_FAULTS_ENV).is_ok_and(|v| v == "1");
+    if !enabled {
+        return Router::new();
+    }
+    tracing::warn!("test faults are enabled ({TEST_FAULTS_ENV}=1); never in production");
+    Router::new().route("/test/actor-panic", post(actor_panic))
+}
+
+async fn actor_panic(State(gate): State<GateRx>) -> Response {
+    let commands = match &*gate.borrow() {
+        Gate::Leading { commands } => commands.clone(),
+        _ => return error_response(StatusCode::SERVICE_UNAVAILABLE, "not leading"),
+    };
+    match commands.send(Command::Fault).await {
+        Ok(()) => (StatusCode::ACCEPTED, Json(serde_json::json!({}))).into_response(),
         Err(_) => error_response(StatusCode::SERVICE_UNAVAILABLE, "master is shutting down"),
     }
 }

@@ -15,24 +15,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agora_allocator::DrfAllocator;
 use agora_coord::{
-    Contender, FileRegistryStore, Leadership, MasterRecord, MemoryRegistryStore, RegistryError,
-    RegistryStore, Version, ZkOptions, ZkRegistryStore,
+    Contender, FileRegistryStore, Leadership, MasterRecord, MemoryRegistryStore, RegistryStore,
+    Version, ZkOptions, ZkRegistryStore,
 };
 use agora_proto::v1 as pb;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::shell::{Gate, MasterOptions, RegistryWrite, ShellError, start_actor};
+use crate::registry_writer::write_registry;
+use crate::shell::{Gate, MasterOptions, ShellError, start_actor};
 use crate::snapshot::StateSnapshot;
 use crate::state::{
-    Master, MasterConfig, Now, QUOTA_KEY_PREFIX, RegistryAgent, RegistryPolicy, RegistryQuota,
-    WEIGHTS_KEY,
+    Master, MasterConfig, Now, QUOTA_KEY_PREFIX, RegistryAgent, RegistryQuota, WEIGHTS_KEY,
 };
-
-/// Registry keys of agents: `agent:<id>` (the store allows `[A-Za-z0-9._:-]`).
-fn agent_key(id: &str) -> String {
-    format!("agent:{id}")
-}
 
 pub(crate) struct Terms {
     pub(crate) options: MasterOptions,
@@ -40,6 +35,8 @@ pub(crate) struct Terms {
     pub(crate) gate: watch::Sender<Gate>,
     pub(crate) snapshot: watch::Sender<Arc<StateSnapshot>>,
     pub(crate) shutdown: CancellationToken,
+    /// The registry store; chosen from the options when `None`.
+    pub(crate) store: Option<Arc<dyn RegistryStore>>,
 }
 
 impl Terms {
@@ -81,7 +78,7 @@ impl Terms {
     }
 
     pub(crate) async fn run(self) -> Result<(), ShellError> {
-        let store = self.store();
+        let store = self.store.clone().unwrap_or_else(|| self.store());
         let contender = self.options.zk.as_ref().map(|url| {
             let record = MasterRecord::new(
                 self.master_id.clone(),
@@ -99,9 +96,10 @@ impl Terms {
             .serve_terms(&mut leadership, store, contender.is_some())
             .await;
         if let Some(contender) = contender {
-            if outcome.is_ok() {
+            if !matches!(outcome, Err(ShellError::LostLeadership)) {
                 // Deleting our node at once hands over within moments, not
-                // after a session timeout. Bounded: ZooKeeper may be gone.
+                // after a session timeout (a failed term too: the next
+                // master should lead at once). Bounded: ZooKeeper may be gone.
                 if tokio::time::timeout(Duration::from_secs(2), contender.close())
                     .await
                     .is_err()
@@ -199,22 +197,43 @@ impl Terms {
         );
         self.gate.send_replace(Gate::Leading { commands });
         tracing::info!(epoch, "leading");
-        // Lead until shut down or deposed.
-        let outcome = loop {
-            tokio::select! {
-                _ = self.shutdown.cancelled() => break Ok(()),
-                changed = leadership.changed() => {
-                    if changed.is_err() || !leadership.borrow_and_update().is_leading() {
-                        // Stop acting at once: no call gets through from here on.
-                        self.gate.send_replace(Gate::Following { leader: None });
-                        tracing::error!(epoch, "lost leadership");
-                        break Err(ShellError::LostLeadership);
-                    }
-                }
+        // Lead until shut down or deposed, or until a task of the term ends:
+        // the term is supervised, and a leader that can no longer act (its
+        // actor panicked, its registry cannot be written) must not keep the
+        // leadership: it steps down and the process exits.
+        let (mut actor, mut writer) = (actor, writer);
+        let (mut actor_done, mut writer_done) = (false, false);
+        let outcome = tokio::select! {
+            // First: a shutdown also ends the actor, which is no failure.
+            biased;
+            _ = self.shutdown.cancelled() => Ok(()),
+            lost = lost_leadership(leadership) => lost,
+            ended = &mut actor => {
+                actor_done = true;
+                let reason = match ended {
+                    Ok(()) => "it stopped".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                Err(ShellError::TermFailed { task: "actor", reason })
+            }
+            ended = &mut writer => {
+                writer_done = true;
+                Err(match ended {
+                    Ok(Ok(())) => ShellError::TermFailed { task: "registry writer", reason: "it stopped".into() },
+                    Ok(Err(failure)) => ShellError::Registry(failure.to_string()),
+                    Err(e) => ShellError::TermFailed { task: "registry writer", reason: e.to_string() },
+                })
             }
         };
+        // Stop acting at once: no call gets through from here on.
+        self.gate.send_replace(Gate::Following { leader: None });
+        if let Err(e) = &outcome {
+            tracing::error!(epoch, error = %e, "leadership term ended");
+        }
         term.cancel();
-        let _ = actor.await;
+        if !actor_done {
+            let _ = actor.await;
+        }
         // Readers must not see a deposed leader claim to lead.
         self.snapshot.send_replace(Arc::new(StateSnapshot::follower(
             &self.master_id,
@@ -222,7 +241,9 @@ impl Terms {
             None,
         )));
         // Entries queued before the end are still written (the writer ends when the actor's sender is dropped).
-        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        if !writer_done {
+            let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        }
         outcome
     }
 
@@ -265,6 +286,15 @@ impl Terms {
     }
 }
 
+/// Resolves once this master no longer leads.
+async fn lost_leadership(leadership: &mut watch::Receiver<Leadership>) -> Result<(), ShellError> {
+    loop {
+        if leadership.changed().await.is_err() || !leadership.borrow_and_update().is_leading() {
+            return Err(ShellError::LostLeadership);
+        }
+    }
+}
+
 /// Weights and quotas among the registry's entries (unreadable ones skipped).
 fn policy_entries(
     entries: &[(String, Vec<u8>, Version)],
@@ -287,77 +317,4 @@ fn policy_entries(
         }
     }
     (weights, quotas)
-}
-
-/// Writes registry entries in order. On a version conflict (someone else
-/// wrote the key) it re-reads the versions and tries again; on other errors
-/// it backs off and retries, a bounded number of times per entry.
-async fn write_registry(
-    store: Arc<dyn RegistryStore>,
-    mut versions: HashMap<String, Version>,
-    mut entries: mpsc::UnboundedReceiver<RegistryWrite>,
-) {
-    while let Some(entry) = entries.recv().await {
-        let entry = match entry {
-            RegistryWrite::Flushed(done) => {
-                let _ = done.send(());
-                continue;
-            }
-            entry => entry,
-        };
-        // The key, and the value to put (a quota removal deletes the key).
-        let (key, value) = match &entry {
-            RegistryWrite::Flushed(_) => continue,
-            RegistryWrite::Agent(agent) => (agent_key(&agent.id), serde_json::to_vec(agent)),
-            RegistryWrite::Policy(policy) => match policy {
-                RegistryPolicy::Weights(weights) => (policy.key(), serde_json::to_vec(weights)),
-                RegistryPolicy::Quota {
-                    quota: Some(quota), ..
-                } => (policy.key(), serde_json::to_vec(quota)),
-                RegistryPolicy::Quota { quota: None, .. } => (policy.key(), Ok(Vec::new())),
-            },
-        };
-        let delete = matches!(
-            entry,
-            RegistryWrite::Policy(RegistryPolicy::Quota { quota: None, .. })
-        );
-        let value = match value {
-            Ok(value) => value,
-            Err(e) => {
-                tracing::error!(key = %key, error = %e, "cannot encode registry entry");
-                continue;
-            }
-        };
-        let mut backoff = Duration::from_millis(50);
-        for attempt in 1..=10 {
-            let result = if delete {
-                store.delete(&key, None).await.map(|()| None)
-            } else {
-                store
-                    .put(&key, value.clone(), versions.get(&key).copied())
-                    .await
-                    .map(Some)
-            };
-            match result {
-                Ok(Some(version)) => {
-                    versions.insert(key.clone(), version);
-                    break;
-                }
-                Ok(None) => {
-                    versions.remove(&key);
-                    break;
-                }
-                Err(RegistryError::Conflict { .. }) => {
-                    if let Ok(all) = store.load().await {
-                        versions = all.into_iter().map(|e| (e.key, e.version)).collect();
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(key = %key, attempt, error = %e, "registry write failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
-    }
 }

@@ -12,9 +12,11 @@ pub mod files_proxy;
 pub mod http;
 mod leadership;
 pub mod metrics;
+mod outbox;
+mod registry_writer;
 pub mod shell;
 pub mod snapshot;
 pub mod state;
 pub mod ui_api;
 
-pub use shell::{MasterOptions, run_master};
+pub use shell::{MasterOptions, run_master, run_master_with_store};

@@ -195,7 +195,7 @@ pub(crate) fn time_registry_write(registry: &mpsc::UnboundedSender<RegistryWrite
     let asked = Instant::now();
     tokio::spawn(async move {
         // An error: the writer ended with its term; nothing to record.
-        if flushed.await.is_ok() {
+        if let Ok(Ok(())) = flushed.await {
             global().registry_write.observe(asked.elapsed());
         }
     });

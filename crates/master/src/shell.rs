@@ -21,23 +21,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::outbox::{Inbox, Outbox, PushError, outbox};
+pub(crate) use crate::registry_writer::RegistryWrite;
 use crate::snapshot::StateSnapshot;
 use crate::state::{
     CallError, ConnId, Effect, Master, MasterConfig, Now, OperatorCall, OperatorError,
-    RegistryAgent, RegistryPolicy,
 };
 
-/// One write to the registry, in the order the state machine asked for it.
-#[derive(Debug)]
-pub(crate) enum RegistryWrite {
-    Agent(RegistryAgent),
-    Policy(RegistryPolicy),
-    /// Answered once every write queued before it is done (or given up).
-    Flushed(oneshot::Sender<()>),
-}
-
-/// Events queued for one stream before it counts as stuck and is closed.
-const STREAM_BUFFER: usize = 4096;
+/// Commands waiting for the actor at most; past this, gRPC handlers and
+/// agent sessions wait to queue theirs (back-pressure on the peers, never
+/// a dropped command).
+const COMMAND_QUEUE: usize = 8192;
 /// How long an agent has to send its registration on a new session.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Readers see state at most this stale on a small cluster.
@@ -77,6 +71,26 @@ pub struct MasterOptions {
     pub agent_removal_timeout: Duration,
 }
 
+impl MasterOptions {
+    /// A standalone master (no ZooKeeper, registry in memory) advertising
+    /// `advertise`, with the defaults of `agora master`'s flags.
+    pub fn new(advertise: SocketAddr, hostname: impl Into<String>) -> Self {
+        let defaults = MasterConfig::new(pb::MasterInfo::default());
+        Self {
+            zk: None,
+            zk_session_timeout: Duration::from_secs(10),
+            work_dir: None,
+            agent_reregister_timeout: Duration::from_secs(600),
+            offer_timeout: None,
+            advertise,
+            hostname: hostname.into(),
+            allocation_interval: Duration::from_secs(1),
+            agent_ping_timeout: defaults.agent_ping_timeout,
+            max_agent_ping_timeouts: defaults.max_agent_ping_timeouts,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ShellError {
     #[error("http server failed: {0}")]
@@ -85,10 +99,20 @@ pub enum ShellError {
         "lost leadership (ZooKeeper session disconnected or expired); exiting so that this master can rejoin as a follower"
     )]
     LostLeadership,
+    /// A task of the leading term died: the leader cannot act any more.
+    #[error(
+        "the leading term's {task} ended unexpectedly ({reason}); exiting so that another master leads"
+    )]
+    TermFailed { task: &'static str, reason: String },
+    /// A registry write could not be made: what the store holds is all a
+    /// next leader will know, so this one must not go on acting.
+    #[error("{0}; stepping down so that another master leads from what the registry holds")]
+    Registry(String),
 }
 
-type EventSender = mpsc::Sender<Result<sched::Event, Status>>;
-type AgentSender = mpsc::Sender<Result<MasterMessage, Status>>;
+type EventSender = Outbox<sched::Event>;
+type AgentSender = Outbox<MasterMessage>;
+pub(crate) type Commands = mpsc::Sender<Command>;
 
 pub(crate) enum Command {
     Subscribe {
@@ -121,8 +145,24 @@ pub(crate) enum Command {
     /// An operator call from the HTTP API (weights, quota, reservations).
     Operator {
         call: OperatorCall,
-        reply: oneshot::Sender<Result<(), OperatorError>>,
+        reply: OperatorReply,
     },
+    /// Test builds only (see `http::test_faults`): the actor panics, as a
+    /// bug would make it, to show that the term is supervised.
+    Fault,
+}
+
+/// Why an operator call did not succeed; `http.rs` maps each to a status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OperatorFailure {
+    /// The state machine refused it (400, 404, 409); nothing changed.
+    Refused(OperatorError),
+    /// What it would store is larger than the registry accepts (507);
+    /// nothing changed.
+    TooLarge(String),
+    /// It was applied but could not be made durable (503): this master
+    /// steps down and the change is dropped with its term.
+    NotDurable(String),
 }
 
 /// Maps the state machine's refusals to gRPC codes: the one place this happens.
@@ -142,7 +182,7 @@ fn wall_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-type OperatorReply = oneshot::Sender<Result<(), OperatorError>>;
+pub(crate) type OperatorReply = oneshot::Sender<Result<(), OperatorFailure>>;
 
 struct Actor {
     master: Master,
@@ -161,7 +201,7 @@ struct Actor {
     /// call changed what `/roles` shows; its caller may read it next).
     publish_now: bool,
     /// Operator calls answered once what they changed is in the registry.
-    operator_replies: Vec<(OperatorReply, Result<(), OperatorError>)>,
+    operator_replies: Vec<OperatorReply>,
     /// Status updates waiting for acknowledgement, for `/metrics`.
     round_trips: crate::metrics::RoundTrips,
 }
@@ -237,14 +277,21 @@ impl Actor {
                 self.master.agent_disconnected(now, conn, out);
             }
             Command::Operator { call, reply } => {
-                let result = self.master.operator(now, call, out);
-                self.publish_now = true;
-                if result.is_ok() {
-                    self.operator_replies.push((reply, result));
-                } else {
-                    let _ = reply.send(result);
+                if let Err(why) = crate::registry_writer::check_entry_sizes(&self.master, &call) {
+                    let _ = reply.send(Err(OperatorFailure::TooLarge(why)));
+                    return;
+                }
+                match self.master.operator(now, call, out) {
+                    Ok(()) => {
+                        self.publish_now = true;
+                        self.operator_replies.push(reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(OperatorFailure::Refused(e)));
+                    }
                 }
             }
+            Command::Fault => panic!("test fault: the actor was asked to die"),
         }
     }
 
@@ -253,9 +300,11 @@ impl Actor {
             match effect {
                 Effect::ToFramework { conn, event } => {
                     if let Some(tx) = self.frameworks.get(&conn)
-                        && tx.try_send(Ok(event)).is_err()
+                        && let Err(e) = tx.push(event)
                     {
-                        tracing::warn!(conn, "framework stream is stuck or gone, closing it");
+                        if let PushError::Stuck { .. } = e {
+                            tracing::warn!(conn, error = %e, "framework stream is stuck; closing it (the framework re-subscribes)");
+                        }
                         self.frameworks.remove(&conn);
                     }
                 }
@@ -264,9 +313,11 @@ impl Actor {
                 }
                 Effect::ToAgent { conn, message } => {
                     if let Some(tx) = self.agents.get(&conn)
-                        && tx.try_send(Ok(message)).is_err()
+                        && let Err(e) = tx.push(message)
                     {
-                        tracing::warn!(conn, "agent stream is stuck or gone, closing it");
+                        if let PushError::Stuck { .. } = e {
+                            tracing::warn!(conn, error = %e, "agent session is stuck; closing it (the agent re-registers)");
+                        }
                         self.agents.remove(&conn);
                     }
                 }
@@ -289,12 +340,18 @@ impl Actor {
     /// they caused (queued by `execute`, in order) are done: a 200 means
     /// the change survives a failover.
     fn answer_operators(&mut self) {
-        for (reply, result) in self.operator_replies.drain(..) {
+        for reply in self.operator_replies.drain(..) {
             let (flushed, done) = oneshot::channel();
             let _ = self.registry.send(RegistryWrite::Flushed(flushed));
             tokio::spawn(async move {
-                // An error here: the writer is gone with the term; answer anyway.
-                let _ = done.await;
+                let result = match done.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(why)) => Err(OperatorFailure::NotDurable(why)),
+                    // The writer stopped with the term before reaching it.
+                    Err(_) => Err(OperatorFailure::NotDurable(
+                        "the registry writer stopped before the change was written".into(),
+                    )),
+                };
                 let _ = reply.send(result);
             });
         }
@@ -323,7 +380,7 @@ impl Actor {
 
     async fn run(
         mut self,
-        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut commands: mpsc::Receiver<Command>,
         allocation_interval: Duration,
         shutdown: CancellationToken,
     ) {
@@ -387,25 +444,28 @@ impl Actor {
 /// Sends a "gone" command when a stream's response side is dropped (the
 /// peer went away or the stream was closed).
 struct GoneGuard {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: Commands,
     gone: Option<Command>,
 }
 
 impl Drop for GoneGuard {
     fn drop(&mut self) {
-        if let Some(gone) = self.gone.take() {
-            let _ = self.commands.send(gone);
+        let Some(gone) = self.gone.take() else { return };
+        // Never lost: queued now, or as soon as the queue has room.
+        if let Err(mpsc::error::TrySendError::Full(gone)) = self.commands.try_send(gone)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let commands = self.commands.clone();
+            runtime.spawn(async move {
+                let _ = commands.send(gone).await;
+            });
         }
     }
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-fn guarded<T>(
-    rx: mpsc::Receiver<Result<T, Status>>,
-    guard: GoneGuard,
-    heartbeat: Option<(Duration, T)>,
-) -> BoxStream<T>
+fn guarded<T>(rx: Inbox<T>, guard: GoneGuard, heartbeat: Option<(Duration, T)>) -> BoxStream<T>
 where
     T: Clone + Send + Sync + 'static,
 {
@@ -438,11 +498,13 @@ where
 #[derive(Clone, Debug)]
 pub(crate) enum Gate {
     /// Not the leader; `leader` is the leader's `host:port` when known.
-    Following { leader: Option<String> },
+    Following {
+        leader: Option<String>,
+    },
     /// Just elected: loading the registry, not serving calls yet.
     Recovering,
     Leading {
-        commands: mpsc::UnboundedSender<Command>,
+        commands: Commands,
     },
 }
 
@@ -460,7 +522,7 @@ impl Services {
 
     /// The leader's command channel, or a status saying why there is none
     /// here (and who leads, in the `agora-leader` metadata).
-    fn commands(&self) -> Result<mpsc::UnboundedSender<Command>, Status> {
+    fn commands(&self) -> Result<Commands, Status> {
         match &*self.gate.borrow() {
             Gate::Leading { commands } => Ok(commands.clone()),
             Gate::Recovering => Err(Status::unavailable(
@@ -483,12 +545,13 @@ impl Services {
     }
 
     async fn ask(
-        commands: &mpsc::UnboundedSender<Command>,
+        commands: &Commands,
         command: Command,
         reply: oneshot::Receiver<Result<(), CallError>>,
     ) -> Result<(), Status> {
         commands
             .send(command)
+            .await
             .map_err(|_| Status::unavailable("master is shutting down"))?;
         reply
             .await
@@ -507,7 +570,7 @@ impl Scheduler for Services {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let commands = self.commands()?;
         let conn = self.conn();
-        let (events, rx) = mpsc::channel(STREAM_BUFFER);
+        let (events, rx) = outbox();
         let (reply, answer) = oneshot::channel();
         let stream_id = uuid::Uuid::new_v4().to_string();
         let guard = GoneGuard {
@@ -583,13 +646,14 @@ impl AgentSession for Services {
             ));
         };
         let conn = self.conn();
-        let (messages, rx) = mpsc::channel(STREAM_BUFFER);
+        let (messages, rx) = outbox();
         commands
             .send(Command::AgentRegister {
                 conn,
                 register,
                 messages,
             })
+            .await
             .map_err(|_| Status::unavailable("master is shutting down"))?;
         let reader_commands = commands.clone();
         tokio::spawn(async move {
@@ -597,7 +661,13 @@ impl AgentSession for Services {
             loop {
                 match inbound.message().await {
                     Ok(Some(AgentMessage { kind: Some(kind) })) => {
-                        if commands.send(Command::AgentMessage { conn, kind }).is_err() {
+                        // Waits while the actor is behind: the agent's
+                        // stream is read no faster than it is handled.
+                        if commands
+                            .send(Command::AgentMessage { conn, kind })
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -605,7 +675,7 @@ impl AgentSession for Services {
                     Ok(None) | Err(_) => break,
                 }
             }
-            let _ = commands.send(Command::AgentGone { conn });
+            let _ = commands.send(Command::AgentGone { conn }).await;
         });
         let guard = GoneGuard {
             commands,
@@ -628,6 +698,26 @@ pub async fn run_master(
     options: MasterOptions,
     shutdown: CancellationToken,
 ) -> Result<(), ShellError> {
+    serve_master(listener, options, None, shutdown).await
+}
+
+/// [`run_master`] with the registry kept in `store` instead of the one the
+/// options name (tests inject failing stores this way).
+pub async fn run_master_with_store(
+    listener: TcpListener,
+    options: MasterOptions,
+    store: Arc<dyn agora_coord::RegistryStore>,
+    shutdown: CancellationToken,
+) -> Result<(), ShellError> {
+    serve_master(listener, options, Some(store), shutdown).await
+}
+
+async fn serve_master(
+    listener: TcpListener,
+    options: MasterOptions,
+    store: Option<Arc<dyn agora_coord::RegistryStore>>,
+    shutdown: CancellationToken,
+) -> Result<(), ShellError> {
     let master_id = uuid::Uuid::new_v4().to_string();
     let (gate_tx, gate_rx) = watch::channel(Gate::Following { leader: None });
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(StateSnapshot::follower(
@@ -645,31 +735,30 @@ pub async fn run_master(
     let app = crate::http::router(snapshot_rx, gate_rx)
         .route_service(
             &grpc_path::<SchedulerServer<Services>>(),
-            SchedulerServer::new(services.clone()),
+            SchedulerServer::new(services.clone())
+                .max_decoding_message_size(agora_net::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(agora_net::MAX_MESSAGE_BYTES),
         )
         .route_service(
             &grpc_path::<AgentSessionServer<Services>>(),
-            AgentSessionServer::new(services),
+            AgentSessionServer::new(services)
+                .max_decoding_message_size(agora_net::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(agora_net::MAX_MESSAGE_BYTES),
         );
     tracing::info!(address = %options.advertise, master_id = %master_id, "master serving");
-    // Replies go out in several writes; without TCP_NODELAY each would wait
-    // for the peer's delayed ACK (40 ms on Linux).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
-    );
+    let server = tokio::spawn(agora_net::serve(
+        listener,
+        app,
+        agora_net::ServeLimits::default(),
+        shutdown.clone(),
+    ));
     let terms = crate::leadership::Terms {
         options,
         master_id,
         gate: gate_tx,
         snapshot: snapshot_tx,
         shutdown: shutdown.clone(),
+        store,
     };
     let outcome = terms.run().await;
     shutdown.cancel();
@@ -688,10 +777,10 @@ pub(crate) fn start_actor(
     snapshot: watch::Sender<Arc<StateSnapshot>>,
     registry: mpsc::UnboundedSender<RegistryWrite>,
     shutdown: CancellationToken,
-) -> (mpsc::UnboundedSender<Command>, tokio::task::JoinHandle<()>) {
+) -> (Commands, tokio::task::JoinHandle<()>) {
     let start_wall = wall_now();
     snapshot.send_replace(Arc::new(master.snapshot(start_wall, start_wall)));
-    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let actor = Actor {
         master,
         started: Instant::now(),

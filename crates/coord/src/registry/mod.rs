@@ -6,6 +6,7 @@
 //! under `<path>/registry/`), [`FileRegistryStore`] (the whole map in one
 //! file, replaced atomically) and [`MemoryRegistryStore`].
 
+mod faulty;
 mod file;
 mod memory;
 mod zk;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 
 use futures::future::BoxFuture;
 
+pub use faulty::{FaultyRegistryStore, RegistryFault};
 pub use file::{FileRegistryStore, REGISTRY_FILE};
 pub use memory::MemoryRegistryStore;
 pub use zk::{REGISTRY_DIR, ZkRegistryStore};

@@ -325,6 +325,15 @@ impl Master {
                 remaining.subtract(&resources);
                 let mut info = info.clone();
                 info.resources = resources.to_proto(None);
+                // Checked before anything changes: a message the agent
+                // cannot decode would break its session and lose the task.
+                let size = run_task_len(&framework.info, &info);
+                if size > agora_net::MAX_MESSAGE_BYTES {
+                    return Err(invalid(format!(
+                        "task {task_id} cannot be sent to its agent: its launch message would be {size} bytes, more than the {} a message may carry",
+                        agora_net::MAX_MESSAGE_BYTES
+                    )));
+                }
                 launches.push(Launch {
                     task_id,
                     info,
@@ -338,6 +347,15 @@ impl Master {
             remaining,
         })
     }
+}
+
+/// The encoded size of the `RunTask` message that launches `task`, without
+/// building it: `MasterMessage { run_task (2): { framework (1), task (2) } }`.
+pub(super) fn run_task_len(framework: &pb::FrameworkInfo, task: &pb::TaskInfo) -> usize {
+    use prost::Message as _;
+    // One byte of key (field numbers below 16), the length, the body.
+    let field = |len: usize| 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+    field(field(framework.encoded_len()) + field(task.encoded_len()))
 }
 
 /// Checks a RESERVE or UNRESERVE against what remains of the offers; returns

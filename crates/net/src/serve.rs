@@ -1,0 +1,258 @@
+//! The accept loop.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::first_bytes::FirstBytes;
+
+/// What a server allows its peers.
+#[derive(Debug, Clone)]
+pub struct ServeLimits {
+    /// A connection must start a request, and an HTTP/1 request must send
+    /// its whole header, within this long (an idle HTTP/1 keep-alive
+    /// connection is closed after it too). Default 10 s.
+    pub header_read_timeout: Duration,
+    /// An HTTP/2 connection is pinged this often... Default 30 s.
+    pub http2_keep_alive_interval: Duration,
+    /// ...and closed when a ping is not answered within this long. Default 20 s.
+    pub http2_keep_alive_timeout: Duration,
+    /// Open connections at most; more are closed as soon as accepted, with
+    /// a warning. `None`: derived from the descriptor limit
+    /// ([`crate::connection_cap`]).
+    pub max_connections: Option<usize>,
+    /// On shutdown, how long open connections have to finish.
+    pub graceful_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            http2_keep_alive_interval: Duration::from_secs(30),
+            http2_keep_alive_timeout: Duration::from_secs(20),
+            max_connections: None,
+            graceful_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How often at most the "too many connections" warning is logged.
+const CAP_WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Serves `app` (HTTP/1 and HTTP/2, so gRPC too) on `listener` until
+/// `shutdown` is cancelled, then gives open connections
+/// [`ServeLimits::graceful_timeout`] to finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: ServeLimits,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let cap = limits
+        .max_connections
+        .unwrap_or_else(|| crate::connection_cap(crate::limits::fd_limit()));
+    let permits = Arc::new(Semaphore::new(cap));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.http2_keep_alive_interval)
+        .keep_alive_timeout(limits.http2_keep_alive_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut refused = 0u64;
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors or memory: wait a little rather
+                    // than spin; the listener itself is still fine.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            refused += 1;
+            if last_warning.is_none_or(|at| at.elapsed() >= CAP_WARN_INTERVAL) {
+                tracing::warn!(
+                    max_connections = cap,
+                    refused,
+                    peer = %peer,
+                    "connection limit reached; closing new connections until some end"
+                );
+                last_warning = Some(Instant::now());
+                refused = 0;
+            }
+            drop(tcp);
+            continue;
+        };
+        // Replies go out in several writes; without TCP_NODELAY each would
+        // wait for the peer's delayed ACK (40 ms on Linux).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let io = TokioIo::new(FirstBytes::new(tcp, limits.header_read_timeout));
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(io, service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.graceful_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the graceful shutdown timeout; closing them");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    fn app() -> axum::Router {
+        axum::Router::new().route("/ping", axum::routing::get(|| async { "pong" }))
+    }
+
+    async fn start(limits: ServeLimits) -> (std::net::SocketAddr, CancellationToken) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(serve(listener, app(), limits, shutdown.clone()));
+        (address, shutdown)
+    }
+
+    /// Reads until the server closes the connection; what it sent.
+    async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+        let mut all = Vec::new();
+        let deadline = Duration::from_secs(30);
+        // An error (reset) counts as closed too.
+        let _ = tokio::time::timeout(deadline, stream.read_to_end(&mut all))
+            .await
+            .expect("the server closes the connection");
+        all
+    }
+
+    fn short() -> ServeLimits {
+        ServeLimits {
+            header_read_timeout: Duration::from_millis(300),
+            ..ServeLimits::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_half_sent_request_is_closed_after_the_header_timeout() {
+        let (address, _shutdown) = start(short()).await;
+        let mut stream = TcpStream::connect(address).await.expect("connect");
+        stream
+            .write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        let answer = read_to_close(&mut stream).await;
+        assert!(!String::from_utf8_lossy(&answer).contains("pong"));
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_and_a_partial_preface_are_closed() {
+        let (address, _shutdown) = start(short()).await;
+        let mut silent = TcpStream::connect(address).await.expect("connect");
+        let mut partial = TcpStream::connect(address).await.expect("connect");
+        partial.write_all(b"PRI * HTTP/2").await.expect("write");
+        assert!(read_to_close(&mut silent).await.is_empty());
+        assert!(read_to_close(&mut partial).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_whole_request_is_answered() {
+        let (address, _shutdown) = start(short()).await;
+        let mut stream = TcpStream::connect(address).await.expect("connect");
+        stream
+            .write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let answer = read_to_close(&mut stream).await;
+        assert!(String::from_utf8_lossy(&answer).ends_with("pong"));
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_are_closed_and_others_served_once_one_ends() {
+        let limits = ServeLimits {
+            max_connections: Some(2),
+            header_read_timeout: Duration::from_secs(60),
+            ..ServeLimits::default()
+        };
+        let (address, _shutdown) = start(limits).await;
+        let held: Vec<TcpStream> = futures_connect(address, 2).await;
+        // Both permits are taken once the server accepted them; the third is
+        // closed at once (an empty read), however long it waits.
+        let mut third = TcpStream::connect(address).await.expect("connect");
+        assert!(read_to_close(&mut third).await.is_empty());
+        drop(held);
+        // Permits come back as the server notices the closes.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut stream = TcpStream::connect(address).await.expect("connect");
+            let _ = stream
+                .write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            if String::from_utf8_lossy(&read_to_close(&mut stream).await).ends_with("pong") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no connection served after the cap freed up"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Opens `n` connections and makes sure the server accepted each (it
+    /// answers a request on it, keeping the connection open).
+    async fn futures_connect(address: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+        let mut streams = Vec::new();
+        for _ in 0..n {
+            let mut stream = TcpStream::connect(address).await.expect("connect");
+            stream
+                .write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .expect("write");
+            let mut buf = vec![0u8; 1024];
+            let mut got = Vec::new();
+            while !String::from_utf8_lossy(&got).ends_with("pong") {
+                let n = stream.read(&mut buf).await.expect("read");
+                assert!(n > 0, "held connection closed early");
+                got.extend_from_slice(&buf[..n]);
+            }
+            streams.push(stream);
+        }
+        streams
+    }
+}
