@@ -87,6 +87,7 @@ impl MasterOptions {
             allocation_interval: Duration::from_secs(1),
             agent_ping_timeout: defaults.agent_ping_timeout,
             max_agent_ping_timeouts: defaults.max_agent_ping_timeouts,
+            agent_removal_timeout: defaults.agent_removal_timeout,
         }
     }
 }
