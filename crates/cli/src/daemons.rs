@@ -246,7 +246,7 @@ fn master_options(
         allocation_interval: flag_duration(tuning.allocation_interval),
         agent_ping_timeout: flag_duration(tuning.agent_ping_timeout),
         max_agent_ping_timeouts: tuning.max_agent_ping_timeouts,
-        agent_removal_timeout: Duration::from_secs_f64(tuning.agent_removal_timeout),
+        agent_removal_timeout: flag_duration(tuning.agent_removal_timeout),
         zk: tuning.zk.clone(),
         zk_session_timeout: flag_duration(tuning.zk_session_timeout),
         work_dir: tuning.work_dir.clone(),
