@@ -53,6 +53,33 @@ struct AgentSlot {
     starts: usize,
 }
 
+/// What the driver does next.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    SubmitJob,
+    KillAgent,
+    FreezeAgent { past_detection: bool },
+    KillLeader,
+    CutMaster,
+    Restore,
+    RestartZooKeeper,
+    ChangeWeight,
+}
+
+/// Every kind of fault once, in a seeded order, before the random ones:
+/// even a short run covers them all, a freeze past detection included.
+const EVERY_FAULT: [Action; 7] = [
+    Action::KillAgent,
+    Action::FreezeAgent {
+        past_detection: true,
+    },
+    Action::KillLeader,
+    Action::CutMaster,
+    Action::Restore,
+    Action::RestartZooKeeper,
+    Action::ChangeWeight,
+];
+
 struct Job {
     name: String,
     instances: usize,
@@ -254,13 +281,44 @@ impl Soak {
         }
     }
 
-    /// One random fault (or an operator change, or a new job).
-    fn act(&mut self) {
-        let choice = self.rng.random_range(0..100);
-        let agent = self.rng.random_range(0..self.agents.len());
-        match choice {
-            0..=24 => self.submit_job(),
-            25..=39 if self.agents[agent].frozen_until.is_none() => {
+    /// A random action, weighted: jobs and agent faults most often.
+    fn random_action(&mut self) -> Action {
+        match self.rng.random_range(0..100) {
+            0..=24 => Action::SubmitJob,
+            25..=39 => Action::KillAgent,
+            40..=51 => Action::FreezeAgent {
+                past_detection: false,
+            },
+            52..=63 => Action::KillLeader,
+            64..=71 => Action::CutMaster,
+            72..=79 => Action::Restore,
+            80..=85 => Action::RestartZooKeeper,
+            _ => Action::ChangeWeight,
+        }
+    }
+
+    /// An agent to hit: one that runs tasks when there is one, so that
+    /// faults land where they can cost something.
+    fn pick_agent(&mut self) -> Option<usize> {
+        let awake: Vec<usize> = (0..self.agents.len())
+            .filter(|&i| self.agents[i].frozen_until.is_none())
+            .collect();
+        let busy: Vec<usize> = awake
+            .iter()
+            .copied()
+            .filter(|&i| !processes_under(&self.agents[i].work_dir).is_empty())
+            .collect();
+        let from = if busy.is_empty() { awake } else { busy };
+        (!from.is_empty()).then(|| from[self.rng.random_range(0..from.len())])
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::SubmitJob => self.submit_job(),
+            Action::KillAgent => {
+                let Some(agent) = self.pick_agent() else {
+                    return;
+                };
                 signal(self.agents[agent].proc.pid(), Signal::KILL);
                 let _ = self.agents[agent].proc.child.wait();
                 let starts = self.agents[agent].starts + 1;
@@ -270,14 +328,21 @@ impl Soak {
                 self.agents[agent].starts = starts;
                 self.log(format!("agent {agent} SIGKILLed and restarted"));
             }
-            40..=51 if self.agents[agent].frozen_until.is_none() => {
-                let millis = self.rng.random_range(500..=MAX_FREEZE.as_millis() as u64);
+            Action::FreezeAgent { past_detection } => {
+                let Some(agent) = self.pick_agent() else {
+                    return;
+                };
+                // Detection takes 6 to 9 s with the default pings.
+                let shortest = if past_detection { 10_000 } else { 500 };
+                let millis = self
+                    .rng
+                    .random_range(shortest..=MAX_FREEZE.as_millis() as u64);
                 signal(self.agents[agent].proc.pid(), Signal::STOP);
                 self.agents[agent].frozen_until =
                     Some(Instant::now() + Duration::from_millis(millis));
                 self.log(format!("agent {agent} frozen (SIGSTOP) for {millis} ms"));
             }
-            52..=63 => {
+            Action::KillLeader => {
                 if let Some(leader) = self.leader()
                     && let Some(proc) = self.masters[leader].proc.as_mut()
                 {
@@ -285,19 +350,19 @@ impl Soak {
                     self.log(format!("leading master {leader} SIGKILLed"));
                 }
             }
-            64..=71 => {
+            Action::CutMaster => {
                 let m = self.rng.random_range(0..self.proxies.len());
                 self.proxies[m].cut();
                 self.log(format!("master {m} cut off from zookeeper"));
             }
-            72..=79 => {
+            Action::Restore => {
                 for proxy in &self.proxies {
                     proxy.restore();
                 }
                 self.log("zookeeper connections restored".into());
             }
-            80..=85 => self.restart_zookeeper(),
-            _ => self.change_weight(),
+            Action::RestartZooKeeper => self.restart_zookeeper(),
+            Action::ChangeWeight => self.change_weight(),
         }
     }
 
@@ -497,12 +562,26 @@ async fn chaos_soak_keeps_every_promise() {
     // The chaos: a seeded sequence of actions at random intervals.
     soak.started = Instant::now();
     soak.submit_job();
+    soak.submit_job();
+    // Every fault once (in a seeded order, a job between each), then at random.
+    let mut first: Vec<Action> = Vec::new();
+    let mut faults = EVERY_FAULT.to_vec();
+    while !faults.is_empty() {
+        let fault = faults.swap_remove(soak.rng.random_range(0..faults.len()));
+        first.push(fault);
+        first.push(Action::SubmitJob);
+    }
+    first.reverse();
     while soak.started.elapsed() < chaos_for {
         let pause = soak.rng.random_range(300..=2500);
         tokio::time::sleep(Duration::from_millis(pause)).await;
         soak.thaw_due_agents(false);
         soak.supervise_masters();
-        tokio::task::block_in_place(|| soak.act());
+        let action = match first.pop() {
+            Some(action) => action,
+            None => soak.random_action(),
+        };
+        tokio::task::block_in_place(|| soak.act(action));
     }
 
     // Calm: everything restored, every master running; the jobs finish.
