@@ -997,9 +997,10 @@ impl Actor {
         self.state.recover(now, recovered, &mut out);
         for executor in executors {
             let key = (executor.framework_id.clone(), executor.executor_id.clone());
-            if !self.state.executors.contains_key(&key) {
-                continue;
-            }
+            // The state machine refused this executor's record (and failed
+            // its tasks): whatever of it still runs is destroyed, as nothing
+            // accounts for it any more.
+            let refused = !self.state.executors.contains_key(&key);
             let Some(run) = executor.run else {
                 // Crashed between starting it and writing its pid: if it runs,
                 // it re-subscribes in time; if not, the deadline fails its task.
@@ -1013,6 +1014,11 @@ impl Actor {
             let alive = checkpoint::process_start_time(run.pid)
                 .is_some_and(|t| process.start_time.is_none_or(|s| s == t));
             self.containers.recover(key.clone(), &run.run_id);
+            if refused {
+                self.destroy_later(&key, alive.then_some(process));
+                self.schedule_gc(&key);
+                continue;
+            }
             if !alive {
                 let (limitation, description) =
                     self.exit_cause(&key, "it exited while the agent was down".into());
