@@ -1016,6 +1016,11 @@ impl AgentState {
             .contains_key(&(framework_id.clone(), task_id.clone()));
         let task_id = status.task_id.clone();
         let mut status = status;
+        // Bounded before it is checkpointed, acknowledged or forwarded: the
+        // same uuid always yields the same bounded update.
+        if let Some(cut) = crate::status_bound::bound_status(&mut status) {
+            tracing::warn!(executor_id = %executor_id, task_id = ?status.task_id.as_ref().map(|t| t.value.as_str()), cut = %cut, "oversized status update from an executor cut down");
+        }
         status.source = Some(pb::task_status::Source::Executor as i32);
         status.executor_id = executor_id.to_field();
         if retired {

@@ -941,3 +941,40 @@ fn a_checkpointed_task_whose_resources_cannot_be_parsed_is_reported_at_recovery(
         "{message}"
     );
 }
+
+#[test]
+fn an_oversized_executor_update_is_cut_down_before_it_is_checkpointed_or_forwarded() {
+    let mut state = agent();
+    run_task(&mut state, "t1");
+    subscribe(&mut state, "t1", 1);
+    let mut huge = status("t1", pb::TaskState::TaskRunning, 1);
+    huge.message = Some("x".repeat(agora_net::MAX_MESSAGE_BYTES / 2));
+    huge.data = Some(vec![0; agora_net::MAX_MESSAGE_BYTES - 1024]);
+    let mut out = Vec::new();
+    state.on_executor_update(T0, 1, &fid(), &eid("t1"), huge, &mut out);
+    // Acknowledged to the executor (so it stops resending), and what goes
+    // to the disk and the master fits well under the message limit.
+    assert_eq!(acks_to_executor(&out), 1);
+    let forwarded = to_master_statuses(&out);
+    let [status] = &forwarded[..] else {
+        panic!("one update expected: {out:?}");
+    };
+    assert_eq!(status.state, pb::TaskState::TaskRunning as i32);
+    assert_eq!(status.data, None);
+    let whole = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::ToMaster(message) => Some(prost::Message::encoded_len(message)),
+            _ => None,
+        })
+        .expect("forwarded");
+    assert!(
+        whole <= crate::status_bound::MAX_STATUS_BYTES + 1024,
+        "{whole} bytes"
+    );
+    let checkpointed = out.iter().find_map(|e| match e {
+        Effect::Checkpoint(Checkpoint::TaskUpdates { pending, .. }) => pending.last().cloned(),
+        _ => None,
+    });
+    assert_eq!(checkpointed.as_ref(), Some(status));
+}
