@@ -163,6 +163,9 @@ pub struct AgentSnapshot {
     pub disk: Option<DiskSpace>,
     /// Sandboxes of finished executors waiting for garbage collection.
     pub sandboxes_awaiting_gc: usize,
+    /// Why the master refused this agent's registration (e.g. resources
+    /// that no longer hold its running tasks), until one accepts it.
+    pub refused: Option<String>,
     /// The state machine's gauges at publish time, for `/metrics` (pending
     /// status updates are known only there); `None` before the first publish.
     #[serde(skip)]
@@ -196,6 +199,9 @@ struct Actor {
     gc: Gc,
     disk: Option<DiskSpace>,
     disk_check_in_flight: bool,
+    /// Why the master last refused this agent's registration; cleared when
+    /// a master accepts it.
+    refused: Option<String>,
 }
 
 /// Checkpoint records are written by a dedicated thread, in order; the
@@ -365,6 +371,7 @@ impl Actor {
             gc: Gc::new(options.gc),
             disk: None,
             disk_check_in_flight: false,
+            refused: None,
             options,
         })
     }
@@ -604,6 +611,7 @@ impl Actor {
                 match AgentId::from_field(&registered.agent_id) {
                     Ok(agent_id) => {
                         tracing::info!(agent_id = %agent_id, "registered with the master");
+                        self.refused = None;
                         self.state.on_registered(now, agent_id, out);
                     }
                     Err(e) => tracing::warn!(error = %e, "master sent an invalid agent id"),
@@ -636,6 +644,9 @@ impl Actor {
             }
             master_message::Kind::Refused(refused) => {
                 tracing::error!(reason = %refused.message, "the master refused this agent");
+                // Kept for `/health` and `/state` until a master accepts
+                // us: the session retries, and each refusal restates it.
+                self.refused = Some(refused.message);
             }
         }
     }
@@ -982,6 +993,7 @@ impl Actor {
             disk_full: self.state.disk_full(),
             disk: self.disk,
             sandboxes_awaiting_gc: self.gc.scheduled(),
+            refused: self.refused.clone(),
             gauges: Some(crate::metrics::gauges_from_state(&self.state)),
         };
         self.snapshot.send_replace(Arc::new(snapshot));
@@ -1457,8 +1469,12 @@ struct Health {
     /// Always `ok`: the process is alive and serving (a liveness probe must
     /// not restart an agent because its master is away).
     status: &'static str,
-    /// `connected` once registered with a master, else `disconnected`.
+    /// `connected` once registered with a master; `refused` while the
+    /// master refuses its registration (`reason` says why); else
+    /// `disconnected`.
     master: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
     /// `full` while new tasks are refused for lack of disk.
     disk: &'static str,
 }
@@ -1469,11 +1485,12 @@ async fn health(State(snapshot): State<watch::Receiver<Arc<AgentSnapshot>>>) -> 
     let current = snapshot.borrow().clone();
     Json(Health {
         status: "ok",
-        master: if current.registered {
-            "connected"
-        } else {
-            "disconnected"
+        master: match (current.registered, &current.refused) {
+            (true, _) => "connected",
+            (false, Some(_)) => "refused",
+            (false, None) => "disconnected",
         },
+        reason: current.refused.clone().filter(|_| !current.registered),
         disk: if current.disk_full { "full" } else { "ok" },
     })
 }

@@ -269,3 +269,89 @@ async fn a_full_disk_refuses_tasks_and_updates_wait_for_their_checkpoint() {
     shutdown.cancel();
     actor_task.await.expect("actor");
 }
+
+/// Waits until the published snapshot satisfies `ready`.
+async fn snapshot_where(
+    rx: &mut watch::Receiver<Arc<AgentSnapshot>>,
+    ready: impl Fn(&AgentSnapshot) -> bool,
+) -> Arc<AgentSnapshot> {
+    tokio::time::timeout(DEADLINE, rx.wait_for(|s| ready(s)))
+        .await
+        .expect("the snapshot never got there")
+        .expect("actor gone")
+        .clone()
+}
+
+/// A master that refuses the agent (say, it restarted with resources that
+/// no longer hold its running tasks): `/health` and `/state` say so, with
+/// the master's reason, until a master accepts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_registration_shows_in_health_and_state_with_the_reason() {
+    let work = tempfile::tempdir().expect("work dir");
+    let options = options(work.path());
+    let containers = Containers::new(&options.containers).expect("posix containers");
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (snapshot_tx, mut snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
+    let actor = Actor::new(
+        options,
+        Box::new(MemStore::default()),
+        containers,
+        commands.clone(),
+        snapshot_tx,
+    )
+    .expect("actor");
+    let shutdown = CancellationToken::new();
+    let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
+    let (master_tx, mut from_agent) = mpsc::channel(16);
+    commands
+        .send(AgentCommand::MasterConnected {
+            session: 1,
+            tx: master_tx,
+        })
+        .expect("send");
+    next_from_agent(&mut from_agent).await;
+
+    let reason = "agent resources cpus:1;mem:128 cannot hold its running tasks";
+    commands
+        .send(AgentCommand::MasterMessage {
+            session: 1,
+            message: MasterMessage {
+                kind: Some(master_message::Kind::Refused(master_message::Refused {
+                    message: reason.into(),
+                })),
+            },
+        })
+        .expect("send");
+    let refused = snapshot_where(&mut snapshot_rx, |s| s.refused.is_some()).await;
+    assert_eq!(refused.refused.as_deref(), Some(reason));
+    let state = serde_json::to_value(refused.as_ref()).expect("json");
+    assert_eq!(state["refused"], reason, "{state}");
+    let axum::Json(health) = super::health(axum::extract::State(snapshot_rx.clone())).await;
+    let health = serde_json::to_value(&health).expect("json");
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["master"], "refused", "{health}");
+    assert_eq!(health["reason"], reason, "{health}");
+
+    // A master accepts it later: the refusal is over.
+    commands
+        .send(AgentCommand::MasterMessage {
+            session: 1,
+            message: MasterMessage {
+                kind: Some(master_message::Kind::Registered(
+                    master_message::Registered {
+                        agent_id: Some(agora_proto::v1::AgentId { value: "a1".into() }),
+                        master_info: None,
+                    },
+                )),
+            },
+        })
+        .expect("send");
+    snapshot_where(&mut snapshot_rx, |s| s.registered && s.refused.is_none()).await;
+    let axum::Json(health) = super::health(axum::extract::State(snapshot_rx.clone())).await;
+    let health = serde_json::to_value(&health).expect("json");
+    assert_eq!(health["master"], "connected", "{health}");
+    assert!(health.get("reason").is_none(), "{health}");
+
+    shutdown.cancel();
+    actor_task.await.expect("actor");
+}
