@@ -47,6 +47,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Readers of `/state` see the agent at most this stale.
 const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(20);
+/// The actor's inbound queue (master session, executors, HTTP handlers,
+/// workers). Bounded: a producer waits for room (its peer then waits on
+/// HTTP/2 flow control), so a flood costs latency, never memory, and
+/// nothing is dropped.
+pub const COMMAND_QUEUE: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
@@ -190,7 +195,7 @@ struct Actor {
     /// Executor processes, for killing executors that have not subscribed.
     processes: HashMap<(FrameworkId, ExecutorId), ProcessRef>,
     sandboxes: HashMap<(FrameworkId, ExecutorId), PathBuf>,
-    commands: mpsc::UnboundedSender<AgentCommand>,
+    commands: mpsc::Sender<AgentCommand>,
     snapshot: watch::Sender<Arc<AgentSnapshot>>,
     last_snapshot: Instant,
     dirty: bool,
@@ -233,7 +238,7 @@ impl CheckpointPipeline {
     /// batch as a command to the actor.
     fn start(
         mut store: Box<dyn MetaStore + Send>,
-        commands: mpsc::UnboundedSender<AgentCommand>,
+        commands: mpsc::Sender<AgentCommand>,
     ) -> std::io::Result<Self> {
         let (writer, jobs) = std::sync::mpsc::channel::<WriteJob>();
         std::thread::Builder::new()
@@ -251,7 +256,9 @@ impl CheckpointPipeline {
                         seq: job.seq,
                         failed,
                     };
-                    if commands.send(done).is_err() {
+                    // Blocks this writer (not the actor) while the actor's
+                    // queue is full.
+                    if commands.blocking_send(done).is_err() {
                         return;
                     }
                 }
@@ -343,7 +350,7 @@ impl Actor {
         options: AgentOptions,
         store: Box<dyn MetaStore + Send>,
         containers: Containers,
-        commands: mpsc::UnboundedSender<AgentCommand>,
+        commands: mpsc::Sender<AgentCommand>,
         snapshot: watch::Sender<Arc<AgentSnapshot>>,
     ) -> std::io::Result<Self> {
         let info = pb::AgentInfo {
@@ -384,7 +391,7 @@ impl Actor {
         let commands = self.commands.clone();
         tokio::task::spawn_blocking(move || {
             let found = crate::gc::find_sandboxes(&work_dir);
-            let _ = commands.send(AgentCommand::SandboxesFound(found));
+            let _ = commands.blocking_send(AgentCommand::SandboxesFound(found));
         });
     }
 
@@ -534,7 +541,7 @@ impl Actor {
         let commands = self.commands.clone();
         tokio::task::spawn_blocking(move || {
             let measured = crate::gc::measure(&work_dir).map_err(|e| e.to_string());
-            let _ = commands.send(AgentCommand::DiskMeasured(measured));
+            let _ = commands.blocking_send(AgentCommand::DiskMeasured(measured));
         });
     }
 
@@ -924,11 +931,13 @@ impl Actor {
                         Ok(status) => status.to_string(),
                         Err(e) => format!("wait failed: {e}"),
                     };
-                    let _ = commands.send(AgentCommand::ExecutorExited {
-                        framework_id,
-                        executor_id,
-                        description,
-                    });
+                    let _ = commands
+                        .send(AgentCommand::ExecutorExited {
+                            framework_id,
+                            executor_id,
+                            description,
+                        })
+                        .await;
                 });
             }
             Err(message) => {
@@ -1050,11 +1059,13 @@ impl Actor {
             let commands = self.commands.clone();
             tokio::spawn(async move {
                 watch_process(process).await;
-                let _ = commands.send(AgentCommand::ExecutorExited {
-                    framework_id: executor.framework_id,
-                    executor_id: executor.executor_id,
-                    description: "the recovered executor process exited".into(),
-                });
+                let _ = commands
+                    .send(AgentCommand::ExecutorExited {
+                        framework_id: executor.framework_id,
+                        executor_id: executor.executor_id,
+                        description: "the recovered executor process exited".into(),
+                    })
+                    .await;
             });
         }
         self.execute(out);
@@ -1062,7 +1073,7 @@ impl Actor {
 
     async fn run(
         mut self,
-        mut commands: mpsc::UnboundedReceiver<AgentCommand>,
+        mut commands: mpsc::Receiver<AgentCommand>,
         shutdown: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -1282,7 +1293,7 @@ impl MasterSource {
 
 async fn master_session(
     master: String,
-    commands: mpsc::UnboundedSender<AgentCommand>,
+    commands: mpsc::Sender<AgentCommand>,
     shutdown: CancellationToken,
 ) {
     let source = MasterSource::new(&master);
@@ -1299,6 +1310,7 @@ async fn master_session(
                 let (tx, rx) = mpsc::channel(4096);
                 if commands
                     .send(AgentCommand::MasterConnected { session, tx })
+                    .await
                     .is_err()
                 {
                     return;
@@ -1316,7 +1328,9 @@ async fn master_session(
                                 message = inbound.message() => match message {
                                     Ok(Some(message)) => {
                                         heard_from_master = true;
-                                        if commands.send(AgentCommand::MasterMessage { session, message }).is_err() {
+                                        // Awaited: while the actor is behind, this stops reading
+                                        // and HTTP/2 flow control slows the master.
+                                        if commands.send(AgentCommand::MasterMessage { session, message }).await.is_err() {
                                             return;
                                         }
                                     }
@@ -1333,7 +1347,9 @@ async fn master_session(
                         tracing::warn!(code = ?status.code(), message = %status.message(), "master refused the session");
                     }
                 }
-                let _ = commands.send(AgentCommand::MasterDisconnected { session });
+                let _ = commands
+                    .send(AgentCommand::MasterDisconnected { session })
+                    .await;
             }
             Err(e) => {
                 tracing::warn!(master = %master, error = %e, retry_in_ms = backoff.as_millis() as u64, "master unreachable")
@@ -1352,7 +1368,7 @@ async fn master_session(
 
 #[derive(Clone)]
 struct ExecutorService {
-    commands: mpsc::UnboundedSender<AgentCommand>,
+    commands: mpsc::Sender<AgentCommand>,
     next_conn: Arc<AtomicU64>,
 }
 
@@ -1403,6 +1419,7 @@ impl Executor for ExecutorService {
                 events,
                 reply,
             })
+            .await
             .map_err(|_| Status::unavailable("agent is shutting down"))?;
         answer
             .await
@@ -1420,12 +1437,13 @@ impl Executor for ExecutorService {
                         executor_id: executor_id.clone(),
                         status,
                     };
-                    if commands.send(update).is_err() {
+                    // Awaited: a flooding executor is slowed by flow control.
+                    if commands.send(update).await.is_err() {
                         break;
                     }
                 }
             }
-            let _ = commands.send(AgentCommand::ExecutorGone { conn });
+            let _ = commands.send(AgentCommand::ExecutorGone { conn }).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -1433,7 +1451,7 @@ impl Executor for ExecutorService {
 
 /// Mesos' `/monitor/statistics`: resource use of every container.
 async fn statistics(
-    State(commands): State<mpsc::UnboundedSender<AgentCommand>>,
+    State(commands): State<mpsc::Sender<AgentCommand>>,
 ) -> Result<Json<Vec<ContainerStatistics>>, (axum::http::StatusCode, &'static str)> {
     let (reply, answer) = oneshot::channel();
     let unavailable = (
@@ -1442,19 +1460,22 @@ async fn statistics(
     );
     commands
         .send(AgentCommand::Statistics { reply })
+        .await
         .map_err(|_| unavailable)?;
     answer.await.map(Json).map_err(|_| unavailable)
 }
 
 /// Per-task statistics for `/metrics`, asked of the actor as `/monitor/statistics` does.
-fn task_stats_source(
-    commands: mpsc::UnboundedSender<AgentCommand>,
-) -> crate::metrics::TaskStatsSource {
+fn task_stats_source(commands: mpsc::Sender<AgentCommand>) -> crate::metrics::TaskStatsSource {
     Arc::new(move || {
         let commands = commands.clone();
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            if commands.send(AgentCommand::Statistics { reply }).is_err() {
+            if commands
+                .send(AgentCommand::Statistics { reply })
+                .await
+                .is_err()
+            {
                 return Vec::new();
             }
             let entries = answer.await.unwrap_or_default();
@@ -1512,7 +1533,7 @@ pub async fn run_agent(
         source,
     })?;
     let (store, recovered) = open_checkpoint(&options.work_dir)?;
-    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
     let containers = Containers::new(&options.containers)?;
     let mut actor = Actor::new(
