@@ -20,5 +20,6 @@ pub mod metrics;
 pub mod resources;
 pub mod shell;
 pub mod state;
+pub mod status_bound;
 
 pub use shell::{AgentOptions, run_agent};

@@ -47,6 +47,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Readers of `/state` see the agent at most this stale.
 const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(20);
+/// The actor's inbound queue (master session, executors, HTTP handlers,
+/// workers). Bounded: a producer waits for room (its peer then waits on
+/// HTTP/2 flow control), so a flood costs latency, never memory, and
+/// nothing is dropped.
+pub const COMMAND_QUEUE: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
@@ -163,6 +168,9 @@ pub struct AgentSnapshot {
     pub disk: Option<DiskSpace>,
     /// Sandboxes of finished executors waiting for garbage collection.
     pub sandboxes_awaiting_gc: usize,
+    /// Why the master refused this agent's registration (e.g. resources
+    /// that no longer hold its running tasks), until one accepts it.
+    pub refused: Option<String>,
     /// The state machine's gauges at publish time, for `/metrics` (pending
     /// status updates are known only there); `None` before the first publish.
     #[serde(skip)]
@@ -187,7 +195,7 @@ struct Actor {
     /// Executor processes, for killing executors that have not subscribed.
     processes: HashMap<(FrameworkId, ExecutorId), ProcessRef>,
     sandboxes: HashMap<(FrameworkId, ExecutorId), PathBuf>,
-    commands: mpsc::UnboundedSender<AgentCommand>,
+    commands: mpsc::Sender<AgentCommand>,
     snapshot: watch::Sender<Arc<AgentSnapshot>>,
     last_snapshot: Instant,
     dirty: bool,
@@ -196,6 +204,9 @@ struct Actor {
     gc: Gc,
     disk: Option<DiskSpace>,
     disk_check_in_flight: bool,
+    /// Why the master last refused this agent's registration; cleared when
+    /// a master accepts it.
+    refused: Option<String>,
 }
 
 /// Checkpoint records are written by a dedicated thread, in order; the
@@ -227,7 +238,7 @@ impl CheckpointPipeline {
     /// batch as a command to the actor.
     fn start(
         mut store: Box<dyn MetaStore + Send>,
-        commands: mpsc::UnboundedSender<AgentCommand>,
+        commands: mpsc::Sender<AgentCommand>,
     ) -> std::io::Result<Self> {
         let (writer, jobs) = std::sync::mpsc::channel::<WriteJob>();
         std::thread::Builder::new()
@@ -245,7 +256,9 @@ impl CheckpointPipeline {
                         seq: job.seq,
                         failed,
                     };
-                    if commands.send(done).is_err() {
+                    // Blocks this writer (not the actor) while the actor's
+                    // queue is full.
+                    if commands.blocking_send(done).is_err() {
                         return;
                     }
                 }
@@ -337,7 +350,7 @@ impl Actor {
         options: AgentOptions,
         store: Box<dyn MetaStore + Send>,
         containers: Containers,
-        commands: mpsc::UnboundedSender<AgentCommand>,
+        commands: mpsc::Sender<AgentCommand>,
         snapshot: watch::Sender<Arc<AgentSnapshot>>,
     ) -> std::io::Result<Self> {
         let info = pb::AgentInfo {
@@ -365,6 +378,7 @@ impl Actor {
             gc: Gc::new(options.gc),
             disk: None,
             disk_check_in_flight: false,
+            refused: None,
             options,
         })
     }
@@ -377,7 +391,7 @@ impl Actor {
         let commands = self.commands.clone();
         tokio::task::spawn_blocking(move || {
             let found = crate::gc::find_sandboxes(&work_dir);
-            let _ = commands.send(AgentCommand::SandboxesFound(found));
+            let _ = commands.blocking_send(AgentCommand::SandboxesFound(found));
         });
     }
 
@@ -527,7 +541,7 @@ impl Actor {
         let commands = self.commands.clone();
         tokio::task::spawn_blocking(move || {
             let measured = crate::gc::measure(&work_dir).map_err(|e| e.to_string());
-            let _ = commands.send(AgentCommand::DiskMeasured(measured));
+            let _ = commands.blocking_send(AgentCommand::DiskMeasured(measured));
         });
     }
 
@@ -604,6 +618,7 @@ impl Actor {
                 match AgentId::from_field(&registered.agent_id) {
                     Ok(agent_id) => {
                         tracing::info!(agent_id = %agent_id, "registered with the master");
+                        self.refused = None;
                         self.state.on_registered(now, agent_id, out);
                     }
                     Err(e) => tracing::warn!(error = %e, "master sent an invalid agent id"),
@@ -636,6 +651,9 @@ impl Actor {
             }
             master_message::Kind::Refused(refused) => {
                 tracing::error!(reason = %refused.message, "the master refused this agent");
+                // Kept for `/health` and `/state` until a master accepts
+                // us: the session retries, and each refusal restates it.
+                self.refused = Some(refused.message);
             }
         }
     }
@@ -913,11 +931,13 @@ impl Actor {
                         Ok(status) => status.to_string(),
                         Err(e) => format!("wait failed: {e}"),
                     };
-                    let _ = commands.send(AgentCommand::ExecutorExited {
-                        framework_id,
-                        executor_id,
-                        description,
-                    });
+                    let _ = commands
+                        .send(AgentCommand::ExecutorExited {
+                            framework_id,
+                            executor_id,
+                            description,
+                        })
+                        .await;
                 });
             }
             Err(message) => {
@@ -982,6 +1002,7 @@ impl Actor {
             disk_full: self.state.disk_full(),
             disk: self.disk,
             sandboxes_awaiting_gc: self.gc.scheduled(),
+            refused: self.refused.clone(),
             gauges: Some(crate::metrics::gauges_from_state(&self.state)),
         };
         self.snapshot.send_replace(Arc::new(snapshot));
@@ -997,9 +1018,10 @@ impl Actor {
         self.state.recover(now, recovered, &mut out);
         for executor in executors {
             let key = (executor.framework_id.clone(), executor.executor_id.clone());
-            if !self.state.executors.contains_key(&key) {
-                continue;
-            }
+            // The state machine refused this executor's record (and failed
+            // its tasks): whatever of it still runs is destroyed, as nothing
+            // accounts for it any more.
+            let refused = !self.state.executors.contains_key(&key);
             let Some(run) = executor.run else {
                 // Crashed between starting it and writing its pid: if it runs,
                 // it re-subscribes in time; if not, the deadline fails its task.
@@ -1013,6 +1035,11 @@ impl Actor {
             let alive = checkpoint::process_start_time(run.pid)
                 .is_some_and(|t| process.start_time.is_none_or(|s| s == t));
             self.containers.recover(key.clone(), &run.run_id);
+            if refused {
+                self.destroy_later(&key, alive.then_some(process));
+                self.schedule_gc(&key);
+                continue;
+            }
             if !alive {
                 let (limitation, description) =
                     self.exit_cause(&key, "it exited while the agent was down".into());
@@ -1032,11 +1059,13 @@ impl Actor {
             let commands = self.commands.clone();
             tokio::spawn(async move {
                 watch_process(process).await;
-                let _ = commands.send(AgentCommand::ExecutorExited {
-                    framework_id: executor.framework_id,
-                    executor_id: executor.executor_id,
-                    description: "the recovered executor process exited".into(),
-                });
+                let _ = commands
+                    .send(AgentCommand::ExecutorExited {
+                        framework_id: executor.framework_id,
+                        executor_id: executor.executor_id,
+                        description: "the recovered executor process exited".into(),
+                    })
+                    .await;
             });
         }
         self.execute(out);
@@ -1044,7 +1073,7 @@ impl Actor {
 
     async fn run(
         mut self,
-        mut commands: mpsc::UnboundedReceiver<AgentCommand>,
+        mut commands: mpsc::Receiver<AgentCommand>,
         shutdown: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -1264,7 +1293,7 @@ impl MasterSource {
 
 async fn master_session(
     master: String,
-    commands: mpsc::UnboundedSender<AgentCommand>,
+    commands: mpsc::Sender<AgentCommand>,
     shutdown: CancellationToken,
 ) {
     let source = MasterSource::new(&master);
@@ -1281,6 +1310,7 @@ async fn master_session(
                 let (tx, rx) = mpsc::channel(4096);
                 if commands
                     .send(AgentCommand::MasterConnected { session, tx })
+                    .await
                     .is_err()
                 {
                     return;
@@ -1298,7 +1328,9 @@ async fn master_session(
                                 message = inbound.message() => match message {
                                     Ok(Some(message)) => {
                                         heard_from_master = true;
-                                        if commands.send(AgentCommand::MasterMessage { session, message }).is_err() {
+                                        // Awaited: while the actor is behind, this stops reading
+                                        // and HTTP/2 flow control slows the master.
+                                        if commands.send(AgentCommand::MasterMessage { session, message }).await.is_err() {
                                             return;
                                         }
                                     }
@@ -1315,7 +1347,9 @@ async fn master_session(
                         tracing::warn!(code = ?status.code(), message = %status.message(), "master refused the session");
                     }
                 }
-                let _ = commands.send(AgentCommand::MasterDisconnected { session });
+                let _ = commands
+                    .send(AgentCommand::MasterDisconnected { session })
+                    .await;
             }
             Err(e) => {
                 tracing::warn!(master = %master, error = %e, retry_in_ms = backoff.as_millis() as u64, "master unreachable")
@@ -1334,7 +1368,7 @@ async fn master_session(
 
 #[derive(Clone)]
 struct ExecutorService {
-    commands: mpsc::UnboundedSender<AgentCommand>,
+    commands: mpsc::Sender<AgentCommand>,
     next_conn: Arc<AtomicU64>,
 }
 
@@ -1385,6 +1419,7 @@ impl Executor for ExecutorService {
                 events,
                 reply,
             })
+            .await
             .map_err(|_| Status::unavailable("agent is shutting down"))?;
         answer
             .await
@@ -1402,12 +1437,13 @@ impl Executor for ExecutorService {
                         executor_id: executor_id.clone(),
                         status,
                     };
-                    if commands.send(update).is_err() {
+                    // Awaited: a flooding executor is slowed by flow control.
+                    if commands.send(update).await.is_err() {
                         break;
                     }
                 }
             }
-            let _ = commands.send(AgentCommand::ExecutorGone { conn });
+            let _ = commands.send(AgentCommand::ExecutorGone { conn }).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -1415,7 +1451,7 @@ impl Executor for ExecutorService {
 
 /// Mesos' `/monitor/statistics`: resource use of every container.
 async fn statistics(
-    State(commands): State<mpsc::UnboundedSender<AgentCommand>>,
+    State(commands): State<mpsc::Sender<AgentCommand>>,
 ) -> Result<Json<Vec<ContainerStatistics>>, (axum::http::StatusCode, &'static str)> {
     let (reply, answer) = oneshot::channel();
     let unavailable = (
@@ -1424,19 +1460,22 @@ async fn statistics(
     );
     commands
         .send(AgentCommand::Statistics { reply })
+        .await
         .map_err(|_| unavailable)?;
     answer.await.map(Json).map_err(|_| unavailable)
 }
 
 /// Per-task statistics for `/metrics`, asked of the actor as `/monitor/statistics` does.
-fn task_stats_source(
-    commands: mpsc::UnboundedSender<AgentCommand>,
-) -> crate::metrics::TaskStatsSource {
+fn task_stats_source(commands: mpsc::Sender<AgentCommand>) -> crate::metrics::TaskStatsSource {
     Arc::new(move || {
         let commands = commands.clone();
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            if commands.send(AgentCommand::Statistics { reply }).is_err() {
+            if commands
+                .send(AgentCommand::Statistics { reply })
+                .await
+                .is_err()
+            {
                 return Vec::new();
             }
             let entries = answer.await.unwrap_or_default();
@@ -1451,8 +1490,12 @@ struct Health {
     /// Always `ok`: the process is alive and serving (a liveness probe must
     /// not restart an agent because its master is away).
     status: &'static str,
-    /// `connected` once registered with a master, else `disconnected`.
+    /// `connected` once registered with a master; `refused` while the
+    /// master refuses its registration (`reason` says why); else
+    /// `disconnected`.
     master: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
     /// `full` while new tasks are refused for lack of disk.
     disk: &'static str,
 }
@@ -1463,11 +1506,12 @@ async fn health(State(snapshot): State<watch::Receiver<Arc<AgentSnapshot>>>) -> 
     let current = snapshot.borrow().clone();
     Json(Health {
         status: "ok",
-        master: if current.registered {
-            "connected"
-        } else {
-            "disconnected"
+        master: match (current.registered, &current.refused) {
+            (true, _) => "connected",
+            (false, Some(_)) => "refused",
+            (false, None) => "disconnected",
         },
+        reason: current.refused.clone().filter(|_| !current.registered),
         disk: if current.disk_full { "full" } else { "ok" },
     })
 }
@@ -1489,7 +1533,7 @@ pub async fn run_agent(
         source,
     })?;
     let (store, recovered) = open_checkpoint(&options.work_dir)?;
-    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
     let containers = Containers::new(&options.containers)?;
     let mut actor = Actor::new(

@@ -96,6 +96,10 @@ pub struct ExecutorRecord {
     /// A framework's own executor (`TaskInfo.executor`); `None` for the
     /// command executor, which runs exactly one task.
     pub info: Option<pb::ExecutorInfo>,
+    /// The executor's own resources (a custom executor's
+    /// `ExecutorInfo.resources`), parsed once when the executor was
+    /// recorded; empty for the command executor.
+    pub resources: Resources,
     /// Every task given to this executor, live or not, while it exists.
     pub tasks: BTreeSet<TaskId>,
     /// Tasks the executor holds: LAUNCH sent on its current stream, or
@@ -317,7 +321,6 @@ impl AgentState {
             tracing::warn!(task_id = %task_id, "duplicate run task ignored");
             return;
         }
-        let resources = Resources::from_proto(&task.resources).unwrap_or_default();
         let custom = task.executor.clone();
         let executor_id = match &custom {
             Some(info) => match ExecutorId::from_field(&info.executor_id) {
@@ -340,14 +343,38 @@ impl AgentState {
             .executors
             .get(&executor_key)
             .map(|e| e.info.is_some() && custom.is_some() && e.kill_requested.is_none());
+        // Resources are parsed here, at the edge, once: a task whose
+        // resources (or whose new executor's) cannot be read is an error,
+        // never a task run with "nothing" as its limits.
+        let parsed = Resources::from_proto(&task.resources)
+            .map_err(|e| format!("task resources cannot be parsed: {e}"))
+            .and_then(|resources| {
+                let executor = match (&custom, existing) {
+                    (Some(info), None) => Resources::from_proto(&info.resources)
+                        .map_err(|e| format!("executor resources cannot be parsed: {e}"))?,
+                    _ => Resources::default(),
+                };
+                Ok((resources, executor))
+            });
+        let (resources, executor_resources, invalid) = match parsed {
+            Ok((task, executor)) => (task, executor, None),
+            Err(message) => (Resources::default(), Resources::default(), Some(message)),
+        };
         let refusal = match existing {
+            _ if invalid.is_some() => Some((
+                pb::TaskState::TaskError,
+                pb::task_status::Reason::TaskInvalid,
+                invalid.unwrap_or_default(),
+            )),
             Some(false) => Some((
+                pb::TaskState::TaskFailed,
                 pb::task_status::Reason::TaskInvalid,
                 format!(
                     "executor {executor_id} cannot take this task: it is a command executor, or shutting down"
                 ),
             )),
             _ if self.disk_full => Some((
+                pb::TaskState::TaskFailed,
                 pb::task_status::Reason::ContainerLaunchFailed,
                 "agent disk full: the agent's work dir has no space left for a sandbox".to_string(),
             )),
@@ -380,16 +407,9 @@ impl AgentState {
                 backoff: RETRY_MIN,
             },
         );
-        if let Some((reason, message)) = refusal {
-            self.agent_update(
-                now,
-                &framework_id,
-                &task_id,
-                pb::TaskState::TaskFailed,
-                reason,
-                message,
-                out,
-            );
+        if let Some((state, reason, message)) = refusal {
+            tracing::warn!(task_id = %task_id, reason = %message, "task refused");
+            self.agent_update(now, &framework_id, &task_id, state, reason, message, out);
             return;
         }
         match existing {
@@ -420,6 +440,7 @@ impl AgentState {
                         executor_id: executor_id.clone(),
                         task_id: task_id.clone(),
                         info: custom,
+                        resources: executor_resources,
                         tasks: BTreeSet::from([task_id]),
                         delivered: BTreeSet::new(),
                         conn: None,
@@ -450,11 +471,7 @@ impl AgentState {
         else {
             return Resources::default();
         };
-        let mut total = executor
-            .info
-            .as_ref()
-            .and_then(|i| Resources::from_proto(&i.resources).ok())
-            .unwrap_or_default();
+        let mut total = executor.resources.clone();
         for task_id in &executor.tasks {
             if let Some(task) = self.tasks.get(&(framework_id.clone(), task_id.clone()))
                 && !agora_core::task::is_terminal(task.state)
@@ -999,6 +1016,11 @@ impl AgentState {
             .contains_key(&(framework_id.clone(), task_id.clone()));
         let task_id = status.task_id.clone();
         let mut status = status;
+        // Bounded before it is checkpointed, acknowledged or forwarded: the
+        // same uuid always yields the same bounded update.
+        if let Some(cut) = crate::status_bound::bound_status(&mut status) {
+            tracing::warn!(executor_id = %executor_id, task_id = ?status.task_id.as_ref().map(|t| t.value.as_str()), cut = %cut, "oversized status update from an executor cut down");
+        }
         status.source = Some(pb::task_status::Source::Executor as i32);
         status.executor_id = executor_id.to_field();
         if retired {
@@ -1126,11 +1148,27 @@ impl AgentState {
                 self.frameworks.insert(id, framework);
             }
         }
+        // Records whose resources cannot be read: their containers cannot
+        // be sized, so their executors are destroyed and their tasks failed
+        // with the reason, never run on as if they held nothing.
+        let mut unreadable: BTreeMap<(FrameworkId, ExecutorId), String> = BTreeMap::new();
         for task in recovered.tasks {
             let Ok(task_id) = TaskId::from_field(&task.info.task_id) else {
                 continue;
             };
-            let resources = Resources::from_proto(&task.info.resources).unwrap_or_default();
+            let resources = match Resources::from_proto(&task.info.resources) {
+                Ok(resources) => resources,
+                Err(e) => {
+                    unreadable
+                        .entry((task.framework_id.clone(), task.executor_id.clone()))
+                        .or_insert_with(|| {
+                            format!(
+                                "the checkpointed resources of task {task_id} cannot be parsed: {e}"
+                            )
+                        });
+                    Resources::default()
+                }
+            };
             self.frameworks
                 .entry(task.framework_id.clone())
                 .or_insert_with(|| pb::FrameworkInfo {
@@ -1161,6 +1199,24 @@ impl AgentState {
                 .map(|((_, t), _)| t.clone())
                 .collect();
             tasks.insert(executor.task_id.clone());
+            let key = (executor.framework_id.clone(), executor.executor_id.clone());
+            let resources = match executor
+                .info
+                .as_ref()
+                .map(|i| Resources::from_proto(&i.resources))
+                .transpose()
+            {
+                Ok(resources) => resources.unwrap_or_default(),
+                Err(e) => {
+                    unreadable.entry(key.clone()).or_insert_with(|| {
+                        format!(
+                            "the checkpointed resources of executor {} cannot be parsed: {e}",
+                            executor.executor_id
+                        )
+                    });
+                    Resources::default()
+                }
+            };
             self.executors.insert(
                 (executor.framework_id.clone(), executor.executor_id.clone()),
                 ExecutorRecord {
@@ -1168,6 +1224,7 @@ impl AgentState {
                     executor_id: executor.executor_id,
                     task_id: executor.task_id,
                     info: executor.info,
+                    resources,
                     tasks,
                     delivered: BTreeSet::new(),
                     conn: None,
@@ -1177,6 +1234,52 @@ impl AgentState {
                     reregister_deadline: Some(now + EXECUTOR_REREGISTER_TIMEOUT),
                 },
             );
+        }
+        for ((framework_id, executor_id), message) in unreadable {
+            tracing::error!(
+                framework_id = %framework_id,
+                executor_id = %executor_id,
+                reason = %message,
+                "unreadable checkpoint record; destroying its executor"
+            );
+            if self
+                .executors
+                .contains_key(&(framework_id.clone(), executor_id.clone()))
+            {
+                self.destroy_executor(
+                    now,
+                    &framework_id,
+                    &executor_id,
+                    pb::TaskState::TaskFailed,
+                    pb::task_status::Reason::ExecutorTerminated,
+                    message,
+                    out,
+                );
+                continue;
+            }
+            // No executor record: fail its live tasks here with the reason
+            // (the orphan pass below would give a vaguer one).
+            let live: Vec<TaskId> = self
+                .tasks
+                .iter()
+                .filter(|((f, _), t)| {
+                    f == &framework_id
+                        && t.executor_id == executor_id
+                        && !agora_core::task::is_terminal(t.state)
+                })
+                .map(|((_, t), _)| t.clone())
+                .collect();
+            for task_id in live {
+                self.agent_update(
+                    now,
+                    &framework_id,
+                    &task_id,
+                    pb::TaskState::TaskFailed,
+                    pb::task_status::Reason::ExecutorTerminated,
+                    message.clone(),
+                    out,
+                );
+            }
         }
         let orphans: Vec<_> = self
             .tasks

@@ -62,7 +62,7 @@ async fn the_loop_answers_pings_while_a_container_destroy_is_stuck() {
     containers
         .create(key.clone(), "run-1", &Resources::default())
         .expect("container");
-    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (commands, command_rx) = mpsc::channel(super::COMMAND_QUEUE);
     let (snapshot_tx, _snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
     let actor = Actor::new(
         options,
@@ -81,6 +81,7 @@ async fn the_loop_answers_pings_while_a_container_destroy_is_stuck() {
             session: 1,
             tx: master_tx,
         })
+        .await
         .expect("send");
     let register = next_from_agent(&mut from_agent).await;
     assert!(
@@ -95,6 +96,7 @@ async fn the_loop_answers_pings_while_a_container_destroy_is_stuck() {
             executor_id: key.1.clone(),
             description: "exit status: 0".into(),
         })
+        .await
         .expect("send");
     tokio::time::timeout(DEADLINE, started.recv())
         .await
@@ -109,6 +111,7 @@ async fn the_loop_answers_pings_while_a_container_destroy_is_stuck() {
                 kind: Some(master_message::Kind::Ping(master_message::Ping { seq: 7 })),
             },
         })
+        .await
         .expect("send");
     let pong = next_from_agent(&mut from_agent).await;
     assert!(
@@ -172,7 +175,7 @@ async fn a_full_disk_refuses_tasks_and_updates_wait_for_their_checkpoint() {
         gate: Some(gate),
         started: started_tx,
     };
-    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (commands, command_rx) = mpsc::channel(super::COMMAND_QUEUE);
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
     let actor = Actor::new(
         options,
@@ -190,6 +193,7 @@ async fn a_full_disk_refuses_tasks_and_updates_wait_for_their_checkpoint() {
             session: 1,
             tx: master_tx,
         })
+        .await
         .expect("send");
     next_from_agent(&mut from_agent).await; // Register
     commands
@@ -204,6 +208,7 @@ async fn a_full_disk_refuses_tasks_and_updates_wait_for_their_checkpoint() {
                 )),
             },
         })
+        .await
         .expect("send");
     commands
         .send(AgentCommand::DiskMeasured(Ok(crate::gc::DiskSpace {
@@ -211,6 +216,7 @@ async fn a_full_disk_refuses_tasks_and_updates_wait_for_their_checkpoint() {
             available_bytes: 0,
             used_bytes: 10 << 30,
         })))
+        .await
         .expect("send");
     let run = master_message::RunTask {
         framework: Some(pb::FrameworkInfo {
@@ -237,6 +243,7 @@ async fn a_full_disk_refuses_tasks_and_updates_wait_for_their_checkpoint() {
                 session: 1,
                 message: MasterMessage { kind: Some(kind) },
             })
+            .await
             .expect("send");
     }
     tokio::time::timeout(DEADLINE, write_started.recv())
@@ -265,6 +272,166 @@ async fn a_full_disk_refuses_tasks_and_updates_wait_for_their_checkpoint() {
             "snapshot never showed the full disk"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    actor_task.await.expect("actor");
+}
+
+/// Waits until the published snapshot satisfies `ready`.
+async fn snapshot_where(
+    rx: &mut watch::Receiver<Arc<AgentSnapshot>>,
+    ready: impl Fn(&AgentSnapshot) -> bool,
+) -> Arc<AgentSnapshot> {
+    tokio::time::timeout(DEADLINE, rx.wait_for(|s| ready(s)))
+        .await
+        .expect("the snapshot never got there")
+        .expect("actor gone")
+        .clone()
+}
+
+/// A master that refuses the agent (say, it restarted with resources that
+/// no longer hold its running tasks): `/health` and `/state` say so, with
+/// the master's reason, until a master accepts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_registration_shows_in_health_and_state_with_the_reason() {
+    let work = tempfile::tempdir().expect("work dir");
+    let options = options(work.path());
+    let containers = Containers::new(&options.containers).expect("posix containers");
+    let (commands, command_rx) = mpsc::channel(super::COMMAND_QUEUE);
+    let (snapshot_tx, mut snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
+    let actor = Actor::new(
+        options,
+        Box::new(MemStore::default()),
+        containers,
+        commands.clone(),
+        snapshot_tx,
+    )
+    .expect("actor");
+    let shutdown = CancellationToken::new();
+    let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
+    let (master_tx, mut from_agent) = mpsc::channel(16);
+    commands
+        .send(AgentCommand::MasterConnected {
+            session: 1,
+            tx: master_tx,
+        })
+        .await
+        .expect("send");
+    next_from_agent(&mut from_agent).await;
+
+    let reason = "agent resources cpus:1;mem:128 cannot hold its running tasks";
+    commands
+        .send(AgentCommand::MasterMessage {
+            session: 1,
+            message: MasterMessage {
+                kind: Some(master_message::Kind::Refused(master_message::Refused {
+                    message: reason.into(),
+                })),
+            },
+        })
+        .await
+        .expect("send");
+    let refused = snapshot_where(&mut snapshot_rx, |s| s.refused.is_some()).await;
+    assert_eq!(refused.refused.as_deref(), Some(reason));
+    let state = serde_json::to_value(refused.as_ref()).expect("json");
+    assert_eq!(state["refused"], reason, "{state}");
+    let axum::Json(health) = super::health(axum::extract::State(snapshot_rx.clone())).await;
+    let health = serde_json::to_value(&health).expect("json");
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["master"], "refused", "{health}");
+    assert_eq!(health["reason"], reason, "{health}");
+
+    // A master accepts it later: the refusal is over.
+    commands
+        .send(AgentCommand::MasterMessage {
+            session: 1,
+            message: MasterMessage {
+                kind: Some(master_message::Kind::Registered(
+                    master_message::Registered {
+                        agent_id: Some(agora_proto::v1::AgentId { value: "a1".into() }),
+                        master_info: None,
+                    },
+                )),
+            },
+        })
+        .await
+        .expect("send");
+    snapshot_where(&mut snapshot_rx, |s| s.registered && s.refused.is_none()).await;
+    let axum::Json(health) = super::health(axum::extract::State(snapshot_rx.clone())).await;
+    let health = serde_json::to_value(&health).expect("json");
+    assert_eq!(health["master"], "connected", "{health}");
+    assert!(health.get("reason").is_none(), "{health}");
+
+    shutdown.cancel();
+    actor_task.await.expect("actor");
+}
+
+/// The actor's queue is bounded: once full, a producer waits (it is not
+/// refused, and nothing is dropped); every queued command is then handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_command_queue_makes_producers_wait_and_drops_nothing() {
+    let work = tempfile::tempdir().expect("work dir");
+    let options = options(work.path());
+    let containers = Containers::new(&options.containers).expect("posix containers");
+    let (commands, command_rx) = mpsc::channel(super::COMMAND_QUEUE);
+    let (snapshot_tx, _snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
+    let actor = Actor::new(
+        options,
+        Box::new(MemStore::default()),
+        containers,
+        commands.clone(),
+        snapshot_tx,
+    )
+    .expect("actor");
+    let (master_tx, mut from_agent) = mpsc::channel(2 * super::COMMAND_QUEUE);
+    commands
+        .send(AgentCommand::MasterConnected {
+            session: 1,
+            tx: master_tx,
+        })
+        .await
+        .expect("send");
+    let ping = |seq| AgentCommand::MasterMessage {
+        session: 1,
+        message: MasterMessage {
+            kind: Some(master_message::Kind::Ping(master_message::Ping { seq })),
+        },
+    };
+    let pings = super::COMMAND_QUEUE as u64 - 1;
+    for seq in 0..pings {
+        commands.send(ping(seq)).await.expect("send");
+    }
+    // The actor is not running yet: the queue is full.
+    assert!(matches!(
+        commands.try_send(ping(pings)),
+        Err(mpsc::error::TrySendError::Full(_))
+    ));
+    let waiting = {
+        let commands = commands.clone();
+        tokio::spawn(async move { commands.send(ping(pings)).await.is_ok() })
+    };
+    let shutdown = CancellationToken::new();
+    let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
+    assert!(
+        tokio::time::timeout(DEADLINE, waiting)
+            .await
+            .expect("the waiting producer was never let in")
+            .expect("producer task")
+    );
+    let register = next_from_agent(&mut from_agent).await;
+    assert!(
+        matches!(register.kind, Some(agent_message::Kind::Register(_))),
+        "{register:?}"
+    );
+    for seq in 0..=pings {
+        let pong = next_from_agent(&mut from_agent).await;
+        assert!(
+            matches!(
+                pong.kind,
+                Some(agent_message::Kind::Pong(agent_message::Pong { seq: s })) if s == seq
+            ),
+            "{pong:?}"
+        );
     }
     shutdown.cancel();
     actor_task.await.expect("actor");

@@ -791,3 +791,190 @@ fn a_full_disk_fails_new_tasks_without_starting_an_executor() {
             .any(|e| matches!(e, Effect::LaunchExecutor { .. }))
     );
 }
+
+/// Resources no parser accepts: a scalar without its value.
+fn unparsable_resources() -> Vec<pb::Resource> {
+    vec![pb::Resource {
+        name: "cpus".into(),
+        r#type: pb::value::Type::Scalar as i32,
+        scalar: None,
+        ..Default::default()
+    }]
+}
+
+fn run_task_with(state: &mut AgentState, task: pb::TaskInfo) -> Vec<Effect> {
+    let mut out = Vec::new();
+    state.on_run_task(
+        T0,
+        master_message::RunTask {
+            framework: Some(pb::FrameworkInfo {
+                id: fid().to_field(),
+                name: "fw".into(),
+                user: "u".into(),
+                ..Default::default()
+            }),
+            task: Some(task),
+        },
+        &mut out,
+    );
+    out
+}
+
+fn task_info(task: &str, resources: Vec<pb::Resource>) -> pb::TaskInfo {
+    pb::TaskInfo {
+        name: task.into(),
+        task_id: Some(pb::TaskId { value: task.into() }),
+        agent_id: Some(pb::AgentId { value: "a1".into() }),
+        resources,
+        command: Some(pb::CommandInfo {
+            value: Some("true".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The updates for the master in `out`, with their messages.
+fn to_master_statuses(out: &[Effect]) -> Vec<pb::TaskStatus> {
+    out.iter()
+        .filter_map(|e| match e {
+            Effect::ToMaster(AgentMessage {
+                kind: Some(agent_message::Kind::StatusUpdate(u)),
+            }) => u.status.clone(),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_task_whose_resources_cannot_be_parsed_is_an_error_not_a_task_with_nothing() {
+    let mut state = agent();
+    let out = run_task_with(&mut state, task_info("t1", unparsable_resources()));
+    assert!(
+        !out.iter()
+            .any(|e| matches!(e, Effect::LaunchExecutor { .. })),
+        "{out:?}"
+    );
+    let statuses = to_master_statuses(&out);
+    let [status] = &statuses[..] else {
+        panic!("one update expected: {out:?}");
+    };
+    assert_eq!(status.state, pb::TaskState::TaskError as i32);
+    assert_eq!(
+        status.reason,
+        Some(pb::task_status::Reason::TaskInvalid as i32)
+    );
+    let message = status.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("task resources cannot be parsed"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_custom_executor_whose_resources_cannot_be_parsed_is_never_started() {
+    let mut state = agent();
+    let mut task = task_info(
+        "t1",
+        agora_core::Resources::parse("cpus:1")
+            .expect("valid")
+            .to_proto(None),
+    );
+    task.executor = Some(pb::ExecutorInfo {
+        executor_id: Some(pb::ExecutorId { value: "ex".into() }),
+        resources: unparsable_resources(),
+        ..Default::default()
+    });
+    let out = run_task_with(&mut state, task);
+    assert!(
+        !out.iter()
+            .any(|e| matches!(e, Effect::LaunchExecutor { .. })),
+        "{out:?}"
+    );
+    let statuses = to_master_statuses(&out);
+    let [status] = &statuses[..] else {
+        panic!("one update expected: {out:?}");
+    };
+    assert_eq!(status.state, pb::TaskState::TaskError as i32);
+    let message = status.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("executor resources cannot be parsed"),
+        "{message}"
+    );
+    assert!(state.executors.is_empty());
+}
+
+#[test]
+fn a_checkpointed_task_whose_resources_cannot_be_parsed_is_reported_at_recovery() {
+    let mut store = crate::checkpoint::MemStore::default();
+    let mut state = agent();
+    persist(&mut store, &run_task(&mut state, "t1"));
+    // The record as a corrupt or incompatible checkpoint would hold it.
+    crate::checkpoint::apply(
+        &mut store,
+        &Checkpoint::Task {
+            framework_id: fid(),
+            executor_id: eid("t1"),
+            info: task_info("t1", unparsable_resources()),
+        },
+    )
+    .expect("in-memory");
+    let (state, out) = restart(&store, T0);
+    // Its executor is destroyed (nothing could size its container) and the
+    // task fails with the reason, rather than running on as "nothing".
+    assert!(out.contains(&Effect::DestroyExecutor {
+        framework_id: fid(),
+        executor_id: eid("t1"),
+    }));
+    assert!(state.executors.is_empty());
+    assert_eq!(
+        state.tasks[&(fid(), TaskId::new("t1"))].state,
+        pb::TaskState::TaskFailed
+    );
+    let failed = out.iter().find_map(|e| match e {
+        Effect::Checkpoint(Checkpoint::TaskUpdates { pending, .. }) => pending.last().cloned(),
+        _ => None,
+    });
+    let message = failed.and_then(|s| s.message).unwrap_or_default();
+    assert!(
+        message.contains("checkpointed resources of task t1 cannot be parsed"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_oversized_executor_update_is_cut_down_before_it_is_checkpointed_or_forwarded() {
+    let mut state = agent();
+    run_task(&mut state, "t1");
+    subscribe(&mut state, "t1", 1);
+    let mut huge = status("t1", pb::TaskState::TaskRunning, 1);
+    huge.message = Some("x".repeat(agora_net::MAX_MESSAGE_BYTES / 2));
+    huge.data = Some(vec![0; agora_net::MAX_MESSAGE_BYTES - 1024]);
+    let mut out = Vec::new();
+    state.on_executor_update(T0, 1, &fid(), &eid("t1"), huge, &mut out);
+    // Acknowledged to the executor (so it stops resending), and what goes
+    // to the disk and the master fits well under the message limit.
+    assert_eq!(acks_to_executor(&out), 1);
+    let forwarded = to_master_statuses(&out);
+    let [status] = &forwarded[..] else {
+        panic!("one update expected: {out:?}");
+    };
+    assert_eq!(status.state, pb::TaskState::TaskRunning as i32);
+    assert_eq!(status.data, None);
+    let whole = out
+        .iter()
+        .find_map(|e| match e {
+            Effect::ToMaster(message) => Some(prost::Message::encoded_len(message)),
+            _ => None,
+        })
+        .expect("forwarded");
+    assert!(
+        whole <= crate::status_bound::MAX_STATUS_BYTES + 1024,
+        "{whole} bytes"
+    );
+    let checkpointed = out.iter().find_map(|e| match e {
+        Effect::Checkpoint(Checkpoint::TaskUpdates { pending, .. }) => pending.last().cloned(),
+        _ => None,
+    });
+    assert_eq!(checkpointed.as_ref(), Some(status));
+}
