@@ -9,7 +9,8 @@ use agora_proto::v1 as pb;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdvertiseError {
-    #[error("invalid --resources: {0}")]
+    // The detail is the source: `{:#}` prints "invalid --resources: <why>" once.
+    #[error("invalid --resources")]
     Resources(#[from] ResourcesError),
     #[error("invalid --attributes entry '{0}': expected name:value")]
     Attribute(String),
@@ -158,7 +159,13 @@ mod tests {
         let r = advertised(Some("disk:0"), dir.path()).expect("valid");
         assert_eq!(r.scalar_value("disk"), 0.0, "{r}");
         let err = advertised(Some("cpu:4"), dir.path()).expect_err("a typo");
-        assert!(err.to_string().contains("did you mean 'cpus'"), "{err}");
+        // Said once: the detail is the source, not repeated in the message.
+        let why = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            why.as_deref().is_some_and(|w| w.contains("did you mean 'cpus'")),
+            "{why:?}"
+        );
+        assert!(!err.to_string().contains("did you mean"), "{err}");
     }
 
     #[test]

@@ -89,7 +89,7 @@ fn main() -> ExitCode {
         Commands::Master(_) | Commands::Agent(_) | Commands::Dev(_)
     ) {
         match agora_net::raise_fd_limit() {
-            Ok(limit) => tracing::info!(
+            Ok(limit) => tracing::debug!(
                 fd_limit = limit,
                 "descriptor limit raised to the hard limit"
             ),
