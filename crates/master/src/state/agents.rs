@@ -125,6 +125,12 @@ impl Master {
                 return None;
             }
         };
+        if let Err(message) =
+            super::wire::check_offer_size(&info.hostname, &info.attributes, &total)
+        {
+            refuse(conn, format!("agent is too large to offer: {message}"), out);
+            return None;
+        }
         let mut reported = Vec::new();
         for task in &register.tasks {
             match check_reported_task(task) {

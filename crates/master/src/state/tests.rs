@@ -21,6 +21,7 @@ mod absence;
 mod launch_size;
 mod operator;
 mod validation;
+mod wire;
 
 const MASTER_ID: &str = "m1";
 const WALL_EPOCH: f64 = 1_700_000_000.0;
