@@ -294,6 +294,10 @@ pub struct Master {
     unreachable_agents: BTreeMap<AgentId, f64>,
     /// Agents marked gone: they may never register again.
     gone_agents: BTreeSet<AgentId>,
+    /// The type each resource name has on the agents admitted so far (under
+    /// this master): an agent that gives a name another type is refused, so
+    /// every sum across agents agrees on types (see `Resources::add`).
+    resource_kinds: BTreeMap<String, agora_core::resources::Kind>,
 }
 
 impl Master {
@@ -320,6 +324,7 @@ impl Master {
             recovery: None,
             unreachable_agents: BTreeMap::new(),
             gone_agents: BTreeSet::new(),
+            resource_kinds: BTreeMap::new(),
         }
     }
 

@@ -20,6 +20,7 @@ use super::*;
 mod absence;
 mod launch_size;
 mod operator;
+mod resource_kinds;
 mod validation;
 mod wire;
 
