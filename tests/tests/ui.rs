@@ -91,9 +91,18 @@ fn dashboard_shows_the_two_agents() {
     );
     browser.screenshot("dashboard-narrow").expect("screenshot");
 
-    // The master goes away: what is shown is marked stale, not left as if live.
+    // An agent goes away: what it holds is unavailable, not idle.
     browser.set_window(1280, 900).expect("resize");
     let mut cluster = cluster;
+    wait_text(&browser, "#res-unavailable-cpus", "0");
+    cluster.agents[1].kill();
+    wait_text(&browser, "#res-unavailable-cpus", "2");
+    wait_text(&browser, "#res-idle-cpus", "2");
+    browser
+        .screenshot("dashboard-agent-away")
+        .expect("screenshot");
+
+    // The master goes away: what is shown is marked stale, not left as if live.
     cluster.master.kill();
     browser
         .wait_script(

@@ -6,7 +6,12 @@
 //!   sums saturate rather than overflow;
 //! - no entry is empty (zero scalar, no ranges, empty set) — empty entries are removed;
 //! - ranges are sorted, non-overlapping and non-adjacent;
-//! - a resource name has one type across all roles.
+//! - a resource name has one type across all roles, and the well-known
+//!   names one type everywhere ([`Kind::required_for`]): `cpus`, `mem`,
+//!   `disk` and `gpus` are scalars, `ports` are ranges. `parse` and
+//!   `from_proto` refuse anything else, so only resources of different
+//!   sources can disagree on a custom name's type, and `add` has one rule
+//!   for that (see [`Resources::add`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -50,12 +55,45 @@ pub enum Value {
     Set(BTreeSet<String>),
 }
 
-impl Value {
-    fn kind(&self) -> u8 {
+/// The type of a resource's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Scalar,
+    Ranges,
+    Set,
+}
+
+impl Kind {
+    /// The one type a well-known resource name may have, if it is one.
+    pub fn required_for(name: &str) -> Option<Kind> {
+        match name {
+            "cpus" | "mem" | "disk" | "gpus" => Some(Kind::Scalar),
+            "ports" => Some(Kind::Ranges),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
         match self {
-            Value::Scalar(_) => 0,
-            Value::Ranges(_) => 1,
-            Value::Set(_) => 2,
+            Kind::Scalar => "a scalar",
+            Kind::Ranges => "ranges",
+            Kind::Set => "a set",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Value {
+    fn kind(&self) -> Kind {
+        match self {
+            Value::Scalar(_) => Kind::Scalar,
+            Value::Ranges(_) => Kind::Ranges,
+            Value::Set(_) => Kind::Set,
         }
     }
 
@@ -130,8 +168,18 @@ pub fn check_scalar(value: f64) -> Result<(), &'static str> {
     to_millis(value).map(|_| ())
 }
 
-/// Checks what a value's type alone does not: port numbers fit in 16 bits.
+/// Checks what a value's type alone does not: a well-known name has its
+/// one type, and port numbers fit in 16 bits.
 fn check_value(name: &str, value: &Value) -> Result<(), &'static str> {
+    match Kind::required_for(name) {
+        Some(Kind::Scalar) if value.kind() != Kind::Scalar => {
+            return Err("cpus, mem, disk and gpus are scalars");
+        }
+        Some(Kind::Ranges) if value.kind() != Kind::Ranges => {
+            return Err("ports are ranges, as in [31000-32000]");
+        }
+        _ => {}
+    }
     match value {
         Value::Ranges(ranges) if name == "ports" && ranges.iter().any(|&(_, e)| e > MAX_PORT) => {
             Err("ports are at most 65535")
@@ -285,15 +333,11 @@ impl Resources {
         Self::parse(&format!("{name}:{value}"))
     }
 
-    fn type_of(&self, name: &str) -> Option<u8> {
+    fn type_of(&self, name: &str) -> Option<Kind> {
         self.entries
             .iter()
             .find(|((n, _, _), _)| n == name)
             .map(|(_, v)| v.kind())
-    }
-
-    fn add_entry(&mut self, name: &str, role: &str, value: Value) -> Result<(), ResourcesError> {
-        self.add_entry_as(name, role, Reservation::Static, value)
     }
 
     fn add_entry_as(
@@ -308,33 +352,67 @@ impl Resources {
         {
             return Err(ResourcesError::TypeMismatch(name.to_string()));
         }
+        self.merge((name.to_string(), role.to_string(), kind), value);
+        Ok(())
+    }
+
+    /// Adds `value` under `key`. The caller has checked that the name has
+    /// `value`'s type here (or none yet); were it not so, the entry would be
+    /// left as it is.
+    fn merge(&mut self, key: Key, value: Value) {
         if value.is_empty() {
-            return Ok(());
+            return;
         }
+        let (name, role, kind) = key;
         // Unreserved resources have no reservation to tell apart.
         let kind = if role == UNRESERVED {
             Reservation::Static
         } else {
             kind
         };
-        let key = (name.to_string(), role.to_string(), kind);
-        let merged = match (self.entries.remove(&key), value) {
-            (None, v) => v,
-            (Some(Value::Scalar(a)), Value::Scalar(b)) => Value::Scalar(a.saturating_add(b)),
-            (Some(Value::Ranges(mut a)), Value::Ranges(b)) => {
-                a.extend(b);
-                Value::Ranges(normalize_ranges(a))
+        match self.entries.entry((name, role, kind)) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(value);
             }
-            (Some(Value::Set(mut a)), Value::Set(b)) => {
-                a.extend(b);
-                Value::Set(a)
+            std::collections::btree_map::Entry::Occupied(mut slot) => {
+                match (slot.get_mut(), value) {
+                    (Value::Scalar(a), Value::Scalar(b)) => *a = a.saturating_add(b),
+                    (Value::Ranges(a), Value::Ranges(b)) => {
+                        a.extend(b);
+                        *a = normalize_ranges(std::mem::take(a));
+                    }
+                    (Value::Set(a), Value::Set(b)) => a.extend(b),
+                    _ => {}
+                }
             }
-            (Some(old), _) => {
-                self.entries.insert(key, old);
-                return Err(ResourcesError::TypeMismatch(name.to_string()));
-            }
-        };
-        self.entries.insert(key, merged);
+        }
+    }
+
+    /// The first resource name that has one type here and another in
+    /// `other`, if any: adding `other` would leave its entries out.
+    pub fn type_conflict<'a>(&self, other: &'a Resources) -> Option<&'a str> {
+        other
+            .entries
+            .iter()
+            .find(|((name, _, _), value)| self.type_of(name).is_some_and(|k| k != value.kind()))
+            .map(|((name, _, _), _)| name.as_str())
+    }
+
+    /// Each resource name present with its type.
+    pub fn kinds(&self) -> BTreeMap<&str, Kind> {
+        self.entries
+            .iter()
+            .map(|((name, _, _), value)| (name.as_str(), value.kind()))
+            .collect()
+    }
+
+    /// Adds `other` into `self`, or changes nothing and says which name has
+    /// another type in `other` than here.
+    pub fn try_add(&mut self, other: &Resources) -> Result<(), ResourcesError> {
+        if let Some(name) = self.type_conflict(other) {
+            return Err(ResourcesError::TypeMismatch(name.to_string()));
+        }
+        self.add(other);
         Ok(())
     }
 
@@ -342,12 +420,22 @@ impl Resources {
         self.entries.is_empty()
     }
 
-    /// Adds `other` into `self`. Entries whose type conflicts are skipped:
-    /// `Resources` built by `parse`/`from_proto` of one agent never conflict.
+    /// Adds `other` into `self`, entry by entry.
+    ///
+    /// The rule where a name has another type in `other` than here (see
+    /// [`Resources::type_conflict`]): `self` keeps its type and those
+    /// entries of `other` are left out, since one name cannot hold two
+    /// types. The edges make that case unreachable where it matters: a
+    /// well-known name has one type everywhere, and the master refuses an
+    /// agent (or a task it reports) that gives a custom name another type
+    /// than the cluster's, so everything the master and allocator add
+    /// agrees. Use [`Resources::try_add`] where a conflict must be refused.
     pub fn add(&mut self, other: &Resources) {
-        for ((name, role, kind), value) in &other.entries {
-            // A conflict is impossible for resources of one agent; ignore rather than panic.
-            let _ = self.add_entry_as(name, role, *kind, value.clone());
+        for (key, value) in &other.entries {
+            if self.type_of(&key.0).is_some_and(|k| k != value.kind()) {
+                continue;
+            }
+            self.merge(key.clone(), value.clone());
         }
     }
 
@@ -413,7 +501,10 @@ impl Resources {
         let mut out = Resources::new();
         for ((name, _, _), value) in &self.entries {
             // Same name means same type: merging cannot conflict.
-            let _ = out.add_entry(name, UNRESERVED, value.clone());
+            out.merge(
+                (name.clone(), UNRESERVED.to_string(), Reservation::Static),
+                value.clone(),
+            );
         }
         out
     }
@@ -432,7 +523,7 @@ impl Resources {
     fn with_kind(&self, kind: Reservation) -> Resources {
         let mut out = Resources::new();
         for ((name, role, _), value) in &self.entries {
-            let _ = out.add_entry_as(name, role, kind, value.clone());
+            out.merge((name.clone(), role.clone(), kind), value.clone());
         }
         out
     }
@@ -477,7 +568,10 @@ impl Resources {
         let mut merged = Resources::new();
         for ((name, _, _), value) in &self.entries {
             // Same name means same type, so merging across roles cannot conflict.
-            let _ = merged.add_entry(name, UNRESERVED, value.clone());
+            merged.merge(
+                (name.clone(), UNRESERVED.to_string(), Reservation::Static),
+                value.clone(),
+            );
         }
         merged
             .entries

@@ -77,13 +77,28 @@ fn arb_resources() -> impl Strategy<Value = Resources> {
         .prop_map(|(cpus, mem, ranges, reserved)| {
             let mut res = Resources::new();
             let role = if reserved { "ops" } else { UNRESERVED };
-            res.add_entry("cpus", role, Value::Scalar(i64::from(cpus)))
-                .expect("same type");
-            res.add_entry("mem", UNRESERVED, Value::Scalar(i64::from(mem)))
-                .expect("same type");
+            res.add_entry_as(
+                "cpus",
+                role,
+                Reservation::Static,
+                Value::Scalar(i64::from(cpus)),
+            )
+            .expect("same type");
+            res.add_entry_as(
+                "mem",
+                UNRESERVED,
+                Reservation::Static,
+                Value::Scalar(i64::from(mem)),
+            )
+            .expect("same type");
             let ranges = ranges.into_iter().map(|(b, len)| (b, b + len)).collect();
-            res.add_entry("ports", UNRESERVED, Value::Ranges(normalize_ranges(ranges)))
-                .expect("same type");
+            res.add_entry_as(
+                "ports",
+                UNRESERVED,
+                Reservation::Static,
+                Value::Ranges(normalize_ranges(ranges)),
+            )
+            .expect("same type");
             res
         })
 }
@@ -165,8 +180,8 @@ proptest! {
         for r in 0..roles {
             let role = if r == 0 { UNRESERVED.to_string() } else { format!("r{r}") };
             let entry = Value::Scalar(1_000_000_000_000_000 - below as i64);
-            one.add_entry("cpus", &role, entry.clone()).expect("scalar");
-            one.add_entry("mem", &role, entry).expect("scalar");
+            one.add_entry_as("cpus", &role, Reservation::Static, entry.clone()).expect("scalar");
+            one.add_entry_as("mem", &role, Reservation::Static, entry).expect("scalar");
         }
         let mut total = Resources::new();
         let mut last = 0.0;
@@ -271,4 +286,97 @@ fn dynamic_reservations_keep_their_kind_through_text_and_proto() {
         Resources::parse("cpus(*, dynamic):1").is_err(),
         "unreserved is not a reservation"
     );
+}
+
+// A name has one type: well-known names everywhere, any name within one
+// `Resources`; `add` keeps the type it has and leaves conflicting entries out.
+
+#[test]
+fn well_known_names_of_the_wrong_type_are_refused_in_text_and_proto() {
+    for text in [
+        "cpus:[1-2]",
+        "mem:{a}",
+        "disk:[0-1]",
+        "gpus:{x}",
+        "ports:4",
+        "ports:{a}",
+    ] {
+        let err = Resources::parse(text).expect_err(text);
+        assert!(
+            matches!(err, ResourcesError::BadValue { .. }),
+            "{text}: {err:?}"
+        );
+    }
+    let wrong = pb::Resource {
+        name: "ports".into(),
+        r#type: pb::value::Type::Scalar as i32,
+        scalar: Some(pb::value::Scalar { value: 3.0 }),
+        ..Default::default()
+    };
+    let err = Resources::from_proto(&[wrong]).expect_err("ports as a scalar");
+    assert!(err.to_string().contains("ports are ranges"), "{err}");
+    // Custom names may have any type.
+    assert!(Resources::parse("zones:{a,b};licenses:3;slots:[1-4]").is_ok());
+}
+
+#[test]
+fn a_name_given_two_types_is_refused_in_text_and_proto() {
+    assert_eq!(
+        Resources::parse("foo:1;foo(ops):[1-2]"),
+        Err(ResourcesError::TypeMismatch("foo".into()))
+    );
+    let mut both = r("foo:1").to_proto(None);
+    both.extend(r("foo:{a}").to_proto(None));
+    assert_eq!(
+        Resources::from_proto(&both),
+        Err(ResourcesError::TypeMismatch("foo".into()))
+    );
+}
+
+#[test]
+fn add_keeps_a_names_type_and_try_add_refuses_a_conflict_unchanged() {
+    let mut scalar = r("cpus:1;foo:2");
+    let set = r("foo:{a};mem:5");
+    assert_eq!(scalar.type_conflict(&set), Some("foo"));
+    assert_eq!(scalar.kinds().get("foo"), Some(&Kind::Scalar));
+
+    let before = scalar.clone();
+    assert_eq!(
+        scalar.try_add(&set),
+        Err(ResourcesError::TypeMismatch("foo".into()))
+    );
+    assert_eq!(scalar, before, "a refused try_add changes nothing");
+
+    // The documented rule: the conflicting entry is left out, the rest added.
+    scalar.add(&set);
+    assert_eq!(scalar, r("cpus:1;foo:2;mem:5"));
+
+    let mut fine = r("cpus:1");
+    fine.try_add(&r("cpus:2;mem:3")).expect("no conflict");
+    assert_eq!(fine, r("cpus:3;mem:3"));
+}
+
+proptest! {
+    #[test]
+    fn resources_that_agree_on_types_add_the_same_with_add_and_try_add(
+        a in arb_resources(),
+        b in arb_resources(),
+    ) {
+        prop_assert_eq!(a.type_conflict(&b), None);
+        let mut via_add = a.clone();
+        via_add.add(&b);
+        let mut via_try = a.clone();
+        prop_assert!(via_try.try_add(&b).is_ok());
+        prop_assert_eq!(via_add, via_try);
+    }
+
+    #[test]
+    fn add_never_changes_a_names_type(a in arb_resources(), items in proptest::collection::btree_set("[a-c]", 1..3)) {
+        // `other` gives `cpus`' name to a set through the unchecked constructor.
+        let mut other = Resources::new();
+        other.merge(("cpus".into(), UNRESERVED.into(), Reservation::Static), Value::Set(items));
+        let mut sum = a.clone();
+        sum.add(&other);
+        prop_assert_eq!(sum, a);
+    }
 }

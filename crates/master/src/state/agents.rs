@@ -73,6 +73,29 @@ fn holds_live_tasks(total: &Resources, reported: &[ReportedTask]) -> Result<(), 
 }
 
 impl Master {
+    /// Refuses resources that give a name another type than it has on the
+    /// agents admitted before, so that sums across agents never meet a
+    /// conflict (`Resources::add` would leave such entries out).
+    fn check_resource_kinds(&self, total: &Resources) -> Result<(), String> {
+        for (name, kind) in total.kinds() {
+            if let Some(known) = self.resource_kinds.get(name)
+                && *known != kind
+            {
+                return Err(format!(
+                    "agent resource '{name}' is {kind}, but {known} on the other agents; give it the cluster's type or another name"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Remembers the types of an admitted agent's resource names.
+    fn note_resource_kinds(&mut self, total: &Resources) {
+        for (name, kind) in total.kinds() {
+            self.resource_kinds.entry(name.to_string()).or_insert(kind);
+        }
+    }
+
     /// An agent restarted with other resources that still hold its tasks:
     /// its offers are rescinded (they may offer what it no longer has) and
     /// the new totals replace the old in the books and the registry.
@@ -86,6 +109,7 @@ impl Master {
         for offer_id in self.offers_on(agent_id) {
             self.remove_offer(&offer_id, None, true, now, out);
         }
+        self.note_resource_kinds(&total);
         let Some(agent) = self.agents.get_mut(agent_id) else {
             return;
         };
@@ -125,9 +149,28 @@ impl Master {
                 return None;
             }
         };
+        if let Err(message) =
+            super::wire::check_offer_size(&info.hostname, &info.attributes, &total)
+        {
+            refuse(conn, format!("agent is too large to offer: {message}"), out);
+            return None;
+        }
+        if let Err(message) = self.check_resource_kinds(&total) {
+            refuse(conn, message, out);
+            return None;
+        }
         let mut reported = Vec::new();
         for task in &register.tasks {
-            match check_reported_task(task) {
+            let checked = check_reported_task(task).and_then(|task| {
+                match total.type_conflict(&task.resources) {
+                    Some(name) => Err(format!(
+                        "reported task {} gives resource '{name}' another type than the agent's",
+                        task.id
+                    )),
+                    None => Ok(task),
+                }
+            });
+            match checked {
                 Ok(task) => reported.push(task),
                 Err(message) => {
                     refuse(conn, message, out);
@@ -253,6 +296,7 @@ impl Master {
                     .or_default()
                     .add(&task.resources);
             }
+            self.note_resource_kinds(&total);
             let used_list: Vec<(FrameworkId, Resources)> = used_by.into_iter().collect();
             self.allocator
                 .add_agent(agent_id.clone(), total.clone(), &used_list);

@@ -112,19 +112,24 @@ impl Master {
                         "agent {agent_id} is not known"
                     )));
                 }
-                self.send_to_agent(
-                    &agent_id,
-                    MasterMessage {
-                        kind: Some(master_message::Kind::FrameworkMessage(
-                            master_message::FrameworkMessage {
-                                framework_id: framework_id.to_field(),
-                                executor_id: message.executor_id,
-                                data: message.data,
-                            },
-                        )),
-                    },
-                    out,
-                );
+                let forward = MasterMessage {
+                    kind: Some(master_message::Kind::FrameworkMessage(
+                        master_message::FrameworkMessage {
+                            framework_id: framework_id.to_field(),
+                            executor_id: message.executor_id,
+                            data: message.data,
+                        },
+                    )),
+                };
+                // Refused here rather than forwarded to break the agent's session.
+                let size = prost::Message::encoded_len(&forward);
+                if size > agora_net::MAX_MESSAGE_BYTES {
+                    return Err(CallError::InvalidArgument(format!(
+                        "message to agent {agent_id} would be {size} bytes, more than the {} a message may carry",
+                        agora_net::MAX_MESSAGE_BYTES
+                    )));
+                }
+                self.send_to_agent(&agent_id, forward, out);
                 Ok(())
             }
             Type::Request => Ok(()),

@@ -116,10 +116,7 @@ impl Master {
             // Failover: the new subscription replaces the old one. Offers made
             // to the old stream are discarded (the new stream gets new ones).
             if let Some(old_conn) = existing.conn {
-                out.push(Effect::ToFramework {
-                    conn: old_conn,
-                    event: error_event("framework failed over"),
-                });
+                super::push_event(old_conn, error_event("framework failed over"), out);
                 out.push(Effect::CloseFramework { conn: old_conn });
                 self.framework_conns.remove(&old_conn);
             }
@@ -168,9 +165,9 @@ impl Master {
             .add_framework(framework_id.clone(), roles, suppressed);
         self.needs_allocation = true;
 
-        out.push(Effect::ToFramework {
+        super::push_event(
             conn,
-            event: sched::Event {
+            sched::Event {
                 r#type: sched::event::Type::Subscribed as i32,
                 subscribed: Some(sched::event::Subscribed {
                     framework_id: framework_id.to_field(),
@@ -180,7 +177,8 @@ impl Master {
                 }),
                 ..Default::default()
             },
-        });
+            out,
+        );
         Ok(framework_id)
     }
 
@@ -223,10 +221,7 @@ impl Master {
             return;
         };
         if let Some(conn) = framework.conn {
-            out.push(Effect::ToFramework {
-                conn,
-                event: error_event("framework has been removed"),
-            });
+            super::push_event(conn, error_event("framework has been removed"), out);
             out.push(Effect::CloseFramework { conn });
             self.framework_conns.remove(&conn);
         }

@@ -26,6 +26,7 @@ mod operator;
 mod registry;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 /// Identifies one live stream (a framework's subscription or an agent's
 /// session); assigned by the shell.
@@ -293,6 +294,10 @@ pub struct Master {
     unreachable_agents: BTreeMap<AgentId, f64>,
     /// Agents marked gone: they may never register again.
     gone_agents: BTreeSet<AgentId>,
+    /// The type each resource name has on the agents admitted so far (under
+    /// this master): an agent that gives a name another type is refused, so
+    /// every sum across agents agrees on types (see `Resources::add`).
+    resource_kinds: BTreeMap<String, agora_core::resources::Kind>,
 }
 
 impl Master {
@@ -319,6 +324,7 @@ impl Master {
             recovery: None,
             unreachable_agents: BTreeMap::new(),
             gone_agents: BTreeSet::new(),
+            resource_kinds: BTreeMap::new(),
         }
     }
 
@@ -435,15 +441,23 @@ impl Master {
             let Some(conn) = self.frameworks.get(&framework_id).and_then(|f| f.conn) else {
                 continue;
             };
-            self.counters.offers_sent += offers.len() as u64;
-            out.push(Effect::ToFramework {
-                conn,
-                event: sched::Event {
-                    r#type: sched::event::Type::Offers as i32,
-                    offers: Some(sched::event::Offers { offers }),
-                    ..Default::default()
-                },
-            });
+            // Thousands of offers at once may not fit in one message.
+            let (events, oversized) = wire::pack_offers(offers, wire::MAX_EVENT_BYTES);
+            for offer in oversized {
+                // Registration refuses agents whose offers could be this
+                // large; should one still be, it is taken back, not sent
+                // (refused for a while, so it is not made again at once).
+                tracing::error!(framework_id = %framework_id, agent_id = ?offer.agent_id, "offer too large for one message taken back");
+                if let Ok(offer_id) = OfferId::from_field(&offer.id) {
+                    let refuse = Some(Duration::from_secs(5));
+                    self.remove_offer(&offer_id, refuse, false, now, out);
+                }
+            }
+            for event in events {
+                let sent = event.offers.as_ref().map_or(0, |o| o.offers.len());
+                self.counters.offers_sent += sent as u64;
+                push_event(conn, event, out);
+            }
         }
     }
 
@@ -471,16 +485,17 @@ impl Master {
             framework.offers.remove(offer_id);
             if rescind && let Some(conn) = framework.conn {
                 self.counters.offers_rescinded += 1;
-                out.push(Effect::ToFramework {
+                push_event(
                     conn,
-                    event: sched::Event {
+                    sched::Event {
                         r#type: sched::event::Type::Rescind as i32,
                         rescind: Some(sched::event::Rescind {
                             offer_id: offer_id.to_field(),
                         }),
                         ..Default::default()
                     },
-                });
+                    out,
+                );
             }
         }
         self.affected_agents.insert(offer.agent_id.clone());
@@ -592,7 +607,7 @@ impl Master {
         out: &mut Vec<Effect>,
     ) {
         if let Some(conn) = self.frameworks.get(framework_id).and_then(|f| f.conn) {
-            out.push(Effect::ToFramework { conn, event });
+            push_event(conn, event, out);
         }
     }
 
@@ -777,3 +792,20 @@ impl Master {
 
 /// How often "why no offer?" is recomputed at most.
 pub const OFFER_STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The one place an event for a framework becomes an effect: only what fits
+/// in one message is sent (see [`wire`]); what cannot be made to fit is
+/// logged and dropped rather than break the framework's stream.
+fn push_event(conn: ConnId, event: sched::Event, out: &mut Vec<Effect>) {
+    let kind = event.r#type;
+    match wire::fit_event(event) {
+        Some(event) => out.push(Effect::ToFramework { conn, event }),
+        None => {
+            tracing::warn!(
+                conn,
+                event_type = kind,
+                "event too large for one message dropped"
+            );
+        }
+    }
+}

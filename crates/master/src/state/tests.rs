@@ -20,7 +20,9 @@ use super::*;
 mod absence;
 mod launch_size;
 mod operator;
+mod resource_kinds;
 mod validation;
+mod wire;
 
 const MASTER_ID: &str = "m1";
 const WALL_EPOCH: f64 = 1_700_000_000.0;

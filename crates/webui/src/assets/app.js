@@ -103,11 +103,23 @@ function stateBadge(state) {
   return `<span class="badge ${colour}" data-state="${esc(state)}">${esc(label)}</span>`;
 }
 
-function bar(used, offered, total) {
+// A usage bar: allocated, then offered, then unavailable (on agents that are
+// away: it cannot be offered, so it is not shown as idle); the rest is idle.
+function bar(used, offered, total, unavailable) {
   if (!total) return '';
   const u = Math.min(100, 100 * used / total);
   const o = Math.min(100 - u, 100 * (offered || 0) / total);
-  return `<div class="bar"><i style="width:${u}%"></i><i class="off" style="left:${u}%;width:${o}%"></i></div>`;
+  const x = Math.min(100 - u - o, 100 * (unavailable || 0) / total);
+  const away = x > 0 ? `<i class="away" style="left:${u + o}%;width:${x}%"></i>` : '';
+  const tip = `allocated ${Math.round(u)}%, offered ${Math.round(o)}%` + (x > 0 ? `, unavailable ${Math.round(x)}%` : '');
+  return `<div class="bar" title="${tip}"><i style="width:${u}%"></i><i class="off" style="left:${u}%;width:${o}%"></i>${away}</div>`;
+}
+
+// What an agent holds beyond its tasks and offers: idle while it is active,
+// unavailable while it is away.
+function agentSpare(a, n) {
+  const spare = Math.max(0, a.total[n] - a.used[n] - a.offered[n]);
+  return a.active ? { free: spare, unavailable: 0 } : { free: 0, unavailable: spare };
 }
 
 function usedOf(name, used, total) {
@@ -302,8 +314,9 @@ views.dashboard = {
         <td class="num">${fmtRes(name, r.total)}</td>
         <td class="num">${fmtRes(name, r.allocated)}</td>
         <td class="num">${fmtRes(name, r.offered)}</td>
-        <td class="num">${fmtRes(name, r.idle)}</td>
-        <td class="opt" style="width:22%">${bar(r.allocated, r.offered, r.total)}</td></tr>`;
+        <td class="num${r.unavailable ? ' away' : ''}" id="res-unavailable-${name}">${fmtRes(name, r.unavailable)}</td>
+        <td class="num" id="res-idle-${name}">${fmtRes(name, r.idle)}</td>
+        <td class="opt" style="width:22%">${bar(r.allocated, r.offered, r.total, r.unavailable)}</td></tr>`;
     });
     const order = s => (TASK_STATES.indexOf(s) + 100) % 100;
     const states = Object.entries(o.tasks).sort(([a], [b]) => order(a) - order(b))
@@ -338,7 +351,7 @@ views.dashboard = {
       <div class="card section"><h2><a href="#/tasks">Tasks</a> by state</h2><div class="states">${states}</div></div>
       <div class="grid two">
         <div class="card"><h2>Resources</h2>${table(['', ['Total', 'num'], ['Allocated', 'num'],
-          ['Offered', 'num'], ['Idle', 'num'], ['', 'opt']], res)}</div>
+          ['Offered', 'num'], ['Unavailable', 'num'], ['Idle', 'num'], ['', 'opt']], res)}</div>
         <div class="card chart"><h2>Allocated, last hour</h2>${chart(util)}</div>
       </div>
       <div class="card section"><h2>Active tasks <span class="muted">(${num(tasks.total)})</span></h2>
@@ -394,8 +407,8 @@ function agentCells(a) {
   return `<td class="id"><a href="#/agents/${enc(a.id)}">${short(a.id)}</a></td>
     <td>${esc(a.hostname)}</td><td class="opt mono">${esc(a.address)}</td>
     <td>${stateBadge(a.status)}</td>
-    <td class="num">${usedOf('cpus', a.used.cpus, a.total.cpus)}${bar(a.used.cpus, a.offered.cpus, a.total.cpus)}</td>
-    <td class="num">${usedOf('mem', a.used.mem, a.total.mem)}${bar(a.used.mem, a.offered.mem, a.total.mem)}</td>
+    <td class="num">${usedOf('cpus', a.used.cpus, a.total.cpus)}${bar(a.used.cpus, a.offered.cpus, a.total.cpus, agentSpare(a, 'cpus').unavailable)}</td>
+    <td class="num">${usedOf('mem', a.used.mem, a.total.mem)}${bar(a.used.mem, a.offered.mem, a.total.mem, agentSpare(a, 'mem').unavailable)}</td>
     <td class="num opt">${usedOf('disk', a.used.disk, a.total.disk)}</td>
     <td class="num opt">${a.total.gpus ? usedOf('gpus', a.used.gpus, a.total.gpus) : '–'}</td>
     <td class="num">${num(a.tasks)}</td>
@@ -448,9 +461,11 @@ views.agent = {
   update({ detail, tasks }, route) {
     const a = detail.agent;
     const resRows = ['cpus', 'mem', 'disk', 'gpus'].filter(n => n !== 'gpus' || a.total.gpus).map(n => {
-      const free = Math.max(0, a.total[n] - a.used[n] - a.offered[n]);
+      const { free, unavailable } = agentSpare(a, n);
       return `<tr><td>${n}</td><td class="num">${fmtRes(n, a.total[n])}</td><td class="num">${fmtRes(n, a.used[n])}</td>
-        <td class="num">${fmtRes(n, a.offered[n])}</td><td class="num">${fmtRes(n, free)}</td></tr>`;
+        <td class="num">${fmtRes(n, a.offered[n])}</td>
+        <td class="num${unavailable ? ' away' : ''}" id="agent-unavailable-${n}">${fmtRes(n, unavailable)}</td>
+        <td class="num">${fmtRes(n, free)}</td></tr>`;
     });
     const fwRows = detail.frameworks.map(f => `<tr><td class="id"><a href="#/frameworks/${enc(f.id)}">${short(f.id)}</a></td>
       <td>${esc(f.name)}</td><td>${stateBadge(f.status)}</td><td class="num">${num(f.active_tasks)}</td>
@@ -469,7 +484,7 @@ views.agent = {
           <dt>Registered</dt><dd>${when(a.registered_time)}</dd><dt>Attributes</dt><dd>${attrs}</dd>
           <dt>Tasks</dt><dd class="states">${Object.entries(detail.task_counts).map(([s, n]) => `<span class="s">${stateBadge(s)}<b>${num(n)}</b></span>`).join('') || '–'}</dd>
         </dl></div>
-        <div class="card"><h2>Resources</h2>${table(['', ['Total', 'num'], ['Used', 'num'], ['Offered', 'num'], ['Free', 'num']], resRows)}</div>
+        <div class="card"><h2>Resources</h2>${table(['', ['Total', 'num'], ['Used', 'num'], ['Offered', 'num'], ['Unavailable', 'num'], ['Free', 'num']], resRows)}</div>
       </div>
       <div class="card section"><h2>Frameworks</h2>${table(['ID', 'Name', 'Status', ['Active tasks', 'num'], ['CPUs', 'num'], ['Memory', 'num']], fwRows, 'No framework runs tasks here.')}</div>
       <div class="card section"><h2>Executors <span class="muted">(${num(detail.executors_total)})</span></h2>${table(['Executor', 'Task', 'State', ['Framework', 'opt'], ['CPUs', 'num'], ['Memory', 'num'], ''], exRows, 'No executors.')}</div>
