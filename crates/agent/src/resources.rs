@@ -162,7 +162,8 @@ mod tests {
         // Said once: the detail is the source, not repeated in the message.
         let why = std::error::Error::source(&err).map(ToString::to_string);
         assert!(
-            why.as_deref().is_some_and(|w| w.contains("did you mean 'cpus'")),
+            why.as_deref()
+                .is_some_and(|w| w.contains("did you mean 'cpus'")),
             "{why:?}"
         );
         assert!(!err.to_string().contains("did you mean"), "{err}");
