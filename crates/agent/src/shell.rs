@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use agora_core::{AgentId, ExecutorId, FrameworkId, Resources, TaskId};
+use agora_net::outbox::{Inbox, Outbox, outbox};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::agent_session_client::AgentSessionClient;
 use agora_proto::v1::agent::{AgentMessage, MasterMessage, master_message};
@@ -29,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -94,7 +95,7 @@ pub enum AgentError {
 enum AgentCommand {
     MasterConnected {
         session: u64,
-        tx: mpsc::Sender<AgentMessage>,
+        tx: Outbox<AgentMessage>,
     },
     MasterMessage {
         session: u64,
@@ -109,7 +110,7 @@ enum AgentCommand {
         executor_id: ExecutorId,
         held: Vec<TaskId>,
         unacknowledged: Vec<pb::TaskStatus>,
-        events: mpsc::Sender<Result<exec::Event, Status>>,
+        events: Outbox<exec::Event>,
         reply: oneshot::Sender<Result<(), String>>,
     },
     ExecutorUpdate {
@@ -190,8 +191,11 @@ struct Actor {
     options: AgentOptions,
     started: Instant,
     session: u64,
-    master_tx: Option<mpsc::Sender<AgentMessage>>,
-    executors: HashMap<ExecutorConn, mpsc::Sender<Result<exec::Event, Status>>>,
+    /// The master session's outbox, and every subscribed executor's: the
+    /// loop pushes without waiting and nothing is dropped for a slow peer
+    /// (`streams.rs`).
+    master_tx: Option<Outbox<AgentMessage>>,
+    executors: HashMap<ExecutorConn, Outbox<exec::Event>>,
     /// Executor processes, for killing executors that have not subscribed.
     processes: HashMap<(FrameworkId, ExecutorId), ProcessRef>,
     sandboxes: HashMap<(FrameworkId, ExecutorId), PathBuf>,
@@ -405,8 +409,8 @@ impl Actor {
             AgentCommand::MasterConnected { session, tx } => {
                 self.session = session;
                 self.state.on_master_disconnected();
-                let _ = tx.try_send(self.state.register_message());
                 self.master_tx = Some(tx);
+                self.send_to_master(self.state.register_message());
             }
             AgentCommand::MasterMessage { session, message } => {
                 if session != self.session {
@@ -640,11 +644,7 @@ impl Actor {
                         pb::agent::agent_message::Pong { seq: ping.seq },
                     )),
                 };
-                if let Some(tx) = &self.master_tx
-                    && tx.try_send(pong).is_err()
-                {
-                    tracing::warn!("master session is stuck; pong dropped");
-                }
+                self.send_to_master(pong);
             }
             master_message::Kind::FrameworkMessage(_) => {
                 tracing::debug!("framework message for a command executor dropped");
@@ -689,22 +689,12 @@ impl Actor {
                 {
                     tracing::warn!("acknowledgement held back: its update is not checkpointed");
                 }
-                Effect::ToMaster(message) => {
-                    if let Some(tx) = &self.master_tx
-                        && tx.try_send(message).is_err()
-                    {
-                        tracing::warn!("master session is stuck; the update will be retried");
-                    }
-                }
+                Effect::ToMaster(message) => self.send_to_master(message),
                 Effect::LaunchExecutor {
                     framework_id,
                     executor_id,
                 } => self.launch_executor(framework_id, executor_id),
-                Effect::ToExecutor { conn, event } => {
-                    if let Some(tx) = self.executors.get(&conn) {
-                        let _ = tx.try_send(Ok(event));
-                    }
-                }
+                Effect::ToExecutor { conn, event } => self.send_to_executor(conn, event),
                 Effect::DestroyExecutor {
                     framework_id,
                     executor_id,
@@ -1307,7 +1297,8 @@ async fn master_session(
         };
         match AgentSessionClient::connect(endpoint.clone()).await {
             Ok(mut client) => {
-                let (tx, rx) = mpsc::channel(4096);
+                let (tx, rx) = outbox();
+                let stuck = rx.stuck_signal();
                 if commands
                     .send(AgentCommand::MasterConnected { session, tx })
                     .await
@@ -1315,7 +1306,8 @@ async fn master_session(
                 {
                     return;
                 }
-                match client.open(ReceiverStream::new(rx)).await {
+                // A stuck session's stream just ends; `stuck` ends the session.
+                match client.open(rx.map_while(Result::ok)).await {
                     Ok(response) => {
                         let mut inbound = response.into_inner();
                         loop {
@@ -1323,6 +1315,10 @@ async fn master_session(
                                 _ = shutdown.cancelled() => return,
                                 _ = source.leader_moved(&endpoint) => {
                                     tracing::info!("the leading master changed; re-registering");
+                                    break;
+                                }
+                                _ = stuck.stuck() => {
+                                    tracing::info!("the master session was stuck; re-registering");
                                     break;
                                 }
                                 message = inbound.message() => match message {
@@ -1374,6 +1370,17 @@ struct ExecutorService {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<exec::Event, Status>> + Send>>;
 
+/// An executor's event stream: everything the actor pushed, in order; a
+/// stream given up as stuck ends with UNAVAILABLE, and the executor
+/// re-subscribes.
+fn event_stream(rx: Inbox<exec::Event>) -> EventStream {
+    Box::pin(rx.map(|event| {
+        event.map_err(|stuck| {
+            Status::unavailable(format!("stream closed: {stuck}; subscribe again"))
+        })
+    }))
+}
+
 #[tonic::async_trait]
 impl Executor for ExecutorService {
     type OpenStream = EventStream;
@@ -1407,7 +1414,8 @@ impl Executor for ExecutorService {
             .filter_map(|u| u.status)
             .collect();
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (events, rx) = mpsc::channel(256);
+        let (events, rx) = outbox();
+        let stuck = rx.stuck_signal();
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(AgentCommand::ExecutorSubscribe {
@@ -1427,7 +1435,15 @@ impl Executor for ExecutorService {
             .map_err(Status::not_found)?;
         let commands = self.commands.clone();
         tokio::spawn(async move {
-            while let Ok(Some(call)) = inbound.message().await {
+            loop {
+                let call = tokio::select! {
+                    // Given up as stuck: its updates wait for its next subscription.
+                    _ = stuck.stuck() => break,
+                    call = inbound.message() => match call {
+                        Ok(Some(call)) => call,
+                        Ok(None) | Err(_) => break,
+                    },
+                };
                 if call.r#type == call::Type::Update as i32
                     && let Some(status) = call.update.and_then(|u| u.status)
                 {
@@ -1445,7 +1461,7 @@ impl Executor for ExecutorService {
             }
             let _ = commands.send(AgentCommand::ExecutorGone { conn }).await;
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(event_stream(rx)))
     }
 }
 
@@ -1595,5 +1611,6 @@ pub async fn run_agent(
     Ok(())
 }
 
+mod streams;
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,6 @@ pub mod files_proxy;
 pub mod http;
 mod leadership;
 pub mod metrics;
-mod outbox;
 mod registry_writer;
 pub mod shell;
 pub mod snapshot;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use agora_net::outbox::{Inbox, Outbox, PushError, outbox};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::agent_session_server::{AgentSession, AgentSessionServer};
 use agora_proto::v1::agent::{AgentMessage, MasterMessage, agent_message};
@@ -21,7 +22,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::outbox::{Inbox, Outbox, PushError, outbox};
 pub(crate) use crate::registry_writer::RegistryWrite;
 use crate::snapshot::StateSnapshot;
 use crate::state::{
@@ -303,7 +303,7 @@ impl Actor {
                     if let Some(tx) = self.frameworks.get(&conn)
                         && let Err(e) = tx.push(event)
                     {
-                        if let PushError::Stuck { .. } = e {
+                        if let PushError::Stuck(_) = e {
                             tracing::warn!(conn, error = %e, "framework stream is stuck; closing it (the framework re-subscribes)");
                         }
                         self.frameworks.remove(&conn);
@@ -316,7 +316,7 @@ impl Actor {
                     if let Some(tx) = self.agents.get(&conn)
                         && let Err(e) = tx.push(message)
                     {
-                        if let PushError::Stuck { .. } = e {
+                        if let PushError::Stuck(_) = e {
                             tracing::warn!(conn, error = %e, "agent session is stuck; closing it (the agent re-registers)");
                         }
                         self.agents.remove(&conn);
@@ -482,7 +482,13 @@ where
             loop {
                 tokio::select! {
                     biased;
-                    item = rx.recv() => return item.map(|item| (item, (rx, ticker, guard, beat))),
+                    item = rx.recv() => {
+                        // A stuck peer's stream ends with an error it can act on.
+                        let item = item?.map_err(|stuck| {
+                            Status::unavailable(format!("stream closed: {stuck}; subscribe again"))
+                        });
+                        return Some((item, (rx, ticker, guard, beat)));
+                    }
                     _ = ticker.tick() => {
                         if let Some(b) = beat.clone() {
                             return Some((Ok(b), (rx, ticker, guard, beat)));

@@ -2,7 +2,9 @@
 //! ([`serve`]) that caps connections, closes peers that do not send a request
 //! in time, and pings idle HTTP/2 peers; the descriptor limit raised at start
 //! ([`raise_fd_limit`]); and the one gRPC message size both sides use
-//! ([`MAX_MESSAGE_BYTES`]).
+//! ([`MAX_MESSAGE_BYTES`]); and the outbox every outgoing stream of either
+//! takes from ([`outbox`]: unbounded, never drops a message, gives up only
+//! a stuck peer).
 //!
 //! *Invariant:* a connection holds a descriptor only while it does useful
 //! work or is within a timeout: a silent or half-sent request is closed after
@@ -12,6 +14,7 @@
 
 mod first_bytes;
 mod limits;
+pub mod outbox;
 mod serve;
 
 pub use limits::{FdLimitError, connection_cap, raise_fd_limit};

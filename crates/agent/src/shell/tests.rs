@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agora_core::{ExecutorId, FrameworkId, Resources};
+use agora_net::outbox::{Inbox, outbox};
 use agora_proto::v1::agent::{AgentMessage, MasterMessage, agent_message, master_message};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -33,11 +34,12 @@ fn options(work_dir: &std::path::Path) -> AgentOptions {
     }
 }
 
-async fn next_from_agent(rx: &mut mpsc::Receiver<AgentMessage>) -> AgentMessage {
+async fn next_from_agent(rx: &mut Inbox<AgentMessage>) -> AgentMessage {
     tokio::time::timeout(DEADLINE, rx.recv())
         .await
         .expect("the agent's loop did not answer")
         .expect("session closed")
+        .expect("session not stuck")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,7 +77,7 @@ async fn the_loop_answers_pings_while_a_container_destroy_is_stuck() {
     let shutdown = CancellationToken::new();
     let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
 
-    let (master_tx, mut from_agent) = mpsc::channel(16);
+    let (master_tx, mut from_agent) = outbox();
     commands
         .send(AgentCommand::MasterConnected {
             session: 1,
@@ -187,7 +189,7 @@ async fn a_full_disk_refuses_tasks_and_updates_wait_for_their_checkpoint() {
     .expect("actor");
     let shutdown = CancellationToken::new();
     let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
-    let (master_tx, mut from_agent) = mpsc::channel(16);
+    let (master_tx, mut from_agent) = outbox();
     commands
         .send(AgentCommand::MasterConnected {
             session: 1,
@@ -309,7 +311,7 @@ async fn a_refused_registration_shows_in_health_and_state_with_the_reason() {
     .expect("actor");
     let shutdown = CancellationToken::new();
     let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
-    let (master_tx, mut from_agent) = mpsc::channel(16);
+    let (master_tx, mut from_agent) = outbox();
     commands
         .send(AgentCommand::MasterConnected {
             session: 1,
@@ -383,7 +385,7 @@ async fn a_full_command_queue_makes_producers_wait_and_drops_nothing() {
         snapshot_tx,
     )
     .expect("actor");
-    let (master_tx, mut from_agent) = mpsc::channel(2 * super::COMMAND_QUEUE);
+    let (master_tx, mut from_agent) = outbox();
     commands
         .send(AgentCommand::MasterConnected {
             session: 1,
@@ -435,4 +437,174 @@ async fn a_full_command_queue_makes_producers_wait_and_drops_nothing() {
     }
     shutdown.cancel();
     actor_task.await.expect("actor");
+}
+
+/// An actor that is not running: the tests call its methods directly.
+fn idle_actor(work_dir: &std::path::Path) -> Actor {
+    let options = options(work_dir);
+    let containers = Containers::new(&options.containers).expect("posix containers");
+    let (commands, _command_rx) = mpsc::channel(super::COMMAND_QUEUE);
+    let (snapshot_tx, _snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
+    Actor::new(
+        options,
+        Box::new(MemStore::default()),
+        containers,
+        commands,
+        snapshot_tx,
+    )
+    .expect("actor")
+}
+
+fn kill_event(n: usize) -> agora_proto::v1::executor::Event {
+    use agora_proto::v1::executor::event;
+    agora_proto::v1::executor::Event {
+        r#type: event::Type::Kill as i32,
+        kill: Some(event::Kill {
+            task_id: Some(agora_proto::v1::TaskId {
+                value: n.to_string(),
+            }),
+            kill_policy: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Far more events than the old 256-message queue held, sent while the
+/// executor takes none: every one reaches it, in order (a full queue used
+/// to drop a LAUNCH, KILL or acknowledgement silently).
+#[tokio::test]
+async fn a_slow_executor_gets_every_event_in_order() {
+    use futures::StreamExt as _;
+    let work = tempfile::tempdir().expect("work dir");
+    let mut actor = idle_actor(work.path());
+    let (events, rx) = outbox();
+    actor.executors.insert(1, events);
+    let effects = (0..5_000)
+        .map(|n| super::Effect::ToExecutor {
+            conn: 1,
+            event: kill_event(n),
+        })
+        .collect();
+    actor.execute(effects);
+    assert!(
+        actor.executors.contains_key(&1),
+        "a slow executor is not given up"
+    );
+    actor.executors.clear(); // the stream ends once everything is taken
+    let mut stream = super::event_stream(rx);
+    let mut got = Vec::new();
+    while let Some(event) = tokio::time::timeout(DEADLINE, stream.next())
+        .await
+        .expect("the stream ended")
+    {
+        let event = event.expect("not closed");
+        got.push(event.kill.and_then(|k| k.task_id).map(|t| t.value));
+        tokio::task::yield_now().await; // a slow reader
+    }
+    let sent: Vec<_> = (0..5_000).map(|n| Some(n.to_string())).collect();
+    assert_eq!(got, sent);
+}
+
+/// Pongs beyond the old 4,096-message session queue, queued while the
+/// master reads nothing, all go out in order after the registration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_master_session_gets_every_pong_in_order() {
+    let work = tempfile::tempdir().expect("work dir");
+    let options = options(work.path());
+    let containers = Containers::new(&options.containers).expect("posix containers");
+    let (commands, command_rx) = mpsc::channel(super::COMMAND_QUEUE);
+    let (snapshot_tx, _snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
+    let actor = Actor::new(
+        options,
+        Box::new(MemStore::default()),
+        containers,
+        commands.clone(),
+        snapshot_tx,
+    )
+    .expect("actor");
+    let shutdown = CancellationToken::new();
+    let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
+    let (master_tx, mut from_agent) = outbox();
+    commands
+        .send(AgentCommand::MasterConnected {
+            session: 1,
+            tx: master_tx,
+        })
+        .await
+        .expect("send");
+    let pings = 5_000u64;
+    for seq in 0..pings {
+        let ping = master_message::Kind::Ping(master_message::Ping { seq });
+        commands
+            .send(AgentCommand::MasterMessage {
+                session: 1,
+                message: MasterMessage { kind: Some(ping) },
+            })
+            .await
+            .expect("send");
+    }
+    // Handled after every ping: once answered, every pong was queued.
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    commands
+        .send(AgentCommand::Statistics { reply })
+        .await
+        .expect("send");
+    tokio::time::timeout(DEADLINE, answer)
+        .await
+        .expect("the actor never answered")
+        .expect("reply");
+    let register = next_from_agent(&mut from_agent).await;
+    assert!(
+        matches!(register.kind, Some(agent_message::Kind::Register(_))),
+        "{register:?}"
+    );
+    for seq in 0..pings {
+        let pong = next_from_agent(&mut from_agent).await;
+        assert!(
+            matches!(
+                pong.kind,
+                Some(agent_message::Kind::Pong(agent_message::Pong { seq: s })) if s == seq
+            ),
+            "{pong:?}"
+        );
+    }
+    shutdown.cancel();
+    actor_task.await.expect("actor");
+}
+
+/// A peer that takes nothing for minutes while messages wait is given up:
+/// the master session ends (its task hears the signal and re-registers),
+/// an executor's stream ends with UNAVAILABLE (it re-subscribes).
+#[tokio::test(start_paused = true)]
+async fn stuck_peers_are_disconnected_and_told() {
+    use futures::StreamExt as _;
+    let work = tempfile::tempdir().expect("work dir");
+    let mut actor = idle_actor(work.path());
+    let (master_tx, mut from_agent) = outbox();
+    let session_stuck = from_agent.stuck_signal();
+    actor.master_tx = Some(master_tx);
+    let (events, rx) = outbox();
+    actor.executors.insert(1, events);
+
+    let ping = |seq| AgentMessage {
+        kind: Some(agent_message::Kind::Pong(agent_message::Pong { seq })),
+    };
+    actor.send_to_master(ping(1));
+    actor.send_to_executor(1, kill_event(1));
+    tokio::time::advance(agora_net::outbox::STUCK_AFTER).await;
+    actor.send_to_master(ping(2));
+    actor.send_to_executor(1, kill_event(2));
+
+    assert!(actor.master_tx.is_none(), "the stuck session was kept");
+    assert!(actor.executors.is_empty(), "the stuck executor was kept");
+    tokio::time::timeout(DEADLINE, session_stuck.stuck())
+        .await
+        .expect("the session task is told");
+    assert!(matches!(from_agent.recv().await, Some(Err(_))));
+    let closed = super::event_stream(rx)
+        .next()
+        .await
+        .expect("an error, not a silent end")
+        .expect_err("nothing more is delivered");
+    assert_eq!(closed.code(), tonic::Code::Unavailable, "{closed:?}");
 }
