@@ -12,12 +12,17 @@ use agora_core::resources::UNRESERVED;
 
 pub(crate) const MAX_SCALARS: usize = 8;
 
-/// Thousandths of a unit. Wider than `Resources`' `i64` entries on purpose:
-/// the books sum every agent of the cluster, and at the per-entry maximum
-/// (1e15 thousandths) ~9,200 agents would overflow an `i64`; an `i128`
-/// holds 1.7e23 of them, so the books stay exact at any size a master can
-/// hold in memory (and the arithmetic saturates besides).
-pub(crate) type Amount = i128;
+/// Thousandths of a unit. `agora_core` accepts at most
+/// [`agora_core::resources::MAX_SCALAR`] units per entry, so an `i64` sums
+/// ~920,000 agents at that maximum exactly (checked below); the arithmetic
+/// saturates besides, so even a bypassed bound can never wrap. (An `i128`
+/// was measured: it made the quota allocation cycle 60 % slower.)
+pub(crate) type Amount = i64;
+
+const _: () = assert!(
+    (agora_core::resources::MAX_SCALAR as i64) * 1000 * 900_000 < i64::MAX,
+    "the books must hold 900,000 agents at the per-entry maximum"
+);
 
 pub(crate) type Sc = [Amount; MAX_SCALARS];
 

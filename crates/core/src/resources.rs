@@ -21,11 +21,12 @@ use agora_proto::v1 as pb;
 use crate::role::{RoleError, validate_role};
 pub use crate::role::{UNRESERVED, valid_role};
 
-/// Largest scalar accepted (in whole units), far above any real machine.
-/// One entry is at most 1e15 thousandths, so an `i64` holds ~9,200 of them:
-/// sums saturate (a cluster-wide total may reach that, never wraps), and
-/// the allocator's books use a wider type.
-const MAX_SCALAR: f64 = 1e12;
+/// Largest scalar accepted (in whole units): ten billion cpus, or 10 PB of
+/// `mem`/`disk` (MB) on one agent, far above any real machine. One entry is
+/// then at most 1e13 thousandths, so an `i64` sum holds ~920,000 entries at
+/// the maximum: cluster-wide totals and the allocator's books stay exact
+/// for any cluster a master can hold (and saturate beyond, never wrap).
+pub const MAX_SCALAR: f64 = 1e10;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResourcesError {
@@ -153,7 +154,7 @@ const NEAR_MISSES: [(&str, &str); 6] = [
 /// silently become nothing).
 fn to_millis(value: f64) -> Result<i64, &'static str> {
     if !value.is_finite() || !(0.0..=MAX_SCALAR).contains(&value) {
-        return Err("must be a finite number between 0 and 1e12");
+        return Err("must be a finite number between 0 and 1e10");
     }
     let millis = (value * 1000.0).round() as i64;
     if millis == 0 && value > 0.0 {
