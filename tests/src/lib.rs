@@ -496,8 +496,20 @@ impl Drop for Cluster {
 /// Master `n` of an HA set: its work dir `<dir>/master-<n>`, contending
 /// through ZooKeeper at `zk` with a 2 s session timeout, logging to `log`.
 pub fn spawn_zk_master(dir: &Path, n: usize, port: u16, zk: &str, log: PathBuf) -> Proc {
+    spawn_zk_master_with_env(dir, n, port, zk, log, &[])
+}
+
+/// [`spawn_zk_master`] with extra environment variables.
+pub fn spawn_zk_master_with_env(
+    dir: &Path,
+    n: usize,
+    port: u16,
+    zk: &str,
+    log: PathBuf,
+    envs: &[(&str, &str)],
+) -> Proc {
     let work_dir = dir.join(format!("master-{n}"));
-    Proc::spawn(
+    Proc::spawn_with_env(
         &[
             "master",
             "--ip",
@@ -512,6 +524,7 @@ pub fn spawn_zk_master(dir: &Path, n: usize, port: u16, zk: &str, log: PathBuf) 
             "2",
         ],
         log,
+        envs,
     )
 }
 

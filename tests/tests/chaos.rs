@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use agora_coord::testing::{Proxy, ZooKeeper};
 use agora_e2e::{
     Proc, agora_bin, free_port, get_json, http_request, processes_under, run_with_deadline,
-    wait_for,
+    spawn_zk_master, wait_for,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -133,23 +133,7 @@ impl Soak {
     fn start_master(&mut self, i: usize) {
         let slot = &mut self.masters[i];
         let log = self.dir.join(format!("master-{}-{}.log", slot.n, stamp()));
-        let work_dir = self.dir.join(format!("master-{}", slot.n));
-        let proc = Proc::spawn(
-            &[
-                "master",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                &slot.port.to_string(),
-                "--work-dir",
-                work_dir.to_str().expect("utf-8"),
-                "--zk",
-                &slot.zk_url,
-                "--zk-session-timeout",
-                "2",
-            ],
-            log.clone(),
-        );
+        let proc = spawn_zk_master(&self.dir, slot.n, slot.port, &slot.zk_url, log.clone());
         slot.logs.push(log);
         slot.proc = Some(proc);
     }

@@ -310,24 +310,9 @@ async fn a_leader_cut_off_from_zookeeper_stops_acting_before_anyone_else_leads()
 
 /// A ZooKeeper master with test faults on (`POST /test/actor-panic`, debug builds only).
 fn start_master_with_faults(dir: &Path, n: usize, port: u16, zk: &str) -> Master {
-    let work_dir = dir.join(format!("master-{n}"));
-    let proc = Proc::spawn_with_env(
-        &[
-            "master",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--work-dir",
-            work_dir.to_str().expect("utf-8"),
-            "--zk",
-            zk,
-            "--zk-session-timeout",
-            "2",
-        ],
-        dir.join(format!("master-{n}.log")),
-        &[("AGORA_TEST_FAULTS", "1")],
-    );
+    let log = dir.join(format!("master-{n}.log"));
+    let proc =
+        agora_e2e::spawn_zk_master_with_env(dir, n, port, zk, log, &[("AGORA_TEST_FAULTS", "1")]);
     Master { port, proc }
 }
 

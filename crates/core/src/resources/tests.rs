@@ -158,22 +158,22 @@ proptest! {
     }
 }
 
-/// The largest scalar an entry may hold, as text.
-const MAX_ENTRY: &str = "1000000000000";
-
 #[test]
-fn sums_at_the_per_entry_maximum_saturate_instead_of_overflowing() {
+fn sums_at_the_per_entry_maximum_stay_exact_and_past_it_are_refused() {
     // 10,000 entries of one name in one text: merged by `add_entry`.
-    let text = vec![format!("cpus:{MAX_ENTRY}"); 10_000].join(";");
+    let max = crate::resources::MAX_SCALAR;
+    let text = vec![format!("cpus:{max}"); 10_000].join(";");
     let sum = Resources::parse(&text).expect("each entry is in range");
-    assert_eq!(sum.scalar_value("cpus"), i64::MAX as f64 / 1000.0);
+    assert_eq!(sum.scalar_value("cpus"), max * 10_000.0);
+    assert!(Resources::parse(&format!("cpus:{}", max * 10.0)).is_err());
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
 
-    /// 10,000+ agents' totals at (or near) the per-entry maximum, summed as
-    /// the master and UI sum them: no overflow, and the sum never goes down.
+    /// 10,000+ agents' totals far past the per-entry maximum (put in
+    /// directly, as if validation were bypassed), summed as the master and
+    /// UI sum them: they saturate, never overflow, and never go down.
     #[test]
     fn cluster_sums_never_overflow(agents in 9_000usize..12_000, below in 0u64..1_000, roles in 1usize..4) {
         let mut one = Resources::new();
