@@ -82,6 +82,46 @@ pub struct Containers {
     /// to model a cgroup that takes long to empty.
     #[cfg(test)]
     pub(crate) destroy_hook: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Runs inside every [`CreateJob`] before the real work: tests hold one
+    /// to model a launch stuck on a hung disk or a slow name service.
+    #[cfg(test)]
+    pub(crate) launch_hook: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+/// What creating one container needs, for a worker: cgroup writes can
+/// block on a busy kernel, and the loop must not wait for them.
+pub struct CreateJob {
+    isolator: Isolator,
+    limits: Limits,
+    /// The cgroups an executor joins, without the container id; `None`
+    /// without cgroups.
+    spec: Option<CgroupsSpec>,
+    #[cfg(test)]
+    hook: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl CreateJob {
+    /// Runs the test hook, if any (the start of a launch's blocking work).
+    pub fn before(&self) {
+        #[cfg(test)]
+        if let Some(hook) = &self.hook {
+            hook();
+        }
+    }
+
+    /// Creates the container (blocking). Returns it, with what the
+    /// executor needs to join it.
+    pub fn run(
+        self,
+        container_id: &str,
+    ) -> Result<(Container, Option<CgroupsSpec>), agora_isolation::IsolationError> {
+        let container = self.isolator.create(container_id, &self.limits)?;
+        let spec = self.spec.map(|spec| CgroupsSpec {
+            container_id: container_id.to_string(),
+            ..spec
+        });
+        Ok((container, spec))
+    }
 }
 
 /// A container taken out of service, to be destroyed off the event loop
@@ -166,6 +206,8 @@ impl Containers {
             pids_limit: options.pids_limit,
             #[cfg(test)]
             destroy_hook: None,
+            #[cfg(test)]
+            launch_hook: None,
         })
     }
 
@@ -178,24 +220,51 @@ impl Containers {
         self.disk
     }
 
-    /// Creates the container of an executor run, sized for `resources`.
-    /// Returns what the executor needs to join it.
+    /// What creating the container of an executor run, sized for
+    /// `resources`, needs; run it on a worker and [`Self::adopt`] the result.
+    pub fn create_job(&self, resources: &Resources) -> CreateJob {
+        CreateJob {
+            isolator: self.isolator.clone(),
+            limits: limits(resources, self.pids_limit),
+            spec: self.uses_cgroups().then(|| CgroupsSpec {
+                isolation: self.effective.clone(),
+                cgroups_root: self.config.cgroups_root.clone(),
+                enable_cfs: self.config.enable_cfs,
+                container_id: String::new(),
+            }),
+            #[cfg(test)]
+            hook: self.launch_hook.clone(),
+        }
+    }
+
+    /// Takes a container created on a worker into service for `key`.
+    pub fn adopt(&mut self, key: (FrameworkId, ExecutorId), container: Container) {
+        self.live.insert(key, Arc::new(container));
+    }
+
+    /// A container created on a worker for a launch that was given up (its
+    /// executor was killed meanwhile): to be destroyed on a worker.
+    pub fn discard(&self, executor_id: ExecutorId, container: Container) -> Destroy {
+        Destroy {
+            executor_id,
+            container: Arc::new(container),
+            #[cfg(test)]
+            hook: None,
+        }
+    }
+
+    /// Creates the container of an executor run in place (tests only: the
+    /// agent creates containers on a worker).
+    #[cfg(test)]
     pub fn create(
         &mut self,
         key: (FrameworkId, ExecutorId),
         container_id: &str,
         resources: &Resources,
     ) -> Result<Option<CgroupsSpec>, agora_isolation::IsolationError> {
-        let container = self
-            .isolator
-            .create(container_id, &limits(resources, self.pids_limit))?;
-        self.live.insert(key, Arc::new(container));
-        Ok(self.uses_cgroups().then(|| CgroupsSpec {
-            isolation: self.effective.clone(),
-            cgroups_root: self.config.cgroups_root.clone(),
-            enable_cfs: self.config.enable_cfs,
-            container_id: container_id.to_string(),
-        }))
+        let (container, spec) = self.create_job(resources).run(container_id)?;
+        self.adopt(key, container);
+        Ok(spec)
     }
 
     /// Re-attaches to the container of an executor found alive at recovery.

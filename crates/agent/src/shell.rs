@@ -27,20 +27,16 @@ use rand::Rng;
 use rustix::process::Pid;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::checkpoint::{self, Checkpoint, ExecutorRun, FsStore, MetaStore, Recovered};
+use crate::checkpoint::{self, Checkpoint, FsStore, MetaStore, Recovered};
 use crate::containers::{ContainerOptions, Containers};
-use crate::executor::{
-    ENV_AGENT_ENDPOINT, ENV_AGENT_ID, ENV_EXECUTOR_ID, ENV_FRAMEWORK_ID, ENV_SANDBOX, sandbox_path,
-};
 use crate::gc::{DiskSpace, Gc, GcPolicy};
-use crate::launch::{self, LaunchConfig};
+use crate::launch;
 use crate::state::{AgentState, Effect, ExecutorConn};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -140,6 +136,11 @@ enum AgentCommand {
     DiskMeasured(Result<DiskSpace, String>),
     /// Sandboxes found on disk at start, with their modification times.
     SandboxesFound(Vec<(PathBuf, SystemTime)>),
+    /// A worker finished launching an executor (`launching.rs`).
+    ExecutorLaunched {
+        id: launching::LaunchId,
+        outcome: launching::LaunchOutcome,
+    },
 }
 
 /// One entry of `/monitor/statistics`, as Mesos shapes it.
@@ -198,6 +199,11 @@ struct Actor {
     executors: HashMap<ExecutorConn, Outbox<exec::Event>>,
     /// Executor processes, for killing executors that have not subscribed.
     processes: HashMap<(FrameworkId, ExecutorId), ProcessRef>,
+    /// The launch in flight on a worker for each executor being started
+    /// (its sequence number); a destroyed executor's entry goes, which
+    /// makes its launch stale (`launching.rs`).
+    launches: HashMap<(FrameworkId, ExecutorId), u64>,
+    next_launch: u64,
     sandboxes: HashMap<(FrameworkId, ExecutorId), PathBuf>,
     commands: mpsc::Sender<AgentCommand>,
     snapshot: watch::Sender<Arc<AgentSnapshot>>,
@@ -372,6 +378,8 @@ impl Actor {
             master_tx: None,
             executors: HashMap::new(),
             processes: HashMap::new(),
+            launches: HashMap::new(),
+            next_launch: 0,
             sandboxes: HashMap::new(),
             checkpoint: CheckpointPipeline::start(store, commands.clone())?,
             commands,
@@ -485,6 +493,9 @@ impl Actor {
                 self.drain();
             }
             AgentCommand::DiskMeasured(measured) => self.disk_measured(measured),
+            AgentCommand::ExecutorLaunched { id, outcome } => {
+                self.executor_launch_finished(id, outcome)
+            }
             AgentCommand::SandboxesFound(found) => {
                 let live = self.live_sandboxes();
                 for (path, modified) in found {
@@ -700,6 +711,9 @@ impl Actor {
                     executor_id,
                 } => {
                     let key = (framework_id, executor_id);
+                    // A launch in flight is given up: what it starts is
+                    // destroyed when its result comes.
+                    self.launches.remove(&key);
                     let process = self.processes.get(&key).copied();
                     self.destroy_later(&key, process);
                 }
@@ -713,73 +727,6 @@ impl Actor {
                 }
             }
         }
-    }
-
-    /// Everything before the executor process starts: the sandbox (owned
-    /// by the task user), the container with its limits, and what the
-    /// executor must do. An error fails the executor's tasks.
-    fn prepare_launch(
-        &mut self,
-        key: &(FrameworkId, ExecutorId),
-        run_id: &str,
-        sandbox: &std::path::Path,
-    ) -> Result<LaunchConfig, String> {
-        let executor = self
-            .state
-            .executors
-            .get(key)
-            .ok_or("the executor is gone")?;
-        let command_user = match &executor.info {
-            Some(info) => info.command.as_ref().and_then(|c| c.user.clone()),
-            None => self
-                .state
-                .tasks
-                .get(&(key.0.clone(), executor.task_id.clone()))
-                .and_then(|t| t.info.command.as_ref())
-                .and_then(|c| c.user.clone()),
-        };
-        let framework_user = self
-            .state
-            .frameworks
-            .get(&key.0)
-            .map(|f| f.user.clone())
-            .unwrap_or_default();
-        let options = &self.options.containers;
-        let user = launch::task_user_name(
-            options.switch_user,
-            rustix::process::geteuid().is_root(),
-            command_user.as_deref(),
-            &framework_user,
-        )
-        .map(|name| launch::lookup_user(&name))
-        .transpose()
-        .map_err(|e| format!("cannot run the task: {e}"))?;
-        let mut config = LaunchConfig {
-            cgroups: None,
-            fetcher: options.fetcher.clone(),
-            user,
-            environment: options.executor_environment.clone(),
-            disk_check_interval_secs: self
-                .containers
-                .checks_disk()
-                .then_some(options.disk_watch_interval_secs),
-            custom_command: None,
-        };
-        if let Some(info) = &executor.info {
-            config.set_custom_command(&info.command.clone().unwrap_or_default());
-        }
-        std::fs::create_dir_all(sandbox)
-            .map_err(|e| format!("cannot create the sandbox {}: {e}", sandbox.display()))?;
-        if let Some(user) = &config.user {
-            std::os::unix::fs::chown(sandbox, Some(user.uid), Some(user.gid))
-                .map_err(|e| format!("cannot give the sandbox to user '{}': {e}", user.name))?;
-        }
-        let resources = self.state.container_resources(&key.0, &key.1);
-        config.cgroups = self
-            .containers
-            .create(key.clone(), run_id, &resources)
-            .map_err(|e| format!("cannot create the container: {e}"))?;
-        Ok(config)
     }
 
     /// Why an executor's process ended, beyond its exit status: the memory
@@ -841,111 +788,6 @@ impl Actor {
                 .collect();
             let _ = reply.send(entries);
         });
-    }
-
-    fn launch_executor(&mut self, framework_id: FrameworkId, executor_id: ExecutorId) {
-        let agent_id = self
-            .state
-            .agent_id
-            .as_ref()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let run_id = uuid::Uuid::new_v4().to_string();
-        let sandbox = sandbox_path(
-            &self.options.work_dir,
-            &agent_id,
-            framework_id.as_str(),
-            executor_id.as_str(),
-            &run_id,
-        );
-        let key = (framework_id.clone(), executor_id.clone());
-        let spawned = self
-            .prepare_launch(&key, &run_id, &sandbox)
-            .and_then(|config| {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(sandbox.join("executor.log"))
-                    .map_err(|e| format!("cannot open the executor log: {e}"))
-                    .map(|log| (config, log))
-            })
-            .and_then(|(config, log)| {
-                let log2 = log
-                    .try_clone()
-                    .map_err(|e| format!("cannot open the executor log: {e}"))?;
-                Command::new(&self.options.executor_program)
-                    .arg("executor")
-                    .env(
-                        ENV_AGENT_ENDPOINT,
-                        format!("http://{}", self.options.advertise),
-                    )
-                    .env(ENV_FRAMEWORK_ID, framework_id.as_str())
-                    .env(ENV_EXECUTOR_ID, executor_id.as_str())
-                    .env(ENV_AGENT_ID, &agent_id)
-                    .env(ENV_SANDBOX, &sandbox)
-                    .env(launch::ENV_LAUNCH, config.to_json())
-                    .current_dir(&sandbox)
-                    .stdin(std::process::Stdio::null())
-                    .stdout(log)
-                    .stderr(log2)
-                    .kill_on_drop(false)
-                    .spawn()
-                    .map_err(|e| format!("cannot start the executor: {e}"))
-            });
-        self.sandboxes.insert(key.clone(), sandbox.clone());
-        match spawned {
-            Ok(mut child) => {
-                tracing::debug!(executor_id = %executor_id, sandbox = %sandbox.display(), "executor started");
-                if let Some(pid) = child.id() {
-                    // Our child is not reaped before we wait for it, so its
-                    // start time is readable now.
-                    let start_time = checkpoint::process_start_time(pid);
-                    self.processes.insert(key, ProcessRef { pid, start_time });
-                    let mut out = Vec::new();
-                    self.state.on_executor_launched(
-                        &framework_id,
-                        &executor_id,
-                        ExecutorRun {
-                            run_id,
-                            sandbox,
-                            pid,
-                            start_time: start_time.unwrap_or(0),
-                        },
-                        &mut out,
-                    );
-                    self.execute(out);
-                }
-                let commands = self.commands.clone();
-                tokio::spawn(async move {
-                    let description = match child.wait().await {
-                        Ok(status) => status.to_string(),
-                        Err(e) => format!("wait failed: {e}"),
-                    };
-                    let _ = commands
-                        .send(AgentCommand::ExecutorExited {
-                            framework_id,
-                            executor_id,
-                            description,
-                        })
-                        .await;
-                });
-            }
-            Err(message) => {
-                tracing::warn!(executor_id = %executor_id, error = %message, "cannot start executor");
-                self.destroy_later(&key, None);
-                self.schedule_gc(&key);
-                let mut out = Vec::new();
-                let now = self.now();
-                self.state.on_executor_launch_failed(
-                    now,
-                    &framework_id,
-                    &executor_id,
-                    message,
-                    &mut out,
-                );
-                self.execute(out);
-            }
-        }
     }
 
     /// Publishes the snapshot readers see, at most every [`SNAPSHOT_INTERVAL`]
@@ -1611,6 +1453,7 @@ pub async fn run_agent(
     Ok(())
 }
 
+mod launching;
 mod streams;
 #[cfg(test)]
 mod tests;

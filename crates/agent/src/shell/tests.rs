@@ -608,3 +608,219 @@ async fn stuck_peers_are_disconnected_and_told() {
         .expect_err("nothing more is delivered");
     assert_eq!(closed.code(), tonic::Code::Unavailable, "{closed:?}");
 }
+
+/// A launch hook that reports it started, then waits until the test drops
+/// the returned sender (also on a failed assertion).
+fn stuck_launch_hook() -> (
+    Arc<dyn Fn() + Send + Sync>,
+    mpsc::UnboundedReceiver<()>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let (started_tx, started) = mpsc::unbounded_channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
+    let hook: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        let _ = started_tx.send(());
+        let _ = released
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .recv();
+    });
+    (hook, started, release)
+}
+
+/// A registered agent whose launches hang in `hook`.
+struct LaunchingAgent {
+    commands: mpsc::Sender<AgentCommand>,
+    from_agent: Inbox<AgentMessage>,
+    snapshot: watch::Receiver<Arc<AgentSnapshot>>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LaunchingAgent {
+    async fn start(options: AgentOptions, hook: Arc<dyn Fn() + Send + Sync>) -> Self {
+        use agora_proto::v1 as pb;
+        let mut containers = Containers::new(&options.containers).expect("posix containers");
+        containers.launch_hook = Some(hook);
+        let (commands, command_rx) = mpsc::channel(super::COMMAND_QUEUE);
+        let (snapshot_tx, snapshot) = watch::channel(Arc::new(AgentSnapshot::default()));
+        let actor = Actor::new(
+            options,
+            Box::new(MemStore::default()),
+            containers,
+            commands.clone(),
+            snapshot_tx,
+        )
+        .expect("actor");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
+        let (master_tx, mut from_agent) = outbox();
+        commands
+            .send(AgentCommand::MasterConnected {
+                session: 1,
+                tx: master_tx,
+            })
+            .await
+            .expect("send");
+        next_from_agent(&mut from_agent).await; // Register
+        let mut agent = Self {
+            commands,
+            from_agent,
+            snapshot,
+            shutdown,
+            task,
+        };
+        agent
+            .master(master_message::Kind::Registered(
+                master_message::Registered {
+                    agent_id: Some(pb::AgentId { value: "a1".into() }),
+                    master_info: None,
+                },
+            ))
+            .await;
+        agent
+    }
+
+    async fn master(&mut self, kind: master_message::Kind) {
+        self.commands
+            .send(AgentCommand::MasterMessage {
+                session: 1,
+                message: MasterMessage { kind: Some(kind) },
+            })
+            .await
+            .expect("send");
+    }
+
+    async fn run_task(&mut self, task_id: &str) {
+        use agora_proto::v1 as pb;
+        self.master(master_message::Kind::RunTask(master_message::RunTask {
+            framework: Some(pb::FrameworkInfo {
+                id: Some(pb::FrameworkId { value: "f1".into() }),
+                name: "fw".into(),
+                ..Default::default()
+            }),
+            task: Some(pb::TaskInfo {
+                name: task_id.into(),
+                task_id: Some(pb::TaskId {
+                    value: task_id.into(),
+                }),
+                command: Some(pb::CommandInfo {
+                    value: Some("sleep 60".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }))
+        .await;
+    }
+
+    /// Pings and expects the pong as the agent's next message.
+    async fn ping(&mut self, seq: u64) {
+        self.master(master_message::Kind::Ping(master_message::Ping { seq }))
+            .await;
+        let pong = next_from_agent(&mut self.from_agent).await;
+        assert!(
+            matches!(
+                pong.kind,
+                Some(agent_message::Kind::Pong(agent_message::Pong { seq: s })) if s == seq
+            ),
+            "expected pong {seq}, got {pong:?}"
+        );
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("actor");
+    }
+}
+
+/// A launch stuck in its blocking part (a hung disk, NSS waiting on LDAP):
+/// the loop answers the master's pings meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_answers_pings_while_a_launch_is_stuck() {
+    let work = tempfile::tempdir().expect("work dir");
+    let (hook, mut started, release) = stuck_launch_hook();
+    let mut agent = LaunchingAgent::start(options(work.path()), hook).await;
+    agent.run_task("t1").await;
+    tokio::time::timeout(DEADLINE, started.recv())
+        .await
+        .expect("the launch never started")
+        .expect("hook dropped");
+    agent.ping(7).await;
+    drop(release);
+    agent.stop().await;
+}
+
+/// Whether a live process has a sandbox under `work_dir` (its
+/// environment names it, whatever it exec'd since).
+fn runs_under(work_dir: &std::path::Path) -> bool {
+    let needle = work_dir.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("environ")).ok())
+        .any(|environ| environ.windows(needle.len()).any(|w| w == needle))
+}
+
+/// A KILL while the executor is being started: the task is reported
+/// killed once, and the executor the launch then starts is destroyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_during_a_launch_reports_the_task_once_and_leaves_no_process() {
+    use agora_proto::v1 as pb;
+    use std::os::unix::fs::PermissionsExt as _;
+    let work = tempfile::tempdir().expect("work dir");
+    // An "agora" whose `executor` stays up, as a real one would until its task ends.
+    let program = work.path().join("fake-agora");
+    std::fs::write(&program, "#!/bin/sh\nexec sleep 60\n").expect("write program");
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut options = options(work.path());
+    options.executor_program = program.clone();
+    let (hook, mut started, release) = stuck_launch_hook();
+    let mut agent = LaunchingAgent::start(options, hook).await;
+    agent.run_task("t1").await;
+    tokio::time::timeout(DEADLINE, started.recv())
+        .await
+        .expect("the launch never started")
+        .expect("hook dropped");
+
+    agent
+        .master(master_message::Kind::KillTask(master_message::KillTask {
+            framework_id: Some(pb::FrameworkId { value: "f1".into() }),
+            task_id: Some(pb::TaskId { value: "t1".into() }),
+            kill_policy: None,
+        }))
+        .await;
+    let update = next_from_agent(&mut agent.from_agent).await;
+    let Some(agent_message::Kind::StatusUpdate(update)) = update.kind else {
+        panic!("expected a status update, got {update:?}");
+    };
+    let status = update.status.expect("status");
+    assert_eq!(status.state, pb::TaskState::TaskKilled as i32, "{status:?}");
+    agent
+        .master(master_message::Kind::StatusUpdateAck(
+            master_message::StatusUpdateAck {
+                framework_id: Some(pb::FrameworkId { value: "f1".into() }),
+                task_id: Some(pb::TaskId { value: "t1".into() }),
+                uuid: status.uuid.clone().unwrap_or_default(),
+            },
+        ))
+        .await;
+
+    // The launch goes on and starts the executor; its result finds the
+    // executor killed, destroys the process and schedules its sandbox.
+    drop(release);
+    snapshot_where(&mut agent.snapshot, |s| s.sandboxes_awaiting_gc == 1).await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while runs_under(work.path()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the executor started after the kill is still running"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // No second report of the task: the next message is the pong.
+    agent.ping(8).await;
+    agent.stop().await;
+}
