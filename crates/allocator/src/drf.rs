@@ -214,6 +214,23 @@ impl RoleNode {
         }
         out
     }
+
+    /// What the guarantee stage may give this role: its unmet guarantee of
+    /// every resource the guarantee names (zero once met, so a role whose
+    /// `mem` is met cannot take the `mem` another role's guarantee still
+    /// needs), and no stage cap on resources it does not name.
+    fn guarantee_stage_cap(&self) -> Sc {
+        let unmet = self.unmet();
+        let mut cap = [UNLIMITED; MAX_SCALARS];
+        if let Some(q) = &self.quota {
+            for i in 0..MAX_SCALARS {
+                if q.guarantee[i] > 0 {
+                    cap[i] = unmet[i];
+                }
+            }
+        }
+        cap
+    }
 }
 
 /// One role node on [`DrfAllocator::find`]'s stack: its candidate offer
@@ -842,9 +859,7 @@ impl DrfAllocator {
         }
         if let Some(stage) = &ctx.stage_cap {
             for i in 0..MAX_SCALARS {
-                if stage[i] > 0 {
-                    cap[i] = cap[i].min(stage[i]);
-                }
+                cap[i] = cap[i].min(stage[i]);
             }
         }
         if let Some(required) = &ctx.headroom {
@@ -1120,7 +1135,7 @@ impl DrfAllocator {
                 }
                 let ctx = Ctx {
                     now,
-                    stage_cap: Some(unmet),
+                    stage_cap: Some(self.nodes[g as usize].guarantee_stage_cap()),
                     headroom: None,
                 };
                 match self.find(self.agent(a), g, &reserved, &ctx) {

@@ -447,3 +447,59 @@ proptest! {
         alloc.check_invariants().unwrap();
     }
 }
+
+/// Found by `guarantees_are_met_while_the_role_has_demand`: in the guarantee
+/// stage a role whose `mem` guarantee was already met took a whole agent's
+/// `mem` (a met resource was not capped at all), starving another role's
+/// unmet `mem` guarantee in the same cycle.
+#[test]
+fn a_role_with_its_mem_guarantee_met_cannot_take_the_mem_another_guarantee_needs() {
+    let mut alloc = DrfAllocator::with_seed(9);
+    for i in 0..2 {
+        alloc.add_agent(AgentId::new(format!("s{i}")), res("cpus:5;mem:256"), &[]);
+    }
+    alloc.add_framework(
+        FrameworkId::new("greedy"),
+        ["greedy".to_string()].into(),
+        BTreeSet::new(),
+    );
+    let quotas: Vec<(String, Quota)> = [(0, 4), (1, 2), (2, 3)]
+        .iter()
+        .map(|(i, g)| {
+            let guarantee = res(&format!("cpus:{g};mem:{}", g * 32));
+            (
+                format!("g{i}"),
+                Quota {
+                    guarantee,
+                    limit: Resources::new(),
+                },
+            )
+        })
+        .collect();
+    alloc.update_quotas(&quotas, false).unwrap();
+    for (role, _) in &quotas {
+        alloc.add_framework(
+            FrameworkId::new(format!("fw-{role}")),
+            [role.clone()].into(),
+            BTreeSet::new(),
+        );
+    }
+    let got = alloc.allocate(Duration::from_secs(2));
+    for (role, q) in &quotas {
+        let sum = |name: &str| -> f64 {
+            got.iter()
+                .filter(|a| &a.role == role)
+                .map(|a| a.resources.scalar_value(name))
+                .sum()
+        };
+        assert!(
+            sum("cpus") >= q.guarantee.scalar_value("cpus"),
+            "{role}: {got:?}"
+        );
+        assert!(
+            sum("mem") >= q.guarantee.scalar_value("mem"),
+            "{role}: {got:?}"
+        );
+    }
+    alloc.check_invariants().unwrap();
+}
