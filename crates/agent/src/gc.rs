@@ -137,6 +137,10 @@ impl DiskSpace {
 }
 
 /// Measures the filesystem holding `path` (blocking).
+/// How the agent measures its work dir's file system: [`measure`] in
+/// production; tests give a fixed answer so that no real measure races theirs.
+pub type DiskProbe = fn(&Path) -> io::Result<DiskSpace>;
+
 pub fn measure(path: &Path) -> io::Result<DiskSpace> {
     let s = rustix::fs::statvfs(path)?;
     let unit = s.f_frsize;

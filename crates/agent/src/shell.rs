@@ -66,6 +66,8 @@ pub struct AgentOptions {
     pub containers: ContainerOptions,
     /// When sandboxes of finished executors are removed.
     pub gc: GcPolicy,
+    /// Measures the work dir's file system (`gc::measure`).
+    pub disk_probe: crate::gc::DiskProbe,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -554,8 +556,9 @@ impl Actor {
         self.disk_check_in_flight = true;
         let work_dir = self.options.work_dir.clone();
         let commands = self.commands.clone();
+        let probe = self.options.disk_probe;
         tokio::task::spawn_blocking(move || {
-            let measured = crate::gc::measure(&work_dir).map_err(|e| e.to_string());
+            let measured = probe(&work_dir).map_err(|e| e.to_string());
             let _ = commands.blocking_send(AgentCommand::DiskMeasured(measured));
         });
     }

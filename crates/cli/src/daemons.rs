@@ -309,6 +309,7 @@ fn agent_options(
         executor_program,
         containers,
         gc: agora_agent::gc::GcPolicy::default(),
+        disk_probe: agora_agent::gc::measure,
     })
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Actor, AgentCommand, AgentOptions, AgentSnapshot};
-use crate::checkpoint::MemStore;
+use crate::checkpoint::{MemStore, MetaStore};
 use crate::containers::{ContainerOptions, Containers};
 
 /// Guards every wait: only reached when the behaviour under test is broken.
@@ -31,7 +31,17 @@ fn options(work_dir: &std::path::Path) -> AgentOptions {
             ..ContainerOptions::default()
         },
         gc: crate::gc::GcPolicy::default(),
+        disk_probe: crate::gc::measure,
     }
+}
+
+/// A work dir's file system with nothing left.
+fn full_disk(_: &std::path::Path) -> std::io::Result<crate::gc::DiskSpace> {
+    Ok(crate::gc::DiskSpace {
+        total_bytes: 10 << 30,
+        available_bytes: 0,
+        used_bytes: 10 << 30,
+    })
 }
 
 async fn next_from_agent(rx: &mut Inbox<AgentMessage>) -> AgentMessage {
@@ -64,18 +74,8 @@ async fn the_loop_answers_pings_while_a_container_destroy_is_stuck() {
     containers
         .create(key.clone(), "run-1", &Resources::default())
         .expect("container");
-    let (commands, command_rx) = mpsc::channel(super::COMMAND_QUEUE);
-    let (snapshot_tx, _snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
-    let actor = Actor::new(
-        options,
-        Box::new(MemStore::default()),
-        containers,
-        commands.clone(),
-        snapshot_tx,
-    )
-    .expect("actor");
-    let shutdown = CancellationToken::new();
-    let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
+    let (commands, _snapshot_rx, shutdown, actor_task) =
+        spawn_actor(options, Box::new(MemStore::default()), containers);
 
     let (master_tx, mut from_agent) = outbox();
     commands
@@ -168,7 +168,10 @@ impl crate::checkpoint::MetaStore for GatedStore {
 async fn a_full_disk_refuses_tasks_and_updates_wait_for_their_checkpoint() {
     use agora_proto::v1 as pb;
     let work = tempfile::tempdir().expect("work dir");
-    let options = options(work.path());
+    let mut options = options(work.path());
+    // The agent's own measure says full (an injected one could be
+    // overtaken by a real measure of this machine's disk).
+    options.disk_probe = full_disk;
     let containers = Containers::new(&options.containers).expect("posix containers");
     let (release, gate) = std::sync::mpsc::channel::<()>();
     let (started_tx, mut write_started) = mpsc::unbounded_channel::<()>();
@@ -177,18 +180,8 @@ async fn a_full_disk_refuses_tasks_and_updates_wait_for_their_checkpoint() {
         gate: Some(gate),
         started: started_tx,
     };
-    let (commands, command_rx) = mpsc::channel(super::COMMAND_QUEUE);
-    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
-    let actor = Actor::new(
-        options,
-        Box::new(store),
-        containers,
-        commands.clone(),
-        snapshot_tx,
-    )
-    .expect("actor");
-    let shutdown = CancellationToken::new();
-    let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
+    let (commands, mut snapshot_rx, shutdown, actor_task) =
+        spawn_actor(options, Box::new(store), containers);
     let (master_tx, mut from_agent) = outbox();
     commands
         .send(AgentCommand::MasterConnected {
@@ -212,14 +205,8 @@ async fn a_full_disk_refuses_tasks_and_updates_wait_for_their_checkpoint() {
         })
         .await
         .expect("send");
-    commands
-        .send(AgentCommand::DiskMeasured(Ok(crate::gc::DiskSpace {
-            total_bytes: 10 << 30,
-            available_bytes: 0,
-            used_bytes: 10 << 30,
-        })))
-        .await
-        .expect("send");
+    // It says so before it is given work.
+    snapshot_where(&mut snapshot_rx, |s| s.disk_full).await;
     let run = master_message::RunTask {
         framework: Some(pb::FrameworkInfo {
             id: Some(pb::FrameworkId { value: "f1".into() }),
@@ -266,15 +253,6 @@ async fn a_full_disk_refuses_tasks_and_updates_wait_for_their_checkpoint() {
     let status = update.status.expect("status");
     assert_eq!(status.state, pb::TaskState::TaskFailed as i32);
     assert!(status.message().contains("agent disk full"), "{status:?}");
-    // And it says so.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !snapshot_rx.borrow().disk_full {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "snapshot never showed the full disk"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     shutdown.cancel();
     actor_task.await.expect("actor");
 }
@@ -439,6 +417,27 @@ async fn a_full_command_queue_makes_producers_wait_and_drops_nothing() {
     actor_task.await.expect("actor");
 }
 
+/// An actor running on its own task, as the agent runs it: its command
+/// queue, the snapshots it publishes, its shutdown token and its task.
+fn spawn_actor(
+    options: AgentOptions,
+    store: Box<dyn MetaStore + Send>,
+    containers: Containers,
+) -> (
+    mpsc::Sender<AgentCommand>,
+    watch::Receiver<Arc<AgentSnapshot>>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let (commands, command_rx) = mpsc::channel(super::COMMAND_QUEUE);
+    let (snapshot_tx, snapshot) = watch::channel(Arc::new(AgentSnapshot::default()));
+    let actor =
+        Actor::new(options, store, containers, commands.clone(), snapshot_tx).expect("actor");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
+    (commands, snapshot, shutdown, task)
+}
+
 /// An actor that is not running: the tests call its methods directly.
 fn idle_actor(work_dir: &std::path::Path) -> Actor {
     let options = options(work_dir);
@@ -512,18 +511,8 @@ async fn a_slow_master_session_gets_every_pong_in_order() {
     let work = tempfile::tempdir().expect("work dir");
     let options = options(work.path());
     let containers = Containers::new(&options.containers).expect("posix containers");
-    let (commands, command_rx) = mpsc::channel(super::COMMAND_QUEUE);
-    let (snapshot_tx, _snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
-    let actor = Actor::new(
-        options,
-        Box::new(MemStore::default()),
-        containers,
-        commands.clone(),
-        snapshot_tx,
-    )
-    .expect("actor");
-    let shutdown = CancellationToken::new();
-    let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
+    let (commands, _snapshot_rx, shutdown, actor_task) =
+        spawn_actor(options, Box::new(MemStore::default()), containers);
     let (master_tx, mut from_agent) = outbox();
     commands
         .send(AgentCommand::MasterConnected {
@@ -643,18 +632,8 @@ impl LaunchingAgent {
         use agora_proto::v1 as pb;
         let mut containers = Containers::new(&options.containers).expect("posix containers");
         containers.launch_hook = Some(hook);
-        let (commands, command_rx) = mpsc::channel(super::COMMAND_QUEUE);
-        let (snapshot_tx, snapshot) = watch::channel(Arc::new(AgentSnapshot::default()));
-        let actor = Actor::new(
-            options,
-            Box::new(MemStore::default()),
-            containers,
-            commands.clone(),
-            snapshot_tx,
-        )
-        .expect("actor");
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
+        let (commands, snapshot, shutdown, task) =
+            spawn_actor(options, Box::new(MemStore::default()), containers);
         let (master_tx, mut from_agent) = outbox();
         commands
             .send(AgentCommand::MasterConnected {
