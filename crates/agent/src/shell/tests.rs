@@ -52,6 +52,27 @@ async fn next_from_agent(rx: &mut Inbox<AgentMessage>) -> AgentMessage {
         .expect("session not stuck")
 }
 
+/// The agent's next message is its registration.
+async fn expect_register(rx: &mut Inbox<AgentMessage>) {
+    let register = next_from_agent(rx).await;
+    assert!(
+        matches!(register.kind, Some(agent_message::Kind::Register(_))),
+        "{register:?}"
+    );
+}
+
+/// The agent's next message is the pong of ping `seq`.
+async fn expect_pong(rx: &mut Inbox<AgentMessage>, seq: u64) {
+    let pong = next_from_agent(rx).await;
+    assert!(
+        matches!(
+            pong.kind,
+            Some(agent_message::Kind::Pong(agent_message::Pong { seq: s })) if s == seq
+        ),
+        "expected pong {seq}, got {pong:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loop_answers_pings_while_a_container_destroy_is_stuck() {
     let work = tempfile::tempdir().expect("work dir");
@@ -85,11 +106,7 @@ async fn the_loop_answers_pings_while_a_container_destroy_is_stuck() {
         })
         .await
         .expect("send");
-    let register = next_from_agent(&mut from_agent).await;
-    assert!(
-        matches!(register.kind, Some(agent_message::Kind::Register(_))),
-        "{register:?}"
-    );
+    expect_register(&mut from_agent).await;
 
     // The executor exits: its container is destroyed, and the destroy hangs.
     commands
@@ -115,14 +132,7 @@ async fn the_loop_answers_pings_while_a_container_destroy_is_stuck() {
         })
         .await
         .expect("send");
-    let pong = next_from_agent(&mut from_agent).await;
-    assert!(
-        matches!(
-            pong.kind,
-            Some(agent_message::Kind::Pong(agent_message::Pong { seq: 7 }))
-        ),
-        "{pong:?}"
-    );
+    expect_pong(&mut from_agent, 7).await;
 
     drop(release);
     shutdown.cancel();
@@ -398,20 +408,9 @@ async fn a_full_command_queue_makes_producers_wait_and_drops_nothing() {
             .expect("the waiting producer was never let in")
             .expect("producer task")
     );
-    let register = next_from_agent(&mut from_agent).await;
-    assert!(
-        matches!(register.kind, Some(agent_message::Kind::Register(_))),
-        "{register:?}"
-    );
+    expect_register(&mut from_agent).await;
     for seq in 0..=pings {
-        let pong = next_from_agent(&mut from_agent).await;
-        assert!(
-            matches!(
-                pong.kind,
-                Some(agent_message::Kind::Pong(agent_message::Pong { seq: s })) if s == seq
-            ),
-            "{pong:?}"
-        );
+        expect_pong(&mut from_agent, seq).await;
     }
     shutdown.cancel();
     actor_task.await.expect("actor");
@@ -542,20 +541,9 @@ async fn a_slow_master_session_gets_every_pong_in_order() {
         .await
         .expect("the actor never answered")
         .expect("reply");
-    let register = next_from_agent(&mut from_agent).await;
-    assert!(
-        matches!(register.kind, Some(agent_message::Kind::Register(_))),
-        "{register:?}"
-    );
+    expect_register(&mut from_agent).await;
     for seq in 0..pings {
-        let pong = next_from_agent(&mut from_agent).await;
-        assert!(
-            matches!(
-                pong.kind,
-                Some(agent_message::Kind::Pong(agent_message::Pong { seq: s })) if s == seq
-            ),
-            "{pong:?}"
-        );
+        expect_pong(&mut from_agent, seq).await;
     }
     shutdown.cancel();
     actor_task.await.expect("actor");
@@ -698,14 +686,7 @@ impl LaunchingAgent {
     async fn ping(&mut self, seq: u64) {
         self.master(master_message::Kind::Ping(master_message::Ping { seq }))
             .await;
-        let pong = next_from_agent(&mut self.from_agent).await;
-        assert!(
-            matches!(
-                pong.kind,
-                Some(agent_message::Kind::Pong(agent_message::Pong { seq: s })) if s == seq
-            ),
-            "expected pong {seq}, got {pong:?}"
-        );
+        expect_pong(&mut self.from_agent, seq).await;
     }
 
     async fn stop(self) {
