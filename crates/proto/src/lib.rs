@@ -1,4 +1,4 @@
-//! Generated code for `proto/agora/v1`. Nothing but generated code lives here.
+//! Generated code for `proto/agora/v1` and `proto/mesos/v0`. Nothing but generated code lives here.
 #![allow(unreachable_pub, clippy::all, missing_docs)]
 
 pub mod v1 {
@@ -13,4 +13,10 @@ pub mod v1 {
     pub mod executor {
         tonic::include_proto!("agora.v1.executor");
     }
+}
+
+/// Mesos' v0 messages (`package mesos`, proto2): the subset that crosses JNI
+/// in `libmesos.so`. Required fields are plain values, optional ones `Option`s.
+pub mod mesos_v0 {
+    tonic::include_proto!("mesos");
 }

@@ -1,0 +1,1 @@
+//! `org.apache.mesos.MesosExecutorDriver`'s native methods.

@@ -1,0 +1,291 @@
+//! The JNI boundary: Java objects in and out, panics and exceptions kept on
+//! their own side, and the process-wide pieces (the JVM handle, the tokio
+//! runtime, logging).
+//!
+//! Invariants:
+//! - no panic unwinds into the JVM: every export runs inside [`guard`];
+//! - a Java exception raised by a callback is described, cleared, and
+//!   aborts the driver (as libmesos does); one raised by a lookup inside an
+//!   export is left pending, so the Java caller sees it;
+//! - no Rust lock is held while Java code runs (callbacks re-enter the
+//!   driver: Spark launches tasks from inside `resourceOffers`);
+//! - drivers are found by an id stored in the Java object's `__driver`
+//!   field, never by a raw pointer, so a stale or forged value is an error,
+//!   not memory corruption.
+
+pub(crate) mod executor;
+pub(crate) mod scheduler;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use jni::objects::{GlobalRef, JByteArray, JClass, JObject, JValue};
+use jni::sys::{JNI_VERSION_1_8, jint, jobject};
+use jni::{JNIEnv, JavaVM};
+use tracing::{error, info};
+
+use crate::status::DriverStatus;
+
+/// Errors inside an export or a callback.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JniError {
+    /// A JNI call failed (often with a Java exception pending).
+    #[error("jni: {0}")]
+    Jni(#[from] jni::errors::Error),
+    /// Anything else, in words.
+    #[error("{0}")]
+    Other(String),
+}
+
+pub(crate) type JniResult<T> = Result<T, JniError>;
+
+static JVM: OnceLock<JavaVM> = OnceLock::new();
+static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+
+/// Environment variable with a `tracing` filter for the library's log
+/// (standard error), default `info`.
+pub const LOG_ENV: &str = "AGORA_LIBMESOS_LOG";
+/// Environment variable: seconds a driver keeps trying to register before
+/// it reports an error (default 30).
+pub const CONNECT_TIMEOUT_ENV: &str = "AGORA_LIBMESOS_CONNECT_TIMEOUT";
+
+fn init_logging() {
+    let filter = std::env::var(LOG_ENV).unwrap_or_else(|_| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A host process may already have a subscriber: then it gets our events.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+}
+
+/// The shared tokio runtime the drivers' sessions run on.
+pub(crate) fn runtime() -> JniResult<&'static tokio::runtime::Runtime> {
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("libmesos")
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the libmesos runtime: {e}"))
+        })
+        .as_ref()
+        .map_err(|e| JniError::Other(e.clone()))
+}
+
+pub(crate) fn connect_timeout() -> Duration {
+    std::env::var(CONNECT_TIMEOUT_ENV)
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .and_then(agora_core::time::duration_from_secs)
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(30))
+}
+
+pub(crate) fn remember_vm(env: &JNIEnv<'_>) -> JniResult<&'static JavaVM> {
+    if let Some(vm) = JVM.get() {
+        return Ok(vm);
+    }
+    let vm = env.get_java_vm()?;
+    Ok(JVM.get_or_init(|| vm))
+}
+
+/// Runs an export's body: a panic becomes a `RuntimeException`, an error
+/// is logged (and a Java exception it left pending is thrown on return).
+pub(crate) fn guard<'local, T>(
+    env: &mut JNIEnv<'local>,
+    what: &str,
+    fallback: T,
+    body: impl FnOnce(&mut JNIEnv<'local>) -> JniResult<T>,
+) -> T {
+    match catch_unwind(AssertUnwindSafe(|| body(env))) {
+        Ok(Ok(value)) => value,
+        Ok(Err(e)) => {
+            error!(call = what, error = %e, "libmesos call failed");
+            if !env.exception_check().unwrap_or(true) {
+                let _ = env.throw_new(
+                    "java/lang/IllegalStateException",
+                    format!("libmesos: {what} failed: {e}"),
+                );
+            }
+            fallback
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            error!(call = what, %message, "libmesos panicked");
+            if !env.exception_check().unwrap_or(true) {
+                let _ = env.throw_new(
+                    "java/lang/RuntimeException",
+                    format!("libmesos: internal error in {what}: {message}"),
+                );
+            }
+            fallback
+        }
+    }
+}
+
+/// The `Protos.Status` constant for `status`, as a raw local reference.
+pub(crate) fn status_object(env: &mut JNIEnv<'_>, status: DriverStatus) -> JniResult<jobject> {
+    let value = env.get_static_field(
+        "org/apache/mesos/Protos$Status",
+        status.java_name(),
+        "Lorg/apache/mesos/Protos$Status;",
+    )?;
+    Ok(value.l()?.into_raw())
+}
+
+/// The driver id kept in a Java driver's `__driver` field.
+pub(crate) fn driver_id(env: &mut JNIEnv<'_>, this: &JObject<'_>) -> JniResult<i64> {
+    Ok(env.get_field(this, "__driver", "J")?.j()?)
+}
+
+/// A Java protobuf message's bytes (`toByteArray()`); `None` for null.
+pub(crate) fn message_bytes(
+    env: &mut JNIEnv<'_>,
+    message: &JObject<'_>,
+) -> JniResult<Option<Vec<u8>>> {
+    if message.is_null() {
+        return Ok(None);
+    }
+    let array = env.call_method(message, "toByteArray", "()[B", &[])?.l()?;
+    let array = JByteArray::from(array);
+    let bytes = env.convert_byte_array(&array)?;
+    env.delete_local_ref(array)?;
+    Ok(Some(bytes))
+}
+
+/// The bytes of every message in a `java.util.Collection`; null is empty.
+pub(crate) fn collection_bytes(
+    env: &mut JNIEnv<'_>,
+    collection: &JObject<'_>,
+) -> JniResult<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    if collection.is_null() {
+        return Ok(out);
+    }
+    let iterator = env
+        .call_method(collection, "iterator", "()Ljava/util/Iterator;", &[])?
+        .l()?;
+    while env.call_method(&iterator, "hasNext", "()Z", &[])?.z()? {
+        let item = env
+            .call_method(&iterator, "next", "()Ljava/lang/Object;", &[])?
+            .l()?;
+        if let Some(bytes) = message_bytes(env, &item)? {
+            out.push(bytes);
+        }
+        env.delete_local_ref(item)?;
+    }
+    env.delete_local_ref(iterator)?;
+    Ok(out)
+}
+
+/// A Java `byte[]` argument's contents; null is empty.
+pub(crate) fn byte_array(env: &mut JNIEnv<'_>, array: &JByteArray<'_>) -> JniResult<Vec<u8>> {
+    if array.is_null() {
+        return Ok(Vec::new());
+    }
+    Ok(env.convert_byte_array(array)?)
+}
+
+/// A class looked up now (on a Java thread, with its class loader) and
+/// kept for native threads, whose class loader cannot see it.
+pub(crate) fn class_ref(env: &mut JNIEnv<'_>, name: &str) -> JniResult<GlobalRef> {
+    let class = env.find_class(name)?;
+    let global = env.new_global_ref(&class)?;
+    env.delete_local_ref(class)?;
+    Ok(global)
+}
+
+/// `Class.parseFrom(bytes)` for one of Mesos' protobuf classes.
+pub(crate) fn parse_java<'local>(
+    env: &mut JNIEnv<'local>,
+    class: &GlobalRef,
+    java_type: &str,
+    bytes: &[u8],
+) -> JniResult<JObject<'local>> {
+    let array = env.byte_array_from_slice(bytes)?;
+    let signature = format!("([B)L{java_type};");
+    let value = env
+        .call_static_method(class, "parseFrom", signature, &[JValue::Object(&array)])?
+        .l()?;
+    env.delete_local_ref(array)?;
+    Ok(value)
+}
+
+/// Clears a pending Java exception after describing it on standard error;
+/// returns whether there was one.
+pub(crate) fn clear_exception(env: &mut JNIEnv<'_>) -> bool {
+    if env.exception_check().unwrap_or(false) {
+        let _ = env.exception_describe();
+        let _ = env.exception_clear();
+        true
+    } else {
+        false
+    }
+}
+
+/// Marks `MesosNativeLibrary` loaded: its `load()` never sets the flag
+/// itself, and `version()` refuses to answer without it.
+fn mark_library_loaded(env: &mut JNIEnv<'_>) {
+    let result = (|| -> JniResult<()> {
+        let class = env.find_class("org/apache/mesos/MesosNativeLibrary")?;
+        let field = env.get_static_field_id(&class, "loaded", "Z")?;
+        env.set_static_field(&class, field, JValue::Bool(1))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        // Loaded by something other than Mesos' bindings: nothing to mark.
+        clear_exception(env);
+    }
+}
+
+/// Called by the JVM when `System.load` loads the library.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn JNI_OnLoad(
+    vm: *mut jni::sys::JavaVM,
+    _reserved: *mut std::ffi::c_void,
+) -> jint {
+    init_logging();
+    let loaded = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the JVM passes a valid JavaVM pointer to JNI_OnLoad, and
+        // it stays valid for the life of the process.
+        let vm = unsafe { JavaVM::from_raw(vm) }.ok()?;
+        let mut env = vm.get_env().ok()?;
+        mark_library_loaded(&mut env);
+        let _ = JVM.set(vm);
+        Some(())
+    }));
+    match loaded {
+        Ok(Some(())) => info!(version = env!("CARGO_PKG_VERSION"), "agora libmesos loaded"),
+        _ => error!("agora libmesos could not find the JVM at load time"),
+    }
+    JNI_VERSION_1_8
+}
+
+/// `MesosNativeLibrary._version()`: the Mesos API level this library
+/// implements (that of the bindings Spark 3.5 ships, 1.4.3).
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosNativeLibrary__1version<'local>(
+    mut env: JNIEnv<'local>,
+    _class: JClass<'local>,
+) -> jobject {
+    guard(&mut env, "version", std::ptr::null_mut(), |env| {
+        let version = env.new_object(
+            "org/apache/mesos/MesosNativeLibrary$Version",
+            "(JJJ)V",
+            &[JValue::Long(1), JValue::Long(4), JValue::Long(3)],
+        )?;
+        Ok(version.into_raw())
+    })
+}

@@ -1,0 +1,691 @@
+//! `org.apache.mesos.MesosSchedulerDriver`'s native methods, and the thread
+//! that calls the Java `Scheduler` back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use agora_proto::mesos_v0 as v0;
+use agora_proto::v1;
+use jni::JNIEnv;
+use jni::objects::{GlobalRef, JByteArray, JObject, JValue};
+use jni::sys::{jboolean, jobject};
+use prost::Message;
+use tracing::error;
+
+use super::{
+    JniError, JniResult, byte_array, class_ref, clear_exception, collection_bytes, connect_timeout,
+    driver_id, guard, message_bytes, parse_java, remember_vm, status_object,
+};
+use crate::convert;
+use crate::scheduler::{Callback, DriverConfig, SchedulerDriver, decode_or_log};
+use crate::status::DriverStatus;
+
+/// What the callback thread needs from Java, looked up on a Java thread.
+struct JavaSide {
+    driver: GlobalRef,
+    scheduler: GlobalRef,
+    array_list: GlobalRef,
+    framework_id: GlobalRef,
+    master_info: GlobalRef,
+    offer: GlobalRef,
+    offer_id: GlobalRef,
+    task_status: GlobalRef,
+    executor_id: GlobalRef,
+    slave_id: GlobalRef,
+}
+
+struct Entry {
+    driver: Arc<SchedulerDriver>,
+    /// Taken by `start` for the callback thread.
+    pending: Mutex<Option<(std::sync::mpsc::Receiver<Callback>, JavaSide)>>,
+}
+
+static NEXT_ID: AtomicI64 = AtomicI64::new(1);
+static DRIVERS: Mutex<Option<HashMap<i64, Arc<Entry>>>> = Mutex::new(None);
+
+fn lookup(env: &mut JNIEnv<'_>, this: &JObject<'_>) -> JniResult<Arc<Entry>> {
+    let id = driver_id(env, this)?;
+    DRIVERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .and_then(|m| m.get(&id).cloned())
+        .ok_or_else(|| {
+            JniError::Other(format!(
+                "no scheduler driver {id} (not initialized, or finalized)"
+            ))
+        })
+}
+
+/// Runs `call` on the driver and answers its status as a Java object.
+fn with_driver(
+    env: &mut JNIEnv<'_>,
+    this: &JObject<'_>,
+    what: &str,
+    call: impl FnOnce(&mut JNIEnv<'_>, &SchedulerDriver) -> JniResult<DriverStatus>,
+) -> jobject {
+    guard(env, what, std::ptr::null_mut(), |env| {
+        let entry = lookup(env, this)?;
+        let status = call(env, &entry.driver)?;
+        status_object(env, status)
+    })
+}
+
+fn decode_all<T: convert::Pair>(items: Vec<Vec<u8>>) -> Vec<T::V0> {
+    items.iter().filter_map(|b| decode_or_log::<T>(b)).collect()
+}
+
+fn decode_one<T: convert::Pair>(
+    env: &mut JNIEnv<'_>,
+    object: &JObject<'_>,
+) -> JniResult<Option<T::V0>> {
+    Ok(message_bytes(env, object)?.and_then(|b| decode_or_log::<T>(&b)))
+}
+
+fn required<T>(value: Option<T>, what: &str) -> JniResult<T> {
+    value.ok_or_else(|| JniError::Other(format!("{what} is null or malformed")))
+}
+
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_initialize<'local>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+) {
+    guard(&mut env, "initialize", (), |env| {
+        remember_vm(env)?;
+        let scheduler = env
+            .get_field(&this, "scheduler", "Lorg/apache/mesos/Scheduler;")?
+            .l()?;
+        let framework = env
+            .get_field(
+                &this,
+                "framework",
+                "Lorg/apache/mesos/Protos$FrameworkInfo;",
+            )?
+            .l()?;
+        let master = env.get_field(&this, "master", "Ljava/lang/String;")?.l()?;
+        let implicit = env.get_field(&this, "implicitAcknowledgements", "Z")?.z()?;
+        let master: String = if master.is_null() {
+            String::new()
+        } else {
+            env.get_string(&master.into())?.into()
+        };
+        let framework_v0 = required(
+            decode_one::<v1::FrameworkInfo>(env, &framework)?,
+            "the FrameworkInfo",
+        )?;
+        let framework: v1::FrameworkInfo =
+            convert::from_v0(&framework_v0).map_err(|e| JniError::Other(e.to_string()))?;
+        let java = JavaSide {
+            driver: env.new_global_ref(&this)?,
+            scheduler: env.new_global_ref(&scheduler)?,
+            array_list: class_ref(env, "java/util/ArrayList")?,
+            framework_id: class_ref(env, "org/apache/mesos/Protos$FrameworkID")?,
+            master_info: class_ref(env, "org/apache/mesos/Protos$MasterInfo")?,
+            offer: class_ref(env, "org/apache/mesos/Protos$Offer")?,
+            offer_id: class_ref(env, "org/apache/mesos/Protos$OfferID")?,
+            task_status: class_ref(env, "org/apache/mesos/Protos$TaskStatus")?,
+            executor_id: class_ref(env, "org/apache/mesos/Protos$ExecutorID")?,
+            slave_id: class_ref(env, "org/apache/mesos/Protos$SlaveID")?,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let driver = SchedulerDriver::new(
+            DriverConfig {
+                framework,
+                master,
+                implicit_acknowledgements: implicit,
+                connect_timeout: connect_timeout(),
+            },
+            tx,
+        );
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let entry = Arc::new(Entry {
+            driver: Arc::new(driver),
+            pending: Mutex::new(Some((rx, java))),
+        });
+        DRIVERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(HashMap::new)
+            .insert(id, entry);
+        env.set_field(&this, "__driver", "J", JValue::Long(id))?;
+        env.set_field(&this, "__scheduler", "J", JValue::Long(id))?;
+        Ok(())
+    })
+}
+
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_finalize<'local>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+) {
+    guard(&mut env, "finalize", (), |env| {
+        let id = driver_id(env, &this)?;
+        let removed = DRIVERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+            .and_then(|m| m.remove(&id));
+        drop(removed);
+        Ok(())
+    })
+}
+
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_start<'local>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+) -> jobject {
+    guard(&mut env, "start", std::ptr::null_mut(), |env| {
+        let entry = lookup(env, &this)?;
+        if let Some((rx, java)) = entry
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let driver = entry.driver.clone();
+            std::thread::Builder::new()
+                .name("libmesos-scheduler-callbacks".into())
+                .spawn(move || callback_thread(driver, rx, java))
+                .map_err(|e| JniError::Other(format!("cannot start the callback thread: {e}")))?;
+        }
+        let runtime = super::runtime()?;
+        let status = entry.driver.start(runtime.handle());
+        status_object(env, status)
+    })
+}
+
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_stop<'local>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+    failover: jboolean,
+) -> jobject {
+    with_driver(&mut env, &this, "stop", |_, d| Ok(d.stop(failover != 0)))
+}
+
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_abort<'local>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+) -> jobject {
+    with_driver(&mut env, &this, "abort", |_, d| Ok(d.abort()))
+}
+
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_join<'local>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+) -> jobject {
+    with_driver(&mut env, &this, "join", |_, d| Ok(d.join()))
+}
+
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_requestResources<'local>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+    requests: JObject<'local>,
+) -> jobject {
+    with_driver(&mut env, &this, "requestResources", |env, d| {
+        let requests: Vec<v0::Request> = collection_bytes(env, &requests)?
+            .iter()
+            .filter_map(|b| v0::Request::decode(b.as_slice()).ok())
+            .collect();
+        Ok(d.request_resources(&requests))
+    })
+}
+
+/// `launchTasks(OfferID, Collection<TaskInfo>, Filters)`.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_launchTasks__Lorg_apache_mesos_Protos_00024OfferID_2Ljava_util_Collection_2Lorg_apache_mesos_Protos_00024Filters_2<
+    'local,
+>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+    offer_id: JObject<'local>,
+    tasks: JObject<'local>,
+    filters: JObject<'local>,
+) -> jobject {
+    with_driver(&mut env, &this, "launchTasks", |env, d| {
+        let offer_ids: Vec<_> = decode_one::<v1::OfferId>(env, &offer_id)?
+            .into_iter()
+            .collect();
+        let tasks = decode_all::<v1::TaskInfo>(collection_bytes(env, &tasks)?);
+        let filters = decode_one::<v1::Filters>(env, &filters)?;
+        Ok(d.launch_tasks(&offer_ids, &tasks, filters.as_ref()))
+    })
+}
+
+/// `launchTasks(Collection<OfferID>, Collection<TaskInfo>, Filters)`.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_launchTasks__Ljava_util_Collection_2Ljava_util_Collection_2Lorg_apache_mesos_Protos_00024Filters_2<
+    'local,
+>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+    offer_ids: JObject<'local>,
+    tasks: JObject<'local>,
+    filters: JObject<'local>,
+) -> jobject {
+    with_driver(&mut env, &this, "launchTasks", |env, d| {
+        let offer_ids = decode_all::<v1::OfferId>(collection_bytes(env, &offer_ids)?);
+        let tasks = decode_all::<v1::TaskInfo>(collection_bytes(env, &tasks)?);
+        let filters = decode_one::<v1::Filters>(env, &filters)?;
+        Ok(d.launch_tasks(&offer_ids, &tasks, filters.as_ref()))
+    })
+}
+
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_acceptOffers<'local>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+    offer_ids: JObject<'local>,
+    operations: JObject<'local>,
+    filters: JObject<'local>,
+) -> jobject {
+    with_driver(&mut env, &this, "acceptOffers", |env, d| {
+        let offer_ids = decode_all::<v1::OfferId>(collection_bytes(env, &offer_ids)?);
+        let operations: Vec<v0::offer::Operation> = collection_bytes(env, &operations)?
+            .iter()
+            .filter_map(|b| match v0::offer::Operation::decode(b.as_slice()) {
+                Ok(op) => Some(op),
+                Err(e) => {
+                    error!(error = %e, "malformed Offer.Operation from Java; ignored");
+                    None
+                }
+            })
+            .collect();
+        let filters = decode_one::<v1::Filters>(env, &filters)?;
+        Ok(d.accept_offers(&offer_ids, &operations, filters.as_ref()))
+    })
+}
+
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_declineOffer<'local>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+    offer_id: JObject<'local>,
+    filters: JObject<'local>,
+) -> jobject {
+    with_driver(&mut env, &this, "declineOffer", |env, d| {
+        let offer_id = required(decode_one::<v1::OfferId>(env, &offer_id)?, "the OfferID")?;
+        let filters = decode_one::<v1::Filters>(env, &filters)?;
+        Ok(d.decline_offer(&offer_id, filters.as_ref()))
+    })
+}
+
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_reviveOffers<'local>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+) -> jobject {
+    with_driver(
+        &mut env,
+        &this,
+        "reviveOffers",
+        |_, d| Ok(d.revive_offers()),
+    )
+}
+
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_suppressOffers<'local>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+) -> jobject {
+    with_driver(&mut env, &this, "suppressOffers", |_, d| {
+        Ok(d.suppress_offers())
+    })
+}
+
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_killTask<'local>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+    task_id: JObject<'local>,
+) -> jobject {
+    with_driver(&mut env, &this, "killTask", |env, d| {
+        let task_id = required(decode_one::<v1::TaskId>(env, &task_id)?, "the TaskID")?;
+        Ok(d.kill_task(&task_id))
+    })
+}
+
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_acknowledgeStatusUpdate<
+    'local,
+>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+    status: JObject<'local>,
+) -> jobject {
+    with_driver(&mut env, &this, "acknowledgeStatusUpdate", |env, d| {
+        let status = required(
+            decode_one::<v1::TaskStatus>(env, &status)?,
+            "the TaskStatus",
+        )?;
+        Ok(d.acknowledge_status_update(&status))
+    })
+}
+
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_sendFrameworkMessage<'local>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+    executor_id: JObject<'local>,
+    slave_id: JObject<'local>,
+    data: JByteArray<'local>,
+) -> jobject {
+    with_driver(&mut env, &this, "sendFrameworkMessage", |env, d| {
+        let executor_id = required(
+            decode_one::<v1::ExecutorId>(env, &executor_id)?,
+            "the ExecutorID",
+        )?;
+        let slave_id = required(decode_one::<v1::AgentId>(env, &slave_id)?, "the SlaveID")?;
+        let data = byte_array(env, &data)?;
+        Ok(d.send_framework_message(&executor_id, &slave_id, data))
+    })
+}
+
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_reconcileTasks<'local>(
+    mut env: JNIEnv<'local>,
+    this: JObject<'local>,
+    statuses: JObject<'local>,
+) -> jobject {
+    with_driver(&mut env, &this, "reconcileTasks", |env, d| {
+        let statuses = decode_all::<v1::TaskStatus>(collection_bytes(env, &statuses)?);
+        Ok(d.reconcile_tasks(&statuses))
+    })
+}
+
+/// Delivers callbacks to the Java `Scheduler`, in order, one at a time, on
+/// a thread attached to the JVM as a daemon (it never keeps the JVM alive).
+/// Ends once the driver is stopped or aborted, releasing its references.
+fn callback_thread(
+    driver: Arc<SchedulerDriver>,
+    rx: std::sync::mpsc::Receiver<Callback>,
+    java: JavaSide,
+) {
+    let Some(vm) = super::JVM.get() else {
+        error!("no JVM to deliver scheduler callbacks on");
+        return;
+    };
+    let mut env = match vm.attach_current_thread_as_daemon() {
+        Ok(env) => env,
+        Err(e) => {
+            error!(error = %e, "cannot attach the callback thread to the JVM");
+            driver.abort_after_error();
+            return;
+        }
+    };
+    loop {
+        let callback = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(callback) => callback,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if matches!(
+                    driver.status(),
+                    DriverStatus::Stopped | DriverStatus::Aborted
+                ) {
+                    break;
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if !driver.delivers() {
+            continue;
+        }
+        let is_error = matches!(callback, Callback::Error(_));
+        let name = callback_name(&callback);
+        let result = env.with_local_frame(16, |env| deliver(env, &java, callback));
+        if let Err(e) = result {
+            let threw = clear_exception(&mut env);
+            if threw {
+                error!(
+                    callback = name,
+                    "the scheduler's callback threw; aborting the driver"
+                );
+            } else {
+                error!(callback = name, error = %e, "cannot deliver a callback; aborting the driver");
+            }
+            driver.abort_after_error();
+            continue;
+        }
+        if is_error {
+            driver.abort_after_error();
+        }
+    }
+}
+
+fn callback_name(callback: &Callback) -> &'static str {
+    match callback {
+        Callback::Registered { .. } => "registered",
+        Callback::Reregistered(_) => "reregistered",
+        Callback::Offers(_) => "resourceOffers",
+        Callback::Rescinded(_) => "offerRescinded",
+        Callback::Status(_) => "statusUpdate",
+        Callback::Message { .. } => "frameworkMessage",
+        Callback::Disconnected => "disconnected",
+        Callback::SlaveLost(_) => "slaveLost",
+        Callback::ExecutorLost { .. } => "executorLost",
+        Callback::Error(_) => "error",
+    }
+}
+
+const DRIVER_SIG: &str = "Lorg/apache/mesos/SchedulerDriver;";
+
+fn deliver<'local>(env: &mut JNIEnv<'local>, java: &JavaSide, callback: Callback) -> JniResult<()> {
+    let driver = java.driver.as_obj();
+    let scheduler = java.scheduler.as_obj();
+    match callback {
+        Callback::Registered {
+            framework_id,
+            master,
+        } => {
+            let id = parse_java(
+                env,
+                &java.framework_id,
+                "org/apache/mesos/Protos$FrameworkID",
+                &framework_id.encode_to_vec(),
+            )?;
+            let master = parse_java(
+                env,
+                &java.master_info,
+                "org/apache/mesos/Protos$MasterInfo",
+                &master.encode_to_vec(),
+            )?;
+            env.call_method(
+                scheduler,
+                "registered",
+                format!(
+                    "({DRIVER_SIG}Lorg/apache/mesos/Protos$FrameworkID;Lorg/apache/mesos/Protos$MasterInfo;)V"
+                ),
+                &[
+                    JValue::Object(driver),
+                    JValue::Object(&id),
+                    JValue::Object(&master),
+                ],
+            )?;
+        }
+        Callback::Reregistered(master) => {
+            let master = parse_java(
+                env,
+                &java.master_info,
+                "org/apache/mesos/Protos$MasterInfo",
+                &master.encode_to_vec(),
+            )?;
+            env.call_method(
+                scheduler,
+                "reregistered",
+                format!("({DRIVER_SIG}Lorg/apache/mesos/Protos$MasterInfo;)V"),
+                &[JValue::Object(driver), JValue::Object(&master)],
+            )?;
+        }
+        Callback::Offers(offers) => {
+            let list = env.new_object(&java.array_list, "()V", &[])?;
+            for offer in &offers {
+                let offer = parse_java(
+                    env,
+                    &java.offer,
+                    "org/apache/mesos/Protos$Offer",
+                    &offer.encode_to_vec(),
+                )?;
+                env.call_method(
+                    &list,
+                    "add",
+                    "(Ljava/lang/Object;)Z",
+                    &[JValue::Object(&offer)],
+                )?;
+                env.delete_local_ref(offer)?;
+            }
+            env.call_method(
+                scheduler,
+                "resourceOffers",
+                format!("({DRIVER_SIG}Ljava/util/List;)V"),
+                &[JValue::Object(driver), JValue::Object(&list)],
+            )?;
+        }
+        Callback::Rescinded(offer_id) => {
+            let id = parse_java(
+                env,
+                &java.offer_id,
+                "org/apache/mesos/Protos$OfferID",
+                &offer_id.encode_to_vec(),
+            )?;
+            env.call_method(
+                scheduler,
+                "offerRescinded",
+                format!("({DRIVER_SIG}Lorg/apache/mesos/Protos$OfferID;)V"),
+                &[JValue::Object(driver), JValue::Object(&id)],
+            )?;
+        }
+        Callback::Status(status) => {
+            let status = parse_java(
+                env,
+                &java.task_status,
+                "org/apache/mesos/Protos$TaskStatus",
+                &status.encode_to_vec(),
+            )?;
+            env.call_method(
+                scheduler,
+                "statusUpdate",
+                format!("({DRIVER_SIG}Lorg/apache/mesos/Protos$TaskStatus;)V"),
+                &[JValue::Object(driver), JValue::Object(&status)],
+            )?;
+        }
+        Callback::Message {
+            executor_id,
+            slave_id,
+            data,
+        } => {
+            let executor = parse_java(
+                env,
+                &java.executor_id,
+                "org/apache/mesos/Protos$ExecutorID",
+                &executor_id.encode_to_vec(),
+            )?;
+            let slave = parse_java(
+                env,
+                &java.slave_id,
+                "org/apache/mesos/Protos$SlaveID",
+                &slave_id.encode_to_vec(),
+            )?;
+            let data = env.byte_array_from_slice(&data)?;
+            env.call_method(
+                scheduler,
+                "frameworkMessage",
+                format!(
+                    "({DRIVER_SIG}Lorg/apache/mesos/Protos$ExecutorID;Lorg/apache/mesos/Protos$SlaveID;[B)V"
+                ),
+                &[
+                    JValue::Object(driver),
+                    JValue::Object(&executor),
+                    JValue::Object(&slave),
+                    JValue::Object(&data),
+                ],
+            )?;
+        }
+        Callback::Disconnected => {
+            env.call_method(
+                scheduler,
+                "disconnected",
+                format!("({DRIVER_SIG})V"),
+                &[JValue::Object(driver)],
+            )?;
+        }
+        Callback::SlaveLost(slave_id) => {
+            let slave = parse_java(
+                env,
+                &java.slave_id,
+                "org/apache/mesos/Protos$SlaveID",
+                &slave_id.encode_to_vec(),
+            )?;
+            env.call_method(
+                scheduler,
+                "slaveLost",
+                format!("({DRIVER_SIG}Lorg/apache/mesos/Protos$SlaveID;)V"),
+                &[JValue::Object(driver), JValue::Object(&slave)],
+            )?;
+        }
+        Callback::ExecutorLost {
+            executor_id,
+            slave_id,
+            status,
+        } => {
+            let executor = parse_java(
+                env,
+                &java.executor_id,
+                "org/apache/mesos/Protos$ExecutorID",
+                &executor_id.encode_to_vec(),
+            )?;
+            let slave = parse_java(
+                env,
+                &java.slave_id,
+                "org/apache/mesos/Protos$SlaveID",
+                &slave_id.encode_to_vec(),
+            )?;
+            env.call_method(
+                scheduler,
+                "executorLost",
+                format!(
+                    "({DRIVER_SIG}Lorg/apache/mesos/Protos$ExecutorID;Lorg/apache/mesos/Protos$SlaveID;I)V"
+                ),
+                &[
+                    JValue::Object(driver),
+                    JValue::Object(&executor),
+                    JValue::Object(&slave),
+                    JValue::Int(status),
+                ],
+            )?;
+        }
+        Callback::Error(message) => {
+            let text = env.new_string(&message)?;
+            env.call_method(
+                scheduler,
+                "error",
+                format!("({DRIVER_SIG}Ljava/lang/String;)V"),
+                &[JValue::Object(driver), JValue::Object(&text)],
+            )?;
+        }
+    }
+    Ok(())
+}

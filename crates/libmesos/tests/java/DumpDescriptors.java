@@ -1,0 +1,38 @@
+// Prints the v0 protobuf schema compiled into Mesos' Java bindings, one line
+// per field and enum value, sorted, so a test can compare it with ours:
+//   field <message> <name> <number> <label> <type> [<type name>]
+//   value <enum> <name> <number>
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import org.apache.mesos.protobuf.Descriptors;
+
+public class DumpDescriptors {
+    public static void main(String[] args) {
+        List<String> out = new ArrayList<>();
+        Descriptors.FileDescriptor file = org.apache.mesos.Protos.getDescriptor();
+        for (Descriptors.Descriptor m : file.getMessageTypes()) message(m, out);
+        for (Descriptors.EnumDescriptor e : file.getEnumTypes()) enumeration(e, out);
+        Collections.sort(out);
+        for (String line : out) System.out.println(line);
+    }
+
+    static void message(Descriptors.Descriptor m, List<String> out) {
+        for (Descriptors.FieldDescriptor f : m.getFields()) {
+            String label = f.isRequired() ? "required" : f.isRepeated() ? "repeated" : "optional";
+            String type = f.getType().name().toLowerCase();
+            String typeName = "";
+            if (f.getType() == Descriptors.FieldDescriptor.Type.MESSAGE) typeName = " " + f.getMessageType().getFullName();
+            if (f.getType() == Descriptors.FieldDescriptor.Type.ENUM) typeName = " " + f.getEnumType().getFullName();
+            out.add("field " + m.getFullName() + " " + f.getName() + " " + f.getNumber() + " " + label + " " + type + typeName);
+        }
+        for (Descriptors.Descriptor n : m.getNestedTypes()) message(n, out);
+        for (Descriptors.EnumDescriptor e : m.getEnumTypes()) enumeration(e, out);
+    }
+
+    static void enumeration(Descriptors.EnumDescriptor e, List<String> out) {
+        for (Descriptors.EnumValueDescriptor v : e.getValues()) {
+            out.add("value " + e.getFullName() + " " + v.getName() + " " + v.getNumber());
+        }
+    }
+}
