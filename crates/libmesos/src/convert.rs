@@ -43,31 +43,32 @@ pub trait Pair: Message + Default {
 }
 
 macro_rules! pairs {
-    ($($v1:ty => $v0:ty, $name:literal;)*) => {
+    ($($v1:ty => $v0:ty, $v1_name:literal => $name:literal;)*) => {
         $(impl Pair for $v1 {
             type V0 = $v0;
             const V0_NAME: &'static str = $name;
         })*
-        /// The (v1, v0) full names of every [`Pair`], for the schema test.
-        pub const PAIRS: &[(&str, &str)] = &[$((stringify!($v1), $name)),*];
+        /// The (v1, v0) full protobuf names of every [`Pair`], for the
+        /// schema test.
+        pub const PAIRS: &[(&str, &str)] = &[$(($v1_name, $name)),*];
     };
 }
 
 pairs! {
-    v1::FrameworkId => v0::FrameworkId, "mesos.FrameworkID";
-    v1::OfferId => v0::OfferId, "mesos.OfferID";
-    v1::AgentId => v0::SlaveId, "mesos.SlaveID";
-    v1::TaskId => v0::TaskId, "mesos.TaskID";
-    v1::ExecutorId => v0::ExecutorId, "mesos.ExecutorID";
-    v1::MasterInfo => v0::MasterInfo, "mesos.MasterInfo";
-    v1::AgentInfo => v0::SlaveInfo, "mesos.SlaveInfo";
-    v1::Offer => v0::Offer, "mesos.Offer";
-    v1::TaskInfo => v0::TaskInfo, "mesos.TaskInfo";
-    v1::TaskStatus => v0::TaskStatus, "mesos.TaskStatus";
-    v1::ExecutorInfo => v0::ExecutorInfo, "mesos.ExecutorInfo";
-    v1::FrameworkInfo => v0::FrameworkInfo, "mesos.FrameworkInfo";
-    v1::Filters => v0::Filters, "mesos.Filters";
-    v1::Resource => v0::Resource, "mesos.Resource";
+    v1::FrameworkId => v0::FrameworkId, "agora.v1.FrameworkID" => "mesos.FrameworkID";
+    v1::OfferId => v0::OfferId, "agora.v1.OfferID" => "mesos.OfferID";
+    v1::AgentId => v0::SlaveId, "agora.v1.AgentID" => "mesos.SlaveID";
+    v1::TaskId => v0::TaskId, "agora.v1.TaskID" => "mesos.TaskID";
+    v1::ExecutorId => v0::ExecutorId, "agora.v1.ExecutorID" => "mesos.ExecutorID";
+    v1::MasterInfo => v0::MasterInfo, "agora.v1.MasterInfo" => "mesos.MasterInfo";
+    v1::AgentInfo => v0::SlaveInfo, "agora.v1.AgentInfo" => "mesos.SlaveInfo";
+    v1::Offer => v0::Offer, "agora.v1.Offer" => "mesos.Offer";
+    v1::TaskInfo => v0::TaskInfo, "agora.v1.TaskInfo" => "mesos.TaskInfo";
+    v1::TaskStatus => v0::TaskStatus, "agora.v1.TaskStatus" => "mesos.TaskStatus";
+    v1::ExecutorInfo => v0::ExecutorInfo, "agora.v1.ExecutorInfo" => "mesos.ExecutorInfo";
+    v1::FrameworkInfo => v0::FrameworkInfo, "agora.v1.FrameworkInfo" => "mesos.FrameworkInfo";
+    v1::Filters => v0::Filters, "agora.v1.Filters" => "mesos.Filters";
+    v1::Resource => v0::Resource, "agora.v1.Resource" => "mesos.Resource";
 }
 
 /// Re-reads `from`'s encoding as `To`.
