@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 pub mod browser;
+pub mod spark;
 
 /// The `agora` binary, built once per test process with the same cargo
 /// that runs the tests.
@@ -559,9 +560,20 @@ fn collect(dir: &Path, found: &mut dyn FnMut(&Path)) {
     }
 }
 
-/// Runs a command to completion, killing it (by pid) if it outlives the deadline.
+/// Runs a command to completion, killing it if it outlives the deadline.
+///
+/// The command runs in a process group of its own (its pid is the group id),
+/// and the whole group is killed once the command has exited or the deadline
+/// has passed: a command that starts children (`spark-submit` runs a JVM,
+/// which runs Python) leaves none behind, and none of them can hold the
+/// output pipes open after it. The group is killed while the command is not
+/// yet reaped, so its id cannot have been reused.
 pub fn run_with_deadline(mut command: Command, deadline: Duration) -> Output {
+    use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
+    use std::os::unix::process::CommandExt;
+
     let mut child = command
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -571,17 +583,21 @@ pub fn run_with_deadline(mut command: Command, deadline: Duration) -> Output {
     let stderr = child.stderr.take().expect("piped stderr");
     let out_reader = std::thread::spawn(move || read_all(stdout));
     let err_reader = std::thread::spawn(move || read_all(stderr));
+    let pid = Pid::from_child(&child);
     let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait works") {
-            break status;
-        }
-        if started.elapsed() > deadline {
-            let _ = child.kill();
-            break child.wait().expect("wait after kill works");
+    loop {
+        // Exited, but left unreaped (NOWAIT) until its group is killed.
+        let exited = rustix::process::waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+        );
+        if !matches!(exited, Ok(None)) || started.elapsed() > deadline {
+            break;
         }
         std::thread::sleep(Duration::from_millis(20));
-    };
+    }
+    let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+    let status = child.wait().expect("wait works");
     Output {
         status,
         stdout: out_reader.join().unwrap_or_default(),
