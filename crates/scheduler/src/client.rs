@@ -825,7 +825,13 @@ async fn pump(
                 }
             }
             Event::Error(message) => {
-                warn!(error = %message, "master ended the subscription");
+                // After our own TEARDOWN the master's "framework removed"
+                // is the expected answer, not a problem.
+                if client.is_tearing_down() {
+                    debug!(error = %message, "master ended the subscription after teardown");
+                } else {
+                    warn!(error = %message, "master ended the subscription");
+                }
                 let _ = tx.send(Event::Error(message)).await;
                 return StreamEnd::Finished;
             }

@@ -196,8 +196,14 @@ async fn pump(shared: &Arc<Shared>, mut events: EventStream, mut end: watch::Rec
                 }
             }
             Event::Error(message) => {
-                error!(%message, "the master ended the framework");
-                shared.emit(Callback::Error(message));
+                // After stop(false) this is the master confirming the
+                // teardown; only a running driver has an error to report.
+                if shared.lifecycle().delivers() {
+                    error!(%message, "the master ended the framework");
+                    shared.emit(Callback::Error(message));
+                } else {
+                    debug!(%message, "subscription ended after stop");
+                }
                 return;
             }
             Event::Disconnected { reason } => {

@@ -12,9 +12,12 @@ use agora_proto::v1::scheduler as sched;
 
 use super::{CallError, ConnId, Effect, Framework, Master, Now};
 
-/// Longest failover timeout accepted: a year. Longer values are almost
-/// certainly unit mistakes and would keep dead frameworks around forever.
-const MAX_FAILOVER_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
+/// Longest failover timeout accepted: Mesos' bound, what a `Duration` of
+/// signed 64-bit nanoseconds holds (about 292 years). Frameworks use huge
+/// values to mean "never give up on me" (Spark's cluster dispatcher sends
+/// `Integer.MAX_VALUE` seconds), and Mesos accepts them, so Agora must too;
+/// deadlines saturate, so no value here can overflow one.
+const MAX_FAILOVER_TIMEOUT_SECS: f64 = 9_223_372_036.0;
 
 fn validate_framework_info(info: &pb::FrameworkInfo) -> Result<BTreeSet<String>, CallError> {
     let invalid = |m: String| Err(CallError::InvalidArgument(m));

@@ -1635,6 +1635,25 @@ fn subscribe_is_validated() {
         assert!(out.is_empty());
     }
     assert!(h.master.frameworks.is_empty());
+    // Beyond what a 64-bit nanosecond duration holds (Mesos' bound).
+    let (result, _) = h.subscribe(
+        10,
+        pb::FrameworkInfo {
+            failover_timeout: Some(1e10),
+            ..framework_info("x")
+        },
+    );
+    assert!(matches!(result, Err(CallError::InvalidArgument(m)) if m.contains("failover_timeout")));
+    // "Never give up on me": Spark's dispatcher sends Integer.MAX_VALUE
+    // seconds, which Mesos accepts.
+    let (result, _) = h.subscribe(
+        10,
+        pb::FrameworkInfo {
+            failover_timeout: Some(f64::from(i32::MAX)),
+            ..framework_info("x")
+        },
+    );
+    result.expect("a 68-year failover timeout is accepted");
     // Not a SUBSCRIBE call at all.
     let mut out = Vec::new();
     let call = base_call(&FrameworkId::new("x"), CallType::Teardown);
