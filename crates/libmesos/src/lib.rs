@@ -9,9 +9,11 @@
 //! - [`status`]: the drivers' life cycle rules (pure);
 //! - [`master`]: master strings (`host:port`, `zk://`, `file://`);
 //! - [`scheduler`]: the scheduler driver, with no JNI in it;
+//! - [`executor`]: the executor driver, with no JNI in it;
 //! - `java`: the exported JNI functions, the only `unsafe` code in Agora.
 
 pub mod convert;
+pub mod executor;
 pub mod master;
 pub mod scheduler;
 pub mod status;

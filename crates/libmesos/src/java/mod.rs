@@ -16,8 +16,11 @@
 pub(crate) mod executor;
 pub(crate) mod scheduler;
 
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use jni::objects::{GlobalRef, JByteArray, JClass, JObject, JValue};
@@ -230,6 +233,182 @@ pub(crate) fn clear_exception(env: &mut JNIEnv<'_>) -> bool {
         true
     } else {
         false
+    }
+}
+
+/// The drivers of one kind, found by the id kept in the Java object's
+/// `__driver` field (never by a raw pointer: a stale or forged id is an
+/// error, not memory corruption).
+pub(crate) struct Registry<E> {
+    next: AtomicI64,
+    entries: Mutex<Option<HashMap<i64, Arc<E>>>>,
+}
+
+impl<E> Registry<E> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            next: AtomicI64::new(1),
+            entries: Mutex::new(None),
+        }
+    }
+
+    /// Keeps `entry`; returns the id for the Java object's fields.
+    pub(crate) fn insert(&self, entry: E) -> i64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(HashMap::new)
+            .insert(id, Arc::new(entry));
+        id
+    }
+
+    /// The entry of the Java driver `this`; `kind` names it in the error.
+    pub(crate) fn lookup(
+        &self,
+        env: &mut JNIEnv<'_>,
+        this: &JObject<'_>,
+        kind: &str,
+    ) -> JniResult<Arc<E>> {
+        let id = driver_id(env, this)?;
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(|m| m.get(&id).cloned())
+            .ok_or_else(|| {
+                JniError::Other(format!(
+                    "no {kind} driver {id} (not initialized, or finalized)"
+                ))
+            })
+    }
+
+    /// Forgets the entry of the Java driver `this` (its `finalize`).
+    pub(crate) fn remove(&self, env: &mut JNIEnv<'_>, this: &JObject<'_>) -> JniResult<()> {
+        let id = driver_id(env, this)?;
+        let removed = self
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+            .and_then(|m| m.remove(&id));
+        // Dropped outside the registry's lock: a driver's drop may block
+        // briefly on its session.
+        drop(removed);
+        Ok(())
+    }
+}
+
+/// A driver as its callback thread sees it.
+pub(crate) trait CallbackTarget: Send + Sync + 'static {
+    /// A call to the Java application, in v0 form.
+    type Callback: Send + 'static;
+    /// Whether the driver is over (stopped or aborted): the thread ends
+    /// once nothing is queued.
+    fn ended(&self) -> bool;
+    /// Whether `callback` may be delivered now.
+    fn delivers(&self, callback: &Self::Callback) -> bool;
+    /// The Java method's name, for logs.
+    fn name(callback: &Self::Callback) -> &'static str;
+    /// Runs after `callback` returned normally (e.g. abort after `error`).
+    fn delivered(&self, callback: &Self::Callback);
+    /// A callback threw or could not be delivered: the driver aborts.
+    fn failed(&self);
+}
+
+/// One driver in a [`Registry`]: the driver, and what its callback thread
+/// needs until `start` takes it.
+pub(crate) struct Entry<D: CallbackTarget, J> {
+    pub(crate) driver: Arc<D>,
+    pending: Mutex<Option<(Receiver<D::Callback>, J)>>,
+}
+
+impl<D: CallbackTarget, J: Send + 'static> Entry<D, J> {
+    pub(crate) fn new(driver: D, callbacks: Receiver<D::Callback>, java: J) -> Self {
+        Self {
+            driver: Arc::new(driver),
+            pending: Mutex::new(Some((callbacks, java))),
+        }
+    }
+
+    /// Starts the callback thread, once (later calls do nothing). Callbacks
+    /// go to Java through `deliver`, in order, one at a time, on a thread
+    /// attached to the JVM as a daemon (it never keeps the JVM alive); no
+    /// lock is held while Java runs, so callbacks may call the driver.
+    pub(crate) fn start_callbacks(
+        &self,
+        thread_name: &str,
+        deliver: fn(&mut JNIEnv<'_>, &J, &D::Callback) -> JniResult<()>,
+    ) -> JniResult<()> {
+        let Some((rx, java)) = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return Ok(());
+        };
+        let driver = self.driver.clone();
+        std::thread::Builder::new()
+            .name(thread_name.to_owned())
+            .spawn(move || callback_loop(driver, rx, java, deliver))
+            .map_err(|e| JniError::Other(format!("cannot start the callback thread: {e}")))?;
+        Ok(())
+    }
+}
+
+/// The callback thread's body: ends once the driver is over (releasing
+/// the Java references it holds) or every sender is gone. Each wait is
+/// bounded, so an ended driver is noticed within half a second.
+fn callback_loop<D: CallbackTarget, J>(
+    driver: Arc<D>,
+    rx: Receiver<D::Callback>,
+    java: J,
+    deliver: fn(&mut JNIEnv<'_>, &J, &D::Callback) -> JniResult<()>,
+) {
+    let Some(vm) = JVM.get() else {
+        error!("no JVM to deliver callbacks on");
+        driver.failed();
+        return;
+    };
+    let mut env = match vm.attach_current_thread_as_daemon() {
+        Ok(env) => env,
+        Err(e) => {
+            error!(error = %e, "cannot attach the callback thread to the JVM");
+            driver.failed();
+            return;
+        }
+    };
+    loop {
+        let callback = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(callback) => callback,
+            Err(RecvTimeoutError::Timeout) => {
+                if driver.ended() {
+                    break;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if !driver.delivers(&callback) {
+            continue;
+        }
+        let name = D::name(&callback);
+        let result = env.with_local_frame(16, |env| deliver(env, &java, &callback));
+        match result {
+            Ok(()) => driver.delivered(&callback),
+            Err(e) => {
+                if clear_exception(&mut env) {
+                    error!(
+                        callback = name,
+                        "the application's callback threw; aborting the driver"
+                    );
+                } else {
+                    error!(callback = name, error = %e, "cannot deliver a callback; aborting the driver");
+                }
+                driver.failed();
+            }
+        }
     }
 }
 

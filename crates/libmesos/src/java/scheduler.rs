@@ -1,10 +1,7 @@
 //! `org.apache.mesos.MesosSchedulerDriver`'s native methods, and the thread
 //! that calls the Java `Scheduler` back.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
 use agora_proto::mesos_v0 as v0;
 use agora_proto::v1;
@@ -15,8 +12,8 @@ use prost::Message;
 use tracing::error;
 
 use super::{
-    JniError, JniResult, byte_array, class_ref, clear_exception, collection_bytes, connect_timeout,
-    driver_id, guard, message_bytes, parse_java, remember_vm, status_object,
+    CallbackTarget, JniError, JniResult, Registry, byte_array, class_ref, collection_bytes,
+    connect_timeout, guard, message_bytes, parse_java, remember_vm, status_object,
 };
 use crate::convert;
 use crate::scheduler::{Callback, DriverConfig, SchedulerDriver, decode_or_log};
@@ -36,27 +33,12 @@ struct JavaSide {
     slave_id: GlobalRef,
 }
 
-struct Entry {
-    driver: Arc<SchedulerDriver>,
-    /// Taken by `start` for the callback thread.
-    pending: Mutex<Option<(std::sync::mpsc::Receiver<Callback>, JavaSide)>>,
-}
+type Entry = super::Entry<SchedulerDriver, JavaSide>;
 
-static NEXT_ID: AtomicI64 = AtomicI64::new(1);
-static DRIVERS: Mutex<Option<HashMap<i64, Arc<Entry>>>> = Mutex::new(None);
+static DRIVERS: Registry<Entry> = Registry::new();
 
 fn lookup(env: &mut JNIEnv<'_>, this: &JObject<'_>) -> JniResult<Arc<Entry>> {
-    let id = driver_id(env, this)?;
-    DRIVERS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-        .and_then(|m| m.get(&id).cloned())
-        .ok_or_else(|| {
-            JniError::Other(format!(
-                "no scheduler driver {id} (not initialized, or finalized)"
-            ))
-        })
+    DRIVERS.lookup(env, this, "scheduler")
 }
 
 /// Runs `call` on the driver and answers its status as a Java object.
@@ -141,16 +123,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_initialize<'lo
             },
             tx,
         );
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let entry = Arc::new(Entry {
-            driver: Arc::new(driver),
-            pending: Mutex::new(Some((rx, java))),
-        });
-        DRIVERS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_or_insert_with(HashMap::new)
-            .insert(id, entry);
+        let id = DRIVERS.insert(Entry::new(driver, rx, java));
         env.set_field(&this, "__driver", "J", JValue::Long(id))?;
         env.set_field(&this, "__scheduler", "J", JValue::Long(id))?;
         Ok(())
@@ -163,16 +136,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_finalize<'loca
     mut env: JNIEnv<'local>,
     this: JObject<'local>,
 ) {
-    guard(&mut env, "finalize", (), |env| {
-        let id = driver_id(env, &this)?;
-        let removed = DRIVERS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_mut()
-            .and_then(|m| m.remove(&id));
-        drop(removed);
-        Ok(())
-    })
+    guard(&mut env, "finalize", (), |env| DRIVERS.remove(env, &this))
 }
 
 #[allow(unsafe_code)]
@@ -183,18 +147,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_start<'local>(
 ) -> jobject {
     guard(&mut env, "start", std::ptr::null_mut(), |env| {
         let entry = lookup(env, &this)?;
-        if let Some((rx, java)) = entry
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            let driver = entry.driver.clone();
-            std::thread::Builder::new()
-                .name("libmesos-scheduler-callbacks".into())
-                .spawn(move || callback_thread(driver, rx, java))
-                .map_err(|e| JniError::Other(format!("cannot start the callback thread: {e}")))?;
-        }
+        entry.start_callbacks("libmesos-scheduler-callbacks", deliver)?;
         let runtime = super::runtime()?;
         let status = entry.driver.start(runtime.handle());
         status_object(env, status)
@@ -417,83 +370,46 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_reconcileTasks
     })
 }
 
-/// Delivers callbacks to the Java `Scheduler`, in order, one at a time, on
-/// a thread attached to the JVM as a daemon (it never keeps the JVM alive).
-/// Ends once the driver is stopped or aborted, releasing its references.
-fn callback_thread(
-    driver: Arc<SchedulerDriver>,
-    rx: std::sync::mpsc::Receiver<Callback>,
-    java: JavaSide,
-) {
-    let Some(vm) = super::JVM.get() else {
-        error!("no JVM to deliver scheduler callbacks on");
-        return;
-    };
-    let mut env = match vm.attach_current_thread_as_daemon() {
-        Ok(env) => env,
-        Err(e) => {
-            error!(error = %e, "cannot attach the callback thread to the JVM");
-            driver.abort_after_error();
-            return;
-        }
-    };
-    loop {
-        let callback = match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(callback) => callback,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if matches!(
-                    driver.status(),
-                    DriverStatus::Stopped | DriverStatus::Aborted
-                ) {
-                    break;
-                }
-                continue;
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        if !driver.delivers() {
-            continue;
-        }
-        let is_error = matches!(callback, Callback::Error(_));
-        let name = callback_name(&callback);
-        let result = env.with_local_frame(16, |env| deliver(env, &java, callback));
-        if let Err(e) = result {
-            let threw = clear_exception(&mut env);
-            if threw {
-                error!(
-                    callback = name,
-                    "the scheduler's callback threw; aborting the driver"
-                );
-            } else {
-                error!(callback = name, error = %e, "cannot deliver a callback; aborting the driver");
-            }
-            driver.abort_after_error();
-            continue;
-        }
-        if is_error {
-            driver.abort_after_error();
+impl CallbackTarget for SchedulerDriver {
+    type Callback = Callback;
+
+    fn ended(&self) -> bool {
+        matches!(self.status(), DriverStatus::Stopped | DriverStatus::Aborted)
+    }
+
+    fn delivers(&self, _: &Callback) -> bool {
+        SchedulerDriver::delivers(self)
+    }
+
+    fn name(callback: &Callback) -> &'static str {
+        match callback {
+            Callback::Registered { .. } => "registered",
+            Callback::Reregistered(_) => "reregistered",
+            Callback::Offers(_) => "resourceOffers",
+            Callback::Rescinded(_) => "offerRescinded",
+            Callback::Status(_) => "statusUpdate",
+            Callback::Message { .. } => "frameworkMessage",
+            Callback::Disconnected => "disconnected",
+            Callback::SlaveLost(_) => "slaveLost",
+            Callback::ExecutorLost { .. } => "executorLost",
+            Callback::Error(_) => "error",
         }
     }
-}
 
-fn callback_name(callback: &Callback) -> &'static str {
-    match callback {
-        Callback::Registered { .. } => "registered",
-        Callback::Reregistered(_) => "reregistered",
-        Callback::Offers(_) => "resourceOffers",
-        Callback::Rescinded(_) => "offerRescinded",
-        Callback::Status(_) => "statusUpdate",
-        Callback::Message { .. } => "frameworkMessage",
-        Callback::Disconnected => "disconnected",
-        Callback::SlaveLost(_) => "slaveLost",
-        Callback::ExecutorLost { .. } => "executorLost",
-        Callback::Error(_) => "error",
+    fn delivered(&self, callback: &Callback) {
+        if matches!(callback, Callback::Error(_)) {
+            self.abort_after_error();
+        }
+    }
+
+    fn failed(&self) {
+        self.abort_after_error();
     }
 }
 
 const DRIVER_SIG: &str = "Lorg/apache/mesos/SchedulerDriver;";
 
-fn deliver<'local>(env: &mut JNIEnv<'local>, java: &JavaSide, callback: Callback) -> JniResult<()> {
+fn deliver(env: &mut JNIEnv<'_>, java: &JavaSide, callback: &Callback) -> JniResult<()> {
     let driver = java.driver.as_obj();
     let scheduler = java.scheduler.as_obj();
     match callback {
@@ -542,7 +458,7 @@ fn deliver<'local>(env: &mut JNIEnv<'local>, java: &JavaSide, callback: Callback
         }
         Callback::Offers(offers) => {
             let list = env.new_object(&java.array_list, "()V", &[])?;
-            for offer in &offers {
+            for offer in offers {
                 let offer = parse_java(
                     env,
                     &java.offer,
@@ -609,7 +525,7 @@ fn deliver<'local>(env: &mut JNIEnv<'local>, java: &JavaSide, callback: Callback
                 "org/apache/mesos/Protos$SlaveID",
                 &slave_id.encode_to_vec(),
             )?;
-            let data = env.byte_array_from_slice(&data)?;
+            let data = env.byte_array_from_slice(data)?;
             env.call_method(
                 scheduler,
                 "frameworkMessage",
@@ -673,12 +589,12 @@ fn deliver<'local>(env: &mut JNIEnv<'local>, java: &JavaSide, callback: Callback
                     JValue::Object(driver),
                     JValue::Object(&executor),
                     JValue::Object(&slave),
-                    JValue::Int(status),
+                    JValue::Int(*status),
                 ],
             )?;
         }
         Callback::Error(message) => {
-            let text = env.new_string(&message)?;
+            let text = env.new_string(message)?;
             env.call_method(
                 scheduler,
                 "error",

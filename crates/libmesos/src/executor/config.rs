@@ -1,0 +1,104 @@
+//! What the agent tells an executor through its environment.
+
+use std::time::Duration;
+
+/// Why the environment does not describe an executor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A variable the driver needs is not set (or empty).
+    #[error("{names} is not set: this executor must be started by an agora agent")]
+    Missing {
+        /// The variables that may carry it, in the order they are read.
+        names: &'static str,
+    },
+}
+
+/// The agent's endpoint and this executor's ids, from the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutorConfig {
+    /// The agent's executor endpoint, `http://host:port`.
+    pub endpoint: String,
+    /// The framework the executor runs for.
+    pub framework_id: String,
+    /// This executor.
+    pub executor_id: String,
+    /// The agent, when the environment names it (else learnt on SUBSCRIBED).
+    pub agent_id: Option<String>,
+    /// How long the first subscription may take before `error(...)`.
+    pub connect_timeout: Duration,
+    /// How long a lost agent is waited for (it may be restarting) before
+    /// the executor is told to shut down, as Mesos' `MESOS_RECOVERY_TIMEOUT`.
+    pub recovery_timeout: Duration,
+}
+
+/// Mesos' default `MESOS_RECOVERY_TIMEOUT`.
+const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+impl ExecutorConfig {
+    /// Reads the configuration with `get` (the process environment in
+    /// production). Agora's names come first, Mesos' are the fallback.
+    pub fn from_env(
+        get: impl Fn(&str) -> Option<String>,
+        connect_timeout: Duration,
+    ) -> Result<Self, ConfigError> {
+        let first = |names: &[&str]| {
+            names
+                .iter()
+                .filter_map(|n| get(n))
+                .map(|v| v.trim().to_owned())
+                .find(|v| !v.is_empty())
+        };
+        let endpoint = first(&["AGORA_AGENT_ENDPOINT", "MESOS_AGENT_ENDPOINT"]).ok_or(
+            ConfigError::Missing {
+                names: "AGORA_AGENT_ENDPOINT (or MESOS_AGENT_ENDPOINT)",
+            },
+        )?;
+        let endpoint = if endpoint.contains("://") {
+            endpoint
+        } else {
+            format!("http://{endpoint}")
+        };
+        let framework_id =
+            first(&["AGORA_FRAMEWORK_ID", "MESOS_FRAMEWORK_ID"]).ok_or(ConfigError::Missing {
+                names: "AGORA_FRAMEWORK_ID (or MESOS_FRAMEWORK_ID)",
+            })?;
+        let executor_id =
+            first(&["AGORA_EXECUTOR_ID", "MESOS_EXECUTOR_ID"]).ok_or(ConfigError::Missing {
+                names: "AGORA_EXECUTOR_ID (or MESOS_EXECUTOR_ID)",
+            })?;
+        let agent_id = first(&["AGORA_AGENT_ID", "MESOS_AGENT_ID", "MESOS_SLAVE_ID"]);
+        let recovery_timeout = get("MESOS_RECOVERY_TIMEOUT")
+            .and_then(|v| parse_mesos_duration(&v))
+            .filter(|d| !d.is_zero())
+            .unwrap_or(DEFAULT_RECOVERY_TIMEOUT);
+        Ok(Self {
+            endpoint,
+            framework_id,
+            executor_id,
+            agent_id,
+            connect_timeout,
+            recovery_timeout,
+        })
+    }
+}
+
+/// A duration as Mesos writes it: a number and a unit (`15mins`, `30secs`,
+/// `500ms`, `1.5hrs`); `None` when it is not one.
+pub(crate) fn parse_mesos_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds_per_unit = match unit.trim() {
+        "ns" => 1e-9,
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "secs" => 1.0,
+        "mins" => 60.0,
+        "hrs" => 3600.0,
+        "days" => 86_400.0,
+        "weeks" => 604_800.0,
+        _ => return None,
+    };
+    agora_core::time::duration_from_secs(number * seconds_per_unit)
+}
