@@ -84,6 +84,28 @@ pub fn agora_binary(release: bool) -> anyhow::Result<PathBuf> {
     bail!("cargo build reported no agora executable")
 }
 
+/// `libmesos.so` (crate `agora-libmesos`), built once per test process with
+/// the same cargo and profile as the tests: what `MESOS_NATIVE_JAVA_LIBRARY`
+/// names for JVM frameworks.
+pub fn libmesos() -> PathBuf {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "agora-libmesos", "--lib"])
+            .status()
+            .expect("cargo can be run");
+        assert!(status.success(), "building libmesos.so failed");
+        let lib = agora_bin()
+            .parent()
+            .expect("target/<profile>")
+            .join("libmesos.so");
+        assert!(lib.exists(), "{} was not built", lib.display());
+        lib
+    })
+    .clone()
+}
+
 /// An example program of the SDK crate, built with the same cargo.
 pub fn sdk_example(name: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
