@@ -65,7 +65,8 @@ pub enum Callback {
         /// Its exit status (-1 when unknown).
         status: i32,
     },
-    /// `error(driver, String)`; the driver aborts once it is delivered.
+    /// `error(driver, String)`; the driver has aborted by the time it is
+    /// delivered.
     Error(String),
 }
 
@@ -176,7 +177,18 @@ impl Shared {
         }
     }
 
-    /// Ends the driver after an error the application has been told about.
+    /// A fatal error: queues `error(message)` for the application, then
+    /// aborts the driver, as libmesos does (abort first, so that `join()`
+    /// and `run()` return DRIVER_ABORTED even while the application's
+    /// `error` callback blocks; Spark's does, waiting on its own lock).
+    /// Queued before the abort, the error is always delivered: the
+    /// callback thread drains its queue before it notices the abort.
+    fn fail(&self, message: String) {
+        self.emit(Callback::Error(message));
+        self.abort();
+    }
+
+    /// Ends the driver (an error, or a callback that threw).
     fn abort(&self) {
         let (_, changed) = self.lifecycle().abort();
         if changed {
@@ -219,9 +231,16 @@ impl SchedulerDriver {
         self.shared.lifecycle().status()
     }
 
-    /// Whether callbacks may be delivered now.
-    pub fn delivers(&self) -> bool {
-        self.shared.lifecycle().delivers()
+    /// Whether `callback` may be delivered now: only while running, except
+    /// the error that aborted the driver, delivered after the abort.
+    pub fn delivers(&self, callback: &Callback) -> bool {
+        let lifecycle = self.shared.lifecycle();
+        match callback {
+            Callback::Error(_) => {
+                lifecycle.status() == DriverStatus::Aborted || lifecycle.delivers()
+            }
+            _ => lifecycle.delivers(),
+        }
     }
 
     /// Called by the callback thread once it has delivered an
@@ -249,10 +268,10 @@ impl SchedulerDriver {
         self.shared.ended.notify_all();
         if let Some(kind) = kind {
             let (done, wait) = std::sync::mpsc::channel();
-            if self.send(Command::Stop { kind, done }) {
-                if wait.recv_timeout(STOP_TIMEOUT).is_err() {
-                    warn!("the session did not confirm the stop within {STOP_TIMEOUT:?}");
-                }
+            if self.send(Command::Stop { kind, done })
+                && wait.recv_timeout(STOP_TIMEOUT).is_err()
+            {
+                warn!("the session did not confirm the stop within {STOP_TIMEOUT:?}");
             }
         }
         self.close();

@@ -377,8 +377,8 @@ impl CallbackTarget for SchedulerDriver {
         matches!(self.status(), DriverStatus::Stopped | DriverStatus::Aborted)
     }
 
-    fn delivers(&self, _: &Callback) -> bool {
-        SchedulerDriver::delivers(self)
+    fn delivers(&self, callback: &Callback) -> bool {
+        SchedulerDriver::delivers(self, callback)
     }
 
     fn name(callback: &Callback) -> &'static str {
@@ -396,10 +396,8 @@ impl CallbackTarget for SchedulerDriver {
         }
     }
 
-    fn delivered(&self, callback: &Callback) {
-        if matches!(callback, Callback::Error(_)) {
-            self.abort_after_error();
-        }
+    fn delivered(&self, _: &Callback) {
+        // An error aborted the driver before it was queued; nothing to do.
     }
 
     fn failed(&self) {

@@ -39,7 +39,7 @@ async fn subscribe_and_pump(
         Ok(d) => d,
         Err(e) => {
             error!(error = %e, "cannot use the master string");
-            shared.emit(Callback::Error(e.to_string()));
+            shared.fail(e.to_string());
             return;
         }
     };
@@ -57,7 +57,7 @@ async fn subscribe_and_pump(
             Err(e) => {
                 let message = format!("cannot register with the master at {detector}: {e}");
                 error!("{message}");
-                shared.emit(Callback::Error(message));
+                shared.fail(message);
                 return;
             }
         },
@@ -82,7 +82,7 @@ async fn pump(shared: &Arc<Shared>, mut events: EventStream, mut end: watch::Rec
             if shared.lifecycle().delivers() {
                 let message = "the master ended the framework's subscription".to_owned();
                 error!("{message}");
-                shared.emit(Callback::Error(message));
+                shared.fail(message);
             }
             return;
         };
@@ -200,7 +200,7 @@ async fn pump(shared: &Arc<Shared>, mut events: EventStream, mut end: watch::Rec
                 // teardown; only a running driver has an error to report.
                 if shared.lifecycle().delivers() {
                     error!(%message, "the master ended the framework");
-                    shared.emit(Callback::Error(message));
+                    shared.fail(message);
                 } else {
                     debug!(%message, "subscription ended after stop");
                 }
@@ -259,7 +259,7 @@ async fn execute(shared: &Shared, client: &SchedulerClient, command: Command) {
         Command::Decline { offer_ids, filters } => {
             let refuse = filters
                 .and_then(|f| f.refuse_seconds)
-                .and_then(|s| agora_core::time::duration_from_secs(s));
+                .and_then(agora_core::time::duration_from_secs);
             client.decline(offer_ids.clone(), refuse).await
         }
         Command::Revive => client.revive(Vec::new()).await,
