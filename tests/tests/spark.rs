@@ -560,3 +560,168 @@ fn the_cluster_dispatcher_runs_as_a_framework_and_launches_drivers_as_tasks() {
         );
     }
 }
+
+/// A job that takes a while: 120 elements, half a second each, over the
+/// executors' 4 cores; prints the sum of 0..120.
+const SLOW_JOB: &str = r#"import time
+from pyspark import SparkContext
+
+sc = SparkContext(appName="agora-ha")
+def slow(x):
+    time.sleep(0.5)
+    return x
+total = sc.parallelize(range(120), 12).map(slow).sum()
+print(f"SUM={total}", flush=True)
+sc.stop()
+"#;
+
+/// The epoch milliseconds of the first log line containing `needle`.
+fn logged_at(log: &str, needle: &str) -> Option<u64> {
+    log.lines()
+        .find(|l| l.contains(needle))
+        .and_then(|l| l.split_once(' '))
+        .and_then(|(ms, _)| ms.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_follows_a_new_leader_when_the_leader_dies_mid_job() {
+    use agora_coord::testing::ZooKeeper;
+    use agora_e2e::{Proc, get_json, spawn_zk_master};
+
+    let spark = spark();
+    let zk = ZooKeeper::start()
+        .await
+        .expect("zookeeper starts (Debian package zookeeper)");
+    let url = zk.unique_url("agora-spark-ha").to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _sweeper = agora_e2e::Sweeper(dir.path().to_path_buf());
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut masters: Vec<Proc> = ports
+        .iter()
+        .enumerate()
+        .map(|(n, &p)| {
+            spawn_zk_master(
+                dir.path(),
+                n,
+                p,
+                &url,
+                dir.path().join(format!("master-{n}.log")),
+            )
+        })
+        .collect();
+    let leader = |ports: &[u16]| {
+        wait_for("one leading master", Duration::from_secs(60), || {
+            let leading: Vec<usize> = (0..ports.len())
+                .filter(|&i| get_json(ports[i], "/state").is_ok_and(|s| s["elected"] == true))
+                .collect();
+            match leading[..] {
+                [one] => Some(one),
+                _ => None,
+            }
+        })
+        .expect("a leader is elected")
+    };
+    let first = leader(&ports);
+    let agent_dirs: Vec<PathBuf> = (0..2)
+        .map(|n| dir.path().join(format!("agent-{n}")))
+        .collect();
+    let _agents: Vec<Proc> = agent_dirs
+        .iter()
+        .enumerate()
+        .map(|(n, work_dir)| {
+            Proc::spawn(
+                &[
+                    "agent",
+                    "--master",
+                    &url,
+                    "--ip",
+                    "127.0.0.1",
+                    "--port",
+                    &free_port().to_string(),
+                    "--work-dir",
+                    work_dir.to_str().expect("utf-8"),
+                    "--resources",
+                    AGENT_RESOURCES,
+                    "--cgroups-root",
+                    &format!("agora-spark-ha-{}-{n}", std::process::id()),
+                ],
+                dir.path().join(format!("agent-{n}.log")),
+            )
+        })
+        .collect();
+    wait_for("both agents registered", Duration::from_secs(60), || {
+        let state = get_json(ports[first], "/state").ok()?;
+        (state["agents"].as_array()?.len() == 2).then_some(())
+    })
+    .expect("agents register with the leader");
+
+    let job = spark.scratch().join("slow.py");
+    std::fs::write(&job, SLOW_JOB).expect("job");
+    let mut submit = spark.submit_command();
+    submit
+        .arg("--master")
+        .arg(format!("mesos://{url}"))
+        .args([
+            "--conf",
+            &format!("spark.mesos.executor.home={}", spark.home.display()),
+        ])
+        .args(["--conf", "spark.executor.memory=512m"])
+        .arg(&job);
+    let run = Run::start("ha", submit, dir.path());
+    wait_for(
+        "the job runs on two executors",
+        Duration::from_secs(240),
+        || {
+            let log = run.log();
+            (log.matches("Registered executor").count() >= 2 && log.contains("Starting job"))
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", tail(&run.log())));
+
+    // SIGKILL the leader mid-job.
+    let killed_at = spark::epoch_ms();
+    masters[first].kill();
+    let rest: Vec<u16> = ports
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != first)
+        .map(|(_, &p)| p)
+        .collect();
+    let next = rest[leader(&rest)];
+
+    let (status, log) = run.finish(Duration::from_secs(300));
+    assert!(status.success(), "{}", tail(&log));
+    assert!(
+        log.contains(&format!("SUM={}", (0..120).sum::<u32>())),
+        "the job's answer:\n{}",
+        tail(&log)
+    );
+    let finished = logged_at(&log, "Job 0 finished").expect("the job finished");
+    assert!(finished > killed_at, "the leader died before the job ended");
+    assert!(
+        log.contains("re-registered with the master"),
+        "the driver followed the new leader:\n{}",
+        tail(&log)
+    );
+    // The new leader saw the framework through to its end.
+    wait_for(
+        "the framework completed on the new leader",
+        Duration::from_secs(60),
+        || {
+            let state = get_json(next, "/state").ok()?;
+            frameworks(&state, "completed_frameworks")
+                .iter()
+                .any(|f| f["name"] == "agora-ha")
+                .then_some(())
+        },
+    )
+    .expect("the framework completes on the new leader");
+    for dir in &agent_dirs {
+        wait_for("no executor left", Duration::from_secs(30), || {
+            processes_under(dir).is_empty().then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {:?}", processes_under(dir)));
+    }
+    drop(masters);
+}
