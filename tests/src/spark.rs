@@ -36,7 +36,7 @@ pub const PACKAGE_DIR: &str = "spark-3.5.7-bin-agora";
 pub const PACKAGE_FILE: &str = "spark-3.5.7-bin-agora.tgz";
 
 /// How to install what the harness needs, for the error messages.
-const INSTALL_JAVA: &str = "install Java 17: `apt-get install -y openjdk-17-jre-headless` (or set JAVA_HOME \
+const INSTALL_JAVA: &str = "install Java 17: `apt-get install -y openjdk-17-jdk-headless` (or set JAVA_HOME \
      to a JDK/JRE 17)";
 const INSTALL_VENV: &str = "create the Spark virtualenv from the workspace root: \
      `python3 -m venv target/spark-venv && target/spark-venv/bin/pip install pyspark==3.5.7` \
