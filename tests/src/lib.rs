@@ -84,6 +84,56 @@ pub fn agora_binary(release: bool) -> anyhow::Result<PathBuf> {
     bail!("cargo build reported no agora executable")
 }
 
+/// Builds (or takes from `AGORA_BENCH_LIBMESOS`) `libmesos.so` (crate
+/// `agora-libmesos`) for benches, like [`agora_binary`]: release for the
+/// real figures, debug for the smoke run.
+pub fn libmesos_library(release: bool) -> anyhow::Result<PathBuf> {
+    if let Ok(lib) = std::env::var("AGORA_BENCH_LIBMESOS") {
+        let lib = PathBuf::from(lib);
+        if !lib.exists() {
+            bail!("AGORA_BENCH_LIBMESOS={} does not exist", lib.display());
+        }
+        return Ok(lib);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args([
+        "build",
+        "-p",
+        "agora-libmesos",
+        "--lib",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if release {
+        command.arg("--release");
+    }
+    let output = command
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo build")?;
+    if !output.status.success() {
+        bail!("building libmesos.so failed");
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in stdout.lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" || message["target"]["name"] != "mesos" {
+            continue;
+        }
+        let files = message["filenames"].as_array().into_iter().flatten();
+        if let Some(lib) = files
+            .filter_map(serde_json::Value::as_str)
+            .find(|f| f.ends_with("/libmesos.so"))
+        {
+            return Ok(PathBuf::from(lib));
+        }
+    }
+    bail!("cargo build reported no libmesos.so")
+}
+
 /// `libmesos.so` (crate `agora-libmesos`), built once per test process with
 /// the same cargo and profile as the tests: what `MESOS_NATIVE_JAVA_LIBRARY`
 /// names for JVM frameworks.
