@@ -22,13 +22,20 @@ fn spark() -> SparkEnv {
     SparkEnv::locate().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
+fn next_agent() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A master and `agents` agents, each with its own cgroups root and a
 /// fetcher cache.
 fn cluster(agents: usize) -> Cluster {
     let mut cluster = Cluster::start(0, AGENT_RESOURCES).expect("master starts");
     for n in 0..agents {
         let cache = cluster.dir.path().join(format!("cache-{n}"));
-        let root = format!("agora-spark-{}-{n}", std::process::id());
+        // Unique per agent: tests in this binary run in parallel, and an
+        // agent treats every container under its root as its own.
+        let root = format!("agora-spark-{}-{}", std::process::id(), next_agent());
         cluster.add_agent_with(
             n,
             AGENT_RESOURCES,
@@ -643,7 +650,7 @@ async fn a_driver_follows_a_new_leader_when_the_leader_dies_mid_job() {
                     "--resources",
                     AGENT_RESOURCES,
                     "--cgroups-root",
-                    &format!("agora-spark-ha-{}-{n}", std::process::id()),
+                    &format!("agora-spark-{}-{}", std::process::id(), next_agent()),
                 ],
                 dir.path().join(format!("agent-{n}.log")),
             )
