@@ -245,11 +245,7 @@ public class TestFramework {
                     // (it refuses ExecutorInfo resources): room for a JVM.
                     task("exec-1", offer).setExecutor(executor)
                         .clearResources().addResources(scalar("cpus", 0.2)).addResources(scalar("mem", 256))
-                        .build(),
-                    // Kept running by the executor until the teardown shuts
-                    // it down (the master tells only the agents that run a
-                    // live task of the framework).
-                    task("hold-1", offer).setExecutor(executor).build());
+                        .build());
                 Offer.Operation launch = Offer.Operation.newBuilder()
                     .setType(Offer.Operation.Type.LAUNCH)
                     .setLaunch(Offer.Operation.Launch.newBuilder().addAllTaskInfos(tasks))
@@ -335,7 +331,6 @@ public class TestFramework {
         check(await(sched.latch("exec-1", TaskState.TASK_RUNNING)), "executor task running");
         check(await(sched.latch("exec-1", TaskState.TASK_FINISHED)), "executor task finished");
         check("result-exec-1".equals(sched.execData.get()), "executor task data " + sched.execData.get());
-        check(await(sched.latch("hold-1", TaskState.TASK_RUNNING)), "second executor task running");
 
         check(await(sched.latch("sleeper", TaskState.TASK_RUNNING)), "sleeper running");
         sched.reconciling.set(true);
@@ -419,6 +414,10 @@ public class TestFramework {
     public static void main(String[] args) throws Exception {
         String master = System.getProperty("test.master");
         boolean messages = Boolean.parseBoolean(System.getProperty("test.messages", "false"));
+        // The library marks itself loaded and reports the Mesos API it implements.
+        org.apache.mesos.MesosNativeLibrary.load();
+        org.apache.mesos.MesosNativeLibrary.Version v = org.apache.mesos.MesosNativeLibrary.version();
+        say("OK version " + v.major + "." + v.minor + "." + v.patch);
         badMaster("bad-master", "nonsense:::");
         badMaster("unreachable-master", "127.0.0.1:" + freePort());
         mainRun(master, messages);
