@@ -117,6 +117,13 @@ enum AgentCommand {
         executor_id: ExecutorId,
         status: pb::TaskStatus,
     },
+    /// An executor's MESSAGE for its scheduler.
+    ExecutorMessage {
+        conn: ExecutorConn,
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        data: Vec<u8>,
+    },
     ExecutorGone {
         conn: ExecutorConn,
     },
@@ -466,6 +473,14 @@ impl Actor {
             } => self
                 .state
                 .on_executor_update(now, conn, &framework_id, &executor_id, status, out),
+            AgentCommand::ExecutorMessage {
+                conn,
+                framework_id,
+                executor_id,
+                data,
+            } => self
+                .state
+                .on_executor_message(conn, &framework_id, &executor_id, data, out),
             AgentCommand::ExecutorGone { conn } => {
                 self.executors.remove(&conn);
                 self.state.on_executor_disconnected(conn);
@@ -660,8 +675,8 @@ impl Actor {
                 };
                 self.send_to_master(pong);
             }
-            master_message::Kind::FrameworkMessage(_) => {
-                tracing::debug!("framework message for a command executor dropped");
+            master_message::Kind::FrameworkMessage(message) => {
+                self.state.on_framework_message(message, out);
             }
             master_message::Kind::Refused(refused) => {
                 tracing::error!(reason = %refused.message, "the master refused this agent");
@@ -1286,22 +1301,47 @@ impl Executor for ExecutorService {
                     _ = stuck.stuck() => break,
                     call = inbound.message() => match call {
                         Ok(Some(call)) => call,
-                        Ok(None) | Err(_) => break,
+                        Ok(None) => break,
+                        Err(e) => {
+                            // A call over the gRPC message size cannot be
+                            // decoded: the stream is lost (the executor
+                            // re-subscribes), and the operator is told why.
+                            if e.code() == tonic::Code::OutOfRange {
+                                tracing::warn!(executor_id = %executor_id, error = %e, "executor call too large; its stream is closed");
+                            } else {
+                                tracing::debug!(executor_id = %executor_id, error = %e, "executor stream ended");
+                            }
+                            break;
+                        }
                     },
                 };
-                if call.r#type == call::Type::Update as i32
-                    && let Some(status) = call.update.and_then(|u| u.status)
-                {
-                    let update = AgentCommand::ExecutorUpdate {
-                        conn,
-                        framework_id: framework_id.clone(),
-                        executor_id: executor_id.clone(),
-                        status,
-                    };
-                    // Awaited: a flooding executor is slowed by flow control.
-                    if commands.send(update).await.is_err() {
-                        break;
+                let command = match call::Type::try_from(call.r#type) {
+                    Ok(call::Type::Update) => call.update.and_then(|u| u.status).map(|status| {
+                        AgentCommand::ExecutorUpdate {
+                            conn,
+                            framework_id: framework_id.clone(),
+                            executor_id: executor_id.clone(),
+                            status,
+                        }
+                    }),
+                    Ok(call::Type::Message) => {
+                        call.message.map(|m| AgentCommand::ExecutorMessage {
+                            conn,
+                            framework_id: framework_id.clone(),
+                            executor_id: executor_id.clone(),
+                            data: m.data,
+                        })
                     }
+                    _ => {
+                        tracing::debug!(executor_id = %executor_id, call_type = call.r#type, "executor call ignored");
+                        None
+                    }
+                };
+                // Awaited: a flooding executor is slowed by flow control.
+                if let Some(command) = command
+                    && commands.send(command).await.is_err()
+                {
+                    break;
                 }
             }
             let _ = commands.send(AgentCommand::ExecutorGone { conn }).await;

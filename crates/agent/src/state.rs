@@ -1040,6 +1040,106 @@ impl AgentState {
         }
     }
 
+    /// A framework's message for one of its executors (Mesos'
+    /// `FrameworkToExecutorMessage`): best effort and unacknowledged, so it
+    /// goes out as a MESSAGE event only on the executor's live stream and is
+    /// dropped otherwise (not subscribed, or shutting down), as in Mesos.
+    pub fn on_framework_message(
+        &self,
+        message: master_message::FrameworkMessage,
+        out: &mut Vec<Effect>,
+    ) {
+        let (Ok(framework_id), Ok(executor_id)) = (
+            FrameworkId::from_field(&message.framework_id),
+            ExecutorId::from_field(&message.executor_id),
+        ) else {
+            tracing::warn!("framework message with an invalid framework or executor id dropped");
+            return;
+        };
+        let Some(executor) = self
+            .executors
+            .get(&(framework_id.clone(), executor_id.clone()))
+        else {
+            tracing::info!(framework_id = %framework_id, executor_id = %executor_id, "framework message for an unknown executor dropped");
+            return;
+        };
+        let Some(conn) = executor.conn.filter(|_| executor.kill_requested.is_none()) else {
+            tracing::info!(framework_id = %framework_id, executor_id = %executor_id, "framework message for an executor that is not running dropped");
+            return;
+        };
+        let event = exec::Event {
+            r#type: exec::event::Type::Message as i32,
+            message: Some(exec::event::Message { data: message.data }),
+            ..Default::default()
+        };
+        // The master bounds what it forwards, and the event is smaller than
+        // that; checked anyway, since an event the executor cannot decode
+        // would end its stream.
+        let size = prost::Message::encoded_len(&event);
+        if size > agora_net::MAX_MESSAGE_BYTES {
+            tracing::warn!(framework_id = %framework_id, executor_id = %executor_id, size, limit = agora_net::MAX_MESSAGE_BYTES, "framework message too large for an executor dropped");
+            return;
+        }
+        out.push(Effect::ToExecutor { conn, event });
+    }
+
+    /// An executor's message for its scheduler (Mesos'
+    /// `ExecutorToFrameworkMessage`): best effort and unacknowledged, passed
+    /// to the master, which sends the framework a MESSAGE event. Dropped
+    /// when it does not come from the executor's live stream, or while no
+    /// master is there to take it; refused when the master's message or
+    /// the framework's event would exceed the gRPC message size (either
+    /// peer would fail to decode it and lose its stream).
+    pub fn on_executor_message(
+        &self,
+        conn: ExecutorConn,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        data: Vec<u8>,
+        out: &mut Vec<Effect>,
+    ) {
+        let live = self
+            .executors
+            .get(&(framework_id.clone(), executor_id.clone()))
+            .is_some_and(|e| e.conn == Some(conn));
+        if !live {
+            tracing::debug!(executor_id = %executor_id, "message from a stale executor stream dropped");
+            return;
+        }
+        let Some(agent_id) = self.agent_id.as_ref().filter(|_| self.registered) else {
+            tracing::info!(framework_id = %framework_id, executor_id = %executor_id, "executor message dropped: not registered with a master");
+            return;
+        };
+        // What the master will make of it, measured here so that an
+        // oversized message is refused where it enters, with a reason.
+        let event = agora_proto::v1::scheduler::Event {
+            r#type: agora_proto::v1::scheduler::event::Type::Message as i32,
+            message: Some(agora_proto::v1::scheduler::event::Message {
+                agent_id: agent_id.to_field(),
+                executor_id: executor_id.to_field(),
+                data,
+            }),
+            ..Default::default()
+        };
+        let event_size = prost::Message::encoded_len(&event);
+        let data = event.message.map(|m| m.data).unwrap_or_default();
+        let message = AgentMessage {
+            kind: Some(agent_message::Kind::ExecutorMessage(
+                agent_message::ExecutorMessage {
+                    framework_id: framework_id.to_field(),
+                    executor_id: executor_id.to_field(),
+                    data,
+                },
+            )),
+        };
+        let size = prost::Message::encoded_len(&message).max(event_size);
+        if size > agora_net::MAX_MESSAGE_BYTES {
+            tracing::warn!(framework_id = %framework_id, executor_id = %executor_id, size, limit = agora_net::MAX_MESSAGE_BYTES, "executor message too large for its scheduler refused");
+            return;
+        }
+        out.push(Effect::ToMaster(message));
+    }
+
     /// An executor's stream ended (it may reconnect).
     pub fn on_executor_disconnected(&mut self, conn: ExecutorConn) {
         for executor in self.executors.values_mut() {

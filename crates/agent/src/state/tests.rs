@@ -978,3 +978,111 @@ fn an_oversized_executor_update_is_cut_down_before_it_is_checkpointed_or_forward
     });
     assert_eq!(checkpointed.as_ref(), Some(status));
 }
+
+/// Launches task `t1` under the custom executor `ex` and subscribes it on `conn`.
+fn custom_executor_running(state: &mut AgentState, conn: ExecutorConn) {
+    let mut task = task_info(
+        "t1",
+        agora_core::Resources::parse("cpus:1;mem:32")
+            .expect("valid")
+            .to_proto(None),
+    );
+    task.executor = Some(pb::ExecutorInfo {
+        executor_id: Some(pb::ExecutorId { value: "ex".into() }),
+        ..Default::default()
+    });
+    let out = run_task_with(state, task);
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, Effect::LaunchExecutor { .. })),
+        "{out:?}"
+    );
+    let mut out = Vec::new();
+    state
+        .on_executor_subscribe(T0, conn, &fid(), &eid("ex"), &[], Vec::new(), &mut out)
+        .expect("known executor");
+}
+
+fn framework_message(executor: &str, data: Vec<u8>) -> master_message::FrameworkMessage {
+    master_message::FrameworkMessage {
+        framework_id: fid().to_field(),
+        executor_id: Some(pb::ExecutorId {
+            value: executor.into(),
+        }),
+        data,
+    }
+}
+
+#[test]
+fn a_framework_message_reaches_its_subscribed_executor_and_is_dropped_otherwise() {
+    let mut state = agent();
+    custom_executor_running(&mut state, 3);
+    let mut out = Vec::new();
+    state.on_framework_message(framework_message("ex", b"ping".to_vec()), &mut out);
+    let [Effect::ToExecutor { conn, event }] = &out[..] else {
+        panic!("one event for the executor expected: {out:?}");
+    };
+    assert_eq!(*conn, 3);
+    assert_eq!(event.r#type, exec::event::Type::Message as i32);
+    assert_eq!(
+        event.message.as_ref().map(|m| m.data.as_slice()),
+        Some(&b"ping"[..])
+    );
+
+    // Best effort: an unknown executor, or a known one without a stream,
+    // gets nothing, and nothing is kept for later.
+    let mut out = Vec::new();
+    state.on_framework_message(framework_message("other", b"x".to_vec()), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    state.on_executor_disconnected(3);
+    state.on_framework_message(framework_message("ex", b"x".to_vec()), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    let out = {
+        let mut out = Vec::new();
+        state
+            .on_executor_subscribe(T0, 4, &fid(), &eid("ex"), &[], Vec::new(), &mut out)
+            .expect("known executor");
+        out
+    };
+    assert!(
+        !executor_events(&out).contains(&(exec::event::Type::Message as i32)),
+        "a dropped message is not replayed: {out:?}"
+    );
+}
+
+#[test]
+fn an_executor_message_goes_to_the_master_within_the_size_limit() {
+    let mut state = agent();
+    custom_executor_running(&mut state, 3);
+    let mut out = Vec::new();
+    state.on_executor_message(3, &fid(), &eid("ex"), b"pong".to_vec(), &mut out);
+    let [
+        Effect::ToMaster(AgentMessage {
+            kind: Some(agent_message::Kind::ExecutorMessage(message)),
+        }),
+    ] = &out[..]
+    else {
+        panic!("one message for the master expected: {out:?}");
+    };
+    assert_eq!(message.framework_id, fid().to_field());
+    assert_eq!(message.executor_id, eid("ex").to_field());
+    assert_eq!(message.data, b"pong");
+
+    // From a stream that is not the executor's live one: dropped.
+    let mut out = Vec::new();
+    state.on_executor_message(9, &fid(), &eid("ex"), b"x".to_vec(), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    // Too large for the master's session or the framework's event: refused.
+    state.on_executor_message(
+        3,
+        &fid(),
+        &eid("ex"),
+        vec![b'x'; agora_net::MAX_MESSAGE_BYTES - 8],
+        &mut out,
+    );
+    assert!(out.is_empty(), "{out:?}");
+    // Without a master: dropped, not queued.
+    state.on_master_disconnected();
+    state.on_executor_message(3, &fid(), &eid("ex"), b"x".to_vec(), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+}

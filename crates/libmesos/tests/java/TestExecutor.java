@@ -1,8 +1,8 @@
 // A custom Mesos executor for libmesos' end-to-end test
 // (tests/tests/libmesos_java.rs), started by an Agora agent as the command of
 // TestFramework's ExecutorInfo. It answers every task RUNNING then FINISHED
-// (with `data` = "result-<task id>") but keeps tasks named `hold-*` running
-// until it is shut down, sends a framework message per task,
+// (with `data` = "result-<task id>"), then stays idle until it is shut
+// down (the framework's teardown), sends a framework message per task,
 // answers a framework message with "pong:<message>", ends a killed task
 // TASK_KILLED, and exits once the driver stops (after `shutdown`).
 //
@@ -67,10 +67,6 @@ public class TestExecutor implements Executor {
         // executors do.
         Status running = driver.sendStatusUpdate(status(task.getTaskId(), TaskState.TASK_RUNNING, null));
         Status message = driver.sendFrameworkMessage(bytes("hello-from-" + id));
-        if (id.startsWith("hold-")) {
-            say("sent " + id + " running=" + running + " message=" + message + " holding");
-            return;
-        }
         Status finished = driver.sendStatusUpdate(
             status(task.getTaskId(), TaskState.TASK_FINISHED, "result-" + id));
         say("sent " + id + " running=" + running + " message=" + message + " finished=" + finished);

@@ -241,7 +241,7 @@ impl Master {
             } else {
                 self.allocator.set_agent_active(&agent_id, true);
             }
-            self.reconcile_agent_tasks(now, &agent_id, &reported, out);
+            self.reconcile_agent_tasks(now, &agent_id, &reported, &register.frameworks, out);
             self.admitted(&agent_id, was_unreachable, out);
             tracing::info!(agent_id = %agent_id, "agent re-registered");
         } else {
@@ -321,6 +321,7 @@ impl Master {
                     self.adopt_task(&agent_id, task);
                 }
             }
+            orphaned.extend(self.removed_among(&register.frameworks));
             for framework_id in orphaned {
                 self.send_to_agent(&agent_id, shutdown_framework(&framework_id), out);
             }
@@ -428,6 +429,7 @@ impl Master {
         now: Now,
         agent_id: &AgentId,
         reported: &[ReportedTask],
+        frameworks: &[pb::FrameworkInfo],
         out: &mut Vec<Effect>,
     ) {
         let reported_ids: BTreeSet<(FrameworkId, TaskId)> = reported
@@ -470,9 +472,11 @@ impl Master {
                 );
             }
         }
-        // Live tasks of frameworks this master no longer knows (removed while
-        // the agent was away, when the ShutdownFramework could not reach it):
-        // tell the agent to shut them down, as for a newly met agent.
+        // Live tasks of frameworks this master no longer knows, and
+        // frameworks removed while the agent was away (an idle executor keeps
+        // its framework on the agent with no task to report), when the
+        // ShutdownFramework could not reach it: tell the agent to shut them
+        // down, as for a newly met agent.
         let orphaned: BTreeSet<FrameworkId> = reported
             .iter()
             .filter(|t| {
@@ -480,10 +484,24 @@ impl Master {
                     && !self.frameworks.contains_key(&t.framework_id)
             })
             .map(|t| t.framework_id.clone())
+            .chain(self.removed_among(frameworks))
             .collect();
         for framework_id in orphaned {
             self.send_to_agent(agent_id, shutdown_framework(&framework_id), out);
         }
+    }
+
+    /// The frameworks among those an agent reports (it keeps one while it
+    /// has a task or an executor of it) that this master removed.
+    fn removed_among<'a>(
+        &'a self,
+        frameworks: &'a [pb::FrameworkInfo],
+    ) -> impl Iterator<Item = FrameworkId> + 'a {
+        frameworks
+            .iter()
+            .filter_map(|info| info.id.as_ref().map(FrameworkId::from_proto))
+            .filter_map(Result::ok)
+            .filter(|id| self.removed_frameworks.contains(id))
     }
 
     /// An agent's session stream ended. It keeps its tasks (it may come

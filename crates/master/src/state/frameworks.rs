@@ -232,28 +232,29 @@ impl Master {
         for offer_id in offers {
             self.remove_offer(&offer_id, None, false, now, out);
         }
-        let framework = self
-            .frameworks
-            .get(framework_id)
-            .expect("framework present: looked up above");
-        let agents: BTreeSet<_> = framework
-            .tasks
-            .values()
-            .map(|t| t.agent_id.clone())
-            .collect();
-        for agent_id in &agents {
-            self.send_to_agent(
-                agent_id,
-                MasterMessage {
+        // Every connected agent is told, as Mesos' master does, not only
+        // those with a live task of the framework: a custom executor whose
+        // tasks have all ended runs on with nothing of it in `tasks`, and
+        // only its agent's shutdown stops it. An agent with nothing of the
+        // framework ignores the message. One that is away hears it when it
+        // re-registers and reports the framework (`agent_register`).
+        let connected: Vec<ConnId> = self.agents.values().filter_map(|a| a.conn).collect();
+        for conn in connected {
+            out.push(Effect::ToAgent {
+                conn,
+                message: MasterMessage {
                     kind: Some(master_message::Kind::ShutdownFramework(
                         master_message::ShutdownFramework {
                             framework_id: framework_id.to_field(),
                         },
                     )),
                 },
-                out,
-            );
+            });
         }
+        let framework = self
+            .frameworks
+            .get(framework_id)
+            .expect("framework present: looked up above");
         let task_ids: Vec<_> = framework.tasks.keys().cloned().collect();
         for task_id in task_ids {
             let state = self.frameworks[framework_id].tasks[&task_id].state;

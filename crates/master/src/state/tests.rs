@@ -2130,6 +2130,82 @@ fn teardown_removes_the_framework_and_its_tasks() {
     );
 }
 
+/// Runs `t1` under the custom executor `ex` on the agent at conn 1 to
+/// TASK_FINISHED and acknowledges it: the framework then has no task on
+/// that agent, whose executor lives on, idle.
+fn idle_custom_executor(h: &mut Harness, agent: &AgentId, fw: &Fw, offer: &pb::Offer) {
+    let mut task = command_task("t1", agent, "cpus:1;mem:128");
+    task.command = None;
+    task.executor = Some(pb::ExecutorInfo {
+        executor_id: Some(pb::ExecutorId { value: "ex".into() }),
+        command: Some(pb::CommandInfo {
+            value: Some("./executor".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    launch_one(h, fw, offer, task);
+    h.agent_says(
+        1,
+        status_update(&fw.id, "t1", pb::TaskState::TaskFinished, Some(uuid(1))),
+    );
+    h.call_ok(fw, ack_call(&fw.id, agent, "t1", uuid(1)));
+    assert!(h.task(&fw.id, "t1").is_none(), "the task is completed");
+}
+
+fn shutdowns_of(out: &[Effect], conn: ConnId, fw: &FrameworkId) -> usize {
+    agent_messages(out, conn)
+        .iter()
+        .filter(|m| {
+            matches!(m, master_message::Kind::ShutdownFramework(s)
+                if s.framework_id == fw.to_field())
+        })
+        .count()
+}
+
+#[test]
+fn removing_a_framework_shuts_down_its_idle_executors() {
+    // TEARDOWN.
+    let (mut h, agent, fw, offer) = one_agent_one_offer();
+    idle_custom_executor(&mut h, &agent, &fw, &offer);
+    let out = h.call_ok(&fw, base_call(&fw.id, CallType::Teardown));
+    assert_eq!(shutdowns_of(&out, 1, &fw.id), 1, "{out:?}");
+
+    // The failover timeout: the same removal.
+    let (mut h, agent, fw, offer) = one_agent_one_offer();
+    idle_custom_executor(&mut h, &agent, &fw, &offer);
+    h.framework_gone(fw.conn);
+    let out = h.tick();
+    assert!(!h.master.frameworks.contains_key(&fw.id), "zero timeout");
+    assert_eq!(shutdowns_of(&out, 1, &fw.id), 1, "{out:?}");
+
+    // The agent is away when the framework goes: told when it comes back
+    // reporting the framework (it keeps it for the executor), with no task.
+    let (mut h, agent, fw, offer) = one_agent_one_offer();
+    idle_custom_executor(&mut h, &agent, &fw, &offer);
+    h.agent_gone(1);
+    let out = h.call_ok(&fw, base_call(&fw.id, CallType::Teardown));
+    assert_eq!(shutdowns_of(&out, 1, &fw.id), 0, "nobody to tell");
+    let mut info = agent_info("a1", "cpus:2;mem:1024");
+    info.id = agent.to_field();
+    let mut register = register_msg(info);
+    let mut fw_info = framework_info("fw");
+    fw_info.id = fw.id.to_field();
+    register.frameworks = vec![fw_info];
+    let (_, out) = h.register(2, register.clone());
+    assert_eq!(shutdowns_of(&out, 2, &fw.id), 1, "{out:?}");
+    assert!(!h.master.frameworks.contains_key(&fw.id), "not adopted");
+    // Likewise an agent this master has not met (its id from an earlier
+    // master), which would otherwise have the framework adopted.
+    let mut info = agent_info("a2", "cpus:2;mem:1024");
+    info.id = AgentId::new("m0-S7").to_field();
+    register.agent_info = Some(info);
+    let (id, out) = h.register(3, register);
+    assert!(id.is_some(), "{out:?}");
+    assert_eq!(shutdowns_of(&out, 3, &fw.id), 1, "{out:?}");
+    assert!(!h.master.frameworks.contains_key(&fw.id), "not adopted");
+}
+
 #[test]
 fn kill_of_a_running_task_asks_the_agent() {
     let (mut h, agent, fw, offer) = one_agent_one_offer();
