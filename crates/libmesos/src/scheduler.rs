@@ -268,9 +268,7 @@ impl SchedulerDriver {
         self.shared.ended.notify_all();
         if let Some(kind) = kind {
             let (done, wait) = std::sync::mpsc::channel();
-            if self.send(Command::Stop { kind, done })
-                && wait.recv_timeout(STOP_TIMEOUT).is_err()
-            {
+            if self.send(Command::Stop { kind, done }) && wait.recv_timeout(STOP_TIMEOUT).is_err() {
                 warn!("the session did not confirm the stop within {STOP_TIMEOUT:?}");
             }
         }
