@@ -118,6 +118,7 @@ public class TestFramework {
     /// A scheduler that only records `error(...)` and fails on registration.
     static class ErrorOnly implements Scheduler {
         final AtomicReference<String> error = new AtomicReference<>();
+        final CountDownLatch errored = new CountDownLatch(1);
         final boolean throwOnRegistered;
         final CountDownLatch registered = new CountDownLatch(1);
 
@@ -145,6 +146,7 @@ public class TestFramework {
         public void executorLost(SchedulerDriver d, ExecutorID e, SlaveID s, int status) {}
         public void error(SchedulerDriver d, String message) {
             error.set(message);
+            errored.countDown();
         }
     }
 
@@ -156,8 +158,16 @@ public class TestFramework {
         long ms = (System.nanoTime() - started) / 1_000_000;
         check(status == Status.DRIVER_ABORTED,
             name + " run returned " + status + " after " + ms + " ms");
+        // As in libmesos, the driver aborts first and then calls error():
+        // run() may return before the callback has run.
+        boolean called = false;
+        try {
+            called = sched.errored.await(30, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
         String error = sched.error.get();
-        check(error != null && !error.isEmpty(), name + " error callback: " + error);
+        check(called && error != null && !error.isEmpty(), name + " error callback: " + error);
         driver.stop();
     }
 

@@ -344,7 +344,9 @@ impl Master {
     }
 
     /// Frameworks an agent reports that this master does not know are
-    /// recreated inactive; they have their failover timeout to re-subscribe.
+    /// recreated inactive; they have their failover timeout, and at least
+    /// [`MasterConfig::adopted_framework_grace`](super::MasterConfig), to
+    /// re-subscribe.
     fn adopt_frameworks(&mut self, now: Now, frameworks: &[pb::FrameworkInfo]) {
         for info in frameworks {
             let Some(Ok(id)) = info.id.as_ref().map(FrameworkId::from_proto) else {
@@ -381,8 +383,9 @@ impl Master {
                     disconnected_at: Some(now.wall),
                     failover_deadline: Some(agora_core::time::deadline(
                         now.monotonic,
-                        agora_core::time::duration_from_secs(timeout.min(3.15e7))
-                            .unwrap_or(Duration::ZERO),
+                        agora_core::time::duration_from_secs(timeout)
+                            .unwrap_or(Duration::MAX)
+                            .max(self.config.adopted_framework_grace),
                     )),
                     tasks: BTreeMap::new(),
                     completed_tasks: VecDeque::new(),

@@ -112,7 +112,19 @@ pub struct MasterConfig {
     /// Offers not answered within this long are rescinded (`--offer-timeout`;
     /// None, the default as in Mesos: offers never time out).
     pub offer_timeout: Option<Duration>,
+    /// A framework this master knows only from an agent's report (it took
+    /// over from another leader, or restarted) keeps its tasks at least this
+    /// long for its scheduler to find this master, whatever its failover
+    /// timeout: the scheduler never disconnected from *this* master, it lost
+    /// the old one. Without it a framework with a zero failover timeout
+    /// (Spark's) loses every task on a master failover whenever an agent
+    /// re-registers before the scheduler does. Mesos never removes such a
+    /// framework on a timer at all.
+    pub adopted_framework_grace: Duration,
 }
+
+/// The default of [`MasterConfig::adopted_framework_grace`].
+pub const DEFAULT_ADOPTED_FRAMEWORK_GRACE: Duration = Duration::from_secs(120);
 
 impl MasterConfig {
     pub fn new(master_info: pb::MasterInfo) -> Self {
@@ -130,6 +142,7 @@ impl MasterConfig {
             agent_removal_timeout: DEFAULT_AGENT_REMOVAL_TIMEOUT,
             epoch: None,
             offer_timeout: None,
+            adopted_framework_grace: DEFAULT_ADOPTED_FRAMEWORK_GRACE,
         }
     }
 }

@@ -2386,7 +2386,11 @@ fn fresh_master_adopts_a_reregistering_agents_tasks_and_frameworks() {
         !framework.active(),
         "adopted inactive until it re-subscribes"
     );
-    assert_eq!(framework.failover_deadline, Some(Duration::from_secs(30)));
+    assert_eq!(
+        framework.failover_deadline,
+        Some(DEFAULT_ADOPTED_FRAMEWORK_GRACE),
+        "a 30 s failover timeout gets the adoption grace"
+    );
     assert_eq!(framework.tasks.len(), 3);
     assert_eq!(
         h.task(&fw_id, "run").map(|t| t.state),
@@ -2455,7 +2459,7 @@ fn adopted_framework_that_never_resubscribes_is_removed() {
     info.id = agent.to_field();
     let mut fw_info = framework_info("fw");
     fw_info.id = fw_id.to_field();
-    fw_info.failover_timeout = Some(5.0);
+    fw_info.failover_timeout = Some(500.0);
     let mut register = register_msg(info);
     register.tasks = vec![reported_task(
         "run",
@@ -2466,7 +2470,11 @@ fn adopted_framework_that_never_resubscribes_is_removed() {
     )];
     register.frameworks = vec![fw_info];
     h.register(5, register);
-    h.advance(5.0);
+    // A failover timeout longer than the grace is what counts.
+    h.advance(499.0);
+    assert!(agent_messages(&h.tick(), 5).is_empty());
+    assert!(h.master.frameworks.contains_key(&fw_id));
+    h.advance(1.0);
     let out = h.tick();
     assert!(
         matches!(
@@ -2477,6 +2485,67 @@ fn adopted_framework_that_never_resubscribes_is_removed() {
     );
     assert!(h.used(&agent).is_empty());
     assert_eq!(h.free(&agent), res("cpus:4;mem:4096"));
+}
+
+#[test]
+fn adopted_framework_with_zero_failover_timeout_keeps_its_tasks_for_the_grace() {
+    // Spark's frameworks have a zero failover timeout. After a master
+    // failover an agent may re-register before the scheduler finds the new
+    // leader: the framework must not be removed (and its tasks killed) then.
+    let mut h = Harness::with_master_id("m2");
+    let agent = AgentId::new("m1-S0");
+    let fw_id = FrameworkId::new("m1-0000");
+    let mut info = agent_info("a1", "cpus:4;mem:4096");
+    info.id = agent.to_field();
+    let mut fw_info = framework_info("spark");
+    fw_info.id = fw_id.to_field();
+    fw_info.failover_timeout = Some(0.0);
+    let mut register = register_msg(info);
+    register.tasks = vec![reported_task(
+        "executor-0",
+        &fw_id,
+        &agent,
+        pb::TaskState::TaskRunning,
+        "cpus:1",
+    )];
+    register.frameworks = vec![fw_info.clone()];
+    h.register(5, register);
+    h.advance(10.0);
+    let out = h.tick();
+    assert!(agent_messages(&out, 5).is_empty(), "{out:?}");
+    // The scheduler comes back: its task is still there.
+    let fw = h.subscribe_ok(21, fw_info.clone());
+    assert_eq!(fw.id, fw_id);
+    assert_eq!(
+        h.task(&fw_id, "executor-0").map(|t| t.state),
+        Some(pb::TaskState::TaskRunning)
+    );
+
+    // Without a scheduler coming back, the grace ends it.
+    let mut h = Harness::with_master_id("m3");
+    let mut info = agent_info("a1", "cpus:4;mem:4096");
+    info.id = agent.to_field();
+    let mut register = register_msg(info);
+    register.tasks = vec![reported_task(
+        "executor-0",
+        &fw_id,
+        &agent,
+        pb::TaskState::TaskRunning,
+        "cpus:1",
+    )];
+    register.frameworks = vec![fw_info];
+    h.register(5, register);
+    h.advance(DEFAULT_ADOPTED_FRAMEWORK_GRACE.as_secs_f64() - 1.0);
+    assert!(agent_messages(&h.tick(), 5).is_empty());
+    h.advance(1.0);
+    let out = h.tick();
+    assert!(
+        matches!(
+            &agent_messages(&out, 5)[..],
+            [master_message::Kind::ShutdownFramework(_)]
+        ),
+        "{out:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------
