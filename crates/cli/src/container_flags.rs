@@ -25,7 +25,8 @@ pub(crate) struct ContainerArgs {
     /// Run tasks as their framework's (or command's) user when the agent runs as root.
     #[arg(long, env = "AGORA_SWITCH_USER", alias = "switch_user", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     switch_user: bool,
-    /// Cache fetched URIs marked `cache` here (shared by all tasks of this agent).
+    /// Cache fetched URIs marked `cache` here (shared by all tasks of this agent); default
+    /// `<work_dir>/fetcher-cache`.
     #[arg(long, env = "AGORA_FETCHER_CACHE_DIR", alias = "fetcher_cache_dir")]
     fetcher_cache_dir: Option<PathBuf>,
     /// Size bound of the fetcher cache, e.g. 2GB, 500MB or bytes.

@@ -279,6 +279,10 @@ pub(crate) async fn master(args: MasterArgs) -> anyhow::Result<()> {
         .context("master failed")
 }
 
+/// The fetcher cache's directory under the agent's work dir when
+/// `--fetcher-cache-dir` is not given.
+const DEFAULT_FETCHER_CACHE_DIR: &str = "fetcher-cache";
+
 fn agent_options(
     master: String,
     address: SocketAddr,
@@ -286,7 +290,7 @@ fn agent_options(
     work_dir: PathBuf,
     resources: Option<&str>,
     attributes: Option<&str>,
-    containers: agora_agent::containers::ContainerOptions,
+    mut containers: agora_agent::containers::ContainerOptions,
 ) -> anyhow::Result<agora_agent::AgentOptions> {
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("cannot create work dir {}", work_dir.display()))?;
@@ -298,6 +302,12 @@ fn agent_options(
         Some(text) => agora_agent::resources::parse_attributes(text)?,
         None => Vec::new(),
     };
+    // As in Mesos, the fetcher cache is on unless placed elsewhere: URIs a
+    // framework marks `cache` (Spark's package with
+    // spark.mesos.fetcherCache.enable) are downloaded once per agent.
+    if containers.fetcher.cache_dir.is_none() {
+        containers.fetcher.cache_dir = Some(work_dir.join(DEFAULT_FETCHER_CACHE_DIR));
+    }
     let executor_program = std::env::current_exe().context("cannot find the agora binary")?;
     Ok(agora_agent::AgentOptions {
         master,
