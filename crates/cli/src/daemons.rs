@@ -428,4 +428,38 @@ mod tests {
         assert!(parse_fraction("1.5").is_err());
         assert!(parse_fraction("NaN").is_err());
     }
+
+    #[test]
+    fn the_fetcher_cache_is_on_by_default_under_the_work_dir() {
+        let dir = std::env::temp_dir().join(format!("agora-cli-cache-{}", std::process::id()));
+        let address: SocketAddr = "127.0.0.1:5051".parse().expect("address");
+        let options = agent_options(
+            "127.0.0.1:5050".into(),
+            address,
+            "localhost".into(),
+            dir.clone(),
+            Some("cpus:1;mem:128;disk:10"),
+            None,
+            Default::default(),
+        )
+        .expect("options");
+        assert_eq!(
+            options.containers.fetcher.cache_dir,
+            Some(options.work_dir.join("fetcher-cache"))
+        );
+        let mut elsewhere = agora_agent::containers::ContainerOptions::default();
+        elsewhere.fetcher.cache_dir = Some(dir.join("mine"));
+        let options = agent_options(
+            "127.0.0.1:5050".into(),
+            address,
+            "localhost".into(),
+            dir.clone(),
+            Some("cpus:1;mem:128;disk:10"),
+            None,
+            elsewhere,
+        )
+        .expect("options");
+        assert_eq!(options.containers.fetcher.cache_dir, Some(dir.join("mine")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
