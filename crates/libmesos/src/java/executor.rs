@@ -1,8 +1,6 @@
 //! `org.apache.mesos.MesosExecutorDriver`'s native methods, and the thread
 //! that calls the Java `Executor` back.
 
-use std::sync::Arc;
-
 use agora_proto::v1;
 use jni::JNIEnv;
 use jni::objects::{GlobalRef, JByteArray, JObject, JValue};
@@ -10,11 +8,10 @@ use jni::sys::jobject;
 use prost::Message;
 
 use super::{
-    CallbackTarget, JniError, JniResult, Registry, byte_array, class_ref, connect_timeout, guard,
-    message_bytes, parse_java, remember_vm, status_object,
+    CallbackTarget, JniResult, Registry, byte_array, class_ref, connect_timeout, decode_one, guard,
+    parse_java, remember_vm, required,
 };
 use crate::executor::{Callback, ExecutorConfig, ExecutorDriver};
-use crate::scheduler::decode_or_log;
 use crate::status::DriverStatus;
 
 /// What the callback thread needs from Java, looked up on a Java thread.
@@ -30,25 +27,7 @@ struct JavaSide {
 
 type Entry = super::Entry<ExecutorDriver, JavaSide>;
 
-static DRIVERS: Registry<Entry> = Registry::new();
-
-fn lookup(env: &mut JNIEnv<'_>, this: &JObject<'_>) -> JniResult<Arc<Entry>> {
-    DRIVERS.lookup(env, this, "executor")
-}
-
-/// Runs `call` on the driver and answers its status as a Java object.
-fn with_driver(
-    env: &mut JNIEnv<'_>,
-    this: &JObject<'_>,
-    what: &str,
-    call: impl FnOnce(&mut JNIEnv<'_>, &ExecutorDriver) -> JniResult<DriverStatus>,
-) -> jobject {
-    guard(env, what, std::ptr::null_mut(), |env| {
-        let entry = lookup(env, this)?;
-        let status = call(env, &entry.driver)?;
-        status_object(env, status)
-    })
-}
+static DRIVERS: Registry<Entry> = Registry::new("executor");
 
 #[allow(unsafe_code)]
 #[unsafe(no_mangle)]
@@ -75,10 +54,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosExecutorDriver_initialize<'loc
         let config = ExecutorConfig::from_env(|name| std::env::var(name).ok(), connect_timeout());
         let (tx, rx) = std::sync::mpsc::channel();
         let driver = ExecutorDriver::new(config, tx);
-        let id = DRIVERS.insert(Entry::new(driver, rx, java));
-        env.set_field(&this, "__driver", "J", JValue::Long(id))?;
-        env.set_field(&this, "__executor", "J", JValue::Long(id))?;
-        Ok(())
+        DRIVERS.register(env, &this, Entry::new(driver, rx, java), "__executor")
     })
 }
 
@@ -97,13 +73,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosExecutorDriver_start<'local>(
     mut env: JNIEnv<'local>,
     this: JObject<'local>,
 ) -> jobject {
-    guard(&mut env, "start", std::ptr::null_mut(), |env| {
-        let entry = lookup(env, &this)?;
-        entry.start_callbacks("libmesos-executor-callbacks", deliver)?;
-        let runtime = super::runtime()?;
-        let status = entry.driver.start(runtime.handle());
-        status_object(env, status)
-    })
+    DRIVERS.start(&mut env, &this, deliver, ExecutorDriver::start)
 }
 
 #[allow(unsafe_code)]
@@ -112,7 +82,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosExecutorDriver_stop<'local>(
     mut env: JNIEnv<'local>,
     this: JObject<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "stop", |_, d| Ok(d.stop()))
+    DRIVERS.with_driver(&mut env, &this, "stop", |_, d| Ok(d.stop()))
 }
 
 #[allow(unsafe_code)]
@@ -121,7 +91,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosExecutorDriver_abort<'local>(
     mut env: JNIEnv<'local>,
     this: JObject<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "abort", |_, d| Ok(d.abort()))
+    DRIVERS.with_driver(&mut env, &this, "abort", |_, d| Ok(d.abort()))
 }
 
 #[allow(unsafe_code)]
@@ -130,7 +100,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosExecutorDriver_join<'local>(
     mut env: JNIEnv<'local>,
     this: JObject<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "join", |_, d| Ok(d.join()))
+    DRIVERS.with_driver(&mut env, &this, "join", |_, d| Ok(d.join()))
 }
 
 #[allow(unsafe_code)]
@@ -140,10 +110,11 @@ pub extern "system" fn Java_org_apache_mesos_MesosExecutorDriver_sendStatusUpdat
     this: JObject<'local>,
     status: JObject<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "sendStatusUpdate", |env, d| {
-        let status = message_bytes(env, &status)?
-            .and_then(|b| decode_or_log::<v1::TaskStatus>(&b))
-            .ok_or_else(|| JniError::Other("the TaskStatus is null or malformed".into()))?;
+    DRIVERS.with_driver(&mut env, &this, "sendStatusUpdate", |env, d| {
+        let status = required(
+            decode_one::<v1::TaskStatus>(env, &status)?,
+            "the TaskStatus",
+        )?;
         Ok(d.send_status_update(&status))
     })
 }
@@ -155,7 +126,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosExecutorDriver_sendFrameworkMe
     this: JObject<'local>,
     data: JByteArray<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "sendFrameworkMessage", |env, d| {
+    DRIVERS.with_driver(&mut env, &this, "sendFrameworkMessage", |env, d| {
         let data = byte_array(env, &data)?;
         Ok(d.send_framework_message(data))
     })

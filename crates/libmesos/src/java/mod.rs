@@ -28,6 +28,8 @@ use jni::sys::{JNI_VERSION_1_8, jint, jobject};
 use jni::{JNIEnv, JavaVM};
 use tracing::{error, info};
 
+use crate::convert;
+use crate::scheduler::decode_or_log;
 use crate::status::DriverStatus;
 
 /// Errors inside an export or a callback.
@@ -240,13 +242,16 @@ pub(crate) fn clear_exception(env: &mut JNIEnv<'_>) -> bool {
 /// `__driver` field (never by a raw pointer: a stale or forged id is an
 /// error, not memory corruption).
 pub(crate) struct Registry<E> {
+    /// "scheduler" or "executor", for errors.
+    kind: &'static str,
     next: AtomicI64,
     entries: Mutex<Option<HashMap<i64, Arc<E>>>>,
 }
 
 impl<E> Registry<E> {
-    pub(crate) const fn new() -> Self {
+    pub(crate) const fn new(kind: &'static str) -> Self {
         Self {
+            kind,
             next: AtomicI64::new(1),
             entries: Mutex::new(None),
         }
@@ -263,13 +268,9 @@ impl<E> Registry<E> {
         id
     }
 
-    /// The entry of the Java driver `this`; `kind` names it in the error.
-    pub(crate) fn lookup(
-        &self,
-        env: &mut JNIEnv<'_>,
-        this: &JObject<'_>,
-        kind: &str,
-    ) -> JniResult<Arc<E>> {
+    /// The entry of the Java driver `this`.
+    pub(crate) fn lookup(&self, env: &mut JNIEnv<'_>, this: &JObject<'_>) -> JniResult<Arc<E>> {
+        let kind = self.kind;
         let id = driver_id(env, this)?;
         self.entries
             .lock()
@@ -297,6 +298,76 @@ impl<E> Registry<E> {
         drop(removed);
         Ok(())
     }
+}
+
+impl<D: CallbackTarget, J: Send + 'static> Registry<Entry<D, J>> {
+    /// `initialize()`: keeps a new driver for the Java object `this` and
+    /// writes its id into `__driver` and `own_field` (`__scheduler` or
+    /// `__executor`, which the Java class declares too).
+    pub(crate) fn register(
+        &self,
+        env: &mut JNIEnv<'_>,
+        this: &JObject<'_>,
+        entry: Entry<D, J>,
+        own_field: &str,
+    ) -> JniResult<()> {
+        let id = self.insert(entry);
+        env.set_field(this, "__driver", "J", JValue::Long(id))?;
+        env.set_field(this, own_field, "J", JValue::Long(id))?;
+        Ok(())
+    }
+
+    /// `start()`: starts the callback thread (once), then the driver with
+    /// `start` on the shared runtime; answers its status.
+    pub(crate) fn start(
+        &self,
+        env: &mut JNIEnv<'_>,
+        this: &JObject<'_>,
+        deliver: fn(&mut JNIEnv<'_>, &J, &D::Callback) -> JniResult<()>,
+        start: impl FnOnce(&D, &tokio::runtime::Handle) -> DriverStatus,
+    ) -> jobject {
+        guard(env, "start", std::ptr::null_mut(), |env| {
+            let entry = self.lookup(env, this)?;
+            entry.start_callbacks(&format!("libmesos-{}-callbacks", self.kind), deliver)?;
+            let status = start(&entry.driver, runtime()?.handle());
+            status_object(env, status)
+        })
+    }
+
+    /// Runs `call` on the driver of `this` (an export named `what`) and
+    /// answers its status as a Java object.
+    pub(crate) fn with_driver(
+        &self,
+        env: &mut JNIEnv<'_>,
+        this: &JObject<'_>,
+        what: &str,
+        call: impl FnOnce(&mut JNIEnv<'_>, &D) -> JniResult<DriverStatus>,
+    ) -> jobject {
+        guard(env, what, std::ptr::null_mut(), |env| {
+            let entry = self.lookup(env, this)?;
+            let status = call(env, &entry.driver)?;
+            status_object(env, status)
+        })
+    }
+}
+
+/// A Java protobuf argument decoded as the v0 form of `T`; `None` when null
+/// (or malformed, which is logged).
+pub(crate) fn decode_one<T: convert::Pair>(
+    env: &mut JNIEnv<'_>,
+    object: &JObject<'_>,
+) -> JniResult<Option<T::V0>> {
+    Ok(message_bytes(env, object)?.and_then(|b| decode_or_log::<T>(&b)))
+}
+
+/// Every message of a collection argument decoded as the v0 form of `T`.
+pub(crate) fn decode_all<T: convert::Pair>(items: Vec<Vec<u8>>) -> Vec<T::V0> {
+    items.iter().filter_map(|b| decode_or_log::<T>(b)).collect()
+}
+
+/// An argument the call cannot do without.
+pub(crate) fn required<T>(value: Option<T>, what: &str) -> JniResult<T> {
+    value.ok_or_else(|| JniError::Other(format!("{what} is null or malformed")))
 }
 
 /// A driver as its callback thread sees it.

@@ -1,8 +1,6 @@
 //! `org.apache.mesos.MesosSchedulerDriver`'s native methods, and the thread
 //! that calls the Java `Scheduler` back.
 
-use std::sync::Arc;
-
 use agora_proto::mesos_v0 as v0;
 use agora_proto::v1;
 use jni::JNIEnv;
@@ -13,10 +11,10 @@ use tracing::error;
 
 use super::{
     CallbackTarget, JniError, JniResult, Registry, byte_array, class_ref, collection_bytes,
-    connect_timeout, guard, message_bytes, parse_java, remember_vm, status_object,
+    connect_timeout, decode_all, decode_one, guard, parse_java, remember_vm, required,
 };
 use crate::convert;
-use crate::scheduler::{Callback, DriverConfig, SchedulerDriver, decode_or_log};
+use crate::scheduler::{Callback, DriverConfig, SchedulerDriver};
 use crate::status::DriverStatus;
 
 /// What the callback thread needs from Java, looked up on a Java thread.
@@ -35,40 +33,7 @@ struct JavaSide {
 
 type Entry = super::Entry<SchedulerDriver, JavaSide>;
 
-static DRIVERS: Registry<Entry> = Registry::new();
-
-fn lookup(env: &mut JNIEnv<'_>, this: &JObject<'_>) -> JniResult<Arc<Entry>> {
-    DRIVERS.lookup(env, this, "scheduler")
-}
-
-/// Runs `call` on the driver and answers its status as a Java object.
-fn with_driver(
-    env: &mut JNIEnv<'_>,
-    this: &JObject<'_>,
-    what: &str,
-    call: impl FnOnce(&mut JNIEnv<'_>, &SchedulerDriver) -> JniResult<DriverStatus>,
-) -> jobject {
-    guard(env, what, std::ptr::null_mut(), |env| {
-        let entry = lookup(env, this)?;
-        let status = call(env, &entry.driver)?;
-        status_object(env, status)
-    })
-}
-
-fn decode_all<T: convert::Pair>(items: Vec<Vec<u8>>) -> Vec<T::V0> {
-    items.iter().filter_map(|b| decode_or_log::<T>(b)).collect()
-}
-
-fn decode_one<T: convert::Pair>(
-    env: &mut JNIEnv<'_>,
-    object: &JObject<'_>,
-) -> JniResult<Option<T::V0>> {
-    Ok(message_bytes(env, object)?.and_then(|b| decode_or_log::<T>(&b)))
-}
-
-fn required<T>(value: Option<T>, what: &str) -> JniResult<T> {
-    value.ok_or_else(|| JniError::Other(format!("{what} is null or malformed")))
-}
+static DRIVERS: Registry<Entry> = Registry::new("scheduler");
 
 #[allow(unsafe_code)]
 #[unsafe(no_mangle)]
@@ -123,10 +88,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_initialize<'lo
             },
             tx,
         );
-        let id = DRIVERS.insert(Entry::new(driver, rx, java));
-        env.set_field(&this, "__driver", "J", JValue::Long(id))?;
-        env.set_field(&this, "__scheduler", "J", JValue::Long(id))?;
-        Ok(())
+        DRIVERS.register(env, &this, Entry::new(driver, rx, java), "__scheduler")
     })
 }
 
@@ -145,13 +107,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_start<'local>(
     mut env: JNIEnv<'local>,
     this: JObject<'local>,
 ) -> jobject {
-    guard(&mut env, "start", std::ptr::null_mut(), |env| {
-        let entry = lookup(env, &this)?;
-        entry.start_callbacks("libmesos-scheduler-callbacks", deliver)?;
-        let runtime = super::runtime()?;
-        let status = entry.driver.start(runtime.handle());
-        status_object(env, status)
-    })
+    DRIVERS.start(&mut env, &this, deliver, SchedulerDriver::start)
 }
 
 #[allow(unsafe_code)]
@@ -161,7 +117,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_stop<'local>(
     this: JObject<'local>,
     failover: jboolean,
 ) -> jobject {
-    with_driver(&mut env, &this, "stop", |_, d| Ok(d.stop(failover != 0)))
+    DRIVERS.with_driver(&mut env, &this, "stop", |_, d| Ok(d.stop(failover != 0)))
 }
 
 #[allow(unsafe_code)]
@@ -170,7 +126,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_abort<'local>(
     mut env: JNIEnv<'local>,
     this: JObject<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "abort", |_, d| Ok(d.abort()))
+    DRIVERS.with_driver(&mut env, &this, "abort", |_, d| Ok(d.abort()))
 }
 
 #[allow(unsafe_code)]
@@ -179,7 +135,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_join<'local>(
     mut env: JNIEnv<'local>,
     this: JObject<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "join", |_, d| Ok(d.join()))
+    DRIVERS.with_driver(&mut env, &this, "join", |_, d| Ok(d.join()))
 }
 
 #[allow(unsafe_code)]
@@ -189,7 +145,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_requestResourc
     this: JObject<'local>,
     requests: JObject<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "requestResources", |env, d| {
+    DRIVERS.with_driver(&mut env, &this, "requestResources", |env, d| {
         let requests: Vec<v0::Request> = collection_bytes(env, &requests)?
             .iter()
             .filter_map(|b| v0::Request::decode(b.as_slice()).ok())
@@ -210,7 +166,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_launchTasks__L
     tasks: JObject<'local>,
     filters: JObject<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "launchTasks", |env, d| {
+    DRIVERS.with_driver(&mut env, &this, "launchTasks", |env, d| {
         let offer_ids: Vec<_> = decode_one::<v1::OfferId>(env, &offer_id)?
             .into_iter()
             .collect();
@@ -232,7 +188,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_launchTasks__L
     tasks: JObject<'local>,
     filters: JObject<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "launchTasks", |env, d| {
+    DRIVERS.with_driver(&mut env, &this, "launchTasks", |env, d| {
         let offer_ids = decode_all::<v1::OfferId>(collection_bytes(env, &offer_ids)?);
         let tasks = decode_all::<v1::TaskInfo>(collection_bytes(env, &tasks)?);
         let filters = decode_one::<v1::Filters>(env, &filters)?;
@@ -249,7 +205,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_acceptOffers<'
     operations: JObject<'local>,
     filters: JObject<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "acceptOffers", |env, d| {
+    DRIVERS.with_driver(&mut env, &this, "acceptOffers", |env, d| {
         let offer_ids = decode_all::<v1::OfferId>(collection_bytes(env, &offer_ids)?);
         let operations: Vec<v0::offer::Operation> = collection_bytes(env, &operations)?
             .iter()
@@ -274,7 +230,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_declineOffer<'
     offer_id: JObject<'local>,
     filters: JObject<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "declineOffer", |env, d| {
+    DRIVERS.with_driver(&mut env, &this, "declineOffer", |env, d| {
         let offer_id = required(decode_one::<v1::OfferId>(env, &offer_id)?, "the OfferID")?;
         let filters = decode_one::<v1::Filters>(env, &filters)?;
         Ok(d.decline_offer(&offer_id, filters.as_ref()))
@@ -287,7 +243,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_reviveOffers<'
     mut env: JNIEnv<'local>,
     this: JObject<'local>,
 ) -> jobject {
-    with_driver(
+    DRIVERS.with_driver(
         &mut env,
         &this,
         "reviveOffers",
@@ -301,7 +257,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_suppressOffers
     mut env: JNIEnv<'local>,
     this: JObject<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "suppressOffers", |_, d| {
+    DRIVERS.with_driver(&mut env, &this, "suppressOffers", |_, d| {
         Ok(d.suppress_offers())
     })
 }
@@ -313,7 +269,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_killTask<'loca
     this: JObject<'local>,
     task_id: JObject<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "killTask", |env, d| {
+    DRIVERS.with_driver(&mut env, &this, "killTask", |env, d| {
         let task_id = required(decode_one::<v1::TaskId>(env, &task_id)?, "the TaskID")?;
         Ok(d.kill_task(&task_id))
     })
@@ -328,7 +284,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_acknowledgeSta
     this: JObject<'local>,
     status: JObject<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "acknowledgeStatusUpdate", |env, d| {
+    DRIVERS.with_driver(&mut env, &this, "acknowledgeStatusUpdate", |env, d| {
         let status = required(
             decode_one::<v1::TaskStatus>(env, &status)?,
             "the TaskStatus",
@@ -346,7 +302,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_sendFrameworkM
     slave_id: JObject<'local>,
     data: JByteArray<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "sendFrameworkMessage", |env, d| {
+    DRIVERS.with_driver(&mut env, &this, "sendFrameworkMessage", |env, d| {
         let executor_id = required(
             decode_one::<v1::ExecutorId>(env, &executor_id)?,
             "the ExecutorID",
@@ -364,7 +320,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_reconcileTasks
     this: JObject<'local>,
     statuses: JObject<'local>,
 ) -> jobject {
-    with_driver(&mut env, &this, "reconcileTasks", |env, d| {
+    DRIVERS.with_driver(&mut env, &this, "reconcileTasks", |env, d| {
         let statuses = decode_all::<v1::TaskStatus>(collection_bytes(env, &statuses)?);
         Ok(d.reconcile_tasks(&statuses))
     })
