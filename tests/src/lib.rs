@@ -41,97 +41,81 @@ pub fn agora_bin() -> PathBuf {
 /// Builds (or takes from `AGORA_BENCH_BIN`) the `agora` binary the daemons
 /// run: release for the real figures, debug for the smoke run.
 pub fn agora_binary(release: bool) -> anyhow::Result<PathBuf> {
-    if let Ok(bin) = std::env::var("AGORA_BENCH_BIN") {
-        let bin = PathBuf::from(bin);
-        if !bin.exists() {
-            bail!("AGORA_BENCH_BIN={} does not exist", bin.display());
-        }
-        return Ok(bin);
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command.args([
-        "build",
-        "-p",
-        "agora-cli",
-        "--bin",
-        "agora",
-        "--message-format=json-render-diagnostics",
-    ]);
-    if release {
-        command.arg("--release");
-    }
-    let output = command
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo build")?;
-    if !output.status.success() {
-        bail!("building the agora binary failed");
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    for line in stdout.lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if message["reason"] == "compiler-artifact"
-            && message["target"]["name"] == "agora"
-            && let Some(exe) = message["executable"].as_str()
-        {
-            return Ok(PathBuf::from(exe));
-        }
-    }
-    bail!("cargo build reported no agora executable")
+    built_artifact(
+        "AGORA_BENCH_BIN",
+        &["-p", "agora-cli", "--bin", "agora"],
+        release,
+        |message| {
+            (message["target"]["name"] == "agora")
+                .then(|| message["executable"].as_str().map(PathBuf::from))
+                .flatten()
+        },
+    )
 }
 
 /// Builds (or takes from `AGORA_BENCH_LIBMESOS`) `libmesos.so` (crate
 /// `agora-libmesos`) for benches, like [`agora_binary`]: release for the
 /// real figures, debug for the smoke run.
 pub fn libmesos_library(release: bool) -> anyhow::Result<PathBuf> {
-    if let Ok(lib) = std::env::var("AGORA_BENCH_LIBMESOS") {
-        let lib = PathBuf::from(lib);
-        if !lib.exists() {
-            bail!("AGORA_BENCH_LIBMESOS={} does not exist", lib.display());
+    built_artifact(
+        "AGORA_BENCH_LIBMESOS",
+        &["-p", "agora-libmesos", "--lib"],
+        release,
+        |message| {
+            if message["target"]["name"] != "mesos" {
+                return None;
+            }
+            message["filenames"]
+                .as_array()?
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .find(|f| f.ends_with("/libmesos.so"))
+                .map(PathBuf::from)
+        },
+    )
+}
+
+/// A bench artifact: the path in `override_env` if set (it must exist),
+/// else what `cargo build <args>` reports as the artifact `pick` finds
+/// among its compiler-artifact messages.
+fn built_artifact(
+    override_env: &str,
+    args: &[&str],
+    release: bool,
+    pick: impl Fn(&serde_json::Value) -> Option<PathBuf>,
+) -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var(override_env) {
+        let path = PathBuf::from(path);
+        if !path.exists() {
+            bail!("{override_env}={} does not exist", path.display());
         }
-        return Ok(lib);
+        return Ok(path);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
-    command.args([
-        "build",
-        "-p",
-        "agora-libmesos",
-        "--lib",
-        "--message-format=json-render-diagnostics",
-    ]);
+    command
+        .arg("build")
+        .args(args)
+        .arg("--message-format=json-render-diagnostics");
     if release {
         command.arg("--release");
     }
+    let what = args.join(" ");
     let output = command
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
-        .context("running cargo build")?;
+        .with_context(|| format!("running cargo build {what}"))?;
     if !output.status.success() {
-        bail!("building libmesos.so failed");
+        bail!("cargo build {what} failed");
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for line in stdout.lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if message["reason"] != "compiler-artifact" || message["target"]["name"] != "mesos" {
-            continue;
-        }
-        let files = message["filenames"].as_array().into_iter().flatten();
-        if let Some(lib) = files
-            .filter_map(serde_json::Value::as_str)
-            .find(|f| f.ends_with("/libmesos.so"))
-        {
-            return Ok(PathBuf::from(lib));
-        }
-    }
-    bail!("cargo build reported no libmesos.so")
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .find_map(|message| pick(&message))
+        .with_context(|| format!("cargo build {what} reported no artifact"))
 }
 
 /// `libmesos.so` (crate `agora-libmesos`), built once per test process with
