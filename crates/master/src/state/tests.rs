@@ -2450,26 +2450,38 @@ fn fresh_master_adopts_a_reregistering_agents_tasks_and_frameworks() {
     assert_eq!(h.register_agent(6, "a2", "cpus:1").as_str(), "m2-S0");
 }
 
-#[test]
-fn adopted_framework_that_never_resubscribes_is_removed() {
-    let mut h = Harness::with_master_id("m2");
+/// A master that never saw framework `m1-0000` (failover timeout
+/// `failover_timeout`) hears of it from agent `m1-S0` (conn 5), which runs
+/// its task `task`. Returns the agent, the framework's id and info.
+fn adopt_from_agent(
+    h: &mut Harness,
+    failover_timeout: f64,
+    task: &str,
+) -> (AgentId, FrameworkId, pb::FrameworkInfo) {
     let agent = AgentId::new("m1-S0");
     let fw_id = FrameworkId::new("m1-0000");
     let mut info = agent_info("a1", "cpus:4;mem:4096");
     info.id = agent.to_field();
     let mut fw_info = framework_info("fw");
     fw_info.id = fw_id.to_field();
-    fw_info.failover_timeout = Some(500.0);
+    fw_info.failover_timeout = Some(failover_timeout);
     let mut register = register_msg(info);
     register.tasks = vec![reported_task(
-        "run",
+        task,
         &fw_id,
         &agent,
         pb::TaskState::TaskRunning,
         "cpus:1",
     )];
-    register.frameworks = vec![fw_info];
+    register.frameworks = vec![fw_info.clone()];
     h.register(5, register);
+    (agent, fw_id, fw_info)
+}
+
+#[test]
+fn adopted_framework_that_never_resubscribes_is_removed() {
+    let mut h = Harness::with_master_id("m2");
+    let (agent, fw_id, _) = adopt_from_agent(&mut h, 500.0, "run");
     // A failover timeout longer than the grace is what counts.
     h.advance(499.0);
     assert!(agent_messages(&h.tick(), 5).is_empty());
@@ -2493,28 +2505,12 @@ fn adopted_framework_with_zero_failover_timeout_keeps_its_tasks_for_the_grace() 
     // failover an agent may re-register before the scheduler finds the new
     // leader: the framework must not be removed (and its tasks killed) then.
     let mut h = Harness::with_master_id("m2");
-    let agent = AgentId::new("m1-S0");
-    let fw_id = FrameworkId::new("m1-0000");
-    let mut info = agent_info("a1", "cpus:4;mem:4096");
-    info.id = agent.to_field();
-    let mut fw_info = framework_info("spark");
-    fw_info.id = fw_id.to_field();
-    fw_info.failover_timeout = Some(0.0);
-    let mut register = register_msg(info);
-    register.tasks = vec![reported_task(
-        "executor-0",
-        &fw_id,
-        &agent,
-        pb::TaskState::TaskRunning,
-        "cpus:1",
-    )];
-    register.frameworks = vec![fw_info.clone()];
-    h.register(5, register);
+    let (_, fw_id, fw_info) = adopt_from_agent(&mut h, 0.0, "executor-0");
     h.advance(10.0);
     let out = h.tick();
     assert!(agent_messages(&out, 5).is_empty(), "{out:?}");
     // The scheduler comes back: its task is still there.
-    let fw = h.subscribe_ok(21, fw_info.clone());
+    let fw = h.subscribe_ok(21, fw_info);
     assert_eq!(fw.id, fw_id);
     assert_eq!(
         h.task(&fw_id, "executor-0").map(|t| t.state),
@@ -2523,18 +2519,7 @@ fn adopted_framework_with_zero_failover_timeout_keeps_its_tasks_for_the_grace() 
 
     // Without a scheduler coming back, the grace ends it.
     let mut h = Harness::with_master_id("m3");
-    let mut info = agent_info("a1", "cpus:4;mem:4096");
-    info.id = agent.to_field();
-    let mut register = register_msg(info);
-    register.tasks = vec![reported_task(
-        "executor-0",
-        &fw_id,
-        &agent,
-        pb::TaskState::TaskRunning,
-        "cpus:1",
-    )];
-    register.frameworks = vec![fw_info];
-    h.register(5, register);
+    adopt_from_agent(&mut h, 0.0, "executor-0");
     h.advance(DEFAULT_ADOPTED_FRAMEWORK_GRACE.as_secs_f64() - 1.0);
     assert!(agent_messages(&h.tick(), 5).is_empty());
     h.advance(1.0);
