@@ -310,14 +310,18 @@ impl<'a> Runner<'a> {
                     .filter(|(_, t)| !is_terminal(t.state))
                     .map(|(id, t)| (TaskId { value: id.clone() }, Some(t.agent_id.clone())))
                     .collect::<Vec<_>>();
-                if !tasks.is_empty() {
-                    self.client
-                        .reconcile(tasks)
-                        .await
-                        .context("reconciling tasks")?;
+                // A call that fails here (the master just died again, say)
+                // ends nothing: the SDK reports the broken stream and
+                // re-subscribes, and the next Reconnected asks again.
+                if !tasks.is_empty()
+                    && let Err(e) = self.client.reconcile(tasks).await
+                {
+                    warn!(error = %e, "reconciliation not sent; retried on the next re-subscription");
                 }
-                if !self.pending.is_empty() {
-                    self.revive().await?;
+                if !self.pending.is_empty()
+                    && let Err(e) = self.revive().await
+                {
+                    warn!(error = %e, "revive not sent; retried on the next re-subscription");
                 }
             }
             Event::Failure {
