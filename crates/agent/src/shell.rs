@@ -659,9 +659,6 @@ impl Actor {
             }
             master_message::Kind::RunTask(run) => self.state.on_run_task(now, run, out),
             master_message::Kind::KillTask(kill) => self.state.on_kill_task(now, kill, out),
-            master_message::Kind::ShutdownExecutor(shutdown) => {
-                self.state.on_shutdown_executor(now, shutdown, out);
-            }
             master_message::Kind::StatusUpdateAck(ack) => self.state.on_status_ack(now, ack, out),
             master_message::Kind::ShutdownFramework(shutdown) => {
                 if let Ok(framework_id) = FrameworkId::from_field(&shutdown.framework_id) {

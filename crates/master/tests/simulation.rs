@@ -1295,8 +1295,7 @@ impl Sim {
                 }
             }
             Some(M::Refused(r)) => self.fail(&format!("agent refused: {}", r.message)),
-            // The simulated frameworks run no custom executors.
-            Some(M::FrameworkMessage(_)) | Some(M::ShutdownExecutor(_)) | None => {}
+            Some(M::FrameworkMessage(_)) | None => {}
         }
     }
 

@@ -13,6 +13,18 @@ pub mod v1 {
     pub mod executor {
         tonic::include_proto!("agora.v1.executor");
     }
+    /// The master's operator API (`mesos.v1.master`).
+    pub mod master {
+        tonic::include_proto!("agora.v1.master");
+    }
+    /// The agent's operator API (`mesos.v1.agent`).
+    pub mod agent_operator {
+        tonic::include_proto!("agora.v1.agent_operator");
+    }
+    /// Quota of the operator API (`mesos.v1.quota`).
+    pub mod quota {
+        tonic::include_proto!("agora.v1.quota");
+    }
 }
 
 /// Mesos' v0 messages (`package mesos`, proto2): the subset that crosses JNI

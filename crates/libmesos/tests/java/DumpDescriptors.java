@@ -1,18 +1,32 @@
-// Prints the v0 protobuf schema compiled into Mesos' Java bindings, one line
+// Prints the protobuf schema compiled into Mesos' Java bindings, one line
 // per field and enum value, sorted, so a test can compare it with ours:
 //   field <message> <name> <number> <label> <type> [<type name>]
 //   value <enum> <name> <number>
+//
+// With no arguments it dumps the v0 schema (`org.apache.mesos.Protos`).
+// Otherwise each argument names a generated outer class whose file is
+// dumped, e.g. `org.apache.mesos.v1.scheduler.Protos`. Only the named
+// files' own types are printed, not those of the files they import.
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import org.apache.mesos.protobuf.Descriptors;
 
 public class DumpDescriptors {
-    public static void main(String[] args) {
+    public static void main(String[] args) throws Exception {
+        List<Descriptors.FileDescriptor> files = new ArrayList<>();
+        if (args.length == 0) {
+            files.add(org.apache.mesos.Protos.getDescriptor());
+        }
+        for (String className : args) {
+            Object file = Class.forName(className).getMethod("getDescriptor").invoke(null);
+            files.add((Descriptors.FileDescriptor) file);
+        }
         List<String> out = new ArrayList<>();
-        Descriptors.FileDescriptor file = org.apache.mesos.Protos.getDescriptor();
-        for (Descriptors.Descriptor m : file.getMessageTypes()) message(m, out);
-        for (Descriptors.EnumDescriptor e : file.getEnumTypes()) enumeration(e, out);
+        for (Descriptors.FileDescriptor file : files) {
+            for (Descriptors.Descriptor m : file.getMessageTypes()) message(m, out);
+            for (Descriptors.EnumDescriptor e : file.getEnumTypes()) enumeration(e, out);
+        }
         Collections.sort(out);
         for (String line : out) System.out.println(line);
     }

@@ -263,10 +263,7 @@ impl Master {
                 for old in replaced {
                     self.mark_gone(
                         &old,
-                        (
-                            "the agent restarted with a new id (its machine rebooted)",
-                            super::GoneCause::Agent,
-                        ),
+                        "the agent restarted with a new id (its machine rebooted)",
                         now,
                         out,
                     );
@@ -330,11 +327,6 @@ impl Master {
             }
             self.admitted(&agent_id, true, out);
             tracing::info!(agent_id = %agent_id, hostname = %self.agents[&agent_id].info.hostname, "agent registered");
-        }
-        if fresh_start {
-            self.counters.agent_registrations += 1;
-        } else {
-            self.counters.agent_reregistrations += 1;
         }
         self.affected_agents.insert(agent_id.clone());
         out.push(Effect::ToAgent {
@@ -454,8 +446,7 @@ impl Master {
             .collect();
         for (framework_id, task_id) in missing {
             let message = "the agent re-registered without this task".to_string();
-            let why = (message, super::GoneCause::Agent);
-            self.report_gone(&framework_id, &task_id, agent_id, why, now, out);
+            self.report_gone(&framework_id, &task_id, agent_id, message, now, out);
         }
         for task in reported {
             let known = self

@@ -207,7 +207,7 @@ impl Master {
     pub(super) fn mark_gone(
         &mut self,
         agent_id: &AgentId,
-        (why, cause): (&str, super::GoneCause),
+        why: &str,
         now: Now,
         out: &mut Vec<Effect>,
     ) {
@@ -215,7 +215,6 @@ impl Master {
             return;
         };
         tracing::warn!(agent_id = %agent_id, reason = why, "agent gone");
-        self.counters.agent_removals += 1;
         out.push(Effect::Registry(super::RegistryAgent::of(
             agent,
             super::RegistryAgentState::Gone { since: now.wall },
@@ -230,7 +229,7 @@ impl Master {
                 &framework_id,
                 &task_id,
                 agent_id,
-                (format!("agent is gone: {why}"), cause),
+                format!("agent is gone: {why}"),
                 now,
                 out,
             );
@@ -357,10 +356,6 @@ impl Master {
                     framework_id: reported.framework_id.to_field(),
                     task_id: reported.id.to_field(),
                     kill_policy: None,
-                    message: Some(
-                        "killed by the master: it was reported lost while its agent was away"
-                            .into(),
-                    ),
                 })),
             },
             out,

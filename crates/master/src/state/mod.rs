@@ -19,7 +19,6 @@ use agora_proto::v1::scheduler as sched;
 
 mod agents;
 mod calls;
-mod control;
 mod frameworks;
 mod health;
 mod launch;
@@ -73,14 +72,6 @@ pub use operator::{
     quota_key,
 };
 pub use registry::{RegistryAgent, RegistryAgentState};
-
-/// Who decided that an agent's tasks are gone: the agent itself (it came
-/// back without them, or with a new id) or an operator (MARK_AGENT_GONE).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GoneCause {
-    Agent,
-    Operator,
-}
 
 /// Why a framework's call was refused. Each maps to one gRPC code in the shell.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -281,12 +272,6 @@ pub struct Counters {
     pub task_transitions: BTreeMap<&'static str, u64>,
     pub invalid_calls: u64,
     pub agents_marked_unreachable: u64,
-    /// Agents admitted with a new id (Mesos' `master/slave_registrations`).
-    pub agent_registrations: u64,
-    /// Agents admitted again under the id they had (Mesos' `master/slave_reregistrations`).
-    pub agent_reregistrations: u64,
-    /// Agents removed for good (Mesos' `master/slave_removals`).
-    pub agent_removals: u64,
 }
 
 pub struct Master {
@@ -689,7 +674,7 @@ impl Master {
         framework_id: &FrameworkId,
         task_id: &TaskId,
         agent_id: &AgentId,
-        (message, cause): (String, GoneCause),
+        message: String,
         now: Now,
         out: &mut Vec<Effect>,
     ) {
@@ -697,10 +682,10 @@ impl Master {
             .frameworks
             .get(framework_id)
             .is_some_and(Framework::partition_aware);
-        let state = match (aware, cause) {
-            (false, _) => pb::TaskState::TaskLost,
-            (true, GoneCause::Agent) => pb::TaskState::TaskGone,
-            (true, GoneCause::Operator) => pb::TaskState::TaskGoneByOperator,
+        let state = if aware {
+            pb::TaskState::TaskGone
+        } else {
+            pb::TaskState::TaskLost
         };
         self.set_task_state(framework_id, task_id, state, now);
         self.set_told_state(framework_id, task_id, state);

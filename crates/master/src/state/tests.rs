@@ -18,7 +18,6 @@ use sched::event::Type as EventType;
 use super::*;
 
 mod absence;
-mod control;
 mod launch_size;
 mod operator;
 mod resource_kinds;
