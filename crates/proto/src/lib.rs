@@ -1,6 +1,12 @@
 //! Generated code for `proto/agora/v1` and `proto/mesos/v0`. Nothing but generated code lives here.
 #![allow(unreachable_pub, clippy::all, missing_docs)]
 
+/// The encoded `FileDescriptorSet` of every file compiled here (`agora.v1.*` and
+/// `mesos`), for reflection. Every generated message implements `prost::Name`,
+/// whose `full_name()` finds its descriptor in this set.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));
+
 pub mod v1 {
     tonic::include_proto!("agora.v1");
 
