@@ -4,6 +4,8 @@
 //! A path is either a real path inside a sandbox
 //! (`<work_dir>/slaves/<agent>/frameworks/<fw>/executors/<ex>/runs/<run>[/...]`)
 //! or Mesos' virtual path `/frameworks/<fw>/executors/<ex>/runs/<run|latest>[/...]`.
+//! `/files/browse` and `/files/read` also answer JSONP (`?jsonp=<callback>`), as
+//! Mesos' web UI reads them.
 //!
 //! Confinement, in order: the path is decoded once (by the query parser,
 //! never again here); any `..` component is refused (403); the sandbox the
@@ -587,21 +589,43 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
+/// `value` as JSON, or as JSONP when the query has `jsonp` (Mesos' web UI
+/// browses sandboxes that way).
+fn json_reply(value: &impl Serialize, query: &HashMap<String, String>) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(json) => {
+            agora_net::jsonp::respond(Bytes::from(json), query.get("jsonp").map(String::as_str))
+        }
+        Err(e) => FilesError::Io {
+            path: String::new(),
+            source: std::io::Error::other(e.to_string()),
+        }
+        .into_response(),
+    }
+}
+
 async fn browse(State(sandboxes): State<Arc<Sandboxes>>, query: Params) -> Response {
+    let query = match params(query) {
+        Ok(query) => query,
+        Err(e) => return e.into_response(),
+    };
     let result = async {
-        let path = path_param(&params(query)?)?;
+        let path = path_param(&query)?;
         blocking(move || sandboxes.browse(&path)).await
     }
     .await;
     match result {
-        Ok(infos) => Json(infos).into_response(),
+        Ok(infos) => json_reply(&infos, &query),
         Err(e) => e.into_response(),
     }
 }
 
 async fn read(State(sandboxes): State<Arc<Sandboxes>>, query: Params) -> Response {
+    let query = match params(query) {
+        Ok(query) => query,
+        Err(e) => return e.into_response(),
+    };
     let result = async {
-        let query = params(query)?;
         let path = path_param(&query)?;
         let offset = int_param(&query, "offset")?;
         let length = int_param(&query, "length")?;
@@ -609,7 +633,7 @@ async fn read(State(sandboxes): State<Arc<Sandboxes>>, query: Params) -> Respons
     }
     .await;
     match result {
-        Ok(chunk) => Json(chunk).into_response(),
+        Ok(chunk) => json_reply(&chunk, &query),
         Err(e) => e.into_response(),
     }
 }

@@ -16,6 +16,7 @@ pub mod files;
 pub mod gc;
 pub mod health_check;
 pub mod launch;
+pub mod mesos_v0;
 pub mod metrics;
 pub mod resources;
 pub mod shell;

@@ -186,6 +186,10 @@ pub struct AgentSnapshot {
     /// status updates are known only there); `None` before the first publish.
     #[serde(skip)]
     pub gauges: Option<crate::metrics::AgentGauges>,
+    /// Frameworks, executors and sandboxes as Mesos' endpoints show them
+    /// ([`crate::mesos_v0`]).
+    #[serde(skip)]
+    pub mesos: crate::mesos_v0::MesosView,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -226,6 +230,8 @@ struct Actor {
     /// Why the master last refused this agent's registration; cleared when
     /// a master accepts it.
     refused: Option<String>,
+    /// The hostname of the master that accepted this agent last.
+    master_hostname: Option<String>,
 }
 
 /// Checkpoint records are written by a dedicated thread, in order; the
@@ -400,6 +406,7 @@ impl Actor {
             disk: None,
             disk_check_in_flight: false,
             refused: None,
+            master_hostname: None,
             options,
         })
     }
@@ -652,6 +659,10 @@ impl Actor {
                     Ok(agent_id) => {
                         tracing::info!(agent_id = %agent_id, "registered with the master");
                         self.refused = None;
+                        self.master_hostname = registered
+                            .master_info
+                            .as_ref()
+                            .and_then(|m| m.hostname.clone());
                         self.state.on_registered(now, agent_id, out);
                     }
                     Err(e) => tracing::warn!(error = %e, "master sent an invalid agent id"),
@@ -854,6 +865,11 @@ impl Actor {
             sandboxes_awaiting_gc: self.gc.scheduled(),
             refused: self.refused.clone(),
             gauges: Some(crate::metrics::gauges_from_state(&self.state)),
+            mesos: crate::mesos_v0::MesosView::build(
+                &self.state,
+                &self.sandboxes,
+                self.master_hostname.as_deref(),
+            ),
         };
         self.snapshot.send_replace(Arc::new(snapshot));
     }
@@ -1417,11 +1433,6 @@ async fn health(State(snapshot): State<watch::Receiver<Arc<AgentSnapshot>>>) -> 
     })
 }
 
-async fn state(State(snapshot): State<watch::Receiver<Arc<AgentSnapshot>>>) -> Json<AgentSnapshot> {
-    let current = snapshot.borrow().clone();
-    Json(current.as_ref().clone())
-}
-
 /// Runs the agent on `listener` until `shutdown` is cancelled. Tasks keep
 /// running when the agent stops: they live under their own executors.
 pub async fn run_agent(
@@ -1462,8 +1473,9 @@ pub async fn run_agent(
     };
     let app = axum::Router::new()
         .route("/health", get(health))
-        .route("/state", get(state))
         .with_state(snapshot_rx.clone())
+        // `/state` (Agora's, with Mesos' keys), `/slave(1)/state`, `/metrics/snapshot`, `/version`.
+        .merge(crate::mesos_v0::router(snapshot_rx.clone(), &options))
         .merge(
             axum::Router::new()
                 .route("/monitor/statistics", get(statistics))

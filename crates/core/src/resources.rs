@@ -735,5 +735,7 @@ impl fmt::Display for Resources {
     }
 }
 
+pub mod mesos_json;
+
 #[cfg(test)]
 mod tests;

@@ -39,16 +39,60 @@ type GateRx = watch::Receiver<Gate>;
 struct AppState {
     snapshot: Snapshot,
     gate: GateRx,
-    state_body: StateBody,
+    state_body: SnapshotBody,
 }
 
-/// The last `/state` body and the snapshot it was made from. Pollers of an
-/// unchanged snapshot share one serialization; a `Weak` keeps the
-/// allocation's address from being reused (so pointer equality cannot
-/// mistake a new snapshot for the old one) without keeping its contents.
-type StateBody = Arc<tokio::sync::Mutex<Option<(std::sync::Weak<StateSnapshot>, Bytes)>>>;
+/// A body made from a snapshot (`/state`'s JSON, the Mesos `/state`'s),
+/// made once per published snapshot whoever polls: pollers of an unchanged
+/// snapshot share one serialization. It is made on a blocking thread
+/// (100k tasks take tens of milliseconds) while the lock is held, so
+/// concurrent pollers wait for one body. A `Weak` keeps the snapshot's
+/// address from being reused (so pointer equality cannot mistake a new
+/// snapshot for the old one) without keeping its contents.
+#[derive(Clone, Default)]
+pub(crate) struct SnapshotBody(Arc<tokio::sync::Mutex<Option<MadeFrom>>>);
 
-impl FromRef<AppState> for StateBody {
+/// A body and the snapshot it was made from.
+type MadeFrom = (std::sync::Weak<StateSnapshot>, Bytes);
+
+impl SnapshotBody {
+    /// The body of `current`, made by `make` unless it already was; a
+    /// failure is logged and answered with 500.
+    pub(crate) async fn get(
+        &self,
+        current: Arc<StateSnapshot>,
+        make: impl FnOnce(&StateSnapshot) -> serde_json::Result<Vec<u8>> + Send + 'static,
+    ) -> Result<Bytes, Response> {
+        let mut cached = self.0.lock().await;
+        if let Some((made_from, body)) = cached.as_ref()
+            && std::ptr::eq(made_from.as_ptr(), Arc::as_ptr(&current))
+        {
+            return Ok(body.clone());
+        }
+        let made_from = Arc::downgrade(&current);
+        let body = match tokio::task::spawn_blocking(move || make(current.as_ref())).await {
+            Ok(Ok(body)) => Bytes::from(body),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot serialize the state");
+                return Err(error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot serialize the state",
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "state serialization did not finish");
+                return Err(error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot serialize the state",
+                ));
+            }
+        };
+        *cached = Some((made_from, body.clone()));
+        Ok(body)
+    }
+}
+
+impl FromRef<AppState> for SnapshotBody {
     fn from_ref(state: &AppState) -> Self {
         state.state_body.clone()
     }
@@ -68,14 +112,12 @@ impl FromRef<AppState> for GateRx {
 
 /// Paths a master serves whether or not it leads; everything else is for
 /// the leader only.
-const ANY_MASTER: [&str; 5] = ["/health", "/version", "/state", "/master/state", "/metrics"];
+const ANY_MASTER: [&str; 3] = ["/health", "/state", "/metrics"];
 
 pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route("/version", get(version))
         .route("/state", get(state))
-        .route("/master/state", get(state))
         .route("/roles", get(roles))
         .route("/weights", get(get_weights).put(put_weights))
         .route("/quota", get(get_quota).post(post_quota))
@@ -87,11 +129,12 @@ pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router 
         .with_state(AppState {
             snapshot: snapshot.clone(),
             gate: gate.clone(),
-            state_body: StateBody::default(),
+            state_body: SnapshotBody::default(),
         })
         .merge(crate::metrics::router(snapshot.clone(), gate.clone()))
         .merge(crate::files_proxy::router(snapshot.clone()))
-        .merge(crate::ui_api::router(snapshot))
+        .merge(crate::ui_api::router(snapshot.clone()))
+        .merge(crate::mesos_v0::router(snapshot, gate.clone()))
         .merge(agora_webui::router())
         .layer(axum::middleware::from_fn_with_state(gate, leader_only))
 }
@@ -107,6 +150,7 @@ async fn leader_only(
     let path = request.uri().path();
     if ANY_MASTER.contains(&path)
         || crate::ui_api::ANY_MASTER.contains(&path)
+        || crate::mesos_v0::ANY_MASTER.contains(&path)
         || path.starts_with(agora_webui::ASSETS_PREFIX)
         || path.starts_with("/agora.v1.")
     {
@@ -151,45 +195,13 @@ async fn health() -> &'static str {
     "ok\n"
 }
 
-async fn version() -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "build": "agora",
-    }))
-}
-
-/// The full state as JSON, serialized once per published snapshot (on a
-/// blocking thread: 100k tasks take tens of milliseconds), whoever polls.
-async fn state(State(snapshot): State<Snapshot>, State(cache): State<StateBody>) -> Response {
+/// The full state as JSON, serialized once per published snapshot, whoever polls.
+async fn state(State(snapshot): State<Snapshot>, State(cache): State<SnapshotBody>) -> Response {
     let current = snapshot.borrow().clone();
-    // Held across the serialization, so concurrent pollers wait for one body.
-    let mut cached = cache.lock().await;
-    if let Some((made_from, body)) = cached.as_ref()
-        && std::ptr::eq(made_from.as_ptr(), Arc::as_ptr(&current))
-    {
-        return json_body(body.clone());
+    match cache.get(current, serde_json::to_vec).await {
+        Ok(body) => json_body(body),
+        Err(response) => response,
     }
-    let made_from = Arc::downgrade(&current);
-    let body = match tokio::task::spawn_blocking(move || serde_json::to_vec(current.as_ref())).await
-    {
-        Ok(Ok(body)) => Bytes::from(body),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot serialize the state");
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot serialize the state",
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "state serialization did not finish");
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot serialize the state",
-            );
-        }
-    };
-    *cached = Some((made_from, body.clone()));
-    json_body(body)
 }
 
 fn json_body(body: Bytes) -> Response {

@@ -11,6 +11,7 @@
 pub mod files_proxy;
 pub mod http;
 mod leadership;
+pub mod mesos_v0;
 pub mod metrics;
 mod registry_writer;
 pub mod shell;

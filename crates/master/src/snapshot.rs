@@ -42,6 +42,32 @@ pub struct StateSnapshot {
     /// Outstanding offers, for the UI's offers pages (not part of `/state`).
     #[serde(skip)]
     pub offers: Vec<OfferView>,
+    /// What only the Mesos-shaped endpoints show (not part of `/state`).
+    #[serde(skip)]
+    pub mesos: MesosDetails,
+}
+
+/// Details only Mesos' endpoints (`crate::mesos_v0`) show.
+#[derive(Debug, Clone, Default)]
+pub struct MesosDetails {
+    /// This master's libprocess-style pid, `master@ip:port` (empty on a
+    /// follower's snapshot).
+    pub pid: String,
+    /// This master's settings by Mesos flag name.
+    pub flags: BTreeMap<String, String>,
+    /// Each agent's total resources, reservations kept, by agent id.
+    pub agent_resources: BTreeMap<String, agora_core::Resources>,
+    /// Framework details by framework id, live and completed.
+    pub frameworks: BTreeMap<String, MesosFramework>,
+}
+
+/// What Mesos shows of a framework beyond [`FrameworkView`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MesosFramework {
+    /// Capability names (`MULTI_ROLE`, `PARTITION_AWARE`, ...).
+    pub capabilities: Vec<&'static str>,
+    pub checkpoint: bool,
+    pub webui_url: Option<String>,
 }
 
 /// One outstanding offer.
@@ -228,6 +254,22 @@ fn task_view(task: &Task) -> TaskView {
     }
 }
 
+fn mesos_framework(framework: &Framework) -> (String, MesosFramework) {
+    let details = MesosFramework {
+        capabilities: framework
+            .info
+            .capabilities
+            .iter()
+            .filter_map(|c| c.r#type)
+            .filter_map(|t| agora_proto::v1::framework_info::capability::Type::try_from(t).ok())
+            .map(|t| t.as_str_name())
+            .collect(),
+        checkpoint: framework.info.checkpoint.unwrap_or(false),
+        webui_url: framework.info.webui_url.clone().filter(|u| !u.is_empty()),
+    };
+    (framework.id.to_string(), details)
+}
+
 fn framework_view(framework: &Framework, offer_status: Vec<OfferStatusView>) -> FrameworkView {
     FrameworkView {
         id: framework.id.to_string(),
@@ -368,8 +410,92 @@ impl Master {
                     resources: o.resources.summary(),
                 })
                 .collect(),
+            mesos: MesosDetails {
+                pid: info.pid.clone().unwrap_or_default(),
+                flags: flags(self.config()),
+                agent_resources: self
+                    .agents
+                    .values()
+                    .map(|a| (a.id.to_string(), a.total.clone()))
+                    .collect(),
+                frameworks: self
+                    .frameworks
+                    .values()
+                    .chain(&self.completed_frameworks)
+                    .map(mesos_framework)
+                    .collect(),
+            },
         }
     }
+}
+
+/// The master's settings under Mesos' flag names (Agora's own where Mesos
+/// has none), durations as Mesos prints them (`15secs`, `100ms`).
+fn flags(config: &crate::state::MasterConfig) -> BTreeMap<String, String> {
+    let info = &config.master_info;
+    let mut flags = BTreeMap::new();
+    let mut set = |name: &str, value: String| {
+        flags.insert(name.to_string(), value);
+    };
+    set("hostname", info.hostname.clone().unwrap_or_default());
+    set("port", info.port.to_string());
+    if let Some(ip) = info.address.as_ref().and_then(|a| a.ip.clone()) {
+        set("ip", ip);
+    }
+    set(
+        "agent_ping_timeout",
+        mesos_duration(config.agent_ping_timeout),
+    );
+    set(
+        "max_agent_ping_timeouts",
+        config.max_agent_ping_timeouts.to_string(),
+    );
+    set(
+        "agent_removal_timeout",
+        mesos_duration(config.agent_removal_timeout),
+    );
+    if let Some(timeout) = config.offer_timeout {
+        set("offer_timeout", mesos_duration(timeout));
+    }
+    set(
+        "max_completed_frameworks",
+        config.max_completed_frameworks.to_string(),
+    );
+    set(
+        "max_completed_tasks_per_framework",
+        config.max_completed_tasks_per_framework.to_string(),
+    );
+    set(
+        "heartbeat_interval",
+        mesos_duration(config.heartbeat_interval),
+    );
+    set(
+        "adopted_framework_grace",
+        mesos_duration(config.adopted_framework_grace),
+    );
+    flags
+}
+
+/// A duration as Mesos prints one: a whole number in the largest unit that
+/// holds it exactly (`2secs`, `75secs`, `100ms`, `2mins`).
+pub fn mesos_duration(duration: std::time::Duration) -> String {
+    const UNITS: [(u128, &str); 7] = [
+        (86_400_000_000_000, "days"),
+        (3_600_000_000_000, "hrs"),
+        (60_000_000_000, "mins"),
+        (1_000_000_000, "secs"),
+        (1_000_000, "ms"),
+        (1_000, "us"),
+        (1, "ns"),
+    ];
+    let nanos = duration.as_nanos();
+    UNITS
+        .iter()
+        .find(|(size, _)| nanos >= *size && nanos.is_multiple_of(*size))
+        .map_or_else(
+            || "0secs".to_string(),
+            |(size, unit)| format!("{}{unit}", nanos / size),
+        )
 }
 
 /// Seconds since last offered, reason and filtered agents of a status

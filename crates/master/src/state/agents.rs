@@ -328,6 +328,11 @@ impl Master {
             self.admitted(&agent_id, true, out);
             tracing::info!(agent_id = %agent_id, hostname = %self.agents[&agent_id].info.hostname, "agent registered");
         }
+        if fresh_start {
+            self.counters.agent_registrations += 1;
+        } else {
+            self.counters.agent_reregistrations += 1;
+        }
         self.affected_agents.insert(agent_id.clone());
         out.push(Effect::ToAgent {
             conn,

@@ -215,6 +215,7 @@ impl Master {
             return;
         };
         tracing::warn!(agent_id = %agent_id, reason = why, "agent gone");
+        self.counters.agent_removals += 1;
         out.push(Effect::Registry(super::RegistryAgent::of(
             agent,
             super::RegistryAgentState::Gone { since: now.wall },

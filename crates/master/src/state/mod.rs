@@ -272,6 +272,12 @@ pub struct Counters {
     pub task_transitions: BTreeMap<&'static str, u64>,
     pub invalid_calls: u64,
     pub agents_marked_unreachable: u64,
+    /// Agents admitted with a new id (Mesos' `master/slave_registrations`).
+    pub agent_registrations: u64,
+    /// Agents admitted again under the id they had (Mesos' `master/slave_reregistrations`).
+    pub agent_reregistrations: u64,
+    /// Agents removed for good (Mesos' `master/slave_removals`).
+    pub agent_removals: u64,
 }
 
 pub struct Master {

@@ -1,0 +1,259 @@
+//! Mesos' read endpoints in Mesos' JSON shapes, so that dashboards,
+//! exporters and scripts written for a Mesos master work against Agora:
+//! `/master/state` (also `/master/state.json` and `/state.json`; Agora's own
+//! `/state` keeps its shape), `/master/state-summary`, `/master/frameworks`,
+//! `/master/slaves`, `/master/tasks`, `/master/roles` (and the un-prefixed
+//! forms that do not clash with Agora's routes), `/master/redirect`,
+//! `/master/health`, `/version` and `/master/version`, and
+//! `/metrics/snapshot`.
+//!
+//! Everything is computed from the published [`StateSnapshot`], never from
+//! the live master. The Mesos `/state` body is serialized once per snapshot,
+//! by the same cache as Agora's `/state` (`http::SnapshotBody`). Every JSON
+//! endpoint takes `?jsonp=<callback>` ([`agora_net::jsonp`]).
+//!
+//! What Agora cannot know is left out rather than made up (git and build
+//! details, a task's status history beyond its latest status, executors'
+//! commands); [`shapes`] says what each shape lacks.
+//!
+//! As in Mesos, a follower redirects the state endpoints to the leader (the
+//! `leader_only` layer in `http.rs`); [`ANY_MASTER`] lists what every master
+//! answers itself: `/metrics/snapshot` (a follower's says
+//! `master/elected: 0`), `/redirect`, `/health` and `/version`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::http::SnapshotBody;
+use crate::shell::Gate;
+use crate::snapshot::StateSnapshot;
+
+mod metrics;
+pub mod shapes;
+#[cfg(test)]
+mod tests;
+
+pub use metrics::metrics_snapshot;
+pub use shapes::{TaskOrder, TasksQuery};
+
+/// The Mesos release whose HTTP API these endpoints follow.
+pub const MESOS_VERSION: &str = "1.11.0";
+
+/// Tasks `/master/tasks` returns when no `limit` is given (Mesos' default).
+pub const DEFAULT_TASK_LIMIT: usize = 100;
+
+/// Paths here that every master answers itself, leading or not.
+pub(crate) const ANY_MASTER: [&str; 6] = [
+    "/metrics/snapshot",
+    "/master/redirect",
+    "/redirect",
+    "/master/health",
+    "/version",
+    "/master/version",
+];
+
+type Snapshot = watch::Receiver<Arc<StateSnapshot>>;
+
+/// A request's query parameters; one that does not parse is answered 400.
+struct Params(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|Query(query)| Params(query))
+            .map_err(|e| bad_request(format!("invalid query: {e}")))
+    }
+}
+
+#[derive(Clone)]
+struct MesosState {
+    snapshot: Snapshot,
+    gate: watch::Receiver<Gate>,
+    state_body: SnapshotBody,
+    /// When this master's HTTP API started (wall-clock seconds): Mesos'
+    /// `start_time` and the base of `master/uptime_secs`.
+    started: f64,
+}
+
+pub(crate) fn wall_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The Mesos-shaped routes, for the master's HTTP router.
+pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router {
+    let state = MesosState {
+        snapshot,
+        gate,
+        state_body: SnapshotBody::default(),
+        started: wall_now(),
+    };
+    let mut router = Router::new();
+    for path in ["/master/state", "/master/state.json", "/state.json"] {
+        router = router.route(path, get(state_handler));
+    }
+    let listings = [
+        (
+            "/master/state-summary",
+            Some("/state-summary"),
+            get(state_summary),
+        ),
+        ("/master/frameworks", Some("/frameworks"), get(frameworks)),
+        ("/master/slaves", Some("/slaves"), get(slaves)),
+        ("/master/tasks", Some("/tasks"), get(tasks)),
+        // Agora's `/roles` has its own shape.
+        ("/master/roles", None, get(roles)),
+    ];
+    for (prefixed, plain, handler) in listings {
+        router = router.route(prefixed, handler.clone());
+        if let Some(plain) = plain {
+            router = router.route(plain, handler);
+        }
+    }
+    router
+        .route("/master/redirect", get(redirect))
+        .route("/redirect", get(redirect))
+        .route("/master/health", get(health))
+        .route("/version", get(version))
+        .route("/master/version", get(version))
+        .route("/metrics/snapshot", get(metrics))
+        .with_state(state)
+}
+
+/// A request the endpoint cannot make sense of: 400 with its reason, as
+/// plain text as Mesos answers it.
+fn bad_request(message: impl Into<String>) -> Response {
+    let mut message = message.into();
+    message.push('\n');
+    (StatusCode::BAD_REQUEST, message).into_response()
+}
+
+/// `value` as JSON, as JSONP when the query asks for it.
+fn reply(value: &impl Serialize, query: &HashMap<String, String>) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(json) => agora_net::jsonp::respond(Bytes::from(json), jsonp(query)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize a mesos endpoint's body");
+            (StatusCode::INTERNAL_SERVER_ERROR, "cannot serialize\n").into_response()
+        }
+    }
+}
+
+fn jsonp(query: &HashMap<String, String>) -> Option<&str> {
+    query.get("jsonp").map(String::as_str)
+}
+
+/// `/master/state`: Mesos' `/state`, serialized once per snapshot.
+async fn state_handler(State(state): State<MesosState>, Params(query): Params) -> Response {
+    let current = state.snapshot.borrow().clone();
+    let started = state.started;
+    match state
+        .state_body
+        .get(current, move |s| {
+            serde_json::to_vec(&shapes::state(s, started))
+        })
+        .await
+    {
+        Ok(body) => agora_net::jsonp::respond(body, jsonp(&query)),
+        Err(response) => response,
+    }
+}
+
+async fn state_summary(State(state): State<MesosState>, Params(query): Params) -> Response {
+    let current = state.snapshot.borrow().clone();
+    reply(&shapes::state_summary(&current), &query)
+}
+
+async fn frameworks(State(state): State<MesosState>, Params(query): Params) -> Response {
+    let current = state.snapshot.borrow().clone();
+    let wanted = query.get("framework_id").map(String::as_str);
+    reply(&shapes::frameworks(&current, wanted), &query)
+}
+
+async fn slaves(State(state): State<MesosState>, Params(query): Params) -> Response {
+    let current = state.snapshot.borrow().clone();
+    let wanted = query.get("slave_id").map(String::as_str);
+    reply(&shapes::slaves(&current, wanted), &query)
+}
+
+async fn tasks(State(state): State<MesosState>, Params(query): Params) -> Response {
+    let tasks_query = match TasksQuery::parse(&query) {
+        Ok(parsed) => parsed,
+        Err(why) => return bad_request(why),
+    };
+    let current = state.snapshot.borrow().clone();
+    reply(&shapes::tasks(&current, &tasks_query), &query)
+}
+
+async fn roles(State(state): State<MesosState>, Params(query): Params) -> Response {
+    let current = state.snapshot.borrow().clone();
+    reply(&shapes::roles(&current), &query)
+}
+
+/// `/master/redirect`: 307 to the leading master (`//host:port`, Mesos'
+/// protocol-relative form), this master itself when it leads; 503 while
+/// no leader is known.
+async fn redirect(State(state): State<MesosState>) -> Response {
+    let leader = state.snapshot.borrow().leader.clone();
+    if leader.is_empty() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no leading master is elected yet\n",
+        )
+            .into_response();
+    }
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [(header::LOCATION, format!("//{leader}"))],
+    )
+        .into_response()
+}
+
+/// Mesos' `/master/health`: 200 with an empty body while the process serves.
+async fn health() -> StatusCode {
+    StatusCode::OK
+}
+
+/// `/version`: Mesos' API level as `version`, Agora's own release as
+/// `agora_version`, and Mesos' build fields (Agora records no build
+/// details: they are empty). `build` is Agora's older field, kept.
+pub fn version_body() -> serde_json::Value {
+    serde_json::json!({
+        "version": MESOS_VERSION,
+        "agora_version": env!("CARGO_PKG_VERSION"),
+        "build": "agora",
+        "build_date": "",
+        "build_time": 0.0,
+        "build_user": "",
+    })
+}
+
+async fn version(Params(query): Params) -> Response {
+    reply(&version_body(), &query)
+}
+
+/// `/metrics/snapshot`: Mesos' flat metrics object. `master/elected` comes
+/// from this master's gate, as `/metrics`' `agora_master_is_leader` does.
+async fn metrics(State(state): State<MesosState>, Params(query): Params) -> Response {
+    let current = state.snapshot.borrow().clone();
+    let elected = matches!(&*state.gate.borrow(), Gate::Leading { .. });
+    let uptime = (wall_now() - state.started).max(0.0);
+    let values = metrics_snapshot(&current, crate::metrics::global(), elected, uptime);
+    reply(&values, &query)
+}

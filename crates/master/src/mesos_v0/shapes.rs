@@ -1,0 +1,862 @@
+//! The bodies of Mesos' master read endpoints, built from a snapshot.
+//!
+//! Field names and nesting follow Mesos 1.11's v0 JSON (`/state`,
+//! `/state-summary`, `/frameworks`, `/slaves`, `/tasks`, `/roles`):
+//! resources as flat maps with `cpus`, `gpus`, `mem` and `disk` always
+//! present, times as float seconds, enums by name. Where Agora knows less
+//! than Mesos the field is left out or empty, never guessed:
+//! - a task's `statuses` hold its latest status only (Agora's books keep no
+//!   history), so `/tasks?order=` sorts by that status' time where Mesos
+//!   sorts by the first one's;
+//! - a framework's `executors` name the custom executors its live tasks run
+//!   under (id, framework, agent), without the command or resources;
+//! - an agent's `pid` is `slave(1)@<hostname>:<port>`, the address it
+//!   advertises (Mesos' holds the IP);
+//! - unreachable agents are not in `slaves` (as in Mesos, where they leave
+//!   the registered agents), only counted in `unreachable_slaves`;
+//! - `/slaves`' `used_resources_full` and `offered_resources_full` are
+//!   absent (the snapshot keeps those as summaries only).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use agora_core::resources::SummaryValue;
+use agora_core::resources::mesos_json::{self, Flat, FullResource};
+use serde::{Serialize, Serializer};
+
+use super::{DEFAULT_TASK_LIMIT, MESOS_VERSION};
+use crate::snapshot::{AgentView, FrameworkView, OfferView, RoleView, StateSnapshot, TaskView};
+
+type Summary = BTreeMap<String, SummaryValue>;
+
+/// An always-empty JSON array (`orphan_tasks`, `recovered_slaves`, ...).
+type Empty = [(); 0];
+
+/// An owned summary, shown as Mesos' flat map.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FlatMap(pub Summary);
+
+impl Serialize for FlatMap {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        mesos_json::serialize_flat(&self.0, serializer)
+    }
+}
+
+fn sum<'a>(summaries: impl IntoIterator<Item = &'a Summary>) -> FlatMap {
+    let mut total = Summary::new();
+    for summary in summaries {
+        mesos_json::add_summary(&mut total, summary);
+    }
+    FlatMap(total)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Capability {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+/// The snapshot's outstanding offers by agent and by framework.
+struct Offers<'a> {
+    by_agent: HashMap<&'a str, Vec<&'a OfferView>>,
+    by_framework: HashMap<&'a str, Vec<&'a OfferView>>,
+}
+
+impl<'a> Offers<'a> {
+    fn of(snapshot: &'a StateSnapshot) -> Self {
+        let mut offers = Offers {
+            by_agent: HashMap::new(),
+            by_framework: HashMap::new(),
+        };
+        for offer in &snapshot.offers {
+            offers
+                .by_agent
+                .entry(offer.agent_id.as_str())
+                .or_default()
+                .push(offer);
+            offers
+                .by_framework
+                .entry(offer.framework_id.as_str())
+                .or_default()
+                .push(offer);
+        }
+        offers
+    }
+
+    fn on_agent(&self, agent_id: &str) -> FlatMap {
+        sum(self
+            .by_agent
+            .get(agent_id)
+            .into_iter()
+            .flatten()
+            .map(|o| &o.resources))
+    }
+
+    fn of_framework(&self, framework_id: &str) -> &[&'a OfferView] {
+        self.by_framework
+            .get(framework_id)
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Agents
+// ---------------------------------------------------------------------------
+
+/// One agent as Mesos' `/state` and `/slaves` show it.
+#[derive(Debug, Serialize)]
+pub struct Slave<'a> {
+    pub id: &'a str,
+    pub hostname: &'a str,
+    pub port: u32,
+    pub attributes: &'a BTreeMap<String, String>,
+    pub pid: String,
+    pub registered_time: f64,
+    pub resources: Flat<'a>,
+    pub used_resources: Flat<'a>,
+    pub offered_resources: FlatMap,
+    pub reserved_resources: BTreeMap<String, FlatMap>,
+    pub unreserved_resources: FlatMap,
+    pub active: bool,
+    pub deactivated: bool,
+    pub version: &'static str,
+    pub capabilities: Empty,
+    /// `/slaves` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved_resources_full: Option<BTreeMap<String, Vec<FullResource>>>,
+    /// `/slaves` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreserved_resources_full: Option<Vec<FullResource>>,
+}
+
+/// The port of a `host:port` address (0 if it has none).
+fn port_of(address: &str) -> u32 {
+    address
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The agents Mesos lists as registered: all but the unreachable ones.
+fn registered_agents(snapshot: &StateSnapshot) -> impl Iterator<Item = &AgentView> {
+    snapshot.agents.iter().filter(|a| a.status != "unreachable")
+}
+
+fn slave<'a>(
+    snapshot: &'a StateSnapshot,
+    agent: &'a AgentView,
+    offers: &Offers<'a>,
+    full: bool,
+) -> Slave<'a> {
+    let total = snapshot.mesos.agent_resources.get(&agent.id);
+    let (reserved, unreserved) = total.map(mesos_json::split_reserved).unwrap_or_default();
+    Slave {
+        id: &agent.id,
+        hostname: &agent.hostname,
+        port: port_of(&agent.address),
+        attributes: &agent.attributes,
+        pid: format!("slave(1)@{}", agent.address),
+        registered_time: agent.registered_time,
+        resources: Flat(&agent.resources),
+        used_resources: Flat(&agent.used),
+        offered_resources: offers.on_agent(&agent.id),
+        reserved_resources: reserved
+            .iter()
+            .map(|(role, r)| (role.clone(), FlatMap(r.summary())))
+            .collect(),
+        unreserved_resources: FlatMap(unreserved.summary()),
+        active: agent.status == "active",
+        // Mesos' `deactivated` is an operator's doing (maintenance,
+        // draining); Agora has no such thing.
+        deactivated: false,
+        version: MESOS_VERSION,
+        capabilities: [],
+        reserved_resources_full: full.then(|| {
+            reserved
+                .iter()
+                .map(|(role, r)| (role.clone(), mesos_json::full(r)))
+                .collect()
+        }),
+        unreserved_resources_full: full.then(|| mesos_json::full(&unreserved)),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tasks, offers, frameworks
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct TaskStatusEntry {
+    pub state: &'static str,
+    pub timestamp: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+}
+
+/// One task, as Mesos' `json(Task)`.
+#[derive(Debug, Serialize)]
+pub struct TaskEntry<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub framework_id: &'a str,
+    /// Empty for a command task, as in Mesos (its executor is the agent's
+    /// own; Agora names it after the task).
+    pub executor_id: &'a str,
+    pub slave_id: &'a str,
+    pub state: &'static str,
+    pub resources: Flat<'a>,
+    pub role: &'a str,
+    pub statuses: Vec<TaskStatusEntry>,
+}
+
+/// Whether a task runs under a framework's own executor (a command task's
+/// executor has the task's id).
+fn custom_executor(task: &TaskView) -> bool {
+    task.executor_id != task.id
+}
+
+fn task_entry(task: &TaskView) -> TaskEntry<'_> {
+    TaskEntry {
+        id: &task.id,
+        name: &task.name,
+        framework_id: &task.framework_id,
+        executor_id: if custom_executor(task) {
+            &task.executor_id
+        } else {
+            ""
+        },
+        slave_id: &task.agent_id,
+        state: task.state,
+        resources: Flat(&task.resources),
+        role: &task.role,
+        statuses: task
+            .status_time
+            .map(|timestamp| TaskStatusEntry {
+                state: task.state,
+                timestamp,
+                healthy: task.healthy,
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct AllocationInfo<'a> {
+    pub role: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OfferEntry<'a> {
+    pub id: &'a str,
+    pub framework_id: &'a str,
+    pub allocation_info: AllocationInfo<'a>,
+    pub slave_id: &'a str,
+    pub resources: Flat<'a>,
+}
+
+fn offer_entry(offer: &OfferView) -> OfferEntry<'_> {
+    OfferEntry {
+        id: &offer.id,
+        framework_id: &offer.framework_id,
+        allocation_info: AllocationInfo { role: &offer.role },
+        slave_id: &offer.agent_id,
+        resources: Flat(&offer.resources),
+    }
+}
+
+/// A custom executor the master knows of through its tasks.
+#[derive(Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExecutorEntry<'a> {
+    pub executor_id: &'a str,
+    pub framework_id: &'a str,
+    pub slave_id: &'a str,
+}
+
+/// What Mesos' `Summary<Framework>` shows (`/state-summary`), and the
+/// start of every framework entry.
+#[derive(Debug, Serialize)]
+pub struct FrameworkSummary<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub used_resources: FlatMap,
+    pub offered_resources: FlatMap,
+    pub capabilities: Vec<Capability>,
+    pub hostname: &'a str,
+    pub webui_url: &'a str,
+    pub active: bool,
+    pub connected: bool,
+    pub recovered: bool,
+}
+
+/// A framework as Mesos' `/state` and `/frameworks` show it.
+#[derive(Debug, Serialize)]
+pub struct FullFramework<'a> {
+    #[serde(flatten)]
+    pub summary: FrameworkSummary<'a>,
+    pub user: &'a str,
+    pub failover_timeout: f64,
+    pub checkpoint: bool,
+    pub registered_time: f64,
+    pub unregistered_time: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<&'a str>,
+    /// Used plus offered (Mesos keeps it for older clients).
+    pub resources: FlatMap,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reregistered_time: Option<f64>,
+    /// A multi-role framework's roles; `role` otherwise (as Mesos does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'a str>,
+    pub tasks: Vec<TaskEntry<'a>>,
+    pub unreachable_tasks: Vec<TaskEntry<'a>>,
+    pub completed_tasks: Vec<TaskEntry<'a>>,
+    pub offers: Vec<OfferEntry<'a>>,
+    pub executors: Vec<ExecutorEntry<'a>>,
+}
+
+fn is_unreachable(task: &TaskView) -> bool {
+    task.state == "TASK_UNREACHABLE"
+}
+
+fn framework_summary<'a>(
+    snapshot: &'a StateSnapshot,
+    framework: &'a FrameworkView,
+    offers: &Offers<'a>,
+    live: bool,
+) -> FrameworkSummary<'a> {
+    let details = snapshot.mesos.frameworks.get(&framework.id);
+    FrameworkSummary {
+        id: &framework.id,
+        name: &framework.name,
+        // What its tasks hold; an unreachable task's resources are not in use.
+        used_resources: sum(framework
+            .tasks
+            .iter()
+            .filter(|t| !is_unreachable(t))
+            .map(|t| &t.resources)),
+        offered_resources: sum(offers
+            .of_framework(&framework.id)
+            .iter()
+            .map(|o| &o.resources)),
+        capabilities: details
+            .map(|d| {
+                d.capabilities
+                    .iter()
+                    .map(|kind| Capability { kind })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        hostname: framework.framework_hostname.as_deref().unwrap_or(""),
+        webui_url: details.and_then(|d| d.webui_url.as_deref()).unwrap_or(""),
+        active: live && framework.active,
+        connected: live && framework.active,
+        recovered: false,
+    }
+}
+
+fn full_framework<'a>(
+    snapshot: &'a StateSnapshot,
+    framework: &'a FrameworkView,
+    offers: &Offers<'a>,
+    live: bool,
+) -> FullFramework<'a> {
+    let summary = framework_summary(snapshot, framework, offers, live);
+    let details = snapshot.mesos.frameworks.get(&framework.id);
+    let multi_role = details.is_some_and(|d| d.capabilities.contains(&"MULTI_ROLE"));
+    let roles: Vec<&str> = framework.roles.iter().map(String::as_str).collect();
+    let mut resources = summary.used_resources.0.clone();
+    mesos_json::add_summary(&mut resources, &summary.offered_resources.0);
+    let executors: BTreeSet<ExecutorEntry<'a>> = framework
+        .tasks
+        .iter()
+        .filter(|t| custom_executor(t))
+        .map(|t| ExecutorEntry {
+            executor_id: &t.executor_id,
+            framework_id: &t.framework_id,
+            slave_id: &t.agent_id,
+        })
+        .collect();
+    FullFramework {
+        user: &framework.user,
+        failover_timeout: framework.failover_timeout.unwrap_or(0.0),
+        checkpoint: details.is_some_and(|d| d.checkpoint),
+        registered_time: framework.registered_time,
+        unregistered_time: framework.unregistered_time.unwrap_or(0.0),
+        principal: framework.principal.as_deref(),
+        resources: FlatMap(resources),
+        reregistered_time: framework.reregistered_time,
+        role: (!multi_role).then(|| roles.first().copied().unwrap_or("*")),
+        roles: multi_role.then_some(roles),
+        tasks: framework
+            .tasks
+            .iter()
+            .filter(|t| !is_unreachable(t))
+            .map(task_entry)
+            .collect(),
+        unreachable_tasks: framework
+            .tasks
+            .iter()
+            .filter(|t| is_unreachable(t))
+            .map(task_entry)
+            .collect(),
+        completed_tasks: framework.completed_tasks.iter().map(task_entry).collect(),
+        offers: offers
+            .of_framework(&framework.id)
+            .iter()
+            .map(|o| offer_entry(o))
+            .collect(),
+        executors: executors.into_iter().collect(),
+        summary,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// /state
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct LeaderInfo<'a> {
+    pub id: &'a str,
+    pub pid: String,
+    pub port: u32,
+    pub hostname: String,
+}
+
+/// Mesos' master `/state`.
+#[derive(Debug, Serialize)]
+pub struct MasterState<'a> {
+    pub version: &'static str,
+    pub agora_version: &'static str,
+    pub build_date: &'static str,
+    pub build_time: f64,
+    pub build_user: &'static str,
+    pub start_time: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elected_time: Option<f64>,
+    pub id: &'a str,
+    pub pid: &'a str,
+    pub hostname: &'a str,
+    pub capabilities: Empty,
+    pub activated_slaves: usize,
+    pub deactivated_slaves: usize,
+    pub unreachable_slaves: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_info: Option<LeaderInfo<'a>>,
+    pub flags: &'a BTreeMap<String, String>,
+    pub slaves: Vec<Slave<'a>>,
+    pub recovered_slaves: Empty,
+    pub frameworks: Vec<FullFramework<'a>>,
+    pub completed_frameworks: Vec<FullFramework<'a>>,
+    pub orphan_tasks: Empty,
+    pub unregistered_frameworks: Empty,
+}
+
+fn agents_in(snapshot: &StateSnapshot, status: &str) -> usize {
+    snapshot
+        .agents
+        .iter()
+        .filter(|a| a.status == status)
+        .count()
+}
+
+/// Who leads, as Mesos' `leader` (a pid) and `leader_info`; `None` while
+/// no leader is known.
+fn leader(snapshot: &StateSnapshot) -> Option<(String, LeaderInfo<'_>)> {
+    if snapshot.leader.is_empty() {
+        return None;
+    }
+    let (host, port) = snapshot
+        .leader
+        .rsplit_once(':')
+        .map_or((snapshot.leader.as_str(), 0), |(host, port)| {
+            (host, port.parse().unwrap_or(0))
+        });
+    // The leader's own pid holds its IP; a follower knows the leader's address only.
+    let pid = if snapshot.elected && !snapshot.mesos.pid.is_empty() {
+        snapshot.mesos.pid.clone()
+    } else {
+        format!("master@{}", snapshot.leader)
+    };
+    let info = LeaderInfo {
+        id: if snapshot.elected { &snapshot.id } else { "" },
+        pid: pid.clone(),
+        port,
+        hostname: host.to_string(),
+    };
+    Some((pid, info))
+}
+
+/// Mesos' `/state` of `snapshot`; `started` is when this master started
+/// serving (wall-clock seconds).
+pub fn state(snapshot: &StateSnapshot, started: f64) -> MasterState<'_> {
+    let offers = Offers::of(snapshot);
+    let (leader, leader_info) = leader(snapshot).unzip();
+    MasterState {
+        version: MESOS_VERSION,
+        agora_version: env!("CARGO_PKG_VERSION"),
+        build_date: "",
+        build_time: 0.0,
+        build_user: "",
+        start_time: started,
+        elected_time: snapshot.elected.then_some(snapshot.start_time),
+        id: &snapshot.id,
+        pid: &snapshot.mesos.pid,
+        hostname: &snapshot.hostname,
+        capabilities: [],
+        activated_slaves: agents_in(snapshot, "active"),
+        deactivated_slaves: agents_in(snapshot, "disconnected"),
+        unreachable_slaves: agents_in(snapshot, "unreachable"),
+        leader,
+        leader_info,
+        flags: &snapshot.mesos.flags,
+        slaves: registered_agents(snapshot)
+            .map(|a| slave(snapshot, a, &offers, false))
+            .collect(),
+        recovered_slaves: [],
+        frameworks: snapshot
+            .frameworks
+            .iter()
+            .map(|f| full_framework(snapshot, f, &offers, true))
+            .collect(),
+        completed_frameworks: snapshot
+            .completed_frameworks
+            .iter()
+            .map(|f| full_framework(snapshot, f, &offers, false))
+            .collect(),
+        orphan_tasks: [],
+        unregistered_frameworks: [],
+    }
+}
+
+// ---------------------------------------------------------------------------
+// /state-summary
+// ---------------------------------------------------------------------------
+
+/// Tasks by state, as `/state-summary` counts them per agent and framework.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct TaskCounts {
+    #[serde(rename = "TASK_STAGING")]
+    pub staging: usize,
+    #[serde(rename = "TASK_STARTING")]
+    pub starting: usize,
+    #[serde(rename = "TASK_RUNNING")]
+    pub running: usize,
+    #[serde(rename = "TASK_KILLING")]
+    pub killing: usize,
+    #[serde(rename = "TASK_FINISHED")]
+    pub finished: usize,
+    #[serde(rename = "TASK_KILLED")]
+    pub killed: usize,
+    #[serde(rename = "TASK_FAILED")]
+    pub failed: usize,
+    #[serde(rename = "TASK_LOST")]
+    pub lost: usize,
+    #[serde(rename = "TASK_ERROR")]
+    pub error: usize,
+    #[serde(rename = "TASK_UNREACHABLE")]
+    pub unreachable: usize,
+}
+
+impl TaskCounts {
+    fn count(&mut self, state: &str) {
+        let slot = match state {
+            "TASK_STAGING" => &mut self.staging,
+            "TASK_STARTING" => &mut self.starting,
+            "TASK_RUNNING" => &mut self.running,
+            "TASK_KILLING" => &mut self.killing,
+            "TASK_FINISHED" => &mut self.finished,
+            "TASK_KILLED" => &mut self.killed,
+            "TASK_FAILED" => &mut self.failed,
+            "TASK_LOST" => &mut self.lost,
+            "TASK_ERROR" => &mut self.error,
+            "TASK_UNREACHABLE" => &mut self.unreachable,
+            _ => return,
+        };
+        *slot += 1;
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SlaveSummary<'a> {
+    #[serde(flatten)]
+    pub slave: Slave<'a>,
+    #[serde(flatten)]
+    pub tasks: TaskCounts,
+    pub framework_ids: Vec<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FrameworkSummaryEntry<'a> {
+    #[serde(flatten)]
+    pub framework: FrameworkSummary<'a>,
+    #[serde(flatten)]
+    pub tasks: TaskCounts,
+    pub slave_ids: Vec<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StateSummary<'a> {
+    pub hostname: &'a str,
+    pub slaves: Vec<SlaveSummary<'a>>,
+    pub frameworks: Vec<FrameworkSummaryEntry<'a>>,
+}
+
+/// Mesos' `/state-summary`: agents and (live) frameworks with their tasks
+/// counted by state, over the live frameworks' tasks, live and completed.
+pub fn state_summary(snapshot: &StateSnapshot) -> StateSummary<'_> {
+    let offers = Offers::of(snapshot);
+    let mut by_agent: HashMap<&str, (TaskCounts, BTreeSet<&str>)> = HashMap::new();
+    let mut frameworks = Vec::with_capacity(snapshot.frameworks.len());
+    for framework in &snapshot.frameworks {
+        let mut counts = TaskCounts::default();
+        let mut agents = BTreeSet::new();
+        for task in framework.tasks.iter().chain(&framework.completed_tasks) {
+            counts.count(task.state);
+            agents.insert(task.agent_id.as_str());
+            let (agent_counts, agent_frameworks) =
+                by_agent.entry(task.agent_id.as_str()).or_default();
+            agent_counts.count(task.state);
+            agent_frameworks.insert(framework.id.as_str());
+        }
+        frameworks.push(FrameworkSummaryEntry {
+            framework: framework_summary(snapshot, framework, &offers, true),
+            tasks: counts,
+            slave_ids: agents.into_iter().collect(),
+        });
+    }
+    let slaves = registered_agents(snapshot)
+        .map(|agent| {
+            let (tasks, framework_ids) = by_agent.remove(agent.id.as_str()).unwrap_or_default();
+            SlaveSummary {
+                slave: slave(snapshot, agent, &offers, false),
+                tasks,
+                framework_ids: framework_ids.into_iter().collect(),
+            }
+        })
+        .collect();
+    StateSummary {
+        hostname: &snapshot.hostname,
+        slaves,
+        frameworks,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// /frameworks, /slaves
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct Frameworks<'a> {
+    pub frameworks: Vec<FullFramework<'a>>,
+    pub completed_frameworks: Vec<FullFramework<'a>>,
+    pub unregistered_frameworks: Empty,
+}
+
+/// Mesos' `/frameworks`, all or the one `framework_id` names.
+pub fn frameworks<'a>(snapshot: &'a StateSnapshot, framework_id: Option<&str>) -> Frameworks<'a> {
+    let offers = Offers::of(snapshot);
+    let wanted = |f: &&FrameworkView| framework_id.is_none_or(|id| f.id == id);
+    Frameworks {
+        frameworks: snapshot
+            .frameworks
+            .iter()
+            .filter(wanted)
+            .map(|f| full_framework(snapshot, f, &offers, true))
+            .collect(),
+        completed_frameworks: snapshot
+            .completed_frameworks
+            .iter()
+            .filter(wanted)
+            .map(|f| full_framework(snapshot, f, &offers, false))
+            .collect(),
+        unregistered_frameworks: [],
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Slaves<'a> {
+    pub slaves: Vec<Slave<'a>>,
+    pub recovered_slaves: Empty,
+}
+
+/// Mesos' `/slaves` (with the `*_full` reservations), all or the one
+/// `slave_id` names.
+pub fn slaves<'a>(snapshot: &'a StateSnapshot, slave_id: Option<&str>) -> Slaves<'a> {
+    let offers = Offers::of(snapshot);
+    Slaves {
+        slaves: registered_agents(snapshot)
+            .filter(|a| slave_id.is_none_or(|id| a.id == id))
+            .map(|a| slave(snapshot, a, &offers, true))
+            .collect(),
+        recovered_slaves: [],
+    }
+}
+
+// ---------------------------------------------------------------------------
+// /tasks
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskOrder {
+    Asc,
+    Desc,
+}
+
+/// `/tasks`' parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TasksQuery {
+    pub framework_id: Option<String>,
+    pub task_id: Option<String>,
+    pub limit: usize,
+    pub offset: usize,
+    pub order: TaskOrder,
+}
+
+impl Default for TasksQuery {
+    fn default() -> Self {
+        TasksQuery {
+            framework_id: None,
+            task_id: None,
+            limit: DEFAULT_TASK_LIMIT,
+            offset: 0,
+            order: TaskOrder::Desc,
+        }
+    }
+}
+
+impl TasksQuery {
+    /// Reads `framework_id`, `task_id`, `limit` (default 100), `offset`
+    /// (default 0) and `order` (`asc` or `desc`, the default). A value that
+    /// does not parse is an error (Mesos would silently use the default).
+    pub fn parse(query: &HashMap<String, String>) -> Result<Self, String> {
+        let number = |name: &str, default: usize| -> Result<usize, String> {
+            match query.get(name).map(|v| v.trim()) {
+                None => Ok(default),
+                Some(value) => value
+                    .parse()
+                    .map_err(|_| format!("'{name}' must be a non-negative integer, not '{value}'")),
+            }
+        };
+        let order = match query.get("order").map(String::as_str) {
+            None | Some("desc") => TaskOrder::Desc,
+            Some("asc") => TaskOrder::Asc,
+            Some(other) => return Err(format!("'order' must be 'asc' or 'desc', not '{other}'")),
+        };
+        Ok(TasksQuery {
+            framework_id: query.get("framework_id").cloned(),
+            task_id: query.get("task_id").cloned(),
+            limit: number("limit", DEFAULT_TASK_LIMIT)?,
+            offset: number("offset", 0)?,
+            order,
+        })
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Tasks<'a> {
+    pub tasks: Vec<TaskEntry<'a>>,
+}
+
+/// Mesos' `/tasks`: the tasks of live and completed frameworks (live,
+/// unreachable and completed ones) that match, by status time (`asc`:
+/// those without one first; `desc`: last), then `offset` and `limit`.
+pub fn tasks<'a>(snapshot: &'a StateSnapshot, query: &TasksQuery) -> Tasks<'a> {
+    let mut matching: Vec<&TaskView> = snapshot
+        .frameworks
+        .iter()
+        .chain(&snapshot.completed_frameworks)
+        .filter(|f| query.framework_id.as_deref().is_none_or(|id| f.id == id))
+        .flat_map(|f| f.tasks.iter().chain(&f.completed_tasks))
+        .filter(|t| query.task_id.as_deref().is_none_or(|id| t.id == id))
+        .collect();
+    // Stable: tasks with equal times keep the snapshot's order.
+    match query.order {
+        TaskOrder::Asc => matching.sort_by(|a, b| match (a.status_time, b.status_time) {
+            (Some(a), Some(b)) => a.total_cmp(&b),
+            (a, b) => a.is_some().cmp(&b.is_some()),
+        }),
+        TaskOrder::Desc => matching.sort_by(|a, b| match (a.status_time, b.status_time) {
+            (Some(a), Some(b)) => b.total_cmp(&a),
+            (a, b) => b.is_some().cmp(&a.is_some()),
+        }),
+    }
+    Tasks {
+        tasks: matching
+            .into_iter()
+            .skip(query.offset)
+            .take(query.limit)
+            .map(task_entry)
+            .collect(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// /roles
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct RoleQuota<'a> {
+    pub role: &'a str,
+    pub guarantee: &'a BTreeMap<String, f64>,
+    pub limit: &'a BTreeMap<String, f64>,
+    pub consumed: &'a BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoleEntry<'a> {
+    pub name: &'a str,
+    pub weight: f64,
+    pub quota: RoleQuota<'a>,
+    /// Allocated plus offered.
+    pub resources: &'a BTreeMap<String, f64>,
+    /// Held by tasks (Agora's `allocated` less what is offered).
+    pub allocated: BTreeMap<String, f64>,
+    pub offered: &'a BTreeMap<String, f64>,
+    pub reserved: &'a BTreeMap<String, f64>,
+    pub frameworks: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+pub struct Roles<'a> {
+    pub roles: Vec<RoleEntry<'a>>,
+}
+
+static NO_QUANTITIES: BTreeMap<String, f64> = BTreeMap::new();
+
+fn role_entry(role: &RoleView) -> RoleEntry<'_> {
+    let allocated = role
+        .allocated
+        .iter()
+        .map(|(name, value)| {
+            let offered = role.offered.get(name).copied().unwrap_or(0.0);
+            (name.clone(), (value - offered).max(0.0))
+        })
+        .filter(|(_, value)| *value > 0.0)
+        .collect();
+    RoleEntry {
+        name: &role.name,
+        weight: role.weight,
+        quota: RoleQuota {
+            role: &role.name,
+            guarantee: role.quota.as_ref().map_or(&NO_QUANTITIES, |q| &q.guarantee),
+            limit: role.quota.as_ref().map_or(&NO_QUANTITIES, |q| &q.limit),
+            consumed: &role.consumed,
+        },
+        resources: &role.allocated,
+        allocated,
+        offered: &role.offered,
+        reserved: &role.reserved,
+        frameworks: &role.frameworks,
+    }
+}
+
+/// Mesos' `/roles`.
+pub fn roles(snapshot: &StateSnapshot) -> Roles<'_> {
+    Roles {
+        roles: snapshot.roles.iter().map(role_entry).collect(),
+    }
+}
