@@ -366,7 +366,10 @@ fn handle_event(supervisor: &mut Supervisor, event: Event) -> Vec<pb::TaskStatus
             Some(task) => supervisor.launch(task),
             None => Vec::new(),
         },
-        event::Type::Kill => supervisor.kill(event.kill.and_then(|k| k.kill_policy)),
+        event::Type::Kill => match event.kill {
+            Some(kill) => supervisor.kill(kill.kill_policy, kill.message),
+            None => supervisor.kill(None, None),
+        },
         event::Type::Acknowledged => {
             if let Some(ack) = event.acknowledged {
                 supervisor
@@ -375,7 +378,9 @@ fn handle_event(supervisor: &mut Supervisor, event: Event) -> Vec<pb::TaskStatus
             }
             Vec::new()
         }
-        event::Type::Shutdown => supervisor.kill(None),
+        event::Type::Shutdown => {
+            supervisor.kill(None, Some("killed: its executor was shut down".into()))
+        }
         event::Type::Error => {
             if let Some(error) = event.error {
                 tracing::warn!(message = %error.message, "agent reported an error");

@@ -108,7 +108,7 @@ pub struct ExecutorRecord {
     pub conn: Option<ExecutorConn>,
     /// Set when the executor as a whole must go (the command executor's
     /// task is killed, or the framework is shut down).
-    pub kill_requested: Option<Option<pb::KillPolicy>>,
+    pub kill_requested: Option<KillOrder>,
     /// A custom executor asked to shut down is destroyed at this time.
     pub shutdown_deadline: Option<Duration>,
     /// The process, once started (or as found in the checkpoint).
@@ -146,12 +146,21 @@ fn launch_event(task: pb::TaskInfo) -> exec::Event {
     }
 }
 
-fn kill_event(task_id: &TaskId, policy: Option<pb::KillPolicy>) -> exec::Event {
+/// A kill asked of a task or a whole executor: its grace period, and who
+/// asked and why (the TASK_KILLED update's message).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KillOrder {
+    pub policy: Option<pb::KillPolicy>,
+    pub message: Option<String>,
+}
+
+fn kill_event(task_id: &TaskId, order: KillOrder) -> exec::Event {
     exec::Event {
         r#type: exec::event::Type::Kill as i32,
         kill: Some(exec::event::Kill {
             task_id: task_id.to_field(),
-            kill_policy: policy,
+            kill_policy: order.policy,
+            message: order.message,
         }),
         ..Default::default()
     }
@@ -751,7 +760,36 @@ impl AgentState {
             return;
         }
         let executor_key = (framework_id.clone(), task.executor_id.clone());
-        self.kill_task(now, &executor_key, &task_id, kill.kill_policy, out);
+        let order = KillOrder {
+            policy: kill.kill_policy,
+            message: kill.message,
+        };
+        self.kill_task(now, &executor_key, &task_id, order, out);
+    }
+
+    /// The framework's SHUTDOWN: the executor and all its tasks go.
+    pub fn on_shutdown_executor(
+        &mut self,
+        now: Duration,
+        shutdown: master_message::ShutdownExecutor,
+        out: &mut Vec<Effect>,
+    ) {
+        let (Ok(framework_id), Ok(executor_id)) = (
+            FrameworkId::from_field(&shutdown.framework_id),
+            ExecutorId::from_field(&shutdown.executor_id),
+        ) else {
+            return;
+        };
+        let key = (framework_id, executor_id);
+        if !self.executors.contains_key(&key) {
+            tracing::info!(executor_id = %key.1, "shutdown for an executor this agent does not run");
+            return;
+        }
+        let order = KillOrder {
+            policy: None,
+            message: Some("the framework shut its executor down".into()),
+        };
+        self.kill_executor(now, &key, order, out);
     }
 
     /// Kills one task. The command executor goes with its task; a custom
@@ -762,20 +800,20 @@ impl AgentState {
         now: Duration,
         executor_key: &(FrameworkId, ExecutorId),
         task_id: &TaskId,
-        policy: Option<pb::KillPolicy>,
+        order: KillOrder,
         out: &mut Vec<Effect>,
     ) {
         let Some(executor) = self.executors.get_mut(executor_key) else {
             return;
         };
         if executor.info.is_none() {
-            self.kill_executor(now, executor_key, policy, out);
+            self.kill_executor(now, executor_key, order, out);
             return;
         }
         match executor.conn {
             Some(conn) if executor.delivered.contains(task_id) => out.push(Effect::ToExecutor {
                 conn,
-                event: kill_event(task_id, policy),
+                event: kill_event(task_id, order),
             }),
             _ => {
                 let (framework_id, _) = executor_key.clone();
@@ -803,7 +841,7 @@ impl AgentState {
         &mut self,
         now: Duration,
         executor_key: &(FrameworkId, ExecutorId),
-        policy: Option<pb::KillPolicy>,
+        order: KillOrder,
         out: &mut Vec<Effect>,
     ) {
         let Some(executor) = self.executors.get_mut(executor_key) else {
@@ -812,7 +850,7 @@ impl AgentState {
         if executor.kill_requested.is_some() {
             return;
         }
-        executor.kill_requested = Some(policy);
+        executor.kill_requested = Some(order.clone());
         let launched = executor.delivered.contains(&executor.task_id);
         match (executor.conn, executor.info.is_some(), launched) {
             (Some(conn), true, _) => {
@@ -834,7 +872,7 @@ impl AgentState {
             }
             (Some(conn), false, true) => out.push(Effect::ToExecutor {
                 conn,
-                event: kill_event(&executor.task_id, policy),
+                event: kill_event(&executor.task_id, order),
             }),
             _ => {
                 // Nothing started the tasks: no process to signal but the executor's.
@@ -866,7 +904,11 @@ impl AgentState {
             .cloned()
             .collect();
         for key in executors {
-            self.kill_executor(now, &key, None, out);
+            let order = KillOrder {
+                policy: None,
+                message: Some("killed: its framework was removed".into()),
+            };
+            self.kill_executor(now, &key, order, out);
         }
         let keys: Vec<_> = self
             .tasks
@@ -917,7 +959,7 @@ impl AgentState {
             .filter(|t| executor.tasks.contains(t))
             .cloned()
             .collect();
-        let kill = executor.kill_requested;
+        let kill = executor.kill_requested.clone();
         let info = executor.info.clone();
         let first_task = executor.task_id.clone();
         let to_launch: Vec<TaskId> = if kill.is_some() {
@@ -975,9 +1017,9 @@ impl AgentState {
                     ..Default::default()
                 },
             }),
-            (Some(policy), false) => out.push(Effect::ToExecutor {
+            (Some(order), false) => out.push(Effect::ToExecutor {
                 conn,
-                event: kill_event(&first_task, policy),
+                event: kill_event(&first_task, order),
             }),
             (None, _) => {}
         }

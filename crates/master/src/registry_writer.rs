@@ -212,7 +212,10 @@ pub(crate) fn check_entry_sizes(master: &Master, call: &OperatorCall) -> Result<
             .collect(),
         OperatorCall::RemoveQuota(_)
         | OperatorCall::Reserve { .. }
-        | OperatorCall::Unreserve { .. } => Vec::new(),
+        | OperatorCall::Unreserve { .. }
+        | OperatorCall::Teardown { .. }
+        | OperatorCall::KillTask { .. }
+        | OperatorCall::MarkAgentGone { .. } => Vec::new(),
     };
     match sizes.into_iter().find(|(_, size)| *size > MAX_VALUE_BYTES) {
         Some((what, size)) => Err(format!(

@@ -1295,7 +1295,8 @@ impl Sim {
                 }
             }
             Some(M::Refused(r)) => self.fail(&format!("agent refused: {}", r.message)),
-            Some(M::FrameworkMessage(_)) | None => {}
+            // The simulated frameworks run no custom executors.
+            Some(M::FrameworkMessage(_)) | Some(M::ShutdownExecutor(_)) | None => {}
         }
     }
 

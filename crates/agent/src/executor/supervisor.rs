@@ -43,6 +43,8 @@ pub(super) struct Supervisor {
     /// terminal state and reason its exit is reported with.
     limitation: Option<(pb::TaskState, Reason, String)>,
     pub(super) kill_requested: bool,
+    /// Who asked for the kill and why: the TASK_KILLED update's message.
+    kill_message: Option<String>,
     pub(super) kill_deadline: Option<Instant>,
     /// Updates sent but not yet acknowledged by the agent, by uuid.
     pub(super) unacknowledged: Vec<pb::TaskStatus>,
@@ -70,6 +72,7 @@ impl Supervisor {
             disk_limit: None,
             limitation: None,
             kill_requested: false,
+            kill_message: None,
             kill_deadline: None,
             unacknowledged: Vec::new(),
             terminal_sent: false,
@@ -337,20 +340,30 @@ impl Supervisor {
         }
     }
 
-    /// KILL from the framework (or SHUTDOWN).
-    pub(super) fn kill(&mut self, policy: Option<pb::KillPolicy>) -> Vec<pb::TaskStatus> {
+    /// KILL from the framework or an operator (or SHUTDOWN); `message`
+    /// says who asked and why.
+    pub(super) fn kill(
+        &mut self,
+        policy: Option<pb::KillPolicy>,
+        message: Option<String>,
+    ) -> Vec<pb::TaskStatus> {
         if self.kill_requested || self.terminal_sent {
             return Vec::new();
         }
+        let told = |when: &str| match &message {
+            Some(message) => format!("{message} ({when})"),
+            None => format!("killed {when}"),
+        };
         if let Some(fetch) = self.fetching.take() {
             fetch.abort();
             self.kill_requested = true;
-            return vec![self.update(pb::TaskState::TaskKilled, "killed while fetching")];
+            return vec![self.update(pb::TaskState::TaskKilled, told("while fetching"))];
         }
         if self.child.is_none() {
             self.kill_requested = true;
-            return vec![self.update(pb::TaskState::TaskKilled, "killed before it started")];
+            return vec![self.update(pb::TaskState::TaskKilled, told("before it started"))];
         }
+        self.kill_message = message;
         self.begin_kill(policy);
         Vec::new()
     }
@@ -425,7 +438,13 @@ impl Supervisor {
             return self.update_with(state, message, Some(reason), healthy);
         }
         let (state, message) = match exit {
-            Ok(status) => describe_exit(status, killed_by_request),
+            Ok(status) => match (
+                describe_exit(status, killed_by_request),
+                self.kill_message.take(),
+            ) {
+                ((pb::TaskState::TaskKilled, _), Some(told)) => (pb::TaskState::TaskKilled, told),
+                (described, _) => described,
+            },
             Err(e) => (
                 pb::TaskState::TaskFailed,
                 format!("lost track of the command: {e}"),

@@ -462,6 +462,7 @@ fn kill_event(n: usize) -> agora_proto::v1::executor::Event {
                 value: n.to_string(),
             }),
             kill_policy: None,
+            message: None,
         }),
         ..Default::default()
     }
@@ -750,6 +751,7 @@ async fn a_kill_during_a_launch_reports_the_task_once_and_leaves_no_process() {
             framework_id: Some(pb::FrameworkId { value: "f1".into() }),
             task_id: Some(pb::TaskId { value: "t1".into() }),
             kill_policy: None,
+            message: Some("killed by an operator: maintenance".into()),
         }))
         .await;
     let update = next_from_agent(&mut agent.from_agent).await;

@@ -333,6 +333,7 @@ fn killing_a_task_before_its_executor_subscribed_destroys_the_executor() {
             framework_id: fid().to_field(),
             task_id: Some(pb::TaskId { value: "t1".into() }),
             kill_policy: None,
+            message: None,
         },
         &mut out,
     );
@@ -355,12 +356,17 @@ fn killing_a_running_task_asks_its_executor() {
             framework_id: fid().to_field(),
             task_id: Some(pb::TaskId { value: "t1".into() }),
             kill_policy: None,
+            message: Some("killed by an operator: drain".into()),
         },
         &mut out,
     );
+    // The executor is told who asked, for its TASK_KILLED message.
     assert!(matches!(
         out.as_slice(),
-        [Effect::ToExecutor { conn: 4, event }] if event.r#type == exec::event::Type::Kill as i32
+        [Effect::ToExecutor { conn: 4, event }]
+            if event.r#type == exec::event::Type::Kill as i32
+                && event.kill.as_ref().and_then(|k| k.message.as_deref())
+                    == Some("killed by an operator: drain")
     ));
 }
 

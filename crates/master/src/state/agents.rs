@@ -263,7 +263,10 @@ impl Master {
                 for old in replaced {
                     self.mark_gone(
                         &old,
-                        "the agent restarted with a new id (its machine rebooted)",
+                        (
+                            "the agent restarted with a new id (its machine rebooted)",
+                            super::GoneCause::Agent,
+                        ),
                         now,
                         out,
                     );
@@ -451,7 +454,8 @@ impl Master {
             .collect();
         for (framework_id, task_id) in missing {
             let message = "the agent re-registered without this task".to_string();
-            self.report_gone(&framework_id, &task_id, agent_id, message, now, out);
+            let why = (message, super::GoneCause::Agent);
+            self.report_gone(&framework_id, &task_id, agent_id, why, now, out);
         }
         for task in reported {
             let known = self

@@ -133,9 +133,10 @@ impl Master {
                 Ok(())
             }
             Type::Request => Ok(()),
-            Type::Shutdown => Err(CallError::FailedPrecondition(
-                "SHUTDOWN applies to custom executors, which this master does not run yet".into(),
-            )),
+            Type::Shutdown => {
+                let shutdown = require(call.shutdown, "shutdown")?;
+                self.shutdown_executor(&framework_id, shutdown, out)
+            }
             Type::Subscribe => Err(CallError::InvalidArgument(
                 "SUBSCRIBE must be sent through the Subscribe stream".into(),
             )),
@@ -253,7 +254,39 @@ impl Master {
                     framework_id: framework_id.to_field(),
                     task_id: task_id.to_field(),
                     kill_policy: kill.kill_policy,
+                    message: Some("killed by the framework".into()),
                 })),
+            },
+            out,
+        );
+        Ok(())
+    }
+
+    /// SHUTDOWN: the agent stops the executor and every task it runs.
+    fn shutdown_executor(
+        &mut self,
+        framework_id: &agora_core::FrameworkId,
+        shutdown: sched::call::Shutdown,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), CallError> {
+        let agent_id = parse_agent_id(&shutdown.agent_id)?;
+        let executor_id = require(shutdown.executor_id, "shutdown.executor_id")?;
+        agora_core::ExecutorId::from_field(&Some(executor_id.clone()))
+            .map_err(|e| CallError::InvalidArgument(format!("shutdown.executor_id: {e}")))?;
+        if !self.agents.contains_key(&agent_id) {
+            return Err(CallError::NotFound(format!(
+                "agent {agent_id} is not known"
+            )));
+        }
+        self.send_to_agent(
+            &agent_id,
+            MasterMessage {
+                kind: Some(master_message::Kind::ShutdownExecutor(
+                    master_message::ShutdownExecutor {
+                        framework_id: framework_id.to_field(),
+                        executor_id: Some(executor_id),
+                    },
+                )),
             },
             out,
         );

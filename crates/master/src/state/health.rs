@@ -207,7 +207,7 @@ impl Master {
     pub(super) fn mark_gone(
         &mut self,
         agent_id: &AgentId,
-        why: &str,
+        (why, cause): (&str, super::GoneCause),
         now: Now,
         out: &mut Vec<Effect>,
     ) {
@@ -230,7 +230,7 @@ impl Master {
                 &framework_id,
                 &task_id,
                 agent_id,
-                format!("agent is gone: {why}"),
+                (format!("agent is gone: {why}"), cause),
                 now,
                 out,
             );
@@ -357,6 +357,10 @@ impl Master {
                     framework_id: reported.framework_id.to_field(),
                     task_id: reported.id.to_field(),
                     kill_policy: None,
+                    message: Some(
+                        "killed by the master: it was reported lost while its agent was away"
+                            .into(),
+                    ),
                 })),
             },
             out,

@@ -19,6 +19,7 @@ use agora_proto::v1::scheduler as sched;
 
 mod agents;
 mod calls;
+mod control;
 mod frameworks;
 mod health;
 mod launch;
@@ -72,6 +73,14 @@ pub use operator::{
     quota_key,
 };
 pub use registry::{RegistryAgent, RegistryAgentState};
+
+/// Who decided that an agent's tasks are gone: the agent itself (it came
+/// back without them, or with a new id) or an operator (MARK_AGENT_GONE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GoneCause {
+    Agent,
+    Operator,
+}
 
 /// Why a framework's call was refused. Each maps to one gRPC code in the shell.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -680,7 +689,7 @@ impl Master {
         framework_id: &FrameworkId,
         task_id: &TaskId,
         agent_id: &AgentId,
-        message: String,
+        (message, cause): (String, GoneCause),
         now: Now,
         out: &mut Vec<Effect>,
     ) {
@@ -688,10 +697,10 @@ impl Master {
             .frameworks
             .get(framework_id)
             .is_some_and(Framework::partition_aware);
-        let state = if aware {
-            pb::TaskState::TaskGone
-        } else {
-            pb::TaskState::TaskLost
+        let state = match (aware, cause) {
+            (false, _) => pb::TaskState::TaskLost,
+            (true, GoneCause::Agent) => pb::TaskState::TaskGone,
+            (true, GoneCause::Operator) => pb::TaskState::TaskGoneByOperator,
         };
         self.set_task_state(framework_id, task_id, state, now);
         self.set_told_state(framework_id, task_id, state);

@@ -73,6 +73,23 @@ pub enum OperatorCall {
         agent_id: String,
         resources: Resources,
     },
+    /// Removes a framework for good and kills its tasks (Mesos' TEARDOWN).
+    Teardown {
+        framework_id: String,
+    },
+    /// Kills one task (an Agora extension of the operator API). Without a
+    /// framework id the task id must name exactly one live task.
+    KillTask {
+        framework_id: Option<String>,
+        task_id: String,
+        /// Who asked and why, in the TASK_KILLED message.
+        reason: Option<String>,
+    },
+    /// The agent will never come back: its tasks become TASK_GONE_BY_OPERATOR
+    /// and its id may never register again (Mesos' MARK_AGENT_GONE).
+    MarkAgentGone {
+        agent_id: String,
+    },
 }
 
 /// A role's quota as the registry keeps it: resources in their text form.
@@ -165,6 +182,17 @@ impl Master {
                 agent_id,
                 resources,
             } => self.reserve(&agent_id, &resources, false, out),
+            OperatorCall::Teardown { framework_id } => {
+                self.operator_teardown(now, &framework_id, out)
+            }
+            OperatorCall::KillTask {
+                framework_id,
+                task_id,
+                reason,
+            } => self.operator_kill(framework_id.as_deref(), &task_id, reason, out),
+            OperatorCall::MarkAgentGone { agent_id } => {
+                self.operator_mark_gone(now, &agent_id, out)
+            }
         }
     }
 

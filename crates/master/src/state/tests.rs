@@ -18,6 +18,7 @@ use sched::event::Type as EventType;
 use super::*;
 
 mod absence;
+mod control;
 mod launch_size;
 mod operator;
 mod resource_kinds;
