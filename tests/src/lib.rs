@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 pub mod browser;
+pub mod mesos_http;
 pub mod spark;
 
 /// The `agora` binary, built once per test process with the same cargo
@@ -320,6 +321,12 @@ pub fn http_request(
             body.len()
         ),
     )
+}
+
+/// Sends `request` as it is (head and any body) on a fresh connection and
+/// reads the whole response: for requests no helper here would make.
+pub fn http_raw(port: u16, request: &str) -> anyhow::Result<(u16, String)> {
+    exchange(port, request)
 }
 
 /// Sends one request on a fresh connection and reads the whole response.

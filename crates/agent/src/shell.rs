@@ -127,6 +127,15 @@ enum AgentCommand {
     ExecutorGone {
         conn: ExecutorConn,
     },
+    /// An UPDATE or MESSAGE over the HTTP executor API, which names its
+    /// executor by ids instead of arriving on its stream; refused unless
+    /// that executor is subscribed.
+    ExecutorHttpCall {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        call: exec::Call,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     ExecutorExited {
         framework_id: FrameworkId,
         executor_id: ExecutorId,
@@ -492,6 +501,28 @@ impl Actor {
                 self.executors.remove(&conn);
                 self.state.on_executor_disconnected(conn);
             }
+            AgentCommand::ExecutorHttpCall {
+                framework_id,
+                executor_id,
+                call,
+                reply,
+            } => {
+                let conn = self
+                    .state
+                    .executors
+                    .get(&(framework_id.clone(), executor_id.clone()))
+                    .and_then(|e| e.conn);
+                let Some(conn) = conn else {
+                    let _ = reply.send(Err(format!(
+                        "executor {executor_id} of framework {framework_id} is not subscribed"
+                    )));
+                    return;
+                };
+                let _ = reply.send(Ok(()));
+                if let Some(command) = executor_call(conn, &framework_id, &executor_id, call) {
+                    self.handle(command, out);
+                }
+            }
             AgentCommand::ExecutorExited {
                 framework_id,
                 executor_id,
@@ -670,6 +701,9 @@ impl Actor {
             }
             master_message::Kind::RunTask(run) => self.state.on_run_task(now, run, out),
             master_message::Kind::KillTask(kill) => self.state.on_kill_task(now, kill, out),
+            master_message::Kind::ShutdownExecutor(shutdown) => {
+                self.state.on_shutdown_executor(now, shutdown, out);
+            }
             master_message::Kind::StatusUpdateAck(ack) => self.state.on_status_ack(now, ack, out),
             master_message::Kind::ShutdownFramework(shutdown) => {
                 if let Ok(framework_id) = FrameworkId::from_field(&shutdown.framework_id) {
@@ -1331,28 +1365,7 @@ impl Executor for ExecutorService {
                         }
                     },
                 };
-                let command = match call::Type::try_from(call.r#type) {
-                    Ok(call::Type::Update) => call.update.and_then(|u| u.status).map(|status| {
-                        AgentCommand::ExecutorUpdate {
-                            conn,
-                            framework_id: framework_id.clone(),
-                            executor_id: executor_id.clone(),
-                            status,
-                        }
-                    }),
-                    Ok(call::Type::Message) => {
-                        call.message.map(|m| AgentCommand::ExecutorMessage {
-                            conn,
-                            framework_id: framework_id.clone(),
-                            executor_id: executor_id.clone(),
-                            data: m.data,
-                        })
-                    }
-                    _ => {
-                        tracing::debug!(executor_id = %executor_id, call_type = call.r#type, "executor call ignored");
-                        None
-                    }
-                };
+                let command = executor_call(conn, &framework_id, &executor_id, call);
                 // Awaited: a flooding executor is slowed by flow control.
                 if let Some(command) = command
                     && commands.send(command).await.is_err()
@@ -1363,6 +1376,38 @@ impl Executor for ExecutorService {
             let _ = commands.send(AgentCommand::ExecutorGone { conn }).await;
         });
         Ok(Response::new(event_stream(rx)))
+    }
+}
+
+/// The command for an executor's UPDATE or MESSAGE, whichever API it came
+/// through; other calls after SUBSCRIBE are ignored.
+fn executor_call(
+    conn: ExecutorConn,
+    framework_id: &FrameworkId,
+    executor_id: &ExecutorId,
+    call: exec::Call,
+) -> Option<AgentCommand> {
+    match call::Type::try_from(call.r#type) {
+        Ok(call::Type::Update) => {
+            call.update
+                .and_then(|u| u.status)
+                .map(|status| AgentCommand::ExecutorUpdate {
+                    conn,
+                    framework_id: framework_id.clone(),
+                    executor_id: executor_id.clone(),
+                    status,
+                })
+        }
+        Ok(call::Type::Message) => call.message.map(|m| AgentCommand::ExecutorMessage {
+            conn,
+            framework_id: framework_id.clone(),
+            executor_id: executor_id.clone(),
+            data: m.data,
+        }),
+        _ => {
+            tracing::debug!(executor_id = %executor_id, call_type = call.r#type, "executor call ignored");
+            None
+        }
     }
 }
 
@@ -1467,9 +1512,10 @@ pub async fn run_agent(
         commands.clone(),
         shutdown.clone(),
     ));
+    let next_executor_conn = Arc::new(AtomicU64::new(1));
     let service = ExecutorService {
         commands: commands.clone(),
-        next_conn: Arc::new(AtomicU64::new(1)),
+        next_conn: next_executor_conn.clone(),
     };
     let app = axum::Router::new()
         .route("/health", get(health))
@@ -1482,6 +1528,10 @@ pub async fn run_agent(
                 .with_state(commands.clone()),
         )
         .merge(crate::files::router(&options.work_dir))
+        .merge(executor_http::router(executor_http::ExecutorApi {
+            commands: commands.clone(),
+            next_conn: next_executor_conn,
+        }))
         .merge(crate::metrics::router(
             snapshot_rx.clone(),
             Some(task_stats_source(commands.clone())),
@@ -1508,6 +1558,7 @@ pub async fn run_agent(
     Ok(())
 }
 
+mod executor_http;
 mod launching;
 mod streams;
 #[cfg(test)]

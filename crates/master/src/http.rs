@@ -142,7 +142,7 @@ pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router 
 /// A master that does not lead sends users to the leader: 307 with a
 /// protocol-relative `Location: //leader:port/path` (Mesos' form), or 503
 /// while no leader is known.
-async fn leader_only(
+pub(crate) async fn leader_only(
     State(gate): State<watch::Receiver<Gate>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,

@@ -14,6 +14,7 @@ mod leadership;
 pub mod mesos_v0;
 pub mod metrics;
 mod registry_writer;
+mod scheduler_http;
 pub mod shell;
 pub mod snapshot;
 pub mod state;

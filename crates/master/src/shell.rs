@@ -464,7 +464,7 @@ impl Drop for GoneGuard {
     }
 }
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+pub(crate) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 fn guarded<T>(rx: Inbox<T>, guard: GoneGuard, heartbeat: Option<(Duration, T)>) -> BoxStream<T>
 where
@@ -523,13 +523,17 @@ pub(crate) struct Services {
 }
 
 impl Services {
+    pub(crate) fn gate(&self) -> watch::Receiver<Gate> {
+        self.gate.clone()
+    }
+
     fn conn(&self) -> ConnId {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
     /// The leader's command channel, or a status saying why there is none
     /// here (and who leads, in the `agora-leader` metadata).
-    fn commands(&self) -> Result<Commands, Status> {
+    pub(crate) fn commands(&self) -> Result<Commands, Status> {
         match &*self.gate.borrow() {
             Gate::Leading { commands } => Ok(commands.clone()),
             Gate::Recovering => Err(Status::unavailable(
@@ -567,6 +571,57 @@ impl Services {
     }
 }
 
+/// Why a subscription was not opened, for each API to say in its own terms.
+pub(crate) enum SubscribeError {
+    /// The state machine refused the SUBSCRIBE call.
+    Refused(CallError),
+    /// No leader here, or it is going away.
+    Unavailable(String),
+}
+
+impl Services {
+    /// Opens a framework's subscription: the one path for the gRPC and the
+    /// HTTP scheduler APIs. The stream carries the framework's events and a
+    /// heartbeat every interval; dropping it tells the actor the framework
+    /// disconnected.
+    pub(crate) async fn open_subscription(
+        &self,
+        stream_id: String,
+        call: sched::Call,
+    ) -> Result<BoxStream<sched::Event>, SubscribeError> {
+        let commands = self
+            .commands()
+            .map_err(|s| SubscribeError::Unavailable(s.message().to_string()))?;
+        let conn = self.conn();
+        let (events, rx) = outbox();
+        let (reply, answer) = oneshot::channel();
+        let guard = GoneGuard {
+            commands: commands.clone(),
+            gone: Some(Command::FrameworkGone { conn }),
+        };
+        let shutting_down = || SubscribeError::Unavailable("master is shutting down".into());
+        commands
+            .send(Command::Subscribe {
+                conn,
+                stream_id,
+                call,
+                events,
+                reply,
+            })
+            .await
+            .map_err(|_| shutting_down())?;
+        answer
+            .await
+            .map_err(|_| shutting_down())?
+            .map_err(SubscribeError::Refused)?;
+        let heartbeat = sched::Event {
+            r#type: sched::event::Type::Heartbeat as i32,
+            ..Default::default()
+        };
+        Ok(guarded(rx, guard, Some((self.heartbeat, heartbeat))))
+    }
+}
+
 #[tonic::async_trait]
 impl Scheduler for Services {
     type SubscribeStream = BoxStream<sched::Event>;
@@ -575,36 +630,17 @@ impl Scheduler for Services {
         &self,
         request: Request<sched::Call>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let commands = self.commands()?;
-        let conn = self.conn();
-        let (events, rx) = outbox();
-        let (reply, answer) = oneshot::channel();
+        // Checked first so that a follower's status names the leader.
+        self.commands()?;
         let stream_id = uuid::Uuid::new_v4().to_string();
-        let guard = GoneGuard {
-            commands: commands.clone(),
-            gone: Some(Command::FrameworkGone { conn }),
-        };
-        Self::ask(
-            &commands,
-            Command::Subscribe {
-                conn,
-                stream_id,
-                call: request.into_inner(),
-                events,
-                reply,
-            },
-            answer,
-        )
-        .await?;
-        let heartbeat = sched::Event {
-            r#type: sched::event::Type::Heartbeat as i32,
-            ..Default::default()
-        };
-        Ok(Response::new(guarded(
-            rx,
-            guard,
-            Some((self.heartbeat, heartbeat)),
-        )))
+        match self
+            .open_subscription(stream_id, request.into_inner())
+            .await
+        {
+            Ok(stream) => Ok(Response::new(stream)),
+            Err(SubscribeError::Refused(e)) => Err(to_status(e)),
+            Err(SubscribeError::Unavailable(why)) => Err(Status::unavailable(why)),
+        }
     }
 
     async fn call(
@@ -740,6 +776,7 @@ async fn serve_master(
     // gRPC services on their own paths; everything else is the HTTP API
     // (whose fallback answers 404 to unknown paths).
     let app = crate::http::router(snapshot_rx, gate_rx)
+        .merge(crate::scheduler_http::router(services.clone()))
         .route_service(
             &grpc_path::<SchedulerServer<Services>>(),
             SchedulerServer::new(services.clone())

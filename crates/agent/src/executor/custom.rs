@@ -13,6 +13,23 @@ use super::{ENV_AGENT_ENDPOINT, ExecutorEnv, ExecutorError, prepare};
 use crate::containers::launch_failure_path;
 use crate::launch::{ENV_LAUNCH, LaunchConfig, LaunchFailure};
 
+/// What Mesos tells an executor about its agent's recovery rules, for
+/// executor libraries written for Mesos (`MesosExecutorDriver`s read them).
+/// Agora's agents always checkpoint: an executor survives an agent restart
+/// and must wait for the agent to come back rather than exit.
+fn mesos_executor_environment() -> [(&'static str, String); 4] {
+    let secs = |d: std::time::Duration| format!("{}secs", d.as_secs());
+    [
+        ("MESOS_CHECKPOINT", "1".into()),
+        ("MESOS_RECOVERY_TIMEOUT", secs(super::RECOVERY_TIMEOUT)),
+        ("MESOS_SUBSCRIPTION_BACKOFF_MAX", "2secs".into()),
+        (
+            "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",
+            secs(crate::state::EXECUTOR_SHUTDOWN_GRACE),
+        ),
+    ]
+}
+
 /// Only returns when the program could not be started.
 pub(crate) async fn become_custom_executor(
     env: &ExecutorEnv,
@@ -74,6 +91,7 @@ pub(crate) async fn become_custom_executor(
         .envs(prepare::environment(env, config, &command, None))
         .env(ENV_AGENT_ENDPOINT, &env.agent_endpoint)
         .env("MESOS_AGENT_ENDPOINT", endpoint)
+        .envs(mesos_executor_environment())
         .stdin(std::process::Stdio::null())
         .stdout(stdout)
         .stderr(stderr);

@@ -1,0 +1,226 @@
+//! Mesos' v1 executor HTTP API, `POST /api/v1/executor`: a framing layer
+//! over the same actor commands as the gRPC `Executor` service, so that an
+//! executor written for Mesos (pymesos, the Go and Java libraries) runs as
+//! an Agora custom executor. SUBSCRIBE answers 200 with a chunked RecordIO
+//! stream of events (heartbeats included); UPDATE and MESSAGE answer 202
+//! and name their executor by its framework and executor ids, which must
+//! hold a live subscription.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use agora_core::{ExecutorId, FrameworkId, TaskId};
+use agora_mesos_http::{Media, MediaError, decode, encode, recordio};
+use agora_net::outbox::outbox;
+use agora_proto::v1::executor::{self as exec, call};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::AgentCommand;
+
+/// How often a subscribed HTTP executor hears from its agent.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub(super) struct ExecutorApi {
+    pub(super) commands: mpsc::Sender<AgentCommand>,
+    /// Shared with the gRPC service: one numbering of executor streams.
+    pub(super) next_conn: Arc<AtomicU64>,
+}
+
+pub(super) fn router(api: ExecutorApi) -> Router {
+    Router::new()
+        .route("/api/v1/executor", post(executor))
+        .route("/slave(1)/api/v1/executor", post(executor))
+        .layer(DefaultBodyLimit::max(agora_net::MAX_MESSAGE_BYTES))
+        .with_state(api)
+}
+
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut message = self.1;
+        message.push('\n');
+        (
+            self.0,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            message,
+        )
+            .into_response()
+    }
+}
+
+impl From<MediaError> for Refusal {
+    fn from(e: MediaError) -> Self {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        Refusal(status, e.to_string())
+    }
+}
+
+fn bad_request(why: impl Into<String>) -> Refusal {
+    Refusal(StatusCode::BAD_REQUEST, why.into())
+}
+
+fn shutting_down() -> Refusal {
+    Refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the agent is shutting down".into(),
+    )
+}
+
+async fn executor(State(api): State<ExecutorApi>, headers: HeaderMap, body: Bytes) -> Response {
+    match handle(&api, &headers, &body).await {
+        Ok(response) => response,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn handle(api: &ExecutorApi, headers: &HeaderMap, body: &[u8]) -> Result<Response, Refusal> {
+    let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let media = Media::from_content_type(header_str(header::CONTENT_TYPE))?;
+    let call: exec::Call = decode(media, body).map_err(|e| {
+        bad_request(format!(
+            "failed to parse the body into an executor call: {e}"
+        ))
+    })?;
+    let framework_id = FrameworkId::from_field(&call.framework_id)
+        .map_err(|e| bad_request(format!("framework_id: {e}")))?;
+    let executor_id = ExecutorId::from_field(&call.executor_id)
+        .map_err(|e| bad_request(format!("executor_id: {e}")))?;
+    match call::Type::try_from(call.r#type).unwrap_or(call::Type::Unknown) {
+        call::Type::Subscribe => {
+            let accept = Media::from_accept(header_str(header::ACCEPT))?;
+            subscribe(api, accept, framework_id, executor_id, call).await
+        }
+        call::Type::Update | call::Type::Message => {
+            let (reply, answer) = oneshot::channel();
+            api.commands
+                .send(AgentCommand::ExecutorHttpCall {
+                    framework_id,
+                    executor_id,
+                    call,
+                    reply,
+                })
+                .await
+                .map_err(|_| shutting_down())?;
+            answer
+                .await
+                .map_err(|_| shutting_down())?
+                .map_err(|why| Refusal(StatusCode::FORBIDDEN, why))?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        call::Type::Unknown if call.r#type == 0 => Err(bad_request(
+            "failed to validate the executor call: expecting 'type' to be present",
+        )),
+        call::Type::Unknown => Err(Refusal(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("call type {} is not supported by this agent", call.r#type),
+        )),
+    }
+}
+
+/// Tells the actor the executor's stream ended when the response body is
+/// dropped (the executor went away, or its stream was given up as stuck).
+struct GoneGuard {
+    commands: mpsc::Sender<AgentCommand>,
+    conn: u64,
+}
+
+impl Drop for GoneGuard {
+    fn drop(&mut self) {
+        let gone = AgentCommand::ExecutorGone { conn: self.conn };
+        if let Err(mpsc::error::TrySendError::Full(gone)) = self.commands.try_send(gone)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let commands = self.commands.clone();
+            runtime.spawn(async move {
+                let _ = commands.send(gone).await;
+            });
+        }
+    }
+}
+
+async fn subscribe(
+    api: &ExecutorApi,
+    accept: Media,
+    framework_id: FrameworkId,
+    executor_id: ExecutorId,
+    call: exec::Call,
+) -> Result<Response, Refusal> {
+    let subscribe = call.subscribe.unwrap_or_default();
+    let held = subscribe
+        .unacknowledged_tasks
+        .iter()
+        .filter_map(|t| TaskId::from_field(&t.task_id).ok())
+        .collect();
+    let unacknowledged = subscribe
+        .unacknowledged_updates
+        .into_iter()
+        .filter_map(|u| u.status)
+        .collect();
+    let conn = api.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (events, rx) = outbox();
+    let (reply, answer) = oneshot::channel();
+    api.commands
+        .send(AgentCommand::ExecutorSubscribe {
+            conn,
+            framework_id,
+            executor_id,
+            held,
+            unacknowledged,
+            events,
+            reply,
+        })
+        .await
+        .map_err(|_| shutting_down())?;
+    answer
+        .await
+        .map_err(|_| shutting_down())?
+        .map_err(bad_request)?;
+    let guard = GoneGuard {
+        commands: api.commands.clone(),
+        conn,
+    };
+    let heartbeat = exec::Event {
+        r#type: exec::event::Type::Heartbeat as i32,
+        ..Default::default()
+    };
+    let ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + HEARTBEAT_INTERVAL,
+        HEARTBEAT_INTERVAL,
+    );
+    let beats = tokio_stream::wrappers::IntervalStream::new(ticker)
+        .map(move |_| Some(Ok(heartbeat.clone())));
+    // Events first when both are ready. The body ends with the events: when
+    // the actor drops the executor's outbox, or gives the stream up as stuck
+    // (the executor subscribes again).
+    let events = rx
+        .map(|event| Some(event.map_err(|stuck| stuck.to_string())))
+        .chain(futures::stream::once(futures::future::ready(None)));
+    let records = futures::stream::select_with_strategy(events, beats, |_: &mut ()| {
+        futures::stream::PollNext::Left
+    })
+    .take_while(|item| futures::future::ready(matches!(item, Some(Ok(_)))))
+    .filter_map(|item| futures::future::ready(item.and_then(Result::ok)))
+    .map(move |event| {
+        let _until_the_body_is_dropped = &guard;
+        Ok::<_, std::io::Error>(recordio::frame(&encode(accept, &event)))
+    });
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(accept.content_type()),
+        )],
+        Body::from_stream(records),
+    )
+        .into_response())
+}
