@@ -285,6 +285,22 @@ fn main() {
     }
     report("state_json", samples, &format!("{scale} bytes={bytes}"));
 
+    // Mesos' `/master/state.json` (the shape dashboards and exporters read),
+    // built from the same snapshot and serialized.
+    let mut samples = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let body =
+            agora_master::mesos_v0::state_json(&snapshot, 0.0).expect("mesos state serializes");
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+        bytes = body.len();
+    }
+    report(
+        "mesos_state_json",
+        samples,
+        &format!("{scale} bytes={bytes}"),
+    );
+
     let (publish, published) = watch::channel(Arc::new(snapshot));
     list_pages(published.clone(), agents, tasks, runs.max(50), &scale);
 

@@ -159,15 +159,19 @@ fn jsonp(query: &HashMap<String, String>) -> Option<&str> {
     query.get("jsonp").map(String::as_str)
 }
 
+/// The body of Mesos' `/master/state` for `snapshot` (public for the
+/// snapshot benchmark, which times it at scale).
+pub fn state_json(snapshot: &StateSnapshot, started: f64) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&shapes::state(snapshot, started))
+}
+
 /// `/master/state`: Mesos' `/state`, serialized once per snapshot.
 async fn state_handler(State(state): State<MesosState>, Params(query): Params) -> Response {
     let current = state.snapshot.borrow().clone();
     let started = state.started;
     match state
         .state_body
-        .get(current, move |s| {
-            serde_json::to_vec(&shapes::state(s, started))
-        })
+        .get(current, move |s| state_json(s, started))
         .await
     {
         Ok(body) => agora_net::jsonp::respond(body, jsonp(&query)),
