@@ -1,13 +1,18 @@
-//! A deadline on a connection's first bytes.
+//! A deadline on a connection's first request.
 //!
-//! hyper's HTTP/1 header-read timeout only starts once hyper knows the
-//! connection speaks HTTP/1; before that, the auto builder waits for bytes to
-//! tell HTTP/1 from the HTTP/2 preface with no timeout at all, so a peer that
-//! connects and sends nothing (or part of the preface) would hold a
-//! descriptor for ever. This wrapper fails the read once the deadline passes
-//! unless the connection has shown it is HTTP/1 (a first byte other than the
-//! preface's) or sent the whole 24-byte preface; from there hyper's own
-//! timeouts (header read, HTTP/2 keep-alive) apply.
+//! A peer that connects and sends nothing, part of the HTTP/2 preface, or
+//! part of its first HTTP/1 request head, would otherwise hold a descriptor
+//! for ever. This wrapper fails the read once the deadline passes unless the
+//! connection has sent the whole 24-byte HTTP/2 preface or the whole head of
+//! its first HTTP/1 request (up to the blank line that ends it).
+//!
+//! From there the connection may idle between requests as long as it likes:
+//! Mesos' clients (pymesos, the executor libraries) send every call over one
+//! kept-alive connection and never retry a call the server closed under
+//! them, so an idle timeout would lose an executor's status update after a
+//! long task. hyper's own HTTP/1 header-read timeout is therefore off (it
+//! also runs while a kept-alive connection idles); HTTP/2 keep-alive pings
+//! still find dead peers, and the connection cap bounds the rest.
 
 use std::future::Future;
 use std::io;
@@ -26,7 +31,13 @@ pub(crate) struct FirstBytes<T> {
     /// Armed until the protocol is known; `None` from then on.
     deadline: Option<Pin<Box<Sleep>>>,
     seen: usize,
+    /// The last bytes of an HTTP/1 head read so far, to find its end
+    /// across reads; `None` until the connection shows it is HTTP/1.
+    http1_tail: Option<Vec<u8>>,
 }
+
+/// What ends an HTTP/1 request head.
+const HEAD_END: &[u8; 4] = b"\r\n\r\n";
 
 impl<T> FirstBytes<T> {
     pub(crate) fn new(inner: T, timeout: Duration) -> Self {
@@ -34,19 +45,33 @@ impl<T> FirstBytes<T> {
             inner,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
             seen: 0,
+            http1_tail: None,
         }
     }
 
-    /// Notes a read of `len` bytes starting with `first`.
-    fn saw(&mut self, first: Option<u8>, len: usize) {
-        let Some(first) = first else { return };
+    /// Notes the bytes of one read.
+    fn saw(&mut self, new: &[u8]) {
+        let Some(&first) = new.first() else { return };
         if self.deadline.is_none() {
             return;
         }
-        let http1 = self.seen == 0 && first != H2_PREFACE[0];
-        self.seen += len;
-        if http1 || self.seen >= H2_PREFACE.len() {
+        if self.seen == 0 && first != H2_PREFACE[0] {
+            self.http1_tail = Some(Vec::new());
+        }
+        self.seen += new.len();
+        let done = match &mut self.http1_tail {
+            Some(tail) => {
+                tail.extend_from_slice(new);
+                let found = tail.windows(HEAD_END.len()).any(|w| w == HEAD_END);
+                let keep = tail.len().saturating_sub(HEAD_END.len() - 1);
+                tail.drain(..keep);
+                found
+            }
+            None => self.seen >= H2_PREFACE.len(),
+        };
+        if done {
             self.deadline = None;
+            self.http1_tail = None;
         }
     }
 }
@@ -62,8 +87,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for FirstBytes<T> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let new = &buf.filled()[before..];
-                let (first, len) = (new.first().copied(), new.len());
-                this.saw(first, len);
+                this.saw(new);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),

@@ -18,9 +18,10 @@ use crate::first_bytes::FirstBytes;
 /// What a server allows its peers.
 #[derive(Debug, Clone)]
 pub struct ServeLimits {
-    /// A connection must start a request, and an HTTP/1 request must send
-    /// its whole header, within this long (an idle HTTP/1 keep-alive
-    /// connection is closed after it too). Default 10 s.
+    /// A connection must send its first request's whole head (HTTP/1) or
+    /// the HTTP/2 preface within this long. Once it has, it may idle
+    /// between requests: Mesos' clients keep one connection for all their
+    /// calls and do not retry a call whose connection was closed. Default 10 s.
     pub header_read_timeout: Duration,
     /// An HTTP/2 connection is pinged this often... Default 30 s.
     pub http2_keep_alive_interval: Duration,
@@ -66,7 +67,9 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        // Off: it would also close kept-alive connections that idle between
+        // requests (see `first_bytes`), which Mesos' clients do not survive.
+        .header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -188,6 +191,28 @@ mod tests {
         partial.write_all(b"PRI * HTTP/2").await.expect("write");
         assert!(read_to_close(&mut silent).await.is_empty());
         assert!(read_to_close(&mut partial).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_connection_may_idle_between_requests() {
+        let (address, _shutdown) = start(short()).await;
+        let mut stream = TcpStream::connect(address).await.expect("connect");
+        let request = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut answer = vec![0; 4096];
+        for round in 0..2 {
+            stream.write_all(request).await.expect("write");
+            let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut answer))
+                .await
+                .expect("answered")
+                .expect("read");
+            assert!(
+                String::from_utf8_lossy(&answer[..n]).contains("pong"),
+                "round {round}"
+            );
+            // Idle for several header timeouts; the connection stays.
+            let idle = tokio::time::sleep(short().header_read_timeout * 4);
+            idle.await;
+        }
     }
 
     #[tokio::test]
