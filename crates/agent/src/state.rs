@@ -228,9 +228,16 @@ impl AgentState {
     }
 
     /// The first message of a master session: who we are and what we run.
-    pub fn register_message(&self) -> AgentMessage {
+    /// This agent's info with its id once the master gave it one: what the
+    /// master and every subscribing executor are told.
+    fn agent_info(&self) -> pb::AgentInfo {
         let mut info = self.info.clone();
         info.id = self.agent_id.as_ref().and_then(AgentId::to_field);
+        info
+    }
+
+    pub fn register_message(&self) -> AgentMessage {
+        let info = self.agent_info();
         let tasks = self
             .tasks
             .values()
@@ -993,7 +1000,7 @@ impl AgentState {
                 subscribed: Some(exec::event::Subscribed {
                     executor_info: Some(executor_info),
                     framework_info: Some(framework),
-                    agent_info: Some(self.info.clone()),
+                    agent_info: Some(self.agent_info()),
                 }),
                 ..Default::default()
             },

@@ -163,6 +163,16 @@ fn a_task_launches_its_executor_which_gets_the_task_once() {
             exec::event::Type::Launch as i32
         ]
     );
+    // SUBSCRIBED names the agent by the id the master gave it (Mesos'
+    // executor libraries report it with every update).
+    let subscribed = out.iter().find_map(|e| match e {
+        Effect::ToExecutor { event, .. } => event.subscribed.as_ref(),
+        _ => None,
+    });
+    assert_eq!(
+        subscribed.and_then(|s| s.agent_info.as_ref()).and_then(|i| i.id.clone()),
+        Some(pb::AgentId { value: "a1".into() })
+    );
     // A reconnecting executor that holds its task is not given it again.
     let mut again = Vec::new();
     state
