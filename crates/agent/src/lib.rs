@@ -18,6 +18,7 @@ pub mod health_check;
 pub mod launch;
 pub mod mesos_v0;
 pub mod metrics;
+pub mod operator_api;
 pub mod resources;
 pub mod shell;
 pub mod state;

@@ -1528,6 +1528,7 @@ pub async fn run_agent(
                 .with_state(commands.clone()),
         )
         .merge(crate::files::router(&options.work_dir))
+        .merge(crate::operator_api::router(snapshot_rx.clone(), &options))
         .merge(executor_http::router(executor_http::ExecutorApi {
             commands: commands.clone(),
             next_conn: next_executor_conn,
