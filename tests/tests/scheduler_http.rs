@@ -418,6 +418,24 @@ fn bad_requests_get_mesos_status_codes_and_change_nothing() {
     let frameworks = state["frameworks"].as_array().expect("frameworks");
     assert_eq!(frameworks.len(), 1, "{state}");
     fw.call_accepted(json!({"type": "SUPPRESS", "suppress": {}}));
+
+    // Mesos' `/master/teardown` form: a missing id is 400, a good one removes it.
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let (code, text) =
+        refusal(request(port, "POST", "/master/teardown", &form, b"nothing=here").expect("post"));
+    assert_eq!(code, 400, "{text}");
+    let body = format!("frameworkId={}", fw.framework_id);
+    let (code, text) =
+        refusal(request(port, "POST", "/master/teardown", &form, body.as_bytes()).expect("post"));
+    assert_eq!(code, 200, "{text}");
+    let state = cluster.state().expect("state");
+    assert_eq!(
+        state["completed_frameworks"][0]["id"],
+        fw.framework_id.as_str()
+    );
+    let (code, text) =
+        refusal(request(port, "POST", "/master/teardown", &form, body.as_bytes()).expect("post"));
+    assert_eq!(code, 404, "a removed framework is not found again: {text}");
 }
 
 #[test]

@@ -124,6 +124,8 @@ pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router 
         .route("/quota/{*role}", delete(delete_quota))
         .route("/reserve", post(reserve))
         .route("/unreserve", post(unreserve))
+        .route("/master/teardown", post(teardown))
+        .route("/teardown", post(teardown))
         .merge(test_faults())
         .fallback(not_found)
         .with_state(AppState {
@@ -454,6 +456,34 @@ async fn unreserve(State(gate): State<GateRx>, body: Bytes) -> Response {
     match reserve_call(&body, false) {
         Ok(call) => ask(&gate, call).await,
         Err(bad) => bad.into_response(),
+    }
+}
+
+/// Mesos' `/master/teardown` form body.
+#[derive(Deserialize)]
+struct TeardownForm {
+    #[serde(rename = "frameworkId")]
+    framework_id: String,
+}
+
+/// `POST /master/teardown` with the form body `frameworkId=<id>` (Mesos'
+/// endpoint): the framework is removed and its tasks killed, as by the
+/// operator API's TEARDOWN.
+async fn teardown(
+    State(gate): State<GateRx>,
+    form: Result<axum::Form<TeardownForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    match form {
+        Ok(axum::Form(form)) => {
+            let call = OperatorCall::Teardown {
+                framework_id: form.framework_id,
+            };
+            ask(&gate, call).await
+        }
+        Err(e) => error_response(
+            StatusCode::BAD_REQUEST,
+            format!("expecting a form body with 'frameworkId': {e}"),
+        ),
     }
 }
 
