@@ -153,6 +153,18 @@ pub trait MasterDetector: fmt::Display + fmt::Debug + Send + Sync + 'static {
     fn detect(&self) -> BoxFuture<'_, Result<String, Error>>;
 }
 
+/// The detector for a master named as `agora run --master` takes it: a
+/// `zk://` URL follows the election ([`ZkMasterDetector`], which needs a
+/// tokio runtime), anything else is parsed as a [`MasterAddress`].
+pub fn master_detector(master: &str) -> Result<std::sync::Arc<dyn MasterDetector>, Error> {
+    let master = master.trim();
+    if master.starts_with("zk://") {
+        Ok(std::sync::Arc::new(ZkMasterDetector::new(master)?))
+    } else {
+        Ok(std::sync::Arc::new(MasterAddress::parse(master)?))
+    }
+}
+
 /// Follows the leading master elected in ZooKeeper (`zk://h1:2181,h2:2181/agora`).
 pub struct ZkMasterDetector {
     url: String,
@@ -282,5 +294,18 @@ mod tests {
     async fn direct_address_detects_itself() {
         let addr = direct("h", 1);
         assert_eq!(addr.detect().await.expect("static detection"), "http://h:1");
+    }
+
+    #[tokio::test]
+    async fn master_detector_picks_by_form() {
+        let direct = master_detector(" http://h:1/ ").expect("a direct address");
+        assert_eq!(direct.detect().await.expect("static"), "http://h:1");
+        let zk = master_detector("zk://127.0.0.1:1/agora").expect("a zookeeper url");
+        assert_eq!(zk.to_string(), "zk://127.0.0.1:1/agora");
+        assert!(matches!(
+            master_detector("ftp://h:1"),
+            Err(Error::Address(AddressError::UnsupportedScheme(_)))
+        ));
+        assert!(master_detector("zk://").is_err());
     }
 }

@@ -17,7 +17,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
 use crate::event::{self, Event, heartbeat_interval};
-use crate::{Backoff, Error, MasterAddress, MasterDetector};
+use crate::{Backoff, Error, MasterDetector};
 
 /// The gRPC request metadata key that carries the subscription's stream id.
 pub const STREAM_ID_METADATA: &str = "agora-stream-id";
@@ -162,11 +162,7 @@ impl SchedulerClient {
         framework: FrameworkInfo,
         options: SubscribeOptions,
     ) -> Result<(Self, EventStream), Error> {
-        let detector: Arc<dyn MasterDetector> = if master.trim().starts_with("zk://") {
-            Arc::new(crate::address::ZkMasterDetector::new(master.trim())?)
-        } else {
-            Arc::new(MasterAddress::parse(master)?)
-        };
+        let detector = crate::address::master_detector(master)?;
         Self::connect_with_detector(detector, framework, options).await
     }
 

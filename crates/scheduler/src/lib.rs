@@ -47,6 +47,7 @@ mod task;
 
 pub use address::{
     AddressError, DEFAULT_MASTER_PORT, MasterAddress, MasterDetector, ZkMasterDetector,
+    master_detector,
 };
 pub use backoff::Backoff;
 pub use client::{
