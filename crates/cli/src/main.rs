@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod container_flags;
 mod daemons;
+mod operator;
 mod run;
 
 #[derive(Parser, Debug)]
@@ -28,7 +29,7 @@ struct Cli {
         alias = "log_format"
     )]
     log_format: LogFormat,
-    /// Log filter, e.g. `info` or `agora_master=debug` [default: info; warn for `run`].
+    /// Log filter, e.g. `info` or `agora_master=debug` [default: info; warn for `run`, `kill` and `teardown`].
     #[arg(long, global = true, env = "AGORA_LOG", alias = "logging_level")]
     log: Option<String>,
     #[command(subcommand)]
@@ -51,6 +52,10 @@ enum Commands {
     Dev(daemons::DevArgs),
     /// Run a command as one or more tasks on the cluster, like mesos-execute.
     Run(run::RunArgs),
+    /// Kill one task through the master, on the operator's authority.
+    Kill(operator::KillArgs),
+    /// Tear a framework down through the master: it is removed and its tasks are killed.
+    Teardown(operator::TeardownArgs),
     /// The per-task supervisor the agent starts; not for direct use.
     #[command(hide = true)]
     Executor,
@@ -75,7 +80,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `agora run` prints task states on stdout; its logs stay quiet unless asked for.
     let default_log = match cli.command {
-        Commands::Run(_) => "warn",
+        Commands::Run(_) | Commands::Kill(_) | Commands::Teardown(_) => "warn",
         _ => "info",
     };
     if let Err(e) = init_logging(cli.log_format, cli.log.as_deref().unwrap_or(default_log)) {
@@ -116,6 +121,8 @@ fn main() -> ExitCode {
             Commands::Agent(args) => daemons::agent(args).await.map(|()| ExitCode::SUCCESS),
             Commands::Dev(args) => daemons::dev(args).await.map(|()| ExitCode::SUCCESS),
             Commands::Run(args) => run::run(args).await,
+            Commands::Kill(args) => operator::kill(args).await,
+            Commands::Teardown(args) => operator::teardown(args).await,
             Commands::Executor => {
                 let env = agora_agent::executor::ExecutorEnv::from_env()?;
                 agora_agent::executor::run_executor(env).await?;
