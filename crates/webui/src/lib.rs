@@ -6,6 +6,9 @@
 //! ...). It reads the master's JSON under `/api/` (paged on the server) and
 //! the agents' sandboxes through the master's `/agents/{id}/files/*` proxy,
 //! polling with back-off and marking what it could not refresh as stale.
+//! Its only writes are operator calls to the master's `POST /api/v1`: Kill
+//! on a live task's page and Teardown on a framework's, each asked for
+//! twice (an inline confirmation) and answered with the master's refusal.
 //! This crate knows nothing of the master: it only serves files.
 
 use axum::Router;

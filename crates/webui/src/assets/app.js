@@ -12,6 +12,10 @@ const LOG_KEEP = 1 << 20;   // bytes of a log kept on screen
 const TAIL_EVERY = 500;     // ms between reads of a followed log
 const MAX_DELAY = 30000;    // longest poll back-off, ms
 
+// Mesos' terminal states: nothing follows them, so there is nothing to kill.
+const TERMINAL = new Set(['TASK_FINISHED', 'TASK_FAILED', 'TASK_KILLED', 'TASK_ERROR', 'TASK_LOST',
+  'TASK_DROPPED', 'TASK_GONE', 'TASK_GONE_BY_OPERATOR']);
+
 const TASK_STATES = ['TASK_STAGING', 'TASK_STARTING', 'TASK_RUNNING', 'TASK_KILLING',
   'TASK_UNREACHABLE', 'TASK_FINISHED', 'TASK_KILLED', 'TASK_FAILED', 'TASK_LOST',
   'TASK_ERROR', 'TASK_DROPPED', 'TASK_GONE', 'TASK_GONE_BY_OPERATOR', 'TASK_UNKNOWN'];
@@ -281,6 +285,70 @@ function refreshNow() {
 setInterval(showStaleness, 1000);
 
 // ---------------------------------------------------------------------------
+// Operator control: a button that asks first ("are you sure?" inline), then
+// sends one call to the master's operator API (POST /api/v1, Mesos' JSON)
+// and shows the master's refusal, if any. The frame is mounted once with the
+// page head, so the polling refreshes never reset a question being asked.
+// ---------------------------------------------------------------------------
+
+async function operatorCall(call) {
+  const response = await fetch('/api/v1', {
+    method: 'POST',
+    cache: 'no-store',
+    headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
+    body: JSON.stringify(call),
+  });
+  if (!response.ok) {
+    let text = '';
+    try { text = (await response.text()).trim(); } catch (_) { text = ''; }
+    throw new HttpError(response.status, `${response.status} ${text || response.statusText}`);
+  }
+}
+
+// The action's frame: `id`-button asks, `id`-yes acts, `id`-no cancels,
+// `id`-status says what happened (kept visible when the buttons go).
+function actionFrame(id, label, question, yes) {
+  return `<span class="grow"></span><span class="action" id="${id}">
+    <span id="${id}-controls" hidden>
+      <button class="danger" id="${id}-button">${esc(label)}</button>
+      <span class="confirm" id="${id}-confirm" hidden>${esc(question)}
+        <button class="danger solid" id="${id}-yes">${esc(yes)}</button>
+        <button id="${id}-no">Cancel</button></span>
+    </span>
+    <span class="action-status" id="${id}-status"></span></span>`;
+}
+
+// Shows the action while `available`; `call()` makes the call when the user
+// confirms, and `sent` is what to say once the master took it.
+function bindAction(id, available, call, sent) {
+  const el = document.getElementById(id);
+  if (!el) return;
+  const part = name => document.getElementById(`${id}-${name}`);
+  el.call = call;
+  part('controls').hidden = !available;
+  if (el.dataset.bound) return;
+  el.dataset.bound = '1';
+  const status = (text, cls) => { part('status').textContent = text; part('status').className = 'action-status ' + (cls || ''); };
+  const asking = on => { part('button').hidden = on; part('confirm').hidden = !on; };
+  part('button').onclick = () => { status(''); asking(true); part('yes').focus(); };
+  part('no').onclick = () => asking(false);
+  part('yes').onclick = async () => {
+    part('yes').disabled = true;
+    status('Sending…', 'muted');
+    try {
+      await operatorCall(el.call());
+      status(sent, 'ok');
+      refreshNow();
+    } catch (e) {
+      status(`The master refused: ${e.message}`, 'err');
+    } finally {
+      part('yes').disabled = false;
+      asking(false);
+    }
+  };
+}
+
+// ---------------------------------------------------------------------------
 // Views: each has mount(route) (static frame), load(route) and update(data)
 // ---------------------------------------------------------------------------
 
@@ -536,7 +604,8 @@ views.framework = {
   nav: 'frameworks',
   mount(route) {
     return `<div class="crumbs"><a href="#/frameworks">Frameworks</a> ›</div>
-      <div class="page-head"><h1 id="fw-name">Framework</h1><span class="sub mono">${esc(route.parts[1])}</span></div>
+      <div class="page-head"><h1 id="fw-name">Framework</h1><span class="sub mono">${esc(route.parts[1])}</span>
+        ${actionFrame('teardown', 'Teardown', 'Tear this framework down and kill all its tasks?', 'Yes, tear it down')}</div>
       <div class="data" id="detail"></div>`;
   },
   async load(route) {
@@ -552,6 +621,9 @@ views.framework = {
   update({ detail, active, done }, route) {
     const f = detail.framework;
     $('#fw-name').textContent = f.name || 'Framework';
+    bindAction('teardown', f.status !== 'completed',
+      () => ({ type: 'TEARDOWN', teardown: { framework_id: { value: f.id } } }),
+      'Teardown sent: the framework is removed and its tasks are killed.');
     const why = detail.offer_status.map(s => s.reason
       ? `<div class="why" data-role="${esc(s.role)}"><b>${esc(s.role)}</b>: no offers because ${esc(s.explanation || s.reason)}.
           <span class="muted">Last offered ${s.last_offered_secs_ago == null ? 'never' : esc(ago(s.last_offered_secs_ago)) + ' ago'}${s.filtered_agents ? `; filtered on ${num(s.filtered_agents)} agents` : ''}.</span></div>`
@@ -688,7 +760,8 @@ views.task = {
   mount(route) {
     const [, fw, id] = route.parts;
     return `<div class="crumbs"><a href="#/tasks">Tasks</a> › <a href="#/frameworks/${enc(fw)}">framework</a> ›</div>
-      <div class="page-head"><h1 id="task-title">${esc(id)}</h1><span id="task-state"></span></div>
+      <div class="page-head"><h1 id="task-title">${esc(id)}</h1><span id="task-state"></span>
+        ${actionFrame('kill', 'Kill', 'Kill this task?', 'Yes, kill it')}</div>
       <div class="data" id="detail"></div>
       <div class="card section" id="viewer-card"><div class="log-head">
         <div class="tabs" id="log-tabs"></div><span class="grow"></span>
@@ -705,6 +778,9 @@ views.task = {
   update(t, route) {
     $('#task-title').textContent = t.name || t.id;
     $('#task-state').innerHTML = stateBadge(t.state);
+    bindAction('kill', !TERMINAL.has(t.state),
+      () => ({ type: 'KILL_TASK', kill_task: { task_id: { value: t.id }, framework_id: { value: t.framework_id }, reason: 'killed from the web UI' } }),
+      'Kill sent: the task ends TASK_KILLED.');
     $('#detail').innerHTML = `<div class="grid two"><div class="card"><h2>Task</h2><dl class="kv">
         <dt>ID</dt><dd class="mono">${esc(t.id)}</dd><dt>State</dt><dd>${stateBadge(t.state)}${t.healthy == null ? '' : t.healthy ? ' <span class="badge green">healthy</span>' : ' <span class="badge red">unhealthy</span>'}</dd>
         <dt>Message</dt><dd>${esc(t.message || '–')}</dd><dt>Updated</dt><dd>${when(t.status_time)}</dd>
