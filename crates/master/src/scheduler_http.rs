@@ -36,6 +36,10 @@ pub(crate) fn router(services: Services) -> Router {
     router
         // A call is held to what one gRPC message may carry.
         .layer(DefaultBodyLimit::max(agora_net::MAX_MESSAGE_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            agora_net::MAX_MESSAGE_BYTES,
+            agora_net::body_limit::refuse_oversized,
+        ))
         .with_state(services)
         .layer(axum::middleware::from_fn_with_state(
             gate,

@@ -12,6 +12,7 @@
 //! pings after `http2_keep_alive_interval + http2_keep_alive_timeout`, and
 //! no more than [`ServeLimits::max_connections`] are open at once.
 
+pub mod body_limit;
 mod first_bytes;
 pub mod jsonp;
 mod limits;

@@ -40,6 +40,10 @@ pub(super) fn router(api: ExecutorApi) -> Router {
         .route("/api/v1/executor", post(executor))
         .route("/slave(1)/api/v1/executor", post(executor))
         .layer(DefaultBodyLimit::max(agora_net::MAX_MESSAGE_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            agora_net::MAX_MESSAGE_BYTES,
+            agora_net::body_limit::refuse_oversized,
+        ))
         .with_state(api)
 }
 
