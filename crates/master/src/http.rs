@@ -218,12 +218,21 @@ fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
-/// Maps an operator call's failure to an HTTP status: the one place this happens.
-fn operator_failure(failure: OperatorFailure) -> Response {
+/// An operator call's failure as an HTTP status and message: the one
+/// place this mapping is made, for these endpoints (JSON bodies) and the
+/// v1 operator API (`crate::operator_api`, plain text).
+pub(crate) fn operator_failure_status(failure: OperatorFailure) -> (StatusCode, String) {
     match failure {
-        OperatorFailure::Refused(e) => operator_error(e),
-        OperatorFailure::TooLarge(why) => error_response(StatusCode::INSUFFICIENT_STORAGE, why),
-        OperatorFailure::NotDurable(why) => error_response(
+        OperatorFailure::Refused(e) => {
+            let status = match &e {
+                OperatorError::Invalid(_) => StatusCode::BAD_REQUEST,
+                OperatorError::NotFound(_) => StatusCode::NOT_FOUND,
+                OperatorError::Conflict(_) => StatusCode::CONFLICT,
+            };
+            (status, e.to_string())
+        }
+        OperatorFailure::TooLarge(why) => (StatusCode::INSUFFICIENT_STORAGE, why),
+        OperatorFailure::NotDurable(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "the change could not be written to the registry and is not kept ({why}); this master steps down, retry with the next leader"
@@ -232,13 +241,9 @@ fn operator_failure(failure: OperatorFailure) -> Response {
     }
 }
 
-fn operator_error(error: OperatorError) -> Response {
-    let status = match &error {
-        OperatorError::Invalid(_) => StatusCode::BAD_REQUEST,
-        OperatorError::NotFound(_) => StatusCode::NOT_FOUND,
-        OperatorError::Conflict(_) => StatusCode::CONFLICT,
-    };
-    error_response(status, error.to_string())
+fn operator_failure(failure: OperatorFailure) -> Response {
+    let (status, message) = operator_failure_status(failure);
+    error_response(status, message)
 }
 
 /// A request the master cannot make sense of: 400 with its reason.

@@ -13,6 +13,7 @@ pub mod http;
 mod leadership;
 pub mod mesos_v0;
 pub mod metrics;
+mod operator_api;
 mod registry_writer;
 mod scheduler_http;
 pub mod shell;

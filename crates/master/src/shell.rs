@@ -13,6 +13,7 @@ use agora_net::outbox::{Inbox, Outbox, PushError, outbox};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::agent_session_server::{AgentSession, AgentSessionServer};
 use agora_proto::v1::agent::{AgentMessage, MasterMessage, agent_message};
+use agora_proto::v1::master as operator;
 use agora_proto::v1::scheduler as sched;
 use agora_proto::v1::scheduler::scheduler_server::{Scheduler, SchedulerServer};
 use futures::Stream;
@@ -47,6 +48,9 @@ const OFFLOAD_DROP_TASKS: usize = 10_000;
 const TIMER_INTERVAL: Duration = Duration::from_millis(250);
 /// Gives the command loop's batches a bound, so timers still run under load.
 const MAX_BATCH: usize = 512;
+/// How long a read of the operator API waits for the actor to publish the
+/// view it asked for.
+const OPERATOR_VIEW_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct MasterOptions {
@@ -113,6 +117,9 @@ pub enum ShellError {
 
 type EventSender = Outbox<sched::Event>;
 type AgentSender = Outbox<MasterMessage>;
+/// An operator's event stream (`SUBSCRIBE` on `/api/v1`): one event is
+/// shared by every subscriber.
+pub(crate) type OperatorEvents = Outbox<Arc<operator::Event>>;
 pub(crate) type Commands = mpsc::Sender<Command>;
 
 pub(crate) enum Command {
@@ -148,6 +155,21 @@ pub(crate) enum Command {
         call: OperatorCall,
         reply: OperatorReply,
     },
+    /// An operator subscribes to the event stream: registered at the end
+    /// of the actor's turn, and answered with the snapshot published then,
+    /// so that the first events it gets are the first changes after it.
+    OperatorSubscribe {
+        id: ConnId,
+        events: OperatorEvents,
+        reply: oneshot::Sender<Arc<StateSnapshot>>,
+    },
+    /// An operator's event stream ended.
+    OperatorGone {
+        id: ConnId,
+    },
+    /// The v1 operator API was read: snapshots carry its view for a while
+    /// (at once if the published one has none).
+    OperatorViewWanted,
     /// Test builds only (see `http::test_faults`): the actor panics, as a
     /// bug would make it, to show that the term is supervised.
     Fault,
@@ -205,6 +227,13 @@ struct Actor {
     operator_replies: Vec<OperatorReply>,
     /// Status updates waiting for acknowledgement, for `/metrics`.
     round_trips: crate::metrics::RoundTrips,
+    /// Operators subscribed to the event stream.
+    operators: crate::operator_api::Subscribers,
+    /// Operators to subscribe at the end of this turn.
+    pending_operators: Vec<(ConnId, OperatorEvents, oneshot::Sender<Arc<StateSnapshot>>)>,
+    /// Snapshots carry the operator API's view until then (it was read
+    /// lately), and while operators are subscribed.
+    operator_view_until: Option<Instant>,
 }
 
 impl Actor {
@@ -292,6 +321,17 @@ impl Actor {
                     }
                 }
             }
+            Command::OperatorSubscribe { id, events, reply } => {
+                self.pending_operators.push((id, events, reply));
+            }
+            Command::OperatorGone { id } => self.operators.remove(id),
+            Command::OperatorViewWanted => {
+                self.operator_view_until =
+                    Some(Instant::now() + crate::operator_api::VIEW_KEPT_FOR);
+                if self.snapshot.borrow().operator.is_none() {
+                    self.publish_now = true;
+                }
+            }
             Command::Fault => panic!("test fault: the actor was asked to die"),
         }
     }
@@ -333,8 +373,29 @@ impl Actor {
                 Effect::CloseAgent { conn } => {
                     self.agents.remove(&conn);
                 }
+                Effect::Observed(event) => self.operators.send(Arc::from(event)),
             }
         }
+    }
+
+    /// Subscribes the operators that asked this turn, after its effects
+    /// went out: each gets the snapshot of the books as they are now, and
+    /// every change from the next turn on as an event. Events are made
+    /// only while someone listens.
+    fn subscribe_operators(&mut self) {
+        if !self.pending_operators.is_empty() {
+            if self.dirty || self.snapshot.borrow().operator.is_none() {
+                self.build_snapshot();
+            }
+            let current = self.snapshot.borrow().clone();
+            for (id, events, reply) in std::mem::take(&mut self.pending_operators) {
+                // Its caller may have gone while it waited.
+                if reply.send(current.clone()).is_ok() {
+                    self.operators.add(id, events);
+                }
+            }
+        }
+        self.master.set_observed(!self.operators.is_empty());
     }
 
     /// Answers the operator calls of this turn once the registry writes
@@ -367,8 +428,22 @@ impl Actor {
         if !self.dirty || (!force && self.last_snapshot.elapsed() < gap) {
             return;
         }
+        self.build_snapshot();
+    }
+
+    /// Builds and publishes the snapshot of the books as they are, with
+    /// the operator API's view while it is wanted.
+    fn build_snapshot(&mut self) {
         let started = Instant::now();
-        let snapshot = self.master.snapshot(self.start_wall, wall_now());
+        let mut snapshot = self.master.snapshot(self.start_wall, wall_now());
+        let view_wanted = !self.operators.is_empty()
+            || !self.pending_operators.is_empty()
+            || self
+                .operator_view_until
+                .is_some_and(|until| Instant::now() < until);
+        if view_wanted {
+            snapshot.operator = Some(Arc::new(self.master.operator_details()));
+        }
         let previous = self.snapshot.send_replace(Arc::new(snapshot));
         // Freeing a big snapshot takes a while too; not on the actor.
         if Arc::strong_count(&previous) == 1 && previous.tasks_total() > OFFLOAD_DROP_TASKS {
@@ -436,6 +511,7 @@ impl Actor {
             }
             self.execute(out);
             self.answer_operators();
+            self.subscribe_operators();
             let force = std::mem::take(&mut self.publish_now);
             self.publish(force);
         }
@@ -518,6 +594,8 @@ pub(crate) enum Gate {
 #[derive(Clone)]
 pub(crate) struct Services {
     gate: watch::Receiver<Gate>,
+    /// What readers see (the v1 operator API's read calls).
+    snapshot: watch::Receiver<Arc<StateSnapshot>>,
     next_conn: Arc<AtomicU64>,
     heartbeat: Duration,
 }
@@ -525,6 +603,40 @@ pub(crate) struct Services {
 impl Services {
     pub(crate) fn gate(&self) -> watch::Receiver<Gate> {
         self.gate.clone()
+    }
+
+    /// The snapshot published last.
+    pub(crate) fn snapshot(&self) -> Arc<StateSnapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A snapshot with the operator API's view: the one published last if
+    /// it has it, else the next one, which the actor is asked to make at
+    /// once. Every call keeps the view coming for a while.
+    pub(crate) async fn operator_snapshot(&self) -> Result<Arc<StateSnapshot>, String> {
+        let commands = self.commands().map_err(|s| s.message().to_string())?;
+        let current = self.snapshot();
+        if current.operator.is_some() {
+            // Best effort: a full queue only means the actor is busy, and
+            // the view is still there.
+            let _ = commands.try_send(Command::OperatorViewWanted);
+            return Ok(current);
+        }
+        commands
+            .send(Command::OperatorViewWanted)
+            .await
+            .map_err(|_| "master is shutting down".to_string())?;
+        let mut snapshot = self.snapshot.clone();
+        let wait = snapshot.wait_for(|s| s.operator.is_some());
+        match tokio::time::timeout(OPERATOR_VIEW_WAIT, wait).await {
+            Ok(Ok(published)) => Ok(published.clone()),
+            Ok(Err(_)) => Err("master is shutting down".to_string()),
+            Err(_) => Err("the master did not publish its state in time; retry".to_string()),
+        }
+    }
+
+    pub(crate) fn heartbeat(&self) -> Duration {
+        self.heartbeat
     }
 
     fn conn(&self) -> ConnId {
@@ -619,6 +731,55 @@ impl Services {
             ..Default::default()
         };
         Ok(guarded(rx, guard, Some((self.heartbeat, heartbeat))))
+    }
+}
+
+#[cfg(test)]
+impl Services {
+    /// Services over a gate and snapshot a test controls.
+    pub(crate) fn for_tests(
+        gate: watch::Receiver<Gate>,
+        snapshot: watch::Receiver<Arc<StateSnapshot>>,
+        heartbeat: Duration,
+    ) -> Self {
+        Services {
+            gate,
+            snapshot,
+            next_conn: Arc::new(AtomicU64::new(1_000_000)),
+            heartbeat,
+        }
+    }
+}
+
+impl Services {
+    /// Opens an operator's event stream (the v1 operator API's SUBSCRIBE):
+    /// the snapshot it starts from, and every change after it, in order,
+    /// with a heartbeat every interval. Dropping the stream unsubscribes.
+    pub(crate) async fn open_operator_stream(
+        &self,
+    ) -> Result<(Arc<StateSnapshot>, BoxStream<Arc<operator::Event>>), String> {
+        let commands = self.commands().map_err(|s| s.message().to_string())?;
+        let id = self.conn();
+        let (events, rx) = outbox();
+        let (reply, answer) = oneshot::channel();
+        let guard = GoneGuard {
+            commands: commands.clone(),
+            gone: Some(Command::OperatorGone { id }),
+        };
+        let shutting_down = || "master is shutting down".to_string();
+        commands
+            .send(Command::OperatorSubscribe { id, events, reply })
+            .await
+            .map_err(|_| shutting_down())?;
+        let snapshot = answer.await.map_err(|_| shutting_down())?;
+        let heartbeat = Arc::new(operator::Event {
+            r#type: operator::event::Type::Heartbeat as i32,
+            ..Default::default()
+        });
+        Ok((
+            snapshot,
+            guarded(rx, guard, Some((self.heartbeat, heartbeat))),
+        ))
     }
 }
 
@@ -770,6 +931,7 @@ async fn serve_master(
     )));
     let services = Services {
         gate: gate_rx.clone(),
+        snapshot: snapshot_rx.clone(),
         next_conn: Arc::new(AtomicU64::new(1)),
         heartbeat: MasterConfig::new(pb::MasterInfo::default()).heartbeat_interval,
     };
@@ -777,6 +939,7 @@ async fn serve_master(
     // (whose fallback answers 404 to unknown paths).
     let app = crate::http::router(snapshot_rx, gate_rx)
         .merge(crate::scheduler_http::router(services.clone()))
+        .merge(crate::operator_api::router(services.clone()))
         .route_service(
             &grpc_path::<SchedulerServer<Services>>(),
             SchedulerServer::new(services.clone())
@@ -839,6 +1002,9 @@ pub(crate) fn start_actor(
         publish_now: false,
         operator_replies: Vec::new(),
         round_trips: crate::metrics::RoundTrips::default(),
+        operators: crate::operator_api::Subscribers::new(crate::operator_api::MAX_SUBSCRIBERS),
+        pending_operators: Vec::new(),
+        operator_view_until: None,
     };
     let task = tokio::spawn(actor.run(command_rx, allocation_interval, shutdown));
     (commands, task)

@@ -2,6 +2,7 @@
 //! publishes, so that `/state`, `/metrics` and the UI never touch live state.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use agora_allocator::RoleSummary;
 use agora_core::resources::SummaryValue;
@@ -45,6 +46,22 @@ pub struct StateSnapshot {
     /// What only the Mesos-shaped endpoints show (not part of `/state`).
     #[serde(skip)]
     pub mesos: MesosDetails,
+    /// The books in the shapes of Mesos' v1 operator API, which its read
+    /// calls and SUBSCRIBED answer from (not part of `/state`). Made only
+    /// while operators use that API (it costs about as much again as the
+    /// rest of the snapshot): see `shell.rs` and `crate::operator_api`.
+    #[serde(skip)]
+    pub operator: Option<Arc<OperatorDetails>>,
+}
+
+/// What the v1 operator API (`crate::operator_api`) shows, made by the
+/// same builders as its events (`state/observe.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct OperatorDetails {
+    /// This master (GET_MASTER).
+    pub master_info: agora_proto::v1::MasterInfo,
+    /// Agents, frameworks, executors and tasks (GET_STATE and its parts).
+    pub state: agora_proto::v1::master::response::GetState,
 }
 
 /// Details only Mesos' endpoints (`crate::mesos_v0`) show.
@@ -425,6 +442,17 @@ impl Master {
                     .map(mesos_framework)
                     .collect(),
             },
+            operator: None,
+        }
+    }
+}
+
+impl Master {
+    /// The snapshot's operator view ([`StateSnapshot::operator`]).
+    pub fn operator_details(&self) -> OperatorDetails {
+        OperatorDetails {
+            master_info: self.config().master_info.clone(),
+            state: self.operator_state(),
         }
     }
 }
@@ -472,6 +500,10 @@ fn flags(config: &crate::state::MasterConfig) -> BTreeMap<String, String> {
     set(
         "adopted_framework_grace",
         mesos_duration(config.adopted_framework_grace),
+    );
+    set(
+        "max_operator_event_stream_subscribers",
+        crate::operator_api::MAX_SUBSCRIBERS.to_string(),
     );
     flags
 }

@@ -893,7 +893,7 @@ impl Sim {
                     self.log(format!("registry {} {:?}", entry.id, entry.state));
                     self.registry.insert(entry.id.clone(), entry);
                 }
-                Effect::RegistryPolicy(_) => {}
+                Effect::RegistryPolicy(_) | Effect::Observed(_) => {}
             }
         }
     }

@@ -281,7 +281,7 @@ impl Master {
                 );
                 return None;
             }
-            self.adopt_frameworks(now, &register.frameworks);
+            self.adopt_frameworks(now, &register.frameworks, out);
             let mut used = Resources::new();
             let mut used_by: BTreeMap<FrameworkId, Resources> = BTreeMap::new();
             let mut orphaned = BTreeSet::new();
@@ -319,9 +319,10 @@ impl Master {
                 },
             );
             self.agent_conns.insert(conn, agent_id.clone());
+            self.observe_agent_added(&agent_id, out);
             for task in reported {
                 if self.frameworks.contains_key(&task.framework_id) {
-                    self.adopt_task(&agent_id, task);
+                    self.adopt_task(&agent_id, task, out);
                 }
             }
             orphaned.extend(self.removed_among(&register.frameworks));
@@ -355,7 +356,12 @@ impl Master {
     /// recreated inactive; they have their failover timeout, and at least
     /// [`MasterConfig::adopted_framework_grace`](super::MasterConfig), to
     /// re-subscribe.
-    fn adopt_frameworks(&mut self, now: Now, frameworks: &[pb::FrameworkInfo]) {
+    fn adopt_frameworks(
+        &mut self,
+        now: Now,
+        frameworks: &[pb::FrameworkInfo],
+        out: &mut Vec<Effect>,
+    ) {
         for info in frameworks {
             let Some(Ok(id)) = info.id.as_ref().map(FrameworkId::from_proto) else {
                 continue;
@@ -400,11 +406,17 @@ impl Master {
                     offers: BTreeSet::new(),
                 },
             );
+            self.observe_framework_added(&id, out);
             tracing::info!(framework_id = %id, "framework recreated from an agent's report");
         }
     }
 
-    pub(super) fn adopt_task(&mut self, agent_id: &AgentId, task: ReportedTask) {
+    pub(super) fn adopt_task(
+        &mut self,
+        agent_id: &AgentId,
+        task: ReportedTask,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(framework) = self.frameworks.get_mut(&task.framework_id) else {
             return;
         };
@@ -416,13 +428,14 @@ impl Master {
             .next()
             .cloned()
             .unwrap_or_else(|| "*".into());
+        let (framework_id, task_id) = (task.framework_id.clone(), task.id.clone());
         framework.tasks.insert(
             task.id.clone(),
             Task {
                 id: task.id,
                 role,
                 name: task.name,
-                framework_id: task.framework_id.clone(),
+                framework_id: task.framework_id,
                 agent_id: agent_id.clone(),
                 resources: task.resources,
                 state: task.state,
@@ -431,6 +444,7 @@ impl Master {
                 resources_released: agora_core::task::is_terminal(task.state),
             },
         );
+        self.observe_task_added(&framework_id, &task_id, out);
     }
 
     /// A known agent came back: tasks it reports that we do not know are
@@ -481,6 +495,7 @@ impl Master {
                         update_state: task.update_state,
                         resources: task.resources.clone(),
                     },
+                    out,
                 );
             }
         }
@@ -633,11 +648,14 @@ impl Master {
             return;
         }
         if let Some(task) = self.frameworks[&framework_id].tasks.get(&task_id) {
-            if let Err(e) = agora_core::task::check_transition(task.state, latest) {
-                tracing::warn!(task_id = %task_id, error = %e, "status update would leave a terminal state; state kept");
-            } else {
-                self.set_task_state(&framework_id, &task_id, latest, now);
-            }
+            let told = task.update_state;
+            let changed = match agora_core::task::check_transition(task.state, latest) {
+                Err(e) => {
+                    tracing::warn!(task_id = %task_id, error = %e, "status update would leave a terminal state; state kept");
+                    false
+                }
+                Ok(()) => self.set_task_state(&framework_id, &task_id, latest, &status, now, out),
+            };
             if let Some(task) = self
                 .frameworks
                 .get_mut(&framework_id)
@@ -645,6 +663,13 @@ impl Master {
             {
                 task.update_state = Some(state);
                 task.last_status = Some(status.clone());
+            }
+            // As in Mesos, operators also see an update whose own state is
+            // news while the task's latest state is not (RUNNING delivered
+            // after the agent already knew FINISHED), and every check or
+            // health check result.
+            if !changed && (told != Some(state) || is_check_result(&status)) {
+                self.observe_task_updated(&framework_id, &task_id, &status, out);
             }
         }
         self.send_to_framework(
@@ -659,6 +684,15 @@ impl Master {
             out,
         );
     }
+}
+
+/// Whether an update reports a check's or a health check's result.
+fn is_check_result(status: &pb::TaskStatus) -> bool {
+    use pb::task_status::Reason;
+    status.reason.is_some_and(|r| {
+        r == Reason::TaskCheckStatusUpdated as i32
+            || r == Reason::TaskHealthCheckStatusUpdated as i32
+    })
 }
 
 fn shutdown_framework(framework_id: &FrameworkId) -> MasterMessage {

@@ -115,6 +115,7 @@ impl Master {
         };
         info.id = framework_id.to_field();
 
+        let known = self.frameworks.contains_key(&framework_id);
         if let Some(existing) = self.frameworks.get(&framework_id) {
             // Failover: the new subscription replaces the old one. Offers made
             // to the old stream are discarded (the new stream gets new ones).
@@ -167,6 +168,11 @@ impl Master {
         self.allocator
             .add_framework(framework_id.clone(), roles, suppressed);
         self.needs_allocation = true;
+        if known {
+            self.observe_framework_updated(&framework_id, out);
+        } else {
+            self.observe_framework_added(&framework_id, out);
+        }
 
         super::push_event(
             conn,
@@ -207,6 +213,7 @@ impl Master {
         for offer_id in offers {
             self.remove_offer(&offer_id, None, false, now, out);
         }
+        self.observe_framework_updated(&framework_id, out);
         tracing::info!(framework_id = %framework_id, failover_timeout_secs = timeout, "framework disconnected");
         // A zero timeout removes it at the next tick, as in Mesos.
     }
@@ -257,9 +264,19 @@ impl Master {
             .expect("framework present: looked up above");
         let task_ids: Vec<_> = framework.tasks.keys().cloned().collect();
         for task_id in task_ids {
-            let state = self.frameworks[framework_id].tasks[&task_id].state;
-            if !agora_core::task::is_terminal(state) {
-                self.set_task_state(framework_id, &task_id, pb::TaskState::TaskKilled, now);
+            let task = &self.frameworks[framework_id].tasks[&task_id];
+            if !agora_core::task::is_terminal(task.state) {
+                // Nobody is told but operators: the framework is gone.
+                let status = Self::master_status(
+                    &task_id,
+                    Some(&task.agent_id),
+                    pb::TaskState::TaskKilled,
+                    pb::task_status::Reason::FrameworkRemoved,
+                    "the framework was removed",
+                    now,
+                );
+                let state = pb::TaskState::TaskKilled;
+                self.set_task_state(framework_id, &task_id, state, &status, now, out);
             }
             self.complete_task(framework_id, &task_id);
         }
@@ -268,6 +285,7 @@ impl Master {
         if let Some(mut framework) = self.frameworks.remove(framework_id) {
             framework.conn = None;
             framework.failover_deadline = None;
+            self.observe_framework_removed(&framework.info, out);
             self.completed_frameworks.push_back(framework);
             while self.completed_frameworks.len() > self.config.max_completed_frameworks {
                 self.completed_frameworks.pop_front();

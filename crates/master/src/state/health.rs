@@ -143,18 +143,22 @@ impl Master {
                 .task_transitions
                 .entry("TASK_UNREACHABLE")
                 .or_default() += 1;
+            let status = Self::master_status(
+                &task_id,
+                Some(agent_id),
+                pb::TaskState::TaskUnreachable,
+                pb::task_status::Reason::AgentDisconnected,
+                format!("agent is unreachable: {why}"),
+                now,
+            );
+            // Not through `set_task_state`: nothing is given back (above).
+            self.observe_task_updated(&framework_id, &task_id, &status, out);
             if aware {
-                let event = Self::master_update(
-                    &task_id,
-                    Some(agent_id),
-                    pb::TaskState::TaskUnreachable,
-                    pb::task_status::Reason::AgentDisconnected,
-                    format!("agent is unreachable: {why}"),
-                    now,
-                );
-                self.send_to_framework(&framework_id, event, out);
+                self.send_to_framework(&framework_id, Self::update_event(status), out);
             }
         }
+        // Mesos' registered agents leave out the unreachable ones.
+        self.observe_agent_removed(agent_id, out);
         self.needs_allocation = true;
     }
 
@@ -182,17 +186,18 @@ impl Master {
                 if aware {
                     continue;
                 }
-                self.set_task_state(&framework_id, &task_id, pb::TaskState::TaskLost, now);
-                self.set_told_state(&framework_id, &task_id, pb::TaskState::TaskLost);
-                let event = Self::master_update(
+                let lost = pb::TaskState::TaskLost;
+                let status = Self::master_status(
                     &task_id,
                     Some(&agent_id),
-                    pb::TaskState::TaskLost,
+                    lost,
                     pb::task_status::Reason::AgentRemoved,
                     "agent was unreachable for longer than the agent removal timeout",
                     now,
                 );
-                self.send_to_framework(&framework_id, event, out);
+                self.set_task_state(&framework_id, &task_id, lost, &status, now, out);
+                self.set_told_state(&framework_id, &task_id, lost);
+                self.send_to_framework(&framework_id, Self::update_event(status), out);
                 self.complete_task(&framework_id, &task_id);
                 if let Some(agent) = self.agents.get_mut(&agent_id) {
                     agent.lost_tasks.insert((framework_id, task_id));
@@ -215,6 +220,8 @@ impl Master {
             return;
         };
         tracing::warn!(agent_id = %agent_id, reason = why, "agent gone");
+        // Operators were told of an unreachable agent's removal already.
+        let reachable = agent.unreachable_since.is_none();
         self.counters.agent_removals += 1;
         out.push(Effect::Registry(super::RegistryAgent::of(
             agent,
@@ -244,6 +251,9 @@ impl Master {
         }
         self.unreachable_agents.remove(agent_id);
         self.gone_agents.insert(agent_id.clone());
+        if reachable {
+            self.observe_agent_removed(agent_id, out);
+        }
         self.needs_allocation = true;
     }
 
@@ -271,6 +281,7 @@ impl Master {
         let lost = std::mem::take(&mut agent.lost_tasks);
         let total = agent.total.clone();
         self.allocator.add_agent(agent_id.clone(), total, &[]);
+        self.observe_agent_added(agent_id, out);
         for reported_task in reported {
             let key = (reported_task.framework_id.clone(), reported_task.id.clone());
             let live = !agora_core::task::is_terminal(reported_task.state);
@@ -291,36 +302,34 @@ impl Master {
                 continue;
             }
             task.update_state = reported_task.update_state;
+            let message = if live {
+                "agent re-registered: the task is live again"
+            } else {
+                "agent re-registered: the task ended while it was unreachable"
+            };
+            let reason = pb::task_status::Reason::AgentReregistered;
+            let state = reported_task.state;
+            let status = Self::master_status(&key.1, Some(agent_id), state, reason, message, now);
             if live {
-                task.state = reported_task.state;
+                task.state = state;
                 task.resources_released = false;
                 let resources = task.resources.clone();
                 self.allocator.add_used(agent_id, &key.0, &resources);
                 if let Some(agent) = self.agents.get_mut(agent_id) {
                     agent.used.add(&resources);
                 }
+                // Not through `set_task_state`: its resources are in use again.
+                self.observe_task_updated(&key.0, &key.1, &status, out);
             } else {
                 // Ended while away; its resources were given back at detection.
-                self.set_task_state(&key.0, &key.1, reported_task.state, now);
+                self.set_task_state(&key.0, &key.1, state, &status, now, out);
             }
             if aware {
                 // The state of the update the agent is delivering, if any:
                 // a later one (even terminal) must not overtake the agent's
                 // queue, which delivers it in order.
-                let told = reported_task.update_state.unwrap_or(reported_task.state);
-                let message = if live {
-                    "agent re-registered: the task is live again"
-                } else {
-                    "agent re-registered: the task ended while it was unreachable"
-                };
-                let event = Self::master_update(
-                    &key.1,
-                    Some(agent_id),
-                    told,
-                    pb::task_status::Reason::AgentReregistered,
-                    message,
-                    now,
-                );
+                let told = reported_task.update_state.unwrap_or(state);
+                let event = Self::master_update(&key.1, Some(agent_id), told, reason, message, now);
                 self.send_to_framework(&key.0, event, out);
             }
         }
@@ -349,7 +358,7 @@ impl Master {
         if let Some(agent) = self.agents.get_mut(agent_id) {
             agent.used.add(&reported.resources);
         }
-        self.adopt_task(agent_id, reported.clone());
+        self.adopt_task(agent_id, reported.clone(), out);
         self.send_to_agent(
             agent_id,
             MasterMessage {

@@ -134,6 +134,7 @@ impl Master {
             if let Some(framework) = self.frameworks.get_mut(framework_id) {
                 framework.tasks.insert(launch.task_id.clone(), task);
             }
+            self.observe_task_added(framework_id, &launch.task_id, out);
             *self
                 .counters
                 .task_transitions

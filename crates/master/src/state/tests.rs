@@ -20,6 +20,7 @@ use super::*;
 mod absence;
 mod control;
 mod launch_size;
+mod observe;
 mod operator;
 mod resource_kinds;
 mod validation;
@@ -2827,6 +2828,7 @@ fn effect_label(effect: &Effect) -> &'static str {
         Effect::CloseAgent { .. } => "CloseAgent",
         Effect::Registry(_) => "Registry",
         Effect::RegistryPolicy(_) => "RegistryPolicy",
+        Effect::Observed(_) => "Observed",
     }
 }
 
@@ -2932,7 +2934,7 @@ impl Sim {
                         "registry entry for a valid agent id: {entry:?}"
                     );
                 }
-                Effect::RegistryPolicy(_) => {}
+                Effect::RegistryPolicy(_) | Effect::Observed(_) => {}
                 Effect::ToFramework { conn, event } => {
                     assert!(
                         self.open_framework_conns.contains(&conn),
