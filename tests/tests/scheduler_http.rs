@@ -294,10 +294,30 @@ fn a_protobuf_framework_launches_a_task() {
     headers.push(("Mesos-Stream-Id", &stream_id));
     let response = request(port, "POST", API, &headers, &accept.encode_to_vec()).expect("accept");
     assert_eq!(response.status, 202);
+    // Every update is acknowledged, or the agent holds back the next one.
+    let ack = |status: &pb::TaskStatus| {
+        let Some(uuid) = status.uuid.clone() else {
+            return;
+        };
+        let call = sched::Call {
+            framework_id: framework_id.clone(),
+            r#type: sched::call::Type::Acknowledge as i32,
+            acknowledge: Some(sched::call::Acknowledge {
+                agent_id: status.agent_id.clone(),
+                task_id: status.task_id.clone(),
+                uuid,
+            }),
+            ..Default::default()
+        };
+        let response =
+            request(port, "POST", API, &headers, &call.encode_to_vec()).expect("acknowledge");
+        assert_eq!(response.status, 202);
+    };
     let finished = loop {
         let event = next();
         if let Some(update) = event.update {
             let status = update.status.expect("status");
+            ack(&status);
             if status.state() == pb::TaskState::TaskFinished {
                 break status;
             }

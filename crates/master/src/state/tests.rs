@@ -1561,7 +1561,7 @@ fn unsupported_and_malformed_calls_are_refused() {
     let (result, _) = h.call(&fw, base_call(&fw.id, CallType::Subscribe));
     assert_error(result, ErrKind::InvalidArgument, "SUBSCRIBE");
     let (result, _) = h.call(&fw, base_call(&fw.id, CallType::Shutdown));
-    assert_error(result, ErrKind::FailedPrecondition, "SHUTDOWN");
+    assert_error(result, ErrKind::InvalidArgument, "shutdown");
     let mut unknown = base_call(&fw.id, CallType::Unknown);
     unknown.r#type = 77;
     let (result, _) = h.call(&fw, unknown);
