@@ -170,7 +170,9 @@ fn a_task_launches_its_executor_which_gets_the_task_once() {
         _ => None,
     });
     assert_eq!(
-        subscribed.and_then(|s| s.agent_info.as_ref()).and_then(|i| i.id.clone()),
+        subscribed
+            .and_then(|s| s.agent_info.as_ref())
+            .and_then(|i| i.id.clone()),
         Some(pb::AgentId { value: "a1".into() })
     );
     // A reconnecting executor that holds its task is not given it again.
