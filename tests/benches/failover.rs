@@ -100,7 +100,7 @@ fn registrations(agents: usize, tasks_per_agent: usize) -> Vec<agent_message::Re
                         }),
                         framework_id: frameworks[f].id.clone(),
                         agent_id: Some(agent_id.clone()),
-                        state: pb::TaskState::TaskRunning as i32,
+                        state: Some(pb::TaskState::TaskRunning as i32),
                         resources: task_resources.clone(),
                         ..Default::default()
                     }

@@ -218,7 +218,9 @@ impl GrpcFramework {
                 if status.task_id.as_ref().map(|t| t.value.as_str()) != Some(id) {
                     continue;
                 }
-                match TaskState::try_from(status.state).unwrap_or(TaskState::TaskUnknown) {
+                match TaskState::try_from(status.state.unwrap_or_default())
+                    .unwrap_or(TaskState::TaskUnknown)
+                {
                     TaskState::TaskRunning => running = Some(at - sent),
                     TaskState::TaskFinished => break,
                     TaskState::TaskStarting | TaskState::TaskStaging => {}

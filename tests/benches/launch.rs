@@ -564,7 +564,8 @@ impl Framework {
                     .as_ref()
                     .map(|t| t.value.clone())
                     .unwrap_or_default();
-                let state = TaskState::try_from(status.state).unwrap_or(TaskState::TaskUnknown);
+                let state = TaskState::try_from(status.state.unwrap_or_default())
+                    .unwrap_or(TaskState::TaskUnknown);
                 if is_terminal(state) && state != TaskState::TaskFinished {
                     bail!(
                         "task {id} ended {}: {}",

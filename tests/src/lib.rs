@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 
 pub mod browser;
 pub mod mesos_http;
+pub mod mesos_schema;
 pub mod spark;
 
 /// The `agora` binary, built once per test process with the same cargo

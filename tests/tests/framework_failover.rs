@@ -59,7 +59,7 @@ async fn framework_with_a_running_task(
         .expect("launch");
     loop {
         if let Event::Update(status) = next_event(&mut events, "TASK_RUNNING").await
-            && status.state == TaskState::TaskRunning as i32
+            && status.state() == TaskState::TaskRunning
         {
             break;
         }
@@ -109,7 +109,11 @@ async fn a_framework_that_comes_back_in_time_finds_its_task_untouched() {
         .expect("reconcile");
     loop {
         if let Event::Update(status) = next_event(&mut events, "reconciliation answer").await {
-            assert_eq!(status.state, TaskState::TaskRunning as i32, "{status:?}");
+            assert_eq!(
+                status.state,
+                Some(TaskState::TaskRunning as i32),
+                "{status:?}"
+            );
             break;
         }
     }

@@ -98,14 +98,15 @@ async fn a_frozen_agent_goes_unreachable_and_comes_back_with_its_task() {
     let mut states = Vec::new();
     while !states.contains(&TaskState::TaskRunning) {
         if let Event::Update(status) = next_event(&mut events, "TASK_RUNNING").await {
-            states.push(TaskState::try_from(status.state).expect("known state"));
+            states
+                .push(TaskState::try_from(status.state.unwrap_or_default()).expect("known state"));
         }
     }
 
     signal(&agent, Signal::STOP);
     loop {
         match next_event(&mut events, "TASK_UNREACHABLE").await {
-            Event::Update(status) if status.state == TaskState::TaskUnreachable as i32 => break,
+            Event::Update(status) if status.state() == TaskState::TaskUnreachable => break,
             Event::Update(status) => panic!("unexpected update {status:?}"),
             _ => {}
         }
@@ -144,7 +145,7 @@ async fn a_frozen_agent_goes_unreachable_and_comes_back_with_its_task() {
             _ => {}
         }
     };
-    assert_eq!(back.state, TaskState::TaskRunning as i32, "{back:?}");
+    assert_eq!(back.state, Some(TaskState::TaskRunning as i32), "{back:?}");
     assert_eq!(
         back.reason,
         Some(agora_scheduler::proto::task_status::Reason::AgentReregistered as i32)

@@ -6,11 +6,8 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
 
-use agora_e2e::run_with_deadline;
-use agora_e2e::spark::SparkEnv;
+use agora_e2e::mesos_schema;
 use prost_types::field_descriptor_proto::{Label, Type};
 use prost_types::{DescriptorProto, EnumDescriptorProto};
 
@@ -67,22 +64,9 @@ fn enum_lines(prefix: &str, e: &EnumDescriptorProto, out: &mut BTreeSet<String>)
 
 #[test]
 fn our_v0_subset_matches_the_jar() {
-    let spark = SparkEnv::locate().unwrap_or_else(|e| panic!("{e:#}"));
-    let jar = spark.home.join("jars/mesos-1.4.3-shaded-protobuf.jar");
-    assert!(jar.exists(), "{} is missing", jar.display());
-    let dumper = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../crates/libmesos/tests/java/DumpDescriptors.java");
-    let mut command = Command::new(&spark.java);
-    command.arg("-cp").arg(&jar).arg(&dumper);
-    let output = run_with_deadline(command, Duration::from_secs(120));
-    assert!(
-        output.status.success(),
-        "DumpDescriptors failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let theirs: BTreeSet<String> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
+    let theirs: BTreeSet<String> = mesos_schema::dump(&[])
+        .unwrap_or_else(|e| panic!("{e:#}"))
+        .into_iter()
         .collect();
     assert!(
         theirs.len() > 500,

@@ -230,7 +230,7 @@ mod tests {
     fn ports_resource(ranges: &[(u64, u64)]) -> pb::Resource {
         pb::Resource {
             name: "ports".into(),
-            r#type: pb::value::Type::Ranges as i32,
+            r#type: Some(pb::value::Type::Ranges as i32),
             ranges: Some(pb::value::Ranges {
                 range: ranges
                     .iter()

@@ -192,7 +192,7 @@ fn task_entry(task: &TaskRecord, agent_id: &str) -> TaskEntry {
             .pending
             .iter()
             .filter_map(|status| {
-                let state = pb::TaskState::try_from(status.state).ok()?;
+                let state = pb::TaskState::try_from(status.state.unwrap_or_default()).ok()?;
                 Some(StatusEntry {
                     state: agora_core::task::name(state),
                     timestamp: status.timestamp.unwrap_or(0.0),

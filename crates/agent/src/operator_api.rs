@@ -438,14 +438,14 @@ pub fn task(entry: &TaskEntry) -> pb::Task {
             value: entry.executor_id.clone(),
         }),
         agent_id: Some(agent_id.clone()),
-        state: state_of(entry.state) as i32,
+        state: Some(state_of(entry.state) as i32),
         resources: resources(&entry.resources, &entry.role),
         statuses: entry
             .statuses
             .iter()
             .map(|status| pb::TaskStatus {
                 task_id: Some(task_id.clone()),
-                state: state_of(status.state) as i32,
+                state: Some(state_of(status.state) as i32),
                 timestamp: Some(status.timestamp),
                 healthy: status.healthy,
                 agent_id: Some(agent_id.clone()),
@@ -472,7 +472,7 @@ pub fn queued_task(framework: &FrameworkEntry, entry: &QueuedTaskEntry) -> pb::T
         agent_id: Some(pb::AgentId {
             value: entry.slave_id.clone(),
         }),
-        state: pb::TaskState::TaskStaging as i32,
+        state: Some(pb::TaskState::TaskStaging as i32),
         resources: resources(&entry.resources, &entry.role),
         ..Default::default()
     }

@@ -111,13 +111,13 @@ pub fn parse_attributes(text: &str) -> Result<Vec<pb::Attribute>, AdvertiseError
         let attribute = match value.parse::<f64>() {
             Ok(number) if number.is_finite() => pb::Attribute {
                 name: name.to_string(),
-                r#type: pb::value::Type::Scalar as i32,
+                r#type: Some(pb::value::Type::Scalar as i32),
                 scalar: Some(pb::value::Scalar { value: number }),
                 ..Default::default()
             },
             _ => pb::Attribute {
                 name: name.to_string(),
-                r#type: pb::value::Type::Text as i32,
+                r#type: Some(pb::value::Type::Text as i32),
                 text: Some(pb::value::Text {
                     value: value.to_string(),
                 }),

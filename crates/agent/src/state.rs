@@ -247,10 +247,10 @@ impl AgentState {
                 framework_id: t.framework_id.to_field(),
                 executor_id: t.executor_id.to_field(),
                 agent_id: info.id.clone(),
-                state: t.state as i32,
+                state: Some(t.state as i32),
                 resources: t.info.resources.clone(),
                 statuses: Vec::new(),
-                status_update_state: t.pending.front().map(|s| s.state),
+                status_update_state: t.pending.front().map(|s| s.state.unwrap_or_default()),
                 status_update_uuid: t.pending.front().and_then(|s| s.uuid.clone()),
             })
             .collect();
@@ -611,7 +611,7 @@ impl AgentState {
         let uuid = self.next_uuid();
         let status = pb::TaskStatus {
             task_id: task_id.to_field(),
-            state: state as i32,
+            state: Some(state as i32),
             message: Some(message),
             source: Some(pb::task_status::Source::Agent as i32),
             reason: Some(reason as i32),
@@ -640,7 +640,7 @@ impl AgentState {
         if status.uuid.is_some() && task.pending.iter().any(|p| p.uuid == status.uuid) {
             return true; // a retry of an update we already hold
         }
-        let Ok(state) = agora_core::task::from_i32(status.state) else {
+        let Ok(state) = agora_core::task::from_i32(status.state.unwrap_or_default()) else {
             return false;
         };
         if agora_core::task::check_transition(task.state, state).is_err() {

@@ -57,7 +57,7 @@ mod tests {
     fn status(message: &str, data: usize) -> pb::TaskStatus {
         pb::TaskStatus {
             task_id: Some(pb::TaskId { value: "t1".into() }),
-            state: pb::TaskState::TaskFinished as i32,
+            state: Some(pb::TaskState::TaskFinished as i32),
             message: Some(message.into()),
             data: (data > 0).then(|| vec![7; data]),
             uuid: Some(vec![1; 16]),
@@ -93,7 +93,7 @@ mod tests {
         let cut = bound_status(&mut big).expect("something was cut");
         assert!(cut.contains("data"), "{cut}");
         assert_eq!(big.data, None);
-        assert_eq!(big.state, pb::TaskState::TaskFinished as i32);
+        assert_eq!(big.state, Some(pb::TaskState::TaskFinished as i32));
         assert!(big.encoded_len() <= MAX_STATUS_BYTES);
         let message = big.message.unwrap_or_default();
         assert!(message.starts_with("done ["), "{message}");

@@ -250,7 +250,7 @@ impl<'a> Runner<'a> {
                 let Some(task_id) = status.task_id.as_ref().map(|t| t.value.clone()) else {
                     return Ok(());
                 };
-                let Ok(state) = TaskState::try_from(status.state) else {
+                let Ok(state) = TaskState::try_from(status.state.unwrap_or_default()) else {
                     warn!(task_id = %task_id, state = status.state, "ignoring update with unknown state");
                     return Ok(());
                 };

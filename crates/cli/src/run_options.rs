@@ -407,7 +407,7 @@ impl Capacity {
         };
         let ports = resources
             .iter()
-            .filter(|r| r.name == "ports" && r.r#type == value::Type::Ranges as i32)
+            .filter(|r| r.name == "ports" && r.r#type() == value::Type::Ranges)
             .filter_map(|r| r.ranges.as_ref())
             .flat_map(|r| &r.range)
             .filter_map(|r| {

@@ -231,7 +231,7 @@ fn parses_health_checks() {
 fn ports_resource(ranges: &[(u64, u64)]) -> Resource {
     Resource {
         name: "ports".into(),
-        r#type: value::Type::Ranges as i32,
+        r#type: Some(value::Type::Ranges as i32),
         ranges: Some(value::Ranges {
             range: ranges
                 .iter()

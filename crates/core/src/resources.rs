@@ -597,13 +597,13 @@ impl Resources {
                 };
                 match value {
                     Value::Scalar(m) => {
-                        r.r#type = pb::value::Type::Scalar as i32;
+                        r.r#type = Some(pb::value::Type::Scalar as i32);
                         r.scalar = Some(pb::value::Scalar {
                             value: from_millis(*m),
                         });
                     }
                     Value::Ranges(ranges) => {
-                        r.r#type = pb::value::Type::Ranges as i32;
+                        r.r#type = Some(pb::value::Type::Ranges as i32);
                         r.ranges = Some(pb::value::Ranges {
                             range: ranges
                                 .iter()
@@ -612,7 +612,7 @@ impl Resources {
                         });
                     }
                     Value::Set(items) => {
-                        r.r#type = pb::value::Type::Set as i32;
+                        r.r#type = Some(pb::value::Type::Set as i32);
                         r.set = Some(pb::value::Set {
                             item: items.iter().cloned().collect(),
                         });
@@ -660,7 +660,7 @@ impl Resources {
                 value: String::new(),
                 why,
             };
-            let value = match pb::value::Type::try_from(r.r#type) {
+            let value = match pb::value::Type::try_from(r.r#type.unwrap_or_default()) {
                 Ok(pb::value::Type::Scalar) => {
                     let v = r
                         .scalar

@@ -6,8 +6,8 @@
 //! `tests/schema_pairs.rs` checks every pair declared here, so a renumbered
 //! or retyped field fails a test instead of corrupting a message. The few
 //! places where the schemas really differ are converted by hand below:
-//! task status reasons (Agora's additions and Mesos' renumbered ones),
-//! RESERVE operations, and what Agora cannot honour (container images).
+//! task status reasons (those Mesos 1.4 lacks), RESERVE operations, and what
+//! Agora cannot honour (container images).
 //!
 //! Required v0 fields are plain values in the generated code, so encoding a
 //! v0 message always writes them: whatever leaves here passes Java's
@@ -122,14 +122,13 @@ pub fn status_from_v0(status: &v0::TaskStatus) -> Result<v1::TaskStatus, Convert
     Ok(out)
 }
 
-/// Agora's reason numbers that Mesos 1.4 numbers differently or lacks.
+/// A reason for Java: the reasons Mesos 1.4 lacks become the nearest it has
+/// (or none); the rest share Mesos' numbers.
 fn reason_to_v0(reason: i32) -> Option<i32> {
     use v0::task_status::Reason as R0;
     use v1::task_status::Reason as R1;
     let v1_reason = R1::try_from(reason).ok()?;
     Some(match v1_reason {
-        R1::TaskCheckStatusUpdated => R0::TaskCheckStatusUpdated as i32,
-        R1::TaskHealthCheckStatusUpdated => R0::TaskHealthCheckStatusUpdated as i32,
         R1::FetcherFailed => R0::ContainerLaunchFailed as i32,
         // Mesos 1.4 has no "agent re-registered"; the message says it.
         R1::AgentReregistered => return None,
@@ -141,18 +140,11 @@ fn reason_to_v0(reason: i32) -> Option<i32> {
     })
 }
 
+/// A reason from Java: every Mesos 1.4 reason has Agora's number; one
+/// Agora does not know is dropped.
 fn reason_from_v0(reason: i32) -> Option<i32> {
-    use v0::task_status::Reason as R0;
     use v1::task_status::Reason as R1;
-    let v0_reason = R0::try_from(reason).ok()?;
-    Some(match v0_reason {
-        R0::TaskCheckStatusUpdated => R1::TaskCheckStatusUpdated as i32,
-        R0::TaskHealthCheckStatusUpdated => R1::TaskHealthCheckStatusUpdated as i32,
-        other => {
-            let n = other as i32;
-            R1::try_from(n).ok()? as i32
-        }
-    })
+    R1::try_from(reason).ok().map(|r| r as i32)
 }
 
 /// A task to launch, from Java. Refuses container images: Agora runs tasks

@@ -160,7 +160,7 @@ impl Shared {
         for (task_id, agent_id) in tasks {
             let status = v1::TaskStatus {
                 task_id: Some(task_id.clone()),
-                state: state as i32,
+                state: Some(state as i32),
                 message: Some(message.to_owned()),
                 source: Some(v1::task_status::Source::Master as i32),
                 reason: Some(reason as i32),

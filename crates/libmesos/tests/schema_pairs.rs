@@ -19,8 +19,9 @@ const V1_ONLY: &[(&str, &str)] = &[
     ("agora.v1.MasterInfo", "epoch"),
 ];
 
-/// Enum values Agora adds or numbers differently; `convert` maps them by
-/// hand (`status_to_v0` / `status_from_v0`).
+/// Enums with values Mesos 1.4 lacks (Agora's additions, and Mesos' own
+/// from later versions); `convert` maps them by hand (`status_to_v0` /
+/// `status_from_v0`).
 const MAPPED_ENUMS: &[&str] = &["agora.v1.TaskStatus.Reason"];
 
 fn schemas() -> FileDescriptorSet {

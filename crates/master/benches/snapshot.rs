@@ -106,7 +106,7 @@ fn registrations(agents: usize, per_agent: usize) -> Vec<agent_message::Register
                         }),
                         framework_id: framework_info(f).id,
                         agent_id: Some(agent_id.clone()),
-                        state: pb::TaskState::TaskRunning as i32,
+                        state: Some(pb::TaskState::TaskRunning as i32),
                         resources: task_resources.clone(),
                         ..Default::default()
                     }

@@ -804,7 +804,7 @@ impl Scheduler for Services {
         }
     }
 
-    async fn call(
+    async fn send(
         &self,
         request: Request<sched::Call>,
     ) -> Result<Response<sched::CallResponse>, Status> {

@@ -245,7 +245,7 @@ async fn a_reconcile_of_5000_tasks_is_answered_in_full_to_a_framework_that_reads
     );
     // Nothing is read until the call is answered: all 5,000 updates are
     // queued for this one stream at once.
-    client.call(reconcile).await.expect("reconcile accepted");
+    client.send(reconcile).await.expect("reconcile accepted");
     let mut updates = std::collections::BTreeSet::new();
     tokio::time::timeout(DEADLINE, async {
         while updates.len() < 5_000 {

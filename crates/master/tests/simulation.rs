@@ -333,7 +333,8 @@ impl SeenTask {
     /// framework that is not partition-aware must never see a state only
     /// partition-aware frameworks understand.
     fn observe(&mut self, status: &pb::TaskStatus, partition_aware: bool) -> Result<(), String> {
-        let state = TaskState::try_from(status.state).map_err(|e| e.to_string())?;
+        let state =
+            TaskState::try_from(status.state.unwrap_or_default()).map_err(|e| e.to_string())?;
         let reason = status
             .reason
             .and_then(|r| pb::task_status::Reason::try_from(r).ok());
@@ -565,7 +566,7 @@ fn describe(payload: &Payload) -> String {
             format!(
                 "{} {}{}",
                 s.task_id.as_ref().map_or("", |t| t.value.as_str()),
-                TaskState::try_from(s.state).map_or("?", |t| t.as_str_name()),
+                TaskState::try_from(s.state.unwrap_or_default()).map_or("?", |t| t.as_str_name()),
                 s.uuid
                     .as_deref()
                     .map_or(String::new(), |u| format!("#{}", uuid_seq(u)))
@@ -615,7 +616,8 @@ fn describe(payload: &Payload) -> String {
                     .map(|t| format!(
                         "{}:{}",
                         t.task_id.as_ref().map_or("", |i| i.value.as_str()),
-                        TaskState::try_from(t.state).map_or("?", |s| s.as_str_name())
+                        TaskState::try_from(t.state.unwrap_or_default())
+                            .map_or("?", |s| s.as_str_name())
                     ))
                     .collect::<Vec<_>>()
             ),
@@ -1125,9 +1127,9 @@ impl Sim {
                     value: framework.clone(),
                 }),
                 agent_id: info.id.clone(),
-                state: t.state as i32,
+                state: Some(t.state as i32),
                 resources: t.info.resources.clone(),
-                status_update_state: t.pending.front().map(|s| s.state),
+                status_update_state: t.pending.front().map(|s| s.state.unwrap_or_default()),
                 status_update_uuid: t.pending.front().and_then(|s| s.uuid.clone()),
                 ..Default::default()
             })
@@ -1187,7 +1189,7 @@ impl Sim {
         task.state = state;
         task.pending.push_back(pb::TaskStatus {
             task_id: task.info.task_id.clone(),
-            state: state as i32,
+            state: Some(state as i32),
             source: Some(pb::task_status::Source::Agent as i32),
             reason,
             agent_id,

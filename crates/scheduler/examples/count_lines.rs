@@ -119,7 +119,8 @@ async fn main() -> anyhow::Result<ExitCode> {
                 }
             }
             Event::Update(status) => {
-                let state = TaskState::try_from(status.state).unwrap_or(TaskState::TaskUnknown);
+                let state = TaskState::try_from(status.state.unwrap_or_default())
+                    .unwrap_or(TaskState::TaskUnknown);
                 let task = status.task_id.unwrap_or_default().value;
                 if state == TaskState::TaskFinished {
                     finished += 1;

@@ -40,7 +40,7 @@ fn call(kind: call::Type, framework_id: &str, executor_id: &str) -> Call {
 fn status(task_id: &pb::TaskId, state: pb::TaskState, message: &str) -> pb::TaskStatus {
     pb::TaskStatus {
         task_id: Some(task_id.clone()),
-        state: state as i32,
+        state: Some(state as i32),
         message: Some(message.to_string()),
         uuid: Some(random_uuid().to_vec()),
         ..Default::default()

@@ -473,7 +473,7 @@ impl SchedulerClient {
         let timeout = self.shared.options.call_timeout;
         request.set_timeout(timeout);
         let name = kind.as_str_name();
-        match tokio::time::timeout(timeout, grpc.call(request)).await {
+        match tokio::time::timeout(timeout, grpc.send(request)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(status)) => Err(Error::Call { call: name, status }),
             Err(_) => Err(Error::CallTimeout {

@@ -180,7 +180,7 @@ mod tests {
     fn converts_update_rescind_error_and_heartbeat() {
         let status = TaskStatus {
             task_id: Some(TaskId { value: "t".into() }),
-            state: TaskState::TaskRunning as i32,
+            state: Some(TaskState::TaskRunning as i32),
             uuid: Some(vec![1, 2]),
             ..Default::default()
         };

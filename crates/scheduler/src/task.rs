@@ -9,7 +9,7 @@ use agora_proto::v1::{
 pub fn scalar_resource(name: &str, value: f64) -> Resource {
     Resource {
         name: name.to_owned(),
-        r#type: value::Type::Scalar as i32,
+        r#type: Some(value::Type::Scalar as i32),
         scalar: Some(value::Scalar { value }),
         ..Default::default()
     }
@@ -19,7 +19,7 @@ pub fn scalar_resource(name: &str, value: f64) -> Resource {
 pub fn scalar_sum(resources: &[Resource], name: &str) -> f64 {
     resources
         .iter()
-        .filter(|r| r.name == name && r.r#type == value::Type::Scalar as i32)
+        .filter(|r| r.name == name && r.r#type() == value::Type::Scalar)
         .filter_map(|r| r.scalar.as_ref())
         .map(|s| s.value)
         .sum()
@@ -30,7 +30,7 @@ pub fn scalar_sum(resources: &[Resource], name: &str) -> f64 {
 fn ranges_resource(name: &str, ranges: &[(u64, u64)]) -> Resource {
     Resource {
         name: name.to_owned(),
-        r#type: value::Type::Ranges as i32,
+        r#type: Some(value::Type::Ranges as i32),
         ranges: Some(value::Ranges {
             range: ranges
                 .iter()
@@ -262,7 +262,7 @@ mod tests {
         assert_eq!(task.resources.len(), 2);
         let cpus = &task.resources[0];
         assert_eq!(cpus.name, "cpus");
-        assert_eq!(cpus.r#type, value::Type::Scalar as i32);
+        assert_eq!(cpus.r#type, Some(value::Type::Scalar as i32));
         assert_eq!(cpus.scalar.as_ref().map(|s| s.value), Some(0.1));
         assert!(cpus.allocation_info.is_none());
         assert_eq!(scalar_sum(&task.resources, "mem"), 16.0);
@@ -319,7 +319,7 @@ mod tests {
         assert_eq!(task.resources.len(), 1, "ports replaced, not added");
         let ports = &task.resources[0];
         assert_eq!(ports.name, "ports");
-        assert_eq!(ports.r#type, value::Type::Ranges as i32);
+        assert_eq!(ports.r#type, Some(value::Type::Ranges as i32));
         let ranges: Vec<(u64, u64)> = ports
             .ranges
             .as_ref()
@@ -375,7 +375,7 @@ mod tests {
     #[test]
     fn sums_scalars_by_name_only() {
         let mut ranges = scalar_resource("cpus", 100.0);
-        ranges.r#type = value::Type::Ranges as i32;
+        ranges.r#type = Some(value::Type::Ranges as i32);
         let resources = vec![
             scalar_resource("cpus", 1.5),
             scalar_resource("cpus", 0.5),

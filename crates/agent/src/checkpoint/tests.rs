@@ -24,7 +24,7 @@ fn task_info(id: &str) -> pb::TaskInfo {
 fn update(uuid: u8, state: pb::TaskState) -> pb::TaskStatus {
     pb::TaskStatus {
         task_id: Some(pb::TaskId { value: "t1".into() }),
-        state: state as i32,
+        state: Some(state as i32),
         uuid: Some(vec![uuid; 16]),
         ..Default::default()
     }

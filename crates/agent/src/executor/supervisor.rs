@@ -106,7 +106,7 @@ impl Supervisor {
             .unwrap_or(0.0);
         let status = pb::TaskStatus {
             task_id,
-            state: state as i32,
+            state: Some(state as i32),
             message: Some(message.into()),
             source: Some(pb::task_status::Source::Executor as i32),
             reason: reason.map(|r| r as i32),

@@ -148,7 +148,7 @@ fn agent() -> (AgentState, HashMap<ExecutorKey, PathBuf>) {
     running.state = pb::TaskState::TaskRunning;
     running.pending.push_back(pb::TaskStatus {
         task_id: Some(pb::TaskId { value: "t1".into() }),
-        state: pb::TaskState::TaskRunning as i32,
+        state: Some(pb::TaskState::TaskRunning as i32),
         timestamp: Some(1234.5),
         ..Default::default()
     });

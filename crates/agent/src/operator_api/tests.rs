@@ -136,7 +136,7 @@ fn fixture() -> Fixture {
     running.state = pb::TaskState::TaskRunning;
     running.pending.push_back(pb::TaskStatus {
         task_id: Some(pb::TaskId { value: "t1".into() }),
-        state: pb::TaskState::TaskRunning as i32,
+        state: Some(pb::TaskState::TaskRunning as i32),
         timestamp: Some(1234.5),
         ..Default::default()
     });
@@ -372,7 +372,7 @@ async fn tasks_executors_and_frameworks_in_both_media() {
     assert_eq!(ids(&tasks.completed_tasks), ["t0"]);
     assert!(tasks.pending_tasks.is_empty() && tasks.terminated_tasks.is_empty());
     let t1 = &tasks.launched_tasks[0];
-    assert_eq!(t1.state, pb::TaskState::TaskRunning as i32);
+    assert_eq!(t1.state, Some(pb::TaskState::TaskRunning as i32));
     assert_eq!(t1.name, "name-t1");
     assert_eq!(t1.agent_id.as_ref().map(|a| a.value.as_str()), Some("a1"));
     // A command task has no executor id of its own, as in Mesos.
@@ -387,7 +387,7 @@ async fn tasks_executors_and_frameworks_in_both_media() {
             .all(|r| { r.allocation_info.as_ref().and_then(|a| a.role.as_deref()) == Some("eng") })
     );
     let t3 = &tasks.queued_tasks[0];
-    assert_eq!(t3.state, pb::TaskState::TaskStaging as i32);
+    assert_eq!(t3.state, Some(pb::TaskState::TaskStaging as i32));
     assert_eq!(
         t3.executor_id.as_ref().map(|e| e.value.as_str()),
         Some("exec-1")

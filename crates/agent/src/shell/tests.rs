@@ -261,7 +261,7 @@ async fn a_full_disk_refuses_tasks_and_updates_wait_for_their_checkpoint() {
         panic!("expected a status update, got {update:?}");
     };
     let status = update.status.expect("status");
-    assert_eq!(status.state, pb::TaskState::TaskFailed as i32);
+    assert_eq!(status.state, Some(pb::TaskState::TaskFailed as i32));
     assert!(status.message().contains("agent disk full"), "{status:?}");
     shutdown.cancel();
     actor_task.await.expect("actor");
@@ -759,7 +759,11 @@ async fn a_kill_during_a_launch_reports_the_task_once_and_leaves_no_process() {
         panic!("expected a status update, got {update:?}");
     };
     let status = update.status.expect("status");
-    assert_eq!(status.state, pb::TaskState::TaskKilled as i32, "{status:?}");
+    assert_eq!(
+        status.state,
+        Some(pb::TaskState::TaskKilled as i32),
+        "{status:?}"
+    );
     agent
         .master(master_message::Kind::StatusUpdateAck(
             master_message::StatusUpdateAck {

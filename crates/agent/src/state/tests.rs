@@ -67,7 +67,7 @@ fn run_task(state: &mut AgentState, task: &str) -> Vec<Effect> {
 fn status(task: &str, state: pb::TaskState, uuid: u8) -> pb::TaskStatus {
     pb::TaskStatus {
         task_id: Some(pb::TaskId { value: task.into() }),
-        state: state as i32,
+        state: Some(state as i32),
         uuid: Some(vec![uuid; 16]),
         ..Default::default()
     }
@@ -80,7 +80,10 @@ fn to_master_updates(out: &[Effect]) -> Vec<(pb::TaskState, Vec<u8>)> {
                 kind: Some(agent_message::Kind::StatusUpdate(u)),
             }) => {
                 let s = u.status.as_ref()?;
-                Some((agora_core::task::from_i32(s.state).ok()?, s.uuid.clone()?))
+                Some((
+                    agora_core::task::from_i32(s.state.unwrap_or_default()).ok()?,
+                    s.uuid.clone()?,
+                ))
             }
             _ => None,
         })
@@ -560,7 +563,10 @@ fn a_restarted_agent_recovers_its_tasks_and_resends_unacknowledged_updates() {
         Some("a1".into())
     );
     assert_eq!(register.tasks.len(), 1);
-    assert_eq!(register.tasks[0].state, pb::TaskState::TaskRunning as i32);
+    assert_eq!(
+        register.tasks[0].state,
+        Some(pb::TaskState::TaskRunning as i32)
+    );
     assert_eq!(register.frameworks.len(), 1);
 
     // Once registered, the unacknowledged update goes out again.
@@ -640,7 +646,7 @@ fn a_recovered_executor_that_never_comes_back_is_killed_and_its_task_failed() {
         _ => None,
     });
     let failed = failed.expect("the failure is checkpointed");
-    assert_eq!(failed.state, pb::TaskState::TaskFailed as i32);
+    assert_eq!(failed.state, Some(pb::TaskState::TaskFailed as i32));
     assert_eq!(
         failed.reason,
         Some(pb::task_status::Reason::ExecutorReregistrationTimeout as i32)
@@ -791,7 +797,7 @@ fn a_full_disk_fails_new_tasks_without_starting_an_executor() {
             _ => None,
         })
         .expect("an update to the master");
-    assert_eq!(failed.state, pb::TaskState::TaskFailed as i32);
+    assert_eq!(failed.state, Some(pb::TaskState::TaskFailed as i32));
     assert_eq!(
         failed.reason,
         Some(pb::task_status::Reason::ContainerLaunchFailed as i32)
@@ -814,7 +820,7 @@ fn a_full_disk_fails_new_tasks_without_starting_an_executor() {
 fn unparsable_resources() -> Vec<pb::Resource> {
     vec![pb::Resource {
         name: "cpus".into(),
-        r#type: pb::value::Type::Scalar as i32,
+        r#type: Some(pb::value::Type::Scalar as i32),
         scalar: None,
         ..Default::default()
     }]
@@ -877,7 +883,7 @@ fn a_task_whose_resources_cannot_be_parsed_is_an_error_not_a_task_with_nothing()
     let [status] = &statuses[..] else {
         panic!("one update expected: {out:?}");
     };
-    assert_eq!(status.state, pb::TaskState::TaskError as i32);
+    assert_eq!(status.state, Some(pb::TaskState::TaskError as i32));
     assert_eq!(
         status.reason,
         Some(pb::task_status::Reason::TaskInvalid as i32)
@@ -913,7 +919,7 @@ fn a_custom_executor_whose_resources_cannot_be_parsed_is_never_started() {
     let [status] = &statuses[..] else {
         panic!("one update expected: {out:?}");
     };
-    assert_eq!(status.state, pb::TaskState::TaskError as i32);
+    assert_eq!(status.state, Some(pb::TaskState::TaskError as i32));
     let message = status.message.clone().unwrap_or_default();
     assert!(
         message.contains("executor resources cannot be parsed"),
@@ -977,7 +983,7 @@ fn an_oversized_executor_update_is_cut_down_before_it_is_checkpointed_or_forward
     let [status] = &forwarded[..] else {
         panic!("one update expected: {out:?}");
     };
-    assert_eq!(status.state, pb::TaskState::TaskRunning as i32);
+    assert_eq!(status.state, Some(pb::TaskState::TaskRunning as i32));
     assert_eq!(status.data, None);
     let whole = out
         .iter()

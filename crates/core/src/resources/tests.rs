@@ -309,7 +309,7 @@ fn well_known_names_of_the_wrong_type_are_refused_in_text_and_proto() {
     }
     let wrong = pb::Resource {
         name: "ports".into(),
-        r#type: pb::value::Type::Scalar as i32,
+        r#type: Some(pb::value::Type::Scalar as i32),
         scalar: Some(pb::value::Scalar { value: 3.0 }),
         ..Default::default()
     };

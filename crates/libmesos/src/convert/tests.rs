@@ -4,7 +4,7 @@ use proptest::prelude::*;
 fn scalar(name: &str, value: f64) -> v1::Resource {
     v1::Resource {
         name: name.into(),
-        r#type: v1::value::Type::Scalar as i32,
+        r#type: Some(v1::value::Type::Scalar as i32),
         scalar: Some(v1::value::Scalar { value }),
         role: Some("*".into()),
         allocation_info: Some(v1::resource::AllocationInfo {
@@ -31,7 +31,7 @@ fn offer() -> v1::Offer {
             scalar("mem", 4096.0),
             v1::Resource {
                 name: "ports".into(),
-                r#type: v1::value::Type::Ranges as i32,
+                r#type: Some(v1::value::Type::Ranges as i32),
                 ranges: Some(v1::value::Ranges {
                     range: vec![v1::value::Range {
                         begin: 31000,
@@ -43,7 +43,7 @@ fn offer() -> v1::Offer {
         ],
         attributes: vec![v1::Attribute {
             name: "rack".into(),
-            r#type: v1::value::Type::Text as i32,
+            r#type: Some(v1::value::Type::Text as i32),
             text: Some(v1::value::Text { value: "r1".into() }),
             ..Default::default()
         }],
@@ -102,7 +102,7 @@ fn required_fields_are_encoded_even_when_empty_or_zero() {
 
     let status = v1::TaskStatus {
         task_id: Some(v1::TaskId { value: "t".into() }),
-        state: v1::TaskState::TaskStarting as i32,
+        state: Some(v1::TaskState::TaskStarting as i32),
         ..Default::default()
     };
     let encoded = status_to_v0(&status, None)
@@ -125,7 +125,7 @@ fn missing_required_message_becomes_empty_not_absent() {
 fn status_fills_agent_and_maps_reasons() {
     let status = v1::TaskStatus {
         task_id: Some(v1::TaskId { value: "0".into() }),
-        state: v1::TaskState::TaskFailed as i32,
+        state: Some(v1::TaskState::TaskFailed as i32),
         reason: Some(v1::task_status::Reason::FetcherFailed as i32),
         uuid: Some(vec![1, 2, 3]),
         ..Default::default()
@@ -331,7 +331,7 @@ proptest! {
     ) {
         let status = v1::TaskStatus {
             task_id: Some(v1::TaskId { value: task }),
-            state: state as i32,
+            state: Some(state as i32),
             message,
             agent_id: agent.map(|value| v1::AgentId { value }),
             uuid,

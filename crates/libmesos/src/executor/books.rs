@@ -53,7 +53,8 @@ impl Books {
             return false;
         };
         let update = self.updates.remove(at);
-        let state = v1::TaskState::try_from(update.state).unwrap_or(v1::TaskState::TaskUnknown);
+        let state = v1::TaskState::try_from(update.state.unwrap_or_default())
+            .unwrap_or(v1::TaskState::TaskUnknown);
         if agora_core::task::is_terminal(state) {
             let id = task_key(update.task_id.as_ref());
             self.tasks.retain(|t| task_key(t.task_id.as_ref()) != id);

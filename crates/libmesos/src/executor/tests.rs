@@ -7,7 +7,7 @@ use super::*;
 fn status(task: &str, state: v1::TaskState, uuid: u8) -> v1::TaskStatus {
     v1::TaskStatus {
         task_id: Some(v1::TaskId { value: task.into() }),
-        state: state as i32,
+        state: Some(state as i32),
         uuid: Some(vec![uuid; 16]),
         ..Default::default()
     }
@@ -114,7 +114,7 @@ fn updates_are_completed_as_libmesos_does() {
     };
     let update = prepare_update(&from_java, "e1", 12.5, [7; 16]).expect("converts");
     assert_eq!(update.task_id.unwrap().value, "t1");
-    assert_eq!(update.state, v1::TaskState::TaskFinished as i32);
+    assert_eq!(update.state, Some(v1::TaskState::TaskFinished as i32));
     assert_eq!(update.data.as_deref(), Some(&b"result"[..]));
     assert_eq!(update.uuid, Some(vec![7; 16]), "a fresh uuid, always");
     assert_eq!(

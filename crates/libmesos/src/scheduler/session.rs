@@ -147,8 +147,8 @@ async fn pump(shared: &Arc<Shared>, mut events: EventStream, mut end: watch::Rec
                         agents.insert(task.clone(), agent.clone());
                     }
                     let known = agents.get(&task).cloned();
-                    let state =
-                        v1::TaskState::try_from(status.state).unwrap_or(v1::TaskState::TaskUnknown);
+                    let state = v1::TaskState::try_from(status.state.unwrap_or_default())
+                        .unwrap_or(v1::TaskState::TaskUnknown);
                     if agora_scheduler::is_terminal(state) {
                         agents.remove(&task);
                     }

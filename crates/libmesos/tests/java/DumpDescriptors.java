@@ -2,6 +2,8 @@
 // per field and enum value, sorted, so a test can compare it with ours:
 //   field <message> <name> <number> <label> <type> [<type name>]
 //   value <enum> <name> <number>
+//   default <message> <name> <value>     (only for an explicit [default = ...];
+//                                         an enum default is the value's name)
 //
 // With no arguments it dumps the v0 schema (`org.apache.mesos.Protos`).
 // Otherwise each argument names a generated outer class whose file is
@@ -39,6 +41,13 @@ public class DumpDescriptors {
             if (f.getType() == Descriptors.FieldDescriptor.Type.MESSAGE) typeName = " " + f.getMessageType().getFullName();
             if (f.getType() == Descriptors.FieldDescriptor.Type.ENUM) typeName = " " + f.getEnumType().getFullName();
             out.add("field " + m.getFullName() + " " + f.getName() + " " + f.getNumber() + " " + label + " " + type + typeName);
+            if (f.toProto().hasDefaultValue()) {
+                Object value = f.getDefaultValue();
+                String text = value instanceof Descriptors.EnumValueDescriptor
+                    ? ((Descriptors.EnumValueDescriptor) value).getName()
+                    : String.valueOf(value);
+                out.add("default " + m.getFullName() + " " + f.getName() + " " + text);
+            }
         }
         for (Descriptors.Descriptor n : m.getNestedTypes()) message(n, out);
         for (Descriptors.EnumDescriptor e : m.getEnumTypes()) enumeration(e, out);

@@ -174,7 +174,7 @@ fn scalars(values: &BTreeMap<String, f64>, role: Option<&str>) -> Vec<pb::Resour
         .iter()
         .map(|(name, value)| pb::Resource {
             name: name.clone(),
-            r#type: pb::value::Type::Scalar as i32,
+            r#type: Some(pb::value::Type::Scalar as i32),
             scalar: Some(pb::value::Scalar { value: *value }),
             allocation_info: role.map(|role| pb::resource::AllocationInfo {
                 role: Some(role.to_string()),

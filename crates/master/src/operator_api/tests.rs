@@ -488,7 +488,7 @@ async fn roles_show_frameworks_and_what_is_allocated_to_them() {
     assert_eq!(tasks.tasks.len(), 1);
     let task = &tasks.tasks[0];
     assert_eq!(task.name, "t1");
-    assert_eq!(task.state, pb::TaskState::TaskStaging as i32);
+    assert_eq!(task.state, Some(pb::TaskState::TaskStaging as i32));
     assert_eq!(
         task.framework_id.as_ref().map(|f| f.value.as_str()),
         Some(fw.2.as_str())
@@ -933,7 +933,7 @@ async fn a_subscriber_starts_from_the_state_and_sees_each_change_after_it() {
         f.launch(&mut fw, "t1").await;
         let added = next_change(&mut records, media).await;
         let task = added.task_added.and_then(|t| t.task).expect("TASK_ADDED");
-        assert_eq!(task.state, pb::TaskState::TaskStaging as i32);
+        assert_eq!(task.state, Some(pb::TaskState::TaskStaging as i32));
 
         let (_conn, _inbox, second_agent) = f.agent("a2", "cpus:1;mem:512").await;
         let added = next_change(&mut records, media).await;

@@ -42,7 +42,8 @@ fn check_reported_task(task: &pb::Task) -> Result<ReportedTask, String> {
         framework_id: FrameworkId::from_field(&task.framework_id)
             .map_err(|e| format!("reported framework id is invalid: {e}"))?,
         name: task.name.clone(),
-        state: agora_core::task::from_i32(task.state).map_err(|e| e.to_string())?,
+        state: agora_core::task::from_i32(task.state.unwrap_or_default())
+            .map_err(|e| e.to_string())?,
         update_state: task
             .status_update_state
             .map(agora_core::task::from_i32)
@@ -604,7 +605,7 @@ impl Master {
         let (Ok(framework_id), Ok(task_id), Ok(state)) = (
             FrameworkId::from_field(&update.framework_id),
             TaskId::from_field(&status.task_id),
-            agora_core::task::from_i32(status.state),
+            agora_core::task::from_i32(status.state.unwrap_or_default()),
         ) else {
             tracing::warn!(agent_id = %agent_id, "malformed status update ignored");
             return;

@@ -316,7 +316,7 @@ impl Master {
                 }
                 task.last_status.as_ref().is_some_and(|s| {
                     s.uuid.as_deref() == Some(ack.uuid.as_slice())
-                        && agora_core::task::from_i32(s.state)
+                        && agora_core::task::from_i32(s.state.unwrap_or_default())
                             .is_ok_and(agora_core::task::is_terminal)
                 })
             }

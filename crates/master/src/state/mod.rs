@@ -633,7 +633,7 @@ impl Master {
     ) -> pb::TaskStatus {
         pb::TaskStatus {
             task_id: task_id.to_field(),
-            state: state as i32,
+            state: Some(state as i32),
             message: Some(message.into()),
             source: Some(pb::task_status::Source::Master as i32),
             reason: Some(reason as i32),

@@ -54,7 +54,7 @@ fn task_proto(task: &Task) -> pb::Task {
         framework_id: task.framework_id.to_field(),
         executor_id: custom_executor(task).cloned(),
         agent_id: task.agent_id.to_field(),
-        state: task.state as i32,
+        state: Some(task.state as i32),
         resources: task.resources.to_proto(Some(&task.role)),
         statuses: task.last_status.iter().cloned().collect(),
         status_update_state: task.update_state.map(|s| s as i32),

@@ -217,7 +217,7 @@ fn status_update(
             task_id: Some(pb::TaskId {
                 value: task_id.into(),
             }),
-            state: state as i32,
+            state: Some(state as i32),
             source: Some(pb::task_status::Source::Executor as i32),
             uuid,
             ..Default::default()
@@ -338,7 +338,7 @@ fn offer_id(offer: &pb::Offer) -> pb::OfferId {
 }
 
 fn state_of(status: &pb::TaskStatus) -> pb::TaskState {
-    pb::TaskState::try_from(status.state).expect("known state")
+    pb::TaskState::try_from(status.state.unwrap_or_default()).expect("known state")
 }
 
 fn reason_of(status: &pb::TaskStatus) -> Option<pb::task_status::Reason> {
@@ -1897,7 +1897,7 @@ fn agent_reregistering_with_its_tasks_keeps_them() {
         task_id: Some(pb::TaskId { value: "t1".into() }),
         framework_id: fw.id.to_field(),
         agent_id: agent.to_field(),
-        state: pb::TaskState::TaskRunning as i32,
+        state: Some(pb::TaskState::TaskRunning as i32),
         resources: res("cpus:1;mem:128").to_proto(None),
         ..Default::default()
     });
@@ -2318,7 +2318,7 @@ fn reported_task(
         task_id: Some(pb::TaskId { value: id.into() }),
         framework_id: fw.to_field(),
         agent_id: agent.to_field(),
-        state: state as i32,
+        state: Some(state as i32),
         resources: res(resources).to_proto(None),
         ..Default::default()
     }
@@ -2736,7 +2736,7 @@ fn malformed_status_updates_are_ignored() {
     launch_one(&mut h, &fw, &offer, command_task("t1", &agent, "cpus:1"));
     let mut message = status_update(&fw.id, "t1", pb::TaskState::TaskRunning, Some(uuid(1)));
     if let agent_message::Kind::StatusUpdate(update) = &mut message {
-        update.status.as_mut().expect("status").state = 99;
+        update.status.as_mut().expect("status").state = Some(99);
     }
     assert!(h.agent_says(1, message).is_empty());
     assert!(
@@ -3401,7 +3401,7 @@ impl Sim {
                     task_id: id.to_field(),
                     framework_id: t.framework_id.to_field(),
                     agent_id: agent.id.to_field(),
-                    state: t.state as i32,
+                    state: Some(t.state as i32),
                     resources: t.resources.to_proto(None),
                     ..Default::default()
                 })
@@ -4005,7 +4005,7 @@ fn health_unreachable_agent_is_never_offered_and_comes_back_with_its_tasks() {
         task_id: Some(pb::TaskId { value: "t1".into() }),
         framework_id: fw.id.to_field(),
         agent_id: agent.to_field(),
-        state: pb::TaskState::TaskRunning as i32,
+        state: Some(pb::TaskState::TaskRunning as i32),
         resources: res("cpus:1;mem:128").to_proto(None),
         ..Default::default()
     }];

@@ -109,7 +109,7 @@ fn acknowledge_uuid_is_base64() {
 fn scalar(name: &str, amount: f64) -> Resource {
     Resource {
         name: name.into(),
-        r#type: value::Type::Scalar.into(),
+        r#type: Some(value::Type::Scalar.into()),
         scalar: Some(value::Scalar { value: amount }),
         ..Default::default()
     }
@@ -119,7 +119,7 @@ fn scalar(name: &str, amount: f64) -> Resource {
 fn encodes_offers_in_mesos_shape() {
     let ports = Resource {
         name: "ports".into(),
-        r#type: value::Type::Ranges.into(),
+        r#type: Some(value::Type::Ranges.into()),
         ranges: Some(value::Ranges {
             range: vec![
                 value::Range {
@@ -162,9 +162,9 @@ fn encodes_offers_in_mesos_shape() {
         concat!(
             r#"{"type":"OFFERS","offers":{"offers":[{"id":{"value":"m-O1"},"framework_id":{"value":"f1"},"#,
             r#""agent_id":{"value":"a1"},"hostname":"host\n1","resources":["#,
-            // Value.Type SCALAR is proto3's zero without presence, so it is not written.
-            r#"{"name":"cpus","scalar":{"value":15.0}},"#,
-            r#"{"name":"mem","scalar":{}},"#,
+            // Value.Type has explicit presence, so SCALAR (its zero) is written.
+            r#"{"name":"cpus","type":"SCALAR","scalar":{"value":15.0}},"#,
+            r#"{"name":"mem","type":"SCALAR","scalar":{}},"#,
             r#"{"name":"ports","type":"RANGES","ranges":{"range":[{"begin":31000,"end":32000},"#,
             r#"{"begin":18446744073709551000,"end":18446744073709551615}]},"#,
             r#""reservations":[{"role":"eng","type":"DYNAMIC"}]}]}]}}"#,
@@ -177,7 +177,7 @@ fn encodes_offers_in_mesos_shape() {
 fn fields_with_presence_are_written_when_set_even_at_zero() {
     let status = TaskStatus {
         task_id: Some(TaskId { value: "t1".into() }),
-        state: TaskState::TaskStarting.into(),
+        state: Some(TaskState::TaskStarting.into()),
         source: Some(task_status::Source::Master.into()),
         reason: Some(task_status::Reason::CommandExecutorFailed.into()),
         healthy: Some(false),
@@ -188,12 +188,13 @@ fn fields_with_presence_are_written_when_set_even_at_zero() {
     assert_eq!(
         json(&status),
         concat!(
-            r#"{"task_id":{"value":"t1"},"message":"","timestamp":0.0,"healthy":false,"#,
+            r#"{"task_id":{"value":"t1"},"state":"TASK_STARTING","message":"","timestamp":0.0,"#,
+            r#""healthy":false,"#,
             r#""source":"SOURCE_MASTER","reason":"REASON_COMMAND_EXECUTOR_FAILED"}"#
         )
     );
     let running = TaskStatus {
-        state: TaskState::TaskRunning.into(),
+        state: Some(TaskState::TaskRunning.into()),
         ..Default::default()
     };
     assert_eq!(json(&running), r#"{"state":"TASK_RUNNING"}"#);
@@ -469,7 +470,7 @@ fn task_status() -> impl Strategy<Value = TaskStatus> {
             |((task, state, message, source), (reason, data, agent, timestamp, uuid, healthy))| {
                 TaskStatus {
                     task_id: Some(TaskId { value: task }),
-                    state,
+                    state: Some(state),
                     message,
                     source,
                     reason,
@@ -492,7 +493,7 @@ fn resource() -> impl Strategy<Value = Resource> {
     )
         .prop_map(|(name, ranges)| Resource {
             name,
-            r#type: value::Type::Ranges.into(),
+            r#type: Some(value::Type::Ranges.into()),
             ranges: Some(value::Ranges {
                 range: ranges
                     .into_iter()
@@ -508,7 +509,7 @@ fn resource() -> impl Strategy<Value = Resource> {
     )
         .prop_map(|(name, item, role)| Resource {
             name,
-            r#type: value::Type::Set.into(),
+            r#type: Some(value::Type::Set.into()),
             set: Some(value::Set { item }),
             allocation_info: Some(resource::AllocationInfo { role }),
             ..Default::default()

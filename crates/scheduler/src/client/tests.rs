@@ -65,7 +65,7 @@ impl Scheduler for FakeMaster {
         Ok(tonic::Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn call(
+    async fn send(
         &self,
         request: tonic::Request<pb::Call>,
     ) -> Result<tonic::Response<pb::CallResponse>, tonic::Status> {
@@ -193,7 +193,7 @@ fn update(task: &str, uuid: Option<Vec<u8>>) -> pb::Event {
             status: Some(TaskStatus {
                 task_id: Some(TaskId { value: task.into() }),
                 agent_id: Some(AgentId { value: "a1".into() }),
-                state: TaskState::TaskRunning as i32,
+                state: Some(TaskState::TaskRunning as i32),
                 uuid,
                 ..Default::default()
             }),

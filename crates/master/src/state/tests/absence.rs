@@ -146,7 +146,7 @@ fn absence_task_that_ended_while_away_reports_its_real_state() {
     let (mut h, agent, aware, plain) = absence_cluster();
     until_detected(&mut h, &agent);
     let mut finished = running("t-aware", &aware, &agent);
-    finished.state = pb::TaskState::TaskFinished as i32;
+    finished.state = Some(pb::TaskState::TaskFinished as i32);
     finished.status_update_state = Some(pb::TaskState::TaskFinished as i32);
     let tasks = vec![finished, running("t-plain", &plain, &agent)];
     let (_, out) = h.register(2, reregister(&agent, "cpus:4;mem:1024", tasks));

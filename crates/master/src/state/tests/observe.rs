@@ -51,7 +51,7 @@ impl View {
                 .iter()
                 .chain(&tasks.unreachable_tasks)
                 .chain(&tasks.completed_tasks)
-                .map(|t| (task_key(t), t.state))
+                .map(|t| (task_key(t), t.state.unwrap_or_default()))
                 .collect(),
         }
     }
@@ -63,7 +63,8 @@ impl View {
             event::Type::TaskAdded => {
                 let task = event.task_added.as_ref().and_then(|t| t.task.as_ref());
                 let task = task.expect("task");
-                self.tasks.insert(task_key(task), task.state);
+                self.tasks
+                    .insert(task_key(task), task.state.unwrap_or_default());
             }
             event::Type::TaskUpdated => {
                 let update = event.task_updated.as_ref().expect("task_updated");
@@ -238,7 +239,7 @@ fn a_launched_task_is_added_staging_and_each_state_it_reaches_is_reported() {
     assert_eq!(kinds(&events), vec![event::Type::TaskAdded]);
     let task = events[0].task_added.as_ref().and_then(|t| t.task.as_ref());
     let task = task.expect("task");
-    assert_eq!(task.state, pb::TaskState::TaskStaging as i32);
+    assert_eq!(task.state, Some(pb::TaskState::TaskStaging as i32));
     assert_eq!(task.agent_id, agent.to_field());
     assert_eq!(
         Resources::from_proto(&task.resources),
@@ -393,7 +394,7 @@ fn an_agent_leaves_when_unreachable_comes_back_with_its_task_and_leaves_when_gon
         task_id: Some(pb::TaskId { value: "t1".into() }),
         framework_id: fw.id.to_field(),
         agent_id: agent.to_field(),
-        state: pb::TaskState::TaskRunning as i32,
+        state: Some(pb::TaskState::TaskRunning as i32),
         resources: res("cpus:1;mem:128").to_proto(None),
         ..Default::default()
     }];
@@ -454,7 +455,7 @@ fn an_agent_met_first_brings_its_frameworks_and_tasks() {
         agent_id: Some(pb::AgentId {
             value: "old-S1".into(),
         }),
-        state: pb::TaskState::TaskRunning as i32,
+        state: Some(pb::TaskState::TaskRunning as i32),
         resources: res("cpus:1;mem:128").to_proto(None),
         ..Default::default()
     }];

@@ -16,7 +16,7 @@ fn bulky_agent(hostname: &str, bytes: usize) -> pb::AgentInfo {
     let mut info = agent_info(hostname, "cpus:2;mem:1024");
     info.attributes = vec![pb::Attribute {
         name: "rack".into(),
-        r#type: pb::value::Type::Text as i32,
+        r#type: Some(pb::value::Type::Text as i32),
         text: Some(pb::value::Text {
             value: "x".repeat(bytes),
         }),
