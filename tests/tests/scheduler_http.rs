@@ -202,11 +202,12 @@ fn a_json_framework_launches_a_task_and_sees_it_finish() {
             Ok(None) | Err(_) => break,
         }
     }
-    let state = cluster.state().expect("state");
-    assert_eq!(
-        state["completed_frameworks"][0]["id"],
-        fw.framework_id.as_str()
-    );
+    let id = fw.framework_id.clone();
+    cluster
+        .wait_state("the framework among the completed ones", |s| {
+            s["completed_frameworks"][0]["id"] == id.as_str()
+        })
+        .expect("framework completed");
 }
 
 #[test]
@@ -448,11 +449,12 @@ fn bad_requests_get_mesos_status_codes_and_change_nothing() {
     let (code, text) =
         refusal(request(port, "POST", "/master/teardown", &form, body.as_bytes()).expect("post"));
     assert_eq!(code, 200, "{text}");
-    let state = cluster.state().expect("state");
-    assert_eq!(
-        state["completed_frameworks"][0]["id"],
-        fw.framework_id.as_str()
-    );
+    let id = fw.framework_id.clone();
+    cluster
+        .wait_state("the framework among the completed ones", |s| {
+            s["completed_frameworks"][0]["id"] == id.as_str()
+        })
+        .expect("framework completed");
     let (code, text) =
         refusal(request(port, "POST", "/master/teardown", &form, body.as_bytes()).expect("post"));
     assert_eq!(code, 404, "a removed framework is not found again: {text}");
