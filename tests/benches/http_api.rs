@@ -30,6 +30,11 @@ const AGENT_RESOURCES: &str = "cpus:64;mem:65536";
 const BLOCK: usize = 10;
 const STEP: Duration = Duration::from_secs(60);
 
+/// The user tasks run as: whoever runs the bench (the agent runs as them too).
+fn bench_user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "root".into())
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -58,6 +63,8 @@ struct HttpFramework {
     stream_id: String,
     framework_id: String,
     events: mpsc::Receiver<(Value, Instant)>,
+    /// Offers received and not used yet (never declined: no offer churn).
+    offers: Vec<Value>,
 }
 
 fn read_event(stream: &mut Response) -> anyhow::Result<Value> {
@@ -68,7 +75,7 @@ fn read_event(stream: &mut Response) -> anyhow::Result<Value> {
 impl HttpFramework {
     fn subscribe(port: u16, name: &str) -> anyhow::Result<HttpFramework> {
         let call = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
-            "user": "bench", "name": name, "failover_timeout": 60.0}}});
+            "user": bench_user(), "name": name, "failover_timeout": 60.0}}});
         let mut stream = post_json(port, API, None, &call)?;
         if stream.status != 200 {
             bail!("SUBSCRIBE answered {}", stream.status);
@@ -95,6 +102,7 @@ impl HttpFramework {
             stream_id,
             framework_id,
             events,
+            offers: Vec::new(),
         })
     }
 
@@ -108,19 +116,25 @@ impl HttpFramework {
         Ok(())
     }
 
-    fn next(&self) -> anyhow::Result<(Value, Instant)> {
-        self.events
+    /// The next event; offers are kept for later launches.
+    fn next(&mut self) -> anyhow::Result<(Value, Instant)> {
+        let (event, at) = self
+            .events
             .recv_timeout(STEP)
-            .context("no event within a minute")
+            .context("no event within a minute")?;
+        if let Some(offers) = event["offers"]["offers"].as_array() {
+            self.offers.extend(offers.iter().cloned());
+        }
+        Ok((event, at))
     }
 
     /// One launch: the ACCEPT-to-RUNNING time.
-    fn launch_one(&self, id: &str) -> anyhow::Result<Duration> {
+    fn launch_one(&mut self, id: &str) -> anyhow::Result<Duration> {
         let offer = loop {
-            let (event, _) = self.next()?;
-            if event["type"] == "OFFERS" {
-                break event["offers"]["offers"][0].clone();
+            if let Some(offer) = self.offers.pop() {
+                break offer;
             }
+            self.next()?;
         };
         let accept = json!({"type": "ACCEPT", "accept": {
             "offer_ids": [offer["id"]],
@@ -161,6 +175,7 @@ impl HttpFramework {
 struct GrpcFramework {
     client: SchedulerClient,
     events: agora_scheduler::EventStream,
+    offers: Vec<agora_scheduler::proto::Offer>,
 }
 
 impl GrpcFramework {
@@ -174,23 +189,31 @@ impl GrpcFramework {
             Ok(Some(Event::Subscribed { .. })) => {}
             other => bail!("expected SUBSCRIBED first, got {other:?}"),
         }
-        Ok(GrpcFramework { client, events })
+        Ok(GrpcFramework {
+            client,
+            events,
+            offers: Vec::new(),
+        })
     }
 
+    /// The next event; offers are kept for later launches.
     async fn next(&mut self) -> anyhow::Result<Event> {
-        tokio::time::timeout(STEP, self.events.recv())
+        let event = tokio::time::timeout(STEP, self.events.recv())
             .await
             .context("no event within a minute")?
-            .context("subscription ended")
+            .context("subscription ended")?;
+        if let Event::Offers(offers) = &event {
+            self.offers.extend(offers.iter().cloned());
+        }
+        Ok(event)
     }
 
     async fn launch_one(&mut self, id: &str) -> anyhow::Result<Duration> {
         let offer = loop {
-            if let Event::Offers(mut offers) = self.next().await?
-                && let Some(offer) = offers.pop()
-            {
+            if let Some(offer) = self.offers.pop() {
                 break offer;
             }
+            self.next().await?;
         };
         let (cpus, mem) = offer_cpus_mem(&offer);
         if cpus < 0.1 || mem < 32.0 {
@@ -303,7 +326,7 @@ fn run() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let http = HttpFramework::subscribe(master_port, "bench-http")?;
+    let mut http = HttpFramework::subscribe(master_port, "bench-http")?;
     let master_address = format!("127.0.0.1:{master_port}");
     let mut grpc = runtime.block_on(GrpcFramework::subscribe(&master_address))?;
     // Warm-up, then alternating blocks.
@@ -339,7 +362,7 @@ fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     for i in 0..subscriptions {
         let call = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {
-            "user": "bench", "name": format!("many-{i}")}}});
+            "user": bench_user(), "name": format!("many-{i}")}}});
         let mut stream = post_json(master_port, API, None, &call)?;
         if stream.status != 200 {
             bail!("subscription {i} answered {}", stream.status);
@@ -351,11 +374,16 @@ fn run() -> anyhow::Result<()> {
         streams.push(stream);
     }
     let took = started.elapsed();
-    let state = get_json(master_port, "/state")?;
-    let active = state["frameworks"]
-        .as_array()
-        .map(|f| f.iter().filter(|f| f["active"] == true).count())
-        .unwrap_or(0);
+    // `/state` is a snapshot published after the fact: wait for it to count them all.
+    let active = |state: &Value| {
+        state["frameworks"]
+            .as_array()
+            .map_or(0, |f| f.iter().filter(|f| f["active"] == true).count())
+    };
+    let active = wait_for("every subscription active in /state", STEP, || {
+        let count = active(&get_json(master_port, "/state").ok()?);
+        (count >= subscriptions).then_some(count)
+    })?;
     let after = rss_kib(master.pid())?;
     println!(
         "BENCH http_subscriptions subscribed={subscriptions} active_frameworks={active} seconds={:.2} master_rss_before_kib={before} master_rss_after_kib={after} per_subscription_kib={:.1}",
