@@ -35,7 +35,7 @@ use agora_proto::v1 as pb;
 use agora_proto::v1::agent_operator::{Call, Response as OpResponse, call, response};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -86,10 +86,10 @@ impl OperatorApi {
 
 /// `POST /api/v1` and `POST /slave(1)/api/v1`, for the agent's router.
 pub fn router(snapshot: Snapshot, options: &AgentOptions) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/api/v1", post(operator))
-        .route("/slave(1)/api/v1", post(operator))
-        .layer(DefaultBodyLimit::max(agora_net::MAX_MESSAGE_BYTES))
+        .route("/slave(1)/api/v1", post(operator));
+    agora_net::body_limit::limit_bodies(router, agora_net::MAX_MESSAGE_BYTES)
         .with_state(OperatorApi::new(snapshot, options))
 }
 

@@ -41,7 +41,7 @@ use agora_mesos_http::{Media, MediaError, decode, encode, recordio};
 use agora_proto::v1::master::{Call, Event, Response as OpResponse, call, event, response};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -86,9 +86,8 @@ pub(crate) fn router(services: Services) -> Router {
     for path in PATHS {
         router = router.route(path, post(operator));
     }
-    router
-        // A call is held to what one gRPC message may carry.
-        .layer(DefaultBodyLimit::max(agora_net::MAX_MESSAGE_BYTES))
+    // A call is held to what one gRPC message may carry.
+    agora_net::body_limit::limit_bodies(router, agora_net::MAX_MESSAGE_BYTES)
         .with_state(api)
         .layer(axum::middleware::from_fn_with_state(
             gate,

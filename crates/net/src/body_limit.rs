@@ -8,6 +8,21 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+/// Holds every route of `router` to bodies of at most `limit` bytes: 413
+/// up front on a declared length over it, and while reading otherwise.
+/// The one limit of Mesos' HTTP APIs (scheduler, executor, operator).
+pub fn limit_bodies<S>(router: axum::Router<S>, limit: usize) -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            refuse_oversized,
+        ))
+}
+
 /// Middleware (`axum::middleware::from_fn_with_state(limit, refuse_oversized)`):
 /// 413 with a message when `Content-Length` exceeds `limit` bytes.
 pub async fn refuse_oversized(

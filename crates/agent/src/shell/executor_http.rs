@@ -16,7 +16,7 @@ use agora_net::outbox::outbox;
 use agora_proto::v1::executor::{self as exec, call};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -36,15 +36,10 @@ pub(super) struct ExecutorApi {
 }
 
 pub(super) fn router(api: ExecutorApi) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/api/v1/executor", post(executor))
-        .route("/slave(1)/api/v1/executor", post(executor))
-        .layer(DefaultBodyLimit::max(agora_net::MAX_MESSAGE_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            agora_net::MAX_MESSAGE_BYTES,
-            agora_net::body_limit::refuse_oversized,
-        ))
-        .with_state(api)
+        .route("/slave(1)/api/v1/executor", post(executor));
+    agora_net::body_limit::limit_bodies(router, agora_net::MAX_MESSAGE_BYTES).with_state(api)
 }
 
 struct Refusal(StatusCode, String);
