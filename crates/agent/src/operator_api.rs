@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use agora_core::Resources;
 use agora_core::resources::SummaryValue;
-use agora_mesos_http::{Media, MediaError, decode, encode};
+use agora_mesos_http::{Media, Refusal, decode, encode};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent_operator::{Call, Response as OpResponse, call, response};
 use axum::Router;
@@ -91,30 +91,6 @@ pub fn router(snapshot: Snapshot, options: &AgentOptions) -> Router {
         .route("/slave(1)/api/v1", post(operator));
     agora_net::body_limit::limit_bodies(router, agora_net::MAX_MESSAGE_BYTES)
         .with_state(OperatorApi::new(snapshot, options))
-}
-
-/// A refusal: a status and a plain-text reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal(pub StatusCode, pub String);
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let mut message = self.1;
-        message.push('\n');
-        (
-            self.0,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            message,
-        )
-            .into_response()
-    }
-}
-
-impl From<MediaError> for Refusal {
-    fn from(e: MediaError) -> Self {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        Refusal(status, e.to_string())
-    }
 }
 
 impl From<FilesError> for Refusal {

@@ -37,7 +37,7 @@
 //! body limit. Followers answer 307 to the leader (503 while none is
 //! known) through `http::leader_only`.
 
-use agora_mesos_http::{Media, MediaError, decode, encode, recordio};
+use agora_mesos_http::{Media, Refusal, decode, encode, recordio};
 use agora_proto::v1::master::{Call, Event, Response as OpResponse, call, event, response};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -93,30 +93,6 @@ pub(crate) fn router(services: Services) -> Router {
             gate,
             crate::http::leader_only,
         ))
-}
-
-/// A refusal: a status and a plain-text reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Refusal(StatusCode, String);
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let mut message = self.1;
-        message.push('\n');
-        (
-            self.0,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            message,
-        )
-            .into_response()
-    }
-}
-
-impl From<MediaError> for Refusal {
-    fn from(e: MediaError) -> Self {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        Refusal(status, e.to_string())
-    }
 }
 
 fn bad_request(why: impl Into<String>) -> Refusal {

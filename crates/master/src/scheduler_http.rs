@@ -8,7 +8,7 @@
 //! Followers never get here: `http::leader_only` answers them 307 to the
 //! leader (or 503 while none is known).
 
-use agora_mesos_http::{Media, MediaError, decode, encode, recordio};
+use agora_mesos_http::{Media, Refusal, decode, encode, recordio};
 use agora_proto::v1::scheduler as sched;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -40,29 +40,6 @@ pub(crate) fn router(services: Services) -> Router {
             gate,
             crate::http::leader_only,
         ))
-}
-
-/// A refusal: Mesos' status and a message saying what is wrong.
-struct Refusal(StatusCode, String);
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let mut message = self.1;
-        message.push('\n');
-        (
-            self.0,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            message,
-        )
-            .into_response()
-    }
-}
-
-impl From<MediaError> for Refusal {
-    fn from(e: MediaError) -> Self {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        Refusal(status, e.to_string())
-    }
 }
 
 /// The state machine's refusals as Mesos' statuses: the one place this

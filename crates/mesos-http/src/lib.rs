@@ -15,6 +15,8 @@
 mod codec;
 mod media;
 pub mod recordio;
+mod refusal;
 
 pub use codec::{CodecError, decode, encode};
 pub use media::{Media, MediaError};
+pub use refusal::Refusal;

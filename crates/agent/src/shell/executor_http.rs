@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use agora_core::{ExecutorId, FrameworkId, TaskId};
-use agora_mesos_http::{Media, MediaError, decode, encode, recordio};
+use agora_mesos_http::{Media, Refusal, decode, encode, recordio};
 use agora_net::outbox::outbox;
 use agora_proto::v1::executor::{self as exec, call};
 use axum::Router;
@@ -40,28 +40,6 @@ pub(super) fn router(api: ExecutorApi) -> Router {
         .route("/api/v1/executor", post(executor))
         .route("/slave(1)/api/v1/executor", post(executor));
     agora_net::body_limit::limit_bodies(router, agora_net::MAX_MESSAGE_BYTES).with_state(api)
-}
-
-struct Refusal(StatusCode, String);
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let mut message = self.1;
-        message.push('\n');
-        (
-            self.0,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            message,
-        )
-            .into_response()
-    }
-}
-
-impl From<MediaError> for Refusal {
-    fn from(e: MediaError) -> Self {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        Refusal(status, e.to_string())
-    }
 }
 
 fn bad_request(why: impl Into<String>) -> Refusal {
