@@ -1311,38 +1311,19 @@ impl Executor for ExecutorService {
             .map_err(|e| Status::invalid_argument(format!("framework id: {e}")))?;
         let executor_id = ExecutorId::from_field(&first.executor_id)
             .map_err(|e| Status::invalid_argument(format!("executor id: {e}")))?;
-        let subscribe = first.subscribe.unwrap_or_default();
-        // Tasks the executor already holds (Mesos' "unacknowledged tasks").
-        let held = subscribe
-            .unacknowledged_tasks
-            .iter()
-            .filter_map(|t| TaskId::from_field(&t.task_id).ok())
-            .collect();
-        let unacknowledged = subscribe
-            .unacknowledged_updates
-            .into_iter()
-            .filter_map(|u| u.status)
-            .collect();
-        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (events, rx) = outbox();
+        let (conn, rx) = subscribe_executor(
+            &self.commands,
+            &self.next_conn,
+            &framework_id,
+            &executor_id,
+            first.subscribe.unwrap_or_default(),
+        )
+        .await
+        .map_err(|failure| match failure {
+            SubscribeFailure::Refused(why) => Status::not_found(why),
+            SubscribeFailure::ShuttingDown => Status::unavailable("agent is shutting down"),
+        })?;
         let stuck = rx.stuck_signal();
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(AgentCommand::ExecutorSubscribe {
-                conn,
-                framework_id: framework_id.clone(),
-                executor_id: executor_id.clone(),
-                held,
-                unacknowledged,
-                events,
-                reply,
-            })
-            .await
-            .map_err(|_| Status::unavailable("agent is shutting down"))?;
-        answer
-            .await
-            .map_err(|_| Status::unavailable("agent is shutting down"))?
-            .map_err(Status::not_found)?;
         let commands = self.commands.clone();
         tokio::spawn(async move {
             loop {
@@ -1377,6 +1358,56 @@ impl Executor for ExecutorService {
         });
         Ok(Response::new(event_stream(rx)))
     }
+}
+
+/// Why an executor's subscription was not opened.
+enum SubscribeFailure {
+    /// The actor refused it (no such executor here); the reason says why.
+    Refused(String),
+    ShuttingDown,
+}
+
+/// Subscribes an executor through the actor: the one path for the gRPC and
+/// the HTTP executor APIs. Returns the stream's connection id and the
+/// events the actor pushes to it.
+async fn subscribe_executor(
+    commands: &mpsc::Sender<AgentCommand>,
+    next_conn: &AtomicU64,
+    framework_id: &FrameworkId,
+    executor_id: &ExecutorId,
+    subscribe: call::Subscribe,
+) -> Result<(ExecutorConn, Inbox<exec::Event>), SubscribeFailure> {
+    // Tasks the executor already holds (Mesos' "unacknowledged tasks").
+    let held = subscribe
+        .unacknowledged_tasks
+        .iter()
+        .filter_map(|t| TaskId::from_field(&t.task_id).ok())
+        .collect();
+    let unacknowledged = subscribe
+        .unacknowledged_updates
+        .into_iter()
+        .filter_map(|u| u.status)
+        .collect();
+    let conn = next_conn.fetch_add(1, Ordering::Relaxed);
+    let (events, rx) = outbox();
+    let (reply, answer) = oneshot::channel();
+    commands
+        .send(AgentCommand::ExecutorSubscribe {
+            conn,
+            framework_id: framework_id.clone(),
+            executor_id: executor_id.clone(),
+            held,
+            unacknowledged,
+            events,
+            reply,
+        })
+        .await
+        .map_err(|_| SubscribeFailure::ShuttingDown)?;
+    answer
+        .await
+        .map_err(|_| SubscribeFailure::ShuttingDown)?
+        .map_err(SubscribeFailure::Refused)?;
+    Ok((conn, rx))
 }
 
 /// The command for an executor's UPDATE or MESSAGE, whichever API it came

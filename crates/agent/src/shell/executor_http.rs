@@ -7,12 +7,11 @@
 //! hold a live subscription.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use agora_core::{ExecutorId, FrameworkId, TaskId};
+use agora_core::{ExecutorId, FrameworkId};
 use agora_mesos_http::{Media, Refusal, decode, encode, recordio};
-use agora_net::outbox::outbox;
 use agora_proto::v1::executor::{self as exec, call};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -132,36 +131,18 @@ async fn subscribe(
     executor_id: ExecutorId,
     call: exec::Call,
 ) -> Result<Response, Refusal> {
-    let subscribe = call.subscribe.unwrap_or_default();
-    let held = subscribe
-        .unacknowledged_tasks
-        .iter()
-        .filter_map(|t| TaskId::from_field(&t.task_id).ok())
-        .collect();
-    let unacknowledged = subscribe
-        .unacknowledged_updates
-        .into_iter()
-        .filter_map(|u| u.status)
-        .collect();
-    let conn = api.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (events, rx) = outbox();
-    let (reply, answer) = oneshot::channel();
-    api.commands
-        .send(AgentCommand::ExecutorSubscribe {
-            conn,
-            framework_id,
-            executor_id,
-            held,
-            unacknowledged,
-            events,
-            reply,
-        })
-        .await
-        .map_err(|_| shutting_down())?;
-    answer
-        .await
-        .map_err(|_| shutting_down())?
-        .map_err(bad_request)?;
+    let (conn, rx) = super::subscribe_executor(
+        &api.commands,
+        &api.next_conn,
+        &framework_id,
+        &executor_id,
+        call.subscribe.unwrap_or_default(),
+    )
+    .await
+    .map_err(|failure| match failure {
+        super::SubscribeFailure::Refused(why) => Refusal::bad_request(why),
+        super::SubscribeFailure::ShuttingDown => shutting_down(),
+    })?;
     let guard = GoneGuard {
         commands: api.commands.clone(),
         conn,
