@@ -14,6 +14,8 @@
 
 use std::fmt;
 
+pub mod acl;
+
 /// An authenticated identity: the principal of a framework, an agent or an
 /// operator, as in Mesos.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
