@@ -14,6 +14,8 @@
 
 use std::fmt;
 
+pub mod executor_token;
+
 pub mod acl;
 
 /// An authenticated identity: the principal of a framework, an agent or an
