@@ -494,10 +494,16 @@ impl Cluster {
 
     pub fn wait_agents(&self, count: usize) -> anyhow::Result<serde_json::Value> {
         wait_for(
-            &format!("{count} active agents"),
+            &format!("a leading master with {count} active agents"),
             Duration::from_secs(30),
             || {
                 let state = self.state().ok()?;
+                // A master answers /health (and /state, as a follower)
+                // before its term starts: a test that talks to it at once
+                // would get 503s.
+                if state["elected"] != true {
+                    return None;
+                }
                 let active = state["agents"]
                     .as_array()?
                     .iter()

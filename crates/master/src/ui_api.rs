@@ -76,15 +76,12 @@ pub fn router(snapshot: Snapshot) -> Router {
         .layer(axum::middleware::map_response(api_headers))
 }
 
-/// Answers are live data, read cross-origin by a page that followed a
-/// redirect from a follower to the leader.
+/// Answers are live data. They carry no `Access-Control-Allow-Origin`: a
+/// page on another origin must not read the cluster through an operator's
+/// browser (a follower's page moves the browser to the leader instead).
 async fn api_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
     response
 }
 

@@ -4,7 +4,8 @@
 //! ([`raise_fd_limit`]); and the one gRPC message size both sides use
 //! ([`MAX_MESSAGE_BYTES`]); and the outbox every outgoing stream of either
 //! takes from ([`outbox`]: unbounded, never drops a message, gives up only
-//! a stuck peer); and JSON bodies with Mesos' JSONP ([`jsonp`]).
+//! a stuck peer); and JSON bodies with Mesos' JSONP ([`jsonp`]); and the
+//! refusal of what a browser sends on another site's behalf ([`cross_site`]).
 //!
 //! *Invariant:* a connection holds a descriptor only while it does useful
 //! work or is within a timeout: a silent or half-sent request is closed after
@@ -13,6 +14,7 @@
 //! no more than [`ServeLimits::max_connections`] are open at once.
 
 pub mod body_limit;
+pub mod cross_site;
 mod first_bytes;
 pub mod jsonp;
 mod limits;

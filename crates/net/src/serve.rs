@@ -59,6 +59,8 @@ pub async fn serve(
     limits: ServeLimits,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    // Every port refuses what a browser sends on another site's behalf.
+    let app = app.layer(axum::middleware::from_fn(crate::cross_site::guard));
     let cap = limits
         .max_connections
         .unwrap_or_else(|| crate::connection_cap(crate::limits::fd_limit()));
