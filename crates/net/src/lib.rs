@@ -22,7 +22,8 @@ pub mod outbox;
 mod serve;
 
 pub use limits::{FdLimitError, connection_cap, raise_fd_limit};
-pub use serve::{ServeLimits, serve};
+pub use serve::{ServeLimits, serve, serve_tls};
+pub use tokio_rustls::TlsAcceptor;
 
 /// The largest gRPC message (encoded, without its 5-byte frame header) any
 /// Agora endpoint sends or accepts: tonic's default decoding limit, set

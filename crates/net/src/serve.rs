@@ -11,6 +11,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::first_bytes::FirstBytes;
@@ -57,6 +58,24 @@ pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: ServeLimits,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    serve_tls(listener, app, limits, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given: each connection's handshake
+/// runs on the connection's own task (a slow peer never holds up the accept
+/// loop) within the same first-bytes deadline as a plaintext request's head
+/// ([`ServeLimits::header_read_timeout`], counted from the accept), so a
+/// silent peer, or one that speaks plaintext HTTP to a TLS port, is closed
+/// without an HTTP answer. After the handshake the connection speaks HTTP/2
+/// or HTTP/1.1 as ALPN agreed (a client that offered no ALPN gets whichever
+/// its first bytes show).
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: ServeLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     // Every port refuses what a browser sends on another site's behalf.
@@ -114,14 +133,49 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let io = TokioIo::new(FirstBytes::new(tcp, limits.header_read_timeout));
-        let service = TowerToHyperService::new(app.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(io, service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let Some(acceptor) = tls.clone() else {
+            let io = TokioIo::new(FirstBytes::new(tcp, limits.header_read_timeout));
+            let service = TowerToHyperService::new(app.clone());
+            let connection = builder
+                .serve_connection_with_upgrades(io, service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                }
+                drop(permit);
+            });
+            continue;
+        };
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let app = app.clone();
+        let first_bytes = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let accepted = Instant::now();
+            let stream = match tokio::time::timeout(first_bytes, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer, error = %e, "tls handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %peer, "no tls handshake within the header-read timeout");
+                    return;
+                }
+            };
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            // What is left of the deadline applies to the first request.
+            let left = first_bytes.saturating_sub(accepted.elapsed());
+            let io = TokioIo::new(FirstBytes::new(stream, left));
+            let service = TowerToHyperService::new(app);
+            let mut builder = builder;
+            if h2 {
+                builder = builder.http2_only();
+            }
+            let connection = builder.serve_connection_with_upgrades(io, service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
             drop(permit);
@@ -281,5 +335,120 @@ mod tests {
             streams.push(stream);
         }
         streams
+    }
+
+    mod tls {
+        use super::*;
+        use rustls_pki_types::ServerName;
+
+        struct Fixture {
+            _dir: tempfile::TempDir,
+            pki: agora_tls::DevPki,
+            address: std::net::SocketAddr,
+            _shutdown: CancellationToken,
+        }
+
+        async fn start_tls(require_client_cert: bool) -> Fixture {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let pki = agora_tls::dev_pki(dir.path()).expect("pki");
+            let server = pki
+                .server_files(require_client_cert)
+                .server()
+                .expect("server tls")
+                .expect("configured");
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let address = listener.local_addr().expect("address");
+            let shutdown = CancellationToken::new();
+            tokio::spawn(serve_tls(
+                listener,
+                app(),
+                short(),
+                Some(server.acceptor()),
+                shutdown.clone(),
+            ));
+            Fixture {
+                _dir: dir,
+                pki,
+                address,
+                _shutdown: shutdown,
+            }
+        }
+
+        /// GET /ping over TLS with `client`; what came back before the close.
+        async fn get(
+            client: &agora_tls::ClientTls,
+            address: std::net::SocketAddr,
+        ) -> io::Result<String> {
+            let connector = tokio_rustls::TlsConnector::from(client.http1_config());
+            let tcp = TcpStream::connect(address).await?;
+            let name = ServerName::try_from("127.0.0.1").expect("name");
+            let mut stream = connector.connect(name, tcp).await?;
+            stream
+                .write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await?;
+            let mut all = Vec::new();
+            tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut all))
+                .await
+                .expect("the server answers or closes")?;
+            Ok(String::from_utf8_lossy(&all).into_owned())
+        }
+
+        #[tokio::test]
+        async fn a_client_trusting_the_ca_is_answered_over_tls() {
+            let fixture = start_tls(false).await;
+            let client = agora_tls::ClientTls::from_ca(&fixture.pki.ca).expect("client");
+            let answer = get(&client, fixture.address).await.expect("answered");
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            assert!(answer.ends_with("pong"), "{answer}");
+        }
+
+        #[tokio::test]
+        async fn a_client_of_another_ca_is_refused() {
+            let fixture = start_tls(false).await;
+            let other_dir = tempfile::tempdir().expect("temp dir");
+            let other = agora_tls::dev_pki(other_dir.path()).expect("pki");
+            let client = agora_tls::ClientTls::from_ca(&other.ca).expect("client");
+            let error = get(&client, fixture.address).await.expect_err("refused");
+            assert!(
+                error.to_string().contains("invalid peer certificate"),
+                "{error}"
+            );
+        }
+
+        #[tokio::test]
+        async fn plaintext_http_and_silence_on_a_tls_port_get_no_http_answer() {
+            let fixture = start_tls(false).await;
+            let mut plain = TcpStream::connect(fixture.address).await.expect("connect");
+            plain
+                .write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .expect("write");
+            let answer = read_to_close(&mut plain).await;
+            assert!(
+                !String::from_utf8_lossy(&answer).contains("HTTP/"),
+                "{answer:?}"
+            );
+            let mut silent = TcpStream::connect(fixture.address).await.expect("connect");
+            assert!(read_to_close(&mut silent).await.is_empty());
+        }
+
+        #[tokio::test]
+        async fn mutual_tls_refuses_a_client_without_a_certificate() {
+            let fixture = start_tls(true).await;
+            let anonymous = agora_tls::ClientTls::from_ca(&fixture.pki.ca).expect("client");
+            // TLS 1.3 finishes the client's side first: the refusal shows on read.
+            match get(&anonymous, fixture.address).await {
+                Ok(answer) => assert!(!answer.contains("pong"), "{answer}"),
+                Err(e) => assert!(!e.to_string().is_empty()),
+            }
+            let client = fixture
+                .pki
+                .client_files()
+                .client()
+                .expect("client")
+                .expect("configured");
+            let answer = get(&client, fixture.address).await.expect("answered");
+            assert!(answer.ends_with("pong"), "{answer}");
+        }
     }
 }
