@@ -9,6 +9,7 @@
 //! reports its states. [`checkpoint`] is what the agent persists under
 //! `<work_dir>/meta` so that a restarted agent re-attaches to its executors.
 
+pub mod authn;
 pub mod checkpoint;
 pub mod containers;
 pub mod executor;

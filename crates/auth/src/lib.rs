@@ -17,6 +17,8 @@ use std::fmt;
 pub mod executor_token;
 
 pub mod acl;
+pub mod basic;
+pub mod credentials;
 
 /// An authenticated identity: the principal of a framework, an agent or an
 /// operator, as in Mesos.

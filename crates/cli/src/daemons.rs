@@ -49,6 +49,8 @@ pub(crate) struct MasterArgs {
     /// After a failover, seconds admitted agents have to re-register before they are marked unreachable.
     #[arg(long, default_value_t = 600.0, env = "AGORA_AGENT_REREGISTER_TIMEOUT", alias = "agent_reregister_timeout", value_parser = parse_interval)]
     agent_reregister_timeout: f64,
+    #[command(flatten)]
+    auth: crate::auth_flags::MasterAuthArgs,
 }
 
 fn parse_zk(text: &str) -> Result<agora_coord::ZkUrl, String> {
@@ -252,10 +254,13 @@ fn master_options(
         work_dir: tuning.work_dir.clone(),
         agent_reregister_timeout: flag_duration(tuning.agent_reregister_timeout),
         offer_timeout: tuning.offer_timeout.map(flag_duration),
+        authentication: agora_master::Authentication::default(),
     }
 }
 
 pub(crate) async fn master(args: MasterArgs) -> anyhow::Result<()> {
+    // An --authenticate-* flag without usable credentials stops the master here.
+    let authentication = args.auth.load()?;
     if let Some(dir) = &args.work_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create work dir {}", dir.display()))?;
@@ -273,7 +278,8 @@ pub(crate) async fn master(args: MasterArgs) -> anyhow::Result<()> {
         offer_timeout: args.offer_timeout,
         work_dir: args.work_dir,
     };
-    let options = master_options(address, hostname, &tuning);
+    let mut options = master_options(address, hostname, &tuning);
+    options.authentication = authentication;
     agora_master::run_master(listener, options, shutdown_on_signal())
         .await
         .context("master failed")

@@ -8,6 +8,7 @@
 //! its effects, and readers (`/state`, `/metrics`, the UI) only see the
 //! snapshot it publishes.
 
+pub mod authn;
 pub mod files_proxy;
 pub mod http;
 mod leadership;
@@ -21,4 +22,5 @@ pub mod snapshot;
 pub mod state;
 pub mod ui_api;
 
+pub use authn::Authentication;
 pub use shell::{MasterOptions, run_master, run_master_with_store};

@@ -61,8 +61,15 @@ fn unavailable(why: impl Into<String>) -> Refusal {
     Refusal(StatusCode::SERVICE_UNAVAILABLE, why.into())
 }
 
-async fn scheduler(State(services): State<Services>, headers: HeaderMap, body: Bytes) -> Response {
-    match handle(&services, &headers, &body).await {
+async fn scheduler(
+    State(services): State<Services>,
+    caller: Option<axum::Extension<agora_auth::Caller>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Who the authentication layer found the caller to be (`crate::authn`).
+    let principal = caller.and_then(|axum::Extension(c)| c.0);
+    match handle(&services, &headers, &body, principal).await {
         Ok(response) => response,
         Err(refusal) => refusal.into_response(),
     }
@@ -76,6 +83,7 @@ async fn handle(
     services: &Services,
     headers: &HeaderMap,
     body: &[u8],
+    principal: Option<agora_auth::Principal>,
 ) -> Result<Response, Refusal> {
     let media = Media::from_content_type(header_str(headers, header::CONTENT_TYPE))?;
     let call: sched::Call = decode(media, body).map_err(|e| {
@@ -107,7 +115,7 @@ async fn handle(
                 "a SUBSCRIBE call must not carry the 'Mesos-Stream-Id' header".into(),
             ));
         }
-        return subscribe(services, accept, call).await;
+        return subscribe(services, accept, call, principal).await;
     }
     let Some(stream_id) = stream_id else {
         return Err(Refusal(
@@ -137,10 +145,11 @@ async fn subscribe(
     services: &Services,
     accept: Media,
     call: sched::Call,
+    principal: Option<agora_auth::Principal>,
 ) -> Result<Response, Refusal> {
     let stream_id = uuid::Uuid::new_v4().to_string();
     let events = services
-        .open_subscription(stream_id.clone(), call)
+        .open_subscription(stream_id.clone(), call, principal)
         .await
         .map_err(|e| match e {
             crate::shell::SubscribeError::Refused(e) => refusal(e),

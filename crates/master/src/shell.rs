@@ -73,6 +73,8 @@ pub struct MasterOptions {
     pub max_agent_ping_timeouts: u32,
     /// How long an unreachable agent has before its tasks are lost; see [`MasterConfig`].
     pub agent_removal_timeout: Duration,
+    /// Who must authenticate, against which credentials (see [`crate::authn`]).
+    pub authentication: crate::authn::Authentication,
 }
 
 impl MasterOptions {
@@ -92,6 +94,7 @@ impl MasterOptions {
             agent_ping_timeout: defaults.agent_ping_timeout,
             max_agent_ping_timeouts: defaults.max_agent_ping_timeouts,
             agent_removal_timeout: defaults.agent_removal_timeout,
+            authentication: crate::authn::Authentication::default(),
         }
     }
 }
@@ -127,6 +130,8 @@ pub(crate) enum Command {
         conn: ConnId,
         stream_id: String,
         call: sched::Call,
+        /// Who the authentication layer found the framework to be.
+        principal: Option<agora_auth::Principal>,
         events: EventSender,
         reply: oneshot::Sender<Result<(), CallError>>,
     },
@@ -252,13 +257,14 @@ impl Actor {
                 conn,
                 stream_id,
                 call,
+                principal,
                 events,
                 reply,
             } => {
                 self.frameworks.insert(conn, events);
                 let result = self
                     .master
-                    .subscribe(now, conn, stream_id, call, out)
+                    .subscribe_as(now, conn, stream_id, call, principal.as_ref(), out)
                     .map(|_| ());
                 if result.is_err() {
                     self.frameworks.remove(&conn);
@@ -700,6 +706,7 @@ impl Services {
         &self,
         stream_id: String,
         call: sched::Call,
+        principal: Option<agora_auth::Principal>,
     ) -> Result<BoxStream<sched::Event>, SubscribeError> {
         let commands = self
             .commands()
@@ -717,6 +724,7 @@ impl Services {
                 conn,
                 stream_id,
                 call,
+                principal,
                 events,
                 reply,
             })
@@ -794,8 +802,9 @@ impl Scheduler for Services {
         // Checked first so that a follower's status names the leader.
         self.commands()?;
         let stream_id = uuid::Uuid::new_v4().to_string();
+        let principal = crate::authn::principal_of(request.extensions());
         match self
-            .open_subscription(stream_id, request.into_inner())
+            .open_subscription(stream_id, request.into_inner(), principal)
             .await
         {
             Ok(stream) => Ok(Response::new(stream)),
@@ -952,6 +961,11 @@ async fn serve_master(
                 .max_decoding_message_size(agora_net::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(agora_net::MAX_MESSAGE_BYTES),
         );
+    // Authentication first, over every route, HTTP and gRPC alike.
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        Arc::new(options.authentication.clone()),
+        crate::authn::layer,
+    ));
     tracing::info!(address = %options.advertise, master_id = %master_id, "master serving");
     let server = tokio::spawn(agora_net::serve(
         listener,

@@ -219,6 +219,7 @@ impl Fixture {
                 conn,
                 stream_id: stream_id.clone(),
                 call,
+                principal: None,
                 events,
                 reply,
             })

@@ -59,13 +59,32 @@ fn validate_framework_info(info: &pb::FrameworkInfo) -> Result<BTreeSet<String>,
 
 impl Master {
     /// A framework opens its event stream. `stream_id` is fresh and unique
-    /// (the shell makes it); later calls must carry it.
+    /// (the shell makes it); later calls must carry it. The caller is not
+    /// authenticated: see [`Master::subscribe_as`].
     pub fn subscribe(
         &mut self,
         now: Now,
         conn: ConnId,
         stream_id: String,
         call: sched::Call,
+        out: &mut Vec<Effect>,
+    ) -> Result<FrameworkId, CallError> {
+        self.subscribe_as(now, conn, stream_id, call, None, out)
+    }
+
+    /// [`Master::subscribe`] by a caller the shell authenticated as
+    /// `authenticated` (None: not authenticated). An authenticated
+    /// framework's `framework_info.principal` must be its principal (Mesos
+    /// answers 400 otherwise), and no framework's principal may change
+    /// when it subscribes again (so a failed-over scheduler is the same
+    /// principal as the one it replaces).
+    pub fn subscribe_as(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        stream_id: String,
+        call: sched::Call,
+        authenticated: Option<&agora_auth::Principal>,
         out: &mut Vec<Effect>,
     ) -> Result<FrameworkId, CallError> {
         if call.r#type != sched::call::Type::Subscribe as i32 {
@@ -80,6 +99,16 @@ impl Master {
             CallError::InvalidArgument("expecting 'subscribe.framework_info' to be present".into())
         })?;
         let roles = validate_framework_info(&info)?;
+        if let Some(principal) = authenticated
+            && info.principal.as_deref() != Some(principal.as_str())
+        {
+            return Err(CallError::InvalidArgument(format!(
+                "the authenticated principal '{principal}' does not match framework_info.principal ({})",
+                info.principal
+                    .as_deref()
+                    .map_or_else(|| "unset".to_string(), |p| format!("'{p}'"))
+            )));
+        }
         for role in &subscribe.suppressed_roles {
             if !roles.contains(role) {
                 return Err(CallError::InvalidArgument(format!(
@@ -116,6 +145,13 @@ impl Master {
         info.id = framework_id.to_field();
 
         let known = self.frameworks.contains_key(&framework_id);
+        if let Some(existing) = self.frameworks.get(&framework_id)
+            && existing.info.principal != info.principal
+        {
+            return Err(CallError::InvalidArgument(format!(
+                "framework {framework_id} cannot change its principal when it subscribes again"
+            )));
+        }
         if let Some(existing) = self.frameworks.get(&framework_id) {
             // Failover: the new subscription replaces the old one. Offers made
             // to the old stream are discarded (the new stream gets new ones).

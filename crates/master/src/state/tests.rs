@@ -18,6 +18,7 @@ use sched::event::Type as EventType;
 use super::*;
 
 mod absence;
+mod authn;
 mod control;
 mod launch_size;
 mod observe;
