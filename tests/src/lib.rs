@@ -391,6 +391,39 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// As [`Cluster::start`], the master started with `master_args` too
+    /// (files they name can live in the returned cluster's `dir`, written
+    /// by `prepare` before the master starts). A restarted master
+    /// ([`Cluster::restart_master`]) does not get them again.
+    pub fn start_with_master(
+        agents: usize,
+        resources: &str,
+        prepare: impl FnOnce(&Path) -> Vec<String>,
+    ) -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let master_port = free_port();
+        let extra = prepare(dir.path());
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let master = start_master_with(dir.path(), master_port, &extra);
+        let mut cluster = Cluster {
+            _sweeper: Sweeper(dir.path().to_path_buf()),
+            dir,
+            master_port,
+            master,
+            agents: Vec::new(),
+            agent_dirs: Vec::new(),
+        };
+        wait_for("master /health", Duration::from_secs(30), || {
+            http_get(master_port, "/health")
+                .ok()
+                .filter(|(c, _)| *c == 200)
+        })?;
+        for n in 0..agents {
+            cluster.add_agent(n, resources);
+        }
+        Ok(cluster)
+    }
+
     pub fn master_address(&self) -> String {
         format!("127.0.0.1:{}", self.master_port)
     }
@@ -600,20 +633,24 @@ pub fn spawn_zk_master_with_env(
 }
 
 fn start_master(dir: &Path, port: u16) -> Proc {
+    start_master_with(dir, port, &[])
+}
+
+/// The master with extra flags (`--acls`, `--credentials`, ...).
+fn start_master_with(dir: &Path, port: u16, extra: &[&str]) -> Proc {
     let port = port.to_string();
     let work_dir = dir.join("master");
-    Proc::spawn(
-        &[
-            "master",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--work-dir",
-            work_dir.to_str().expect("utf-8 temp path"),
-        ],
-        dir.join("master.log"),
-    )
+    let mut args = vec![
+        "master",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--work-dir",
+        work_dir.to_str().expect("utf-8 temp path"),
+    ];
+    args.extend_from_slice(extra);
+    Proc::spawn(&args, dir.join("master.log"))
 }
 
 fn collect(dir: &Path, found: &mut dyn FnMut(&Path)) {

@@ -50,6 +50,8 @@ pub(crate) struct MasterArgs {
     #[arg(long, default_value_t = 600.0, env = "AGORA_AGENT_REREGISTER_TIMEOUT", alias = "agent_reregister_timeout", value_parser = parse_interval)]
     agent_reregister_timeout: f64,
     #[command(flatten)]
+    acls: crate::acl_flags::AclArgs,
+    #[command(flatten)]
     auth: crate::auth_flags::MasterAuthArgs,
 }
 
@@ -254,6 +256,7 @@ fn master_options(
         work_dir: tuning.work_dir.clone(),
         agent_reregister_timeout: flag_duration(tuning.agent_reregister_timeout),
         offer_timeout: tuning.offer_timeout.map(flag_duration),
+        acls: Default::default(),
         authentication: agora_master::Authentication::default(),
     }
 }
@@ -261,6 +264,8 @@ fn master_options(
 pub(crate) async fn master(args: MasterArgs) -> anyhow::Result<()> {
     // An --authenticate-* flag without usable credentials stops the master here.
     let authentication = args.auth.load()?;
+    // Rules that do not parse stop the master before it serves anything.
+    let acls = args.acls.load()?;
     if let Some(dir) = &args.work_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create work dir {}", dir.display()))?;
@@ -279,6 +284,7 @@ pub(crate) async fn master(args: MasterArgs) -> anyhow::Result<()> {
         work_dir: args.work_dir,
     };
     let mut options = master_options(address, hostname, &tuning);
+    options.acls = acls;
     options.authentication = authentication;
     agora_master::run_master(listener, options, shutdown_on_signal())
         .await

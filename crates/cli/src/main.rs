@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod acl_flags;
 mod auth_flags;
 mod container_flags;
 mod daemons;

@@ -73,7 +73,9 @@ pub fn agent_address(snapshot: &StateSnapshot, agent_id: &str) -> Option<String>
 
 async fn proxy(
     State(snapshot): State<Snapshot>,
+    viewer: crate::authz_views::Viewer,
     Path((agent_id, operation)): Path<(String, String)>,
+    uri: axum::http::Uri,
     RawQuery(query): RawQuery,
 ) -> Response {
     if !OPERATIONS.contains(&operation.as_str()) {
@@ -82,7 +84,28 @@ async fn proxy(
             format!("no files operation '{operation}'; use browse, read or download"),
         );
     }
-    let address = agent_address(&snapshot.borrow(), &agent_id);
+    // `access_sandboxes`, checked here (the agent sees the master, not the
+    // viewer): the path is decoded for the check only, and the query is
+    // still passed on exactly as it came.
+    let path =
+        axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(&uri)
+            .ok()
+            .and_then(|axum::extract::Query(mut q)| q.remove("path"))
+            .unwrap_or_default();
+    let current = snapshot.borrow().clone();
+    if !crate::authz_views::may_access_sandbox(&current, viewer.0.as_ref(), &path) {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} is not authorized to access this sandbox",
+                viewer.0.as_ref().map_or_else(
+                    || "an anonymous caller".to_string(),
+                    |p| format!("principal '{p}'")
+                )
+            ),
+        );
+    }
+    let address = agent_address(&current, &agent_id);
     let Some(address) = address else {
         return error(StatusCode::NOT_FOUND, format!("unknown agent {agent_id}"));
     };

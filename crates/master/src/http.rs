@@ -18,10 +18,11 @@ use std::sync::Arc;
 use std::collections::BTreeMap;
 
 use agora_allocator::Quota;
+use agora_auth::{Caller, Principal};
 use agora_core::Resources;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{Extension, FromRef, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{delete, get, post};
@@ -198,9 +199,14 @@ async fn health() -> &'static str {
 }
 
 /// The full state as JSON, serialized once per published snapshot, whoever polls.
-async fn state(State(snapshot): State<Snapshot>, State(cache): State<SnapshotBody>) -> Response {
+async fn state(
+    State(snapshot): State<Snapshot>,
+    State(cache): State<SnapshotBody>,
+    viewer: crate::authz_views::Viewer,
+) -> Response {
     let current = snapshot.borrow().clone();
-    match cache.get(current, serde_json::to_vec).await {
+    // Shared by every poller unless the ACLs hide something from someone.
+    match viewer.body(current, &cache, serde_json::to_vec).await {
         Ok(body) => json_body(body),
         Err(response) => response,
     }
@@ -228,6 +234,7 @@ pub(crate) fn operator_failure_status(failure: OperatorFailure) -> (StatusCode, 
                 OperatorError::Invalid(_) => StatusCode::BAD_REQUEST,
                 OperatorError::NotFound(_) => StatusCode::NOT_FOUND,
                 OperatorError::Conflict(_) => StatusCode::CONFLICT,
+                OperatorError::Forbidden(_) => StatusCode::FORBIDDEN,
             };
             (status, e.to_string())
         }
@@ -263,8 +270,14 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, BadRequ
     })
 }
 
+/// Who made a request, as the authentication layer found it (None:
+/// anonymous, or authentication is off).
+pub(crate) fn principal(caller: Option<Extension<Caller>>) -> Option<Principal> {
+    caller.and_then(|Extension(caller)| caller.0)
+}
+
 /// Sends an operator call to the actor and waits for its answer.
-async fn ask(gate: &GateRx, call: OperatorCall) -> Response {
+async fn ask(gate: &GateRx, caller: Option<Principal>, call: OperatorCall) -> Response {
     let commands = match &*gate.borrow() {
         Gate::Leading { commands } => commands.clone(),
         _ => {
@@ -276,7 +289,11 @@ async fn ask(gate: &GateRx, call: OperatorCall) -> Response {
     };
     let (reply, answer) = oneshot::channel();
     if commands
-        .send(Command::Operator { call, reply })
+        .send(Command::Operator {
+            call,
+            caller,
+            reply,
+        })
         .await
         .is_err()
     {
@@ -337,13 +354,17 @@ struct WeightBody {
 }
 
 /// `PUT /weights` with `[{"role": "eng", "weight": 3.0}, ...]`: all or nothing.
-async fn put_weights(State(gate): State<GateRx>, body: Bytes) -> Response {
+async fn put_weights(
+    State(gate): State<GateRx>,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Response {
     let weights: Vec<WeightBody> = match parse_body(&body) {
         Ok(w) => w,
         Err(bad) => return bad.into_response(),
     };
     let weights = weights.into_iter().map(|w| (w.role, w.weight)).collect();
-    ask(&gate, OperatorCall::SetWeights(weights)).await
+    ask(&gate, principal(caller), OperatorCall::SetWeights(weights)).await
 }
 
 /// `GET /quota`: `{"quotas": [QuotaView...]}`.
@@ -397,9 +418,13 @@ struct QuotaRequest {
 /// `POST /quota` with `{"role": "eng", "guarantee": {"cpus": 2}, "limit":
 /// "cpus:8;mem:4096", "force": false}`: sets the role's quota (replacing
 /// the one it had). A name absent from `limit` is unlimited.
-async fn post_quota(State(gate): State<GateRx>, body: Bytes) -> Response {
+async fn post_quota(
+    State(gate): State<GateRx>,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Response {
     match quota_call(&body) {
-        Ok(call) => ask(&gate, call).await,
+        Ok(call) => ask(&gate, principal(caller), call).await,
         Err(bad) => bad.into_response(),
     }
 }
@@ -419,8 +444,12 @@ fn quota_call(body: &Bytes) -> Result<OperatorCall, BadRequest> {
 }
 
 /// `DELETE /quota/{role}` (the role may hold `/`): 404 if it has none.
-async fn delete_quota(State(gate): State<GateRx>, Path(role): Path<String>) -> Response {
-    ask(&gate, OperatorCall::RemoveQuota(role)).await
+async fn delete_quota(
+    State(gate): State<GateRx>,
+    caller: Option<Extension<Caller>>,
+    Path(role): Path<String>,
+) -> Response {
+    ask(&gate, principal(caller), OperatorCall::RemoveQuota(role)).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -449,17 +478,25 @@ fn reserve_call(body: &Bytes, reserve: bool) -> Result<OperatorCall, BadRequest>
 }
 
 /// `POST /reserve` with `{"agent_id": "...", "resources": "cpus(ops):2;mem(ops):512"}`.
-async fn reserve(State(gate): State<GateRx>, body: Bytes) -> Response {
+async fn reserve(
+    State(gate): State<GateRx>,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Response {
     match reserve_call(&body, true) {
-        Ok(call) => ask(&gate, call).await,
+        Ok(call) => ask(&gate, principal(caller), call).await,
         Err(bad) => bad.into_response(),
     }
 }
 
 /// `POST /unreserve`, same body as `/reserve`.
-async fn unreserve(State(gate): State<GateRx>, body: Bytes) -> Response {
+async fn unreserve(
+    State(gate): State<GateRx>,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Response {
     match reserve_call(&body, false) {
-        Ok(call) => ask(&gate, call).await,
+        Ok(call) => ask(&gate, principal(caller), call).await,
         Err(bad) => bad.into_response(),
     }
 }
@@ -476,6 +513,7 @@ struct TeardownForm {
 /// operator API's TEARDOWN.
 async fn teardown(
     State(gate): State<GateRx>,
+    caller: Option<Extension<Caller>>,
     form: Result<axum::Form<TeardownForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     match form {
@@ -483,7 +521,7 @@ async fn teardown(
             let call = OperatorCall::Teardown {
                 framework_id: form.framework_id,
             };
-            ask(&gate, call).await
+            ask(&gate, principal(caller), call).await
         }
         Err(e) => error_response(
             StatusCode::BAD_REQUEST,

@@ -152,6 +152,7 @@ impl Terms {
         config.agent_ping_timeout = self.options.agent_ping_timeout;
         config.max_agent_ping_timeouts = self.options.max_agent_ping_timeouts;
         config.agent_removal_timeout = self.options.agent_removal_timeout;
+        config.acls = self.options.acls.clone();
         config.offer_timeout = self.options.offer_timeout;
         config.epoch = with_zk.then_some(epoch);
         // Seeded from the epoch: a term's agent visiting order is reproducible from its logs.

@@ -9,6 +9,7 @@
 //! snapshot it publishes.
 
 pub mod authn;
+mod authz_views;
 pub mod files_proxy;
 pub mod http;
 mod leadership;

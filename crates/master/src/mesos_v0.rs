@@ -35,6 +35,7 @@ use axum::routing::get;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::authz_views::Viewer;
 use crate::http::SnapshotBody;
 use crate::shell::Gate;
 use crate::snapshot::StateSnapshot;
@@ -166,12 +167,15 @@ pub fn state_json(snapshot: &StateSnapshot, started: f64) -> serde_json::Result<
 }
 
 /// `/master/state`: Mesos' `/state`, serialized once per snapshot.
-async fn state_handler(State(state): State<MesosState>, Params(query): Params) -> Response {
+async fn state_handler(
+    State(state): State<MesosState>,
+    viewer: Viewer,
+    Params(query): Params,
+) -> Response {
     let current = state.snapshot.borrow().clone();
     let started = state.started;
-    match state
-        .state_body
-        .get(current, move |s| state_json(s, started))
+    match viewer
+        .body(current, &state.state_body, move |s| state_json(s, started))
         .await
     {
         Ok(body) => agora_net::jsonp::respond(body, jsonp(&query)),
@@ -179,13 +183,21 @@ async fn state_handler(State(state): State<MesosState>, Params(query): Params) -
     }
 }
 
-async fn state_summary(State(state): State<MesosState>, Params(query): Params) -> Response {
-    let current = state.snapshot.borrow().clone();
+async fn state_summary(
+    State(state): State<MesosState>,
+    viewer: Viewer,
+    Params(query): Params,
+) -> Response {
+    let current = viewer.view(&state.snapshot);
     reply(&shapes::state_summary(&current), &query)
 }
 
-async fn frameworks(State(state): State<MesosState>, Params(query): Params) -> Response {
-    let current = state.snapshot.borrow().clone();
+async fn frameworks(
+    State(state): State<MesosState>,
+    viewer: Viewer,
+    Params(query): Params,
+) -> Response {
+    let current = viewer.view(&state.snapshot);
     let wanted = query.get("framework_id").map(String::as_str);
     reply(&shapes::frameworks(&current, wanted), &query)
 }
@@ -196,17 +208,17 @@ async fn slaves(State(state): State<MesosState>, Params(query): Params) -> Respo
     reply(&shapes::slaves(&current, wanted), &query)
 }
 
-async fn tasks(State(state): State<MesosState>, Params(query): Params) -> Response {
+async fn tasks(State(state): State<MesosState>, viewer: Viewer, Params(query): Params) -> Response {
     let tasks_query = match TasksQuery::parse(&query) {
         Ok(parsed) => parsed,
         Err(why) => return bad_request(why),
     };
-    let current = state.snapshot.borrow().clone();
+    let current = viewer.view(&state.snapshot);
     reply(&shapes::tasks(&current, &tasks_query), &query)
 }
 
-async fn roles(State(state): State<MesosState>, Params(query): Params) -> Response {
-    let current = state.snapshot.borrow().clone();
+async fn roles(State(state): State<MesosState>, viewer: Viewer, Params(query): Params) -> Response {
+    let current = viewer.view(&state.snapshot);
     reply(&shapes::roles(&current), &query)
 }
 

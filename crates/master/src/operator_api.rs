@@ -103,8 +103,14 @@ fn unavailable(why: impl Into<String>) -> Refusal {
     Refusal(StatusCode::SERVICE_UNAVAILABLE, why.into())
 }
 
-async fn operator(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
-    match handle(&api, &headers, &body).await {
+async fn operator(
+    State(api): State<Api>,
+    caller: Option<axum::Extension<agora_auth::Caller>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let caller = crate::http::principal(caller);
+    match handle(&api, &headers, &body, caller).await {
         Ok(response) => response,
         Err(refusal) => refusal.into_response(),
     }
@@ -123,7 +129,12 @@ enum Plan {
 }
 
 /// Negotiates, decodes, validates and answers one call.
-async fn handle(api: &Api, headers: &HeaderMap, body: &[u8]) -> Result<Response, Refusal> {
+async fn handle(
+    api: &Api,
+    headers: &HeaderMap,
+    body: &[u8],
+    caller: Option<agora_auth::Principal>,
+) -> Result<Response, Refusal> {
     let media = Media::from_content_type(header_str(headers, header::CONTENT_TYPE))?;
     let call: Call = decode(media, body)
         .map_err(|e| bad_request(format!("failed to parse the body into a master call: {e}")))?;
@@ -139,6 +150,8 @@ async fn handle(api: &Api, headers: &HeaderMap, body: &[u8]) -> Result<Response,
             } else {
                 api.services.snapshot()
             };
+            // Only what the caller may see (the ACLs' view_*).
+            let snapshot = crate::authz_views::for_viewer(&snapshot, caller.as_ref());
             let elected = matches!(&*api.services.gate().borrow(), Gate::Leading { .. });
             let context = reads::Context {
                 started: api.started,
@@ -149,10 +162,10 @@ async fn handle(api: &Api, headers: &HeaderMap, body: &[u8]) -> Result<Response,
             Ok(body_response(accept, &answer))
         }
         Plan::Change(change) => {
-            ask(&api.services, change).await?;
+            ask(&api.services, caller, change).await?;
             Ok(StatusCode::OK.into_response())
         }
-        Plan::Subscribe => subscribe(&api.services, accept).await,
+        Plan::Subscribe => subscribe(&api.services, accept, caller).await,
     }
 }
 
@@ -224,12 +237,17 @@ fn body_response(accept: Media, answer: &OpResponse) -> Response {
 }
 
 /// Sends a change to the actor and waits until it is in the registry.
-async fn ask(services: &Services, change: OperatorCall) -> Result<(), Refusal> {
+async fn ask(
+    services: &Services,
+    caller: Option<agora_auth::Principal>,
+    change: OperatorCall,
+) -> Result<(), Refusal> {
     let commands = services.commands().map_err(|s| unavailable(s.message()))?;
     let (reply, answer) = oneshot::channel();
     commands
         .send(Command::Operator {
             call: change,
+            caller,
             reply,
         })
         .await
@@ -256,8 +274,23 @@ fn subscribed(state: response::GetState, heartbeat_secs: f64) -> Event {
     }
 }
 
-async fn subscribe(services: &Services, accept: Media) -> Result<Response, Refusal> {
+async fn subscribe(
+    services: &Services,
+    accept: Media,
+    caller: Option<agora_auth::Principal>,
+) -> Result<Response, Refusal> {
     let (snapshot, events) = services.open_operator_stream().await.map_err(unavailable)?;
+    // What the caller may see (the ACLs' view_*): the state it starts
+    // from, and each event after it.
+    let mut filter = crate::authz_views::EventFilter::new(&snapshot, caller.clone());
+    let snapshot = crate::authz_views::for_viewer(&snapshot, caller.as_ref());
+    let events = events.filter(move |event| {
+        let shown = match (&mut filter, event) {
+            (Some(filter), Ok(event)) => filter.shows(event),
+            _ => true,
+        };
+        std::future::ready(shown)
+    });
     let heartbeat_secs = services.heartbeat().as_secs_f64();
     // The whole state in one record: encoded off the async workers (a big
     // cluster's takes a while).

@@ -51,7 +51,9 @@ fn refusal(error: CallError) -> Refusal {
         CallError::InvalidArgument(m) | CallError::NotFound(m) => {
             Refusal(StatusCode::BAD_REQUEST, m)
         }
-        CallError::FailedPrecondition(m) | CallError::PermissionDenied(m) => {
+        CallError::FailedPrecondition(m)
+        | CallError::PermissionDenied(m)
+        | CallError::Unauthorized(m) => {
             Refusal(StatusCode::FORBIDDEN, m)
         }
     }

@@ -73,6 +73,8 @@ pub struct MasterOptions {
     pub max_agent_ping_timeouts: u32,
     /// How long an unreachable agent has before its tasks are lost; see [`MasterConfig`].
     pub agent_removal_timeout: Duration,
+    /// Who may do what (`--acls`); the default allows everything.
+    pub acls: Arc<agora_auth::acl::Acls>,
     /// Who must authenticate, against which credentials (see [`crate::authn`]).
     pub authentication: crate::authn::Authentication,
 }
@@ -94,6 +96,7 @@ impl MasterOptions {
             agent_ping_timeout: defaults.agent_ping_timeout,
             max_agent_ping_timeouts: defaults.max_agent_ping_timeouts,
             agent_removal_timeout: defaults.agent_removal_timeout,
+            acls: defaults.acls,
             authentication: crate::authn::Authentication::default(),
         }
     }
@@ -146,6 +149,9 @@ pub(crate) enum Command {
     AgentRegister {
         conn: ConnId,
         register: agent_message::Register,
+        /// Who the authentication layer found the agent to be: the
+        /// subject of `register_agents`.
+        principal: Option<agora_auth::Principal>,
         messages: AgentSender,
     },
     AgentMessage {
@@ -158,6 +164,9 @@ pub(crate) enum Command {
     /// An operator call from the HTTP API (weights, quota, reservations).
     Operator {
         call: OperatorCall,
+        /// Who asked, as the authentication layer found it (None:
+        /// anonymous): the subject of the ACLs' check.
+        caller: Option<agora_auth::Principal>,
         reply: OperatorReply,
     },
     /// An operator subscribes to the event stream: registered at the end
@@ -199,7 +208,7 @@ fn to_status(error: CallError) -> Status {
         CallError::InvalidArgument(m) => Status::invalid_argument(m),
         CallError::NotFound(m) => Status::not_found(m),
         CallError::FailedPrecondition(m) => Status::failed_precondition(m),
-        CallError::PermissionDenied(m) => Status::permission_denied(m),
+        CallError::PermissionDenied(m) | CallError::Unauthorized(m) => Status::permission_denied(m),
     }
 }
 
@@ -266,9 +275,26 @@ impl Actor {
                     .master
                     .subscribe_as(now, conn, stream_id, call, principal.as_ref(), out)
                     .map(|_| ());
-                if result.is_err() {
-                    self.frameworks.remove(&conn);
-                }
+                let result = match result {
+                    // Refused by the ACLs: as in Mesos, the stream opens
+                    // with an ERROR event saying why, and ends.
+                    Err(CallError::Unauthorized(why)) => {
+                        if let Some(events) = self.frameworks.remove(&conn) {
+                            let _ = events.push(sched::Event {
+                                r#type: sched::event::Type::Error as i32,
+                                error: Some(sched::event::Error { message: why }),
+                                ..Default::default()
+                            });
+                        }
+                        Ok(())
+                    }
+                    other => {
+                        if other.is_err() {
+                            self.frameworks.remove(&conn);
+                        }
+                        other
+                    }
+                };
                 let _ = reply.send(result);
             }
             Command::FrameworkGone { conn } => {
@@ -294,10 +320,12 @@ impl Actor {
             Command::AgentRegister {
                 conn,
                 register,
+                principal,
                 messages,
             } => {
                 self.agents.insert(conn, messages);
-                self.master.agent_register(now, conn, register, out);
+                self.master
+                    .agent_register_as(now, conn, register, principal.as_ref(), out);
             }
             Command::AgentMessage { conn, kind } => {
                 if let agent_message::Kind::StatusUpdate(update) = &kind
@@ -312,12 +340,16 @@ impl Actor {
                 self.agents.remove(&conn);
                 self.master.agent_disconnected(now, conn, out);
             }
-            Command::Operator { call, reply } => {
+            Command::Operator {
+                call,
+                caller,
+                reply,
+            } => {
                 if let Err(why) = crate::registry_writer::check_entry_sizes(&self.master, &call) {
                     let _ = reply.send(Err(OperatorFailure::TooLarge(why)));
                     return;
                 }
-                match self.master.operator(now, call, out) {
+                match self.master.operator_as(now, caller.as_ref(), call, out) {
                     Ok(()) => {
                         self.publish_now = true;
                         self.operator_replies.push(reply);
@@ -848,6 +880,11 @@ impl AgentSession for Services {
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::OpenStream>, Status> {
         let commands = self.commands()?;
+        // Who the authentication layer found the agent to be.
+        let principal = request
+            .extensions()
+            .get::<agora_auth::Caller>()
+            .and_then(|c| c.principal().cloned());
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message())
             .await
@@ -864,6 +901,7 @@ impl AgentSession for Services {
             .send(Command::AgentRegister {
                 conn,
                 register,
+                principal,
                 messages,
             })
             .await

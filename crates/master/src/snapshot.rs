@@ -52,6 +52,11 @@ pub struct StateSnapshot {
     /// rest of the snapshot): see `shell.rs` and `crate::operator_api`.
     #[serde(skip)]
     pub operator: Option<Arc<OperatorDetails>>,
+    /// The ACLs the views are filtered by (`crate::authz_views`); never
+    /// shown. A follower's snapshot has the default (it shows no
+    /// frameworks).
+    #[serde(skip)]
+    pub acls: Arc<agora_auth::acl::Acls>,
 }
 
 /// What the v1 operator API (`crate::operator_api`) shows, made by the
@@ -224,6 +229,9 @@ pub struct TaskView {
     pub status_time: Option<f64>,
     /// The latest health check verdict, if it has a health check.
     pub healthy: Option<bool>,
+    /// The OS user it runs as, when not its framework's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 impl StateSnapshot {
@@ -268,6 +276,7 @@ fn task_view(task: &Task) -> TaskView {
         message: task.last_status.as_ref().and_then(|s| s.message.clone()),
         status_time: task.last_status.as_ref().and_then(|s| s.timestamp),
         healthy: task.last_status.as_ref().and_then(|s| s.healthy),
+        user: task.user.clone(),
     }
 }
 
@@ -443,6 +452,7 @@ impl Master {
                     .collect(),
             },
             operator: None,
+            acls: self.config().acls.clone(),
         }
     }
 }

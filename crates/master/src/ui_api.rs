@@ -12,6 +12,7 @@
 //! `/api/master`, which every master answers so that a page can find out
 //! that it talks to a follower and move to the leader.
 
+use crate::authz_views::Viewer;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -221,8 +222,9 @@ impl ListQuery {
 // Handlers
 // ---------------------------------------------------------------------------
 
-fn current(state: &UiState) -> Arc<StateSnapshot> {
-    state.snapshot.borrow().clone()
+/// The published snapshot as the viewer may see it (the ACLs' view_*).
+fn current(state: &UiState, viewer: &Viewer) -> Arc<StateSnapshot> {
+    viewer.view(&state.snapshot)
 }
 
 fn not_found(what: &str, id: &str) -> Response {
@@ -236,12 +238,12 @@ fn answer<T: Serialize>(result: Result<T, ApiError>) -> Response {
     }
 }
 
-async fn master(State(state): State<UiState>) -> Response {
-    Json(master_info(&current(&state), wall_now())).into_response()
+async fn master(State(state): State<UiState>, viewer: Viewer) -> Response {
+    Json(master_info(&current(&state, &viewer), wall_now())).into_response()
 }
 
-async fn overview(State(state): State<UiState>) -> Response {
-    Json(overview_json(&current(&state), wall_now())).into_response()
+async fn overview(State(state): State<UiState>, viewer: Viewer) -> Response {
+    Json(overview_json(&current(&state, &viewer), wall_now())).into_response()
 }
 
 async fn utilisation(State(state): State<UiState>) -> Response {
@@ -259,32 +261,40 @@ async fn utilisation(State(state): State<UiState>) -> Response {
     .into_response()
 }
 
-async fn agents(State(state): State<UiState>, params: Params) -> Response {
-    let s = current(&state);
+async fn agents(State(state): State<UiState>, viewer: Viewer, params: Params) -> Response {
+    let s = current(&state, &viewer);
     answer(list_query(params, &["status", "q"]).and_then(|q| agent_page(&s, &q)))
 }
 
-async fn agent(State(state): State<UiState>, Path(agent_id): Path<String>) -> Response {
-    match agent_detail(&current(&state), &agent_id) {
+async fn agent(
+    State(state): State<UiState>,
+    viewer: Viewer,
+    Path(agent_id): Path<String>,
+) -> Response {
+    match agent_detail(&current(&state, &viewer), &agent_id) {
         Some(body) => Json(body).into_response(),
         None => not_found("agent", &agent_id),
     }
 }
 
-async fn frameworks(State(state): State<UiState>, params: Params) -> Response {
-    let s = current(&state);
+async fn frameworks(State(state): State<UiState>, viewer: Viewer, params: Params) -> Response {
+    let s = current(&state, &viewer);
     answer(list_query(params, &["status", "q"]).and_then(|q| framework_page(&s, &q)))
 }
 
-async fn framework(State(state): State<UiState>, Path(framework_id): Path<String>) -> Response {
-    match framework_detail(&current(&state), &framework_id) {
+async fn framework(
+    State(state): State<UiState>,
+    viewer: Viewer,
+    Path(framework_id): Path<String>,
+) -> Response {
+    match framework_detail(&current(&state, &viewer), &framework_id) {
         Some(body) => Json(body).into_response(),
         None => not_found("framework", &framework_id),
     }
 }
 
-async fn tasks(State(state): State<UiState>, params: Params) -> Response {
-    let s = current(&state);
+async fn tasks(State(state): State<UiState>, viewer: Viewer, params: Params) -> Response {
+    let s = current(&state, &viewer);
     answer(
         list_query(params, &["state", "framework_id", "agent_id", "q"])
             .and_then(|q| task_page(&s, &q)),
@@ -293,20 +303,21 @@ async fn tasks(State(state): State<UiState>, params: Params) -> Response {
 
 async fn task(
     State(state): State<UiState>,
+    viewer: Viewer,
     Path((framework_id, task_id)): Path<(String, String)>,
 ) -> Response {
-    match task_detail(&current(&state), &framework_id, &task_id) {
+    match task_detail(&current(&state, &viewer), &framework_id, &task_id) {
         Some(body) => Json(body).into_response(),
         None => not_found("task", &task_id),
     }
 }
 
-async fn roles(State(state): State<UiState>) -> Response {
-    Json(serde_json::json!({ "roles": role_rows(&current(&state)) })).into_response()
+async fn roles(State(state): State<UiState>, viewer: Viewer) -> Response {
+    Json(serde_json::json!({ "roles": role_rows(&current(&state, &viewer)) })).into_response()
 }
 
-async fn offers(State(state): State<UiState>, params: Params) -> Response {
-    let s = current(&state);
+async fn offers(State(state): State<UiState>, viewer: Viewer, params: Params) -> Response {
+    let s = current(&state, &viewer);
     answer(list_query(params, &["framework_id", "agent_id"]).map(|q| offer_page(&s, &q)))
 }
 

@@ -526,6 +526,7 @@ fn error_kind(error: &CallError) -> &'static str {
         CallError::NotFound(_) => "NotFound",
         CallError::FailedPrecondition(_) => "FailedPrecondition",
         CallError::PermissionDenied(_) => "PermissionDenied",
+        CallError::Unauthorized(_) => "Unauthorized",
     }
 }
 

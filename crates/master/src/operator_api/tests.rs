@@ -183,6 +183,7 @@ impl Fixture {
             .send(Command::AgentRegister {
                 conn,
                 register,
+                principal: None,
                 messages,
             })
             .await
@@ -1006,6 +1007,7 @@ async fn a_subscriber_sees_every_agent_once_whatever_registers_around_it() {
             .send(Command::AgentRegister {
                 conn,
                 register,
+                principal: None,
                 messages,
             })
             .await

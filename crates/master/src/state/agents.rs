@@ -10,7 +10,7 @@ use agora_proto::v1::scheduler as sched;
 
 use super::{Agent, ConnId, Effect, Framework, Master, Now, Task};
 
-fn refuse(conn: ConnId, message: String, out: &mut Vec<Effect>) {
+pub(super) fn refuse(conn: ConnId, message: String, out: &mut Vec<Effect>) {
     tracing::warn!(conn, reason = %message, "refusing agent registration");
     out.push(Effect::ToAgent {
         conn,
@@ -443,6 +443,8 @@ impl Master {
                 update_state: task.update_state,
                 last_status: None,
                 resources_released: agora_core::task::is_terminal(task.state),
+                // Agents do not report it: the framework's user stands in.
+                user: None,
             },
         );
         self.observe_task_added(&framework_id, &task_id, out);

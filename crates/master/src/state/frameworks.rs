@@ -116,6 +116,8 @@ impl Master {
                 )));
             }
         }
+        // `register_frameworks`, for every role, before anything changes.
+        self.authorize_subscribe(&info, &roles)?;
         let requested_id = match (&info.id, &call.framework_id) {
             (Some(a), Some(b)) if a.value != b.value => {
                 return Err(CallError::InvalidArgument(

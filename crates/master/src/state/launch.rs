@@ -114,6 +114,18 @@ impl Master {
         }
         self.counters.offers_accepted += offer_ids.len() as u64;
         let remaining = checked.remaining;
+        for (task_id, why) in checked.unauthorized {
+            tracing::info!(framework_id = %framework_id, task_id = %task_id, %why, "task refused by the ACLs");
+            let event = Self::master_update(
+                &task_id,
+                Some(&agent_id),
+                pb::TaskState::TaskError,
+                pb::task_status::Reason::TaskUnauthorized,
+                why,
+                now,
+            );
+            self.send_to_framework(framework_id, event, out);
+        }
         let framework_info = self.frameworks[framework_id].info.clone();
         for launch in checked.launches {
             if let Some(agent) = self.agents.get_mut(&agent_id) {
@@ -130,6 +142,8 @@ impl Master {
                 update_state: None,
                 last_status: None,
                 resources_released: false,
+                user: Some(super::authz::task_user(&framework_info, &launch.info).to_string())
+                    .filter(|u| *u != framework_info.user),
             };
             if let Some(framework) = self.frameworks.get_mut(framework_id) {
                 framework.tasks.insert(launch.task_id.clone(), task);
@@ -239,6 +253,7 @@ impl Master {
         let mut seen = BTreeSet::new();
         let mut launches = Vec::new();
         let mut reservations = Vec::new();
+        let mut unauthorized = Vec::new();
         for operation in operations {
             let kind = operation
                 .r#type
@@ -249,6 +264,20 @@ impl Master {
                 pb::offer::operation::Type::Reserve | pb::offer::operation::Type::Unreserve => {
                     let change =
                         check_reservation(operation, kind, role, &remaining).map_err(invalid)?;
+                    // `reserve_resources` / `unreserve_resources`: an ACCEPT
+                    // is all or nothing, so a refused one refuses it all.
+                    let reserve = kind == pb::offer::operation::Type::Reserve;
+                    let principal = super::authz::framework_principal(&framework.info);
+                    let reserved = if reserve { &change.1 } else { &change.0 };
+                    if let Some(why) =
+                        self.refuse_reservation(principal.as_ref(), reserve, reserved)
+                    {
+                        return Err(Refusal {
+                            state: pb::TaskState::TaskError,
+                            reason: pb::task_status::Reason::TaskUnauthorized,
+                            error: CallError::Unauthorized(why),
+                        });
+                    }
                     remaining.subtract(&change.0);
                     remaining.add(&change.1);
                     reservations.push(change);
@@ -280,6 +309,12 @@ impl Master {
                     return Err(invalid(format!(
                         "task id {task_id} is already used by a live task of this framework"
                     )));
+                }
+                // `run_tasks`: a task the framework may not run as its user
+                // is reported TASK_ERROR; the others launch.
+                if let Some(why) = self.refuse_task(&framework.info, info) {
+                    unauthorized.push((task_id, why));
+                    continue;
                 }
                 if info.name.trim().is_empty() {
                     return Err(invalid(format!("task {task_id} has no name")));
@@ -345,6 +380,7 @@ impl Master {
         Ok(Checked {
             launches,
             reservations,
+            unauthorized,
             remaining,
         })
     }
@@ -416,5 +452,7 @@ fn check_reservation(
 struct Checked {
     launches: Vec<Launch>,
     reservations: Vec<(Resources, Resources)>,
+    /// Tasks the ACLs refused (`run_tasks`), with why: not launched.
+    unauthorized: Vec<(TaskId, String)>,
     remaining: Resources,
 }

@@ -18,6 +18,7 @@ use agora_proto::v1::agent::MasterMessage;
 use agora_proto::v1::scheduler as sched;
 
 mod agents;
+mod authz;
 mod calls;
 mod control;
 mod frameworks;
@@ -98,6 +99,10 @@ pub enum CallError {
     FailedPrecondition(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// The ACLs (`--acls`) refuse it. A refused SUBSCRIBE is answered with
+    /// an ERROR event on a stream that then ends, as in Mesos.
+    #[error("{0}")]
+    Unauthorized(String),
 }
 
 /// The default of [`MasterConfig::agent_removal_timeout`].
@@ -135,6 +140,8 @@ pub struct MasterConfig {
     /// re-registers before the scheduler does. Mesos never removes such a
     /// framework on a timer at all.
     pub adopted_framework_grace: Duration,
+    /// Who may do what (`--acls`); the default allows everything.
+    pub acls: std::sync::Arc<agora_auth::acl::Acls>,
 }
 
 /// The default of [`MasterConfig::adopted_framework_grace`].
@@ -157,6 +164,7 @@ impl MasterConfig {
             epoch: None,
             offer_timeout: None,
             adopted_framework_grace: DEFAULT_ADOPTED_FRAMEWORK_GRACE,
+            acls: std::sync::Arc::default(),
         }
     }
 }
@@ -219,6 +227,9 @@ pub struct Task {
     pub last_status: Option<pb::TaskStatus>,
     /// Whether the task's resources were already given back.
     pub resources_released: bool,
+    /// The OS user it runs as when its command or executor names one
+    /// (None: its framework's user); what `view_tasks` checks.
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -27,6 +27,9 @@ pub enum OperatorError {
     /// `force`, resources not free, an unreachable agent (409).
     #[error("{0}")]
     Conflict(String),
+    /// The ACLs (`--acls`) do not allow the caller this change (403).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl From<AllocatorError> for OperatorError {
@@ -161,13 +164,27 @@ fn scalars_only(role: &str, what: &str, resources: &Resources) -> Result<(), Ope
 }
 
 impl Master {
-    /// Carries out an operator call. All or nothing: on error nothing changed.
+    /// Carries out an operator call from an anonymous caller. All or
+    /// nothing: on error nothing changed.
     pub fn operator(
         &mut self,
         now: Now,
         call: OperatorCall,
         out: &mut Vec<Effect>,
     ) -> Result<(), OperatorError> {
+        self.operator_as(now, None, call, out)
+    }
+
+    /// Carries out an operator call made by `caller` (None: anonymous),
+    /// once the ACLs allow it. All or nothing: on error nothing changed.
+    pub fn operator_as(
+        &mut self,
+        now: Now,
+        caller: Option<&agora_auth::Principal>,
+        call: OperatorCall,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), OperatorError> {
+        self.authorize_operator(caller, &call)?;
         match call {
             OperatorCall::SetWeights(weights) => self.set_weights(weights, out),
             OperatorCall::UpdateQuotas { quotas, force } => {

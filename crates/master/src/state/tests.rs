@@ -19,6 +19,7 @@ use super::*;
 
 mod absence;
 mod authn;
+mod authz;
 mod control;
 mod launch_size;
 mod observe;
@@ -869,6 +870,7 @@ enum ErrKind {
     NotFound,
     FailedPrecondition,
     PermissionDenied,
+    Unauthorized,
 }
 
 fn kind_of(error: &CallError) -> (ErrKind, &str) {
@@ -877,6 +879,7 @@ fn kind_of(error: &CallError) -> (ErrKind, &str) {
         CallError::NotFound(m) => (ErrKind::NotFound, m),
         CallError::FailedPrecondition(m) => (ErrKind::FailedPrecondition, m),
         CallError::PermissionDenied(m) => (ErrKind::PermissionDenied, m),
+        CallError::Unauthorized(m) => (ErrKind::Unauthorized, m),
     }
 }
 

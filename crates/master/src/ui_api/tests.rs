@@ -34,6 +34,7 @@ fn task(id: &str, state: &'static str, framework: &str, agent: &str) -> TaskView
         message: None,
         status_time: Some(1000.5),
         healthy: None,
+        user: None,
     }
 }
 

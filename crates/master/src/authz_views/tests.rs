@@ -1,0 +1,244 @@
+use super::*;
+use crate::snapshot::OfferView;
+use agora_proto::v1 as pb;
+use agora_proto::v1::master::{Event, event, response};
+
+fn task(id: &str, framework: &str, user: Option<&str>) -> TaskView {
+    TaskView {
+        id: id.to_string(),
+        name: id.to_string(),
+        state: "TASK_RUNNING",
+        framework_id: framework.to_string(),
+        agent_id: "a1".to_string(),
+        executor_id: id.to_string(),
+        role: "eng".to_string(),
+        resources: BTreeMap::new(),
+        message: None,
+        status_time: None,
+        healthy: None,
+        user: user.map(str::to_string),
+    }
+}
+
+fn framework(id: &str, user: &str, tasks: Vec<TaskView>) -> FrameworkView {
+    FrameworkView {
+        id: id.to_string(),
+        name: id.to_string(),
+        user: user.to_string(),
+        principal: None,
+        framework_hostname: None,
+        failover_timeout: None,
+        roles: vec!["eng".to_string()],
+        active: true,
+        registered_time: 0.0,
+        reregistered_time: None,
+        unregistered_time: None,
+        outstanding_offers: 0,
+        offer_status: Vec::new(),
+        tasks,
+        completed_tasks: Vec::new(),
+    }
+}
+
+fn pb_task(id: &str, framework: &str) -> pb::Task {
+    pb::Task {
+        name: id.into(),
+        task_id: Some(pb::TaskId { value: id.into() }),
+        framework_id: Some(pb::FrameworkId {
+            value: framework.into(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn pb_framework(id: &str, user: &str) -> response::get_frameworks::Framework {
+    response::get_frameworks::Framework {
+        framework_info: Some(pb::FrameworkInfo {
+            id: Some(pb::FrameworkId { value: id.into() }),
+            user: user.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Frameworks `fa` (user alice: tasks `a1` as alice and `a2` as root) and
+/// `fb` (user bob: task `b1`), an offer to each, and the operator view.
+fn fixture(acls: &str) -> Arc<StateSnapshot> {
+    let offer = |framework: &str| OfferView {
+        id: format!("o-{framework}"),
+        framework_id: framework.to_string(),
+        agent_id: "a1".to_string(),
+        role: "eng".to_string(),
+        resources: BTreeMap::new(),
+    };
+    let operator = OperatorDetails {
+        master_info: pb::MasterInfo::default(),
+        state: response::GetState {
+            get_frameworks: Some(response::GetFrameworks {
+                frameworks: vec![pb_framework("fa", "alice"), pb_framework("fb", "bob")],
+                ..Default::default()
+            }),
+            get_tasks: Some(response::GetTasks {
+                tasks: vec![
+                    pb_task("a1", "fa"),
+                    pb_task("a2", "fa"),
+                    pb_task("b1", "fb"),
+                ],
+                ..Default::default()
+            }),
+            get_executors: Some(response::GetExecutors {
+                executors: vec![response::get_executors::Executor {
+                    executor_info: Some(pb::ExecutorInfo {
+                        framework_id: Some(pb::FrameworkId { value: "fb".into() }),
+                        ..Default::default()
+                    }),
+                    agent_id: None,
+                }],
+                ..Default::default()
+            }),
+            get_agents: None,
+        },
+    };
+    Arc::new(StateSnapshot {
+        frameworks: vec![
+            framework(
+                "fa",
+                "alice",
+                vec![task("a1", "fa", None), task("a2", "fa", Some("root"))],
+            ),
+            framework("fb", "bob", vec![task("b1", "fb", None)]),
+        ],
+        offers: vec![offer("fa"), offer("fb")],
+        operator: Some(Arc::new(operator)),
+        acls: Arc::new(Acls::parse(acls).expect("valid ACLs")),
+        ..StateSnapshot::default()
+    })
+}
+
+const ALICE_ONLY: &str = r#"{
+    "view_frameworks": [
+        {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}},
+        {"principals": {"values": ["a"]}, "users": {"values": ["alice"]}},
+        {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}],
+    "view_tasks": [
+        {"principals": {"values": ["a"]}, "users": {"values": ["alice"]}},
+        {"principals": {"values": ["a"]}, "users": {"type": "NONE"}}],
+    "view_executors": [
+        {"principals": {"values": ["a"]}, "users": {"type": "NONE"}}]
+}"#;
+
+fn ids(frameworks: &[FrameworkView]) -> Vec<String> {
+    frameworks
+        .iter()
+        .map(|f| {
+            let tasks: Vec<&str> = f.tasks.iter().map(|t| t.id.as_str()).collect();
+            format!("{}:{}", f.id, tasks.join(","))
+        })
+        .collect()
+}
+
+#[test]
+fn without_view_rules_the_snapshot_itself_is_shared() {
+    let snapshot = fixture(r#"{"run_tasks": []}"#);
+    let viewed = for_viewer(&snapshot, None);
+    assert!(Arc::ptr_eq(&snapshot, &viewed));
+}
+
+#[test]
+fn each_viewer_sees_what_the_acls_allow() {
+    let snapshot = fixture(ALICE_ONLY);
+    let a = Principal::new("a");
+    let viewed = for_viewer(&snapshot, Some(&a));
+    // The root task of alice's framework is hidden by view_tasks.
+    assert_eq!(ids(&viewed.frameworks), ["fa:a1"]);
+    assert_eq!(viewed.offers.len(), 1);
+    let operator = viewed.operator.as_ref().expect("operator view");
+    let frameworks = operator.state.get_frameworks.as_ref().expect("frameworks");
+    assert_eq!(frameworks.frameworks.len(), 1);
+    let tasks = operator.state.get_tasks.as_ref().expect("tasks");
+    let task_ids: Vec<&str> = tasks
+        .tasks
+        .iter()
+        .filter_map(|t| t.task_id.as_ref().map(|t| t.value.as_str()))
+        .collect();
+    assert_eq!(task_ids, ["a1"]);
+    assert!(
+        operator
+            .state
+            .get_executors
+            .as_ref()
+            .expect("executors")
+            .executors
+            .is_empty()
+    );
+
+    let ops = Principal::new("ops");
+    let viewed = for_viewer(&snapshot, Some(&ops));
+    assert_eq!(ids(&viewed.frameworks), ["fa:a1,a2", "fb:b1"]);
+
+    let anonymous = for_viewer(&snapshot, None);
+    assert!(anonymous.frameworks.is_empty());
+    assert!(anonymous.offers.is_empty());
+    // What /state serializes follows.
+    let json: serde_json::Value =
+        serde_json::from_slice(&serde_json::to_vec(&*anonymous).expect("json")).expect("json");
+    assert_eq!(json["frameworks"], serde_json::json!([]));
+}
+
+#[test]
+fn sandboxes_follow_access_sandboxes() {
+    let snapshot = fixture(
+        r#"{"access_sandboxes": [
+            {"principals": {"values": ["a"]}, "users": {"values": ["alice"]}},
+            {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}]}"#,
+    );
+    let a = Principal::new("a");
+    let path = |framework: &str, executor: &str| {
+        format!("/frameworks/{framework}/executors/{executor}/runs/latest/stdout")
+    };
+    assert!(may_access_sandbox(&snapshot, Some(&a), &path("fa", "a1")));
+    // Its own user (root) decides, not its framework's.
+    assert!(!may_access_sandbox(&snapshot, Some(&a), &path("fa", "a2")));
+    assert!(!may_access_sandbox(&snapshot, Some(&a), &path("fb", "b1")));
+    assert!(!may_access_sandbox(&snapshot, None, &path("fa", "a1")));
+    // A path naming no known sandbox, or climbing out of one: "any user".
+    assert!(!may_access_sandbox(&snapshot, Some(&a), "/"));
+    assert!(!may_access_sandbox(
+        &snapshot,
+        Some(&a),
+        "/frameworks/fa/executors/a1/../../fb/executors/b1"
+    ));
+    // Without rules for it, everything is allowed.
+    let open = fixture("{}");
+    assert!(may_access_sandbox(&open, None, "/"));
+}
+
+#[test]
+fn operator_events_are_filtered_like_the_state() {
+    let snapshot = fixture(ALICE_ONLY);
+    let mut filter = EventFilter::new(&snapshot, Some(Principal::new("a"))).expect("restricted");
+    let task_added = |framework: &str| Event {
+        r#type: event::Type::TaskAdded as i32,
+        task_added: Some(event::TaskAdded {
+            task: Some(pb_task("t", framework)),
+        }),
+        ..Default::default()
+    };
+    assert!(filter.shows(&task_added("fa")));
+    assert!(!filter.shows(&task_added("fb")));
+    assert!(!filter.shows(&task_added("unknown")));
+    let framework_added = |id: &str, user: &str| Event {
+        r#type: event::Type::FrameworkAdded as i32,
+        framework_added: Some(event::FrameworkAdded {
+            framework: Some(pb_framework(id, user)),
+        }),
+        ..Default::default()
+    };
+    assert!(!filter.shows(&framework_added("fc", "carol")));
+    assert!(filter.shows(&framework_added("fd", "alice")));
+    // A framework learnt from an event: its tasks follow it.
+    assert!(filter.shows(&task_added("fd")));
+    assert!(!filter.shows(&task_added("fc")));
+    assert!(EventFilter::new(&fixture("{}"), None).is_none());
+}

@@ -1,0 +1,447 @@
+//! The ACLs (`--acls`) on a real master and agent, every decision seen from
+//! outside: a framework refused a role gets an ERROR event and its stream
+//! ends; a task it may not run as its user is TASK_ERROR with
+//! REASON_TASK_UNAUTHORIZED while the rest of its ACCEPT launches; operator
+//! changes the caller may not make are 403 and change nothing; `/state`,
+//! Mesos' `/master/state`, the operator API and the UI show each principal
+//! only what it may view; the master's files relay answers 403 for a
+//! sandbox the caller may not read.
+
+use std::time::{Duration, Instant};
+
+use agora_e2e::mesos_http::{Response, post_json, request};
+use agora_e2e::{Cluster, wait_for};
+use serde_json::{Value, json};
+
+const API: &str = "/api/v1/scheduler";
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path.to_str().expect("utf-8 temp path").to_string()
+}
+
+fn subscribe_body(principal: &str, role: &str) -> Value {
+    json!({
+        "type": "SUBSCRIBE",
+        "subscribe": {"framework_info": {
+            "user": "nobody", "name": format!("{principal}-{role}"), "principal": principal,
+            "failover_timeout": 0.0,
+            "capabilities": [{"type": "MULTI_ROLE"}], "roles": [role]
+        }}
+    })
+}
+
+/// A JSON subscription over the HTTP scheduler API.
+struct Framework {
+    port: u16,
+    stream: Response,
+    stream_id: String,
+    framework_id: String,
+}
+
+fn open(port: u16, principal: &str, role: &str) -> Response {
+    let body = serde_json::to_vec(&subscribe_body(principal, role)).expect("json");
+    let stream = request(
+        port,
+        "POST",
+        API,
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json"),
+        ],
+        &body,
+    )
+    .expect("subscribe");
+    assert_eq!(stream.status, 200);
+    stream
+}
+
+fn next_event(stream: &mut Response) -> Option<Value> {
+    let record = stream.next_record().expect("a record")?;
+    Some(serde_json::from_slice(&record).expect("json event"))
+}
+
+impl Framework {
+    fn subscribe(port: u16, principal: &str, role: &str) -> Framework {
+        let mut stream = open(port, principal, role);
+        let stream_id = stream
+            .header("mesos-stream-id")
+            .expect("Mesos-Stream-Id")
+            .to_string();
+        let subscribed = next_event(&mut stream).expect("SUBSCRIBED");
+        assert_eq!(subscribed["type"], "SUBSCRIBED", "{subscribed}");
+        let framework_id = subscribed["subscribed"]["framework_id"]["value"]
+            .as_str()
+            .expect("framework id")
+            .to_string();
+        Framework {
+            port,
+            stream,
+            stream_id,
+            framework_id,
+        }
+    }
+
+    fn call(&self, mut call: Value) {
+        call["framework_id"] = json!({"value": self.framework_id});
+        let response = post_json(self.port, API, Some(&self.stream_id), &call).expect("call");
+        let status = response.status;
+        assert_eq!(
+            status,
+            202,
+            "{call}: {}",
+            response.text().unwrap_or_default()
+        );
+    }
+
+    /// Events until one `matches` (within a minute).
+    fn until(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            let event = next_event(&mut self.stream).expect("the stream is open");
+            if matches(&event) {
+                return event;
+            }
+            seen.push(event);
+        }
+        panic!("no {what} within a minute; saw {seen:?}");
+    }
+
+    fn update_of(&mut self, task: &str, states: &[&str]) -> Value {
+        let event = self.until(&format!("an update of {task} in {states:?}"), |e| {
+            e["type"] == "UPDATE"
+                && e["update"]["status"]["task_id"]["value"] == task
+                && states.iter().any(|s| e["update"]["status"]["state"] == *s)
+        });
+        event["update"]["status"].clone()
+    }
+}
+
+fn task(offer: &Value, id: &str, command: Value) -> Value {
+    json!({
+        "name": id,
+        "task_id": {"value": id},
+        "agent_id": offer["agent_id"],
+        "resources": [
+            {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+            {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}}
+        ],
+        "command": command
+    })
+}
+
+fn accept(offer: &Value, tasks: Vec<Value>) -> Value {
+    json!({
+        "type": "ACCEPT",
+        "accept": {
+            "offer_ids": [offer["id"]],
+            "operations": [{"type": "LAUNCH", "launch": {"task_infos": tasks}}],
+            "filters": {"refuse_seconds": 1.0}
+        }
+    })
+}
+
+#[test]
+fn frameworks_register_only_in_allowed_roles_and_run_tasks_only_as_allowed_users() {
+    let acls = r#"{
+        "register_frameworks": [
+            {"principals": {"values": ["eng"]}, "roles": {"values": ["eng"]}},
+            {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}],
+        "run_tasks": [
+            {"principals": {"values": ["eng"]}, "users": {"values": ["nobody"]}},
+            {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}]
+    }"#;
+    let cluster = Cluster::start_with_master(1, "cpus:2;mem:512", |dir| {
+        vec!["--acls".into(), write(dir, "acls.json", acls)]
+    })
+    .expect("cluster");
+    cluster.wait_agents(1).expect("agent");
+    let port = cluster.master_port;
+
+    // A role the principal may not use: an ERROR event, then the stream ends.
+    let mut refused = open(port, "eng", "ops");
+    let error = next_event(&mut refused).expect("an ERROR event");
+    assert_eq!(error["type"], "ERROR", "{error}");
+    let message = error["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("not authorized") && message.contains("'ops'"),
+        "{message}"
+    );
+    assert!(next_event(&mut refused).is_none(), "the stream ends");
+    // So does anyone else's, in any role.
+    let mut other = open(port, "web", "eng");
+    assert_eq!(next_event(&mut other).expect("ERROR")["type"], "ERROR");
+    let state = cluster.state().expect("state");
+    assert_eq!(state["frameworks"], json!([]), "{state}");
+
+    // Its own role: subscribed; of two tasks, the one that would run as
+    // root is refused and the other runs.
+    let mut eng = Framework::subscribe(port, "eng", "eng");
+    let offers = eng.until("OFFERS", |e| e["type"] == "OFFERS");
+    let offer = &offers["offers"]["offers"][0];
+    eng.call(accept(
+        offer,
+        vec![
+            task(offer, "as-nobody", json!({"value": "sleep 600"})),
+            task(
+                offer,
+                "as-root",
+                json!({"value": "sleep 600", "user": "root"}),
+            ),
+        ],
+    ));
+    let refused = eng.update_of("as-root", &["TASK_ERROR"]);
+    assert_eq!(refused["reason"], "REASON_TASK_UNAUTHORIZED", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("user 'root'")),
+        "{refused}"
+    );
+    eng.update_of("as-nobody", &["TASK_RUNNING"]);
+    let state = cluster.state().expect("state");
+    let tasks: Vec<&str> = state["frameworks"][0]["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(tasks, ["as-nobody"], "{state}");
+}
+
+// ---------------------------------------------------------------------------
+// Operators and viewers (HTTP Basic against --credentials)
+// ---------------------------------------------------------------------------
+
+const CREDENTIALS: &str = r#"{"credentials": [
+    {"principal": "ops", "secret": "ops-secret"},
+    {"principal": "dev", "secret": "dev-secret"}
+]}"#;
+
+/// `ops` may do and see everything; `dev` nothing but what no rule covers.
+const OPERATOR_ACLS: &str = r#"{
+    "view_frameworks": [
+        {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}],
+    "view_tasks": [
+        {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}],
+    "view_executors": [
+        {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}],
+    "access_sandboxes": [
+        {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}],
+    "update_weights": [
+        {"principals": {"values": ["ops"]}, "roles": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}],
+    "update_quotas": [
+        {"principals": {"values": ["ops"]}, "roles": {"values": ["eng"]}},
+        {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}],
+    "reserve_resources": [
+        {"principals": {"values": ["ops"]}, "roles": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}],
+    "unreserve_resources": [
+        {"principals": {"values": ["ops"]}, "reserver_principals": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "reserver_principals": {"type": "NONE"}}],
+    "kill_tasks": [
+        {"principals": {"values": ["ops"]}, "framework_principals": {"values": ["eng"]}},
+        {"principals": {"type": "ANY"}, "framework_principals": {"type": "NONE"}}],
+    "teardown_frameworks": [
+        {"principals": {"values": ["ops"]}, "framework_principals": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "framework_principals": {"type": "NONE"}}],
+    "mark_agents_gone": [
+        {"principals": {"values": ["ops"]}, "agents": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "agents": {"type": "NONE"}}]
+}"#;
+
+/// `Authorization: Basic ...` for `user:password`.
+fn basic(user: &str, password: &str) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = format!("{user}:{password}").into_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    format!("Basic {out}")
+}
+
+/// One HTTP exchange as `who` (`ops` or `dev`): (status, body).
+fn as_user(port: u16, who: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
+    let auth = basic(who, &format!("{who}-secret"));
+    let bytes = body
+        .map(|b| serde_json::to_vec(b).expect("json"))
+        .unwrap_or_default();
+    let mut headers = vec![("Authorization", auth.as_str())];
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+        headers.push(("Accept", "application/json"));
+    }
+    let response = request(port, method, path, &headers, &bytes).expect("request");
+    let status = response.status;
+    (status, response.text().unwrap_or_default())
+}
+
+fn state_as(port: u16, who: &str, path: &str) -> Value {
+    let (status, body) = as_user(port, who, "GET", path, None);
+    assert_eq!(status, 200, "GET {path} as {who}: {body}");
+    serde_json::from_str(&body).expect("json")
+}
+
+/// Refused as `dev` with 403 and a reason, then allowed as `ops`.
+fn dev_refused_ops_allowed(port: u16, method: &str, path: &str, body: &Value) -> String {
+    let (status, why) = as_user(port, "dev", method, path, Some(body));
+    assert_eq!(status, 403, "{method} {path} as dev: {why}");
+    assert!(
+        why.contains("principal 'dev' is not authorized"),
+        "{method} {path}: {why}"
+    );
+    let (status, answer) = as_user(port, "ops", method, path, Some(body));
+    assert_eq!(status, 200, "{method} {path} as ops: {answer}");
+    answer
+}
+
+#[test]
+fn operators_change_and_view_only_what_the_acls_allow() {
+    let cluster = Cluster::start_with_master(1, "cpus:2;mem:512", |dir| {
+        vec![
+            "--credentials".into(),
+            write(dir, "credentials.json", CREDENTIALS),
+            "--authenticate-http-readonly".into(),
+            "--authenticate-http-readwrite".into(),
+            "--acls".into(),
+            write(dir, "acls.json", OPERATOR_ACLS),
+        ]
+    })
+    .expect("cluster");
+    let port = cluster.master_port;
+    let state = wait_for("the agent, seen by ops", Duration::from_secs(30), || {
+        let (status, body) = as_user(port, "ops", "GET", "/state", None);
+        let state: Value = serde_json::from_str(&body).ok()?;
+        (status == 200 && state["elected"] == true && state["agents"][0]["active"] == true)
+            .then_some(state)
+    })
+    .expect("agent");
+    let agent_id = state["agents"][0]["id"]
+        .as_str()
+        .expect("agent id")
+        .to_string();
+
+    let mut eng = Framework::subscribe(port, "eng", "eng");
+    let offers = eng.until("OFFERS", |e| e["type"] == "OFFERS");
+    let offer = &offers["offers"]["offers"][0];
+    eng.call(accept(
+        offer,
+        vec![task(offer, "long", json!({"value": "sleep 600"}))],
+    ));
+    eng.update_of("long", &["TASK_RUNNING"]);
+
+    // Views: ops sees the framework and its task, dev sees neither, in
+    // every read API.
+    let seen = |who: &str| -> Vec<String> {
+        let state = state_as(port, who, "/state");
+        state["frameworks"]
+            .as_array()
+            .expect("frameworks")
+            .iter()
+            .map(|f| {
+                let tasks: Vec<&str> = f["tasks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t["id"].as_str())
+                    .collect();
+                format!("{}:{}", f["id"].as_str().unwrap_or(""), tasks.join(","))
+            })
+            .collect()
+    };
+    assert_eq!(seen("ops"), [format!("{}:long", eng.framework_id)]);
+    assert_eq!(seen("dev"), Vec::<String>::new());
+    let mesos = state_as(port, "dev", "/master/state");
+    assert_eq!(mesos["frameworks"], json!([]), "{mesos}");
+    let mesos = state_as(port, "ops", "/master/state");
+    assert_eq!(mesos["frameworks"][0]["tasks"][0]["id"], "long", "{mesos}");
+    let tasks = state_as(port, "dev", "/master/tasks");
+    assert_eq!(tasks["tasks"], json!([]), "{tasks}");
+    let ui = state_as(port, "dev", "/api/frameworks");
+    assert!(!ui.to_string().contains(&eng.framework_id), "{ui}");
+    let ui = state_as(port, "ops", "/api/frameworks");
+    assert!(ui.to_string().contains(&eng.framework_id), "{ui}");
+    let get_tasks = json!({"type": "GET_TASKS"});
+    let (status, body) = as_user(port, "dev", "POST", "/api/v1", Some(&get_tasks));
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("\"long\""), "{body}");
+    let (status, body) = as_user(port, "ops", "POST", "/api/v1", Some(&get_tasks));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"long\""), "{body}");
+
+    // The sandbox through the master's relay.
+    let files = format!(
+        "/agents/{agent_id}/files/browse?path=/frameworks/{}/executors/long/runs/latest",
+        eng.framework_id
+    );
+    let (status, body) = as_user(port, "dev", "GET", &files, None);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = as_user(port, "ops", "GET", &files, None);
+    assert_eq!(status, 200, "{body}");
+
+    // Changes.
+    dev_refused_ops_allowed(
+        port,
+        "PUT",
+        "/weights",
+        &json!([{"role": "eng", "weight": 2.0}]),
+    );
+    let weights = state_as(port, "ops", "/weights");
+    assert_eq!(weights, json!([{"role": "eng", "weight": 2.0}]));
+    dev_refused_ops_allowed(
+        port,
+        "POST",
+        "/quota",
+        &json!({"role": "eng", "guarantee": {"cpus": 0.1}}),
+    );
+    let (status, body) = as_user(
+        port,
+        "ops",
+        "POST",
+        "/quota",
+        Some(&json!({"role": "web", "guarantee": {"cpus": 0.1}})),
+    );
+    assert_eq!(status, 403, "ops may set eng's quota only: {body}");
+    let reservation = json!({"agent_id": agent_id, "resources": "cpus(ops):0.5"});
+    dev_refused_ops_allowed(port, "POST", "/reserve", &reservation);
+    dev_refused_ops_allowed(port, "POST", "/unreserve", &reservation);
+    dev_refused_ops_allowed(
+        port,
+        "POST",
+        "/api/v1",
+        &json!({"type": "KILL_TASK", "kill_task": {"task_id": {"value": "long"}}}),
+    );
+    eng.update_of("long", &["TASK_KILLED"]);
+    dev_refused_ops_allowed(
+        port,
+        "POST",
+        "/api/v1",
+        &json!({"type": "TEARDOWN", "teardown": {"framework_id": {"value": eng.framework_id}}}),
+    );
+    dev_refused_ops_allowed(
+        port,
+        "POST",
+        "/api/v1",
+        &json!({"type": "MARK_AGENT_GONE", "mark_agent_gone": {"agent_id": {"value": agent_id}}}),
+    );
+}
