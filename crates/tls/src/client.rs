@@ -102,6 +102,29 @@ pub async fn connect_channel(
     }
 }
 
+/// The TLS error in `error`'s chain of sources, if any: the peer's
+/// certificate was refused (an unknown CA, a name it is not for), or the
+/// peer refused this side (no client certificate, a handshake alert).
+/// Such a failure is final for that configuration; retrying cannot help.
+pub fn tls_failure<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current: Option<&'a (dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        // io::Error hides its payload from `source()`.
+        if let Some(tls) = e
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls);
+        }
+        current = e.source();
+    }
+    None
+}
+
 /// Why [`connect_channel`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

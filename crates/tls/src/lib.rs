@@ -24,7 +24,7 @@ mod dev;
 mod files;
 mod server;
 
-pub use client::{ClientTls, ConnectError, GrpcConnector, connect_channel};
+pub use client::{ClientTls, ConnectError, GrpcConnector, connect_channel, tls_failure};
 pub use dev::{DevPki, dev_pki};
 pub use files::TlsFiles;
 pub use server::ServerTls;
