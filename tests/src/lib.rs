@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod auth;
 pub mod browser;
 pub mod mesos_http;
 pub mod mesos_schema;

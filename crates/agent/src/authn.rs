@@ -47,7 +47,10 @@ pub(crate) enum Realm {
 pub(crate) fn classify(method: &Method, path: &str) -> Realm {
     let executor_api = path == "/api/v1/executor"
         || path == "/slave(1)/api/v1/executor"
-        || path.starts_with("/agora.v1.Executor/");
+        || path
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(agora_proto::v1::executor::executor_server::SERVICE_NAME))
+            .is_some_and(|rest| rest.starts_with('/'));
     if executor_api || *method == Method::OPTIONS {
         return Realm::Open;
     }
@@ -125,7 +128,7 @@ mod tests {
         assert_eq!(classify(&Method::GET, "/health"), Realm::Open);
         assert_eq!(classify(&Method::POST, "/api/v1/executor"), Realm::Open);
         assert_eq!(
-            classify(&Method::POST, "/agora.v1.Executor/Open"),
+            classify(&Method::POST, "/agora.v1.executor.Executor/Open"),
             Realm::Open
         );
         assert_eq!(classify(&Method::GET, "/state"), Realm::ReadOnly);

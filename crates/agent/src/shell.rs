@@ -66,6 +66,9 @@ pub struct AgentOptions {
     pub containers: ContainerOptions,
     /// When sandboxes of finished executors are removed.
     pub gc: GcPolicy,
+    /// The credential sent to the master and HTTP Basic on this agent's
+    /// endpoints (`crate::authn`).
+    pub authentication: crate::authn::AgentAuthentication,
     /// Measures the work dir's file system (`gc::measure`).
     pub disk_probe: crate::gc::DiskProbe,
 }
@@ -1193,6 +1196,7 @@ impl MasterSource {
 
 async fn master_session(
     master: String,
+    credential: Option<agora_auth::credentials::Credential>,
     commands: mpsc::Sender<AgentCommand>,
     shutdown: CancellationToken,
 ) {
@@ -1217,7 +1221,13 @@ async fn master_session(
                     return;
                 }
                 // A stuck session's stream just ends; `stuck` ends the session.
-                match client.open(rx.map_while(Result::ok)).await {
+                // The agent's credential (`--credential`) in the session's
+                // metadata, checked by the master's authentication layer.
+                let mut request = Request::new(rx.map_while(Result::ok));
+                if let Some(value) = credential.as_ref().and_then(crate::authn::metadata_value) {
+                    request.metadata_mut().insert("authorization", value);
+                }
+                match client.open(request).await {
                     Ok(response) => {
                         let mut inbound = response.into_inner();
                         loop {
@@ -1250,7 +1260,11 @@ async fn master_session(
                         }
                     }
                     Err(status) => {
-                        tracing::warn!(code = ?status.code(), message = %status.message(), "master refused the session");
+                        if status.code() == tonic::Code::Unauthenticated {
+                            tracing::error!(message = %status.message(), retry_in_ms = backoff.as_millis() as u64, "the master refused this agent's credential (--credential); retrying");
+                        } else {
+                            tracing::warn!(code = ?status.code(), message = %status.message(), "master refused the session");
+                        }
                     }
                 }
                 let _ = commands
@@ -1540,6 +1554,7 @@ pub async fn run_agent(
     let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
     let session_task = tokio::spawn(master_session(
         options.master.clone(),
+        options.authentication.credential.clone(),
         commands.clone(),
         shutdown.clone(),
     ));
@@ -1575,6 +1590,12 @@ pub async fn run_agent(
             ),
             ExecutorServer::new(service),
         );
+    // Authentication first, over every route (the executor APIs are left
+    // to their tokens).
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        Arc::new(options.authentication.clone()),
+        crate::authn::layer,
+    ));
     tracing::info!(address = %options.advertise, master = %options.master, "agent serving");
     // The shared accept loop: connection cap, header-read timeout, TCP_NODELAY.
     agora_net::serve(

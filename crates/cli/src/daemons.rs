@@ -88,6 +88,8 @@ pub(crate) struct AgentArgs {
     gc_disk_headroom: f64,
     #[command(flatten)]
     containers: crate::container_flags::ContainerArgs,
+    #[command(flatten)]
+    auth: crate::auth_flags::AgentAuthArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -331,12 +333,14 @@ fn agent_options(
         executor_program,
         containers,
         gc: agora_agent::gc::GcPolicy::default(),
+        authentication: Default::default(),
         disk_probe: agora_agent::gc::measure,
     })
 }
 
 pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     // Validate everything before binding, so bad flags change nothing.
+    let authentication = args.auth.load()?;
     if args.master.starts_with("zk://") {
         agora_coord::ZkUrl::parse(&args.master).context("invalid --master")?;
     }
@@ -359,6 +363,7 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         delay: args.gc_delay,
         disk_headroom: args.gc_disk_headroom,
     };
+    options.authentication = authentication;
     agora_agent::run_agent(listener, options, shutdown_on_signal())
         .await
         .context("agent failed")

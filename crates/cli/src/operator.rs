@@ -71,6 +71,9 @@ pub(crate) struct KillArgs {
 
     #[command(flatten)]
     pub(crate) master: MasterOpt,
+
+    #[command(flatten)]
+    pub(crate) auth: crate::auth_flags::ClientAuthArgs,
 }
 
 /// `agora teardown`.
@@ -82,6 +85,9 @@ pub(crate) struct TeardownArgs {
 
     #[command(flatten)]
     pub(crate) master: MasterOpt,
+
+    #[command(flatten)]
+    pub(crate) auth: crate::auth_flags::ClientAuthArgs,
 }
 
 /// Why an operator command did not happen.
@@ -120,6 +126,8 @@ pub(crate) struct Master {
     detector: Arc<dyn MasterDetector>,
     deadline: Instant,
     timeout: Duration,
+    /// HTTP Basic credentials sent with every request (`--principal`).
+    authorization: Option<reqwest::header::HeaderValue>,
 }
 
 impl Master {
@@ -136,11 +144,31 @@ impl Master {
             .map_err(|e| Failure::Unreachable(format!("cannot build an http client: {e}")))?;
         let timeout = Duration::from_secs(opt.timeout);
         Ok(Master {
+            authorization: None,
             http,
             detector,
             deadline: Instant::now() + timeout,
             timeout,
         })
+    }
+
+    /// Sends `auth`'s credential, if any, with every request (HTTP Basic).
+    pub(crate) fn with_credential(
+        mut self,
+        auth: &crate::auth_flags::ClientAuthArgs,
+    ) -> Result<Self, Failure> {
+        let credential = auth
+            .credential()
+            .map_err(|e| Failure::Invalid(format!("{e:#}")))?;
+        if let Some(credential) = credential {
+            let mut value = reqwest::header::HeaderValue::from_str(
+                &agora_auth::basic::header_value(&credential),
+            )
+            .map_err(|_| Failure::Invalid("the credential cannot be sent in a header".into()))?;
+            value.set_sensitive(true);
+            self.authorization = Some(value);
+        }
+        Ok(self)
     }
 
     /// One request to the leader. Retried until the deadline while it
@@ -164,7 +192,11 @@ impl Master {
             match tokio::time::timeout(remaining, self.detector.detect()).await {
                 Ok(Ok(base)) => {
                     let base = base.trim_end_matches('/').to_string();
-                    match request(&self.http, &base).send().await {
+                    let mut builder = request(&self.http, &base);
+                    if let Some(value) = &self.authorization {
+                        builder = builder.header(reqwest::header::AUTHORIZATION, value.clone());
+                    }
+                    match builder.send().await {
                         Ok(response) => {
                             let status = response.status();
                             let body = response.text().await.map_err(|e| {
@@ -360,7 +392,7 @@ fn finish(outcome: Result<String, Failure>) -> ExitCode {
 pub(crate) async fn kill(args: KillArgs) -> anyhow::Result<ExitCode> {
     let reason = args.reason.clone().unwrap_or_else(default_reason);
     let outcome = async {
-        let master = Master::new(&args.master)?;
+        let master = Master::new(&args.master)?.with_credential(&args.auth)?;
         master
             .call(&kill_call(
                 &args.task_id,
@@ -380,7 +412,7 @@ pub(crate) async fn kill(args: KillArgs) -> anyhow::Result<ExitCode> {
 /// Runs `agora teardown`; the outcome is on stdout/stderr and in the exit status.
 pub(crate) async fn teardown(args: TeardownArgs) -> anyhow::Result<ExitCode> {
     let outcome = async {
-        let master = Master::new(&args.master)?;
+        let master = Master::new(&args.master)?.with_credential(&args.auth)?;
         let state = master.state().await?;
         let (id, name) = resolve_framework(&state, &args.framework)?;
         master.call(&teardown_call(&id)).await?;

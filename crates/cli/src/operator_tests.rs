@@ -320,6 +320,7 @@ async fn a_teardown_by_name_sends_the_frameworks_id() {
     let code = teardown(TeardownArgs {
         framework: "spark".into(),
         master: master_opt,
+        auth: Default::default(),
     })
     .await
     .expect("runs");
@@ -335,6 +336,7 @@ async fn a_teardown_by_name_sends_the_frameworks_id() {
     let code = teardown(TeardownArgs {
         framework: "nope".into(),
         master: master.opt(5),
+        auth: Default::default(),
     })
     .await
     .expect("runs");

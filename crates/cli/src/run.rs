@@ -77,8 +77,14 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .failover_timeout(FAILOVER_TIMEOUT)
         .capability(Capability::PartitionAware)
         .build();
+    // The framework is its credential's principal: a master that
+    // authenticates frameworks requires FrameworkInfo.principal to be it.
+    let credential = args.auth.credential()?;
+    let mut framework = framework;
+    framework.principal = credential.as_ref().map(|c| c.principal.to_string());
     let options = SubscribeOptions {
         connect_timeout: Duration::from_secs(args.timeout),
+        credential,
         ..Default::default()
     };
     info!(master = %args.master, name = %args.name, "subscribing");

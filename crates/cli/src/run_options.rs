@@ -17,6 +17,9 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "AGORA_MASTER", value_name = "HOST:PORT")]
     pub(crate) master: String,
 
+    #[command(flatten)]
+    pub(crate) auth: crate::auth_flags::ClientAuthArgs,
+
     /// Framework name; also each task's name, and the prefix of the task ids
     /// NAME-0, NAME-1, ...
     #[arg(long, env = "AGORA_NAME")]

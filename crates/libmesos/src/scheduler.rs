@@ -81,6 +81,9 @@ pub struct DriverConfig {
     pub implicit_acknowledgements: bool,
     /// How long to try registering before reporting an error.
     pub connect_timeout: Duration,
+    /// The constructor's `Credential` (Spark's `spark.mesos.principal` and
+    /// `spark.mesos.secret`), sent on every call to the master.
+    pub credential: Option<agora_auth::credentials::Credential>,
 }
 
 /// A queued call, in Agora's types.

@@ -17,7 +17,9 @@
 //! Where a realm requires authentication (its `--authenticate-*` flag) a
 //! request without valid credentials is refused, before any handler runs,
 //! with 401, `WWW-Authenticate: Basic realm="mesos-master-<realm>"` and a
-//! plain-text reason. Wherever credentials are configured, valid ones make
+//! plain-text reason (without the challenge for a page's script, which
+//! says `X-Requested-With: XMLHttpRequest`: the web UI asks for credentials
+//! in its own form). Wherever credentials are configured, valid ones make
 //! the caller that principal ([`Caller`] in the request's extensions) even
 //! where they are not required, and wrong ones are refused (see
 //! [`agora_auth::basic::authenticate`]).
@@ -95,16 +97,22 @@ impl Realm {
     }
 }
 
-/// The gRPC services' path prefixes.
-const GRPC_SCHEDULER: &str = "/agora.v1.Scheduler/";
-const GRPC_AGENT: &str = "/agora.v1.AgentSession/";
+/// Whether `path` is a method of the gRPC service named `service`
+/// (`/<package>.<Service>/<Method>`).
+fn grpc_method_of(path: &str, service: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.strip_prefix(service))
+        .is_some_and(|rest| rest.starts_with('/'))
+}
 
 /// The realm of a request to `path` with `method`.
 pub(crate) fn classify(method: &Method, path: &str) -> Realm {
-    if path.starts_with(GRPC_SCHEDULER) {
+    use agora_proto::v1::agent::agent_session_server::SERVICE_NAME as AGENT_SESSION;
+    use agora_proto::v1::scheduler::scheduler_server::SERVICE_NAME as SCHEDULER;
+    if grpc_method_of(path, SCHEDULER) {
         return Realm::GrpcFrameworks;
     }
-    if path.starts_with(GRPC_AGENT) {
+    if grpc_method_of(path, AGENT_SESSION) {
         return Realm::GrpcAgents;
     }
     if crate::scheduler_http::PATHS.contains(&path) {
@@ -141,6 +149,7 @@ pub(crate) async fn layer(
         request.extensions_mut().insert(Caller::ANONYMOUS);
         return next.run(request).await;
     }
+    let from_script = from_page_script(&request);
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -161,9 +170,24 @@ pub(crate) async fn layer(
                 reason = %refused,
                 "request refused: not authenticated"
             );
-            refusal(realm, &refused.0)
+            let mut refused = refusal(realm, &refused.0);
+            if from_script {
+                // The page's own fetches: no challenge, so that the browser
+                // does not pop its Basic dialog over the page's login form.
+                refused.headers_mut().remove(header::WWW_AUTHENTICATE);
+            }
+            refused
         }
     }
+}
+
+/// Whether a request says it comes from a page's script
+/// (`X-Requested-With: XMLHttpRequest`, as the web UI sends on each fetch).
+fn from_page_script(request: &Request) -> bool {
+    request
+        .headers()
+        .get("x-requested-with")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"))
 }
 
 /// 401 with the realm's challenge (HTTP), or gRPC UNAUTHENTICATED.
@@ -230,11 +254,11 @@ mod tests {
             Realm::HttpFrameworks
         );
         assert_eq!(
-            classify(&post, "/agora.v1.Scheduler/Subscribe"),
+            classify(&post, "/agora.v1.scheduler.Scheduler/Subscribe"),
             Realm::GrpcFrameworks
         );
         assert_eq!(
-            classify(&post, "/agora.v1.AgentSession/Open"),
+            classify(&post, "/agora.v1.agent.AgentSession/Open"),
             Realm::GrpcAgents
         );
     }
@@ -307,6 +331,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_page_script_gets_no_challenge() {
+        let auth = Authentication {
+            credentials: Some(Arc::new(Credentials::from_list([Credential::new(
+                "ops", "pw",
+            )]))),
+            http_readonly: true,
+            ..Authentication::default()
+        };
+        let app = app(auth);
+        let request = |xhr: Option<&str>| {
+            let mut request = Request::get("/state");
+            if let Some(value) = xhr {
+                request = request.header("X-Requested-With", value);
+            }
+            app.clone()
+                .oneshot(request.body(Body::empty()).expect("request"))
+        };
+        let script = request(Some("XMLHttpRequest")).await.expect("infallible");
+        assert_eq!(script.status(), StatusCode::UNAUTHORIZED);
+        assert!(script.headers().get(header::WWW_AUTHENTICATE).is_none());
+        // Everyone else (Mesos' clients, curl, a browser's address bar)
+        // still gets the challenge.
+        for xhr in [None, Some("fetch")] {
+            let plain = request(xhr).await.expect("infallible");
+            assert_eq!(plain.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                plain.headers()[header::WWW_AUTHENTICATE],
+                "Basic realm=\"mesos-master-readonly\""
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn grpc_refusals_are_unauthenticated_statuses() {
         let auth = Authentication {
             credentials: Some(Arc::new(Credentials::from_list([Credential::new(
@@ -316,9 +373,18 @@ mod tests {
             ..Authentication::default()
         };
         let app = Router::new()
-            .route("/agora.v1.Scheduler/Subscribe", post(|| async { "served" }))
+            .route(
+                "/agora.v1.scheduler.Scheduler/Subscribe",
+                post(|| async { "served" }),
+            )
             .layer(axum::middleware::from_fn_with_state(Arc::new(auth), layer));
-        let refused = send(&app, Method::POST, "/agora.v1.Scheduler/Subscribe", None).await;
+        let refused = send(
+            &app,
+            Method::POST,
+            "/agora.v1.scheduler.Scheduler/Subscribe",
+            None,
+        )
+        .await;
         assert_eq!(refused.status(), StatusCode::OK);
         assert_eq!(refused.headers()["grpc-status"], "16");
     }

@@ -50,6 +50,11 @@ pub struct SubscribeOptions {
     pub auto_acknowledge: bool,
     /// Bound on every unary call. Default 10 s.
     pub call_timeout: Duration,
+    /// The framework's credential, sent (HTTP Basic, in the `authorization`
+    /// metadata) on every call, the SUBSCRIBE of each re-subscription
+    /// included; its principal should be `FrameworkInfo.principal`, which
+    /// a master that authenticates frameworks requires. Default none.
+    pub credential: Option<agora_auth::credentials::Credential>,
     /// First re-subscription delay. Default 100 ms.
     pub backoff_initial: Duration,
     /// Longest re-subscription delay. Default 5 s.
@@ -65,6 +70,7 @@ impl Default for SubscribeOptions {
             call_timeout: Duration::from_secs(10),
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
+            credential: None,
         }
     }
 }
@@ -192,6 +198,7 @@ impl SchedulerClient {
                     &framework,
                     &options.suppressed_roles,
                     remaining,
+                    options.credential.as_ref(),
                     None,
                 ),
             )
@@ -470,6 +477,10 @@ impl SchedulerClient {
         let stream_id = MetadataValue::try_from(stream_id.as_str())
             .map_err(|_| Error::Protocol("stream id is not valid grpc metadata".to_owned()))?;
         request.metadata_mut().insert(STREAM_ID_METADATA, stream_id);
+        let credential = self.shared.options.credential.as_ref();
+        if let Some(value) = credential.and_then(basic_metadata) {
+            request.metadata_mut().insert("authorization", value);
+        }
         let timeout = self.shared.options.call_timeout;
         request.set_timeout(timeout);
         let name = kind.as_str_name();
@@ -589,12 +600,32 @@ struct PendingAck {
     in_flight: tokio::sync::OwnedRwLockReadGuard<()>,
 }
 
+/// The `authorization` metadata value for `credential` (HTTP Basic).
+fn basic_metadata(
+    credential: &agora_auth::credentials::Credential,
+) -> Option<MetadataValue<tonic::metadata::Ascii>> {
+    agora_auth::basic::header_value(credential).parse().ok()
+}
+
+/// `message` as a request carrying `credential`, if any.
+fn authorized<T>(
+    message: T,
+    credential: Option<&agora_auth::credentials::Credential>,
+) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(value) = credential.and_then(basic_metadata) {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
 /// Connects to the detected master and subscribes; waits for SUBSCRIBED.
 async fn subscribe_once(
     detector: &dyn MasterDetector,
     framework: &FrameworkInfo,
     suppressed_roles: &[String],
     connect_timeout: Duration,
+    credential: Option<&agora_auth::credentials::Credential>,
     min_epoch: Option<u64>,
 ) -> Result<Subscription, AttemptError> {
     let master = detector
@@ -638,7 +669,7 @@ async fn subscribe_once(
         }
     };
     let mut events = grpc
-        .subscribe(request)
+        .subscribe(authorized(request, credential))
         .await
         .map_err(rejected)?
         .into_inner();
@@ -867,6 +898,7 @@ async fn resubscribe(client: &SchedulerClient, tx: &mpsc::Sender<Event>) -> Opti
                     &framework,
                     &suppressed_roles,
                     options.connect_timeout,
+                    options.credential.as_ref(),
                     min_epoch,
                 ),
             ) => attempt,

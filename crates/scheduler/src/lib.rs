@@ -50,6 +50,8 @@ pub use address::{
     master_detector,
 };
 pub use backoff::Backoff;
+/// A framework's principal and secret, for [`SubscribeOptions::credential`].
+pub use agora_auth::credentials::Credential;
 pub use client::{
     EventStream, HEARTBEAT_MISSES, STREAM_ID_METADATA, SchedulerClient, SubscribeOptions,
 };

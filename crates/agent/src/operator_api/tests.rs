@@ -34,6 +34,7 @@ fn options(work_dir: &Path) -> AgentOptions {
         executor_program: "/nonexistent/agora".into(),
         containers: ContainerOptions::default(),
         gc: crate::gc::GcPolicy::default(),
+        authentication: Default::default(),
         disk_probe: crate::gc::measure,
     }
 }

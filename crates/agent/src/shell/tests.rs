@@ -31,6 +31,7 @@ fn options(work_dir: &std::path::Path) -> AgentOptions {
             ..ContainerOptions::default()
         },
         gc: crate::gc::GcPolicy::default(),
+        authentication: Default::default(),
         disk_probe: crate::gc::measure,
     }
 }

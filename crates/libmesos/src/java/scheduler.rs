@@ -55,6 +55,7 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_initialize<'lo
             .l()?;
         let master = env.get_field(&this, "master", "Ljava/lang/String;")?.l()?;
         let implicit = env.get_field(&this, "implicitAcknowledgements", "Z")?.z()?;
+        let credential = credential_of(env, &this)?;
         let master: String = if master.is_null() {
             String::new()
         } else {
@@ -85,11 +86,44 @@ pub extern "system" fn Java_org_apache_mesos_MesosSchedulerDriver_initialize<'lo
                 master,
                 implicit_acknowledgements: implicit,
                 connect_timeout: connect_timeout(),
+                credential,
             },
             tx,
         );
         DRIVERS.register(env, &this, Entry::new(driver, rx, java), "__scheduler")
     })
+}
+
+/// The driver's `credential` field (the constructors that take a
+/// `Protos.Credential`; null for the others). A `Protos.Credential` without
+/// a secret is not sent: it could not authenticate.
+fn credential_of(
+    env: &mut JNIEnv<'_>,
+    this: &JObject<'_>,
+) -> JniResult<Option<agora_auth::credentials::Credential>> {
+    let field = env.get_field(this, "credential", "Lorg/apache/mesos/Protos$Credential;");
+    let object = match field {
+        Ok(value) => value.l()?,
+        Err(_) => {
+            // A driver class without the field: no credential.
+            env.exception_clear()?;
+            return Ok(None);
+        }
+    };
+    let Some(bytes) = super::message_bytes(env, &object)? else {
+        return Ok(None);
+    };
+    let credential = match v0::Credential::decode(bytes.as_slice()) {
+        Ok(credential) => credential,
+        Err(e) => {
+            error!(error = %e, "the driver's Credential cannot be decoded; registering without it");
+            return Ok(None);
+        }
+    };
+    Ok(credential
+        .secret
+        .filter(|secret| !secret.is_empty())
+        .map(|secret| agora_auth::credentials::Credential::new(credential.principal, secret)))
 }
 
 #[allow(unsafe_code)]

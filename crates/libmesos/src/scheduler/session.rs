@@ -46,6 +46,7 @@ async fn subscribe_and_pump(
     let options = SubscribeOptions {
         connect_timeout: config.connect_timeout,
         auto_acknowledge: config.implicit_acknowledgements,
+        credential: config.credential.clone(),
         ..SubscribeOptions::default()
     };
     info!(master = %detector, framework = %config.framework.name, "registering with the master");

@@ -18,6 +18,7 @@ fn driver(master: &str) -> (SchedulerDriver, Receiver<Callback>) {
         master: master.into(),
         implicit_acknowledgements: true,
         connect_timeout: Duration::from_millis(500),
+        credential: None,
     };
     (SchedulerDriver::new(config, tx), rx)
 }
