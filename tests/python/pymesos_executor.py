@@ -20,6 +20,7 @@ Logs go to stderr (the sandbox's `stderr` file).
 import base64
 import json
 import logging
+import os
 import sys
 import threading
 
@@ -100,13 +101,35 @@ class MessageExecutor(Executor):
         log.error("error from the agent: %s", message)
 
 
+# The agent gives every executor a token (Mesos' executor authentication,
+# always on in Agora) and refuses calls that do not carry it. pymesos 0.3.15
+# does not send it, so this driver adds `Authorization: Bearer <token>` to
+# the SUBSCRIBE request it writes by hand and to every other call.
+TOKEN = os.environ.get("MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
+
+
+class AuthenticatedExecutorDriver(MesosExecutorDriver):
+    def gen_request(self):
+        request = super().gen_request()
+        if not TOKEN:
+            return request
+        head, sep, body = request.partition(b"\r\n\r\n")
+        return head + ("\r\nAuthorization: Bearer %s" % TOKEN).encode("ascii") + sep + body
+
+    def _send(self, body, path="/api/v1/executor", method="POST", headers=None):
+        headers = dict(headers or {})
+        if TOKEN:
+            headers["Authorization"] = "Bearer " + TOKEN
+        return super()._send(body, path=path, method=method, headers=headers)
+
+
 def main():
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    driver = MesosExecutorDriver(MessageExecutor())
+    driver = AuthenticatedExecutorDriver(MessageExecutor())
     driver.run()
     log.info("driver stopped")
     return 0

@@ -497,9 +497,19 @@ pub fn recover(store: &dyn MetaStore) -> Recovered {
 }
 
 /// The checkpoint on disk, under `<work_dir>/meta`.
+///
+/// *Invariant:* readable by root (the agent's user) only: task definitions
+/// hold their environment, secrets included, and the executor token key
+/// lives here. Directories are created 0700 and files 0600; [`FsStore::harden`]
+/// brings a checkpoint written by an older agent (0755/0644) to those modes.
 pub struct FsStore {
     root: PathBuf,
 }
+
+/// The mode of the checkpoint's directories.
+pub const META_DIR_MODE: u32 = 0o700;
+/// The mode of the checkpoint's files.
+pub const META_FILE_MODE: u32 = 0o600;
 
 impl FsStore {
     pub fn new(root: PathBuf) -> Self {
@@ -509,6 +519,48 @@ impl FsStore {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// Makes every directory under the root (the root included) 0700 and
+    /// every file 0600, without following symlinks. Returns how many
+    /// entries it had to change.
+    pub fn harden(&self) -> std::io::Result<usize> {
+        fn walk(path: &Path, depth: usize, changed: &mut usize) -> std::io::Result<()> {
+            use std::os::unix::fs::PermissionsExt as _;
+            let meta = std::fs::symlink_metadata(path)?;
+            let want = if meta.is_dir() {
+                META_DIR_MODE
+            } else if meta.is_file() {
+                META_FILE_MODE
+            } else {
+                return Ok(()); // symlinks and others: never followed
+            };
+            if meta.permissions().mode() & 0o7777 != want {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(want))?;
+                *changed += 1;
+            }
+            // The layout is a few levels deep; a deeper tree is not ours.
+            if meta.is_dir() && depth < 16 {
+                for entry in std::fs::read_dir(path)? {
+                    walk(&entry?.path(), depth + 1, changed)?;
+                }
+            }
+            Ok(())
+        }
+        let mut changed = 0;
+        match walk(&self.root, 0, &mut changed) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(changed),
+            other => other.map(|()| changed),
+        }
+    }
+}
+
+/// Creates `dir` and its missing parents with [`META_DIR_MODE`].
+fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(META_DIR_MODE)
+        .create(dir)
 }
 
 impl MetaStore for FsStore {
@@ -517,11 +569,22 @@ impl MetaStore for FsStore {
         let dir = target
             .parent()
             .ok_or_else(|| std::io::Error::other("checkpoint path has no parent"))?;
-        std::fs::create_dir_all(dir)?;
+        create_private_dirs(dir)?;
         let mut name = target.file_name().unwrap_or_default().to_os_string();
         name.push(".tmp");
         let temp = dir.join(name);
-        let mut file = std::fs::File::create(&temp)?;
+        let mut file = {
+            use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(META_FILE_MODE)
+                .open(&temp)?;
+            // A temp file left by a crash keeps its old mode through open.
+            file.set_permissions(std::fs::Permissions::from_mode(META_FILE_MODE))?;
+            file
+        };
         file.write_all(bytes)?;
         // Neither the file nor the directory is synced, on purpose: a
         // checkpoint only matters while the machine has not rebooted (a new

@@ -66,6 +66,9 @@ pub struct ExecutorEnv {
     pub sandbox: PathBuf,
     /// How to run the container, as the agent decided it.
     pub launch: LaunchConfig,
+    /// The token that proves to the agent that this is the executor
+    /// (`MESOS_EXECUTOR_AUTHENTICATION_TOKEN`); never given to the task.
+    pub token: Option<String>,
 }
 
 impl ExecutorEnv {
@@ -82,6 +85,7 @@ impl ExecutorEnv {
                 Ok(text) => LaunchConfig::from_json(&text)?,
                 Err(_) => LaunchConfig::default(),
             },
+            token: std::env::var(crate::executor_auth::ENV_EXECUTOR_TOKEN).ok(),
         })
     }
 }
@@ -146,6 +150,9 @@ fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, Strin
         .current_dir(&env.sandbox)
         .env_remove(ENV_AGENT_ENDPOINT)
         .env_remove(ENV_LAUNCH)
+        // The executor's token: a task that held it could speak for
+        // its executor.
+        .env_remove(crate::executor_auth::ENV_EXECUTOR_TOKEN)
         .envs(vars)
         .stdin(Stdio::null())
         .stdout(open("stdout")?)
@@ -261,18 +268,22 @@ async fn session(
             .collect(),
     });
     let _ = tx.send(subscribe).await;
-    let response = client
-        .open(ReceiverStream::new(rx))
-        .await
-        .map_err(|status| {
-            if status.code() == tonic::Code::NotFound
-                || status.code() == tonic::Code::InvalidArgument
-            {
-                SessionError::Refused(status.message().to_string())
-            } else {
-                SessionError::Unreachable
-            }
-        })?;
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(token) = &env.token
+        && let Ok(value) = format!("Bearer {token}").parse()
+    {
+        request.metadata_mut().insert("authorization", value);
+    }
+    let response = client.open(request).await.map_err(|status| {
+        if status.code() == tonic::Code::NotFound
+            || status.code() == tonic::Code::InvalidArgument
+            || status.code() == tonic::Code::Unauthenticated
+        {
+            SessionError::Refused(status.message().to_string())
+        } else {
+            SessionError::Unreachable
+        }
+    })?;
     let mut events = response.into_inner();
     let send = |status: pb::TaskStatus| {
         let tx = tx.clone();

@@ -13,6 +13,7 @@ pub mod authn;
 pub mod checkpoint;
 pub mod containers;
 pub mod executor;
+pub mod executor_auth;
 pub mod files;
 pub mod gc;
 pub mod health_check;

@@ -35,9 +35,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::checkpoint::{self, Checkpoint, FsStore, MetaStore, Recovered};
 use crate::containers::{ContainerOptions, Containers};
+use crate::executor_auth::ExecutorRefusal;
 use crate::gc::{DiskSpace, Gc, GcPolicy};
 use crate::launch;
 use crate::state::{AgentState, Effect, ExecutorConn};
+use agora_auth::executor_token::TokenKey;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -71,6 +73,9 @@ pub struct AgentOptions {
     pub authentication: crate::authn::AgentAuthentication,
     /// Measures the work dir's file system (`gc::measure`).
     pub disk_probe: crate::gc::DiskProbe,
+    /// The file of the key that signs executor tokens (`--jwt-secret-key`);
+    /// `None`: one generated under `<work_dir>/meta/` (`executor_auth`).
+    pub jwt_secret_key: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,14 +110,18 @@ enum AgentCommand {
     MasterDisconnected {
         session: u64,
     },
+    /// `run_id`: the run the executor's token was minted for (its
+    /// signature and ids were checked at the edge); refused unless it is
+    /// the executor's current run.
     ExecutorSubscribe {
         conn: ExecutorConn,
         framework_id: FrameworkId,
         executor_id: ExecutorId,
+        run_id: String,
         held: Vec<TaskId>,
         unacknowledged: Vec<pb::TaskStatus>,
         events: Outbox<exec::Event>,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), ExecutorRefusal>>,
     },
     ExecutorUpdate {
         conn: ExecutorConn,
@@ -132,12 +141,14 @@ enum AgentCommand {
     },
     /// An UPDATE or MESSAGE over the HTTP executor API, which names its
     /// executor by ids instead of arriving on its stream; refused unless
-    /// that executor is subscribed.
+    /// that executor is subscribed and `run_id` (its token's) is its
+    /// current run.
     ExecutorHttpCall {
         framework_id: FrameworkId,
         executor_id: ExecutorId,
+        run_id: String,
         call: exec::Call,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), ExecutorRefusal>>,
     },
     ExecutorExited {
         framework_id: FrameworkId,
@@ -244,6 +255,12 @@ struct Actor {
     refused: Option<String>,
     /// The hostname of the master that accepted this agent last.
     master_hostname: Option<String>,
+    /// Signs the executors' tokens (`executor_auth`).
+    token_key: TokenKey,
+    /// The run id of each executor's launch in flight, known before its
+    /// process exists: an executor may subscribe before its launch's
+    /// result reaches the loop (the state machine records the run then).
+    launching_runs: HashMap<(FrameworkId, ExecutorId), String>,
 }
 
 /// Checkpoint records are written by a dedicated thread, in order; the
@@ -398,7 +415,14 @@ impl Actor {
             id: None,
         };
         let seed: u64 = rand::rng().random();
+        let token_key = crate::executor_auth::load_key(
+            &options.work_dir.join("meta"),
+            options.jwt_secret_key.as_deref(),
+        )
+        .map_err(std::io::Error::other)?;
         Ok(Self {
+            token_key,
+            launching_runs: HashMap::new(),
             state: AgentState::new(info, seed),
             started: Instant::now(),
             session: 0,
@@ -464,21 +488,30 @@ impl Actor {
                 conn,
                 framework_id,
                 executor_id,
+                run_id,
                 held,
                 unacknowledged,
                 events,
                 reply,
             } => {
+                if let Err(refusal) = self.check_executor_run(&framework_id, &executor_id, &run_id)
+                {
+                    let _ = reply.send(Err(refusal));
+                    return;
+                }
                 self.executors.insert(conn, events);
-                let result = self.state.on_executor_subscribe(
-                    now,
-                    conn,
-                    &framework_id,
-                    &executor_id,
-                    &held,
-                    unacknowledged,
-                    out,
-                );
+                let result = self
+                    .state
+                    .on_executor_subscribe(
+                        now,
+                        conn,
+                        &framework_id,
+                        &executor_id,
+                        &held,
+                        unacknowledged,
+                        out,
+                    )
+                    .map_err(ExecutorRefusal::Refused);
                 if result.is_err() {
                     self.executors.remove(&conn);
                 }
@@ -507,18 +540,24 @@ impl Actor {
             AgentCommand::ExecutorHttpCall {
                 framework_id,
                 executor_id,
+                run_id,
                 call,
                 reply,
             } => {
+                if let Err(refusal) = self.check_executor_run(&framework_id, &executor_id, &run_id)
+                {
+                    let _ = reply.send(Err(refusal));
+                    return;
+                }
                 let conn = self
                     .state
                     .executors
                     .get(&(framework_id.clone(), executor_id.clone()))
                     .and_then(|e| e.conn);
                 let Some(conn) = conn else {
-                    let _ = reply.send(Err(format!(
+                    let _ = reply.send(Err(ExecutorRefusal::Refused(format!(
                         "executor {executor_id} of framework {framework_id} is not subscribed"
-                    )));
+                    ))));
                     return;
                 };
                 let _ = reply.send(Ok(()));
@@ -563,6 +602,26 @@ impl Actor {
                 }
             }
         }
+    }
+
+    /// An executor's call is authenticated for run `run_id` (its token's):
+    /// accepted only while that is the executor's current run here, so the
+    /// token of a run that ended (or of a removed executor) is worthless.
+    fn check_executor_run(
+        &self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        run_id: &str,
+    ) -> Result<(), ExecutorRefusal> {
+        let key = (framework_id.clone(), executor_id.clone());
+        let current = self.state.executors.get(&key).and_then(|executor| {
+            executor
+                .run
+                .as_ref()
+                .map(|run| run.run_id.as_str())
+                .or_else(|| self.launching_runs.get(&key).map(String::as_str))
+        });
+        crate::executor_auth::current_run(current, run_id, framework_id, executor_id)
     }
 
     /// Kills an executor's processes (a scan of `/proc`) and destroys its
@@ -1084,6 +1143,15 @@ fn open_checkpoint(work_dir: &std::path::Path) -> Result<(FsStore, Recovered), A
         }
     };
     let mut store = FsStore::new(meta.clone());
+    // A checkpoint written by an older agent (or by hand) becomes readable
+    // by root only before anything is read from it.
+    match store.harden() {
+        Ok(0) => {}
+        Ok(changed) => {
+            tracing::info!(dir = %meta.display(), changed, "checkpoint made readable by root only")
+        }
+        Err(e) => return Err(fail(e)),
+    }
     let stored = store
         .read(std::path::Path::new(checkpoint::BOOT_ID))
         .map_err(fail)?;
@@ -1290,6 +1358,8 @@ async fn master_session(
 struct ExecutorService {
     commands: mpsc::Sender<AgentCommand>,
     next_conn: Arc<AtomicU64>,
+    /// Verifies the executors' tokens.
+    key: TokenKey,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<exec::Event, Status>> + Send>>;
@@ -1313,6 +1383,11 @@ impl Executor for ExecutorService {
         &self,
         request: Request<Streaming<exec::Call>>,
     ) -> Result<Response<Self::OpenStream>, Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(SUBSCRIBE_TIMEOUT, inbound.message())
             .await
@@ -1325,16 +1400,31 @@ impl Executor for ExecutorService {
             .map_err(|e| Status::invalid_argument(format!("framework id: {e}")))?;
         let executor_id = ExecutorId::from_field(&first.executor_id)
             .map_err(|e| Status::invalid_argument(format!("executor id: {e}")))?;
+        let run_id = crate::executor_auth::authenticate(
+            &self.key,
+            authorization.as_deref(),
+            &framework_id,
+            &executor_id,
+        )
+        .map_err(|why| {
+            log_refusal("grpc", &framework_id, &executor_id, "subscribe", &why);
+            Status::unauthenticated(why)
+        })?;
         let (conn, rx) = subscribe_executor(
             &self.commands,
             &self.next_conn,
             &framework_id,
             &executor_id,
+            run_id,
             first.subscribe.unwrap_or_default(),
         )
         .await
         .map_err(|failure| match failure {
             SubscribeFailure::Refused(why) => Status::not_found(why),
+            SubscribeFailure::Unauthenticated(why) => {
+                log_refusal("grpc", &framework_id, &executor_id, "subscribe", &why);
+                Status::unauthenticated(why)
+            }
             SubscribeFailure::ShuttingDown => Status::unavailable("agent is shutting down"),
         })?;
         let stuck = rx.stuck_signal();
@@ -1378,7 +1468,27 @@ impl Executor for ExecutorService {
 enum SubscribeFailure {
     /// The actor refused it (no such executor here); the reason says why.
     Refused(String),
+    /// The token is not for the executor's current run.
+    Unauthenticated(String),
     ShuttingDown,
+}
+
+/// Logs a refused executor call with its fields (never its token).
+fn log_refusal(
+    api: &'static str,
+    framework_id: &FrameworkId,
+    executor_id: &ExecutorId,
+    call: &str,
+    why: &str,
+) {
+    tracing::warn!(
+        api,
+        framework_id = %framework_id,
+        executor_id = %executor_id,
+        call,
+        reason = %why,
+        "executor call refused: not authenticated"
+    );
 }
 
 /// Subscribes an executor through the actor: the one path for the gRPC and
@@ -1389,6 +1499,7 @@ async fn subscribe_executor(
     next_conn: &AtomicU64,
     framework_id: &FrameworkId,
     executor_id: &ExecutorId,
+    run_id: String,
     subscribe: call::Subscribe,
 ) -> Result<(ExecutorConn, Inbox<exec::Event>), SubscribeFailure> {
     // Tasks the executor already holds (Mesos' "unacknowledged tasks").
@@ -1410,6 +1521,7 @@ async fn subscribe_executor(
             conn,
             framework_id: framework_id.clone(),
             executor_id: executor_id.clone(),
+            run_id,
             held,
             unacknowledged,
             events,
@@ -1420,7 +1532,10 @@ async fn subscribe_executor(
     answer
         .await
         .map_err(|_| SubscribeFailure::ShuttingDown)?
-        .map_err(SubscribeFailure::Refused)?;
+        .map_err(|refusal| match refusal {
+            ExecutorRefusal::Refused(why) => SubscribeFailure::Refused(why),
+            ExecutorRefusal::Unauthenticated(why) => SubscribeFailure::Unauthenticated(why),
+        })?;
     Ok((conn, rx))
 }
 
@@ -1549,6 +1664,7 @@ pub async fn run_agent(
         path: options.work_dir.join("meta"),
         source,
     })?;
+    let token_key = actor.token_key.clone();
     actor.recover(recovered);
     actor.find_old_sandboxes();
     let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
@@ -1562,6 +1678,7 @@ pub async fn run_agent(
     let service = ExecutorService {
         commands: commands.clone(),
         next_conn: next_executor_conn.clone(),
+        key: token_key.clone(),
     };
     let app = axum::Router::new()
         .route("/health", get(health))
@@ -1578,6 +1695,7 @@ pub async fn run_agent(
         .merge(executor_http::router(executor_http::ExecutorApi {
             commands: commands.clone(),
             next_conn: next_executor_conn,
+            key: token_key,
         }))
         .merge(crate::metrics::router(
             snapshot_rx.clone(),

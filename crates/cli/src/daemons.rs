@@ -90,6 +90,8 @@ pub(crate) struct AgentArgs {
     containers: crate::container_flags::ContainerArgs,
     #[command(flatten)]
     auth: crate::auth_flags::AgentAuthArgs,
+    #[command(flatten)]
+    executor_auth: crate::executor_auth_flags::ExecutorAuthArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -335,6 +337,7 @@ fn agent_options(
         gc: agora_agent::gc::GcPolicy::default(),
         authentication: Default::default(),
         disk_probe: agora_agent::gc::measure,
+        jwt_secret_key: None,
     })
 }
 
@@ -364,6 +367,7 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         disk_headroom: args.gc_disk_headroom,
     };
     options.authentication = authentication;
+    options.jwt_secret_key = args.executor_auth.jwt_secret_key;
     agora_agent::run_agent(listener, options, shutdown_on_signal())
         .await
         .context("agent failed")

@@ -11,6 +11,7 @@ mod acl_flags;
 mod auth_flags;
 mod container_flags;
 mod daemons;
+mod executor_auth_flags;
 mod operator;
 mod run;
 

@@ -67,6 +67,16 @@ impl Cache {
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The key of `uri` fetched for `user`: the URI's own key for the
+    /// agent's user, else one that names the user too, so that users never
+    /// share an entry (a file one of them could read, another not).
+    pub(crate) fn key_for(uri: &str, user: Option<crate::FetchUser>) -> String {
+        match user {
+            None => Self::key(uri),
+            Some(user) => Self::key(&format!("user {}:{} {uri}", user.uid, user.gid)),
+        }
+    }
+
     fn entries(&self) -> PathBuf {
         self.root.join("entries")
     }
@@ -281,6 +291,29 @@ fn lock_file(path: &Path, how: rustix::fs::FlockOperation) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_per_user() {
+        let nobody = crate::FetchUser {
+            uid: 65534,
+            gid: 65534,
+        };
+        let other = crate::FetchUser {
+            uid: 1000,
+            gid: 1000,
+        };
+        let uri = "file:///srv/app.tgz";
+        assert_eq!(Cache::key_for(uri, None), Cache::key(uri));
+        assert_ne!(Cache::key_for(uri, Some(nobody)), Cache::key(uri));
+        assert_ne!(
+            Cache::key_for(uri, Some(nobody)),
+            Cache::key_for(uri, Some(other))
+        );
+        assert_eq!(
+            Cache::key_for(uri, Some(nobody)),
+            Cache::key_for(uri, Some(nobody))
+        );
+    }
 
     #[test]
     fn keys_are_stable_hex() {

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
+use std::os::unix::fs::PermissionsExt as _;
+
+use crate::as_user;
 use crate::uri::Source;
-use crate::{FetchError, FetcherConfig};
+use crate::{FetchError, FetchUser, FetcherConfig};
 
 /// Connect timeout for HTTP(S), as in the brief (Mesos relies on curl's default).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,11 +63,12 @@ pub(crate) async fn transfer(
     dest: &Path,
     client: &mut LazyClient,
     config: &FetcherConfig,
+    user: Option<FetchUser>,
     sync: bool,
 ) -> Result<u64, FetchError> {
     match source {
         Source::Http(url) => download(uri, url, dest, client.get(uri)?, config, sync).await,
-        Source::Local(path) => copy_local(uri, path, dest, config, sync).await,
+        Source::Local(path) => copy_local(uri, path, dest, config, user, sync).await,
     }
 }
 
@@ -148,42 +152,57 @@ async fn finish(
     Ok(())
 }
 
+/// Copies a local file, opened with `user`'s rights (`as_user`): a file the
+/// task's user may not read is not fetched. The copy is a new file with the
+/// source's permission bits but never its setuid, setgid or sticky bits (a
+/// setuid-root program copied by root would stay one).
 async fn copy_local(
     uri: &str,
     path: &Path,
     dest: &Path,
     config: &FetcherConfig,
+    user: Option<FetchUser>,
     sync: bool,
 ) -> Result<u64, FetchError> {
-    let meta = tokio::fs::metadata(path)
-        .await
-        .map_err(|e| FetchError::io(uri, "reading", path, e))?;
-    if !meta.is_file() {
-        return Err(FetchError::invalid(
-            uri,
-            format!("{} is not a regular file", path.display()),
-        ));
-    }
-    if let Some(limit) = config.max_download_bytes
-        && meta.len() > limit
-    {
-        return Err(FetchError::TooLarge {
-            uri: uri.to_owned(),
-            limit,
-        });
-    }
     let (src, dst) = (path.to_owned(), dest.to_owned());
-    let copied = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
-        let n = std::fs::copy(&src, &dst)?;
-        if sync {
-            std::fs::File::open(&dst)?.sync_all()?;
+    let limit = config.max_download_bytes;
+    let uri_owned = uri.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<u64, FetchError> {
+        let uri = uri_owned.as_str();
+        let mut from =
+            as_user::open(&src, user).map_err(|e| FetchError::io(uri, "reading", &src, e))?;
+        let meta = from
+            .metadata()
+            .map_err(|e| FetchError::io(uri, "reading", &src, e))?;
+        if !meta.is_file() {
+            return Err(FetchError::invalid(
+                uri,
+                format!("{} is not a regular file", src.display()),
+            ));
         }
-        Ok(n)
+        if let Some(limit) = limit
+            && meta.len() > limit
+        {
+            return Err(FetchError::TooLarge {
+                uri: uri.to_owned(),
+                limit,
+            });
+        }
+        let mut copy = || -> std::io::Result<u64> {
+            let mut to = std::fs::File::create(&dst)?;
+            let n = std::io::copy(&mut from, &mut to)?;
+            to.set_permissions(std::fs::Permissions::from_mode(
+                meta.permissions().mode() & crate::extract::KEPT_MODE_BITS,
+            ))?;
+            if sync {
+                to.sync_all()?;
+            }
+            Ok(n)
+        };
+        copy().map_err(|e| FetchError::io(uri, "copying to", &dst, e))
     })
     .await
     .map_err(|e| FetchError::io(uri, "copying to", dest, std::io::Error::other(e)))?
-    .map_err(|e| FetchError::io(uri, "copying to", dest, e))?;
-    Ok(copied)
 }
 
 /// A short cause for a transfer error: the innermost error of the chain, which is where the

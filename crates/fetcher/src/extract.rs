@@ -3,12 +3,17 @@
 //! Invariant: nothing is written outside `dir`. Entries with `..` or absolute paths are errors
 //! (not silently skipped), and no entry is written through a symlink: tar checks that the
 //! canonical parent of each entry is inside `dir`, and for zip we refuse any existing symlink
-//! among an entry's ancestors. Exec bits are kept.
+//! among an entry's ancestors. Exec bits are kept; setuid, setgid and sticky bits never are
+//! (the extraction runs as root: a setuid-root program in a task's archive would otherwise give
+//! the task euid 0).
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+
+/// The permission bits a fetched or extracted file keeps: read, write and exec, nothing more.
+pub(crate) const KEPT_MODE_BITS: u32 = 0o777;
 
 /// The archive formats Mesos' fetcher extracts, by file name suffix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +198,9 @@ fn check_entry_path(path: &Path) -> Result<(), String> {
 
 fn untar<R: Read>(reader: R, dir: &Path) -> Result<usize, String> {
     let mut archive = tar::Archive::new(reader);
-    archive.set_preserve_permissions(true);
+    // Not "preserved": tar then keeps only the rwx bits; the mask says so twice.
+    archive.set_preserve_permissions(false);
+    archive.set_mask(0o7777 & !KEPT_MODE_BITS);
     archive.set_preserve_mtime(true);
     archive.set_overwrite(true);
     archive.set_unpack_xattrs(false);
@@ -339,7 +346,7 @@ fn unzip(archive: &Path, dir: &Path, budget: &Budget) -> Result<usize, String> {
         io::copy(&mut budget.reader(&mut entry), &mut writer)
             .map_err(|e| format!("entry {}: {e}", rel.display()))?;
         if let Some(mode) = entry.unix_mode() {
-            fs::set_permissions(&out, fs::Permissions::from_mode(mode & 0o7777))
+            fs::set_permissions(&out, fs::Permissions::from_mode(mode & KEPT_MODE_BITS))
                 .map_err(|e| format!("setting mode of {}: {e}", out.display()))?;
         }
     }
@@ -402,6 +409,61 @@ mod tests {
         let result = untar(&bytes[..], sandbox.path());
         assert!(result.is_err(), "write through symlink accepted");
         assert!(!outside.path().join("evil").exists());
+    }
+
+    #[test]
+    fn tar_entries_lose_setuid_setgid_and_sticky_bits() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let sandbox = tempfile::tempdir().expect("sandbox");
+        let mut builder = tar::Builder::new(Vec::new());
+        let data = b"#!/bin/sh\nid -u\n";
+        for (name, mode) in [
+            ("a/b/c/d/e/f/suid", 0o4755),
+            ("sgid", 0o2755),
+            ("sticky", 0o1777),
+            ("plain", 0o640),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(mode);
+            builder
+                .append_data(&mut header, name, &data[..])
+                .expect("append");
+        }
+        let bytes = builder.into_inner().expect("finish tar");
+        assert_eq!(untar(&bytes[..], sandbox.path()), Ok(4));
+        let mode = |name: &str| {
+            fs::metadata(sandbox.path().join(name))
+                .expect("extracted")
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("a/b/c/d/e/f/suid"), 0o755);
+        assert_eq!(mode("sgid"), 0o755);
+        assert_eq!(mode("sticky"), 0o777);
+        assert_eq!(mode("plain"), 0o640);
+    }
+
+    #[test]
+    fn zip_entries_lose_setuid_bits() {
+        use std::io::Write as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("dir");
+        let archive = dir.path().join("a.zip");
+        let mut zip = zip::ZipWriter::new(File::create(&archive).expect("create"));
+        let options = zip::write::SimpleFileOptions::default().unix_permissions(0o4755);
+        zip.start_file("suid", options).expect("start");
+        zip.write_all(b"x").expect("write");
+        zip.finish().expect("finish");
+        let out = dir.path().join("out");
+        fs::create_dir(&out).expect("out");
+        extract(&archive, &out, ArchiveKind::Zip, 1 << 20).expect("extract");
+        let mode = fs::metadata(out.join("suid"))
+            .expect("extracted")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755);
     }
 
     #[test]

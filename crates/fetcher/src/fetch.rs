@@ -13,7 +13,7 @@ use crate::cache::{Cache, Lookup};
 use crate::download;
 use crate::extract::{self, ArchiveKind};
 use crate::uri::{self, Source};
-use crate::{FetchError, FetchUri, FetcherConfig};
+use crate::{FetchError, FetchUri, FetchUser, FetcherConfig};
 
 pub(crate) struct Run<'a> {
     sandbox: &'a Path,
@@ -21,6 +21,9 @@ pub(crate) struct Run<'a> {
     log: &'a mut (dyn Write + Send),
     /// Built on the first HTTP(S) URI, then shared by the rest.
     client: download::LazyClient,
+    /// The task's user: local files are read with its rights, and its
+    /// cache entries are its own.
+    user: Option<FetchUser>,
 }
 
 /// Why the cached path did not deliver: the fetch itself failed (final), or the cache is in
@@ -34,6 +37,7 @@ impl<'a> Run<'a> {
     pub(crate) fn new(
         sandbox: &'a Path,
         config: &'a FetcherConfig,
+        user: Option<FetchUser>,
         log: &'a mut (dyn Write + Send),
     ) -> Self {
         Self {
@@ -41,6 +45,7 @@ impl<'a> Run<'a> {
             config,
             log,
             client: download::LazyClient::default(),
+            user,
         }
     }
 
@@ -76,8 +81,16 @@ impl<'a> Run<'a> {
         }
         if !fetched {
             let tmp = sandbox_tmp(&dest);
-            let result =
-                download::transfer(uri, &source, &tmp, &mut self.client, self.config, false).await;
+            let result = download::transfer(
+                uri,
+                &source,
+                &tmp,
+                &mut self.client,
+                self.config,
+                self.user,
+                false,
+            )
+            .await;
             let bytes = match result {
                 Ok(bytes) => bytes,
                 Err(e) => {
@@ -117,7 +130,9 @@ impl<'a> Run<'a> {
         source: &Source,
         dest: &Path,
     ) -> Result<(), CacheFailure> {
-        let key = Cache::key(uri);
+        // Keyed by user too: an entry one user's rights produced (a local
+        // file only it may read) is never handed to another.
+        let key = Cache::key_for(uri, self.user);
         let started = Instant::now();
         let (c, k, u) = (cache.clone(), key.clone(), uri.to_owned());
         // Blocks while someone else downloads this URI; then it is a hit, or ours to download.
@@ -140,8 +155,16 @@ impl<'a> Run<'a> {
         };
 
         let tmp = cache.tmp_path(&key);
-        let bytes = match download::transfer(uri, source, &tmp, &mut self.client, self.config, true)
-            .await
+        let bytes = match download::transfer(
+            uri,
+            source,
+            &tmp,
+            &mut self.client,
+            self.config,
+            self.user,
+            true,
+        )
+        .await
         {
             Ok(bytes) => bytes,
             Err(e) => {

@@ -7,6 +7,7 @@
 //! URIs marked `cache` are downloaded once per agent however many executors ask at once (see
 //! `cache.rs`), and any cache trouble falls back to a direct download.
 
+mod as_user;
 mod cache;
 mod download;
 mod error;
@@ -17,6 +18,7 @@ mod uri;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use as_user::FetchUser;
 pub use cache::CacheStats;
 pub use error::FetchError;
 
@@ -99,7 +101,22 @@ pub async fn fetch_all(
     config: &FetcherConfig,
     log: &mut (dyn std::io::Write + Send),
 ) -> Result<Vec<PathBuf>, FetchError> {
-    let mut run = fetch::Run::new(sandbox, config, log);
+    fetch_all_as(uris, sandbox, config, None, log).await
+}
+
+/// [`fetch_all`] for a task that runs as `user`: local files are read with
+/// that user's rights (a file the user may not read fails to fetch), and
+/// the cache keeps that user's entries apart from everyone else's.
+/// Whatever the user, fetched files and extracted archives never keep
+/// setuid or setgid bits.
+pub async fn fetch_all_as(
+    uris: &[FetchUri],
+    sandbox: &Path,
+    config: &FetcherConfig,
+    user: Option<FetchUser>,
+    log: &mut (dyn std::io::Write + Send),
+) -> Result<Vec<PathBuf>, FetchError> {
+    let mut run = fetch::Run::new(sandbox, config, user, log);
     let mut landed = Vec::with_capacity(uris.len());
     for uri in uris {
         match run.fetch_one(uri).await {

@@ -241,3 +241,63 @@ fn session_members_are_found_through_proc() {
     let sid = session_of(me).expect("own /proc/<pid>/stat parses");
     assert!(session_members(sid).contains(&std::process::id()));
 }
+
+/// Task definitions (with their environment's secrets) are readable by the
+/// agent's user only, and a checkpoint left world-readable by an older
+/// agent is made private before it is used.
+#[test]
+fn the_checkpoint_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("dir");
+    let root = dir.path().join("meta");
+    let mut store = FsStore::new(root.clone());
+    for record in records() {
+        apply(&mut store, &record).expect("apply");
+    }
+    let mode = |path: &Path| {
+        std::fs::symlink_metadata(path)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    let mut seen = 0;
+    let mut check = |path: &Path| {
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(path), want, "{}", path.display());
+        seen += 1;
+    };
+    fn visit(path: &Path, check: &mut dyn FnMut(&Path)) {
+        check(path);
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path).expect("read dir") {
+                visit(&entry.expect("entry").path(), check);
+            }
+        }
+    }
+    visit(&root, &mut check);
+    assert!(seen > 5, "the records wrote files");
+
+    // An older agent's modes: world-readable files and directories.
+    let task_file = std::fs::read_dir(&root)
+        .expect("root")
+        .next()
+        .expect("an entry")
+        .expect("entry")
+        .path();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&task_file, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let loose = root.join("loose");
+    std::fs::write(&loose, b"x").expect("write");
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert!(store.harden().expect("harden") >= 3);
+    assert_eq!(mode(&root), 0o700);
+    assert_eq!(mode(&loose), 0o600);
+    assert_eq!(store.harden().expect("harden again"), 0);
+
+    // A rewrite of an existing file leaves it private too.
+    std::fs::set_permissions(root.join("slaves"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    apply(&mut store, &Checkpoint::AgentId(AgentId::new("a2"))).expect("apply");
+    assert_eq!(mode(&root.join("slaves/latest")), 0o600);
+}

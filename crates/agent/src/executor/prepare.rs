@@ -46,6 +46,7 @@ fn fetch_uris(command: &pb::CommandInfo) -> Vec<FetchUri> {
 
 /// Fetches a command's URIs into the sandbox, reporting progress and errors
 /// to the sandbox's `stderr`, then gives what landed there to the task user.
+/// Local sources are opened as the task user (`agora_fetcher::fetch_all_as`).
 /// The error names the URI and the cause.
 pub(crate) async fn fetch(
     sandbox: &Path,
@@ -61,13 +62,25 @@ pub(crate) async fn fetch(
         .append(true)
         .open(sandbox.join("stderr"))
         .map_err(|e| format!("cannot open the sandbox's stderr: {e}"))?;
-    agora_fetcher::fetch_all(&uris, sandbox, &fetcher_config(&config.fetcher), &mut log)
-        .await
-        .map_err(|e| {
-            use std::io::Write;
-            let _ = writeln!(log, "agora fetcher: {e}");
-            e.to_string()
-        })?;
+    // Local files are read with the task user's rights, and its cache
+    // entries are its own: the fetch can reach no more than the task could.
+    let user = config.user.as_ref().map(|u| agora_fetcher::FetchUser {
+        uid: u.uid,
+        gid: u.gid,
+    });
+    agora_fetcher::fetch_all_as(
+        &uris,
+        sandbox,
+        &fetcher_config(&config.fetcher),
+        user,
+        &mut log,
+    )
+    .await
+    .map_err(|e| {
+        use std::io::Write;
+        let _ = writeln!(log, "agora fetcher: {e}");
+        e.to_string()
+    })?;
     if let Some(user) = &config.user {
         chown_tree(sandbox, user, 0);
     }

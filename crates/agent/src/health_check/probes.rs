@@ -121,6 +121,7 @@ async fn command_probe(
     command
         .current_dir(&ctx.sandbox)
         .env_remove(crate::executor::ENV_AGENT_ENDPOINT)
+        .env_remove(crate::executor_auth::ENV_EXECUTOR_TOKEN)
         .envs(ctx.env.iter().cloned())
         .envs(env.iter().cloned())
         .stdin(Stdio::null())

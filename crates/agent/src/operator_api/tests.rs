@@ -36,6 +36,7 @@ fn options(work_dir: &Path) -> AgentOptions {
         gc: crate::gc::GcPolicy::default(),
         authentication: Default::default(),
         disk_probe: crate::gc::measure,
+        jwt_secret_key: None,
     }
 }
 

@@ -23,6 +23,8 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::AgentCommand;
+use crate::executor_auth::{ExecutorRefusal, REALM};
+use agora_auth::executor_token::TokenKey;
 
 /// How often a subscribed HTTP executor hears from its agent.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
@@ -32,6 +34,8 @@ pub(super) struct ExecutorApi {
     pub(super) commands: mpsc::Sender<AgentCommand>,
     /// Shared with the gRPC service: one numbering of executor streams.
     pub(super) next_conn: Arc<AtomicU64>,
+    /// Verifies the executors' tokens (`executor_auth`).
+    pub(super) key: TokenKey,
 }
 
 pub(super) fn router(api: ExecutorApi) -> Router {
@@ -55,11 +59,45 @@ fn shutting_down() -> Refusal {
 async fn executor(State(api): State<ExecutorApi>, headers: HeaderMap, body: Bytes) -> Response {
     match handle(&api, &headers, &body).await {
         Ok(response) => response,
-        Err(refusal) => refusal.into_response(),
+        Err(Failure::Refused(refusal)) => refusal.into_response(),
+        Err(Failure::Unauthenticated(why)) => unauthorized(why),
     }
 }
 
-async fn handle(api: &ExecutorApi, headers: &HeaderMap, body: &[u8]) -> Result<Response, Refusal> {
+/// How a call fails: refused as Mesos refuses it, or not authenticated.
+enum Failure {
+    Refused(Refusal),
+    Unauthenticated(String),
+}
+
+impl<E: Into<Refusal>> From<E> for Failure {
+    fn from(refusal: E) -> Self {
+        Failure::Refused(refusal.into())
+    }
+}
+
+/// 401 with the executor realm's challenge and the reason in plain text.
+fn unauthorized(why: String) -> Response {
+    let challenge = format!("Bearer realm=\"{REALM}\"");
+    let mut response = (StatusCode::UNAUTHORIZED, why).into_response();
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+fn call_name(kind: i32) -> &'static str {
+    match call::Type::try_from(kind).unwrap_or(call::Type::Unknown) {
+        call::Type::Subscribe => "subscribe",
+        call::Type::Update => "update",
+        call::Type::Message => "message",
+        call::Type::Unknown => "unknown",
+    }
+}
+
+async fn handle(api: &ExecutorApi, headers: &HeaderMap, body: &[u8]) -> Result<Response, Failure> {
     let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let media = Media::from_content_type(header_str(header::CONTENT_TYPE))?;
     let call: exec::Call = decode(media, body).map_err(|e| {
@@ -71,17 +109,38 @@ async fn handle(api: &ExecutorApi, headers: &HeaderMap, body: &[u8]) -> Result<R
         .map_err(|e| bad_request(format!("framework_id: {e}")))?;
     let executor_id = ExecutorId::from_field(&call.executor_id)
         .map_err(|e| bad_request(format!("executor_id: {e}")))?;
+    // Every call, whatever its type, speaks for its executor: its token
+    // must be that executor's.
+    let refused = |why: String| {
+        super::log_refusal(
+            "http",
+            &framework_id,
+            &executor_id,
+            call_name(call.r#type),
+            &why,
+        );
+        Failure::Unauthenticated(why)
+    };
+    let run_id = crate::executor_auth::authenticate(
+        &api.key,
+        header_str(header::AUTHORIZATION),
+        &framework_id,
+        &executor_id,
+    )
+    .map_err(refused)?;
     match call::Type::try_from(call.r#type).unwrap_or(call::Type::Unknown) {
         call::Type::Subscribe => {
             let accept = Media::from_accept(header_str(header::ACCEPT))?;
-            subscribe(api, accept, framework_id, executor_id, call).await
+            subscribe(api, accept, framework_id, executor_id, run_id, call).await
         }
         call::Type::Update | call::Type::Message => {
+            let kind = call_name(call.r#type);
             let (reply, answer) = oneshot::channel();
             api.commands
                 .send(AgentCommand::ExecutorHttpCall {
-                    framework_id,
-                    executor_id,
+                    framework_id: framework_id.clone(),
+                    executor_id: executor_id.clone(),
+                    run_id,
                     call,
                     reply,
                 })
@@ -90,16 +149,26 @@ async fn handle(api: &ExecutorApi, headers: &HeaderMap, body: &[u8]) -> Result<R
             answer
                 .await
                 .map_err(|_| shutting_down())?
-                .map_err(|why| Refusal(StatusCode::FORBIDDEN, why))?;
+                .map_err(|refusal| match refusal {
+                    ExecutorRefusal::Refused(why) => {
+                        Failure::Refused(Refusal(StatusCode::FORBIDDEN, why))
+                    }
+                    ExecutorRefusal::Unauthenticated(why) => {
+                        super::log_refusal("http", &framework_id, &executor_id, kind, &why);
+                        Failure::Unauthenticated(why)
+                    }
+                })?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         call::Type::Unknown if call.r#type == 0 => Err(bad_request(
             "failed to validate the executor call: expecting 'type' to be present",
-        )),
+        )
+        .into()),
         call::Type::Unknown => Err(Refusal(
             StatusCode::NOT_IMPLEMENTED,
             format!("call type {} is not supported by this agent", call.r#type),
-        )),
+        )
+        .into()),
     }
 }
 
@@ -129,19 +198,25 @@ async fn subscribe(
     accept: Media,
     framework_id: FrameworkId,
     executor_id: ExecutorId,
+    run_id: String,
     call: exec::Call,
-) -> Result<Response, Refusal> {
+) -> Result<Response, Failure> {
     let (conn, rx) = super::subscribe_executor(
         &api.commands,
         &api.next_conn,
         &framework_id,
         &executor_id,
+        run_id,
         call.subscribe.unwrap_or_default(),
     )
     .await
     .map_err(|failure| match failure {
-        super::SubscribeFailure::Refused(why) => Refusal::bad_request(why),
-        super::SubscribeFailure::ShuttingDown => shutting_down(),
+        super::SubscribeFailure::Refused(why) => Failure::Refused(Refusal::bad_request(why)),
+        super::SubscribeFailure::Unauthenticated(why) => {
+            super::log_refusal("http", &framework_id, &executor_id, "subscribe", &why);
+            Failure::Unauthenticated(why)
+        }
+        super::SubscribeFailure::ShuttingDown => Failure::Refused(shutting_down()),
     })?;
     let guard = GoneGuard {
         commands: api.commands.clone(),

@@ -36,6 +36,7 @@ use crate::containers::CreateJob;
 use crate::executor::{
     ENV_AGENT_ENDPOINT, ENV_AGENT_ID, ENV_EXECUTOR_ID, ENV_FRAMEWORK_ID, ENV_SANDBOX, sandbox_path,
 };
+use crate::executor_auth::ENV_EXECUTOR_TOKEN;
 use crate::launch::{self, LaunchConfig};
 
 /// One launch's identity: the executor and which launch of it.
@@ -69,6 +70,8 @@ struct LaunchJob {
     program: PathBuf,
     endpoint: String,
     agent_id: String,
+    /// The run's executor token (`executor_auth`).
+    token: String,
 }
 
 impl LaunchJob {
@@ -84,6 +87,7 @@ impl LaunchJob {
             program,
             endpoint,
             agent_id,
+            token,
         } = self;
         config.user = user
             .map(|name| launch::lookup_user(&name))
@@ -101,6 +105,7 @@ impl LaunchJob {
                 .env(ENV_FRAMEWORK_ID, id.key.0.as_str())
                 .env(ENV_EXECUTOR_ID, id.key.1.as_str())
                 .env(ENV_AGENT_ID, agent_id)
+                .env(ENV_EXECUTOR_TOKEN, token)
                 .env(ENV_SANDBOX, &id.sandbox)
                 .env(launch::ENV_LAUNCH, config.to_json())
                 .current_dir(&id.sandbox)
@@ -229,6 +234,8 @@ impl Actor {
         match self.launch_job(id.clone(), agent_id) {
             Ok(job) => {
                 self.launches.insert(id.key.clone(), id.seq);
+                self.launching_runs
+                    .insert(id.key.clone(), id.run_id.clone());
                 spawn_launch(job, self.commands.clone());
             }
             Err(message) => self.executor_launch_failed(&id.key, message),
@@ -280,7 +287,9 @@ impl Actor {
         if let Some(info) = &executor.info {
             config.set_custom_command(&info.command.clone().unwrap_or_default());
         }
+        let token = crate::executor_auth::mint(&self.token_key, &key.0, &key.1, &id.run_id);
         Ok(LaunchJob {
+            token,
             container: self.containers.create_job(&id.resources),
             id,
             user,
@@ -298,6 +307,10 @@ impl Actor {
             && self.state.executors.contains_key(&id.key);
         if self.launches.get(&id.key) == Some(&id.seq) {
             self.launches.remove(&id.key);
+        }
+        // From here the state machine knows the run (or the launch failed).
+        if self.launching_runs.get(&id.key) == Some(&id.run_id) {
+            self.launching_runs.remove(&id.key);
         }
         let started = match outcome {
             Ok(started) => started,

@@ -33,6 +33,7 @@ fn options(work_dir: &std::path::Path) -> AgentOptions {
         gc: crate::gc::GcPolicy::default(),
         authentication: Default::default(),
         disk_probe: crate::gc::measure,
+        jwt_secret_key: None,
     }
 }
 

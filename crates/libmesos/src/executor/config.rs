@@ -14,7 +14,7 @@ pub enum ConfigError {
 }
 
 /// The agent's endpoint and this executor's ids, from the environment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct ExecutorConfig {
     /// The agent's executor endpoint, `http://host:port`.
     pub endpoint: String,
@@ -29,6 +29,27 @@ pub struct ExecutorConfig {
     /// How long a lost agent is waited for (it may be restarting) before
     /// the executor is told to shut down, as Mesos' `MESOS_RECOVERY_TIMEOUT`.
     pub recovery_timeout: Duration,
+    /// The token the agent gave this executor
+    /// (`MESOS_EXECUTOR_AUTHENTICATION_TOKEN`), sent with every
+    /// subscription as `authorization: Bearer`; never printed.
+    pub authentication_token: Option<String>,
+}
+
+impl std::fmt::Debug for ExecutorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutorConfig")
+            .field("endpoint", &self.endpoint)
+            .field("framework_id", &self.framework_id)
+            .field("executor_id", &self.executor_id)
+            .field("agent_id", &self.agent_id)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("recovery_timeout", &self.recovery_timeout)
+            .field(
+                "authentication_token",
+                &self.authentication_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// Mesos' default `MESOS_RECOVERY_TIMEOUT`.
@@ -78,6 +99,7 @@ impl ExecutorConfig {
             agent_id,
             connect_timeout,
             recovery_timeout,
+            authentication_token: first(&["MESOS_EXECUTOR_AUTHENTICATION_TOKEN"]),
         })
     }
 }

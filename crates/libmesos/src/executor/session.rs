@@ -387,7 +387,14 @@ async fn open(
     let (tx, rx) = mpsc::unbounded_channel();
     // The agent reads SUBSCRIBE before it answers the call.
     let _ = tx.send(subscribe);
-    match client.open(UnboundedReceiverStream::new(rx)).await {
+    let mut request = tonic::Request::new(UnboundedReceiverStream::new(rx));
+    if let Some(token) = &config.authentication_token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| OpenError::Fatal("the executor token is not a valid header".into()))?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    match client.open(request).await {
         Ok(response) => Ok((tx, response.into_inner())),
         Err(status) => match status.code() {
             tonic::Code::NotFound

@@ -322,3 +322,24 @@ fn a_staging_update_aborts_with_an_error() {
     assert!(driver.delivers(&Callback::Error("why".into())));
     assert!(!driver.delivers(&Callback::Shutdown));
 }
+
+#[test]
+fn config_reads_the_executor_token_and_never_prints_it() {
+    let config = ExecutorConfig::from_env(
+        env(&[
+            ("MESOS_AGENT_ENDPOINT", "127.0.0.1:5051"),
+            ("MESOS_FRAMEWORK_ID", "f1"),
+            ("MESOS_EXECUTOR_ID", "e1"),
+            ("MESOS_EXECUTOR_AUTHENTICATION_TOKEN", "secret.token.value"),
+        ]),
+        Duration::from_secs(3),
+    )
+    .expect("complete");
+    assert_eq!(
+        config.authentication_token.as_deref(),
+        Some("secret.token.value")
+    );
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("secret.token.value"), "{shown}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+}
