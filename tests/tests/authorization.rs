@@ -95,12 +95,27 @@ impl Framework {
         );
     }
 
-    /// Events until one `matches` (within a minute).
+    /// Events until one `matches` (within a minute). Every update is
+    /// acknowledged on the way (the agent sends a task's next update only
+    /// then).
     fn until(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut seen = Vec::new();
         while Instant::now() < deadline {
             let event = next_event(&mut self.stream).expect("the stream is open");
+            let status = &event["update"]["status"];
+            if event["type"] == "UPDATE"
+                && let Some(uuid) = status["uuid"].as_str()
+            {
+                self.call(json!({
+                    "type": "ACKNOWLEDGE",
+                    "acknowledge": {
+                        "agent_id": status["agent_id"],
+                        "task_id": status["task_id"],
+                        "uuid": uuid
+                    }
+                }));
+            }
             if matches(&event) {
                 return event;
             }
