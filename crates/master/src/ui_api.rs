@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use crate::snapshot::StateSnapshot;
 
 mod lists;
+mod permissions;
 mod shapes;
 mod views;
 use lists::{agent_page, framework_page, offer_page, task_page};
@@ -73,6 +74,7 @@ pub fn router(snapshot: Snapshot) -> Router {
         .route("/api/tasks/{framework_id}/{task_id}", get(task))
         .route("/api/roles", get(roles))
         .route("/api/offers", get(offers))
+        .route("/api/permissions", get(permissions::handler))
         .with_state(UiState { snapshot, samples })
         .layer(axum::middleware::map_response(api_headers))
 }

@@ -9,6 +9,13 @@
 //! Its only writes are operator calls to the master's `POST /api/v1`: Kill
 //! on a live task's page and Teardown on a framework's, each asked for
 //! twice (an inline confirmation) and answered with the master's refusal.
+//! With authentication on, an API answer of 401 brings up the page's own
+//! login form; the credential stays in the script's memory (never in web
+//! storage or cookies) and goes with every request, which also says
+//! `X-Requested-With: XMLHttpRequest` so that the master sends no
+//! `WWW-Authenticate` challenge and the browser shows no dialog of its own.
+//! Kill and Teardown are offered only where `/api/permissions` says the
+//! ACLs allow them.
 //! This crate knows nothing of the master: it only serves files.
 
 use axum::Router;
@@ -103,6 +110,19 @@ mod tests {
     fn the_page_loads_the_embedded_assets() {
         assert!(INDEX_HTML.contains("/ui/app.js"));
         assert!(INDEX_HTML.contains("/ui/app.css"));
+    }
+
+    #[test]
+    fn the_credential_is_kept_in_memory_only() {
+        assert!(INDEX_HTML.contains("id=\"login-form\""));
+        for storage in ["localStorage", "sessionStorage", "document.cookie"] {
+            let uses = APP_JS
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .any(|l| l.contains(storage));
+            assert!(!uses, "app.js uses {storage}");
+        }
+        assert!(APP_JS.contains("'X-Requested-With': 'XMLHttpRequest'"));
     }
 
     #[tokio::test]

@@ -4,6 +4,13 @@
 // server) with back-off on errors; what could not be refreshed is marked
 // stale. Sandboxes are read through the master's /agents/{id}/files/* proxy,
 // so the browser never talks to an agent.
+//
+// With authentication on, the master answers 401 and the page shows its own
+// login form. The credential (an `Authorization: Basic ...` value) lives in
+// one variable of this script only -- never in localStorage, sessionStorage
+// or a cookie -- so reloading or closing the page forgets it. Every request
+// says `X-Requested-With: XMLHttpRequest`, for which the master leaves out
+// its `WWW-Authenticate` challenge: the browser never pops its own dialog.
 'use strict';
 
 const PAGE = 50;            // rows per list page
@@ -36,14 +43,163 @@ class HttpError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
+// ---------------------------------------------------------------------------
+// Who is asking: the credential, in memory only
+// ---------------------------------------------------------------------------
+
+const auth = {
+  header: null,      // 'Basic ...' once logged in; null: anonymous
+  principal: null,   // who that is, for the top bar
+  asked: false,      // whether the master ever answered 401 (it knows credentials)
+  anonymousOk: false, // whether the master showed data to nobody in particular
+  waiting: false,    // the login form is up and the views wait for it
+};
+
+// `fetch` with the page's headers: the credential when there is one, and the
+// header that keeps the master from challenging (no browser dialog).
+function apiFetch(url, options) {
+  const opts = Object.assign({ cache: 'no-store' }, options || {});
+  const headers = Object.assign({ 'X-Requested-With': 'XMLHttpRequest' }, opts.headers || {});
+  if (auth.header) headers.Authorization = auth.header;
+  opts.headers = headers;
+  return fetch(url, opts);
+}
+
+function basicHeader(principal, secret) {
+  const bytes = new TextEncoder().encode(`${principal}:${secret}`);
+  let binary = '';
+  bytes.forEach(b => { binary += String.fromCharCode(b); });
+  return 'Basic ' + btoa(binary);
+}
+
+// Shows the login form in place of the views, which stop polling until
+// someone logs in. `why` is said above the form.
+function needLogin(why) {
+  auth.asked = true;
+  const form = $('#login');
+  const error = $('#login-error');
+  error.hidden = !why;
+  error.textContent = why || '';
+  if (auth.waiting) return;
+  auth.waiting = true;
+  live.generation += 1;
+  clearTimeout(live.timer);
+  if (current.view && current.view.unmount) current.view.unmount();
+  current.view = null;
+  $('#view').hidden = true;
+  $('#nav').hidden = true;
+  banner(null);
+  form.hidden = false;
+  // Cancel only where the master shows data to anonymous viewers.
+  $('#login-cancel').hidden = !!auth.header || !auth.anonymousOk;
+  showWho();
+  $('#login-secret').value = '';
+  ($('#login-principal').value ? $('#login-secret') : $('#login-principal')).focus();
+}
+
+function closeLogin() {
+  auth.waiting = false;
+  $('#login').hidden = true;
+  $('#login-error').hidden = true;
+  $('#view').hidden = false;
+  $('#nav').hidden = false;
+  $('#view').innerHTML = '<p class="muted">Loading…</p>';
+  showWho();
+  route();
+}
+
+function showWho() {
+  const who = $('#who');
+  who.hidden = !auth.header && !auth.asked;
+  $('#who-name').textContent = auth.principal ? `Logged in as ${auth.principal}` : 'Not logged in';
+  $('#logout').hidden = !auth.header;
+  $('#login-open').hidden = !!auth.header || auth.waiting;
+}
+
+async function login(ev) {
+  ev.preventDefault();
+  const principal = $('#login-principal').value.trim();
+  const secret = $('#login-secret').value;
+  if (!principal || !secret) {
+    needLogin('Enter a principal and its secret.');
+    return;
+  }
+  const header = basicHeader(principal, secret);
+  $('#login-submit').disabled = true;
+  try {
+    // Any master answers /api/master; a wrong credential is refused with 401
+    // even where reads need none.
+    const response = await fetch('/api/master', {
+      cache: 'no-store',
+      headers: { 'X-Requested-With': 'XMLHttpRequest', Authorization: header },
+    });
+    if (response.status === 401) {
+      $('#login-secret').value = '';
+      needLogin('Wrong principal or secret.');
+      $('#login-secret').focus();
+      return;
+    }
+    if (!response.ok) {
+      needLogin(`The master answered ${response.status} ${response.statusText}; try again.`);
+      return;
+    }
+    auth.header = header;
+    auth.principal = principal;
+    $('#login-secret').value = '';
+    closeLogin();
+  } catch (e) {
+    needLogin(`Cannot reach the master: ${e.message || e}`);
+  } finally {
+    $('#login-submit').disabled = false;
+  }
+}
+
+function logout() {
+  auth.header = null;
+  auth.principal = null;
+  needLogin(null);
+}
+
+// Downloads from the sandbox: a plain link cannot carry the credential, so
+// once logged in the file is fetched with it and handed to the browser.
+async function downloadWithAuth(link) {
+  try {
+    const response = await apiFetch(link.href);
+    if (response.status === 401) { needLogin('Your credential was refused; log in again.'); return; }
+    if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
+    const url = URL.createObjectURL(await response.blob());
+    const name = (new URL(link.href, location.href).searchParams.get('path') || 'download').split('/').pop();
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = name || 'download';
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (e) {
+    reportError(`download failed: ${e.message || e}`);
+  }
+}
+
+document.addEventListener('click', ev => {
+  const link = ev.target.closest && ev.target.closest('a[download], #log-download');
+  if (!link || !auth.header || link.getAttribute('href') === '#') return;
+  ev.preventDefault();
+  downloadWithAuth(link);
+});
+
 async function getJSON(url) {
-  const response = await fetch(url, { cache: 'no-store' });
+  const response = await apiFetch(url);
   let body = null;
   try { body = await response.json(); } catch (_) { body = null; }
   if (!response.ok) {
+    if (response.status === 401) {
+      needLogin(auth.header ? 'Your credential was refused; log in again.' : null);
+    }
     const why = body && body.error ? body.error : response.statusText;
     throw new HttpError(response.status, `${response.status} ${why}`);
   }
+  if (!auth.header) auth.anonymousOk = true;
   return body;
 }
 
@@ -256,6 +412,7 @@ async function refresh(gen) {
     live.delay = live.base;
   } catch (e) {
     if (gen !== live.generation) return;
+    if (auth.waiting) return; // the login form is up; no polling until then
     if (e instanceof HttpError && (e.status === 400 || e.status === 404)) {
       // Not transient: say so where the data would be.
       const slot = $('#view .data');
@@ -292,17 +449,27 @@ setInterval(showStaleness, 1000);
 // ---------------------------------------------------------------------------
 
 async function operatorCall(call) {
-  const response = await fetch('/api/v1', {
+  const response = await apiFetch('/api/v1', {
     method: 'POST',
-    cache: 'no-store',
     headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
     body: JSON.stringify(call),
   });
+  if (response.status === 401) {
+    needLogin(auth.header ? 'Your credential was refused; log in again.'
+      : 'The master needs to know who you are for this: log in.');
+  }
   if (!response.ok) {
     let text = '';
     try { text = (await response.text()).trim(); } catch (_) { text = ''; }
     throw new HttpError(response.status, `${response.status} ${text || response.statusText}`);
   }
+}
+
+// What the ACLs let this viewer do to a framework ({kill_tasks, teardown}),
+// so that the page offers only what the master would accept. Advice only:
+// the master still refuses (403) a call the ACLs do not allow, and says why.
+function permissions(frameworkId) {
+  return getJSON('/api/permissions' + query({ framework_id: frameworkId }));
 }
 
 // The action's frame: `id`-button asks, `id`-yes acts, `id`-no cancels,
@@ -611,17 +778,18 @@ views.framework = {
   async load(route) {
     const id = route.parts[1];
     const p = route.params;
-    const [detail, active, done] = await Promise.all([
+    const [detail, active, done, may] = await Promise.all([
       getJSON(`/api/frameworks/${enc(id)}`),
       getJSON('/api/tasks' + query({ framework_id: id, state: 'active', offset: p.offset, limit: PAGE })),
       getJSON('/api/tasks' + query({ framework_id: id, state: 'terminal', offset: p.done, limit: PAGE })),
+      permissions(id),
     ]);
-    return { detail, active, done };
+    return { detail, active, done, may };
   },
-  update({ detail, active, done }, route) {
+  update({ detail, active, done, may }, route) {
     const f = detail.framework;
     $('#fw-name').textContent = f.name || 'Framework';
-    bindAction('teardown', f.status !== 'completed',
+    bindAction('teardown', f.status !== 'completed' && may.teardown,
       () => ({ type: 'TEARDOWN', teardown: { framework_id: { value: f.id } } }),
       'Teardown sent: the framework is removed and its tasks are killed.');
     const why = detail.offer_status.map(s => s.reason
@@ -773,12 +941,13 @@ views.task = {
   },
   async load(route) {
     const [, fw, id] = route.parts;
-    return getJSON(`/api/tasks/${enc(fw)}/${enc(id)}`);
+    const [task, may] = await Promise.all([getJSON(`/api/tasks/${enc(fw)}/${enc(id)}`), permissions(fw)]);
+    return Object.assign(task, { may });
   },
   update(t, route) {
     $('#task-title').textContent = t.name || t.id;
     $('#task-state').innerHTML = stateBadge(t.state);
-    bindAction('kill', !TERMINAL.has(t.state),
+    bindAction('kill', !TERMINAL.has(t.state) && t.may.kill_tasks,
       () => ({ type: 'KILL_TASK', kill_task: { task_id: { value: t.id }, framework_id: { value: t.framework_id }, reason: 'killed from the web UI' } }),
       'Kill sent: the task ends TASK_KILLED.');
     $('#detail').innerHTML = `<div class="grid two"><div class="card"><h2>Task</h2><dl class="kv">
@@ -991,5 +1160,9 @@ function reportError(what) {
 window.addEventListener('error', ev => reportError(ev.message || 'unknown error'));
 window.addEventListener('unhandledrejection', ev => reportError(String(ev.reason && ev.reason.message || ev.reason)));
 
-window.addEventListener('hashchange', route);
+window.addEventListener('hashchange', () => { if (!auth.waiting) route(); });
+$('#login-form').addEventListener('submit', login);
+$('#logout').addEventListener('click', logout);
+$('#login-open').addEventListener('click', () => needLogin(null));
+$('#login-cancel').addEventListener('click', closeLogin);
 route();
