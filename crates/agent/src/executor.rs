@@ -43,8 +43,69 @@ pub const ENV_EXECUTOR_ID: &str = "AGORA_EXECUTOR_ID";
 pub const ENV_AGENT_ID: &str = "AGORA_AGENT_ID";
 pub const ENV_SANDBOX: &str = "AGORA_SANDBOX";
 
+/// Mesos' names for TLS settings, which the agent passes to every executor
+/// (its own and custom ones) when it serves TLS, and `agora executor` reads.
+pub const ENV_SSL_ENABLED: &str = "LIBPROCESS_SSL_ENABLED";
+pub const ENV_SSL_CA_FILE: &str = "LIBPROCESS_SSL_CA_FILE";
+pub const ENV_SSL_CERT_FILE: &str = "LIBPROCESS_SSL_CERT_FILE";
+pub const ENV_SSL_KEY_FILE: &str = "LIBPROCESS_SSL_KEY_FILE";
+pub const ENV_SSL_VERIFY_SERVER_CERT: &str = "LIBPROCESS_SSL_VERIFY_SERVER_CERT";
+
+/// The agent's endpoint as its executors are told it.
+pub fn agent_endpoint(advertise: std::net::SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{advertise}")
+}
+
+/// What an executor needs to verify a TLS agent: the CA (the agent's
+/// `--tls-ca`; without one, the agent's own certificate, which then has to
+/// be self-signed or a CA), and, when the agent requires client
+/// certificates, the agent's certificate and key to present (as Mesos
+/// passes its `LIBPROCESS_SSL_*` settings on). Empty when the agent serves
+/// plaintext.
+pub fn tls_environment(tls: &agora_tls::TlsFiles) -> Vec<(&'static str, String)> {
+    let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
+        return Vec::new();
+    };
+    let ca = tls.ca.as_ref().unwrap_or(cert);
+    let mut env = vec![
+        (ENV_SSL_ENABLED, "true".to_string()),
+        (ENV_SSL_VERIFY_SERVER_CERT, "true".to_string()),
+        (ENV_SSL_CA_FILE, ca.display().to_string()),
+    ];
+    if tls.require_client_cert {
+        env.push((ENV_SSL_CERT_FILE, cert.display().to_string()));
+        env.push((ENV_SSL_KEY_FILE, key.display().to_string()));
+    }
+    env
+}
+
+/// The TLS client an executor reaches its agent with, from Mesos' variables;
+/// `None` when `LIBPROCESS_SSL_ENABLED` is not true.
+pub fn tls_from_env(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Option<agora_tls::ClientTls>, agora_tls::TlsError> {
+    let enabled = var(ENV_SSL_ENABLED)
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
+    if !enabled {
+        return Ok(None);
+    }
+    let files = agora_tls::TlsFiles {
+        cert: var(ENV_SSL_CERT_FILE).map(PathBuf::from),
+        key: var(ENV_SSL_KEY_FILE).map(PathBuf::from),
+        ca: var(ENV_SSL_CA_FILE).map(PathBuf::from),
+        require_client_cert: false,
+    };
+    match files.client()? {
+        Some(tls) => Ok(Some(tls)),
+        None => Err(agora_tls::TlsError::NoCa),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
+    #[error("cannot set up TLS to the agent: {0}")]
+    Tls(#[from] agora_tls::TlsError),
     #[error("environment variable {0} is missing")]
     MissingEnv(&'static str),
     #[error("could not reach the agent within the recovery timeout")]
@@ -69,6 +130,8 @@ pub struct ExecutorEnv {
     /// The token that proves to the agent that this is the executor
     /// (`MESOS_EXECUTOR_AUTHENTICATION_TOKEN`); never given to the task.
     pub token: Option<String>,
+    /// TLS to the agent (`LIBPROCESS_SSL_*`), when it serves TLS.
+    pub tls: Option<agora_tls::ClientTls>,
 }
 
 impl ExecutorEnv {
@@ -86,6 +149,7 @@ impl ExecutorEnv {
                 Err(_) => LaunchConfig::default(),
             },
             token: std::env::var(crate::executor_auth::ENV_EXECUTOR_TOKEN).ok(),
+            tls: tls_from_env(|name| std::env::var(name).ok())?,
         })
     }
 }
@@ -252,9 +316,15 @@ async fn session(
     env: &ExecutorEnv,
     supervisor: &mut Supervisor,
 ) -> Result<SessionEnd, SessionError> {
-    let mut client = ExecutorClient::connect(env.agent_endpoint.clone())
-        .await
+    let endpoint = tonic::transport::Endpoint::from_shared(env.agent_endpoint.clone())
         .map_err(|_| SessionError::Unreachable)?;
+    let channel = agora_tls::connect_channel(endpoint, env.tls.as_ref())
+        .await
+        .map_err(|e| {
+            tracing::debug!(error = %e, "cannot reach the agent");
+            SessionError::Unreachable
+        })?;
+    let mut client = ExecutorClient::new(channel);
     let (tx, rx) = mpsc::channel::<Call>(64);
     let mut subscribe = call(env, call::Type::Subscribe);
     subscribe.subscribe = Some(call::Subscribe {

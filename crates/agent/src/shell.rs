@@ -76,10 +76,17 @@ pub struct AgentOptions {
     /// The file of the key that signs executor tokens (`--jwt-secret-key`);
     /// `None`: one generated under `<work_dir>/meta/` (`executor_auth`).
     pub jwt_secret_key: Option<PathBuf>,
+    /// TLS (`--tls-*`): served on the agent's port when a certificate is
+    /// given; with a CA, the master is reached over https and verified
+    /// against it (presenting the certificate, for mutual TLS), and
+    /// executors verify the agent with it.
+    pub tls: agora_tls::TlsFiles,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] agora_tls::TlsError),
     #[error("cannot prepare work dir {path}: {source}")]
     WorkDir {
         path: PathBuf,
@@ -1189,12 +1196,15 @@ fn jitter(base: Duration) -> Duration {
     base.mul_f64(factor)
 }
 
-fn master_endpoint(master: &str) -> String {
-    if master.starts_with("http://") || master.starts_with("https://") {
-        master.to_string()
-    } else {
-        format!("http://{master}")
-    }
+/// The master's gRPC endpoint: `https://` whenever the agent has a CA to
+/// verify it with, `http://` otherwise, whatever scheme `master` names.
+fn master_endpoint(master: &str, https: bool) -> String {
+    let rest = master
+        .strip_prefix("http://")
+        .or_else(|| master.strip_prefix("https://"))
+        .unwrap_or(master);
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{rest}")
 }
 
 /// Keeps a session with the master open, re-registering with backoff.
@@ -1202,37 +1212,42 @@ fn master_endpoint(master: &str) -> String {
 /// leads according to ZooKeeper (`zk://host:2181/agora`).
 enum MasterSource {
     Fixed(String),
-    ZooKeeper(agora_coord::LeaderDetector),
+    /// The detector, and whether the leader is reached over https.
+    ZooKeeper(agora_coord::LeaderDetector, bool),
 }
 
 impl MasterSource {
-    fn new(master: &str) -> Self {
+    fn new(master: &str, https: bool) -> Self {
         if master.starts_with("zk://") {
             match agora_coord::ZkUrl::parse(master) {
                 Ok(url) => {
-                    return MasterSource::ZooKeeper(agora_coord::LeaderDetector::zookeeper(
-                        &url,
-                        agora_coord::ZkOptions::default(),
-                    ));
+                    return MasterSource::ZooKeeper(
+                        agora_coord::LeaderDetector::zookeeper(
+                            &url,
+                            agora_coord::ZkOptions::default(),
+                        ),
+                        https,
+                    );
                 }
                 Err(e) => {
                     tracing::error!(master, error = %e, "invalid zk url; using it as an address")
                 }
             }
         }
-        MasterSource::Fixed(master_endpoint(master))
+        MasterSource::Fixed(master_endpoint(master, https))
     }
 
     /// The leader's endpoint, waiting (until shutdown) while none is known.
     async fn endpoint(&self, shutdown: &CancellationToken) -> Option<String> {
         match self {
             MasterSource::Fixed(endpoint) => Some(endpoint.clone()),
-            MasterSource::ZooKeeper(detector) => loop {
+            MasterSource::ZooKeeper(detector, https) => loop {
                 if shutdown.is_cancelled() {
                     return None;
                 }
                 if let Some(leader) = detector.wait_for_leader(Duration::from_secs(5)).await {
-                    return Some(format!("http://{}", leader.endpoint()));
+                    let https = *https || leader.is_https();
+                    return Some(master_endpoint(&leader.endpoint(), https));
                 }
                 tracing::warn!("no leading master known yet");
             },
@@ -1243,13 +1258,13 @@ impl MasterSource {
     async fn leader_moved(&self, endpoint: &str) {
         match self {
             MasterSource::Fixed(_) => std::future::pending().await,
-            MasterSource::ZooKeeper(detector) => {
+            MasterSource::ZooKeeper(detector, https) => {
                 let mut leader = detector.leader();
                 loop {
                     let current = leader
                         .borrow_and_update()
                         .as_ref()
-                        .map(|l| format!("http://{}", l.endpoint()));
+                        .map(|l| master_endpoint(&l.endpoint(), *https || l.is_https()));
                     if current.is_some() && current.as_deref() != Some(endpoint) {
                         return;
                     }
@@ -1262,13 +1277,39 @@ impl MasterSource {
     }
 }
 
+/// A gRPC client of the master at `endpoint`, over TLS when it is https.
+async fn connect_master(
+    endpoint: &str,
+    tls: Option<&agora_tls::ClientTls>,
+) -> Result<AgentSessionClient<tonic::transport::Channel>, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .map_err(|e| format!("invalid master address {endpoint}: {e}"))?;
+    let channel = agora_tls::connect_channel(endpoint, tls)
+        .await
+        .map_err(|e| error_chain(&e))?;
+    Ok(AgentSessionClient::new(channel))
+}
+
+/// An error with its sources (a TLS refusal is the innermost one).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
 async fn master_session(
     master: String,
     credential: Option<agora_auth::credentials::Credential>,
     commands: mpsc::Sender<AgentCommand>,
     shutdown: CancellationToken,
+    tls: Option<agora_tls::ClientTls>,
 ) {
-    let source = MasterSource::new(&master);
+    let source = MasterSource::new(&master, tls.is_some());
     let mut backoff = BACKOFF_MIN;
     let mut session = 0u64;
     while !shutdown.is_cancelled() {
@@ -1277,7 +1318,7 @@ async fn master_session(
         let Some(endpoint) = source.endpoint(&shutdown).await else {
             return;
         };
-        match AgentSessionClient::connect(endpoint.clone()).await {
+        match connect_master(&endpoint, tls.as_ref()).await {
             Ok(mut client) => {
                 let (tx, rx) = outbox();
                 let stuck = rx.stuck_signal();
@@ -1645,6 +1686,9 @@ pub async fn run_agent(
     options: AgentOptions,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
+    // Both read before anything starts, so a bad file changes nothing.
+    let tls_server = options.tls.server()?;
+    let tls_client = options.tls.client()?;
     std::fs::create_dir_all(&options.work_dir).map_err(|source| AgentError::WorkDir {
         path: options.work_dir.clone(),
         source,
@@ -1673,6 +1717,7 @@ pub async fn run_agent(
         options.authentication.credential.clone(),
         commands.clone(),
         shutdown.clone(),
+        tls_client,
     ));
     let next_executor_conn = Arc::new(AtomicU64::new(1));
     let service = ExecutorService {
@@ -1716,10 +1761,12 @@ pub async fn run_agent(
     ));
     tracing::info!(address = %options.advertise, master = %options.master, "agent serving");
     // The shared accept loop: connection cap, header-read timeout, TCP_NODELAY.
-    agora_net::serve(
+    let tls = tls_server.map(|tls| tls.acceptor());
+    agora_net::serve_tls(
         listener,
         app,
         agora_net::ServeLimits::default(),
+        tls,
         shutdown.clone(),
     )
     .await?;

@@ -53,6 +53,8 @@ pub(crate) struct MasterArgs {
     acls: crate::acl_flags::AclArgs,
     #[command(flatten)]
     auth: crate::auth_flags::MasterAuthArgs,
+    #[command(flatten)]
+    tls: crate::tls_flags::ServerTlsArgs,
 }
 
 fn parse_zk(text: &str) -> Result<agora_coord::ZkUrl, String> {
@@ -92,6 +94,8 @@ pub(crate) struct AgentArgs {
     auth: crate::auth_flags::AgentAuthArgs,
     #[command(flatten)]
     executor_auth: crate::executor_auth_flags::ExecutorAuthArgs,
+    #[command(flatten)]
+    tls: crate::tls_flags::ServerTlsArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -114,6 +118,9 @@ pub(crate) struct DevArgs {
     /// Resources each agent advertises; detected when omitted.
     #[arg(long, env = "AGORA_RESOURCES")]
     resources: Option<String>,
+    /// TLS on every port: a throw-away CA and certificates for this machine are generated under the work dir (tls/), master and agents serve and verify with them.
+    #[arg(long, env = "AGORA_DEV_TLS")]
+    tls: bool,
 }
 
 fn parse_interval(text: &str) -> Result<f64, String> {
@@ -262,6 +269,7 @@ fn master_options(
         offer_timeout: tuning.offer_timeout.map(flag_duration),
         acls: Default::default(),
         authentication: agora_master::Authentication::default(),
+        tls: Default::default(),
     }
 }
 
@@ -270,6 +278,7 @@ pub(crate) async fn master(args: MasterArgs) -> anyhow::Result<()> {
     let authentication = args.auth.load()?;
     // Rules that do not parse stop the master before it serves anything.
     let acls = args.acls.load()?;
+    let tls = args.tls.load()?;
     if let Some(dir) = &args.work_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create work dir {}", dir.display()))?;
@@ -290,6 +299,7 @@ pub(crate) async fn master(args: MasterArgs) -> anyhow::Result<()> {
     let mut options = master_options(address, hostname, &tuning);
     options.acls = acls;
     options.authentication = authentication;
+    options.tls = tls;
     agora_master::run_master(listener, options, shutdown_on_signal())
         .await
         .context("master failed")
@@ -338,12 +348,14 @@ fn agent_options(
         authentication: Default::default(),
         disk_probe: agora_agent::gc::measure,
         jwt_secret_key: None,
+        tls: Default::default(),
     })
 }
 
 pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     // Validate everything before binding, so bad flags change nothing.
     let authentication = args.auth.load()?;
+    let tls = args.tls.load()?;
     if args.master.starts_with("zk://") {
         agora_coord::ZkUrl::parse(&args.master).context("invalid --master")?;
     }
@@ -368,6 +380,7 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     };
     options.authentication = authentication;
     options.jwt_secret_key = args.executor_auth.jwt_secret_key;
+    options.tls = tls;
     agora_agent::run_agent(listener, options, shutdown_on_signal())
         .await
         .context("agent failed")
@@ -377,16 +390,32 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     if let Some(text) = &args.resources {
         agora_core::Resources::parse(text).context("invalid --resources")?;
     }
+    // The throw-away PKI first: its files are the daemons' flags.
+    let pki = if args.tls {
+        let dir = args.work_dir.join("tls");
+        Some(
+            agora_tls::dev_pki(&dir)
+                .with_context(|| format!("cannot generate certificates under {}", dir.display()))?,
+        )
+    } else {
+        None
+    };
+    let tls = pki
+        .as_ref()
+        .map(|pki| pki.server_files(false))
+        .unwrap_or_default();
     let shutdown = shutdown_on_signal();
     let (listener, master_address) = bind(args.ip, args.port).await?;
     let hostname = hostname_for(args.ip, None);
+    let mut options = master_options(
+        master_address,
+        hostname.clone(),
+        &default_tuning(Some(args.work_dir.join("master"))),
+    );
+    options.tls = tls.clone();
     let master = tokio::spawn(agora_master::run_master(
         listener,
-        master_options(
-            master_address,
-            hostname.clone(),
-            &default_tuning(Some(args.work_dir.join("master"))),
-        ),
+        options,
         shutdown.clone(),
     ));
     let mut agents = Vec::new();
@@ -397,7 +426,7 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
             Ok(bound) => bound,
             Err(_) => bind(args.ip, 0).await?,
         };
-        let options = agent_options(
+        let mut options = agent_options(
             master_address.to_string(),
             address,
             hostname.clone(),
@@ -406,6 +435,7 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
             None,
             Default::default(),
         )?;
+        options.tls = tls.clone();
         println!(
             "agora dev: agent {n} on {address}, work dir {}",
             options.work_dir.display()
@@ -416,10 +446,35 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
             shutdown.clone(),
         )));
     }
-    println!("agora dev: master and web UI on http://{master_address}/ (Ctrl-C stops the cluster)");
-    println!(
-        "agora dev: try: agora run --master {master_address} --name hello --command 'echo hello' --instances 4"
-    );
+    match &pki {
+        None => {
+            println!(
+                "agora dev: master and web UI on http://{master_address}/ (Ctrl-C stops the cluster)"
+            );
+            println!(
+                "agora dev: try: agora run --master {master_address} --name hello --command 'echo hello' --instances 4"
+            );
+        }
+        Some(pki) => {
+            let ca = pki.ca.canonicalize().unwrap_or_else(|_| pki.ca.clone());
+            println!(
+                "agora dev: master and web UI on https://{master_address}/ (Ctrl-C stops the cluster)"
+            );
+            println!(
+                "agora dev: TLS on every port; certificates under {} (throw-away CA: {})",
+                ca.parent().unwrap_or(&ca).display(),
+                ca.display()
+            );
+            println!(
+                "agora dev: try: agora run --master https://{master_address} --tls-ca {} --name hello --command 'echo hello' --instances 4",
+                ca.display()
+            );
+            println!(
+                "agora dev: or: curl --cacert {} https://{master_address}/health",
+                ca.display()
+            );
+        }
+    }
     let master_result = master.await.context("master task panicked")?;
     shutdown.cancel();
     for agent in agents {

@@ -14,6 +14,7 @@ mod daemons;
 mod executor_auth_flags;
 mod operator;
 mod run;
+mod tls_flags;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -51,6 +51,9 @@ pub(crate) struct MasterOpt {
         default_value_t = 30
     )]
     pub(crate) timeout: u64,
+
+    #[command(flatten)]
+    pub(crate) tls: crate::tls_flags::ClientTlsArgs,
 }
 
 /// `agora kill`.
@@ -90,6 +93,12 @@ pub(crate) struct TeardownArgs {
     pub(crate) auth: crate::auth_flags::ClientAuthArgs,
 }
 
+/// Whether a request failed in the TLS handshake (the server's certificate
+/// is not trusted or not for this name): retrying cannot help.
+fn tls_refused(error: &reqwest::Error) -> bool {
+    agora_tls::tls_failure(error).is_some()
+}
+
 /// Why an operator command did not happen.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Failure {
@@ -126,6 +135,8 @@ pub(crate) struct Master {
     detector: Arc<dyn MasterDetector>,
     deadline: Instant,
     timeout: Duration,
+    /// The master is reached over https (`--tls-ca`), verified against the CA.
+    https: bool,
     /// HTTP Basic credentials sent with every request (`--principal`).
     authorization: Option<reqwest::header::HeaderValue>,
 }
@@ -137,13 +148,22 @@ impl Master {
         // reqwest is built with TLS but no crypto provider (see the fetcher):
         // install the process-wide one first (a second install is harmless).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let tls = opt
+            .tls
+            .client()
+            .map_err(|e| Failure::Invalid(format!("{e:#}")))?;
+        let builder = match &tls {
+            Some(tls) => tls.reqwest_builder(),
+            None => reqwest::Client::builder(),
+        };
+        let http = builder
             .timeout(REQUEST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
             .build()
             .map_err(|e| Failure::Unreachable(format!("cannot build an http client: {e}")))?;
         let timeout = Duration::from_secs(opt.timeout);
         Ok(Master {
+            https: tls.is_some(),
             authorization: None,
             http,
             detector,
@@ -192,6 +212,15 @@ impl Master {
             match tokio::time::timeout(remaining, self.detector.detect()).await {
                 Ok(Ok(base)) => {
                     let base = base.trim_end_matches('/').to_string();
+                    // With --tls-ca every master is reached at https; an
+                    // https master without it is refused, never tried
+                    // against the system's trust store.
+                    if base.starts_with("https://") && !self.https {
+                        return Err(Failure::Invalid(format!(
+                            "the master at {base} serves TLS: give --tls-ca (or AGORA_TLS_CA), the CA that signed its certificate"
+                        )));
+                    }
+                    let base = crate::tls_flags::with_scheme(&base, self.https);
                     let mut builder = request(&self.http, &base);
                     if let Some(value) = &self.authorization {
                         builder = builder.header(reqwest::header::AUTHORIZATION, value.clone());
@@ -209,10 +238,14 @@ impl Master {
                             }
                             last = format!("{base}: {status} {}", body.trim());
                         }
-                        Err(e) if e.is_connect() => last = format!("{base}: {e}"),
+                        // A TLS refusal (wrong CA, wrong name) is final.
+                        Err(e) if e.is_connect() && !tls_refused(&e) => {
+                            last = format!("{base}: {}", crate::tls_flags::error_chain(&e));
+                        }
                         Err(e) => {
                             return Err(Failure::Unreachable(format!(
-                                "the request to {base} failed: {e}"
+                                "the request to {base} failed: {}",
+                                crate::tls_flags::error_chain(&e)
                             )));
                         }
                     }

@@ -78,6 +78,7 @@ impl FakeMaster {
         MasterOpt {
             master: format!("127.0.0.1:{}", self.port),
             timeout,
+            tls: Default::default(),
         }
     }
 }
@@ -283,6 +284,7 @@ async fn an_unreachable_master_is_exit_status_2() {
     let opt = MasterOpt {
         master: format!("127.0.0.1:{port}"),
         timeout: 1,
+        tls: Default::default(),
     };
     let failure = Master::new(&opt)
         .expect("valid address")
@@ -295,6 +297,7 @@ async fn an_unreachable_master_is_exit_status_2() {
     let invalid = MasterOpt {
         master: "ftp://h:1".into(),
         timeout: 1,
+        tls: Default::default(),
     };
     let failure = Master::new(&invalid).err().expect("invalid address");
     assert_eq!(failure.exit_code(), ExitCode::from(2));

@@ -82,8 +82,10 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let credential = args.auth.credential()?;
     let mut framework = framework;
     framework.principal = credential.as_ref().map(|c| c.principal.to_string());
+    let tls = args.tls.client()?;
     let options = SubscribeOptions {
         connect_timeout: Duration::from_secs(args.timeout),
+        tls: tls.clone(),
         credential,
         ..Default::default()
     };
@@ -485,7 +487,8 @@ impl<'a> Runner<'a> {
     async fn check_fit(&mut self) -> anyhow::Result<()> {
         self.fit_checked_at = Some(Instant::now());
         let master = self.client.master();
-        let totals = match agent_totals(&master).await {
+        let tls = self.args.tls.client().ok().flatten();
+        let totals = match agent_totals(&master, tls.as_ref()).await {
             Ok(totals) => totals,
             Err(err) => {
                 warn!(master = %master, error = format!("{err:#}"), "cannot read the agents' totals; waiting for offers");
@@ -621,7 +624,10 @@ impl<'a> Runner<'a> {
 
 /// Every agent's total resources, from the master's `/state` (on the port
 /// the scheduler API is served on).
-async fn agent_totals(master: &str) -> anyhow::Result<Vec<Capacity>> {
+async fn agent_totals(
+    master: &str,
+    tls: Option<&agora_tls::ClientTls>,
+) -> anyhow::Result<Vec<Capacity>> {
     let base = if master.starts_with("http://") || master.starts_with("https://") {
         master.trim_end_matches('/').to_string()
     } else {
@@ -631,7 +637,11 @@ async fn agent_totals(master: &str) -> anyhow::Result<Vec<Capacity>> {
     // reqwest is built with TLS but no crypto provider (see the fetcher):
     // install the process-wide one first (a second install is harmless).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
+    let builder = match tls {
+        Some(tls) => tls.reqwest_builder(),
+        None => reqwest::Client::builder(),
+    };
+    let client = builder
         .timeout(STATE_TIMEOUT)
         .build()
         .context("cannot build an http client")?;

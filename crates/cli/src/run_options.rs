@@ -20,6 +20,9 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) auth: crate::auth_flags::ClientAuthArgs,
 
+    #[command(flatten)]
+    pub(crate) tls: crate::tls_flags::ClientTlsArgs,
+
     /// Framework name; also each task's name, and the prefix of the task ids
     /// NAME-0, NAME-1, ...
     #[arg(long, env = "AGORA_NAME")]

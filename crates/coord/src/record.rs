@@ -20,6 +20,11 @@ pub struct MasterAddressInfo {
     pub ip: String,
     /// Port (gRPC and HTTP share it).
     pub port: u16,
+    /// Agora's addition: `https` when the master serves TLS. Absent (as in
+    /// Mesos' `Address`, which has no such field and whose readers skip
+    /// unknown keys) means `http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
 }
 
 /// A master capability, as in Mesos' `MasterInfo.capabilities[].type`
@@ -92,9 +97,27 @@ impl MasterRecord {
                 hostname,
                 ip: ip.to_string(),
                 port,
+                scheme: None,
             },
             capabilities: Vec::new(),
         }
+    }
+
+    /// The record of a master that serves TLS (`https`) or not.
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.address.scheme = tls.then(|| "https".to_string());
+        self
+    }
+
+    /// Whether the master serves TLS: reach it at `https://` only.
+    pub fn is_https(&self) -> bool {
+        self.address.scheme.as_deref() == Some("https")
+    }
+
+    /// `http://ip:port` or `https://ip:port`, as the master serves.
+    pub fn url(&self) -> String {
+        let scheme = if self.is_https() { "https" } else { "http" };
+        format!("{scheme}://{}", self.endpoint())
     }
 
     /// `ip:port` of the master (`[v6]:port` for IPv6), for dialing it.
@@ -177,5 +200,20 @@ mod tests {
         for bad in [&b""[..], b"{", b"{\"id\":\"x\"}", b"[1,2]"] {
             assert!(MasterRecord::from_json(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_scheme_is_carried_and_absent_means_http() {
+        let plain = MasterRecord::new("m", "h", "10.0.0.1".parse().expect("ip"), 5050, "0");
+        assert!(!String::from_utf8_lossy(&plain.to_json()).contains("scheme"));
+        assert_eq!(plain.url(), "http://10.0.0.1:5050");
+        let tls = plain.clone().with_tls(true);
+        let decoded = MasterRecord::from_json(&tls.to_json()).expect("decodes");
+        assert!(decoded.is_https());
+        assert_eq!(decoded.url(), "https://10.0.0.1:5050");
+        // A Mesos master's record (no scheme) is plain http.
+        let mesos = br#"{"id":"x","address":{"ip":"10.0.0.2","port":5050}}"#;
+        let decoded = MasterRecord::from_json(mesos).expect("decodes");
+        assert_eq!(decoded.url(), "http://10.0.0.2:5050");
     }
 }

@@ -11,6 +11,13 @@
 //! agent the master does not know; 502 when the agent cannot be reached;
 //! 504 when it does not answer within [`PROXY_TIMEOUT`] (the body of a
 //! download then streams for as long as it takes).
+//!
+//! TLS: a master with a CA (`--tls-ca`) reaches every agent over https,
+//! verifying the agent's certificate against that CA for the agent's
+//! advertised host name (and presenting its own certificate, for agents
+//! that require one); without a CA, over plain http. A cluster is TLS
+//! throughout or not at all: an agent that serves plaintext behind a master
+//! with a CA is answered 502, never reached unverified.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +32,11 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 use crate::snapshot::StateSnapshot;
+
+/// The TLS the proxy reaches agents with (`--tls-ca`), as a request
+/// extension the master's router carries; absent: plain http.
+#[derive(Clone, Debug)]
+pub struct AgentTls(pub agora_tls::ClientTls);
 
 /// How long an agent has to answer (connect, and the response's head).
 pub const PROXY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -77,6 +89,7 @@ async fn proxy(
     Path((agent_id, operation)): Path<(String, String)>,
     uri: axum::http::Uri,
     RawQuery(query): RawQuery,
+    tls: Option<axum::Extension<AgentTls>>,
 ) -> Response {
     if !OPERATIONS.contains(&operation.as_str()) {
         return error(
@@ -113,7 +126,10 @@ async fn proxy(
         Some(query) => format!("/files/{operation}?{query}"),
         None => format!("/files/{operation}"),
     };
-    let answer = match tokio::time::timeout(PROXY_TIMEOUT, forward(&address, &target)).await {
+    let tls = tls.map(|axum::Extension(AgentTls(tls))| tls);
+    let answer = match tokio::time::timeout(PROXY_TIMEOUT, forward(&address, &target, tls.as_ref()))
+        .await
+    {
         Err(_) => {
             tracing::warn!(agent_id = %agent_id, address = %address, "agent did not answer a files request in time");
             return error(
@@ -151,13 +167,34 @@ async fn proxy(
 async fn forward(
     address: &str,
     target: &str,
+    tls: Option<&agora_tls::ClientTls>,
 ) -> Result<hyper::Response<hyper::body::Incoming>, ProxyError> {
     let stream = tokio::net::TcpStream::connect(address).await?;
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    match tls {
+        None => exchange(TokioIo::new(stream), address, target).await,
+        Some(tls) => {
+            let host = address
+                .rsplit_once(':')
+                .map_or(address, |(host, _port)| host);
+            let stream = tls.connect_http1(host, stream).await?;
+            exchange(TokioIo::new(stream), address, target).await
+        }
+    }
+}
+
+/// One GET over an open connection (plain or TLS).
+async fn exchange<T>(
+    io: T,
+    address: &str,
+    target: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, ProxyError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
     // Drives the connection until the response body is read or dropped.
     tokio::spawn(async move {
         if let Err(e) = connection.await {

@@ -86,7 +86,9 @@ impl Terms {
                 self.options.advertise.ip(),
                 self.options.advertise.port(),
                 env!("CARGO_PKG_VERSION"),
-            );
+            )
+            // Detectors then reach this master at https.
+            .with_tls(self.options.tls.serves_tls());
             Contender::zookeeper(url, record, self.zk_options())
         });
         // Without ZooKeeper this master leads for as long as it runs.

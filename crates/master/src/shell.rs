@@ -77,6 +77,9 @@ pub struct MasterOptions {
     pub acls: Arc<agora_auth::acl::Acls>,
     /// Who must authenticate, against which credentials (see [`crate::authn`]).
     pub authentication: crate::authn::Authentication,
+    /// TLS (`--tls-*`): with a certificate, every route of the master's port
+    /// (gRPC, HTTP, the web UI) is served over TLS only.
+    pub tls: agora_tls::TlsFiles,
 }
 
 impl MasterOptions {
@@ -98,12 +101,15 @@ impl MasterOptions {
             agent_removal_timeout: defaults.agent_removal_timeout,
             acls: defaults.acls,
             authentication: crate::authn::Authentication::default(),
+            tls: agora_tls::TlsFiles::default(),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShellError {
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] agora_tls::TlsError),
     #[error("http server failed: {0}")]
     Serve(#[from] std::io::Error),
     #[error(
@@ -969,6 +975,9 @@ async fn serve_master(
     store: Option<Arc<dyn agora_coord::RegistryStore>>,
     shutdown: CancellationToken,
 ) -> Result<(), ShellError> {
+    // Read before anything starts, so a bad file changes nothing.
+    let tls = options.tls.server()?.map(|tls| tls.acceptor());
+    let agent_tls = options.tls.client()?.map(crate::files_proxy::AgentTls);
     let master_id = uuid::Uuid::new_v4().to_string();
     let (gate_tx, gate_rx) = watch::channel(Gate::Following { leader: None });
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(StateSnapshot::follower(
@@ -1005,10 +1014,16 @@ async fn serve_master(
         crate::authn::layer,
     ));
     tracing::info!(address = %options.advertise, master_id = %master_id, "master serving");
-    let server = tokio::spawn(agora_net::serve(
+    // The files proxy reaches agents with the master's CA (`files_proxy`).
+    let app = match agent_tls {
+        Some(agent_tls) => app.layer(axum::Extension(agent_tls)),
+        None => app,
+    };
+    let server = tokio::spawn(agora_net::serve_tls(
         listener,
         app,
         agora_net::ServeLimits::default(),
+        tls,
         shutdown.clone(),
     ));
     let terms = crate::leadership::Terms {

@@ -66,7 +66,10 @@ impl MasterAddress {
             return Err(AddressError::ZooKeeperUnsupported);
         }
         let rest = match input.split_once("://") {
-            Some(("http", rest)) => rest,
+            // The scheme only names the transport; TLS itself is chosen by
+            // the client's options (and an https address without them is
+            // refused by `SchedulerClient::connect`).
+            Some(("http" | "https", rest)) => rest,
             Some((scheme, _)) => return Err(AddressError::UnsupportedScheme(scheme.to_owned())),
             None => input,
         };
@@ -208,7 +211,8 @@ impl MasterDetector for ZkMasterDetector {
                 .wait_for_leader(std::time::Duration::from_secs(2))
                 .await
             {
-                Some(leader) => Ok(format!("http://{}", leader.endpoint())),
+                // `https://` for a leader that serves TLS (its record says so).
+                Some(leader) => Ok(leader.url()),
                 None => Err(Error::Detection(format!(
                     "no leading master elected in {}",
                     self.url

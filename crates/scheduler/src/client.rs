@@ -59,6 +59,13 @@ pub struct SubscribeOptions {
     pub backoff_initial: Duration,
     /// Longest re-subscription delay. Default 5 s.
     pub backoff_max: Duration,
+    /// TLS to the master: with it every master (named, or detected in
+    /// ZooKeeper) is reached at `https://`, its certificate verified against
+    /// the configured CA with its host name or IP checked, and a client
+    /// certificate presented where one is configured. Without it the master
+    /// is reached in plaintext, and an `https://` address is refused rather
+    /// than tried without verification. Default none.
+    pub tls: Option<agora_tls::ClientTls>,
 }
 
 impl Default for SubscribeOptions {
@@ -71,6 +78,7 @@ impl Default for SubscribeOptions {
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             credential: None,
+            tls: None,
         }
     }
 }
@@ -168,6 +176,11 @@ impl SchedulerClient {
         framework: FrameworkInfo,
         options: SubscribeOptions,
     ) -> Result<(Self, EventStream), Error> {
+        if master.trim().starts_with("https://") && options.tls.is_none() {
+            return Err(Error::Tls(format!(
+                "{master} is an https address: give a CA to verify it (SubscribeOptions::tls, --tls-ca)"
+            )));
+        }
         let detector = crate::address::master_detector(master)?;
         Self::connect_with_detector(detector, framework, options).await
     }
@@ -200,6 +213,7 @@ impl SchedulerClient {
                     remaining,
                     options.credential.as_ref(),
                     None,
+                    options.tls.as_ref(),
                 ),
             )
             .await;
@@ -627,11 +641,17 @@ async fn subscribe_once(
     connect_timeout: Duration,
     credential: Option<&agora_auth::credentials::Credential>,
     min_epoch: Option<u64>,
+    tls: Option<&agora_tls::ClientTls>,
 ) -> Result<Subscription, AttemptError> {
     let master = detector
         .detect()
         .await
         .map_err(|e| AttemptError::Transient(e.to_string()))?;
+    // With TLS configured, every master is reached over https.
+    let master = match (tls, master.strip_prefix("http://")) {
+        (Some(_), Some(rest)) => format!("https://{rest}"),
+        _ => master,
+    };
     let endpoint = Endpoint::from_shared(master.clone())
         .map_err(|e| {
             AttemptError::Fatal(Error::Detection(format!(
@@ -640,9 +660,21 @@ async fn subscribe_once(
         })?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true);
-    let channel = endpoint.connect().await.map_err(|e| {
-        AttemptError::Transient(format!("cannot connect to {master}: {}", error_chain(&e)))
-    })?;
+    let channel = agora_tls::connect_channel(endpoint, tls)
+        .await
+        .map_err(|e| match e {
+            agora_tls::ConnectError::NoCa(_) => AttemptError::Fatal(Error::Tls(e.to_string())),
+            // The master's certificate refused (or ours): final.
+            agora_tls::ConnectError::Transport(e) if agora_tls::tls_failure(&e).is_some() => {
+                AttemptError::Fatal(Error::Tls(format!(
+                    "TLS with {master} failed: {}",
+                    error_chain(&e)
+                )))
+            }
+            agora_tls::ConnectError::Transport(e) => {
+                AttemptError::Transient(format!("cannot connect to {master}: {}", error_chain(&e)))
+            }
+        })?;
     let mut grpc = Grpc::new(channel);
 
     let request = pb::Call {
@@ -900,6 +932,7 @@ async fn resubscribe(client: &SchedulerClient, tx: &mpsc::Sender<Event>) -> Opti
                     options.connect_timeout,
                     options.credential.as_ref(),
                     min_epoch,
+                    options.tls.as_ref(),
                 ),
             ) => attempt,
         };

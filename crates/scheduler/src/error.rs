@@ -65,6 +65,12 @@ pub enum Error {
     /// Leader detection failed.
     #[error("master detection failed: {0}")]
     Detection(String),
+
+    /// TLS with the master failed: its certificate was not trusted (another
+    /// CA, a name it is not for), or it refused ours; or an `https://`
+    /// master was named without a CA to verify it.
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl Error {

@@ -80,6 +80,29 @@ impl ClientTls {
         endpoint.connect_with_connector_lazy(self.grpc_connector())
     }
 
+    /// TLS over an open TCP connection for HTTP/1.1, verifying that the
+    /// server's certificate is for `host` (a DNS name or an IP address;
+    /// brackets around an IPv6 address are ignored).
+    pub async fn connect_http1(
+        &self,
+        host: &str,
+        tcp: TcpStream,
+    ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let name = ServerName::try_from(host.clone()).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("'{host}' is not a valid TLS server name: {e}"),
+            )
+        })?;
+        tokio_rustls::TlsConnector::from(self.http1.clone())
+            .connect(name, tcp)
+            .await
+    }
+
     /// A reqwest client builder whose HTTPS uses this configuration (and
     /// nothing else: no system roots).
     pub fn reqwest_builder(&self) -> reqwest::ClientBuilder {

@@ -84,7 +84,11 @@ pub(crate) async fn become_custom_executor(
         c.args(command.arguments.iter().skip(1));
         c
     };
-    let endpoint = env.agent_endpoint.trim_start_matches("http://").to_string();
+    let endpoint = env
+        .agent_endpoint
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .to_string();
     program
         .current_dir(&env.sandbox)
         .env_remove(ENV_LAUNCH)

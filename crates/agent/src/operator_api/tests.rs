@@ -37,6 +37,7 @@ fn options(work_dir: &Path) -> AgentOptions {
         authentication: Default::default(),
         disk_probe: crate::gc::measure,
         jwt_secret_key: None,
+        tls: Default::default(),
     }
 }
 

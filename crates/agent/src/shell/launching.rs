@@ -72,6 +72,8 @@ struct LaunchJob {
     agent_id: String,
     /// The run's executor token (`executor_auth`).
     token: String,
+    /// How the executor verifies the agent (`executor::tls_environment`).
+    tls_env: Vec<(&'static str, String)>,
 }
 
 impl LaunchJob {
@@ -88,6 +90,7 @@ impl LaunchJob {
             endpoint,
             agent_id,
             token,
+            tls_env,
         } = self;
         config.user = user
             .map(|name| launch::lookup_user(&name))
@@ -108,6 +111,7 @@ impl LaunchJob {
                 .env(ENV_EXECUTOR_TOKEN, token)
                 .env(ENV_SANDBOX, &id.sandbox)
                 .env(launch::ENV_LAUNCH, config.to_json())
+                .envs(tls_env)
                 .current_dir(&id.sandbox)
                 .stdin(std::process::Stdio::null())
                 .stdout(out)
@@ -295,8 +299,12 @@ impl Actor {
             user,
             config,
             program: self.options.executor_program.clone(),
-            endpoint: format!("http://{}", self.options.advertise),
+            endpoint: crate::executor::agent_endpoint(
+                self.options.advertise,
+                self.options.tls.serves_tls(),
+            ),
             agent_id,
+            tls_env: crate::executor::tls_environment(&self.options.tls),
         })
     }
 

@@ -34,6 +34,7 @@ fn options(work_dir: &std::path::Path) -> AgentOptions {
         authentication: Default::default(),
         disk_probe: crate::gc::measure,
         jwt_secret_key: None,
+        tls: Default::default(),
     }
 }
 
