@@ -237,6 +237,14 @@ fn http_realms_refuse_without_credentials_and_serve_with_them() {
     let flags =
         http_with_auth(port, "POST", "/api/v1", Some(&ops()), Some(get_flags)).expect("GET_FLAGS");
     assert_eq!(flags.status, 200, "{flags:?}");
+    // The settings are shown, the credentials file by its path only.
+    assert!(flags.body.contains("authenticate_agents"), "{}", flags.body);
+    let path = cluster.dir.path().join("credentials.json");
+    assert!(
+        flags.body.contains(path.to_str().expect("utf-8")),
+        "{}",
+        flags.body
+    );
     let mut shown = vec![flags.body];
     for path in [
         "/flags",

@@ -92,6 +92,10 @@ impl MasterAuthArgs {
         };
         Ok(agora_master::Authentication {
             credentials,
+            credentials_path: self
+                .credentials
+                .as_deref()
+                .map(|p| flag_path(p).to_string()),
             frameworks: self.authenticate_frameworks,
             agents: self.authenticate_agents,
             http_readonly: self.authenticate_http_readonly,

@@ -40,6 +40,9 @@ use axum::response::{IntoResponse, Response};
 pub struct Authentication {
     /// The principals the master accepts and their secrets.
     pub credentials: Option<Arc<Credentials>>,
+    /// Where they were read from (shown in the master's flags; the
+    /// secrets never are).
+    pub credentials_path: Option<String>,
     /// gRPC frameworks (`--authenticate-frameworks`).
     pub frameworks: bool,
     /// Agents (`--authenticate-agents`).
@@ -60,6 +63,25 @@ impl Authentication {
             || self.http_readonly
             || self.http_readwrite
             || self.http_frameworks
+    }
+
+    /// The settings under Mesos' flag names, as GET_FLAGS shows them: the
+    /// credentials file's path, never its content.
+    pub fn flags(&self) -> std::collections::BTreeMap<String, String> {
+        let mut flags = std::collections::BTreeMap::new();
+        if let Some(path) = &self.credentials_path {
+            flags.insert("credentials".to_string(), path.clone());
+        }
+        for (name, on) in [
+            ("authenticate_frameworks", self.frameworks),
+            ("authenticate_agents", self.agents),
+            ("authenticate_http_readonly", self.http_readonly),
+            ("authenticate_http_readwrite", self.http_readwrite),
+            ("authenticate_http_frameworks", self.http_frameworks),
+        ] {
+            flags.insert(name.to_string(), on.to_string());
+        }
+        flags
     }
 
     fn required(&self, realm: Realm) -> bool {
@@ -361,6 +383,23 @@ mod tests {
                 "Basic realm=\"mesos-master-readonly\""
             );
         }
+    }
+
+    #[test]
+    fn flags_show_the_path_never_a_secret() {
+        let auth = Authentication {
+            credentials: Some(Arc::new(Credentials::from_list([Credential::new(
+                "ops", "hunter2",
+            )]))),
+            credentials_path: Some("/etc/agora/credentials.json".into()),
+            agents: true,
+            ..Authentication::default()
+        };
+        let flags = auth.flags();
+        assert_eq!(flags["credentials"], "/etc/agora/credentials.json");
+        assert_eq!(flags["authenticate_agents"], "true");
+        assert_eq!(flags["authenticate_frameworks"], "false");
+        assert!(!format!("{flags:?}").contains("hunter2"));
     }
 
     #[tokio::test]

@@ -155,6 +155,7 @@ impl Terms {
         config.max_agent_ping_timeouts = self.options.max_agent_ping_timeouts;
         config.agent_removal_timeout = self.options.agent_removal_timeout;
         config.acls = self.options.acls.clone();
+        config.authentication_flags = self.options.authentication.flags();
         config.offer_timeout = self.options.offer_timeout;
         config.epoch = with_zk.then_some(epoch);
         // Seeded from the epoch: a term's agent visiting order is reproducible from its logs.

@@ -515,6 +515,9 @@ fn flags(config: &crate::state::MasterConfig) -> BTreeMap<String, String> {
         "max_operator_event_stream_subscribers",
         crate::operator_api::MAX_SUBSCRIBERS.to_string(),
     );
+    for (name, value) in &config.authentication_flags {
+        set(name, value.clone());
+    }
     flags
 }
 

@@ -142,6 +142,10 @@ pub struct MasterConfig {
     pub adopted_framework_grace: Duration,
     /// Who may do what (`--acls`); the default allows everything.
     pub acls: std::sync::Arc<agora_auth::acl::Acls>,
+    /// The authentication settings under Mesos' flag names (the
+    /// credentials file's path, `authenticate_*`), for GET_FLAGS; never a
+    /// secret (`crate::authn::Authentication::flags`).
+    pub authentication_flags: std::collections::BTreeMap<String, String>,
 }
 
 /// The default of [`MasterConfig::adopted_framework_grace`].
@@ -165,6 +169,7 @@ impl MasterConfig {
             offer_timeout: None,
             adopted_framework_grace: DEFAULT_ADOPTED_FRAMEWORK_GRACE,
             acls: std::sync::Arc::default(),
+            authentication_flags: std::collections::BTreeMap::new(),
         }
     }
 }
