@@ -330,9 +330,18 @@ fn dev_refused_ops_allowed(port: u16, method: &str, path: &str, body: &Value) ->
     answer
 }
 
+/// The agent's own `--acls`: its callers here are anonymous (no HTTP
+/// authentication on the agent); they may read sandboxes of tasks running
+/// as `nobody` and nothing else.
+const AGENT_ACLS: &str = r#"{
+    "access_sandboxes": [
+        {"principals": {"type": "ANY"}, "users": {"values": ["nobody"]}},
+        {"principals": {"type": "NONE"}, "users": {"type": "ANY"}}]
+}"#;
+
 #[test]
 fn operators_change_and_view_only_what_the_acls_allow() {
-    let cluster = Cluster::start_with_master(1, "cpus:2;mem:512", |dir| {
+    let mut cluster = Cluster::start_with_master(0, "cpus:2;mem:512", |dir| {
         vec![
             "--credentials".into(),
             write(dir, "credentials.json", CREDENTIALS),
@@ -343,6 +352,8 @@ fn operators_change_and_view_only_what_the_acls_allow() {
         ]
     })
     .expect("cluster");
+    let agent_acls = write(cluster.dir.path(), "agent-acls.json", AGENT_ACLS);
+    let agent_port = cluster.add_agent_with(0, "cpus:2;mem:512", &["--acls", &agent_acls]);
     let port = cluster.master_port;
     let state = wait_for("the agent, seen by ops", Duration::from_secs(30), || {
         let (status, body) = as_user(port, "ops", "GET", "/state", None);
@@ -413,6 +424,25 @@ fn operators_change_and_view_only_what_the_acls_allow() {
     assert_eq!(status, 403, "{body}");
     let (status, body) = as_user(port, "ops", "GET", &files, None);
     assert_eq!(status, 200, "{body}");
+    // The agent's own ACLs, on its files API: nobody's sandbox is open, a
+    // path naming no sandbox is not.
+    let direct = |path: &str| {
+        let response = request(agent_port, "GET", path, &[], &[]).expect("request");
+        let status = response.status;
+        (status, response.text().unwrap_or_default())
+    };
+    let sandbox = format!(
+        "/files/browse?path=/frameworks/{}/executors/long/runs/latest",
+        eng.framework_id
+    );
+    let (status, body) = direct(&sandbox);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = direct("/files/browse?path=/frameworks/f/executors/e/runs/latest");
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("an anonymous caller is not authorized to access this sandbox"),
+        "{body}"
+    );
 
     // Changes.
     dev_refused_ops_allowed(

@@ -15,6 +15,7 @@ pub mod containers;
 pub mod executor;
 pub mod executor_auth;
 pub mod files;
+pub mod files_authz;
 pub mod gc;
 pub mod health_check;
 pub mod launch;

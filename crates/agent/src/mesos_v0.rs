@@ -120,6 +120,16 @@ pub struct ExecutorEntry {
     pub tasks: Vec<TaskEntry>,
     pub queued_tasks: Vec<QueuedTaskEntry>,
     pub completed_tasks: Vec<TaskEntry>,
+    /// The OS user it runs as when its command (or, for a command
+    /// executor, its task's) names one; else its framework's. Not shown:
+    /// what `access_sandboxes` checks (`crate::files_authz`).
+    #[serde(skip)]
+    pub user: Option<String>,
+}
+
+/// The user a task's command names, if any.
+fn command_user(task: &TaskRecord) -> Option<String> {
+    task.info.command.as_ref()?.user.clone()
 }
 
 /// A framework with its executors.
@@ -383,7 +393,19 @@ fn executor_entry(
             None,
         ),
     };
+    let user = executor
+        .info
+        .as_ref()
+        .and_then(|info| info.command.as_ref()?.user.clone())
+        .or_else(|| {
+            tasks
+                .iter()
+                .map(|(_, t)| *t)
+                .chain(done.iter().copied())
+                .find_map(command_user)
+        });
     ExecutorEntry {
+        user,
         id: executor.executor_id.to_string(),
         name,
         source,
@@ -414,6 +436,7 @@ fn gone_executor_entry(
         None => (String::new(), String::new()),
     };
     ExecutorEntry {
+        user: done.iter().copied().find_map(command_user),
         id: key.1.to_string(),
         name,
         source,

@@ -68,6 +68,8 @@ pub struct OperatorApi {
     resources: Arc<Vec<pb::Resource>>,
     attributes: Arc<Vec<pb::Attribute>>,
     started: Instant,
+    /// `access_sandboxes` for LIST_FILES and READ_FILE (`crate::files_authz`).
+    acls: Arc<agora_auth::acl::Acls>,
 }
 
 impl OperatorApi {
@@ -80,6 +82,7 @@ impl OperatorApi {
             resources: Arc::new(options.resources.to_proto(None)),
             attributes: Arc::new(options.attributes.clone()),
             started: Instant::now(),
+            acls: options.acls.clone(),
         }
     }
 }
@@ -106,18 +109,37 @@ fn bad_request(why: impl Into<String>) -> Refusal {
     Refusal(StatusCode::BAD_REQUEST, why.into())
 }
 
-async fn operator(State(api): State<OperatorApi>, headers: HeaderMap, body: Bytes) -> Response {
-    match handle(&api, &headers, &body).await {
+async fn operator(
+    State(api): State<OperatorApi>,
+    caller: Option<axum::Extension<agora_auth::Caller>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Who the authentication layer found the caller to be (`crate::authn`).
+    let principal = caller.and_then(|axum::Extension(c)| c.0);
+    match handle_as(&api, &headers, &body, principal).await {
         Ok(response) => response,
         Err(refusal) => refusal.into_response(),
     }
 }
 
-/// Negotiates, decodes, validates and answers one call.
+/// Negotiates, decodes, validates and answers one call from an anonymous
+/// caller.
 pub async fn handle(
     api: &OperatorApi,
     headers: &HeaderMap,
     body: &[u8],
+) -> Result<Response, Refusal> {
+    handle_as(api, headers, body, None).await
+}
+
+/// [`handle`] for a caller the authentication layer found to be
+/// `principal` (the subject of `access_sandboxes`).
+pub async fn handle_as(
+    api: &OperatorApi,
+    headers: &HeaderMap,
+    body: &[u8],
+    principal: Option<agora_auth::Principal>,
 ) -> Result<Response, Refusal> {
     let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let media = Media::from_content_type(header_str(header::CONTENT_TYPE))?;
@@ -125,7 +147,7 @@ pub async fn handle(
         .map_err(|e| bad_request(format!("failed to parse the body into an agent call: {e}")))?;
     let kind = validate(&call)?;
     let accept = Media::from_accept(header_str(header::ACCEPT))?;
-    let answer = answer(api, kind, call).await?;
+    let answer = answer(api, kind, call, principal.as_ref()).await?;
     Ok((
         StatusCode::OK,
         [(
@@ -173,7 +195,12 @@ fn reply(kind: response::Type) -> OpResponse {
     }
 }
 
-async fn answer(api: &OperatorApi, kind: call::Type, call: Call) -> Result<OpResponse, Refusal> {
+async fn answer(
+    api: &OperatorApi,
+    kind: call::Type,
+    call: Call,
+    principal: Option<&agora_auth::Principal>,
+) -> Result<OpResponse, Refusal> {
     let snapshot = api.snapshot.borrow().clone();
     let mut out;
     match kind {
@@ -243,6 +270,7 @@ async fn answer(api: &OperatorApi, kind: call::Type, call: Call) -> Result<OpRes
         }
         call::Type::ListFiles => {
             let path = call.list_files.map(|l| l.path).unwrap_or_default();
+            crate::files_authz::check_path(&api.acls, &snapshot, principal, &path)?;
             let sandboxes = api.sandboxes.clone();
             let file_infos = blocking(move || list_files(&sandboxes, &path)).await?;
             out = reply(response::Type::ListFiles);
@@ -250,6 +278,7 @@ async fn answer(api: &OperatorApi, kind: call::Type, call: Call) -> Result<OpRes
         }
         call::Type::ReadFile => {
             let read = call.read_file.unwrap_or_default();
+            crate::files_authz::check_path(&api.acls, &snapshot, principal, &read.path)?;
             let sandboxes = api.sandboxes.clone();
             let (size, data) =
                 blocking(move || read_file(&sandboxes, &read.path, read.offset, read.length))

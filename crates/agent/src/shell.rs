@@ -81,6 +81,9 @@ pub struct AgentOptions {
     /// against it (presenting the certificate, for mutual TLS), and
     /// executors verify the agent with it.
     pub tls: agora_tls::TlsFiles,
+    /// Who may do what (`--acls`): here, `access_sandboxes` on the files
+    /// API (`crate::files_authz`); the default allows everything.
+    pub acls: Arc<agora_auth::acl::Acls>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -1735,7 +1738,11 @@ pub async fn run_agent(
                 .route("/monitor/statistics", get(statistics))
                 .with_state(commands.clone()),
         )
-        .merge(crate::files::router(&options.work_dir))
+        .merge(crate::files_authz::guard(
+            crate::files::router(&options.work_dir),
+            options.acls.clone(),
+            snapshot_rx.clone(),
+        ))
         .merge(crate::operator_api::router(snapshot_rx.clone(), &options))
         .merge(executor_http::router(executor_http::ExecutorApi {
             commands: commands.clone(),

@@ -91,6 +91,8 @@ pub(crate) struct AgentArgs {
     #[command(flatten)]
     containers: crate::container_flags::ContainerArgs,
     #[command(flatten)]
+    acls: crate::acl_flags::AclArgs,
+    #[command(flatten)]
     auth: crate::auth_flags::AgentAuthArgs,
     #[command(flatten)]
     executor_auth: crate::executor_auth_flags::ExecutorAuthArgs,
@@ -349,6 +351,7 @@ fn agent_options(
         disk_probe: agora_agent::gc::measure,
         jwt_secret_key: None,
         tls: Default::default(),
+        acls: Default::default(),
     })
 }
 
@@ -356,6 +359,7 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     // Validate everything before binding, so bad flags change nothing.
     let authentication = args.auth.load()?;
     let tls = args.tls.load()?;
+    let acls = args.acls.load()?;
     if args.master.starts_with("zk://") {
         agora_coord::ZkUrl::parse(&args.master).context("invalid --master")?;
     }
@@ -381,6 +385,7 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     options.authentication = authentication;
     options.jwt_secret_key = args.executor_auth.jwt_secret_key;
     options.tls = tls;
+    options.acls = acls;
     agora_agent::run_agent(listener, options, shutdown_on_signal())
         .await
         .context("agent failed")

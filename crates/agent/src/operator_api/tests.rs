@@ -38,6 +38,7 @@ fn options(work_dir: &Path) -> AgentOptions {
         disk_probe: crate::gc::measure,
         jwt_secret_key: None,
         tls: Default::default(),
+        acls: Default::default(),
     }
 }
 

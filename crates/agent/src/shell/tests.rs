@@ -35,6 +35,7 @@ fn options(work_dir: &std::path::Path) -> AgentOptions {
         disk_probe: crate::gc::measure,
         jwt_secret_key: None,
         tls: Default::default(),
+        acls: Default::default(),
     }
 }
 
