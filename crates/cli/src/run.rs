@@ -85,7 +85,6 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let tls = args.tls.client()?;
     let options = SubscribeOptions {
         connect_timeout: Duration::from_secs(args.timeout),
-        credential,
         tls: tls.clone(),
         credential,
         ..Default::default()
