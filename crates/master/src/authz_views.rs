@@ -96,6 +96,8 @@ pub(crate) fn restricts_views(acls: &Acls) -> bool {
     acls.restricts(Action::ViewFrameworks)
         || acls.restricts(Action::ViewTasks)
         || acls.restricts(Action::ViewExecutors)
+        || acls.restricts(Action::ViewRoles)
+        || acls.restricts(Action::GetQuotas)
 }
 
 /// The snapshot as `viewer` (None: anonymous) may see it: the same `Arc`
@@ -161,8 +163,19 @@ fn filtered(snapshot: &StateSnapshot, viewer: Option<&Principal>) -> StateSnapsh
         .map(|f| (f.id.as_str(), f.user.as_str()))
         .collect();
 
-    let mut roles = snapshot.roles.clone();
+    // Roles, their weights (`view_roles`) and their quotas (`get_quotas`).
+    let may_view_role = |role: &str| acls.authorized(Action::ViewRoles, viewer, role);
+    let may_see_quota = |role: &str| acls.authorized(Action::GetQuotas, viewer, role);
+    let mut roles: Vec<_> = snapshot
+        .roles
+        .iter()
+        .filter(|r| may_view_role(&r.name))
+        .cloned()
+        .collect();
     for role in &mut roles {
+        if !may_see_quota(&role.name) {
+            role.quota = None;
+        }
         role.frameworks.retain(|id| visible.contains(id.as_str()));
         role.offer_status
             .retain(|s| visible.contains(s.framework_id.as_str()));
@@ -204,8 +217,18 @@ fn filtered(snapshot: &StateSnapshot, viewer: Option<&Principal>) -> StateSnapsh
         completed_frameworks,
         outstanding_offers: snapshot.outstanding_offers,
         roles,
-        weights: snapshot.weights.clone(),
-        quotas: snapshot.quotas.clone(),
+        weights: snapshot
+            .weights
+            .iter()
+            .filter(|w| may_view_role(&w.role))
+            .cloned()
+            .collect(),
+        quotas: snapshot
+            .quotas
+            .iter()
+            .filter(|q| may_see_quota(&q.role))
+            .cloned()
+            .collect(),
         counters: snapshot.counters.clone(),
         offers,
         mesos,

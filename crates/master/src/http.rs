@@ -334,15 +334,18 @@ async fn actor_panic(State(gate): State<GateRx>) -> Response {
 }
 
 /// `GET /roles`: `{"roles": [RoleView...]}`.
-async fn roles(State(snapshot): State<Snapshot>) -> Response {
-    let current = snapshot.borrow().clone();
+async fn roles(State(snapshot): State<Snapshot>, viewer: crate::authz_views::Viewer) -> Response {
+    let current = viewer.view(&snapshot);
     Json(serde_json::json!({ "roles": current.roles })).into_response()
 }
 
 /// `GET /weights`: `[{"role": "eng", "weight": 3.0}]`, every role whose
 /// weight was set (others weigh 1).
-async fn get_weights(State(snapshot): State<Snapshot>) -> Response {
-    let current = snapshot.borrow().clone();
+async fn get_weights(
+    State(snapshot): State<Snapshot>,
+    viewer: crate::authz_views::Viewer,
+) -> Response {
+    let current = viewer.view(&snapshot);
     Json(&current.weights).into_response()
 }
 
@@ -368,8 +371,11 @@ async fn put_weights(
 }
 
 /// `GET /quota`: `{"quotas": [QuotaView...]}`.
-async fn get_quota(State(snapshot): State<Snapshot>) -> Response {
-    let current = snapshot.borrow().clone();
+async fn get_quota(
+    State(snapshot): State<Snapshot>,
+    viewer: crate::authz_views::Viewer,
+) -> Response {
+    let current = viewer.view(&snapshot);
     Json(serde_json::json!({ "quotas": current.quotas })).into_response()
 }
 

@@ -242,3 +242,68 @@ fn operator_events_are_filtered_like_the_state() {
     assert!(!filter.shows(&task_added("fc")));
     assert!(EventFilter::new(&fixture("{}"), None).is_none());
 }
+
+#[test]
+fn roles_weights_and_quotas_follow_view_roles_and_get_quotas() {
+    use crate::snapshot::{QuotaBody, QuotaView, RoleView, WeightView};
+    let role = |name: &str| RoleView {
+        name: name.into(),
+        weight: 1.0,
+        quota: Some(QuotaBody {
+            guarantee: BTreeMap::new(),
+            limit: BTreeMap::new(),
+        }),
+        allocated: BTreeMap::new(),
+        offered: BTreeMap::new(),
+        reserved: BTreeMap::new(),
+        consumed: BTreeMap::new(),
+        frameworks: Vec::new(),
+        offer_status: Vec::new(),
+    };
+    let quota = |name: &str| QuotaView {
+        role: name.into(),
+        guarantee: BTreeMap::new(),
+        limit: BTreeMap::new(),
+        consumed: BTreeMap::new(),
+    };
+    let base = fixture(
+        r#"{
+        "view_roles": [{"principals": {"values": ["a"]}, "roles": {"values": ["eng", "web"]}},
+                       {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}],
+        "get_quotas": [{"principals": {"values": ["a"]}, "roles": {"values": ["eng"]}},
+                       {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}]
+    }"#,
+    );
+    let mut snapshot = (*base).clone();
+    snapshot.roles = vec![role("eng"), role("web"), role("ops")];
+    snapshot.weights = vec![
+        WeightView {
+            role: "web".into(),
+            weight: 2.0,
+        },
+        WeightView {
+            role: "ops".into(),
+            weight: 3.0,
+        },
+    ];
+    snapshot.quotas = vec![quota("eng"), quota("web")];
+    let snapshot = Arc::new(snapshot);
+
+    let a = Principal::new("a");
+    let viewed = for_viewer(&snapshot, Some(&a));
+    let names: Vec<(&str, bool)> = viewed
+        .roles
+        .iter()
+        .map(|r| (r.name.as_str(), r.quota.is_some()))
+        .collect();
+    assert_eq!(names, [("eng", true), ("web", false)]);
+    let weights: Vec<&str> = viewed.weights.iter().map(|w| w.role.as_str()).collect();
+    assert_eq!(weights, ["web"]);
+    let quotas: Vec<&str> = viewed.quotas.iter().map(|q| q.role.as_str()).collect();
+    assert_eq!(quotas, ["eng"]);
+
+    let anonymous = for_viewer(&snapshot, None);
+    assert!(anonymous.roles.is_empty());
+    assert!(anonymous.weights.is_empty());
+    assert!(anonymous.quotas.is_empty());
+}
