@@ -231,6 +231,23 @@ fn http_realms_refuse_without_credentials_and_serve_with_them() {
         refused.header("www-authenticate"),
         Some("Basic realm=\"mesos-master-scheduler\"")
     );
+    // Authenticated as another principal than FrameworkInfo.principal: 400,
+    // as Mesos answers.
+    let mismatched = http_with_auth(
+        port,
+        "POST",
+        "/api/v1/scheduler",
+        Some(&ops()),
+        Some(subscribe),
+    )
+    .expect("scheduler api");
+    assert_eq!(mismatched.status, 400, "{mismatched:?}");
+    assert!(
+        mismatched
+            .body
+            .contains("the authenticated principal 'ops' does not match"),
+        "{mismatched:?}"
+    );
 
     // No secret in what the master shows, nor in its log.
     let get_flags = r#"{"type":"GET_FLAGS"}"#;

@@ -132,6 +132,7 @@ async fn handle(
         .send(Command::Call {
             stream_id: stream_id.to_string(),
             call,
+            principal,
             reply,
         })
         .await

@@ -150,6 +150,8 @@ pub(crate) enum Command {
     Call {
         stream_id: String,
         call: sched::Call,
+        /// Who the authentication layer found the caller to be.
+        principal: Option<agora_auth::Principal>,
         reply: oneshot::Sender<Result<(), CallError>>,
     },
     AgentRegister {
@@ -310,10 +312,14 @@ impl Actor {
             Command::Call {
                 stream_id,
                 call,
+                principal,
                 reply,
             } => {
                 let acknowledged = call.acknowledge.as_ref().map(|a| a.uuid.clone());
-                let result = self.master.call(now, &stream_id, call, out);
+                let result = self
+                    .master
+                    .check_call_principal(&call, principal.as_ref())
+                    .and_then(|()| self.master.call(now, &stream_id, call, out));
                 if let (Some(uuid), Ok(())) = (acknowledged, &result) {
                     self.round_trips.acknowledged(
                         &uuid,
@@ -863,10 +869,12 @@ impl Scheduler for Services {
             .ok_or_else(|| Status::invalid_argument("missing 'agora-stream-id' metadata"))?;
         let commands = self.commands()?;
         let (reply, answer) = oneshot::channel();
+        let principal = crate::authn::principal_of(request.extensions());
         Self::ask(
             &commands,
             Command::Call {
                 stream_id,
+                principal,
                 call: request.into_inner(),
                 reply,
             },

@@ -286,6 +286,7 @@ impl Fixture {
             .send(Command::Call {
                 stream_id: framework.0.clone(),
                 call,
+                principal: None,
                 reply,
             })
             .await

@@ -229,6 +229,40 @@ impl Master {
         Ok(framework_id)
     }
 
+    /// A call (other than SUBSCRIBE) by a caller authenticated as
+    /// `authenticated`: refused unless that is the framework's principal,
+    /// as Mesos answers (400), so that a stream id alone never lets another
+    /// principal act for a framework. An unauthenticated caller, or a
+    /// framework this master does not know, is left to [`Master::call`].
+    pub fn check_call_principal(
+        &self,
+        call: &sched::Call,
+        authenticated: Option<&agora_auth::Principal>,
+    ) -> Result<(), CallError> {
+        let Some(principal) = authenticated else {
+            return Ok(());
+        };
+        let Some(framework) = call
+            .framework_id
+            .as_ref()
+            .and_then(|id| FrameworkId::parse(id.value.clone()).ok())
+            .and_then(|id| self.frameworks.get(&id))
+        else {
+            return Ok(());
+        };
+        if framework.info.principal.as_deref() == Some(principal.as_str()) {
+            return Ok(());
+        }
+        Err(CallError::InvalidArgument(format!(
+            "the authenticated principal '{principal}' does not match the framework's principal ({})",
+            framework
+                .info
+                .principal
+                .as_deref()
+                .map_or_else(|| "unset".to_string(), |p| format!("'{p}'"))
+        )))
+    }
+
     /// A framework's event stream ended. Its offers go back, and it has
     /// `failover_timeout` to come back before it is removed with its tasks.
     pub fn framework_disconnected(&mut self, now: Now, conn: ConnId, out: &mut Vec<Effect>) {

@@ -95,3 +95,30 @@ fn a_framework_cannot_change_its_principal_when_it_subscribes_again() {
     assert_eq!(subscribe_as(&mut h, 4, info, Some("spark")), Ok(id.clone()));
     assert_eq!(h.master.frameworks[&id].conn, Some(4));
 }
+
+#[test]
+fn calls_must_come_from_the_frameworks_principal() {
+    let mut h = Harness::new();
+    let id = subscribe_as(
+        &mut h,
+        1,
+        with_principal("fw", Some("spark")),
+        Some("spark"),
+    )
+    .expect("subscribed");
+    let call = base_call(&id, CallType::Revive);
+    assert_eq!(
+        h.master
+            .check_call_principal(&call, Some(&Principal::new("spark"))),
+        Ok(())
+    );
+    // Not authenticated: left to the stream id, as before.
+    assert_eq!(h.master.check_call_principal(&call, None), Ok(()));
+    let refused = h
+        .master
+        .check_call_principal(&call, Some(&Principal::new("mallory")));
+    assert!(
+        matches!(&refused, Err(CallError::InvalidArgument(m)) if m.contains("'mallory'") && m.contains("'spark'")),
+        "{refused:?}"
+    );
+}
