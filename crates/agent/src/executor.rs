@@ -85,20 +85,9 @@ pub fn tls_environment(tls: &agora_tls::TlsFiles) -> Vec<(&'static str, String)>
 pub fn tls_from_env(
     var: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<agora_tls::ClientTls>, agora_tls::TlsError> {
-    let enabled = var(ENV_SSL_ENABLED)
-        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
-    if !enabled {
-        return Ok(None);
-    }
-    let files = agora_tls::TlsFiles {
-        cert: var(ENV_SSL_CERT_FILE).map(PathBuf::from),
-        key: var(ENV_SSL_KEY_FILE).map(PathBuf::from),
-        ca: var(ENV_SSL_CA_FILE).map(PathBuf::from),
-        require_client_cert: false,
-    };
-    match files.client()? {
-        Some(tls) => Ok(Some(tls)),
-        None => Err(agora_tls::TlsError::NoCa),
+    match agora_tls::TlsFiles::from_libprocess_env(var)? {
+        Some(files) => files.client(),
+        None => Ok(None),
     }
 }
 

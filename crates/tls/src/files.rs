@@ -42,6 +42,36 @@ impl TlsFiles {
         Ok(())
     }
 
+    /// A client's files from Mesos' libprocess variables, read with `get`
+    /// (the process environment in production): `None` unless
+    /// `LIBPROCESS_SSL_ENABLED` is true. `LIBPROCESS_SSL_CA_FILE` is the CA
+    /// (required: the server is always verified, whatever
+    /// `LIBPROCESS_SSL_VERIFY_SERVER_CERT` says), `LIBPROCESS_SSL_CERT_FILE`
+    /// and `LIBPROCESS_SSL_KEY_FILE` a client certificate for servers that
+    /// require one.
+    pub fn from_libprocess_env(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, TlsError> {
+        let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let enabled = set("LIBPROCESS_SSL_ENABLED").is_some_and(|v| {
+            matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes")
+        });
+        if !enabled {
+            return Ok(None);
+        }
+        let files = Self {
+            cert: set("LIBPROCESS_SSL_CERT_FILE").map(PathBuf::from),
+            key: set("LIBPROCESS_SSL_KEY_FILE").map(PathBuf::from),
+            ca: set("LIBPROCESS_SSL_CA_FILE").map(PathBuf::from),
+            require_client_cert: false,
+        };
+        if files.ca.is_none() {
+            return Err(TlsError::NoCa);
+        }
+        files.check()?;
+        Ok(Some(files))
+    }
+
     /// The server side: `None` when no certificate is configured.
     pub fn server(&self) -> Result<Option<ServerTls>, TlsError> {
         self.check()?;

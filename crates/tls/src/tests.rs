@@ -190,3 +190,42 @@ fn bad_files_get_clear_errors() {
     assert!(TlsFiles::default().server().expect("plain").is_none());
     assert!(TlsFiles::default().client().expect("plain").is_none());
 }
+
+#[test]
+fn libprocess_variables_name_the_client_files() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_string())
+        }
+    };
+    assert_eq!(TlsFiles::from_libprocess_env(vars(&[])).expect("off"), None);
+    assert_eq!(
+        TlsFiles::from_libprocess_env(vars(&[("LIBPROCESS_SSL_ENABLED", "false")])).expect("off"),
+        None
+    );
+    let files = TlsFiles::from_libprocess_env(vars(&[
+        ("LIBPROCESS_SSL_ENABLED", "true"),
+        ("LIBPROCESS_SSL_CA_FILE", "/ca.pem"),
+        ("LIBPROCESS_SSL_CERT_FILE", "/c.pem"),
+        ("LIBPROCESS_SSL_KEY_FILE", "/k.pem"),
+    ]))
+    .expect("valid")
+    .expect("on");
+    assert_eq!(files.ca.as_deref(), Some(std::path::Path::new("/ca.pem")));
+    assert_eq!(files.cert.as_deref(), Some(std::path::Path::new("/c.pem")));
+    assert!(matches!(
+        TlsFiles::from_libprocess_env(vars(&[("LIBPROCESS_SSL_ENABLED", "true")])),
+        Err(TlsError::NoCa)
+    ));
+    assert!(matches!(
+        TlsFiles::from_libprocess_env(vars(&[
+            ("LIBPROCESS_SSL_ENABLED", "true"),
+            ("LIBPROCESS_SSL_CA_FILE", "/ca.pem"),
+            ("LIBPROCESS_SSL_CERT_FILE", "/c.pem"),
+        ])),
+        Err(TlsError::CertWithoutKey)
+    ));
+}

@@ -11,6 +11,9 @@ pub enum ConfigError {
         /// The variables that may carry it, in the order they are read.
         names: &'static str,
     },
+    /// `LIBPROCESS_SSL_*` asks for TLS but does not say how.
+    #[error("invalid TLS settings (LIBPROCESS_SSL_*): {0}")]
+    Tls(String),
 }
 
 /// The agent's endpoint and this executor's ids, from the environment.
@@ -33,6 +36,9 @@ pub struct ExecutorConfig {
     /// (`MESOS_EXECUTOR_AUTHENTICATION_TOKEN`), sent with every
     /// subscription as `authorization: Bearer`; never printed.
     pub authentication_token: Option<String>,
+    /// TLS to the agent, from Mesos' `LIBPROCESS_SSL_*` variables (which an
+    /// agent serving TLS passes to its executors); `None`: plaintext.
+    pub tls: Option<agora_tls::TlsFiles>,
 }
 
 impl std::fmt::Debug for ExecutorConfig {
@@ -44,6 +50,7 @@ impl std::fmt::Debug for ExecutorConfig {
             .field("agent_id", &self.agent_id)
             .field("connect_timeout", &self.connect_timeout)
             .field("recovery_timeout", &self.recovery_timeout)
+            .field("tls", &self.tls)
             .field(
                 "authentication_token",
                 &self.authentication_token.as_ref().map(|_| "<redacted>"),
@@ -74,11 +81,15 @@ impl ExecutorConfig {
                 names: "AGORA_AGENT_ENDPOINT (or MESOS_AGENT_ENDPOINT)",
             },
         )?;
-        let endpoint = if endpoint.contains("://") {
-            endpoint
-        } else {
-            format!("http://{endpoint}")
-        };
+        let tls = agora_tls::TlsFiles::from_libprocess_env(&get)
+            .map_err(|e| ConfigError::Tls(e.to_string()))?;
+        // With TLS the agent is reached at https, whatever scheme it named.
+        let rest = endpoint
+            .strip_prefix("http://")
+            .or_else(|| endpoint.strip_prefix("https://"))
+            .unwrap_or(&endpoint);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://{rest}");
         let framework_id =
             first(&["AGORA_FRAMEWORK_ID", "MESOS_FRAMEWORK_ID"]).ok_or(ConfigError::Missing {
                 names: "AGORA_FRAMEWORK_ID (or MESOS_FRAMEWORK_ID)",
@@ -100,6 +111,7 @@ impl ExecutorConfig {
             connect_timeout,
             recovery_timeout,
             authentication_token: first(&["MESOS_EXECUTOR_AUTHENTICATION_TOKEN"]),
+            tls,
         })
     }
 }

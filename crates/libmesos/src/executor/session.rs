@@ -379,8 +379,13 @@ async fn open(
             OpenError::Fatal(format!("invalid agent endpoint {:?}: {e}", config.endpoint))
         })?
         .connect_timeout(CONNECT_ATTEMPT);
-    let channel = endpoint
-        .connect()
+    let tls = match &config.tls {
+        Some(files) => files
+            .client()
+            .map_err(|e| OpenError::Fatal(format!("cannot set up TLS to the agent: {e}")))?,
+        None => None,
+    };
+    let channel = agora_tls::connect_channel(endpoint, tls.as_ref())
         .await
         .map_err(|e| OpenError::Retry(format!("cannot connect: {e}")))?;
     let mut client = ExecutorClient::new(channel);

@@ -343,3 +343,36 @@ fn config_reads_the_executor_token_and_never_prints_it() {
     assert!(!shown.contains("secret.token.value"), "{shown}");
     assert!(shown.contains("<redacted>"), "{shown}");
 }
+
+#[test]
+fn libprocess_ssl_variables_make_the_agent_https() {
+    let config = ExecutorConfig::from_env(
+        env(&[
+            ("MESOS_AGENT_ENDPOINT", "127.0.0.1:5051"),
+            ("MESOS_FRAMEWORK_ID", "f1"),
+            ("MESOS_EXECUTOR_ID", "e1"),
+            ("LIBPROCESS_SSL_ENABLED", "true"),
+            ("LIBPROCESS_SSL_CA_FILE", "/etc/agora/ca.pem"),
+        ]),
+        Duration::from_secs(3),
+    )
+    .expect("complete");
+    assert_eq!(config.endpoint, "https://127.0.0.1:5051");
+    let tls = config.tls.expect("tls");
+    assert_eq!(
+        tls.ca.as_deref(),
+        Some(std::path::Path::new("/etc/agora/ca.pem"))
+    );
+    // TLS without a CA to verify the agent with is refused, not tried.
+    let err = ExecutorConfig::from_env(
+        env(&[
+            ("MESOS_AGENT_ENDPOINT", "127.0.0.1:5051"),
+            ("MESOS_FRAMEWORK_ID", "f1"),
+            ("MESOS_EXECUTOR_ID", "e1"),
+            ("LIBPROCESS_SSL_ENABLED", "1"),
+        ]),
+        Duration::from_secs(3),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("TLS"), "{err}");
+}

@@ -43,8 +43,20 @@ async fn subscribe_and_pump(
             return;
         }
     };
+    // Mesos' libprocess TLS variables, as a Mesos framework sets them.
+    let tls = match agora_tls::TlsFiles::from_libprocess_env(|name| std::env::var(name).ok())
+        .and_then(|files| files.map(|f| f.client()).transpose())
+    {
+        Ok(tls) => tls.flatten(),
+        Err(e) => {
+            error!(error = %e, "invalid TLS settings (LIBPROCESS_SSL_*)");
+            shared.fail(format!("invalid TLS settings (LIBPROCESS_SSL_*): {e}"));
+            return;
+        }
+    };
     let options = SubscribeOptions {
         connect_timeout: config.connect_timeout,
+        tls,
         auto_acknowledge: config.implicit_acknowledgements,
         credential: config.credential.clone(),
         ..SubscribeOptions::default()
