@@ -7,6 +7,11 @@
 //! SHUTDOWN (or once the agent has acknowledged everything and it has had
 //! no task for `--idle-exit` seconds).
 //!
+//! The agent refuses executor calls without the executor's token: it is in
+//! `MESOS_EXECUTOR_AUTHENTICATION_TOKEN`, and goes with the subscription as
+//! `authorization: Bearer <token>`. The tasks this executor starts do not
+//! get it.
+//!
 //! Try it: `agora run --executor 'PATH/TO/custom_executor' --instances 3
 //! --command 'echo hi from $AGORA_TASK_ID'`.
 
@@ -19,6 +24,9 @@ use agora_scheduler::proto::executor::{Call, call, event};
 use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+
+/// The agent's token for this executor (Mesos' name).
+const TOKEN_VAR: &str = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN";
 
 fn env(name: &str) -> anyhow::Result<String> {
     std::env::var(name).with_context(|| format!("{name} is not set: run me under an agent"))
@@ -75,8 +83,15 @@ async fn main() -> anyhow::Result<()> {
     let mut subscribe = call(call::Type::Subscribe, &framework_id, &executor_id);
     subscribe.subscribe = Some(call::Subscribe::default());
     tx.send(subscribe).await?;
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Ok(token) = std::env::var(TOKEN_VAR) {
+        let value = format!("Bearer {token}")
+            .parse()
+            .context("the executor token is not a valid header value")?;
+        request.metadata_mut().insert("authorization", value);
+    }
     let mut events = client
-        .open(ReceiverStream::new(rx))
+        .open(request)
         .await
         .context("the agent refused the subscription")?
         .into_inner();
@@ -112,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
                                 .arg("-c")
                                 .arg(&command)
                                 .env("AGORA_TASK_ID", &task_id.value)
+                                .env_remove(TOKEN_VAR)
                                 .status()
                                 .await;
                             let (ok, message) = match result {
