@@ -34,6 +34,12 @@ fn path(p: &Path) -> &str {
 /// A TLS master and one TLS agent (which verifies the master with the CA
 /// and presents its own certificate to it).
 fn start(require_client_cert: bool) -> TlsCluster {
+    start_with(require_client_cert, None)
+}
+
+/// [`start`], the master contending in ZooKeeper at `zk` (a `zk://` URL)
+/// and the agent finding it there.
+fn start_with(require_client_cert: bool, zk: Option<&str>) -> TlsCluster {
     let dir = tempfile::tempdir().expect("temp dir");
     let pki = agora_tls::dev_pki(&dir.path().join("tls")).expect("dev pki");
     let port = free_port();
@@ -51,9 +57,12 @@ fn start(require_client_cert: bool) -> TlsCluster {
     if require_client_cert {
         master_args.push("--tls-require-client-cert");
     }
+    if let Some(zk) = zk {
+        master_args.extend(["--zk", zk, "--zk-session-timeout", "2"]);
+    }
     let master = Proc::spawn(&master_args, dir.path().join("master.log"));
     let agent_port = free_port().to_string();
-    let master_address = format!("127.0.0.1:{port}");
+    let master_address = zk.map_or_else(|| format!("127.0.0.1:{port}"), str::to_string);
     let agent_dir = dir.path().join("agent-0");
     let mut agent_args = vec![
         "agent",
@@ -123,11 +132,16 @@ impl TlsCluster {
 
     /// `agora run` against the master with these TLS arguments.
     fn run(&self, name: &str, tls_args: &[&str]) -> Output {
+        self.run_at(&format!("127.0.0.1:{}", self.port), name, tls_args)
+    }
+
+    /// `agora run --master master` with these TLS arguments.
+    fn run_at(&self, master: &str, name: &str, tls_args: &[&str]) -> Output {
         let mut command = Command::new(agora_bin());
         command
             .arg("run")
             .arg("--master")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(master)
             .args(tls_args)
             .args([
                 "--name",
@@ -286,4 +300,36 @@ fn find_file(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
         }
     }
     None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_zookeeper_record_keeps_https_for_agents_frameworks_and_operators() {
+    let zk = agora_coord::testing::ZooKeeper::start()
+        .await
+        .expect("zookeeper starts (Debian package zookeeper)");
+    let url = zk.unique_url("agora-tls").to_string();
+    let cluster = start_with(false, Some(&url));
+    // The agent found the leader in ZooKeeper and reached it over https.
+    cluster.wait_agents(1).await;
+
+    let ca = path(&cluster.pki.ca).to_string();
+    let output = cluster.run_at(&url, "zk-tls", &["--tls-ca", &ca]);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("TASK_FINISHED"), "{stdout}\n{stderr}");
+
+    // Without a CA, the https leader is refused rather than tried unverified.
+    let output = cluster.run_at(&url, "zk-no-ca", &[]);
+    let (stdout, stderr) = text(&output);
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("no CA") || stderr.contains("--tls-ca"),
+        "{stderr}"
+    );
+    let mut kill = Command::new(agora_bin());
+    kill.args(["kill", "--master", &url, "--timeout", "10", "no-such-task"]);
+    let output = run_with_deadline(kill, Duration::from_secs(60));
+    let (stdout, stderr) = text(&output);
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("--tls-ca"), "{stderr}");
 }
