@@ -330,12 +330,12 @@ fn dev_refused_ops_allowed(port: u16, method: &str, path: &str, body: &Value) ->
     answer
 }
 
-/// The agent's own `--acls`: its callers here are anonymous (no HTTP
-/// authentication on the agent); they may read sandboxes of tasks running
-/// as `nobody` and nothing else.
+/// The agent's own `--acls` (its HTTP API authenticates against the same
+/// credentials): `ops` may read sandboxes of tasks running as `nobody`,
+/// nobody may read anything else.
 const AGENT_ACLS: &str = r#"{
     "access_sandboxes": [
-        {"principals": {"type": "ANY"}, "users": {"values": ["nobody"]}},
+        {"principals": {"values": ["ops"]}, "users": {"values": ["nobody"]}},
         {"principals": {"type": "NONE"}, "users": {"type": "ANY"}}]
 }"#;
 
@@ -353,7 +353,18 @@ fn operators_change_and_view_only_what_the_acls_allow() {
     })
     .expect("cluster");
     let agent_acls = write(cluster.dir.path(), "agent-acls.json", AGENT_ACLS);
-    let agent_port = cluster.add_agent_with(0, "cpus:2;mem:512", &["--acls", &agent_acls]);
+    let credentials = write(cluster.dir.path(), "agent-credentials.json", CREDENTIALS);
+    let agent_port = cluster.add_agent_with(
+        0,
+        "cpus:2;mem:512",
+        &[
+            "--acls",
+            &agent_acls,
+            "--http-credentials",
+            &credentials,
+            "--authenticate-http-readonly",
+        ],
+    );
     let port = cluster.master_port;
     let state = wait_for("the agent, seen by ops", Duration::from_secs(30), || {
         let (status, body) = as_user(port, "ops", "GET", "/state", None);
@@ -422,27 +433,25 @@ fn operators_change_and_view_only_what_the_acls_allow() {
     );
     let (status, body) = as_user(port, "dev", "GET", &files, None);
     assert_eq!(status, 403, "{body}");
+    // ... which passed ops' credential on: the agent's own ACLs allowed it.
     let (status, body) = as_user(port, "ops", "GET", &files, None);
     assert_eq!(status, 200, "{body}");
-    // The agent's own ACLs, on its files API: nobody's sandbox is open, a
-    // path naming no sandbox is not.
-    let direct = |path: &str| {
-        let response = request(agent_port, "GET", path, &[], &[]).expect("request");
-        let status = response.status;
-        (status, response.text().unwrap_or_default())
-    };
+    // The agent's own ACLs on its files API, asked directly.
     let sandbox = format!(
         "/files/browse?path=/frameworks/{}/executors/long/runs/latest",
         eng.framework_id
     );
-    let (status, body) = direct(&sandbox);
+    let (status, body) = as_user(agent_port, "ops", "GET", &sandbox, None);
     assert_eq!(status, 200, "{body}");
-    let (status, body) = direct("/files/browse?path=/frameworks/f/executors/e/runs/latest");
+    let (status, body) = as_user(agent_port, "dev", "GET", &sandbox, None);
     assert_eq!(status, 403, "{body}");
     assert!(
-        body.contains("an anonymous caller is not authorized to access this sandbox"),
+        body.contains("principal 'dev' is not authorized to access this sandbox"),
         "{body}"
     );
+    let elsewhere = "/files/browse?path=/frameworks/f/executors/e/runs/latest";
+    let (status, body) = as_user(agent_port, "ops", "GET", elsewhere, None);
+    assert_eq!(status, 403, "{body}");
 
     // Changes.
     dev_refused_ops_allowed(

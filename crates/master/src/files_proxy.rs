@@ -88,6 +88,7 @@ async fn proxy(
     viewer: crate::authz_views::Viewer,
     Path((agent_id, operation)): Path<(String, String)>,
     uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
     RawQuery(query): RawQuery,
     tls: Option<axum::Extension<AgentTls>>,
 ) -> Response {
@@ -127,8 +128,14 @@ async fn proxy(
         None => format!("/files/{operation}"),
     };
     let tls = tls.map(|axum::Extension(AgentTls(tls))| tls);
-    let answer = match tokio::time::timeout(PROXY_TIMEOUT, forward(&address, &target, tls.as_ref()))
-        .await
+    // The caller's own credential goes along: an agent with HTTP
+    // authentication (and ACLs of its own) judges the same principal.
+    let authorization = headers.get(header::AUTHORIZATION);
+    let answer = match tokio::time::timeout(
+        PROXY_TIMEOUT,
+        forward(&address, &target, authorization, tls.as_ref()),
+    )
+    .await
     {
         Err(_) => {
             tracing::warn!(agent_id = %agent_id, address = %address, "agent did not answer a files request in time");
@@ -167,6 +174,7 @@ async fn proxy(
 async fn forward(
     address: &str,
     target: &str,
+    authorization: Option<&HeaderValue>,
     tls: Option<&agora_tls::ClientTls>,
 ) -> Result<hyper::Response<hyper::body::Incoming>, ProxyError> {
     let stream = tokio::net::TcpStream::connect(address).await?;
@@ -174,13 +182,13 @@ async fn forward(
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
     match tls {
-        None => exchange(TokioIo::new(stream), address, target).await,
+        None => exchange(TokioIo::new(stream), address, target, authorization).await,
         Some(tls) => {
             let host = address
                 .rsplit_once(':')
                 .map_or(address, |(host, _port)| host);
             let stream = tls.connect_http1(host, stream).await?;
-            exchange(TokioIo::new(stream), address, target).await
+            exchange(TokioIo::new(stream), address, target, authorization).await
         }
     }
 }
@@ -190,6 +198,7 @@ async fn exchange<T>(
     io: T,
     address: &str,
     target: &str,
+    authorization: Option<&HeaderValue>,
 ) -> Result<hyper::Response<hyper::body::Incoming>, ProxyError>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -201,9 +210,12 @@ where
             tracing::debug!(error = %e, "agent files connection ended with an error");
         }
     });
-    let request = hyper::Request::get(target)
+    let mut request = hyper::Request::get(target)
         .header(header::HOST, address)
-        .header(header::CONNECTION, "close")
-        .body(Body::empty())?;
+        .header(header::CONNECTION, "close");
+    if let Some(authorization) = authorization {
+        request = request.header(header::AUTHORIZATION, authorization);
+    }
+    let request = request.body(Body::empty())?;
     Ok(sender.send_request(request).await?)
 }
