@@ -362,11 +362,19 @@ fn frameworks_authenticate_as_their_principal() {
     let stdout = text(&right.stdout);
     assert!(right.status.success(), "{stdout}\n{}", text(&right.stderr));
     assert!(stdout.contains("TASK_FINISHED"), "{stdout}");
-    let finished = all_tasks(&state(&cluster))
-        .into_iter()
-        .filter(|t| t["name"] == "right" && t["state"] == "TASK_FINISHED")
-        .count();
-    assert_eq!(finished, 1);
+    // `/state` is a published snapshot: wait for it to show the task.
+    wait_for(
+        "the finished task in /state",
+        Duration::from_secs(30),
+        || {
+            let finished = all_tasks(&state(&cluster))
+                .into_iter()
+                .filter(|t| t["name"] == "right" && t["state"] == "TASK_FINISHED")
+                .count();
+            (finished == 1).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", state(&cluster)));
 
     // The SDK: a FrameworkInfo.principal other than the authenticated one
     // is refused (INVALID_ARGUMENT, as Mesos' 400).
