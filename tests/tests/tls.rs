@@ -333,3 +333,64 @@ async fn the_zookeeper_record_keeps_https_for_agents_frameworks_and_operators() 
     assert!(!output.status.success(), "{stdout}\n{stderr}");
     assert!(stderr.contains("--tls-ca"), "{stderr}");
 }
+
+#[test]
+fn agora_dev_tls_generates_its_certificates_and_serves_with_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _sweeper = Sweeper(dir.path().to_path_buf());
+    let port = free_port();
+    let work_dir = dir.path().join("dev");
+    let log = dir.path().join("dev.log");
+    let _dev = Proc::spawn(
+        &[
+            "dev",
+            "--tls",
+            "--port",
+            &port.to_string(),
+            "--agents",
+            "1",
+            "--work-dir",
+            path(&work_dir),
+            "--resources",
+            RESOURCES,
+        ],
+        log.clone(),
+    );
+    let ca = work_dir.join("tls").join("ca.pem");
+    // It says how to reach it: https, and the CA to pass.
+    wait_for("agora dev's instructions", DEADLINE, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        (text.contains(&format!("https://127.0.0.1:{port}/")) && text.contains("--tls-ca"))
+            .then_some(())
+    })
+    .expect("instructions");
+    let key = work_dir.join("tls").join("server-key.pem");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&key).expect("key").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Its agent registers (over TLS) and a task runs, verified with the CA.
+    let mut command = Command::new(agora_bin());
+    command.args([
+        "run",
+        "--master",
+        &format!("https://127.0.0.1:{port}"),
+        "--tls-ca",
+        path(&ca),
+        "--name",
+        "dev-tls",
+        "--command",
+        "true",
+        "--cpus",
+        "0.25",
+        "--mem",
+        "32",
+        "--timeout",
+        "30",
+    ]);
+    let output = run_with_deadline(command, Duration::from_secs(120));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("TASK_FINISHED"), "{stdout}\n{stderr}");
+    // Plaintext gets no HTTP answer there either.
+    assert!(!plaintext_answer(port).contains("HTTP/"));
+}
