@@ -269,7 +269,13 @@ const OPERATOR_ACLS: &str = r#"{
         {"principals": {"type": "ANY"}, "framework_principals": {"type": "NONE"}}],
     "mark_agents_gone": [
         {"principals": {"values": ["ops"]}, "agents": {"type": "ANY"}},
-        {"principals": {"type": "ANY"}, "agents": {"type": "NONE"}}]
+        {"principals": {"type": "ANY"}, "agents": {"type": "NONE"}}],
+    "get_quotas": [
+        {"principals": {"values": ["ops"]}, "roles": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}],
+    "view_roles": [
+        {"principals": {"values": ["ops"]}, "roles": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}]
 }"#;
 
 /// `Authorization: Basic ...` for `user:password`.
@@ -476,6 +482,13 @@ fn operators_change_and_view_only_what_the_acls_allow() {
         Some(&json!({"role": "web", "guarantee": {"cpus": 0.1}})),
     );
     assert_eq!(status, 403, "ops may set eng's quota only: {body}");
+    // Reads of quotas and weights follow get_quotas and view_roles.
+    let quotas = state_as(port, "ops", "/quota");
+    assert_eq!(quotas["quotas"][0]["role"], "eng", "{quotas}");
+    let quotas = state_as(port, "dev", "/quota");
+    assert_eq!(quotas["quotas"], json!([]), "{quotas}");
+    let weights = state_as(port, "dev", "/weights");
+    assert_eq!(weights, json!([]), "{weights}");
     let reservation = json!({"agent_id": agent_id, "resources": "cpus(ops):0.5"});
     dev_refused_ops_allowed(port, "POST", "/reserve", &reservation);
     dev_refused_ops_allowed(port, "POST", "/unreserve", &reservation);
@@ -497,5 +510,54 @@ fn operators_change_and_view_only_what_the_acls_allow() {
         "POST",
         "/api/v1",
         &json!({"type": "MARK_AGENT_GONE", "mark_agent_gone": {"agent_id": {"value": agent_id}}}),
+    );
+}
+
+#[test]
+fn only_allowed_agents_register() {
+    let credentials = r#"{"credentials": [
+        {"principal": "agent", "secret": "agent-secret"},
+        {"principal": "rogue", "secret": "rogue-secret"},
+        {"principal": "ops", "secret": "ops-secret"}
+    ]}"#;
+    let acls = r#"{"register_agents": [
+        {"principals": {"values": ["agent"]}, "agents": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "agents": {"type": "NONE"}}]}"#;
+    let mut cluster = Cluster::start_with_master(0, "cpus:1;mem:256", |dir| {
+        vec![
+            "--credentials".into(),
+            write(dir, "credentials.json", credentials),
+            "--authenticate-agents".into(),
+            "--acls".into(),
+            write(dir, "acls.json", acls),
+        ]
+    })
+    .expect("cluster");
+    let dir = cluster.dir.path().to_path_buf();
+    let good = write(&dir, "agent.credential", "agent agent-secret");
+    let rogue = write(&dir, "rogue.credential", "rogue rogue-secret");
+    cluster.add_agent_with(0, "cpus:1;mem:256", &["--credential", &good]);
+    cluster.add_agent_with(1, "cpus:1;mem:256", &["--credential", &rogue]);
+
+    // The rogue agent, though authenticated, is told why it is refused.
+    wait_for("the rogue agent's refusal", Duration::from_secs(30), || {
+        cluster.agents[1]
+            .log_text()
+            .contains("principal 'rogue' is not authorized to register agents")
+            .then_some(())
+    })
+    .expect("refused");
+    // The allowed one registered; the rogue one never did.
+    let state = cluster.wait_agents(1).expect("one agent");
+    let hosts: Vec<&str> = state["agents"]
+        .as_array()
+        .expect("agents")
+        .iter()
+        .filter_map(|a| a["address"].as_str())
+        .collect();
+    assert_eq!(hosts.len(), 1, "{state}");
+    assert!(
+        state["agents"][0]["id"].is_string(),
+        "the allowed agent is registered: {state}"
     );
 }
