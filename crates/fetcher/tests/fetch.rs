@@ -711,3 +711,87 @@ async fn fetchers_in_other_processes_share_one_download() {
         "one download for four processes"
     );
 }
+
+/// A task's user fetches local files with its own rights, through the cache
+/// too: what root put in the cache for itself is never handed to `nobody`,
+/// and a setuid source is copied without its setuid bit.
+#[tokio::test]
+async fn local_files_are_read_as_the_task_user_and_the_cache_is_per_user() {
+    if !rustix::process::geteuid().is_root() {
+        return; // only root can act as another user
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "root only").expect("write");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let program = dir.path().join("tool");
+    std::fs::write(&program, SCRIPT).expect("write");
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+    let cache = dir.path().join("cache");
+    let config = FetcherConfig {
+        cache_dir: Some(cache),
+        ..FetcherConfig::default()
+    };
+    let cached = |path: &Path| FetchUri {
+        cache: true,
+        ..FetchUri::new(format!("file://{}", path.display()))
+    };
+    let nobody = agora_fetcher::FetchUser {
+        uid: 65534,
+        gid: 65534,
+    };
+    let fetch_as = |user: Option<agora_fetcher::FetchUser>, sandbox: std::path::PathBuf| {
+        let uris = vec![cached(&secret), cached(&program)];
+        let config = config.clone();
+        async move {
+            let mut log = Vec::new();
+            agora_fetcher::fetch_all_as(&uris, &sandbox, &config, user, &mut log).await
+        }
+    };
+
+    // Root fetches both (and fills the cache).
+    let root_sandbox = tempfile::tempdir().expect("sandbox");
+    fetch_as(None, root_sandbox.path().to_path_buf())
+        .await
+        .expect("root may read both");
+    assert_eq!(
+        std::fs::read_to_string(root_sandbox.path().join("secret.txt")).expect("read"),
+        "root only"
+    );
+    let full_mode = std::fs::metadata(root_sandbox.path().join("tool"))
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(full_mode & 0o7000, 0, "no setuid bit on the copy");
+
+    // nobody may not: neither directly nor from root's cache entry.
+    let nobody_sandbox = tempfile::tempdir().expect("sandbox");
+    let err = fetch_as(Some(nobody), nobody_sandbox.path().to_path_buf())
+        .await
+        .expect_err("nobody may not read the secret");
+    assert!(
+        err.to_string().to_lowercase().contains("permission denied"),
+        "{err}"
+    );
+    assert!(!nobody_sandbox.path().join("secret.txt").exists());
+
+    // What nobody may read, it fetches.
+    let nobody_sandbox = tempfile::tempdir().expect("sandbox");
+    let uris = vec![cached(&program)];
+    let mut log = Vec::new();
+    agora_fetcher::fetch_all_as(
+        &uris,
+        nobody_sandbox.path(),
+        &config,
+        Some(nobody),
+        &mut log,
+    )
+    .await
+    .expect("nobody may read the tool");
+    let full_mode = std::fs::metadata(nobody_sandbox.path().join("tool"))
+        .expect("fetched")
+        .permissions()
+        .mode();
+    assert_eq!(full_mode & 0o7000, 0, "no setuid bit on the copy");
+}
