@@ -206,6 +206,10 @@ fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, Strin
         // The executor's token: a task that held it could speak for
         // its executor.
         .env_remove(crate::executor_auth::ENV_EXECUTOR_TOKEN)
+        // Where the agent's own key is (mutual TLS): the task's business is
+        // not to speak for the agent either.
+        .env_remove(ENV_SSL_CERT_FILE)
+        .env_remove(ENV_SSL_KEY_FILE)
         .envs(vars)
         .stdin(Stdio::null())
         .stdout(open("stdout")?)
