@@ -26,7 +26,11 @@
 //! `AGORA_BENCH_ISOLATION` (the agent's `--isolation`; unset: the agent's
 //! default, cgroups where the machine allows), `AGORA_BENCH_WORK_DIR` (the
 //! directory to create the work dir in, e.g. a tmpfs to take the disk out
-//! of the figures; unset: the system's temp dir).
+//! of the figures; unset: the system's temp dir), `AGORA_BENCH_SECURE=1`
+//! (the whole secure set-up of `docs/security.md`: TLS on the master's and
+//! the agent's ports from a throw-away CA, frameworks, agents and HTTP
+//! authenticated, and ACLs that check every subscription and launch; the
+//! framework connects with its credential over TLS).
 //!
 //! `INFO` lines add per-run detail, among it the CPU time per task of the
 //! master, the agent, the framework (this process) and the rest of the
@@ -76,6 +80,8 @@ struct Config {
     /// Where the work dir (daemons' work dirs, sandboxes) is created;
     /// `None`: the system's temp dir.
     work_parent: Option<PathBuf>,
+    /// TLS, authentication and ACLs on (`AGORA_BENCH_SECURE=1`).
+    secure: bool,
 }
 
 fn env_usize(name: &str, default: usize) -> anyhow::Result<usize> {
@@ -109,6 +115,7 @@ impl Config {
                 .ok()
                 .filter(|v| !v.trim().is_empty()),
             work_parent: std::env::var_os("AGORA_BENCH_WORK_DIR").map(PathBuf::from),
+            secure: std::env::var("AGORA_BENCH_SECURE").is_ok_and(|v| v == "1"),
         })
     }
 
@@ -140,7 +147,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
     let profile = if config.full { "release" } else { "debug" };
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "BENCH-CONFIG daemons={profile} bin={} cores={cores} launches={} warmup={} batches={} batch_tasks={} task=cpus:{TASK_CPUS};mem:{TASK_MEM} agent={AGENT_RESOURCES} isolation={} work_dir={}",
+        "BENCH-CONFIG daemons={profile} bin={} cores={cores} launches={} warmup={} batches={} batch_tasks={} task=cpus:{TASK_CPUS};mem:{TASK_MEM} agent={AGENT_RESOURCES} isolation={} work_dir={} secure={}",
         bin.display(),
         config.launches,
         config.warmup,
@@ -151,6 +158,7 @@ fn run(mut config: Config) -> anyhow::Result<()> {
             .work_parent
             .as_deref()
             .map_or("temp".into(), |p| p.display().to_string()),
+        config.secure,
     );
 
     spawn_baseline(&bin)?;
@@ -218,6 +226,8 @@ struct BenchCluster {
     agent: Daemon,
     master_port: u16,
     dir: tempfile::TempDir,
+    /// TLS, credentials and ACLs (`AGORA_BENCH_SECURE=1`).
+    security: Option<Security>,
 }
 
 impl BenchCluster {
@@ -227,54 +237,75 @@ impl BenchCluster {
                 .with_context(|| format!("a work dir under {}", parent.display()))?,
             None => tempfile::tempdir()?,
         };
+        let security = if config.secure {
+            Some(Security::create(dir.path())?)
+        } else {
+            None
+        };
         let master_port = free_port();
         let port = master_port.to_string();
         let work = dir.path().join("master");
-        let master = Daemon::spawn(
-            bin,
-            &[
-                "master",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--work-dir",
-                path_str(&work)?,
-            ],
-            dir.path().join("master.log"),
-            &config.log,
-        )?;
-        wait_for("master /health", Duration::from_secs(30), || {
-            http_get(master_port, "/health")
-                .ok()
-                .filter(|(c, _)| *c == 200)
-        })?;
+        let mut args = vec![
+            "master".to_string(),
+            "--ip".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port,
+            "--work-dir".into(),
+            path_str(&work)?.into(),
+        ];
+        if let Some(security) = &security {
+            args.extend(security.master_args()?);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let master = Daemon::spawn(bin, &args, dir.path().join("master.log"), &config.log)?;
+        if security.is_some() {
+            // The port speaks TLS only; the framework's first offer shows
+            // that master and agent are up.
+            wait_for("master port", Duration::from_secs(30), || {
+                std::net::TcpStream::connect(("127.0.0.1", master_port)).ok()
+            })?;
+        } else {
+            wait_for("master /health", Duration::from_secs(30), || {
+                http_get(master_port, "/health")
+                    .ok()
+                    .filter(|(c, _)| *c == 200)
+            })?;
+        }
         let agent_port = free_port().to_string();
         let agent_work = dir.path().join("agent");
         let master_address = format!("127.0.0.1:{master_port}");
         let mut args = vec![
-            "agent",
-            "--master",
-            &master_address,
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            &agent_port,
-            "--work-dir",
-            path_str(&agent_work)?,
-            "--resources",
-            AGENT_RESOURCES,
+            "agent".to_string(),
+            "--master".into(),
+            master_address,
+            "--ip".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            agent_port,
+            "--work-dir".into(),
+            path_str(&agent_work)?.into(),
+            "--resources".into(),
+            AGENT_RESOURCES.into(),
         ];
         if let Some(isolation) = &config.isolation {
-            args.extend(["--isolation", isolation.as_str()]);
+            args.extend(["--isolation".into(), isolation.clone()]);
         }
+        if let Some(security) = &security {
+            args.extend(security.agent_args()?);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let agent = Daemon::spawn(bin, &args, dir.path().join("agent.log"), &config.log)?;
         let cluster = BenchCluster {
             master,
             agent,
             master_port,
             dir,
+            security,
         };
+        if cluster.security.is_some() {
+            return Ok(cluster);
+        }
         wait_for("the agent to be active", Duration::from_secs(30), || {
             let state = get_json(master_port, "/state").ok()?;
             state["agents"]
@@ -287,7 +318,26 @@ impl BenchCluster {
     }
 
     fn master_address(&self) -> String {
-        format!("127.0.0.1:{}", self.master_port)
+        match self.security {
+            Some(_) => format!("https://127.0.0.1:{}", self.master_port),
+            None => format!("127.0.0.1:{}", self.master_port),
+        }
+    }
+
+    /// How the framework subscribes: its credential and the CA, when secure.
+    fn subscribe_options(&self) -> anyhow::Result<SubscribeOptions> {
+        let mut options = SubscribeOptions::default();
+        if let Some(security) = &self.security {
+            options.credential = Some(agora_auth::credentials::Credential::new(
+                FRAMEWORK_PRINCIPAL,
+                SECRET,
+            ));
+            options.tls = Some(
+                agora_tls::ClientTls::from_ca(&security.pki.ca)
+                    .map_err(|e| anyhow::anyhow!("the bench CA: {e}"))?,
+            );
+        }
+        Ok(options)
     }
 
     /// Stops everything and hands the work directory over.
@@ -307,6 +357,105 @@ impl BenchCluster {
 impl Drop for BenchCluster {
     fn drop(&mut self) {
         self.stop_processes();
+    }
+}
+
+/// The framework's and the agent's principals in the secure set-up, and
+/// the one secret both use.
+const FRAMEWORK_PRINCIPAL: &str = "launch-bench";
+const AGENT_PRINCIPAL: &str = "bench-agent";
+const SECRET: &str = "bench-secret-not-for-production";
+
+/// The secure set-up of `docs/security.md`, in the bench's work dir: a
+/// throw-away CA with a certificate for 127.0.0.1, a credentials file, the
+/// agent's own credential, and ACLs that decide every subscription and
+/// launch by rule (none falls through to `permissive`).
+struct Security {
+    pki: agora_tls::DevPki,
+    credentials: PathBuf,
+    agent_credential: PathBuf,
+    acls: PathBuf,
+}
+
+impl Security {
+    fn create(dir: &Path) -> anyhow::Result<Security> {
+        let pki = agora_tls::dev_pki(&dir.join("pki"))
+            .map_err(|e| anyhow::anyhow!("the bench PKI: {e}"))?;
+        let credentials = dir.join("credentials.json");
+        std::fs::write(
+            &credentials,
+            serde_json::json!({"credentials": [
+                {"principal": FRAMEWORK_PRINCIPAL, "secret": SECRET},
+                {"principal": AGENT_PRINCIPAL, "secret": SECRET},
+            ]})
+            .to_string(),
+        )?;
+        let agent_credential = dir.join("agent-credential.json");
+        std::fs::write(
+            &agent_credential,
+            serde_json::json!({"principal": AGENT_PRINCIPAL, "secret": SECRET}).to_string(),
+        )?;
+        let acls = dir.join("acls.json");
+        std::fs::write(
+            &acls,
+            serde_json::json!({
+                "permissive": false,
+                "register_frameworks": [
+                    {"principals": {"values": [FRAMEWORK_PRINCIPAL]}, "roles": {"type": "ANY"}}
+                ],
+                "run_tasks": [
+                    {"principals": {"values": [FRAMEWORK_PRINCIPAL]}, "users": {"type": "ANY"}}
+                ],
+                "register_agents": [
+                    {"principals": {"values": [AGENT_PRINCIPAL]}, "agents": {"type": "ANY"}}
+                ],
+                "teardown_frameworks": [
+                    {"principals": {"values": [FRAMEWORK_PRINCIPAL]}, "framework_principals": {"type": "ANY"}}
+                ]
+            })
+            .to_string(),
+        )?;
+        Ok(Security {
+            pki,
+            credentials,
+            agent_credential,
+            acls,
+        })
+    }
+
+    fn tls_args(&self) -> anyhow::Result<Vec<String>> {
+        Ok(vec![
+            "--tls-cert".into(),
+            path_str(&self.pki.server_cert)?.into(),
+            "--tls-key".into(),
+            path_str(&self.pki.server_key)?.into(),
+            "--tls-ca".into(),
+            path_str(&self.pki.ca)?.into(),
+        ])
+    }
+
+    fn master_args(&self) -> anyhow::Result<Vec<String>> {
+        let mut args = self.tls_args()?;
+        args.extend([
+            "--credentials".into(),
+            path_str(&self.credentials)?.into(),
+            "--authenticate-frameworks".into(),
+            "--authenticate-agents".into(),
+            "--authenticate-http-readonly".into(),
+            "--authenticate-http-readwrite".into(),
+            "--acls".into(),
+            path_str(&self.acls)?.into(),
+        ]);
+        Ok(args)
+    }
+
+    fn agent_args(&self) -> anyhow::Result<Vec<String>> {
+        let mut args = self.tls_args()?;
+        args.extend([
+            "--credential".into(),
+            path_str(&self.agent_credential)?.into(),
+        ]);
+        Ok(args)
     }
 }
 
@@ -511,12 +660,14 @@ enum Step {
 }
 
 impl Framework {
-    async fn subscribe(master: &str) -> anyhow::Result<Framework> {
-        let info = FrameworkBuilder::new("launch-bench")
+    async fn subscribe(master: &str, options: SubscribeOptions) -> anyhow::Result<Framework> {
+        let mut info = FrameworkBuilder::new("launch-bench")
             .failover_timeout(Duration::from_secs(60))
             .build();
-        let (client, mut events) =
-            SchedulerClient::connect(master, info, SubscribeOptions::default()).await?;
+        if let Some(credential) = &options.credential {
+            info.principal = Some(credential.principal.to_string());
+        }
+        let (client, mut events) = SchedulerClient::connect(master, info, options).await?;
         match tokio::time::timeout(STEP_TIMEOUT, events.recv()).await {
             Ok(Some(Event::Subscribed { .. })) => {}
             other => bail!("expected SUBSCRIBED first, got {other:?}"),
@@ -634,7 +785,8 @@ fn task(id: &str, template: &Offer) -> TaskInfo {
 }
 
 async fn scenarios(config: &Config, cluster: &BenchCluster, pids: Pids) -> anyhow::Result<()> {
-    let mut framework = Framework::subscribe(&cluster.master_address()).await?;
+    let mut framework =
+        Framework::subscribe(&cluster.master_address(), cluster.subscribe_options()?).await?;
     accept_to_running(config, &mut framework, pids).await?;
     batch(config, &mut framework, pids).await?;
     // All tasks have ended; leave cleanly.

@@ -14,11 +14,10 @@
 
 use std::fmt;
 
-pub mod executor_token;
-
 pub mod acl;
 pub mod basic;
 pub mod credentials;
+pub mod executor_token;
 
 /// An authenticated identity: the principal of a framework, an agent or an
 /// operator, as in Mesos.

@@ -20,10 +20,12 @@ use std::collections::BTreeMap;
 use agora_allocator::Quota;
 use agora_auth::{Caller, Principal};
 use agora_core::Resources;
+use agora_net::cross_site::json_only;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Extension, FromRef, Path, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
@@ -120,11 +122,19 @@ pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router 
         .route("/health", get(health))
         .route("/state", get(state))
         .route("/roles", get(roles))
-        .route("/weights", get(get_weights).put(put_weights))
-        .route("/quota", get(get_quota).post(post_quota))
+        // Agora's JSON endpoints take JSON bodies only: a browser cannot
+        // send one to another origin without a preflight (never granted).
+        .route(
+            "/weights",
+            get(get_weights).put(put_weights).layer(from_fn(json_only)),
+        )
+        .route(
+            "/quota",
+            get(get_quota).post(post_quota).layer(from_fn(json_only)),
+        )
         .route("/quota/{*role}", delete(delete_quota))
-        .route("/reserve", post(reserve))
-        .route("/unreserve", post(unreserve))
+        .route("/reserve", post(reserve).layer(from_fn(json_only)))
+        .route("/unreserve", post(unreserve).layer(from_fn(json_only)))
         .route("/master/teardown", post(teardown))
         .route("/teardown", post(teardown))
         .merge(test_faults())

@@ -158,6 +158,7 @@ impl Terms {
         config.authentication_flags = self.options.authentication.flags();
         config.offer_timeout = self.options.offer_timeout;
         config.epoch = with_zk.then_some(epoch);
+        config.framework_id_seed = rand::random();
         // Seeded from the epoch: a term's agent visiting order is reproducible from its logs.
         let mut master = Master::new(config, Box::new(DrfAllocator::with_seed(epoch ^ 0x5eed)));
         let agents: Vec<RegistryAgent> = entries

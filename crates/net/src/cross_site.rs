@@ -93,11 +93,13 @@ pub async fn guard(request: Request, next: Next) -> Response {
 /// `text/plain`, a form or multipart to any address without asking; a JSON
 /// body from another origin needs a preflight this server never grants.
 pub async fn json_only(request: Request, next: Next) -> Response {
-    let has_body = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .is_none_or(|length| length.as_bytes() != b"0");
+    let has_body = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) && request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_none_or(|length| length.as_bytes() != b"0");
     if has_body && !is_json(request.headers()) {
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -138,8 +138,12 @@ impl Master {
             }
             Some(id) => id,
             None => {
-                let id =
-                    FrameworkId::new(format!("{}-{:04}", self.master_id(), self.next_framework));
+                let id = FrameworkId::new(format!(
+                    "{}-{:04}-{:016x}",
+                    self.config.master_info.id,
+                    self.next_framework,
+                    rand::Rng::random::<u64>(&mut self.framework_ids)
+                ));
                 self.next_framework += 1;
                 id
             }

@@ -146,6 +146,10 @@ pub struct MasterConfig {
     /// credentials file's path, `authenticate_*`), for GET_FLAGS; never a
     /// secret (`crate::authn::Authentication::flags`).
     pub authentication_flags: std::collections::BTreeMap<String, String>,
+    /// Seeds the random part of framework ids, so that one framework's id
+    /// says nothing about another's. The shell draws it from the operating
+    /// system; tests fix it, and the state machine stays deterministic.
+    pub framework_id_seed: [u8; 32],
 }
 
 /// The default of [`MasterConfig::adopted_framework_grace`].
@@ -170,6 +174,7 @@ impl MasterConfig {
             adopted_framework_grace: DEFAULT_ADOPTED_FRAMEWORK_GRACE,
             acls: std::sync::Arc::default(),
             authentication_flags: std::collections::BTreeMap::new(),
+            framework_id_seed: [0; 32],
         }
     }
 }
@@ -314,6 +319,8 @@ pub struct Master {
     config: MasterConfig,
     allocator: Box<dyn Allocator>,
     next_framework: u64,
+    /// The random part of framework ids (seeded by `framework_id_seed`).
+    framework_ids: rand::rngs::StdRng,
     next_agent: u64,
     next_offer: u64,
     pub(crate) agents: BTreeMap<AgentId, Agent>,
@@ -354,10 +361,12 @@ pub struct Master {
 
 impl Master {
     pub fn new(config: MasterConfig, allocator: Box<dyn Allocator>) -> Self {
+        let framework_ids = rand::SeedableRng::from_seed(config.framework_id_seed);
         Self {
             config,
             allocator,
             next_framework: 0,
+            framework_ids,
             next_agent: 0,
             next_offer: 0,
             agents: BTreeMap::new(),

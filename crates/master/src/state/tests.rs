@@ -21,6 +21,7 @@ mod absence;
 mod authn;
 mod authz;
 mod control;
+mod isolation;
 mod launch_size;
 mod observe;
 mod operator;
@@ -381,6 +382,10 @@ impl Harness {
         // Agent health has its own tests (`health_*`); elsewhere pings would
         // only add noise to the effects checked.
         config.agent_ping_timeout = Duration::from_secs(86_400);
+        Self::with_config(config)
+    }
+
+    fn with_config(config: MasterConfig) -> Self {
         Self {
             master: Master::new(config, Box::new(DrfAllocator::with_seed(7))),
             now: 0.0,
@@ -592,7 +597,7 @@ fn happy_path_register_subscribe_offer_launch_finish_ack() {
     // The framework subscribes and gets SUBSCRIBED with its stream id.
     let (fw_id, out) = h.subscribe(10, framework_info("fw"));
     let fw_id = fw_id.expect("subscribed");
-    assert_eq!(fw_id.as_str(), "m1-0000");
+    assert!(fw_id.as_str().starts_with("m1-0000-"), "{fw_id}");
     let subscribed = events_of_type(&out, 10, EventType::Subscribed);
     assert_eq!(subscribed.len(), 1);
     let body = subscribed[0].subscribed.as_ref().expect("body");
@@ -764,14 +769,37 @@ fn accept_without_filters_refuses_the_rest_for_five_seconds() {
 }
 
 #[test]
-fn terminal_update_for_staging_task_frees_resources_and_master_ids_are_sequential() {
+fn terminal_update_for_staging_task_frees_resources_and_master_ids_are_sequential_or_random() {
     let mut h = Harness::new();
     let a0 = h.register_agent(1, "a1", "cpus:1;mem:256");
     let a1 = h.register_agent(2, "a2", "cpus:1;mem:256");
     assert_eq!((a0.as_str(), a1.as_str()), ("m1-S0", "m1-S1"));
     let f0 = h.subscribe_framework(10, "f0");
     let f1 = h.subscribe_framework(11, "f1");
-    assert_eq!((f0.id.as_str(), f1.id.as_str()), ("m1-0000", "m1-0001"));
+    // Framework ids: the master's id, a sequence number, and 64 random bits
+    // (one framework's id says nothing about another's).
+    let random_part = |id: &FrameworkId, prefix: &str| {
+        let rest = id.as_str().strip_prefix(prefix).expect("prefix");
+        assert_eq!(rest.len(), 16, "{id}");
+        assert!(rest.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        rest.to_string()
+    };
+    let (r0, r1) = (
+        random_part(&f0.id, "m1-0000-"),
+        random_part(&f1.id, "m1-0001-"),
+    );
+    assert_ne!(r0, r1);
+    // Another seed, other ids; the same seed, the same ids (deterministic).
+    let mut config = MasterConfig::new(pb::MasterInfo {
+        id: "m1".into(),
+        ..Default::default()
+    });
+    config.framework_id_seed = [7; 32];
+    let mut other = Harness::with_config(config.clone());
+    let g0 = other.subscribe_framework(10, "f0");
+    assert_ne!(random_part(&g0.id, "m1-0000-"), r0);
+    let mut again = Harness::with_config(config);
+    assert_eq!(again.subscribe_framework(10, "f0").id, g0.id);
     // Two agents, two frameworks: the fair allocator gives each one agent.
     let out = h.allocate();
     let (o0, o1) = (offers_to(&out, 10), offers_to(&out, 11));
@@ -2414,7 +2442,7 @@ fn fresh_master_adopts_a_reregistering_agents_tasks_and_frameworks() {
     // Nothing offered to the inactive framework; a new framework gets only the free part.
     assert!(h.allocate().is_empty());
     let other = h.subscribe_framework(20, "other");
-    assert_eq!(other.id.as_str(), "m2-0000");
+    assert!(other.id.as_str().starts_with("m2-0000-"), "{}", other.id);
     let offer = h.one_offer(&other);
     assert_eq!(offer_resources(&offer), res("cpus:2.5;mem:3328"));
     h.call_ok(

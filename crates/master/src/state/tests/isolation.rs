@@ -11,7 +11,12 @@ fn two_frameworks_one_task() -> (Harness, AgentId, Fw, Fw) {
     let agent = h.register_agent(1, "a1", "cpus:2;mem:1024");
     let a = h.subscribe_framework(10, "a");
     let offer = h.one_offer(&a);
-    launch_one(&mut h, &a, &offer, command_task("t", &agent, "cpus:1;mem:256"));
+    launch_one(
+        &mut h,
+        &a,
+        &offer,
+        command_task("t", &agent, "cpus:1;mem:256"),
+    );
     h.agent_says(
         1,
         status_update(&a.id, "t", pb::TaskState::TaskRunning, Some(uuid(1))),
@@ -90,6 +95,9 @@ fn a_status_update_counts_only_from_the_agent_that_runs_the_task() {
         2,
         status_update(&a.id, "t", pb::TaskState::TaskFinished, Some(uuid(2))),
     );
-    assert!(updates_to(&out, 10).is_empty(), "A is told nothing: {out:?}");
+    assert!(
+        updates_to(&out, 10).is_empty(),
+        "A is told nothing: {out:?}"
+    );
     assert!(running(&h, &a));
 }
