@@ -31,8 +31,13 @@ bins=()
 for t in "${targets[@]}"; do bins+=(--bin "$t"); done
 cargo build --release --target "$triple" --target-dir target "${bins[@]}"
 
+# The targets' scratch directories (a fake agent work dir, sandboxes to extract into) go
+# here, not to the machine's /tmp: each run starts from an empty one.
+export TMPDIR="$PWD/target/tmp"
+
 failed=0
 for t in "${targets[@]}"; do
+  rm -rf "$TMPDIR" && mkdir -p "$TMPDIR"
   seeds="corpus/$t"
   work="target/corpus/$t"
   artifacts="artifacts/$t/"
