@@ -65,6 +65,16 @@ pub fn load_key(meta: &Path, configured: Option<&Path>) -> Result<TokenKey, KeyE
         path: path.clone(),
         source,
     })?;
+    // Whoever reads the key can mint any executor's token.
+    if let Ok(meta) = std::fs::metadata(&path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "the executor token key is readable by other users than its owner: make it 0600"
+        );
+    }
     TokenKey::new(&secret).map_err(|_| KeyError::Empty { path })
 }
 
