@@ -486,3 +486,47 @@ pub fn sandbox_path(
 
 #[doc(hidden)]
 pub use exec::Event as ExecutorEvent;
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_serving_tls_tells_its_executors_how_to_verify_it() {
+        let plain = agora_tls::TlsFiles::default();
+        assert!(tls_environment(&plain).is_empty());
+        let address: std::net::SocketAddr = "127.0.0.1:5051".parse().expect("address");
+        assert_eq!(agent_endpoint(address, false), "http://127.0.0.1:5051");
+        assert_eq!(agent_endpoint(address, true), "https://127.0.0.1:5051");
+
+        let served = agora_tls::TlsFiles {
+            cert: Some("/etc/agora/agent.pem".into()),
+            key: Some("/etc/agora/agent-key.pem".into()),
+            ca: Some("/etc/agora/ca.pem".into()),
+            require_client_cert: false,
+        };
+        let env = tls_environment(&served);
+        let get = |name: &str| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+        assert_eq!(get(ENV_SSL_ENABLED).as_deref(), Some("true"));
+        assert_eq!(get(ENV_SSL_CA_FILE).as_deref(), Some("/etc/agora/ca.pem"));
+        // The agent's key is passed on only when the agent requires client
+        // certificates (its executors then need one).
+        assert_eq!(get(ENV_SSL_KEY_FILE), None);
+        let mutual = agora_tls::TlsFiles {
+            require_client_cert: true,
+            ..served
+        };
+        let env = tls_environment(&mutual);
+        assert!(
+            env.iter()
+                .any(|(k, v)| *k == ENV_SSL_KEY_FILE && v == "/etc/agora/agent-key.pem")
+        );
+        // What the executor reads back: TLS on, with the CA.
+        let files = agora_tls::TlsFiles::from_libprocess_env(|name| {
+            env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+        })
+        .expect("valid")
+        .expect("on");
+        assert_eq!(files.ca, Some("/etc/agora/ca.pem".into()));
+    }
+}
