@@ -163,7 +163,7 @@ impl AgentAuthArgs {
 /// A client's credential: `--principal` with its secret from
 /// `--secret-file`, `AGORA_SECRET`, or `--secret` (visible to other users
 /// in the process list: prefer the file or the environment).
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Clone, Default)]
 pub(crate) struct ClientAuthArgs {
     /// Authenticate to the master as this principal (also FrameworkInfo.principal for agora run).
     #[arg(long, env = "AGORA_PRINCIPAL")]
@@ -179,6 +179,17 @@ pub(crate) struct ClientAuthArgs {
     /// The principal's secret (also AGORA_SECRET). Other users may see a command line: prefer --secret-file or the environment.
     #[arg(long, env = "AGORA_SECRET", hide_env_values = true)]
     secret: Option<String>,
+}
+
+/// Never prints the secret, should the arguments ever be logged.
+impl std::fmt::Debug for ClientAuthArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAuthArgs")
+            .field("principal", &self.principal)
+            .field("secret_file", &self.secret_file)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl ClientAuthArgs {
@@ -292,5 +303,11 @@ mod tests {
         };
         assert!(missing.credential().is_err());
         assert_eq!(ClientAuthArgs::default().credential().expect("ok"), None);
+        let on_the_command_line = ClientAuthArgs {
+            principal: Some("p".into()),
+            secret_file: None,
+            secret: Some("hunter2".into()),
+        };
+        assert!(!format!("{on_the_command_line:?}").contains("hunter2"));
     }
 }
