@@ -25,8 +25,8 @@ pub enum AddressError {
     /// [`ZkMasterDetector`] (which `SchedulerClient::connect` does by itself).
     #[error("zk:// addresses name a ZooKeeper election, not a master; use a ZooKeeper detector")]
     ZooKeeperUnsupported,
-    /// A scheme other than `http://`.
-    #[error("unsupported scheme {0:?} (expected host:port or http://host:port)")]
+    /// A scheme other than `http://` or `https://`.
+    #[error("unsupported scheme {0:?} (expected host:port, http://host:port or https://host:port)")]
     UnsupportedScheme(String),
     /// A path, query or fragment after `host:port`.
     #[error("unexpected path {0:?} after host:port")]
@@ -245,6 +245,7 @@ mod tests {
         let cases = [
             ("127.0.0.1:5050", direct("127.0.0.1", 5050)),
             ("http://127.0.0.1:5050", direct("127.0.0.1", 5050)),
+            ("https://127.0.0.1:5050", direct("127.0.0.1", 5050)),
             (
                 "http://master.example:6060/",
                 direct("master.example", 6060),
@@ -266,8 +267,8 @@ mod tests {
             ("   ", AddressError::Empty),
             ("zk://h1:2181/agora", AddressError::ZooKeeperUnsupported),
             (
-                "https://h:5050",
-                AddressError::UnsupportedScheme("https".into()),
+                "ftp://h:5050",
+                AddressError::UnsupportedScheme("ftp".into()),
             ),
             ("h:5050/api", AddressError::UnexpectedPath("/api".into())),
             ("h:0", AddressError::InvalidPort("0".into())),
