@@ -169,7 +169,17 @@ fn frameworks_register_only_in_allowed_roles_and_run_tasks_only_as_allowed_users
             {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}]
     }"#;
     let cluster = Cluster::start_with_master(1, "cpus:2;mem:512", |dir| {
-        vec!["--acls".into(), write(dir, "acls.json", acls)]
+        vec![
+            "--acls".into(),
+            write(dir, "acls.json", acls),
+            // Known principals (authentication itself stays optional here).
+            "--credentials".into(),
+            write(
+                dir,
+                "credentials.json",
+                r#"{"credentials": [{"principal": "eng", "secret": "eng-secret"}]}"#,
+            ),
+        ]
     })
     .expect("cluster");
     cluster.wait_agents(1).expect("agent");
@@ -190,6 +200,31 @@ fn frameworks_register_only_in_allowed_roles_and_run_tasks_only_as_allowed_users
     assert_eq!(next_event(&mut other).expect("ERROR")["type"], "ERROR");
     let state = cluster.state().expect("state");
     assert_eq!(state["frameworks"], json!([]), "{state}");
+    // The same over gRPC: agora run is told why, and gives up.
+    let run = cluster.run(&[
+        "--name",
+        "refused",
+        "--command",
+        "true",
+        "--role",
+        "ops",
+        "--principal",
+        "eng",
+        "--secret",
+        "eng-secret",
+        "--timeout",
+        "20",
+    ]);
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(!run.status.success(), "{output}");
+    assert!(
+        output.contains("principal 'eng' is not authorized to register a framework in role 'ops'"),
+        "{output}"
+    );
 
     // Its own role: subscribed; of two tasks, the one that would run as
     // root is refused and the other runs.
