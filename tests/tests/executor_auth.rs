@@ -329,14 +329,21 @@ fn only_an_executor_can_speak_for_itself() {
     let ended_executor = executor_of("ended-0");
     assert_ne!(victim_executor.token, other_executor.token);
 
-    // The task's own processes never hold their executor's token.
+    // The task's own processes never hold their executor's token: for each
+    // of these executors, the executor is the only process that has it.
     let holders = executors_with_token();
-    for executor in &holders {
-        let comm =
-            std::fs::read_to_string(format!("/proc/{}/cmdline", executor.pid)).unwrap_or_default();
+    for task in ["victim-0", "other-0", "ended-0"] {
+        let pids: Vec<u32> = holders
+            .iter()
+            .filter(|e| e.executor_id == task)
+            .map(|e| e.pid)
+            .collect();
+        assert_eq!(pids.len(), 1, "processes holding {task}'s token: {pids:?}");
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", pids[0])).unwrap_or_default();
         assert!(
-            comm.contains("executor"),
-            "a process that is not an executor holds a token: {comm:?}"
+            String::from_utf8_lossy(&cmdline).contains("executor"),
+            "{task}'s token is held by {:?}",
+            String::from_utf8_lossy(&cmdline)
         );
     }
 
