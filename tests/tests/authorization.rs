@@ -302,6 +302,9 @@ const OPERATOR_ACLS: &str = r#"{
     "teardown_frameworks": [
         {"principals": {"values": ["ops"]}, "framework_principals": {"type": "ANY"}},
         {"principals": {"type": "ANY"}, "framework_principals": {"type": "NONE"}}],
+    "get_endpoints": [
+        {"principals": {"values": ["ops"]}, "paths": {"type": "ANY"}},
+        {"principals": {"type": "ANY"}, "paths": {"type": "NONE"}}],
     "mark_agents_gone": [
         {"principals": {"values": ["ops"]}, "agents": {"type": "ANY"}},
         {"principals": {"type": "ANY"}, "agents": {"type": "NONE"}}],
@@ -314,31 +317,9 @@ const OPERATOR_ACLS: &str = r#"{
 }"#;
 
 /// `Authorization: Basic ...` for `user:password`.
-fn basic(user: &str, password: &str) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = format!("{user}:{password}").into_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    format!("Basic {out}")
-}
-
 /// One HTTP exchange as `who` (`ops` or `dev`): (status, body).
 fn as_user(port: u16, who: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, String) {
-    let auth = basic(who, &format!("{who}-secret"));
+    let auth = agora_e2e::auth::basic(who, &format!("{who}-secret"));
     let bytes = body
         .map(|b| serde_json::to_vec(b).expect("json"))
         .unwrap_or_default();
@@ -377,7 +358,10 @@ fn dev_refused_ops_allowed(port: u16, method: &str, path: &str, body: &Value) ->
 const AGENT_ACLS: &str = r#"{
     "access_sandboxes": [
         {"principals": {"values": ["ops"]}, "users": {"values": ["nobody"]}},
-        {"principals": {"type": "NONE"}, "users": {"type": "ANY"}}]
+        {"principals": {"type": "NONE"}, "users": {"type": "ANY"}}],
+    "get_endpoints": [
+        {"principals": {"values": ["ops"]}, "paths": {"values": ["/metrics", "/monitor/statistics"]}},
+        {"principals": {"type": "ANY"}, "paths": {"type": "NONE"}}]
 }"#;
 
 #[test]
@@ -493,6 +477,20 @@ fn operators_change_and_view_only_what_the_acls_allow() {
     let elsewhere = "/files/browse?path=/frameworks/f/executors/e/runs/latest";
     let (status, body) = as_user(agent_port, "ops", "GET", elsewhere, None);
     assert_eq!(status, 403, "{body}");
+
+    // get_endpoints: the metrics and statistics endpoints, on both daemons.
+    for (daemon, path) in [
+        (port, "/metrics"),
+        (port, "/metrics/snapshot"),
+        (agent_port, "/metrics"),
+        (agent_port, "/monitor/statistics"),
+    ] {
+        let (status, body) = as_user(daemon, "dev", "GET", path, None);
+        assert_eq!(status, 403, "{path} as dev: {body}");
+        assert!(body.contains("get_endpoints"), "{body}");
+        let (status, body) = as_user(daemon, "ops", "GET", path, None);
+        assert_eq!(status, 200, "{path} as ops: {body}");
+    }
 
     // Changes.
     dev_refused_ops_allowed(

@@ -114,6 +114,25 @@ pub fn sandbox_user(snapshot: &AgentSnapshot, path: &str) -> Option<String> {
     )
 }
 
+/// `get_endpoints` (`--acls`) over the endpoints Mesos guards with it
+/// ([`agora_auth::acl::GUARDED_ENDPOINTS`]: here `/metrics`,
+/// `/metrics/snapshot`, `/monitor/statistics`): 403 with the reason when the
+/// caller may not GET them. A layer inside the authentication layer.
+pub async fn guard_endpoints(
+    State(acls): State<Arc<Acls>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let caller: Option<Principal> = request
+        .extensions()
+        .get::<Caller>()
+        .and_then(|c| c.principal().cloned());
+    match acls.endpoint_refusal(caller.as_ref(), request.uri().path()) {
+        None => next.run(request).await,
+        Some(reason) => (axum::http::StatusCode::FORBIDDEN, format!("{reason}\n")).into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1760,8 +1760,12 @@ pub async fn run_agent(
             ),
             ExecutorServer::new(service),
         );
-    // Authentication first, over every route (the executor APIs are left
-    // to their tokens).
+    // `get_endpoints`, then (outermost, so first) authentication over every
+    // route (the executor APIs are left to their tokens).
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        options.acls.clone(),
+        crate::files_authz::guard_endpoints,
+    ));
     let app = app.layer(axum::middleware::from_fn_with_state(
         Arc::new(options.authentication.clone()),
         crate::authn::layer,

@@ -364,6 +364,15 @@ impl Default for Acls {
     }
 }
 
+/// The endpoints `get_endpoints` guards (Mesos' list, where Agora serves
+/// them, and Agora's Prometheus `/metrics`, which shows the same figures).
+pub const GUARDED_ENDPOINTS: [&str; 4] = [
+    "/metrics",
+    "/metrics/snapshot",
+    "/monitor/statistics",
+    "/monitor/statistics.json",
+];
+
 impl Acls {
     /// Parses Mesos' ACL JSON. Unknown keys (and Mesos actions Agora does
     /// not enforce) are refused, so that a rule is never silently ignored.
@@ -423,6 +432,23 @@ impl Acls {
     /// which only rules whose object is ANY or NONE match.
     pub fn authorized_any(&self, action: Action, subject: Option<&Principal>) -> bool {
         self.decide(action, subject, Request::Any)
+    }
+
+    /// `get_endpoints` for a request to `path`: `None` when it may go on,
+    /// else why not. Only [`GUARDED_ENDPOINTS`] are subject to it (as in
+    /// Mesos, which guards a fixed list); every other path is `None`.
+    pub fn endpoint_refusal(&self, subject: Option<&Principal>, path: &str) -> Option<String> {
+        if !GUARDED_ENDPOINTS.contains(&path)
+            || self.authorized(Action::GetEndpoints, subject, path)
+        {
+            return None;
+        }
+        Some(match subject {
+            Some(principal) => {
+                format!("principal '{principal}' may not GET {path} (get_endpoints)")
+            }
+            None => format!("an anonymous caller may not GET {path} (get_endpoints)"),
+        })
     }
 
     fn decide(&self, action: Action, subject: Option<&Principal>, object: Request<'_>) -> bool {
@@ -540,6 +566,31 @@ mod tests {
             assert!(!acls.restricts(action));
         }
         assert_eq!(acls, Acls::parse("{}").expect("empty"));
+    }
+
+    #[test]
+    fn get_endpoints_guards_only_its_endpoints() {
+        let acls = acls(
+            r#"{"get_endpoints": [
+                {"principals": {"values": ["ops"]}, "paths": {"values": ["/metrics", "/metrics/snapshot"]}},
+                {"principals": {"type": "ANY"}, "paths": {"type": "NONE"}}]}"#,
+        );
+        assert_eq!(acls.endpoint_refusal(Some(&p("ops")), "/metrics"), None);
+        assert_eq!(
+            acls.endpoint_refusal(Some(&p("ops")), "/metrics/snapshot"),
+            None
+        );
+        let refused = acls
+            .endpoint_refusal(Some(&p("dev")), "/metrics")
+            .expect("refused");
+        assert!(
+            refused.contains("'dev'") && refused.contains("/metrics"),
+            "{refused}"
+        );
+        assert!(acls.endpoint_refusal(None, "/monitor/statistics").is_some());
+        // Paths outside Mesos' list are not get_endpoints' business.
+        assert_eq!(acls.endpoint_refusal(Some(&p("dev")), "/state"), None);
+        assert_eq!(Acls::default().endpoint_refusal(None, "/metrics"), None);
     }
 
     #[test]

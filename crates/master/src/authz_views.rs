@@ -435,5 +435,25 @@ pub(crate) fn may_access_sandbox(
     }
 }
 
+/// `get_endpoints` (`--acls`) over the endpoints Mesos guards with it
+/// ([`agora_auth::acl::GUARDED_ENDPOINTS`]): 403 with the reason when the
+/// caller may not GET them. A layer inside the authentication layer, so the
+/// caller is known.
+pub(crate) async fn guard_endpoints(
+    axum::extract::State(acls): axum::extract::State<Arc<Acls>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let caller = request
+        .extensions()
+        .get::<agora_auth::Caller>()
+        .and_then(|c| c.principal().cloned());
+    match acls.endpoint_refusal(caller.as_ref(), request.uri().path()) {
+        None => next.run(request).await,
+        Some(reason) => (axum::http::StatusCode::FORBIDDEN, format!("{reason}\n")).into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -1016,7 +1016,12 @@ async fn serve_master(
                 .max_decoding_message_size(agora_net::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(agora_net::MAX_MESSAGE_BYTES),
         );
-    // Authentication first, over every route, HTTP and gRPC alike.
+    // `get_endpoints`, then (outermost, so first) authentication over every
+    // route, HTTP and gRPC alike.
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        options.acls.clone(),
+        crate::authz_views::guard_endpoints,
+    ));
     let app = app.layer(axum::middleware::from_fn_with_state(
         Arc::new(options.authentication.clone()),
         crate::authn::layer,
