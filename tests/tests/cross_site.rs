@@ -97,7 +97,9 @@ fn another_site_cannot_change_or_read_the_cluster_through_a_browser() {
     let head = head_of(port, "/api/overview", "Origin: http://evil.example\r\n");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
-        !head.to_ascii_lowercase().contains("access-control-allow-origin"),
+        !head
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin"),
         "{head}"
     );
 
@@ -137,7 +139,10 @@ fn head_of(port: u16, path: &str, extra: &str) -> String {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).expect("read");
     let text = String::from_utf8_lossy(&raw).into_owned();
-    text.split("\r\n\r\n").next().unwrap_or_default().to_string()
+    text.split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The port of the cluster's only agent, from the master's `/state`.

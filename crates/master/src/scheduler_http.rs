@@ -53,9 +53,7 @@ fn refusal(error: CallError) -> Refusal {
         }
         CallError::FailedPrecondition(m)
         | CallError::PermissionDenied(m)
-        | CallError::Unauthorized(m) => {
-            Refusal(StatusCode::FORBIDDEN, m)
-        }
+        | CallError::Unauthorized(m) => Refusal(StatusCode::FORBIDDEN, m),
     }
 }
 

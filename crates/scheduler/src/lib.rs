@@ -49,9 +49,9 @@ pub use address::{
     AddressError, DEFAULT_MASTER_PORT, MasterAddress, MasterDetector, ZkMasterDetector,
     master_detector,
 };
-pub use backoff::Backoff;
 /// A framework's principal and secret, for [`SubscribeOptions::credential`].
 pub use agora_auth::credentials::Credential;
+pub use backoff::Backoff;
 pub use client::{
     EventStream, HEARTBEAT_MISSES, STREAM_ID_METADATA, SchedulerClient, SubscribeOptions,
 };
