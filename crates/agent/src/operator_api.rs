@@ -360,7 +360,7 @@ pub fn resources(summary: &FlatMap, role: &str) -> Vec<pb::Resource> {
             SummaryValue::Number(n) => format!("{name}:{n}"),
             SummaryValue::Text(t) => format!("{name}:{t}"),
         };
-        match Resources::parse(&text) {
+        match Resources::parse_input(&text) {
             Ok(one) => out.add(&one),
             Err(e) => tracing::debug!(resource = %text, error = %e, "summary does not parse back"),
         }

@@ -59,7 +59,7 @@ fn disk_mb(path: &Path) -> Option<f64> {
 /// detected values fill in the rest.
 pub fn advertised(flag: Option<&str>, work_dir: &Path) -> Result<Resources, AdvertiseError> {
     let (given, given_names) = match flag {
-        Some(text) => (Resources::parse(text)?, names_given(text)),
+        Some(text) => (Resources::parse_input(text)?, names_given(text)),
         None => (Resources::new(), BTreeSet::new()),
     };
     let detected = detect(work_dir);

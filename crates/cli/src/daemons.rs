@@ -393,7 +393,7 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 
 pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     if let Some(text) = &args.resources {
-        agora_core::Resources::parse(text).context("invalid --resources")?;
+        agora_core::Resources::parse_input(text).context("invalid --resources")?;
     }
     // The throw-away PKI first: its files are the daemons' flags.
     let pki = if args.tls {

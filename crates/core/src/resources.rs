@@ -137,9 +137,12 @@ pub const MIN_SCALAR: f64 = 0.001;
 /// Highest port number: `ports` ranges above it are refused.
 pub const MAX_PORT: u64 = 65_535;
 
-/// Resource names people mistype, with what they meant. Refused in the
-/// text form (a flag or an operator's request), where a typo would make a
-/// custom resource nobody asks for; custom names stay allowed otherwise.
+/// Resource names people mistype, with what they meant. Refused in what a
+/// person typed (a flag, an operator's request: [`Resources::parse_input`]),
+/// where a typo would make a custom resource nobody asks for. The text form
+/// itself ([`Resources::parse`]) takes them: it is also how resources are
+/// stored (the registry), and resources that came as protobuf may carry
+/// any valid name.
 const NEAR_MISSES: [(&str, &str); 6] = [
     ("cpu", "cpus"),
     ("memory", "mem"),
@@ -286,7 +289,25 @@ impl Resources {
         Self::default()
     }
 
+    /// What a person typed (`--resources`, an operator's request): the text
+    /// form, with the names people mistype for the standard ones (`cpu`,
+    /// `memory`, `port`, ...) refused with what they meant.
+    pub fn parse_input(text: &str) -> Result<Self, ResourcesError> {
+        let resources = Self::parse(text)?;
+        for name in resources.names() {
+            if let Some(&(_, meant)) = NEAR_MISSES.iter().find(|(typo, _)| *typo == name) {
+                return Err(ResourcesError::DidYouMean {
+                    name: name.to_string(),
+                    meant,
+                });
+            }
+        }
+        Ok(resources)
+    }
+
     /// Parses Mesos' text form: `cpus:4;mem:8192;ports:[31000-32000];cpus(ops):2;zones:{a,b}`.
+    /// Total over what [`Display`](std::fmt::Display) prints: any resources
+    /// print to text that parses back to them (the registry relies on it).
     pub fn parse(text: &str) -> Result<Self, ResourcesError> {
         let mut out = Resources::new();
         for item in text.split(';').map(str::trim).filter(|i| !i.is_empty()) {
@@ -310,12 +331,6 @@ impl Resources {
             };
             if !valid_name(name) {
                 return Err(ResourcesError::BadName(name.to_string()));
-            }
-            if let Some(&(_, meant)) = NEAR_MISSES.iter().find(|(typo, _)| *typo == name) {
-                return Err(ResourcesError::DidYouMean {
-                    name: name.to_string(),
-                    meant,
-                });
             }
             validate_role(role)?;
             let text = value.trim();

@@ -415,7 +415,7 @@ impl ResourcesBody {
                 parts.join(";")
             }
         };
-        Resources::parse(&text).map_err(|e| BadRequest(format!("{what}: {e}")))
+        Resources::parse_input(&text).map_err(|e| BadRequest(format!("{what}: {e}")))
     }
 }
 
@@ -478,8 +478,8 @@ struct ReserveRequest {
 
 fn reserve_call(body: &Bytes, reserve: bool) -> Result<OperatorCall, BadRequest> {
     let request: ReserveRequest = parse_body(body)?;
-    let resources =
-        Resources::parse(&request.resources).map_err(|e| BadRequest(format!("resources: {e}")))?;
+    let resources = Resources::parse_input(&request.resources)
+        .map_err(|e| BadRequest(format!("resources: {e}")))?;
     Ok(if reserve {
         OperatorCall::Reserve {
             agent_id: request.agent_id,

@@ -202,7 +202,7 @@ proptest! {
 
 #[test]
 fn amounts_that_would_become_nothing_ports_past_65535_and_typos_are_refused() {
-    let why = |text: &str| Resources::parse(text).expect_err(text).to_string();
+    let why = |text: &str| Resources::parse_input(text).expect_err(text).to_string();
     assert!(
         why("cpus:0.0001").contains("below 0.001"),
         "{}",
@@ -379,4 +379,28 @@ proptest! {
         sum.add(&other);
         prop_assert_eq!(sum, a);
     }
+}
+
+/// Found by the `resources` fuzz target: resources that came as protobuf
+/// with a name people mistype (`cpu`) printed to text the text form refused,
+/// so the registry (which stores an agent's resources as text) could not
+/// read back what it wrote. The text form now takes any valid name; only
+/// what a person types is checked for typos.
+#[test]
+fn any_resources_print_to_text_that_parses_back_and_only_input_is_checked_for_typos() {
+    let proto = vec![
+        Resources::parse("cpus:2").expect("cpus").to_proto(None)[0].clone(),
+        pb::Resource {
+            name: "cpu".into(),
+            ..Resources::parse("cpus:512").expect("cpus").to_proto(None)[0].clone()
+        },
+    ];
+    let resources = Resources::from_proto(&proto).expect("custom names are valid in protobuf");
+    let printed = resources.to_string();
+    assert_eq!(Resources::parse(&printed).expect(&printed), resources);
+    let refused = Resources::parse_input(&printed).expect_err("a typo in input");
+    assert!(
+        refused.to_string().contains("did you mean 'cpus'"),
+        "{refused}"
+    );
 }
