@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::{Cluster, Proc, Sweeper, free_port, http_get, wait_for};
+use crate::Cluster;
 
 /// Writes Mesos' credentials file (`{"credentials":[...]}`) to `path`.
 pub fn write_credentials(path: &Path, credentials: &[(&str, &str)]) -> PathBuf {
@@ -38,37 +38,7 @@ pub fn write_credential(path: &Path, principal: &str, secret: &str) -> PathBuf {
 /// writes into the cluster's directory first) and waits for its `/health`
 /// only: no agent is started.
 pub fn start_master_only(prepare: impl FnOnce(&Path) -> Vec<String>) -> anyhow::Result<Cluster> {
-    let dir = tempfile::tempdir()?;
-    let master_port = free_port();
-    let extra = prepare(dir.path());
-    let port = master_port.to_string();
-    let work_dir = dir.path().join("master");
-    let mut args = vec![
-        "master".to_string(),
-        "--ip".into(),
-        "127.0.0.1".into(),
-        "--port".into(),
-        port,
-        "--work-dir".into(),
-        work_dir.to_str().context("utf-8 temp path")?.to_string(),
-    ];
-    args.extend(extra);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let master = Proc::spawn(&args, dir.path().join("master.log"));
-    let cluster = Cluster {
-        _sweeper: Sweeper(dir.path().to_path_buf()),
-        dir,
-        master_port,
-        master,
-        agents: Vec::new(),
-        agent_dirs: Vec::new(),
-    };
-    wait_for("master /health", Duration::from_secs(30), || {
-        http_get(master_port, "/health")
-            .ok()
-            .filter(|(c, _)| *c == 200)
-    })?;
-    Ok(cluster)
+    Cluster::start_with_master(0, "", prepare)
 }
 
 /// The `Authorization` header value for HTTP Basic.

@@ -369,25 +369,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(agents: usize, resources: &str) -> anyhow::Result<Cluster> {
-        let dir = tempfile::tempdir()?;
-        let master_port = free_port();
-        let master = start_master(dir.path(), master_port);
-        let mut cluster = Cluster {
-            _sweeper: Sweeper(dir.path().to_path_buf()),
-            dir,
-            master_port,
-            master,
-            agents: Vec::new(),
-            agent_dirs: Vec::new(),
-        };
-        wait_for("master /health", Duration::from_secs(30), || {
-            http_get(master_port, "/health")
-                .ok()
-                .filter(|(c, _)| *c == 200)
-        })?;
-        for n in 0..agents {
-            cluster.add_agent(n, resources);
-        }
+        let cluster = Self::start_with_master(agents, resources, |_| Vec::new())?;
         cluster.wait_agents(agents)?;
         Ok(cluster)
     }
