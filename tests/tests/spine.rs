@@ -100,14 +100,30 @@ fn a_failing_command_reports_its_exit_code() {
         stdout.contains("status 3"),
         "exit code in the message: {stdout}"
     );
+    // The task's state can run ahead of the update being delivered (the
+    // agent already knew FAILED when RUNNING went out): wait until the
+    // master has the FAILED update itself, whose message names the exit.
     let task = task_in_state(&cluster, "fails-0", "TASK_FAILED");
-    assert!(
-        task["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("status 3"),
-        "{task}"
+    assert_ne!(
+        task["message"].as_str(),
+        Some("command is running"),
+        "a state is never shown with another state's message: {task}"
     );
+    wait_for(
+        "fails-0's message names the exit status",
+        Duration::from_secs(10),
+        || {
+            let current = cluster.state().ok()?;
+            all_tasks(&current).into_iter().find(|t| {
+                t["id"] == "fails-0"
+                    && t["state"] == "TASK_FAILED"
+                    && t["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("status 3"))
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", cluster.state().map(|s| all_tasks(&s))));
 }
 
 #[test]

@@ -273,7 +273,15 @@ fn task_view(task: &Task) -> TaskView {
             .unwrap_or_else(|| task.id.to_string()),
         role: task.role.clone(),
         resources: task.resources.summary(),
-        message: task.last_status.as_ref().and_then(|s| s.message.clone()),
+        // The message belongs to the status that carried it: while the
+        // agent's latest state runs ahead of the update being delivered
+        // (RUNNING arrives after the task already failed), that update's
+        // message would describe a state the task is no longer in.
+        message: task
+            .last_status
+            .as_ref()
+            .filter(|s| s.state == Some(task.state as i32))
+            .and_then(|s| s.message.clone()),
         status_time: task.last_status.as_ref().and_then(|s| s.timestamp),
         healthy: task.last_status.as_ref().and_then(|s| s.healthy),
         user: task.user.clone(),
