@@ -25,6 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::launch::{ENV_LAUNCH, LaunchConfig};
 
 mod custom;
+pub mod local;
 mod prepare;
 mod supervisor;
 
@@ -121,6 +122,9 @@ pub struct ExecutorEnv {
     pub token: Option<String>,
     /// TLS to the agent (`LIBPROCESS_SSL_*`), when it serves TLS.
     pub tls: Option<agora_tls::ClientTls>,
+    /// The connection the agent handed over at start-up, for the first
+    /// session ([`local`]).
+    pub local: local::LocalConnection,
 }
 
 impl ExecutorEnv {
@@ -139,6 +143,9 @@ impl ExecutorEnv {
             },
             token: std::env::var(crate::executor_auth::ENV_EXECUTOR_TOKEN).ok(),
             tls: tls_from_env(|name| std::env::var(name).ok())?,
+            local: local::LocalConnection::inherit(
+                std::env::var(local::ENV_AGENT_CONNECTION).ok().as_deref(),
+            ),
         })
     }
 }
@@ -202,6 +209,7 @@ fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, Strin
     process
         .current_dir(&env.sandbox)
         .env_remove(ENV_AGENT_ENDPOINT)
+        .env_remove(local::ENV_AGENT_CONNECTION)
         .env_remove(ENV_LAUNCH)
         // The executor's token: a task that held it could speak for
         // its executor.
@@ -309,14 +317,22 @@ async fn session(
     env: &ExecutorEnv,
     supervisor: &mut Supervisor,
 ) -> Result<SessionEnd, SessionError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(env.agent_endpoint.clone())
-        .map_err(|_| SessionError::Unreachable)?;
-    let channel = agora_tls::connect_channel(endpoint, env.tls.as_ref())
-        .await
-        .map_err(|e| {
-            tracing::debug!(error = %e, "cannot reach the agent");
+    let channel = match env.local.take() {
+        Some(stream) => local::channel(stream).await.map_err(|e| {
+            tracing::debug!(error = %e, "cannot use the connection the agent handed over");
             SessionError::Unreachable
-        })?;
+        })?,
+        None => {
+            let endpoint = tonic::transport::Endpoint::from_shared(env.agent_endpoint.clone())
+                .map_err(|_| SessionError::Unreachable)?;
+            agora_tls::connect_channel(endpoint, env.tls.as_ref())
+                .await
+                .map_err(|e| {
+                    tracing::debug!(error = %e, "cannot reach the agent");
+                    SessionError::Unreachable
+                })?
+        }
+    };
     let mut client = ExecutorClient::new(channel);
     let (tx, rx) = mpsc::channel::<Call>(64);
     let mut subscribe = call(env, call::Type::Subscribe);

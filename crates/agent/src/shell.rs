@@ -271,6 +271,9 @@ struct Actor {
     /// process exists: an executor may subscribe before its launch's
     /// result reaches the loop (the state machine records the run then).
     launching_runs: HashMap<(FrameworkId, ExecutorId), String>,
+    /// Where the agent's ends of its executors' first connections go to be
+    /// served (`executor::local`); `None` until the server runs.
+    executor_connections: Option<mpsc::UnboundedSender<std::os::unix::net::UnixStream>>,
 }
 
 /// Checkpoint records are written by a dedicated thread, in order; the
@@ -433,6 +436,7 @@ impl Actor {
         Ok(Self {
             token_key,
             launching_runs: HashMap::new(),
+            executor_connections: None,
             state: AgentState::new(info, seed),
             started: Instant::now(),
             session: 0,
@@ -1712,6 +1716,8 @@ pub async fn run_agent(
         source,
     })?;
     let token_key = actor.token_key.clone();
+    let (executor_connections, handed_in) = mpsc::unbounded_channel();
+    actor.executor_connections = Some(executor_connections);
     actor.recover(recovered);
     actor.find_old_sandboxes();
     let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
@@ -1770,6 +1776,14 @@ pub async fn run_agent(
         Arc::new(options.authentication.clone()),
         crate::authn::layer,
     ));
+    // The executors' first connections: the same routes and layers as the
+    // port, over the socket pairs handed to executors at launch.
+    let local_task = tokio::spawn(agora_net::serve_local(
+        handed_in,
+        app.clone(),
+        agora_net::ServeLimits::default(),
+        shutdown.clone(),
+    ));
     tracing::info!(address = %options.advertise, master = %options.master, "agent serving");
     // The shared accept loop: connection cap, header-read timeout, TCP_NODELAY.
     let tls = tls_server.map(|tls| tls.acceptor());
@@ -1784,6 +1798,7 @@ pub async fn run_agent(
     shutdown.cancel();
     let _ = actor_task.await;
     let _ = session_task.await;
+    let _ = local_task.await;
     Ok(())
 }
 

@@ -22,7 +22,7 @@ pub mod outbox;
 mod serve;
 
 pub use limits::{FdLimitError, connection_cap, raise_fd_limit};
-pub use serve::{ServeLimits, serve, serve_tls};
+pub use serve::{ServeLimits, serve, serve_local, serve_tls};
 pub use tokio_rustls::TlsAcceptor;
 
 /// The largest gRPC message (encoded, without its 5-byte frame header) any

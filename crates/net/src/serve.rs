@@ -78,24 +78,12 @@ pub async fn serve_tls(
     tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    // Every port refuses what a browser sends on another site's behalf.
-    let app = app.layer(axum::middleware::from_fn(crate::cross_site::guard));
+    let app = edge(app);
     let cap = limits
         .max_connections
         .unwrap_or_else(|| crate::connection_cap(crate::limits::fd_limit()));
     let permits = Arc::new(Semaphore::new(cap));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // Off: it would also close kept-alive connections that idle between
-        // requests (see `first_bytes`), which Mesos' clients do not survive.
-        .header_read_timeout(None);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(limits.http2_keep_alive_interval)
-        .keep_alive_timeout(limits.http2_keep_alive_timeout);
+    let builder = connection_builder(&limits);
     let graceful = GracefulShutdown::new();
     let mut refused = 0u64;
     let mut last_warning: Option<Instant> = None;
@@ -189,6 +177,86 @@ pub async fn serve_tls(
         tracing::warn!("connections still open after the graceful shutdown timeout; closing them");
     }
     Ok(())
+}
+
+/// What every connection's requests pass first, whatever it came on:
+/// every port refuses what a browser sends on another site's behalf.
+fn edge(app: axum::Router) -> axum::Router {
+    app.layer(axum::middleware::from_fn(crate::cross_site::guard))
+}
+
+/// How a connection is spoken, the same for accepted and handed-in ones.
+fn connection_builder(limits: &ServeLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Off: it would also close kept-alive connections that idle between
+        // requests (see `first_bytes`), which Mesos' clients do not survive.
+        .header_read_timeout(None);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.http2_keep_alive_interval)
+        .keep_alive_timeout(limits.http2_keep_alive_timeout);
+    builder
+}
+
+/// Serves `app` on connections handed in already open, until `shutdown`:
+/// the server's end of a socket pair whose other end a child process
+/// inherited when it was started (the agent's own executors). Nothing
+/// listens, so no other process can reach this path, and there is no
+/// handshake to pay: the peer is known by construction. A connection gets
+/// the same requests' edge as [`serve_tls`]'s; it is not counted against
+/// the connection cap (its number is bounded by the children started) and
+/// has no first-bytes deadline (the child may start slowly on a busy
+/// machine; its end closes when it exits).
+pub async fn serve_local(
+    mut connections: tokio::sync::mpsc::UnboundedReceiver<std::os::unix::net::UnixStream>,
+    app: axum::Router,
+    limits: ServeLimits,
+    shutdown: CancellationToken,
+) {
+    let app = edge(app);
+    let builder = connection_builder(&limits);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            next = connections.recv() => match next {
+                Some(stream) => stream,
+                None => break,
+            },
+        };
+        let stream = match stream
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixStream::from_std(stream))
+        {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot serve a handed-in connection");
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "local connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(limits.graceful_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "local connections still open after the graceful shutdown timeout; closing them"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -450,5 +518,45 @@ mod tests {
             let answer = get(&client, fixture.address).await.expect("answered");
             assert!(answer.ends_with("pong"), "{answer}");
         }
+    }
+
+    #[tokio::test]
+    async fn handed_in_connections_are_served_until_shutdown() {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let served = tokio::spawn(serve_local(
+            receiver,
+            app(),
+            ServeLimits::default(),
+            shutdown.clone(),
+        ));
+        for _ in 0..2 {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("pair");
+            sender.send(ours).expect("server running");
+            theirs.set_nonblocking(true).expect("nonblocking");
+            let mut theirs = tokio::net::UnixStream::from_std(theirs).expect("tokio stream");
+            theirs
+                .write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .expect("write");
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(30), theirs.read_to_end(&mut answer))
+                .await
+                .expect("answered before the deadline")
+                .expect("read");
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            assert!(answer.ends_with("pong"), "{answer}");
+        }
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), served)
+            .await
+            .expect("the server ends on shutdown")
+            .expect("no panic");
+        let (ours, _theirs) = std::os::unix::net::UnixStream::pair().expect("pair");
+        assert!(
+            sender.send(ours).is_err(),
+            "nothing is served after shutdown"
+        );
     }
 }

@@ -92,6 +92,7 @@ pub(crate) async fn become_custom_executor(
     program
         .current_dir(&env.sandbox)
         .env_remove(ENV_LAUNCH)
+        .env_remove(super::local::ENV_AGENT_CONNECTION)
         .envs(prepare::environment(env, config, &command, None))
         .env(ENV_AGENT_ENDPOINT, &env.agent_endpoint)
         .env("MESOS_AGENT_ENDPOINT", endpoint)

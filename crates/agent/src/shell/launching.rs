@@ -74,6 +74,9 @@ struct LaunchJob {
     token: String,
     /// How the executor verifies the agent (`executor::tls_environment`).
     tls_env: Vec<(&'static str, String)>,
+    /// Where the agent's end of the executor's first connection goes to be
+    /// served (`executor::local`); `None`: the executor dials the endpoint.
+    local: Option<mpsc::UnboundedSender<std::os::unix::net::UnixStream>>,
 }
 
 impl LaunchJob {
@@ -91,6 +94,7 @@ impl LaunchJob {
             agent_id,
             token,
             tls_env,
+            local,
         } = self;
         config.user = user
             .map(|name| launch::lookup_user(&name))
@@ -101,9 +105,28 @@ impl LaunchJob {
             .run(&id.run_id)
             .map_err(|e| format!("cannot create the container: {e}"))?;
         config.cgroups = cgroups;
+        // The executor's first connection: a socket pair, its end as the
+        // executor's standard input. Without one (no server, or no pair
+        // to be had) it dials the endpoint, as after an agent restart.
+        let pair = local.as_ref().and_then(|_| {
+            std::os::unix::net::UnixStream::pair()
+                .inspect_err(
+                    |e| tracing::warn!(error = %e, "cannot make a socket pair for an executor"),
+                )
+                .ok()
+        });
+        let (ours, stdin, connection) = match pair {
+            Some((ours, theirs)) => (
+                Some(ours),
+                std::process::Stdio::from(std::os::fd::OwnedFd::from(theirs)),
+                crate::executor::local::FROM_STDIN,
+            ),
+            None => (None, std::process::Stdio::null(), ""),
+        };
         let spawned = open_log(&id.sandbox).and_then(|(out, err)| {
             Command::new(&program)
                 .arg("executor")
+                .env(crate::executor::local::ENV_AGENT_CONNECTION, connection)
                 .env(ENV_AGENT_ENDPOINT, endpoint)
                 .env(ENV_FRAMEWORK_ID, id.key.0.as_str())
                 .env(ENV_EXECUTOR_ID, id.key.1.as_str())
@@ -113,7 +136,7 @@ impl LaunchJob {
                 .env(launch::ENV_LAUNCH, config.to_json())
                 .envs(tls_env)
                 .current_dir(&id.sandbox)
-                .stdin(std::process::Stdio::null())
+                .stdin(stdin)
                 .stdout(out)
                 .stderr(err)
                 .kill_on_drop(false)
@@ -129,6 +152,11 @@ impl LaunchJob {
                 return Err(message);
             }
         };
+        if let (Some(ours), Some(local)) = (ours, local)
+            && local.send(ours).is_err()
+        {
+            tracing::debug!(executor_id = %id.key.1, "agent stopping: the executor will dial the endpoint");
+        }
         let Some(pid) = child.id() else {
             // Only a child already waited for has no pid; ours is not.
             return Err("the executor exited before it could be watched".into());
@@ -305,6 +333,7 @@ impl Actor {
             ),
             agent_id,
             tls_env: crate::executor::tls_environment(&self.options.tls),
+            local: self.executor_connections.clone(),
         })
     }
 
