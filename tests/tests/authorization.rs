@@ -594,3 +594,289 @@ fn only_allowed_agents_register() {
         "the allowed agent is registered: {state}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The agent's own read endpoints, filtered by its `view_*` ACLs
+// ---------------------------------------------------------------------------
+
+/// The agent's `--acls`: `ops` sees everything; `dev` frameworks, tasks and
+/// executors running as `nobody` only; anyone else nothing.
+const AGENT_VIEW_ACLS: &str = r#"{
+    "view_frameworks": [
+        {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}},
+        {"principals": {"values": ["dev"]}, "users": {"values": ["nobody"]}},
+        {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}],
+    "view_tasks": [
+        {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}},
+        {"principals": {"values": ["dev"]}, "users": {"values": ["nobody"]}},
+        {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}],
+    "view_executors": [
+        {"principals": {"values": ["ops"]}, "users": {"type": "ANY"}},
+        {"principals": {"values": ["dev"]}, "users": {"values": ["nobody"]}},
+        {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}]
+}"#;
+
+impl Framework {
+    /// [`Framework::subscribe`] for a framework whose tasks run as `user`.
+    fn subscribe_as_user(port: u16, principal: &str, role: &str, user: &str) -> Framework {
+        let mut body = subscribe_body(principal, role);
+        body["subscribe"]["framework_info"]["user"] = json!(user);
+        let bytes = serde_json::to_vec(&body).expect("json");
+        let mut stream = request(
+            port,
+            "POST",
+            API,
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json"),
+            ],
+            &bytes,
+        )
+        .expect("subscribe");
+        assert_eq!(stream.status, 200);
+        let stream_id = stream
+            .header("mesos-stream-id")
+            .expect("Mesos-Stream-Id")
+            .to_string();
+        let subscribed = next_event(&mut stream).expect("SUBSCRIBED");
+        assert_eq!(subscribed["type"], "SUBSCRIBED", "{subscribed}");
+        let framework_id = subscribed["subscribed"]["framework_id"]["value"]
+            .as_str()
+            .expect("framework id")
+            .to_string();
+        Framework {
+            port,
+            stream,
+            stream_id,
+            framework_id,
+        }
+    }
+}
+
+/// What one of the agent's state bodies lists: its frameworks' ids, and
+/// `framework/executor/task` for every task in Mesos' nested shape.
+fn agent_listing(state: &Value) -> (Vec<String>, Vec<String>) {
+    let mut frameworks = Vec::new();
+    let mut tasks = Vec::new();
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    for f in list(&state["frameworks"])
+        .into_iter()
+        .chain(list(&state["completed_frameworks"]))
+    {
+        let id = f["id"].as_str().unwrap_or("").to_string();
+        for e in list(&f["executors"])
+            .into_iter()
+            .chain(list(&f["completed_executors"]))
+        {
+            for t in list(&e["tasks"])
+                .into_iter()
+                .chain(list(&e["queued_tasks"]))
+                .chain(list(&e["completed_tasks"]))
+            {
+                tasks.push(format!(
+                    "{id}/{}/{}",
+                    e["id"].as_str().unwrap_or(""),
+                    t["id"].as_str().unwrap_or("")
+                ));
+            }
+        }
+        frameworks.push(id);
+    }
+    frameworks.sort();
+    tasks.sort();
+    (frameworks, tasks)
+}
+
+/// Agora's own task list of the agent's `/state`, sorted.
+fn agent_task_ids(state: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = state["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["id"].as_str().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Every task id an operator API answer names (`task_id.value`), sorted.
+fn operator_task_ids(answer: &Value) -> Vec<String> {
+    fn walk(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(id) = map.get("task_id").and_then(|t| t["value"].as_str()) {
+                    out.push(id.to_string());
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(answer, &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn operator_call_as(port: u16, who: &str, call: &Value) -> Value {
+    let (status, body) = as_user(port, who, "POST", "/api/v1", Some(call));
+    assert_eq!(status, 200, "{call} as {who}: {body}");
+    serde_json::from_str(&body).expect("json")
+}
+
+#[test]
+fn the_agents_state_and_operator_api_show_each_principal_what_the_acls_allow() {
+    let mut cluster =
+        Cluster::start_with_master(0, "cpus:2;mem:512", |_| Vec::new()).expect("cluster");
+    let agent_acls = write(cluster.dir.path(), "agent-acls.json", AGENT_VIEW_ACLS);
+    let credentials = write(cluster.dir.path(), "agent-credentials.json", CREDENTIALS);
+    let agent_port = cluster.add_agent_with(
+        0,
+        "cpus:2;mem:512",
+        &[
+            "--acls",
+            &agent_acls,
+            "--http-credentials",
+            &credentials,
+            "--authenticate-http-readonly",
+        ],
+    );
+    cluster.wait_agents(1).expect("agent");
+    let port = cluster.master_port;
+
+    // A framework running as nobody, with one task as nobody and one as root.
+    let mut nobody = Framework::subscribe(port, "eng", "eng");
+    let offers = nobody.until("OFFERS", |e| e["type"] == "OFFERS");
+    let offer = &offers["offers"]["offers"][0];
+    nobody.call(accept(
+        offer,
+        vec![
+            task(offer, "plain", json!({"value": "sleep 600"})),
+            task(
+                offer,
+                "as-root",
+                json!({"value": "sleep 600", "user": "root"}),
+            ),
+        ],
+    ));
+    // Both running, in whichever order their updates come.
+    let running = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    nobody.until("TASK_RUNNING of plain and as-root", |e| {
+        let status = &e["update"]["status"];
+        if e["type"] == "UPDATE"
+            && status["state"] == "TASK_RUNNING"
+            && let Some(id) = status["task_id"]["value"].as_str()
+        {
+            running.borrow_mut().insert(id.to_string());
+        }
+        running.borrow().len() == 2
+    });
+    // A framework running as root.
+    let mut root = Framework::subscribe_as_user(port, "web", "web", "root");
+    let offers = root.until("OFFERS", |e| e["type"] == "OFFERS");
+    let offer = &offers["offers"]["offers"][0];
+    root.call(accept(
+        offer,
+        vec![task(offer, "rooted", json!({"value": "sleep 600"}))],
+    ));
+    root.update_of("rooted", &["TASK_RUNNING"]);
+    let (a, b) = (&nobody.framework_id, &root.framework_id);
+
+    // ops sees everything (once the agent's published state has it all).
+    let everything = [
+        format!("{a}/as-root/as-root"),
+        format!("{a}/plain/plain"),
+        format!("{b}/rooted/rooted"),
+    ];
+    let mut both = vec![a.clone(), b.clone()];
+    both.sort();
+    let mut everything_sorted = everything.to_vec();
+    everything_sorted.sort();
+    let ops_state = wait_for(
+        "every task in the agent's /state",
+        Duration::from_secs(30),
+        || {
+            let state = state_as(agent_port, "ops", "/state");
+            (agent_listing(&state).1 == everything_sorted).then_some(state)
+        },
+    )
+    .expect("ops' view");
+    assert_eq!(agent_listing(&ops_state).0, both, "{ops_state}");
+    assert_eq!(
+        agent_task_ids(&ops_state),
+        ["as-root", "plain", "rooted"],
+        "{ops_state}"
+    );
+
+    // dev: nobody's framework, and of it only the task (and executor)
+    // running as nobody; not root's framework at all.
+    for path in [
+        "/state",
+        "/state.json",
+        "/slave(1)/state",
+        "/slave(1)/state.json",
+    ] {
+        let state = state_as(agent_port, "dev", path);
+        assert_eq!(
+            agent_listing(&state),
+            (vec![a.clone()], vec![format!("{a}/plain/plain")]),
+            "{path}: {state}"
+        );
+        assert!(!state.to_string().contains(b.as_str()), "{path}: {state}");
+        let state = state_as(agent_port, "ops", path);
+        assert_eq!(
+            agent_listing(&state).1,
+            everything_sorted,
+            "{path}: {state}"
+        );
+    }
+    let dev_state = state_as(agent_port, "dev", "/state");
+    assert_eq!(agent_task_ids(&dev_state), ["plain"], "{dev_state}");
+
+    // The operator API's reads, on the agent.
+    let get_tasks = json!({"type": "GET_TASKS"});
+    let seen = operator_call_as(agent_port, "ops", &get_tasks);
+    assert_eq!(
+        operator_task_ids(&seen),
+        ["as-root", "plain", "rooted"],
+        "{seen}"
+    );
+    let seen = operator_call_as(agent_port, "dev", &get_tasks);
+    assert_eq!(operator_task_ids(&seen), ["plain"], "{seen}");
+    let seen = operator_call_as(agent_port, "dev", &json!({"type": "GET_STATE"}));
+    assert_eq!(operator_task_ids(&seen), ["plain"], "{seen}");
+    assert!(!seen.to_string().contains(b.as_str()), "{seen}");
+    let seen = operator_call_as(agent_port, "dev", &json!({"type": "GET_FRAMEWORKS"}));
+    let frameworks: Vec<&str> = seen["get_frameworks"]["frameworks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["framework_info"]["id"]["value"].as_str())
+        .collect();
+    assert_eq!(frameworks, [a.as_str()], "{seen}");
+    let seen = operator_call_as(agent_port, "dev", &json!({"type": "GET_EXECUTORS"}));
+    let executors: Vec<&str> = seen["get_executors"]["executors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["executor_info"]["executor_id"]["value"].as_str())
+        .collect();
+    assert_eq!(executors, ["plain"], "{seen}");
+
+    // Containers' statistics: only the executors the viewer may see.
+    let executors_of = |who: &str| -> Vec<String> {
+        let stats = state_as(agent_port, who, "/monitor/statistics");
+        let mut ids: Vec<String> = stats
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["executor_id"].as_str().map(str::to_string))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(executors_of("ops"), ["as-root", "plain", "rooted"]);
+    assert_eq!(executors_of("dev"), ["plain"]);
+}

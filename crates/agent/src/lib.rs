@@ -10,6 +10,7 @@
 //! `<work_dir>/meta` so that a restarted agent re-attaches to its executors.
 
 pub mod authn;
+pub mod authz_views;
 pub mod checkpoint;
 pub mod containers;
 pub mod executor;

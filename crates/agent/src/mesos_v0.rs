@@ -5,6 +5,10 @@
 //! `/metrics/snapshot` (`slave/*` names) and `/version`. The files API
 //! (`/files/*`, [`crate::files`]) takes the `directory` these show.
 //!
+//! `/state` and `/slave(1)/state` show each viewer only the frameworks,
+//! executors and tasks the ACLs' `view_*` let it see
+//! ([`crate::authz_views`]).
+//!
 //! Everything is read from the published [`AgentSnapshot`]: the actor builds
 //! a [`MesosView`] (frameworks, executors, their tasks and sandboxes) with
 //! each snapshot; what never changes (pid, flags, the advertised resources)
@@ -44,6 +48,7 @@ use axum::routing::get;
 use serde::{Serialize, Serializer};
 use tokio::sync::watch;
 
+use crate::authz_views::Viewer;
 use crate::shell::{AgentOptions, AgentSnapshot};
 use crate::state::{AgentState, ExecutorRecord, TaskRecord};
 
@@ -87,6 +92,11 @@ pub struct TaskEntry {
     pub resources: FlatMap,
     pub role: String,
     pub statuses: Vec<StatusEntry>,
+    /// The OS user it runs as when its command (or its executor's) names
+    /// one; else its framework's. Not shown: what `view_tasks` checks
+    /// (`crate::authz_views`).
+    #[serde(skip)]
+    pub user: Option<String>,
 }
 
 /// A task its executor has not received yet, as Mesos' `json(TaskInfo)`.
@@ -99,6 +109,9 @@ pub struct QueuedTaskEntry {
     pub role: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub executor_id: Option<String>,
+    /// As [`TaskEntry::user`].
+    #[serde(skip)]
+    pub user: Option<String>,
 }
 
 /// An executor with its tasks and sandbox.
@@ -130,6 +143,13 @@ pub struct ExecutorEntry {
 /// The user a task's command names, if any.
 fn command_user(task: &TaskRecord) -> Option<String> {
     task.info.command.as_ref()?.user.clone()
+}
+
+/// The user a task runs as, as Mesos decides it for `view_tasks` (and the
+/// master for `run_tasks`): its command's, else its executor's command's;
+/// `None`: its framework's.
+fn task_user(task: &TaskRecord) -> Option<String> {
+    command_user(task).or_else(|| task.info.executor.as_ref()?.command.as_ref()?.user.clone())
 }
 
 /// A framework with its executors.
@@ -210,6 +230,7 @@ fn task_entry(task: &TaskRecord, agent_id: &str) -> TaskEntry {
                 })
             })
             .collect(),
+        user: task_user(task),
     }
 }
 
@@ -223,6 +244,7 @@ fn queued_entry(task: &TaskRecord, agent_id: &str) -> QueuedTaskEntry {
         slave_id: agent_id.to_string(),
         resources: FlatMap(task.resources.summary()),
         role: role_of(&task.info.resources).unwrap_or_else(|| "*".to_string()),
+        user: task_user(task),
     }
 }
 
@@ -741,6 +763,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 struct MesosState {
     snapshot: Snapshot,
     fixed: Arc<Fixed>,
+    /// `view_*` (`crate::authz_views`): what each viewer is shown.
+    acls: Arc<agora_auth::acl::Acls>,
 }
 
 /// The Mesos-shaped routes (and Agora's `/state`), for the agent's router.
@@ -755,6 +779,7 @@ pub fn router(snapshot: Snapshot, options: &AgentOptions) -> Router {
         .with_state(MesosState {
             snapshot,
             fixed: Arc::new(Fixed::of(options)),
+            acls: options.acls.clone(),
         })
 }
 
@@ -770,14 +795,24 @@ fn reply(value: serde_json::Result<Vec<u8>>, query: &HashMap<String, String>) ->
     }
 }
 
-async fn merged(State(state): State<MesosState>, Params(query): Params) -> Response {
+async fn merged(
+    State(state): State<MesosState>,
+    viewer: Viewer,
+    Params(query): Params,
+) -> Response {
     let current = state.snapshot.borrow().clone();
+    let current = viewer.view(&current, &state.acls);
     let body = merged_state(&current, &state.fixed).and_then(|v| serde_json::to_vec(&v));
     reply(body, &query)
 }
 
-async fn mesos_state(State(state): State<MesosState>, Params(query): Params) -> Response {
+async fn mesos_state(
+    State(state): State<MesosState>,
+    viewer: Viewer,
+    Params(query): Params,
+) -> Response {
     let current = state.snapshot.borrow().clone();
+    let current = viewer.view(&current, &state.acls);
     reply(
         serde_json::to_vec(&self::state(&current, &state.fixed)),
         &query,

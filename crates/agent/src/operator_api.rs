@@ -18,6 +18,10 @@
 //! role), a task's `statuses` are its updates not yet acknowledged, and an
 //! executor's `resources` include its live tasks', as `/state` shows them.
 //!
+//! GET_STATE, GET_FRAMEWORKS, GET_EXECUTORS and GET_TASKS show the caller
+//! only the frameworks, executors and tasks the ACLs' `view_*` let it see
+//! ([`crate::authz_views`]), as `/state` does.
+//!
 //! Refusals are plain text, as in Mesos: 400 for a body that does not
 //! parse or a call that fails validation, 415 for another `Content-Type`,
 //! 406 for an `Accept` that allows neither type, 501 for a call type this
@@ -68,7 +72,9 @@ pub struct OperatorApi {
     resources: Arc<Vec<pb::Resource>>,
     attributes: Arc<Vec<pb::Attribute>>,
     started: Instant,
-    /// `access_sandboxes` for LIST_FILES and READ_FILE (`crate::files_authz`).
+    /// `access_sandboxes` for LIST_FILES and READ_FILE (`crate::files_authz`);
+    /// `view_*` for GET_STATE, GET_FRAMEWORKS, GET_EXECUTORS and GET_TASKS
+    /// (`crate::authz_views`).
     acls: Arc<agora_auth::acl::Acls>,
 }
 
@@ -134,7 +140,7 @@ pub async fn handle(
 }
 
 /// [`handle`] for a caller the authentication layer found to be
-/// `principal` (the subject of `access_sandboxes`).
+/// `principal` (the subject of `access_sandboxes` and `view_*`).
 pub async fn handle_as(
     api: &OperatorApi,
     headers: &HeaderMap,
@@ -238,19 +244,19 @@ async fn answer(
         }
         call::Type::GetState => {
             out = reply(response::Type::GetState);
-            out.get_state = Some(get_state(&snapshot.mesos));
+            out.get_state = Some(get_state(&viewed(api, &snapshot, principal)));
         }
         call::Type::GetFrameworks => {
             out = reply(response::Type::GetFrameworks);
-            out.get_frameworks = Some(get_frameworks(&snapshot.mesos));
+            out.get_frameworks = Some(get_frameworks(&viewed(api, &snapshot, principal)));
         }
         call::Type::GetExecutors => {
             out = reply(response::Type::GetExecutors);
-            out.get_executors = Some(get_executors(&snapshot.mesos));
+            out.get_executors = Some(get_executors(&viewed(api, &snapshot, principal)));
         }
         call::Type::GetTasks => {
             out = reply(response::Type::GetTasks);
-            out.get_tasks = Some(get_tasks(&snapshot.mesos));
+            out.get_tasks = Some(get_tasks(&viewed(api, &snapshot, principal)));
         }
         call::Type::GetAgent => {
             out = reply(response::Type::GetAgent);
@@ -297,6 +303,24 @@ async fn answer(
         }
     }
     Ok(out)
+}
+
+/// The Mesos view as `principal` may see it (`view_frameworks`,
+/// `view_executors`, `view_tasks`; [`crate::authz_views`]): the published
+/// one itself when the ACLs hide nothing.
+fn viewed<'a>(
+    api: &OperatorApi,
+    snapshot: &'a AgentSnapshot,
+    principal: Option<&agora_auth::Principal>,
+) -> std::borrow::Cow<'a, MesosView> {
+    if !api.acls.restricts_views() {
+        return std::borrow::Cow::Borrowed(&snapshot.mesos);
+    }
+    std::borrow::Cow::Owned(crate::authz_views::filtered_view(
+        &snapshot.mesos,
+        &api.acls,
+        principal,
+    ))
 }
 
 /// Runs file-system work off the async workers.

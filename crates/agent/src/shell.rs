@@ -1619,9 +1619,19 @@ fn executor_call(
     }
 }
 
-/// Mesos' `/monitor/statistics`: resource use of every container.
+/// What `/monitor/statistics` reads: the actor, and the snapshot and ACLs
+/// that say which containers each viewer may see.
+type StatisticsState = (
+    mpsc::Sender<AgentCommand>,
+    watch::Receiver<Arc<AgentSnapshot>>,
+    Arc<agora_auth::acl::Acls>,
+);
+
+/// Mesos' `/monitor/statistics`: resource use of every container the
+/// viewer may see (`crate::authz_views`).
 async fn statistics(
-    State(commands): State<mpsc::Sender<AgentCommand>>,
+    State((commands, snapshot, acls)): State<StatisticsState>,
+    viewer: crate::authz_views::Viewer,
 ) -> Result<Json<Vec<ContainerStatistics>>, (axum::http::StatusCode, &'static str)> {
     let (reply, answer) = oneshot::channel();
     let unavailable = (
@@ -1632,7 +1642,14 @@ async fn statistics(
         .send(AgentCommand::Statistics { reply })
         .await
         .map_err(|_| unavailable)?;
-    answer.await.map(Json).map_err(|_| unavailable)
+    let entries = answer.await.map_err(|_| unavailable)?;
+    let current = snapshot.borrow().clone();
+    Ok(Json(crate::authz_views::filtered_statistics(
+        entries,
+        &current,
+        &acls,
+        viewer.0.as_ref(),
+    )))
 }
 
 /// Per-task statistics for `/metrics`, asked of the actor as `/monitor/statistics` does.
@@ -1742,7 +1759,7 @@ pub async fn run_agent(
         .merge(
             axum::Router::new()
                 .route("/monitor/statistics", get(statistics))
-                .with_state(commands.clone()),
+                .with_state((commands.clone(), snapshot_rx.clone(), options.acls.clone())),
         )
         .merge(crate::files_authz::guard(
             crate::files::router(&options.work_dir),

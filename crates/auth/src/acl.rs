@@ -373,6 +373,14 @@ pub const GUARDED_ENDPOINTS: [&str; 4] = [
     "/monitor/statistics.json",
 ];
 
+/// The actions that decide which frameworks, tasks and executors a viewer
+/// sees (objects: the OS user each runs as).
+pub const VIEW_ACTIONS: [Action; 3] = [
+    Action::ViewFrameworks,
+    Action::ViewTasks,
+    Action::ViewExecutors,
+];
+
 impl Acls {
     /// Parses Mesos' ACL JSON. Unknown keys (and Mesos actions Agora does
     /// not enforce) are refused, so that a rule is never silently ignored.
@@ -432,6 +440,29 @@ impl Acls {
     /// which only rules whose object is ANY or NONE match.
     pub fn authorized_any(&self, action: Action, subject: Option<&Principal>) -> bool {
         self.decide(action, subject, Request::Any)
+    }
+
+    /// Whether `view_frameworks`, `view_tasks` or `view_executors` could
+    /// hide anything: when false every framework, task and executor is
+    /// shown to everyone, and a reader may hand out its shared body.
+    pub fn restricts_views(&self) -> bool {
+        VIEW_ACTIONS.iter().any(|action| self.restricts(*action))
+    }
+
+    /// Whether `viewer` (None: anonymous) may see a framework, task or
+    /// executor (`action`: one of [`VIEW_ACTIONS`]) by Mesos' rule for
+    /// their object: the OS user it runs as (`runs_as`, what its command
+    /// names), else its framework's user. A framework is asked with
+    /// `runs_as` None. The master and the agent both filter their views
+    /// through this.
+    pub fn may_view(
+        &self,
+        action: Action,
+        viewer: Option<&Principal>,
+        runs_as: Option<&str>,
+        framework_user: &str,
+    ) -> bool {
+        self.authorized(action, viewer, runs_as.unwrap_or(framework_user))
     }
 
     /// `get_endpoints` for a request to `path`: `None` when it may go on,
@@ -591,6 +622,34 @@ mod tests {
         // Paths outside Mesos' list are not get_endpoints' business.
         assert_eq!(acls.endpoint_refusal(Some(&p("dev")), "/state"), None);
         assert_eq!(Acls::default().endpoint_refusal(None, "/metrics"), None);
+    }
+
+    #[test]
+    fn may_view_judges_the_user_it_runs_as_else_the_frameworks() {
+        let acls = acls(
+            r#"{"view_tasks": [
+                {"principals": {"values": ["a"]}, "users": {"values": ["alice"]}},
+                {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}]}"#,
+        );
+        assert!(acls.restricts_views());
+        // The task's own user decides; the framework's only when it has none.
+        assert!(acls.may_view(Action::ViewTasks, Some(&p("a")), Some("alice"), "bob"));
+        assert!(!acls.may_view(Action::ViewTasks, Some(&p("a")), Some("bob"), "alice"));
+        assert!(acls.may_view(Action::ViewTasks, Some(&p("a")), None, "alice"));
+        assert!(!acls.may_view(Action::ViewTasks, Some(&p("b")), None, "alice"));
+        assert!(!acls.may_view(Action::ViewTasks, None, Some("alice"), "alice"));
+        // Other view actions have no rule: permissive.
+        assert!(acls.may_view(Action::ViewFrameworks, None, None, "bob"));
+        assert!(!Acls::default().restricts_views());
+        let unrelated = Acls::parse(
+            r#"{"permissive": true, "run_tasks": [
+                {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}]}"#,
+        )
+        .expect("valid");
+        assert!(!unrelated.restricts_views());
+        let closed = Acls::parse(r#"{"permissive": false}"#).expect("valid");
+        assert!(closed.restricts_views());
+        assert!(!closed.may_view(Action::ViewExecutors, Some(&p("a")), None, "alice"));
     }
 
     #[test]

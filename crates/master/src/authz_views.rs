@@ -93,11 +93,7 @@ fn internal_error() -> axum::response::Response {
 
 /// Whether the ACLs may hide anything from a viewer.
 pub(crate) fn restricts_views(acls: &Acls) -> bool {
-    acls.restricts(Action::ViewFrameworks)
-        || acls.restricts(Action::ViewTasks)
-        || acls.restricts(Action::ViewExecutors)
-        || acls.restricts(Action::ViewRoles)
-        || acls.restricts(Action::GetQuotas)
+    acls.restricts_views() || acls.restricts(Action::ViewRoles) || acls.restricts(Action::GetQuotas)
 }
 
 /// The snapshot as `viewer` (None: anonymous) may see it: the same `Arc`
@@ -120,14 +116,15 @@ fn task_user<'a>(framework: &'a FrameworkView, task: &'a TaskView) -> &'a str {
 fn filtered(snapshot: &StateSnapshot, viewer: Option<&Principal>) -> StateSnapshot {
     let acls = &snapshot.acls;
     let may_view_framework =
-        |f: &FrameworkView| acls.authorized(Action::ViewFrameworks, viewer, &f.user);
+        |f: &FrameworkView| acls.may_view(Action::ViewFrameworks, viewer, None, &f.user);
     let keep = |frameworks: &[FrameworkView]| -> Vec<FrameworkView> {
         frameworks
             .iter()
             .filter(|f| may_view_framework(f))
             .map(|f| {
-                let visible =
-                    |t: &&TaskView| acls.authorized(Action::ViewTasks, viewer, task_user(f, t));
+                let visible = |t: &&TaskView| {
+                    acls.may_view(Action::ViewTasks, viewer, t.user.as_deref(), &f.user)
+                };
                 FrameworkView {
                     tasks: f.tasks.iter().filter(visible).cloned().collect(),
                     completed_tasks: f.completed_tasks.iter().filter(visible).cloned().collect(),
@@ -294,13 +291,9 @@ fn filtered_operator(
             if !visible.contains(framework) {
                 return false;
             }
-            let user = info
-                .command
-                .as_ref()
-                .and_then(|c| c.user.as_deref())
-                .or_else(|| framework_users.get(framework).copied())
-                .unwrap_or("");
-            acls.authorized(Action::ViewExecutors, viewer, user)
+            let runs_as = info.command.as_ref().and_then(|c| c.user.as_deref());
+            let framework_user = framework_users.get(framework).copied().unwrap_or("");
+            acls.may_view(Action::ViewExecutors, viewer, runs_as, framework_user)
         };
         executors.executors.retain(shown);
         executors.orphan_executors.retain(shown);

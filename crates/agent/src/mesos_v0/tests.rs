@@ -494,3 +494,82 @@ async fn files_take_the_state_directory_and_answer_jsonp() {
     assert_eq!(kind, "text/javascript");
     assert!(body.contains("\"data\":\"hello\\n\""), "{body}");
 }
+
+fn task_info<'a>(state: &'a mut AgentState, id: &str) -> &'a mut pb::TaskInfo {
+    state
+        .tasks
+        .get_mut(&(FrameworkId::new("f1"), TaskId::new(id)))
+        .map(|t| &mut t.info)
+        .expect("task")
+}
+
+#[test]
+fn authz_objects_tasks_run_as_their_commands_user_else_their_executors() {
+    let (mut state, sandboxes) = agent();
+    if let Some(command) = task_info(&mut state, "t1").command.as_mut() {
+        command.user = Some("bob".into());
+    }
+    let executor = task_info(&mut state, "t2")
+        .executor
+        .as_mut()
+        .expect("executor");
+    if let Some(command) = executor.command.as_mut() {
+        command.user = Some("carol".into());
+    }
+    let view = MesosView::build(&state, &sandboxes, None);
+    let executors = &view.frameworks[0].executors;
+    let mut users: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for e in executors {
+        for t in &e.tasks {
+            users.insert(t.id.clone(), t.user.clone());
+        }
+        for t in &e.queued_tasks {
+            users.insert(t.id.clone(), t.user.clone());
+        }
+    }
+    assert_eq!(users.get("t1"), Some(&Some("bob".to_string())));
+    assert_eq!(users.get("t2"), Some(&Some("carol".to_string())));
+    assert_eq!(users.get("t3"), Some(&None));
+    // A command executor runs as its task's user: the sandbox's owner and
+    // view_executors' object.
+    let command = executors.iter().find(|e| e.id == "t1").expect("t1");
+    assert_eq!(command.user.as_deref(), Some("bob"));
+    // Users are not shown.
+    assert!(!to_json(&view.frameworks).to_string().contains("carol"));
+}
+
+#[tokio::test]
+async fn authz_state_routes_show_each_viewer_what_the_acls_allow() {
+    let (_publish, snapshot) = watch::channel(Arc::new(snapshot()));
+    let mut options = options();
+    options.acls = Arc::new(
+        agora_auth::acl::Acls::parse(
+            r#"{"view_frameworks": [
+                {"principals": {"values": ["pa"]}, "users": {"values": ["alice"]}},
+                {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}]}"#,
+        )
+        .expect("valid ACLs"),
+    );
+    let as_viewer = |who: Option<&str>| {
+        router(snapshot.clone(), &options).layer(axum::Extension(agora_auth::Caller(
+            who.map(agora_auth::Principal::new),
+        )))
+    };
+    for path in ["/state", "/slave(1)/state"] {
+        let (status, _, body) = get(&as_viewer(Some("pa")), path).await;
+        assert_eq!(status, StatusCode::OK);
+        let state: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(state["frameworks"][0]["id"], "f1", "{path}: {state}");
+        for who in [Some("pb"), None] {
+            let (status, _, body) = get(&as_viewer(who), path).await;
+            assert_eq!(status, StatusCode::OK);
+            let state: Value = serde_json::from_str(&body).expect("json");
+            assert_eq!(state["frameworks"], json!([]), "{path} as {who:?}: {state}");
+            assert_eq!(state["completed_frameworks"], json!([]), "{path}: {state}");
+            assert!(!body.contains("\"t1\""), "{path} as {who:?}: {body}");
+        }
+    }
+    let (_, _, body) = get(&as_viewer(Some("pa")), "/state").await;
+    let state: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(state["tasks"][0]["id"], "t1", "{state}");
+}

@@ -623,3 +623,79 @@ fn summaries_become_resources_again() {
             .all(|r| { r.allocation_info.as_ref().and_then(|a| a.role.as_deref()) == Some("eng") })
     );
 }
+
+/// GET_STATE, GET_TASKS, GET_EXECUTORS and GET_FRAMEWORKS through the
+/// ACLs' `view_*` (`crate::authz_views`): the fixture's framework and
+/// tasks run as alice.
+#[tokio::test]
+async fn authz_views_filter_get_state_tasks_executors_and_frameworks() {
+    let mut f = fixture();
+    f.api.acls = Arc::new(
+        agora_auth::acl::Acls::parse(
+            r#"{"view_tasks": [
+                {"principals": {"values": ["pa"]}, "users": {"values": ["alice"]}},
+                {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}],
+            "view_executors": [
+                {"principals": {"values": ["pa"]}, "users": {"values": ["alice"]}},
+                {"principals": {"type": "ANY"}, "users": {"type": "NONE"}}]}"#,
+        )
+        .expect("valid ACLs"),
+    );
+    let call = |kind: call::Type| Call {
+        r#type: kind as i32,
+        ..Default::default()
+    };
+    let ask = |who: Option<&str>, kind: call::Type| {
+        let api = f.api.clone();
+        let principal = who.map(agora_auth::Principal::new);
+        let body = call(kind).encode_to_vec();
+        async move {
+            let headers = headers(
+                Some("application/x-protobuf"),
+                Some("application/x-protobuf"),
+            );
+            let response = handle_as(&api, &headers, &body, principal)
+                .await
+                .expect("answered");
+            let body = axum::body::to_bytes(response.into_body(), 64 << 20)
+                .await
+                .expect("body");
+            OpResponse::decode(body).expect("protobuf answer")
+        }
+    };
+    let task_ids = |tasks: &response::GetTasks| -> Vec<String> {
+        let mut ids: Vec<String> = tasks
+            .launched_tasks
+            .iter()
+            .chain(&tasks.queued_tasks)
+            .chain(&tasks.completed_tasks)
+            .filter_map(|t| t.task_id.as_ref().map(|id| id.value.clone()))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let tasks = ask(Some("pa"), call::Type::GetTasks).await.get_tasks;
+    assert_eq!(task_ids(&tasks.expect("get_tasks")), ["t0", "t1", "t3"]);
+    for who in [Some("pb"), None] {
+        let tasks = ask(who, call::Type::GetTasks).await.get_tasks;
+        assert!(task_ids(&tasks.expect("get_tasks")).is_empty(), "{who:?}");
+        let state = ask(who, call::Type::GetState)
+            .await
+            .get_state
+            .expect("get_state");
+        assert!(task_ids(&state.get_tasks.expect("tasks")).is_empty());
+        let executors = state.get_executors.expect("executors");
+        assert!(executors.executors.is_empty() && executors.completed_executors.is_empty());
+        // view_frameworks has no rule: the framework itself still shows.
+        let frameworks = ask(who, call::Type::GetFrameworks)
+            .await
+            .get_frameworks
+            .expect("get_frameworks");
+        assert_eq!(frameworks.frameworks.len(), 1, "{who:?}");
+    }
+    let executors = ask(Some("pa"), call::Type::GetExecutors)
+        .await
+        .get_executors
+        .expect("get_executors");
+    assert_eq!(executors.executors.len(), 2);
+}
