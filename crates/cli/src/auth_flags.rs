@@ -193,6 +193,16 @@ impl std::fmt::Debug for ClientAuthArgs {
 }
 
 impl ClientAuthArgs {
+    /// A principal with its secret, as the flags would give them.
+    #[cfg(test)]
+    pub(crate) fn with_secret(principal: &str, secret: &str) -> Self {
+        Self {
+            principal: Some(principal.to_string()),
+            secret_file: None,
+            secret: Some(secret.to_string()),
+        }
+    }
+
     /// The credential to send, if a principal was given.
     pub(crate) fn credential(&self) -> anyhow::Result<Option<Credential>> {
         let Some(principal) = &self.principal else {

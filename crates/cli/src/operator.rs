@@ -120,6 +120,19 @@ impl fmt::Display for Failure {
     }
 }
 
+/// The `scheme://host:port` a redirect from `current` points at (Mesos'
+/// `Location` is protocol-relative, `//leader:5050/path`); the request
+/// keeps its own path.
+fn redirect_base(current: &str, headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let location = headers.get(reqwest::header::LOCATION)?.to_str().ok()?;
+    let next = reqwest::Url::parse(current).ok()?.join(location).ok()?;
+    let host = next.host_str()?;
+    Some(match next.port() {
+        Some(port) => format!("{}://{host}:{port}", next.scheme()),
+        None => format!("{}://{host}", next.scheme()),
+    })
+}
+
 impl Failure {
     fn exit_code(&self) -> ExitCode {
         match self {
@@ -158,7 +171,10 @@ impl Master {
         };
         let http = builder
             .timeout(REQUEST_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            // Followed by `send_following`: reqwest drops the credential
+            // on a redirect to another host or port, which a follower's
+            // 307 to its leader always is.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Failure::Unreachable(format!("cannot build an http client: {e}")))?;
         let timeout = Duration::from_secs(opt.timeout);
@@ -191,6 +207,35 @@ impl Master {
         Ok(self)
     }
 
+    /// `request` to `base`, following a follower's redirects to its
+    /// leader (at most [`MAX_REDIRECTS`]) with the same credential: every
+    /// master of the cluster is owed it, and with `--tls-ca` each hop is
+    /// https and verified. The last answer is returned as it is.
+    async fn send_following(
+        &self,
+        request: &impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+        base: &str,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let mut target = base.to_string();
+        let mut hops = 0;
+        loop {
+            let mut builder = request(&self.http, &target);
+            if let Some(value) = &self.authorization {
+                builder = builder.header(reqwest::header::AUTHORIZATION, value.clone());
+            }
+            let response = builder.send().await?;
+            if !response.status().is_redirection() || hops == MAX_REDIRECTS {
+                return Ok(response);
+            }
+            let Some(next) = redirect_base(&target, response.headers()) else {
+                return Ok(response);
+            };
+            tracing::debug!(from = %target, to = %next, "following the master's redirect");
+            target = crate::tls_flags::with_scheme(&next, self.https);
+            hops += 1;
+        }
+    }
+
     /// One request to the leader. Retried until the deadline while it
     /// cannot have been acted on: no leader found, the connection refused,
     /// or a 503 (no leader elected, or the leader still recovering).
@@ -221,11 +266,7 @@ impl Master {
                         )));
                     }
                     let base = crate::tls_flags::with_scheme(&base, self.https);
-                    let mut builder = request(&self.http, &base);
-                    if let Some(value) = &self.authorization {
-                        builder = builder.header(reqwest::header::AUTHORIZATION, value.clone());
-                    }
-                    match builder.send().await {
+                    match self.send_following(&request, &base).await {
                         Ok(response) => {
                             let status = response.status();
                             let body = response.text().await.map_err(|e| {

@@ -17,6 +17,7 @@ struct Seen {
     method: String,
     path: String,
     content_type: String,
+    authorization: String,
     body: String,
 }
 
@@ -120,6 +121,7 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Seen> {
         method: first.next()?.to_string(),
         path: first.next()?.to_string(),
         content_type: header("content-type").unwrap_or_default(),
+        authorization: header("authorization").unwrap_or_default(),
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
@@ -230,6 +232,68 @@ async fn a_kill_sent_to_a_follower_reaches_the_leader() {
     assert_eq!(body["type"], "KILL_TASK");
     assert_eq!(body["kill_task"]["task_id"]["value"], "sleepy-0");
     assert_eq!(body["kill_task"]["reason"], "tests");
+}
+
+#[tokio::test]
+async fn the_credential_follows_the_redirect_to_the_leader() {
+    let leader = FakeMaster::start(Arc::new(|_, _| ok())).await;
+    let leader_port = leader.port;
+    let follower = FakeMaster::start(Arc::new(move |seen, _| {
+        (
+            307,
+            vec![(
+                "Location".into(),
+                format!("//127.0.0.1:{leader_port}{}", seen.path),
+            )],
+            String::new(),
+        )
+    }))
+    .await;
+    let auth = crate::auth_flags::ClientAuthArgs::with_secret("ops", "ops-secret");
+    let master = Master::new(&follower.opt(5))
+        .expect("valid address")
+        .with_credential(&auth)
+        .expect("a credential");
+    master
+        .call(&kill_call("sleepy-0", None, "tests"))
+        .await
+        .expect("the leader accepts");
+    // "ops:ops-secret" in base64.
+    let expected = "Basic b3BzOm9wcy1zZWNyZXQ=";
+    assert_eq!(follower.seen()[0].authorization, expected);
+    let seen = leader.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].authorization, expected,
+        "the leader gets the credential too"
+    );
+}
+
+#[tokio::test]
+async fn redirects_are_followed_a_bounded_number_of_times() {
+    // A master that redirects to itself forever.
+    let port = Arc::new(Mutex::new(0u16));
+    let own = port.clone();
+    let looping = FakeMaster::start(Arc::new(move |seen, _| {
+        let port = *own.lock().expect("lock");
+        (
+            307,
+            vec![(
+                "Location".into(),
+                format!("//127.0.0.1:{port}{}", seen.path),
+            )],
+            String::new(),
+        )
+    }))
+    .await;
+    *port.lock().expect("lock") = looping.port;
+    let failure = Master::new(&looping.opt(5))
+        .expect("valid address")
+        .call(&kill_call("sleepy-0", None, "tests"))
+        .await
+        .expect_err("never answered");
+    assert!(matches!(failure, Failure::Refused(_)), "{failure:?}");
+    assert_eq!(looping.seen().len(), MAX_REDIRECTS + 1);
 }
 
 #[tokio::test]
