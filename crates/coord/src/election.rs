@@ -1,10 +1,10 @@
 //! Leader election (the [`Contender`] a master holds) and leader detection
 //! (the [`LeaderDetector`] agents, frameworks and masters hold).
 //!
-//! Both are backend-agnostic handles: the same types are returned by the
-//! ZooKeeper backend ([`Contender::zookeeper`], [`LeaderDetector::zookeeper`])
-//! and by the in-memory one ([`MemoryCoordinator`](crate::MemoryCoordinator)),
-//! so callers hold one concrete type whatever the deployment.
+//! Both are handles on a background task that follows ZooKeeper
+//! ([`Contender::zookeeper`], [`LeaderDetector::zookeeper`]); a detector can
+//! also report a fixed leader ([`LeaderDetector::fixed`], for `--master
+//! host:port`), so callers hold one concrete type whatever the deployment.
 
 use std::time::Duration;
 
@@ -12,7 +12,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::memory::MemoryCoordinator;
 use crate::record::MasterRecord;
 use crate::url::ZkUrl;
 use crate::zk;
@@ -95,16 +94,8 @@ impl Leadership {
 #[derive(Debug)]
 pub struct Contender {
     leadership: watch::Receiver<Leadership>,
-    backend: ContenderBackend,
-}
-
-#[derive(Debug)]
-enum ContenderBackend {
-    Task(TaskGuard),
-    Memory {
-        coordinator: MemoryCoordinator,
-        member: u64,
-    },
+    /// The task following the election; dropping it withdraws.
+    task: TaskGuard,
 }
 
 impl Contender {
@@ -130,23 +121,9 @@ impl Contender {
         ));
         Self {
             leadership: rx,
-            backend: ContenderBackend::Task(TaskGuard {
+            task: TaskGuard {
                 cancel,
                 task: Some(task),
-            }),
-        }
-    }
-
-    pub(crate) fn memory(
-        coordinator: MemoryCoordinator,
-        member: u64,
-        leadership: watch::Receiver<Leadership>,
-    ) -> Self {
-        Self {
-            leadership,
-            backend: ContenderBackend::Memory {
-                coordinator,
-                member,
             },
         }
     }
@@ -165,26 +142,7 @@ impl Contender {
     /// session; returns once that is done (bounded by a few seconds when
     /// ZooKeeper is unreachable, after which the session timeout cleans up).
     pub async fn close(mut self) {
-        match &mut self.backend {
-            ContenderBackend::Task(guard) => guard.stop().await,
-            ContenderBackend::Memory {
-                coordinator,
-                member,
-            } => coordinator.withdraw(*member),
-        }
-    }
-}
-
-impl Drop for Contender {
-    fn drop(&mut self) {
-        if let ContenderBackend::Memory {
-            coordinator,
-            member,
-        } = &self.backend
-        {
-            coordinator.withdraw(*member);
-        }
-        // A task backend withdraws through `TaskGuard`'s drop.
+        self.task.stop().await;
     }
 }
 
@@ -209,7 +167,6 @@ pub struct LeaderDetector {
 enum DetectorOwner {
     Task(TaskGuard),
     Fixed(watch::Sender<Option<MasterRecord>>),
-    Memory(MemoryCoordinator),
 }
 
 impl LeaderDetector {
@@ -238,16 +195,6 @@ impl LeaderDetector {
         Self {
             leader: rx,
             _owner: DetectorOwner::Fixed(tx),
-        }
-    }
-
-    pub(crate) fn memory(
-        coordinator: MemoryCoordinator,
-        leader: watch::Receiver<Option<MasterRecord>>,
-    ) -> Self {
-        Self {
-            leader,
-            _owner: DetectorOwner::Memory(coordinator),
         }
     }
 

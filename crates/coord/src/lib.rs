@@ -1,5 +1,8 @@
 //! Coordination for Agora masters: leader election, leader detection and
-//! registry storage, over ZooKeeper in production and in memory in tests.
+//! registry storage, over ZooKeeper (the registry also in a file or in
+//! memory). Test helpers (a real ZooKeeper server, a cuttable proxy, a
+//! registry store that fails on demand) live in [`testing`], behind the
+//! `testing` feature that only dev-dependencies enable.
 //!
 //! - [`Contender`]: a master's candidacy. Its [`Leadership`] watch says
 //!   whether it leads, with the term's epoch. Over ZooKeeper a leader stops
@@ -55,19 +58,18 @@
 //! ```
 
 mod election;
-mod memory;
 mod record;
 mod registry;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod url;
 mod zk;
 
 pub use election::{Contender, DEFAULT_SESSION_TIMEOUT, LeaderDetector, Leadership, ZkOptions};
-pub use memory::MemoryCoordinator;
 pub use record::{MasterAddressInfo, MasterCapability, MasterRecord, RecordError};
 pub use registry::{
-    FaultyRegistryStore, FileRegistryStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryRegistryStore,
-    REGISTRY_DIR, REGISTRY_FILE, RegistryEntry, RegistryError, RegistryFault, RegistryStore,
+    FileRegistryStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryRegistryStore,
+    REGISTRY_DIR, REGISTRY_FILE, RegistryEntry, RegistryError, RegistryStore,
     Version, ZkRegistryStore, validate_key,
 };
 pub use url::{DEFAULT_ZK_PORT, ZkUrl, ZkUrlError};

@@ -1,8 +1,12 @@
 //! Test support for this crate and the ones above it: a real standalone
 //! ZooKeeper server, a TCP proxy that can be cut to partition a client from
-//! it, and a contract check for [`RegistryStore`] implementations.
+//! it, a contract check for [`RegistryStore`] implementations, and a
+//! registry store that fails on demand ([`FaultyRegistryStore`]).
 //!
-//! Everything listens on 127.0.0.1 only, and every wait is bounded.
+//! Compiled only for this crate's tests and with the `testing` feature,
+//! which the other crates enable in their dev-dependencies: nothing here is
+//! part of a production build. Everything listens on 127.0.0.1 only, and
+//! every wait is bounded.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
@@ -17,6 +21,8 @@ use tokio::task::JoinHandle;
 
 use crate::registry::{MAX_VALUE_BYTES, RegistryError, RegistryStore, Version};
 use crate::url::ZkUrl;
+
+pub use crate::registry::faulty::{FaultyRegistryStore, RegistryFault};
 
 /// The Debian package's server jar; its manifest class path names every
 /// dependency.

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_coord::{FaultyRegistryStore, MemoryRegistryStore, RegistryFault, RegistryStore};
+use agora_coord::testing::{FaultyRegistryStore, RegistryFault};
+use agora_coord::{MemoryRegistryStore, RegistryStore};
 use agora_master::shell::ShellError;
 use agora_master::{MasterOptions, run_master_with_store};
 use agora_proto::v1 as pb;

@@ -6,7 +6,8 @@
 //! under `<path>/registry/`), [`FileRegistryStore`] (the whole map in one
 //! file, replaced atomically) and [`MemoryRegistryStore`].
 
-mod faulty;
+#[cfg(any(test, feature = "testing"))]
+pub(crate) mod faulty;
 mod file;
 mod memory;
 mod zk;
@@ -16,7 +17,6 @@ use std::path::PathBuf;
 
 use futures::future::BoxFuture;
 
-pub use faulty::{FaultyRegistryStore, RegistryFault};
 pub use file::{FileRegistryStore, REGISTRY_FILE};
 pub use memory::MemoryRegistryStore;
 pub use zk::{REGISTRY_DIR, ZkRegistryStore};
