@@ -31,7 +31,7 @@ use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use tokio::sync::{oneshot, watch};
 
-use crate::shell::{Command, Gate, OperatorFailure};
+use crate::protocol::{Command, Gate, OperatorFailure};
 use crate::snapshot::StateSnapshot;
 use crate::state::{OperatorCall, OperatorError};
 

@@ -22,8 +22,11 @@ use agora_proto::v1 as pb;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::actor::start_actor;
+use crate::error::ShellError;
+use crate::options::MasterOptions;
+use crate::protocol::Gate;
 use crate::registry_writer::write_registry;
-use crate::shell::{Gate, MasterOptions, ShellError, start_actor};
 use crate::snapshot::StateSnapshot;
 use crate::state::{
     Master, MasterConfig, Now, QUOTA_KEY_PREFIX, RegistryAgent, RegistryQuota, WEIGHTS_KEY,

@@ -8,16 +8,21 @@
 //! its effects, and readers (`/state`, `/metrics`, the UI) only see the
 //! snapshot it publishes.
 
+mod actor;
 pub mod authn;
 mod authz_views;
+mod error;
 pub mod files_proxy;
 pub mod http;
 mod leadership;
 pub mod mesos_v0;
 pub mod metrics;
 mod operator_api;
+mod options;
+mod protocol;
 mod registry_writer;
 mod scheduler_http;
+mod services;
 pub mod shell;
 pub mod snapshot;
 pub mod state;

@@ -37,7 +37,7 @@ use tokio::sync::watch;
 
 use crate::authz_views::Viewer;
 use crate::http::SnapshotBody;
-use crate::shell::Gate;
+use crate::protocol::Gate;
 use crate::snapshot::StateSnapshot;
 
 mod metrics;

@@ -29,7 +29,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::{mpsc, watch};
 
-use crate::shell::{Gate, RegistryWrite};
+use crate::protocol::Gate;
+use crate::registry_writer::RegistryWrite;
 use crate::snapshot::StateSnapshot;
 
 /// Upper bounds of the latency histograms' buckets, seconds (`+Inf` implied).

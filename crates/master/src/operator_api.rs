@@ -48,7 +48,8 @@ use axum::routing::post;
 use futures::StreamExt;
 use tokio::sync::oneshot;
 
-use crate::shell::{Command, Gate, Services};
+use crate::protocol::{Command, Gate};
+use crate::services::Services;
 use crate::state::OperatorCall;
 
 mod reads;

@@ -18,7 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::StreamExt;
 
-use crate::shell::{Command, Services};
+use crate::protocol::Command;
+use crate::services::Services;
 use crate::state::CallError;
 
 /// The header that ties a call to its framework's subscription.
@@ -153,8 +154,8 @@ async fn subscribe(
         .open_subscription(stream_id.clone(), call, principal)
         .await
         .map_err(|e| match e {
-            crate::shell::SubscribeError::Refused(e) => refusal(e),
-            crate::shell::SubscribeError::Unavailable(why) => unavailable(why),
+            crate::services::SubscribeError::Refused(e) => refusal(e),
+            crate::services::SubscribeError::Unavailable(why) => unavailable(why),
         })?;
     // Each event one record, each record one chunk: some clients split what
     // they receive on newlines, so a record never shares its chunk.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use agora_net::outbox::PushError;
 use agora_proto::v1::master::Event;
 
-use crate::shell::OperatorEvents;
+use crate::protocol::OperatorEvents;
 use crate::state::ConnId;
 
 /// Event streams at most (Mesos' `--max_operator_event_stream_subscribers`

@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
 use super::*;
-use crate::shell::{Commands, RegistryWrite, start_actor};
+use crate::actor::start_actor;
+use crate::protocol::Commands;
+use crate::registry_writer::RegistryWrite;
 use crate::snapshot::StateSnapshot;
 use crate::state::{ConnId, Master, MasterConfig};
 

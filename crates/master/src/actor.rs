@@ -1,0 +1,420 @@
+//! The actor of a leadership term: one tokio task owns the [`Master`]
+//! state machine, takes [`Command`]s from its channel in batches, runs
+//! allocation and the state machine's timers, carries out the effects, and
+//! publishes the snapshot that every reader sees.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agora_net::outbox::PushError;
+use agora_proto::v1::agent::agent_message;
+use agora_proto::v1::scheduler as sched;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{
+    AgentSender, Command, Commands, EventSender, OperatorEvents, OperatorFailure, OperatorReply,
+};
+use crate::registry_writer::RegistryWrite;
+use crate::snapshot::StateSnapshot;
+use crate::state::{CallError, ConnId, Effect, Master, Now};
+
+/// Commands waiting for the actor at most; past this, gRPC handlers and
+/// agent sessions wait to queue theirs (back-pressure on the peers, never
+/// a dropped command).
+const COMMAND_QUEUE: usize = 8192;
+/// Readers see state at most this stale on a small cluster.
+const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(20);
+/// A snapshot is built again no sooner than this many times its last build
+/// took, so that publishing costs the actor at most about 1/(1+N) of its
+/// time on a big, busy cluster (100k tasks: a build of ~0.2 s, a snapshot
+/// about every second) instead of starving allocation.
+const SNAPSHOT_BUILD_FACTOR: u32 = 4;
+/// Snapshots with more tasks than this are freed on a blocking thread.
+const OFFLOAD_DROP_TASKS: usize = 10_000;
+/// How often the state machine's timers (pings, failover timeouts) run.
+const TIMER_INTERVAL: Duration = Duration::from_millis(250);
+/// Gives the command loop's batches a bound, so timers still run under load.
+const MAX_BATCH: usize = 512;
+
+pub(crate) fn wall_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+struct Actor {
+    master: Master,
+    started: Instant,
+    start_wall: f64,
+    frameworks: HashMap<ConnId, EventSender>,
+    agents: HashMap<ConnId, AgentSender>,
+    snapshot: watch::Sender<Arc<StateSnapshot>>,
+    /// Registry entries to persist, in order.
+    registry: mpsc::UnboundedSender<RegistryWrite>,
+    last_snapshot: Instant,
+    /// How long the last snapshot took to build (see [`SNAPSHOT_BUILD_FACTOR`]).
+    last_snapshot_build: Duration,
+    dirty: bool,
+    /// Publish at the end of this turn whatever the interval (an operator
+    /// call changed what `/roles` shows; its caller may read it next).
+    publish_now: bool,
+    /// Operator calls answered once what they changed is in the registry.
+    operator_replies: Vec<OperatorReply>,
+    /// Status updates waiting for acknowledgement, for `/metrics`.
+    round_trips: crate::metrics::RoundTrips,
+    /// Operators subscribed to the event stream.
+    operators: crate::operator_api::Subscribers,
+    /// Operators to subscribe at the end of this turn.
+    pending_operators: Vec<(ConnId, OperatorEvents, oneshot::Sender<Arc<StateSnapshot>>)>,
+    /// Snapshots carry the operator API's view until then (it was read
+    /// lately), and while operators are subscribed.
+    operator_view_until: Option<Instant>,
+}
+
+impl Actor {
+    fn now(&self) -> Now {
+        Now {
+            monotonic: self.started.elapsed(),
+            wall: wall_now(),
+        }
+    }
+
+    fn handle(&mut self, command: Command, out: &mut Vec<Effect>) {
+        let now = self.now();
+        self.dirty = true;
+        match command {
+            Command::Subscribe {
+                conn,
+                stream_id,
+                call,
+                principal,
+                events,
+                reply,
+            } => {
+                self.frameworks.insert(conn, events);
+                let result = self
+                    .master
+                    .subscribe_as(now, conn, stream_id, call, principal.as_ref(), out)
+                    .map(|_| ());
+                let result = match result {
+                    // Refused by the ACLs: as in Mesos, the stream opens
+                    // with an ERROR event saying why, and ends.
+                    Err(CallError::Unauthorized(why)) => {
+                        if let Some(events) = self.frameworks.remove(&conn) {
+                            let _ = events.push(sched::Event {
+                                r#type: sched::event::Type::Error as i32,
+                                error: Some(sched::event::Error { message: why }),
+                                ..Default::default()
+                            });
+                        }
+                        Ok(())
+                    }
+                    other => {
+                        if other.is_err() {
+                            self.frameworks.remove(&conn);
+                        }
+                        other
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::FrameworkGone { conn } => {
+                self.frameworks.remove(&conn);
+                self.master.framework_disconnected(now, conn, out);
+            }
+            Command::Call {
+                stream_id,
+                call,
+                principal,
+                reply,
+            } => {
+                let acknowledged = call.acknowledge.as_ref().map(|a| a.uuid.clone());
+                let result = self
+                    .master
+                    .check_call_principal(&call, principal.as_ref())
+                    .and_then(|()| self.master.call(now, &stream_id, call, out));
+                if let (Some(uuid), Ok(())) = (acknowledged, &result) {
+                    self.round_trips.acknowledged(
+                        &uuid,
+                        std::time::Instant::now(),
+                        &crate::metrics::global().status_update_round_trip,
+                    );
+                }
+                let _ = reply.send(result);
+            }
+            Command::AgentRegister {
+                conn,
+                register,
+                principal,
+                messages,
+            } => {
+                self.agents.insert(conn, messages);
+                self.master
+                    .agent_register_as(now, conn, register, principal.as_ref(), out);
+            }
+            Command::AgentMessage { conn, kind } => {
+                if let agent_message::Kind::StatusUpdate(update) = &kind
+                    && let Some(uuid) = update.status.as_ref().and_then(|s| s.uuid.as_ref())
+                {
+                    self.round_trips
+                        .update_arrived(uuid, std::time::Instant::now());
+                }
+                self.master.agent_message(now, conn, kind, out)
+            }
+            Command::AgentGone { conn } => {
+                self.agents.remove(&conn);
+                self.master.agent_disconnected(now, conn, out);
+            }
+            Command::Operator {
+                call,
+                caller,
+                reply,
+            } => {
+                if let Err(why) = crate::registry_writer::check_entry_sizes(&self.master, &call) {
+                    let _ = reply.send(Err(OperatorFailure::TooLarge(why)));
+                    return;
+                }
+                match self.master.operator_as(now, caller.as_ref(), call, out) {
+                    Ok(()) => {
+                        self.publish_now = true;
+                        self.operator_replies.push(reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(OperatorFailure::Refused(e)));
+                    }
+                }
+            }
+            Command::OperatorSubscribe { id, events, reply } => {
+                self.pending_operators.push((id, events, reply));
+            }
+            Command::OperatorGone { id } => self.operators.remove(id),
+            Command::OperatorViewWanted => {
+                self.operator_view_until =
+                    Some(Instant::now() + crate::operator_api::VIEW_KEPT_FOR);
+                if self.snapshot.borrow().operator.is_none() {
+                    self.publish_now = true;
+                }
+            }
+            Command::Fault => panic!("test fault: the actor was asked to die"),
+        }
+    }
+
+    fn execute(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::ToFramework { conn, event } => {
+                    if let Some(tx) = self.frameworks.get(&conn)
+                        && let Err(e) = tx.push(event)
+                    {
+                        if let PushError::Stuck(_) = e {
+                            tracing::warn!(conn, error = %e, "framework stream is stuck; closing it (the framework re-subscribes)");
+                        }
+                        self.frameworks.remove(&conn);
+                    }
+                }
+                Effect::CloseFramework { conn } => {
+                    self.frameworks.remove(&conn);
+                }
+                Effect::ToAgent { conn, message } => {
+                    if let Some(tx) = self.agents.get(&conn)
+                        && let Err(e) = tx.push(message)
+                    {
+                        if let PushError::Stuck(_) = e {
+                            tracing::warn!(conn, error = %e, "agent session is stuck; closing it (the agent re-registers)");
+                        }
+                        self.agents.remove(&conn);
+                    }
+                }
+                Effect::Registry(entry) => {
+                    let _ = self.registry.send(RegistryWrite::Agent(entry));
+                    crate::metrics::time_registry_write(&self.registry);
+                }
+                Effect::RegistryPolicy(policy) => {
+                    let _ = self.registry.send(RegistryWrite::Policy(policy));
+                    crate::metrics::time_registry_write(&self.registry);
+                }
+                Effect::CloseAgent { conn } => {
+                    self.agents.remove(&conn);
+                }
+                Effect::Observed(event) => self.operators.send(Arc::from(event)),
+            }
+        }
+    }
+
+    /// Subscribes the operators that asked this turn, after its effects
+    /// went out: each gets the snapshot of the books as they are now, and
+    /// every change from the next turn on as an event. Events are made
+    /// only while someone listens.
+    fn subscribe_operators(&mut self) {
+        if !self.pending_operators.is_empty() {
+            if self.dirty || self.snapshot.borrow().operator.is_none() {
+                self.build_snapshot();
+            }
+            let current = self.snapshot.borrow().clone();
+            for (id, events, reply) in std::mem::take(&mut self.pending_operators) {
+                // Its caller may have gone while it waited.
+                if reply.send(current.clone()).is_ok() {
+                    self.operators.add(id, events);
+                }
+            }
+        }
+        self.master.set_observed(!self.operators.is_empty());
+    }
+
+    /// Answers the operator calls of this turn once the registry writes
+    /// they caused (queued by `execute`, in order) are done: a 200 means
+    /// the change survives a failover.
+    fn answer_operators(&mut self) {
+        for reply in self.operator_replies.drain(..) {
+            let (flushed, done) = oneshot::channel();
+            let _ = self.registry.send(RegistryWrite::Flushed(flushed));
+            tokio::spawn(async move {
+                let result = match done.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(why)) => Err(OperatorFailure::NotDurable(why)),
+                    // The writer stopped with the term before reaching it.
+                    Err(_) => Err(OperatorFailure::NotDurable(
+                        "the registry writer stopped before the change was written".into(),
+                    )),
+                };
+                let _ = reply.send(result);
+            });
+        }
+    }
+
+    fn publish(&mut self, force: bool) {
+        // At most once a second: it asks the allocator about every framework.
+        if self.master.refresh_offer_status(self.now()) {
+            self.dirty = true;
+        }
+        let gap = SNAPSHOT_INTERVAL.max(self.last_snapshot_build * SNAPSHOT_BUILD_FACTOR);
+        if !self.dirty || (!force && self.last_snapshot.elapsed() < gap) {
+            return;
+        }
+        self.build_snapshot();
+    }
+
+    /// Builds and publishes the snapshot of the books as they are, with
+    /// the operator API's view while it is wanted.
+    fn build_snapshot(&mut self) {
+        let started = Instant::now();
+        let mut snapshot = self.master.snapshot(self.start_wall, wall_now());
+        let view_wanted = !self.operators.is_empty()
+            || !self.pending_operators.is_empty()
+            || self
+                .operator_view_until
+                .is_some_and(|until| Instant::now() < until);
+        if view_wanted {
+            snapshot.operator = Some(Arc::new(self.master.operator_details()));
+        }
+        let previous = self.snapshot.send_replace(Arc::new(snapshot));
+        // Freeing a big snapshot takes a while too; not on the actor.
+        if Arc::strong_count(&previous) == 1 && previous.tasks_total() > OFFLOAD_DROP_TASKS {
+            tokio::task::spawn_blocking(move || drop(previous));
+        }
+        self.last_snapshot = Instant::now();
+        self.last_snapshot_build = self.last_snapshot - started;
+        self.dirty = false;
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        allocation_interval: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut allocation = tokio::time::interval(allocation_interval);
+        allocation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut publish = tokio::time::interval(SNAPSHOT_INTERVAL);
+        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut timers = tokio::time::interval(TIMER_INTERVAL);
+        timers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let mut out = Vec::new();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    self.handle(command, &mut out);
+                    for _ in 0..MAX_BATCH {
+                        match commands.try_recv() {
+                            Ok(command) => self.handle(command, &mut out),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = allocation.tick() => {
+                    let now = self.now();
+                    let started = std::time::Instant::now();
+                    self.master.allocate(now, &mut out);
+                    crate::metrics::global().allocation_periodic.observe(started.elapsed());
+                    self.dirty = true;
+                }
+                _ = timers.tick() => {
+                    let now = self.now();
+                    self.master.tick(now, &mut out);
+                    self.dirty = true;
+                }
+                _ = publish.tick() => {
+                    self.publish(true);
+                    continue;
+                }
+            }
+            // Event-driven allocation: whatever freed resources or brought
+            // a new agent is offered at once, batched with everything that
+            // arrived together: just the agents concerned, or a full cycle
+            // when a framework subscribed or revived or weights or quota changed.
+            if self.master.needs_allocation() {
+                let now = self.now();
+                let started = std::time::Instant::now();
+                self.master.allocate_pending(now, &mut out);
+                crate::metrics::global()
+                    .allocation_event
+                    .observe(started.elapsed());
+            }
+            self.execute(out);
+            self.answer_operators();
+            self.subscribe_operators();
+            let force = std::mem::take(&mut self.publish_now);
+            self.publish(force);
+        }
+    }
+}
+
+/// Starts the actor that owns `master` for one leadership term; returns its
+/// command channel.
+pub(crate) fn start_actor(
+    master: Master,
+    allocation_interval: Duration,
+    snapshot: watch::Sender<Arc<StateSnapshot>>,
+    registry: mpsc::UnboundedSender<RegistryWrite>,
+    shutdown: CancellationToken,
+) -> (Commands, tokio::task::JoinHandle<()>) {
+    let start_wall = wall_now();
+    snapshot.send_replace(Arc::new(master.snapshot(start_wall, start_wall)));
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let actor = Actor {
+        master,
+        started: Instant::now(),
+        start_wall,
+        frameworks: HashMap::new(),
+        agents: HashMap::new(),
+        snapshot,
+        registry,
+        last_snapshot: Instant::now(),
+        last_snapshot_build: Duration::ZERO,
+        dirty: true,
+        publish_now: false,
+        operator_replies: Vec::new(),
+        round_trips: crate::metrics::RoundTrips::default(),
+        operators: crate::operator_api::Subscribers::new(crate::operator_api::MAX_SUBSCRIBERS),
+        pending_operators: Vec::new(),
+        operator_view_until: None,
+    };
+    let task = tokio::spawn(actor.run(command_rx, allocation_interval, shutdown));
+    (commands, task)
+}

@@ -1,0 +1,63 @@
+//! What a master is started with (the `agora master` flags).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_proto::v1 as pb;
+
+use crate::state::MasterConfig;
+
+#[derive(Debug, Clone)]
+pub struct MasterOptions {
+    /// Contend for leadership and keep the registry in this ZooKeeper.
+    pub zk: Option<agora_coord::ZkUrl>,
+    pub zk_session_timeout: Duration,
+    /// Without ZooKeeper, the registry lives in a file under here (in
+    /// memory only when neither is given).
+    pub work_dir: Option<std::path::PathBuf>,
+    /// After a failover, how long admitted agents have to re-register.
+    pub agent_reregister_timeout: Duration,
+    /// Rescind offers not answered within this long (`--offer-timeout`).
+    pub offer_timeout: Option<Duration>,
+    /// The address agents and frameworks are told to use.
+    pub advertise: SocketAddr,
+    pub hostname: String,
+    pub allocation_interval: Duration,
+    /// How often agents are pinged; see [`MasterConfig`].
+    pub agent_ping_timeout: Duration,
+    pub max_agent_ping_timeouts: u32,
+    /// How long an unreachable agent has before its tasks are lost; see [`MasterConfig`].
+    pub agent_removal_timeout: Duration,
+    /// Who may do what (`--acls`); the default allows everything.
+    pub acls: Arc<agora_auth::acl::Acls>,
+    /// Who must authenticate, against which credentials (see [`crate::authn`]).
+    pub authentication: crate::authn::Authentication,
+    /// TLS (`--tls-*`): with a certificate, every route of the master's port
+    /// (gRPC, HTTP, the web UI) is served over TLS only.
+    pub tls: agora_tls::TlsFiles,
+}
+
+impl MasterOptions {
+    /// A standalone master (no ZooKeeper, registry in memory) advertising
+    /// `advertise`, with the defaults of `agora master`'s flags.
+    pub fn new(advertise: SocketAddr, hostname: impl Into<String>) -> Self {
+        let defaults = MasterConfig::new(pb::MasterInfo::default());
+        Self {
+            zk: None,
+            zk_session_timeout: Duration::from_secs(10),
+            work_dir: None,
+            agent_reregister_timeout: Duration::from_secs(600),
+            offer_timeout: None,
+            advertise,
+            hostname: hostname.into(),
+            allocation_interval: Duration::from_secs(1),
+            agent_ping_timeout: defaults.agent_ping_timeout,
+            max_agent_ping_timeouts: defaults.max_agent_ping_timeouts,
+            agent_removal_timeout: defaults.agent_removal_timeout,
+            acls: defaults.acls,
+            authentication: crate::authn::Authentication::default(),
+            tls: agora_tls::TlsFiles::default(),
+        }
+    }
+}
