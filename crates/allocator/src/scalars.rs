@@ -24,12 +24,12 @@ const _: () = assert!(
     "the books must hold 900,000 agents at the per-entry maximum"
 );
 
-pub(crate) type Sc = [Amount; MAX_SCALARS];
+pub(crate) type Scalars = [Amount; MAX_SCALARS];
 
 /// A quota limit's value where the resource is unlimited.
 pub(crate) const UNLIMITED: Amount = Amount::MAX;
 
-pub(crate) const ZERO: Sc = [0; MAX_SCALARS];
+pub(crate) const ZERO: Scalars = [0; MAX_SCALARS];
 
 /// Units as thousandths (`as` saturates on the way: never wraps).
 pub(crate) fn millis(v: f64) -> Amount {
@@ -76,7 +76,7 @@ impl Names {
     }
 
     /// Scalars summed over all roles.
-    pub(crate) fn of(&self, res: &Resources) -> Sc {
+    pub(crate) fn of(&self, res: &Resources) -> Scalars {
         let mut out = ZERO;
         if res.is_empty() {
             return out;
@@ -88,11 +88,11 @@ impl Names {
     }
 
     /// Unreserved scalars only.
-    pub(crate) fn unreserved(&self, res: &Resources) -> Sc {
+    pub(crate) fn unreserved(&self, res: &Resources) -> Scalars {
         self.of(&res.allocatable_to(UNRESERVED))
     }
 
-    pub(crate) fn to_map(&self, sc: &Sc) -> BTreeMap<String, f64> {
+    pub(crate) fn to_map(&self, sc: &Scalars) -> BTreeMap<String, f64> {
         self.names
             .iter()
             .enumerate()
@@ -102,7 +102,7 @@ impl Names {
     }
 
     /// Like `to_map`, as text for error messages.
-    pub(crate) fn text(&self, sc: &Sc) -> String {
+    pub(crate) fn text(&self, sc: &Scalars) -> String {
         self.to_map(sc)
             .iter()
             .map(|(n, v)| format!("{n}:{v}"))
@@ -112,26 +112,26 @@ impl Names {
 }
 
 /// `a += b`, saturating (unreachable with [`Amount`], but never wrapping).
-pub(crate) fn add(a: &mut Sc, b: &Sc) {
+pub(crate) fn add(a: &mut Scalars, b: &Scalars) {
     for i in 0..MAX_SCALARS {
         a[i] = a[i].saturating_add(b[i]);
     }
 }
 
 /// `a -= b`, saturating.
-pub(crate) fn sub(a: &mut Sc, b: &Sc) {
+pub(crate) fn sub(a: &mut Scalars, b: &Scalars) {
     for i in 0..MAX_SCALARS {
         a[i] = a[i].saturating_sub(b[i]);
     }
 }
 
-pub(crate) fn is_zero(a: &Sc) -> bool {
+pub(crate) fn is_zero(a: &Scalars) -> bool {
     a.iter().all(|v| *v == 0)
 }
 
 /// Dominant share of `alloc` against `total`, divided by `weight`, as
 /// ordered bits (non-negative floats order like their bit patterns).
-pub(crate) fn share_bits(alloc: &Sc, total: &Sc, weight: f64) -> u64 {
+pub(crate) fn share_bits(alloc: &Scalars, total: &Scalars, weight: f64) -> u64 {
     let mut share = 0.0f64;
     for i in 0..MAX_SCALARS {
         if total[i] > 0 && alloc[i] > 0 {
