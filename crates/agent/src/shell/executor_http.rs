@@ -22,7 +22,8 @@ use axum::routing::post;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::AgentCommand;
+use super::command::AgentCommand;
+use super::executor_service::{SubscribeFailure, log_refusal, subscribe_executor};
 use crate::executor_auth::{ExecutorRefusal, REALM};
 use agora_auth::executor_token::TokenKey;
 
@@ -112,7 +113,7 @@ async fn handle(api: &ExecutorApi, headers: &HeaderMap, body: &[u8]) -> Result<R
     // Every call, whatever its type, speaks for its executor: its token
     // must be that executor's.
     let refused = |why: String| {
-        super::log_refusal(
+        log_refusal(
             "http",
             &framework_id,
             &executor_id,
@@ -154,7 +155,7 @@ async fn handle(api: &ExecutorApi, headers: &HeaderMap, body: &[u8]) -> Result<R
                         Failure::Refused(Refusal(StatusCode::FORBIDDEN, why))
                     }
                     ExecutorRefusal::Unauthenticated(why) => {
-                        super::log_refusal("http", &framework_id, &executor_id, kind, &why);
+                        log_refusal("http", &framework_id, &executor_id, kind, &why);
                         Failure::Unauthenticated(why)
                     }
                 })?;
@@ -201,7 +202,7 @@ async fn subscribe(
     run_id: String,
     call: exec::Call,
 ) -> Result<Response, Failure> {
-    let (conn, rx) = super::subscribe_executor(
+    let (conn, rx) = subscribe_executor(
         &api.commands,
         &api.next_conn,
         &framework_id,
@@ -211,12 +212,12 @@ async fn subscribe(
     )
     .await
     .map_err(|failure| match failure {
-        super::SubscribeFailure::Refused(why) => Failure::Refused(Refusal::bad_request(why)),
-        super::SubscribeFailure::Unauthenticated(why) => {
-            super::log_refusal("http", &framework_id, &executor_id, "subscribe", &why);
+        SubscribeFailure::Refused(why) => Failure::Refused(Refusal::bad_request(why)),
+        SubscribeFailure::Unauthenticated(why) => {
+            log_refusal("http", &framework_id, &executor_id, "subscribe", &why);
             Failure::Unauthenticated(why)
         }
-        super::SubscribeFailure::ShuttingDown => Failure::Refused(shutting_down()),
+        SubscribeFailure::ShuttingDown => Failure::Refused(shutting_down()),
     })?;
     let guard = GoneGuard {
         commands: api.commands.clone(),

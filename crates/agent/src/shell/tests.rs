@@ -10,9 +10,14 @@ use agora_proto::v1::agent::{AgentMessage, MasterMessage, agent_message, master_
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Actor, AgentCommand, AgentOptions, AgentSnapshot};
+use super::actor::Actor;
+use super::command::{AgentCommand, COMMAND_QUEUE};
+use super::executor_service::event_stream;
+use super::http;
+use super::{AgentOptions, AgentSnapshot};
 use crate::checkpoint::{MemStore, MetaStore};
 use crate::containers::{ContainerOptions, Containers};
+use crate::state::Effect;
 
 /// Guards every wait: only reached when the behaviour under test is broken.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -291,7 +296,7 @@ async fn a_refused_registration_shows_in_health_and_state_with_the_reason() {
     let work = tempfile::tempdir().expect("work dir");
     let options = options(work.path());
     let containers = Containers::new(&options.containers).expect("posix containers");
-    let (commands, command_rx) = mpsc::channel(super::COMMAND_QUEUE);
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let (snapshot_tx, mut snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
     let actor = Actor::new(
         options,
@@ -329,7 +334,7 @@ async fn a_refused_registration_shows_in_health_and_state_with_the_reason() {
     assert_eq!(refused.refused.as_deref(), Some(reason));
     let state = serde_json::to_value(refused.as_ref()).expect("json");
     assert_eq!(state["refused"], reason, "{state}");
-    let axum::Json(health) = super::health(axum::extract::State(snapshot_rx.clone())).await;
+    let axum::Json(health) = http::health(axum::extract::State(snapshot_rx.clone())).await;
     let health = serde_json::to_value(&health).expect("json");
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["master"], "refused", "{health}");
@@ -351,7 +356,7 @@ async fn a_refused_registration_shows_in_health_and_state_with_the_reason() {
         .await
         .expect("send");
     snapshot_where(&mut snapshot_rx, |s| s.registered && s.refused.is_none()).await;
-    let axum::Json(health) = super::health(axum::extract::State(snapshot_rx.clone())).await;
+    let axum::Json(health) = http::health(axum::extract::State(snapshot_rx.clone())).await;
     let health = serde_json::to_value(&health).expect("json");
     assert_eq!(health["master"], "connected", "{health}");
     assert!(health.get("reason").is_none(), "{health}");
@@ -367,7 +372,7 @@ async fn a_full_command_queue_makes_producers_wait_and_drops_nothing() {
     let work = tempfile::tempdir().expect("work dir");
     let options = options(work.path());
     let containers = Containers::new(&options.containers).expect("posix containers");
-    let (commands, command_rx) = mpsc::channel(super::COMMAND_QUEUE);
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let (snapshot_tx, _snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
     let actor = Actor::new(
         options,
@@ -391,7 +396,7 @@ async fn a_full_command_queue_makes_producers_wait_and_drops_nothing() {
             kind: Some(master_message::Kind::Ping(master_message::Ping { seq })),
         },
     };
-    let pings = super::COMMAND_QUEUE as u64 - 1;
+    let pings = COMMAND_QUEUE as u64 - 1;
     for seq in 0..pings {
         commands.send(ping(seq)).await.expect("send");
     }
@@ -432,7 +437,7 @@ fn spawn_actor(
     CancellationToken,
     tokio::task::JoinHandle<()>,
 ) {
-    let (commands, command_rx) = mpsc::channel(super::COMMAND_QUEUE);
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let (snapshot_tx, snapshot) = watch::channel(Arc::new(AgentSnapshot::default()));
     let actor =
         Actor::new(options, store, containers, commands.clone(), snapshot_tx).expect("actor");
@@ -445,7 +450,7 @@ fn spawn_actor(
 fn idle_actor(work_dir: &std::path::Path) -> Actor {
     let options = options(work_dir);
     let containers = Containers::new(&options.containers).expect("posix containers");
-    let (commands, _command_rx) = mpsc::channel(super::COMMAND_QUEUE);
+    let (commands, _command_rx) = mpsc::channel(COMMAND_QUEUE);
     let (snapshot_tx, _snapshot_rx) = watch::channel(Arc::new(AgentSnapshot::default()));
     Actor::new(
         options,
@@ -483,7 +488,7 @@ async fn a_slow_executor_gets_every_event_in_order() {
     let (events, rx) = outbox();
     actor.executors.insert(1, events);
     let effects = (0..5_000)
-        .map(|n| super::Effect::ToExecutor {
+        .map(|n| Effect::ToExecutor {
             conn: 1,
             event: kill_event(n),
         })
@@ -494,7 +499,7 @@ async fn a_slow_executor_gets_every_event_in_order() {
         "a slow executor is not given up"
     );
     actor.executors.clear(); // the stream ends once everything is taken
-    let mut stream = super::event_stream(rx);
+    let mut stream = event_stream(rx);
     let mut got = Vec::new();
     while let Some(event) = tokio::time::timeout(DEADLINE, stream.next())
         .await
@@ -583,7 +588,7 @@ async fn stuck_peers_are_disconnected_and_told() {
         .await
         .expect("the session task is told");
     assert!(matches!(from_agent.recv().await, Some(Err(_))));
-    let closed = super::event_stream(rx)
+    let closed = event_stream(rx)
         .next()
         .await
         .expect("an error, not a silent end")

@@ -17,7 +17,7 @@ use crate::state::ExecutorConn;
 impl Actor {
     /// Queues `message` on the master session; without a session it is
     /// not sent (the state machine resends what matters on registration).
-    pub(super) fn send_to_master(&mut self, message: AgentMessage) {
+    pub(in crate::shell) fn send_to_master(&mut self, message: AgentMessage) {
         let Some(tx) = &self.master_tx else {
             return;
         };
@@ -34,7 +34,7 @@ impl Actor {
     }
 
     /// Queues `event` on executor connection `conn`, if still subscribed.
-    pub(super) fn send_to_executor(&mut self, conn: ExecutorConn, event: exec::Event) {
+    pub(in crate::shell) fn send_to_executor(&mut self, conn: ExecutorConn, event: exec::Event) {
         let Some(tx) = self.executors.get(&conn) else {
             return;
         };

@@ -1,0 +1,410 @@
+//! The agent's actor: one tokio task owns the [`AgentState`], turns each
+//! [`AgentCommand`] into a state-machine input, and runs the effects that
+//! come out once their checkpoint records are on disk. It never blocks:
+//! launches, destroys, kills, statistics, disk walks and checkpoint writes
+//! run on workers and come back as commands; it sleeps until the next
+//! deadline (`timers.rs`), not on a tick.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_auth::executor_token::TokenKey;
+use agora_core::{AgentId, ExecutorId, FrameworkId};
+use agora_net::outbox::Outbox;
+use agora_proto::v1 as pb;
+use agora_proto::v1::agent::{AgentMessage, MasterMessage, master_message};
+use agora_proto::v1::executor as exec;
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoint_writer::CheckpointPipeline;
+use super::command::{AgentCommand, executor_call};
+use super::options::AgentOptions;
+use super::processes::ProcessRef;
+use super::snapshot::AgentSnapshot;
+use crate::checkpoint::MetaStore;
+use crate::containers::Containers;
+use crate::executor_auth::ExecutorRefusal;
+use crate::gc::{DiskSpace, Gc};
+use crate::state::{AgentState, Effect, ExecutorConn};
+
+mod containers;
+mod effects;
+mod launches;
+mod publish;
+mod streams;
+
+/// Readers of `/state` see the agent at most this stale.
+const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(20);
+
+pub(super) struct Actor {
+    pub(super) state: AgentState,
+    pub(super) options: AgentOptions,
+    pub(super) started: Instant,
+    pub(super) session: u64,
+    /// The master session's outbox, and every subscribed executor's: the
+    /// loop pushes without waiting and nothing is dropped for a slow peer
+    /// (`streams.rs`).
+    pub(super) master_tx: Option<Outbox<AgentMessage>>,
+    pub(super) executors: HashMap<ExecutorConn, Outbox<exec::Event>>,
+    /// Executor processes, for killing executors that have not subscribed.
+    pub(super) processes: HashMap<(FrameworkId, ExecutorId), ProcessRef>,
+    /// The launch in flight on a worker for each executor being started
+    /// (its sequence number); a destroyed executor's entry goes, which
+    /// makes its launch stale (`launching.rs`).
+    pub(super) launches: HashMap<(FrameworkId, ExecutorId), u64>,
+    pub(super) next_launch: u64,
+    pub(super) sandboxes: HashMap<(FrameworkId, ExecutorId), PathBuf>,
+    pub(super) commands: mpsc::Sender<AgentCommand>,
+    pub(super) snapshot: watch::Sender<Arc<AgentSnapshot>>,
+    pub(super) last_snapshot: Instant,
+    pub(super) dirty: bool,
+    pub(super) checkpoint: CheckpointPipeline,
+    pub(super) containers: Containers,
+    pub(super) gc: Gc,
+    pub(super) disk: Option<DiskSpace>,
+    pub(super) disk_check_in_flight: bool,
+    /// Why the master last refused this agent's registration; cleared when
+    /// a master accepts it.
+    pub(super) refused: Option<String>,
+    /// The hostname of the master that accepted this agent last.
+    pub(super) master_hostname: Option<String>,
+    /// Signs the executors' tokens (`executor_auth`).
+    pub(super) token_key: TokenKey,
+    /// The run id of each executor's launch in flight, known before its
+    /// process exists: an executor may subscribe before its launch's
+    /// result reaches the loop (the state machine records the run then).
+    pub(super) launching_runs: HashMap<(FrameworkId, ExecutorId), String>,
+    /// Where the agent's ends of its executors' first connections go to be
+    /// served (`executor::local`); `None` until the server runs.
+    pub(super) executor_connections: Option<mpsc::UnboundedSender<std::os::unix::net::UnixStream>>,
+}
+
+impl Actor {
+    pub(super) fn new(
+        options: AgentOptions,
+        store: Box<dyn MetaStore + Send>,
+        containers: Containers,
+        commands: mpsc::Sender<AgentCommand>,
+        snapshot: watch::Sender<Arc<AgentSnapshot>>,
+    ) -> std::io::Result<Self> {
+        let info = pb::AgentInfo {
+            hostname: options.hostname.clone(),
+            port: Some(i32::from(options.advertise.port())),
+            resources: options.resources.to_proto(None),
+            attributes: options.attributes.clone(),
+            id: None,
+        };
+        let seed: u64 = rand::rng().random();
+        let token_key = crate::executor_auth::load_key(
+            &options.work_dir.join("meta"),
+            options.jwt_secret_key.as_deref(),
+        )
+        .map_err(std::io::Error::other)?;
+        Ok(Self {
+            token_key,
+            launching_runs: HashMap::new(),
+            executor_connections: None,
+            state: AgentState::new(info, seed),
+            started: Instant::now(),
+            session: 0,
+            master_tx: None,
+            executors: HashMap::new(),
+            processes: HashMap::new(),
+            launches: HashMap::new(),
+            next_launch: 0,
+            sandboxes: HashMap::new(),
+            checkpoint: CheckpointPipeline::start(store, commands.clone())?,
+            commands,
+            snapshot,
+            last_snapshot: Instant::now(),
+            dirty: true,
+            containers,
+            gc: Gc::new(options.gc),
+            disk: None,
+            disk_check_in_flight: false,
+            refused: None,
+            master_hostname: None,
+            options,
+        })
+    }
+
+    /// Sandboxes left on disk by earlier runs (an agent that crashed, a
+    /// checkpoint discarded after a reboot) are found on a worker and
+    /// scheduled for collection from their modification time.
+    pub(super) fn find_old_sandboxes(&self) {
+        let work_dir = self.options.work_dir.clone();
+        let commands = self.commands.clone();
+        tokio::task::spawn_blocking(move || {
+            let found = crate::gc::find_sandboxes(&work_dir);
+            let _ = commands.blocking_send(AgentCommand::SandboxesFound(found));
+        });
+    }
+
+    pub(super) fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn handle(&mut self, command: AgentCommand, out: &mut Vec<Effect>) {
+        let now = self.now();
+        match command {
+            AgentCommand::MasterConnected { session, tx } => {
+                self.session = session;
+                self.state.on_master_disconnected();
+                self.master_tx = Some(tx);
+                self.send_to_master(self.state.register_message());
+            }
+            AgentCommand::MasterMessage { session, message } => {
+                if session != self.session {
+                    return;
+                }
+                self.master_message(now, message, out);
+            }
+            AgentCommand::MasterDisconnected { session } => {
+                if session == self.session {
+                    self.master_tx = None;
+                    self.state.on_master_disconnected();
+                }
+            }
+            AgentCommand::ExecutorSubscribe {
+                conn,
+                framework_id,
+                executor_id,
+                run_id,
+                held,
+                unacknowledged,
+                events,
+                reply,
+            } => {
+                if let Err(refusal) = self.check_executor_run(&framework_id, &executor_id, &run_id)
+                {
+                    let _ = reply.send(Err(refusal));
+                    return;
+                }
+                self.executors.insert(conn, events);
+                let result = self
+                    .state
+                    .on_executor_subscribe(
+                        now,
+                        conn,
+                        &framework_id,
+                        &executor_id,
+                        &held,
+                        unacknowledged,
+                        out,
+                    )
+                    .map_err(ExecutorRefusal::Refused);
+                if result.is_err() {
+                    self.executors.remove(&conn);
+                }
+                let _ = reply.send(result);
+            }
+            AgentCommand::ExecutorUpdate {
+                conn,
+                framework_id,
+                executor_id,
+                status,
+            } => self
+                .state
+                .on_executor_update(now, conn, &framework_id, &executor_id, status, out),
+            AgentCommand::ExecutorMessage {
+                conn,
+                framework_id,
+                executor_id,
+                data,
+            } => self
+                .state
+                .on_executor_message(conn, &framework_id, &executor_id, data, out),
+            AgentCommand::ExecutorGone { conn } => {
+                self.executors.remove(&conn);
+                self.state.on_executor_disconnected(conn);
+            }
+            AgentCommand::ExecutorHttpCall {
+                framework_id,
+                executor_id,
+                run_id,
+                call,
+                reply,
+            } => {
+                if let Err(refusal) = self.check_executor_run(&framework_id, &executor_id, &run_id)
+                {
+                    let _ = reply.send(Err(refusal));
+                    return;
+                }
+                let conn = self
+                    .state
+                    .executors
+                    .get(&(framework_id.clone(), executor_id.clone()))
+                    .and_then(|e| e.conn);
+                let Some(conn) = conn else {
+                    let _ = reply.send(Err(ExecutorRefusal::Refused(format!(
+                        "executor {executor_id} of framework {framework_id} is not subscribed"
+                    ))));
+                    return;
+                };
+                let _ = reply.send(Ok(()));
+                if let Some(command) = executor_call(conn, &framework_id, &executor_id, call) {
+                    self.handle(command, out);
+                }
+            }
+            AgentCommand::ExecutorExited {
+                framework_id,
+                executor_id,
+                description,
+            } => {
+                let key = (framework_id.clone(), executor_id.clone());
+                self.processes.remove(&key);
+                let (limitation, description) = self.exit_cause(&key, description);
+                self.destroy_later(&key, None);
+                self.schedule_gc(&key);
+                self.state.on_executor_exited(
+                    now,
+                    &framework_id,
+                    &executor_id,
+                    description,
+                    limitation,
+                    out,
+                );
+            }
+            AgentCommand::Statistics { reply } => self.statistics(reply),
+            AgentCommand::CheckpointWritten { seq, failed } => {
+                self.checkpoint.written(seq, failed);
+                self.drain();
+            }
+            AgentCommand::DiskMeasured(measured) => self.disk_measured(measured),
+            AgentCommand::ExecutorLaunched { id, outcome } => {
+                self.executor_launch_finished(id, outcome)
+            }
+            AgentCommand::SandboxesFound(found) => {
+                let live = self.live_sandboxes();
+                for (path, modified) in found {
+                    if !live.contains(&path) {
+                        self.gc.schedule(path, modified);
+                    }
+                }
+            }
+        }
+    }
+
+    /// An executor's call is authenticated for run `run_id` (its token's):
+    /// accepted only while that is the executor's current run here, so the
+    /// token of a run that ended (or of a removed executor) is worthless.
+    fn check_executor_run(
+        &self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        run_id: &str,
+    ) -> Result<(), ExecutorRefusal> {
+        let key = (framework_id.clone(), executor_id.clone());
+        let current = self.state.executors.get(&key).and_then(|executor| {
+            executor
+                .run
+                .as_ref()
+                .map(|run| run.run_id.as_str())
+                .or_else(|| self.launching_runs.get(&key).map(String::as_str))
+        });
+        crate::executor_auth::current_run(current, run_id, framework_id, executor_id)
+    }
+
+    fn master_message(&mut self, now: Duration, message: MasterMessage, out: &mut Vec<Effect>) {
+        let Some(kind) = message.kind else {
+            return;
+        };
+        match kind {
+            master_message::Kind::Registered(registered) => {
+                let epoch = registered.master_info.as_ref().and_then(|m| m.epoch);
+                if !self.state.accept_master_epoch(epoch) {
+                    tracing::warn!(epoch = ?epoch, "refusing a master from an older leadership term");
+                    // Nothing more from this session is acted on; the
+                    // session task reconnects when the leader changes.
+                    self.session = 0;
+                    self.master_tx = None;
+                    self.state.on_master_disconnected();
+                    return;
+                }
+                match AgentId::from_field(&registered.agent_id) {
+                    Ok(agent_id) => {
+                        tracing::info!(agent_id = %agent_id, "registered with the master");
+                        self.refused = None;
+                        self.master_hostname = registered
+                            .master_info
+                            .as_ref()
+                            .and_then(|m| m.hostname.clone());
+                        self.state.on_registered(now, agent_id, out);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "master sent an invalid agent id"),
+                }
+            }
+            master_message::Kind::RunTask(run) => self.state.on_run_task(now, run, out),
+            master_message::Kind::KillTask(kill) => self.state.on_kill_task(now, kill, out),
+            master_message::Kind::ShutdownExecutor(shutdown) => {
+                self.state.on_shutdown_executor(now, shutdown, out);
+            }
+            master_message::Kind::StatusUpdateAck(ack) => self.state.on_status_ack(now, ack, out),
+            master_message::Kind::ShutdownFramework(shutdown) => {
+                if let Ok(framework_id) = FrameworkId::from_field(&shutdown.framework_id) {
+                    self.state.on_shutdown_framework(now, &framework_id, out);
+                }
+            }
+            master_message::Kind::Ping(ping) => {
+                // Straight out, not behind checkpoint writes in flight: a
+                // pong says the agent is alive, and is ordered with nothing.
+                let pong = AgentMessage {
+                    kind: Some(pb::agent::agent_message::Kind::Pong(
+                        pb::agent::agent_message::Pong { seq: ping.seq },
+                    )),
+                };
+                self.send_to_master(pong);
+            }
+            master_message::Kind::FrameworkMessage(message) => {
+                self.state.on_framework_message(message, out);
+            }
+            master_message::Kind::Refused(refused) => {
+                tracing::error!(reason = %refused.message, "the master refused this agent");
+                // Kept for `/health` and `/state` until a master accepts
+                // us: the session retries, and each refusal restates it.
+                self.refused = Some(refused.message);
+            }
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<AgentCommand>,
+        shutdown: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut publish = tokio::time::interval(SNAPSHOT_INTERVAL);
+        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let mut out = Vec::new();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    self.handle(command, &mut out);
+                    while let Ok(command) = commands.try_recv() {
+                        self.handle(command, &mut out);
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = self.now();
+                    self.state.on_tick(now, &mut out);
+                    self.measure_disk();
+                }
+                _ = publish.tick() => {
+                    self.publish(true);
+                    continue;
+                }
+            }
+            self.dirty = true;
+            self.execute(out);
+            self.publish(false);
+        }
+    }
+}

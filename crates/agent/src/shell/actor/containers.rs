@@ -1,0 +1,256 @@
+//! The actor's side of containers and sandboxes: what it hands to workers
+//! (destroys, kills, statistics, disk measures, sandbox removal) and what
+//! it takes back, and the executors it recovers at start.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use agora_core::{ExecutorId, FrameworkId};
+use agora_proto::v1 as pb;
+use tokio::sync::oneshot;
+
+use super::Actor;
+use crate::checkpoint::{self, Recovered};
+use crate::gc::DiskSpace;
+use crate::launch;
+use crate::shell::command::AgentCommand;
+use crate::shell::processes::{ProcessRef, watch_process};
+use crate::shell::snapshot::ContainerStatistics;
+
+impl Actor {
+    /// Kills an executor's processes (a scan of `/proc`) and destroys its
+    /// container (up to ten seconds) on a worker: the loop goes on
+    /// answering the master and executors meanwhile.
+    pub(in crate::shell) fn destroy_later(
+        &mut self,
+        key: &(FrameworkId, ExecutorId),
+        process: Option<ProcessRef>,
+    ) {
+        let destroy = self.containers.take(key);
+        if destroy.is_none() && process.is_none() {
+            return;
+        }
+        tokio::task::spawn_blocking(move || {
+            if let Some(process) = process {
+                process.kill();
+            }
+            if let Some(destroy) = destroy {
+                destroy.run();
+            }
+        });
+    }
+
+    /// The sandboxes of executors the agent still has: never collected.
+    pub(in crate::shell) fn live_sandboxes(&self) -> std::collections::HashSet<PathBuf> {
+        self.state
+            .executors
+            .iter()
+            .filter_map(|(key, e)| {
+                e.run
+                    .as_ref()
+                    .map(|r| r.sandbox.clone())
+                    .or_else(|| self.sandboxes.get(key).cloned())
+            })
+            .collect()
+    }
+
+    /// An executor run is over: its sandbox goes after the gc delay.
+    pub(in crate::shell) fn schedule_gc(&mut self, key: &(FrameworkId, ExecutorId)) {
+        if let Some(sandbox) = self.sandboxes.get(key) {
+            self.gc.schedule(sandbox.clone(), SystemTime::now());
+        }
+    }
+
+    /// Measures the work dir's filesystem on a worker, one measure at a time.
+    pub(in crate::shell) fn measure_disk(&mut self) {
+        if self.disk_check_in_flight {
+            return;
+        }
+        self.disk_check_in_flight = true;
+        let work_dir = self.options.work_dir.clone();
+        let commands = self.commands.clone();
+        let probe = self.options.disk_probe;
+        tokio::task::spawn_blocking(move || {
+            let measured = probe(&work_dir).map_err(|e| e.to_string());
+            let _ = commands.blocking_send(AgentCommand::DiskMeasured(measured));
+        });
+    }
+
+    /// A new measure: full disks refuse tasks; due sandboxes are removed on
+    /// a worker (sooner the fuller the disk).
+    pub(in crate::shell) fn disk_measured(&mut self, measured: Result<DiskSpace, String>) {
+        self.disk_check_in_flight = false;
+        let space = match measured {
+            Ok(space) => space,
+            Err(e) => {
+                tracing::warn!(error = %e, work_dir = %self.options.work_dir.display(), "cannot measure the work dir's disk");
+                return;
+            }
+        };
+        let full = space.is_full();
+        if full != self.state.disk_full() {
+            if full {
+                tracing::warn!(
+                    available_bytes = space.available_bytes,
+                    work_dir = %self.options.work_dir.display(),
+                    "agent disk full: new tasks are refused until space is freed"
+                );
+            } else {
+                tracing::info!(
+                    available_bytes = space.available_bytes,
+                    "agent disk has room again: taking tasks"
+                );
+            }
+            self.state.set_disk_full(full);
+        }
+        self.disk = Some(space);
+        self.gc.set_disk_usage(space.usage());
+        let live = self.live_sandboxes();
+        let due: Vec<PathBuf> = self
+            .gc
+            .due(SystemTime::now())
+            .into_iter()
+            .filter(|p| !live.contains(p))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let work_dir = self.options.work_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            for sandbox in due {
+                match crate::gc::remove_sandbox(&work_dir, &sandbox) {
+                    Ok(()) => {
+                        tracing::info!(sandbox = %sandbox.display(), "sandbox garbage-collected")
+                    }
+                    Err(e) => {
+                        tracing::warn!(sandbox = %sandbox.display(), error = %e, "cannot remove a sandbox")
+                    }
+                }
+            }
+        });
+    }
+
+    /// Why an executor's process ended, beyond its exit status: the memory
+    /// limit, or a failure its launch wrapper left in the sandbox.
+    pub(in crate::shell) fn exit_cause(
+        &self,
+        key: &(FrameworkId, ExecutorId),
+        description: String,
+    ) -> (Option<pb::task_status::Reason>, String) {
+        if self.containers.oom_killed(key) {
+            return (
+                Some(pb::task_status::Reason::ContainerLimitationMemory),
+                format!("memory limit exceeded: the container was OOM-killed ({description})"),
+            );
+        }
+        if let Some(sandbox) = self.sandboxes.get(key) {
+            let path = crate::containers::launch_failure_path(sandbox);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let _ = std::fs::remove_file(&path);
+                if let Ok(failure) = serde_json::from_str::<launch::LaunchFailure>(&text) {
+                    return (Some(failure.reason()), failure.message);
+                }
+            }
+        }
+        (None, description)
+    }
+
+    /// `/monitor/statistics`: one entry per container, read (cgroup files,
+    /// sandbox walks) on a worker that answers `reply` itself.
+    pub(in crate::shell) fn statistics(&self, reply: oneshot::Sender<Vec<ContainerStatistics>>) {
+        let jobs: Vec<(String, crate::containers::StatsJob)> = self
+            .containers
+            .keys()
+            .into_iter()
+            .filter_map(|key| {
+                let resources = self.state.container_resources(&key.0, &key.1);
+                let name = self
+                    .state
+                    .executors
+                    .get(&key)
+                    .and_then(|e| e.info.as_ref())
+                    .and_then(|i| i.name.clone())
+                    .unwrap_or_else(|| format!("Command Executor (Task: {})", key.1));
+                let sandbox = self.sandboxes.get(&key).map(PathBuf::as_path);
+                let job = self.containers.stats_job(&key, sandbox, resources)?;
+                Some((name, job))
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let entries = jobs
+                .into_iter()
+                .map(|(name, job)| ContainerStatistics {
+                    framework_id: job.key.0.to_string(),
+                    executor_id: job.key.1.to_string(),
+                    executor_name: name,
+                    source: job.key.1.to_string(),
+                    statistics: job.run(),
+                })
+                .collect();
+            let _ = reply.send(entries);
+        });
+    }
+
+    /// Takes over what the checkpoint holds: executors still alive are
+    /// watched until they exit (they are not our children) and given time
+    /// to re-subscribe; those already gone are reported at once.
+    pub(in crate::shell) fn recover(&mut self, recovered: Recovered) {
+        let executors = recovered.executors.clone();
+        let mut out = Vec::new();
+        let now = self.now();
+        self.state.recover(now, recovered, &mut out);
+        for executor in executors {
+            let key = (executor.framework_id.clone(), executor.executor_id.clone());
+            // The state machine refused this executor's record (and failed
+            // its tasks): whatever of it still runs is destroyed, as nothing
+            // accounts for it any more.
+            let refused = !self.state.executors.contains_key(&key);
+            let Some(run) = executor.run else {
+                // Crashed between starting it and writing its pid: if it runs,
+                // it re-subscribes in time; if not, the deadline fails its task.
+                continue;
+            };
+            self.sandboxes.insert(key.clone(), run.sandbox.clone());
+            let process = ProcessRef {
+                pid: run.pid,
+                start_time: (run.start_time != 0).then_some(run.start_time),
+            };
+            let alive = checkpoint::process_start_time(run.pid)
+                .is_some_and(|t| process.start_time.is_none_or(|s| s == t));
+            self.containers.recover(key.clone(), &run.run_id);
+            if refused {
+                self.destroy_later(&key, alive.then_some(process));
+                self.schedule_gc(&key);
+                continue;
+            }
+            if !alive {
+                let (limitation, description) =
+                    self.exit_cause(&key, "it exited while the agent was down".into());
+                self.destroy_later(&key, None);
+                self.schedule_gc(&key);
+                self.state.on_executor_exited(
+                    now,
+                    &executor.framework_id,
+                    &executor.executor_id,
+                    description,
+                    limitation,
+                    &mut out,
+                );
+                continue;
+            }
+            self.processes.insert(key, process);
+            let commands = self.commands.clone();
+            tokio::spawn(async move {
+                watch_process(process).await;
+                let _ = commands
+                    .send(AgentCommand::ExecutorExited {
+                        framework_id: executor.framework_id,
+                        executor_id: executor.executor_id,
+                        description: "the recovered executor process exited".into(),
+                    })
+                    .await;
+            });
+        }
+        self.execute(out);
+    }
+}

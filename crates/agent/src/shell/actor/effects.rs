@@ -1,0 +1,69 @@
+//! Running a batch of the state machine's effects, in order, once its
+//! checkpoint records are on disk (`checkpoint_writer.rs`).
+
+use agora_proto::v1::executor as exec;
+
+use super::Actor;
+use crate::state::Effect;
+
+impl Actor {
+    /// Runs a batch of effects once its checkpoint records are on disk.
+    pub(in crate::shell) fn execute(&mut self, effects: Vec<Effect>) {
+        self.checkpoint.push(effects);
+        self.drain();
+    }
+
+    /// Runs every batch whose records are written, in order.
+    pub(in crate::shell) fn drain(&mut self) {
+        if self.checkpoint.draining {
+            return; // the outer drain picks up what effects add
+        }
+        self.checkpoint.draining = true;
+        while let Some((effects, failed)) = self.checkpoint.next_ready() {
+            self.run_effects(effects, failed);
+        }
+        self.checkpoint.draining = false;
+    }
+
+    /// A batch's effects. If one of its records could not be written, no
+    /// acknowledgement of this batch reaches an executor: the executor keeps
+    /// the update and sends it again, and the write is retried then.
+    pub(in crate::shell) fn run_effects(&mut self, effects: Vec<Effect>, checkpoint_failed: bool) {
+        for effect in effects {
+            match effect {
+                Effect::Checkpoint(_) => {}
+                Effect::ToExecutor { event, .. }
+                    if checkpoint_failed
+                        && event.r#type == exec::event::Type::Acknowledged as i32 =>
+                {
+                    tracing::warn!("acknowledgement held back: its update is not checkpointed");
+                }
+                Effect::ToMaster(message) => self.send_to_master(message),
+                Effect::LaunchExecutor {
+                    framework_id,
+                    executor_id,
+                } => self.launch_executor(framework_id, executor_id),
+                Effect::ToExecutor { conn, event } => self.send_to_executor(conn, event),
+                Effect::DestroyExecutor {
+                    framework_id,
+                    executor_id,
+                } => {
+                    let key = (framework_id, executor_id);
+                    // A launch in flight is given up: what it starts is
+                    // destroyed when its result comes.
+                    self.launches.remove(&key);
+                    let process = self.processes.get(&key).copied();
+                    self.destroy_later(&key, process);
+                }
+                Effect::UpdateContainer {
+                    framework_id,
+                    executor_id,
+                } => {
+                    let resources = self.state.container_resources(&framework_id, &executor_id);
+                    self.containers
+                        .update(&(framework_id, executor_id), &resources);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The agent's checkpoint on disk: opened (and recovered) at start, then
+//! written by one ordered writer thread, never on the event loop.
+
+use std::collections::VecDeque;
+
+use tokio::sync::mpsc;
+
+use super::command::AgentCommand;
+use super::options::AgentError;
+use crate::checkpoint::{self, Checkpoint, FsStore, MetaStore, Recovered};
+use crate::state::Effect;
+
+/// Checkpoint records are written by a dedicated thread, in order; the
+/// effects of a batch wait here until its records are on disk (so an update
+/// is persisted before it is acknowledged or forwarded), and batches leave
+/// in the order they came, whether they had records or not.
+pub(super) struct CheckpointPipeline {
+    writer: std::sync::mpsc::Sender<WriteJob>,
+    waiting: VecDeque<Batch>,
+    next_seq: u64,
+    /// Set while effects run, so that effects they cause queue behind.
+    pub(super) draining: bool,
+}
+
+struct WriteJob {
+    seq: u64,
+    records: Vec<Checkpoint>,
+}
+
+struct Batch {
+    seq: u64,
+    effects: Vec<Effect>,
+    /// `None` while its records are being written; then whether that failed.
+    written: Option<bool>,
+}
+
+impl CheckpointPipeline {
+    /// Starts the writer thread, which owns the store and reports each
+    /// batch as a command to the actor.
+    pub(super) fn start(
+        mut store: Box<dyn MetaStore + Send>,
+        commands: mpsc::Sender<AgentCommand>,
+    ) -> std::io::Result<Self> {
+        let (writer, jobs) = std::sync::mpsc::channel::<WriteJob>();
+        std::thread::Builder::new()
+            .name("agent-checkpoint".into())
+            .spawn(move || {
+                for job in jobs {
+                    let mut failed = false;
+                    for record in &job.records {
+                        if let Err(e) = checkpoint::apply(store.as_mut(), record) {
+                            tracing::error!(error = %e, record = %record_name(record), "checkpoint write failed");
+                            failed = true;
+                        }
+                    }
+                    let done = AgentCommand::CheckpointWritten {
+                        seq: job.seq,
+                        failed,
+                    };
+                    // Blocks this writer (not the actor) while the actor's
+                    // queue is full.
+                    if commands.blocking_send(done).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self {
+            writer,
+            waiting: VecDeque::new(),
+            next_seq: 0,
+            draining: false,
+        })
+    }
+
+    /// Queues a batch: its records go to the writer, its other effects wait.
+    pub(super) fn push(&mut self, effects: Vec<Effect>) {
+        let (records, effects): (Vec<Effect>, Vec<Effect>) = effects
+            .into_iter()
+            .partition(|e| matches!(e, Effect::Checkpoint(_)));
+        let records: Vec<Checkpoint> = records
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Checkpoint(record) => Some(record),
+                _ => None,
+            })
+            .collect();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let written = if records.is_empty() {
+            Some(false)
+        } else {
+            let records = checkpoint::coalesce(records);
+            // A writer that is gone wrote nothing: the batch counts as failed.
+            self.writer
+                .send(WriteJob { seq, records })
+                .err()
+                .map(|_| true)
+        };
+        self.waiting.push_back(Batch {
+            seq,
+            effects,
+            written,
+        });
+    }
+
+    pub(super) fn written(&mut self, seq: u64, failed: bool) {
+        if let Some(batch) = self.waiting.iter_mut().find(|b| b.seq == seq) {
+            batch.written = Some(failed);
+        }
+    }
+
+    /// The next batch whose records are written, in order.
+    pub(super) fn next_ready(&mut self) -> Option<(Vec<Effect>, bool)> {
+        let failed = self.waiting.front()?.written?;
+        self.waiting.pop_front().map(|b| (b.effects, failed))
+    }
+}
+
+/// Names a checkpoint record for logs (without its payload).
+fn record_name(record: &Checkpoint) -> String {
+    match record {
+        Checkpoint::AgentId(id) => format!("agent id {id}"),
+        Checkpoint::Framework(info) => format!(
+            "framework {}",
+            info.id.as_ref().map(|i| i.value.as_str()).unwrap_or("")
+        ),
+        Checkpoint::RemoveFramework(id) => format!("removal of framework {id}"),
+        Checkpoint::Executor { executor_id, .. } => format!("executor {executor_id}"),
+        Checkpoint::RemoveExecutor { executor_id, .. } => {
+            format!("removal of executor {executor_id}")
+        }
+        Checkpoint::Task { info, .. } => format!(
+            "task {}",
+            info.task_id
+                .as_ref()
+                .map(|i| i.value.as_str())
+                .unwrap_or("")
+        ),
+        Checkpoint::TaskUpdates { task_id, .. } => format!("updates of task {task_id}"),
+        Checkpoint::RemoveTask { task_id, .. } => format!("removal of task {task_id}"),
+    }
+}
+
+/// Opens the checkpoint under `<work_dir>/meta`. Same boot: what it holds.
+/// Another boot (the machine rebooted, so every executor is gone): the
+/// checkpoint is discarded and the agent starts as a new one; sandboxes are
+/// left on disk.
+pub(super) fn open_checkpoint(
+    work_dir: &std::path::Path,
+) -> Result<(FsStore, Recovered), AgentError> {
+    let meta = work_dir.join("meta");
+    let fail = |source| AgentError::Checkpoint {
+        path: meta.clone(),
+        source,
+    };
+    let boot_id = match checkpoint::current_boot_id() {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the boot id; a reboot will not be noticed");
+            "unknown".to_string()
+        }
+    };
+    let mut store = FsStore::new(meta.clone());
+    // A checkpoint written by an older agent (or by hand) becomes readable
+    // by root only before anything is read from it.
+    match store.harden() {
+        Ok(0) => {}
+        Ok(changed) => {
+            tracing::info!(dir = %meta.display(), changed, "checkpoint made readable by root only")
+        }
+        Err(e) => return Err(fail(e)),
+    }
+    let stored = store
+        .read(std::path::Path::new(checkpoint::BOOT_ID))
+        .map_err(fail)?;
+    let stored = stored.map(|b| String::from_utf8_lossy(&b).trim().to_string());
+    let recovered = match stored {
+        Some(previous) if previous == boot_id => checkpoint::recover(&store),
+        Some(previous) => {
+            tracing::info!(
+                previous_boot_id = %previous,
+                boot_id = %boot_id,
+                "the machine rebooted since the last checkpoint: starting clean as a new agent (old sandboxes are kept, the checkpoint is discarded)"
+            );
+            std::fs::remove_dir_all(&meta).map_err(fail)?;
+            Recovered::default()
+        }
+        None => {
+            if meta.exists() {
+                tracing::warn!(dir = %meta.display(), "checkpoint without a boot id discarded");
+                std::fs::remove_dir_all(&meta).map_err(fail)?;
+            }
+            Recovered::default()
+        }
+    };
+    store
+        .write(
+            std::path::Path::new(checkpoint::BOOT_ID),
+            boot_id.as_bytes(),
+        )
+        .map_err(fail)?;
+    Ok((store, recovered))
+}
