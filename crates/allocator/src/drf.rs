@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use agora_core::{AgentId, FrameworkId, Resources};
 
-use crate::scalars::{self, Amount, MAX_SCALARS, Names, Scalars, ZERO};
+use crate::scalars::{self, Amount, MAX_SCALARS, ScalarNames, Scalars, ZERO};
 use crate::{Allocation, Allocator, AllocatorError, OfferStatus, Quota, RoleSummary};
 
 mod agents;
@@ -83,7 +83,7 @@ pub struct DrfAllocator {
     config: DrfConfig,
     min_allocatable_scalars: Vec<Vec<(usize, Amount)>>,
     rng: u64,
-    names: Names,
+    names: ScalarNames,
     agents: Vec<Option<AgentSlot>>,
     free_agent_slots: Vec<u32>,
     agent_index: HashMap<AgentId, u32>,
@@ -115,7 +115,7 @@ impl DrfAllocator {
             rng: config.seed,
             config,
             min_allocatable_scalars: Vec::new(),
-            names: Names::new(),
+            names: ScalarNames::new(),
             agents: Vec::new(),
             free_agent_slots: Vec::new(),
             agent_index: HashMap::new(),
@@ -124,7 +124,7 @@ impl DrfAllocator {
             frameworks: Vec::new(),
             free_framework_slots: Vec::new(),
             framework_index: HashMap::new(),
-            nodes: vec![RoleNode::new("", None)],
+            nodes: vec![RoleNode::new("", None, 0)],
             node_index: HashMap::new(),
             total: ZERO,
             available_unreserved: ZERO,

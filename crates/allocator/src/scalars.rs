@@ -2,7 +2,7 @@
 //!
 //! Scalar resource names are interned into at most [`MAX_SCALARS`] slots
 //! (cpus, mem, disk, gpus first); amounts are integer thousandths like
-//! `Resources`, so sums never drift. Names beyond the slots are ignored for
+//! `Resources`, so sums never drift. ScalarNames beyond the slots are ignored for
 //! fair share and quota (they are still offered).
 
 use std::collections::BTreeMap;
@@ -24,6 +24,7 @@ const _: () = assert!(
     "the books must hold 900,000 agents at the per-entry maximum"
 );
 
+/// One amount per interned scalar name, by slot (see [`ScalarNames`]).
 pub(crate) type Scalars = [Amount; MAX_SCALARS];
 
 /// A quota limit's value where the resource is unlimited.
@@ -36,12 +37,13 @@ pub(crate) fn millis(v: f64) -> Amount {
     (v * 1000.0).round() as Amount
 }
 
+/// The interned scalar names: slot `i` of every [`Scalars`] is `names[i]`.
 #[derive(Debug, Clone)]
-pub(crate) struct Names {
+pub(crate) struct ScalarNames {
     names: Vec<String>,
 }
 
-impl Names {
+impl ScalarNames {
     pub(crate) fn new() -> Self {
         Self {
             names: ["cpus", "mem", "disk", "gpus"]
@@ -111,16 +113,30 @@ impl Names {
     }
 }
 
-/// `a += b`, saturating (unreachable with [`Amount`], but never wrapping).
+/// `a += b`, overflow-checked: the bound on [`Amount`] makes overflow
+/// unreachable, so debug builds (every test and simulation) stop at once if
+/// it ever happens, and release builds saturate rather than wrap.
 pub(crate) fn add(a: &mut Scalars, b: &Scalars) {
     for i in 0..MAX_SCALARS {
+        debug_assert!(
+            a[i].checked_add(b[i]).is_some(),
+            "scalar books overflowed: {} + {}",
+            a[i],
+            b[i]
+        );
         a[i] = a[i].saturating_add(b[i]);
     }
 }
 
-/// `a -= b`, saturating.
+/// `a -= b`, overflow-checked as [`add`].
 pub(crate) fn sub(a: &mut Scalars, b: &Scalars) {
     for i in 0..MAX_SCALARS {
+        debug_assert!(
+            a[i].checked_sub(b[i]).is_some(),
+            "scalar books overflowed: {} - {}",
+            a[i],
+            b[i]
+        );
         a[i] = a[i].saturating_sub(b[i]);
     }
 }
@@ -141,7 +157,9 @@ pub(crate) fn share_bits(alloc: &Scalars, total: &Scalars, weight: f64) -> u64 {
     (share / weight).max(0.0).to_bits()
 }
 
-/// A fast hasher for the allocator's dense `u32` slot indexes.
+/// A fast hasher for the allocator's dense `u32` slot indexes (FxHash's
+/// multiply-rotate step; SipHash costs several times more on these keys).
+/// `rustc-hash` would replace it once the workspace depends on it.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct SlotHasher(u64);
 

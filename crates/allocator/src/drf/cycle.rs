@@ -1,6 +1,7 @@
-//! The allocation cycle: agents in a seeded random order; stage 1 gives roles
-//! below their quota guarantee up to that guarantee, stage 2 offers every
-//! agent's remaining resources in DRF order.
+//! The allocation cycle (Mesos' `HierarchicalAllocatorProcess::__allocate`):
+//! agents in a seeded random order (or just the agents an event touched);
+//! stage 1 gives roles below their quota guarantee up to that guarantee,
+//! stage 2 offers every agent's remaining resources in DRF order.
 
 use std::time::Duration;
 
@@ -13,8 +14,9 @@ use super::role_tree::ROOT;
 use super::search::StageRules;
 use crate::Allocation;
 use crate::roles::split_by_role;
-use crate::scalars::{self};
+use crate::scalars;
 
+/// SplitMix64: the seeded source of each full cycle's agent order.
 fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
@@ -24,6 +26,8 @@ fn splitmix(state: &mut u64) -> u64 {
 }
 
 impl DrfAllocator {
+    /// A full cycle: every agent, in a fresh seeded random order
+    /// (Fisher-Yates), so no agent is always offered first.
     pub(super) fn allocate_all(&mut self, now: Duration) -> Vec<Allocation> {
         let mut order: Vec<u32> = (0..self.agents.len() as u32)
             .filter(|&a| self.agents[a as usize].is_some())
@@ -35,6 +39,8 @@ impl DrfAllocator {
         self.allocation_cycle(&order, now)
     }
 
+    /// An event-driven cycle over just these agents, in the order given
+    /// (unknown agents and repeats skipped).
     pub(super) fn allocate_on(&mut self, now: Duration, agent_ids: &[AgentId]) -> Vec<Allocation> {
         let mut order: Vec<u32> = Vec::with_capacity(agent_ids.len());
         for id in agent_ids {
@@ -47,7 +53,10 @@ impl DrfAllocator {
         self.allocation_cycle(&order, now)
     }
 
-    pub(super) fn allocation_cycle(&mut self, order: &[u32], now: Duration) -> Vec<Allocation> {
+    /// One cycle over `order`: expired filters go, sort keys are recomputed
+    /// if cluster totals moved, then stage 1 (quota guarantees) over every
+    /// agent, then stage 2 (fair share) agent by agent.
+    fn allocation_cycle(&mut self, order: &[u32], now: Duration) -> Vec<Allocation> {
         self.cycle += 1;
         self.purge_filters(now);
         if self.sort_keys_stale {
@@ -63,20 +72,16 @@ impl DrfAllocator {
         out
     }
 
-    /// Stage 1: roles below their guarantee, with demand.
-    pub(super) fn allocate_guarantees(
-        &mut self,
-        order: &[u32],
-        now: Duration,
-        out: &mut Vec<Allocation>,
-    ) {
+    /// Stage 1: roles below their guarantee that have demand, in share
+    /// order, each get up to their unmet guarantee on each agent in turn.
+    fn allocate_guarantees(&mut self, order: &[u32], now: Duration, out: &mut Vec<Allocation>) {
         let mut roles: Vec<u32> = self
             .quota_roles
             .iter()
             .copied()
-            .filter(|&g| {
-                let nd = &self.nodes[g as usize];
-                nd.active > 0 && !scalars::is_zero(&nd.unmet())
+            .filter(|&role| {
+                let node = &self.nodes[role as usize];
+                node.active > 0 && !scalars::is_zero(&node.unmet())
             })
             .collect();
         if roles.is_empty() {
@@ -95,67 +100,74 @@ impl DrfAllocator {
             if !self.agent(a).active {
                 continue;
             }
-            let reserved = self.reserved_roles_of(self.agent(a));
+            let reserved_roles = self.reserved_roles_of(self.agent(a));
             let mut i = 0;
             while i < roles.len() {
-                let g = roles[i];
-                let unmet = self.nodes[g as usize].unmet();
-                if scalars::is_zero(&unmet) || self.nodes[g as usize].active == 0 {
+                let role = roles[i];
+                let node = &self.nodes[role as usize];
+                if scalars::is_zero(&node.unmet()) || node.active == 0 {
+                    // Met, or no demand left: done with it for this cycle.
                     roles.remove(i);
                     continue;
                 }
                 if !self.offerable(&self.agent(a).free) {
                     break;
                 }
-                let rules = StageRules {
-                    now,
-                    stage_cap: Some(self.nodes[g as usize].guarantee_stage_cap()),
-                    headroom: None,
-                };
-                match self.next_recipient(self.agent(a), g, &reserved, &rules) {
-                    Some((c, r)) => self.offer_to(a, c, r, now, out),
+                let rules = StageRules::guarantee(now, node.guarantee_stage_cap());
+                match self.next_recipient(self.agent(a), role, &reserved_roles, &rules) {
+                    Some((c, offer)) => self.offer_to(a, c, offer, now, out),
                     None => i += 1,
                 }
             }
         }
     }
 
-    /// Offers one agent's resources (stage 2).
-    pub(super) fn allocate_by_fair_share(
-        &mut self,
-        a: u32,
-        now: Duration,
-        out: &mut Vec<Allocation>,
-    ) {
+    /// Stage 2 for one agent: DRF over the whole tree while its unreserved
+    /// resources are worth offering, then its reservations still free, role
+    /// by role.
+    fn allocate_by_fair_share(&mut self, a: u32, now: Duration, out: &mut Vec<Allocation>) {
         self.begin_agent_visit(a);
         if !self.agent(a).active {
             return;
         }
-        let all_reserved = self.reserved_roles_of(self.agent(a));
-        // Phase A: DRF over the whole tree while unreserved resources are offerable offering.
+        let reserved_roles = self.reserved_roles_of(self.agent(a));
+        let exhausted = self.offer_in_drf_order(a, &reserved_roles, now, out);
+        if !exhausted && !reserved_roles.is_empty() {
+            self.offer_free_reservations(a, now, out);
+        }
+    }
+
+    /// Offers the agent to the whole tree in DRF order, holding back other
+    /// roles' headroom, until nothing is found. Returns whether the agent's
+    /// free pool ran out (nothing left worth offering).
+    fn offer_in_drf_order(
+        &mut self,
+        a: u32,
+        reserved_roles: &[u32],
+        now: Duration,
+        out: &mut Vec<Allocation>,
+    ) -> bool {
         loop {
             let agent = self.agent(a);
             if !self.offerable(&agent.free) {
-                return;
+                return true;
             }
-            if !all_reserved.is_empty() && !self.offerable_scalars(&agent.free_unreserved) {
-                break;
+            if !reserved_roles.is_empty() && !self.offerable_scalars(&agent.free_unreserved) {
+                // Only reservations are left: the next pass offers them.
+                return false;
             }
             let headroom = (!self.quota_roles.is_empty()).then(|| self.required_headroom());
-            let rules = StageRules {
-                now,
-                stage_cap: None,
-                headroom: headroom.filter(|h| !scalars::is_zero(h)),
-            };
-            match self.next_recipient(agent, ROOT, &all_reserved, &rules) {
-                Some((c, r)) => self.offer_to(a, c, r, now, out),
-                None => break,
+            let rules = StageRules::fair_share(now, headroom);
+            match self.next_recipient(agent, ROOT, reserved_roles, &rules) {
+                Some((c, offer)) => self.offer_to(a, c, offer, now, out),
+                None => return false,
             }
         }
-        if all_reserved.is_empty() {
-            return;
-        }
-        // Phase B: the reservations still free, role by role in share order.
+    }
+
+    /// Offers the agent's reservations still free, role by role in share
+    /// order, to the role's subtree.
+    fn offer_free_reservations(&mut self, a: u32, now: Duration, out: &mut Vec<Allocation>) {
         let mut roles: Vec<u32> = split_by_role(&self.agent(a).free)
             .keys()
             .filter(|r| r.as_str() != UNRESERVED)
@@ -166,26 +178,24 @@ impl DrfAllocator {
             let ky = &self.nodes[*y as usize].key;
             kx.cmp(ky)
         });
-        for r in roles {
+        for role in roles {
             loop {
                 let agent = self.agent(a);
                 if !self.offerable(&agent.free) {
                     return;
                 }
-                let rules = StageRules {
-                    now,
-                    stage_cap: None,
-                    headroom: None,
-                };
-                match self.next_recipient(agent, r, &[r], &rules) {
-                    Some((c, res)) => self.offer_to(a, c, res, now, out),
+                let rules = StageRules::reservations(now);
+                match self.next_recipient(agent, role, &[role], &rules) {
+                    Some((c, offer)) => self.offer_to(a, c, offer, now, out),
                     None => break,
                 }
             }
         }
     }
 
-    pub(super) fn begin_agent_visit(&mut self, a: u32) {
+    /// The first visit of an agent in this cycle forgets who it was offered
+    /// to in the previous one (a client gets one offer per agent per cycle).
+    fn begin_agent_visit(&mut self, a: u32) {
         let cycle = self.cycle;
         let agent = self.agent_mut(a);
         if agent.cycle != cycle {
@@ -195,7 +205,7 @@ impl DrfAllocator {
         agent.shrink_loose_filter_envelope();
     }
 
-    pub(super) fn reserved_roles_of(&self, a: &AgentSlot) -> Vec<u32> {
+    fn reserved_roles_of(&self, a: &AgentSlot) -> Vec<u32> {
         a.reserved.iter().map(|(n, _)| *n).collect()
     }
 }

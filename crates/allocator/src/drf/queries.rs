@@ -8,7 +8,7 @@ use agora_core::{AgentId, FrameworkId, Resources};
 
 use super::DrfAllocator;
 use crate::roles::allocatable_to_role;
-use crate::scalars::{self, MAX_SCALARS, UNLIMITED};
+use crate::scalars;
 use crate::{NoOfferReason, OfferStatus, RoleSummary};
 
 impl DrfAllocator {
@@ -54,18 +54,7 @@ impl DrfAllocator {
         }
         // At the limit: some limited resource has no room left (offers, if
         // any, lack it), or no min-allocatable set fits in the room left.
-        let mut room = [UNLIMITED; MAX_SCALARS];
-        for n in self.role_and_ancestors(cl.node) {
-            let nd = &self.nodes[n as usize];
-            if let Some(q) = &nd.quota {
-                let used = nd.consumption();
-                for i in 0..MAX_SCALARS {
-                    if q.limit[i] != UNLIMITED {
-                        room[i] = room[i].min(q.limit[i].saturating_sub(used[i]));
-                    }
-                }
-            }
-        }
+        let room = self.room_under_limits(cl.node);
         if !self.offerable_scalars(&room) || room.iter().any(|r| *r <= 0) {
             return Some(status(Some(NoOfferReason::QuotaLimit)));
         }

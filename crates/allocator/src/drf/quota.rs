@@ -19,7 +19,29 @@ pub(super) struct QuotaBooks {
     pub(super) limit: Scalars,
 }
 
+impl QuotaBooks {
+    /// Room left under the limit after `consumed`, per scalar: [`UNLIMITED`]
+    /// where the limit does not name the resource, negative where the role
+    /// is above its limit.
+    pub(super) fn room_left(&self, consumed: &Scalars) -> Scalars {
+        let mut room = [UNLIMITED; MAX_SCALARS];
+        for i in 0..MAX_SCALARS {
+            if self.limit[i] != UNLIMITED {
+                room[i] = self.limit[i].saturating_sub(consumed[i]);
+            }
+        }
+        room
+    }
+
+    /// Whether `consumed` is above the limit of some resource.
+    pub(super) fn exceeded_by(&self, consumed: &Scalars) -> bool {
+        (0..MAX_SCALARS).any(|i| self.limit[i] != UNLIMITED && consumed[i] > self.limit[i])
+    }
+}
+
 impl RoleNode {
+    /// What counts against the role's limit: its subtree's allocated
+    /// unreserved resources plus every reservation in its subtree.
     pub(super) fn consumption(&self) -> Scalars {
         let mut c = self.allocated_unreserved;
         scalars::add(&mut c, &self.reserved);
@@ -57,6 +79,24 @@ impl RoleNode {
 }
 
 impl DrfAllocator {
+    /// Room left under the limits of `node` and of every ancestor, per
+    /// scalar ([`UNLIMITED`] where none limits it).
+    pub(super) fn room_under_limits(&self, node: u32) -> Scalars {
+        let mut room = [UNLIMITED; MAX_SCALARS];
+        for n in self.role_and_ancestors(node) {
+            let nd = &self.nodes[n as usize];
+            if let Some(q) = &nd.quota {
+                let left = q.room_left(&nd.consumption());
+                for i in 0..MAX_SCALARS {
+                    room[i] = room[i].min(left[i]);
+                }
+            }
+        }
+        room
+    }
+
+    /// Stage 2's headroom: the unmet guarantees of every quota role with
+    /// demand, which no other role may be offered.
     pub(super) fn required_headroom(&self) -> Scalars {
         let mut req = ZERO;
         for &g in &self.quota_roles {
@@ -75,8 +115,7 @@ impl DrfAllocator {
             .filter(|&&n| {
                 let nd = &self.nodes[n as usize];
                 let q = nd.quota.as_ref().expect("quota role");
-                let c = nd.consumption();
-                (0..MAX_SCALARS).any(|i| q.limit[i] != UNLIMITED && c[i] > q.limit[i])
+                q.exceeded_by(&nd.consumption())
             })
             .map(|&n| self.nodes[n as usize].name.to_string())
             .collect()
@@ -157,7 +196,7 @@ impl DrfAllocator {
                     .get(role)
                     .map(|&n| self.nodes[n as usize].consumption())
                     .unwrap_or(ZERO);
-                if (0..MAX_SCALARS).any(|i| b.limit[i] != UNLIMITED && consumed[i] > b.limit[i]) {
+                if b.exceeded_by(&consumed) {
                     return Err(AllocatorError::ExceedsLimit {
                         role: role.clone(),
                         consumed: self.names.text(&consumed),

@@ -7,7 +7,7 @@ use agora_core::{AgentId, FrameworkId, Resources};
 use super::DrfAllocator;
 use crate::AllocatorError;
 use crate::roles::{allocatable_to_role, split_by_role, unreserved_form};
-use crate::scalars::{self, MAX_SCALARS, UNLIMITED};
+use crate::scalars;
 
 /// What RESERVE and UNRESERVE of free resources may name: reserved,
 /// dynamic resources only. A static reservation (an agent's
@@ -123,7 +123,7 @@ impl DrfAllocator {
                     if let Some(q) = &nd.quota {
                         let mut c = nd.consumption();
                         scalars::add(&mut c, &sc);
-                        if (0..MAX_SCALARS).any(|i| q.limit[i] != UNLIMITED && c[i] > q.limit[i]) {
+                        if q.exceeded_by(&c) {
                             return Err(AllocatorError::InvalidReservation(format!(
                                 "it would exceed the quota limit of role '{}'",
                                 nd.name

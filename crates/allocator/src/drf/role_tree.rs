@@ -19,7 +19,7 @@ use super::DrfAllocator;
 use super::books::ClientSlot;
 use super::quota::QuotaBooks;
 use crate::AllocatorError;
-use crate::scalars::{self, MAX_SCALARS, Scalars, UNLIMITED, ZERO};
+use crate::scalars::{self, Scalars, ZERO};
 
 /// (share bits, offers made, name, index): the order of siblings in the
 /// role tree. As in Mesos' DRF sorter, equal shares go first to whoever was
@@ -30,11 +30,17 @@ pub(super) type SortKey = (u64, u64, Arc<str>, u32);
 pub(super) const OWN_FRAMEWORKS: u32 = u32::MAX;
 pub(super) const ROOT: u32 = 0;
 
+/// One role (the root is the nameless node 0) with the books of its subtree
+/// and the DRF order of its children.
 #[derive(Debug)]
 pub(super) struct RoleNode {
+    /// The full role path (`eng/ml`).
     pub(super) name: Arc<str>,
     pub(super) parent: Option<u32>,
+    /// Levels below the root (`eng/ml`: 2).
+    pub(super) depth: u32,
     pub(super) weight: f64,
+    /// Whether an operator set `weight` (a default weight is not reported).
     pub(super) weight_set: bool,
     pub(super) quota: Option<QuotaBooks>,
     /// Allocated in the subtree, all and unreserved only.
@@ -47,21 +53,28 @@ pub(super) struct RoleNode {
     /// Eligible clients in the subtree / of this role.
     pub(super) active: u32,
     pub(super) own_active: u32,
+    /// Clients of this role, eligible or not.
     pub(super) clients: u32,
     /// Allocations made in the subtree / to this role's own frameworks.
     pub(super) offers: u64,
     pub(super) own_offers: u64,
+    /// Child roles with eligible clients (a role parked at its limit
+    /// leaves), plus this role's own frameworks as one entry, in DRF order.
     pub(super) order: BTreeSet<SortKey>,
+    /// This role's eligible clients, in DRF order.
     pub(super) own_clients: BTreeSet<SortKey>,
+    /// This node's key in its parent's `order`, and its own frameworks' key
+    /// in its own `order` (`None`: not there).
     pub(super) key: Option<SortKey>,
     pub(super) own_key: Option<SortKey>,
 }
 
 impl RoleNode {
-    pub(super) fn new(name: &str, parent: Option<u32>) -> Self {
+    pub(super) fn new(name: &str, parent: Option<u32>, depth: u32) -> Self {
         Self {
             name: Arc::from(name),
             parent,
+            depth,
             weight: 1.0,
             weight_set: false,
             quota: None,
@@ -96,13 +109,14 @@ impl DrfAllocator {
             .map(|(i, _)| i)
             .chain(std::iter::once(role.len()));
         let mut parent = ROOT;
-        for end in ends {
+        for (level, end) in ends.enumerate() {
             let name = &role[..end];
             parent = match self.node_index.get(name) {
                 Some(&n) => n,
                 None => {
                     let n = self.nodes.len() as u32;
-                    self.nodes.push(RoleNode::new(name, Some(parent)));
+                    let depth = u32::try_from(level + 1).unwrap_or(u32::MAX);
+                    self.nodes.push(RoleNode::new(name, Some(parent), depth));
                     self.node_index.insert(name.to_string(), n);
                     n
                 }
@@ -152,9 +166,9 @@ impl DrfAllocator {
         if delta != 0 {
             let n = &mut self.nodes[node as usize];
             n.own_active = (n.own_active as i64 + delta) as u32;
-            let role_and_ancestors: Vec<u32> =
+            let up_to_root: Vec<u32> =
                 std::iter::successors(Some(node), |&m| self.nodes[m as usize].parent).collect();
-            for m in role_and_ancestors {
+            for m in up_to_root {
                 let m = &mut self.nodes[m as usize];
                 m.active = (m.active as i64 + delta) as u32;
             }
@@ -176,7 +190,7 @@ impl DrfAllocator {
         }
         // Deepest first, so that each node sees its children final.
         let mut order: Vec<u32> = (1..self.nodes.len() as u32).collect();
-        order.sort_by_key(|&n| Reverse(self.role_and_ancestors(n).count()));
+        order.sort_by_key(|&n| Reverse(self.nodes[n as usize].depth));
         for n in order {
             self.resort_up_levels(n, 1);
         }
@@ -241,14 +255,7 @@ impl DrfAllocator {
         let Some(q) = &nd.quota else {
             return false;
         };
-        let c = nd.consumption();
-        let mut room = [UNLIMITED; MAX_SCALARS];
-        for i in 0..MAX_SCALARS {
-            if q.limit[i] != UNLIMITED {
-                room[i] = q.limit[i].saturating_sub(c[i]);
-            }
-        }
-        if self.offerable_scalars(&room) {
+        if self.offerable_scalars(&q.room_left(&nd.consumption())) {
             return false;
         }
         std::iter::successors(Some(n), |&m| self.nodes[m as usize].parent)

@@ -24,22 +24,56 @@ pub(super) struct Visit<'s> {
     pub(super) order: std::collections::btree_set::Iter<'s, SortKey>,
 }
 
-/// Per-find context.
+/// What the current stage of the cycle allows on top of quota limits.
 pub(super) struct StageRules {
     pub(super) now: Duration,
-    /// Stage 1: offer_caps the unreserved scalars to the unmet guarantee.
+    /// Stage 1: caps the unreserved scalars to the role's unmet guarantee.
     pub(super) stage_cap: Option<Scalars>,
-    /// Stage 2: total unmet guarantees of roles with demand.
+    /// Stage 2: total unmet guarantees of roles with demand, held back from
+    /// everyone else.
     pub(super) headroom: Option<Scalars>,
 }
 
+impl StageRules {
+    /// Stage 1, for a role below its guarantee: at most `cap` (its unmet guarantee).
+    pub(super) fn guarantee(now: Duration, cap: Scalars) -> Self {
+        Self {
+            now,
+            stage_cap: Some(cap),
+            headroom: None,
+        }
+    }
+
+    /// Stage 2 over the whole tree: hold back `headroom` (none when zero).
+    pub(super) fn fair_share(now: Duration, headroom: Option<Scalars>) -> Self {
+        Self {
+            now,
+            stage_cap: None,
+            headroom: headroom.filter(|h| !scalars::is_zero(h)),
+        }
+    }
+
+    /// Stage 2 over one role's reservations: only quota limits apply.
+    pub(super) fn reservations(now: Duration) -> Self {
+        Self {
+            now,
+            stage_cap: None,
+            headroom: None,
+        }
+    }
+}
+
 impl DrfAllocator {
+    /// Whether `sc` reaches every amount of some min-allocatable set (as
+    /// [`Self::offerable`], on the interned scalar books).
     pub(super) fn offerable_scalars(&self, sc: &Scalars) -> bool {
         self.min_allocatable_scalars
             .iter()
             .any(|set| !set.is_empty() && set.iter().all(|&(i, v)| sc[i] >= v))
     }
 
+    /// Whether `r` is worth an offer: it reaches every amount of at least one
+    /// min-allocatable set (Mesos' `--min_allocatable_resources`).
     pub(super) fn offerable(&self, r: &Resources) -> bool {
         self.config.min_allocatable.iter().any(|set| {
             !set.is_empty()
@@ -56,11 +90,9 @@ impl DrfAllocator {
         for n in self.role_and_ancestors(node) {
             let nd = &self.nodes[n as usize];
             if let Some(q) = &nd.quota {
-                let c = nd.consumption();
+                let room = q.room_left(&nd.consumption());
                 for i in 0..MAX_SCALARS {
-                    if q.limit[i] != UNLIMITED {
-                        cap[i] = cap[i].min(q.limit[i].saturating_sub(c[i]));
-                    }
+                    cap[i] = cap[i].min(room[i]);
                 }
                 if nd.active > 0 {
                     scalars::add(&mut own_unmet, &nd.unmet());
@@ -87,7 +119,7 @@ impl DrfAllocator {
         cap
     }
 
-    /// (candidate before offer_caps, offer after offer_caps) for a client of `node`.
+    /// (candidate before caps, offer after caps) for a client of `node`.
     /// The candidate borrows the agent's free pool when it has no reservations.
     pub(super) fn candidate<'a>(
         &self,
@@ -119,8 +151,8 @@ impl DrfAllocator {
         (base, capped)
     }
 
-    /// Quick prune for agents without reservations: is anything offerable
-    /// offering under `node`'s offer_caps?
+    /// Quick prune for agents without reservations: is anything worth
+    /// offering under `node`'s caps?
     pub(super) fn unreserved_room_offerable(
         &self,
         a: &AgentSlot,
