@@ -65,6 +65,8 @@ pub enum AllocatorError {
     NotAvailable { agent: String, resources: String },
     #[error("reservation is invalid: {0}")]
     InvalidReservation(String),
+    /// Returned by no operation since every [`Allocator`] method became
+    /// required; kept while callers still map it.
     #[error("not supported by this allocator")]
     Unsupported,
 }
@@ -190,52 +192,28 @@ pub trait Allocator: Send {
     /// Free resources per agent, for reporting.
     fn free(&self) -> BTreeMap<AgentId, Resources>;
 
-    // ---- Added for the hierarchical DRF allocator. Defaults keep simpler
-    // ---- policies (and test fakes) short.
-
     /// As [`Allocator::recover`], for resources allocated to `role` (an
     /// offer's role). The DECLINE filter is per (framework, role, agent).
     fn recover_for_role(
         &mut self,
         agent_id: &AgentId,
         framework_id: &FrameworkId,
-        _role: &str,
+        role: &str,
         resources: &Resources,
         refuse: Option<Duration>,
         now: Duration,
-    ) {
-        self.recover(agent_id, framework_id, resources, refuse, now);
-    }
+    );
 
     /// Event-driven allocation: one cycle over just these agents (resources
     /// freed there, an agent added). After a framework revives or subscribes,
     /// run a full [`Allocator::allocate`].
-    fn allocate_agents(&mut self, now: Duration, agent_ids: &[AgentId]) -> Vec<Allocation> {
-        let wanted: BTreeSet<&AgentId> = agent_ids.iter().collect();
-        let mut all = self.allocate(now);
-        let mut back = Vec::new();
-        all.retain(|a| {
-            let keep = wanted.contains(&a.agent_id);
-            if !keep {
-                back.push(a.clone());
-            }
-            keep
-        });
-        for a in back {
-            self.recover(&a.agent_id, &a.framework_id, &a.resources, None, now);
-        }
-        all
-    }
+    fn allocate_agents(&mut self, now: Duration, agent_ids: &[AgentId]) -> Vec<Allocation>;
 
     /// Sets role weights (default 1), all or nothing.
-    fn set_weights(&mut self, _weights: &[(String, f64)]) -> Result<(), AllocatorError> {
-        Err(AllocatorError::Unsupported)
-    }
+    fn set_weights(&mut self, weights: &[(String, f64)]) -> Result<(), AllocatorError>;
 
     /// Weights set explicitly (roles absent have weight 1).
-    fn weights(&self) -> BTreeMap<String, f64> {
-        BTreeMap::new()
-    }
+    fn weights(&self) -> BTreeMap<String, f64>;
 
     /// Sets quotas, all or nothing. Without `force`, refused when a role
     /// already consumes more than its new limit or the guarantees exceed the
@@ -243,88 +221,59 @@ pub trait Allocator: Send {
     /// the master rescinds their outstanding offers.
     fn update_quotas(
         &mut self,
-        _quotas: &[(String, Quota)],
-        _force: bool,
-    ) -> Result<Vec<String>, AllocatorError> {
-        Err(AllocatorError::Unsupported)
-    }
+        quotas: &[(String, Quota)],
+        force: bool,
+    ) -> Result<Vec<String>, AllocatorError>;
 
     /// Removes a role's quota; whether it had one.
-    fn remove_quota(&mut self, _role: &str) -> bool {
-        false
-    }
+    fn remove_quota(&mut self, role: &str) -> bool;
 
-    fn quotas(&self) -> BTreeMap<String, Quota> {
-        BTreeMap::new()
-    }
+    fn quotas(&self) -> BTreeMap<String, Quota>;
 
     /// Replaces an agent's total (its reservations changed, e.g. on
     /// re-registration). Allocations are kept; free = total - allocated.
-    fn update_agent(&mut self, _agent_id: &AgentId, _total: Resources) {}
+    fn update_agent(&mut self, agent_id: &AgentId, total: Resources);
 
     /// Operator RESERVE of free resources: `reserved` carries the target roles
     /// (`cpus(ops):2`); the same quantities of unreserved free resources on
     /// the agent become reserved.
-    fn reserve(
-        &mut self,
-        _agent_id: &AgentId,
-        _reserved: &Resources,
-    ) -> Result<(), AllocatorError> {
-        Err(AllocatorError::Unsupported)
-    }
+    fn reserve(&mut self, agent_id: &AgentId, reserved: &Resources) -> Result<(), AllocatorError>;
 
     /// Operator UNRESERVE of free reserved resources: they become unreserved.
-    fn unreserve(
-        &mut self,
-        _agent_id: &AgentId,
-        _reserved: &Resources,
-    ) -> Result<(), AllocatorError> {
-        Err(AllocatorError::Unsupported)
-    }
+    fn unreserve(&mut self, agent_id: &AgentId, reserved: &Resources)
+    -> Result<(), AllocatorError>;
 
     /// A framework's RESERVE/UNRESERVE offer operation: resources allocated to
     /// (`framework_id`, `role`) on the agent change from `from` to `to` (same
     /// quantities, other reservations); the agent's total changes alike.
     fn update_allocation(
         &mut self,
-        _agent_id: &AgentId,
-        _framework_id: &FrameworkId,
-        _role: &str,
-        _from: &Resources,
-        _to: &Resources,
-    ) -> Result<(), AllocatorError> {
-        Err(AllocatorError::Unsupported)
-    }
+        agent_id: &AgentId,
+        framework_id: &FrameworkId,
+        role: &str,
+        from: &Resources,
+        to: &Resources,
+    ) -> Result<(), AllocatorError>;
 
     /// Several offer operations of one ACCEPT, all or nothing: on error
     /// nothing changed, so the caller never has a rollback to get wrong.
     fn update_allocations(
         &mut self,
-        _agent_id: &AgentId,
-        _framework_id: &FrameworkId,
-        _role: &str,
+        agent_id: &AgentId,
+        framework_id: &FrameworkId,
+        role: &str,
         changes: &[(Resources, Resources)],
-    ) -> Result<(), AllocatorError> {
-        if changes.is_empty() {
-            Ok(())
-        } else {
-            Err(AllocatorError::Unsupported)
-        }
-    }
+    ) -> Result<(), AllocatorError>;
 
     /// Why this (framework, role) gets no offer, and when it last got one.
     /// `None` if the framework or role is unknown.
     fn offer_status(
         &self,
-        _framework_id: &FrameworkId,
-        _role: &str,
-        _now: Duration,
-    ) -> Option<OfferStatus> {
-        None
-    }
+        framework_id: &FrameworkId,
+        role: &str,
+        now: Duration,
+    ) -> Option<OfferStatus>;
 
     /// Every role with frameworks, a weight, a quota or reservations.
-    fn role_summaries(&self) -> Vec<RoleSummary> {
-        Vec::new()
-    }
+    fn role_summaries(&self) -> Vec<RoleSummary>;
 }
