@@ -692,6 +692,22 @@ impl AgentState {
         self.send_head(now, &key, out);
     }
 
+    /// The earliest time [`Self::on_tick`] has something to do: a status
+    /// update to resend, or an executor whose re-subscription time or
+    /// shutdown grace runs out. `None`: nothing is waiting on a deadline.
+    /// The shell sleeps until it (or until an input comes) instead of
+    /// ticking; calling `on_tick` earlier or later changes nothing but when
+    /// the due work happens.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let retries = self.tasks.values().filter_map(|t| t.next_retry);
+        let executors = self
+            .executors
+            .values()
+            .flat_map(|e| [e.reregister_deadline, e.shutdown_deadline])
+            .flatten();
+        retries.chain(executors).min()
+    }
+
     /// Re-sends heads whose retry time has come, backing off.
     pub fn on_tick(&mut self, now: Duration, out: &mut Vec<Effect>) {
         let due: Vec<_> = self

@@ -37,6 +37,7 @@ mod effects;
 mod launches;
 mod publish;
 mod streams;
+mod timers;
 
 /// Readers of `/state` see the agent at most this stale.
 const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(20);
@@ -68,6 +69,8 @@ pub(super) struct Actor {
     pub(super) gc: Gc,
     pub(super) disk: Option<DiskSpace>,
     pub(super) disk_check_in_flight: bool,
+    /// What the loop sleeps until (`timers.rs`).
+    pub(super) timers: timers::Timers,
     /// Why the master last refused this agent's registration; cleared when
     /// a master accepts it.
     pub(super) refused: Option<String>,
@@ -127,6 +130,7 @@ impl Actor {
             gc: Gc::new(options.gc),
             disk: None,
             disk_check_in_flight: false,
+            timers: timers::Timers::new(),
             refused: None,
             master_hostname: None,
             options,
@@ -372,17 +376,16 @@ impl Actor {
         }
     }
 
+    /// The event loop: commands as they come, in batches; between them a
+    /// sleep until the next deadline (`timers.rs`).
     pub(super) async fn run(
         mut self,
         mut commands: mpsc::Receiver<AgentCommand>,
         shutdown: CancellationToken,
     ) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut publish = tokio::time::interval(SNAPSHOT_INTERVAL);
-        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut out = Vec::new();
+            let wake = self.next_wake();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 command = commands.recv() => {
@@ -391,18 +394,10 @@ impl Actor {
                     while let Ok(command) = commands.try_recv() {
                         self.handle(command, &mut out);
                     }
+                    self.dirty = true;
                 }
-                _ = tick.tick() => {
-                    let now = self.now();
-                    self.state.on_tick(now, &mut out);
-                    self.measure_disk();
-                }
-                _ = publish.tick() => {
-                    self.publish(true);
-                    continue;
-                }
+                _ = tokio::time::sleep_until(wake) => self.deadlines_due(&mut out),
             }
-            self.dirty = true;
             self.execute(out);
             self.publish(false);
         }

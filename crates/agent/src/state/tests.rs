@@ -1110,3 +1110,43 @@ fn an_executor_message_goes_to_the_master_within_the_size_limit() {
     state.on_executor_message(3, &fid(), &eid("ex"), b"x".to_vec(), &mut out);
     assert!(out.is_empty(), "{out:?}");
 }
+
+/// The shell sleeps until `next_deadline` instead of ticking: it names the
+/// time the next `on_tick` has work (a retry, an executor's re-subscription
+/// time), and is gone once nothing waits.
+#[test]
+fn the_next_deadline_is_when_the_next_tick_has_work() {
+    let mut store = crate::checkpoint::MemStore::default();
+    let mut state = agent();
+    assert_eq!(state.next_deadline(), None, "nothing waits yet");
+    persist(&mut store, &run_task(&mut state, "t1"));
+    persist(&mut store, &subscribe(&mut state, "t1", 1));
+    persist(
+        &mut store,
+        &update(
+            &mut state,
+            "t1",
+            1,
+            status("t1", pb::TaskState::TaskRunning, 1),
+        ),
+    );
+    assert_eq!(state.next_deadline(), Some(T0 + RETRY_MIN));
+    let mut out = Vec::new();
+    state.on_tick(T0 + RETRY_MIN, &mut out);
+    assert_eq!(to_master_updates(&out).len(), 1, "retried at its deadline");
+    assert_eq!(
+        state.next_deadline(),
+        Some(T0 + RETRY_MIN * 3),
+        "the next retry backs off (doubling)"
+    );
+    persist(&mut store, &master_ack(&mut state, "t1", 1, T0 + RETRY_MIN));
+    assert_eq!(state.next_deadline(), None, "acknowledged: nothing waits");
+
+    let later = T0 + Duration::from_secs(60);
+    let (state, _) = restart(&store, later);
+    assert_eq!(
+        state.next_deadline(),
+        Some(later + EXECUTOR_REREGISTER_TIMEOUT),
+        "a recovered executor has until then to re-subscribe"
+    );
+}

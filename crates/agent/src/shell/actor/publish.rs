@@ -18,6 +18,8 @@ impl Actor {
         }
         self.dirty = false;
         self.last_snapshot = Instant::now();
+        // The state changed since the last publication: its deadlines may have.
+        self.refresh_deadline();
         // Sandboxes are only kept for tasks the snapshot still shows.
         if self.sandboxes.len() > self.state.tasks.len() + self.state.completed.len() {
             let keep: std::collections::HashSet<(FrameworkId, ExecutorId)> = self
