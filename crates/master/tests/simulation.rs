@@ -34,9 +34,17 @@
 //!    an agent id that never came back, unreachable/lost everywhere).
 //!
 //! A failure names the seed and step and prints the last events; the run of
-//! one seed is deterministic. Master bugs this simulation found are described
-//! at the `KNOWN_BUG_*` and `RETRY_ACCEPTS` constants: turn a switch off to
-//! see its failure.
+//! one seed is deterministic.
+//!
+//! Master bugs this simulation found, all fixed, each now a plain failure of
+//! the checks above: a retried ACCEPT whose first copy had launched its tasks
+//! made the master report those live tasks dropped; a reconciliation answer
+//! for an unreachable task said TASK_UNREACHABLE to frameworks that are not
+//! partition-aware (Mesos says TASK_LOST); a KILL of a task the master did not
+//! know was answered TASK_LOST at once, also while the task's agent could
+//! still re-register after a failover; reconciliation answered with the
+//! agent's latest state rather than the state of the update being delivered,
+//! so a framework could be told TASK_FINISHED and then see TASK_RUNNING.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
@@ -65,35 +73,6 @@ const AGENT_RESOURCES: &str = "cpus:2;mem:512;ports:[31000-31004]";
 const WALL_EPOCH: f64 = 1_700_000_000.0;
 const REREGISTER_TIMEOUT: Duration = Duration::from_secs(15);
 const AGENT_REMOVAL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Whether frameworks may retry an ACCEPT. A retried ACCEPT whose first copy
-/// launched its tasks makes the master report those live tasks TASK_DROPPED
-/// (TASK_LOST) with REASON_INVALID_OFFERS (`Master::accept` in
-/// state/launch.rs reports every task of a refused ACCEPT as terminal,
-/// without checking whether the task id is a live task's), which the status
-/// check rightly flags; so the simulation retries only the other calls.
-const RETRY_ACCEPTS: bool = true;
-/// The master answers a reconciliation for an unreachable task with
-/// TASK_UNREACHABLE even to frameworks that are not partition-aware
-/// (`Master::reconcile` in state/calls.rs replies `task.state` as is); Mesos
-/// says TASK_LOST to them. While true, the check reads such an answer as
-/// TASK_LOST and counts it; set to false once the master is fixed.
-const KNOWN_BUG_RECONCILE_UNREACHABLE: bool = false;
-/// The master answers a KILL of a task it does not know with TASK_LOST
-/// (`Master::kill` in state/calls.rs), also while agents are still expected
-/// to re-register after a failover and to partition-aware frameworks. Mesos
-/// answers it as an explicit reconciliation of that task: nothing while the
-/// task's agent is recovering, TASK_UNKNOWN/GONE/... to partition-aware
-/// frameworks. A framework told LOST then sees its task come back RUNNING.
-/// While true, such answers are counted and not taken as the task's state.
-const KNOWN_BUG_KILL_UNKNOWN: bool = false;
-/// Reconciliation answers with the task's latest state (`Task::state`, set
-/// from the agent's `latest_state`) rather than the state of the update
-/// being delivered (Mesos: `status_update_state` when present). A framework
-/// can thus be told TASK_FINISHED by reconciliation while the agent's
-/// TASK_RUNNING update is still being retried, and then see TASK_RUNNING.
-/// While true, a terminal state learnt from reconciliation may be followed
-/// by another state once (counted).
-const KNOWN_BUG_RECONCILE_LATEST: bool = false;
 
 // ---------------------------------------------------------------------------
 // Network
@@ -286,14 +265,10 @@ struct SeenTask {
     /// Highest uuid sequence of an agent-sourced update seen.
     max_seq: u64,
     history: Vec<String>,
-    /// The terminal state may be followed by another: a TASK_LOST sent
-    /// because the agent became unreachable, to a framework that is not
-    /// partition-aware, or a reconciliation answer (known bug).
+    /// The terminal state may be followed by another: a TASK_LOST, sent
+    /// because the agent became unreachable or answered by a
+    /// reconciliation, to a framework that is not partition-aware.
     soft_terminal: bool,
-    /// The terminal state came from a reconciliation answer (see
-    /// KNOWN_BUG_RECONCILE_LATEST).
-    terminal_by_reconciliation: bool,
-    known_bug_hits: [u64; 3],
 }
 
 const PARTITION_AWARE_ONLY: [TaskState; 5] = [
@@ -325,9 +300,6 @@ impl SeenTask {
     ///   `REASON_AGENT_REMOVED` to such a framework is not final: any other
     ///   state may follow it, once.
     ///
-    /// Three master bugs found by this simulation are tolerated and counted
-    /// while their `KNOWN_BUG_*` switch is on (see those constants).
-    ///
     /// Besides, updates the agent generated (they carry a uuid) must arrive
     /// in the order the agent generated them (one in flight per task), and a
     /// framework that is not partition-aware must never see a state only
@@ -352,20 +324,6 @@ impl SeenTask {
                 .map_or(String::new(), |u| format!("#{}", uuid_seq(u)))
         ));
         let reconciliation = reason == Some(pb::task_status::Reason::Reconciliation);
-        // Known master bug (see KNOWN_BUG_RECONCILE_UNREACHABLE): the
-        // reconciliation answer for an unreachable task says
-        // TASK_UNREACHABLE even to a framework that is not partition-aware,
-        // where Mesos says TASK_LOST. Read it as TASK_LOST meanwhile.
-        let state = if KNOWN_BUG_RECONCILE_UNREACHABLE
-            && !partition_aware
-            && reconciliation
-            && state == TaskState::TaskUnreachable
-        {
-            self.known_bug_hits[0] += 1;
-            TaskState::TaskLost
-        } else {
-            state
-        };
         if !partition_aware && PARTITION_AWARE_ONLY.contains(&state) {
             return Err(format!(
                 "a framework that is not partition-aware was sent {}",
@@ -385,16 +343,6 @@ impl SeenTask {
             }
             self.max_seq = seq;
         }
-        // Known master bug (see KNOWN_BUG_KILL_UNKNOWN): a KILL of a task
-        // the master does not know is answered TASK_LOST at once, even while
-        // the task's agent may still re-register after a failover.
-        if KNOWN_BUG_KILL_UNKNOWN
-            && reason == Some(pb::task_status::Reason::TaskUnknown)
-            && message.contains("kill of a task unknown")
-        {
-            self.known_bug_hits[1] += 1;
-            return Ok(());
-        }
         if reconciliation && message.contains("unknown to the master") {
             // What the master knows, not what the task did: after a
             // terminal state it changes nothing; before one, a framework
@@ -407,19 +355,14 @@ impl SeenTask {
                     // unreachable and may come back.
                     self.terminal = Some(state);
                     self.soft_terminal = !partition_aware;
-                    self.terminal_by_reconciliation = false;
                 }
             }
             return Ok(());
         }
         if let Some(terminal) = self.terminal {
             if self.soft_terminal && state != terminal {
-                if self.terminal_by_reconciliation {
-                    self.known_bug_hits[2] += 1;
-                }
                 self.terminal = None;
                 self.soft_terminal = false;
-                self.terminal_by_reconciliation = false;
             } else {
                 check_transition(terminal, state).map_err(|e| e.to_string())?;
             }
@@ -433,9 +376,7 @@ impl SeenTask {
             let lost_unreachable = !partition_aware
                 && state == TaskState::TaskLost
                 && (reason == Some(pb::task_status::Reason::AgentRemoved) || reconciliation);
-            let reconciled_ahead = KNOWN_BUG_RECONCILE_LATEST && reconciliation;
-            self.soft_terminal = lost_unreachable || reconciled_ahead;
-            self.terminal_by_reconciliation = reconciled_ahead && !lost_unreachable;
+            self.soft_terminal = lost_unreachable;
         }
         Ok(())
     }
@@ -476,7 +417,6 @@ struct Stats {
     unreachable_marks: u64,
     readmissions: u64,
     lost_come_back: u64,
-    known_bug_hits: [u64; 3],
     /// Launched tasks left on an agent id that never came back.
     abandoned: u64,
     failed_calls: BTreeMap<String, u64>,
@@ -1473,17 +1413,7 @@ impl Sim {
         let partition_aware = self.frameworks[fi].partition_aware;
         let seen = self.frameworks[fi].tasks.entry(task.clone()).or_default();
         let was = seen.terminal;
-        let hits = seen.known_bug_hits;
         let result = seen.observe(status, partition_aware);
-        for (total, (now, before)) in self
-            .stats
-            .known_bug_hits
-            .iter_mut()
-            .zip(seen.known_bug_hits.iter().zip(hits))
-        {
-            *total += now - before;
-        }
-        let seen_hits = seen.known_bug_hits;
         let came_back = was.is_some() && seen.terminal.is_none();
         let history = seen.history.clone();
         if let Err(e) = result {
@@ -1491,7 +1421,7 @@ impl Sim {
                 "framework {fi} task {task}: {e}; states seen: {history:?}"
             ));
         }
-        if came_back && seen_hits[2] == hits[2] {
+        if came_back {
             self.stats.lost_come_back += 1;
         }
     }
@@ -1638,10 +1568,7 @@ impl Sim {
                 .net
                 .iter()
                 .enumerate()
-                .filter(|(_, m)| match &m.payload {
-                    Payload::Call(call, _) => RETRY_ACCEPTS || call.accept.is_none(),
-                    _ => false,
-                })
+                .filter(|(_, m)| matches!(m.payload, Payload::Call(..)))
                 .map(|(i, _)| i)
                 .collect();
             if calls.is_empty() {
@@ -2159,7 +2086,7 @@ fn seeded_simulation_keeps_the_invariants() {
     for seed in 0..SEEDS {
         let stats = run(seed);
         println!(
-            "seed {seed:2}: steps {} deliveries {} reorders {} duplicates {} link drops {} late disconnects {} freezes {} failovers {} unreachable {} readmitted {} lost->running {} known-bug hits (reconcile UNREACHABLE, kill unknown, reconcile latest) {:?} launched {} finished {} kills {} reconciles {} failed calls {:?}",
+            "seed {seed:2}: steps {} deliveries {} reorders {} duplicates {} link drops {} late disconnects {} freezes {} failovers {} unreachable {} readmitted {} lost->running {} launched {} finished {} kills {} reconciles {} failed calls {:?}",
             stats.steps,
             stats.deliveries,
             stats.reorders,
@@ -2171,7 +2098,6 @@ fn seeded_simulation_keeps_the_invariants() {
             stats.unreachable_marks,
             stats.readmissions,
             stats.lost_come_back,
-            stats.known_bug_hits,
             stats.launched,
             stats.finished,
             stats.kills,

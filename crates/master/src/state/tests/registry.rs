@@ -1,0 +1,161 @@
+//! The registry (`state/registry.rs`): entries written when an agent changes
+//! state, recovery after a failover, and an agent restarted clean on the
+//! same address.
+
+use super::*;
+
+pub(super) fn registry_writes(effects: &[Effect]) -> Vec<RegistryAgent> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Registry(entry) => Some(entry.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn registry_entry(id: &str, state: RegistryAgentState) -> RegistryAgent {
+    RegistryAgent {
+        id: id.into(),
+        hostname: "h".into(),
+        port: 5051,
+        resources: "cpus:2;mem:1024".into(),
+        state,
+    }
+}
+
+#[test]
+fn registry_entries_are_written_when_an_agent_changes_state() {
+    let mut h = Harness::with_default_health();
+    let (id, out) = h.register(1, register_msg(agent_info("a1", "cpus:2;mem:1024")));
+    let id = id.expect("registered");
+    let writes = registry_writes(&out);
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].id, id.as_str());
+    assert_eq!(writes[0].state, RegistryAgentState::Admitted);
+    assert_eq!(writes[0].resources, "cpus:2;mem:1024");
+
+    // A reconnect within its grace changes nothing in the registry.
+    h.agent_gone(1);
+    let mut again = register_msg(agent_info("a1", "cpus:2;mem:1024"));
+    again.agent_info.as_mut().expect("info").id = id.to_field();
+    let (_, out) = h.register(2, again.clone());
+    assert!(registry_writes(&out).is_empty(), "{out:?}");
+
+    // Unreachable, then back: both are written.
+    h.agent_gone(2);
+    h.advance(60.0);
+    let out = h.tick();
+    let writes = registry_writes(&out);
+    assert_eq!(writes.len(), 1);
+    assert!(matches!(
+        writes[0].state,
+        RegistryAgentState::Unreachable { .. }
+    ));
+    let (_, out) = h.register(3, again);
+    let writes = registry_writes(&out);
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].state, RegistryAgentState::Admitted);
+}
+
+#[test]
+fn registry_recovery_waits_for_agents_then_marks_the_missing_unreachable() {
+    let mut h = Harness::with_master_id("m2");
+    let fw = h.subscribe_ok(10, partition_aware(framework_info("fw")));
+    h.master.recover(
+        h.now(),
+        vec![
+            registry_entry("m1-S0", RegistryAgentState::Admitted),
+            registry_entry("m1-S1", RegistryAgentState::Admitted),
+            registry_entry("m1-S2", RegistryAgentState::Unreachable { since: 1.0 }),
+            registry_entry("m1-S3", RegistryAgentState::Gone { since: 1.0 }),
+        ],
+        Duration::from_secs(600),
+    );
+    assert_eq!(h.master.recovering_agents(), 2);
+
+    // While an agent may still come back, questions about its tasks get no answer.
+    let a0 = AgentId::new("m1-S0");
+    let a2 = AgentId::new("m1-S2");
+    let out = h.call_ok(&fw, reconcile_call(&fw.id, &[("t0", Some(&a0))]));
+    assert!(
+        updates_to(&out, fw.conn).is_empty(),
+        "silence while recovering: {out:?}"
+    );
+    let out = h.call_ok(&fw, reconcile_call(&fw.id, &[("t2", Some(&a2))]));
+    assert_eq!(
+        state_of(&updates_to(&out, fw.conn)[0]),
+        pb::TaskState::TaskUnreachable
+    );
+
+    // An expected agent re-registers: no registry write needed.
+    let mut back = register_msg(agent_info("a0", "cpus:2;mem:1024"));
+    back.agent_info.as_mut().expect("info").id = a0.to_field();
+    let (id, out) = h.register(1, back);
+    assert_eq!(id, Some(a0.clone()));
+    assert!(registry_writes(&out).is_empty());
+    assert_eq!(h.master.recovering_agents(), 1);
+
+    // A gone agent may not come back.
+    let mut gone = register_msg(agent_info("a3", "cpus:2;mem:1024"));
+    gone.agent_info.as_mut().expect("info").id = AgentId::new("m1-S3").to_field();
+    let (id, out) = h.register(3, gone);
+    assert_eq!(id, None);
+    assert!(matches!(
+        &agent_messages(&out, 3)[..],
+        [master_message::Kind::Refused(_)]
+    ));
+
+    // The window closes: the missing agent is unreachable, and written so.
+    h.advance(601.0);
+    let out = h.tick();
+    let writes = registry_writes(&out);
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].id, "m1-S1");
+    assert!(matches!(
+        writes[0].state,
+        RegistryAgentState::Unreachable { .. }
+    ));
+    assert_eq!(h.master.recovering_agents(), 0);
+    let a1 = AgentId::new("m1-S1");
+    let out = h.call_ok(&fw, reconcile_call(&fw.id, &[("t1", Some(&a1))]));
+    assert_eq!(
+        state_of(&updates_to(&out, fw.conn)[0]),
+        pb::TaskState::TaskUnreachable
+    );
+}
+
+#[test]
+fn an_agent_restarting_clean_on_the_same_address_replaces_the_old_one() {
+    let (mut h, old, fw) = health_cluster(true);
+    h.agent_gone(1);
+    // Same hostname and port, no id: the machine rebooted and the agent started clean.
+    let (new, out) = h.register(2, register_msg(agent_info("a1", "cpus:2;mem:1024")));
+    let new = new.expect("registered as a new agent");
+    assert_ne!(new, old);
+    let updates = updates_to(&out, fw.conn);
+    assert_eq!(updates.len(), 1, "{out:?}");
+    assert_eq!(task_id_of(&updates[0]), "t1");
+    assert_eq!(state_of(&updates[0]), pb::TaskState::TaskGone);
+    assert!(
+        registry_writes(&out)
+            .iter()
+            .any(|w| w.id == old.as_str() && matches!(w.state, RegistryAgentState::Gone { .. }))
+    );
+    assert!(!h.master.agents.contains_key(&old), "the old agent is gone");
+    assert!(h.task(&fw.id, "t1").is_none(), "its task is completed");
+    // The old id may never come back.
+    let mut stale = register_msg(agent_info("a1", "cpus:2;mem:1024"));
+    stale.agent_info.as_mut().expect("info").id = old.to_field();
+    let (id, out) = h.register(3, stale);
+    assert_eq!(id, None);
+    assert!(matches!(
+        &agent_messages(&out, 3)[..],
+        [master_message::Kind::Refused(_)]
+    ));
+    // The whole machine is offered again, once, as the new agent.
+    let offers = h.offers_for(&fw);
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].agent_id, new.to_field());
+    assert_eq!(offer_resources(&offers[0]), res("cpus:2;mem:1024"));
+}
