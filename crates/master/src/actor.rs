@@ -14,6 +14,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::MasterMetrics;
+use timers::TimerPlan;
+
+mod timers;
+
 use crate::protocol::{
     AgentSender, Command, Commands, EventSender, OperatorEvents, OperatorFailure, OperatorReply,
 };
@@ -34,8 +39,6 @@ const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(20);
 const SNAPSHOT_BUILD_FACTOR: u32 = 4;
 /// Snapshots with more tasks than this are freed on a blocking thread.
 const OFFLOAD_DROP_TASKS: usize = 10_000;
-/// How often the state machine's timers (pings, failover timeouts) run.
-const TIMER_INTERVAL: Duration = Duration::from_millis(250);
 /// Gives the command loop's batches a bound, so timers still run under load.
 const MAX_BATCH: usize = 512;
 
@@ -64,6 +67,9 @@ struct Actor {
     publish_now: bool,
     /// Operator calls answered once what they changed is in the registry.
     operator_replies: Vec<OperatorReply>,
+    /// What the actor measures (allocation, registry writes, round trips),
+    /// shared with `/metrics` and the term.
+    metrics: Arc<MasterMetrics>,
     /// Status updates waiting for acknowledgement, for `/metrics`.
     round_trips: crate::metrics::RoundTrips,
     /// Operators subscribed to the event stream.
@@ -141,7 +147,7 @@ impl Actor {
                     self.round_trips.acknowledged(
                         &uuid,
                         std::time::Instant::now(),
-                        &crate::metrics::global().status_update_round_trip,
+                        &self.metrics.status_update_round_trip,
                     );
                 }
                 let _ = reply.send(result);
@@ -231,11 +237,11 @@ impl Actor {
                 }
                 Effect::Registry(entry) => {
                     let _ = self.registry.send(RegistryWrite::Agent(entry));
-                    crate::metrics::time_registry_write(&self.registry);
+                    crate::metrics::time_registry_write(&self.registry, &self.metrics);
                 }
                 Effect::RegistryPolicy(policy) => {
                     let _ = self.registry.send(RegistryWrite::Policy(policy));
-                    crate::metrics::time_registry_write(&self.registry);
+                    crate::metrics::time_registry_write(&self.registry, &self.metrics);
                 }
                 Effect::CloseAgent { conn } => {
                     self.agents.remove(&conn);
@@ -331,10 +337,10 @@ impl Actor {
         allocation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut publish = tokio::time::interval(SNAPSHOT_INTERVAL);
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut timers = tokio::time::interval(TIMER_INTERVAL);
-        timers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut timers = TimerPlan::new(Instant::now());
         loop {
             let mut out = Vec::new();
+            let mut timer_turn = false;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 command = commands.recv() => {
@@ -351,13 +357,16 @@ impl Actor {
                     let now = self.now();
                     let started = std::time::Instant::now();
                     self.master.allocate(now, &mut out);
-                    crate::metrics::global().allocation_periodic.observe(started.elapsed());
+                    self.metrics.allocation_periodic.observe(started.elapsed());
                     self.dirty = true;
                 }
-                _ = timers.tick() => {
+                _ = tokio::time::sleep_until(timers.wake()) => {
                     let now = self.now();
-                    self.master.tick(now, &mut out);
-                    self.dirty = true;
+                    if self.master.next_deadline().is_some_and(|due| due <= now.monotonic) {
+                        self.master.tick(now, &mut out);
+                        self.dirty = true;
+                    }
+                    timer_turn = true;
                 }
                 _ = publish.tick() => {
                     self.publish(true);
@@ -372,15 +381,21 @@ impl Actor {
                 let now = self.now();
                 let started = std::time::Instant::now();
                 self.master.allocate_pending(now, &mut out);
-                crate::metrics::global()
-                    .allocation_event
-                    .observe(started.elapsed());
+                self.metrics.allocation_event.observe(started.elapsed());
             }
             self.execute(out);
             self.answer_operators();
             self.subscribe_operators();
             let force = std::mem::take(&mut self.publish_now);
             self.publish(force);
+            // When the timers are due next: asked after a timer turn (and
+            // what it allocated); after inputs, within a recheck.
+            if timer_turn {
+                let deadline = self.master.next_deadline().map(|d| self.started + d);
+                timers.asked(Instant::now(), deadline);
+            } else {
+                timers.inputs_arrived();
+            }
         }
     }
 }
@@ -392,6 +407,7 @@ pub(crate) fn start_actor(
     allocation_interval: Duration,
     snapshot: watch::Sender<Arc<StateSnapshot>>,
     registry: mpsc::UnboundedSender<RegistryWrite>,
+    metrics: Arc<MasterMetrics>,
     shutdown: CancellationToken,
 ) -> (Commands, tokio::task::JoinHandle<()>) {
     let start_wall = wall_now();
@@ -410,6 +426,7 @@ pub(crate) fn start_actor(
         dirty: true,
         publish_now: false,
         operator_replies: Vec::new(),
+        metrics,
         round_trips: crate::metrics::RoundTrips::default(),
         operators: crate::operator_api::Subscribers::new(crate::operator_api::MAX_SUBSCRIBERS),
         pending_operators: Vec::new(),

@@ -127,6 +127,10 @@ fn grpc_method_of(path: &str, service: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// The paths of the HTTP scheduler API (`crate::scheduler_http`; the second
+/// under Mesos' process id): framework callers, like the gRPC scheduler.
+pub(crate) const SCHEDULER_API_PATHS: [&str; 2] = ["/api/v1/scheduler", "/master/api/v1/scheduler"];
+
 /// The realm of a request to `path` with `method`.
 pub(crate) fn classify(method: &Method, path: &str) -> Realm {
     use agora_proto::v1::agent::agent_session_server::SERVICE_NAME as AGENT_SESSION;
@@ -137,7 +141,7 @@ pub(crate) fn classify(method: &Method, path: &str) -> Realm {
     if grpc_method_of(path, AGENT_SESSION) {
         return Realm::GrpcAgents;
     }
-    if crate::scheduler_http::PATHS.contains(&path) {
+    if SCHEDULER_API_PATHS.contains(&path) {
         return Realm::HttpFrameworks;
     }
     if *method == Method::OPTIONS {

@@ -56,7 +56,7 @@ impl Viewer {
     pub(crate) async fn body(
         &self,
         current: Arc<StateSnapshot>,
-        cache: &crate::http::SnapshotBody,
+        cache: &crate::snapshot_body::SnapshotBody,
         make: impl FnOnce(&StateSnapshot) -> serde_json::Result<Vec<u8>> + Send + 'static,
     ) -> Result<axum::body::Bytes, axum::response::Response> {
         if !restricts_views(&current.acls) {

@@ -31,8 +31,10 @@ use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use tokio::sync::{oneshot, watch};
 
+use crate::metrics::MasterMetrics;
 use crate::protocol::{Command, Gate, OperatorFailure};
 use crate::snapshot::StateSnapshot;
+use crate::snapshot_body::SnapshotBody;
 use crate::state::{OperatorCall, OperatorError};
 
 type Snapshot = watch::Receiver<Arc<StateSnapshot>>;
@@ -43,56 +45,6 @@ struct AppState {
     snapshot: Snapshot,
     gate: GateRx,
     state_body: SnapshotBody,
-}
-
-/// A body made from a snapshot (`/state`'s JSON, the Mesos `/state`'s),
-/// made once per published snapshot whoever polls: pollers of an unchanged
-/// snapshot share one serialization. It is made on a blocking thread
-/// (100k tasks take tens of milliseconds) while the lock is held, so
-/// concurrent pollers wait for one body. A `Weak` keeps the snapshot's
-/// address from being reused (so pointer equality cannot mistake a new
-/// snapshot for the old one) without keeping its contents.
-#[derive(Clone, Default)]
-pub(crate) struct SnapshotBody(Arc<tokio::sync::Mutex<Option<MadeFrom>>>);
-
-/// A body and the snapshot it was made from.
-type MadeFrom = (std::sync::Weak<StateSnapshot>, Bytes);
-
-impl SnapshotBody {
-    /// The body of `current`, made by `make` unless it already was; a
-    /// failure is logged and answered with 500.
-    pub(crate) async fn get(
-        &self,
-        current: Arc<StateSnapshot>,
-        make: impl FnOnce(&StateSnapshot) -> serde_json::Result<Vec<u8>> + Send + 'static,
-    ) -> Result<Bytes, Response> {
-        let mut cached = self.0.lock().await;
-        if let Some((made_from, body)) = cached.as_ref()
-            && std::ptr::eq(made_from.as_ptr(), Arc::as_ptr(&current))
-        {
-            return Ok(body.clone());
-        }
-        let made_from = Arc::downgrade(&current);
-        let body = match tokio::task::spawn_blocking(move || make(current.as_ref())).await {
-            Ok(Ok(body)) => Bytes::from(body),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot serialize the state");
-                return Err(error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "cannot serialize the state",
-                ));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "state serialization did not finish");
-                return Err(error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "cannot serialize the state",
-                ));
-            }
-        };
-        *cached = Some((made_from, body.clone()));
-        Ok(body)
-    }
 }
 
 impl FromRef<AppState> for SnapshotBody {
@@ -117,7 +69,11 @@ impl FromRef<AppState> for GateRx {
 /// the leader only.
 const ANY_MASTER: [&str; 3] = ["/health", "/state", "/metrics"];
 
-pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router {
+pub(crate) fn router(
+    snapshot: Snapshot,
+    gate: watch::Receiver<Gate>,
+    metrics: Arc<MasterMetrics>,
+) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/state", get(state))
@@ -144,10 +100,14 @@ pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router 
             gate: gate.clone(),
             state_body: SnapshotBody::default(),
         })
-        .merge(crate::metrics::router(snapshot.clone(), gate.clone()))
+        .merge(crate::metrics::router(
+            snapshot.clone(),
+            gate.clone(),
+            metrics.clone(),
+        ))
         .merge(crate::files_proxy::router(snapshot.clone()))
         .merge(crate::ui_api::router(snapshot.clone()))
-        .merge(crate::mesos_v0::router(snapshot, gate.clone()))
+        .merge(crate::mesos_v0::router(snapshot, gate.clone(), metrics))
         .merge(agora_webui::router())
         .layer(axum::middleware::from_fn_with_state(gate, leader_only))
 }
@@ -546,9 +506,6 @@ async fn teardown(
     }
 }
 
-/// Moved to [`crate::metrics`]; kept here for callers of the old path.
-pub use crate::metrics::render_metrics;
-
 /// What `/` answers on a follower: 307 to the leader's UI, with a page
 /// that says so and links there.
 fn follower_page(leader: &str) -> Response {
@@ -609,7 +566,7 @@ mod tests {
     async fn state_is_serialized_once_per_snapshot_and_follows_new_ones() {
         let (publish, snapshot) = watch::channel(snapshot_named("first"));
         let (_gate_tx, gate) = watch::channel(Gate::Following { leader: None });
-        let app = router(snapshot, gate);
+        let app = router(snapshot, gate, Default::default());
 
         let (status, first) = get_state(&app).await;
         assert_eq!(status, StatusCode::OK);

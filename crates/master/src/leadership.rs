@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actor::start_actor;
 use crate::error::ShellError;
+use crate::metrics::MasterMetrics;
 use crate::options::MasterOptions;
 use crate::protocol::Gate;
 use crate::registry_writer::write_registry;
@@ -40,9 +41,18 @@ pub(crate) struct Terms {
     pub(crate) shutdown: CancellationToken,
     /// The registry store; chosen from the options when `None`.
     pub(crate) store: Option<Arc<dyn RegistryStore>>,
+    /// This master's measurements: leader changes are counted here, the
+    /// term's actor records into them.
+    pub(crate) metrics: Arc<MasterMetrics>,
 }
 
 impl Terms {
+    /// Moves the gate (who may act), counting a change of leader.
+    fn set_gate(&self, gate: Gate) {
+        self.metrics.gate_changed(&gate);
+        self.gate.send_replace(gate);
+    }
+
     fn master_info(&self, epoch: Option<u64>) -> pb::MasterInfo {
         let options = &self.options;
         let ip = match options.advertise.ip() {
@@ -140,7 +150,7 @@ impl Terms {
                         &self.options.hostname,
                         leader.as_deref(),
                     )));
-                    self.gate.send_replace(Gate::Following { leader });
+                    self.set_gate(Gate::Following { leader });
                 }
             }
             tokio::select! {
@@ -149,7 +159,7 @@ impl Terms {
             }
         };
         tracing::info!(epoch, "elected leading master; loading the registry");
-        self.gate.send_replace(Gate::Recovering);
+        self.set_gate(Gate::Recovering);
         let Some(entries) = self.load_registry(&store, leadership).await? else {
             return Ok(());
         };
@@ -201,9 +211,10 @@ impl Terms {
             self.options.allocation_interval,
             self.snapshot.clone(),
             registry_tx,
+            self.metrics.clone(),
             term.clone(),
         );
-        self.gate.send_replace(Gate::Leading { commands });
+        self.set_gate(Gate::Leading { commands });
         tracing::info!(epoch, "leading");
         // Lead until shut down or deposed, or until a task of the term ends:
         // the term is supervised, and a leader that can no longer act (its
@@ -234,7 +245,7 @@ impl Terms {
             }
         };
         // Stop acting at once: no call gets through from here on.
-        self.gate.send_replace(Gate::Following { leader: None });
+        self.set_gate(Gate::Following { leader: None });
         if let Err(e) = &outcome {
             tracing::error!(epoch, error = %e, "leadership term ended");
         }

@@ -25,6 +25,7 @@ mod scheduler_http;
 mod services;
 pub mod shell;
 pub mod snapshot;
+mod snapshot_body;
 pub mod state;
 pub mod ui_api;
 

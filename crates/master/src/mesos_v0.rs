@@ -9,7 +9,7 @@
 //!
 //! Everything is computed from the published [`StateSnapshot`], never from
 //! the live master. The Mesos `/state` body is serialized once per snapshot,
-//! by the same cache as Agora's `/state` (`http::SnapshotBody`). Every JSON
+//! by the same cache as Agora's `/state` (`snapshot_body::SnapshotBody`). Every JSON
 //! endpoint takes `?jsonp=<callback>` ([`agora_net::jsonp`]).
 //!
 //! What Agora cannot know is left out rather than made up (git and build
@@ -36,9 +36,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::authz_views::Viewer;
-use crate::http::SnapshotBody;
+use crate::metrics::MasterMetrics;
 use crate::protocol::Gate;
 use crate::snapshot::StateSnapshot;
+use crate::snapshot_body::SnapshotBody;
 
 mod metrics;
 pub mod shapes;
@@ -48,8 +49,7 @@ mod tests;
 pub use metrics::metrics_snapshot;
 pub use shapes::{TaskOrder, TasksQuery};
 
-/// The Mesos release whose HTTP API these endpoints follow.
-pub const MESOS_VERSION: &str = "1.11.0";
+pub use crate::state::MESOS_VERSION;
 
 /// Tasks `/master/tasks` returns when no `limit` is given (Mesos' default).
 pub const DEFAULT_TASK_LIMIT: usize = 100;
@@ -88,6 +88,7 @@ struct MesosState {
     /// When this master's HTTP API started (wall-clock seconds): Mesos'
     /// `start_time` and the base of `master/uptime_secs`.
     started: f64,
+    metrics: Arc<MasterMetrics>,
 }
 
 pub(crate) fn wall_now() -> f64 {
@@ -98,12 +99,17 @@ pub(crate) fn wall_now() -> f64 {
 }
 
 /// The Mesos-shaped routes, for the master's HTTP router.
-pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router {
+pub(crate) fn router(
+    snapshot: Snapshot,
+    gate: watch::Receiver<Gate>,
+    metrics: Arc<MasterMetrics>,
+) -> Router {
     let state = MesosState {
         snapshot,
         gate,
         state_body: SnapshotBody::default(),
         started: wall_now(),
+        metrics,
     };
     let mut router = Router::new();
     for path in ["/master/state", "/master/state.json", "/state.json"] {
@@ -133,7 +139,7 @@ pub(crate) fn router(snapshot: Snapshot, gate: watch::Receiver<Gate>) -> Router 
         .route("/master/health", get(health))
         .route("/version", get(version))
         .route("/master/version", get(version))
-        .route("/metrics/snapshot", get(metrics))
+        .route("/metrics/snapshot", get(metrics_snapshot_handler))
         .with_state(state)
 }
 
@@ -266,10 +272,13 @@ async fn version(Params(query): Params) -> Response {
 
 /// `/metrics/snapshot`: Mesos' flat metrics object. `master/elected` comes
 /// from this master's gate, as `/metrics`' `agora_master_is_leader` does.
-async fn metrics(State(state): State<MesosState>, Params(query): Params) -> Response {
+async fn metrics_snapshot_handler(
+    State(state): State<MesosState>,
+    Params(query): Params,
+) -> Response {
     let current = state.snapshot.borrow().clone();
     let elected = matches!(&*state.gate.borrow(), Gate::Leading { .. });
     let uptime = (wall_now() - state.started).max(0.0);
-    let values = metrics_snapshot(&current, crate::metrics::global(), elected, uptime);
+    let values = metrics_snapshot(&current, &state.metrics, elected, uptime);
     reply(&values, &query)
 }

@@ -7,6 +7,8 @@
 //! - [`MasterMetrics`]: latencies the shell measures (allocation cycles,
 //!   registry writes, status-update round trips) and leadership, kept in
 //!   atomics so that recording never waits and a scrape never blocks anyone.
+//!   One per master, made by `run_master` and handed to whoever records
+//!   (the actor, the leadership terms) or reads (the routes): no static.
 //!
 //! The status-update round trip is measured from a status update (one that
 //! carries a uuid) reaching the master's actor from an agent to the
@@ -108,7 +110,7 @@ impl Histogram {
     }
 }
 
-/// What the shell measures; one per process ([`global`]).
+/// What the shell measures; one per master (`run_master` makes it).
 #[derive(Debug, Default)]
 pub struct MasterMetrics {
     /// The periodic full allocation cycle (the safety net).
@@ -120,6 +122,9 @@ pub struct MasterMetrics {
     pub status_update_round_trip: Histogram,
     /// Times the leader this master knows of changed (itself included).
     pub leader_changes: AtomicU64,
+    /// The leader last known (`Some("")`: this master), for
+    /// [`leader_changes`](Self::leader_changes).
+    known_leader: std::sync::Mutex<Option<String>>,
 }
 
 impl MasterMetrics {
@@ -130,16 +135,26 @@ impl MasterMetrics {
             registry_write: Histogram::new(),
             status_update_round_trip: Histogram::new(),
             leader_changes: AtomicU64::new(0),
+            known_leader: std::sync::Mutex::new(None),
         }
     }
-}
 
-static METRICS: MasterMetrics = MasterMetrics::new();
-
-/// The process's master metrics (a process runs one master; like the
-/// Prometheus default registry, they are process-wide).
-pub fn global() -> &'static MasterMetrics {
-    &METRICS
+    /// The gate moved to `gate`: counts a leader change when it names a
+    /// leader other than the last one known (a gate that names none, while
+    /// recovering or with no leader elected, changes nothing).
+    pub(crate) fn gate_changed(&self, gate: &Gate) {
+        let Some(leader) = leader_of(gate) else {
+            return;
+        };
+        let mut known = self
+            .known_leader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.as_ref() != Some(&leader) {
+            self.leader_changes.fetch_add(1, Ordering::Relaxed);
+            *known = Some(leader);
+        }
+    }
 }
 
 /// Status updates waiting for their framework's acknowledgement, by uuid,
@@ -188,16 +203,20 @@ impl RoundTrips {
 
 /// Times one registry write: queues a flush marker behind it and records
 /// when the writer reaches the marker.
-pub(crate) fn time_registry_write(registry: &mpsc::UnboundedSender<RegistryWrite>) {
+pub(crate) fn time_registry_write(
+    registry: &mpsc::UnboundedSender<RegistryWrite>,
+    metrics: &Arc<MasterMetrics>,
+) {
     let (done, flushed) = tokio::sync::oneshot::channel();
     if registry.send(RegistryWrite::Flushed(done)).is_err() {
         return;
     }
     let asked = Instant::now();
+    let metrics = metrics.clone();
     tokio::spawn(async move {
         // An error: the writer ended with its term; nothing to record.
         if let Ok(Ok(())) = flushed.await {
-            global().registry_write.observe(asked.elapsed());
+            metrics.registry_write.observe(asked.elapsed());
         }
     });
 }
@@ -243,11 +262,6 @@ impl Writer {
             self.sample(name, &format!("state=\"{}\"", label_value(state)), value);
         }
     }
-}
-
-/// The process's metrics for this snapshot, as Prometheus text.
-pub fn render_metrics(s: &StateSnapshot) -> String {
-    render(s, global(), s.elected)
 }
 
 /// Prometheus text of a snapshot, the shell's measurements, and whether
@@ -398,46 +412,29 @@ fn leader_of(gate: &Gate) -> Option<String> {
     }
 }
 
-/// Counts leader changes as the gate moves, until the gate's sender is gone.
-fn watch_leader_changes(mut gate: watch::Receiver<Gate>) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    runtime.spawn(async move {
-        let mut known = leader_of(&gate.borrow_and_update());
-        if known.is_some() {
-            global().leader_changes.fetch_add(1, Ordering::Relaxed);
-        }
-        while gate.changed().await.is_ok() {
-            let now = leader_of(&gate.borrow_and_update());
-            if now.is_some() && now != known {
-                global().leader_changes.fetch_add(1, Ordering::Relaxed);
-            }
-            if now.is_some() {
-                known = now;
-            }
-        }
-    });
-}
-
 #[derive(Clone)]
 struct MetricsState {
     snapshot: watch::Receiver<Arc<StateSnapshot>>,
     gate: watch::Receiver<Gate>,
+    metrics: Arc<MasterMetrics>,
 }
 
 /// `GET /metrics` (served by every master, leading or not).
 pub(crate) fn router(
     snapshot: watch::Receiver<Arc<StateSnapshot>>,
     gate: watch::Receiver<Gate>,
+    metrics: Arc<MasterMetrics>,
 ) -> Router {
-    watch_leader_changes(gate.clone());
     Router::new()
-        .route("/metrics", get(metrics))
-        .with_state(MetricsState { snapshot, gate })
+        .route("/metrics", get(scrape))
+        .with_state(MetricsState {
+            snapshot,
+            gate,
+            metrics,
+        })
 }
 
-async fn metrics(State(state): State<MetricsState>) -> Response {
+async fn scrape(State(state): State<MetricsState>) -> Response {
     let current = state.snapshot.borrow().clone();
     let is_leader = matches!(&*state.gate.borrow(), Gate::Leading { .. });
     (
@@ -445,7 +442,7 @@ async fn metrics(State(state): State<MetricsState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render(&current, global(), is_leader),
+        render(&current, &state.metrics, is_leader),
     )
         .into_response()
 }
@@ -589,5 +586,27 @@ mod tests {
         );
         assert_eq!(leader_of(&Gate::Following { leader: None }), None);
         assert_eq!(leader_of(&Gate::Recovering), None);
+    }
+
+    #[test]
+    fn a_leader_change_is_counted_once_and_no_leader_is_no_change() {
+        let m = MasterMetrics::new();
+        let following = |leader: Option<&str>| Gate::Following {
+            leader: leader.map(str::to_string),
+        };
+        m.gate_changed(&following(None));
+        assert_eq!(m.leader_changes.load(Ordering::Relaxed), 0);
+        m.gate_changed(&following(Some("a:1")));
+        m.gate_changed(&following(Some("a:1")));
+        assert_eq!(m.leader_changes.load(Ordering::Relaxed), 1);
+        // The leader goes; until another is known, nothing changed.
+        m.gate_changed(&following(None));
+        m.gate_changed(&Gate::Recovering);
+        m.gate_changed(&following(Some("a:1")));
+        assert_eq!(m.leader_changes.load(Ordering::Relaxed), 1);
+        // This master is elected: a change.
+        let (commands, _) = mpsc::channel(1);
+        m.gate_changed(&Gate::Leading { commands });
+        assert_eq!(m.leader_changes.load(Ordering::Relaxed), 2);
     }
 }

@@ -37,6 +37,8 @@
 //! body limit. Followers answer 307 to the leader (503 while none is
 //! known) through `http::leader_only`.
 
+use std::sync::Arc;
+
 use agora_mesos_http::{Media, Refusal, decode, encode, recordio};
 use agora_proto::v1::master::{Call, Event, Response as OpResponse, call, event, response};
 use axum::Router;
@@ -48,6 +50,7 @@ use axum::routing::post;
 use futures::StreamExt;
 use tokio::sync::oneshot;
 
+use crate::metrics::MasterMetrics;
 use crate::protocol::{Command, Gate};
 use crate::services::Services;
 use crate::state::OperatorCall;
@@ -75,13 +78,16 @@ struct Api {
     /// When this master's HTTP API started (wall-clock seconds): GET_MASTER's
     /// `start_time` and the base of `master/uptime_secs`.
     started: f64,
+    /// This master's measurements, for GET_METRICS.
+    metrics: Arc<MasterMetrics>,
 }
 
-pub(crate) fn router(services: Services) -> Router {
+pub(crate) fn router(services: Services, metrics: Arc<MasterMetrics>) -> Router {
     let gate = services.gate();
     let api = Api {
         services,
         started: crate::mesos_v0::wall_now(),
+        metrics,
     };
     let mut router = Router::new();
     for path in PATHS {
@@ -158,6 +164,7 @@ async fn handle(
                 started: api.started,
                 uptime_secs: (crate::mesos_v0::wall_now() - api.started).max(0.0),
                 elected,
+                metrics: &api.metrics,
             };
             let answer = reads::answer(kind, &snapshot, &context);
             Ok(body_response(accept, &answer))

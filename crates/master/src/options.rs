@@ -8,6 +8,10 @@ use agora_proto::v1 as pb;
 
 use crate::state::MasterConfig;
 
+/// Operator event streams at most (Mesos' `--max_operator_event_stream_subscribers`
+/// default; fixed here, and shown as that flag in `/flags`).
+pub(crate) const MAX_OPERATOR_SUBSCRIBERS: usize = 1000;
+
 #[derive(Debug, Clone)]
 pub struct MasterOptions {
     /// Contend for leadership and keep the registry in this ZooKeeper.

@@ -26,7 +26,7 @@ use crate::state::CallError;
 pub(crate) const STREAM_ID_HEADER: &str = "mesos-stream-id";
 
 /// The paths Mesos serves the API on (the second under its process id).
-pub(crate) const PATHS: [&str; 2] = ["/api/v1/scheduler", "/master/api/v1/scheduler"];
+pub(crate) use crate::authn::SCHEDULER_API_PATHS as PATHS;
 
 pub(crate) fn router(services: Services) -> Router {
     let gate = services.gate();

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::error::ShellError;
+use crate::metrics::MasterMetrics;
 pub use crate::options::MasterOptions;
 use crate::protocol::Gate;
 use crate::services::Services;
@@ -69,9 +70,14 @@ async fn serve_master(
     );
     // gRPC services on their own paths; everything else is the HTTP API
     // (whose fallback answers 404 to unknown paths).
-    let app = crate::http::router(snapshot_rx, gate_rx)
+    // This master's measurements: recorded by its term, read by the routes.
+    let metrics = Arc::new(MasterMetrics::default());
+    let app = crate::http::router(snapshot_rx, gate_rx, metrics.clone())
         .merge(crate::scheduler_http::router(services.clone()))
-        .merge(crate::operator_api::router(services.clone()))
+        .merge(crate::operator_api::router(
+            services.clone(),
+            metrics.clone(),
+        ))
         .route_service(
             &grpc_path::<SchedulerServer<Services>>(),
             SchedulerServer::new(services.clone())
@@ -114,6 +120,7 @@ async fn serve_master(
         snapshot: snapshot_tx,
         shutdown: shutdown.clone(),
         store,
+        metrics,
     };
     let outcome = terms.run().await;
     shutdown.cancel();

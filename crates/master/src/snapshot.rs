@@ -521,7 +521,7 @@ fn flags(config: &crate::state::MasterConfig) -> BTreeMap<String, String> {
     );
     set(
         "max_operator_event_stream_subscribers",
-        crate::operator_api::MAX_SUBSCRIBERS.to_string(),
+        crate::options::MAX_OPERATOR_SUBSCRIBERS.to_string(),
     );
     for (name, value) in &config.authentication_flags {
         set(name, value.clone());

@@ -179,7 +179,10 @@ fn serve(
     gate: watch::Receiver<Gate>,
 ) -> (Router, watch::Sender<Arc<StateSnapshot>>) {
     let (publish, snapshot) = watch::channel(Arc::new(snapshot));
-    (crate::http::router(snapshot, gate), publish)
+    (
+        crate::http::router(snapshot, gate, Default::default()),
+        publish,
+    )
 }
 
 async fn get_raw(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, Bytes) {

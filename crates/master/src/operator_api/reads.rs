@@ -9,15 +9,18 @@ use agora_proto::v1 as pb;
 use agora_proto::v1::master::{Response as OpResponse, call, response};
 use agora_proto::v1::quota;
 
+use crate::metrics::MasterMetrics;
 use crate::snapshot::StateSnapshot;
 
 /// What a read needs besides the snapshot.
-pub(super) struct Context {
+pub(super) struct Context<'a> {
     /// When this master's HTTP API started (wall-clock seconds).
     pub(super) started: f64,
     pub(super) uptime_secs: f64,
     /// Whether this master leads (`master/elected`).
     pub(super) elected: bool,
+    /// What the shell measured (`GET_METRICS`).
+    pub(super) metrics: &'a MasterMetrics,
 }
 
 fn reply(kind: response::Type) -> OpResponse {
@@ -43,7 +46,11 @@ pub(super) fn needs_view(kind: call::Type) -> bool {
 }
 
 /// The answer to a read call; `kind` is one the caller planned as a read.
-pub(super) fn answer(kind: call::Type, snapshot: &StateSnapshot, context: &Context) -> OpResponse {
+pub(super) fn answer(
+    kind: call::Type,
+    snapshot: &StateSnapshot,
+    context: &Context<'_>,
+) -> OpResponse {
     let view = snapshot.operator.clone().unwrap_or_default();
     let state = &view.state;
     let mut out;
@@ -79,7 +86,7 @@ pub(super) fn answer(kind: call::Type, snapshot: &StateSnapshot, context: &Conte
             out = reply(response::Type::GetMetrics);
             let values = crate::mesos_v0::metrics_snapshot(
                 snapshot,
-                crate::metrics::global(),
+                context.metrics,
                 context.elected,
                 context.uptime_secs,
             );

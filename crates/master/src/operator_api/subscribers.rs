@@ -10,9 +10,8 @@ use agora_proto::v1::master::Event;
 use crate::protocol::OperatorEvents;
 use crate::state::ConnId;
 
-/// Event streams at most (Mesos' `--max_operator_event_stream_subscribers`
-/// default): a new one closes the oldest.
-pub(crate) const MAX_SUBSCRIBERS: usize = 1000;
+/// Event streams at most: a new one closes the oldest.
+pub(crate) use crate::options::MAX_OPERATOR_SUBSCRIBERS as MAX_SUBSCRIBERS;
 
 pub(crate) struct Subscribers {
     max: usize,

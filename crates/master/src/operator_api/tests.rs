@@ -75,6 +75,7 @@ fn fixture_with(durable: Result<(), String>, heartbeat: Duration) -> Fixture {
         Duration::from_secs(3600),
         snapshot_tx,
         registry_tx,
+        Default::default(),
         shutdown.clone(),
     );
     let (_gate_tx, gate) = watch::channel(Gate::Leading {
@@ -83,7 +84,7 @@ fn fixture_with(durable: Result<(), String>, heartbeat: Duration) -> Fixture {
     // The gate never changes in these tests; its sender may go.
     let services = Services::for_tests(gate, snapshot.clone(), heartbeat);
     Fixture {
-        app: router(services),
+        app: router(services, Default::default()),
         commands,
         snapshot,
         shutdown,
@@ -632,7 +633,10 @@ async fn a_follower_sends_operators_to_the_leader() {
     let (_gate_tx, gate) = watch::channel(Gate::Following {
         leader: Some("leader.test:5050".into()),
     });
-    let app = router(Services::for_tests(gate, snapshot, Duration::from_secs(15)));
+    let app = router(
+        Services::for_tests(gate, snapshot, Duration::from_secs(15)),
+        Default::default(),
+    );
     let body = serde_json::to_vec(&json!({"type": "GET_STATE"})).expect("json");
     let response = post(&app, Some(JSON), None, body).await;
     assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);

@@ -19,7 +19,9 @@ use agora_proto::v1::scheduler as sched;
 
 mod agents;
 mod authz;
+mod books;
 mod calls;
+mod config;
 mod control;
 mod frameworks;
 mod health;
@@ -29,6 +31,9 @@ mod operator;
 mod registry;
 #[cfg(test)]
 mod tests;
+mod timers;
+#[cfg(test)]
+mod timers_tests;
 mod wire;
 
 /// Identifies one live stream (a framework's subscription or an agent's
@@ -74,6 +79,7 @@ pub enum Effect {
     Observed(Box<agora_proto::v1::master::Event>),
 }
 
+pub use observe::MESOS_VERSION;
 pub use operator::{
     OperatorCall, OperatorError, QUOTA_KEY_PREFIX, RegistryPolicy, RegistryQuota, WEIGHTS_KEY,
     quota_key,
@@ -105,215 +111,8 @@ pub enum CallError {
     Unauthorized(String),
 }
 
-/// The default of [`MasterConfig::agent_removal_timeout`].
-pub const DEFAULT_AGENT_REMOVAL_TIMEOUT: Duration = Duration::from_secs(75);
-
-#[derive(Debug, Clone)]
-pub struct MasterConfig {
-    pub master_info: pb::MasterInfo,
-    pub heartbeat_interval: Duration,
-    pub max_completed_tasks_per_framework: usize,
-    pub max_completed_frameworks: usize,
-    /// How often the master pings each agent (`--agent-ping-timeout`).
-    pub agent_ping_timeout: Duration,
-    /// Unanswered pings (or ping periods without a session) before an agent
-    /// is marked unreachable (`--max-agent-ping-timeouts`). That is
-    /// *detection*: its resources stop being offered and partition-aware
-    /// frameworks are told TASK_UNREACHABLE; nobody else is told anything.
-    pub max_agent_ping_timeouts: u32,
-    /// How long an agent may stay unreachable before it is *removed*: its
-    /// tasks of frameworks that are not partition-aware become TASK_LOST
-    /// (`--agent-removal-timeout`; 75 s by default, Mesos' 15 s x 5 ping
-    /// window, so a routine agent restart or a short freeze is invisible to them).
-    pub agent_removal_timeout: Duration,
-    /// The leadership term this master state serves (None: not elected through ZooKeeper).
-    pub epoch: Option<u64>,
-    /// Offers not answered within this long are rescinded (`--offer-timeout`;
-    /// None, the default as in Mesos: offers never time out).
-    pub offer_timeout: Option<Duration>,
-    /// A framework this master knows only from an agent's report (it took
-    /// over from another leader, or restarted) keeps its tasks at least this
-    /// long for its scheduler to find this master, whatever its failover
-    /// timeout: the scheduler never disconnected from *this* master, it lost
-    /// the old one. Without it a framework with a zero failover timeout
-    /// (Spark's) loses every task on a master failover whenever an agent
-    /// re-registers before the scheduler does. Mesos never removes such a
-    /// framework on a timer at all.
-    pub adopted_framework_grace: Duration,
-    /// Who may do what (`--acls`); the default allows everything.
-    pub acls: std::sync::Arc<agora_auth::acl::Acls>,
-    /// The authentication settings under Mesos' flag names (the
-    /// credentials file's path, `authenticate_*`), for GET_FLAGS; never a
-    /// secret (`crate::authn::Authentication::flags`).
-    pub authentication_flags: std::collections::BTreeMap<String, String>,
-    /// Seeds the random part of framework ids, so that one framework's id
-    /// says nothing about another's. The shell draws it from the operating
-    /// system; tests fix it, and the state machine stays deterministic.
-    pub framework_id_seed: [u8; 32],
-}
-
-/// The default of [`MasterConfig::adopted_framework_grace`].
-pub const DEFAULT_ADOPTED_FRAMEWORK_GRACE: Duration = Duration::from_secs(120);
-
-impl MasterConfig {
-    pub fn new(master_info: pb::MasterInfo) -> Self {
-        Self {
-            master_info,
-            heartbeat_interval: Duration::from_secs(15),
-            max_completed_tasks_per_framework: 1000,
-            max_completed_frameworks: 50,
-            // A frozen agent is noticed between max x interval and (max + 1) x
-            // interval after it stops answering: 6 to 8 s with 2 s x 3, plus the
-            // shell's 250 ms timer
-            // (Mesos: 15 s x 5 = 75 to 90 s).
-            agent_ping_timeout: Duration::from_secs(2),
-            max_agent_ping_timeouts: 3,
-            agent_removal_timeout: DEFAULT_AGENT_REMOVAL_TIMEOUT,
-            epoch: None,
-            offer_timeout: None,
-            adopted_framework_grace: DEFAULT_ADOPTED_FRAMEWORK_GRACE,
-            acls: std::sync::Arc::default(),
-            authentication_flags: std::collections::BTreeMap::new(),
-            framework_id_seed: [0; 32],
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Agent {
-    pub id: AgentId,
-    pub info: pb::AgentInfo,
-    pub conn: Option<ConnId>,
-    pub total: Resources,
-    /// Resources of the agent's non-terminal tasks.
-    pub used: Resources,
-    pub registered_at: f64,
-    pub health: AgentHealth,
-    /// Set while the agent is unreachable (wall-clock seconds since when).
-    pub unreachable_since: Option<f64>,
-    /// While unreachable and not yet removed: when it is removed (monotonic).
-    pub removal_deadline: Option<Duration>,
-    /// Tasks reported TASK_LOST when it was removed (their frameworks are
-    /// not partition-aware and may have replaced them): killed if it returns.
-    pub lost_tasks: BTreeSet<(FrameworkId, TaskId)>,
-}
-
-/// The master's view of an agent's liveness.
-#[derive(Debug, Clone, Default)]
-pub struct AgentHealth {
-    pub last_ping: Option<Duration>,
-    pub awaiting_pong: bool,
-    pub missed: u32,
-    pub seq: u64,
-    /// When the agent's session ended, while it has not come back.
-    pub disconnected_at: Option<Duration>,
-}
-
-impl AgentHealth {
-    /// A fresh session: the first ping is due one period from now.
-    pub fn registered_at(now: Duration) -> Self {
-        Self {
-            last_ping: Some(now),
-            ..Self::default()
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Task {
-    pub id: TaskId,
-    /// The role whose offer the task was launched on (the allocator
-    /// accounts its resources to this role).
-    pub role: String,
-    pub name: String,
-    pub framework_id: FrameworkId,
-    pub agent_id: AgentId,
-    pub resources: Resources,
-    /// The latest state known (what users see).
-    pub state: pb::TaskState,
-    /// The state of the update being delivered to the framework, which the
-    /// latest `state` may be ahead of.
-    pub update_state: Option<pb::TaskState>,
-    pub last_status: Option<pb::TaskStatus>,
-    /// Whether the task's resources were already given back.
-    pub resources_released: bool,
-    /// The OS user it runs as when its command or executor names one
-    /// (None: its framework's user); what `view_tasks` checks.
-    pub user: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Framework {
-    pub id: FrameworkId,
-    pub info: pb::FrameworkInfo,
-    pub roles: BTreeSet<String>,
-    pub conn: Option<ConnId>,
-    pub stream_id: String,
-    pub registered_at: f64,
-    /// Wall time of the last re-subscription (a scheduler failover), if any.
-    pub reregistered_at: Option<f64>,
-    /// Wall time its event stream ended, while it is disconnected.
-    pub disconnected_at: Option<f64>,
-    /// When a disconnected framework is removed for good.
-    pub failover_deadline: Option<Duration>,
-    pub tasks: BTreeMap<TaskId, Task>,
-    pub completed_tasks: VecDeque<Task>,
-    pub offers: BTreeSet<OfferId>,
-}
-
-impl Framework {
-    pub fn active(&self) -> bool {
-        self.conn.is_some()
-    }
-
-    fn partition_aware(&self) -> bool {
-        self.info
-            .capabilities
-            .iter()
-            .any(|c| c.r#type == Some(pb::framework_info::capability::Type::PartitionAware as i32))
-    }
-}
-
-/// The "why no offer?" answer for one (framework, role), as last computed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OfferStatusEntry {
-    /// When it last got an offer (monotonic), if ever in this term.
-    pub last_offered: Option<Duration>,
-    /// `None` while nothing holds it back.
-    pub reason: Option<&'static str>,
-    /// Agents on which it has an unexpired DECLINE filter.
-    pub filtered_agents: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct Offer {
-    pub id: OfferId,
-    pub framework_id: FrameworkId,
-    pub agent_id: AgentId,
-    pub role: String,
-    pub resources: Resources,
-    /// When it was made (monotonic), for `offer_timeout`.
-    pub made_at: Duration,
-}
-
-/// Counters exposed as metrics; only ever incremented.
-#[derive(Debug, Clone, Default)]
-pub struct Counters {
-    pub offers_sent: u64,
-    pub offers_declined: u64,
-    pub offers_rescinded: u64,
-    pub offers_accepted: u64,
-    pub tasks_launched: u64,
-    pub task_transitions: BTreeMap<&'static str, u64>,
-    pub invalid_calls: u64,
-    pub agents_marked_unreachable: u64,
-    /// Agents admitted with a new id (Mesos' `master/slave_registrations`).
-    pub agent_registrations: u64,
-    /// Agents admitted again under the id they had (Mesos' `master/slave_reregistrations`).
-    pub agent_reregistrations: u64,
-    /// Agents removed for good (Mesos' `master/slave_removals`).
-    pub agent_removals: u64,
-}
+pub use books::{Agent, AgentHealth, Counters, Framework, Offer, OfferStatusEntry, Task};
+pub use config::{DEFAULT_ADOPTED_FRAMEWORK_GRACE, DEFAULT_AGENT_REMOVAL_TIMEOUT, MasterConfig};
 
 pub struct Master {
     config: MasterConfig,
@@ -710,24 +509,6 @@ impl Master {
         }
     }
 
-    /// Rescinds offers older than `offer_timeout`, so that resources a
-    /// framework sits on go back to the pool.
-    fn expire_offers(&mut self, now: Now, out: &mut Vec<Effect>) {
-        let Some(timeout) = self.config.offer_timeout else {
-            return;
-        };
-        let expired: Vec<OfferId> = self
-            .offers
-            .values()
-            .filter(|o| now.monotonic.saturating_sub(o.made_at) >= timeout)
-            .map(|o| o.id.clone())
-            .collect();
-        for offer_id in expired {
-            tracing::debug!(offer_id = %offer_id, "offer timed out");
-            self.remove_offer(&offer_id, None, true, now, out);
-        }
-    }
-
     /// Non-terminal tasks on an agent, as (framework, task) keys.
     fn live_tasks_on(&self, agent_id: &AgentId) -> Vec<(FrameworkId, TaskId)> {
         self.frameworks
@@ -779,25 +560,6 @@ impl Master {
         self.set_told_state(framework_id, task_id, state);
         self.send_to_framework(framework_id, Self::update_event(status), out);
         self.complete_task(framework_id, task_id);
-    }
-
-    /// Timers: pings agents, marks silent ones unreachable and removes those
-    /// unreachable too long; removes frameworks whose failover timeout has passed.
-    pub fn tick(&mut self, now: Now, out: &mut Vec<Effect>) {
-        self.check_agents(now, out);
-        self.check_removals(now, out);
-        self.check_recovery(now, out);
-        self.expire_offers(now, out);
-        let expired: Vec<FrameworkId> = self
-            .frameworks
-            .values()
-            .filter(|f| f.failover_deadline.is_some_and(|d| d <= now.monotonic))
-            .map(|f| f.id.clone())
-            .collect();
-        for framework_id in expired {
-            tracing::info!(framework_id = %framework_id, "framework failover timeout passed, removing it");
-            self.remove_framework(&framework_id, now, out);
-        }
     }
 
     /// The allocator's view of free resources per agent.

@@ -28,6 +28,10 @@ use agora_proto::v1::master::{self as mpb, event, response};
 
 use super::{Agent, Effect, Framework, Master, Offer, Task};
 
+/// The Mesos release whose APIs (the operator API's and the `/master/*`
+/// endpoints') this master follows.
+pub const MESOS_VERSION: &str = "1.11.0";
+
 /// A wall-clock time (seconds since the epoch) as Mesos' `TimeInfo`.
 fn time_info(secs: f64) -> pb::TimeInfo {
     // `as` saturates (and makes NaN 0): a time is never out of range.
@@ -88,7 +92,7 @@ fn agent_proto(agent: &Agent, offered: &Resources) -> response::get_agents::Agen
         // Mesos' `deactivated` is an operator's doing (maintenance,
         // draining); Agora has no such thing.
         deactivated: Some(false),
-        version: crate::mesos_v0::MESOS_VERSION.to_string(),
+        version: MESOS_VERSION.to_string(),
         pid: Some(format!("slave(1)@{}:{port}", agent.info.hostname)),
         registered_time: Some(time_info(agent.registered_at)),
         reregistered_time: None,
