@@ -152,27 +152,36 @@ fn cfs_quota_caps_a_busy_loop() {
         })
         .expect("spawn busy loop");
 
-    let cpu = |c: &Container| {
-        let s = c.stats();
-        s.cpus_user_time_secs.expect("user time") + s.cpus_system_time_secs.expect("system time")
-    };
-    let start = Instant::now();
-    let used_before = cpu(c.get());
-    let mut samples = 0;
-    while start.elapsed() < Duration::from_millis(1500) && samples < 1000 {
+    // Let the loop be runnable for enough CFS periods (the deadline only
+    // guards against a loop that never runs).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stats = loop {
+        let stats = c.get().stats();
+        if stats.cpus_nr_periods.is_some_and(|n| n >= 20) {
+            break stats;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the busy loop was not runnable for 20 periods: {stats:?}"
+        );
         thread::sleep(Duration::from_millis(20));
-        samples += 1;
-    }
-    let used = cpu(c.get()) - used_before;
-    let wall = start.elapsed().as_secs_f64();
-    let rate = used / wall;
-    let stats = c.get().stats();
-    eprintln!("busy loop: {used:.3} cpu-s over {wall:.3} s = {rate:.3} cpus; {stats:?}");
-    assert!(rate <= 0.6, "{rate} cpus used with a 0.5 quota");
-    assert!(rate > 0.05, "the loop barely ran: {rate}");
-    // Throttling is only certain on an idle machine: a loaded one may give the loop less.
+    };
+    let used = stats.cpus_user_time_secs.expect("user time")
+        + stats.cpus_system_time_secs.expect("system time");
+    let periods = stats.cpus_nr_periods.expect("periods");
+    // The quota's rule, whatever the machine's load: at most 0.5 CPU x 100 ms
+    // in each period the loop was runnable in. Two periods more because usage
+    // and periods are read from two files, plus the 10 ms ticks user and
+    // system time are counted in.
+    let quota_secs = 0.5 * agora_isolation::CFS_PERIOD_US as f64 / 1e6;
+    let allowed = quota_secs * (periods + 2) as f64 + 0.02;
+    eprintln!("busy loop: {used:.3} cpu-s in {periods} periods (allowed {allowed:.3}); {stats:?}");
+    assert!(
+        used <= allowed,
+        "{used} cpu-s in {periods} periods with a 0.5 quota"
+    );
+    assert!(used > 0.0, "the loop never ran: {stats:?}");
     assert!(stats.cpus_nr_throttled.is_some(), "{stats:?}");
-    assert!(stats.cpus_nr_periods.is_some_and(|n| n > 0));
     assert_eq!(stats.cpus_limit, Some(0.5));
 
     let mut c = c;
