@@ -428,7 +428,7 @@ fn list_pages(
         ),
     ];
     runtime.block_on(async move {
-        let router = agora_master::ui_api::router(published);
+        let router = agora_master::ui_api::router(published, Default::default());
         for (key, uri, expected) in pages {
             let mut samples = Vec::with_capacity(runs);
             let mut bytes = 0;

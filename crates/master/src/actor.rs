@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::ShellError;
 use crate::metrics::MasterMetrics;
 use timers::TimerPlan;
 
@@ -409,7 +410,7 @@ pub(crate) fn start_actor(
     registry: mpsc::UnboundedSender<RegistryWrite>,
     metrics: Arc<MasterMetrics>,
     shutdown: CancellationToken,
-) -> (Commands, tokio::task::JoinHandle<()>) {
+) -> (Commands, tokio::task::JoinHandle<Result<(), ShellError>>) {
     let start_wall = wall_now();
     snapshot.send_replace(Arc::new(master.snapshot(start_wall, start_wall)));
     let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
@@ -432,6 +433,11 @@ pub(crate) fn start_actor(
         pending_operators: Vec::new(),
         operator_view_until: None,
     };
-    let task = tokio::spawn(actor.run(command_rx, allocation_interval, shutdown));
+    // It ends when shut down or when no caller is left; never with an
+    // error (the term's supervisor counts any end of it as a failure).
+    let task = tokio::spawn(async move {
+        actor.run(command_rx, allocation_interval, shutdown).await;
+        Ok(())
+    });
     (commands, task)
 }

@@ -73,6 +73,7 @@ pub(crate) fn router(
     snapshot: Snapshot,
     gate: watch::Receiver<Gate>,
     metrics: Arc<MasterMetrics>,
+    utilisation: crate::ui_api::UtilisationSamples,
 ) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -106,7 +107,7 @@ pub(crate) fn router(
             metrics.clone(),
         ))
         .merge(crate::files_proxy::router(snapshot.clone()))
-        .merge(crate::ui_api::router(snapshot.clone()))
+        .merge(crate::ui_api::router(snapshot.clone(), utilisation))
         .merge(crate::mesos_v0::router(snapshot, gate.clone(), metrics))
         .merge(agora_webui::router())
         .layer(axum::middleware::from_fn_with_state(gate, leader_only))
@@ -566,7 +567,7 @@ mod tests {
     async fn state_is_serialized_once_per_snapshot_and_follows_new_ones() {
         let (publish, snapshot) = watch::channel(snapshot_named("first"));
         let (_gate_tx, gate) = watch::channel(Gate::Following { leader: None });
-        let app = router(snapshot, gate, Default::default());
+        let app = router(snapshot, gate, Default::default(), Default::default());
 
         let (status, first) = get_state(&app).await;
         assert_eq!(status, StatusCode::OK);

@@ -32,6 +32,7 @@ use crate::snapshot::StateSnapshot;
 use crate::state::{
     Master, MasterConfig, Now, QUOTA_KEY_PREFIX, RegistryAgent, RegistryQuota, WEIGHTS_KEY,
 };
+use crate::supervisor::{Ended, Supervisor};
 
 pub(crate) struct Terms {
     pub(crate) options: MasterOptions,
@@ -90,7 +91,9 @@ impl Terms {
         ZkOptions::default().with_session_timeout(self.options.zk_session_timeout)
     }
 
-    pub(crate) async fn run(self) -> Result<(), ShellError> {
+    /// Follows and leads until shut down, deposed, or until one of `tasks`
+    /// (the server, and each term's actor and registry writer) ends.
+    pub(crate) async fn run(self, tasks: &mut Supervisor<ShellError>) -> Result<(), ShellError> {
         let store = self.store.clone().unwrap_or_else(|| self.store());
         let contender = self.options.zk.as_ref().map(|url| {
             let record = MasterRecord::new(
@@ -108,7 +111,7 @@ impl Terms {
         let (_always, standalone) = watch::channel(Leadership::Leading { epoch: 0 });
         let mut leadership = contender.as_ref().map_or(standalone, Contender::leadership);
         let outcome = self
-            .serve_terms(&mut leadership, store, contender.is_some())
+            .serve_terms(&mut leadership, store, contender.is_some(), tasks)
             .await;
         if let Some(contender) = contender {
             if !matches!(outcome, Err(ShellError::LostLeadership)) {
@@ -136,6 +139,7 @@ impl Terms {
         leadership: &mut watch::Receiver<Leadership>,
         store: Arc<dyn RegistryStore>,
         with_zk: bool,
+        tasks: &mut Supervisor<ShellError>,
     ) -> Result<(), ShellError> {
         // Follow until elected.
         let epoch = loop {
@@ -156,6 +160,12 @@ impl Terms {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(()),
                 changed = leadership.changed() => if changed.is_err() { return Err(ShellError::LostLeadership) },
+                // The server is supervised while following too.
+                ended = tasks.first_end() => {
+                    let error = term_failure(ended);
+                    tracing::error!(error = %error, "the master cannot serve");
+                    return Err(error);
+                }
             }
         };
         tracing::info!(epoch, "elected leading master; loading the registry");
@@ -205,7 +215,12 @@ impl Terms {
             .collect();
         let (registry_tx, registry_rx) = mpsc::unbounded_channel();
         let term = self.shutdown.child_token();
-        let writer = tokio::spawn(write_registry(store, versions, registry_rx));
+        let writer = tokio::spawn(async move {
+            write_registry(store, versions, registry_rx)
+                .await
+                .map_err(|failure| ShellError::Registry(failure.to_string()))
+        });
+        tasks.watch(REGISTRY_WRITER, writer);
         let (commands, actor) = start_actor(
             master,
             self.options.allocation_interval,
@@ -214,34 +229,22 @@ impl Terms {
             self.metrics.clone(),
             term.clone(),
         );
+        tasks.watch(ACTOR, actor);
         self.set_gate(Gate::Leading { commands });
         tracing::info!(epoch, "leading");
-        // Lead until shut down or deposed, or until a task of the term ends:
-        // the term is supervised, and a leader that can no longer act (its
-        // actor panicked, its registry cannot be written) must not keep the
-        // leadership: it steps down and the process exits.
-        let (mut actor, mut writer) = (actor, writer);
-        let (mut actor_done, mut writer_done) = (false, false);
+        // Lead until shut down or deposed, or until a task of the term ends
+        // (the server, the actor, the registry writer): a leader that can no
+        // longer serve or act (a task panicked, its registry cannot be
+        // written) must not keep the leadership: it steps down and the
+        // process exits.
         let outcome = tokio::select! {
             // First: a shutdown also ends the actor, which is no failure.
             biased;
             _ = self.shutdown.cancelled() => Ok(()),
             lost = lost_leadership(leadership) => lost,
-            ended = &mut actor => {
-                actor_done = true;
-                let reason = match ended {
-                    Ok(()) => "it stopped".to_string(),
-                    Err(e) => e.to_string(),
-                };
-                Err(ShellError::TermFailed { task: "actor", reason })
-            }
-            ended = &mut writer => {
-                writer_done = true;
-                Err(match ended {
-                    Ok(Ok(())) => ShellError::TermFailed { task: "registry writer", reason: "it stopped".into() },
-                    Ok(Err(failure)) => ShellError::Registry(failure.to_string()),
-                    Err(e) => ShellError::TermFailed { task: "registry writer", reason: e.to_string() },
-                })
+            ended = tasks.first_end() => {
+                tracing::warn!(epoch, task = ended.task(), "a task of the term ended");
+                Err(term_failure(ended))
             }
         };
         // Stop acting at once: no call gets through from here on.
@@ -250,9 +253,7 @@ impl Terms {
             tracing::error!(epoch, error = %e, "leadership term ended");
         }
         term.cancel();
-        if !actor_done {
-            let _ = actor.await;
-        }
+        tasks.join(ACTOR).await;
         // Readers must not see a deposed leader claim to lead.
         self.snapshot.send_replace(Arc::new(StateSnapshot::follower(
             &self.master_id,
@@ -260,9 +261,9 @@ impl Terms {
             None,
         )));
         // Entries queued before the end are still written (the writer ends when the actor's sender is dropped).
-        if !writer_done {
-            let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
-        }
+        tasks
+            .join_within(REGISTRY_WRITER, Duration::from_secs(5))
+            .await;
         outcome
     }
 
@@ -302,6 +303,24 @@ impl Terms {
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
+    }
+}
+
+/// The names of the term's tasks (the server's is [`SERVER`]).
+const ACTOR: &str = "actor";
+const REGISTRY_WRITER: &str = "registry writer";
+/// The server (gRPC and HTTP), supervised from before the first term.
+pub(crate) const SERVER: &str = "server";
+
+/// The error a term ends with when one of its tasks ended first.
+fn term_failure(ended: Ended<ShellError>) -> ShellError {
+    match ended {
+        Ended::Stopped { task } => ShellError::TermFailed {
+            task,
+            reason: "it stopped".into(),
+        },
+        Ended::Failed { error, .. } => error,
+        Ended::Died { task, reason } => ShellError::TermFailed { task, reason },
     }
 }
 

@@ -27,6 +27,7 @@ pub mod shell;
 pub mod snapshot;
 mod snapshot_body;
 pub mod state;
+mod supervisor;
 pub mod ui_api;
 
 pub use authn::Authentication;

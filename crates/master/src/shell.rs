@@ -14,12 +14,14 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::error::ShellError;
+use crate::leadership::SERVER;
 use crate::metrics::MasterMetrics;
 pub use crate::options::MasterOptions;
 use crate::protocol::Gate;
 use crate::services::Services;
 use crate::snapshot::StateSnapshot;
 use crate::state::MasterConfig;
+use crate::supervisor::{Ended, Supervisor};
 /// The route that carries every method of a gRPC service.
 pub fn grpc_path<S: tonic::server::NamedService>() -> String {
     format!("/{}/{{*method}}", S::NAME)
@@ -72,24 +74,31 @@ async fn serve_master(
     // (whose fallback answers 404 to unknown paths).
     // This master's measurements: recorded by its term, read by the routes.
     let metrics = Arc::new(MasterMetrics::default());
-    let app = crate::http::router(snapshot_rx, gate_rx, metrics.clone())
-        .merge(crate::scheduler_http::router(services.clone()))
-        .merge(crate::operator_api::router(
-            services.clone(),
-            metrics.clone(),
-        ))
-        .route_service(
-            &grpc_path::<SchedulerServer<Services>>(),
-            SchedulerServer::new(services.clone())
-                .max_decoding_message_size(agora_net::MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(agora_net::MAX_MESSAGE_BYTES),
-        )
-        .route_service(
-            &grpc_path::<AgentSessionServer<Services>>(),
-            AgentSessionServer::new(services)
-                .max_decoding_message_size(agora_net::MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(agora_net::MAX_MESSAGE_BYTES),
-        );
+    // The utilisation chart's samples, for `/api/utilisation`.
+    let utilisation = crate::ui_api::UtilisationSamples::default();
+    let app = crate::http::router(
+        snapshot_rx.clone(),
+        gate_rx,
+        metrics.clone(),
+        utilisation.clone(),
+    )
+    .merge(crate::scheduler_http::router(services.clone()))
+    .merge(crate::operator_api::router(
+        services.clone(),
+        metrics.clone(),
+    ))
+    .route_service(
+        &grpc_path::<SchedulerServer<Services>>(),
+        SchedulerServer::new(services.clone())
+            .max_decoding_message_size(agora_net::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(agora_net::MAX_MESSAGE_BYTES),
+    )
+    .route_service(
+        &grpc_path::<AgentSessionServer<Services>>(),
+        AgentSessionServer::new(services)
+            .max_decoding_message_size(agora_net::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(agora_net::MAX_MESSAGE_BYTES),
+    );
     // `get_endpoints`, then (outermost, so first) authentication over every
     // route, HTTP and gRPC alike.
     let app = app.layer(axum::middleware::from_fn_with_state(
@@ -106,13 +115,25 @@ async fn serve_master(
         Some(agent_tls) => app.layer(axum::Extension(agent_tls)),
         None => app,
     };
-    let server = tokio::spawn(agora_net::serve_tls(
+    // The utilisation chart's sampler; it ends with the master (when the
+    // snapshot's sender is gone).
+    tokio::spawn(crate::ui_api::sample_utilisation(
+        snapshot_rx.clone(),
+        utilisation,
+    ));
+    // The server stands or falls with every term (see `supervisor`).
+    let mut tasks = Supervisor::default();
+    let serve = agora_net::serve_tls(
         listener,
         app,
         agora_net::ServeLimits::default(),
         tls,
         shutdown.clone(),
-    ));
+    );
+    tasks.watch(
+        SERVER,
+        tokio::spawn(async move { serve.await.map_err(ShellError::Serve) }),
+    );
     let terms = crate::leadership::Terms {
         options,
         master_id,
@@ -122,11 +143,15 @@ async fn serve_master(
         store,
         metrics,
     };
-    let outcome = terms.run().await;
+    let outcome = terms.run(&mut tasks).await;
     shutdown.cancel();
-    match server.await {
-        Ok(result) => result?,
-        Err(e) => tracing::error!(error = %e, "http server task failed"),
+    // Still watched unless it ended the term.
+    match tasks.join(SERVER).await {
+        Some(Ended::Failed { error, .. }) if outcome.is_ok() => Err(error),
+        Some(Ended::Died { reason, .. }) => {
+            tracing::error!(reason = %reason, "http server task failed");
+            outcome
+        }
+        _ => outcome,
     }
-    outcome
 }

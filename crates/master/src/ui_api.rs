@@ -53,15 +53,17 @@ pub(crate) const ANY_MASTER: [&str; 1] = ["/api/master"];
 #[derive(Clone)]
 struct UiState {
     snapshot: Snapshot,
-    samples: Arc<Mutex<VecDeque<Sample>>>,
+    samples: UtilisationSamples,
 }
 
-/// The UI's JSON routes. Spawns the task that samples utilisation every
-/// [`SAMPLE_EVERY`] (it ends when the snapshot's sender is gone), so it must
-/// be called inside a tokio runtime.
-pub fn router(snapshot: Snapshot) -> Router {
-    let samples = Arc::new(Mutex::new(VecDeque::with_capacity(SAMPLES_KEPT)));
-    tokio::spawn(sample_utilisation(snapshot.clone(), samples.clone()));
+/// The utilisation chart's samples (the last hour's): taken by
+/// [`sample_utilisation`], which the master runs beside its server, and
+/// read by `/api/utilisation`.
+#[derive(Clone, Default)]
+pub struct UtilisationSamples(Arc<Mutex<VecDeque<Sample>>>);
+
+/// The UI's JSON routes (building them starts nothing).
+pub fn router(snapshot: Snapshot, samples: UtilisationSamples) -> Router {
     Router::new()
         .route("/api/master", get(master))
         .route("/api/overview", get(overview))
@@ -88,7 +90,9 @@ async fn api_headers(mut response: Response) -> Response {
     response
 }
 
-async fn sample_utilisation(mut snapshot: Snapshot, samples: Arc<Mutex<VecDeque<Sample>>>) {
+/// Samples utilisation every [`SAMPLE_EVERY`] while this master leads,
+/// into `samples`; ends when the snapshot's sender is gone.
+pub async fn sample_utilisation(mut snapshot: Snapshot, samples: UtilisationSamples) {
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -109,7 +113,7 @@ async fn sample_utilisation(mut snapshot: Snapshot, samples: Arc<Mutex<VecDeque<
             time: wall_now(),
             resources: usage(&current),
         };
-        let mut kept = samples.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = samples.0.lock().unwrap_or_else(|e| e.into_inner());
         if kept.len() == SAMPLES_KEPT {
             kept.pop_front();
         }
@@ -251,6 +255,7 @@ async fn overview(State(state): State<UiState>, viewer: Viewer) -> Response {
 async fn utilisation(State(state): State<UiState>) -> Response {
     let samples: Vec<Sample> = state
         .samples
+        .0
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()

@@ -180,7 +180,7 @@ fn serve(
 ) -> (Router, watch::Sender<Arc<StateSnapshot>>) {
     let (publish, snapshot) = watch::channel(Arc::new(snapshot));
     (
-        crate::http::router(snapshot, gate, Default::default()),
+        crate::http::router(snapshot, gate, Default::default(), Default::default()),
         publish,
     )
 }

@@ -372,7 +372,7 @@ fn agent_and_offer_filters() {
 
 async fn get(path: &str) -> (StatusCode, Value) {
     let (_tx, rx) = watch::channel(Arc::new(many_tasks(20)));
-    let response = router(rx)
+    let response = router(rx, UtilisationSamples::default())
         .oneshot(Request::get(path).body(Body::empty()).expect("request"))
         .await
         .expect("infallible");
@@ -433,13 +433,13 @@ async fn routes_answer_json() {
 #[tokio::test(start_paused = true)]
 async fn utilisation_keeps_an_hour_of_samples() {
     let (tx, rx) = watch::channel(Arc::new(fixture()));
-    let samples = Arc::new(Mutex::new(VecDeque::new()));
+    let samples = UtilisationSamples::default();
     let sampler = tokio::spawn(sample_utilisation(rx, samples.clone()));
     // With the clock paused, time jumps ahead whenever every task waits.
     tokio::time::sleep(SAMPLE_EVERY * (SAMPLES_KEPT as u32 + 20)).await;
-    let kept = samples.lock().expect("not poisoned").len();
+    let kept = samples.0.lock().expect("not poisoned").len();
     assert_eq!(kept, SAMPLES_KEPT);
-    let first = samples.lock().expect("not poisoned")[0].resources["cpus"];
+    let first = samples.0.lock().expect("not poisoned")[0].resources["cpus"];
     assert_eq!(first.total, 8.0);
     drop(tx);
     tokio::time::sleep(SAMPLE_EVERY * 2).await;
@@ -449,12 +449,12 @@ async fn utilisation_keeps_an_hour_of_samples() {
 #[tokio::test(start_paused = true)]
 async fn a_follower_samples_nothing_until_it_leads() {
     let (tx, rx) = watch::channel(Arc::new(StateSnapshot::follower("m2", "h", None)));
-    let samples = Arc::new(Mutex::new(VecDeque::new()));
+    let samples = UtilisationSamples::default();
     let _sampler = tokio::spawn(sample_utilisation(rx, samples.clone()));
     tokio::time::sleep(SAMPLE_EVERY * 3).await;
-    assert!(samples.lock().expect("not poisoned").is_empty());
+    assert!(samples.0.lock().expect("not poisoned").is_empty());
     tx.send_replace(Arc::new(fixture()));
     // The first sample comes at once, not a whole interval later.
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(samples.lock().expect("not poisoned").len(), 1);
+    assert_eq!(samples.0.lock().expect("not poisoned").len(), 1);
 }
