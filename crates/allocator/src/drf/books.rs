@@ -15,13 +15,18 @@ use crate::Allocation;
 use crate::roles::split_by_role;
 use crate::scalars::{self, MAX_SCALARS, Scalars, SlotMap, SlotSet, ZERO};
 
+/// One agent: invariant `total = free + orphan + Σ clients' holdings here`.
 #[derive(Debug)]
 pub(super) struct AgentSlot {
     pub(super) id: AgentId,
     pub(super) total: Resources,
     pub(super) free: Resources,
+    /// An inactive agent keeps its books but is offered to no one.
     pub(super) active: bool,
+    /// `total` on the scalar books.
     pub(super) total_scalars: Scalars,
+    /// The unreserved part of `free` on the scalar books (all of `free` for
+    /// an agent without reservations).
     pub(super) free_unreserved: Scalars,
     /// Reservations in `total`, by role node.
     pub(super) reserved: Vec<(u32, Scalars)>,
@@ -31,30 +36,43 @@ pub(super) struct AgentSlot {
     pub(super) orphan: Resources,
     /// DECLINE filters on this agent, by client.
     pub(super) filters: AgentFilters,
+    /// The cycle that last visited the agent, and the clients it offered
+    /// the agent to then (one offer per client per agent per cycle).
     pub(super) cycle: u64,
     pub(super) offered_this_cycle: Vec<u32>,
 }
 
+/// One (framework, role): what the sorter orders and offers go to.
 #[derive(Debug)]
 pub(super) struct ClientSlot {
     pub(super) framework: u32,
+    /// The role's node in the role tree.
     pub(super) node: u32,
     pub(super) framework_name: Arc<str>,
     pub(super) role: String,
+    /// Σ `holdings` on the scalar books (its DRF share's numerator).
     pub(super) allocated: Scalars,
+    /// What it holds (offered or in use), by agent.
     pub(super) holdings: SlotMap<Resources>,
+    /// Agents on which it has a DECLINE filter.
     pub(super) filtered: SlotSet,
+    /// Eligible for offers: subscribed to the role, not suppressed, and its
+    /// framework active. A client no longer subscribed stays while it holds
+    /// resources.
     pub(super) subscribed: bool,
     pub(super) suppressed: bool,
+    /// Its key in its role's `own_clients` (`None`: not eligible).
     pub(super) key: Option<SortKey>,
     pub(super) last_offered: Option<Duration>,
     /// Allocations made to it, ever (a tie-break).
     pub(super) offers: u64,
 }
 
+/// One framework: its clients, by role.
 #[derive(Debug)]
 pub(super) struct FrameworkSlot {
     pub(super) id: FrameworkId,
+    /// The id, shared by its clients' sort keys (a tie-break).
     pub(super) name: Arc<str>,
     pub(super) active: bool,
     pub(super) clients: BTreeMap<String, u32>,
@@ -88,6 +106,8 @@ impl DrfAllocator {
         self.resort_up(node);
     }
 
+    /// Adds (`sign` 1) or removes (-1) reserved scalars to a role's and
+    /// every ancestor's books.
     pub(super) fn adjust_role_reservations(&mut self, node: u32, sc: &Scalars, sign: i64) {
         // Whether roles at their limit can be skipped depends on reservations.
         self.sort_keys_stale = true;
@@ -103,6 +123,8 @@ impl DrfAllocator {
         }
     }
 
+    /// The unreserved part of `r` (on agent `a`, `sc` its scalars): `sc`
+    /// itself on an agent without reservations, with no scan.
     pub(super) fn unreserved_part(&self, a: &AgentSlot, r: &Resources, sc: &Scalars) -> Scalars {
         if a.reserved.is_empty() {
             *sc
@@ -218,6 +240,8 @@ impl DrfAllocator {
         self.adjust_allocated(c, &sc, &unres, -1);
     }
 
+    /// Adds (`sign` 1) or removes (-1) all of an agent's reservations to
+    /// the roles' books (the agent joins, leaves, or changes its total).
     pub(super) fn book_agent_reservations(&mut self, a: u32, sign: i64) {
         let reserved = self.agent(a).reserved.clone();
         for (node, sc) in reserved {
@@ -253,6 +277,7 @@ impl DrfAllocator {
         }
     }
 
+    /// The reservations in an agent's `total`, by role node (creating nodes).
     pub(super) fn compute_reserved(&mut self, total: &Resources) -> Vec<(u32, Scalars)> {
         let mut out = Vec::new();
         if total.allocatable_to(UNRESERVED) == *total {

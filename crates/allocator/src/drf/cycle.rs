@@ -194,7 +194,8 @@ impl DrfAllocator {
     }
 
     /// The first visit of an agent in this cycle forgets who it was offered
-    /// to in the previous one (a client gets one offer per agent per cycle).
+    /// to in the previous one (a client gets one offer per agent per cycle);
+    /// every visit first shrinks a filter envelope found too loose.
     fn begin_agent_visit(&mut self, a: u32) {
         let cycle = self.cycle;
         let agent = self.agent_mut(a);

@@ -80,6 +80,7 @@ impl AgentSlot {
 }
 
 impl DrfAllocator {
+    /// Client `c` refused `refused` on agent `a` until `expires`.
     pub(super) fn add_filter(&mut self, a: u32, c: u32, refused: Resources, expires: Duration) {
         self.agent_mut(a).filters.by_client.insert(
             c,
@@ -102,6 +103,8 @@ impl DrfAllocator {
         }
     }
 
+    /// Drops the filters expired by `now` (a heap by expiry, so a cycle
+    /// touches only those).
     pub(super) fn purge_filters(&mut self, now: Duration) {
         while let Some(Reverse((expires, a, c))) = self.filter_expiry.peek().cloned() {
             if expires > now {
@@ -120,6 +123,9 @@ impl DrfAllocator {
         }
     }
 
+    /// Whether client `c`'s filter on agent `a` refuses `candidate` (what it
+    /// would be offered there now). One integer comparison once the filter
+    /// is verified for the agent's generation.
     pub(super) fn is_filtered(
         &self,
         a: &AgentSlot,

@@ -14,6 +14,8 @@ use crate::roles::{allocatable_to_role, intersection};
 use crate::scalars::{self, SlotMap, SlotSet, ZERO};
 
 impl DrfAllocator {
+    /// A new client for framework `f` in `role` (its role node created if
+    /// need be), sorted in at once.
     pub(super) fn new_client(&mut self, f: u32, role: &str, suppressed: bool) -> u32 {
         let node = self.node_for(role);
         let framework = self.framework(f);
@@ -47,6 +49,7 @@ impl DrfAllocator {
         c
     }
 
+    /// Frees everything the client holds, drops its filters, and removes it.
     pub(super) fn drop_client(&mut self, c: u32) {
         let holdings: Vec<(u32, Resources)> = self.client_mut(c).holdings.drain().collect();
         for (a, r) in holdings {
@@ -67,6 +70,7 @@ impl DrfAllocator {
         self.free_client_slots.push(c);
     }
 
+    /// The framework's clients for `roles` (all of them if empty).
     pub(super) fn clients_for(&self, f: u32, roles: &[String]) -> Vec<u32> {
         let framework = self.framework(f);
         if roles.is_empty() {
