@@ -78,6 +78,18 @@ pub(super) struct FrameworkSlot {
     pub(super) clients: BTreeMap<String, u32>,
 }
 
+impl AgentSlot {
+    /// Call after the free pool grew (filters may need a new generation).
+    pub(super) fn free_pool_grew(&mut self) {
+        self.filters.free_pool_grew(&self.free);
+    }
+
+    /// Call when a cycle first visits the agent.
+    pub(super) fn shrink_loose_filter_envelope(&mut self) {
+        self.filters.shrink_loose_envelope(&self.free);
+    }
+}
+
 impl DrfAllocator {
     /// Adds (`sign` 1) or removes (-1) an allocation of a client.
     pub(super) fn adjust_allocated(&mut self, c: u32, sc: &Scalars, unres: &Scalars, sign: i64) {

@@ -17,7 +17,6 @@ use std::time::Duration;
 use agora_core::Resources;
 
 use super::DrfAllocator;
-use super::books::AgentSlot;
 use crate::roles::allocatable_to_role;
 use crate::scalars::SlotMap;
 
@@ -57,25 +56,62 @@ impl AgentFilters {
             envelope_too_loose: Cell::new(false),
         }
     }
-}
 
-impl AgentSlot {
-    /// Starts a new filter generation if the free pool left the envelope.
-    pub(super) fn free_pool_grew(&mut self) {
-        if !self.filters.free_envelope.contains(&self.free) {
-            self.filters.generation += 1;
-            self.filters.free_envelope = self.free.clone();
+    /// The agent's free pool changed to `free` by growing: starts a new
+    /// generation if it left the envelope.
+    pub(super) fn free_pool_grew(&mut self, free: &Resources) {
+        if !self.free_envelope.contains(free) {
+            self.generation += 1;
+            self.free_envelope = free.clone();
         }
     }
 
     /// A filter check found the envelope too loose to verify against:
     /// shrink it to the free pool, starting a new generation.
-    pub(super) fn shrink_loose_filter_envelope(&mut self) {
-        if self.filters.envelope_too_loose.replace(false) && self.filters.free_envelope != self.free
-        {
-            self.filters.free_envelope = self.free.clone();
-            self.filters.generation += 1;
+    pub(super) fn shrink_loose_envelope(&mut self, free: &Resources) {
+        if self.envelope_too_loose.replace(false) && self.free_envelope != *free {
+            self.free_envelope = free.clone();
+            self.generation += 1;
         }
+    }
+
+    /// Whether client `c`'s filter refuses `candidate` (what it would be
+    /// offered on this agent now). One integer comparison once the filter is
+    /// verified for the current generation. `reserved_for` gives the
+    /// client's role on an agent with reservations (the envelope is then
+    /// judged by what that role may use of it), `None` otherwise; it is
+    /// asked only when needed.
+    pub(super) fn refuses<'r>(
+        &self,
+        c: u32,
+        candidate: &Resources,
+        now: Duration,
+        reserved_for: impl FnOnce() -> Option<&'r str>,
+    ) -> bool {
+        let Some(f) = self.by_client.get(&c) else {
+            return false;
+        };
+        if f.expires <= now {
+            return false;
+        }
+        if f.verified_generation.get() == self.generation {
+            return true;
+        }
+        if !f.refused.contains(candidate) {
+            return false;
+        }
+        let envelope_refused = match reserved_for() {
+            None => f.refused.contains(&self.free_envelope),
+            Some(role) => f
+                .refused
+                .contains(&allocatable_to_role(&self.free_envelope, role)),
+        };
+        if envelope_refused {
+            f.verified_generation.set(self.generation);
+        } else {
+            self.envelope_too_loose.set(true);
+        }
+        true
     }
 }
 
@@ -121,43 +157,5 @@ impl DrfAllocator {
                 self.remove_filter(a, c);
             }
         }
-    }
-
-    /// Whether client `c`'s filter on agent `a` refuses `candidate` (what it
-    /// would be offered there now). One integer comparison once the filter
-    /// is verified for the agent's generation.
-    pub(super) fn is_filtered(
-        &self,
-        a: &AgentSlot,
-        c: u32,
-        candidate: &Resources,
-        now: Duration,
-    ) -> bool {
-        let Some(f) = a.filters.by_client.get(&c) else {
-            return false;
-        };
-        if f.expires <= now {
-            return false;
-        }
-        if f.verified_generation.get() == a.filters.generation {
-            return true;
-        }
-        if !f.refused.contains(candidate) {
-            return false;
-        }
-        let envelope_refused = if a.reserved.is_empty() {
-            f.refused.contains(&a.filters.free_envelope)
-        } else {
-            f.refused.contains(&allocatable_to_role(
-                &a.filters.free_envelope,
-                &self.client(c).role,
-            ))
-        };
-        if envelope_refused {
-            f.verified_generation.set(a.filters.generation);
-        } else {
-            a.filters.envelope_too_loose.set(true);
-        }
-        true
     }
 }

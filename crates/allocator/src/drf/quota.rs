@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use agora_core::resources::{UNRESERVED, valid_role};
 
 use super::DrfAllocator;
-use super::role_tree::RoleNode;
 use crate::roles::only_scalars;
 use crate::scalars::{self, MAX_SCALARS, Scalars, UNLIMITED, ZERO};
 use crate::{AllocatorError, Quota};
@@ -33,48 +32,33 @@ impl QuotaBooks {
         room
     }
 
-    /// Whether `consumed` is above the limit of some resource.
-    pub(super) fn exceeded_by(&self, consumed: &Scalars) -> bool {
-        (0..MAX_SCALARS).any(|i| self.limit[i] != UNLIMITED && consumed[i] > self.limit[i])
-    }
-}
-
-impl RoleNode {
-    /// What counts against the role's limit: its subtree's allocated
-    /// unreserved resources plus every reservation in its subtree.
-    pub(super) fn consumption(&self) -> Scalars {
-        let mut c = self.allocated_unreserved;
-        scalars::add(&mut c, &self.reserved);
-        c
-    }
-
-    /// Unmet guarantee, per scalar (zero if none or met).
-    pub(super) fn unmet(&self) -> Scalars {
+    /// Unmet guarantee after `consumed`, per scalar (zero where met).
+    pub(super) fn unmet(&self, consumed: &Scalars) -> Scalars {
         let mut out = ZERO;
-        if let Some(q) = &self.quota {
-            let c = self.consumption();
-            for i in 0..MAX_SCALARS {
-                out[i] = q.guarantee[i].saturating_sub(c[i]).max(0);
-            }
+        for i in 0..MAX_SCALARS {
+            out[i] = self.guarantee[i].saturating_sub(consumed[i]).max(0);
         }
         out
     }
 
-    /// What the guarantee stage may give this role: its unmet guarantee of
+    /// What the guarantee stage may give the role: its unmet guarantee of
     /// every resource the guarantee names (zero once met, so a role whose
     /// `mem` is met cannot take the `mem` another role's guarantee still
     /// needs), and no stage cap on resources it does not name.
-    pub(super) fn guarantee_stage_cap(&self) -> Scalars {
-        let unmet = self.unmet();
+    pub(super) fn guarantee_stage_cap(&self, consumed: &Scalars) -> Scalars {
+        let unmet = self.unmet(consumed);
         let mut cap = [UNLIMITED; MAX_SCALARS];
-        if let Some(q) = &self.quota {
-            for i in 0..MAX_SCALARS {
-                if q.guarantee[i] > 0 {
-                    cap[i] = unmet[i];
-                }
+        for i in 0..MAX_SCALARS {
+            if self.guarantee[i] > 0 {
+                cap[i] = unmet[i];
             }
         }
         cap
+    }
+
+    /// Whether `consumed` is above the limit of some resource.
+    pub(super) fn exceeded_by(&self, consumed: &Scalars) -> bool {
+        (0..MAX_SCALARS).any(|i| self.limit[i] != UNLIMITED && consumed[i] > self.limit[i])
     }
 }
 

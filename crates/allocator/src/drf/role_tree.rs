@@ -16,10 +16,9 @@ use std::sync::Arc;
 use agora_core::resources::valid_role;
 
 use super::DrfAllocator;
-use super::books::ClientSlot;
 use super::quota::QuotaBooks;
 use crate::AllocatorError;
-use crate::scalars::{self, Scalars, ZERO};
+use crate::scalars::{self, MAX_SCALARS, Scalars, UNLIMITED, ZERO};
 
 /// (share bits, offers made, name, index): the order of siblings in the
 /// role tree. As in Mesos' DRF sorter, equal shares go first to whoever was
@@ -93,6 +92,30 @@ impl RoleNode {
             own_key: None,
         }
     }
+
+    /// What counts against the role's limit: its subtree's allocated
+    /// unreserved resources plus every reservation in its subtree.
+    pub(super) fn consumption(&self) -> Scalars {
+        let mut c = self.allocated_unreserved;
+        scalars::add(&mut c, &self.reserved);
+        c
+    }
+
+    /// Unmet guarantee, per scalar (zero if none or met).
+    pub(super) fn unmet(&self) -> Scalars {
+        match &self.quota {
+            Some(q) => q.unmet(&self.consumption()),
+            None => ZERO,
+        }
+    }
+
+    /// See [`QuotaBooks::guarantee_stage_cap`]; no cap without a quota.
+    pub(super) fn guarantee_stage_cap(&self) -> Scalars {
+        match &self.quota {
+            Some(q) => q.guarantee_stage_cap(&self.consumption()),
+            None => [UNLIMITED; MAX_SCALARS],
+        }
+    }
 }
 
 impl DrfAllocator {
@@ -134,15 +157,12 @@ impl DrfAllocator {
         std::iter::successors(Some(node), |&n| self.nodes[n as usize].parent).any(|n| n == ancestor)
     }
 
-    pub(super) fn client_eligible(&self, c: &ClientSlot) -> bool {
-        c.subscribed && !c.suppressed && self.framework(c.framework).active
-    }
-
     /// Re-keys a client in its role's set and fixes the active counts.
     pub(super) fn resort_client(&mut self, c: u32) {
         let cl = self.client(c);
         let node = cl.node;
-        let new_key = self.client_eligible(cl).then(|| {
+        let eligible = cl.subscribed && !cl.suppressed && self.framework(cl.framework).active;
+        let new_key = eligible.then(|| {
             (
                 scalars::share_bits(&cl.allocated, &self.total, 1.0),
                 cl.offers,

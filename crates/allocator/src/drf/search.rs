@@ -64,6 +64,19 @@ impl StageRules {
 }
 
 impl DrfAllocator {
+    /// Whether client `c`'s DECLINE filter on agent `a` refuses `candidate`.
+    pub(super) fn is_filtered(
+        &self,
+        a: &AgentSlot,
+        c: u32,
+        candidate: &Resources,
+        now: Duration,
+    ) -> bool {
+        a.filters.refuses(c, candidate, now, || {
+            (!a.reserved.is_empty()).then(|| self.client(c).role.as_str())
+        })
+    }
+
     /// Whether `sc` reaches every amount of some min-allocatable set (as
     /// [`Self::offerable`], on the interned scalar books).
     pub(super) fn offerable_scalars(&self, sc: &Scalars) -> bool {
