@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use agora_core::{ExecutorId, FrameworkId, Resources};
 use agora_isolation::{Container, IsolationConfig, Isolator, Limits, ResourceStatistics};
@@ -77,6 +77,9 @@ pub struct Containers {
     /// Shared so that statistics can be read on a worker while the actor
     /// goes on; a destroyed container is taken out of here first.
     live: HashMap<(FrameworkId, ExecutorId), Arc<Container>>,
+    /// The limits last asked for of each container whose limits changed,
+    /// for the [`UpdateJob`]s that apply them on workers.
+    updates: HashMap<(FrameworkId, ExecutorId), Arc<PendingLimits>>,
     pids_limit: u64,
     /// Runs inside every [`Destroy`] before the real work: tests hold one
     /// to model a cgroup that takes long to empty.
@@ -146,6 +149,53 @@ impl Destroy {
     }
 }
 
+/// The limits last asked for of one container, and the turn to apply
+/// them: jobs of one container may start in any order, but each applies
+/// the latest limits asked for, one at a time, so the last asked for is
+/// the one that stays.
+#[derive(Default)]
+pub struct PendingLimits {
+    wanted: Mutex<Option<Limits>>,
+    applying: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Applies a container's latest limits ([`Containers::update_job`]).
+pub struct UpdateJob {
+    executor_id: ExecutorId,
+    isolator: Isolator,
+    container: Arc<Container>,
+    pending: Arc<PendingLimits>,
+}
+
+impl UpdateJob {
+    /// Writes the latest limits asked for (blocking); nothing if another
+    /// job already wrote them.
+    pub fn run(self) {
+        let _turn = lock(&self.pending.applying);
+        // Taken under the turn, so a later job finds what is newer or nothing.
+        let Some(limits) = lock(&self.pending.wanted).take() else {
+            return;
+        };
+        if let Err(e) = self.isolator.update(&self.container, &limits) {
+            tracing::warn!(executor_id = %self.executor_id, error = %e, "cannot update the container's limits");
+        }
+    }
+}
+
+/// A container's OOM count, read on a worker ([`Containers::oom_probe`]).
+pub struct OomProbe(Arc<Container>);
+
+impl OomProbe {
+    /// Whether the kernel's OOM killer struck inside the container (blocking).
+    pub fn oom_killed(&self) -> bool {
+        self.0.oom_killed()
+    }
+}
+
 /// What `/monitor/statistics` needs of one container, read on a worker.
 pub struct StatsJob {
     pub key: (FrameworkId, ExecutorId),
@@ -203,6 +253,7 @@ impl Containers {
             effective,
             disk,
             live: HashMap::new(),
+            updates: HashMap::new(),
             pids_limit: options.pids_limit,
             #[cfg(test)]
             destroy_hook: None,
@@ -239,6 +290,7 @@ impl Containers {
 
     /// Takes a container created on a worker into service for `key`.
     pub fn adopt(&mut self, key: (FrameworkId, ExecutorId), container: Container) {
+        self.updates.remove(&key);
         self.live.insert(key, Arc::new(container));
     }
 
@@ -279,25 +331,35 @@ impl Containers {
         }
     }
 
-    /// New limits, when a custom executor's tasks change.
-    pub fn update(&mut self, key: &(FrameworkId, ExecutorId), resources: &Resources) {
-        if let Some(container) = self.live.get(key)
-            && let Err(e) = self
-                .isolator
-                .update(container, &limits(resources, self.pids_limit))
-        {
-            tracing::warn!(executor_id = %key.1, error = %e, "cannot update the container's limits");
-        }
+    /// New limits for a live container (a custom executor gained or lost
+    /// a task), to apply on a worker: lowering a memory limit makes the
+    /// kernel reclaim before the write returns. `None`: no such container.
+    pub fn update_job(
+        &mut self,
+        key: &(FrameworkId, ExecutorId),
+        resources: &Resources,
+    ) -> Option<UpdateJob> {
+        let container = self.live.get(key)?.clone();
+        let pending = self.updates.entry(key.clone()).or_default().clone();
+        *lock(&pending.wanted) = Some(limits(resources, self.pids_limit));
+        Some(UpdateJob {
+            executor_id: key.1.clone(),
+            isolator: self.isolator.clone(),
+            container,
+            pending,
+        })
     }
 
-    /// Whether the kernel's OOM killer struck inside the container.
-    pub fn oom_killed(&self, key: &(FrameworkId, ExecutorId)) -> bool {
-        self.live.get(key).is_some_and(|c| c.oom_killed())
+    /// What explaining an executor's exit needs of its container, to read
+    /// on a worker (cgroup files are read, not on the event loop).
+    pub fn oom_probe(&self, key: &(FrameworkId, ExecutorId)) -> Option<OomProbe> {
+        self.live.get(key).cloned().map(OomProbe)
     }
 
     /// Takes the container out of service; the caller runs the returned
     /// [`Destroy`] on a worker.
     pub fn take(&mut self, key: &(FrameworkId, ExecutorId)) -> Option<Destroy> {
+        self.updates.remove(key);
         let container = self.live.remove(key)?;
         Some(Destroy {
             executor_id: key.1.clone(),
@@ -343,4 +405,54 @@ pub fn limits(resources: &Resources, pids_limit: u64) -> Limits {
 /// `agora executor`): read once by the agent when the executor exits.
 pub fn launch_failure_path(sandbox: &Path) -> PathBuf {
     sandbox.join(".agora-launch-failure")
+}
+
+#[cfg(test)]
+mod update_tests {
+    use super::*;
+
+    /// Limits are written on workers, whose jobs may start in any order:
+    /// whichever runs first writes the latest limits asked for, and a job
+    /// that finds them written already writes nothing (an older limit
+    /// never overwrites a newer one).
+    #[test]
+    fn update_jobs_that_run_out_of_order_leave_the_latest_limits() {
+        // Posix containers: nothing on the machine is touched.
+        let options = ContainerOptions {
+            isolation: "posix/cpu,posix/mem".into(),
+            ..ContainerOptions::default()
+        };
+        let mut containers = Containers::new(&options).expect("posix");
+        let key = (FrameworkId::new("f1"), ExecutorId::new("e1"));
+        containers
+            .create(key.clone(), "update-jobs-run", &Resources::default())
+            .expect("container");
+        let small = Resources::parse("cpus:1;mem:64").expect("resources");
+        let large = Resources::parse("cpus:2;mem:128").expect("resources");
+        let first = containers
+            .update_job(&key, &small)
+            .expect("a live container");
+        let second = containers
+            .update_job(&key, &large)
+            .expect("a live container");
+        let pending = second.pending.clone();
+        assert_eq!(
+            *lock(&pending.wanted),
+            Some(limits(&large, containers.pids_limit)),
+            "the latest limits asked for wait for a worker"
+        );
+        second.run();
+        assert_eq!(
+            *lock(&pending.wanted),
+            None,
+            "written by the first job to run"
+        );
+        first.run();
+        assert_eq!(*lock(&pending.wanted), None);
+        let other = (FrameworkId::new("f1"), ExecutorId::new("e2"));
+        assert!(
+            containers.update_job(&other, &small).is_none(),
+            "no such container"
+        );
+    }
 }

@@ -259,21 +259,21 @@ impl Actor {
                 framework_id,
                 executor_id,
                 description,
-            } => {
-                let key = (framework_id.clone(), executor_id.clone());
-                self.processes.remove(&key);
-                let (limitation, description) = self.exit_cause(&key, description);
-                self.destroy_later(&key, None);
-                self.schedule_gc(&key);
-                self.state.on_executor_exited(
-                    now,
-                    &framework_id,
-                    &executor_id,
-                    description,
-                    limitation,
-                    out,
-                );
-            }
+            } => self.executor_exited(framework_id, executor_id, description),
+            AgentCommand::ExecutorExitExplained {
+                framework_id,
+                executor_id,
+                run_id,
+                sandbox,
+                limitation,
+                description,
+            } => self.executor_exit_explained(
+                (framework_id, executor_id),
+                (run_id, sandbox),
+                limitation,
+                description,
+                out,
+            ),
             AgentCommand::Statistics { reply } => self.statistics(reply),
             AgentCommand::CheckpointWritten { seq, failed } => {
                 self.checkpoint.written(seq, failed);
@@ -355,8 +355,10 @@ impl Actor {
                 }
             }
             master_message::Kind::Ping(ping) => {
-                // Straight out, not behind checkpoint writes in flight: a
-                // pong says the agent is alive, and is ordered with nothing.
+                // The session answers pings itself (`session.rs`); one that
+                // reaches the actor is answered the same way: straight out,
+                // not behind checkpoint writes in flight, as a pong is
+                // ordered with nothing.
                 let pong = AgentMessage {
                     kind: Some(pb::agent::agent_message::Kind::Pong(
                         pb::agent::agent_message::Pong { seq: ping.seq },

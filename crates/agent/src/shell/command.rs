@@ -83,6 +83,20 @@ pub(super) enum AgentCommand {
         executor_id: ExecutorId,
         description: String,
     },
+    /// A worker read why an executor's process ended
+    /// (`processes::ExitProbe`): `limitation` is the reason beyond its
+    /// exit status, if any.
+    ExecutorExitExplained {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        /// The run that exited (`None`: none was recorded); a report for a
+        /// run that is no longer the executor's current one is dropped.
+        run_id: Option<String>,
+        /// That run's sandbox, as known when it exited.
+        sandbox: Option<PathBuf>,
+        limitation: Option<pb::task_status::Reason>,
+        description: String,
+    },
     Statistics {
         reply: oneshot::Sender<Vec<ContainerStatistics>>,
     },

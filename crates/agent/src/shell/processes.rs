@@ -2,11 +2,48 @@
 //! from the checkpoint) or must kill: identified by pid and start time,
 //! killed with their whole session, watched through a pidfd.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use agora_proto::v1 as pb;
 
 use rustix::process::Pid;
 
 use crate::checkpoint;
+use crate::containers::OomProbe;
+use crate::launch;
+
+/// What explaining an executor's exit reads, beyond its exit status: its
+/// container's OOM count and the failure its launch wrapper may have left
+/// in the sandbox. Blocking (cgroup files, the sandbox's disk): run on a
+/// worker, or at start before the loop runs.
+pub(super) struct ExitProbe {
+    pub oom: Option<OomProbe>,
+    pub sandbox: Option<PathBuf>,
+}
+
+impl ExitProbe {
+    /// Why the executor's process ended: the memory limit, or its launch
+    /// wrapper's failure; else `description` (its exit status).
+    pub(super) fn explain(self, description: String) -> (Option<pb::task_status::Reason>, String) {
+        if self.oom.as_ref().is_some_and(OomProbe::oom_killed) {
+            return (
+                Some(pb::task_status::Reason::ContainerLimitationMemory),
+                format!("memory limit exceeded: the container was OOM-killed ({description})"),
+            );
+        }
+        if let Some(sandbox) = &self.sandbox {
+            let path = crate::containers::launch_failure_path(sandbox);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let _ = std::fs::remove_file(&path);
+                if let Ok(failure) = serde_json::from_str::<launch::LaunchFailure>(&text) {
+                    return (Some(failure.reason()), failure.message);
+                }
+            }
+        }
+        (None, description)
+    }
+}
 
 /// A process and its start time: a pid with another start time is not ours.
 #[derive(Debug, Clone, Copy)]

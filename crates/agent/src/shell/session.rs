@@ -1,12 +1,17 @@
 //! The session with the master: finds the leading master, opens the
 //! agent's stream to it, feeds what the master sends to the actor, and
 //! reconnects with backoff when the stream ends, gets stuck, or the leader
-//! moves.
+//! moves. It answers the master's pings itself: a pong says the agent is
+//! alive and connected, is ordered with nothing, and so does not wait
+//! behind the actor's work. (An actor that stops taking commands still
+//! stops the pongs: the session then waits for room in the actor's queue
+//! and reads nothing more, pings included.)
 
 use std::time::Duration;
 
-use agora_net::outbox::outbox;
+use agora_net::outbox::{Inbox, outbox};
 use agora_proto::v1::agent::agent_session_client::AgentSessionClient;
+use agora_proto::v1::agent::{AgentMessage, MasterMessage, agent_message, master_message};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
@@ -14,6 +19,37 @@ use tokio_util::sync::CancellationToken;
 use tonic::Request;
 
 use super::command::AgentCommand;
+
+/// Pongs waiting for the master to read them, per session.
+const PONG_QUEUE: usize = 16;
+
+/// The session's outbound stream: what the actor pushes, in order, with
+/// the session's pongs merged in. It ends when the actor's part ends (the
+/// actor gave the session up: stuck, or a master of an older term), so the
+/// master sees the session close as before.
+fn outbound(
+    from_actor: Inbox<AgentMessage>,
+    pongs: mpsc::Receiver<AgentMessage>,
+) -> impl tokio_stream::Stream<Item = AgentMessage> + Send + 'static {
+    let from_actor = from_actor
+        .map_while(Result::ok)
+        .map(Some)
+        .chain(tokio_stream::once(None));
+    let pongs = tokio_stream::wrappers::ReceiverStream::new(pongs).map(Some);
+    from_actor.merge(pongs).map_while(|message| message)
+}
+
+/// The pong that answers `message`, if it is a ping.
+fn pong_for(message: &MasterMessage) -> Option<AgentMessage> {
+    let Some(master_message::Kind::Ping(ping)) = &message.kind else {
+        return None;
+    };
+    Some(AgentMessage {
+        kind: Some(agent_message::Kind::Pong(agent_message::Pong {
+            seq: ping.seq,
+        })),
+    })
+}
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -159,7 +195,8 @@ pub(super) async fn master_session(
                 // A stuck session's stream just ends; `stuck` ends the session.
                 // The agent's credential (`--credential`) in the session's
                 // metadata, checked by the master's authentication layer.
-                let mut request = Request::new(rx.map_while(Result::ok));
+                let (pongs, pong_rx) = mpsc::channel(PONG_QUEUE);
+                let mut request = Request::new(outbound(rx, pong_rx));
                 if let Some(value) = credential.as_ref().and_then(crate::authn::metadata_value) {
                     request.metadata_mut().insert("authorization", value);
                 }
@@ -180,6 +217,13 @@ pub(super) async fn master_session(
                                 message = inbound.message() => match message {
                                     Ok(Some(message)) => {
                                         heard_from_master = true;
+                                        if let Some(pong) = pong_for(&message) {
+                                            // A master that reads none of
+                                            // PONG_QUEUE pongs misses this one,
+                                            // as it would from a stuck agent.
+                                            let _ = pongs.try_send(pong);
+                                            continue;
+                                        }
                                         // Awaited: while the actor is behind, this stops reading
                                         // and HTTP/2 flow control slows the master.
                                         if commands.send(AgentCommand::MasterMessage { session, message }).await.is_err() {
@@ -219,5 +263,63 @@ pub(super) async fn master_session(
             _ = tokio::time::sleep(jitter(backoff)) => {}
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ping(seq: u64) -> MasterMessage {
+        MasterMessage {
+            kind: Some(master_message::Kind::Ping(master_message::Ping { seq })),
+        }
+    }
+
+    /// The session's pongs go out beside what the actor pushes; when the
+    /// actor gives the session up (drops its outbox) the stream ends, so
+    /// the master sees the session close and no pong outlives it.
+    #[tokio::test]
+    async fn pongs_join_the_actors_stream_which_ends_when_the_actor_lets_go() {
+        let (from_actor, inbox) = outbox();
+        let (pongs, pong_rx) = mpsc::channel(PONG_QUEUE);
+        let mut stream = std::pin::pin!(outbound(inbox, pong_rx));
+
+        pongs
+            .try_send(pong_for(&ping(7)).expect("a ping is answered"))
+            .expect("room for a pong");
+        let pong = stream.next().await.expect("the pong goes out");
+        assert!(
+            matches!(
+                pong.kind,
+                Some(agent_message::Kind::Pong(agent_message::Pong { seq: 7 }))
+            ),
+            "{pong:?}"
+        );
+        from_actor
+            .push(AgentMessage::default())
+            .expect("the stream takes the actor's messages");
+        assert_eq!(stream.next().await, Some(AgentMessage::default()));
+
+        drop(from_actor);
+        pongs
+            .try_send(pong_for(&ping(8)).expect("a ping is answered"))
+            .expect("room for a pong");
+        assert_eq!(
+            stream.next().await,
+            None,
+            "the session's stream ends with the actor's part"
+        );
+    }
+
+    #[test]
+    fn only_a_ping_is_answered_by_the_session() {
+        let other = MasterMessage {
+            kind: Some(master_message::Kind::Refused(master_message::Refused {
+                message: "no".into(),
+            })),
+        };
+        assert_eq!(pong_for(&other), None);
+        assert_eq!(pong_for(&MasterMessage::default()), None);
     }
 }

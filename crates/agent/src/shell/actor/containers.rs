@@ -12,10 +12,10 @@ use tokio::sync::oneshot;
 use super::Actor;
 use crate::checkpoint::{self, Recovered};
 use crate::gc::DiskSpace;
-use crate::launch;
 use crate::shell::command::AgentCommand;
-use crate::shell::processes::{ProcessRef, watch_process};
+use crate::shell::processes::{ExitProbe, ProcessRef, watch_process};
 use crate::shell::snapshot::ContainerStatistics;
+use crate::state::Effect;
 
 impl Actor {
     /// Kills an executor's processes (a scan of `/proc`) and destroys its
@@ -38,6 +38,18 @@ impl Actor {
                 destroy.run();
             }
         });
+    }
+
+    /// Has a container's limits changed on a worker (`containers::UpdateJob`:
+    /// the latest limits asked for are the ones that stay).
+    pub(in crate::shell) fn update_container(
+        &mut self,
+        key: &(FrameworkId, ExecutorId),
+        resources: &agora_core::Resources,
+    ) {
+        if let Some(job) = self.containers.update_job(key, resources) {
+            tokio::task::spawn_blocking(move || job.run());
+        }
     }
 
     /// The sandboxes of executors the agent still has: never collected.
@@ -130,29 +142,82 @@ impl Actor {
         });
     }
 
-    /// Why an executor's process ended, beyond its exit status: the memory
-    /// limit, or a failure its launch wrapper left in the sandbox.
-    pub(in crate::shell) fn exit_cause(
-        &self,
-        key: &(FrameworkId, ExecutorId),
+    /// What explaining an executor's exit reads (`processes::ExitProbe`).
+    pub(in crate::shell) fn exit_probe(&self, key: &(FrameworkId, ExecutorId)) -> ExitProbe {
+        ExitProbe {
+            oom: self.containers.oom_probe(key),
+            sandbox: self.sandboxes.get(key).cloned(),
+        }
+    }
+
+    /// An executor's process ended: its cause is read on a worker, which
+    /// reports it as [`AgentCommand::ExecutorExitExplained`]; its container
+    /// is destroyed after that (the cause is read from it). The process is
+    /// forgotten now, so that no kill meanwhile reaches a reused pid.
+    pub(in crate::shell) fn executor_exited(
+        &mut self,
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
         description: String,
-    ) -> (Option<pb::task_status::Reason>, String) {
-        if self.containers.oom_killed(key) {
-            return (
-                Some(pb::task_status::Reason::ContainerLimitationMemory),
-                format!("memory limit exceeded: the container was OOM-killed ({description})"),
-            );
-        }
-        if let Some(sandbox) = self.sandboxes.get(key) {
-            let path = crate::containers::launch_failure_path(sandbox);
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                let _ = std::fs::remove_file(&path);
-                if let Ok(failure) = serde_json::from_str::<launch::LaunchFailure>(&text) {
-                    return (Some(failure.reason()), failure.message);
-                }
+    ) {
+        let key = (framework_id, executor_id);
+        self.processes.remove(&key);
+        let probe = self.exit_probe(&key);
+        let run_id = self.current_run(&key);
+        let sandbox = probe.sandbox.clone();
+        let commands = self.commands.clone();
+        tokio::task::spawn_blocking(move || {
+            let (limitation, description) = probe.explain(description);
+            let (framework_id, executor_id) = key;
+            let _ = commands.blocking_send(AgentCommand::ExecutorExitExplained {
+                framework_id,
+                executor_id,
+                run_id,
+                sandbox,
+                limitation,
+                description,
+            });
+        });
+    }
+
+    /// The run id the state machine records for an executor.
+    fn current_run(&self, key: &(FrameworkId, ExecutorId)) -> Option<String> {
+        self.state
+            .executors
+            .get(key)
+            .and_then(|e| e.run.as_ref())
+            .map(|run| run.run_id.clone())
+    }
+
+    /// An executor's exit with its cause: its container goes, its sandbox
+    /// is scheduled for collection, and the state machine is told. An
+    /// exit of a run that is no longer current (the executor was killed,
+    /// and perhaps started again, while its cause was read) only has that
+    /// run's sandbox collected: the kill destroyed its container and
+    /// reported its tasks, and the new run's container and tasks are not
+    /// this exit's.
+    pub(in crate::shell) fn executor_exit_explained(
+        &mut self,
+        key: (FrameworkId, ExecutorId),
+        (run_id, sandbox): (Option<String>, Option<PathBuf>),
+        limitation: Option<pb::task_status::Reason>,
+        description: String,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.current_run(&key) != run_id || self.launches.contains_key(&key) {
+            tracing::debug!(executor_id = %key.1, "exit of a run no longer current");
+            if let Some(sandbox) = sandbox
+                && !self.live_sandboxes().contains(&sandbox)
+            {
+                self.gc.schedule(sandbox, SystemTime::now());
             }
+            return;
         }
-        (None, description)
+        self.destroy_later(&key, None);
+        self.schedule_gc(&key);
+        let now = self.now();
+        self.state
+            .on_executor_exited(now, &key.0, &key.1, description, limitation, out);
     }
 
     /// `/monitor/statistics`: one entry per container, read (cgroup files,
@@ -224,8 +289,10 @@ impl Actor {
                 continue;
             }
             if !alive {
-                let (limitation, description) =
-                    self.exit_cause(&key, "it exited while the agent was down".into());
+                // At start, before the loop runs: read here.
+                let (limitation, description) = self
+                    .exit_probe(&key)
+                    .explain("it exited while the agent was down".into());
                 self.destroy_later(&key, None);
                 self.schedule_gc(&key);
                 self.state.on_executor_exited(

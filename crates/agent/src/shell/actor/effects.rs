@@ -60,8 +60,7 @@ impl Actor {
                     executor_id,
                 } => {
                     let resources = self.state.container_resources(&framework_id, &executor_id);
-                    self.containers
-                        .update(&(framework_id, executor_id), &resources);
+                    self.update_container(&(framework_id, executor_id), &resources);
                 }
             }
         }

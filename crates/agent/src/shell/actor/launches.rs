@@ -191,7 +191,7 @@ impl Actor {
         // changed what its container must hold.
         let resources = self.state.container_resources(&id.key.0, &id.key.1);
         if resources != id.resources {
-            self.containers.update(&id.key, &resources);
+            self.update_container(&id.key, &resources);
         }
         self.processes.insert(id.key.clone(), process);
         let mut out = Vec::new();
