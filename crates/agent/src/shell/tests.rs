@@ -799,3 +799,43 @@ async fn a_kill_during_a_launch_reports_the_task_once_and_leaves_no_process() {
     agent.ping(8).await;
     agent.stop().await;
 }
+
+/// An exit whose cause comes back from its worker after the executor was
+/// killed and started again is not the new run's: only the earlier run's
+/// sandbox is collected; the new run's container and tasks are left alone.
+#[tokio::test]
+async fn a_late_exit_of_an_earlier_run_leaves_the_current_run_alone() {
+    let work = tempfile::tempdir().expect("work dir");
+    let mut actor = idle_actor(work.path());
+    let key = (FrameworkId::new("f1"), ExecutorId::new("e1"));
+    let earlier = work.path().join("earlier-run");
+    // The executor is being started again: its launch is in flight.
+    actor.launches.insert(key.clone(), 2);
+    actor
+        .sandboxes
+        .insert(key.clone(), work.path().join("new-run"));
+    actor
+        .containers
+        .create(key.clone(), "late-exit-new-run", &Resources::default())
+        .expect("container");
+
+    let mut out = Vec::new();
+    actor.executor_exit_explained(
+        key.clone(),
+        (Some("earlier-run".into()), Some(earlier.clone())),
+        None,
+        "exit status: 0".into(),
+        &mut out,
+    );
+    assert!(out.is_empty(), "nothing is reported: {out:?}");
+    assert!(
+        actor.containers.keys().contains(&key),
+        "the new run's container stays"
+    );
+    let far = std::time::SystemTime::now() + Duration::from_secs(10 * 365 * 24 * 3600);
+    assert_eq!(
+        actor.gc.due(far),
+        vec![earlier],
+        "only the earlier run's sandbox is collected"
+    );
+}
