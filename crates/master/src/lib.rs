@@ -3,10 +3,12 @@
 //! [`state`] is the master's pure state machine: it owns agents, frameworks,
 //! offers and tasks, takes inputs with the current time, and returns effects
 //! (messages to send, connections to close). It never touches a socket, a
-//! clock or a thread. [`shell`] runs it: one tokio task owns the state, the
-//! gRPC services and the HTTP API turn requests into its inputs and carry out
-//! its effects, and readers (`/state`, `/metrics`, the UI) only see the
-//! snapshot it publishes.
+//! clock or a thread. The shell runs it: one tokio task (the actor) owns the
+//! state and carries out its effects, the gRPC services and the HTTP API
+//! turn requests into its commands (the protocol), and readers (`/state`,
+//! `/metrics`, the UI) only see the snapshot it publishes. [`shell`] wires
+//! them together and runs the leadership terms, each one supervised set of
+//! tasks.
 
 mod actor;
 pub mod authn;

@@ -49,7 +49,7 @@ pub struct StateSnapshot {
     /// The books in the shapes of Mesos' v1 operator API, which its read
     /// calls and SUBSCRIBED answer from (not part of `/state`). Made only
     /// while operators use that API (it costs about as much again as the
-    /// rest of the snapshot): see `shell.rs` and `crate::operator_api`.
+    /// rest of the snapshot): see `actor.rs` and `crate::operator_api`.
     #[serde(skip)]
     pub operator: Option<Arc<OperatorDetails>>,
     /// The ACLs the views are filtered by (`crate::authz_views`); never
