@@ -691,52 +691,5 @@ impl MetaStore for MemStore {
     fn prune(&mut self, _path: &Path, _stop: &Path) {}
 }
 
-/// The id of the current boot. `AGORA_TEST_BOOT_ID_FILE` (for tests only:
-/// it lets a test simulate a reboot) names a file to read it from instead
-/// of `/proc/sys/kernel/random/boot_id`.
-pub fn current_boot_id() -> std::io::Result<String> {
-    let path = std::env::var_os("AGORA_TEST_BOOT_ID_FILE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/proc/sys/kernel/random/boot_id"));
-    Ok(std::fs::read_to_string(path)?.trim().to_string())
-}
-
-/// Field 22 of `/proc/<pid>/stat` (start time in clock ticks since boot),
-/// or `None` when there is no such live process (zombies count as dead).
-pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    // `rest` starts at field 3 (state).
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    fields.nth(22 - 4)?.parse().ok()
-}
-
-/// The pids of the processes in session `sid` (field 6 of
-/// `/proc/<pid>/stat`), found by one scan of `/proc`.
-pub fn session_members(sid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| session_of(pid) == Some(sid))
-        .collect()
-}
-
-/// The session id of `pid` as `/proc` shows it. Inside a pid namespace whose
-/// session leader lives outside it, this is 0, as `getsid` would say.
-pub fn session_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // Fields 3 (state), 4 (ppid), 5 (pgrp), 6 (session).
-    rest.split_whitespace().nth(3)?.parse::<u32>().ok()
-}
-
 #[cfg(test)]
 mod tests;

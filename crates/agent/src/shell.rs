@@ -17,6 +17,7 @@
 //!   APIs, one subscription path.
 //! - [`http`]: the router of the agent's port.
 //! - [`launching`]: the blocking part of a launch, run on a worker.
+//! - [`procfs`]: what the agent reads of `/proc`.
 //! - [`processes`]: executor processes by pid and start time, killed and
 //!   watched.
 //! - [`checkpoint_writer`]: the checkpoint opened at start and written by
@@ -48,6 +49,7 @@ mod http;
 mod launching;
 mod options;
 mod processes;
+mod procfs;
 mod session;
 mod snapshot;
 #[cfg(test)]

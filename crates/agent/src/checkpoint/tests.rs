@@ -182,14 +182,6 @@ fn ids_that_cannot_be_path_components_are_refused() {
 }
 
 #[test]
-fn the_start_time_of_this_process_is_readable() {
-    let me = std::process::id();
-    let first = process_start_time(me).expect("own stat readable");
-    assert_eq!(process_start_time(me), Some(first), "stable");
-    assert_eq!(process_start_time(u32::MAX), None);
-}
-
-#[test]
 fn a_batch_keeps_only_the_last_write_of_each_task_queue() {
     let f = FrameworkId::new("f1");
     let e = ExecutorId::new("t1");
@@ -231,15 +223,6 @@ fn a_batch_keeps_only_the_last_write_of_each_task_queue() {
     write_all(&mut all, &batch);
     write_all(&mut fewer, &coalesce(batch));
     assert_eq!(all.files, fewer.files);
-}
-
-#[test]
-fn session_members_are_found_through_proc() {
-    // Read from /proc rather than getsid(2): in a container whose session
-    // leader is outside the pid namespace the session id is 0.
-    let me = std::process::id();
-    let sid = session_of(me).expect("own /proc/<pid>/stat parses");
-    assert!(session_members(sid).contains(&std::process::id()));
 }
 
 /// Task definitions (with their environment's secrets) are readable by the

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 
 use super::command::AgentCommand;
 use super::options::AgentError;
+use super::procfs;
 use crate::checkpoint::{self, Checkpoint, FsStore, MetaStore, Recovered};
 use crate::state::Effect;
 
@@ -153,7 +154,7 @@ pub(super) fn open_checkpoint(
         path: meta.clone(),
         source,
     };
-    let boot_id = match checkpoint::current_boot_id() {
+    let boot_id = match procfs::current_boot_id() {
         Ok(id) => id,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the boot id; a reboot will not be noticed");

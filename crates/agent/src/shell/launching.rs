@@ -31,7 +31,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use super::processes::ProcessRef;
-use crate::checkpoint;
+use super::procfs;
 use crate::containers::CreateJob;
 use crate::executor::{
     ENV_AGENT_ENDPOINT, ENV_AGENT_ID, ENV_EXECUTOR_ID, ENV_FRAMEWORK_ID, ENV_SANDBOX,
@@ -163,7 +163,7 @@ impl LaunchJob {
         };
         // Our child is not reaped before we wait for it, so its start time
         // is readable now.
-        let start_time = checkpoint::process_start_time(pid);
+        let start_time = procfs::process_start_time(pid);
         Ok(Started {
             child,
             process: ProcessRef { pid, start_time },

@@ -9,7 +9,7 @@ use agora_proto::v1 as pb;
 
 use rustix::process::Pid;
 
-use crate::checkpoint;
+use super::procfs;
 use crate::containers::OomProbe;
 use crate::launch;
 
@@ -58,7 +58,7 @@ impl ProcessRef {
     /// process group of its own.
     pub(super) fn kill(self) {
         if let Some(expected) = self.start_time
-            && checkpoint::process_start_time(self.pid) != Some(expected)
+            && procfs::process_start_time(self.pid) != Some(expected)
         {
             return; // gone, and its pid may belong to someone else now
         }
@@ -66,7 +66,7 @@ impl ProcessRef {
             return;
         };
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::STOP);
-        for member in checkpoint::session_members(self.pid) {
+        for member in procfs::session_members(self.pid) {
             if let Some(member) = i32::try_from(member).ok().and_then(Pid::from_raw) {
                 let _ = rustix::process::kill_process(member, rustix::process::Signal::KILL);
             }
@@ -80,7 +80,7 @@ impl ProcessRef {
 /// guards against a reused pid.
 pub(super) async fn watch_process(process: ProcessRef) {
     let alive = move || {
-        let now = checkpoint::process_start_time(process.pid);
+        let now = procfs::process_start_time(process.pid);
         now.is_some() && (process.start_time.is_none() || now == process.start_time)
     };
     if let Some(pid) = i32::try_from(process.pid).ok().and_then(Pid::from_raw)

@@ -10,10 +10,11 @@ use agora_proto::v1 as pb;
 use tokio::sync::oneshot;
 
 use super::Actor;
-use crate::checkpoint::{self, Recovered};
+use crate::checkpoint::Recovered;
 use crate::gc::DiskSpace;
 use crate::shell::command::AgentCommand;
 use crate::shell::processes::{ExitProbe, ProcessRef, watch_process};
+use crate::shell::procfs;
 use crate::shell::snapshot::ContainerStatistics;
 use crate::state::Effect;
 
@@ -280,7 +281,7 @@ impl Actor {
                 pid: run.pid,
                 start_time: (run.start_time != 0).then_some(run.start_time),
             };
-            let alive = checkpoint::process_start_time(run.pid)
+            let alive = procfs::process_start_time(run.pid)
                 .is_some_and(|t| process.start_time.is_none_or(|s| s == t));
             self.containers.recover(key.clone(), &run.run_id);
             if refused {
