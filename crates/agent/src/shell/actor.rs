@@ -17,7 +17,7 @@ use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{AgentMessage, MasterMessage, master_message};
 use agora_proto::v1::executor as exec;
 use rand::Rng;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +25,7 @@ use super::checkpoint_writer::CheckpointPipeline;
 use super::command::{AgentCommand, executor_call};
 use super::options::AgentOptions;
 use super::processes::ProcessRef;
-use super::snapshot::AgentSnapshot;
+use super::snapshot::{AgentSnapshot, ContainerStatistics};
 use crate::checkpoint::MetaStore;
 use crate::containers::Containers;
 use crate::executor_auth::ExecutorRefusal;
@@ -69,6 +69,10 @@ pub(super) struct Actor {
     pub(super) gc: Gc,
     pub(super) disk: Option<DiskSpace>,
     pub(super) disk_check_in_flight: bool,
+    /// Requests for `/monitor/statistics` (and `/metrics`) waiting for
+    /// the read in flight: concurrent scrapes share one read, so cgroup
+    /// reads and sandbox walks never pile up on the blocking pool.
+    pub(super) statistics_waiting: Vec<oneshot::Sender<Vec<ContainerStatistics>>>,
     /// What the loop sleeps until (`timers.rs`).
     pub(super) timers: timers::Timers,
     /// Why the master last refused this agent's registration; cleared when
@@ -130,6 +134,7 @@ impl Actor {
             gc: Gc::new(options.gc),
             disk: None,
             disk_check_in_flight: false,
+            statistics_waiting: Vec::new(),
             timers: timers::Timers::new(),
             refused: None,
             master_hostname: None,
@@ -275,6 +280,7 @@ impl Actor {
                 out,
             ),
             AgentCommand::Statistics { reply } => self.statistics(reply),
+            AgentCommand::StatisticsRead(entries) => self.statistics_read(entries),
             AgentCommand::CheckpointWritten { seq, failed } => {
                 self.checkpoint.written(seq, failed);
                 self.drain();

@@ -100,6 +100,9 @@ pub(super) enum AgentCommand {
     Statistics {
         reply: oneshot::Sender<Vec<ContainerStatistics>>,
     },
+    /// A worker read every container's statistics, for the requests that
+    /// wait for them.
+    StatisticsRead(Vec<ContainerStatistics>),
     /// The checkpoint writer finished batch `seq` (`failed`: some record
     /// could not be written); the effects that waited for it may go.
     CheckpointWritten {

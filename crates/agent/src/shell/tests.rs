@@ -839,3 +839,35 @@ async fn a_late_exit_of_an_earlier_run_leaves_the_current_run_alone() {
         "only the earlier run's sandbox is collected"
     );
 }
+
+/// Concurrent statistics requests (`/monitor/statistics`, `/metrics`)
+/// share one read: a request that comes while a read is in flight waits
+/// for it, every waiting request gets its entries, and the next request
+/// starts a new read.
+#[tokio::test]
+async fn concurrent_statistics_requests_share_one_read() {
+    let work = tempfile::tempdir().expect("work dir");
+    let mut actor = idle_actor(work.path());
+    let (first, first_answer) = tokio::sync::oneshot::channel();
+    let (second, second_answer) = tokio::sync::oneshot::channel();
+    actor.statistics(first);
+    actor.statistics(second);
+    assert_eq!(actor.statistics_waiting.len(), 2, "one read for both");
+
+    let entry = super::ContainerStatistics {
+        framework_id: "f1".into(),
+        executor_id: "e1".into(),
+        executor_name: "e1".into(),
+        source: "e1".into(),
+        statistics: agora_isolation::ResourceStatistics::default(),
+    };
+    actor.statistics_read(vec![entry]);
+    for answer in [first_answer, second_answer] {
+        let entries = answer.await.expect("answered");
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].executor_id, "e1");
+    }
+    let (third, _third_answer) = tokio::sync::oneshot::channel();
+    actor.statistics(third);
+    assert_eq!(actor.statistics_waiting.len(), 1, "a new read");
+}

@@ -222,8 +222,17 @@ impl Actor {
     }
 
     /// `/monitor/statistics`: one entry per container, read (cgroup files,
-    /// sandbox walks) on a worker that answers `reply` itself.
-    pub(in crate::shell) fn statistics(&self, reply: oneshot::Sender<Vec<ContainerStatistics>>) {
+    /// sandbox walks) on a worker, which reports them as
+    /// [`AgentCommand::StatisticsRead`]. A request that comes while a read
+    /// is in flight waits for that read.
+    pub(in crate::shell) fn statistics(
+        &mut self,
+        reply: oneshot::Sender<Vec<ContainerStatistics>>,
+    ) {
+        self.statistics_waiting.push(reply);
+        if self.statistics_waiting.len() > 1 {
+            return; // a read is in flight
+        }
         let jobs: Vec<(String, crate::containers::StatsJob)> = self
             .containers
             .keys()
@@ -242,6 +251,7 @@ impl Actor {
                 Some((name, job))
             })
             .collect();
+        let commands = self.commands.clone();
         tokio::task::spawn_blocking(move || {
             let entries = jobs
                 .into_iter()
@@ -253,8 +263,15 @@ impl Actor {
                     statistics: job.run(),
                 })
                 .collect();
-            let _ = reply.send(entries);
+            let _ = commands.blocking_send(AgentCommand::StatisticsRead(entries));
         });
+    }
+
+    /// A statistics read is done: every request that waited gets it.
+    pub(in crate::shell) fn statistics_read(&mut self, entries: Vec<ContainerStatistics>) {
+        for reply in self.statistics_waiting.drain(..) {
+            let _ = reply.send(entries.clone());
+        }
     }
 
     /// Takes over what the checkpoint holds: executors still alive are
