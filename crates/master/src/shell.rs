@@ -1,8 +1,8 @@
 //! The master's wiring: `run_master` reads the options, binds the routes
 //! (gRPC and HTTP on one port) to the published snapshot and the gate, and
-//! runs the leadership terms (see [`crate::leadership`]). The actor that
-//! owns the state machine is in [`crate::actor`], its protocol in
-//! [`crate::protocol`], the gRPC services in [`crate::services`].
+//! runs the leadership terms (see `leadership.rs`). The actor that
+//! owns the state machine is in `actor.rs`, its protocol in
+//! `protocol.rs`, the gRPC services in `services.rs`.
 
 use std::sync::Arc;
 

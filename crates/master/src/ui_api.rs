@@ -90,7 +90,7 @@ async fn api_headers(mut response: Response) -> Response {
     response
 }
 
-/// Samples utilisation every [`SAMPLE_EVERY`] while this master leads,
+/// Samples utilisation every 10 s (`SAMPLE_EVERY`) while this master leads,
 /// into `samples`; ends when the snapshot's sender is gone.
 pub async fn sample_utilisation(mut snapshot: Snapshot, samples: UtilisationSamples) {
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
