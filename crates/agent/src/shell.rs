@@ -1,31 +1,33 @@
 //! The agent's I/O shell around the pure [`AgentState`](crate::state::AgentState).
 //!
-//! Each file does one job, and they import each other in one direction only
-//! (the actor on top, plain data at the bottom):
+//! Each file under `shell/` does one job, and they import each other in one
+//! direction only (the actor on top, plain data at the bottom):
 //!
-//! - [`actor`]: one tokio task owns the state machine; it routes the
-//!   [`command`]s it receives into the state machine and runs the effects
-//!   that come out (`actor/effects.rs`), pushes to the master and executors
-//!   (`actor/streams.rs`), starts executors (`actor/launches.rs`), has
-//!   containers destroyed, measured and collected (`actor/containers.rs`),
-//!   publishes the [`snapshot`] readers see (`actor/publish.rs`), and sleeps
-//!   until the next deadline (`actor/timers.rs`). It never blocks: whatever
-//!   may (a launch, a destroy, a `/proc` scan, a disk walk, a checkpoint
-//!   write) runs on a worker and comes back as a command.
-//! - [`session`]: the session with the master, which answers its pings.
-//! - [`executor_service`] and `executor_http`: the executors' gRPC and HTTP
-//!   APIs, one subscription path.
-//! - [`http`]: the router of the agent's port.
-//! - [`launching`]: the blocking part of a launch, run on a worker.
-//! - [`procfs`]: what the agent reads of `/proc`.
-//! - [`processes`]: executor processes by pid and start time, killed and
-//!   watched.
-//! - [`checkpoint_writer`]: the checkpoint opened at start and written by
+//! - `actor.rs`: one tokio task owns the state machine; it routes the
+//!   commands it receives (`command.rs`: the actor's protocol) into the
+//!   state machine and runs the effects that come out (`actor/effects.rs`),
+//!   pushes to the master and executors (`actor/streams.rs`), starts
+//!   executors (`actor/launches.rs`), has containers destroyed, resized,
+//!   measured and collected (`actor/containers.rs`), publishes the snapshot
+//!   readers see (`actor/publish.rs`, `snapshot.rs`), and sleeps until the
+//!   next deadline (`actor/timers.rs`). It never blocks: whatever may (a
+//!   launch, a destroy, a `/proc` scan, a disk walk, a checkpoint write)
+//!   runs on a worker and comes back as a command.
+//! - `session.rs`: the session with the master, which answers its pings.
+//! - `executor_service.rs` and `executor_http.rs`: the executors' gRPC and
+//!   HTTP APIs, one subscription path.
+//! - `http.rs`: the router of the agent's port.
+//! - `launching.rs`: the blocking part of a launch, run on a worker.
+//! - `processes.rs`: executor processes by pid and start time, killed,
+//!   watched, their exit explained; `procfs.rs`: what the agent reads of
+//!   `/proc`.
+//! - `checkpoint_writer.rs`: the checkpoint opened at start and written by
 //!   one ordered writer thread.
+//! - `options.rs`: what the agent is started with.
 //!
 //! Every inbound path reaches the actor through its one bounded queue
-//! ([`command::COMMAND_QUEUE`]): a producer waits for room, so its peer
-//! waits on flow control; nothing is dropped.
+//! ([`COMMAND_QUEUE`]): a producer waits for room, so its peer waits on
+//! flow control; nothing is dropped.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

@@ -4,7 +4,7 @@
 //! NSS, which may wait seconds on LDAP; creating and chowning the sandbox
 //! on a hung disk; creating the container's cgroups; spawning the process)
 //! runs on a worker. The loop only gathers what the launch needs and later
-//! takes the result as an [`AgentCommand::ExecutorLaunched`], so it goes on
+//! takes the result as an `AgentCommand::ExecutorLaunched`, so it goes on
 //! answering the master's pings meanwhile.
 //!
 //! *Invariants:*
