@@ -654,12 +654,14 @@ impl MetaStore for FsStore {
     }
 }
 
-/// A checkpoint in memory, for tests.
+/// A checkpoint in memory, for this crate's tests (not built otherwise).
+#[cfg(test)]
 #[derive(Debug, Default, Clone)]
 pub struct MemStore {
     pub files: std::collections::BTreeMap<PathBuf, Vec<u8>>,
 }
 
+#[cfg(test)]
 impl MetaStore for MemStore {
     fn write(&mut self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         self.files.insert(path.to_path_buf(), bytes.to_vec());
