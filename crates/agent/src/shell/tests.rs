@@ -871,3 +871,73 @@ async fn concurrent_statistics_requests_share_one_read() {
     actor.statistics(third);
     assert_eq!(actor.statistics_waiting.len(), 1, "a new read");
 }
+
+/// The loop sleeps until its next deadline, not on a tick: idle, it wakes
+/// for the disk check only; a status update waiting for its
+/// acknowledgement is resent at its retry deadline itself (a 1 s tick
+/// resent it up to a second late).
+#[tokio::test(start_paused = true)]
+async fn the_loop_wakes_at_its_deadlines_not_on_a_tick() {
+    use agora_proto::v1 as pb;
+    use tokio::time::Instant;
+    let work = tempfile::tempdir().expect("work dir");
+    let mut actor = idle_actor(work.path());
+    let start = Instant::now();
+    let mut out = Vec::new();
+    actor.deadlines_due(&mut out); // the first disk check
+    actor.publish(true);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(
+        actor.next_wake(),
+        start + Duration::from_secs(1),
+        "idle: the next disk check"
+    );
+
+    // Off the second grid: a TASK_FAILED (the disk is full) at 0.3 s,
+    // resent unless acknowledged at 10.3 s.
+    tokio::time::advance(Duration::from_millis(300)).await;
+    let now = actor.now();
+    actor
+        .state
+        .on_registered(now, agora_core::AgentId::new("a1"), &mut out);
+    actor.state.set_disk_full(true);
+    let run = master_message::RunTask {
+        framework: Some(pb::FrameworkInfo {
+            id: Some(pb::FrameworkId { value: "f1".into() }),
+            name: "fw".into(),
+            ..Default::default()
+        }),
+        task: Some(pb::TaskInfo {
+            name: "t1".into(),
+            task_id: Some(pb::TaskId { value: "t1".into() }),
+            command: Some(pb::CommandInfo {
+                value: Some("true".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    actor.state.on_run_task(now, run, &mut out);
+    let updates = |out: &[Effect]| {
+        out.iter()
+            .filter(|e| matches!(e, Effect::ToMaster(_)))
+            .count()
+    };
+    assert_eq!(updates(&out), 1, "the refusal goes out: {out:?}");
+    out.clear();
+    actor.dirty = true; // as after any command
+
+    let retry = start + Duration::from_millis(300) + crate::state::RETRY_MIN;
+    let mut wakes = 0;
+    while updates(&out) == 0 {
+        wakes += 1;
+        assert!(wakes < 100, "the retry never came");
+        let wake = actor.next_wake();
+        assert!(wake <= retry, "slept past the retry deadline");
+        tokio::time::advance(wake.saturating_duration_since(Instant::now())).await;
+        actor.deadlines_due(&mut out);
+        actor.publish(false);
+    }
+    assert_eq!(Instant::now(), retry, "resent at its deadline itself");
+    assert!(wakes <= 13, "woken {wakes} times in 10 s");
+}
