@@ -68,8 +68,8 @@ mod zk;
 pub use election::{Contender, DEFAULT_SESSION_TIMEOUT, LeaderDetector, Leadership, ZkOptions};
 pub use record::{MasterAddressInfo, MasterCapability, MasterRecord, RecordError};
 pub use registry::{
-    FileRegistryStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryRegistryStore,
-    REGISTRY_DIR, REGISTRY_FILE, RegistryEntry, RegistryError, RegistryStore,
-    Version, ZkRegistryStore, validate_key,
+    FileRegistryStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryRegistryStore, REGISTRY_DIR,
+    REGISTRY_FILE, RegistryEntry, RegistryError, RegistryStore, Version, ZkRegistryStore,
+    validate_key,
 };
 pub use url::{DEFAULT_ZK_PORT, ZkUrl, ZkUrlError};
