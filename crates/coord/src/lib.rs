@@ -1,7 +1,7 @@
 //! Coordination for Agora masters: leader election, leader detection and
 //! registry storage, over ZooKeeper (the registry also in a file or in
 //! memory). Test helpers (a real ZooKeeper server, a cuttable proxy, a
-//! registry store that fails on demand) live in [`testing`], behind the
+//! registry store that fails on demand) live in `testing`, behind the
 //! `testing` feature that only dev-dependencies enable.
 //!
 //! - [`Contender`]: a master's candidacy. Its [`Leadership`] watch says
