@@ -3,13 +3,16 @@
 //! message, never for time to pass.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use agora_proto::v1::scheduler::scheduler_server::{Scheduler, SchedulerServer};
-use agora_proto::v1::{TaskState, TaskStatus};
+use agora_proto::v1::scheduler::{self as pb, call};
+use agora_proto::v1::{AgentId, FrameworkId, OfferId, TaskId, TaskState, TaskStatus, offer};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 
 use super::*;
-use crate::{AddressError, FrameworkBuilder, TaskBuilder};
+use crate::{AddressError, Error, Event, FrameworkBuilder, TaskBuilder};
 
 const WAIT: Duration = Duration::from_secs(10);
 
