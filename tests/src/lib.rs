@@ -9,6 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use agora_core::Backoff;
 use anyhow::{Context, bail};
 
 pub mod auth;
@@ -285,7 +286,7 @@ pub fn wait_for<T>(
     mut check: impl FnMut() -> Option<T>,
 ) -> anyhow::Result<T> {
     let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(10);
+    let mut pause = Backoff::new(Duration::from_millis(10), Duration::from_millis(200));
     loop {
         if let Some(value) = check() {
             return Ok(value);
@@ -293,8 +294,7 @@ pub fn wait_for<T>(
         if Instant::now() > deadline {
             bail!("timed out after {timeout:?} waiting for {what}");
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(200));
+        std::thread::sleep(pause.next_delay());
     }
 }
 

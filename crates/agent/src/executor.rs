@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use agora_core::Backoff;
 use agora_proto::v1 as pb;
 use agora_proto::v1::executor::executor_client::ExecutorClient;
 use agora_proto::v1::executor::{self as exec, Call, Event, call, event};
@@ -271,7 +272,7 @@ pub async fn run_executor(env: ExecutorEnv) -> Result<(), ExecutorError> {
     }
     let mut supervisor = Supervisor::new(env.clone());
     let mut disconnected_since = Instant::now();
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
         if supervisor.terminal_sent && supervisor.unacknowledged.is_empty() {
             return Ok(());
@@ -284,7 +285,7 @@ pub async fn run_executor(env: ExecutorEnv) -> Result<(), ExecutorError> {
             Ok(SessionEnd::Done) => return Ok(()),
             Ok(SessionEnd::Lost) => {
                 disconnected_since = Instant::now();
-                backoff = Duration::from_millis(50);
+                backoff.reset();
             }
             Err(SessionError::Refused(m)) => {
                 supervisor.kill_now();
@@ -298,8 +299,7 @@ pub async fn run_executor(env: ExecutorEnv) -> Result<(), ExecutorError> {
         {
             supervisor.exited(Ok(status));
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 

@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use agora_core::Backoff;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -43,7 +44,7 @@ async fn connect_retrying(
     options: &ZkOptions,
     cancel: &CancellationToken,
 ) -> Option<zk::Client> {
-    let mut backoff = CONNECT_BACKOFF_MIN;
+    let mut backoff = Backoff::new(CONNECT_BACKOFF_MIN, CONNECT_BACKOFF_MAX);
     loop {
         tokio::select! {
             () = cancel.cancelled() => return None,
@@ -52,13 +53,12 @@ async fn connect_retrying(
                     debug!(zk = %url, session = %client.session_id(), "zookeeper session established");
                     return Some(client);
                 }
-                Err(error) => warn!(zk = %url, %error, retry_in = ?backoff, "cannot connect to zookeeper"),
+                Err(error) => warn!(zk = %url, %error, retry_in = ?backoff.current(), "cannot connect to zookeeper"),
             },
         }
-        if !pause(cancel, backoff).await {
+        if !pause(cancel, backoff.next_delay()).await {
             return None;
         }
-        backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
     }
 }
 

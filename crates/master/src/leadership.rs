@@ -18,6 +18,7 @@ use agora_coord::{
     Contender, FileRegistryStore, Leadership, MasterRecord, MemoryRegistryStore, RegistryStore,
     Version, ZkOptions, ZkRegistryStore,
 };
+use agora_core::Backoff;
 use agora_proto::v1 as pb;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -274,7 +275,7 @@ impl Terms {
         store: &Arc<dyn RegistryStore>,
         leadership: &mut watch::Receiver<Leadership>,
     ) -> Result<Option<Vec<(String, Vec<u8>, Version)>>, ShellError> {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             match store.load().await {
                 Ok(entries) => {
@@ -292,16 +293,16 @@ impl Terms {
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot load the registry; retrying"),
             }
+            let delay = backoff.next_delay();
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(None),
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(delay) => {}
                 changed = leadership.changed() => {
                     if changed.is_err() || !leadership.borrow_and_update().is_leading() {
                         return Err(ShellError::LostLeadership);
                     }
                 }
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agora_coord::{MAX_VALUE_BYTES, RegistryError, RegistryStore, Version};
+use agora_core::Backoff;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -114,7 +115,7 @@ async fn write_one(
     value: Option<Vec<u8>>,
 ) -> Result<(), RegistryFailure> {
     let deadline = Instant::now() + RETRY_BUDGET;
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     // After an `Unavailable` the write may have happened anyway.
     let mut outcome_unknown = false;
     loop {
@@ -157,15 +158,15 @@ async fn write_one(
             }
         };
         outcome_unknown |= matches!(error, RegistryError::Unavailable { .. });
-        if Instant::now() + backoff > deadline {
+        let delay = backoff.next_delay();
+        if Instant::now() + delay > deadline {
             return Err(RegistryFailure::Failed {
                 key: key.to_string(),
                 reason: format!("{error} (still failing after {RETRY_BUDGET:?})"),
             });
         }
         tracing::warn!(key = %key, error = %error, "registry write failed; retrying");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        tokio::time::sleep(delay).await;
     }
 }
 

@@ -1,4 +1,5 @@
-//! Exponential backoff with jitter for re-subscription attempts.
+//! Exponential backoff with jitter for re-subscription attempts: the shared
+//! [`agora_core::Backoff`] arithmetic with a random fraction for its jitter.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
@@ -8,22 +9,13 @@ use std::time::Duration;
 /// `[base / 2, base]` ("equal jitter"), so many frameworks cut off at once do
 /// not reconnect in lock-step.
 #[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    base: Duration,
-}
+pub struct Backoff(agora_core::Backoff);
 
 impl Backoff {
     /// A backoff starting at `initial` and capped at `max` (`max` is raised to
     /// `initial` if smaller).
     pub fn new(initial: Duration, max: Duration) -> Self {
-        let max = max.max(initial);
-        Self {
-            initial,
-            max,
-            base: initial,
-        }
+        Self(agora_core::Backoff::new(initial, max))
     }
 
     /// The delay to wait before the next attempt.
@@ -34,19 +26,12 @@ impl Backoff {
     /// Like [`next_delay`](Self::next_delay) with the jitter given as a
     /// fraction in `[0, 1]` (clamped): 0 gives `base / 2`, 1 gives `base`.
     pub fn next_delay_with(&mut self, jitter: f64) -> Duration {
-        let jitter = if jitter.is_nan() {
-            0.0
-        } else {
-            jitter.clamp(0.0, 1.0)
-        };
-        let base = self.base;
-        self.base = base.saturating_mul(2).min(self.max);
-        base.mul_f64(0.5 + 0.5 * jitter)
+        self.0.next_delay_jittered(jitter)
     }
 
     /// Starts over from the initial delay (after a successful attempt).
     pub fn reset(&mut self) {
-        self.base = self.initial;
+        self.0.reset();
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use agora_core::Backoff;
 use agora_net::outbox::{Inbox, outbox};
 use agora_proto::v1::agent::agent_session_client::AgentSessionClient;
 use agora_proto::v1::agent::{AgentMessage, MasterMessage, agent_message, master_message};
@@ -54,9 +55,9 @@ fn pong_for(message: &MasterMessage) -> Option<AgentMessage> {
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
-fn jitter(base: Duration) -> Duration {
-    let factor: f64 = rand::rng().random_range(0.5..1.0);
-    base.mul_f64(factor)
+/// The next delay of `backoff`, drawn between half and all of it.
+fn jittered(backoff: &mut Backoff) -> Duration {
+    backoff.next_delay_jittered(rand::rng().random::<f64>())
 }
 
 /// The master's gRPC endpoint: `https://` whenever the agent has a CA to
@@ -173,7 +174,7 @@ pub(super) async fn master_session(
     tls: Option<agora_tls::ClientTls>,
 ) {
     let source = MasterSource::new(&master, tls.is_some());
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let mut session = 0u64;
     while !shutdown.is_cancelled() {
         session += 1;
@@ -241,7 +242,7 @@ pub(super) async fn master_session(
                     }
                     Err(status) => {
                         if status.code() == tonic::Code::Unauthenticated {
-                            tracing::error!(message = %status.message(), retry_in_ms = backoff.as_millis() as u64, "the master refused this agent's credential (--credential); retrying");
+                            tracing::error!(message = %status.message(), retry_in_ms = backoff.current().as_millis() as u64, "the master refused this agent's credential (--credential); retrying");
                         } else {
                             tracing::warn!(code = ?status.code(), message = %status.message(), "master refused the session");
                         }
@@ -252,17 +253,16 @@ pub(super) async fn master_session(
                     .await;
             }
             Err(e) => {
-                tracing::warn!(master = %master, error = %e, retry_in_ms = backoff.as_millis() as u64, "master unreachable")
+                tracing::warn!(master = %master, error = %e, retry_in_ms = backoff.current().as_millis() as u64, "master unreachable")
             }
         }
         if heard_from_master {
-            backoff = BACKOFF_MIN;
+            backoff.reset();
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(jitter(backoff)) => {}
+            _ = tokio::time::sleep(jittered(&mut backoff)) => {}
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 

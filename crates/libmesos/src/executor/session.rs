@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agora_core::Backoff;
 use agora_proto::v1;
 use agora_proto::v1::executor::executor_client::ExecutorClient;
 use agora_proto::v1::executor::{Call, Event, call, event};
@@ -102,7 +103,7 @@ impl Session {
         window: Duration,
     ) -> Option<(mpsc::UnboundedSender<Call>, tonic::Streaming<Event>)> {
         let deadline = Instant::now() + window;
-        let mut pause = RETRY_MIN;
+        let mut pause = Backoff::new(RETRY_MIN, RETRY_MAX);
         // Bounded by the deadline: every iteration either returns or waits.
         loop {
             // Owns its inputs: calls taken meanwhile change the books.
@@ -139,8 +140,7 @@ impl Session {
                 return None;
             }
             debug!(%reason, "agent not reachable yet");
-            let wake = (Instant::now() + pause).min(deadline);
-            pause = (pause * 2).min(RETRY_MAX);
+            let wake = (Instant::now() + pause.next_delay()).min(deadline);
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(wake) => break,
