@@ -24,8 +24,9 @@ use std::sync::Arc;
 use agora_auth::Principal;
 use agora_auth::acl::{Acls, Action};
 
-use crate::mesos_v0::{ExecutorEntry, FrameworkEntry, MesosView};
-use crate::shell::{AgentSnapshot, ContainerStatistics};
+use crate::snapshot::{
+    AgentSnapshot, ContainerStatistics, ExecutorEntry, FrameworkEntry, MesosView,
+};
 
 /// Who is looking, as the authentication layer (`crate::authn`) found it
 /// (None: anonymous): an extractor for the read handlers.
@@ -83,7 +84,7 @@ pub fn for_viewer(
                 })
         })
         .collect();
-    let keep = |tasks: &[crate::shell::TaskView]| {
+    let keep = |tasks: &[crate::snapshot::TaskView]| {
         tasks
             .iter()
             .filter(|t| shown.contains(&(t.framework_id.as_str(), t.id.as_str())))
@@ -220,8 +221,8 @@ pub fn filtered_statistics(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mesos_v0::{FlatMap, QueuedTaskEntry, TaskEntry};
-    use crate::shell::TaskView;
+    use crate::snapshot::TaskView;
+    use crate::snapshot::{FlatMap, QueuedTaskEntry, TaskEntry};
 
     fn p(name: &str) -> Principal {
         Principal::new(name)

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::watch;
 
 use crate::files::FilesError;
-use crate::shell::AgentSnapshot;
+use crate::snapshot::AgentSnapshot;
 
 type Snapshot = watch::Receiver<Arc<AgentSnapshot>>;
 
@@ -136,7 +136,7 @@ pub async fn guard_endpoints(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mesos_v0::{ExecutorEntry, FrameworkEntry, MesosView};
+    use crate::snapshot::{ExecutorEntry, FrameworkEntry, MesosView};
 
     fn executor(id: &str, user: Option<&str>) -> ExecutorEntry {
         ExecutorEntry {

@@ -23,8 +23,10 @@ pub mod launch;
 pub mod mesos_v0;
 pub mod metrics;
 pub mod operator_api;
+mod options;
 pub mod resources;
 pub mod shell;
+pub mod snapshot;
 pub mod state;
 pub mod status_bound;
 

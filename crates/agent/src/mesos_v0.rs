@@ -45,12 +45,19 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::authz_views::Viewer;
-use crate::shell::{AgentOptions, AgentSnapshot};
+use crate::options::AgentOptions;
+use crate::snapshot::AgentSnapshot;
 use crate::state::{AgentState, ExecutorRecord, TaskRecord};
+
+// The view's plain data lives with the snapshot it is published in, so the
+// snapshot imports no HTTP module; named here too, where callers look.
+pub use crate::snapshot::{
+    ExecutorEntry, FlatMap, FrameworkEntry, MesosView, QueuedTaskEntry, StatusEntry, TaskEntry,
+};
 
 #[cfg(test)]
 mod tests;
@@ -59,86 +66,6 @@ mod tests;
 pub const MESOS_VERSION: &str = "1.11.0";
 
 type Summary = BTreeMap<String, SummaryValue>;
-
-/// An owned summary, shown as Mesos' flat map.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FlatMap(pub Summary);
-
-impl Serialize for FlatMap {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        mesos_json::serialize_flat(&self.0, serializer)
-    }
-}
-
-/// One status of a task, as Mesos shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StatusEntry {
-    pub state: &'static str,
-    pub timestamp: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub healthy: Option<bool>,
-}
-
-/// A launched task, as Mesos' `json(Task)`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TaskEntry {
-    pub id: String,
-    pub name: String,
-    pub framework_id: String,
-    /// Empty for a command task, as in Mesos.
-    pub executor_id: String,
-    pub slave_id: String,
-    pub state: &'static str,
-    pub resources: FlatMap,
-    pub role: String,
-    pub statuses: Vec<StatusEntry>,
-    /// The OS user it runs as when its command (or its executor's) names
-    /// one; else its framework's. Not shown: what `view_tasks` checks
-    /// (`crate::authz_views`).
-    #[serde(skip)]
-    pub user: Option<String>,
-}
-
-/// A task its executor has not received yet, as Mesos' `json(TaskInfo)`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct QueuedTaskEntry {
-    pub id: String,
-    pub name: String,
-    pub slave_id: String,
-    pub resources: FlatMap,
-    pub role: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub executor_id: Option<String>,
-    /// As [`TaskEntry::user`].
-    #[serde(skip)]
-    pub user: Option<String>,
-}
-
-/// An executor with its tasks and sandbox.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExecutorEntry {
-    pub id: String,
-    pub name: String,
-    pub source: String,
-    /// The run (container) id; empty before the executor started.
-    pub container: String,
-    /// The sandbox, absolute: what `/files/*` takes as `path`.
-    pub directory: String,
-    /// The executor's own resources and its live tasks'.
-    pub resources: FlatMap,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<&'static str>,
-    pub tasks: Vec<TaskEntry>,
-    pub queued_tasks: Vec<QueuedTaskEntry>,
-    pub completed_tasks: Vec<TaskEntry>,
-    /// The OS user it runs as when its command (or, for a command
-    /// executor, its task's) names one; else its framework's. Not shown:
-    /// what `access_sandboxes` checks (`crate::files_authz`).
-    #[serde(skip)]
-    pub user: Option<String>,
-}
 
 /// The user a task's command names, if any.
 fn command_user(task: &TaskRecord) -> Option<String> {
@@ -150,42 +77,6 @@ fn command_user(task: &TaskRecord) -> Option<String> {
 /// `None`: its framework's.
 fn task_user(task: &TaskRecord) -> Option<String> {
     command_user(task).or_else(|| task.info.executor.as_ref()?.command.as_ref()?.user.clone())
-}
-
-/// A framework with its executors.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FrameworkEntry {
-    pub id: String,
-    pub name: String,
-    pub user: String,
-    pub failover_timeout: f64,
-    pub checkpoint: bool,
-    pub hostname: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub principal: Option<String>,
-    /// A multi-role framework's roles; `role` otherwise (as Mesos does).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub roles: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
-    pub executors: Vec<ExecutorEntry>,
-    pub completed_executors: Vec<ExecutorEntry>,
-}
-
-/// What the actor publishes for these endpoints with each snapshot.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MesosView {
-    /// The hostname of the master this agent registered with last.
-    pub master_hostname: Option<String>,
-    pub frameworks: Vec<FrameworkEntry>,
-    /// Frameworks the agent runs nothing for any more, with what it keeps
-    /// of their completed tasks.
-    pub completed_frameworks: Vec<FrameworkEntry>,
-    /// Resources held by executors and their live tasks.
-    pub used: Summary,
-    pub executors_registering: usize,
-    pub executors_running: usize,
-    pub executors_terminating: usize,
 }
 
 fn role_of(resources: &[pb::Resource]) -> Option<String> {

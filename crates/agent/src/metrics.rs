@@ -19,7 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::watch;
 
-use crate::shell::{AgentSnapshot, ContainerStatistics};
+pub use crate::snapshot::AgentGauges;
+use crate::snapshot::{AgentSnapshot, ContainerStatistics};
 use crate::state::AgentState;
 
 /// Which task a statistics sample is about.
@@ -73,19 +74,6 @@ pub fn task_stats_of(entry: &ContainerStatistics) -> (TaskLabels, TaskStatistics
             disk_bytes: s.disk_used_bytes,
         },
     )
-}
-
-/// The agent's own gauges.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AgentGauges {
-    pub registered: bool,
-    /// Tasks by Mesos state name (`TASK_RUNNING`, ...), completed ones included.
-    pub tasks_by_state: BTreeMap<String, u64>,
-    pub executors_running: u64,
-    /// Status updates not yet acknowledged by the master; `None` when unknown.
-    pub status_updates_pending: Option<u64>,
-    /// The work dir's disk is full and tasks are refused.
-    pub disk_full: bool,
 }
 
 /// The gauges, from the state machine (for its owner to publish).
@@ -436,7 +424,7 @@ mod tests {
 
     #[test]
     fn snapshot_gauges_count_tasks_by_state() {
-        let task = |state: &'static str| crate::shell::TaskView {
+        let task = |state: &'static str| crate::snapshot::TaskView {
             id: "t".into(),
             framework_id: "f".into(),
             state,

@@ -46,11 +46,11 @@ use axum::routing::post;
 use tokio::sync::watch;
 
 use crate::files::{FilesError, Sandboxes};
-use crate::mesos_v0::{
-    ExecutorEntry, Fixed, FlatMap, FrameworkEntry, MESOS_VERSION, MesosView, QueuedTaskEntry,
-    TaskEntry,
+use crate::mesos_v0::{Fixed, MESOS_VERSION};
+use crate::options::AgentOptions;
+use crate::snapshot::{
+    AgentSnapshot, ExecutorEntry, FlatMap, FrameworkEntry, MesosView, QueuedTaskEntry, TaskEntry,
 };
-use crate::shell::{AgentOptions, AgentSnapshot};
 
 #[cfg(test)]
 mod tests;

@@ -9,10 +9,10 @@
 //!   pushes to the master and executors (`actor/streams.rs`), starts
 //!   executors (`actor/launches.rs`), has containers destroyed, resized,
 //!   measured and collected (`actor/containers.rs`), publishes the snapshot
-//!   readers see (`actor/publish.rs`, `snapshot.rs`), and sleeps until the
-//!   next deadline (`actor/timers.rs`). It never blocks: whatever may (a
-//!   launch, a destroy, a `/proc` scan, a disk walk, a checkpoint write)
-//!   runs on a worker and comes back as a command.
+//!   readers see (`actor/publish.rs`; the data is [`crate::snapshot`]'s),
+//!   and sleeps until the next deadline (`actor/timers.rs`). It never
+//!   blocks: whatever may (a launch, a destroy, a `/proc` scan, a disk walk,
+//!   a checkpoint write) runs on a worker and comes back as a command.
 //! - `session.rs`: the session with the master, which answers its pings.
 //! - `executor_service.rs` and `executor_http.rs`: the executors' gRPC and
 //!   HTTP APIs, one subscription path.
@@ -23,7 +23,10 @@
 //!   `/proc`.
 //! - `checkpoint_writer.rs`: the checkpoint opened at start and written by
 //!   one ordered writer thread.
-//! - `options.rs`: what the agent is started with.
+//!
+//! What the agent is started with ([`AgentOptions`]) and what it publishes
+//! ([`AgentSnapshot`]) sit outside the shell, in the crate's `options.rs` and
+//! `snapshot.rs`, so the HTTP modules the shell routes to never import it.
 //!
 //! Every inbound path reaches the actor through its one bounded queue
 //! ([`COMMAND_QUEUE`]): a producer waits for room, so its peer waits on
@@ -38,9 +41,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::containers::Containers;
 
+pub use crate::options::{AgentError, AgentOptions};
+pub use crate::snapshot::{AgentSnapshot, ContainerStatistics, TaskView};
 pub use command::COMMAND_QUEUE;
-pub use options::{AgentError, AgentOptions};
-pub use snapshot::{AgentSnapshot, ContainerStatistics, TaskView};
 
 mod actor;
 mod checkpoint_writer;
@@ -49,11 +52,9 @@ mod executor_http;
 mod executor_service;
 mod http;
 mod launching;
-mod options;
 mod processes;
 mod procfs;
 mod session;
-mod snapshot;
 #[cfg(test)]
 mod tests;
 

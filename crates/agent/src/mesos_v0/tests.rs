@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use super::*;
 use crate::checkpoint::ExecutorRun;
 use crate::containers::ContainerOptions;
-use crate::shell::TaskView;
+use crate::snapshot::TaskView;
 
 const T0: Duration = Duration::from_secs(1);
 

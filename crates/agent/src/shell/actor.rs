@@ -23,13 +23,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::checkpoint_writer::CheckpointPipeline;
 use super::command::{AgentCommand, executor_call};
-use super::options::AgentOptions;
 use super::processes::ProcessRef;
-use super::snapshot::{AgentSnapshot, ContainerStatistics};
 use crate::checkpoint::MetaStore;
 use crate::containers::Containers;
 use crate::executor_auth::ExecutorRefusal;
 use crate::gc::{DiskSpace, Gc};
+use crate::options::AgentOptions;
+use crate::snapshot::{AgentSnapshot, ContainerStatistics};
 use crate::state::{AgentState, Effect, ExecutorConn};
 
 mod containers;

@@ -6,9 +6,9 @@ use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
 use super::command::AgentCommand;
-use super::options::AgentError;
 use super::procfs;
 use crate::checkpoint::{self, Checkpoint, FsStore, MetaStore, Recovered};
+use crate::options::AgentError;
 use crate::state::Effect;
 
 /// Checkpoint records are written by a dedicated thread, in order; the

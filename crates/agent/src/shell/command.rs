@@ -13,9 +13,9 @@ use agora_proto::v1::executor::{self as exec, call};
 use tokio::sync::oneshot;
 
 use super::launching::{LaunchId, LaunchOutcome};
-use super::snapshot::ContainerStatistics;
 use crate::executor_auth::ExecutorRefusal;
 use crate::gc::DiskSpace;
+use crate::snapshot::ContainerStatistics;
 use crate::state::ExecutorConn;
 
 /// The actor's inbound queue (master session, executors, HTTP handlers,

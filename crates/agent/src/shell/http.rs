@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::command::AgentCommand;
 use super::executor_http;
 use super::executor_service::ExecutorService;
-use super::options::AgentOptions;
-use super::snapshot::{AgentSnapshot, ContainerStatistics};
+use crate::options::AgentOptions;
+use crate::snapshot::{AgentSnapshot, ContainerStatistics};
 
 /// that say which containers each viewer may see.
 type StatisticsState = (

@@ -15,7 +15,7 @@ use crate::gc::DiskSpace;
 use crate::shell::command::AgentCommand;
 use crate::shell::processes::{ExitProbe, ProcessRef, watch_process};
 use crate::shell::procfs;
-use crate::shell::snapshot::ContainerStatistics;
+use crate::snapshot::ContainerStatistics;
 use crate::state::Effect;
 
 impl Actor {

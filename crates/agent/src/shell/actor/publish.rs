@@ -7,7 +7,7 @@ use agora_core::{ExecutorId, FrameworkId};
 use tokio::time::Instant;
 
 use super::{Actor, SNAPSHOT_INTERVAL};
-use crate::shell::snapshot::{AgentSnapshot, TaskView};
+use crate::snapshot::{AgentSnapshot, TaskView};
 
 impl Actor {
     /// Publishes the snapshot readers see, at most every [`SNAPSHOT_INTERVAL`]
