@@ -53,6 +53,20 @@ pub const ENV_SSL_CERT_FILE: &str = "LIBPROCESS_SSL_CERT_FILE";
 pub const ENV_SSL_KEY_FILE: &str = "LIBPROCESS_SSL_KEY_FILE";
 pub const ENV_SSL_VERIFY_SERVER_CERT: &str = "LIBPROCESS_SSL_VERIFY_SERVER_CERT";
 
+/// What `agora executor` keeps from every process it starts for its task
+/// (the command, its health checks): how to reach the agent, the launch
+/// settings, the executor's token (a process that held it could speak for
+/// its executor), and where the agent's own key is (mutual TLS: the task's
+/// business is not to speak for the agent either).
+pub const EXECUTOR_ONLY_ENV: [&str; 6] = [
+    ENV_AGENT_ENDPOINT,
+    local::ENV_AGENT_CONNECTION,
+    ENV_LAUNCH,
+    crate::executor_auth::ENV_EXECUTOR_TOKEN,
+    ENV_SSL_CERT_FILE,
+    ENV_SSL_KEY_FILE,
+];
+
 /// The agent's endpoint as its executors are told it.
 pub fn agent_endpoint(advertise: std::net::SocketAddr, tls: bool) -> String {
     let scheme = if tls { "https" } else { "http" };
@@ -207,18 +221,11 @@ fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, Strin
         // std drops supplementary groups (setgroups) when it sets the uid.
         process.uid(user.uid).gid(user.gid);
     }
+    for name in EXECUTOR_ONLY_ENV {
+        process.env_remove(name);
+    }
     process
         .current_dir(&env.sandbox)
-        .env_remove(ENV_AGENT_ENDPOINT)
-        .env_remove(local::ENV_AGENT_CONNECTION)
-        .env_remove(ENV_LAUNCH)
-        // The executor's token: a task that held it could speak for
-        // its executor.
-        .env_remove(crate::executor_auth::ENV_EXECUTOR_TOKEN)
-        // Where the agent's own key is (mutual TLS): the task's business is
-        // not to speak for the agent either.
-        .env_remove(ENV_SSL_CERT_FILE)
-        .env_remove(ENV_SSL_KEY_FILE)
         .envs(vars)
         .stdin(Stdio::null())
         .stdout(open("stdout")?)

@@ -125,6 +125,9 @@ pub struct ProbeContext {
     /// The task's allocated ports, in order (informational; ports in the
     /// check are already concrete).
     pub ports: Vec<u16>,
+    /// Variables of the executor's own environment a command check must
+    /// not inherit (the executor's `EXECUTOR_ONLY_ENV`).
+    pub private_env: &'static [&'static str],
 }
 
 fn seconds(

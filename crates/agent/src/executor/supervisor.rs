@@ -233,6 +233,7 @@ impl Supervisor {
                 env: env.into_iter().collect(),
                 uid_gid: self.env.launch.user.as_ref().map(|u| (u.uid, u.gid)),
                 ports,
+                private_env: &super::EXECUTOR_ONLY_ENV,
             },
             running: None,
         }

@@ -118,10 +118,11 @@ async fn command_probe(
         c.args(arguments.iter().skip(1));
         c
     };
+    for name in ctx.private_env {
+        command.env_remove(name);
+    }
     command
         .current_dir(&ctx.sandbox)
-        .env_remove(crate::executor::ENV_AGENT_ENDPOINT)
-        .env_remove(crate::executor_auth::ENV_EXECUTOR_TOKEN)
         .envs(ctx.env.iter().cloned())
         .envs(env.iter().cloned())
         .stdin(Stdio::null())

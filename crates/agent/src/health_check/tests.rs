@@ -400,6 +400,7 @@ fn sandbox_ctx() -> (tempfile::TempDir, ProbeContext) {
         env: vec![("TASK_VAR".into(), "task".into())],
         uid_gid: None,
         ports: vec![],
+        private_env: &[],
     };
     (dir, ctx)
 }
