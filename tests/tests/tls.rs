@@ -339,23 +339,26 @@ fn agora_dev_tls_generates_its_certificates_and_serves_with_them() {
     let dir = tempfile::tempdir().expect("temp dir");
     let _sweeper = Sweeper(dir.path().to_path_buf());
     let port = free_port();
-    let work_dir = dir.path().join("dev");
+    // As a user runs it: from a directory, with the default work dir
+    // `./.agora`, so the certificates' paths are relative (an executor,
+    // which runs in its sandbox, must still find the CA).
+    let work_dir = dir.path().join(".agora");
     let log = dir.path().join("dev.log");
-    let _dev = Proc::spawn(
-        &[
-            "dev",
-            "--tls",
-            "--port",
-            &port.to_string(),
-            "--agents",
-            "1",
-            "--work-dir",
-            path(&work_dir),
-            "--resources",
-            RESOURCES,
-        ],
-        log.clone(),
-    );
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(agora_bin())
+        .args(["dev", "--tls", "--port", &port.to_string(), "--agents", "1"])
+        .args(["--resources", RESOURCES])
+        .current_dir(dir.path())
+        .env("AGORA_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(log_file.try_clone().expect("log file clone"))
+        .stderr(log_file)
+        .spawn()
+        .expect("agora dev starts");
+    let _dev = Proc {
+        child,
+        log: log.clone(),
+    };
     let ca = work_dir.join("tls").join("ca.pem");
     // It says how to reach it: https, and the CA to pass.
     wait_for("agora dev's instructions", DEADLINE, || {

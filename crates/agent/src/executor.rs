@@ -87,13 +87,23 @@ pub fn tls_environment(tls: &agora_tls::TlsFiles) -> Vec<(&'static str, String)>
     let mut env = vec![
         (ENV_SSL_ENABLED, "true".to_string()),
         (ENV_SSL_VERIFY_SERVER_CERT, "true".to_string()),
-        (ENV_SSL_CA_FILE, ca.display().to_string()),
+        (ENV_SSL_CA_FILE, for_executor(ca)),
     ];
     if tls.require_client_cert {
-        env.push((ENV_SSL_CERT_FILE, cert.display().to_string()));
-        env.push((ENV_SSL_KEY_FILE, key.display().to_string()));
+        env.push((ENV_SSL_CERT_FILE, for_executor(cert)));
+        env.push((ENV_SSL_KEY_FILE, for_executor(key)));
     }
     env
+}
+
+/// A path of the agent's, as an executor must be told it: absolute,
+/// since the executor runs in its sandbox, not in the agent's working
+/// directory (`--tls-ca ca.pem`, or `agora dev --tls`'s `.agora/tls/`).
+fn for_executor(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// The TLS client an executor reaches its agent with, from Mesos' variables;
@@ -551,5 +561,29 @@ mod tls_tests {
         .expect("valid")
         .expect("on");
         assert_eq!(files.ca, Some("/etc/agora/ca.pem".into()));
+    }
+
+    #[test]
+    fn relative_paths_reach_the_executor_absolute() {
+        let relative = agora_tls::TlsFiles {
+            cert: Some(".agora/tls/server.pem".into()),
+            key: Some(".agora/tls/server-key.pem".into()),
+            ca: Some(".agora/tls/ca.pem".into()),
+            require_client_cert: true,
+        };
+        let here = std::env::current_dir().expect("a working directory");
+        let env = tls_environment(&relative);
+        for (name, file) in [
+            (ENV_SSL_CA_FILE, ".agora/tls/ca.pem"),
+            (ENV_SSL_CERT_FILE, ".agora/tls/server.pem"),
+            (ENV_SSL_KEY_FILE, ".agora/tls/server-key.pem"),
+        ] {
+            let value = env
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("{name} is set"));
+            assert_eq!(Path::new(&value), here.join(file), "{name}");
+        }
     }
 }
