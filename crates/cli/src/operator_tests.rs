@@ -126,6 +126,20 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Seen> {
     })
 }
 
+/// Mesos' redirect: protocol-relative, to the same path on `port`.
+fn redirect_to(port: u16) -> Answers {
+    Arc::new(move |seen, _| {
+        (
+            307,
+            vec![(
+                "Location".into(),
+                format!("//127.0.0.1:{port}{}", seen.path),
+            )],
+            String::new(),
+        )
+    })
+}
+
 fn ok() -> Answer {
     (200, Vec::new(), String::new())
 }
@@ -205,18 +219,7 @@ fn frameworks_resolve_by_id_or_unique_name() {
 async fn a_kill_sent_to_a_follower_reaches_the_leader() {
     let leader = FakeMaster::start(Arc::new(|_, _| ok())).await;
     let leader_port = leader.port;
-    // Mesos' redirect: protocol-relative, to the same path on the leader.
-    let follower = FakeMaster::start(Arc::new(move |seen, _| {
-        (
-            307,
-            vec![(
-                "Location".into(),
-                format!("//127.0.0.1:{leader_port}{}", seen.path),
-            )],
-            String::new(),
-        )
-    }))
-    .await;
+    let follower = FakeMaster::start(redirect_to(leader_port)).await;
     let master = Master::new(&follower.opt(5)).expect("valid address");
     master
         .call(&kill_call("sleepy-0", None, "tests"))
@@ -238,17 +241,7 @@ async fn a_kill_sent_to_a_follower_reaches_the_leader() {
 async fn the_credential_follows_the_redirect_to_the_leader() {
     let leader = FakeMaster::start(Arc::new(|_, _| ok())).await;
     let leader_port = leader.port;
-    let follower = FakeMaster::start(Arc::new(move |seen, _| {
-        (
-            307,
-            vec![(
-                "Location".into(),
-                format!("//127.0.0.1:{leader_port}{}", seen.path),
-            )],
-            String::new(),
-        )
-    }))
-    .await;
+    let follower = FakeMaster::start(redirect_to(leader_port)).await;
     let auth = crate::auth_flags::ClientAuthArgs::with_secret("ops", "ops-secret");
     let master = Master::new(&follower.opt(5))
         .expect("valid address")
