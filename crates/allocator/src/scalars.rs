@@ -157,28 +157,8 @@ pub(crate) fn share_bits(alloc: &Scalars, total: &Scalars, weight: f64) -> u64 {
     (share / weight).max(0.0).to_bits()
 }
 
-/// A fast hasher for the allocator's dense `u32` slot indexes (FxHash's
-/// multiply-rotate step; SipHash costs several times more on these keys).
-/// `rustc-hash` would replace it once the workspace depends on it.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct SlotHasher(u64);
-
-impl std::hash::Hasher for SlotHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-pub(crate) type SlotMap<V> =
-    std::collections::HashMap<u32, V, std::hash::BuildHasherDefault<SlotHasher>>;
-pub(crate) type SlotSet = std::collections::HashSet<u32, std::hash::BuildHasherDefault<SlotHasher>>;
+/// Maps and sets keyed by the allocator's dense `u32` slot indexes, hashed
+/// with FxHash (SipHash costs several times more on these keys; the keys
+/// are our own indexes, never input an attacker chooses).
+pub(crate) type SlotMap<V> = rustc_hash::FxHashMap<u32, V>;
+pub(crate) type SlotSet = rustc_hash::FxHashSet<u32>;
