@@ -35,6 +35,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::time::Duration;
 
 use agora_core::{AgentId, FrameworkId, Resources};
+use rand::SeedableRng as _;
+use rand::rngs::SmallRng;
 
 use crate::scalars::{self, Amount, MAX_SCALARS, ScalarNames, Scalars, ZERO};
 use crate::{Allocation, Allocator, AllocatorError, OfferStatus, Quota, RoleSummary};
@@ -82,7 +84,8 @@ impl Default for DrfConfig {
 pub struct DrfAllocator {
     config: DrfConfig,
     min_allocatable_scalars: Vec<Vec<(usize, Amount)>>,
-    rng: u64,
+    /// The seeded source of each full cycle's agent order.
+    rng: SmallRng,
     names: ScalarNames,
     agents: Vec<Option<AgentSlot>>,
     free_agent_slots: Vec<u32>,
@@ -112,7 +115,7 @@ impl Default for DrfAllocator {
 impl DrfAllocator {
     pub fn new(config: DrfConfig) -> Self {
         let mut this = Self {
-            rng: config.seed,
+            rng: SmallRng::seed_from_u64(config.seed),
             config,
             min_allocatable_scalars: Vec::new(),
             names: ScalarNames::new(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use agora_core::AgentId;
 use agora_core::resources::UNRESERVED;
+use rand::seq::SliceRandom as _;
 
 use super::DrfAllocator;
 use super::books::AgentSlot;
@@ -16,26 +17,14 @@ use crate::Allocation;
 use crate::roles::split_by_role;
 use crate::scalars;
 
-/// SplitMix64: the seeded source of each full cycle's agent order.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 impl DrfAllocator {
-    /// A full cycle: every agent, in a fresh seeded random order
-    /// (Fisher-Yates), so no agent is always offered first.
+    /// A full cycle: every agent, in a fresh seeded random order, so no
+    /// agent is always offered first (the same seed gives the same orders).
     pub(super) fn allocate_all(&mut self, now: Duration) -> Vec<Allocation> {
         let mut order: Vec<u32> = (0..self.agents.len() as u32)
             .filter(|&a| self.agents[a as usize].is_some())
             .collect();
-        for i in (1..order.len()).rev() {
-            let j = (splitmix(&mut self.rng) % (i as u64 + 1)) as usize;
-            order.swap(i, j);
-        }
+        order.shuffle(&mut self.rng);
         self.allocation_cycle(&order, now)
     }
 
