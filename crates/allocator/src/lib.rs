@@ -65,10 +65,6 @@ pub enum AllocatorError {
     NotAvailable { agent: String, resources: String },
     #[error("reservation is invalid: {0}")]
     InvalidReservation(String),
-    /// Returned by no operation since every [`Allocator`] method became
-    /// required; kept while callers still map it.
-    #[error("not supported by this allocator")]
-    Unsupported,
 }
 
 /// Why a (framework, role) gets no offers right now, most decisive first.

@@ -38,8 +38,7 @@ impl From<AllocatorError> for OperatorError {
         match e {
             AllocatorError::InvalidRole(_)
             | AllocatorError::InvalidWeight { .. }
-            | AllocatorError::InvalidQuota { .. }
-            | AllocatorError::Unsupported => OperatorError::Invalid(message),
+            | AllocatorError::InvalidQuota { .. } => OperatorError::Invalid(message),
             AllocatorError::InvalidReservation(why) if why.contains("quota limit") => {
                 OperatorError::Conflict(message)
             }
