@@ -12,76 +12,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::leadership::Leadership;
 use crate::record::MasterRecord;
 use crate::url::ZkUrl;
-use crate::zk;
-
-/// Session timeout used when none is configured (Mesos' `--zk_session_timeout`).
-pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How to talk to ZooKeeper.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ZkOptions {
-    /// Requested session timeout; the server clamps it to its
-    /// `[minSessionTimeout, maxSessionTimeout]`. A crashed leader's node
-    /// disappears (and a successor leads) about this long after the crash.
-    pub session_timeout: Duration,
-}
-
-impl Default for ZkOptions {
-    fn default() -> Self {
-        Self {
-            session_timeout: DEFAULT_SESSION_TIMEOUT,
-        }
-    }
-}
-
-impl ZkOptions {
-    /// Sets [`session_timeout`](Self::session_timeout).
-    pub fn with_session_timeout(mut self, timeout: Duration) -> Self {
-        self.session_timeout = timeout;
-        self
-    }
-}
-
-/// What a contender knows about its own role.
-///
-/// Invariant: `Leading` is published only while this contender's session is
-/// connected and its node was, at the last check, the lowest; any session
-/// event (disconnection included) replaces it with `Follower` before
-/// anything else happens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Leadership {
-    /// Not leading: connecting, disconnected, or following `leader`
-    /// (`None` while unknown, e.g. disconnected from ZooKeeper).
-    Follower {
-        /// The current leader, when known.
-        leader: Option<MasterRecord>,
-    },
-    /// Leading. `epoch` is the sequence number of this term's election
-    /// node; a later term (of any master) always has a larger epoch, and
-    /// the same node keeps its epoch across reconnections of one session.
-    Leading {
-        /// This term's epoch.
-        epoch: u64,
-    },
-}
-
-impl Leadership {
-    /// Whether this is [`Leadership::Leading`].
-    pub fn is_leading(&self) -> bool {
-        matches!(self, Self::Leading { .. })
-    }
-
-    /// The epoch while leading.
-    pub fn epoch(&self) -> Option<u64> {
-        match self {
-            Self::Leading { epoch } => Some(*epoch),
-            Self::Follower { .. } => None,
-        }
-    }
-}
+use crate::zk::{self, ZkOptions};
 
 /// A master's candidacy. While it lives, the master takes part in the
 /// election; [`leadership`](Self::leadership) says whether it leads.

@@ -58,6 +58,7 @@
 //! ```
 
 mod election;
+mod leadership;
 mod record;
 mod registry;
 #[cfg(any(test, feature = "testing"))]
@@ -65,7 +66,8 @@ pub mod testing;
 mod url;
 mod zk;
 
-pub use election::{Contender, DEFAULT_SESSION_TIMEOUT, LeaderDetector, Leadership, ZkOptions};
+pub use election::{Contender, LeaderDetector};
+pub use leadership::Leadership;
 pub use record::{MasterAddressInfo, MasterCapability, MasterRecord, RecordError};
 pub use registry::{
     FileRegistryStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryRegistryStore, REGISTRY_DIR,
@@ -73,3 +75,4 @@ pub use registry::{
     validate_key,
 };
 pub use url::{DEFAULT_ZK_PORT, ZkUrl, ZkUrlError};
+pub use zk::{DEFAULT_SESSION_TIMEOUT, ZkOptions};

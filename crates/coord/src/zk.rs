@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use zookeeper_client as zk;
 
-use crate::election::{Leadership, ZkOptions};
+use crate::leadership::Leadership;
 use crate::record::MasterRecord;
 use crate::url::ZkUrl;
 
@@ -29,6 +29,35 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Bounds of the backoff between failed connection attempts.
 const CONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Session timeout used when none is configured (Mesos' `--zk_session_timeout`).
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to talk to ZooKeeper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ZkOptions {
+    /// Requested session timeout; the server clamps it to its
+    /// `[minSessionTimeout, maxSessionTimeout]`. A crashed leader's node
+    /// disappears (and a successor leads) about this long after the crash.
+    pub session_timeout: Duration,
+}
+
+impl Default for ZkOptions {
+    fn default() -> Self {
+        Self {
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+        }
+    }
+}
+
+impl ZkOptions {
+    /// Sets [`session_timeout`](Self::session_timeout).
+    pub fn with_session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+}
 
 /// Opens a session to the URL's servers (no chroot: paths are absolute).
 pub(crate) async fn connect(url: &ZkUrl, options: &ZkOptions) -> Result<zk::Client, zk::Error> {

@@ -100,6 +100,6 @@ mod tests {
         ));
         assert!(inner.load().await.expect("load").is_empty());
         store.set_fault(None);
-        crate::testing::check_registry_store(&store).await;
+        crate::registry::contract::check_registry_store(&store).await;
     }
 }

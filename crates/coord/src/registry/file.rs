@@ -274,7 +274,7 @@ mod tests {
     async fn file_store_follows_the_contract() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = FileRegistryStore::new(dir.path().join("reg"));
-        crate::testing::check_registry_store(&store).await;
+        crate::registry::contract::check_registry_store(&store).await;
         // A second store on the same directory sees the same entries.
         let again = FileRegistryStore::new(dir.path().join("reg"));
         assert_eq!(

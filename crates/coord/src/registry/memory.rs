@@ -115,6 +115,6 @@ mod tests {
 
     #[tokio::test]
     async fn memory_store_follows_the_contract() {
-        crate::testing::check_registry_store(&MemoryRegistryStore::new()).await;
+        crate::registry::contract::check_registry_store(&MemoryRegistryStore::new()).await;
     }
 }

@@ -7,6 +7,8 @@
 //! file, replaced atomically) and [`MemoryRegistryStore`].
 
 #[cfg(any(test, feature = "testing"))]
+pub(crate) mod contract;
+#[cfg(any(test, feature = "testing"))]
 pub(crate) mod faulty;
 mod file;
 mod memory;

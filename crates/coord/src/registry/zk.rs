@@ -7,9 +7,8 @@ use tracing::warn;
 use zookeeper_client as zk;
 
 use super::{RegistryEntry, RegistryError, RegistryStore, Version, validate, validate_key};
-use crate::election::ZkOptions;
 use crate::url::ZkUrl;
-use crate::zk::{connect, persistent};
+use crate::zk::{ZkOptions, connect, persistent};
 
 /// Name of the registry directory under the URL's path.
 pub const REGISTRY_DIR: &str = "registry";
