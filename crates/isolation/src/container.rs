@@ -190,7 +190,7 @@ impl Container {
                 let set: BTreeSet<u32> = dirs.iter().flat_map(|d| d.procs()).collect();
                 set.into_iter().collect()
             }
-            Backend::Posix => crate::stats::posix_members(&self.tracked()),
+            Backend::Posix => crate::procfs::posix_members(&self.tracked()),
         }
     }
 

@@ -22,6 +22,7 @@ mod kill;
 mod layout;
 mod limits;
 mod parse;
+mod procfs;
 mod stats;
 
 pub use config::{
