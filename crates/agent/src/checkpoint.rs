@@ -32,7 +32,6 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::launch::{from_hex, to_hex};
 use agora_core::{AgentId, ExecutorId, FrameworkId, TaskId};
 use agora_proto::v1 as pb;
 use prost::Message as _;
@@ -214,7 +213,7 @@ pub fn apply(store: &mut dyn MetaStore, record: &Checkpoint) -> std::io::Result<
             let record = ExecutorRecord {
                 task_id: task_id.as_str().to_string(),
                 run: run.clone(),
-                info: info.as_ref().map(|i| to_hex(&i.encode_to_vec())),
+                info: info.as_ref().map(|i| hex::encode(i.encode_to_vec())),
             };
             let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
             let dir = executor_dir(framework_id.as_str(), executor_id.as_str())?;
@@ -428,8 +427,9 @@ pub fn recover(store: &dyn MetaStore) -> Recovered {
                         let task_id = TaskId::parse(&r.task_id).map_err(|e| e.to_string())?;
                         let info = match &r.info {
                             None => None,
-                            Some(hex) => Some(
-                                from_hex(hex)
+                            Some(encoded) => Some(
+                                hex::decode(encoded)
+                                    .ok()
                                     .and_then(|b| pb::ExecutorInfo::decode(b.as_slice()).ok())
                                     .ok_or("undecodable executor info")?,
                             ),

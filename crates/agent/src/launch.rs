@@ -102,33 +102,20 @@ impl LaunchConfig {
     }
 
     pub fn set_custom_command(&mut self, command: &pb::CommandInfo) {
-        self.custom_command = Some(to_hex(&command.encode_to_vec()));
+        // Protobuf bytes are carried in the JSON document as lower-case hex.
+        self.custom_command = Some(hex::encode(command.encode_to_vec()));
     }
 
     pub fn custom_command(&self) -> Result<Option<pb::CommandInfo>, LaunchError> {
-        let Some(hex) = &self.custom_command else {
+        let Some(encoded) = &self.custom_command else {
             return Ok(None);
         };
-        let bytes = from_hex(hex).ok_or_else(|| LaunchError::Malformed("custom command".into()))?;
+        let bytes = hex::decode(encoded)
+            .map_err(|e| LaunchError::Malformed(format!("custom command: {e}")))?;
         pb::CommandInfo::decode(bytes.as_slice())
             .map(Some)
             .map_err(|e| LaunchError::Malformed(e.to_string()))
     }
-}
-
-/// Protobuf bytes carried in JSON documents (launch config, checkpoint).
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Looks a user up through the system's name service (NSS: files, LDAP...).
