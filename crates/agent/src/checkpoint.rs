@@ -5,10 +5,15 @@
 //! [`Checkpoint`] records as effects, ordered before the effects that rely
 //! on them (an executor's update is written before the agent acknowledges
 //! it to the executor). This module maps records to files in a
-//! [`MetaStore`] and reads them back at start ([`recover`]);
-//! [`FsStore`] is the real one (atomic writes: temp file, rename).
+//! [`MetaStore`] and reads them back at start ([`recover`]). The real store
+//! is [`journal::JournalStore`]: every change to those files is a frame
+//! appended to one file, `<work_dir>/meta/journal`, written a group at a
+//! time and compacted when it has grown, so a launch costs a few appends,
+//! not a dozen inodes. [`FsStore`] keeps one file per path (atomic writes:
+//! temp file, rename): it is how agents before the journal stored the
+//! checkpoint, read once at start and carried into the journal.
 //!
-//! Layout under `<work_dir>/meta/` (after Mesos' `src/slave/paths.hpp`):
+//! Files (paths in the journal, after Mesos' `src/slave/paths.hpp`):
 //!
 //! ```text
 //! boot_id                                   the boot this checkpoint belongs to
@@ -24,8 +29,8 @@
 //! Unlike Mesos, frameworks are not nested under the agent id: the agent
 //! keeps running its tasks whatever id the master gives it.
 //!
-//! Files are only ever replaced whole (rename), so a reader sees the old or
-//! the new content, never a mix. A file that cannot be decoded anyway (a
+//! Files are only ever replaced whole (a journal frame, or a rename), so a
+//! reader sees the old or the new content, never a mix. A file that cannot be decoded anyway (a
 //! damaged disk, a hand edit) is skipped with a warning naming it; recovery
 //! never panics.
 
@@ -151,6 +156,12 @@ pub trait MetaStore {
     /// Removes `path` and then its parents up to (not including) `stop`,
     /// each only while empty.
     fn prune(&mut self, path: &Path, stop: &Path);
+    /// Makes everything written so far durable as far as this store goes
+    /// (a journal writes its buffered frames); called once per group of
+    /// batches, before any of them counts as written.
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 pub const BOOT_ID: &str = "boot_id";
@@ -555,7 +566,7 @@ impl FsStore {
 }
 
 /// Creates `dir` and its missing parents with [`META_DIR_MODE`].
-fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -654,14 +665,90 @@ impl MetaStore for FsStore {
     }
 }
 
-/// A checkpoint in memory, for this crate's tests (not built otherwise).
-#[cfg(test)]
+/// The top-level directories of the older file-per-record layout.
+const LEGACY_DIRS: [&str; 2] = ["slaves", "frameworks"];
+
+/// The files of a checkpoint in the older file-per-record layout under
+/// `meta`, if there is one (a journal, once written, is the only record).
+pub(crate) fn legacy_image(meta: &Path) -> std::io::Result<Option<MemStore>> {
+    if meta.join(journal::JOURNAL).exists() {
+        return Ok(None);
+    }
+    fn walk(meta: &Path, dir: &Path, depth: usize, image: &mut MemStore) -> std::io::Result<()> {
+        let entries = match std::fs::read_dir(meta.join(dir)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                tracing::warn!(name = ?entry.file_name(), "checkpoint entry with a non-UTF-8 name skipped");
+                continue;
+            };
+            // Temp files of an interrupted write never counted.
+            if name.ends_with(".tmp") {
+                continue;
+            }
+            let path = dir.join(&name);
+            let kind = entry.file_type()?;
+            if kind.is_dir() && depth < 16 {
+                walk(meta, &path, depth + 1, image)?;
+            } else if kind.is_file() {
+                image.files.insert(path, std::fs::read(entry.path())?);
+            }
+        }
+        Ok(())
+    }
+    let mut image = MemStore::default();
+    for dir in LEGACY_DIRS {
+        walk(meta, Path::new(dir), 0, &mut image)?;
+    }
+    Ok((!image.files.is_empty()).then_some(image))
+}
+
+/// Removes everything under `meta` but the work directory's lock; returns
+/// how many entries there were.
+pub(crate) fn discard(meta: &Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(meta) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name() == journal::LOCK {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Removes the older layout's files once the journal holds them.
+pub(crate) fn remove_legacy(meta: &Path) -> std::io::Result<()> {
+    for dir in LEGACY_DIRS {
+        match std::fs::remove_dir_all(meta.join(dir)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A checkpoint in memory: the image a journal replays into, and the store
+/// of this crate's tests.
 #[derive(Debug, Default, Clone)]
 pub struct MemStore {
     pub files: std::collections::BTreeMap<PathBuf, Vec<u8>>,
 }
 
-#[cfg(test)]
 impl MetaStore for MemStore {
     fn write(&mut self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         self.files.insert(path.to_path_buf(), bytes.to_vec());
@@ -692,6 +779,8 @@ impl MetaStore for MemStore {
 
     fn prune(&mut self, _path: &Path, _stop: &Path) {}
 }
+
+pub mod journal;
 
 #[cfg(test)]
 mod tests;

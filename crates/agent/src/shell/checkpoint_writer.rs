@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 
 use super::command::AgentCommand;
 use super::procfs;
+use crate::checkpoint::journal::{JournalError, JournalStore, WorkDirLock};
 use crate::checkpoint::{self, Checkpoint, FsStore, MetaStore, Recovered};
 use crate::options::AgentError;
 use crate::state::Effect;
@@ -22,6 +23,9 @@ pub(super) struct CheckpointPipeline {
     /// Set while effects run, so that effects they cause queue behind.
     pub(super) draining: bool,
 }
+
+/// The most batches one flush writes.
+const MAX_GROUP: usize = 256;
 
 struct WriteJob {
     seq: u64,
@@ -46,22 +50,39 @@ impl CheckpointPipeline {
         std::thread::Builder::new()
             .name("agent-checkpoint".into())
             .spawn(move || {
-                for job in jobs {
-                    let mut failed = false;
-                    for record in &job.records {
-                        if let Err(e) = checkpoint::apply(store.as_mut(), record) {
-                            tracing::error!(error = %e, record = %record_name(record), "checkpoint write failed");
-                            failed = true;
+                // Group commit: every job waiting when the writer gets to
+                // them is written with one flush, then each is reported.
+                while let Ok(first) = jobs.recv() {
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match jobs.try_recv() {
+                            Ok(job) => group.push(job),
+                            Err(_) => break,
                         }
                     }
-                    let done = AgentCommand::CheckpointWritten {
-                        seq: job.seq,
-                        failed,
-                    };
-                    // Blocks this writer (not the actor) while the actor's
-                    // queue is full.
-                    if commands.blocking_send(done).is_err() {
-                        return;
+                    let mut failed = vec![false; group.len()];
+                    for (job, failed) in group.iter().zip(failed.iter_mut()) {
+                        for record in &job.records {
+                            if let Err(e) = checkpoint::apply(store.as_mut(), record) {
+                                tracing::error!(error = %e, record = %record_name(record), "checkpoint write failed");
+                                *failed = true;
+                            }
+                        }
+                    }
+                    if let Err(e) = store.flush() {
+                        tracing::error!(error = %e, batches = group.len(), "checkpoint write failed");
+                        failed.iter_mut().for_each(|f| *f = true);
+                    }
+                    for (job, failed) in group.iter().zip(failed) {
+                        let done = AgentCommand::CheckpointWritten {
+                            seq: job.seq,
+                            failed,
+                        };
+                        // Blocks this writer (not the actor) while the
+                        // actor's queue is full.
+                        if commands.blocking_send(done).is_err() {
+                            return;
+                        }
                     }
                 }
             })?;
@@ -145,10 +166,11 @@ fn record_name(record: &Checkpoint) -> String {
 /// Opens the checkpoint under `<work_dir>/meta`. Same boot: what it holds.
 /// Another boot (the machine rebooted, so every executor is gone): the
 /// checkpoint is discarded and the agent starts as a new one; sandboxes are
-/// left on disk.
+/// left on disk. A checkpoint in the older file-per-record layout is carried
+/// into the journal once, then its files are removed.
 pub(super) fn open_checkpoint(
     work_dir: &std::path::Path,
-) -> Result<(FsStore, Recovered), AgentError> {
+) -> Result<(JournalStore, Recovered), AgentError> {
     let meta = work_dir.join("meta");
     let fail = |source| AgentError::Checkpoint {
         path: meta.clone(),
@@ -161,40 +183,62 @@ pub(super) fn open_checkpoint(
             "unknown".to_string()
         }
     };
-    let mut store = FsStore::new(meta.clone());
+    // First of all, so that a second agent on this work directory changes
+    // nothing.
+    let lock = WorkDirLock::acquire(&meta).map_err(journal_error)?;
+    let mut files = FsStore::new(meta.clone());
     // A checkpoint written by an older agent (or by hand) becomes readable
     // by root only before anything is read from it.
-    match store.harden() {
+    match files.harden() {
         Ok(0) => {}
         Ok(changed) => {
             tracing::info!(dir = %meta.display(), changed, "checkpoint made readable by root only")
         }
         Err(e) => return Err(fail(e)),
     }
-    let stored = store
+    let stored = files
         .read(std::path::Path::new(checkpoint::BOOT_ID))
         .map_err(fail)?;
     let stored = stored.map(|b| String::from_utf8_lossy(&b).trim().to_string());
-    let recovered = match stored {
-        Some(previous) if previous == boot_id => checkpoint::recover(&store),
+    let same_boot = match stored {
+        Some(previous) if previous == boot_id => true,
         Some(previous) => {
             tracing::info!(
                 previous_boot_id = %previous,
                 boot_id = %boot_id,
                 "the machine rebooted since the last checkpoint: starting clean as a new agent (old sandboxes are kept, the checkpoint is discarded)"
             );
-            std::fs::remove_dir_all(&meta).map_err(fail)?;
-            Recovered::default()
+            checkpoint::discard(&meta).map_err(fail)?;
+            false
         }
         None => {
-            if meta.exists() {
+            if checkpoint::discard(&meta).map_err(fail)? > 0 {
                 tracing::warn!(dir = %meta.display(), "checkpoint without a boot id discarded");
-                std::fs::remove_dir_all(&meta).map_err(fail)?;
             }
-            Recovered::default()
+            false
         }
     };
-    store
+    let legacy = if same_boot {
+        checkpoint::legacy_image(&meta).map_err(fail)?
+    } else {
+        None
+    };
+    let (mut store, mut image) = JournalStore::open(&meta, lock).map_err(journal_error)?;
+    if let Some(legacy) = legacy {
+        tracing::info!(dir = %meta.display(), files = legacy.files.len(), "checkpoint carried from files into the journal");
+        store.import(&legacy);
+        store.flush().map_err(fail)?;
+        checkpoint::remove_legacy(&meta).map_err(fail)?;
+        for (path, bytes) in legacy.files {
+            image.files.insert(path, bytes);
+        }
+    }
+    let recovered = if same_boot {
+        checkpoint::recover(&image)
+    } else {
+        Recovered::default()
+    };
+    files
         .write(
             std::path::Path::new(checkpoint::BOOT_ID),
             boot_id.as_bytes(),
@@ -202,3 +246,18 @@ pub(super) fn open_checkpoint(
         .map_err(fail)?;
     Ok((store, recovered))
 }
+
+fn journal_error(error: JournalError) -> AgentError {
+    match error {
+        JournalError::Io { path, source } => AgentError::Checkpoint { path, source },
+        JournalError::UnknownFormat { ref path } | JournalError::InUse { ref path } => {
+            AgentError::Checkpoint {
+                path: path.clone(),
+                source: std::io::Error::other(error.to_string()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
