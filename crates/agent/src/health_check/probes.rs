@@ -1,10 +1,11 @@
 //! The probes: one check of a task, bounded by the check's timeout.
 
 use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
@@ -12,8 +13,8 @@ use super::{Probe, ProbeContext, ProbeKind};
 
 /// At most this much of a command check's stderr is kept for the message.
 const STDERR_KEPT: usize = 512;
-/// At most this much of an HTTP response is read looking for the status line.
-const STATUS_LINE_MAX: usize = 4096;
+/// The HTTP checks' `User-Agent`.
+const USER_AGENT: &str = "agora-health-check";
 
 /// Runs one check, bounded by its timeout. `Ok` is healthy; `Err` says why
 /// not.
@@ -45,37 +46,51 @@ pub async fn probe(probe: &Probe, ctx: &ProbeContext) -> Result<(), String> {
     }
 }
 
+/// The HTTP checks' client: built once per process (an executor runs one
+/// task's checker) and shared by every probe. Plain HTTP/1.1 to 127.0.0.1:
+/// no proxy from the environment, no redirect followed (a 3xx is an
+/// answer), no pooled connection (each probe connects afresh and asks the
+/// server to close, as a fresh client would).
+fn http_client() -> Result<&'static reqwest::Client, String> {
+    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            // reqwest's rustls backend is compiled in (the fetcher's HTTPS)
+            // and wants a process-wide crypto provider even for plain HTTP:
+            // the same ring provider everything else here uses. Installing
+            // it twice, or after another one, is harmless.
+            let _ = Arc::unwrap_or_clone(agora_tls::provider()).install_default();
+            reqwest::Client::builder()
+                .user_agent(USER_AGENT)
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(0)
+                .http1_only()
+                .http1_title_case_headers()
+                .build()
+                .map_err(|e| format!("cannot build the http client: {}", cause_of(&e)))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 async fn http_probe(port: u16, path: &str, statuses: &[u16]) -> Result<(), String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
+    let client = http_client()?;
+    let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}{path}"))
+        .map_err(|e| format!("invalid http health check path {path:?}: {e}"))?;
+    let response = client
+        .get(url)
+        .header(reqwest::header::CONNECTION, "close")
+        .send()
         .await
-        .map_err(|e| format!("cannot connect to 127.0.0.1:{port}: {e}"))?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: agora-health-check\r\n\
-         Accept: */*\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("cannot send the request to 127.0.0.1:{port}: {e}"))?;
-    let mut head = Vec::with_capacity(256);
-    let mut buf = [0u8; 512];
-    let line_end = loop {
-        if let Some(end) = head.windows(2).position(|w| w == b"\r\n") {
-            break end;
-        }
-        if head.len() >= STATUS_LINE_MAX {
-            return Err("no http status line in the response".to_owned());
-        }
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("cannot read the response from 127.0.0.1:{port}: {e}"))?;
-        if n == 0 {
-            return Err("connection closed before an http status line".to_owned());
-        }
-        head.extend_from_slice(&buf[..n]);
-    };
-    let status = parse_status_line(&head[..line_end])?;
+        .map_err(|e| {
+            if e.is_connect() {
+                format!("cannot connect to 127.0.0.1:{port}: {}", cause_of(&e))
+            } else {
+                format!("no http response from 127.0.0.1:{port}: {}", cause_of(&e))
+            }
+        })?;
+    let status = response.status().as_u16();
     let healthy = if statuses.is_empty() {
         (200..400).contains(&status)
     } else {
@@ -88,17 +103,14 @@ async fn http_probe(port: u16, path: &str, statuses: &[u16]) -> Result<(), Strin
     }
 }
 
-/// The status code of `HTTP/1.x NNN reason`.
-pub(super) fn parse_status_line(line: &[u8]) -> Result<u16, String> {
-    let text = String::from_utf8_lossy(line);
-    let mut parts = text.split(' ');
-    let version = parts.next().unwrap_or_default();
-    let code = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/") || code.len() != 3 {
-        return Err(format!("malformed http status line {text:?}"));
+/// The innermost error of `e`'s chain: where the useful words are
+/// (`Connection refused`, a malformed status line).
+fn cause_of(e: &reqwest::Error) -> String {
+    let mut innermost: &dyn std::error::Error = e;
+    while let Some(next) = innermost.source() {
+        innermost = next;
     }
-    code.parse()
-        .map_err(|_| format!("malformed http status line {text:?}"))
+    innermost.to_string()
 }
 
 async fn command_probe(

@@ -1,4 +1,3 @@
-use super::probes::parse_status_line;
 use super::*;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -300,6 +299,10 @@ async fn http_server(statuses: Vec<u16>) -> u16 {
             let text = String::from_utf8_lossy(&request);
             assert!(text.starts_with("GET /health HTTP/1.1\r\n"), "{text}");
             assert!(text.contains("Connection: close\r\n"), "{text}");
+            assert!(
+                text.contains("User-Agent: agora-health-check\r\n"),
+                "{text}"
+            );
             let response = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
             let _ = stream.write_all(response.as_bytes()).await;
         }
@@ -371,13 +374,20 @@ async fn http_probe_times_out_on_a_silent_server() {
     drop(listener);
 }
 
-#[test]
-fn parses_status_lines() {
-    assert_eq!(parse_status_line(b"HTTP/1.1 204 No Content"), Ok(204));
-    assert_eq!(parse_status_line(b"HTTP/1.0 404"), Ok(404));
-    assert!(parse_status_line(b"SSH-2.0-OpenSSH").is_err());
-    assert!(parse_status_line(b"HTTP/1.1 20x OK").is_err());
-    assert!(parse_status_line(b"").is_err());
+#[tokio::test]
+async fn http_probe_refuses_an_answer_that_is_not_http() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        if let Ok((mut stream, _)) = listener.accept().await {
+            let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await;
+        }
+    });
+    let probe = probe_of(with_timeout(http_check(port.into(), None), 5.0));
+    let err = super::probe(&probe, &ProbeContext::default())
+        .await
+        .expect_err("not http");
+    assert!(err.contains("no http response from 127.0.0.1"), "{err}");
 }
 
 #[tokio::test]
