@@ -28,6 +28,7 @@ use crate::launch::{ENV_LAUNCH, LaunchConfig};
 mod custom;
 pub mod local;
 mod prepare;
+mod program;
 mod supervisor;
 
 use supervisor::Supervisor;
@@ -204,21 +205,14 @@ fn describe_exit(status: std::process::ExitStatus, killed: bool) -> (pb::TaskSta
     }
 }
 
-/// Builds the task's process: `sh -c VALUE` (shell, the default) or VALUE
-/// with ARGUMENTS, in the sandbox, in its own process group, output to the
+/// Builds the task's process (the program as [`program::program`] decides:
+/// `sh -c VALUE`, or a plain command exec'd directly, or VALUE with
+/// ARGUMENTS), in the sandbox, in its own process group, output to the
 /// sandbox's `stdout` and `stderr`.
 fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, String> {
     let command = task.command.clone().unwrap_or_default();
-    let value = command.value.clone().unwrap_or_default();
-    let mut process = if command.shell.unwrap_or(true) {
-        let mut c = Command::new("/bin/sh");
-        c.arg("-c").arg(&value);
-        c
-    } else {
-        let mut c = Command::new(&value);
-        c.args(command.arguments.iter().skip(1));
-        c
-    };
+    let vars = prepare::environment(env, &env.launch, &command, Some(task));
+    let mut process = program::program(&command, path_of(&vars).as_deref()).tokio_command();
     let open = |name: &str| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -226,7 +220,6 @@ fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, Strin
             .open(env.sandbox.join(name))
             .map_err(|e| format!("cannot open sandbox file {name}: {e}"))
     };
-    let vars = prepare::environment(env, &env.launch, &command, Some(task));
     if let Some(user) = &env.launch.user {
         // std drops supplementary groups (setgroups) when it sets the uid.
         process.uid(user.uid).gid(user.gid);
@@ -243,6 +236,14 @@ fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, Strin
         .process_group(0)
         .kill_on_drop(false);
     Ok(process)
+}
+
+/// The `PATH` a process started with `vars` on top of this one's
+/// environment sees.
+fn path_of(vars: &std::collections::BTreeMap<String, String>) -> Option<std::ffi::OsString> {
+    vars.get("PATH")
+        .map(std::ffi::OsString::from)
+        .or_else(|| std::env::var_os("PATH"))
 }
 
 fn signal_group(pgid: Option<u32>, signal: Signal) {

@@ -75,15 +75,9 @@ pub(crate) async fn become_custom_executor(
         }
     };
     let value = command.value.clone().unwrap_or_default();
-    let mut program = if command.shell.unwrap_or(true) {
-        let mut c = std::process::Command::new("/bin/sh");
-        c.arg("-c").arg(&value);
-        c
-    } else {
-        let mut c = std::process::Command::new(&value);
-        c.args(command.arguments.iter().skip(1));
-        c
-    };
+    let vars = prepare::environment(env, config, &command, None);
+    let mut program =
+        super::program::program(&command, super::path_of(&vars).as_deref()).std_command();
     let endpoint = env
         .agent_endpoint
         .trim_start_matches("http://")
@@ -93,7 +87,7 @@ pub(crate) async fn become_custom_executor(
         .current_dir(&env.sandbox)
         .env_remove(ENV_LAUNCH)
         .env_remove(super::local::ENV_AGENT_CONNECTION)
-        .envs(prepare::environment(env, config, &command, None))
+        .envs(vars)
         .env(ENV_AGENT_ENDPOINT, &env.agent_endpoint)
         .env("MESOS_AGENT_ENDPOINT", endpoint)
         .envs(mesos_executor_environment())
