@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use agora_core::{AgentId, ExecutorId, FrameworkId, Resources, TaskId};
+use agora_core::{AgentId, Backoff, ExecutorId, FrameworkId, Resources, TaskId};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{AgentMessage, agent_message};
 use agora_proto::v1::executor as exec;
@@ -46,6 +46,11 @@ mod status_updates;
 /// STATUS_UPDATE_RETRY_INTERVAL_MIN/MAX).
 pub const RETRY_MIN: Duration = Duration::from_secs(10);
 pub const RETRY_MAX: Duration = Duration::from_secs(600);
+
+/// A task's resend backoff: [`RETRY_MIN`] doubling up to [`RETRY_MAX`].
+fn retry_backoff() -> Backoff {
+    Backoff::new(RETRY_MIN, RETRY_MAX)
+}
 
 /// How long an executor found alive at recovery has to re-subscribe before
 /// it is killed and its task failed. Mesos uses 2 s; our executors retry
@@ -101,7 +106,9 @@ pub struct TaskRecord {
     /// Updates not yet acknowledged by the master; the head is in flight.
     pub pending: VecDeque<pb::TaskStatus>,
     pub next_retry: Option<Duration>,
-    pub backoff: Duration,
+    /// Resends of the head: `current()` is the wait of the one in flight;
+    /// reset when a new head goes out, doubled each time a wait runs out.
+    pub backoff: Backoff,
 }
 
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use agora_proto::v1::agent::master_message;
 
 use crate::checkpoint::{Checkpoint, ExecutorRun};
 
-use super::{AgentState, Effect, ExecutorRecord, RETRY_MIN, TaskRecord, launch_event};
+use super::{AgentState, Effect, ExecutorRecord, TaskRecord, launch_event, retry_backoff};
 
 impl AgentState {
     /// The master asks us to run a task.
@@ -119,7 +119,7 @@ impl AgentState {
                 state: pb::TaskState::TaskStaging,
                 pending: VecDeque::new(),
                 next_retry: None,
-                backoff: RETRY_MIN,
+                backoff: retry_backoff(),
             },
         );
         if let Some((state, reason, message)) = refusal {

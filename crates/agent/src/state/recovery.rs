@@ -9,7 +9,7 @@ use agora_proto::v1 as pb;
 use crate::checkpoint::Recovered;
 
 use super::{
-    AgentState, EXECUTOR_REREGISTER_TIMEOUT, Effect, ExecutorRecord, RETRY_MIN, TaskRecord,
+    AgentState, EXECUTOR_REREGISTER_TIMEOUT, Effect, ExecutorRecord, TaskRecord, retry_backoff,
 };
 
 impl AgentState {
@@ -62,7 +62,7 @@ impl AgentState {
                     state: task.state,
                     pending: task.pending.into(),
                     next_retry: None,
-                    backoff: RETRY_MIN,
+                    backoff: retry_backoff(),
                 },
             );
         }

@@ -11,8 +11,7 @@ use agora_proto::v1::agent::master_message;
 use crate::checkpoint::Checkpoint;
 
 use super::{
-    AgentState, EXECUTOR_REREGISTER_TIMEOUT, Effect, MAX_COMPLETED, RETRY_MAX, RETRY_MIN,
-    status_update_message,
+    AgentState, EXECUTOR_REREGISTER_TIMEOUT, Effect, MAX_COMPLETED, status_update_message,
 };
 
 impl AgentState {
@@ -35,7 +34,7 @@ impl AgentState {
                 &key.0, head, task.state,
             )));
         }
-        task.next_retry = Some(now + task.backoff);
+        task.next_retry = Some(now + task.backoff.current());
     }
 
     /// Checkpoints a task's state and queue as they are now.
@@ -126,7 +125,7 @@ impl AgentState {
         self.checkpoint_updates(&key, out);
         if first {
             if let Some(task) = self.tasks.get_mut(&key) {
-                task.backoff = RETRY_MIN;
+                task.backoff.reset();
             }
             self.send_head(now, &key, out);
         }
@@ -154,7 +153,7 @@ impl AgentState {
             return;
         }
         task.pending.pop_front();
-        task.backoff = RETRY_MIN;
+        task.backoff.reset();
         if task.pending.is_empty() && agora_core::task::is_terminal(task.state) {
             self.retire(&key, out);
             return;
@@ -189,7 +188,8 @@ impl AgentState {
             .collect();
         for key in due {
             if let Some(task) = self.tasks.get_mut(&key) {
-                task.backoff = (task.backoff * 2).min(RETRY_MAX);
+                // The wait that ran out is spent: the next one doubles.
+                task.backoff.next_delay();
             }
             self.send_head(now, &key, out);
         }

@@ -276,6 +276,44 @@ fn unacknowledged_updates_are_retried_with_backoff_and_after_reconnect() {
 }
 
 #[test]
+fn resends_double_up_to_the_cap_and_start_over_for_the_next_update() {
+    let mut state = agent();
+    run_task(&mut state, "t1");
+    subscribe(&mut state, "t1", 1);
+    update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskRunning, 1),
+    );
+    let mut now = T0;
+    let mut waits = Vec::new();
+    for _ in 0..8 {
+        let due = state.next_deadline().expect("a resend waits");
+        waits.push((due - now).as_secs());
+        now = due;
+        let mut out = Vec::new();
+        state.on_tick(now, &mut out);
+        assert_eq!(to_master_updates(&out).len(), 1, "resent at {now:?}");
+    }
+    assert_eq!(waits, [10, 20, 40, 80, 160, 320, 600, 600]);
+    assert_eq!(RETRY_MAX, Duration::from_secs(600));
+    // The next update after an acknowledgement waits RETRY_MIN again.
+    master_ack(&mut state, "t1", 1, now);
+    let mut out = Vec::new();
+    state.on_executor_update(
+        now,
+        1,
+        &fid(),
+        &eid("t1"),
+        status("t1", pb::TaskState::TaskFinished, 2),
+        &mut out,
+    );
+    assert_eq!(to_master_updates(&out).len(), 1, "sent at once");
+    assert_eq!(state.next_deadline(), Some(now + RETRY_MIN));
+}
+
+#[test]
 fn duplicate_executor_updates_are_queued_once_and_terminal_tasks_retire() {
     let mut state = agent();
     run_task(&mut state, "t1");
