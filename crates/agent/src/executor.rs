@@ -28,7 +28,6 @@ use crate::launch::{ENV_LAUNCH, LaunchConfig};
 mod custom;
 pub mod local;
 mod prepare;
-mod program;
 mod supervisor;
 
 use supervisor::Supervisor;
@@ -205,14 +204,15 @@ fn describe_exit(status: std::process::ExitStatus, killed: bool) -> (pb::TaskSta
     }
 }
 
-/// Builds the task's process (the program as [`program::program`] decides:
+/// Builds the task's process (the program as [`crate::program::program`] decides:
 /// `sh -c VALUE`, or a plain command exec'd directly, or VALUE with
 /// ARGUMENTS), in the sandbox, in its own process group, output to the
 /// sandbox's `stdout` and `stderr`.
 fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, String> {
     let command = task.command.clone().unwrap_or_default();
     let vars = prepare::environment(env, &env.launch, &command, Some(task));
-    let mut process = program::program(&command, path_of(&vars).as_deref()).tokio_command();
+    let mut process = crate::program::program(&command, crate::program::path_of(&vars).as_deref())
+        .tokio_command();
     let open = |name: &str| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -236,14 +236,6 @@ fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, Strin
         .process_group(0)
         .kill_on_drop(false);
     Ok(process)
-}
-
-/// The `PATH` a process started with `vars` on top of this one's
-/// environment sees.
-fn path_of(vars: &std::collections::BTreeMap<String, String>) -> Option<std::ffi::OsString> {
-    vars.get("PATH")
-        .map(std::ffi::OsString::from)
-        .or_else(|| std::env::var_os("PATH"))
 }
 
 fn signal_group(pgid: Option<u32>, signal: Signal) {

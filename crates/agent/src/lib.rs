@@ -24,6 +24,7 @@ pub mod mesos_v0;
 pub mod metrics;
 pub mod operator_api;
 mod options;
+mod program;
 pub mod resources;
 pub mod shell;
 pub mod snapshot;

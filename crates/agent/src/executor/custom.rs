@@ -77,7 +77,7 @@ pub(crate) async fn become_custom_executor(
     let value = command.value.clone().unwrap_or_default();
     let vars = prepare::environment(env, config, &command, None);
     let mut program =
-        super::program::program(&command, super::path_of(&vars).as_deref()).std_command();
+        crate::program::program(&command, crate::program::path_of(&vars).as_deref()).std_command();
     let endpoint = env
         .agent_endpoint
         .trim_start_matches("http://")

@@ -1,4 +1,5 @@
-//! Which program a `CommandInfo` runs, and with which arguments.
+//! Which program a `CommandInfo` runs, and with which arguments: for
+//! command tasks, custom executors and command health checks alike.
 //!
 //! `shell: false` runs `value` with `arguments[1..]`, as Mesos does. With
 //! `shell: true` (the default) Mesos runs `sh -c value`. Most commands are a
@@ -78,6 +79,14 @@ pub(crate) fn program(command: &pb::CommandInfo, path: Option<&OsStr>) -> Progra
         arg0: OsString::from("sh"),
         args: vec!["-c".into(), value],
     }
+}
+
+/// The `PATH` a process started with `vars` on top of this one's
+/// environment sees.
+pub(crate) fn path_of(vars: &std::collections::BTreeMap<String, String>) -> Option<OsString> {
+    vars.get("PATH")
+        .map(OsString::from)
+        .or_else(|| std::env::var_os("PATH"))
 }
 
 /// Characters the shell gives no meaning to (outside the first word, `=`
