@@ -12,6 +12,7 @@ use std::process::Output;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use agora_agent::checkpoint::journal::JournalStore;
 use agora_e2e::{Cluster, Proc, all_tasks, free_port, get_json, run_with_deadline, wait_for};
 
 const RESOURCES: &str = "cpus:2;mem:1024";
@@ -204,8 +205,8 @@ fn after_a_reboot_the_agent_starts_clean_as_a_new_agent() {
     assert!(output.status.success(), "{}", text(&output.stdout));
     let meta = cluster.agent_dir(0).join("meta");
     assert_eq!(
-        std::fs::read_to_string(meta.join("slaves/latest")).expect("agent id checkpointed"),
-        old_id
+        checkpointed(&meta, "slaves/latest").expect("agent id checkpointed"),
+        old_id.as_bytes()
     );
 
     sigkill(&mut cluster.agents[0]);
@@ -226,8 +227,8 @@ fn after_a_reboot_the_agent_starts_clean_as_a_new_agent() {
         "boot-two"
     );
     assert_eq!(
-        std::fs::read_to_string(meta.join("slaves/latest")).expect("new id checkpointed"),
-        new_id
+        checkpointed(&meta, "slaves/latest").expect("new id checkpointed"),
+        new_id.as_bytes()
     );
     assert_eq!(
         cluster.sandbox_files("before-0", "stdout").len(),
@@ -237,6 +238,13 @@ fn after_a_reboot_the_agent_starts_clean_as_a_new_agent() {
     // The new agent takes work.
     let output = cluster.run(&["--name", "after", "--command", "echo hi"]);
     assert!(output.status.success(), "{}", text(&output.stdout));
+}
+
+/// A file of the agent's checkpoint (paths as in `agora_agent::checkpoint`),
+/// read from its journal.
+fn checkpointed(meta: &Path, path: &str) -> Option<Vec<u8>> {
+    let image = JournalStore::read_image(meta).expect("checkpoint journal");
+    image.files.get(Path::new(path)).cloned()
 }
 
 /// Sends `signal` to `pid` if it is still the process that started at `started`.
@@ -265,18 +273,14 @@ fn an_executor_that_does_not_come_back_is_killed_with_its_task() {
     let runner = run_held_task(&cluster, "frozen");
     let (_sandbox, task_pid, task_started) = running_task(&cluster, "frozen-0");
     // The executor's pid, as the agent checkpointed it.
-    let meta = cluster.agent_dir(0).join("meta/frameworks");
-    let framework = std::fs::read_dir(&meta)
-        .expect("framework checkpointed")
-        .flatten()
-        .next()
-        .expect("one framework")
-        .path();
-    let record: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(framework.join("executors/frozen-0/executor.info"))
-            .expect("executor checkpointed"),
-    )
-    .expect("executor record is JSON");
+    let image = JournalStore::read_image(&cluster.agent_dir(0).join("meta")).expect("checkpoint");
+    let (_, executor_record) = image
+        .files
+        .iter()
+        .find(|(path, _)| path.ends_with("executors/frozen-0/executor.info"))
+        .expect("executor checkpointed");
+    let record: serde_json::Value =
+        serde_json::from_slice(executor_record).expect("executor record is JSON");
     let executor_pid = u32::try_from(record["run"]["pid"].as_u64().expect("pid")).expect("pid");
     let executor_started = start_time(executor_pid).expect("executor alive");
     assert_eq!(record["run"]["start_time"].as_u64(), Some(executor_started));
