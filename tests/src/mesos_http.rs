@@ -1,7 +1,8 @@
 //! A raw HTTP/1.1 client for Mesos' v1 HTTP APIs, for tests that must see
 //! what travels on the wire: status lines, headers, and each chunk of a
 //! chunked RecordIO stream as it arrives (Mesos clients such as pymesos and
-//! mesos-framework depend on one record per chunk).
+//! mesos-framework depend on one record per chunk). It stays on a bare socket
+//! rather than `reqwest`, whose bodies hide where chunks begin and end.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
