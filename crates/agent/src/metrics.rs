@@ -1,22 +1,36 @@
-//! The agent's `/metrics`, Prometheus text exposition (version 0.0.4):
-//! tasks by state, executors running, status updates waiting for the
-//! master's acknowledgement, and per-task resource use.
+//! The agent's `/metrics`, OpenMetrics text as `prometheus-client` encodes
+//! it (Prometheus scrapes it natively; the output ends with `# EOF`): tasks
+//! by state, executors running, status updates waiting for the master's
+//! acknowledgement, and per-task resource use.
 //!
-//! Everything is rendered from values handed in (a snapshot, plain gauges,
-//! a list of per-task statistics), never from live state, so a scrape cannot
-//! hold the agent's actor. Per-task statistics come from whoever measures
-//! them (the isolation layer) through a [`TaskStatsSource`], asked once per
-//! scrape.
+//! Everything is encoded at scrape time, by a `prometheus-client`
+//! [`Collector`] over values handed in (plain gauges from the published
+//! snapshot, a list of per-task statistics), never from live state, so a
+//! scrape cannot hold the agent's actor. Per-task statistics come from
+//! whoever measures them (the isolation layer) through a
+//! [`TaskStatsSource`], asked once per scrape. Who may read `/metrics` is
+//! decided by the router's endpoint guard, not here.
+//!
+//! Names follow OpenMetrics: the CPU-time counter is described as
+//! `agora_agent_task_cpu_seconds` and its samples are
+//! `agora_agent_task_cpu_seconds_total`, the name they had in the
+//! Prometheus 0.0.4 text this replaced.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::watch;
 
 pub use crate::snapshot::AgentGauges;
@@ -112,157 +126,162 @@ pub fn gauges_from_snapshot(snapshot: &AgentSnapshot) -> AgentGauges {
     }
 }
 
-/// Escapes a label value (backslash, double quote, newline).
-fn label_value(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The media type of `/metrics`.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// One scrape's figures, encoded by `prometheus-client`.
+#[derive(Debug)]
+struct Scrape {
+    gauges: AgentGauges,
+    tasks: Vec<(TaskLabels, TaskStatistics)>,
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+/// One family without labels.
+fn single(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-fn sample(out: &mut String, name: &str, labels: &str, value: f64) {
-    if labels.is_empty() {
-        let _ = writeln!(out, "{name} {value}");
-    } else {
-        let _ = writeln!(out, "{name}{{{labels}}} {value}");
-    }
+/// One task's reading of a measure: CPU time is a counter of seconds,
+/// the rest are gauges of whole units (bytes, processes).
+#[derive(Debug, Clone, Copy)]
+enum Reading {
+    Seconds(f64),
+    Whole(u64),
 }
 
-/// The agent's gauges as Prometheus text.
-pub fn render_gauges(gauges: &AgentGauges) -> String {
-    let mut out = String::new();
-    family(
-        &mut out,
-        "agora_agent_registered",
-        "gauge",
-        "1 while the agent is registered with a master.",
-    );
-    sample(
-        &mut out,
-        "agora_agent_registered",
-        "",
-        f64::from(u8::from(gauges.registered)),
-    );
-    family(
-        &mut out,
-        "agora_agent_tasks",
-        "gauge",
-        "Tasks on this agent by state (recently completed ones included).",
-    );
-    for (state, count) in &gauges.tasks_by_state {
-        let labels = format!("state=\"{}\"", label_value(state));
-        sample(&mut out, "agora_agent_tasks", &labels, *count as f64);
-    }
-    family(
-        &mut out,
-        "agora_agent_executors_running",
-        "gauge",
-        "Executors running on this agent.",
-    );
-    sample(
-        &mut out,
-        "agora_agent_executors_running",
-        "",
-        gauges.executors_running as f64,
-    );
-    family(
-        &mut out,
-        "agora_agent_disk_full",
-        "gauge",
-        "1 while the work dir's disk is full and new tasks are refused.",
-    );
-    sample(
-        &mut out,
-        "agora_agent_disk_full",
-        "",
-        f64::from(u8::from(gauges.disk_full)),
-    );
-    if let Some(pending) = gauges.status_updates_pending {
-        family(
-            &mut out,
-            "agora_agent_status_updates_pending",
-            "gauge",
-            "Status updates not yet acknowledged by the master.",
-        );
-        sample(
-            &mut out,
-            "agora_agent_status_updates_pending",
-            "",
-            pending as f64,
-        );
-    }
-    out
+/// A per-task measure: its family name (less the unit), unit, help, and
+/// how to read it from a task's statistics (`None`: not measured).
+struct Measure {
+    name: &'static str,
+    unit: Option<Unit>,
+    help: &'static str,
+    reading: fn(&TaskStatistics) -> Option<Reading>,
 }
 
-/// Per-task resource use as Prometheus text, one family per measure,
-/// labelled by `framework_id`, `executor_id` and `task_id`; a task missing a
-/// measure has no sample in that family.
-pub fn render_task_stats(tasks: &[(TaskLabels, TaskStatistics)]) -> String {
-    type Measure = fn(&TaskStatistics) -> Option<f64>;
-    let measures: [(&str, &str, &str, Measure); 5] = [
-        (
-            "agora_agent_task_cpu_seconds_total",
-            "counter",
-            "CPU time (user and system) used by the task, seconds.",
-            |s| s.cpu_seconds,
-        ),
-        (
-            "agora_agent_task_memory_bytes",
-            "gauge",
-            "Memory used by the task, bytes.",
-            |s| s.mem_bytes.map(|v| v as f64),
-        ),
-        (
-            "agora_agent_task_memory_limit_bytes",
-            "gauge",
-            "Memory limit of the task, bytes.",
-            |s| s.mem_limit_bytes.map(|v| v as f64),
-        ),
-        (
-            "agora_agent_task_pids",
-            "gauge",
-            "Processes of the task.",
-            |s| s.pids.map(|v| v as f64),
-        ),
-        (
-            "agora_agent_task_disk_bytes",
-            "gauge",
-            "Disk used by the task's sandbox, bytes.",
-            |s| s.disk_bytes.map(|v| v as f64),
-        ),
-    ];
-    let labels: Vec<String> = tasks
-        .iter()
-        .map(|(l, _)| {
-            format!(
-                "framework_id=\"{}\",executor_id=\"{}\",task_id=\"{}\"",
-                label_value(&l.framework_id),
-                label_value(&l.executor_id),
-                label_value(&l.task_id)
-            )
-        })
-        .collect();
-    let mut out = String::new();
-    for (name, kind, help, measure) in measures {
-        let values: Vec<(&str, f64)> = tasks
-            .iter()
-            .zip(&labels)
-            .filter_map(|((_, stats), labels)| Some((labels.as_str(), measure(stats)?)))
-            .collect();
-        if values.is_empty() {
-            continue;
+fn measures() -> [Measure; 5] {
+    [
+        Measure {
+            name: "agora_agent_task_cpu",
+            unit: Some(Unit::Seconds),
+            help: "CPU time (user and system) used by the task, seconds.",
+            reading: |s| s.cpu_seconds.map(Reading::Seconds),
+        },
+        Measure {
+            name: "agora_agent_task_memory",
+            unit: Some(Unit::Bytes),
+            help: "Memory used by the task, bytes.",
+            reading: |s| s.mem_bytes.map(Reading::Whole),
+        },
+        Measure {
+            name: "agora_agent_task_memory_limit",
+            unit: Some(Unit::Bytes),
+            help: "Memory limit of the task, bytes.",
+            reading: |s| s.mem_limit_bytes.map(Reading::Whole),
+        },
+        Measure {
+            name: "agora_agent_task_pids",
+            unit: None,
+            help: "Processes of the task.",
+            reading: |s| s.pids.map(Reading::Whole),
+        },
+        Measure {
+            name: "agora_agent_task_disk",
+            unit: Some(Unit::Bytes),
+            help: "Disk used by the task's sandbox, bytes.",
+            reading: |s| s.disk_bytes.map(Reading::Whole),
+        },
+    ]
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let g = &self.gauges;
+        let e = &mut encoder;
+        single(
+            e,
+            "agora_agent_registered",
+            "1 while the agent is registered with a master.",
+            ConstGauge::new(i64::from(g.registered)),
+        )?;
+        let mut tasks = e.encode_descriptor(
+            "agora_agent_tasks",
+            "Tasks on this agent by state (recently completed ones included).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (state, count) in &g.tasks_by_state {
+            ConstGauge::new(*count).encode(tasks.encode_family(&[("state", state.as_str())])?)?;
         }
-        family(&mut out, name, kind, help);
-        for (labels, value) in values {
-            sample(&mut out, name, labels, value);
+        single(
+            e,
+            "agora_agent_executors_running",
+            "Executors running on this agent.",
+            ConstGauge::new(g.executors_running),
+        )?;
+        single(
+            e,
+            "agora_agent_disk_full",
+            "1 while the work dir's disk is full and new tasks are refused.",
+            ConstGauge::new(i64::from(g.disk_full)),
+        )?;
+        if let Some(pending) = g.status_updates_pending {
+            single(
+                e,
+                "agora_agent_status_updates_pending",
+                "Status updates not yet acknowledged by the master.",
+                ConstGauge::new(pending),
+            )?;
         }
+        // One family per measure, labelled by framework, executor and task;
+        // a task missing a measure has no sample in it, and a measure no
+        // task has is left out.
+        for measure in measures() {
+            let readings: Vec<(&TaskLabels, Reading)> = self
+                .tasks
+                .iter()
+                .filter_map(|(labels, stats)| Some((labels, (measure.reading)(stats)?)))
+                .collect();
+            let Some((_, first)) = readings.first() else {
+                continue;
+            };
+            let kind = match first {
+                Reading::Seconds(_) => MetricType::Counter,
+                Reading::Whole(_) => MetricType::Gauge,
+            };
+            let mut family =
+                e.encode_descriptor(measure.name, measure.help, measure.unit.as_ref(), kind)?;
+            for (task, reading) in readings {
+                let labels = [
+                    ("framework_id", task.framework_id.as_str()),
+                    ("executor_id", task.executor_id.as_str()),
+                    ("task_id", task.task_id.as_str()),
+                ];
+                let sample = family.encode_family(&labels)?;
+                match reading {
+                    Reading::Seconds(seconds) => ConstCounter::new(seconds).encode(sample)?,
+                    Reading::Whole(n) => ConstGauge::new(n).encode(sample)?,
+                }
+            }
+        }
+        Ok(())
     }
-    out
+}
+
+/// The agent's gauges and per-task resource use as OpenMetrics text.
+pub fn render(
+    gauges: AgentGauges,
+    tasks: Vec<(TaskLabels, TaskStatistics)>,
+) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape { gauges, tasks }));
+    let mut text = String::new();
+    encode(&mut text, &registry)?;
+    Ok(text)
 }
 
 #[derive(Clone)]
@@ -290,23 +309,26 @@ async fn metrics(State(state): State<MetricsState>) -> Response {
         .gauges
         .clone()
         .unwrap_or_else(|| gauges_from_snapshot(&current));
-    let mut text = render_gauges(&gauges);
-    if let Some(source) = state.task_stats {
-        text.push_str(&render_task_stats(&source().await));
+    let tasks = match state.task_stats {
+        Some(source) => source().await,
+        None => Vec::new(),
+    };
+    match render(gauges, tasks) {
+        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot encode the metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn no_tasks() -> Vec<(TaskLabels, TaskStatistics)> {
+        Vec::new()
+    }
 
     #[test]
     fn gauges_render_every_state_and_omit_unknowns() {
@@ -321,17 +343,23 @@ mod tests {
             status_updates_pending: None,
             disk_full: true,
         };
-        let text = render_gauges(&gauges);
+        let text = render(gauges.clone(), no_tasks()).expect("renders");
         assert!(text.contains("agora_agent_registered 1\n"), "{text}");
         assert!(text.contains("agora_agent_tasks{state=\"TASK_RUNNING\"} 2\n"));
         assert!(text.contains("agora_agent_tasks{state=\"TASK_FINISHED\"} 1\n"));
+        assert!(text.contains("# TYPE agora_agent_executors_running gauge\n"));
         assert!(text.contains("agora_agent_executors_running 2\n"));
         assert!(text.contains("agora_agent_disk_full 1\n"), "{text}");
         assert!(!text.contains("status_updates_pending"));
-        let text = render_gauges(&AgentGauges {
-            status_updates_pending: Some(3),
-            ..gauges
-        });
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        let text = render(
+            AgentGauges {
+                status_updates_pending: Some(3),
+                ..gauges
+            },
+            no_tasks(),
+        )
+        .expect("renders");
         assert!(text.contains("# TYPE agora_agent_status_updates_pending gauge\n"));
         assert!(text.contains("agora_agent_status_updates_pending 3\n"));
     }
@@ -365,8 +393,15 @@ mod tests {
                 },
             ),
         ];
-        let text = render_task_stats(&stats);
+        let text = render(AgentGauges::default(), stats).expect("renders");
         let first = "framework_id=\"fw-1\",executor_id=\"ex\\\"1\",task_id=\"t\\\\1\"";
+        // The counter is described under its family name (with its unit),
+        // its samples carry `_total`.
+        assert!(
+            text.contains("# TYPE agora_agent_task_cpu_seconds counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# UNIT agora_agent_task_cpu_seconds seconds\n"));
         assert!(
             text.contains(&format!(
                 "agora_agent_task_cpu_seconds_total{{{first}}} 1.5\n"
@@ -387,7 +422,8 @@ mod tests {
             text.matches("# TYPE agora_agent_task_memory_bytes").count(),
             1
         );
-        assert_eq!(render_task_stats(&[]), "");
+        let none = render(AgentGauges::default(), no_tasks()).expect("renders");
+        assert!(!none.contains("agora_agent_task_"), "{none}");
     }
 
     #[test]

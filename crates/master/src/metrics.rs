@@ -1,14 +1,19 @@
-//! The master's `/metrics`, Prometheus text exposition (version 0.0.4).
+//! The master's `/metrics`, OpenMetrics text as `prometheus-client` encodes
+//! it (Prometheus scrapes it natively; the output ends with `# EOF`).
 //!
 //! Two sources, neither of them the live state machine:
 //! - the published [`StateSnapshot`]: agents and frameworks by state, tasks
 //!   by state, and the state machine's [`Counters`](crate::state::Counters)
-//!   (offers sent, declined, rescinded; task state transitions);
+//!   (offers sent, declined, rescinded; task state transitions), encoded at
+//!   scrape time by a [`Collector`] over that snapshot;
 //! - [`MasterMetrics`]: latencies the shell measures (allocation cycles,
-//!   registry writes, status-update round trips) and leadership, kept in
-//!   atomics so that recording never waits and a scrape never blocks anyone.
-//!   One per master, made by `run_master` and handed to whoever records
-//!   (the actor, the leadership terms) or reads (the routes): no static.
+//!   registry writes, status-update round trips), recorded as they happen
+//!   into `prometheus-client` histograms registered once in the metrics' own
+//!   [`Registry`] (each behind a short lock: a recording waits at most for a
+//!   scrape's copy of that one histogram), and leader changes, an atomic
+//!   count that Mesos' `/metrics/snapshot` reads too. One per master, made
+//!   by `run_master` and handed to whoever records (the actor, the
+//!   leadership terms) or reads (the routes): no static.
 //!
 //! The status-update round trip is measured from a status update (one that
 //! carries a uuid) reaching the master's actor from an agent to the
@@ -17,125 +22,159 @@
 //! Registry write latency is from the state machine asking for the write to
 //! the writer being done with it (queueing included; a write given up after
 //! its retries counts too).
+//!
+//! Names follow OpenMetrics: a counter is described under its family name
+//! and its sample carries `_total` (`agora_master_offers_sent` /
+//! `agora_master_offers_sent_total`), so every sample keeps the name it had
+//! in the Prometheus 0.0.4 text this replaced.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::{mpsc, watch};
 
 use crate::protocol::Gate;
 use crate::registry_writer::RegistryWrite;
 use crate::snapshot::StateSnapshot;
 
+/// The media type of `/metrics`.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// Upper bounds of the latency histograms' buckets, seconds (`+Inf` implied).
 pub const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// A latency histogram with fixed buckets ([`BUCKETS`]), lock-free.
-#[derive(Debug)]
-pub struct Histogram {
-    /// Non-cumulative counts per bucket; the last one is `+Inf`.
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
+/// A latency histogram over [`BUCKETS`], in seconds: `prometheus-client`'s
+/// histogram, observed with [`Duration`]s. Clones share their counts (the
+/// registry holds one, the recorder another).
+#[derive(Debug, Clone)]
+pub struct LatencyHistogram {
+    seconds: prometheus_client::metrics::histogram::Histogram,
+    /// Observations so far, for the Mesos-style `allocation_runs` of
+    /// `/metrics/snapshot` (the crate's histogram does not expose its count).
+    observed: Arc<AtomicU64>,
 }
 
-impl Default for Histogram {
+impl Default for LatencyHistogram {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Histogram {
-    pub const fn new() -> Self {
-        Histogram {
-            buckets: [const { AtomicU64::new(0) }; BUCKETS.len() + 1],
-            count: AtomicU64::new(0),
-            sum_nanos: AtomicU64::new(0),
+impl LatencyHistogram {
+    pub fn new() -> Self {
+        LatencyHistogram {
+            seconds: prometheus_client::metrics::histogram::Histogram::new(BUCKETS),
+            observed: Arc::new(AtomicU64::new(0)),
         }
     }
 
     pub fn observe(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        let bucket = BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(BUCKETS.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.seconds.observe(elapsed.as_secs_f64());
+        self.observed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Observations so far.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    /// Writes the `_bucket`, `_sum` and `_count` samples (no HELP/TYPE).
-    fn render_samples(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0u64;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        cumulative += self.buckets[BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
-        );
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let braces = |labels: &str| {
-            if labels.is_empty() {
-                String::new()
-            } else {
-                format!("{{{labels}}}")
-            }
-        };
-        let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
-        // The buckets' total, so `_count` agrees with `+Inf` in one scrape.
-        let _ = writeln!(out, "{name}_count{} {cumulative}", braces(labels));
+        self.observed.load(Ordering::Relaxed)
     }
 }
 
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.seconds.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// One `kind` label (`periodic` or `event`) of the allocation histograms.
+type KindLabel = [(&'static str, &'static str); 1];
+
 /// What the shell measures; one per master (`run_master` makes it).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MasterMetrics {
     /// The periodic full allocation cycle (the safety net).
-    pub allocation_periodic: Histogram,
+    pub allocation_periodic: LatencyHistogram,
     /// Allocations run after a batch of events: the agents whose free
     /// resources grew, or a full cycle after a subscribe, revive or policy change.
-    pub allocation_event: Histogram,
-    pub registry_write: Histogram,
-    pub status_update_round_trip: Histogram,
-    /// Times the leader this master knows of changed (itself included).
+    pub allocation_event: LatencyHistogram,
+    pub registry_write: LatencyHistogram,
+    pub status_update_round_trip: LatencyHistogram,
+    /// Times the leader this master knows of changed (itself included);
+    /// exposed as the counter `agora_master_leader_changes_total`.
     pub leader_changes: AtomicU64,
     /// The leader last known (`Some("")`: this master), for
     /// [`leader_changes`](Self::leader_changes).
     known_leader: std::sync::Mutex<Option<String>>,
+    /// The histograms above, registered once under their exposed names.
+    registry: Registry,
+}
+
+impl Default for MasterMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl MasterMetrics {
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let allocation_cycles: Family<KindLabel, LatencyHistogram, fn() -> LatencyHistogram> =
+            Family::new_with_constructor(LatencyHistogram::new);
+        let allocation_periodic = allocation_cycles.get_or_create_owned(&[("kind", "periodic")]);
+        let allocation_event = allocation_cycles.get_or_create_owned(&[("kind", "event")]);
+        // Help texts without a final full stop: the registry adds one.
+        registry.register_with_unit(
+            "agora_master_allocation_cycle",
+            "Time the allocator took per allocation (kind: periodic full cycle, or event-driven after a batch of events)",
+            Unit::Seconds,
+            allocation_cycles,
+        );
+        let registry_write = LatencyHistogram::new();
+        registry.register_with_unit(
+            "agora_master_registry_write",
+            "From the state machine asking for a registry write to the write being done, queueing included",
+            Unit::Seconds,
+            registry_write.clone(),
+        );
+        let status_update_round_trip = LatencyHistogram::new();
+        registry.register_with_unit(
+            "agora_master_status_update_round_trip",
+            "From an agent's status update reaching the master to its framework's acknowledgement reaching the master",
+            Unit::Seconds,
+            status_update_round_trip.clone(),
+        );
         MasterMetrics {
-            allocation_periodic: Histogram::new(),
-            allocation_event: Histogram::new(),
-            registry_write: Histogram::new(),
-            status_update_round_trip: Histogram::new(),
+            allocation_periodic,
+            allocation_event,
+            registry_write,
+            status_update_round_trip,
             leader_changes: AtomicU64::new(0),
             known_leader: std::sync::Mutex::new(None),
+            registry,
         }
     }
 
@@ -184,7 +223,7 @@ impl RoundTrips {
         &mut self,
         uuid: &[u8],
         now: Instant,
-        into: &Histogram,
+        into: &LatencyHistogram,
     ) -> Option<Duration> {
         let started = self.started.remove(uuid)?;
         let elapsed = now.saturating_duration_since(started);
@@ -221,186 +260,167 @@ pub(crate) fn time_registry_write(
     });
 }
 
-/// Escapes a label value (backslash, double quote, newline).
-fn label_value(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The snapshot's figures and this master's leadership, encoded at scrape
+/// time (what the state machine counts is in the snapshot, not here).
+#[derive(Debug)]
+struct ScrapedState {
+    snapshot: Arc<StateSnapshot>,
+    is_leader: bool,
+    leader_changes: u64,
 }
 
-struct Writer(String);
-
-impl Writer {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}");
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &str, value: f64) {
-        if labels.is_empty() {
-            let _ = writeln!(self.0, "{name} {value}");
-        } else {
-            let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
-        }
-    }
-
-    fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
-        self.family(name, kind, help);
-        self.sample(name, "", value);
-    }
-
-    fn by_state<'a>(
-        &mut self,
-        name: &str,
-        kind: &str,
-        help: &str,
-        values: impl IntoIterator<Item = (&'a str, f64)>,
-    ) {
-        self.family(name, kind, help);
-        for (state, value) in values {
-            self.sample(name, &format!("state=\"{}\"", label_value(state)), value);
-        }
-    }
+/// One family without labels.
+fn single(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-/// Prometheus text of a snapshot, the shell's measurements, and whether
-/// this master leads.
-pub fn render(s: &StateSnapshot, m: &MasterMetrics, is_leader: bool) -> String {
-    let mut w = Writer(String::new());
-    w.single(
-        "agora_master_is_leader",
-        "gauge",
-        "1 while this master is the elected leader and serving.",
-        f64::from(u8::from(is_leader)),
-    );
-    w.single(
-        "agora_master_leader_changes_total",
-        "counter",
-        "Times the leading master this master knows of changed (its own election included).",
-        m.leader_changes.load(Ordering::Relaxed) as f64,
-    );
-    let agents_in = |status: &str| s.agents.iter().filter(|a| a.status == status).count() as f64;
-    w.by_state(
-        "agora_master_agents",
-        "gauge",
-        "Agents known to the master by state (inactive: session down, within its grace).",
-        [
-            ("active", agents_in("active")),
-            ("inactive", agents_in("disconnected")),
-            ("unreachable", agents_in("unreachable")),
-        ],
-    );
-    let active_frameworks = s.frameworks.iter().filter(|f| f.active).count() as f64;
-    w.by_state(
-        "agora_master_frameworks",
-        "gauge",
-        "Frameworks by state.",
-        [
-            ("active", active_frameworks),
-            ("inactive", s.frameworks.len() as f64 - active_frameworks),
-            ("completed", s.completed_frameworks.len() as f64),
-        ],
-    );
-    let mut tasks: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
-    for framework in s.frameworks.iter().chain(&s.completed_frameworks) {
-        for task in framework.tasks.iter().chain(&framework.completed_tasks) {
-            *tasks.entry(task.state).or_default() += 1.0;
-        }
+/// One family with a `state` label per value.
+fn by_state<'a, M: EncodeMetric + TypedMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (&'a str, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, M::TYPE)?;
+    for (state, metric) in values {
+        metric.encode(family.encode_family(&[("state", state)])?)?;
     }
-    w.by_state(
-        "agora_master_tasks",
-        "gauge",
-        "Tasks the master knows, by current state.",
-        tasks,
-    );
-    let c = &s.counters;
-    w.by_state(
-        "agora_master_task_transitions_total",
-        "counter",
-        "Task state transitions seen by the master, by the state entered.",
-        c.task_transitions.iter().map(|(k, v)| (*k, *v as f64)),
-    );
-    let singles: [(&str, &str, &str, f64); 8] = [
-        (
-            "agora_master_offers_sent_total",
-            "counter",
-            "Offers sent to frameworks.",
-            c.offers_sent as f64,
-        ),
-        (
-            "agora_master_offers_declined_total",
-            "counter",
-            "Offers declined by frameworks.",
-            c.offers_declined as f64,
-        ),
-        (
-            "agora_master_offers_accepted_total",
-            "counter",
-            "Offers accepted by frameworks.",
-            c.offers_accepted as f64,
-        ),
-        (
-            "agora_master_offers_rescinded_total",
-            "counter",
-            "Offers rescinded by the master.",
-            c.offers_rescinded as f64,
-        ),
-        (
+    Ok(())
+}
+
+impl Collector for ScrapedState {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.snapshot;
+        let c = &s.counters;
+        let e = &mut encoder;
+        single(
+            e,
+            "agora_master_is_leader",
+            "1 while this master is the elected leader and serving.",
+            ConstGauge::new(i64::from(self.is_leader)),
+        )?;
+        single(
+            e,
+            "agora_master_leader_changes",
+            "Times the leading master this master knows of changed (its own election included).",
+            ConstCounter::new(self.leader_changes),
+        )?;
+        let count = |n: usize| ConstGauge::new(n);
+        let agents_in =
+            |status: &str| count(s.agents.iter().filter(|a| a.status == status).count());
+        by_state(
+            e,
+            "agora_master_agents",
+            "Agents known to the master by state (inactive: session down, within its grace).",
+            [
+                ("active", agents_in("active")),
+                ("inactive", agents_in("disconnected")),
+                ("unreachable", agents_in("unreachable")),
+            ],
+        )?;
+        let active_frameworks = s.frameworks.iter().filter(|f| f.active).count();
+        by_state(
+            e,
+            "agora_master_frameworks",
+            "Frameworks by state.",
+            [
+                ("active", count(active_frameworks)),
+                ("inactive", count(s.frameworks.len() - active_frameworks)),
+                ("completed", count(s.completed_frameworks.len())),
+            ],
+        )?;
+        let mut tasks: BTreeMap<&str, usize> = BTreeMap::new();
+        for framework in s.frameworks.iter().chain(&s.completed_frameworks) {
+            for task in framework.tasks.iter().chain(&framework.completed_tasks) {
+                *tasks.entry(task.state).or_default() += 1;
+            }
+        }
+        by_state(
+            e,
+            "agora_master_tasks",
+            "Tasks the master knows, by current state.",
+            tasks.into_iter().map(|(state, n)| (state, count(n))),
+        )?;
+        by_state(
+            e,
+            "agora_master_task_transitions",
+            "Task state transitions seen by the master, by the state entered.",
+            c.task_transitions
+                .iter()
+                .map(|(state, n)| (*state, ConstCounter::new(*n))),
+        )?;
+        let counters: [(&str, &str, u64); 7] = [
+            (
+                "agora_master_offers_sent",
+                "Offers sent to frameworks.",
+                c.offers_sent,
+            ),
+            (
+                "agora_master_offers_declined",
+                "Offers declined by frameworks.",
+                c.offers_declined,
+            ),
+            (
+                "agora_master_offers_accepted",
+                "Offers accepted by frameworks.",
+                c.offers_accepted,
+            ),
+            (
+                "agora_master_offers_rescinded",
+                "Offers rescinded by the master.",
+                c.offers_rescinded,
+            ),
+            (
+                "agora_master_tasks_launched",
+                "Tasks launched.",
+                c.tasks_launched,
+            ),
+            (
+                "agora_master_invalid_calls",
+                "Framework calls refused as invalid.",
+                c.invalid_calls,
+            ),
+            (
+                "agora_master_agents_marked_unreachable",
+                "Agents marked unreachable.",
+                c.agents_marked_unreachable,
+            ),
+        ];
+        for (name, help, value) in counters {
+            single(e, name, help, ConstCounter::new(value))?;
+        }
+        single(
+            e,
             "agora_master_offers_outstanding",
-            "gauge",
             "Offers not yet answered.",
-            s.outstanding_offers as f64,
-        ),
-        (
-            "agora_master_tasks_launched_total",
-            "counter",
-            "Tasks launched.",
-            c.tasks_launched as f64,
-        ),
-        (
-            "agora_master_invalid_calls_total",
-            "counter",
-            "Framework calls refused as invalid.",
-            c.invalid_calls as f64,
-        ),
-        (
-            "agora_master_agents_marked_unreachable_total",
-            "counter",
-            "Agents marked unreachable.",
-            c.agents_marked_unreachable as f64,
-        ),
-    ];
-    for (name, kind, help, value) in singles {
-        w.single(name, kind, help, value);
+            count(s.outstanding_offers),
+        )
     }
-    let name = "agora_master_allocation_cycle_seconds";
-    w.family(
-        name,
-        "histogram",
-        "Time the allocator took per allocation (kind: periodic full cycle, or event-driven after a batch of events).",
-    );
-    m.allocation_periodic
-        .render_samples(&mut w.0, name, "kind=\"periodic\"");
-    m.allocation_event
-        .render_samples(&mut w.0, name, "kind=\"event\"");
-    let histograms: [(&str, &str, &Histogram); 2] = [
-        (
-            "agora_master_registry_write_seconds",
-            "From the state machine asking for a registry write to the write being done, queueing included.",
-            &m.registry_write,
-        ),
-        (
-            "agora_master_status_update_round_trip_seconds",
-            "From an agent's status update reaching the master to its framework's acknowledgement reaching the master.",
-            &m.status_update_round_trip,
-        ),
-    ];
-    for (name, help, histogram) in histograms {
-        w.family(name, "histogram", help);
-        histogram.render_samples(&mut w.0, name, "");
-    }
-    w.0
+}
+
+/// OpenMetrics text of a snapshot, the shell's measurements, and whether
+/// this master leads.
+pub fn render(
+    snapshot: &Arc<StateSnapshot>,
+    m: &MasterMetrics,
+    is_leader: bool,
+) -> Result<String, std::fmt::Error> {
+    let mut scraped = Registry::default();
+    scraped.register_collector(Box::new(ScrapedState {
+        snapshot: snapshot.clone(),
+        is_leader,
+        leader_changes: m.leader_changes.load(Ordering::Relaxed),
+    }));
+    let mut text = String::new();
+    encode_registry(&mut text, &scraped)?;
+    encode_registry(&mut text, &m.registry)?;
+    encode_eof(&mut text)?;
+    Ok(text)
 }
 
 /// Who this gate says leads: `Some("")` for this master itself.
@@ -437,14 +457,13 @@ pub(crate) fn router(
 async fn scrape(State(state): State<MetricsState>) -> Response {
     let current = state.snapshot.borrow().clone();
     let is_leader = matches!(&*state.gate.borrow(), Gate::Leading { .. });
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        render(&current, &state.metrics, is_leader),
-    )
-        .into_response()
+    match render(&current, &state.metrics, is_leader) {
+        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot encode the metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -458,37 +477,35 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative() {
-        let h = Histogram::new();
+        // `x` with a `kind` label, `y` plain and never observed. The crate
+        // writes `le` before the family's labels.
+        let mut registry = Registry::default();
+        let x: Family<KindLabel, LatencyHistogram> = Family::default();
+        let h = x.get_or_create_owned(&[("kind", "a")]);
+        registry.register("x", "X", x);
+        registry.register("y", "Y", LatencyHistogram::new());
         h.observe(Duration::from_micros(300));
         h.observe(Duration::from_millis(3));
         h.observe(Duration::from_millis(3));
         h.observe(Duration::from_secs(60));
+        assert_eq!(h.count(), 4);
         let mut out = String::new();
-        h.render_samples(&mut out, "x", "kind=\"a\"");
-        assert_eq!(
-            value_of(&out, "x_bucket{kind=\"a\",le=\"0.0005\"}"),
-            Some(1.0)
-        );
-        assert_eq!(
-            value_of(&out, "x_bucket{kind=\"a\",le=\"0.0025\"}"),
-            Some(1.0)
-        );
-        assert_eq!(
-            value_of(&out, "x_bucket{kind=\"a\",le=\"0.005\"}"),
-            Some(3.0)
-        );
-        assert_eq!(value_of(&out, "x_bucket{kind=\"a\",le=\"10\"}"), Some(3.0));
-        assert_eq!(
-            value_of(&out, "x_bucket{kind=\"a\",le=\"+Inf\"}"),
-            Some(4.0)
-        );
-        assert_eq!(value_of(&out, "x_count{kind=\"a\"}"), Some(4.0));
+        encode_registry(&mut out, &registry).expect("encodes");
+        for (series, value) in [
+            ("x_bucket{le=\"0.0005\",kind=\"a\"}", 1.0),
+            ("x_bucket{le=\"0.0025\",kind=\"a\"}", 1.0),
+            ("x_bucket{le=\"0.005\",kind=\"a\"}", 3.0),
+            ("x_bucket{le=\"10.0\",kind=\"a\"}", 3.0),
+            ("x_bucket{le=\"+Inf\",kind=\"a\"}", 4.0),
+            ("x_count{kind=\"a\"}", 4.0),
+            ("y_bucket{le=\"+Inf\"}", 0.0),
+            ("y_count", 0.0),
+        ] {
+            assert_eq!(value_of(&out, series), Some(value), "{series} in\n{out}");
+        }
         let sum = value_of(&out, "x_sum{kind=\"a\"}").expect("sum");
         assert!((sum - 60.0063).abs() < 1e-9, "{sum}");
-        let mut plain = String::new();
-        Histogram::new().render_samples(&mut plain, "y", "");
-        assert!(plain.contains("y_bucket{le=\"+Inf\"} 0\n"), "{plain}");
-        assert!(plain.contains("y_count 0\n"), "{plain}");
+        assert_eq!(out.matches("# TYPE x histogram\n").count(), 1, "{out}");
     }
 
     #[test]
@@ -502,18 +519,20 @@ mod tests {
             .counters
             .task_transitions
             .insert("TASK_FINISHED", 2);
+        let snapshot = Arc::new(snapshot);
         let m = MasterMetrics::new();
         m.allocation_periodic.observe(Duration::from_millis(2));
         m.allocation_event.observe(Duration::from_micros(100));
         m.registry_write.observe(Duration::from_millis(20));
         m.leader_changes.store(2, Ordering::Relaxed);
-        let text = render(&snapshot, &m, true);
+        let text = render(&snapshot, &m, true).expect("renders");
         for (series, value) in [
             ("agora_master_is_leader", 1.0),
             ("agora_master_leader_changes_total", 2.0),
             ("agora_master_offers_sent_total", 7.0),
             ("agora_master_offers_declined_total", 2.0),
             ("agora_master_offers_rescinded_total", 1.0),
+            ("agora_master_offers_outstanding", 0.0),
             (
                 "agora_master_task_transitions_total{state=\"TASK_RUNNING\"}",
                 3.0,
@@ -531,6 +550,14 @@ mod tests {
                 1.0,
             ),
             (
+                "agora_master_allocation_cycle_seconds_bucket{le=\"0.001\",kind=\"periodic\"}",
+                0.0,
+            ),
+            (
+                "agora_master_allocation_cycle_seconds_bucket{le=\"0.0025\",kind=\"periodic\"}",
+                1.0,
+            ),
+            (
                 "agora_master_allocation_cycle_seconds_count{kind=\"event\"}",
                 1.0,
             ),
@@ -539,21 +566,28 @@ mod tests {
         ] {
             assert_eq!(value_of(&text, series), Some(value), "{series} in\n{text}");
         }
-        // One HELP and TYPE per family, histograms typed as such.
-        assert_eq!(
-            text.matches("# TYPE agora_master_allocation_cycle_seconds histogram\n")
-                .count(),
-            1
-        );
-        assert_eq!(
-            value_of(&render(&snapshot, &m, false), "agora_master_is_leader"),
-            Some(0.0)
-        );
+        // One HELP and TYPE per family, typed as such; counters described
+        // under their family name, histograms with their unit.
+        for line in [
+            "# TYPE agora_master_allocation_cycle_seconds histogram\n",
+            "# UNIT agora_master_allocation_cycle_seconds seconds\n",
+            "# TYPE agora_master_offers_sent counter\n",
+            "# TYPE agora_master_task_transitions counter\n",
+            "# TYPE agora_master_agents gauge\n",
+            "# HELP agora_master_offers_sent Offers sent to frameworks.\n",
+            "# HELP agora_master_registry_write_seconds From the state machine asking for a registry write to the write being done, queueing included.\n",
+        ] {
+            assert_eq!(text.matches(line).count(), 1, "{line} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1);
+        let follower = render(&snapshot, &m, false).expect("renders");
+        assert_eq!(value_of(&follower, "agora_master_is_leader"), Some(0.0));
     }
 
     #[test]
     fn round_trips_are_matched_by_uuid_and_bounded() {
-        let h = Histogram::new();
+        let h = LatencyHistogram::new();
         let mut trips = RoundTrips::default();
         let start = Instant::now();
         trips.update_arrived(b"u1", start);
