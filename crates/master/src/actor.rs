@@ -18,6 +18,8 @@ use crate::error::ShellError;
 use crate::metrics::MasterMetrics;
 use timers::TimerPlan;
 
+#[cfg(test)]
+mod operator_api_tests;
 mod timers;
 
 use crate::protocol::{

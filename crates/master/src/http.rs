@@ -537,6 +537,8 @@ fn escape(text: &str) -> String {
 }
 
 #[cfg(test)]
+mod mesos_v0_tests;
+#[cfg(test)]
 mod tests {
     use super::*;
     use axum::body::Body;

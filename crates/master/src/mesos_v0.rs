@@ -44,7 +44,7 @@ use crate::snapshot_body::SnapshotBody;
 mod metrics;
 pub mod shapes;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use metrics::metrics_snapshot;
 pub use shapes::{TaskOrder, TasksQuery};

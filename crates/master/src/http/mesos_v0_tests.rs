@@ -1,0 +1,218 @@
+//! Mesos' read endpoints (`crate::mesos_v0`) through the whole HTTP router,
+//! as a master serves them (`leader_only` included): the routes and their
+//! un-prefixed forms beside Agora's own `/state` and `/roles`, JSONP,
+//! `/tasks`' 400s, the state serialized once per snapshot, `/version`,
+//! `/master/redirect`, `/master/health` and `/metrics/snapshot`, and a
+//! follower's redirects. They live here, under `http`, because the router
+//! is built here on top of `mesos_v0`; the shapes themselves are pinned in
+//! `mesos_v0/tests.rs`, whose snapshot these serve.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tower::ServiceExt as _;
+
+use super::router;
+use crate::mesos_v0::tests::fixture;
+use crate::protocol::Gate;
+use crate::snapshot::StateSnapshot;
+
+fn leading() -> watch::Receiver<Gate> {
+    let (commands, _) = mpsc::channel(1);
+    watch::channel(Gate::Leading { commands }).1
+}
+
+/// The whole HTTP router (`leader_only` included), as a master serves it.
+fn serve(
+    snapshot: StateSnapshot,
+    gate: watch::Receiver<Gate>,
+) -> (Router, watch::Sender<Arc<StateSnapshot>>) {
+    let (publish, snapshot) = watch::channel(Arc::new(snapshot));
+    (
+        router(snapshot, gate, Default::default(), Default::default()),
+        publish,
+    )
+}
+
+async fn get_raw(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, Bytes) {
+    let response = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (status, headers, body)
+}
+
+async fn get_json(app: &Router, uri: &str) -> Value {
+    let (status, headers, body) = get_raw(app, uri).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{uri}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
+    serde_json::from_slice(&body).expect("json")
+}
+
+#[tokio::test]
+async fn routes_answer_mesos_shapes_with_jsonp() {
+    let (app, _publish) = serve(fixture(), leading());
+    for path in ["/master/state", "/master/state.json", "/state.json"] {
+        let state = get_json(&app, path).await;
+        assert_eq!(state["version"], "1.11.0", "{path}");
+        assert_eq!(state["slaves"][0]["pid"], "slave(1)@host-a1:5051", "{path}");
+    }
+    // Agora's own `/state` keeps its shape.
+    let agora = get_json(&app, "/state").await;
+    assert_eq!(agora["elected"], true);
+    assert!(agora.get("agents").is_some());
+    for (prefixed, plain) in [
+        ("/master/state-summary", Some("/state-summary")),
+        ("/master/frameworks", Some("/frameworks")),
+        ("/master/slaves", Some("/slaves")),
+        ("/master/tasks", Some("/tasks")),
+        ("/master/roles", None),
+    ] {
+        let body = get_json(&app, prefixed).await;
+        if let Some(plain) = plain {
+            assert_eq!(get_json(&app, plain).await, body, "{plain}");
+        }
+    }
+    assert_eq!(
+        get_json(&app, "/master/frameworks?framework_id=f0").await["frameworks"],
+        json!([])
+    );
+    // Agora's `/roles` keeps its shape.
+    assert!(
+        get_json(&app, "/roles").await["roles"][0]
+            .get("offer_status")
+            .is_some()
+    );
+
+    let (status, headers, body) = get_raw(&app, "/master/state?jsonp=cb").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "text/javascript");
+    let text = String::from_utf8(body.to_vec()).expect("utf-8");
+    let inner = text
+        .strip_prefix("cb(")
+        .and_then(|t| t.strip_suffix(");"))
+        .expect("wrapped");
+    let state: Value = serde_json::from_str(inner).expect("json inside");
+    assert_eq!(state["version"], "1.11.0");
+    for path in [
+        "/master/tasks?jsonp=angular.callbacks._0",
+        "/metrics/snapshot?jsonp=JSON_CALLBACK",
+        "/version?jsonp=cb",
+        "/master/roles?jsonp=cb",
+    ] {
+        let (status, headers, _) = get_raw(&app, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(headers[header::CONTENT_TYPE], "text/javascript", "{path}");
+    }
+    let (status, _, _) = get_raw(&app, "/master/state?jsonp=alert(1)").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn tasks_route_refuses_bad_parameters() {
+    let (app, _publish) = serve(fixture(), leading());
+    let tasks = get_json(&app, "/master/tasks?limit=1&order=desc").await;
+    assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(1));
+    assert_eq!(tasks["tasks"][0]["id"], "t3");
+    for query in ["limit=x", "offset=-2", "order=up", "limit=1&order=ASC"] {
+        let (status, _, body) = get_raw(&app, &format!("/master/tasks?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(!body.is_empty(), "{query}: a message says why");
+    }
+}
+
+#[tokio::test]
+async fn mesos_state_is_serialized_once_per_snapshot() {
+    let (app, publish) = serve(fixture(), leading());
+    let (_, _, first) = get_raw(&app, "/master/state").await;
+    let (_, _, again) = get_raw(&app, "/state.json").await;
+    assert_eq!(first.as_ptr(), again.as_ptr(), "served from the cache");
+    let mut next = fixture();
+    next.hostname = "renamed".to_string();
+    publish.send_replace(Arc::new(next));
+    let state = get_json(&app, "/master/state").await;
+    assert_eq!(state["hostname"], "renamed");
+}
+
+#[tokio::test]
+async fn version_redirect_health_and_metrics() {
+    let (app, _publish) = serve(fixture(), leading());
+    for path in ["/version", "/master/version"] {
+        let version = get_json(&app, path).await;
+        assert_eq!(version["version"], "1.11.0");
+        assert_eq!(version["agora_version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(version["build"], "agora");
+        for field in ["build_date", "build_time", "build_user"] {
+            assert!(version.get(field).is_some(), "{field}");
+        }
+    }
+    let (status, headers, _) = get_raw(&app, "/master/redirect").await;
+    assert_eq!(status, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(headers[header::LOCATION], "//master-host:5050");
+    let (status, _, body) = get_raw(&app, "/master/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.is_empty());
+    let metrics = get_json(&app, "/metrics/snapshot").await;
+    assert_eq!(metrics["master/elected"], 1.0);
+    assert_eq!(metrics["master/tasks_running"], 2.0);
+    assert!(
+        metrics["master/uptime_secs"]
+            .as_f64()
+            .is_some_and(|u| u >= 0.0)
+    );
+}
+
+#[tokio::test]
+async fn a_follower_redirects_state_but_answers_metrics_itself() {
+    let gate = watch::channel(Gate::Following {
+        leader: Some("leader-host:5050".to_string()),
+    })
+    .1;
+    let follower = StateSnapshot::follower("m2", "other-host", Some("leader-host:5050"));
+    let (app, _publish) = serve(follower, gate);
+    for path in [
+        "/master/state",
+        "/master/state.json",
+        "/state.json",
+        "/master/tasks?limit=1",
+        "/master/slaves",
+        "/frameworks",
+    ] {
+        let (status, headers, _) = get_raw(&app, path).await;
+        assert_eq!(status, StatusCode::TEMPORARY_REDIRECT, "{path}");
+        assert_eq!(
+            headers[header::LOCATION],
+            format!("//leader-host:5050{path}"),
+            "{path}"
+        );
+    }
+    let metrics = get_json(&app, "/metrics/snapshot").await;
+    assert_eq!(metrics["master/elected"], 0.0);
+    let (status, headers, _) = get_raw(&app, "/master/redirect").await;
+    assert_eq!(status, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(headers[header::LOCATION], "//leader-host:5050");
+    assert_eq!(get_json(&app, "/version").await["version"], "1.11.0");
+
+    // No leader known: 503 for both.
+    let gate = watch::channel(Gate::Following { leader: None }).1;
+    let (lost, _publish) = serve(StateSnapshot::follower("m2", "other-host", None), gate);
+    let (status, _, _) = get_raw(&lost, "/master/state").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, _, _) = get_raw(&lost, "/master/redirect").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
