@@ -650,6 +650,24 @@ impl Master {
             }
             return;
         }
+        // The very update the framework acknowledged when the task completed,
+        // sent again by an agent that restarted before it wrote that
+        // acknowledgement down: acknowledged here for the agent, and not
+        // forwarded, so a framework hears a task's end once.
+        if let Some(uuid) = status.uuid.clone()
+            && !framework.tasks.contains_key(&task_id)
+            && framework
+                .completed_tasks
+                .iter()
+                .rev()
+                .find(|t| t.id == task_id)
+                .and_then(|t| t.last_status.as_ref())
+                .is_some_and(|acknowledged| acknowledged.uuid.as_ref() == Some(&uuid))
+        {
+            tracing::debug!(agent_id = %agent_id, task_id = %task_id, "acknowledged update sent again; acknowledged, not forwarded");
+            self.send_to_agent(agent_id, status_ack(&framework_id, &task_id, uuid), out);
+            return;
+        }
         if let Some(task) = self.frameworks[&framework_id].tasks.get(&task_id) {
             let told = task.update_state;
             let changed = match agora_core::task::check_transition(task.state, latest) {

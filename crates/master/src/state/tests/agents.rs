@@ -527,7 +527,7 @@ fn agent_returning_with_tasks_of_a_removed_framework_is_told_to_shut_it_down() {
 }
 
 #[test]
-fn retried_terminal_update_after_a_lost_ack_can_still_be_acknowledged() {
+fn a_terminal_update_sent_again_after_its_ack_was_lost_is_acknowledged_not_forwarded() {
     let (mut h, agent, fw, offer) = one_agent_one_offer();
     launch_one(
         &mut h,
@@ -539,12 +539,15 @@ fn retried_terminal_update_after_a_lost_ack_can_still_be_acknowledged() {
         1,
         status_update(&fw.id, "t1", pb::TaskState::TaskFinished, Some(uuid(1))),
     );
-    // The agent's stream breaks; the framework's ack cannot reach it.
+    // The agent's stream breaks (or the agent dies before it writes the
+    // ack down); the framework's ack cannot reach it.
     h.agent_gone(1);
     let out = h.call_ok(&fw, ack_call(&fw.id, &agent, "t1", uuid(1)));
     assert!(out.is_empty(), "no agent conn to send the ack on: {out:?}");
-    // The agent comes back with the unacknowledged terminal task and retries
-    // the update, which the framework acknowledges again.
+    assert_eq!(h.master.frameworks[&fw.id].completed_tasks.len(), 1);
+    // The agent comes back with the unacknowledged terminal task and sends
+    // the update again: the framework already acknowledged it, so it does
+    // not hear the task's end twice, and the agent gets its ack.
     let mut info = agent_info("a1", "cpus:2;mem:1024");
     info.id = agent.to_field();
     let mut register = register_msg(info);
@@ -562,14 +565,27 @@ fn retried_terminal_update_after_a_lost_ack_can_still_be_acknowledged() {
         2,
         status_update(&fw.id, "t1", pb::TaskState::TaskFinished, Some(uuid(1))),
     );
-    let updates = updates_to(&out, fw.conn);
-    assert_eq!(updates.len(), 1);
-    assert_eq!(updates[0].uuid, Some(uuid(1)));
+    assert!(
+        updates_to(&out, fw.conn).is_empty(),
+        "not forwarded: {out:?}"
+    );
+    assert!(
+        matches!(&agent_messages(&out, 2)[..], [master_message::Kind::StatusUpdateAck(a)] if a.uuid == uuid(1)),
+        "the agent's queue moves on: {out:?}"
+    );
+    // A framework that acknowledges it again anyway (it saw it before the
+    // master did) is still answered, and its ack still reaches the agent.
     let out = h.call_ok(&fw, ack_call(&fw.id, &agent, "t1", uuid(1)));
     assert!(
         matches!(&agent_messages(&out, 2)[..], [master_message::Kind::StatusUpdateAck(a)] if a.uuid == uuid(1)),
-        "the retried update's ack must reach the agent: {out:?}"
+        "{out:?}"
     );
+    // An update with another uuid is news and is forwarded.
+    let out = h.agent_says(
+        2,
+        status_update(&fw.id, "t1", pb::TaskState::TaskFinished, Some(uuid(2))),
+    );
+    assert_eq!(updates_to(&out, fw.conn).len(), 1);
     assert!(h.used(&agent).is_empty());
     assert_eq!(h.master.frameworks[&fw.id].completed_tasks.len(), 1);
 }
