@@ -51,7 +51,7 @@ async fn launch_into(client: &SchedulerClient, offer: &Offer, launched: &mut Vec
     let count = room.min(TASKS - launched.len());
     let tasks: Vec<_> = (launched.len()..launched.len() + count)
         .map(|i| {
-            TaskBuilder::command(&format!("crash-{i}"), "crash", "true")
+            TaskBuilder::command(format!("crash-{i}"), "crash", "true")
                 .cpus(TASK_CPUS)
                 .mem(TASK_MEM)
                 .build_for_offer(offer)
