@@ -3,14 +3,10 @@
 //! may be meant to be refused), and HTTP requests with Basic credentials
 //! whose response headers are kept.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anyhow::Context as _;
-
-use crate::Cluster;
+pub use crate::Answer;
+use crate::{Cluster, send};
 
 /// Writes Mesos' credentials file (`{"credentials":[...]}`) to `path`.
 pub fn write_credentials(path: &Path, credentials: &[(&str, &str)]) -> PathBuf {
@@ -71,23 +67,6 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// A response: status, headers (names lower-cased) and body.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// An HTTP/1.1 request with an optional `Authorization` value and JSON
 /// body, on a fresh connection; the whole response with its headers.
 pub fn http_with_auth(
@@ -97,37 +76,14 @@ pub fn http_with_auth(
     authorization: Option<&str>,
     body: Option<&str>,
 ) -> anyhow::Result<Answer> {
-    let body = body.unwrap_or("");
-    let auth = authorization
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\
-         Content-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").context("no http header end")?;
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .context("no status line")?
-        .parse()?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Ok(Answer {
-        status,
-        headers,
-        body: body.to_string(),
-    })
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json"),
+    ];
+    if let Some(authorization) = authorization {
+        headers.push(("Authorization", authorization));
+    }
+    send(port, method, path, &headers, Some(body.unwrap_or("")))
 }
 
 /// A JSON GET with Basic credentials; an error unless it answers 200.

@@ -300,10 +300,8 @@ pub fn wait_for<T>(
 
 /// A plain HTTP/1.1 GET; returns (status code, body).
 pub fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
-    exchange(
-        port,
-        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
-    )
+    let answer = send(port, "GET", path, &[], None)?;
+    Ok((answer.status, answer.body))
 }
 
 /// A plain HTTP/1.1 request with an optional JSON body; returns (status
@@ -314,27 +312,22 @@ pub fn http_request(
     path: &str,
     body: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
-    let body = body.unwrap_or("");
-    exchange(
+    let answer = send(
         port,
-        &format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ),
-    )
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        Some(body.unwrap_or("")),
+    )?;
+    Ok((answer.status, answer.body))
 }
 
 /// Sends `request` as it is (head and any body) on a fresh connection and
-/// reads the whole response: for requests no helper here would make.
+/// reads the whole response: for requests no helper here would make. It
+/// stays on a bare socket on purpose: tests send malformed requests with it.
 pub fn http_raw(port: u16, request: &str) -> anyhow::Result<(u16, String)> {
-    exchange(port, request)
-}
-
-/// Sends one request on a fresh connection and reads the whole response.
-fn exchange(port: u16, request: &str) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
     stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
@@ -346,6 +339,100 @@ fn exchange(port: u16, request: &str) -> anyhow::Result<(u16, String)> {
         .context("no status code")?
         .parse()?;
     Ok((code, body.to_string()))
+}
+
+/// How long one of the helpers' requests may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A response: status, headers (names lower-cased) and body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The helpers' one HTTP client: plain HTTP/1.1 to 127.0.0.1, no proxy from
+/// the environment, no redirect followed (a test sees the 3xx itself), no
+/// pooled connection (tests restart processes on the same port, so every
+/// request connects afresh, as `Connection: close` did before).
+fn http_client() -> anyhow::Result<&'static reqwest::blocking::Client> {
+    static CLIENT: OnceLock<Result<reqwest::blocking::Client, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            // reqwest's rustls backend is compiled in (agora-tls asks for it)
+            // and wants a process-wide crypto provider even for plain HTTP:
+            // the ring provider agora-tls uses. Installing it twice, or after
+            // another one, is harmless.
+            let _ = std::sync::Arc::unwrap_or_clone(agora_tls::provider()).install_default();
+            reqwest::blocking::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(0)
+                .timeout(HTTP_TIMEOUT)
+                .build()
+                .map_err(|e| format!("cannot build the http client: {e:#}"))
+        })
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// One request to 127.0.0.1:`port` with the shared client; the whole
+/// response. `reqwest::blocking` refuses to run inside an async runtime, so
+/// a caller on a runtime thread (a `#[tokio::test]`) has the request made
+/// on a plain thread of its own.
+pub(crate) fn send(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> anyhow::Result<Answer> {
+    let request = || -> anyhow::Result<Answer> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .with_context(|| format!("http method {method:?}"))?;
+        let mut request = http_client()?.request(method, format!("http://127.0.0.1:{port}{path}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body.to_owned());
+        }
+        let response = request.send()?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes());
+                (name.as_str().to_owned(), value.trim().to_owned())
+            })
+            .collect();
+        let body = String::from_utf8_lossy(&response.bytes()?).into_owned();
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        return request();
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(request)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 pub fn get_json(port: u16, path: &str) -> anyhow::Result<serde_json::Value> {
