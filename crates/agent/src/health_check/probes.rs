@@ -7,7 +7,6 @@ use std::time::Duration;
 use rustix::process::{Pid, Signal};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::process::Command;
 
 use super::{Probe, ProbeContext, ProbeKind};
 
@@ -121,15 +120,24 @@ async fn command_probe(
     ctx: &ProbeContext,
     timeout: Duration,
 ) -> Result<(), String> {
-    let mut command = if shell {
-        let mut c = Command::new("/bin/sh");
-        c.arg("-c").arg(value);
-        c
-    } else {
-        let mut c = Command::new(value);
-        c.args(arguments.iter().skip(1));
-        c
+    // The same rule as the task's own command: plain commands without a
+    // shell, anything else through `sh -c`.
+    let info = agora_proto::v1::CommandInfo {
+        shell: Some(shell),
+        value: Some(value.to_string()),
+        arguments: arguments.to_vec(),
+        ..Default::default()
     };
+    // The value set last wins, as in the command's environment below.
+    let path = ctx
+        .env
+        .iter()
+        .chain(env.iter())
+        .rev()
+        .find(|(name, _)| name == "PATH")
+        .map(|(_, value)| std::ffi::OsString::from(value))
+        .or_else(|| std::env::var_os("PATH"));
+    let mut command = crate::program::program(&info, path.as_deref()).tokio_command();
     for name in ctx.private_env {
         command.env_remove(name);
     }
