@@ -62,4 +62,6 @@ pub enum AgentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot open the checkpoint: {0}")]
+    Journal(#[from] crate::checkpoint::journal::JournalError),
 }

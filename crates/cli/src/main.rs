@@ -13,6 +13,7 @@ mod container_flags;
 mod daemons;
 mod executor_auth_flags;
 mod operator;
+mod report;
 mod run;
 mod tls_flags;
 
@@ -88,7 +89,7 @@ fn main() -> ExitCode {
         _ => "info",
     };
     if let Err(e) = init_logging(cli.log_format, cli.log.as_deref().unwrap_or(default_log)) {
-        eprintln!("agora: {e:#}");
+        eprintln!("agora: {}", report::report(&e));
         return ExitCode::from(2);
     }
     // Daemons hold a descriptor per connection: the default soft limit
@@ -137,7 +138,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("agora: {e:#}");
+            eprintln!("agora: {}", report::report(&e));
             ExitCode::FAILURE
         }
     }

@@ -164,7 +164,7 @@ impl Master {
         let tls = opt
             .tls
             .client()
-            .map_err(|e| Failure::Invalid(format!("{e:#}")))?;
+            .map_err(|e| Failure::Invalid(crate::report::report(&e)))?;
         let builder = match &tls {
             Some(tls) => tls.reqwest_builder(),
             None => reqwest::Client::builder(),
@@ -195,7 +195,7 @@ impl Master {
     ) -> Result<Self, Failure> {
         let credential = auth
             .credential()
-            .map_err(|e| Failure::Invalid(format!("{e:#}")))?;
+            .map_err(|e| Failure::Invalid(crate::report::report(&e)))?;
         if let Some(credential) = credential {
             let mut value = reqwest::header::HeaderValue::from_str(
                 &agora_auth::basic::header_value(&credential),

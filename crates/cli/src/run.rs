@@ -117,7 +117,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(true) => Ok(ExitCode::SUCCESS),
         Ok(false) => Ok(ExitCode::FAILURE),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", crate::report::report(&err));
             Ok(ExitCode::FAILURE)
         }
     }

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use super::command::AgentCommand;
 use super::procfs;
-use crate::checkpoint::journal::{JournalError, JournalStore, WorkDirLock};
+use crate::checkpoint::journal::{JournalStore, WorkDirLock};
 use crate::checkpoint::{self, Checkpoint, FsStore, MetaStore, Recovered};
 use crate::options::AgentError;
 use crate::state::Effect;
@@ -185,7 +185,7 @@ pub(super) fn open_checkpoint(
     };
     // First of all, so that a second agent on this work directory changes
     // nothing.
-    let lock = WorkDirLock::acquire(&meta).map_err(journal_error)?;
+    let lock = WorkDirLock::acquire(&meta).map_err(AgentError::from)?;
     let mut files = FsStore::new(meta.clone());
     // A checkpoint written by an older agent (or by hand) becomes readable
     // by root only before anything is read from it.
@@ -223,7 +223,7 @@ pub(super) fn open_checkpoint(
     } else {
         None
     };
-    let (mut store, mut image) = JournalStore::open(&meta, lock).map_err(journal_error)?;
+    let (mut store, mut image) = JournalStore::open(&meta, lock).map_err(AgentError::from)?;
     if let Some(legacy) = legacy {
         tracing::info!(dir = %meta.display(), files = legacy.files.len(), "checkpoint carried from files into the journal");
         store.import(&legacy);
@@ -245,18 +245,6 @@ pub(super) fn open_checkpoint(
         )
         .map_err(fail)?;
     Ok((store, recovered))
-}
-
-fn journal_error(error: JournalError) -> AgentError {
-    match error {
-        JournalError::Io { path, source } => AgentError::Checkpoint { path, source },
-        JournalError::UnknownFormat { ref path } | JournalError::InUse { ref path } => {
-            AgentError::Checkpoint {
-                path: path.clone(),
-                source: std::io::Error::other(error.to_string()),
-            }
-        }
-    }
 }
 
 #[cfg(test)]
