@@ -221,7 +221,9 @@ impl Terms {
                 .await
                 .map_err(|failure| ShellError::Registry(failure.to_string()))
         });
-        tasks.watch(REGISTRY_WRITER, writer);
+        // The writer ends when the actor's sender is dropped: if it is seen
+        // to stop first, the actor's end is what ended the term.
+        tasks.watch_after(REGISTRY_WRITER, writer, ACTOR);
         let (commands, actor) = start_actor(
             master,
             self.options.allocation_interval,

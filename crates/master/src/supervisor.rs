@@ -32,7 +32,13 @@ impl<E> Ended<E> {
 struct Watched<E> {
     task: &'static str,
     handle: JoinHandle<Result<(), E>>,
+    /// The task whose end makes this one stop (its input closes): when this
+    /// one stops first, that task's end is the cause to report.
+    stops_after: Option<&'static str>,
 }
+
+/// How long a stop waits for the end of the task it follows.
+const CAUSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Watched tasks, by name. Dropping it aborts those still running.
 pub(crate) struct Supervisor<E> {
@@ -48,7 +54,29 @@ impl<E> Default for Supervisor<E> {
 impl<E: Send + 'static> Supervisor<E> {
     /// Watches a spawned task under the name `task`.
     pub(crate) fn watch(&mut self, task: &'static str, handle: JoinHandle<Result<(), E>>) {
-        self.tasks.push(Watched { task, handle });
+        self.tasks.push(Watched {
+            task,
+            handle,
+            stops_after: None,
+        });
+    }
+
+    /// Watches a task that stops by itself only once `after` has ended (it
+    /// reads what `after` sends and ends when that input closes). If it is
+    /// the first to end and it merely stopped, [`Supervisor::first_end`]
+    /// reports how `after` ended instead: the cause, not the consequence
+    /// (an actor that panicked, not the registry writer it fed).
+    pub(crate) fn watch_after(
+        &mut self,
+        task: &'static str,
+        handle: JoinHandle<Result<(), E>>,
+        after: &'static str,
+    ) {
+        self.tasks.push(Watched {
+            task,
+            handle,
+            stops_after: Some(after),
+        });
     }
 
     /// Waits for the first watched task to end (never, while none is
@@ -58,8 +86,14 @@ impl<E: Send + 'static> Supervisor<E> {
             return std::future::pending().await;
         }
         let (result, index, _) = select_all(self.tasks.iter_mut().map(|w| &mut w.handle)).await;
-        let task = self.tasks.swap_remove(index).task;
-        ended(task, result)
+        let watched = self.tasks.swap_remove(index);
+        let first = ended(watched.task, result);
+        if let (Ended::Stopped { .. }, Some(after)) = (&first, watched.stops_after)
+            && let Some(cause) = self.join_within(after, CAUSE_WAIT).await
+        {
+            return cause;
+        }
+        first
     }
 
     /// Waits for the task named `task` to end, after it was asked to; how
@@ -240,5 +274,57 @@ mod tests {
         })
         .await
         .expect("aborted");
+    }
+
+    #[tokio::test]
+    async fn a_follower_that_stops_first_reports_the_end_it_followed() {
+        let actor_goes = CancellationToken::new();
+        let mut supervisor: Supervisor<String> = Supervisor::default();
+        // The writer stops as soon as it starts, and only then the actor
+        // panics: the writer's stop is seen first.
+        let go = actor_goes.clone();
+        supervisor.watch_after(
+            "registry writer",
+            tokio::spawn(async move {
+                go.cancel();
+                Ok(())
+            }),
+            "actor",
+        );
+        let go = actor_goes.clone();
+        supervisor.watch(
+            "actor",
+            tokio::spawn(async move {
+                go.cancelled().await;
+                panic!("the actor broke")
+            }),
+        );
+        let ended = supervisor.first_end().await;
+        match &ended {
+            Ended::Died { task, reason } => {
+                assert_eq!(*task, "actor");
+                assert!(reason.contains("the actor broke"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!supervisor.watches("actor"));
+    }
+
+    #[tokio::test]
+    async fn a_follower_that_fails_is_its_own_cause() {
+        let mut supervisor: Supervisor<String> = Supervisor::default();
+        let stay = CancellationToken::new();
+        supervisor.watch_after(
+            "registry writer",
+            tokio::spawn(async { Err("store refused".to_string()) }),
+            "actor",
+        );
+        supervisor.watch("actor", fake(&stay, Ok(())));
+        let ended = supervisor.first_end().await;
+        assert!(
+            matches!(&ended, Ended::Failed { task: "registry writer", error } if error == "store refused"),
+            "{ended:?}"
+        );
+        assert!(supervisor.watches("actor"), "the actor still runs");
     }
 }
