@@ -400,7 +400,20 @@ pub(crate) fn send(
     let request = || -> anyhow::Result<Answer> {
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .with_context(|| format!("http method {method:?}"))?;
-        let mut request = http_client()?.request(method, format!("http://127.0.0.1:{port}{path}"));
+        let url = reqwest::Url::parse(&format!("http://127.0.0.1:{port}{path}"))
+            .with_context(|| format!("http path {path:?}"))?;
+        // The URL parser resolves `..` and `%2e%2e` segments: a test that
+        // sends a path trick through here would test another path. Such
+        // paths go through `http_raw`, which sends them as written.
+        let sent = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        anyhow::ensure!(
+            sent == path,
+            "{path:?} would be sent as {sent:?}: send it with http_raw to test it as written"
+        );
+        let mut request = http_client()?.request(method, url);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -799,4 +812,22 @@ pub fn all_tasks(state: &serde_json::Value) -> Vec<serde_json::Value> {
         }
     }
     tasks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_the_client_would_rewrite_is_refused_before_anything_is_sent() {
+        // Nothing listens on this port: a request that went out would fail
+        // to connect, with another message.
+        let port = free_port();
+        for path in ["/../secret.txt", "/%2e%2e/secret.txt", "/a/./b"] {
+            let error = http_get(port, path).expect_err(path);
+            assert!(error.to_string().contains("http_raw"), "{path}: {error:#}");
+        }
+        let error = http_get(port, "/files/read?path=/x&offset=0").expect_err("nobody listens");
+        assert!(!error.to_string().contains("http_raw"), "{error:#}");
+    }
 }

@@ -15,7 +15,7 @@ use agora_e2e::spark::{
     FileServer, PACKAGE_DIR, SparkEnv, StandaloneCluster, StandaloneOptions, parse_count,
     write_count_job, write_test_input,
 };
-use agora_e2e::{http_get, http_request, run_with_deadline};
+use agora_e2e::{http_get, http_raw, http_request, run_with_deadline};
 use anyhow::{Context, ensure};
 
 const INPUT_LINES: usize = 20_000;
@@ -191,7 +191,11 @@ fn file_server_serves_and_refuses(dir: &std::path::Path) -> anyhow::Result<()> {
         "/",
         "/.hidden",
     ] {
-        let (code, _) = http_get(server.port(), path)?;
+        // As written: an HTTP client would resolve the dots before sending.
+        let (code, _) = http_raw(
+            server.port(),
+            &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+        )?;
         assert_eq!(code, 400, "GET {path}");
     }
     let (code, _) = http_get(server.port(), "/missing.txt")?;
