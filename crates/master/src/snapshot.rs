@@ -201,7 +201,8 @@ pub struct FrameworkView {
     /// The last re-subscription (Mesos' `reregistered_time`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reregistered_time: Option<f64>,
-    /// When its scheduler disconnected (Mesos' `unregistered_time`), while it is.
+    /// When its scheduler disconnected (Mesos' `unregistered_time`), while
+    /// it is; for a completed framework, when it was removed (its end).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unregistered_time: Option<f64>,
     pub outstanding_offers: usize,

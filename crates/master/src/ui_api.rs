@@ -5,8 +5,10 @@
 //! Lists (`/api/tasks`, `/api/agents`, `/api/frameworks`, `/api/offers`)
 //! are paged on the server: `offset` (default 0) and `limit` (default 100,
 //! capped at [`MAX_LIMIT`]) with the `total` that matched, so a browser
-//! never receives a whole 100k-task list. A query parameter that is unknown
-//! or does not parse answers 400 with `{"error": "..."}`.
+//! never receives a whole 100k-task list. They are sorted before paging:
+//! `sort=<column>` or `sort=-<column>` (descending), each list with a
+//! default order (see [`lists`]). A query parameter that is unknown or does
+//! not parse answers 400 with `{"error": "..."}`.
 //!
 //! Routes here are leader-only (a follower redirects them), except
 //! `/api/master`, which every master answers so that a page can find out
@@ -31,9 +33,10 @@ use crate::snapshot::StateSnapshot;
 mod lists;
 mod permissions;
 mod shapes;
+mod sort;
 mod views;
 use lists::{agent_page, framework_page, offer_page, task_page};
-use shapes::{Page, Sample};
+use shapes::Sample;
 use views::{
     agent_detail, framework_detail, master_info, overview_json, role_rows, task_detail, usage,
 };
@@ -152,6 +155,8 @@ type Params = Result<Query<BTreeMap<String, String>>, QueryRejection>;
 struct ListQuery {
     offset: usize,
     limit: usize,
+    /// `column` or `-column`, checked by the list (see [`sort::order`]).
+    sort: Option<String>,
     filters: BTreeMap<String, String>,
 }
 
@@ -174,6 +179,11 @@ fn list_query(params: Params, allowed: &[&str]) -> Result<ListQuery, ApiError> {
                 })?;
                 query.limit = limit.min(MAX_LIMIT);
             }
+            "sort" => {
+                if !value.is_empty() {
+                    query.sort = Some(value);
+                }
+            }
             other if allowed.contains(&other) => {
                 if !value.is_empty() {
                     query.filters.insert(name, value);
@@ -181,7 +191,7 @@ fn list_query(params: Params, allowed: &[&str]) -> Result<ListQuery, ApiError> {
             }
             other => {
                 return Err(bad(format!(
-                    "unknown query parameter '{other}'; allowed: offset, limit, {}",
+                    "unknown query parameter '{other}'; allowed: offset, limit, sort, {}",
                     allowed.join(", ")
                 )));
             }
@@ -198,29 +208,6 @@ impl ListQuery {
     /// The lower-cased search text, if any.
     fn text(&self) -> Option<String> {
         self.filter("q").map(str::to_lowercase)
-    }
-
-    /// Counts every match and keeps the requested page of them.
-    fn page<T, U>(
-        &self,
-        items: impl Iterator<Item = T>,
-        keep: impl Fn(&T) -> bool,
-        row: impl Fn(T) -> U,
-    ) -> Page<U> {
-        let mut total = 0;
-        let mut page = Vec::new();
-        for item in items.filter(|i| keep(i)) {
-            if total >= self.offset && page.len() < self.limit {
-                page.push(row(item));
-            }
-            total += 1;
-        }
-        Page {
-            total,
-            offset: self.offset,
-            limit: self.limit,
-            items: page,
-        }
     }
 }
 
@@ -325,7 +312,7 @@ async fn roles(State(state): State<UiState>, viewer: Viewer) -> Response {
 
 async fn offers(State(state): State<UiState>, viewer: Viewer, params: Params) -> Response {
     let s = current(&state, &viewer);
-    answer(list_query(params, &["framework_id", "agent_id"]).map(|q| offer_page(&s, &q)))
+    answer(list_query(params, &["framework_id", "agent_id"]).and_then(|q| offer_page(&s, &q)))
 }
 
 #[cfg(test)]

@@ -85,7 +85,8 @@ pub struct Framework {
     pub registered_at: f64,
     /// Wall time of the last re-subscription (a scheduler failover), if any.
     pub reregistered_at: Option<f64>,
-    /// Wall time its event stream ended, while it is disconnected.
+    /// Wall time its event stream ended, while it is disconnected; for a
+    /// removed framework, when it was removed.
     pub disconnected_at: Option<f64>,
     /// When a disconnected framework is removed for good.
     pub failover_deadline: Option<Duration>,

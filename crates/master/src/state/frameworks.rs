@@ -361,6 +361,8 @@ impl Master {
         if let Some(mut framework) = self.frameworks.remove(framework_id) {
             framework.conn = None;
             framework.failover_deadline = None;
+            // A completed framework's `unregistered_time` is when it ended, as in Mesos.
+            framework.disconnected_at = Some(now.wall);
             self.observe_framework_removed(&framework.info, out);
             self.completed_frameworks.push_back(framework);
             while self.completed_frameworks.len() > self.config.max_completed_frameworks {

@@ -1,12 +1,15 @@
-//! The paged lists: filters checked, every match counted, one page kept.
+//! The paged lists: filters checked, every match counted and sorted, one
+//! page kept. Default orders: tasks newest update first, agents by
+//! `hostname:port`, frameworks newest first, offers by agent.
 
-use super::shapes::{AgentRow, FrameworkRow, OfferRow, Page, TaskRow};
+use super::shapes::{AgentRow, FrameworkRow, OfferRow, Page, Res, TaskRow};
+use super::sort::{Key, order, time};
 use super::views::{
     Lookup, active_tasks_by_agent, agent_row, all_frameworks, all_tasks, contains, framework_row,
     offer_row, task_row,
 };
 use super::{ApiError, ListQuery, bad};
-use crate::snapshot::StateSnapshot;
+use crate::snapshot::{FrameworkView, StateSnapshot};
 
 /// Checks a `state` filter: a task state's name, `active` or `terminal`.
 pub(super) fn state_filter(state: Option<&str>) -> Result<Option<StateFilter>, ApiError> {
@@ -44,13 +47,29 @@ impl StateFilter {
     }
 }
 
+/// The columns a task list sorts by.
+pub(super) const TASK_COLUMNS: [&str; 8] = [
+    "id",
+    "name",
+    "state",
+    "framework",
+    "agent",
+    "cpus",
+    "mem",
+    "updated",
+];
+
 pub(super) fn task_page(s: &StateSnapshot, query: &ListQuery) -> Result<Page<TaskRow>, ApiError> {
     let state = state_filter(query.filter("state"))?;
+    let order = order(query, &TASK_COLUMNS, "-updated")?;
     let lookup = Lookup::new(s);
     let framework_id = query.filter("framework_id");
     let agent_id = query.filter("agent_id");
     let text = query.text();
-    Ok(query.page(
+    let number = |t: &crate::snapshot::TaskView, name: &str| {
+        Key::Num(Res::from_summary(&t.resources).get(name))
+    };
+    Ok(query.sorted_page(
         all_tasks(s),
         |(t, _)| {
             state.is_none_or(|f| f.matches(t.state))
@@ -60,9 +79,36 @@ pub(super) fn task_page(s: &StateSnapshot, query: &ListQuery) -> Result<Page<Tas
                     .as_deref()
                     .is_none_or(|q| contains(&t.name, q) || contains(&t.id, q))
         },
+        order,
+        |&(t, f)| {
+            let key = match order.column {
+                "id" => Key::Text(&t.id),
+                "name" => Key::Text(&t.name),
+                "state" => Key::Text(t.state),
+                "framework" => Key::Text(if f.name.is_empty() { &f.id } else { &f.name }),
+                "agent" => Key::Text(lookup.address_of(&t.agent_id)),
+                "cpus" | "mem" => number(t, order.column),
+                _ => time(t.status_time),
+            };
+            (key, t.id.as_str())
+        },
         |(t, f)| task_row(t, f, &lookup),
     ))
 }
+
+/// The columns an agent list sorts by (`cpus` and the other resources: what is used).
+pub(super) const AGENT_COLUMNS: [&str; 10] = [
+    "id",
+    "hostname",
+    "address",
+    "status",
+    "cpus",
+    "mem",
+    "disk",
+    "gpus",
+    "tasks",
+    "registered",
+];
 
 pub(super) fn agent_page(s: &StateSnapshot, query: &ListQuery) -> Result<Page<AgentRow>, ApiError> {
     let status = query.filter("status");
@@ -73,10 +119,11 @@ pub(super) fn agent_page(s: &StateSnapshot, query: &ListQuery) -> Result<Page<Ag
             "status must be active, disconnected or unreachable, not '{status}'"
         )));
     }
+    let order = order(query, &AGENT_COLUMNS, "hostname")?;
     let lookup = Lookup::new(s);
     let tasks = active_tasks_by_agent(s);
     let text = query.text();
-    Ok(query.page(
+    Ok(query.sorted_page(
         s.agents.iter(),
         |a| {
             status.is_none_or(|st| a.status == st)
@@ -84,8 +131,47 @@ pub(super) fn agent_page(s: &StateSnapshot, query: &ListQuery) -> Result<Page<Ag
                     .as_deref()
                     .is_none_or(|q| contains(&a.id, q) || contains(&a.hostname, q))
         },
+        order,
+        |a| {
+            let used = |name| Key::Num(Res::from_summary(&a.used).get(name));
+            let key = match order.column {
+                "id" => Key::Text(&a.id),
+                // hostname:port: two agents on one host in port order.
+                "hostname" | "address" => Key::Text(&a.address),
+                "status" => Key::Text(a.status),
+                "cpus" | "mem" | "disk" | "gpus" => used(order.column),
+                "tasks" => Key::Num(tasks.get(a.id.as_str()).copied().unwrap_or(0) as f64),
+                _ => Key::Num(a.registered_time),
+            };
+            (key, a.id.as_str())
+        },
         |a| agent_row(a, &lookup, &tasks),
     ))
+}
+
+/// The columns a framework list sorts by (`cpus` and the other resources: what its tasks use).
+pub(super) const FRAMEWORK_COLUMNS: [&str; 13] = [
+    "id",
+    "name",
+    "status",
+    "user",
+    "principal",
+    "roles",
+    "tasks",
+    "cpus",
+    "mem",
+    "disk",
+    "gpus",
+    "offers",
+    "registered",
+];
+
+fn framework_status(f: &FrameworkView, completed: bool) -> &'static str {
+    match (completed, f.active) {
+        (true, _) => "completed",
+        (false, true) => "active",
+        (false, false) => "inactive",
+    }
 }
 
 pub(super) fn framework_page(
@@ -100,17 +186,13 @@ pub(super) fn framework_page(
             "status must be active, inactive or completed, not '{status}'"
         )));
     }
+    let order = order(query, &FRAMEWORK_COLUMNS, "-registered")?;
     let lookup = Lookup::new(s);
     let text = query.text();
-    Ok(query.page(
+    Ok(query.sorted_page(
         all_frameworks(s),
-        |(f, completed)| {
-            let f_status = match (completed, f.active) {
-                (true, _) => "completed",
-                (false, true) => "active",
-                (false, false) => "inactive",
-            };
-            status.is_none_or(|st| st == f_status)
+        |&(f, completed)| {
+            status.is_none_or(|st| st == framework_status(f, completed))
                 && text.as_deref().is_none_or(|q| {
                     contains(&f.name, q)
                         || contains(&f.id, q)
@@ -118,20 +200,74 @@ pub(super) fn framework_page(
                         || f.roles.iter().any(|r| contains(r, q))
                 })
         },
+        order,
+        |&(f, completed)| {
+            let used = |name| {
+                let mut used = Res::default();
+                for task in &f.tasks {
+                    used.add(&Res::from_summary(&task.resources));
+                }
+                Key::Num(used.get(name))
+            };
+            let key = match order.column {
+                "id" => Key::Text(&f.id),
+                "name" => Key::Text(&f.name),
+                "status" => Key::Text(framework_status(f, completed)),
+                "user" => Key::Text(&f.user),
+                "principal" => Key::Text(f.principal.as_deref().unwrap_or_default()),
+                "roles" => Key::Text(f.roles.first().map_or("", String::as_str)),
+                "tasks" => Key::Num(f.tasks.len() as f64),
+                "cpus" | "mem" | "disk" | "gpus" => used(order.column),
+                "offers" => Key::Num(f.outstanding_offers as f64),
+                _ => Key::Num(f.registered_time),
+            };
+            (key, f.id.as_str())
+        },
         |(f, completed)| framework_row(f, completed, &lookup),
     ))
 }
 
-pub(super) fn offer_page(s: &StateSnapshot, query: &ListQuery) -> Page<OfferRow> {
+/// The columns an offer list sorts by.
+pub(super) const OFFER_COLUMNS: [&str; 8] = [
+    "id",
+    "framework",
+    "role",
+    "agent",
+    "cpus",
+    "mem",
+    "disk",
+    "gpus",
+];
+
+pub(super) fn offer_page(s: &StateSnapshot, query: &ListQuery) -> Result<Page<OfferRow>, ApiError> {
+    let order = order(query, &OFFER_COLUMNS, "agent")?;
     let lookup = Lookup::new(s);
     let framework_id = query.filter("framework_id");
     let agent_id = query.filter("agent_id");
-    query.page(
+    Ok(query.sorted_page(
         s.offers.iter(),
         |o| {
             framework_id.is_none_or(|id| o.framework_id == id)
                 && agent_id.is_none_or(|id| o.agent_id == id)
         },
+        order,
+        |o| {
+            let key = match order.column {
+                "id" => Key::Text(&o.id),
+                "framework" => {
+                    let name = lookup.framework_name_of(&o.framework_id);
+                    Key::Text(if name.is_empty() {
+                        &o.framework_id
+                    } else {
+                        name
+                    })
+                }
+                "role" => Key::Text(&o.role),
+                "agent" => Key::Text(lookup.address_of(&o.agent_id)),
+                name => Key::Num(Res::from_summary(&o.resources).get(name)),
+            };
+            (key, o.id.as_str())
+        },
         |o| offer_row(o, &lookup),
-    )
+    ))
 }

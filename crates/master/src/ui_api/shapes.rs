@@ -91,7 +91,8 @@ pub(super) struct MasterInfo {
     pub(super) id: String,
     pub(super) version: String,
     pub(super) hostname: String,
-    /// No cluster name is configured: the master's hostname stands in.
+    /// No cluster name is configured: the master's hostname stands in, or
+    /// the machine's name where that hostname is an IP address.
     pub(super) cluster: String,
     pub(super) leader: String,
     pub(super) elected: bool,
@@ -149,6 +150,11 @@ pub(super) struct TaskRow {
     pub(super) framework_name: String,
     pub(super) agent_id: String,
     pub(super) agent_hostname: String,
+    /// The agent's `hostname:port` (empty once the master forgot the agent).
+    pub(super) agent_address: String,
+    /// Whether its sandbox can be read: `active`, `disconnected`,
+    /// `unreachable`, or `unknown` once the master forgot the agent.
+    pub(super) agent_status: &'static str,
     pub(super) executor_id: String,
     pub(super) role: String,
     pub(super) resources: Res,
@@ -166,6 +172,8 @@ pub(super) struct OfferRow {
     pub(super) framework_name: String,
     pub(super) agent_id: String,
     pub(super) agent_hostname: String,
+    /// The agent's `hostname:port`.
+    pub(super) agent_address: String,
     pub(super) role: String,
     pub(super) resources: Res,
 }

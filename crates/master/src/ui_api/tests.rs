@@ -9,6 +9,7 @@ use axum::http::Request;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+use super::views::cluster_name;
 use super::*;
 use crate::snapshot::{
     AgentView, FrameworkView, OfferStatusView, OfferView, QuotaBody, RoleView, TaskView,
@@ -184,7 +185,8 @@ fn task_row_shape() {
             "items": [{
                 "id": "t1", "name": "name-t1", "state": "TASK_RUNNING",
                 "framework_id": "f1", "framework_name": "fw-f1",
-                "agent_id": "a1", "agent_hostname": "host-a1", "executor_id": "t1",
+                "agent_id": "a1", "agent_hostname": "host-a1", "agent_address": "host-a1:5051",
+                "agent_status": "active", "executor_id": "t1",
                 "role": "eng",
                 "resources": {"cpus": 0.5, "mem": 128.0, "disk": 0.0, "gpus": 0.0},
                 "message": null, "status_time": 1000.5, "healthy": null,
@@ -241,7 +243,8 @@ fn framework_row_and_detail_shapes() {
             "task_counts": {"TASK_FINISHED": 1, "TASK_RUNNING": 1},
             "offers": [{
                 "id": "m1-O1", "framework_id": "f1", "framework_name": "fw-f1",
-                "agent_id": "a1", "agent_hostname": "host-a1", "role": "eng",
+                "agent_id": "a1", "agent_hostname": "host-a1", "agent_address": "host-a1:5051",
+                "role": "eng",
                 "resources": {"cpus": 1.0, "mem": 1024.0, "disk": 0.0, "gpus": 0.0}
             }],
             "offer_status": [{
@@ -364,10 +367,131 @@ fn agent_and_offer_filters() {
     assert_eq!(agents(&[]), 2);
     assert_eq!(agents(&[("status", "unreachable")]), 1);
     assert_eq!(agents(&[("q", "HOST-A2")]), 1);
-    let offers = offer_page(&s, &query_of(&[("agent_id", "a2")]));
+    let offers = offer_page(&s, &query_of(&[("agent_id", "a2")])).expect("page");
     assert_eq!(offers.total, 0);
-    let offers = offer_page(&s, &query_of(&[("framework_id", "f1")]));
+    let offers = offer_page(&s, &query_of(&[("framework_id", "f1")])).expect("page");
     assert_eq!(offers.items[0].agent_hostname, "host-a1");
+}
+
+#[test]
+fn lists_are_sorted_by_default_and_by_any_column() {
+    let mut s = many_tasks(6);
+    for (i, t) in s.frameworks[0].tasks.iter_mut().enumerate() {
+        // job-00003 is the newest, job-00004 has no time at all.
+        t.status_time = match i {
+            3 => Some(2000.0),
+            4 => None,
+            _ => Some(1000.0 + i as f64),
+        };
+        t.resources = res(&[("cpus", (i % 3) as f64), ("mem", 64.0)]);
+    }
+    let ids = |pairs: &[(&str, &str)]| -> Vec<String> {
+        task_page(&s, &query_of(pairs))
+            .expect("page")
+            .items
+            .into_iter()
+            .map(|t| t.id)
+            .collect()
+    };
+    // Newest update first; unknown times last.
+    assert_eq!(
+        ids(&[]),
+        [
+            "job-00003",
+            "job-00005",
+            "job-00002",
+            "job-00001",
+            "job-00000",
+            "job-00004"
+        ]
+    );
+    assert_eq!(ids(&[]), ids(&[("sort", "-updated")]));
+    assert_eq!(ids(&[("sort", "updated")])[0], "job-00004");
+    assert_eq!(
+        ids(&[("sort", "-id")]),
+        [
+            "job-00005",
+            "job-00004",
+            "job-00003",
+            "job-00002",
+            "job-00001",
+            "job-00000"
+        ]
+    );
+    // Ties go by id, ascending in both directions.
+    assert_eq!(
+        ids(&[("sort", "cpus")]),
+        [
+            "job-00000",
+            "job-00003",
+            "job-00001",
+            "job-00004",
+            "job-00002",
+            "job-00005"
+        ]
+    );
+    assert_eq!(
+        ids(&[("sort", "-cpus")]),
+        [
+            "job-00002",
+            "job-00005",
+            "job-00001",
+            "job-00004",
+            "job-00000",
+            "job-00003"
+        ]
+    );
+    // Paging follows the order.
+    assert_eq!(
+        ids(&[("sort", "-id"), ("offset", "2"), ("limit", "2")]),
+        ["job-00003", "job-00002"]
+    );
+    // By agent: hostname:port, so a1's tasks come before a2's.
+    let by_agent = ids(&[("sort", "agent")]);
+    assert_eq!(by_agent[..3], ["job-00000", "job-00002", "job-00004"]);
+
+    // Agents by hostname:port by default; two agents on one host by port.
+    let mut s = fixture();
+    let mut third = agent("a3", "active");
+    third.hostname = "host-a1".to_string();
+    third.address = "host-a1:5050".to_string();
+    s.agents.push(third);
+    let agents = |pairs: &[(&str, &str)]| -> Vec<String> {
+        agent_page(&s, &query_of(pairs))
+            .expect("page")
+            .items
+            .into_iter()
+            .map(|a| a.id)
+            .collect()
+    };
+    assert_eq!(agents(&[]), ["a3", "a1", "a2"]);
+    assert_eq!(agents(&[("sort", "-hostname")]), ["a2", "a1", "a3"]);
+    assert_eq!(agents(&[("sort", "status")]), ["a1", "a3", "a2"]);
+    assert_eq!(agents(&[("sort", "-tasks")])[0], "a1");
+
+    // Frameworks newest first by default; by status on request.
+    let mut s = fixture();
+    s.completed_frameworks[0].registered_time = 980.0;
+    let frameworks = |pairs: &[(&str, &str)]| -> Vec<String> {
+        framework_page(&s, &query_of(pairs))
+            .expect("page")
+            .items
+            .into_iter()
+            .map(|f| f.id)
+            .collect()
+    };
+    assert_eq!(frameworks(&[]), ["f0", "f1"]);
+    assert_eq!(frameworks(&[("sort", "status")]), ["f1", "f0"]);
+    assert_eq!(frameworks(&[("sort", "-tasks")]), ["f1", "f0"]);
+    assert_eq!(frameworks(&[("sort", "name")]), ["f0", "f1"]);
+}
+
+#[test]
+fn the_cluster_is_named_after_the_machine_where_the_master_has_only_an_ip() {
+    assert_eq!(cluster_name("master-host", Some("box")), "master-host");
+    assert_eq!(cluster_name("127.0.0.1", Some("box")), "box");
+    assert_eq!(cluster_name("::1", Some("box")), "box");
+    assert_eq!(cluster_name("127.0.0.1", None), "127.0.0.1");
 }
 
 async fn get(path: &str) -> (StatusCode, Value) {
@@ -390,7 +514,11 @@ async fn bad_parameters_are_refused_with_json() {
         "/api/tasks?offset=-1",
         "/api/tasks?limit=1.5",
         "/api/tasks?state=RUNNING",
-        "/api/tasks?sort=name",
+        "/api/tasks?sort=nonsense",
+        "/api/tasks?sort=-",
+        "/api/agents?sort=name",
+        "/api/frameworks?sort=--name",
+        "/api/offers?sort=updated",
         "/api/agents?status=gone",
         "/api/frameworks?status=sleeping",
         "/api/offers?state=TASK_RUNNING",

@@ -38,7 +38,7 @@ pub(super) fn master_info(s: &StateSnapshot, now: f64) -> MasterInfo {
         id: s.id.clone(),
         version: s.version.clone(),
         hostname: s.hostname.clone(),
-        cluster: s.hostname.clone(),
+        cluster: cluster_name(&s.hostname, machine_name()),
         leader: s.leader.clone(),
         elected: s.elected,
         epoch: s.epoch,
@@ -47,6 +47,30 @@ pub(super) fn master_info(s: &StateSnapshot, now: f64) -> MasterInfo {
         snapshot_time: s.snapshot_time,
         recovering_agents: s.recovering_agents,
     }
+}
+
+/// The name the UI shows for the cluster. No cluster name is configured,
+/// so the master's hostname stands in; where that is an IP address (a
+/// master started with `--ip 127.0.0.1`, as `agora dev` does), the name of
+/// the machine it runs on says more than the address, which the UI shows
+/// beside it as the leader's `host:port` anyway.
+pub(super) fn cluster_name(hostname: &str, machine: Option<&str>) -> String {
+    match machine {
+        Some(machine) if hostname.parse::<std::net::IpAddr>().is_ok() => machine.to_string(),
+        _ => hostname.to_string(),
+    }
+}
+
+/// This machine's name (Linux: `/proc/sys/kernel/hostname`), read once.
+fn machine_name() -> Option<&'static str> {
+    static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_string())
+            .filter(|name| !name.is_empty())
+    })
+    .as_deref()
 }
 
 pub(super) fn usage(s: &StateSnapshot) -> BTreeMap<&'static str, Usage> {
@@ -141,6 +165,9 @@ pub(super) fn overview_json(s: &StateSnapshot, now: f64) -> serde_json::Value {
 /// over the snapshot rather than one per row (10k agents, 100k tasks).
 pub(super) struct Lookup<'a> {
     hostnames: HashMap<&'a str, &'a str>,
+    /// `hostname:port`: what tells two agents on one host apart.
+    addresses: HashMap<&'a str, &'a str>,
+    statuses: HashMap<&'a str, &'static str>,
     framework_names: HashMap<&'a str, &'a str>,
     agent_offered: HashMap<&'a str, Res>,
     framework_offered: HashMap<&'a str, Res>,
@@ -167,6 +194,12 @@ impl<'a> Lookup<'a> {
                 .iter()
                 .map(|a| (a.id.as_str(), a.hostname.as_str()))
                 .collect(),
+            addresses: s
+                .agents
+                .iter()
+                .map(|a| (a.id.as_str(), a.address.as_str()))
+                .collect(),
+            statuses: s.agents.iter().map(|a| (a.id.as_str(), a.status)).collect(),
             framework_names: all_frameworks(s)
                 .map(|(f, _)| (f.id.as_str(), f.name.as_str()))
                 .collect(),
@@ -179,6 +212,30 @@ impl<'a> Lookup<'a> {
         self.hostnames
             .get(agent_id)
             .map_or_else(String::new, |h| (*h).to_string())
+    }
+
+    /// The agent's `hostname:port`, empty for an agent the master no longer knows.
+    fn address(&self, agent_id: &str) -> String {
+        self.addresses
+            .get(agent_id)
+            .map_or_else(String::new, |a| (*a).to_string())
+    }
+
+    /// `active`, `disconnected`, `unreachable`, or `unknown` for an agent
+    /// the master no longer knows.
+    fn status(&self, agent_id: &str) -> &'static str {
+        self.statuses.get(agent_id).copied().unwrap_or("unknown")
+    }
+
+    pub(super) fn address_of(&self, agent_id: &str) -> &'a str {
+        self.addresses.get(agent_id).copied().unwrap_or_default()
+    }
+
+    pub(super) fn framework_name_of(&self, framework_id: &str) -> &'a str {
+        self.framework_names
+            .get(framework_id)
+            .copied()
+            .unwrap_or_default()
     }
 
     fn framework_name(&self, framework_id: &str) -> String {
@@ -271,6 +328,8 @@ pub(super) fn task_row(t: &TaskView, f: &FrameworkView, lookup: &Lookup<'_>) -> 
         framework_name: f.name.clone(),
         agent_id: t.agent_id.clone(),
         agent_hostname: lookup.hostname(&t.agent_id),
+        agent_address: lookup.address(&t.agent_id),
+        agent_status: lookup.status(&t.agent_id),
         executor_id: t.executor_id.clone(),
         role: t.role.clone(),
         resources: Res::from_summary(&t.resources),
@@ -291,6 +350,7 @@ pub(super) fn offer_row(o: &OfferView, lookup: &Lookup<'_>) -> OfferRow {
         framework_name: lookup.framework_name(&o.framework_id),
         agent_id: o.agent_id.clone(),
         agent_hostname: lookup.hostname(&o.agent_id),
+        agent_address: lookup.address(&o.agent_id),
         role: o.role.clone(),
         resources: Res::from_summary(&o.resources),
     }

@@ -155,8 +155,13 @@ fn framework_with_zero_failover_timeout_is_removed_at_the_next_tick() {
     let (mut h, _agent, fw, _offer) = one_agent_one_offer();
     h.framework_gone(fw.conn);
     assert!(h.master.frameworks.contains_key(&fw.id));
+    h.advance(1.0);
+    let removed_at = h.now().wall;
     h.tick();
     assert!(!h.master.frameworks.contains_key(&fw.id));
+    // Its end time is when it was removed, not when its scheduler left.
+    let removed = h.master.completed_frameworks.back().expect("completed");
+    assert_eq!(removed.disconnected_at, Some(removed_at));
 }
 
 #[test]
@@ -204,6 +209,8 @@ fn teardown_removes_the_framework_and_its_tasks() {
     let removed = h.master.completed_frameworks.back().expect("completed");
     assert_eq!(removed.id, fw.id);
     assert_eq!(removed.conn, None);
+    // When it ended (the UI's and Mesos' `unregistered_time`).
+    assert_eq!(removed.disconnected_at, Some(h.now().wall));
     assert!(removed.tasks.is_empty());
     assert_eq!(removed.completed_tasks[0].state, pb::TaskState::TaskKilled);
     // The conn is gone: a disconnect report for it is a no-op.
