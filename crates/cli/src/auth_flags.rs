@@ -16,7 +16,7 @@ use anyhow::Context as _;
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub(crate) struct MasterAuthArgs {
-    /// JSON file of the principals the master accepts and their secrets, as Mesos' `{"credentials":[{"principal":"..","secret":".."}]}` (a `file://` prefix is allowed). Required by every --authenticate-* flag.
+    /// JSON file of the principals the master accepts and their secrets, as Mesos' `{"credentials":[{"principal":"..","secret":".."}]}` (a `file://` prefix is allowed). Required by every --authenticate-* flag [default: none: nobody can authenticate].
     #[arg(long, env = "AGORA_CREDENTIALS", value_name = "FILE")]
     credentials: Option<String>,
     /// Refuse gRPC frameworks (the SDK, agora run, libmesos) without valid credentials.
@@ -107,10 +107,10 @@ impl MasterAuthArgs {
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub(crate) struct AgentAuthArgs {
-    /// This agent's credential for the master: JSON `{"principal":"..","secret":".."}` or one line `principal secret` (a `file://` prefix is allowed).
+    /// This agent's credential for the master: JSON `{"principal":"..","secret":".."}` or one line `principal secret` (a `file://` prefix is allowed) [default: none: the agent registers without authenticating].
     #[arg(long, env = "AGORA_CREDENTIAL", value_name = "FILE")]
     credential: Option<String>,
-    /// JSON credentials file (Mesos' format) for the agent's own HTTP endpoints. Required by --authenticate-http-readonly/-readwrite.
+    /// JSON credentials file (Mesos' format) for the agent's own HTTP endpoints. Required by --authenticate-http-readonly/-readwrite [default: none].
     #[arg(
         long,
         env = "AGORA_HTTP_CREDENTIALS",
@@ -165,10 +165,10 @@ impl AgentAuthArgs {
 /// in the process list: prefer the file or the environment).
 #[derive(clap::Args, Clone, Default)]
 pub(crate) struct ClientAuthArgs {
-    /// Authenticate to the master as this principal (also FrameworkInfo.principal for agora run).
+    /// Authenticate to the master as this principal (also FrameworkInfo.principal for agora run) [default: none: no credential is sent].
     #[arg(long, env = "AGORA_PRINCIPAL")]
     pub(crate) principal: Option<String>,
-    /// File holding the principal's secret (its first line).
+    /// File holding the principal's secret (its first line) [default: none: AGORA_SECRET or --secret].
     #[arg(
         long,
         env = "AGORA_SECRET_FILE",
@@ -176,7 +176,7 @@ pub(crate) struct ClientAuthArgs {
         conflicts_with = "secret"
     )]
     secret_file: Option<PathBuf>,
-    /// The principal's secret (also AGORA_SECRET). Other users may see a command line: prefer --secret-file or the environment.
+    /// The principal's secret (also AGORA_SECRET). Other users may see a command line: prefer --secret-file or the environment [default: none].
     #[arg(long, env = "AGORA_SECRET", hide_env_values = true)]
     secret: Option<String>,
 }

@@ -42,10 +42,10 @@ pub(crate) struct ContainerArgs {
     /// removed (a compression bomb cannot fill the disk).
     #[arg(long, env = "AGORA_FETCHER_MAX_EXTRACT_SIZE", alias = "fetcher_max_extract_size", default_value = "10GB", value_parser = parse_bytes)]
     fetcher_max_extract_size: u64,
-    /// Relative URI paths resolve under this directory.
+    /// Relative URI paths resolve under this directory [default: none: a relative URI is refused].
     #[arg(long, env = "AGORA_FRAMEWORKS_HOME", alias = "frameworks_home")]
     frameworks_home: Option<PathBuf>,
-    /// Variables for every executor and task, as a JSON object of strings.
+    /// Variables for every executor and task, as a JSON object of strings [default: none].
     #[arg(long, env = "AGORA_EXECUTOR_ENVIRONMENT_VARIABLES", alias = "executor_environment_variables", value_parser = parse_environment)]
     executor_environment_variables: Option<BTreeMap<String, String>>,
     /// How often sandboxes are measured against their task's disk (disk/du), seconds.

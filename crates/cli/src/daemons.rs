@@ -14,21 +14,22 @@ const DEFAULT_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct MasterArgs {
-    /// Address to listen on (gRPC and HTTP share the port).
+    /// Address to listen on; 0.0.0.0 for every interface (whoever reaches the master can run commands on every agent, so the default keeps it on this machine).
     #[arg(long, default_value_t = DEFAULT_IP, env = "AGORA_IP")]
     ip: IpAddr,
+    /// Port of the scheduler and operator APIs (gRPC and HTTP on one port), the HTTP endpoints and the web UI.
     #[arg(long, default_value_t = 5050, env = "AGORA_PORT")]
     port: u16,
-    /// Where the master keeps its state.
+    /// Where the master keeps its registry of admitted agents (<work-dir>/registry), so that a restarted master knows them; with --zk the registry is in ZooKeeper instead [default: none: in memory only, lost when the master stops].
     #[arg(long, env = "AGORA_WORK_DIR", alias = "work_dir")]
     work_dir: Option<PathBuf>,
-    /// Name agents and frameworks are told; defaults to the IP, or this machine's name when listening on all addresses.
+    /// Name agents, frameworks and the web UI are told [default: the --ip, or this machine's name when listening on all addresses].
     #[arg(long, env = "AGORA_HOSTNAME")]
     hostname: Option<String>,
     /// Seconds between periodic allocation cycles (allocation is also event-driven).
     #[arg(long, default_value_t = 1.0, env = "AGORA_ALLOCATION_INTERVAL", alias = "allocation_interval", value_parser = parse_interval)]
     allocation_interval: f64,
-    /// Seconds between the master's pings to each agent.
+    /// Seconds an agent has to answer each of the master's pings; the next ping is sent when they run out, so a ping goes to each agent this often (Mesos' default is 15 s).
     #[arg(long, default_value_t = 2.0, env = "AGORA_AGENT_PING_TIMEOUT", alias = "agent_ping_timeout", value_parser = parse_interval)]
     agent_ping_timeout: f64,
     /// Missed pings (or ping periods without a session) before an agent is unreachable; with the defaults a dead agent is noticed within about 9 s.
@@ -37,7 +38,7 @@ pub(crate) struct MasterArgs {
     /// Seconds an unreachable agent has to come back before its tasks of frameworks that are not partition-aware are reported TASK_LOST (partition-aware ones are told TASK_UNREACHABLE as soon as it is detected); as Mesos' 75 s.
     #[arg(long, default_value_t = 75.0, env = "AGORA_AGENT_REMOVAL_TIMEOUT", alias = "agent_removal_timeout", value_parser = parse_interval)]
     agent_removal_timeout: f64,
-    /// Contend for leadership and keep the registry in ZooKeeper: zk://host1:2181,host2:2181/agora.
+    /// Contend for leadership and keep the registry in ZooKeeper: zk://host1:2181,host2:2181/agora [default: none: this master leads alone].
     #[arg(long, env = "AGORA_ZK", value_parser = parse_zk)]
     zk: Option<agora_coord::ZkUrl>,
     /// ZooKeeper session timeout in seconds; a leader that loses its session steps down at once.
@@ -63,22 +64,25 @@ fn parse_zk(text: &str) -> Result<agora_coord::ZkUrl, String> {
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct AgentArgs {
-    /// The master, as HOST:PORT.
+    /// The master: HOST:PORT (or http://HOST:PORT, https://HOST:PORT), or zk://HOST:PORT[,HOST:PORT...]/PATH to follow whichever master ZooKeeper elected (the masters' --zk).
     #[arg(long, env = "AGORA_MASTER")]
     master: String,
+    /// Address to listen on; executors and the master reach the agent there. 0.0.0.0 for every interface.
     #[arg(long, default_value_t = DEFAULT_IP, env = "AGORA_IP")]
     ip: IpAddr,
+    /// Port of the agent's HTTP endpoints and executor API.
     #[arg(long, default_value_t = 5051, env = "AGORA_PORT")]
     port: u16,
-    /// Where sandboxes (and later checkpoints) live.
+    /// Where sandboxes and the agent's checkpoint (an append-only journal under meta/, from which a restarted agent recovers its tasks) live.
     #[arg(long, env = "AGORA_WORK_DIR", alias = "work_dir")]
     work_dir: PathBuf,
-    /// Resources to advertise, e.g. 'cpus:4;mem:8192;disk:20000;ports:[31000-32000]'; detected when omitted.
+    /// Resources to advertise, e.g. 'cpus:4;mem:8192;disk:20000;ports:[31000-32000]'; names not given are detected [default: as Mesos: cpus = cores, mem = memory - 1 GiB, disk = the work dir's file system - 5 GiB, ports 31000-32000].
     #[arg(long, env = "AGORA_RESOURCES")]
     resources: Option<String>,
-    /// Attributes, e.g. 'rack:r1;zone:a'.
+    /// Attributes, e.g. 'rack:r1;zone:a' [default: none].
     #[arg(long, env = "AGORA_ATTRIBUTES")]
     attributes: Option<String>,
+    /// Name the master, frameworks and the web UI are told [default: the --ip, or this machine's name when listening on all addresses].
     #[arg(long, env = "AGORA_HOSTNAME")]
     hostname: Option<String>,
     /// How long a finished executor's sandbox is kept, shortened as the disk fills
@@ -102,14 +106,16 @@ pub(crate) struct AgentArgs {
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct DevArgs {
-    /// The master's port (web UI and gRPC).
+    /// The master's port (APIs and web UI); agents take the next ports (5051, 5052, ...), or any free one.
     #[arg(long, default_value_t = 5050, env = "AGORA_PORT")]
     port: u16,
+    /// Agents to start (1-64); this machine's cpus, memory, disk and ports are divided among them, unless --resources is given.
     #[arg(long, default_value_t = 2, env = "AGORA_AGENTS", value_parser = clap::value_parser!(u16).range(1..=64))]
     agents: u16,
+    /// Address the master and agents listen on; 0.0.0.0 for every interface.
     #[arg(long, default_value_t = DEFAULT_IP, env = "AGORA_IP")]
     ip: IpAddr,
-    /// Work dirs go under here.
+    /// The master's and each agent's work dirs go under here (master/, agent-0/, ...).
     #[arg(
         long,
         default_value = ".agora",
@@ -117,7 +123,7 @@ pub(crate) struct DevArgs {
         alias = "work_dir"
     )]
     work_dir: PathBuf,
-    /// Resources each agent advertises; detected when omitted.
+    /// Resources each agent advertises, as the agent's --resources [default: this machine's, divided among the agents].
     #[arg(long, env = "AGORA_RESOURCES")]
     resources: Option<String>,
     /// TLS on every port: a throw-away CA and certificates for this machine are generated under the work dir (tls/), master and agents serve and verify with them.
@@ -212,12 +218,73 @@ fn shutdown_on_signal() -> CancellationToken {
 }
 
 async fn bind(ip: IpAddr, port: u16) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind((ip, port))
-        .await
-        .with_context(|| format!("cannot listen on {ip}:{port}"))?;
+    let listener = match TcpListener::bind((ip, port)).await {
+        Ok(listener) => listener,
+        // What to do about it is a flag away: say which.
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "cannot listen on {ip}:{port}: the port is in use (another agora, or another program): \
+             stop it, or choose another port with --port (or another address with --ip)"
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => anyhow::bail!(
+            "cannot listen on {ip}:{port}: {ip} is not an address of this machine: choose one with --ip"
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot listen on {ip}:{port}"));
+        }
+    };
     let address = listener.local_addr().context("listener has no address")?;
     Ok((listener, address))
 }
+
+/// Checks a `--resources` text: what does not parse is an error that shows
+/// the form; a name one edit away from a well-known one (`cpsu:4`) is a
+/// warning, as it is advertised as a custom resource nobody asks for.
+fn check_resources(text: &str) -> anyhow::Result<()> {
+    let resources = agora_core::Resources::parse_input(text).map_err(|e| match e {
+        // It says what to write instead.
+        agora_core::ResourcesError::DidYouMean { .. } => {
+            anyhow::anyhow!("invalid --resources: {e}")
+        }
+        e => anyhow::anyhow!(
+            "invalid --resources: {e}; write NAME:VALUE pairs separated by ';', \
+             e.g. 'cpus:4;mem:8192;disk:20000;ports:[31000-32000]'"
+        ),
+    })?;
+    for name in resources.names() {
+        if let Some(meant) = agora_core::resources::names::likely_meant(name) {
+            tracing::warn!(
+                resource = name,
+                meant,
+                "--resources: '{name}' is not a known resource and is advertised as a custom one; did you mean '{meant}'?"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What each of `agents` dev agents advertises when --resources is not
+/// given: this machine's resources (as one agent would detect them) divided
+/// among them, ports split into disjoint ranges, so that the cluster adds up
+/// to the machine and no two tasks are given the same port.
+fn dev_share(detected: &agora_core::Resources, agents: u16, n: u16) -> String {
+    let share = f64::from(agents.max(1));
+    // Thousandths of a cpu (the smallest amount resources keep), whole MB.
+    let cpus = ((detected.scalar_value("cpus") / share) * 1000.0)
+        .floor()
+        .max(1.0)
+        / 1000.0;
+    let mem = (detected.scalar_value("mem") / share).floor().max(1.0);
+    let disk = (detected.scalar_value("disk") / share).floor().max(1.0);
+    let (first, last) = DEV_PORTS;
+    let per_agent = (u32::from(last - first) + 1) / u32::from(agents.max(1));
+    let begin = u32::from(first) + per_agent * u32::from(n);
+    let end = begin + per_agent.max(1) - 1;
+    format!("cpus:{cpus};mem:{mem};disk:{disk};ports:[{begin}-{end}]")
+}
+
+/// The port range an agent detects (`agora_agent::resources::detect`), which
+/// dev agents share out.
+const DEV_PORTS: (u16, u16) = (31000, 32000);
 
 /// Master settings beyond the address; `agora dev` uses the defaults.
 struct MasterTuning {
@@ -363,6 +430,9 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     if args.master.starts_with("zk://") {
         agora_coord::ZkUrl::parse(&args.master).context("invalid --master")?;
     }
+    if let Some(text) = &args.resources {
+        check_resources(text)?;
+    }
     agora_agent::resources::advertised(args.resources.as_deref(), std::path::Path::new("/"))?;
     if let Some(text) = &args.attributes {
         agora_agent::resources::parse_attributes(text)?;
@@ -393,7 +463,7 @@ pub(crate) async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 
 pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     if let Some(text) = &args.resources {
-        agora_core::Resources::parse_input(text).context("invalid --resources")?;
+        check_resources(text)?;
     }
     // The throw-away PKI first: its files are the daemons' flags.
     let pki = if args.tls {
@@ -423,8 +493,16 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
         options,
         shutdown.clone(),
     ));
+    std::fs::create_dir_all(&args.work_dir)
+        .with_context(|| format!("cannot create work dir {}", args.work_dir.display()))?;
+    // Measured once, on the work dirs' file system, and shared out.
+    let detected = agora_agent::resources::detect(&args.work_dir);
     let mut agents = Vec::new();
     for n in 0..args.agents {
+        let share = match &args.resources {
+            Some(text) => text.clone(),
+            None => dev_share(&detected, args.agents, n),
+        };
         // Agents on 5051, 5052, ... when free, else any free port.
         let preferred = args.port.checked_add(1 + n).unwrap_or(0);
         let (listener, address) = match bind(args.ip, preferred).await {
@@ -436,13 +514,13 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
             address,
             hostname.clone(),
             args.work_dir.join(format!("agent-{n}")),
-            args.resources.as_deref(),
+            Some(&share),
             None,
             Default::default(),
         )?;
         options.tls = tls.clone();
         println!(
-            "agora dev: agent {n} on {address}, work dir {}",
+            "agora dev: agent {n} on {address}, work dir {}, resources {share}",
             options.work_dir.display()
         );
         agents.push(tokio::spawn(agora_agent::run_agent(
@@ -508,6 +586,35 @@ mod tests {
         assert_eq!(parse_fraction("0.1"), Ok(0.1));
         assert!(parse_fraction("1.5").is_err());
         assert!(parse_fraction("NaN").is_err());
+    }
+
+    #[test]
+    fn dev_agents_share_the_machine_out() {
+        let machine =
+            agora_core::Resources::parse("cpus:2;mem:8000;disk:100001;ports:[31000-32000]")
+                .expect("resources");
+        assert_eq!(
+            dev_share(&machine, 2, 0),
+            "cpus:1;mem:4000;disk:50000;ports:[31000-31499]"
+        );
+        assert_eq!(
+            dev_share(&machine, 2, 1),
+            "cpus:1;mem:4000;disk:50000;ports:[31500-31999]"
+        );
+        // Thousandths of a cpu; each share parses and the shares add up to
+        // no more than the machine.
+        let mut total = agora_core::Resources::new();
+        for n in 0..3 {
+            let share = dev_share(&machine, 3, n);
+            let share = agora_core::Resources::parse_input(&share).expect(&share);
+            total.add(&share);
+        }
+        assert_eq!(total.scalar_value("cpus"), 1.998);
+        assert!(machine.contains(&total), "{total}");
+        assert_eq!(
+            dev_share(&machine, 1, 0),
+            "cpus:2;mem:8000;disk:100001;ports:[31000-32000]"
+        );
     }
 
     #[test]

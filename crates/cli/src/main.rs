@@ -5,7 +5,7 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
 mod acl_flags;
 mod auth_flags;
@@ -16,12 +16,17 @@ mod operator;
 mod report;
 mod run;
 mod tls_flags;
+mod usage;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "agora",
     version,
-    about = "Agora: a cluster manager in the family of Apache Mesos"
+    about = "Agora: a cluster manager in the family of Apache Mesos",
+    after_help = "Every flag can also be set with its AGORA_* environment variable (shown \
+                  under each flag), and Mesos' underscore spellings work for every flag: \
+                  --work_dir for --work-dir, --switch_user=false for --switch-user=false.\n\
+                  'agora <COMMAND> --help' lists a command's flags with their defaults."
 )]
 struct Cli {
     /// Log format on stderr.
@@ -34,7 +39,7 @@ struct Cli {
         alias = "log_format"
     )]
     log_format: LogFormat,
-    /// Log filter, e.g. `info` or `agora_master=debug` [default: info; warn for `run`, `kill` and `teardown`].
+    /// Log filter, e.g. `info` or `agora_master=debug` (where Mesos' --logging_level takes INFO or WARNING, use info or warn); its default is the command's.
     #[arg(long, global = true, env = "AGORA_LOG", alias = "logging_level")]
     log: Option<String>,
     #[command(subcommand)]
@@ -81,15 +86,51 @@ fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // `agora run` prints task states on stdout; its logs stay quiet unless asked for.
-    let default_log = match cli.command {
-        Commands::Run(_) | Commands::Kill(_) | Commands::Teardown(_) => "warn",
-        _ => "info",
+/// The command line, or the exit status when there is nothing to run: help
+/// or the version printed (0), or a command line clap refused, told on one
+/// line (2, as clap's own).
+fn parse() -> Result<Cli, ExitCode> {
+    let command = usage::command::<Cli>();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let path = usage::command_path(&command, &args);
+    let refused = |e: clap::Error| -> ExitCode {
+        use clap::error::ErrorKind;
+        match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                let _ = e.print();
+            }
+            _ => eprintln!("{}{}", usage::PREFIX, usage::one_line(&e, &path)),
+        }
+        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
     };
+    let matches = command.try_get_matches_from(&args).map_err(refused)?;
+    Cli::from_arg_matches(&matches).map_err(refused)
+}
+
+/// The name of the subcommand, as `usage::default_log` knows it.
+fn subcommand_name(command: &Commands) -> &'static str {
+    match command {
+        Commands::Master(_) => "master",
+        Commands::Agent(_) => "agent",
+        Commands::Dev(_) => "dev",
+        Commands::Run(_) => "run",
+        Commands::Kill(_) => "kill",
+        Commands::Teardown(_) => "teardown",
+        Commands::Executor => "executor",
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    // `agora run` prints task states on stdout; its logs stay quiet unless asked for.
+    let default_log = usage::default_log(subcommand_name(&cli.command));
     if let Err(e) = init_logging(cli.log_format, cli.log.as_deref().unwrap_or(default_log)) {
-        eprintln!("agora: {}", report::report(&e));
+        eprintln!("{}{}", usage::PREFIX, report::report(&e));
         return ExitCode::from(2);
     }
     // Daemons hold a descriptor per connection: the default soft limit
@@ -116,7 +157,7 @@ fn main() -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("agora: cannot start the runtime: {e}");
+            eprintln!("{}cannot start the runtime: {e}", usage::PREFIX);
             return ExitCode::FAILURE;
         }
     };
@@ -138,7 +179,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("agora: {}", report::report(&e));
+            eprintln!("{}{}", usage::PREFIX, report::report(&e));
             ExitCode::FAILURE
         }
     }

@@ -63,13 +63,13 @@ pub(crate) struct KillArgs {
     pub(crate) task_id: String,
 
     /// The task's framework; needed only when tasks of several frameworks
-    /// have this id.
-    #[arg(long, value_name = "FRAMEWORK_ID")]
+    /// have this id [default: the one framework with a task of this id].
+    #[arg(long, env = "AGORA_FRAMEWORK", value_name = "FRAMEWORK_ID")]
     pub(crate) framework: Option<String>,
 
     /// Why; it reaches the task's TASK_KILLED message [default: killed with
     /// `agora kill` by $USER].
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, env = "AGORA_REASON", value_name = "TEXT")]
     pub(crate) reason: Option<String>,
 
     #[command(flatten)]
@@ -98,6 +98,11 @@ pub(crate) struct TeardownArgs {
 fn tls_refused(error: &reqwest::Error) -> bool {
     agora_tls::tls_failure(error).is_some()
 }
+
+/// What to do when no master answers: said after every such error, here
+/// and in `agora run`.
+pub(crate) const UNREACHABLE_HINT: &str =
+    "check that a master runs there and --master names it (--timeout waits longer)";
 
 /// Why an operator command did not happen.
 #[derive(Debug, Clone, PartialEq)]
@@ -249,7 +254,7 @@ impl Master {
             let remaining = self.deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Err(Failure::Unreachable(format!(
-                    "cannot reach the leading master at {} within {} s: {last}",
+                    "cannot reach the leading master at {} within {} s: {last}; {UNREACHABLE_HINT}",
                     self.detector,
                     self.timeout.as_secs()
                 )));
@@ -456,7 +461,7 @@ fn finish(outcome: Result<String, Failure>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(failure) => {
-            eprintln!("error: {failure}");
+            eprintln!("{}{failure}", crate::usage::PREFIX);
             failure.exit_code()
         }
     }

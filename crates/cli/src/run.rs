@@ -3,8 +3,14 @@
 //!
 //! Output contract (stdout, one line per task as it ends):
 //! `task NAME-I TASK_FINISHED on agent AGENT_ID`, with `: MESSAGE (REASON)`
-//! appended for any other terminal state; and with `--health-check`, one line
-//! each time a task's health changes: `task NAME-I healthy=BOOL: MESSAGE`. Exit status: 0 iff every instance
+//! appended for any other terminal state; with `--health-check`, one line
+//! each time a task's health changes: `task NAME-I healthy=BOOL: MESSAGE`;
+//! once every task has ended, a summary: `N tasks: N finished in S s` (other
+//! outcomes counted after the finished ones). Progress (stderr, unless
+//! `--quiet`): one line per state change before the end, as it happens,
+//! `HH:MM:SS.mmm NAME-I TASK_RUNNING[ on agent AGENT_ID][: MESSAGE]` (UTC; the
+//! agent when the task is launched). Errors: one line on stderr, `agora: `
+//! first. Exit status: 0 iff every instance
 //! ended TASK_FINISHED; 1 otherwise (a task failed or was killed, no agent can
 //! fit the task, the master refused the launch, the master ended the
 //! subscription, a signal); 2 when the master could not be reached (or the
@@ -25,7 +31,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use agora_scheduler::proto::framework_info::capability::Type as Capability;
 use agora_scheduler::proto::{AgentId, Filters, Offer, OfferId, TaskId, TaskState, task_status};
@@ -43,6 +49,8 @@ mod run_options;
 
 pub(crate) use run_options::RunArgs;
 use run_options::{Capacity, plan_placement, task_info};
+
+use crate::usage::PREFIX;
 
 /// While offers cannot fit an instance, the agents' totals are checked again
 /// at most this often (agents come and go).
@@ -67,6 +75,7 @@ const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// status (see the module documentation).
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     args.validate()?;
+    let started = Instant::now();
 
     // Before anything is sent, so that a signal during the connection is not
     // lost and cannot kill the process before its framework is torn down.
@@ -93,15 +102,16 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (client, mut events) =
         match SchedulerClient::connect(&args.master, framework, options).await {
             Ok(subscribed) => subscribed,
-            Err(
-                err @ (agora_scheduler::Error::ConnectTimeout { .. }
-                | agora_scheduler::Error::Address(_)),
-            ) => {
-                eprintln!("error: {err}");
+            Err(err @ agora_scheduler::Error::ConnectTimeout { .. }) => {
+                eprintln!("{PREFIX}{err}; {}", crate::operator::UNREACHABLE_HINT);
+                return Ok(ExitCode::from(2));
+            }
+            Err(err @ agora_scheduler::Error::Address(_)) => {
+                eprintln!("{PREFIX}invalid --master: {err}");
                 return Ok(ExitCode::from(2));
             }
             Err(err) => {
-                eprintln!("error: {err}");
+                eprintln!("{PREFIX}{err}");
                 return Ok(ExitCode::FAILURE);
             }
         };
@@ -114,10 +124,17 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         warn!(error = %err, "failed to tear down the framework");
     }
     match outcome {
-        Ok(true) => Ok(ExitCode::SUCCESS),
-        Ok(false) => Ok(ExitCode::FAILURE),
+        Ok(all_finished) => {
+            let ended = runner.launched.values().map(|t| t.state);
+            println!("{}", summary_line(ended, started.elapsed()));
+            Ok(if all_finished {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Err(err) => {
-            eprintln!("error: {}", crate::report::report(&err));
+            eprintln!("{PREFIX}{}", crate::report::report(&err));
             Ok(ExitCode::FAILURE)
         }
     }
@@ -277,12 +294,27 @@ impl<'a> Runner<'a> {
                         health_line(&task_id, healthy, status.message.as_deref())
                     );
                 }
+                let changed = task.state != state;
                 task.state = state;
                 debug!(task_id = %task_id, state = state.as_str_name(), "task update");
+                if changed && !is_terminal(state) && !self.args.quiet {
+                    eprintln!(
+                        "{}",
+                        progress_line(
+                            SystemTime::now(),
+                            &task_id,
+                            state,
+                            None,
+                            status.message.as_deref()
+                        )
+                    );
+                }
                 if state == TaskState::TaskUnreachable {
                     // Not an outcome: its agent may come back with it.
                     task.unreachable_since.get_or_insert_with(Instant::now);
-                    warn!(task_id = %task_id, message = status.message.as_deref().unwrap_or(""), "task unreachable; waiting for its agent");
+                    if self.args.quiet {
+                        warn!(task_id = %task_id, message = status.message.as_deref().unwrap_or(""), "task unreachable; waiting for its agent");
+                    }
                 } else {
                     task.unreachable_since = None;
                 }
@@ -411,6 +443,18 @@ impl<'a> Runner<'a> {
                         let agent_id = AgentId {
                             value: agent.clone(),
                         };
+                        if !self.args.quiet {
+                            eprintln!(
+                                "{}",
+                                progress_line(
+                                    SystemTime::now(),
+                                    &self.task_id(i),
+                                    TaskState::TaskStaging,
+                                    Some(&agent),
+                                    None
+                                )
+                            );
+                        }
                         self.launched
                             .insert(self.task_id(i), Launched::new(agent_id));
                     }
@@ -505,7 +549,8 @@ impl<'a> Runner<'a> {
             .cloned()
             .unwrap_or_default();
         bail!(
-            "no agent can ever fit a task of {} (largest agent: {})",
+            "no agent can ever fit a task of {} (largest agent: {}): ask for less with \
+             --cpus, --mem, --disk or --ports, or add a bigger agent",
             demand.describe(&demand),
             largest.describe(&demand)
         );
@@ -709,6 +754,63 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+/// A progress line (stderr): the UTC time of day to the millisecond, the
+/// task, its new state, the agent it was launched on, the update's message.
+fn progress_line(
+    now: SystemTime,
+    task_id: &str,
+    state: TaskState,
+    agent_id: Option<&str>,
+    message: Option<&str>,
+) -> String {
+    let millis = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() % 86_400_000);
+    let (hours, minutes) = (millis / 3_600_000, millis / 60_000 % 60);
+    let (seconds, millis) = (millis / 1000 % 60, millis % 1000);
+    let mut line = format!(
+        "{hours:02}:{minutes:02}:{seconds:02}.{millis:03} {task_id} {}",
+        state.as_str_name()
+    );
+    if let Some(agent_id) = agent_id {
+        line.push_str(&format!(" on agent {agent_id}"));
+    }
+    if let Some(message) = message.filter(|m| !m.is_empty()) {
+        line.push_str(": ");
+        line.push_str(message);
+    }
+    line
+}
+
+/// The last line: how many tasks ended how, and how long the job took
+/// (`4 tasks: 3 finished, 1 failed in 2.5 s`).
+fn summary_line(ended: impl Iterator<Item = TaskState>, took: Duration) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut total = 0;
+    for state in ended {
+        total += 1;
+        let name = state
+            .as_str_name()
+            .trim_start_matches("TASK_")
+            .to_lowercase();
+        *counts.entry(name).or_default() += 1;
+    }
+    // Finished first, the other outcomes after it by name.
+    let finished = counts.remove("finished");
+    let outcomes: Vec<String> = finished
+        .map(|n| ("finished".to_owned(), n))
+        .into_iter()
+        .chain(counts)
+        .map(|(name, n)| format!("{n} {name}"))
+        .collect();
+    let noun = if total == 1 { "task" } else { "tasks" };
+    format!(
+        "{total} {noun}: {} in {:.1} s",
+        outcomes.join(", "),
+        took.as_secs_f64()
+    )
 }
 
 /// The line printed when a task's health changes.

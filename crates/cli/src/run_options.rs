@@ -100,7 +100,7 @@ pub(crate) struct RunArgs {
     /// already ended), wait SECONDS more, then kill, through the scheduler
     /// API, every task that has not ended yet; those end TASK_KILLED and the
     /// exit status is 1. 0 kills as soon as all are running. Without this
-    /// flag tasks run until they end on their own.
+    /// flag tasks run until they end on their own [default: never killed].
     #[arg(
         long,
         alias = "kill_after",
@@ -113,7 +113,7 @@ pub(crate) struct RunArgs {
     /// (healthy on status 200-399), `tcp:PORT` or `cmd:COMMAND` (healthy on
     /// exit 0). PORT is a number or PORT0..PORT{N-1}, one of the task's
     /// `--ports`. A task failing it `--health-failures` times in a row is
-    /// killed.
+    /// killed [default: none: no health check].
     #[arg(long, alias = "health_check", env = "AGORA_HEALTH_CHECK",
           value_name = "SPEC", value_parser = parse_health_check)]
     pub(crate) health_check: Option<HealthCheckSpec>,
@@ -148,9 +148,14 @@ pub(crate) struct RunArgs {
     )]
     pub(crate) health_failures: Option<u32>,
 
+    /// Print only how each task ended and the summary: not each state
+    /// change as it happens (on stderr, with the time).
+    #[arg(long, short = 'q', env = "AGORA_QUIET")]
+    pub(crate) quiet: bool,
+
     /// Run the tasks under this custom executor program (run with `sh -c`;
     /// one executor per agent, shared by the tasks there) instead of
-    /// Agora's command executor.
+    /// Agora's command executor [default: Agora's command executor].
     #[arg(long, env = "AGORA_EXECUTOR", value_name = "CMD")]
     pub(crate) executor: Option<String>,
 }

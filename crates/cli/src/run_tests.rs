@@ -73,3 +73,53 @@ fn formats_terminal_lines() {
         "task x-1 TASK_KILLED on agent a3"
     );
 }
+
+#[test]
+fn formats_progress_lines_with_the_utc_time() {
+    // 1970-01-02 03:04:05.678 UTC.
+    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(86_400_000 + 11_045_678);
+    assert_eq!(
+        progress_line(at, "hello-0", TaskState::TaskStaging, Some("S1"), None),
+        "03:04:05.678 hello-0 TASK_STAGING on agent S1"
+    );
+    assert_eq!(
+        progress_line(
+            at,
+            "hello-1",
+            TaskState::TaskRunning,
+            None,
+            Some("command is running")
+        ),
+        "03:04:05.678 hello-1 TASK_RUNNING: command is running"
+    );
+    assert_eq!(
+        progress_line(at, "hello-1", TaskState::TaskStarting, None, Some("")),
+        "03:04:05.678 hello-1 TASK_STARTING"
+    );
+}
+
+#[test]
+fn the_summary_counts_outcomes_finished_first() {
+    let took = Duration::from_millis(3_240);
+    assert_eq!(
+        summary_line([TaskState::TaskFinished; 4].into_iter(), took),
+        "4 tasks: 4 finished in 3.2 s"
+    );
+    assert_eq!(
+        summary_line(
+            [
+                TaskState::TaskKilled,
+                TaskState::TaskFinished,
+                TaskState::TaskFailed,
+                TaskState::TaskFinished
+            ]
+            .into_iter(),
+            took
+        ),
+        "4 tasks: 2 finished, 1 failed, 1 killed in 3.2 s"
+    );
+    assert_eq!(
+        summary_line([TaskState::TaskLost].into_iter(), Duration::ZERO),
+        "1 task: 1 lost in 0.0 s"
+    );
+}

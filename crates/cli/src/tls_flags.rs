@@ -10,13 +10,13 @@ use anyhow::Context as _;
 /// what it verifies its master with.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub(crate) struct ServerTlsArgs {
-    /// Serve TLS with this certificate chain (PEM, leaf first); needs --tls-key. An agent also presents it to a master that requires client certificates.
+    /// Serve TLS with this certificate chain (PEM, leaf first); needs --tls-key. An agent also presents it to a master that requires client certificates [default: none: plain HTTP].
     #[arg(long, env = "AGORA_TLS_CERT", alias = "tls_cert", value_name = "PEM")]
     pub(crate) tls_cert: Option<PathBuf>,
-    /// The private key of --tls-cert (PEM).
+    /// The private key of --tls-cert (PEM) [default: none].
     #[arg(long, env = "AGORA_TLS_KEY", alias = "tls_key", value_name = "PEM")]
     pub(crate) tls_key: Option<PathBuf>,
-    /// CA certificates (PEM) that peers are verified against: the master an agent connects to, and clients' certificates under --tls-require-client-cert.
+    /// CA certificates (PEM) that peers are verified against: the master an agent connects to, and clients' certificates under --tls-require-client-cert [default: none: an agent reaches its master over plain HTTP, and no client certificate is asked for].
     #[arg(long, env = "AGORA_TLS_CA", alias = "tls_ca", value_name = "PEM")]
     pub(crate) tls_ca: Option<PathBuf>,
     /// Mutual TLS: refuse clients without a certificate signed by --tls-ca.
@@ -54,13 +54,13 @@ impl ServerTlsArgs {
 /// How a command (`agora run`, `kill`, `teardown`) verifies the master.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub(crate) struct ClientTlsArgs {
-    /// Reach the master over TLS (https), verifying its certificate against these CA certificates (PEM).
+    /// Reach the master over TLS (https), verifying its certificate against these CA certificates (PEM) [default: none: plain HTTP].
     #[arg(long, env = "AGORA_TLS_CA", alias = "tls_ca", value_name = "PEM")]
     pub(crate) tls_ca: Option<PathBuf>,
-    /// A client certificate (PEM) for a master that requires one (--tls-require-client-cert); needs --tls-key.
+    /// A client certificate (PEM) for a master that requires one (--tls-require-client-cert); needs --tls-key [default: none].
     #[arg(long, env = "AGORA_TLS_CERT", alias = "tls_cert", value_name = "PEM")]
     pub(crate) tls_cert: Option<PathBuf>,
-    /// The private key of --tls-cert (PEM).
+    /// The private key of --tls-cert (PEM) [default: none].
     #[arg(long, env = "AGORA_TLS_KEY", alias = "tls_key", value_name = "PEM")]
     pub(crate) tls_key: Option<PathBuf>,
 }

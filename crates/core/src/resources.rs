@@ -751,6 +751,7 @@ impl fmt::Display for Resources {
 }
 
 pub mod mesos_json;
+pub mod names;
 
 #[cfg(test)]
 mod tests;
