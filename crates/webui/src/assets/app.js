@@ -250,6 +250,25 @@ function short(id) {
   return s.length > 18 ? `<span title="${esc(s)}">…${esc(s.slice(-12))}</span>` : esc(s);
 }
 
+// What a badge says for a state: TASK_KILLED -> "killed".
+function stateLabel(state) {
+  return String(state || '').replace(/^TASK_/, '').replace(/_/g, ' ').toLowerCase();
+}
+
+// An agent as people tell agents apart: `hostname:port (id)`, the id
+// shortened (all of it in the title). `address` is empty for an agent the
+// master no longer knows: then only the id.
+function agentLabel(address, id) {
+  const full = String(id || '');
+  const shown = full.length > 18 ? '…' + full.slice(-12) : full;
+  const idPart = `<span class="agent-id muted" title="${esc(full)}">(${esc(shown)})</span>`;
+  return address ? `<span class="agent-label">${esc(address)} ${idPart}</span>`
+    : `<span class="agent-label mono" title="${esc(full)}">${esc(full)}</span>`;
+}
+function agentLink(address, id) {
+  return `<a href="#/agents/${enc(id)}" data-agent-link="${esc(id)}">${agentLabel(address, id)}</a>`;
+}
+
 function stateBadge(state) {
   const colour = {
     TASK_RUNNING: 'green', TASK_STAGING: 'blue', TASK_STARTING: 'blue',
@@ -259,7 +278,7 @@ function stateBadge(state) {
     active: 'green', inactive: 'amber', disconnected: 'amber', unreachable: 'red',
     completed: '',
   }[state] || '';
-  const label = String(state || '').replace(/^TASK_/, '').replace(/_/g, ' ').toLowerCase();
+  const label = stateLabel(state);
   return `<span class="badge ${colour}" data-state="${esc(state)}">${esc(label)}</span>`;
 }
 
@@ -286,15 +305,78 @@ function usedOf(name, used, total) {
   return `${fmtRes(name, used)} <span class="muted">/ ${fmtRes(name, total)}</span>`;
 }
 
-function table(headers, rows, empty) {
+// A table. A header is a label, or [label, class, sort key]. With `sort`
+// (from sortOf), a header with a key is a button that sorts by it: the
+// first click picks the column (numbers and times largest first, text A to
+// Z), the next reverses it. The order lives in the page's hash (`param`),
+// so it survives the live refreshes and a reload.
+function table(headers, rows, empty, sort) {
   const head = headers.map(h => {
-    const [label, cls] = Array.isArray(h) ? h : [h, ''];
-    return `<th class="${cls}">${esc(label)}</th>`;
+    const [label, cls, key] = Array.isArray(h) ? h : [h, '', null];
+    if (!sort || !key) return `<th class="${cls || ''}">${esc(label)}</th>`;
+    const on = sort.key === key;
+    const aria = on ? (sort.desc ? 'descending' : 'ascending') : 'none';
+    const first = /num/.test(cls || '') || TIME_KEYS.has(key) ? '-' : '';
+    const arrow = on ? (sort.desc ? '▼' : '▲') : '';
+    const tip = on ? `Sorted by ${label.toLowerCase()}, ${aria}; click to reverse` : `Sort by ${label.toLowerCase()}`;
+    return `<th class="${cls || ''} sortable${on ? ' sorted' : ''}" aria-sort="${aria}"><button type="button" class="sort"
+      data-sort-param="${esc(sort.param)}" data-sort-key="${esc(key)}" data-sort-first="${first}"
+      data-sort-reset="${esc(sort.reset || '')}" title="${esc(tip)}">${esc(label)}<span class="arrow" aria-hidden="true">${arrow}</span></button></th>`;
   }).join('');
   const body = rows.length
     ? rows.join('')
     : `<tr><td class="empty" colspan="${headers.length}">${esc(empty || 'Nothing here.')}</td></tr>`;
   return `<div class="table-wrap"><table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table></div>`;
+}
+
+// Columns whose first click sorts newest first.
+const TIME_KEYS = new Set(['updated', 'registered']);
+
+// The order a table shows: the hash's `param` (`key` or `-key`), else
+// `fallback`. `reset`: the hash param of the table's pager, which a new
+// order sends back to the first page.
+function sortOf(route, param, fallback, reset) {
+  const value = route.params[param] || fallback;
+  const desc = value.startsWith('-');
+  return { param, value, key: desc ? value.slice(1) : value, desc, reset: reset || '', explicit: !!route.params[param] };
+}
+
+// Sorts `items` in the browser by `keys[sort.key](item)` (a number or a
+// string), for the tables that are not paged on the server; ties keep order.
+function sortItems(items, sort, keys) {
+  const key = keys[sort.key];
+  if (!key) return items;
+  const dir = sort.desc ? -1 : 1;
+  return items.map((item, i) => [key(item), i, item]).sort((a, b) => {
+    const [x, y] = [a[0], b[0]];
+    const c = typeof x === 'number' && typeof y === 'number' ? x - y
+      : String(x).localeCompare(String(y), undefined, { numeric: true, sensitivity: 'base' });
+    return c * dir || a[1] - b[1];
+  }).map(entry => entry[2]);
+}
+
+document.addEventListener('click', ev => {
+  const button = ev.target.closest && ev.target.closest('button[data-sort-key]');
+  if (!button || !current.route) return;
+  const { sortParam: param, sortKey: key, sortFirst: first, sortReset: reset } = button.dataset;
+  const th = button.closest('th');
+  const on = th && th.getAttribute('aria-sort');
+  const value = on === 'descending' ? key : on === 'ascending' ? '-' + key : first + key;
+  const params = { ...parseHash().params, [param]: value };
+  if (reset) delete params[reset];
+  live.focusSort = { param, key };
+  setParams(current.route.parts, params);
+});
+
+// The live refresh re-renders the tables: give the focus back to the sort
+// button that had it, so the keyboard keeps its place.
+function keepSortFocus(before) {
+  const want = before || live.focusSort;
+  live.focusSort = null;
+  if (!want) return;
+  const button = document.querySelector(
+    `button[data-sort-param="${CSS.escape(want.param)}"][data-sort-key="${CSS.escape(want.key)}"]`);
+  if (button) button.focus();
 }
 
 function pager(page, onPage) {
@@ -406,7 +488,11 @@ async function refresh(gen) {
     const view = current.view;
     const data = await view.load(current.route);
     if (gen !== live.generation) return;
+    const focused = document.activeElement && document.activeElement.dataset &&
+      document.activeElement.dataset.sortKey
+      ? { param: document.activeElement.dataset.sortParam, key: document.activeElement.dataset.sortKey } : null;
     view.update(data, current.route);
+    keepSortFocus(focused);
     live.lastOk = Date.now();
     live.failing = null;
     live.delay = live.base;
@@ -529,15 +615,16 @@ views.dashboard = {
     return `<div class="page-head"><h1>Dashboard</h1><span class="sub" id="dash-sub"></span></div>
       <div class="data" id="dash"></div>`;
   },
-  async load() {
+  async load(route) {
+    const sort = sortOf(route, 'sort', TASK_SORT);
     const [overview, util, tasks] = await Promise.all([
       getJSON('/api/overview'),
       getJSON('/api/utilisation'),
-      getJSON('/api/tasks?state=active&limit=10'),
+      getJSON('/api/tasks' + query({ state: 'active', limit: 10, sort: sort.explicit ? sort.value : '' })),
     ]);
     return { overview, util, tasks };
   },
-  update({ overview: o, util, tasks }) {
+  update({ overview: o, util, tasks }, route) {
     live.base = baseDelay(o.agents.active + o.agents.inactive + o.agents.unreachable);
     const m = o.master;
     $('#dash-sub').textContent = `${m.cluster} · leader ${m.leader}`;
@@ -590,7 +677,7 @@ views.dashboard = {
         <div class="card chart"><h2>Allocated, last hour</h2>${chart(util)}</div>
       </div>
       <div class="card section"><h2>Active tasks <span class="muted">(${num(tasks.total)})</span></h2>
-        ${table(TASK_HEADERS, taskRows, 'No active tasks.')}
+        ${table(TASK_HEADERS, taskRows, 'No active tasks.', sortOf(route, 'sort', TASK_SORT))}
         ${tasks.total > tasks.items.length ? `<p><a href="#/tasks?state=active">All ${num(tasks.total)} active tasks ›</a></p>` : ''}
       </div>`;
   },
@@ -639,8 +726,7 @@ function chart(util) {
 function agentCells(a) {
   const attrs = Object.entries(a.attributes || {})
     .map(([k, v]) => `<span class="chip">${esc(k)}: ${esc(v)}</span>`).join('');
-  return `<td class="id"><a href="#/agents/${enc(a.id)}">${short(a.id)}</a></td>
-    <td>${esc(a.hostname)}</td><td class="opt mono">${esc(a.address)}</td>
+  return `<td>${agentLink(a.address, a.id)}</td>
     <td>${stateBadge(a.status)}</td>
     <td class="num">${usedOf('cpus', a.used.cpus, a.total.cpus)}${bar(a.used.cpus, a.offered.cpus, a.total.cpus, agentSpare(a, 'cpus').unavailable)}</td>
     <td class="num">${usedOf('mem', a.used.mem, a.total.mem)}${bar(a.used.mem, a.offered.mem, a.total.mem, agentSpare(a, 'mem').unavailable)}</td>
@@ -650,8 +736,14 @@ function agentCells(a) {
     <td class="wrap opt">${attrs || '<span class="muted">–</span>'}</td>
     <td class="opt">${when(a.registered_time)}</td>`;
 }
-const AGENT_HEADERS = ['ID', 'Hostname', ['Address', 'opt'], 'Status', ['CPUs', 'num'], ['Memory', 'num'],
-  ['Disk', 'num opt'], ['GPUs', 'num opt'], ['Tasks', 'num'], ['Attributes', 'opt'], ['Registered', 'opt']];
+const AGENT_HEADERS = [['Agent', '', 'hostname'], ['Status', '', 'status'], ['CPUs', 'num', 'cpus'],
+  ['Memory', 'num', 'mem'], ['Disk', 'num opt', 'disk'], ['GPUs', 'num opt', 'gpus'], ['Tasks', 'num', 'tasks'],
+  ['Attributes', 'opt'], ['Registered', 'opt', 'registered']];
+// Default orders, as the master sorts when asked for none.
+const AGENT_SORT = 'hostname';
+const TASK_SORT = '-updated';
+const FW_SORT = '-registered';
+const OFFER_SORT = 'agent';
 
 views.agents = {
   nav: 'agents',
@@ -668,11 +760,12 @@ views.agents = {
   bind(route) { bindFilters(route, ['status', 'q']); },
   load(route) {
     const p = route.params;
-    return getJSON('/api/agents' + query({ status: p.status, q: p.q, offset: p.offset, limit: PAGE }));
+    return getJSON('/api/agents' + query({ status: p.status, q: p.q, sort: p.sort, offset: p.offset, limit: PAGE }));
   },
   update(page, route) {
     $('#list').innerHTML = `<div class="card">${table(AGENT_HEADERS,
-      page.items.map(a => `<tr data-agent-id="${esc(a.id)}">${agentCells(a)}</tr>`), 'No agents match.')}</div>` +
+      page.items.map(a => `<tr data-agent-id="${esc(a.id)}">${agentCells(a)}</tr>`), 'No agents match.',
+      sortOf(route, 'sort', AGENT_SORT, 'offset'))}</div>` +
       pager(page, offset => setParams(route.parts, { ...route.params, offset }));
   },
 };
@@ -681,20 +774,25 @@ views.agent = {
   nav: 'agents',
   mount(route) {
     const id = route.parts[1];
-    return `<div class="crumbs"><a href="#/agents">Agents</a> ›</div>
-      <div class="page-head"><h1 class="mono">${esc(id)}</h1></div><div class="data" id="detail"></div>`;
+    return `<div class="crumbs"><a href="#/agents">Agents</a> › <span id="crumb-agent" class="mono">${esc(id)}</span></div>
+      <div class="page-head"><h1 id="agent-title" class="mono">${esc(id)}</h1><span class="sub mono" id="agent-sub"></span></div>
+      <div class="data" id="detail"></div>`;
   },
   async load(route) {
     const id = route.parts[1];
-    const offset = route.params.offset;
+    const { offset, sort } = route.params;
     const [detail, tasks] = await Promise.all([
       getJSON(`/api/agents/${enc(id)}`),
-      getJSON('/api/tasks' + query({ agent_id: id, offset, limit: PAGE })),
+      getJSON('/api/tasks' + query({ agent_id: id, sort, offset, limit: PAGE })),
     ]);
     return { detail, tasks };
   },
   update({ detail, tasks }, route) {
     const a = detail.agent;
+    // hostname:port names it; the id goes beside.
+    $('#agent-title').textContent = a.address;
+    $('#crumb-agent').textContent = a.address;
+    $('#agent-sub').textContent = a.id;
     const resRows = ['cpus', 'mem', 'disk', 'gpus'].filter(n => n !== 'gpus' || a.total.gpus).map(n => {
       const { free, unavailable } = agentSpare(a, n);
       return `<tr><td>${n}</td><td class="num">${fmtRes(n, a.total[n])}</td><td class="num">${fmtRes(n, a.used[n])}</td>
@@ -702,10 +800,18 @@ views.agent = {
         <td class="num${unavailable ? ' away' : ''}" id="agent-unavailable-${n}">${fmtRes(n, unavailable)}</td>
         <td class="num">${fmtRes(n, free)}</td></tr>`;
     });
-    const fwRows = detail.frameworks.map(f => `<tr><td class="id"><a href="#/frameworks/${enc(f.id)}">${short(f.id)}</a></td>
+    const fwSort = sortOf(route, 'fsort', 'name');
+    const fwRows = sortItems(detail.frameworks, fwSort, {
+      id: f => f.id, name: f => f.name, status: f => f.status, tasks: f => f.active_tasks,
+      cpus: f => f.used.cpus, mem: f => f.used.mem,
+    }).map(f => `<tr><td class="id"><a href="#/frameworks/${enc(f.id)}">${short(f.id)}</a></td>
       <td>${esc(f.name)}</td><td>${stateBadge(f.status)}</td><td class="num">${num(f.active_tasks)}</td>
       <td class="num">${cores(f.used.cpus)}</td><td class="num">${mib(f.used.mem)}</td></tr>`);
-    const exRows = detail.executors.map(e => `<tr><td class="id mono">${esc(e.id)}</td>
+    const exSort = sortOf(route, 'esort', 'task');
+    const exRows = sortItems(detail.executors, exSort, {
+      id: e => e.id, task: e => e.task_name || e.task_id, state: e => stateLabel(e.state), framework: e => e.framework_id,
+      cpus: e => e.resources.cpus, mem: e => e.resources.mem,
+    }).map(e => `<tr><td class="id mono">${esc(e.id)}</td>
       <td><a href="#/tasks/${enc(e.framework_id)}/${enc(e.task_id)}">${esc(e.task_name || e.task_id)}</a></td>
       <td>${stateBadge(e.state)}</td><td class="id opt">${short(e.framework_id)}</td>
       <td class="num">${cores(e.resources.cpus)}</td><td class="num">${mib(e.resources.mem)}</td>
@@ -714,6 +820,7 @@ views.agent = {
     $('#detail').innerHTML = `
       <div class="grid two">
         <div class="card"><h2>Agent</h2><dl class="kv">
+          <dt>ID</dt><dd class="mono">${esc(a.id)}</dd>
           <dt>Hostname</dt><dd>${esc(a.hostname)}</dd><dt>Address</dt><dd class="mono">${esc(a.address)}</dd>
           <dt>Status</dt><dd>${stateBadge(a.status)}${a.unreachable_since ? ` since ${when(a.unreachable_since)}` : ''}</dd>
           <dt>Registered</dt><dd>${when(a.registered_time)}</dd><dt>Attributes</dt><dd>${attrs}</dd>
@@ -721,17 +828,23 @@ views.agent = {
         </dl></div>
         <div class="card"><h2>Resources</h2>${table(['', ['Total', 'num'], ['Used', 'num'], ['Offered', 'num'], ['Unavailable', 'num'], ['Free', 'num']], resRows)}</div>
       </div>
-      <div class="card section"><h2>Frameworks</h2>${table(['ID', 'Name', 'Status', ['Active tasks', 'num'], ['CPUs', 'num'], ['Memory', 'num']], fwRows, 'No framework runs tasks here.')}</div>
-      <div class="card section"><h2>Executors <span class="muted">(${num(detail.executors_total)})</span></h2>${table(['Executor', 'Task', 'State', ['Framework', 'opt'], ['CPUs', 'num'], ['Memory', 'num'], ''], exRows, 'No executors.')}</div>
-      <div class="card section"><h2>Tasks</h2>${table(TASK_HEADERS, tasks.items.map(taskRow), 'No tasks on this agent.')}
+      <div class="card section"><h2>Frameworks</h2>${table([['ID', '', 'id'], ['Name', '', 'name'], ['Status', '', 'status'],
+        ['Active tasks', 'num', 'tasks'], ['CPUs', 'num', 'cpus'], ['Memory', 'num', 'mem']], fwRows, 'No framework runs tasks here.', fwSort)}</div>
+      <div class="card section"><h2>Executors <span class="muted">(${num(detail.executors_total)})</span></h2>${table([['Executor', '', 'id'],
+        ['Task', '', 'task'], ['State', '', 'state'], ['Framework', 'opt', 'framework'], ['CPUs', 'num', 'cpus'], ['Memory', 'num', 'mem'], ''],
+        exRows, 'No executors.', exSort)}</div>
+      <div class="card section"><h2>Tasks</h2>${table(TASK_HEADERS, tasks.items.map(taskRow), 'No tasks on this agent.',
+        sortOf(route, 'sort', TASK_SORT, 'offset'))}
         ${pager(tasks, offset => setParams(route.parts, { ...route.params, offset }))}</div>`;
   },
 };
 
 // Frameworks --------------------------------------------------------------
 
-const FW_HEADERS = ['ID', 'Name', 'Status', ['User', 'opt'], ['Principal', 'opt'], 'Roles', ['Active tasks', 'num'],
-  ['CPUs', 'num'], ['Memory', 'num'], ['Disk', 'num opt'], ['GPUs', 'num opt'], ['Offers', 'num opt'], ['Registered', 'opt']];
+const FW_HEADERS = [['ID', '', 'id'], ['Name', '', 'name'], ['Status', '', 'status'], ['User', 'opt', 'user'],
+  ['Principal', 'opt', 'principal'], ['Roles', '', 'roles'], ['Active tasks', 'num', 'tasks'], ['CPUs', 'num', 'cpus'],
+  ['Memory', 'num', 'mem'], ['Disk', 'num opt', 'disk'], ['GPUs', 'num opt', 'gpus'], ['Offers', 'num opt', 'offers'],
+  ['Registered', 'opt', 'registered']];
 function fwCells(f) {
   return `<td class="id"><a href="#/frameworks/${enc(f.id)}">${short(f.id)}</a></td>
     <td><a href="#/frameworks/${enc(f.id)}">${esc(f.name)}</a></td><td>${stateBadge(f.status)}</td>
@@ -747,22 +860,23 @@ views.frameworks = {
   nav: 'frameworks',
   mount(route) {
     const st = route.params.status || '';
-    const tab = (value, label) => `<a href="#/frameworks${query({ status: value, q: route.params.q })}" class="${st === value ? 'active' : ''}">${label}</a>`;
+    const tab = (value, label) => `<a href="#/frameworks${query({ status: value, q: route.params.q, sort: route.params.sort })}" class="${st === value ? 'active' : ''}">${label}</a>`;
     return `<div class="page-head"><h1>Frameworks</h1></div>
       <div class="filters"><div class="tabs">${tab('', 'All')}${tab('active', 'Active')}${tab('inactive', 'Inactive')}${tab('completed', 'Completed')}</div>
-      <input type="search" id="f-q" placeholder="Search name, id, user or role" value="${esc(route.params.q || '')}"></div>
+      <input type="search" id="f-q" class="wide" placeholder="Search name, id, user or role" value="${esc(route.params.q || '')}"></div>
       <div class="data" id="list"></div>`;
   },
   bind(route) { bindFilters(route, ['q']); },
   load(route) {
     const p = route.params;
-    return getJSON('/api/frameworks' + query({ status: p.status, q: p.q, offset: p.offset, limit: PAGE }));
+    return getJSON('/api/frameworks' + query({ status: p.status, q: p.q, sort: p.sort, offset: p.offset, limit: PAGE }));
   },
   update(page, route) {
     document.querySelectorAll('.tabs a').forEach(a => a.classList.toggle('active',
       new URLSearchParams(a.getAttribute('href').split('?')[1] || '').get('status') === (route.params.status || null)));
     $('#list').innerHTML = `<div class="card">${table(FW_HEADERS,
-      page.items.map(f => `<tr data-framework-id="${esc(f.id)}">${fwCells(f)}</tr>`), 'No frameworks match.')}</div>` +
+      page.items.map(f => `<tr data-framework-id="${esc(f.id)}">${fwCells(f)}</tr>`), 'No frameworks match.',
+      sortOf(route, 'sort', FW_SORT, 'offset'))}</div>` +
       pager(page, offset => setParams(route.parts, { ...route.params, offset }));
   },
 };
@@ -770,7 +884,7 @@ views.frameworks = {
 views.framework = {
   nav: 'frameworks',
   mount(route) {
-    return `<div class="crumbs"><a href="#/frameworks">Frameworks</a> ›</div>
+    return `<div class="crumbs"><a href="#/frameworks">Frameworks</a> › <span id="crumb-fw">${esc(route.parts[1])}</span></div>
       <div class="page-head"><h1 id="fw-name">Framework</h1><span class="sub mono">${esc(route.parts[1])}</span>
         ${actionFrame('teardown', 'Teardown', 'Tear this framework down and kill all its tasks?', 'Yes, tear it down')}</div>
       <div class="data" id="detail"></div>`;
@@ -780,8 +894,8 @@ views.framework = {
     const p = route.params;
     const [detail, active, done, may] = await Promise.all([
       getJSON(`/api/frameworks/${enc(id)}`),
-      getJSON('/api/tasks' + query({ framework_id: id, state: 'active', offset: p.offset, limit: PAGE })),
-      getJSON('/api/tasks' + query({ framework_id: id, state: 'terminal', offset: p.done, limit: PAGE })),
+      getJSON('/api/tasks' + query({ framework_id: id, state: 'active', sort: p.sort, offset: p.offset, limit: PAGE })),
+      getJSON('/api/tasks' + query({ framework_id: id, state: 'terminal', sort: p.dsort, offset: p.done, limit: PAGE })),
       permissions(id),
     ]);
     return { detail, active, done, may };
@@ -789,6 +903,8 @@ views.framework = {
   update({ detail, active, done, may }, route) {
     const f = detail.framework;
     $('#fw-name').textContent = f.name || 'Framework';
+    $('#crumb-fw').textContent = f.name || f.id;
+    const completed = f.status === 'completed';
     bindAction('teardown', f.status !== 'completed' && may.teardown,
       () => ({ type: 'TEARDOWN', teardown: { framework_id: { value: f.id } } }),
       'Teardown sent: the framework is removed and its tasks are killed.');
@@ -797,7 +913,8 @@ views.framework = {
           <span class="muted">Last offered ${s.last_offered_secs_ago == null ? 'never' : esc(ago(s.last_offered_secs_ago)) + ' ago'}${s.filtered_agents ? `; filtered on ${num(s.filtered_agents)} agents` : ''}.</span></div>`
       : `<div class="why ok" data-role="${esc(s.role)}"><b>${esc(s.role)}</b>: receiving offers.
           <span class="muted">Last offered ${s.last_offered_secs_ago == null ? 'never' : esc(ago(s.last_offered_secs_ago)) + ' ago'}.</span></div>`).join('');
-    const offerRows = detail.offers.map(offerRow);
+    const offerSort = sortOf(route, 'osort', OFFER_SORT);
+    const offerRows = sortItems(detail.offers, offerSort, OFFER_KEYS).map(offerRow);
     $('#detail').innerHTML = `
       <div class="grid two">
         <div class="card"><h2>Framework</h2><dl class="kv">
@@ -807,31 +924,35 @@ views.framework = {
           <dt>Host</dt><dd>${esc(f.hostname || '–')}</dd>
           <dt>Registered</dt><dd>${when(f.registered_time)}</dd>
           <dt>Failed over</dt><dd>${f.reregistered_time != null ? when(f.reregistered_time) : 'never'}</dd>
-          ${f.unregistered_time != null ? `<dt>Disconnected</dt><dd>${when(f.unregistered_time)}</dd>` : ''}
+          ${completed ? `<dt>Ended</dt><dd id="fw-ended">${f.unregistered_time != null ? `${when(f.unregistered_time)} <span class="muted">(${esc(new Date(f.unregistered_time * 1000).toISOString().replace('T', ' ').slice(0, 19))} UTC)</span>` : 'unknown'}</dd>`
+            : f.unregistered_time != null ? `<dt>Disconnected</dt><dd>${when(f.unregistered_time)}</dd>` : ''}
           <dt>Failover timeout</dt><dd>${f.failover_timeout != null ? esc(ago(f.failover_timeout)) : '–'}</dd>
           <dt>Tasks</dt><dd class="states">${Object.entries(detail.task_counts).map(([s, n]) => `<span class="s">${stateBadge(s)}<b>${num(n)}</b></span>`).join('') || '–'}</dd>
         </dl></div>
         <div class="card"><h2>Resources</h2>${table(['', ['Used', 'num'], ['Offered', 'num']],
           ['cpus', 'mem', 'disk', 'gpus'].map(n => `<tr><td>${n}</td><td class="num">${fmtRes(n, f.used[n])}</td><td class="num">${fmtRes(n, f.offered[n])}</td></tr>`))}</div>
       </div>
-      <div class="card section"><h2>Why no offer?</h2>${why || '<p class="muted">No role to explain (not subscribed).</p>'}</div>
-      <div class="card section"><h2>Active tasks <span class="muted">(${num(active.total)})</span></h2>${table(TASK_HEADERS, active.items.map(taskRow), 'No active tasks.')}
-        ${pager(active, offset => setParams(route.parts, { ...route.params, offset }))}</div>
-      <div class="card section"><h2>Completed tasks <span class="muted">(${num(done.total)})</span></h2>${table(TASK_HEADERS, done.items.map(taskRow), 'No completed tasks.')}
+      ${completed ? '' : `<div class="card section" id="why-card"><h2>Why no offer?</h2>${why || '<p class="muted">No role to explain (not subscribed).</p>'}</div>`}
+      ${completed && !active.total ? '' : `<div class="card section"><h2>Active tasks <span class="muted">(${num(active.total)})</span></h2>${table(TASK_HEADERS, active.items.map(taskRow), 'No active tasks.',
+        sortOf(route, 'sort', TASK_SORT, 'offset'))}
+        ${pager(active, offset => setParams(route.parts, { ...route.params, offset }))}</div>`}
+      <div class="card section"><h2>Completed tasks <span class="muted">(${num(done.total)})</span></h2>${table(TASK_HEADERS, done.items.map(taskRow), 'No completed tasks.',
+        sortOf(route, 'dsort', TASK_SORT, 'done'))}
         ${pager(done, offset => setParams(route.parts, { ...route.params, done: offset }))}</div>
-      <div class="card section"><h2>Outstanding offers <span class="muted">(${num(f.outstanding_offers)})</span></h2>${table(OFFER_HEADERS, offerRows, 'No outstanding offers.')}</div>`;
+      ${completed ? '' : `<div class="card section"><h2>Outstanding offers <span class="muted">(${num(f.outstanding_offers)})</span></h2>${table(OFFER_HEADERS, offerRows, 'No outstanding offers.', offerSort)}</div>`}`;
   },
 };
 
 // Tasks -------------------------------------------------------------------
 
-const TASK_HEADERS = ['ID', 'Name', 'State', ['Framework', 'opt'], 'Agent', ['CPUs', 'num'], ['Memory', 'num'], ['Updated', 'opt'], ''];
+const TASK_HEADERS = [['ID', '', 'id'], ['Name', '', 'name'], ['State', '', 'state'], ['Framework', 'opt', 'framework'],
+  ['Agent', '', 'agent'], ['CPUs', 'num', 'cpus'], ['Memory', 'num', 'mem'], ['Updated', 'opt', 'updated'], ''];
 function taskRow(t) {
   const link = `#/tasks/${enc(t.framework_id)}/${enc(t.id)}`;
   return `<tr data-task-id="${esc(t.id)}"><td class="id"><a href="${link}">${short(t.id)}</a></td>
     <td><a href="${link}">${esc(t.name)}</a></td><td>${stateBadge(t.state)}</td>
     <td class="opt"><a href="#/frameworks/${enc(t.framework_id)}">${esc(t.framework_name || t.framework_id)}</a></td>
-    <td><a href="#/agents/${enc(t.agent_id)}">${esc(t.agent_hostname || t.agent_id)}</a></td>
+    <td>${agentLink(t.agent_address, t.agent_id)}</td>
     <td class="num">${cores(t.resources.cpus)}</td><td class="num">${mib(t.resources.mem)}</td>
     <td class="opt">${when(t.status_time)}</td><td><a href="${link}">Sandbox</a></td></tr>`;
 }
@@ -841,7 +962,7 @@ views.tasks = {
   mount(route) {
     const p = route.params;
     const opts = [['', 'All states'], ['active', 'Active (not terminal)'], ['terminal', 'Terminal']]
-      .concat(TASK_STATES.map(s => [s, s]))
+      .concat(TASK_STATES.map(s => [s, stateLabel(s)]))
       .map(([v, l]) => `<option value="${v}" ${p.state === v || (!p.state && !v) ? 'selected' : ''}>${esc(l)}</option>`).join('');
     return `<div class="page-head"><h1>Tasks</h1><span class="sub" id="tasks-total"></span></div>
       <div class="filters">
@@ -855,12 +976,13 @@ views.tasks = {
   load(route) {
     const p = route.params;
     return getJSON('/api/tasks' + query({
-      state: p.state, q: p.q, framework_id: p.framework_id, agent_id: p.agent_id, offset: p.offset, limit: PAGE,
+      state: p.state, q: p.q, framework_id: p.framework_id, agent_id: p.agent_id, sort: p.sort, offset: p.offset, limit: PAGE,
     }));
   },
   update(page, route) {
     $('#tasks-total').textContent = `${num(page.total)} matching`;
-    $('#list').innerHTML = `<div class="card">${table(TASK_HEADERS, page.items.map(taskRow), 'No tasks match.')}</div>` +
+    $('#list').innerHTML = `<div class="card">${table(TASK_HEADERS, page.items.map(taskRow), 'No tasks match.',
+      sortOf(route, 'sort', TASK_SORT, 'offset'))}</div>` +
       pager(page, offset => setParams(route.parts, { ...route.params, offset }));
   },
 };
@@ -890,23 +1012,37 @@ views.roles = {
   nav: 'roles',
   mount() { return '<div class="page-head"><h1>Roles</h1></div><div class="data" id="list"></div>'; },
   load() { return getJSON('/api/roles'); },
-  update(data) {
+  update(data, route) {
     const res = r => r ? `${cores(r.cpus)} cpus · ${mib(r.mem)}` : '–';
-    const rows = data.roles.map(r => `<tr data-role="${esc(r.name)}"><td><b>${esc(r.name)}</b></td><td class="num">${num(r.weight, 2)}</td>
+    const sort = sortOf(route, 'sort', 'name');
+    const cpus = r => r ? r.cpus : -1;
+    const rows = sortItems(data.roles, sort, {
+      name: r => r.name, weight: r => r.weight, frameworks: r => r.frameworks.length,
+      allocated: r => cpus(r.allocated), offered: r => cpus(r.offered), reserved: r => cpus(r.reserved),
+      consumed: r => r.guarantee ? cpus(r.consumed) : -1, guarantee: r => cpus(r.guarantee), limit: r => cpus(r.limit),
+    }).map(r => `<tr data-role="${esc(r.name)}"><td><b>${esc(r.name)}</b></td><td class="num">${num(r.weight, 2)}</td>
       <td class="num">${num(r.frameworks.length)}</td>
       <td class="num">${res(r.allocated)}</td><td class="num">${res(r.offered)}</td><td class="num opt">${res(r.reserved)}</td>
       <td class="num opt">${r.guarantee ? res(r.consumed) : '–'}</td><td class="num">${res(r.guarantee)}</td><td class="num">${res(r.limit)}</td></tr>`);
-    $('#list').innerHTML = `<div class="card">${table(['Role', ['Weight', 'num'], ['Frameworks', 'num'], ['Allocated', 'num'],
-      ['Offered', 'num'], ['Reserved', 'num opt'], ['Quota consumed', 'num opt'], ['Guarantee', 'num'], ['Limit', 'num']], rows,
-      'No roles yet: a role appears when a framework subscribes to it or it has a weight, quota or reservation.')}</div>`;
+    $('#list').innerHTML = `<div class="card">${table([['Role', '', 'name'], ['Weight', 'num', 'weight'],
+      ['Frameworks', 'num', 'frameworks'], ['Allocated', 'num', 'allocated'], ['Offered', 'num', 'offered'],
+      ['Reserved', 'num opt', 'reserved'], ['Quota consumed', 'num opt', 'consumed'], ['Guarantee', 'num', 'guarantee'],
+      ['Limit', 'num', 'limit']], rows,
+      'No roles yet: a role appears when a framework subscribes to it or it has a weight, quota or reservation.', sort)}</div>`;
   },
 };
 
-const OFFER_HEADERS = ['ID', 'Framework', 'Role', 'Agent', ['CPUs', 'num'], ['Memory', 'num'], ['Disk', 'num opt'], ['GPUs', 'num opt']];
+const OFFER_HEADERS = [['ID', '', 'id'], ['Framework', '', 'framework'], ['Role', '', 'role'], ['Agent', '', 'agent'],
+  ['CPUs', 'num', 'cpus'], ['Memory', 'num', 'mem'], ['Disk', 'num opt', 'disk'], ['GPUs', 'num opt', 'gpus']];
+// The master's offer order, for the framework page's (unpaged) offers.
+const OFFER_KEYS = {
+  id: o => o.id, framework: o => o.framework_name || o.framework_id, role: o => o.role, agent: o => o.agent_address,
+  cpus: o => o.resources.cpus, mem: o => o.resources.mem, disk: o => o.resources.disk, gpus: o => o.resources.gpus,
+};
 function offerRow(o) {
   return `<tr><td class="id mono">${short(o.id)}</td>
     <td><a href="#/frameworks/${enc(o.framework_id)}">${esc(o.framework_name || o.framework_id)}</a></td>
-    <td><span class="chip">${esc(o.role)}</span></td><td><a href="#/agents/${enc(o.agent_id)}">${esc(o.agent_hostname || o.agent_id)}</a></td>
+    <td><span class="chip">${esc(o.role)}</span></td><td>${agentLink(o.agent_address, o.agent_id)}</td>
     <td class="num">${cores(o.resources.cpus)}</td><td class="num">${mib(o.resources.mem)}</td>
     <td class="num opt">${mib(o.resources.disk)}</td><td class="num opt">${cores(o.resources.gpus)}</td></tr>`;
 }
@@ -914,9 +1050,10 @@ function offerRow(o) {
 views.offers = {
   nav: 'offers',
   mount() { return '<div class="page-head"><h1>Outstanding offers</h1></div><div class="data" id="list"></div>'; },
-  load(route) { return getJSON('/api/offers' + query({ offset: route.params.offset, limit: PAGE })); },
+  load(route) { return getJSON('/api/offers' + query({ sort: route.params.sort, offset: route.params.offset, limit: PAGE })); },
   update(page, route) {
-    $('#list').innerHTML = `<div class="card">${table(OFFER_HEADERS, page.items.map(offerRow), 'No outstanding offers.')}</div>` +
+    $('#list').innerHTML = `<div class="card">${table(OFFER_HEADERS, page.items.map(offerRow), 'No outstanding offers.',
+      sortOf(route, 'sort', OFFER_SORT, 'offset'))}</div>` +
       pager(page, offset => setParams(route.parts, { ...route.params, offset }));
   },
 };
@@ -926,17 +1063,23 @@ views.offers = {
 views.task = {
   nav: 'tasks',
   mount(route) {
+    // Titled by its id (ten instances may share a name), the name beside.
     const [, fw, id] = route.parts;
-    return `<div class="crumbs"><a href="#/tasks">Tasks</a> › <a href="#/frameworks/${enc(fw)}">framework</a> ›</div>
-      <div class="page-head"><h1 id="task-title">${esc(id)}</h1><span id="task-state"></span>
+    return `<div class="crumbs"><a href="#/tasks">Tasks</a> › <a id="crumb-fw" href="#/frameworks/${enc(fw)}">${esc(fw)}</a>
+        › <span class="mono" id="crumb-task">${esc(id)}</span></div>
+      <div class="page-head"><h1 id="task-title" class="mono">${esc(id)}</h1><span class="sub" id="task-name"></span><span id="task-state"></span>
         ${actionFrame('kill', 'Kill', 'Kill this task?', 'Yes, kill it')}</div>
+      <div id="task-notices"><p class="notice err section" id="agent-notice" role="status" hidden></p>
+        <p class="notice err section" id="sandbox-notice" role="status" hidden></p></div>
       <div class="data" id="detail"></div>
       <div class="card section" id="viewer-card"><div class="log-head">
         <div class="tabs" id="log-tabs"></div><span class="grow"></span>
         <button id="log-earlier" disabled>Load earlier</button>
-        <label class="follow"><input type="checkbox" id="log-follow" checked> Follow <span class="dot" id="log-dot"></span></label>
+        <label class="follow" id="log-follow-label"><input type="checkbox" id="log-follow" checked> Follow <span class="dot" id="log-dot"></span></label>
+        <span class="complete" id="log-complete" hidden>complete</span>
         <a id="log-download" href="#">Download</a></div>
-        <pre class="log" id="log"></pre><div class="muted" id="log-status"></div></div>
+        <pre class="log" id="log"></pre><div class="log log-empty" id="log-empty" hidden></div>
+        <div class="muted" id="log-status"></div></div>
       <div class="card section"><h2>Sandbox</h2><div id="sandbox"><p class="muted">Loading…</p></div></div>`;
   },
   async load(route) {
@@ -945,8 +1088,22 @@ views.task = {
     return Object.assign(task, { may });
   },
   update(t, route) {
-    $('#task-title').textContent = t.name || t.id;
+    $('#task-title').textContent = t.id;
+    $('#task-name').textContent = t.name && t.name !== t.id ? t.name : '';
+    $('#crumb-fw').textContent = t.framework_name || t.framework_id;
     $('#task-state').innerHTML = stateBadge(t.state);
+    // The sandbox is read through the agent: say at the top when it cannot be.
+    const notice = $('#agent-notice');
+    const why = {
+      disconnected: 'is disconnected from the master',
+      unreachable: 'is unreachable: the master has lost contact with it',
+      unknown: 'is no longer known to the master',
+    }[t.agent_status];
+    notice.hidden = !why;
+    if (why) {
+      notice.innerHTML = `The agent ${agentLink(t.agent_address, t.agent_id)} ${why}, so this task's sandbox
+        (stdout, stderr and its files) cannot be read until it is back. The task's state below is the master's last word.`;
+    }
     bindAction('kill', !TERMINAL.has(t.state) && t.may.kill_tasks,
       () => ({ type: 'KILL_TASK', kill_task: { task_id: { value: t.id }, framework_id: { value: t.framework_id }, reason: 'killed from the web UI' } }),
       'Kill sent: the task ends TASK_KILLED.');
@@ -954,7 +1111,8 @@ views.task = {
         <dt>ID</dt><dd class="mono">${esc(t.id)}</dd><dt>State</dt><dd>${stateBadge(t.state)}${t.healthy == null ? '' : t.healthy ? ' <span class="badge green">healthy</span>' : ' <span class="badge red">unhealthy</span>'}</dd>
         <dt>Message</dt><dd>${esc(t.message || '–')}</dd><dt>Updated</dt><dd>${when(t.status_time)}</dd>
         <dt>Framework</dt><dd><a href="#/frameworks/${enc(t.framework_id)}">${esc(t.framework_name || t.framework_id)}</a></dd>
-        <dt>Agent</dt><dd><a href="#/agents/${enc(t.agent_id)}">${esc(t.agent_hostname || t.agent_id)}</a></dd>
+        <dt>Name</dt><dd>${esc(t.name || '–')}</dd>
+        <dt>Agent</dt><dd>${agentLink(t.agent_address, t.agent_id)} ${t.agent_status !== 'active' ? stateBadge(t.agent_status === 'unknown' ? 'gone' : t.agent_status) : ''}</dd>
         <dt>Executor</dt><dd class="mono">${esc(t.executor_id)}</dd><dt>Role</dt><dd>${esc(t.role || '–')}</dd></dl></div>
       <div class="card"><h2>Resources</h2>${table(['', ['Allocated', 'num']],
         ['cpus', 'mem', 'disk', 'gpus'].map(n => `<tr><td>${n}</td><td class="num">${fmtRes(n, t.resources[n])}</td></tr>`))}</div></div>`;
@@ -1013,13 +1171,40 @@ const sandbox = {
       el.innerHTML = `<p class="notice err">The sandbox could not be listed through the master: ${esc(e.message)}</p>`;
     }
   },
-  // Shows a file from its end, then follows it while "Follow" is on.
+  // Whether the task has ended: its files are then complete, nothing is followed.
+  done() { return !!this.task && TERMINAL.has(this.task.state); },
+  // A problem reading the sandbox, said at the top of the page (null: none).
+  problem(html) {
+    const el = $('#sandbox-notice');
+    if (!el) return;
+    el.hidden = !html;
+    el.innerHTML = html || '';
+  },
+  // Shows the viewer's state: following (live dot), or complete; and for an
+  // empty file, says so instead of a bare black box.
+  render() {
+    const log = $('#log');
+    if (!log) return;
+    const done = this.done();
+    $('#log-follow-label').hidden = done;
+    $('#log-complete').hidden = !done;
+    const empty = this.end === 0 && log.textContent === '';
+    const box = $('#log-empty');
+    log.hidden = empty;
+    box.hidden = !empty;
+    if (empty) {
+      box.textContent = this.failed ? `${this.file} could not be read: see the notice at the top of the page.`
+        : done ? `${this.file} is empty.` : `${this.file} is empty so far; what the task writes appears here.`;
+    }
+  },
+  // Shows a file from its end, then follows it while "Follow" is on and
+  // the task runs.
   async show(rel) {
     this.gen += 1;
     clearTimeout(this.timer);
     const gen = this.gen;
     this.file = rel;
-    this.start = 0; this.end = 0; this.tailing = false;
+    this.start = 0; this.end = 0; this.tailing = false; this.failed = false;
     const tabs = ['stdout', 'stderr'].concat(rel === 'stdout' || rel === 'stderr' ? [] : [rel]);
     $('#log-tabs').innerHTML = tabs.map(f => `<a href="#" data-log="${esc(f)}" class="${f === rel ? 'active' : ''}">${esc(f)}</a>`).join('');
     $('#log-tabs').querySelectorAll('[data-log]').forEach(a => a.onclick = ev => { ev.preventDefault(); this.show(a.dataset.log); });
@@ -1028,19 +1213,27 @@ const sandbox = {
     $('#log-follow').onchange = () => { if ($('#log-follow').checked) this.tail(gen); };
     const log = $('#log');
     log.textContent = '';
+    $('#log-status').textContent = '';
+    this.render();
     try {
       const size = (await getJSON(this.filesUrl('read', { path: this.path(rel), offset: -1 }))).offset;
       if (gen !== this.gen) return;
       this.start = Math.max(0, size - LOG_CHUNK);
       this.end = this.start;
       await this.readMore(gen);
+      this.problem(null);
       this.status();
       this.tail(gen);
     } catch (e) {
       if (gen !== this.gen) return;
       log.textContent = '';
-      $('#log-status').innerHTML = `<span class="notice err">${esc(rel)} could not be read through the master: ${esc(e.message)}</span>`;
-      // The file may not exist yet (a task just starting): try again.
+      this.failed = true;
+      this.problem(`${esc(rel)} could not be read through the master: ${esc(e.message)}.` +
+        (this.task.agent_status === 'active' ? '' : ' Its agent is away (see above).'));
+      this.render();
+      $('#log-status').textContent = '';
+      // The file may not exist yet (a task just starting), or the agent may
+      // come back: try again.
       this.timer = setTimeout(() => { if (gen === this.gen) this.show(rel); }, 2000);
     }
   },
@@ -1077,10 +1270,18 @@ const sandbox = {
   tail(gen) {
     clearTimeout(this.timer);
     const follow = $('#log-follow');
-    if (!follow || !follow.checked || gen !== this.gen) { this.tailing = false; this.dot(false); return; }
+    // An ended task writes no more: what was read is all there is.
+    if (!follow || !follow.checked || gen !== this.gen || this.done()) {
+      this.tailing = false;
+      this.dot(false);
+      this.render();
+      return;
+    }
     this.tailing = true;
     this.dot(true);
     this.timer = setTimeout(async () => {
+      // Ended since the last read: one more read gets its last words.
+      const ended = this.done();
       try {
         await this.readMore(gen);
         this.status();
@@ -1088,6 +1289,7 @@ const sandbox = {
         if (gen !== this.gen) return;
         $('#log-status').innerHTML = `<span class="notice">stale: ${esc(e.message)}; retrying</span>`;
       }
+      if (ended) { this.status(); this.render(); this.dot(false); this.tailing = false; return; }
       this.tail(gen);
     }, TAIL_EVERY);
   },
@@ -1107,7 +1309,11 @@ const sandbox = {
   dot(on) { const d = $('#log-dot'); if (d) d.className = on ? 'dot live' : 'dot'; },
   status() {
     $('#log-earlier').disabled = this.start <= 0;
-    $('#log-status').textContent = `${this.file}: bytes ${num(this.start)}–${num(this.end)} shown`;
+    const all = this.start <= 0 ? 'all of it' : `bytes ${num(this.start)}–${num(this.end)}`;
+    $('#log-status').textContent = this.done()
+      ? `${this.file}: complete, ${bytes(this.end)} (the task has ended); ${all} shown`
+      : `${this.file}: ${bytes(this.end)} so far; ${all} shown`;
+    this.render();
   },
 };
 
