@@ -673,8 +673,18 @@ fn an_agent_that_went_away_is_explained_at_the_top_of_the_task_page() {
     shoot(&browser, port, &hash, "#log-dot.live", "task-running");
 
     cluster.agents[0].kill();
+    // The page that was open says so, and stops showing the log as live.
+    wait_visible(&browser, "#agent-notice");
+    wait(
+        &browser,
+        "the live dot off",
+        "return document.querySelector('#log-dot').classList.contains('live') ? null : true;",
+        &[],
+    );
     for (width, height) in [WIDE, NARROW] {
         browser.set_window(width, height).expect("resize");
+        // A fresh load of the page, as someone opening it now.
+        browser.goto("about:blank").expect("blank page");
         browser.goto(&ui(port, &hash)).expect("task page");
         let notice = wait_visible(&browser, "#agent-notice");
         let text = notice.as_str().unwrap_or_default();

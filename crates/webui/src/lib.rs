@@ -3,7 +3,8 @@
 //! `cargo run` serves the UI with no front-end build step.
 //!
 //! The page is a single-page app with hash routes (`#/agents`, `#/tasks`,
-//! ...). It reads the master's JSON under `/api/` (paged on the server) and
+//! ...). It reads the master's JSON under `/api/` (paged and sorted on the
+//! server: a click on a column's header asks for `sort=<column>`) and
 //! the agents' sandboxes through the master's `/agents/{id}/files/*` proxy,
 //! polling with back-off and marking what it could not refresh as stale.
 //! Its only writes are operator calls to the master's `POST /api/v1`: Kill

@@ -1278,7 +1278,11 @@ const sandbox = {
       return;
     }
     this.tailing = true;
-    this.dot(true);
+    // While its agent is away nothing new can arrive: not live, but the
+    // reads go on, so that the log resumes when the agent is back.
+    const away = this.task.agent_status !== 'active';
+    this.dot(!away);
+    if (away) $('#log-status').textContent = `${this.file}: not followed while the agent is away`;
     this.timer = setTimeout(async () => {
       // Ended since the last read: one more read gets its last words.
       const ended = this.done();
