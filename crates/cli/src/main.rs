@@ -39,7 +39,7 @@ struct Cli {
         alias = "log_format"
     )]
     log_format: LogFormat,
-    /// Log filter, e.g. `info` or `agora_master=debug` (where Mesos' --logging_level takes INFO or WARNING, use info or warn); its default is the command's.
+    /// Log filter, e.g. `info` or `agora_master=debug` (where Mesos' --logging_level takes INFO or WARNING, use info or warn).
     #[arg(long, global = true, env = "AGORA_LOG", alias = "logging_level")]
     log: Option<String>,
     #[command(subcommand)]
@@ -58,7 +58,7 @@ enum Commands {
     Master(daemons::MasterArgs),
     /// Run an agent: registers with the master and runs tasks.
     Agent(daemons::AgentArgs),
-    /// Run a master and agents on this machine in one command (web UI on :5050).
+    /// Run a master and agents on this machine in one command (web UI on :5050, or --port).
     Dev(daemons::DevArgs),
     /// Run a command as one or more tasks on the cluster, like mesos-execute.
     Run(run::RunArgs),
