@@ -13,8 +13,10 @@ const EPSILON: f64 = 1e-6;
 /// Run a shell command as one or more tasks and wait for them to end.
 #[derive(clap::Args, Debug)]
 pub(crate) struct RunArgs {
-    /// Master to run on: HOST:PORT or http://HOST:PORT.
-    #[arg(long, env = "AGORA_MASTER", value_name = "HOST:PORT")]
+    /// Master to run on: HOST:PORT (or http://HOST:PORT, https://HOST:PORT),
+    /// or zk://HOST:PORT[,HOST:PORT...]/PATH for whichever master ZooKeeper
+    /// elected.
+    #[arg(long, env = "AGORA_MASTER", value_name = "ADDRESS")]
     pub(crate) master: String,
 
     #[command(flatten)]
