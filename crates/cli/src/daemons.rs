@@ -48,7 +48,7 @@ pub(crate) struct MasterArgs {
     #[arg(long, env = "AGORA_OFFER_TIMEOUT", alias = "offer_timeout", value_parser = parse_interval)]
     offer_timeout: Option<f64>,
     /// After a failover, seconds admitted agents have to re-register before they are marked unreachable.
-    #[arg(long, default_value_t = 600.0, env = "AGORA_AGENT_REREGISTER_TIMEOUT", alias = "agent_reregister_timeout", value_parser = parse_interval)]
+    #[arg(long, default_value_t = 600.0, env = "AGORA_AGENT_REREGISTER_TIMEOUT", aliases = ["agent_reregister_timeout", "slave_reregister_timeout"], value_parser = parse_interval)]
     agent_reregister_timeout: f64,
     #[command(flatten)]
     acls: crate::acl_flags::AclArgs,

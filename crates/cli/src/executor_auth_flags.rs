@@ -7,6 +7,6 @@ use std::path::PathBuf;
 pub(crate) struct ExecutorAuthArgs {
     /// File holding the secret that signs executor tokens (HS256); default: 32 random bytes
     /// generated once in <work_dir>/meta/executor_token.key (mode 0600) and kept across restarts.
-    #[arg(long, env = "AGORA_JWT_SECRET_KEY", alias = "jwt_secret_key")]
+    #[arg(long, env = "AGORA_JWT_SECRET_KEY", aliases = ["jwt_secret_key", "executor_secret_key"])]
     pub(crate) jwt_secret_key: Option<PathBuf>,
 }
