@@ -3,7 +3,8 @@
 //! and what to do, and the documented exit status. Command lines refused
 //! before anything starts (a bad flag, a bad `--resources`) are checked
 //! word for word by the cli crate's snapshot test (`crates/cli/tests/help.rs`);
-//! here are the errors that need a port, a master or a cluster.
+//! here are the errors that need a port, a master or a cluster, and the
+//! warning a likely typo in an agent's `--resources` gets.
 
 use std::net::TcpListener;
 use std::process::{Command, Output};
@@ -117,5 +118,30 @@ fn a_task_bigger_than_every_agent_names_the_largest_agent_and_the_flags() {
         line,
         "agora: no agent can ever fit a task of cpus:4;mem:32 (largest agent: cpus:1;mem:256): \
          ask for less with --cpus, --mem, --disk or --ports, or add a bigger agent"
+    );
+}
+
+#[test]
+fn a_resource_name_one_edit_from_a_known_one_is_a_warning_and_still_advertised() {
+    let cluster = Cluster::start(1, "cpsu:2;cpus:1;mem:256").expect("cluster");
+    let state = cluster
+        .wait_state("the agent's custom resource", |state| {
+            state["agents"][0]["resources"]["cpsu"].as_f64() == Some(2.0)
+        })
+        .expect("the typo is advertised as a custom resource");
+    assert_eq!(state["agents"][0]["resources"]["cpus"].as_f64(), Some(1.0));
+    let log = cluster.agents[0].log_text();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(
+        warnings.iter().any(|l| l.contains(
+            "--resources: 'cpsu' is not a known resource and is advertised as a custom one; \
+             did you mean 'cpus'?"
+        )),
+        "{log}"
+    );
+    // The well-known names given are not warned about.
+    assert!(
+        !warnings.iter().any(|l| l.contains("'cpus' is not")),
+        "{log}"
     );
 }
