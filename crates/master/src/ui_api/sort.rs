@@ -1,9 +1,9 @@
 //! The order of a paged list: `sort=<column>` (ascending) or
 //! `sort=-<column>` (descending), each list with its own columns and its
-//! own default. Sorting happens before paging, so page two follows page
-//! one in the same order; ties go by id (ascending), then by the
-//! snapshot's order, so that a list polled every few seconds does not
-//! shuffle rows that compare equal.
+//! own default. The order is over every match, so page two follows page
+//! one; ties go by id (ascending), then by the snapshot's order, so that a
+//! list polled every few seconds does not shuffle rows that compare equal.
+//! Only the requested page is sorted (the rest is partitioned around it).
 
 use std::cmp::Ordering;
 
@@ -77,25 +77,45 @@ impl ListQuery {
         key: impl Fn(&T) -> (Key<'a>, &'a str),
         row: impl Fn(T) -> U,
     ) -> Page<U> {
-        let mut keyed: Vec<((Key<'a>, &'a str), T)> = items
+        // Each item's key once, and its place in the snapshot: the last
+        // tie-break, so that the order is total and a page is always the
+        // same rows.
+        let mut keyed: Vec<(Key<'a>, &'a str, usize, T)> = items
             .filter(|i| keep(i))
-            .map(|item| (key(&item), item))
+            .enumerate()
+            .map(|(n, item)| {
+                let (k, id) = key(&item);
+                (k, id, n, item)
+            })
             .collect();
-        keyed.sort_by(|((a, a_id), _), ((b, b_id), _)| {
-            let by_column = a.compare(b);
+        let compare = |a: &(Key<'a>, &'a str, usize, T), b: &(Key<'a>, &'a str, usize, T)| {
+            let by_column = a.0.compare(&b.0);
             let by_column = if order.descending {
                 by_column.reverse()
             } else {
                 by_column
             };
-            by_column.then_with(|| a_id.cmp(b_id))
-        });
+            by_column.then_with(|| a.1.cmp(b.1)).then(a.2.cmp(&b.2))
+        };
         let total = keyed.len();
+        // Only the page is sorted: what comes before it and what comes
+        // after are partitioned off (linear on average), so that the first
+        // page of 100k tasks does not pay for sorting them all.
+        let start = self.offset.min(total);
+        if start > 0 && start < total {
+            keyed.select_nth_unstable_by(start, compare);
+        }
+        let rest = &mut keyed[start..];
+        let end = self.limit.min(rest.len());
+        if end > 0 && end < rest.len() {
+            rest.select_nth_unstable_by(end, compare);
+        }
+        rest[..end].sort_unstable_by(compare);
         let items = keyed
             .into_iter()
-            .skip(self.offset)
-            .take(self.limit)
-            .map(|(_, item)| row(item))
+            .skip(start)
+            .take(end)
+            .map(|(_, _, _, item)| row(item))
             .collect();
         Page {
             total,

@@ -487,6 +487,44 @@ fn lists_are_sorted_by_default_and_by_any_column() {
 }
 
 #[test]
+fn any_page_is_the_slice_of_the_whole_order() {
+    // Many ties (7 times, 3 sizes), so the tie-break decides a lot.
+    let mut s = many_tasks(400);
+    for (i, t) in s.frameworks[0].tasks.iter_mut().enumerate() {
+        t.status_time = Some((i * 5 % 7) as f64);
+        t.resources = res(&[("cpus", (i % 3) as f64)]);
+    }
+    let ids = |pairs: &[(&str, &str)]| -> Vec<String> {
+        task_page(&s, &query_of(pairs))
+            .expect("page")
+            .items
+            .into_iter()
+            .map(|t| t.id)
+            .collect()
+    };
+    for sort in [
+        "updated", "-updated", "cpus", "-cpus", "state", "-name", "agent",
+    ] {
+        // One page holds all 400: the whole order, sorted outright.
+        let whole = ids(&[("sort", sort), ("limit", "500")]);
+        assert_eq!(whole.len(), 400);
+        for offset in [0, 1, 7, 99, 200, 398, 399, 400, 1000] {
+            for limit in [0, 1, 3, 100] {
+                let (o, l) = (offset.to_string(), limit.to_string());
+                let page = ids(&[("sort", sort), ("offset", &o), ("limit", &l)]);
+                let from = offset.min(400);
+                let to = (offset + limit).min(400);
+                assert_eq!(
+                    page,
+                    whole[from..to],
+                    "sort={sort} offset={offset} limit={limit}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn the_cluster_is_named_after_the_machine_where_the_master_has_only_an_ip() {
     assert_eq!(cluster_name("master-host", Some("box")), "master-host");
     assert_eq!(cluster_name("127.0.0.1", Some("box")), "box");
