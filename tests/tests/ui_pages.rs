@@ -240,6 +240,8 @@ fn finished_tasks_agents_and_a_completed_framework_read_plainly() {
             browser.text("#task-title").expect("script"),
             Some(task_id.clone())
         );
+        let title = run_js(&browser, "return document.title;", &[]);
+        assert_eq!(title, json!(format!("Agora · Task {task_id}")));
         let crumbs = run_js(
             &browser,
             "return document.querySelector('.crumbs').textContent.replace(/\\s+/g, ' ').trim();",

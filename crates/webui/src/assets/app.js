@@ -791,6 +791,7 @@ views.agent = {
     const a = detail.agent;
     // hostname:port names it; the id goes beside.
     $('#agent-title').textContent = a.address;
+    document.title = `Agora · Agent ${a.address}`;
     $('#crumb-agent').textContent = a.address;
     $('#agent-sub').textContent = a.id;
     const resRows = ['cpus', 'mem', 'disk', 'gpus'].filter(n => n !== 'gpus' || a.total.gpus).map(n => {
@@ -1089,6 +1090,7 @@ views.task = {
   },
   update(t, route) {
     $('#task-title').textContent = t.id;
+    document.title = `Agora · Task ${t.id}`;
     $('#task-name').textContent = t.name && t.name !== t.id ? t.name : '';
     $('#crumb-fw').textContent = t.framework_name || t.framework_id;
     $('#task-state').innerHTML = stateBadge(t.state);
