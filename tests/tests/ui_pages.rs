@@ -128,15 +128,16 @@ fn assert_page_sound(browser: &Browser, name: &str) {
     );
 }
 
-/// Opens `hash`, waits for `ready` (a CSS selector) and saves the page
-/// wide and narrow as `<name>-wide.png` and `<name>-narrow.png`.
-fn shoot(browser: &Browser, port: u16, hash: &str, ready: &str, name: &str) {
+/// Opens `hash`, waits for `ready` (CSS selectors, each shown) and saves
+/// the page wide and narrow as `<name>-wide.png` and `<name>-narrow.png`.
+fn shoot(browser: &Browser, port: u16, hash: &str, ready: &[&str], name: &str) {
     browser.set_window(WIDE.0, WIDE.1).expect("resize");
     browser.goto(&ui(port, hash)).expect("page loads");
-    wait_visible(browser, ready);
     for (label, (width, height)) in [("wide", WIDE), ("narrow", NARROW)] {
         browser.set_window(width, height).expect("resize");
-        wait_visible(browser, ready);
+        for css in ready {
+            wait_visible(browser, css);
+        }
         assert_page_sound(browser, &format!("{name} at {width} px"));
         browser
             .screenshot(&format!("{name}-{label}"))
@@ -280,6 +281,13 @@ fn finished_tasks_agents_and_a_completed_framework_read_plainly() {
             "{viewer}"
         );
         assert_agent_labels(&browser, &addresses, "task page");
+        // The sandbox lists its files too.
+        wait(
+            &browser,
+            "the sandbox listing",
+            "return document.querySelector('#sandbox [data-file=stdout]') ? true : null;",
+            &[],
+        );
     }
     browser
         .screenshot("task-finished-wide")
@@ -311,7 +319,13 @@ fn finished_tasks_agents_and_a_completed_framework_read_plainly() {
         &[],
     );
     assert_eq!(log_shown, json!(false), "no bare black box");
-    shoot(&browser, port, &hash, "#log-empty", "task-empty-stdout");
+    shoot(
+        &browser,
+        port,
+        &hash,
+        &["#log-empty", "#sandbox [data-file=stdout]"],
+        "task-empty-stdout",
+    );
 
     // The completed framework: when it ended, and no offer explanation.
     let hash = format!("#/frameworks/{framework_id}");
@@ -332,7 +346,7 @@ fn finished_tasks_agents_and_a_completed_framework_read_plainly() {
         browser.text("#crumb-fw").expect("script"),
         Some("countlines".to_string())
     );
-    shoot(&browser, port, &hash, "#fw-ended", "framework-completed");
+    shoot(&browser, port, &hash, &["#fw-ended"], "framework-completed");
 
     // Agents everywhere as hostname:port (id).
     for (hash, ready, name) in [
@@ -403,11 +417,15 @@ fn finished_tasks_agents_and_a_completed_framework_read_plainly() {
         (agent_hash.as_str(), "#detail .kv", "agent"),
         ("#/frameworks", "tr[data-framework-id]", "frameworks"),
         ("#/tasks", "tr[data-task-id]", "tasks"),
-        (task_hash.as_str(), "#log-complete", "task-finished"),
+        (
+            task_hash.as_str(),
+            "#sandbox [data-file=stdout]",
+            "task-finished",
+        ),
         ("#/roles", "#list table", "roles"),
         ("#/offers", "#list table", "offers"),
     ] {
-        shoot(&browser, port, hash, ready, name);
+        shoot(&browser, port, hash, &[ready, "#view table"], name);
     }
     // The agent page is titled hostname:port, its id beside.
     browser.goto(&ui(port, &agent_hash)).expect("agent page");
@@ -672,7 +690,13 @@ fn an_agent_that_went_away_is_explained_at_the_top_of_the_task_page() {
         ),
         json!(true)
     );
-    shoot(&browser, port, &hash, "#log-dot.live", "task-running");
+    shoot(
+        &browser,
+        port,
+        &hash,
+        &["#log-dot.live", "#sandbox [data-file=stdout]"],
+        "task-running",
+    );
 
     cluster.agents[0].kill();
     // The page that was open says so, and stops showing the log as live.

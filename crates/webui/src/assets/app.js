@@ -1190,6 +1190,7 @@ const sandbox = {
     const done = this.done();
     $('#log-follow-label').hidden = done;
     $('#log-complete').hidden = !done;
+    log.classList.toggle('done', done);
     const empty = this.end === 0 && log.textContent === '';
     const box = $('#log-empty');
     log.hidden = empty;
