@@ -1125,7 +1125,9 @@ views.task = {
 
 // Reads files through the master: /agents/{agent}/files/{browse,read,download}.
 const sandbox = {
-  task: null, dir: '', file: null, gen: 0,
+  // `gen` drops late answers for the file shown, `browseGen` for the
+  // listing: apart, so that opening a file does not drop the listing.
+  task: null, dir: '', file: null, gen: 0, browseGen: 0,
   filesUrl(kind, params) { return `/agents/${enc(this.task.agent_id)}/files/${kind}` + query(params); },
   open(task, route) {
     const first = !this.task || this.task.id !== task.id || this.task.framework_id !== task.framework_id;
@@ -1138,15 +1140,16 @@ const sandbox = {
       this.browse();
     }
   },
-  close() { this.gen += 1; this.task = null; clearTimeout(this.timer); this.tailing = false; },
+  close() { this.gen += 1; this.browseGen += 1; this.task = null; clearTimeout(this.timer); this.tailing = false; },
   path(rel) { return this.task.sandbox + (rel ? '/' + rel : ''); },
   async browse() {
     const el = $('#sandbox');
     if (!el || !this.task) return;
-    const gen = this.gen;
+    this.browseGen += 1;
+    const gen = this.browseGen;
     try {
       const entries = await getJSON(this.filesUrl('browse', { path: this.path(this.dir) }));
-      if (gen !== this.gen) return;
+      if (gen !== this.browseGen) return;
       const crumbs = ['<a href="#" data-dir="">sandbox</a>'];
       let acc = '';
       for (const part of this.dir.split('/').filter(Boolean)) {
@@ -1169,7 +1172,7 @@ const sandbox = {
       el.querySelectorAll('[data-dir]').forEach(a => a.onclick = ev => { ev.preventDefault(); this.dir = a.dataset.dir; this.browse(); });
       el.querySelectorAll('[data-file]').forEach(a => a.onclick = ev => { ev.preventDefault(); this.show(a.dataset.file); });
     } catch (e) {
-      if (gen !== this.gen) return;
+      if (gen !== this.browseGen) return;
       el.innerHTML = `<p class="notice err">The sandbox could not be listed through the master: ${esc(e.message)}</p>`;
     }
   },
