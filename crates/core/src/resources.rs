@@ -446,9 +446,13 @@ impl Resources {
     /// agent (or a task it reports) that gives a custom name another type
     /// than the cluster's, so everything the master and allocator add
     /// agrees. Use [`Resources::try_add`] where a conflict must be refused.
+    /// An entry that gives a well-known name another type than its one
+    /// type (`cpus` as a set, which only the unchecked constructors can
+    /// build) is left out too, also when `self` has no entry of that name.
     pub fn add(&mut self, other: &Resources) {
         for (key, value) in &other.entries {
-            if self.type_of(&key.0).is_some_and(|k| k != value.kind()) {
+            let expected = self.type_of(&key.0).or(Kind::required_for(&key.0));
+            if expected.is_some_and(|k| k != value.kind()) {
                 continue;
             }
             self.merge(key.clone(), value.clone());
