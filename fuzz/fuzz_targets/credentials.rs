@@ -36,13 +36,12 @@ fuzz_target!(|data: &[u8]| {
                     ),
                     Some(credential.principal.clone())
                 );
-                // A secret is never printed (unless it is part of the placeholder itself).
+                // A secret is never printed: its Debug and Display forms do not
+                // depend on it at all. (Searching the output for the secret is
+                // not the invariant: a secret such as "acted> <redact" occurs
+                // in the placeholders themselves.)
                 let shown = format!("{:?} {}", credential.secret, credential.secret);
-                let secret = credential.secret.expose();
-                assert!(
-                    !shown.contains(secret) || "Secret(<redacted>)".contains(secret),
-                    "secret in Debug or Display output: {shown}"
-                );
+                assert_eq!(shown, "<redacted> <redacted>", "Debug or Display of a secret");
             }
         }
         2 => {
