@@ -511,6 +511,24 @@ impl Cluster {
         format!("127.0.0.1:{}", self.master_port)
     }
 
+    /// Starts `agora run --name NAME --command COMMAND` against this
+    /// cluster's master in the background, with `extra` flags (sizes,
+    /// instances); its output goes to `run-NAME.log` in the cluster's dir.
+    pub fn spawn_run(&self, name: &str, command: &str, extra: &[&str]) -> Proc {
+        let master = self.master_address();
+        let mut args = vec![
+            "run",
+            "--master",
+            master.as_str(),
+            "--name",
+            name,
+            "--command",
+            command,
+        ];
+        args.extend_from_slice(extra);
+        Proc::spawn(&args, self.dir.path().join(format!("run-{name}.log")))
+    }
+
     pub fn add_agent(&mut self, n: usize, resources: &str) {
         self.add_agent_with(n, resources, &[]);
     }

@@ -95,22 +95,7 @@ fn listed_task(port: u16, id: &str) -> Option<Value> {
 }
 
 fn spawn_sleeper(cluster: &Cluster, name: &str) -> Proc {
-    Proc::spawn(
-        &[
-            "run",
-            "--master",
-            &cluster.master_address(),
-            "--name",
-            name,
-            "--command",
-            "sleep 600",
-            "--cpus",
-            "0.1",
-            "--mem",
-            "16",
-        ],
-        cluster.dir.path().join(format!("{name}.log")),
-    )
+    cluster.spawn_run(name, "sleep 600", &["--cpus", "0.1", "--mem", "16"])
 }
 
 #[test]

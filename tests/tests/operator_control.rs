@@ -17,22 +17,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 /// `agora run NAME` of one `sleep 600` task, in the background.
 fn sleeper(cluster: &Cluster, name: &str) -> Proc {
-    Proc::spawn(
-        &[
-            "run",
-            "--master",
-            &cluster.master_address(),
-            "--name",
-            name,
-            "--command",
-            "sleep 600",
-            "--cpus",
-            "0.25",
-            "--mem",
-            "32",
-        ],
-        cluster.dir.path().join(format!("run-{name}.log")),
-    )
+    cluster.spawn_run(name, "sleep 600", &["--cpus", "0.25", "--mem", "32"])
 }
 
 /// Waits until a task with this id (of any framework) is in `state`.

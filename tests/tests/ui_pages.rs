@@ -30,23 +30,10 @@ fn ui(port: u16, hash: &str) -> String {
 /// Starts `agora run` for one task (or `instances` of it) named `name`.
 fn run(cluster: &Cluster, name: &str, command: &str, instances: u32) -> Proc {
     let instances = instances.to_string();
-    Proc::spawn(
-        &[
-            "run",
-            "--master",
-            &cluster.master_address(),
-            "--name",
-            name,
-            "--command",
-            command,
-            "--instances",
-            &instances,
-            "--cpus",
-            "0.1",
-            "--mem",
-            "32",
-        ],
-        cluster.dir.path().join(format!("run-{name}.log")),
+    cluster.spawn_run(
+        name,
+        command,
+        &["--instances", &instances, "--cpus", "0.1", "--mem", "32"],
     )
 }
 
