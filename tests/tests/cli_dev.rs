@@ -45,24 +45,30 @@ fn machine_memory_mb() -> f64 {
     kb / 1024.0
 }
 
+/// `agora dev --agents 2` on a free port with its work dir in `dir`, and
+/// `extra` flags; returns the process and the master's port.
+fn start_dev(dir: &std::path::Path, extra: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let port_text = port.to_string();
+    let work_dir = dir.join("dev");
+    let mut args = vec![
+        "dev",
+        "--port",
+        port_text.as_str(),
+        "--agents",
+        "2",
+        "--work-dir",
+        work_dir.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    (Proc::spawn(&args, dir.join("dev.log")), port)
+}
+
 #[test]
 fn dev_agents_share_the_machine_out() {
     let dir = tempfile::tempdir().expect("temp dir");
     let _sweeper = Sweeper(dir.path().to_path_buf());
-    let port = free_port();
-    let work_dir = dir.path().join("dev");
-    let _dev = Proc::spawn(
-        &[
-            "dev",
-            "--port",
-            &port.to_string(),
-            "--agents",
-            "2",
-            "--work-dir",
-            work_dir.to_str().expect("utf-8 path"),
-        ],
-        dir.path().join("dev.log"),
-    );
+    let (_dev, port) = start_dev(dir.path(), &[]);
     let agents = agents(port, 2);
     let cores = std::thread::available_parallelism().expect("cores").get() as f64;
     let share = ((cores / 2.0) * 1000.0).floor() / 1000.0;
@@ -86,21 +92,9 @@ fn dev_agents_share_the_machine_out() {
 fn dev_resources_are_each_agents() {
     let dir = tempfile::tempdir().expect("temp dir");
     let _sweeper = Sweeper(dir.path().to_path_buf());
-    let port = free_port();
-    let work_dir = dir.path().join("dev");
-    let _dev = Proc::spawn(
-        &[
-            "dev",
-            "--port",
-            &port.to_string(),
-            "--agents",
-            "2",
-            "--work-dir",
-            work_dir.to_str().expect("utf-8 path"),
-            "--resources",
-            "cpus:3;mem:100;disk:10;ports:[40000-40009]",
-        ],
-        dir.path().join("dev.log"),
+    let (_dev, port) = start_dev(
+        dir.path(),
+        &["--resources", "cpus:3;mem:100;disk:10;ports:[40000-40009]"],
     );
     for agent in agents(port, 2) {
         let resources = &agent["resources"];
