@@ -30,7 +30,7 @@ pub enum RoleError {
     TooDeep(Quoted),
     #[error("role '{0}' has an empty, '.' or '..' level, or one starting with '-'")]
     BadLevel(Quoted),
-    #[error("role '{0}' contains whitespace, a control character, '*' or '\\'")]
+    #[error("role '{0}' contains whitespace, a control character, '*', '\\', ':' or ';'")]
     BadCharacter(Quoted),
 }
 
@@ -59,8 +59,12 @@ impl fmt::Display for Quoted {
 /// Checks a role: `*`, or a `/`-separated path of at most
 /// [`MAX_ROLE_DEPTH`] non-empty levels, [`MAX_ROLE_LEN`] bytes in all,
 /// without whitespace, control characters, `*` or `\`, no level `.` or `..`
-/// or starting with `-` (Mesos' rules). Length is checked first, so the
-/// work done on a hostile role is bounded.
+/// or starting with `-` (Mesos' rules), and without `:` or `;`, which
+/// Mesos allows but the resources text form (`cpus(role):4;mem:8`) uses as
+/// delimiters: a reservation for such a role would print to text that
+/// parses to something else, and the registry stores agents' resources as
+/// text. Length is checked first, so the work done on a hostile role is
+/// bounded.
 pub fn validate_role(role: &str) -> Result<(), RoleError> {
     if role == UNRESERVED {
         return Ok(());
@@ -80,7 +84,7 @@ pub fn validate_role(role: &str) -> Result<(), RoleError> {
         }
         if level
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '\\')
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '*' | '\\' | ':' | ';'))
         {
             return Err(RoleError::BadCharacter(Quoted::of(role)));
         }
@@ -104,7 +108,7 @@ mod tests {
         }
         for bad in [
             "", "/", "a/", "/a", "a//b", ".", "..", "a/./b", "a/../b", "-a", "a/-b", "a b", "a\tb",
-            "a\nb", "a*", "a\\b",
+            "a\nb", "a*", "a\\b", "o:ps", "a;b",
         ] {
             assert!(validate_role(bad).is_err(), "{bad:?} should be refused");
         }

@@ -396,6 +396,30 @@ fn adding_a_well_known_name_with_another_type_to_empty_resources_leaves_it_out()
     assert_eq!(sum, Resources::new());
 }
 
+/// Found by the `resources` fuzz target: a dynamic reservation for role
+/// `o:ps`, taken from protobuf, printed as `cpus(o:ps, dynamic):512`, which
+/// the text form reads as the name `cpus(o` — the registry would not have
+/// read back what it wrote. Roles may not hold the text form's delimiters.
+#[test]
+fn a_role_with_the_text_forms_delimiters_is_refused_in_every_form() {
+    for role in ["o:ps", "a;b"] {
+        let mut proto = Resources::parse("cpus:512").expect("cpus").to_proto(None);
+        proto[0].reservations = vec![pb::resource::ReservationInfo {
+            r#type: Some(pb::resource::reservation_info::Type::Dynamic as i32),
+            role: Some(role.to_string()),
+            principal: Some("p".into()),
+        }];
+        assert!(
+            Resources::from_proto(&proto).is_err(),
+            "{role} from protobuf"
+        );
+        assert!(
+            Resources::parse(&format!("cpus({role}):1")).is_err(),
+            "{role} as text"
+        );
+    }
+}
+
 /// Found by the `resources` fuzz target: resources that came as protobuf
 /// with a name people mistype (`cpu`) printed to text the text form refused,
 /// so the registry (which stores an agent's resources as text) could not
