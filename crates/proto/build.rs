@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "scheduler",
         "agent",
         "executor",
+        "supervisor",
         "quota",
         "master",
         "agent_operator",

@@ -2,7 +2,10 @@
 //! `/proc`: at launch over a socket pair the agent hands it as standard
 //! input (no TCP, no TLS handshake per task), which neither the executor's
 //! later children nor its task inherit; after an agent restart, over the
-//! agent's port, and the task stays controllable.
+//! agent's port, and the task stays controllable. The same holds for the
+//! agent's executor supervisor (the default: one process hosts every
+//! command executor) and for an `agora executor` process per task
+//! (`--executor-supervisor=false`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -34,6 +37,21 @@ fn executor_pid(executor_id: &str) -> Option<u32> {
                 .any(|v| v == wanted.as_bytes())
                 .then_some(pid)
         })
+}
+
+/// The `agora supervisor` process working in `work_dir`.
+fn supervisor_pid(work_dir: &Path) -> Option<u32> {
+    let found: Vec<u32> = agora_e2e::processes_under(work_dir)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(b"supervisor".as_slice()))
+        })
+        .collect();
+    match found.as_slice() {
+        [pid] => Some(*pid),
+        _ => None,
+    }
 }
 
 /// What each open descriptor of `pid` points at (`/dev/null`, `socket:[N]`, ...).
@@ -133,10 +151,26 @@ fn spawn_run(cluster: &Cluster) -> Child {
 }
 
 #[test]
-fn the_executor_connects_over_a_private_pair_then_over_the_port_after_a_restart() {
+fn the_supervisor_connects_over_a_private_pair_then_over_the_port_after_a_restart() {
+    connects_over_a_private_pair_then_over_the_port(true);
+}
+
+#[test]
+fn an_executor_process_connects_over_a_private_pair_then_over_the_port_after_a_restart() {
+    connects_over_a_private_pair_then_over_the_port(false);
+}
+
+/// `hosted`: the executor runs in the agent's supervisor; else in an
+/// `agora executor` process of its own.
+fn connects_over_a_private_pair_then_over_the_port(hosted: bool) {
+    let envs: &[(&str, &str)] = if hosted {
+        &[]
+    } else {
+        &[("AGORA_EXECUTOR_SUPERVISOR", "false")]
+    };
     let mut cluster = Cluster::start(0, RESOURCES).expect("master starts");
     let port = free_port();
-    let agent = cluster.start_agent_on(0, port, RESOURCES, "agent-0.log", &[]);
+    let agent = cluster.start_agent_on(0, port, RESOURCES, "agent-0.log", envs);
     cluster.agents.push(agent);
     cluster.agent_dirs.push(cluster.agent_dir(0));
     cluster.wait_agents(1).expect("the agent registers");
@@ -146,8 +180,13 @@ fn the_executor_connects_over_a_private_pair_then_over_the_port_after_a_restart(
         (task_state(&cluster, "held-0").as_deref() == Some("TASK_RUNNING")).then_some(())
     })
     .expect("the task runs");
+    let work_dir = cluster.agent_dir(0);
     let executor = wait_for("the executor of held-0", DEADLINE, || {
-        executor_pid("held-0")
+        if hosted {
+            supervisor_pid(&work_dir)
+        } else {
+            executor_pid("held-0")
+        }
     })
     .expect("executor found");
 
@@ -187,7 +226,7 @@ fn the_executor_connects_over_a_private_pair_then_over_the_port_after_a_restart(
     // The agent restarts: the pair is gone, and the executor re-subscribes
     // over the agent's port.
     cluster.agents[0].kill();
-    cluster.agents[0] = cluster.start_agent_on(0, port, RESOURCES, "agent-0-again.log", &[]);
+    cluster.agents[0] = cluster.start_agent_on(0, port, RESOURCES, "agent-0-again.log", envs);
     wait_for("the executor re-subscribed over TCP", DEADLINE, || {
         let tcp = tcp_inodes();
         socket_inodes(executor)

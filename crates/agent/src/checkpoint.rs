@@ -51,6 +51,10 @@ pub struct ExecutorRun {
     /// Field 22 of `/proc/<pid>/stat` (clock ticks since boot): a pid with
     /// another start time is another process (pid reuse).
     pub start_time: u64,
+    /// Hosted by the agent's supervisor (`crate::host`): `pid` and
+    /// `start_time` are the supervisor's, which hosts other runs too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hosted: bool,
 }
 
 /// A record the state machine asks the shell to persist (or remove).

@@ -33,6 +33,10 @@ pub struct ContainerOptions {
     /// `--container-pids-limit`: processes and threads a container may hold
     /// (cgroups/pids), so that a fork bomb stays inside its container.
     pub pids_limit: u64,
+    /// `--executor-supervisor`: command executors run inside the agent's
+    /// one `agora supervisor` process (`crate::host`) instead of an
+    /// `agora executor` process each.
+    pub hosted_executors: bool,
 }
 
 impl Default for ContainerOptions {
@@ -53,6 +57,7 @@ impl Default for ContainerOptions {
             executor_environment: BTreeMap::new(),
             disk_watch_interval_secs: 15.0,
             pids_limit: DEFAULT_PIDS_LIMIT,
+            hosted_executors: true,
         }
     }
 }

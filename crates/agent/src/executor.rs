@@ -58,8 +58,9 @@ pub const ENV_SSL_VERIFY_SERVER_CERT: &str = "LIBPROCESS_SSL_VERIFY_SERVER_CERT"
 /// settings, the executor's token (a process that held it could speak for
 /// its executor), and where the agent's own key is (mutual TLS: the task's
 /// business is not to speak for the agent either).
-pub const EXECUTOR_ONLY_ENV: [&str; 6] = [
+pub const EXECUTOR_ONLY_ENV: [&str; 7] = [
     ENV_AGENT_ENDPOINT,
+    crate::host::ENV_SUPERVISOR_TOKEN,
     local::ENV_AGENT_CONNECTION,
     ENV_LAUNCH,
     crate::executor_auth::ENV_EXECUTOR_TOKEN,
@@ -150,6 +151,27 @@ pub struct ExecutorEnv {
     /// The connection the agent handed over at start-up, for the first
     /// session ([`local`]).
     pub local: local::LocalConnection,
+    /// Hosted by `agora supervisor` ([`crate::host`]): its connection to
+    /// the agent, shared by every executor it hosts, instead of one of
+    /// the executor's own.
+    pub shared: Option<SharedChannel>,
+    /// Told the task's pid once the task has started (the supervisor
+    /// reports it to the agent).
+    pub on_task_started: Option<OnTaskStarted>,
+}
+
+/// The hosting supervisor's current connection to the agent (`None`
+/// while it has none).
+pub type SharedChannel = tokio::sync::watch::Receiver<Option<tonic::transport::Channel>>;
+
+/// Called with the task's pid once it has started.
+#[derive(Clone)]
+pub struct OnTaskStarted(pub std::sync::Arc<dyn Fn(u32) + Send + Sync>);
+
+impl std::fmt::Debug for OnTaskStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnTaskStarted")
+    }
 }
 
 impl ExecutorEnv {
@@ -171,6 +193,8 @@ impl ExecutorEnv {
             local: local::LocalConnection::inherit(
                 std::env::var(local::ENV_AGENT_CONNECTION).ok().as_deref(),
             ),
+            shared: None,
+            on_task_started: None,
         })
     }
 }
@@ -280,6 +304,24 @@ pub async fn run_executor(env: ExecutorEnv) -> Result<(), ExecutorError> {
     if let Some(command) = env.launch.custom_command()? {
         return Err(custom::become_custom_executor(&env, &env.launch, command).await);
     }
+    supervise(env).await
+}
+
+/// Runs a command executor hosted by `agora supervisor`: the same as
+/// [`run_executor`] for a command task, inside the supervisor's process
+/// (its session, its connection). A custom executor is never hosted.
+pub async fn run_hosted(env: ExecutorEnv) -> Result<(), ExecutorError> {
+    if env.launch.custom_command()?.is_some() {
+        return Err(ExecutorError::Launch(
+            "a custom executor cannot be hosted by the supervisor".into(),
+        ));
+    }
+    supervise(env).await
+}
+
+/// The command executor's life: sessions with the agent until its task is
+/// over and reported.
+async fn supervise(env: ExecutorEnv) -> Result<(), ExecutorError> {
     let mut supervisor = Supervisor::new(env.clone());
     let mut disconnected_since = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
@@ -327,12 +369,15 @@ async fn session(
     env: &ExecutorEnv,
     supervisor: &mut Supervisor,
 ) -> Result<SessionEnd, SessionError> {
-    let channel = match env.local.take() {
-        Some(stream) => local::channel(stream).await.map_err(|e| {
+    let shared = env.shared.as_ref().map(|s| s.borrow().clone());
+    let channel = match (shared, env.local.take()) {
+        (Some(Some(channel)), _) => channel,
+        (Some(None), _) => return Err(SessionError::Unreachable),
+        (None, Some(stream)) => local::channel(stream).await.map_err(|e| {
             tracing::debug!(error = %e, "cannot use the connection the agent handed over");
             SessionError::Unreachable
         })?,
-        None => {
+        (None, None) => {
             let endpoint = tonic::transport::Endpoint::from_shared(env.agent_endpoint.clone())
                 .map_err(|_| SessionError::Unreachable)?;
             agora_tls::connect_channel(endpoint, env.tls.as_ref())

@@ -119,6 +119,40 @@ pub fn mint(
     )
 }
 
+/// What a supervisor's token's run id starts with. A supervisor's claims
+/// name no framework and no executor, which no executor's can: framework
+/// and executor ids are never empty.
+const SUPERVISOR_RUN_PREFIX: &str = "supervisor:";
+
+/// The token of one `agora supervisor` process (`id` names it).
+pub fn mint_supervisor(key: &TokenKey, id: &str) -> String {
+    executor_token::mint(
+        key,
+        &Claims {
+            fid: String::new(),
+            eid: String::new(),
+            cid: format!("{SUPERVISOR_RUN_PREFIX}{id}"),
+        },
+    )
+}
+
+/// Checks the `authorization` value of a supervisor's attachment: a Bearer
+/// token minted by [`mint_supervisor`] with this agent's key. Returns the
+/// supervisor's id, or the plain-text reason of the refusal.
+pub fn authenticate_supervisor(
+    key: &TokenKey,
+    authorization: Option<&str>,
+) -> Result<String, String> {
+    let Some(token) = authorization.and_then(executor_token::bearer) else {
+        return Err("the call carries no supervisor token (authorization: Bearer)".into());
+    };
+    let claims = executor_token::verify(key, token).map_err(|e| format!("invalid token: {e}"))?;
+    match claims.cid.strip_prefix(SUPERVISOR_RUN_PREFIX) {
+        Some(id) if claims.fid.is_empty() && claims.eid.is_empty() => Ok(id.to_string()),
+        _ => Err("the token is not a supervisor's".into()),
+    }
+}
+
 /// Checks the `authorization` value of a call naming `framework_id` and
 /// `executor_id`: a Bearer token that verifies and whose claims name them.
 /// Returns the run the token was minted for (still to be checked against

@@ -19,6 +19,7 @@ pub mod files;
 pub mod files_authz;
 pub mod gc;
 pub mod health_check;
+pub mod host;
 pub mod launch;
 pub mod mesos_v0;
 pub mod metrics;

@@ -15,7 +15,9 @@
 //!   a checkpoint write) runs on a worker and comes back as a command.
 //! - `session.rs`: the session with the master, which answers its pings.
 //! - `executor_service.rs` and `executor_http.rs`: the executors' gRPC and
-//!   HTTP APIs, one subscription path.
+//!   HTTP APIs, one subscription path; `supervisor_service.rs`: the
+//!   executor supervisor's attachment (`crate::host`), whose runs
+//!   `actor/hosting.rs` keeps.
 //! - `http.rs`: the router of the agent's port.
 //! - `launching.rs`: the blocking part of a launch, run on a worker.
 //! - `processes.rs`: executor processes by pid and start time, killed,
@@ -53,8 +55,9 @@ mod executor_service;
 mod http;
 mod launching;
 mod processes;
-mod procfs;
+pub(crate) mod procfs;
 mod session;
+mod supervisor_service;
 #[cfg(test)]
 mod tests;
 
@@ -93,6 +96,10 @@ pub async fn run_agent(
     actor.executor_connections = Some(executor_connections);
     actor.recover(recovered);
     actor.find_old_sandboxes();
+    if options.containers.hosted_executors {
+        // Up before the first launch needs it.
+        actor.start_supervisor();
+    }
     let actor_task = tokio::spawn(actor.run(command_rx, shutdown.clone()));
     let session_task = tokio::spawn(session::master_session(
         options.master.clone(),

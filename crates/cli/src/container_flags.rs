@@ -54,6 +54,10 @@ pub(crate) struct ContainerArgs {
     /// Processes and threads one container may hold (cgroups/pids).
     #[arg(long, env = "AGORA_CONTAINER_PIDS_LIMIT", default_value_t = agora_agent::containers::DEFAULT_PIDS_LIMIT, value_parser = clap::value_parser!(u64).range(1..))]
     container_pids_limit: u64,
+    /// Run command tasks' executors inside one `agora supervisor` process per agent instead of
+    /// an `agora executor` process per task (custom executors always run as their own process).
+    #[arg(long, env = "AGORA_EXECUTOR_SUPERVISOR", alias = "executor_supervisor", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    executor_supervisor: bool,
 }
 
 impl ContainerArgs {
@@ -77,6 +81,7 @@ impl ContainerArgs {
                 .unwrap_or_default(),
             disk_watch_interval_secs: self.container_disk_watch_interval,
             pids_limit: self.container_pids_limit,
+            hosted_executors: self.executor_supervisor,
         }
     }
 }

@@ -69,6 +69,9 @@ enum Commands {
     /// The per-task supervisor the agent starts; not for direct use.
     #[command(hide = true)]
     Executor,
+    /// The per-agent process that hosts the agent's command executors; not for direct use.
+    #[command(hide = true)]
+    Supervisor,
 }
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
@@ -119,6 +122,7 @@ fn subcommand_name(command: &Commands) -> &'static str {
         Commands::Kill(_) => "kill",
         Commands::Teardown(_) => "teardown",
         Commands::Executor => "executor",
+        Commands::Supervisor => "supervisor",
     }
 }
 
@@ -172,6 +176,11 @@ fn main() -> ExitCode {
             Commands::Executor => {
                 let env = agora_agent::executor::ExecutorEnv::from_env()?;
                 agora_agent::executor::run_executor(env).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Commands::Supervisor => {
+                let env = agora_agent::host::SupervisorEnv::from_env()?;
+                agora_agent::host::run_supervisor(env).await?;
                 Ok(ExitCode::SUCCESS)
             }
         }

@@ -19,6 +19,10 @@ pub mod v1 {
     pub mod executor {
         tonic::include_proto!("agora.v1.executor");
     }
+    /// The agent and its executor supervisor (`agora supervisor`).
+    pub mod supervisor {
+        tonic::include_proto!("agora.v1.supervisor");
+    }
     /// The master's operator API (`mesos.v1.master`).
     pub mod master {
         tonic::include_proto!("agora.v1.master");

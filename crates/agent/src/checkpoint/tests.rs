@@ -46,6 +46,7 @@ fn records() -> Vec<Checkpoint> {
                 sandbox: "/s".into(),
                 pid: 10,
                 start_time: 20,
+                hosted: false,
             }),
         },
         Checkpoint::Task {

@@ -197,6 +197,9 @@ impl Supervisor {
         match spawned {
             Ok(child) => {
                 self.pgid = child.id();
+                if let (Some(hook), Some(pid)) = (&self.env.on_task_started, child.id()) {
+                    (hook.0)(pid);
+                }
                 if let (Some(container), Some(pid)) = (&self.container, child.id()) {
                     // Posix containers account by the processes they are told of.
                     let _ = container.add_process(pid);

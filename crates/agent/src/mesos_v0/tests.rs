@@ -133,6 +133,7 @@ fn agent() -> (AgentState, HashMap<ExecutorKey, PathBuf>) {
             sandbox,
             pid: 1,
             start_time: 0,
+            hosted: false,
         });
         record.conn = Some(1);
     }

@@ -130,6 +130,7 @@ fn fixture() -> Fixture {
         sandbox: sandbox.clone(),
         pid: 1,
         start_time: 0,
+        hosted: false,
     });
     record.conn = Some(1);
     record.delivered.insert(TaskId::new("t1"));

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::checkpoint_writer::CheckpointPipeline;
 use super::command::{AgentCommand, executor_call};
-use super::processes::ProcessRef;
+use super::processes::ExecutorProcess;
 use crate::checkpoint::MetaStore;
 use crate::containers::Containers;
 use crate::executor_auth::ExecutorRefusal;
@@ -34,6 +34,7 @@ use crate::state::{AgentState, Effect, ExecutorConn};
 
 mod containers;
 mod effects;
+mod hosting;
 mod launches;
 mod publish;
 mod streams;
@@ -52,8 +53,11 @@ pub(super) struct Actor {
     /// (`streams.rs`).
     pub(super) master_tx: Option<Outbox<AgentMessage>>,
     pub(super) executors: HashMap<ExecutorConn, Outbox<exec::Event>>,
-    /// Executor processes, for killing executors that have not subscribed.
-    pub(super) processes: HashMap<(FrameworkId, ExecutorId), ProcessRef>,
+    /// What runs each executor (its process, or its run in the
+    /// supervisor), for killing executors that have not subscribed.
+    pub(super) processes: HashMap<(FrameworkId, ExecutorId), ExecutorProcess>,
+    /// The executor supervisor and the runs it hosts (`hosting.rs`).
+    pub(super) hosting: hosting::Hosting,
     /// The launch in flight on a worker for each executor being started
     /// (its sequence number); a destroyed executor's entry goes, which
     /// makes its launch stale (`launching.rs`).
@@ -122,6 +126,7 @@ impl Actor {
             master_tx: None,
             executors: HashMap::new(),
             processes: HashMap::new(),
+            hosting: hosting::Hosting::default(),
             launches: HashMap::new(),
             next_launch: 0,
             sandboxes: HashMap::new(),
@@ -289,6 +294,15 @@ impl Actor {
             AgentCommand::ExecutorLaunched { id, outcome } => {
                 self.executor_launch_finished(id, outcome)
             }
+            AgentCommand::SupervisorAttached {
+                conn,
+                hello,
+                orders,
+            } => self.supervisor_attached(conn, hello, orders),
+            AgentCommand::SupervisorReport { pid, report } => self.supervisor_report(pid, report),
+            AgentCommand::SupervisorDetached { conn, pid } => self.supervisor_detached(conn, pid),
+            AgentCommand::SupervisorStarted(started) => self.supervisor_started(started),
+            AgentCommand::SupervisorExited { pid } => self.supervisor_exited(pid),
             AgentCommand::SandboxesFound(found) => {
                 let live = self.live_sandboxes();
                 for (path, modified) in found {

@@ -12,11 +12,12 @@ use agora_proto::v1::agent::{AgentMessage, MasterMessage};
 use agora_proto::v1::executor::{self as exec, call};
 use tokio::sync::oneshot;
 
-use super::launching::{LaunchId, LaunchOutcome};
+use super::launching::{LaunchId, LaunchOutcome, StartedSupervisor};
 use crate::executor_auth::ExecutorRefusal;
 use crate::gc::DiskSpace;
 use crate::snapshot::ContainerStatistics;
 use crate::state::ExecutorConn;
+use agora_proto::v1::supervisor as sv;
 
 /// The actor's inbound queue (master session, executors, HTTP handlers,
 /// workers). Bounded: a producer waits for room (its peer then waits on
@@ -117,6 +118,28 @@ pub(super) enum AgentCommand {
     ExecutorLaunched {
         id: LaunchId,
         outcome: LaunchOutcome,
+    },
+    /// A supervisor attached (`supervisor_service.rs`); `orders` reaches it.
+    SupervisorAttached {
+        conn: u64,
+        hello: sv::Hello,
+        orders: Outbox<sv::Order>,
+    },
+    /// What an attached supervisor reported.
+    SupervisorReport {
+        pid: u32,
+        report: sv::report::Kind,
+    },
+    /// A supervisor's attachment `conn` ended (the process may live on).
+    SupervisorDetached {
+        conn: u64,
+        pid: u32,
+    },
+    /// A worker started this agent's supervisor, or could not.
+    SupervisorStarted(Result<StartedSupervisor, String>),
+    /// A supervisor's process ended.
+    SupervisorExited {
+        pid: u32,
     },
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicU64;
 
 use agora_auth::executor_token::TokenKey;
 use agora_proto::v1::executor::executor_server::ExecutorServer;
+use agora_proto::v1::supervisor::supervisor_server::SupervisorServer;
 use axum::Json;
 use axum::extract::State;
 use axum::routing::get;
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::command::AgentCommand;
 use super::executor_http;
 use super::executor_service::ExecutorService;
+use super::supervisor_service::SupervisorService;
 use crate::options::AgentOptions;
 use crate::snapshot::{AgentSnapshot, ContainerStatistics};
 
@@ -121,6 +123,11 @@ pub(super) fn router(
         next_conn: next_executor_conn.clone(),
         key: token_key.clone(),
     };
+    let supervisors = SupervisorService {
+        commands: commands.clone(),
+        next_conn: next_executor_conn.clone(),
+        key: token_key.clone(),
+    };
     let app = axum::Router::new()
         .route("/health", get(health))
         .with_state(snapshot_rx.clone())
@@ -152,6 +159,13 @@ pub(super) fn router(
                 <ExecutorServer<ExecutorService> as tonic::server::NamedService>::NAME
             ),
             ExecutorServer::new(service),
+        )
+        .route_service(
+            &format!(
+                "/{}/{{*method}}",
+                <SupervisorServer<SupervisorService> as tonic::server::NamedService>::NAME
+            ),
+            SupervisorServer::new(supervisors),
         );
     let app = app.layer(axum::middleware::from_fn_with_state(
         options.acls.clone(),

@@ -50,11 +50,20 @@ pub(super) struct LaunchId {
     pub resources: Resources,
 }
 
-/// An executor process a worker started, with its container.
+/// What a worker started for an executor: its container, and its own
+/// process or, for a hosted one, the order that has the supervisor host it.
 pub(super) struct Started {
-    pub child: Child,
-    pub process: ProcessRef,
+    pub running: Running,
     pub container: Container,
+}
+
+pub(super) enum Running {
+    Process {
+        child: Child,
+        process: ProcessRef,
+    },
+    /// Nothing runs yet: the actor sends the order to the supervisor.
+    Hosted(agora_proto::v1::supervisor::Host),
 }
 
 /// What a worker reports of a launch.
@@ -77,6 +86,9 @@ pub(super) struct LaunchJob {
     /// Where the agent's end of the executor's first connection goes to be
     /// served (`executor::local`); `None`: the executor dials the endpoint.
     pub local: Option<mpsc::UnboundedSender<std::os::unix::net::UnixStream>>,
+    /// A command executor the supervisor hosts (`crate::host`): nothing is
+    /// spawned here.
+    pub hosted: bool,
 }
 
 impl LaunchJob {
@@ -95,6 +107,7 @@ impl LaunchJob {
             token,
             tls_env,
             local,
+            hosted,
         } = self;
         config.user = user
             .map(|name| launch::lookup_user(&name))
@@ -105,6 +118,20 @@ impl LaunchJob {
             .run(&id.run_id)
             .map_err(|e| format!("cannot create the container: {e}"))?;
         config.cgroups = cgroups;
+        if hosted {
+            return Ok(Started {
+                running: Running::Hosted(agora_proto::v1::supervisor::Host {
+                    framework_id: id.key.0.as_str().to_string(),
+                    executor_id: id.key.1.as_str().to_string(),
+                    run_id: id.run_id.clone(),
+                    agent_id,
+                    sandbox: id.sandbox.display().to_string(),
+                    launch: config.to_json(),
+                    token,
+                }),
+                container,
+            });
+        }
         // The executor's first connection: a socket pair, its end as the
         // executor's standard input. Without one (no server, or no pair
         // to be had) it dials the endpoint, as after an agent restart.
@@ -165,8 +192,10 @@ impl LaunchJob {
         // is readable now.
         let start_time = procfs::process_start_time(pid);
         Ok(Started {
-            child,
-            process: ProcessRef { pid, start_time },
+            running: Running::Process {
+                child,
+                process: ProcessRef { pid, start_time },
+            },
             container,
         })
     }
@@ -199,18 +228,87 @@ fn open_log(sandbox: &Path) -> Result<(File, File), String> {
 /// Kills a started executor nobody will account for and destroys its
 /// container (blocking), then reaps it.
 pub(super) fn destroy_started(executor_id: &ExecutorId, started: Started) {
-    let Started {
-        mut child,
-        process,
-        container,
-    } = started;
-    process.kill();
+    let Started { running, container } = started;
+    let child = match running {
+        Running::Process { child, process } => {
+            process.kill();
+            Some(child)
+        }
+        Running::Hosted(_) => None,
+    };
     if let Err(e) = container.destroy() {
         tracing::warn!(executor_id = %executor_id, error = %e, "cannot destroy the container");
     }
-    if let Err(e) = child.start_kill() {
-        tracing::debug!(executor_id = %executor_id, error = %e, "executor already gone");
+    if let Some(mut child) = child {
+        if let Err(e) = child.start_kill() {
+            tracing::debug!(executor_id = %executor_id, error = %e, "executor already gone");
+        }
+        // Dropped unwaited: tokio reaps it in the background, so no zombie stays.
+        drop(child);
     }
-    // Dropped unwaited: tokio reaps it in the background, so no zombie stays.
-    drop(child);
+}
+
+/// This agent's supervisor process (`crate::host`), started.
+pub(super) struct StartedSupervisor {
+    pub child: Child,
+    pub process: ProcessRef,
+}
+
+/// Everything starting the supervisor needs, gathered on the loop.
+pub(super) struct SupervisorJob {
+    pub program: PathBuf,
+    pub work_dir: PathBuf,
+    pub endpoint: String,
+    pub token: String,
+    pub tls_env: Vec<(&'static str, String)>,
+    /// Where the agent's end of the supervisor's connection goes to be
+    /// served; the supervisor cannot work without it.
+    pub local: mpsc::UnboundedSender<std::os::unix::net::UnixStream>,
+}
+
+impl SupervisorJob {
+    /// Starts `agora supervisor` (blocking: run on a worker), its output
+    /// appended to `supervisor.log` in the work dir, its connection a
+    /// socket pair on its standard input.
+    pub(super) fn run(self) -> Result<StartedSupervisor, String> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| format!("cannot make a socket pair for the supervisor: {e}"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.work_dir.join("supervisor.log"))
+            .map_err(|e| format!("cannot open the supervisor log: {e}"))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| format!("cannot open the supervisor log: {e}"))?;
+        let child = Command::new(&self.program)
+            .arg("supervisor")
+            .env(
+                crate::executor::local::ENV_AGENT_CONNECTION,
+                crate::executor::local::FROM_STDIN,
+            )
+            .env(ENV_AGENT_ENDPOINT, &self.endpoint)
+            .env(crate::host::ENV_SUPERVISOR_TOKEN, &self.token)
+            .envs(self.tls_env)
+            .current_dir(&self.work_dir)
+            .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+                theirs,
+            )))
+            .stdout(log)
+            .stderr(err)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|e| format!("cannot start the supervisor: {e}"))?;
+        if self.local.send(ours).is_err() {
+            return Err("the agent is stopping".into());
+        }
+        let pid = child
+            .id()
+            .ok_or("the supervisor exited before it could be watched")?;
+        let start_time = procfs::process_start_time(pid);
+        Ok(StartedSupervisor {
+            child,
+            process: ProcessRef { pid, start_time },
+        })
+    }
 }

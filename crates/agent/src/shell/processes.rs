@@ -45,14 +45,55 @@ impl ExitProbe {
     }
 }
 
-/// A process and its start time: a pid with another start time is not ours.
+/// What runs an executor: a process of its own, or a run hosted by the
+/// supervisor (`actor/hosting.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ExecutorProcess {
+    Own(ProcessRef),
+    Hosted { run_id: String },
+}
+
+/// How a hosted run's processes are killed without its supervisor's help.
 #[derive(Debug, Clone, Copy)]
+pub(super) enum HostedKill {
+    /// The task's process group.
+    Task(ProcessRef),
+    /// A supervisor left by an earlier agent, with everything in its
+    /// session: all it hosts is being killed and it does not answer.
+    Supervisor(ProcessRef),
+}
+
+impl HostedKill {
+    /// Blocking (`/proc` reads): on a worker.
+    pub(super) fn run(self) {
+        match self {
+            HostedKill::Task(task) => task.kill_group(),
+            HostedKill::Supervisor(supervisor) => supervisor.kill(),
+        }
+    }
+}
+
+/// A process and its start time: a pid with another start time is not ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct ProcessRef {
     pub pid: u32,
     pub start_time: Option<u64>,
 }
 
 impl ProcessRef {
+    /// Kills the process group this process leads (a hosted executor's
+    /// task), if it is still ours.
+    pub(super) fn kill_group(self) {
+        if let Some(expected) = self.start_time
+            && procfs::process_start_time(self.pid) != Some(expected)
+        {
+            return;
+        }
+        if let Some(pid) = i32::try_from(self.pid).ok().and_then(Pid::from_raw) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+
     /// Kills the executor and everything in its session: the executor
     /// leads a session of its own (setsid), and its task runs in it, in a
     /// process group of its own.

@@ -18,7 +18,7 @@ pub(super) fn current_boot_id() -> std::io::Result<String> {
 
 /// Field 22 of `/proc/<pid>/stat` (start time in clock ticks since boot),
 /// or `None` when there is no such live process (zombies count as dead).
-pub(super) fn process_start_time(pid: u32) -> Option<u64> {
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces.
     let rest = &stat[stat.rfind(')')? + 1..];

@@ -558,6 +558,7 @@ fn a_restarted_agent_recovers_its_tasks_and_resends_unacknowledged_updates() {
             sandbox: "/sandbox/t1".into(),
             pid: 4242,
             start_time: 99,
+            hosted: false,
         },
         &mut out,
     );

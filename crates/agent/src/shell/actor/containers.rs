@@ -13,7 +13,7 @@ use super::Actor;
 use crate::checkpoint::Recovered;
 use crate::gc::DiskSpace;
 use crate::shell::command::AgentCommand;
-use crate::shell::processes::{ExitProbe, ProcessRef, watch_process};
+use crate::shell::processes::{ExecutorProcess, ExitProbe, ProcessRef, watch_process};
 use crate::shell::procfs;
 use crate::snapshot::ContainerStatistics;
 use crate::state::Effect;
@@ -25,15 +25,25 @@ impl Actor {
     pub(in crate::shell) fn destroy_later(
         &mut self,
         key: &(FrameworkId, ExecutorId),
-        process: Option<ProcessRef>,
+        process: Option<ExecutorProcess>,
     ) {
         let destroy = self.containers.take(key);
-        if destroy.is_none() && process.is_none() {
+        // A hosted run is killed by its supervisor; without one attached,
+        // its task's process group goes here.
+        let (own, task) = match process {
+            Some(ExecutorProcess::Own(process)) => (Some(process), None),
+            Some(ExecutorProcess::Hosted { run_id }) => (None, self.kill_hosted(&run_id)),
+            None => (None, None),
+        };
+        if destroy.is_none() && own.is_none() && task.is_none() {
             return;
         }
         tokio::task::spawn_blocking(move || {
-            if let Some(process) = process {
+            if let Some(process) = own {
                 process.kill();
+            }
+            if let Some(kill) = task {
+                kill.run();
             }
             if let Some(destroy) = destroy {
                 destroy.run();
@@ -301,8 +311,18 @@ impl Actor {
             let alive = procfs::process_start_time(run.pid)
                 .is_some_and(|t| process.start_time.is_none_or(|s| s == t));
             self.containers.recover(key.clone(), &run.run_id);
+            let running = if run.hosted {
+                ExecutorProcess::Hosted {
+                    run_id: run.run_id.clone(),
+                }
+            } else {
+                ExecutorProcess::Own(process)
+            };
             if refused {
-                self.destroy_later(&key, alive.then_some(process));
+                // A hosted one is killed when its supervisor attaches: it
+                // then hosts a run nothing here accounts for.
+                let own = matches!(running, ExecutorProcess::Own(_));
+                self.destroy_later(&key, (alive && own).then_some(running));
                 self.schedule_gc(&key);
                 continue;
             }
@@ -323,7 +343,11 @@ impl Actor {
                 );
                 continue;
             }
-            self.processes.insert(key, process);
+            if run.hosted {
+                self.recover_hosted(key, run.run_id.clone(), process);
+                continue;
+            }
+            self.processes.insert(key, running);
             let commands = self.commands.clone();
             tokio::spawn(async move {
                 watch_process(process).await;

@@ -52,7 +52,7 @@ impl Actor {
                     // A launch in flight is given up: what it starts is
                     // destroyed when its result comes.
                     self.launches.remove(&key);
-                    let process = self.processes.get(&key).copied();
+                    let process = self.processes.get(&key).cloned();
                     self.destroy_later(&key, process);
                 }
                 Effect::UpdateContainer {

@@ -13,7 +13,10 @@ use crate::checkpoint::ExecutorRun;
 use crate::executor::sandbox_path;
 use crate::launch::{self, LaunchConfig};
 use crate::shell::command::AgentCommand;
-use crate::shell::launching::{LaunchId, LaunchJob, LaunchOutcome, Started, destroy_started};
+use crate::shell::launching::{
+    LaunchId, LaunchJob, LaunchOutcome, Running, Started, destroy_started,
+};
+use crate::shell::processes::ExecutorProcess;
 
 /// Runs `job` on a worker and reports it to the loop; destroys what it
 /// started when the loop is gone.
@@ -127,6 +130,9 @@ impl Actor {
         if let Some(info) = &executor.info {
             config.set_custom_command(&info.command.clone().unwrap_or_default());
         }
+        // Command executors run in the supervisor; a framework's own
+        // executor is its own program, in a process of its own.
+        let hosted = options.hosted_executors && executor.info.is_none();
         let token = crate::executor_auth::mint(&self.token_key, &key.0, &key.1, &id.run_id);
         Ok(LaunchJob {
             token,
@@ -142,6 +148,7 @@ impl Actor {
             agent_id,
             tls_env: crate::executor::tls_environment(&self.options.tls),
             local: self.executor_connections.clone(),
+            hosted,
         })
     }
 
@@ -180,11 +187,14 @@ impl Actor {
             tokio::task::spawn_blocking(move || destroy_started(&executor_id, started));
             return;
         }
-        let Started {
-            mut child,
-            process,
-            container,
-        } = started;
+        let Started { running, container } = started;
+        let (mut child, process) = match running {
+            Running::Process { child, process } => (child, process),
+            Running::Hosted(host) => {
+                self.host_executor(id, host, container);
+                return;
+            }
+        };
         tracing::debug!(executor_id = %id.key.1, sandbox = %id.sandbox.display(), "executor started");
         self.containers.adopt(id.key.clone(), container);
         // Tasks given to (or killed in) a custom executor while it started
@@ -193,7 +203,8 @@ impl Actor {
         if resources != id.resources {
             self.update_container(&id.key, &resources);
         }
-        self.processes.insert(id.key.clone(), process);
+        self.processes
+            .insert(id.key.clone(), ExecutorProcess::Own(process));
         let mut out = Vec::new();
         self.state.on_executor_launched(
             &id.key.0,
@@ -203,6 +214,7 @@ impl Actor {
                 sandbox: id.sandbox,
                 pid: process.pid,
                 start_time: process.start_time.unwrap_or(0),
+                hosted: false,
             },
             &mut out,
         );
