@@ -115,7 +115,7 @@ fn end_lines(run: &Proc) -> BTreeMap<String, Vec<String>> {
 
 #[test]
 fn tasks_are_the_supervisors_children_and_a_killed_supervisor_fails_each_once() {
-    let mut cluster = Cluster::start(1, RESOURCES).expect("cluster starts");
+    let cluster = Cluster::start(1, RESOURCES).expect("cluster starts");
     let work_dir = cluster.agent_dir(0);
     let supervisor = one_supervisor(&work_dir);
     let count = TASKS.to_string();
