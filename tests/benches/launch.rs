@@ -532,8 +532,22 @@ struct CpuSnapshot {
     at: Instant,
     master: f64,
     agent: f64,
+    /// The agent's executor supervisor (0 when executors are processes).
+    supervisor: f64,
     framework: f64,
     machine_busy: f64,
+}
+
+/// The agent's `agora supervisor` child, if it has one.
+fn supervisor_of(agent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        let parent: u32 = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        (parent == agent && cmdline.split(|b| *b == 0).nth(1) == Some(b"supervisor".as_slice()))
+            .then_some(pid)
+    })
 }
 
 /// Pids of the daemons whose CPU time is reported.
@@ -590,24 +604,27 @@ impl CpuSnapshot {
             at: Instant::now(),
             master: process_cpu_ms(&pids.master.to_string()),
             agent: process_cpu_ms(&pids.agent.to_string()),
+            supervisor: supervisor_of(pids.agent)
+                .map_or(0.0, |pid| process_cpu_ms(&pid.to_string())),
             framework: process_cpu_ms("self"),
             machine_busy: machine_busy_ms(),
         }
     }
 
     /// CPU ms per task between `self` and `later`, per component; `rest`
-    /// is everything else on the machine (executors, tasks, other load),
+    /// is everything else on the machine (executor processes, tasks, other load),
     /// and `busy_cores` how many cores were busy on average.
     fn report(&self, later: &CpuSnapshot, tasks: usize) -> String {
         let per = |a: f64, b: f64| (b - a) / tasks as f64;
         let master = per(self.master, later.master);
         let agent = per(self.agent, later.agent);
+        let supervisor = per(self.supervisor, later.supervisor);
         let framework = per(self.framework, later.framework);
         let machine = per(self.machine_busy, later.machine_busy);
         let wall_ms = (later.at - self.at).as_secs_f64() * 1000.0;
         format!(
-            "cpu_ms_per_task master={master:.2} agent={agent:.2} framework={framework:.2} rest={:.2} busy_cores={:.2}",
-            machine - master - agent - framework,
+            "cpu_ms_per_task master={master:.2} agent={agent:.2} supervisor={supervisor:.2} framework={framework:.2} rest={:.2} busy_cores={:.2}",
+            machine - master - agent - supervisor - framework,
             (later.machine_busy - self.machine_busy) / wall_ms,
         )
     }

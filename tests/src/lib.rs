@@ -187,9 +187,24 @@ pub fn free_port() -> u16 {
     panic!("no fresh ephemeral port after 100 tries");
 }
 
-/// Pids of the processes whose working directory is under `dir`: the
-/// executors and tasks a test's agents started in their sandboxes.
+/// Pids of the executor and task processes a test's agents started under
+/// `dir`: every process working there except the agents' executor
+/// supervisors (`agora supervisor`, which work in their agent's work dir and
+/// belong to the agent, not to any task).
 pub fn processes_under(dir: &Path) -> Vec<u32> {
+    everything_under(dir)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| c.split(|b| *b == 0).nth(1) != Some(b"supervisor".as_slice()))
+                .unwrap_or(true)
+        })
+        .collect()
+}
+
+/// Pids of every process whose working directory is under `dir`,
+/// supervisors included.
+pub fn everything_under(dir: &Path) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -209,7 +224,7 @@ pub struct Sweeper(pub PathBuf);
 
 impl Drop for Sweeper {
     fn drop(&mut self) {
-        for pid in processes_under(&self.0) {
+        for pid in everything_under(&self.0) {
             if let Some(pid) = i32::try_from(pid)
                 .ok()
                 .and_then(rustix::process::Pid::from_raw)

@@ -41,7 +41,7 @@ fn executor_pid(executor_id: &str) -> Option<u32> {
 
 /// The `agora supervisor` process working in `work_dir`.
 fn supervisor_pid(work_dir: &Path) -> Option<u32> {
-    let found: Vec<u32> = agora_e2e::processes_under(work_dir)
+    let found: Vec<u32> = agora_e2e::everything_under(work_dir)
         .into_iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))

@@ -46,7 +46,7 @@ fn command_line(pid: u32) -> Vec<String> {
 
 /// The live `agora <role>` processes working in `work_dir`.
 fn agora_processes(work_dir: &Path, role: &str) -> Vec<u32> {
-    agora_e2e::processes_under(work_dir)
+    agora_e2e::everything_under(work_dir)
         .into_iter()
         .filter(|pid| start_time(*pid).is_some())
         .filter(|pid| command_line(*pid).get(1).is_some_and(|arg| arg == role))
