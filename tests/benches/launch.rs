@@ -540,14 +540,23 @@ struct CpuSnapshot {
 
 /// The agent's `agora supervisor` child, if it has one.
 fn supervisor_of(agent: u32) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-        let parent: u32 = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
-        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-        (parent == agent && cmdline.split(|b| *b == 0).nth(1) == Some(b"supervisor".as_slice()))
-            .then_some(pid)
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let parent: u32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            (parent == agent && cmdline.split(|b| *b == 0).nth(1) == Some(b"supervisor".as_slice()))
+                .then_some(pid)
+        })
 }
 
 /// Pids of the daemons whose CPU time is reported.

@@ -764,7 +764,20 @@ impl MetaStore for MemStore {
     }
 
     fn remove(&mut self, path: &Path) -> std::io::Result<()> {
-        self.files.retain(|p, _| !p.starts_with(path));
+        // Paths order component by component, so `path` and everything
+        // under it are one run of keys from `path` on: O(log n + removed),
+        // not a scan of every file (a launch removes records of earlier
+        // tasks, and a busy agent holds thousands).
+        let under: Vec<PathBuf> = self
+            .files
+            .range::<Path, _>((std::ops::Bound::Included(path), std::ops::Bound::Unbounded))
+            .map(|(p, _)| p)
+            .take_while(|p| p.starts_with(path))
+            .cloned()
+            .collect();
+        for p in under {
+            self.files.remove(&p);
+        }
         Ok(())
     }
 

@@ -27,7 +27,7 @@ use crate::launch::{ENV_LAUNCH, LaunchConfig};
 
 mod custom;
 pub mod local;
-mod prepare;
+pub mod prepare;
 mod supervisor;
 
 use supervisor::Supervisor;
@@ -158,6 +158,8 @@ pub struct ExecutorEnv {
     /// Told the task's pid once the task has started (the supervisor
     /// reports it to the agent).
     pub on_task_started: Option<OnTaskStarted>,
+    /// Shared by the executors of one process (`prepare::IsolatorCache`).
+    pub isolators: std::sync::Arc<prepare::IsolatorCache>,
 }
 
 /// The hosting supervisor's current connection to the agent (`None`
@@ -195,6 +197,7 @@ impl ExecutorEnv {
             ),
             shared: None,
             on_task_started: None,
+            isolators: Default::default(),
         })
     }
 }
@@ -246,7 +249,15 @@ fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, Strin
     };
     if let Some(user) = &env.launch.user {
         // std drops supplementary groups (setgroups) when it sets the uid.
-        process.uid(user.uid).gid(user.gid);
+        // Already that user (the supervisor and its tasks are root's):
+        // nothing to switch, as in Mesos, and std can then start the task
+        // with posix_spawn (a vfork) instead of fork, which copies the
+        // page tables of a process that hosts many executors.
+        let same = rustix::process::geteuid().as_raw() == user.uid
+            && rustix::process::getegid().as_raw() == user.gid;
+        if !same {
+            process.uid(user.uid).gid(user.gid);
+        }
     }
     for name in EXECUTOR_ONLY_ENV {
         process.env_remove(name);

@@ -96,6 +96,8 @@ struct Host {
     accepts_hosts: bool,
     channel: watch::Sender<Option<Channel>>,
     events: mpsc::UnboundedSender<HostEvent>,
+    /// One isolator for every hosted executor.
+    isolators: Arc<crate::executor::prepare::IsolatorCache>,
 }
 
 /// How one attachment ended.
@@ -123,6 +125,7 @@ pub async fn run_supervisor(env: SupervisorEnv) -> Result<(), ExecutorError> {
         accepts_hosts: true,
         channel,
         events: events_tx,
+        isolators: Default::default(),
     };
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     let mut lost_since = Instant::now();
@@ -366,6 +369,7 @@ impl Host {
             local: local::LocalConnection::default(),
             shared: Some(self.channel.subscribe()),
             on_task_started: Some(started),
+            isolators: self.isolators.clone(),
         };
         let span = tracing::info_span!("executor", executor_id = %host.executor_id);
         let handle = {

@@ -285,3 +285,40 @@ fn the_checkpoint_is_readable_by_its_owner_only() {
     apply(&mut store, &Checkpoint::AgentId(AgentId::new("a2"))).expect("apply");
     assert_eq!(mode(&root.join("slaves/latest")), 0o600);
 }
+
+#[test]
+fn removing_a_path_removes_exactly_it_and_what_is_under_it() {
+    let mut store = MemStore::default();
+    let names = [
+        "a", "a/a", "a/b", "a/b/c", "a/b/c/d", "a/b.x", "a/bc", "a/b-", "a/c", "b", "b/a/b",
+    ];
+    for name in names {
+        store
+            .write(Path::new(name), name.as_bytes())
+            .expect("write");
+    }
+    store.remove(Path::new("a/b")).expect("remove");
+    let left: Vec<&str> = store
+        .files
+        .keys()
+        .map(|p| p.to_str().expect("utf-8"))
+        .collect();
+    let expected: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !Path::new(n).starts_with("a/b"))
+        .collect();
+    let mut expected = expected;
+    expected.sort_by(|x, y| Path::new(x).cmp(Path::new(y)));
+    assert_eq!(left, expected);
+    store.remove(Path::new("zzz")).expect("nothing under it");
+    store.remove(Path::new("a")).expect("remove");
+    assert_eq!(
+        store
+            .files
+            .keys()
+            .map(|p| p.to_str().expect("utf-8"))
+            .collect::<Vec<_>>(),
+        ["b", "b/a/b"]
+    );
+}

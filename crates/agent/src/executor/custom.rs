@@ -47,7 +47,7 @@ pub(crate) async fn become_custom_executor(
         }
         ExecutorError::Launch(message)
     };
-    match prepare::open_container(config.cgroups.as_ref()) {
+    match prepare::open_container(config.cgroups.as_ref(), &env.isolators) {
         Ok(Some(container)) => {
             if let Err(e) = container.add_process(std::process::id()) {
                 return fail(false, format!("cannot join the container: {e}"));

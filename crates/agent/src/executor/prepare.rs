@@ -105,9 +105,38 @@ fn chown_tree(path: &Path, user: &TaskUser, depth: usize) {
     }
 }
 
+/// The isolator the executors of one process share: finding the cgroup
+/// hierarchies reads `/proc` and prepares the root, which a supervisor
+/// hosting many executors does once per setting, not once per task.
+#[derive(Debug, Default)]
+pub struct IsolatorCache(std::sync::Mutex<Option<(IsolationConfig, std::sync::Arc<Isolator>)>>);
+
+impl IsolatorCache {
+    fn get(&self, config: IsolationConfig) -> Result<std::sync::Arc<Isolator>, String> {
+        let mut slot = self
+            .0
+            .lock()
+            .map_err(|_| "the isolator cache is poisoned".to_string())?;
+        if let Some((cached, isolator)) = slot.as_ref()
+            && *cached == config
+        {
+            return Ok(isolator.clone());
+        }
+        let isolator = std::sync::Arc::new(
+            Isolator::new(config.clone())
+                .map_err(|e| format!("cannot find the container's cgroups: {e}"))?,
+        );
+        *slot = Some((config, isolator.clone()));
+        Ok(isolator)
+    }
+}
+
 /// The container the agent created for this executor run, if it isolates
 /// with cgroups.
-pub(crate) fn open_container(spec: Option<&CgroupsSpec>) -> Result<Option<Container>, String> {
+pub(crate) fn open_container(
+    spec: Option<&CgroupsSpec>,
+    cache: &IsolatorCache,
+) -> Result<Option<Container>, String> {
     let Some(spec) = spec else {
         return Ok(None);
     };
@@ -115,8 +144,7 @@ pub(crate) fn open_container(spec: Option<&CgroupsSpec>) -> Result<Option<Contai
         .map_err(|e| format!("bad isolation settings from the agent: {e}"))?;
     config.cgroups_root = spec.cgroups_root.clone();
     config.enable_cfs = spec.enable_cfs;
-    let isolator =
-        Isolator::new(config).map_err(|e| format!("cannot find the container's cgroups: {e}"))?;
+    let isolator = cache.get(config)?;
     isolator
         .open(&spec.container_id)
         .map(Some)

@@ -55,7 +55,7 @@ pub(super) struct Supervisor {
 impl Supervisor {
     pub(super) fn new(env: ExecutorEnv) -> Self {
         let (container, container_error) =
-            match prepare::open_container(env.launch.cgroups.as_ref()) {
+            match prepare::open_container(env.launch.cgroups.as_ref(), &env.isolators) {
                 Ok(container) => (container, None),
                 Err(e) => (None, Some(e)),
             };
