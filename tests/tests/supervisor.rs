@@ -222,3 +222,41 @@ fn an_old_supervisor_keeps_its_tasks_across_an_agent_restart_then_exits() {
     let left = one_supervisor(&work_dir);
     assert_ne!(left, old);
 }
+
+/// One supervisor connection carries a stream per hosted executor: more
+/// tasks than HTTP/2's usual 200 streams per connection all run at once.
+#[test]
+fn more_tasks_than_one_connections_default_streams_run_at_once() {
+    const MANY: usize = 250;
+    let cluster = Cluster::start(1, "cpus:8;mem:8192").expect("cluster starts");
+    let gate = cluster.dir.path().join("go");
+    let held = format!("while [ ! -e {} ]; do sleep 0.2; done", gate.display());
+    let count = MANY.to_string();
+    let mut run = cluster.spawn_run(
+        "many",
+        &held,
+        &["--instances", &count, "--cpus", "0.01", "--mem", "16"],
+    );
+    wait_for(
+        &format!("{MANY} tasks running"),
+        Duration::from_secs(120),
+        || {
+            let state = cluster.state().ok()?;
+            let running = all_tasks(&state)
+                .iter()
+                .filter(|t| t["state"] == "TASK_RUNNING")
+                .count();
+            (running == MANY).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", run.log_text()));
+    std::fs::write(&gate, b"").expect("gate");
+    wait_for("agora run ends", Duration::from_secs(120), || run.exited()).expect("agora run ends");
+    let ends = end_lines(&run);
+    assert_eq!(ends.len(), MANY, "{}", run.log_text());
+    assert!(
+        ends.values().all(|states| states == &["TASK_FINISHED"]),
+        "{}",
+        run.log_text()
+    );
+}

@@ -61,6 +61,11 @@ mod supervisor_service;
 #[cfg(test)]
 mod tests;
 
+/// Streams one connection to the agent may hold open: the supervisor keeps
+/// one per hosted executor on its one connection, so this bounds the
+/// command tasks one agent runs at once.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 65_536;
+
 /// Runs the agent on `listener` until `shutdown` is cancelled. Tasks keep
 /// running when the agent stops: they live under their own executors.
 pub async fn run_agent(
@@ -115,25 +120,24 @@ pub async fn run_agent(
         Arc::new(AtomicU64::new(1)),
         token_key,
     );
+    // One stream per hosted executor, all on its supervisor's one
+    // connection (the pair, or the port after a restart).
+    let limits = agora_net::ServeLimits {
+        http2_max_concurrent_streams: MAX_STREAMS_PER_CONNECTION,
+        ..agora_net::ServeLimits::default()
+    };
     // The executors' first connections: the same routes and layers as the
     // port, over the socket pairs handed to executors at launch.
     let local_task = tokio::spawn(agora_net::serve_local(
         handed_in,
         app.clone(),
-        agora_net::ServeLimits::default(),
+        limits.clone(),
         shutdown.clone(),
     ));
     tracing::info!(address = %options.advertise, master = %options.master, "agent serving");
     // The shared accept loop: connection cap, header-read timeout, TCP_NODELAY.
     let tls = tls_server.map(|tls| tls.acceptor());
-    agora_net::serve_tls(
-        listener,
-        app,
-        agora_net::ServeLimits::default(),
-        tls,
-        shutdown.clone(),
-    )
-    .await?;
+    agora_net::serve_tls(listener, app, limits, tls, shutdown.clone()).await?;
     shutdown.cancel();
     let _ = actor_task.await;
     let _ = session_task.await;

@@ -28,6 +28,10 @@ pub struct ServeLimits {
     pub http2_keep_alive_interval: Duration,
     /// ...and closed when a ping is not answered within this long. Default 20 s.
     pub http2_keep_alive_timeout: Duration,
+    /// Streams one HTTP/2 connection may have open at once; more wait for
+    /// one to end. Default 200 (hyper's). A peer that multiplexes one
+    /// long-lived stream per task over one connection needs more.
+    pub http2_max_concurrent_streams: u32,
     /// Open connections at most; more are closed as soon as accepted, with
     /// a warning. `None`: derived from the descriptor limit
     /// ([`crate::connection_cap`]).
@@ -42,6 +46,7 @@ impl Default for ServeLimits {
             header_read_timeout: Duration::from_secs(10),
             http2_keep_alive_interval: Duration::from_secs(30),
             http2_keep_alive_timeout: Duration::from_secs(20),
+            http2_max_concurrent_streams: 200,
             max_connections: None,
             graceful_timeout: Duration::from_secs(10),
         }
@@ -198,7 +203,8 @@ fn connection_builder(limits: &ServeLimits) -> auto::Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.http2_keep_alive_interval)
-        .keep_alive_timeout(limits.http2_keep_alive_timeout);
+        .keep_alive_timeout(limits.http2_keep_alive_timeout)
+        .max_concurrent_streams(limits.http2_max_concurrent_streams);
     builder
 }
 
