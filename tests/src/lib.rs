@@ -217,6 +217,20 @@ pub fn everything_under(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// Field 22 of `/proc/<pid>/stat` (clock ticks since boot), or `None`
+/// when there is no live process (a zombie counts as dead): a pid with
+/// another start time is another process.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
 /// Kills, when dropped, every process still working under a test's
 /// directory. Executors deliberately outlive their agents; a test must not
 /// leave them (or their tasks) behind.
@@ -609,6 +623,22 @@ impl Cluster {
             self.dir.path().join(log_name),
             envs,
         )
+    }
+
+    /// A master and agent 0 on a port the caller knows (so that a test
+    /// can restart the agent on it with [`Cluster::start_agent_on`]),
+    /// registered; `envs` go to the agent.
+    pub fn with_agent_on_known_port(
+        resources: &str,
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<(Cluster, u16)> {
+        let mut cluster = Cluster::start(0, resources)?;
+        let port = free_port();
+        let agent = cluster.start_agent_on(0, port, resources, "agent-0.log", envs);
+        cluster.agents.push(agent);
+        cluster.agent_dirs.push(cluster.agent_dir(0));
+        cluster.wait_agents(1)?;
+        Ok((cluster, port))
     }
 
     /// The work dir [`Cluster::add_agent`] and [`Cluster::start_agent_on`] give agent `n`.

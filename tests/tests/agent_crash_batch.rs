@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use agora_e2e::{Cluster, free_port, get_json, wait_for};
+use agora_e2e::{Cluster, get_json, wait_for};
 use agora_scheduler::proto::{Filters, Offer, TaskState};
 use agora_scheduler::{
     Event, FrameworkBuilder, SchedulerClient, SubscribeOptions, TaskBuilder, is_terminal,
@@ -87,12 +87,8 @@ async fn launch_into(client: &SchedulerClient, offer: &Offer, launched: &mut Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_task_of_a_batch_ends_once_across_an_agent_sigkill() {
-    let mut cluster = Cluster::start(0, RESOURCES).expect("master starts");
-    let port = free_port();
-    let agent = cluster.start_agent_on(0, port, RESOURCES, "agent-0.log", &[]);
-    cluster.agents.push(agent);
-    cluster.agent_dirs.push(cluster.agent_dir(0));
-    cluster.wait_agents(1).expect("the agent registers");
+    let (mut cluster, port) =
+        Cluster::with_agent_on_known_port(RESOURCES, &[]).expect("master and agent start");
 
     let info = FrameworkBuilder::new("crash-batch").build();
     let (client, mut events) =

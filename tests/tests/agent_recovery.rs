@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use agora_agent::checkpoint::journal::JournalStore;
-use agora_e2e::{Cluster, Proc, all_tasks, free_port, get_json, run_with_deadline, wait_for};
+use agora_e2e::{Cluster, Proc, all_tasks, get_json, run_with_deadline, wait_for};
 
 const RESOURCES: &str = "cpus:2;mem:1024";
 /// Records its pid, then runs until the test creates `release` in its sandbox.
@@ -23,27 +23,13 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Field 22 of `/proc/<pid>/stat`, or `None` when there is no live process.
 fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
+    agora_e2e::process_start_time(pid)
 }
 
 /// A cluster with one agent (agent 0) on a port the test knows.
 fn cluster_with_agent(envs: &[(&str, &str)]) -> (Cluster, u16) {
-    let mut cluster = Cluster::start(0, RESOURCES).expect("master starts");
-    let port = free_port();
-    let agent = cluster.start_agent_on(0, port, RESOURCES, "agent-0.log", envs);
-    cluster.agents.push(agent);
-    cluster.agent_dirs.push(cluster.agent_dir(0));
-    cluster.wait_agents(1).expect("the agent registers");
-    (cluster, port)
+    Cluster::with_agent_on_known_port(RESOURCES, envs).expect("master and agent start")
 }
 
 /// Starts `agora run` for one held task in a thread.

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use agora_e2e::{Cluster, agora_bin, all_tasks, free_port, wait_for};
+use agora_e2e::{Cluster, agora_bin, all_tasks, wait_for};
 
 const RESOURCES: &str = "cpus:2;mem:1024";
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -168,12 +168,8 @@ fn connects_over_a_private_pair_then_over_the_port(hosted: bool) {
     } else {
         &[("AGORA_EXECUTOR_SUPERVISOR", "false")]
     };
-    let mut cluster = Cluster::start(0, RESOURCES).expect("master starts");
-    let port = free_port();
-    let agent = cluster.start_agent_on(0, port, RESOURCES, "agent-0.log", envs);
-    cluster.agents.push(agent);
-    cluster.agent_dirs.push(cluster.agent_dir(0));
-    cluster.wait_agents(1).expect("the agent registers");
+    let (mut cluster, port) =
+        Cluster::with_agent_on_known_port(RESOURCES, envs).expect("master and agent start");
     let mut runner = spawn_run(&cluster);
 
     wait_for("held-0 running", DEADLINE, || {

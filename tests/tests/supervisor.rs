@@ -9,23 +9,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agora_e2e::{Cluster, Proc, all_tasks, free_port, wait_for};
+use agora_e2e::{Cluster, Proc, all_tasks, wait_for};
 
 const RESOURCES: &str = "cpus:8;mem:4096";
 const TASKS: usize = 20;
 /// Records its pid, then runs until the test creates `release` in its sandbox.
 const HELD_TASK: &str = "echo $$ > task.pid; while [ ! -e release ]; do sleep 0.05; done";
 
-/// Field 22 of `/proc/<pid>/stat`, or `None` when there is no live process.
 fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
+    agora_e2e::process_start_time(pid)
 }
 
 /// Field 4 of `/proc/<pid>/stat`: the parent's pid.
@@ -176,12 +168,8 @@ fn tasks_are_the_supervisors_children_and_a_killed_supervisor_fails_each_once() 
 
 #[test]
 fn an_old_supervisor_keeps_its_tasks_across_an_agent_restart_then_exits() {
-    let mut cluster = Cluster::start(0, RESOURCES).expect("master starts");
-    let port = free_port();
-    let agent = cluster.start_agent_on(0, port, RESOURCES, "agent-0.log", &[]);
-    cluster.agents.push(agent);
-    cluster.agent_dirs.push(cluster.agent_dir(0));
-    cluster.wait_agents(1).expect("the agent registers");
+    let (mut cluster, port) =
+        Cluster::with_agent_on_known_port(RESOURCES, &[]).expect("master and agent start");
     let work_dir = cluster.agent_dir(0);
     let old = one_supervisor(&work_dir);
     let mut run = cluster.spawn_run(

@@ -21,7 +21,6 @@ use agora_net::outbox::Outbox;
 use agora_proto::v1::supervisor::{self as sv, order, report};
 
 use super::Actor;
-use crate::checkpoint::ExecutorRun;
 use crate::shell::command::AgentCommand;
 use crate::shell::launching::{LaunchId, StartedSupervisor, SupervisorJob};
 use crate::shell::processes::{ExecutorProcess, HostedKill, ProcessRef, watch_process};
@@ -174,17 +173,6 @@ impl Actor {
             self.start_supervisor();
             return;
         };
-        self.containers.adopt(id.key.clone(), container);
-        let resources = self.state.container_resources(&id.key.0, &id.key.1);
-        if resources != id.resources {
-            self.update_container(&id.key, &resources);
-        }
-        self.processes.insert(
-            id.key.clone(),
-            ExecutorProcess::Hosted {
-                run_id: id.run_id.clone(),
-            },
-        );
         self.hosting.runs.insert(
             id.run_id.clone(),
             HostedRun {
@@ -196,20 +184,10 @@ impl Actor {
         );
         self.hosting
             .send(supervisor.pid, order(order::Kind::Host(host)));
-        let mut out = Vec::new();
-        self.state.on_executor_launched(
-            &id.key.0,
-            &id.key.1,
-            ExecutorRun {
-                run_id: id.run_id,
-                sandbox: id.sandbox,
-                pid: supervisor.pid,
-                start_time: supervisor.start_time.unwrap_or(0),
-                hosted: true,
-            },
-            &mut out,
-        );
-        self.execute(out);
+        let running = ExecutorProcess::Hosted {
+            run_id: id.run_id.clone(),
+        };
+        self.adopt_run(id, container, running, supervisor);
     }
 
     /// A hosted run recovered from the checkpoint, its supervisor alive.

@@ -16,7 +16,8 @@ use crate::shell::command::AgentCommand;
 use crate::shell::launching::{
     LaunchId, LaunchJob, LaunchOutcome, Running, Started, destroy_started,
 };
-use crate::shell::processes::ExecutorProcess;
+use crate::shell::processes::{ExecutorProcess, ProcessRef};
+use agora_isolation::Container;
 
 /// Runs `job` on a worker and reports it to the loop; destroys what it
 /// started when the loop is gone.
@@ -196,31 +197,10 @@ impl Actor {
             }
         };
         tracing::debug!(executor_id = %id.key.1, sandbox = %id.sandbox.display(), "executor started");
-        self.containers.adopt(id.key.clone(), container);
-        // Tasks given to (or killed in) a custom executor while it started
-        // changed what its container must hold.
-        let resources = self.state.container_resources(&id.key.0, &id.key.1);
-        if resources != id.resources {
-            self.update_container(&id.key, &resources);
-        }
-        self.processes
-            .insert(id.key.clone(), ExecutorProcess::Own(process));
-        let mut out = Vec::new();
-        self.state.on_executor_launched(
-            &id.key.0,
-            &id.key.1,
-            ExecutorRun {
-                run_id: id.run_id,
-                sandbox: id.sandbox,
-                pid: process.pid,
-                start_time: process.start_time.unwrap_or(0),
-                hosted: false,
-            },
-            &mut out,
-        );
-        self.execute(out);
+        let key = id.key.clone();
+        self.adopt_run(id, container, ExecutorProcess::Own(process), process);
         let commands = self.commands.clone();
-        let (framework_id, executor_id) = id.key;
+        let (framework_id, executor_id) = key;
         tokio::spawn(async move {
             let description = match child.wait().await {
                 Ok(status) => status.to_string(),
@@ -234,6 +214,42 @@ impl Actor {
                 })
                 .await;
         });
+    }
+
+    /// A started run becomes the state machine's: its container adopted
+    /// (and resized if its tasks changed while it started), what runs it
+    /// recorded, and the run checkpointed with `process` (the executor's
+    /// own, or its supervisor's).
+    pub(in crate::shell) fn adopt_run(
+        &mut self,
+        id: LaunchId,
+        container: Container,
+        running: ExecutorProcess,
+        process: ProcessRef,
+    ) {
+        self.containers.adopt(id.key.clone(), container);
+        // Tasks given to (or killed in) a custom executor while it started
+        // changed what its container must hold.
+        let resources = self.state.container_resources(&id.key.0, &id.key.1);
+        if resources != id.resources {
+            self.update_container(&id.key, &resources);
+        }
+        let hosted = matches!(running, ExecutorProcess::Hosted { .. });
+        self.processes.insert(id.key.clone(), running);
+        let mut out = Vec::new();
+        self.state.on_executor_launched(
+            &id.key.0,
+            &id.key.1,
+            ExecutorRun {
+                run_id: id.run_id,
+                sandbox: id.sandbox,
+                pid: process.pid,
+                start_time: process.start_time.unwrap_or(0),
+                hosted,
+            },
+            &mut out,
+        );
+        self.execute(out);
     }
 
     /// The executor could not be started: its tasks fail.
