@@ -170,6 +170,9 @@ pub fn authenticate(
         return Err("the authorization header is not a Bearer token".into());
     };
     let claims = executor_token::verify(key, token).map_err(|e| format!("invalid token: {e}"))?;
+    if claims.fid.is_empty() || claims.eid.is_empty() {
+        return Err("the token is not an executor's".into());
+    }
     if claims.fid != framework_id.as_str() || claims.eid != executor_id.as_str() {
         return Err(format!(
             "the token is not executor {executor_id} of framework {framework_id}'s"
@@ -215,6 +218,36 @@ mod tests {
 
     fn ids() -> (FrameworkId, ExecutorId) {
         (FrameworkId::new("f1"), ExecutorId::new("e1"))
+    }
+
+    #[test]
+    fn a_supervisor_token_and_an_executor_token_never_stand_in_for_each_other() {
+        let key = TokenKey::new(b"0123456789abcdef0123456789abcdef").unwrap();
+        let other = TokenKey::new(b"another key, another agent......").unwrap();
+        let supervisor = format!("Bearer {}", mint_supervisor(&key, "s1"));
+        assert_eq!(
+            authenticate_supervisor(&key, Some(&supervisor)),
+            Ok("s1".into())
+        );
+        // Another agent's key, no token, or not a bearer: refused.
+        assert!(authenticate_supervisor(&other, Some(&supervisor)).is_err());
+        assert!(authenticate_supervisor(&key, None).is_err());
+        assert!(authenticate_supervisor(&key, Some("Basic Zm9vOmJhcg==")).is_err());
+        // An executor's token is not a supervisor's, even one whose run id
+        // looks like a supervisor's.
+        let (f, e) = ids();
+        for run in ["run-1", "supervisor:s1"] {
+            let executor = format!("Bearer {}", mint(&key, &f, &e, run));
+            assert!(
+                authenticate_supervisor(&key, Some(&executor)).is_err(),
+                "{run}"
+            );
+        }
+        // A supervisor's token speaks for no executor.
+        assert!(authenticate(&key, Some(&supervisor), &f, &e).is_err());
+        // Not even for the empty ids its claims hold.
+        let empty = (FrameworkId::new(""), ExecutorId::new(""));
+        assert!(authenticate(&key, Some(&supervisor), &empty.0, &empty.1).is_err());
     }
 
     #[test]
