@@ -44,6 +44,8 @@ pub const ENV_FRAMEWORK_ID: &str = "AGORA_FRAMEWORK_ID";
 pub const ENV_EXECUTOR_ID: &str = "AGORA_EXECUTOR_ID";
 pub const ENV_AGENT_ID: &str = "AGORA_AGENT_ID";
 pub const ENV_SANDBOX: &str = "AGORA_SANDBOX";
+/// The token the agent starts `agora supervisor` with (`crate::host`).
+pub const ENV_SUPERVISOR_TOKEN: &str = "AGORA_SUPERVISOR_TOKEN";
 
 /// Mesos' names for TLS settings, which the agent passes to every executor
 /// (its own and custom ones) when it serves TLS, and `agora executor` reads.
@@ -60,7 +62,7 @@ pub const ENV_SSL_VERIFY_SERVER_CERT: &str = "LIBPROCESS_SSL_VERIFY_SERVER_CERT"
 /// business is not to speak for the agent either).
 pub const EXECUTOR_ONLY_ENV: [&str; 7] = [
     ENV_AGENT_ENDPOINT,
-    crate::host::ENV_SUPERVISOR_TOKEN,
+    ENV_SUPERVISOR_TOKEN,
     local::ENV_AGENT_CONNECTION,
     ENV_LAUNCH,
     crate::executor_auth::ENV_EXECUTOR_TOKEN,

@@ -41,13 +41,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::executor::{
-    ENV_AGENT_ENDPOINT, ExecutorEnv, ExecutorError, OnTaskStarted, RECOVERY_TIMEOUT, local,
-    tls_from_env,
+    ENV_AGENT_ENDPOINT, ENV_SUPERVISOR_TOKEN, ExecutorEnv, ExecutorError, OnTaskStarted,
+    RECOVERY_TIMEOUT, local, tls_from_env,
 };
 use crate::launch::LaunchConfig;
-
-/// The supervisor's token (`executor_auth::mint_supervisor`).
-pub const ENV_SUPERVISOR_TOKEN: &str = "AGORA_SUPERVISOR_TOKEN";
 
 /// What `agora supervisor` is started with.
 #[derive(Debug, Clone)]
@@ -289,7 +286,7 @@ impl Host {
         match event {
             HostEvent::TaskStarted { run_id, pid } => {
                 let run = self.runs.get_mut(&run_id)?;
-                let start_time = crate::shell::procfs::process_start_time(pid).unwrap_or(0);
+                let start_time = crate::procfs::process_start_time(pid).unwrap_or(0);
                 run.task = Some((pid, start_time));
                 Some(Report {
                     kind: Some(report::Kind::Started(sv::Started {
@@ -420,7 +417,7 @@ impl Host {
 /// Kills a run's task group (checked by start time) and stops its executor.
 fn kill_run(run: &Run) {
     if let Some((pid, start_time)) = run.task
-        && crate::shell::procfs::process_start_time(pid) == Some(start_time)
+        && crate::procfs::process_start_time(pid) == Some(start_time)
         && let Some(group) = i32::try_from(pid)
             .ok()
             .and_then(rustix::process::Pid::from_raw)

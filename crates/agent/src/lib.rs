@@ -25,6 +25,7 @@ pub mod mesos_v0;
 pub mod metrics;
 pub mod operator_api;
 mod options;
+mod procfs;
 mod program;
 pub mod resources;
 pub mod shell;

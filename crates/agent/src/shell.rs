@@ -21,7 +21,7 @@
 //! - `http.rs`: the router of the agent's port.
 //! - `launching.rs`: the blocking part of a launch, run on a worker.
 //! - `processes.rs`: executor processes by pid and start time, killed,
-//!   watched, their exit explained; `procfs.rs`: what the agent reads of
+//!   watched, their exit explained; `crate::procfs`: what the agent reads of
 //!   `/proc`.
 //! - `checkpoint_writer.rs`: the checkpoint opened at start and written by
 //!   one ordered writer thread.
@@ -55,7 +55,6 @@ mod executor_service;
 mod http;
 mod launching;
 mod processes;
-pub(crate) mod procfs;
 mod session;
 mod supervisor_service;
 #[cfg(test)]

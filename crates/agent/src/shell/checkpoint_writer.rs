@@ -6,10 +6,10 @@ use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
 use super::command::AgentCommand;
-use super::procfs;
 use crate::checkpoint::journal::{JournalStore, WorkDirLock};
 use crate::checkpoint::{self, Checkpoint, FsStore, MetaStore, Recovered};
 use crate::options::AgentError;
+use crate::procfs;
 use crate::state::Effect;
 
 /// Checkpoint records are written by a dedicated thread, in order; the

@@ -31,13 +31,13 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use super::processes::ProcessRef;
-use super::procfs;
 use crate::containers::CreateJob;
 use crate::executor::{
     ENV_AGENT_ENDPOINT, ENV_AGENT_ID, ENV_EXECUTOR_ID, ENV_FRAMEWORK_ID, ENV_SANDBOX,
 };
 use crate::executor_auth::ENV_EXECUTOR_TOKEN;
 use crate::launch::{self, LaunchConfig};
+use crate::procfs;
 
 /// One launch's identity: the executor and which launch of it.
 #[derive(Debug, Clone)]
@@ -288,7 +288,7 @@ impl SupervisorJob {
                 crate::executor::local::FROM_STDIN,
             )
             .env(ENV_AGENT_ENDPOINT, &self.endpoint)
-            .env(crate::host::ENV_SUPERVISOR_TOKEN, &self.token)
+            .env(crate::executor::ENV_SUPERVISOR_TOKEN, &self.token)
             .envs(self.tls_env)
             .current_dir(&self.work_dir)
             .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(

@@ -9,9 +9,9 @@ use agora_proto::v1 as pb;
 
 use rustix::process::Pid;
 
-use super::procfs;
 use crate::containers::OomProbe;
 use crate::launch;
+use crate::procfs;
 
 /// What explaining an executor's exit reads, beyond its exit status: its
 /// container's OOM count and the failure its launch wrapper may have left

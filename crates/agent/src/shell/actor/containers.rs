@@ -12,9 +12,9 @@ use tokio::sync::oneshot;
 use super::Actor;
 use crate::checkpoint::Recovered;
 use crate::gc::DiskSpace;
+use crate::procfs;
 use crate::shell::command::AgentCommand;
 use crate::shell::processes::{ExecutorProcess, ExitProbe, ProcessRef, watch_process};
-use crate::shell::procfs;
 use crate::snapshot::ContainerStatistics;
 use crate::state::Effect;
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// The id of the current boot. `AGORA_TEST_BOOT_ID_FILE` (for tests only:
 /// it lets a test simulate a reboot) names a file to read it from instead
 /// of `/proc/sys/kernel/random/boot_id`.
-pub(super) fn current_boot_id() -> std::io::Result<String> {
+pub(crate) fn current_boot_id() -> std::io::Result<String> {
     let path = std::env::var_os("AGORA_TEST_BOOT_ID_FILE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/proc/sys/kernel/random/boot_id"));
@@ -33,7 +33,7 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
 
 /// The pids of the processes in session `sid` (field 6 of
 /// `/proc/<pid>/stat`), found by one scan of `/proc`.
-pub(super) fn session_members(sid: u32) -> Vec<u32> {
+pub(crate) fn session_members(sid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
