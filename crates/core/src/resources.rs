@@ -609,12 +609,13 @@ impl Resources {
     pub fn to_proto(&self, allocation_role: Option<&str>) -> Vec<pb::Resource> {
         self.entries
             .iter()
+            .flat_map(|(key, value)| written_pieces(value).into_iter().map(move |v| (key, v)))
             .map(|((name, role, kind), value)| {
                 let mut r = pb::Resource {
                     name: name.clone(),
                     ..Default::default()
                 };
-                match value {
+                match value.as_ref() {
                     Value::Scalar(m) => {
                         r.r#type = Some(pb::value::Type::Scalar as i32);
                         r.scalar = Some(pb::value::Scalar {
@@ -734,19 +735,42 @@ fn format_value(value: &Value) -> String {
     }
 }
 
+/// The values one entry is written as, in text and in protobuf: itself,
+/// or, for a sum past what one written entry may hold (several entries of
+/// one name merge, and parsing accepts at most [`MAX_SCALAR`] per entry),
+/// pieces of at most that much, which reading merges back into the same
+/// sum.
+fn written_pieces(value: &Value) -> Vec<std::borrow::Cow<'_, Value>> {
+    const MAX_MILLIS: i64 = (MAX_SCALAR * 1000.0) as i64;
+    match value {
+        Value::Scalar(m) if *m > MAX_MILLIS => {
+            let mut pieces = vec![
+                std::borrow::Cow::Owned(Value::Scalar(MAX_MILLIS));
+                (*m / MAX_MILLIS) as usize
+            ];
+            if *m % MAX_MILLIS != 0 {
+                pieces.push(std::borrow::Cow::Owned(Value::Scalar(*m % MAX_MILLIS)));
+            }
+            pieces
+        }
+        _ => vec![std::borrow::Cow::Borrowed(value)],
+    }
+}
+
 impl fmt::Display for Resources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;
         for ((name, role, kind), value) in &self.entries {
-            if !first {
-                f.write_str(";")?;
-            }
-            first = false;
-            match kind {
-                _ if role == UNRESERVED => write!(f, "{name}:{}", format_value(value))?,
-                Reservation::Static => write!(f, "{name}({role}):{}", format_value(value))?,
-                Reservation::Dynamic => {
-                    write!(f, "{name}({role}{DYNAMIC_MARK}):{}", format_value(value))?
+            for piece in written_pieces(value) {
+                let printed = format_value(&piece);
+                if !first {
+                    f.write_str(";")?;
+                }
+                first = false;
+                match kind {
+                    _ if role == UNRESERVED => write!(f, "{name}:{printed}")?,
+                    Reservation::Static => write!(f, "{name}({role}):{printed}")?,
+                    Reservation::Dynamic => write!(f, "{name}({role}{DYNAMIC_MARK}):{printed}")?,
                 }
             }
         }
