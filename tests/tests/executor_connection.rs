@@ -138,6 +138,16 @@ fn task_state(cluster: &Cluster, task_id: &str) -> Option<String> {
         .and_then(|t| t["state"].as_str().map(str::to_string))
 }
 
+/// `agora run`, killed and reaped when dropped, also when the test fails.
+struct Runner(Child);
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn spawn_run(cluster: &Cluster) -> Child {
     Command::new(agora_bin())
         .args(["run", "--master", &cluster.master_address()])
@@ -170,7 +180,7 @@ fn connects_over_a_private_pair_then_over_the_port(hosted: bool) {
     };
     let (mut cluster, port) =
         Cluster::with_agent_on_known_port(RESOURCES, envs).expect("master and agent start");
-    let mut runner = spawn_run(&cluster);
+    let _runner = Runner(spawn_run(&cluster));
 
     wait_for("held-0 running", DEADLINE, || {
         (task_state(&cluster, "held-0").as_deref() == Some("TASK_RUNNING")).then_some(())
@@ -247,6 +257,4 @@ fn connects_over_a_private_pair_then_over_the_port(hosted: bool) {
         (task_state(&cluster, "held-0").as_deref() == Some("TASK_KILLED")).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}: {:?}", task_state(&cluster, "held-0")));
-    let _ = runner.kill();
-    let _ = runner.wait();
 }

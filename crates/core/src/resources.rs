@@ -609,7 +609,7 @@ impl Resources {
     pub fn to_proto(&self, allocation_role: Option<&str>) -> Vec<pb::Resource> {
         self.entries
             .iter()
-            .flat_map(|(key, value)| written_pieces(value).into_iter().map(move |v| (key, v)))
+            .flat_map(|(key, value)| written_pieces(value).map(move |v| (key, v)))
             .map(|((name, role, kind), value)| {
                 let mut r = pb::Resource {
                     name: name.clone(),
@@ -740,21 +740,23 @@ fn format_value(value: &Value) -> String {
 /// one name merge, and parsing accepts at most [`MAX_SCALAR`] per entry),
 /// pieces of at most that much, which reading merges back into the same
 /// sum.
-fn written_pieces(value: &Value) -> Vec<std::borrow::Cow<'_, Value>> {
+fn written_pieces(value: &Value) -> impl Iterator<Item = std::borrow::Cow<'_, Value>> {
+    use std::borrow::Cow;
     const MAX_MILLIS: i64 = (MAX_SCALAR * 1000.0) as i64;
-    match value {
-        Value::Scalar(m) if *m > MAX_MILLIS => {
-            let mut pieces = vec![
-                std::borrow::Cow::Owned(Value::Scalar(MAX_MILLIS));
-                (*m / MAX_MILLIS) as usize
-            ];
-            if *m % MAX_MILLIS != 0 {
-                pieces.push(std::borrow::Cow::Owned(Value::Scalar(*m % MAX_MILLIS)));
-            }
-            pieces
-        }
-        _ => vec![std::borrow::Cow::Borrowed(value)],
-    }
+    // No allocation for the usual entry: it is written as itself.
+    let (whole, rest) = match value {
+        Value::Scalar(m) if *m > MAX_MILLIS => (*m / MAX_MILLIS, *m % MAX_MILLIS),
+        _ => (0, 0),
+    };
+    let split = whole > 0;
+    (!split)
+        .then_some(Cow::Borrowed(value))
+        .into_iter()
+        .chain(std::iter::repeat_n(
+            Cow::Owned(Value::Scalar(MAX_MILLIS)),
+            whole as usize,
+        ))
+        .chain((split && rest != 0).then_some(Cow::Owned(Value::Scalar(rest))))
 }
 
 impl fmt::Display for Resources {
