@@ -17,7 +17,7 @@ use agora_proto::v1 as pb;
 use agora_proto::v1::executor::executor_client::ExecutorClient;
 use agora_proto::v1::executor::{self as exec, Call, Event, call, event};
 use rustix::process::{Pid, Signal};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -29,6 +29,10 @@ mod custom;
 pub mod local;
 pub mod prepare;
 mod supervisor;
+mod task_process;
+
+pub use task_process::AdoptedTask;
+use task_process::TaskProcess;
 
 use supervisor::Supervisor;
 
@@ -162,6 +166,9 @@ pub struct ExecutorEnv {
     pub on_task_started: Option<OnTaskStarted>,
     /// Shared by the executors of one process (`prepare::IsolatorCache`).
     pub isolators: std::sync::Arc<prepare::IsolatorCache>,
+    /// Hosted to take back a task whose supervisor worker died: the
+    /// executor holds it from the start instead of waiting for LAUNCH.
+    pub adopted: Option<std::sync::Arc<AdoptedTask>>,
 }
 
 /// The hosting supervisor's current connection to the agent (`None`
@@ -200,6 +207,7 @@ impl ExecutorEnv {
             shared: None,
             on_task_started: None,
             isolators: Default::default(),
+            adopted: None,
         })
     }
 }
@@ -336,6 +344,9 @@ pub async fn run_hosted(env: ExecutorEnv) -> Result<(), ExecutorError> {
 /// over and reported.
 async fn supervise(env: ExecutorEnv) -> Result<(), ExecutorError> {
     let mut supervisor = Supervisor::new(env.clone());
+    if let Some(adopted) = &env.adopted {
+        supervisor.adopt(adopted);
+    }
     let mut disconnected_since = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
@@ -486,7 +497,7 @@ async fn session(
     }
 }
 
-async fn wait_child(child: Option<&mut Child>) -> std::io::Result<std::process::ExitStatus> {
+async fn wait_child(child: Option<&mut TaskProcess>) -> std::io::Result<std::process::ExitStatus> {
     match child {
         Some(child) => child.wait().await,
         None => std::future::pending().await,

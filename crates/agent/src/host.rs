@@ -8,20 +8,31 @@
 //! task's process is a direct child of this process, in its own process
 //! group, started inside its container.
 //!
-//! The supervisor attaches to the agent with one stream
+//! `agora supervisor` is two processes: the keeper ([`keeper`]), which the
+//! agent starts and watches, and below it the worker (`agora supervisor
+//! --worker`, this module), which hosts the executors. When a worker dies
+//! its tasks keep running under the keeper; the keeper starts another
+//! worker, which attaches saying it is adopting, and the agent hands it
+//! back each run whose task it knows (ADOPT): the adopted executor
+//! re-subscribes holding its task and waits for the task's exit, which
+//! the keeper reaps and passes on ([`exits`]).
+//!
+//! The worker attaches to the agent with one stream
 //! (`agora.v1.supervisor.Supervisor/Attach`, HELLO first), over the socket
 //! pair the agent handed it as standard input. The agent sends orders
 //! (host, kill, forget) and the supervisor reports its tasks' pids and its
 //! executors' ends.
 //!
 //! *Invariants:*
-//! - the supervisor leads a session of its own, so agent restarts do not
-//!   touch it or its tasks;
-//! - it takes new executors only over the connection it was started with.
-//!   Once that is gone (the agent stopped), it re-attaches over the agent's
-//!   port to report its runs' ends to the next agent, takes nothing new,
-//!   and exits when it hosts nothing and every end has been forgotten (the
-//!   next agent starts a supervisor of its own);
+//! - the keeper leads a session of its own, so agent restarts do not
+//!   touch it, its worker or its tasks;
+//! - a worker offers to take new executors until its connection to the
+//!   agent is lost or the agent tells it to drain; the agent takes the
+//!   offer only from the supervisor it started (its token). Once the
+//!   connection is lost (the agent stopped), the worker re-attaches over
+//!   the agent's port to report its runs' ends to the next agent, takes
+//!   nothing new, and exits when it hosts nothing and every end has been
+//!   forgotten (the next agent starts a supervisor of its own);
 //! - every run's end is reported until the agent forgets it: a report lost
 //!   with a connection is in the next HELLO.
 
@@ -46,19 +57,48 @@ use crate::executor::{
 };
 use crate::launch::LaunchConfig;
 
-/// What `agora supervisor` is started with.
+pub mod keeper;
+
+use crate::orphans::ExitBook;
+
+/// What a supervisor worker is started with.
 #[derive(Debug, Clone)]
 pub struct SupervisorEnv {
     pub agent_endpoint: String,
     pub token: String,
     pub tls: Option<agora_tls::ClientTls>,
     pub local: local::LocalConnection,
+    /// The keeper that started this worker (`None`: started directly).
+    pub keeper: Option<u32>,
+    /// How many workers the keeper started before this one.
+    pub generation: u64,
+    /// Orphans' exits, as the keeper reports them.
+    pub exits: Arc<ExitBook>,
 }
 
 impl SupervisorEnv {
     pub fn from_env() -> Result<Self, ExecutorError> {
         let get =
             |name: &'static str| std::env::var(name).map_err(|_| ExecutorError::MissingEnv(name));
+        let keeper = std::env::var(keeper::ENV_KEEPER_PID)
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let generation = std::env::var(keeper::ENV_GENERATION)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let exits = Arc::new(ExitBook::default());
+        if generation > 0 {
+            // Standard input is the keeper's exit pipe.
+            let pipe = local::take_stdin_fd().map_err(|e| {
+                ExecutorError::Launch(format!("cannot read the keeper's exits: {e}"))
+            })?;
+            let book = exits.clone();
+            std::thread::Builder::new()
+                .name("keeper-exits".into())
+                .spawn(move || book.read_from(std::fs::File::from(pipe)))
+                .map_err(|e| ExecutorError::Launch(format!("cannot start a thread: {e}")))?;
+        }
         Ok(Self {
             agent_endpoint: get(ENV_AGENT_ENDPOINT)?,
             token: get(ENV_SUPERVISOR_TOKEN)?,
@@ -66,6 +106,9 @@ impl SupervisorEnv {
             local: local::LocalConnection::inherit(
                 std::env::var(local::ENV_AGENT_CONNECTION).ok().as_deref(),
             ),
+            keeper,
+            generation,
+            exits,
         })
     }
 }
@@ -75,6 +118,11 @@ enum HostEvent {
     TaskStarted { run_id: String, pid: u32 },
     Ended { run_id: String, description: String },
 }
+
+/// How long an adopted executor waits for the exit of a task that was
+/// already gone when it was adopted (the keeper may still be reporting
+/// it) before it calls the exit lost.
+const LOST_EXIT_WAIT: Duration = Duration::from_secs(10);
 
 /// One hosted executor run.
 struct Run {
@@ -110,9 +158,23 @@ enum Detached {
 /// Runs the supervisor until it hosts nothing and has nothing to report,
 /// after its first connection is gone.
 pub async fn run_supervisor(env: SupervisorEnv) -> Result<(), ExecutorError> {
-    // A session of our own: the agent's process group and terminal do not
-    // reach us or the tasks we start.
-    let _ = rustix::process::setsid();
+    match env.keeper {
+        // Dies with its keeper, which the agent watches; a keeper already
+        // gone (the check after the setting closes the race) ends us now.
+        Some(keeper) => {
+            let _ = rustix::process::set_parent_process_death_signal(Some(
+                rustix::process::Signal::KILL,
+            ));
+            let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get());
+            if parent != i32::try_from(keeper).ok() {
+                return Err(ExecutorError::Launch("its keeper is gone".into()));
+            }
+        }
+        // Started directly: a session of our own, as the keeper does.
+        None => {
+            let _ = rustix::process::setsid();
+        }
+    }
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (channel, _) = watch::channel(None);
     let mut host = Host {
@@ -130,15 +192,15 @@ pub async fn run_supervisor(env: SupervisorEnv) -> Result<(), ExecutorError> {
         let first = host.env.local.take();
         let connected = match first {
             Some(stream) => local::channel(stream).await.ok(),
-            None => {
-                host.accepts_hosts = false;
-                host.dial().await
-            }
+            None => host.dial().await,
         };
         if let Some(channel) = connected {
             host.channel.send_replace(Some(channel.clone()));
             match host.attach(channel, &mut events).await {
                 Detached::Lost => {
+                    // The agent went away: the next one starts its own
+                    // supervisor; this one only drains.
+                    host.accepts_hosts = false;
                     backoff.reset();
                     lost_since = Instant::now();
                 }
@@ -195,7 +257,9 @@ impl Host {
     fn hello(&self) -> Report {
         Report {
             kind: Some(report::Kind::Hello(Hello {
-                pid: std::process::id(),
+                pid: self.env.keeper.unwrap_or_else(std::process::id),
+                worker_pid: std::process::id(),
+                adopting: self.env.generation > 0,
                 accepts_hosts: self.accepts_hosts,
                 hosted: self
                     .runs
@@ -277,6 +341,11 @@ impl Host {
                 self.ended.retain(|e| e.run_id != forget.run_id);
                 None
             }
+            Some(order::Kind::Adopt(adopt)) => self.adopt(adopt),
+            Some(order::Kind::Drain(_)) => {
+                self.accepts_hosts = false;
+                None
+            }
             None => None,
         }
     }
@@ -324,7 +393,47 @@ impl Host {
     /// Starts hosting one executor run; a run that cannot be hosted ends
     /// at once.
     fn host(&mut self, host: sv::Host) -> Option<Report> {
-        if !self.accepts_hosts || self.runs.contains_key(&host.run_id) {
+        if !self.accepts_hosts {
+            return None;
+        }
+        self.start_run(host, None)
+    }
+
+    /// Takes back a run whose worker died: its executor again, holding
+    /// the task that still runs (or already ended: its exit comes from
+    /// the keeper either way).
+    fn adopt(&mut self, adopt: sv::Adopt) -> Option<Report> {
+        let (Some(host), Some(task)) = (adopt.host, adopt.task) else {
+            return None;
+        };
+        let pid = adopt.task_pid;
+        // Seen alive (a zombie counts: not reaped yet) after `mark`: only
+        // an exit reported later is its. Not seen: it may have been reaped
+        // already, and whatever the keeper reported of its pid is its.
+        let mark = self.env.exits.mark();
+        let alive = crate::procfs::process_start_time(pid) == Some(adopt.task_start_time);
+        let exit = self.env.exits.wait_for(pid, if alive { mark } else { 0 });
+        tracing::info!(run_id = %host.run_id, pid, alive, "adopting an executor run");
+        let adopted = crate::executor::AdoptedTask::new(
+            task,
+            pid,
+            exit,
+            (!alive).then(|| Instant::now() + LOST_EXIT_WAIT),
+        );
+        let run_id = host.run_id.clone();
+        let report = self.start_run(host, Some(adopted));
+        if let Some(run) = self.runs.get_mut(&run_id) {
+            run.task = Some((pid, adopt.task_start_time));
+        }
+        report
+    }
+
+    fn start_run(
+        &mut self,
+        host: sv::Host,
+        adopted: Option<crate::executor::AdoptedTask>,
+    ) -> Option<Report> {
+        if self.runs.contains_key(&host.run_id) {
             return None;
         }
         let run_id = host.run_id.clone();
@@ -367,6 +476,7 @@ impl Host {
             shared: Some(self.channel.subscribe()),
             on_task_started: Some(started),
             isolators: self.isolators.clone(),
+            adopted: adopted.map(Arc::new),
         };
         let span = tracing::info_span!("executor", executor_id = %host.executor_id);
         let handle = {

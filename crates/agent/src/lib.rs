@@ -25,6 +25,7 @@ pub mod mesos_v0;
 pub mod metrics;
 pub mod operator_api;
 mod options;
+pub mod orphans;
 mod procfs;
 mod program;
 pub mod resources;

@@ -71,7 +71,14 @@ enum Commands {
     Executor,
     /// The per-agent process that hosts the agent's command executors; not for direct use.
     #[command(hide = true)]
-    Supervisor,
+    Supervisor(SupervisorArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SupervisorArgs {
+    /// Host the executors (started by the keeper, which the agent starts).
+    #[arg(long)]
+    worker: bool,
 }
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
@@ -122,7 +129,7 @@ fn subcommand_name(command: &Commands) -> &'static str {
         Commands::Kill(_) => "kill",
         Commands::Teardown(_) => "teardown",
         Commands::Executor => "executor",
-        Commands::Supervisor => "supervisor",
+        Commands::Supervisor(_) => "supervisor",
     }
 }
 
@@ -151,6 +158,12 @@ fn main() -> ExitCode {
             Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
         }
     }
+    // The supervisor's keeper is single-threaded and starts processes:
+    // it runs before any runtime (`agora_agent::host::keeper`).
+    if let Commands::Supervisor(SupervisorArgs { worker: false }) = cli.command {
+        let code = agora_agent::host::keeper::run_keeper();
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     // An executor is started per task and supervises one process: a
     // single-threaded runtime spares it the worker threads' start-up on the
     // launch path. The daemons and `agora run` use all cores.
@@ -178,7 +191,7 @@ fn main() -> ExitCode {
                 agora_agent::executor::run_executor(env).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Commands::Supervisor => {
+            Commands::Supervisor(_) => {
                 let env = agora_agent::host::SupervisorEnv::from_env()?;
                 agora_agent::host::run_supervisor(env).await?;
                 Ok(ExitCode::SUCCESS)

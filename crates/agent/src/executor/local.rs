@@ -67,15 +67,19 @@ impl LocalConnection {
 
 /// Moves standard input to a close-on-exec descriptor and puts
 /// `/dev/null` in its place.
-fn take_stdin() -> io::Result<UnixStream> {
+pub fn take_stdin_fd() -> io::Result<OwnedFd> {
     let stdin = io::stdin();
     let moved: OwnedFd = stdin.as_fd().try_clone_to_owned()?;
-    let stream = UnixStream::from(moved);
+    let null = File::open("/dev/null")?;
+    rustix::stdio::dup2_stdin(&null)?;
+    Ok(moved)
+}
+
+fn take_stdin() -> io::Result<UnixStream> {
+    let stream = UnixStream::from(take_stdin_fd()?);
     // A socket has an address (an unnamed one for a pair); anything else
     // fails with ENOTSOCK.
     stream.local_addr()?;
-    let null = File::open("/dev/null")?;
-    rustix::stdio::dup2_stdin(&null)?;
     Ok(stream)
 }
 

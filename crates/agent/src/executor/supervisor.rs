@@ -7,10 +7,10 @@ use std::time::Duration;
 use agora_isolation::Container;
 use agora_proto::v1 as pb;
 use rustix::process::Signal;
-use tokio::process::Child;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::task_process::{AdoptedTask, TaskProcess};
 use super::{DEFAULT_KILL_GRACE, ExecutorEnv, describe_exit, prepare, signal_group, task_command};
 use crate::health_check::{self, HealthPolicy, HealthTracker, Probe, ProbeContext};
 use crate::launch;
@@ -29,7 +29,10 @@ pub(super) struct Health {
 pub(super) struct Supervisor {
     pub(super) env: ExecutorEnv,
     pub(super) task: Option<pb::TaskInfo>,
-    pub(super) child: Option<Child>,
+    pub(super) child: Option<TaskProcess>,
+    /// The task's process once it has ended, kept unreaped until the
+    /// executor is done (`task_process`'s invariant).
+    ended: Option<TaskProcess>,
     pub(super) pgid: Option<u32>,
     pub(super) container: Option<Container>,
     /// Why the container could not be opened; fails the task at launch.
@@ -63,6 +66,7 @@ impl Supervisor {
             env,
             task: None,
             child: None,
+            ended: None,
             pgid: None,
             container,
             container_error,
@@ -168,6 +172,32 @@ impl Supervisor {
         }
     }
 
+    /// Takes back a task already running (its worker died): it is held
+    /// from the start, so the agent does not launch it again, and nothing
+    /// is reported until it ends. Health checks and the disk watch start
+    /// over.
+    pub(super) fn adopt(&mut self, adopted: &AdoptedTask) {
+        let Some(process) = adopted.take_process() else {
+            return;
+        };
+        let task = adopted.task.clone();
+        self.task = Some(task.clone());
+        self.pgid = Some(adopted.pid);
+        if let Some(container) = &self.container {
+            let _ = container.add_process(adopted.pid);
+        }
+        self.child = Some(process);
+        self.health = match task.health_check.as_ref().map(HealthPolicy::from_proto) {
+            Some(Ok((policy, probe))) => Some(self.health_for(&task, policy, probe)),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the adopted task's health check is invalid");
+                None
+            }
+            None => None,
+        };
+        self.setup_disk_watch(&task);
+    }
+
     /// Starts the task's process straight inside its container.
     fn start(&mut self) -> Vec<pb::TaskStatus> {
         let Some(task) = self.task.clone() else {
@@ -204,7 +234,7 @@ impl Supervisor {
                     // Posix containers account by the processes they are told of.
                     let _ = container.add_process(pid);
                 }
-                self.child = Some(child);
+                self.child = Some(TaskProcess::spawned(child));
                 self.health = health.map(|(policy, probe)| self.health_for(&task, policy, probe));
                 self.setup_disk_watch(&task);
                 vec![self.update(pb::TaskState::TaskRunning, "command is running")]
@@ -405,7 +435,7 @@ impl Supervisor {
         &mut self,
         exit: std::io::Result<std::process::ExitStatus>,
     ) -> pb::TaskStatus {
-        self.child = None;
+        self.ended = self.child.take();
         self.kill_deadline = None;
         if let Some(health) = self.health.as_mut()
             && let Some(probe) = health.running.take()

@@ -296,9 +296,10 @@ impl Actor {
             }
             AgentCommand::SupervisorAttached {
                 conn,
+                id,
                 hello,
                 orders,
-            } => self.supervisor_attached(conn, hello, orders),
+            } => self.supervisor_attached(conn, &id, hello, orders),
             AgentCommand::SupervisorReport { pid, report } => self.supervisor_report(pid, report),
             AgentCommand::SupervisorDetached { conn, pid } => self.supervisor_detached(conn, pid),
             AgentCommand::SupervisorStarted(started) => self.supervisor_started(started),

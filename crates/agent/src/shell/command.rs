@@ -122,6 +122,8 @@ pub(super) enum AgentCommand {
     /// A supervisor attached (`supervisor_service.rs`); `orders` reaches it.
     SupervisorAttached {
         conn: u64,
+        /// The supervisor's id, from its token.
+        id: String,
         hello: sv::Hello,
         orders: Outbox<sv::Order>,
     },

@@ -59,10 +59,11 @@ impl Supervisor for SupervisorService {
         let pid = hello.pid;
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (orders, rx) = outbox();
-        tracing::debug!(supervisor = %id, pid, conn, "supervisor attached");
+        tracing::debug!(supervisor = %id, pid, worker = hello.worker_pid, conn, "supervisor attached");
         self.commands
             .send(AgentCommand::SupervisorAttached {
                 conn,
+                id,
                 hello,
                 orders,
             })

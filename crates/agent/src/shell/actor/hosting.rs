@@ -9,9 +9,14 @@
 //!   first ends it, the other finds nothing;
 //! - an order for a supervisor that is not attached waits for it; nothing
 //!   is sent over a connection the supervisor did not open;
-//! - new executors go only to the supervisor this agent started, and only
-//!   once it has said over its own pair that it takes them; a supervisor
-//!   left by an earlier agent only drains (reports its runs' ends).
+//! - new executors go only to the supervisor this agent started (the one
+//!   whose token it minted), and only once it has said it takes them; a
+//!   supervisor left by an earlier agent is told to drain (it reports its
+//!   runs' ends and exits);
+//! - when the supervisor's worker dies and its keeper starts another, the
+//!   runs whose task the agent knows and that are not over are adopted by
+//!   the new worker (ADOPT), each exactly once; the others end as if the
+//!   supervisor had exited.
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,6 +37,8 @@ type Key = (FrameworkId, ExecutorId);
 pub(in crate::shell) struct Hosting {
     /// The supervisor this agent started: new executors go to it.
     current: Option<ProcessRef>,
+    /// Its id, as its token names it.
+    current_id: Option<String>,
     /// Whether a start of it is in flight on a worker.
     starting: bool,
     /// Attached supervisors, by pid: the attachment's id and its outbox.
@@ -55,6 +62,10 @@ struct HostedRun {
     task: Option<ProcessRef>,
     /// The agent has asked for it to be killed.
     killing: bool,
+    /// What it was hosted with, to hand it to another worker of the same
+    /// supervisor if its own dies (`None` for a run recovered from the
+    /// checkpoint: not adoptable).
+    host: Option<sv::Host>,
 }
 
 fn order(kind: order::Kind) -> sv::Order {
@@ -105,6 +116,7 @@ impl Actor {
         };
         hosting.starting = true;
         let id = uuid::Uuid::new_v4().to_string();
+        hosting.current_id = Some(id.clone());
         let job = SupervisorJob {
             program: self.options.executor_program.clone(),
             work_dir: self.options.work_dir.clone(),
@@ -180,6 +192,7 @@ impl Actor {
                 supervisor: supervisor.pid,
                 task: None,
                 killing: false,
+                host: Some(host.clone()),
             },
         );
         self.hosting
@@ -210,6 +223,7 @@ impl Actor {
                 supervisor: supervisor.pid,
                 task: None,
                 killing: false,
+                host: None,
             },
         );
         if self
@@ -281,14 +295,20 @@ impl Actor {
     pub(in crate::shell) fn supervisor_attached(
         &mut self,
         conn: u64,
+        id: &str,
         hello: sv::Hello,
         orders: Outbox<sv::Order>,
     ) {
         let pid = hello.pid;
         self.hosting.attached.insert(pid, (conn, orders));
-        let is_current = self.hosting.current.is_some_and(|c| c.pid == pid);
+        let is_current = self.hosting.current.is_some_and(|c| c.pid == pid)
+            && self.hosting.current_id.as_deref() == Some(id);
         if is_current && hello.accepts_hosts {
             self.hosting.current_accepts = true;
+        }
+        if !is_current {
+            self.hosting
+                .send(pid, order(order::Kind::Drain(sv::Drain {})));
         }
         let waiting = self.hosting.pending_hosts(pid);
         let listed: HashSet<&str> = hello
@@ -334,6 +354,13 @@ impl Actor {
             }
         }
         for run_id in missing {
+            if hello.adopting && is_current && self.adopt_hosted(pid, &run_id) {
+                continue;
+            }
+            // Its task may outlive its worker: it goes with the run.
+            if let Some(task) = self.hosting.runs.get(&run_id).and_then(|r| r.task) {
+                tokio::task::spawn_blocking(move || HostedKill::Task(task).run());
+            }
             self.end_hosted(&run_id, "its supervisor no longer hosts it".into());
         }
         for ended in hello.ended {
@@ -344,6 +371,43 @@ impl Actor {
                 self.hosting.send(pid, order);
             }
         }
+    }
+
+    /// Hands a run whose worker died to supervisor `pid`'s new worker:
+    /// only a run hosted by this agent (its HOST kept), whose task had
+    /// started and is not over. Returns whether it was handed over.
+    fn adopt_hosted(&mut self, pid: u32, run_id: &str) -> bool {
+        let Some(run) = self.hosting.runs.get(run_id) else {
+            return false;
+        };
+        let (Some(host), Some(task_process)) = (run.host.clone(), run.task) else {
+            return false;
+        };
+        let task = self
+            .state
+            .executors
+            .get(&run.key)
+            .and_then(|e| {
+                self.state
+                    .tasks
+                    .get(&(run.key.0.clone(), e.task_id.clone()))
+            })
+            .filter(|t| !agora_core::task::is_terminal(t.state))
+            .map(|t| t.info.clone());
+        let Some(task) = task else {
+            return false;
+        };
+        tracing::info!(run_id, executor_id = %run.key.1, task_pid = task_process.pid, "handing a run to the supervisor's new worker");
+        self.hosting.send(
+            pid,
+            order(order::Kind::Adopt(sv::Adopt {
+                host: Some(host),
+                task_pid: task_process.pid,
+                task_start_time: task_process.start_time.unwrap_or(0),
+                task: Some(task),
+            })),
+        );
+        true
     }
 
     pub(in crate::shell) fn supervisor_report(&mut self, pid: u32, report: report::Kind) {
@@ -392,6 +456,7 @@ impl Actor {
         if self.hosting.current.is_some_and(|c| c.pid == pid) {
             tracing::warn!(pid, "executor supervisor exited");
             self.hosting.current = None;
+            self.hosting.current_id = None;
             self.hosting.current_accepts = false;
         }
         let gone: Vec<String> = self
