@@ -244,6 +244,20 @@ fn signal_if_same(pid: u32, started: u64, signal: rustix::process::Signal) {
     }
 }
 
+/// The children of `pid` that are `agora` processes (a supervisor's
+/// worker; a task's shell is not one).
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|child: &u32| {
+            std::fs::read(format!("/proc/{child}/cmdline"))
+                .is_ok_and(|line| line.split(|b| *b == 0).nth(1) == Some(b"supervisor".as_slice()))
+        })
+        .collect()
+}
+
 /// Kills a process this test froze, should the test fail before the agent does.
 struct KillOnDrop(u32, u64);
 
@@ -273,6 +287,17 @@ fn an_executor_that_does_not_come_back_is_killed_with_its_task() {
     let _guard = KillOnDrop(executor_pid, executor_started);
     let _task_guard = KillOnDrop(task_pid, task_started);
 
+    // With the executor supervisor the checkpointed process is its keeper,
+    // and the executors live in its worker, the keeper's child.
+    let workers: Vec<(u32, u64)> = children(executor_pid)
+        .into_iter()
+        .filter_map(|pid| Some((pid, start_time(pid)?)))
+        .collect();
+    let _worker_guards: Vec<KillOnDrop> = workers
+        .iter()
+        .map(|(pid, started)| KillOnDrop(*pid, *started))
+        .collect();
+
     sigkill(&mut cluster.agents[0]);
     // A hung executor: alive, but it will not re-subscribe.
     signal_if_same(
@@ -280,6 +305,9 @@ fn an_executor_that_does_not_come_back_is_killed_with_its_task() {
         executor_started,
         rustix::process::Signal::STOP,
     );
+    for (pid, started) in &workers {
+        signal_if_same(*pid, *started, rustix::process::Signal::STOP);
+    }
     cluster.agents[0] = cluster.start_agent_on(0, port, RESOURCES, "agent-0-again.log", &[]);
     let output = runner.join().expect("runner thread");
     let stdout = text(&output.stdout);

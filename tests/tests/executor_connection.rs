@@ -40,12 +40,15 @@ fn executor_pid(executor_id: &str) -> Option<u32> {
 }
 
 /// The `agora supervisor` process working in `work_dir`.
-fn supervisor_pid(work_dir: &Path) -> Option<u32> {
+fn supervisor_pid(work_dir: &Path, worker: bool) -> Option<u32> {
     let found: Vec<u32> = agora_e2e::everything_under(work_dir)
         .into_iter()
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(b"supervisor".as_slice()))
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let mut args = c.split(|b| *b == 0).skip(1);
+                args.next() == Some(b"supervisor".as_slice())
+                    && (args.next() == Some(b"--worker".as_slice())) == worker
+            })
         })
         .collect();
     match found.as_slice() {
@@ -189,7 +192,8 @@ fn connects_over_a_private_pair_then_over_the_port(hosted: bool) {
     let work_dir = cluster.agent_dir(0);
     let executor = wait_for("the executor of held-0", DEADLINE, || {
         if hosted {
-            supervisor_pid(&work_dir)
+            // The worker hosts the executors; its keeper holds nothing.
+            supervisor_pid(&work_dir, true)
         } else {
             executor_pid("held-0")
         }
@@ -213,6 +217,20 @@ fn connects_over_a_private_pair_then_over_the_port(hosted: bool) {
         sockets.is_disjoint(&tcp_inodes()),
         "the executor has no TCP connection: {fds:?}"
     );
+
+    // The supervisor's keeper let go of the pair: it holds no socket.
+    if hosted {
+        let keeper = supervisor_pid(&work_dir, false).expect("the keeper");
+        let fds = descriptors(keeper);
+        assert!(
+            fds.iter().any(|(fd, t)| *fd == 0 && t == "/dev/null"),
+            "the keeper's stdin is /dev/null: {fds:?}"
+        );
+        assert!(
+            socket_inodes(keeper).is_empty(),
+            "the keeper holds no socket: {fds:?}"
+        );
+    }
 
     // The task inherits neither the pair nor any other socket.
     let task = descendants(executor);
