@@ -782,9 +782,14 @@ impl MetaStore for MemStore {
     }
 
     fn list_dirs(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        // The run of keys under `path`, as in `remove`: recovery lists every
+        // framework's, executor's and run's directory, and a scan of every
+        // file each time made it quadratic (3 s for 3,000 executors).
         let mut names: Vec<String> = self
             .files
-            .keys()
+            .range::<Path, _>((std::ops::Bound::Included(path), std::ops::Bound::Unbounded))
+            .map(|(p, _)| p)
+            .take_while(|p| p.starts_with(path))
             .filter_map(|p| p.strip_prefix(path).ok())
             .filter(|rest| rest.components().count() > 1)
             .filter_map(|rest| rest.components().next())

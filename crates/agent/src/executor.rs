@@ -349,6 +349,8 @@ async fn supervise(env: ExecutorEnv) -> Result<(), ExecutorError> {
     }
     let mut disconnected_since = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+    // Hosted: the supervisor's connection, each new one seen as it comes.
+    let mut shared = env.shared.clone();
     loop {
         if supervisor.terminal_sent && supervisor.unacknowledged.is_empty() {
             return Ok(());
@@ -357,7 +359,7 @@ async fn supervise(env: ExecutorEnv) -> Result<(), ExecutorError> {
             supervisor.kill_now();
             return Err(ExecutorError::AgentGone);
         }
-        match session(&env, &mut supervisor).await {
+        match session(&env, &mut supervisor, shared.as_mut()).await {
             Ok(SessionEnd::Done) => return Ok(()),
             Ok(SessionEnd::Lost) => {
                 disconnected_since = Instant::now();
@@ -375,7 +377,26 @@ async fn supervise(env: ExecutorEnv) -> Result<(), ExecutorError> {
         {
             supervisor.exited(Ok(status));
         }
-        tokio::time::sleep(backoff.next_delay()).await;
+        let pause = tokio::time::sleep(backoff.next_delay());
+        tokio::pin!(pause);
+        match shared.as_mut() {
+            // A new connection of the supervisor's (after an agent
+            // restart) ends the pause at once: ten thousand hosted
+            // executors re-subscribe when it is there, not at their next
+            // back-off step.
+            Some(shared) => {
+                tokio::select! {
+                    () = &mut pause => {}
+                    changed = shared.changed() => {
+                        // The supervisor is going: no more news to wait for.
+                        if changed.is_err() {
+                            pause.await;
+                        }
+                    }
+                }
+            }
+            None => pause.await,
+        }
     }
 }
 
@@ -392,8 +413,9 @@ enum SessionError {
 async fn session(
     env: &ExecutorEnv,
     supervisor: &mut Supervisor,
+    shared: Option<&mut SharedChannel>,
 ) -> Result<SessionEnd, SessionError> {
-    let shared = env.shared.as_ref().map(|s| s.borrow().clone());
+    let shared = shared.map(|s| s.borrow_and_update().clone());
     let channel = match (shared, env.local.take()) {
         (Some(Some(channel)), _) => channel,
         (Some(None), _) => return Err(SessionError::Unreachable),

@@ -186,7 +186,9 @@ pub async fn run_supervisor(env: SupervisorEnv) -> Result<(), ExecutorError> {
         events: events_tx,
         isolators: Default::default(),
     };
-    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+    // The agent is on this machine: a refused dial costs next to nothing,
+    // and every hosted executor waits for the next attachment.
+    let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(250));
     let mut lost_since = Instant::now();
     loop {
         let first = host.env.local.take();

@@ -322,3 +322,26 @@ fn removing_a_path_removes_exactly_it_and_what_is_under_it() {
         ["b", "b/a/b"]
     );
 }
+
+#[test]
+fn listing_a_directory_sees_only_what_is_under_it() {
+    let mut store = MemStore::default();
+    for path in [
+        "f/executors/e1/runs/r1/pids",
+        "f/executors/e1/runs/r2/pids",
+        "f/executors/e1/executor.info",
+        "f/executors/e1-2/runs/r3/pids",
+        "f/executors/e10/runs/r4/pids",
+        "f/executors/e0/runs/r5/pids",
+        "g/executors/e1/runs/r6/pids",
+    ] {
+        store.write(Path::new(path), b"x").expect("write");
+    }
+    let dirs = |p: &str| store.list_dirs(Path::new(p)).expect("list");
+    assert_eq!(dirs("f/executors"), ["e0", "e1", "e1-2", "e10"]);
+    assert_eq!(dirs("f/executors/e1/runs"), ["r1", "r2"]);
+    // A file is not a directory; a missing directory lists nothing.
+    assert_eq!(dirs("f/executors/e1"), ["runs"]);
+    assert!(dirs("f/executors/e2").is_empty());
+    assert!(dirs("h").is_empty());
+}
