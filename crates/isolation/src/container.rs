@@ -89,22 +89,26 @@ impl Container {
         lock(&self.tracked).iter().copied().collect()
     }
 
-    /// Runs `spawn` with the calling process inside the container's cgroups, so that whatever
-    /// it forks starts straight inside them, then moves the calling process back to the cgroups
-    /// it was in (read from `/proc/self/cgroup`).
+    /// Runs `spawn` with the calling thread (cgroup v1) or process (v2) inside the container's
+    /// cgroups, so that whatever it forks starts straight inside them, then moves it back to
+    /// the cgroups it was in (read from `/proc/thread-self/cgroup` or `/proc/self/cgroup`).
     ///
-    /// Why this is sound without `unsafe`/`pre_exec`: a forked child inherits its parent's
-    /// cgroups at fork time, atomically, so the child is charged and limited from its first
-    /// instruction and never needs moving. Writing the own pid to `cgroup.procs` migrates every
-    /// thread of the process, and migration is synchronous.
+    /// Why this is sound without `unsafe`/`pre_exec`: a forked child inherits the cgroups of
+    /// the thread that forks, at fork time, atomically, so the child is charged and limited
+    /// from its first instruction and never needs moving. Migration is synchronous.
     ///
-    /// Caveats: while `spawn` runs, *anything* the process forks (from any thread) lands in the
-    /// container, and its threads count towards `pids.max`, so the caller must be the only
-    /// spawner at that moment (the per-task supervisor is one process per task, and calls within
-    /// this process are serialised). `pids.max` is raised by the caller's thread count for the
-    /// duration and restored before the caller leaves, so the container's own tasks stay within
-    /// the limit. Memory the caller touches meanwhile may be charged to the container. With posix
-    /// isolation this just calls `spawn`.
+    /// On v1 only the calling thread moves (its id written to `tasks`): the other threads of a
+    /// process that hosts many executors go on outside, neither counted in `pids.max` nor
+    /// charged to the container's memory (v1 charges a process's memory to the cgroup of its
+    /// leader). Moving the whole process put every thread's allocations in a task's memory
+    /// cgroup for the spawn: a supervisor hosting thousands of executors was OOM-killed inside
+    /// a 4 MB task's. v2 has no per-thread membership for these controllers, so there the whole
+    /// process moves (`clone3(CLONE_INTO_CGROUP)` would avoid it), with those caveats: while
+    /// `spawn` runs, anything the process forks lands in the container, its threads count
+    /// towards `pids.max` and memory it touches may be charged to the container. Calls within
+    /// this process are serialised; `pids.max` is raised by the number of threads moved for the
+    /// duration and restored before they leave, so the container's own tasks stay within the
+    /// limit. With posix isolation this just calls `spawn`.
     pub fn spawn_inside<T>(
         &self,
         spawn: impl FnOnce() -> std::io::Result<T>,
@@ -114,8 +118,20 @@ impl Container {
             return spawn().map_err(IsolationError::Spawn);
         }
         let _serial = lock(&SPAWN_LOCK);
-        let own_text = fs::read_to_string("/proc/self/cgroup")
-            .map_err(|e| IsolationError::io("read", "/proc/self/cgroup", e))?;
+        let per_thread = dirs.iter().all(|d| d.version == Version::V1);
+        let (own_file, member_file, member) = if per_thread {
+            let thread =
+                thread_id().map_err(|e| IsolationError::io("read", "/proc/thread-self", e))?;
+            ("/proc/thread-self/cgroup", "tasks", thread)
+        } else {
+            (
+                "/proc/self/cgroup",
+                "cgroup.procs",
+                std::process::id().to_string(),
+            )
+        };
+        let own_text =
+            fs::read_to_string(own_file).map_err(|e| IsolationError::io("read", own_file, e))?;
         let own = parse::proc_cgroup(&own_text);
         let origins = dirs
             .iter()
@@ -127,12 +143,11 @@ impl Container {
                 })
             })
             .collect::<Result<Vec<PathBuf>, _>>()?;
-        let pid = std::process::id().to_string();
-        let headroom = PidsHeadroom::raise(self.dir(Controller::Pids));
+        let headroom = PidsHeadroom::raise(self.dir(Controller::Pids), per_thread);
         let mut moved = 0;
         let mut result = Ok(());
         for d in dirs {
-            if let Err(e) = d.write("cgroup.procs", &pid) {
+            if let Err(e) = d.write(member_file, &member) {
                 result = Err(e);
                 break;
             }
@@ -148,7 +163,7 @@ impl Container {
         // Leave first, then lower the limit: the other order leaves a window
         // in which the caller's threads still count and the new task's
         // first forks fail with EAGAIN.
-        let restored = move_back(&origins[..moved], &pid);
+        let restored = move_back(&origins[..moved], member_file, &member);
         headroom.restore();
         let spawned = match spawned {
             Ok(r) => r,
@@ -246,13 +261,23 @@ fn origin_of(dir: &CgroupDir, own: &[parse::ProcCgroup]) -> Option<PathBuf> {
 
 /// Moves the caller back, each hierarchy tried a few times; the first persistent failure is
 /// returned after every hierarchy was tried.
-fn move_back(origins: &[PathBuf], pid: &str) -> Result<(), IsolationError> {
+/// The calling thread's id, from `/proc/thread-self` (a link to `<pid>/task/<tid>`).
+fn thread_id() -> std::io::Result<String> {
+    let link = fs::read_link("/proc/thread-self")?;
+    link.file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_owned)
+        .ok_or_else(|| std::io::Error::other(format!("unexpected link {}", link.display())))
+}
+
+fn move_back(origins: &[PathBuf], member_file: &str, member: &str) -> Result<(), IsolationError> {
     let mut first_error = None;
     for origin in origins {
-        let file = origin.join("cgroup.procs");
+        let file = origin.join(member_file);
         let mut outcome = Ok(());
         for _attempt in 0..3 {
-            outcome = write_value(&file, pid);
+            outcome = write_value(&file, member);
             if outcome.is_ok() {
                 break;
             }
@@ -276,14 +301,19 @@ struct PidsHeadroom<'a> {
 }
 
 impl<'a> PidsHeadroom<'a> {
-    fn raise(dir: Option<&'a CgroupDir>) -> PidsHeadroom<'a> {
+    /// Raises the limit by the threads about to move in: one, or all of the process's.
+    fn raise(dir: Option<&'a CgroupDir>, one_thread: bool) -> PidsHeadroom<'a> {
         let raised = dir.and_then(|d| {
             let original = d.read("pids.max")?;
             let limit = parse::limit_or_max(&original)??;
-            let threads = fs::read_to_string("/proc/self/status")
-                .ok()
-                .and_then(|t| parse::status_num(&t, "Threads"))
-                .unwrap_or(1);
+            let threads = if one_thread {
+                1
+            } else {
+                fs::read_to_string("/proc/self/status")
+                    .ok()
+                    .and_then(|t| parse::status_num(&t, "Threads"))
+                    .unwrap_or(1)
+            };
             let raised = limit.saturating_add(threads).to_string();
             match d.write("pids.max", &raised) {
                 Ok(()) => Some((d, original.trim().to_owned())),

@@ -1,6 +1,7 @@
 //! Real-cgroup tests: run as root on a machine with cgroups (CI: v1 controllers plus a cgroup2
-//! mount with only hugetlb). Tests are serialised, since `spawn_inside` moves the whole test
-//! process, and each uses its own cgroups root, removed at the end.
+//! mount with only hugetlb). Tests are serialised, since `spawn_inside` moves the calling
+//! thread (v1) or the whole test process (v2), and each uses its own cgroups root, removed at
+//! the end.
 
 mod common;
 use common::wait_with_deadline;
@@ -402,4 +403,76 @@ fn stats_update_open_and_list() {
         Err(IsolationError::NotFound(_))
     ));
     drop(c);
+}
+
+/// The cgroup path of `file`'s memory line (v1) or unified line (v2).
+fn memory_cgroup(file: &str) -> String {
+    let text = fs::read_to_string(file).expect("cgroup file");
+    let v1 = text.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_owned())
+    });
+    v1.or_else(|| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+    })
+    .expect("a memory or unified line")
+}
+
+#[test]
+fn on_v1_only_the_spawning_thread_enters_the_container() {
+    let _serial = serial();
+    let iso = isolator("cgroups/mem", false);
+    let container = Guard::new(
+        &iso,
+        iso.create(
+            &id("thread"),
+            &Limits {
+                cpus: 1.0,
+                mem_bytes: Some(32 * MIB),
+                pids_max: None,
+            },
+        )
+        .expect("create"),
+    );
+    let leader_before = memory_cgroup("/proc/self/cgroup");
+    // A test runs on a thread of its own, never the process's first one.
+    let (inside, leader_during) = container
+        .get()
+        .spawn_inside(|| {
+            Ok((
+                memory_cgroup("/proc/thread-self/cgroup"),
+                memory_cgroup("/proc/self/cgroup"),
+            ))
+        })
+        .expect("spawn_inside");
+    assert!(
+        inside.ends_with(&id("thread")),
+        "the spawning thread is inside: {inside}"
+    );
+    let v1 = fs::read_to_string("/proc/self/cgroup")
+        .expect("cgroup file")
+        .lines()
+        .any(|l| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|c| c.split(',').any(|c| c == "memory"))
+        });
+    if v1 {
+        assert_eq!(
+            leader_during, leader_before,
+            "the rest of the process stays out"
+        );
+    } else {
+        assert_eq!(leader_during, inside, "v2 moves the whole process");
+    }
+    assert_eq!(
+        memory_cgroup("/proc/thread-self/cgroup"),
+        leader_before,
+        "back out"
+    );
 }
