@@ -248,8 +248,9 @@ impl Host {
 
     /// The agent's port, after the first connection is gone.
     async fn dial(&self) -> Option<Channel> {
-        let endpoint =
-            tonic::transport::Endpoint::from_shared(self.env.agent_endpoint.clone()).ok()?;
+        let endpoint = tonic::transport::Endpoint::from_shared(self.env.agent_endpoint.clone())
+            .ok()?
+            .initial_connection_window_size(local::CONNECTION_WINDOW);
         agora_tls::connect_channel(endpoint, self.env.tls.as_ref())
             .await
             .inspect_err(|e| tracing::debug!(error = %e, "cannot reach the agent"))

@@ -65,6 +65,18 @@ mod tests;
 /// command tasks one agent runs at once.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 65_536;
 
+/// The connection window for that many streams: h2 closes a connection
+/// whose unread small DATA frames (a subscription, a status update: about
+/// 100-250 bytes each) cost more than half the window, at up to 256 bytes
+/// a frame. With hyper's 1 MiB, a supervisor whose executors all
+/// re-subscribed at once after an agent restart (or sent their updates
+/// during a batch) lost its connection from about 2,000 executors on, over
+/// and over. 256 bytes for every stream allowed, twice: 32 MiB, which is
+/// also what one connection may hold unread. The supervisor's side uses
+/// the same window.
+pub const CONNECTION_WINDOW: u32 = crate::executor::local::CONNECTION_WINDOW;
+const _: () = assert!(CONNECTION_WINDOW as u64 >= MAX_STREAMS_PER_CONNECTION as u64 * 256 * 2);
+
 /// Runs the agent on `listener` until `shutdown` is cancelled. Tasks keep
 /// running when the agent stops: they live under their own executors.
 pub async fn run_agent(
@@ -123,6 +135,7 @@ pub async fn run_agent(
     // connection (the pair, or the port after a restart).
     let limits = agora_net::ServeLimits {
         http2_max_concurrent_streams: MAX_STREAMS_PER_CONNECTION,
+        http2_connection_window: CONNECTION_WINDOW,
         ..agora_net::ServeLimits::default()
     };
     // The executors' first connections: the same routes and layers as the

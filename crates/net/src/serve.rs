@@ -32,6 +32,13 @@ pub struct ServeLimits {
     /// one to end. Default 200 (hyper's). A peer that multiplexes one
     /// long-lived stream per task over one connection needs more.
     pub http2_max_concurrent_streams: u32,
+    /// The HTTP/2 connection-level flow-control window. It bounds what one
+    /// connection may have buffered unread, and h2 closes a connection
+    /// (GOAWAY, ENHANCE_YOUR_CALM "too_many_data_frames") whose unread
+    /// small DATA frames cost more than half of it: a peer with many
+    /// streams, each with a small message waiting, needs it to grow with
+    /// them. Default 1 MiB (hyper's).
+    pub http2_connection_window: u32,
     /// Open connections at most; more are closed as soon as accepted, with
     /// a warning. `None`: derived from the descriptor limit
     /// ([`crate::connection_cap`]).
@@ -47,6 +54,7 @@ impl Default for ServeLimits {
             http2_keep_alive_interval: Duration::from_secs(30),
             http2_keep_alive_timeout: Duration::from_secs(20),
             http2_max_concurrent_streams: 200,
+            http2_connection_window: 1024 * 1024,
             max_connections: None,
             graceful_timeout: Duration::from_secs(10),
         }
@@ -204,7 +212,8 @@ fn connection_builder(limits: &ServeLimits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.http2_keep_alive_interval)
         .keep_alive_timeout(limits.http2_keep_alive_timeout)
-        .max_concurrent_streams(limits.http2_max_concurrent_streams);
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .initial_connection_window_size(limits.http2_connection_window);
     builder
 }
 

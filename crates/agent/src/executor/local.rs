@@ -83,6 +83,10 @@ fn take_stdin() -> io::Result<UnixStream> {
     Ok(stream)
 }
 
+/// The connection window of a channel to the agent (the agent's own,
+/// `crate::shell::CONNECTION_WINDOW`).
+pub const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+
 /// A gRPC channel over `stream`. The channel cannot reconnect: once the
 /// stream ends, calls fail and the caller falls back to the endpoint.
 pub async fn channel(stream: UnixStream) -> io::Result<Channel> {
@@ -91,6 +95,10 @@ pub async fn channel(stream: UnixStream) -> io::Result<Channel> {
     let slot = Arc::new(Mutex::new(Some(stream)));
     // The authority only names the peer in requests; nothing resolves it.
     Endpoint::from_static("http://agent.local")
+        // A supervisor's one connection carries a stream per hosted
+        // executor: the window (and h2's budget for small frames, half of
+        // it) grows with them, as the agent's does (`shell::CONNECTION_WINDOW`).
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let taken = slot.lock().ok().and_then(|mut s| s.take());
             async move {
