@@ -8,8 +8,9 @@
 //! Every update carries a uuid and is re-sent until the agent acknowledges
 //! it; the executor exits once its terminal update is acknowledged.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use agora_core::Backoff;
@@ -17,7 +18,6 @@ use agora_proto::v1 as pb;
 use agora_proto::v1::executor::executor_client::ExecutorClient;
 use agora_proto::v1::executor::{self as exec, Call, Event, call, event};
 use rustix::process::{Pid, Signal};
-use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -248,8 +248,10 @@ fn describe_exit(status: std::process::ExitStatus, killed: bool) -> (pb::TaskSta
 fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, String> {
     let command = task.command.clone().unwrap_or_default();
     let vars = prepare::environment(env, &env.launch, &command, Some(task));
-    let mut process = crate::program::program(&command, crate::program::path_of(&vars).as_deref())
-        .tokio_command();
+    // A std command: tokio's would hold a pidfd of its own for the child
+    // besides ours (`task_process`), two descriptors per task.
+    let mut process =
+        crate::program::program(&command, crate::program::path_of(&vars).as_deref()).std_command();
     let open = |name: &str| {
         std::fs::OpenOptions::new()
             .create(true)
@@ -278,8 +280,7 @@ fn task_command(env: &ExecutorEnv, task: &pb::TaskInfo) -> Result<Command, Strin
         .stdin(Stdio::null())
         .stdout(open("stdout")?)
         .stderr(open("stderr")?)
-        .process_group(0)
-        .kill_on_drop(false);
+        .process_group(0);
     Ok(process)
 }
 

@@ -226,11 +226,12 @@ impl Supervisor {
             });
         match spawned {
             Ok(child) => {
-                self.pgid = child.id();
-                if let (Some(hook), Some(pid)) = (&self.env.on_task_started, child.id()) {
+                let pid = child.id();
+                self.pgid = Some(pid);
+                if let Some(hook) = &self.env.on_task_started {
                     (hook.0)(pid);
                 }
-                if let (Some(container), Some(pid)) = (&self.container, child.id()) {
+                if let Some(container) = &self.container {
                     // Posix containers account by the processes they are told of.
                     let _ = container.add_process(pid);
                 }

@@ -2,12 +2,17 @@
 //! started, or a task it adopted after the worker that started it died
 //! (`crate::host`), whose exit the keeper reaps and reports.
 //!
-//! *Invariant:* a child is not reaped when it is seen to end: its exit is
-//! read with `WNOWAIT` through a pidfd, and the zombie stays until the
-//! executor is done (its terminal update acknowledged; tokio reaps the
-//! dropped child then). If the worker dies in between, the zombie goes to
-//! the keeper, which reaps it and hands the exit to the next worker: an
-//! exit is never lost with a worker.
+//! *Invariants:*
+//! - a child is not reaped when it is seen to end: its exit is read with
+//!   `WNOWAIT` through a pidfd, and the zombie stays until the executor is
+//!   done (its terminal update acknowledged; dropping the process reaps
+//!   it). If the worker dies in between, the zombie goes to the keeper,
+//!   which reaps it and hands the exit to the next worker: an exit is never
+//!   lost with a worker;
+//! - one descriptor per task: the child is a `std` one (tokio's keeps a
+//!   pidfd of its own), so 10,000 tasks fit under a 20,000 limit;
+//! - every child is reaped: when the process is dropped before it has
+//!   ended (its executor aborted), a task of the runtime reaps it then.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -19,7 +24,7 @@ use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions, WaitIdStatus};
 use tokio::io::unix::AsyncFd;
 
 use agora_proto::v1 as pb;
-use tokio::process::Child;
+use std::process::Child;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -70,7 +75,7 @@ pub(super) enum TaskProcess {
     Spawned {
         child: Child,
         /// Where its end is read without reaping it (`None` where pidfds
-        /// are not available: then waiting reaps).
+        /// are not available, before Linux 5.3: then its end is polled).
         pidfd: Option<AsyncFd<OwnedFd>>,
     },
     Adopted {
@@ -103,6 +108,51 @@ fn watch(pidfd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     AsyncFd::with_interest(pidfd, tokio::io::Interest::READABLE)
 }
 
+/// How often the end of a child is looked for without a pidfd.
+const POLL_WITHOUT_PIDFD: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// [`peek`] by pid, for kernels without pidfds.
+fn peek_pid(pid: u32) -> io::Result<Option<ExitStatus>> {
+    let pid = Pid::from_raw(i32::try_from(pid).unwrap_or(0))
+        .ok_or_else(|| io::Error::other("the task has no pid"))?;
+    let status = rustix::process::waitid(
+        WaitId::Pid(pid),
+        WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG,
+    )?;
+    Ok(status.map(|s| exit_status(&s)))
+}
+
+/// Reaps a child: now if it has ended, else once it does, on the runtime.
+fn reap(child: &mut Child, pidfd: Option<AsyncFd<OwnedFd>>) {
+    if let Ok(Some(_)) | Err(_) = child.try_wait() {
+        return;
+    }
+    let pid = child.id();
+    match (pidfd, tokio::runtime::Handle::try_current()) {
+        (Some(pidfd), Ok(runtime)) => {
+            runtime.spawn(async move {
+                let _ = pidfd.readable().await;
+                if let Some(pid) = Pid::from_raw(i32::try_from(pid).unwrap_or(0)) {
+                    let _ =
+                        rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
+                }
+            });
+        }
+        _ => tracing::warn!(
+            pid,
+            "a task process could not be reaped; it stays a zombie until this process exits"
+        ),
+    }
+}
+
+impl Drop for TaskProcess {
+    fn drop(&mut self) {
+        if let Self::Spawned { child, pidfd } = self {
+            reap(child, pidfd.take());
+        }
+    }
+}
+
 fn exit_status(status: &WaitIdStatus) -> ExitStatus {
     let raw = match (status.exit_status(), status.terminating_signal()) {
         (Some(code), _) => (code & 0xff) << 8,
@@ -115,9 +165,7 @@ fn exit_status(status: &WaitIdStatus) -> ExitStatus {
 
 impl TaskProcess {
     pub(super) fn spawned(child: Child) -> Self {
-        let pidfd = child
-            .id()
-            .and_then(|pid| Pid::from_raw(i32::try_from(pid).ok()?))
+        let pidfd = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0))
             .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok())
             .and_then(|fd| watch(fd).ok());
         Self::Spawned { child, pidfd }
@@ -135,7 +183,15 @@ impl TaskProcess {
                 }
                 ready.clear_ready();
             },
-            Self::Spawned { child, pidfd: None } => child.wait().await,
+            Self::Spawned { child, pidfd: None } => {
+                let mut poll = tokio::time::interval(POLL_WITHOUT_PIDFD);
+                loop {
+                    poll.tick().await;
+                    if let Some(status) = peek_pid(child.id())? {
+                        return Ok(status);
+                    }
+                }
+            }
             Self::Adopted { exit, lost_at } => {
                 let deadline = *lost_at;
                 let give_up = async move {
@@ -158,7 +214,7 @@ impl TaskProcess {
             Self::Spawned {
                 pidfd: Some(pidfd), ..
             } => peek(pidfd.get_ref()),
-            Self::Spawned { child, pidfd: None } => child.try_wait(),
+            Self::Spawned { child, pidfd: None } => peek_pid(child.id()),
             Self::Adopted { exit, lost_at } => match exit.try_recv() {
                 Ok(reported) => Ok(Some(reported.status())),
                 Err(oneshot::error::TryRecvError::Empty) => match lost_at {
@@ -177,11 +233,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_childs_end_is_read_without_reaping_it() {
-        let child = tokio::process::Command::new("sh")
+        let child = std::process::Command::new("sh")
             .args(["-c", "exit 7"])
             .spawn()
             .expect("sh starts");
-        let pid = child.id().expect("pid");
+        let pid = child.id();
         let mut process = TaskProcess::spawned(child);
         assert!(
             matches!(process, TaskProcess::Spawned { pidfd: Some(_), .. }),
@@ -200,11 +256,29 @@ mod tests {
             .next()
             .and_then(|r| r.split_whitespace().next());
         assert_eq!(state, Some("Z"), "{stat}");
+        // Dropped, it is reaped.
+        drop(process);
+        assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "reaped");
+    }
+
+    #[tokio::test]
+    async fn a_process_dropped_before_it_ends_is_reaped_once_it_does() {
+        let child = std::process::Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .expect("sleep starts");
+        let pid = child.id();
+        drop(TaskProcess::spawned(child));
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while std::fs::metadata(format!("/proc/{pid}")).is_ok() {
+            assert!(Instant::now() < deadline, "{pid} never reaped");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     #[tokio::test]
     async fn a_signal_is_read_as_a_signal() {
-        let child = tokio::process::Command::new("sh")
+        let child = std::process::Command::new("sh")
             .args(["-c", "kill -KILL $$"])
             .spawn()
             .expect("sh starts");
