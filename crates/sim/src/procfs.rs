@@ -1,0 +1,76 @@
+//! A process's CPU time and resident memory from `/proc`: the simulator
+//! reports its own, and benchmarks read the master's the same way.
+
+use std::time::Duration;
+
+/// CPU time (user + system) and resident set size of one process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    pub cpu: Duration,
+    pub rss_bytes: u64,
+}
+
+impl Usage {
+    pub fn rss_mb(&self) -> f64 {
+        self.rss_bytes as f64 / (1024.0 * 1024.0)
+    }
+}
+
+/// This process's usage.
+pub fn own() -> Option<Usage> {
+    read("self")
+}
+
+/// The usage of process `pid`; `None` when it is gone or unreadable.
+pub fn of(pid: u32) -> Option<Usage> {
+    read(&pid.to_string())
+}
+
+fn read(which: &str) -> Option<Usage> {
+    let stat = std::fs::read_to_string(format!("/proc/{which}/stat")).ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{which}/status")).ok()?;
+    Some(Usage {
+        cpu: cpu_from_stat(&stat, rustix::param::clock_ticks_per_second())?,
+        rss_bytes: rss_from_status(&status)?,
+    })
+}
+
+/// utime + stime (fields 14 and 15, after the parenthesised command name,
+/// which may itself contain spaces and parentheses).
+fn cpu_from_stat(stat: &str, ticks_per_second: u64) -> Option<Duration> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    let ticks = user + system;
+    let per = ticks_per_second.max(1);
+    Some(
+        Duration::from_secs(ticks / per)
+            + Duration::from_nanos((ticks % per) * 1_000_000_000 / per),
+    )
+}
+
+fn rss_from_status(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_and_rss_are_read_from_procfs_text() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 130 0 0 20 0 3 0 1000 0 0";
+        assert_eq!(cpu_from_stat(stat, 100), Some(Duration::from_millis(3800)));
+        let status = "Name:\tx\nVmPeak:\t  9000 kB\nVmRSS:\t  2048 kB\n";
+        assert_eq!(rss_from_status(status), Some(2 * 1024 * 1024));
+    }
+
+    #[test]
+    fn this_process_has_a_usage() {
+        let usage = own().expect("/proc/self is readable");
+        assert!(usage.rss_bytes > 0, "{usage:?}");
+    }
+}
