@@ -42,6 +42,26 @@ impl AgentState {
         }
     }
 
+    /// The supervisor that hosts this executor re-attached after an agent
+    /// restart and listed its run: the executor is alive, and its
+    /// subscription follows as soon as it gets through. The re-registration
+    /// deadline (for an executor that is gone or hung) no longer applies:
+    /// with 10,000 executors re-subscribing on a loaded machine it ran out
+    /// for thousands that were alive, and killed their tasks. If the
+    /// executor ends instead, its supervisor reports that.
+    pub fn on_executor_vouched_for(
+        &mut self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+    ) {
+        if let Some(executor) = self
+            .executors
+            .get_mut(&(framework_id.clone(), executor_id.clone()))
+        {
+            executor.reregister_deadline = None;
+        }
+    }
+
     /// An executor subscribed on stream `conn`. `held` lists the tasks it
     /// already holds (from its subscription): those are not launched again,
     /// whether it reconnects to this agent run or to a restarted agent.

@@ -1189,3 +1189,27 @@ fn the_next_deadline_is_when_the_next_tick_has_work() {
         "a recovered executor has until then to re-subscribe"
     );
 }
+
+#[test]
+fn a_recovered_executor_its_supervisor_vouches_for_waits_past_the_timeout() {
+    let mut store = crate::checkpoint::MemStore::default();
+    let mut state = agent();
+    for task in ["t1", "t2"] {
+        persist(&mut store, &run_task(&mut state, task));
+        persist(&mut store, &subscribe(&mut state, task, 1));
+    }
+    let later = T0 + Duration::from_secs(60);
+    let (mut state, _) = restart(&store, later);
+    // The supervisor re-attached listing t1's run, not t2's.
+    state.on_executor_vouched_for(&fid(), &eid("t1"));
+    let mut out = Vec::new();
+    state.on_tick(later + EXECUTOR_REREGISTER_TIMEOUT * 3, &mut out);
+    let destroyed: Vec<&ExecutorId> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::DestroyExecutor { executor_id, .. } => Some(executor_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(destroyed, vec![&eid("t2")], "{out:?}");
+}

@@ -333,6 +333,8 @@ impl Actor {
         for run in &hello.hosted {
             match self.hosting.runs.get_mut(&run.run_id) {
                 Some(known) => {
+                    self.state
+                        .on_executor_vouched_for(&known.key.0, &known.key.1);
                     known.supervisor = pid;
                     if run.task_pid != 0 {
                         known.task = Some(ProcessRef {
