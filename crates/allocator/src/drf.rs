@@ -281,6 +281,11 @@ impl Allocator for DrfAllocator {
         self.free_by_agent()
     }
 
+    fn free_of(&self, agent_id: &AgentId) -> Option<Resources> {
+        let &a = self.agent_index.get(agent_id)?;
+        Some(self.agent(a).free.clone())
+    }
+
     fn set_weights(&mut self, weights: &[(String, f64)]) -> Result<(), AllocatorError> {
         self.set_role_weights(weights)
     }

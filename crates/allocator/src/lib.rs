@@ -188,6 +188,10 @@ pub trait Allocator: Send {
     /// Free resources per agent, for reporting.
     fn free(&self) -> BTreeMap<AgentId, Resources>;
 
+    /// One agent's free resources (`None` if it is unknown): what the
+    /// master's read model asks for the agents whose books changed.
+    fn free_of(&self, agent_id: &AgentId) -> Option<Resources>;
+
     /// As [`Allocator::recover`], for resources allocated to `role` (an
     /// offer's role). The DECLINE filter is per (framework, role, agent).
     fn recover_for_role(

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use agora_auth::Principal;
 use agora_auth::acl::{Acls, Action};
 
-use crate::snapshot::{FrameworkView, OperatorDetails, StateSnapshot, TaskView};
+use crate::snapshot::{FrameworkView, OperatorDetails, SharedList, StateSnapshot, TaskView};
 
 /// Who is looking, as the authentication layer found it (None:
 /// anonymous): an extractor for the read handlers.
@@ -117,7 +117,7 @@ fn filtered(snapshot: &StateSnapshot, viewer: Option<&Principal>) -> StateSnapsh
     let acls = &snapshot.acls;
     let may_view_framework =
         |f: &FrameworkView| acls.may_view(Action::ViewFrameworks, viewer, None, &f.user);
-    let keep = |frameworks: &[FrameworkView]| -> Vec<FrameworkView> {
+    let keep = |frameworks: &SharedList<FrameworkView>| -> SharedList<FrameworkView> {
         frameworks
             .iter()
             .filter(|f| may_view_framework(f))

@@ -4,13 +4,24 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use agora_allocator::RoleSummary;
 use agora_core::resources::SummaryValue;
 use serde::Serialize;
 
-use crate::state::{Agent, Counters, Framework, Master, Now, OfferStatusEntry, Task};
+use crate::state::Counters;
 
-#[derive(Debug, Clone, Serialize, Default)]
+mod build;
+mod list;
+mod read_model;
+
+pub use build::mesos_duration;
+pub use list::{Keyed, SharedList};
+pub use read_model::ReadModel;
+
+/// What readers see. Its lists are [`SharedList`]s, shared with the
+/// snapshots before and after it: the actor's read model (`read_model.rs`)
+/// makes each snapshot from the previous one and what changed, and
+/// [`Master::snapshot`] makes one from scratch (the reference it must equal).
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct StateSnapshot {
     pub version: String,
     pub id: String,
@@ -25,9 +36,9 @@ pub struct StateSnapshot {
     pub hostname: String,
     pub start_time: f64,
     pub snapshot_time: f64,
-    pub agents: Vec<AgentView>,
-    pub frameworks: Vec<FrameworkView>,
-    pub completed_frameworks: Vec<FrameworkView>,
+    pub agents: SharedList<AgentView>,
+    pub frameworks: SharedList<FrameworkView>,
+    pub completed_frameworks: SharedList<FrameworkView>,
     pub outstanding_offers: usize,
     /// What `GET /roles` shows (not part of `/state`).
     #[serde(skip)]
@@ -42,7 +53,7 @@ pub struct StateSnapshot {
     pub counters: Counters,
     /// Outstanding offers, for the UI's offers pages (not part of `/state`).
     #[serde(skip)]
-    pub offers: Vec<OfferView>,
+    pub offers: SharedList<OfferView>,
     /// What only the Mesos-shaped endpoints show (not part of `/state`).
     #[serde(skip)]
     pub mesos: MesosDetails,
@@ -61,7 +72,7 @@ pub struct StateSnapshot {
 
 /// What the v1 operator API (`crate::operator_api`) shows, made by the
 /// same builders as its events (`state/observe.rs`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct OperatorDetails {
     /// This master (GET_MASTER).
     pub master_info: agora_proto::v1::MasterInfo,
@@ -70,7 +81,7 @@ pub struct OperatorDetails {
 }
 
 /// Details only Mesos' endpoints (`crate::mesos_v0`) show.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MesosDetails {
     /// This master's libprocess-style pid, `master@ip:port` (empty on a
     /// follower's snapshot).
@@ -78,9 +89,16 @@ pub struct MesosDetails {
     /// This master's settings by Mesos flag name.
     pub flags: BTreeMap<String, String>,
     /// Each agent's total resources, reservations kept, by agent id.
-    pub agent_resources: BTreeMap<String, agora_core::Resources>,
+    pub agent_resources: SharedList<AgentResources>,
     /// Framework details by framework id, live and completed.
     pub frameworks: BTreeMap<String, MesosFramework>,
+}
+
+/// An agent's total resources, reservations kept (Mesos' full form).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentResources {
+    pub id: String,
+    pub resources: agora_core::Resources,
 }
 
 /// What Mesos shows of a framework beyond [`FrameworkView`].
@@ -93,7 +111,7 @@ pub struct MesosFramework {
 }
 
 /// One outstanding offer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct OfferView {
     pub id: String,
     pub framework_id: String,
@@ -168,7 +186,7 @@ pub struct RoleOfferStatus {
     pub filtered_agents: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AgentView {
     pub id: String,
     pub hostname: String,
@@ -185,7 +203,7 @@ pub struct AgentView {
     pub registered_time: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FrameworkView {
     pub id: String,
     pub name: String,
@@ -208,11 +226,11 @@ pub struct FrameworkView {
     pub outstanding_offers: usize,
     /// "Why no offer?" per role, recomputed at most once a second.
     pub offer_status: Vec<OfferStatusView>,
-    pub tasks: Vec<TaskView>,
-    pub completed_tasks: Vec<TaskView>,
+    pub tasks: SharedList<TaskView>,
+    pub completed_tasks: SharedList<TaskView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TaskView {
     pub id: String,
     pub name: String,
@@ -235,6 +253,36 @@ pub struct TaskView {
     pub user: Option<String>,
 }
 
+impl Keyed for AgentView {
+    fn key(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Keyed for FrameworkView {
+    fn key(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Keyed for TaskView {
+    fn key(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Keyed for OfferView {
+    fn key(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Keyed for AgentResources {
+    fn key(&self) -> &str {
+        &self.id
+    }
+}
+
 impl StateSnapshot {
     /// Every task the snapshot holds, live and completed.
     pub fn tasks_total(&self) -> usize {
@@ -255,397 +303,5 @@ impl StateSnapshot {
             hostname: hostname.to_string(),
             ..Self::default()
         }
-    }
-}
-
-fn task_view(task: &Task) -> TaskView {
-    TaskView {
-        id: task.id.to_string(),
-        name: task.name.clone(),
-        state: agora_core::task::name(task.state),
-        framework_id: task.framework_id.to_string(),
-        agent_id: task.agent_id.to_string(),
-        executor_id: task
-            .last_status
-            .as_ref()
-            .and_then(|s| s.executor_id.as_ref())
-            .map(|e| e.value.clone())
-            .filter(|e| !e.is_empty())
-            .unwrap_or_else(|| task.id.to_string()),
-        role: task.role.clone(),
-        resources: task.resources.summary(),
-        // The message belongs to the status that carried it: while the
-        // agent's latest state runs ahead of the update being delivered
-        // (RUNNING arrives after the task already failed), that update's
-        // message would describe a state the task is no longer in.
-        message: task
-            .last_status
-            .as_ref()
-            .filter(|s| s.state == Some(task.state as i32))
-            .and_then(|s| s.message.clone()),
-        status_time: task.last_status.as_ref().and_then(|s| s.timestamp),
-        healthy: task.last_status.as_ref().and_then(|s| s.healthy),
-        user: task.user.clone(),
-    }
-}
-
-fn mesos_framework(framework: &Framework) -> (String, MesosFramework) {
-    let details = MesosFramework {
-        capabilities: framework
-            .info
-            .capabilities
-            .iter()
-            .filter_map(|c| c.r#type)
-            .filter_map(|t| agora_proto::v1::framework_info::capability::Type::try_from(t).ok())
-            .map(|t| t.as_str_name())
-            .collect(),
-        checkpoint: framework.info.checkpoint.unwrap_or(false),
-        webui_url: framework.info.webui_url.clone().filter(|u| !u.is_empty()),
-    };
-    (framework.id.to_string(), details)
-}
-
-fn framework_view(framework: &Framework, offer_status: Vec<OfferStatusView>) -> FrameworkView {
-    FrameworkView {
-        id: framework.id.to_string(),
-        name: framework.info.name.clone(),
-        user: framework.info.user.clone(),
-        principal: framework.info.principal.clone().filter(|p| !p.is_empty()),
-        framework_hostname: framework.info.hostname.clone().filter(|h| !h.is_empty()),
-        failover_timeout: framework.info.failover_timeout,
-        roles: framework.roles.iter().cloned().collect(),
-        active: framework.active(),
-        registered_time: framework.registered_at,
-        reregistered_time: framework.reregistered_at,
-        unregistered_time: framework.disconnected_at,
-        outstanding_offers: framework.offers.len(),
-        offer_status,
-        tasks: framework.tasks.values().map(task_view).collect(),
-        completed_tasks: framework.completed_tasks.iter().map(task_view).collect(),
-    }
-}
-
-fn attribute_text(attribute: &agora_proto::v1::Attribute) -> String {
-    if let Some(text) = &attribute.text {
-        return text.value.clone();
-    }
-    if let Some(scalar) = &attribute.scalar {
-        return scalar.value.to_string();
-    }
-    if let Some(set) = &attribute.set {
-        return format!("{{{}}}", set.item.join(","));
-    }
-    if let Some(ranges) = &attribute.ranges {
-        let parts: Vec<String> = ranges
-            .range
-            .iter()
-            .map(|r| format!("{}-{}", r.begin, r.end))
-            .collect();
-        return format!("[{}]", parts.join(","));
-    }
-    String::new()
-}
-
-fn agent_view(agent: &Agent, free: Option<&agora_core::Resources>) -> AgentView {
-    let port = agent.info.port.unwrap_or(5051);
-    AgentView {
-        id: agent.id.to_string(),
-        hostname: agent.info.hostname.clone(),
-        address: format!("{}:{port}", agent.info.hostname),
-        resources: agent.total.summary(),
-        used: agent.used.summary(),
-        free: free.map(agora_core::Resources::summary).unwrap_or_default(),
-        attributes: agent
-            .info
-            .attributes
-            .iter()
-            .map(|a| (a.name.clone(), attribute_text(a)))
-            .collect(),
-        active: agent.conn.is_some() && agent.unreachable_since.is_none(),
-        status: match (agent.conn.is_some(), agent.unreachable_since.is_some()) {
-            (_, true) => "unreachable",
-            (true, false) => "active",
-            (false, false) => "disconnected",
-        },
-        unreachable_since: agent.unreachable_since,
-        registered_time: agent.registered_at,
-    }
-}
-
-impl Master {
-    /// Builds the snapshot readers see. `start_time` and `now_wall` are wall
-    /// clock seconds given by the shell.
-    pub fn snapshot(&self, start_time: f64, now_wall: f64) -> StateSnapshot {
-        let info = &self.config().master_info;
-        let free = self.free_resources();
-        let (statuses, at) = self.offer_status();
-        let summaries = self.role_summaries();
-        StateSnapshot {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            id: info.id.clone(),
-            leader: format!(
-                "{}:{}",
-                info.hostname.clone().unwrap_or_default(),
-                info.port
-            ),
-            elected: true,
-            epoch: self.epoch(),
-            recovering_agents: self.recovering_agents(),
-            hostname: info.hostname.clone().unwrap_or_default(),
-            start_time,
-            snapshot_time: now_wall,
-            agents: self
-                .agents
-                .values()
-                .map(|a| agent_view(a, free.get(&a.id)))
-                .collect(),
-            frameworks: self
-                .frameworks
-                .values()
-                .map(|f| {
-                    let status = f
-                        .roles
-                        .iter()
-                        .filter_map(|role| {
-                            let entry = statuses.get(&(f.id.clone(), role.clone()))?;
-                            let (ago, reason, filtered) = status_fields(entry, at, now_wall);
-                            Some(OfferStatusView {
-                                role: role.clone(),
-                                last_offered_secs_ago: ago,
-                                reason,
-                                filtered_agents: filtered,
-                            })
-                        })
-                        .collect();
-                    framework_view(f, status)
-                })
-                .collect(),
-            completed_frameworks: self
-                .completed_frameworks
-                .iter()
-                .map(|f| framework_view(f, Vec::new()))
-                .collect(),
-            outstanding_offers: self.offers.len(),
-            roles: self.role_views(&summaries, now_wall),
-            quotas: self.quota_views(&summaries),
-            weights: self
-                .weights()
-                .into_iter()
-                .map(|(role, weight)| WeightView { role, weight })
-                .collect(),
-            counters: self.counters.clone(),
-            offers: self
-                .offers
-                .values()
-                .map(|o| OfferView {
-                    id: o.id.to_string(),
-                    framework_id: o.framework_id.to_string(),
-                    agent_id: o.agent_id.to_string(),
-                    role: o.role.clone(),
-                    resources: o.resources.summary(),
-                })
-                .collect(),
-            mesos: MesosDetails {
-                pid: info.pid.clone().unwrap_or_default(),
-                flags: flags(self.config()),
-                agent_resources: self
-                    .agents
-                    .values()
-                    .map(|a| (a.id.to_string(), a.total.clone()))
-                    .collect(),
-                frameworks: self
-                    .frameworks
-                    .values()
-                    .chain(&self.completed_frameworks)
-                    .map(mesos_framework)
-                    .collect(),
-            },
-            operator: None,
-            acls: self.config().acls.clone(),
-        }
-    }
-}
-
-impl Master {
-    /// The snapshot's operator view ([`StateSnapshot::operator`]).
-    pub fn operator_details(&self) -> OperatorDetails {
-        OperatorDetails {
-            master_info: self.config().master_info.clone(),
-            state: self.operator_state(),
-        }
-    }
-}
-
-/// The master's settings under Mesos' flag names (Agora's own where Mesos
-/// has none), durations as Mesos prints them (`15secs`, `100ms`).
-fn flags(config: &crate::state::MasterConfig) -> BTreeMap<String, String> {
-    let info = &config.master_info;
-    let mut flags = BTreeMap::new();
-    let mut set = |name: &str, value: String| {
-        flags.insert(name.to_string(), value);
-    };
-    set("hostname", info.hostname.clone().unwrap_or_default());
-    set("port", info.port.to_string());
-    if let Some(ip) = info.address.as_ref().and_then(|a| a.ip.clone()) {
-        set("ip", ip);
-    }
-    set(
-        "agent_ping_timeout",
-        mesos_duration(config.agent_ping_timeout),
-    );
-    set(
-        "max_agent_ping_timeouts",
-        config.max_agent_ping_timeouts.to_string(),
-    );
-    set(
-        "agent_removal_timeout",
-        mesos_duration(config.agent_removal_timeout),
-    );
-    if let Some(timeout) = config.offer_timeout {
-        set("offer_timeout", mesos_duration(timeout));
-    }
-    set(
-        "max_completed_frameworks",
-        config.max_completed_frameworks.to_string(),
-    );
-    set(
-        "max_completed_tasks_per_framework",
-        config.max_completed_tasks_per_framework.to_string(),
-    );
-    set(
-        "heartbeat_interval",
-        mesos_duration(config.heartbeat_interval),
-    );
-    set(
-        "adopted_framework_grace",
-        mesos_duration(config.adopted_framework_grace),
-    );
-    set(
-        "max_operator_event_stream_subscribers",
-        crate::options::MAX_OPERATOR_SUBSCRIBERS.to_string(),
-    );
-    for (name, value) in &config.authentication_flags {
-        set(name, value.clone());
-    }
-    flags
-}
-
-/// A duration as Mesos prints one: a whole number in the largest unit that
-/// holds it exactly (`2secs`, `75secs`, `100ms`, `2mins`).
-pub fn mesos_duration(duration: std::time::Duration) -> String {
-    const UNITS: [(u128, &str); 7] = [
-        (86_400_000_000_000, "days"),
-        (3_600_000_000_000, "hrs"),
-        (60_000_000_000, "mins"),
-        (1_000_000_000, "secs"),
-        (1_000_000, "ms"),
-        (1_000, "us"),
-        (1, "ns"),
-    ];
-    let nanos = duration.as_nanos();
-    UNITS
-        .iter()
-        .find(|(size, _)| nanos >= *size && nanos.is_multiple_of(*size))
-        .map_or_else(
-            || "0secs".to_string(),
-            |(size, unit)| format!("{}{unit}", nanos / size),
-        )
-}
-
-/// Seconds since last offered, reason and filtered agents of a status
-/// computed at `at`, as seen at `now_wall`.
-fn status_fields(
-    entry: &OfferStatusEntry,
-    at: Option<Now>,
-    now_wall: f64,
-) -> (Option<f64>, Option<&'static str>, usize) {
-    let ago = match (entry.last_offered, at) {
-        (Some(last), Some(at)) => {
-            let then = at.monotonic.saturating_sub(last).as_secs_f64();
-            Some((then + (now_wall - at.wall).max(0.0)).max(0.0))
-        }
-        _ => None,
-    };
-    (ago, entry.reason, entry.filtered_agents)
-}
-
-fn scalars(resources: &agora_core::Resources) -> BTreeMap<String, f64> {
-    resources
-        .names()
-        .into_iter()
-        .map(|name| (name.to_string(), resources.scalar_value(name)))
-        .filter(|(_, v)| *v > 0.0)
-        .collect()
-}
-
-impl Master {
-    /// `GET /roles`: the allocator's summaries, with the outstanding offers
-    /// per role from the master's own books and "why no offer?".
-    fn role_views(&self, summaries: &[RoleSummary], now_wall: f64) -> Vec<RoleView> {
-        let mut offered: BTreeMap<&str, agora_core::Resources> = BTreeMap::new();
-        for offer in self.offers.values() {
-            offered
-                .entry(offer.role.as_str())
-                .or_default()
-                .add(&offer.resources);
-        }
-        let (statuses, at) = self.offer_status();
-        summaries
-            .iter()
-            .cloned()
-            .map(|summary| {
-                let offer_status = summary
-                    .frameworks
-                    .iter()
-                    .filter_map(|framework_id| {
-                        let entry = statuses.get(&(framework_id.clone(), summary.role.clone()))?;
-                        let (ago, reason, filtered) = status_fields(entry, at, now_wall);
-                        Some(RoleOfferStatus {
-                            framework_id: framework_id.to_string(),
-                            last_offered_secs_ago: ago,
-                            reason,
-                            filtered_agents: filtered,
-                        })
-                    })
-                    .collect();
-                RoleView {
-                    offered: offered
-                        .get(summary.role.as_str())
-                        .map(scalars)
-                        .unwrap_or_default(),
-                    name: summary.role,
-                    weight: summary.weight,
-                    quota: summary.quota.map(|q| QuotaBody {
-                        guarantee: scalars(&q.guarantee),
-                        limit: scalars(&q.limit),
-                    }),
-                    allocated: summary.allocated,
-                    reserved: summary.reserved,
-                    consumed: summary.consumed,
-                    frameworks: summary.frameworks.iter().map(|f| f.to_string()).collect(),
-                    offer_status,
-                }
-            })
-            .collect()
-    }
-
-    /// `GET /quota`: every role with a quota.
-    fn quota_views(&self, summaries: &[RoleSummary]) -> Vec<QuotaView> {
-        let consumed: BTreeMap<&str, &BTreeMap<String, f64>> = summaries
-            .iter()
-            .map(|s| (s.role.as_str(), &s.consumed))
-            .collect();
-        self.quotas()
-            .into_iter()
-            .map(|(role, q)| QuotaView {
-                consumed: consumed
-                    .get(role.as_str())
-                    .map(|c| (*c).clone())
-                    .unwrap_or_default(),
-                role,
-                guarantee: scalars(&q.guarantee),
-                limit: scalars(&q.limit),
-            })
-            .collect()
     }
 }

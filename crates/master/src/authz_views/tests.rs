@@ -35,8 +35,8 @@ fn framework(id: &str, user: &str, tasks: Vec<TaskView>) -> FrameworkView {
         unregistered_time: None,
         outstanding_offers: 0,
         offer_status: Vec::new(),
-        tasks,
-        completed_tasks: Vec::new(),
+        tasks: tasks.into(),
+        completed_tasks: Vec::new().into(),
     }
 }
 
@@ -108,8 +108,9 @@ fn fixture(acls: &str) -> Arc<StateSnapshot> {
                 vec![task("a1", "fa", None), task("a2", "fa", Some("root"))],
             ),
             framework("fb", "bob", vec![task("b1", "fb", None)]),
-        ],
-        offers: vec![offer("fa"), offer("fb")],
+        ]
+        .into(),
+        offers: vec![offer("fa"), offer("fb")].into(),
         operator: Some(Arc::new(operator)),
         acls: Arc::new(Acls::parse(acls).expect("valid ACLs")),
         ..StateSnapshot::default()
@@ -128,7 +129,7 @@ const ALICE_ONLY: &str = r#"{
         {"principals": {"values": ["a"]}, "users": {"type": "NONE"}}]
 }"#;
 
-fn ids(frameworks: &[FrameworkView]) -> Vec<String> {
+fn ids(frameworks: &crate::snapshot::SharedList<FrameworkView>) -> Vec<String> {
     frameworks
         .iter()
         .map(|f| {

@@ -151,7 +151,11 @@ fn slave<'a>(
     offers: &Offers<'a>,
     full: bool,
 ) -> Slave<'a> {
-    let total = snapshot.mesos.agent_resources.get(&agent.id);
+    let total = snapshot
+        .mesos
+        .agent_resources
+        .get_key(&agent.id)
+        .map(|a| &a.resources);
     let (reserved, unreserved) = total.map(mesos_json::split_reserved).unwrap_or_default();
     Slave {
         id: &agent.id,

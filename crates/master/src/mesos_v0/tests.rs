@@ -76,8 +76,8 @@ fn framework(id: &str, active: bool, tasks: Vec<TaskView>, done: Vec<TaskView>) 
         unregistered_time: None,
         outstanding_offers: 1,
         offer_status: vec![],
-        tasks,
-        completed_tasks: done,
+        tasks: tasks.into(),
+        completed_tasks: done.into(),
     }
 }
 
@@ -96,7 +96,7 @@ pub(crate) fn fixture() -> StateSnapshot {
         hostname: "master-host".to_string(),
         start_time: 100.0,
         snapshot_time: 1000.0,
-        agents: vec![agent("a1", "active"), agent("a2", "unreachable")],
+        agents: vec![agent("a1", "active"), agent("a2", "unreachable")].into(),
         frameworks: vec![framework(
             "f1",
             true,
@@ -106,13 +106,15 @@ pub(crate) fn fixture() -> StateSnapshot {
                 task("t3", "TASK_UNREACHABLE", "f1", Some(1003.0)),
             ],
             vec![task("t0", "TASK_FINISHED", "f1", Some(1000.0))],
-        )],
+        )]
+        .into(),
         completed_frameworks: vec![framework(
             "f0",
             false,
             vec![],
             vec![task("t9", "TASK_KILLED", "f0", None)],
-        )],
+        )]
+        .into(),
         outstanding_offers: 1,
         offers: vec![OfferView {
             id: "m1-O1".to_string(),
@@ -120,7 +122,8 @@ pub(crate) fn fixture() -> StateSnapshot {
             agent_id: "a1".to_string(),
             role: "eng".to_string(),
             resources: res(&[("cpus", 2.0), ("mem", 1024.0)]),
-        }],
+        }]
+        .into(),
         roles: vec![RoleView {
             name: "eng".to_string(),
             weight: 2.0,
@@ -148,11 +151,16 @@ pub(crate) fn fixture() -> StateSnapshot {
         .mesos
         .flags
         .insert("agent_ping_timeout".to_string(), "2secs".to_string());
-    snapshot.mesos.agent_resources.insert(
-        "a1".to_string(),
-        Resources::parse("cpus:3;cpus(ops):1;mem:8192;disk:10000;ports:[31000-32000,33000-34000]")
+    snapshot
+        .mesos
+        .agent_resources
+        .upsert(std::sync::Arc::new(crate::snapshot::AgentResources {
+            id: "a1".to_string(),
+            resources: Resources::parse(
+                "cpus:3;cpus(ops):1;mem:8192;disk:10000;ports:[31000-32000,33000-34000]",
+            )
             .expect("parses"),
-    );
+        }));
     snapshot.mesos.frameworks.insert(
         "f1".to_string(),
         MesosFramework {

@@ -1,8 +1,9 @@
 //! Agent registration, re-registration, disconnection and status updates.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use agora_allocator::Allocator as _;
 use agora_core::{AgentId, FrameworkId, Resources, TaskId};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{MasterMessage, agent_message, master_message};
@@ -402,8 +403,8 @@ impl Master {
                             .unwrap_or(Duration::MAX)
                             .max(self.config.adopted_framework_grace),
                     )),
-                    tasks: BTreeMap::new(),
-                    completed_tasks: VecDeque::new(),
+                    tasks: Default::default(),
+                    completed_tasks: Default::default(),
                     offers: BTreeSet::new(),
                 },
             );

@@ -2,7 +2,7 @@
 //! the counters it exposes: plain records, changed only by [`Master`]'s
 //! methods.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use agora_core::{AgentId, FrameworkId, OfferId, Resources, TaskId};
@@ -11,6 +11,7 @@ use agora_proto::v1 as pb;
 use super::ConnId;
 #[cfg(doc)]
 use super::Master;
+use super::tracked::{History, Tracked};
 
 #[derive(Debug, Clone)]
 pub struct Agent {
@@ -90,8 +91,10 @@ pub struct Framework {
     pub disconnected_at: Option<f64>,
     /// When a disconnected framework is removed for good.
     pub failover_deadline: Option<Duration>,
-    pub tasks: BTreeMap<TaskId, Task>,
-    pub completed_tasks: VecDeque<Task>,
+    /// Live tasks; the keys written are marked for the read model.
+    pub tasks: Tracked<TaskId, Task>,
+    /// The latest completed tasks, at most `max_completed_tasks_per_framework`.
+    pub completed_tasks: History<Task>,
     pub offers: BTreeSet<OfferId>,
 }
 
@@ -131,7 +134,7 @@ pub struct Offer {
 }
 
 /// Counters exposed as metrics; only ever incremented.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counters {
     pub offers_sent: u64,
     pub offers_declined: u64,

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use agora_allocator::Allocator as _;
 use agora_core::time::duration_from_secs;
 use agora_core::{AgentId, OfferId, TaskId};
 use agora_proto::v1 as pb;

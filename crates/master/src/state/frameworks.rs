@@ -1,8 +1,9 @@
 //! Framework subscription, failover and removal.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use agora_allocator::Allocator as _;
 use agora_core::time::{deadline, duration_from_secs};
 use agora_core::validate_role;
 use agora_core::{FrameworkId, OfferId};
@@ -199,8 +200,8 @@ impl Master {
                     reregistered_at: None,
                     disconnected_at: None,
                     failover_deadline: None,
-                    tasks: BTreeMap::new(),
-                    completed_tasks: VecDeque::new(),
+                    tasks: Default::default(),
+                    completed_tasks: Default::default(),
                     offers: BTreeSet::new(),
                 },
             );

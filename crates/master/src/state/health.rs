@@ -13,6 +13,7 @@
 //! frameworks that are not partition-aware, and partition-aware ones learn
 //! each task's real state (REASON_AGENT_REREGISTERED).
 
+use agora_allocator::Allocator as _;
 use agora_core::{AgentId, Resources};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{MasterMessage, master_message};
@@ -26,7 +27,8 @@ impl Master {
         let interval = self.config.agent_ping_timeout;
         let max = self.config.max_agent_ping_timeouts.max(1);
         let mut silent = Vec::new();
-        for agent in self.agents.values_mut() {
+        // Pings change no view of an agent: its read model entry stays.
+        for agent in self.agents.values_mut_unseen() {
             if agent.unreachable_since.is_some() {
                 continue;
             }

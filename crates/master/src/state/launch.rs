@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 
+use agora_allocator::Allocator as _;
 use agora_core::{AgentId, FrameworkId, OfferId, Resources, TaskId};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{MasterMessage, master_message};

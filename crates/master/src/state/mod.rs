@@ -8,7 +8,7 @@
 //! - a connection id maps to at most one framework or agent, and each
 //!   framework or agent to at most one live connection.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use agora_allocator::Allocator;
@@ -34,6 +34,8 @@ mod tests;
 mod timers;
 #[cfg(test)]
 mod timers_tests;
+mod tracked;
+mod watched_allocator;
 mod wire;
 
 /// Identifies one live stream (a framework's subscription or an agent's
@@ -113,22 +115,23 @@ pub enum CallError {
 
 pub use books::{Agent, AgentHealth, Counters, Framework, Offer, OfferStatusEntry, Task};
 pub use config::{DEFAULT_ADOPTED_FRAMEWORK_GRACE, DEFAULT_AGENT_REMOVAL_TIMEOUT, MasterConfig};
+pub use tracked::{Changes, History, Tracked};
 
 pub struct Master {
     config: MasterConfig,
-    allocator: Box<dyn Allocator>,
+    allocator: watched_allocator::WatchedAllocator,
     next_framework: u64,
     /// The random part of framework ids (seeded by `framework_id_seed`).
     framework_ids: rand::rngs::StdRng,
     next_agent: u64,
     next_offer: u64,
-    pub(crate) agents: BTreeMap<AgentId, Agent>,
+    pub(crate) agents: Tracked<AgentId, Agent>,
     agent_conns: HashMap<ConnId, AgentId>,
     pub(crate) frameworks: BTreeMap<FrameworkId, Framework>,
     framework_conns: HashMap<ConnId, FrameworkId>,
-    pub(crate) completed_frameworks: VecDeque<Framework>,
+    pub(crate) completed_frameworks: History<Framework>,
     removed_frameworks: BTreeSet<FrameworkId>,
-    pub(crate) offers: BTreeMap<OfferId, Offer>,
+    pub(crate) offers: Tracked<OfferId, Offer>,
     pub(crate) counters: Counters,
     /// A full allocation cycle is due (a framework subscribed or revived,
     /// weights or quotas changed, a framework or agent was removed).
@@ -163,18 +166,18 @@ impl Master {
         let framework_ids = rand::SeedableRng::from_seed(config.framework_id_seed);
         Self {
             config,
-            allocator,
+            allocator: watched_allocator::WatchedAllocator::new(allocator),
             next_framework: 0,
             framework_ids,
             next_agent: 0,
             next_offer: 0,
-            agents: BTreeMap::new(),
+            agents: Tracked::default(),
             agent_conns: HashMap::new(),
             frameworks: BTreeMap::new(),
             framework_conns: HashMap::new(),
-            completed_frameworks: VecDeque::new(),
+            completed_frameworks: History::default(),
             removed_frameworks: BTreeSet::new(),
-            offers: BTreeMap::new(),
+            offers: Tracked::default(),
             counters: Counters::default(),
             needs_allocation: false,
             affected_agents: BTreeSet::new(),
@@ -565,6 +568,11 @@ impl Master {
     /// The allocator's view of free resources per agent.
     pub fn free_resources(&self) -> BTreeMap<AgentId, Resources> {
         self.allocator.free()
+    }
+
+    /// The allocator's view of one agent's free resources.
+    pub fn free_of(&self, agent_id: &AgentId) -> Option<Resources> {
+        self.allocator.free_of(agent_id)
     }
 
     /// Every role with frameworks, a weight, a quota or reservations.

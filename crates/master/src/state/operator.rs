@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use agora_allocator::Allocator as _;
 use agora_allocator::{AllocatorError, Quota, is_role_or_descendant, unreserved_form};
 use agora_core::resources::UNRESERVED;
 use agora_core::validate_role;

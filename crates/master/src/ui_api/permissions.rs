@@ -115,8 +115,8 @@ mod tests {
             unregistered_time: None,
             outstanding_offers: 0,
             offer_status: Vec::new(),
-            tasks: Vec::new(),
-            completed_tasks: Vec::new(),
+            tasks: Vec::new().into(),
+            completed_tasks: Vec::new().into(),
         }
     }
 
@@ -134,8 +134,8 @@ mod tests {
             acls: std::sync::Arc::new(Acls::parse(ACLS).expect("acls")),
             ..StateSnapshot::default()
         };
-        s.frameworks = vec![framework("fw-eng", Some("eng")), framework("fw-anon", None)];
-        s.completed_frameworks = vec![framework("fw-done", Some("eng"))];
+        s.frameworks = vec![framework("fw-eng", Some("eng")), framework("fw-anon", None)].into();
+        s.completed_frameworks = vec![framework("fw-done", Some("eng"))].into();
         s
     }
 

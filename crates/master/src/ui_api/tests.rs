@@ -75,8 +75,8 @@ fn framework(id: &str, active: bool, tasks: Vec<TaskView>, done: Vec<TaskView>) 
             reason: Some("filtered"),
             filtered_agents: 1,
         }],
-        tasks,
-        completed_tasks: done,
+        tasks: tasks.into(),
+        completed_tasks: done.into(),
     }
 }
 
@@ -92,14 +92,15 @@ fn fixture() -> StateSnapshot {
         hostname: "master-host".to_string(),
         start_time: 100.0,
         snapshot_time: 1000.0,
-        agents: vec![agent("a1", "active"), agent("a2", "unreachable")],
+        agents: vec![agent("a1", "active"), agent("a2", "unreachable")].into(),
         frameworks: vec![framework(
             "f1",
             true,
             vec![task("t1", "TASK_RUNNING", "f1", "a1")],
             vec![task("t0", "TASK_FINISHED", "f1", "a1")],
-        )],
-        completed_frameworks: vec![framework("f0", false, vec![], vec![])],
+        )]
+        .into(),
+        completed_frameworks: vec![framework("f0", false, vec![], vec![])].into(),
         outstanding_offers: 1,
         offers: vec![OfferView {
             id: "m1-O1".to_string(),
@@ -107,7 +108,8 @@ fn fixture() -> StateSnapshot {
             agent_id: "a1".to_string(),
             role: "eng".to_string(),
             resources: res(&[("cpus", 1.0), ("mem", 1024.0)]),
-        }],
+        }]
+        .into(),
         roles: vec![RoleView {
             name: "eng".to_string(),
             weight: 2.0,
@@ -320,7 +322,7 @@ fn many_tasks(n: usize) -> StateSnapshot {
             task(&format!("job-{i:05}"), states[i % 3], "f1", agent)
         })
         .collect();
-    s.frameworks[0].tasks = tasks;
+    s.frameworks[0].tasks = tasks.into();
     s.frameworks[0].completed_tasks.clear();
     s
 }
@@ -455,7 +457,7 @@ fn lists_are_sorted_by_default_and_by_any_column() {
     let mut third = agent("a3", "active");
     third.hostname = "host-a1".to_string();
     third.address = "host-a1:5050".to_string();
-    s.agents.push(third);
+    s.agents.upsert(std::sync::Arc::new(third));
     let agents = |pairs: &[(&str, &str)]| -> Vec<String> {
         agent_page(&s, &query_of(pairs))
             .expect("page")

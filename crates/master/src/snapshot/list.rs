@@ -1,0 +1,413 @@
+//! [`SharedList`]: the read model's lists (agents, frameworks, tasks,
+//! offers), shared between successive snapshots.
+//!
+//! A list is a spine of chunks, each chunk a short run of items behind
+//! `Arc`s. Cloning a list is O(1) (one reference count); changing k items
+//! of a list that a published snapshot still shares copies the spine once
+//! (n / [`CHUNK`] pointers) and the k chunks touched ([`CHUNK`] pointers
+//! each), never an item. So a snapshot built from the previous one costs
+//! what changed, while readers iterate it as they would a `Vec`.
+//!
+//! Keyed lists ([`Keyed`]) are kept in the order of their items' keys (the
+//! order of the master's `BTreeMap`s, whose ids order as their strings);
+//! the completed lists are in arrival order, pushed at the back and popped
+//! at the front.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::ser::{Serialize, SerializeSeq, Serializer};
+
+/// Items per chunk at most before a chunk splits in two halves.
+const CHUNK: usize = 64;
+
+/// An item kept in key order (its id).
+pub trait Keyed {
+    fn key(&self) -> &str;
+}
+
+type Chunk<T> = Arc<Vec<Arc<T>>>;
+
+/// A persistent list: see the module docs. Invariant: no chunk is empty,
+/// none holds more than [`CHUNK`] items, and `len` is their sum.
+pub struct SharedList<T> {
+    chunks: Arc<Vec<Chunk<T>>>,
+    len: usize,
+}
+
+impl<T> Clone for SharedList<T> {
+    fn clone(&self) -> Self {
+        Self {
+            chunks: self.chunks.clone(),
+            len: self.len,
+        }
+    }
+}
+
+impl<T> Default for SharedList<T> {
+    fn default() -> Self {
+        Self {
+            chunks: Arc::new(Vec::new()),
+            len: 0,
+        }
+    }
+}
+
+impl<T> SharedList<T> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The items in order.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter {
+            chunks: self.chunks.iter(),
+            front: [].iter(),
+            back: [].iter(),
+            remaining: self.len,
+        }
+    }
+
+    /// The items in order, as the `Arc`s the list shares.
+    pub fn arcs(&self) -> impl Iterator<Item = &Arc<T>> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    /// A list of these items, in this order.
+    pub fn from_arcs(items: impl IntoIterator<Item = Arc<T>>) -> Self {
+        let mut chunks = Vec::new();
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut len = 0;
+        for item in items {
+            chunk.push(item);
+            len += 1;
+            if chunk.len() == CHUNK {
+                chunks.push(Arc::new(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(CHUNK),
+                )));
+            }
+        }
+        if !chunk.is_empty() {
+            chunks.push(Arc::new(chunk));
+        }
+        Self {
+            chunks: Arc::new(chunks),
+            len,
+        }
+    }
+
+    /// The item at `index`, O(n / CHUNK).
+    pub fn get(&self, index: usize) -> Option<&T> {
+        let (c, i) = self.locate(index)?;
+        Some(&self.chunks[c][i])
+    }
+
+    pub fn first(&self) -> Option<&T> {
+        self.get(0)
+    }
+
+    /// Adds an item at the back (arrival-ordered lists).
+    pub fn push_back(&mut self, item: Arc<T>) {
+        let chunks = Arc::make_mut(&mut self.chunks);
+        match chunks.last_mut() {
+            Some(last) if last.len() < CHUNK => Arc::make_mut(last).push(item),
+            _ => chunks.push(Arc::new(vec![item])),
+        }
+        self.len += 1;
+    }
+
+    /// Removes the item at the front (arrival-ordered lists).
+    pub fn pop_front(&mut self) -> Option<Arc<T>> {
+        if self.len == 0 {
+            return None;
+        }
+        let chunks = Arc::make_mut(&mut self.chunks);
+        let first = Arc::make_mut(&mut chunks[0]);
+        let item = first.remove(0);
+        if first.is_empty() {
+            chunks.remove(0);
+        }
+        self.len -= 1;
+        Some(item)
+    }
+
+    /// Keeps the items `keep` says yes to (a reader's filtered copy).
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        let kept: Vec<Arc<T>> = self.arcs().filter(|a| keep(a)).cloned().collect();
+        *self = Self::from_arcs(kept);
+    }
+
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Whether both share the same spine (then they hold the same items).
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.chunks, &other.chunks)
+    }
+
+    /// (chunk, index within it) of the item at `index`.
+    fn locate(&self, mut index: usize) -> Option<(usize, usize)> {
+        if index >= self.len {
+            return None;
+        }
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            if index < chunk.len() {
+                return Some((c, index));
+            }
+            index -= chunk.len();
+        }
+        None
+    }
+
+    /// Removes the item at (chunk, index); an emptied chunk goes, a small
+    /// one is merged into its successor when both fit in one.
+    fn remove_at(&mut self, c: usize, i: usize) -> Arc<T> {
+        let chunks = Arc::make_mut(&mut self.chunks);
+        let item = Arc::make_mut(&mut chunks[c]).remove(i);
+        self.len -= 1;
+        let left = chunks[c].len();
+        if left == 0 {
+            chunks.remove(c);
+        } else if left < CHUNK / 4 && c + 1 < chunks.len() && left + chunks[c + 1].len() <= CHUNK {
+            let next = chunks.remove(c + 1);
+            Arc::make_mut(&mut chunks[c]).extend(next.iter().cloned());
+        }
+        item
+    }
+
+    /// Inserts an item at (chunk, index), splitting a full chunk in halves.
+    fn insert_at(&mut self, c: usize, i: usize, item: Arc<T>) {
+        let chunks = Arc::make_mut(&mut self.chunks);
+        if chunks.is_empty() {
+            chunks.push(Arc::new(vec![item]));
+            self.len += 1;
+            return;
+        }
+        let chunk = Arc::make_mut(&mut chunks[c]);
+        chunk.insert(i, item);
+        if chunk.len() > CHUNK {
+            let tail = chunk.split_off(chunk.len() / 2);
+            chunks.insert(c + 1, Arc::new(tail));
+        }
+        self.len += 1;
+    }
+}
+
+impl<T: Clone> SharedList<T> {
+    /// The item at `index`, copied first if a snapshot shares it (tests
+    /// and readers' private copies; the read model replaces items instead).
+    pub fn get_mut(&mut self, index: usize) -> Option<&mut T> {
+        let (c, i) = self.locate(index)?;
+        let chunks = Arc::make_mut(&mut self.chunks);
+        Some(Arc::make_mut(&mut Arc::make_mut(&mut chunks[c])[i]))
+    }
+
+    /// Every item, each copied first if shared (see [`SharedList::get_mut`]).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        Arc::make_mut(&mut self.chunks)
+            .iter_mut()
+            .flat_map(|c| Arc::make_mut(c).iter_mut())
+            .map(Arc::make_mut)
+    }
+}
+
+impl<T: Keyed> SharedList<T> {
+    /// Where `key` is or would go: (chunk, index, found).
+    fn search(&self, key: &str) -> (usize, usize, bool) {
+        let chunks = &self.chunks;
+        // The first chunk whose last key is not below `key`.
+        let c = chunks.partition_point(|chunk| chunk.last().is_some_and(|l| l.key() < key));
+        if c == chunks.len() {
+            // Past every key: the end of the last chunk.
+            return match chunks.last() {
+                Some(last) => (c - 1, last.len(), false),
+                None => (0, 0, false),
+            };
+        }
+        match chunks[c].binary_search_by(|item| item.key().cmp(key)) {
+            Ok(i) => (c, i, true),
+            Err(i) => (c, i, false),
+        }
+    }
+
+    pub fn get_key(&self, key: &str) -> Option<&T> {
+        self.get_arc(key).map(|a| a.as_ref())
+    }
+
+    pub fn get_arc(&self, key: &str) -> Option<&Arc<T>> {
+        match self.search(key) {
+            (c, i, true) => Some(&self.chunks[c][i]),
+            _ => None,
+        }
+    }
+
+    /// Puts `item` in its key's place, replacing the item with that key.
+    pub fn upsert(&mut self, item: Arc<T>) {
+        let (c, i, found) = self.search(item.key());
+        if found {
+            let chunks = Arc::make_mut(&mut self.chunks);
+            Arc::make_mut(&mut chunks[c])[i] = item;
+        } else {
+            self.insert_at(c, i, item);
+        }
+    }
+
+    pub fn remove_key(&mut self, key: &str) -> Option<Arc<T>> {
+        match self.search(key) {
+            (c, i, true) => Some(self.remove_at(c, i)),
+            _ => None,
+        }
+    }
+
+    /// The list of the items of `sources` (by key, in key order): each is
+    /// `fresh`'s item, else this list's item of that key, else `make`'s. A
+    /// merge in one pass, for when much changed.
+    pub fn merged<'a, S>(
+        &self,
+        sources: impl IntoIterator<Item = (&'a str, S)>,
+        mut fresh: impl FnMut(&S) -> Option<Arc<T>>,
+        mut make: impl FnMut(&S) -> Arc<T>,
+    ) -> Self {
+        let mut old = self.arcs().peekable();
+        Self::from_arcs(sources.into_iter().map(|(key, source)| {
+            while old.next_if(|o| o.key() < key).is_some() {}
+            if let Some(item) = fresh(&source) {
+                return item;
+            }
+            match old.next_if(|o| o.key() == key) {
+                Some(kept) => kept.clone(),
+                None => make(&source),
+            }
+        }))
+    }
+}
+
+/// Iterator over a [`SharedList`]'s items in order.
+pub struct Iter<'a, T> {
+    chunks: std::slice::Iter<'a, Chunk<T>>,
+    front: std::slice::Iter<'a, Arc<T>>,
+    back: std::slice::Iter<'a, Arc<T>>,
+    remaining: usize,
+}
+
+impl<'a, T> Iterator for Iter<'a, T> {
+    type Item = &'a T;
+
+    fn next(&mut self) -> Option<&'a T> {
+        loop {
+            if let Some(item) = self.front.next() {
+                self.remaining -= 1;
+                return Some(item);
+            }
+            match self.chunks.next() {
+                Some(chunk) => self.front = chunk.iter(),
+                None => {
+                    let item = self.back.next()?;
+                    self.remaining -= 1;
+                    return Some(item);
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<'a, T> DoubleEndedIterator for Iter<'a, T> {
+    fn next_back(&mut self) -> Option<&'a T> {
+        loop {
+            if let Some(item) = self.back.next_back() {
+                self.remaining -= 1;
+                return Some(item);
+            }
+            match self.chunks.next_back() {
+                Some(chunk) => self.back = chunk.iter(),
+                None => {
+                    let item = self.front.next_back()?;
+                    self.remaining -= 1;
+                    return Some(item);
+                }
+            }
+        }
+    }
+}
+
+impl<T> ExactSizeIterator for Iter<'_, T> {}
+
+impl<'a, T> IntoIterator for &'a SharedList<T> {
+    type Item = &'a T;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<T> FromIterator<T> for SharedList<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(items: I) -> Self {
+        Self::from_arcs(items.into_iter().map(Arc::new))
+    }
+}
+
+impl<T> From<Vec<T>> for SharedList<T> {
+    fn from(items: Vec<T>) -> Self {
+        items.into_iter().collect()
+    }
+}
+
+impl<T> std::ops::Index<usize> for SharedList<T> {
+    type Output = T;
+
+    fn index(&self, index: usize) -> &T {
+        self.get(index).expect("index within the list")
+    }
+}
+
+impl<T: Clone> std::ops::IndexMut<usize> for SharedList<T> {
+    fn index_mut(&mut self, index: usize) -> &mut T {
+        self.get_mut(index).expect("index within the list")
+    }
+}
+
+impl<T: PartialEq> PartialEq for SharedList<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len
+            && (self.ptr_eq(other)
+                || self
+                    .arcs()
+                    .zip(other.arcs())
+                    .all(|(a, b)| Arc::ptr_eq(a, b) || a == b))
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for SharedList<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Serialized as a sequence, exactly as a `Vec` of the items would be.
+impl<T: Serialize> Serialize for SharedList<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.len))?;
+        for item in self {
+            seq.serialize_element(item)?;
+        }
+        seq.end()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,131 @@
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::{CHUNK, Keyed, SharedList};
+
+#[derive(Debug, Clone, PartialEq)]
+struct Item {
+    id: String,
+    value: u32,
+}
+
+impl Keyed for Item {
+    fn key(&self) -> &str {
+        &self.id
+    }
+}
+
+fn item(key: u16, value: u32) -> Arc<Item> {
+    Arc::new(Item {
+        id: format!("k{key:05}"),
+        value,
+    })
+}
+
+/// Checks the list's own invariant and that it holds `model`'s items in order.
+fn agrees(list: &SharedList<Item>, model: &BTreeMap<String, u32>) {
+    assert!(
+        list.chunks
+            .iter()
+            .all(|c| !c.is_empty() && c.len() <= CHUNK)
+    );
+    assert_eq!(
+        list.chunks.iter().map(|c| c.len()).sum::<usize>(),
+        list.len()
+    );
+    let items: Vec<(String, u32)> = list.iter().map(|i| (i.id.clone(), i.value)).collect();
+    let expected: Vec<(String, u32)> = model.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    assert_eq!(items, expected);
+    assert_eq!(list.iter().len(), model.len());
+    let backwards: Vec<&str> = list.iter().rev().map(|i| i.id.as_str()).collect();
+    let expected: Vec<&str> = model.keys().rev().map(String::as_str).collect();
+    assert_eq!(backwards, expected);
+}
+
+proptest! {
+    /// Upserts and removes by key keep the list equal to a `BTreeMap`,
+    /// and never change a clone taken before them (what a published
+    /// snapshot holds).
+    #[test]
+    fn keyed_changes_match_a_btreemap(ops in prop::collection::vec((any::<bool>(), 0u16..400, any::<u32>()), 0..600)) {
+        let mut list = SharedList::new();
+        let mut model = BTreeMap::new();
+        let mut published = (list.clone(), model.clone());
+        for (n, (insert, key, value)) in ops.into_iter().enumerate() {
+            if insert {
+                list.upsert(item(key, value));
+                model.insert(format!("k{key:05}"), value);
+            } else {
+                let removed = list.remove_key(&format!("k{key:05}")).map(|i| i.value);
+                prop_assert_eq!(removed, model.remove(&format!("k{key:05}")));
+            }
+            prop_assert_eq!(list.get_key(&format!("k{key:05}")).map(|i| i.value), model.get(&format!("k{key:05}")).copied());
+            if n % 37 == 0 {
+                agrees(&published.0, &published.1);
+                published = (list.clone(), model.clone());
+            }
+        }
+        agrees(&list, &model);
+        agrees(&published.0, &published.1);
+    }
+
+    /// Pushes at the back and pops at the front behave as a `VecDeque`.
+    #[test]
+    fn arrival_order_matches_a_vecdeque(ops in prop::collection::vec(any::<bool>(), 0..500)) {
+        let mut list = SharedList::new();
+        let mut model = VecDeque::new();
+        let mut published = list.clone();
+        for (n, push) in ops.into_iter().enumerate() {
+            if push {
+                list.push_back(item(0, n as u32));
+                model.push_back(n as u32);
+            } else {
+                prop_assert_eq!(list.pop_front().map(|i| i.value), model.pop_front());
+            }
+            if n % 11 == 0 {
+                published = list.clone();
+            }
+            prop_assert!(published.len() <= 500);
+        }
+        let values: Vec<u32> = list.iter().map(|i| i.value).collect();
+        prop_assert_eq!(values, model.into_iter().collect::<Vec<_>>());
+    }
+
+    /// A merge keeps unchanged items (the same `Arc`s) and takes the rest
+    /// from `fresh` or `make`.
+    #[test]
+    fn merged_reuses_what_did_not_change(keys in prop::collection::btree_set(0u16..300, 0..200), changed in prop::collection::btree_set(0u16..300, 0..50)) {
+        let old = SharedList::from_arcs(keys.iter().map(|&k| item(k, 1)));
+        let names: Vec<String> = keys.iter().chain(&changed).map(|k| format!("k{k:05}")).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let changed: std::collections::BTreeSet<String> = changed.iter().map(|k| format!("k{k:05}")).collect();
+        let merged = old.merged(
+            names.iter().map(|k| (k.as_str(), k)),
+            |k| changed.contains(*k).then(|| Arc::new(Item { id: k.to_string(), value: 2 })),
+            |k| Arc::new(Item { id: k.to_string(), value: 3 }),
+        );
+        prop_assert_eq!(merged.len(), names.len());
+        for (got, name) in merged.arcs().zip(&names) {
+            prop_assert_eq!(&got.id, name);
+            if changed.contains(name) {
+                prop_assert_eq!(got.value, 2);
+            } else {
+                prop_assert!(Arc::ptr_eq(got, old.get_arc(name).expect("kept")));
+            }
+        }
+    }
+}
+
+#[test]
+fn serializes_as_a_vec_would() {
+    #[derive(serde::Serialize)]
+    struct Row {
+        id: u32,
+    }
+    let rows: Vec<Row> = (0..150).map(|id| Row { id }).collect();
+    let expected = serde_json::to_string(&rows).expect("serializes");
+    let list: SharedList<Row> = rows.into();
+    assert_eq!(serde_json::to_string(&list).expect("serializes"), expected);
+    assert_eq!(list[149].id, 149);
+}
