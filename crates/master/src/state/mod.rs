@@ -145,6 +145,10 @@ pub struct Master {
     /// "Why no offer?" as of `offer_status_at`; see [`Master::refresh_offer_status`].
     offer_status: BTreeMap<(FrameworkId, String), OfferStatusEntry>,
     offer_status_at: Option<Now>,
+    /// The refresh of `offer_status` under way, if any: it asks the
+    /// allocator about a few (framework, role)s per call, so that no
+    /// publish pays for all of them (see [`Master::refresh_offer_status`]).
+    offer_status_round: Option<OfferStatusRound>,
     /// After a failover: admitted agents that have not re-registered yet,
     /// and until when they may.
     recovery: Option<registry::Recovery>,
@@ -184,6 +188,7 @@ impl Master {
             last_offered: HashMap::new(),
             offer_status: BTreeMap::new(),
             offer_status_at: None,
+            offer_status_round: None,
             recovery: None,
             unreachable_agents: BTreeMap::new(),
             gone_agents: BTreeSet::new(),
@@ -589,55 +594,81 @@ impl Master {
     }
 
     /// Recomputes "why no offer?" for every framework and role, at most once
-    /// per [`OFFER_STATUS_INTERVAL`] (asking the allocator costs a pass over
-    /// the agents). A (framework, role) offered something within the last
-    /// interval is not asked about: nothing holds it back. Returns whether
-    /// it recomputed.
+    /// per [`OFFER_STATUS_INTERVAL`]. Asking the allocator costs a pass over
+    /// the agents, so a call asks it about [`OFFER_STATUS_ASKS`] (framework,
+    /// role)s at most and the refresh is spread over several calls (the
+    /// actor's publishes, 20 ms apart); the table readers see is replaced
+    /// whole when it is done. A (framework, role) offered something within
+    /// the last interval is not asked about: nothing holds it back. Returns
+    /// whether the table was replaced.
     pub fn refresh_offer_status(&mut self, now: Now) -> bool {
-        if let Some(at) = self.offer_status_at
-            && now.monotonic < at.monotonic + OFFER_STATUS_INTERVAL
-        {
-            return false;
-        }
-        let mut table = BTreeMap::new();
-        for framework in self.frameworks.values() {
-            for role in &framework.roles {
-                let key = (framework.id.clone(), role.clone());
-                let ours = self.last_offered.get(&key).copied();
-                let recent =
-                    ours.is_some_and(|t| now.monotonic.saturating_sub(t) < OFFER_STATUS_INTERVAL);
-                let entry = if !framework.active() {
-                    OfferStatusEntry {
-                        last_offered: ours,
-                        reason: Some(agora_allocator::NoOfferReason::Inactive.as_str()),
-                        filtered_agents: 0,
-                    }
-                } else if recent {
-                    OfferStatusEntry {
-                        last_offered: ours,
-                        reason: None,
-                        filtered_agents: 0,
-                    }
-                } else {
-                    let status = self
-                        .allocator
-                        .offer_status(&framework.id, role, now.monotonic);
-                    OfferStatusEntry {
-                        last_offered: ours.max(status.as_ref().and_then(|s| s.last_offered)),
-                        reason: status
-                            .as_ref()
-                            .and_then(|s| s.reason)
-                            .map(agora_allocator::NoOfferReason::as_str),
-                        filtered_agents: status.map_or(0, |s| s.filtered_agents),
-                    }
-                };
-                table.insert(key, entry);
+        let mut round = match self.offer_status_round.take() {
+            Some(round) => round,
+            None => {
+                if let Some(at) = self.offer_status_at
+                    && now.monotonic < at.monotonic + OFFER_STATUS_INTERVAL
+                {
+                    return false;
+                }
+                OfferStatusRound {
+                    table: BTreeMap::new(),
+                    pending: self
+                        .frameworks
+                        .values()
+                        .flat_map(|f| f.roles.iter().map(|role| (f.id.clone(), role.clone())))
+                        .collect(),
+                }
+            }
+        };
+        let mut asked = 0;
+        while let Some(key) = round.pending.pop_front() {
+            // It may have left, or changed roles, since the round began.
+            let Some(framework) = self.frameworks.get(&key.0) else {
+                continue;
+            };
+            if !framework.roles.contains(&key.1) {
+                continue;
+            }
+            let ours = self.last_offered.get(&key).copied();
+            let recent =
+                ours.is_some_and(|t| now.monotonic.saturating_sub(t) < OFFER_STATUS_INTERVAL);
+            let entry = if !framework.active() {
+                OfferStatusEntry {
+                    last_offered: ours,
+                    reason: Some(agora_allocator::NoOfferReason::Inactive.as_str()),
+                    filtered_agents: 0,
+                }
+            } else if recent {
+                OfferStatusEntry {
+                    last_offered: ours,
+                    reason: None,
+                    filtered_agents: 0,
+                }
+            } else {
+                asked += 1;
+                let status = self
+                    .allocator
+                    .offer_status(&framework.id, &key.1, now.monotonic);
+                OfferStatusEntry {
+                    last_offered: ours.max(status.as_ref().and_then(|s| s.last_offered)),
+                    reason: status
+                        .as_ref()
+                        .and_then(|s| s.reason)
+                        .map(agora_allocator::NoOfferReason::as_str),
+                    filtered_agents: status.map_or(0, |s| s.filtered_agents),
+                }
+            };
+            round.table.insert(key, entry);
+            if asked >= OFFER_STATUS_ASKS && !round.pending.is_empty() {
+                self.offer_status_round = Some(round);
+                return false;
             }
         }
         // Frameworks that left take their history with them.
         self.last_offered
             .retain(|(framework_id, _), _| self.frameworks.contains_key(framework_id));
-        self.offer_status = table;
+        self.offer_status = round.table;
+        // Every entry's last offer is before now: ages count from here.
         self.offer_status_at = Some(now);
         true
     }
@@ -655,6 +686,18 @@ impl Master {
 
 /// How often "why no offer?" is recomputed at most.
 pub const OFFER_STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How many (framework, role)s one [`Master::refresh_offer_status`] call
+/// asks the allocator about at most (each a pass over the agents).
+pub const OFFER_STATUS_ASKS: usize = 2;
+
+/// A refresh of the "why no offer?" table under way.
+struct OfferStatusRound {
+    /// The entries made so far.
+    table: BTreeMap<(FrameworkId, String), OfferStatusEntry>,
+    /// The (framework, role)s still to look at.
+    pending: std::collections::VecDeque<(FrameworkId, String)>,
+}
 
 /// The one place an event for a framework becomes an effect: only what fits
 /// in one message is sent (see [`wire`]); what cannot be made to fit is
