@@ -511,6 +511,44 @@ fn why_no_offer_names_suppressed_and_filtered_frameworks() {
     assert!(state.get("roles").is_none(), "/roles is not part of /state");
 }
 
+/// A refresh asks the allocator about a few (framework, role)s per call
+/// (each a pass over the agents), so no publish pays for all of them; the
+/// table readers see is replaced whole, once every one was looked at.
+#[test]
+fn why_no_offer_is_refreshed_a_few_frameworks_per_call() {
+    let mut h = Harness::new();
+    h.register_agent(1, "a1", "cpus:2;mem:1024");
+    let count = crate::state::OFFER_STATUS_ASKS * 2 + 1;
+    let frameworks: Vec<_> = (0..count)
+        .map(|i| {
+            let fw = h.subscribe_ok(10 + i as u64, in_role(&format!("fw{i}"), "r"));
+            h.call_ok(&fw, base_call(&fw.id, CallType::Suppress));
+            fw
+        })
+        .collect();
+    h.advance(2.0);
+    let mut calls = 1;
+    while !h.master.refresh_offer_status(h.now()) {
+        let (table, _) = h.master.offer_status();
+        assert!(table.is_empty(), "the table is replaced only when done");
+        calls += 1;
+        assert!(calls <= count, "every call asks about some");
+    }
+    assert_eq!(
+        calls,
+        3,
+        "{count} asks, {} per call",
+        crate::state::OFFER_STATUS_ASKS
+    );
+    let (table, _) = h.master.offer_status();
+    for fw in &frameworks {
+        assert_eq!(
+            table[&(fw.id.clone(), "r".to_string())].reason,
+            Some("suppressed")
+        );
+    }
+}
+
 #[test]
 fn roles_view_has_the_documented_shape() {
     let mut h = Harness::new();
