@@ -1,0 +1,837 @@
+//! Scale through the real master (issue 16), with simulated agents
+//! (`agora-sim`: real gRPC agent sessions, tasks without processes) and
+//! frameworks on the SDK in this process. One `BENCH` line per scenario;
+//! every figure of the master (CPU, RSS) is read from its own `/proc`, the
+//! simulator's apart (`sim_*`).
+//!
+//! - `register`: N agents register on a fresh master: time until the
+//!   simulator has every session registered, and until `/api/overview`
+//!   lists them all active;
+//! - `placement`: one framework launches T tasks (held running) on N agents:
+//!   tasks/s from the first ACCEPT until the framework has seen all T
+//!   TASK_RUNNING, and the sustained rate between 10 % and 90 % of them;
+//!   then `master_rss` with N agents and T live tasks. Runs alternate with
+//!   `placement_polled`: the same while `/state` and `/api/tasks` are each
+//!   fetched 10 times a second;
+//! - `offer_latency`: N one-slot agents, F frameworks each launching a task
+//!   on every offer (run times 0.5-1.5 x D): from the framework seeing a
+//!   task's TASK_FINISHED to an offer of that agent reaching any framework;
+//! - `failover`: three masters over ZooKeeper, N agents and T running tasks;
+//!   SIGKILL the leader: time until another master leads, until every agent
+//!   re-registered with it, and until the framework's explicit
+//!   reconciliation of all T tasks is answered TASK_RUNNING.
+//!
+//! `cargo bench -p agora-e2e --bench scale` (release daemons and simulator).
+//! Without `--bench` (`cargo test --benches`, CI) a smoke run: debug
+//! binaries, 50 agents, 500 tasks, 4 frameworks. Knobs: `AGORA_BENCH_AGENTS`
+//! (10000), `AGORA_BENCH_TASKS` (100000), `AGORA_BENCH_FRAMEWORKS` (100),
+//! `AGORA_BENCH_RUNS` (3), `AGORA_BENCH_OFFER_DURATION_S` (D, 20),
+//! `AGORA_BENCH_OFFER_WINDOW_S` (20), `AGORA_BENCH_ZK_SESSION` (seconds,
+//! 4), `AGORA_BENCH_REGISTRY` (`file`; `memory`: no work dir), `AGORA_BENCH_ONLY`
+//! (one scenario), `AGORA_BENCH_BIN` and
+//! `AGORA_BENCH_SIM` (prebuilt `agora` and `agora-sim`). Every wait has a
+//! deadline; every process started is stopped by its pid.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agora_e2e::{Proc, Sweeper, agora_binary, free_port, get_json, http_get, wait_for};
+use agora_scheduler::proto::{Filters, TaskState};
+use agora_scheduler::{
+    Event, EventStream, FrameworkBuilder, SchedulerClient, SubscribeOptions, TaskBuilder,
+    offer_cpus_mem,
+};
+use agora_sim::books::Stats;
+use agora_sim::procfs;
+use anyhow::{Context, bail};
+
+const TASK_CPUS: f64 = 0.1;
+const TASK_MEM: f64 = 32.0;
+/// ACCEPT calls in flight at once from one framework.
+const ACCEPTS_IN_FLIGHT: usize = 64;
+
+struct Knobs {
+    full: bool,
+    agents: usize,
+    tasks: usize,
+    frameworks: usize,
+    runs: usize,
+    offer_duration: Duration,
+    offer_window: Duration,
+    zk_session: u64,
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn selected(name: &str) -> bool {
+    std::env::var("AGORA_BENCH_ONLY").map_or(true, |only| only == name)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    percentile(&values, 50.0)
+}
+
+/// `agora-sim`: `AGORA_BENCH_SIM`, else built with cargo (release for the
+/// real figures).
+fn sim_binary(release: bool) -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("AGORA_BENCH_SIM") {
+        return Ok(PathBuf::from(path));
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args([
+        "build",
+        "-p",
+        "agora-sim",
+        "--bin",
+        "agora-sim",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if release {
+        command.arg("--release");
+    }
+    let output = command
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        bail!("building agora-sim failed");
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "agora-sim")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo reported no agora-sim executable")
+}
+
+struct Bins {
+    agora: PathBuf,
+    sim: PathBuf,
+}
+
+/// The simulator process and its books endpoint.
+struct Sim {
+    /// Stopped (by its pid) when dropped.
+    _proc: Proc,
+    port: u16,
+}
+
+impl Sim {
+    fn start(bin: &Path, dir: &Path, master: &str, agents: usize, resources: &str) -> Sim {
+        let port = free_port();
+        let proc = Proc::spawn_bin(
+            bin,
+            &[
+                "--master",
+                master,
+                "--agents",
+                &agents.to_string(),
+                "--resources",
+                resources,
+                "--http-port",
+                &port.to_string(),
+                "--status-retry-ms",
+                "5000",
+            ],
+            dir.join(format!("sim-{port}.log")),
+        );
+        Sim { _proc: proc, port }
+    }
+
+    fn stats(&self) -> anyhow::Result<Stats> {
+        Ok(serde_json::from_value(get_json(self.port, "/stats")?)?)
+    }
+
+    fn wait_registered(
+        &self,
+        agents: usize,
+        with: Option<&str>,
+        limit: Duration,
+    ) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        wait_for("simulated agents registered", limit, || {
+            let s = self.stats().ok()?;
+            let n = match with {
+                Some(master) => s.registered_by_master.get(master).copied().unwrap_or(0),
+                None => s.registered,
+            };
+            (n == agents).then_some(())
+        })?;
+        Ok(started.elapsed())
+    }
+}
+
+/// A master with its registry in a file under its work dir, as deployed;
+/// `AGORA_BENCH_REGISTRY=memory` leaves the work dir out (registry in
+/// memory), to show the registry's cost apart.
+fn start_master(bin: &Path, dir: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let work = dir.join(format!("master-{port}"));
+    let port_text = port.to_string();
+    let mut args = vec!["master", "--ip", "127.0.0.1", "--port", &port_text];
+    if std::env::var("AGORA_BENCH_REGISTRY").as_deref() != Ok("memory") {
+        args.extend(["--work-dir", work.to_str().expect("utf-8")]);
+    }
+    let proc = Proc::spawn_bin(bin, &args, dir.join(format!("master-{port}.log")));
+    (proc, port)
+}
+
+fn wait_serving(port: u16) -> anyhow::Result<()> {
+    wait_for("a leading master", Duration::from_secs(60), || {
+        let m = get_json(port, "/api/overview").ok()?;
+        (m["master"]["elected"] == true).then_some(())
+    })
+}
+
+fn active_agents(port: u16) -> Option<usize> {
+    get_json(port, "/api/overview").ok()?["agents"]["active"]
+        .as_u64()
+        .map(|n| n as usize)
+}
+
+fn usage_text(name: &str, pid: u32, cpu_before: Duration) -> String {
+    procfs::of(pid).map_or_else(
+        || format!("{name}_cpu_s=NaN {name}_rss_mb=NaN"),
+        |u| {
+            format!(
+                "{name}_cpu_s={:.2} {name}_rss_mb={:.0}",
+                (u.cpu.saturating_sub(cpu_before)).as_secs_f64(),
+                u.rss_mb()
+            )
+        },
+    )
+}
+
+fn cpu_of(pid: u32) -> Duration {
+    procfs::of(pid).map_or(Duration::ZERO, |u| u.cpu)
+}
+
+fn register(bins: &Bins, k: &Knobs) -> anyhow::Result<()> {
+    let mut sim_side = Vec::new();
+    let mut master_side = Vec::new();
+    let mut last = String::new();
+    for _ in 0..k.runs {
+        let dir = tempfile::tempdir()?;
+        let _sweeper = Sweeper(dir.path().to_path_buf());
+        let (master, port) = start_master(&bins.agora, dir.path());
+        wait_serving(port)?;
+        let before = cpu_of(master.pid());
+        let started = Instant::now();
+        let sim = Sim::start(
+            &bins.sim,
+            dir.path(),
+            &format!("127.0.0.1:{port}"),
+            k.agents,
+            "cpus:8;mem:16384",
+        );
+        sim.wait_registered(k.agents, None, Duration::from_secs(300))?;
+        sim_side.push(started.elapsed().as_secs_f64());
+        wait_for(
+            "the master lists every agent active",
+            Duration::from_secs(120),
+            || (active_agents(port)? == k.agents).then_some(()),
+        )?;
+        master_side.push(started.elapsed().as_secs_f64());
+        let s = sim.stats()?;
+        last = format!(
+            "{} sim_cpu_s={:.2} sim_rss_mb={:.0}",
+            usage_text("master", master.pid(), before),
+            s.cpu_seconds,
+            s.rss_mb
+        );
+    }
+    println!(
+        "BENCH register agents={} all_registered_s={:.2} master_lists_all_s={:.2} target_s=10 runs={} {last}",
+        k.agents,
+        median(sim_side),
+        median(master_side),
+        k.runs
+    );
+    Ok(())
+}
+
+/// What a placing framework saw.
+#[derive(Default)]
+struct Placing {
+    launched: usize,
+    running: usize,
+    first_accept: Option<Instant>,
+    /// When the running count crossed each tenth of the total.
+    tenths: Vec<Instant>,
+    failed: Vec<String>,
+}
+
+/// Launches `total` held tasks as offers come, at most
+/// [`ACCEPTS_IN_FLIGHT`] ACCEPTs at a time, spread about evenly over
+/// `agents`; returns when all run (or `limit` passes).
+async fn place(
+    client: &SchedulerClient,
+    events: &mut EventStream,
+    total: usize,
+    agents: usize,
+    limit: Duration,
+) -> anyhow::Result<Placing> {
+    let per_offer = total.div_ceil(agents.max(1)).max(1);
+    let slots = Arc::new(tokio::sync::Semaphore::new(ACCEPTS_IN_FLIGHT));
+    let mut p = Placing::default();
+    let deadline = tokio::time::Instant::now() + limit;
+    while p.running < total {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .context("placement timed out")?
+            .context("event stream ended")?;
+        match event {
+            Event::Offers(offers) => {
+                for offer in offers {
+                    let (cpus, mem) = offer_cpus_mem(&offer);
+                    let fit = ((cpus / TASK_CPUS + 1e-9)
+                        .floor()
+                        .min((mem / TASK_MEM + 1e-9).floor())
+                        as usize)
+                        .min(per_offer)
+                        .min(total - p.launched);
+                    let id = offer.id.clone().unwrap_or_default();
+                    let client = client.clone();
+                    let permit = slots.clone().acquire_owned().await?;
+                    if fit == 0 {
+                        tokio::spawn(async move {
+                            let _ = client
+                                .decline(vec![id], Some(Duration::from_secs(3600)))
+                                .await;
+                            drop(permit);
+                        });
+                        continue;
+                    }
+                    let tasks = (0..fit)
+                        .map(|i| {
+                            TaskBuilder::command(format!("t-{}", p.launched + i), "bench", "true")
+                                .cpus(TASK_CPUS)
+                                .mem(TASK_MEM)
+                                .label(agora_sim::HOLD_LABEL, "true")
+                                .build_for_offer(&offer)
+                        })
+                        .collect();
+                    p.launched += fit;
+                    p.first_accept.get_or_insert_with(Instant::now);
+                    tokio::spawn(async move {
+                        let filters = Some(Filters {
+                            refuse_seconds: Some(3600.0),
+                        });
+                        let _ = client.launch(vec![id], tasks, filters).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Event::Update(status) => {
+                let state = TaskState::try_from(status.state.unwrap_or_default())
+                    .unwrap_or(TaskState::TaskUnknown);
+                if state == TaskState::TaskRunning {
+                    p.running += 1;
+                    if p.running * 10 >= (p.tenths.len() + 1) * total {
+                        p.tenths.push(Instant::now());
+                    }
+                } else if agora_scheduler::is_terminal(state) {
+                    p.failed.push(format!(
+                        "{:?} {state:?} {}",
+                        status.task_id,
+                        status.message.unwrap_or_default()
+                    ));
+                    if p.failed.len() > 100 {
+                        bail!("tasks fail: {:?}", &p.failed[..5]);
+                    }
+                }
+            }
+            Event::Error(message) => bail!("subscription ended: {message}"),
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+/// Fetches `/state` and `/api/tasks` each 10 times a second until `stop`;
+/// returns how many of each it fetched.
+fn poll(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, usize)> {
+    std::thread::spawn(move || {
+        let mut counts = (0, 0);
+        let tick = Duration::from_millis(100);
+        let mut next = Instant::now();
+        // Bounded by `stop`, which the placement sets when it ends.
+        while !stop.load(Ordering::Relaxed) {
+            if http_get(port, "/state").is_ok_and(|(c, _)| c == 200) {
+                counts.0 += 1;
+            }
+            if http_get(port, "/api/tasks").is_ok_and(|(c, _)| c == 200) {
+                counts.1 += 1;
+            }
+            next += tick;
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait); // the polling rate, not synchronisation
+            }
+        }
+        counts
+    })
+}
+
+fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let mut rates: HashMap<bool, Vec<f64>> = HashMap::new();
+    let mut sustained: HashMap<bool, Vec<f64>> = HashMap::new();
+    let mut details: HashMap<bool, String> = HashMap::new();
+    let mut rss = Vec::new();
+    for run in 0..k.runs * 2 {
+        let polled = run % 2 == 1;
+        let dir = tempfile::tempdir()?;
+        let _sweeper = Sweeper(dir.path().to_path_buf());
+        let (master, port) = start_master(&bins.agora, dir.path());
+        wait_serving(port)?;
+        let sim = Sim::start(
+            &bins.sim,
+            dir.path(),
+            &format!("127.0.0.1:{port}"),
+            k.agents,
+            "cpus:8;mem:16384",
+        );
+        sim.wait_registered(k.agents, None, Duration::from_secs(300))?;
+        wait_for("agents listed", Duration::from_secs(120), || {
+            (active_agents(port)? == k.agents).then_some(())
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let poller = polled.then(|| poll(port, stop.clone()));
+        let master_before = cpu_of(master.pid());
+        let sim_before = sim.stats()?.cpu_seconds;
+        let placed = runtime.block_on(async {
+            let info = FrameworkBuilder::new("placement").build();
+            let (client, mut events) = SchedulerClient::connect(
+                &format!("127.0.0.1:{port}"),
+                info,
+                SubscribeOptions::default(),
+            )
+            .await?;
+            place(
+                &client,
+                &mut events,
+                k.tasks,
+                k.agents,
+                Duration::from_secs(600),
+            )
+            .await
+        });
+        stop.store(true, Ordering::Relaxed);
+        let polls = poller.map(|p| p.join().unwrap_or_default());
+        let placed = placed?;
+        let first = placed.first_accept.context("no ACCEPT was sent")?;
+        let last = *placed.tenths.last().context("nothing ran")?;
+        let secs = last.duration_since(first).as_secs_f64();
+        rates.entry(polled).or_default().push(k.tasks as f64 / secs);
+        if placed.tenths.len() >= 9 {
+            let middle = placed.tenths[8]
+                .duration_since(placed.tenths[0])
+                .as_secs_f64();
+            sustained
+                .entry(polled)
+                .or_default()
+                .push(0.8 * k.tasks as f64 / middle);
+        }
+        let s = sim.stats()?;
+        let poll_text = polls.map_or(String::new(), |(a, b)| {
+            format!(
+                " state_polls_per_s={:.1} api_tasks_polls_per_s={:.1}",
+                a as f64 / secs,
+                b as f64 / secs
+            )
+        });
+        details.insert(
+            polled,
+            format!(
+                "{} sim_cpu_s={:.2} sim_rss_mb={:.0}{poll_text}",
+                usage_text("master", master.pid(), master_before),
+                s.cpu_seconds - sim_before,
+                s.rss_mb
+            ),
+        );
+        if !polled {
+            // The master at rest with every agent and task live.
+            wait_for(
+                "the master lists every task running",
+                Duration::from_secs(120),
+                || {
+                    let o = get_json(port, "/api/overview").ok()?;
+                    (o["tasks"]["TASK_RUNNING"].as_u64()? as usize == k.tasks).then_some(())
+                },
+            )?;
+            rss.push(procfs::of(master.pid()).map_or(f64::NAN, |u| u.rss_mb()));
+        }
+    }
+    for polled in [false, true] {
+        let name = if polled {
+            "placement_polled"
+        } else {
+            "placement"
+        };
+        println!(
+            "BENCH {name} agents={} tasks={} tasks_per_s={:.0} sustained_10_90_per_s={:.0} target_per_s=10000 runs={} {}",
+            k.agents,
+            k.tasks,
+            median(rates.remove(&polled).unwrap_or_default()),
+            median(sustained.remove(&polled).unwrap_or_default()),
+            k.runs,
+            details.remove(&polled).unwrap_or_default()
+        );
+    }
+    println!(
+        "BENCH master_rss agents={} tasks={} master_rss_mb={:.0} target_mb=1024 runs={}",
+        k.agents,
+        k.tasks,
+        median(rss),
+        k.runs
+    );
+    Ok(())
+}
+
+/// Samples of "finished here -> offered again" per agent.
+#[derive(Default)]
+struct Latency {
+    finished_at: HashMap<String, Instant>,
+    /// Agents offered again before the update of their task's end reached
+    /// its framework (one slot per agent: any later offer is the freed
+    /// slot): re-offered at once, counted as 0 ms when the update comes.
+    offered_early: std::collections::HashSet<String>,
+    samples_ms: Vec<f64>,
+    measuring: bool,
+    launched: usize,
+    /// The agents' count: the first that many offers are first launches.
+    agents: usize,
+}
+
+async fn churn(
+    client: SchedulerClient,
+    mut events: EventStream,
+    latency: Arc<Mutex<Latency>>,
+    duration: Duration,
+    seed: usize,
+    stop: Arc<AtomicBool>,
+) {
+    let mut n = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(200), events.recv()).await
+        else {
+            continue;
+        };
+        match event {
+            Event::Offers(offers) => {
+                let now = Instant::now();
+                for offer in offers {
+                    let agent = offer.agent_id.clone().unwrap_or_default().value;
+                    {
+                        let mut l = latency.lock().expect("latency");
+                        match l.finished_at.remove(&agent) {
+                            Some(at) if l.measuring => l
+                                .samples_ms
+                                .push(now.duration_since(at).as_secs_f64() * 1e3),
+                            Some(_) => {}
+                            None if l.launched >= l.agents => {
+                                l.offered_early.insert(agent.clone());
+                            }
+                            None => {}
+                        }
+                        l.launched += 1;
+                    }
+                    n += 1;
+                    // 0.5-1.5 x the mean run time, spread deterministically.
+                    let spread = ((seed * 7919 + n * 104_729) % 1000) as f64 / 1000.0;
+                    let ms = (duration.as_secs_f64() * 1e3 * (0.5 + spread)) as u64;
+                    let (cpus, mem) = offer_cpus_mem(&offer);
+                    let task = TaskBuilder::command(format!("c{seed}-{n}"), "churn", "true")
+                        .cpus(cpus)
+                        .mem(mem)
+                        .label(agora_sim::DURATION_LABEL, ms.to_string())
+                        .build_for_offer(&offer);
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        let _ = client
+                            .launch(offer.id.into_iter().collect(), vec![task], None)
+                            .await;
+                    });
+                }
+            }
+            Event::Update(status) if status.state == Some(TaskState::TaskFinished as i32) => {
+                if let Some(agent) = status.agent_id {
+                    let mut l = latency.lock().expect("latency");
+                    if l.offered_early.remove(&agent.value) {
+                        if l.measuring {
+                            l.samples_ms.push(0.0);
+                        }
+                    } else {
+                        l.finished_at.insert(agent.value, Instant::now());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn offer_latency(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let _sweeper = Sweeper(dir.path().to_path_buf());
+    let (master, port) = start_master(&bins.agora, dir.path());
+    wait_serving(port)?;
+    let sim = Sim::start(
+        &bins.sim,
+        dir.path(),
+        &format!("127.0.0.1:{port}"),
+        k.agents,
+        "cpus:1;mem:1024",
+    );
+    sim.wait_registered(k.agents, None, Duration::from_secs(300))?;
+    let latency = Arc::new(Mutex::new(Latency {
+        agents: k.agents,
+        ..Latency::default()
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let master_before = cpu_of(master.pid());
+    let sim_before = sim.stats()?.cpu_seconds;
+    let subscribed = AtomicUsize::new(0);
+    runtime.block_on(async {
+        for f in 0..k.frameworks {
+            let info = FrameworkBuilder::new(format!("churn-{f}")).build();
+            let (client, events) = SchedulerClient::connect(
+                &format!("127.0.0.1:{port}"),
+                info,
+                SubscribeOptions::default(),
+            )
+            .await?;
+            subscribed.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(churn(
+                client,
+                events,
+                latency.clone(),
+                k.offer_duration,
+                f,
+                stop.clone(),
+            ));
+        }
+        anyhow::Ok(())
+    })?;
+    // Warm up for one mean run time, then measure.
+    let warm = Instant::now();
+    wait_for("warm-up", k.offer_duration + Duration::from_secs(5), || {
+        (warm.elapsed() >= k.offer_duration).then_some(())
+    })?;
+    latency.lock().expect("latency").measuring = true;
+    let measured = Instant::now();
+    let launched_before = latency.lock().expect("latency").launched;
+    wait_for(
+        "the measuring window",
+        k.offer_window + Duration::from_secs(5),
+        || (measured.elapsed() >= k.offer_window).then_some(()),
+    )?;
+    let (mut samples, launched) = {
+        let l = latency.lock().expect("latency");
+        (l.samples_ms.clone(), l.launched - launched_before)
+    };
+    stop.store(true, Ordering::Relaxed);
+    samples.sort_by(f64::total_cmp);
+    let s = sim.stats()?;
+    println!(
+        "BENCH offer_latency agents={} frameworks={} churn_per_s={:.0} samples={} p50_ms={:.2} p99_ms={:.2} max_ms={:.1} target_p99_ms=50 {} sim_cpu_s={:.2} sim_rss_mb={:.0}",
+        k.agents,
+        subscribed.load(Ordering::Relaxed),
+        launched as f64 / measured.elapsed().as_secs_f64(),
+        samples.len(),
+        percentile(&samples, 50.0),
+        percentile(&samples, 99.0),
+        samples.last().copied().unwrap_or(f64::NAN),
+        usage_text("master", master.pid(), master_before),
+        s.cpu_seconds - sim_before,
+        s.rss_mb
+    );
+    if samples.is_empty() {
+        bail!("no freed resources were re-offered");
+    }
+    Ok(())
+}
+
+fn failover(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let zk = runtime
+        .block_on(agora_coord::testing::ZooKeeper::start())
+        .context("zookeeper (Debian package) starts")?;
+    let url = zk.unique_url("agora-bench-scale").to_string();
+    let dir = tempfile::tempdir()?;
+    let _sweeper = Sweeper(dir.path().to_path_buf());
+    let session = k.zk_session.to_string();
+    let mut masters: Vec<(Proc, u16)> = (0..3)
+        .map(|n| {
+            let port = free_port();
+            let work = dir.path().join(format!("m{n}"));
+            let proc = Proc::spawn_bin(
+                &bins.agora,
+                &[
+                    "master",
+                    "--ip",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--work-dir",
+                    work.to_str().expect("utf-8"),
+                    "--zk",
+                    &url,
+                    "--zk-session-timeout",
+                    &session,
+                ],
+                dir.path().join(format!("m{n}.log")),
+            );
+            (proc, port)
+        })
+        .collect();
+    let leader_of = |masters: &[(Proc, u16)], not: Option<usize>| {
+        masters.iter().enumerate().position(|(i, (_, port))| {
+            Some(i) != not
+                && get_json(*port, "/api/overview").is_ok_and(|o| o["master"]["elected"] == true)
+        })
+    };
+    let leader = wait_for("a leader", Duration::from_secs(60), || {
+        leader_of(&masters, None)
+    })?;
+    let sim = Sim::start(&bins.sim, dir.path(), &url, k.agents, "cpus:8;mem:16384");
+    sim.wait_registered(k.agents, None, Duration::from_secs(300))?;
+    let report = runtime.block_on(async {
+        let info = FrameworkBuilder::new("failover").failover_timeout(Duration::from_secs(3600)).build();
+        let (client, mut events) = SchedulerClient::connect(&url, info, SubscribeOptions::default()).await?;
+        let placed = place(&client, &mut events, k.tasks, k.agents, Duration::from_secs(600)).await?;
+        let rss = procfs::of(masters[leader].0.pid()).map_or(f64::NAN, |u| u.rss_mb());
+        let killed = Instant::now();
+        masters[leader].0.kill();
+        // Beside the framework: when another master leads, and when every
+        // simulated agent is registered with it.
+        let ports: Vec<u16> = masters.iter().map(|m| m.1).collect();
+        let (sim_port, agents) = (sim.port, k.agents);
+        let watcher = tokio::task::spawn_blocking(move || -> anyhow::Result<(Duration, Duration)> {
+            let (elected, new_id) = wait_for("a new leader", Duration::from_secs(120), || {
+                ports.iter().enumerate().filter(|(i, _)| *i != leader).find_map(|(_, port)| {
+                    let o = get_json(*port, "/api/overview").ok()?;
+                    let id = o["master"]["id"].as_str()?.to_string();
+                    (o["master"]["elected"] == true).then(|| (killed.elapsed(), id))
+                })
+            })?;
+            wait_for("every agent re-registered", Duration::from_secs(300), || {
+                let s: Stats = serde_json::from_value(get_json(sim_port, "/stats").ok()?).ok()?;
+                (s.registered_by_master.get(&new_id) == Some(&agents)).then_some(())
+            })?;
+            Ok((elected, killed.elapsed()))
+        });
+        // The framework re-subscribes (to the new leader: the old one is
+        // dead), then reconciles every task each second until all are
+        // answered TASK_RUNNING.
+        let mut answered = std::collections::HashSet::new();
+        let mut resubscribed = false;
+        let mut reconnected = false;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        while answered.len() < placed.launched {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => bail!("reconciliation timed out: {} of {}", answered.len(), placed.launched),
+                _ = tick.tick(), if resubscribed => {
+                    let missing: Vec<_> = (0..placed.launched)
+                        .map(|i| format!("t-{i}"))
+                        .filter(|t| !answered.contains(t))
+                        .map(|t| (agora_scheduler::proto::TaskId { value: t }, None))
+                        .collect();
+                    let _ = client.reconcile(missing).await;
+                }
+                event = events.recv() => match event.context("event stream ended")? {
+                    Event::Disconnected { .. } => reconnected = true,
+                    Event::Subscribed { .. } if reconnected => resubscribed = true,
+                    Event::Update(status) if resubscribed && status.state == Some(TaskState::TaskRunning as i32) => {
+                        answered.insert(status.task_id.unwrap_or_default().value);
+                    }
+                    _ => {}
+                },
+            }
+        }
+        let reconciled = killed.elapsed();
+        let (elected, reregistered) = watcher.await??;
+        anyhow::Ok((placed.launched, rss, elected, reregistered, reconciled))
+    })?;
+    let (tasks, rss, elected, reregistered, reconciled) = report;
+    let s = sim.stats()?;
+    println!(
+        "BENCH failover agents={} tasks={tasks} zk_session_s={} elected_ms={:.0} reregistered_ms={:.0} reconciled_ms={:.0} target_ms={} master_rss_before_mb={rss:.0} sim_rss_mb={:.0}",
+        k.agents,
+        k.zk_session,
+        elected.as_secs_f64() * 1e3,
+        reregistered.as_secs_f64() * 1e3,
+        reconciled.as_secs_f64() * 1e3,
+        k.zk_session * 1000 + 5000,
+        s.rss_mb
+    );
+    drop(masters);
+    Ok(())
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("scale bench failed: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    // `cargo test --benches` runs this too: keep that a quick smoke run.
+    let full = std::env::args().any(|a| a == "--bench");
+    let k = Knobs {
+        full,
+        agents: env_usize("AGORA_BENCH_AGENTS", if full { 10_000 } else { 50 }),
+        tasks: env_usize("AGORA_BENCH_TASKS", if full { 100_000 } else { 500 }),
+        frameworks: env_usize("AGORA_BENCH_FRAMEWORKS", if full { 100 } else { 4 }),
+        runs: env_usize("AGORA_BENCH_RUNS", if full { 3 } else { 1 }),
+        offer_duration: Duration::from_secs(env_usize(
+            "AGORA_BENCH_OFFER_DURATION_S",
+            if full { 20 } else { 1 },
+        ) as u64),
+        offer_window: Duration::from_secs(env_usize(
+            "AGORA_BENCH_OFFER_WINDOW_S",
+            if full { 20 } else { 2 },
+        ) as u64),
+        zk_session: env_usize("AGORA_BENCH_ZK_SESSION", 4) as u64,
+    };
+    let bins = Bins {
+        agora: agora_binary(k.full)?,
+        sim: sim_binary(k.full)?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    if selected("register") {
+        register(&bins, &k)?;
+    }
+    if selected("placement") {
+        placement(&bins, &k, &runtime)?;
+    }
+    if selected("offer_latency") {
+        offer_latency(&bins, &k, &runtime)?;
+    }
+    if selected("failover") {
+        failover(&bins, &k, &runtime)?;
+    }
+    Ok(())
+}
