@@ -91,8 +91,12 @@ fn lost() -> io::Error {
 /// The end of the process behind `pidfd`, if it has ended; the process
 /// stays a zombie.
 fn peek(pidfd: &OwnedFd) -> io::Result<Option<ExitStatus>> {
+    peek_id(WaitId::PidFd(pidfd.as_fd()))
+}
+
+fn peek_id(id: WaitId<'_>) -> io::Result<Option<ExitStatus>> {
     let status = rustix::process::waitid(
-        WaitId::PidFd(pidfd.as_fd()),
+        id,
         WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG,
     )?;
     Ok(status.map(|s| exit_status(&s)))
@@ -115,11 +119,7 @@ const POLL_WITHOUT_PIDFD: std::time::Duration = std::time::Duration::from_millis
 fn peek_pid(pid: u32) -> io::Result<Option<ExitStatus>> {
     let pid = Pid::from_raw(i32::try_from(pid).unwrap_or(0))
         .ok_or_else(|| io::Error::other("the task has no pid"))?;
-    let status = rustix::process::waitid(
-        WaitId::Pid(pid),
-        WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG,
-    )?;
-    Ok(status.map(|s| exit_status(&s)))
+    peek_id(WaitId::Pid(pid))
 }
 
 /// Reaps a child: now if it has ended, else once it does, on the runtime.

@@ -276,6 +276,16 @@ impl Actor {
         task.map(HostedKill::Task)
     }
 
+    /// A hosted run whose supervisor (or worker) is gone is over. Its task
+    /// may outlive it (posix isolation has no cgroup to destroy): its
+    /// process group goes with the run.
+    fn end_hosted_with_task(&mut self, run_id: &str, description: &str) {
+        if let Some(task) = self.hosting.runs.get(run_id).and_then(|r| r.task) {
+            tokio::task::spawn_blocking(move || HostedKill::Task(task).run());
+        }
+        self.end_hosted(run_id, description.into());
+    }
+
     /// A hosted run is over: the same input as an executor process's exit,
     /// once.
     fn end_hosted(&mut self, run_id: &str, description: String) {
@@ -359,11 +369,7 @@ impl Actor {
             if hello.adopting && is_current && self.adopt_hosted(pid, &run_id) {
                 continue;
             }
-            // Its task may outlive its worker: it goes with the run.
-            if let Some(task) = self.hosting.runs.get(&run_id).and_then(|r| r.task) {
-                tokio::task::spawn_blocking(move || HostedKill::Task(task).run());
-            }
-            self.end_hosted(&run_id, "its supervisor no longer hosts it".into());
+            self.end_hosted_with_task(&run_id, "its supervisor no longer hosts it");
         }
         for ended in hello.ended {
             self.supervisor_report(pid, report::Kind::Ended(ended));
@@ -469,12 +475,7 @@ impl Actor {
             .map(|(run_id, _)| run_id.clone())
             .collect();
         for run_id in gone {
-            // Its task may outlive it (posix isolation has no cgroup to
-            // destroy): its process group goes with the run.
-            if let Some(task) = self.hosting.runs.get(&run_id).and_then(|r| r.task) {
-                tokio::task::spawn_blocking(move || HostedKill::Task(task).run());
-            }
-            self.end_hosted(&run_id, "its supervisor exited".into());
+            self.end_hosted_with_task(&run_id, "its supervisor exited");
         }
     }
 }
