@@ -71,8 +71,8 @@ pub use leadership::Leadership;
 pub use record::{MasterAddressInfo, MasterCapability, MasterRecord, RecordError};
 pub use registry::{
     FileRegistryStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryRegistryStore, REGISTRY_DIR,
-    REGISTRY_FILE, RegistryEntry, RegistryError, RegistryStore, Version, ZkRegistryStore,
-    validate_key,
+    REGISTRY_FILE, REGISTRY_LOG, RegistryEntry, RegistryError, RegistryStore, Version,
+    ZkRegistryStore, validate_key,
 };
 pub use url::{DEFAULT_ZK_PORT, ZkUrl, ZkUrlError};
 pub use zk::{DEFAULT_SESSION_TIMEOUT, ZkOptions};

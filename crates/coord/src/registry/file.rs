@@ -1,96 +1,243 @@
-//! The file registry store: the whole map in one file under a directory,
-//! replaced atomically on every write.
+//! The file registry store: a snapshot and an append-only log under one
+//! directory, with group commit and compaction.
+//!
+//! Files in the store's directory:
+//! - `registry.bin`, the snapshot: every entry as of some generation `G`
+//!   (format 2), or a format-1 registry an earlier release wrote (read as
+//!   generation 0, and replaced by a format-2 snapshot before the first
+//!   write, so that an older master refuses the directory rather than miss
+//!   the log);
+//! - `registry.log`, the log: a header naming the generation it continues,
+//!   then one checksummed record per change (key, version, value or
+//!   tombstone), appended in the order the changes were made;
+//! - `*.tmp`, files being written before they are renamed into place
+//!   (ignored when loading, overwritten later).
+//!
+//! *Invariants:*
+//! - A write resolves only once its record is durable (the log fsynced
+//!   after it was appended). Writes that arrive while an fsync is in flight
+//!   are appended at once and share the next one (group commit).
+//! - Writes are serialized: a compare-and-set is decided against the
+//!   in-memory map, which holds every appended record, under the same lock
+//!   as the append, so versions follow in the log as in the map.
+//! - Only a log whose generation equals the snapshot's is replayed. A log of
+//!   an older generation is what a crash between a compaction's two renames
+//!   leaves: the new snapshot already holds all of it, so it is ignored (and
+//!   replaced by the next write). A log newer than the snapshot, a damaged
+//!   snapshot or a damaged record with whole records after it is
+//!   [`RegistryError::Corrupt`], never read as less than was written.
+//! - A torn last record (a crash mid-append: it was never acknowledged) is
+//!   cut away at load, with a warning.
+//! - Compaction, when the log has outgrown `max(4 MiB, 2 x the live
+//!   entries)`: fsync the log (everything appended is durable from here
+//!   on, whatever happens next), write the snapshot of generation `G + 1`
+//!   (temporary file, fsync, rename, directory fsync), then a new empty log
+//!   of `G + 1` the same way. A crash at any point leaves `(G, log G)`,
+//!   `(G + 1, stale log G)` or `(G + 1, log G + 1)`, each loading as
+//!   everything acknowledged. Until the new log is in place nothing is
+//!   appended.
+//! - An fsync that fails leaves unknown what reached the disk: the store
+//!   then refuses every further call with [`RegistryError::Unavailable`]
+//!   (the master steps down and a restart reloads from disk). Other I/O
+//!   errors fail only the call that met them; a record whose append failed
+//!   is cut back off at once.
+//!
+//! One process at a time may use a directory.
 
-use std::fs;
-use std::io::{self, Write};
+mod format;
+
+use std::fs::{self, File};
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures::future::BoxFuture;
-use tokio::sync::Mutex;
+use tokio::sync::watch;
 
-use super::memory::{Map, apply_delete, apply_put, entries};
-use super::{MAX_VALUE_BYTES, RegistryEntry, RegistryError, RegistryStore, Version, validate_key};
+use super::memory::{Map, check_delete, check_put, entries};
+use super::{RegistryEntry, RegistryError, RegistryStore, Version, validate, validate_key};
 
-/// Name of the registry file inside the store's directory.
+/// Name of the snapshot file inside the store's directory (also the whole
+/// registry of earlier releases).
 pub const REGISTRY_FILE: &str = "registry.bin";
-/// Name of the temporary file a write goes through (ignored when loading).
-const TEMP_FILE: &str = "registry.bin.tmp";
-const MAGIC: &[u8; 8] = b"AGORAREG";
-const FORMAT_VERSION: u32 = 1;
+/// Name of the log file inside the store's directory.
+pub const REGISTRY_LOG: &str = "registry.log";
+/// Temporary files a snapshot and a new log are written to.
+const SNAPSHOT_TEMP: &str = "registry.bin.tmp";
+const LOG_TEMP: &str = "registry.log.tmp";
+/// The log is not compacted below this size.
+const COMPACT_MIN: u64 = 4 << 20;
 
-/// A registry kept in `<dir>/registry.bin`, for masters without ZooKeeper.
-///
-/// Every write replaces the whole file atomically (write a temporary file,
-/// fsync it, rename it over the old one, fsync the directory), so a crash
-/// leaves either the old or the new registry, never a mix; a leftover
-/// temporary file is ignored and overwritten. The file ends with a checksum:
-/// a damaged file is reported as [`RegistryError::Corrupt`], never
-/// silently read as empty. A missing file is an empty registry.
-///
-/// One process at a time may use a directory; writes within the process are
-/// serialized.
+/// A registry kept in a directory (`--work-dir`'s `registry/`), for masters
+/// without ZooKeeper. See the module documentation for the files and the
+/// rules they keep. Clones share the same store.
 #[derive(Debug, Clone)]
 pub struct FileRegistryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     dir: PathBuf,
-    /// The entries as last read or written; `None` until first needed.
-    cache: Arc<Mutex<Option<Map>>>,
+    compact_min: u64,
+    /// Held by the blocking closures that read and write the files, and
+    /// briefly by waiters; never across an `.await`.
+    state: Mutex<State>,
+    /// Bumped after every fsync of the log (whatever its outcome), so that
+    /// writers waiting for durability look again.
+    synced: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// What the files hold (plus appends not yet durable); `None` until
+    /// loaded, or after an append could not be cut back.
+    books: Option<Books>,
+    /// Records appended since the store was made.
+    appended: u64,
+    /// Of those, how many are known durable.
+    durable: u64,
+    /// Whether an fsync task is running.
+    syncing: bool,
+    /// Set for good when an fsync failed.
+    failed: Option<String>,
+    /// Fsyncs of the log made for writers (for tests of group commit).
+    #[cfg(test)]
+    syncs: u64,
+}
+
+#[derive(Debug)]
+struct Books {
+    map: Map,
+    /// The snapshot's generation; 0: none, or one in format 1.
+    generation: u64,
+    /// The log of `generation` appends go to; `None`: make one first.
+    /// *Invariant:* replaced or dropped only when every appended record is
+    /// durable, so that an fsync task never misses one.
+    log: Option<Log>,
+    /// What the live entries would take in a fresh log.
+    live_bytes: u64,
+    /// After a failed compaction, not to try again before this log size.
+    retry_compaction_at: u64,
+}
+
+#[derive(Debug)]
+struct Log {
+    file: Arc<File>,
+    /// Bytes in the file, all of them whole records.
+    len: u64,
 }
 
 impl FileRegistryStore {
     /// A store in `dir`; nothing is read or created until first used (the
     /// directory is created by the first write).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self::with_compact_min(dir.into(), COMPACT_MIN)
+    }
+
+    fn with_compact_min(dir: PathBuf, compact_min: u64) -> Self {
         Self {
-            dir: dir.into(),
-            cache: Arc::new(Mutex::new(None)),
+            inner: Arc::new(Inner {
+                dir,
+                compact_min,
+                state: Mutex::new(State::default()),
+                synced: watch::Sender::new(0),
+            }),
         }
     }
 
-    /// The registry file's path.
+    /// The snapshot file's path.
     pub fn path(&self) -> PathBuf {
-        self.dir.join(REGISTRY_FILE)
+        self.inner.dir.join(REGISTRY_FILE)
     }
 
-    async fn read(&self) -> Result<Map, RegistryError> {
-        let path = self.path();
-        blocking(move || read_file(&path)).await
+    /// The log file's path.
+    pub fn log_path(&self) -> PathBuf {
+        self.inner.dir.join(REGISTRY_LOG)
     }
 
-    /// Applies `change` to the current map and, if it says it changed
-    /// something, persists the result; the cache changes only once the new
-    /// file is durable.
-    async fn update<T>(
+    /// Runs `op` on a blocking thread under the store's lock (it runs to
+    /// the end even if the caller goes away, so a record is never half
+    /// accounted for), then waits until everything `op` saw is durable:
+    /// a result is never based on a change that may yet be lost.
+    async fn run<T: Send + 'static>(
         &self,
-        change: impl FnOnce(&mut Map) -> Result<(T, bool), RegistryError>,
+        op: impl FnOnce(&Inner, &mut State) -> Result<T, RegistryError> + Send + 'static,
     ) -> Result<T, RegistryError> {
-        let mut cache = self.cache.lock().await;
-        let mut map = match cache.as_ref() {
-            Some(map) => map.clone(),
-            None => self.read().await?,
-        };
-        let (result, changed) = change(&mut map)?;
-        if !changed {
-            *cache = Some(map);
-            return Ok(result);
+        let inner = Arc::clone(&self.inner);
+        let (result, seen) = tokio::task::spawn_blocking(move || {
+            let mut state = inner.lock();
+            if let Some(reason) = &state.failed {
+                return (Err(failed(reason)), state.appended);
+            }
+            let result = op(&inner, &mut state);
+            (result, state.appended)
+        })
+        .await
+        .map_err(|error| RegistryError::Unavailable {
+            reason: format!("registry file task failed: {error}"),
+        })?;
+        self.wait_durable(seen).await?;
+        result
+    }
+
+    /// Resolves once the first `seq` appended records are durable, starting
+    /// an fsync if none is running; records appended meanwhile ride along.
+    async fn wait_durable(&self, seq: u64) -> Result<(), RegistryError> {
+        loop {
+            let mut synced = {
+                let mut state = self.inner.lock();
+                if state.durable >= seq {
+                    return Ok(());
+                }
+                if let Some(reason) = &state.failed {
+                    return Err(failed(reason));
+                }
+                if !state.syncing {
+                    state.syncing = true;
+                    let inner = Arc::clone(&self.inner);
+                    // Detached: it finishes and reports even if this caller
+                    // goes away.
+                    drop(tokio::task::spawn_blocking(move || inner.sync_log()));
+                }
+                // Subscribed under the lock: an fsync that ends after the
+                // check above is seen.
+                self.inner.synced.subscribe()
+            };
+            // The sender lives in `inner`, which `self` holds: never closed.
+            let _ = synced.changed().await;
         }
-        let bytes = encode(&map);
-        let dir = self.dir.clone();
-        blocking(move || write_atomically(&dir, &bytes)).await?;
-        *cache = Some(map);
-        Ok(result)
+    }
+
+    /// Appends two puts without waiting, then waits once (for the test of
+    /// group commit).
+    #[cfg(test)]
+    async fn put_pair(&self, a: (&str, Vec<u8>), b: (&str, Vec<u8>)) -> Result<(), RegistryError> {
+        let (a_key, b_key) = (a.0.to_owned(), b.0.to_owned());
+        let inner = Arc::clone(&self.inner);
+        let seen = tokio::task::spawn_blocking(move || {
+            let mut state = inner.lock();
+            inner.put(&mut state, &a_key, a.1, None)?;
+            inner.put(&mut state, &b_key, b.1, None)?;
+            Ok::<_, RegistryError>(state.appended)
+        })
+        .await
+        .expect("task")?;
+        self.wait_durable(seen).await
+    }
+
+    #[cfg(test)]
+    fn syncs(&self) -> u64 {
+        self.inner.lock().syncs
     }
 }
 
 impl RegistryStore for FileRegistryStore {
     fn load(&self) -> BoxFuture<'_, Result<Vec<RegistryEntry>, RegistryError>> {
-        Box::pin(async move {
-            let mut cache = self.cache.lock().await;
-            let map = self.read().await?;
-            let result = entries(&map);
-            *cache = Some(map);
-            Ok(result)
-        })
+        Box::pin(self.run(|inner, state| {
+            let books = inner.books(state)?;
+            Ok(entries(&books.map))
+        }))
     }
 
     fn put<'a>(
@@ -99,7 +246,8 @@ impl RegistryStore for FileRegistryStore {
         value: Vec<u8>,
         expected: Option<Version>,
     ) -> BoxFuture<'a, Result<Version, RegistryError>> {
-        Box::pin(self.update(move |map| Ok((apply_put(map, key, value, expected)?, true))))
+        let key = key.to_owned();
+        Box::pin(self.run(move |inner, state| inner.put(state, &key, value, expected)))
     }
 
     fn delete<'a>(
@@ -107,21 +255,332 @@ impl RegistryStore for FileRegistryStore {
         key: &'a str,
         expected: Option<Version>,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
-        Box::pin(self.update(move |map| {
-            let existed = apply_delete(map, key, expected)?;
-            Ok(((), existed))
-        }))
+        let key = key.to_owned();
+        Box::pin(self.run(move |inner, state| inner.delete(state, &key, expected)))
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
-) -> Result<T, RegistryError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| RegistryError::Unavailable {
-            reason: format!("registry file task failed: {error}"),
-        })?
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The books, read from the files if not yet.
+    fn books<'s>(&self, state: &'s mut State) -> Result<&'s mut Books, RegistryError> {
+        let books = match state.books.take() {
+            Some(books) => books,
+            None => self.read_books()?,
+        };
+        Ok(state.books.insert(books))
+    }
+
+    /// A compare-and-set put: decided against the map, appended, then
+    /// applied to the map.
+    fn put(
+        &self,
+        state: &mut State,
+        key: &str,
+        value: Vec<u8>,
+        expected: Option<Version>,
+    ) -> Result<Version, RegistryError> {
+        validate(key, &value)?;
+        let books = self.books(state)?;
+        let next = check_put(&books.map, key, expected)?;
+        let mut frame = Vec::new();
+        format::encode_put(key, next, &value, &mut frame);
+        self.append(state, &frame)?;
+        let books = self.books(state)?;
+        books.live_bytes += format::put_frame_len(key, &value);
+        if let Some((_, old)) = books.map.insert(key.to_owned(), (next, value)) {
+            books.live_bytes = books
+                .live_bytes
+                .saturating_sub(format::put_frame_len(key, &old));
+        }
+        self.maybe_compact(state);
+        Ok(next)
+    }
+
+    /// A compare-and-set delete; deleting a missing key appends nothing.
+    fn delete(
+        &self,
+        state: &mut State,
+        key: &str,
+        expected: Option<Version>,
+    ) -> Result<(), RegistryError> {
+        validate_key(key)?;
+        let books = self.books(state)?;
+        let Some(version) = check_delete(&books.map, key, expected)? else {
+            return Ok(());
+        };
+        let mut frame = Vec::new();
+        format::encode_delete(key, version, &mut frame);
+        self.append(state, &frame)?;
+        let books = self.books(state)?;
+        if let Some((_, old)) = books.map.remove(key) {
+            books.live_bytes = books
+                .live_bytes
+                .saturating_sub(format::put_frame_len(key, &old));
+        }
+        self.maybe_compact(state);
+        Ok(())
+    }
+
+    /// Appends `frame` to the log (not yet durable: see `wait_durable`).
+    /// On error nothing was appended.
+    fn append(&self, state: &mut State, frame: &[u8]) -> Result<(), RegistryError> {
+        let books = self.books(state)?;
+        if books.generation == 0 {
+            tracing::info!(
+                dir = %self.dir.display(),
+                entries = books.map.len(),
+                "writing the registry's first snapshot in the current format"
+            );
+            // No snapshot of this format yet (a new directory, or an older
+            // release's registry): write one, so that the log always
+            // continues a snapshot an older master cannot misread.
+            self.compact(state)?;
+        }
+        let books = self.books(state)?;
+        let log = match &mut books.log {
+            Some(log) => log,
+            None => {
+                books.retry_compaction_at = 0;
+                books.log.insert(create_log(&self.dir, books.generation)?)
+            }
+        };
+        let path = self.path(REGISTRY_LOG);
+        if let Err(error) = (&*log.file).write_all(frame) {
+            // Cut a partial record back off, so that the next append does
+            // not land behind it (which would read as a damaged record).
+            let cut = log.file.set_len(log.len);
+            if let Err(cut) = cut {
+                tracing::warn!(
+                    file = %path.display(),
+                    error = %cut,
+                    "cannot cut a failed registry append back off; reloading before the next write"
+                );
+                // Reloading cuts it off as a torn tail; first make what
+                // was appended before it durable (see `Books::log`).
+                self.sync_now(state)?;
+                state.books = None;
+            }
+            return Err(io_error(&path)(error));
+        }
+        log.len += frame.len() as u64;
+        state.appended += 1;
+        Ok(())
+    }
+
+    /// Compacts once the log has outgrown what it holds. A failure is only
+    /// logged: the record that triggered it is in the log already.
+    fn maybe_compact(&self, state: &mut State) {
+        let Some(books) = &mut state.books else {
+            return;
+        };
+        let Some(log) = &books.log else {
+            return;
+        };
+        let threshold = self
+            .compact_min
+            .max(books.live_bytes.saturating_mul(2))
+            .max(books.retry_compaction_at);
+        if log.len <= threshold {
+            return;
+        }
+        let log_len = log.len;
+        if let Err(error) = self.compact(state) {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                error = %error,
+                "registry compaction failed; the log keeps growing until it succeeds"
+            );
+            if let Some(books) = &mut state.books
+                && books.log.is_some()
+            {
+                books.retry_compaction_at = log_len.saturating_add(self.compact_min);
+            }
+        }
+    }
+
+    /// Writes the snapshot of the next generation and starts its empty log
+    /// (see the module documentation for the order and why it is safe).
+    fn compact(&self, state: &mut State) -> Result<(), RegistryError> {
+        // Everything appended is durable from here on, so that what
+        // follows never decides the fate of an acknowledged write.
+        self.sync_now(state)?;
+        let books = self.books(state)?;
+        let generation = books.generation + 1;
+        let snapshot = format::encode_snapshot(generation, &books.map);
+        write_renamed(&self.dir, SNAPSHOT_TEMP, REGISTRY_FILE, &snapshot).map_err(|failure| {
+            match failure {
+                Failure::BeforeRename(error) => error,
+                Failure::Sync(error) => self.fail(state, error),
+            }
+        })?;
+        // The old log is stale from here on: nothing more goes to it.
+        let books = self.books(state)?;
+        books.generation = generation;
+        books.log = None;
+        books.retry_compaction_at = 0;
+        let log = create_log(&self.dir, generation);
+        let books = self.books(state)?;
+        books.log = Some(log?);
+        tracing::debug!(
+            dir = %self.dir.display(),
+            generation,
+            entries = books.map.len(),
+            snapshot_bytes = snapshot.len(),
+            "registry compacted"
+        );
+        Ok(())
+    }
+
+    /// Makes every appended record durable now (under the lock).
+    fn sync_now(&self, state: &mut State) -> Result<(), RegistryError> {
+        if state.durable >= state.appended {
+            return Ok(());
+        }
+        let file = state
+            .books
+            .as_ref()
+            .and_then(|books| books.log.as_ref())
+            .map(|log| Arc::clone(&log.file));
+        if let Some(file) = file
+            && let Err(error) = file.sync_data()
+        {
+            let error = io_error(&self.path(REGISTRY_LOG))(error);
+            return Err(self.fail(state, error));
+        }
+        state.durable = state.appended;
+        self.synced.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
+    }
+
+    /// The fsync task: makes the records appended so far durable, without
+    /// holding the lock meanwhile (writers go on appending).
+    fn sync_log(&self) {
+        let (target, file) = {
+            let state = self.lock();
+            let file = state
+                .books
+                .as_ref()
+                .and_then(|books| books.log.as_ref())
+                .map(|log| Arc::clone(&log.file));
+            (state.appended, file)
+        };
+        // No log: nothing was appended that is not durable (see
+        // `Books::log`).
+        let result = file.map_or(Ok(()), |file| file.sync_data());
+        {
+            let mut state = self.lock();
+            state.syncing = false;
+            #[cfg(test)]
+            {
+                state.syncs += 1;
+            }
+            match result {
+                Ok(()) => state.durable = state.durable.max(target),
+                Err(error) => {
+                    let error = io_error(&self.path(REGISTRY_LOG))(error);
+                    self.fail(&mut state, error);
+                }
+            }
+        }
+        self.synced.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Records that an fsync failed: the store refuses everything from now.
+    fn fail(&self, state: &mut State, error: RegistryError) -> RegistryError {
+        tracing::error!(
+            dir = %self.dir.display(),
+            error = %error,
+            "registry fsync failed; the store refuses further use"
+        );
+        let reason = state
+            .failed
+            .get_or_insert_with(|| format!("an fsync failed: {error}"));
+        failed(reason)
+    }
+
+    /// Reads the snapshot, then the log of its generation; cuts a torn last
+    /// record away.
+    fn read_books(&self) -> Result<Books, RegistryError> {
+        let snapshot_path = self.path(REGISTRY_FILE);
+        let snapshot = match read_optional(&snapshot_path)? {
+            Some(bytes) => format::decode_snapshot(&bytes).map_err(corrupt(&snapshot_path))?,
+            None => format::Snapshot {
+                generation: 0,
+                map: Map::new(),
+            },
+        };
+        let mut map = snapshot.map;
+        let generation = snapshot.generation;
+        let log_path = self.path(REGISTRY_LOG);
+        let mut log = None;
+        if let Some(bytes) = read_optional(&log_path)? {
+            let log_generation = format::decode_log_header(&bytes).map_err(corrupt(&log_path))?;
+            if log_generation > generation {
+                return Err(corrupt(&log_path)(format!(
+                    "log of generation {log_generation} but the snapshot is of generation \
+                     {generation}: the snapshot is missing or older than its log"
+                )));
+            }
+            if log_generation < generation {
+                // A compaction stopped between its renames: the snapshot
+                // holds all of it. The next write replaces it.
+                tracing::info!(
+                    file = %log_path.display(),
+                    log_generation,
+                    generation,
+                    "ignoring a registry log the snapshot already holds"
+                );
+            } else {
+                let frames = format::decode_frames(&bytes).map_err(corrupt(&log_path))?;
+                for record in frames.records {
+                    format::apply(&mut map, record).map_err(corrupt(&log_path))?;
+                }
+                let file = fs::OpenOptions::new()
+                    .append(true)
+                    .open(&log_path)
+                    .map_err(io_error(&log_path))?;
+                if frames.torn_bytes > 0 {
+                    tracing::warn!(
+                        file = %log_path.display(),
+                        dropped_bytes = frames.torn_bytes,
+                        "registry log ends in a torn record (a crash mid-write); cut back to the last whole one"
+                    );
+                    file.set_len(frames.whole_len as u64)
+                        .and_then(|()| file.sync_data())
+                        .map_err(io_error(&log_path))?;
+                }
+                log = Some(Log {
+                    file: Arc::new(file),
+                    len: frames.whole_len as u64,
+                });
+            }
+        }
+        let live_bytes = map
+            .iter()
+            .map(|(key, (_, value))| format::put_frame_len(key, value))
+            .sum();
+        Ok(Books {
+            map,
+            generation,
+            log,
+            live_bytes,
+            retry_compaction_at: 0,
+        })
+    }
+}
+
+fn failed(reason: &str) -> RegistryError {
+    RegistryError::Unavailable {
+        reason: format!("registry store failed earlier ({reason}); restart to reload it"),
+    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RegistryError + '_ {
@@ -131,225 +590,79 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RegistryError + '_ {
     }
 }
 
-fn read_file(path: &Path) -> Result<Map, RegistryError> {
+fn corrupt(path: &Path) -> impl Fn(String) -> RegistryError + '_ {
+    move |reason| RegistryError::Corrupt {
+        location: path.display().to_string(),
+        reason,
+    }
+}
+
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, RegistryError> {
     match fs::read(path) {
-        Ok(bytes) => decode(&bytes).map_err(|reason| RegistryError::Corrupt {
-            location: path.display().to_string(),
-            reason,
-        }),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Map::new()),
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(io_error(path)(error)),
     }
 }
 
-fn write_atomically(dir: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let temp = dir.join(TEMP_FILE);
-    let target = dir.join(REGISTRY_FILE);
+/// Creates the empty log of `generation`, replacing any other.
+fn create_log(dir: &Path, generation: u64) -> Result<Log, RegistryError> {
+    let header = format::encode_log_header(generation);
+    write_renamed(dir, LOG_TEMP, REGISTRY_LOG, &header).map_err(|failure| match failure {
+        // A failed fsync here leaves the old log or the new empty one in
+        // place: either is stale or empty, and every record is durable
+        // already (compaction and the first append sync first).
+        Failure::BeforeRename(error) | Failure::Sync(error) => error,
+    })?;
+    let path = dir.join(REGISTRY_LOG);
+    let file = fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    Ok(Log {
+        file: Arc::new(file),
+        len: header.len() as u64,
+    })
+}
+
+/// How writing a file into place failed.
+enum Failure {
+    /// Nothing changed where a reader looks (the temporary file may remain).
+    BeforeRename(RegistryError),
+    /// The rename may or may not be durable.
+    Sync(RegistryError),
+}
+
+/// Writes `bytes` to `temp`, fsyncs it, renames it to `target` and fsyncs
+/// the directory.
+fn write_renamed(dir: &Path, temp: &str, target: &str, bytes: &[u8]) -> Result<(), Failure> {
+    let before = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Failure::BeforeRename(RegistryError::Io { path, source })
+    };
+    fs::create_dir_all(dir).map_err(before(dir))?;
+    let temp = dir.join(temp);
+    let target = dir.join(target);
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&temp)
-        .map_err(io_error(&temp))?;
-    file.write_all(bytes).map_err(io_error(&temp))?;
-    file.sync_all().map_err(io_error(&temp))?;
+        .map_err(before(&temp))?;
+    file.write_all(bytes).map_err(before(&temp))?;
+    file.sync_all().map_err(before(&temp))?;
     drop(file);
-    fs::rename(&temp, &target).map_err(io_error(&target))?;
+    fs::rename(&temp, &target).map_err(before(&target))?;
     // Make the rename itself durable.
-    fs::File::open(dir)
+    File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))
-}
-
-/// 64-bit FNV-1a, enough to detect torn or damaged files.
-fn checksum(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-/// Layout (little-endian): magic, format version u32, entry count u32, then
-/// per entry key length u16, key, version u64, value length u32, value;
-/// then the checksum u64 of everything before it.
-fn encode(map: &Map) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    // Counts and lengths fit: keys <= 200 bytes, values <= 512 KiB, and a
-    // map of more than u32::MAX entries cannot be built in memory here.
-    out.extend_from_slice(&(map.len() as u32).to_le_bytes());
-    for (key, (version, value)) in map {
-        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(&version.0.to_le_bytes());
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        out.extend_from_slice(value);
-    }
-    let sum = checksum(&out);
-    out.extend_from_slice(&sum.to_le_bytes());
-    out
-}
-
-fn decode(bytes: &[u8]) -> Result<Map, String> {
-    let body_len = bytes
-        .len()
-        .checked_sub(8)
-        .ok_or_else(|| format!("file of {} bytes is too short", bytes.len()))?;
-    let (body, sum) = bytes.split_at(body_len);
-    let mut reader = Reader { bytes: body };
-    if reader.take(MAGIC.len())? != MAGIC {
-        return Err("not an agora registry file (bad magic)".to_owned());
-    }
-    let stored = u64::from_le_bytes(sum.try_into().map_err(|_| "truncated checksum")?);
-    if checksum(body) != stored {
-        return Err("checksum mismatch (torn or damaged file)".to_owned());
-    }
-    let format = reader.u32()?;
-    if format != FORMAT_VERSION {
-        return Err(format!("unsupported format version {format}"));
-    }
-    let count = reader.u32()?;
-    let mut map = Map::new();
-    for _ in 0..count {
-        let key_len = usize::from(reader.u16()?);
-        let key = std::str::from_utf8(reader.take(key_len)?)
-            .map_err(|_| "key is not utf-8".to_owned())?
-            .to_owned();
-        validate_key(&key).map_err(|error| error.to_string())?;
-        let version = Version(reader.u64()?);
-        let value_len = reader.u32()? as usize;
-        if value_len > MAX_VALUE_BYTES {
-            return Err(format!("value of {key:?} is {value_len} bytes"));
-        }
-        let value = reader.take(value_len)?.to_vec();
-        if map.insert(key.clone(), (version, value)).is_some() {
-            return Err(format!("duplicate key {key:?}"));
-        }
-    }
-    if !reader.bytes.is_empty() {
-        return Err(format!("{} trailing bytes", reader.bytes.len()));
-    }
-    Ok(map)
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.bytes.len() < n {
-            return Err("truncated entry".to_owned());
-        }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        let mut out = [0; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn u16(&mut self) -> Result<u16, String> {
-        self.array().map(u16::from_le_bytes)
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        self.array().map(u32::from_le_bytes)
-    }
-
-    fn u64(&mut self) -> Result<u64, String> {
-        self.array().map(u64::from_le_bytes)
-    }
+        .map_err(|source| {
+            Failure::Sync(RegistryError::Io {
+                path: dir.to_owned(),
+                source,
+            })
+        })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn file_store_follows_the_contract() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = FileRegistryStore::new(dir.path().join("reg"));
-        crate::registry::contract::check_registry_store(&store).await;
-        // A second store on the same directory sees the same entries.
-        let again = FileRegistryStore::new(dir.path().join("reg"));
-        assert_eq!(
-            again.load().await.expect("load"),
-            store.load().await.expect("load")
-        );
-    }
-
-    #[tokio::test]
-    async fn missing_file_is_empty_and_leftover_temp_is_ignored() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = FileRegistryStore::new(dir.path());
-        assert!(store.load().await.expect("empty").is_empty());
-        store.put("a", b"1".to_vec(), None).await.expect("put");
-
-        // A crash between writing the temp file and renaming it.
-        fs::write(dir.path().join(TEMP_FILE), b"half-written garbage").expect("write temp");
-        let reopened = FileRegistryStore::new(dir.path());
-        let loaded = reopened.load().await.expect("load ignores the temp file");
-        assert_eq!(loaded.len(), 1);
-        assert_eq!(loaded[0].value, b"1");
-        // The next write overwrites the leftover.
-        reopened
-            .put("a", b"2".to_vec(), Some(Version(0)))
-            .await
-            .expect("put");
-        assert!(!dir.path().join(TEMP_FILE).exists());
-        let loaded = FileRegistryStore::new(dir.path())
-            .load()
-            .await
-            .expect("load");
-        assert_eq!(loaded[0].value, b"2");
-    }
-
-    #[tokio::test]
-    async fn corrupt_files_are_reported() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = FileRegistryStore::new(dir.path());
-        store.put("a", b"value".to_vec(), None).await.expect("put");
-        let good = fs::read(store.path()).expect("read");
-
-        let mut flipped = good.clone();
-        flipped[20] ^= 0xff;
-        let cases: [(&str, Vec<u8>); 4] = [
-            ("empty", Vec::new()),
-            ("truncated", good[..good.len() - 3].to_vec()),
-            ("flipped", flipped),
-            ("foreign", b"{\"json\": true, \"not\": \"ours\"}".to_vec()),
-        ];
-        for (name, bytes) in cases {
-            fs::write(store.path(), &bytes).expect("write");
-            let fresh = FileRegistryStore::new(dir.path());
-            match fresh.load().await {
-                Err(RegistryError::Corrupt { location, reason }) => {
-                    assert!(location.ends_with(REGISTRY_FILE), "{name}: {location}");
-                    assert!(!reason.is_empty(), "{name}");
-                }
-                other => panic!("{name}: expected corrupt, got {other:?}"),
-            }
-            // Writes refuse to build on a corrupt file too.
-            assert!(
-                matches!(
-                    fresh.put("b", Vec::new(), None).await,
-                    Err(RegistryError::Corrupt { .. })
-                ),
-                "{name}"
-            );
-        }
-    }
-
-    #[test]
-    fn encoding_round_trips() {
-        let mut map = Map::new();
-        map.insert("a".into(), (Version(3), vec![1, 2, 3]));
-        map.insert("b:c".into(), (Version(0), Vec::new()));
-        assert_eq!(decode(&encode(&map)), Ok(map));
-    }
-}
+mod tests;

@@ -11,6 +11,54 @@ use super::{RegistryEntry, RegistryError, RegistryStore, Version, validate, vali
 /// The map both the memory and the file store keep: key -> (version, value).
 pub(super) type Map = BTreeMap<String, (Version, Vec<u8>)>;
 
+/// The version a compare-and-set `put` of `key` would give it, or the
+/// conflict; changes nothing.
+pub(super) fn check_put(
+    map: &Map,
+    key: &str,
+    expected: Option<Version>,
+) -> Result<Version, RegistryError> {
+    let current = map.get(key).map(|(version, _)| *version);
+    match (current, expected) {
+        (None, None) => Ok(Version(0)),
+        (Some(current), Some(expected)) if current == expected => {
+            // A version read from disk may be anything; never overflow.
+            current
+                .0
+                .checked_add(1)
+                .map(Version)
+                .ok_or_else(|| RegistryError::Corrupt {
+                    location: key.to_owned(),
+                    reason: "the version is at its maximum".to_owned(),
+                })
+        }
+        _ => Err(RegistryError::Conflict {
+            key: key.to_owned(),
+            expected,
+        }),
+    }
+}
+
+/// What a compare-and-set `delete` of `key` would remove: `Some(its
+/// version)`, `None` when it is absent and `expected` is `None`, or the
+/// conflict; changes nothing.
+pub(super) fn check_delete(
+    map: &Map,
+    key: &str,
+    expected: Option<Version>,
+) -> Result<Option<Version>, RegistryError> {
+    let current = map.get(key).map(|(version, _)| *version);
+    match (current, expected) {
+        (None, None) => Ok(None),
+        (Some(current), None) => Ok(Some(current)),
+        (Some(current), Some(expected)) if current == expected => Ok(Some(current)),
+        _ => Err(RegistryError::Conflict {
+            key: key.to_owned(),
+            expected,
+        }),
+    }
+}
+
 /// Applies a compare-and-set `put` to `map`; on error `map` is unchanged.
 pub(super) fn apply_put(
     map: &mut Map,
@@ -19,17 +67,7 @@ pub(super) fn apply_put(
     expected: Option<Version>,
 ) -> Result<Version, RegistryError> {
     validate(key, &value)?;
-    let current = map.get(key).map(|(version, _)| *version);
-    let next = match (current, expected) {
-        (None, None) => Version(0),
-        (Some(current), Some(expected)) if current == expected => Version(current.0 + 1),
-        _ => {
-            return Err(RegistryError::Conflict {
-                key: key.to_owned(),
-                expected,
-            });
-        }
-    };
+    let next = check_put(map, key, expected)?;
     map.insert(key.to_owned(), (next, value));
     Ok(next)
 }
@@ -42,16 +80,9 @@ pub(super) fn apply_delete(
     expected: Option<Version>,
 ) -> Result<bool, RegistryError> {
     validate_key(key)?;
-    let current = map.get(key).map(|(version, _)| *version);
-    match (current, expected) {
-        (None, None) => Ok(false),
-        (Some(_), None) => Ok(map.remove(key).is_some()),
-        (Some(current), Some(expected)) if current == expected => Ok(map.remove(key).is_some()),
-        _ => Err(RegistryError::Conflict {
-            key: key.to_owned(),
-            expected,
-        }),
-    }
+    let existed = check_delete(map, key, expected)?.is_some();
+    map.remove(key);
+    Ok(existed)
 }
 
 /// The entries of `map`, sorted by key.

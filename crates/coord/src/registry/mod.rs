@@ -3,8 +3,8 @@
 //!
 //! Three implementations behind one object-safe trait, so the master can
 //! hold an `Arc<dyn RegistryStore>`: [`ZkRegistryStore`] (one znode per key
-//! under `<path>/registry/`), [`FileRegistryStore`] (the whole map in one
-//! file, replaced atomically) and [`MemoryRegistryStore`].
+//! under `<path>/registry/`), [`FileRegistryStore`] (a snapshot and an
+//! append-only log in a directory) and [`MemoryRegistryStore`].
 
 #[cfg(any(test, feature = "testing"))]
 pub(crate) mod contract;
@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use futures::future::BoxFuture;
 
-pub use file::{FileRegistryStore, REGISTRY_FILE};
+pub use file::{FileRegistryStore, REGISTRY_FILE, REGISTRY_LOG};
 pub use memory::MemoryRegistryStore;
 pub use zk::{REGISTRY_DIR, ZkRegistryStore};
 
