@@ -38,6 +38,21 @@ pub(crate) struct MasterArgs {
     /// Seconds an unreachable agent has to come back before its tasks of frameworks that are not partition-aware are reported TASK_LOST (partition-aware ones are told TASK_UNREACHABLE as soon as it is detected); as Mesos' 75 s.
     #[arg(long, default_value_t = 75.0, env = "AGORA_AGENT_REMOVAL_TIMEOUT", alias = "agent_removal_timeout", value_parser = parse_interval)]
     agent_removal_timeout: f64,
+    /// Removed frameworks kept for /state and the web UI, oldest dropped first (Mesos' --max_completed_frameworks).
+    #[arg(long, default_value_t = agora_master::state::DEFAULT_MAX_COMPLETED_FRAMEWORKS, env = "AGORA_MAX_COMPLETED_FRAMEWORKS", alias = "max_completed_frameworks", value_parser = parse_count)]
+    max_completed_frameworks: usize,
+    /// Finished tasks kept per framework for /state and reconciliation, oldest dropped first (Mesos' --max_completed_tasks_per_framework).
+    #[arg(long, default_value_t = agora_master::state::DEFAULT_MAX_COMPLETED_TASKS_PER_FRAMEWORK, env = "AGORA_MAX_COMPLETED_TASKS_PER_FRAMEWORK", alias = "max_completed_tasks_per_framework", value_parser = parse_count)]
+    max_completed_tasks_per_framework: usize,
+    /// Unreachable and gone agents are forgotten (in memory and in the registry) once they have been so this long; one that comes back afterwards registers as a new agent: seconds, or Mesos style (2weeks, 3days).
+    #[arg(long, default_value = "2weeks", env = "AGORA_REGISTRY_MAX_AGENT_AGE", alias = "registry_max_agent_age", value_parser = parse_positive_duration)]
+    registry_max_agent_age: Duration,
+    /// Unreachable agents remembered at most, and as many gone ones; the oldest beyond it are forgotten (Mesos' default, 100 x 1024).
+    #[arg(long, default_value_t = agora_master::state::DEFAULT_REGISTRY_MAX_AGENT_COUNT, env = "AGORA_REGISTRY_MAX_AGENT_COUNT", alias = "registry_max_agent_count", value_parser = parse_count)]
+    registry_max_agent_count: usize,
+    /// How often the two registry bounds above are applied: seconds, or Mesos style (15mins).
+    #[arg(long, default_value = "15mins", env = "AGORA_REGISTRY_GC_INTERVAL", alias = "registry_gc_interval", value_parser = parse_positive_duration)]
+    registry_gc_interval: Duration,
     /// Contend for leadership and keep the registry in ZooKeeper: zk://host1:2181,host2:2181/agora [default: none: this master leads alone].
     #[arg(long, env = "AGORA_ZK", value_parser = parse_zk)]
     zk: Option<agora_coord::ZkUrl>,
@@ -172,6 +187,22 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("'{text}' is not a duration this agent can wait"))
 }
 
+/// A duration as [`parse_duration`] reads it, more than zero.
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(duration)
+}
+
+/// A count: a whole number, 0 or more.
+fn parse_count(text: &str) -> Result<usize, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a whole number (0 or more)"))
+}
+
 fn parse_fraction(text: &str) -> Result<f64, String> {
     let value: f64 = text
         .parse()
@@ -292,6 +323,11 @@ struct MasterTuning {
     agent_ping_timeout: f64,
     max_agent_ping_timeouts: u32,
     agent_removal_timeout: f64,
+    max_completed_frameworks: usize,
+    max_completed_tasks_per_framework: usize,
+    registry_max_agent_age: Duration,
+    registry_max_agent_count: usize,
+    registry_gc_interval: Duration,
     zk: Option<agora_coord::ZkUrl>,
     zk_session_timeout: f64,
     agent_reregister_timeout: f64,
@@ -305,6 +341,12 @@ fn default_tuning(work_dir: Option<PathBuf>) -> MasterTuning {
         agent_ping_timeout: 2.0,
         max_agent_ping_timeouts: 3,
         agent_removal_timeout: agora_master::state::DEFAULT_AGENT_REMOVAL_TIMEOUT.as_secs_f64(),
+        max_completed_frameworks: agora_master::state::DEFAULT_MAX_COMPLETED_FRAMEWORKS,
+        max_completed_tasks_per_framework:
+            agora_master::state::DEFAULT_MAX_COMPLETED_TASKS_PER_FRAMEWORK,
+        registry_max_agent_age: agora_master::state::DEFAULT_REGISTRY_MAX_AGENT_AGE,
+        registry_max_agent_count: agora_master::state::DEFAULT_REGISTRY_MAX_AGENT_COUNT,
+        registry_gc_interval: agora_master::state::DEFAULT_REGISTRY_GC_INTERVAL,
         zk: None,
         zk_session_timeout: 10.0,
         agent_reregister_timeout: 600.0,
@@ -331,6 +373,11 @@ fn master_options(
         agent_ping_timeout: flag_duration(tuning.agent_ping_timeout),
         max_agent_ping_timeouts: tuning.max_agent_ping_timeouts,
         agent_removal_timeout: flag_duration(tuning.agent_removal_timeout),
+        max_completed_frameworks: tuning.max_completed_frameworks,
+        max_completed_tasks_per_framework: tuning.max_completed_tasks_per_framework,
+        registry_max_agent_age: tuning.registry_max_agent_age,
+        registry_max_agent_count: tuning.registry_max_agent_count,
+        registry_gc_interval: tuning.registry_gc_interval,
         zk: tuning.zk.clone(),
         zk_session_timeout: flag_duration(tuning.zk_session_timeout),
         work_dir: tuning.work_dir.clone(),
@@ -359,6 +406,11 @@ pub(crate) async fn master(args: MasterArgs) -> anyhow::Result<()> {
         agent_ping_timeout: args.agent_ping_timeout,
         max_agent_ping_timeouts: args.max_agent_ping_timeouts,
         agent_removal_timeout: args.agent_removal_timeout,
+        max_completed_frameworks: args.max_completed_frameworks,
+        max_completed_tasks_per_framework: args.max_completed_tasks_per_framework,
+        registry_max_agent_age: args.registry_max_agent_age,
+        registry_max_agent_count: args.registry_max_agent_count,
+        registry_gc_interval: args.registry_gc_interval,
         zk: args.zk,
         zk_session_timeout: args.zk_session_timeout,
         agent_reregister_timeout: args.agent_reregister_timeout,
@@ -586,6 +638,53 @@ mod tests {
         assert_eq!(parse_fraction("0.1"), Ok(0.1));
         assert!(parse_fraction("1.5").is_err());
         assert!(parse_fraction("NaN").is_err());
+    }
+
+    #[test]
+    fn the_bounds_flags_have_mesos_defaults_and_refuse_bad_values() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            master: MasterArgs,
+        }
+        let parse = |extra: &[&str]| {
+            let argv = ["master"].iter().chain(extra).copied();
+            <Cli as clap::Parser>::try_parse_from(argv).map(|cli| cli.master)
+        };
+        let defaults = parse(&[]).expect("defaults parse");
+        assert_eq!(defaults.max_completed_frameworks, 50);
+        assert_eq!(defaults.max_completed_tasks_per_framework, 1000);
+        assert_eq!(
+            defaults.registry_max_agent_age,
+            Duration::from_secs(14 * 86_400)
+        );
+        assert_eq!(defaults.registry_max_agent_count, 102_400);
+        assert_eq!(defaults.registry_gc_interval, Duration::from_secs(900));
+        let set = parse(&[
+            "--registry-max-agent-age",
+            "3days",
+            "--registry_gc_interval",
+            "30secs",
+            "--max-completed-tasks-per-framework",
+            "0",
+        ])
+        .expect("parses");
+        assert_eq!(set.registry_max_agent_age, Duration::from_secs(3 * 86_400));
+        assert_eq!(set.registry_gc_interval, Duration::from_secs(30));
+        assert_eq!(set.max_completed_tasks_per_framework, 0);
+        for (flag, value) in [
+            ("--registry-gc-interval", "0"),
+            ("--registry-max-agent-age", "forever"),
+            ("--registry-max-agent-count", "-1"),
+            ("--max-completed-frameworks", "lots"),
+        ] {
+            let arg = format!("{flag}={value}");
+            let Err(error) = parse(&[&arg]) else {
+                panic!("{arg}: accepted");
+            };
+            let error = error.to_string();
+            assert!(error.contains(flag), "{arg}: {error}");
+        }
     }
 
     #[test]

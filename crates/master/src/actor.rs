@@ -243,6 +243,12 @@ impl Actor {
                     let _ = self.registry.send(RegistryWrite::Agent(entry));
                     crate::metrics::time_registry_write(&self.registry, &self.metrics);
                 }
+                Effect::RegistryForget { agent_id } => {
+                    let _ = self
+                        .registry
+                        .send(RegistryWrite::Forget(agent_id.to_string()));
+                    crate::metrics::time_registry_write(&self.registry, &self.metrics);
+                }
                 Effect::RegistryPolicy(policy) => {
                     let _ = self.registry.send(RegistryWrite::Policy(policy));
                     crate::metrics::time_registry_write(&self.registry, &self.metrics);

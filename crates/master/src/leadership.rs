@@ -178,6 +178,11 @@ impl Terms {
         config.agent_ping_timeout = self.options.agent_ping_timeout;
         config.max_agent_ping_timeouts = self.options.max_agent_ping_timeouts;
         config.agent_removal_timeout = self.options.agent_removal_timeout;
+        config.max_completed_frameworks = self.options.max_completed_frameworks;
+        config.max_completed_tasks_per_framework = self.options.max_completed_tasks_per_framework;
+        config.registry_max_agent_age = self.options.registry_max_agent_age;
+        config.registry_max_agent_count = self.options.registry_max_agent_count;
+        config.registry_gc_interval = self.options.registry_gc_interval;
         config.acls = self.options.acls.clone();
         config.authentication_flags = self.options.authentication.flags();
         config.offer_timeout = self.options.offer_timeout;

@@ -33,6 +33,12 @@ pub struct MasterOptions {
     pub max_agent_ping_timeouts: u32,
     /// How long an unreachable agent has before its tasks are lost; see [`MasterConfig`].
     pub agent_removal_timeout: Duration,
+    /// Bounds on what a long-running master remembers; see [`MasterConfig`].
+    pub max_completed_frameworks: usize,
+    pub max_completed_tasks_per_framework: usize,
+    pub registry_max_agent_age: Duration,
+    pub registry_max_agent_count: usize,
+    pub registry_gc_interval: Duration,
     /// Who may do what (`--acls`); the default allows everything.
     pub acls: Arc<agora_auth::acl::Acls>,
     /// Who must authenticate, against which credentials (see [`crate::authn`]).
@@ -59,6 +65,11 @@ impl MasterOptions {
             agent_ping_timeout: defaults.agent_ping_timeout,
             max_agent_ping_timeouts: defaults.max_agent_ping_timeouts,
             agent_removal_timeout: defaults.agent_removal_timeout,
+            max_completed_frameworks: defaults.max_completed_frameworks,
+            max_completed_tasks_per_framework: defaults.max_completed_tasks_per_framework,
+            registry_max_agent_age: defaults.registry_max_agent_age,
+            registry_max_agent_count: defaults.registry_max_agent_count,
+            registry_gc_interval: defaults.registry_gc_interval,
             acls: defaults.acls,
             authentication: crate::authn::Authentication::default(),
             tls: agora_tls::TlsFiles::default(),

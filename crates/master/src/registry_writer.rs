@@ -24,6 +24,8 @@ use crate::state::{Master, OperatorCall, RegistryAgent, RegistryPolicy, Registry
 #[derive(Debug)]
 pub(crate) enum RegistryWrite {
     Agent(RegistryAgent),
+    /// Delete an agent's entry (by id): the registry gc forgot it.
+    Forget(String),
     Policy(RegistryPolicy),
     /// Answered once every write queued before it is durable, or with why
     /// one of them could not be made.
@@ -56,6 +58,7 @@ fn encode(entry: &RegistryWrite) -> Option<(String, Encoded)> {
     Some(match entry {
         RegistryWrite::Flushed(_) => return None,
         RegistryWrite::Agent(agent) => (agent_key(&agent.id), serde_json::to_vec(agent).map(Some)),
+        RegistryWrite::Forget(id) => (agent_key(id), Ok(None)),
         RegistryWrite::Policy(policy) => match policy {
             RegistryPolicy::Weights(weights) => {
                 (policy.key(), serde_json::to_vec(weights).map(Some))
@@ -223,5 +226,38 @@ pub(crate) fn check_entry_sizes(master: &Master, call: &OperatorCall) -> Result<
             "{what} would take {size} bytes in the registry, more than the {MAX_VALUE_BYTES} it accepts per entry"
         )),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agora_coord::MemoryRegistryStore;
+
+    use super::*;
+    use crate::state::RegistryAgentState;
+
+    #[tokio::test]
+    async fn a_forgotten_agent_s_entry_is_deleted() {
+        let store = Arc::new(MemoryRegistryStore::new());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let agent = RegistryAgent {
+            id: "m1-S0".into(),
+            hostname: "h".into(),
+            port: 5051,
+            resources: "cpus:1".into(),
+            state: RegistryAgentState::Gone { since: 1.0 },
+        };
+        tx.send(RegistryWrite::Agent(agent)).expect("send");
+        let (done, written) = oneshot::channel();
+        tx.send(RegistryWrite::Flushed(done)).expect("send");
+        let writer = tokio::spawn(write_registry(store.clone(), HashMap::new(), rx));
+        written.await.expect("answered").expect("written");
+        assert_eq!(store.load().await.expect("load").len(), 1);
+
+        tx.send(RegistryWrite::Forget("m1-S0".into()))
+            .expect("send");
+        drop(tx);
+        writer.await.expect("writer").expect("no failure");
+        assert!(store.load().await.expect("load").is_empty());
     }
 }

@@ -843,6 +843,10 @@ impl Sim {
                     self.log(format!("registry {} {:?}", entry.id, entry.state));
                     self.registry.insert(entry.id.clone(), entry);
                 }
+                Effect::RegistryForget { agent_id } => {
+                    self.log(format!("registry forgets {agent_id}"));
+                    self.registry.remove(agent_id.as_str());
+                }
                 Effect::RegistryPolicy(_) | Effect::Observed(_) => {}
             }
         }

@@ -321,6 +321,18 @@ fn flags(config: &crate::state::MasterConfig) -> BTreeMap<String, String> {
         config.max_completed_tasks_per_framework.to_string(),
     );
     set(
+        "registry_max_agent_age",
+        mesos_duration(config.registry_max_agent_age),
+    );
+    set(
+        "registry_max_agent_count",
+        config.registry_max_agent_count.to_string(),
+    );
+    set(
+        "registry_gc_interval",
+        mesos_duration(config.registry_gc_interval),
+    );
+    set(
         "heartbeat_interval",
         mesos_duration(config.heartbeat_interval),
     );

@@ -7,13 +7,35 @@ use agora_proto::v1 as pb;
 
 /// The default of [`MasterConfig::agent_removal_timeout`].
 pub const DEFAULT_AGENT_REMOVAL_TIMEOUT: Duration = Duration::from_secs(75);
+/// The default of [`MasterConfig::max_completed_frameworks`] (Mesos').
+pub const DEFAULT_MAX_COMPLETED_FRAMEWORKS: usize = 50;
+/// The default of [`MasterConfig::max_completed_tasks_per_framework`] (Mesos').
+pub const DEFAULT_MAX_COMPLETED_TASKS_PER_FRAMEWORK: usize = 1000;
+/// The default of [`MasterConfig::registry_max_agent_age`]: two weeks, as Mesos.
+pub const DEFAULT_REGISTRY_MAX_AGENT_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
+/// The default of [`MasterConfig::registry_max_agent_count`]: 100 x 1024, as Mesos.
+pub const DEFAULT_REGISTRY_MAX_AGENT_COUNT: usize = 100 * 1024;
+/// The default of [`MasterConfig::registry_gc_interval`]: 15 minutes, as Mesos.
+pub const DEFAULT_REGISTRY_GC_INTERVAL: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, Clone)]
 pub struct MasterConfig {
     pub master_info: pb::MasterInfo,
     pub heartbeat_interval: Duration,
+    /// Terminal tasks kept per framework for `/state` and reconciliation
+    /// (`--max-completed-tasks-per-framework`), oldest dropped first.
     pub max_completed_tasks_per_framework: usize,
+    /// Removed frameworks kept for `/state` (`--max-completed-frameworks`).
     pub max_completed_frameworks: usize,
+    /// Unreachable and gone agents are forgotten (in memory and in the
+    /// registry) once they have been so this long (`--registry-max-agent-age`).
+    pub registry_max_agent_age: Duration,
+    /// At most this many unreachable agents, and as many gone ones, are
+    /// remembered; the oldest beyond it are forgotten
+    /// (`--registry-max-agent-count`).
+    pub registry_max_agent_count: usize,
+    /// How often the two bounds above are applied (`--registry-gc-interval`).
+    pub registry_gc_interval: Duration,
     /// How often the master pings each agent (`--agent-ping-timeout`).
     pub agent_ping_timeout: Duration,
     /// Unanswered pings (or ping periods without a session) before an agent
@@ -60,8 +82,11 @@ impl MasterConfig {
         Self {
             master_info,
             heartbeat_interval: Duration::from_secs(15),
-            max_completed_tasks_per_framework: 1000,
-            max_completed_frameworks: 50,
+            max_completed_tasks_per_framework: DEFAULT_MAX_COMPLETED_TASKS_PER_FRAMEWORK,
+            max_completed_frameworks: DEFAULT_MAX_COMPLETED_FRAMEWORKS,
+            registry_max_agent_age: DEFAULT_REGISTRY_MAX_AGENT_AGE,
+            registry_max_agent_count: DEFAULT_REGISTRY_MAX_AGENT_COUNT,
+            registry_gc_interval: DEFAULT_REGISTRY_GC_INTERVAL,
             // A frozen agent is noticed between max x interval and (max + 1) x
             // interval after it stops answering: 6 to 8 s with 2 s x 3, plus at
             // most the shell's 250 ms recheck of the next deadline

@@ -370,7 +370,14 @@ impl Master {
                 self.completed_frameworks.pop_front();
             }
         }
-        self.removed_frameworks.insert(framework_id.clone());
+        if self.removed_frameworks.insert(framework_id.clone()) {
+            self.removed_order.push_back(framework_id.clone());
+        }
+        while self.removed_order.len() > super::MAX_REMOVED_FRAMEWORK_IDS {
+            if let Some(oldest) = self.removed_order.pop_front() {
+                self.removed_frameworks.remove(&oldest);
+            }
+        }
         tracing::info!(framework_id = %framework_id, "framework removed");
     }
 

@@ -252,7 +252,7 @@ impl Master {
             out.push(Effect::CloseAgent { conn });
         }
         self.unreachable_agents.remove(agent_id);
-        self.gone_agents.insert(agent_id.clone());
+        self.gone_agents.insert(agent_id.clone(), now.wall);
         if reachable {
             self.observe_agent_removed(agent_id, out);
         }

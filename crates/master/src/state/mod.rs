@@ -73,6 +73,11 @@ pub enum Effect {
     /// Persist this agent's registry entry (admitted, unreachable or gone),
     /// so that a new leading master knows it.
     Registry(RegistryAgent),
+    /// Delete this agent's registry entry: the registry gc forgot it (see
+    /// `registry.rs`).
+    RegistryForget {
+        agent_id: AgentId,
+    },
     /// Persist role weights or a role's quota (see [`RegistryPolicy::key`]).
     RegistryPolicy(RegistryPolicy),
     /// A change for the operator API's event stream (`SUBSCRIBE` on
@@ -114,7 +119,12 @@ pub enum CallError {
 }
 
 pub use books::{Agent, AgentHealth, Counters, Framework, Offer, OfferStatusEntry, Task};
-pub use config::{DEFAULT_ADOPTED_FRAMEWORK_GRACE, DEFAULT_AGENT_REMOVAL_TIMEOUT, MasterConfig};
+pub use config::{
+    DEFAULT_ADOPTED_FRAMEWORK_GRACE, DEFAULT_AGENT_REMOVAL_TIMEOUT,
+    DEFAULT_MAX_COMPLETED_FRAMEWORKS, DEFAULT_MAX_COMPLETED_TASKS_PER_FRAMEWORK,
+    DEFAULT_REGISTRY_GC_INTERVAL, DEFAULT_REGISTRY_MAX_AGENT_AGE, DEFAULT_REGISTRY_MAX_AGENT_COUNT,
+    MasterConfig,
+};
 pub use tracked::{Changes, History, Tracked};
 
 pub struct Master {
@@ -130,7 +140,10 @@ pub struct Master {
     pub(crate) frameworks: BTreeMap<FrameworkId, Framework>,
     framework_conns: HashMap<ConnId, FrameworkId>,
     pub(crate) completed_frameworks: History<Framework>,
+    /// Ids of removed frameworks, which may not subscribe again: the latest
+    /// [`MAX_REMOVED_FRAMEWORK_IDS`], oldest forgotten first.
     removed_frameworks: BTreeSet<FrameworkId>,
+    removed_order: std::collections::VecDeque<FrameworkId>,
     pub(crate) offers: Tracked<OfferId, Offer>,
     pub(crate) counters: Counters,
     /// A full allocation cycle is due (a framework subscribed or revived,
@@ -154,8 +167,11 @@ pub struct Master {
     recovery: Option<registry::Recovery>,
     /// Agents the registry knows as unreachable that have not come back.
     unreachable_agents: BTreeMap<AgentId, f64>,
-    /// Agents marked gone: they may never register again.
-    gone_agents: BTreeSet<AgentId>,
+    /// Agents marked gone (wall-clock seconds since when): they may not
+    /// register again until the registry gc forgets them.
+    gone_agents: BTreeMap<AgentId, f64>,
+    /// When the registry gc last ran (monotonic; see `registry.rs`).
+    last_registry_gc: Duration,
     /// The type each resource name has on the agents admitted so far (under
     /// this master): an agent that gives a name another type is refused, so
     /// every sum across agents agrees on types (see `Resources::add`).
@@ -181,6 +197,7 @@ impl Master {
             framework_conns: HashMap::new(),
             completed_frameworks: History::default(),
             removed_frameworks: BTreeSet::new(),
+            removed_order: std::collections::VecDeque::new(),
             offers: Tracked::default(),
             counters: Counters::default(),
             needs_allocation: false,
@@ -191,7 +208,8 @@ impl Master {
             offer_status_round: None,
             recovery: None,
             unreachable_agents: BTreeMap::new(),
-            gone_agents: BTreeSet::new(),
+            gone_agents: BTreeMap::new(),
+            last_registry_gc: Duration::ZERO,
             resource_kinds: BTreeMap::new(),
             observed: false,
         }
@@ -685,6 +703,12 @@ impl Master {
 }
 
 /// How often "why no offer?" is recomputed at most.
+/// Removed frameworks whose ids are remembered (so that they cannot
+/// subscribe again). Mesos remembers only its `--max_completed_frameworks`
+/// (50); more here, but still a bound, so that a master whose frameworks
+/// come and go for months does not grow.
+pub const MAX_REMOVED_FRAMEWORK_IDS: usize = 10_000;
+
 pub const OFFER_STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How many (framework, role)s one [`Master::refresh_offer_status`] call

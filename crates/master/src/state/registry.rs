@@ -12,11 +12,25 @@
 //! [`Master::recover_policy`] the weights and quotas; admitted agents have
 //! `agent_reregister_timeout` to come back before they are marked
 //! unreachable, and keep the reservations their entry holds.
+//!
+//! The registry gc ([`Master::gc_registry`], every `registry_gc_interval`,
+//! as Mesos' `--registry_gc_interval`) bounds what unreachable and gone
+//! agents cost: those unreachable or gone longer than
+//! `registry_max_agent_age`, and the oldest beyond `registry_max_agent_count`
+//! of each kind, are forgotten, in memory and in the registry
+//! ([`Effect::RegistryForget`]). An unreachable agent is a candidate only
+//! once past its removal timeout (its tasks of frameworks that are not
+//! partition-aware were reported lost); its tasks still kept as
+//! TASK_UNREACHABLE are dropped without an update, as Mesos drops its
+//! `unreachable_tasks` (reconciliation then answers TASK_UNKNOWN). A
+//! forgotten agent that comes back is an agent this master has not met, as
+//! in Mesos: it registers again with what it runs, even one that had been
+//! marked gone.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use agora_core::{AgentId, Resources};
+use agora_core::{AgentId, FrameworkId, Resources, TaskId};
 use serde::{Deserialize, Serialize};
 
 use super::{Agent, Effect, Master, Now};
@@ -76,8 +90,8 @@ impl Master {
                 RegistryAgentState::Unreachable { since } => {
                     self.unreachable_agents.insert(id, since);
                 }
-                RegistryAgentState::Gone { .. } => {
-                    self.gone_agents.insert(id);
+                RegistryAgentState::Gone { since } => {
+                    self.gone_agents.insert(id, since);
                 }
             }
         }
@@ -125,7 +139,7 @@ impl Master {
     }
 
     pub(super) fn is_gone(&self, agent_id: &AgentId) -> bool {
-        self.gone_agents.contains(agent_id)
+        self.gone_agents.contains_key(agent_id)
     }
 
     pub(super) fn is_recovering(&self, agent_id: Option<&AgentId>) -> bool {
@@ -164,6 +178,76 @@ impl Master {
         }
     }
 
+    /// The registry gc (see the module documentation): forgets unreachable
+    /// and gone agents that are too old, or too many.
+    pub(super) fn gc_registry(&mut self, now: Now, out: &mut Vec<Effect>) {
+        if now.monotonic < self.last_registry_gc + self.config.registry_gc_interval {
+            return;
+        }
+        self.last_registry_gc = now.monotonic;
+        // Unreachable: those only the registry knows, and those this master
+        // saw go that are past their removal timeout.
+        let mut unreachable: Vec<(f64, AgentId)> = self
+            .unreachable_agents
+            .iter()
+            .map(|(id, since)| (*since, id.clone()))
+            .collect();
+        unreachable.extend(self.agents.values().filter_map(|agent| {
+            match (agent.unreachable_since, agent.removal_deadline) {
+                (Some(since), None) => Some((since, agent.id.clone())),
+                _ => None,
+            }
+        }));
+        let gone: Vec<(f64, AgentId)> = self
+            .gone_agents
+            .iter()
+            .map(|(id, since)| (*since, id.clone()))
+            .collect();
+        let max_age = self.config.registry_max_agent_age.as_secs_f64();
+        let max_count = self.config.registry_max_agent_count;
+        let mut forgotten = (0, 0);
+        for (candidates, count) in [(unreachable, &mut forgotten.0), (gone, &mut forgotten.1)] {
+            for agent_id in too_old_or_too_many(candidates, now.wall, max_age, max_count) {
+                self.forget_agent(&agent_id, out);
+                *count += 1;
+            }
+        }
+        if forgotten != (0, 0) {
+            tracing::info!(
+                unreachable = forgotten.0,
+                gone = forgotten.1,
+                "registry gc forgot agents"
+            );
+        }
+    }
+
+    /// Drops every trace of an unreachable or gone agent.
+    fn forget_agent(&mut self, agent_id: &AgentId, out: &mut Vec<Effect>) {
+        self.unreachable_agents.remove(agent_id);
+        self.gone_agents.remove(agent_id);
+        if self.agents.contains_key(agent_id) {
+            // Its resources left the allocator when it became unreachable,
+            // and its tasks' were released then: only the books remain.
+            let tasks: Vec<(FrameworkId, TaskId)> = self
+                .frameworks
+                .values()
+                .flat_map(|f| f.tasks.values())
+                .filter(|t| &t.agent_id == agent_id)
+                .map(|t| (t.framework_id.clone(), t.id.clone()))
+                .collect();
+            for (framework_id, task_id) in tasks {
+                if let Some(framework) = self.frameworks.get_mut(&framework_id) {
+                    framework.tasks.remove(&task_id);
+                }
+            }
+            self.agents.remove(agent_id);
+            self.affected_agents.remove(agent_id);
+        }
+        out.push(Effect::RegistryForget {
+            agent_id: agent_id.clone(),
+        });
+    }
+
     /// Ends the re-registration window: expected agents that did not come
     /// back are unreachable.
     pub(super) fn check_recovery(&mut self, now: Now, out: &mut Vec<Effect>) {
@@ -183,4 +267,26 @@ impl Master {
             out.push(Effect::Registry(entry));
         }
     }
+}
+
+/// Of `candidates` (since when, which), those `max_age` seconds old or more
+/// at `now`, then the oldest of the rest beyond `max_count`.
+fn too_old_or_too_many(
+    mut candidates: Vec<(f64, AgentId)>,
+    now: f64,
+    max_age: f64,
+    max_count: usize,
+) -> Vec<AgentId> {
+    // Oldest first; ids break ties, so the choice is deterministic.
+    candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    let too_old = candidates
+        .iter()
+        .take_while(|(since, _)| now - since >= max_age)
+        .count();
+    let excess = candidates.len().saturating_sub(max_count);
+    candidates
+        .into_iter()
+        .take(too_old.max(excess))
+        .map(|(_, id)| id)
+        .collect()
 }

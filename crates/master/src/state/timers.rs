@@ -1,6 +1,6 @@
 //! The state machine's timers: what is due at a time (pings, agents silent
 //! or unreachable too long, the re-registration window after a failover,
-//! offer and framework failover timeouts), done by [`Master::tick`], and
+//! the registry gc, offer and framework failover timeouts), done by [`Master::tick`], and
 //! when the next of them falls due, [`Master::next_deadline`], so that the
 //! shell sleeps until then instead of polling.
 
@@ -17,6 +17,7 @@ impl Master {
         self.check_agents(now, out);
         self.check_removals(now, out);
         self.check_recovery(now, out);
+        self.gc_registry(now, out);
         self.expire_offers(now, out);
         let expired: Vec<FrameworkId> = self
             .frameworks
@@ -83,10 +84,16 @@ impl Master {
         let frameworks = self.frameworks.values().map(|f| f.failover_deadline);
         // As `check_recovery`.
         let recovery = self.recovery.as_ref().map(|r| r.deadline);
+        // As `gc_registry`, which has nothing to do without an unreachable
+        // or gone agent.
+        let registry_gc = (!self.unreachable_agents.is_empty()
+            || !self.gone_agents.is_empty()
+            || self.agents.values().any(|a| a.unreachable_since.is_some()))
+        .then(|| self.last_registry_gc + self.config.registry_gc_interval);
         agents
             .chain(offers)
             .chain(frameworks)
-            .chain([recovery])
+            .chain([recovery, registry_gc])
             .flatten()
             .min()
     }

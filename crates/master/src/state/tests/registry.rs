@@ -159,3 +159,141 @@ fn an_agent_restarting_clean_on_the_same_address_replaces_the_old_one() {
     assert_eq!(offers[0].agent_id, new.to_field());
     assert_eq!(offer_resources(&offers[0]), res("cpus:2;mem:1024"));
 }
+
+fn forgotten(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::RegistryForget { agent_id } => Some(agent_id.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn registry_gc_forgets_agents_too_old_then_the_oldest_beyond_the_count() {
+    let mut h = Harness::with_master_id("m2");
+    h.master.config.registry_gc_interval = Duration::from_secs(60);
+    h.master.config.registry_max_agent_age = Duration::from_secs(1000);
+    h.master.config.registry_max_agent_count = 2;
+    let since = |secs: f64| WALL_EPOCH + secs;
+    h.master.recover(
+        h.now(),
+        vec![
+            registry_entry(
+                "m1-S1",
+                RegistryAgentState::Unreachable {
+                    since: since(-2000.0),
+                },
+            ),
+            registry_entry(
+                "m1-S2",
+                RegistryAgentState::Unreachable {
+                    since: since(-30.0),
+                },
+            ),
+            registry_entry(
+                "m1-S3",
+                RegistryAgentState::Unreachable {
+                    since: since(-20.0),
+                },
+            ),
+            registry_entry(
+                "m1-S4",
+                RegistryAgentState::Unreachable {
+                    since: since(-10.0),
+                },
+            ),
+            registry_entry("m1-G1", RegistryAgentState::Gone { since: since(-5.0) }),
+        ],
+        Duration::from_secs(600),
+    );
+    // Not before the interval: the deadline says when.
+    assert_eq!(
+        h.master.next_deadline(),
+        Some(Duration::from_secs(60)),
+        "the gc is the only timer"
+    );
+    h.advance(59.0);
+    assert!(forgotten(&h.tick()).is_empty());
+    h.advance(1.0);
+    // S1 is too old; of the other three unreachable ones S2, the oldest, is one too many.
+    let out = h.tick();
+    assert_eq!(forgotten(&out), ["m1-S1", "m1-S2"]);
+    assert_eq!(h.master.next_deadline(), Some(Duration::from_secs(120)));
+    assert!(!h.master.is_known_unreachable(&AgentId::new("m1-S1")));
+    assert!(h.master.is_known_unreachable(&AgentId::new("m1-S3")));
+    assert!(h.master.is_gone(&AgentId::new("m1-G1")));
+
+    // Once the gone agent is old enough, it is forgotten too, and may
+    // register again (as an agent this master has not met, as in Mesos).
+    h.advance(1000.0);
+    let out = h.tick();
+    assert_eq!(forgotten(&out), ["m1-S3", "m1-S4", "m1-G1"]);
+    let mut back = register_msg(agent_info("g1", "cpus:2;mem:1024"));
+    back.agent_info.as_mut().expect("info").id = AgentId::new("m1-G1").to_field();
+    let (id, out) = h.register(1, back);
+    assert_eq!(id, Some(AgentId::new("m1-G1")));
+    assert_eq!(registry_writes(&out)[0].state, RegistryAgentState::Admitted);
+}
+
+#[test]
+fn registry_gc_forgets_an_unreachable_agent_and_its_tasks_only_after_its_removal() {
+    let (mut h, agent, fw) = super::health::health_cluster(true);
+    h.master.config.registry_gc_interval = Duration::from_secs(10);
+    h.master.config.registry_max_agent_age = Duration::from_secs(100);
+    h.agent_gone(1);
+    // Unreachable after the pings, past its removal timeout later.
+    h.advance(20.0);
+    h.tick();
+    assert!(h.master.is_known_unreachable(&agent));
+    assert_eq!(
+        h.task(&fw.id, "t1").map(|t| t.state),
+        Some(pb::TaskState::TaskUnreachable)
+    );
+    // Old enough by age, but its removal timeout has not passed.
+    h.master.config.registry_max_agent_age = Duration::from_secs(1);
+    h.advance(10.0);
+    assert!(forgotten(&h.tick()).is_empty());
+    h.advance(100.0);
+    let out = h.tick();
+    assert_eq!(forgotten(&out), [agent.to_string()]);
+    assert!(!h.master.agents.contains_key(&agent));
+    assert!(
+        h.task(&fw.id, "t1").is_none(),
+        "its unreachable task is dropped"
+    );
+    check_books(&h.master);
+
+    // It comes back: a new agent to this master, with what it runs.
+    let mut back = register_msg(agent_info("a1", "cpus:2;mem:1024"));
+    back.agent_info.as_mut().expect("info").id = agent.to_field();
+    let (id, _) = h.register(2, back);
+    assert_eq!(id, Some(agent));
+}
+
+#[test]
+fn removed_framework_ids_are_bounded() {
+    let mut h = Harness::new();
+    let first = h.subscribe_framework(1, "first");
+    h.master
+        .remove_framework(&first.id, h.now(), &mut Vec::new());
+    assert!(h.master.removed_frameworks.contains(&first.id));
+    for n in 0..super::super::MAX_REMOVED_FRAMEWORK_IDS {
+        let id = FrameworkId::new(format!("gone-{n}"));
+        h.master.removed_frameworks.insert(id.clone());
+        h.master.removed_order.push_back(id);
+    }
+    let second = h.subscribe_framework(2, "second");
+    h.master
+        .remove_framework(&second.id, h.now(), &mut Vec::new());
+    assert_eq!(
+        h.master.removed_frameworks.len(),
+        super::super::MAX_REMOVED_FRAMEWORK_IDS
+    );
+    assert!(
+        !h.master.removed_frameworks.contains(&first.id),
+        "the oldest is forgotten"
+    );
+    assert!(h.master.removed_frameworks.contains(&second.id));
+}
