@@ -95,7 +95,10 @@ pub struct DrfAllocator {
     frameworks: Vec<Option<FrameworkSlot>>,
     free_framework_slots: Vec<u32>,
     framework_index: HashMap<FrameworkId, u32>,
+    /// Role nodes by index (0 the root); slots of pruned roles are in
+    /// `free_node_slots` (see `role_tree::prune_role`).
     nodes: Vec<RoleNode>,
+    free_node_slots: Vec<u32>,
     node_index: HashMap<String, u32>,
     total: Scalars,
     /// Free unreserved scalars on active agents.
@@ -128,6 +131,7 @@ impl DrfAllocator {
             free_framework_slots: Vec::new(),
             framework_index: HashMap::new(),
             nodes: vec![RoleNode::new("", None, 0)],
+            free_node_slots: Vec::new(),
             node_index: HashMap::new(),
             total: ZERO,
             available_unreserved: ZERO,

@@ -68,6 +68,7 @@ impl DrfAllocator {
         self.nodes[cl.node as usize].clients -= 1;
         self.framework_mut(cl.framework).clients.remove(&cl.role);
         self.free_client_slots.push(c);
+        self.prune_role(cl.node);
     }
 
     /// The framework's clients for `roles` (all of them if empty).

@@ -83,6 +83,30 @@ impl DrfAllocator {
                 scalars::add(node_alloc.entry(m).or_insert(ZERO), &sum);
             }
         }
+        // The role tree's shape: every named node indexed under its name,
+        // child counts right, freed slots blank.
+        let mut children: HashMap<u32, u32> = HashMap::new();
+        for (n, nd) in self.nodes.iter().enumerate().skip(1) {
+            let free = self.free_node_slots.contains(&(n as u32));
+            match nd.parent {
+                Some(p) if !free => {
+                    *children.entry(p).or_default() += 1;
+                    if self.node_index.get(&*nd.name) != Some(&(n as u32)) {
+                        return Err(format!("role '{}' is not indexed", nd.name));
+                    }
+                }
+                None if free && nd.name.is_empty() && nd.clients == 0 => {}
+                _ => return Err(format!("role node {n} is neither live nor free")),
+            }
+        }
+        if self.node_index.len() + self.free_node_slots.len() + 1 != self.nodes.len() {
+            return Err("role index and nodes disagree".into());
+        }
+        for (n, nd) in self.nodes.iter().enumerate() {
+            if nd.children != children.get(&(n as u32)).copied().unwrap_or(0) {
+                return Err(format!("role '{}' child count drifted", nd.name));
+            }
+        }
         for (n, nd) in self.nodes.iter().enumerate() {
             let n = n as u32;
             if nd.allocated != node_alloc.get(&n).copied().unwrap_or(ZERO) {

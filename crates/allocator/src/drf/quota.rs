@@ -209,6 +209,7 @@ impl DrfAllocator {
         self.quota_roles.remove(&n);
         let had = self.nodes[n as usize].quota.take().is_some();
         self.resort_up(n);
+        self.prune_role(n);
         had
     }
 

@@ -54,6 +54,8 @@ pub(super) struct RoleNode {
     pub(super) own_active: u32,
     /// Clients of this role, eligible or not.
     pub(super) clients: u32,
+    /// Child roles (nodes whose parent this is).
+    pub(super) children: u32,
     /// Allocations made in the subtree / to this role's own frameworks.
     pub(super) offers: u64,
     pub(super) own_offers: u64,
@@ -84,6 +86,7 @@ impl RoleNode {
             active: 0,
             own_active: 0,
             clients: 0,
+            children: 0,
             offers: 0,
             own_offers: 0,
             order: BTreeSet::new(),
@@ -137,15 +140,58 @@ impl DrfAllocator {
             parent = match self.node_index.get(name) {
                 Some(&n) => n,
                 None => {
-                    let n = self.nodes.len() as u32;
                     let depth = u32::try_from(level + 1).unwrap_or(u32::MAX);
-                    self.nodes.push(RoleNode::new(name, Some(parent), depth));
+                    let node = RoleNode::new(name, Some(parent), depth);
+                    let n = match self.free_node_slots.pop() {
+                        Some(n) => {
+                            self.nodes[n as usize] = node;
+                            n
+                        }
+                        None => {
+                            self.nodes.push(node);
+                            (self.nodes.len() - 1) as u32
+                        }
+                    };
+                    self.nodes[parent as usize].children += 1;
                     self.node_index.insert(name.to_string(), n);
                     n
                 }
             };
         }
         parent
+    }
+
+    /// Removes `node`, then each ancestor in turn, while it holds nothing:
+    /// no clients, no child roles, no weight or quota an operator set,
+    /// nothing allocated or reserved in it, and not in its parent's order.
+    /// So a master whose frameworks come and go under ever new roles keeps
+    /// only the roles in use. A freed node's slot is reused by the next new
+    /// role (no index of it survives: clients, quota roles and sort keys
+    /// all need one of the above).
+    pub(super) fn prune_role(&mut self, node: u32) {
+        let mut n = node;
+        while n != ROOT {
+            let nd = &self.nodes[n as usize];
+            let idle = nd.clients == 0
+                && nd.children == 0
+                && !nd.weight_set
+                && nd.quota.is_none()
+                && scalars::is_zero(&nd.allocated)
+                && scalars::is_zero(&nd.reserved)
+                && nd.key.is_none()
+                && nd.order.is_empty()
+                && nd.own_clients.is_empty();
+            let Some(parent) = nd.parent.filter(|_| idle) else {
+                return;
+            };
+            let name = nd.name.clone();
+            self.node_index.remove(&*name);
+            // A freed slot: no parent, so nothing walks up from it.
+            self.nodes[n as usize] = RoleNode::new("", None, 0);
+            self.free_node_slots.push(n);
+            self.nodes[parent as usize].children -= 1;
+            n = parent;
+        }
     }
 
     /// The node and its ancestors, excluding the root.

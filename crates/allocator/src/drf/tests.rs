@@ -725,6 +725,54 @@ fn a_role_thousands_of_levels_deep_cannot_overflow_the_stack() {
     worker.join().expect("no panic, no overflow");
 }
 
+/// Roles nobody uses any more leave the tree: frameworks coming and going
+/// under ever new roles do not grow it, while a role an operator gave a
+/// weight or a quota, or one with another framework, stays.
+#[test]
+fn empty_roles_are_removed() {
+    let mut alloc = new();
+    alloc.add_agent(agent(0), res("cpus:4;mem:4096"), &[]);
+    alloc.add_framework(framework(0), roles(&["eng/web"]), BTreeSet::new());
+    let size = alloc.nodes.len();
+    for n in 1..200 {
+        let role = format!("batch/job-{n}/run");
+        alloc.add_framework(framework(n), roles(&[&role]), BTreeSet::new());
+        assert_eq!(alloc.allocate(T0).len(), 1);
+        alloc.check_invariants().unwrap();
+        alloc.remove_framework(&framework(n));
+        alloc.check_invariants().unwrap();
+        assert!(!alloc.node_index.contains_key(&role));
+        assert!(!alloc.node_index.contains_key("batch"), "ancestors too");
+    }
+    assert!(alloc.nodes.len() <= size + 3, "{} nodes", alloc.nodes.len());
+
+    // A weighted role and a role with quota stay; so does a parent with
+    // another child in use.
+    alloc
+        .set_weights(&[("weighted".to_string(), 2.0)])
+        .expect("weights");
+    alloc.add_framework(framework(300), roles(&["weighted"]), BTreeSet::new());
+    alloc.add_framework(framework(301), roles(&["eng/ml"]), BTreeSet::new());
+    alloc.remove_framework(&framework(300));
+    alloc.remove_framework(&framework(301));
+    alloc.check_invariants().unwrap();
+    assert!(alloc.node_index.contains_key("weighted"));
+    assert!(alloc.node_index.contains_key("eng"), "eng/web is in use");
+    assert!(!alloc.node_index.contains_key("eng/ml"));
+    assert_eq!(
+        alloc
+            .role_summaries()
+            .iter()
+            .map(|r| r.role.as_str())
+            .collect::<Vec<_>>(),
+        ["eng/web", "weighted"]
+    );
+    alloc.remove_framework(&framework(0));
+    alloc.check_invariants().unwrap();
+    assert!(!alloc.node_index.contains_key("eng"));
+    assert_eq!(alloc.allocate(T0).len(), 0);
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3))]
 
