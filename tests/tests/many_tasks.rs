@@ -5,10 +5,11 @@
 //! agent takes minutes to start 10,000 on two cores);
 //! `AGORA_TEST_MANY_TASKS` sets another count.
 //!
-//! Not asserted yet, because it does not hold: that every task reaches
-//! TASK_RUNNING. A few dozen of 3,000 stay TASK_STARTING while their
-//! processes run (the executor's RUNNING never reaches the agent; issue 15
-//! stays open on it).
+//! Every task also reaches TASK_RUNNING at the master: with a few thousand
+//! executors the agent's acknowledgements reached some after their 5 s
+//! retry, and a re-sent STARTING that the master had acknowledged already
+//! was queued again after RUNNING (a few of every 3,000 tasks stayed
+//! TASK_STARTING; the agent now remembers the uuids it took).
 //!
 //! What this caught: with HTTP/2's default 1 MiB connection window, the
 //! supervisor's one connection was closed by the agent (too many small
@@ -148,13 +149,26 @@ fn an_agent_with_thousands_of_tasks_restarts_and_every_executor_comes_back() {
         "no task ended: {}",
         run.log_text()
     );
-    let state = cluster.state().expect("state");
-    let tasks = all_tasks(&state);
-    assert_eq!(tasks.len(), n);
-    let ended: Vec<&serde_json::Value> = tasks
-        .iter()
-        .filter(|t| t["state"] != "TASK_RUNNING" && t["state"] != "TASK_STARTING")
-        .collect();
-    assert!(ended.is_empty(), "{ended:?}");
+    // Every task reaches TASK_RUNNING at the master, and stays there: the
+    // updates in flight at the kill are re-sent on the next subscription,
+    // and those the master had already are not queued again.
+    let states = |state: &serde_json::Value| -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for task in all_tasks(state) {
+            *counts
+                .entry(task["state"].as_str().unwrap_or("?").to_string())
+                .or_insert(0) += 1;
+        }
+        counts
+    };
+    wait_for(
+        &format!("{n} tasks TASK_RUNNING"),
+        Duration::from_secs(120),
+        || {
+            let state = cluster.state().ok()?;
+            (states(&state).get("TASK_RUNNING") == Some(&n)).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", cluster.state().map(|s| states(&s))));
     run.kill();
 }

@@ -92,6 +92,8 @@ pub enum Checkpoint {
         task_id: TaskId,
         state: pb::TaskState,
         pending: Vec<pb::TaskStatus>,
+        /// The uuids of the task's latest updates (`TaskRecord::received`).
+        received: Vec<Vec<u8>>,
     },
     /// The task is terminal and every update for it was acknowledged.
     RemoveTask {
@@ -126,6 +128,7 @@ pub struct RecoveredTask {
     pub info: pb::TaskInfo,
     pub state: pb::TaskState,
     pub pending: Vec<pb::TaskStatus>,
+    pub received: Vec<Vec<u8>>,
 }
 
 /// `task.updates`: the latest state and the pending queue.
@@ -135,6 +138,10 @@ struct TaskUpdatesRecord {
     state: i32,
     #[prost(message, repeated, tag = "2")]
     pending: Vec<pb::TaskStatus>,
+    /// Absent in records of older agents: their tasks remember only
+    /// `pending` (the duplicates they missed were not caught then either).
+    #[prost(bytes = "vec", repeated, tag = "3")]
+    received: Vec<Vec<u8>>,
 }
 
 /// `executor.info`.
@@ -262,10 +269,12 @@ pub fn apply(store: &mut dyn MetaStore, record: &Checkpoint) -> std::io::Result<
             task_id,
             state,
             pending,
+            received,
         } => {
             let record = TaskUpdatesRecord {
                 state: *state as i32,
                 pending: pending.clone(),
+                received: received.clone(),
             };
             let dir = task_dir(
                 framework_id.as_str(),
@@ -482,28 +491,36 @@ pub fn recover(store: &dyn MetaStore) -> Recovered {
                     continue;
                 }
                 let updates_path = task_dir.join(TASK_UPDATES);
-                let (state, pending) = match read_file(store, &updates_path)
+                let (state, pending, mut received) = match read_file(store, &updates_path)
                     .map(|b| TaskUpdatesRecord::decode(b.as_slice()))
                 {
-                    None => (pb::TaskState::TaskStaging, Vec::new()),
+                    None => (pb::TaskState::TaskStaging, Vec::new(), Vec::new()),
                     Some(Ok(record)) => match agora_core::task::from_i32(record.state) {
-                        Ok(state) => (state, record.pending),
+                        Ok(state) => (state, record.pending, record.received),
                         Err(e) => {
                             corrupt(&updates_path, e);
-                            (pb::TaskState::TaskStaging, Vec::new())
+                            (pb::TaskState::TaskStaging, Vec::new(), Vec::new())
                         }
                     },
                     Some(Err(e)) => {
                         corrupt(&updates_path, e);
-                        (pb::TaskState::TaskStaging, Vec::new())
+                        (pb::TaskState::TaskStaging, Vec::new(), Vec::new())
                     }
                 };
+                // An older agent's record lists no uuids: its pending ones
+                // at least were taken.
+                for uuid in pending.iter().filter_map(|s| s.uuid.clone()) {
+                    if !received.contains(&uuid) {
+                        received.push(uuid);
+                    }
+                }
                 recovered.tasks.push(RecoveredTask {
                     framework_id: framework_id.clone(),
                     executor_id: executor_id.clone(),
                     info,
                     state,
                     pending,
+                    received,
                 });
             }
         }

@@ -105,6 +105,13 @@ pub struct TaskRecord {
     pub state: pb::TaskState,
     /// Updates not yet acknowledged by the master; the head is in flight.
     pub pending: VecDeque<pb::TaskStatus>,
+    /// The uuids of the latest updates taken for this task, oldest first,
+    /// at most [`RECEIVED_KEPT`]: an executor re-sends every update whose
+    /// acknowledgement has not reached it (on its retry tick, and when it
+    /// subscribes again), and one the master has acknowledged already is
+    /// gone from `pending` but must not be queued again. Checkpointed with
+    /// `pending`, so an agent restart does not forget them.
+    pub received: VecDeque<Vec<u8>>,
     pub next_retry: Option<Duration>,
     /// Resends of the head: `current()` is the wait of the one in flight;
     /// reset when a new head goes out, doubled each time a wait runs out.
@@ -161,6 +168,13 @@ pub struct AgentState {
 }
 
 const MAX_COMPLETED: usize = 1000;
+/// How many update uuids a task remembers ([`TaskRecord::received`]). An
+/// executor re-sends only updates it holds no acknowledgement for, and the
+/// agent acknowledges one stream's updates in the order it takes them, so a
+/// re-sent update is at most as far behind the newest as the executor's
+/// unacknowledged list is long: a few in practice, 256 at most here (4 KiB
+/// per task).
+pub const RECEIVED_KEPT: usize = 256;
 
 fn launch_event(task: pb::TaskInfo) -> exec::Event {
     exec::Event {

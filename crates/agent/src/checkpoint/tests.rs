@@ -63,6 +63,8 @@ fn records() -> Vec<Checkpoint> {
                 update(1, pb::TaskState::TaskStarting),
                 update(2, pb::TaskState::TaskRunning),
             ],
+            // 0 was acknowledged by the master already.
+            received: vec![vec![0; 16], vec![1; 16], vec![2; 16]],
         },
     ]
 }
@@ -82,6 +84,11 @@ fn check_full(recovered: &Recovered) {
     assert_eq!(recovered.tasks[0].state, pb::TaskState::TaskRunning);
     assert_eq!(recovered.tasks[0].pending.len(), 2);
     assert_eq!(recovered.tasks[0].pending[1].uuid, Some(vec![2; 16]));
+    assert_eq!(
+        recovered.tasks[0].received,
+        vec![vec![0; 16], vec![1; 16], vec![2; 16]],
+        "the uuids taken, acknowledged ones too"
+    );
 }
 
 #[test]
@@ -194,6 +201,7 @@ fn a_batch_keeps_only_the_last_write_of_each_task_queue() {
         pending: (0..n)
             .map(|i| update(i as u8, pb::TaskState::TaskRunning))
             .collect(),
+        received: Vec::new(),
     };
     let remove = Checkpoint::RemoveTask {
         framework_id: f.clone(),

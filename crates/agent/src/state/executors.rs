@@ -33,8 +33,20 @@ impl AgentState {
         framework_id: &FrameworkId,
         out: &mut Vec<Effect>,
     ) {
-        let used = self.executors.keys().any(|(f, _)| f == framework_id)
-            || self.tasks.keys().any(|(f, _)| f == framework_id);
+        // Both maps are ordered by framework first: the first key at or
+        // after the framework's smallest says whether it has any (a scan of
+        // every executor and task per removal was O(n) each, O(n^2) when
+        // thousands of executors end).
+        let used = self
+            .executors
+            .range((framework_id.clone(), ExecutorId::new(""))..)
+            .next()
+            .is_some_and(|((f, _), _)| f == framework_id)
+            || self
+                .tasks
+                .range((framework_id.clone(), TaskId::new(""))..)
+                .next()
+                .is_some_and(|((f, _), _)| f == framework_id);
         if !used && self.frameworks.remove(framework_id).is_some() {
             out.push(Effect::Checkpoint(Checkpoint::RemoveFramework(
                 framework_id.clone(),

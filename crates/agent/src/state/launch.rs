@@ -118,6 +118,7 @@ impl AgentState {
                 resources,
                 state: pb::TaskState::TaskStaging,
                 pending: VecDeque::new(),
+                received: VecDeque::new(),
                 next_retry: None,
                 backoff: retry_backoff(),
             },

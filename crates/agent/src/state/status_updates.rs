@@ -46,6 +46,7 @@ impl AgentState {
                 task_id: key.1.clone(),
                 state: task.state,
                 pending: task.pending.iter().cloned().collect(),
+                received: task.received.iter().cloned().collect(),
             }));
         }
     }
@@ -107,8 +108,13 @@ impl AgentState {
         let Some(task) = self.tasks.get_mut(&key) else {
             return false;
         };
-        if status.uuid.is_some() && task.pending.iter().any(|p| p.uuid == status.uuid) {
-            return true; // a retry of an update we already hold
+        if let Some(uuid) = &status.uuid
+            && task.received.contains(uuid)
+        {
+            // A retry of an update taken already: still pending, or
+            // acknowledged by the master (whose copy may have been followed
+            // by newer ones: queued again it would undo them).
+            return true;
         }
         let Ok(state) = agora_core::task::from_i32(status.state.unwrap_or_default()) else {
             return false;
@@ -118,6 +124,12 @@ impl AgentState {
             return true;
         }
         status.agent_id = self.agent_id.as_ref().and_then(AgentId::to_field);
+        if let Some(uuid) = &status.uuid {
+            task.received.push_back(uuid.clone());
+            if task.received.len() > crate::state::RECEIVED_KEPT {
+                task.received.pop_front();
+            }
+        }
         task.state = state;
         task.pending.push_back(status);
         let first = task.pending.len() == 1;

@@ -351,6 +351,51 @@ fn duplicate_executor_updates_are_queued_once_and_terminal_tasks_retire() {
     assert_eq!(state.completed.len(), 1);
 }
 
+/// An executor re-sends every update it holds no acknowledgement for (on
+/// its retry tick, and when it subscribes again after a lost stream or an
+/// agent restart): one the master acknowledged already must not be queued
+/// again. Found with 3,000 tasks on one agent: acks reached busy executors
+/// after their 5 s retry, the retried STARTING was queued after RUNNING,
+/// and the task stayed TASK_STARTING at the agent and the master.
+#[test]
+fn an_update_resent_after_the_master_acknowledged_it_is_not_queued_again() {
+    let mut state = agent();
+    run_task(&mut state, "t1");
+    subscribe(&mut state, "t1", 1);
+    update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskStarting, 1),
+    );
+    update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskRunning, 2),
+    );
+    master_ack(&mut state, "t1", 1, T0);
+    // The executor's retry of both, before their acks reached it.
+    let out = update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskStarting, 1),
+    );
+    assert_eq!(acks_to_executor(&out), 1, "acknowledged again");
+    assert!(to_master_updates(&out).is_empty(), "not forwarded again");
+    update(
+        &mut state,
+        "t1",
+        1,
+        status("t1", pb::TaskState::TaskRunning, 2),
+    );
+    master_ack(&mut state, "t1", 2, T0);
+    let task = &state.tasks[&(fid(), TaskId::new("t1"))];
+    assert_eq!(task.state, pb::TaskState::TaskRunning);
+    assert!(task.pending.is_empty(), "{:?}", task.pending);
+}
+
 #[test]
 fn an_executor_that_dies_fails_its_task() {
     let mut state = agent();
@@ -616,8 +661,9 @@ fn a_restarted_agent_recovers_its_tasks_and_resends_unacknowledged_updates() {
         vec![(pb::TaskState::TaskRunning, vec![2; 16])]
     );
 
-    // The executor re-subscribes holding its task and RUNNING (it missed the ack):
-    // no second LAUNCH, no duplicate in the queue, and the ack it missed.
+    // The executor re-subscribes holding its task, STARTING and RUNNING (it
+    // missed both acks; the master acknowledged STARTING before the crash):
+    // no second LAUNCH, no duplicate in the queue, and the acks it missed.
     let mut out = Vec::new();
     state
         .on_executor_subscribe(
@@ -626,7 +672,10 @@ fn a_restarted_agent_recovers_its_tasks_and_resends_unacknowledged_updates() {
             &fid(),
             &eid("t1"),
             &[TaskId::new("t1")],
-            vec![status("t1", pb::TaskState::TaskRunning, 2)],
+            vec![
+                status("t1", pb::TaskState::TaskStarting, 1),
+                status("t1", pb::TaskState::TaskRunning, 2),
+            ],
             &mut out,
         )
         .expect("recovered executor is known");
@@ -634,7 +683,8 @@ fn a_restarted_agent_recovers_its_tasks_and_resends_unacknowledged_updates() {
         !executor_events(&out).contains(&(exec::event::Type::Launch as i32)),
         "{out:?}"
     );
-    assert_eq!(acks_to_executor(&out), 1);
+    assert_eq!(acks_to_executor(&out), 2);
+    assert!(to_master_updates(&out).is_empty(), "{out:?}");
     // The update waits for the master's acknowledgement (what `/metrics`
     // reports as pending; its gauges are tested with the Mesos view's).
     let task = &state.tasks[&(fid(), TaskId::new("t1"))];

@@ -41,6 +41,7 @@ fn records() -> Vec<Checkpoint> {
                 uuid: Some(vec![7; 16]),
                 ..Default::default()
             }],
+            received: vec![vec![7; 16]],
         },
     ]
 }
