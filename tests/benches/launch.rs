@@ -532,18 +532,24 @@ struct CpuSnapshot {
     at: Instant,
     master: f64,
     agent: f64,
-    /// The agent's executor supervisor (0 when executors are processes).
+    /// The agent's executor supervisor, keeper and worker (0 when
+    /// executors are processes).
     supervisor: f64,
     framework: f64,
     machine_busy: f64,
 }
 
-/// The agent's `agora supervisor` child, if it has one.
-fn supervisor_of(agent: u32) -> Option<u32> {
-    std::fs::read_dir("/proc")
-        .ok()?
+/// The agent's `agora supervisor` processes: its keeper (the agent's
+/// child) and the keeper's worker, which hosts the executors. Empty when
+/// executors are processes.
+fn supervisor_pids(agent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    // (pid, parent, is a supervisor process)
+    let processes: Vec<(u32, u32, bool)> = entries
         .flatten()
-        .find_map(|entry| {
+        .filter_map(|entry| {
             let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
             let parent: u32 = stat
@@ -554,9 +560,20 @@ fn supervisor_of(agent: u32) -> Option<u32> {
                 .parse()
                 .ok()?;
             let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            (parent == agent && cmdline.split(|b| *b == 0).nth(1) == Some(b"supervisor".as_slice()))
-                .then_some(pid)
+            let supervisor = cmdline.split(|b| *b == 0).nth(1) == Some(b"supervisor".as_slice());
+            Some((pid, parent, supervisor))
         })
+        .collect();
+    let keepers: Vec<u32> = processes
+        .iter()
+        .filter(|(_, parent, supervisor)| *parent == agent && *supervisor)
+        .map(|(pid, _, _)| *pid)
+        .collect();
+    let workers = processes
+        .iter()
+        .filter(|(_, parent, supervisor)| *supervisor && keepers.contains(parent))
+        .map(|(pid, _, _)| *pid);
+    keepers.iter().copied().chain(workers).collect()
 }
 
 /// Pids of the daemons whose CPU time is reported.
@@ -613,8 +630,10 @@ impl CpuSnapshot {
             at: Instant::now(),
             master: process_cpu_ms(&pids.master.to_string()),
             agent: process_cpu_ms(&pids.agent.to_string()),
-            supervisor: supervisor_of(pids.agent)
-                .map_or(0.0, |pid| process_cpu_ms(&pid.to_string())),
+            supervisor: supervisor_pids(pids.agent)
+                .iter()
+                .map(|pid| process_cpu_ms(&pid.to_string()))
+                .sum(),
             framework: process_cpu_ms("self"),
             machine_busy: machine_busy_ms(),
         }

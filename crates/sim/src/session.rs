@@ -152,10 +152,25 @@ pub(crate) async fn run(agent: Arc<Mutex<SimAgent>>, group: usize, shared: Arc<S
                 }
             }
         }
+        // As the real agent: the pause ends early when another leader is
+        // named (the backoff grew against the one that is gone).
         let delay = backoff.next_delay_jittered(rand::rng().random::<f64>());
-        tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            if endpoint_rx
+                .borrow_and_update()
+                .as_deref()
+                .is_some_and(|now| now != endpoint.as_str())
+            {
+                backoff.reset();
+                break;
+            }
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => return,
+                () = &mut sleep => break,
+                changed = endpoint_rx.changed() => if changed.is_err() { return },
+            }
         }
     }
 }

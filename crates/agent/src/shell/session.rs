@@ -259,9 +259,16 @@ pub(super) async fn master_session(
         if heard_from_master {
             backoff.reset();
         }
+        // The pause ends early when ZooKeeper names another leader: the
+        // backoff grew against the one that is gone, and the new leader is
+        // waiting for every agent to re-register.
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(jittered(&mut backoff)) => {}
+            _ = source.leader_moved(&endpoint) => {
+                tracing::info!("a new leading master was elected; re-registering now");
+                backoff.reset();
+            }
         }
     }
 }

@@ -6,18 +6,19 @@ use std::sync::Arc;
 use agora_core::{ExecutorId, FrameworkId};
 use tokio::time::Instant;
 
-use super::{Actor, SNAPSHOT_INTERVAL};
+use super::{Actor, SNAPSHOT_COST_FACTOR, SNAPSHOT_INTERVAL};
 use crate::snapshot::{AgentSnapshot, TaskView};
 
 impl Actor {
     /// Publishes the snapshot readers see, at most every [`SNAPSHOT_INTERVAL`]
     /// (its cost grows with the tasks kept, so never once per event).
     pub(in crate::shell) fn publish(&mut self, force: bool) {
-        if !self.dirty || (!force && self.last_snapshot.elapsed() < SNAPSHOT_INTERVAL) {
+        if !self.dirty || (!force && self.last_snapshot.elapsed() < self.snapshot_interval()) {
             return;
         }
         self.dirty = false;
-        self.last_snapshot = Instant::now();
+        let began = Instant::now();
+        self.last_snapshot = began;
         // The state changed since the last publication: its deadlines may have.
         self.refresh_deadline();
         // Sandboxes are only kept for tasks the snapshot still shows.
@@ -65,5 +66,13 @@ impl Actor {
             ),
         };
         self.snapshot.send_replace(Arc::new(snapshot));
+        self.snapshot_cost = began.elapsed();
+    }
+
+    /// How long after the last publication the next may come: at least
+    /// [`SNAPSHOT_INTERVAL`], and [`SNAPSHOT_COST_FACTOR`] times what the
+    /// last one cost.
+    pub(in crate::shell) fn snapshot_interval(&self) -> std::time::Duration {
+        SNAPSHOT_INTERVAL.max(self.snapshot_cost * SNAPSHOT_COST_FACTOR)
     }
 }

@@ -4,8 +4,9 @@
 //! - the state machine's next deadline ([`AgentState::next_deadline`]: a
 //!   status update to resend, an executor's re-subscription time or
 //!   shutdown grace), re-read whenever the state changed and the snapshot
-//!   is published, so a deadline is seen at most [`SNAPSHOT_INTERVAL`]
-//!   after the input that set it;
+//!   is published, so a deadline is seen at most one snapshot interval
+//!   (`publish.rs`: 20 ms, longer when the snapshot is costly to build)
+//!   after the input that set it: the deadlines are seconds long;
 //! - the next measure of the work dir's disk, every [`DISK_CHECK_INTERVAL`];
 //! - the next publication of the snapshot, while it is out of date.
 //!
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Actor, SNAPSHOT_INTERVAL};
+use super::Actor;
 use crate::state::Effect;
 
 /// How often the work dir's filesystem is measured (full disks refuse
@@ -54,7 +55,7 @@ impl Actor {
             wake = wake.min(self.started + due);
         }
         if self.dirty {
-            wake = wake.min(self.last_snapshot + SNAPSHOT_INTERVAL);
+            wake = wake.min(self.last_snapshot + self.snapshot_interval());
         }
         wake
     }
