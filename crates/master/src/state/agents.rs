@@ -431,7 +431,8 @@ impl Master {
             .cloned()
             .unwrap_or_else(|| "*".into());
         let (framework_id, task_id) = (task.framework_id.clone(), task.id.clone());
-        framework.tasks.insert(
+        self.by_agent.task_added(agent_id, &framework_id, &task_id);
+        let replaced = framework.tasks.insert(
             task.id.clone(),
             Task {
                 id: task.id,
@@ -448,6 +449,12 @@ impl Master {
                 user: None,
             },
         );
+        if let Some(replaced) = replaced
+            && &replaced.agent_id != agent_id
+        {
+            self.by_agent
+                .task_removed(&replaced.agent_id, &framework_id, &task_id);
+        }
         self.observe_task_added(&framework_id, &task_id, out);
     }
 

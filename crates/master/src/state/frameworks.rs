@@ -360,6 +360,10 @@ impl Master {
         self.allocator.remove_framework(framework_id);
         self.needs_allocation = true;
         if let Some(mut framework) = self.frameworks.remove(framework_id) {
+            for task in framework.tasks.values() {
+                self.by_agent
+                    .task_removed(&task.agent_id, framework_id, &task.id);
+            }
             framework.conn = None;
             framework.failover_deadline = None;
             // A completed framework's `unregistered_time` is when it ended, as in Mesos.

@@ -108,7 +108,9 @@ impl Master {
         // Commit. The offers' resources stay allocated to the framework: the
         // tasks' part until they end, the rest until recovered just below.
         for offer_id in &offer_ids {
-            self.offers.remove(offer_id);
+            if let Some(offer) = self.offers.remove(offer_id) {
+                self.by_agent.offer_removed(&offer.agent_id, offer_id);
+            }
             if let Some(framework) = self.frameworks.get_mut(framework_id) {
                 framework.offers.remove(offer_id);
             }
@@ -147,7 +149,15 @@ impl Master {
                     .filter(|u| *u != framework_info.user),
             };
             if let Some(framework) = self.frameworks.get_mut(framework_id) {
-                framework.tasks.insert(launch.task_id.clone(), task);
+                let agent_id = task.agent_id.clone();
+                self.by_agent
+                    .task_added(&agent_id, framework_id, &launch.task_id);
+                if let Some(replaced) = framework.tasks.insert(launch.task_id.clone(), task)
+                    && replaced.agent_id != agent_id
+                {
+                    self.by_agent
+                        .task_removed(&replaced.agent_id, framework_id, &launch.task_id);
+                }
             }
             self.observe_task_added(framework_id, &launch.task_id, out);
             *self

@@ -20,6 +20,7 @@ use agora_proto::v1::scheduler as sched;
 mod agents;
 mod authz;
 mod books;
+mod by_agent;
 mod calls;
 mod config;
 mod control;
@@ -153,6 +154,8 @@ pub struct Master {
     /// declined or rescinded, a task ended, the agent joined): event-driven
     /// allocation offers just these.
     affected_agents: BTreeSet<AgentId>,
+    /// The tasks and offers on each agent (`by_agent.rs`).
+    by_agent: by_agent::ByAgent,
     /// When each (framework, role) last got an offer (monotonic).
     last_offered: HashMap<(FrameworkId, String), Duration>,
     /// "Why no offer?" as of `offer_status_at`; see [`Master::refresh_offer_status`].
@@ -202,6 +205,7 @@ impl Master {
             counters: Counters::default(),
             needs_allocation: false,
             affected_agents: BTreeSet::new(),
+            by_agent: by_agent::ByAgent::default(),
             last_offered: HashMap::new(),
             offer_status: BTreeMap::new(),
             offer_status_at: None,
@@ -304,6 +308,7 @@ impl Master {
                 }),
             };
             framework.offers.insert(offer_id.clone());
+            self.by_agent.offer_added(&allocation.agent_id, &offer_id);
             self.last_offered.insert(
                 (allocation.framework_id.clone(), allocation.role.clone()),
                 now.monotonic,
@@ -360,6 +365,7 @@ impl Master {
         out: &mut Vec<Effect>,
     ) -> Option<Offer> {
         let offer = self.offers.remove(offer_id)?;
+        self.by_agent.offer_removed(&offer.agent_id, offer_id);
         self.allocator.recover_for_role(
             &offer.agent_id,
             &offer.framework_id,
@@ -465,6 +471,8 @@ impl Master {
             return;
         };
         if let Some(task) = framework.tasks.remove(task_id) {
+            self.by_agent
+                .task_removed(&task.agent_id, framework_id, task_id);
             framework.completed_tasks.push_back(task);
             while framework.completed_tasks.len() > limit {
                 framework.completed_tasks.pop_front();
@@ -537,20 +545,30 @@ impl Master {
 
     /// Non-terminal tasks on an agent, as (framework, task) keys.
     fn live_tasks_on(&self, agent_id: &AgentId) -> Vec<(FrameworkId, TaskId)> {
-        self.frameworks
-            .values()
-            .flat_map(|f| f.tasks.values())
-            .filter(|t| &t.agent_id == agent_id && !agora_core::task::is_terminal(t.state))
-            .map(|t| (t.framework_id.clone(), t.id.clone()))
+        self.by_agent
+            .tasks_on(agent_id)
+            .filter(|(framework_id, task_id)| {
+                self.frameworks
+                    .get(framework_id)
+                    .and_then(|f| f.tasks.get(task_id))
+                    .is_some_and(|t| {
+                        &t.agent_id == agent_id && !agora_core::task::is_terminal(t.state)
+                    })
+            })
+            .cloned()
             .collect()
     }
 
     /// Outstanding offers of an agent's resources.
     fn offers_on(&self, agent_id: &AgentId) -> Vec<OfferId> {
-        self.offers
-            .values()
-            .filter(|o| &o.agent_id == agent_id)
-            .map(|o| o.id.clone())
+        self.by_agent
+            .offers_on(agent_id)
+            .filter(|id| {
+                self.offers
+                    .get(*id)
+                    .is_some_and(|o| &o.agent_id == agent_id)
+            })
+            .cloned()
             .collect()
     }
 

@@ -228,17 +228,19 @@ impl Master {
         if self.agents.contains_key(agent_id) {
             // Its resources left the allocator when it became unreachable,
             // and its tasks' were released then: only the books remain.
-            let tasks: Vec<(FrameworkId, TaskId)> = self
-                .frameworks
-                .values()
-                .flat_map(|f| f.tasks.values())
-                .filter(|t| &t.agent_id == agent_id)
-                .map(|t| (t.framework_id.clone(), t.id.clone()))
-                .collect();
+            let tasks: Vec<(FrameworkId, TaskId)> =
+                self.by_agent.tasks_on(agent_id).cloned().collect();
             for (framework_id, task_id) in tasks {
-                if let Some(framework) = self.frameworks.get_mut(&framework_id) {
+                if let Some(framework) = self.frameworks.get_mut(&framework_id)
+                    && framework
+                        .tasks
+                        .get(&task_id)
+                        .is_some_and(|t| &t.agent_id == agent_id)
+                {
                     framework.tasks.remove(&task_id);
                 }
+                self.by_agent
+                    .task_removed(agent_id, &framework_id, &task_id);
             }
             self.agents.remove(agent_id);
             self.affected_agents.remove(agent_id);

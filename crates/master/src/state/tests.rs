@@ -599,6 +599,21 @@ fn launch_one(h: &mut Harness, fw: &Fw, offer: &pb::Offer, task: pb::TaskInfo) -
 /// ended has released its resources. The harness checks them after every
 /// input it drives, so every test below checks them at every step.
 fn check_books(master: &Master) {
+    // The index of what is on each agent lists exactly the books' tasks
+    // and offers (`by_agent.rs`).
+    let tasks: BTreeSet<(AgentId, FrameworkId, TaskId)> = master
+        .frameworks
+        .values()
+        .flat_map(|f| f.tasks.values())
+        .map(|t| (t.agent_id.clone(), t.framework_id.clone(), t.id.clone()))
+        .collect();
+    assert_eq!(master.by_agent.all_tasks(), tasks, "tasks by agent");
+    let offers: BTreeSet<(AgentId, OfferId)> = master
+        .offers
+        .values()
+        .map(|o| (o.agent_id.clone(), o.id.clone()))
+        .collect();
+    assert_eq!(master.by_agent.all_offers(), offers, "offers by agent");
     let free = master.free_resources();
     // Per agent: used + offered fits in total, and the allocator agrees.
     for (agent_id, agent) in &master.agents {
