@@ -739,17 +739,25 @@ fn failover(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow
             Ok((elected, killed.elapsed()))
         });
         // The framework re-subscribes (to the new leader: the old one is
-        // dead), then reconciles every task each second until all are
-        // answered TASK_RUNNING.
+        // dead), then reconciles the tasks not yet answered TASK_RUNNING,
+        // as Mesos' reconciliation guide asks: again only once answers
+        // stopped coming for a second (asking for 100,000 tasks every
+        // second while the answers were still arriving queued a million
+        // events and the master rightly dropped the stream as stuck).
         let mut answered = std::collections::HashSet::new();
         let mut resubscribed = false;
         let mut reconnected = false;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last_answer = tokio::time::Instant::now();
+        let mut asked = false;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
         while answered.len() < placed.launched {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => bail!("reconciliation timed out: {} of {}", answered.len(), placed.launched),
-                _ = tick.tick(), if resubscribed => {
+                _ = tick.tick(), if resubscribed && (!asked || last_answer.elapsed() >= Duration::from_secs(1)) => {
+                    asked = true;
+                    last_answer = tokio::time::Instant::now();
                     let missing: Vec<_> = (0..placed.launched)
                         .map(|i| format!("t-{i}"))
                         .filter(|t| !answered.contains(t))
@@ -759,8 +767,12 @@ fn failover(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow
                 }
                 event = events.recv() => match event.context("event stream ended")? {
                     Event::Disconnected { .. } => reconnected = true,
-                    Event::Subscribed { .. } if reconnected => resubscribed = true,
+                    Event::Subscribed { .. } if reconnected => {
+                        resubscribed = true;
+                        asked = false;
+                    }
                     Event::Update(status) if resubscribed && status.state == Some(TaskState::TaskRunning as i32) => {
+                        last_answer = tokio::time::Instant::now();
                         answered.insert(status.task_id.unwrap_or_default().value);
                     }
                     _ => {}

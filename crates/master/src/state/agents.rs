@@ -405,6 +405,7 @@ impl Master {
                     )),
                     tasks: Default::default(),
                     completed_tasks: Default::default(),
+                    completed_ids: Default::default(),
                     offers: BTreeSet::new(),
                 },
             );
@@ -641,14 +642,7 @@ impl Master {
             .tasks
             .get(&task_id)
             .map(|t| &t.agent_id)
-            .or_else(|| {
-                framework
-                    .completed_tasks
-                    .iter()
-                    .rev()
-                    .find(|t| t.id == task_id)
-                    .map(|t| &t.agent_id)
-            });
+            .or_else(|| framework.completed_task(&task_id).map(|t| &t.agent_id));
         if let Some(on) = on
             && on != agent_id
         {
@@ -665,10 +659,7 @@ impl Master {
         if let Some(uuid) = status.uuid.clone()
             && !framework.tasks.contains_key(&task_id)
             && framework
-                .completed_tasks
-                .iter()
-                .rev()
-                .find(|t| t.id == task_id)
+                .completed_task(&task_id)
                 .and_then(|t| t.last_status.as_ref())
                 .is_some_and(|acknowledged| acknowledged.uuid.as_ref() == Some(&uuid))
         {

@@ -2,7 +2,7 @@
 //! the counters it exposes: plain records, changed only by [`Master`]'s
 //! methods.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use agora_core::{AgentId, FrameworkId, OfferId, Resources, TaskId};
@@ -95,10 +95,56 @@ pub struct Framework {
     pub tasks: Tracked<TaskId, Task>,
     /// The latest completed tasks, at most `max_completed_tasks_per_framework`.
     pub completed_tasks: History<Task>,
+    /// How many of `completed_tasks` have each id: asking about a task that
+    /// is not there (a reconciliation of 100,000 tasks while their agents
+    /// re-register, each status update) costs a lookup, not a pass over the
+    /// history. Kept by [`Framework::push_completed`] and
+    /// [`Framework::retain_completed`], the only ways the history changes.
+    pub completed_ids: HashMap<TaskId, u32>,
     pub offers: BTreeSet<OfferId>,
 }
 
 impl Framework {
+    /// Adds a task to the completed ones, forgetting the oldest beyond `limit`.
+    pub fn push_completed(&mut self, task: Task, limit: usize) {
+        *self.completed_ids.entry(task.id.clone()).or_default() += 1;
+        self.completed_tasks.push_back(task);
+        while self.completed_tasks.len() > limit {
+            let Some(old) = self.completed_tasks.pop_front() else {
+                break;
+            };
+            if let Some(count) = self.completed_ids.get_mut(&old.id) {
+                *count -= 1;
+                if *count == 0 {
+                    self.completed_ids.remove(&old.id);
+                }
+            }
+        }
+    }
+
+    /// Keeps the completed tasks `keep` says yes to.
+    pub fn retain_completed(&mut self, mut keep: impl FnMut(&Task) -> bool) {
+        let ids = &mut self.completed_ids;
+        self.completed_tasks.retain(|t| {
+            let kept = keep(t);
+            if !kept && let Some(count) = ids.get_mut(&t.id) {
+                *count -= 1;
+                if *count == 0 {
+                    ids.remove(&t.id);
+                }
+            }
+            kept
+        });
+    }
+
+    /// The latest completed task with this id.
+    pub fn completed_task(&self, id: &TaskId) -> Option<&Task> {
+        if !self.completed_ids.contains_key(id) {
+            return None;
+        }
+        self.completed_tasks.iter().rev().find(|t| &t.id == id)
+    }
+
     pub fn active(&self) -> bool {
         self.conn.is_some()
     }

@@ -231,7 +231,7 @@ impl Master {
         let task_id = parse_task_id(&kill.task_id)?;
         let framework = &self.frameworks[framework_id];
         let Some(task) = framework.tasks.get(&task_id) else {
-            if framework.completed_tasks.iter().any(|t| t.id == task_id) {
+            if framework.completed_task(&task_id).is_some() {
                 return Ok(());
             }
             // Unknown to the master: answered as an explicit reconciliation
@@ -323,10 +323,11 @@ impl Master {
             }
             // Already completed: the agent retried its terminal update because
             // the first ack was lost with its stream, and still waits for one.
-            None if framework
-                .completed_tasks
-                .iter()
-                .any(|t| t.id == task_id && t.agent_id == agent_id) =>
+            None if framework.completed_ids.contains_key(&task_id)
+                && framework
+                    .completed_tasks
+                    .iter()
+                    .any(|t| t.id == task_id && t.agent_id == agent_id) =>
             {
                 false
             }
@@ -394,7 +395,7 @@ impl Master {
                 let known = framework
                     .tasks
                     .get(&task_id)
-                    .or_else(|| framework.completed_tasks.iter().find(|t| t.id == task_id));
+                    .or_else(|| framework.completed_task(&task_id));
                 if let Some(task) = known {
                     events.push(reply(task));
                     continue;

@@ -202,6 +202,7 @@ impl Master {
                     failover_deadline: None,
                     tasks: Default::default(),
                     completed_tasks: Default::default(),
+                    completed_ids: Default::default(),
                     offers: BTreeSet::new(),
                 },
             );

@@ -351,9 +351,7 @@ impl Master {
         let Some(framework) = self.frameworks.get_mut(&reported.framework_id) else {
             return;
         };
-        framework
-            .completed_tasks
-            .retain(|t| !(t.id == reported.id && t.agent_id == *agent_id));
+        framework.retain_completed(|t| !(t.id == reported.id && t.agent_id == *agent_id));
         tracing::warn!(agent_id = %agent_id, task_id = %reported.id, "killing a task reported lost while its agent was away");
         self.allocator
             .add_used(agent_id, &reported.framework_id, &reported.resources);

@@ -473,10 +473,7 @@ impl Master {
         if let Some(task) = framework.tasks.remove(task_id) {
             self.by_agent
                 .task_removed(&task.agent_id, framework_id, task_id);
-            framework.completed_tasks.push_back(task);
-            while framework.completed_tasks.len() > limit {
-                framework.completed_tasks.pop_front();
-            }
+            framework.push_completed(task, limit);
         }
     }
 

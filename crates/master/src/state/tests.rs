@@ -614,6 +614,18 @@ fn check_books(master: &Master) {
         .map(|o| (o.agent_id.clone(), o.id.clone()))
         .collect();
     assert_eq!(master.by_agent.all_offers(), offers, "offers by agent");
+    // Each framework's count of completed ids matches its history.
+    for framework in master.frameworks.values() {
+        let mut counts: std::collections::HashMap<TaskId, u32> = Default::default();
+        for task in framework.completed_tasks.iter() {
+            *counts.entry(task.id.clone()).or_default() += 1;
+        }
+        assert_eq!(
+            framework.completed_ids, counts,
+            "completed ids of {}",
+            framework.id
+        );
+    }
     let free = master.free_resources();
     // Per agent: used + offered fits in total, and the allocator agrees.
     for (agent_id, agent) in &master.agents {
