@@ -112,7 +112,9 @@ pub(super) fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
         other => return Err(format!("unsupported format version {other}")),
     };
     let mut reader = Reader {
-        bytes: &body[SNAPSHOT_MAGIC.len() + 4..],
+        bytes: body
+            .get(SNAPSHOT_MAGIC.len() + 4..)
+            .ok_or("file too short for its checksum")?,
     };
     let generation = if format == SNAPSHOT_V2 {
         let generation = reader.u64()?;
@@ -491,6 +493,19 @@ mod tests {
             // So is every cut.
             let cut = flip.index(bytes.len());
             prop_assert!(decode_snapshot(&encode_snapshot(3, &map)[..cut]).is_err());
+        }
+
+        #[test]
+        fn any_bytes_after_the_header_decode_or_fail_without_panicking(
+            version in 1..3u32,
+            rest in prop::collection::vec(any::<u8>(), 0..48),
+        ) {
+            let mut bytes = SNAPSHOT_MAGIC.to_vec();
+            bytes.extend_from_slice(&version.to_le_bytes());
+            bytes.extend_from_slice(&rest);
+            let _ = decode_snapshot(&bytes);
+            // Shorter than the header and its checksum: an error.
+            prop_assert!(decode_snapshot(&bytes[..bytes.len().min(13)]).is_err());
         }
 
         #[test]
