@@ -28,7 +28,8 @@
 //! `AGORA_BENCH_RUNS` (3), `AGORA_BENCH_OFFER_DURATION_S` (D, 20),
 //! `AGORA_BENCH_OFFER_WINDOW_S` (20), `AGORA_BENCH_ZK_SESSION` (seconds,
 //! 4), `AGORA_BENCH_REGISTRY` (`file`; `memory`: no work dir), `AGORA_BENCH_ONLY`
-//! (one scenario), `AGORA_BENCH_BIN` and
+//! (one scenario), `AGORA_BENCH_KEEP_LOGS` (a directory: the failover's
+//! master and simulator logs are copied there), `AGORA_BENCH_BIN` and
 //! `AGORA_BENCH_SIM` (prebuilt `agora` and `agora-sim`). Every wait has a
 //! deadline; every process started is stopped by its pid.
 
@@ -677,6 +678,7 @@ fn failover(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow
     let url = zk.unique_url("agora-bench-scale").to_string();
     let dir = tempfile::tempdir()?;
     let _sweeper = Sweeper(dir.path().to_path_buf());
+    let _keep = KeepLogs(dir.path().to_path_buf());
     let session = k.zk_session.to_string();
     let mut masters: Vec<(Proc, u16)> = (0..3)
         .map(|n| {
@@ -746,6 +748,8 @@ fn failover(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow
         // events and the master rightly dropped the stream as stuck).
         let mut answered = std::collections::HashSet::new();
         let mut resubscribed = false;
+        let mut resubscribed_at = None;
+        let mut asks = 0_usize;
         let mut reconnected = false;
         let mut last_answer = tokio::time::Instant::now();
         let mut asked = false;
@@ -757,6 +761,7 @@ fn failover(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow
                 _ = tokio::time::sleep_until(deadline) => bail!("reconciliation timed out: {} of {}", answered.len(), placed.launched),
                 _ = tick.tick(), if resubscribed && (!asked || last_answer.elapsed() >= Duration::from_secs(1)) => {
                     asked = true;
+                    asks += 1;
                     last_answer = tokio::time::Instant::now();
                     let missing: Vec<_> = (0..placed.launched)
                         .map(|i| format!("t-{i}"))
@@ -769,6 +774,7 @@ fn failover(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow
                     Event::Disconnected { .. } => reconnected = true,
                     Event::Subscribed { .. } if reconnected => {
                         resubscribed = true;
+                        resubscribed_at.get_or_insert_with(|| killed.elapsed());
                         asked = false;
                     }
                     Event::Update(status) if resubscribed && status.state == Some(TaskState::TaskRunning as i32) => {
@@ -781,22 +787,44 @@ fn failover(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow
         }
         let reconciled = killed.elapsed();
         let (elected, reregistered) = watcher.await??;
-        anyhow::Ok((placed.launched, rss, elected, reregistered, reconciled))
+        let resubscribed = resubscribed_at.unwrap_or(reconciled);
+        anyhow::Ok((placed.launched, rss, elected, reregistered, resubscribed, asks, reconciled))
     })?;
-    let (tasks, rss, elected, reregistered, reconciled) = report;
+    let (tasks, rss, elected, reregistered, resubscribed, asks, reconciled) = report;
     let s = sim.stats()?;
     println!(
-        "BENCH failover agents={} tasks={tasks} zk_session_s={} elected_ms={:.0} reregistered_ms={:.0} reconciled_ms={:.0} target_ms={} master_rss_before_mb={rss:.0} sim_rss_mb={:.0}",
+        "BENCH failover agents={} tasks={tasks} zk_session_s={} elected_ms={:.0} reregistered_ms={:.0} resubscribed_ms={:.0} reconciled_ms={:.0} asks={asks} target_ms={} master_rss_before_mb={rss:.0} sim_rss_mb={:.0}",
         k.agents,
         k.zk_session,
         elected.as_secs_f64() * 1e3,
         reregistered.as_secs_f64() * 1e3,
+        resubscribed.as_secs_f64() * 1e3,
         reconciled.as_secs_f64() * 1e3,
         k.zk_session * 1000 + 5000,
         s.rss_mb
     );
     drop(masters);
     Ok(())
+}
+
+/// Copies the `*.log` files of a bench's directory to
+/// `AGORA_BENCH_KEEP_LOGS` when dropped (a failed run's too), for a
+/// timeline of the failover.
+struct KeepLogs(PathBuf);
+
+impl Drop for KeepLogs {
+    fn drop(&mut self) {
+        let Ok(keep) = std::env::var("AGORA_BENCH_KEEP_LOGS") else {
+            return;
+        };
+        let _ = std::fs::create_dir_all(&keep);
+        for entry in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let _ = std::fs::copy(&path, Path::new(&keep).join(entry.file_name()));
+            }
+        }
+    }
 }
 
 fn main() {

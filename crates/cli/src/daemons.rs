@@ -248,8 +248,27 @@ fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
+/// Connections waiting to be accepted. tokio's default (1,024) overflows
+/// when thousands of agents re-register at once after a failover: the kernel
+/// drops their SYNs and each waits out TCP's 1 s (then 3 s, 7 s)
+/// retransmission. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 65_535;
+
+/// Listens on `ip:port` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as
+/// `TcpListener::bind` sets it).
+fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 async fn bind(ip: IpAddr, port: u16) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = match TcpListener::bind((ip, port)).await {
+    let listener = match listen(SocketAddr::new(ip, port)) {
         Ok(listener) => listener,
         // What to do about it is a flag away: say which.
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(

@@ -19,6 +19,8 @@ use crate::metrics::MasterMetrics;
 use timers::TimerPlan;
 
 #[cfg(test)]
+mod fairness_tests;
+#[cfg(test)]
 mod operator_api_tests;
 mod timers;
 
@@ -336,6 +338,22 @@ impl Actor {
         self.dirty = false;
     }
 
+    /// Handles every command already queued, before a timer turn: a timer
+    /// sees what arrived before it fired, as if it were queued behind them
+    /// (libprocess delivers timers as messages). Without it a busy actor
+    /// judged agents by pings whose pongs sat in its own queue, marked
+    /// healthy agents unreachable by the thousand, and their re-registrations
+    /// kept it busy: a collapse that did not end. Bounded by the queue's
+    /// capacity; what arrives meanwhile waits for the next turn.
+    fn take_in_arrived(&mut self, commands: &mut mpsc::Receiver<Command>, out: &mut Vec<Effect>) {
+        for _ in 0..commands.len() {
+            match commands.try_recv() {
+                Ok(command) => self.handle(command, out),
+                Err(_) => break,
+            }
+        }
+    }
+
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
@@ -363,6 +381,7 @@ impl Actor {
                     }
                 }
                 _ = allocation.tick() => {
+                    self.take_in_arrived(&mut commands, &mut out);
                     let now = self.now();
                     let started = std::time::Instant::now();
                     self.master.allocate(now, &mut out);
@@ -370,6 +389,7 @@ impl Actor {
                     self.dirty = true;
                 }
                 _ = tokio::time::sleep_until(timers.wake()) => {
+                    self.take_in_arrived(&mut commands, &mut out);
                     let now = self.now();
                     if self.master.next_deadline().is_some_and(|due| due <= now.monotonic) {
                         self.master.tick(now, &mut out);

@@ -213,6 +213,12 @@ fn connection_builder(limits: &ServeLimits) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(limits.http2_keep_alive_interval)
         .keep_alive_timeout(limits.http2_keep_alive_timeout)
         .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        // Streams a client may reset before this server took them up. h2's
+        // 20 (against rapid-reset floods) closed a framework's connection,
+        // and every call in flight on it, when a loaded master fell behind
+        // and the framework's calls hit their deadlines: as many as it may
+        // have open is the same bound on what a flood can make us hold.
+        .max_pending_accept_reset_streams(limits.http2_max_concurrent_streams as usize)
         .initial_connection_window_size(limits.http2_connection_window);
     builder
 }

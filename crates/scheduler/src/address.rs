@@ -154,6 +154,26 @@ pub trait MasterDetector: fmt::Display + fmt::Debug + Send + Sync + 'static {
     ///
     /// An error is treated as transient: the SDK retries with backoff.
     fn detect(&self) -> BoxFuture<'_, Result<String, Error>>;
+
+    /// Resolves, with its endpoint URI, once a leader other than the one at
+    /// `from` (an endpoint URI as [`detect`](Self::detect) returned it,
+    /// `http://` or `https://`) is known. The SDK's pause between re-subscription attempts ends early on
+    /// it: its backoff grew against a master that is gone, and the new one
+    /// should hear from the framework as soon as it leads. A detector that
+    /// cannot tell (a fixed address) never resolves, the default.
+    fn leader_moved<'a>(&'a self, from: &'a str) -> BoxFuture<'a, String> {
+        let _ = from;
+        Box::pin(std::future::pending())
+    }
+}
+
+/// The `host:port` of an endpoint URI, whichever its scheme.
+fn authority(uri: &str) -> &str {
+    let rest = uri
+        .strip_prefix("http://")
+        .or_else(|| uri.strip_prefix("https://"))
+        .unwrap_or(uri);
+    rest.trim_end_matches('/')
 }
 
 /// The detector for a master named as `agora run --master` takes it: a
@@ -217,6 +237,25 @@ impl MasterDetector for ZkMasterDetector {
                     "no leading master elected in {}",
                     self.url
                 ))),
+            }
+        })
+    }
+
+    fn leader_moved<'a>(&'a self, from: &'a str) -> BoxFuture<'a, String> {
+        Box::pin(async move {
+            let mut leader = self.detector.leader();
+            let moved = leader
+                .wait_for(|now| {
+                    now.as_ref()
+                        .is_some_and(|record| record.endpoint() != authority(from))
+                })
+                .await
+                .ok()
+                .and_then(|now| now.as_ref().map(agora_coord::MasterRecord::url));
+            match moved {
+                Some(url) => url,
+                // The detector is gone with the client: nothing will move.
+                None => std::future::pending().await,
             }
         })
     }

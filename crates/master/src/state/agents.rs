@@ -245,6 +245,7 @@ impl Master {
             }
             self.reconcile_agent_tasks(now, &agent_id, &reported, &register.frameworks, out);
             self.admitted(&agent_id, was_unreachable, out);
+            self.answer_deferred_for_agent(now, &agent_id, out);
             tracing::info!(agent_id = %agent_id, "agent re-registered");
         } else {
             // A new agent, or one this master has not met (it restarted):
@@ -332,6 +333,7 @@ impl Master {
                 self.send_to_agent(&agent_id, shutdown_framework(&framework_id), out);
             }
             self.admitted(&agent_id, true, out);
+            self.answer_deferred_for_agent(now, &agent_id, out);
             tracing::info!(agent_id = %agent_id, hostname = %self.agents[&agent_id].info.hostname, "agent registered");
         }
         if fresh_start {
@@ -574,7 +576,11 @@ impl Master {
         out: &mut Vec<Effect>,
     ) {
         let Some(agent_id) = self.agent_conns.get(&conn).cloned() else {
-            tracing::warn!(conn, "message from an unregistered agent session ignored");
+            // What was queued behind a session's end (the master closed it:
+            // the agent was marked unreachable, or registered again): the
+            // agent re-registers and re-sends what matters. Debug, not
+            // warn: after 10,000 agents are closed at once it is millions.
+            tracing::debug!(conn, "message from an unregistered agent session ignored");
             return;
         };
         match message {

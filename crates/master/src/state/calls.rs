@@ -363,68 +363,98 @@ impl Master {
         reconcile: sched::call::Reconcile,
         out: &mut Vec<Effect>,
     ) -> Result<(), CallError> {
-        let framework = &self.frameworks[framework_id];
-        let partition_aware = framework.partition_aware();
-        let reply = |task: &super::Task| {
-            // The state the framework is being told (Mesos' status_update_state),
-            // not a later one the agent has not delivered yet; and TASK_LOST,
-            // not TASK_UNREACHABLE, to frameworks that are not partition-aware.
-            let mut state = task.update_state.unwrap_or(task.state);
-            if state == pb::TaskState::TaskUnreachable && !partition_aware {
-                state = pb::TaskState::TaskLost;
-            }
-            Self::master_update(
-                &task.id,
-                Some(&task.agent_id),
-                state,
-                pb::task_status::Reason::Reconciliation,
-                "reconciliation: latest task state",
-                now,
-            )
-        };
         let mut events = Vec::new();
         if reconcile.tasks.is_empty() {
-            events.extend(framework.tasks.values().map(reply));
+            let framework = &self.frameworks[framework_id];
+            let partition_aware = framework.partition_aware();
+            events.extend(
+                framework
+                    .tasks
+                    .values()
+                    .map(|task| Self::reconciliation_reply(task, partition_aware, now)),
+            );
         } else {
+            let mut questions = Vec::with_capacity(reconcile.tasks.len());
             for wanted in &reconcile.tasks {
                 let task_id = parse_task_id(&wanted.task_id)?;
                 let agent_id = match wanted.agent_id {
                     Some(_) => Some(parse_agent_id(&wanted.agent_id)?),
                     None => None,
                 };
-                let known = framework
-                    .tasks
-                    .get(&task_id)
-                    .or_else(|| framework.completed_task(&task_id));
-                if let Some(task) = known {
-                    events.push(reply(task));
-                    continue;
+                questions.push((task_id, agent_id));
+            }
+            for (task_id, agent_id) in questions {
+                match self.reconciliation_answer(framework_id, &task_id, agent_id.as_ref(), now) {
+                    Some(event) => events.push(event),
+                    // Mesos stays silent while the task's agent may still
+                    // re-register after a failover; Agora answers when it does
+                    // (`state/deferred.rs`).
+                    None => self.defer_reconciliation(framework_id, &task_id, agent_id.as_ref()),
                 }
-                // Mesos' answers (reconciliation.md): silence while the
-                // task's agent may still re-register after a failover.
-                if self.is_recovering(agent_id.as_ref()) {
-                    continue;
-                }
-                let state = match agent_id.as_ref() {
-                    _ if !partition_aware => pb::TaskState::TaskLost,
-                    Some(a) if self.is_gone(a) => pb::TaskState::TaskGoneByOperator,
-                    Some(a) if self.is_known_unreachable(a) => pb::TaskState::TaskUnreachable,
-                    Some(a) if self.agents.contains_key(a) => pb::TaskState::TaskGone,
-                    _ => pb::TaskState::TaskUnknown,
-                };
-                events.push(Self::master_update(
-                    &task_id,
-                    agent_id.as_ref(),
-                    state,
-                    pb::task_status::Reason::Reconciliation,
-                    "reconciliation: task unknown to the master",
-                    now,
-                ));
             }
         }
         for event in events {
             self.send_to_framework(framework_id, event, out);
         }
         Ok(())
+    }
+
+    /// What an explicit reconciliation answers about one task right now;
+    /// `None` while the answer must wait for its agent's re-registration.
+    pub(super) fn reconciliation_answer(
+        &self,
+        framework_id: &agora_core::FrameworkId,
+        task_id: &agora_core::TaskId,
+        agent_id: Option<&agora_core::AgentId>,
+        now: Now,
+    ) -> Option<sched::Event> {
+        let framework = self.frameworks.get(framework_id)?;
+        let partition_aware = framework.partition_aware();
+        let known = framework
+            .tasks
+            .get(task_id)
+            .or_else(|| framework.completed_task(task_id));
+        if let Some(task) = known {
+            return Some(Self::reconciliation_reply(task, partition_aware, now));
+        }
+        // Mesos' answers (reconciliation.md): none while the task's agent
+        // may still re-register after a failover.
+        if self.is_recovering(agent_id) {
+            return None;
+        }
+        let state = match agent_id {
+            _ if !partition_aware => pb::TaskState::TaskLost,
+            Some(a) if self.is_gone(a) => pb::TaskState::TaskGoneByOperator,
+            Some(a) if self.is_known_unreachable(a) => pb::TaskState::TaskUnreachable,
+            Some(a) if self.agents.contains_key(a) => pb::TaskState::TaskGone,
+            _ => pb::TaskState::TaskUnknown,
+        };
+        Some(Self::master_update(
+            task_id,
+            agent_id,
+            state,
+            pb::task_status::Reason::Reconciliation,
+            "reconciliation: task unknown to the master",
+            now,
+        ))
+    }
+
+    /// The answer about a task the master knows.
+    fn reconciliation_reply(task: &super::Task, partition_aware: bool, now: Now) -> sched::Event {
+        // The state the framework is being told (Mesos' status_update_state),
+        // not a later one the agent has not delivered yet; and TASK_LOST,
+        // not TASK_UNREACHABLE, to frameworks that are not partition-aware.
+        let mut state = task.update_state.unwrap_or(task.state);
+        if state == pb::TaskState::TaskUnreachable && !partition_aware {
+            state = pb::TaskState::TaskLost;
+        }
+        Self::master_update(
+            &task.id,
+            Some(&task.agent_id),
+            state,
+            pb::task_status::Reason::Reconciliation,
+            "reconciliation: latest task state",
+            now,
+        )
     }
 }

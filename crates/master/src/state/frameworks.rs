@@ -360,6 +360,9 @@ impl Master {
         }
         self.allocator.remove_framework(framework_id);
         self.needs_allocation = true;
+        if let Some(recovery) = self.recovery.as_mut() {
+            recovery.deferred.forget_framework(framework_id);
+        }
         if let Some(mut framework) = self.frameworks.remove(framework_id) {
             for task in framework.tasks.values() {
                 self.by_agent

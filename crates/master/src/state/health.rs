@@ -82,7 +82,9 @@ impl Master {
     }
 
     pub(super) fn on_pong(&mut self, agent_id: &AgentId, seq: u64) {
-        if let Some(agent) = self.agents.get_mut(agent_id)
+        // Ping bookkeeping is in no view: a pong (10,000 agents answer one
+        // every period) must not make the read model rebuild the agent.
+        if let Some(agent) = self.agents.get_mut_unseen(agent_id)
             && seq == agent.health.seq
         {
             agent.health.awaiting_pong = false;

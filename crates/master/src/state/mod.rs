@@ -24,6 +24,7 @@ mod by_agent;
 mod calls;
 mod config;
 mod control;
+mod deferred;
 mod frameworks;
 mod health;
 mod launch;

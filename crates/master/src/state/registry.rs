@@ -59,6 +59,8 @@ pub struct RegistryAgent {
 pub(super) struct Recovery {
     pub(super) deadline: Duration,
     pub(super) expected: BTreeMap<AgentId, RegistryAgent>,
+    /// Reconciliation questions to answer as agents come back.
+    pub(super) deferred: super::deferred::Deferred,
 }
 
 impl RegistryAgent {
@@ -105,6 +107,7 @@ impl Master {
             self.recovery = Some(Recovery {
                 deadline: now.monotonic + reregister_timeout,
                 expected,
+                deferred: super::deferred::Deferred::default(),
             });
         }
     }
@@ -259,15 +262,16 @@ impl Master {
         if now.monotonic < recovery.deadline {
             return;
         }
-        let Some(recovery) = self.recovery.take() else {
+        let Some(mut recovery) = self.recovery.take() else {
             return;
         };
-        for (id, mut entry) in recovery.expected {
+        for (id, mut entry) in std::mem::take(&mut recovery.expected) {
             tracing::warn!(agent_id = %id, "agent did not re-register after failover; marking it unreachable");
             entry.state = RegistryAgentState::Unreachable { since: now.wall };
             self.unreachable_agents.insert(id, now.wall);
             out.push(Effect::Registry(entry));
         }
+        self.answer_all_deferred(now, &mut recovery.deferred, out);
     }
 }
 

@@ -70,6 +70,16 @@ impl<K: Ord + Clone, V> Tracked<K, V> {
         Some(value)
     }
 
+    /// One entry for writing, marked unseen: as [`Self::values_mut_unseen`],
+    /// only for fields that no view shows.
+    pub fn get_mut_unseen<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        self.map.get_mut(key)
+    }
+
     /// Every entry for writing, marked unseen: only for fields that no
     /// view shows (an agent's ping bookkeeping), so that a pass over all
     /// of them does not make the next publish rebuild all of them.

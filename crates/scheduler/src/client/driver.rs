@@ -149,6 +149,7 @@ async fn drive_inner(client: &SchedulerClient, first: Subscription, tx: &mpsc::S
         }
 
         let end = pump(client, &mut subscription.events, heartbeat, tx).await;
+        let subscription_master = std::mem::take(&mut subscription.master);
         drop(subscription);
         let reason = match end {
             StreamEnd::Finished => return,
@@ -169,7 +170,7 @@ async fn drive_inner(client: &SchedulerClient, first: Subscription, tx: &mpsc::S
         {
             return;
         }
-        match resubscribe(client, tx).await {
+        match resubscribe(client, tx, &subscription_master).await {
             Some(next) => subscription = next,
             None => return,
         }
@@ -256,15 +257,30 @@ async fn pump(
 }
 
 /// Re-subscribes with backoff until it succeeds, is refused for good, or the
-/// application drops the event stream.
-async fn resubscribe(client: &SchedulerClient, tx: &mpsc::Sender<Event>) -> Option<Subscription> {
+/// application drops the event stream. A pause ends early, and the backoff
+/// starts again, when the detector names a leader other than `previous`
+/// (the master of the stream that ended, or of the last attempt): after a
+/// failover the new leader hears from the framework at once, not after a
+/// backoff grown against the dead one.
+async fn resubscribe(
+    client: &SchedulerClient,
+    tx: &mpsc::Sender<Event>,
+    previous: &str,
+) -> Option<Subscription> {
     let options = &client.shared.options;
     let mut backoff = Backoff::new(options.backoff_initial, options.backoff_max);
+    let detector = client.shared.detector.as_ref();
+    let mut previous = previous.to_owned();
     loop {
         let delay = backoff.next_delay();
         tokio::select! {
             biased;
             () = tx.closed() => return None,
+            leader = detector.leader_moved(&previous) => {
+                debug!(leader = %leader, "another master leads; re-subscribing now");
+                previous = leader;
+                backoff = Backoff::new(options.backoff_initial, options.backoff_max);
+            }
             () = tokio::time::sleep(delay) => {}
         }
         let (framework, suppressed_roles, min_epoch) = {

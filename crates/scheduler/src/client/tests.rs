@@ -544,3 +544,71 @@ async fn a_master_from_an_older_leadership_term_is_not_subscribed_to() {
         other => panic!("expected SUBSCRIBED, got {other:?}"),
     }
 }
+
+/// A detector the test moves from one master to another.
+#[derive(Debug)]
+struct MovingDetector {
+    leader: tokio::sync::watch::Sender<String>,
+}
+
+impl std::fmt::Display for MovingDetector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("moving")
+    }
+}
+
+impl crate::MasterDetector for MovingDetector {
+    fn detect(&self) -> futures::future::BoxFuture<'_, Result<String, Error>> {
+        let leader = self.leader.borrow().clone();
+        Box::pin(async move { Ok(leader) })
+    }
+
+    fn leader_moved<'a>(&'a self, from: &'a str) -> futures::future::BoxFuture<'a, String> {
+        let mut rx = self.leader.subscribe();
+        Box::pin(async move {
+            let moved = rx
+                .wait_for(|now| now != from)
+                .await
+                .ok()
+                .map(|now| now.clone());
+            match moved {
+                Some(now) => now,
+                None => std::future::pending().await,
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_new_leader_is_subscribed_to_without_waiting_out_the_backoff() {
+    let mut old = Harness::start(15.0, None).await;
+    let mut new = Harness::start(15.0, None).await;
+    let (leader, _) = tokio::sync::watch::channel(format!("http://{}", old.addr));
+    let detector = std::sync::Arc::new(MovingDetector { leader });
+    let info = FrameworkBuilder::new("test").user("tester").build();
+    // A backoff far longer than the test's wait: only the leader's move can
+    // end the pause before the next attempt.
+    let options = SubscribeOptions {
+        backoff_initial: Duration::from_secs(3600),
+        backoff_max: Duration::from_secs(3600),
+        ..fast()
+    };
+    let (_client, mut events) =
+        SchedulerClient::connect_with_detector(detector.clone(), info, options)
+            .await
+            .expect("connect to the first master");
+    let (_, tx) = old.next_subscribe().await;
+    assert!(matches!(
+        next_event(&mut events).await,
+        Some(Event::Subscribed { .. })
+    ));
+    drop(tx);
+    assert!(matches!(
+        next_event(&mut events).await,
+        Some(Event::Disconnected { .. })
+    ));
+    detector.leader.send_replace(format!("http://{}", new.addr));
+    let (resubscribe, _tx) = new.next_subscribe().await;
+    assert_eq!(resubscribe.framework_id, Some(fw()));
+    assert_eq!(next_event(&mut events).await, Some(Event::Reconnected));
+}

@@ -88,13 +88,27 @@ fn registry_recovery_waits_for_agents_then_marks_the_missing_unreachable() {
         pb::TaskState::TaskUnreachable
     );
 
-    // An expected agent re-registers: no registry write needed.
+    // An expected agent re-registers: no registry write needed; the question
+    // kept about it is answered now (it does not run t0).
     let mut back = register_msg(agent_info("a0", "cpus:2;mem:1024"));
     back.agent_info.as_mut().expect("info").id = a0.to_field();
     let (id, out) = h.register(1, back);
     assert_eq!(id, Some(a0.clone()));
     assert!(registry_writes(&out).is_empty());
     assert_eq!(h.master.recovering_agents(), 1);
+    let answers = updates_to(&out, fw.conn);
+    assert_eq!(answers.len(), 1, "{out:?}");
+    assert_eq!(task_id_of(&answers[0]), "t0");
+    assert_eq!(state_of(&answers[0]), pb::TaskState::TaskGone);
+    assert_eq!(
+        reason_of(&answers[0]),
+        Some(pb::task_status::Reason::Reconciliation)
+    );
+
+    // A question about the agent still away waits for the window's end.
+    let a1 = AgentId::new("m1-S1");
+    let out = h.call_ok(&fw, reconcile_call(&fw.id, &[("t1", Some(&a1))]));
+    assert!(updates_to(&out, fw.conn).is_empty(), "{out:?}");
 
     // A gone agent may not come back.
     let mut gone = register_msg(agent_info("a3", "cpus:2;mem:1024"));
@@ -106,7 +120,8 @@ fn registry_recovery_waits_for_agents_then_marks_the_missing_unreachable() {
         [master_message::Kind::Refused(_)]
     ));
 
-    // The window closes: the missing agent is unreachable, and written so.
+    // The window closes: the missing agent is unreachable, and written so;
+    // the question kept about it is answered.
     h.advance(601.0);
     let out = h.tick();
     let writes = registry_writes(&out);
@@ -117,12 +132,74 @@ fn registry_recovery_waits_for_agents_then_marks_the_missing_unreachable() {
         RegistryAgentState::Unreachable { .. }
     ));
     assert_eq!(h.master.recovering_agents(), 0);
-    let a1 = AgentId::new("m1-S1");
+    let answers = updates_to(&out, fw.conn);
+    assert_eq!(answers.len(), 1, "{out:?}");
+    assert_eq!(task_id_of(&answers[0]), "t1");
+    assert_eq!(state_of(&answers[0]), pb::TaskState::TaskUnreachable);
     let out = h.call_ok(&fw, reconcile_call(&fw.id, &[("t1", Some(&a1))]));
     assert_eq!(
         state_of(&updates_to(&out, fw.conn)[0]),
         pb::TaskState::TaskUnreachable
     );
+}
+
+#[test]
+fn questions_asked_while_recovering_are_answered_once_as_the_agents_come_back() {
+    let mut h = Harness::with_master_id("m2");
+    let mut info = framework_info("fw");
+    info.id = FrameworkId::new("m1-0000").to_field();
+    let fw = h.subscribe_ok(10, info.clone());
+    h.master.recover(
+        h.now(),
+        vec![
+            registry_entry("m1-S0", RegistryAgentState::Admitted),
+            registry_entry("m1-S1", RegistryAgentState::Admitted),
+        ],
+        Duration::from_secs(600),
+    );
+    // Without agent ids, as a framework that lost its own books asks.
+    let out = h.call_ok(&fw, reconcile_call(&fw.id, &[("t0", None), ("t9", None)]));
+    assert!(updates_to(&out, fw.conn).is_empty(), "{out:?}");
+    let out = h.call_ok(&fw, reconcile_call(&fw.id, &[("t0", None)]));
+    assert!(updates_to(&out, fw.conn).is_empty(), "asked again: {out:?}");
+
+    // The agent running t0 comes back: t0 is answered, once.
+    let a0 = AgentId::new("m1-S0");
+    let mut back = register_msg(agent_info("a0", "cpus:2;mem:1024"));
+    back.agent_info.as_mut().expect("info").id = a0.to_field();
+    back.tasks = vec![super::agents::reported_task(
+        "t0",
+        &fw.id,
+        &a0,
+        pb::TaskState::TaskRunning,
+        "cpus:1",
+    )];
+    back.frameworks = vec![info];
+    let (_, out) = h.register(1, back);
+    let answers = updates_to(&out, fw.conn);
+    assert_eq!(answers.len(), 1, "{out:?}");
+    assert_eq!(task_id_of(&answers[0]), "t0");
+    assert_eq!(state_of(&answers[0]), pb::TaskState::TaskRunning);
+    assert_eq!(
+        reason_of(&answers[0]),
+        Some(pb::task_status::Reason::Reconciliation)
+    );
+
+    // The last expected agent comes back without t9: recovery is over and
+    // t9 is unknown (TASK_LOST to a framework that is not partition-aware),
+    // well before the window's end.
+    let mut back = register_msg(agent_info("a1", "cpus:2;mem:1024"));
+    back.agent_info.as_mut().expect("info").id = AgentId::new("m1-S1").to_field();
+    let (_, out) = h.register(2, back);
+    let answers = updates_to(&out, fw.conn);
+    assert_eq!(answers.len(), 1, "{out:?}");
+    assert_eq!(task_id_of(&answers[0]), "t9");
+    assert_eq!(state_of(&answers[0]), pb::TaskState::TaskLost);
+
+    // Nothing is kept to be answered twice.
+    h.advance(601.0);
+    let out = h.tick();
+    assert!(updates_to(&out, fw.conn).is_empty(), "{out:?}");
 }
 
 #[test]
