@@ -178,7 +178,14 @@ impl Master {
             .deferred
             .take_for_agent(agent_id, self.by_agent.tasks_on(agent_id));
         if recovery.expected.is_empty() {
-            questions.extend(recovery.deferred.take_all());
+            let rest = recovery.deferred.take_all();
+            if !rest.is_empty() {
+                tracing::info!(
+                    answered = rest.len(),
+                    "every expected agent is back: the reconciliation questions kept are answered"
+                );
+            }
+            questions.extend(rest);
         }
         self.answer_deferred(now, questions, out);
     }
@@ -191,16 +198,16 @@ impl Master {
         out: &mut Vec<Effect>,
     ) {
         let questions = deferred.take_all();
+        if !questions.is_empty() {
+            tracing::info!(
+                answered = questions.len(),
+                "the re-registration window ended: the reconciliation questions kept are answered"
+            );
+        }
         self.answer_deferred(now, questions, out);
     }
 
     fn answer_deferred(&mut self, now: Now, questions: Vec<Question>, out: &mut Vec<Effect>) {
-        if questions.len() > 1 {
-            tracing::info!(
-                answered = questions.len(),
-                "reconciliation questions kept since the failover answered"
-            );
-        }
         for (framework_id, task_id, agent_id) in questions {
             match self.reconciliation_answer(&framework_id, &task_id, agent_id.as_ref(), now) {
                 Some(event) => self.send_to_framework(&framework_id, event, out),
