@@ -338,20 +338,24 @@ impl Actor {
         self.dirty = false;
     }
 
-    /// Handles every command already queued, before a timer turn: a timer
-    /// sees what arrived before it fired, as if it were queued behind them
-    /// (libprocess delivers timers as messages). Without it a busy actor
-    /// judged agents by pings whose pongs sat in its own queue, marked
-    /// healthy agents unreachable by the thousand, and their re-registrations
-    /// kept it busy: a collapse that did not end. Bounded by the queue's
-    /// capacity; what arrives meanwhile waits for the next turn.
-    fn take_in_arrived(&mut self, commands: &mut mpsc::Receiver<Command>, out: &mut Vec<Effect>) {
-        for _ in 0..commands.len() {
+    /// Handles up to `n` queued commands; returns how many it handled.
+    fn take_in(
+        &mut self,
+        commands: &mut mpsc::Receiver<Command>,
+        n: usize,
+        out: &mut Vec<Effect>,
+    ) -> usize {
+        let mut handled = 0;
+        while handled < n {
             match commands.try_recv() {
-                Ok(command) => self.handle(command, out),
+                Ok(command) => {
+                    self.handle(command, out);
+                    handled += 1;
+                }
                 Err(_) => break,
             }
         }
+        handled
     }
 
     async fn run(
@@ -365,6 +369,15 @@ impl Actor {
         let mut publish = tokio::time::interval(SNAPSHOT_INTERVAL);
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut timers = TimerPlan::new(Instant::now());
+        // A timer turn sees what arrived before it, as if it were queued
+        // behind it (libprocess delivers timers as messages): when the timer
+        // falls due, the commands already queued are owed first, a batch a
+        // turn, and the state machine ticks once they are handled. Without
+        // it a busy actor judged agents by pings whose pongs sat in its own
+        // queue, marked healthy agents unreachable by the thousand, and
+        // their re-registrations kept it busy. Bounded: at most the queue's
+        // capacity is owed, so a tick waits at most that many commands.
+        let mut owed: Option<usize> = None;
         loop {
             let mut out = Vec::new();
             let mut timer_turn = false;
@@ -373,15 +386,12 @@ impl Actor {
                 command = commands.recv() => {
                     let Some(command) = command else { break };
                     self.handle(command, &mut out);
-                    for _ in 0..MAX_BATCH {
-                        match commands.try_recv() {
-                            Ok(command) => self.handle(command, &mut out),
-                            Err(_) => break,
-                        }
+                    let handled = 1 + self.take_in(&mut commands, MAX_BATCH, &mut out);
+                    if let Some(left) = owed.as_mut() {
+                        *left = left.saturating_sub(handled);
                     }
                 }
                 _ = allocation.tick() => {
-                    self.take_in_arrived(&mut commands, &mut out);
                     let now = self.now();
                     let started = std::time::Instant::now();
                     self.master.allocate(now, &mut out);
@@ -389,13 +399,22 @@ impl Actor {
                     self.dirty = true;
                 }
                 _ = tokio::time::sleep_until(timers.wake()) => {
-                    self.take_in_arrived(&mut commands, &mut out);
-                    let now = self.now();
-                    if self.master.next_deadline().is_some_and(|due| due <= now.monotonic) {
-                        self.master.tick(now, &mut out);
-                        self.dirty = true;
+                    let left = owed.get_or_insert_with(|| commands.len());
+                    let batch = (*left).min(MAX_BATCH);
+                    let handled = self.take_in(&mut commands, batch, &mut out);
+                    // Fewer than asked: the queue is empty, nothing is owed.
+                    *left = if handled < batch { 0 } else { *left - handled };
+                    if *left == 0 {
+                        owed = None;
+                        let now = self.now();
+                        if self.master.next_deadline().is_some_and(|due| due <= now.monotonic) {
+                            self.master.tick(now, &mut out);
+                            self.dirty = true;
+                        }
+                        timer_turn = true;
                     }
-                    timer_turn = true;
+                    // Otherwise the wake-up stays due: the next turns take in
+                    // the rest of what is owed, then tick.
                 }
                 _ = publish.tick() => {
                     self.publish(true);
