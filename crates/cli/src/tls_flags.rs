@@ -82,14 +82,7 @@ impl ClientTlsArgs {
 }
 
 /// `base` (`http://host:port` or `host:port`) with the scheme TLS calls for.
-pub(crate) fn with_scheme(base: &str, tls: bool) -> String {
-    let rest = base
-        .strip_prefix("http://")
-        .or_else(|| base.strip_prefix("https://"))
-        .unwrap_or(base);
-    let scheme = if tls { "https" } else { "http" };
-    format!("{scheme}://{rest}")
-}
+pub(crate) use agora_tls::with_scheme;
 
 /// An error with its sources, outermost first: a TLS refusal (unknown CA,
 /// a name the certificate is not for) is usually the innermost one.

@@ -167,15 +167,6 @@ pub trait MasterDetector: fmt::Display + fmt::Debug + Send + Sync + 'static {
     }
 }
 
-/// The `host:port` of an endpoint URI, whichever its scheme.
-fn authority(uri: &str) -> &str {
-    let rest = uri
-        .strip_prefix("http://")
-        .or_else(|| uri.strip_prefix("https://"))
-        .unwrap_or(uri);
-    rest.trim_end_matches('/')
-}
-
 /// The detector for a master named as `agora run --master` takes it: a
 /// `zk://` URL follows the election ([`ZkMasterDetector`], which needs a
 /// tokio runtime), anything else is parsed as a [`MasterAddress`].
@@ -246,8 +237,9 @@ impl MasterDetector for ZkMasterDetector {
             let mut leader = self.detector.leader();
             let moved = leader
                 .wait_for(|now| {
-                    now.as_ref()
-                        .is_some_and(|record| record.endpoint() != authority(from))
+                    now.as_ref().is_some_and(|record| {
+                        record.endpoint() != agora_tls::without_scheme(from).trim_end_matches('/')
+                    })
                 })
                 .await
                 .ok()

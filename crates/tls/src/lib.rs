@@ -75,6 +75,20 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
 }
 
+/// `uri` without its `http://` or `https://` scheme (`host:port`).
+pub fn without_scheme(uri: &str) -> &str {
+    uri.strip_prefix("http://")
+        .or_else(|| uri.strip_prefix("https://"))
+        .unwrap_or(uri)
+}
+
+/// `base` (`http://host:port`, `https://host:port` or `host:port`) with the
+/// scheme TLS calls for, whatever scheme it named.
+pub fn with_scheme(base: &str, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", without_scheme(base))
+}
+
 /// The one crypto provider every configuration here uses: rustls' `ring`.
 /// Explicit per configuration, so no process-wide default is needed.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {

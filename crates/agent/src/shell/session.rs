@@ -63,12 +63,7 @@ fn jittered(backoff: &mut Backoff) -> Duration {
 /// The master's gRPC endpoint: `https://` whenever the agent has a CA to
 /// verify it with, `http://` otherwise, whatever scheme `master` names.
 fn master_endpoint(master: &str, https: bool) -> String {
-    let rest = master
-        .strip_prefix("http://")
-        .or_else(|| master.strip_prefix("https://"))
-        .unwrap_or(master);
-    let scheme = if https { "https" } else { "http" };
-    format!("{scheme}://{rest}")
+    agora_tls::with_scheme(master, https)
 }
 
 /// Keeps a session with the master open, re-registering with backoff.
