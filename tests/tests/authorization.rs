@@ -431,7 +431,14 @@ fn operators_change_and_view_only_what_the_acls_allow() {
             })
             .collect()
     };
-    assert_eq!(seen("ops"), [format!("{}:long", eng.framework_id)]);
+    // `/state` is the published snapshot, up to one publish behind the
+    // update the framework just got: wait for the task to show there.
+    let expected = vec![format!("{}:long", eng.framework_id)];
+    let ops_view = wait_for("the task in ops' /state", Duration::from_secs(10), || {
+        let view = seen("ops");
+        (view == expected).then_some(view)
+    });
+    assert_eq!(ops_view.expect("ops' view"), expected);
     assert_eq!(seen("dev"), Vec::<String>::new());
     let mesos = state_as(port, "dev", "/master/state");
     assert_eq!(mesos["frameworks"], json!([]), "{mesos}");
