@@ -29,7 +29,7 @@ use crate::protocol::{
 };
 use crate::registry_writer::RegistryWrite;
 use crate::snapshot::{ReadModel, StateSnapshot};
-use crate::state::{CallError, ConnId, Effect, Master, Now};
+use crate::state::{AdmissionTicket, CallError, ConnId, Effect, Master, Now};
 
 /// Commands waiting for the actor at most; past this, gRPC handlers and
 /// agent sessions wait to queue theirs (back-pressure on the peers, never
@@ -64,6 +64,9 @@ struct Actor {
     read_model: ReadModel,
     /// Registry entries to persist, in order.
     registry: mpsc::UnboundedSender<RegistryWrite>,
+    /// Where the registry writer hands back the tickets of admissions
+    /// whose entry is durable (`state/admission.rs`).
+    admissions: mpsc::UnboundedSender<AdmissionTicket>,
     last_snapshot: Instant,
     /// How long the last snapshot took to build (see [`SNAPSHOT_BUILD_FACTOR`]).
     last_snapshot_build: Duration,
@@ -245,6 +248,14 @@ impl Actor {
                     let _ = self.registry.send(RegistryWrite::Agent(entry));
                     crate::metrics::time_registry_write(&self.registry, &self.metrics);
                 }
+                Effect::RegistryAdmit { entry, ticket } => {
+                    let _ = self.registry.send(RegistryWrite::Admit {
+                        entry,
+                        ticket,
+                        durable: self.admissions.clone(),
+                    });
+                    crate::metrics::time_registry_write(&self.registry, &self.metrics);
+                }
                 Effect::RegistryForget { agent_id } => {
                     let _ = self
                         .registry
@@ -361,6 +372,7 @@ impl Actor {
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
+        mut admissions: mpsc::UnboundedReceiver<AdmissionTicket>,
         allocation_interval: Duration,
         shutdown: CancellationToken,
     ) {
@@ -390,6 +402,17 @@ impl Actor {
                     if let Some(left) = owed.as_mut() {
                         *left = left.saturating_sub(handled);
                     }
+                }
+                Some(ticket) = admissions.recv() => {
+                    // Agents whose registry entry is now durable: admitted
+                    // (a batch at a time, as commands are).
+                    let now = self.now();
+                    self.master.admission_durable(now, ticket, &mut out);
+                    for _ in 1..MAX_BATCH {
+                        let Ok(ticket) = admissions.try_recv() else { break };
+                        self.master.admission_durable(now, ticket, &mut out);
+                    }
+                    self.dirty = true;
                 }
                 _ = allocation.tick() => {
                     let now = self.now();
@@ -464,7 +487,9 @@ pub(crate) fn start_actor(
     let read_model = ReadModel::new(&mut master, start_wall, start_wall);
     snapshot.send_replace(Arc::new(read_model.current().clone()));
     let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (admissions, admission_rx) = mpsc::unbounded_channel();
     let actor = Actor {
+        admissions,
         master,
         started: Instant::now(),
         frameworks: HashMap::new(),
@@ -486,7 +511,9 @@ pub(crate) fn start_actor(
     // It ends when shut down or when no caller is left; never with an
     // error (the term's supervisor counts any end of it as a failure).
     let task = tokio::spawn(async move {
-        actor.run(command_rx, allocation_interval, shutdown).await;
+        actor
+            .run(command_rx, admission_rx, allocation_interval, shutdown)
+            .await;
         Ok(())
     });
     (commands, task)

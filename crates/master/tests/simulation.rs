@@ -57,7 +57,8 @@ use agora_core::task::{check_transition, is_terminal};
 use agora_core::{AgentId, FrameworkId, Resources};
 use agora_master::snapshot::{ReadModel, StateSnapshot};
 use agora_master::state::{
-    CallError, ConnId, Effect, Master, MasterConfig, Now, RegistryAgent, RegistryAgentState,
+    AdmissionTicket, CallError, ConnId, Effect, Master, MasterConfig, Now, RegistryAgent,
+    RegistryAgentState,
 };
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{MasterMessage, agent_message, master_message};
@@ -420,6 +421,8 @@ struct Stats {
     unreachable_marks: u64,
     readmissions: u64,
     lost_come_back: u64,
+    /// Registry writes not yet durable when their master failed over.
+    registry_writes_lost: usize,
     /// Launched tasks left on an agent id that never came back.
     abandoned: u64,
     failed_calls: BTreeMap<String, u64>,
@@ -430,6 +433,12 @@ struct TrackedOffer {
     framework: String,
     agent: String,
     resources: Resources,
+}
+
+/// A registry write on its way to the store.
+enum RegistryWrite {
+    Put(RegistryAgent, Option<AdmissionTicket>),
+    Forget(String),
 }
 
 struct Sim {
@@ -444,6 +453,8 @@ struct Sim {
     read_model: Option<ReadModel>,
     generation: u64,
     registry: BTreeMap<String, RegistryAgent>,
+    /// Registry writes the master asked for that are not durable yet.
+    registry_queue: VecDeque<RegistryWrite>,
     next_conn: ConnId,
     conns: BTreeMap<ConnId, Endpoint>,
     net: Vec<Msg>,
@@ -658,6 +669,7 @@ impl Sim {
             read_model: None,
             generation: 0,
             registry: BTreeMap::new(),
+            registry_queue: VecDeque::new(),
             next_conn: 1,
             conns: BTreeMap::new(),
             net: Vec::new(),
@@ -840,12 +852,16 @@ impl Sim {
                     if matches!(entry.state, RegistryAgentState::Unreachable { .. }) {
                         self.stats.unreachable_marks += 1;
                     }
-                    self.log(format!("registry {} {:?}", entry.id, entry.state));
-                    self.registry.insert(entry.id.clone(), entry);
+                    self.registry_queue
+                        .push_back(RegistryWrite::Put(entry, None));
+                }
+                Effect::RegistryAdmit { entry, ticket } => {
+                    self.registry_queue
+                        .push_back(RegistryWrite::Put(entry, Some(ticket)));
                 }
                 Effect::RegistryForget { agent_id } => {
-                    self.log(format!("registry forgets {agent_id}"));
-                    self.registry.remove(agent_id.as_str());
+                    self.registry_queue
+                        .push_back(RegistryWrite::Forget(agent_id.to_string()));
                 }
                 Effect::RegistryPolicy(_) | Effect::Observed(_) => {}
             }
@@ -1037,8 +1053,37 @@ impl Sim {
         self.apply(out);
     }
 
+    /// The registry writer makes up to `n` of the queued writes durable,
+    /// in order, and hands admissions' tickets back to the master.
+    fn land_registry_writes(&mut self, n: usize) {
+        for _ in 0..n {
+            let Some(write) = self.registry_queue.pop_front() else {
+                return;
+            };
+            match write {
+                RegistryWrite::Put(entry, ticket) => {
+                    self.log(format!("registry {} {:?}", entry.id, entry.state));
+                    self.registry.insert(entry.id.clone(), entry);
+                    if let Some(ticket) = ticket {
+                        let mut out = Vec::new();
+                        let now = self.at();
+                        self.master.admission_durable(now, ticket, &mut out);
+                        self.apply(out);
+                    }
+                }
+                RegistryWrite::Forget(id) => {
+                    self.log(format!("registry forgets {id}"));
+                    self.registry.remove(&id);
+                }
+            }
+        }
+    }
+
     fn failover(&mut self) {
         self.stats.failovers += 1;
+        // What the old leader had not yet written is lost with it.
+        self.stats.registry_writes_lost += self.registry_queue.len();
+        self.registry_queue.clear();
         self.generation += 1;
         self.log(format!("MASTER FAILOVER to m{}", self.generation));
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
@@ -1676,7 +1721,10 @@ impl Sim {
                 }
             }
             985..988 => self.failover(),
-            _ => {}
+            _ => {
+                let n = self.rng.random_range(1..=4);
+                self.land_registry_writes(n);
+            }
         }
         self.tick_master();
         self.check();
@@ -1862,6 +1910,7 @@ impl Sim {
                     self.framework_subscribe(fi);
                 }
             }
+            self.land_registry_writes(usize::MAX);
             self.tick_master();
             self.check();
             self.deliver_all();
@@ -2181,7 +2230,7 @@ fn seeded_simulation_keeps_the_invariants() {
     for seed in 0..SEEDS {
         let stats = run(seed);
         println!(
-            "seed {seed:2}: steps {} deliveries {} reorders {} duplicates {} link drops {} late disconnects {} freezes {} failovers {} unreachable {} readmitted {} lost->running {} launched {} finished {} kills {} reconciles {} failed calls {:?}",
+            "seed {seed:2}: steps {} deliveries {} reorders {} duplicates {} link drops {} late disconnects {} freezes {} failovers {} unreachable {} readmitted {} lost->running {} launched {} finished {} kills {} reconciles {} registry writes lost {} failed calls {:?}",
             stats.steps,
             stats.deliveries,
             stats.reorders,
@@ -2197,6 +2246,7 @@ fn seeded_simulation_keeps_the_invariants() {
             stats.finished,
             stats.kills,
             stats.reconciles,
+            stats.registry_writes_lost,
             stats.failed_calls,
         );
         totals.reorders += stats.reorders;
@@ -2211,7 +2261,12 @@ fn seeded_simulation_keeps_the_invariants() {
         totals.launched += stats.launched;
         totals.finished += stats.finished;
         totals.kills += stats.kills;
+        totals.registry_writes_lost += stats.registry_writes_lost;
     }
+    assert!(
+        totals.registry_writes_lost > 0,
+        "no failover lost a registry write"
+    );
     assert!(totals.failovers > 0, "no master failover happened");
     assert!(totals.duplicates > 0, "no message was duplicated");
     assert!(totals.reorders > 0, "no message was reordered");

@@ -48,7 +48,17 @@ async fn a_timer_turn_first_handles_the_pongs_queued_before_it() {
     let master = Master::new(config, Box::new(DrfAllocator::with_seed(7)));
     let (snapshot_tx, _snapshot) = watch::channel(Arc::new(StateSnapshot::default()));
     let (registry_tx, mut registry_rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move { while registry_rx.recv().await.is_some() {} });
+    // A registry that makes every write durable at once.
+    tokio::spawn(async move {
+        while let Some(write) = registry_rx.recv().await {
+            if let crate::registry_writer::RegistryWrite::Admit {
+                ticket, durable, ..
+            } = write
+            {
+                let _ = durable.send(ticket);
+            }
+        }
+    });
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
     let (commands, _actor) = start_actor(

@@ -68,8 +68,18 @@ fn fixture_with(durable: Result<(), String>, heartbeat: Duration) -> Fixture {
     let (registry_tx, mut registry_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(write) = registry_rx.recv().await {
-            if let RegistryWrite::Flushed(done) = write {
-                let _ = done.send(durable.clone());
+            match write {
+                RegistryWrite::Flushed(done) => {
+                    let _ = done.send(durable.clone());
+                }
+                RegistryWrite::Admit {
+                    ticket,
+                    durable: to,
+                    ..
+                } if durable.is_ok() => {
+                    let _ = to.send(ticket);
+                }
+                _ => {}
             }
         }
     });

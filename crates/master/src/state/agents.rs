@@ -128,12 +128,28 @@ impl Master {
         self.affected_agents.insert(agent_id.clone());
     }
 
-    /// An agent (re-)registers on a new session stream.
+    /// An agent (re-)registers on a new session stream. Returns its id
+    /// unless refused; an agent the registry must learn of first is
+    /// admitted later, by [`Master::admission_durable`] (`admission.rs`).
     pub fn agent_register(
         &mut self,
         now: Now,
         conn: ConnId,
         register: agent_message::Register,
+        out: &mut Vec<Effect>,
+    ) -> Option<AgentId> {
+        self.register_agent(now, conn, register, None, out)
+    }
+
+    /// A registration's one pass: checked, then either admitted or (the
+    /// registry must learn of the agent and `durable` is `None`) kept
+    /// until its entry is durable.
+    pub(super) fn register_agent(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        register: agent_message::Register,
+        durable: Option<super::admission::Durable>,
         out: &mut Vec<Effect>,
     ) -> Option<AgentId> {
         let Some(mut info) = register.agent_info else {
@@ -180,7 +196,9 @@ impl Master {
                 }
             }
         }
-        let fresh_start = info.id.is_none();
+        let fresh_start = durable
+            .as_ref()
+            .map_or(info.id.is_none(), |d| d.fresh_start);
         let agent_id = match &info.id {
             Some(id) => match AgentId::from_proto(id) {
                 Ok(id) => id,
@@ -224,6 +242,17 @@ impl Master {
             } else {
                 Some(total)
             };
+            let was_unreachable = existing.unreachable_since.is_some();
+            if durable.is_none() && self.admission_changes_registry(&agent_id, was_unreachable) {
+                let total = resized.as_ref().unwrap_or(&existing.total);
+                let entry = super::RegistryAgent::admitted(&agent_id, &info, total);
+                let register = agent_message::Register {
+                    agent_info: Some(info),
+                    ..register
+                };
+                self.admit_when_durable(conn, register, fresh_start, entry, out);
+                return Some(agent_id);
+            }
             if let Some(total) = resized {
                 self.resize_agent(now, &agent_id, total, out);
             }
@@ -237,14 +266,13 @@ impl Master {
             existing.info = info;
             existing.health = super::AgentHealth::registered_at(now.monotonic);
             self.agent_conns.insert(conn, agent_id.clone());
-            let was_unreachable = self.agents[&agent_id].unreachable_since.is_some();
             if was_unreachable {
                 self.readmit(now, &agent_id, &reported, out);
             } else {
                 self.allocator.set_agent_active(&agent_id, true);
             }
             self.reconcile_agent_tasks(now, &agent_id, &reported, &register.frameworks, out);
-            self.admitted(&agent_id, was_unreachable, out);
+            self.admitted(&agent_id, was_unreachable, durable.as_ref(), out);
             self.answer_deferred_for_agent(now, &agent_id, out);
             tracing::info!(agent_id = %agent_id, "agent re-registered");
         } else {
@@ -252,6 +280,24 @@ impl Master {
             // adopt it and everything it runs. A fresh start on the address
             // of an agent that is away means that machine rebooted (or its
             // agent lost its checkpoint): the old agent and its tasks are gone.
+            let total = self.recovered_total(&agent_id, total);
+            if let Err(message) = holds_live_tasks(&total, &reported) {
+                refuse(
+                    conn,
+                    format!("agent {agent_id} advertises resources {total}: {message}"),
+                    out,
+                );
+                return None;
+            }
+            if durable.is_none() && self.admission_changes_registry(&agent_id, true) {
+                let entry = super::RegistryAgent::admitted(&agent_id, &info, &total);
+                let register = agent_message::Register {
+                    agent_info: Some(info),
+                    ..register
+                };
+                self.admit_when_durable(conn, register, fresh_start, entry, out);
+                return Some(agent_id);
+            }
             if fresh_start {
                 let replaced: Vec<AgentId> = self
                     .agents
@@ -274,15 +320,6 @@ impl Master {
                         out,
                     );
                 }
-            }
-            let total = self.recovered_total(&agent_id, total);
-            if let Err(message) = holds_live_tasks(&total, &reported) {
-                refuse(
-                    conn,
-                    format!("agent {agent_id} advertises resources {total}: {message}"),
-                    out,
-                );
-                return None;
             }
             self.adopt_frameworks(now, &register.frameworks, out);
             let mut used = Resources::new();
@@ -332,7 +369,7 @@ impl Master {
             for framework_id in orphaned {
                 self.send_to_agent(&agent_id, shutdown_framework(&framework_id), out);
             }
-            self.admitted(&agent_id, true, out);
+            self.admitted(&agent_id, true, durable.as_ref(), out);
             self.answer_deferred_for_agent(now, &agent_id, out);
             tracing::info!(agent_id = %agent_id, hostname = %self.agents[&agent_id].info.hostname, "agent registered");
         }
@@ -548,6 +585,9 @@ impl Master {
     /// An agent's session stream ended. It keeps its tasks (it may come
     /// back); its offers are rescinded and it gets no new ones.
     pub fn agent_disconnected(&mut self, now: Now, conn: ConnId, out: &mut Vec<Effect>) {
+        if self.admission_disconnected(conn) {
+            return;
+        }
         let Some(agent_id) = self.agent_conns.remove(&conn) else {
             return;
         };

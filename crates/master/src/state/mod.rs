@@ -17,6 +17,7 @@ use agora_proto::v1 as pb;
 use agora_proto::v1::agent::MasterMessage;
 use agora_proto::v1::scheduler as sched;
 
+mod admission;
 mod agents;
 mod authz;
 mod books;
@@ -75,6 +76,13 @@ pub enum Effect {
     /// Persist this agent's registry entry (admitted, unreachable or gone),
     /// so that a new leading master knows it.
     Registry(RegistryAgent),
+    /// Persist an agent's `admitted` entry, then answer
+    /// [`Master::admission_durable`] with the ticket: the agent's
+    /// registration waits for it (see `admission.rs`).
+    RegistryAdmit {
+        entry: RegistryAgent,
+        ticket: AdmissionTicket,
+    },
     /// Delete this agent's registry entry: the registry gc forgot it (see
     /// `registry.rs`).
     RegistryForget {
@@ -88,6 +96,7 @@ pub enum Effect {
     Observed(Box<agora_proto::v1::master::Event>),
 }
 
+pub use admission::AdmissionTicket;
 pub use observe::MESOS_VERSION;
 pub use operator::{
     OperatorCall, OperatorError, QUOTA_KEY_PREFIX, RegistryPolicy, RegistryQuota, WEIGHTS_KEY,
@@ -183,6 +192,8 @@ pub struct Master {
     /// Whether changes are reported as [`Effect::Observed`] (an operator
     /// subscribed to the event stream); see `observe.rs`.
     observed: bool,
+    /// Registrations waiting for their agent's registry entry (`admission.rs`).
+    admissions: admission::Admissions,
 }
 
 impl Master {
@@ -217,6 +228,7 @@ impl Master {
             last_registry_gc: Duration::ZERO,
             resource_kinds: BTreeMap::new(),
             observed: false,
+            admissions: admission::Admissions::default(),
         }
     }
 

@@ -73,6 +73,22 @@ impl RegistryAgent {
             state,
         }
     }
+
+    /// The entry of an agent about to be admitted with `info` and `total`:
+    /// the one [`RegistryAgent::of`] makes once it is in the books.
+    pub(super) fn admitted(
+        agent_id: &AgentId,
+        info: &agora_proto::v1::AgentInfo,
+        total: &Resources,
+    ) -> Self {
+        Self {
+            id: agent_id.to_string(),
+            hostname: info.hostname.clone(),
+            port: info.port.unwrap_or(5051),
+            resources: total.to_string(),
+            state: RegistryAgentState::Admitted,
+        }
+    }
 }
 
 impl Master {
@@ -164,20 +180,25 @@ impl Master {
     /// An agent (re-)registered: it is no longer expected, nor unreachable.
     /// Writes its entry unless the registry already says it is admitted;
     /// `changed` says whether this master saw it as new or unreachable.
-    pub(super) fn admitted(&mut self, agent_id: &AgentId, changed: bool, out: &mut Vec<Effect>) {
-        let was_expected = self
-            .recovery
-            .as_mut()
-            .is_some_and(|r| r.expected.remove(agent_id).is_some());
-        let was_unreachable = self.unreachable_agents.remove(agent_id).is_some();
-        if (changed || was_unreachable)
-            && !was_expected
-            && let Some(agent) = self.agents.get(agent_id)
-        {
-            out.push(Effect::Registry(RegistryAgent::of(
-                agent,
-                RegistryAgentState::Admitted,
-            )));
+    pub(super) fn admitted(
+        &mut self,
+        agent_id: &AgentId,
+        changed: bool,
+        durable: Option<&super::admission::Durable>,
+        out: &mut Vec<Effect>,
+    ) {
+        let write = self.admission_changes_registry(agent_id, changed);
+        if let Some(recovery) = self.recovery.as_mut() {
+            recovery.expected.remove(agent_id);
+        }
+        self.unreachable_agents.remove(agent_id);
+        if write && let Some(agent) = self.agents.get(agent_id) {
+            let entry = RegistryAgent::of(agent, RegistryAgentState::Admitted);
+            // Written before admission already (`admission.rs`), unless the
+            // books changed it since.
+            if durable.is_none_or(|d| d.entry != entry) {
+                out.push(Effect::Registry(entry));
+            }
         }
     }
 
@@ -211,6 +232,10 @@ impl Master {
         let mut forgotten = (0, 0);
         for (candidates, count) in [(unreachable, &mut forgotten.0), (gone, &mut forgotten.1)] {
             for agent_id in too_old_or_too_many(candidates, now.wall, max_age, max_count) {
+                // Coming back: its admission is being written.
+                if self.admissions.contains(&agent_id) {
+                    continue;
+                }
                 self.forget_agent(&agent_id, out);
                 *count += 1;
             }

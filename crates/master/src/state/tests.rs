@@ -21,6 +21,7 @@ use sched::event::Type as EventType;
 use super::*;
 
 mod absence;
+mod admission;
 mod agents;
 mod authn;
 mod authz;
@@ -435,6 +436,19 @@ impl Harness {
             .master
             .agent_register(self.now(), conn, register, &mut out);
         check_books(&self.master);
+        // The registry makes the admission durable at once (see
+        // `tests/admission.rs` for what happens until it does).
+        let tickets: Vec<AdmissionTicket> = out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::RegistryAdmit { ticket, .. } => Some(ticket.clone()),
+                _ => None,
+            })
+            .collect();
+        for ticket in tickets {
+            self.master.admission_durable(self.now(), ticket, &mut out);
+            check_books(&self.master);
+        }
         (id, out)
     }
 
@@ -599,6 +613,24 @@ fn launch_one(h: &mut Harness, fw: &Fw, offer: &pb::Offer, task: pb::TaskInfo) -
 /// ended has released its resources. The harness checks them after every
 /// input it drives, so every test below checks them at every step.
 fn check_books(master: &Master) {
+    // A registration waiting for the registry (`admission.rs`) has no
+    // part in the books: its agent is absent or unreachable there, and
+    // its session is nobody else's.
+    for (agent_id, conn) in master.admissions.sessions() {
+        assert!(
+            master
+                .agents
+                .get(&agent_id)
+                .is_none_or(|a| a.unreachable_since.is_some()),
+            "agent {agent_id} is admitted while its admission waits for the registry"
+        );
+        assert!(
+            !master.agent_conns.contains_key(&conn),
+            "session {conn} is two agents'"
+        );
+        assert_eq!(master.admissions.conns().get(&conn), Some(&agent_id));
+    }
+    assert_eq!(master.admissions.conns().len(), master.admissions.len());
     // The index of what is on each agent lists exactly the books' tasks
     // and offers (`by_agent.rs`).
     let tasks: BTreeSet<(AgentId, FrameworkId, TaskId)> = master

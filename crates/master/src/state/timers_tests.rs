@@ -66,6 +66,28 @@ fn subscribe(name: &str, failover_timeout: f64) -> sched::Call {
     }
 }
 
+/// Registers an agent whose registry entry is durable at once.
+fn register_durable(
+    master: &mut Master,
+    now: Now,
+    conn: ConnId,
+    register: agent_message::Register,
+    out: &mut Vec<Effect>,
+) {
+    let from = out.len();
+    master.agent_register(now, conn, register, out);
+    let tickets: Vec<_> = out[from..]
+        .iter()
+        .filter_map(|e| match e {
+            Effect::RegistryAdmit { ticket, .. } => Some(ticket.clone()),
+            _ => None,
+        })
+        .collect();
+    for ticket in tickets {
+        master.admission_durable(now, ticket, out);
+    }
+}
+
 /// The pings among `effects` sent on `conn`.
 fn pings(effects: &[Effect], conn: ConnId) -> Vec<u64> {
     effects
@@ -92,7 +114,7 @@ fn inputs(master: &mut Master, t: Duration, answer: &[u64], out: &mut Vec<Effect
         // An agent that answers, one that goes silent, one whose session
         // drops; a framework that disconnects for good.
         for (conn, host) in [(1, "answers"), (2, "silent"), (3, "drops")] {
-            master.agent_register(now, conn, register(host), out);
+            register_durable(master, now, conn, register(host), out);
         }
         master
             .subscribe(now, 10, "s10".into(), subscribe("leaves", 4.0), out)
@@ -177,7 +199,7 @@ fn each_timer_sets_the_deadline() {
     master.recover(at(t0), vec![entry], Duration::from_secs(600));
     assert_eq!(master.next_deadline(), Some(t0 + Duration::from_secs(600)));
     // A registered agent's next ping.
-    master.agent_register(at(t0), 1, register("a"), &mut out);
+    register_durable(&mut master, at(t0), 1, register("a"), &mut out);
     assert_eq!(master.next_deadline(), Some(t0 + Duration::from_secs(1)));
     // A tick before it does nothing.
     let mut early = Vec::new();

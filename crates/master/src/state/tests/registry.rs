@@ -8,7 +8,7 @@ pub(super) fn registry_writes(effects: &[Effect]) -> Vec<RegistryAgent> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Registry(entry) => Some(entry.clone()),
+            Effect::Registry(entry) | Effect::RegistryAdmit { entry, .. } => Some(entry.clone()),
             _ => None,
         })
         .collect()
