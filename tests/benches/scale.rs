@@ -768,7 +768,12 @@ fn failover(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow
                         .filter(|t| !answered.contains(t))
                         .map(|t| (agora_scheduler::proto::TaskId { value: t }, None))
                         .collect();
-                    let _ = client.reconcile(missing).await;
+                    // Not awaited here: the events keep being read while
+                    // the master takes the call (awaiting it stopped the
+                    // reading, the SDK's buffer filled, and the master's
+                    // stream to the framework piled up to its cap).
+                    let asker = client.clone();
+                    tokio::spawn(async move { asker.reconcile(missing).await });
                 }
                 event = events.recv() => match event.context("event stream ended")? {
                     Event::Disconnected { .. } => reconnected = true,
