@@ -747,6 +747,8 @@ fn failover(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow
         // second while the answers were still arriving queued a million
         // events and the master rightly dropped the stream as stuck).
         let mut answered = std::collections::HashSet::new();
+        let mut timeline: Vec<usize> = Vec::new();
+        let mut other_updates = 0_usize;
         let mut resubscribed = false;
         let mut resubscribed_at = None;
         let mut asks = 0_usize;
@@ -784,13 +786,22 @@ fn failover(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow
                     }
                     Event::Update(status) if resubscribed && status.state == Some(TaskState::TaskRunning as i32) => {
                         last_answer = tokio::time::Instant::now();
-                        answered.insert(status.task_id.unwrap_or_default().value);
+                        if answered.insert(status.task_id.unwrap_or_default().value) {
+                            // The timeline: new answers per second since the kill.
+                            let second = killed.elapsed().as_secs() as usize;
+                            if timeline.len() <= second {
+                                timeline.resize(second + 1, 0);
+                            }
+                            timeline[second] += 1;
+                        }
                     }
+                    Event::Update(_) => other_updates += 1,
                     _ => {}
                 },
             }
         }
         let reconciled = killed.elapsed();
+        println!("failover answers per second since the kill: {timeline:?}; other updates: {other_updates}");
         let (elected, reregistered) = watcher.await??;
         let resubscribed = resubscribed_at.unwrap_or(reconciled);
         anyhow::Ok((placed.launched, rss, elected, reregistered, resubscribed, asks, reconciled))

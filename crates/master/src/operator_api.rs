@@ -250,7 +250,10 @@ async fn ask(
     caller: Option<agora_auth::Principal>,
     change: OperatorCall,
 ) -> Result<(), Refusal> {
-    let commands = services.commands().map_err(|s| unavailable(s.message()))?;
+    let commands = services
+        .commands()
+        .await
+        .map_err(|s| unavailable(s.message()))?;
     let (reply, answer) = oneshot::channel();
     commands
         .send(Command::Operator {

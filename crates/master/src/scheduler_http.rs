@@ -125,7 +125,10 @@ async fn handle(
                 .into(),
         ));
     };
-    let commands = services.commands().map_err(|s| unavailable(s.message()))?;
+    let commands = services
+        .commands()
+        .await
+        .map_err(|s| unavailable(s.message()))?;
     let (reply, answer) = tokio::sync::oneshot::channel();
     commands
         .send(Command::Call {

@@ -29,6 +29,10 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a read of the operator API waits for the actor to publish the
 /// view it asked for.
 const OPERATOR_VIEW_WAIT: Duration = Duration::from_secs(30);
+/// How long a call to a master still loading the registry waits for it
+/// (about a second per 10,000 agents from ZooKeeper) before it is told
+/// to come back.
+const RECOVERY_WAIT: Duration = Duration::from_secs(5);
 
 /// Maps the state machine's refusals to gRPC codes: the one place this happens.
 fn to_status(error: CallError) -> Status {
@@ -136,7 +140,7 @@ impl Services {
     /// it has it, else the next one, which the actor is asked to make at
     /// once. Every call keeps the view coming for a while.
     pub(crate) async fn operator_snapshot(&self) -> Result<Arc<StateSnapshot>, String> {
-        let commands = self.commands().map_err(|s| s.message().to_string())?;
+        let commands = self.commands().await.map_err(|s| s.message().to_string())?;
         let current = self.snapshot();
         if current.operator.is_some() {
             // Best effort: a full queue only means the actor is busy, and
@@ -166,8 +170,21 @@ impl Services {
     }
 
     /// The leader's command channel, or a status saying why there is none
-    /// here (and who leads, in the `agora-leader` metadata).
-    pub(crate) fn commands(&self) -> Result<Commands, Status> {
+    /// here (and who leads, in the `agora-leader` metadata). A master just
+    /// elected answers once it has loaded the registry (within
+    /// [`RECOVERY_WAIT`]), not with an error the caller would retry after
+    /// a backoff: after a failover the frameworks and agents that find the
+    /// new leader first are served the moment it can.
+    pub(crate) async fn commands(&self) -> Result<Commands, Status> {
+        let mut gate = self.gate.clone();
+        let loaded = gate.wait_for(|gate| !matches!(gate, Gate::Recovering));
+        // On timeout (or shutdown) the gate says why there are no commands.
+        let _ = tokio::time::timeout(RECOVERY_WAIT, loaded).await;
+        self.commands_now()
+    }
+
+    /// [`Self::commands`] as the gate is now.
+    fn commands_now(&self) -> Result<Commands, Status> {
         match &*self.gate.borrow() {
             Gate::Leading { commands } => Ok(commands.clone()),
             Gate::Recovering => Err(Status::unavailable(
@@ -226,6 +243,7 @@ impl Services {
     ) -> Result<BoxStream<sched::Event>, SubscribeError> {
         let commands = self
             .commands()
+            .await
             .map_err(|s| SubscribeError::Unavailable(s.message().to_string()))?;
         let conn = self.conn();
         let (events, rx) = outbox();
@@ -282,7 +300,7 @@ impl Services {
     pub(crate) async fn open_operator_stream(
         &self,
     ) -> Result<(Arc<StateSnapshot>, BoxStream<Arc<operator::Event>>), String> {
-        let commands = self.commands().map_err(|s| s.message().to_string())?;
+        let commands = self.commands().await.map_err(|s| s.message().to_string())?;
         let id = self.conn();
         let (events, rx) = outbox();
         let (reply, answer) = oneshot::channel();
@@ -316,7 +334,7 @@ impl Scheduler for Services {
         request: Request<sched::Call>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         // Checked first so that a follower's status names the leader.
-        self.commands()?;
+        self.commands().await?;
         let stream_id = uuid::Uuid::new_v4().to_string();
         let principal = crate::authn::principal_of(request.extensions());
         match self
@@ -339,7 +357,7 @@ impl Scheduler for Services {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
             .ok_or_else(|| Status::invalid_argument("missing 'agora-stream-id' metadata"))?;
-        let commands = self.commands()?;
+        let commands = self.commands().await?;
         let (reply, answer) = oneshot::channel();
         let principal = crate::authn::principal_of(request.extensions());
         Self::ask(
@@ -365,7 +383,7 @@ impl AgentSession for Services {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::OpenStream>, Status> {
-        let commands = self.commands()?;
+        let commands = self.commands().await?;
         // Who the authentication layer found the agent to be.
         let principal = request
             .extensions()
@@ -419,5 +437,49 @@ impl AgentSession for Services {
             gone: Some(Command::AgentGone { conn }),
         };
         Ok(Response::new(guarded(rx, guard, None)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn services(gate: watch::Receiver<Gate>) -> Services {
+        let (_publish, snapshot) = watch::channel(Arc::new(StateSnapshot::default()));
+        Services::for_tests(gate, snapshot, Duration::from_secs(15))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_to_a_master_loading_its_registry_waits_until_it_leads() {
+        let (set_gate, gate) = watch::channel(Gate::Recovering);
+        let services = services(gate);
+        let waiting = tokio::spawn({
+            let services = services.clone();
+            async move { services.commands().await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "answered while the registry loads");
+        let (commands, _rx) = mpsc::channel(1);
+        set_gate.send_replace(Gate::Leading { commands });
+        waiting.await.expect("joined").expect("served once leading");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_master_that_loads_its_registry_too_long_says_so() {
+        let (_set_gate, gate) = watch::channel(Gate::Recovering);
+        let error = services(gate).commands().await.expect_err("still loading");
+        assert_eq!(error.code(), tonic::Code::Unavailable);
+        assert!(error.message().contains("loading the registry"), "{error}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_answers_at_once_with_the_leader() {
+        let (_set_gate, gate) = watch::channel(Gate::Following {
+            leader: Some("127.0.0.1:5050".into()),
+        });
+        let started = tokio::time::Instant::now();
+        let error = services(gate).commands().await.expect_err("follower");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert!(error.message().contains("127.0.0.1:5050"), "{error}");
     }
 }
