@@ -16,7 +16,8 @@
 //! - `offer_latency`: N one-slot agents, F frameworks each launching a task
 //!   on every offer (run times 0.5-1.5 x D): from the framework seeing a
 //!   task's TASK_FINISHED to an offer of that agent reaching any framework;
-//! - `failover`: three masters over ZooKeeper, N agents and T running tasks;
+//! - `failover`: three masters over ZooKeeper, N agents and T running tasks,
+//!   every status update acknowledged (the cluster's steady state);
 //!   SIGKILL the leader: time until another master leads, until every agent
 //!   re-registered with it, and until the framework's explicit
 //!   reconciliation of all T tasks is answered TASK_RUNNING.
@@ -719,6 +720,31 @@ fn failover(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow
         let info = FrameworkBuilder::new("failover").failover_timeout(Duration::from_secs(3600)).build();
         let (client, mut events) = SchedulerClient::connect(&url, info, SubscribeOptions::default()).await?;
         let placed = place(&client, &mut events, k.tasks, k.agents, Duration::from_secs(600)).await?;
+        // A cluster in its steady state fails over: every status update
+        // acknowledged. Killed at once, the leader took acknowledgements
+        // in flight with it, and the tasks whose updates the agents then
+        // deliver again were answered with the state of the update being
+        // delivered (TASK_STARTING, as Mesos answers), RUNNING only after
+        // another round trip per task.
+        let sim_port = sim.port;
+        let mut settling = tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, Duration)> {
+            let started = Instant::now();
+            let first: Stats = serde_json::from_value(get_json(sim_port, "/stats")?)?;
+            wait_for("every status update acknowledged", Duration::from_secs(120), || {
+                let s: Stats = serde_json::from_value(get_json(sim_port, "/stats").ok()?).ok()?;
+                (s.unacknowledged == 0).then_some(())
+            })?;
+            Ok((first.unacknowledged, started.elapsed()))
+        });
+        // The events are read meanwhile: the SDK acknowledges an update
+        // once the application has taken it.
+        let (unacknowledged, settled) = loop {
+            tokio::select! {
+                settled = &mut settling => break settled??,
+                event = events.recv() => { event.context("event stream ended")?; }
+            }
+        };
+        println!("failover: {unacknowledged} updates unacknowledged when the placement ended, all acknowledged {:.1} s later", settled.as_secs_f64());
         let rss = procfs::of(masters[leader].0.pid()).map_or(f64::NAN, |u| u.rss_mb());
         let killed = Instant::now();
         masters[leader].0.kill();
