@@ -161,9 +161,7 @@ impl<T> Outbox<T> {
             self.shared.stuck.cancel();
             return Err(stuck.into());
         }
-        self.tx
-            .send(Box::new(item))
-            .map_err(|_| PushError::Gone)?;
+        self.tx.send(Box::new(item)).map_err(|_| PushError::Gone)?;
         backlog.queued += 1;
         Ok(())
     }

@@ -7,6 +7,8 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/file_descriptor_set.bin"));
 
+pub mod codec;
+
 pub mod v1 {
     tonic::include_proto!("agora.v1");
 
