@@ -202,3 +202,16 @@ impl Master {
         self.admissions.len()
     }
 }
+
+/// The tickets the effects ask the registry for, in order (for tests that
+/// play the registry writer).
+#[cfg(test)]
+pub(super) fn asked_tickets(effects: &[Effect]) -> Vec<AdmissionTicket> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::RegistryAdmit { ticket, .. } => Some(ticket.clone()),
+            _ => None,
+        })
+        .collect()
+}

@@ -438,14 +438,7 @@ impl Harness {
         check_books(&self.master);
         // The registry makes the admission durable at once (see
         // `tests/admission.rs` for what happens until it does).
-        let tickets: Vec<AdmissionTicket> = out
-            .iter()
-            .filter_map(|e| match e {
-                Effect::RegistryAdmit { ticket, .. } => Some(ticket.clone()),
-                _ => None,
-            })
-            .collect();
-        for ticket in tickets {
+        for ticket in super::admission::asked_tickets(&out) {
             self.master.admission_durable(self.now(), ticket, &mut out);
             check_books(&self.master);
         }

@@ -76,14 +76,7 @@ fn register_durable(
 ) {
     let from = out.len();
     master.agent_register(now, conn, register, out);
-    let tickets: Vec<_> = out[from..]
-        .iter()
-        .filter_map(|e| match e {
-            Effect::RegistryAdmit { ticket, .. } => Some(ticket.clone()),
-            _ => None,
-        })
-        .collect();
-    for ticket in tickets {
+    for ticket in super::admission::asked_tickets(&out[from..]) {
         master.admission_durable(now, ticket, out);
     }
 }

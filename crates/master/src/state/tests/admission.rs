@@ -17,12 +17,7 @@ fn register_pending(
 }
 
 fn tickets(out: &[Effect]) -> Vec<AdmissionTicket> {
-    out.iter()
-        .filter_map(|e| match e {
-            Effect::RegistryAdmit { ticket, .. } => Some(ticket.clone()),
-            _ => None,
-        })
-        .collect()
+    crate::state::admission::asked_tickets(out)
 }
 
 fn durable(h: &mut Harness, ticket: AdmissionTicket) -> Vec<Effect> {
