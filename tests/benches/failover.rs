@@ -64,6 +64,20 @@ fn selected(name: &str) -> bool {
 
 /// The registrations a master receives after a failover: every agent with
 /// its id, its running tasks, and their frameworks.
+/// What the failed leader's registry holds: every agent admitted (so the
+/// new master admits them as they come back, without writing first).
+fn registry_entries(agents: usize) -> Vec<RegistryAgent> {
+    (0..agents)
+        .map(|a| RegistryAgent {
+            id: format!("old-S{a}"),
+            hostname: format!("host{a}"),
+            port: 5051,
+            resources: "cpus:24;mem:65536".into(),
+            state: RegistryAgentState::Admitted,
+        })
+        .collect()
+}
+
 fn registrations(agents: usize, tasks_per_agent: usize) -> Vec<agent_message::Register> {
     let frameworks: Vec<pb::FrameworkInfo> = (0..100)
         .map(|f| pb::FrameworkInfo {
@@ -132,15 +146,7 @@ fn reregister() {
     let mut rss_growth = Vec::new();
     for run in 0..runs {
         let registrations = registrations(agents, per_agent);
-        let entries: Vec<RegistryAgent> = (0..agents)
-            .map(|a| RegistryAgent {
-                id: format!("old-S{a}"),
-                hostname: format!("host{a}"),
-                port: 5051,
-                resources: "cpus:24;mem:65536".into(),
-                state: RegistryAgentState::Admitted,
-            })
-            .collect();
+        let entries = registry_entries(agents);
         let before = rss_mb();
         let info = pb::MasterInfo {
             id: format!("bench-{run}"),
@@ -370,10 +376,12 @@ fn reregister_smoke() {
         monotonic: Duration::from_secs(1),
         wall: 0.0,
     };
+    master.recover(now, registry_entries(100), Duration::from_secs(600));
     let mut out = Vec::new();
     for (conn, register) in registrations.into_iter().enumerate() {
         master.agent_register(now, conn as u64, register, &mut out);
     }
+    assert_eq!(master.recovering_agents(), 0, "every agent re-registered");
     let tasks: usize = master
         .snapshot(0.0, 0.0)
         .frameworks
