@@ -62,8 +62,6 @@ fn selected(name: &str) -> bool {
     std::env::var("AGORA_BENCH_ONLY").map_or(true, |only| only == name)
 }
 
-/// The registrations a master receives after a failover: every agent with
-/// its id, its running tasks, and their frameworks.
 /// What the failed leader's registry holds: every agent admitted (so the
 /// new master admits them as they come back, without writing first).
 fn registry_entries(agents: usize) -> Vec<RegistryAgent> {
@@ -78,6 +76,8 @@ fn registry_entries(agents: usize) -> Vec<RegistryAgent> {
         .collect()
 }
 
+/// The registrations a master receives after a failover: every agent with
+/// its id, its running tasks, and their frameworks.
 fn registrations(agents: usize, tasks_per_agent: usize) -> Vec<agent_message::Register> {
     let frameworks: Vec<pb::FrameworkInfo> = (0..100)
         .map(|f| pb::FrameworkInfo {

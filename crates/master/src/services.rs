@@ -176,6 +176,10 @@ impl Services {
     /// a backoff: after a failover the frameworks and agents that find the
     /// new leader first are served the moment it can.
     pub(crate) async fn commands(&self) -> Result<Commands, Status> {
+        // Every call of a leading master passes here: no waiting set up then.
+        if !matches!(&*self.gate.borrow(), Gate::Recovering) {
+            return self.commands_now();
+        }
         let mut gate = self.gate.clone();
         let loaded = gate.wait_for(|gate| !matches!(gate, Gate::Recovering));
         // On timeout (or shutdown) the gate says why there are no commands.
