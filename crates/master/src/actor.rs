@@ -147,17 +147,27 @@ impl Actor {
                 principal,
                 reply,
             } => {
-                let acknowledged = call.acknowledge.as_ref().map(|a| a.uuid.clone());
+                // Round trips are recorded for calls taken whole (a call with
+                // a refused acknowledgement records none: a sample fewer).
+                let acknowledged: Vec<Vec<u8>> = call
+                    .acknowledge
+                    .iter()
+                    .chain(&call.acknowledgements)
+                    .map(|a| a.uuid.clone())
+                    .collect();
                 let result = self
                     .master
                     .check_call_principal(&call, principal.as_ref())
                     .and_then(|()| self.master.call(now, &stream_id, call, out));
-                if let (Some(uuid), Ok(())) = (acknowledged, &result) {
-                    self.round_trips.acknowledged(
-                        &uuid,
-                        std::time::Instant::now(),
-                        &self.metrics.status_update_round_trip,
-                    );
+                if result.is_ok() {
+                    let at = std::time::Instant::now();
+                    for uuid in &acknowledged {
+                        self.round_trips.acknowledged(
+                            uuid,
+                            at,
+                            &self.metrics.status_update_round_trip,
+                        );
+                    }
                 }
                 let _ = reply.send(result);
             }

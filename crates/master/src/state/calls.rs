@@ -17,6 +17,9 @@ use super::{CallError, Effect, Master, Now};
 pub(super) const DEFAULT_REFUSE: Duration = Duration::from_secs(5);
 /// Longest refusal honoured (Mesos caps at 365 days).
 const MAX_REFUSE: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Most acknowledgements one ACKNOWLEDGE call may carry: bounds the actor's
+/// time on one call (the SDK sends at most 1,024).
+const MAX_ACKNOWLEDGEMENTS: usize = 4096;
 
 /// The refusal a `Filters` asks for: default 5 s when unset, negative or not
 /// a number; 0 means no filter; capped at a year (infinity included).
@@ -98,8 +101,12 @@ impl Master {
                 self.kill(now, &framework_id, kill, out)
             }
             Type::Acknowledge => {
-                let ack = require(call.acknowledge, "acknowledge")?;
-                self.acknowledge(&framework_id, ack, out)
+                let acks: Vec<_> = call
+                    .acknowledge
+                    .into_iter()
+                    .chain(call.acknowledgements)
+                    .collect();
+                self.acknowledge_all(&framework_id, acks, out)
             }
             Type::Reconcile => {
                 let reconcile = call.reconcile.unwrap_or_default();
@@ -292,6 +299,46 @@ impl Master {
             out,
         );
         Ok(())
+    }
+
+    /// The acknowledgements of one ACKNOWLEDGE call, each handled as if it
+    /// came alone: a refused one changes nothing and stops none of the
+    /// others. The call fails with the first refusal (and how many there
+    /// were); a call with none, or with more than
+    /// [`MAX_ACKNOWLEDGEMENTS`], is refused whole.
+    fn acknowledge_all(
+        &mut self,
+        framework_id: &agora_core::FrameworkId,
+        acks: Vec<sched::call::Acknowledge>,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), CallError> {
+        if acks.is_empty() {
+            return Err(CallError::InvalidArgument(
+                "expecting 'acknowledge' to be present".into(),
+            ));
+        }
+        if acks.len() > MAX_ACKNOWLEDGEMENTS {
+            return Err(CallError::InvalidArgument(format!(
+                "{} acknowledgements in one call; at most {MAX_ACKNOWLEDGEMENTS}",
+                acks.len()
+            )));
+        }
+        let total = acks.len();
+        let mut first_refusal = None;
+        let mut refused = 0;
+        for ack in acks {
+            if let Err(e) = self.acknowledge(framework_id, ack, out) {
+                refused += 1;
+                first_refusal.get_or_insert(e);
+            }
+        }
+        match first_refusal {
+            None => Ok(()),
+            Some(e) if total == 1 => Err(e),
+            Some(e) => Err(e.map_message(|m| {
+                format!("{refused} of {total} acknowledgements refused (the others taken); the first: {m}")
+            })),
+        }
     }
 
     fn acknowledge(

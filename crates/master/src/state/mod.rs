@@ -129,6 +129,19 @@ pub enum CallError {
     Unauthorized(String),
 }
 
+impl CallError {
+    /// The same refusal with its message rewritten.
+    pub(crate) fn map_message(self, f: impl FnOnce(String) -> String) -> Self {
+        match self {
+            Self::InvalidArgument(m) => Self::InvalidArgument(f(m)),
+            Self::NotFound(m) => Self::NotFound(f(m)),
+            Self::FailedPrecondition(m) => Self::FailedPrecondition(f(m)),
+            Self::PermissionDenied(m) => Self::PermissionDenied(f(m)),
+            Self::Unauthorized(m) => Self::Unauthorized(f(m)),
+        }
+    }
+}
+
 pub use books::{Agent, AgentHealth, Counters, Framework, Offer, OfferStatusEntry, Task};
 pub use config::{
     DEFAULT_ADOPTED_FRAMEWORK_GRACE, DEFAULT_AGENT_REMOVAL_TIMEOUT,

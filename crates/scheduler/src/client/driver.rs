@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 use crate::event::{self, Event, heartbeat_interval};
 use crate::{Backoff, Error, MasterDetector};
 
-use super::handle::{EventStream, SchedulerClient, Session, Shared};
+use super::handle::{EventStream, SchedulerClient, Session, Shared, send_acks};
 use super::options::{HEARTBEAT_MISSES, SubscribeOptions};
 use super::subscribe::{AttemptError, Subscription, subscribe_once};
 
@@ -85,6 +85,7 @@ impl SchedulerClient {
             tokio::time::sleep(backoff.next_delay().min(remaining)).await;
         };
 
+        let (acks_tx, acks_rx) = mpsc::unbounded_channel();
         let client = Self {
             shared: Arc::new(Shared {
                 detector,
@@ -105,8 +106,10 @@ impl SchedulerClient {
                 }),
                 options,
                 acks_in_flight: Arc::default(),
+                acks: acks_tx,
             }),
         };
+        tokio::spawn(send_acks(Arc::downgrade(&client.shared), acks_rx));
         client.install(&subscription);
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(drive(client.clone(), subscription, tx));
@@ -233,7 +236,7 @@ async fn pump(
                     return StreamEnd::Finished;
                 }
                 if let Some(ack) = ack {
-                    client.spawn_ack(ack);
+                    client.queue_ack(ack);
                 }
             }
             Event::Error(message) => {

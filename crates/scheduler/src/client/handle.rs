@@ -39,6 +39,31 @@ pub(super) struct Shared {
     /// takes it exclusively first, so updates already handed to the
     /// application are acknowledged before the framework goes away.
     pub(super) acks_in_flight: Arc<tokio::sync::RwLock<()>>,
+    /// Automatic acknowledgements waiting for [`send_acks`].
+    pub(super) acks: mpsc::UnboundedSender<PendingAck>,
+}
+
+/// Most acknowledgements the SDK puts in one call (the master takes 4,096).
+pub(super) const MAX_ACKS_PER_CALL: usize = 1024;
+
+/// Sends the automatic acknowledgements, one call at a time: those that
+/// piled up while a call was in flight go together in the next (up to
+/// [`MAX_ACKS_PER_CALL`]). A lone update is acknowledged at once; under
+/// load the framework makes one call per batch instead of one per update.
+/// Holds the client weakly, so it ends when the last handle is dropped.
+pub(super) async fn send_acks(
+    shared: std::sync::Weak<Shared>,
+    mut queue: mpsc::UnboundedReceiver<PendingAck>,
+) {
+    let mut batch = Vec::new();
+    while queue.recv_many(&mut batch, MAX_ACKS_PER_CALL).await > 0 {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        SchedulerClient { shared }
+            .acknowledge_batch(std::mem::take(&mut batch))
+            .await;
+    }
 }
 
 #[derive(Debug)]
@@ -416,24 +441,49 @@ impl SchedulerClient {
         })
     }
 
-    pub(super) fn spawn_ack(&self, ack: PendingAck) {
-        let client = self.clone();
-        tokio::spawn(async move {
-            let PendingAck {
-                agent_id,
-                task_id,
-                uuid,
-                in_flight,
-            } = ack;
-            if let Err(err) = client.acknowledge(agent_id, task_id.clone(), uuid).await {
-                if client.is_tearing_down() {
-                    debug!(task_id = %task_id.value, error = %err, "acknowledgement lost to teardown");
+    /// Queues an automatic acknowledgement for [`send_acks`].
+    pub(super) fn queue_ack(&self, ack: PendingAck) {
+        if self.shared.acks.send(ack).is_err() {
+            debug!("not acknowledging: the acknowledgement sender is gone");
+        }
+    }
+
+    /// One call for `batch`; its acknowledgements stay in flight (for
+    /// TEARDOWN) until the call is answered.
+    async fn acknowledge_batch(&self, batch: Vec<PendingAck>) {
+        let mut acks = Vec::with_capacity(batch.len());
+        let mut in_flight = Vec::with_capacity(batch.len());
+        for pending in batch {
+            acks.push(call::Acknowledge {
+                agent_id: Some(pending.agent_id),
+                task_id: Some(pending.task_id),
+                uuid: pending.uuid,
+            });
+            in_flight.push(pending.in_flight);
+        }
+        let count = acks.len();
+        let first_task = acks
+            .first()
+            .and_then(|a| a.task_id.as_ref())
+            .map(|t| t.value.clone())
+            .unwrap_or_default();
+        let result = self
+            .call(call::Type::Acknowledge, |c| {
+                if acks.len() == 1 {
+                    c.acknowledge = acks.pop();
                 } else {
-                    warn!(task_id = %task_id.value, error = %err, "failed to acknowledge status update");
+                    c.acknowledgements = acks;
                 }
+            })
+            .await;
+        if let Err(err) = result {
+            if self.is_tearing_down() {
+                debug!(task_id = %first_task, count, error = %err, "acknowledgements lost to teardown");
+            } else {
+                warn!(task_id = %first_task, count, error = %err, "failed to acknowledge status updates");
             }
-            drop(in_flight);
-        });
+        }
+        drop(in_flight);
     }
 }
 

@@ -2,6 +2,7 @@
 //! service. Waits are bounded by `WAIT` and only ever wait for an expected
 //! message, never for time to pass.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ struct FakeMaster {
     reject: Option<tonic::Code>,
     /// Delay before an ACKNOWLEDGE is recorded and answered.
     ack_delay: Duration,
+    /// An ACKNOWLEDGE waits for a permit here (plenty unless a test takes
+    /// them away).
+    ack_gate: Arc<tokio::sync::Semaphore>,
     subscriptions: AtomicUsize,
     /// The leadership epoch announced by each successive subscription.
     epochs: Vec<Option<u64>>,
@@ -79,6 +83,7 @@ impl Scheduler for FakeMaster {
             .map(str::to_owned);
         if request.get_ref().r#type == call::Type::Acknowledge as i32 {
             tokio::time::sleep(self.ack_delay).await;
+            drop(self.ack_gate.acquire().await);
         }
         let _ = self.calls.send((request.into_inner(), stream_id));
         Ok(tonic::Response::new(pb::CallResponse {}))
@@ -87,6 +92,7 @@ impl Scheduler for FakeMaster {
 
 struct Harness {
     addr: String,
+    ack_gate: Arc<tokio::sync::Semaphore>,
     subscribes: mpsc::UnboundedReceiver<(pb::Call, EventTx)>,
     calls: mpsc::UnboundedReceiver<(pb::Call, Option<String>)>,
 }
@@ -116,10 +122,14 @@ impl Harness {
         let addr = listener.local_addr().expect("local addr").to_string();
         let (subscribes_tx, subscribes) = mpsc::unbounded_channel();
         let (calls_tx, calls) = mpsc::unbounded_channel();
+        let ack_gate = Arc::new(tokio::sync::Semaphore::new(
+            tokio::sync::Semaphore::MAX_PERMITS,
+        ));
         let fake = FakeMaster {
             heartbeat_seconds,
             reject,
             ack_delay,
+            ack_gate: ack_gate.clone(),
             subscriptions: AtomicUsize::new(0),
             epochs,
             subscribes: subscribes_tx,
@@ -132,6 +142,7 @@ impl Harness {
         );
         Self {
             addr,
+            ack_gate,
             subscribes,
             calls,
         }
@@ -315,6 +326,44 @@ async fn acknowledges_updates_that_carry_a_uuid() {
     client.revive(vec![]).await.expect("revive");
     let (c, _) = h.next_call().await;
     assert_eq!(c.r#type, call::Type::Revive as i32);
+}
+
+#[tokio::test]
+async fn acknowledgements_that_pile_up_go_in_one_call() {
+    let mut h = Harness::start(15.0, None).await;
+    let (_client, mut events, tx) = h.connect(fast()).await;
+    // The master answers no acknowledgement until all 100 are queued.
+    h.ack_gate
+        .forget_permits(tokio::sync::Semaphore::MAX_PERMITS);
+    for i in 0..100u8 {
+        tx.send(Ok(update(&format!("t{i}"), Some(vec![i; 16]))))
+            .await
+            .expect("send");
+    }
+    // An update without uuid behind them: once it is delivered, the SDK
+    // has queued the acknowledgement of every update before it.
+    tx.send(Ok(update("marker", None))).await.expect("send");
+    for i in 0..100u8 {
+        assert_eq!(task_of(next_event(&mut events).await), format!("t{i}"));
+    }
+    assert_eq!(task_of(next_event(&mut events).await), "marker");
+    h.ack_gate
+        .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+
+    let mut acked = Vec::new();
+    let mut calls = 0;
+    while acked.len() < 100 {
+        let (c, _) = h.next_call().await;
+        assert_eq!(c.r#type, call::Type::Acknowledge as i32);
+        calls += 1;
+        acked.extend(c.acknowledge.into_iter().chain(c.acknowledgements));
+    }
+    // The first call took what was queued when it left; the rest waited
+    // for it and went in one more.
+    assert!(calls <= 2, "{calls} calls for 100 acknowledgements");
+    let uuids: Vec<Vec<u8>> = acked.into_iter().map(|a| a.uuid).collect();
+    let expected: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 16]).collect();
+    assert_eq!(uuids, expected, "each acknowledged once, in order");
 }
 
 #[tokio::test]

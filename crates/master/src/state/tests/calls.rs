@@ -85,6 +85,44 @@ fn acknowledge_is_checked() {
 }
 
 #[test]
+fn acknowledgements_in_one_call_each_stand_alone() {
+    let (mut h, agent, fw, offer) = one_agent_one_offer();
+    launch_one(&mut h, &fw, &offer, command_task("t1", &agent, "cpus:1"));
+    h.agent_says(
+        1,
+        status_update(&fw.id, "t1", pb::TaskState::TaskRunning, Some(uuid(1))),
+    );
+    let acks_of = |call: sched::Call| call.acknowledge.expect("an acknowledgement");
+
+    // One refused among three: the other two reach the agent, in order.
+    let mut batch = ack_call(&fw.id, &agent, "t1", uuid(1));
+    batch.acknowledgements = vec![
+        acks_of(ack_call(&fw.id, &agent, "nope", uuid(2))),
+        acks_of(ack_call(&fw.id, &agent, "t1", uuid(1))),
+    ];
+    let (result, out) = h.call(&fw, batch);
+    assert_error(result, ErrKind::NotFound, "1 of 3 acknowledgements refused");
+    let acked: Vec<_> = agent_messages(&out, 1)
+        .into_iter()
+        .map(|kind| match kind {
+            master_message::Kind::StatusUpdateAck(ack) => ack.task_id.map(|t| t.value),
+            other => panic!("not an acknowledgement: {other:?}"),
+        })
+        .collect();
+    assert_eq!(acked, vec![Some("t1".to_owned()), Some("t1".to_owned())]);
+
+    // None at all, or too many: refused whole, nothing sent.
+    let (result, out) = h.call(&fw, base_call(&fw.id, CallType::Acknowledge));
+    assert_error(result, ErrKind::InvalidArgument, "'acknowledge'");
+    assert!(out.is_empty());
+    let mut flood = base_call(&fw.id, CallType::Acknowledge);
+    flood.acknowledgements = vec![acks_of(ack_call(&fw.id, &agent, "t1", uuid(1))); 4097];
+    let (result, out) = h.call(&fw, flood);
+    assert_error(result, ErrKind::InvalidArgument, "at most 4096");
+    assert!(out.is_empty());
+}
+
+#[test]
 fn unsupported_and_malformed_calls_are_refused() {
     let (mut h, _agent, fw, _offer) = one_agent_one_offer();
     let (result, _) = h.call(&fw, base_call(&fw.id, CallType::Subscribe));
