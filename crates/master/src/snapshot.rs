@@ -12,6 +12,7 @@ use crate::state::Counters;
 mod build;
 mod list;
 mod read_model;
+pub mod task_json;
 
 pub use build::mesos_duration;
 pub use list::{Keyed, SharedList};
@@ -226,7 +227,9 @@ pub struct FrameworkView {
     pub outstanding_offers: usize,
     /// "Why no offer?" per role, recomputed at most once a second.
     pub offer_status: Vec<OfferStatusView>,
+    #[serde(serialize_with = "task_json::list")]
     pub tasks: SharedList<TaskView>,
+    #[serde(serialize_with = "task_json::list")]
     pub completed_tasks: SharedList<TaskView>,
 }
 
@@ -251,6 +254,9 @@ pub struct TaskView {
     /// The OS user it runs as, when not its framework's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Its JSON, once a body has needed it (see [`task_json`]).
+    #[serde(skip)]
+    pub json: task_json::Once,
 }
 
 impl Keyed for AgentView {

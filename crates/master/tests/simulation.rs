@@ -1792,6 +1792,12 @@ impl Sim {
                 "the incremental read model differs from a rebuild: {difference}"
             ));
         }
+        // Its `/state` JSON too: tasks carried over from earlier steps keep
+        // the JSON made then (`snapshot::task_json`), which must not be stale.
+        let json = |s: &StateSnapshot| serde_json::to_string(s).expect("state serializes");
+        if json(&incremental) != json(&snapshot) {
+            self.fail("the incremental read model's /state JSON differs from a rebuild's");
+        }
         // The offer books agree with the master's own count.
         if snapshot.outstanding_offers != self.offers.len() {
             self.fail(&format!(

@@ -17,6 +17,7 @@ fn task(id: &str, framework: &str, user: Option<&str>) -> TaskView {
         status_time: None,
         healthy: None,
         user: user.map(str::to_string),
+        json: Default::default(),
     }
 }
 

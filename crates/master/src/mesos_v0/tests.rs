@@ -37,6 +37,7 @@ fn task(id: &str, state: &'static str, framework: &str, time: Option<f64>) -> Ta
         status_time: time,
         healthy: None,
         user: None,
+        json: Default::default(),
     }
 }
 

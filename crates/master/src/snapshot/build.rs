@@ -43,6 +43,7 @@ pub(super) fn task_view(task: &Task) -> TaskView {
         status_time: task.last_status.as_ref().and_then(|s| s.timestamp),
         healthy: task.last_status.as_ref().and_then(|s| s.healthy),
         user: task.user.clone(),
+        json: Default::default(),
     }
 }
 

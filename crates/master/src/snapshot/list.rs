@@ -203,9 +203,12 @@ impl<T> SharedList<T> {
     }
 }
 
+/// Editing items in place is for tests only: the master replaces a changed
+/// item with a new one, which is what lets an item keep what was made from
+/// it (a task's JSON, `task_json.rs`).
+#[cfg(test)]
 impl<T: Clone> SharedList<T> {
-    /// The item at `index`, copied first if a snapshot shares it (tests
-    /// and readers' private copies; the read model replaces items instead).
+    /// The item at `index`, copied first if a snapshot shares it.
     pub fn get_mut(&mut self, index: usize) -> Option<&mut T> {
         let (c, i) = self.locate(index)?;
         let chunks = Arc::make_mut(&mut self.chunks);
@@ -375,6 +378,7 @@ impl<T> std::ops::Index<usize> for SharedList<T> {
     }
 }
 
+#[cfg(test)]
 impl<T: Clone> std::ops::IndexMut<usize> for SharedList<T> {
     fn index_mut(&mut self, index: usize) -> &mut T {
         self.get_mut(index).expect("index within the list")

@@ -36,6 +36,7 @@ fn task(id: &str, state: &'static str, framework: &str, agent: &str) -> TaskView
         status_time: Some(1000.5),
         healthy: None,
         user: None,
+        json: Default::default(),
     }
 }
 
