@@ -463,10 +463,11 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
         details.insert(
             polled,
             format!(
-                "{} sim_cpu_s={:.2} sim_rss_mb={:.0}{poll_text}",
+                "{} sim_cpu_s={:.2} sim_rss_mb={:.0} sim_updates_resent={}{poll_text}",
                 usage_text("master", master.pid(), master_before),
                 s.cpu_seconds - sim_before,
-                s.rss_mb
+                s.rss_mb,
+                s.updates_resent
             ),
         );
         if !polled {

@@ -45,24 +45,38 @@ pub(super) struct Shared {
 
 /// Most acknowledgements the SDK puts in one call (the master takes 4,096).
 pub(super) const MAX_ACKS_PER_CALL: usize = 1024;
+/// Most acknowledgement calls in flight at once.
+pub(super) const ACK_CALLS_IN_FLIGHT: usize = 4;
 
-/// Sends the automatic acknowledgements, one call at a time: those that
-/// piled up while a call was in flight go together in the next (up to
-/// [`MAX_ACKS_PER_CALL`]). A lone update is acknowledged at once; under
-/// load the framework makes one call per batch instead of one per update.
-/// Holds the client weakly, so it ends when the last handle is dropped.
+/// Sends the automatic acknowledgements: those that piled up while
+/// [`ACK_CALLS_IN_FLIGHT`] calls were in flight go together in the next
+/// (up to [`MAX_ACKS_PER_CALL`]). A lone update is acknowledged at once;
+/// under load the framework makes one call per batch instead of one per
+/// update. Calls may overlap: a task's next update comes only after its
+/// last was acknowledged, so no two acknowledgements in flight are for
+/// the same task. Holds the client weakly, so it ends when the last
+/// handle is dropped.
 pub(super) async fn send_acks(
     shared: std::sync::Weak<Shared>,
     mut queue: mpsc::UnboundedReceiver<PendingAck>,
 ) {
-    let mut batch = Vec::new();
-    while queue.recv_many(&mut batch, MAX_ACKS_PER_CALL).await > 0 {
+    let slots = Arc::new(tokio::sync::Semaphore::new(ACK_CALLS_IN_FLIGHT));
+    loop {
+        // A free slot first: while none is, acknowledgements pile up.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::new();
+        if queue.recv_many(&mut batch, MAX_ACKS_PER_CALL).await == 0 {
+            return;
+        }
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        SchedulerClient { shared }
-            .acknowledge_batch(std::mem::take(&mut batch))
-            .await;
+        tokio::spawn(async move {
+            SchedulerClient { shared }.acknowledge_batch(batch).await;
+            drop(slot);
+        });
     }
 }
 

@@ -358,12 +358,16 @@ async fn acknowledgements_that_pile_up_go_in_one_call() {
         calls += 1;
         acked.extend(c.acknowledge.into_iter().chain(c.acknowledgements));
     }
-    // The first call took what was queued when it left; the rest waited
-    // for it and went in one more.
-    assert!(calls <= 2, "{calls} calls for 100 acknowledgements");
-    let uuids: Vec<Vec<u8>> = acked.into_iter().map(|a| a.uuid).collect();
+    // The calls that left first took what was queued then; the rest waited
+    // for a free slot and went in one more.
+    assert!(
+        calls <= handle::ACK_CALLS_IN_FLIGHT + 1,
+        "{calls} calls for 100 acknowledgements"
+    );
+    let mut uuids: Vec<Vec<u8>> = acked.into_iter().map(|a| a.uuid).collect();
+    uuids.sort();
     let expected: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 16]).collect();
-    assert_eq!(uuids, expected, "each acknowledged once, in order");
+    assert_eq!(uuids, expected, "each acknowledged once");
 }
 
 #[tokio::test]
