@@ -370,16 +370,17 @@ async fn place(
 }
 
 /// Fetches `/state` and `/api/tasks` each 10 times a second until `stop`;
-/// returns how many of each it fetched.
-fn poll(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, usize)> {
+/// returns how many of each it fetched, and the largest `/state` in bytes.
+fn poll(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, usize, usize)> {
     std::thread::spawn(move || {
-        let mut counts = (0, 0);
+        let mut counts = (0, 0, 0);
         let tick = Duration::from_millis(100);
         let mut next = Instant::now();
         // Bounded by `stop`, which the placement sets when it ends.
         while !stop.load(Ordering::Relaxed) {
-            if http_get(port, "/state").is_ok_and(|(c, _)| c == 200) {
+            if let Ok((200, body)) = http_get(port, "/state") {
                 counts.0 += 1;
+                counts.2 = counts.2.max(body.len());
             }
             if http_get(port, "/api/tasks").is_ok_and(|(c, _)| c == 200) {
                 counts.1 += 1;
@@ -419,6 +420,7 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
         let poller = polled.then(|| poll(port, stop.clone()));
         let master_before = cpu_of(master.pid());
         let sim_before = sim.stats()?.cpu_seconds;
+        let bench_before = cpu_of(std::process::id());
         let placed = runtime.block_on(async {
             let info = FrameworkBuilder::new("placement").build();
             let (client, mut events) = SchedulerClient::connect(
@@ -438,6 +440,8 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
         });
         stop.store(true, Ordering::Relaxed);
         let polls = poller.map(|p| p.join().unwrap_or_default());
+        // The framework's and the poller's CPU (this process's).
+        let bench_cpu = cpu_of(std::process::id()).saturating_sub(bench_before);
         let placed = placed?;
         let first = placed.first_accept.context("no ACCEPT was sent")?;
         let last = *placed.tenths.last().context("nothing ran")?;
@@ -453,21 +457,23 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
                 .push(0.8 * k.tasks as f64 / middle);
         }
         let s = sim.stats()?;
-        let poll_text = polls.map_or(String::new(), |(a, b)| {
+        let poll_text = polls.map_or(String::new(), |(a, b, bytes)| {
             format!(
-                " state_polls_per_s={:.1} api_tasks_polls_per_s={:.1}",
+                " state_polls_per_s={:.1} api_tasks_polls_per_s={:.1} state_max_mb={:.1}",
                 a as f64 / secs,
-                b as f64 / secs
+                b as f64 / secs,
+                bytes as f64 / 1e6
             )
         });
         details.insert(
             polled,
             format!(
-                "{} sim_cpu_s={:.2} sim_rss_mb={:.0} sim_updates_resent={}{poll_text}",
+                "{} sim_cpu_s={:.2} sim_rss_mb={:.0} sim_updates_resent={} bench_cpu_s={:.2}{poll_text}",
                 usage_text("master", master.pid(), master_before),
                 s.cpu_seconds - sim_before,
                 s.rss_mb,
-                s.updates_resent
+                s.updates_resent,
+                bench_cpu.as_secs_f64()
             ),
         );
         if !polled {
