@@ -284,7 +284,10 @@ struct Placing {
 
 /// Launches `total` held tasks as offers come, at most
 /// [`ACCEPTS_IN_FLIGHT`] ACCEPTs at a time, spread about evenly over
-/// `agents`; returns when all run (or `limit` passes).
+/// `agents`; returns when all run (or `limit` passes). The calls wait for
+/// their slot in tasks of their own: the loop never stops reading events
+/// (a framework that does stalls its own acknowledgements, which the SDK
+/// sends once the application has taken the update).
 async fn place(
     client: &SchedulerClient,
     events: &mut EventStream,
@@ -313,9 +316,12 @@ async fn place(
                         .min(total - p.launched);
                     let id = offer.id.clone().unwrap_or_default();
                     let client = client.clone();
-                    let permit = slots.clone().acquire_owned().await?;
+                    let slots = slots.clone();
                     if fit == 0 {
                         tokio::spawn(async move {
+                            let Ok(permit) = slots.acquire_owned().await else {
+                                return;
+                            };
                             let _ = client
                                 .decline(vec![id], Some(Duration::from_secs(3600)))
                                 .await;
@@ -335,6 +341,9 @@ async fn place(
                     p.launched += fit;
                     p.first_accept.get_or_insert_with(Instant::now);
                     tokio::spawn(async move {
+                        let Ok(permit) = slots.acquire_owned().await else {
+                            return;
+                        };
                         let filters = Some(Filters {
                             refuse_seconds: Some(3600.0),
                         });

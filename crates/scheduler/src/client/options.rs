@@ -22,10 +22,14 @@ pub struct SubscribeOptions {
     /// update the set that re-subscriptions send.
     pub suppressed_roles: Vec<String>,
     /// Acknowledge status updates that carry a `uuid` as soon as they are
-    /// queued for the application. Default on. Turn it off to acknowledge
-    /// with
+    /// queued for the application (in batches when many are). Default on.
+    /// Turn it off to acknowledge with
     /// [`SchedulerClient::acknowledge`](crate::SchedulerClient::acknowledge)
-    /// after processing an update (e.g. after persisting it).
+    /// after processing an update (e.g. after persisting it). The queue
+    /// holds 1,024 events: an application that stops reading its
+    /// [`EventStream`](crate::EventStream) (say, while it awaits its own
+    /// calls) stops the acknowledgements too, and past the agents' retry
+    /// interval (10 s) they send their updates again.
     pub auto_acknowledge: bool,
     /// Bound on every unary call. Default 10 s.
     pub call_timeout: Duration,
