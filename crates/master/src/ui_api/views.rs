@@ -9,7 +9,7 @@ use super::shapes::{
     TaskRow, Usage,
 };
 use crate::snapshot::{
-    AgentView, FrameworkView, OfferStatusView, OfferView, StateSnapshot, TaskView,
+    AgentView, FrameworkView, OfferStatusView, OfferView, SharedList, StateSnapshot, TaskView,
 };
 
 /// Whether `haystack` holds `needle` (already lower-cased), ignoring case.
@@ -164,10 +164,9 @@ pub(super) fn overview_json(s: &StateSnapshot, now: f64) -> serde_json::Value {
 /// Indexes built once per request, so that a page of rows costs one pass
 /// over the snapshot rather than one per row (10k agents, 100k tasks).
 pub(super) struct Lookup<'a> {
-    hostnames: HashMap<&'a str, &'a str>,
-    /// `hostname:port`: what tells two agents on one host apart.
-    addresses: HashMap<&'a str, &'a str>,
-    statuses: HashMap<&'a str, &'static str>,
+    /// Agents by id: the snapshot's list, kept in id order (a binary
+    /// search, no map built per request).
+    agents: &'a SharedList<AgentView>,
     framework_names: HashMap<&'a str, &'a str>,
     agent_offered: HashMap<&'a str, Res>,
     framework_offered: HashMap<&'a str, Res>,
@@ -189,17 +188,7 @@ impl<'a> Lookup<'a> {
                 .add(&resources);
         }
         Lookup {
-            hostnames: s
-                .agents
-                .iter()
-                .map(|a| (a.id.as_str(), a.hostname.as_str()))
-                .collect(),
-            addresses: s
-                .agents
-                .iter()
-                .map(|a| (a.id.as_str(), a.address.as_str()))
-                .collect(),
-            statuses: s.agents.iter().map(|a| (a.id.as_str(), a.status)).collect(),
+            agents: &s.agents,
             framework_names: all_frameworks(s)
                 .map(|(f, _)| (f.id.as_str(), f.name.as_str()))
                 .collect(),
@@ -209,26 +198,29 @@ impl<'a> Lookup<'a> {
     }
 
     fn hostname(&self, agent_id: &str) -> String {
-        self.hostnames
-            .get(agent_id)
-            .map_or_else(String::new, |h| (*h).to_string())
+        self.agents
+            .get_key(agent_id)
+            .map_or_else(String::new, |a| a.hostname.clone())
     }
 
-    /// The agent's `hostname:port`, empty for an agent the master no longer knows.
+    /// The agent's `hostname:port` (what tells two agents on one host
+    /// apart), empty for an agent the master no longer knows.
     fn address(&self, agent_id: &str) -> String {
-        self.addresses
-            .get(agent_id)
-            .map_or_else(String::new, |a| (*a).to_string())
+        self.address_of(agent_id).to_owned()
     }
 
     /// `active`, `disconnected`, `unreachable`, or `unknown` for an agent
     /// the master no longer knows.
     fn status(&self, agent_id: &str) -> &'static str {
-        self.statuses.get(agent_id).copied().unwrap_or("unknown")
+        self.agents
+            .get_key(agent_id)
+            .map_or("unknown", |a| a.status)
     }
 
     pub(super) fn address_of(&self, agent_id: &str) -> &'a str {
-        self.addresses.get(agent_id).copied().unwrap_or_default()
+        self.agents
+            .get_key(agent_id)
+            .map_or("", |a| a.address.as_str())
     }
 
     pub(super) fn framework_name_of(&self, framework_id: &str) -> &'a str {
