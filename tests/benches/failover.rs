@@ -14,31 +14,22 @@
 //! `AGORA_BENCH_ONLY` (one scenario name). Every wait has a deadline; every
 //! process started is stopped by its pid.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use agora_allocator::DrfAllocator;
 use agora_e2e::{Proc, Sweeper, agora_binary, free_port, get_json};
-use agora_master::state::{Master, MasterConfig, Now, RegistryAgent, RegistryAgentState};
+use agora_master::state::{Master, MasterConfig, Now};
 use agora_proto::v1 as pb;
-use agora_proto::v1::agent::agent_message;
 use rustix::process::{Pid, Signal, kill_process};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+/// The master's bench fixtures: the same failed leader's registry and
+/// agents' registrations as its in-process benches.
+#[path = "../../crates/master/benches/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
+use support::{env_usize, percentile, registrations, registry_entries};
 
 fn sorted(mut values: Vec<f64>) -> Vec<f64> {
     values.sort_by(f64::total_cmp);
@@ -60,80 +51,6 @@ fn rss_mb() -> f64 {
 
 fn selected(name: &str) -> bool {
     std::env::var("AGORA_BENCH_ONLY").map_or(true, |only| only == name)
-}
-
-/// What the failed leader's registry holds: every agent admitted (so the
-/// new master admits them as they come back, without writing first).
-fn registry_entries(agents: usize) -> Vec<RegistryAgent> {
-    (0..agents)
-        .map(|a| RegistryAgent {
-            id: format!("old-S{a}"),
-            hostname: format!("host{a}"),
-            port: 5051,
-            resources: "cpus:24;mem:65536".into(),
-            state: RegistryAgentState::Admitted,
-        })
-        .collect()
-}
-
-/// The registrations a master receives after a failover: every agent with
-/// its id, its running tasks, and their frameworks.
-fn registrations(agents: usize, tasks_per_agent: usize) -> Vec<agent_message::Register> {
-    let frameworks: Vec<pb::FrameworkInfo> = (0..100)
-        .map(|f| pb::FrameworkInfo {
-            user: "bench".into(),
-            name: format!("fw{f}"),
-            id: Some(pb::FrameworkId {
-                value: format!("old-{f:04}"),
-            }),
-            failover_timeout: Some(3600.0),
-            ..Default::default()
-        })
-        .collect();
-    let task_resources = agora_core::Resources::parse("cpus:0.1;mem:32")
-        .expect("valid")
-        .to_proto(None);
-    let agent_resources =
-        agora_core::Resources::parse("cpus:24;mem:65536;disk:100000;ports:[31000-32000]")
-            .expect("valid")
-            .to_proto(None);
-    (0..agents)
-        .map(|a| {
-            let agent_id = pb::AgentId {
-                value: format!("old-S{a}"),
-            };
-            let mut used = BTreeSet::new();
-            let tasks = (0..tasks_per_agent)
-                .map(|t| {
-                    let f = (a * tasks_per_agent + t) % frameworks.len();
-                    used.insert(f);
-                    pb::Task {
-                        name: "bench".into(),
-                        task_id: Some(pb::TaskId {
-                            value: format!("t-{a}-{t}"),
-                        }),
-                        framework_id: frameworks[f].id.clone(),
-                        agent_id: Some(agent_id.clone()),
-                        state: Some(pb::TaskState::TaskRunning as i32),
-                        resources: task_resources.clone(),
-                        ..Default::default()
-                    }
-                })
-                .collect();
-            agent_message::Register {
-                agent_info: Some(pb::AgentInfo {
-                    hostname: format!("host{a}"),
-                    port: Some(5051),
-                    resources: agent_resources.clone(),
-                    attributes: Vec::new(),
-                    id: Some(agent_id),
-                }),
-                version: "bench".into(),
-                tasks,
-                frameworks: used.into_iter().map(|f| frameworks[f].clone()).collect(),
-            }
-        })
-        .collect()
 }
 
 fn reregister() {

@@ -1,6 +1,8 @@
 //! What the master's benches share: a master loaded as after a failover
 //! (agents re-registered with their running tasks, then the frameworks
-//! re-subscribed) and the `BENCH` line format.
+//! re-subscribed) and the `BENCH` line format. The e2e failover bench
+//! (`tests/benches/failover.rs`) includes it too, for the same registry
+//! and registrations.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -51,8 +53,23 @@ fn framework_info(f: usize) -> pb::FrameworkInfo {
     }
 }
 
-/// Every agent with its id, its running tasks, and their frameworks.
-fn registrations(agents: usize, per_agent: usize) -> Vec<agent_message::Register> {
+/// What the failed leader's registry holds: every agent admitted (so the
+/// new master admits them as they come back, without writing first).
+pub(crate) fn registry_entries(agents: usize) -> Vec<RegistryAgent> {
+    (0..agents)
+        .map(|a| RegistryAgent {
+            id: format!("old-S{a}"),
+            hostname: format!("host{a}"),
+            port: 5051,
+            resources: "cpus:24;mem:65536".into(),
+            state: RegistryAgentState::Admitted,
+        })
+        .collect()
+}
+
+/// The registrations a master receives after a failover: every agent with
+/// its id, its running tasks, and their frameworks.
+pub(crate) fn registrations(agents: usize, per_agent: usize) -> Vec<agent_message::Register> {
     let task_resources = agora_core::Resources::parse("cpus:0.1;mem:32")
         .expect("valid")
         .to_proto(None);
@@ -119,16 +136,7 @@ pub(crate) fn loaded_master(agents: usize, per_agent: usize) -> (Master, BTreeMa
         MasterConfig::new(info),
         Box::new(DrfAllocator::with_seed(7)),
     );
-    let entries: Vec<RegistryAgent> = (0..agents)
-        .map(|a| RegistryAgent {
-            id: format!("old-S{a}"),
-            hostname: format!("host{a}"),
-            port: 5051,
-            resources: "cpus:24;mem:65536".into(),
-            state: RegistryAgentState::Admitted,
-        })
-        .collect();
-    master.recover(at(1), entries, Duration::from_secs(600));
+    master.recover(at(1), registry_entries(agents), Duration::from_secs(600));
     let mut out = Vec::new();
     for (conn, register) in registrations(agents, per_agent).into_iter().enumerate() {
         master.agent_register(at(1), conn as u64, register, &mut out);
