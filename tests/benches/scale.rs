@@ -12,7 +12,7 @@
 //!   TASK_RUNNING, and the sustained rate between 10 % and 90 % of them;
 //!   then `master_rss` with N agents and T live tasks. Runs alternate with
 //!   `placement_polled`: the same while `/state` and `/api/tasks` are each
-//!   fetched 10 times a second;
+//!   fetched 10 times a second (read whole and dropped, each by a thread);
 //! - `offer_latency`: N one-slot agents, F frameworks each launching a task
 //!   on every offer (run times 0.5-1.5 x D): from the framework seeing a
 //!   task's TASK_FINISHED to an offer of that agent reaching any framework;
@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agora_e2e::{Proc, Sweeper, agora_binary, free_port, get_json, http_get, wait_for};
+use agora_e2e::{Proc, Sweeper, agora_binary, free_port, get_json, wait_for};
 use agora_scheduler::proto::{Filters, TaskState};
 use agora_scheduler::{
     Event, EventStream, FrameworkBuilder, SchedulerClient, SubscribeOptions, TaskBuilder,
@@ -378,29 +378,84 @@ async fn place(
     Ok(p)
 }
 
-/// Fetches `/state` and `/api/tasks` each 10 times a second until `stop`;
-/// returns how many of each it fetched, and the largest `/state` in bytes.
+/// Fetches `/state` and `/api/tasks` each 10 times a second (each in a
+/// thread of its own) until `stop`; returns how many of each it fetched
+/// whole, and the largest `/state` in bytes. The poller reads each body and
+/// drops it: what a poller does with it is its own cost, and the figure is
+/// the master's.
 fn poll(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, usize, usize)> {
     std::thread::spawn(move || {
-        let mut counts = (0, 0, 0);
-        let tick = Duration::from_millis(100);
-        let mut next = Instant::now();
-        // Bounded by `stop`, which the placement sets when it ends.
-        while !stop.load(Ordering::Relaxed) {
-            if let Ok((200, body)) = http_get(port, "/state") {
-                counts.0 += 1;
-                counts.2 = counts.2.max(body.len());
-            }
-            if http_get(port, "/api/tasks").is_ok_and(|(c, _)| c == 200) {
-                counts.1 += 1;
-            }
-            next += tick;
-            if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait); // the polling rate, not synchronisation
-            }
-        }
-        counts
+        let pollers = ["/state", "/api/tasks"].map(|path| {
+            let stop = stop.clone();
+            std::thread::spawn(move || poll_one(port, path, &stop))
+        });
+        let [state, tasks] = pollers.map(|p| p.join().unwrap_or_default());
+        (state.0, tasks.0, state.1)
     })
+}
+
+/// Fetches `path` 10 times a second until `stop`: (bodies read whole,
+/// the largest in bytes).
+fn poll_one(port: u16, path: &str, stop: &AtomicBool) -> (usize, usize) {
+    let tick = Duration::from_millis(100);
+    let mut buffer = vec![0; 1 << 20];
+    let (mut count, mut largest) = (0, 0);
+    let mut next = Instant::now();
+    // Bounded by `stop`, which the placement sets when it ends.
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(Some(bytes)) = fetch_and_drop(port, path, &mut buffer) {
+            count += 1;
+            largest = largest.max(bytes);
+        }
+        next += tick;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait); // the polling rate, not synchronisation
+        }
+    }
+    (count, largest)
+}
+
+/// One GET on a connection of its own, the answer read whole through
+/// `buffer` and dropped: the body's length when it was a 200 that ended
+/// as long as its Content-Length said.
+fn fetch_and_drop(port: u16, path: &str, buffer: &mut [u8]) -> anyhow::Result<Option<usize>> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = Vec::new();
+    let mut in_head = true;
+    let mut body = 0;
+    loop {
+        let n = stream.read(buffer)?;
+        if n == 0 {
+            break;
+        }
+        if !in_head {
+            body += n;
+            continue;
+        }
+        head.extend_from_slice(&buffer[..n]);
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            in_head = false;
+            body = head.len() - (end + 4);
+            head.truncate(end);
+        } else if head.len() > 64 * 1024 {
+            bail!("GET {path}: no end of the head in 64 KiB");
+        }
+    }
+    if in_head {
+        return Ok(None);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    Ok((head.starts_with("http/1.1 200") && length == Some(body)).then_some(body))
 }
 
 fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
@@ -474,17 +529,20 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
                 bytes as f64 / 1e6
             )
         });
-        details.insert(
-            polled,
-            format!(
-                "{} sim_cpu_s={:.2} sim_rss_mb={:.0} sim_updates_resent={} bench_cpu_s={:.2}{poll_text}",
-                usage_text("master", master.pid(), master_before),
-                s.cpu_seconds - sim_before,
-                s.rss_mb,
-                s.updates_resent,
-                bench_cpu.as_secs_f64()
-            ),
+        let line = format!(
+            "{} sim_cpu_s={:.2} sim_rss_mb={:.0} sim_updates_resent={} bench_cpu_s={:.2}{poll_text}",
+            usage_text("master", master.pid(), master_before),
+            s.cpu_seconds - sim_before,
+            s.rss_mb,
+            s.updates_resent,
+            bench_cpu.as_secs_f64()
         );
+        // Each run's figures, for the scatter behind the medians.
+        eprintln!(
+            "run {run} polled={polled} tasks_per_s={:.0} {line}",
+            k.tasks as f64 / secs
+        );
+        details.insert(polled, line);
         if !polled {
             // The master at rest with every agent and task live.
             wait_for(

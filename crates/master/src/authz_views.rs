@@ -52,24 +52,28 @@ impl Viewer {
 
     /// A JSON body made from the snapshot: `cache`'s shared one when the
     /// ACLs hide nothing, else this viewer's own, made off the async
-    /// workers.
-    pub(crate) async fn body(
+    /// workers (with nothing kept from an earlier body).
+    pub(crate) async fn body<B, K>(
         &self,
         current: Arc<StateSnapshot>,
-        cache: &crate::snapshot_body::SnapshotBody,
-        make: impl FnOnce(&StateSnapshot) -> serde_json::Result<Vec<u8>> + Send + 'static,
-    ) -> Result<axum::body::Bytes, axum::response::Response> {
+        cache: &crate::snapshot_body::SnapshotBody<B, K>,
+        make: impl FnOnce(&StateSnapshot, &mut K) -> serde_json::Result<B> + Send + 'static,
+    ) -> Result<B, axum::response::Response>
+    where
+        B: Clone + Send + 'static,
+        K: Default + Send + 'static,
+    {
         if !restricts_views(&current.acls) {
             return cache.get(current, make).await;
         }
         let viewer = self.0.clone();
         let made = tokio::task::spawn_blocking(move || {
             let viewed = for_viewer(&current, viewer.as_ref());
-            make(&viewed)
+            make(&viewed, &mut K::default())
         })
         .await;
         match made {
-            Ok(Ok(body)) => Ok(axum::body::Bytes::from(body)),
+            Ok(Ok(body)) => Ok(body),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "cannot serialize the state");
                 Err(internal_error())

@@ -34,7 +34,11 @@ use tokio::sync::{oneshot, watch};
 use crate::metrics::MasterMetrics;
 use crate::protocol::{Command, Gate, OperatorFailure};
 use crate::snapshot::StateSnapshot;
+use crate::snapshot::state_body::{self, ChunkCache, Rope};
 use crate::snapshot_body::SnapshotBody;
+
+/// `/state`'s body: a rope, and the chunk JSON kept for the next one.
+type StateBody = SnapshotBody<Rope, ChunkCache>;
 use crate::state::{OperatorCall, OperatorError};
 
 type Snapshot = watch::Receiver<Arc<StateSnapshot>>;
@@ -44,10 +48,10 @@ type GateRx = watch::Receiver<Gate>;
 struct AppState {
     snapshot: Snapshot,
     gate: GateRx,
-    state_body: SnapshotBody,
+    state_body: StateBody,
 }
 
-impl FromRef<AppState> for SnapshotBody {
+impl FromRef<AppState> for StateBody {
     fn from_ref(state: &AppState) -> Self {
         state.state_body.clone()
     }
@@ -99,7 +103,7 @@ pub(crate) fn router(
         .with_state(AppState {
             snapshot: snapshot.clone(),
             gate: gate.clone(),
-            state_body: SnapshotBody::default(),
+            state_body: StateBody::default(),
         })
         .merge(crate::metrics::router(
             snapshot.clone(),
@@ -172,19 +176,15 @@ async fn health() -> &'static str {
 /// The full state as JSON, serialized once per published snapshot, whoever polls.
 async fn state(
     State(snapshot): State<Snapshot>,
-    State(cache): State<SnapshotBody>,
+    State(cache): State<StateBody>,
     viewer: crate::authz_views::Viewer,
 ) -> Response {
     let current = snapshot.borrow().clone();
     // Shared by every poller unless the ACLs hide something from someone.
-    match viewer.body(current, &cache, serde_json::to_vec).await {
-        Ok(body) => json_body(body),
+    match viewer.body(current, &cache, state_body::make).await {
+        Ok(body) => crate::snapshot_body::json_rope(body),
         Err(response) => response,
     }
-}
-
-fn json_body(body: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 // ---------------------------------------------------------------------------
@@ -545,17 +545,22 @@ mod tests {
     use axum::http::Request;
     use tower::ServiceExt as _;
 
-    async fn get_state(app: &Router) -> (StatusCode, Bytes) {
+    /// The status and the body's frames, as sent.
+    async fn get_state(app: &Router) -> (StatusCode, Vec<Bytes>) {
+        use futures::StreamExt as _;
         let response = app
             .clone()
             .oneshot(Request::get("/state").body(Body::empty()).expect("request"))
             .await
             .expect("infallible");
         let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        (status, body)
+        let frames = response
+            .into_body()
+            .into_data_stream()
+            .map(|frame| frame.expect("body"))
+            .collect()
+            .await;
+        (status, frames)
     }
 
     fn snapshot_named(hostname: &str) -> Arc<StateSnapshot> {
@@ -573,16 +578,18 @@ mod tests {
 
         let (status, first) = get_state(&app).await;
         assert_eq!(status, StatusCode::OK);
-        let json: serde_json::Value = serde_json::from_slice(&first).expect("json");
+        let json: serde_json::Value = serde_json::from_slice(&first.concat()).expect("json");
         assert_eq!(json["hostname"], "first");
         let (_, again) = get_state(&app).await;
-        // The same allocation: served from the cache, not serialized again.
-        assert_eq!(first.as_ptr(), again.as_ptr());
+        // The same allocations: served from the cache, not serialized again.
+        let addresses = |frames: &[Bytes]| frames.iter().map(|f| f.as_ptr()).collect::<Vec<_>>();
+        assert_eq!(addresses(&first), addresses(&again));
 
         publish.send_replace(snapshot_named("second"));
         let (status, second) = get_state(&app).await;
         assert_eq!(status, StatusCode::OK);
-        let json: serde_json::Value = serde_json::from_slice(&second).expect("json");
+        assert_ne!(addresses(&first), addresses(&second));
+        let json: serde_json::Value = serde_json::from_slice(&second.concat()).expect("json");
         assert_eq!(json["hostname"], "second");
     }
 }

@@ -84,7 +84,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 struct MesosState {
     snapshot: Snapshot,
     gate: watch::Receiver<Gate>,
-    state_body: SnapshotBody,
+    state_body: SnapshotBody<Bytes>,
     /// When this master's HTTP API started (wall-clock seconds): Mesos'
     /// `start_time` and the base of `master/uptime_secs`.
     started: f64,
@@ -181,7 +181,9 @@ async fn state_handler(
     let current = state.snapshot.borrow().clone();
     let started = state.started;
     match viewer
-        .body(current, &state.state_body, move |s| state_json(s, started))
+        .body(current, &state.state_body, move |s, _| {
+            state_json(s, started).map(Bytes::from)
+        })
         .await
     {
         Ok(body) => agora_net::jsonp::respond(body, jsonp(&query)),

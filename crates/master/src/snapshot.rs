@@ -10,9 +10,10 @@ use serde::Serialize;
 use crate::state::Counters;
 
 mod build;
+pub mod kept_json;
 mod list;
 mod read_model;
-pub mod task_json;
+pub mod state_body;
 
 pub use build::mesos_duration;
 pub use list::{Keyed, SharedList};
@@ -37,6 +38,7 @@ pub struct StateSnapshot {
     pub hostname: String,
     pub start_time: f64,
     pub snapshot_time: f64,
+    #[serde(serialize_with = "kept_json::list")]
     pub agents: SharedList<AgentView>,
     pub frameworks: SharedList<FrameworkView>,
     pub completed_frameworks: SharedList<FrameworkView>,
@@ -202,6 +204,9 @@ pub struct AgentView {
     pub status: &'static str,
     pub unreachable_since: Option<f64>,
     pub registered_time: f64,
+    /// Its JSON, once a body has needed it (see [`kept_json`]).
+    #[serde(skip)]
+    pub json: kept_json::Once,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -227,9 +232,9 @@ pub struct FrameworkView {
     pub outstanding_offers: usize,
     /// "Why no offer?" per role, recomputed at most once a second.
     pub offer_status: Vec<OfferStatusView>,
-    #[serde(serialize_with = "task_json::list")]
+    #[serde(serialize_with = "kept_json::list")]
     pub tasks: SharedList<TaskView>,
-    #[serde(serialize_with = "task_json::list")]
+    #[serde(serialize_with = "kept_json::list")]
     pub completed_tasks: SharedList<TaskView>,
 }
 
@@ -254,9 +259,9 @@ pub struct TaskView {
     /// The OS user it runs as, when not its framework's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// Its JSON, once a body has needed it (see [`task_json`]).
+    /// Its JSON, once a body has needed it (see [`kept_json`]).
     #[serde(skip)]
-    pub json: task_json::Once,
+    pub json: kept_json::Once,
 }
 
 impl Keyed for AgentView {

@@ -1,45 +1,83 @@
 //! Bodies made from a published snapshot, once per snapshot whoever asks
-//! (`/state`, the Mesos `/state` and `/master/state`).
+//! (`/state`, the Mesos `/state` and `/master/state`), and `/state`'s sent
+//! piece by piece.
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::body::Bytes;
-use axum::http::StatusCode;
+use axum::body::{Body, Bytes};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
+use http_body::{Frame, SizeHint};
 
 use crate::snapshot::StateSnapshot;
+use crate::snapshot::state_body::Rope;
 
 /// A body made from a snapshot (`/state`'s JSON, the Mesos `/state`'s),
 /// made once per published snapshot whoever polls: pollers of an unchanged
 /// snapshot share one serialization. It is made on a blocking thread
-/// (100k tasks take tens of milliseconds) while the lock is held, so
-/// concurrent pollers wait for one body. A `Weak` keeps the snapshot's
+/// (100k tasks take milliseconds to tens of them) while the lock is held,
+/// so concurrent pollers wait for one body. A `Weak` keeps the snapshot's
 /// address from being reused (so pointer equality cannot mistake a new
-/// snapshot for the old one) without keeping its contents.
-#[derive(Clone, Default)]
-pub(crate) struct SnapshotBody(Arc<tokio::sync::Mutex<Option<MadeFrom>>>);
+/// snapshot for the old one) without keeping its contents. `K` is what a
+/// body keeps for the next one (`/state`'s chunk JSON), handed to each
+/// making in turn.
+pub(crate) struct SnapshotBody<B, K = ()>(Arc<tokio::sync::Mutex<Made<B, K>>>);
 
-/// A body and the snapshot it was made from.
-type MadeFrom = (std::sync::Weak<StateSnapshot>, Bytes);
+impl<B, K> Clone for SnapshotBody<B, K> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
 
-impl SnapshotBody {
+impl<B, K: Default> Default for SnapshotBody<B, K> {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::Mutex::new(Made {
+            last: None,
+            kept: K::default(),
+        })))
+    }
+}
+
+/// The last body and the snapshot it was made from, and what it kept.
+struct Made<B, K> {
+    last: Option<(std::sync::Weak<StateSnapshot>, B)>,
+    kept: K,
+}
+
+impl<B, K> SnapshotBody<B, K>
+where
+    B: Clone + Send + 'static,
+    K: Default + Send + 'static,
+{
     /// The body of `current`, made by `make` unless it already was; a
     /// failure is logged and answered with 500.
     pub(crate) async fn get(
         &self,
         current: Arc<StateSnapshot>,
-        make: impl FnOnce(&StateSnapshot) -> serde_json::Result<Vec<u8>> + Send + 'static,
-    ) -> Result<Bytes, Response> {
-        let mut cached = self.0.lock().await;
-        if let Some((made_from, body)) = cached.as_ref()
+        make: impl FnOnce(&StateSnapshot, &mut K) -> serde_json::Result<B> + Send + 'static,
+    ) -> Result<B, Response> {
+        let mut made = self.0.lock().await;
+        if let Some((made_from, body)) = made.last.as_ref()
             && std::ptr::eq(made_from.as_ptr(), Arc::as_ptr(&current))
         {
             return Ok(body.clone());
         }
         let made_from = Arc::downgrade(&current);
-        let body = match tokio::task::spawn_blocking(move || make(current.as_ref())).await {
-            Ok(Ok(body)) => Bytes::from(body),
-            Ok(Err(e)) => {
+        let mut kept = std::mem::take(&mut made.kept);
+        let body = match tokio::task::spawn_blocking(move || {
+            let body = make(current.as_ref(), &mut kept);
+            (body, kept)
+        })
+        .await
+        {
+            Ok((Ok(body), kept)) => {
+                made.kept = kept;
+                body
+            }
+            Ok((Err(e), _)) => {
                 tracing::error!(error = %e, "cannot serialize the state");
                 return Err(cannot_serialize());
             }
@@ -48,13 +86,68 @@ impl SnapshotBody {
                 return Err(cannot_serialize());
             }
         };
-        *cached = Some((made_from, body.clone()));
+        made.last = Some((made_from, body.clone()));
         Ok(body)
     }
 }
 
 /// The answer when a body cannot be made (as the operator endpoints' errors).
-fn cannot_serialize() -> Response {
+pub(crate) fn cannot_serialize() -> Response {
     let error = serde_json::json!({ "error": "cannot serialize the state" });
     (StatusCode::INTERNAL_SERVER_ERROR, Json(error)).into_response()
 }
+
+/// A JSON response whose body is `rope`'s pieces, sent as they are (no
+/// copy into one buffer), with its length known up front.
+pub(crate) fn json_rope(rope: Rope) -> Response {
+    let remaining = rope.len() as u64;
+    let body = RopeBody {
+        rope,
+        next: 0,
+        remaining,
+    };
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::new(body),
+    )
+        .into_response()
+}
+
+/// A rope as an HTTP body: one frame per piece.
+struct RopeBody {
+    rope: Rope,
+    /// The next piece to send.
+    next: usize,
+    /// Bytes not sent yet.
+    remaining: u64,
+}
+
+impl http_body::Body for RopeBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let Some(piece) = this.rope.pieces().get(this.next).cloned() else {
+            return Poll::Ready(None);
+        };
+        this.next += 1;
+        this.remaining = this.remaining.saturating_sub(piece.len() as u64);
+        Poll::Ready(Some(Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.next >= self.rope.pieces().len()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Exact, so that the length goes out as Content-Length.
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -55,6 +55,7 @@ use std::time::Duration;
 use agora_allocator::DrfAllocator;
 use agora_core::task::{check_transition, is_terminal};
 use agora_core::{AgentId, FrameworkId, Resources};
+use agora_master::snapshot::state_body::{self, ChunkCache};
 use agora_master::snapshot::{ReadModel, StateSnapshot};
 use agora_master::state::{
     AdmissionTicket, CallError, ConnId, Effect, Master, MasterConfig, Now, RegistryAgent,
@@ -451,6 +452,9 @@ struct Sim {
     /// The incremental read model of `master` (made at the first check of
     /// each master), checked against a rebuild after every step.
     read_model: Option<ReadModel>,
+    /// `/state`'s chunk JSON kept from one step's body to the next, as the
+    /// master keeps it from one poll to the next.
+    state_chunks: ChunkCache,
     generation: u64,
     registry: BTreeMap<String, RegistryAgent>,
     /// Registry writes the master asked for that are not durable yet.
@@ -667,6 +671,7 @@ impl Sim {
             last_full_allocation: Duration::ZERO,
             master: master_for(0, seed),
             read_model: None,
+            state_chunks: ChunkCache::default(),
             generation: 0,
             registry: BTreeMap::new(),
             registry_queue: VecDeque::new(),
@@ -1793,10 +1798,19 @@ impl Sim {
             ));
         }
         // Its `/state` JSON too: tasks carried over from earlier steps keep
-        // the JSON made then (`snapshot::task_json`), which must not be stale.
+        // the JSON made then (`snapshot::kept_json`), which must not be stale.
         let json = |s: &StateSnapshot| serde_json::to_string(s).expect("state serializes");
-        if json(&incremental) != json(&snapshot) {
+        let rebuilt = json(&snapshot);
+        if json(&incremental) != rebuilt {
             self.fail("the incremental read model's /state JSON differs from a rebuild's");
+        }
+        // And the body the master sends: made from chunks kept since
+        // earlier steps (`snapshot::state_body`), none of which may be stale.
+        let body = state_body::make(&incremental, &mut self.state_chunks)
+            .expect("state body")
+            .to_vec();
+        if body != rebuilt.as_bytes() {
+            self.fail("the /state body made from kept chunks differs from a rebuild's JSON");
         }
         // The offer books agree with the master's own count.
         if snapshot.outstanding_offers != self.offers.len() {

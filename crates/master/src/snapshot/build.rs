@@ -134,6 +134,7 @@ pub(super) fn agent_view(agent: &Agent, free: Option<&agora_core::Resources>) ->
         },
         unreachable_since: agent.unreachable_since,
         registered_time: agent.registered_at,
+        json: Default::default(),
     }
 }
 

@@ -26,7 +26,9 @@ pub trait Keyed {
     fn key(&self) -> &str;
 }
 
-type Chunk<T> = Arc<Vec<Arc<T>>>;
+/// A run of a list's items, shared between the snapshots that hold it
+/// unchanged: a chunk that a snapshot changes is a new chunk.
+pub(crate) type Chunk<T> = Arc<Vec<Arc<T>>>;
 
 /// A persistent list: see the module docs. Invariant: no chunk is empty,
 /// none holds more than [`CHUNK`] items, and `len` is their sum.
@@ -150,6 +152,12 @@ impl<T> SharedList<T> {
         *self = Self::default();
     }
 
+    /// The list's chunks, in order (what a body made per chunk keeps,
+    /// `state_body.rs`).
+    pub fn chunks(&self) -> &[Chunk<T>] {
+        &self.chunks
+    }
+
     /// Whether both share the same spine (then they hold the same items).
     pub fn ptr_eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.chunks, &other.chunks)
@@ -205,7 +213,7 @@ impl<T> SharedList<T> {
 
 /// Editing items in place is for tests only: the master replaces a changed
 /// item with a new one, which is what lets an item keep what was made from
-/// it (a task's JSON, `task_json.rs`).
+/// it (a task's JSON, `kept_json.rs`).
 #[cfg(test)]
 impl<T: Clone> SharedList<T> {
     /// The item at `index`, copied first if a snapshot shares it.

@@ -53,6 +53,7 @@ fn agent(id: &str, status: &'static str) -> AgentView {
         status,
         unreachable_since: None,
         registered_time: 900.0,
+        json: Default::default(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The pure functions that compute the UI's shapes from a snapshot (no
 //! clock, no I/O: the handlers pass the time in).
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 
 use super::MAX_LIMIT;
@@ -168,33 +169,49 @@ pub(super) struct Lookup<'a> {
     /// search, no map built per request).
     agents: &'a SharedList<AgentView>,
     framework_names: HashMap<&'a str, &'a str>,
-    agent_offered: HashMap<&'a str, Res>,
-    framework_offered: HashMap<&'a str, Res>,
+    offers: &'a SharedList<OfferView>,
+    /// What is offered per agent and per framework, summed over every
+    /// outstanding offer when a row first needs it (task rows never do).
+    offered: OnceCell<Offered<'a>>,
+}
+
+/// Outstanding offers summed by agent and by framework.
+#[derive(Default)]
+struct Offered<'a> {
+    by_agent: HashMap<&'a str, Res>,
+    by_framework: HashMap<&'a str, Res>,
 }
 
 impl<'a> Lookup<'a> {
     pub(super) fn new(s: &'a StateSnapshot) -> Self {
-        let mut agent_offered: HashMap<&str, Res> = HashMap::new();
-        let mut framework_offered: HashMap<&str, Res> = HashMap::new();
-        for offer in &s.offers {
-            let resources = Res::from_summary(&offer.resources);
-            agent_offered
-                .entry(offer.agent_id.as_str())
-                .or_default()
-                .add(&resources);
-            framework_offered
-                .entry(offer.framework_id.as_str())
-                .or_default()
-                .add(&resources);
-        }
         Lookup {
             agents: &s.agents,
             framework_names: all_frameworks(s)
                 .map(|(f, _)| (f.id.as_str(), f.name.as_str()))
                 .collect(),
-            agent_offered,
-            framework_offered,
+            offers: &s.offers,
+            offered: OnceCell::new(),
         }
+    }
+
+    fn offered(&self) -> &Offered<'a> {
+        self.offered.get_or_init(|| {
+            let mut offered = Offered::default();
+            for offer in self.offers {
+                let resources = Res::from_summary(&offer.resources);
+                offered
+                    .by_agent
+                    .entry(offer.agent_id.as_str())
+                    .or_default()
+                    .add(&resources);
+                offered
+                    .by_framework
+                    .entry(offer.framework_id.as_str())
+                    .or_default()
+                    .add(&resources);
+            }
+            offered
+        })
     }
 
     fn hostname(&self, agent_id: &str) -> String {
@@ -252,7 +269,8 @@ pub(super) fn agent_row(
     tasks: &HashMap<&str, usize>,
 ) -> AgentRow {
     let offered = lookup
-        .agent_offered
+        .offered()
+        .by_agent
         .get(agent.id.as_str())
         .copied()
         .unwrap_or_default();
@@ -283,7 +301,8 @@ pub(super) fn framework_row(
         used.add(&Res::from_summary(&task.resources));
     }
     let offered = lookup
-        .framework_offered
+        .offered()
+        .by_framework
         .get(f.id.as_str())
         .copied()
         .unwrap_or_default();

@@ -76,3 +76,74 @@ fn a_changed_task_is_a_new_view_with_its_own_json() {
     let json = serde_json::to_value(framework(tasks)).expect("serialize");
     assert_eq!(json["tasks"][0]["state"], "TASK_FINISHED");
 }
+
+#[test]
+fn holes_are_where_the_lists_go_and_recording_ends_with_the_body() {
+    let tasks: SharedList<TaskView> = vec![task("a", "TASK_RUNNING")].into();
+    let (json, holes) = super::with_holes(&framework(tasks.clone()), 0).expect("holes");
+    let text = String::from_utf8(json).expect("utf-8");
+    assert_eq!(holes.len(), 2);
+    for hole in &holes {
+        assert_eq!(&text[hole.at - 1..hole.at + 1], "[]");
+        assert!(matches!(&hole.list, super::Listed::Tasks(l) if l.ptr_eq(&tasks)));
+    }
+    assert!(text[..holes[0].at].ends_with("\"tasks\":["));
+    assert!(text[..holes[1].at].ends_with("\"completed_tasks\":["));
+    // Outside a recording, lists are whole again.
+    let whole = serde_json::to_value(framework(tasks)).expect("whole");
+    assert_eq!(whole["tasks"][0]["id"], "a");
+}
+
+/// A value that fails to serialize after a list was recorded.
+struct Failing(SharedList<TaskView>);
+
+impl serde::Serialize for Failing {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeSeq as _};
+        let mut seq = serializer.serialize_seq(None)?;
+        seq.serialize_element(&Listed(&self.0))?;
+        Err(S::Error::custom("fails on purpose"))
+    }
+}
+
+struct Listed<'a>(&'a SharedList<TaskView>);
+
+impl serde::Serialize for Listed<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        super::list(self.0, serializer)
+    }
+}
+
+#[test]
+fn a_failed_body_ends_its_recording() {
+    let tasks: SharedList<TaskView> = vec![task("a", "TASK_RUNNING")].into();
+    let failed = super::with_holes(&Failing(tasks.clone()), 0);
+    assert!(failed.is_err());
+    // Not recording any more: the next body is made, and a plain
+    // serialization writes its lists whole.
+    let whole = serde_json::to_value(framework(tasks.clone())).expect("whole");
+    assert_eq!(whole["tasks"][0]["id"], "a");
+    let (_, holes) = super::with_holes(&framework(tasks), 0).expect("next body");
+    assert_eq!(holes.len(), 2);
+}
+
+/// A value that tries to make a body while one is being made.
+struct Nested;
+
+impl serde::Serialize for Nested {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let inner = super::with_holes(&1u8, 0);
+        match inner {
+            Ok(_) => Err(S::Error::custom("a nested body was made")),
+            Err(e) => serializer.serialize_str(&e.to_string()),
+        }
+    }
+}
+
+#[test]
+fn a_body_cannot_be_made_inside_another() {
+    let (json, _) = super::with_holes(&Nested, 0).expect("outer body");
+    let text = String::from_utf8(json).expect("utf-8");
+    assert!(text.contains("already being made"), "{text}");
+}

@@ -1,0 +1,227 @@
+//! Each view's JSON made once, and the lists a body leaves to be filled
+//! from what was made before.
+//!
+//! `/state` at 100,000 tasks is mostly task and agent rows, and a body
+//! made per published snapshot would serialize them all again though few
+//! changed. A view ([`TaskView`], [`AgentView`]) keeps its JSON the first
+//! time a body needs it; a view that changes is a new view (the read
+//! model replaces views, never edits them: `SharedList` has no way to edit
+//! an item outside tests), so a kept JSON is never stale.
+//!
+//! [`with_holes`] goes further for the bodies `state_body.rs` makes: it
+//! serializes a snapshot with each kept list written as `[]` and its place
+//! noted, so that the lists' bytes can be put in from chunks made for an
+//! earlier body rather than copied again.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io;
+use std::sync::OnceLock;
+
+use serde::ser::{Error as _, Serialize, SerializeSeq, Serializer};
+use serde_json::value::RawValue;
+
+use super::{AgentView, SharedList, TaskView};
+
+/// A view's JSON, made at most once. Not part of the view's value: equal
+/// whatever it holds, and a copy of a view starts without it.
+#[derive(Default)]
+pub struct Once(OnceLock<Box<RawValue>>);
+
+impl Once {
+    /// The JSON `make` makes, made on the first call only.
+    fn get_or_make(
+        &self,
+        make: impl FnOnce() -> serde_json::Result<Box<RawValue>>,
+    ) -> serde_json::Result<&RawValue> {
+        if let Some(json) = self.0.get() {
+            return Ok(json);
+        }
+        let json = make()?;
+        Ok(self.0.get_or_init(|| json))
+    }
+
+    /// Whether the JSON was made (for tests).
+    pub fn is_made(&self) -> bool {
+        self.0.get().is_some()
+    }
+}
+
+impl Clone for Once {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for Once {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for Once {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_made() { "made" } else { "not made" })
+    }
+}
+
+/// A view that keeps its JSON.
+pub trait KeepsJson: Serialize + Sized {
+    fn kept(&self) -> &Once;
+    /// A list of such views, as a hole names it.
+    fn listed(list: &SharedList<Self>) -> Listed;
+}
+
+impl KeepsJson for TaskView {
+    fn kept(&self) -> &Once {
+        &self.json
+    }
+    fn listed(list: &SharedList<Self>) -> Listed {
+        Listed::Tasks(list.clone())
+    }
+}
+
+impl KeepsJson for AgentView {
+    fn kept(&self) -> &Once {
+        &self.json
+    }
+    fn listed(list: &SharedList<Self>) -> Listed {
+        Listed::Agents(list.clone())
+    }
+}
+
+/// The view's JSON: the kept one, made now if it was not.
+pub fn json_of<T: KeepsJson>(view: &T) -> serde_json::Result<&RawValue> {
+    view.kept()
+        .get_or_make(|| serde_json::value::to_raw_value(view))
+}
+
+/// One view, as its kept JSON.
+struct Kept<'a, T>(&'a T);
+
+impl<T: KeepsJson> Serialize for Kept<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        json_of(self.0)
+            .map_err(S::Error::custom)?
+            .serialize(serializer)
+    }
+}
+
+/// A kept list (`serialize_with` of the snapshot's agents and of a
+/// framework's tasks): the same JSON as the list's own serialization, each
+/// view's made once; inside [`with_holes`], `[]` and its place noted.
+pub(super) fn list<S: Serializer, T: KeepsJson>(
+    items: &SharedList<T>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    if recording() {
+        // No length: serde_json writes `[` now and `]` at the end, so
+        // the hole is between the two.
+        let seq = serializer.serialize_seq(None)?;
+        record(T::listed(items));
+        return seq.end();
+    }
+    let mut seq = serializer.serialize_seq(Some(items.len()))?;
+    for item in items {
+        seq.serialize_element(&Kept(item))?;
+    }
+    seq.end()
+}
+
+/// A kept list left out of a body.
+pub enum Listed {
+    Tasks(SharedList<TaskView>),
+    Agents(SharedList<AgentView>),
+}
+
+/// Where a list goes: its items' JSON, comma-separated, belongs at byte
+/// `at` of the body (just after the list's `[`).
+pub struct Hole {
+    pub at: usize,
+    pub list: Listed,
+}
+
+/// The body being serialized on this thread by [`with_holes`], if any.
+struct Recording {
+    json: Vec<u8>,
+    holes: Vec<Hole>,
+}
+
+thread_local! {
+    static RECORDING: RefCell<Option<Recording>> = const { RefCell::new(None) };
+}
+
+fn recording() -> bool {
+    RECORDING.with(|r| r.borrow().is_some())
+}
+
+fn record(list: Listed) {
+    RECORDING.with(|r| {
+        if let Some(recording) = r.borrow_mut().as_mut() {
+            let at = recording.json.len();
+            recording.holes.push(Hole { at, list });
+        }
+    });
+}
+
+/// Where serde_json writes while recording: the recording's buffer.
+struct RecordingWriter;
+
+impl io::Write for RecordingWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        RECORDING.with(|r| match r.borrow_mut().as_mut() {
+            Some(recording) => {
+                recording.json.extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            None => Err(io::Error::other("no body is being recorded")),
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Ends the recording however serialization ends (an error, a panic).
+struct EndRecording;
+
+impl Drop for EndRecording {
+    fn drop(&mut self) {
+        RECORDING.with(|r| r.borrow_mut().take());
+    }
+}
+
+/// `value`'s JSON with every kept list in it written `[]`, and the holes
+/// those lists leave, in the order of the body.
+pub fn with_holes<T: Serialize>(
+    value: &T,
+    capacity: usize,
+) -> serde_json::Result<(Vec<u8>, Vec<Hole>)> {
+    let nested = RECORDING.with(|r| {
+        let mut r = r.borrow_mut();
+        let nested = r.is_some();
+        if !nested {
+            *r = Some(Recording {
+                json: Vec::with_capacity(capacity),
+                holes: Vec::new(),
+            });
+        }
+        nested
+    });
+    if nested {
+        return Err(serde_json::Error::custom(
+            "a body with holes is already being made on this thread",
+        ));
+    }
+    let end = EndRecording;
+    serde_json::to_writer(RecordingWriter, value)?;
+    let recording = RECORDING.with(|r| r.borrow_mut().take());
+    drop(end);
+    let recording =
+        recording.ok_or_else(|| serde_json::Error::custom("the body's recording was lost"))?;
+    Ok((recording.json, recording.holes))
+}
+
+#[cfg(test)]
+mod tests;

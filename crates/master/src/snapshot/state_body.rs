@@ -1,0 +1,168 @@
+//! `/state`'s body made from what changed since the last one.
+//!
+//! A body at 100,000 tasks is about 35 MB, nearly all of it task and agent
+//! rows. Made whole per published snapshot, every poll paid for copying
+//! those rows into a fresh buffer (and the page faults of a 35 MB
+//! allocation) though only the rows of changed views differ. Here a body
+//! is a [`Rope`]: the snapshot's own small fields serialized with each kept
+//! list left as a hole (`kept_json::with_holes`), and each hole filled with
+//! the JSON of the list's chunks. A chunk's JSON is kept in a
+//! [`ChunkCache`] from one body to the next, by the chunk's identity: the
+//! read model changes a chunk by making a new one (copy on write), and
+//! the cache holds the chunks it made JSON for, so no chunk it knows can
+//! be edited in place and then mistaken for the old one. A body then
+//! costs the chunks that changed, and is sent as it is, piece by piece.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::kept_json::{self, Hole, KeepsJson, Listed};
+use super::list::Chunk;
+use super::{AgentView, SharedList, StateSnapshot, TaskView};
+
+/// A body in pieces, sent in order; cheap to clone (its pieces are shared).
+#[derive(Clone, Debug, Default)]
+pub struct Rope {
+    pieces: Arc<[Bytes]>,
+    len: usize,
+}
+
+impl Rope {
+    /// The pieces, in order; none is empty.
+    pub fn pieces(&self) -> &[Bytes] {
+        &self.pieces
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The body in one buffer (for tests and for callers that need one).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut all = Vec::with_capacity(self.len);
+        for piece in self.pieces.iter() {
+            all.extend_from_slice(piece);
+        }
+        all
+    }
+}
+
+impl From<Vec<u8>> for Rope {
+    fn from(body: Vec<u8>) -> Self {
+        Self::from(vec![Bytes::from(body)])
+    }
+}
+
+impl From<Vec<Bytes>> for Rope {
+    fn from(mut pieces: Vec<Bytes>) -> Self {
+        pieces.retain(|p| !p.is_empty());
+        let len = pieces.iter().map(Bytes::len).sum();
+        Self {
+            pieces: pieces.into(),
+            len,
+        }
+    }
+}
+
+/// The JSON of the chunks the last body held, by chunk identity: each
+/// entry holds its chunk, so that the chunk stays shared (never edited in
+/// place) and its address is not reused while the entry lives. A chunk's
+/// JSON is its items', each preceded by a comma (the first chunk of a list
+/// is sent without it).
+#[derive(Default)]
+pub struct ChunkCache {
+    tasks: HashMap<usize, (Chunk<TaskView>, Bytes)>,
+    agents: HashMap<usize, (Chunk<AgentView>, Bytes)>,
+}
+
+impl ChunkCache {
+    /// How many chunks it holds (for tests).
+    pub fn len(&self) -> usize {
+        self.tasks.len() + self.agents.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `/state`'s body for `snapshot`, the same bytes as `serde_json::to_vec`
+/// of it; the chunks `cache` holds are not made again, and afterwards it
+/// holds this body's chunks only.
+pub fn make(snapshot: &StateSnapshot, cache: &mut ChunkCache) -> serde_json::Result<Rope> {
+    // The body without its lists is small: agents, tasks and their
+    // completed lists are holes.
+    let (head, holes) = kept_json::with_holes(snapshot, 64 * 1024)?;
+    let head = Bytes::from(head);
+    let mut kept = ChunkCache::default();
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    for Hole { at: hole, list } in holes {
+        pieces.push(head.slice(at..hole));
+        at = hole;
+        match list {
+            Listed::Tasks(list) => fill(&list, &mut cache.tasks, &mut kept.tasks, &mut pieces)?,
+            Listed::Agents(list) => fill(&list, &mut cache.agents, &mut kept.agents, &mut pieces)?,
+        }
+    }
+    pieces.push(head.slice(at..));
+    *cache = kept;
+    Ok(Rope::from(pieces))
+}
+
+/// Puts the JSON of `list`'s chunks in `pieces`: from `kept` (made for this
+/// body already: two lists may share a chunk) or `old` (the last body's),
+/// else made now; either way kept in `kept`.
+fn fill<T: KeepsJson>(
+    list: &SharedList<T>,
+    old: &mut HashMap<usize, (Chunk<T>, Bytes)>,
+    kept: &mut HashMap<usize, (Chunk<T>, Bytes)>,
+    pieces: &mut Vec<Bytes>,
+) -> serde_json::Result<()> {
+    let mut first = true;
+    for chunk in list.chunks() {
+        let key = Arc::as_ptr(chunk) as usize;
+        let json = match kept.get(&key) {
+            Some((_, json)) => json.clone(),
+            None => {
+                let json = match old.remove(&key) {
+                    Some((_, json)) => json,
+                    None => chunk_json(chunk)?,
+                };
+                kept.insert(key, (chunk.clone(), json.clone()));
+                json
+            }
+        };
+        // Each item's JSON starts with a comma; the list's first does not.
+        if json.is_empty() {
+            continue;
+        }
+        pieces.push(if first { json.slice(1..) } else { json });
+        first = false;
+    }
+    Ok(())
+}
+
+/// A chunk's items' JSON, each preceded by a comma.
+fn chunk_json<T: KeepsJson>(chunk: &Chunk<T>) -> serde_json::Result<Bytes> {
+    let mut json = Vec::new();
+    for item in chunk.iter() {
+        let item = kept_json::json_of(item.as_ref())?.get();
+        if json.is_empty() {
+            json.reserve(item.len().saturating_add(1).saturating_mul(chunk.len()));
+        }
+        json.push(b',');
+        json.extend_from_slice(item.as_bytes());
+    }
+    Ok(Bytes::from(json))
+}
+
+#[cfg(test)]
+mod tests;

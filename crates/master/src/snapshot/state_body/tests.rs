@@ -1,0 +1,189 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use agora_core::resources::SummaryValue;
+
+use super::{ChunkCache, make};
+use crate::snapshot::{AgentView, FrameworkView, SharedList, StateSnapshot, TaskView};
+
+fn task(id: &str, state: &'static str) -> TaskView {
+    TaskView {
+        id: id.to_owned(),
+        name: format!("name \"{id}\""),
+        state,
+        framework_id: "fw-1".to_owned(),
+        agent_id: "agent-1".to_owned(),
+        executor_id: id.to_owned(),
+        role: "*".to_owned(),
+        resources: BTreeMap::from([("cpus".to_owned(), SummaryValue::Number(0.5))]),
+        message: Some("line\nbreak".to_owned()),
+        status_time: Some(1000.25),
+        healthy: None,
+        user: None,
+        json: Default::default(),
+    }
+}
+
+fn agent(id: &str) -> AgentView {
+    AgentView {
+        id: id.to_owned(),
+        hostname: format!("host-{id}"),
+        address: format!("host-{id}:5051"),
+        resources: BTreeMap::from([("cpus".to_owned(), SummaryValue::Number(4.0))]),
+        used: BTreeMap::new(),
+        free: BTreeMap::new(),
+        attributes: BTreeMap::from([("rack".to_owned(), "r1".to_owned())]),
+        active: true,
+        status: "active",
+        unreachable_since: None,
+        registered_time: 900.0,
+        json: Default::default(),
+    }
+}
+
+fn framework(id: &str, tasks: usize, completed: usize) -> FrameworkView {
+    FrameworkView {
+        id: id.to_owned(),
+        name: format!("{id} name"),
+        user: "u".to_owned(),
+        principal: None,
+        framework_hostname: None,
+        failover_timeout: None,
+        roles: vec!["*".to_owned()],
+        active: true,
+        registered_time: 1.0,
+        reregistered_time: None,
+        unregistered_time: None,
+        outstanding_offers: 0,
+        offer_status: Vec::new(),
+        tasks: (0..tasks)
+            .map(|n| task(&format!("{id}-task-{n:05}"), "TASK_RUNNING"))
+            .collect(),
+        completed_tasks: (0..completed)
+            .map(|n| task(&format!("{id}-done-{n:05}"), "TASK_FINISHED"))
+            .collect(),
+    }
+}
+
+/// Two frameworks with several chunks of tasks each, one with none, a
+/// completed framework, and agents over several chunks.
+fn snapshot() -> StateSnapshot {
+    StateSnapshot {
+        id: "master-1".to_owned(),
+        hostname: "m".to_owned(),
+        agents: (0..150).map(|n| agent(&format!("agent-{n:04}"))).collect(),
+        frameworks: vec![
+            framework("fw-a", 300, 70),
+            framework("fw-b", 1, 0),
+            framework("fw-c", 0, 0),
+        ]
+        .into(),
+        completed_frameworks: vec![framework("fw-z", 0, 5)].into(),
+        ..StateSnapshot::default()
+    }
+}
+
+fn plain(s: &StateSnapshot) -> Vec<u8> {
+    serde_json::to_vec(s).expect("serializes")
+}
+
+/// Where each piece's bytes live: a piece made again lives elsewhere.
+fn addresses(rope: &super::Rope) -> Vec<usize> {
+    rope.pieces().iter().map(|p| p.as_ptr() as usize).collect()
+}
+
+#[test]
+fn a_body_is_the_same_bytes_as_the_snapshots_json() {
+    let s = snapshot();
+    let mut cache = ChunkCache::default();
+    let rope = make(&s, &mut cache).expect("body");
+    assert_eq!(rope.to_vec(), plain(&s));
+    assert_eq!(rope.len(), plain(&s).len());
+    assert!(rope.pieces().iter().all(|p| !p.is_empty()));
+    let value: serde_json::Value = serde_json::from_slice(&rope.to_vec()).expect("json");
+    assert_eq!(
+        value["frameworks"][0]["tasks"].as_array().map(Vec::len),
+        Some(300)
+    );
+    assert_eq!(value["frameworks"][2]["tasks"], serde_json::json!([]));
+    assert_eq!(value["agents"].as_array().map(Vec::len), Some(150));
+    // Every chunk of every list is kept for the next body.
+    let chunks = |l: &SharedList<TaskView>| l.chunks().len();
+    let expected = s.agents.chunks().len()
+        + s.frameworks
+            .iter()
+            .chain(&s.completed_frameworks)
+            .map(|f| chunks(&f.tasks) + chunks(&f.completed_tasks))
+            .sum::<usize>();
+    assert_eq!(cache.len(), expected);
+}
+
+#[test]
+fn an_unchanged_snapshot_reuses_every_chunk() {
+    let s = snapshot();
+    let mut cache = ChunkCache::default();
+    let first = make(&s, &mut cache).expect("first");
+    let again = make(&s, &mut cache).expect("again");
+    assert_eq!(first.to_vec(), again.to_vec());
+    // Only the head (the snapshot's own fields) is made again: list
+    // pieces are the same bytes.
+    let reused = addresses(&first)
+        .iter()
+        .zip(addresses(&again))
+        .filter(|(a, b)| **a == *b)
+        .count();
+    let lists = s.agents.chunks().len()
+        + s.frameworks
+            .iter()
+            .chain(&s.completed_frameworks)
+            .map(|f| f.tasks.chunks().len() + f.completed_tasks.chunks().len())
+            .sum::<usize>();
+    assert_eq!(reused, lists);
+}
+
+#[test]
+fn a_changed_view_remakes_its_chunk_only() {
+    let s = snapshot();
+    let mut cache = ChunkCache::default();
+    let first = make(&s, &mut cache).expect("first");
+
+    // What the read model does: a new view in the old one's place.
+    let mut next = s.clone();
+    let mut frameworks: Vec<FrameworkView> = next.frameworks.iter().cloned().collect();
+    let mut changed = task("fw-a-task-00150", "TASK_KILLED");
+    changed.message = Some("changed".to_owned());
+    frameworks[0].tasks.upsert(Arc::new(changed));
+    next.frameworks = frameworks.into();
+    let mut moved = agent("agent-0007");
+    moved.status = "disconnected";
+    next.agents.upsert(Arc::new(moved));
+
+    let second = make(&next, &mut cache).expect("second");
+    assert_eq!(second.to_vec(), plain(&next));
+    let value: serde_json::Value = serde_json::from_slice(&second.to_vec()).expect("json");
+    assert_eq!(value["frameworks"][0]["tasks"][150]["state"], "TASK_KILLED");
+    assert_eq!(value["agents"][7]["status"], "disconnected");
+    // Two chunks were made again (the task's and the agent's); the others
+    // are the first body's bytes.
+    let before: std::collections::HashSet<usize> = addresses(&first).into_iter().collect();
+    let fresh = addresses(&second)
+        .iter()
+        .filter(|a| !before.contains(a))
+        .count();
+    // The head is made again too, in pieces between the holes.
+    let head_pieces = second.pieces().len() - cache.len();
+    assert_eq!(fresh, 2 + head_pieces);
+}
+
+#[test]
+fn a_list_shrunk_to_nothing_is_an_empty_array() {
+    let s = snapshot();
+    let mut cache = ChunkCache::default();
+    make(&s, &mut cache).expect("first");
+    let mut next = s.clone();
+    next.agents = SharedList::new();
+    let body = make(&next, &mut cache).expect("second");
+    assert_eq!(body.to_vec(), plain(&next));
+    let value: serde_json::Value = serde_json::from_slice(&body.to_vec()).expect("json");
+    assert_eq!(value["agents"], serde_json::json!([]));
+}
