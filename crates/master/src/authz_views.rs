@@ -67,32 +67,13 @@ impl Viewer {
             return cache.get(current, make).await;
         }
         let viewer = self.0.clone();
-        let made = tokio::task::spawn_blocking(move || {
+        crate::snapshot_body::off_workers(move || {
             let viewed = for_viewer(&current, viewer.as_ref());
             make(&viewed, &mut K::default())
         })
-        .await;
-        match made {
-            Ok(Ok(body)) => Ok(body),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot serialize the state");
-                Err(internal_error())
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "state serialization did not finish");
-                Err(internal_error())
-            }
-        }
+        .await?
+        .map_err(crate::snapshot_body::cannot_serialize)
     }
-}
-
-fn internal_error() -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    (
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        "cannot serialize the state\n",
-    )
-        .into_response()
 }
 
 /// Whether the ACLs may hide anything from a viewer.

@@ -36,12 +36,11 @@ use crate::protocol::{Command, Gate, OperatorFailure};
 use crate::snapshot::StateSnapshot;
 use crate::snapshot::state_body::{self, ChunkCache, Rope};
 use crate::snapshot_body::SnapshotBody;
-
-/// `/state`'s body: a rope, and the chunk JSON kept for the next one.
-type StateBody = SnapshotBody<Rope, ChunkCache>;
 use crate::state::{OperatorCall, OperatorError};
 
 type Snapshot = watch::Receiver<Arc<StateSnapshot>>;
+/// `/state`'s body: a rope, and the chunk JSON kept for the next one.
+type StateBody = SnapshotBody<Rope, ChunkCache>;
 type GateRx = watch::Receiver<Gate>;
 
 #[derive(Clone)]

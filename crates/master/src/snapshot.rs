@@ -14,6 +14,8 @@ pub mod kept_json;
 mod list;
 mod read_model;
 pub mod state_body;
+#[cfg(test)]
+mod test_views;
 
 pub use build::mesos_duration;
 pub use list::{Keyed, SharedList};

@@ -67,32 +67,40 @@ where
         }
         let made_from = Arc::downgrade(&current);
         let mut kept = std::mem::take(&mut made.kept);
-        let body = match tokio::task::spawn_blocking(move || {
+        let (body, kept) = off_workers(move || {
             let body = make(current.as_ref(), &mut kept);
             (body, kept)
         })
-        .await
-        {
-            Ok((Ok(body), kept)) => {
-                made.kept = kept;
-                body
-            }
-            Ok((Err(e), _)) => {
-                tracing::error!(error = %e, "cannot serialize the state");
-                return Err(cannot_serialize());
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "state serialization did not finish");
-                return Err(cannot_serialize());
-            }
-        };
+        .await?;
+        // Kept even when this body failed: what it holds is still right,
+        // only perhaps less of it.
+        made.kept = kept;
+        let body = body.map_err(cannot_serialize)?;
         made.last = Some((made_from, body.clone()));
         Ok(body)
     }
 }
 
-/// The answer when a body cannot be made (as the operator endpoints' errors).
-pub(crate) fn cannot_serialize() -> Response {
+/// Runs `make` on a blocking thread (a body at 100k tasks takes
+/// milliseconds to tens of them); a `make` that panics is logged and
+/// answered with 500.
+pub(crate) async fn off_workers<T: Send + 'static>(
+    make: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(make).await.map_err(|e| {
+        tracing::error!(error = %e, "state serialization did not finish");
+        internal_error()
+    })
+}
+
+/// The answer when a body cannot be made: logged, and 500 with a JSON
+/// error (as the operator endpoints' errors).
+pub(crate) fn cannot_serialize(e: serde_json::Error) -> Response {
+    tracing::error!(error = %e, "cannot serialize the state");
+    internal_error()
+}
+
+fn internal_error() -> Response {
     let error = serde_json::json!({ "error": "cannot serialize the state" });
     (StatusCode::INTERNAL_SERVER_ERROR, Json(error)).into_response()
 }

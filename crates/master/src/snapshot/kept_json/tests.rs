@@ -1,46 +1,10 @@
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use agora_core::resources::SummaryValue;
-
+use super::super::test_views::{self, task};
 use super::super::{FrameworkView, SharedList, TaskView};
 
-fn task(id: &str, state: &'static str) -> TaskView {
-    TaskView {
-        id: id.to_owned(),
-        name: format!("name \"{id}\""),
-        state,
-        framework_id: "fw-1".to_owned(),
-        agent_id: "agent-1".to_owned(),
-        executor_id: id.to_owned(),
-        role: "*".to_owned(),
-        resources: BTreeMap::from([("cpus".to_owned(), SummaryValue::Number(0.5))]),
-        message: Some("line\nbreak".to_owned()),
-        status_time: Some(1000.25),
-        healthy: None,
-        user: None,
-        json: Default::default(),
-    }
-}
-
 fn framework(tasks: SharedList<TaskView>) -> FrameworkView {
-    FrameworkView {
-        id: "fw-1".to_owned(),
-        name: "fw".to_owned(),
-        user: "u".to_owned(),
-        principal: None,
-        framework_hostname: None,
-        failover_timeout: None,
-        roles: vec!["*".to_owned()],
-        active: true,
-        registered_time: 1.0,
-        reregistered_time: None,
-        unregistered_time: None,
-        outstanding_offers: 0,
-        offer_status: Vec::new(),
-        tasks: tasks.clone(),
-        completed_tasks: tasks,
-    }
+    test_views::framework("fw-1", tasks.clone(), tasks)
 }
 
 #[test]

@@ -1,68 +1,19 @@
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use agora_core::resources::SummaryValue;
-
 use super::{ChunkCache, make};
-use crate::snapshot::{AgentView, FrameworkView, SharedList, StateSnapshot, TaskView};
-
-fn task(id: &str, state: &'static str) -> TaskView {
-    TaskView {
-        id: id.to_owned(),
-        name: format!("name \"{id}\""),
-        state,
-        framework_id: "fw-1".to_owned(),
-        agent_id: "agent-1".to_owned(),
-        executor_id: id.to_owned(),
-        role: "*".to_owned(),
-        resources: BTreeMap::from([("cpus".to_owned(), SummaryValue::Number(0.5))]),
-        message: Some("line\nbreak".to_owned()),
-        status_time: Some(1000.25),
-        healthy: None,
-        user: None,
-        json: Default::default(),
-    }
-}
-
-fn agent(id: &str) -> AgentView {
-    AgentView {
-        id: id.to_owned(),
-        hostname: format!("host-{id}"),
-        address: format!("host-{id}:5051"),
-        resources: BTreeMap::from([("cpus".to_owned(), SummaryValue::Number(4.0))]),
-        used: BTreeMap::new(),
-        free: BTreeMap::new(),
-        attributes: BTreeMap::from([("rack".to_owned(), "r1".to_owned())]),
-        active: true,
-        status: "active",
-        unreachable_since: None,
-        registered_time: 900.0,
-        json: Default::default(),
-    }
-}
+use crate::snapshot::test_views::{agent, task};
+use crate::snapshot::{FrameworkView, SharedList, StateSnapshot, TaskView, test_views};
 
 fn framework(id: &str, tasks: usize, completed: usize) -> FrameworkView {
-    FrameworkView {
-        id: id.to_owned(),
-        name: format!("{id} name"),
-        user: "u".to_owned(),
-        principal: None,
-        framework_hostname: None,
-        failover_timeout: None,
-        roles: vec!["*".to_owned()],
-        active: true,
-        registered_time: 1.0,
-        reregistered_time: None,
-        unregistered_time: None,
-        outstanding_offers: 0,
-        offer_status: Vec::new(),
-        tasks: (0..tasks)
+    test_views::framework(
+        id,
+        (0..tasks)
             .map(|n| task(&format!("{id}-task-{n:05}"), "TASK_RUNNING"))
             .collect(),
-        completed_tasks: (0..completed)
+        (0..completed)
             .map(|n| task(&format!("{id}-done-{n:05}"), "TASK_FINISHED"))
             .collect(),
-    }
+    )
 }
 
 /// Two frameworks with several chunks of tasks each, one with none, a

@@ -1,0 +1,68 @@
+//! Views for the snapshot's unit tests (`kept_json`, `state_body`): a
+//! task, an agent and a framework with every field set, strings that need
+//! escaping included.
+
+use std::collections::BTreeMap;
+
+use agora_core::resources::SummaryValue;
+
+use super::{AgentView, FrameworkView, SharedList, TaskView};
+
+pub(super) fn task(id: &str, state: &'static str) -> TaskView {
+    TaskView {
+        id: id.to_owned(),
+        name: format!("name \"{id}\""),
+        state,
+        framework_id: "fw-1".to_owned(),
+        agent_id: "agent-1".to_owned(),
+        executor_id: id.to_owned(),
+        role: "*".to_owned(),
+        resources: BTreeMap::from([("cpus".to_owned(), SummaryValue::Number(0.5))]),
+        message: Some("line\nbreak".to_owned()),
+        status_time: Some(1000.25),
+        healthy: None,
+        user: None,
+        json: Default::default(),
+    }
+}
+
+pub(super) fn agent(id: &str) -> AgentView {
+    AgentView {
+        id: id.to_owned(),
+        hostname: format!("host-{id}"),
+        address: format!("host-{id}:5051"),
+        resources: BTreeMap::from([("cpus".to_owned(), SummaryValue::Number(4.0))]),
+        used: BTreeMap::new(),
+        free: BTreeMap::new(),
+        attributes: BTreeMap::from([("rack".to_owned(), "r1".to_owned())]),
+        active: true,
+        status: "active",
+        unreachable_since: None,
+        registered_time: 900.0,
+        json: Default::default(),
+    }
+}
+
+pub(super) fn framework(
+    id: &str,
+    tasks: SharedList<TaskView>,
+    completed_tasks: SharedList<TaskView>,
+) -> FrameworkView {
+    FrameworkView {
+        id: id.to_owned(),
+        name: format!("{id} name"),
+        user: "u".to_owned(),
+        principal: None,
+        framework_hostname: None,
+        failover_timeout: None,
+        roles: vec!["*".to_owned()],
+        active: true,
+        registered_time: 1.0,
+        reregistered_time: None,
+        unregistered_time: None,
+        outstanding_offers: 0,
+        offer_status: Vec::new(),
+        tasks,
+        completed_tasks,
+    }
+}
