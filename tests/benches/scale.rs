@@ -31,7 +31,8 @@
 //! 4), `AGORA_BENCH_REGISTRY` (`file`; `memory`: no work dir), `AGORA_BENCH_ONLY`
 //! (one scenario), `AGORA_BENCH_KEEP_LOGS` (a directory: the failover's
 //! master and simulator logs are copied there), `AGORA_BENCH_BIN` and
-//! `AGORA_BENCH_SIM` (prebuilt `agora` and `agora-sim`). Every wait has a
+//! `AGORA_BENCH_SIM` (prebuilt `agora` and `agora-sim`), `AGORA_BENCH_POLL`
+//! (the endpoints `placement_polled` polls, comma-separated; both unless set). Every wait has a
 //! deadline; every process started is stopped by its pid.
 
 use std::collections::HashMap;
@@ -384,10 +385,20 @@ async fn place(
 /// drops it: what a poller does with it is its own cost, and the figure is
 /// the master's.
 fn poll(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, usize, usize)> {
+    // `AGORA_BENCH_POLL` names the endpoints polled (both unless set),
+    // to tell their costs apart.
+    let chosen = std::env::var("AGORA_BENCH_POLL").unwrap_or_else(|_| "/state,/api/tasks".into());
     std::thread::spawn(move || {
         let pollers = ["/state", "/api/tasks"].map(|path| {
             let stop = stop.clone();
-            std::thread::spawn(move || poll_one(port, path, &stop))
+            let polled = chosen.split(',').any(|p| p.trim() == path);
+            std::thread::spawn(move || {
+                if polled {
+                    poll_one(port, path, &stop)
+                } else {
+                    (0, 0)
+                }
+            })
         });
         let [state, tasks] = pollers.map(|p| p.join().unwrap_or_default());
         (state.0, tasks.0, state.1)
