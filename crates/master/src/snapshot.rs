@@ -15,7 +15,7 @@ mod list;
 mod read_model;
 pub mod state_body;
 #[cfg(test)]
-mod test_views;
+pub(crate) mod test_views;
 
 pub use build::mesos_duration;
 pub use list::{Keyed, SharedList};

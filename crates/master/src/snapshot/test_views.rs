@@ -1,4 +1,5 @@
-//! Views for the snapshot's unit tests (`kept_json`, `state_body`): a
+//! Views for the master's unit tests (`kept_json`, `state_body`, the UI's
+//! permissions): a
 //! task, an agent and a framework with every field set, strings that need
 //! escaping included.
 
@@ -8,7 +9,7 @@ use agora_core::resources::SummaryValue;
 
 use super::{AgentView, FrameworkView, SharedList, TaskView};
 
-pub(super) fn task(id: &str, state: &'static str) -> TaskView {
+pub(crate) fn task(id: &str, state: &'static str) -> TaskView {
     TaskView {
         id: id.to_owned(),
         name: format!("name \"{id}\""),
@@ -26,7 +27,7 @@ pub(super) fn task(id: &str, state: &'static str) -> TaskView {
     }
 }
 
-pub(super) fn agent(id: &str) -> AgentView {
+pub(crate) fn agent(id: &str) -> AgentView {
     AgentView {
         id: id.to_owned(),
         hostname: format!("host-{id}"),
@@ -43,7 +44,7 @@ pub(super) fn agent(id: &str) -> AgentView {
     }
 }
 
-pub(super) fn framework(
+pub(crate) fn framework(
     id: &str,
     tasks: SharedList<TaskView>,
     completed_tasks: SharedList<TaskView>,

@@ -102,21 +102,11 @@ mod tests {
 
     fn framework(id: &str, principal: Option<&str>) -> FrameworkView {
         FrameworkView {
-            id: id.to_string(),
             name: format!("fw-{id}"),
             user: "alice".to_string(),
             principal: principal.map(str::to_string),
-            framework_hostname: None,
-            failover_timeout: None,
             roles: vec!["eng".to_string()],
-            active: true,
-            registered_time: 1.0,
-            reregistered_time: None,
-            unregistered_time: None,
-            outstanding_offers: 0,
-            offer_status: Vec::new(),
-            tasks: Vec::new().into(),
-            completed_tasks: Vec::new().into(),
+            ..crate::snapshot::test_views::framework(id, Vec::new().into(), Vec::new().into())
         }
     }
 
