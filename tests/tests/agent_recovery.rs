@@ -324,3 +324,55 @@ fn an_executor_that_does_not_come_back_is_killed_with_its_task() {
     })
     .expect("nothing of the task is left running");
 }
+
+/// An agent that stops while starting a task's executor (SIGKILL, OOM,
+/// power) must not fail the task: nothing of it ran, because a task reaches
+/// its executor only once the executor's process is recorded. Debug builds
+/// exit at the two points a test fault names: after the run is recorded
+/// and before anything of it is created; after its container and process
+/// (or the supervisor's HOST) are created and before the process is
+/// recorded. The restarted agent destroys what the unfinished start left,
+/// launches the executor again, and the task runs once and finishes.
+#[test]
+fn an_agent_stopped_while_starting_an_executor_starts_it_again_and_the_task_runs_once() {
+    for point in [
+        agora_agent::test_faults::ExitPoint::BeforeExecutorStart,
+        agora_agent::test_faults::ExitPoint::BeforeExecutorRecorded,
+    ] {
+        let (mut cluster, port) =
+            cluster_with_agent(&[(agora_agent::test_faults::ENV, point.name())]);
+        let name = format!("restarted-{}", point.name());
+        let task_id = format!("{name}-0");
+        let runner = run_held_task(&cluster, &name);
+        let status = wait_for(
+            &format!("the agent exits at {}", point.name()),
+            Duration::from_secs(30),
+            || cluster.agents[0].exited(),
+        )
+        .expect("the agent reaches the fault");
+        assert_eq!(status.code(), Some(86), "{}", cluster.agents[0].log_text());
+
+        cluster.agents[0] = cluster.start_agent_on(0, port, RESOURCES, "agent-0-again.log", &[]);
+        let (sandbox, _pid, _started) = running_task(&cluster, &task_id);
+        let log = cluster.agents[0].log_text();
+        assert!(
+            log.contains("launching again an executor the agent stopped while starting"),
+            "{log}"
+        );
+        if point == agora_agent::test_faults::ExitPoint::BeforeExecutorRecorded {
+            assert!(
+                log.contains("destroying what an executor's unfinished start left"),
+                "{log}"
+            );
+        }
+        release(&sandbox);
+        let output = runner.join().expect("runner thread");
+        assert_finished_cleanly(&output);
+        assert_eq!(
+            cluster.sandbox_files(&task_id, "task.pid").len(),
+            1,
+            "the task ran once: {}",
+            point.name()
+        );
+    }
+}

@@ -43,13 +43,23 @@ use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
 /// One executor run: what the agent needs to find its process again.
+///
+/// A run is recorded twice: before anything of it is created (its id and
+/// sandbox, `pid` still `None`), and once its process runs. No task
+/// reaches an executor before its run's process is recorded, so a run
+/// recovered without a pid never had a task: whatever of it exists is
+/// destroyed and its executor launched again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutorRun {
     pub run_id: String,
     pub sandbox: PathBuf,
-    pub pid: u32,
+    /// The executor's process (a hosted run: its supervisor's); `None`
+    /// while the run is being started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     /// Field 22 of `/proc/<pid>/stat` (clock ticks since boot): a pid with
     /// another start time is another process (pid reuse).
+    #[serde(default)]
     pub start_time: u64,
     /// Hosted by the agent's supervisor (`crate::host`): `pid` and
     /// `start_time` are the supervisor's, which hosts other runs too.

@@ -33,5 +33,6 @@ pub mod shell;
 pub mod snapshot;
 pub mod state;
 pub mod status_bound;
+pub mod test_faults;
 
 pub use shell::{AgentOptions, run_agent};

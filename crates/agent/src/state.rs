@@ -72,10 +72,18 @@ pub type ExecutorConn = u64;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     ToMaster(AgentMessage),
-    /// Start `agora executor` for this task (the command executor: executor id = task id).
+    /// Start `agora executor` for this task (the command executor: executor id = task id):
+    /// the shell draws a run and records it ([`AgentState::on_executor_starting`]).
     LaunchExecutor {
         framework_id: FrameworkId,
         executor_id: ExecutorId,
+    },
+    /// The executor's run is recorded on disk: its container and process
+    /// may be created now (never before, so recovery can find them).
+    StartExecutor {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        run_id: String,
     },
     ToExecutor {
         conn: ExecutorConn,
@@ -142,11 +150,22 @@ pub struct ExecutorRecord {
     pub kill_requested: Option<KillOrder>,
     /// A custom executor asked to shut down is destroyed at this time.
     pub shutdown_deadline: Option<Duration>,
-    /// The process, once started (or as found in the checkpoint).
+    /// The current run: recorded before it is started, its process once
+    /// it runs (or as found in the checkpoint). Tasks are delivered only
+    /// to a run whose process is recorded ([`ExecutorRecord::started`]).
     pub run: Option<ExecutorRun>,
     /// Set for executors recovered from the checkpoint until they
     /// re-subscribe: past it they are killed and their task failed.
     pub reregister_deadline: Option<Duration>,
+}
+
+impl ExecutorRecord {
+    /// Whether the run's process is recorded on disk: only then may the
+    /// executor be given tasks, so that an agent crash never leaves a task
+    /// running in a process the restarted agent cannot find.
+    pub fn started(&self) -> bool {
+        self.run.as_ref().is_some_and(|r| r.pid.is_some())
+    }
 }
 
 pub struct AgentState {

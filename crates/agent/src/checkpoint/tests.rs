@@ -44,7 +44,7 @@ fn records() -> Vec<Checkpoint> {
             run: Some(ExecutorRun {
                 run_id: "r".into(),
                 sandbox: "/s".into(),
-                pid: 10,
+                pid: Some(10),
                 start_time: 20,
                 hosted: false,
             }),
@@ -79,7 +79,10 @@ fn check_full(recovered: &Recovered) {
     assert_eq!(recovered.agent_id, Some(AgentId::new("a1")));
     assert_eq!(recovered.frameworks, vec![framework()]);
     assert_eq!(recovered.executors.len(), 1);
-    assert_eq!(recovered.executors[0].run.as_ref().map(|r| r.pid), Some(10));
+    assert_eq!(
+        recovered.executors[0].run.as_ref().and_then(|r| r.pid),
+        Some(10)
+    );
     assert_eq!(recovered.tasks.len(), 1);
     assert_eq!(recovered.tasks[0].state, pb::TaskState::TaskRunning);
     assert_eq!(recovered.tasks[0].pending.len(), 2);

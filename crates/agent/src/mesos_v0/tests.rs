@@ -131,7 +131,7 @@ fn agent() -> (AgentState, HashMap<ExecutorKey, PathBuf>) {
         record.run = Some(ExecutorRun {
             run_id: run.into(),
             sandbox,
-            pid: 1,
+            pid: Some(1),
             start_time: 0,
             hosted: false,
         });

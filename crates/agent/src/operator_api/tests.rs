@@ -128,7 +128,7 @@ fn fixture() -> Fixture {
     record.run = Some(ExecutorRun {
         run_id: "run-1".into(),
         sandbox: sandbox.clone(),
-        pid: 1,
+        pid: Some(1),
         start_time: 0,
         hosted: false,
     });

@@ -95,10 +95,6 @@ pub(super) struct Actor {
     pub(super) master_hostname: Option<String>,
     /// Signs the executors' tokens (`executor_auth`).
     pub(super) token_key: TokenKey,
-    /// The run id of each executor's launch in flight, known before its
-    /// process exists: an executor may subscribe before its launch's
-    /// result reaches the loop (the state machine records the run then).
-    pub(super) launching_runs: HashMap<(FrameworkId, ExecutorId), String>,
     /// Where the agent's ends of its executors' first connections go to be
     /// served (`executor::local`); `None` until the server runs.
     pub(super) executor_connections: Option<mpsc::UnboundedSender<std::os::unix::net::UnixStream>>,
@@ -127,7 +123,6 @@ impl Actor {
         .map_err(std::io::Error::other)?;
         Ok(Self {
             token_key,
-            launching_runs: HashMap::new(),
             executor_connections: None,
             state: AgentState::new(info, seed),
             started: Instant::now(),
@@ -335,13 +330,11 @@ impl Actor {
         run_id: &str,
     ) -> Result<(), ExecutorRefusal> {
         let key = (framework_id.clone(), executor_id.clone());
-        let current = self.state.executors.get(&key).and_then(|executor| {
-            executor
-                .run
-                .as_ref()
-                .map(|run| run.run_id.as_str())
-                .or_else(|| self.launching_runs.get(&key).map(String::as_str))
-        });
+        let current = self
+            .state
+            .executors
+            .get(&key)
+            .and_then(|executor| executor.run.as_ref().map(|run| run.run_id.as_str()));
         crate::executor_auth::current_run(current, run_id, framework_id, executor_id)
     }
 

@@ -8,11 +8,15 @@
 //! answering the master's pings meanwhile.
 //!
 //! *Invariants:*
-//! - a launch starts only once the records of its batch (the executor and
-//!   its task) are on disk, as before: the `LaunchExecutor` effect waits in
-//!   the checkpoint pipeline; the executor's pid is checkpointed when its
-//!   result arrives (a crash in between is the known "started, pid not yet
-//!   written" case that recovery already handles);
+//! - a launch starts only once its run is on disk: the executor's record
+//!   (with its task) is written before the `LaunchExecutor` effect, the run
+//!   (id, sandbox, no process yet) before the `StartExecutor` effect that
+//!   hands the launch to a worker; the process is recorded when the
+//!   worker's result arrives, and the executor gets its tasks only after
+//!   that record (`AgentState::deliver_tasks`). So a crash at any point
+//!   leaves either a recorded process, or a run that never had a task:
+//!   recovery destroys what such a run created (found by its id) and
+//!   launches the executor again;
 //! - at most one launch per executor is current (`Actor::launches`,
 //!   `actor/launches.rs`). A
 //!   `DestroyExecutor` (a KILL, a framework shutdown) while it is in flight

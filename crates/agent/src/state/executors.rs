@@ -105,22 +105,6 @@ impl AgentState {
         let kill = executor.kill_requested.clone();
         let info = executor.info.clone();
         let first_task = executor.task_id.clone();
-        let to_launch: Vec<TaskId> = if kill.is_some() {
-            Vec::new()
-        } else {
-            executor
-                .tasks
-                .iter()
-                .filter(|t| !executor.delivered.contains(*t))
-                .filter(|t| {
-                    self.tasks
-                        .get(&(framework_id.clone(), (*t).clone()))
-                        .is_some_and(|r| !agora_core::task::is_terminal(r.state))
-                })
-                .cloned()
-                .collect()
-        };
-        executor.delivered.extend(to_launch.iter().cloned());
         let framework = self
             .frameworks
             .get(framework_id)
@@ -144,14 +128,7 @@ impl AgentState {
         for status in unacknowledged {
             self.on_executor_update(now, conn, framework_id, executor_id, status, out);
         }
-        for task_id in to_launch {
-            if let Some(task) = self.tasks.get(&(framework_id.clone(), task_id)) {
-                out.push(Effect::ToExecutor {
-                    conn,
-                    event: launch_event(task.info.clone()),
-                });
-            }
-        }
+        self.deliver_tasks(&key, out);
         match (kill, info.is_some()) {
             (Some(_), true) => out.push(Effect::ToExecutor {
                 conn,
@@ -167,6 +144,38 @@ impl AgentState {
             (None, _) => {}
         }
         Ok(())
+    }
+
+    /// Sends LAUNCH for every live task the executor does not hold yet,
+    /// when it is subscribed, not being killed, and its run's process is
+    /// recorded ([`ExecutorRecord::started`]); otherwise they wait for
+    /// the missing one of those.
+    pub(super) fn deliver_tasks(&mut self, key: &(FrameworkId, ExecutorId), out: &mut Vec<Effect>) {
+        let Some(executor) = self.executors.get_mut(key) else {
+            return;
+        };
+        let Some(conn) = executor.conn else {
+            return;
+        };
+        if executor.kill_requested.is_some() || !executor.started() {
+            return;
+        }
+        for task_id in &executor.tasks {
+            if executor.delivered.contains(task_id) {
+                continue;
+            }
+            let Some(task) = self.tasks.get(&(key.0.clone(), task_id.clone())) else {
+                continue;
+            };
+            if agora_core::task::is_terminal(task.state) {
+                continue;
+            }
+            executor.delivered.insert(task_id.clone());
+            out.push(Effect::ToExecutor {
+                conn,
+                event: launch_event(task.info.clone()),
+            });
+        }
     }
 
     /// An executor reports a status; it is queued, then acknowledged to the executor.

@@ -10,7 +10,7 @@ use agora_proto::v1::agent::master_message;
 
 use crate::checkpoint::{Checkpoint, ExecutorRun};
 
-use super::{AgentState, Effect, ExecutorRecord, TaskRecord, launch_event, retry_backoff};
+use super::{AgentState, Effect, ExecutorRecord, TaskRecord, retry_backoff};
 
 impl AgentState {
     /// The master asks us to run a task.
@@ -134,15 +134,10 @@ impl AgentState {
                 let Some(executor) = self.executors.get_mut(&executor_key) else {
                     return;
                 };
-                executor.tasks.insert(task_id.clone());
-                if let Some(conn) = executor.conn {
-                    executor.delivered.insert(task_id);
-                    out.push(Effect::ToExecutor {
-                        conn,
-                        event: launch_event(task),
-                    });
-                }
-                // Otherwise delivered when the executor subscribes.
+                executor.tasks.insert(task_id);
+                // Now if it can take it; otherwise when it subscribes, or
+                // when its run's process is recorded.
+                self.deliver_tasks(&executor_key, out);
                 out.push(Effect::UpdateContainer {
                     framework_id,
                     executor_id,
@@ -218,20 +213,28 @@ impl AgentState {
         );
     }
 
-    /// The shell started the executor's process.
-    pub fn on_executor_launched(
+    /// The shell drew the run that will start the executor (its id and
+    /// sandbox, no process yet): it is recorded, and only then started
+    /// ([`Effect::StartExecutor`]), so whatever of it a crash leaves
+    /// behind is found by its id. `false` when the executor is gone or
+    /// has a run already (the launch is given up).
+    pub fn on_executor_starting(
         &mut self,
         framework_id: &FrameworkId,
         executor_id: &ExecutorId,
         run: ExecutorRun,
         out: &mut Vec<Effect>,
-    ) {
+    ) -> bool {
         let Some(executor) = self
             .executors
             .get_mut(&(framework_id.clone(), executor_id.clone()))
         else {
-            return;
+            return false;
         };
+        if executor.run.is_some() || run.pid.is_some() {
+            return false;
+        }
+        let run_id = run.run_id.clone();
         executor.run = Some(run.clone());
         out.push(Effect::Checkpoint(Checkpoint::Executor {
             framework_id: framework_id.clone(),
@@ -240,5 +243,40 @@ impl AgentState {
             info: executor.info.clone(),
             run: Some(run),
         }));
+        out.push(Effect::StartExecutor {
+            framework_id: framework_id.clone(),
+            executor_id: executor_id.clone(),
+            run_id,
+        });
+        true
+    }
+
+    /// The shell started the executor's process: the run is recorded with
+    /// it, and then (in the same batch, so after the record is on disk)
+    /// the executor, if it subscribed meanwhile, gets its tasks.
+    pub fn on_executor_launched(
+        &mut self,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+        run: ExecutorRun,
+        out: &mut Vec<Effect>,
+    ) {
+        let key = (framework_id.clone(), executor_id.clone());
+        let Some(executor) = self.executors.get_mut(&key) else {
+            return;
+        };
+        if executor.run.as_ref().map(|r| &r.run_id) != Some(&run.run_id) {
+            tracing::warn!(executor_id = %executor_id, run_id = %run.run_id, "a run that is not the executor's current one started; ignored");
+            return;
+        }
+        executor.run = Some(run.clone());
+        out.push(Effect::Checkpoint(Checkpoint::Executor {
+            framework_id: framework_id.clone(),
+            executor_id: executor_id.clone(),
+            task_id: executor.task_id.clone(),
+            info: executor.info.clone(),
+            run: Some(run),
+        }));
+        self.deliver_tasks(&key, out);
     }
 }

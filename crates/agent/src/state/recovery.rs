@@ -16,8 +16,10 @@ impl AgentState {
     /// Restores what a previous run of the agent checkpointed (same boot).
     /// Executors get [`EXECUTOR_REREGISTER_TIMEOUT`] to re-subscribe; the
     /// shell reports those whose process is gone through
-    /// [`Self::on_executor_exited`]. Tasks left without an executor fail.
-    /// Their undelivered updates go out once the master accepts us.
+    /// [`Self::on_executor_exited`]. Executors whose process was never
+    /// recorded are launched again (their tasks never reached them).
+    /// Tasks left without an executor fail. Their undelivered updates go
+    /// out once the master accepts us.
     pub fn recover(&mut self, now: Duration, recovered: Recovered, out: &mut Vec<Effect>) {
         self.agent_id = recovered.agent_id;
         for framework in recovered.frameworks {
@@ -185,6 +187,7 @@ impl AgentState {
                 out,
             );
         }
+        self.relaunch_unstarted(out);
         let unused: Vec<_> = self.frameworks.keys().cloned().collect();
         for framework_id in unused {
             self.forget_framework_if_unused(&framework_id, out);
@@ -197,5 +200,40 @@ impl AgentState {
             pending_updates = self.tasks.values().map(|t| t.pending.len()).sum::<usize>(),
             "recovered from the checkpoint"
         );
+    }
+
+    /// Executors whose run's process was never recorded: the agent stopped
+    /// while launching them. None of their tasks was delivered (tasks go
+    /// only to a recorded process), so none ran: they are launched again
+    /// as new runs, never failed for a crash of ours. The shell destroys
+    /// what the unrecorded run left (found by its id).
+    fn relaunch_unstarted(&mut self, out: &mut Vec<Effect>) {
+        let mut unstarted = Vec::new();
+        for (key, executor) in &mut self.executors {
+            if executor.started() {
+                continue;
+            }
+            executor.run = None;
+            let live = executor.tasks.iter().any(|t| {
+                self.tasks
+                    .get(&(key.0.clone(), t.clone()))
+                    .is_some_and(|r| !agora_core::task::is_terminal(r.state))
+            });
+            if live {
+                executor.reregister_deadline = None;
+                unstarted.push(key.clone());
+            }
+        }
+        for (framework_id, executor_id) in unstarted {
+            tracing::info!(
+                framework_id = %framework_id,
+                executor_id = %executor_id,
+                "launching again an executor the agent stopped while starting"
+            );
+            out.push(Effect::LaunchExecutor {
+                framework_id,
+                executor_id,
+            });
+        }
     }
 }

@@ -121,6 +121,38 @@ fn master_ack(state: &mut AgentState, task: &str, uuid: u8, now: Duration) -> Ve
     out
 }
 
+/// What the shell does with a `LaunchExecutor`: the run is recorded
+/// (`on_executor_starting`), then its process is (`on_executor_launched`).
+fn start(state: &mut AgentState, task: &str, pid: u32) -> Vec<Effect> {
+    let mut out = Vec::new();
+    let run = crate::checkpoint::ExecutorRun {
+        run_id: format!("run-{task}-{pid}"),
+        sandbox: format!("/sandbox/{task}/{pid}").into(),
+        pid: None,
+        start_time: 0,
+        hosted: false,
+    };
+    assert!(state.on_executor_starting(&fid(), &eid(task), run.clone(), &mut out));
+    state.on_executor_launched(
+        &fid(),
+        &eid(task),
+        crate::checkpoint::ExecutorRun {
+            pid: Some(pid),
+            start_time: 77,
+            ..run
+        },
+        &mut out,
+    );
+    out
+}
+
+/// A task run, and its executor started as the shell starts it.
+fn launch(state: &mut AgentState, task: &str) -> Vec<Effect> {
+    let mut out = run_task(state, task);
+    out.extend(start(state, task, 4242));
+    out
+}
+
 fn subscribe(state: &mut AgentState, task: &str, conn: ExecutorConn) -> Vec<Effect> {
     let mut out = Vec::new();
     state
@@ -157,6 +189,7 @@ fn a_task_launches_its_executor_which_gets_the_task_once() {
             .all(|e| matches!(e, Effect::Checkpoint(_))),
         "the task is checkpointed before its executor starts: {out:?}"
     );
+    start(&mut state, "t1", 4242);
     let out = subscribe(&mut state, "t1", 1);
     let types = executor_events(&out);
     assert_eq!(
@@ -445,7 +478,7 @@ fn killing_a_task_before_its_executor_subscribed_destroys_the_executor() {
 #[test]
 fn killing_a_running_task_asks_its_executor() {
     let mut state = agent();
-    run_task(&mut state, "t1");
+    launch(&mut state, "t1");
     subscribe(&mut state, "t1", 4);
     let mut out = Vec::new();
     state.on_kill_task(
@@ -593,21 +626,7 @@ fn a_restarted_agent_recovers_its_tasks_and_resends_unacknowledged_updates() {
     let mut out = Vec::new();
     state.on_registered(T0, AgentId::new("a1"), &mut out);
     persist(&mut store, &out);
-    persist(&mut store, &run_task(&mut state, "t1"));
-    let mut out = Vec::new();
-    state.on_executor_launched(
-        &fid(),
-        &eid("t1"),
-        crate::checkpoint::ExecutorRun {
-            run_id: "r1".into(),
-            sandbox: "/sandbox/t1".into(),
-            pid: 4242,
-            start_time: 99,
-            hosted: false,
-        },
-        &mut out,
-    );
-    persist(&mut store, &out);
+    persist(&mut store, &launch(&mut state, "t1"));
     persist(&mut store, &subscribe(&mut state, "t1", 1));
     let starting = update(
         &mut state,
@@ -633,7 +652,7 @@ fn a_restarted_agent_recovers_its_tasks_and_resends_unacknowledged_updates() {
     assert!(out.is_empty(), "nothing to fail: {out:?}");
     assert_eq!(state.agent_id, Some(AgentId::new("a1")));
     let executor = &state.executors[&(fid(), eid("t1"))];
-    assert_eq!(executor.run.as_ref().map(|r| r.pid), Some(4242));
+    assert_eq!(executor.run.as_ref().and_then(|r| r.pid), Some(4242));
     let task = &state.tasks[&(fid(), TaskId::new("t1"))];
     assert_eq!(task.state, pb::TaskState::TaskRunning);
     assert_eq!(task.pending.len(), 1);
@@ -704,7 +723,7 @@ fn a_restarted_agent_recovers_its_tasks_and_resends_unacknowledged_updates() {
 fn a_recovered_executor_that_never_comes_back_is_killed_and_its_task_failed() {
     let mut store = crate::checkpoint::MemStore::default();
     let mut state = agent();
-    persist(&mut store, &run_task(&mut state, "t1"));
+    persist(&mut store, &launch(&mut state, "t1"));
     persist(&mut store, &subscribe(&mut state, "t1", 1));
     persist(
         &mut store,
@@ -776,24 +795,129 @@ fn a_recovered_executor_that_exited_while_the_agent_was_down_fails_its_task() {
     assert_eq!(to_master_updates(&out)[0].0, pb::TaskState::TaskFailed);
 }
 
+/// The agent stopped while starting an executor: before its run was
+/// drawn, or once it was recorded but before its process was. Its task
+/// never reached it, so the restarted agent launches it again as a new
+/// run (never fails it), and only that run gets the task.
 #[test]
-fn an_executor_without_its_task_is_launched_after_recovery() {
-    // The agent died after starting the executor, before sending LAUNCH.
-    let mut store = crate::checkpoint::MemStore::default();
+fn an_executor_stopped_while_starting_is_launched_again_after_recovery() {
+    for recorded in [false, true] {
+        let mut store = crate::checkpoint::MemStore::default();
+        let mut state = agent();
+        persist(&mut store, &run_task(&mut state, "t1"));
+        if recorded {
+            let mut out = Vec::new();
+            let run = crate::checkpoint::ExecutorRun {
+                run_id: "old".into(),
+                sandbox: "/sandbox/t1/old".into(),
+                pid: None,
+                start_time: 0,
+                hosted: true,
+            };
+            assert!(state.on_executor_starting(&fid(), &eid("t1"), run, &mut out));
+            persist(&mut store, &out);
+        }
+        let later = T0 + Duration::from_secs(60);
+        let (mut state, out) = restart(&store, later);
+        assert_eq!(
+            out,
+            vec![Effect::LaunchExecutor {
+                framework_id: fid(),
+                executor_id: eid("t1")
+            }],
+            "recorded: {recorded}"
+        );
+        let task = &state.tasks[&(fid(), TaskId::new("t1"))];
+        assert_eq!(task.state, pb::TaskState::TaskStaging);
+        let executor = &state.executors[&(fid(), eid("t1"))];
+        assert!(executor.run.is_none(), "the unfinished run is not current");
+        assert_eq!(executor.reregister_deadline, None, "nothing to wait for");
+        let mut out = Vec::new();
+        state.on_tick(later + EXECUTOR_REREGISTER_TIMEOUT * 3, &mut out);
+        assert!(out.is_empty(), "never failed for our crash: {out:?}");
+        // The new run gets the task once its process is recorded.
+        let out = start(&mut state, "t1", 5151);
+        assert!(executor_events(&out).is_empty(), "not subscribed yet");
+        let out = subscribe(&mut state, "t1", 1);
+        assert_eq!(
+            executor_events(&out),
+            vec![
+                exec::event::Type::Subscribed as i32,
+                exec::event::Type::Launch as i32
+            ]
+        );
+    }
+}
+
+/// An executor may subscribe before the loop learns its process started;
+/// its task waits until the process is recorded, and goes out in the batch
+/// of that record, after it.
+#[test]
+fn a_task_reaches_its_executor_only_after_its_process_is_recorded() {
     let mut state = agent();
-    persist(&mut store, &run_task(&mut state, "t1"));
-    let (mut state, _) = restart(&store, T0);
+    run_task(&mut state, "t1");
+    let run = crate::checkpoint::ExecutorRun {
+        run_id: "r1".into(),
+        sandbox: "/sandbox/t1/r1".into(),
+        pid: None,
+        start_time: 0,
+        hosted: false,
+    };
     let mut out = Vec::new();
-    state
-        .on_executor_subscribe(T0, 1, &fid(), &eid("t1"), &[], Vec::new(), &mut out)
-        .expect("known executor");
+    assert!(state.on_executor_starting(&fid(), &eid("t1"), run.clone(), &mut out));
+    assert!(
+        matches!(
+            out.as_slice(),
+            [Effect::Checkpoint(Checkpoint::Executor { run: Some(r), .. }), Effect::StartExecutor { run_id, .. }]
+                if r.pid.is_none() && run_id == "r1"
+        ),
+        "recorded, then started: {out:?}"
+    );
+    let mut again = Vec::new();
+    assert!(
+        !state.on_executor_starting(&fid(), &eid("t1"), run.clone(), &mut again),
+        "one run at a time"
+    );
+    let out = subscribe(&mut state, "t1", 1);
     assert_eq!(
         executor_events(&out),
-        vec![
-            exec::event::Type::Subscribed as i32,
-            exec::event::Type::Launch as i32
-        ]
+        vec![exec::event::Type::Subscribed as i32],
+        "no task before the process is recorded"
     );
+    // A result for another run changes nothing.
+    let mut out = Vec::new();
+    state.on_executor_launched(
+        &fid(),
+        &eid("t1"),
+        crate::checkpoint::ExecutorRun {
+            run_id: "other".into(),
+            pid: Some(1),
+            ..run.clone()
+        },
+        &mut out,
+    );
+    assert!(out.is_empty(), "{out:?}");
+    let mut out = Vec::new();
+    state.on_executor_launched(
+        &fid(),
+        &eid("t1"),
+        crate::checkpoint::ExecutorRun {
+            pid: Some(4242),
+            start_time: 9,
+            ..run
+        },
+        &mut out,
+    );
+    let record = position(
+        &out,
+        |e| matches!(e, Effect::Checkpoint(Checkpoint::Executor { run: Some(r), .. }) if r.pid == Some(4242)),
+    );
+    let launch = position(
+        &out,
+        |e| matches!(e, Effect::ToExecutor { conn: 1, event } if event.r#type == exec::event::Type::Launch as i32),
+    );
+    assert!(record < launch, "{out:?}");
+    assert_eq!(executor_events(&out).len(), 1, "launched once: {out:?}");
 }
 
 #[test]
@@ -1208,7 +1332,7 @@ fn the_next_deadline_is_when_the_next_tick_has_work() {
     let mut store = crate::checkpoint::MemStore::default();
     let mut state = agent();
     assert_eq!(state.next_deadline(), None, "nothing waits yet");
-    persist(&mut store, &run_task(&mut state, "t1"));
+    persist(&mut store, &launch(&mut state, "t1"));
     persist(&mut store, &subscribe(&mut state, "t1", 1));
     persist(
         &mut store,
@@ -1245,7 +1369,7 @@ fn a_recovered_executor_its_supervisor_vouches_for_waits_past_the_timeout() {
     let mut store = crate::checkpoint::MemStore::default();
     let mut state = agent();
     for task in ["t1", "t2"] {
-        persist(&mut store, &run_task(&mut state, task));
+        persist(&mut store, &launch(&mut state, task));
         persist(&mut store, &subscribe(&mut state, task, 1));
     }
     let later = T0 + Duration::from_secs(60);

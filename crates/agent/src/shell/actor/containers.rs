@@ -299,18 +299,31 @@ impl Actor {
             // accounts for it any more.
             let refused = !self.state.executors.contains_key(&key);
             let Some(run) = executor.run else {
-                // Crashed between starting it and writing its pid: if it runs,
-                // it re-subscribes in time; if not, the deadline fails its task.
+                // Stopped before its run was drawn: nothing of it exists,
+                // and the state machine launches it again.
                 continue;
             };
             self.sandboxes.insert(key.clone(), run.sandbox.clone());
+            self.containers.recover(key.clone(), &run.run_id);
+            let Some(pid) = run.pid else {
+                // Stopped while starting it: it never had a task (tasks
+                // wait for the process to be recorded). What it created
+                // goes (its container's processes with it); the state
+                // machine launches the executor again as a new run, and a
+                // process of this run that asks to subscribe is refused.
+                // A supervisor that hosts it is told to kill it when it
+                // attaches (a run nothing here accounts for).
+                tracing::info!(executor_id = %key.1, run_id = %run.run_id, "destroying what an executor's unfinished start left");
+                self.destroy_later(&key, None);
+                self.schedule_gc(&key);
+                continue;
+            };
             let process = ProcessRef {
-                pid: run.pid,
+                pid,
                 start_time: (run.start_time != 0).then_some(run.start_time),
             };
-            let alive = procfs::process_start_time(run.pid)
+            let alive = procfs::process_start_time(pid)
                 .is_some_and(|t| process.start_time.is_none_or(|s| s == t));
-            self.containers.recover(key.clone(), &run.run_id);
             let running = if run.hosted {
                 ExecutorProcess::Hosted {
                     run_id: run.run_id.clone(),

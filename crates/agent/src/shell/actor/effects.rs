@@ -43,6 +43,11 @@ impl Actor {
                     framework_id,
                     executor_id,
                 } => self.launch_executor(framework_id, executor_id),
+                Effect::StartExecutor {
+                    framework_id,
+                    executor_id,
+                    run_id,
+                } => self.start_executor((framework_id, executor_id), run_id, checkpoint_failed),
                 Effect::ToExecutor { conn, event } => self.send_to_executor(conn, event),
                 Effect::DestroyExecutor {
                     framework_id,

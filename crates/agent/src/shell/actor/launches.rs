@@ -40,42 +40,95 @@ fn spawn_launch(job: LaunchJob, commands: mpsc::Sender<AgentCommand>) {
 }
 
 impl Actor {
-    /// Starts `agora executor` for an executor, on a worker.
+    /// Draws the run that starts an executor and has it recorded; it is
+    /// started once the record is on disk ([`Self::start_executor`]).
     pub(in crate::shell) fn launch_executor(
         &mut self,
         framework_id: FrameworkId,
         executor_id: ExecutorId,
     ) {
-        let agent_id = self
-            .state
-            .agent_id
-            .as_ref()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let key = (framework_id, executor_id);
+        let Some(executor) = self.state.executors.get(&key) else {
+            return;
+        };
+        // Command executors run in the supervisor; a framework's own
+        // executor is its own program, in a process of its own.
+        let hosted = self.options.containers.hosted_executors && executor.info.is_none();
         let run_id = uuid::Uuid::new_v4().to_string();
         let sandbox = sandbox_path(
             &self.options.work_dir,
-            &agent_id,
-            framework_id.as_str(),
-            executor_id.as_str(),
+            &self.agent_id_field(),
+            key.0.as_str(),
+            key.1.as_str(),
             &run_id,
         );
-        let key = (framework_id, executor_id);
-        self.sandboxes.insert(key.clone(), sandbox.clone());
+        let run = ExecutorRun {
+            run_id,
+            sandbox: sandbox.clone(),
+            pid: None,
+            start_time: 0,
+            hosted,
+        };
+        let mut out = Vec::new();
+        if self
+            .state
+            .on_executor_starting(&key.0, &key.1, run, &mut out)
+        {
+            self.sandboxes.insert(key, sandbox);
+        }
+        self.execute(out);
+    }
+
+    /// The agent id as sandbox paths and executors name it (empty before
+    /// the first registration).
+    fn agent_id_field(&self) -> String {
+        self.state
+            .agent_id
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The executor's run is on disk: its container and process are
+    /// created on a worker. A run that is no longer the executor's (it
+    /// was killed meanwhile) is not started. `record_failed`: the run
+    /// could not be recorded, so it is not started either (a crash would
+    /// leave what it created unfound): the launch fails.
+    pub(in crate::shell) fn start_executor(
+        &mut self,
+        key: (FrameworkId, ExecutorId),
+        run_id: String,
+        record_failed: bool,
+    ) {
+        let Some(run) = self
+            .state
+            .executors
+            .get(&key)
+            .and_then(|e| e.run.clone())
+            .filter(|r| r.run_id == run_id && r.pid.is_none())
+        else {
+            return;
+        };
+        crate::test_faults::exit_if_asked(crate::test_faults::ExitPoint::BeforeExecutorStart);
+        if record_failed {
+            self.executor_launch_failed(
+                &key,
+                "the executor's run could not be recorded in the agent's checkpoint".into(),
+            );
+            return;
+        }
         self.next_launch += 1;
         let resources = self.state.container_resources(&key.0, &key.1);
         let id = LaunchId {
             key,
             seq: self.next_launch,
-            run_id,
-            sandbox,
+            run_id: run.run_id,
+            sandbox: run.sandbox,
             resources,
         };
-        match self.launch_job(id.clone(), agent_id) {
+        match self.launch_job(id.clone(), self.agent_id_field()) {
             Ok(job) => {
                 self.launches.insert(id.key.clone(), id.seq);
-                self.launching_runs
-                    .insert(id.key.clone(), id.run_id.clone());
                 spawn_launch(job, self.commands.clone());
             }
             Err(message) => self.executor_launch_failed(&id.key, message),
@@ -131,9 +184,7 @@ impl Actor {
         if let Some(info) = &executor.info {
             config.set_custom_command(&info.command.clone().unwrap_or_default());
         }
-        // Command executors run in the supervisor; a framework's own
-        // executor is its own program, in a process of its own.
-        let hosted = options.hosted_executors && executor.info.is_none();
+        let hosted = executor.run.as_ref().is_some_and(|r| r.hosted);
         let token = crate::executor_auth::mint(&self.token_key, &key.0, &key.1, &id.run_id);
         Ok(LaunchJob {
             token,
@@ -164,10 +215,6 @@ impl Actor {
             && self.state.executors.contains_key(&id.key);
         if self.launches.get(&id.key) == Some(&id.seq) {
             self.launches.remove(&id.key);
-        }
-        // From here the state machine knows the run (or the launch failed).
-        if self.launching_runs.get(&id.key) == Some(&id.run_id) {
-            self.launching_runs.remove(&id.key);
         }
         let started = match outcome {
             Ok(started) => started,
@@ -227,6 +274,7 @@ impl Actor {
         running: ExecutorProcess,
         process: ProcessRef,
     ) {
+        crate::test_faults::exit_if_asked(crate::test_faults::ExitPoint::BeforeExecutorRecorded);
         self.containers.adopt(id.key.clone(), container);
         // Tasks given to (or killed in) a custom executor while it started
         // changed what its container must hold.
@@ -243,7 +291,7 @@ impl Actor {
             ExecutorRun {
                 run_id: id.run_id,
                 sandbox: id.sandbox,
-                pid: process.pid,
+                pid: Some(process.pid),
                 start_time: process.start_time.unwrap_or(0),
                 hosted,
             },
