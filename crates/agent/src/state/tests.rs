@@ -849,6 +849,27 @@ fn an_executor_stopped_while_starting_is_launched_again_after_recovery() {
     }
 }
 
+#[test]
+fn a_recorded_executor_without_its_task_gets_it_when_it_subscribes_after_recovery() {
+    // The agent died after recording the executor's process, before LAUNCH.
+    let mut store = crate::checkpoint::MemStore::default();
+    let mut state = agent();
+    persist(&mut store, &launch(&mut state, "t1"));
+    let (mut state, out) = restart(&store, T0);
+    assert!(out.is_empty(), "waits for it to re-subscribe: {out:?}");
+    let mut out = Vec::new();
+    state
+        .on_executor_subscribe(T0, 1, &fid(), &eid("t1"), &[], Vec::new(), &mut out)
+        .expect("known executor");
+    assert_eq!(
+        executor_events(&out),
+        vec![
+            exec::event::Type::Subscribed as i32,
+            exec::event::Type::Launch as i32
+        ]
+    );
+}
+
 /// An executor may subscribe before the loop learns its process started;
 /// its task waits until the process is recorded, and goes out in the batch
 /// of that record, after it.
