@@ -60,7 +60,7 @@ use agora_e2e::spark::{
     StandaloneOptions, cached_test_input, epoch_ms, parse_count, workspace_root, write_conf,
     write_count_job,
 };
-use agora_e2e::{Sweeper, free_port, get_json, http_get, run_with_deadline, wait_for};
+use agora_e2e::{Sweeper, TestCgroups, free_port, get_json, http_get, run_with_deadline, wait_for};
 use anyhow::{Context, bail, ensure};
 
 /// The longest one spark-submit may take.
@@ -182,6 +182,8 @@ struct AgoraCluster {
     /// whatever still works under the cluster's directory (executor JVMs
     /// and their Python workers), before the directory is removed.
     _sweeper: Sweeper,
+    /// The agents' cgroups root, removed after the sweep.
+    cgroups: TestCgroups,
     dir: tempfile::TempDir,
     master_port: u16,
     master: Daemon,
@@ -229,6 +231,7 @@ impl AgoraCluster {
         )?;
         let mut cluster = AgoraCluster {
             _sweeper: Sweeper(dir.path().to_path_buf()),
+            cgroups: TestCgroups::new("spark-bench"),
             master_port,
             master,
             agents: Vec::new(),
@@ -270,7 +273,7 @@ impl AgoraCluster {
                     // A cgroup of its own per agent: other runs' agents on
                     // this machine keep theirs.
                     "--cgroups-root".into(),
-                    format!("agora-spark-bench-{}-{n}", std::process::id()),
+                    format!("{}/a{n}", cluster.cgroups.root),
                 ],
                 &format!("agent-{n}.log"),
             )?;

@@ -249,6 +249,70 @@ impl Drop for Sweeper {
     }
 }
 
+/// The cgroup hierarchies' mount points (v1 controllers and v2).
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            after.starts_with("cgroup").then_some(())?;
+            Some(PathBuf::from(before.split_whitespace().nth(4)?))
+        })
+        .collect()
+}
+
+/// Removes a cgroup directory and those under it, deepest first (a cgroup
+/// goes only once it is empty of processes and children).
+pub fn remove_cgroup_tree(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_cgroup_tree(&entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// A cgroups root of a test's own (`--cgroups-root`, or the agents'
+/// `AGORA_CGROUPS_ROOT`), unique per process and guard: its tree is
+/// removed in every hierarchy when dropped, after the test's processes are
+/// gone. An agent killed with its tasks (tests do that on purpose) cannot
+/// destroy their containers; without this their cgroups stayed behind,
+/// thousands per suite run.
+pub struct TestCgroups {
+    pub root: String,
+}
+
+impl TestCgroups {
+    pub fn new(name: &str) -> TestCgroups {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        TestCgroups {
+            root: format!("agora-test-{name}-{}-{n}", std::process::id()),
+        }
+    }
+}
+
+impl Drop for TestCgroups {
+    fn drop(&mut self) {
+        for mount in cgroup_mounts() {
+            let dir = mount.join(&self.root);
+            if !dir.exists() {
+                continue;
+            }
+            // Processes killed just before may still be leaving.
+            let _ = wait_for(
+                "the test's cgroups emptied",
+                Duration::from_secs(10),
+                || {
+                    remove_cgroup_tree(&dir);
+                    (!dir.exists()).then_some(())
+                },
+            );
+        }
+    }
+}
+
 /// A process this test started; killed (by its pid) when dropped.
 pub struct Proc {
     pub child: Child,
@@ -489,6 +553,8 @@ pub fn get_json(port: u16, path: &str) -> anyhow::Result<serde_json::Value> {
 pub struct Cluster {
     /// Declared first so that it runs before the directory is removed.
     _sweeper: Sweeper,
+    /// The agents' cgroups root: removed after the sweep.
+    pub cgroups: TestCgroups,
     pub dir: tempfile::TempDir,
     pub master_port: u16,
     pub master: Proc,
@@ -519,6 +585,7 @@ impl Cluster {
         let master = start_master_with(dir.path(), master_port, &extra);
         let mut cluster = Cluster {
             _sweeper: Sweeper(dir.path().to_path_buf()),
+            cgroups: TestCgroups::new("cluster"),
             dir,
             master_port,
             master,
@@ -586,7 +653,11 @@ impl Cluster {
         .collect::<Vec<_>>();
         args.extend(extra.iter().map(|a| a.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let agent = Proc::spawn(&args, self.dir.path().join(format!("agent-{n}.log")));
+        let agent = Proc::spawn_with_env(
+            &args,
+            self.dir.path().join(format!("agent-{n}.log")),
+            &[("AGORA_CGROUPS_ROOT", &self.agent_cgroups_root(n))],
+        );
         self.agents.push(agent);
         self.agent_dirs.push(work_dir);
         port
@@ -606,6 +677,9 @@ impl Cluster {
     ) -> Proc {
         let work_dir = self.agent_dir(n);
         let port = port.to_string();
+        let root = self.agent_cgroups_root(n);
+        let mut envs = envs.to_vec();
+        envs.push(("AGORA_CGROUPS_ROOT", &root));
         Proc::spawn_with_env(
             &[
                 "agent",
@@ -621,8 +695,14 @@ impl Cluster {
                 resources,
             ],
             self.dir.path().join(log_name),
-            envs,
+            &envs,
         )
+    }
+
+    /// Agent `n`'s cgroups root, under the cluster's own
+    /// ([`Cluster::cgroups`]); the same for a restarted agent `n`.
+    pub fn agent_cgroups_root(&self, n: usize) -> String {
+        format!("{}/a{n}", self.cgroups.root)
     }
 
     /// A master and agent 0 on a port the caller knows (so that a test

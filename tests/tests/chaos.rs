@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use agora_coord::testing::{Proxy, ZooKeeper};
 use agora_e2e::{
-    Proc, agora_bin, free_port, get_json, http_request, processes_under, run_with_deadline,
-    spawn_zk_master, wait_for,
+    Proc, agora_bin, cgroup_mounts, free_port, get_json, http_request, processes_under,
+    remove_cgroup_tree, run_with_deadline, spawn_zk_master, wait_for,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -417,19 +417,6 @@ fn terminal_lines(stdout: &str) -> BTreeMap<String, Vec<String>> {
     states
 }
 
-/// The cgroup hierarchies' mount points (v1 controllers and v2).
-fn cgroup_mounts() -> Vec<PathBuf> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (before, after) = line.split_once(" - ")?;
-            after.starts_with("cgroup").then_some(())?;
-            Some(PathBuf::from(before.split_whitespace().nth(4)?))
-        })
-        .collect()
-}
-
 /// Container cgroups still present: `<mount>/<root>/<agent>/<container>`.
 fn leftover_cgroups(root: &str) -> Vec<PathBuf> {
     let subdirs = |dir: &Path| -> Vec<PathBuf> {
@@ -446,16 +433,6 @@ fn leftover_cgroups(root: &str) -> Vec<PathBuf> {
         .flat_map(|mount| subdirs(&mount.join(root)))
         .flat_map(|agent_root| subdirs(&agent_root))
         .collect()
-}
-
-/// Removes this test's (empty) cgroup directories, deepest first.
-fn remove_cgroup_tree(dir: &Path) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            remove_cgroup_tree(&entry.path());
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,29 +22,19 @@ fn spark() -> SparkEnv {
     SparkEnv::locate().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-fn next_agent() -> usize {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
 /// A master and `agents` agents, each with its own cgroups root and a
 /// fetcher cache.
 fn cluster(agents: usize) -> Cluster {
     let mut cluster = Cluster::start(0, AGENT_RESOURCES).expect("master starts");
     for n in 0..agents {
         let cache = cluster.dir.path().join(format!("cache-{n}"));
-        // Unique per agent: tests in this binary run in parallel, and an
-        // agent treats every container under its root as its own.
-        let root = format!("agora-spark-{}-{}", std::process::id(), next_agent());
+        // The cluster gives each agent a cgroups root of its own (tests in
+        // this binary run in parallel, and an agent treats every container
+        // under its root as its own), removed with the cluster.
         cluster.add_agent_with(
             n,
             AGENT_RESOURCES,
-            &[
-                "--fetcher-cache-dir",
-                cache.to_str().expect("utf-8"),
-                "--cgroups-root",
-                &root,
-            ],
+            &["--fetcher-cache-dir", cache.to_str().expect("utf-8")],
         );
     }
     cluster.wait_agents(agents).expect("agents register");
@@ -601,6 +591,8 @@ async fn a_driver_follows_a_new_leader_when_the_leader_dies_mid_job() {
         .expect("zookeeper starts (Debian package zookeeper)");
     let url = zk.unique_url("agora-spark-ha").to_string();
     let dir = tempfile::tempdir().expect("temp dir");
+    // Dropped after the sweeper (declared before it): the agents' cgroups.
+    let cgroups = agora_e2e::TestCgroups::new("spark-ha");
     let _sweeper = agora_e2e::Sweeper(dir.path().to_path_buf());
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let mut masters: Vec<Proc> = ports
@@ -650,7 +642,7 @@ async fn a_driver_follows_a_new_leader_when_the_leader_dies_mid_job() {
                     "--resources",
                     AGENT_RESOURCES,
                     "--cgroups-root",
-                    &format!("agora-spark-{}-{}", std::process::id(), next_agent()),
+                    &format!("{}/a{n}", cgroups.root),
                 ],
                 dir.path().join(format!("agent-{n}.log")),
             )

@@ -72,18 +72,12 @@ pub type ExecutorConn = u64;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     ToMaster(AgentMessage),
-    /// Start `agora executor` for this task (the command executor: executor id = task id):
-    /// the shell draws a run and records it ([`AgentState::on_executor_starting`]).
+    /// Start the executor's current run (recorded before this effect, with
+    /// no process yet): its container, sandbox and `agora executor` (the
+    /// command executor: executor id = task id).
     LaunchExecutor {
         framework_id: FrameworkId,
         executor_id: ExecutorId,
-    },
-    /// The executor's run is recorded on disk: its container and process
-    /// may be created now (never before, so recovery can find them).
-    StartExecutor {
-        framework_id: FrameworkId,
-        executor_id: ExecutorId,
-        run_id: String,
     },
     ToExecutor {
         conn: ExecutorConn,
@@ -178,6 +172,9 @@ pub struct AgentState {
     /// Finished tasks, newest last, bounded.
     pub completed: VecDeque<TaskRecord>,
     uuid_seed: u64,
+    /// Where sandboxes go (`<work_dir>/slaves/...`): a new run's is named
+    /// when the run is drawn.
+    work_dir: std::path::PathBuf,
     uuid_counter: u64,
     /// The newest leadership epoch seen from a master.
     max_master_epoch: Option<u64>,
@@ -252,17 +249,53 @@ impl AgentState {
             tasks: BTreeMap::new(),
             completed: VecDeque::new(),
             uuid_seed,
+            work_dir: std::path::PathBuf::new(),
             uuid_counter: 0,
             max_master_epoch: None,
             disk_full: false,
         }
     }
 
+    /// The agent's work dir, under which new runs' sandboxes are named.
+    pub fn with_work_dir(mut self, work_dir: std::path::PathBuf) -> Self {
+        self.work_dir = work_dir;
+        self
+    }
+
+    /// A new run of an executor: its id (unique across agent runs, as the
+    /// uuids are) and sandbox; no process yet.
+    fn new_run(&mut self, framework_id: &FrameworkId, executor_id: &ExecutorId) -> ExecutorRun {
+        let run_id = uuid::Uuid::from_bytes(self.next_uuid_bytes()).to_string();
+        let agent_id = self
+            .agent_id
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        ExecutorRun {
+            sandbox: crate::executor::sandbox_path(
+                &self.work_dir,
+                &agent_id,
+                framework_id.as_str(),
+                executor_id.as_str(),
+                &run_id,
+            ),
+            run_id,
+            pid: None,
+            start_time: 0,
+            hosted: false,
+        }
+    }
+
     fn next_uuid(&mut self) -> Vec<u8> {
+        self.next_uuid_bytes().to_vec()
+    }
+
+    /// The agent run's seed, then a counter: unique across agent runs.
+    fn next_uuid_bytes(&mut self) -> [u8; 16] {
         self.uuid_counter += 1;
-        let mut bytes = Vec::with_capacity(16);
-        bytes.extend_from_slice(&self.uuid_seed.to_be_bytes());
-        bytes.extend_from_slice(&self.uuid_counter.to_be_bytes());
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&self.uuid_seed.to_be_bytes());
+        bytes[8..].copy_from_slice(&self.uuid_counter.to_be_bytes());
         bytes
     }
 

@@ -124,7 +124,7 @@ impl Actor {
         Ok(Self {
             token_key,
             executor_connections: None,
-            state: AgentState::new(info, seed),
+            state: AgentState::new(info, seed).with_work_dir(options.work_dir.clone()),
             started: Instant::now(),
             session: 0,
             master_tx: None,

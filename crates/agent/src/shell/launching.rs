@@ -8,9 +8,9 @@
 //! answering the master's pings meanwhile.
 //!
 //! *Invariants:*
-//! - a launch starts only once its run is on disk: the executor's record
-//!   (with its task) is written before the `LaunchExecutor` effect, the run
-//!   (id, sandbox, no process yet) before the `StartExecutor` effect that
+//! - a launch starts only once its run is on disk: the executor's record,
+//!   with its task and its run (id, sandbox, no process yet, drawn by the
+//!   state machine), is written before the `LaunchExecutor` effect that
 //!   hands the launch to a worker; the process is recorded when the
 //!   worker's result arrives, and the executor gets its tasks only after
 //!   that record (`AgentState::deliver_tasks`). So a crash at any point

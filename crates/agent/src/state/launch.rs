@@ -95,13 +95,17 @@ impl AgentState {
             )),
             _ => None,
         };
-        if existing.is_none() && refusal.is_none() {
+        // A new executor's run is drawn and recorded with it, in the batch
+        // that records the task, before anything of the run is created.
+        let new_run = (existing.is_none() && refusal.is_none())
+            .then(|| self.new_run(&framework_id, &executor_id));
+        if let Some(run) = &new_run {
             out.push(Effect::Checkpoint(Checkpoint::Executor {
                 framework_id: framework_id.clone(),
                 executor_id: executor_id.clone(),
                 task_id: task_id.clone(),
                 info: custom.clone(),
-                run: None,
+                run: Some(run.clone()),
             }));
         }
         out.push(Effect::Checkpoint(Checkpoint::Task {
@@ -157,7 +161,7 @@ impl AgentState {
                         conn: None,
                         kill_requested: None,
                         shutdown_deadline: None,
-                        run: None,
+                        run: new_run,
                         reregister_deadline: None,
                     },
                 );
@@ -211,44 +215,6 @@ impl AgentState {
             message,
             out,
         );
-    }
-
-    /// The shell drew the run that will start the executor (its id and
-    /// sandbox, no process yet): it is recorded, and only then started
-    /// ([`Effect::StartExecutor`]), so whatever of it a crash leaves
-    /// behind is found by its id. `false` when the executor is gone or
-    /// has a run already (the launch is given up).
-    pub fn on_executor_starting(
-        &mut self,
-        framework_id: &FrameworkId,
-        executor_id: &ExecutorId,
-        run: ExecutorRun,
-        out: &mut Vec<Effect>,
-    ) -> bool {
-        let Some(executor) = self
-            .executors
-            .get_mut(&(framework_id.clone(), executor_id.clone()))
-        else {
-            return false;
-        };
-        if executor.run.is_some() || run.pid.is_some() {
-            return false;
-        }
-        let run_id = run.run_id.clone();
-        executor.run = Some(run.clone());
-        out.push(Effect::Checkpoint(Checkpoint::Executor {
-            framework_id: framework_id.clone(),
-            executor_id: executor_id.clone(),
-            task_id: executor.task_id.clone(),
-            info: executor.info.clone(),
-            run: Some(run),
-        }));
-        out.push(Effect::StartExecutor {
-            framework_id: framework_id.clone(),
-            executor_id: executor_id.clone(),
-            run_id,
-        });
-        true
     }
 
     /// The shell started the executor's process: the run is recorded with

@@ -6,7 +6,7 @@ use std::time::Duration;
 use agora_core::{AgentId, ExecutorId, FrameworkId, Resources, TaskId};
 use agora_proto::v1 as pb;
 
-use crate::checkpoint::Recovered;
+use crate::checkpoint::{Checkpoint, Recovered};
 
 use super::{
     AgentState, EXECUTOR_REREGISTER_TIMEOUT, Effect, ExecutorRecord, TaskRecord, retry_backoff,
@@ -205,8 +205,9 @@ impl AgentState {
     /// Executors whose run's process was never recorded: the agent stopped
     /// while launching them. None of their tasks was delivered (tasks go
     /// only to a recorded process), so none ran: they are launched again
-    /// as new runs, never failed for a crash of ours. The shell destroys
-    /// what the unrecorded run left (found by its id).
+    /// as new runs (each recorded before it starts), never failed for a
+    /// crash of ours. The shell destroys what the unrecorded run left
+    /// (found by its id).
     fn relaunch_unstarted(&mut self, out: &mut Vec<Effect>) {
         let mut unstarted = Vec::new();
         for (key, executor) in &mut self.executors {
@@ -230,6 +231,21 @@ impl AgentState {
                 executor_id = %executor_id,
                 "launching again an executor the agent stopped while starting"
             );
+            let run = self.new_run(&framework_id, &executor_id);
+            let Some(executor) = self
+                .executors
+                .get_mut(&(framework_id.clone(), executor_id.clone()))
+            else {
+                continue;
+            };
+            executor.run = Some(run.clone());
+            out.push(Effect::Checkpoint(Checkpoint::Executor {
+                framework_id: framework_id.clone(),
+                executor_id: executor_id.clone(),
+                task_id: executor.task_id.clone(),
+                info: executor.info.clone(),
+                run: Some(run),
+            }));
             out.push(Effect::LaunchExecutor {
                 framework_id,
                 executor_id,

@@ -121,18 +121,15 @@ fn master_ack(state: &mut AgentState, task: &str, uuid: u8, now: Duration) -> Ve
     out
 }
 
-/// What the shell does with a `LaunchExecutor`: the run is recorded
-/// (`on_executor_starting`), then its process is (`on_executor_launched`).
+/// What the shell does with a `LaunchExecutor`: it starts the executor's
+/// current run (recorded with the task) and records its process.
 fn start(state: &mut AgentState, task: &str, pid: u32) -> Vec<Effect> {
+    let run = state.executors[&(fid(), eid(task))]
+        .run
+        .clone()
+        .expect("the run is recorded with the executor");
+    assert_eq!(run.pid, None, "not started yet");
     let mut out = Vec::new();
-    let run = crate::checkpoint::ExecutorRun {
-        run_id: format!("run-{task}-{pid}"),
-        sandbox: format!("/sandbox/{task}/{pid}").into(),
-        pid: None,
-        start_time: 0,
-        hosted: false,
-    };
-    assert!(state.on_executor_starting(&fid(), &eid(task), run.clone(), &mut out));
     state.on_executor_launched(
         &fid(),
         &eid(task),
@@ -795,58 +792,60 @@ fn a_recovered_executor_that_exited_while_the_agent_was_down_fails_its_task() {
     assert_eq!(to_master_updates(&out)[0].0, pb::TaskState::TaskFailed);
 }
 
-/// The agent stopped while starting an executor: before its run was
-/// drawn, or once it was recorded but before its process was. Its task
-/// never reached it, so the restarted agent launches it again as a new
-/// run (never fails it), and only that run gets the task.
+/// The agent stopped while starting an executor: its run was recorded
+/// with the task, its process not yet. Its task never reached it, so the
+/// restarted agent launches it again as a new run, recorded before it
+/// starts (never fails it), and only that run gets the task.
 #[test]
 fn an_executor_stopped_while_starting_is_launched_again_after_recovery() {
-    for recorded in [false, true] {
-        let mut store = crate::checkpoint::MemStore::default();
-        let mut state = agent();
-        persist(&mut store, &run_task(&mut state, "t1"));
-        if recorded {
-            let mut out = Vec::new();
-            let run = crate::checkpoint::ExecutorRun {
-                run_id: "old".into(),
-                sandbox: "/sandbox/t1/old".into(),
-                pid: None,
-                start_time: 0,
-                hosted: true,
-            };
-            assert!(state.on_executor_starting(&fid(), &eid("t1"), run, &mut out));
-            persist(&mut store, &out);
-        }
-        let later = T0 + Duration::from_secs(60);
-        let (mut state, out) = restart(&store, later);
-        assert_eq!(
-            out,
-            vec![Effect::LaunchExecutor {
-                framework_id: fid(),
-                executor_id: eid("t1")
-            }],
-            "recorded: {recorded}"
-        );
-        let task = &state.tasks[&(fid(), TaskId::new("t1"))];
-        assert_eq!(task.state, pb::TaskState::TaskStaging);
-        let executor = &state.executors[&(fid(), eid("t1"))];
-        assert!(executor.run.is_none(), "the unfinished run is not current");
-        assert_eq!(executor.reregister_deadline, None, "nothing to wait for");
-        let mut out = Vec::new();
-        state.on_tick(later + EXECUTOR_REREGISTER_TIMEOUT * 3, &mut out);
-        assert!(out.is_empty(), "never failed for our crash: {out:?}");
-        // The new run gets the task once its process is recorded.
-        let out = start(&mut state, "t1", 5151);
-        assert!(executor_events(&out).is_empty(), "not subscribed yet");
-        let out = subscribe(&mut state, "t1", 1);
-        assert_eq!(
-            executor_events(&out),
-            vec![
-                exec::event::Type::Subscribed as i32,
-                exec::event::Type::Launch as i32
-            ]
-        );
-    }
+    let mut store = crate::checkpoint::MemStore::default();
+    let mut state = agent();
+    persist(&mut store, &run_task(&mut state, "t1"));
+    let old_run = state.executors[&(fid(), eid("t1"))]
+        .run
+        .clone()
+        .expect("recorded with the task");
+    let later = T0 + Duration::from_secs(60);
+    let (mut state, out) = restart(&store, later);
+    let new_run = state.executors[&(fid(), eid("t1"))]
+        .run
+        .clone()
+        .expect("a new run");
+    assert_ne!(new_run.run_id, old_run.run_id, "a new run");
+    assert_eq!(new_run.pid, None);
+    assert!(
+        matches!(
+            out.as_slice(),
+            [
+                Effect::Checkpoint(Checkpoint::Executor { run: Some(r), .. }),
+                Effect::LaunchExecutor { executor_id, .. }
+            ] if r == &new_run && executor_id == &eid("t1")
+        ),
+        "recorded, then launched: {out:?}"
+    );
+    let task = &state.tasks[&(fid(), TaskId::new("t1"))];
+    assert_eq!(task.state, pb::TaskState::TaskStaging);
+    assert_eq!(
+        state.executors[&(fid(), eid("t1"))].reregister_deadline,
+        None,
+        "nothing to wait for"
+    );
+    let mut out = Vec::new();
+    state.on_tick(later + EXECUTOR_REREGISTER_TIMEOUT * 3, &mut out);
+    assert!(out.is_empty(), "never failed for our crash: {out:?}");
+    // A process of the old run that got as far as subscribing would name
+    // the old run: the shell refuses it (its token's run is not current).
+    // The new run gets the task once its process is recorded.
+    let out = start(&mut state, "t1", 5151);
+    assert!(executor_events(&out).is_empty(), "not subscribed yet");
+    let out = subscribe(&mut state, "t1", 1);
+    assert_eq!(
+        executor_events(&out),
+        vec![
+            exec::event::Type::Subscribed as i32,
+            exec::event::Type::Launch as i32
+        ]
+    );
 }
 
 #[test]
@@ -876,28 +875,19 @@ fn a_recorded_executor_without_its_task_gets_it_when_it_subscribes_after_recover
 #[test]
 fn a_task_reaches_its_executor_only_after_its_process_is_recorded() {
     let mut state = agent();
-    run_task(&mut state, "t1");
-    let run = crate::checkpoint::ExecutorRun {
-        run_id: "r1".into(),
-        sandbox: "/sandbox/t1/r1".into(),
-        pid: None,
-        start_time: 0,
-        hosted: false,
-    };
-    let mut out = Vec::new();
-    assert!(state.on_executor_starting(&fid(), &eid("t1"), run.clone(), &mut out));
-    assert!(
-        matches!(
-            out.as_slice(),
-            [Effect::Checkpoint(Checkpoint::Executor { run: Some(r), .. }), Effect::StartExecutor { run_id, .. }]
-                if r.pid.is_none() && run_id == "r1"
-        ),
-        "recorded, then started: {out:?}"
+    let out = run_task(&mut state, "t1");
+    let run = state.executors[&(fid(), eid("t1"))]
+        .run
+        .clone()
+        .expect("recorded with the task");
+    let record = position(
+        &out,
+        |e| matches!(e, Effect::Checkpoint(Checkpoint::Executor { run: Some(r), .. }) if r == &run && r.pid.is_none()),
     );
-    let mut again = Vec::new();
+    let launch = position(&out, |e| matches!(e, Effect::LaunchExecutor { .. }));
     assert!(
-        !state.on_executor_starting(&fid(), &eid("t1"), run.clone(), &mut again),
-        "one run at a time"
+        record < launch,
+        "the run is recorded before it starts: {out:?}"
     );
     let out = subscribe(&mut state, "t1", 1);
     assert_eq!(

@@ -299,8 +299,9 @@ impl Actor {
             // accounts for it any more.
             let refused = !self.state.executors.contains_key(&key);
             let Some(run) = executor.run else {
-                // Stopped before its run was drawn: nothing of it exists,
-                // and the state machine launches it again.
+                // No run recorded (runs are recorded with their executor,
+                // so only an older agent's record): the state machine
+                // launches it again; an old process is refused.
                 continue;
             };
             self.sandboxes.insert(key.clone(), run.sandbox.clone());

@@ -42,12 +42,7 @@ impl Actor {
                 Effect::LaunchExecutor {
                     framework_id,
                     executor_id,
-                } => self.launch_executor(framework_id, executor_id),
-                Effect::StartExecutor {
-                    framework_id,
-                    executor_id,
-                    run_id,
-                } => self.start_executor((framework_id, executor_id), run_id, checkpoint_failed),
+                } => self.launch_executor((framework_id, executor_id), checkpoint_failed),
                 Effect::ToExecutor { conn, event } => self.send_to_executor(conn, event),
                 Effect::DestroyExecutor {
                     framework_id,

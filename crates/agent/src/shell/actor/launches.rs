@@ -10,7 +10,6 @@ use tokio::sync::mpsc;
 
 use super::Actor;
 use crate::checkpoint::ExecutorRun;
-use crate::executor::sandbox_path;
 use crate::launch::{self, LaunchConfig};
 use crate::shell::command::AgentCommand;
 use crate::shell::launching::{
@@ -40,64 +39,14 @@ fn spawn_launch(job: LaunchJob, commands: mpsc::Sender<AgentCommand>) {
 }
 
 impl Actor {
-    /// Draws the run that starts an executor and has it recorded; it is
-    /// started once the record is on disk ([`Self::start_executor`]).
+    /// Starts the executor's current run, recorded (with no process) in
+    /// the batch whose records are now on disk: its container and process
+    /// are created on a worker. `record_failed`: the run could not be
+    /// recorded, so it is not started (a crash would leave what it created
+    /// unfound): the launch fails.
     pub(in crate::shell) fn launch_executor(
         &mut self,
-        framework_id: FrameworkId,
-        executor_id: ExecutorId,
-    ) {
-        let key = (framework_id, executor_id);
-        let Some(executor) = self.state.executors.get(&key) else {
-            return;
-        };
-        // Command executors run in the supervisor; a framework's own
-        // executor is its own program, in a process of its own.
-        let hosted = self.options.containers.hosted_executors && executor.info.is_none();
-        let run_id = uuid::Uuid::new_v4().to_string();
-        let sandbox = sandbox_path(
-            &self.options.work_dir,
-            &self.agent_id_field(),
-            key.0.as_str(),
-            key.1.as_str(),
-            &run_id,
-        );
-        let run = ExecutorRun {
-            run_id,
-            sandbox: sandbox.clone(),
-            pid: None,
-            start_time: 0,
-            hosted,
-        };
-        let mut out = Vec::new();
-        if self
-            .state
-            .on_executor_starting(&key.0, &key.1, run, &mut out)
-        {
-            self.sandboxes.insert(key, sandbox);
-        }
-        self.execute(out);
-    }
-
-    /// The agent id as sandbox paths and executors name it (empty before
-    /// the first registration).
-    fn agent_id_field(&self) -> String {
-        self.state
-            .agent_id
-            .as_ref()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    }
-
-    /// The executor's run is on disk: its container and process are
-    /// created on a worker. A run that is no longer the executor's (it
-    /// was killed meanwhile) is not started. `record_failed`: the run
-    /// could not be recorded, so it is not started either (a crash would
-    /// leave what it created unfound): the launch fails.
-    pub(in crate::shell) fn start_executor(
-        &mut self,
         key: (FrameworkId, ExecutorId),
-        run_id: String,
         record_failed: bool,
     ) {
         let Some(run) = self
@@ -105,10 +54,11 @@ impl Actor {
             .executors
             .get(&key)
             .and_then(|e| e.run.clone())
-            .filter(|r| r.run_id == run_id && r.pid.is_none())
+            .filter(|r| r.pid.is_none())
         else {
             return;
         };
+        self.sandboxes.insert(key.clone(), run.sandbox.clone());
         crate::test_faults::exit_if_asked(crate::test_faults::ExitPoint::BeforeExecutorStart);
         if record_failed {
             self.executor_launch_failed(
@@ -126,7 +76,13 @@ impl Actor {
             sandbox: run.sandbox,
             resources,
         };
-        match self.launch_job(id.clone(), self.agent_id_field()) {
+        let agent_id = self
+            .state
+            .agent_id
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        match self.launch_job(id.clone(), agent_id) {
             Ok(job) => {
                 self.launches.insert(id.key.clone(), id.seq);
                 spawn_launch(job, self.commands.clone());
@@ -184,7 +140,9 @@ impl Actor {
         if let Some(info) = &executor.info {
             config.set_custom_command(&info.command.clone().unwrap_or_default());
         }
-        let hosted = executor.run.as_ref().is_some_and(|r| r.hosted);
+        // Command executors run in the supervisor; a framework's own
+        // executor is its own program, in a process of its own.
+        let hosted = options.hosted_executors && executor.info.is_none();
         let token = crate::executor_auth::mint(&self.token_key, &key.0, &key.1, &id.run_id);
         Ok(LaunchJob {
             token,
