@@ -319,4 +319,6 @@ impl AgentState {
 }
 
 #[cfg(test)]
+mod simulation;
+#[cfg(test)]
 mod tests;
