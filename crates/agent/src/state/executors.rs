@@ -146,36 +146,56 @@ impl AgentState {
         Ok(())
     }
 
-    /// Sends LAUNCH for every live task the executor does not hold yet,
-    /// when it is subscribed, not being killed, and its run's process is
-    /// recorded ([`ExecutorRecord::started`]); otherwise they wait for
-    /// the missing one of those.
+    /// Sends LAUNCH for every live task the executor does not hold yet
+    /// (see [`Self::deliver_task`]).
     pub(super) fn deliver_tasks(&mut self, key: &(FrameworkId, ExecutorId), out: &mut Vec<Effect>) {
+        let Some(executor) = self.executors.get(key) else {
+            return;
+        };
+        let undelivered: Vec<TaskId> = executor
+            .tasks
+            .iter()
+            .filter(|t| !executor.delivered.contains(*t))
+            .cloned()
+            .collect();
+        for task_id in undelivered {
+            self.deliver_task(key, task_id, out);
+        }
+    }
+
+    /// Sends LAUNCH for a live task the executor does not hold yet, when
+    /// it is subscribed, not being killed, and its run's process is
+    /// recorded ([`ExecutorRecord::started`]); otherwise the task waits
+    /// for the missing one of those.
+    pub(super) fn deliver_task(
+        &mut self,
+        key: &(FrameworkId, ExecutorId),
+        task_id: TaskId,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(executor) = self.executors.get_mut(key) else {
             return;
         };
         let Some(conn) = executor.conn else {
             return;
         };
-        if executor.kill_requested.is_some() || !executor.started() {
+        if executor.kill_requested.is_some()
+            || !executor.started()
+            || executor.delivered.contains(&task_id)
+        {
             return;
         }
-        for task_id in &executor.tasks {
-            if executor.delivered.contains(task_id) {
-                continue;
-            }
-            let Some(task) = self.tasks.get(&(key.0.clone(), task_id.clone())) else {
-                continue;
-            };
-            if agora_core::task::is_terminal(task.state) {
-                continue;
-            }
-            executor.delivered.insert(task_id.clone());
-            out.push(Effect::ToExecutor {
-                conn,
-                event: launch_event(task.info.clone()),
-            });
+        let Some(task) = self.tasks.get(&(key.0.clone(), task_id.clone())) else {
+            return;
+        };
+        if agora_core::task::is_terminal(task.state) {
+            return;
         }
+        executor.delivered.insert(task_id);
+        out.push(Effect::ToExecutor {
+            conn,
+            event: launch_event(task.info.clone()),
+        });
     }
 
     /// An executor reports a status; it is queued, then acknowledged to the executor.

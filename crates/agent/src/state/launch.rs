@@ -138,10 +138,10 @@ impl AgentState {
                 let Some(executor) = self.executors.get_mut(&executor_key) else {
                     return;
                 };
-                executor.tasks.insert(task_id);
+                executor.tasks.insert(task_id.clone());
                 // Now if it can take it; otherwise when it subscribes, or
                 // when its run's process is recorded.
-                self.deliver_tasks(&executor_key, out);
+                self.deliver_task(&executor_key, task_id, out);
                 out.push(Effect::UpdateContainer {
                     framework_id,
                     executor_id,
