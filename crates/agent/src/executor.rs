@@ -583,25 +583,6 @@ fn handle_event(supervisor: &mut Supervisor, event: Event) -> Vec<pb::TaskStatus
     }
 }
 
-/// The path of a sandbox for one executor run, Mesos' layout.
-pub fn sandbox_path(
-    work_dir: &Path,
-    agent_id: &str,
-    framework_id: &str,
-    executor_id: &str,
-    run_id: &str,
-) -> PathBuf {
-    work_dir
-        .join("slaves")
-        .join(agent_id)
-        .join("frameworks")
-        .join(framework_id)
-        .join("executors")
-        .join(executor_id)
-        .join("runs")
-        .join(run_id)
-}
-
 #[doc(hidden)]
 pub use exec::Event as ExecutorEvent;
 

@@ -29,6 +29,7 @@ pub mod orphans;
 mod procfs;
 mod program;
 pub mod resources;
+pub mod sandbox;
 pub mod shell;
 pub mod snapshot;
 pub mod state;

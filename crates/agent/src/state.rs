@@ -272,7 +272,7 @@ impl AgentState {
             .map(|a| a.to_string())
             .unwrap_or_default();
         ExecutorRun {
-            sandbox: crate::executor::sandbox_path(
+            sandbox: crate::sandbox::sandbox_path(
                 &self.work_dir,
                 &agent_id,
                 framework_id.as_str(),

@@ -39,7 +39,7 @@ impl Fixture {
 }
 
 fn sandbox(work_dir: &Path, agent: &str, framework: &str, executor: &str, run: &str) -> PathBuf {
-    crate::executor::sandbox_path(work_dir, agent, framework, executor, run)
+    crate::sandbox::sandbox_path(work_dir, agent, framework, executor, run)
 }
 
 fn status(result: Result<impl std::fmt::Debug, FilesError>) -> StatusCode {
