@@ -160,6 +160,17 @@ impl ExecutorRecord {
     pub fn started(&self) -> bool {
         self.run.as_ref().is_some_and(|r| r.pid.is_some())
     }
+
+    /// The checkpoint record of this executor as it stands.
+    fn record(&self) -> Checkpoint {
+        Checkpoint::Executor {
+            framework_id: self.framework_id.clone(),
+            executor_id: self.executor_id.clone(),
+            task_id: self.task_id.clone(),
+            info: self.info.clone(),
+            run: self.run.clone(),
+        }
+    }
 }
 
 pub struct AgentState {

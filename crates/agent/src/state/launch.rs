@@ -235,14 +235,8 @@ impl AgentState {
             tracing::warn!(executor_id = %executor_id, run_id = %run.run_id, "a run that is not the executor's current one started; ignored");
             return;
         }
-        executor.run = Some(run.clone());
-        out.push(Effect::Checkpoint(Checkpoint::Executor {
-            framework_id: framework_id.clone(),
-            executor_id: executor_id.clone(),
-            task_id: executor.task_id.clone(),
-            info: executor.info.clone(),
-            run: Some(run),
-        }));
+        executor.run = Some(run);
+        out.push(Effect::Checkpoint(executor.record()));
         self.deliver_tasks(&key, out);
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use agora_core::{AgentId, ExecutorId, FrameworkId, Resources, TaskId};
 use agora_proto::v1 as pb;
 
-use crate::checkpoint::{Checkpoint, Recovered};
+use crate::checkpoint::Recovered;
 
 use super::{
     AgentState, EXECUTOR_REREGISTER_TIMEOUT, Effect, ExecutorRecord, TaskRecord, retry_backoff,
@@ -238,14 +238,8 @@ impl AgentState {
             else {
                 continue;
             };
-            executor.run = Some(run.clone());
-            out.push(Effect::Checkpoint(Checkpoint::Executor {
-                framework_id: framework_id.clone(),
-                executor_id: executor_id.clone(),
-                task_id: executor.task_id.clone(),
-                info: executor.info.clone(),
-                run: Some(run),
-            }));
+            executor.run = Some(run);
+            out.push(Effect::Checkpoint(executor.record()));
             out.push(Effect::LaunchExecutor {
                 framework_id,
                 executor_id,

@@ -14,13 +14,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use agora_core::{AgentId, ExecutorId, FrameworkId, TaskId};
+use agora_core::{AgentId, ExecutorId, TaskId};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::{agent_message, master_message};
 use agora_proto::v1::executor as exec;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::tests::{fid, run_task_message};
 use super::{AgentState, Effect, ExecutorConn};
 use crate::checkpoint::{self, ExecutorRun, MemStore};
 
@@ -67,10 +68,6 @@ struct World {
     /// task whose RunTask batch a crash lost never reached the agent (the
     /// master's reconciliation reports it lost; not the agent's to keep).
     accepted: std::collections::BTreeSet<TaskId>,
-}
-
-fn fid() -> FrameworkId {
-    FrameworkId::new("f1")
 }
 
 fn new_state(rng: &mut StdRng) -> AgentState {
@@ -126,31 +123,8 @@ impl World {
         let task = format!("t{}", self.tasks_sent);
         self.tasks_sent += 1;
         let mut out = Vec::new();
-        self.state.on_run_task(
-            self.now,
-            master_message::RunTask {
-                framework: Some(pb::FrameworkInfo {
-                    id: fid().to_field(),
-                    name: "fw".into(),
-                    user: "u".into(),
-                    ..Default::default()
-                }),
-                task: Some(pb::TaskInfo {
-                    name: task.clone(),
-                    task_id: Some(pb::TaskId { value: task }),
-                    agent_id: Some(pb::AgentId { value: "a1".into() }),
-                    resources: agora_core::Resources::parse("cpus:0.1;mem:8")
-                        .expect("valid")
-                        .to_proto(None),
-                    command: Some(pb::CommandInfo {
-                        value: Some("true".into()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-            },
-            &mut out,
-        );
+        self.state
+            .on_run_task(self.now, run_task_message(&task), &mut out);
         self.push(out);
     }
 

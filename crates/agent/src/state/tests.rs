@@ -9,7 +9,7 @@ use super::*;
 
 const T0: Duration = Duration::from_secs(1);
 
-fn fid() -> FrameworkId {
+pub(super) fn fid() -> FrameworkId {
     FrameworkId::new("f1")
 }
 
@@ -34,33 +34,34 @@ fn agent() -> AgentState {
     state
 }
 
+/// The master's RunTask of command task `task` (framework `f1`, agent `a1`).
+pub(super) fn run_task_message(task: &str) -> master_message::RunTask {
+    master_message::RunTask {
+        framework: Some(pb::FrameworkInfo {
+            id: fid().to_field(),
+            name: "fw".into(),
+            user: "u".into(),
+            ..Default::default()
+        }),
+        task: Some(pb::TaskInfo {
+            name: task.into(),
+            task_id: Some(pb::TaskId { value: task.into() }),
+            agent_id: Some(pb::AgentId { value: "a1".into() }),
+            resources: agora_core::Resources::parse("cpus:1;mem:32")
+                .expect("valid")
+                .to_proto(None),
+            command: Some(pb::CommandInfo {
+                value: Some("true".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
 fn run_task(state: &mut AgentState, task: &str) -> Vec<Effect> {
     let mut out = Vec::new();
-    state.on_run_task(
-        T0,
-        master_message::RunTask {
-            framework: Some(pb::FrameworkInfo {
-                id: fid().to_field(),
-                name: "fw".into(),
-                user: "u".into(),
-                ..Default::default()
-            }),
-            task: Some(pb::TaskInfo {
-                name: task.into(),
-                task_id: Some(pb::TaskId { value: task.into() }),
-                agent_id: Some(pb::AgentId { value: "a1".into() }),
-                resources: agora_core::Resources::parse("cpus:1;mem:32")
-                    .expect("valid")
-                    .to_proto(None),
-                command: Some(pb::CommandInfo {
-                    value: Some("true".into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-        },
-        &mut out,
-    );
+    state.on_run_task(T0, run_task_message(task), &mut out);
     out
 }
 
