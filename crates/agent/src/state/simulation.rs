@@ -40,6 +40,19 @@ struct Process {
     got_task: bool,
 }
 
+impl Process {
+    /// A process just started: not connected, no task yet.
+    fn new(executor_id: ExecutorId) -> Process {
+        Process {
+            executor_id,
+            conn: None,
+            to_report: VecDeque::new(),
+            unacked: Vec::new(),
+            got_task: false,
+        }
+    }
+}
+
 struct World {
     rng: StdRng,
     now: Duration,
@@ -216,16 +229,8 @@ impl World {
         if run.run_id != run_id {
             return;
         }
-        self.processes.insert(
-            run_id,
-            Process {
-                executor_id: executor_id.clone(),
-                conn: None,
-                to_report: VecDeque::new(),
-                unacked: Vec::new(),
-                got_task: false,
-            },
-        );
+        self.processes
+            .insert(run_id, Process::new(executor_id.clone()));
         self.next_pid += 1;
         self.spawned.push((
             executor_id,
@@ -378,16 +383,7 @@ impl World {
         self.spawned.clear();
         for (executor_id, run_id) in std::mem::take(&mut self.starting) {
             if self.rng.random_bool(0.5) {
-                self.processes.insert(
-                    run_id,
-                    Process {
-                        executor_id,
-                        conn: None,
-                        to_report: VecDeque::new(),
-                        unacked: Vec::new(),
-                        got_task: false,
-                    },
-                );
+                self.processes.insert(run_id, Process::new(executor_id));
             }
         }
         for process in self.processes.values_mut() {

@@ -857,10 +857,7 @@ fn a_recorded_executor_without_its_task_gets_it_when_it_subscribes_after_recover
     persist(&mut store, &launch(&mut state, "t1"));
     let (mut state, out) = restart(&store, T0);
     assert!(out.is_empty(), "waits for it to re-subscribe: {out:?}");
-    let mut out = Vec::new();
-    state
-        .on_executor_subscribe(T0, 1, &fid(), &eid("t1"), &[], Vec::new(), &mut out)
-        .expect("known executor");
+    let out = subscribe(&mut state, "t1", 1);
     assert_eq!(
         executor_events(&out),
         vec![
