@@ -10,7 +10,9 @@
 //! - `placement`: one framework launches T tasks (held running) on N agents:
 //!   tasks/s from the first ACCEPT until the framework has seen all T
 //!   TASK_RUNNING, and the sustained rate between 10 % and 90 % of them;
-//!   then `master_rss` with N agents and T live tasks. Runs alternate with
+//!   then `master_rss` with N agents and T live tasks, and
+//!   `api_tasks_first_page`: the UI's first page of tasks fetched 50 times
+//!   per run from the master at rest. Runs alternate with
 //!   `placement_polled`: the same while `/state` and `/api/tasks` are each
 //!   fetched 10 times a second (read whole and dropped, each by a thread);
 //! - `offer_latency`: N one-slot agents, F frameworks each launching a task
@@ -474,6 +476,7 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
     let mut sustained: HashMap<bool, Vec<f64>> = HashMap::new();
     let mut details: HashMap<bool, String> = HashMap::new();
     let mut rss = Vec::new();
+    let mut first_pages = Vec::new();
     for run in 0..k.runs * 2 {
         let polled = run % 2 == 1;
         let dir = tempfile::tempdir()?;
@@ -565,6 +568,7 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
                 },
             )?;
             rss.push(procfs::of(master.pid()).map_or(f64::NAN, |u| u.rss_mb()));
+            first_pages.extend(first_page_ms(port)?);
         }
     }
     for polled in [false, true] {
@@ -590,7 +594,30 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
         median(rss),
         k.runs
     );
+    first_pages.sort_by(f64::total_cmp);
+    println!(
+        "BENCH api_tasks_first_page agents={} tasks={} p50_ms={:.2} p99_ms={:.2} samples={}",
+        k.agents,
+        k.tasks,
+        percentile(&first_pages, 50.0),
+        percentile(&first_pages, 99.0),
+        first_pages.len()
+    );
     Ok(())
+}
+
+/// The UI's first page of tasks (`/api/tasks?limit=100`, newest update
+/// first) fetched 50 times from the master at rest, each whole: ms each.
+fn first_page_ms(port: u16) -> anyhow::Result<Vec<f64>> {
+    let mut buffer = vec![0; 1 << 16];
+    let mut samples = Vec::with_capacity(50);
+    for _ in 0..50 {
+        let started = Instant::now();
+        let read = fetch_and_drop(port, "/api/tasks?limit=100", &mut buffer)?;
+        read.context("/api/tasks?limit=100 was not answered whole")?;
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(samples)
 }
 
 /// Samples of "finished here -> offered again" per agent.

@@ -18,7 +18,7 @@ pub mod state_body;
 pub(crate) mod test_views;
 
 pub use build::mesos_duration;
-pub use list::{Keyed, SharedList};
+pub use list::{Dated, Keyed, SharedList};
 pub use read_model::ReadModel;
 
 /// What readers see. Its lists are [`SharedList`]s, shared with the
@@ -295,6 +295,17 @@ impl Keyed for AgentResources {
         &self.id
     }
 }
+
+impl Dated for TaskView {
+    fn date(&self) -> Option<f64> {
+        self.status_time
+    }
+}
+
+impl Dated for AgentView {}
+impl Dated for FrameworkView {}
+impl Dated for OfferView {}
+impl Dated for AgentResources {}
 
 impl StateSnapshot {
     /// Every task the snapshot holds, live and completed.

@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use crate::snapshot::StateSnapshot;
 
 mod lists;
+mod newest;
 mod permissions;
 mod shapes;
 mod sort;

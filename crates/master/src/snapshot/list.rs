@@ -12,6 +12,12 @@
 //! order of the master's `BTreeMap`s, whose ids order as their strings);
 //! the completed lists are in arrival order, pushed at the back and popped
 //! at the front.
+//!
+//! Each chunk also carries the newest [`Dated::date`] of any item it has
+//! held (its *newest*): never older than any of its items' dates, kept in
+//! O(1) per change, so that a reader after the newest items (the UI's task
+//! list, newest first) can skip the chunks that cannot hold them instead of
+//! reading every item.
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,14 +32,40 @@ pub trait Keyed {
     fn key(&self) -> &str;
 }
 
+/// An item's date for the newest-first readers (a task's status time);
+/// items without one date nothing. Dates compare by `f64::total_cmp`, and
+/// an unknown date is the oldest (`NEG_INFINITY`), as the UI sorts them.
+pub trait Dated {
+    fn date(&self) -> Option<f64> {
+        None
+    }
+}
+
+/// `item`'s date as chunks compare them.
+fn date_of<T: Dated>(item: &T) -> f64 {
+    item.date().unwrap_or(f64::NEG_INFINITY)
+}
+
+/// The later of two dates, by `total_cmp`.
+fn later(a: f64, b: f64) -> f64 {
+    if a.total_cmp(&b).is_ge() { a } else { b }
+}
+
+/// A date no other is later than (`total_cmp`'s greatest value): the
+/// newest of a chunk whose items may have been edited in place (tests).
+#[cfg(test)]
+const LATEST: f64 = f64::from_bits(u64::MAX >> 1);
+
 /// A run of a list's items, shared between the snapshots that hold it
 /// unchanged: a chunk that a snapshot changes is a new chunk.
 pub(crate) type Chunk<T> = Arc<Vec<Arc<T>>>;
 
 /// A persistent list: see the module docs. Invariant: no chunk is empty,
-/// none holds more than [`CHUNK`] items, and `len` is their sum.
+/// none holds more than [`CHUNK`] items, and `len` is their sum;
+/// `newest[c]` is chunk `c`'s newest (no item of it has a later date).
 pub struct SharedList<T> {
     chunks: Arc<Vec<Chunk<T>>>,
+    newest: Arc<Vec<f64>>,
     len: usize,
 }
 
@@ -41,6 +73,7 @@ impl<T> Clone for SharedList<T> {
     fn clone(&self) -> Self {
         Self {
             chunks: self.chunks.clone(),
+            newest: self.newest.clone(),
             len: self.len,
         }
     }
@@ -50,6 +83,7 @@ impl<T> Default for SharedList<T> {
     fn default() -> Self {
         Self {
             chunks: Arc::new(Vec::new()),
+            newest: Arc::new(Vec::new()),
             len: 0,
         }
     }
@@ -83,30 +117,6 @@ impl<T> SharedList<T> {
         self.chunks.iter().flat_map(|c| c.iter())
     }
 
-    /// A list of these items, in this order.
-    pub fn from_arcs(items: impl IntoIterator<Item = Arc<T>>) -> Self {
-        let mut chunks = Vec::new();
-        let mut chunk = Vec::with_capacity(CHUNK);
-        let mut len = 0;
-        for item in items {
-            chunk.push(item);
-            len += 1;
-            if chunk.len() == CHUNK {
-                chunks.push(Arc::new(std::mem::replace(
-                    &mut chunk,
-                    Vec::with_capacity(CHUNK),
-                )));
-            }
-        }
-        if !chunk.is_empty() {
-            chunks.push(Arc::new(chunk));
-        }
-        Self {
-            chunks: Arc::new(chunks),
-            len,
-        }
-    }
-
     /// The item at `index`, O(n / CHUNK).
     pub fn get(&self, index: usize) -> Option<&T> {
         let (c, i) = self.locate(index)?;
@@ -117,45 +127,18 @@ impl<T> SharedList<T> {
         self.get(0)
     }
 
-    /// Adds an item at the back (arrival-ordered lists).
-    pub fn push_back(&mut self, item: Arc<T>) {
-        let chunks = Arc::make_mut(&mut self.chunks);
-        match chunks.last_mut() {
-            Some(last) if last.len() < CHUNK => Arc::make_mut(last).push(item),
-            _ => chunks.push(Arc::new(vec![item])),
-        }
-        self.len += 1;
-    }
-
-    /// Removes the item at the front (arrival-ordered lists).
-    pub fn pop_front(&mut self) -> Option<Arc<T>> {
-        if self.len == 0 {
-            return None;
-        }
-        let chunks = Arc::make_mut(&mut self.chunks);
-        let first = Arc::make_mut(&mut chunks[0]);
-        let item = first.remove(0);
-        if first.is_empty() {
-            chunks.remove(0);
-        }
-        self.len -= 1;
-        Some(item)
-    }
-
-    /// Keeps the items `keep` says yes to (a reader's filtered copy).
-    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        let kept: Vec<Arc<T>> = self.arcs().filter(|a| keep(a)).cloned().collect();
-        *self = Self::from_arcs(kept);
-    }
-
-    pub fn clear(&mut self) {
-        *self = Self::default();
-    }
-
     /// The list's chunks, in order (what a body made per chunk keeps,
     /// `state_body.rs`).
     pub fn chunks(&self) -> &[Chunk<T>] {
         &self.chunks
+    }
+
+    /// The chunks with their newest dates (see the module docs), in order.
+    pub fn dated_chunks(&self) -> impl Iterator<Item = (f64, &[Arc<T>])> {
+        self.newest
+            .iter()
+            .copied()
+            .zip(self.chunks.iter().map(|c| c.as_slice()))
     }
 
     /// Whether both share the same spine (then they hold the same items).
@@ -176,36 +159,123 @@ impl<T> SharedList<T> {
         }
         None
     }
+}
+
+impl<T: Dated> SharedList<T> {
+    /// A list of these items, in this order.
+    pub fn from_arcs(items: impl IntoIterator<Item = Arc<T>>) -> Self {
+        let mut chunks = Vec::new();
+        let mut newest = Vec::new();
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut date = f64::NEG_INFINITY;
+        let mut len = 0;
+        for item in items {
+            date = later(date, date_of(item.as_ref()));
+            chunk.push(item);
+            len += 1;
+            if chunk.len() == CHUNK {
+                chunks.push(Arc::new(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(CHUNK),
+                )));
+                newest.push(std::mem::replace(&mut date, f64::NEG_INFINITY));
+            }
+        }
+        if !chunk.is_empty() {
+            chunks.push(Arc::new(chunk));
+            newest.push(date);
+        }
+        Self {
+            chunks: Arc::new(chunks),
+            newest: Arc::new(newest),
+            len,
+        }
+    }
+
+    /// Adds an item at the back (arrival-ordered lists).
+    pub fn push_back(&mut self, item: Arc<T>) {
+        let date = date_of(item.as_ref());
+        let chunks = Arc::make_mut(&mut self.chunks);
+        let newest = Arc::make_mut(&mut self.newest);
+        match (chunks.last_mut(), newest.last_mut()) {
+            (Some(last), Some(n)) if last.len() < CHUNK => {
+                Arc::make_mut(last).push(item);
+                *n = later(*n, date);
+            }
+            _ => {
+                chunks.push(Arc::new(vec![item]));
+                newest.push(date);
+            }
+        }
+        self.len += 1;
+    }
+
+    /// Removes the item at the front (arrival-ordered lists).
+    pub fn pop_front(&mut self) -> Option<Arc<T>> {
+        if self.len == 0 {
+            return None;
+        }
+        let chunks = Arc::make_mut(&mut self.chunks);
+        let first = Arc::make_mut(&mut chunks[0]);
+        let item = first.remove(0);
+        if first.is_empty() {
+            chunks.remove(0);
+            Arc::make_mut(&mut self.newest).remove(0);
+        }
+        self.len -= 1;
+        Some(item)
+    }
+
+    /// Keeps the items `keep` says yes to (a reader's filtered copy).
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        let kept: Vec<Arc<T>> = self.arcs().filter(|a| keep(a)).cloned().collect();
+        *self = Self::from_arcs(kept);
+    }
+
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
 
     /// Removes the item at (chunk, index); an emptied chunk goes, a small
     /// one is merged into its successor when both fit in one.
     fn remove_at(&mut self, c: usize, i: usize) -> Arc<T> {
         let chunks = Arc::make_mut(&mut self.chunks);
+        let newest = Arc::make_mut(&mut self.newest);
         let item = Arc::make_mut(&mut chunks[c]).remove(i);
         self.len -= 1;
         let left = chunks[c].len();
         if left == 0 {
             chunks.remove(c);
+            newest.remove(c);
         } else if left < CHUNK / 4 && c + 1 < chunks.len() && left + chunks[c + 1].len() <= CHUNK {
             let next = chunks.remove(c + 1);
             Arc::make_mut(&mut chunks[c]).extend(next.iter().cloned());
+            let next = newest.remove(c + 1);
+            newest[c] = later(newest[c], next);
         }
         item
     }
 
     /// Inserts an item at (chunk, index), splitting a full chunk in halves.
     fn insert_at(&mut self, c: usize, i: usize, item: Arc<T>) {
+        let date = date_of(item.as_ref());
         let chunks = Arc::make_mut(&mut self.chunks);
+        let newest = Arc::make_mut(&mut self.newest);
         if chunks.is_empty() {
             chunks.push(Arc::new(vec![item]));
+            newest.push(date);
             self.len += 1;
             return;
         }
         let chunk = Arc::make_mut(&mut chunks[c]);
         chunk.insert(i, item);
+        newest[c] = later(newest[c], date);
         if chunk.len() > CHUNK {
+            // Both halves keep the whole chunk's newest: still never older
+            // than any of their items.
             let tail = chunk.split_off(chunk.len() / 2);
             chunks.insert(c + 1, Arc::new(tail));
+            newest.insert(c + 1, newest[c]);
         }
         self.len += 1;
     }
@@ -215,16 +285,20 @@ impl<T> SharedList<T> {
 /// item with a new one, which is what lets an item keep what was made from
 /// it (a task's JSON, `kept_json.rs`).
 #[cfg(test)]
-impl<T: Clone> SharedList<T> {
-    /// The item at `index`, copied first if a snapshot shares it.
+impl<T: Clone + Dated> SharedList<T> {
+    /// The item at `index`, copied first if a snapshot shares it. Its
+    /// chunk's newest becomes the latest date of all (the caller may change
+    /// the item's date).
     pub fn get_mut(&mut self, index: usize) -> Option<&mut T> {
         let (c, i) = self.locate(index)?;
+        Arc::make_mut(&mut self.newest)[c] = LATEST;
         let chunks = Arc::make_mut(&mut self.chunks);
         Some(Arc::make_mut(&mut Arc::make_mut(&mut chunks[c])[i]))
     }
 
     /// Every item, each copied first if shared (see [`SharedList::get_mut`]).
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        Arc::make_mut(&mut self.newest).fill(LATEST);
         Arc::make_mut(&mut self.chunks)
             .iter_mut()
             .flat_map(|c| Arc::make_mut(c).iter_mut())
@@ -232,7 +306,7 @@ impl<T: Clone> SharedList<T> {
     }
 }
 
-impl<T: Keyed> SharedList<T> {
+impl<T: Keyed + Dated> SharedList<T> {
     /// Where `key` is or would go: (chunk, index, found).
     fn search(&self, key: &str) -> (usize, usize, bool) {
         let chunks = &self.chunks;
@@ -266,6 +340,8 @@ impl<T: Keyed> SharedList<T> {
     pub fn upsert(&mut self, item: Arc<T>) {
         let (c, i, found) = self.search(item.key());
         if found {
+            let n = &mut Arc::make_mut(&mut self.newest)[c];
+            *n = later(*n, date_of(item.as_ref()));
             let chunks = Arc::make_mut(&mut self.chunks);
             Arc::make_mut(&mut chunks[c])[i] = item;
         } else {
@@ -366,13 +442,13 @@ impl<'a, T> IntoIterator for &'a SharedList<T> {
     }
 }
 
-impl<T> FromIterator<T> for SharedList<T> {
+impl<T: Dated> FromIterator<T> for SharedList<T> {
     fn from_iter<I: IntoIterator<Item = T>>(items: I) -> Self {
         Self::from_arcs(items.into_iter().map(Arc::new))
     }
 }
 
-impl<T> From<Vec<T>> for SharedList<T> {
+impl<T: Dated> From<Vec<T>> for SharedList<T> {
     fn from(items: Vec<T>) -> Self {
         items.into_iter().collect()
     }
@@ -387,7 +463,7 @@ impl<T> std::ops::Index<usize> for SharedList<T> {
 }
 
 #[cfg(test)]
-impl<T: Clone> std::ops::IndexMut<usize> for SharedList<T> {
+impl<T: Clone + Dated> std::ops::IndexMut<usize> for SharedList<T> {
     fn index_mut(&mut self, index: usize) -> &mut T {
         self.get_mut(index).expect("index within the list")
     }

@@ -8,8 +8,8 @@ use super::views::{
     Lookup, active_tasks_by_agent, agent_row, all_frameworks, all_tasks, contains, framework_row,
     offer_row, task_row,
 };
-use super::{ApiError, ListQuery, bad};
-use crate::snapshot::{FrameworkView, StateSnapshot, TaskView};
+use super::{ApiError, ListQuery, bad, newest};
+use crate::snapshot::{FrameworkView, SharedList, StateSnapshot, TaskView};
 
 /// Checks a `state` filter: a task state's name, `active` or `terminal`.
 pub(super) fn state_filter(state: Option<&str>) -> Result<Option<StateFilter>, ApiError> {
@@ -59,7 +59,56 @@ pub(super) const TASK_COLUMNS: [&str; 8] = [
     "updated",
 ];
 
-pub(super) fn task_page<'s>(
+pub(super) fn task_page(s: &StateSnapshot, query: &ListQuery) -> Result<Page<TaskRow>, ApiError> {
+    let state = state_filter(query.filter("state"))?;
+    let order = order(query, &TASK_COLUMNS, "-updated")?;
+    let newest_first = order.column == "updated" && order.descending;
+    let filtered = state.is_some() || query.filter("agent_id").is_some() || query.text().is_some();
+    // The default order's first pages are read from the newest chunks
+    // down (`newest.rs`); a page deep in the list is cheaper walked.
+    let wanted = query.offset.saturating_add(query.limit);
+    if newest_first
+        && !filtered
+        && wanted.saturating_mul(8) <= newest_lists(s, query).map(|(l, _)| l.len()).sum()
+    {
+        return newest_task_page(s, query);
+    }
+    walked_task_page(s, query)
+}
+
+/// The task lists a page in the default order reads: every framework's, or
+/// the one `framework_id` names, live tasks then completed ones.
+fn newest_lists<'s>(
+    s: &'s StateSnapshot,
+    query: &ListQuery,
+) -> impl Iterator<Item = (&'s SharedList<TaskView>, &'s FrameworkView)> {
+    let framework_id = query.filter("framework_id").map(str::to_owned);
+    all_frameworks(s)
+        .filter(move |(f, _)| framework_id.as_deref().is_none_or(|id| f.id == id))
+        .flat_map(|(f, _)| [(&f.tasks, f), (&f.completed_tasks, f)])
+}
+
+/// A task page in the default order (newest update first) with no filter
+/// but the framework, read from the newest chunks down.
+pub(super) fn newest_task_page(
+    s: &StateSnapshot,
+    query: &ListQuery,
+) -> Result<Page<TaskRow>, ApiError> {
+    let lookup = Lookup::new(s);
+    let (total, rows) = newest::newest_first(newest_lists(s, query), query.offset, query.limit);
+    Ok(Page {
+        total,
+        offset: query.offset,
+        limit: query.limit,
+        items: rows
+            .into_iter()
+            .map(|(t, f)| task_row(t, f, &lookup))
+            .collect(),
+    })
+}
+
+/// A task page from a walk over every task (any filter and order).
+pub(super) fn walked_task_page<'s>(
     s: &'s StateSnapshot,
     query: &ListQuery,
 ) -> Result<Page<TaskRow>, ApiError> {

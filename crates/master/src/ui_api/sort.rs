@@ -146,7 +146,7 @@ impl ListQuery {
 }
 
 /// Rows in `order`: by the column, then by id, then by place.
-fn compare_keys<T, U>(
+pub(super) fn compare_keys<T, U>(
     a: &(Key<'_>, &str, usize, T),
     b: &(Key<'_>, &str, usize, U),
     order: Order<'_>,

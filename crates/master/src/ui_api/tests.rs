@@ -628,3 +628,62 @@ async fn a_follower_samples_nothing_until_it_leads() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(samples.0.lock().expect("not poisoned").len(), 1);
 }
+
+proptest::proptest! {
+    /// The default order's page read from the newest chunks down
+    /// (`newest.rs`) is the page of the walk over every task, whatever the
+    /// lists went through: dates moved both ways (a chunk's newest then
+    /// above its tasks'), unknown, tied and NaN, tasks removed, completed
+    /// lists pushed (ids repeated) and popped, across live and completed
+    /// frameworks.
+    #[test]
+    fn newest_first_pages_are_the_walks_pages(
+        ops in proptest::collection::vec((0u8..3, 0u16..2000, proptest::option::of(0u8..40)), 0..3000),
+        offset in proptest::prop_oneof![0usize..20, 0usize..1500],
+        limit in proptest::prop_oneof![0usize..120, 0usize..=MAX_LIMIT],
+        only in proptest::option::of(0usize..4),
+    ) {
+        let mut s = fixture();
+        s.frameworks = vec![
+            framework("f1", true, vec![], vec![]),
+            framework("f2", true, vec![], vec![]),
+        ]
+        .into();
+        s.completed_frameworks = vec![framework("f3", false, vec![], vec![])].into();
+        for (kind, n, date) in ops {
+            let which = usize::from(n % 3);
+            let f = if which < 2 {
+                s.frameworks.get_mut(which)
+            } else {
+                s.completed_frameworks.get_mut(0)
+            }
+            .expect("framework");
+            let mut t = task(&format!("t{n}"), "TASK_RUNNING", &f.id, "a1");
+            t.status_time = date.map(|d| if d == 39 { f64::NAN } else { f64::from(d) });
+            match kind {
+                0 => f.tasks.upsert(std::sync::Arc::new(t)),
+                1 => {
+                    f.tasks.remove_key(&t.id);
+                }
+                _ => {
+                    t.state = "TASK_FINISHED";
+                    f.completed_tasks.push_back(std::sync::Arc::new(t));
+                    if f.completed_tasks.len() > 50 {
+                        f.completed_tasks.pop_front();
+                    }
+                }
+            }
+        }
+        let (offset, limit) = (offset.to_string(), limit.to_string());
+        let mut pairs = vec![("offset", offset.as_str()), ("limit", limit.as_str())];
+        let ids = ["f1", "f2", "f3", "none"];
+        if let Some(i) = only {
+            pairs.push(("framework_id", ids[i]));
+        }
+        let query = query_of(&pairs);
+        let read = to_json(lists::newest_task_page(&s, &query).expect("page"));
+        proptest::prop_assert_eq!(to_json(task_page(&s, &query).expect("page")), read.clone());
+        let walked = to_json(lists::walked_task_page(&s, &query).expect("page"));
+        proptest::prop_assert_eq!(read, walked);
+    }
+}

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::{CHUNK, Keyed, SharedList};
+use super::{CHUNK, Dated, Keyed, SharedList};
 
 #[derive(Debug, Clone, PartialEq)]
 struct Item {
@@ -14,6 +14,27 @@ struct Item {
 impl Keyed for Item {
     fn key(&self) -> &str {
         &self.id
+    }
+}
+
+/// Its value is its date (values 0 and 1 are undated, to mix them in).
+impl Dated for Item {
+    fn date(&self) -> Option<f64> {
+        (self.value > 1).then_some(f64::from(self.value))
+    }
+}
+
+/// No chunk holds an item dated later than the chunk's newest.
+fn newest_holds<T: Dated>(list: &SharedList<T>) {
+    assert_eq!(list.dated_chunks().count(), list.chunks.len());
+    for (newest, items) in list.dated_chunks() {
+        for item in items {
+            let date = item.date().unwrap_or(f64::NEG_INFINITY);
+            assert!(
+                date.total_cmp(&newest).is_le(),
+                "{date} in a chunk whose newest is {newest}"
+            );
+        }
     }
 }
 
@@ -35,6 +56,7 @@ fn agrees(list: &SharedList<Item>, model: &BTreeMap<String, u32>) {
         list.chunks.iter().map(|c| c.len()).sum::<usize>(),
         list.len()
     );
+    newest_holds(list);
     let items: Vec<(String, u32)> = list.iter().map(|i| (i.id.clone(), i.value)).collect();
     let expected: Vec<(String, u32)> = model.iter().map(|(k, v)| (k.clone(), *v)).collect();
     assert_eq!(items, expected);
@@ -89,6 +111,8 @@ proptest! {
             }
             prop_assert!(published.len() <= 500);
         }
+        newest_holds(&list);
+        newest_holds(&published);
         let values: Vec<u32> = list.iter().map(|i| i.value).collect();
         prop_assert_eq!(values, model.into_iter().collect::<Vec<_>>());
     }
@@ -106,6 +130,7 @@ proptest! {
             |k| Arc::new(Item { id: k.to_string(), value: 3 }),
         );
         prop_assert_eq!(merged.len(), names.len());
+        newest_holds(&merged);
         for (got, name) in merged.arcs().zip(&names) {
             prop_assert_eq!(&got.id, name);
             if changed.contains(name) {
@@ -123,6 +148,7 @@ fn serializes_as_a_vec_would() {
     struct Row {
         id: u32,
     }
+    impl Dated for Row {}
     let rows: Vec<Row> = (0..150).map(|id| Row { id }).collect();
     let expected = serde_json::to_string(&rows).expect("serializes");
     let list: SharedList<Row> = rows.into();
