@@ -34,7 +34,9 @@
 //! (one scenario), `AGORA_BENCH_KEEP_LOGS` (a directory: the failover's
 //! master and simulator logs are copied there), `AGORA_BENCH_BIN` and
 //! `AGORA_BENCH_SIM` (prebuilt `agora` and `agora-sim`), `AGORA_BENCH_POLL`
-//! (the endpoints `placement_polled` polls, comma-separated; both unless set). Every wait has a
+//! (the endpoints `placement_polled` polls, comma-separated; both unless set),
+//! `AGORA_BENCH_PLACEMENTS` (`polled` or `unpolled`: those placement runs
+//! only; both, alternating, unless set). Every wait has a
 //! deadline; every process started is stopped by its pid.
 
 use std::collections::HashMap;
@@ -382,11 +384,10 @@ async fn place(
 }
 
 /// Fetches `/state` and `/api/tasks` each 10 times a second (each in a
-/// thread of its own) until `stop`; returns how many of each it fetched
-/// whole, and the largest `/state` in bytes. The poller reads each body and
-/// drops it: what a poller does with it is its own cost, and the figure is
-/// the master's.
-fn poll(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, usize, usize)> {
+/// thread of its own) until `stop`; returns what each poller saw. The
+/// poller reads each body and drops it: what a poller does with it is its
+/// own cost, and the figure is the master's.
+fn poll(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<[Polled; 2]> {
     // `AGORA_BENCH_POLL` names the endpoints polled (both unless set),
     // to tell their costs apart.
     let chosen = std::env::var("AGORA_BENCH_POLL").unwrap_or_else(|_| "/state,/api/tasks".into());
@@ -398,34 +399,57 @@ fn poll(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, usi
                 if polled {
                     poll_one(port, path, &stop)
                 } else {
-                    (0, 0)
+                    Polled::default()
                 }
             })
         });
-        let [state, tasks] = pollers.map(|p| p.join().unwrap_or_default());
-        (state.0, tasks.0, state.1)
+        pollers.map(|p| p.join().unwrap_or_default())
     })
 }
 
-/// Fetches `path` 10 times a second until `stop`: (bodies read whole,
-/// the largest in bytes).
-fn poll_one(port: u16, path: &str, stop: &AtomicBool) -> (usize, usize) {
+/// What one poller saw: the bodies it read whole, the largest in bytes,
+/// and how long each took from connecting to its last byte (ms).
+#[derive(Default)]
+struct Polled {
+    count: usize,
+    largest: usize,
+    fetch_ms: Vec<f64>,
+}
+
+impl Polled {
+    /// `<name>_polls_per_s`, and the fetches' p50 and p99.
+    fn text(&self, name: &str, secs: f64) -> String {
+        let mut fetch_ms = self.fetch_ms.clone();
+        fetch_ms.sort_by(f64::total_cmp);
+        format!(
+            " {name}_polls_per_s={:.1} {name}_fetch_p50_ms={:.1} {name}_fetch_p99_ms={:.1}",
+            self.count as f64 / secs,
+            percentile(&fetch_ms, 50.0),
+            percentile(&fetch_ms, 99.0)
+        )
+    }
+}
+
+/// Fetches `path` 10 times a second until `stop`.
+fn poll_one(port: u16, path: &str, stop: &AtomicBool) -> Polled {
     let tick = Duration::from_millis(100);
     let mut buffer = vec![0; 1 << 20];
-    let (mut count, mut largest) = (0, 0);
+    let mut polled = Polled::default();
     let mut next = Instant::now();
     // Bounded by `stop`, which the placement sets when it ends.
     while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
         if let Ok(Some(bytes)) = fetch_and_drop(port, path, &mut buffer) {
-            count += 1;
-            largest = largest.max(bytes);
+            polled.count += 1;
+            polled.largest = polled.largest.max(bytes);
+            polled.fetch_ms.push(started.elapsed().as_secs_f64() * 1e3);
         }
         next += tick;
         if let Some(wait) = next.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait); // the polling rate, not synchronisation
         }
     }
-    (count, largest)
+    polled
 }
 
 /// One GET on a connection of its own, the answer read whole through
@@ -477,8 +501,15 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
     let mut details: HashMap<bool, String> = HashMap::new();
     let mut rss = Vec::new();
     let mut first_pages = Vec::new();
-    for run in 0..k.runs * 2 {
-        let polled = run % 2 == 1;
+    // `AGORA_BENCH_PLACEMENTS=polled` (or `unpolled`): those runs only, to
+    // compare two builds on one of them.
+    let kinds = match std::env::var("AGORA_BENCH_PLACEMENTS").as_deref() {
+        Ok("polled") => vec![true],
+        Ok("unpolled") => vec![false],
+        _ => vec![false, true],
+    };
+    for run in 0..k.runs * kinds.len() {
+        let polled = kinds[run % kinds.len()];
         let dir = tempfile::tempdir()?;
         let _sweeper = Sweeper(dir.path().to_path_buf());
         let (master, port) = start_master(&bins.agora, dir.path());
@@ -535,12 +566,12 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
                 .push(0.8 * k.tasks as f64 / middle);
         }
         let s = sim.stats()?;
-        let poll_text = polls.map_or(String::new(), |(a, b, bytes)| {
+        let poll_text = polls.map_or(String::new(), |[state, tasks]| {
             format!(
-                " state_polls_per_s={:.1} api_tasks_polls_per_s={:.1} state_max_mb={:.1}",
-                a as f64 / secs,
-                b as f64 / secs,
-                bytes as f64 / 1e6
+                "{}{} state_max_mb={:.1}",
+                state.text("state", secs),
+                tasks.text("api_tasks", secs),
+                state.largest as f64 / 1e6
             )
         });
         let line = format!(
