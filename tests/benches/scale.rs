@@ -36,7 +36,9 @@
 //! `AGORA_BENCH_SIM` (prebuilt `agora` and `agora-sim`), `AGORA_BENCH_POLL`
 //! (the endpoints `placement_polled` polls, comma-separated; both unless set),
 //! `AGORA_BENCH_PLACEMENTS` (`polled` or `unpolled`: those placement runs
-//! only; both, alternating, unless set). Every wait has a
+//! only; both, alternating, unless set), `AGORA_BENCH_POLL_STATIC` (MB: the
+//! pollers fetch a body of that size from a server in the bench instead of
+//! the master, the cost of moving the bytes alone). Every wait has a
 //! deadline; every process started is stopped by its pid.
 
 use std::collections::HashMap;
@@ -452,6 +454,57 @@ fn poll_one(port: u16, path: &str, stop: &AtomicBool) -> Polled {
     polled
 }
 
+/// A server on 127.0.0.1 answering each request, one at a time, with bytes
+/// written from memory (as the master writes a body): `bytes` of them to
+/// `GET /state`, 42 KB (a page of tasks) to any other, until `stop`; its
+/// port.
+fn static_server(bytes: usize, stop: Arc<AtomicBool>) -> anyhow::Result<u16> {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let port = listener.local_addr()?.port();
+    let body = vec![b' '; bytes];
+    std::thread::spawn(move || {
+        // Bounded by `stop`, which the placement sets when it ends.
+        while !stop.load(Ordering::Relaxed) {
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1)); // accept's poll interval
+                    continue;
+                }
+                Err(_) => return,
+            };
+            let serve = || -> std::io::Result<()> {
+                stream.set_nonblocking(false)?;
+                let mut reader = std::io::BufReader::new(&stream);
+                let mut first = String::new();
+                reader.read_line(&mut first)?;
+                let mut line = String::new();
+                while reader.read_line(&mut line)? > 2 {
+                    line.clear();
+                }
+                // `/state` gets the big body; anything else (`/api/tasks`)
+                // a page's 42 KB.
+                let body = if first.starts_with("GET /state ") {
+                    &body[..]
+                } else {
+                    &body[..body.len().min(42 << 10)]
+                };
+                let mut out = &stream;
+                write!(
+                    out,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )?;
+                out.write_all(body)
+            };
+            let _ = serve();
+        }
+    });
+    Ok(port)
+}
+
 /// One GET on a connection of its own, the answer read whole through
 /// `buffer` and dropped: the body's length when it was a 200 that ended
 /// as long as its Content-Length said.
@@ -526,7 +579,15 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
             (active_agents(port)? == k.agents).then_some(())
         })?;
         let stop = Arc::new(AtomicBool::new(false));
-        let poller = polled.then(|| poll(port, stop.clone()));
+        // `AGORA_BENCH_POLL_STATIC=<MB>`: the control experiment. The
+        // pollers fetch a body of that size from a server in this process
+        // instead of the master, so a polled run measures what moving the
+        // bytes alone costs this machine.
+        let polled_port = match env_usize("AGORA_BENCH_POLL_STATIC", 0) {
+            0 => port,
+            mb => static_server(mb << 20, stop.clone())?,
+        };
+        let poller = polled.then(|| poll(polled_port, stop.clone()));
         let master_before = cpu_of(master.pid());
         let sim_before = sim.stats()?.cpu_seconds;
         let bench_before = cpu_of(std::process::id());
