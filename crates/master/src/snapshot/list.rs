@@ -33,7 +33,7 @@ pub trait Keyed {
 }
 
 /// An item's date for the newest-first readers (a task's status time);
-/// items without one date nothing. Dates compare by `f64::total_cmp`, and
+/// other items have none. Dates compare by `f64::total_cmp`, and
 /// an unknown date is the oldest (`NEG_INFINITY`), as the UI sorts them.
 pub trait Dated {
     fn date(&self) -> Option<f64> {
