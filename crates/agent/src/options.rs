@@ -42,6 +42,12 @@ pub struct AgentOptions {
     /// Who may do what (`--acls`): here, `access_sandboxes` on the files
     /// API (`crate::files_authz`); the default allows everything.
     pub acls: Arc<agora_auth::acl::Acls>,
+    /// Stop everything this agent started when it stops: every executor
+    /// and task, and its supervisor, killed, and their containers
+    /// destroyed. For `agora dev`, whose Ctrl-C stops the cluster; an
+    /// `agora agent` leaves tasks running (they outlive their agent and
+    /// are recovered by the next one).
+    pub stop_on_exit: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

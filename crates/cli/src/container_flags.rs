@@ -92,7 +92,7 @@ fn parse_isolation(text: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-fn parse_cgroups_root(text: &str) -> Result<String, String> {
+pub(crate) fn parse_cgroups_root(text: &str) -> Result<String, String> {
     let bad = text.is_empty()
         || text.starts_with('/')
         || text

@@ -144,6 +144,9 @@ pub(crate) struct DevArgs {
     /// TLS on every port: a throw-away CA and certificates for this machine are generated under the work dir (tls/), master and agents serve and verify with them.
     #[arg(long, env = "AGORA_DEV_TLS")]
     tls: bool,
+    /// The cgroup (under each hierarchy) that holds the agents' containers.
+    #[arg(long, env = "AGORA_CGROUPS_ROOT", default_value = "agora", alias = "cgroups_root", value_parser = crate::container_flags::parse_cgroups_root)]
+    cgroups_root: String,
 }
 
 fn parse_interval(text: &str) -> Result<f64, String> {
@@ -490,6 +493,7 @@ fn agent_options(
         jwt_secret_key: None,
         tls: Default::default(),
         acls: Default::default(),
+        stop_on_exit: false,
     })
 }
 
@@ -587,9 +591,14 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
             args.work_dir.join(format!("agent-{n}")),
             Some(&share),
             None,
-            Default::default(),
+            agora_agent::containers::ContainerOptions {
+                cgroups_root: args.cgroups_root.clone(),
+                ..Default::default()
+            },
         )?;
         options.tls = tls.clone();
+        // Ctrl-C stops the whole cluster, tasks included.
+        options.stop_on_exit = true;
         println!(
             "agora dev: agent {n} on {address}, work dir {}, resources {share}",
             options.work_dir.display()

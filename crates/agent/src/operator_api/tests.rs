@@ -39,6 +39,7 @@ fn options(work_dir: &Path) -> AgentOptions {
         jwt_secret_key: None,
         tls: Default::default(),
         acls: Default::default(),
+        stop_on_exit: false,
     }
 }
 

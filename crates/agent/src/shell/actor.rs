@@ -427,5 +427,8 @@ impl Actor {
             self.execute(out);
             self.publish(false);
         }
+        if self.options.stop_on_exit {
+            self.stop_everything().await;
+        }
     }
 }

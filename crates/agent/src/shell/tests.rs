@@ -41,6 +41,7 @@ fn options(work_dir: &std::path::Path) -> AgentOptions {
         jwt_secret_key: None,
         tls: Default::default(),
         acls: Default::default(),
+        stop_on_exit: false,
     }
 }
 

@@ -51,6 +51,51 @@ impl Actor {
         });
     }
 
+    /// `AgentOptions::stop_on_exit` (`agora dev`): once the loop has ended,
+    /// every process this agent started is killed, each with everything
+    /// in its session (an executor with its task; a supervisor with its
+    /// worker and every hosted task), and then every container is
+    /// destroyed. Waits for it (a container's destroy takes up to ten
+    /// seconds). The checkpoint still names the runs: an agent started
+    /// again on this work dir finds them gone, as after a crash.
+    pub(in crate::shell) async fn stop_everything(&mut self) {
+        let mut processes: Vec<ProcessRef> = Vec::new();
+        let mut containers = Vec::new();
+        let keys: Vec<_> = self.state.executors.keys().cloned().collect();
+        for key in keys {
+            if let Some(run) = self.state.executors.get(&key).and_then(|e| e.run.as_ref())
+                && let Some(pid) = run.pid
+            {
+                // A hosted run's pid is its supervisor's.
+                processes.push(ProcessRef {
+                    pid,
+                    start_time: (run.start_time != 0).then_some(run.start_time),
+                });
+            }
+            containers.extend(self.containers.take(&key));
+        }
+        processes.extend(self.hosting.supervisors());
+        processes.sort_unstable_by_key(|p| p.pid);
+        processes.dedup_by_key(|p| p.pid);
+        tracing::info!(
+            processes = processes.len(),
+            containers = containers.len(),
+            "stopping every executor and task this agent started"
+        );
+        let stopped = tokio::task::spawn_blocking(move || {
+            for process in processes {
+                process.kill();
+            }
+            for destroy in containers {
+                destroy.run();
+            }
+        })
+        .await;
+        if let Err(e) = stopped {
+            tracing::error!(error = %e, "stopping the executors did not finish");
+        }
+    }
+
     /// Has a container's limits changed on a worker (`containers::UpdateJob`:
     /// the latest limits asked for are the ones that stay).
     pub(in crate::shell) fn update_container(

@@ -73,6 +73,16 @@ fn order(kind: order::Kind) -> sv::Order {
 }
 
 impl Hosting {
+    /// Every supervisor known: the one this agent started and those an
+    /// earlier agent left.
+    pub(in crate::shell) fn supervisors(&self) -> Vec<ProcessRef> {
+        self.current
+            .iter()
+            .chain(self.recovered.values())
+            .copied()
+            .collect()
+    }
+
     /// Sends `order` to supervisor `pid`, or keeps it until it attaches.
     fn send(&mut self, pid: u32, order: sv::Order) {
         if self.current.is_some_and(|c| c.pid == pid) && !self.current_accepts {
