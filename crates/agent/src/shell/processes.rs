@@ -81,6 +81,15 @@ pub(super) struct ProcessRef {
 }
 
 impl ProcessRef {
+    /// The process a recorded run names (a hosted run's: its
+    /// supervisor), once it has one; a start time of 0 is unknown.
+    pub(super) fn of_run(run: &crate::checkpoint::ExecutorRun) -> Option<ProcessRef> {
+        Some(ProcessRef {
+            pid: run.pid?,
+            start_time: (run.start_time != 0).then_some(run.start_time),
+        })
+    }
+
     /// Kills the process group this process leads (a hosted executor's
     /// task), if it is still ours.
     pub(super) fn kill_group(self) {

@@ -1053,13 +1053,8 @@ fn run_task_with(state: &mut AgentState, task: pb::TaskInfo) -> Vec<Effect> {
     state.on_run_task(
         T0,
         master_message::RunTask {
-            framework: Some(pb::FrameworkInfo {
-                id: fid().to_field(),
-                name: "fw".into(),
-                user: "u".into(),
-                ..Default::default()
-            }),
             task: Some(task),
+            ..run_task_message("")
         },
         &mut out,
     );

@@ -61,18 +61,10 @@ impl Actor {
     pub(in crate::shell) async fn stop_everything(&mut self) {
         let mut processes: Vec<ProcessRef> = Vec::new();
         let mut containers = Vec::new();
-        let keys: Vec<_> = self.state.executors.keys().cloned().collect();
-        for key in keys {
-            if let Some(run) = self.state.executors.get(&key).and_then(|e| e.run.as_ref())
-                && let Some(pid) = run.pid
-            {
-                // A hosted run's pid is its supervisor's.
-                processes.push(ProcessRef {
-                    pid,
-                    start_time: (run.start_time != 0).then_some(run.start_time),
-                });
-            }
-            containers.extend(self.containers.take(&key));
+        for (key, executor) in &self.state.executors {
+            // A hosted run's process is its supervisor.
+            processes.extend(executor.run.as_ref().and_then(ProcessRef::of_run));
+            containers.extend(self.containers.take(key));
         }
         processes.extend(self.hosting.supervisors());
         processes.sort_unstable_by_key(|p| p.pid);
@@ -351,7 +343,7 @@ impl Actor {
             };
             self.sandboxes.insert(key.clone(), run.sandbox.clone());
             self.containers.recover(key.clone(), &run.run_id);
-            let Some(pid) = run.pid else {
+            let Some(process) = ProcessRef::of_run(&run) else {
                 // Stopped while starting it: it never had a task (tasks
                 // wait for the process to be recorded). What it created
                 // goes (its container's processes with it); the state
@@ -364,11 +356,7 @@ impl Actor {
                 self.schedule_gc(&key);
                 continue;
             };
-            let process = ProcessRef {
-                pid,
-                start_time: (run.start_time != 0).then_some(run.start_time),
-            };
-            let alive = procfs::process_start_time(pid)
+            let alive = procfs::process_start_time(process.pid)
                 .is_some_and(|t| process.start_time.is_none_or(|s| s == t));
             let running = if run.hosted {
                 ExecutorProcess::Hosted {
