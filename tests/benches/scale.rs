@@ -38,7 +38,9 @@
 //! `AGORA_BENCH_PLACEMENTS` (`polled` or `unpolled`: those placement runs
 //! only; both, alternating, unless set), `AGORA_BENCH_POLL_STATIC` (MB: the
 //! pollers fetch a body of that size from a server in the bench instead of
-//! the master, the cost of moving the bytes alone). Every wait has a
+//! the master, the cost of moving the bytes alone), `AGORA_BENCH_POLL_GZIP`
+//! (`1`: the pollers send `Accept-Encoding: gzip`, as browsers and most HTTP
+//! libraries do, and read the compressed bodies). Every wait has a
 //! deadline; every process started is stopped by its pid.
 
 use std::collections::HashMap;
@@ -393,13 +395,14 @@ fn poll(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<[Polled; 2]
     // `AGORA_BENCH_POLL` names the endpoints polled (both unless set),
     // to tell their costs apart.
     let chosen = std::env::var("AGORA_BENCH_POLL").unwrap_or_else(|_| "/state,/api/tasks".into());
+    let gzip = std::env::var("AGORA_BENCH_POLL_GZIP").is_ok_and(|v| v == "1");
     std::thread::spawn(move || {
         let pollers = ["/state", "/api/tasks"].map(|path| {
             let stop = stop.clone();
             let polled = chosen.split(',').any(|p| p.trim() == path);
             std::thread::spawn(move || {
                 if polled {
-                    poll_one(port, path, &stop)
+                    poll_one(port, path, gzip, &stop)
                 } else {
                     Polled::default()
                 }
@@ -409,12 +412,14 @@ fn poll(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<[Polled; 2]
     })
 }
 
-/// What one poller saw: the bodies it read whole, the largest in bytes,
-/// and how long each took from connecting to its last byte (ms).
+/// What one poller saw: the bodies it read whole, the largest in bytes
+/// (decoded, and as sent), and how long each took from connecting to its
+/// last byte (ms).
 #[derive(Default)]
 struct Polled {
     count: usize,
     largest: usize,
+    largest_sent: usize,
     fetch_ms: Vec<f64>,
 }
 
@@ -432,8 +437,9 @@ impl Polled {
     }
 }
 
-/// Fetches `path` 10 times a second until `stop`.
-fn poll_one(port: u16, path: &str, stop: &AtomicBool) -> Polled {
+/// Fetches `path` 10 times a second until `stop`, asking for gzip if
+/// `gzip`.
+fn poll_one(port: u16, path: &str, gzip: bool, stop: &AtomicBool) -> Polled {
     let tick = Duration::from_millis(100);
     let mut buffer = vec![0; 1 << 20];
     let mut polled = Polled::default();
@@ -441,9 +447,10 @@ fn poll_one(port: u16, path: &str, stop: &AtomicBool) -> Polled {
     // Bounded by `stop`, which the placement sets when it ends.
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        if let Ok(Some(bytes)) = fetch_and_drop(port, path, &mut buffer) {
+        if let Ok(Some(read)) = fetch_and_drop(port, path, gzip, &mut buffer) {
             polled.count += 1;
-            polled.largest = polled.largest.max(bytes);
+            polled.largest = polled.largest.max(read.decoded);
+            polled.largest_sent = polled.largest_sent.max(read.sent);
             polled.fetch_ms.push(started.elapsed().as_secs_f64() * 1e3);
         }
         next += tick;
@@ -505,20 +512,41 @@ fn static_server(bytes: usize, stop: Arc<AtomicBool>) -> anyhow::Result<u16> {
     Ok(port)
 }
 
-/// One GET on a connection of its own, the answer read whole through
-/// `buffer` and dropped: the body's length when it was a 200 that ended
-/// as long as its Content-Length said.
-fn fetch_and_drop(port: u16, path: &str, buffer: &mut [u8]) -> anyhow::Result<Option<usize>> {
-    use std::io::{Read, Write};
+/// A body as read: its length as sent, and decoded (gzip's trailer says
+/// it; the poller does not inflate what it reads, as its own decoding would
+/// be its own cost).
+struct Read {
+    sent: usize,
+    decoded: usize,
+}
+
+/// One GET on a connection of its own, asking for gzip if `gzip`, the
+/// answer read whole through `buffer` and dropped: what was read when it
+/// was a 200 that ended as long as its Content-Length said (and, in gzip,
+/// ended with a trailer).
+fn fetch_and_drop(
+    port: u16,
+    path: &str,
+    gzip: bool,
+    buffer: &mut [u8],
+) -> anyhow::Result<Option<Read>> {
+    use std::io::{Read as _, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let accept = if gzip {
+        "Accept-Encoding: gzip\r\n"
+    } else {
+        ""
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{accept}Connection: close\r\n\r\n"
     )?;
     let mut head = Vec::new();
     let mut in_head = true;
     let mut body = 0;
+    // The body's last 8 bytes: a gzip trailer's CRC-32 and length.
+    let mut tail = Vec::with_capacity(16);
     loop {
         let n = stream.read(buffer)?;
         if n == 0 {
@@ -526,12 +554,14 @@ fn fetch_and_drop(port: u16, path: &str, buffer: &mut [u8]) -> anyhow::Result<Op
         }
         if !in_head {
             body += n;
+            keep_tail(&mut tail, &buffer[..n]);
             continue;
         }
         head.extend_from_slice(&buffer[..n]);
         if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
             in_head = false;
             body = head.len() - (end + 4);
+            keep_tail(&mut tail, &head[end + 4..]);
             head.truncate(end);
         } else if head.len() > 64 * 1024 {
             bail!("GET {path}: no end of the head in 64 KiB");
@@ -545,7 +575,33 @@ fn fetch_and_drop(port: u16, path: &str, buffer: &mut [u8]) -> anyhow::Result<Op
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse::<usize>().ok());
-    Ok((head.starts_with("http/1.1 200") && length == Some(body)).then_some(body))
+    if !head.starts_with("http/1.1 200") || length != Some(body) {
+        return Ok(None);
+    }
+    if !head.contains("\ncontent-encoding: gzip") {
+        return Ok(Some(Read {
+            sent: body,
+            decoded: body,
+        }));
+    }
+    // ISIZE: the decoded length modulo 2^32 (bodies here are far smaller).
+    let decoded = tail
+        .len()
+        .checked_sub(4)
+        .and_then(|at| tail.get(at..))
+        .and_then(|isize| <[u8; 4]>::try_from(isize).ok())
+        .map(|isize| u32::from_le_bytes(isize) as usize);
+    Ok(decoded.map(|decoded| Read {
+        sent: body,
+        decoded,
+    }))
+}
+
+/// Keeps the last 8 bytes seen in `tail`.
+fn keep_tail(tail: &mut Vec<u8>, read: &[u8]) {
+    tail.extend_from_slice(&read[read.len().saturating_sub(8)..]);
+    let extra = tail.len().saturating_sub(8);
+    tail.drain(..extra);
 }
 
 fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
@@ -629,10 +685,11 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
         let s = sim.stats()?;
         let poll_text = polls.map_or(String::new(), |[state, tasks]| {
             format!(
-                "{}{} state_max_mb={:.1}",
+                "{}{} state_max_mb={:.1} state_max_sent_mb={:.1}",
                 state.text("state", secs),
                 tasks.text("api_tasks", secs),
-                state.largest as f64 / 1e6
+                state.largest as f64 / 1e6,
+                state.largest_sent as f64 / 1e6
             )
         });
         let line = format!(
@@ -705,7 +762,7 @@ fn first_page_ms(port: u16) -> anyhow::Result<Vec<f64>> {
     let mut samples = Vec::with_capacity(50);
     for _ in 0..50 {
         let started = Instant::now();
-        let read = fetch_and_drop(port, "/api/tasks?limit=100", &mut buffer)?;
+        let read = fetch_and_drop(port, "/api/tasks?limit=100", false, &mut buffer)?;
         read.context("/api/tasks?limit=100 was not answered whole")?;
         samples.push(started.elapsed().as_secs_f64() * 1e3);
     }

@@ -443,6 +443,8 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body as it came (`body` is it as text).
+    pub bytes: Vec<u8>,
 }
 
 impl Answer {
@@ -523,11 +525,13 @@ pub(crate) fn send(
                 (name.as_str().to_owned(), value.trim().to_owned())
             })
             .collect();
-        let body = String::from_utf8_lossy(&response.bytes()?).into_owned();
+        let bytes = response.bytes()?.to_vec();
+        let body = String::from_utf8_lossy(&bytes).into_owned();
         Ok(Answer {
             status,
             headers,
             body,
+            bytes,
         })
     };
     if tokio::runtime::Handle::try_current().is_err() {
@@ -547,6 +551,26 @@ pub fn get_json(port: u16, path: &str) -> anyhow::Result<serde_json::Value> {
         bail!("GET {path} answered {code}: {body}");
     }
     Ok(serde_json::from_str(&body)?)
+}
+
+/// `GET path` asking for gzip, as browsers and most HTTP libraries do: the
+/// JSON of the answer, which must be in gzip, inflated.
+pub fn get_json_gzip(port: u16, path: &str) -> anyhow::Result<serde_json::Value> {
+    use std::io::Read;
+    let answer = send(port, "GET", path, &[("Accept-Encoding", "gzip")], None)?;
+    if answer.status != 200 {
+        bail!("GET {path} answered {}: {}", answer.status, answer.body);
+    }
+    anyhow::ensure!(
+        answer.header("content-encoding") == Some("gzip"),
+        "GET {path} asked for gzip and was answered {:?}",
+        answer.header("content-encoding")
+    );
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&answer.bytes[..])
+        .read_to_end(&mut json)
+        .with_context(|| format!("GET {path}: the gzip does not decode"))?;
+    Ok(serde_json::from_slice(&json)?)
 }
 
 /// A master and agents, each a real `agora` process.

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use agora_coord::testing::ZooKeeper;
 use agora_e2e::{
-    Proc, agora_bin, all_tasks, free_port, get_json, http_request, spawn_zk_master, wait_for,
+    Proc, agora_bin, all_tasks, free_port, get_json, get_json_gzip, http_request, spawn_zk_master,
+    wait_for,
 };
 use agora_scheduler::proto::{Offer, OfferId, TaskState};
 use agora_scheduler::{
@@ -691,6 +692,10 @@ fn five_hundred_agents_ten_thousand_tasks_and_a_leader_failover_lose_nothing() {
     })
     .expect("master settles");
     check_agents_and_completed(&state, &sim_books).expect("/state matches the books at the end");
+    // The same in gzip, as a browser or a Python client asks for it.
+    let gzipped = get_json_gzip(new_port, "/state").expect("/state in gzip");
+    assert!(state_live(&gzipped).is_empty());
+    check_agents_and_completed(&gzipped, &sim_books).expect("/state in gzip matches the books too");
     for agent in state["agents"].as_array().expect("agents") {
         let used = agent["used"]["cpus"].as_f64().unwrap_or(0.0);
         assert!(used.abs() < 1e-9, "nothing is in use at the end: {agent}");

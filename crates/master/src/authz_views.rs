@@ -17,7 +17,9 @@ use std::sync::Arc;
 use agora_auth::Principal;
 use agora_auth::acl::{Acls, Action};
 
+use crate::snapshot::state_body::Rope;
 use crate::snapshot::{FrameworkView, OperatorDetails, SharedList, StateSnapshot, TaskView};
+use crate::snapshot_body::gzip::{Segments, gzip};
 
 /// Who is looking, as the authentication layer found it (None:
 /// anonymous): an extractor for the read handlers.
@@ -73,6 +75,28 @@ impl Viewer {
         })
         .await?
         .map_err(crate::snapshot_body::cannot_serialize)
+    }
+
+    /// `plain`'s gzip, `plain` being what [`Viewer::body`] gave for
+    /// `current`: `cache`'s shared one when the ACLs hide nothing (its
+    /// pieces' segments kept for the next), else this viewer's own.
+    pub(crate) async fn gzip_body(
+        &self,
+        current: Arc<StateSnapshot>,
+        plain: Rope,
+        cache: &crate::snapshot_body::SnapshotBody<Rope, Segments>,
+    ) -> Result<Rope, axum::response::Response> {
+        let make = move |_: &StateSnapshot, segments: &mut Segments| {
+            gzip(&plain, segments)
+                .map(|(gz, _)| gz)
+                .map_err(serde_json::Error::io)
+        };
+        if !restricts_views(&current.acls) {
+            return cache.get(current, make).await;
+        }
+        crate::snapshot_body::off_workers(move || make(&current, &mut Segments::default()))
+            .await?
+            .map_err(crate::snapshot_body::cannot_serialize)
     }
 }
 

@@ -21,10 +21,11 @@ use agora_allocator::Quota;
 use agora_auth::{Caller, Principal};
 use agora_core::Resources;
 use agora_net::cross_site::json_only;
+use agora_net::encoding::accepts_gzip;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Extension, FromRef, Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{delete, get, post};
@@ -35,12 +36,15 @@ use crate::metrics::MasterMetrics;
 use crate::protocol::{Command, Gate, OperatorFailure};
 use crate::snapshot::StateSnapshot;
 use crate::snapshot::state_body::{self, ChunkCache, Rope};
-use crate::snapshot_body::SnapshotBody;
+use crate::snapshot_body::gzip::Segments;
+use crate::snapshot_body::{Coding, SnapshotBody, json_rope};
 use crate::state::{OperatorCall, OperatorError};
 
 type Snapshot = watch::Receiver<Arc<StateSnapshot>>;
 /// `/state`'s body: a rope, and the chunk JSON kept for the next one.
 type StateBody = SnapshotBody<Rope, ChunkCache>;
+/// `/state`'s gzip: a rope, and its pieces' segments kept for the next.
+type StateGzip = SnapshotBody<Rope, Segments>;
 type GateRx = watch::Receiver<Gate>;
 
 #[derive(Clone)]
@@ -48,11 +52,18 @@ struct AppState {
     snapshot: Snapshot,
     gate: GateRx,
     state_body: StateBody,
+    state_gzip: StateGzip,
 }
 
 impl FromRef<AppState> for StateBody {
     fn from_ref(state: &AppState) -> Self {
         state.state_body.clone()
+    }
+}
+
+impl FromRef<AppState> for StateGzip {
+    fn from_ref(state: &AppState) -> Self {
+        state.state_gzip.clone()
     }
 }
 
@@ -103,6 +114,7 @@ pub(crate) fn router(
             snapshot: snapshot.clone(),
             gate: gate.clone(),
             state_body: StateBody::default(),
+            state_gzip: StateGzip::default(),
         })
         .merge(crate::metrics::router(
             snapshot.clone(),
@@ -172,16 +184,27 @@ async fn health() -> &'static str {
     "ok\n"
 }
 
-/// The full state as JSON, serialized once per published snapshot, whoever polls.
+/// The full state as JSON, serialized once per published snapshot, whoever
+/// polls; in gzip to a client that takes it (as Mesos answers), compressed
+/// once per snapshot too, from the pieces that changed.
 async fn state(
     State(snapshot): State<Snapshot>,
     State(cache): State<StateBody>,
+    State(gzip_cache): State<StateGzip>,
     viewer: crate::authz_views::Viewer,
+    headers: HeaderMap,
 ) -> Response {
     let current = snapshot.borrow().clone();
     // Shared by every poller unless the ACLs hide something from someone.
-    match viewer.body(current, &cache, state_body::make).await {
-        Ok(body) => crate::snapshot_body::json_rope(body),
+    let plain = match viewer.body(current.clone(), &cache, state_body::make).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    if !accepts_gzip(&headers) {
+        return json_rope(plain, Coding::Identity);
+    }
+    match viewer.gzip_body(current, plain, &gzip_cache).await {
+        Ok(gz) => json_rope(gz, Coding::Gzip),
         Err(response) => response,
     }
 }
@@ -537,6 +560,8 @@ fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod mesos_v0_tests;
+#[cfg(test)]
+mod state_gzip_tests;
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,8 @@
 //! Bodies made from a published snapshot, once per snapshot whoever asks
 //! (`/state`, the Mesos `/state` and `/master/state`), and `/state`'s sent
-//! piece by piece.
+//! piece by piece, in gzip to the clients that take it ([`gzip`]).
+
+pub(crate) mod gzip;
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -105,20 +107,39 @@ fn internal_error() -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, Json(error)).into_response()
 }
 
+/// How a rope's JSON is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Coding {
+    Identity,
+    /// The rope is the JSON's gzip ([`gzip::gzip`]).
+    Gzip,
+}
+
 /// A JSON response whose body is `rope`'s pieces, sent as they are (no
-/// copy into one buffer), with its length known up front.
-pub(crate) fn json_rope(rope: Rope) -> Response {
+/// copy into one buffer), with its length known up front; it varies with
+/// what the client takes.
+pub(crate) fn json_rope(rope: Rope, coding: Coding) -> Response {
     let remaining = rope.len() as u64;
     let body = RopeBody {
         rope,
         next: 0,
         remaining,
     };
-    (
-        [(header::CONTENT_TYPE, "application/json")],
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::VARY, "accept-encoding"),
+        ],
         Body::new(body),
     )
-        .into_response()
+        .into_response();
+    if coding == Coding::Gzip {
+        response.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("gzip"),
+        );
+    }
+    response
 }
 
 /// A rope as an HTTP body: one frame per piece.

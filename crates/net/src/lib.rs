@@ -5,7 +5,8 @@
 //! ([`MAX_MESSAGE_BYTES`]); and the outbox every outgoing stream of either
 //! takes from ([`outbox`]: unbounded, never drops a message, gives up only
 //! a stuck peer); and JSON bodies with Mesos' JSONP ([`jsonp`]); and the
-//! refusal of what a browser sends on another site's behalf ([`cross_site`]).
+//! refusal of what a browser sends on another site's behalf ([`cross_site`]);
+//! and whether a client takes gzip ([`encoding`]).
 //!
 //! *Invariant:* a connection holds a descriptor only while it does useful
 //! work or is within a timeout: a silent or half-sent request is closed after
@@ -15,6 +16,7 @@
 
 pub mod body_limit;
 pub mod cross_site;
+pub mod encoding;
 mod first_bytes;
 pub mod jsonp;
 mod limits;

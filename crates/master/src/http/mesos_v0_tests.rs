@@ -21,13 +21,13 @@ use crate::mesos_v0::tests::fixture;
 use crate::protocol::Gate;
 use crate::snapshot::StateSnapshot;
 
-fn leading() -> watch::Receiver<Gate> {
+pub(super) fn leading() -> watch::Receiver<Gate> {
     let (commands, _) = mpsc::channel(1);
     watch::channel(Gate::Leading { commands }).1
 }
 
 /// The whole HTTP router (`leader_only` included), as a master serves it.
-fn serve(
+pub(super) fn serve(
     snapshot: StateSnapshot,
     gate: watch::Receiver<Gate>,
 ) -> (Router, watch::Sender<Arc<StateSnapshot>>) {

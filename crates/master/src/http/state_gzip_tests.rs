@@ -1,0 +1,101 @@
+//! `/state` in gzip through the whole HTTP router: decoded, it is the same
+//! body a client that takes identity gets, snapshot after snapshot (the
+//! second made from the first's kept segments), and only a client that
+//! takes gzip gets it.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use tower::ServiceExt as _;
+
+use super::mesos_v0_tests::{leading, serve};
+use crate::mesos_v0::tests::fixture;
+use crate::snapshot::{StateSnapshot, TaskView};
+
+async fn get(app: &axum::Router, accept: Option<&str>) -> (HeaderMap, Bytes) {
+    let mut request = Request::get("/state");
+    if let Some(accept) = accept {
+        request = request.header(header::ACCEPT_ENCODING, accept);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let length = headers[header::CONTENT_LENGTH].to_str().expect("ascii");
+    assert_eq!(
+        length,
+        body.len().to_string(),
+        "Content-Length is the body's"
+    );
+    assert_eq!(headers[header::VARY], "accept-encoding");
+    (headers, body)
+}
+
+fn gunzip(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut out)
+        .expect("a valid gzip member");
+    out
+}
+
+/// The fixture with `n` more tasks in its first framework, so that the
+/// lists span several chunks.
+fn with_tasks(mut snapshot: StateSnapshot, n: usize, state: &'static str) -> StateSnapshot {
+    let mut frameworks: Vec<_> = snapshot.frameworks.iter().cloned().collect();
+    let template = frameworks[0].tasks.iter().next().cloned().expect("a task");
+    for i in 0..n {
+        frameworks[0].tasks.upsert(Arc::new(TaskView {
+            id: format!("extra-{i}"),
+            state,
+            ..template.clone()
+        }));
+    }
+    snapshot.frameworks = frameworks.into_iter().collect();
+    snapshot
+}
+
+#[tokio::test]
+async fn state_in_gzip_decodes_to_the_identity_body_snapshot_after_snapshot() {
+    let (app, publish) = serve(with_tasks(fixture(), 300, "TASK_STAGING"), leading());
+    for round in 0..3 {
+        let (plain_headers, plain) = get(&app, None).await;
+        assert!(plain_headers.get(header::CONTENT_ENCODING).is_none());
+        let (headers, gz) = get(&app, Some("gzip, deflate, br")).await;
+        assert_eq!(headers[header::CONTENT_ENCODING], "gzip", "round {round}");
+        assert_eq!(gunzip(&gz), plain, "round {round}");
+        assert!(
+            gz.len() * 4 < plain.len(),
+            "{} of {}",
+            gz.len(),
+            plain.len()
+        );
+        // The next snapshot changes some tasks and keeps the rest.
+        let changed = with_tasks(fixture(), 300 - round * 40, "TASK_RUNNING");
+        publish.send(Arc::new(changed)).expect("a receiver");
+    }
+}
+
+#[tokio::test]
+async fn only_a_client_that_takes_gzip_gets_it() {
+    let (app, _publish) = serve(fixture(), leading());
+    let (_, plain) = get(&app, None).await;
+    for accept in ["identity", "gzip;q=0", "br", "*;q=0", "gzip;q=bad"] {
+        let (headers, body) = get(&app, Some(accept)).await;
+        assert!(headers.get(header::CONTENT_ENCODING).is_none(), "{accept}");
+        assert_eq!(body, plain, "{accept}");
+    }
+    for accept in ["gzip", "*", "x-gzip;q=0.5"] {
+        let (headers, body) = get(&app, Some(accept)).await;
+        assert_eq!(headers[header::CONTENT_ENCODING], "gzip", "{accept}");
+        assert_eq!(gunzip(&body), plain, "{accept}");
+    }
+}

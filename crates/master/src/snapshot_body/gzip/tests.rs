@@ -1,0 +1,117 @@
+use std::collections::HashSet;
+use std::io::Read;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::{Segments, gzip};
+use crate::snapshot::state_body::Rope;
+
+/// The gzip decoded by flate2's reader, which checks the CRC-32 and the
+/// length in the trailer.
+fn gunzip(gz: &Rope) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&gz.to_vec()[..])
+        .read_to_end(&mut out)
+        .expect("a valid gzip member");
+    out
+}
+
+fn keys(rope: &Rope) -> HashSet<(usize, usize)> {
+    rope.pieces()
+        .iter()
+        .map(|p| (p.as_ptr() as usize, p.len()))
+        .collect()
+}
+
+/// Some JSON-like bytes (compressible) and some that are not.
+fn piece() -> impl Strategy<Value = Bytes> {
+    prop_oneof![
+        (0u32..5000, 1usize..200).prop_map(|(seed, n)| {
+            let row = format!(r#"{{"id":"t-{seed}","state":"TASK_RUNNING","cpus":0.1}},"#);
+            Bytes::from(row.repeat(n))
+        }),
+        proptest::collection::vec(any::<u8>(), 1..4096).prop_map(Bytes::from),
+    ]
+}
+
+proptest! {
+    /// Two bodies in a row, the second sharing some of the first's pieces
+    /// (as unchanged chunks are shared): both decode to their bytes, and
+    /// the second compresses exactly the pieces the first did not hold.
+    #[test]
+    fn successive_gzips_decode_and_compress_only_new_pieces(
+        pool in proptest::collection::vec(piece(), 1..12),
+        first in proptest::collection::vec(any::<prop::sample::Index>(), 0..20),
+        second in proptest::collection::vec(any::<prop::sample::Index>(), 0..20),
+        fresh in proptest::collection::vec(piece(), 0..4),
+    ) {
+        let pick = |picks: &[prop::sample::Index]| -> Vec<Bytes> {
+            picks.iter().map(|i| pool[i.index(pool.len())].clone()).collect()
+        };
+        let one = Rope::from(pick(&first));
+        let mut two_pieces = pick(&second);
+        two_pieces.extend(fresh.iter().cloned());
+        let two = Rope::from(two_pieces);
+
+        let mut segments = Segments::default();
+        let (gz_one, made_one) = gzip(&one, &mut segments).expect("compressed");
+        prop_assert_eq!(gunzip(&gz_one), one.to_vec());
+        prop_assert_eq!(made_one, keys(&one).len());
+        prop_assert_eq!(segments.len(), keys(&one).len());
+
+        let (gz_two, made_two) = gzip(&two, &mut segments).expect("compressed");
+        prop_assert_eq!(gunzip(&gz_two), two.to_vec());
+        prop_assert_eq!(made_two, keys(&two).difference(&keys(&one)).count());
+        prop_assert_eq!(segments.len(), keys(&two).len());
+    }
+}
+
+#[test]
+fn an_empty_rope_is_an_empty_gzip() {
+    let (gz, made) = gzip(&Rope::default(), &mut Segments::default()).expect("compressed");
+    assert_eq!(made, 0);
+    assert_eq!(gunzip(&gz), b"");
+}
+
+#[test]
+fn the_same_bytes_elsewhere_are_compressed_again() {
+    // Identity, not content: a piece's segment is found by where its
+    // bytes are, which cannot change while the cache holds them.
+    let text = Bytes::from_static(b"[{\"id\":\"a\"},{\"id\":\"b\"}]");
+    let copy = Bytes::copy_from_slice(&text);
+    let mut segments = Segments::default();
+    gzip(&Rope::from(vec![text.clone()]), &mut segments).expect("compressed");
+    let (gz, made) = gzip(&Rope::from(vec![copy]), &mut segments).expect("compressed");
+    assert_eq!(made, 1);
+    assert_eq!(gunzip(&gz), &text[..]);
+}
+
+#[test]
+fn a_large_incompressible_piece_grows_its_output() {
+    // Pseudo-random bytes deflate to slightly more than their length, far
+    // beyond the first guess at the output's size.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let rope = Rope::from(vec![Bytes::from_static(b"{\"x\":\""), Bytes::from(noise)]);
+    let (gz, _) = gzip(&rope, &mut Segments::default()).expect("compressed");
+    assert_eq!(gunzip(&gz), rope.to_vec());
+}
+
+#[test]
+fn a_body_of_repeated_rows_compresses_well() {
+    let row =
+        Bytes::from(r#"{"id":"t-1","state":"TASK_RUNNING","resources":{"cpus":0.1}},"#.repeat(64));
+    let rope = Rope::from(vec![row.clone(), row.clone(), row]);
+    let (gz, made) = gzip(&rope, &mut Segments::default()).expect("compressed");
+    assert_eq!(made, 1, "one piece, shared three times, compressed once");
+    assert!(gz.len() * 10 < rope.len(), "{} of {}", gz.len(), rope.len());
+    assert_eq!(gunzip(&gz), rope.to_vec());
+}
