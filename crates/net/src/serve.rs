@@ -193,9 +193,11 @@ pub async fn serve_tls(
 }
 
 /// What every connection's requests pass first, whatever it came on:
-/// every port refuses what a browser sends on another site's behalf.
+/// every port refuses what a browser sends on another site's behalf, and
+/// answers in gzip a client that takes it.
 fn edge(app: axum::Router) -> axum::Router {
-    app.layer(axum::middleware::from_fn(crate::cross_site::guard))
+    app.layer(axum::middleware::from_fn(crate::encoding::gzip_answers))
+        .layer(axum::middleware::from_fn(crate::cross_site::guard))
 }
 
 /// How a connection is spoken, the same for accepted and handed-in ones.
