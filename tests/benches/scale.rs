@@ -12,9 +12,13 @@
 //!   TASK_RUNNING, and the sustained rate between 10 % and 90 % of them;
 //!   then `master_rss` with N agents and T live tasks, and
 //!   `api_tasks_first_page`: the UI's first page of tasks fetched 50 times
-//!   per run from the master at rest. Runs alternate with
+//!   per run from the master at rest, and `state_at_rest`: `/state` fetched
+//!   20 times at rest, plain and in gzip. Runs alternate with
 //!   `placement_polled`: the same while `/state` and `/api/tasks` are each
 //!   fetched 10 times a second (read whole and dropped, each by a thread);
+//! - `placement_alternating`: one placement per run whose pollers poll in
+//!   every other window of 700 ms and rest in the others: the rates of
+//!   polled and quiet windows of the same run compared;
 //! - `offer_latency`: N one-slot agents, F frameworks each launching a task
 //!   on every offer (run times 0.5-1.5 x D): from the framework seeing a
 //!   task's TASK_FINISHED to an offer of that agent reaching any framework;
@@ -40,7 +44,8 @@
 //! pollers fetch a body of that size from a server in the bench instead of
 //! the master, the cost of moving the bytes alone), `AGORA_BENCH_POLL_GZIP`
 //! (`1`: the pollers send `Accept-Encoding: gzip`, as browsers and most HTTP
-//! libraries do, and read the compressed bodies). Every wait has a
+//! libraries do, and read the compressed bodies), `AGORA_BENCH_WINDOW_MS`
+//! (`placement_alternating`'s windows; 700). Every wait has a
 //! deadline; every process started is stopped by its pid.
 
 use std::collections::HashMap;
@@ -288,6 +293,8 @@ struct Placing {
     first_accept: Option<Instant>,
     /// When the running count crossed each tenth of the total.
     tenths: Vec<Instant>,
+    /// When each RUNNING was seen, in order.
+    running_at: Vec<Instant>,
     failed: Vec<String>,
 }
 
@@ -366,6 +373,7 @@ async fn place(
                     .unwrap_or(TaskState::TaskUnknown);
                 if state == TaskState::TaskRunning {
                     p.running += 1;
+                    p.running_at.push(Instant::now());
                     if p.running * 10 >= (p.tenths.len() + 1) * total {
                         p.tenths.push(Instant::now());
                     }
@@ -391,7 +399,11 @@ async fn place(
 /// thread of its own) until `stop`; returns what each poller saw. The
 /// poller reads each body and drops it: what a poller does with it is its
 /// own cost, and the figure is the master's.
-fn poll(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<[Polled; 2]> {
+fn poll(
+    port: u16,
+    stop: Arc<AtomicBool>,
+    gate: Option<Arc<AtomicBool>>,
+) -> std::thread::JoinHandle<[Polled; 2]> {
     // `AGORA_BENCH_POLL` names the endpoints polled (both unless set),
     // to tell their costs apart.
     let chosen = std::env::var("AGORA_BENCH_POLL").unwrap_or_else(|_| "/state,/api/tasks".into());
@@ -399,10 +411,11 @@ fn poll(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<[Polled; 2]
     std::thread::spawn(move || {
         let pollers = ["/state", "/api/tasks"].map(|path| {
             let stop = stop.clone();
+            let gate = gate.clone();
             let polled = chosen.split(',').any(|p| p.trim() == path);
             std::thread::spawn(move || {
                 if polled {
-                    poll_one(port, path, gzip, &stop)
+                    poll_one(port, path, gzip, &stop, gate.as_deref())
                 } else {
                     Polled::default()
                 }
@@ -438,8 +451,14 @@ impl Polled {
 }
 
 /// Fetches `path` 10 times a second until `stop`, asking for gzip if
-/// `gzip`.
-fn poll_one(port: u16, path: &str, gzip: bool, stop: &AtomicBool) -> Polled {
+/// `gzip`; while a `gate` is shut, the ticks pass without a fetch.
+fn poll_one(
+    port: u16,
+    path: &str,
+    gzip: bool,
+    stop: &AtomicBool,
+    gate: Option<&AtomicBool>,
+) -> Polled {
     let tick = Duration::from_millis(100);
     let mut buffer = vec![0; 1 << 20];
     let mut polled = Polled::default();
@@ -447,7 +466,10 @@ fn poll_one(port: u16, path: &str, gzip: bool, stop: &AtomicBool) -> Polled {
     // Bounded by `stop`, which the placement sets when it ends.
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        if let Ok(Some(read)) = fetch_and_drop(port, path, gzip, &mut buffer) {
+        let open = gate.is_none_or(|g| g.load(Ordering::Relaxed));
+        if !open {
+            // The gate is shut: this tick fetches nothing.
+        } else if let Ok(Some(read)) = fetch_and_drop(port, path, gzip, &mut buffer) {
             polled.count += 1;
             polled.largest = polled.largest.max(read.decoded);
             polled.largest_sent = polled.largest_sent.max(read.sent);
@@ -610,6 +632,7 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
     let mut details: HashMap<bool, String> = HashMap::new();
     let mut rss = Vec::new();
     let mut first_pages = Vec::new();
+    let mut state_fetches: HashMap<bool, Vec<(f64, Read)>> = HashMap::new();
     // `AGORA_BENCH_PLACEMENTS=polled` (or `unpolled`): those runs only, to
     // compare two builds on one of them.
     let kinds = match std::env::var("AGORA_BENCH_PLACEMENTS").as_deref() {
@@ -643,7 +666,7 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
             0 => port,
             mb => static_server(mb << 20, stop.clone())?,
         };
-        let poller = polled.then(|| poll(polled_port, stop.clone()));
+        let poller = polled.then(|| poll(polled_port, stop.clone(), None));
         let master_before = cpu_of(master.pid());
         let sim_before = sim.stats()?.cpu_seconds;
         let bench_before = cpu_of(std::process::id());
@@ -718,6 +741,10 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
             )?;
             rss.push(procfs::of(master.pid()).map_or(f64::NAN, |u| u.rss_mb()));
             first_pages.extend(first_page_ms(port)?);
+            for gzip in [false, true] {
+                let at_rest = state_at_rest(port, gzip)?;
+                state_fetches.entry(gzip).or_default().extend(at_rest);
+            }
         }
     }
     for polled in [false, true] {
@@ -752,7 +779,208 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
         percentile(&first_pages, 99.0),
         first_pages.len()
     );
+    for gzip in [false, true] {
+        let mut fetches = state_fetches.remove(&gzip).unwrap_or_default();
+        fetches.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let ms: Vec<f64> = fetches.iter().map(|(ms, _)| *ms).collect();
+        let sent = fetches.iter().map(|(_, r)| r.sent).max().unwrap_or(0);
+        let decoded = fetches.iter().map(|(_, r)| r.decoded).max().unwrap_or(0);
+        println!(
+            "BENCH state_at_rest agents={} tasks={} gzip={gzip} p50_ms={:.1} p99_ms={:.1} sent_mb={:.1} json_mb={:.1} samples={}",
+            k.agents,
+            k.tasks,
+            percentile(&ms, 50.0),
+            percentile(&ms, 99.0),
+            sent as f64 / 1e6,
+            decoded as f64 / 1e6,
+            ms.len()
+        );
+    }
     Ok(())
+}
+
+/// `/state` fetched 20 times from the master at rest, in gzip or not, each
+/// read whole (not inflated): ms each, and what was read.
+fn state_at_rest(port: u16, gzip: bool) -> anyhow::Result<Vec<(f64, Read)>> {
+    let mut buffer = vec![0; 1 << 20];
+    let mut samples = Vec::with_capacity(20);
+    for _ in 0..20 {
+        let started = Instant::now();
+        let read = fetch_and_drop(port, "/state", gzip, &mut buffer)?;
+        let read = read.context("/state was not answered whole")?;
+        samples.push((started.elapsed().as_secs_f64() * 1e3, read));
+    }
+    Ok(samples)
+}
+
+/// One placement whose pollers poll in every other window of
+/// `AGORA_BENCH_WINDOW_MS` (700; 5 in the smoke run) and rest in the
+/// others, so that the polling's cost is read from neighbouring seconds of
+/// the same run on the same master, not from two runs the machine's drift
+/// sets apart: the rate of RUNNING seen in polled windows against the rate
+/// in quiet ones, between the 10th and the 90th percentile of the run.
+/// Runs start polled and quiet in turn. A fetch begun at the end of a
+/// polled window finishes in the quiet one that follows, so the cost is if
+/// anything understated by that spill (about a fetch's time per window).
+/// Windows of a whole second gave runs that began quiet a far larger loss
+/// than runs that began polled (-31 % against -4 %): the placement's pace
+/// has a rhythm of its own near a second, so the default is 700 ms, which
+/// matches no such rhythm.
+fn placement_alternating(
+    bins: &Bins,
+    k: &Knobs,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    let window = Duration::from_millis(env_usize(
+        "AGORA_BENCH_WINDOW_MS",
+        if k.full { 700 } else { 5 },
+    ) as u64);
+    // Events and seconds in quiet ([0]) and polled ([1]) windows, all runs.
+    let mut events = [0usize; 2];
+    let mut seconds = [0f64; 2];
+    let mut changes = Vec::new();
+    // `/state` and `/api/tasks` fetches, all runs.
+    let mut fetched = [0usize; 2];
+    let mut polled_seconds = 0.0;
+    for run in 0..k.runs {
+        let dir = tempfile::tempdir()?;
+        let _sweeper = Sweeper(dir.path().to_path_buf());
+        let (master, port) = start_master(&bins.agora, dir.path());
+        wait_serving(port)?;
+        let sim = Sim::start(
+            &bins.sim,
+            dir.path(),
+            &format!("127.0.0.1:{port}"),
+            k.agents,
+            "cpus:8;mem:16384",
+        );
+        sim.wait_registered(k.agents, None, Duration::from_secs(300))?;
+        wait_for("agents listed", Duration::from_secs(120), || {
+            (active_agents(port)? == k.agents).then_some(())
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(AtomicBool::new(run % 2 == 1));
+        let toggles = Arc::new(Mutex::new(vec![(Instant::now(), run % 2 == 1)]));
+        let toggler = {
+            let (stop, gate, toggles) = (stop.clone(), gate.clone(), toggles.clone());
+            std::thread::spawn(move || {
+                let mut next = Instant::now() + window;
+                // Bounded by `stop`, which the placement sets when it ends.
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait); // the windows' rhythm, not synchronisation
+                    }
+                    next += window;
+                    let open = !gate.load(Ordering::Relaxed);
+                    gate.store(open, Ordering::Relaxed);
+                    if let Ok(mut toggles) = toggles.lock() {
+                        toggles.push((Instant::now(), open));
+                    }
+                }
+            })
+        };
+        let poller = poll(port, stop.clone(), Some(gate.clone()));
+        let placed = runtime.block_on(async {
+            let info = FrameworkBuilder::new("placement").build();
+            let (client, mut events) = SchedulerClient::connect(
+                &format!("127.0.0.1:{port}"),
+                info,
+                SubscribeOptions::default(),
+            )
+            .await?;
+            place(
+                &client,
+                &mut events,
+                k.tasks,
+                k.agents,
+                Duration::from_secs(600),
+            )
+            .await
+        });
+        stop.store(true, Ordering::Relaxed);
+        let [state_polls, tasks_polls] = poller.join().unwrap_or_default();
+        let _ = toggler.join();
+        let placed = placed?;
+        drop(sim);
+        drop(master);
+        let toggles = toggles.lock().map(|t| t.clone()).unwrap_or_default();
+        let at = &placed.running_at;
+        let (Some(&from), Some(&to)) = (at.get(at.len() / 10), at.get(at.len() * 9 / 10)) else {
+            bail!("run {run}: no RUNNING seen");
+        };
+        let (run_events, run_seconds) = by_window(at, &toggles, from, to);
+        // The polled seconds of the whole run, for the pollers' rate.
+        if let (Some(&(start, _)), Some(&end)) = (toggles.first(), at.last()) {
+            polled_seconds += by_window(&[], &toggles, start, end).1[1];
+        }
+        for open in [0, 1] {
+            events[open] += run_events[open];
+            seconds[open] += run_seconds[open];
+        }
+        fetched[0] += state_polls.count;
+        fetched[1] += tasks_polls.count;
+        let rate = |open: usize| run_events[open] as f64 / run_seconds[open];
+        let change = (rate(1) / rate(0) - 1.0) * 100.0;
+        changes.push(change);
+        eprintln!(
+            "run {run} alternating quiet_per_s={:.0} polled_per_s={:.0} change_pct={change:+.1} quiet_s={:.1} polled_s={:.1} state_polls={} api_tasks_polls={}",
+            rate(0),
+            rate(1),
+            run_seconds[0],
+            run_seconds[1],
+            state_polls.count,
+            tasks_polls.count
+        );
+    }
+    let rate = |open: usize| events[open] as f64 / seconds[open];
+    println!(
+        "BENCH placement_alternating agents={} tasks={} window_ms={} runs={} quiet_per_s={:.0} polled_per_s={:.0} change_pct={:+.1} median_run_change_pct={:+.1} state_polls_per_polled_s={:.1} api_tasks_polls_per_polled_s={:.1}",
+        k.agents,
+        k.tasks,
+        window.as_millis(),
+        k.runs,
+        rate(0),
+        rate(1),
+        (rate(1) / rate(0) - 1.0) * 100.0,
+        median(changes),
+        fetched[0] as f64 / polled_seconds,
+        fetched[1] as f64 / polled_seconds,
+    );
+    Ok(())
+}
+
+/// The RUNNING seen in `(from, to]` and the seconds of it, split by
+/// whether the gate was shut ([0]) or open ([1]); `toggles` are the gate's
+/// changes in order, the first its state from the start.
+fn by_window(
+    running_at: &[Instant],
+    toggles: &[(Instant, bool)],
+    from: Instant,
+    to: Instant,
+) -> ([usize; 2], [f64; 2]) {
+    let state_at = |t: Instant| {
+        let i = toggles.partition_point(|(at, _)| *at <= t);
+        toggles
+            .get(i.saturating_sub(1))
+            .is_some_and(|(_, open)| *open)
+    };
+    let mut events = [0; 2];
+    for &t in running_at.iter().filter(|&&t| t > from && t <= to) {
+        events[usize::from(state_at(t))] += 1;
+    }
+    let mut seconds = [0.0; 2];
+    let mut edges: Vec<Instant> = toggles
+        .iter()
+        .map(|(at, _)| *at)
+        .filter(|&at| at > from && at < to)
+        .collect();
+    edges.insert(0, from);
+    edges.push(to);
+    for pair in edges.windows(2) {
+        let open = state_at(pair[0]);
+        seconds[usize::from(open)] += pair[1].duration_since(pair[0]).as_secs_f64();
+    }
+    (events, seconds)
 }
 
 /// The UI's first page of tasks (`/api/tasks?limit=100`, newest update
@@ -1169,6 +1397,9 @@ fn run() -> anyhow::Result<()> {
     }
     if selected("placement") {
         placement(&bins, &k, &runtime)?;
+    }
+    if selected("placement_alternating") {
+        placement_alternating(&bins, &k, &runtime)?;
     }
     if selected("offer_latency") {
         offer_latency(&bins, &k, &runtime)?;
