@@ -309,3 +309,44 @@ fn roles_weights_and_quotas_follow_view_roles_and_get_quotas() {
     assert!(anonymous.weights.is_empty());
     assert!(anonymous.quotas.is_empty());
 }
+
+/// `/state` in gzip for viewers the ACLs treat apart: each gets the gzip of
+/// its own body, never one made for another viewer of the same snapshot
+/// (the shared gzip is keyed by the snapshot alone).
+#[tokio::test]
+async fn each_viewers_gzip_is_of_its_own_body() {
+    use std::io::Read;
+
+    use crate::snapshot::state_body::{self, ChunkCache, Rope};
+    use crate::snapshot_body::SnapshotBody;
+    use crate::snapshot_body::gzip::Segments;
+
+    let snapshot = fixture(ALICE_ONLY);
+    let bodies: SnapshotBody<Rope, ChunkCache> = SnapshotBody::default();
+    let gzips: SnapshotBody<Rope, Segments> = SnapshotBody::default();
+    let mut seen = Vec::new();
+    for who in ["ops", "a", "ops", "a"] {
+        let viewer = Viewer(Some(Principal::new(who)));
+        let plain = viewer
+            .body(snapshot.clone(), &bodies, state_body::make)
+            .await
+            .expect("a body");
+        let gz = viewer
+            .gzip_body(snapshot.clone(), plain.clone(), &gzips)
+            .await
+            .expect("a gzip");
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&gz.to_vec()[..])
+            .read_to_end(&mut decoded)
+            .expect("a valid gzip");
+        assert_eq!(decoded, plain.to_vec(), "{who}");
+        seen.push(decoded);
+    }
+    assert_ne!(seen[0], seen[1], "ops and a see different bodies");
+    let body: serde_json::Value = serde_json::from_slice(&seen[1]).expect("json");
+    assert_eq!(
+        body["frameworks"].as_array().map(Vec::len),
+        Some(1),
+        "a sees alice's only"
+    );
+}
