@@ -626,6 +626,46 @@ fn keep_tail(tail: &mut Vec<u8>, read: &[u8]) {
     tail.drain(..extra);
 }
 
+/// A fresh master and `k.agents` simulated agents (8 cpus, 16 GiB each),
+/// every one registered and listed: the master, its port, the simulator.
+fn placement_cluster(bins: &Bins, k: &Knobs, dir: &Path) -> anyhow::Result<(Proc, u16, Sim)> {
+    let (master, port) = start_master(&bins.agora, dir);
+    wait_serving(port)?;
+    let sim = Sim::start(
+        &bins.sim,
+        dir,
+        &format!("127.0.0.1:{port}"),
+        k.agents,
+        "cpus:8;mem:16384",
+    );
+    sim.wait_registered(k.agents, None, Duration::from_secs(300))?;
+    wait_for("agents listed", Duration::from_secs(120), || {
+        (active_agents(port)? == k.agents).then_some(())
+    })?;
+    Ok((master, port, sim))
+}
+
+/// One framework places `k.tasks` tasks through the master on `port`.
+fn place_all(runtime: &tokio::runtime::Runtime, port: u16, k: &Knobs) -> anyhow::Result<Placing> {
+    runtime.block_on(async {
+        let info = FrameworkBuilder::new("placement").build();
+        let (client, mut events) = SchedulerClient::connect(
+            &format!("127.0.0.1:{port}"),
+            info,
+            SubscribeOptions::default(),
+        )
+        .await?;
+        place(
+            &client,
+            &mut events,
+            k.tasks,
+            k.agents,
+            Duration::from_secs(600),
+        )
+        .await
+    })
+}
+
 fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let mut rates: HashMap<bool, Vec<f64>> = HashMap::new();
     let mut sustained: HashMap<bool, Vec<f64>> = HashMap::new();
@@ -644,19 +684,7 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
         let polled = kinds[run % kinds.len()];
         let dir = tempfile::tempdir()?;
         let _sweeper = Sweeper(dir.path().to_path_buf());
-        let (master, port) = start_master(&bins.agora, dir.path());
-        wait_serving(port)?;
-        let sim = Sim::start(
-            &bins.sim,
-            dir.path(),
-            &format!("127.0.0.1:{port}"),
-            k.agents,
-            "cpus:8;mem:16384",
-        );
-        sim.wait_registered(k.agents, None, Duration::from_secs(300))?;
-        wait_for("agents listed", Duration::from_secs(120), || {
-            (active_agents(port)? == k.agents).then_some(())
-        })?;
+        let (master, port, sim) = placement_cluster(bins, k, dir.path())?;
         let stop = Arc::new(AtomicBool::new(false));
         // `AGORA_BENCH_POLL_STATIC=<MB>`: the control experiment. The
         // pollers fetch a body of that size from a server in this process
@@ -670,23 +698,7 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
         let master_before = cpu_of(master.pid());
         let sim_before = sim.stats()?.cpu_seconds;
         let bench_before = cpu_of(std::process::id());
-        let placed = runtime.block_on(async {
-            let info = FrameworkBuilder::new("placement").build();
-            let (client, mut events) = SchedulerClient::connect(
-                &format!("127.0.0.1:{port}"),
-                info,
-                SubscribeOptions::default(),
-            )
-            .await?;
-            place(
-                &client,
-                &mut events,
-                k.tasks,
-                k.agents,
-                Duration::from_secs(600),
-            )
-            .await
-        });
+        let placed = place_all(runtime, port, k);
         stop.store(true, Ordering::Relaxed);
         let polls = poller.map(|p| p.join().unwrap_or_default());
         // The framework's and the poller's CPU (this process's).
@@ -845,19 +857,7 @@ fn placement_alternating(
     for run in 0..k.runs {
         let dir = tempfile::tempdir()?;
         let _sweeper = Sweeper(dir.path().to_path_buf());
-        let (master, port) = start_master(&bins.agora, dir.path());
-        wait_serving(port)?;
-        let sim = Sim::start(
-            &bins.sim,
-            dir.path(),
-            &format!("127.0.0.1:{port}"),
-            k.agents,
-            "cpus:8;mem:16384",
-        );
-        sim.wait_registered(k.agents, None, Duration::from_secs(300))?;
-        wait_for("agents listed", Duration::from_secs(120), || {
-            (active_agents(port)? == k.agents).then_some(())
-        })?;
+        let (master, port, sim) = placement_cluster(bins, k, dir.path())?;
         let stop = Arc::new(AtomicBool::new(false));
         let gate = Arc::new(AtomicBool::new(run % 2 == 1));
         let toggles = Arc::new(Mutex::new(vec![(Instant::now(), run % 2 == 1)]));
@@ -880,23 +880,7 @@ fn placement_alternating(
             })
         };
         let poller = poll(port, stop.clone(), Some(gate.clone()));
-        let placed = runtime.block_on(async {
-            let info = FrameworkBuilder::new("placement").build();
-            let (client, mut events) = SchedulerClient::connect(
-                &format!("127.0.0.1:{port}"),
-                info,
-                SubscribeOptions::default(),
-            )
-            .await?;
-            place(
-                &client,
-                &mut events,
-                k.tasks,
-                k.agents,
-                Duration::from_secs(600),
-            )
-            .await
-        });
+        let placed = place_all(runtime, port, k);
         stop.store(true, Ordering::Relaxed);
         let [state_polls, tasks_polls] = poller.join().unwrap_or_default();
         let _ = toggler.join();
