@@ -17,9 +17,7 @@ use std::sync::Arc;
 use agora_auth::Principal;
 use agora_auth::acl::{Acls, Action};
 
-use crate::snapshot::state_body::Rope;
 use crate::snapshot::{FrameworkView, OperatorDetails, SharedList, StateSnapshot, TaskView};
-use crate::snapshot_body::gzip::{Segments, gzip};
 
 /// Who is looking, as the authentication layer found it (None:
 /// anonymous): an extractor for the read handlers.
@@ -77,24 +75,28 @@ impl Viewer {
         .map_err(crate::snapshot_body::cannot_serialize)
     }
 
-    /// `plain`'s gzip, `plain` being what [`Viewer::body`] gave for
-    /// `current`: `cache`'s shared one when the ACLs hide nothing (its
-    /// pieces' segments kept for the next), else this viewer's own.
-    pub(crate) async fn gzip_body(
+    /// `compress(plain)`, `plain` being what [`Viewer::body`] gave for
+    /// `current`: `cache`'s shared one when the ACLs hide nothing (with
+    /// what it keeps for the next), else this viewer's own.
+    pub(crate) async fn compressed<P, B, K>(
         &self,
         current: Arc<StateSnapshot>,
-        plain: Rope,
-        cache: &crate::snapshot_body::SnapshotBody<Rope, Segments>,
-    ) -> Result<Rope, axum::response::Response> {
-        let make = move |_: &StateSnapshot, segments: &mut Segments| {
-            gzip(&plain, segments)
-                .map(|(gz, _)| gz)
-                .map_err(serde_json::Error::io)
+        plain: P,
+        cache: &crate::snapshot_body::SnapshotBody<B, K>,
+        compress: fn(&P, &mut K) -> std::io::Result<B>,
+    ) -> Result<B, axum::response::Response>
+    where
+        P: Send + 'static,
+        B: Clone + Send + 'static,
+        K: Default + Send + 'static,
+    {
+        let make = move |_: &StateSnapshot, kept: &mut K| {
+            compress(&plain, kept).map_err(serde_json::Error::io)
         };
         if !restricts_views(&current.acls) {
             return cache.get(current, make).await;
         }
-        crate::snapshot_body::off_workers(move || make(&current, &mut Segments::default()))
+        crate::snapshot_body::off_workers(move || make(&current, &mut K::default()))
             .await?
             .map_err(crate::snapshot_body::cannot_serialize)
     }

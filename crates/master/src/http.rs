@@ -36,7 +36,7 @@ use crate::metrics::MasterMetrics;
 use crate::protocol::{Command, Gate, OperatorFailure};
 use crate::snapshot::StateSnapshot;
 use crate::snapshot::state_body::{self, ChunkCache, Rope};
-use crate::snapshot_body::gzip::Segments;
+use crate::snapshot_body::gzip::{self, Segments};
 use crate::snapshot_body::{Coding, SnapshotBody, json_rope};
 use crate::state::{OperatorCall, OperatorError};
 
@@ -203,7 +203,10 @@ async fn state(
     if !accepts_gzip(&headers) {
         return json_rope(plain, Coding::Identity);
     }
-    match viewer.gzip_body(current, plain, &gzip_cache).await {
+    match viewer
+        .compressed(current, plain, &gzip_cache, gzip::gzip_rope)
+        .await
+    {
         Ok(gz) => json_rope(gz, Coding::Gzip),
         Err(response) => response,
     }

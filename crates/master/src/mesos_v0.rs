@@ -25,11 +25,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use agora_net::encoding::accepts_gzip;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
@@ -40,6 +41,7 @@ use crate::metrics::MasterMetrics;
 use crate::protocol::Gate;
 use crate::snapshot::StateSnapshot;
 use crate::snapshot_body::SnapshotBody;
+use crate::snapshot_body::gzip::gzip_bytes;
 
 mod metrics;
 pub mod shapes;
@@ -85,6 +87,9 @@ struct MesosState {
     snapshot: Snapshot,
     gate: watch::Receiver<Gate>,
     state_body: SnapshotBody<Bytes>,
+    /// `state_body`'s gzip, for the clients that take it: made once per
+    /// snapshot too, not per request.
+    state_gzip: SnapshotBody<Bytes>,
     /// When this master's HTTP API started (wall-clock seconds): Mesos'
     /// `start_time` and the base of `master/uptime_secs`.
     started: f64,
@@ -108,6 +113,7 @@ pub(crate) fn router(
         snapshot,
         gate,
         state_body: SnapshotBody::default(),
+        state_gzip: SnapshotBody::default(),
         started: wall_now(),
         metrics,
     };
@@ -172,21 +178,44 @@ pub fn state_json(snapshot: &StateSnapshot, started: f64) -> serde_json::Result<
     serde_json::to_vec(&shapes::state(snapshot, started))
 }
 
-/// `/master/state`: Mesos' `/state`, serialized once per snapshot.
+/// `/master/state`: Mesos' `/state`, serialized once per snapshot, and
+/// compressed once per snapshot for the clients that take gzip (a JSONP
+/// answer, wrapped per request, is left to the serving edge).
 async fn state_handler(
     State(state): State<MesosState>,
     viewer: Viewer,
     Params(query): Params,
+    headers: HeaderMap,
 ) -> Response {
     let current = state.snapshot.borrow().clone();
     let started = state.started;
-    match viewer
-        .body(current, &state.state_body, move |s, _| {
+    let body = match viewer
+        .body(current.clone(), &state.state_body, move |s, _| {
             state_json(s, started).map(Bytes::from)
         })
         .await
     {
-        Ok(body) => agora_net::jsonp::respond(body, jsonp(&query)),
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let whole_json = jsonp(&query).is_none();
+    let worth_it = body.len() as u64 >= agora_net::encoding::MIN_BYTES;
+    if !(whole_json && worth_it && accepts_gzip(&headers)) {
+        return agora_net::jsonp::respond(body, jsonp(&query));
+    }
+    match viewer
+        .compressed(current, body, &state.state_gzip, gzip_bytes)
+        .await
+    {
+        Ok(gz) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CONTENT_ENCODING, "gzip"),
+                (header::VARY, "accept-encoding"),
+            ],
+            gz,
+        )
+            .into_response(),
         Err(response) => response,
     }
 }

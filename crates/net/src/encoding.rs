@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use http_body::Body as _;
 
 /// Answers shorter than this go as they are (Mesos' threshold).
-const MIN_BYTES: u64 = 1024;
+pub const MIN_BYTES: u64 = 1024;
 
 /// Answers longer than this go as they are: compressing one whole would
 /// hold both copies in memory at once.
@@ -147,7 +147,7 @@ fn compressible(response: &Response) -> Option<u64> {
 }
 
 /// `plain` in one gzip member, compressed fast.
-fn gzip(plain: &[u8]) -> Vec<u8> {
+pub fn gzip(plain: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(plain.len() / 8 + 64),

@@ -319,7 +319,7 @@ async fn each_viewers_gzip_is_of_its_own_body() {
 
     use crate::snapshot::state_body::{self, ChunkCache, Rope};
     use crate::snapshot_body::SnapshotBody;
-    use crate::snapshot_body::gzip::Segments;
+    use crate::snapshot_body::gzip::{Segments, gzip_rope};
 
     let snapshot = fixture(ALICE_ONLY);
     let bodies: SnapshotBody<Rope, ChunkCache> = SnapshotBody::default();
@@ -332,7 +332,7 @@ async fn each_viewers_gzip_is_of_its_own_body() {
             .await
             .expect("a body");
         let gz = viewer
-            .gzip_body(snapshot.clone(), plain.clone(), &gzips)
+            .compressed(snapshot.clone(), plain.clone(), &gzips, gzip_rope)
             .await
             .expect("a gzip");
         let mut decoded = Vec::new();

@@ -1,7 +1,7 @@
-//! `/state` in gzip through the whole HTTP router: decoded, it is the same
-//! body a client that takes identity gets, snapshot after snapshot (the
-//! second made from the first's kept segments), and only a client that
-//! takes gzip gets it.
+//! `/state` and Mesos' `/master/state` in gzip through the whole HTTP
+//! router: decoded, each is the same body a client that takes identity
+//! gets, snapshot after snapshot (`/state`'s made from the last one's kept
+//! segments), and only a client that takes gzip gets it.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -15,7 +15,11 @@ use crate::mesos_v0::tests::fixture;
 use crate::snapshot::{StateSnapshot, TaskView};
 
 async fn get(app: &axum::Router, accept: Option<&str>) -> (HeaderMap, Bytes) {
-    let mut request = Request::get("/state");
+    get_path(app, "/state", accept).await
+}
+
+async fn get_path(app: &axum::Router, path: &str, accept: Option<&str>) -> (HeaderMap, Bytes) {
+    let mut request = Request::get(path);
     if let Some(accept) = accept {
         request = request.header(header::ACCEPT_ENCODING, accept);
     }
@@ -35,7 +39,6 @@ async fn get(app: &axum::Router, accept: Option<&str>) -> (HeaderMap, Bytes) {
         body.len().to_string(),
         "Content-Length is the body's"
     );
-    assert_eq!(headers[header::VARY], "accept-encoding");
     (headers, body)
 }
 
@@ -69,8 +72,10 @@ async fn state_in_gzip_decodes_to_the_identity_body_snapshot_after_snapshot() {
     for round in 0..3 {
         let (plain_headers, plain) = get(&app, None).await;
         assert!(plain_headers.get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(plain_headers[header::VARY], "accept-encoding");
         let (headers, gz) = get(&app, Some("gzip, deflate, br")).await;
         assert_eq!(headers[header::CONTENT_ENCODING], "gzip", "round {round}");
+        assert_eq!(headers[header::VARY], "accept-encoding");
         assert_eq!(gunzip(&gz), plain, "round {round}");
         assert!(
             gz.len() * 4 < plain.len(),
@@ -98,4 +103,26 @@ async fn only_a_client_that_takes_gzip_gets_it() {
         assert_eq!(headers[header::CONTENT_ENCODING], "gzip", "{accept}");
         assert_eq!(gunzip(&body), plain, "{accept}");
     }
+}
+
+#[tokio::test]
+async fn mesos_state_in_gzip_decodes_to_its_plain_body_snapshot_after_snapshot() {
+    let (app, publish) = serve(with_tasks(fixture(), 300, "TASK_STAGING"), leading());
+    for round in 0..3 {
+        let (_, plain) = get_path(&app, "/master/state", None).await;
+        let (headers, gz) = get_path(&app, "/master/state", Some("gzip")).await;
+        assert_eq!(headers[header::CONTENT_ENCODING], "gzip", "round {round}");
+        assert_eq!(headers[header::VARY], "accept-encoding");
+        assert_eq!(gunzip(&gz), plain, "round {round}");
+        // Asked again for the same snapshot: the same gzip.
+        let (_, again) = get_path(&app, "/master/state", Some("gzip")).await;
+        assert_eq!(again, gz, "round {round}");
+        let changed = with_tasks(fixture(), 300 - round * 40, "TASK_RUNNING");
+        publish.send(Arc::new(changed)).expect("a receiver");
+    }
+    // JSONP is wrapped per request: this router leaves it plain (the
+    // serving edge compresses it for a client that takes gzip).
+    let (headers, body) = get_path(&app, "/master/state?jsonp=cb", Some("gzip")).await;
+    assert!(headers.get(header::CONTENT_ENCODING).is_none());
+    assert!(body.starts_with(b"cb("));
 }

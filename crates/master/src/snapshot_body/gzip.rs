@@ -123,5 +123,16 @@ fn segment_of(compress: &mut Compress, piece: &[u8]) -> std::io::Result<Segment>
     })
 }
 
+/// [`gzip`] as [`crate::authz_views::Viewer::compressed`] takes it.
+pub(crate) fn gzip_rope(rope: &Rope, segments: &mut Segments) -> std::io::Result<Rope> {
+    gzip(rope, segments).map(|(gz, _)| gz)
+}
+
+/// A whole body's gzip (Mesos' `/master/state`, made whole), as
+/// [`crate::authz_views::Viewer::compressed`] takes it.
+pub(crate) fn gzip_bytes(body: &Bytes, _: &mut ()) -> std::io::Result<Bytes> {
+    Ok(Bytes::from(agora_net::encoding::gzip(body)))
+}
+
 #[cfg(test)]
 mod tests;
