@@ -3,7 +3,6 @@
 //! gets, snapshot after snapshot (`/state`'s made from the last one's kept
 //! segments), and only a client that takes gzip gets it.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -13,6 +12,7 @@ use tower::ServiceExt as _;
 use super::mesos_v0_tests::{leading, serve};
 use crate::mesos_v0::tests::fixture;
 use crate::snapshot::{StateSnapshot, TaskView};
+use crate::snapshot_body::gzip::gunzip;
 
 async fn get(app: &axum::Router, accept: Option<&str>) -> (HeaderMap, Bytes) {
     get_path(app, "/state", accept).await
@@ -40,14 +40,6 @@ async fn get_path(app: &axum::Router, path: &str, accept: Option<&str>) -> (Head
         "Content-Length is the body's"
     );
     (headers, body)
-}
-
-fn gunzip(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(body)
-        .read_to_end(&mut out)
-        .expect("a valid gzip member");
-    out
 }
 
 /// The fixture with `n` more tasks in its first framework, so that the

@@ -134,5 +134,17 @@ pub(crate) fn gzip_bytes(body: &Bytes, _: &mut ()) -> std::io::Result<Bytes> {
     Ok(Bytes::from(agora_net::encoding::gzip(body)))
 }
 
+/// `gz` decoded by flate2's reader, which checks the trailer's CRC-32 and
+/// length: for the tests of whatever answers gzip.
+#[cfg(test)]
+pub(crate) fn gunzip(gz: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut out)
+        .expect("a valid gzip member");
+    out
+}
+
 #[cfg(test)]
 mod tests;
