@@ -376,3 +376,63 @@ fn an_agent_stopped_while_starting_an_executor_starts_it_again_and_the_task_runs
         );
     }
 }
+
+/// A custom executor's program never runs before the agent has recorded
+/// its process. Under posix isolation there is no cgroup to find an
+/// unrecorded process by after a restart, so a program started before
+/// the record would live on unknown to the agent. Here the agent exits
+/// (a debug-build test fault) after starting the executor and before
+/// recording it: the executor, held at its start gate, sees the agent
+/// gone and exits without running the program; the restarted agent starts
+/// the executor again, and the program runs exactly once, in the new run.
+#[test]
+fn a_custom_executors_program_runs_only_once_its_start_is_recorded() {
+    let point = agora_agent::test_faults::ExitPoint::BeforeExecutorRecorded;
+    let posix = ("AGORA_ISOLATION", "posix/cpu,posix/mem");
+    let (mut cluster, port) =
+        cluster_with_agent(&[(agora_agent::test_faults::ENV, point.name()), posix]);
+    let example = agora_e2e::sdk_example("custom_executor");
+    // Each start of the program leaves a mark in its run's sandbox, then
+    // becomes the SDK's example executor, which runs the task.
+    let program = format!(
+        "echo $$ > program-ran; exec {}",
+        example.to_str().expect("utf-8 path")
+    );
+    let mut command = std::process::Command::new(agora_e2e::agora_bin());
+    command.args([
+        "run",
+        "--master",
+        &cluster.master_address(),
+        "--name",
+        "gated",
+        "--executor",
+        &program,
+        "--command",
+        "echo done",
+        "--timeout",
+        "60",
+    ]);
+    let runner = std::thread::spawn(move || run_with_deadline(command, Duration::from_secs(120)));
+    let status = wait_for(
+        "the agent exits before recording the executor",
+        Duration::from_secs(30),
+        || cluster.agents[0].exited(),
+    )
+    .expect("the agent reaches the fault");
+    assert_eq!(status.code(), Some(86), "{}", cluster.agents[0].log_text());
+
+    cluster.agents[0] = cluster.start_agent_on(0, port, RESOURCES, "agent-0-again.log", &[posix]);
+    let output = runner.join().expect("runner thread");
+    assert_finished_cleanly(&output);
+    let log = cluster.agents[0].log_text();
+    assert!(
+        log.contains("launching again an executor the agent stopped while starting"),
+        "{log}"
+    );
+    let marks = cluster.sandbox_files("gated-executor", "program-ran");
+    assert_eq!(
+        marks.len(),
+        1,
+        "the program ran in the restarted agent's run only: {marks:?}"
+    );
+}

@@ -25,7 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::launch::{ENV_LAUNCH, LaunchConfig};
 
-mod custom;
+pub(crate) mod custom;
 pub mod local;
 pub mod prepare;
 mod supervisor;

@@ -88,6 +88,15 @@ pub enum Effect {
         framework_id: FrameworkId,
         executor_id: ExecutorId,
     },
+    /// The executor's run is recorded with its process (the record is on
+    /// disk before this effect): a custom executor, held at its start gate
+    /// until now, may become the framework's program. Before the record, an
+    /// agent that stopped would not know the process, so the program must
+    /// not run yet (see `executor::custom`).
+    ExecutorRecorded {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+    },
     /// Kill the executor process (it has not subscribed, or must go).
     DestroyExecutor {
         framework_id: FrameworkId,

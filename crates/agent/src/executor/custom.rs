@@ -4,6 +4,17 @@
 //! the program runs in the container, as the task user, with the endpoint
 //! and ids it needs to subscribe to the agent in its environment. Nothing
 //! of Agora's keeps running beside it.
+//!
+//! *Invariant:* the program never runs before the agent has recorded this
+//! process (its pid, in the checkpoint, on disk). An agent that stops in
+//! between would not know of it after its restart: with no cgroup to find
+//! it by (posix isolation) the program would live on, unknown, until its
+//! own recovery timeout. So `agora executor` waits at a *start gate*
+//! first: the agent's end of a socket pair on its standard input, where
+//! the agent writes [`GATE_OPEN`] once the record is written. If the agent
+//! stops first, or closes the gate because the record failed, the read
+//! ends without it and the executor exits having run nothing of the
+//! framework's, fetched nothing, joined nothing.
 
 use std::os::unix::process::CommandExt;
 
@@ -12,6 +23,34 @@ use agora_proto::v1 as pb;
 use super::{ENV_AGENT_ENDPOINT, ExecutorEnv, ExecutorError, prepare};
 use crate::containers::launch_failure_path;
 use crate::launch::{ENV_LAUNCH, LaunchConfig, LaunchFailure};
+
+/// Set by the agent (to [`GATE_ON_STDIN`]) when the executor's standard
+/// input is its start gate.
+pub(crate) const ENV_START_GATE: &str = "AGORA_EXECUTOR_START_GATE";
+/// The only value [`ENV_START_GATE`] takes.
+pub(crate) const GATE_ON_STDIN: &str = "stdin";
+/// What the agent writes to open the gate.
+pub(crate) const GATE_OPEN: u8 = b'1';
+
+/// Waits until the agent opens the start gate on standard input (see the
+/// module docs). Blocking: nothing else runs in this process yet.
+fn wait_at_start_gate() -> Result<(), String> {
+    use std::io::Read;
+    let mut byte = [0u8; 1];
+    let mut gate = std::io::stdin().lock();
+    loop {
+        return match gate.read(&mut byte) {
+            Ok(0) => Err(
+                "the agent stopped, or gave up this run, before it recorded the executor's start"
+                    .into(),
+            ),
+            Ok(_) if byte[0] == GATE_OPEN => Ok(()),
+            Ok(_) => Err(format!("unexpected byte {} at the start gate", byte[0])),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(format!("cannot read the start gate: {e}")),
+        };
+    }
+}
 
 /// What Mesos tells an executor about its agent's recovery rules, for
 /// executor libraries written for Mesos (`MesosExecutorDriver`s read them).
@@ -47,6 +86,13 @@ pub(crate) async fn become_custom_executor(
         }
         ExecutorError::Launch(message)
     };
+    if std::env::var(ENV_START_GATE).is_ok_and(|gate| gate == GATE_ON_STDIN)
+        && let Err(message) = wait_at_start_gate()
+    {
+        // Nobody may be there to read a launch failure: just exit.
+        tracing::warn!(error = %message, "not starting the custom executor");
+        return ExecutorError::Launch(message);
+    }
     match prepare::open_container(config.cgroups.as_ref(), &env.isolators) {
         Ok(Some(container)) => {
             if let Err(e) = container.add_process(std::process::id()) {
@@ -87,6 +133,7 @@ pub(crate) async fn become_custom_executor(
         .current_dir(&env.sandbox)
         .env_remove(ENV_LAUNCH)
         .env_remove(super::local::ENV_AGENT_CONNECTION)
+        .env_remove(ENV_START_GATE)
         .envs(vars)
         .env(ENV_AGENT_ENDPOINT, &env.agent_endpoint)
         .env("MESOS_AGENT_ENDPOINT", endpoint)

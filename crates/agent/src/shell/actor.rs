@@ -63,6 +63,11 @@ pub(super) struct Actor {
     /// What runs each executor (its process, or its run in the
     /// supervisor), for killing executors that have not subscribed.
     pub(super) processes: HashMap<(FrameworkId, ExecutorId), ExecutorProcess>,
+    /// Custom executors started and not yet recorded, each held at its
+    /// start gate (`launching::Running::Process`) until its record is on
+    /// disk. Removing one closes it: that executor ends without running
+    /// its program.
+    pub(super) start_gates: HashMap<(FrameworkId, ExecutorId), std::os::unix::net::UnixStream>,
     /// The executor supervisor and the runs it hosts (`hosting.rs`).
     pub(super) hosting: hosting::Hosting,
     /// The launch in flight on a worker for each executor being started
@@ -130,6 +135,7 @@ impl Actor {
             master_tx: None,
             executors: HashMap::new(),
             processes: HashMap::new(),
+            start_gates: HashMap::new(),
             hosting: hosting::Hosting::default(),
             launches: HashMap::new(),
             next_launch: 0,

@@ -65,6 +65,12 @@ pub(super) enum Running {
     Process {
         child: Child,
         process: ProcessRef,
+        /// A custom executor's start gate (`executor::custom`): the agent's
+        /// end of the pair on the executor's standard input. The program
+        /// starts once a byte is written to it, after the process is
+        /// recorded; closed unwritten, the executor exits without running
+        /// anything of the framework's.
+        start_gate: Option<std::os::unix::net::UnixStream>,
     },
     /// Nothing runs yet: the actor sends the order to the supervisor.
     Hosted(agora_proto::v1::supervisor::Host),
@@ -136,28 +142,48 @@ impl LaunchJob {
                 container,
             });
         }
+        // A custom executor's program must not run before its process is
+        // recorded: the socket pair on its standard input is its start
+        // gate, not a connection (its program dials the endpoint).
+        let custom = config.custom_command.is_some();
         // The executor's first connection: a socket pair, its end as the
         // executor's standard input. Without one (no server, or no pair
         // to be had) it dials the endpoint, as after an agent restart.
-        let pair = local.as_ref().and_then(|_| {
+        let pair = if custom || local.is_some() {
             std::os::unix::net::UnixStream::pair()
                 .inspect_err(
                     |e| tracing::warn!(error = %e, "cannot make a socket pair for an executor"),
                 )
                 .ok()
-        });
-        let (ours, stdin, connection) = match pair {
+        } else {
+            None
+        };
+        // What the executor's standard input is: its connection, or its gate.
+        let (connection, gate) = if custom {
+            ("", crate::executor::custom::GATE_ON_STDIN)
+        } else {
+            (crate::executor::local::FROM_STDIN, "")
+        };
+        let (ours, stdin, connection, gate) = match pair {
             Some((ours, theirs)) => (
                 Some(ours),
                 std::process::Stdio::from(std::os::fd::OwnedFd::from(theirs)),
-                crate::executor::local::FROM_STDIN,
+                connection,
+                gate,
             ),
-            None => (None, std::process::Stdio::null(), ""),
+            None if custom => {
+                if let Err(e) = container.destroy() {
+                    tracing::warn!(executor_id = %id.key.1, error = %e, "cannot destroy the container");
+                }
+                return Err("cannot make the custom executor's start gate".into());
+            }
+            None => (None, std::process::Stdio::null(), "", ""),
         };
         let spawned = open_log(&id.sandbox).and_then(|(out, err)| {
             Command::new(&program)
                 .arg("executor")
                 .env(crate::executor::local::ENV_AGENT_CONNECTION, connection)
+                .env(crate::executor::custom::ENV_START_GATE, gate)
                 .env(ENV_AGENT_ENDPOINT, endpoint)
                 .env(ENV_FRAMEWORK_ID, id.key.0.as_str())
                 .env(ENV_EXECUTOR_ID, id.key.1.as_str())
@@ -183,6 +209,7 @@ impl LaunchJob {
                 return Err(message);
             }
         };
+        let (start_gate, ours) = if custom { (ours, None) } else { (None, ours) };
         if let (Some(ours), Some(local)) = (ours, local)
             && local.send(ours).is_err()
         {
@@ -199,6 +226,7 @@ impl LaunchJob {
             running: Running::Process {
                 child,
                 process: ProcessRef { pid, start_time },
+                start_gate,
             },
             container,
         })
@@ -234,7 +262,9 @@ fn open_log(sandbox: &Path) -> Result<(File, File), String> {
 pub(super) fn destroy_started(executor_id: &ExecutorId, started: Started) {
     let Started { running, container } = started;
     let child = match running {
-        Running::Process { child, process } => {
+        // A start gate dropped unopened: the executor ends without running
+        // anything of the framework's (it is killed here anyway).
+        Running::Process { child, process, .. } => {
             process.kill();
             Some(child)
         }

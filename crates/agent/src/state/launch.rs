@@ -218,8 +218,9 @@ impl AgentState {
     }
 
     /// The shell started the executor's process: the run is recorded with
-    /// it, and then (in the same batch, so after the record is on disk)
-    /// the executor, if it subscribed meanwhile, gets its tasks.
+    /// it, and then (in the same batch, so after the record is on disk) a
+    /// custom executor may start its program, and the executor, if it
+    /// subscribed meanwhile, gets its tasks.
     pub fn on_executor_launched(
         &mut self,
         framework_id: &FrameworkId,
@@ -237,6 +238,10 @@ impl AgentState {
         }
         executor.run = Some(run);
         out.push(Effect::Checkpoint(executor.record()));
+        out.push(Effect::ExecutorRecorded {
+            framework_id: framework_id.clone(),
+            executor_id: executor_id.clone(),
+        });
         self.deliver_tasks(&key, out);
     }
 }

@@ -163,7 +163,9 @@ impl World {
 
     fn run_effect(&mut self, effect: Effect) {
         match effect {
-            Effect::Checkpoint(_) | Effect::UpdateContainer { .. } => {}
+            Effect::Checkpoint(_)
+            | Effect::UpdateContainer { .. }
+            | Effect::ExecutorRecorded { .. } => {}
             Effect::ToMaster(message) => {
                 if let Some(agent_message::Kind::StatusUpdate(update)) = message.kind
                     && let Some(status) = update.status

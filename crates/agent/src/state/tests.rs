@@ -927,6 +927,13 @@ fn a_task_reaches_its_executor_only_after_its_process_is_recorded() {
     );
     assert!(record < launch, "{out:?}");
     assert_eq!(executor_events(&out).len(), 1, "launched once: {out:?}");
+    // A custom executor's program may start only after the record: its
+    // start gate opens in the record's batch, after it.
+    let recorded = position(
+        &out,
+        |e| matches!(e, Effect::ExecutorRecorded { executor_id, .. } if executor_id == &eid("t1")),
+    );
+    assert!(record < recorded, "{out:?}");
 }
 
 #[test]

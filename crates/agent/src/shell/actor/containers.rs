@@ -27,6 +27,9 @@ impl Actor {
         key: &(FrameworkId, ExecutorId),
         process: Option<ExecutorProcess>,
     ) {
+        // Closed unopened: a custom executor still at its start gate ends
+        // without running its program, whatever else is killed below.
+        self.start_gates.remove(key);
         let destroy = self.containers.take(key);
         // A hosted run is killed by its supervisor; without one attached,
         // its task's process group goes here.
@@ -210,6 +213,7 @@ impl Actor {
     ) {
         let key = (framework_id, executor_id);
         self.processes.remove(&key);
+        self.start_gates.remove(&key);
         let probe = self.exit_probe(&key);
         let run_id = self.current_run(&key);
         let sandbox = probe.sandbox.clone();

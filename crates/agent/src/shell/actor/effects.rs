@@ -1,6 +1,9 @@
 //! Running a batch of the state machine's effects, in order, once its
 //! checkpoint records are on disk (`checkpoint_writer.rs`).
 
+use std::io::Write;
+
+use agora_core::{ExecutorId, FrameworkId};
 use agora_proto::v1::executor as exec;
 
 use super::Actor;
@@ -44,6 +47,10 @@ impl Actor {
                     executor_id,
                 } => self.launch_executor((framework_id, executor_id), checkpoint_failed),
                 Effect::ToExecutor { conn, event } => self.send_to_executor(conn, event),
+                Effect::ExecutorRecorded {
+                    framework_id,
+                    executor_id,
+                } => self.open_start_gate(&(framework_id, executor_id), checkpoint_failed),
                 Effect::DestroyExecutor {
                     framework_id,
                     executor_id,
@@ -63,6 +70,24 @@ impl Actor {
                     self.update_container(&(framework_id, executor_id), &resources);
                 }
             }
+        }
+    }
+
+    /// Lets a custom executor held at its start gate run its program: its
+    /// run is recorded with its process. If the record could not be
+    /// written the gate is closed instead, and the executor ends without
+    /// running anything (an agent stopping now would not know of it).
+    fn open_start_gate(&mut self, key: &(FrameworkId, ExecutorId), checkpoint_failed: bool) {
+        let Some(mut gate) = self.start_gates.remove(key) else {
+            return; // not a custom executor, or it is gone already
+        };
+        if checkpoint_failed {
+            tracing::warn!(executor_id = %key.1, "executor's start not recorded: it ends without running");
+            return;
+        }
+        // One byte into an empty socket buffer: it does not block.
+        if let Err(e) = gate.write_all(&[crate::executor::custom::GATE_OPEN]) {
+            tracing::warn!(executor_id = %key.1, error = %e, "cannot open the executor's start gate");
         }
     }
 }

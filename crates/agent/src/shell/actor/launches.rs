@@ -195,7 +195,18 @@ impl Actor {
         }
         let Started { running, container } = started;
         let (mut child, process) = match running {
-            Running::Process { child, process } => (child, process),
+            Running::Process {
+                child,
+                process,
+                start_gate,
+            } => {
+                // Opened once the run is recorded with this process
+                // (`Effect::ExecutorRecorded`).
+                if let Some(gate) = start_gate {
+                    self.start_gates.insert(id.key.clone(), gate);
+                }
+                (child, process)
+            }
             Running::Hosted(host) => {
                 self.host_executor(id, host, container);
                 return;
