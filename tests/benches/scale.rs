@@ -18,7 +18,10 @@
 //!   fetched 10 times a second (read whole and dropped, each by a thread);
 //! - `placement_alternating`: one placement per run whose pollers poll in
 //!   every other window of 700 ms and rest in the others: the rates of
-//!   polled and quiet windows of the same run compared;
+//!   polled and quiet windows of the same run compared, pooled, per run
+//!   (and by the kind of window a run began with), and per polled window
+//!   against the mean of its two quiet neighbours (`neighbour_*`: a drift
+//!   of the pace within a run cancels there);
 //! - `offer_latency`: N one-slot agents, F frameworks each launching a task
 //!   on every offer (run times 0.5-1.5 x D): from the framework seeing a
 //!   task's TASK_FINISHED to an offer of that agent reaching any framework;
@@ -851,6 +854,13 @@ fn placement_alternating(
     let mut events = [0usize; 2];
     let mut seconds = [0f64; 2];
     let mut changes = Vec::new();
+    // The runs' changes by the phase they began in: quiet ([0], even runs)
+    // or polled ([1], odd runs). The placement's pace drifts within a run,
+    // so each phase alone is biased; equal numbers of both cancel a linear
+    // drift, which is why the pooled figure wants an even number of runs.
+    let mut by_phase: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    // Each polled window against its two quiet neighbours, all runs.
+    let mut neighbours = Vec::new();
     // `/state` and `/api/tasks` fetches, all runs.
     let mut fetched = [0usize; 2];
     let mut polled_seconds = 0.0;
@@ -893,6 +903,7 @@ fn placement_alternating(
             bail!("run {run}: no RUNNING seen");
         };
         let (run_events, run_seconds) = by_window(at, &toggles, from, to);
+        let run_neighbours = neighbour_changes(at, &toggles, from, to);
         // The polled seconds of the whole run, for the pollers' rate.
         if let (Some(&(start, _)), Some(&end)) = (toggles.first(), at.last()) {
             polled_seconds += by_window(&[], &toggles, start, end).1[1];
@@ -906,19 +917,23 @@ fn placement_alternating(
         let rate = |open: usize| run_events[open] as f64 / run_seconds[open];
         let change = (rate(1) / rate(0) - 1.0) * 100.0;
         changes.push(change);
+        by_phase[run % 2].push(change);
         eprintln!(
-            "run {run} alternating quiet_per_s={:.0} polled_per_s={:.0} change_pct={change:+.1} quiet_s={:.1} polled_s={:.1} state_polls={} api_tasks_polls={}",
+            "run {run} alternating quiet_per_s={:.0} polled_per_s={:.0} change_pct={change:+.1} neighbour_change_pct={:+.1} windows={} quiet_s={:.1} polled_s={:.1} state_polls={} api_tasks_polls={}",
             rate(0),
             rate(1),
+            median(run_neighbours.clone()),
+            run_neighbours.len(),
             run_seconds[0],
             run_seconds[1],
             state_polls.count,
             tasks_polls.count
         );
+        neighbours.extend(run_neighbours);
     }
     let rate = |open: usize| events[open] as f64 / seconds[open];
     println!(
-        "BENCH placement_alternating agents={} tasks={} window_ms={} runs={} quiet_per_s={:.0} polled_per_s={:.0} change_pct={:+.1} median_run_change_pct={:+.1} state_polls_per_polled_s={:.1} api_tasks_polls_per_polled_s={:.1}",
+        "BENCH placement_alternating agents={} tasks={} window_ms={} runs={} quiet_per_s={:.0} polled_per_s={:.0} change_pct={:+.1} median_run_change_pct={:+.1} median_began_quiet_pct={:+.1} median_began_polled_pct={:+.1} neighbour_windows={} neighbour_median_pct={:+.1} neighbour_mean_pct={:+.1} state_polls_per_polled_s={:.1} api_tasks_polls_per_polled_s={:.1}",
         k.agents,
         k.tasks,
         window.as_millis(),
@@ -927,6 +942,11 @@ fn placement_alternating(
         rate(1),
         (rate(1) / rate(0) - 1.0) * 100.0,
         median(changes),
+        median(by_phase[0].clone()),
+        median(by_phase[1].clone()),
+        neighbours.len(),
+        median(neighbours.clone()),
+        neighbours.iter().sum::<f64>() / neighbours.len() as f64,
         fetched[0] as f64 / polled_seconds,
         fetched[1] as f64 / polled_seconds,
     );
@@ -965,6 +985,42 @@ fn by_window(
         seconds[usize::from(open)] += pair[1].duration_since(pair[0]).as_secs_f64();
     }
     (events, seconds)
+}
+
+/// Each polled window wholly inside `from..to` whose neighbours on both
+/// sides are quiet windows wholly inside it too: its rate against the mean
+/// of theirs, in percent. A drift of the placement's pace within the run
+/// (it speeds up and slows down as the cluster fills) moves a window and
+/// the mean of its two neighbours alike, so it cancels here, where it
+/// biases the rates of all polled against all quiet windows by which kind
+/// of window the run began with.
+fn neighbour_changes(
+    running_at: &[Instant],
+    toggles: &[(Instant, bool)],
+    from: Instant,
+    to: Instant,
+) -> Vec<f64> {
+    // The windows wholly inside `from..to`: (polled, events per second).
+    let windows: Vec<(bool, f64)> = toggles
+        .windows(2)
+        .filter(|w| w[0].0 >= from && w[1].0 <= to)
+        .map(|w| {
+            let (start, end) = (w[0].0, w[1].0);
+            let events = running_at
+                .iter()
+                .filter(|&&t| t > start && t <= end)
+                .count();
+            (
+                w[0].1,
+                events as f64 / end.duration_since(start).as_secs_f64(),
+            )
+        })
+        .collect();
+    windows
+        .windows(3)
+        .filter(|w| w[1].0 && !w[0].0 && !w[2].0)
+        .map(|w| (w[1].1 / ((w[0].1 + w[2].1) / 2.0) - 1.0) * 100.0)
+        .collect()
 }
 
 /// The UI's first page of tasks (`/api/tasks?limit=100`, newest update
