@@ -34,19 +34,26 @@ fn cluster_with_agent(envs: &[(&str, &str)]) -> (Cluster, u16) {
 
 /// Starts `agora run` for one held task in a thread.
 fn run_held_task(cluster: &Cluster, name: &str) -> JoinHandle<Output> {
-    let mut command = std::process::Command::new(agora_e2e::agora_bin());
-    command.args([
+    run_task(cluster, name, HELD_TASK, &[])
+}
+
+/// Starts `agora run` for one task running `command` in a thread, with
+/// `extra` flags.
+fn run_task(cluster: &Cluster, name: &str, command: &str, extra: &[&str]) -> JoinHandle<Output> {
+    let mut run = std::process::Command::new(agora_e2e::agora_bin());
+    run.args([
         "run",
         "--master",
         &cluster.master_address(),
         "--name",
         name,
         "--command",
-        HELD_TASK,
+        command,
         "--timeout",
         "60",
     ]);
-    std::thread::spawn(move || run_with_deadline(command, Duration::from_secs(120)))
+    run.args(extra);
+    std::thread::spawn(move || run_with_deadline(run, Duration::from_secs(120)))
 }
 
 /// Waits until the task runs, and returns its sandbox and its process.
@@ -398,21 +405,7 @@ fn a_custom_executors_program_runs_only_once_its_start_is_recorded() {
         "echo $$ > program-ran; exec {}",
         example.to_str().expect("utf-8 path")
     );
-    let mut command = std::process::Command::new(agora_e2e::agora_bin());
-    command.args([
-        "run",
-        "--master",
-        &cluster.master_address(),
-        "--name",
-        "gated",
-        "--executor",
-        &program,
-        "--command",
-        "echo done",
-        "--timeout",
-        "60",
-    ]);
-    let runner = std::thread::spawn(move || run_with_deadline(command, Duration::from_secs(120)));
+    let runner = run_task(&cluster, "gated", "echo done", &["--executor", &program]);
     let status = wait_for(
         "the agent exits before recording the executor",
         Duration::from_secs(30),
