@@ -37,18 +37,14 @@ pub(crate) const GATE_OPEN: u8 = b'1';
 fn wait_at_start_gate() -> Result<(), String> {
     use std::io::Read;
     let mut byte = [0u8; 1];
-    let mut gate = std::io::stdin().lock();
-    loop {
-        return match gate.read(&mut byte) {
-            Ok(0) => Err(
-                "the agent stopped, or gave up this run, before it recorded the executor's start"
-                    .into(),
-            ),
-            Ok(_) if byte[0] == GATE_OPEN => Ok(()),
-            Ok(_) => Err(format!("unexpected byte {} at the start gate", byte[0])),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => Err(format!("cannot read the start gate: {e}")),
-        };
+    match std::io::stdin().lock().read_exact(&mut byte) {
+        Ok(()) if byte[0] == GATE_OPEN => Ok(()),
+        Ok(()) => Err(format!("unexpected byte {} at the start gate", byte[0])),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(
+            "the agent stopped, or gave up this run, before it recorded the executor's start"
+                .into(),
+        ),
+        Err(e) => Err(format!("cannot read the start gate: {e}")),
     }
 }
 
