@@ -114,8 +114,9 @@ pub async fn gzip_answers(request: Request, next: Next) -> Response {
 }
 
 /// The length of an answer worth compressing whole: a success or an error
-/// with a body of known length, JSON (JSONP included) or text but not a
-/// stream, not encoded yet. (Prometheus' scrapes take gzip too.)
+/// with a body of known length, JSON (JSONP included), text or protobuf
+/// (Mesos' v1 APIs answer in either) but not a stream, not encoded yet.
+/// (Prometheus' scrapes take gzip too.)
 fn compressible(response: &Response) -> Option<u64> {
     let status = response.status();
     if status.is_informational()
@@ -136,6 +137,7 @@ fn compressible(response: &Response) -> Option<u64> {
         .trim()
         .to_ascii_lowercase();
     let textual = media == "application/json"
+        || media == "application/x-protobuf"
         || media == "application/openmetrics-text"
         || media == "application/javascript"
         || media == "text/javascript"
@@ -229,6 +231,15 @@ mod tests {
                 )
                 .route("/text", get(|| async { "x".repeat(5000) }))
                 .route(
+                    "/protobuf",
+                    get(|| async {
+                        (
+                            [(header::CONTENT_TYPE, "application/x-protobuf")],
+                            b"\x0a\x05t-001\x10\x01".repeat(500),
+                        )
+                    }),
+                )
+                .route(
                     "/bytes",
                     get(|| async {
                         (
@@ -310,8 +321,13 @@ mod tests {
         }
 
         #[tokio::test]
-        async fn json_and_text_of_a_kib_or_more_are_gzip_to_a_client_that_takes_it() {
-            for (path, status) in [("/big", 200), ("/text", 200), ("/missing", 404)] {
+        async fn json_text_and_protobuf_of_a_kib_or_more_are_gzip_to_a_client_that_takes_it() {
+            for (path, status) in [
+                ("/big", 200),
+                ("/text", 200),
+                ("/protobuf", 200),
+                ("/missing", 404),
+            ] {
                 let (_, _, plain) = get_with(path, None).await;
                 let (got, headers, body) = get_with(path, Some("gzip, deflate, br")).await;
                 assert_eq!(got.as_u16(), status, "{path}");
