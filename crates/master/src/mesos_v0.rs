@@ -40,8 +40,9 @@ use crate::authz_views::Viewer;
 use crate::metrics::MasterMetrics;
 use crate::protocol::Gate;
 use crate::snapshot::StateSnapshot;
-use crate::snapshot_body::SnapshotBody;
+use crate::snapshot::state_body::Rope;
 use crate::snapshot_body::gzip::gzip_bytes;
+use crate::snapshot_body::{Coding, SnapshotBody, json_rope};
 
 mod metrics;
 pub mod shapes;
@@ -207,15 +208,7 @@ async fn state_handler(
         .compressed(current, body, &state.state_gzip, gzip_bytes)
         .await
     {
-        Ok(gz) => (
-            [
-                (header::CONTENT_TYPE, "application/json"),
-                (header::CONTENT_ENCODING, "gzip"),
-                (header::VARY, "accept-encoding"),
-            ],
-            gz,
-        )
-            .into_response(),
+        Ok(gz) => json_rope(Rope::from(vec![gz]), Coding::Gzip),
         Err(response) => response,
     }
 }
