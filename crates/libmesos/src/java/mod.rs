@@ -14,12 +14,13 @@
 //!   not memory corruption.
 
 pub(crate) mod executor;
+mod queue;
 pub(crate) mod scheduler;
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -429,8 +430,9 @@ impl<D: CallbackTarget, J: Send + 'static> Entry<D, J> {
 }
 
 /// The callback thread's body: ends once the driver is over (releasing
-/// the Java references it holds) or every sender is gone. Each wait is
-/// bounded, so an ended driver is noticed within half a second.
+/// the Java references it holds) and nothing is left queued, or every
+/// sender is gone. Each wait is bounded, so an ended driver is noticed
+/// within half a second.
 fn callback_loop<D: CallbackTarget, J>(
     driver: Arc<D>,
     rx: Receiver<D::Callback>,
@@ -450,37 +452,32 @@ fn callback_loop<D: CallbackTarget, J>(
             return;
         }
     };
-    loop {
-        let callback = match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(callback) => callback,
-            Err(RecvTimeoutError::Timeout) => {
-                if driver.ended() {
-                    break;
-                }
-                continue;
+    queue::run(
+        &rx,
+        Duration::from_millis(500),
+        || driver.ended(),
+        |callback| {
+            if !driver.delivers(&callback) {
+                return;
             }
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        if !driver.delivers(&callback) {
-            continue;
-        }
-        let name = D::name(&callback);
-        let result = env.with_local_frame(16, |env| deliver(env, &java, &callback));
-        match result {
-            Ok(()) => driver.delivered(&callback),
-            Err(e) => {
-                if clear_exception(&mut env) {
-                    error!(
-                        callback = name,
-                        "the application's callback threw; aborting the driver"
-                    );
-                } else {
-                    error!(callback = name, error = %e, "cannot deliver a callback; aborting the driver");
+            let name = D::name(&callback);
+            let result = env.with_local_frame(16, |env| deliver(env, &java, &callback));
+            match result {
+                Ok(()) => driver.delivered(&callback),
+                Err(e) => {
+                    if clear_exception(&mut env) {
+                        error!(
+                            callback = name,
+                            "the application's callback threw; aborting the driver"
+                        );
+                    } else {
+                        error!(callback = name, error = %e, "cannot deliver a callback; aborting the driver");
+                    }
+                    driver.failed();
                 }
-                driver.failed();
             }
-        }
-    }
+        },
+    );
 }
 
 /// Marks `MesosNativeLibrary` loaded: its `load()` never sets the flag
