@@ -106,6 +106,32 @@ fn allocation_cycles(
     (samples, offered)
 }
 
+/// `snapshot` with one task of each framework changed (its state), as the
+/// read model changes it: a new view in the old one's place.
+fn one_task_changed_per_framework(snapshot: &StateSnapshot, run: usize) -> StateSnapshot {
+    let mut changed = snapshot.clone();
+    let frameworks: Vec<_> = changed
+        .frameworks
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            let pick = f.tasks.iter().nth(run % f.tasks.len().max(1)).cloned();
+            if let Some(task) = pick {
+                let mut task = task.clone();
+                task.state = if task.state == "TASK_RUNNING" {
+                    "TASK_STAGING"
+                } else {
+                    "TASK_RUNNING"
+                };
+                f.tasks.upsert(Arc::new(task));
+            }
+            f
+        })
+        .collect();
+    changed.frameworks = frameworks.into();
+    changed
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let agents = env_usize("AGORA_BENCH_AGENTS", if full { 10_000 } else { 1_000 });
@@ -156,6 +182,36 @@ fn main() {
         "mesos_state_json",
         samples,
         &format!("{scale} bytes={bytes}"),
+    );
+
+    // The same body as `/master/state` makes it (`mesos_v0::state_body`):
+    // cold (nothing kept), then again after a change of one task per
+    // framework (what a poller pays per new snapshot while tasks change).
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for run in 0..runs {
+        let mut cache = agora_master::mesos_v0::state_body::ChunkCache::default();
+        let started = Instant::now();
+        let body = agora_master::mesos_v0::state_body::make(&snapshot, 0.0, &mut cache)
+            .expect("mesos state serializes");
+        cold.push(started.elapsed().as_secs_f64() * 1e3);
+        bytes = body.len();
+        let changed = one_task_changed_per_framework(&snapshot, run);
+        let started = Instant::now();
+        let body = agora_master::mesos_v0::state_body::make(&changed, 0.0, &mut cache)
+            .expect("mesos state serializes");
+        warm.push(started.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(body);
+    }
+    report(
+        "mesos_state_body_cold",
+        cold,
+        &format!("{scale} bytes={bytes}"),
+    );
+    report(
+        "mesos_state_body_one_task_per_framework_changed",
+        warm,
+        &format!("{scale} frameworks={}", snapshot.frameworks.len()),
     );
 
     let (publish, published) = watch::channel(Arc::new(snapshot));

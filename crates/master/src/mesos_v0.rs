@@ -41,11 +41,12 @@ use crate::metrics::MasterMetrics;
 use crate::protocol::Gate;
 use crate::snapshot::StateSnapshot;
 use crate::snapshot::state_body::Rope;
-use crate::snapshot_body::gzip::gzip_bytes;
+use crate::snapshot_body::gzip::{Segments, gzip_rope};
 use crate::snapshot_body::{Coding, SnapshotBody, json_rope};
 
 mod metrics;
 pub mod shapes;
+pub mod state_body;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -87,10 +88,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 struct MesosState {
     snapshot: Snapshot,
     gate: watch::Receiver<Gate>,
-    state_body: SnapshotBody<Bytes>,
+    state_body: SnapshotBody<Rope, state_body::ChunkCache>,
     /// `state_body`'s gzip, for the clients that take it: made once per
-    /// snapshot too, not per request.
-    state_gzip: SnapshotBody<Bytes>,
+    /// snapshot too, not per request, from the pieces that changed.
+    state_gzip: SnapshotBody<Rope, Segments>,
     /// When this master's HTTP API started (wall-clock seconds): Mesos'
     /// `start_time` and the base of `master/uptime_secs`.
     started: f64,
@@ -179,8 +180,9 @@ pub fn state_json(snapshot: &StateSnapshot, started: f64) -> serde_json::Result<
     serde_json::to_vec(&shapes::state(snapshot, started))
 }
 
-/// `/master/state`: Mesos' `/state`, serialized once per snapshot, and
-/// compressed once per snapshot for the clients that take gzip (a JSONP
+/// `/master/state`: Mesos' `/state`, made once per snapshot from the task
+/// chunks that changed (`state_body`), and compressed once per snapshot
+/// from the pieces that changed for the clients that take gzip (a JSONP
 /// answer, wrapped per request, is left to the serving edge).
 async fn state_handler(
     State(state): State<MesosState>,
@@ -191,24 +193,26 @@ async fn state_handler(
     let current = state.snapshot.borrow().clone();
     let started = state.started;
     let body = match viewer
-        .body(current.clone(), &state.state_body, move |s, _| {
-            state_json(s, started).map(Bytes::from)
+        .body(current.clone(), &state.state_body, move |s, cache| {
+            state_body::make(s, started, cache)
         })
         .await
     {
         Ok(body) => body,
         Err(response) => return response,
     };
-    let whole_json = jsonp(&query).is_none();
+    if let Some(callback) = jsonp(&query) {
+        return agora_net::jsonp::respond(Bytes::from(body.to_vec()), Some(callback));
+    }
     let worth_it = body.len() as u64 >= agora_net::encoding::MIN_BYTES;
-    if !(whole_json && worth_it && accepts_gzip(&headers)) {
-        return agora_net::jsonp::respond(body, jsonp(&query));
+    if !(worth_it && accepts_gzip(&headers)) {
+        return json_rope(body, Coding::Identity);
     }
     match viewer
-        .compressed(current, body, &state.state_gzip, gzip_bytes)
+        .compressed(current, body, &state.state_gzip, gzip_rope)
         .await
     {
-        Ok(gz) => json_rope(Rope::from(vec![gz]), Coding::Gzip),
+        Ok(gz) => json_rope(gz, Coding::Gzip),
         Err(response) => response,
     }
 }

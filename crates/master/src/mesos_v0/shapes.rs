@@ -24,7 +24,8 @@ use agora_core::resources::mesos_json::{self, Flat, FullResource};
 use serde::{Serialize, Serializer};
 
 use super::MESOS_VERSION;
-use crate::snapshot::{AgentView, FrameworkView, OfferView, StateSnapshot, TaskView};
+use crate::snapshot::kept_json::{self, Listed, TaskPart};
+use crate::snapshot::{AgentView, FrameworkView, OfferView, SharedList, StateSnapshot, TaskView};
 
 mod lists;
 
@@ -248,6 +249,46 @@ fn task_entry(task: &TaskView) -> TaskEntry<'_> {
     }
 }
 
+/// A framework's tasks of one part, as Mesos' `json(Task)`s. In
+/// `/master/state`'s body (`state_body`) a hole, filled from the JSON of
+/// the list's chunks, kept from one body to the next.
+#[derive(Debug)]
+pub struct TaskEntries<'a> {
+    list: &'a SharedList<TaskView>,
+    part: TaskPart,
+}
+
+impl TaskEntries<'_> {
+    /// Its tasks, in the list's order.
+    pub fn iter(&self) -> impl Iterator<Item = &TaskView> {
+        self.list.iter().filter(|t| self.part.shows(t))
+    }
+}
+
+impl Serialize for TaskEntries<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        kept_json::list_or_hole(
+            serializer,
+            || Listed::MesosTasks(self.list.clone(), self.part),
+            |serializer| serializer.collect_seq(self.iter().map(task_entry)),
+        )
+    }
+}
+
+/// The JSON of the tasks of `part` among `tasks` (a list's chunk), each
+/// preceded by a comma, as `state_body` fills a hole with.
+pub(crate) fn task_entries_json<'a>(
+    tasks: impl IntoIterator<Item = &'a TaskView>,
+    part: TaskPart,
+) -> serde_json::Result<Vec<u8>> {
+    let mut json = Vec::new();
+    for task in tasks.into_iter().filter(|t| part.shows(t)) {
+        json.push(b',');
+        serde_json::to_writer(&mut json, &task_entry(task))?;
+    }
+    Ok(json)
+}
+
 #[derive(Debug, Serialize)]
 pub struct AllocationInfo<'a> {
     pub role: &'a str,
@@ -317,9 +358,9 @@ pub struct FullFramework<'a> {
     pub roles: Option<Vec<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<&'a str>,
-    pub tasks: Vec<TaskEntry<'a>>,
-    pub unreachable_tasks: Vec<TaskEntry<'a>>,
-    pub completed_tasks: Vec<TaskEntry<'a>>,
+    pub tasks: TaskEntries<'a>,
+    pub unreachable_tasks: TaskEntries<'a>,
+    pub completed_tasks: TaskEntries<'a>,
     pub offers: Vec<OfferEntry<'a>>,
     pub executors: Vec<ExecutorEntry<'a>>,
 }
@@ -397,19 +438,18 @@ fn full_framework<'a>(
         reregistered_time: framework.reregistered_time,
         role: (!multi_role).then(|| roles.first().copied().unwrap_or("*")),
         roles: multi_role.then_some(roles),
-        tasks: framework
-            .tasks
-            .iter()
-            .filter(|t| !is_unreachable(t))
-            .map(task_entry)
-            .collect(),
-        unreachable_tasks: framework
-            .tasks
-            .iter()
-            .filter(|t| is_unreachable(t))
-            .map(task_entry)
-            .collect(),
-        completed_tasks: framework.completed_tasks.iter().map(task_entry).collect(),
+        tasks: TaskEntries {
+            list: &framework.tasks,
+            part: TaskPart::Reachable,
+        },
+        unreachable_tasks: TaskEntries {
+            list: &framework.tasks,
+            part: TaskPart::Unreachable,
+        },
+        completed_tasks: TaskEntries {
+            list: &framework.completed_tasks,
+            part: TaskPart::All,
+        },
         offers: offers
             .of_framework(&framework.id)
             .iter()

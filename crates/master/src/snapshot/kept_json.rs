@@ -132,6 +132,48 @@ pub(super) fn list<S: Serializer, T: KeepsJson>(
 pub enum Listed {
     Tasks(SharedList<TaskView>),
     Agents(SharedList<AgentView>),
+    /// Tasks in Mesos' shape (`/master/state`), those of `part` only.
+    MesosTasks(SharedList<TaskView>, TaskPart),
+}
+
+/// Which tasks of a list a hole in Mesos' shape shows: Mesos splits a
+/// framework's live tasks by whether their agent is reachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskPart {
+    /// The tasks that are not `TASK_UNREACHABLE`.
+    Reachable,
+    /// The `TASK_UNREACHABLE` ones.
+    Unreachable,
+    /// Every task of the list (a framework's completed tasks).
+    All,
+}
+
+impl TaskPart {
+    /// Whether `task` is shown in this part.
+    pub fn shows(self, task: &TaskView) -> bool {
+        let unreachable = task.state == "TASK_UNREACHABLE";
+        match self {
+            Self::Reachable => !unreachable,
+            Self::Unreachable => unreachable,
+            Self::All => true,
+        }
+    }
+}
+
+/// Serializes a list another way than `kept_json::list` (Mesos' shape of
+/// its tasks): inside [`with_holes`], `[]` and the place of `listed`
+/// noted; otherwise `write`'s JSON.
+pub(crate) fn list_or_hole<S: Serializer>(
+    serializer: S,
+    listed: impl FnOnce() -> Listed,
+    write: impl FnOnce(S) -> Result<S::Ok, S::Error>,
+) -> Result<S::Ok, S::Error> {
+    if recording() {
+        let seq = serializer.serialize_seq(None)?;
+        record(listed());
+        return seq.end();
+    }
+    write(serializer)
 }
 
 /// Where a list goes: its items' JSON, comma-separated, belongs at byte

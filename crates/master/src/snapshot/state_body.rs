@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use serde::Serialize;
 
 use super::kept_json::{self, Hole, KeepsJson, Listed};
 use super::list::Chunk;
@@ -78,8 +79,8 @@ impl From<Vec<Bytes>> for Rope {
 /// is sent without it).
 #[derive(Default)]
 pub struct ChunkCache {
-    tasks: HashMap<usize, (Chunk<TaskView>, Bytes)>,
-    agents: HashMap<usize, (Chunk<AgentView>, Bytes)>,
+    tasks: ChunkJsons<TaskView>,
+    agents: ChunkJsons<AgentView>,
 }
 
 impl ChunkCache {
@@ -97,34 +98,57 @@ impl ChunkCache {
 /// of it; the chunks `cache` holds are not made again, and afterwards it
 /// holds this body's chunks only.
 pub fn make(snapshot: &StateSnapshot, cache: &mut ChunkCache) -> serde_json::Result<Rope> {
-    // The body without its lists is small: agents, tasks and their
-    // completed lists are holes.
-    let (head, holes) = kept_json::with_holes(snapshot, 64 * 1024)?;
-    let head = Bytes::from(head);
     let mut kept = ChunkCache::default();
+    let rope = assemble(snapshot, |list, pieces| match list {
+        Listed::Tasks(list) => fill(&list, &mut cache.tasks, &mut kept.tasks, pieces, chunk_json),
+        Listed::Agents(list) => fill(
+            &list,
+            &mut cache.agents,
+            &mut kept.agents,
+            pieces,
+            chunk_json,
+        ),
+        Listed::MesosTasks(..) => Err(serde::ser::Error::custom(
+            "a list in Mesos' shape inside Agora's /state",
+        )),
+    })?;
+    *cache = kept;
+    Ok(rope)
+}
+
+/// `value`'s JSON as a rope: serialized with its kept lists left as holes
+/// (the body without its lists is small), each hole's pieces put in by
+/// `fill_hole`.
+pub(crate) fn assemble<T: Serialize>(
+    value: &T,
+    mut fill_hole: impl FnMut(Listed, &mut Vec<Bytes>) -> serde_json::Result<()>,
+) -> serde_json::Result<Rope> {
+    let (head, holes) = kept_json::with_holes(value, 64 * 1024)?;
+    let head = Bytes::from(head);
     let mut pieces = Vec::new();
     let mut at = 0;
     for Hole { at: hole, list } in holes {
         pieces.push(head.slice(at..hole));
         at = hole;
-        match list {
-            Listed::Tasks(list) => fill(&list, &mut cache.tasks, &mut kept.tasks, &mut pieces)?,
-            Listed::Agents(list) => fill(&list, &mut cache.agents, &mut kept.agents, &mut pieces)?,
-        }
+        fill_hole(list, &mut pieces)?;
     }
     pieces.push(head.slice(at..));
-    *cache = kept;
     Ok(Rope::from(pieces))
 }
 
+/// A chunk's JSON by the chunk's identity (see [`ChunkCache`]).
+pub(crate) type ChunkJsons<T> = HashMap<usize, (Chunk<T>, Bytes)>;
+
 /// Puts the JSON of `list`'s chunks in `pieces`: from `kept` (made for this
 /// body already: two lists may share a chunk) or `old` (the last body's),
-/// else made now; either way kept in `kept`.
-fn fill<T: KeepsJson>(
+/// else made now by `make` (the chunk's items, each preceded by a comma);
+/// either way kept in `kept`.
+pub(crate) fn fill<T>(
     list: &SharedList<T>,
-    old: &mut HashMap<usize, (Chunk<T>, Bytes)>,
-    kept: &mut HashMap<usize, (Chunk<T>, Bytes)>,
+    old: &mut ChunkJsons<T>,
+    kept: &mut ChunkJsons<T>,
     pieces: &mut Vec<Bytes>,
+    make: impl Fn(&Chunk<T>) -> serde_json::Result<Bytes>,
 ) -> serde_json::Result<()> {
     let mut first = true;
     for chunk in list.chunks() {
@@ -134,7 +158,7 @@ fn fill<T: KeepsJson>(
             None => {
                 let json = match old.remove(&key) {
                     Some((_, json)) => json,
-                    None => chunk_json(chunk)?,
+                    None => make(chunk)?,
                 };
                 kept.insert(key, (chunk.clone(), json.clone()));
                 json

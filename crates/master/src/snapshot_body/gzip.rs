@@ -128,12 +128,6 @@ pub(crate) fn gzip_rope(rope: &Rope, segments: &mut Segments) -> std::io::Result
     gzip(rope, segments).map(|(gz, _)| gz)
 }
 
-/// A whole body's gzip (Mesos' `/master/state`, made whole), as
-/// [`crate::authz_views::Viewer::compressed`] takes it.
-pub(crate) fn gzip_bytes(body: &Bytes, _: &mut ()) -> std::io::Result<Bytes> {
-    Ok(Bytes::from(agora_net::encoding::gzip(body)))
-}
-
 /// `gz` decoded by flate2's reader, which checks the trailer's CRC-32 and
 /// length: for the tests of whatever answers gzip.
 #[cfg(test)]
