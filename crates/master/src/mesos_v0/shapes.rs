@@ -18,6 +18,7 @@
 //!   absent (the snapshot keeps those as summaries only).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use agora_core::resources::SummaryValue;
 use agora_core::resources::mesos_json::{self, Flat, FullResource};
@@ -25,7 +26,9 @@ use serde::{Serialize, Serializer};
 
 use super::MESOS_VERSION;
 use crate::snapshot::kept_json::{self, Listed, TaskPart};
-use crate::snapshot::{AgentView, FrameworkView, OfferView, SharedList, StateSnapshot, TaskView};
+use crate::snapshot::{
+    AgentResources, AgentView, FrameworkView, OfferView, SharedList, StateSnapshot, TaskView,
+};
 
 mod lists;
 
@@ -61,7 +64,7 @@ pub struct Capability {
 }
 
 /// The snapshot's outstanding offers by agent and by framework.
-struct Offers<'a> {
+pub(crate) struct Offers<'a> {
     by_agent: HashMap<&'a str, Vec<&'a OfferView>>,
     by_framework: HashMap<&'a str, Vec<&'a OfferView>>,
 }
@@ -143,7 +146,11 @@ fn port_of(address: &str) -> u32 {
 
 /// The agents Mesos lists as registered: all but the unreachable ones.
 fn registered_agents(snapshot: &StateSnapshot) -> impl Iterator<Item = &AgentView> {
-    snapshot.agents.iter().filter(|a| a.status != "unreachable")
+    snapshot.agents.iter().filter(|a| is_registered(a))
+}
+
+fn is_registered(agent: &AgentView) -> bool {
+    agent.status != "unreachable"
 }
 
 fn slave<'a>(
@@ -187,6 +194,103 @@ fn slave<'a>(
         }),
         unreserved_resources_full: full.then(|| mesos_json::full(&unreserved)),
     }
+}
+
+/// The registered agents, as Mesos' `slaves`. In `/master/state`'s body
+/// a hole, filled per chunk of agents (`state_body`).
+pub struct SlaveEntries<'a> {
+    snapshot: &'a StateSnapshot,
+    offers: Arc<Offers<'a>>,
+}
+
+impl<'a> SlaveEntries<'a> {
+    /// The offers the entries show, by agent.
+    pub(crate) fn offers(&self) -> &Offers<'a> {
+        &self.offers
+    }
+}
+
+impl std::fmt::Debug for SlaveEntries<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlaveEntries")
+            .field("agents", &self.snapshot.agents.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Serialize for SlaveEntries<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        kept_json::list_or_hole(
+            serializer,
+            || Listed::MesosAgents(self.snapshot.agents.clone()),
+            |serializer| {
+                serializer.collect_seq(
+                    registered_agents(self.snapshot)
+                        .map(|a| slave(self.snapshot, a, &self.offers, false)),
+                )
+            },
+        )
+    }
+}
+
+/// What an agent's entry in `/master/state` is made of besides its view:
+/// its resources as the books hold them, and what is offered on it. An
+/// agent whose view and inputs are the same as before has the same entry.
+pub(crate) struct SlaveInputs {
+    resources: Option<Arc<AgentResources>>,
+    offered: FlatMap,
+}
+
+impl SlaveInputs {
+    pub(crate) fn of(snapshot: &StateSnapshot, offers: &Offers<'_>, agent: &AgentView) -> Self {
+        Self {
+            resources: snapshot.mesos.agent_resources.get_arc(&agent.id).cloned(),
+            offered: offers.on_agent(&agent.id),
+        }
+    }
+
+    /// Whether an entry made with `self` is the one `other` makes. The
+    /// kept `Arc` keeps its address from being reused, so the same address
+    /// is the same resources.
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        let resources = match (&self.resources, &other.resources) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+            (None, None) => true,
+            _ => false,
+        };
+        resources && self.offered == other.offered
+    }
+}
+
+/// The `slaves` entries of the registered ones among `agents` (a chunk),
+/// each preceded by a comma, with the inputs each was made from.
+pub(crate) fn slave_entries_json<'a>(
+    snapshot: &StateSnapshot,
+    offers: &Offers<'_>,
+    agents: impl IntoIterator<Item = &'a AgentView>,
+) -> serde_json::Result<(Vec<u8>, Vec<SlaveInputs>)> {
+    let mut json = Vec::new();
+    let mut inputs = Vec::new();
+    for agent in agents.into_iter().filter(|a| is_registered(a)) {
+        json.push(b',');
+        serde_json::to_writer(&mut json, &slave(snapshot, agent, offers, false))?;
+        inputs.push(SlaveInputs::of(snapshot, offers, agent));
+    }
+    Ok((json, inputs))
+}
+
+/// The inputs of the registered ones among `agents`, as
+/// [`slave_entries_json`] gives them.
+pub(crate) fn slave_inputs<'a>(
+    snapshot: &StateSnapshot,
+    offers: &Offers<'_>,
+    agents: impl IntoIterator<Item = &'a AgentView>,
+) -> Vec<SlaveInputs> {
+    agents
+        .into_iter()
+        .filter(|a| is_registered(a))
+        .map(|a| SlaveInputs::of(snapshot, offers, a))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -495,7 +599,7 @@ pub struct MasterState<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader_info: Option<LeaderInfo<'a>>,
     pub flags: &'a BTreeMap<String, String>,
-    pub slaves: Vec<Slave<'a>>,
+    pub slaves: SlaveEntries<'a>,
     pub recovered_slaves: Empty,
     pub frameworks: Vec<FullFramework<'a>>,
     pub completed_frameworks: Vec<FullFramework<'a>>,
@@ -541,7 +645,7 @@ fn leader(snapshot: &StateSnapshot) -> Option<(String, LeaderInfo<'_>)> {
 /// Mesos' `/state` of `snapshot`; `started` is when this master started
 /// serving (wall-clock seconds).
 pub fn state(snapshot: &StateSnapshot, started: f64) -> MasterState<'_> {
-    let offers = Offers::of(snapshot);
+    let offers = Arc::new(Offers::of(snapshot));
     let (leader, leader_info) = leader(snapshot).unzip();
     MasterState {
         version: MESOS_VERSION,
@@ -561,9 +665,6 @@ pub fn state(snapshot: &StateSnapshot, started: f64) -> MasterState<'_> {
         leader,
         leader_info,
         flags: &snapshot.mesos.flags,
-        slaves: registered_agents(snapshot)
-            .map(|a| slave(snapshot, a, &offers, false))
-            .collect(),
         recovered_slaves: [],
         frameworks: snapshot
             .frameworks
@@ -575,6 +676,7 @@ pub fn state(snapshot: &StateSnapshot, started: f64) -> MasterState<'_> {
             .iter()
             .map(|f| full_framework(snapshot, f, &offers, false))
             .collect(),
+        slaves: SlaveEntries { snapshot, offers },
         orphan_tasks: [],
         unregistered_frameworks: [],
     }

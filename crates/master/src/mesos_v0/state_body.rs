@@ -1,27 +1,45 @@
 //! Mesos' `/master/state` body made from what changed since the last one,
 //! as `/state`'s is (`snapshot::state_body`): the body without its task
-//! lists is small, and each framework's task lists are filled from the
-//! JSON of their chunks, kept by the chunk's identity from one body to the
-//! next. A body at 100,000 tasks then costs the chunks that changed, the
-//! agents (their offered resources change with every offer) and one pass
-//! over the tasks for each framework's used resources and executors,
-//! instead of serializing every task again.
+//! lists is small, and each framework's task lists and the agents are
+//! filled from the JSON of their chunks, kept by the chunk's identity from
+//! one body to the next (an agent chunk's also by what is offered on its
+//! agents). A body at 100,000 tasks then costs the chunks that changed, a
+//! look at each agent's offers and one pass over the tasks for each
+//! framework's used resources and executors, instead of serializing every
+//! task and agent again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::ser::Error as _;
 
-use super::shapes::{self, task_entries_json};
+use super::shapes::{
+    self, Offers, SlaveInputs, slave_entries_json, slave_inputs, task_entries_json,
+};
 use crate::snapshot::kept_json::{Listed, TaskPart};
 use crate::snapshot::state_body::{ChunkJsons, Rope, assemble, fill};
-use crate::snapshot::{StateSnapshot, TaskView};
+use crate::snapshot::{AgentView, Chunk, SharedList, StateSnapshot, TaskView};
 
-/// The JSON of the task chunks the last body held, one map per part (a
-/// chunk of a framework's live tasks shows in two: reachable and not).
+/// What the last body held: the JSON of its task chunks, one map per
+/// part (a chunk of a framework's live tasks shows in two: reachable and
+/// not), and of its agent chunks with the inputs each entry was made from
+/// (an agent's entry shows the offers on it, which change without the
+/// agent's view changing).
 #[derive(Default)]
 pub struct ChunkCache {
     reachable: ChunkJsons<TaskView>,
     unreachable: ChunkJsons<TaskView>,
     all: ChunkJsons<TaskView>,
+    agents: HashMap<usize, AgentChunk>,
+}
+
+/// An agent chunk's entries and what they were made from.
+struct AgentChunk {
+    /// Held so that its address is not reused while this entry lives.
+    _chunk: Chunk<AgentView>,
+    inputs: Vec<SlaveInputs>,
+    json: Bytes,
 }
 
 impl ChunkCache {
@@ -35,7 +53,7 @@ impl ChunkCache {
 
     /// How many chunks' JSON it holds (for tests).
     pub fn len(&self) -> usize {
-        self.reachable.len() + self.unreachable.len() + self.all.len()
+        self.reachable.len() + self.unreachable.len() + self.all.len() + self.agents.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -52,18 +70,64 @@ pub fn make(
     cache: &mut ChunkCache,
 ) -> serde_json::Result<Rope> {
     let mut kept = ChunkCache::default();
-    let rope = assemble(&shapes::state(snapshot, started), |list, pieces| {
-        let Listed::MesosTasks(list, part) = list else {
-            return Err(serde_json::Error::custom(
-                "a list in Agora's shape inside Mesos' /master/state",
-            ));
-        };
-        fill(&list, cache.part(part), kept.part(part), pieces, |chunk| {
-            task_entries_json(chunk.iter().map(AsRef::as_ref), part).map(Bytes::from)
-        })
+    let state = shapes::state(snapshot, started);
+    let offers = state.slaves.offers();
+    let rope = assemble(&state, |list, pieces| match list {
+        Listed::MesosTasks(list, part) => {
+            fill(&list, cache.part(part), kept.part(part), pieces, |chunk| {
+                task_entries_json(chunk.iter().map(AsRef::as_ref), part).map(Bytes::from)
+            })
+        }
+        Listed::MesosAgents(list) => fill_agents(snapshot, offers, &list, cache, &mut kept, pieces),
+        Listed::Tasks(_) | Listed::Agents(_) => Err(serde_json::Error::custom(
+            "a list in Agora's shape inside Mesos' /master/state",
+        )),
     })?;
     *cache = kept;
     Ok(rope)
+}
+
+/// Puts the `slaves` entries of `list`'s chunks in `pieces`: a chunk's
+/// JSON from the last body when the chunk and every entry's inputs are
+/// the same, else made now; either way kept in `kept`.
+fn fill_agents(
+    snapshot: &StateSnapshot,
+    offers: &Offers<'_>,
+    list: &SharedList<AgentView>,
+    cache: &mut ChunkCache,
+    kept: &mut ChunkCache,
+    pieces: &mut Vec<Bytes>,
+) -> serde_json::Result<()> {
+    let mut first = true;
+    for chunk in list.chunks() {
+        let key = Arc::as_ptr(chunk) as usize;
+        let agents = || chunk.iter().map(AsRef::as_ref);
+        let inputs = slave_inputs(snapshot, offers, agents());
+        let reusable = cache.agents.remove(&key).filter(|old| {
+            old.inputs.len() == inputs.len()
+                && old.inputs.iter().zip(&inputs).all(|(a, b)| a.same_as(b))
+        });
+        let made = match reusable {
+            Some(old) => old,
+            None => {
+                let (json, inputs) = slave_entries_json(snapshot, offers, agents())?;
+                AgentChunk {
+                    _chunk: chunk.clone(),
+                    inputs,
+                    json: Bytes::from(json),
+                }
+            }
+        };
+        let json = made.json.clone();
+        kept.agents.insert(key, made);
+        // Each entry's JSON starts with a comma; the list's first does not.
+        if json.is_empty() {
+            continue;
+        }
+        pieces.push(if first { json.slice(1..) } else { json });
+        first = false;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

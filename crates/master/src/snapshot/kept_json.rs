@@ -134,6 +134,8 @@ pub enum Listed {
     Agents(SharedList<AgentView>),
     /// Tasks in Mesos' shape (`/master/state`), those of `part` only.
     MesosTasks(SharedList<TaskView>, TaskPart),
+    /// Agents in Mesos' shape (`/master/state`'s `slaves`).
+    MesosAgents(SharedList<AgentView>),
 }
 
 /// Which tasks of a list a hole in Mesos' shape shows: Mesos splits a

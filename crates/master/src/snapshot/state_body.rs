@@ -108,7 +108,7 @@ pub fn make(snapshot: &StateSnapshot, cache: &mut ChunkCache) -> serde_json::Res
             pieces,
             chunk_json,
         ),
-        Listed::MesosTasks(..) => Err(serde::ser::Error::custom(
+        Listed::MesosTasks(..) | Listed::MesosAgents(..) => Err(serde::ser::Error::custom(
             "a list in Mesos' shape inside Agora's /state",
         )),
     })?;

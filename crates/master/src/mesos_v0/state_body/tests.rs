@@ -5,8 +5,15 @@ use proptest::prelude::*;
 use super::{ChunkCache, make};
 use crate::mesos_v0::state_json;
 use crate::mesos_v0::tests::fixture;
-use crate::snapshot::test_views::task;
-use crate::snapshot::{FrameworkView, SharedList, StateSnapshot, TaskView};
+use std::collections::BTreeMap;
+
+use agora_core::Resources;
+use agora_core::resources::SummaryValue;
+
+use crate::snapshot::test_views::{agent, task};
+use crate::snapshot::{
+    AgentResources, FrameworkView, OfferView, SharedList, StateSnapshot, TaskView,
+};
 
 const STARTED: f64 = 42.5;
 
@@ -38,7 +45,36 @@ fn big(n: usize) -> StateSnapshot {
         .collect();
     frameworks.push(f);
     s.frameworks = frameworks.into();
+    for i in 0..150 {
+        let id = format!("agent-{i:04}");
+        s.agents.upsert(Arc::new(agent(&id)));
+        if i % 10 == 0 {
+            s.mesos.agent_resources.upsert(Arc::new(AgentResources {
+                id: id.clone(),
+                resources: Resources::parse("cpus:3;cpus(ops):1;mem:1024").expect("parses"),
+            }));
+        }
+        if i % 4 == 0 {
+            s.offers.upsert(Arc::new(offer(i, 1.0)));
+        }
+    }
     s
+}
+
+fn offer(agent: usize, cpus: f64) -> OfferView {
+    OfferView {
+        id: format!("offer-{agent:04}"),
+        framework_id: "f2".to_owned(),
+        agent_id: format!("agent-{agent:04}"),
+        role: "*".to_owned(),
+        resources: BTreeMap::from([("cpus".to_owned(), SummaryValue::Number(cpus))]),
+    }
+}
+
+/// The holes in a body of `s`: three task lists per framework, and the
+/// agents.
+fn holes(s: &StateSnapshot) -> usize {
+    3 * (s.frameworks.len() + s.completed_frameworks.len()) + 1
 }
 
 fn whole(s: &StateSnapshot) -> Vec<u8> {
@@ -80,14 +116,15 @@ fn an_unchanged_snapshot_makes_no_task_json_again() {
         .iter()
         .chain(&s.completed_frameworks)
         .map(|f| 2 * chunks(&f.tasks) + chunks(&f.completed_tasks))
-        .sum();
+        .sum::<usize>()
+        + s.agents.chunks().len();
     assert_eq!(held, expected);
     let again = make(&s, STARTED, &mut cache).expect("again");
     assert_eq!(again.to_vec(), first.to_vec());
     assert_eq!(cache.len(), held);
-    // Only the head is made again: every task piece is the first body's.
-    let holes = 3 * (s.frameworks.len() + s.completed_frameworks.len());
-    assert_eq!(made_again(&first, &again), holes + 1);
+    // Only the head is made again: every task and agent piece is the
+    // first body's.
+    assert_eq!(made_again(&first, &again), holes(&s) + 1);
 }
 
 #[test]
@@ -111,8 +148,64 @@ fn a_changed_task_remakes_its_chunk_only() {
     // Made again: the head's pieces (one more than the holes) and the
     // changed chunk's two parts; every other piece lies in the first
     // body's bytes.
-    let holes = 3 * (next.frameworks.len() + next.completed_frameworks.len());
-    assert_eq!(made_again(&first, &second), holes + 1 + 2);
+    assert_eq!(made_again(&first, &second), holes(&next) + 1 + 2);
+}
+
+#[test]
+fn an_agents_entry_is_made_again_when_its_offers_or_resources_change() {
+    let s = big(10);
+    let mut cache = ChunkCache::default();
+    let first = make(&s, STARTED, &mut cache).expect("first");
+    let value = |rope: &crate::snapshot::state_body::Rope| -> serde_json::Value {
+        serde_json::from_slice(&rope.to_vec()).expect("json")
+    };
+    let slave = |v: &serde_json::Value, id: &str| {
+        v["slaves"]
+            .as_array()
+            .and_then(|all| all.iter().find(|a| a["id"] == id).cloned())
+    };
+
+    // An offer on agent-0100 changes, a new one on agent-0005: their two
+    // chunks (0-63 and 64-127 hold a1, a2 and the agents in id order) are
+    // made again, nothing else.
+    let mut next = s.clone();
+    next.offers.upsert(Arc::new(offer(100, 3.0)));
+    next.offers.upsert(Arc::new(offer(5, 2.0)));
+    let second = make(&next, STARTED, &mut cache).expect("second");
+    assert_eq!(second.to_vec(), whole(&next));
+    let v = value(&second);
+    assert_eq!(
+        slave(&v, "agent-0100").map(|a| a["offered_resources"]["cpus"].clone()),
+        Some(serde_json::json!(3.0))
+    );
+    assert_eq!(
+        slave(&v, "agent-0005").map(|a| a["offered_resources"]["cpus"].clone()),
+        Some(serde_json::json!(2.0))
+    );
+    assert_eq!(made_again(&first, &second), holes(&next) + 1 + 2);
+
+    // Its resources in the books change: that chunk only.
+    let mut third = next.clone();
+    third.mesos.agent_resources.upsert(Arc::new(AgentResources {
+        id: "agent-0140".to_owned(),
+        resources: Resources::parse("cpus:1;cpus(ops):7").expect("parses"),
+    }));
+    let body = make(&third, STARTED, &mut cache).expect("third");
+    assert_eq!(body.to_vec(), whole(&third));
+    assert_eq!(
+        slave(&value(&body), "agent-0140").map(|a| a["reserved_resources"]["ops"]["cpus"].clone()),
+        Some(serde_json::json!(7.0))
+    );
+    assert_eq!(made_again(&second, &body), holes(&third) + 1 + 1);
+
+    // Unreachable: out of `slaves`, counted apart.
+    let mut fourth = third.clone();
+    let mut gone = agent("agent-0001");
+    gone.status = "unreachable";
+    fourth.agents.upsert(Arc::new(gone));
+    let body = make(&fourth, STARTED, &mut cache).expect("fourth");
+    assert_eq!(body.to_vec(), whole(&fourth));
+    assert_eq!(slave(&value(&body), "agent-0001"), None);
 }
 
 /// How many of `second`'s pieces do not lie inside one of `first`'s (a
@@ -131,13 +224,20 @@ fn made_again(
     second.pieces().iter().filter(|p| !within(p)).count()
 }
 
-/// A change the read model may make to a framework's tasks.
+/// A change the read model may make to a framework's tasks, the offers
+/// and the agents.
 #[derive(Debug, Clone)]
 enum Change {
     Upsert { task: usize, state: usize },
     Remove { task: usize },
     Complete { task: usize },
+    Offer { agent: usize, cpus: u8 },
+    Rescind { agent: usize },
+    AgentStatus { agent: usize, status: usize },
+    AgentResources { agent: usize, cpus: u8 },
 }
+
+const AGENT_STATES: [&str; 3] = ["active", "disconnected", "unreachable"];
 
 const STATES: [&str; 4] = [
     "TASK_RUNNING",
@@ -151,10 +251,41 @@ fn change() -> impl Strategy<Value = Change> {
         (0..400usize, 0..STATES.len()).prop_map(|(task, state)| Change::Upsert { task, state }),
         (0..400usize).prop_map(|task| Change::Remove { task }),
         (0..400usize).prop_map(|task| Change::Complete { task }),
+        (0..200usize, 0..4u8).prop_map(|(agent, cpus)| Change::Offer { agent, cpus }),
+        (0..200usize).prop_map(|agent| Change::Rescind { agent }),
+        (0..200usize, 0..AGENT_STATES.len())
+            .prop_map(|(agent, status)| Change::AgentStatus { agent, status }),
+        (0..200usize, 0..4u8).prop_map(|(agent, cpus)| Change::AgentResources { agent, cpus }),
     ]
 }
 
 fn apply(s: &mut StateSnapshot, change: &Change) {
+    let agent_id = |n: usize| format!("agent-{n:04}");
+    match change {
+        Change::Offer { agent, cpus } => {
+            s.offers.upsert(Arc::new(offer(*agent, f64::from(*cpus))));
+            return;
+        }
+        Change::Rescind { agent } => {
+            s.offers.remove_key(&format!("offer-{agent:04}"));
+            return;
+        }
+        Change::AgentStatus { agent: n, status } => {
+            let mut a = agent(&agent_id(*n));
+            a.status = AGENT_STATES[*status];
+            s.agents.upsert(Arc::new(a));
+            return;
+        }
+        Change::AgentResources { agent, cpus } => {
+            let resources = format!("cpus:1;cpus(ops):{cpus};mem:64");
+            s.mesos.agent_resources.upsert(Arc::new(AgentResources {
+                id: agent_id(*agent),
+                resources: Resources::parse(&resources).expect("parses"),
+            }));
+            return;
+        }
+        _ => {}
+    }
     let mut frameworks: Vec<FrameworkView> = s.frameworks.iter().cloned().collect();
     let f = &mut frameworks[1];
     let id = |n: usize| format!("f2-task-{n:05}");
@@ -173,6 +304,7 @@ fn apply(s: &mut StateSnapshot, change: &Change) {
                 f.completed_tasks.upsert(t);
             }
         }
+        _ => {}
     }
     s.frameworks = frameworks.into();
 }
