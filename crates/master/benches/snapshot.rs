@@ -184,6 +184,29 @@ fn main() {
         &format!("{scale} bytes={bytes}"),
     );
 
+    // Mesos' `/master/frameworks` and `/master/slaves`, whole (made per
+    // request, as `/master/tasks` and `/master/state-summary` are).
+    for (name, make) in [
+        (
+            "mesos_frameworks_json",
+            (|s: &StateSnapshot| {
+                serde_json::to_vec(&agora_master::mesos_v0::shapes::frameworks(s, None))
+            }) as fn(&StateSnapshot) -> serde_json::Result<Vec<u8>>,
+        ),
+        ("mesos_slaves_json", |s: &StateSnapshot| {
+            serde_json::to_vec(&agora_master::mesos_v0::shapes::slaves(s, None))
+        }),
+    ] {
+        let mut samples = Vec::new();
+        for _ in 0..runs {
+            let started = Instant::now();
+            let body = make(&snapshot).expect("serializes");
+            samples.push(started.elapsed().as_secs_f64() * 1e3);
+            bytes = body.len();
+        }
+        report(name, samples, &format!("{scale} bytes={bytes}"));
+    }
+
     // The same body as `/master/state` makes it (`mesos_v0::state_body`):
     // cold (nothing kept), then again after a change of one task per
     // framework (what a poller pays per new snapshot while tasks change).

@@ -41,13 +41,20 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Viewer {
 }
 
 impl Viewer {
-    /// The published snapshot as this viewer may see it.
-    pub(crate) fn view(
-        &self,
+    /// Answers from the published snapshot as this viewer may see it, made
+    /// off the async workers (`answer_off_workers`): when the ACLs restrict
+    /// views the filtering itself copies the cluster, and what reads it
+    /// mostly walks every task or agent.
+    pub(crate) async fn answer(
+        self,
         snapshot: &tokio::sync::watch::Receiver<Arc<StateSnapshot>>,
-    ) -> Arc<StateSnapshot> {
-        let current = snapshot.borrow().clone();
-        for_viewer(&current, self.0.as_ref())
+        make: impl FnOnce(&StateSnapshot) -> axum::response::Response + Send + 'static,
+    ) -> axum::response::Response {
+        let published = snapshot.borrow().clone();
+        crate::snapshot_body::answer_off_workers(move || {
+            make(&for_viewer(&published, self.0.as_ref()))
+        })
+        .await
     }
 
     /// A JSON body made from the snapshot: `cache`'s shared one when the

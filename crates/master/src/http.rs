@@ -331,8 +331,11 @@ async fn actor_panic(State(gate): State<GateRx>) -> Response {
 
 /// `GET /roles`: `{"roles": [RoleView...]}`.
 async fn roles(State(snapshot): State<Snapshot>, viewer: crate::authz_views::Viewer) -> Response {
-    let current = viewer.view(&snapshot);
-    Json(serde_json::json!({ "roles": current.roles })).into_response()
+    viewer
+        .answer(&snapshot, |current| {
+            Json(serde_json::json!({ "roles": current.roles })).into_response()
+        })
+        .await
 }
 
 /// `GET /weights`: `[{"role": "eng", "weight": 3.0}]`, every role whose
@@ -341,8 +344,9 @@ async fn get_weights(
     State(snapshot): State<Snapshot>,
     viewer: crate::authz_views::Viewer,
 ) -> Response {
-    let current = viewer.view(&snapshot);
-    Json(&current.weights).into_response()
+    viewer
+        .answer(&snapshot, |current| Json(&current.weights).into_response())
+        .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -371,8 +375,11 @@ async fn get_quota(
     State(snapshot): State<Snapshot>,
     viewer: crate::authz_views::Viewer,
 ) -> Response {
-    let current = viewer.view(&snapshot);
-    Json(serde_json::json!({ "quotas": current.quotas })).into_response()
+    viewer
+        .answer(&snapshot, |current| {
+            Json(serde_json::json!({ "quotas": current.quotas })).into_response()
+        })
+        .await
 }
 
 /// Resources in a request: the text form (`"cpus:4;mem:1024"`) or a map of

@@ -42,7 +42,7 @@ use crate::protocol::Gate;
 use crate::snapshot::StateSnapshot;
 use crate::snapshot::state_body::Rope;
 use crate::snapshot_body::gzip::{Segments, gzip_rope};
-use crate::snapshot_body::{Coding, SnapshotBody, json_rope};
+use crate::snapshot_body::{Coding, SnapshotBody, answer_off_workers, json_rope};
 
 mod metrics;
 pub mod shapes;
@@ -217,13 +217,19 @@ async fn state_handler(
     }
 }
 
+// The list endpoints walk every task or agent per request: their bodies
+// are made off the async workers (`Viewer::answer`, `answer_off_workers`).
+
 async fn state_summary(
     State(state): State<MesosState>,
     viewer: Viewer,
     Params(query): Params,
 ) -> Response {
-    let current = viewer.view(&state.snapshot);
-    reply(&shapes::state_summary(&current), &query)
+    viewer
+        .answer(&state.snapshot, move |current| {
+            reply(&shapes::state_summary(current), &query)
+        })
+        .await
 }
 
 async fn frameworks(
@@ -231,15 +237,21 @@ async fn frameworks(
     viewer: Viewer,
     Params(query): Params,
 ) -> Response {
-    let current = viewer.view(&state.snapshot);
-    let wanted = query.get("framework_id").map(String::as_str);
-    reply(&shapes::frameworks(&current, wanted), &query)
+    viewer
+        .answer(&state.snapshot, move |current| {
+            let wanted = query.get("framework_id").map(String::as_str);
+            reply(&shapes::frameworks(current, wanted), &query)
+        })
+        .await
 }
 
 async fn slaves(State(state): State<MesosState>, Params(query): Params) -> Response {
     let current = state.snapshot.borrow().clone();
-    let wanted = query.get("slave_id").map(String::as_str);
-    reply(&shapes::slaves(&current, wanted), &query)
+    answer_off_workers(move || {
+        let wanted = query.get("slave_id").map(String::as_str);
+        reply(&shapes::slaves(&current, wanted), &query)
+    })
+    .await
 }
 
 async fn tasks(State(state): State<MesosState>, viewer: Viewer, Params(query): Params) -> Response {
@@ -247,13 +259,19 @@ async fn tasks(State(state): State<MesosState>, viewer: Viewer, Params(query): P
         Ok(parsed) => parsed,
         Err(why) => return bad_request(why),
     };
-    let current = viewer.view(&state.snapshot);
-    reply(&shapes::tasks(&current, &tasks_query), &query)
+    viewer
+        .answer(&state.snapshot, move |current| {
+            reply(&shapes::tasks(current, &tasks_query), &query)
+        })
+        .await
 }
 
 async fn roles(State(state): State<MesosState>, viewer: Viewer, Params(query): Params) -> Response {
-    let current = viewer.view(&state.snapshot);
-    reply(&shapes::roles(&current), &query)
+    viewer
+        .answer(&state.snapshot, move |current| {
+            reply(&shapes::roles(current), &query)
+        })
+        .await
 }
 
 /// `/master/redirect`: 307 to the leading master (`//host:port`, Mesos'
@@ -307,6 +325,11 @@ async fn metrics_snapshot_handler(
     let current = state.snapshot.borrow().clone();
     let elected = matches!(&*state.gate.borrow(), Gate::Leading { .. });
     let uptime = (wall_now() - state.started).max(0.0);
-    let values = metrics_snapshot(&current, &state.metrics, elected, uptime);
-    reply(&values, &query)
+    let metrics = state.metrics.clone();
+    // It sums over every agent.
+    answer_off_workers(move || {
+        let values = metrics_snapshot(&current, &metrics, elected, uptime);
+        reply(&values, &query)
+    })
+    .await
 }

@@ -457,13 +457,16 @@ pub(crate) fn router(
 async fn scrape(State(state): State<MetricsState>) -> Response {
     let current = state.snapshot.borrow().clone();
     let is_leader = matches!(&*state.gate.borrow(), Gate::Leading { .. });
-    match render(&current, &state.metrics, is_leader) {
+    let metrics = state.metrics.clone();
+    // It sums over every agent.
+    crate::snapshot_body::answer_off_workers(move || match render(&current, &metrics, is_leader) {
         Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
         Err(error) => {
             tracing::warn!(%error, "cannot encode the metrics");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]

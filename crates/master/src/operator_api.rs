@@ -157,17 +157,24 @@ async fn handle(
             } else {
                 api.services.snapshot()
             };
-            // Only what the caller may see (the ACLs' view_*).
-            let snapshot = crate::authz_views::for_viewer(&snapshot, caller.as_ref());
             let elected = matches!(&*api.services.gate().borrow(), Gate::Leading { .. });
-            let context = reads::Context {
-                started: api.started,
-                uptime_secs: (crate::mesos_v0::wall_now() - api.started).max(0.0),
-                elected,
-                metrics: &api.metrics,
-            };
-            let answer = reads::answer(kind, &snapshot, &context);
-            Ok(body_response(accept, &answer))
+            let started = api.started;
+            let metrics = api.metrics.clone();
+            // GET_STATE and GET_TASKS copy and encode every task: off the
+            // async workers, as every read that walks the cluster.
+            Ok(crate::snapshot_body::answer_off_workers(move || {
+                // Only what the caller may see (the ACLs' view_*).
+                let snapshot = crate::authz_views::for_viewer(&snapshot, caller.as_ref());
+                let context = reads::Context {
+                    started,
+                    uptime_secs: (crate::mesos_v0::wall_now() - started).max(0.0),
+                    elected,
+                    metrics: &metrics,
+                };
+                let answer = reads::answer(kind, &snapshot, &context);
+                body_response(accept, &answer)
+            })
+            .await)
         }
         Plan::Change(change) => {
             ask(&api.services, caller, change).await?;

@@ -216,9 +216,15 @@ impl ListQuery {
 // Handlers
 // ---------------------------------------------------------------------------
 
-/// The published snapshot as the viewer may see it (the ACLs' view_*).
-fn current(state: &UiState, viewer: &Viewer) -> Arc<StateSnapshot> {
-    viewer.view(&state.snapshot)
+/// Answers from the published snapshot as the viewer may see it (the
+/// ACLs' view_*), made off the async workers: filters, searches, other
+/// orders and a framework's or agent's details walk every task.
+async fn from_view(
+    state: &UiState,
+    viewer: Viewer,
+    make: impl FnOnce(&StateSnapshot) -> Response + Send + 'static,
+) -> Response {
+    viewer.answer(&state.snapshot, make).await
 }
 
 fn not_found(what: &str, id: &str) -> Response {
@@ -233,11 +239,17 @@ fn answer<T: Serialize>(result: Result<T, ApiError>) -> Response {
 }
 
 async fn master(State(state): State<UiState>, viewer: Viewer) -> Response {
-    Json(master_info(&current(&state, &viewer), wall_now())).into_response()
+    from_view(&state, viewer, |s| {
+        Json(master_info(s, wall_now())).into_response()
+    })
+    .await
 }
 
 async fn overview(State(state): State<UiState>, viewer: Viewer) -> Response {
-    Json(overview_json(&current(&state, &viewer), wall_now())).into_response()
+    from_view(&state, viewer, |s| {
+        Json(overview_json(s, wall_now())).into_response()
+    })
+    .await
 }
 
 async fn utilisation(State(state): State<UiState>) -> Response {
@@ -257,8 +269,10 @@ async fn utilisation(State(state): State<UiState>) -> Response {
 }
 
 async fn agents(State(state): State<UiState>, viewer: Viewer, params: Params) -> Response {
-    let s = current(&state, &viewer);
-    answer(list_query(params, &["status", "q"]).and_then(|q| agent_page(&s, &q)))
+    from_view(&state, viewer, move |s| {
+        answer(list_query(params, &["status", "q"]).and_then(|q| agent_page(s, &q)))
+    })
+    .await
 }
 
 async fn agent(
@@ -266,15 +280,18 @@ async fn agent(
     viewer: Viewer,
     Path(agent_id): Path<String>,
 ) -> Response {
-    match agent_detail(&current(&state, &viewer), &agent_id) {
+    from_view(&state, viewer, move |s| match agent_detail(s, &agent_id) {
         Some(body) => Json(body).into_response(),
         None => not_found("agent", &agent_id),
-    }
+    })
+    .await
 }
 
 async fn frameworks(State(state): State<UiState>, viewer: Viewer, params: Params) -> Response {
-    let s = current(&state, &viewer);
-    answer(list_query(params, &["status", "q"]).and_then(|q| framework_page(&s, &q)))
+    from_view(&state, viewer, move |s| {
+        answer(list_query(params, &["status", "q"]).and_then(|q| framework_page(s, &q)))
+    })
+    .await
 }
 
 async fn framework(
@@ -282,18 +299,23 @@ async fn framework(
     viewer: Viewer,
     Path(framework_id): Path<String>,
 ) -> Response {
-    match framework_detail(&current(&state, &viewer), &framework_id) {
-        Some(body) => Json(body).into_response(),
-        None => not_found("framework", &framework_id),
-    }
+    from_view(&state, viewer, move |s| {
+        match framework_detail(s, &framework_id) {
+            Some(body) => Json(body).into_response(),
+            None => not_found("framework", &framework_id),
+        }
+    })
+    .await
 }
 
 async fn tasks(State(state): State<UiState>, viewer: Viewer, params: Params) -> Response {
-    let s = current(&state, &viewer);
-    answer(
-        list_query(params, &["state", "framework_id", "agent_id", "q"])
-            .and_then(|q| task_page(&s, &q)),
-    )
+    from_view(&state, viewer, move |s| {
+        answer(
+            list_query(params, &["state", "framework_id", "agent_id", "q"])
+                .and_then(|q| task_page(s, &q)),
+        )
+    })
+    .await
 }
 
 async fn task(
@@ -301,19 +323,27 @@ async fn task(
     viewer: Viewer,
     Path((framework_id, task_id)): Path<(String, String)>,
 ) -> Response {
-    match task_detail(&current(&state, &viewer), &framework_id, &task_id) {
-        Some(body) => Json(body).into_response(),
-        None => not_found("task", &task_id),
-    }
+    from_view(&state, viewer, move |s| {
+        match task_detail(s, &framework_id, &task_id) {
+            Some(body) => Json(body).into_response(),
+            None => not_found("task", &task_id),
+        }
+    })
+    .await
 }
 
 async fn roles(State(state): State<UiState>, viewer: Viewer) -> Response {
-    Json(serde_json::json!({ "roles": role_rows(&current(&state, &viewer)) })).into_response()
+    from_view(&state, viewer, |s| {
+        Json(serde_json::json!({ "roles": role_rows(s) })).into_response()
+    })
+    .await
 }
 
 async fn offers(State(state): State<UiState>, viewer: Viewer, params: Params) -> Response {
-    let s = current(&state, &viewer);
-    answer(list_query(params, &["framework_id", "agent_id"]).and_then(|q| offer_page(&s, &q)))
+    from_view(&state, viewer, move |s| {
+        answer(list_query(params, &["framework_id", "agent_id"]).and_then(|q| offer_page(s, &q)))
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -663,6 +663,32 @@ async fn a_follower_sends_operators_to_the_leader() {
     );
 }
 
+/// Reads are answered off the async workers (GET_STATE and GET_TASKS copy
+/// and encode every task).
+#[test]
+fn reads_leave_the_async_worker_free() {
+    let (_snapshot_tx, snapshot) = watch::channel(Arc::new(StateSnapshot::default()));
+    let (commands, _actor) = mpsc::channel(1);
+    let (_gate_tx, gate) = watch::channel(Gate::Leading { commands });
+    let app = router(
+        Services::for_tests(gate, snapshot, Duration::from_secs(15)),
+        Default::default(),
+    );
+    for kind in [
+        "GET_FLAGS",
+        "GET_ROLES",
+        "GET_WEIGHTS",
+        "GET_HEALTH",
+        "GET_QUOTA",
+    ] {
+        let app = app.clone();
+        crate::snapshot_body::assert_answered_off_workers(kind, async move {
+            let body = serde_json::to_vec(&json!({ "type": kind })).expect("json");
+            post(&app, Some(JSON), None, body).await.status()
+        });
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Changes
 // ---------------------------------------------------------------------------

@@ -241,3 +241,47 @@ async fn a_follower_redirects_state_but_answers_metrics_itself() {
     let (status, _, _) = get_raw(&lost, "/master/redirect").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// Every read that walks the cluster (every task or agent, or a filtered
+/// copy of it) is answered off the async workers, which serve the agents'
+/// and frameworks' streams meanwhile.
+#[test]
+fn reads_that_walk_the_cluster_leave_the_async_worker_free() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let (app, _publish) = runtime.block_on(async { serve(fixture(), leading()) });
+    for uri in [
+        "/state",
+        "/master/state",
+        "/master/state-summary",
+        "/master/frameworks",
+        "/master/slaves",
+        "/master/tasks",
+        "/master/roles",
+        "/metrics/snapshot",
+        "/metrics",
+        "/roles",
+        "/weights",
+        "/quota",
+        "/api/master",
+        "/api/overview",
+        "/api/agents",
+        "/api/agents/a1",
+        "/api/frameworks",
+        "/api/frameworks/f1",
+        "/api/tasks",
+        "/api/tasks/f1/t1",
+        "/api/roles",
+        "/api/offers",
+        "/api/permissions?framework_id=f1",
+    ] {
+        let app = app.clone();
+        crate::snapshot_body::assert_answered_off_workers(uri, async move {
+            app.oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+                .await
+                .expect("infallible")
+                .status()
+        });
+    }
+}

@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Json, Response};
 use serde::Serialize;
 
-use super::{Params, UiState, bad, current, not_found};
+use super::{Params, UiState, bad, from_view, not_found};
 use crate::authz_views::Viewer;
 use crate::snapshot::{FrameworkView, StateSnapshot};
 
@@ -89,11 +89,14 @@ pub(super) async fn handler(
         }
         Err(e) => return bad(format!("bad query string: {e}")).into_response(),
     };
-    let viewed = current(&state, &viewer);
-    match permissions(&viewed, viewer.0.as_ref(), framework_id.as_deref()) {
-        Some(answer) => Json(answer).into_response(),
-        None => not_found("framework", framework_id.as_deref().unwrap_or_default()),
-    }
+    let principal = viewer.0.clone();
+    from_view(&state, viewer, move |viewed| {
+        match permissions(viewed, principal.as_ref(), framework_id.as_deref()) {
+            Some(answer) => Json(answer).into_response(),
+            None => not_found("framework", framework_id.as_deref().unwrap_or_default()),
+        }
+    })
+    .await
 }
 
 #[cfg(test)]
