@@ -25,6 +25,8 @@
 //! - `offer_latency`: N one-slot agents, F frameworks each launching a task
 //!   on every offer (run times 0.5-1.5 x D): from the framework seeing a
 //!   task's TASK_FINISHED to an offer of that agent reaching any framework;
+//! - `busy_reads` (`scale/busy_reads.rs`): `/health`'s latency while two
+//!   clients read one of the biggest endpoints back to back, per endpoint;
 //! - `failover`: three masters over ZooKeeper, N agents and T running tasks,
 //!   every status update acknowledged (the cluster's steady state);
 //!   SIGKILL the leader: time until another master leads, until every agent
@@ -67,6 +69,9 @@ use agora_scheduler::{
 use agora_sim::books::Stats;
 use agora_sim::procfs;
 use anyhow::{Context, bail};
+
+#[path = "scale/busy_reads.rs"]
+mod busy_reads;
 
 const TASK_CPUS: f64 = 0.1;
 const TASK_MEM: f64 = 32.0;
@@ -1446,6 +1451,9 @@ fn run() -> anyhow::Result<()> {
     }
     if selected("failover") {
         failover(&bins, &k, &runtime)?;
+    }
+    if selected("busy_reads") {
+        busy_reads::busy_reads(&bins, &k, &runtime)?;
     }
     Ok(())
 }
