@@ -191,14 +191,26 @@ impl http_body::Body for RopeBody {
     }
 }
 
-/// Asserts that the request `request` makes is answered off the async
-/// workers ([`answer_off_workers`]), with `what` in the message: on a
-/// runtime with one worker and one blocking thread, which a blocker holds,
-/// a task spawned after the request runs before the answer is ready, and
-/// the answer comes once the blocker lets go. An answer made on the worker
-/// is ready in the request's first poll, before that task runs.
+/// Asserts that each of `requests`, made by `request`, is answered off the
+/// async workers ([`answer_off_workers`]): on a runtime with one worker
+/// and one blocking thread, which a blocker holds, a task spawned after the
+/// request runs before the answer is ready, and the answer comes once the
+/// blocker lets go. An answer made on the worker is ready in the request's
+/// first poll, before that task runs.
 #[cfg(test)]
-pub(crate) fn assert_answered_off_workers<F>(what: &str, request: F)
+pub(crate) fn assert_answered_off_workers<F>(
+    requests: &[&'static str],
+    request: impl Fn(&'static str) -> F,
+) where
+    F: std::future::Future<Output = StatusCode> + Send + 'static,
+{
+    for what in requests {
+        assert_one_answered_off_workers(what, request(what));
+    }
+}
+
+#[cfg(test)]
+fn assert_one_answered_off_workers<F>(what: &str, request: F)
 where
     F: std::future::Future<Output = StatusCode> + Send + 'static,
 {

@@ -674,19 +674,20 @@ fn reads_leave_the_async_worker_free() {
         Services::for_tests(gate, snapshot, Duration::from_secs(15)),
         Default::default(),
     );
-    for kind in [
+    let kinds = [
         "GET_FLAGS",
         "GET_ROLES",
         "GET_WEIGHTS",
         "GET_HEALTH",
         "GET_QUOTA",
-    ] {
+    ];
+    crate::snapshot_body::assert_answered_off_workers(&kinds, |kind| {
         let app = app.clone();
-        crate::snapshot_body::assert_answered_off_workers(kind, async move {
+        async move {
             let body = serde_json::to_vec(&json!({ "type": kind })).expect("json");
             post(&app, Some(JSON), None, body).await.status()
-        });
-    }
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------

@@ -251,7 +251,7 @@ fn reads_that_walk_the_cluster_leave_the_async_worker_free() {
         .build()
         .expect("a runtime");
     let (app, _publish) = runtime.block_on(async { serve(fixture(), leading()) });
-    for uri in [
+    let uris = [
         "/state",
         "/master/state",
         "/master/state-summary",
@@ -275,13 +275,14 @@ fn reads_that_walk_the_cluster_leave_the_async_worker_free() {
         "/api/roles",
         "/api/offers",
         "/api/permissions?framework_id=f1",
-    ] {
+    ];
+    crate::snapshot_body::assert_answered_off_workers(&uris, |uri| {
         let app = app.clone();
-        crate::snapshot_body::assert_answered_off_workers(uri, async move {
+        async move {
             app.oneshot(Request::get(uri).body(Body::empty()).expect("request"))
                 .await
                 .expect("infallible")
                 .status()
-        });
-    }
+        }
+    });
 }
