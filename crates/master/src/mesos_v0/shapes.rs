@@ -263,24 +263,22 @@ impl SlaveInputs {
 }
 
 /// The `slaves` entries of the registered ones among `agents` (a chunk),
-/// each preceded by a comma, with the inputs each was made from.
+/// each preceded by a comma.
 pub(crate) fn slave_entries_json<'a>(
     snapshot: &StateSnapshot,
     offers: &Offers<'_>,
     agents: impl IntoIterator<Item = &'a AgentView>,
-) -> serde_json::Result<(Vec<u8>, Vec<SlaveInputs>)> {
+) -> serde_json::Result<Vec<u8>> {
     let mut json = Vec::new();
-    let mut inputs = Vec::new();
     for agent in agents.into_iter().filter(|a| is_registered(a)) {
         json.push(b',');
         serde_json::to_writer(&mut json, &slave(snapshot, agent, offers, false))?;
-        inputs.push(SlaveInputs::of(snapshot, offers, agent));
     }
-    Ok((json, inputs))
+    Ok(json)
 }
 
-/// The inputs of the registered ones among `agents`, as
-/// [`slave_entries_json`] gives them.
+/// What the entries [`slave_entries_json`] makes of `agents` are made of,
+/// in the same order.
 pub(crate) fn slave_inputs<'a>(
     snapshot: &StateSnapshot,
     offers: &Offers<'_>,

@@ -18,7 +18,7 @@ use super::shapes::{
     self, Offers, SlaveInputs, slave_entries_json, slave_inputs, task_entries_json,
 };
 use crate::snapshot::kept_json::{Listed, TaskPart};
-use crate::snapshot::state_body::{ChunkJsons, Rope, assemble, fill};
+use crate::snapshot::state_body::{ChunkJsons, Rope, assemble, fill, push_items};
 use crate::snapshot::{AgentView, Chunk, SharedList, StateSnapshot, TaskView};
 
 /// What the last body held: the JSON of its task chunks, one map per
@@ -109,23 +109,14 @@ fn fill_agents(
         });
         let made = match reusable {
             Some(old) => old,
-            None => {
-                let (json, inputs) = slave_entries_json(snapshot, offers, agents())?;
-                AgentChunk {
-                    _chunk: chunk.clone(),
-                    inputs,
-                    json: Bytes::from(json),
-                }
-            }
+            None => AgentChunk {
+                _chunk: chunk.clone(),
+                json: Bytes::from(slave_entries_json(snapshot, offers, agents())?),
+                inputs,
+            },
         };
-        let json = made.json.clone();
+        push_items(pieces, made.json.clone(), &mut first);
         kept.agents.insert(key, made);
-        // Each entry's JSON starts with a comma; the list's first does not.
-        if json.is_empty() {
-            continue;
-        }
-        pieces.push(if first { json.slice(1..) } else { json });
-        first = false;
     }
     Ok(())
 }

@@ -164,14 +164,20 @@ pub(crate) fn fill<T>(
                 json
             }
         };
-        // Each item's JSON starts with a comma; the list's first does not.
-        if json.is_empty() {
-            continue;
-        }
-        pieces.push(if first { json.slice(1..) } else { json });
-        first = false;
+        push_items(pieces, json, &mut first);
     }
     Ok(())
+}
+
+/// Puts a chunk's items' JSON (each preceded by a comma) in `pieces`, the
+/// list's first item without its comma; `first` says whether none was put
+/// yet. An empty chunk JSON (no item shown) puts nothing.
+pub(crate) fn push_items(pieces: &mut Vec<Bytes>, json: Bytes, first: &mut bool) {
+    if json.is_empty() {
+        return;
+    }
+    pieces.push(if *first { json.slice(1..) } else { json });
+    *first = false;
 }
 
 /// A chunk's items' JSON, each preceded by a comma.
