@@ -686,15 +686,21 @@ fn reply(value: serde_json::Result<Vec<u8>>, query: &HashMap<String, String>) ->
     }
 }
 
+// The state endpoints walk every executor and task: their bodies are made
+// off the async workers, which serve the executors' streams.
+
 async fn merged(
     State(state): State<MesosState>,
     viewer: Viewer,
     Params(query): Params,
 ) -> Response {
     let current = state.snapshot.borrow().clone();
-    let current = viewer.view(&current, &state.acls);
-    let body = merged_state(&current, &state.fixed).and_then(|v| serde_json::to_vec(&v));
-    reply(body, &query)
+    agora_net::off_workers::answer(move || {
+        let current = viewer.view(&current, &state.acls);
+        let body = merged_state(&current, &state.fixed).and_then(|v| serde_json::to_vec(&v));
+        reply(body, &query)
+    })
+    .await
 }
 
 async fn mesos_state(
@@ -703,20 +709,26 @@ async fn mesos_state(
     Params(query): Params,
 ) -> Response {
     let current = state.snapshot.borrow().clone();
-    let current = viewer.view(&current, &state.acls);
-    reply(
-        serde_json::to_vec(&self::state(&current, &state.fixed)),
-        &query,
-    )
+    agora_net::off_workers::answer(move || {
+        let current = viewer.view(&current, &state.acls);
+        reply(
+            serde_json::to_vec(&self::state(&current, &state.fixed)),
+            &query,
+        )
+    })
+    .await
 }
 
 async fn metrics(State(state): State<MesosState>, Params(query): Params) -> Response {
     let current = state.snapshot.borrow().clone();
     let uptime = (wall_now() - state.fixed.started).max(0.0);
-    reply(
-        serde_json::to_vec(&metrics_snapshot(&current, uptime)),
-        &query,
-    )
+    agora_net::off_workers::answer(move || {
+        reply(
+            serde_json::to_vec(&metrics_snapshot(&current, uptime)),
+            &query,
+        )
+    })
+    .await
 }
 
 async fn version(Params(query): Params) -> Response {

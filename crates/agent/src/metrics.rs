@@ -305,21 +305,25 @@ pub fn router(
 
 async fn metrics(State(state): State<MetricsState>) -> Response {
     let current = state.snapshot.borrow().clone();
-    let gauges = current
-        .gauges
-        .clone()
-        .unwrap_or_else(|| gauges_from_snapshot(&current));
     let tasks = match state.task_stats {
         Some(source) => source().await,
         None => Vec::new(),
     };
-    match render(gauges, tasks) {
-        Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
-        Err(error) => {
-            tracing::warn!(%error, "cannot encode the metrics");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+    // Per task: off the async workers.
+    agora_net::off_workers::answer(move || {
+        let gauges = current
+            .gauges
+            .clone()
+            .unwrap_or_else(|| gauges_from_snapshot(&current));
+        match render(gauges, tasks) {
+            Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot encode the metrics");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
         }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -153,16 +153,32 @@ pub async fn handle_as(
         .map_err(|e| bad_request(format!("failed to parse the body into an agent call: {e}")))?;
     let kind = validate(&call)?;
     let accept = Media::from_accept(header_str(header::ACCEPT))?;
-    let answer = answer(api, kind, call, principal.as_ref()).await?;
-    Ok((
+    if matches!(kind, call::Type::ListFiles | call::Type::ReadFile) {
+        let answer = answer_files(api, kind, call, principal.as_ref()).await?;
+        return Ok(respond(accept, &answer));
+    }
+    // GET_STATE, GET_TASKS, ... copy and encode every task: off the async
+    // workers, which serve the executors' streams.
+    let api = api.clone();
+    Ok(
+        agora_net::off_workers::answer(move || match read(&api, kind, principal.as_ref()) {
+            Ok(answer) => respond(accept, &answer),
+            Err(refusal) => refusal.into_response(),
+        })
+        .await,
+    )
+}
+
+fn respond(accept: Media, answer: &OpResponse) -> Response {
+    (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static(accept.content_type()),
         )],
-        encode(accept, &answer),
+        encode(accept, answer),
     )
-        .into_response())
+        .into_response()
 }
 
 /// The call's type, once its sub-message (where one is needed) is there.
@@ -201,10 +217,11 @@ fn reply(kind: response::Type) -> OpResponse {
     }
 }
 
-async fn answer(
+/// The answer to a call that reads the snapshot only: every type but the
+/// files' ([`answer_files`]).
+fn read(
     api: &OperatorApi,
     kind: call::Type,
-    call: Call,
     principal: Option<&agora_auth::Principal>,
 ) -> Result<OpResponse, Refusal> {
     let snapshot = api.snapshot.borrow().clone();
@@ -274,6 +291,27 @@ async fn answer(
                 estimated_drain_start_time: None,
             });
         }
+        other => {
+            return Err(Refusal(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("{} is not supported by this agent", other.as_str_name()),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The answer to a files call (`LIST_FILES`, `READ_FILE`), its I/O off the
+/// async workers.
+async fn answer_files(
+    api: &OperatorApi,
+    kind: call::Type,
+    call: Call,
+    principal: Option<&agora_auth::Principal>,
+) -> Result<OpResponse, Refusal> {
+    let snapshot = api.snapshot.borrow().clone();
+    let mut out;
+    match kind {
         call::Type::ListFiles => {
             let path = call.list_files.map(|l| l.path).unwrap_or_default();
             crate::files_authz::check_path(&api.acls, &snapshot, principal, &path)?;
@@ -298,7 +336,7 @@ async fn answer(
         other => {
             return Err(Refusal(
                 StatusCode::NOT_IMPLEMENTED,
-                format!("{} is not supported by this agent", other.as_str_name()),
+                format!("{} is not a files call", other.as_str_name()),
             ));
         }
     }

@@ -98,15 +98,8 @@ pub(crate) async fn off_workers<T: Send + 'static>(
 /// A read endpoint's answer, made on a blocking thread: whatever walks the
 /// snapshot (every task, every agent: tens of milliseconds at 100,000
 /// tasks) must not hold one of the async workers, which serve the agents'
-/// and frameworks' streams meanwhile. A `make` that panics is answered
-/// with 500.
-pub(crate) async fn answer_off_workers(
-    make: impl FnOnce() -> Response + Send + 'static,
-) -> Response {
-    match off_workers(make).await {
-        Ok(response) | Err(response) => response,
-    }
-}
+/// and frameworks' streams meanwhile.
+pub(crate) use agora_net::off_workers::answer as answer_off_workers;
 
 /// The answer when a body cannot be made: logged, and 500 with a JSON
 /// error (as the operator endpoints' errors).
@@ -189,69 +182,6 @@ impl http_body::Body for RopeBody {
         // Exact, so that the length goes out as Content-Length.
         SizeHint::with_exact(self.remaining)
     }
-}
-
-/// Asserts that each of `requests`, made by `request`, is answered off the
-/// async workers ([`answer_off_workers`]): on a runtime with one worker
-/// and one blocking thread, which a blocker holds, a task spawned after the
-/// request runs before the answer is ready, and the answer comes once the
-/// blocker lets go. An answer made on the worker is ready in the request's
-/// first poll, before that task runs.
-#[cfg(test)]
-pub(crate) fn assert_answered_off_workers<F>(
-    requests: &[&'static str],
-    request: impl Fn(&'static str) -> F,
-) where
-    F: std::future::Future<Output = StatusCode> + Send + 'static,
-{
-    for what in requests {
-        assert_one_answered_off_workers(what, request(what));
-    }
-}
-
-#[cfg(test)]
-fn assert_one_answered_off_workers<F>(what: &str, request: F)
-where
-    F: std::future::Future<Output = StatusCode> + Send + 'static,
-{
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .max_blocking_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let order = runtime.block_on(async move {
-        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let blocker = tokio::task::spawn_blocking(move || released.recv());
-        let answer = {
-            let order = order.clone();
-            tokio::spawn(async move {
-                let status = request.await;
-                order.lock().expect("order").push("answer");
-                status
-            })
-        };
-        let other = {
-            let order = order.clone();
-            tokio::spawn(async move { order.lock().expect("order").push("other task") })
-        };
-        other.await.expect("other task");
-        release.send(()).expect("the blocker waits");
-        blocker.await.expect("blocker").expect("released");
-        assert_eq!(
-            answer.await.expect("request task"),
-            StatusCode::OK,
-            "{what}"
-        );
-        let seen = order.lock().expect("order").clone();
-        drop(order);
-        seen
-    });
-    assert_eq!(
-        order,
-        ["other task", "answer"],
-        "{what} was answered on the async worker"
-    );
 }
 
 #[cfg(test)]

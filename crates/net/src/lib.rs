@@ -20,6 +20,7 @@ pub mod encoding;
 mod first_bytes;
 pub mod jsonp;
 mod limits;
+pub mod off_workers;
 pub mod outbox;
 mod serve;
 

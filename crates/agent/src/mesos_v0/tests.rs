@@ -575,3 +575,31 @@ async fn authz_state_routes_show_each_viewer_what_the_acls_allow() {
     let state: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(state["tasks"][0]["id"], "t1", "{state}");
 }
+
+/// The state endpoints walk every executor and task: they are answered
+/// off the async workers, which serve the executors' streams.
+#[test]
+fn the_state_endpoints_leave_the_async_worker_free() {
+    use tower::ServiceExt as _;
+    let (_publish, snapshot) = watch::channel(Arc::new(snapshot()));
+    let app = router(snapshot, &options());
+    let paths = [
+        "/state",
+        "/state.json",
+        "/slave(1)/state",
+        "/metrics/snapshot",
+    ];
+    agora_net::off_workers::assert_answered(&paths, |path| {
+        let app = app.clone();
+        async move {
+            app.oneshot(
+                axum::http::Request::get(path)
+                    .body(axum::body::Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("infallible")
+            .status()
+        }
+    });
+}

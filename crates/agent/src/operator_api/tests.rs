@@ -701,3 +701,26 @@ async fn authz_views_filter_get_state_tasks_executors_and_frameworks() {
         .expect("get_executors");
     assert_eq!(executors.executors.len(), 2);
 }
+
+/// Reads are answered off the async workers (GET_STATE and GET_TASKS copy
+/// and encode every task), which serve the executors' streams.
+#[test]
+fn reads_leave_the_async_worker_free() {
+    let f = fixture();
+    let kinds = [
+        "GET_STATE",
+        "GET_TASKS",
+        "GET_EXECUTORS",
+        "GET_FRAMEWORKS",
+        "GET_HEALTH",
+    ];
+    agora_net::off_workers::assert_answered(&kinds, |kind| {
+        let api = f.api.clone();
+        async move {
+            let body = serde_json::to_vec(&serde_json::json!({ "type": kind })).expect("json");
+            post(&api, &headers(Some("application/json"), None), &body)
+                .await
+                .0
+        }
+    });
+}

@@ -35,24 +35,31 @@ type StatisticsState = (
 async fn statistics(
     State((commands, snapshot, acls)): State<StatisticsState>,
     viewer: crate::authz_views::Viewer,
-) -> Result<Json<Vec<ContainerStatistics>>, (axum::http::StatusCode, &'static str)> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
     let (reply, answer) = oneshot::channel();
     let unavailable = (
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
         "agent is shutting down",
     );
-    commands
+    if commands
         .send(AgentCommand::Statistics { reply })
         .await
-        .map_err(|_| unavailable)?;
-    let entries = answer.await.map_err(|_| unavailable)?;
+        .is_err()
+    {
+        return unavailable.into_response();
+    }
+    let Ok(entries) = answer.await else {
+        return unavailable.into_response();
+    };
     let current = snapshot.borrow().clone();
-    Ok(Json(crate::authz_views::filtered_statistics(
-        entries,
-        &current,
-        &acls,
-        viewer.0.as_ref(),
-    )))
+    // Filtered per container: off the async workers.
+    agora_net::off_workers::answer(move || {
+        let shown: Vec<ContainerStatistics> =
+            crate::authz_views::filtered_statistics(entries, &current, &acls, viewer.0.as_ref());
+        Json(shown).into_response()
+    })
+    .await
 }
 
 /// Per-task statistics for `/metrics`, asked of the actor as `/monitor/statistics` does.

@@ -681,7 +681,7 @@ fn reads_leave_the_async_worker_free() {
         "GET_HEALTH",
         "GET_QUOTA",
     ];
-    crate::snapshot_body::assert_answered_off_workers(&kinds, |kind| {
+    agora_net::off_workers::assert_answered(&kinds, |kind| {
         let app = app.clone();
         async move {
             let body = serde_json::to_vec(&json!({ "type": kind })).expect("json");

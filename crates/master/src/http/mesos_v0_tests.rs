@@ -276,7 +276,7 @@ fn reads_that_walk_the_cluster_leave_the_async_worker_free() {
         "/api/offers",
         "/api/permissions?framework_id=f1",
     ];
-    crate::snapshot_body::assert_answered_off_workers(&uris, |uri| {
+    agora_net::off_workers::assert_answered(&uris, |uri| {
         let app = app.clone();
         async move {
             app.oneshot(Request::get(uri).body(Body::empty()).expect("request"))
