@@ -212,6 +212,7 @@ fn main() {
     // framework (what a poller pays per new snapshot while tasks change).
     let mut cold = Vec::new();
     let mut warm = Vec::new();
+    let mut frameworks_warm = Vec::new();
     for run in 0..runs {
         let mut cache = agora_master::mesos_v0::state_body::ChunkCache::default();
         let started = Instant::now();
@@ -225,7 +226,21 @@ fn main() {
             .expect("mesos state serializes");
         warm.push(started.elapsed().as_secs_f64() * 1e3);
         std::hint::black_box(body);
+        // `/master/frameworks` the same way, its first body uncounted.
+        let mut cache = agora_master::mesos_v0::state_body::ChunkCache::default();
+        agora_master::mesos_v0::state_body::make_frameworks(&snapshot, &mut cache)
+            .expect("mesos frameworks serialize");
+        let started = Instant::now();
+        let body = agora_master::mesos_v0::state_body::make_frameworks(&changed, &mut cache)
+            .expect("mesos frameworks serialize");
+        frameworks_warm.push(started.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(body);
     }
+    report(
+        "mesos_frameworks_body_one_task_per_framework_changed",
+        frameworks_warm,
+        &format!("{scale} frameworks={}", snapshot.frameworks.len()),
+    );
     report(
         "mesos_state_body_cold",
         cold,

@@ -92,6 +92,9 @@ struct MesosState {
     /// `state_body`'s gzip, for the clients that take it: made once per
     /// snapshot too, not per request, from the pieces that changed.
     state_gzip: SnapshotBody<Rope, Segments>,
+    /// `/master/frameworks` (every framework) and its gzip, the same way.
+    frameworks_body: SnapshotBody<Rope, state_body::ChunkCache>,
+    frameworks_gzip: SnapshotBody<Rope, Segments>,
     /// When this master's HTTP API started (wall-clock seconds): Mesos'
     /// `start_time` and the base of `master/uptime_secs`.
     started: f64,
@@ -116,6 +119,8 @@ pub(crate) fn router(
         gate,
         state_body: SnapshotBody::default(),
         state_gzip: SnapshotBody::default(),
+        frameworks_body: SnapshotBody::default(),
+        frameworks_gzip: SnapshotBody::default(),
         started: wall_now(),
         metrics,
     };
@@ -201,15 +206,29 @@ async fn state_handler(
         Ok(body) => body,
         Err(response) => return response,
     };
-    if let Some(callback) = jsonp(&query) {
+    send_body(&viewer, current, body, &state.state_gzip, &query, &headers).await
+}
+
+/// A body made once per snapshot (`/master/state`, `/master/frameworks`),
+/// as the request takes it: wrapped for JSONP, in gzip compressed once per
+/// snapshot from the pieces that changed, or as it is.
+async fn send_body(
+    viewer: &Viewer,
+    current: Arc<StateSnapshot>,
+    body: Rope,
+    gzip_cache: &SnapshotBody<Rope, Segments>,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Response {
+    if let Some(callback) = jsonp(query) {
         return agora_net::jsonp::respond(Bytes::from(body.to_vec()), Some(callback));
     }
     let worth_it = body.len() as u64 >= agora_net::encoding::MIN_BYTES;
-    if !(worth_it && accepts_gzip(&headers)) {
+    if !(worth_it && accepts_gzip(headers)) {
         return json_rope(body, Coding::Identity);
     }
     match viewer
-        .compressed(current, body, &state.state_gzip, gzip_rope)
+        .compressed(current, body, gzip_cache, gzip_rope)
         .await
     {
         Ok(gz) => json_rope(gz, Coding::Gzip),
@@ -232,17 +251,42 @@ async fn state_summary(
         .await
 }
 
+/// `/master/frameworks`: every framework, made once per snapshot as
+/// `/master/state` is; one framework's (`?framework_id=`) per request.
 async fn frameworks(
     State(state): State<MesosState>,
     viewer: Viewer,
     Params(query): Params,
+    headers: HeaderMap,
 ) -> Response {
-    viewer
-        .answer(&state.snapshot, move |current| {
-            let wanted = query.get("framework_id").map(String::as_str);
-            reply(&shapes::frameworks(current, wanted), &query)
-        })
+    if let Some(wanted) = query.get("framework_id").cloned() {
+        return viewer
+            .answer(&state.snapshot, move |current| {
+                reply(&shapes::frameworks(current, Some(&wanted)), &query)
+            })
+            .await;
+    }
+    let current = state.snapshot.borrow().clone();
+    let body = match viewer
+        .body(
+            current.clone(),
+            &state.frameworks_body,
+            state_body::make_frameworks,
+        )
         .await
+    {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    send_body(
+        &viewer,
+        current,
+        body,
+        &state.frameworks_gzip,
+        &query,
+        &headers,
+    )
+    .await
 }
 
 async fn slaves(State(state): State<MesosState>, Params(query): Params) -> Response {

@@ -101,20 +101,28 @@ async fn only_a_client_that_takes_gzip_gets_it() {
 async fn mesos_state_in_gzip_decodes_to_its_plain_body_snapshot_after_snapshot() {
     let (app, publish) = serve(with_tasks(fixture(), 300, "TASK_STAGING"), leading());
     for round in 0..3 {
-        let (_, plain) = get_path(&app, "/master/state", None).await;
-        let (headers, gz) = get_path(&app, "/master/state", Some("gzip")).await;
-        assert_eq!(headers[header::CONTENT_ENCODING], "gzip", "round {round}");
-        assert_eq!(headers[header::VARY], "accept-encoding");
-        assert_eq!(gunzip(&gz), plain, "round {round}");
-        // Asked again for the same snapshot: the same gzip.
-        let (_, again) = get_path(&app, "/master/state", Some("gzip")).await;
-        assert_eq!(again, gz, "round {round}");
+        for path in ["/master/state", "/master/frameworks"] {
+            let (_, plain) = get_path(&app, path, None).await;
+            let (headers, gz) = get_path(&app, path, Some("gzip")).await;
+            assert_eq!(
+                headers[header::CONTENT_ENCODING],
+                "gzip",
+                "{path} round {round}"
+            );
+            assert_eq!(headers[header::VARY], "accept-encoding");
+            assert_eq!(gunzip(&gz), plain, "{path} round {round}");
+            // Asked again for the same snapshot: the same gzip.
+            let (_, again) = get_path(&app, path, Some("gzip")).await;
+            assert_eq!(again, gz, "{path} round {round}");
+        }
         let changed = with_tasks(fixture(), 300 - round * 40, "TASK_RUNNING");
         publish.send(Arc::new(changed)).expect("a receiver");
     }
     // JSONP is wrapped per request: this router leaves it plain (the
     // serving edge compresses it for a client that takes gzip).
-    let (headers, body) = get_path(&app, "/master/state?jsonp=cb", Some("gzip")).await;
-    assert!(headers.get(header::CONTENT_ENCODING).is_none());
-    assert!(body.starts_with(b"cb("));
+    for path in ["/master/state?jsonp=cb", "/master/frameworks?jsonp=cb"] {
+        let (headers, body) = get_path(&app, path, Some("gzip")).await;
+        assert!(headers.get(header::CONTENT_ENCODING).is_none(), "{path}");
+        assert!(body.starts_with(b"cb("), "{path}");
+    }
 }

@@ -69,18 +69,43 @@ pub fn make(
     started: f64,
     cache: &mut ChunkCache,
 ) -> serde_json::Result<Rope> {
-    let mut kept = ChunkCache::default();
     let state = shapes::state(snapshot, started);
-    let offers = state.slaves.offers();
-    let rope = assemble(&state, |list, pieces| match list {
-        Listed::MesosTasks(list, part) => {
+    fill_holes(&state, snapshot, Some(state.slaves.offers()), cache)
+}
+
+/// Mesos' `/master/frameworks` (every framework) for `snapshot`, the same
+/// bytes as its whole serialization, made as [`make`] makes
+/// `/master/state`.
+pub fn make_frameworks(
+    snapshot: &StateSnapshot,
+    cache: &mut ChunkCache,
+) -> serde_json::Result<Rope> {
+    fill_holes(&shapes::frameworks(snapshot, None), snapshot, None, cache)
+}
+
+/// `value`'s JSON as a rope, its Mesos lists filled from `cache` (the
+/// agents' with `offers`, which a body with agents has).
+fn fill_holes<T: serde::Serialize>(
+    value: &T,
+    snapshot: &StateSnapshot,
+    offers: Option<&Offers<'_>>,
+    cache: &mut ChunkCache,
+) -> serde_json::Result<Rope> {
+    let mut kept = ChunkCache::default();
+    let rope = assemble(value, |list, pieces| match (list, offers) {
+        (Listed::MesosTasks(list, part), _) => {
             fill(&list, cache.part(part), kept.part(part), pieces, |chunk| {
                 task_entries_json(chunk.iter().map(AsRef::as_ref), part).map(Bytes::from)
             })
         }
-        Listed::MesosAgents(list) => fill_agents(snapshot, offers, &list, cache, &mut kept, pieces),
-        Listed::Tasks(_) | Listed::Agents(_) => Err(serde_json::Error::custom(
-            "a list in Agora's shape inside Mesos' /master/state",
+        (Listed::MesosAgents(list), Some(offers)) => {
+            fill_agents(snapshot, offers, &list, cache, &mut kept, pieces)
+        }
+        (Listed::MesosAgents(_), None) => Err(serde_json::Error::custom(
+            "Mesos' agents in a body made without the offers",
+        )),
+        (Listed::Tasks(_) | Listed::Agents(_), _) => Err(serde_json::Error::custom(
+            "a list in Agora's shape inside a Mesos body",
         )),
     })?;
     *cache = kept;

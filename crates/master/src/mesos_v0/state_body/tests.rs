@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::{ChunkCache, make};
+use super::{ChunkCache, make, make_frameworks};
 use crate::mesos_v0::state_json;
 use crate::mesos_v0::tests::fixture;
 use std::collections::BTreeMap;
@@ -310,20 +310,26 @@ fn apply(s: &mut StateSnapshot, change: &Change) {
 }
 
 proptest! {
-    /// After any run of changes, every body in a row is the same bytes as
-    /// the whole serialization of its snapshot.
+    /// After any run of changes, every body in a row (`/master/state`'s and
+    /// `/master/frameworks'`) is the same bytes as the whole serialization
+    /// of its snapshot.
     #[test]
     fn bodies_in_a_row_equal_the_whole_serialization(
         rounds in proptest::collection::vec(proptest::collection::vec(change(), 0..40), 1..6),
     ) {
         let mut s = big(200);
         let mut cache = ChunkCache::default();
+        let mut frameworks_cache = ChunkCache::default();
         for changes in &rounds {
             for c in changes {
                 apply(&mut s, c);
             }
             let body = make(&s, STARTED, &mut cache).expect("body");
             prop_assert_eq!(body.to_vec(), whole(&s));
+            let frameworks = make_frameworks(&s, &mut frameworks_cache).expect("frameworks");
+            let whole_frameworks =
+                serde_json::to_vec(&crate::mesos_v0::shapes::frameworks(&s, None)).expect("json");
+            prop_assert_eq!(frameworks.to_vec(), whole_frameworks);
         }
     }
 }
