@@ -45,9 +45,9 @@
 //! `AGORA_BENCH_SIM` (prebuilt `agora` and `agora-sim`), `AGORA_BENCH_POLL`
 //! (the endpoints `placement_polled` polls, comma-separated; both unless set),
 //! `AGORA_BENCH_PLACEMENTS` (`polled` or `unpolled`: those placement runs
-//! only; both, alternating, unless set), `AGORA_BENCH_POLL_STATIC` (MB: the
-//! pollers fetch a body of that size from a server in the bench instead of
-//! the master, the cost of moving the bytes alone), `AGORA_BENCH_POLL_GZIP`
+//! only; both, alternating, unless set), `AGORA_BENCH_POLL_STATIC` (MB: in both
+//! placement scenarios the pollers fetch a body of that size from a server
+//! in the bench instead of the master, the cost of moving the bytes alone), `AGORA_BENCH_POLL_GZIP`
 //! (`1`: the pollers send `Accept-Encoding: gzip`, as browsers and most HTTP
 //! libraries do, and read the compressed bodies), `AGORA_BENCH_WINDOW_MS`
 //! (`placement_alternating`'s windows; 700). Every wait has a
@@ -894,7 +894,13 @@ fn placement_alternating(
                 }
             })
         };
-        let poller = poll(port, stop.clone(), Some(gate.clone()));
+        // As in `placement`: the control experiment, bytes from a server
+        // in this process instead of the master.
+        let polled_port = match env_usize("AGORA_BENCH_POLL_STATIC", 0) {
+            0 => port,
+            mb => static_server(mb << 20, stop.clone())?,
+        };
+        let poller = poll(polled_port, stop.clone(), Some(gate.clone()));
         let placed = place_all(runtime, port, k);
         stop.store(true, Ordering::Relaxed);
         let [state_polls, tasks_polls] = poller.join().unwrap_or_default();

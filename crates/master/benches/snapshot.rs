@@ -4,6 +4,10 @@
 //!   the read model (at most every 20 ms, whatever readers do);
 //! - `state_json`: the full `/state` body, `serde_json::to_vec` of a snapshot
 //!   (what a reader pays, on its own thread, never the actor's);
+//! - `state_body_placement_step`: `/state` as the master makes it, from the
+//!   chunks kept since the last body, after the changes of 100 ms of a
+//!   placement at about 15,000 tasks/s (what each poll of a polled
+//!   placement costs the master before it sends a byte);
 //! - `page_<list>`: one page of a UI list (`/api/tasks`, `/api/agents`,
 //!   `/api/frameworks`) through the real router, query parsing to the last
 //!   byte of the JSON body: first and last pages, and a filtered search that
@@ -30,6 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use agora_core::resources::SummaryValue;
 use agora_master::snapshot::StateSnapshot;
 use agora_master::state::{Effect, Master};
 use agora_proto::v1 as pb;
@@ -104,6 +109,60 @@ fn allocation_cycles(
         }
     }
     (samples, offered)
+}
+
+/// Tasks and agents changed between two `/state` polls in a placement of
+/// about 15,000 tasks/s, ten to an agent, polled 10 times a second.
+const STEP_TASKS: usize = 1_500;
+const STEP_AGENTS: usize = 150;
+
+/// `snapshot` with `n` tasks in a row changed (their state flipped; the
+/// row starts in another framework each `run`) and `agents` agents spread
+/// over the cluster changed (their used resources), as the read model
+/// changes them: new views in the old ones' places.
+fn placement_step(snapshot: &StateSnapshot, run: usize, n: usize, agents: usize) -> StateSnapshot {
+    let mut changed = snapshot.clone();
+    let mut frameworks: Vec<_> = changed.frameworks.iter().cloned().collect();
+    let count = frameworks.len();
+    let mut left = n;
+    for k in 0..count {
+        if left == 0 {
+            break;
+        }
+        let framework = &mut frameworks[(run * 2 + k) % count];
+        let picked: Vec<_> = framework.tasks.iter().take(left).cloned().collect();
+        left -= picked.len();
+        for mut task in picked {
+            task.state = if task.state == "TASK_RUNNING" {
+                "TASK_STARTING"
+            } else {
+                "TASK_RUNNING"
+            };
+            framework.tasks.upsert(Arc::new(task));
+        }
+    }
+    changed.frameworks = frameworks.into_iter().collect();
+    let all = changed.agents.len().max(1);
+    // A stride prime to the agent count's usual factors spreads the picks.
+    let picked: Vec<_> = (0..agents)
+        .filter_map(|k| {
+            changed
+                .agents
+                .get((run * agents + k) * 7_919 % all)
+                .cloned()
+        })
+        .collect();
+    for mut agent in picked {
+        let cpus = match agent.used.get("cpus") {
+            Some(SummaryValue::Number(c)) => *c,
+            _ => 0.0,
+        };
+        agent
+            .used
+            .insert("cpus".to_string(), SummaryValue::Number(cpus + 0.1));
+        changed.agents.upsert(Arc::new(agent));
+    }
+    changed
 }
 
 /// `snapshot` with one task of each framework changed (its state), as the
@@ -250,6 +309,30 @@ fn main() {
         "mesos_state_body_one_task_per_framework_changed",
         warm,
         &format!("{scale} frameworks={}", snapshot.frameworks.len()),
+    );
+
+    // Agora's `/state` body (`snapshot::state_body`) as a poller pays for
+    // it while one framework places tasks at about 15,000/s, ten to an
+    // agent (the scale bench's placement), and `/state` is fetched 10 times
+    // a second: between two bodies some 1,500 tasks in a row change state
+    // and 150 agents, spread over the cluster, their used resources.
+    let mut cache = agora_master::snapshot::state_body::ChunkCache::default();
+    let mut current = snapshot.clone();
+    agora_master::snapshot::state_body::make(&current, &mut cache).expect("state serializes");
+    let mut steps = Vec::new();
+    for run in 0..runs {
+        current = placement_step(&current, run, STEP_TASKS, STEP_AGENTS);
+        let started = Instant::now();
+        let body = agora_master::snapshot::state_body::make(&current, &mut cache)
+            .expect("state serializes");
+        steps.push(started.elapsed().as_secs_f64() * 1e3);
+        bytes = body.len();
+        std::hint::black_box(body);
+    }
+    report(
+        "state_body_placement_step",
+        steps,
+        &format!("{scale} changed_tasks={STEP_TASKS} changed_agents={STEP_AGENTS} bytes={bytes}"),
     );
 
     let (publish, published) = watch::channel(Arc::new(snapshot));
