@@ -17,7 +17,13 @@ use std::sync::Arc;
 use agora_auth::Principal;
 use agora_auth::acl::{Acls, Action};
 
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use crate::snapshot::state_body::Rope;
 use crate::snapshot::{FrameworkView, OperatorDetails, SharedList, StateSnapshot, TaskView};
+use crate::snapshot_body::gzip::{Segments, gzip_rope};
+use crate::snapshot_body::{Coding, SnapshotBody, json_rope};
 
 /// Who is looking, as the authentication layer found it (None:
 /// anonymous): an extractor for the read handlers.
@@ -82,30 +88,40 @@ impl Viewer {
         .map_err(crate::snapshot_body::cannot_serialize)
     }
 
-    /// `compress(plain)`, `plain` being what [`Viewer::body`] gave for
-    /// `current`: `cache`'s shared one when the ACLs hide nothing (with
-    /// what it keeps for the next), else this viewer's own.
-    pub(crate) async fn compressed<P, B, K>(
+    /// `plain` (what [`Viewer::body`] gave for `current`) as a JSON
+    /// response: in gzip to a client that takes it when it is large enough
+    /// to gain, compressed from the pieces that changed since the last
+    /// gzip in `gzip_cache` (shared by every poller when the ACLs hide
+    /// nothing, else this viewer's own); else as it is.
+    pub(crate) async fn send_rope(
         &self,
         current: Arc<StateSnapshot>,
-        plain: P,
-        cache: &crate::snapshot_body::SnapshotBody<B, K>,
-        compress: fn(&P, &mut K) -> std::io::Result<B>,
-    ) -> Result<B, axum::response::Response>
-    where
-        P: Send + 'static,
-        B: Clone + Send + 'static,
-        K: Default + Send + 'static,
-    {
-        let make = move |_: &StateSnapshot, kept: &mut K| {
-            compress(&plain, kept).map_err(serde_json::Error::io)
-        };
-        if !restricts_views(&current.acls) {
-            return cache.get(current, make).await;
+        plain: Rope,
+        gzip_cache: &SnapshotBody<Rope, Segments>,
+        headers: &HeaderMap,
+    ) -> Response {
+        let worth_it = plain.len() as u64 >= agora_net::encoding::MIN_BYTES;
+        if !(worth_it && agora_net::encoding::accepts_gzip(headers)) {
+            return json_rope(plain, Coding::Identity);
         }
-        crate::snapshot_body::off_workers(move || make(&current, &mut K::default()))
-            .await?
-            .map_err(crate::snapshot_body::cannot_serialize)
+        let make = move |_: &StateSnapshot, kept: &mut Segments| {
+            gzip_rope(&plain, kept).map_err(serde_json::Error::io)
+        };
+        let gz = if restricts_views(&current.acls) {
+            let made =
+                crate::snapshot_body::off_workers(move || make(&current, &mut Segments::default()));
+            match made.await {
+                Ok(Ok(gz)) => gz,
+                Ok(Err(e)) => return crate::snapshot_body::cannot_serialize(e),
+                Err(response) => return response,
+            }
+        } else {
+            match gzip_cache.get(current, make).await {
+                Ok(gz) => gz,
+                Err(response) => return response,
+            }
+        };
+        json_rope(gz, Coding::Gzip)
     }
 }
 

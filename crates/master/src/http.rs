@@ -21,7 +21,6 @@ use agora_allocator::Quota;
 use agora_auth::{Caller, Principal};
 use agora_core::Resources;
 use agora_net::cross_site::json_only;
-use agora_net::encoding::accepts_gzip;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Extension, FromRef, Path, State};
@@ -36,8 +35,8 @@ use crate::metrics::MasterMetrics;
 use crate::protocol::{Command, Gate, OperatorFailure};
 use crate::snapshot::StateSnapshot;
 use crate::snapshot::state_body::{self, ChunkCache, Rope};
-use crate::snapshot_body::gzip::{self, Segments};
-use crate::snapshot_body::{Coding, SnapshotBody, json_rope};
+use crate::snapshot_body::SnapshotBody;
+use crate::snapshot_body::gzip::Segments;
 use crate::state::{OperatorCall, OperatorError};
 
 type Snapshot = watch::Receiver<Arc<StateSnapshot>>;
@@ -200,16 +199,9 @@ async fn state(
         Ok(body) => body,
         Err(response) => return response,
     };
-    if !accepts_gzip(&headers) {
-        return json_rope(plain, Coding::Identity);
-    }
-    match viewer
-        .compressed(current, plain, &gzip_cache, gzip::gzip_rope)
+    viewer
+        .send_rope(current, plain, &gzip_cache, &headers)
         .await
-    {
-        Ok(gz) => json_rope(gz, Coding::Gzip),
-        Err(response) => response,
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -25,7 +25,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use agora_net::encoding::accepts_gzip;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Query, State};
@@ -41,8 +40,8 @@ use crate::metrics::MasterMetrics;
 use crate::protocol::Gate;
 use crate::snapshot::StateSnapshot;
 use crate::snapshot::state_body::Rope;
-use crate::snapshot_body::gzip::{Segments, gzip_rope};
-use crate::snapshot_body::{Coding, SnapshotBody, answer_off_workers, json_rope};
+use crate::snapshot_body::gzip::Segments;
+use crate::snapshot_body::{SnapshotBody, answer_off_workers};
 
 mod metrics;
 pub mod shapes;
@@ -223,17 +222,7 @@ async fn send_body(
     if let Some(callback) = jsonp(query) {
         return agora_net::jsonp::respond(Bytes::from(body.to_vec()), Some(callback));
     }
-    let worth_it = body.len() as u64 >= agora_net::encoding::MIN_BYTES;
-    if !(worth_it && accepts_gzip(headers)) {
-        return json_rope(body, Coding::Identity);
-    }
-    match viewer
-        .compressed(current, body, gzip_cache, gzip_rope)
-        .await
-    {
-        Ok(gz) => json_rope(gz, Coding::Gzip),
-        Err(response) => response,
-    }
+    viewer.send_rope(current, body, gzip_cache, headers).await
 }
 
 // The list endpoints walk every task or agent per request: their bodies

@@ -312,16 +312,31 @@ fn roles_weights_and_quotas_follow_view_roles_and_get_quotas() {
 
 /// `/state` in gzip for viewers the ACLs treat apart: each gets the gzip of
 /// its own body, never one made for another viewer of the same snapshot
-/// (the shared gzip is keyed by the snapshot alone).
+/// (the shared gzip is keyed by the snapshot alone); a client that does not
+/// take gzip gets the body as it is.
 #[tokio::test]
 async fn each_viewers_gzip_is_of_its_own_body() {
     use crate::snapshot::state_body::{self, ChunkCache, Rope};
     use crate::snapshot_body::SnapshotBody;
-    use crate::snapshot_body::gzip::{Segments, gunzip, gzip_rope};
+    use crate::snapshot_body::gzip::{Segments, gunzip};
+    use axum::http::{HeaderMap, HeaderValue, header};
 
-    let snapshot = fixture(ALICE_ONLY);
+    // Padded past the size below which a body goes as it is.
+    let snapshot = Arc::new(StateSnapshot {
+        hostname: "master.example.org.".repeat(64),
+        ..fixture(ALICE_ONLY).as_ref().clone()
+    });
     let bodies: SnapshotBody<Rope, ChunkCache> = SnapshotBody::default();
     let gzips: SnapshotBody<Rope, Segments> = SnapshotBody::default();
+    let mut takes_gzip = HeaderMap::new();
+    takes_gzip.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+    let sent = async |response: axum::response::Response| {
+        let coding = response.headers().get(header::CONTENT_ENCODING).cloned();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("a body");
+        (coding, bytes.to_vec())
+    };
     let mut seen = Vec::new();
     for who in ["ops", "a", "ops", "a"] {
         let viewer = Viewer(Some(Principal::new(who)));
@@ -329,12 +344,27 @@ async fn each_viewers_gzip_is_of_its_own_body() {
             .body(snapshot.clone(), &bodies, state_body::make)
             .await
             .expect("a body");
-        let gz = viewer
-            .compressed(snapshot.clone(), plain.clone(), &gzips, gzip_rope)
-            .await
-            .expect("a gzip");
-        let decoded = gunzip(&gz.to_vec());
+        assert!(
+            plain.len() as u64 >= agora_net::encoding::MIN_BYTES,
+            "the fixture's body is worth compressing"
+        );
+        let (coding, gz) = sent(
+            viewer
+                .send_rope(snapshot.clone(), plain.clone(), &gzips, &takes_gzip)
+                .await,
+        )
+        .await;
+        assert_eq!(coding.as_ref().map(|c| c.as_bytes()), Some(&b"gzip"[..]));
+        let decoded = gunzip(&gz);
         assert_eq!(decoded, plain.to_vec(), "{who}");
+        let (coding, as_is) = sent(
+            viewer
+                .send_rope(snapshot.clone(), plain.clone(), &gzips, &HeaderMap::new())
+                .await,
+        )
+        .await;
+        assert_eq!(coding, None, "{who}: no gzip unasked");
+        assert_eq!(as_is, plain.to_vec(), "{who}");
         seen.push(decoded);
     }
     assert_ne!(seen[0], seen[1], "ops and a see different bodies");
@@ -344,4 +374,14 @@ async fn each_viewers_gzip_is_of_its_own_body() {
         Some(1),
         "a sees alice's only"
     );
+
+    // A body too small to gain goes as it is, even to a gzip client.
+    let small = Rope::from(b"{}".to_vec());
+    let (coding, bytes) = sent(
+        Viewer(None)
+            .send_rope(snapshot.clone(), small, &gzips, &takes_gzip)
+            .await,
+    )
+    .await;
+    assert_eq!((coding, bytes), (None, b"{}".to_vec()));
 }

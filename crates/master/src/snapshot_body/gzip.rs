@@ -123,7 +123,7 @@ fn segment_of(compress: &mut Compress, piece: &[u8]) -> std::io::Result<Segment>
     })
 }
 
-/// [`gzip`] as [`crate::authz_views::Viewer::compressed`] takes it.
+/// [`gzip`] as [`crate::authz_views::Viewer::send_rope`] takes it.
 pub(crate) fn gzip_rope(rope: &Rope, segments: &mut Segments) -> std::io::Result<Rope> {
     gzip(rope, segments).map(|(gz, _)| gz)
 }
