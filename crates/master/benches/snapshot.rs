@@ -3,7 +3,11 @@
 //! - `snapshot_build`: `Master::snapshot`, what the actor pays to publish
 //!   the read model (at most every 20 ms, whatever readers do);
 //! - `state_json`: the full `/state` body, `serde_json::to_vec` of a snapshot
-//!   (what a reader pays, on its own thread, never the actor's);
+//!   (every view through its derived `Serialize`);
+//! - `state_body_cold`: the same bytes as the master makes them when no
+//!   view's JSON was made yet (each written by hand, `kept_json::write`);
+//! - `views_json_derived` / `views_json_written`: every task and agent
+//!   view's JSON alone, through the derived `Serialize` and by hand;
 //! - `state_body_placement_step`: `/state` as the master makes it, from the
 //!   chunks kept since the last body, after the changes of 100 ms of a
 //!   placement at about 15,000 tasks/s (what each poll of a polled
@@ -36,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use agora_core::resources::SummaryValue;
 use agora_master::snapshot::StateSnapshot;
+use agora_master::snapshot::kept_json::json_of;
 use agora_master::state::{Effect, Master};
 use agora_proto::v1 as pb;
 use agora_proto::v1::scheduler as sched;
@@ -109,6 +114,24 @@ fn allocation_cycles(
         }
     }
     (samples, offered)
+}
+
+/// `snapshot` with copies of its task and agent views, none of whose JSON
+/// was made (a copy of a view starts without it).
+fn with_fresh_views(snapshot: &StateSnapshot) -> StateSnapshot {
+    let mut fresh = snapshot.clone();
+    fresh.agents = snapshot.agents.iter().cloned().collect();
+    fresh.frameworks = snapshot
+        .frameworks
+        .iter()
+        .map(|framework| {
+            let mut framework = framework.clone();
+            framework.tasks = framework.tasks.iter().cloned().collect();
+            framework.completed_tasks = framework.completed_tasks.iter().cloned().collect();
+            framework
+        })
+        .collect();
+    fresh
 }
 
 /// Tasks and agents changed between two `/state` polls in a placement of
@@ -226,6 +249,55 @@ fn main() {
         bytes = body.len();
     }
     report("state_json", samples, &format!("{scale} bytes={bytes}"));
+
+    // The same body as the master makes it when no view's JSON was made
+    // yet (the first body after a failover, or after a quiet spell in
+    // which everything changed): every view written once and kept.
+    let mut samples = Vec::new();
+    for _ in 0..runs {
+        let fresh = with_fresh_views(&snapshot);
+        let mut cache = agora_master::snapshot::state_body::ChunkCache::default();
+        let started = Instant::now();
+        let body =
+            agora_master::snapshot::state_body::make(&fresh, &mut cache).expect("state serializes");
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+        bytes = body.len();
+        std::hint::black_box(body);
+    }
+    report(
+        "state_body_cold",
+        samples,
+        &format!("{scale} bytes={bytes}"),
+    );
+
+    // Every task and agent view's JSON alone, one buffer each: through the
+    // views' derived `Serialize`, and written by hand as a body makes them.
+    let (mut derived, mut written) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let fresh = with_fresh_views(&snapshot);
+        let started = Instant::now();
+        for agent in fresh.agents.iter() {
+            std::hint::black_box(serde_json::to_vec(agent).expect("agent serializes"));
+        }
+        for framework in fresh.frameworks.iter() {
+            for task in framework.tasks.iter() {
+                std::hint::black_box(serde_json::to_vec(task).expect("task serializes"));
+            }
+        }
+        derived.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = Instant::now();
+        for agent in fresh.agents.iter() {
+            std::hint::black_box(json_of(agent).expect("agent written"));
+        }
+        for framework in fresh.frameworks.iter() {
+            for task in framework.tasks.iter() {
+                std::hint::black_box(json_of(task).expect("task written"));
+            }
+        }
+        written.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    report("views_json_derived", derived, &scale);
+    report("views_json_written", written, &scale);
 
     // Mesos' `/master/state.json` (the shape dashboards and exporters read),
     // built from the same snapshot and serialized.

@@ -184,7 +184,7 @@ pub(crate) fn push_items(pieces: &mut Vec<Bytes>, json: Bytes, first: &mut bool)
 fn chunk_json<T: KeepsJson>(chunk: &Chunk<T>) -> serde_json::Result<Bytes> {
     let mut json = Vec::new();
     for item in chunk.iter() {
-        let item = kept_json::json_of(item.as_ref())?.get();
+        let item = kept_json::json_of(item.as_ref())?;
         if json.is_empty() {
             json.reserve(item.len().saturating_add(1).saturating_mul(chunk.len()));
         }
