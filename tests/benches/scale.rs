@@ -21,7 +21,10 @@
 //!   polled and quiet windows of the same run compared, pooled, per run
 //!   (and by the kind of window a run began with), and per polled window
 //!   against the mean of its two quiet neighbours (`neighbour_*`: a drift
-//!   of the pace within a run cancels there);
+//!   of the pace within a run cancels there); and the CPU the master, the
+//!   simulator, this process and the whole machine used in each kind of
+//!   window (`*_cpus_quiet`, `*_cpus_polled`: cores on average), with the
+//!   master's per 1,000 tasks placed;
 //! - `offer_latency`: N one-slot agents, F frameworks each launching a task
 //!   on every offer (run times 0.5-1.5 x D): from the framework seeing a
 //!   task's TASK_FINISHED to an offer of that agent reaching any framework;
@@ -155,7 +158,7 @@ struct Bins {
 /// The simulator process and its books endpoint.
 struct Sim {
     /// Stopped (by its pid) when dropped.
-    _proc: Proc,
+    proc: Proc,
     port: u16,
 }
 
@@ -178,7 +181,7 @@ impl Sim {
             ],
             dir.join(format!("sim-{port}.log")),
         );
-        Sim { _proc: proc, port }
+        Sim { proc, port }
     }
 
     fn stats(&self) -> anyhow::Result<Stats> {
@@ -869,6 +872,8 @@ fn placement_alternating(
     // `/state` and `/api/tasks` fetches, all runs.
     let mut fetched = [0usize; 2];
     let mut polled_seconds = 0.0;
+    // CPU used in quiet and polled windows, all runs.
+    let mut cpu = WindowCpu::default();
     for run in 0..k.runs {
         let dir = tempfile::tempdir()?;
         let _sweeper = Sweeper(dir.path().to_path_buf());
@@ -876,8 +881,12 @@ fn placement_alternating(
         let stop = Arc::new(AtomicBool::new(false));
         let gate = Arc::new(AtomicBool::new(run % 2 == 1));
         let toggles = Arc::new(Mutex::new(vec![(Instant::now(), run % 2 == 1)]));
+        // The CPU used at each toggle, the same index as `toggles`.
+        let watched = [master.pid(), sim.proc.pid(), std::process::id()];
+        let marks = Arc::new(Mutex::new(vec![cpu_mark(watched)]));
         let toggler = {
             let (stop, gate, toggles) = (stop.clone(), gate.clone(), toggles.clone());
+            let marks = marks.clone();
             std::thread::spawn(move || {
                 let mut next = Instant::now() + window;
                 // Bounded by `stop`, which the placement sets when it ends.
@@ -888,8 +897,9 @@ fn placement_alternating(
                     next += window;
                     let open = !gate.load(Ordering::Relaxed);
                     gate.store(open, Ordering::Relaxed);
-                    if let Ok(mut toggles) = toggles.lock() {
+                    if let (Ok(mut toggles), Ok(mut marks)) = (toggles.lock(), marks.lock()) {
                         toggles.push((Instant::now(), open));
+                        marks.push(cpu_mark(watched));
                     }
                 }
             })
@@ -909,10 +919,12 @@ fn placement_alternating(
         drop(sim);
         drop(master);
         let toggles = toggles.lock().map(|t| t.clone()).unwrap_or_default();
+        let marks = marks.lock().map(|m| m.clone()).unwrap_or_default();
         let at = &placed.running_at;
         let (Some(&from), Some(&to)) = (at.get(at.len() / 10), at.get(at.len() * 9 / 10)) else {
             bail!("run {run}: no RUNNING seen");
         };
+        cpu.add(at, &toggles, &marks, from, to);
         let (run_events, run_seconds) = by_window(at, &toggles, from, to);
         let run_neighbours = neighbour_changes(at, &toggles, from, to);
         // The polled seconds of the whole run, for the pollers' rate.
@@ -944,7 +956,7 @@ fn placement_alternating(
     }
     let rate = |open: usize| events[open] as f64 / seconds[open];
     println!(
-        "BENCH placement_alternating agents={} tasks={} window_ms={} runs={} quiet_per_s={:.0} polled_per_s={:.0} change_pct={:+.1} median_run_change_pct={:+.1} median_began_quiet_pct={:+.1} median_began_polled_pct={:+.1} neighbour_windows={} neighbour_median_pct={:+.1} neighbour_mean_pct={:+.1} state_polls_per_polled_s={:.1} api_tasks_polls_per_polled_s={:.1}",
+        "BENCH placement_alternating agents={} tasks={} window_ms={} runs={} quiet_per_s={:.0} polled_per_s={:.0} change_pct={:+.1} median_run_change_pct={:+.1} median_began_quiet_pct={:+.1} median_began_polled_pct={:+.1} neighbour_windows={} neighbour_median_pct={:+.1} neighbour_mean_pct={:+.1} state_polls_per_polled_s={:.1} api_tasks_polls_per_polled_s={:.1}{}",
         k.agents,
         k.tasks,
         window.as_millis(),
@@ -960,8 +972,72 @@ fn placement_alternating(
         neighbours.iter().sum::<f64>() / neighbours.len() as f64,
         fetched[0] as f64 / polled_seconds,
         fetched[1] as f64 / polled_seconds,
+        cpu.text(),
     );
     Ok(())
+}
+
+/// CPU seconds used so far by the master, the simulator and this process
+/// (the framework and the pollers), and by the whole machine (every core).
+fn cpu_mark(pids: [u32; 3]) -> [f64; 4] {
+    let [master, sim, bench] = pids.map(|pid| cpu_of(pid).as_secs_f64());
+    let machine = procfs::machine_busy().map_or(0.0, |busy| busy.as_secs_f64());
+    [master, sim, bench, machine]
+}
+
+/// The CPU used in quiet ([0]) and polled ([1]) windows wholly inside the
+/// runs' 10-90 % spans, with their seconds and the RUNNING seen in them:
+/// what the pollers cost each process per second and per task placed.
+#[derive(Default)]
+struct WindowCpu {
+    used: [[f64; 4]; 2],
+    seconds: [f64; 2],
+    events: [usize; 2],
+}
+
+impl WindowCpu {
+    /// Adds one run's windows; `marks[i]` was taken at `toggles[i]`.
+    fn add(
+        &mut self,
+        running_at: &[Instant],
+        toggles: &[(Instant, bool)],
+        marks: &[[f64; 4]],
+        from: Instant,
+        to: Instant,
+    ) {
+        for (w, m) in toggles.windows(2).zip(marks.windows(2)) {
+            let (start, end) = (w[0].0, w[1].0);
+            if start < from || end > to {
+                continue;
+            }
+            let open = usize::from(w[0].1);
+            for (used, (before, after)) in self.used[open].iter_mut().zip(m[0].iter().zip(&m[1])) {
+                *used += after - before;
+            }
+            self.seconds[open] += end.duration_since(start).as_secs_f64();
+            self.events[open] += running_at
+                .iter()
+                .filter(|&&t| t > start && t <= end)
+                .count();
+        }
+    }
+
+    /// ` <who>_cpus_quiet=.. <who>_cpus_polled=..` (cores used on average)
+    /// for each, and the master's CPU per 1,000 tasks placed.
+    fn text(&self) -> String {
+        let mut text = String::new();
+        for (k, who) in ["master", "sim", "bench", "machine"].iter().enumerate() {
+            for (open, kind) in ["quiet", "polled"].iter().enumerate() {
+                let cores = self.used[open][k] / self.seconds[open];
+                text.push_str(&format!(" {who}_cpus_{kind}={cores:.2}"));
+            }
+        }
+        for (open, kind) in ["quiet", "polled"].iter().enumerate() {
+            let per_1k = self.used[open][0] * 1e6 / self.events[open].max(1) as f64;
+            text.push_str(&format!(" master_ms_per_1k_tasks_{kind}={per_1k:.1}"));
+        }
+        text
+    }
 }
 
 /// The RUNNING seen in `(from, to]` and the seconds of it, split by

@@ -50,6 +50,31 @@ fn cpu_from_stat(stat: &str, ticks_per_second: u64) -> Option<Duration> {
     )
 }
 
+/// The CPU time the whole machine spent busy since boot, every core
+/// summed (`/proc/stat`): with [`of`] sampled at the same moments, what the
+/// processes measured left to everything else.
+pub fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    busy_from_stat(&stat, rustix::param::clock_ticks_per_second())
+}
+
+/// user + nice + system + irq + softirq + steal of the `cpu` line (idle
+/// and iowait left out; guest time is counted in user already).
+fn busy_from_stat(stat: &str, ticks_per_second: u64) -> Option<Duration> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| ticks.get(i).copied().unwrap_or(0))
+        .sum();
+    let per = ticks_per_second.max(1);
+    Some(Duration::from_secs(busy / per) + Duration::from_nanos((busy % per) * 1_000_000_000 / per))
+}
+
 fn rss_from_status(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -66,6 +91,15 @@ mod tests {
         assert_eq!(cpu_from_stat(stat, 100), Some(Duration::from_millis(3800)));
         let status = "Name:\tx\nVmPeak:\t  9000 kB\nVmRSS:\t  2048 kB\n";
         assert_eq!(rss_from_status(status), Some(2 * 1024 * 1024));
+    }
+
+    #[test]
+    fn the_machines_busy_time_leaves_idle_and_iowait_out() {
+        let stat = "cpu  100 20 30 5000 70 4 6 2 0 0\ncpu0 50 10 15 2500 35 2 3 1 0 0\n";
+        // 100 + 20 + 30 + 4 + 6 + 2 ticks at 100 a second.
+        assert_eq!(busy_from_stat(stat, 100), Some(Duration::from_millis(1620)));
+        assert_eq!(busy_from_stat("cpu  1 2 x\n", 100), None);
+        assert!(machine_busy().is_some_and(|busy| busy > Duration::ZERO));
     }
 
     #[test]
