@@ -18,7 +18,6 @@ pub mod state_body;
 pub(crate) mod test_views;
 
 pub use build::mesos_duration;
-pub(crate) use list::Chunk;
 pub use list::{Dated, Keyed, SharedList};
 pub use read_model::ReadModel;
 

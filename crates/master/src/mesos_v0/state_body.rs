@@ -18,8 +18,8 @@ use super::shapes::{
     self, Offers, SlaveInputs, slave_entries_json, slave_inputs, task_entries_json,
 };
 use crate::snapshot::kept_json::{Listed, TaskPart};
-use crate::snapshot::state_body::{ChunkJsons, Rope, assemble, fill, push_items};
-use crate::snapshot::{AgentView, Chunk, SharedList, StateSnapshot, TaskView};
+use crate::snapshot::state_body::{ChunkJsons, Held, Rope, assemble, fill, push_items};
+use crate::snapshot::{AgentView, SharedList, StateSnapshot, TaskView};
 
 /// What the last body held: the JSON of its task chunks, one map per
 /// part (a chunk of a framework's live tasks shows in two: reachable and
@@ -36,8 +36,9 @@ pub struct ChunkCache {
 
 /// An agent chunk's entries and what they were made from.
 struct AgentChunk {
-    /// Held so that its address is not reused while this entry lives.
-    _chunk: Chunk<AgentView>,
+    /// Held weakly so that its address is not reused, nor the chunk
+    /// edited in place, while this entry lives (`state_body::Held`).
+    _chunk: Held<AgentView>,
     inputs: Vec<SlaveInputs>,
     json: Bytes,
 }
@@ -135,7 +136,7 @@ fn fill_agents(
         let made = match reusable {
             Some(old) => old,
             None => AgentChunk {
-                _chunk: chunk.clone(),
+                _chunk: Arc::downgrade(chunk),
                 json: Bytes::from(slave_entries_json(snapshot, offers, agents())?),
                 inputs,
             },

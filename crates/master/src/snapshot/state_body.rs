@@ -9,9 +9,10 @@
 //! the JSON of the list's chunks. A chunk's JSON is kept in a
 //! [`ChunkCache`] from one body to the next, by the chunk's identity: the
 //! read model changes a chunk by making a new one (copy on write), and
-//! the cache holds the chunks it made JSON for, so no chunk it knows can
-//! be edited in place and then mistaken for the old one. A body then
-//! costs the chunks that changed, and is sent as it is, piece by piece.
+//! the cache holds a weak reference to each chunk it made JSON for, so no
+//! chunk it knows can be edited in place and then mistaken for the old
+//! one ([`Held`]). A body then costs the chunks that changed, and is sent
+//! as it is, piece by piece.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,8 +74,7 @@ impl From<Vec<Bytes>> for Rope {
 }
 
 /// The JSON of the chunks the last body held, by chunk identity: each
-/// entry holds its chunk, so that the chunk stays shared (never edited in
-/// place) and its address is not reused while the entry lives. A chunk's
+/// entry holds its chunk weakly ([`Held`]). A chunk's
 /// JSON is its items', each preceded by a comma (the first chunk of a list
 /// is sent without it).
 #[derive(Default)]
@@ -136,8 +136,17 @@ pub(crate) fn assemble<T: Serialize>(
     Ok(Rope::from(pieces))
 }
 
+/// What a cache entry holds of its chunk: a weak reference. While it
+/// lives, the chunk's address is not reused, and the chunk cannot be
+/// edited in place (`Arc::make_mut` moves a value that weak references
+/// point to into a new allocation; `Arc::get_mut` refuses), so an entry
+/// found by address is the chunk it was made from, unchanged. It keeps
+/// none of the chunk's views alive: those die with the last snapshot that
+/// holds them, freed where the snapshot is (the actor), not here.
+pub(crate) type Held<T> = std::sync::Weak<Vec<Arc<T>>>;
+
 /// A chunk's JSON by the chunk's identity (see [`ChunkCache`]).
-pub(crate) type ChunkJsons<T> = HashMap<usize, (Chunk<T>, Bytes)>;
+pub(crate) type ChunkJsons<T> = HashMap<usize, (Held<T>, Bytes)>;
 
 /// Puts the JSON of `list`'s chunks in `pieces`: from `kept` (made for this
 /// body already: two lists may share a chunk) or `old` (the last body's),
@@ -160,7 +169,7 @@ pub(crate) fn fill<T>(
                     Some((_, json)) => json,
                     None => make(chunk)?,
                 };
-                kept.insert(key, (chunk.clone(), json.clone()));
+                kept.insert(key, (Arc::downgrade(chunk), json.clone()));
                 json
             }
         };

@@ -138,3 +138,33 @@ fn a_list_shrunk_to_nothing_is_an_empty_array() {
     let value: serde_json::Value = serde_json::from_slice(&body.to_vec()).expect("json");
     assert_eq!(value["agents"], serde_json::json!([]));
 }
+
+/// The cache holds its chunks weakly: a body keeps none of the views it
+/// was made from alive once no snapshot holds them, and a chunk that only
+/// its list holds (besides the cache) is still never changed in place
+/// behind the cache's back: the change makes a new chunk, and the next
+/// body shows it.
+#[test]
+fn the_cache_keeps_no_view_alive_and_sees_a_chunk_its_list_alone_changed() {
+    let mut s = snapshot();
+    let mut cache = ChunkCache::default();
+    make(&s, &mut cache).expect("first body");
+
+    // Only the list holds its chunks now (no snapshot was published).
+    let held = s.agents.arcs().next().cloned().expect("an agent");
+    assert_eq!(Arc::strong_count(&held), 2, "the list and this test only");
+    drop(held);
+    let mut changed = s.agents.first().cloned().expect("an agent");
+    changed.hostname = "moved".to_owned();
+    s.agents.upsert(Arc::new(changed));
+    let second = make(&s, &mut cache).expect("second body");
+    assert_eq!(second.to_vec(), plain(&s));
+    let value: serde_json::Value = serde_json::from_slice(&second.to_vec()).expect("json");
+    assert_eq!(value["agents"][0]["hostname"], "moved");
+
+    // Dropping the snapshot frees its views though the cache lives on.
+    let weak = Arc::downgrade(s.agents.arcs().next().expect("an agent"));
+    drop(s);
+    assert!(weak.upgrade().is_none(), "the cache kept a view alive");
+    assert!(!cache.is_empty());
+}
