@@ -494,6 +494,17 @@ fn poll_one(
     polled
 }
 
+/// The port the pollers fetch from: the master's (`port`), or, with
+/// `AGORA_BENCH_POLL_STATIC=<MB>`, the control experiment's: a server in
+/// this process answering a body of that size (until `stop`), so that a
+/// polled run measures what moving the bytes alone costs this machine.
+fn poll_target(port: u16, stop: Arc<AtomicBool>) -> anyhow::Result<u16> {
+    match env_usize("AGORA_BENCH_POLL_STATIC", 0) {
+        0 => Ok(port),
+        mb => static_server(mb << 20, stop),
+    }
+}
+
 /// A server on 127.0.0.1 answering each request, one at a time, with bytes
 /// written from memory (as the master writes a body): `bytes` of them to
 /// `GET /state`, 42 KB (a page of tasks) to any other, until `stop`; its
@@ -697,14 +708,7 @@ fn placement(bins: &Bins, k: &Knobs, runtime: &tokio::runtime::Runtime) -> anyho
         let _sweeper = Sweeper(dir.path().to_path_buf());
         let (master, port, sim) = placement_cluster(bins, k, dir.path())?;
         let stop = Arc::new(AtomicBool::new(false));
-        // `AGORA_BENCH_POLL_STATIC=<MB>`: the control experiment. The
-        // pollers fetch a body of that size from a server in this process
-        // instead of the master, so a polled run measures what moving the
-        // bytes alone costs this machine.
-        let polled_port = match env_usize("AGORA_BENCH_POLL_STATIC", 0) {
-            0 => port,
-            mb => static_server(mb << 20, stop.clone())?,
-        };
+        let polled_port = poll_target(port, stop.clone())?;
         let poller = polled.then(|| poll(polled_port, stop.clone(), None));
         let master_before = cpu_of(master.pid());
         let sim_before = sim.stats()?.cpu_seconds;
@@ -904,12 +908,7 @@ fn placement_alternating(
                 }
             })
         };
-        // As in `placement`: the control experiment, bytes from a server
-        // in this process instead of the master.
-        let polled_port = match env_usize("AGORA_BENCH_POLL_STATIC", 0) {
-            0 => port,
-            mb => static_server(mb << 20, stop.clone())?,
-        };
+        let polled_port = poll_target(port, stop.clone())?;
         let poller = poll(polled_port, stop.clone(), Some(gate.clone()));
         let placed = place_all(runtime, port, k);
         stop.store(true, Ordering::Relaxed);

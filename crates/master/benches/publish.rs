@@ -32,7 +32,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use agora_master::snapshot::{ReadModel, StateSnapshot};
+use agora_master::snapshot::ReadModel;
 use agora_master::state::{Master, Now};
 use agora_proto::v1 as pb;
 use agora_proto::v1::agent::agent_message;
@@ -40,7 +40,7 @@ use tokio::sync::watch;
 
 mod support;
 
-use support::{FRAMEWORKS, at, env_usize, loaded_master, report};
+use support::{FRAMEWORKS, at, env_usize, loaded_master, report, timed};
 
 /// The snapshot interval: a batch's worth of the master's clock.
 const BATCH_MS: u64 = 20;
@@ -138,11 +138,11 @@ fn main() {
             // Not published: freeing a whole rebuilt snapshot would land on
             // the next incremental publish (the old actor freed big ones on
             // a blocking thread), so it is dropped untimed.
-            let started = Instant::now();
-            master.refresh_offer_status(now);
-            let snapshot: StateSnapshot = master.snapshot(0.0, now.wall);
-            let snapshot = Arc::new(snapshot);
-            rebuilt.push(started.elapsed().as_secs_f64() * 1e3);
+            let (snapshot, ms) = timed(|| {
+                master.refresh_offer_status(now);
+                Arc::new(master.snapshot(0.0, now.wall))
+            });
+            rebuilt.push(ms);
             drop(snapshot);
         }
     }

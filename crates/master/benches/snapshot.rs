@@ -48,7 +48,7 @@ use tokio::sync::watch;
 
 mod support;
 
-use support::{FRAMEWORKS, at, env_usize, loaded_master, percentile, report};
+use support::{FRAMEWORKS, at, env_usize, loaded_master, percentile, report, timed};
 
 /// How often the reader serializes `/state` in the polled phase.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -257,12 +257,11 @@ fn main() {
     for _ in 0..runs {
         let fresh = with_fresh_views(&snapshot);
         let mut cache = agora_master::snapshot::state_body::ChunkCache::default();
-        let started = Instant::now();
-        let body =
-            agora_master::snapshot::state_body::make(&fresh, &mut cache).expect("state serializes");
-        samples.push(started.elapsed().as_secs_f64() * 1e3);
+        let (body, ms) = timed(|| {
+            agora_master::snapshot::state_body::make(&fresh, &mut cache).expect("state serializes")
+        });
+        samples.push(ms);
         bytes = body.len();
-        std::hint::black_box(body);
     }
     report(
         "state_body_cold",
@@ -275,26 +274,29 @@ fn main() {
     let (mut derived, mut written) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let fresh = with_fresh_views(&snapshot);
-        let started = Instant::now();
-        for agent in fresh.agents.iter() {
-            std::hint::black_box(serde_json::to_vec(agent).expect("agent serializes"));
-        }
-        for framework in fresh.frameworks.iter() {
-            for task in framework.tasks.iter() {
-                std::hint::black_box(serde_json::to_vec(task).expect("task serializes"));
-            }
-        }
-        derived.push(started.elapsed().as_secs_f64() * 1e3);
-        let started = Instant::now();
-        for agent in fresh.agents.iter() {
-            std::hint::black_box(json_of(agent).expect("agent written"));
-        }
-        for framework in fresh.frameworks.iter() {
-            for task in framework.tasks.iter() {
-                std::hint::black_box(json_of(task).expect("task written"));
-            }
-        }
-        written.push(started.elapsed().as_secs_f64() * 1e3);
+        let tasks = || fresh.frameworks.iter().flat_map(|f| f.tasks.iter());
+        derived.push(
+            timed(|| {
+                for agent in fresh.agents.iter() {
+                    std::hint::black_box(serde_json::to_vec(agent).expect("agent serializes"));
+                }
+                for task in tasks() {
+                    std::hint::black_box(serde_json::to_vec(task).expect("task serializes"));
+                }
+            })
+            .1,
+        );
+        written.push(
+            timed(|| {
+                for agent in fresh.agents.iter() {
+                    std::hint::black_box(json_of(agent).expect("agent written"));
+                }
+                for task in tasks() {
+                    std::hint::black_box(json_of(task).expect("task written"));
+                }
+            })
+            .1,
+        );
     }
     report("views_json_derived", derived, &scale);
     report("views_json_written", written, &scale);
@@ -394,12 +396,12 @@ fn main() {
     let mut steps = Vec::new();
     for run in 0..runs {
         current = placement_step(&current, run, STEP_TASKS, STEP_AGENTS);
-        let started = Instant::now();
-        let body = agora_master::snapshot::state_body::make(&current, &mut cache)
-            .expect("state serializes");
-        steps.push(started.elapsed().as_secs_f64() * 1e3);
+        let (body, ms) = timed(|| {
+            agora_master::snapshot::state_body::make(&current, &mut cache)
+                .expect("state serializes")
+        });
+        steps.push(ms);
         bytes = body.len();
-        std::hint::black_box(body);
     }
     report(
         "state_body_placement_step",

@@ -30,6 +30,15 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// What `f` returns, and how long it took, in ms. The result is handed
+/// back, so the work cannot be optimized away, and dropped by the caller
+/// after the clock stopped.
+pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let started = std::time::Instant::now();
+    let out = std::hint::black_box(f());
+    (out, started.elapsed().as_secs_f64() * 1e3)
+}
+
 pub(crate) fn report(key: &str, mut samples: Vec<f64>, extra: &str) {
     samples.sort_by(f64::total_cmp);
     println!(

@@ -106,23 +106,33 @@ prop_compose! {
     }
 }
 
+/// What `write` writes of `view`, as text, beside its serialization.
+fn written_and_serialized<T: serde::Serialize>(
+    view: &T,
+    write: fn(&T, &mut Vec<u8>) -> serde_json::Result<()>,
+) -> (String, String) {
+    let mut written = Vec::new();
+    write(view, &mut written).expect("writes");
+    let serialized = serde_json::to_vec(view).expect("serializes");
+    (
+        String::from_utf8_lossy(&written).into_owned(),
+        String::from_utf8_lossy(&serialized).into_owned(),
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn a_tasks_json_is_its_serialization(task in task_view()) {
-        let mut written = Vec::new();
-        super::task(&task, &mut written).expect("writes");
-        let serialized = serde_json::to_vec(&task).expect("serializes");
-        prop_assert_eq!(String::from_utf8_lossy(&written), String::from_utf8_lossy(&serialized));
+        let (written, serialized) = written_and_serialized(&task, super::task);
+        prop_assert_eq!(written, serialized);
     }
 
     #[test]
     fn an_agents_json_is_its_serialization(agent in agent_view()) {
-        let mut written = Vec::new();
-        super::agent(&agent, &mut written).expect("writes");
-        let serialized = serde_json::to_vec(&agent).expect("serializes");
-        prop_assert_eq!(String::from_utf8_lossy(&written), String::from_utf8_lossy(&serialized));
+        let (written, serialized) = written_and_serialized(&agent, super::agent);
+        prop_assert_eq!(written, serialized);
     }
 }
 
