@@ -12,6 +12,9 @@
 //!   chunks kept since the last body, after the changes of 100 ms of a
 //!   placement at about 15,000 tasks/s (what each poll of a polled
 //!   placement costs the master before it sends a byte);
+//! - `state_gzip_placement_step`: that body's gzip for the pollers that take
+//!   it, from the segments kept since the last body (only the pieces that
+//!   changed are compressed);
 //! - `page_<list>`: one page of a UI list (`/api/tasks`, `/api/agents`,
 //!   `/api/frameworks`) through the real router, query parsing to the last
 //!   byte of the JSON body: first and last pages, and a filtered search that
@@ -41,6 +44,7 @@ use std::time::{Duration, Instant};
 use agora_core::resources::SummaryValue;
 use agora_master::snapshot::StateSnapshot;
 use agora_master::snapshot::kept_json::json_of;
+use agora_master::snapshot_body::gzip::{Segments, gzip};
 use agora_master::state::{Effect, Master};
 use agora_proto::v1 as pb;
 use agora_proto::v1::scheduler as sched;
@@ -390,10 +394,16 @@ fn main() {
     // agent (the scale bench's placement), and `/state` is fetched 10 times
     // a second: between two bodies some 1,500 tasks in a row change state
     // and 150 agents, spread over the cluster, their used resources.
+    // Each body is then compressed for the gzip pollers, from the segments
+    // kept since the last (`state_gzip_placement_step`).
     let mut cache = agora_master::snapshot::state_body::ChunkCache::default();
+    let mut segments = Segments::default();
     let mut current = snapshot.clone();
-    agora_master::snapshot::state_body::make(&current, &mut cache).expect("state serializes");
-    let mut steps = Vec::new();
+    let body =
+        agora_master::snapshot::state_body::make(&current, &mut cache).expect("state serializes");
+    gzip(&body, &mut segments).expect("gzip in memory");
+    let (mut steps, mut gzips) = (Vec::new(), Vec::new());
+    let (mut gz_bytes, mut compressed, mut pieces) = (0, 0, 0);
     for run in 0..runs {
         current = placement_step(&current, run, STEP_TASKS, STEP_AGENTS);
         let (body, ms) = timed(|| {
@@ -402,11 +412,26 @@ fn main() {
         });
         steps.push(ms);
         bytes = body.len();
+        let ((gz, made), ms) = timed(|| gzip(&body, &mut segments).expect("gzip in memory"));
+        gzips.push(ms);
+        gz_bytes = gz.len();
+        compressed += made;
+        pieces += body.pieces().len();
     }
+    let step = format!("{scale} changed_tasks={STEP_TASKS} changed_agents={STEP_AGENTS}");
     report(
         "state_body_placement_step",
         steps,
-        &format!("{scale} changed_tasks={STEP_TASKS} changed_agents={STEP_AGENTS} bytes={bytes}"),
+        &format!("{step} bytes={bytes}"),
+    );
+    report(
+        "state_gzip_placement_step",
+        gzips,
+        &format!(
+            "{step} gzip_bytes={gz_bytes} pieces_compressed_per_step={:.0} pieces={}",
+            compressed as f64 / runs.max(1) as f64,
+            pieces / runs.max(1)
+        ),
     );
 
     let (publish, published) = watch::channel(Arc::new(snapshot));

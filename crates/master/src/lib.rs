@@ -27,7 +27,7 @@ mod scheduler_http;
 mod services;
 pub mod shell;
 pub mod snapshot;
-mod snapshot_body;
+pub mod snapshot_body;
 pub mod state;
 mod supervisor;
 pub mod ui_api;

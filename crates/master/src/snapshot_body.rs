@@ -2,7 +2,7 @@
 //! (`/state`, the Mesos `/state` and `/master/state`), and `/state`'s sent
 //! piece by piece, in gzip to the clients that take it ([`gzip`]).
 
-pub(crate) mod gzip;
+pub mod gzip;
 
 use std::convert::Infallible;
 use std::pin::Pin;

@@ -13,7 +13,7 @@
 //! the completed lists are in arrival order, pushed at the back and popped
 //! at the front.
 //!
-//! Each chunk also carries the newest [`Dated::date`] of any item it has
+//! Each chunk also carries the newest [`ListItem::date`] of any item it has
 //! held (its *newest*): never older than any of its items' dates, kept in
 //! O(1) per change, so that a reader after the newest items (the UI's task
 //! list, newest first) can skip the chunks that cannot hold them instead of
@@ -24,7 +24,8 @@ use std::sync::Arc;
 
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 
-/// Items per chunk at most before a chunk splits in two halves.
+/// Items per chunk at most, unless the item says otherwise
+/// ([`ListItem::CHUNK`]).
 const CHUNK: usize = 64;
 
 /// An item kept in key order (its id).
@@ -32,17 +33,25 @@ pub trait Keyed {
     fn key(&self) -> &str;
 }
 
-/// An item's date for the newest-first readers (a task's status time);
-/// other items have none. Dates compare by `f64::total_cmp`, and
-/// an unknown date is the oldest (`NEG_INFINITY`), as the UI sorts them.
-pub trait Dated {
+/// What a list needs of its items.
+pub trait ListItem {
+    /// Items per chunk at most before a chunk splits in two halves. Smaller
+    /// chunks cost more pointers and pieces; larger ones make each change
+    /// cost more to whatever is made per chunk (a body's JSON and its gzip,
+    /// `state_body.rs`): an item type changed here and there all over its
+    /// list (agents, as tasks land on them) wants small ones.
+    const CHUNK: usize = CHUNK;
+
+    /// The item's date for the newest-first readers (a task's status time);
+    /// other items have none. Dates compare by `f64::total_cmp`, and an
+    /// unknown date is the oldest (`NEG_INFINITY`), as the UI sorts them.
     fn date(&self) -> Option<f64> {
         None
     }
 }
 
 /// `item`'s date as chunks compare them.
-fn date_of<T: Dated>(item: &T) -> f64 {
+fn date_of<T: ListItem>(item: &T) -> f64 {
     item.date().unwrap_or(f64::NEG_INFINITY)
 }
 
@@ -61,7 +70,7 @@ const LATEST: f64 = f64::from_bits(u64::MAX >> 1);
 pub(crate) type Chunk<T> = Arc<Vec<Arc<T>>>;
 
 /// A persistent list: see the module docs. Invariant: no chunk is empty,
-/// none holds more than [`CHUNK`] items, and `len` is their sum;
+/// none holds more than `T::CHUNK` items, and `len` is their sum;
 /// `newest[c]` is chunk `c`'s newest (no item of it has a later date).
 pub struct SharedList<T> {
     chunks: Arc<Vec<Chunk<T>>>,
@@ -161,22 +170,22 @@ impl<T> SharedList<T> {
     }
 }
 
-impl<T: Dated> SharedList<T> {
+impl<T: ListItem> SharedList<T> {
     /// A list of these items, in this order.
     pub fn from_arcs(items: impl IntoIterator<Item = Arc<T>>) -> Self {
         let mut chunks = Vec::new();
         let mut newest = Vec::new();
-        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut chunk = Vec::with_capacity(T::CHUNK);
         let mut date = f64::NEG_INFINITY;
         let mut len = 0;
         for item in items {
             date = later(date, date_of(item.as_ref()));
             chunk.push(item);
             len += 1;
-            if chunk.len() == CHUNK {
+            if chunk.len() == T::CHUNK {
                 chunks.push(Arc::new(std::mem::replace(
                     &mut chunk,
-                    Vec::with_capacity(CHUNK),
+                    Vec::with_capacity(T::CHUNK),
                 )));
                 newest.push(std::mem::replace(&mut date, f64::NEG_INFINITY));
             }
@@ -198,7 +207,7 @@ impl<T: Dated> SharedList<T> {
         let chunks = Arc::make_mut(&mut self.chunks);
         let newest = Arc::make_mut(&mut self.newest);
         match (chunks.last_mut(), newest.last_mut()) {
-            (Some(last), Some(n)) if last.len() < CHUNK => {
+            (Some(last), Some(n)) if last.len() < T::CHUNK => {
                 Arc::make_mut(last).push(item);
                 *n = later(*n, date);
             }
@@ -247,7 +256,10 @@ impl<T: Dated> SharedList<T> {
         if left == 0 {
             chunks.remove(c);
             newest.remove(c);
-        } else if left < CHUNK / 4 && c + 1 < chunks.len() && left + chunks[c + 1].len() <= CHUNK {
+        } else if left < T::CHUNK / 4
+            && c + 1 < chunks.len()
+            && left + chunks[c + 1].len() <= T::CHUNK
+        {
             let next = chunks.remove(c + 1);
             Arc::make_mut(&mut chunks[c]).extend(next.iter().cloned());
             let next = newest.remove(c + 1);
@@ -270,7 +282,7 @@ impl<T: Dated> SharedList<T> {
         let chunk = Arc::make_mut(&mut chunks[c]);
         chunk.insert(i, item);
         newest[c] = later(newest[c], date);
-        if chunk.len() > CHUNK {
+        if chunk.len() > T::CHUNK {
             // Both halves keep the whole chunk's newest: still never older
             // than any of their items.
             let tail = chunk.split_off(chunk.len() / 2);
@@ -285,7 +297,7 @@ impl<T: Dated> SharedList<T> {
 /// item with a new one, which is what lets an item keep what was made from
 /// it (a task's JSON, `kept_json.rs`).
 #[cfg(test)]
-impl<T: Clone + Dated> SharedList<T> {
+impl<T: Clone + ListItem> SharedList<T> {
     /// The item at `index`, copied first if a snapshot shares it. Its
     /// chunk's newest becomes the latest date of all (the caller may change
     /// the item's date).
@@ -306,7 +318,7 @@ impl<T: Clone + Dated> SharedList<T> {
     }
 }
 
-impl<T: Keyed + Dated> SharedList<T> {
+impl<T: Keyed + ListItem> SharedList<T> {
     /// Where `key` is or would go: (chunk, index, found).
     fn search(&self, key: &str) -> (usize, usize, bool) {
         let chunks = &self.chunks;
@@ -442,13 +454,13 @@ impl<'a, T> IntoIterator for &'a SharedList<T> {
     }
 }
 
-impl<T: Dated> FromIterator<T> for SharedList<T> {
+impl<T: ListItem> FromIterator<T> for SharedList<T> {
     fn from_iter<I: IntoIterator<Item = T>>(items: I) -> Self {
         Self::from_arcs(items.into_iter().map(Arc::new))
     }
 }
 
-impl<T: Dated> From<Vec<T>> for SharedList<T> {
+impl<T: ListItem> From<Vec<T>> for SharedList<T> {
     fn from(items: Vec<T>) -> Self {
         items.into_iter().collect()
     }
@@ -463,7 +475,7 @@ impl<T> std::ops::Index<usize> for SharedList<T> {
 }
 
 #[cfg(test)]
-impl<T: Clone + Dated> std::ops::IndexMut<usize> for SharedList<T> {
+impl<T: Clone + ListItem> std::ops::IndexMut<usize> for SharedList<T> {
     fn index_mut(&mut self, index: usize) -> &mut T {
         self.get_mut(index).expect("index within the list")
     }

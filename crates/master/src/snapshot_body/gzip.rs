@@ -16,6 +16,14 @@
 //! The gzip member is that stream between a header and a trailer holding
 //! the body's CRC-32 (combined from the segments' own) and its length.
 //!
+//! A piece under [`STORED_BELOW`] bytes (a bit of the body between two
+//! lists: a framework's own fields) is a *stored* block instead: its bytes
+//! as they are, behind a 5-byte header. Compressing it would save a few
+//! hundred bytes but cost more than compressing a whole chunk, because a
+//! deflate stream that must not look back starts by clearing a 128 KiB
+//! table; a body of a hundred frameworks has hundreds of such bits, and
+//! they change with every body.
+//!
 //! *Invariant:* a segment is used only for the very bytes it was made from:
 //! the cache is keyed by the piece's address and length, and holds the
 //! piece (immutable `Bytes`) so that the address is not reused while the
@@ -35,6 +43,10 @@ const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// type, the end-of-block code), which ends the deflate stream.
 const LAST_BLOCK: [u8; 2] = [0x03, 0x00];
 
+/// Pieces shorter than this are stored, not compressed (see the module
+/// docs); below `u16::MAX`, so one stored block holds any of them.
+const STORED_BELOW: usize = 1024;
+
 /// One piece compressed alone, and its CRC-32 (with its length).
 #[derive(Clone)]
 struct Segment {
@@ -45,7 +57,7 @@ struct Segment {
 /// The segments of the last gzip's pieces, by the piece's address and
 /// length; each entry holds its piece.
 #[derive(Default)]
-pub(crate) struct Segments {
+pub struct Segments {
     by_piece: HashMap<(usize, usize), (Bytes, Segment)>,
 }
 
@@ -60,7 +72,7 @@ impl Segments {
 /// `rope`'s gzip, as a rope: pieces whose segments `segments` holds are not
 /// compressed again, and afterwards it holds this rope's only. Returns how
 /// many pieces were compressed, beside the gzip.
-pub(crate) fn gzip(rope: &Rope, segments: &mut Segments) -> std::io::Result<(Rope, usize)> {
+pub fn gzip(rope: &Rope, segments: &mut Segments) -> std::io::Result<(Rope, usize)> {
     let mut compress = Compress::new(Compression::fast(), false);
     let mut kept = Segments::default();
     let mut pieces = Vec::with_capacity(rope.pieces().len() + 2);
@@ -96,8 +108,36 @@ pub(crate) fn gzip(rope: &Rope, segments: &mut Segments) -> std::io::Result<(Rop
     Ok((Rope::from(pieces), made))
 }
 
-/// `piece` as a raw deflate stream of its own, ended by a sync flush.
+/// `piece` as deflate blocks of its own that end byte-aligned: stored if
+/// it is short, else compressed and ended by a sync flush.
 fn segment_of(compress: &mut Compress, piece: &[u8]) -> std::io::Result<Segment> {
+    let deflate = match u16::try_from(piece.len()) {
+        Ok(len) if piece.len() < STORED_BELOW => stored(piece, len),
+        _ => compressed(compress, piece)?,
+    };
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(piece);
+    Ok(Segment {
+        deflate: Bytes::from(deflate),
+        crc,
+    })
+}
+
+/// `piece` (`len` bytes) as one stored block, not final. The stream is
+/// byte-aligned before it (after the header or a segment), so the block's
+/// three header bits and their padding are one zero byte; `LEN` and its
+/// complement follow, little-endian, then the bytes.
+fn stored(piece: &[u8], len: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(piece.len() + 5);
+    out.push(0);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(!len).to_le_bytes());
+    out.extend_from_slice(piece);
+    out
+}
+
+/// `piece` as a raw deflate stream of its own, ended by a sync flush.
+fn compressed(compress: &mut Compress, piece: &[u8]) -> std::io::Result<Vec<u8>> {
     compress.reset();
     let mut out = Vec::with_capacity(piece.len() / 8 + 64);
     // Each round either takes input or fills the room it was given, and
@@ -115,12 +155,7 @@ fn segment_of(compress: &mut Compress, piece: &[u8]) -> std::io::Result<Segment>
         }
         out.reserve(out.capacity().max(64));
     }
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(piece);
-    Ok(Segment {
-        deflate: Bytes::from(out),
-        crc,
-    })
+    Ok(out)
 }
 
 /// [`gzip`] as [`crate::authz_views::Viewer::send_rope`] takes it.

@@ -1,9 +1,9 @@
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::{CHUNK, Dated, Keyed, SharedList};
+use super::{CHUNK, Keyed, ListItem, SharedList};
 
 #[derive(Debug, Clone, PartialEq)]
 struct Item {
@@ -18,14 +18,14 @@ impl Keyed for Item {
 }
 
 /// Its value is its date (values 0 and 1 are undated, to mix them in).
-impl Dated for Item {
+impl ListItem for Item {
     fn date(&self) -> Option<f64> {
         (self.value > 1).then_some(f64::from(self.value))
     }
 }
 
 /// No chunk holds an item dated later than the chunk's newest.
-fn newest_holds<T: Dated>(list: &SharedList<T>) {
+fn newest_holds<T: ListItem>(list: &SharedList<T>) {
     assert_eq!(list.dated_chunks().count(), list.chunks.len());
     for (newest, items) in list.dated_chunks() {
         for item in items {
@@ -66,7 +66,41 @@ fn agrees(list: &SharedList<Item>, model: &BTreeMap<String, u32>) {
     assert_eq!(backwards, expected);
 }
 
+/// An item whose lists keep at most four to a chunk.
+#[derive(Debug, Clone, PartialEq)]
+struct Small(String);
+
+impl Keyed for Small {
+    fn key(&self) -> &str {
+        &self.0
+    }
+}
+
+impl ListItem for Small {
+    const CHUNK: usize = 4;
+}
+
 proptest! {
+    /// An item type's own chunk size bounds its lists' chunks, through
+    /// splits and merges, and the list still holds its items in order.
+    #[test]
+    fn an_item_type_sets_its_chunk_size(ops in prop::collection::vec((any::<bool>(), 0u16..100), 0..300)) {
+        let mut list = SharedList::new();
+        let mut model = BTreeSet::new();
+        for (insert, key) in ops {
+            let key = format!("k{key:03}");
+            if insert {
+                list.upsert(Arc::new(Small(key.clone())));
+                model.insert(key);
+            } else {
+                prop_assert_eq!(list.remove_key(&key).is_some(), model.remove(&key));
+            }
+            prop_assert!(list.chunks.iter().all(|c| !c.is_empty() && c.len() <= Small::CHUNK));
+        }
+        let items: Vec<String> = list.iter().map(|s| s.0.clone()).collect();
+        prop_assert_eq!(items, model.into_iter().collect::<Vec<_>>());
+    }
+
     /// Upserts and removes by key keep the list equal to a `BTreeMap`,
     /// and never change a clone taken before them (what a published
     /// snapshot holds).
@@ -148,7 +182,7 @@ fn serializes_as_a_vec_would() {
     struct Row {
         id: u32,
     }
-    impl Dated for Row {}
+    impl ListItem for Row {}
     let rows: Vec<Row> = (0..150).map(|id| Row { id }).collect();
     let expected = serde_json::to_string(&rows).expect("serializes");
     let list: SharedList<Row> = rows.into();

@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use super::{Segments, gzip};
+use super::{STORED_BELOW, Segments, gzip};
 use crate::snapshot::state_body::Rope;
 
 /// The gzip rope decoded (the CRC-32 and length in its trailer checked).
@@ -107,5 +107,19 @@ fn a_body_of_repeated_rows_compresses_well() {
     let (gz, made) = gzip(&rope, &mut Segments::default()).expect("compressed");
     assert_eq!(made, 1, "one piece, shared three times, compressed once");
     assert!(gz.len() * 10 < rope.len(), "{} of {}", gz.len(), rope.len());
+    assert_eq!(gunzip(&gz), rope.to_vec());
+}
+
+#[test]
+fn short_pieces_are_stored_and_long_ones_compressed() {
+    let short = Bytes::from("x".repeat(STORED_BELOW - 1));
+    let long = Bytes::from("x".repeat(STORED_BELOW));
+    let rope = Rope::from(vec![short.clone(), long, short.clone(), short]);
+    let (gz, made) = gzip(&rope, &mut Segments::default()).expect("compressed");
+    assert_eq!(made, 2);
+    // Header, stored, compressed, stored twice (one segment, shared), end.
+    let sizes: Vec<usize> = gz.pieces().iter().map(Bytes::len).collect();
+    assert_eq!(sizes[1], STORED_BELOW - 1 + 5, "{sizes:?}");
+    assert!(sizes[2] < 64, "{sizes:?}");
     assert_eq!(gunzip(&gz), rope.to_vec());
 }
