@@ -52,7 +52,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures::future::BoxFuture;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use super::memory::{Map, check_delete, check_put, entries};
 use super::{RegistryEntry, RegistryError, RegistryStore, Version, validate, validate_key};
@@ -86,6 +86,19 @@ struct Inner {
     /// Bumped after every fsync of the log (whatever its outcome), so that
     /// writers waiting for durability look again.
     synced: watch::Sender<u64>,
+    /// One operation at a time gets a blocking thread; the others wait for
+    /// their turn here, asynchronously. They would be serialized by `state`
+    /// anyway, and each waiting for it on a blocking thread of its own made
+    /// a burst of writes (10,000 agents registering) a burst of threads:
+    /// about 60 at the master, kept alive and each with its own allocator
+    /// arena.
+    turn: Arc<Semaphore>,
+    /// Operations running on blocking threads now, and the most at once
+    /// (for the test of `turn`).
+    #[cfg(test)]
+    running: std::sync::atomic::AtomicUsize,
+    #[cfg(test)]
+    most_running: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -142,6 +155,11 @@ impl FileRegistryStore {
                 compact_min,
                 state: Mutex::new(State::default()),
                 synced: watch::Sender::new(0),
+                turn: Arc::new(Semaphore::new(1)),
+                #[cfg(test)]
+                running: Default::default(),
+                #[cfg(test)]
+                most_running: Default::default(),
             }),
         }
     }
@@ -165,7 +183,16 @@ impl FileRegistryStore {
         op: impl FnOnce(&Inner, &mut State) -> Result<T, RegistryError> + Send + 'static,
     ) -> Result<T, RegistryError> {
         let inner = Arc::clone(&self.inner);
+        let turn = Arc::clone(&inner.turn).acquire_owned().await.map_err(|_| {
+            RegistryError::Unavailable {
+                reason: "the registry file store was closed".to_owned(),
+            }
+        })?;
         let (result, seen) = tokio::task::spawn_blocking(move || {
+            // Held until the operation ends, whoever waits for it.
+            let _turn = turn;
+            #[cfg(test)]
+            let _running = inner.count_running();
             let mut state = inner.lock();
             if let Some(reason) = &state.failed {
                 return (Err(failed(reason)), state.appended);
@@ -179,6 +206,14 @@ impl FileRegistryStore {
         })?;
         self.wait_durable(seen).await?;
         result
+    }
+
+    /// The most operations that ran on blocking threads at once.
+    #[cfg(test)]
+    fn most_running(&self) -> usize {
+        self.inner
+            .most_running
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Resolves once the first `seq` appended records are durable, starting
@@ -260,7 +295,26 @@ impl RegistryStore for FileRegistryStore {
     }
 }
 
+/// Counts an operation running on a blocking thread while it lives.
+#[cfg(test)]
+struct Running<'a>(&'a std::sync::atomic::AtomicUsize);
+
+#[cfg(test)]
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl Inner {
+    #[cfg(test)]
+    fn count_running(&self) -> Running<'_> {
+        use std::sync::atomic::Ordering;
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_running.fetch_max(now, Ordering::SeqCst);
+        Running(&self.running)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

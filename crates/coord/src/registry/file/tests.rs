@@ -334,6 +334,29 @@ async fn writers_share_an_fsync() {
     assert_eq!(load(dir.path()).await.expect("load").len(), 67);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_writes_takes_one_blocking_thread_at_a_time() {
+    let dir = dir();
+    let store = FileRegistryStore::new(dir.path());
+    // Spawned, so that the writes start from both workers at once, as an
+    // agent session's do.
+    let writes: Vec<_> = (0..200)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put(&format!("agent:{i}"), vec![7; 200], None).await })
+        })
+        .collect();
+    for write in writes {
+        write.await.expect("write task").expect("put");
+    }
+    assert_eq!(load(dir.path()).await.expect("load").len(), 200);
+    assert_eq!(
+        store.most_running(),
+        1,
+        "operations waited on blocking threads"
+    );
+}
+
 /// One step of the model test.
 #[derive(Debug, Clone)]
 enum Op {
