@@ -191,12 +191,16 @@ pub(crate) fn push_items(pieces: &mut Vec<Bytes>, json: Bytes, first: &mut bool)
 
 /// A chunk's items' JSON, each preceded by a comma.
 fn chunk_json<T: KeepsJson>(chunk: &Chunk<T>) -> serde_json::Result<Bytes> {
-    let mut json = Vec::new();
-    for item in chunk.iter() {
-        let item = kept_json::json_of(item.as_ref())?;
-        if json.is_empty() {
-            json.reserve(item.len().saturating_add(1).saturating_mul(chunk.len()));
-        }
+    // Each item's JSON first, then one buffer of exactly their size: the
+    // cache keeps every chunk's JSON (the whole list's), and a buffer grown
+    // by doubling would keep up to as much again in spare room.
+    let items = chunk
+        .iter()
+        .map(|item| kept_json::json_of(item.as_ref()))
+        .collect::<serde_json::Result<Vec<&str>>>()?;
+    let len = items.iter().map(|item| item.len() + 1).sum();
+    let mut json = Vec::with_capacity(len);
+    for item in items {
         json.push(b',');
         json.extend_from_slice(item.as_bytes());
     }

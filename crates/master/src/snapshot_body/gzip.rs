@@ -155,6 +155,8 @@ fn compressed(compress: &mut Compress, piece: &[u8]) -> std::io::Result<Vec<u8>>
         }
         out.reserve(out.capacity().max(64));
     }
+    // Kept until the piece changes: without the room it was grown with.
+    out.shrink_to_fit();
     Ok(out)
 }
 
