@@ -305,8 +305,8 @@ impl ListItem for TaskView {
 impl ListItem for AgentView {
     /// Tasks land on agents all over the list: with 64 agents to a chunk,
     /// the hundred-odd agents a placement changes between two polls of
-    /// `/state` touched half the chunks, and each body made (and gzipped)
-    /// again a third of the agents' JSON.
+    /// `/state` touched four chunks in ten, and each body made (and
+    /// gzipped) again that much of the agents' JSON.
     const CHUNK: usize = 16;
 }
 impl ListItem for FrameworkView {}

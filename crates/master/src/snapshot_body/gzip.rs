@@ -19,10 +19,10 @@
 //! A piece under [`STORED_BELOW`] bytes (a bit of the body between two
 //! lists: a framework's own fields) is a *stored* block instead: its bytes
 //! as they are, behind a 5-byte header. Compressing it would save a few
-//! hundred bytes but cost more than compressing a whole chunk, because a
-//! deflate stream that must not look back starts by clearing a 128 KiB
-//! table; a body of a hundred frameworks has hundreds of such bits, and
-//! they change with every body.
+//! hundred bytes, but a deflate stream that must not look back starts by
+//! clearing a 128 KiB table, which costs as much as compressing a few
+//! kilobytes; a body of a hundred frameworks has hundreds of such bits,
+//! and they change with every body.
 //!
 //! *Invariant:* a segment is used only for the very bytes it was made from:
 //! the cache is keyed by the piece's address and length, and holds the
