@@ -16,13 +16,16 @@
 //! The gzip member is that stream between a header and a trailer holding
 //! the body's CRC-32 (combined from the segments' own) and its length.
 //!
-//! A piece under [`STORED_BELOW`] bytes (a bit of the body between two
-//! lists: a framework's own fields) is a *stored* block instead: its bytes
-//! as they are, behind a 5-byte header. Compressing it would save a few
-//! hundred bytes, but a deflate stream that must not look back starts by
-//! clearing a 128 KiB table, which costs as much as compressing a few
-//! kilobytes; a body of a hundred frameworks has hundreds of such bits,
-//! and they change with every body.
+//! In a body of [`STORE_SHORT_FROM`] bytes or more, a piece under
+//! [`STORED_BELOW`] bytes (a bit of the body between two lists: a
+//! framework's own fields) is a *stored* block instead: its bytes as they
+//! are, behind a 5-byte header. Compressing it would save a few hundred
+//! bytes, but a deflate stream that must not look back starts by clearing
+//! a 128 KiB table, which costs as much as compressing a few kilobytes; a
+//! body of a hundred frameworks has hundreds of such bits, and they change
+//! with every body. A small body is all such bits, and is compressed whole
+//! piece by piece: the clearing costs little there, and a gzip no smaller
+//! than the JSON would be no use.
 //!
 //! *Invariant:* a segment is used only for the very bytes it was made from:
 //! the cache is keyed by the piece's address and length, and holds the
@@ -46,6 +49,9 @@ const LAST_BLOCK: [u8; 2] = [0x03, 0x00];
 /// Pieces shorter than this are stored, not compressed (see the module
 /// docs); below `u16::MAX`, so one stored block holds any of them.
 const STORED_BELOW: usize = 1024;
+
+/// Bodies from this size on store their short pieces (see the module docs).
+const STORE_SHORT_FROM: usize = 1 << 20;
 
 /// One piece compressed alone, and its CRC-32 (with its length).
 #[derive(Clone)]
@@ -74,6 +80,7 @@ impl Segments {
 /// many pieces were compressed, beside the gzip.
 pub fn gzip(rope: &Rope, segments: &mut Segments) -> std::io::Result<(Rope, usize)> {
     let mut compress = Compress::new(Compression::fast(), false);
+    let store_short = rope.len() >= STORE_SHORT_FROM;
     let mut kept = Segments::default();
     let mut pieces = Vec::with_capacity(rope.pieces().len() + 2);
     let mut crc = crc32fast::Hasher::new();
@@ -88,7 +95,7 @@ pub fn gzip(rope: &Rope, segments: &mut Segments) -> std::io::Result<(Rope, usiz
                     Some((_, segment)) => segment,
                     None => {
                         made += 1;
-                        segment_of(&mut compress, piece)?
+                        segment_of(&mut compress, piece, store_short)?
                     }
                 };
                 kept.by_piece.insert(key, (piece.clone(), segment.clone()));
@@ -109,10 +116,15 @@ pub fn gzip(rope: &Rope, segments: &mut Segments) -> std::io::Result<(Rope, usiz
 }
 
 /// `piece` as deflate blocks of its own that end byte-aligned: stored if
-/// it is short, else compressed and ended by a sync flush.
-fn segment_of(compress: &mut Compress, piece: &[u8]) -> std::io::Result<Segment> {
+/// it is short and `store_short`, else compressed and ended by a sync
+/// flush.
+fn segment_of(
+    compress: &mut Compress,
+    piece: &[u8],
+    store_short: bool,
+) -> std::io::Result<Segment> {
     let deflate = match u16::try_from(piece.len()) {
-        Ok(len) if piece.len() < STORED_BELOW => stored(piece, len),
+        Ok(len) if store_short && piece.len() < STORED_BELOW => stored(piece, len),
         _ => compressed(compress, piece)?,
     };
     let mut crc = crc32fast::Hasher::new();

@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use super::{STORED_BELOW, Segments, gzip};
+use super::{STORE_SHORT_FROM, STORED_BELOW, Segments, gzip};
 use crate::snapshot::state_body::Rope;
 
 /// The gzip rope decoded (the CRC-32 and length in its trailer checked).
@@ -111,15 +111,32 @@ fn a_body_of_repeated_rows_compresses_well() {
 }
 
 #[test]
-fn short_pieces_are_stored_and_long_ones_compressed() {
+fn a_big_body_stores_its_short_pieces_and_compresses_its_long_ones() {
     let short = Bytes::from("x".repeat(STORED_BELOW - 1));
-    let long = Bytes::from("x".repeat(STORED_BELOW));
+    let long = Bytes::from("x".repeat(STORE_SHORT_FROM));
     let rope = Rope::from(vec![short.clone(), long, short.clone(), short]);
     let (gz, made) = gzip(&rope, &mut Segments::default()).expect("compressed");
     assert_eq!(made, 2);
     // Header, stored, compressed, stored twice (one segment, shared), end.
     let sizes: Vec<usize> = gz.pieces().iter().map(Bytes::len).collect();
     assert_eq!(sizes[1], STORED_BELOW - 1 + 5, "{sizes:?}");
-    assert!(sizes[2] < 64, "{sizes:?}");
+    assert!(sizes[2] < STORE_SHORT_FROM / 100, "{sizes:?}");
+    assert_eq!(sizes[3], sizes[1], "{sizes:?}");
+    assert_eq!(gunzip(&gz), rope.to_vec());
+}
+
+#[test]
+fn a_small_body_of_short_pieces_is_compressed() {
+    // A small cluster's `/state`: a few short bits between its lists.
+    let row = r#"{"id":"a","hostname":"h","resources":{"cpus":1.0}},"#;
+    let rope = Rope::from(vec![
+        Bytes::from(format!(r#"{{"agents":[{}"#, row.repeat(8))),
+        Bytes::from(row.repeat(8)),
+        Bytes::from_static(b"]}"),
+    ]);
+    assert!(rope.len() < STORE_SHORT_FROM);
+    let (gz, made) = gzip(&rope, &mut Segments::default()).expect("compressed");
+    assert_eq!(made, 3);
+    assert!(gz.len() * 2 < rope.len(), "{} of {}", gz.len(), rope.len());
     assert_eq!(gunzip(&gz), rope.to_vec());
 }
