@@ -7,8 +7,11 @@
 //!   an entry without a matching meta is corrupt and gets replaced;
 //! - `locks/<key>`: the per-URI lock; whoever holds it may download and install `<key>`, so there
 //!   is one download per URI however many fetchers (threads or processes) ask at once;
+//! - `trees/<key>/`, `trees/<key>.meta`: an archive entry extracted once, copied into each
+//!   sandbox instead of extracting it there (`tree.rs`); evicted with its entry, and counted
+//!   with it against the bound;
 //! - `lock`: the whole-cache lock, held only while evicting;
-//! - `tmp/`: downloads in progress.
+//! - `tmp/`: downloads in progress, and trees being made or removed.
 //!
 //! Locks are `flock`s on files that are never deleted (deleting a lock file would let two
 //! holders lock different inodes). `<key>` is the SHA-256 of the URI in hex.
@@ -77,6 +80,20 @@ impl Cache {
         }
     }
 
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Takes the lock of `key`'s entry exclusive (see [`Cache::lookup`]), blocking until
+    /// granted; dropping the file releases it.
+    pub(crate) fn lock_entry(&self, key: &str) -> io::Result<File> {
+        self.ensure_layout()?;
+        lock_file(
+            &self.root.join("locks").join(key),
+            rustix::fs::FlockOperation::LockExclusive,
+        )
+    }
+
     fn entries(&self) -> PathBuf {
         self.root.join("entries")
     }
@@ -118,7 +135,7 @@ impl Cache {
             return Ok(Lookup::Hit(hit));
         }
         drop(shared);
-        let exclusive = lock_file(&lock_path, rustix::fs::FlockOperation::LockExclusive)?;
+        let exclusive = self.lock_entry(key)?;
         Ok(match self.open_hit(key, uri, true)? {
             Some(hit) => Lookup::Hit(hit),
             None => Lookup::Miss(exclusive),
@@ -176,6 +193,11 @@ impl Cache {
         )?;
         self.remove_stale_downloads();
         let mut entries = self.list()?;
+        self.remove_orphan_trees(&entries);
+        // An entry's size is its archive's and its extracted tree's (`tree.rs`).
+        for entry in &mut entries {
+            entry.len = entry.len.saturating_add(self.tree_bytes(&entry.key));
+        }
         let mut total: u64 = entries.iter().map(|e| e.len).sum();
         entries.sort_by_key(|e| e.used);
         let mut evicted = 0;
@@ -187,6 +209,7 @@ impl Cache {
                 continue;
             }
             remove_entry(&self.entry_path(&entry.key), &self.meta_path(&entry.key));
+            self.remove_tree(&entry.key);
             total = total.saturating_sub(entry.len);
             evicted += 1;
             tracing::info!(key = %entry.key, bytes = entry.len, "evicted fetcher cache entry");
@@ -209,7 +232,26 @@ impl Cache {
                 .and_then(|modified| now.duration_since(modified).ok())
                 .is_some_and(|age| age > STALE_DOWNLOAD);
             if stale {
-                let _ = fs::remove_file(item.path());
+                // A download, or a tree being made or removed (`tree.rs`).
+                let _ = match item.file_type() {
+                    Ok(kind) if kind.is_dir() => fs::remove_dir_all(item.path()),
+                    _ => fs::remove_file(item.path()),
+                };
+            }
+        }
+    }
+
+    /// Removes the trees whose entry is gone (a fetcher that died between removing an entry
+    /// and its tree).
+    fn remove_orphan_trees(&self, entries: &[Listed]) {
+        let Ok(dir) = fs::read_dir(self.root.join("trees")) else {
+            return;
+        };
+        for item in dir.flatten() {
+            let name = item.file_name().to_string_lossy().into_owned();
+            let key = name.strip_suffix(".meta").unwrap_or(&name);
+            if !entries.iter().any(|e| e.key == key) {
+                self.remove_tree(key);
             }
         }
     }

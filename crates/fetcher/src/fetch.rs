@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::cache::{Cache, Lookup};
 use crate::download;
 use crate::extract::{self, ArchiveKind};
+use crate::tree::{self, EntryId};
 use crate::uri::{self, Source};
 use crate::{FetchError, FetchUri, FetchUser, FetcherConfig};
 
@@ -24,6 +25,14 @@ pub(crate) struct Run<'a> {
     /// The task's user: local files are read with its rights, and its
     /// cache entries are its own.
     user: Option<FetchUser>,
+}
+
+/// The cache entry a fetch was copied from: what its extraction may copy instead
+/// (`tree.rs`).
+struct Cached {
+    cache: Cache,
+    key: String,
+    entry: EntryId,
 }
 
 /// Why the cached path did not deliver: the fetch itself failed (final), or the cache is in
@@ -67,9 +76,13 @@ impl<'a> Run<'a> {
             _ => None,
         };
         let mut fetched = false;
+        let mut cached = None;
         if let Some(cache) = cache {
             match self.via_cache(&cache, uri, &source, &dest).await {
-                Ok(()) => fetched = true,
+                Ok(entry) => {
+                    fetched = true;
+                    cached = entry;
+                }
                 Err(CacheFailure::Fetch(e)) => return Err(e),
                 Err(CacheFailure::Cache(e)) => {
                     self.log(format_args!(
@@ -104,7 +117,7 @@ impl<'a> Run<'a> {
                 started.elapsed().as_millis()
             ));
         }
-        self.finish(fetch, &dest).await?;
+        self.finish(fetch, &dest, cached).await?;
         Ok(dest)
     }
 
@@ -123,13 +136,15 @@ impl<'a> Run<'a> {
         Ok(dest)
     }
 
+    /// Fetches `uri` into `dest` through `cache`; the entry it came from, unless it was too
+    /// large to cache.
     async fn via_cache(
         &mut self,
         cache: &Cache,
         uri: &str,
         source: &Source,
         dest: &Path,
-    ) -> Result<(), CacheFailure> {
+    ) -> Result<Option<Cached>, CacheFailure> {
         // Keyed by user too: an entry one user's rights produced (a local
         // file only it may read) is never handed to another.
         let key = Cache::key_for(uri, self.user);
@@ -141,6 +156,7 @@ impl<'a> Run<'a> {
             .map_err(CacheFailure::Cache)?
         {
             Lookup::Hit(hit) => {
+                let entry = EntryId::of(uri, &hit.file).map_err(CacheFailure::Cache)?;
                 copy_into(hit.file, dest)
                     .await
                     .map_err(CacheFailure::Cache)?;
@@ -149,7 +165,11 @@ impl<'a> Run<'a> {
                     hit.len,
                     started.elapsed().as_millis()
                 ));
-                return Ok(());
+                return Ok(Some(Cached {
+                    cache: cache.clone(),
+                    key,
+                    entry,
+                }));
             }
             Lookup::Miss(lock) => lock,
         };
@@ -183,7 +203,7 @@ impl<'a> Run<'a> {
                 "{uri} is larger than the fetcher cache ({} bytes), not caching it",
                 self.config.cache_max_bytes
             ));
-            return hand_over(uri, &tmp, dest).await;
+            return hand_over(uri, &tmp, dest).await.map(|()| None);
         }
         let (c, k, u, t) = (cache.clone(), key.clone(), uri.to_owned(), tmp.clone());
         let installed = blocking(move || c.install(&k, &u, &t, bytes)).await;
@@ -193,20 +213,34 @@ impl<'a> Run<'a> {
             Err(e) => {
                 // The download is good; only the cache failed. Use it rather than download again.
                 tracing::warn!(%uri, error = %e, "cannot install fetcher cache entry");
-                return hand_over(uri, &tmp, dest).await;
+                return hand_over(uri, &tmp, dest).await.map(|()| None);
             }
         };
-        let (c, k, max) = (cache.clone(), key, self.config.cache_max_bytes);
+        let entry = EntryId::of(uri, &hit.file).map_err(CacheFailure::Cache)?;
+        let (c, k, max) = (cache.clone(), key.clone(), self.config.cache_max_bytes);
         match blocking(move || c.evict(max, &k)).await {
             Ok(0) => {}
             Ok(n) => self.log(format_args!("evicted {n} fetcher cache entries")),
             Err(e) => tracing::warn!(error = %e, "fetcher cache eviction failed"),
         }
-        copy_into(hit.file, dest).await.map_err(CacheFailure::Cache)
+        copy_into(hit.file, dest)
+            .await
+            .map_err(CacheFailure::Cache)?;
+        Ok(Some(Cached {
+            cache: cache.clone(),
+            key,
+            entry,
+        }))
     }
 
-    /// Makes the file executable, or extracts it when it is an archive and extraction is on.
-    async fn finish(&mut self, fetch: &FetchUri, dest: &Path) -> Result<(), FetchError> {
+    /// Makes the file executable, or extracts it when it is an archive and extraction is on:
+    /// from the tree of its cache entry when it came from one and the tree can be had.
+    async fn finish(
+        &mut self,
+        fetch: &FetchUri,
+        dest: &Path,
+        cached: Option<Cached>,
+    ) -> Result<(), FetchError> {
         let uri = fetch.value.as_str();
         if fetch.executable {
             fs::set_permissions(dest, fs::Permissions::from_mode(0o755))
@@ -221,6 +255,24 @@ impl<'a> Run<'a> {
             return Ok(());
         };
         let started = Instant::now();
+        if let Some(cached) = cached.filter(|_| tree::has_tree(kind)) {
+            match self.copy_cached_tree(cached, kind).await {
+                Ok(count) => {
+                    self.log(format_args!(
+                        "extracted {count} entries into {} from the agent's extracted copy of {uri} in {} ms",
+                        self.sandbox.display(),
+                        started.elapsed().as_millis()
+                    ));
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.log(format_args!(
+                        "the agent's extracted copy of {uri} cannot be used ({e}); extracting it here"
+                    ));
+                    tracing::info!(%uri, error = %e, "extracting a cached archive into the sandbox");
+                }
+            }
+        }
         let (archive, dir) = (dest.to_owned(), self.sandbox.to_owned());
         let max_bytes = self.config.max_extract_bytes;
         let count =
@@ -239,6 +291,28 @@ impl<'a> Run<'a> {
             started.elapsed().as_millis()
         ));
         Ok(())
+    }
+}
+
+impl Run<'_> {
+    /// Copies the tree of `cached`'s entry (made now if it was not) into the sandbox; the
+    /// number of entries written.
+    async fn copy_cached_tree(&mut self, cached: Cached, kind: ArchiveKind) -> io::Result<usize> {
+        let sandbox = self.sandbox.to_owned();
+        let (max_extract, max_cache) = (self.config.max_extract_bytes, self.config.cache_max_bytes);
+        blocking(move || {
+            let Cached { cache, key, entry } = cached;
+            let tree = cache.tree(&key, &entry, kind, max_extract, max_cache)?;
+            if tree.made {
+                match cache.evict(max_cache, &key) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(evicted = n, "fetcher cache entries evicted"),
+                    Err(e) => tracing::warn!(error = %e, "fetcher cache eviction failed"),
+                }
+            }
+            tree::copy_tree(&tree.dir, &sandbox)
+        })
+        .await
     }
 }
 

@@ -5,7 +5,8 @@
 //! against the frameworks home). A file lands under its basename or `output_file`, then is made
 //! executable, or extracted into the sandbox when it is an archive. With a cache directory,
 //! URIs marked `cache` are downloaded once per agent however many executors ask at once (see
-//! `cache.rs`), and any cache trouble falls back to a direct download.
+//! `cache.rs`), a cached archive is extracted once per agent and its tree copied into each
+//! sandbox (`tree.rs`), and any cache trouble falls back to a direct download.
 
 mod as_user;
 mod cache;
@@ -13,6 +14,7 @@ mod download;
 mod error;
 mod extract;
 mod fetch;
+mod tree;
 mod uri;
 
 use std::path::{Path, PathBuf};

@@ -723,3 +723,193 @@ async fn local_files_are_read_as_the_task_user_and_the_cache_is_per_user() {
         .mode();
     assert_eq!(full_mode & 0o7000, 0, "no setuid bit on the copy");
 }
+
+/// The key directory of the one tree in `cache` (the cache's layout: `trees/<key>/`).
+fn only_tree(cache: &Path) -> std::path::PathBuf {
+    let trees: Vec<_> = listing(&cache.join("trees"))
+        .into_iter()
+        .filter(|name| !name.contains('.'))
+        .collect();
+    assert_eq!(trees.len(), 1, "one tree: {trees:?}");
+    cache.join("trees").join(&trees[0])
+}
+
+/// What an extracted package holds, checked as a task would see it.
+fn assert_package(sandbox: &Path, marker: &[u8]) {
+    use std::os::unix::fs::MetadataExt;
+    let pkg = sandbox.join("pkg");
+    assert_eq!(mode(&pkg.join("bin/run")), 0o755);
+    assert_eq!(mode(&pkg.join("lib/deep/marker")), 0o640);
+    assert_eq!(mode(&pkg.join("lib/deep")), 0o750);
+    assert_eq!(
+        std::fs::read(pkg.join("lib/deep/marker")).expect("marker"),
+        marker
+    );
+    let link = std::fs::symlink_metadata(pkg.join("current")).expect("link");
+    assert!(link.file_type().is_symlink(), "pkg/current is a link");
+    assert_eq!(
+        std::fs::read_link(pkg.join("current")).expect("link"),
+        Path::new("bin")
+    );
+    let mtime = std::fs::metadata(pkg.join("lib/deep/marker"))
+        .expect("marker")
+        .mtime();
+    assert_eq!(mtime as u64, support::PACKAGE_MTIME);
+    let output = std::process::Command::new(pkg.join("current/run"))
+        .output()
+        .expect("run the script");
+    assert_eq!(output.stdout, b"run\n");
+}
+
+#[tokio::test]
+async fn a_cached_archive_is_extracted_once_per_agent_and_each_sandbox_gets_its_own_copy() {
+    let server = Server::start().await;
+    server.add("pkg.tgz", support::package(b"original"));
+    let cache = tempfile::tempdir().expect("cache dir");
+    let config = FetcherConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        ..FetcherConfig::default()
+    };
+    let uri = FetchUri {
+        cache: true,
+        ..FetchUri::new(server.url("pkg.tgz"))
+    };
+    let root = tempfile::tempdir().expect("sandboxes");
+    let sandbox = |name: &str| {
+        let dir = root.path().join(name);
+        std::fs::create_dir(&dir).expect("sandbox");
+        dir
+    };
+
+    // The first fetch downloads, extracts once into the cache and copies that tree.
+    let first = sandbox("first");
+    let (result, log) = fetch(std::slice::from_ref(&uri), &first, &config).await;
+    result.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert!(log.contains("from the agent's extracted copy"), "{log}");
+    assert_package(&first, b"original");
+    assert!(
+        first.join("pkg.tgz").exists(),
+        "the archive stays, as in Mesos"
+    );
+    let tree = only_tree(cache.path());
+
+    // A sandbox's copy is its own: a task changing its files changes no other sandbox's.
+    std::fs::write(first.join("pkg/lib/deep/marker"), b"changed by a task").expect("write");
+    let second = sandbox("second");
+    let (result, log) = fetch(std::slice::from_ref(&uri), &second, &config).await;
+    result.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_package(&second, b"original");
+
+    // The next fetches copy the tree, not extract the archive: what the tree holds is what
+    // they get (changed here behind the cache's back, which nothing else does).
+    std::fs::write(tree.join("pkg/lib/deep/marker"), b"from the tree").expect("write");
+    let third = sandbox("third");
+    let (result, log) = fetch(std::slice::from_ref(&uri), &third, &config).await;
+    result.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_eq!(
+        std::fs::read(third.join("pkg/lib/deep/marker")).expect("marker"),
+        b"from the tree"
+    );
+    assert_eq!(server.count("pkg.tgz"), 1, "one download");
+
+    // An entry downloaded again (here: its old one gone) gets a tree of its own.
+    for name in listing(&cache.path().join("entries")) {
+        std::fs::remove_file(cache.path().join("entries").join(name)).expect("remove entry");
+    }
+    let fourth = sandbox("fourth");
+    let (result, log) = fetch(std::slice::from_ref(&uri), &fourth, &config).await;
+    result.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_eq!(server.count("pkg.tgz"), 2);
+    assert_package(&fourth, b"original");
+}
+
+#[tokio::test]
+async fn a_sandbox_that_holds_a_name_of_the_tree_is_extracted_into_with_the_usual_checks() {
+    let server = Server::start().await;
+    server.add("pkg.tgz", support::package(b"original"));
+    let cache = tempfile::tempdir().expect("cache dir");
+    let config = FetcherConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        ..FetcherConfig::default()
+    };
+    let uri = FetchUri {
+        cache: true,
+        ..FetchUri::new(server.url("pkg.tgz"))
+    };
+    let warm = tempfile::tempdir().expect("sandbox");
+    fetch(std::slice::from_ref(&uri), warm.path(), &config)
+        .await
+        .0
+        .expect("first fetch");
+    only_tree(cache.path());
+
+    // `pkg` in this sandbox is a link out of it (an earlier URI's archive put it there): the
+    // tree is not copied, and the extraction refuses to write through the link.
+    let root = tempfile::tempdir().expect("root");
+    let outside = root.path().join("outside");
+    let sandbox = root.path().join("sandbox");
+    std::fs::create_dir(&outside).expect("outside");
+    std::fs::create_dir(&sandbox).expect("sandbox");
+    std::os::unix::fs::symlink(&outside, sandbox.join("pkg")).expect("link");
+    let (result, log) = fetch(std::slice::from_ref(&uri), &sandbox, &config).await;
+    assert!(log.contains("cannot be used"), "{log}");
+    let err = result.expect_err("written through a link");
+    assert!(matches!(err, FetchError::Extract { .. }), "{err}");
+    assert!(listing(&outside).is_empty(), "nothing written outside");
+}
+
+#[tokio::test]
+async fn an_archive_and_its_tree_count_against_the_cache_bound() {
+    let server = Server::start().await;
+    // Incompressible, so that the archive and its tree are each about 4,000 bytes.
+    let (big, other_big) = (support::noise(4000, 11), support::noise(4000, 12));
+    server.add("big.tgz", support::package(&big));
+    server.add("other.tgz", support::package(&other_big));
+    let cache = tempfile::tempdir().expect("cache dir");
+    let cached = |name: &str| FetchUri {
+        cache: true,
+        ..FetchUri::new(server.url(name))
+    };
+
+    // Room for the archive, not for it and its tree: the tree is not kept, and no fetch
+    // extracts it into the cache again.
+    let tight = FetcherConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        cache_max_bytes: 6000,
+        ..FetcherConfig::default()
+    };
+    for _ in 0..2 {
+        let sandbox = tempfile::tempdir().expect("sandbox");
+        let (result, log) = fetch(&[cached("big.tgz")], sandbox.path(), &tight).await;
+        result.unwrap_or_else(|e| panic!("{e}\n{log}"));
+        assert!(log.contains("too large to keep"), "{log}");
+        assert_package(sandbox.path(), &big);
+    }
+    let kept: Vec<_> = listing(&cache.path().join("trees"))
+        .into_iter()
+        .filter(|name| !name.contains('.'))
+        .collect();
+    assert!(kept.is_empty(), "no tree kept: {kept:?}");
+
+    // With room for one archive and its tree (not two), the next archive's evicts both.
+    let roomy = FetcherConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        cache_max_bytes: 12_000,
+        ..FetcherConfig::default()
+    };
+    let other = tempfile::tempdir().expect("sandbox");
+    let sandbox = tempfile::tempdir().expect("sandbox");
+    let (result, log) = fetch(&[cached("big.tgz")], sandbox.path(), &roomy).await;
+    result.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert!(log.contains("from the agent's extracted copy"), "{log}");
+    let big_tree = only_tree(cache.path());
+    let (result, log) = fetch(&[cached("other.tgz")], other.path(), &roomy).await;
+    result.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_package(other.path(), &other_big);
+    assert!(
+        !big_tree.exists(),
+        "the older archive's tree is evicted with it"
+    );
+    assert_eq!(cache_stats(&roomy).entries, 1);
+    only_tree(cache.path());
+}

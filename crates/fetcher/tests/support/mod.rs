@@ -219,3 +219,53 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// The modification time every entry of [`package`] carries.
+pub const PACKAGE_MTIME: u64 = 1_700_000_000;
+
+/// A package as a framework ships its executor: `pkg/` with a script (0755), a data file
+/// (0640), a nested directory, and a symlink `pkg/current -> bin`, every entry dated
+/// [`PACKAGE_MTIME`].
+pub fn package(marker: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, mode: u32, data: &[u8], link: Option<&str>| {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(data.len() as u64);
+        header.set_mtime(PACKAGE_MTIME);
+        match link {
+            Some(target) => builder
+                .append_link(&mut header, path, target)
+                .expect("append link"),
+            None => builder
+                .append_data(&mut header, path, data)
+                .expect("append entry"),
+        }
+    };
+    add("pkg/", tar::EntryType::Directory, 0o755, b"", None);
+    add("pkg/bin/", tar::EntryType::Directory, 0o755, b"", None);
+    add(
+        "pkg/bin/run",
+        tar::EntryType::Regular,
+        0o755,
+        b"#!/bin/sh\necho run\n",
+        None,
+    );
+    add("pkg/lib/deep/", tar::EntryType::Directory, 0o750, b"", None);
+    add(
+        "pkg/lib/deep/marker",
+        tar::EntryType::Regular,
+        0o640,
+        marker,
+        None,
+    );
+    add(
+        "pkg/current",
+        tar::EntryType::Symlink,
+        0o777,
+        b"",
+        Some("bin"),
+    );
+    gzip(&builder.into_inner().expect("finish tar"))
+}
