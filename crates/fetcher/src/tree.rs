@@ -129,6 +129,14 @@ impl Cache {
         if let Some(tree) = self.ready_tree(key, entry, max_extract, max_cache)? {
             return Ok(tree);
         }
+        // The entry may have been downloaded again since the caller opened it (what its URI
+        // serves can change): a tree is made only of the entry the caller copied.
+        let current = fs::metadata(self.entry_path(key))?;
+        if (current.len(), current.ino()) != (entry.len, entry.ino) {
+            return Err(io::Error::other(
+                "the cache entry was replaced while it was being fetched",
+            ));
+        }
         self.remove_tree(key);
         fs::create_dir_all(self.trees())?;
         let tmp = self.tmp_path(key);
@@ -306,4 +314,122 @@ fn copy_item(from: &Path, to: &Path, count: &mut usize) -> io::Result<()> {
     }
     *count += 1;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A `.tar` holding `pkg/file` with `data`.
+    fn tar_with(data: &[u8]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, "pkg/file", data)
+            .expect("append");
+        builder.into_inner().expect("tar")
+    }
+
+    /// Installs `bytes` as the entry of `key` for `uri`; the entry as a fetcher opened it.
+    fn install(cache: &Cache, key: &str, uri: &str, bytes: &[u8]) -> EntryId {
+        cache.ensure_layout().expect("layout");
+        let tmp = cache.tmp_path(key);
+        File::create(&tmp)
+            .and_then(|mut f| f.write_all(bytes))
+            .expect("write");
+        let hit = cache
+            .install(key, uri, &tmp, bytes.len() as u64)
+            .expect("install");
+        EntryId::of(uri, &hit.file).expect("entry id")
+    }
+
+    #[test]
+    fn a_meta_reads_back_what_was_written_and_garbage_reads_as_none() {
+        let meta = TreeMeta {
+            entry: EntryId {
+                uri: "http://h/p.tgz".into(),
+                len: 7,
+                ino: 42,
+            },
+            bytes: 9,
+            entries: 3,
+        };
+        assert_eq!(TreeMeta::parse(&meta.text()), Some(meta));
+        for garbage in [
+            "",
+            "uri\n",
+            "uri\n1\n2\n3\n",
+            "uri\n1\nx\n3\n4\n",
+            "uri\n-1\n2\n3\n4\n",
+        ] {
+            assert_eq!(TreeMeta::parse(garbage), None, "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn a_tree_is_made_once_and_never_of_an_entry_replaced_under_the_fetcher() {
+        let dir = tempfile::tempdir().expect("cache dir");
+        let cache = Cache::new(dir.path());
+        let (key, uri) = ("k", "http://h/p.tar");
+        let first = install(&cache, key, uri, &tar_with(b"first"));
+        let tree = cache
+            .tree(key, &first, ArchiveKind::Tar, 1 << 20, 1 << 20)
+            .expect("tree");
+        assert!(tree.made);
+        assert_eq!(fs::read(tree.dir.join("pkg/file")).expect("file"), b"first");
+        let again = cache
+            .tree(key, &first, ArchiveKind::Tar, 1 << 20, 1 << 20)
+            .expect("tree again");
+        assert!(!again.made, "made once");
+        assert_eq!(cache.tree_bytes(key), 5);
+
+        // Downloaded again (another inode): a fetcher that still holds the first entry gets
+        // the first entry's tree while it is there, the second entry's fetchers a tree of
+        // their own, and after that no fetcher of the first entry gets a tree: none is made of
+        // an entry other than the one the fetcher copied.
+        let second = install(&cache, key, uri, &tar_with(b"second!"));
+        assert_ne!(first, second);
+        let old = cache
+            .tree(key, &first, ArchiveKind::Tar, 1 << 20, 1 << 20)
+            .expect("the first entry's tree");
+        assert_eq!(fs::read(old.dir.join("pkg/file")).expect("file"), b"first");
+        let tree = cache
+            .tree(key, &second, ArchiveKind::Tar, 1 << 20, 1 << 20)
+            .expect("tree of the new entry");
+        assert!(tree.made);
+        assert_eq!(
+            fs::read(tree.dir.join("pkg/file")).expect("file"),
+            b"second!"
+        );
+        let refused = cache
+            .tree(key, &first, ArchiveKind::Tar, 1 << 20, 1 << 20)
+            .expect_err("a tree of the replaced entry");
+        assert!(refused.to_string().contains("replaced"), "{refused}");
+        assert_eq!(
+            fs::read(tree.dir.join("pkg/file")).expect("file"),
+            b"second!"
+        );
+    }
+
+    #[test]
+    fn a_copy_refuses_a_sandbox_that_holds_a_name_of_the_tree_and_changes_nothing() {
+        let tree = tempfile::tempdir().expect("tree");
+        fs::create_dir_all(tree.path().join("a/b")).expect("dirs");
+        fs::write(tree.path().join("a/b/f"), b"f").expect("file");
+        fs::write(tree.path().join("z"), b"z").expect("file");
+        let sandbox = tempfile::tempdir().expect("sandbox");
+        fs::write(sandbox.path().join("z"), b"mine").expect("file");
+        let refused = copy_tree(tree.path(), sandbox.path()).expect_err("z is there");
+        assert_eq!(refused.kind(), io::ErrorKind::AlreadyExists);
+        assert!(!sandbox.path().join("a").exists(), "nothing added");
+        assert_eq!(fs::read(sandbox.path().join("z")).expect("z"), b"mine");
+
+        fs::remove_file(sandbox.path().join("z")).expect("remove");
+        assert_eq!(copy_tree(tree.path(), sandbox.path()).expect("copy"), 4);
+        assert_eq!(fs::read(sandbox.path().join("a/b/f")).expect("f"), b"f");
+    }
 }
