@@ -761,8 +761,9 @@ fn assert_package(sandbox: &Path, marker: &[u8]) {
     assert_eq!(output.stdout, b"run\n");
 }
 
-#[tokio::test]
-async fn a_cached_archive_is_extracted_once_per_agent_and_each_sandbox_gets_its_own_copy() {
+/// A server with `pkg.tgz` (`support::package(b"original")`), an empty cache directory, a
+/// config using it, and the package's URI marked `cache`.
+async fn package_in_a_cache() -> (Server, tempfile::TempDir, FetcherConfig, FetchUri) {
     let server = Server::start().await;
     server.add("pkg.tgz", support::package(b"original"));
     let cache = tempfile::tempdir().expect("cache dir");
@@ -774,6 +775,12 @@ async fn a_cached_archive_is_extracted_once_per_agent_and_each_sandbox_gets_its_
         cache: true,
         ..FetchUri::new(server.url("pkg.tgz"))
     };
+    (server, cache, config, uri)
+}
+
+#[tokio::test]
+async fn a_cached_archive_is_extracted_once_per_agent_and_each_sandbox_gets_its_own_copy() {
+    let (server, cache, config, uri) = package_in_a_cache().await;
     let root = tempfile::tempdir().expect("sandboxes");
     let sandbox = |name: &str| {
         let dir = root.path().join(name);
@@ -825,17 +832,7 @@ async fn a_cached_archive_is_extracted_once_per_agent_and_each_sandbox_gets_its_
 
 #[tokio::test]
 async fn a_sandbox_that_holds_a_name_of_the_tree_is_extracted_into_with_the_usual_checks() {
-    let server = Server::start().await;
-    server.add("pkg.tgz", support::package(b"original"));
-    let cache = tempfile::tempdir().expect("cache dir");
-    let config = FetcherConfig {
-        cache_dir: Some(cache.path().to_owned()),
-        ..FetcherConfig::default()
-    };
-    let uri = FetchUri {
-        cache: true,
-        ..FetchUri::new(server.url("pkg.tgz"))
-    };
+    let (_server, cache, config, uri) = package_in_a_cache().await;
     let warm = tempfile::tempdir().expect("sandbox");
     fetch(std::slice::from_ref(&uri), warm.path(), &config)
         .await
