@@ -233,6 +233,26 @@ impl<'a> Run<'a> {
         }))
     }
 
+    /// Copies the tree of `cached`'s entry (made now if it was not) into the sandbox; the
+    /// number of entries written.
+    async fn copy_cached_tree(&mut self, cached: Cached, kind: ArchiveKind) -> io::Result<usize> {
+        let sandbox = self.sandbox.to_owned();
+        let (max_extract, max_cache) = (self.config.max_extract_bytes, self.config.cache_max_bytes);
+        blocking(move || {
+            let Cached { cache, key, entry } = cached;
+            let tree = cache.tree(&key, &entry, kind, max_extract, max_cache)?;
+            if tree.made {
+                match cache.evict(max_cache, &key) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(evicted = n, "fetcher cache entries evicted"),
+                    Err(e) => tracing::warn!(error = %e, "fetcher cache eviction failed"),
+                }
+            }
+            tree::copy_tree(&tree.dir, &sandbox)
+        })
+        .await
+    }
+
     /// Makes the file executable, or extracts it when it is an archive and extraction is on:
     /// from the tree of its cache entry when it came from one and the tree can be had.
     async fn finish(
@@ -291,28 +311,6 @@ impl<'a> Run<'a> {
             started.elapsed().as_millis()
         ));
         Ok(())
-    }
-}
-
-impl Run<'_> {
-    /// Copies the tree of `cached`'s entry (made now if it was not) into the sandbox; the
-    /// number of entries written.
-    async fn copy_cached_tree(&mut self, cached: Cached, kind: ArchiveKind) -> io::Result<usize> {
-        let sandbox = self.sandbox.to_owned();
-        let (max_extract, max_cache) = (self.config.max_extract_bytes, self.config.cache_max_bytes);
-        blocking(move || {
-            let Cached { cache, key, entry } = cached;
-            let tree = cache.tree(&key, &entry, kind, max_extract, max_cache)?;
-            if tree.made {
-                match cache.evict(max_cache, &key) {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(evicted = n, "fetcher cache entries evicted"),
-                    Err(e) => tracing::warn!(error = %e, "fetcher cache eviction failed"),
-                }
-            }
-            tree::copy_tree(&tree.dir, &sandbox)
-        })
-        .await
     }
 }
 
