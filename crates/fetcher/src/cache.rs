@@ -233,10 +233,7 @@ impl Cache {
                 .is_some_and(|age| age > STALE_DOWNLOAD);
             if stale {
                 // A download, or a tree being made or removed (`tree.rs`).
-                let _ = match item.file_type() {
-                    Ok(kind) if kind.is_dir() => fs::remove_dir_all(item.path()),
-                    _ => fs::remove_file(item.path()),
-                };
+                let _ = crate::extract::remove_any(&item.path());
             }
         }
     }

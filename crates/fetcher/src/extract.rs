@@ -170,13 +170,17 @@ fn remove_added(
         if before.contains(&entry.file_name()) || path == archive {
             continue;
         }
-        let removed = match entry.file_type() {
-            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
-            _ => fs::remove_file(&path),
-        };
-        if let Err(e) = removed {
+        if let Err(e) = remove_any(&path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot remove a failed extraction's output");
         }
+    }
+}
+
+/// Removes `path`, a directory with all it holds, anything else (a link too) as itself.
+pub(crate) fn remove_any(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        _ => fs::remove_file(path),
     }
 }
 

@@ -273,11 +273,7 @@ pub(crate) fn copy_tree(tree: &Path, sandbox: &Path) -> io::Result<usize> {
         added.push(to.clone());
         if let Err(e) = copy_item(&tree.join(&name), &to, &mut count) {
             for path in added {
-                let _ = match fs::symlink_metadata(&path) {
-                    Ok(meta) if meta.is_dir() => fs::remove_dir_all(&path),
-                    Ok(_) => fs::remove_file(&path),
-                    Err(_) => Ok(()),
-                };
+                let _ = extract::remove_any(&path);
             }
             return Err(e);
         }
