@@ -9,8 +9,9 @@
 //!
 //! Layout under the cache directory, beside `entries/`:
 //! - `trees/<key>/`: the entry's archive extracted; never written once renamed into place;
-//! - `trees/<key>.meta`: the entry it was made from (URI, length and inode: an entry
-//!   downloaded again is a new inode, so its old tree is never mistaken for its own) and the
+//! - `trees/<key>.meta`: the entry it was made from (URI, length, inode and birth time: an
+//!   entry downloaded again is a new file, so its old tree is never mistaken for its own, even
+//!   where the filesystem gives it the old one's inode number) and the
 //!   tree's size, which eviction counts against the cache's bound. A meta whose tree is absent
 //!   records a tree too large to keep, so it is not made again for every fetch.
 //!
@@ -27,12 +28,15 @@ use std::path::{Path, PathBuf};
 use crate::cache::Cache;
 use crate::extract::{self, ArchiveKind};
 
-/// The cache entry a tree is made from: its URI, and its length and inode when it was opened.
+/// The cache entry a tree is made from: its URI, and its length, inode and birth time when it
+/// was opened. An inode number alone is not enough: a file made after another is deleted may
+/// get its number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EntryId {
     pub(crate) uri: String,
     pub(crate) len: u64,
     pub(crate) ino: u64,
+    pub(crate) born: i128,
 }
 
 impl EntryId {
@@ -42,7 +46,21 @@ impl EntryId {
             uri: uri.to_owned(),
             len: meta.len(),
             ino: meta.ino(),
+            born: born(&meta),
         })
+    }
+}
+
+/// When the file was made, in ns since the epoch; where the filesystem keeps no birth time,
+/// its last status change (a cache entry's changes whenever it is used, so there a tree is
+/// made again rather than mistaken for another file's).
+fn born(meta: &fs::Metadata) -> i128 {
+    match meta.created() {
+        Ok(at) => match at.duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => since.as_nanos() as i128,
+            Err(before) => -(before.duration().as_nanos() as i128),
+        },
+        Err(_) => i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
     }
 }
 
@@ -65,18 +83,34 @@ struct TreeMeta {
 impl TreeMeta {
     fn text(&self) -> String {
         format!(
-            "{}\n{}\n{}\n{}\n{}\n",
-            self.entry.uri, self.entry.len, self.entry.ino, self.bytes, self.entries
+            "{}\n{}\n{}\n{}\n{}\n{}\n",
+            self.entry.uri,
+            self.entry.len,
+            self.entry.ino,
+            self.entry.born,
+            self.bytes,
+            self.entries
         )
     }
 
     fn parse(text: &str) -> Option<Self> {
         let mut lines = text.lines();
         let uri = lines.next()?.to_owned();
-        let mut number = || lines.next()?.parse::<u64>().ok();
-        let (len, ino, bytes, entries) = (number()?, number()?, number()?, number()?);
+        let mut fields = [0i128; 5];
+        for field in &mut fields {
+            *field = lines.next()?.parse().ok()?;
+        }
+        let [len, ino, born, bytes, entries] = fields;
+        let number = |n: i128| u64::try_from(n).ok();
+        let (len, ino, bytes, entries) =
+            (number(len)?, number(ino)?, number(bytes)?, number(entries)?);
         Some(Self {
-            entry: EntryId { uri, len, ino },
+            entry: EntryId {
+                uri,
+                len,
+                ino,
+                born,
+            },
             bytes,
             entries: usize::try_from(entries).ok()?,
         })
@@ -132,7 +166,7 @@ impl Cache {
         // The entry may have been downloaded again since the caller opened it (what its URI
         // serves can change): a tree is made only of the entry the caller copied.
         let current = fs::metadata(self.entry_path(key))?;
-        if (current.len(), current.ino()) != (entry.len, entry.ino) {
+        if (current.len(), current.ino(), born(&current)) != (entry.len, entry.ino, entry.born) {
             return Err(io::Error::other(
                 "the cache entry was replaced while it was being fetched",
             ));
@@ -350,6 +384,7 @@ mod tests {
                 uri: "http://h/p.tgz".into(),
                 len: 7,
                 ino: 42,
+                born: 1_700_000_000_123_456_789,
             },
             bytes: 9,
             entries: 3,
@@ -382,6 +417,16 @@ mod tests {
             .expect("tree again");
         assert!(!again.made, "made once");
         assert_eq!(cache.tree_bytes(key), 5);
+
+        // A file that took the first one's inode number and length is still another file.
+        let reborn = EntryId {
+            born: first.born + 1,
+            ..first.clone()
+        };
+        let refused = cache
+            .tree(key, &reborn, ArchiveKind::Tar, 1 << 20, 1 << 20)
+            .expect_err("the tree of a file with the same inode and length");
+        assert!(refused.to_string().contains("replaced"), "{refused}");
 
         // Downloaded again (another inode): a fetcher that still holds the first entry gets
         // the first entry's tree while it is there, the second entry's fetchers a tree of
