@@ -240,11 +240,33 @@ pub struct FrameworkView {
     pub completed_tasks: SharedList<TaskView>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A task's row: what each status update changes, around the part fixed
+/// at its launch ([`TaskFixed`]), which its successive views share. A
+/// task's views differ mostly in their state, so a body after a status
+/// update writes that and copies the rest's JSON, made once.
+///
+/// It reads as its fixed part too (`Deref`): `task.id` is `task.fixed.id`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskView {
+    pub fixed: Arc<TaskFixed>,
+    pub state: &'static str,
+    pub message: Option<String>,
+    /// When its latest status was generated (wall-clock seconds), if known.
+    pub status_time: Option<f64>,
+    /// The latest health check verdict, if it has a health check.
+    pub healthy: Option<bool>,
+}
+
+/// What a task's view keeps while the task's launch fields stay as they
+/// are: the read model gives a task's next view the same `Arc` when these
+/// fields would be equal (`build::task_view`), a new one otherwise.
+///
+/// *Invariant:* never edited once made (it has no `Clone`, so no
+/// `Arc::make_mut`): its kept JSON is of these very fields.
+#[derive(Debug, PartialEq)]
+pub struct TaskFixed {
     pub id: String,
     pub name: String,
-    pub state: &'static str,
     pub framework_id: String,
     pub agent_id: String,
     /// The executor running it (for command tasks, the task id): its
@@ -253,17 +275,44 @@ pub struct TaskView {
     /// The role whose resources it runs on.
     pub role: String,
     pub resources: BTreeMap<String, SummaryValue>,
-    pub message: Option<String>,
-    /// When its latest status was generated (wall-clock seconds), if known.
-    pub status_time: Option<f64>,
-    /// The latest health check verdict, if it has a health check.
-    pub healthy: Option<bool>,
     /// The OS user it runs as, when not its framework's.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// Its JSON, once a body has needed it (see [`kept_json`]).
-    #[serde(skip)]
+    /// These fields' JSON, once a body has needed it (see [`kept_json`]).
     pub json: kept_json::Once,
+}
+
+impl std::ops::Deref for TaskView {
+    type Target = TaskFixed;
+
+    fn deref(&self) -> &TaskFixed {
+        &self.fixed
+    }
+}
+
+/// A task's JSON: the fixed part's fields, then the changing ones (the
+/// order `kept_json::write` writes them in). `user` only when it is set.
+impl Serialize for TaskView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let fixed = &self.fixed;
+        let fields = if fixed.user.is_some() { 12 } else { 11 };
+        let mut row = serializer.serialize_struct("TaskView", fields)?;
+        row.serialize_field("id", &fixed.id)?;
+        row.serialize_field("name", &fixed.name)?;
+        row.serialize_field("framework_id", &fixed.framework_id)?;
+        row.serialize_field("agent_id", &fixed.agent_id)?;
+        row.serialize_field("executor_id", &fixed.executor_id)?;
+        row.serialize_field("role", &fixed.role)?;
+        row.serialize_field("resources", &fixed.resources)?;
+        if let Some(user) = &fixed.user {
+            row.serialize_field("user", user)?;
+        }
+        row.serialize_field("state", self.state)?;
+        row.serialize_field("message", &self.message)?;
+        row.serialize_field("status_time", &self.status_time)?;
+        row.serialize_field("healthy", &self.healthy)?;
+        row.end()
+    }
 }
 
 impl Keyed for AgentView {

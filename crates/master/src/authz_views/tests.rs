@@ -1,23 +1,25 @@
 use super::*;
-use crate::snapshot::OfferView;
+use crate::snapshot::{OfferView, TaskFixed};
 use agora_proto::v1 as pb;
 use agora_proto::v1::master::{Event, event, response};
 
 fn task(id: &str, framework: &str, user: Option<&str>) -> TaskView {
     TaskView {
-        id: id.to_string(),
-        name: id.to_string(),
+        fixed: Arc::new(TaskFixed {
+            id: id.to_string(),
+            name: id.to_string(),
+            framework_id: framework.to_string(),
+            agent_id: "a1".to_string(),
+            executor_id: id.to_string(),
+            role: "eng".to_string(),
+            resources: BTreeMap::new(),
+            user: user.map(str::to_string),
+            json: Default::default(),
+        }),
         state: "TASK_RUNNING",
-        framework_id: framework.to_string(),
-        agent_id: "a1".to_string(),
-        executor_id: id.to_string(),
-        role: "eng".to_string(),
-        resources: BTreeMap::new(),
         message: None,
         status_time: None,
         healthy: None,
-        user: user.map(str::to_string),
-        json: Default::default(),
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::snapshot::{
-    AgentView, FrameworkView, MesosFramework, OfferView, QuotaBody, RoleView, TaskView,
+    AgentView, FrameworkView, MesosFramework, OfferView, QuotaBody, RoleView, TaskFixed, TaskView,
 };
 
 fn res(pairs: &[(&str, f64)]) -> BTreeMap<String, SummaryValue> {
@@ -25,19 +25,21 @@ fn res(pairs: &[(&str, f64)]) -> BTreeMap<String, SummaryValue> {
 
 fn task(id: &str, state: &'static str, framework: &str, time: Option<f64>) -> TaskView {
     TaskView {
-        id: id.to_string(),
-        name: format!("name-{id}"),
+        fixed: Arc::new(TaskFixed {
+            id: id.to_string(),
+            name: format!("name-{id}"),
+            framework_id: framework.to_string(),
+            agent_id: "a1".to_string(),
+            executor_id: id.to_string(),
+            role: "eng".to_string(),
+            resources: res(&[("cpus", 0.5), ("mem", 128.0)]),
+            user: None,
+            json: Default::default(),
+        }),
         state,
-        framework_id: framework.to_string(),
-        agent_id: "a1".to_string(),
-        executor_id: id.to_string(),
-        role: "eng".to_string(),
-        resources: res(&[("cpus", 0.5), ("mem", 128.0)]),
         message: None,
         status_time: time,
         healthy: None,
-        user: None,
-        json: Default::default(),
     }
 }
 
@@ -89,7 +91,7 @@ fn framework(id: &str, active: bool, tasks: Vec<TaskView>, done: Vec<TaskView>) 
 /// routes' tests in `http/mesos_v0_tests.rs` serve it too.
 pub(crate) fn fixture() -> StateSnapshot {
     let mut custom = task("t2", "TASK_RUNNING", "f1", Some(1002.0));
-    custom.executor_id = "exec-1".to_string();
+    crate::snapshot::test_views::refix(&mut custom, |f| f.executor_id = "exec-1".to_string());
     let mut snapshot = StateSnapshot {
         version: "0.1.0".to_string(),
         id: "m1".to_string(),

@@ -3,6 +3,7 @@
 //! (`read_model.rs`) must always equal.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use agora_allocator::RoleSummary;
 
@@ -11,26 +12,45 @@ use super::ReadModel;
 use super::{
     AgentResources, AgentView, FrameworkView, MesosDetails, MesosFramework, OfferStatusView,
     OfferView, OperatorDetails, QuotaBody, QuotaView, RoleOfferStatus, RoleView, SharedList,
-    StateSnapshot, TaskView, WeightView,
+    StateSnapshot, TaskFixed, TaskView, WeightView,
 };
 use crate::state::{Agent, Framework, Master, Now, OfferStatusEntry, Task};
 
 pub(super) fn task_view(task: &Task) -> TaskView {
+    next_task_view(task, None)
+}
+
+/// `task`'s view, sharing `previous`'s fixed part (and the JSON it keeps)
+/// when the task's launch fields would make an equal one: a status update
+/// changes only the view's own fields.
+pub(super) fn next_task_view(task: &Task, previous: Option<&TaskView>) -> TaskView {
+    let executor_id = task
+        .last_status
+        .as_ref()
+        .and_then(|s| s.executor_id.as_ref())
+        .map(|e| e.value.as_str())
+        .filter(|e| !e.is_empty());
+    let executor_id = executor_id.unwrap_or(task.id.as_str());
+    let resources = task.resources.summary();
+    let fixed = match previous {
+        Some(previous) if same_fixed(&previous.fixed, task, executor_id, &resources) => {
+            previous.fixed.clone()
+        }
+        _ => Arc::new(TaskFixed {
+            id: task.id.to_string(),
+            name: task.name.clone(),
+            framework_id: task.framework_id.to_string(),
+            agent_id: task.agent_id.to_string(),
+            executor_id: executor_id.to_owned(),
+            role: task.role.clone(),
+            resources,
+            user: task.user.clone(),
+            json: Default::default(),
+        }),
+    };
     TaskView {
-        id: task.id.to_string(),
-        name: task.name.clone(),
+        fixed,
         state: agora_core::task::name(task.state),
-        framework_id: task.framework_id.to_string(),
-        agent_id: task.agent_id.to_string(),
-        executor_id: task
-            .last_status
-            .as_ref()
-            .and_then(|s| s.executor_id.as_ref())
-            .map(|e| e.value.clone())
-            .filter(|e| !e.is_empty())
-            .unwrap_or_else(|| task.id.to_string()),
-        role: task.role.clone(),
-        resources: task.resources.summary(),
         // The message belongs to the status that carried it: while the
         // agent's latest state runs ahead of the update being delivered
         // (RUNNING arrives after the task already failed), that update's
@@ -42,9 +62,25 @@ pub(super) fn task_view(task: &Task) -> TaskView {
             .and_then(|s| s.message.clone()),
         status_time: task.last_status.as_ref().and_then(|s| s.timestamp),
         healthy: task.last_status.as_ref().and_then(|s| s.healthy),
-        user: task.user.clone(),
-        json: Default::default(),
     }
+}
+
+/// Whether `fixed` is what `task`'s launch fields would make (`resources`
+/// being its resources' summary): every field compared, none assumed.
+fn same_fixed(
+    fixed: &TaskFixed,
+    task: &Task,
+    executor_id: &str,
+    resources: &BTreeMap<String, agora_core::resources::SummaryValue>,
+) -> bool {
+    fixed.id == task.id.as_str()
+        && fixed.name == task.name
+        && fixed.framework_id == task.framework_id.as_str()
+        && fixed.agent_id == task.agent_id.as_str()
+        && fixed.executor_id == executor_id
+        && fixed.role == task.role
+        && fixed.user == task.user
+        && fixed.resources == *resources
 }
 
 pub(super) fn mesos_framework(framework: &Framework) -> (String, MesosFramework) {
@@ -469,3 +505,6 @@ impl Master {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,12 +3,15 @@
 //!
 //! `/state` at 100,000 tasks is mostly task and agent rows, and a body
 //! made per published snapshot would serialize them all again though few
-//! changed. A view ([`TaskView`], [`AgentView`]) keeps its JSON the first
-//! time a body needs it; a view that changes is a new view (the read
-//! model replaces views, never edits them: `SharedList` has no way to edit
-//! an item outside tests), so a kept JSON is never stale. The JSON is
+//! changed. An agent's view ([`AgentView`]) keeps its JSON the first time
+//! a body needs it, and so does a task's fixed part ([`TaskFixed`]), which
+//! the task's successive views share: a task's view writes only what a
+//! status update changes around it. A view that changes is a new view
+//! (the read model replaces views, never edits them: `SharedList` has no
+//! way to edit an item outside tests), and a fixed part is shared only
+//! while its fields stay equal, so a kept JSON is never stale. The JSON is
 //! written field by field ([`write`]): the same bytes as the views'
-//! derived `Serialize`, about a third cheaper to make.
+//! `Serialize`, about a third cheaper to make.
 //!
 //! [`with_holes`] goes further for the bodies `state_body.rs` makes: it
 //! serializes a snapshot with each kept list written as `[]` and its place
@@ -22,7 +25,7 @@ use std::sync::OnceLock;
 
 use serde::ser::{Error as _, Serialize, SerializeSeq, Serializer};
 
-use super::{AgentView, SharedList, TaskView};
+use super::{AgentView, SharedList, TaskFixed, TaskView};
 
 /// A view's JSON, made at most once. Not part of the view's value: equal
 /// whatever it holds, and a copy of a view starts without it.
@@ -66,45 +69,38 @@ impl fmt::Debug for Once {
     }
 }
 
-/// A view that keeps its JSON.
-pub trait KeepsJson: Serialize + Sized {
+/// Something whose JSON is made once and kept: an agent's view, a task's
+/// fixed part.
+trait Kept {
     fn kept(&self) -> &Once;
-    /// Appends its JSON to `out`: the same bytes as its `Serialize`
-    /// ([`write`]).
+    /// Appends its JSON to `out` ([`write`]).
     fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
-    /// A list of such views, as a hole names it.
-    fn listed(list: &SharedList<Self>) -> Listed;
 }
 
-impl KeepsJson for TaskView {
+impl Kept for TaskFixed {
     fn kept(&self) -> &Once {
         &self.json
     }
     fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        write::task(self, out)
-    }
-    fn listed(list: &SharedList<Self>) -> Listed {
-        Listed::Tasks(list.clone())
+        write::task_fixed(self, out)
     }
 }
 
-impl KeepsJson for AgentView {
+impl Kept for AgentView {
     fn kept(&self) -> &Once {
         &self.json
     }
     fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         write::agent(self, out)
     }
-    fn listed(list: &SharedList<Self>) -> Listed {
-        Listed::Agents(list.clone())
-    }
 }
 
-/// Room for a view's JSON (a task's is about 300 bytes, an agent's 600).
+/// Room for a kept JSON (a task's fixed part is about 150 bytes, an
+/// agent's view 600).
 const VIEW_JSON: usize = 512;
 
-/// The view's JSON: the kept one, made now if it was not.
-pub fn json_of<T: KeepsJson>(view: &T) -> serde_json::Result<&str> {
+/// The kept JSON, made now if it was not.
+fn json_of<T: Kept>(view: &T) -> serde_json::Result<&str> {
     view.kept().get_or_make(|| {
         let mut json = Vec::with_capacity(VIEW_JSON);
         view.write_json(&mut json)?;
@@ -114,10 +110,45 @@ pub fn json_of<T: KeepsJson>(view: &T) -> serde_json::Result<&str> {
     })
 }
 
+/// A view in a kept list, whose JSON a body takes from what it keeps.
+pub trait KeepsJson: Serialize + Sized {
+    /// Appends its JSON to `out`: the same bytes as its `Serialize`, the
+    /// kept part copied (made first if it was not).
+    fn append_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
+    /// A list of such views, as a hole names it.
+    fn listed(list: &SharedList<Self>) -> Listed;
+}
+
+/// A task's view keeps no JSON of its own: its fixed part's is copied and
+/// the few fields a status update changes are written, so a task whose
+/// state changed costs a body little more than one that did not.
+impl KeepsJson for TaskView {
+    fn append_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.push(b'{');
+        out.extend_from_slice(json_of(self.fixed.as_ref())?.as_bytes());
+        write::task_state(self, out)?;
+        out.push(b'}');
+        Ok(())
+    }
+    fn listed(list: &SharedList<Self>) -> Listed {
+        Listed::Tasks(list.clone())
+    }
+}
+
+impl KeepsJson for AgentView {
+    fn append_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(json_of(self)?.as_bytes());
+        Ok(())
+    }
+    fn listed(list: &SharedList<Self>) -> Listed {
+        Listed::Agents(list.clone())
+    }
+}
+
 /// A kept list (`serialize_with` of the snapshot's agents and of a
 /// framework's tasks): the same JSON as the list's own serialization;
 /// inside [`with_holes`], `[]` and its place noted (the bodies made from
-/// holes use each view's kept JSON, [`json_of`]; serialized whole, for
+/// holes use what each view keeps, [`KeepsJson`]; serialized whole, for
 /// tests and benches, the views are serialized afresh).
 pub(super) fn list<S: Serializer, T: KeepsJson>(
     items: &SharedList<T>,

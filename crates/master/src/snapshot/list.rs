@@ -369,21 +369,23 @@ impl<T: Keyed + ListItem> SharedList<T> {
     }
 
     /// The list of the items of `sources` (by key, in key order): each is
-    /// `fresh`'s item, else this list's item of that key, else `make`'s. A
-    /// merge in one pass, for when much changed.
+    /// `fresh`'s item (given this list's item of that key, if any), else
+    /// this list's item of that key, else `make`'s. A merge in one pass,
+    /// for when much changed.
     pub fn merged<'a, S>(
         &self,
         sources: impl IntoIterator<Item = (&'a str, S)>,
-        mut fresh: impl FnMut(&S) -> Option<Arc<T>>,
+        mut fresh: impl FnMut(&S, Option<&T>) -> Option<Arc<T>>,
         mut make: impl FnMut(&S) -> Arc<T>,
     ) -> Self {
         let mut old = self.arcs().peekable();
         Self::from_arcs(sources.into_iter().map(|(key, source)| {
             while old.next_if(|o| o.key() < key).is_some() {}
-            if let Some(item) = fresh(&source) {
+            let kept = old.next_if(|o| o.key() == key);
+            if let Some(item) = fresh(&source, kept.map(|k| k.as_ref())) {
                 return item;
             }
-            match old.next_if(|o| o.key() == key) {
+            match kept {
                 Some(kept) => kept.clone(),
                 None => make(&source),
             }

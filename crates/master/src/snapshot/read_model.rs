@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 use agora_core::{AgentId, Resources, TaskId};
 
-use super::build::{agent_resources, agent_view, framework_view, offer_view, task_view};
+use super::build::{
+    agent_resources, agent_view, framework_view, next_task_view, offer_view, task_view,
+};
 use super::{FrameworkView, Keyed, SharedList, StateSnapshot, TaskView};
 use crate::state::{Agent, Framework, Master, Task, Tracked};
 
@@ -97,9 +99,13 @@ impl ReadModel {
             let sources = || master.agents.iter().map(|(id, a)| (id.as_str(), (id, a)));
             let row =
                 |(id, a): &(&AgentId, &Agent)| Arc::new(agent_view(a, master.free_of(id).as_ref()));
-            *rows = rows.merged(sources(), |s| agents.contains(s.0).then(|| row(s)), row);
+            *rows = rows.merged(sources(), |s, _| agents.contains(s.0).then(|| row(s)), row);
             let total = |(_, a): &(&AgentId, &Agent)| Arc::new(agent_resources(a));
-            *totals = totals.merged(sources(), |s| agents.contains(s.0).then(|| total(s)), total);
+            *totals = totals.merged(
+                sources(),
+                |s, _| agents.contains(s.0).then(|| total(s)),
+                total,
+            );
         } else {
             for id in agents {
                 match master.agents.get(id) {
@@ -235,7 +241,9 @@ fn task_lists(
             list.pop_front();
         }
         for task in history.iter().skip(history.len() - new) {
-            list.push_back(Arc::new(task_view(task)));
+            // A task that just ended was live in the previous row.
+            let before = previous.tasks.get_key(task.id.as_str());
+            list.push_back(Arc::new(next_task_view(task, before)));
         }
         list
     };
@@ -244,7 +252,8 @@ fn task_lists(
 }
 
 /// `previous` with the tasks in `changed` made again from `tasks` (or
-/// removed); in one merge pass when much changed.
+/// removed); in one merge pass when much changed. A task's new view shares
+/// its previous one's fixed part where it can (`build::next_task_view`).
 fn changed_tasks(
     previous: &SharedList<TaskView>,
     tasks: &Tracked<TaskId, Task>,
@@ -255,16 +264,22 @@ fn changed_tasks(
         return list;
     }
     if changed.len() > list.len() / MERGE_SHARE {
-        let row = |(_, task): &(&TaskId, &Task)| Arc::new(task_view(task));
         return list.merged(
             tasks.iter().map(|(id, task)| (id.as_str(), (id, task))),
-            |s| changed.contains(s.0).then(|| row(s)),
-            row,
+            |(id, task), before| {
+                changed
+                    .contains(*id)
+                    .then(|| Arc::new(next_task_view(task, before)))
+            },
+            |(_, task)| Arc::new(task_view(task)),
         );
     }
     for id in changed {
         match tasks.get(id) {
-            Some(task) => list.upsert(Arc::new(task_view(task))),
+            Some(task) => {
+                let view = next_task_view(task, list.get_key(id.as_str()));
+                list.upsert(Arc::new(view));
+            }
             None => {
                 list.remove_key(id.as_str());
             }

@@ -4,27 +4,49 @@
 //! escaping included.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use agora_core::resources::SummaryValue;
 
-use super::{AgentView, FrameworkView, SharedList, TaskView};
+use super::{AgentView, FrameworkView, SharedList, TaskFixed, TaskView};
 
 pub(crate) fn task(id: &str, state: &'static str) -> TaskView {
     TaskView {
-        id: id.to_owned(),
-        name: format!("name \"{id}\""),
+        fixed: Arc::new(TaskFixed {
+            id: id.to_owned(),
+            name: format!("name \"{id}\""),
+            framework_id: "fw-1".to_owned(),
+            agent_id: "agent-1".to_owned(),
+            executor_id: id.to_owned(),
+            role: "*".to_owned(),
+            resources: BTreeMap::from([("cpus".to_owned(), SummaryValue::Number(0.5))]),
+            user: None,
+            json: Default::default(),
+        }),
         state,
-        framework_id: "fw-1".to_owned(),
-        agent_id: "agent-1".to_owned(),
-        executor_id: id.to_owned(),
-        role: "*".to_owned(),
-        resources: BTreeMap::from([("cpus".to_owned(), SummaryValue::Number(0.5))]),
         message: Some("line\nbreak".to_owned()),
         status_time: Some(1000.25),
         healthy: None,
-        user: None,
-        json: Default::default(),
     }
+}
+
+/// Gives `task` a fixed part of its own: a copy of its present one, edited
+/// by `edit` (the read model never edits one: it makes another).
+pub(crate) fn refix(task: &mut TaskView, edit: impl FnOnce(&mut TaskFixed)) {
+    let old = &task.fixed;
+    let mut fixed = TaskFixed {
+        id: old.id.clone(),
+        name: old.name.clone(),
+        framework_id: old.framework_id.clone(),
+        agent_id: old.agent_id.clone(),
+        executor_id: old.executor_id.clone(),
+        role: old.role.clone(),
+        resources: old.resources.clone(),
+        user: old.user.clone(),
+        json: Default::default(),
+    };
+    edit(&mut fixed);
+    task.fixed = Arc::new(fixed);
 }
 
 pub(crate) fn agent(id: &str) -> AgentView {

@@ -11,8 +11,9 @@ use tower::ServiceExt;
 
 use super::views::cluster_name;
 use super::*;
+use crate::snapshot::test_views::refix;
 use crate::snapshot::{
-    AgentView, FrameworkView, OfferStatusView, OfferView, QuotaBody, RoleView, TaskView,
+    AgentView, FrameworkView, OfferStatusView, OfferView, QuotaBody, RoleView, TaskFixed, TaskView,
 };
 
 fn res(pairs: &[(&str, f64)]) -> BTreeMap<String, SummaryValue> {
@@ -24,19 +25,21 @@ fn res(pairs: &[(&str, f64)]) -> BTreeMap<String, SummaryValue> {
 
 fn task(id: &str, state: &'static str, framework: &str, agent: &str) -> TaskView {
     TaskView {
-        id: id.to_string(),
-        name: format!("name-{id}"),
+        fixed: Arc::new(TaskFixed {
+            id: id.to_string(),
+            name: format!("name-{id}"),
+            framework_id: framework.to_string(),
+            agent_id: agent.to_string(),
+            executor_id: id.to_string(),
+            role: "eng".to_string(),
+            resources: res(&[("cpus", 0.5), ("mem", 128.0)]),
+            user: None,
+            json: Default::default(),
+        }),
         state,
-        framework_id: framework.to_string(),
-        agent_id: agent.to_string(),
-        executor_id: id.to_string(),
-        role: "eng".to_string(),
-        resources: res(&[("cpus", 0.5), ("mem", 128.0)]),
         message: None,
         status_time: Some(1000.5),
         healthy: None,
-        user: None,
-        json: Default::default(),
     }
 }
 
@@ -387,7 +390,9 @@ fn lists_are_sorted_by_default_and_by_any_column() {
             4 => None,
             _ => Some(1000.0 + i as f64),
         };
-        t.resources = res(&[("cpus", (i % 3) as f64), ("mem", 64.0)]);
+        refix(t, |f| {
+            f.resources = res(&[("cpus", (i % 3) as f64), ("mem", 64.0)])
+        });
     }
     let ids = |pairs: &[(&str, &str)]| -> Vec<String> {
         task_page(&s, &query_of(pairs))
@@ -496,7 +501,7 @@ fn any_page_is_the_slice_of_the_whole_order() {
     let mut s = many_tasks(400);
     for (i, t) in s.frameworks[0].tasks.iter_mut().enumerate() {
         t.status_time = Some((i * 5 % 7) as f64);
-        t.resources = res(&[("cpus", (i % 3) as f64)]);
+        refix(t, |f| f.resources = res(&[("cpus", (i % 3) as f64)]));
     }
     let ids = |pairs: &[(&str, &str)]| -> Vec<String> {
         task_page(&s, &query_of(pairs))

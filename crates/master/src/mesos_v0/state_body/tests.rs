@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use agora_core::Resources;
 use agora_core::resources::SummaryValue;
 
-use crate::snapshot::test_views::{agent, task};
+use crate::snapshot::test_views::{agent, refix, task};
 use crate::snapshot::{
     AgentResources, FrameworkView, OfferView, SharedList, StateSnapshot, TaskView,
 };
@@ -33,10 +33,12 @@ fn big(n: usize) -> StateSnapshot {
                 "TASK_RUNNING"
             };
             let mut t = task(&format!("f2-task-{i:05}"), state);
-            t.framework_id = "f2".to_owned();
-            if i % 5 == 0 {
-                t.executor_id = format!("exec-{}", i % 3);
-            }
+            refix(&mut t, |f| {
+                f.framework_id = "f2".to_owned();
+                if i % 5 == 0 {
+                    f.executor_id = format!("exec-{}", i % 3);
+                }
+            });
             t
         })
         .collect();
@@ -135,7 +137,7 @@ fn a_changed_task_remakes_its_chunk_only() {
     let mut next = s.clone();
     let mut frameworks: Vec<FrameworkView> = next.frameworks.iter().cloned().collect();
     let mut gone = task("f2-task-00151", "TASK_UNREACHABLE");
-    gone.framework_id = "f2".to_owned();
+    refix(&mut gone, |f| f.framework_id = "f2".to_owned());
     frameworks[1].tasks.upsert(Arc::new(gone));
     next.frameworks = frameworks.into();
 
@@ -292,8 +294,10 @@ fn apply(s: &mut StateSnapshot, change: &Change) {
     match change {
         Change::Upsert { task: n, state } => {
             let mut t = task(&id(*n), STATES[*state]);
-            t.framework_id = "f2".to_owned();
-            t.executor_id = format!("exec-{}", n % 4);
+            refix(&mut t, |f| {
+                f.framework_id = "f2".to_owned();
+                f.executor_id = format!("exec-{}", n % 4);
+            });
             f.tasks.upsert(Arc::new(t));
         }
         Change::Remove { task: n } => {

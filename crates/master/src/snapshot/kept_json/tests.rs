@@ -2,32 +2,44 @@ use std::sync::Arc;
 
 use super::super::test_views::{self, task};
 use super::super::{FrameworkView, SharedList, TaskView};
+use super::KeepsJson as _;
 
 fn framework(tasks: SharedList<TaskView>) -> FrameworkView {
     test_views::framework("fw-1", tasks.clone(), tasks)
 }
 
+/// A task's JSON as a body takes it ([`super::KeepsJson`]).
+fn appended(task: &TaskView) -> String {
+    let mut out = Vec::new();
+    task.append_json(&mut out).expect("json");
+    String::from_utf8(out).expect("utf-8")
+}
+
 #[test]
-fn a_list_is_the_json_of_its_tasks_and_each_is_made_once() {
+fn a_list_is_the_json_of_its_tasks_and_each_fixed_part_is_made_once() {
     let tasks: SharedList<TaskView> =
         vec![task("a", "TASK_RUNNING"), task("b", "TASK_STAGING")].into();
     let plain: Vec<TaskView> = tasks.iter().cloned().collect();
     let expected = serde_json::to_value(&plain).expect("plain");
-    assert!(tasks.iter().all(|t| !t.json.is_made()));
+    assert!(tasks.iter().all(|t| !t.fixed.json.is_made()));
 
-    // What a body takes from each view: its JSON, made the first time.
-    let first: Vec<&str> = tasks
+    // What a body takes from each view: its JSON, its fixed part's made
+    // the first time and kept.
+    for view in &tasks {
+        assert_eq!(
+            appended(view),
+            serde_json::to_string(view).expect("serializes")
+        );
+    }
+    assert!(tasks.iter().all(|t| t.fixed.json.is_made()));
+    let kept: Vec<&str> = tasks
         .iter()
-        .map(|t| super::json_of(t).expect("json"))
+        .map(|t| super::json_of(t.fixed.as_ref()).expect("json"))
         .collect();
-    assert!(tasks.iter().all(|t| t.json.is_made()));
-    let again: Vec<&str> = tasks
-        .iter()
-        .map(|t| super::json_of(t).expect("json"))
-        .collect();
-    for ((first, again), view) in first.iter().zip(&again).zip(&plain) {
-        assert!(std::ptr::eq(*first, *again), "made once, kept");
-        assert_eq!(*first, serde_json::to_string(view).expect("serializes"));
+    for (view, kept) in tasks.iter().zip(&kept) {
+        assert_eq!(appended(view), serde_json::to_string(view).expect("again"));
+        let again = super::json_of(view.fixed.as_ref()).expect("json");
+        assert!(std::ptr::eq(*kept, again), "made once, kept");
     }
     // A whole serialization of the list is the same JSON.
     let value = serde_json::to_value(framework(tasks.clone())).expect("whole");
@@ -36,21 +48,33 @@ fn a_list_is_the_json_of_its_tasks_and_each_is_made_once() {
 }
 
 #[test]
-fn a_changed_task_is_a_new_view_with_its_own_json() {
+fn a_status_update_writes_its_fields_around_the_fixed_part_kept() {
     let before = Arc::new(task("a", "TASK_RUNNING"));
     let mut tasks = SharedList::from_arcs([before.clone()]);
-    super::json_of(before.as_ref()).expect("json");
-    assert!(before.json.is_made());
+    appended(&before);
+    let kept = super::json_of(before.fixed.as_ref()).expect("json");
 
-    // What the read model does: a new view in its place. A copy starts
-    // without the JSON, so an edited copy cannot carry the old one.
+    // What the read model does: a new view in its place, sharing the
+    // fixed part while the task's launch fields are the same.
     let mut changed = (*before).clone();
-    assert!(!changed.json.is_made());
     changed.state = "TASK_FINISHED";
-    tasks.get_mut(0).expect("one task").clone_from(&changed);
-    let json = super::json_of(tasks.get(0).expect("one task")).expect("json");
-    let json: serde_json::Value = serde_json::from_str(json).expect("valid json");
+    changed.message = Some("done \"now\"".to_owned());
+    changed.status_time = Some(1001.5);
+    tasks.upsert(Arc::new(changed));
+    let after = tasks.get(0).expect("one task");
+    assert!(Arc::ptr_eq(&after.fixed, &before.fixed));
+    let json = appended(after);
+    assert_eq!(json, serde_json::to_string(after).expect("serializes"));
+    let json: serde_json::Value = serde_json::from_str(&json).expect("valid json");
     assert_eq!(json["state"], "TASK_FINISHED");
+    assert_eq!(json["message"], "done \"now\"");
+    assert_eq!(json["status_time"], 1001.5);
+    assert_eq!(json["name"], "name \"a\"");
+    let again = super::json_of(after.fixed.as_ref()).expect("json");
+    assert!(
+        std::ptr::eq(kept, again),
+        "the fixed part's JSON is not made again"
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! once a check finds nothing in it to escape.
 //!
 //! *Invariant:* the bytes are exactly the views' compact `serde_json`
-//! serialization (their derived `Serialize`), field for field; a proptest
+//! serialization (their `Serialize`), field for field; a proptest
 //! holds every view shape to it. A field added to a view must be added
 //! here in the same place.
 
@@ -17,28 +17,49 @@ use std::collections::BTreeMap;
 
 use agora_core::resources::SummaryValue;
 
-use crate::snapshot::{AgentView, TaskView};
+use crate::snapshot::{AgentView, TaskFixed, TaskView};
 
 type Out = Vec<u8>;
 
-/// `task`'s JSON, appended to `out`.
+/// `task`'s JSON, appended to `out`: its fixed part's fields
+/// ([`task_fixed`]) and its changing ones ([`task_state`]) in braces.
+#[cfg(test)]
 pub(super) fn task(task: &TaskView, out: &mut Out) -> serde_json::Result<()> {
-    out.extend_from_slice(b"{\"id\":");
-    string(out, &task.id)?;
+    out.push(b'{');
+    task_fixed(&task.fixed, out)?;
+    task_state(task, out)?;
+    out.push(b'}');
+    Ok(())
+}
+
+/// The fixed part's fields, without braces: what a task's view keeps from
+/// one status update to the next (`TaskFixed::json`).
+pub(super) fn task_fixed(fixed: &TaskFixed, out: &mut Out) -> serde_json::Result<()> {
+    out.extend_from_slice(b"\"id\":");
+    string(out, &fixed.id)?;
     out.extend_from_slice(b",\"name\":");
-    string(out, &task.name)?;
+    string(out, &fixed.name)?;
+    out.extend_from_slice(b",\"framework_id\":");
+    string(out, &fixed.framework_id)?;
+    out.extend_from_slice(b",\"agent_id\":");
+    string(out, &fixed.agent_id)?;
+    out.extend_from_slice(b",\"executor_id\":");
+    string(out, &fixed.executor_id)?;
+    out.extend_from_slice(b",\"role\":");
+    string(out, &fixed.role)?;
+    out.extend_from_slice(b",\"resources\":");
+    summary(out, &fixed.resources)?;
+    if let Some(user) = &fixed.user {
+        out.extend_from_slice(b",\"user\":");
+        string(out, user)?;
+    }
+    Ok(())
+}
+
+/// The changing fields, each after a comma: they follow the fixed part's.
+pub(super) fn task_state(task: &TaskView, out: &mut Out) -> serde_json::Result<()> {
     out.extend_from_slice(b",\"state\":");
     string(out, task.state)?;
-    out.extend_from_slice(b",\"framework_id\":");
-    string(out, &task.framework_id)?;
-    out.extend_from_slice(b",\"agent_id\":");
-    string(out, &task.agent_id)?;
-    out.extend_from_slice(b",\"executor_id\":");
-    string(out, &task.executor_id)?;
-    out.extend_from_slice(b",\"role\":");
-    string(out, &task.role)?;
-    out.extend_from_slice(b",\"resources\":");
-    summary(out, &task.resources)?;
     out.extend_from_slice(b",\"message\":");
     match &task.message {
         Some(message) => string(out, message)?,
@@ -51,11 +72,6 @@ pub(super) fn task(task: &TaskView, out: &mut Out) -> serde_json::Result<()> {
         Some(healthy) => boolean(out, healthy),
         None => null(out),
     }
-    if let Some(user) = &task.user {
-        out.extend_from_slice(b",\"user\":");
-        string(out, user)?;
-    }
-    out.push(b'}');
     Ok(())
 }
 

@@ -152,7 +152,7 @@ proptest! {
     }
 
     /// A merge keeps unchanged items (the same `Arc`s) and takes the rest
-    /// from `fresh` or `make`.
+    /// from `fresh` (given the old item of its key) or `make`.
     #[test]
     fn merged_reuses_what_did_not_change(keys in prop::collection::btree_set(0u16..300, 0..200), changed in prop::collection::btree_set(0u16..300, 0..50)) {
         let old = SharedList::from_arcs(keys.iter().map(|&k| item(k, 1)));
@@ -160,7 +160,8 @@ proptest! {
         let changed: std::collections::BTreeSet<String> = changed.iter().map(|k| format!("k{k:05}")).collect();
         let merged = old.merged(
             names.iter().map(|k| (k.as_str(), k)),
-            |k| changed.contains(*k).then(|| Arc::new(Item { id: k.to_string(), value: 2 })),
+            // 2, plus ten times the old item's value when there was one.
+            |k, before| changed.contains(*k).then(|| Arc::new(Item { id: k.to_string(), value: 2 + before.map_or(0, |b| 10 * b.value) })),
             |k| Arc::new(Item { id: k.to_string(), value: 3 }),
         );
         prop_assert_eq!(merged.len(), names.len());
@@ -168,7 +169,8 @@ proptest! {
         for (got, name) in merged.arcs().zip(&names) {
             prop_assert_eq!(&got.id, name);
             if changed.contains(name) {
-                prop_assert_eq!(got.value, 2);
+                let before = old.get_key(name).map_or(0, |b| 10 * b.value);
+                prop_assert_eq!(got.value, 2 + before);
             } else {
                 prop_assert!(Arc::ptr_eq(got, old.get_arc(name).expect("kept")));
             }

@@ -3,7 +3,9 @@ use std::collections::BTreeMap;
 use agora_core::resources::SummaryValue;
 use proptest::prelude::*;
 
-use crate::snapshot::{AgentView, TaskView};
+use std::sync::Arc;
+
+use crate::snapshot::{AgentView, TaskFixed, TaskView};
 
 /// Strings as they come: plain ids, and any text at all (quotes,
 /// backslashes, control characters, non-ASCII).
@@ -60,19 +62,21 @@ prop_compose! {
         user in proptest::option::of(text()),
     ) -> TaskView {
         TaskView {
-            id: ids[0].clone(),
-            name: ids[1].clone(),
+            fixed: Arc::new(TaskFixed {
+                id: ids[0].clone(),
+                name: ids[1].clone(),
+                framework_id: ids[2].clone(),
+                agent_id: ids[3].clone(),
+                executor_id: ids[4].clone(),
+                role: ids[5].clone(),
+                resources,
+                user,
+                json: Default::default(),
+            }),
             state,
-            framework_id: ids[2].clone(),
-            agent_id: ids[3].clone(),
-            executor_id: ids[4].clone(),
-            role: ids[5].clone(),
-            resources,
             message,
             status_time,
             healthy,
-            user,
-            json: Default::default(),
         }
     }
 }
