@@ -782,6 +782,9 @@ impl fmt::Display for Resources {
 
 pub mod mesos_json;
 pub mod names;
+mod summary_total;
+
+pub use summary_total::SummaryTotal;
 
 #[cfg(test)]
 mod tests;

@@ -353,7 +353,11 @@ fn main() {
         (
             "mesos_frameworks_json",
             (|s: &StateSnapshot| {
-                serde_json::to_vec(&agora_master::mesos_v0::shapes::frameworks(s, None))
+                serde_json::to_vec(&agora_master::mesos_v0::shapes::frameworks(
+                    s,
+                    None,
+                    &mut Default::default(),
+                ))
             }) as fn(&StateSnapshot) -> serde_json::Result<Vec<u8>>,
         ),
         ("mesos_slaves_json", |s: &StateSnapshot| {

@@ -181,7 +181,11 @@ fn jsonp(query: &HashMap<String, String>) -> Option<&str> {
 /// The body of Mesos' `/master/state` for `snapshot` (public for the
 /// snapshot benchmark, which times it at scale).
 pub fn state_json(snapshot: &StateSnapshot, started: f64) -> serde_json::Result<Vec<u8>> {
-    serde_json::to_vec(&shapes::state(snapshot, started))
+    serde_json::to_vec(&shapes::state(
+        snapshot,
+        started,
+        &mut shapes::SumCache::default(),
+    ))
 }
 
 /// `/master/state`: Mesos' `/state`, made once per snapshot from the task
@@ -251,7 +255,11 @@ async fn frameworks(
     if let Some(wanted) = query.get("framework_id").cloned() {
         return viewer
             .answer(&state.snapshot, move |current| {
-                reply(&shapes::frameworks(current, Some(&wanted)), &query)
+                let mut sums = shapes::SumCache::default();
+                reply(
+                    &shapes::frameworks(current, Some(&wanted), &mut sums),
+                    &query,
+                )
             })
             .await;
     }

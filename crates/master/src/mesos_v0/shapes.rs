@@ -17,7 +17,7 @@
 //! - `/slaves`' `used_resources_full` and `offered_resources_full` are
 //!   absent (the snapshot keeps those as summaries only).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use agora_core::resources::SummaryValue;
@@ -31,8 +31,11 @@ use crate::snapshot::{
 };
 
 mod lists;
+mod sums;
 
 pub use lists::*;
+pub use sums::SumCache;
+use sums::TaskSums;
 
 type Summary = BTreeMap<String, SummaryValue>;
 
@@ -417,10 +420,10 @@ fn offer_entry(offer: &OfferView) -> OfferEntry<'_> {
 
 /// A custom executor the master knows of through its tasks.
 #[derive(Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ExecutorEntry<'a> {
-    pub executor_id: &'a str,
-    pub framework_id: &'a str,
-    pub slave_id: &'a str,
+pub struct ExecutorEntry {
+    pub executor_id: String,
+    pub framework_id: String,
+    pub slave_id: String,
 }
 
 /// What Mesos' `Summary<Framework>` shows (`/state-summary`), and the
@@ -464,29 +467,23 @@ pub struct FullFramework<'a> {
     pub unreachable_tasks: TaskEntries<'a>,
     pub completed_tasks: TaskEntries<'a>,
     pub offers: Vec<OfferEntry<'a>>,
-    pub executors: Vec<ExecutorEntry<'a>>,
+    pub executors: Vec<ExecutorEntry>,
 }
 
-fn is_unreachable(task: &TaskView) -> bool {
-    task.state == "TASK_UNREACHABLE"
-}
-
+/// `framework`'s summary; `sums` are its live tasks' (`SumCache::of`).
 fn framework_summary<'a>(
     snapshot: &'a StateSnapshot,
     framework: &'a FrameworkView,
     offers: &Offers<'a>,
     live: bool,
+    sums: &TaskSums,
 ) -> FrameworkSummary<'a> {
     let details = snapshot.mesos.frameworks.get(&framework.id);
     FrameworkSummary {
         id: &framework.id,
         name: &framework.name,
         // What its tasks hold; an unreachable task's resources are not in use.
-        used_resources: sum(framework
-            .tasks
-            .iter()
-            .filter(|t| !is_unreachable(t))
-            .map(|t| &t.resources)),
+        used_resources: FlatMap(sums.used.to_summary()),
         offered_resources: sum(offers
             .of_framework(&framework.id)
             .iter()
@@ -512,23 +509,23 @@ fn full_framework<'a>(
     framework: &'a FrameworkView,
     offers: &Offers<'a>,
     live: bool,
+    sums: &mut SumCache,
 ) -> FullFramework<'a> {
-    let summary = framework_summary(snapshot, framework, offers, live);
+    let task_sums = sums.of(&framework.tasks);
+    let summary = framework_summary(snapshot, framework, offers, live, &task_sums);
     let details = snapshot.mesos.frameworks.get(&framework.id);
     let multi_role = details.is_some_and(|d| d.capabilities.contains(&"MULTI_ROLE"));
     let roles: Vec<&str> = framework.roles.iter().map(String::as_str).collect();
     let mut resources = summary.used_resources.0.clone();
     mesos_json::add_summary(&mut resources, &summary.offered_resources.0);
-    let executors: BTreeSet<ExecutorEntry<'a>> = framework
-        .tasks
-        .iter()
-        .filter(|t| custom_executor(t))
-        .map(|t| ExecutorEntry {
-            executor_id: &t.executor_id,
-            framework_id: &t.framework_id,
-            slave_id: &t.agent_id,
-        })
-        .collect();
+    let executors = task_sums
+        .executors
+        .into_iter()
+        .map(|(executor_id, framework_id, slave_id)| ExecutorEntry {
+            executor_id,
+            framework_id,
+            slave_id,
+        });
     FullFramework {
         user: &framework.user,
         failover_timeout: framework.failover_timeout.unwrap_or(0.0),
@@ -557,7 +554,7 @@ fn full_framework<'a>(
             .iter()
             .map(|o| offer_entry(o))
             .collect(),
-        executors: executors.into_iter().collect(),
+        executors: executors.collect(),
         summary,
     }
 }
@@ -641,8 +638,13 @@ fn leader(snapshot: &StateSnapshot) -> Option<(String, LeaderInfo<'_>)> {
 }
 
 /// Mesos' `/state` of `snapshot`; `started` is when this master started
-/// serving (wall-clock seconds).
-pub fn state(snapshot: &StateSnapshot, started: f64) -> MasterState<'_> {
+/// serving (wall-clock seconds). Each framework's sums over its tasks come
+/// from `sums`, which keeps them per chunk for the next body.
+pub fn state<'a>(
+    snapshot: &'a StateSnapshot,
+    started: f64,
+    sums: &mut SumCache,
+) -> MasterState<'a> {
     let offers = Arc::new(Offers::of(snapshot));
     let (leader, leader_info) = leader(snapshot).unzip();
     MasterState {
@@ -667,12 +669,12 @@ pub fn state(snapshot: &StateSnapshot, started: f64) -> MasterState<'_> {
         frameworks: snapshot
             .frameworks
             .iter()
-            .map(|f| full_framework(snapshot, f, &offers, true))
+            .map(|f| full_framework(snapshot, f, &offers, true, sums))
             .collect(),
         completed_frameworks: snapshot
             .completed_frameworks
             .iter()
-            .map(|f| full_framework(snapshot, f, &offers, false))
+            .map(|f| full_framework(snapshot, f, &offers, false, sums))
             .collect(),
         slaves: SlaveEntries { snapshot, offers },
         orphan_tasks: [],

@@ -3,10 +3,10 @@
 //! lists is small, and each framework's task lists and the agents are
 //! filled from the JSON of their chunks, kept by the chunk's identity from
 //! one body to the next (an agent chunk's also by what is offered on its
-//! agents). A body at 100,000 tasks then costs the chunks that changed, a
-//! look at each agent's offers and one pass over the tasks for each
-//! framework's used resources and executors, instead of serializing every
-//! task and agent again.
+//! agents), and so are each framework's sums over its tasks (its used
+//! resources and executors, `shapes::SumCache`). A body at 100,000 tasks
+//! then costs the chunks that changed and a look at each agent's offers,
+//! instead of serializing every task and agent again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::ser::Error as _;
 
 use super::shapes::{
-    self, Offers, SlaveInputs, slave_entries_json, slave_inputs, task_entries_json,
+    self, Offers, SlaveInputs, SumCache, slave_entries_json, slave_inputs, task_entries_json,
 };
 use crate::snapshot::kept_json::{Listed, TaskPart};
 use crate::snapshot::state_body::{ChunkJsons, Held, Rope, assemble, fill, push_items};
@@ -32,6 +32,8 @@ pub struct ChunkCache {
     unreachable: ChunkJsons<TaskView>,
     all: ChunkJsons<TaskView>,
     agents: HashMap<usize, AgentChunk>,
+    /// Each framework's sums over its tasks, per chunk (`shapes::SumCache`).
+    sums: SumCache,
 }
 
 /// An agent chunk's entries and what they were made from.
@@ -70,7 +72,8 @@ pub fn make(
     started: f64,
     cache: &mut ChunkCache,
 ) -> serde_json::Result<Rope> {
-    let state = shapes::state(snapshot, started);
+    let state = shapes::state(snapshot, started, &mut cache.sums);
+    cache.sums.end_body();
     fill_holes(&state, snapshot, Some(state.slaves.offers()), cache)
 }
 
@@ -81,7 +84,9 @@ pub fn make_frameworks(
     snapshot: &StateSnapshot,
     cache: &mut ChunkCache,
 ) -> serde_json::Result<Rope> {
-    fill_holes(&shapes::frameworks(snapshot, None), snapshot, None, cache)
+    let frameworks = shapes::frameworks(snapshot, None, &mut cache.sums);
+    cache.sums.end_body();
+    fill_holes(&frameworks, snapshot, None, cache)
 }
 
 /// `value`'s JSON as a rope, its Mesos lists filled from `cache` (the
@@ -109,6 +114,7 @@ fn fill_holes<T: serde::Serialize>(
             "a list in Agora's shape inside a Mesos body",
         )),
     })?;
+    kept.sums = std::mem::take(&mut cache.sums);
     *cache = kept;
     Ok(rope)
 }

@@ -183,7 +183,7 @@ fn to_json(value: &impl Serialize) -> Value {
 #[test]
 fn state_has_mesos_top_level_fields_and_entries() {
     let snapshot = fixture();
-    let state = to_json(&shapes::state(&snapshot, 42.5));
+    let state = to_json(&shapes::state(&snapshot, 42.5, &mut Default::default()));
     assert_eq!(state["version"], "1.11.0");
     assert_eq!(state["agora_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(state["id"], "m1");
@@ -314,13 +314,13 @@ fn state_has_mesos_top_level_fields_and_entries() {
 #[test]
 fn a_follower_snapshot_names_the_leader_it_knows() {
     let snapshot = StateSnapshot::follower("m2", "other-host", Some("leader-host:5050"));
-    let state = to_json(&shapes::state(&snapshot, 1.0));
+    let state = to_json(&shapes::state(&snapshot, 1.0, &mut Default::default()));
     assert_eq!(state["leader"], "master@leader-host:5050");
     assert_eq!(state["leader_info"]["hostname"], "leader-host");
     assert_eq!(state["leader_info"]["port"], 5050);
     assert!(state.get("elected_time").is_none());
     let nobody = StateSnapshot::follower("m2", "other-host", None);
-    let state = to_json(&shapes::state(&nobody, 1.0));
+    let state = to_json(&shapes::state(&nobody, 1.0, &mut Default::default()));
     assert!(state.get("leader").is_none());
     assert!(state.get("leader_info").is_none());
 }
@@ -352,14 +352,22 @@ fn state_summary_counts_tasks_per_agent_and_framework() {
 #[test]
 fn frameworks_and_slaves_filter_by_id() {
     let snapshot = fixture();
-    let all = to_json(&shapes::frameworks(&snapshot, None));
+    let all = to_json(&shapes::frameworks(
+        &snapshot,
+        None,
+        &mut Default::default(),
+    ));
     assert_eq!(all["frameworks"].as_array().map(Vec::len), Some(1));
     assert_eq!(
         all["completed_frameworks"].as_array().map(Vec::len),
         Some(1)
     );
     assert_eq!(all["unregistered_frameworks"], json!([]));
-    let f0 = to_json(&shapes::frameworks(&snapshot, Some("f0")));
+    let f0 = to_json(&shapes::frameworks(
+        &snapshot,
+        Some("f0"),
+        &mut Default::default(),
+    ));
     assert_eq!(f0["frameworks"], json!([]));
     assert_eq!(f0["completed_frameworks"][0]["id"], "f0");
 

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use super::{
-    Empty, FrameworkSummary, FullFramework, Offers, Slave, TaskEntry, framework_summary,
-    full_framework, registered_agents, slave, task_entry,
+    Empty, FrameworkSummary, FullFramework, Offers, Slave, SumCache, TaskEntry, TaskSums,
+    framework_summary, full_framework, registered_agents, slave, task_entry,
 };
 use crate::mesos_v0::DEFAULT_TASK_LIMIT;
 use crate::snapshot::{FrameworkView, RoleView, StateSnapshot, TaskView};
@@ -103,7 +103,13 @@ pub fn state_summary(snapshot: &StateSnapshot) -> StateSummary<'_> {
             agent_frameworks.insert(framework.id.as_str());
         }
         frameworks.push(FrameworkSummaryEntry {
-            framework: framework_summary(snapshot, framework, &offers, true),
+            framework: framework_summary(
+                snapshot,
+                framework,
+                &offers,
+                true,
+                &TaskSums::of_list(&framework.tasks),
+            ),
             tasks: counts,
             slave_ids: agents.into_iter().collect(),
         });
@@ -136,8 +142,13 @@ pub struct Frameworks<'a> {
     pub unregistered_frameworks: Empty,
 }
 
-/// Mesos' `/frameworks`, all or the one `framework_id` names.
-pub fn frameworks<'a>(snapshot: &'a StateSnapshot, framework_id: Option<&str>) -> Frameworks<'a> {
+/// Mesos' `/frameworks`, all or the one `framework_id` names; each
+/// framework's sums over its tasks come from `sums` (see [`state`]).
+pub fn frameworks<'a>(
+    snapshot: &'a StateSnapshot,
+    framework_id: Option<&str>,
+    sums: &mut SumCache,
+) -> Frameworks<'a> {
     let offers = Offers::of(snapshot);
     let wanted = |f: &&FrameworkView| framework_id.is_none_or(|id| f.id == id);
     Frameworks {
@@ -145,13 +156,13 @@ pub fn frameworks<'a>(snapshot: &'a StateSnapshot, framework_id: Option<&str>) -
             .frameworks
             .iter()
             .filter(wanted)
-            .map(|f| full_framework(snapshot, f, &offers, true))
+            .map(|f| full_framework(snapshot, f, &offers, true, sums))
             .collect(),
         completed_frameworks: snapshot
             .completed_frameworks
             .iter()
             .filter(wanted)
-            .map(|f| full_framework(snapshot, f, &offers, false))
+            .map(|f| full_framework(snapshot, f, &offers, false, sums))
             .collect(),
         unregistered_frameworks: [],
     }

@@ -332,7 +332,7 @@ proptest! {
             prop_assert_eq!(body.to_vec(), whole(&s));
             let frameworks = make_frameworks(&s, &mut frameworks_cache).expect("frameworks");
             let whole_frameworks =
-                serde_json::to_vec(&crate::mesos_v0::shapes::frameworks(&s, None)).expect("json");
+                serde_json::to_vec(&crate::mesos_v0::shapes::frameworks(&s, None, &mut Default::default())).expect("json");
             prop_assert_eq!(frameworks.to_vec(), whole_frameworks);
         }
     }
