@@ -720,6 +720,14 @@ async fn mesos_state(
 }
 
 async fn metrics(State(state): State<MesosState>, Params(query): Params) -> Response {
+    // As the master's (`/metrics/snapshot?timeout=`): answered whole, a
+    // timeout that is no duration refused as Mesos refuses it.
+    if let Some(timeout) = query.get("timeout")
+        && let Err(why) = agora_core::time::parse_mesos_duration(timeout)
+    {
+        let message = format!("Invalid timeout '{timeout}': {why}\n");
+        return (StatusCode::BAD_REQUEST, message).into_response();
+    }
     let current = state.snapshot.borrow().clone();
     let uptime = (wall_now() - state.fixed.started).max(0.0);
     agora_net::off_workers::answer(move || {

@@ -159,35 +159,19 @@ fn parse_interval(text: &str) -> Result<f64, String> {
     Ok(value)
 }
 
-/// Plain seconds, or a number with a Mesos duration unit (ns, us, ms, secs, mins, hrs, days,
-/// weeks).
+/// Plain seconds (`1.5`, or `1.5s`), or a number with a Mesos duration unit
+/// (`agora_core::time::parse_mesos_duration`: ns, us, ms, secs, mins, hrs,
+/// days, weeks).
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration like 30secs, 2days or 1weeks"))?;
-    let seconds_per_unit = match unit {
-        "" | "s" | "secs" => 1.0,
-        "ns" => 1e-9,
-        "us" => 1e-6,
-        "ms" => 1e-3,
-        "mins" => 60.0,
-        "hrs" => 3600.0,
-        "days" => 86_400.0,
-        "weeks" => 604_800.0,
-        other => {
-            return Err(format!(
-                "unknown unit '{other}' (use ns, us, ms, secs, mins, hrs, days or weeks)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(number * seconds_per_unit)
-        .map_err(|_| format!("'{text}' is not a duration this agent can wait"))
+    let trimmed = text.trim();
+    let seconds = trimmed.strip_suffix('s').unwrap_or(trimmed);
+    if let Ok(secs) = seconds.parse::<f64>() {
+        return match agora_core::time::duration_from_secs(secs) {
+            Some(duration) if duration < agora_core::time::MAX_DURATION => Ok(duration),
+            _ => Err(format!("'{text}' is not a duration this agent can wait")),
+        };
+    }
+    agora_core::time::parse_mesos_duration(text).map_err(|e| e.to_string())
 }
 
 /// A duration as [`parse_duration`] reads it, more than zero.
@@ -659,6 +643,7 @@ mod tests {
         assert_eq!(parse_duration("2days"), Ok(Duration::from_secs(172_800)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3fortnights").is_err());
         assert!(parse_duration("-1secs").is_err());

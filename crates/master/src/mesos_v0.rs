@@ -363,6 +363,14 @@ async fn metrics_snapshot_handler(
     State(state): State<MesosState>,
     Params(query): Params,
 ) -> Response {
+    // Mesos waits up to `timeout` for its metrics; Agora's are at hand, so
+    // the answer is always whole. A timeout that is no duration is refused
+    // as Mesos refuses it.
+    if let Some(timeout) = query.get("timeout")
+        && let Err(why) = agora_core::time::parse_mesos_duration(timeout)
+    {
+        return bad_request(format!("Invalid timeout '{timeout}': {why}"));
+    }
     let current = state.snapshot.borrow().clone();
     let elected = matches!(&*state.gate.borrow(), Gate::Leading { .. });
     let uptime = (wall_now() - state.started).max(0.0);

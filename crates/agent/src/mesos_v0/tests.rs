@@ -444,6 +444,13 @@ async fn routes_serve_both_shapes_with_jsonp() {
     assert_eq!(status, StatusCode::OK);
     let metrics: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(metrics["slave/registered"], 1.0);
+    let (status, _, body) = get(&app, "/metrics/snapshot?timeout=1mins").await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(metrics["slave/registered"], 1.0);
+    let (status, _, body) = get(&app, "/metrics/snapshot?timeout=soon").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.starts_with("Invalid timeout 'soon': "), "{body}");
     let (_, _, body) = get(&app, "/version").await;
     let version: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(version["version"], "1.11.0");

@@ -119,20 +119,5 @@ impl ExecutorConfig {
 /// A duration as Mesos writes it: a number and a unit (`15mins`, `30secs`,
 /// `500ms`, `1.5hrs`); `None` when it is not one.
 pub(crate) fn parse_mesos_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let seconds_per_unit = match unit.trim() {
-        "ns" => 1e-9,
-        "us" => 1e-6,
-        "ms" => 1e-3,
-        "secs" => 1.0,
-        "mins" => 60.0,
-        "hrs" => 3600.0,
-        "days" => 86_400.0,
-        "weeks" => 604_800.0,
-        _ => return None,
-    };
-    agora_core::time::duration_from_secs(number * seconds_per_unit)
+    agora_core::time::parse_mesos_duration(text).ok()
 }

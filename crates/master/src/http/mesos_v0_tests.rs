@@ -192,6 +192,19 @@ async fn version_redirect_health_and_metrics() {
     let (status, _, body) = get_raw(&app, "/master/health").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.is_empty());
+    // Mesos' `timeout`: a duration is taken (the answer is whole anyway),
+    // anything else refused with the reason.
+    let timed = get_json(&app, "/metrics/snapshot?timeout=5secs").await;
+    assert_eq!(timed["master/elected"], 1.0);
+    for bad in ["abc", "5", "-1secs"] {
+        let (status, _, body) = get_raw(&app, &format!("/metrics/snapshot?timeout={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            body.starts_with(&format!("Invalid timeout '{bad}': ")),
+            "{body}"
+        );
+    }
     let metrics = get_json(&app, "/metrics/snapshot").await;
     assert_eq!(metrics["master/elected"], 1.0);
     assert_eq!(metrics["master/tasks_running"], 2.0);
