@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use agora_core::resources::SummaryValue;
 use agora_master::snapshot::kept_json::KeepsJson;
-use agora_master::snapshot::{StateSnapshot, TaskFixed, TaskView};
+use agora_master::snapshot::{StateSnapshot, TaskView};
 use agora_master::snapshot_body::gzip::{Segments, gzip};
 use agora_master::state::{Effect, Master};
 use agora_proto::v1 as pb;
@@ -142,19 +142,8 @@ fn with_fresh_views(snapshot: &StateSnapshot) -> StateSnapshot {
 /// `task` with a fixed part of its own (a copy's would share the one whose
 /// JSON is kept).
 fn fresh_task(task: &TaskView) -> TaskView {
-    let fixed = &task.fixed;
     TaskView {
-        fixed: Arc::new(TaskFixed {
-            id: fixed.id.clone(),
-            name: fixed.name.clone(),
-            framework_id: fixed.framework_id.clone(),
-            agent_id: fixed.agent_id.clone(),
-            executor_id: fixed.executor_id.clone(),
-            role: fixed.role.clone(),
-            resources: fixed.resources.clone(),
-            user: fixed.user.clone(),
-            json: Default::default(),
-        }),
+        fixed: Arc::new(task.fixed.unkept_copy()),
         ..task.clone()
     }
 }

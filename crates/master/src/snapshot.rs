@@ -281,6 +281,25 @@ pub struct TaskFixed {
     pub json: kept_json::Once,
 }
 
+impl TaskFixed {
+    /// A copy of its fields, with no JSON made: what a view gets to edit
+    /// (a fixed part has no `Clone`, so that `Arc::make_mut` cannot edit
+    /// one in place under its kept JSON).
+    pub fn unkept_copy(&self) -> TaskFixed {
+        TaskFixed {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            framework_id: self.framework_id.clone(),
+            agent_id: self.agent_id.clone(),
+            executor_id: self.executor_id.clone(),
+            role: self.role.clone(),
+            resources: self.resources.clone(),
+            user: self.user.clone(),
+            json: Default::default(),
+        }
+    }
+}
+
 impl std::ops::Deref for TaskView {
     type Target = TaskFixed;
 

@@ -11,7 +11,8 @@ use tower::ServiceExt as _;
 
 use super::mesos_v0_tests::{leading, serve};
 use crate::mesos_v0::tests::fixture;
-use crate::snapshot::{StateSnapshot, TaskFixed, TaskView};
+use crate::snapshot::test_views::refix;
+use crate::snapshot::{StateSnapshot, TaskView};
 use crate::snapshot_body::gzip::gunzip;
 
 async fn get(app: &axum::Router, accept: Option<&str>) -> (HeaderMap, Bytes) {
@@ -48,22 +49,12 @@ fn with_tasks(mut snapshot: StateSnapshot, n: usize, state: &'static str) -> Sta
     let mut frameworks: Vec<_> = snapshot.frameworks.iter().cloned().collect();
     let template = frameworks[0].tasks.iter().next().cloned().expect("a task");
     for i in 0..n {
-        let fixed = &template.fixed;
-        frameworks[0].tasks.upsert(Arc::new(TaskView {
-            fixed: Arc::new(TaskFixed {
-                id: format!("extra-{i}"),
-                name: fixed.name.clone(),
-                framework_id: fixed.framework_id.clone(),
-                agent_id: fixed.agent_id.clone(),
-                executor_id: fixed.executor_id.clone(),
-                role: fixed.role.clone(),
-                resources: fixed.resources.clone(),
-                user: fixed.user.clone(),
-                json: Default::default(),
-            }),
+        let mut task = TaskView {
             state,
             ..template.clone()
-        }));
+        };
+        refix(&mut task, |f| f.id = format!("extra-{i}"));
+        frameworks[0].tasks.upsert(Arc::new(task));
     }
     snapshot.frameworks = frameworks.into_iter().collect();
     snapshot

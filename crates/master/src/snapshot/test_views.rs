@@ -33,18 +33,7 @@ pub(crate) fn task(id: &str, state: &'static str) -> TaskView {
 /// Gives `task` a fixed part of its own: a copy of its present one, edited
 /// by `edit` (the read model never edits one: it makes another).
 pub(crate) fn refix(task: &mut TaskView, edit: impl FnOnce(&mut TaskFixed)) {
-    let old = &task.fixed;
-    let mut fixed = TaskFixed {
-        id: old.id.clone(),
-        name: old.name.clone(),
-        framework_id: old.framework_id.clone(),
-        agent_id: old.agent_id.clone(),
-        executor_id: old.executor_id.clone(),
-        role: old.role.clone(),
-        resources: old.resources.clone(),
-        user: old.user.clone(),
-        json: Default::default(),
-    };
+    let mut fixed = task.fixed.unkept_copy();
     edit(&mut fixed);
     task.fixed = Arc::new(fixed);
 }
