@@ -419,7 +419,7 @@ fn offer_entry(offer: &OfferView) -> OfferEntry<'_> {
 }
 
 /// A custom executor the master knows of through its tasks.
-#[derive(Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ExecutorEntry {
     pub executor_id: String,
     pub framework_id: String,
@@ -518,14 +518,6 @@ fn full_framework<'a>(
     let roles: Vec<&str> = framework.roles.iter().map(String::as_str).collect();
     let mut resources = summary.used_resources.0.clone();
     mesos_json::add_summary(&mut resources, &summary.offered_resources.0);
-    let executors = task_sums
-        .executors
-        .into_iter()
-        .map(|(executor_id, framework_id, slave_id)| ExecutorEntry {
-            executor_id,
-            framework_id,
-            slave_id,
-        });
     FullFramework {
         user: &framework.user,
         failover_timeout: framework.failover_timeout.unwrap_or(0.0),
@@ -554,7 +546,7 @@ fn full_framework<'a>(
             .iter()
             .map(|o| offer_entry(o))
             .collect(),
-        executors: executors.collect(),
+        executors: task_sums.executors.into_iter().collect(),
         summary,
     }
 }

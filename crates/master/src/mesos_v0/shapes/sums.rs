@@ -18,12 +18,10 @@ use std::sync::Arc;
 
 use agora_core::resources::SummaryTotal;
 
+use super::ExecutorEntry;
 use crate::snapshot::kept_json::TaskPart;
 use crate::snapshot::state_body::Held;
 use crate::snapshot::{SharedList, TaskView};
-
-/// A custom executor: its id, its framework's and its agent's.
-pub(crate) type Executor = (String, String, String);
 
 /// What a run of tasks adds up to.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -31,7 +29,7 @@ pub(crate) struct TaskSums {
     /// The resources of those not unreachable.
     pub(crate) used: SummaryTotal,
     /// The custom executors they run under.
-    pub(crate) executors: BTreeSet<Executor>,
+    pub(crate) executors: BTreeSet<ExecutorEntry>,
 }
 
 impl TaskSums {
@@ -48,11 +46,11 @@ impl TaskSums {
                 sums.used.add_summary(&task.resources);
             }
             if super::custom_executor(task) {
-                sums.executors.insert((
-                    task.executor_id.clone(),
-                    task.framework_id.clone(),
-                    task.agent_id.clone(),
-                ));
+                sums.executors.insert(ExecutorEntry {
+                    executor_id: task.executor_id.clone(),
+                    framework_id: task.framework_id.clone(),
+                    slave_id: task.agent_id.clone(),
+                });
             }
         }
         sums
