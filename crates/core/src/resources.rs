@@ -98,6 +98,20 @@ impl Value {
         }
     }
 
+    /// `other` added in: scalars summed (saturating), ranges joined, sets
+    /// joined; a value of another type is left out (one name has one type).
+    fn absorb(&mut self, other: Value) {
+        match (self, other) {
+            (Value::Scalar(a), Value::Scalar(b)) => *a = a.saturating_add(b),
+            (Value::Ranges(a), Value::Ranges(b)) => {
+                a.extend(b);
+                *a = normalize_ranges(std::mem::take(a));
+            }
+            (Value::Set(a), Value::Set(b)) => a.extend(b),
+            _ => {}
+        }
+    }
+
     fn is_empty(&self) -> bool {
         match self {
             Value::Scalar(v) => *v == 0,
@@ -390,17 +404,7 @@ impl Resources {
             std::collections::btree_map::Entry::Vacant(slot) => {
                 slot.insert(value);
             }
-            std::collections::btree_map::Entry::Occupied(mut slot) => {
-                match (slot.get_mut(), value) {
-                    (Value::Scalar(a), Value::Scalar(b)) => *a = a.saturating_add(b),
-                    (Value::Ranges(a), Value::Ranges(b)) => {
-                        a.extend(b);
-                        *a = normalize_ranges(std::mem::take(a));
-                    }
-                    (Value::Set(a), Value::Set(b)) => a.extend(b),
-                    _ => {}
-                }
-            }
+            std::collections::btree_map::Entry::Occupied(mut slot) => slot.get_mut().absorb(value),
         }
     }
 

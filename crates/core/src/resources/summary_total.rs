@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{SummaryValue, Value, format_value, from_millis, normalize_ranges, parse_value};
+use super::{SummaryValue, Value, format_value, from_millis, parse_value};
 
 /// Summaries added up: see the module docs. A name shows the kind of the
 /// first value added under it (a number, or a text: ranges or a set), as
@@ -45,7 +45,7 @@ impl SummaryTotal {
     pub fn add_summary(&mut self, summary: &BTreeMap<String, SummaryValue>) {
         for (name, value) in summary {
             match value {
-                SummaryValue::Number(n) => self.add_millis(name, to_millis(*n)),
+                SummaryValue::Number(n) => self.add_millis(name, summary_millis(*n)),
                 SummaryValue::Text(text) => {
                     if let Ok(value) = parse_value(name, text) {
                         merge(&mut self.total(name, false).merged, value);
@@ -107,25 +107,15 @@ impl SummaryTotal {
 /// A summary's number in thousandths: summaries are made from thousandths,
 /// so this gives back exactly what was summarized (saturating at `i64`'s
 /// bounds; not a number counts as 0).
-fn to_millis(n: f64) -> i64 {
+fn summary_millis(n: f64) -> i64 {
     (n * 1000.0).round() as i64
 }
 
-/// `value` merged into `into`: ranges joined, sets joined; a value of
-/// another variant than `into`'s is left out (one name has one type).
+/// `value` merged into `into` as `Resources` merges one name's values.
 fn merge(into: &mut Option<Value>, value: Value) {
-    let Some(have) = into else {
-        *into = Some(value);
-        return;
-    };
-    match (have, value) {
-        (Value::Ranges(a), Value::Ranges(b)) => {
-            a.extend(b);
-            *a = normalize_ranges(std::mem::take(a));
-        }
-        (Value::Set(a), Value::Set(b)) => a.extend(b),
-        (Value::Scalar(a), Value::Scalar(b)) => *a = a.saturating_add(b),
-        _ => {}
+    match into {
+        Some(have) => have.absorb(value),
+        None => *into = Some(value),
     }
 }
 
