@@ -27,6 +27,17 @@
 //! piece by piece: the clearing costs little there, and a gzip no smaller
 //! than the JSON would be no use.
 //!
+//! In such a body, a long piece that no earlier gzip held is stored too,
+//! as long as the body's stored new pieces stay within a [`STORED_SHARE`]th
+//! of its length, and compressed the next time it is sent. While a
+//! framework places tasks, the chunks that change in one body mostly
+//! change again in the next (a task's launch, STARTING and RUNNING come
+//! within a few hundred milliseconds): compressing each version cost the
+//! master more than making the JSON, and a poller that comes ten times a
+//! second gets those bytes once uncompressed instead. A chunk is
+//! compressed once it holds still, and at most a sixteenth of a body is
+//! sent as it is.
+//!
 //! *Invariant:* a segment is used only for the very bytes it was made from:
 //! the cache is keyed by the piece's address and length, and holds the
 //! piece (immutable `Bytes`) so that the address is not reused while the
@@ -53,11 +64,19 @@ const STORED_BELOW: usize = 1024;
 /// Bodies from this size on store their short pieces (see the module docs).
 const STORE_SHORT_FROM: usize = 1 << 20;
 
-/// One piece compressed alone, and its CRC-32 (with its length).
+/// A body stores at most this share of its length in new pieces (see the
+/// module docs): one sixteenth.
+const STORED_SHARE: usize = 16;
+
+/// One piece compressed alone (or stored), and its CRC-32 (with its
+/// length).
 #[derive(Clone)]
 struct Segment {
     deflate: Bytes,
     crc: crc32fast::Hasher,
+    /// Stored only because the piece was new: compressed if it is sent
+    /// again.
+    provisional: bool,
 }
 
 /// The segments of the last gzip's pieces, by the piece's address and
@@ -76,11 +95,17 @@ impl Segments {
 }
 
 /// `rope`'s gzip, as a rope: pieces whose segments `segments` holds are not
-/// compressed again, and afterwards it holds this rope's only. Returns how
-/// many pieces were compressed, beside the gzip.
+/// compressed again (unless they were stored for being new), and afterwards
+/// it holds this rope's only. Returns how many segments were made (stored
+/// or compressed), beside the gzip.
 pub fn gzip(rope: &Rope, segments: &mut Segments) -> std::io::Result<(Rope, usize)> {
     let mut compress = Compress::new(Compression::fast(), false);
     let store_short = rope.len() >= STORE_SHORT_FROM;
+    let mut stored_room = if store_short {
+        rope.len() / STORED_SHARE
+    } else {
+        0
+    };
     let mut kept = Segments::default();
     let mut pieces = Vec::with_capacity(rope.pieces().len() + 2);
     let mut crc = crc32fast::Hasher::new();
@@ -92,7 +117,19 @@ pub fn gzip(rope: &Rope, segments: &mut Segments) -> std::io::Result<(Rope, usiz
             Some((_, segment)) => segment.clone(),
             None => {
                 let segment = match segments.by_piece.remove(&key) {
-                    Some((_, segment)) => segment,
+                    Some((_, segment)) if !segment.provisional => segment,
+                    // Sent again: it holds still, compressed now.
+                    Some(_) => {
+                        made += 1;
+                        segment_of(&mut compress, piece, store_short)?
+                    }
+                    None if piece.len() >= STORED_BELOW && piece.len() <= stored_room => {
+                        made += 1;
+                        stored_room -= piece.len();
+                        let mut segment = stored_segment(piece);
+                        segment.provisional = true;
+                        segment
+                    }
                     None => {
                         made += 1;
                         segment_of(&mut compress, piece, store_short)?
@@ -123,29 +160,55 @@ fn segment_of(
     piece: &[u8],
     store_short: bool,
 ) -> std::io::Result<Segment> {
-    let deflate = match u16::try_from(piece.len()) {
-        Ok(len) if store_short && piece.len() < STORED_BELOW => stored(piece, len),
-        _ => compressed(compress, piece)?,
-    };
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(piece);
+    if store_short && piece.len() < STORED_BELOW {
+        return Ok(stored_segment(piece));
+    }
+    let deflate = compressed(compress, piece)?;
     Ok(Segment {
         deflate: Bytes::from(deflate),
-        crc,
+        crc: crc_of(piece),
+        provisional: false,
     })
 }
 
-/// `piece` (`len` bytes) as one stored block, not final. The stream is
-/// byte-aligned before it (after the header or a segment), so the block's
-/// three header bits and their padding are one zero byte; `LEN` and its
+fn crc_of(piece: &[u8]) -> crc32fast::Hasher {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(piece);
+    crc
+}
+
+/// `piece` as stored blocks, not provisional.
+fn stored_segment(piece: &[u8]) -> Segment {
+    Segment {
+        deflate: Bytes::from(stored(piece)),
+        crc: crc_of(piece),
+        provisional: false,
+    }
+}
+
+/// `piece` as stored blocks, none final, of at most `u16::MAX` bytes each
+/// (an empty piece is one empty block). The stream is byte-aligned before
+/// each (after the header, a segment or a stored block), so a block's three
+/// header bits and their padding are one zero byte; `LEN` and its
 /// complement follow, little-endian, then the bytes.
-fn stored(piece: &[u8], len: u16) -> Vec<u8> {
-    let mut out = Vec::with_capacity(piece.len() + 5);
-    out.push(0);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&(!len).to_le_bytes());
-    out.extend_from_slice(piece);
-    out
+fn stored(piece: &[u8]) -> Vec<u8> {
+    const MAX: usize = u16::MAX as usize;
+    let blocks = piece.len().div_ceil(MAX).max(1);
+    let mut out = Vec::with_capacity(piece.len() + 5 * blocks);
+    let mut rest = piece;
+    loop {
+        let (block, after) = rest.split_at(rest.len().min(MAX));
+        // At most `MAX` bytes: the conversion cannot fail.
+        let len = u16::try_from(block.len()).unwrap_or(u16::MAX);
+        out.push(0);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+        rest = after;
+        if rest.is_empty() {
+            return out;
+        }
+    }
 }
 
 /// `piece` as a raw deflate stream of its own, ended by a sync flush.

@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use super::{STORE_SHORT_FROM, STORED_BELOW, Segments, gzip};
+use super::{STORE_SHORT_FROM, STORED_BELOW, STORED_SHARE, Segments, gzip};
 use crate::snapshot::state_body::Rope;
 
 /// The gzip rope decoded (the CRC-32 and length in its trailer checked).
@@ -139,4 +139,84 @@ fn a_small_body_of_short_pieces_is_compressed() {
     assert_eq!(made, 3);
     assert!(gz.len() * 2 < rope.len(), "{} of {}", gz.len(), rope.len());
     assert_eq!(gunzip(&gz), rope.to_vec());
+}
+
+/// JSON-like rows, `n` of them, each naming `tag`: compressible.
+fn rows(tag: &str, n: usize) -> Bytes {
+    Bytes::from(format!(r#"{{"id":"{tag}","state":"TASK_RUNNING","cpus":0.1}},"#).repeat(n))
+}
+
+#[test]
+fn a_big_bodys_new_chunks_are_stored_once_then_compressed_when_sent_again() {
+    // A placement's body: most chunks as the last body had them, a few
+    // new ones (tasks whose state changed since).
+    let unchanged: Vec<Bytes> = (0..60).map(|i| rows(&format!("u{i}"), 700)).collect();
+    let first = Rope::from(unchanged.clone());
+    assert!(first.len() >= STORE_SHORT_FROM);
+    let mut segments = Segments::default();
+    let (gz, made) = gzip(&first, &mut segments).expect("compressed");
+    assert_eq!(gunzip(&gz), first.to_vec());
+    assert_eq!(made, unchanged.len());
+    // All new: its stored share is compressed when it is sent again.
+    let (gz, made) = gzip(&first, &mut segments).expect("compressed");
+    assert!(made > 0, "the stored share compressed");
+    assert_eq!(gunzip(&gz), first.to_vec());
+    let first_size = gz.len();
+    let (_, made) = gzip(&first, &mut segments).expect("compressed");
+    assert_eq!(made, 0, "settled");
+
+    // Two new chunks, one of them longer than a stored block holds.
+    let new = [rows("n1", 700), rows("n2", 1_600)];
+    assert!(new[1].len() > usize::from(u16::MAX));
+    let mut pieces = unchanged.clone();
+    pieces.splice(10..12, new.iter().cloned());
+    let second = Rope::from(pieces.clone());
+    let (gz, made) = gzip(&second, &mut segments).expect("compressed");
+    assert_eq!(gunzip(&gz), second.to_vec(), "stored blocks decode");
+    assert_eq!(made, 2, "the new chunks only");
+    let sizes: Vec<usize> = gz.pieces().iter().map(Bytes::len).collect();
+    // Stored: their bytes and a 5-byte header per block of up to 64 KiB.
+    assert_eq!(sizes[11], new[0].len() + 5, "{sizes:?}");
+    assert_eq!(sizes[12], new[1].len() + 5 * 2, "{sizes:?}");
+
+    // Sent again unchanged: compressed now, once.
+    let (gz, made) = gzip(&second, &mut segments).expect("compressed");
+    assert_eq!(gunzip(&gz), second.to_vec());
+    assert_eq!(made, 2, "the stored ones, compressed");
+    let sizes: Vec<usize> = gz.pieces().iter().map(Bytes::len).collect();
+    assert!(sizes[11] * 20 < new[0].len(), "{sizes:?}");
+    assert!(sizes[12] * 20 < new[1].len(), "{sizes:?}");
+    assert!(
+        gz.len() < first_size + first_size / 10,
+        "{} against {first_size}",
+        gz.len()
+    );
+    let (_, made) = gzip(&second, &mut segments).expect("compressed");
+    assert_eq!(made, 0, "nothing left to compress");
+}
+
+#[test]
+fn a_big_body_stores_new_chunks_up_to_its_share_and_compresses_the_rest() {
+    // The first body of a master (or after a long quiet): every chunk new.
+    // At most a sixteenth of it goes out uncompressed.
+    let pieces: Vec<Bytes> = (0..64).map(|i| rows(&format!("c{i}"), 400)).collect();
+    let rope = Rope::from(pieces);
+    assert!(rope.len() >= STORE_SHORT_FROM);
+    let (gz, made) = gzip(&rope, &mut Segments::default()).expect("compressed");
+    assert_eq!(gunzip(&gz), rope.to_vec());
+    assert_eq!(made, 64);
+    let stored: usize = gz
+        .pieces()
+        .iter()
+        .zip(std::iter::once(0).chain(rope.pieces().iter().map(Bytes::len)))
+        .filter(|(segment, len)| segment.len() == len + 5)
+        .map(|(_, len)| len)
+        .sum();
+    assert!(stored > 0, "some stored");
+    assert!(
+        stored <= rope.len() / STORED_SHARE,
+        "{stored} of {}",
+        rope.len()
+    );
+    assert!(gz.len() < rope.len() / 8, "{} of {}", gz.len(), rope.len());
 }
