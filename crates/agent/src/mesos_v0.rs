@@ -667,6 +667,8 @@ pub fn router(snapshot: Snapshot, options: &AgentOptions) -> Router {
         .route("/slave(1)/state.json", get(mesos_state))
         .route("/metrics/snapshot", get(metrics))
         .route("/version", get(version))
+        .route("/flags", get(flags))
+        .route("/slave(1)/flags", get(flags))
         .with_state(MesosState {
             snapshot,
             fixed: Arc::new(Fixed::of(options)),
@@ -741,4 +743,13 @@ async fn metrics(State(state): State<MesosState>, Params(query): Params) -> Resp
 
 async fn version(Params(query): Params) -> Response {
     reply(serde_json::to_vec(&version_body()), &query)
+}
+
+/// `/flags`: this agent's settings under Mesos' flag names, the same as
+/// GET_FLAGS and `/slave(1)/state`'s `flags`.
+async fn flags(State(state): State<MesosState>, Params(query): Params) -> Response {
+    reply(
+        serde_json::to_vec(&serde_json::json!({ "flags": state.fixed.flags })),
+        &query,
+    )
 }

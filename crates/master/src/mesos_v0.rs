@@ -151,6 +151,8 @@ pub(crate) fn router(
         .route("/master/health", get(health))
         .route("/version", get(version))
         .route("/master/version", get(version))
+        .route("/flags", get(flags))
+        .route("/master/flags", get(flags))
         .route("/metrics/snapshot", get(metrics_snapshot_handler))
         .with_state(state)
 }
@@ -355,6 +357,14 @@ pub fn version_body() -> serde_json::Value {
 
 async fn version(Params(query): Params) -> Response {
     reply(&version_body(), &query)
+}
+
+/// `/flags`: this master's settings under Mesos' flag names, the same as
+/// GET_FLAGS and `/master/state`'s `flags` (whoever may read those may read
+/// these; a standby answers with its own).
+async fn flags(State(state): State<MesosState>, Params(query): Params) -> Response {
+    let flags = state.snapshot.borrow().mesos.flags.clone();
+    reply(&serde_json::json!({ "flags": flags }), &query)
 }
 
 /// `/metrics/snapshot`: Mesos' flat metrics object. `master/elected` comes

@@ -413,6 +413,30 @@ async fn get(app: &Router, target: &str) -> (StatusCode, String, String) {
 }
 
 #[tokio::test]
+async fn flags_are_the_agents_settings_as_its_state_shows_them() {
+    let (_publish, snapshot) = watch::channel(Arc::new(snapshot()));
+    let app = router(snapshot, &options());
+    let (_, _, state) = get(&app, "/slave(1)/state").await;
+    let state: Value = serde_json::from_str(&state).expect("json");
+    assert!(state["flags"]["work_dir"].is_string(), "{}", state["flags"]);
+    for path in ["/flags", "/slave(1)/flags"] {
+        let (status, kind, body) = get(&app, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(kind, "application/json");
+        let flags: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(
+            flags,
+            serde_json::json!({ "flags": state["flags"] }),
+            "{path}"
+        );
+    }
+    let (status, kind, body) = get(&app, "/flags?jsonp=cb").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(kind, "text/javascript");
+    assert!(body.starts_with("cb({\"flags\":"), "{body}");
+}
+
+#[tokio::test]
 async fn routes_serve_both_shapes_with_jsonp() {
     let (_publish, snapshot) = watch::channel(Arc::new(snapshot()));
     let app = router(snapshot, &options());

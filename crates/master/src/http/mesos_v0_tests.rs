@@ -216,6 +216,22 @@ async fn version_redirect_health_and_metrics() {
 }
 
 #[tokio::test]
+async fn flags_are_the_masters_settings_as_its_state_shows_them() {
+    let (app, _publish) = serve(fixture(), leading());
+    let state = get_json(&app, "/master/state").await;
+    assert_eq!(state["flags"]["agent_ping_timeout"], "2secs");
+    for path in ["/flags", "/master/flags"] {
+        let flags = get_json(&app, path).await;
+        assert_eq!(flags, json!({ "flags": state["flags"] }), "{path}");
+    }
+    let (status, headers, body) = get_raw(&app, "/master/flags?jsonp=cb").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "text/javascript");
+    let body = String::from_utf8(body.to_vec()).expect("utf-8");
+    assert!(body.starts_with("cb({\"flags\":"), "{body}");
+}
+
+#[tokio::test]
 async fn a_follower_redirects_state_but_answers_metrics_itself() {
     let gate = watch::channel(Gate::Following {
         leader: Some("leader-host:5050".to_string()),
@@ -230,6 +246,8 @@ async fn a_follower_redirects_state_but_answers_metrics_itself() {
         "/master/tasks?limit=1",
         "/master/slaves",
         "/frameworks",
+        // The leader's flags, as the leader's state.
+        "/master/flags",
     ] {
         let (status, headers, _) = get_raw(&app, path).await;
         assert_eq!(status, StatusCode::TEMPORARY_REDIRECT, "{path}");
