@@ -437,7 +437,10 @@ impl Fixed {
             options.containers.enable_cfs.to_string(),
         );
         set("switch_user", options.containers.switch_user.to_string());
-        set("gc_delay", format!("{}secs", options.gc.delay.as_secs()));
+        set(
+            "gc_delay",
+            agora_core::time::mesos_duration(options.gc.delay),
+        );
         set("gc_disk_headroom", options.gc.disk_headroom.to_string());
         Fixed {
             pid: agent_pid(options.advertise),

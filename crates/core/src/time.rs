@@ -39,6 +39,31 @@ pub enum DurationError {
     TooLong(String),
 }
 
+/// A duration as Mesos prints one (its flags in `/flags`, GET_FLAGS and
+/// the state): a whole number in the largest unit that holds it exactly
+/// (`2secs`, `100ms`, `2mins`, `2weeks`), what [`parse_mesos_duration`]
+/// reads back.
+pub fn mesos_duration(duration: Duration) -> String {
+    const UNITS: [(u128, &str); 8] = [
+        (604_800_000_000_000, "weeks"),
+        (86_400_000_000_000, "days"),
+        (3_600_000_000_000, "hrs"),
+        (60_000_000_000, "mins"),
+        (1_000_000_000, "secs"),
+        (1_000_000, "ms"),
+        (1_000, "us"),
+        (1, "ns"),
+    ];
+    let nanos = duration.as_nanos();
+    UNITS
+        .iter()
+        .find(|(size, _)| nanos >= *size && nanos.is_multiple_of(*size))
+        .map_or_else(
+            || "0secs".to_string(),
+            |(size, unit)| format!("{}{unit}", nanos / size),
+        )
+}
+
 /// A duration as Mesos writes one (its flags, `/metrics/snapshot?timeout=`,
 /// `MESOS_*` variables): a number, then one of Mesos' units `ns`, `us`,
 /// `ms`, `secs`, `mins`, `hrs`, `days`, `weeks` (`30secs`, `500ms`,

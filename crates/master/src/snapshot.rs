@@ -17,7 +17,7 @@ pub mod state_body;
 #[cfg(test)]
 pub(crate) mod test_views;
 
-pub use build::mesos_duration;
+pub use agora_core::time::mesos_duration;
 pub use list::{Keyed, ListItem, SharedList};
 pub use read_model::ReadModel;
 

@@ -53,14 +53,17 @@ fn wait_at_start_gate() -> Result<(), String> {
 /// Agora's agents always checkpoint: an executor survives an agent restart
 /// and must wait for the agent to come back rather than exit.
 fn mesos_executor_environment() -> [(&'static str, String); 4] {
-    let secs = |d: std::time::Duration| format!("{}secs", d.as_secs());
+    use agora_core::time::mesos_duration;
     [
         ("MESOS_CHECKPOINT", "1".into()),
-        ("MESOS_RECOVERY_TIMEOUT", secs(super::RECOVERY_TIMEOUT)),
+        (
+            "MESOS_RECOVERY_TIMEOUT",
+            mesos_duration(super::RECOVERY_TIMEOUT),
+        ),
         ("MESOS_SUBSCRIPTION_BACKOFF_MAX", "2secs".into()),
         (
             "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",
-            secs(crate::state::EXECUTOR_SHUTDOWN_GRACE),
+            mesos_duration(crate::state::EXECUTOR_SHUTDOWN_GRACE),
         ),
     ]
 }
@@ -146,4 +149,26 @@ pub(crate) async fn become_custom_executor(
         false,
         format!("cannot start the executor program '{value}': {error}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use agora_core::time::parse_mesos_duration;
+
+    /// Mesos' executor libraries read these as Mesos writes durations:
+    /// each reads back to the agent's own setting.
+    #[test]
+    fn the_executors_recovery_durations_read_back_as_mesos_reads_them() {
+        let env: std::collections::HashMap<_, _> =
+            super::mesos_executor_environment().into_iter().collect();
+        assert_eq!(
+            parse_mesos_duration(&env["MESOS_RECOVERY_TIMEOUT"]),
+            Ok(super::super::RECOVERY_TIMEOUT)
+        );
+        assert_eq!(
+            parse_mesos_duration(&env["MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"]),
+            Ok(crate::state::EXECUTOR_SHUTDOWN_GRACE)
+        );
+        assert_eq!(env["MESOS_CHECKPOINT"], "1");
+    }
 }

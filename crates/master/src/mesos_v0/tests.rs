@@ -565,4 +565,21 @@ fn durations_print_as_mesos_does() {
     assert_eq!(mesos_duration(Duration::from_millis(100)), "100ms");
     assert_eq!(mesos_duration(Duration::from_millis(1500)), "1500ms");
     assert_eq!(mesos_duration(Duration::ZERO), "0secs");
+    // Mesos' own defaults: `--registry_max_agent_age`, `--gc_delay`.
+    assert_eq!(mesos_duration(Duration::from_secs(14 * 86_400)), "2weeks");
+    assert_eq!(mesos_duration(Duration::from_secs(7 * 86_400)), "1weeks");
+    assert_eq!(mesos_duration(Duration::from_secs(3 * 86_400)), "3days");
+    for duration in [
+        Duration::from_secs(14 * 86_400),
+        Duration::from_secs(90_000),
+        Duration::from_micros(1_500),
+        Duration::from_nanos(7),
+    ] {
+        let text = mesos_duration(duration);
+        assert_eq!(
+            agora_core::time::parse_mesos_duration(&text),
+            Ok(duration),
+            "{text}"
+        );
+    }
 }

@@ -337,7 +337,7 @@ fn flags(config: &crate::state::MasterConfig) -> BTreeMap<String, String> {
     }
     set(
         "agent_ping_timeout",
-        mesos_duration(config.agent_ping_timeout),
+        agora_core::time::mesos_duration(config.agent_ping_timeout),
     );
     set(
         "max_agent_ping_timeouts",
@@ -345,10 +345,10 @@ fn flags(config: &crate::state::MasterConfig) -> BTreeMap<String, String> {
     );
     set(
         "agent_removal_timeout",
-        mesos_duration(config.agent_removal_timeout),
+        agora_core::time::mesos_duration(config.agent_removal_timeout),
     );
     if let Some(timeout) = config.offer_timeout {
-        set("offer_timeout", mesos_duration(timeout));
+        set("offer_timeout", agora_core::time::mesos_duration(timeout));
     }
     set(
         "max_completed_frameworks",
@@ -360,7 +360,7 @@ fn flags(config: &crate::state::MasterConfig) -> BTreeMap<String, String> {
     );
     set(
         "registry_max_agent_age",
-        mesos_duration(config.registry_max_agent_age),
+        agora_core::time::mesos_duration(config.registry_max_agent_age),
     );
     set(
         "registry_max_agent_count",
@@ -368,15 +368,15 @@ fn flags(config: &crate::state::MasterConfig) -> BTreeMap<String, String> {
     );
     set(
         "registry_gc_interval",
-        mesos_duration(config.registry_gc_interval),
+        agora_core::time::mesos_duration(config.registry_gc_interval),
     );
     set(
         "heartbeat_interval",
-        mesos_duration(config.heartbeat_interval),
+        agora_core::time::mesos_duration(config.heartbeat_interval),
     );
     set(
         "adopted_framework_grace",
-        mesos_duration(config.adopted_framework_grace),
+        agora_core::time::mesos_duration(config.adopted_framework_grace),
     );
     set(
         "max_operator_event_stream_subscribers",
@@ -386,28 +386,6 @@ fn flags(config: &crate::state::MasterConfig) -> BTreeMap<String, String> {
         set(name, value.clone());
     }
     flags
-}
-
-/// A duration as Mesos prints one: a whole number in the largest unit that
-/// holds it exactly (`2secs`, `75secs`, `100ms`, `2mins`).
-pub fn mesos_duration(duration: std::time::Duration) -> String {
-    const UNITS: [(u128, &str); 7] = [
-        (86_400_000_000_000, "days"),
-        (3_600_000_000_000, "hrs"),
-        (60_000_000_000, "mins"),
-        (1_000_000_000, "secs"),
-        (1_000_000, "ms"),
-        (1_000, "us"),
-        (1, "ns"),
-    ];
-    let nanos = duration.as_nanos();
-    UNITS
-        .iter()
-        .find(|(size, _)| nanos >= *size && nanos.is_multiple_of(*size))
-        .map_or_else(
-            || "0secs".to_string(),
-            |(size, unit)| format!("{}{unit}", nanos / size),
-        )
 }
 
 /// Seconds since last offered, reason and filtered agents of a status
