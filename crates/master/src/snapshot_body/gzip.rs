@@ -122,22 +122,11 @@ pub fn gzip(rope: &Rope, segments: &mut Segments) -> std::io::Result<(Rope, usiz
                     // long, never a short piece to store).
                     Some((_, stored)) => {
                         made += 1;
-                        Segment {
-                            deflate: Bytes::from(compressed(&mut compress, piece)?),
-                            crc: stored.crc,
-                            provisional: false,
-                        }
-                    }
-                    None if piece.len() >= STORED_BELOW && piece.len() <= stored_room => {
-                        made += 1;
-                        stored_room -= piece.len();
-                        let mut segment = stored_segment(piece);
-                        segment.provisional = true;
-                        segment
+                        Segment::compressed(&mut compress, piece, stored.crc)?
                     }
                     None => {
                         made += 1;
-                        segment_of(&mut compress, piece, store_short)?
+                        new_segment(&mut compress, piece, store_short, &mut stored_room)?
                     }
                 };
                 kept.by_piece.insert(key, (piece.clone(), segment.clone()));
@@ -157,23 +146,24 @@ pub fn gzip(rope: &Rope, segments: &mut Segments) -> std::io::Result<(Rope, usiz
     Ok((Rope::from(pieces), made))
 }
 
-/// `piece` as deflate blocks of its own that end byte-aligned: stored if
-/// it is short and `store_short`, else compressed and ended by a sync
-/// flush.
-fn segment_of(
+/// A piece no earlier gzip held, as deflate blocks of its own that end
+/// byte-aligned: stored if it is short and `store_short`, or stored for now
+/// while the body's `stored_room` holds it (taken from it), else compressed
+/// and ended by a sync flush.
+fn new_segment(
     compress: &mut Compress,
     piece: &[u8],
     store_short: bool,
+    stored_room: &mut usize,
 ) -> std::io::Result<Segment> {
     if store_short && piece.len() < STORED_BELOW {
-        return Ok(stored_segment(piece));
+        return Ok(Segment::stored(piece, false));
     }
-    let deflate = compressed(compress, piece)?;
-    Ok(Segment {
-        deflate: Bytes::from(deflate),
-        crc: crc_of(piece),
-        provisional: false,
-    })
+    if store_short && piece.len() <= *stored_room {
+        *stored_room -= piece.len();
+        return Ok(Segment::stored(piece, true));
+    }
+    Segment::compressed(compress, piece, crc_of(piece))
 }
 
 fn crc_of(piece: &[u8]) -> crc32fast::Hasher {
@@ -182,12 +172,27 @@ fn crc_of(piece: &[u8]) -> crc32fast::Hasher {
     crc
 }
 
-/// `piece` as stored blocks, not provisional.
-fn stored_segment(piece: &[u8]) -> Segment {
-    Segment {
-        deflate: Bytes::from(stored(piece)),
-        crc: crc_of(piece),
-        provisional: false,
+impl Segment {
+    /// `piece` compressed; `crc` is its CRC-32.
+    fn compressed(
+        compress: &mut Compress,
+        piece: &[u8],
+        crc: crc32fast::Hasher,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            deflate: Bytes::from(compressed(compress, piece)?),
+            crc,
+            provisional: false,
+        })
+    }
+
+    /// `piece` as stored blocks.
+    fn stored(piece: &[u8], provisional: bool) -> Self {
+        Self {
+            deflate: Bytes::from(stored(piece)),
+            crc: crc_of(piece),
+            provisional,
+        }
     }
 }
 
