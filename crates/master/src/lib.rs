@@ -13,6 +13,7 @@
 mod actor;
 pub mod authn;
 mod authz_views;
+mod by_address;
 mod error;
 pub mod files_proxy;
 pub mod http;

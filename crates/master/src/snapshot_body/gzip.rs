@@ -43,11 +43,13 @@
 //! piece (immutable `Bytes`) so that the address is not reused while the
 //! entry lives.
 
-use std::collections::HashMap;
+mod crc;
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress};
 
+use self::crc::{BodyCrc, PieceCrc};
+use crate::by_address::{self, AddressMap};
 use crate::snapshot::state_body::Rope;
 
 /// A gzip member's header: deflate, no flags, no time, unknown OS.
@@ -68,12 +70,12 @@ const STORE_SHORT_FROM: usize = 1 << 20;
 /// module docs): one sixteenth.
 const STORED_SHARE: usize = 16;
 
-/// One piece compressed alone (or stored), and its CRC-32 (with its
-/// length).
+/// One piece compressed alone (or stored), and its CRC-32 with the factor
+/// that shifts a CRC past it ([`crc`]).
 #[derive(Clone)]
 struct Segment {
     deflate: Bytes,
-    crc: crc32fast::Hasher,
+    crc: PieceCrc,
     /// Stored only because the piece was new: compressed if it is sent
     /// again.
     provisional: bool,
@@ -83,7 +85,7 @@ struct Segment {
 /// length; each entry holds its piece.
 #[derive(Default)]
 pub struct Segments {
-    by_piece: HashMap<(usize, usize), (Bytes, Segment)>,
+    by_piece: AddressMap<(usize, usize), (Bytes, Segment)>,
 }
 
 #[cfg(test)]
@@ -106,9 +108,11 @@ pub fn gzip(rope: &Rope, segments: &mut Segments) -> std::io::Result<(Rope, usiz
     } else {
         0
     };
-    let mut kept = Segments::default();
+    let mut kept = Segments {
+        by_piece: by_address::with_room(rope.pieces().len()),
+    };
     let mut pieces = Vec::with_capacity(rope.pieces().len() + 2);
-    let mut crc = crc32fast::Hasher::new();
+    let mut crc = BodyCrc::default();
     let mut made = 0;
     pieces.push(Bytes::from_static(&HEADER));
     for piece in rope.pieces() {
@@ -133,12 +137,12 @@ pub fn gzip(rope: &Rope, segments: &mut Segments) -> std::io::Result<(Rope, usiz
                 segment
             }
         };
-        crc.combine(&segment.crc);
+        crc.append(&segment.crc);
         pieces.push(segment.deflate);
     }
     let mut end = Vec::with_capacity(LAST_BLOCK.len() + 8);
     end.extend_from_slice(&LAST_BLOCK);
-    end.extend_from_slice(&crc.finalize().to_le_bytes());
+    end.extend_from_slice(&crc.value().to_le_bytes());
     // ISIZE: the length modulo 2^32, as gzip defines it.
     end.extend_from_slice(&(rope.len() as u32).to_le_bytes());
     pieces.push(Bytes::from(end));
@@ -163,22 +167,12 @@ fn new_segment(
         *stored_room -= piece.len();
         return Ok(Segment::stored(piece, true));
     }
-    Segment::compressed(compress, piece, crc_of(piece))
-}
-
-fn crc_of(piece: &[u8]) -> crc32fast::Hasher {
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(piece);
-    crc
+    Segment::compressed(compress, piece, PieceCrc::of(piece))
 }
 
 impl Segment {
     /// `piece` compressed; `crc` is its CRC-32.
-    fn compressed(
-        compress: &mut Compress,
-        piece: &[u8],
-        crc: crc32fast::Hasher,
-    ) -> std::io::Result<Self> {
+    fn compressed(compress: &mut Compress, piece: &[u8], crc: PieceCrc) -> std::io::Result<Self> {
         Ok(Self {
             deflate: Bytes::from(compressed(compress, piece)?),
             crc,
@@ -190,7 +184,7 @@ impl Segment {
     fn stored(piece: &[u8], provisional: bool) -> Self {
         Self {
             deflate: Bytes::from(stored(piece)),
-            crc: crc_of(piece),
+            crc: PieceCrc::of(piece),
             provisional,
         }
     }
