@@ -380,18 +380,18 @@ impl Serialize for TaskEntries<'_> {
     }
 }
 
-/// The JSON of the tasks of `part` among `tasks` (a list's chunk), each
-/// preceded by a comma, as `state_body` fills a hole with.
-pub(crate) fn task_entries_json<'a>(
-    tasks: impl IntoIterator<Item = &'a TaskView>,
+/// `task`'s row in a hole of `part` (`state_body` fills holes with rows):
+/// a comma and its entry, or nothing where `part` does not show it.
+pub(crate) fn task_entry_row(
+    task: &TaskView,
     part: TaskPart,
-) -> serde_json::Result<Vec<u8>> {
-    let mut json = Vec::new();
-    for task in tasks.into_iter().filter(|t| part.shows(t)) {
-        json.push(b',');
-        serde_json::to_writer(&mut json, &task_entry(task))?;
+    out: &mut Vec<u8>,
+) -> serde_json::Result<()> {
+    if part.shows(task) {
+        out.push(b',');
+        serde_json::to_writer(out, &task_entry(task))?;
     }
-    Ok(json)
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]

@@ -15,10 +15,12 @@ use bytes::Bytes;
 use serde::ser::Error as _;
 
 use super::shapes::{
-    self, Offers, SlaveInputs, SumCache, slave_entries_json, slave_inputs, task_entries_json,
+    self, Offers, SlaveInputs, SumCache, slave_entries_json, slave_inputs, task_entry_row,
 };
 use crate::snapshot::kept_json::{Listed, TaskPart};
-use crate::snapshot::state_body::{ChunkJsons, Held, Rope, assemble, fill, push_items};
+use crate::snapshot::state_body::{
+    ChunkJsons, Held, Holes, Retired, Rope, assemble, fill, push_items, room_as, share,
+};
 use crate::snapshot::{AgentView, SharedList, StateSnapshot, TaskView};
 
 /// What the last body held: the JSON of its task chunks, one map per
@@ -97,26 +99,96 @@ fn fill_holes<T: serde::Serialize>(
     offers: Option<&Offers<'_>>,
     cache: &mut ChunkCache,
 ) -> serde_json::Result<Rope> {
-    let mut kept = ChunkCache::default();
-    let rope = assemble(value, |list, pieces| match (list, offers) {
-        (Listed::MesosTasks(list, part), _) => {
-            fill(&list, cache.part(part), kept.part(part), pieces, |chunk| {
-                task_entries_json(chunk.iter().map(AsRef::as_ref), part).map(Bytes::from)
-            })
-        }
-        (Listed::MesosAgents(list), Some(offers)) => {
-            fill_agents(snapshot, offers, &list, cache, &mut kept, pieces)
-        }
-        (Listed::MesosAgents(_), None) => Err(serde_json::Error::custom(
-            "Mesos' agents in a body made without the offers",
-        )),
-        (Listed::Tasks(_) | Listed::Agents(_), _) => Err(serde_json::Error::custom(
-            "a list in Agora's shape inside a Mesos body",
-        )),
-    })?;
+    let kept = ChunkCache {
+        reachable: room_as(&cache.reachable),
+        unreachable: room_as(&cache.unreachable),
+        all: room_as(&cache.all),
+        ..ChunkCache::default()
+    };
+    let mut lists = MesosLists {
+        snapshot,
+        offers,
+        old: cache,
+        kept,
+        retired: None,
+    };
+    let rope = assemble(value, &mut lists)?;
+    let mut kept = lists.kept;
     kept.sums = std::mem::take(&mut cache.sums);
     *cache = kept;
     Ok(rope)
+}
+
+/// A Mesos body's kept lists, filled from the last body's chunks.
+struct MesosLists<'a, 'o> {
+    snapshot: &'a StateSnapshot,
+    offers: Option<&'a Offers<'o>>,
+    old: &'a mut ChunkCache,
+    kept: ChunkCache,
+    /// The last body's task chunks, per part, that this one does not
+    /// share, once every list shared what it could.
+    retired: Option<RetiredParts>,
+}
+
+/// Retired task chunks, one set per part (as `ChunkCache` keeps them).
+struct RetiredParts {
+    reachable: Retired<TaskView>,
+    unreachable: Retired<TaskView>,
+    all: Retired<TaskView>,
+}
+
+impl RetiredParts {
+    fn new(old: &mut ChunkCache) -> Self {
+        let mut take = |part| Retired::new(std::mem::take(old.part(part)));
+        Self {
+            reachable: take(TaskPart::Reachable),
+            unreachable: take(TaskPart::Unreachable),
+            all: take(TaskPart::All),
+        }
+    }
+
+    fn part(&self, part: TaskPart) -> &Retired<TaskView> {
+        match part {
+            TaskPart::Reachable => &self.reachable,
+            TaskPart::Unreachable => &self.unreachable,
+            TaskPart::All => &self.all,
+        }
+    }
+}
+
+impl Holes for MesosLists<'_, '_> {
+    fn share(&mut self, list: &Listed) {
+        if let Listed::MesosTasks(list, part) = list {
+            share(list, self.old.part(*part), self.kept.part(*part));
+        }
+    }
+
+    fn fill(&mut self, list: Listed, pieces: &mut Vec<Bytes>) -> serde_json::Result<()> {
+        let old = &mut *self.old;
+        let retired = self.retired.get_or_insert_with(|| RetiredParts::new(old));
+        match (list, self.offers) {
+            (Listed::MesosTasks(list, part), _) => {
+                let retired = retired.part(part);
+                fill(&list, retired, self.kept.part(part), pieces, |task, out| {
+                    task_entry_row(task, part, out)
+                })
+            }
+            (Listed::MesosAgents(list), Some(offers)) => fill_agents(
+                self.snapshot,
+                offers,
+                &list,
+                self.old,
+                &mut self.kept,
+                pieces,
+            ),
+            (Listed::MesosAgents(_), None) => Err(serde_json::Error::custom(
+                "Mesos' agents in a body made without the offers",
+            )),
+            (Listed::Tasks(_) | Listed::Agents(_), _) => Err(serde_json::Error::custom(
+                "a list in Agora's shape inside a Mesos body",
+            )),
+        }
+    }
 }
 
 /// Puts the `slaves` entries of `list`'s chunks in `pieces`: a chunk's

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use super::{ChunkCache, make};
+use super::{ChunkCache, ChunkJsons, Retired, fill, make, share};
 use crate::snapshot::test_views::{agent, task};
 use crate::snapshot::{FrameworkView, SharedList, StateSnapshot, TaskView, test_views};
 
@@ -139,32 +139,155 @@ fn a_list_shrunk_to_nothing_is_an_empty_array() {
     assert_eq!(value["agents"], serde_json::json!([]));
 }
 
-/// The cache holds its chunks weakly: a body keeps none of the views it
-/// was made from alive once no snapshot holds them, and a chunk that only
-/// its list holds (besides the cache) is still never changed in place
-/// behind the cache's back: the change makes a new chunk, and the next
-/// body shows it.
+/// The cache holds the last body's chunks, and with them their views,
+/// until the next body: a chunk that only its list holds besides the cache
+/// is still never changed in place behind the cache's back (the change
+/// makes a new chunk, and a new view), the next body shows it, and the
+/// view it replaced is freed with that body's making.
 #[test]
-fn the_cache_keeps_no_view_alive_and_sees_a_chunk_its_list_alone_changed() {
+fn the_cache_holds_the_last_bodys_views_until_the_next() {
     let mut s = snapshot();
     let mut cache = ChunkCache::default();
     make(&s, &mut cache).expect("first body");
 
-    // Only the list holds its chunks now (no snapshot was published).
-    let held = s.agents.arcs().next().cloned().expect("an agent");
-    assert_eq!(Arc::strong_count(&held), 2, "the list and this test only");
-    drop(held);
+    // The list and the cache hold the first agent's chunk now.
+    let replaced = Arc::downgrade(s.agents.arcs().next().expect("an agent"));
     let mut changed = s.agents.first().cloned().expect("an agent");
     changed.hostname = "moved".to_owned();
     s.agents.upsert(Arc::new(changed));
+    assert!(
+        replaced.upgrade().is_some(),
+        "the cache holds the last body's views"
+    );
     let second = make(&s, &mut cache).expect("second body");
     assert_eq!(second.to_vec(), plain(&s));
     let value: serde_json::Value = serde_json::from_slice(&second.to_vec()).expect("json");
     assert_eq!(value["agents"][0]["hostname"], "moved");
+    assert!(
+        replaced.upgrade().is_none(),
+        "a view replaced before the second body outlived it"
+    );
+}
 
-    // Dropping the snapshot frees its views though the cache lives on.
-    let weak = Arc::downgrade(s.agents.arcs().next().expect("an agent"));
-    drop(s);
-    assert!(weak.upgrade().is_none(), "the cache kept a view alive");
-    assert!(!cache.is_empty());
+/// A chunk made again copies the rows of the items it shares with a chunk
+/// of the last body, and writes only the others: a replaced item, an
+/// inserted one, and every row after a split.
+#[test]
+fn a_changed_chunk_writes_only_its_new_rows() {
+    let tasks = |s: &StateSnapshot| s.frameworks[0].tasks.clone();
+    let written = std::cell::Cell::new(0usize);
+    let row = |t: &TaskView, out: &mut Vec<u8>| {
+        written.set(written.get() + 1);
+        super::item_row(t, out)
+    };
+    let body = |list: &SharedList<TaskView>, old: &mut ChunkJsons<TaskView>| {
+        let mut kept = ChunkJsons::default();
+        share(list, old, &mut kept);
+        let retired = Retired::new(std::mem::take(old));
+        let mut pieces = Vec::new();
+        fill(list, &retired, &mut kept, &mut pieces, row).expect("fills");
+        *old = kept;
+        let mut json = b"[".to_vec();
+        json.extend(pieces.iter().flat_map(|p| p.iter()));
+        json.push(b']');
+        json
+    };
+    let whole = |list: &SharedList<TaskView>| serde_json::to_vec(list).expect("json");
+
+    let s = snapshot();
+    let mut list = tasks(&s);
+    let mut old = ChunkJsons::default();
+    assert_eq!(body(&list, &mut old), whole(&list));
+    assert_eq!(written.replace(0), 300, "the first body writes every row");
+
+    list.upsert(Arc::new(task("fw-a-task-00150", "TASK_KILLED")));
+    list.upsert(Arc::new(task("fw-a-task-00150x", "TASK_STAGING")));
+    assert_eq!(body(&list, &mut old), whole(&list));
+    assert_eq!(written.replace(0), 2, "one replaced, one inserted");
+
+    // Inserting until a chunk splits: only the inserted rows are written.
+    let chunks = list.chunks().len();
+    for n in 0..40 {
+        list.upsert(Arc::new(task(
+            &format!("fw-a-task-00010-{n:02}"),
+            "TASK_STAGING",
+        )));
+    }
+    assert!(list.chunks().len() > chunks, "a chunk split");
+    assert_eq!(body(&list, &mut old), whole(&list));
+    assert_eq!(written.replace(0), 40);
+
+    // Nothing changed: nothing written.
+    assert_eq!(body(&list, &mut old), whole(&list));
+    assert_eq!(written.get(), 0);
+}
+
+/// A change the read model makes between two bodies: a task's state, a
+/// task inserted or removed, a task completed, an agent's status.
+#[derive(Debug, Clone)]
+enum Change {
+    Upsert { task: usize, state: usize },
+    Remove { task: usize },
+    Complete { task: usize },
+    Agent { agent: usize, status: usize },
+}
+
+const STATES: [&str; 3] = ["TASK_STAGING", "TASK_STARTING", "TASK_RUNNING"];
+const AGENT_STATES: [&str; 2] = ["active", "disconnected"];
+
+fn change() -> impl proptest::strategy::Strategy<Value = Change> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (0..400usize, 0..STATES.len()).prop_map(|(task, state)| Change::Upsert { task, state }),
+        (0..400usize).prop_map(|task| Change::Remove { task }),
+        (0..400usize).prop_map(|task| Change::Complete { task }),
+        (0..200usize, 0..AGENT_STATES.len())
+            .prop_map(|(agent, status)| Change::Agent { agent, status }),
+    ]
+}
+
+fn apply(s: &mut StateSnapshot, change: &Change) {
+    if let Change::Agent { agent: n, status } = change {
+        let mut a = agent(&format!("agent-{n:04}"));
+        a.status = AGENT_STATES[*status];
+        s.agents.upsert(Arc::new(a));
+        return;
+    }
+    let mut frameworks: Vec<FrameworkView> = s.frameworks.iter().cloned().collect();
+    let f = &mut frameworks[0];
+    let id = |n: usize| format!("fw-a-task-{n:05}");
+    match change {
+        Change::Upsert { task: n, state } => {
+            f.tasks.upsert(Arc::new(task(&id(*n), STATES[*state])))
+        }
+        Change::Remove { task: n } => {
+            f.tasks.remove_key(&id(*n));
+        }
+        Change::Complete { task: n } => {
+            if let Some(t) = f.tasks.remove_key(&id(*n)) {
+                f.completed_tasks.upsert(t);
+            }
+        }
+        Change::Agent { .. } => {}
+    }
+    s.frameworks = frameworks.into();
+}
+
+proptest::proptest! {
+    /// After any run of changes, every body in a row is the same bytes as
+    /// the whole serialization of its snapshot, whichever rows it copied.
+    #[test]
+    fn bodies_in_a_row_equal_the_whole_serialization(
+        rounds in proptest::collection::vec(proptest::collection::vec(change(), 0..40), 1..6),
+    ) {
+        let mut s = snapshot();
+        let mut cache = ChunkCache::default();
+        for changes in &rounds {
+            for c in changes {
+                apply(&mut s, c);
+            }
+            let body = make(&s, &mut cache).expect("body");
+            proptest::prop_assert_eq!(body.to_vec(), plain(&s));
+        }
+    }
 }
