@@ -262,6 +262,15 @@ fn http_realms_refuse_without_credentials_and_serve_with_them() {
         "{}",
         flags.body
     );
+    // And where it keeps its registry, as Mesos' `work_dir` flag.
+    let work_dir = cluster.dir.path().join("master");
+    let shown = http_with_auth(port, "GET", "/flags", Some(&ops()), None).expect("/flags");
+    let shown: serde_json::Value = serde_json::from_str(&shown.body).expect("json");
+    assert_eq!(
+        shown["flags"]["work_dir"],
+        work_dir.to_str().expect("utf-8")
+    );
+    assert_eq!(shown["flags"]["registry"], "file");
     let mut shown = vec![flags.body];
     for path in [
         "/flags",

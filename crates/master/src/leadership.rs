@@ -184,7 +184,7 @@ impl Terms {
         config.registry_max_agent_count = self.options.registry_max_agent_count;
         config.registry_gc_interval = self.options.registry_gc_interval;
         config.acls = self.options.acls.clone();
-        config.authentication_flags = self.options.authentication.flags();
+        config.shell_flags = self.options.flags();
         config.offer_timeout = self.options.offer_timeout;
         config.epoch = with_zk.then_some(epoch);
         config.framework_id_seed = rand::random();

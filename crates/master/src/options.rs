@@ -75,4 +75,69 @@ impl MasterOptions {
             tls: agora_tls::TlsFiles::default(),
         }
     }
+
+    /// The settings only the shell acts on, under Mesos' flag names, as
+    /// `/flags` shows them (the state machine adds its own): where the
+    /// master keeps its registry, how it is elected, its timers, and who
+    /// must authenticate (the credentials file by its path, never a
+    /// secret). `registry` is Agora's: `zookeeper`, `file` (under
+    /// `work_dir`) or `in_memory`.
+    pub fn flags(&self) -> std::collections::BTreeMap<String, String> {
+        let mut flags = self.authentication.flags();
+        let mut set = |name: &str, value: String| {
+            flags.insert(name.to_string(), value);
+        };
+        let registry = match (&self.zk, &self.work_dir) {
+            (Some(_), _) => "zookeeper",
+            (None, Some(_)) => "file",
+            (None, None) => "in_memory",
+        };
+        set("registry", registry.to_string());
+        if let Some(zk) = &self.zk {
+            set("zk", zk.to_string());
+        }
+        set(
+            "zk_session_timeout",
+            agora_core::time::mesos_duration(self.zk_session_timeout),
+        );
+        if let Some(dir) = &self.work_dir {
+            set("work_dir", dir.display().to_string());
+        }
+        set(
+            "agent_reregister_timeout",
+            agora_core::time::mesos_duration(self.agent_reregister_timeout),
+        );
+        set(
+            "allocation_interval",
+            agora_core::time::mesos_duration(self.allocation_interval),
+        );
+        flags
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_name_the_registry_zookeeper_and_work_dir_as_started() {
+        let address: SocketAddr = "127.0.0.1:5050".parse().expect("address");
+        let mut options = MasterOptions::new(address, "m1");
+        let flags = options.flags();
+        assert_eq!(flags["registry"], "in_memory");
+        assert!(!flags.contains_key("zk") && !flags.contains_key("work_dir"));
+        assert_eq!(flags["agent_reregister_timeout"], "10mins");
+        assert_eq!(flags["allocation_interval"], "1secs");
+        assert_eq!(flags["authenticate_agents"], "false");
+
+        options.work_dir = Some("/var/lib/agora".into());
+        assert_eq!(options.flags()["registry"], "file");
+        assert_eq!(options.flags()["work_dir"], "/var/lib/agora");
+
+        options.zk = Some(agora_coord::ZkUrl::parse("zk://h1:2181,h2/agora").expect("url"));
+        let flags = options.flags();
+        assert_eq!(flags["registry"], "zookeeper");
+        assert_eq!(flags["zk"], "zk://h1:2181,h2:2181/agora");
+        assert_eq!(flags["zk_session_timeout"], "10secs");
+    }
 }

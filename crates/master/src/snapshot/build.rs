@@ -382,7 +382,7 @@ fn flags(config: &crate::state::MasterConfig) -> BTreeMap<String, String> {
         "max_operator_event_stream_subscribers",
         crate::options::MAX_OPERATOR_SUBSCRIBERS.to_string(),
     );
-    for (name, value) in &config.authentication_flags {
+    for (name, value) in &config.shell_flags {
         set(name, value.clone());
     }
     flags

@@ -64,10 +64,10 @@ pub struct MasterConfig {
     pub adopted_framework_grace: Duration,
     /// Who may do what (`--acls`); the default allows everything.
     pub acls: std::sync::Arc<agora_auth::acl::Acls>,
-    /// The authentication settings under Mesos' flag names (the
-    /// credentials file's path, `authenticate_*`), for GET_FLAGS; never a
-    /// secret (`crate::authn::Authentication::flags`).
-    pub authentication_flags: std::collections::BTreeMap<String, String>,
+    /// The settings only the shell acts on (ZooKeeper, the work dir, the
+    /// timers, authentication), under Mesos' flag names, for `/flags` and
+    /// GET_FLAGS; never a secret (`crate::options::MasterOptions::flags`).
+    pub shell_flags: std::collections::BTreeMap<String, String>,
     /// Seeds the random part of framework ids, so that one framework's id
     /// says nothing about another's. The shell draws it from the operating
     /// system; tests fix it, and the state machine stays deterministic.
@@ -98,7 +98,7 @@ impl MasterConfig {
             offer_timeout: None,
             adopted_framework_grace: DEFAULT_ADOPTED_FRAMEWORK_GRACE,
             acls: std::sync::Arc::default(),
-            authentication_flags: std::collections::BTreeMap::new(),
+            shell_flags: std::collections::BTreeMap::new(),
             framework_id_seed: [0; 32],
         }
     }
