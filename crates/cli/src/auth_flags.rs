@@ -250,9 +250,10 @@ fn read_credential(value: &str) -> anyhow::Result<Credential> {
 mod tests {
     use super::*;
 
-    /// A file name of this test process's own under the temp dir.
-    fn scratch(name: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("agora-auth-flags-{}-{name}", std::process::id()))
+    /// A directory of this test's own, removed when dropped (a test must
+    /// leave nothing behind in the temp dir).
+    fn scratch() -> tempfile::TempDir {
+        tempfile::tempdir().expect("a temp dir")
     }
 
     #[test]
@@ -276,7 +277,8 @@ mod tests {
 
     #[test]
     fn credentials_files_are_read_with_or_without_file_prefix() {
-        let path = scratch("creds.json");
+        let dir = scratch();
+        let path = dir.path().join("creds.json");
         std::fs::write(&path, r#"{"credentials":[{"principal":"a","secret":"b"}]}"#)
             .expect("write");
         for value in [
@@ -296,7 +298,8 @@ mod tests {
 
     #[test]
     fn client_secret_from_file_or_value() {
-        let path = scratch("secret");
+        let dir = scratch();
+        let path = dir.path().join("secret");
         std::fs::write(&path, "s3cret\n").expect("write");
         let from_file = ClientAuthArgs {
             principal: Some("p".into()),
