@@ -205,6 +205,7 @@ async fn leader_failover(bin: &Path) {
 fn dead_agent_detection(bin: &Path) {
     let runs = env_usize("AGORA_BENCH_RUNS", 5);
     let dir = tempfile::tempdir().expect("temp dir");
+    let cgroups = agora_e2e::TestCgroups::new("bench-dead-agent");
     let _sweeper = Sweeper(dir.path().to_path_buf());
     let port = free_port();
     let port_text = port.to_string();
@@ -229,6 +230,8 @@ fn dead_agent_detection(bin: &Path) {
             agent_dir.to_str().expect("utf-8"),
             "--resources",
             "cpus:1;mem:256",
+            "--cgroups-root",
+            &cgroups.root,
         ],
         dir.path().join("a.log"),
     );

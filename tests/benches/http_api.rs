@@ -277,6 +277,7 @@ fn run() -> anyhow::Result<()> {
     let subscriptions = env_usize("AGORA_BENCH_SUBSCRIPTIONS", if full { 1000 } else { 50 });
     let bin = agora_binary(full)?;
     let dir = tempfile::tempdir()?;
+    let cgroups = agora_e2e::TestCgroups::new("bench-http-api");
     let _sweeper = agora_e2e::Sweeper(dir.path().to_path_buf());
     let master_port = free_port();
     let master = Proc::spawn_bin(
@@ -311,6 +312,8 @@ fn run() -> anyhow::Result<()> {
             dir.path().join("agent").to_str().context("utf-8")?,
             "--resources",
             AGENT_RESOURCES,
+            "--cgroups-root",
+            &cgroups.root,
         ],
         dir.path().join("agent.log"),
     );

@@ -262,6 +262,21 @@ pub fn cgroup_mounts() -> Vec<PathBuf> {
         .collect()
 }
 
+/// SIGKILLs every process in a cgroup directory and those under it.
+fn kill_cgroup_tree(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            kill_cgroup_tree(&entry.path());
+        }
+    }
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
 /// Removes a cgroup directory and those under it, deepest first (a cgroup
 /// goes only once it is empty of processes and children).
 pub fn remove_cgroup_tree(dir: &Path) {
@@ -300,17 +315,38 @@ impl Drop for TestCgroups {
             if !dir.exists() {
                 continue;
             }
-            // Processes killed just before may still be leaving.
+            // Processes killed just before may still be leaving; any
+            // still working there are this test's tasks (the root is the
+            // test's alone), which its agents left behind on purpose.
             let _ = wait_for(
                 "the test's cgroups emptied",
                 Duration::from_secs(10),
                 || {
+                    kill_cgroup_tree(&dir);
                     remove_cgroup_tree(&dir);
                     (!dir.exists()).then_some(())
                 },
             );
         }
     }
+}
+
+/// Refuses to start an agent (or a dev cluster) under the default cgroups
+/// root: it is every other agent's on this machine, tests run side by side,
+/// and an agent killed with its tasks leaves their cgroups there for good.
+/// A test gives its agents a [`TestCgroups`] root, removed when dropped.
+fn assert_own_cgroups_root(args: &[&str], envs: &[(&str, &str)]) {
+    let starts_agents = matches!(args.first(), Some(&"agent") | Some(&"dev"));
+    let given = args
+        .iter()
+        .any(|a| a.starts_with("--cgroups-root") || a.starts_with("--cgroups_root"))
+        || envs.iter().any(|(name, _)| *name == "AGORA_CGROUPS_ROOT");
+    assert!(
+        !starts_agents || given,
+        "`agora {}` in a test needs a cgroups root of its own: pass --cgroups-root \
+         (or AGORA_CGROUPS_ROOT) from agora_e2e::TestCgroups::new(..).root",
+        args.first().unwrap_or(&"")
+    );
 }
 
 /// A process this test started; killed (by its pid) when dropped.
@@ -335,6 +371,7 @@ impl Proc {
     }
 
     fn spawn_bin_with_env(bin: &Path, args: &[&str], log: PathBuf, envs: &[(&str, &str)]) -> Proc {
+        assert_own_cgroups_root(args, envs);
         let file = std::fs::File::create(&log).expect("log file can be created");
         let child = Command::new(bin)
             .args(args)
@@ -996,5 +1033,22 @@ mod tests {
         }
         let error = http_get(port, "/files/read?path=/x&offset=0").expect_err("nobody listens");
         assert!(!error.to_string().contains("http_raw"), "{error:#}");
+    }
+
+    #[test]
+    fn agents_in_tests_need_a_cgroups_root_of_their_own() {
+        let refused = |args: &'static [&'static str],
+                       envs: &'static [(&'static str, &'static str)]| {
+            std::panic::catch_unwind(|| assert_own_cgroups_root(args, envs)).is_err()
+        };
+        assert!(refused(&["agent", "--master", "127.0.0.1:5050"], &[]));
+        assert!(refused(&["dev", "--port", "0"], &[]));
+        assert!(!refused(&["agent", "--cgroups-root", "agora-test-x"], &[]));
+        assert!(!refused(&["agent", "--cgroups_root=agora-test-x"], &[]));
+        assert!(!refused(
+            &["dev"],
+            &[("AGORA_CGROUPS_ROOT", "agora-test-x")]
+        ));
+        assert!(!refused(&["master", "--port", "0"], &[]));
     }
 }

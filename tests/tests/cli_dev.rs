@@ -48,10 +48,11 @@ fn machine_memory_mb() -> f64 {
     kb / 1024.0
 }
 
-/// `agora dev --agents 2` on a free port with its work dir in `dir`, and
-/// `extra` flags; returns the process and the master's port.
-fn start_dev(dir: &std::path::Path, extra: &[&str]) -> (Proc, u16) {
-    start_dev_with_env(dir, extra, &[])
+/// `agora dev --agents 2` on a free port with its work dir in `dir`, its
+/// containers under `cgroups`, and `extra` flags; returns the process and
+/// the master's port.
+fn start_dev(dir: &std::path::Path, cgroups: &TestCgroups, extra: &[&str]) -> (Proc, u16) {
+    start_dev_with_env(dir, extra, &[("AGORA_CGROUPS_ROOT", cgroups.root.as_str())])
 }
 
 fn start_dev_with_env(dir: &std::path::Path, extra: &[&str], envs: &[(&str, &str)]) -> (Proc, u16) {
@@ -74,8 +75,9 @@ fn start_dev_with_env(dir: &std::path::Path, extra: &[&str], envs: &[(&str, &str
 #[test]
 fn dev_agents_share_the_machine_out() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let cgroups = TestCgroups::new("dev-share");
     let _sweeper = Sweeper(dir.path().to_path_buf());
-    let (_dev, port) = start_dev(dir.path(), &[]);
+    let (_dev, port) = start_dev(dir.path(), &cgroups, &[]);
     let agents = agents(port, 2);
     let cores = std::thread::available_parallelism().expect("cores").get() as f64;
     let share = ((cores / 2.0) * 1000.0).floor() / 1000.0;
@@ -98,9 +100,11 @@ fn dev_agents_share_the_machine_out() {
 #[test]
 fn dev_resources_are_each_agents() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let cgroups = TestCgroups::new("dev-resources");
     let _sweeper = Sweeper(dir.path().to_path_buf());
     let (_dev, port) = start_dev(
         dir.path(),
+        &cgroups,
         &["--resources", "cpus:3;mem:100;disk:10;ports:[40000-40009]"],
     );
     for agent in agents(port, 2) {

@@ -57,7 +57,8 @@ fn start_master_with_session(
     Master { port, proc }
 }
 
-fn start_agent(dir: &Path, n: usize, zk: &str) -> Proc {
+/// Agent `n`, its containers under `cgroups_root` (a test's own).
+fn start_agent(dir: &Path, n: usize, zk: &str, cgroups_root: &str) -> Proc {
     let work_dir: PathBuf = dir.join(format!("agent-{n}"));
     Proc::spawn(
         &[
@@ -72,6 +73,8 @@ fn start_agent(dir: &Path, n: usize, zk: &str) -> Proc {
             work_dir.to_str().expect("utf-8"),
             "--resources",
             "cpus:2;mem:1024",
+            "--cgroups-root",
+            &format!("{cgroups_root}/a{n}"),
         ],
         dir.join(format!("agent-{n}.log")),
     )
@@ -126,6 +129,7 @@ async fn killing_the_leader_three_times_loses_no_task() {
         .expect("zookeeper starts (Debian package zookeeper)");
     let url = zk.unique_url("agora-ha").to_string();
     let dir = tempfile::tempdir().expect("temp dir");
+    let cgroups = agora_e2e::TestCgroups::new("ha");
     let _sweeper = agora_e2e::Sweeper(dir.path().to_path_buf());
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let mut masters: Vec<Master> = ports
@@ -153,7 +157,9 @@ async fn killing_the_leader_three_times_loses_no_task() {
     assert_eq!(code, 307, "{body}");
     assert!(body.contains(&leader_address), "{body}");
 
-    let _agents: Vec<Proc> = (0..3).map(|n| start_agent(dir.path(), n, &url)).collect();
+    let _agents: Vec<Proc> = (0..3)
+        .map(|n| start_agent(dir.path(), n, &url, &cgroups.root))
+        .collect();
     wait_for(
         "agents registered with the leader",
         Duration::from_secs(30),

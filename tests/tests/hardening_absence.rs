@@ -13,7 +13,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use agora_e2e::{
-    Proc, Sweeper, agora_bin, all_tasks, free_port, get_json, run_with_deadline, wait_for,
+    Proc, Sweeper, TestCgroups, agora_bin, all_tasks, free_port, get_json, run_with_deadline,
+    wait_for,
 };
 use rustix::process::{Pid, Signal, kill_process};
 
@@ -38,12 +39,15 @@ struct Absence {
     _master: Proc,
     agent: Proc,
     _sweeper: Sweeper,
+    /// Dropped after the agent and the sweeper: the agents' containers.
+    cgroups: TestCgroups,
 }
 
 impl Absence {
     fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let sweeper = Sweeper(dir.path().to_path_buf());
+        let cgroups = TestCgroups::new("absence");
         let master_port = free_port();
         let master = Proc::spawn(
             &[
@@ -62,7 +66,13 @@ impl Absence {
             dir.path().join("master.log"),
         );
         let agent_port = free_port();
-        let agent = spawn_agent(dir.path(), master_port, agent_port, "agent.log");
+        let agent = spawn_agent(
+            dir.path(),
+            master_port,
+            agent_port,
+            &cgroups.root,
+            "agent.log",
+        );
         let cluster = Absence {
             dir,
             master_port,
@@ -70,13 +80,20 @@ impl Absence {
             _master: master,
             agent,
             _sweeper: sweeper,
+            cgroups,
         };
         cluster.wait_agent("active");
         cluster
     }
 
     fn start_agent(&self, log: &str) -> Proc {
-        spawn_agent(self.dir.path(), self.master_port, self.agent_port, log)
+        spawn_agent(
+            self.dir.path(),
+            self.master_port,
+            self.agent_port,
+            &self.cgroups.root,
+            log,
+        )
     }
 
     fn master(&self) -> String {
@@ -128,8 +145,9 @@ impl Absence {
     }
 }
 
-/// The test's agent: work dir `agent` under `dir`, on `port`.
-fn spawn_agent(dir: &Path, master_port: u16, port: u16, log: &str) -> Proc {
+/// The test's agent: work dir `agent` under `dir`, on `port`, its
+/// containers under `cgroups_root` (the same across its restarts).
+fn spawn_agent(dir: &Path, master_port: u16, port: u16, cgroups_root: &str, log: &str) -> Proc {
     let work_dir = dir.join("agent");
     Proc::spawn(
         &[
@@ -144,6 +162,8 @@ fn spawn_agent(dir: &Path, master_port: u16, port: u16, log: &str) -> Proc {
             work_dir.to_str().expect("utf-8 temp path"),
             "--resources",
             RESOURCES,
+            "--cgroups-root",
+            cgroups_root,
         ],
         dir.join(log),
     )

@@ -45,6 +45,7 @@ fn a_finished_tasks_sandbox_is_garbage_collected_after_the_gc_delay() {
 #[test]
 fn an_agent_without_a_master_says_so_and_logs_without_colour() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let cgroups = agora_e2e::TestCgroups::new("no-master");
     let port = free_port();
     let master = format!("127.0.0.1:{}", free_port());
     let agent = Proc::spawn(
@@ -60,6 +61,8 @@ fn an_agent_without_a_master_says_so_and_logs_without_colour() {
             dir.path().join("work").to_str().expect("utf-8"),
             "--resources",
             "cpus:1;mem:128",
+            "--cgroups-root",
+            &cgroups.root,
         ],
         dir.path().join("agent.log"),
     );

@@ -28,6 +28,7 @@ async fn next_event(events: &mut agora_scheduler::EventStream, what: &str) -> Ev
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_agent_goes_unreachable_and_comes_back_with_its_task() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let cgroups = agora_e2e::TestCgroups::new("frozen-agent");
     let _sweeper = agora_e2e::Sweeper(dir.path().to_path_buf());
     let master_port = free_port();
     let master_address = format!("127.0.0.1:{master_port}");
@@ -60,6 +61,8 @@ async fn a_frozen_agent_goes_unreachable_and_comes_back_with_its_task() {
             agent_dir.to_str().expect("utf-8"),
             "--resources",
             "cpus:2;mem:1024",
+            "--cgroups-root",
+            &cgroups.root,
         ],
         dir.path().join("agent.log"),
     );

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use agora_e2e::{Proc, Sweeper, agora_bin, free_port, run_with_deadline, wait_for};
+use agora_e2e::{Proc, Sweeper, TestCgroups, agora_bin, free_port, run_with_deadline, wait_for};
 
 const RESOURCES: &str = "cpus:2;mem:1024;disk:1024";
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -25,6 +25,8 @@ struct TlsCluster {
     port: u16,
     _master: Proc,
     _agent: Proc,
+    /// The agent's containers; dropped after it.
+    _cgroups: TestCgroups,
 }
 
 fn path(p: &Path) -> &str {
@@ -64,6 +66,7 @@ fn start_with(require_client_cert: bool, zk: Option<&str>) -> TlsCluster {
     let agent_port = free_port().to_string();
     let master_address = zk.map_or_else(|| format!("127.0.0.1:{port}"), str::to_string);
     let agent_dir = dir.path().join("agent-0");
+    let cgroups = TestCgroups::new("tls");
     let mut agent_args = vec![
         "agent",
         "--master",
@@ -76,6 +79,8 @@ fn start_with(require_client_cert: bool, zk: Option<&str>) -> TlsCluster {
         path(&agent_dir),
         "--resources",
         RESOURCES,
+        "--cgroups-root",
+        &cgroups.root,
     ];
     agent_args.extend(tls_flags);
     let agent = Proc::spawn(&agent_args, dir.path().join("agent-0.log"));
@@ -86,6 +91,7 @@ fn start_with(require_client_cert: bool, zk: Option<&str>) -> TlsCluster {
         _master: master,
         _agent: agent,
         dir,
+        _cgroups: cgroups,
     }
 }
 
