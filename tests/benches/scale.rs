@@ -53,7 +53,9 @@
 //! in the bench instead of the master, the cost of moving the bytes alone), `AGORA_BENCH_POLL_GZIP`
 //! (`1`: the pollers send `Accept-Encoding: gzip`, as browsers and most HTTP
 //! libraries do, and read the compressed bodies), `AGORA_BENCH_WINDOW_MS`
-//! (`placement_alternating`'s windows; 700). Every wait has a
+//! (`placement_alternating`'s windows; 700), `AGORA_BENCH_WINDOW_TRACE` (`1`: each
+//! window's start is printed in CLOCK_MONOTONIC, the clock of
+//! `perf record -k CLOCK_MONOTONIC`, so a profile splits by window). Every wait has a
 //! deadline; every process started is stopped by its pid.
 
 use std::collections::HashMap;
@@ -878,6 +880,7 @@ fn placement_alternating(
     let mut polled_seconds = 0.0;
     // CPU used in quiet and polled windows, all runs.
     let mut cpu = WindowCpu::default();
+    let trace_windows = std::env::var("AGORA_BENCH_WINDOW_TRACE").is_ok_and(|v| v == "1");
     for run in 0..k.runs {
         let dir = tempfile::tempdir()?;
         let _sweeper = Sweeper(dir.path().to_path_buf());
@@ -885,6 +888,15 @@ fn placement_alternating(
         let stop = Arc::new(AtomicBool::new(false));
         let gate = Arc::new(AtomicBool::new(run % 2 == 1));
         let toggles = Arc::new(Mutex::new(vec![(Instant::now(), run % 2 == 1)]));
+        if trace_windows {
+            let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+            eprintln!(
+                "window_toggle run={run} monotonic_s={}.{:09} polled={}",
+                now.tv_sec,
+                now.tv_nsec,
+                run % 2 == 1
+            );
+        }
         // The CPU used at each toggle, the same index as `toggles`.
         let watched = [master.pid(), sim.proc.pid(), std::process::id()];
         let marks = Arc::new(Mutex::new(vec![cpu_mark(watched)]));
@@ -901,6 +913,15 @@ fn placement_alternating(
                     next += window;
                     let open = !gate.load(Ordering::Relaxed);
                     gate.store(open, Ordering::Relaxed);
+                    if trace_windows {
+                        // CLOCK_MONOTONIC, the clock `perf record -k CLOCK_MONOTONIC` stamps
+                        // its samples with: a profile can be split by window.
+                        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+                        eprintln!(
+                            "window_toggle run={run} monotonic_s={}.{:09} polled={open}",
+                            now.tv_sec, now.tv_nsec
+                        );
+                    }
                     if let (Ok(mut toggles), Ok(mut marks)) = (toggles.lock(), marks.lock()) {
                         toggles.push((Instant::now(), open));
                         marks.push(cpu_mark(watched));
