@@ -15,6 +15,10 @@
 //! - `state_gzip_placement_step`: that body's gzip for the pollers that take
 //!   it, from the segments kept since the last body (only the pieces that
 //!   changed are compressed);
+//! - `mesos_*`: Mesos' `/master/state`, `/master/frameworks` and
+//!   `/master/slaves` whole, and as the master makes their bodies from the
+//!   chunks kept since the last (`mesos_slaves_body_placement_step`: after
+//!   the same placement step's agent changes);
 //! - `page_<list>`: one page of a UI list (`/api/tasks`, `/api/agents`,
 //!   `/api/frameworks`) through the real router, query parsing to the last
 //!   byte of the JSON body: first and last pages, and a filtered search that
@@ -406,6 +410,27 @@ fn main() {
         "mesos_state_body_one_task_per_framework_changed",
         warm,
         &format!("{scale} frameworks={}", snapshot.frameworks.len()),
+    );
+
+    // `/master/slaves` (every agent) as its pollers share it: made from the
+    // agent chunks that changed, its first body uncounted, then after a
+    // placement step (150 agents' used resources changed, as below).
+    let mut slaves_step = Vec::new();
+    for run in 0..runs {
+        let mut cache = agora_master::mesos_v0::state_body::ChunkCache::default();
+        agora_master::mesos_v0::state_body::make_slaves(&snapshot, &mut cache)
+            .expect("mesos slaves serialize");
+        let changed = placement_step(&snapshot, run, STEP_TASKS, STEP_AGENTS);
+        let started = Instant::now();
+        let body = agora_master::mesos_v0::state_body::make_slaves(&changed, &mut cache)
+            .expect("mesos slaves serialize");
+        slaves_step.push(started.elapsed().as_secs_f64() * 1e3);
+        bytes = body.len();
+    }
+    report(
+        "mesos_slaves_body_placement_step",
+        slaves_step,
+        &format!("{scale} changed_agents={STEP_AGENTS} bytes={bytes}"),
     );
 
     // Agora's `/state` body (`snapshot::state_body`) as a poller pays for

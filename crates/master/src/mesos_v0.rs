@@ -8,8 +8,10 @@
 //! `/metrics/snapshot`.
 //!
 //! Everything is computed from the published [`StateSnapshot`], never from
-//! the live master. The Mesos `/state` body is serialized once per snapshot,
-//! by the same cache as Agora's `/state` (`snapshot_body::SnapshotBody`). Every JSON
+//! the live master. The bodies of Mesos' `/state`, `/frameworks` and `/slaves`
+//! (whole) are serialized once per snapshot, by the same cache as Agora's
+//! `/state` (`snapshot_body::SnapshotBody`), from the chunks that changed
+//! since the last ([`state_body`]). Every JSON
 //! endpoint takes `?jsonp=<callback>` ([`agora_net::jsonp`]).
 //!
 //! What Agora cannot know is left out rather than made up (git and build
@@ -94,6 +96,9 @@ struct MesosState {
     /// `/master/frameworks` (every framework) and its gzip, the same way.
     frameworks_body: SnapshotBody<Rope, state_body::ChunkCache>,
     frameworks_gzip: SnapshotBody<Rope, Segments>,
+    /// `/master/slaves` (every agent) and its gzip, the same way.
+    slaves_body: SnapshotBody<Rope, state_body::ChunkCache>,
+    slaves_gzip: SnapshotBody<Rope, Segments>,
     /// When this master's HTTP API started (wall-clock seconds): Mesos'
     /// `start_time` and the base of `master/uptime_secs`.
     started: f64,
@@ -120,6 +125,8 @@ pub(crate) fn router(
         state_gzip: SnapshotBody::default(),
         frameworks_body: SnapshotBody::default(),
         frameworks_gzip: SnapshotBody::default(),
+        slaves_body: SnapshotBody::default(),
+        slaves_gzip: SnapshotBody::default(),
         started: wall_now(),
         metrics,
     };
@@ -288,13 +295,30 @@ async fn frameworks(
     .await
 }
 
-async fn slaves(State(state): State<MesosState>, Params(query): Params) -> Response {
+/// `/master/slaves`: every agent, made once per snapshot from the agent
+/// chunks that changed, as `/master/state`'s agents are; one agent's
+/// (`?slave_id=`) per request. Agents are not filtered by ACLs (Mesos
+/// does not either); the viewer only picks the gzip cache.
+async fn slaves(
+    State(state): State<MesosState>,
+    viewer: Viewer,
+    Params(query): Params,
+    headers: HeaderMap,
+) -> Response {
     let current = state.snapshot.borrow().clone();
-    answer_off_workers(move || {
-        let wanted = query.get("slave_id").map(String::as_str);
-        reply(&shapes::slaves(&current, wanted), &query)
-    })
-    .await
+    if let Some(wanted) = query.get("slave_id").cloned() {
+        return answer_off_workers(move || reply(&shapes::slaves(&current, Some(&wanted)), &query))
+            .await;
+    }
+    let body = match state
+        .slaves_body
+        .get(current.clone(), state_body::make_slaves)
+        .await
+    {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    send_body(&viewer, current, body, &state.slaves_gzip, &query, &headers).await
 }
 
 async fn tasks(State(state): State<MesosState>, viewer: Viewer, Params(query): Params) -> Response {

@@ -199,17 +199,26 @@ fn slave<'a>(
     }
 }
 
-/// The registered agents, as Mesos' `slaves`. In `/master/state`'s body
-/// a hole, filled per chunk of agents (`state_body`).
+/// The registered agents, as Mesos' `slaves`. In the bodies of
+/// `/master/state` and `/master/slaves` a hole, filled per chunk of agents
+/// (`state_body`).
 pub struct SlaveEntries<'a> {
     snapshot: &'a StateSnapshot,
     offers: Arc<Offers<'a>>,
+    /// With the `*_full` reservations, as `/master/slaves` shows them
+    /// (`/master/state` does not).
+    full: bool,
 }
 
 impl<'a> SlaveEntries<'a> {
     /// The offers the entries show, by agent.
     pub(crate) fn offers(&self) -> &Offers<'a> {
         &self.offers
+    }
+
+    /// Whether the entries have the `*_full` reservations.
+    pub(crate) fn full(&self) -> bool {
+        self.full
     }
 }
 
@@ -229,7 +238,7 @@ impl Serialize for SlaveEntries<'_> {
             |serializer| {
                 serializer.collect_seq(
                     registered_agents(self.snapshot)
-                        .map(|a| slave(self.snapshot, a, &self.offers, false)),
+                        .map(|a| slave(self.snapshot, a, &self.offers, self.full)),
                 )
             },
         )
@@ -266,16 +275,17 @@ impl SlaveInputs {
 }
 
 /// The `slaves` entries of the registered ones among `agents` (a chunk),
-/// each preceded by a comma.
+/// each preceded by a comma; with the `*_full` reservations if `full`.
 pub(crate) fn slave_entries_json<'a>(
     snapshot: &StateSnapshot,
     offers: &Offers<'_>,
+    full: bool,
     agents: impl IntoIterator<Item = &'a AgentView>,
 ) -> serde_json::Result<Vec<u8>> {
     let mut json = Vec::new();
     for agent in agents.into_iter().filter(|a| is_registered(a)) {
         json.push(b',');
-        serde_json::to_writer(&mut json, &slave(snapshot, agent, offers, false))?;
+        serde_json::to_writer(&mut json, &slave(snapshot, agent, offers, full))?;
     }
     Ok(json)
 }
@@ -668,7 +678,11 @@ pub fn state<'a>(
             .iter()
             .map(|f| full_framework(snapshot, f, &offers, false, sums))
             .collect(),
-        slaves: SlaveEntries { snapshot, offers },
+        slaves: SlaveEntries {
+            snapshot,
+            offers,
+            full: false,
+        },
         orphan_tasks: [],
         unregistered_frameworks: [],
     }

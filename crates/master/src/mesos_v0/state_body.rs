@@ -15,7 +15,8 @@ use bytes::Bytes;
 use serde::ser::Error as _;
 
 use super::shapes::{
-    self, Offers, SlaveInputs, SumCache, slave_entries_json, slave_inputs, task_entry_row,
+    self, Offers, SlaveEntries, SlaveInputs, SumCache, slave_entries_json, slave_inputs,
+    task_entry_row,
 };
 use crate::snapshot::kept_json::{Listed, TaskPart};
 use crate::snapshot::state_body::{
@@ -76,7 +77,16 @@ pub fn make(
 ) -> serde_json::Result<Rope> {
     let state = shapes::state(snapshot, started, &mut cache.sums);
     cache.sums.end_body();
-    fill_holes(&state, snapshot, Some(state.slaves.offers()), cache)
+    fill_holes(&state, snapshot, Some(&state.slaves), cache)
+}
+
+/// Mesos' `/master/slaves` (every agent) for `snapshot`, the same bytes as
+/// [`shapes::slaves`] with no `slave_id`, made as [`make`] makes
+/// `/master/state`'s agents: an agent chunk's entries are made again only
+/// when the chunk or what is offered on its agents changed.
+pub fn make_slaves(snapshot: &StateSnapshot, cache: &mut ChunkCache) -> serde_json::Result<Rope> {
+    let slaves = shapes::all_slaves(snapshot);
+    fill_holes(&slaves, snapshot, Some(&slaves.slaves), cache)
 }
 
 /// Mesos' `/master/frameworks` (every framework) for `snapshot`, the same
@@ -92,11 +102,11 @@ pub fn make_frameworks(
 }
 
 /// `value`'s JSON as a rope, its Mesos lists filled from `cache` (the
-/// agents' with `offers`, which a body with agents has).
+/// agents' as `agents` shows them, which a body with agents has).
 fn fill_holes<T: serde::Serialize>(
     value: &T,
     snapshot: &StateSnapshot,
-    offers: Option<&Offers<'_>>,
+    agents: Option<&SlaveEntries<'_>>,
     cache: &mut ChunkCache,
 ) -> serde_json::Result<Rope> {
     let kept = ChunkCache {
@@ -107,7 +117,7 @@ fn fill_holes<T: serde::Serialize>(
     };
     let mut lists = MesosLists {
         snapshot,
-        offers,
+        agents,
         old: cache,
         kept,
         retired: None,
@@ -122,7 +132,7 @@ fn fill_holes<T: serde::Serialize>(
 /// A Mesos body's kept lists, filled from the last body's chunks.
 struct MesosLists<'a, 'o> {
     snapshot: &'a StateSnapshot,
-    offers: Option<&'a Offers<'o>>,
+    agents: Option<&'a SlaveEntries<'o>>,
     old: &'a mut ChunkCache,
     kept: ChunkCache,
     /// The last body's task chunks, per part, that this one does not
@@ -166,16 +176,16 @@ impl Holes for MesosLists<'_, '_> {
     fn fill(&mut self, list: Listed, pieces: &mut Vec<Bytes>) -> serde_json::Result<()> {
         let old = &mut *self.old;
         let retired = self.retired.get_or_insert_with(|| RetiredParts::new(old));
-        match (list, self.offers) {
+        match (list, self.agents) {
             (Listed::MesosTasks(list, part), _) => {
                 let retired = retired.part(part);
                 fill(&list, retired, self.kept.part(part), pieces, |task, out| {
                     task_entry_row(task, part, out)
                 })
             }
-            (Listed::MesosAgents(list), Some(offers)) => fill_agents(
+            (Listed::MesosAgents(list), Some(entries)) => fill_agents(
                 self.snapshot,
-                offers,
+                entries,
                 &list,
                 self.old,
                 &mut self.kept,
@@ -191,17 +201,19 @@ impl Holes for MesosLists<'_, '_> {
     }
 }
 
-/// Puts the `slaves` entries of `list`'s chunks in `pieces`: a chunk's
-/// JSON from the last body when the chunk and every entry's inputs are
-/// the same, else made now; either way kept in `kept`.
+/// Puts the `slaves` entries of `list`'s chunks in `pieces`, as `entries`
+/// shows them: a chunk's JSON from the last body when the chunk and every
+/// entry's inputs are the same, else made now; either way kept in `kept`.
+/// (A cache serves one endpoint, so its entries are all of one shape.)
 fn fill_agents(
     snapshot: &StateSnapshot,
-    offers: &Offers<'_>,
+    entries: &SlaveEntries<'_>,
     list: &SharedList<AgentView>,
     cache: &mut ChunkCache,
     kept: &mut ChunkCache,
     pieces: &mut Vec<Bytes>,
 ) -> serde_json::Result<()> {
+    let offers: &Offers<'_> = entries.offers();
     let mut first = true;
     for chunk in list.chunks() {
         let key = Arc::as_ptr(chunk) as usize;
@@ -215,7 +227,12 @@ fn fill_agents(
             Some(old) => old,
             None => AgentChunk {
                 _chunk: Arc::downgrade(chunk),
-                json: Bytes::from(slave_entries_json(snapshot, offers, agents())?),
+                json: Bytes::from(slave_entries_json(
+                    snapshot,
+                    offers,
+                    entries.full(),
+                    agents(),
+                )?),
                 inputs,
             },
         };

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use super::{
-    Empty, FrameworkSummary, FullFramework, Offers, Slave, SumCache, TaskEntry, TaskSums,
-    framework_summary, full_framework, registered_agents, slave, task_entry,
+    Empty, FrameworkSummary, FullFramework, Offers, Slave, SlaveEntries, SumCache, TaskEntry,
+    TaskSums, framework_summary, full_framework, registered_agents, slave, task_entry,
 };
 use crate::mesos_v0::DEFAULT_TASK_LIMIT;
 use crate::snapshot::{FrameworkView, RoleView, StateSnapshot, TaskView};
@@ -172,6 +172,26 @@ pub fn frameworks<'a>(
 pub struct Slaves<'a> {
     pub slaves: Vec<Slave<'a>>,
     pub recovered_slaves: Empty,
+}
+
+/// Mesos' `/slaves` of every agent, its entries a hole that
+/// `/master/slaves`' body fills per chunk of agents (`state_body`): the
+/// same JSON as [`slaves`] with no `slave_id`.
+#[derive(Debug, Serialize)]
+pub struct AllSlaves<'a> {
+    pub slaves: SlaveEntries<'a>,
+    pub recovered_slaves: Empty,
+}
+
+pub fn all_slaves(snapshot: &StateSnapshot) -> AllSlaves<'_> {
+    AllSlaves {
+        slaves: SlaveEntries {
+            snapshot,
+            offers: std::sync::Arc::new(Offers::of(snapshot)),
+            full: true,
+        },
+        recovered_slaves: [],
+    }
 }
 
 /// Mesos' `/slaves` (with the `*_full` reservations), all or the one

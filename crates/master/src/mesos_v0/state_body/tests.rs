@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::{ChunkCache, make, make_frameworks};
+use super::{ChunkCache, make, make_frameworks, make_slaves};
 use crate::mesos_v0::state_json;
 use crate::mesos_v0::tests::fixture;
 use std::collections::BTreeMap;
@@ -210,6 +210,50 @@ fn an_agents_entry_is_made_again_when_its_offers_or_resources_change() {
     assert_eq!(slave(&value(&body), "agent-0001"), None);
 }
 
+fn whole_slaves(s: &StateSnapshot) -> Vec<u8> {
+    serde_json::to_vec(&crate::mesos_v0::shapes::slaves(s, None)).expect("json")
+}
+
+#[test]
+fn the_slaves_body_keeps_its_agent_chunks_with_their_full_reservations() {
+    let s = big(10);
+    let mut cache = ChunkCache::default();
+    let first = make_slaves(&s, &mut cache).expect("first");
+    assert_eq!(first.to_vec(), whole_slaves(&s));
+    let value: serde_json::Value = serde_json::from_slice(&first.to_vec()).expect("json");
+    let reserved = value["slaves"]
+        .as_array()
+        .and_then(|all| all.iter().find(|a| a["id"] == "agent-0140"))
+        .map(|a| a["reserved_resources_full"]["ops"].clone());
+    assert!(
+        reserved.as_ref().is_some_and(|r| r.is_array()),
+        "the *_full reservations: {reserved:?}"
+    );
+
+    // Nothing changed: every piece but the head's lies in the first body.
+    let again = make_slaves(&s, &mut cache).expect("again");
+    assert_eq!(again.to_vec(), first.to_vec());
+    assert_eq!(made_again(&first, &again), 2);
+
+    // An offer on agent-0100 changes: its chunk only is made again.
+    let mut next = s.clone();
+    next.offers.upsert(Arc::new(offer(100, 3.0)));
+    let second = make_slaves(&next, &mut cache).expect("second");
+    assert_eq!(second.to_vec(), whole_slaves(&next));
+    assert_eq!(made_again(&again, &second), 2 + 1);
+
+    // A cache made for `/master/state` does not serve `/master/slaves`'
+    // entries: each endpoint keeps its own (the shapes differ).
+    let mut state_cache = ChunkCache::default();
+    make(&next, STARTED, &mut state_cache).expect("state");
+    assert_eq!(
+        make_slaves(&next, &mut ChunkCache::default())
+            .expect("slaves")
+            .to_vec(),
+        whole_slaves(&next)
+    );
+}
+
 /// How many of `second`'s pieces do not lie inside one of `first`'s (a
 /// list's first piece is its chunk's bytes less the leading comma).
 fn made_again(
@@ -314,8 +358,8 @@ fn apply(s: &mut StateSnapshot, change: &Change) {
 }
 
 proptest! {
-    /// After any run of changes, every body in a row (`/master/state`'s and
-    /// `/master/frameworks'`) is the same bytes as the whole serialization
+    /// After any run of changes, every body in a row (`/master/state`'s,
+    /// `/master/frameworks'` and `/master/slaves'`) is the same bytes as the whole serialization
     /// of its snapshot.
     #[test]
     fn bodies_in_a_row_equal_the_whole_serialization(
@@ -324,6 +368,7 @@ proptest! {
         let mut s = big(200);
         let mut cache = ChunkCache::default();
         let mut frameworks_cache = ChunkCache::default();
+        let mut slaves_cache = ChunkCache::default();
         for changes in &rounds {
             for c in changes {
                 apply(&mut s, c);
@@ -334,6 +379,8 @@ proptest! {
             let whole_frameworks =
                 serde_json::to_vec(&crate::mesos_v0::shapes::frameworks(&s, None, &mut Default::default())).expect("json");
             prop_assert_eq!(frameworks.to_vec(), whole_frameworks);
+            let slaves = make_slaves(&s, &mut slaves_cache).expect("slaves");
+            prop_assert_eq!(slaves.to_vec(), whole_slaves(&s));
         }
     }
 }
