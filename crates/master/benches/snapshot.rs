@@ -19,6 +19,10 @@
 //!   `/master/slaves` whole, and as the master makes their bodies from the
 //!   chunks kept since the last (`mesos_slaves_body_placement_step`: after
 //!   the same placement step's agent changes);
+//! - `state_body_live_step` / `state_gzip_live_step`: the same, after the
+//!   changes of 100 ms of the scale bench's live placement instead: 1,400
+//!   tasks launched (their fixed parts' JSON made by the body), the 2,800
+//!   status updates of the two steps before, 150 agents changed;
 //! - `page_<list>`: one page of a UI list (`/api/tasks`, `/api/agents`,
 //!   `/api/frameworks`) through the real router, query parsing to the last
 //!   byte of the JSON body: first and last pages, and a filtered search that
@@ -203,6 +207,58 @@ fn placement_step(snapshot: &StateSnapshot, run: usize, n: usize, agents: usize)
             .insert("cpus".to_string(), SummaryValue::Number(cpus + 0.1));
         changed.agents.upsert(Arc::new(agent));
     }
+    changed
+}
+
+/// New tasks per step of the live-like placement: 100 ms of the scale
+/// bench's placement at about 14,000 tasks/s.
+const LIVE_NEW_TASKS: usize = 1_400;
+
+/// The id of the `i`th task launched at step `step` of the live-like
+/// placement (sorting after every other task, as a placement's newest).
+fn live_task_id(step: usize, i: usize) -> String {
+    format!("zz-live-{step:05}-{i:05}")
+}
+
+/// `snapshot` after 100 ms of a live placement as the scale bench runs it:
+/// [`LIVE_NEW_TASKS`] tasks launched into the first framework (each with a
+/// fixed part of its own, whose JSON no body made yet), those launched one
+/// step before now STARTING and those two steps before RUNNING, and
+/// [`STEP_AGENTS`] agents spread over the cluster with more used.
+fn live_step(snapshot: &StateSnapshot, step: usize) -> StateSnapshot {
+    let mut changed = placement_step(snapshot, step, 0, STEP_AGENTS);
+    let mut frameworks: Vec<_> = changed.frameworks.iter().cloned().collect();
+    let Some(framework) = frameworks.first_mut() else {
+        return changed;
+    };
+    let Some(model) = framework.tasks.iter().next().cloned() else {
+        return changed;
+    };
+    for i in 0..LIVE_NEW_TASKS {
+        let mut fixed = model.fixed.unkept_copy();
+        fixed.id = live_task_id(step, i);
+        fixed.executor_id = fixed.id.clone();
+        let task = TaskView {
+            fixed: Arc::new(fixed),
+            state: "TASK_STAGING",
+            ..model.clone()
+        };
+        framework.tasks.upsert(Arc::new(task));
+    }
+    for (back, state) in [(1, "TASK_STARTING"), (2, "TASK_RUNNING")] {
+        let Some(earlier) = step.checked_sub(back) else {
+            continue;
+        };
+        for i in 0..LIVE_NEW_TASKS {
+            let id = live_task_id(earlier, i);
+            if let Some(task) = framework.tasks.get_key(&id) {
+                let mut task = task.clone();
+                task.state = state;
+                framework.tasks.upsert(Arc::new(task));
+            }
+        }
+    }
+    changed.frameworks = frameworks.into_iter().collect();
     changed
 }
 
@@ -476,6 +532,43 @@ fn main() {
             compressed as f64 / runs.max(1) as f64,
             pieces / runs.max(1)
         ),
+    );
+
+    // The same, with the changes of a live placement (`live_step`): new
+    // tasks, whose fixed parts' JSON each body makes once, and the two
+    // status updates of each (`state_body_live_step`, `state_gzip_live_step`).
+    let mut cache = agora_master::snapshot::state_body::ChunkCache::default();
+    let mut segments = Segments::default();
+    let mut current = snapshot.clone();
+    let body =
+        agora_master::snapshot::state_body::make(&current, &mut cache).expect("state serializes");
+    gzip(&body, &mut segments).expect("gzip in memory");
+    let (mut steps, mut gzips) = (Vec::new(), Vec::new());
+    for step in 0..runs {
+        current = live_step(&current, step);
+        let (body, ms) = timed(|| {
+            agora_master::snapshot::state_body::make(&current, &mut cache)
+                .expect("state serializes")
+        });
+        steps.push(ms);
+        bytes = body.len();
+        let ((gz, _), ms) = timed(|| gzip(&body, &mut segments).expect("gzip in memory"));
+        gzips.push(ms);
+        gz_bytes = gz.len();
+    }
+    let step = format!(
+        "{scale} new_tasks={LIVE_NEW_TASKS} status_updates={} changed_agents={STEP_AGENTS}",
+        2 * LIVE_NEW_TASKS
+    );
+    report(
+        "state_body_live_step",
+        steps,
+        &format!("{step} bytes={bytes}"),
+    );
+    report(
+        "state_gzip_live_step",
+        gzips,
+        &format!("{step} gzip_bytes={gz_bytes}"),
     );
 
     let (publish, published) = watch::channel(Arc::new(snapshot));
