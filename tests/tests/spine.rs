@@ -333,10 +333,13 @@ fn agents_re_register_after_a_master_restart_and_updates_are_not_lost() {
 #[test]
 fn the_dev_command_brings_up_a_cluster() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let cgroups = agora_e2e::TestCgroups::new("dev-spine");
     let port = free_port();
     let mut dev = Proc::spawn(
         &[
             "dev",
+            "--cgroups-root",
+            &cgroups.root,
             "--port",
             &port.to_string(),
             "--agents",

@@ -343,6 +343,7 @@ async fn the_zookeeper_record_keeps_https_for_agents_frameworks_and_operators() 
 #[test]
 fn agora_dev_tls_generates_its_certificates_and_serves_with_them() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let cgroups = TestCgroups::new("tls-dev");
     let _sweeper = Sweeper(dir.path().to_path_buf());
     let port = free_port();
     // As a user runs it: from a directory, with the default work dir
@@ -356,6 +357,7 @@ fn agora_dev_tls_generates_its_certificates_and_serves_with_them() {
         .args(["--resources", RESOURCES])
         .current_dir(dir.path())
         .env("AGORA_LOG", "info")
+        .env("AGORA_CGROUPS_ROOT", &cgroups.root)
         .stdin(std::process::Stdio::null())
         .stdout(log_file.try_clone().expect("log file clone"))
         .stderr(log_file)
