@@ -842,6 +842,17 @@ fn state_at_rest(port: u16, gzip: bool) -> anyhow::Result<Vec<(f64, Read)>> {
     Ok(samples)
 }
 
+/// Prints a window's start on CLOCK_MONOTONIC, the clock `perf record -k
+/// CLOCK_MONOTONIC` stamps its samples with, so that a profile of the
+/// master splits by window (`scripts/window-profile`).
+fn trace_window(run: usize, polled: bool) {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    eprintln!(
+        "window_toggle run={run} monotonic_s={}.{:09} polled={polled}",
+        now.tv_sec, now.tv_nsec
+    );
+}
+
 /// One placement whose pollers poll in every other window of
 /// `AGORA_BENCH_WINDOW_MS` (700; 5 in the smoke run) and rest in the
 /// others, so that the polling's cost is read from neighbouring seconds of
@@ -889,13 +900,7 @@ fn placement_alternating(
         let gate = Arc::new(AtomicBool::new(run % 2 == 1));
         let toggles = Arc::new(Mutex::new(vec![(Instant::now(), run % 2 == 1)]));
         if trace_windows {
-            let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-            eprintln!(
-                "window_toggle run={run} monotonic_s={}.{:09} polled={}",
-                now.tv_sec,
-                now.tv_nsec,
-                run % 2 == 1
-            );
+            trace_window(run, run % 2 == 1);
         }
         // The CPU used at each toggle, the same index as `toggles`.
         let watched = [master.pid(), sim.proc.pid(), std::process::id()];
@@ -914,13 +919,7 @@ fn placement_alternating(
                     let open = !gate.load(Ordering::Relaxed);
                     gate.store(open, Ordering::Relaxed);
                     if trace_windows {
-                        // CLOCK_MONOTONIC, the clock `perf record -k CLOCK_MONOTONIC` stamps
-                        // its samples with: a profile can be split by window.
-                        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-                        eprintln!(
-                            "window_toggle run={run} monotonic_s={}.{:09} polled={open}",
-                            now.tv_sec, now.tv_nsec
-                        );
+                        trace_window(run, open);
                     }
                     if let (Ok(mut toggles), Ok(mut marks)) = (toggles.lock(), marks.lock()) {
                         toggles.push((Instant::now(), open));
