@@ -288,6 +288,56 @@ fn one_task_changed_per_framework(snapshot: &StateSnapshot, run: usize) -> State
     changed
 }
 
+/// What [`body_steps`] measured: each step's body and gzip (ms), the last
+/// body's and gzip's sizes, and the segments made and pieces over all steps.
+struct StepFigures {
+    bodies: Vec<f64>,
+    gzips: Vec<f64>,
+    bytes: usize,
+    gzip_bytes: usize,
+    compressed: usize,
+    pieces: usize,
+}
+
+/// `/state`'s body and its gzip as the master makes them from what it kept
+/// since the last, after each of `runs` steps of `step` from `snapshot`
+/// (the first body, from nothing kept, uncounted).
+fn body_steps(
+    snapshot: &StateSnapshot,
+    runs: usize,
+    step: impl Fn(&StateSnapshot, usize) -> StateSnapshot,
+) -> StepFigures {
+    let mut cache = agora_master::snapshot::state_body::ChunkCache::default();
+    let mut segments = Segments::default();
+    let mut current = snapshot.clone();
+    let body =
+        agora_master::snapshot::state_body::make(&current, &mut cache).expect("state serializes");
+    gzip(&body, &mut segments).expect("gzip in memory");
+    let mut figures = StepFigures {
+        bodies: Vec::new(),
+        gzips: Vec::new(),
+        bytes: 0,
+        gzip_bytes: 0,
+        compressed: 0,
+        pieces: 0,
+    };
+    for run in 0..runs {
+        current = step(&current, run);
+        let (body, ms) = timed(|| {
+            agora_master::snapshot::state_body::make(&current, &mut cache)
+                .expect("state serializes")
+        });
+        figures.bodies.push(ms);
+        figures.bytes = body.len();
+        let ((gz, made), ms) = timed(|| gzip(&body, &mut segments).expect("gzip in memory"));
+        figures.gzips.push(ms);
+        figures.gzip_bytes = gz.len();
+        figures.compressed += made;
+        figures.pieces += body.pieces().len();
+    }
+    figures
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let agents = env_usize("AGORA_BENCH_AGENTS", if full { 10_000 } else { 1_000 });
@@ -496,79 +546,43 @@ fn main() {
     // and 150 agents, spread over the cluster, their used resources.
     // Each body is then compressed for the gzip pollers, from the segments
     // kept since the last (`state_gzip_placement_step`).
-    let mut cache = agora_master::snapshot::state_body::ChunkCache::default();
-    let mut segments = Segments::default();
-    let mut current = snapshot.clone();
-    let body =
-        agora_master::snapshot::state_body::make(&current, &mut cache).expect("state serializes");
-    gzip(&body, &mut segments).expect("gzip in memory");
-    let (mut steps, mut gzips) = (Vec::new(), Vec::new());
-    let (mut gz_bytes, mut compressed, mut pieces) = (0, 0, 0);
-    for run in 0..runs {
-        current = placement_step(&current, run, STEP_TASKS, STEP_AGENTS);
-        let (body, ms) = timed(|| {
-            agora_master::snapshot::state_body::make(&current, &mut cache)
-                .expect("state serializes")
-        });
-        steps.push(ms);
-        bytes = body.len();
-        let ((gz, made), ms) = timed(|| gzip(&body, &mut segments).expect("gzip in memory"));
-        gzips.push(ms);
-        gz_bytes = gz.len();
-        compressed += made;
-        pieces += body.pieces().len();
-    }
+    let placement = body_steps(&snapshot, runs, |s, run| {
+        placement_step(s, run, STEP_TASKS, STEP_AGENTS)
+    });
     let step = format!("{scale} changed_tasks={STEP_TASKS} changed_agents={STEP_AGENTS}");
     report(
         "state_body_placement_step",
-        steps,
-        &format!("{step} bytes={bytes}"),
+        placement.bodies,
+        &format!("{step} bytes={}", placement.bytes),
     );
     report(
         "state_gzip_placement_step",
-        gzips,
+        placement.gzips,
         &format!(
-            "{step} gzip_bytes={gz_bytes} pieces_compressed_per_step={:.0} pieces={}",
-            compressed as f64 / runs.max(1) as f64,
-            pieces / runs.max(1)
+            "{step} gzip_bytes={} pieces_compressed_per_step={:.0} pieces={}",
+            placement.gzip_bytes,
+            placement.compressed as f64 / runs.max(1) as f64,
+            placement.pieces / runs.max(1)
         ),
     );
 
     // The same, with the changes of a live placement (`live_step`): new
     // tasks, whose fixed parts' JSON each body makes once, and the two
     // status updates of each (`state_body_live_step`, `state_gzip_live_step`).
-    let mut cache = agora_master::snapshot::state_body::ChunkCache::default();
-    let mut segments = Segments::default();
-    let mut current = snapshot.clone();
-    let body =
-        agora_master::snapshot::state_body::make(&current, &mut cache).expect("state serializes");
-    gzip(&body, &mut segments).expect("gzip in memory");
-    let (mut steps, mut gzips) = (Vec::new(), Vec::new());
-    for step in 0..runs {
-        current = live_step(&current, step);
-        let (body, ms) = timed(|| {
-            agora_master::snapshot::state_body::make(&current, &mut cache)
-                .expect("state serializes")
-        });
-        steps.push(ms);
-        bytes = body.len();
-        let ((gz, _), ms) = timed(|| gzip(&body, &mut segments).expect("gzip in memory"));
-        gzips.push(ms);
-        gz_bytes = gz.len();
-    }
+    let live = body_steps(&snapshot, runs, live_step);
     let step = format!(
         "{scale} new_tasks={LIVE_NEW_TASKS} status_updates={} changed_agents={STEP_AGENTS}",
         2 * LIVE_NEW_TASKS
     );
     report(
         "state_body_live_step",
-        steps,
-        &format!("{step} bytes={bytes}"),
+        live.bodies,
+        &format!("{step} bytes={}", live.bytes),
     );
     report(
         "state_gzip_live_step",
-        gzips,
-        &format!("{step} gzip_bytes={gz_bytes}"),
+        live.gzips,
+        &format!("{step} gzip_bytes={}", live.gzip_bytes),
     );
 
     let (publish, published) = watch::channel(Arc::new(snapshot));
