@@ -5,7 +5,7 @@
 //! - `state_json`: the full `/state` body, `serde_json::to_vec` of a snapshot
 //!   (every view through its derived `Serialize`);
 //! - `state_body_cold`: the same bytes as the master makes them when no
-//!   view's JSON was made yet (each written by hand, `kept_json::write`);
+//!   body kept any row yet (each written by hand, `kept_json::write`);
 //! - `views_json_derived` / `views_json_written`: every task and agent
 //!   view's JSON alone, through the derived `Serialize` and by hand;
 //! - `state_body_placement_step`: `/state` as the master makes it, from the
@@ -21,7 +21,7 @@
 //!   the same placement step's agent changes);
 //! - `state_body_live_step` / `state_gzip_live_step`: the same, after the
 //!   changes of 100 ms of the scale bench's live placement instead: 1,400
-//!   tasks launched (their fixed parts' JSON made by the body), the 2,800
+//!   tasks launched (their rows written whole by the body), the 2,800
 //!   status updates of the two steps before, 150 agents changed;
 //! - `page_<list>`: one page of a UI list (`/api/tasks`, `/api/agents`,
 //!   `/api/frameworks`) through the real router, query parsing to the last
@@ -128,9 +128,8 @@ fn allocation_cycles(
     (samples, offered)
 }
 
-/// `snapshot` with copies of its task and agent views, none of whose JSON
-/// was made (a copy of an agent's view starts without it; each task's gets
-/// a fixed part of its own).
+/// `snapshot` with copies of its task and agent views, none of which a
+/// body wrote a row for (each task's gets a fixed part of its own).
 fn with_fresh_views(snapshot: &StateSnapshot) -> StateSnapshot {
     let mut fresh = snapshot.clone();
     fresh.agents = snapshot.agents.iter().cloned().collect();
@@ -148,10 +147,10 @@ fn with_fresh_views(snapshot: &StateSnapshot) -> StateSnapshot {
 }
 
 /// `task` with a fixed part of its own (a copy's would share the one whose
-/// JSON is kept).
+/// row's beginning a body kept).
 fn fresh_task(task: &TaskView) -> TaskView {
     TaskView {
-        fixed: Arc::new(task.fixed.unkept_copy()),
+        fixed: Arc::new(task.fixed.as_ref().clone()),
         ..task.clone()
     }
 }
@@ -222,7 +221,7 @@ fn live_task_id(step: usize, i: usize) -> String {
 
 /// `snapshot` after 100 ms of a live placement as the scale bench runs it:
 /// [`LIVE_NEW_TASKS`] tasks launched into the first framework (each with a
-/// fixed part of its own, whose JSON no body made yet), those launched one
+/// fixed part of its own, whose row no body wrote yet), those launched one
 /// step before now STARTING and those two steps before RUNNING, and
 /// [`STEP_AGENTS`] agents spread over the cluster with more used.
 fn live_step(snapshot: &StateSnapshot, step: usize) -> StateSnapshot {
@@ -235,7 +234,7 @@ fn live_step(snapshot: &StateSnapshot, step: usize) -> StateSnapshot {
         return changed;
     };
     for i in 0..LIVE_NEW_TASKS {
-        let mut fixed = model.fixed.unkept_copy();
+        let mut fixed = model.fixed.as_ref().clone();
         fixed.id = live_task_id(step, i);
         fixed.executor_id = fixed.id.clone();
         let task = TaskView {
@@ -415,12 +414,12 @@ fn main() {
                 let mut out = Vec::with_capacity(1024);
                 for agent in fresh.agents.iter() {
                     out.clear();
-                    agent.append_json(&mut out).expect("agent written");
+                    agent.append_row(None, &mut out).expect("agent written");
                     std::hint::black_box(&out);
                 }
                 for task in tasks() {
                     out.clear();
-                    task.append_json(&mut out).expect("task written");
+                    task.append_row(None, &mut out).expect("task written");
                     std::hint::black_box(&out);
                 }
             })
@@ -567,7 +566,7 @@ fn main() {
     );
 
     // The same, with the changes of a live placement (`live_step`): new
-    // tasks, whose fixed parts' JSON each body makes once, and the two
+    // tasks, whose rows the body writes whole, and the two
     // status updates of each (`state_body_live_step`, `state_gzip_live_step`).
     let live = body_steps(&snapshot, runs, live_step);
     let step = format!(

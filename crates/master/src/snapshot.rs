@@ -206,9 +206,6 @@ pub struct AgentView {
     pub status: &'static str,
     pub unreachable_since: Option<f64>,
     pub registered_time: f64,
-    /// Its JSON, once a body has needed it (see [`kept_json`]).
-    #[serde(skip)]
-    pub json: kept_json::Once,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -261,9 +258,11 @@ pub struct TaskView {
 /// are: the read model gives a task's next view the same `Arc` when these
 /// fields would be equal (`build::task_view`), a new one otherwise.
 ///
-/// *Invariant:* never edited once made (it has no `Clone`, so no
-/// `Arc::make_mut`): its kept JSON is of these very fields.
-#[derive(Debug, PartialEq)]
+/// *Invariant:* never edited once made: a body copies the beginning of a
+/// task's row (these fields' JSON) from the row an earlier body wrote for
+/// a view sharing the same `Arc` (`kept_json`). While any row of it is
+/// kept the `Arc` is shared, so `Arc::make_mut` would copy it, not edit it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskFixed {
     pub id: String,
     pub name: String,
@@ -277,27 +276,6 @@ pub struct TaskFixed {
     pub resources: BTreeMap<String, SummaryValue>,
     /// The OS user it runs as, when not its framework's.
     pub user: Option<String>,
-    /// These fields' JSON, once a body has needed it (see [`kept_json`]).
-    pub json: kept_json::Once,
-}
-
-impl TaskFixed {
-    /// A copy of its fields, with no JSON made: what a view gets to edit
-    /// (a fixed part has no `Clone`, so that `Arc::make_mut` cannot edit
-    /// one in place under its kept JSON).
-    pub fn unkept_copy(&self) -> TaskFixed {
-        TaskFixed {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            framework_id: self.framework_id.clone(),
-            agent_id: self.agent_id.clone(),
-            executor_id: self.executor_id.clone(),
-            role: self.role.clone(),
-            resources: self.resources.clone(),
-            user: self.user.clone(),
-            json: Default::default(),
-        }
-    }
 }
 
 impl std::ops::Deref for TaskView {

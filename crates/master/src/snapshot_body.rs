@@ -19,9 +19,9 @@ use crate::snapshot::state_body::Rope;
 
 /// A body made from a snapshot (`/state`'s JSON, the Mesos `/state`'s),
 /// made once per published snapshot whoever polls: pollers of an unchanged
-/// snapshot share one serialization. It is made on a blocking thread
-/// (100k tasks take milliseconds to tens of them) while the lock is held,
-/// so concurrent pollers wait for one body. A `Weak` keeps the snapshot's
+/// snapshot share one serialization. It is made on a thread of the
+/// cache's own ([`BodyThread`]; 100k tasks take milliseconds to tens of
+/// them) while the lock is held, so concurrent pollers wait for one body. A `Weak` keeps the snapshot's
 /// address from being reused (so pointer equality cannot mistake a new
 /// snapshot for the old one) without keeping its contents. `K` is what a
 /// body keeps for the next one (`/state`'s chunk JSON), handed to each
@@ -39,14 +39,17 @@ impl<B, K: Default> Default for SnapshotBody<B, K> {
         Self(Arc::new(tokio::sync::Mutex::new(Made {
             last: None,
             kept: K::default(),
+            thread: None,
         })))
     }
 }
 
-/// The last body and the snapshot it was made from, and what it kept.
+/// The last body and the snapshot it was made from, what it kept, and
+/// the thread that makes the bodies (started with the first).
 struct Made<B, K> {
     last: Option<(std::sync::Weak<StateSnapshot>, B)>,
     kept: K,
+    thread: Option<BodyThread>,
 }
 
 impl<B, K> SnapshotBody<B, K>
@@ -69,17 +72,78 @@ where
         }
         let made_from = Arc::downgrade(&current);
         let mut kept = std::mem::take(&mut made.kept);
-        let (body, kept) = off_workers(move || {
+        let making = move || {
             let body = make(current.as_ref(), &mut kept);
             (body, kept)
-        })
-        .await?;
+        };
+        if made.thread.is_none() {
+            made.thread = BodyThread::start()
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot start a body thread"))
+                .ok();
+        }
+        let (body, kept) = match &made.thread {
+            Some(thread) => thread.run(making).await?,
+            // No thread of its own: a blocking thread of the pool's.
+            None => off_workers(making).await?,
+        };
         // Kept even when this body failed: what it holds is still right,
         // only perhaps less of it.
         made.kept = kept;
         let body = body.map_err(cannot_serialize)?;
         made.last = Some((made_from, body.clone()));
         Ok(body)
+    }
+}
+
+/// What a thread of [`BodyThread`]'s runs.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The thread a cache's bodies are made on, one after another; it ends
+/// when the cache is dropped (the channel's only sender).
+///
+/// On the blocking pool each body ran on whichever of its threads was
+/// free, about ten of them in turn, each with an allocator arena of its
+/// own: a body's buffers came from an arena that the previous bodies'
+/// memory had not been freed into, so the heap grew and faulted in fresh
+/// pages for every body, and whatever the last body left in a thread's
+/// caches was elsewhere. On one thread each body's buffers reuse what the
+/// bodies before it freed.
+struct BodyThread(std::sync::mpsc::Sender<Job>);
+
+impl BodyThread {
+    fn start() -> std::io::Result<Self> {
+        let (jobs, next) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("agora-bodies".to_owned())
+            .spawn(move || {
+                // Bounded by the cache: `recv` fails once it is dropped.
+                while let Ok(job) = next.recv() {
+                    // A job that panics drops its answer's sender: its
+                    // caller answers 500, and the thread goes on.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })?;
+        Ok(Self(jobs))
+    }
+
+    /// Runs `make` on the thread, after the bodies queued before it; a
+    /// `make` that panics is logged and answered with 500.
+    async fn run<T: Send + 'static>(
+        &self,
+        make: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Response> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = answer.send(make());
+        });
+        if self.0.send(job).is_err() {
+            tracing::error!("the body thread is gone");
+            return Err(internal_error());
+        }
+        answered.await.map_err(|_| {
+            tracing::error!("state serialization did not finish");
+            internal_error()
+        })
     }
 }
 
@@ -125,12 +189,7 @@ pub(crate) enum Coding {
 /// copy into one buffer), with its length known up front; it varies with
 /// what the client takes.
 pub(crate) fn json_rope(rope: Rope, coding: Coding) -> Response {
-    let remaining = rope.len() as u64;
-    let body = RopeBody {
-        rope,
-        next: 0,
-        remaining,
-    };
+    let body = RopeBody::new(rope);
     let mut response = (
         [
             (header::CONTENT_TYPE, "application/json"),
@@ -148,13 +207,68 @@ pub(crate) fn json_rope(rope: Rope, coding: Coding) -> Response {
     response
 }
 
-/// A rope as an HTTP body: one frame per piece.
+/// A frame of a rope's body holds pieces shorter than this copied
+/// together, up to [`FRAME`] bytes; a piece this long or longer goes out
+/// as a frame of its own, uncopied.
+pub(crate) const SMALL_PIECE: usize = 16 * 1024;
+
+/// How many bytes of small pieces a frame gathers at most.
+const FRAME: usize = 64 * 1024;
+
+/// A rope as an HTTP body. A gzip rope is mostly segments of a few
+/// kilobytes (a compressed chunk), and HTTP/1 writes a body's frames 16 to
+/// a `writev`: one frame per piece made a `/state` poll of 2.8 MB take
+/// about 150 writes, each pushing a small segment through the loopback's
+/// TCP stack. Small pieces are copied into frames of up to [`FRAME`]
+/// bytes; long ones (a JSON chunk) are sent as they are.
 struct RopeBody {
     rope: Rope,
     /// The next piece to send.
     next: usize,
     /// Bytes not sent yet.
     remaining: u64,
+}
+
+impl RopeBody {
+    fn new(rope: Rope) -> Self {
+        let remaining = rope.len() as u64;
+        Self {
+            rope,
+            next: 0,
+            remaining,
+        }
+    }
+
+    /// The next frame: the next piece if it is long, else the small pieces
+    /// from it on, copied together up to [`FRAME`] bytes (at least one).
+    fn next_frame(&mut self) -> Option<Bytes> {
+        let pieces = self.rope.pieces();
+        let first = pieces.get(self.next)?;
+        if first.len() >= SMALL_PIECE {
+            self.next += 1;
+            return Some(first.clone());
+        }
+        let mut end = self.next;
+        let mut len = 0;
+        while let Some(piece) = pieces.get(end) {
+            if piece.len() >= SMALL_PIECE || (len > 0 && len + piece.len() > FRAME) {
+                break;
+            }
+            len += piece.len();
+            end += 1;
+        }
+        let frame = if end == self.next + 1 {
+            first.clone()
+        } else {
+            let mut frame = Vec::with_capacity(len);
+            for piece in &pieces[self.next..end] {
+                frame.extend_from_slice(piece);
+            }
+            Bytes::from(frame)
+        };
+        self.next = end;
+        Some(frame)
+    }
 }
 
 impl http_body::Body for RopeBody {
@@ -166,12 +280,11 @@ impl http_body::Body for RopeBody {
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
-        let Some(piece) = this.rope.pieces().get(this.next).cloned() else {
+        let Some(frame) = this.next_frame() else {
             return Poll::Ready(None);
         };
-        this.next += 1;
-        this.remaining = this.remaining.saturating_sub(piece.len() as u64);
-        Poll::Ready(Some(Ok(Frame::data(piece))))
+        this.remaining = this.remaining.saturating_sub(frame.len() as u64);
+        Poll::Ready(Some(Ok(Frame::data(frame))))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -14,7 +14,6 @@ fn task(id: &str, framework: &str, user: Option<&str>) -> TaskView {
             role: "eng".to_string(),
             resources: BTreeMap::new(),
             user: user.map(str::to_string),
-            json: Default::default(),
         }),
         state: "TASK_RUNNING",
         message: None,

@@ -20,7 +20,7 @@ use super::shapes::{
 };
 use crate::snapshot::kept_json::{Listed, TaskPart};
 use crate::snapshot::state_body::{
-    ChunkJsons, Held, Holes, Retired, Rope, assemble, fill, push_items, room_as, share,
+    ChunkJsons, Held, Holes, Retired, Rope, Rows, assemble, fill, push_items, room_as, share,
 };
 use crate::snapshot::{AgentView, SharedList, StateSnapshot, TaskView};
 
@@ -166,6 +166,30 @@ impl RetiredParts {
     }
 }
 
+/// The rows of Mesos' task entries of one part: an entry shares nothing
+/// with the next view's, so a row is copied only for the very view it was
+/// made from.
+struct EntryRows(TaskPart);
+
+impl Rows<TaskView> for EntryRows {
+    fn shared(&self, task: &TaskView) -> usize {
+        std::ptr::from_ref(task) as usize
+    }
+    fn write(
+        &self,
+        task: &TaskView,
+        shared: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<usize> {
+        let start = out.len();
+        match shared {
+            Some(row) => out.extend_from_slice(row),
+            None => task_entry_row(task, self.0, out)?,
+        }
+        Ok(out.len() - start)
+    }
+}
+
 impl Holes for MesosLists<'_, '_> {
     fn share(&mut self, list: &Listed) {
         if let Listed::MesosTasks(list, part) = list {
@@ -179,9 +203,13 @@ impl Holes for MesosLists<'_, '_> {
         match (list, self.agents) {
             (Listed::MesosTasks(list, part), _) => {
                 let retired = retired.part(part);
-                fill(&list, retired, self.kept.part(part), pieces, |task, out| {
-                    task_entry_row(task, part, out)
-                })
+                fill(
+                    &list,
+                    retired,
+                    self.kept.part(part),
+                    pieces,
+                    &EntryRows(part),
+                )
             }
             (Listed::MesosAgents(list), Some(entries)) => fill_agents(
                 self.snapshot,

@@ -34,7 +34,6 @@ fn task(id: &str, state: &'static str, framework: &str, time: Option<f64>) -> Ta
             role: "eng".to_string(),
             resources: res(&[("cpus", 0.5), ("mem", 128.0)]),
             user: None,
-            json: Default::default(),
         }),
         state,
         message: None,
@@ -61,7 +60,6 @@ fn agent(id: &str, status: &'static str) -> AgentView {
         status,
         unreachable_since: None,
         registered_time: 900.0,
-        json: Default::default(),
     }
 }
 

@@ -45,7 +45,6 @@ pub(super) fn next_task_view(task: &Task, previous: Option<&TaskView>) -> TaskVi
             role: task.role.clone(),
             resources,
             user: task.user.clone(),
-            json: Default::default(),
         }),
     };
     TaskView {
@@ -170,7 +169,6 @@ pub(super) fn agent_view(agent: &Agent, free: Option<&agora_core::Resources>) ->
         },
         unreachable_since: agent.unreachable_since,
         registered_time: agent.registered_at,
-        json: Default::default(),
     }
 }
 

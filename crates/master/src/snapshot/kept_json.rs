@@ -1,17 +1,24 @@
-//! Each view's JSON made once, and the lists a body leaves to be filled
+//! Each row's JSON written once, and the lists a body leaves to be filled
 //! from what was made before.
 //!
 //! `/state` at 100,000 tasks is mostly task and agent rows, and a body
 //! made per published snapshot would serialize them all again though few
-//! changed. An agent's view ([`AgentView`]) keeps its JSON the first time
-//! a body needs it, and so does a task's fixed part ([`TaskFixed`]), which
-//! the task's successive views share: a task's view writes only what a
-//! status update changes around it. A view that changes is a new view
-//! (the read model replaces views, never edits them: `SharedList` has no
-//! way to edit an item outside tests), and a fixed part is shared only
-//! while its fields stay equal, so a kept JSON is never stale. The JSON is
-//! written field by field ([`write`]): the same bytes as the views'
-//! `Serialize`, about a third cheaper to make.
+//! changed. A body keeps the rows it wrote (`state_body.rs`), and the next
+//! copies the row of every view that did not change. A task's successive
+//! views share its fixed part ([`TaskFixed`]), whose fields begin the
+//! task's row: a task whose state changed copies that beginning from its
+//! last row and writes only what a status update changes after it
+//! ([`KeepsJson::append_row`]). A view that changes is a new view (the
+//! read model replaces views, never edits them: `SharedList` has no way to
+//! edit an item outside tests), and a fixed part is shared only while its
+//! fields stay equal, so a copied row or beginning is never stale. The
+//! JSON is written field by field ([`write`]): the same bytes as the
+//! views' `Serialize`, about a third cheaper to make.
+//!
+//! Nothing is kept beside the rows: an earlier version kept each fixed
+//! part's and each agent's JSON in the view as well, which cost a body an
+//! allocation per new view (and the page faults of fresh memory), a copy
+//! out of it, and the master about 25 MB more at 100,000 tasks.
 //!
 //! [`with_holes`] goes further for the bodies `state_body.rs` makes: it
 //! serializes a snapshot with each kept list written as `[]` and its place
@@ -19,126 +26,74 @@
 //! earlier body rather than copied again.
 
 use std::cell::RefCell;
-use std::fmt;
 use std::io;
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 use serde::ser::{Error as _, Serialize, SerializeSeq, Serializer};
 
-use super::{AgentView, SharedList, TaskFixed, TaskView};
+use super::{AgentView, SharedList, TaskView};
 
-/// A view's JSON, made at most once. Not part of the view's value: equal
-/// whatever it holds, and a copy of a view starts without it.
-#[derive(Default)]
-pub struct Once(OnceLock<Box<str>>);
-
-impl Once {
-    /// The JSON `make` makes, made on the first call only.
-    fn get_or_make(
-        &self,
-        make: impl FnOnce() -> serde_json::Result<Box<str>>,
-    ) -> serde_json::Result<&str> {
-        if let Some(json) = self.0.get() {
-            return Ok(json);
-        }
-        let json = make()?;
-        Ok(self.0.get_or_init(|| json))
-    }
-
-    /// Whether the JSON was made (for tests).
-    pub fn is_made(&self) -> bool {
-        self.0.get().is_some()
-    }
-}
-
-impl Clone for Once {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
-impl PartialEq for Once {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl fmt::Debug for Once {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.is_made() { "made" } else { "not made" })
-    }
-}
-
-/// Something whose JSON is made once and kept: an agent's view, a task's
-/// fixed part.
-trait Kept {
-    fn kept(&self) -> &Once;
-    /// Appends its JSON to `out` ([`write`]).
-    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
-}
-
-impl Kept for TaskFixed {
-    fn kept(&self) -> &Once {
-        &self.json
-    }
-    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        write::task_fixed(self, out)
-    }
-}
-
-impl Kept for AgentView {
-    fn kept(&self) -> &Once {
-        &self.json
-    }
-    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        write::agent(self, out)
-    }
-}
-
-/// Room for a kept JSON (a task's fixed part is about 150 bytes, an
-/// agent's view 600).
-const VIEW_JSON: usize = 512;
-
-/// The kept JSON, made now if it was not.
-fn json_of<T: Kept>(view: &T) -> serde_json::Result<&str> {
-    view.kept().get_or_make(|| {
-        let mut json = Vec::with_capacity(VIEW_JSON);
-        view.write_json(&mut json)?;
-        String::from_utf8(json)
-            .map(String::into_boxed_str)
-            .map_err(serde_json::Error::custom)
-    })
-}
-
-/// A view in a kept list, whose JSON a body takes from what it keeps.
+/// A view in a kept list, whose row a body writes once and later copies.
 pub trait KeepsJson: Serialize + Sized {
-    /// Appends its JSON to `out`: the same bytes as its `Serialize`, the
-    /// kept part copied (made first if it was not).
-    fn append_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
+    /// The address of what begins its row and that a later view may share
+    /// (a task's fixed part; an agent's view, itself): a row found by it
+    /// in an earlier body begins with the same bytes as this view's.
+    fn shared(&self) -> usize;
+    /// Appends its row to `out`: a comma, then its JSON (the same bytes as
+    /// its `Serialize`). `shared`, when given, is the beginning of a row
+    /// that an earlier body wrote for a view with the same [`shared`]
+    /// part, copied instead of written. Returns that beginning's length in
+    /// what it appended.
+    ///
+    /// [`shared`]: KeepsJson::shared
+    fn append_row(&self, shared: Option<&[u8]>, out: &mut Vec<u8>) -> serde_json::Result<usize>;
     /// A list of such views, as a hole names it.
     fn listed(list: &SharedList<Self>) -> Listed;
 }
 
-/// A task's view keeps no JSON of its own: its fixed part's is copied and
-/// the few fields a status update changes are written, so a task whose
-/// state changed costs a body little more than one that did not.
+/// A task's row begins with its fixed part's fields, which its successive
+/// views share, so a task whose state changed costs a body little more
+/// than one that did not: the beginning is copied and the few fields a
+/// status update changes are written.
 impl KeepsJson for TaskView {
-    fn append_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        out.push(b'{');
-        out.extend_from_slice(json_of(self.fixed.as_ref())?.as_bytes());
+    fn shared(&self) -> usize {
+        Arc::as_ptr(&self.fixed) as usize
+    }
+    fn append_row(&self, shared: Option<&[u8]>, out: &mut Vec<u8>) -> serde_json::Result<usize> {
+        let start = out.len();
+        match shared {
+            Some(beginning) => out.extend_from_slice(beginning),
+            None => {
+                out.extend_from_slice(b",{");
+                write::task_fixed(&self.fixed, out)?;
+            }
+        }
+        let beginning = out.len() - start;
         write::task_state(self, out)?;
         out.push(b'}');
-        Ok(())
+        Ok(beginning)
     }
     fn listed(list: &SharedList<Self>) -> Listed {
         Listed::Tasks(list.clone())
     }
 }
 
+/// An agent's view shares nothing with the next: its row is copied whole
+/// while the view is the same, and written whole when it changed.
 impl KeepsJson for AgentView {
-    fn append_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        out.extend_from_slice(json_of(self)?.as_bytes());
-        Ok(())
+    fn shared(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+    fn append_row(&self, shared: Option<&[u8]>, out: &mut Vec<u8>) -> serde_json::Result<usize> {
+        let start = out.len();
+        match shared {
+            Some(row) => out.extend_from_slice(row),
+            None => {
+                out.push(b',');
+                write::agent(self, out)?;
+            }
+        }
+        Ok(out.len() - start)
     }
     fn listed(list: &SharedList<Self>) -> Listed {
         Listed::Agents(list.clone())

@@ -140,8 +140,8 @@ impl Holes for StateLists<'_> {
             )
         });
         match list {
-            Listed::Tasks(list) => fill(&list, tasks, &mut self.kept.tasks, pieces, item_row),
-            Listed::Agents(list) => fill(&list, agents, &mut self.kept.agents, pieces, item_row),
+            Listed::Tasks(list) => fill(&list, tasks, &mut self.kept.tasks, pieces, &KeptRows),
+            Listed::Agents(list) => fill(&list, agents, &mut self.kept.agents, pieces, &KeptRows),
             Listed::MesosTasks(..) | Listed::MesosAgents(..) => Err(serde::ser::Error::custom(
                 "a list in Mesos' shape inside Agora's /state",
             )),
@@ -149,10 +149,39 @@ impl Holes for StateLists<'_> {
     }
 }
 
-/// A kept view's row: a comma, then its JSON.
-fn item_row<T: KeepsJson>(item: &T, out: &mut Vec<u8>) -> serde_json::Result<()> {
-    out.push(b',');
-    item.append_json(out)
+/// How a list's rows are written and found again in an earlier body's.
+pub(crate) trait Rows<T> {
+    /// The address of what begins `item`'s row and that a later item may
+    /// share (see [`KeepsJson::shared`]); the item's own address where
+    /// rows share nothing.
+    fn shared(&self, item: &T) -> usize;
+    /// Appends `item`'s row (a comma, then its JSON; or nothing, for an
+    /// item its list does not show), `shared` being the beginning of an
+    /// earlier row with the same [`Rows::shared`], to copy; returns the
+    /// length of that beginning in what it appended.
+    fn write(
+        &self,
+        item: &T,
+        shared: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<usize>;
+}
+
+/// The rows of Agora's `/state`: each view's [`KeepsJson`].
+struct KeptRows;
+
+impl<T: KeepsJson> Rows<T> for KeptRows {
+    fn shared(&self, item: &T) -> usize {
+        item.shared()
+    }
+    fn write(
+        &self,
+        item: &T,
+        shared: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<usize> {
+        item.append_row(shared, out)
+    }
 }
 
 /// What a body does with the kept lists it left as holes: every list
@@ -212,7 +241,10 @@ pub(crate) struct MadeChunk<T> {
     json: Bytes,
     /// Where each row ends in `json`; a row begins where the one before
     /// it ends, the first at 0.
-    ends: Box<[usize]>,
+    ends: Box<[u32]>,
+    /// How long each row's beginning is that a later item with the same
+    /// [`Rows::shared`] may copy.
+    beginnings: Box<[u32]>,
 }
 
 /// An empty map with room for as many chunks as `old` holds: a body holds
@@ -237,14 +269,24 @@ fn key_of<T>(chunk: &Chunk<T>) -> usize {
 }
 
 /// The last body's chunks that this body does not share, and an index of
-/// their rows by item address, made on the first look. A chunk that
-/// changed since the last body is mostly the same items (a few replaced,
-/// one inserted): their rows are copied from the old chunk's JSON instead
-/// of being written again from views the actor made on another core
-/// (read cold, about six times slower per view than warm).
+/// their rows by what begins them ([`Rows::shared`]), made on the first
+/// look. A chunk that changed since the last body is mostly the same items
+/// (a few replaced, one inserted): their rows are copied from the old
+/// chunk's JSON instead of being written again from views the actor made
+/// on another core (read cold, about six times slower per view than
+/// warm), and a task whose state changed copies the beginning of its old
+/// row (its fixed part's fields).
 pub(crate) struct Retired<T> {
     chunks: Vec<MadeChunk<T>>,
     rows: std::cell::OnceCell<AddressMap<usize, (usize, usize)>>,
+}
+
+/// What the retired chunks hold for an item.
+enum Found<'a> {
+    /// The row made from this very item, and its beginning's length.
+    Row(&'a [u8], usize),
+    /// The beginning of the row of an item that shared it.
+    Beginning(&'a [u8]),
 }
 
 impl<T> Retired<T> {
@@ -255,45 +297,53 @@ impl<T> Retired<T> {
         }
     }
 
-    /// The row made for `item` in a retired chunk, if any. Sound because
-    /// the retired chunks hold their items: an address found here is that
-    /// item's, alive, and a view is never edited in place (the read model
-    /// replaces views), so its row is still its JSON.
-    fn row(&self, item: &Arc<T>) -> Option<&[u8]> {
+    /// What a retired chunk holds of `item`'s row, if anything. Sound
+    /// because the retired chunks hold their items, and with them what
+    /// their rows' beginnings were made from: an address found here is
+    /// alive, not reused, and a view or a fixed part is never edited in
+    /// place (the read model replaces them), so a row is still its item's
+    /// JSON and a beginning still its shared part's.
+    fn find(&self, item: &Arc<T>, rows: &impl Rows<T>) -> Option<Found<'_>> {
         if self.chunks.is_empty() {
             return None;
         }
-        let rows = self.rows.get_or_init(|| {
+        let index = self.rows.get_or_init(|| {
             let count = self.chunks.iter().map(|c| c.chunk.len()).sum();
-            let mut rows = by_address::with_room(count);
+            let mut index = by_address::with_room(count);
             for (c, made) in self.chunks.iter().enumerate() {
-                for (r, item) in made.chunk.iter().enumerate() {
-                    rows.insert(Arc::as_ptr(item) as usize, (c, r));
+                for (r, old) in made.chunk.iter().enumerate() {
+                    index.insert(rows.shared(old), (c, r));
                 }
             }
-            rows
+            index
         });
-        let &(c, r) = rows.get(&(Arc::as_ptr(item) as usize))?;
+        let &(c, r) = index.get(&rows.shared(item))?;
         let made = self.chunks.get(c)?;
-        let end = *made.ends.get(r)?;
+        let end = *made.ends.get(r)? as usize;
         let start = match r {
             0 => 0,
-            r => *made.ends.get(r - 1)?,
+            r => *made.ends.get(r - 1)? as usize,
         };
-        made.json.get(start..end)
+        let row = made.json.get(start..end)?;
+        let beginning = *made.beginnings.get(r)? as usize;
+        if Arc::ptr_eq(made.chunk.get(r)?, item) {
+            return Some(Found::Row(row, beginning));
+        }
+        row.get(..beginning).map(Found::Beginning)
     }
 }
 
 /// Puts the JSON of `list`'s chunks in `pieces`: from `kept` (shared with
 /// the last body, or made for this one already: two lists may share a
 /// chunk), else made now, row by row, each row copied from `retired` when
-/// it holds the item's, else written by `write_row`; kept in `kept`.
+/// it holds the item's, else written by `rows` (from the beginning that
+/// `retired` holds, if any); kept in `kept`.
 pub(crate) fn fill<T>(
     list: &SharedList<T>,
     retired: &Retired<T>,
     kept: &mut ChunkJsons<T>,
     pieces: &mut Vec<Bytes>,
-    write_row: impl Fn(&T, &mut Vec<u8>) -> serde_json::Result<()>,
+    rows: &impl Rows<T>,
 ) -> serde_json::Result<()> {
     let mut first = true;
     for chunk in list.chunks() {
@@ -301,7 +351,7 @@ pub(crate) fn fill<T>(
         let json = match kept.get(&key) {
             Some(made) => made.json.clone(),
             None => {
-                let made = make_chunk(chunk, retired, &write_row)?;
+                let made = make_chunk(chunk, retired, rows)?;
                 let json = made.json.clone();
                 kept.insert(key, made);
                 json
@@ -323,32 +373,57 @@ pub(crate) fn push_items(pieces: &mut Vec<Bytes>, json: Bytes, first: &mut bool)
     *first = false;
 }
 
-/// Room for one item's JSON in a chunk's buffer: more than most take (a
-/// task's is about 300 bytes, an agent's 600), so the buffer seldom grows.
-const ITEM_ROOM: usize = 1024;
+thread_local! {
+    /// Where a chunk's rows are written before they are copied into a
+    /// buffer of their exact size: reused from chunk to chunk, so the
+    /// writing touches no fresh memory, and the chunk's buffer is one
+    /// allocation that fits the holes older chunks left (a buffer sized
+    /// for the worst case and then shrunk did not, and grew the heap).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
-/// A chunk's rows: copied from `retired` where it made them, else written.
+/// A row's offset within its chunk's JSON as kept.
+fn offset(at: usize) -> serde_json::Result<u32> {
+    u32::try_from(at).map_err(|_| serde::ser::Error::custom("a chunk's JSON over 4 GiB"))
+}
+
+/// A chunk's rows: copied from `retired` where it made them, else written
+/// (from the beginning `retired` holds, if any).
 fn make_chunk<T>(
     chunk: &Chunk<T>,
     retired: &Retired<T>,
-    write_row: &impl Fn(&T, &mut Vec<u8>) -> serde_json::Result<()>,
+    rows: &impl Rows<T>,
 ) -> serde_json::Result<MadeChunk<T>> {
-    let mut json = Vec::with_capacity(chunk.len() * ITEM_ROOM);
-    let mut ends = Vec::with_capacity(chunk.len());
-    for item in chunk.iter() {
-        match retired.row(item) {
-            Some(row) => json.extend_from_slice(row),
-            None => write_row(item, &mut json)?,
+    SCRATCH.with(|scratch| {
+        // A body is made on one thread and rows do not make bodies, so the
+        // buffer is never borrowed twice; a fresh one if it were.
+        let mut borrowed = scratch.try_borrow_mut();
+        let mut own = Vec::new();
+        let json = match borrowed.as_deref_mut() {
+            Ok(json) => json,
+            Err(_) => &mut own,
+        };
+        json.clear();
+        let mut ends = Vec::with_capacity(chunk.len());
+        let mut beginnings = Vec::with_capacity(chunk.len());
+        for item in chunk.iter() {
+            let beginning = match retired.find(item, rows) {
+                Some(Found::Row(row, beginning)) => {
+                    json.extend_from_slice(row);
+                    beginning
+                }
+                Some(Found::Beginning(beginning)) => rows.write(item, Some(beginning), json)?,
+                None => rows.write(item, None, json)?,
+            };
+            ends.push(offset(json.len())?);
+            beginnings.push(offset(beginning)?);
         }
-        ends.push(json.len());
-    }
-    // The cache keeps every chunk's JSON (the whole list's): without the
-    // spare room.
-    json.shrink_to_fit();
-    Ok(MadeChunk {
-        chunk: chunk.clone(),
-        json: Bytes::from(json),
-        ends: ends.into(),
+        Ok(MadeChunk {
+            chunk: chunk.clone(),
+            json: Bytes::copy_from_slice(json),
+            ends: ends.into(),
+            beginnings: beginnings.into(),
+        })
     })
 }
 

@@ -21,7 +21,6 @@ pub(crate) fn task(id: &str, state: &'static str) -> TaskView {
             role: "*".to_owned(),
             resources: BTreeMap::from([("cpus".to_owned(), SummaryValue::Number(0.5))]),
             user: None,
-            json: Default::default(),
         }),
         state,
         message: Some("line\nbreak".to_owned()),
@@ -33,7 +32,7 @@ pub(crate) fn task(id: &str, state: &'static str) -> TaskView {
 /// Gives `task` a fixed part of its own: a copy of its present one, edited
 /// by `edit` (the read model never edits one: it makes another).
 pub(crate) fn refix(task: &mut TaskView, edit: impl FnOnce(&mut TaskFixed)) {
-    let mut fixed = task.fixed.unkept_copy();
+    let mut fixed = task.fixed.as_ref().clone();
     edit(&mut fixed);
     task.fixed = Arc::new(fixed);
 }
@@ -51,7 +50,6 @@ pub(crate) fn agent(id: &str) -> AgentView {
         status: "active",
         unreachable_since: None,
         registered_time: 900.0,
-        json: Default::default(),
     }
 }
 

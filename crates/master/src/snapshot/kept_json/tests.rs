@@ -2,45 +2,42 @@ use std::sync::Arc;
 
 use super::super::test_views::{self, task};
 use super::super::{FrameworkView, SharedList, TaskView};
-use super::KeepsJson as _;
+use super::KeepsJson;
 
 fn framework(tasks: SharedList<TaskView>) -> FrameworkView {
     test_views::framework("fw-1", tasks.clone(), tasks)
 }
 
-/// A task's JSON as a body takes it ([`super::KeepsJson`]).
-fn appended(task: &TaskView) -> String {
+/// A row as a body writes it, from the beginning `shared` if given, and
+/// that beginning's length.
+fn row<T: KeepsJson>(view: &T, shared: Option<&[u8]>) -> (String, usize) {
     let mut out = Vec::new();
-    task.append_json(&mut out).expect("json");
-    String::from_utf8(out).expect("utf-8")
+    let beginning = view.append_row(shared, &mut out).expect("json");
+    (String::from_utf8(out).expect("utf-8"), beginning)
 }
 
 #[test]
-fn a_list_is_the_json_of_its_tasks_and_each_fixed_part_is_made_once() {
+fn a_row_is_a_comma_and_the_views_json() {
     let tasks: SharedList<TaskView> =
         vec![task("a", "TASK_RUNNING"), task("b", "TASK_STAGING")].into();
     let plain: Vec<TaskView> = tasks.iter().cloned().collect();
     let expected = serde_json::to_value(&plain).expect("plain");
-    assert!(tasks.iter().all(|t| !t.fixed.json.is_made()));
-
-    // What a body takes from each view: its JSON, its fixed part's made
-    // the first time and kept.
     for view in &tasks {
+        let (json, beginning) = row(view, None);
         assert_eq!(
-            appended(view),
-            serde_json::to_string(view).expect("serializes")
+            json,
+            format!(",{}", serde_json::to_string(view).expect("json"))
         );
+        // The beginning is the fixed part's fields: up to the state.
+        assert!(json[beginning..].starts_with(",\"state\":"), "{json}");
     }
-    assert!(tasks.iter().all(|t| t.fixed.json.is_made()));
-    let kept: Vec<&str> = tasks
-        .iter()
-        .map(|t| super::json_of(t.fixed.as_ref()).expect("json"))
-        .collect();
-    for (view, kept) in tasks.iter().zip(&kept) {
-        assert_eq!(appended(view), serde_json::to_string(view).expect("again"));
-        let again = super::json_of(view.fixed.as_ref()).expect("json");
-        assert!(std::ptr::eq(*kept, again), "made once, kept");
-    }
+    let agent = test_views::agent("agent-1");
+    let (json, beginning) = row(&agent, None);
+    assert_eq!(
+        json,
+        format!(",{}", serde_json::to_string(&agent).expect("json"))
+    );
+    assert_eq!(beginning, json.len(), "an agent's row is all its own");
     // A whole serialization of the list is the same JSON.
     let value = serde_json::to_value(framework(tasks.clone())).expect("whole");
     assert_eq!(value["tasks"], expected);
@@ -48,11 +45,10 @@ fn a_list_is_the_json_of_its_tasks_and_each_fixed_part_is_made_once() {
 }
 
 #[test]
-fn a_status_update_writes_its_fields_around_the_fixed_part_kept() {
+fn a_status_update_writes_its_fields_after_the_beginning_copied() {
     let before = Arc::new(task("a", "TASK_RUNNING"));
     let mut tasks = SharedList::from_arcs([before.clone()]);
-    appended(&before);
-    let kept = super::json_of(before.fixed.as_ref()).expect("json");
+    let (old, beginning) = row(before.as_ref(), None);
 
     // What the read model does: a new view in its place, sharing the
     // fixed part while the task's launch fields are the same.
@@ -62,19 +58,19 @@ fn a_status_update_writes_its_fields_around_the_fixed_part_kept() {
     changed.status_time = Some(1001.5);
     tasks.upsert(Arc::new(changed));
     let after = tasks.get(0).expect("one task");
-    assert!(Arc::ptr_eq(&after.fixed, &before.fixed));
-    let json = appended(after);
-    assert_eq!(json, serde_json::to_string(after).expect("serializes"));
-    let json: serde_json::Value = serde_json::from_str(&json).expect("valid json");
+    assert_eq!(after.shared(), before.shared(), "the fixed part is shared");
+    let (json, again) = row(after, Some(&old.as_bytes()[..beginning]));
+    assert_eq!(again, beginning);
+    assert_eq!(json, row(after, None).0, "the same as written whole");
+    assert_eq!(
+        json,
+        format!(",{}", serde_json::to_string(after).expect("json"))
+    );
+    let json: serde_json::Value = serde_json::from_str(&json[1..]).expect("valid json");
     assert_eq!(json["state"], "TASK_FINISHED");
     assert_eq!(json["message"], "done \"now\"");
     assert_eq!(json["status_time"], 1001.5);
     assert_eq!(json["name"], "name \"a\"");
-    let again = super::json_of(after.fixed.as_ref()).expect("json");
-    assert!(
-        std::ptr::eq(kept, again),
-        "the fixed part's JSON is not made again"
-    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use super::{ChunkCache, ChunkJsons, Retired, fill, make, share};
+use super::{ChunkCache, ChunkJsons, KeptRows, Retired, Rows, fill, make, share};
 use crate::snapshot::test_views::{agent, task};
 use crate::snapshot::{FrameworkView, SharedList, StateSnapshot, TaskView, test_views};
 
@@ -169,23 +169,48 @@ fn the_cache_holds_the_last_bodys_views_until_the_next() {
     );
 }
 
+/// Agora's rows, counting those written whole and those written after a
+/// beginning copied from an earlier row.
+#[derive(Default)]
+struct Counted {
+    whole: std::cell::Cell<usize>,
+    after_beginning: std::cell::Cell<usize>,
+}
+
+impl Rows<TaskView> for Counted {
+    fn shared(&self, task: &TaskView) -> usize {
+        KeptRows.shared(task)
+    }
+    fn write(
+        &self,
+        task: &TaskView,
+        shared: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<usize> {
+        let count = match shared {
+            Some(_) => &self.after_beginning,
+            None => &self.whole,
+        };
+        count.set(count.get() + 1);
+        KeptRows.write(task, shared, out)
+    }
+}
+
 /// A chunk made again copies the rows of the items it shares with a chunk
 /// of the last body, and writes only the others: a replaced item, an
-/// inserted one, and every row after a split.
+/// inserted one, and every row after a split. A task whose view changed
+/// but not its fixed part copies its row's beginning.
 #[test]
 fn a_changed_chunk_writes_only_its_new_rows() {
     let tasks = |s: &StateSnapshot| s.frameworks[0].tasks.clone();
-    let written = std::cell::Cell::new(0usize);
-    let row = |t: &TaskView, out: &mut Vec<u8>| {
-        written.set(written.get() + 1);
-        super::item_row(t, out)
-    };
+    let rows = Counted::default();
+    let written = &rows.whole;
     let body = |list: &SharedList<TaskView>, old: &mut ChunkJsons<TaskView>| {
         let mut kept = ChunkJsons::default();
         share(list, old, &mut kept);
         let retired = Retired::new(std::mem::take(old));
         let mut pieces = Vec::new();
-        fill(list, &retired, &mut kept, &mut pieces, row).expect("fills");
+        fill(list, &retired, &mut kept, &mut pieces, &rows).expect("fills");
         *old = kept;
         let mut json = b"[".to_vec();
         json.extend(pieces.iter().flat_map(|p| p.iter()));
@@ -204,6 +229,22 @@ fn a_changed_chunk_writes_only_its_new_rows() {
     list.upsert(Arc::new(task("fw-a-task-00150x", "TASK_STAGING")));
     assert_eq!(body(&list, &mut old), whole(&list));
     assert_eq!(written.replace(0), 2, "one replaced, one inserted");
+    assert_eq!(rows.after_beginning.get(), 0);
+
+    // A status update: a new view sharing the fixed part. Its row copies
+    // the beginning the last body wrote and writes the rest.
+    let before = list.get_key("fw-a-task-00151").expect("a task").clone();
+    let mut updated = TaskView::clone(&before);
+    updated.state = "TASK_FINISHED";
+    updated.message = Some("done, \"really\"".to_owned());
+    list.upsert(Arc::new(updated));
+    assert!(Arc::ptr_eq(
+        &list.get_key("fw-a-task-00151").expect("the task").fixed,
+        &before.fixed
+    ));
+    assert_eq!(body(&list, &mut old), whole(&list));
+    assert_eq!(written.replace(0), 0);
+    assert_eq!(rows.after_beginning.replace(0), 1);
 
     // Inserting until a chunk splits: only the inserted rows are written.
     let chunks = list.chunks().len();
@@ -226,10 +267,25 @@ fn a_changed_chunk_writes_only_its_new_rows() {
 /// task inserted or removed, a task completed, an agent's status.
 #[derive(Debug, Clone)]
 enum Change {
-    Upsert { task: usize, state: usize },
-    Remove { task: usize },
-    Complete { task: usize },
-    Agent { agent: usize, status: usize },
+    Upsert {
+        task: usize,
+        state: usize,
+    },
+    /// A status update: a new view sharing the task's fixed part.
+    Update {
+        task: usize,
+        state: usize,
+    },
+    Remove {
+        task: usize,
+    },
+    Complete {
+        task: usize,
+    },
+    Agent {
+        agent: usize,
+        status: usize,
+    },
 }
 
 const STATES: [&str; 3] = ["TASK_STAGING", "TASK_STARTING", "TASK_RUNNING"];
@@ -239,6 +295,7 @@ fn change() -> impl proptest::strategy::Strategy<Value = Change> {
     use proptest::prelude::*;
     prop_oneof![
         (0..400usize, 0..STATES.len()).prop_map(|(task, state)| Change::Upsert { task, state }),
+        (0..400usize, 0..STATES.len()).prop_map(|(task, state)| Change::Update { task, state }),
         (0..400usize).prop_map(|task| Change::Remove { task }),
         (0..400usize).prop_map(|task| Change::Complete { task }),
         (0..200usize, 0..AGENT_STATES.len())
@@ -259,6 +316,14 @@ fn apply(s: &mut StateSnapshot, change: &Change) {
     match change {
         Change::Upsert { task: n, state } => {
             f.tasks.upsert(Arc::new(task(&id(*n), STATES[*state])))
+        }
+        Change::Update { task: n, state } => {
+            if let Some(old) = f.tasks.get_key(&id(*n)) {
+                let mut updated = TaskView::clone(old);
+                updated.state = STATES[*state];
+                updated.status_time = Some(*n as f64 + 0.5);
+                f.tasks.upsert(Arc::new(updated));
+            }
         }
         Change::Remove { task: n } => {
             f.tasks.remove_key(&id(*n));

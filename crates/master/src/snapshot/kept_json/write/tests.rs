@@ -71,7 +71,6 @@ prop_compose! {
                 role: ids[5].clone(),
                 resources,
                 user,
-                json: Default::default(),
             }),
             state,
             message,
@@ -105,7 +104,6 @@ prop_compose! {
             status,
             unreachable_since,
             registered_time,
-            json: Default::default(),
         }
     }
 }
