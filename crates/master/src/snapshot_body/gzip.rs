@@ -74,7 +74,12 @@ const STORED_SHARE: usize = 16;
 /// that shifts a CRC past it ([`crc`]).
 #[derive(Clone)]
 struct Segment {
+    /// Its deflate blocks; for a piece stored in one block, the block's
+    /// header, the piece itself following it in `stored`.
     deflate: Bytes,
+    /// The piece itself, when it is one stored block: sent as it is, not
+    /// copied behind its header.
+    stored: Option<Bytes>,
     crc: PieceCrc,
     /// Stored only because the piece was new: compressed if it is sent
     /// again.
@@ -139,6 +144,9 @@ pub fn gzip(rope: &Rope, segments: &mut Segments) -> std::io::Result<(Rope, usiz
         };
         crc.append(&segment.crc);
         pieces.push(segment.deflate);
+        if let Some(piece) = segment.stored {
+            pieces.push(piece);
+        }
     }
     let mut end = Vec::with_capacity(LAST_BLOCK.len() + 8);
     end.extend_from_slice(&LAST_BLOCK);
@@ -156,7 +164,7 @@ pub fn gzip(rope: &Rope, segments: &mut Segments) -> std::io::Result<(Rope, usiz
 /// and ended by a sync flush.
 fn new_segment(
     compress: &mut Compress,
-    piece: &[u8],
+    piece: &Bytes,
     store_short: bool,
     stored_room: &mut usize,
 ) -> std::io::Result<Segment> {
@@ -165,7 +173,7 @@ fn new_segment(
     }
     if store_short && piece.len() <= *stored_room {
         *stored_room -= piece.len();
-        return Ok(Segment::stored(piece, true));
+        return Ok(Segment::stored_uncopied(piece, true));
     }
     Segment::compressed(compress, piece, PieceCrc::of(piece))
 }
@@ -175,15 +183,32 @@ impl Segment {
     fn compressed(compress: &mut Compress, piece: &[u8], crc: PieceCrc) -> std::io::Result<Self> {
         Ok(Self {
             deflate: Bytes::from(compressed(compress, piece)?),
+            stored: None,
             crc,
             provisional: false,
         })
     }
 
-    /// `piece` as stored blocks.
+    /// `piece` as stored blocks, copied behind their headers.
     fn stored(piece: &[u8], provisional: bool) -> Self {
         Self {
             deflate: Bytes::from(stored(piece)),
+            stored: None,
+            crc: PieceCrc::of(piece),
+            provisional,
+        }
+    }
+
+    /// `piece` as stored blocks: when one block holds it, its header and
+    /// the piece itself, uncopied (a placement's new chunks, a megabyte a
+    /// body); else copied ([`Segment::stored`]).
+    fn stored_uncopied(piece: &Bytes, provisional: bool) -> Self {
+        let Ok(len) = u16::try_from(piece.len()) else {
+            return Self::stored(piece, provisional);
+        };
+        Self {
+            deflate: Bytes::from(block_header(len).to_vec()),
+            stored: Some(piece.clone()),
             crc: PieceCrc::of(piece),
             provisional,
         }
@@ -204,15 +229,22 @@ fn stored(piece: &[u8]) -> Vec<u8> {
         let (block, after) = rest.split_at(rest.len().min(MAX));
         // At most `MAX` bytes: the conversion cannot fail.
         let len = u16::try_from(block.len()).unwrap_or(u16::MAX);
-        out.push(0);
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(&block_header(len));
         out.extend_from_slice(block);
         rest = after;
         if rest.is_empty() {
             return out;
         }
     }
+}
+
+/// A stored block's header for `len` bytes, at a byte boundary: three
+/// zero bits (not final, stored) and their padding, then `LEN` and its
+/// complement, little-endian.
+fn block_header(len: u16) -> [u8; 5] {
+    let [lo, hi] = len.to_le_bytes();
+    let [not_lo, not_hi] = (!len).to_le_bytes();
+    [0, lo, hi, not_lo, not_hi]
 }
 
 /// `piece` as a raw deflate stream of its own, ended by a sync flush.
