@@ -616,13 +616,7 @@ mod tests {
         // The same allocations: served from the cache, not serialized
         // again (long pieces go out as they are; short ones are copied
         // together into frames).
-        let addresses = |frames: &[Bytes]| {
-            frames
-                .iter()
-                .filter(|f| f.len() >= crate::snapshot_body::SMALL_PIECE)
-                .map(|f| f.as_ptr())
-                .collect::<Vec<_>>()
-        };
+        let addresses = crate::snapshot_body::long_frame_addresses;
         assert!(!addresses(&first).is_empty(), "a long piece");
         assert_eq!(addresses(&first), addresses(&again));
 

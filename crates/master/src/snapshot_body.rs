@@ -212,6 +212,18 @@ pub(crate) fn json_rope(rope: Rope, coding: Coding) -> Response {
 /// as a frame of its own, uncopied.
 pub(crate) const SMALL_PIECE: usize = 16 * 1024;
 
+/// Where the frames of a body that went out as pieces of it, uncopied
+/// (the long ones), begin: for the tests that check that a body was
+/// served from its cache.
+#[cfg(test)]
+pub(crate) fn long_frame_addresses(frames: &[Bytes]) -> Vec<usize> {
+    frames
+        .iter()
+        .filter(|f| f.len() >= SMALL_PIECE)
+        .map(|f| f.as_ptr() as usize)
+        .collect()
+}
+
 /// How many bytes of small pieces a frame gathers at most.
 const FRAME: usize = 64 * 1024;
 

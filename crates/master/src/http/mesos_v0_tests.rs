@@ -147,13 +147,7 @@ async fn mesos_state_is_serialized_once_per_snapshot() {
     let first = get_frames(&app, "/master/state").await;
     let again = get_frames(&app, "/state.json").await;
     // The same allocations: served from the cache, not serialized again.
-    let addresses = |frames: &[Bytes]| {
-        frames
-            .iter()
-            .filter(|f| f.len() >= crate::snapshot_body::SMALL_PIECE)
-            .map(|f| f.as_ptr())
-            .collect::<Vec<_>>()
-    };
+    let addresses = crate::snapshot_body::long_frame_addresses;
     assert!(!addresses(&first).is_empty(), "a long piece");
     assert_eq!(
         addresses(&first),

@@ -302,7 +302,9 @@ impl<T> Retired<T> {
     /// their rows' beginnings were made from: an address found here is
     /// alive, not reused, and a view or a fixed part is never edited in
     /// place (the read model replaces them), so a row is still its item's
-    /// JSON and a beginning still its shared part's.
+    /// JSON and a beginning still its shared part's. Every look passes the
+    /// same `rows` (a cache is filled by one kind of row): the index is
+    /// made by the first.
     fn find(&self, item: &Arc<T>, rows: &impl Rows<T>) -> Option<Found<'_>> {
         if self.chunks.is_empty() {
             return None;
