@@ -321,9 +321,45 @@ impl<T: Clone + ListItem> SharedList<T> {
 impl<T: Keyed + ListItem> SharedList<T> {
     /// Where `key` is or would go: (chunk, index, found).
     fn search(&self, key: &str) -> (usize, usize, bool) {
-        let chunks = &self.chunks;
         // The first chunk whose last key is not below `key`.
-        let c = chunks.partition_point(|chunk| chunk.last().is_some_and(|l| l.key() < key));
+        let c = self.chunks.partition_point(|chunk| below(chunk, key));
+        self.search_in(c, key)
+    }
+
+    /// [`SharedList::search`] from chunk `from` on, if every chunk before it
+    /// is below `key` (else from the start): galloping, so a key near the
+    /// last one searched costs a few looks instead of a whole binary search.
+    /// A look at a chunk reads the chunk, its last item and that item's key,
+    /// each elsewhere in memory: at 100,000 tasks a search from the start
+    /// cost the actor about 40 cache misses.
+    fn search_from(&self, key: &str, from: usize) -> (usize, usize, bool) {
+        let chunks = &self.chunks;
+        let sound = from > 0 && chunks.get(from - 1).is_some_and(|c| below(c, key));
+        if !sound {
+            return self.search(key);
+        }
+        // Invariant: every chunk before `lo` is below `key`.
+        let mut lo = from;
+        let mut step = 1;
+        let c = loop {
+            let hi = lo.saturating_add(step).min(chunks.len());
+            if hi == lo {
+                break lo;
+            }
+            if below(&chunks[hi - 1], key) {
+                lo = hi;
+                step = step.saturating_mul(2);
+            } else {
+                break lo + chunks[lo..hi - 1].partition_point(|chunk| below(chunk, key));
+            }
+        };
+        self.search_in(c, key)
+    }
+
+    /// Where `key` is or would go, `c` being the first chunk whose last key
+    /// is not below it (or past the last).
+    fn search_in(&self, c: usize, key: &str) -> (usize, usize, bool) {
+        let chunks = &self.chunks;
         if c == chunks.len() {
             // Past every key: the end of the last chunk.
             return match chunks.last() {
@@ -334,6 +370,15 @@ impl<T: Keyed + ListItem> SharedList<T> {
         match chunks[c].binary_search_by(|item| item.key().cmp(key)) {
             Ok(i) => (c, i, true),
             Err(i) => (c, i, false),
+        }
+    }
+
+    /// Changes in increasing key order, each search starting where the
+    /// last one ended ([`Sweep`]).
+    pub fn sweep(&mut self) -> Sweep<'_, T> {
+        Sweep {
+            list: self,
+            from: 0,
         }
     }
 
@@ -350,7 +395,12 @@ impl<T: Keyed + ListItem> SharedList<T> {
 
     /// Puts `item` in its key's place, replacing the item with that key.
     pub fn upsert(&mut self, item: Arc<T>) {
-        let (c, i, found) = self.search(item.key());
+        let at = self.search(item.key());
+        self.put(at, item);
+    }
+
+    /// Puts `item` where [`SharedList::search`] found its key.
+    fn put(&mut self, (c, i, found): (usize, usize, bool), item: Arc<T>) {
         if found {
             let n = &mut Arc::make_mut(&mut self.newest)[c];
             *n = later(*n, date_of(item.as_ref()));
@@ -390,6 +440,65 @@ impl<T: Keyed + ListItem> SharedList<T> {
                 None => make(&source),
             }
         }))
+    }
+}
+
+/// Whether every key of `chunk` is below `key`.
+fn below<T: Keyed>(chunk: &Chunk<T>, key: &str) -> bool {
+    chunk.last().is_some_and(|last| last.key() < key)
+}
+
+/// A list changed key by key in increasing order (the read model applies
+/// its changes from sorted sets): each search starts at the chunk where
+/// the last change was, which no key after it can be before. Sound in any
+/// order: a search checks that the chunk before its start is below its
+/// key, and searches the whole list when it is not.
+pub struct Sweep<'a, T> {
+    list: &'a mut SharedList<T>,
+    /// Where the last change was: every chunk before it was below the last
+    /// key (an insertion, a split or a removal there leaves that so).
+    from: usize,
+}
+
+impl<T: Keyed + ListItem> Sweep<'_, T> {
+    /// Puts `item` in its key's place, replacing the item with that key.
+    pub fn upsert(&mut self, item: Arc<T>) {
+        let at = self.list.search_from(item.key(), self.from);
+        self.from = at.0;
+        self.list.put(at, item);
+    }
+
+    /// Puts `make`'s item in `key`'s place, `make` given the item with that
+    /// key (if any); one search for both. An item made with another key
+    /// is put in that key's place.
+    pub fn upsert_with(&mut self, key: &str, make: impl FnOnce(Option<&T>) -> Arc<T>) {
+        let at = self.list.search_from(key, self.from);
+        let before = match at {
+            (c, i, true) => Some(self.list.chunks[c][i].as_ref()),
+            _ => None,
+        };
+        let item = make(before);
+        if item.key() != key {
+            self.list.upsert(item);
+            self.from = 0;
+            return;
+        }
+        self.from = at.0;
+        self.list.put(at, item);
+    }
+
+    /// Removes the item with `key`, if any.
+    pub fn remove(&mut self, key: &str) -> Option<Arc<T>> {
+        match self.list.search_from(key, self.from) {
+            (c, i, true) => {
+                self.from = c;
+                Some(self.list.remove_at(c, i))
+            }
+            (c, _, false) => {
+                self.from = c;
+                None
+            }
+        }
     }
 }
 

@@ -107,6 +107,8 @@ impl ReadModel {
                 total,
             );
         } else {
+            // In key order (a sorted set): each search starts where the last one was.
+            let (mut rows, mut totals) = (rows.sweep(), totals.sweep());
             for id in agents {
                 match master.agents.get(id) {
                     Some(agent) => {
@@ -115,14 +117,15 @@ impl ReadModel {
                         totals.upsert(Arc::new(agent_resources(agent)));
                     }
                     None => {
-                        rows.remove_key(id.as_str());
-                        totals.remove_key(id.as_str());
+                        rows.remove(id.as_str());
+                        totals.remove(id.as_str());
                     }
                 }
             }
         }
 
         // Offers, and what they hold by role.
+        let mut offer_rows = self.current.offers.sweep();
         for id in &changes.offers {
             if let Some((role, resources)) = self.offers.remove(id.as_str())
                 && let Some(sum) = self.offered.get_mut(&role)
@@ -134,7 +137,7 @@ impl ReadModel {
             }
             match master.offers.get(id) {
                 Some(offer) => {
-                    self.current.offers.upsert(Arc::new(offer_view(offer)));
+                    offer_rows.upsert(Arc::new(offer_view(offer)));
                     self.offers.insert(
                         id.to_string(),
                         (offer.role.clone(), offer.resources.clone()),
@@ -145,7 +148,7 @@ impl ReadModel {
                         .add(&offer.resources);
                 }
                 None => {
-                    self.current.offers.remove_key(id.as_str());
+                    offer_rows.remove(id.as_str());
                 }
             }
         }
@@ -274,14 +277,15 @@ fn changed_tasks(
             |(_, task)| Arc::new(task_view(task)),
         );
     }
+    // In key order (a sorted set): each search starts where the last one was.
+    let mut sweep = list.sweep();
     for id in changed {
         match tasks.get(id) {
             Some(task) => {
-                let view = next_task_view(task, list.get_key(id.as_str()));
-                list.upsert(Arc::new(view));
+                sweep.upsert_with(id.as_str(), |before| Arc::new(next_task_view(task, before)));
             }
             None => {
-                list.remove_key(id.as_str());
+                sweep.remove(id.as_str());
             }
         }
     }

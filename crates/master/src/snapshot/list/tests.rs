@@ -127,6 +127,61 @@ proptest! {
         agrees(&published.0, &published.1);
     }
 
+    /// A sweep's changes keep the list equal to a `BTreeMap` whatever the
+    /// keys' order: batches sorted (as the read model sends them, each
+    /// search starting where the last was) and unsorted (each search
+    /// checking its start), with chunks of four so that inserts split
+    /// chunks and removes empty and merge them under the sweep; a made item
+    /// under another key goes to that key's place; a clone taken before a
+    /// sweep is unchanged.
+    #[test]
+    fn sweeps_match_a_btreemap(
+        batches in prop::collection::vec(
+            (any::<bool>(), prop::collection::vec((0u8..3, 0u16..200, any::<u32>()), 0..80)),
+            0..12,
+        )
+    ) {
+        let name = |key: u16| format!("k{key:03}");
+        let mut list: SharedList<Small> = (0..200).step_by(3).map(|k| Small(name(k))).collect();
+        let mut model: BTreeSet<String> = (0..200).step_by(3).map(name).collect();
+        for (sorted, mut ops) in batches {
+            if sorted {
+                ops.sort_by_key(|&(_, key, _)| key);
+            }
+            let published = (list.clone(), model.clone());
+            let mut sweep = list.sweep();
+            for (op, key, other) in ops {
+                let key_name = name(key);
+                match op {
+                    0 => {
+                        sweep.upsert(Arc::new(Small(key_name.clone())));
+                        model.insert(key_name);
+                    }
+                    1 => {
+                        // Now and then an item made under another key.
+                        let made = if other % 5 == 0 { name((other % 200) as u16) } else { key_name.clone() };
+                        let mut seen = None;
+                        sweep.upsert_with(&key_name, |before| {
+                            seen = Some(before.map(|b| b.0.clone()));
+                            Arc::new(Small(made.clone()))
+                        });
+                        prop_assert_eq!(seen, Some(model.get(&key_name).cloned()));
+                        model.insert(made);
+                    }
+                    _ => {
+                        let removed = sweep.remove(&key_name).map(|s| s.0.clone());
+                        prop_assert_eq!(removed, model.take(&key_name));
+                    }
+                }
+            }
+            prop_assert!(list.chunks.iter().all(|c| !c.is_empty() && c.len() <= Small::CHUNK));
+            let items: Vec<String> = list.iter().map(|s| s.0.clone()).collect();
+            prop_assert_eq!(&items, &model.iter().cloned().collect::<Vec<_>>());
+            let before: Vec<String> = published.0.iter().map(|s| s.0.clone()).collect();
+            prop_assert_eq!(before, published.1.into_iter().collect::<Vec<_>>());
+        }
+    }
+
     /// Pushes at the back and pops at the front behave as a `VecDeque`.
     #[test]
     fn arrival_order_matches_a_vecdeque(ops in prop::collection::vec(any::<bool>(), 0..500)) {
