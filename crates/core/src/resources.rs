@@ -610,6 +610,53 @@ impl Resources {
             .collect()
     }
 
+    /// Whether `summary` is what [`Resources::summary`] makes of these,
+    /// without making it where every entry is a scalar (a task's resources,
+    /// nearly always): the read model asks this of every task whose status
+    /// changed, and making a summary is two maps of owned names. Other
+    /// resources are summarized and compared.
+    pub fn summary_is(&self, summary: &BTreeMap<String, SummaryValue>) -> bool {
+        if self
+            .entries
+            .values()
+            .any(|value| !matches!(value, Value::Scalar(_)))
+        {
+            return self.summary() == *summary;
+        }
+        let mut expected = summary.iter();
+        // The name being summed and its sum: a name's entries are adjacent,
+        // as keys order by name first, and summaries are by name.
+        let mut current: Option<(&str, i64)> = None;
+        for ((name, _, _), value) in &self.entries {
+            let Value::Scalar(millis) = value else {
+                return self.summary() == *summary;
+            };
+            // `summary` merges no empty value, as every merge.
+            if *millis == 0 {
+                continue;
+            }
+            match current.as_mut() {
+                Some((summed, sum)) if *summed == name.as_str() => {
+                    *sum = sum.saturating_add(*millis);
+                }
+                _ => {
+                    if let Some(done) = current.take()
+                        && !summed_as(expected.next(), done)
+                    {
+                        return false;
+                    }
+                    current = Some((name, *millis));
+                }
+            }
+        }
+        if let Some(done) = current
+            && !summed_as(expected.next(), done)
+        {
+            return false;
+        }
+        expected.next().is_none()
+    }
+
     pub fn to_proto(&self, allocation_role: Option<&str>) -> Vec<pb::Resource> {
         self.entries
             .iter()
@@ -723,6 +770,11 @@ impl Resources {
 pub enum SummaryValue {
     Number(f64),
     Text(String),
+}
+
+/// Whether a summary's entry is `name` summed to `millis`.
+fn summed_as(entry: Option<(&String, &SummaryValue)>, (name, millis): (&str, i64)) -> bool {
+    matches!(entry, Some((n, SummaryValue::Number(v))) if n == name && *v == from_millis(millis))
 }
 
 fn format_value(value: &Value) -> String {

@@ -103,7 +103,38 @@ fn arb_resources() -> impl Strategy<Value = Resources> {
         })
 }
 
+/// Scalars only, of a few names and roles, zero now and then.
+fn arb_scalars() -> impl Strategy<Value = Resources> {
+    proptest::collection::vec((0usize..4, 0usize..3, 0i64..3_000), 0..6).prop_map(|entries| {
+        let mut res = Resources::new();
+        for (name, role, millis) in entries {
+            let name = ["cpus", "disk", "gpus", "mem"][name];
+            let role = [UNRESERVED, "dev", "ops"][role];
+            res.add_entry_as(name, role, Reservation::Static, Value::Scalar(millis))
+                .expect("same type");
+        }
+        res
+    })
+}
+
 proptest! {
+    /// `summary_is` answers as comparing with a summary made would, for
+    /// scalars (without making one) and for ranges (made).
+    #[test]
+    fn summary_is_compares_as_a_made_summary(
+        a in prop_oneof![arb_scalars(), arb_resources()],
+        b in prop_oneof![arb_scalars(), arb_resources()],
+    ) {
+        prop_assert!(a.summary_is(&a.summary()));
+        prop_assert_eq!(a.summary_is(&b.summary()), a.summary() == b.summary());
+        let mut more = a.clone();
+        more.add(&b);
+        prop_assert_eq!(a.summary_is(&more.summary()), a.summary() == more.summary());
+        let mut fewer = a.summary();
+        fewer.pop_last();
+        prop_assert_eq!(a.summary_is(&fewer), a.summary() == fewer);
+    }
+
     #[test]
     fn add_then_subtract_is_identity(a in arb_resources(), b in arb_resources()) {
         let mut sum = a.clone();

@@ -31,11 +31,8 @@ pub(super) fn next_task_view(task: &Task, previous: Option<&TaskView>) -> TaskVi
         .map(|e| e.value.as_str())
         .filter(|e| !e.is_empty());
     let executor_id = executor_id.unwrap_or(task.id.as_str());
-    let resources = task.resources.summary();
     let fixed = match previous {
-        Some(previous) if same_fixed(&previous.fixed, task, executor_id, &resources) => {
-            previous.fixed.clone()
-        }
+        Some(previous) if same_fixed(&previous.fixed, task, executor_id) => previous.fixed.clone(),
         _ => Arc::new(TaskFixed {
             id: task.id.to_string(),
             name: task.name.clone(),
@@ -43,7 +40,7 @@ pub(super) fn next_task_view(task: &Task, previous: Option<&TaskView>) -> TaskVi
             agent_id: task.agent_id.to_string(),
             executor_id: executor_id.to_owned(),
             role: task.role.clone(),
-            resources,
+            resources: task.resources.summary(),
             user: task.user.clone(),
         }),
     };
@@ -66,12 +63,7 @@ pub(super) fn next_task_view(task: &Task, previous: Option<&TaskView>) -> TaskVi
 
 /// Whether `fixed` is what `task`'s launch fields would make (`resources`
 /// being its resources' summary): every field compared, none assumed.
-fn same_fixed(
-    fixed: &TaskFixed,
-    task: &Task,
-    executor_id: &str,
-    resources: &BTreeMap<String, agora_core::resources::SummaryValue>,
-) -> bool {
+fn same_fixed(fixed: &TaskFixed, task: &Task, executor_id: &str) -> bool {
     fixed.id == task.id.as_str()
         && fixed.name == task.name
         && fixed.framework_id == task.framework_id.as_str()
@@ -79,7 +71,7 @@ fn same_fixed(
         && fixed.executor_id == executor_id
         && fixed.role == task.role
         && fixed.user == task.user
-        && fixed.resources == *resources
+        && task.resources.summary_is(&fixed.resources)
 }
 
 pub(super) fn mesos_framework(framework: &Framework) -> (String, MesosFramework) {
