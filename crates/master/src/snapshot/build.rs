@@ -61,8 +61,8 @@ pub(super) fn next_task_view(task: &Task, previous: Option<&TaskView>) -> TaskVi
     }
 }
 
-/// Whether `fixed` is what `task`'s launch fields would make (`resources`
-/// being its resources' summary): every field compared, none assumed.
+/// Whether `fixed` is what `task`'s launch fields would make: every field
+/// compared, none assumed (the resources with the summary `fixed` kept).
 fn same_fixed(fixed: &TaskFixed, task: &Task, executor_id: &str) -> bool {
     fixed.id == task.id.as_str()
         && fixed.name == task.name

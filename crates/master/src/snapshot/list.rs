@@ -331,7 +331,7 @@ impl<T: Keyed + ListItem> SharedList<T> {
     /// last one searched costs a few looks instead of a whole binary search.
     /// A look at a chunk reads the chunk, its last item and that item's key,
     /// each elsewhere in memory: at 100,000 tasks a search from the start
-    /// cost the actor about 40 cache misses.
+    /// looks at about 11 chunks, then about 6 rows.
     fn search_from(&self, key: &str, from: usize) -> (usize, usize, bool) {
         let chunks = &self.chunks;
         let sound = from > 0 && chunks.get(from - 1).is_some_and(|c| below(c, key));
