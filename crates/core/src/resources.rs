@@ -616,18 +616,12 @@ impl Resources {
     /// changed, and making a summary is two maps of owned names. Other
     /// resources are summarized and compared.
     pub fn summary_is(&self, summary: &BTreeMap<String, SummaryValue>) -> bool {
-        if self
-            .entries
-            .values()
-            .any(|value| !matches!(value, Value::Scalar(_)))
-        {
-            return self.summary() == *summary;
-        }
         let mut expected = summary.iter();
         // The name being summed and its sum: a name's entries are adjacent,
         // as keys order by name first, and summaries are by name.
         let mut current: Option<(&str, i64)> = None;
         for ((name, _, _), value) in &self.entries {
+            // Ranges or a set: made and compared whole, as before.
             let Value::Scalar(millis) = value else {
                 return self.summary() == *summary;
             };
