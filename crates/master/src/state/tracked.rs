@@ -205,12 +205,20 @@ impl Master {
         let live = self.frameworks.values_mut();
         let completed = self.completed_frameworks.iter_mut_unseen();
         for framework in live.chain(completed) {
-            let changed = framework.tasks.take_changed();
-            if !changed.is_empty() {
-                tasks
-                    .entry(framework.id.clone())
-                    .or_insert_with(BTreeSet::new)
-                    .extend(changed);
+            let mut changed = framework.tasks.take_changed();
+            if changed.is_empty() {
+                continue;
+            }
+            // Moved whole, not inserted key by key: a busy framework changes
+            // thousands of tasks between two publishes. (A framework id is
+            // live or completed, so the entry is nearly always vacant.)
+            match tasks.entry(framework.id.clone()) {
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(changed);
+                }
+                std::collections::btree_map::Entry::Occupied(mut entry) => {
+                    entry.get_mut().append(&mut changed);
+                }
             }
         }
         Changes {
