@@ -6,6 +6,8 @@ use std::fmt;
 use agora_proto::v1 as pb;
 use serde::Serialize;
 
+use crate::text::SmallText;
+
 /// Longest id accepted: NAME_MAX, since ids become directory names.
 pub const MAX_ID_LEN: usize = 255;
 
@@ -43,36 +45,44 @@ pub fn validate_id(value: &str) -> Result<(), IdError> {
 
 macro_rules! id_type {
     ($name:ident, $proto:ident) => {
+        /// Cheap to clone and compare: its text is held inline when short
+        /// ([`SmallText`]).
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(SmallText);
 
         impl $name {
             /// Wraps a value that is already known to be valid (generated
             /// here, or read back from our own state).
-            pub fn new(value: impl Into<String>) -> Self {
-                Self(value.into())
+            pub fn new(value: impl AsRef<str>) -> Self {
+                Self(SmallText::new(value.as_ref()))
             }
 
             /// Wraps a value that came from outside, checking it first.
-            pub fn parse(value: impl Into<String>) -> Result<Self, IdError> {
-                let value = value.into();
-                validate_id(&value)?;
-                Ok(Self(value))
+            pub fn parse(value: impl AsRef<str>) -> Result<Self, IdError> {
+                let value = value.as_ref();
+                validate_id(value)?;
+                Ok(Self(SmallText::new(value)))
             }
 
             pub fn as_str(&self) -> &str {
+                self.0.as_str()
+            }
+
+            /// Its text, shared: another kind of id with the same text is
+            /// made from it without a copy (`TaskId` to `ExecutorId`).
+            pub fn text(&self) -> &SmallText {
                 &self.0
             }
 
             pub fn to_proto(&self) -> pb::$proto {
                 pb::$proto {
-                    value: self.0.clone(),
+                    value: self.0.to_string(),
                 }
             }
 
             pub fn from_proto(id: &pb::$proto) -> Result<Self, IdError> {
-                Self::parse(id.value.clone())
+                Self::parse(&id.value)
             }
 
             /// For a message field (optional in proto3): a missing id is empty.
@@ -86,9 +96,16 @@ macro_rules! id_type {
             }
         }
 
+        impl From<SmallText> for $name {
+            /// An id of another kind's text, known to be valid.
+            fn from(text: SmallText) -> Self {
+                Self(text)
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.0.as_str())
             }
         }
     };

@@ -8,6 +8,7 @@ pub mod ids;
 pub mod resources;
 pub mod role;
 pub mod task;
+pub mod text;
 pub mod time;
 
 pub use backoff::Backoff;
@@ -15,3 +16,4 @@ pub use ids::{AgentId, ExecutorId, FrameworkId, IdError, OfferId, TaskId};
 pub use resources::{Resources, ResourcesError};
 pub use role::{RoleError, validate_role};
 pub use task::{TaskState, TaskStateError};
+pub use text::SmallText;

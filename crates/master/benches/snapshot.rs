@@ -235,8 +235,8 @@ fn live_step(snapshot: &StateSnapshot, step: usize) -> StateSnapshot {
     };
     for i in 0..LIVE_NEW_TASKS {
         let mut fixed = model.fixed.as_ref().clone();
-        fixed.id = live_task_id(step, i);
-        fixed.executor_id = fixed.id.clone();
+        fixed.id = agora_core::TaskId::new(live_task_id(step, i));
+        fixed.executor_id = agora_core::ExecutorId::from(fixed.id.text().clone());
         let task = TaskView {
             fixed: Arc::new(fixed),
             state: "TASK_STAGING",

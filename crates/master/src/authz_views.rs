@@ -453,7 +453,7 @@ pub(crate) fn may_access_sandbox(
             .tasks
             .iter()
             .chain(&framework.completed_tasks)
-            .find(|t| t.executor_id == executor_id);
+            .find(|t| t.executor_id.as_str() == executor_id);
         Some(task.map_or(framework.user.as_str(), |t| task_user(framework, t)))
     });
     match user {

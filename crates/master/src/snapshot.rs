@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use agora_core::resources::SummaryValue;
+use agora_core::{AgentId, ExecutorId, FrameworkId, SmallText, TaskId};
 use serde::Serialize;
 
 use crate::state::Counters;
@@ -264,16 +265,18 @@ pub struct TaskView {
 /// kept the `Arc` is shared, so `Arc::make_mut` would copy it, not edit it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskFixed {
-    pub id: String,
-    pub name: String,
-    pub framework_id: String,
-    pub agent_id: String,
+    pub id: TaskId,
+    pub name: SmallText,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
     /// The executor running it (for command tasks, the task id): its
     /// sandbox is `/frameworks/<framework_id>/executors/<executor_id>/runs/latest`.
-    pub executor_id: String,
+    pub executor_id: ExecutorId,
     /// The role whose resources it runs on.
-    pub role: String,
-    pub resources: BTreeMap<String, SummaryValue>,
+    pub role: SmallText,
+    /// Shared by the tasks whose views were made together with the same
+    /// resources (`build::RecentSummary`): a framework launches many alike.
+    pub resources: Arc<BTreeMap<String, SummaryValue>>,
     /// The OS user it runs as, when not its framework's.
     pub user: Option<String>,
 }
@@ -300,7 +303,7 @@ impl Serialize for TaskView {
         row.serialize_field("agent_id", &fixed.agent_id)?;
         row.serialize_field("executor_id", &fixed.executor_id)?;
         row.serialize_field("role", &fixed.role)?;
-        row.serialize_field("resources", &fixed.resources)?;
+        row.serialize_field("resources", fixed.resources.as_ref())?;
         if let Some(user) = &fixed.user {
             row.serialize_field("user", user)?;
         }
@@ -326,7 +329,7 @@ impl Keyed for FrameworkView {
 
 impl Keyed for TaskView {
     fn key(&self) -> &str {
-        &self.id
+        self.id.as_str()
     }
 }
 

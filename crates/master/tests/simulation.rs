@@ -942,7 +942,7 @@ impl Sim {
                 // Count re-admissions of tasks the master had as unreachable.
                 for framework in &before.frameworks {
                     for task in &framework.tasks {
-                        if task.state == "TASK_UNREACHABLE" && reported.contains(&task.id) {
+                        if task.state == "TASK_UNREACHABLE" && reported.contains(task.id.as_str()) {
                             self.stats.readmissions += 1;
                         }
                     }
@@ -1830,7 +1830,7 @@ impl Sim {
             let mut placed: BTreeMap<&str, &str> = BTreeMap::new();
             for task in framework.tasks.iter().chain(&framework.completed_tasks) {
                 if let Some(other) = placed.insert(task.id.as_str(), task.agent_id.as_str())
-                    && other != task.agent_id
+                    && other != task.agent_id.as_str()
                 {
                     self.fail(&format!(
                         "task {} of {} is on agents {other} and {}",
@@ -1842,9 +1842,9 @@ impl Sim {
                 let state = TaskState::from_str_name(task.state).expect("state name");
                 if !is_terminal(state) {
                     master_live
-                        .entry(task.agent_id.clone())
+                        .entry(task.agent_id.to_string())
                         .or_default()
-                        .insert((framework.id.clone(), task.id.clone()), ());
+                        .insert((framework.id.clone(), task.id.to_string()), ());
                 }
             }
         }
@@ -2082,8 +2082,8 @@ impl Sim {
         for framework in &snapshot.frameworks {
             for task in framework.tasks.iter().chain(&framework.completed_tasks) {
                 master_tasks.insert(
-                    (framework.id.clone(), task.id.clone()),
-                    (task.state.to_string(), task.agent_id.clone()),
+                    (framework.id.clone(), task.id.to_string()),
+                    (task.state.to_string(), task.agent_id.to_string()),
                 );
             }
         }

@@ -6,13 +6,13 @@ use agora_proto::v1::master::{Event, event, response};
 fn task(id: &str, framework: &str, user: Option<&str>) -> TaskView {
     TaskView {
         fixed: Arc::new(TaskFixed {
-            id: id.to_string(),
-            name: id.to_string(),
-            framework_id: framework.to_string(),
-            agent_id: "a1".to_string(),
-            executor_id: id.to_string(),
-            role: "eng".to_string(),
-            resources: BTreeMap::new(),
+            id: agora_core::TaskId::new(id),
+            name: agora_core::SmallText::from(id.to_string()),
+            framework_id: agora_core::FrameworkId::new(framework),
+            agent_id: agora_core::AgentId::new("a1"),
+            executor_id: agora_core::ExecutorId::new(id),
+            role: agora_core::SmallText::from("eng".to_string()),
+            resources: Default::default(),
             user: user.map(str::to_string),
         }),
         state: "TASK_RUNNING",

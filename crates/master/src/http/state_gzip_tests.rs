@@ -53,7 +53,9 @@ fn with_tasks(mut snapshot: StateSnapshot, n: usize, state: &'static str) -> Sta
             state,
             ..template.clone()
         };
-        refix(&mut task, |f| f.id = format!("extra-{i}"));
+        refix(&mut task, |f| {
+            f.id = agora_core::TaskId::new(format!("extra-{i}"))
+        });
         frameworks[0].tasks.upsert(Arc::new(task));
     }
     snapshot.frameworks = frameworks.into_iter().collect();

@@ -335,20 +335,20 @@ pub struct TaskEntry<'a> {
 /// Whether a task runs under a framework's own executor (a command task's
 /// executor has the task's id).
 fn custom_executor(task: &TaskView) -> bool {
-    task.executor_id != task.id
+    task.executor_id.as_str() != task.id.as_str()
 }
 
 fn task_entry(task: &TaskView) -> TaskEntry<'_> {
     TaskEntry {
-        id: &task.id,
+        id: task.id.as_str(),
         name: &task.name,
-        framework_id: &task.framework_id,
+        framework_id: task.framework_id.as_str(),
         executor_id: if custom_executor(task) {
-            &task.executor_id
+            task.executor_id.as_str()
         } else {
             ""
         },
-        slave_id: &task.agent_id,
+        slave_id: task.agent_id.as_str(),
         state: task.state,
         resources: Flat(&task.resources),
         role: &task.role,

@@ -26,13 +26,13 @@ fn res(pairs: &[(&str, f64)]) -> BTreeMap<String, SummaryValue> {
 fn task(id: &str, state: &'static str, framework: &str, time: Option<f64>) -> TaskView {
     TaskView {
         fixed: Arc::new(TaskFixed {
-            id: id.to_string(),
-            name: format!("name-{id}"),
-            framework_id: framework.to_string(),
-            agent_id: "a1".to_string(),
-            executor_id: id.to_string(),
-            role: "eng".to_string(),
-            resources: res(&[("cpus", 0.5), ("mem", 128.0)]),
+            id: agora_core::TaskId::new(id),
+            name: agora_core::SmallText::from(format!("name-{id}")),
+            framework_id: agora_core::FrameworkId::new(framework),
+            agent_id: agora_core::AgentId::new("a1"),
+            executor_id: agora_core::ExecutorId::new(id),
+            role: agora_core::SmallText::from("eng".to_string()),
+            resources: res(&[("cpus", 0.5), ("mem", 128.0)]).into(),
             user: None,
         }),
         state,
@@ -89,7 +89,9 @@ fn framework(id: &str, active: bool, tasks: Vec<TaskView>, done: Vec<TaskView>) 
 /// routes' tests in `http/mesos_v0_tests.rs` serve it too.
 pub(crate) fn fixture() -> StateSnapshot {
     let mut custom = task("t2", "TASK_RUNNING", "f1", Some(1002.0));
-    crate::snapshot::test_views::refix(&mut custom, |f| f.executor_id = "exec-1".to_string());
+    crate::snapshot::test_views::refix(&mut custom, |f| {
+        f.executor_id = agora_core::ExecutorId::new("exec-1")
+    });
     let mut snapshot = StateSnapshot {
         version: "0.1.0".to_string(),
         id: "m1".to_string(),

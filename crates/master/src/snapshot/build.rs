@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use agora_allocator::RoleSummary;
+use agora_core::resources::SummaryValue;
+use agora_core::{ExecutorId, SmallText};
 
 #[cfg(doc)]
 use super::ReadModel;
@@ -17,13 +19,38 @@ use super::{
 use crate::state::{Agent, Framework, Master, Now, OfferStatusEntry, Task};
 
 pub(super) fn task_view(task: &Task) -> TaskView {
-    next_task_view(task, None)
+    next_task_view(task, None, &RecentSummary::default())
+}
+
+/// The resources summary of the last fixed part made, offered to the next
+/// one made: tasks launched together mostly ask for the same resources, so
+/// their views share one summary instead of each making its own (two maps
+/// of owned names per task, made on the actor and read cold by the bodies).
+#[derive(Default)]
+pub(super) struct RecentSummary(std::cell::Cell<Option<Arc<BTreeMap<String, SummaryValue>>>>);
+
+impl RecentSummary {
+    /// `resources`' summary: the recent one when equal, else a new one,
+    /// which becomes the recent one.
+    fn of(&self, resources: &agora_core::Resources) -> Arc<BTreeMap<String, SummaryValue>> {
+        let summary = match self.0.take() {
+            Some(recent) if resources.summary_is(&recent) => recent,
+            _ => Arc::new(resources.summary()),
+        };
+        self.0.set(Some(summary.clone()));
+        summary
+    }
 }
 
 /// `task`'s view, sharing `previous`'s fixed part (and the JSON it keeps)
 /// when the task's launch fields would make an equal one: a status update
-/// changes only the view's own fields.
-pub(super) fn next_task_view(task: &Task, previous: Option<&TaskView>) -> TaskView {
+/// changes only the view's own fields. A new fixed part shares `recent`'s
+/// summary when it can.
+pub(super) fn next_task_view(
+    task: &Task,
+    previous: Option<&TaskView>,
+    recent: &RecentSummary,
+) -> TaskView {
     let executor_id = task
         .last_status
         .as_ref()
@@ -34,13 +61,17 @@ pub(super) fn next_task_view(task: &Task, previous: Option<&TaskView>) -> TaskVi
     let fixed = match previous {
         Some(previous) if same_fixed(&previous.fixed, task, executor_id) => previous.fixed.clone(),
         _ => Arc::new(TaskFixed {
-            id: task.id.to_string(),
-            name: task.name.clone(),
-            framework_id: task.framework_id.to_string(),
-            agent_id: task.agent_id.to_string(),
-            executor_id: executor_id.to_owned(),
-            role: task.role.clone(),
-            resources: task.resources.summary(),
+            id: task.id.clone(),
+            name: SmallText::new(&task.name),
+            framework_id: task.framework_id.clone(),
+            agent_id: task.agent_id.clone(),
+            executor_id: if executor_id == task.id.as_str() {
+                ExecutorId::from(task.id.text().clone())
+            } else {
+                ExecutorId::new(executor_id)
+            },
+            role: SmallText::new(&task.role),
+            resources: recent.of(&task.resources),
             user: task.user.clone(),
         }),
     };
@@ -64,12 +95,12 @@ pub(super) fn next_task_view(task: &Task, previous: Option<&TaskView>) -> TaskVi
 /// Whether `fixed` is what `task`'s launch fields would make: every field
 /// compared, none assumed (the resources with the summary `fixed` kept).
 fn same_fixed(fixed: &TaskFixed, task: &Task, executor_id: &str) -> bool {
-    fixed.id == task.id.as_str()
-        && fixed.name == task.name
-        && fixed.framework_id == task.framework_id.as_str()
-        && fixed.agent_id == task.agent_id.as_str()
-        && fixed.executor_id == executor_id
-        && fixed.role == task.role
+    fixed.id == task.id
+        && *fixed.name == *task.name
+        && fixed.framework_id == task.framework_id
+        && fixed.agent_id == task.agent_id
+        && fixed.executor_id.as_str() == executor_id
+        && *fixed.role == *task.role
         && fixed.user == task.user
         && task.resources.summary_is(&fixed.resources)
 }

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use agora_core::{AgentId, Resources, TaskId};
 
 use super::build::{
-    agent_resources, agent_view, framework_view, next_task_view, offer_view, task_view,
+    RecentSummary, agent_resources, agent_view, framework_view, next_task_view, offer_view,
+    task_view,
 };
 use super::{FrameworkView, Keyed, SharedList, StateSnapshot, TaskView};
 use crate::state::{Agent, Framework, Master, Task, Tracked};
@@ -239,6 +240,7 @@ fn task_lists(
         history.iter().map(task_view).collect()
     } else {
         let mut list = previous.completed_tasks.clone();
+        let recent = RecentSummary::default();
         let new = ((history.pushed() - seen.0).min(history.len() as u64)) as usize;
         while list.len() > history.len() - new {
             list.pop_front();
@@ -246,7 +248,7 @@ fn task_lists(
         for task in history.iter().skip(history.len() - new) {
             // A task that just ended was live in the previous row.
             let before = previous.tasks.get_key(task.id.as_str());
-            list.push_back(Arc::new(next_task_view(task, before)));
+            list.push_back(Arc::new(next_task_view(task, before, &recent)));
         }
         list
     };
@@ -266,15 +268,16 @@ fn changed_tasks(
     if changed.is_empty() {
         return list;
     }
+    let recent = RecentSummary::default();
     if changed.len() > list.len() / MERGE_SHARE {
         return list.merged(
             tasks.iter().map(|(id, task)| (id.as_str(), (id, task))),
             |(id, task), before| {
                 changed
                     .contains(*id)
-                    .then(|| Arc::new(next_task_view(task, before)))
+                    .then(|| Arc::new(next_task_view(task, before, &recent)))
             },
-            |(_, task)| Arc::new(task_view(task)),
+            |(_, task)| Arc::new(next_task_view(task, None, &recent)),
         );
     }
     // In key order (a sorted set): each search starts where the last one was.
@@ -282,7 +285,9 @@ fn changed_tasks(
     for id in changed {
         match tasks.get(id) {
             Some(task) => {
-                sweep.upsert_with(id.as_str(), |before| Arc::new(next_task_view(task, before)));
+                sweep.upsert_with(id.as_str(), |before| {
+                    Arc::new(next_task_view(task, before, &recent))
+                });
             }
             None => {
                 sweep.remove(id.as_str());

@@ -13,13 +13,16 @@ use super::{AgentView, FrameworkView, SharedList, TaskFixed, TaskView};
 pub(crate) fn task(id: &str, state: &'static str) -> TaskView {
     TaskView {
         fixed: Arc::new(TaskFixed {
-            id: id.to_owned(),
-            name: format!("name \"{id}\""),
-            framework_id: "fw-1".to_owned(),
-            agent_id: "agent-1".to_owned(),
-            executor_id: id.to_owned(),
-            role: "*".to_owned(),
-            resources: BTreeMap::from([("cpus".to_owned(), SummaryValue::Number(0.5))]),
+            id: agora_core::TaskId::new(id),
+            name: agora_core::SmallText::from(format!("name \"{id}\"")),
+            framework_id: agora_core::FrameworkId::new("fw-1"),
+            agent_id: agora_core::AgentId::new("agent-1"),
+            executor_id: agora_core::ExecutorId::new(id),
+            role: agora_core::SmallText::from("*".to_owned()),
+            resources: Arc::new(BTreeMap::from([(
+                "cpus".to_owned(),
+                SummaryValue::Number(0.5),
+            )])),
             user: None,
         }),
         state,

@@ -395,7 +395,7 @@ impl Master {
         framework_id: &str,
         stream_id: &str,
     ) -> Result<FrameworkId, CallError> {
-        let id = FrameworkId::parse(framework_id.to_string())
+        let id = FrameworkId::parse(framework_id)
             .map_err(|e| CallError::InvalidArgument(format!("framework id is invalid: {e}")))?;
         if self.removed_frameworks.contains(&id) {
             return Err(CallError::FailedPrecondition(format!(

@@ -312,7 +312,7 @@ impl Master {
         reserve: bool,
         out: &mut Vec<Effect>,
     ) -> Result<(), OperatorError> {
-        let agent_id = AgentId::parse(agent_id.to_string())
+        let agent_id = AgentId::parse(agent_id)
             .map_err(|e| OperatorError::Invalid(format!("agent id is invalid: {e}")))?;
         let Some(agent) = self.agents.get(&agent_id) else {
             return Err(OperatorError::NotFound(format!(

@@ -121,13 +121,13 @@ pub(super) fn walked_task_page<'s>(
     // The column is chosen once, not per task (100k string comparisons).
     type Row<'s> = (&'s TaskView, &'s FrameworkView);
     let column: Box<dyn Fn(&Row<'s>) -> Key<'s> + '_> = match order.column {
-        "id" => Box::new(|&(t, _)| Key::Text(&t.id)),
+        "id" => Box::new(|&(t, _)| Key::Text(t.id.as_str())),
         "name" => Box::new(|&(t, _)| Key::Text(&t.name)),
         "state" => Box::new(|&(t, _)| Key::Text(t.state)),
         "framework" => {
             Box::new(|&(_, f)| Key::Text(if f.name.is_empty() { &f.id } else { &f.name }))
         }
-        "agent" => Box::new(|&(t, _)| Key::Text(lookup.address_of(&t.agent_id))),
+        "agent" => Box::new(|&(t, _)| Key::Text(lookup.address_of(t.agent_id.as_str()))),
         name @ ("cpus" | "mem") => {
             Box::new(move |&(t, _)| Key::Num(Res::from_summary(&t.resources).get(name)))
         }
@@ -137,11 +137,11 @@ pub(super) fn walked_task_page<'s>(
         all_tasks(s),
         |(t, _)| {
             state.is_none_or(|f| f.matches(t.state))
-                && framework_id.is_none_or(|id| t.framework_id == id)
-                && agent_id.is_none_or(|id| t.agent_id == id)
+                && framework_id.is_none_or(|id| t.framework_id.as_str() == id)
+                && agent_id.is_none_or(|id| t.agent_id.as_str() == id)
                 && text
                     .as_deref()
-                    .is_none_or(|q| contains(&t.name, q) || contains(&t.id, q))
+                    .is_none_or(|q| contains(&t.name, q) || contains(t.id.as_str(), q))
         },
         order,
         |row| (column(row), row.0.id.as_str()),

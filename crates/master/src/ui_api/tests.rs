@@ -26,13 +26,13 @@ fn res(pairs: &[(&str, f64)]) -> BTreeMap<String, SummaryValue> {
 fn task(id: &str, state: &'static str, framework: &str, agent: &str) -> TaskView {
     TaskView {
         fixed: Arc::new(TaskFixed {
-            id: id.to_string(),
-            name: format!("name-{id}"),
-            framework_id: framework.to_string(),
-            agent_id: agent.to_string(),
-            executor_id: id.to_string(),
-            role: "eng".to_string(),
-            resources: res(&[("cpus", 0.5), ("mem", 128.0)]),
+            id: agora_core::TaskId::new(id),
+            name: agora_core::SmallText::from(format!("name-{id}")),
+            framework_id: agora_core::FrameworkId::new(framework),
+            agent_id: agora_core::AgentId::new(agent),
+            executor_id: agora_core::ExecutorId::new(id),
+            role: agora_core::SmallText::from("eng".to_string()),
+            resources: res(&[("cpus", 0.5), ("mem", 128.0)]).into(),
             user: None,
         }),
         state,
@@ -389,7 +389,7 @@ fn lists_are_sorted_by_default_and_by_any_column() {
             _ => Some(1000.0 + i as f64),
         };
         refix(t, |f| {
-            f.resources = res(&[("cpus", (i % 3) as f64), ("mem", 64.0)])
+            f.resources = res(&[("cpus", (i % 3) as f64), ("mem", 64.0)]).into()
         });
     }
     let ids = |pairs: &[(&str, &str)]| -> Vec<String> {
@@ -499,7 +499,7 @@ fn any_page_is_the_slice_of_the_whole_order() {
     let mut s = many_tasks(400);
     for (i, t) in s.frameworks[0].tasks.iter_mut().enumerate() {
         t.status_time = Some((i * 5 % 7) as f64);
-        refix(t, |f| f.resources = res(&[("cpus", (i % 3) as f64)]));
+        refix(t, |f| f.resources = res(&[("cpus", (i % 3) as f64)]).into());
     }
     let ids = |pairs: &[(&str, &str)]| -> Vec<String> {
         task_page(&s, &query_of(pairs))
@@ -666,7 +666,7 @@ proptest::proptest! {
             match kind {
                 0 => f.tasks.upsert(std::sync::Arc::new(t)),
                 1 => {
-                    f.tasks.remove_key(&t.id);
+                    f.tasks.remove_key(t.id.as_str());
                 }
                 _ => {
                     t.state = "TASK_FINISHED";

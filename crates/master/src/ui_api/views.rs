@@ -332,17 +332,17 @@ pub(super) fn framework_row(
 
 pub(super) fn task_row(t: &TaskView, f: &FrameworkView, lookup: &Lookup<'_>) -> TaskRow {
     TaskRow {
-        id: t.id.clone(),
-        name: t.name.clone(),
+        id: t.id.to_string(),
+        name: t.name.to_string(),
         state: t.state,
-        framework_id: t.framework_id.clone(),
+        framework_id: t.framework_id.to_string(),
         framework_name: f.name.clone(),
-        agent_id: t.agent_id.clone(),
-        agent_hostname: lookup.hostname(&t.agent_id),
-        agent_address: lookup.address(&t.agent_id),
-        agent_status: lookup.status(&t.agent_id),
-        executor_id: t.executor_id.clone(),
-        role: t.role.clone(),
+        agent_id: t.agent_id.to_string(),
+        agent_hostname: lookup.hostname(t.agent_id.as_str()),
+        agent_address: lookup.address(t.agent_id.as_str()),
+        agent_status: lookup.status(t.agent_id.as_str()),
+        executor_id: t.executor_id.to_string(),
+        role: t.role.to_string(),
         resources: Res::from_summary(&t.resources),
         message: t.message.clone(),
         status_time: t.status_time,
@@ -410,7 +410,11 @@ pub(super) fn agent_detail(s: &StateSnapshot, agent_id: &str) -> Option<serde_js
     let mut executors = Vec::new();
     let mut executors_total = 0;
     for (f, completed) in all_frameworks(s) {
-        let here: Vec<&TaskView> = f.tasks.iter().filter(|t| t.agent_id == agent_id).collect();
+        let here: Vec<&TaskView> = f
+            .tasks
+            .iter()
+            .filter(|t| t.agent_id.as_str() == agent_id)
+            .collect();
         if here.is_empty() {
             continue;
         }
@@ -446,7 +450,7 @@ pub(super) fn agent_detail(s: &StateSnapshot, agent_id: &str) -> Option<serde_js
     let counts = task_counts(
         all_frameworks(s)
             .flat_map(|(f, _)| f.tasks.iter().chain(&f.completed_tasks))
-            .filter(|t| t.agent_id == agent_id),
+            .filter(|t| t.agent_id.as_str() == agent_id),
     );
     Some(serde_json::json!({
         "agent": agent_row(agent, &Lookup::new(s), &active_tasks_by_agent(s)),
@@ -478,7 +482,7 @@ pub(super) fn framework_detail(s: &StateSnapshot, framework_id: &str) -> Option<
 
 pub(super) fn task_detail(s: &StateSnapshot, framework_id: &str, task_id: &str) -> Option<TaskRow> {
     all_tasks(s)
-        .find(|(t, f)| f.id == framework_id && t.id == task_id)
+        .find(|(t, f)| f.id == framework_id && t.id.as_str() == task_id)
         .map(|(t, f)| task_row(t, f, &Lookup::new(s)))
 }
 

@@ -282,7 +282,12 @@ pub fn tasks<'a>(snapshot: &'a StateSnapshot, query: &TasksQuery) -> Tasks<'a> {
         .chain(&snapshot.completed_frameworks)
         .filter(|f| query.framework_id.as_deref().is_none_or(|id| f.id == id))
         .flat_map(|f| f.tasks.iter().chain(&f.completed_tasks))
-        .filter(|t| query.task_id.as_deref().is_none_or(|id| t.id == id))
+        .filter(|t| {
+            query
+                .task_id
+                .as_deref()
+                .is_none_or(|id| t.id.as_str() == id)
+        })
         .collect();
     // Stable: tasks with equal times keep the snapshot's order.
     match query.order {

@@ -47,9 +47,9 @@ impl TaskSums {
             }
             if super::custom_executor(task) {
                 sums.executors.insert(ExecutorEntry {
-                    executor_id: task.executor_id.clone(),
-                    framework_id: task.framework_id.clone(),
-                    slave_id: task.agent_id.clone(),
+                    executor_id: task.executor_id.to_string(),
+                    framework_id: task.framework_id.to_string(),
+                    slave_id: task.agent_id.to_string(),
                 });
             }
         }

@@ -34,9 +34,9 @@ fn big(n: usize) -> StateSnapshot {
             };
             let mut t = task(&format!("f2-task-{i:05}"), state);
             refix(&mut t, |f| {
-                f.framework_id = "f2".to_owned();
+                f.framework_id = agora_core::FrameworkId::new("f2");
                 if i % 5 == 0 {
-                    f.executor_id = format!("exec-{}", i % 3);
+                    f.executor_id = agora_core::ExecutorId::new(format!("exec-{}", i % 3));
                 }
             });
             t
@@ -137,7 +137,9 @@ fn a_changed_task_remakes_its_chunk_only() {
     let mut next = s.clone();
     let mut frameworks: Vec<FrameworkView> = next.frameworks.iter().cloned().collect();
     let mut gone = task("f2-task-00151", "TASK_UNREACHABLE");
-    refix(&mut gone, |f| f.framework_id = "f2".to_owned());
+    refix(&mut gone, |f| {
+        f.framework_id = agora_core::FrameworkId::new("f2")
+    });
     frameworks[1].tasks.upsert(Arc::new(gone));
     next.frameworks = frameworks.into();
 
@@ -339,8 +341,8 @@ fn apply(s: &mut StateSnapshot, change: &Change) {
         Change::Upsert { task: n, state } => {
             let mut t = task(&id(*n), STATES[*state]);
             refix(&mut t, |f| {
-                f.framework_id = "f2".to_owned();
-                f.executor_id = format!("exec-{}", n % 4);
+                f.framework_id = agora_core::FrameworkId::new("f2");
+                f.executor_id = agora_core::ExecutorId::new(format!("exec-{}", n % 4));
             });
             f.tasks.upsert(Arc::new(t));
         }

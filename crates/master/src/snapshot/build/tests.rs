@@ -3,7 +3,7 @@ use std::sync::Arc;
 use agora_core::{AgentId, FrameworkId, Resources, TaskId};
 use agora_proto::v1 as pb;
 
-use super::{next_task_view, task_view};
+use super::{RecentSummary, next_task_view, task_view};
 use crate::state::Task;
 
 fn launched() -> Task {
@@ -41,7 +41,7 @@ fn a_status_update_shares_the_fixed_part_and_a_launch_field_change_does_not() {
     // A status update: the same fixed part, the view's own fields new.
     task.state = pb::TaskState::TaskRunning;
     task.last_status = Some(status(pb::TaskState::TaskRunning, None));
-    let running = next_task_view(&task, Some(&staging));
+    let running = next_task_view(&task, Some(&staging), &RecentSummary::default());
     assert!(Arc::ptr_eq(&running.fixed, &staging.fixed));
     assert_eq!(running.state, "TASK_RUNNING");
     assert_eq!(running.status_time, Some(1000.5));
@@ -49,9 +49,9 @@ fn a_status_update_shares_the_fixed_part_and_a_launch_field_change_does_not() {
 
     // The executor named by a status: a new fixed part.
     task.last_status = Some(status(pb::TaskState::TaskRunning, Some("exec-9")));
-    let named = next_task_view(&task, Some(&running));
+    let named = next_task_view(&task, Some(&running), &RecentSummary::default());
     assert!(!Arc::ptr_eq(&named.fixed, &running.fixed));
-    assert_eq!(named.executor_id, "exec-9");
+    assert_eq!(named.executor_id.as_str(), "exec-9");
     assert_eq!(named, task_view(&task));
 
     // Each launch field is compared, none assumed: other resources, a
@@ -67,8 +67,42 @@ fn a_status_update_shares_the_fixed_part_and_a_launch_field_change_does_not() {
     for (i, edit) in edits.into_iter().enumerate() {
         let mut edited = task.clone();
         edit(&mut edited);
-        let view = next_task_view(&edited, Some(&named));
+        let view = next_task_view(&edited, Some(&named), &RecentSummary::default());
         assert!(!Arc::ptr_eq(&view.fixed, &named.fixed), "edit {i}");
         assert_eq!(view, task_view(&edited), "edit {i}");
     }
+}
+
+#[test]
+fn tasks_made_together_with_the_same_resources_share_one_summary() {
+    let recent = RecentSummary::default();
+    let first = launched();
+    let mut second = launched();
+    second.id = TaskId::new("t2");
+    let mut other = launched();
+    other.id = TaskId::new("t3");
+    other.resources = Resources::parse("cpus:2;mem:64").expect("resources");
+
+    let a = next_task_view(&first, None, &recent);
+    let b = next_task_view(&second, None, &recent);
+    assert!(Arc::ptr_eq(&a.resources, &b.resources));
+    let c = next_task_view(&other, None, &recent);
+    assert!(!Arc::ptr_eq(&b.resources, &c.resources));
+    // Shared or not, each view is what a rebuild makes.
+    for (task, view) in [(&first, &a), (&second, &b), (&other, &c)] {
+        assert_eq!(*view, task_view(task));
+        assert_eq!(*view.resources, task.resources.summary());
+    }
+    // Only the last summary is offered: `first`'s again is a new one.
+    let d = next_task_view(&first, None, &recent);
+    assert!(!Arc::ptr_eq(&a.resources, &d.resources));
+    assert!(Arc::ptr_eq(&d.resources, &recent_of(&recent)));
+}
+
+fn recent_of(
+    recent: &RecentSummary,
+) -> Arc<std::collections::BTreeMap<String, agora_core::resources::SummaryValue>> {
+    let held = recent.0.take().expect("a recent summary");
+    recent.0.set(Some(held.clone()));
+    held
 }

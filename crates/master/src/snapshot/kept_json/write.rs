@@ -36,15 +36,15 @@ pub(super) fn task(task: &TaskView, out: &mut Out) -> serde_json::Result<()> {
 /// one status update to the next (`TaskFixed::json`).
 pub(super) fn task_fixed(fixed: &TaskFixed, out: &mut Out) -> serde_json::Result<()> {
     out.extend_from_slice(b"\"id\":");
-    string(out, &fixed.id)?;
+    string(out, fixed.id.as_str())?;
     out.extend_from_slice(b",\"name\":");
     string(out, &fixed.name)?;
     out.extend_from_slice(b",\"framework_id\":");
-    string(out, &fixed.framework_id)?;
+    string(out, fixed.framework_id.as_str())?;
     out.extend_from_slice(b",\"agent_id\":");
-    string(out, &fixed.agent_id)?;
+    string(out, fixed.agent_id.as_str())?;
     out.extend_from_slice(b",\"executor_id\":");
-    string(out, &fixed.executor_id)?;
+    string(out, fixed.executor_id.as_str())?;
     out.extend_from_slice(b",\"role\":");
     string(out, &fixed.role)?;
     out.extend_from_slice(b",\"resources\":");

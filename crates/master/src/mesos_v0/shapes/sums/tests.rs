@@ -18,10 +18,10 @@ fn tasks(n: usize) -> SharedList<TaskView> {
             };
             let mut t = task(&format!("t-{i:05}"), state);
             refix(&mut t, |f| {
-                f.resources
+                Arc::make_mut(&mut f.resources)
                     .insert("cpus".to_owned(), SummaryValue::Number(0.1));
                 if i % 5 == 0 {
-                    f.executor_id = format!("exec-{}", i % 3);
+                    f.executor_id = agora_core::ExecutorId::new(format!("exec-{}", i % 3));
                 }
             });
             t

@@ -63,13 +63,13 @@ prop_compose! {
     ) -> TaskView {
         TaskView {
             fixed: Arc::new(TaskFixed {
-                id: ids[0].clone(),
-                name: ids[1].clone(),
-                framework_id: ids[2].clone(),
-                agent_id: ids[3].clone(),
-                executor_id: ids[4].clone(),
-                role: ids[5].clone(),
-                resources,
+                id: agora_core::TaskId::new(ids[0].clone()),
+                name: agora_core::SmallText::from(ids[1].clone()),
+                framework_id: agora_core::FrameworkId::new(ids[2].clone()),
+                agent_id: agora_core::AgentId::new(ids[3].clone()),
+                executor_id: agora_core::ExecutorId::new(ids[4].clone()),
+                role: agora_core::SmallText::from(ids[5].clone()),
+                resources: resources.into(),
                 user,
             }),
             state,
