@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ShellError;
-use crate::metrics::MasterMetrics;
+use crate::metrics::{MasterMetrics, RoundTrips};
 use timers::TimerPlan;
 
 #[cfg(test)]
@@ -80,7 +80,7 @@ struct Actor {
     /// shared with `/metrics` and the term.
     metrics: Arc<MasterMetrics>,
     /// Status updates waiting for acknowledgement, for `/metrics`.
-    round_trips: crate::metrics::RoundTrips,
+    round_trips: RoundTrips,
     /// Operators subscribed to the event stream.
     operators: crate::operator_api::Subscribers,
     /// Operators to subscribe at the end of this turn.
@@ -149,11 +149,11 @@ impl Actor {
             } => {
                 // Round trips are recorded for calls taken whole (a call with
                 // a refused acknowledgement records none: a sample fewer).
-                let acknowledged: Vec<Vec<u8>> = call
+                let acknowledged: Vec<u128> = call
                     .acknowledge
                     .iter()
                     .chain(&call.acknowledgements)
-                    .map(|a| a.uuid.clone())
+                    .filter_map(|a| RoundTrips::key(&a.uuid))
                     .collect();
                 let result = self
                     .master
@@ -161,9 +161,9 @@ impl Actor {
                     .and_then(|()| self.master.call(now, &stream_id, call, out));
                 if result.is_ok() {
                     let at = std::time::Instant::now();
-                    for uuid in &acknowledged {
+                    for key in acknowledged {
                         self.round_trips.acknowledged(
-                            uuid,
+                            key,
                             at,
                             &self.metrics.status_update_round_trip,
                         );
@@ -183,10 +183,14 @@ impl Actor {
             }
             Command::AgentMessage { conn, kind } => {
                 if let agent_message::Kind::StatusUpdate(update) = &kind
-                    && let Some(uuid) = update.status.as_ref().and_then(|s| s.uuid.as_ref())
+                    && let Some(key) = update
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.uuid.as_deref())
+                        .and_then(RoundTrips::key)
                 {
                     self.round_trips
-                        .update_arrived(uuid, std::time::Instant::now());
+                        .update_arrived(key, std::time::Instant::now());
                 }
                 self.master.agent_message(now, conn, kind, out)
             }
@@ -513,7 +517,7 @@ pub(crate) fn start_actor(
         publish_now: false,
         operator_replies: Vec::new(),
         metrics,
-        round_trips: crate::metrics::RoundTrips::default(),
+        round_trips: RoundTrips::default(),
         operators: crate::operator_api::Subscribers::new(crate::operator_api::MAX_SUBSCRIBERS),
         pending_operators: Vec::new(),
         operator_view_until: None,

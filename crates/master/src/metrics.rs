@@ -199,33 +199,40 @@ impl MasterMetrics {
 /// Status updates waiting for their framework's acknowledgement, by uuid,
 /// for the round-trip histogram. Bounded: past [`RoundTrips::MAX`] entries
 /// the oldest half is dropped (their frameworks are gone or very late).
+/// A uuid is its 16 bytes as one number (no allocation per update); one of
+/// another length is not a uuid the master accepts, and is not timed.
 #[derive(Debug, Default)]
 pub struct RoundTrips {
-    started: HashMap<Vec<u8>, Instant>,
+    started: HashMap<u128, Instant>,
 }
 
 impl RoundTrips {
     pub const MAX: usize = 100_000;
 
     /// An update with this uuid reached the master.
-    pub fn update_arrived(&mut self, uuid: &[u8], now: Instant) {
+    /// A status update's uuid as the key it is timed by, if it is 16 bytes.
+    pub fn key(uuid: &[u8]) -> Option<u128> {
+        <[u8; 16]>::try_from(uuid).ok().map(u128::from_be_bytes)
+    }
+
+    pub fn update_arrived(&mut self, key: u128, now: Instant) {
         if self.started.len() >= Self::MAX {
             let mut times: Vec<Instant> = self.started.values().copied().collect();
             times.sort_unstable();
             let cutoff = times[times.len() / 2];
             self.started.retain(|_, at| *at > cutoff);
         }
-        self.started.entry(uuid.to_vec()).or_insert(now);
+        self.started.entry(key).or_insert(now);
     }
 
     /// The framework acknowledged this uuid: records and returns the round trip.
     pub fn acknowledged(
         &mut self,
-        uuid: &[u8],
+        key: u128,
         now: Instant,
         into: &LatencyHistogram,
     ) -> Option<Duration> {
-        let started = self.started.remove(uuid)?;
+        let started = self.started.remove(&key)?;
         let elapsed = now.saturating_duration_since(started);
         into.observe(elapsed);
         Some(elapsed)
@@ -593,22 +600,26 @@ mod tests {
         let h = LatencyHistogram::new();
         let mut trips = RoundTrips::default();
         let start = Instant::now();
-        trips.update_arrived(b"u1", start);
-        assert_eq!(trips.acknowledged(b"u2", start, &h), None);
-        let elapsed = trips.acknowledged(b"u1", start + Duration::from_millis(5), &h);
+        let (u1, u2) = ([1; 16], [2; 16]);
+        assert_eq!(RoundTrips::key(b"not 16 bytes"), None);
+        let [k1, k2] = [u1, u2].map(|u| RoundTrips::key(&u).expect("16 bytes"));
+        assert_ne!(k1, k2);
+        trips.update_arrived(k1, start);
+        assert_eq!(trips.acknowledged(k2, start, &h), None);
+        let elapsed = trips.acknowledged(k1, start + Duration::from_millis(5), &h);
         assert_eq!(elapsed, Some(Duration::from_millis(5)));
         assert_eq!(h.count(), 1);
         // Acknowledged twice: recorded once.
-        assert_eq!(trips.acknowledged(b"u1", start, &h), None);
+        assert_eq!(trips.acknowledged(k1, start, &h), None);
         for i in 0..(RoundTrips::MAX as u64 + 10) {
-            trips.update_arrived(&i.to_be_bytes(), start + Duration::from_nanos(i));
+            trips.update_arrived(u128::from(i), start + Duration::from_nanos(i));
         }
         assert!(trips.len() <= RoundTrips::MAX, "{}", trips.len());
         // The newest survive.
-        let newest = (RoundTrips::MAX as u64 + 9).to_be_bytes();
+        let newest = RoundTrips::MAX as u128 + 9;
         assert!(
             trips
-                .acknowledged(&newest, start + Duration::from_secs(1), &h)
+                .acknowledged(newest, start + Duration::from_secs(1), &h)
                 .is_some()
         );
     }
