@@ -77,7 +77,7 @@ macro_rules! id_type {
 
             pub fn to_proto(&self) -> pb::$proto {
                 pb::$proto {
-                    value: self.0.to_string(),
+                    value: self.0.as_str().to_owned(),
                 }
             }
 
