@@ -25,7 +25,8 @@ use std::sync::Arc;
 pub const INLINE: usize = 22;
 
 /// A text of any length, cheap to clone and compare (see the module docs):
-/// ids, and the short names beside them in the master's views (roles).
+/// ids, and the short texts beside them in the master's views (a task's
+/// name and role).
 #[derive(Clone)]
 pub struct SmallText(Repr);
 
@@ -41,10 +42,10 @@ enum Repr {
 
 impl SmallText {
     pub fn new(text: &str) -> Self {
-        match u8::try_from(text.len()) {
-            Ok(len) if text.len() <= INLINE => {
-                let mut bytes = [0; INLINE];
-                bytes[..text.len()].copy_from_slice(text.as_bytes());
+        let mut bytes = [0; INLINE];
+        match (u8::try_from(text.len()), bytes.get_mut(..text.len())) {
+            (Ok(len), Some(inline)) => {
+                inline.copy_from_slice(text.as_bytes());
                 Self(Repr::Inline { len, bytes })
             }
             _ => Self(Repr::Shared(Arc::from(text))),
@@ -83,12 +84,10 @@ impl From<&str> for SmallText {
 }
 
 impl From<String> for SmallText {
+    /// Copied either way: an `Arc<str>` cannot take over a `String`'s
+    /// allocation.
     fn from(text: String) -> Self {
-        if text.len() <= INLINE {
-            Self::new(&text)
-        } else {
-            Self(Repr::Shared(Arc::from(text)))
-        }
+        Self::new(&text)
     }
 }
 
