@@ -18,8 +18,21 @@ use super::{
 };
 use crate::state::{Agent, Framework, Master, Now, OfferStatusEntry, Task};
 
+/// One task's view made from scratch (what a rebuild makes, for tests).
+#[cfg(test)]
 pub(super) fn task_view(task: &Task) -> TaskView {
     next_task_view(task, None, &RecentSummary::default())
+}
+
+/// A list of `tasks`' views made from scratch, in order; the views made one
+/// after another share their resources summary where equal, as the
+/// incremental read model's do.
+pub(super) fn task_views<'a>(tasks: impl IntoIterator<Item = &'a Task>) -> SharedList<TaskView> {
+    let recent = RecentSummary::default();
+    tasks
+        .into_iter()
+        .map(|task| next_task_view(task, None, &recent))
+        .collect()
 }
 
 /// The resources summary of the last fixed part made, offered to the next
@@ -212,8 +225,8 @@ impl Master {
             .frameworks
             .values()
             .map(|f| {
-                let tasks = f.tasks.values().map(task_view).collect();
-                let completed = f.completed_tasks.iter().map(task_view).collect();
+                let tasks = task_views(f.tasks.values());
+                let completed = task_views(f.completed_tasks.iter());
                 framework_view(f, self.offer_status_views(f, now_wall), tasks, completed)
             })
             .collect();
@@ -221,8 +234,8 @@ impl Master {
             .completed_frameworks
             .iter()
             .map(|f| {
-                let tasks = f.tasks.values().map(task_view).collect();
-                let completed = f.completed_tasks.iter().map(task_view).collect();
+                let tasks = task_views(f.tasks.values());
+                let completed = task_views(f.completed_tasks.iter());
                 framework_view(f, Vec::new(), tasks, completed)
             })
             .collect();

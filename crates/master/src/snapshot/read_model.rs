@@ -22,7 +22,7 @@ use agora_core::{AgentId, Resources, TaskId};
 
 use super::build::{
     RecentSummary, agent_resources, agent_view, framework_view, next_task_view, offer_view,
-    task_view,
+    task_views,
 };
 use super::{FrameworkView, Keyed, SharedList, StateSnapshot, TaskView};
 use crate::state::{Agent, Framework, Master, Task, Tracked};
@@ -230,14 +230,14 @@ fn task_lists(
 ) -> (SharedList<TaskView>, SharedList<TaskView>) {
     let Some(previous) = previous else {
         *seen = completed_seen(f);
-        let tasks = f.tasks.values().map(task_view).collect();
-        let completed = f.completed_tasks.iter().map(task_view).collect();
+        let tasks = task_views(f.tasks.values());
+        let completed = task_views(f.completed_tasks.iter());
         return (tasks, completed);
     };
     let tasks = changed_tasks(&previous.tasks, &f.tasks, changed);
     let history = &f.completed_tasks;
     let completed = if seen.1 != history.rewrites() {
-        history.iter().map(task_view).collect()
+        task_views(history.iter())
     } else {
         let mut list = previous.completed_tasks.clone();
         let recent = RecentSummary::default();
