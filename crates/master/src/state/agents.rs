@@ -257,11 +257,13 @@ impl Master {
                 self.resize_agent(now, &agent_id, total, out);
             }
             let existing = self.agents.get_mut(&agent_id)?;
-            if let Some(old) = existing.conn.replace(conn)
-                && old != conn
-            {
-                self.agent_conns.remove(&old);
-                out.push(Effect::CloseAgent { conn: old });
+            match existing.conn.replace(conn) {
+                Some(old) if old != conn => {
+                    self.agent_conns.remove(&old);
+                    out.push(Effect::CloseAgent { conn: old });
+                }
+                Some(_) => {}
+                None => self.away_agents.left(&existing.info, &agent_id),
             }
             existing.info = info;
             existing.health = super::AgentHealth::registered_at(now.monotonic);
@@ -300,14 +302,16 @@ impl Master {
             }
             if fresh_start {
                 let replaced: Vec<AgentId> = self
-                    .agents
-                    .values()
-                    .filter(|a| {
-                        a.conn.is_none()
-                            && a.info.hostname == info.hostname
-                            && a.info.port == info.port
+                    .away_agents
+                    .at(&info)
+                    .into_iter()
+                    .filter(|id| {
+                        self.agents.get(id).is_some_and(|a| {
+                            a.conn.is_none()
+                                && a.info.hostname == info.hostname
+                                && a.info.port == info.port
+                        })
                     })
-                    .map(|a| a.id.clone())
                     .collect();
                 for old in replaced {
                     self.mark_gone(
@@ -599,6 +603,7 @@ impl Master {
         }
         agent.conn = None;
         agent.health.disconnected_at = Some(now.monotonic);
+        self.away_agents.went_away(&agent.info, &agent_id);
         self.allocator.set_agent_active(&agent_id, false);
         let offers = self.offers_on(&agent_id);
         for offer_id in offers {

@@ -108,6 +108,7 @@ impl Master {
         agent.used = Resources::new();
         if let Some(conn) = agent.conn.take() {
             self.agent_conns.remove(&conn);
+            self.away_agents.went_away(&agent.info, agent_id);
             out.push(Effect::CloseAgent { conn });
         }
         self.counters.agents_marked_unreachable += 1;
@@ -247,11 +248,14 @@ impl Master {
             );
         }
         self.allocator.remove_agent(agent_id);
-        if let Some(agent) = self.agents.remove(agent_id)
-            && let Some(conn) = agent.conn
-        {
-            self.agent_conns.remove(&conn);
-            out.push(Effect::CloseAgent { conn });
+        if let Some(agent) = self.agents.remove(agent_id) {
+            match agent.conn {
+                Some(conn) => {
+                    self.agent_conns.remove(&conn);
+                    out.push(Effect::CloseAgent { conn });
+                }
+                None => self.away_agents.left(&agent.info, agent_id),
+            }
         }
         self.unreachable_agents.remove(agent_id);
         self.gone_agents.insert(agent_id.clone(), now.wall);

@@ -20,6 +20,7 @@ use agora_proto::v1::scheduler as sched;
 mod admission;
 mod agents;
 mod authz;
+mod away;
 mod books;
 mod by_agent;
 mod calls;
@@ -179,6 +180,8 @@ pub struct Master {
     affected_agents: BTreeSet<AgentId>,
     /// The tasks and offers on each agent (`by_agent.rs`).
     by_agent: by_agent::ByAgent,
+    /// The agents without a session, by address (`away.rs`).
+    away_agents: away::AwayAgents,
     /// When each (framework, role) last got an offer (monotonic).
     last_offered: HashMap<(FrameworkId, String), Duration>,
     /// "Why no offer?" as of `offer_status_at`; see [`Master::refresh_offer_status`].
@@ -231,6 +234,7 @@ impl Master {
             needs_allocation: false,
             affected_agents: BTreeSet::new(),
             by_agent: by_agent::ByAgent::default(),
+            away_agents: away::AwayAgents::default(),
             last_offered: HashMap::new(),
             offer_status: BTreeMap::new(),
             offer_status_at: None,

@@ -270,7 +270,11 @@ impl Master {
                 self.by_agent
                     .task_removed(agent_id, &framework_id, &task_id);
             }
-            self.agents.remove(agent_id);
+            if let Some(agent) = self.agents.remove(agent_id)
+                && agent.conn.is_none()
+            {
+                self.away_agents.left(&agent.info, agent_id);
+            }
             self.affected_agents.remove(agent_id);
         }
         out.push(Effect::RegistryForget {

@@ -639,6 +639,15 @@ fn check_books(master: &Master) {
         .map(|o| (o.agent_id.clone(), o.id.clone()))
         .collect();
     assert_eq!(master.by_agent.all_offers(), offers, "offers by agent");
+    // The agents away by address list exactly the agents without a
+    // session (`away.rs`).
+    let away: BTreeSet<(String, Option<i32>, AgentId)> = master
+        .agents
+        .values()
+        .filter(|a| a.conn.is_none())
+        .map(|a| (a.info.hostname.clone(), a.info.port, a.id.clone()))
+        .collect();
+    assert_eq!(master.away_agents.all(), away, "agents away by address");
     // Each framework's count of completed ids matches its history.
     for framework in master.frameworks.values() {
         let mut counts: std::collections::HashMap<TaskId, u32> = Default::default();

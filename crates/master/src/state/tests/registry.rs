@@ -237,6 +237,36 @@ fn an_agent_restarting_clean_on_the_same_address_replaces_the_old_one() {
     assert_eq!(offer_resources(&offers[0]), res("cpus:2;mem:1024"));
 }
 
+#[test]
+fn a_clean_start_replaces_only_the_agent_away_from_that_very_address() {
+    let mut h = Harness::with_default_health();
+    let old = h.register_agent(1, "a1", "cpus:2;mem:1024");
+    // Its session ends, and it comes back (the same id) from another host.
+    h.agent_gone(1);
+    let mut moved = register_msg(agent_info("a1-moved", "cpus:2;mem:1024"));
+    moved.agent_info.as_mut().expect("info").id = old.to_field();
+    let (id, _) = h.register(2, moved);
+    assert_eq!(id.as_ref(), Some(&old));
+    // A clean start on its first address while it is connected elsewhere,
+    // then while it is away elsewhere: it stays.
+    let (first, _) = h.register(3, register_msg(agent_info("a1", "cpus:2;mem:1024")));
+    assert!(first.is_some_and(|first| first != old));
+    h.agent_gone(2);
+    let (second, _) = h.register(4, register_msg(agent_info("a1", "cpus:1;mem:512")));
+    assert!(second.is_some_and(|second| second != old));
+    assert!(
+        h.master.agents.contains_key(&old),
+        "the agent away elsewhere stays"
+    );
+    // A clean start on the address it is away from replaces it.
+    let (third, _) = h.register(5, register_msg(agent_info("a1-moved", "cpus:2;mem:1024")));
+    assert!(third.is_some_and(|third| third != old));
+    assert!(
+        !h.master.agents.contains_key(&old),
+        "the agent away from here is gone"
+    );
+}
+
 fn forgotten(effects: &[Effect]) -> Vec<String> {
     effects
         .iter()
