@@ -46,6 +46,12 @@ const SNAPSHOT_BUILD_FACTOR: u32 = 4;
 /// Gives the command loop's batches a bound, so timers still run under load.
 const MAX_BATCH: usize = 512;
 
+/// The room for effects the actor keeps from one turn to the next (1 MiB:
+/// an effect is 128 bytes, its large messages boxed): a turn of a few
+/// thousand effects makes none of it again; a rare larger turn's is given
+/// back.
+const EFFECTS_KEPT: usize = 8192;
+
 pub(crate) fn wall_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -232,12 +238,14 @@ impl Actor {
         }
     }
 
-    fn execute(&mut self, effects: Vec<Effect>) {
-        for effect in effects {
+    /// Carries out a turn's effects, in order, leaving `effects` empty (its
+    /// room kept for the next turn, up to [`EFFECTS_KEPT`]).
+    fn execute(&mut self, effects: &mut Vec<Effect>) {
+        for effect in effects.drain(..) {
             match effect {
                 Effect::ToFramework { conn, event } => {
                     if let Some(tx) = self.frameworks.get(&conn)
-                        && let Err(e) = tx.push(event)
+                        && let Err(e) = tx.push(*event)
                     {
                         if let PushError::Stuck(_) = e {
                             tracing::warn!(conn, error = %e, "framework stream is stuck; closing it (the framework re-subscribes)");
@@ -250,7 +258,7 @@ impl Actor {
                 }
                 Effect::ToAgent { conn, message } => {
                     if let Some(tx) = self.agents.get(&conn)
-                        && let Err(e) = tx.push(message)
+                        && let Err(e) = tx.push(*message)
                     {
                         if let PushError::Stuck(_) = e {
                             tracing::warn!(conn, error = %e, "agent session is stuck; closing it (the agent re-registers)");
@@ -404,8 +412,12 @@ impl Actor {
         // their re-registrations kept it busy. Bounded: at most the queue's
         // capacity is owed, so a tick waits at most that many commands.
         let mut owed: Option<usize> = None;
+        // One buffer of effects for every turn: made anew each turn, it
+        // grew by doubling from nothing (a re-registering cluster's turn
+        // makes thousands of effects), and each growth copied it and
+        // faulted in fresh pages.
+        let mut out = Vec::new();
         loop {
-            let mut out = Vec::new();
             let mut timer_turn = false;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -468,7 +480,8 @@ impl Actor {
                 self.master.allocate_pending(now, &mut out);
                 self.metrics.allocation_event.observe(started.elapsed());
             }
-            self.execute(out);
+            self.execute(&mut out);
+            out.shrink_to(EFFECTS_KEPT);
             self.answer_operators();
             self.subscribe_operators();
             let force = std::mem::take(&mut self.publish_now);

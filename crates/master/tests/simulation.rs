@@ -841,13 +841,13 @@ impl Sim {
             match effect {
                 Effect::ToFramework { conn, event } => {
                     self.track_offers(conn, &event);
-                    self.send(conn, Payload::ToFramework(event));
+                    self.send(conn, Payload::ToFramework(*event));
                 }
                 Effect::ToAgent { conn, message } => {
                     if let Some(master_message::Kind::Refused(r)) = &message.kind {
                         self.fail(&format!("the master refused an agent: {}", r.message));
                     }
-                    self.send(conn, Payload::ToAgent(message));
+                    self.send(conn, Payload::ToAgent(*message));
                 }
                 Effect::CloseFramework { conn } | Effect::CloseAgent { conn } => {
                     self.log(format!("master closes c{conn}"));

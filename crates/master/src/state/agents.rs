@@ -15,11 +15,11 @@ pub(super) fn refuse(conn: ConnId, message: String, out: &mut Vec<Effect>) {
     tracing::warn!(conn, reason = %message, "refusing agent registration");
     out.push(Effect::ToAgent {
         conn,
-        message: MasterMessage {
+        message: Box::new(MasterMessage {
             kind: Some(master_message::Kind::Refused(master_message::Refused {
                 message,
             })),
-        },
+        }),
     });
     out.push(Effect::CloseAgent { conn });
 }
@@ -385,14 +385,14 @@ impl Master {
         self.affected_agents.insert(agent_id.clone());
         out.push(Effect::ToAgent {
             conn,
-            message: MasterMessage {
+            message: Box::new(MasterMessage {
                 kind: Some(master_message::Kind::Registered(
                     master_message::Registered {
                         agent_id: agent_id.to_field(),
                         master_info: Some(self.config.master_info.clone()),
                     },
                 )),
-            },
+            }),
         });
         Some(agent_id)
     }

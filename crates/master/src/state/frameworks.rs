@@ -327,13 +327,13 @@ impl Master {
         for conn in connected {
             out.push(Effect::ToAgent {
                 conn,
-                message: MasterMessage {
+                message: Box::new(MasterMessage {
                     kind: Some(master_message::Kind::ShutdownFramework(
                         master_message::ShutdownFramework {
                             framework_id: framework_id.to_field(),
                         },
                     )),
-                },
+                }),
             });
         }
         let framework = self

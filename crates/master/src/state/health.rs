@@ -56,11 +56,11 @@ impl Master {
                     health.last_ping = Some(now.monotonic);
                     out.push(Effect::ToAgent {
                         conn,
-                        message: MasterMessage {
+                        message: Box::new(MasterMessage {
                             kind: Some(master_message::Kind::Ping(master_message::Ping {
                                 seq: health.seq,
                             })),
-                        },
+                        }),
                     });
                 }
                 None => {

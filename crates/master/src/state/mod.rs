@@ -59,9 +59,11 @@ pub struct Now {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
+    /// Boxed, as `ToAgent`'s message: an event is 640 bytes, and an
+    /// effect is as large as its largest variant.
     ToFramework {
         conn: ConnId,
-        event: sched::Event,
+        event: Box<sched::Event>,
     },
     /// Ends a framework's event stream (after an ERROR event, or teardown).
     CloseFramework {
@@ -69,7 +71,7 @@ pub enum Effect {
     },
     ToAgent {
         conn: ConnId,
-        message: MasterMessage,
+        message: Box<MasterMessage>,
     },
     CloseAgent {
         conn: ConnId,
@@ -566,7 +568,10 @@ impl Master {
 
     fn send_to_agent(&self, agent_id: &AgentId, message: MasterMessage, out: &mut Vec<Effect>) {
         if let Some(conn) = self.agents.get(agent_id).and_then(|a| a.conn) {
-            out.push(Effect::ToAgent { conn, message });
+            out.push(Effect::ToAgent {
+                conn,
+                message: Box::new(message),
+            });
         }
     }
 
@@ -774,7 +779,10 @@ struct OfferStatusRound {
 fn push_event(conn: ConnId, event: sched::Event, out: &mut Vec<Effect>) {
     let kind = event.r#type;
     match wire::fit_event(event) {
-        Some(event) => out.push(Effect::ToFramework { conn, event }),
+        Some(event) => out.push(Effect::ToFramework {
+            conn,
+            event: Box::new(event),
+        }),
         None => {
             tracing::warn!(
                 conn,

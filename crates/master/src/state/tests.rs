@@ -251,7 +251,7 @@ fn events_to(effects: &[Effect], conn: ConnId) -> Vec<&sched::Event> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::ToFramework { conn: c, event } if *c == conn => Some(event),
+            Effect::ToFramework { conn: c, event } if *c == conn => Some(&**event),
             _ => None,
         })
         .collect()
@@ -323,10 +323,7 @@ fn agent_messages(effects: &[Effect], conn: ConnId) -> Vec<master_message::Kind>
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::ToAgent {
-                conn: c,
-                message: MasterMessage { kind: Some(kind) },
-            } if *c == conn => Some(kind.clone()),
+            Effect::ToAgent { conn: c, message } if *c == conn => message.kind.clone(),
             _ => None,
         })
         .collect()
@@ -337,13 +334,10 @@ fn run_tasks(effects: &[Effect]) -> Vec<(ConnId, master_message::RunTask)> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::ToAgent {
-                conn,
-                message:
-                    MasterMessage {
-                        kind: Some(master_message::Kind::RunTask(run)),
-                    },
-            } => Some((*conn, run.clone())),
+            Effect::ToAgent { conn, message } => match &message.kind {
+                Some(master_message::Kind::RunTask(run)) => Some((*conn, run.clone())),
+                _ => None,
+            },
             _ => None,
         })
         .collect()

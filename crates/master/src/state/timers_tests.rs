@@ -86,13 +86,10 @@ fn pings(effects: &[Effect], conn: ConnId) -> Vec<u64> {
     effects
         .iter()
         .filter_map(|effect| match effect {
-            Effect::ToAgent {
-                conn: to,
-                message:
-                    agora_proto::v1::agent::MasterMessage {
-                        kind: Some(master_message::Kind::Ping(ping)),
-                    },
-            } if *to == conn => Some(ping.seq),
+            Effect::ToAgent { conn: to, message } if *to == conn => match &message.kind {
+                Some(master_message::Kind::Ping(ping)) => Some(ping.seq),
+                _ => None,
+            },
             _ => None,
         })
         .collect()
