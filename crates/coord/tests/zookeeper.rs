@@ -537,6 +537,46 @@ async fn zookeeper_registry_follows_the_contract() -> Result<()> {
 }
 
 #[tokio::test]
+async fn zookeeper_registry_loads_many_entries_in_batches_whole_and_in_order() -> Result<()> {
+    let zk = server().await?;
+    let url = zk.url(&unique_path("many"));
+    let store = ZkRegistryStore::new(&url, options(4000));
+    // More than three of the load's batches of reads, the last one partial.
+    let count = 1000;
+    let puts = (0..count).map(|i| {
+        let store = &store;
+        async move {
+            store
+                .put(
+                    &format!("agent:{i:04}"),
+                    format!("value {i}").into_bytes(),
+                    None,
+                )
+                .await
+        }
+    });
+    futures::future::try_join_all(puts).await?;
+    // Entry 7 written twice: its version moves on.
+    store
+        .put("agent:0007", b"value 7 again".to_vec(), Some(Version(0)))
+        .await?;
+    let fresh = ZkRegistryStore::new(&url, options(4000));
+    let entries = fresh.load().await?;
+    assert_eq!(entries.len(), count);
+    for (i, entry) in entries.iter().enumerate() {
+        assert_eq!(entry.key, format!("agent:{i:04}"));
+        if i == 7 {
+            assert_eq!(entry.value, b"value 7 again");
+            assert_eq!(entry.version, Version(1));
+        } else {
+            assert_eq!(entry.value, format!("value {i}").into_bytes());
+            assert_eq!(entry.version, Version(0));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn zookeeper_registry_compare_and_set_across_sessions() -> Result<()> {
     let zk = server().await?;
     let url = zk.url(&unique_path("cas"));

@@ -13,6 +13,12 @@ use crate::zk::{ZkOptions, connect, persistent};
 /// Name of the registry directory under the URL's path.
 pub const REGISTRY_DIR: &str = "registry";
 
+/// Entries read per request when the registry is loaded: a new leader
+/// reads every agent's entry before it serves, and 10,000 requests of one
+/// entry each were most of its time after the election. An entry is
+/// usually under a kilobyte; a batch of the largest allowed is 64 MiB.
+const READ_BATCH: usize = 128;
+
 /// A registry in ZooKeeper: key `k` is the znode `<path>/registry/k`, its
 /// version the znode's data version.
 ///
@@ -78,6 +84,67 @@ impl ZkRegistryStore {
         unavailable(&self.url, &error)
     }
 
+    /// The entries of `keys`, read in one request (ZooKeeper's multi-read,
+    /// 3.6 and later); one request per key from a server that has none.
+    /// A key deleted since the listing is left out.
+    async fn read_batch(
+        &self,
+        client: &zk::Client,
+        keys: Vec<String>,
+    ) -> Result<Vec<RegistryEntry>, RegistryError> {
+        let mut reader = client.new_multi_reader();
+        for key in &keys {
+            if let Err(error) = reader.add_get_data(&self.node(key)) {
+                return Err(self.fail(error).await);
+            }
+        }
+        let results = match reader.commit().await {
+            Ok(results) if results.len() == keys.len() => results,
+            Ok(results) => {
+                warn!(zk = %self.url, asked = keys.len(), answered = results.len(), "a multi-read answered another count; reading one by one");
+                return self.read_one_by_one(client, keys).await;
+            }
+            Err(zk::Error::Unimplemented) => return self.read_one_by_one(client, keys).await,
+            Err(error) => return Err(self.fail(error).await),
+        };
+        let mut entries = Vec::with_capacity(keys.len());
+        for (key, result) in keys.into_iter().zip(results) {
+            match result {
+                zk::MultiReadResult::Data { data, stat } => entries.push(RegistryEntry {
+                    key,
+                    value: data,
+                    version: Version(u64::try_from(stat.version).unwrap_or_default()),
+                }),
+                // Deleted since the listing.
+                zk::MultiReadResult::Error {
+                    err: zk::Error::NoNode,
+                } => {}
+                zk::MultiReadResult::Error { err } => return Err(self.fail(err).await),
+                // Children (or a kind of answer this client learns later)
+                // for a data read: not the answer asked for.
+                _ => {
+                    return Err(RegistryError::Unavailable {
+                        reason: format!(
+                            "zookeeper {}: a data read answered something else",
+                            self.url
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    async fn read_one_by_one(
+        &self,
+        client: &zk::Client,
+        keys: Vec<String>,
+    ) -> Result<Vec<RegistryEntry>, RegistryError> {
+        let reads = keys.into_iter().map(|key| self.read_entry(client, key));
+        let entries = futures::future::try_join_all(reads).await?;
+        Ok(entries.into_iter().flatten().collect())
+    }
+
     async fn read_entry(
         &self,
         client: &zk::Client,
@@ -126,7 +193,14 @@ impl RegistryStore for ZkRegistryStore {
                 }
             });
             keys.sort();
-            let reads = keys.into_iter().map(|key| self.read_entry(&client, key));
+            let mut batches = Vec::new();
+            let mut keys = keys.into_iter().peekable();
+            while keys.peek().is_some() {
+                batches.push(keys.by_ref().take(READ_BATCH).collect::<Vec<_>>());
+            }
+            let reads = batches
+                .into_iter()
+                .map(|batch| self.read_batch(&client, batch));
             let entries = futures::future::try_join_all(reads).await?;
             Ok(entries.into_iter().flatten().collect())
         })
