@@ -100,12 +100,25 @@ impl ZkRegistryStore {
         }
         let results = match reader.commit().await {
             Ok(results) if results.len() == keys.len() => results,
+            // A server before 3.6 answers `Unimplemented`. Whatever else
+            // went wrong but the session, a read per entry finds the same
+            // entries, or says which one fails and why.
             Ok(results) => {
                 warn!(zk = %self.url, asked = keys.len(), answered = results.len(), "a multi-read answered another count; reading one by one");
                 return self.read_one_by_one(client, keys).await;
             }
             Err(zk::Error::Unimplemented) => return self.read_one_by_one(client, keys).await,
-            Err(error) => return Err(self.fail(error).await),
+            Err(
+                error @ (zk::Error::ConnectionLoss
+                | zk::Error::SessionExpired
+                | zk::Error::ClientClosed
+                | zk::Error::SessionMoved
+                | zk::Error::Timeout),
+            ) => return Err(self.fail(error).await),
+            Err(error) => {
+                warn!(zk = %self.url, %error, "a multi-read failed; reading one by one");
+                return self.read_one_by_one(client, keys).await;
+            }
         };
         let mut entries = Vec::with_capacity(keys.len());
         for (key, result) in keys.into_iter().zip(results) {
