@@ -90,10 +90,10 @@ impl ZkRegistryStore {
     async fn read_batch(
         &self,
         client: &zk::Client,
-        keys: Vec<String>,
+        keys: &[String],
     ) -> Result<Vec<RegistryEntry>, RegistryError> {
         let mut reader = client.new_multi_reader();
-        for key in &keys {
+        for key in keys {
             if let Err(error) = reader.add_get_data(&self.node(key)) {
                 return Err(self.fail(error).await);
             }
@@ -121,10 +121,10 @@ impl ZkRegistryStore {
             }
         };
         let mut entries = Vec::with_capacity(keys.len());
-        for (key, result) in keys.into_iter().zip(results) {
+        for (key, result) in keys.iter().zip(results) {
             match result {
                 zk::MultiReadResult::Data { data, stat } => entries.push(RegistryEntry {
-                    key,
+                    key: key.clone(),
                     value: data,
                     version: Version(u64::try_from(stat.version).unwrap_or_default()),
                 }),
@@ -151,9 +151,9 @@ impl ZkRegistryStore {
     async fn read_one_by_one(
         &self,
         client: &zk::Client,
-        keys: Vec<String>,
+        keys: &[String],
     ) -> Result<Vec<RegistryEntry>, RegistryError> {
-        let reads = keys.into_iter().map(|key| self.read_entry(client, key));
+        let reads = keys.iter().map(|key| self.read_entry(client, key.clone()));
         let entries = futures::future::try_join_all(reads).await?;
         Ok(entries.into_iter().flatten().collect())
     }
@@ -206,13 +206,8 @@ impl RegistryStore for ZkRegistryStore {
                 }
             });
             keys.sort();
-            let mut batches = Vec::new();
-            let mut keys = keys.into_iter().peekable();
-            while keys.peek().is_some() {
-                batches.push(keys.by_ref().take(READ_BATCH).collect::<Vec<_>>());
-            }
-            let reads = batches
-                .into_iter()
+            let reads = keys
+                .chunks(READ_BATCH)
                 .map(|batch| self.read_batch(&client, batch));
             let entries = futures::future::try_join_all(reads).await?;
             Ok(entries.into_iter().flatten().collect())

@@ -301,19 +301,9 @@ impl Master {
                 return Some(agent_id);
             }
             if fresh_start {
-                let replaced: Vec<AgentId> = self
-                    .away_agents
-                    .at(&info)
-                    .into_iter()
-                    .filter(|id| {
-                        self.agents.get(id).is_some_and(|a| {
-                            a.conn.is_none()
-                                && a.info.hostname == info.hostname
-                                && a.info.port == info.port
-                        })
-                    })
-                    .collect();
-                for old in replaced {
+                // Exactly the agents without a session at this address
+                // (the index's invariant, `away.rs`).
+                for old in self.away_agents.at(&info) {
                     self.mark_gone(
                         &old,
                         (
